@@ -1,0 +1,50 @@
+"""Shared fixtures: small machines, and a hypercall helper that audits after every step."""
+
+from __future__ import annotations
+
+import pytest
+
+from xensim import (HYPERVISOR_memory_op, XENMEM_populate_physmap, Machine, MemoryMap,
+                    XenMemoryReservation, audit)
+
+MiB = 1 << 20
+
+
+def small_machine(pdx: str = "none") -> Machine:
+    """64 MiB of RAM at [0, 64 MiB): frames 0..0x3fff, 32 superpages, one PDX group."""
+    return Machine(MemoryMap([(0, 64 * MiB)], name="small"), pdx)
+
+
+def holey_machine() -> Machine:
+    """RAM [0, 8 MiB) and [16 MiB, 24 MiB): frames 0..0x7ff and 0x1000..0x17ff, a hole between."""
+    return Machine(MemoryMap([(0, 8 * MiB), (16 * MiB, 24 * MiB)], name="holey"), "none")
+
+
+def assert_clean(m: Machine) -> None:
+    rep = audit(m)
+    assert rep.ok, str(rep)
+
+
+def hc(m: Machine, caller: int, number: int, *args) -> int:
+    """Issue a hypercall, then run the auditor: every step of a test is audited."""
+    rc = m.hypercall(caller, number, *args)
+    assert_clean(m)
+    return rc
+
+
+def populate(m: Machine, domid: int, gpfns: list[int], order: int) -> list[int]:
+    """populate_physmap; returns the first MFN of each extent (asserts all were done)."""
+    res = XenMemoryReservation(list(gpfns), len(gpfns), order)
+    assert hc(m, domid, HYPERVISOR_memory_op, XENMEM_populate_physmap, res) == len(gpfns)
+    return res.extent_start
+
+
+@pytest.fixture
+def m() -> Machine:
+    return small_machine()
+
+
+@pytest.fixture
+def guest(m) -> int:
+    """A domain with 8 MiB (2048 pages) of max memory, nothing populated yet."""
+    return m.create_domain("guest", 2048)

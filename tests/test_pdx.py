@@ -1,0 +1,647 @@
+"""Tests for xensim._pdx: PDX compression (none / mask / offset).
+
+Frame numbers are PFNs (4 KiB frames); "2^18" is one MAX_ORDER block (1 GiB).
+Expected values are worked out by hand in the comments; the accept/reject
+verdicts of the synthetic maps are those of Xen's tools/tests/pdx/test-pdx.c.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xensim._pdx import (
+    MODES,
+    OFFSET_TABLE_SLOTS,
+    Pdx,
+    PdxMask,
+    PdxNone,
+    PdxNotApplicable,
+    PdxOffset,
+    make_pdx,
+    normalize_frame_ranges,
+)
+from xensim._units import MAX_MFN, MAX_ORDER, PAGE_SIZE, SUPERPAGE_PAGES
+
+G = 1 << MAX_ORDER          # frames in a MAX_ORDER block (0x40000)
+
+MEMMAPS = Path(__file__).resolve().parents[2] / "shared" / "memmaps"
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+def frames_from_bytes(ram):
+    """Byte ranges [start, end) -> whole-frame ranges [ceil(start/4K), floor(end/4K)),
+    adjacent/overlapping ones merged, empty ones dropped."""
+    out = []
+    for start, end in sorted(ram):
+        s, e = -(-start // PAGE_SIZE), end // PAGE_SIZE
+        if s >= e:
+            continue
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def load_map(name):
+    data = yaml.safe_load((MEMMAPS / f"{name}.yaml").read_text())
+    return frames_from_bytes(data["ram"])
+
+
+MAP_NAMES = sorted(p.stem for p in MEMMAPS.glob("*.yaml"))
+
+QEMU_2NODE = [(0, 0x80000), (0x100000, 0x180000)]
+
+
+def test_shared_maps_present_and_converted():
+    assert MAP_NAMES == ["firecracker-1g", "intel-clx-2s", "intel-gnr-4s",
+                         "qemu-2node", "qemu-pc-4g"]
+    # 0x9fc00 bytes = 0x9f full frames + 0xc00 bytes: the partial frame is dropped.
+    assert load_map("firecracker-1g") == [(0, 0x9f), (0x100, 0x40000)]
+    # Two touching byte ranges become one frame range.
+    assert load_map("intel-clx-2s") == [(0, 0x3040000)]
+    assert load_map("qemu-2node") == QEMU_2NODE
+
+
+# --------------------------------------------------------------------------
+# make_pdx: arguments and input normalisation
+# --------------------------------------------------------------------------
+
+class TestMakePdx:
+    def test_unknown_mode_names_the_choices(self):
+        with pytest.raises(ValueError) as exc:
+            make_pdx(QEMU_2NODE, "zip")
+        for choice in ("none", "mask", "offset"):
+            assert choice in str(exc.value)
+        assert MODES == ("none", "mask", "offset")
+
+    def test_default_mode_is_mask(self):
+        p = make_pdx(QEMU_2NODE)
+        assert isinstance(p, PdxMask) and p.mode == p.requested == "mask"
+        assert p.fallback_reason is None
+
+    @pytest.mark.parametrize("name", MAP_NAMES)
+    def test_none_never_falls_back(self, name):
+        p = make_pdx(load_map(name), "none")
+        assert isinstance(p, PdxNone)
+        assert p.mode == p.requested == "none" and p.fallback_reason is None
+        assert p.max_pdx == p.max_pfn
+
+    def test_ranges_are_sorted_and_touching_ones_merged(self):
+        # [0x100000,0x140000) + [0x140000,0x180000) touch -> one range.
+        given_ranges = [(0x140000, 0x180000), (0, 0x80000), (0x100000, 0x140000)]
+        assert normalize_frame_ranges(given_ranges) == tuple(QEMU_2NODE)
+        assert make_pdx(given_ranges, "mask").max_pdx == 0x100000
+
+    @pytest.mark.parametrize("bad", [[], [(5, 5)], [(6, 5)], [(-1, 5)],
+                                     [(0, MAX_MFN + 1)], [(0, 1.5)], [(1,)]])
+    def test_bad_ranges_rejected(self, bad):
+        with pytest.raises(ValueError):
+            make_pdx(bad, "none")
+
+    def test_subclasses_raise_when_not_applicable(self):
+        # Built directly, a compressing class refuses a map it cannot compress.
+        with pytest.raises(PdxNotApplicable, match="nothing to compress"):
+            PdxMask(load_map("intel-gnr-4s"))
+        with pytest.raises(PdxNotApplicable, match="gains nothing"):
+            PdxOffset(load_map("intel-clx-2s"))
+        assert issubclass(PdxNotApplicable, ValueError)
+
+
+# --------------------------------------------------------------------------
+# the five shared maps: exact results
+# --------------------------------------------------------------------------
+
+# (map, requested mode) -> (mode in effect, max_pdx)
+#
+# firecracker-1g: frames [0,0x9f) [0x100,0x40000) all lie in the first 2^18
+#   block.  mask = 0x3ffff | 0x9e-fill | 0x100 | 0x3ffff = 0x3ffff: no bit >= 18
+#   is set, so no hole.  offset: both bases align down to 0 and merge into one
+#   region at PFN 0, so pdx == pfn: nothing gained.  max_pfn = 0x40000.
+# intel-clx-2s: one contiguous range [0,0x3040000): mask = 0x3ffffff, no zero
+#   bit below a set bit; offset: single region at 0, nothing gained.
+# intel-gnr-4s: see TestGnr.  mask: no hole; offset: max_pdx 0x38000000.
+# qemu-2node: frames [0,0x80000) [0x100000,0x180000).
+#   mask: 0x3ffff | 0x7ffff | 0x100000 | fill(0x100000^0x17ffff)=0x7ffff = 0x17ffff
+#   -> bits 0-18 and 20 set, bit 19 is the hole.  pdx(0x17ffff) = 0x7ffff |
+#   (0x100000 >> 1) = 0xfffff -> max_pdx 0x100000.
+#   offset: moving mask 0x7ffff, bases differ in bit 20 -> pfn_index_shift 20,
+#   slots 0 and 1; region size 2^19; second region at PDX 0x80000 (offset
+#   0x80000) -> max_pdx 0x80000 + 0x80000 = 0x100000.
+# qemu-pc-4g: frames [0,0xc0000) [0x100000,0x140000).
+#   mask: 0x3ffff | fill(0xbffff)=0xfffff | 0x100000 | 0x3ffff = 0x1fffff: no hole.
+#   offset: moving mask 0xfffff, bases differ in bit 20 -> slots 0, 1; largest
+#   region 0xc0000 -> size 0x100000, so region 1 goes to PDX 0x100000 = its PFN:
+#   offset 0, nothing gained.
+KNOWN = {
+    ("firecracker-1g", "mask"): ("none", 0x40000),
+    ("firecracker-1g", "offset"): ("none", 0x40000),
+    ("intel-clx-2s", "mask"): ("none", 0x3040000),
+    ("intel-clx-2s", "offset"): ("none", 0x3040000),
+    ("intel-gnr-4s", "mask"): ("none", 0x133e80000),
+    ("intel-gnr-4s", "offset"): ("offset", 0x38000000),
+    ("qemu-2node", "mask"): ("mask", 0x100000),
+    ("qemu-2node", "offset"): ("offset", 0x100000),
+    ("qemu-pc-4g", "mask"): ("none", 0x140000),
+    ("qemu-pc-4g", "offset"): ("none", 0x140000),
+}
+MAX_PFN = {"firecracker-1g": 0x40000, "intel-clx-2s": 0x3040000,
+           "intel-gnr-4s": 0x133e80000, "qemu-2node": 0x180000, "qemu-pc-4g": 0x140000}
+
+
+class TestKnownMaps:
+    @pytest.mark.parametrize("name,mode", sorted(KNOWN))
+    def test_mode_and_max_pdx(self, name, mode):
+        p = make_pdx(load_map(name), mode)
+        want_mode, want_max_pdx = KNOWN[name, mode]
+        assert p.requested == mode
+        assert p.mode == want_mode
+        assert p.max_pdx == want_max_pdx
+        assert p.max_pfn == MAX_PFN[name]
+        if want_mode == "none":
+            assert isinstance(p, PdxNone)
+            assert p.fallback_reason and p.fallback_reason.startswith(mode + ":")
+            assert p.max_pdx == p.max_pfn
+        else:
+            assert p.fallback_reason is None
+            assert p.max_pdx < p.max_pfn
+
+    def test_qemu_2node_mask_squeezes_exactly_bit_19(self):
+        p = make_pdx(QEMU_2NODE, "mask")
+        assert (p.bottom_shift, p.hole_shift) == (19, 1)
+        assert p.bottom_mask == 0x7ffff            # bits 0-18 kept as they are
+        assert p.hole_mask == 0x80000              # bit 19 only
+        assert p.top_mask == (2**64 - 1) & ~0xfffff
+        assert p.ram_mask == 0x17ffff
+        assert p.max_pdx == 0x100000
+        # Node 1 (PFN 0x100000..) slides down to PDX 0x80000..: bit 20 -> bit 19.
+        assert p.mfn_to_pdx(0x100000) == 0x80000
+        assert p.pdx_to_mfn(0x80000) == 0x100000
+        assert p.pdx_ranges() == [(0, 0x80000), (0x80000, 0x100000)]
+
+    def test_intel_clx_gains_nothing_in_every_mode(self):
+        for mode in MODES:
+            p = make_pdx(load_map("intel-clx-2s"), mode)
+            assert p.mode == "none"
+            assert p.max_pdx == p.max_pfn == 0x3040000
+            if mode == "none":
+                assert p.fallback_reason is None
+            else:
+                assert "nothing" in p.fallback_reason
+
+    def test_fallback_reasons_say_why(self):
+        mask = make_pdx(load_map("qemu-pc-4g"), "mask")
+        assert "no bit of the PFN is zero" in mask.fallback_reason
+        off = make_pdx(load_map("qemu-pc-4g"), "offset")
+        assert "gains nothing" in off.fallback_reason
+        assert "0x140000" in off.fallback_reason
+
+
+class TestGnr:
+    """4-socket Intel Granite Rapids: 2 TiB of RAM over ~19 TiB of addresses.
+
+    Frame ranges: R0 [0,0x80000)  R1 [0x100000,0x8080000)
+    R2 [0x63e80000,0x6be80000)  R3 [0xc7e80000,0xcfe80000)
+    R4 [0x12be80000,0x133e80000); all bases already 2^18-aligned.
+    """
+
+    def test_mask_finds_no_hole(self):
+        # OR of bases and moving bits: R1 moves bits 0-27, R4 moves bits 0-28
+        # (0x12be80000 ^ 0x133e7ffff = 0x180fffff), bases add bits 29,30 (R2),
+        # 30,31 (R3), 29,32 (R4) -> bits 0-32 all set: no zero run below a 1.
+        p = make_pdx(load_map("intel-gnr-4s"), "mask")
+        assert p.mode == "none" and p.requested == "mask"
+        assert "no bit of the PFN is zero in every RAM range above bit 17" in p.fallback_reason
+
+    def test_offset_compresses(self):
+        # Moving mask 0x1fffffff (m = 29).  Bases above it: 0, 0, 0x60000000,
+        # 0xc0000000, 0x120000000 differ in bits 29-32 (4 bits <= 6) so
+        # pfn_index_shift = 29 and the slot is PFN >> 29: R0,R1 -> 0 (merged
+        # into [0,0x8080000)), R2 -> 3, R3 -> 6, R4 -> 9.  Largest region is
+        # 0x8080000 frames -> rounded up to 2^28 = region size (pdx_index_shift
+        # 28).  R4 is region 3, 0x8000000 frames long: max_pdx = 3 * 2^28 +
+        # 0x8000000 = 0x38000000, i.e. 3.5 Ti-frames-worth of PDX space instead
+        # of 0x133e80000 (frame table 28 GiB instead of ~154 GiB at 32 B/frame).
+        p = make_pdx(load_map("intel-gnr-4s"), "offset")
+        assert isinstance(p, PdxOffset) and p.fallback_reason is None
+        assert p.max_pdx == 0x38000000
+        assert p.max_pfn == 0x133e80000
+        assert p.max_pdx * 5 < p.max_pfn
+        assert p.pfn_index_shift == 29
+        assert p.pdx_index_shift == 28 and p.region_size == 0x10000000
+        assert p.index_truncated is False
+        assert p.slots == [0, 3, 6, 9]
+        assert p.regions == [(0, 0x8080000), (0x63e80000, 0x6be80000),
+                             (0xc7e80000, 0xcfe80000), (0x12be80000, 0x133e80000)]
+        # offset = pfn base - i * 2^28
+        assert [r["offset"] for r in p.to_dict()["regions"]] == [
+            0, 0x53e80000, 0xa7e80000, 0xfbe80000]
+        assert p.mfn_to_pdx(0x12be80000) == 0x30000000
+        assert p.mfn_to_pdx(0x133e7ffff) == 0x37ffffff
+        assert p.pdx_to_mfn(0x10000000) == 0x63e80000
+
+    def test_offset_covers(self):
+        p = make_pdx(load_map("intel-gnr-4s"), "offset")
+        assert p.covers(0) and p.covers(0x8080000 - 1)
+        # Past R1's RAM but inside slot 0's 2^28 block: has a PDX (Xen's
+        # pfn_bases check looks at the block, not the RAM).
+        assert p.covers(0x8080000)
+        assert not p.covers(0x10000000)          # slot 0 but beyond its block
+        assert not p.covers(0x40000000)          # slot 2: unused
+        assert not p.covers(0x63e80000 - 1)      # slot 3, just below its base
+        assert p.covers(0x63e80000)
+
+
+# --------------------------------------------------------------------------
+# round trips over every range of every shared map
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", MAP_NAMES)
+def test_range_ends_round_trip(name, mode):
+    ranges = load_map(name)
+    p = make_pdx(ranges, mode)
+    ends = [f for s, e in ranges for f in (s, e - 1)]
+    pdxs = []
+    for mfn in ends:
+        pdx = p.mfn_to_pdx(mfn)
+        assert p.pdx_to_mfn(pdx) == mfn
+        assert p.covers(mfn)
+        assert 0 <= pdx < p.max_pdx
+        pdxs.append(pdx)
+    assert pdxs == sorted(set(pdxs))            # increasing along the map
+    assert p.max_pdx == p.mfn_to_pdx(ranges[-1][1] - 1) + 1
+    assert p.max_pdx <= p.max_pfn
+    # Vectorised over the same frames.
+    arr = np.array(ends, dtype=np.uint64)
+    assert p.mfn_to_pdx(arr).tolist() == pdxs
+    assert p.pdx_to_mfn(p.mfn_to_pdx(arr)).tolist() == ends
+
+
+# --------------------------------------------------------------------------
+# covers()
+# --------------------------------------------------------------------------
+
+class TestCovers:
+    def test_mask_hole_is_not_covered(self):
+        p = make_pdx(QEMU_2NODE, "mask")
+        assert not p.covers(0x80000)             # bit 19 set: in the squeezed hole
+        assert not p.covers(0xfffff)
+        assert not p.covers(0x180000 | 0x80000)
+        assert p.covers(0x17ffff)
+        assert p.covers(0x200000)                # above RAM, no bit 19: has a PDX
+
+    def test_every_ram_frame_covered_and_monotonic(self):
+        # All 0x100000 RAM frames of qemu-2node, vectorised.
+        for mode in ("mask", "offset"):
+            p = make_pdx(QEMU_2NODE, mode)
+            mfns = np.concatenate([np.arange(s, e, dtype=np.uint64) for s, e in QEMU_2NODE])
+            assert p.covers(mfns).all()
+            pdx = p.mfn_to_pdx(mfns)
+            # Here the PDXs are exactly 0..0xfffff, in order.
+            assert np.array_equal(pdx, np.arange(0x100000, dtype=np.uint64))
+            assert np.array_equal(p.pdx_to_mfn(pdx), mfns)
+
+    def test_vectorised_covers_matches_scalar(self):
+        for mode in MODES:
+            p = make_pdx(load_map("intel-gnr-4s"), mode)
+            mfns = [0, 0x8080000, 0x10000000, 0x40000000, 0x63e80000 - 1,
+                    0x63e80000, 0x133e80000, MAX_MFN - 1, MAX_MFN]
+            got = p.covers(np.array(mfns, dtype=np.int64))
+            assert got.dtype == bool
+            assert got.tolist() == [p.covers(m) for m in mfns]
+            assert p.covers(MAX_MFN) is False and p.covers(-1) is False
+
+    def test_none_covers_everything_in_the_address_space(self):
+        p = make_pdx(QEMU_2NODE, "none")
+        assert p.covers(0x80000) and p.covers(MAX_MFN - 1)
+        assert not p.covers(MAX_MFN)
+
+
+# --------------------------------------------------------------------------
+# mfn_to_pdx / pdx_to_mfn: vectorised forms, dtypes, errors
+# --------------------------------------------------------------------------
+
+class TestTranslate:
+    @pytest.mark.parametrize("dtype", [np.uint64, np.int64])
+    @pytest.mark.parametrize("mode", ["none", "mask", "offset"])
+    def test_vector_equals_scalar(self, mode, dtype):
+        ranges = load_map("intel-gnr-4s") if mode == "offset" else QEMU_2NODE
+        p = make_pdx(ranges, mode)
+        rng = np.random.default_rng(1)
+        mfns = np.concatenate([rng.integers(s, e, 200) for s, e in ranges]).astype(dtype)
+        pdx = p.mfn_to_pdx(mfns)
+        assert pdx.dtype == dtype and pdx.shape == mfns.shape
+        assert pdx.tolist() == [p.mfn_to_pdx(int(m)) for m in mfns]
+        back = p.pdx_to_mfn(pdx)
+        assert back.dtype == dtype
+        assert back.tolist() == [p.pdx_to_mfn(int(x)) for x in pdx] == mfns.tolist()
+
+    def test_shapes_scalars_and_lists(self):
+        p = make_pdx(QEMU_2NODE, "mask")
+        grid = np.array([[0x100000, 0x17ffff], [0, 0x7ffff]], dtype=np.uint64)
+        assert p.mfn_to_pdx(grid).tolist() == [[0x80000, 0xfffff], [0, 0x7ffff]]
+        x = p.mfn_to_pdx(np.uint64(0x100000))
+        assert type(x) is int and x == 0x80000
+        assert p.mfn_to_pdx([0x100000]).tolist() == [0x80000]
+        assert p.mfn_to_pdx(np.array([], dtype=np.uint64)).size == 0
+
+    def test_bad_values(self):
+        p = make_pdx(QEMU_2NODE, "offset")
+        with pytest.raises(ValueError):
+            p.mfn_to_pdx(-1)
+        with pytest.raises(ValueError):
+            p.pdx_to_mfn(np.array([3, -3]))
+        with pytest.raises(TypeError):
+            p.mfn_to_pdx(np.array([1.0]))
+        with pytest.raises(TypeError):
+            p.mfn_to_pdx(True)
+
+
+# --------------------------------------------------------------------------
+# mask compression details
+# --------------------------------------------------------------------------
+
+class TestMask:
+    def test_longest_zero_run_wins(self):
+        # Ranges [0,2^18) and [0x880000,0x8c0000): mask = 0x3ffff | bit 19 |
+        # bit 23 -> zero runs: bit 18 (length 1) and bits 20-22 (length 3).
+        # The longer run is squeezed: bottom_shift 20, hole_shift 3.
+        # pdx(0x880000) = 0x80000 | (0x800000 >> 3) = 0x180000; max_pdx =
+        # 0x180000 + 0x40000 = 0x1c0000.
+        p = make_pdx([(0, G), (0x880000, 0x8c0000)], "mask")
+        assert (p.bottom_shift, p.hole_shift) == (20, 3)
+        assert p.hole_mask == 0x700000
+        assert p.mfn_to_pdx(0x880000) == 0x180000
+        assert p.max_pdx == 0x1c0000
+        assert p.describe().startswith("mask: bits 20-22 of the PFN squeezed out (hole_shift 3")
+
+    def test_tie_keeps_the_lowest_run(self):
+        # Single range [10*2^18, 11*2^18) = [0x280000, 0x2c0000): base bits 19
+        # and 21 -> zero bits 18 and 20, both length 1: bit 18 is taken (Xen's
+        # strict '>').  pdx(0x280000) = 0 | (0x280000 >> 1) = 0x140000;
+        # max_pdx = 0x140000 + 0x40000 = 0x180000.
+        p = make_pdx([(10 * G, 11 * G)], "mask")
+        assert (p.bottom_shift, p.hole_shift) == (18, 1)
+        assert p.max_pdx == 0x180000
+
+    def test_bit_18_can_go_but_bits_below_never(self):
+        # [0,2^18) and [2^19, 2^19+2^18): bit 18 is zero in both and bit 19 is
+        # set -> bit 18 squeezed.
+        p = make_pdx([(0, G), (2 * G, 3 * G)], "mask")
+        assert (p.bottom_shift, p.hole_shift) == (18, 1)
+        # [0,0x20000) and [0x80000,0xa0000): bit 17 is zero in all RAM too, but
+        # the low 18 bits always count as set: only bit 18 goes, and the
+        # non-RAM frames with bit 17 set keep a PDX.  pdx(0x9ffff) = 0x1ffff |
+        # (0x80000 >> 1) = 0x5ffff -> max_pdx 0x60000.
+        q = make_pdx([(0, G // 2), (2 * G, 2 * G + G // 2)], "mask")
+        assert (q.bottom_shift, q.hole_shift) == (18, 1)
+        assert q.max_pdx == 0x60000
+        assert q.covers(0x30000) and not q.covers(0x40000)
+        # [0,1) and [0x100,0x101): the only gap is below bit 18 -> no hole.
+        r = make_pdx([(0, 1), (0x100, 0x101)], "mask")
+        assert r.mode == "none"
+
+    def test_top_zeros_are_not_a_hole(self):
+        # One range [0, 2^18): all bits >= 18 are zero, none set above them.
+        p = make_pdx([(0, G)], "mask")
+        assert p.mode == "none" and "nothing to compress" in p.fallback_reason
+
+
+# --------------------------------------------------------------------------
+# offset compression details
+# --------------------------------------------------------------------------
+
+class TestOffset:
+    def test_unaligned_bases_align_down_and_merge(self):
+        # [0x100, 0x40000) aligns down to base 0 and overlaps [0, 0x9f): one
+        # region at 0 -> pdx == pfn, nothing gained.
+        p = make_pdx(load_map("firecracker-1g"), "offset")
+        assert p.mode == "none" and "gains nothing" in p.fallback_reason
+
+    def test_single_region_not_at_zero(self):
+        # [10*2^18, 11*2^18): single region, offset = its base 0x280000, so
+        # pdx = pfn - 0x280000 and max_pdx = 2^18.
+        p = make_pdx([(10 * G, 11 * G)], "offset")
+        assert p.mode == "offset"
+        assert p.max_pdx == G
+        assert p.mfn_to_pdx(10 * G) == 0
+        assert not p.covers(10 * G - 1) and not p.covers(11 * G)
+
+    def test_region_size_rounds_up_to_power_of_two(self):
+        # [0,1) and [0x100000,0x100001): each region one frame, size rounds up
+        # to 2^18 (the minimum); bases differ in bit 20 -> shift 20.  Region 1
+        # at PDX 0x40000: max_pdx = 0x40001.
+        p = make_pdx([(0, 1), (0x100000, 0x100001)], "offset")
+        assert p.region_size == G and p.pfn_index_shift == 20
+        assert p.max_pdx == 0x40001
+
+    def test_close_bases_share_a_slot(self):
+        # [0,2^18) [2*2^18, 2*2^18+1) [32*2^18, 35*2^18): the 3-block region
+        # [0x800000,0x8c0000) moves bits 0-19 (0x800000 ^ 0x8bffff = 0xbffff),
+        # so the moving mask is 0xfffff and base 0x80000 (bit 19) is hidden in
+        # it; bases differ above it only in bit 23 -> pfn_index_shift 23.
+        # Slots 0, 0, 1: the first two merge into [0,0x80001).  Largest region
+        # 0xc0000 -> size 2^20; region 1 at PDX 0x100000, offset 0x800000 -
+        # 0x100000 = 0x700000; max_pdx = 0x100000 + 0xc0000 = 0x1c0000.
+        p = make_pdx([(0, G), (2 * G, 2 * G + 1), (32 * G, 35 * G)], "offset")
+        assert p.pfn_index_shift == 23 and p.slots == [0, 1]
+        assert p.regions == [(0, 0x80001), (0x800000, 0x8c0000)]
+        assert p.region_size == 0x100000 and p.max_pdx == 0x1c0000
+        assert p.pfn_pdx_lookup[1] == 0x700000
+        assert p.covers(0x40000)                 # the gap inside slot 0's block
+
+    def test_region_size_can_eat_the_gain(self):
+        # Xen's "resulting PDX region size leads to no compression" case:
+        # [0,1G) [2G,3G) [4G,7G) [8G,12G) (G = 2^18 frames).  Moving mask
+        # 0xfffff, bases differ in bits 20-21 -> shift 20, slots 0,0,1,2 ->
+        # regions [0,3G) [4G,7G) [8G,12G); size 4G = 2^20, so region 2 lands at
+        # PDX 2^21 = its own PFN 8G: offset 0, nothing gained.
+        p = make_pdx([(0, G), (2 * G, 3 * G), (4 * G, 7 * G), (8 * G, 12 * G)], "offset")
+        assert p.mode == "none" and "gains nothing" in p.fallback_reason
+        assert p.max_pdx == p.max_pfn == 12 * G
+
+    def test_truncated_index_merges_across_a_gap(self):
+        # A=[0,2^25) moves bits 0-24; C=[2^26, 2^26+2^18), B=[2^38, 2^38+2^18)
+        # differ above it in bits 26 and 38: 13 bits wide > 6, so the index is
+        # the top 6: shift = 39 - 6 = 33.  A and C both have PFN>>33 == 0 and
+        # are merged into [0, 2^26+2^18) (gap included); B is slot 2^38>>33 =
+        # 32.  Size = 2^27 (2^26+2^18 rounded up): max_pdx = 2^27 + 2^18.
+        a, c, b = (0, 1 << 25), (1 << 26, (1 << 26) + G), (1 << 38, (1 << 38) + G)
+        p = make_pdx([a, c, b], "offset")
+        assert p.mode == "offset" and p.index_truncated
+        assert p.pfn_index_shift == 33
+        assert p.regions == [(0, (1 << 26) + G), b]
+        assert p.slots == [0, 32]
+        assert p.max_pdx == (1 << 27) + G
+        assert p.covers((1 << 25) + 5)           # in the merged gap: has a PDX
+
+    def test_unused_pdx_slot_is_identity_like_xen(self):
+        # Xen's zero-initialised table: an unused slot has offset 0.
+        p = make_pdx(QEMU_2NODE, "offset")
+        assert p.pdx_to_mfn(5 * 0x80000 + 7) == 5 * 0x80000 + 7
+        assert len(p.pfn_pdx_lookup) == OFFSET_TABLE_SLOTS == 64
+
+
+# --------------------------------------------------------------------------
+# Xen's own test table (tools/tests/pdx/test-pdx.c): compressible or not
+# --------------------------------------------------------------------------
+
+XEN_CASES = [
+    # (name, ranges, compressible in both mask and offset mode)
+    ("simple hole", [(0, G), (1 << 36, (1 << 36) | G)], True),
+    ("three ranges", [(0, G), (2 * G, 3 * G), (20 * G, 22 * G)], True),
+    ("single range not at 0", [(10 * G, 11 * G)], True),
+    ("region size gains nothing", [(0, G), (2 * G, 3 * G), (4 * G, 7 * G), (8 * G, 12 * G)], False),
+    ("AMD Versal Gen 2", [(0, 0x80000), (0x800000, 0x880000), (0x50000000, 0x50080000),
+                          (0x60000000, 0x60080000), (0x70000000, 0x70080000)], True),
+    ("lower one not at 0", [((1 << 23) + 2 * G, (1 << 23) + 3 * G), (2 * G, 3 * G)], True),
+    ("same high bit", [((1 << 39), (1 << 39) + G), ((1 << 39) + 3 * G, (1 << 39) + 4 * G)], True),
+    ("AMD Naples 2s", [(0, 0xa0), (0x100, 0xb0000), (0x100000, 0x430000),
+                       (0x430000, 0x830000), (0x830000, 0xc30000), (0xc30000, 0x1030000),
+                       (0x1030000, 0x1430000), (0x1430000, 0x1830000),
+                       (0x1830000, 0x1c30000), (0x1c30000, 0x2030000)], False),
+    ("qemu 2 node", QEMU_2NODE, True),
+    ("smaller than MAX_ORDER", [(0, 1), (0x100, 0x101)], False),
+    ("size adjusted to MAX_ORDER", [(0, 1), (0x100000, 0x100001)], True),
+    ("Intel CLX 2s", [(0, 0x180000), (0x180000, 0x3040000)], False),
+]
+
+
+@pytest.mark.parametrize("mode", ["mask", "offset"])
+@pytest.mark.parametrize("name,ranges,compressible", XEN_CASES, ids=[c[0] for c in XEN_CASES])
+def test_xen_test_pdx_table(name, ranges, compressible, mode):
+    p = make_pdx(ranges, mode)
+    assert (p.mode == mode) is compressible
+    assert (p.fallback_reason is None) is compressible
+    for s, e in ranges:
+        for mfn in (s, e - 1):
+            assert p.covers(mfn)
+            assert p.pdx_to_mfn(p.mfn_to_pdx(mfn)) == mfn
+
+
+# --------------------------------------------------------------------------
+# describe() and to_dict()
+# --------------------------------------------------------------------------
+
+class TestReport:
+    def test_describe(self):
+        assert make_pdx(QEMU_2NODE, "mask").describe().startswith(
+            "mask: bit 19 of the PFN squeezed out (hole_shift 1")
+        d = make_pdx(load_map("intel-gnr-4s"), "offset").describe()
+        assert d.startswith("offset: 4 regions") and "pfn_index_shift 29" in d
+        n = make_pdx(load_map("intel-gnr-4s"), "mask").describe()
+        assert n.startswith("none: pdx == mfn") and "fallback from mask" in n
+        assert make_pdx(QEMU_2NODE, "none").describe() == "none: pdx == mfn (max_pdx 0x180000)"
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_to_dict_is_json_ready(self, mode):
+        for name in ("qemu-2node", "intel-gnr-4s"):
+            p = make_pdx(load_map(name), mode)
+            d = p.to_dict()
+            assert {"mode", "requested", "fallback_reason", "max_pdx"} <= d.keys()
+            assert d["mode"] == p.mode and d["requested"] == mode
+            assert d["max_pdx"] == p.max_pdx
+            json.loads(json.dumps(d))
+        assert make_pdx(QEMU_2NODE, "mask").to_dict()["hole_shift"] == 1
+        assert make_pdx(QEMU_2NODE, "offset").to_dict()["pfn_index_shift"] == 20
+
+
+# --------------------------------------------------------------------------
+# properties over random maps
+# --------------------------------------------------------------------------
+
+def check_invariants(p: Pdx, ranges, rng):
+    """Everything that must hold for any accepted (or fallen-back) compression."""
+    assert p.max_pdx <= p.max_pfn
+    assert p.max_pdx == p.mfn_to_pdx(ranges[-1][1] - 1) + 1
+    if p.mode != p.requested:
+        assert isinstance(p, PdxNone) and p.fallback_reason
+    if isinstance(p, PdxOffset):
+        # Region i starts at PDX i * region_size, never above its PFN base.
+        assert all(0 <= r["offset"] <= r["pfn_base"] for r in p.to_dict()["regions"])
+    # Random RAM frames plus every range's ends, sorted.
+    parts = [np.array([s, e - 1], dtype=np.uint64) for s, e in ranges]
+    parts += [rng.integers(s, e, 40, dtype=np.uint64) for s, e in ranges]
+    mfns = np.unique(np.concatenate(parts))
+    pdx = p.mfn_to_pdx(mfns)
+    assert np.array_equal(p.pdx_to_mfn(pdx), mfns)          # round trip
+    assert p.covers(mfns).all()
+    assert (pdx < np.uint64(p.max_pdx)).all()
+    assert (np.diff(pdx.astype(np.int64)) > 0).all()        # monotonic (every mode)
+    signed = mfns.astype(np.int64)
+    assert np.array_equal(p.mfn_to_pdx(signed), pdx.astype(np.int64))
+    for m, x in list(zip(mfns.tolist(), pdx.tolist()))[:12]:  # vectorised == scalar
+        assert p.mfn_to_pdx(m) == x and p.pdx_to_mfn(x) == m
+    # Superpages (512) and MAX_ORDER blocks stay aligned and contiguous.
+    for s, e in ranges:
+        for block in (SUPERPAGE_PAGES, G):
+            first = -(-s // block) * block
+            if first + block <= e:
+                start = int(rng.integers(first // block, e // block)) * block
+                if start + block > e:
+                    start = first
+                blk = p.mfn_to_pdx(np.arange(start, start + block, dtype=np.uint64))
+                assert int(blk[0]) % block == 0
+                assert np.array_equal(blk, blk[0] + np.arange(block, dtype=np.uint64))
+
+
+@st.composite
+def aligned_maps(draw):
+    """1..6 non-overlapping ranges with 2^18-aligned starts; ends aligned or
+    trimmed by up to 2^18-1 frames; gaps from none to ~2^37 frames."""
+    n = draw(st.integers(1, 6))
+    pos, ranges = 0, []
+    for i in range(n):
+        gap = draw(st.one_of(st.integers(0, 4), st.integers(0, 1 << 19)))
+        if i == 0:
+            gap = draw(st.one_of(st.just(0), st.integers(0, 1 << 19)))
+        blocks = draw(st.one_of(st.integers(1, 4), st.integers(1, 1 << 10)))
+        trim = draw(st.one_of(st.just(0), st.integers(0, G - 1)))
+        start = (pos + gap) * G
+        end = start + blocks * G - trim
+        ranges.append((start, end))
+        pos += gap + blocks
+    return ranges
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ranges=aligned_maps(), seed=st.integers(0, 2**32 - 1))
+def test_property_aligned_maps(ranges, seed):
+    rng = np.random.default_rng(seed)
+    norm = list(normalize_frame_ranges(ranges))
+    for mode in MODES:
+        check_invariants(make_pdx(ranges, mode), norm, rng)
+
+
+@st.composite
+def arbitrary_maps(draw):
+    """1..6 disjoint ranges of any alignment: gaps and lengths of random
+    magnitude (gaps up to 2^36 frames, lengths up to 2^28)."""
+    n = draw(st.integers(1, 6))
+    pos, ranges = 0, []
+    for _ in range(n):
+        pos += draw(st.integers(0 if not ranges else 1, 1 << draw(st.integers(0, 36))))
+        length = draw(st.integers(1, 1 << draw(st.integers(0, 28))))
+        ranges.append((pos, pos + length))
+        pos += length
+    return ranges
+
+
+@settings(max_examples=100, deadline=None)
+@given(ranges=arbitrary_maps(), seed=st.integers(0, 2**32 - 1))
+def test_property_arbitrary_maps(ranges, seed):
+    rng = np.random.default_rng(seed)
+    norm = list(normalize_frame_ranges(ranges))
+    for mode in MODES:
+        check_invariants(make_pdx(ranges, mode), norm, rng)

@@ -1,0 +1,118 @@
+"""The ``xensim`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ._config import (Config, build_memory_map, default_config, dump_resolved,
+                      load_config, load_memmap_file)
+from ._errors import ConfigError
+from ._machine import Machine
+from ._memmap import MemoryMap
+from ._overhead import overhead
+from ._presets import list_presets, load_preset
+from ._render import FORMATS, render, to_json
+from ._report import MachineReport, RunResult
+from ._results import write_atomic
+
+
+def _machine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="a YAML config (default: the built-in teaching machine)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--machine", metavar="PRESET", help="a machine preset (see `xensim presets`)")
+    src.add_argument("--memmap", metavar="FILE",
+                     help="your machine: a YAML memmap (ram: [[start, end], ...]), "
+                          "a Linux boot log (BIOS-e820 lines) or /proc/iomem")
+    p.add_argument("--pdx", choices=("none", "mask", "offset"), help="PDX compression mode")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output format")
+
+
+def _resolve(args) -> tuple[Config, MemoryMap]:
+    cfg = load_config(args.config) if args.config else default_config()
+    if args.machine:
+        memmap = load_preset(args.machine)
+        cfg.machine.preset, cfg.machine.memory_map, cfg.machine.memory_map_file = args.machine, None, None
+    elif args.memmap:
+        memmap = load_memmap_file(args.memmap)
+        cfg.machine.preset, cfg.machine.memory_map = None, None
+        cfg.machine.memory_map_file = str(Path(args.memmap).resolve())
+    else:
+        memmap = build_memory_map(cfg)
+    if args.pdx:
+        cfg.machine.pdx = args.pdx
+    return cfg, memmap
+
+
+def _boot(cfg: Config, memmap: MemoryMap) -> Machine:
+    return Machine(memmap, cfg.machine.pdx)
+
+
+def cmd_run(args) -> int:
+    cfg, memmap = _resolve(args)
+    result = RunResult.of(_boot(cfg, memmap))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        dump_resolved(cfg, memmap, out / "config.yaml")
+        write_atomic(out / "results.json", to_json(result))
+    sys.stdout.write(render(result, args.format))
+    if args.out and args.format == "table":
+        sys.stdout.write(f"\nwrote {Path(args.out) / 'config.yaml'} and {Path(args.out) / 'results.json'}\n")
+    return 0
+
+
+def cmd_overhead(args) -> int:
+    cfg, memmap = _resolve(args)
+    sys.stdout.write(render(overhead(_boot(cfg, memmap)), args.format))
+    return 0
+
+
+def cmd_machine(args) -> int:
+    cfg, memmap = _resolve(args)
+    sys.stdout.write(render(MachineReport(_boot(cfg, memmap)), args.format))
+    return 0
+
+
+def cmd_presets(args) -> int:
+    for name in list_presets():
+        mm = load_preset(name)
+        print(f"{name:16} {mm.ram_bytes / 2**30:10.2f} GiB RAM  max_pfn {mm.max_pfn:#x}  {mm.source or ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="xensim",
+        description="Simulate Xen's x86 memory manager: page_info reference counting, "
+                    "sparse memory maps and the superpage refcount designs.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run a config (default: the built-in teaching machine)")
+    _machine_args(run)
+    run.add_argument("--out", metavar="DIR", help="write the resolved config and results.json here")
+    run.set_defaults(func=cmd_run)
+    ov = sub.add_parser("overhead", help="memory cost of each superpage refcount design")
+    _machine_args(ov)
+    ov.set_defaults(func=cmd_overhead)
+    mc = sub.add_parser("machine", help="the machine: memory map, holes, PDX, tables")
+    _machine_args(mc)
+    mc.set_defaults(func=cmd_machine)
+    pr = sub.add_parser("presets", help="list the machine presets")
+    pr.set_defaults(func=cmd_presets)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"xensim: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The mock hypercall layer: one entry point with Xen's numbers and errno values.
+
+A guest issues ``machine.hypercall(caller_domid, number, *args)``; the result
+is what Xen returns to the guest: 0 / a count on success, a negative errno on
+failure. Handlers register per hypercall number; unknown numbers give -ENOSYS.
+Per-call statistics (calls, errors by errno name) are kept.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+# hypercall numbers (xen/include/public/xen.h)
+HYPERVISOR_mmu_update = 1
+HYPERVISOR_memory_op = 12
+HYPERVISOR_update_va_mapping = 14
+HYPERVISOR_mmuext_op = 26
+
+HYPERCALL_NAMES = {
+    HYPERVISOR_mmu_update: "mmu_update",
+    HYPERVISOR_memory_op: "memory_op",
+    HYPERVISOR_update_va_mapping: "update_va_mapping",
+    HYPERVISOR_mmuext_op: "mmuext_op",
+}
+
+
+def errno_name(rc: int) -> str:
+    """``-22`` -> ``"EINVAL"``."""
+    return errno.errorcode.get(-rc, str(rc))
+
+
+@dataclass
+class CallStats:
+    calls: int = 0
+    errors: Counter = field(default_factory=Counter)   # errno name -> count
+
+    def as_dict(self) -> dict:
+        return {"calls": self.calls, "errors": dict(sorted(self.errors.items()))}
+
+
+class HypercallLayer:
+    """Dispatch by hypercall number; handlers are ``f(machine, caller, *args) -> int``."""
+
+    def __init__(self, machine):
+        self.machine = machine
+        self.handlers: dict[int, Callable[..., int]] = {}
+        self.stats: dict[str, CallStats] = {}
+
+    def register(self, number: int, handler: Callable[..., int]) -> None:
+        self.handlers[number] = handler
+
+    def __call__(self, caller: int, number: int, *args) -> int:
+        name = HYPERCALL_NAMES.get(number, f"hypercall{number}")
+        st = self.stats.setdefault(name, CallStats())
+        st.calls += 1
+        handler = self.handlers.get(number)
+        if handler is None or self.machine.domain(caller) is None:
+            rc = -errno.ENOSYS if handler is None else -errno.ESRCH
+        else:
+            rc = handler(self.machine, caller, *args)
+        if rc < 0:
+            st.errors[errno_name(rc)] += 1
+        return rc
+
+    def as_dict(self) -> dict:
+        return {k: v.as_dict() for k, v in sorted(self.stats.items())}

@@ -1,0 +1,233 @@
+"""The simulated x86_64 host: the one engine object.
+
+``Machine`` owns the memory map, PDX, the frame table, the superpage table,
+the domain heap, the domains, the M2P and the reference primitives. The
+hypercall layer and the auditor act on it.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import numpy as np
+
+from ._domain import Domain
+from ._frametable import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
+from ._heap import DomainHeap
+from ._hypercall import HYPERVISOR_memory_op, HypercallLayer
+from ._memory_op import do_memory_op
+from ._memmap import MemoryMap
+from ._p2m import INVALID, FrameMap
+from ._page_info import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state_free,
+                         PGC_state_inuse)
+from ._pdx import Pdx, make_pdx
+from ._refcount import RefCounts
+from ._spage import SuperpageTable
+from ._units import SUPERPAGE_ORDER
+
+_U = np.uint64
+
+
+class Machine:
+    """A booted host. ``spage_words`` is 1 (Xen 4.1's spage_info) or 2 (two counts)."""
+
+    def __init__(self, memmap: MemoryMap, pdx_mode: str = "mask", spage_words: int = 1):
+        self.memmap = memmap
+        self.pdx: Pdx = make_pdx(memmap.frame_ranges, pdx_mode)
+        #: Xen's max_page: one past the highest RAM frame.
+        self.max_page = memmap.max_pfn
+        self.ram_pdx_ranges = [(self.mfn_to_pdx(s), self.mfn_to_pdx(e - 1) + 1)
+                               for s, e in memmap.frame_ranges]
+        self.frame_table = FrameTable(self.ram_pdx_ranges, self.pdx.max_pdx)
+        self.spage_table = SuperpageTable(self.spdx_with_ram(), spage_words)
+        self.heap = DomainHeap(memmap.frame_ranges)
+        #: the machine-to-phys table (mfn -> gfn), Xen's machine_to_phys_mapping
+        self.m2p = FrameMap(self.max_page)
+        self.refs = RefCounts(self.frame_table, self._free_pages)
+        self.domains: dict[int, Domain] = {0: Domain(0, "Domain-0", max_pages=0)}
+        self._next_domid = 1
+        #: hooks run by destroy_domain before PGC_allocated is dropped, in order
+        #: (page tables: unpin; superpage designs: clear marks): f(machine, domain)
+        self.relinquish_hooks: list = [_unpin_all]
+        #: what subsystems hold, for the auditor: f(machine, expected) (see _audit.Expected)
+        self.audit_contributors: list = []
+        self.hypercall = HypercallLayer(self)
+        self.hypercall.register(HYPERVISOR_memory_op, do_memory_op)
+
+    # -- address translation ------------------------------------------------------
+    def mfn_to_pdx(self, mfn):
+        return self.pdx.mfn_to_pdx(mfn)
+
+    def pdx_to_mfn(self, pdx):
+        return self.pdx.pdx_to_mfn(pdx)
+
+    mfn_to_page = mfn_to_pdx      # Xen's names: a page is its page_info's index
+    page_to_mfn = pdx_to_mfn
+
+    def mfn_valid(self, mfn: int) -> bool:
+        """Xen's mfn_valid(): below max_page, not in the PDX hole, in a PDX group with RAM.
+
+        Like Xen's, it is true for some non-RAM frames (those sharing a group
+        with RAM): validity says a page_info exists, not that the frame is RAM.
+        """
+        if not 0 <= mfn < self.max_page or not self.pdx.covers(mfn):
+            return False
+        return self.frame_table.group_valid(self.mfn_to_pdx(mfn))
+
+    def spdx_with_ram(self) -> np.ndarray:
+        """Superpage indexes (pdx >> 9) of every 2 MiB superpage holding RAM."""
+        spages = self.memmap.superpages_with_ram().astype(np.uint64)
+        pdx = self.pdx.mfn_to_pdx(spages << np.uint64(SUPERPAGE_ORDER))
+        return np.asarray(pdx, dtype=np.int64) >> SUPERPAGE_ORDER
+
+    def _pdx_runs(self, mfn: int, n: int):
+        """Split frames [mfn, mfn+n) of one RAM range into (pdx, count) runs within PDX groups."""
+        pdx = self.mfn_to_pdx(mfn)
+        while n:
+            k = min(n, PDX_GROUP_FRAMES - (pdx & PDX_GROUP_MASK))
+            yield pdx, k
+            pdx += k
+            n -= k
+
+    # -- domains --------------------------------------------------------------------
+    def domain(self, domid: int) -> Domain | None:
+        return self.domains.get(domid)
+
+    def create_domain(self, name: str, max_pages: int, caller: int = 0) -> int:
+        """XEN_DOMCTL_createdomain + max_mem: a new domain id, or -EPERM for a non-dom0 caller."""
+        if caller != 0:
+            return -errno.EPERM
+        domid = self._next_domid
+        self._next_domid += 1
+        self.domains[domid] = Domain(domid, name, max_pages)
+        return domid
+
+    def destroy_domain(self, domid: int, caller: int = 0) -> int:
+        """XEN_DOMCTL_destroydomain, in Xen's order.
+
+        1. the relinquish hooks: unpin every pinned table, clear superpage
+           marks (and, with page tables, tear down the tables' references);
+        2. drop each frame's PGC_allocated reference: a frame returns to the
+           heap when its count reaches 0.
+        The domain disappears once it owns no frame (else it stays dying, a
+        zombie held by references from elsewhere). Returns 0 or -errno.
+        """
+        if caller != 0:
+            return -errno.EPERM
+        d = self.domains.get(domid)
+        if d is None or domid == 0:
+            return -errno.ESRCH if d is None else -errno.EPERM
+        d.is_dying = True
+        for hook in self.relinquish_hooks:
+            hook(self, d)
+        for start, end in d.allocated.runs():
+            self._drop_allocated_run(d, start, end - start)
+        if not d.owned:
+            self.domains.pop(domid, None)
+        return 0
+
+    # -- the domain heap -----------------------------------------------------------
+    def alloc_domheap_pages(self, d: Domain, order: int) -> int:
+        """Allocate 2^order frames and assign them to ``d``: the first MFN, or -errno.
+
+        -ENOMEM when the heap has no free block that large; -E2BIG past
+        ``max_pages`` (Xen's assign_pages refuses over-allocation).
+        """
+        n = 1 << order
+        if d.tot_pages + n > d.max_pages:
+            return -errno.E2BIG
+        mfn = self.heap.alloc(order)
+        if mfn is None:
+            return -errno.ENOMEM
+        for pdx, k in self._pdx_runs(mfn, n):
+            ci, ti, owner = self.frame_table.slices(pdx, k)
+            ci[:] = _U(PGC_state_inuse | PGC_allocated | 1)   # assign_pages: the owner's reference
+            ti[:] = 0
+            owner[:] = d.domid
+        d.tot_pages += n
+        d.owned.add(mfn, mfn + n)
+        d.allocated.add(mfn, mfn + n)
+        self.m2p.clear_run(mfn, n)
+        return mfn
+
+    def _free_pages(self, pages: np.ndarray | int) -> None:
+        """Frames whose general count reached 0 go back to the heap and leave their owner."""
+        pages = np.atleast_1d(np.asarray(pages, dtype=np.int64))
+        mfns = np.asarray(self.pdx_to_mfn(pages.astype(np.uint64)), dtype=np.int64)
+        cuts = np.flatnonzero(np.diff(mfns) != 1) + 1
+        for run_pages, run_mfns in zip(np.split(pages, cuts), np.split(mfns, cuts)):
+            first, n, mfn = int(run_pages[0]), int(run_pages.size), int(run_mfns[0])
+            ci, ti, owner = self.frame_table.slices(first, n)
+            if (ci & _U(PGC_count_mask)).any():
+                raise AssertionError(f"freeing referenced frames at mfn {mfn:#x}")
+            for domid in np.unique(owner):
+                d = self.domains.get(int(domid))
+                if d is None:
+                    continue
+                k = int((owner == domid).sum())
+                if k != n:
+                    raise AssertionError(f"a free run at mfn {mfn:#x} mixes owners")
+                d.owned.remove(mfn, mfn + n)
+                d.tot_pages -= n
+                if d.is_dying and not d.owned:
+                    del self.domains[d.domid]
+            ci[:] = _U(PGC_state_free)
+            ti[:] = 0
+            owner[:] = DOMID_INVALID
+            self.m2p.clear_run(mfn, n)
+            self.heap.free_range(mfn, mfn + n)
+
+    def _drop_allocated_run(self, d: Domain, mfn: int, n: int) -> None:
+        """Clear PGC_allocated on frames [mfn, mfn+n) of ``d`` and put that reference."""
+        d.allocated.remove(mfn, mfn + n)
+        for pdx, k in self._pdx_runs(mfn, n):
+            ci, _, _ = self.frame_table.slices(pdx, k)
+            if not (ci & _U(PGC_allocated)).all():
+                raise AssertionError(f"frames at mfn {mfn:#x} lost PGC_allocated behind {d.name}'s back")
+            ci &= _U(~PGC_allocated & 0xFFFFFFFFFFFFFFFF)
+            self.refs.put_pages(pdx, k)
+
+    # -- state for tests and reports --------------------------------------------------
+    def snapshot(self) -> tuple:
+        """Everything a failed call must leave unchanged (compare with :meth:`same_as`)."""
+        doms = tuple(sorted(
+            (d.domid, d.tot_pages, d.max_pages, tuple(d.owned.runs()), tuple(d.allocated.runs()),
+             tuple(sorted(d.pinned.items())), tuple(sorted(d.marked)), d.p2m.snapshot(), d.is_dying)
+            for d in self.domains.values()))
+        return (self.frame_table.snapshot(), self.spage_table.snapshot(), self.heap.snapshot(),
+                self.m2p.snapshot(), doms)
+
+    def same_as(self, snap: tuple) -> bool:
+        ft, sp, heap, m2p, doms = snap
+        now = self.snapshot()
+        return (self.frame_table.same_as(ft) and now[1:] == (sp, heap, m2p, doms))
+
+    def summary(self) -> dict:
+        mm = self.memmap
+        return {
+            "name": mm.name,
+            "source": mm.source,
+            "ram_bytes": mm.ram_bytes,
+            "ram_frames": mm.ram_frames,
+            "max_pfn": mm.max_pfn,
+            "ranges": len(mm.ranges),
+            "holes": len(mm.holes),
+            "superpages_with_ram": mm.n_superpages_with_ram,
+            "superpages_full": mm.n_superpages_full,
+            "pdx": self.pdx.to_dict(),
+            "max_pdx": self.pdx.max_pdx,
+            "pdx_groups_with_ram": self.frame_table.valid_groups,
+            "pdx_group_frames": 1 << PDX_GROUP_SHIFT,
+            "frame_table_allocated_bytes": self.frame_table.allocated_bytes(),
+            "spage_table_allocated_bytes": self.spage_table.allocated_bytes,
+            "free_frames": self.heap.free_frames,
+            "domains": len(self.domains),
+        }
+
+
+def _unpin_all(m: Machine, d: Domain) -> None:
+    """relinquish step 1: every pinned table loses its pin (and the references it held)."""
+    for page in sorted(d.pinned):
+        del d.pinned[page]
+        if m.refs.clear_pinned(page):
+            m.refs.put_page_and_type(page)

@@ -1,0 +1,150 @@
+"""Frame-number translation tables: a domain's P2M (gfn -> mfn) and the machine's M2P.
+
+Both are two-level: a leaf per 512 indexes (one 2 MiB superpage of the index
+space). A leaf is *empty*, *linear* (entry i holds base + i: a 2 MiB extent
+populated in one go, 8 bytes for 512 entries) or an *array* of 512 int64
+entries (after 4 KiB changes). A 2 TiB host full of superpage-backed guests
+then costs megabytes, not gigabytes. ``INVALID`` (-1) marks an absent entry,
+like Xen's INVALID_MFN / INVALID_M2P_ENTRY.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._units import SUPERPAGE_ORDER, SUPERPAGE_PAGES
+
+INVALID = -1
+_LEAF_MASK = SUPERPAGE_PAGES - 1
+# The directory holds, per leaf: 0 (empty), base + 1 (linear), or -1 (array). Empty is
+# 0 so that the directory comes from np.zeros, whose pages the OS maps lazily: a
+# machine-wide M2P over terabytes of address space costs nothing until touched.
+_EMPTY = 0
+_ARRAY = -1
+
+
+class FrameMap:
+    """index -> frame number, for indexes in [0, size)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        n_leaves = (size + _LEAF_MASK) >> SUPERPAGE_ORDER
+        self._base = np.zeros(n_leaves, dtype=np.int64)
+        self._arrays: dict[int, np.ndarray] = {}
+        self.count = 0
+
+    def _check(self, i: int) -> None:
+        if not 0 <= i < self.size:
+            raise IndexError(f"index {i:#x} outside [0, {self.size:#x})")
+
+    def get(self, i: int) -> int:
+        if not 0 <= i < self.size:
+            return INVALID
+        leaf = i >> SUPERPAGE_ORDER
+        b = int(self._base[leaf])
+        if b > 0:
+            return b - 1 + (i & _LEAF_MASK)
+        if b == _ARRAY:
+            return int(self._arrays[leaf][i & _LEAF_MASK])
+        return INVALID
+
+    __getitem__ = get
+
+    def _as_array(self, leaf: int) -> np.ndarray:
+        b = int(self._base[leaf])
+        if b == _ARRAY:
+            return self._arrays[leaf]
+        arr = (np.full(SUPERPAGE_PAGES, INVALID, dtype=np.int64) if b == _EMPTY
+               else np.arange(b - 1, b - 1 + SUPERPAGE_PAGES, dtype=np.int64))
+        self._base[leaf] = _ARRAY
+        self._arrays[leaf] = arr
+        return arr
+
+    def _settle(self, leaf: int) -> None:
+        """Fold an array leaf back to empty or linear when it has become one."""
+        arr = self._arrays[leaf]
+        if (arr == INVALID).all():
+            del self._arrays[leaf]
+            self._base[leaf] = _EMPTY
+        elif arr[0] >= 0 and (np.diff(arr) == 1).all():
+            del self._arrays[leaf]
+            self._base[leaf] = arr[0] + 1
+
+    def set(self, i: int, value: int) -> None:
+        self._check(i)
+        leaf = i >> SUPERPAGE_ORDER
+        arr = self._as_array(leaf)
+        old = int(arr[i & _LEAF_MASK])
+        self.count += int(value != INVALID) - int(old != INVALID)
+        arr[i & _LEAF_MASK] = value
+        self._settle(leaf)
+
+    def clear(self, i: int) -> None:
+        self.set(i, INVALID)
+
+    def set_run(self, i: int, first_value: int, n: int) -> None:
+        """Entries [i, i+n) := first_value, first_value+1, ... (or INVALID if first_value is)."""
+        self._check(i)
+        self._check(i + n - 1)
+        while n:
+            leaf, off = i >> SUPERPAGE_ORDER, i & _LEAF_MASK
+            k = min(n, SUPERPAGE_PAGES - off)
+            if k == SUPERPAGE_PAGES:
+                old = self._leaf_count(leaf)
+                if leaf in self._arrays:
+                    del self._arrays[leaf]
+                self._base[leaf] = _EMPTY if first_value == INVALID else first_value + 1
+                self.count += (0 if first_value == INVALID else SUPERPAGE_PAGES) - old
+            else:
+                arr = self._as_array(leaf)
+                seg = arr[off:off + k]
+                self.count -= int((seg != INVALID).sum())
+                if first_value == INVALID:
+                    seg[:] = INVALID
+                else:
+                    seg[:] = np.arange(first_value, first_value + k, dtype=np.int64)
+                    self.count += k
+                self._settle(leaf)
+            i += k
+            n -= k
+            if first_value != INVALID:
+                first_value += k
+
+    def any_in_run(self, i: int, n: int) -> bool:
+        """True when any entry of [i, i+n) is present."""
+        while n > 0:
+            leaf, off = i >> SUPERPAGE_ORDER, i & _LEAF_MASK
+            k = min(n, SUPERPAGE_PAGES - off)
+            b = int(self._base[leaf])
+            if b > 0 or (b == _ARRAY and (self._arrays[leaf][off:off + k] != INVALID).any()):
+                return True
+            i += k
+            n -= k
+        return False
+
+    def clear_run(self, i: int, n: int) -> None:
+        self.set_run(i, INVALID, n)
+
+    def _leaf_count(self, leaf: int) -> int:
+        b = int(self._base[leaf])
+        if b > 0:
+            return SUPERPAGE_PAGES
+        if b == _ARRAY:
+            return int((self._arrays[leaf] != INVALID).sum())
+        return 0
+
+    def items(self):
+        """Yield (indexes, values) numpy arrays, one pair per non-empty leaf, in index order."""
+        for leaf in np.flatnonzero(self._base != _EMPTY):
+            leaf = int(leaf)
+            idx = np.arange(leaf << SUPERPAGE_ORDER, (leaf + 1) << SUPERPAGE_ORDER, dtype=np.int64)
+            b = int(self._base[leaf])
+            vals = self._arrays[leaf] if b == _ARRAY else np.arange(b - 1, b - 1 + SUPERPAGE_PAGES, dtype=np.int64)
+            keep = vals != INVALID
+            yield idx[keep], vals[keep]
+
+    def nbytes(self) -> int:
+        return int(self._base.nbytes) + sum(a.nbytes for a in self._arrays.values())
+
+    def snapshot(self) -> tuple:
+        return (self._base.tobytes(), tuple(sorted((k, v.tobytes()) for k, v in self._arrays.items())))

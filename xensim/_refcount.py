@@ -1,0 +1,427 @@
+"""Xen's reference primitives on the frame table.
+
+``get_page``/``put_page`` move the general count in ``count_info``;
+``get_page_type``/``put_page_type`` move the typed count in ``type_info``
+(reference doc, section 3). A *page* here is its PDX, the index of its
+page_info in the frame table (``Machine.mfn_to_page`` gives it), just as Xen
+passes a ``struct page_info *``.
+
+Every read-modify-write of a frame word goes through :meth:`RefCounts._cmpxchg_count`
+or :meth:`RefCounts._cmpxchg_type`: one place, so that the concurrency
+explorer can make each of them one atomic step.
+
+**Undo is exact.** When an acquisition fails part-way (frame *i* of 512, or an
+entry of a page table being validated), what was taken is given back by a
+cmpxchg from the word we installed to the word we saw before. Sequentially it
+always succeeds, so a failed call leaves every word bit for bit as it was;
+under concurrency, if another CPU changed the word meanwhile, it falls back
+to a plain ``put_page``/``put_page_type``. Xen itself gives types back with
+``put_page_type``, which leaves a newly taken type in the word with count 0
+(harmless: a type with count 0 may change at the next get). This is a
+deliberate difference, documented in docs/ARCHITECTURE.md.
+
+The vectorised forms (``get_pages_and_type`` and friends) act on a run of
+frames in one PDX group (a superpage's 512 frames) with numpy. They are
+all-or-nothing in frame order and give the same final state and the same call
+counts as the per-frame loops (``*_loop``), which are kept as the reference.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from ._frametable import FrameTable
+from ._page_info import (PGC_count_mask, PGT_count_mask, PGT_PAGE_TABLE_TYPES, PGT_pinned,
+                         PGT_partial, PGT_type_mask, PGT_validated, PGC_allocated, type_name)
+
+_U = np.uint64
+
+
+class RefcountBug(AssertionError):
+    """An impossible transition (a count below zero): Xen would BUG() here."""
+
+
+class PageTypeValidator(Protocol):
+    """The hook that gives page-table types their meaning (filled in by the page-table layer).
+
+    ``alloc_page_type`` validates a frame that is becoming a page table of
+    ``type``: every present entry takes its references; on failure it gives
+    back what it took and returns a negative errno. ``free_page_type``
+    devalidates: every entry drops its references.
+    """
+    def alloc_page_type(self, page: int, type: int) -> int: ...
+    def free_page_type(self, page: int, type: int) -> None: ...
+
+
+class NoPageTables:
+    """Until page tables exist, a page-table frame has no present entries: always valid."""
+    def alloc_page_type(self, page: int, type: int) -> int:
+        return 0
+
+    def free_page_type(self, page: int, type: int) -> None:
+        return None
+
+
+@dataclass
+class RefStats:
+    """How often each primitive was called (vectorised calls count per frame)."""
+    get_page: int = 0
+    put_page: int = 0
+    get_page_type: int = 0
+    put_page_type: int = 0
+    get_page_failed: int = 0
+    get_page_type_failed: int = 0
+    validations: int = 0
+    devalidations: int = 0
+    frees: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    def reset(self) -> None:
+        for k in self.__dict__:
+            setattr(self, k, 0)
+
+
+#: failure reasons of a range operation, with the errno a hypercall reports
+REASONS = {
+    "free": errno.EINVAL,           # count 0: frame not allocated
+    "overflow": errno.EINVAL,       # general count would overflow
+    "owner": errno.EINVAL,          # owned by another domain
+    "type": errno.EINVAL,           # type conflict (type count non-zero, other type)
+    "type-overflow": errno.EINVAL,  # type count would overflow
+}
+
+
+@dataclass
+class RangeResult:
+    """The outcome of a vectorised acquisition over ``n`` frames."""
+    ok: bool
+    n: int
+    failed_index: int | None = None     # frame i (0-based) that failed; frames [0, i) were undone
+    reason: str | None = None           # one of REASONS
+
+    @property
+    def errno(self) -> int:
+        return 0 if self.ok else -REASONS[self.reason]
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass
+class RefCounts:
+    """The reference primitives, bound to one frame table.
+
+    ``free_page(page)`` is called when a put drops a frame's last general
+    reference (the machine returns it to the heap). ``validator`` gives
+    page-table types their meaning.
+    """
+    ft: FrameTable
+    free_page: Callable[[int], None]
+    validator: PageTypeValidator = field(default_factory=NoPageTables)
+    stats: RefStats = field(default_factory=RefStats)
+    #: optional teaching hook: trace(page, word, old, new, why)
+    trace: Callable[[int, str, int, int, str], None] | None = None
+
+    # -- the only read-modify-writes of frame words --------------------------------
+    def _cmpxchg_count(self, page: int, old: int, new: int, why: str) -> bool:
+        cur = self.ft.count_info(page)
+        if cur != old:
+            return False
+        self.ft.set_count_info(page, new)
+        if self.trace is not None:
+            self.trace(page, "count_info", old, new, why)
+        return True
+
+    def _cmpxchg_type(self, page: int, old: int, new: int, why: str) -> bool:
+        cur = self.ft.type_info(page)
+        if cur != old:
+            return False
+        self.ft.set_type_info(page, new)
+        if self.trace is not None:
+            self.trace(page, "type_info", old, new, why)
+        return True
+
+    # -- general references -------------------------------------------------------
+    def get_page(self, page: int, d: int) -> bool:
+        """Take a general reference on ``page`` for domain ``d``.
+
+        Fails on a free frame (count 0), on overflow, and on an owner other
+        than ``d`` (the reference taken is dropped again).
+        """
+        self.stats.get_page += 1
+        while True:
+            x = self.ft.count_info(page)
+            c = x & PGC_count_mask
+            if c == 0 or c == PGC_count_mask:
+                self.stats.get_page_failed += 1
+                return False
+            if self._cmpxchg_count(page, x, x + 1, "get_page"):
+                break
+        if self.ft.owner(page) != d:
+            # the reference is given back exactly (see module docstring)
+            self._undo_count(page, x + 1, x, "get_page: owner mismatch")
+            self.stats.get_page_failed += 1
+            return False
+        return True
+
+    def put_page(self, page: int) -> None:
+        """Drop a general reference; at 0 the frame goes back to the heap."""
+        self.stats.put_page += 1
+        while True:
+            x = self.ft.count_info(page)
+            if x & PGC_count_mask == 0:
+                raise RefcountBug(f"put_page on page {page:#x} with count 0 (count_info {x:#x})")
+            if self._cmpxchg_count(page, x, x - 1, "put_page"):
+                break
+        if (x - 1) & PGC_count_mask == 0:
+            self.stats.frees += 1
+            self.free_page(page)
+
+    def _undo_count(self, page: int, taken: int, before: int, why: str) -> None:
+        self.stats.put_page += 1
+        if not self._cmpxchg_count(page, taken, before, why):
+            self.stats.put_page -= 1
+            self.put_page(page)
+
+    # -- typed references ---------------------------------------------------------
+    def _get_page_type(self, page: int, type: int) -> int:
+        """Xen's __get_page_type: 0, or a negative errno. Records the prior word for undo."""
+        self.stats.get_page_type += 1
+        while True:
+            x = self.ft.type_info(page)
+            count = x & PGT_count_mask
+            if count == PGT_count_mask:
+                self.stats.get_page_type_failed += 1
+                return -errno.EINVAL                      # type count overflow
+            if count == 0:
+                if x & PGT_type_mask != type:
+                    # the type may change only while nobody holds a typed reference
+                    nx = (x & ~(PGT_type_mask | PGT_validated | PGT_partial)) | type
+                else:
+                    nx = x
+                if type not in PGT_PAGE_TABLE_TYPES:
+                    nx |= PGT_validated                   # writable/shared: valid at once
+                nx += 1
+            elif x & PGT_type_mask != type:
+                self.stats.get_page_type_failed += 1
+                return -errno.EINVAL                      # type conflict
+            elif not x & PGT_validated:
+                # a page table whose validation is under way (sequentially: a cycle)
+                self.stats.get_page_type_failed += 1
+                return -errno.EINVAL
+            else:
+                nx = x + 1
+            if self._cmpxchg_type(page, x, nx, f"get_page_type({type_name(type)})"):
+                break
+        if not nx & PGT_validated:
+            self.stats.validations += 1
+            rc = self.validator.alloc_page_type(page, type)
+            if rc != 0:
+                self._undo_type(page, nx, x, "validation failed")
+                self.stats.get_page_type_failed += 1
+                return rc
+            while True:
+                cur = self.ft.type_info(page)
+                if self._cmpxchg_type(page, cur, cur | PGT_validated, "validated"):
+                    break
+        return 0
+
+    def get_page_type(self, page: int, type: int) -> bool:
+        return self._get_page_type(page, type) == 0
+
+    def put_page_type(self, page: int) -> None:
+        """Drop a typed reference; a page table whose count reaches 0 is devalidated."""
+        self.stats.put_page_type += 1
+        while True:
+            x = self.ft.type_info(page)
+            count = x & PGT_count_mask
+            if count == 0:
+                raise RefcountBug(f"put_page_type on page {page:#x} with type count 0 ({x:#x})")
+            if count == 1 and x & PGT_type_mask in PGT_PAGE_TABLE_TYPES and x & PGT_validated:
+                # last typed reference to a validated table: devalidate first
+                if not self._cmpxchg_type(page, x, x & ~PGT_validated, "devalidating"):
+                    continue
+                self.stats.devalidations += 1
+                self.validator.free_page_type(page, x & PGT_type_mask)
+                x &= ~PGT_validated
+                while not self._cmpxchg_type(page, x, x - 1, "put_page_type"):
+                    x = self.ft.type_info(page)
+                return
+            if self._cmpxchg_type(page, x, x - 1, "put_page_type"):
+                return
+
+    def _undo_type(self, page: int, taken: int, before: int, why: str) -> None:
+        self.stats.put_page_type += 1
+        if not self._cmpxchg_type(page, taken, before, why):
+            self.stats.put_page_type -= 1
+            self.put_page_type(page)
+
+    def get_page_and_type(self, page: int, d: int, type: int) -> bool:
+        return self._get_page_and_type(page, d, type) == 0
+
+    def _get_page_and_type(self, page: int, d: int, type: int) -> int:
+        """0 or a negative errno; on a type failure the general reference goes back exactly."""
+        before = self.ft.count_info(page)
+        if not self.get_page(page, d):
+            return -errno.EINVAL
+        rc = self._get_page_type(page, type)
+        if rc != 0:
+            self._undo_count(page, before + 1, before, "get_page_and_type: type failed")
+            return rc
+        return 0
+
+    def put_page_and_type(self, page: int) -> None:
+        self.put_page_type(page)
+        self.put_page(page)
+
+    # -- pins (PGT_pinned, set and cleared in one place) --------------------------------
+    def set_pinned(self, page: int) -> bool:
+        """Test-and-set PGT_pinned: False if it was already set."""
+        while True:
+            x = self.ft.type_info(page)
+            if x & PGT_pinned:
+                return False
+            if self._cmpxchg_type(page, x, x | PGT_pinned, "pin"):
+                return True
+
+    def clear_pinned(self, page: int) -> bool:
+        """Test-and-clear PGT_pinned: False if it was not set."""
+        while True:
+            x = self.ft.type_info(page)
+            if not x & PGT_pinned:
+                return False
+            if self._cmpxchg_type(page, x, x & ~PGT_pinned, "unpin"):
+                return True
+
+    def clear_allocated(self, page: int) -> bool:
+        """Test-and-clear PGC_allocated (the owner's own reference is then put by the caller)."""
+        while True:
+            x = self.ft.count_info(page)
+            if not x & PGC_allocated:
+                return False
+            if self._cmpxchg_count(page, x, x & ~PGC_allocated, "clear PGC_allocated"):
+                return True
+
+    # -- vectorised over a run of frames in one PDX group -----------------------------
+    def get_pages_and_type(self, first: int, n: int, d: int, type: int | None) -> RangeResult:
+        """get_page (+ get_page_type(type) unless type is None) on frames [first, first+n).
+
+        All or nothing, in frame order: if frame i fails, frames [0, i) are
+        given back and the result names i and the reason. Page-table types
+        need per-frame validation and are refused here (use the loop).
+        """
+        if type in PGT_PAGE_TABLE_TYPES:
+            raise ValueError("vectorised get_page_type is for writable/shared types only")
+        ci, ti, owner = self.ft.slices(first, n)
+        cnt = ci & _U(PGC_count_mask)
+        bad_page = (cnt == 0) | (cnt == _U(PGC_count_mask))
+        bad_owner = owner != d
+        fails = bad_page | bad_owner
+        if type is not None:
+            tcnt = ti & _U(PGT_count_mask)
+            bad_tover = tcnt == _U(PGT_count_mask)
+            bad_type = (tcnt != 0) & ((ti & _U(PGT_type_mask)) != _U(type))
+            fails = fails | bad_tover | bad_type
+        i = int(np.argmax(fails)) if n else 0
+        if n and fails[i]:
+            return self._range_failure(i, n, type, "free" if cnt[i] == 0 else
+                                       "overflow" if bad_page[i] else "owner" if bad_owner[i] else
+                                       "type-overflow" if bad_tover[i] else "type")
+        self.stats.get_page += n
+        ci += _U(1)
+        if type is not None:
+            self.stats.get_page_type += n
+            first_ref = tcnt == 0
+            if first_ref.any():
+                keep = _U(~(PGT_type_mask | PGT_validated | PGT_partial) & 0xFFFFFFFFFFFFFFFF)
+                ti[first_ref] = (ti[first_ref] & keep) | _U(type | PGT_validated)
+            ti += _U(1)
+        if self.trace is not None:
+            self.trace(first, f"count_info[{n}]", 0, 0, f"get_pages_and_type({'-' if type is None else type_name(type)})")
+        return RangeResult(True, n)
+
+    def _range_failure(self, i: int, n: int, type: int | None, reason: str) -> RangeResult:
+        """Account for what the per-frame loop would have done before and after failing at i."""
+        s = self.stats
+        s.get_page += i + 1
+        s.put_page += i                        # undo of frames [0, i)
+        if reason in ("free", "overflow"):
+            s.get_page_failed += 1
+        elif reason == "owner":
+            s.get_page_failed += 1
+            s.put_page += 1                    # get_page took it, then gave it back
+        else:                                  # type failure at frame i
+            s.get_page_type_failed += 1
+            s.put_page += 1                    # frame i's general reference given back
+        if type is not None:
+            s.get_page_type += i + (1 if reason in ("type", "type-overflow") else 0)
+            s.put_page_type += i
+        return RangeResult(False, n, i, reason)
+
+    def put_pages_and_type(self, first: int, n: int, typed: bool = True) -> None:
+        """put_page_type (if ``typed``) then put_page on frames [first, first+n), freeing at 0."""
+        ci, ti, _ = self.ft.slices(first, n)
+        if typed:
+            tcnt = ti & _U(PGT_count_mask)
+            if (tcnt == 0).any():
+                raise RefcountBug(f"put_page_type on a zero type count in pages {first:#x}+{n}")
+            if np.isin(ti & _U(PGT_type_mask), [_U(t) for t in PGT_PAGE_TABLE_TYPES]).any():
+                raise ValueError("vectorised put_page_type is for writable/shared types only")
+            self.stats.put_page_type += n
+            ti -= _U(1)
+        cnt = ci & _U(PGC_count_mask)
+        if (cnt == 0).any():
+            raise RefcountBug(f"put_page on a zero count in pages {first:#x}+{n}")
+        self.stats.put_page += n
+        ci -= _U(1)
+        if self.trace is not None:
+            self.trace(first, f"count_info[{n}]", 0, 0, "put_pages_and_type" if typed else "put_pages")
+        freed = np.flatnonzero((ci & _U(PGC_count_mask)) == 0)
+        for j in freed:
+            self.stats.frees += 1
+            self.free_page(first + int(j))
+
+    def get_pages(self, first: int, n: int, d: int) -> RangeResult:
+        return self.get_pages_and_type(first, n, d, None)
+
+    def put_pages(self, first: int, n: int) -> None:
+        self.put_pages_and_type(first, n, typed=False)
+
+    # -- the per-frame reference loops (same semantics, for tests and benchmarks) ----
+    def get_pages_and_type_loop(self, first: int, n: int, d: int, type: int | None) -> RangeResult:
+        taken: list[tuple[int, int, int, int, int]] = []
+        for i in range(n):
+            page = first + i
+            ci0, ti0 = self.ft.count_info(page), self.ft.type_info(page)
+            if not self.get_page(page, d):
+                c = ci0 & PGC_count_mask
+                reason = "free" if c == 0 else "overflow" if c == PGC_count_mask else "owner"
+                self._undo_loop(taken)
+                return RangeResult(False, n, i, reason)
+            if type is not None:
+                rc = self._get_page_type(page, type)
+                if rc != 0:
+                    reason = "type-overflow" if ti0 & PGT_count_mask == PGT_count_mask else "type"
+                    self._undo_count(page, ci0 + 1, ci0, "undo")
+                    self._undo_loop(taken)
+                    return RangeResult(False, n, i, reason)
+            taken.append((page, ci0, ci0 + 1, ti0, self.ft.type_info(page) if type is not None else -1))
+        return RangeResult(True, n)
+
+    def _undo_loop(self, taken) -> None:
+        for page, ci0, ci1, ti0, ti1 in reversed(taken):
+            if ti1 != -1:
+                self._undo_type(page, ti1, ti0, "undo")
+            self._undo_count(page, ci1, ci0, "undo")
+
+    def put_pages_and_type_loop(self, first: int, n: int, typed: bool = True) -> None:
+        for page in range(first, first + n):
+            if typed:
+                self.put_page_type(page)
+            self.put_page(page)

@@ -1,0 +1,122 @@
+"""The sparse superpage table: one entry per 2 MiB superpage that holds RAM.
+
+Xen 4.1's ``spage_table`` was one 64-bit ``spage_info`` per 2 MiB over the whole
+PDX space ``[0, max_pdx / 512)``, holes included. **This table is xensim's own,
+not Xen's**: it is allocated in chunks of 512 entries (one 4 KiB page of 8-byte
+entries, covering 1 GiB of PDX space) and only for chunks that contain a
+superpage with RAM, so a host whose RAM is spread over terabytes of addresses
+pays for its RAM, not for its holes.
+
+An entry is one or two 64-bit words (``words_per_entry``):
+
+* 1 word: Xen 4.1's ``spage_info.type_info`` (SGT_ state in bits 62-63, count
+  in bits 0-60), used by the ``xen-4.1`` and ``sketch`` designs;
+* 2 words: the 2010 proposal's two counts, word 0 for read-only mappings and
+  word 1 for read-write mappings (``superpage-info``).
+
+Entries are indexed like Xen's: by ``spdx = pdx >> 9``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._units import SUPERPAGE_ORDER
+
+SPAGE_CHUNK_SHIFT = 9
+SPAGE_CHUNK_ENTRIES = 1 << SPAGE_CHUNK_SHIFT      # 512 entries: 4 KiB of 8-byte words
+SPAGE_CHUNK_MASK = SPAGE_CHUNK_ENTRIES - 1
+WORD_BYTES = 8
+
+
+class SuperpageTable:
+    """Sparse, chunked table of per-superpage words, indexed by ``pdx >> 9``."""
+
+    def __init__(self, spdx_with_ram: np.ndarray, words_per_entry: int = 1):
+        if words_per_entry not in (1, 2):
+            raise ValueError("a superpage entry is 1 or 2 64-bit words")
+        self.words_per_entry = words_per_entry
+        spdx = np.unique(np.asarray(spdx_with_ram, dtype=np.int64))
+        self.n_superpages = int(spdx.size)
+        chunks = np.unique(spdx >> SPAGE_CHUNK_SHIFT)
+        self.n_chunks = int(chunks.size)
+        n_dir = int(chunks[-1]) + 1 if chunks.size else 0
+        #: chunk directory: chunk number -> slot in the store, -1 where no RAM.
+        self._slot = np.full(n_dir, -1, dtype=np.int32)
+        self._slot[chunks] = np.arange(chunks.size, dtype=np.int32)
+        self._has_ram = np.zeros(self.n_chunks * SPAGE_CHUNK_ENTRIES, dtype=bool)
+        self.store = np.zeros((words_per_entry, self.n_chunks * SPAGE_CHUNK_ENTRIES),
+                              dtype=np.uint64)
+        if spdx.size:
+            self._has_ram[self.entry_indexes(spdx)] = True
+
+    # -- sizes ------------------------------------------------------------------
+    @property
+    def entry_bytes(self) -> int:
+        return WORD_BYTES * self.words_per_entry
+
+    @property
+    def allocated_bytes(self) -> int:
+        """Bytes of entries allocated: whole chunks, so rounding is included."""
+        return int(self.store.nbytes)
+
+    @property
+    def directory_bytes(self) -> int:
+        return int(self._slot.nbytes)
+
+    @staticmethod
+    def bytes_for(spdx_with_ram: np.ndarray, words_per_entry: int) -> int:
+        """What a table over these superpages allocates, without building it."""
+        chunks = np.unique(np.asarray(spdx_with_ram, dtype=np.int64) >> SPAGE_CHUNK_SHIFT)
+        return int(chunks.size) * SPAGE_CHUNK_ENTRIES * WORD_BYTES * words_per_entry
+
+    # -- lookup -----------------------------------------------------------------
+    def entry_index(self, spdx: int) -> int:
+        """Position of ``spdx`` in the store, or -1 when no entry exists for it."""
+        chunk = spdx >> SPAGE_CHUNK_SHIFT
+        if spdx < 0 or chunk >= self._slot.size:
+            return -1
+        slot = int(self._slot[chunk])
+        if slot < 0:
+            return -1
+        e = (slot << SPAGE_CHUNK_SHIFT) | (spdx & SPAGE_CHUNK_MASK)
+        return e if self._has_ram[e] else -1
+
+    def entry_indexes(self, spdx: np.ndarray) -> np.ndarray:
+        """Vectorised :meth:`entry_index` (-1 where there is no entry)."""
+        spdx = np.asarray(spdx, dtype=np.int64)
+        chunk = spdx >> SPAGE_CHUNK_SHIFT
+        inside = (spdx >= 0) & (chunk < self._slot.size)
+        slot = np.full(spdx.shape, -1, dtype=np.int64)
+        slot[inside] = self._slot[chunk[inside]]
+        e = (slot << SPAGE_CHUNK_SHIFT) | (spdx & SPAGE_CHUNK_MASK)
+        ok = slot >= 0
+        if self._has_ram.size:
+            ok[ok] = self._has_ram[e[ok]]
+        return np.where(ok, e, -1)
+
+    def has_entry(self, spdx: int) -> bool:
+        return self.entry_index(spdx) >= 0
+
+    def read(self, spdx: int, word: int = 0) -> int:
+        e = self.entry_index(spdx)
+        if e < 0:
+            raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
+        return int(self.store[word, e])
+
+    def write(self, spdx: int, value: int, word: int = 0) -> None:
+        e = self.entry_index(spdx)
+        if e < 0:
+            raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
+        self.store[word, e] = value
+
+    def nonzero_entries(self) -> np.ndarray:
+        """Store positions whose entry has any non-zero word."""
+        return np.flatnonzero(self.store.any(axis=0))
+
+    def snapshot(self) -> bytes:
+        return self.store.tobytes()
+
+
+def spdx_of(pdx: int) -> int:
+    return pdx >> SUPERPAGE_ORDER

@@ -1,0 +1,73 @@
+"""Units, sizes and the address-space constants every other module shares.
+
+Names follow Xen: PAGE_SHIFT, a frame is 4 KiB, a superpage is order 9 (2 MiB),
+MAX_ORDER is the buddy allocator's largest order on x86 (18: 1 GiB).
+"""
+
+from __future__ import annotations
+
+import re
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+
+SUPERPAGE_ORDER = 9
+SUPERPAGE_PAGES = 1 << SUPERPAGE_ORDER            # 512 frames
+SUPERPAGE_SHIFT = PAGE_SHIFT + SUPERPAGE_ORDER    # 21
+SUPERPAGE_SIZE = 1 << SUPERPAGE_SHIFT             # 2 MiB
+
+MAX_ORDER = 18                                    # 2^18 frames = 1 GiB, never split by PDX
+
+PADDR_BITS = 52                                   # x86_64 physical address width
+MAX_PADDR = 1 << PADDR_BITS
+MAX_MFN = MAX_PADDR >> PAGE_SHIFT
+
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+TiB = 1 << 40
+
+_UNITS = {
+    "": 1, "b": 1,
+    "k": KiB, "kb": KiB, "kib": KiB,
+    "m": MiB, "mb": MiB, "mib": MiB,
+    "g": GiB, "gb": GiB, "gib": GiB,
+    "t": TiB, "tb": TiB, "tib": TiB,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(value: int | str) -> int:
+    """Parse a byte size: an int, ``0x1000``, ``4096``, ``2GiB``, ``512MiB``, ``4k``.
+
+    Binary units only (``1GB`` is taken as 1 GiB, as firmware and Xen do).
+    Raises ValueError naming what is wrong; ``"2 gigs"`` is refused.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size, got a boolean ({value!r})")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"size must not be negative, got {value}")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a size such as 2GiB or 0x1000, got {type(value).__name__}")
+    text = value.strip()
+    if text.lower().startswith("0x"):
+        try:
+            return int(text, 16)
+        except ValueError:
+            raise ValueError(f"bad hexadecimal size {value!r}") from None
+    m = _SIZE_RE.match(text)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"bad size {value!r}: use a number with an optional unit "
+                         f"(KiB, MiB, GiB, TiB) or hex, e.g. 2GiB, 512MiB, 0x1000")
+    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def format_size(nbytes: int) -> str:
+    """Render a byte count with the largest binary unit that keeps it readable."""
+    for unit, size in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if nbytes >= size:
+            value = nbytes / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.2f} {unit}"
+    return f"{nbytes} B"
