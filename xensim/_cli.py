@@ -110,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"xensim: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:                      # e.g. --out onto a file, an unwritable directory
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"xensim: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         return 0
 

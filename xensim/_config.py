@@ -29,7 +29,6 @@ import dataclasses
 import difflib
 import os
 import re
-import tempfile
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Annotated, Any, Callable, Literal, Union, get_args, get_origi
 import yaml
 
 from ._errors import ConfigError
+from ._results import write_atomic
 from ._memmap import E820Type, MemoryMap, MemoryMapError, MemRange, parse_boot_log, \
     parse_iomem, parse_memmap_text
 from ._presets import list_presets, load_preset
@@ -655,7 +655,7 @@ _ResolvedDumper.add_representer(list, _represent_list)
 _RESOLVED_HEADER = """\
 # The fully resolved xensim configuration of this run: every default filled in
 # and the memory map spelled out as [start, end, type] byte ranges (half-open).
-# Load it again with --config to repeat the run on the same machine.
+# Run it again with `xensim run config.yaml` to repeat the run on the same machine.
 """
 
 
@@ -665,20 +665,5 @@ def dump_resolved(cfg: Config, memmap: MemoryMap, path: str | os.PathLike) -> di
     text = _RESOLVED_HEADER + yaml.dump(data, Dumper=_ResolvedDumper, sort_keys=False,
                                         default_flow_style=False, allow_unicode=True,
                                         width=100)
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                               dir=target.parent if str(target.parent) else ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, text)
     return data

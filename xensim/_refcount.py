@@ -117,12 +117,13 @@ class RangeResult:
 class RefCounts:
     """The reference primitives, bound to one frame table.
 
-    ``free_page(page)`` is called when a put drops a frame's last general
-    reference (the machine returns it to the heap). ``validator`` gives
+    ``free_page(pages)`` is called when puts drop frames' last general
+    references (a page, or a numpy array of pages freed by one vectorised put);
+    the machine returns them to the heap. ``validator`` gives
     page-table types their meaning.
     """
     ft: FrameTable
-    free_page: Callable[[int], None]
+    free_page: Callable[[int | np.ndarray], None]
     validator: PageTypeValidator = field(default_factory=NoPageTables)
     stats: RefStats = field(default_factory=RefStats)
     #: optional teaching hook: trace(page, word, old, new, why)
@@ -383,9 +384,9 @@ class RefCounts:
         if self.trace is not None:
             self.trace(first, f"count_info[{n}]", 0, 0, "put_pages_and_type" if typed else "put_pages")
         freed = np.flatnonzero((ci & _U(PGC_count_mask)) == 0)
-        for j in freed:
-            self.stats.frees += 1
-            self.free_page(first + int(j))
+        if freed.size:
+            self.stats.frees += int(freed.size)
+            self.free_page(first + freed)
 
     def get_pages(self, first: int, n: int, d: int) -> RangeResult:
         return self.get_pages_and_type(first, n, d, None)

@@ -36,9 +36,9 @@ class SuperpageTable:
         if words_per_entry not in (1, 2):
             raise ValueError("a superpage entry is 1 or 2 64-bit words")
         self.words_per_entry = words_per_entry
-        spdx = np.unique(np.asarray(spdx_with_ram, dtype=np.int64))
+        spdx = _sorted_unique(np.asarray(spdx_with_ram, dtype=np.int64))
         self.n_superpages = int(spdx.size)
-        chunks = np.unique(spdx >> SPAGE_CHUNK_SHIFT)
+        chunks = _sorted_unique(spdx >> SPAGE_CHUNK_SHIFT)
         self.n_chunks = int(chunks.size)
         n_dir = int(chunks[-1]) + 1 if chunks.size else 0
         #: chunk directory: chunk number -> slot in the store, -1 where no RAM.
@@ -48,7 +48,8 @@ class SuperpageTable:
         self.store = np.zeros((words_per_entry, self.n_chunks * SPAGE_CHUNK_ENTRIES),
                               dtype=np.uint64)
         if spdx.size:
-            self._has_ram[self.entry_indexes(spdx)] = True
+            slot = self._slot[spdx >> SPAGE_CHUNK_SHIFT].astype(np.int64)
+            self._has_ram[(slot << SPAGE_CHUNK_SHIFT) | (spdx & SPAGE_CHUNK_MASK)] = True
 
     # -- sizes ------------------------------------------------------------------
     @property
@@ -67,7 +68,7 @@ class SuperpageTable:
     @staticmethod
     def bytes_for(spdx_with_ram: np.ndarray, words_per_entry: int) -> int:
         """What a table over these superpages allocates, without building it."""
-        chunks = np.unique(np.asarray(spdx_with_ram, dtype=np.int64) >> SPAGE_CHUNK_SHIFT)
+        chunks = _sorted_unique(np.asarray(spdx_with_ram, dtype=np.int64) >> SPAGE_CHUNK_SHIFT)
         return int(chunks.size) * SPAGE_CHUNK_ENTRIES * WORD_BYTES * words_per_entry
 
     # -- lookup -----------------------------------------------------------------
@@ -116,6 +117,13 @@ class SuperpageTable:
 
     def snapshot(self) -> bytes:
         return self.store.tobytes()
+
+
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    """np.unique for input that is usually sorted already (much faster on 1M entries)."""
+    if a.size and (a[1:] < a[:-1]).any():
+        a = np.sort(a)
+    return a[np.concatenate(([True], a[1:] != a[:-1]))] if a.size else a
 
 
 def spdx_of(pdx: int) -> int:

@@ -1,0 +1,350 @@
+"""The command line: xensim._cli.main(argv), in-process with capsys.
+
+One subprocess run (`python -m xensim run`) proves the module entry point.
+Expected figures are those of tests/test_overhead.py, worked out there by hand;
+the teaching machine's are repeated here where an output line is checked.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import xensim
+from xensim import Machine, build_memory_map, load_config, load_preset
+from xensim._cli import main
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+BAD = HERE / "bad_configs"
+DMESG = HERE / "data" / "qemu-pc-4g-dmesg.txt"
+IOMEM = HERE / "data" / "qemu-pc-4g-iomem.txt"
+
+PRESETS = ["firecracker-1g", "intel-clx-2s", "intel-gnr-4s", "qemu-2node", "qemu-pc-4g",
+           "teaching"]
+OVERHEAD_KEYS = ["machine", "ram_bytes", "ram_frames", "max_pfn", "max_pdx", "pdx",
+                 "pdx_groups_with_ram", "superpages_with_ram", "superpages_full", "designs"]
+DESIGN_KEYS = {"name", "bytes", "percent_of_ram", "unit", "description", "entry_bytes"}
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def lines_split(text):
+    """Each output line as its whitespace-separated words (column widths are free)."""
+    return [line.split() for line in text.splitlines()]
+
+
+# ---------------------------------------------------------------------------
+# run
+# ---------------------------------------------------------------------------
+
+def test_run_default_prints_overhead_and_machine(capsys):
+    rc, out, err = run(capsys, "run")
+    assert rc == 0
+    assert err == ""
+    words = lines_split(out)
+    assert out.startswith("Refcount metadata on teaching: 3.00 GiB of RAM\n")
+    # teaching: 12 groups * 65,536 frames * 8 B = 6,291,456 B = 6 MiB; 6,291,456 * 100 /
+    # 3,220,831,232 = 0.19534 %
+    assert ["pageinfo-count", "8", "B/frame", "6,291,456", "6", "MiB", "0.19534%"] in words
+    # 3 chunks * 4096 B = 12,288 B; 12,288 * 100 / 3,220,831,232 = 0.00038 %
+    assert ["sparse-8B", "8", "B/2", "MiB", "with", "RAM", "12,288", "12", "KiB",
+            "0.00038%"] in words
+    assert ["per-mapping", "none", "0", "0", "B", "0.00000%"] in words
+    assert "  pageinfo-count / sparse-8B = 512x" in out.splitlines()
+    # the machine summary follows
+    assert "\nMachine\n" in out
+    assert ["max_pfn", "0x140000"] in words
+    assert ["max_pdx", "0xc0000"] in words
+    assert ["RAM", "3,220,831,232", "B", "(3.00", "GiB),", "786,335", "whole", "frames"] in words
+    assert ["frame", "table", "allocated", "12", "B"] in words           # the bitmap only
+    assert ["superpage", "table", "allocated", "12,288", "B"] in words
+
+
+def test_run_json(capsys):
+    rc, out, _ = run(capsys, "run", "--format", "json")
+    assert rc == 0
+    d = json.loads(out)
+    assert list(d) == ["machine", "overhead"]
+    ov = d["overhead"]
+    assert list(ov) == OVERHEAD_KEYS
+    assert all(set(row) == DESIGN_KEYS for row in ov["designs"])
+    assert [row["name"] for row in ov["designs"]] == [
+        "xen-frame-table", "xensim-frame-table", "per-mapping", "pageinfo-count",
+        "xen-4.1-dense", "xen-4.1-dense-pdx", "sparse-8B", "sparse-16B"]
+    assert ov["machine"] == "teaching"
+    assert ov["ram_bytes"] == 3220831232
+    assert ov["max_pdx"] == 0xc0000
+    mach = d["machine"]
+    assert mach["name"] == "teaching"
+    # every range of configs/machines/teaching.yaml, sorted, with its type
+    assert mach["memory_map"] == [
+        ["0x0", "0x9fc00", "ram"], ["0x9fc00", "0xa0000", "reserved"],
+        ["0xf0000", "0x100000", "reserved"], ["0x100000", "0x80000000", "ram"],
+        ["0xfec00000", "0xfee01000", "reserved"], ["0x100000000", "0x140000000", "ram"]]
+    # frame holes below max_pfn, as byte addresses: [0x9f000, 1 MiB) and [2 GiB, 4 GiB)
+    assert mach["holes"] == [["0x9f000", "0x100000"], ["0x80000000", "0x100000000"]]
+    assert mach["pdx_groups_with_ram"] == 12
+
+
+def test_run_csv(capsys):
+    rc, out, _ = run(capsys, "run", "--format", "csv")
+    assert rc == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("name,")
+    assert lines[0] == "name,unit,bytes,human,percent_of_ram"
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 8
+    assert rows[3]["name"] == "pageinfo-count"
+    assert rows[3]["bytes"] == "6291456"
+    assert float(rows[3]["percent_of_ram"]) == 100 * 6291456 / 3220831232
+
+
+def test_run_md(capsys):
+    rc, out, _ = run(capsys, "run", "--format", "md")
+    assert rc == 0
+    lines = out.splitlines()
+    assert lines[0] == "### Refcount metadata on teaching: 3.00 GiB of RAM"
+    assert "| design | cost | bytes | size | % of RAM |" in lines
+    assert "| sparse-8B | 8 B/2 MiB with RAM | 12,288 | 12 KiB | 0.00038% |" in lines
+    assert "### Machine" in lines
+    assert sum(1 for line in lines if line.startswith("|")) >= 10
+
+
+def test_run_out_writes_config_and_results(capsys, tmp_path):
+    out_dir = tmp_path / "out"
+    rc, out, _ = run(capsys, "run", "--out", str(out_dir))
+    assert rc == 0
+    assert sorted(p.name for p in out_dir.iterdir()) == ["config.yaml", "results.json"]
+    assert out.rstrip().endswith(f"wrote {out_dir / 'config.yaml'} and "
+                                 f"{out_dir / 'results.json'}")
+    results = json.loads((out_dir / "results.json").read_text())
+    assert list(results) == ["machine", "overhead"]
+    assert results["overhead"]["ram_bytes"] == 3220831232
+    # the resolved config loads back to the same machine
+    cfg = load_config(out_dir / "config.yaml")
+    mm = build_memory_map(cfg)
+    teaching = load_preset("teaching")
+    assert mm == teaching                                   # every range and type
+    assert mm.frame_ranges == [(0x0, 0x9f), (0x100, 0x80000), (0x100000, 0x140000)]
+    assert mm.name == "teaching"
+    assert cfg.machine.pdx == "mask"
+    m = Machine(mm, cfg.machine.pdx)
+    assert m.pdx.max_pdx == 0xc0000
+    assert xensim.overhead(m).to_dict() == results["overhead"]
+
+
+def test_run_out_keeps_machine_and_pdx_options(capsys, tmp_path):
+    rc, _, _ = run(capsys, "run", "--machine", "qemu-2node", "--pdx", "offset",
+                   "--out", str(tmp_path), "--format", "json")
+    assert rc == 0
+    cfg = load_config(tmp_path / "config.yaml")
+    assert build_memory_map(cfg) == load_preset("qemu-2node")
+    assert cfg.machine.pdx == "offset"
+    assert json.loads((tmp_path / "results.json").read_text())["overhead"]["pdx"]["mode"] \
+        == "offset"
+
+
+def test_run_out_with_memmap_file(capsys, tmp_path):
+    rc, _, _ = run(capsys, "run", "--memmap", str(DMESG), "--out", str(tmp_path),
+                   "--format", "json")
+    assert rc == 0
+    mm = build_memory_map(load_config(tmp_path / "config.yaml"))
+    # 11 BIOS-e820 lines, 3 of them usable
+    assert len(mm.ranges) == 11
+    assert mm.frame_ranges == [(0x0, 0x9f), (0x100, 0xbffda), (0x100000, 0x140000)]
+
+
+# ---------------------------------------------------------------------------
+# overhead / machine / presets
+# ---------------------------------------------------------------------------
+
+def test_overhead_gnr_json(capsys):
+    rc, out, _ = run(capsys, "overhead", "--machine", "intel-gnr-4s", "--format", "json")
+    assert rc == 0
+    d = json.loads(out)
+    assert list(d) == OVERHEAD_KEYS
+    assert d["machine"] == "intel-gnr-4s"
+    assert d["ram_bytes"] == 2 ** 41
+    assert d["max_pfn"] == 0x133e80000
+    rows = {r["name"]: r for r in d["designs"]}
+    assert rows["pageinfo-count"]["bytes"] == 4 * 2 ** 30          # 8 B * 2^29 frames
+    assert rows["pageinfo-count"]["percent_of_ram"] == 0.1953125
+    assert rows["sparse-8B"]["bytes"] == 8 * 2 ** 20               # 2048 chunks * 4 KiB
+    assert rows["sparse-8B"]["entry_bytes"] == 8 * 2 ** 20
+
+
+def test_overhead_memmap_dmesg(capsys):
+    rc, out, _ = run(capsys, "overhead", "--memmap", str(DMESG), "--format", "json")
+    assert rc == 0
+    d = json.loads(out)
+    # usable: [0, 0x9fc00) + [1 MiB, 0xbffda000) + [4 GiB, 5 GiB)
+    #   0x9fc00 = 654,336; 0xbffda000 - 0x100000 = 0xbfeda000 = 3,220,021,248; 1 GiB
+    #   = 1,073,741,824 -> 4,294,417,408 (the ACPI, NVS, reserved lines are not RAM)
+    assert d["machine"] == "qemu-pc-4g-dmesg"
+    assert d["ram_bytes"] == 654336 + 3220021248 + 1073741824 == 4294417408
+    # frames 0x9f + (0xbffda - 0x100) + 0x40000 = 159 + 786,138 + 262,144
+    assert d["ram_frames"] == 1048441
+    assert d["max_pfn"] == 0x140000
+    # groups 0..11 (0xbffda >> 16 = 11) and 16..19
+    assert d["pdx_groups_with_ram"] == 16
+    # superpages 0..1535 (0xbffd9 >> 9 = 1535) and 2048..2559; full: 1..1534 + 512
+    assert d["superpages_with_ram"] == 2048
+    assert d["superpages_full"] == 1534 + 512
+
+
+def test_overhead_memmap_iomem_table(capsys):
+    rc, out, _ = run(capsys, "overhead", "--memmap", str(IOMEM))
+    assert rc == 0
+    assert out.startswith("Refcount metadata on qemu-pc-4g-iomem: ")
+
+
+def test_overhead_pdx_option(capsys):
+    rc, out, _ = run(capsys, "overhead", "--machine", "qemu-2node", "--pdx", "none",
+                     "--format", "json")
+    assert rc == 0
+    d = json.loads(out)
+    assert d["pdx"]["mode"] == "none"
+    assert d["max_pdx"] == 0x180000
+
+
+def test_machine_qemu_2node_mentions_the_pdx_hole(capsys):
+    rc, out, _ = run(capsys, "machine", "--machine", "qemu-2node")
+    assert rc == 0
+    words = lines_split(out)
+    assert ["PDX", "mask:", "bit", "19", "of", "the", "PFN", "squeezed", "out", "(hole_shift",
+            "1;", "max_pdx", "0x100000", "for", "max_pfn", "0x180000)"] in words
+    # the hole between the nodes: frames [0x80000, 0x100000) = 2 GiB
+    assert "Holes below max_pfn (frames that are not RAM)" in out
+    assert ["0x80000", "0x100000", "2", "GiB"] in words
+
+
+def test_machine_json(capsys):
+    rc, out, _ = run(capsys, "machine", "--machine", "qemu-2node", "--format", "json")
+    assert rc == 0
+    d = json.loads(out)
+    assert d["pdx"]["mode"] == "mask"
+    assert d["pdx"]["hole_mask"] == 0x80000
+    assert d["holes"] == [["0x80000000", "0x100000000"]]
+
+
+def test_presets_lists_six(capsys):
+    rc, out, _ = run(capsys, "presets")
+    assert rc == 0
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines] == PRESETS
+    assert lines[-1].split()[:6] == ["teaching", "3.00", "GiB", "RAM", "max_pfn", "0x140000"]
+
+
+# ---------------------------------------------------------------------------
+# errors: one line on stderr, exit status 2, no traceback
+# ---------------------------------------------------------------------------
+
+def _expected_line(path: Path) -> str:
+    for line in path.read_text(encoding="latin-1").splitlines():
+        if line.startswith("# Expect: "):
+            return line[len("# Expect: "):]
+    raise AssertionError(f"{path.name} has no '# Expect:' line")
+
+
+BAD_FILES = sorted(p.name for p in BAD.glob("*.yaml"))
+
+
+def test_bad_config_corpus_is_there():
+    assert len(BAD_FILES) == 24
+
+
+@pytest.mark.parametrize("name", BAD_FILES)
+def test_bad_config_one_line_exit_2(capsys, monkeypatch, name):
+    monkeypatch.chdir(BAD)          # the Expect lines give paths relative to tests/bad_configs
+    rc, out, err = run(capsys, "run", name)
+    assert rc == 2
+    assert out == ""
+    assert err.endswith("\n") and err.count("\n") == 1
+    assert "Traceback" not in err
+    line = err.rstrip("\n")
+    assert line.startswith("xensim: error: ")
+    assert line == "xensim: error: " + _expected_line(BAD / name)
+
+
+def test_bad_config_named_with_its_path(capsys):
+    rel = "tests/bad_configs/bad_pdx.yaml"
+    rc, _, err = run(capsys, "overhead", str(REPO / rel))
+    assert rc == 2
+    assert err == (f"xensim: error: {REPO / rel}:5: machine.pdx: bad choice 'squeeze'; "
+                   f"choose from: none, mask, offset\n")
+
+
+@pytest.mark.parametrize("command", ["run", "overhead", "machine"])
+def test_unknown_preset_option(capsys, command):
+    rc, out, err = run(capsys, command, "--machine", "pentium-pro")
+    assert rc == 2
+    assert out == ""
+    assert err == ("xensim: error: machine.preset: unknown preset 'pentium-pro'; choose from: "
+                   "firecracker-1g, intel-clx-2s, intel-gnr-4s, qemu-2node, qemu-pc-4g, "
+                   "teaching\n")
+
+
+def test_missing_memmap_file_option(capsys, tmp_path):
+    missing = tmp_path / "nope.log"
+    rc, _, err = run(capsys, "overhead", "--memmap", str(missing))
+    assert rc == 2
+    assert err == f"xensim: error: {missing}: no such file\n"
+
+
+def test_missing_config_file(capsys, tmp_path):
+    missing = tmp_path / "nope.yaml"
+    rc, _, err = run(capsys, "run", str(missing))
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith(f"xensim: error: {missing}")
+
+
+def test_bad_memmap_text_file(capsys, tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("hello\nno memory map here\n")
+    rc, _, err = run(capsys, "machine", "--memmap", str(f))
+    assert rc == 2
+    assert err.count("\n") == 1
+    assert err.startswith(f"xensim: error: {f}: not a memory map")
+
+
+def test_out_onto_a_file_is_one_line_error(capsys, tmp_path):
+    f = tmp_path / "taken"
+    f.write_text("")
+    rc, _, err = run(capsys, "run", "--out", str(f))
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith("xensim: error: ")
+
+
+def test_argparse_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["overhead", "--format", "xml"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+    capsys.readouterr()
+
+
+# ---------------------------------------------------------------------------
+# the module entry point, once, in a real process
+# ---------------------------------------------------------------------------
+
+def test_python_dash_m_xensim_run():
+    proc = subprocess.run([sys.executable, "-m", "xensim", "run", "--format", "json"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    d = json.loads(proc.stdout)
+    assert d["overhead"]["machine"] == "teaching"
+    assert d["overhead"]["pdx_groups_with_ram"] == 12
