@@ -51,6 +51,7 @@ class Expected:
         self.runs: list[tuple[int, int, int, int | None]] = []   # (mfn, n, refs, type) +1 type ref each
         self.conflicts: list[Difference] = []
         self.holder: dict[int, int] = {}              # mfn -> domid whose structures reference it
+        self.spage: dict[int, tuple] = {}             # spdx -> expected superpage-table words
 
     def ref(self, mfn: int, domid: int, n: int = 1) -> None:
         """``n`` general references on ``mfn`` held on behalf of ``domid``."""
@@ -164,6 +165,8 @@ def audit(m) -> AuditReport:
                 e_tcount[sl] += 1
         _compare_run(m, d, s, mfns, e_count, e_alloc, e_type, e_tcount, e_pinned, rep)
 
+    _check_spage(m, exp, rep)
+
     # references held on frames their holder does not own (an isolation breach)
     for mfn, domid in exp.holder.items():
         owner = _owner_of(owned_runs, mfn)
@@ -175,6 +178,26 @@ def audit(m) -> AuditReport:
             if owner != domid:
                 rep.add(Difference(mfn, "referenced by", f"dom{domid}'s own frame", f"owner dom{owner}"))
     return rep
+
+
+def _check_spage(m, exp: Expected, rep: AuditReport) -> None:
+    """Every superpage-table word is what the design says it must be; the rest are 0."""
+    table = m.spage_table
+    expected_at = {}
+    for spdx, words in exp.spage.items():
+        e = table.entry_index(spdx)
+        if e < 0:
+            rep.add(Difference(int(m.pdx_to_mfn(spdx << 9)), "superpage entry", "exists", "no entry"))
+            continue
+        expected_at[e] = (spdx, words)
+    for e in sorted(set(int(x) for x in table.nonzero_entries()) | set(expected_at)):
+        spdx, words = expected_at.get(e, (None, (0,) * table.words_per_entry))
+        actual = tuple(int(table.store[w, e]) for w in range(table.words_per_entry))
+        words = tuple(words) + (0,) * (table.words_per_entry - len(words))
+        if actual != words:
+            where = int(m.pdx_to_mfn(spdx << 9)) if spdx is not None else -1
+            rep.add(Difference(where, f"superpage word (store entry {e})",
+                               tuple(hex(w) for w in words), tuple(hex(w) for w in actual)))
 
 
 def _owner_of(owned_runs, mfn: int):

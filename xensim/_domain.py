@@ -32,8 +32,10 @@ class Domain:
     allocated: RangeSet = field(default_factory=RangeSet)
     #: page (pdx) -> PGT_ type it is pinned as (MMUEXT_PIN_Lx_TABLE)
     pinned: dict[int, int] = field(default_factory=dict)
-    #: superpage indexes (spdx) this domain has MMUEXT_MARK_SUPER'd
+    #: first MFNs of the superpages this domain has MMUEXT_MARK_SUPER'd
     marked: set[int] = field(default_factory=set)
+    #: the root table of its (single) vCPU: MMUEXT_NEW_BASEPTR's MFN
+    baseptr: int | None = None
     is_dying: bool = False
     p2m: FrameMap = field(default=None)   # sized in __post_init__
 
@@ -50,4 +52,5 @@ class Domain:
                 "tot_pages": self.tot_pages, "allocated_pages": len(self.allocated),
                 "owned_runs": len(self.owned.runs()), "pinned": len(self.pinned),
                 "marked": len(self.marked), "p2m_entries": self.p2m.count,
+                "baseptr": self.baseptr,
                 "dying": self.is_dying}

@@ -62,6 +62,8 @@ class FrameTable:
         self._ci: list[np.ndarray | None] = [None] * self.n_groups
         self._ti: list[np.ndarray | None] = [None] * self.n_groups
         self._owner: list[np.ndarray | None] = [None] * self.n_groups
+        #: while a request runs: (pdx, n, old count_info, old type_info, old owner) per write
+        self._journal: list | None = None
 
     # -- groups ---------------------------------------------------------------
     @property
@@ -127,14 +129,53 @@ class FrameTable:
         a = self._owner[pdx >> PDX_GROUP_SHIFT]
         return DOMID_INVALID if a is None else int(a[pdx & PDX_GROUP_MASK])
 
+    def _log(self, pdx: int, n: int) -> None:
+        if n == 1:
+            self._journal.append((pdx, 1, (self.count_info(pdx),), (self.type_info(pdx),),
+                                  (self.owner(pdx),)))
+        else:
+            ci, ti, owner = self.read_slices(pdx, n)
+            self._journal.append((pdx, n, ci, ti, owner))
+
     def set_count_info(self, pdx: int, value: int) -> None:
+        if self._journal is not None:
+            self._log(pdx, 1)
         self.group(pdx >> PDX_GROUP_SHIFT)[0][pdx & PDX_GROUP_MASK] = value
 
     def set_type_info(self, pdx: int, value: int) -> None:
+        if self._journal is not None:
+            self._log(pdx, 1)
         self.group(pdx >> PDX_GROUP_SHIFT)[1][pdx & PDX_GROUP_MASK] = value
 
     def set_owner(self, pdx: int, domid: int) -> None:
+        if self._journal is not None:
+            self._log(pdx, 1)
         self.group(pdx >> PDX_GROUP_SHIFT)[2][pdx & PDX_GROUP_MASK] = domid
+
+    # -- the request journal (a failed hypercall request leaves no trace) ---------------
+    def begin(self) -> None:
+        self._journal = []
+
+    def commit(self) -> None:
+        self._journal = None
+
+    def journal_changes(self):
+        """(pdx, old ci, old ti, old owner, new ci, new ti, new owner) for every frame written
+        since :meth:`begin`, oldest value first, one row per frame."""
+        first: dict[int, tuple[int, int, int]] = {}
+        for pdx, n, ci, ti, owner in self._journal or ():
+            for j in range(n):
+                first.setdefault(pdx + j, (int(ci[j]), int(ti[j]), int(owner[j])))
+        for pdx, (ci, ti, owner) in sorted(first.items()):
+            yield pdx, ci, ti, owner, self.count_info(pdx), self.type_info(pdx), self.owner(pdx)
+
+    def rollback(self) -> None:
+        """Restore every word written since :meth:`begin`, then stop journaling."""
+        journal, self._journal = self._journal or [], None
+        for pdx, n, ci, ti, owner in reversed(journal):
+            c, t, o = self.slices(pdx, n)
+            c[:], t[:], o[:] = ci, ti, owner
+        return bool(journal)
 
     # -- slices (vectorised) ---------------------------------------------------
     def _check_slice(self, pdx: int, n: int) -> tuple[int, int]:
@@ -149,6 +190,8 @@ class FrameTable:
         The range must lie in one PDX group (a 512-aligned superpage always does).
         """
         g, off = self._check_slice(pdx, n)
+        if self._journal is not None:
+            self._log(pdx, n)
         ci, ti, owner = self.group(g)
         return ci[off:off + n], ti[off:off + n], owner[off:off + n]
 

@@ -13,15 +13,21 @@ import numpy as np
 
 from ._domain import Domain
 from ._frametable import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
+from collections import Counter
+
 from ._heap import DomainHeap
-from ._hypercall import HYPERVISOR_memory_op, HypercallLayer
+from ._hypercall import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
+                         HYPERVISOR_update_va_mapping, HypercallLayer)
 from ._memory_op import do_memory_op
+from ._mmu import do_mmu_update, do_mmuext_op, do_update_va_mapping
+from ._pagetable import GuestMemory, PageTables
+from ._superpage import make_design
 from ._memmap import MemoryMap
 from ._p2m import INVALID, FrameMap
 from ._page_info import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state_free,
-                         PGC_state_inuse)
+                         PGC_state_inuse, PGT_count_mask, PGT_pinned)
 from ._pdx import Pdx, make_pdx
-from ._refcount import RefCounts
+from ._refcount import RefCounts, RefcountBug
 from ._spage import SuperpageTable
 from ._units import SUPERPAGE_ORDER
 
@@ -29,9 +35,25 @@ _U = np.uint64
 
 
 class Machine:
-    """A booted host. ``spage_words`` is 1 (Xen 4.1's spage_info) or 2 (two counts)."""
+    """A booted host running a Xen of ``version`` with superpage design ``superpage``.
 
-    def __init__(self, memmap: MemoryMap, pdx_mode: str = "mask", spage_words: int = 1):
+    ``allow_superpage`` is Xen's allowsuperpage boot option; ``faithful`` makes
+    xensim reproduce the real code's known bugs (reference doc, section 8)
+    instead of refusing what they let through. ``spage_words`` overrides the
+    superpage table's entry width (1 or 2 words; default: the design's).
+    """
+
+    VERSIONS = ("4.1", "4.5", "4.7", "4.8")
+
+    def __init__(self, memmap: MemoryMap, pdx_mode: str = "mask", *, version: str = "4.8",
+                 allow_superpage: bool = True, superpage: str = "xen-4.1",
+                 faithful: bool = False, spage_words: int | None = None):
+        if version not in self.VERSIONS:
+            raise ValueError(f"unknown Xen version {version!r}; choose from {', '.join(self.VERSIONS)}")
+        self.version = version
+        self.allow_superpage = allow_superpage
+        self.faithful = faithful
+        self.superpage = make_design(superpage, self)
         self.memmap = memmap
         self.pdx: Pdx = make_pdx(memmap.frame_ranges, pdx_mode)
         #: Xen's max_page: one past the highest RAM frame.
@@ -39,20 +61,89 @@ class Machine:
         self.ram_pdx_ranges = [(self.mfn_to_pdx(s), self.mfn_to_pdx(e - 1) + 1)
                                for s, e in memmap.frame_ranges]
         self.frame_table = FrameTable(self.ram_pdx_ranges, self.pdx.max_pdx)
-        self.spage_table = SuperpageTable(self.spdx_with_ram(), spage_words)
+        self.spage_table = SuperpageTable(self.spdx_with_ram(),
+                                          spage_words or self.superpage.words_per_entry)
         self.heap = DomainHeap(memmap.frame_ranges)
         #: the machine-to-phys table (mfn -> gfn), Xen's machine_to_phys_mapping
         self.m2p = FrameMap(self.max_page)
-        self.refs = RefCounts(self.frame_table, self._free_pages)
+        #: contents of guest frames (page tables): guest state
+        self.mem = GuestMemory()
+        self.pt = PageTables(self)
+        self.pt_stats: Counter = Counter()
+        self.refs = RefCounts(self.frame_table, self._free_pages, validator=self.pt)
         self.domains: dict[int, Domain] = {0: Domain(0, "Domain-0", max_pages=0)}
         self._next_domid = 1
-        #: hooks run by destroy_domain before PGC_allocated is dropped, in order
-        #: (page tables: unpin; superpage designs: clear marks): f(machine, domain)
-        self.relinquish_hooks: list = [_unpin_all]
+        #: hooks run by destroy_domain before PGC_allocated is dropped, in order:
+        #: drop the vCPU's root and unpin every table, then clear superpage marks
+        self.relinquish_hooks: list = [_unpin_all, lambda m, d: m.superpage.relinquish(d)]
         #: what subsystems hold, for the auditor: f(machine, expected) (see _audit.Expected)
-        self.audit_contributors: list = []
+        self.audit_contributors: list = [self.pt.expect]
+        #: what faithful mode let through that real Xen got wrong (reference doc, section 8)
+        self.violations: list[str] = []
+        self._in_request = False
         self.hypercall = HypercallLayer(self)
         self.hypercall.register(HYPERVISOR_memory_op, do_memory_op)
+        self.hypercall.register(HYPERVISOR_mmu_update, do_mmu_update)
+        self.hypercall.register(HYPERVISOR_mmuext_op, do_mmuext_op)
+        self.hypercall.register(HYPERVISOR_update_va_mapping, do_update_va_mapping)
+
+    @classmethod
+    def from_config(cls, cfg, memmap: MemoryMap) -> "Machine":
+        hv = cfg.hypervisor
+        return cls(memmap, cfg.machine.pdx, version=str(hv.version),
+                   allow_superpage=hv.allow_superpage, superpage=hv.superpage,
+                   faithful=hv.faithful)
+
+    # -- one hypercall request: all or nothing ---------------------------------------
+    def request(self, fn) -> int:
+        """Run one request (``fn() -> 0 or -errno``); a failure leaves no trace.
+
+        On failure the request's own undo paths have already given back what
+        they took, Xen-style; this checks that they did (every count as before,
+        else RefcountBug: a leak in an undo path is never papered over), then
+        restores the words bit for bit (type bits left behind with count 0).
+        """
+        if self._in_request:
+            return fn()
+        ft, sp = self.frame_table, self.spage_table
+        ft.begin()
+        sp.begin()
+        self._in_request = True
+        try:
+            rc = fn()
+            if rc < 0:
+                self._check_undone()
+        except BaseException:
+            ft.rollback()
+            sp.rollback()
+            raise
+        finally:
+            self._in_request = False
+        if rc < 0:
+            ft.rollback()
+            sp.rollback()
+        else:
+            ft.commit()
+            sp.commit()
+        return rc
+
+    def _check_undone(self) -> None:
+        for pdx, ci0, ti0, o0, ci1, ti1, o1 in self.frame_table.journal_changes():
+            tcount0, tcount1 = ti0 & PGT_count_mask, ti1 & PGT_count_mask
+            if (ci0 != ci1 or o0 != o1 or tcount0 != tcount1 or (ti0 ^ ti1) & PGT_pinned
+                    or (tcount1 and ti0 != ti1)):
+                raise RefcountBug(
+                    f"a failed request left mfn {int(self.pdx_to_mfn(pdx)):#x} changed: "
+                    f"count_info {ci0:#x} -> {ci1:#x}, type_info {ti0:#x} -> {ti1:#x}, "
+                    f"owner {o0} -> {o1}")
+        for word, e, old in self.spage_table._journal or ():
+            if int(self.spage_table.store[word, e]) != old:
+                raise RefcountBug(f"a failed request left superpage entry {e} changed")
+
+    def xsa167(self, mfn: int) -> int:
+        """Faithful mode: MARK/UNMARK on an invalid MFN, which 4.1-4.5 did not check."""
+        self.violations.append(f"XSA-167: superpage table indexed with invalid mfn {mfn:#x}")
+        return 0
 
     # -- address translation ------------------------------------------------------
     def mfn_to_pdx(self, mfn):
@@ -175,6 +266,7 @@ class Machine:
             ti[:] = 0
             owner[:] = DOMID_INVALID
             self.m2p.clear_run(mfn, n)
+            self.mem.drop_range(mfn, n)
             self.heap.free_range(mfn, mfn + n)
 
     def _drop_allocated_run(self, d: Domain, mfn: int, n: int) -> None:
@@ -192,15 +284,16 @@ class Machine:
         """Everything a failed call must leave unchanged (compare with :meth:`same_as`)."""
         doms = tuple(sorted(
             (d.domid, d.tot_pages, d.max_pages, tuple(d.owned.runs()), tuple(d.allocated.runs()),
-             tuple(sorted(d.pinned.items())), tuple(sorted(d.marked)), d.p2m.snapshot(), d.is_dying)
+             tuple(sorted(d.pinned.items())), tuple(sorted(d.marked)), d.p2m.snapshot(), d.is_dying,
+             d.baseptr)
             for d in self.domains.values()))
         return (self.frame_table.snapshot(), self.spage_table.snapshot(), self.heap.snapshot(),
-                self.m2p.snapshot(), doms)
+                self.m2p.snapshot(), self.mem.snapshot(), doms)
 
     def same_as(self, snap: tuple) -> bool:
-        ft, sp, heap, m2p, doms = snap
+        ft, *rest = snap
         now = self.snapshot()
-        return (self.frame_table.same_as(ft) and now[1:] == (sp, heap, m2p, doms))
+        return self.frame_table.same_as(ft) and tuple(now[1:]) == tuple(rest)
 
     def summary(self) -> dict:
         mm = self.memmap
@@ -226,7 +319,11 @@ class Machine:
 
 
 def _unpin_all(m: Machine, d: Domain) -> None:
-    """relinquish step 1: every pinned table loses its pin (and the references it held)."""
+    """relinquish step 1: the vCPU drops its root table, every pinned table loses its pin;
+    tables whose last typed reference goes are devalidated, down the tree."""
+    if d.baseptr is not None:
+        root, d.baseptr = d.baseptr, None
+        m.refs.put_page_and_type(m.mfn_to_page(root))
     for page in sorted(d.pinned):
         del d.pinned[page]
         if m.refs.clear_pinned(page):

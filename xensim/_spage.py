@@ -47,6 +47,8 @@ class SuperpageTable:
         self._has_ram = np.zeros(self.n_chunks * SPAGE_CHUNK_ENTRIES, dtype=bool)
         self.store = np.zeros((words_per_entry, self.n_chunks * SPAGE_CHUNK_ENTRIES),
                               dtype=np.uint64)
+        #: while a request runs: (word, entry, old value) per write
+        self._journal: list | None = None
         if spdx.size:
             slot = self._slot[spdx >> SPAGE_CHUNK_SHIFT].astype(np.int64)
             self._has_ram[(slot << SPAGE_CHUNK_SHIFT) | (spdx & SPAGE_CHUNK_MASK)] = True
@@ -109,7 +111,31 @@ class SuperpageTable:
         e = self.entry_index(spdx)
         if e < 0:
             raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
+        if self._journal is not None:
+            self._journal.append((word, e, int(self.store[word, e])))
         self.store[word, e] = value
+
+    def cmpxchg(self, spdx: int, old: int, new: int, word: int = 0) -> bool:
+        """The one read-modify-write of a superpage word."""
+        if self.read(spdx, word) != old:
+            return False
+        self.write(spdx, new, word)
+        return True
+
+    def begin(self) -> None:
+        self._journal = []
+
+    def commit(self) -> None:
+        self._journal = None
+
+    def rollback(self) -> list[tuple[int, int, int, int]]:
+        """Restore the words written since :meth:`begin`; returns (word, entry, old, new) rows."""
+        journal, self._journal = self._journal or [], None
+        changed = []
+        for word, e, old in reversed(journal):
+            changed.append((word, e, old, int(self.store[word, e])))
+            self.store[word, e] = old
+        return changed
 
     def nonzero_entries(self) -> np.ndarray:
         """Store positions whose entry has any non-zero word."""

@@ -1,0 +1,235 @@
+"""The PV MMU hypercalls: mmu_update (1), update_va_mapping (14), mmuext_op (26).
+
+Batches run in order and stop at the first failing request; the number done
+is written to ``done[0]`` when a ``done`` list is given (Xen's ``pdone`` /
+``success_count``). Every request runs inside :meth:`Machine.request`: a request
+that fails leaves the machine bit for bit as it was.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+from ._domain import DOMID_SELF
+from ._page_info import PGT_l4_page_table, PGT_writable_page
+from ._pagetable import LEVEL_TYPES, _PAGE_PRESENT, _PAGE_PSE, pte_mfn
+from ._units import PAGE_SHIFT, SUPERPAGE_PAGES
+
+# mmu_update request types: the low 2 bits of ``ptr``
+MMU_NORMAL_PT_UPDATE = 0
+MMU_MACHPHYS_UPDATE = 1
+MMU_PT_UPDATE_PRESERVE_AD = 2
+
+# mmuext_op commands
+MMUEXT_PIN_L1_TABLE = 0
+MMUEXT_PIN_L2_TABLE = 1
+MMUEXT_PIN_L3_TABLE = 2
+MMUEXT_PIN_L4_TABLE = 3
+MMUEXT_UNPIN_TABLE = 4
+MMUEXT_NEW_BASEPTR = 5
+MMUEXT_MARK_SUPER = 19
+MMUEXT_UNMARK_SUPER = 20
+
+MMUEXT_NAMES = {0: "pin_l1_table", 1: "pin_l2_table", 2: "pin_l3_table", 3: "pin_l4_table",
+                4: "unpin_table", 5: "new_baseptr", 19: "mark_super", 20: "unmark_super"}
+
+
+@dataclass
+class MmuUpdate:
+    """struct mmu_update: ``ptr`` is the machine address of the entry | request type."""
+    ptr: int
+    val: int
+
+
+@dataclass
+class MmuextOp:
+    """struct mmuext_op: ``arg1`` is an MFN for the ops modelled here."""
+    cmd: int
+    arg1: int = 0
+    arg2: int = 0
+
+
+def _owners(m, caller: int, foreigndom: int):
+    """(pt_owner, pg_owner) domains, or a negative errno: only dom0 acts on others."""
+    d = m.domain(caller)
+    if foreigndom in (DOMID_SELF, caller):
+        return d, d
+    if caller != 0:
+        return -errno.EPERM
+    fd = m.domain(foreigndom)
+    return (d, fd) if fd is not None else -errno.ESRCH
+
+
+def _batch(m, reqs, done, fn) -> int:
+    """Run ``fn(req)`` for each request in order, each as one all-or-nothing request."""
+    n = 0
+    rc = 0
+    for req in reqs:
+        rc = m.request(lambda: fn(req))
+        if rc < 0:
+            break
+        n += 1
+    if done is not None:
+        done[0] = n
+    return rc if rc < 0 else 0
+
+
+# -- mmu_update ----------------------------------------------------------------------
+def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = None,
+                  foreigndom: int = DOMID_SELF) -> int:
+    owners = _owners(m, caller, foreigndom)
+    if isinstance(owners, int):
+        return owners
+    pt_owner, pg_owner = owners
+    if pt_owner.is_dying or pg_owner.is_dying:
+        return -errno.EINVAL
+    return _batch(m, reqs, done, lambda r: _mmu_update_one(m, r, pt_owner, pg_owner))
+
+
+def _mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner) -> int:
+    cmd = req.ptr & 3
+    ptr = req.ptr & ~3
+    if cmd == MMU_MACHPHYS_UPDATE:
+        mfn = ptr >> PAGE_SHIFT
+        if not m.mfn_valid(mfn) or not m.refs.get_page(m.mfn_to_page(mfn), pg_owner.domid):
+            return -errno.EINVAL
+        m.m2p.set(mfn, req.val)
+        m.refs.put_page(m.mfn_to_page(mfn))
+        return 0
+    if cmd not in (MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD):
+        return -errno.ENOSYS
+    if ptr & 7:
+        return -errno.EINVAL
+    mfn, index = ptr >> PAGE_SHIFT, (ptr & ((1 << PAGE_SHIFT) - 1)) >> 3
+    if not m.mfn_valid(mfn):
+        return -errno.EINVAL
+    page = m.mfn_to_page(mfn)
+    if not m.refs.get_page(page, pt_owner.domid):       # the table must be the guest's own
+        return -errno.EINVAL
+    try:
+        level = m.pt.live_level(page)
+        if level:
+            return m.pt.mod_entry(mfn, index, req.val, level, pg_owner.domid,
+                                  cmd == MMU_PT_UPDATE_PRESERVE_AD)
+        # not a live page table: an ordinary write, allowed while it can be writable
+        if not m.refs.get_page_type(page, PGT_writable_page):
+            return -errno.EINVAL
+        m.mem.write(mfn, index, req.val)
+        m.refs.put_page_type(page)
+        return 0
+    finally:
+        m.refs.put_page(page)
+
+
+# -- update_va_mapping ---------------------------------------------------------------
+def do_update_va_mapping(m, caller: int, va: int, val: int, flags: int = 0) -> int:
+    d = m.domain(caller)
+    if d.is_dying or d.baseptr is None:
+        return -errno.EINVAL
+    table = d.baseptr
+    for level, shift in ((4, 39), (3, 30), (2, 21)):
+        e = m.mem.read(table, (va >> shift) & 511)
+        if not e & _PAGE_PRESENT or (level == 2 and e & _PAGE_PSE):
+            return -errno.EINVAL
+        table = pte_mfn(e)
+    index = (va >> PAGE_SHIFT) & 511
+    return m.request(lambda: m.pt.mod_entry(table, index, val, 1, d.domid))
+
+
+# -- mmuext_op -----------------------------------------------------------------------
+def do_mmuext_op(m, caller: int, ops: list[MmuextOp], done: list | None = None,
+                 foreigndom: int = DOMID_SELF) -> int:
+    owners = _owners(m, caller, foreigndom)
+    if isinstance(owners, int):
+        return owners
+    curr, pg_owner = owners
+    return _batch(m, ops, done, lambda op: _mmuext_one(m, op, curr, pg_owner))
+
+
+def _mmuext_one(m, op: MmuextOp, curr, pg_owner) -> int:
+    cmd = op.cmd
+    if MMUEXT_PIN_L1_TABLE <= cmd <= MMUEXT_PIN_L4_TABLE:
+        return _pin(m, op.arg1, LEVEL_TYPES[cmd - MMUEXT_PIN_L1_TABLE + 1], pg_owner)
+    if cmd == MMUEXT_UNPIN_TABLE:
+        return _unpin(m, op.arg1, pg_owner)
+    if cmd == MMUEXT_NEW_BASEPTR:
+        return -errno.EPERM if pg_owner is not curr else _new_baseptr(m, op.arg1, curr)
+    if cmd in (MMUEXT_MARK_SUPER, MMUEXT_UNMARK_SUPER):
+        return _mark_unmark(m, cmd, op.arg1, curr, pg_owner)
+    return -errno.ENOSYS
+
+
+def _pin(m, mfn: int, type: int, d) -> int:
+    if d.is_dying or not m.mfn_valid(mfn):
+        return -errno.EINVAL
+    page = m.mfn_to_page(mfn)
+    rc = m.refs._get_page_and_type(page, d.domid, type)
+    if rc != 0:
+        return rc
+    if not m.refs.set_pinned(page):                       # already pinned
+        m.refs.put_page_and_type(page)
+        return -errno.EINVAL
+    d.pinned[page] = type
+    return 0
+
+
+def _unpin(m, mfn: int, d) -> int:
+    if not m.mfn_valid(mfn):
+        return -errno.EINVAL
+    page = m.mfn_to_page(mfn)
+    if not m.refs.get_page(page, d.domid):
+        return -errno.EINVAL
+    if not m.refs.clear_pinned(page):
+        m.refs.put_page(page)
+        return -errno.EINVAL
+    del d.pinned[page]
+    m.refs.put_page_and_type(page)                        # the pin's references
+    m.refs.put_page(page)                                 # ours
+    return 0
+
+
+def _new_baseptr(m, mfn: int, d) -> int:
+    """Xen's new_guest_cr3: the new root takes an L4 type reference, the old one drops its."""
+    if not m.mfn_valid(mfn):
+        return -errno.EINVAL
+    rc = m.refs._get_page_and_type(m.mfn_to_page(mfn), d.domid, PGT_l4_page_table)
+    if rc != 0:
+        return rc
+    old, d.baseptr = d.baseptr, mfn
+    if old is not None:
+        m.refs.put_page_and_type(m.mfn_to_page(old))
+    return 0
+
+
+def _mark_unmark(m, cmd: int, mfn: int, curr, pg_owner) -> int:
+    """MMUEXT_MARK_SUPER / UNMARK_SUPER, with the check order of the configured release."""
+    v = m.version
+    off = not m.allow_superpage or not m.superpage.supports_mark
+    foreign = pg_owner is not curr
+    unaligned = bool(mfn & (SUPERPAGE_PAGES - 1))
+    invalid = not (m.mfn_valid(mfn) and m.mfn_valid(mfn + SUPERPAGE_PAGES - 1))
+    if v in ("4.1", "4.5"):
+        if v == "4.5" and foreign:
+            return -errno.EPERM
+        if unaligned:
+            return -errno.EINVAL
+        if off:
+            return -errno.ENOSYS
+        # 4.1-4.5 index the table without checking the MFN (XSA-167): faithful mode only
+        if invalid and not m.faithful:
+            return -errno.EINVAL
+        d = curr                                          # 4.1: the foreign domain is ignored
+    else:                                                 # 4.7 (XSA-167 fixed), 4.8
+        if off:
+            return -errno.EOPNOTSUPP if v == "4.8" else -errno.ENOSYS
+        if foreign:
+            return -errno.EPERM
+        if unaligned or invalid:
+            return -errno.EINVAL
+        d = curr
+    if invalid:
+        return m.xsa167(mfn)
+    if cmd == MMUEXT_MARK_SUPER:
+        return m.superpage.mark_superpage(mfn, d.domid)
+    return m.superpage.unmark_superpage(mfn, d.domid)
