@@ -56,6 +56,7 @@ class Machine:
         self.superpage = make_design(superpage, self)
         self.memmap = memmap
         self.pdx: Pdx = make_pdx(memmap.frame_ranges, pdx_mode)
+        self._to_pdx, self._to_mfn, self._covers = self.pdx._to_pdx, self.pdx._to_pfn, self.pdx._covers
         #: Xen's max_page: one past the highest RAM frame.
         self.max_page = memmap.max_pfn
         self.ram_pdx_ranges = [(self.mfn_to_pdx(s), self.mfn_to_pdx(e - 1) + 1)
@@ -147,9 +148,13 @@ class Machine:
 
     # -- address translation ------------------------------------------------------
     def mfn_to_pdx(self, mfn):
+        if type(mfn) is int:                     # the hot scalar path: no dispatch
+            return self._to_pdx(mfn)
         return self.pdx.mfn_to_pdx(mfn)
 
     def pdx_to_mfn(self, pdx):
+        if type(pdx) is int:
+            return self._to_mfn(pdx)
         return self.pdx.pdx_to_mfn(pdx)
 
     mfn_to_page = mfn_to_pdx      # Xen's names: a page is its page_info's index
@@ -161,9 +166,22 @@ class Machine:
         Like Xen's, it is true for some non-RAM frames (those sharing a group
         with RAM): validity says a page_info exists, not that the frame is RAM.
         """
-        if not 0 <= mfn < self.max_page or not self.pdx.covers(mfn):
+        if type(mfn) is not int:
+            mfn = int(mfn)
+        if not 0 <= mfn < self.max_page or not self._covers(mfn):
             return False
-        return self.frame_table.group_valid(self.mfn_to_pdx(mfn))
+        return self.frame_table.group_valid(self._to_pdx(mfn))
+
+    def mfn_valid_array(self, mfns: np.ndarray) -> np.ndarray:
+        """Vectorised :meth:`mfn_valid`."""
+        mfns = np.asarray(mfns, dtype=np.int64)
+        ok = (mfns >= 0) & (mfns < self.max_page)
+        ok[ok] = self.pdx.covers(mfns[ok])
+        pdx = np.asarray(self.pdx.mfn_to_pdx(mfns[ok].astype(np.uint64)), dtype=np.int64)
+        inside = pdx < self.frame_table.max_pdx
+        inside[inside] = self.frame_table._valid[pdx[inside] >> PDX_GROUP_SHIFT]
+        ok[ok] = inside
+        return ok
 
     def spdx_with_ram(self) -> np.ndarray:
         """Superpage indexes (pdx >> 9) of every 2 MiB superpage holding RAM."""

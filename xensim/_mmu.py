@@ -11,9 +11,12 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
+import numpy as np
+
 from ._domain import DOMID_SELF
 from ._page_info import PGT_l4_page_table, PGT_writable_page
-from ._pagetable import LEVEL_TYPES, _PAGE_PRESENT, _PAGE_PSE, pte_mfn
+from ._pagetable import (LEVEL_TYPES, PADDR_MASK, RESERVED_MASK, _PAGE_PRESENT, _PAGE_PSE,
+                         _PAGE_RW, pte_mfn)
 from ._units import PAGE_SHIFT, SUPERPAGE_PAGES
 
 # mmu_update request types: the low 2 bits of ``ptr``
@@ -84,7 +87,71 @@ def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = Non
     pt_owner, pg_owner = owners
     if pt_owner.is_dying or pg_owner.is_dying:
         return -errno.EINVAL
-    return _batch(m, reqs, done, lambda r: _mmu_update_one(m, r, pt_owner, pg_owner))
+    k = _pse_batch_prefix(m, reqs, pt_owner, pg_owner) if len(reqs) >= PSE_BATCH_MIN else 0
+    rc = _batch(m, reqs[k:], done, lambda r: _mmu_update_one(m, r, pt_owner, pg_owner))
+    if done is not None:
+        done[0] += k
+    return rc
+
+
+#: batches at least this long are tried on the vectorised path
+PSE_BATCH_MIN = 8
+
+
+def _pse_batch_prefix(m, reqs: list[MmuUpdate], pt_owner, pg_owner) -> int:
+    """Do the leading requests of a batch of PSE maps (or unmaps) vectorised.
+
+    The shape: MMU_NORMAL_PT_UPDATE requests into one live L2 table of the
+    guest, at distinct indexes, each either mapping a distinct superpage where
+    nothing was mapped, or clearing an entry that maps a distinct superpage.
+    Every request of such a batch touches its own superpage word and its own
+    512 frames, so the requests are independent and the design can take them
+    all at once (SuperpageDesign.get_superpages / put_superpages). The longest
+    prefix that would succeed in order is applied, with the same statistics
+    the in-order path keeps; the rest go through the ordinary path, which
+    gives the first failing request its errno. Returns how many were done.
+    """
+    design = m.superpage
+    ptrs = np.fromiter((r.ptr for r in reqs), dtype=np.int64, count=len(reqs))
+    table = int(ptrs[0]) >> PAGE_SHIFT
+    if ((ptrs & 7) != 0).any() or ((ptrs >> PAGE_SHIFT) != table).any() or not m.mfn_valid(table):
+        return 0
+    page = m.mfn_to_page(table)
+    if m.frame_table.owner(page) != pt_owner.domid or m.pt.live_level(page) != 2:
+        return 0
+    idx = (ptrs & ((1 << PAGE_SHIFT) - 1)) >> 3
+    vals = np.array([r.val for r in reqs], dtype=np.uint64)
+    old = m.mem.table(table)[idx]
+    present = np.uint64(_PAGE_PRESENT)
+    if (vals & present).all() and not (old & present).any():
+        mapping = True
+        entries = vals
+        ok = ((vals & np.uint64(_PAGE_PSE)) != 0) & ((vals & np.uint64(RESERVED_MASK)) == 0)
+        if not m.allow_superpage:
+            return 0
+    elif not vals.any() and ((old & present) != 0).all() and ((old & np.uint64(_PAGE_PSE)) != 0).all():
+        mapping = False
+        entries = old
+        ok = np.ones(len(reqs), dtype=bool)
+    else:
+        return 0
+    mfns = ((entries & np.uint64(PADDR_MASK)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+    if mapping:
+        ok &= (mfns & (SUPERPAGE_PAGES - 1)) == 0
+        if not m.faithful:
+            ok &= m.mfn_valid_array(mfns) & m.mfn_valid_array(mfns + SUPERPAGE_PAGES - 1)
+    p = int(np.argmin(ok)) if not ok.all() else ok.size
+    # indexes and superpages must be distinct within the prefix
+    if np.unique(idx[:p]).size != p or np.unique(mfns[:p]).size != p:
+        return 0
+    rw = (entries[:p] & np.uint64(_PAGE_RW)) != 0
+    f = (design.get_superpages(mfns[:p], pg_owner.domid, rw) if mapping
+         else design.put_superpages(mfns[:p], rw))
+    if f:
+        m.mem.write_many(table, idx[:f], vals[:f])
+        m.refs.stats.get_page += f                # each request's temporary table reference
+        m.refs.stats.put_page += f
+    return f
 
 
 def _mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner) -> int:

@@ -105,6 +105,12 @@ class GuestMemory:
             a = self._frames[mfn] = np.zeros(ENTRIES, dtype=np.uint64)
         a[index] = value
 
+    def write_many(self, mfn: int, indexes: np.ndarray, values: np.ndarray) -> None:
+        a = self._frames.get(mfn)
+        if a is None:
+            a = self._frames[mfn] = np.zeros(ENTRIES, dtype=np.uint64)
+        a[indexes] = values
+
     def drop_range(self, mfn: int, n: int) -> None:
         """Frames going back to the heap are scrubbed."""
         if n > 64:

@@ -34,7 +34,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from ._frametable import FrameTable
+from ._frametable import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
 from ._page_info import (PGC_count_mask, PGT_count_mask, PGT_PAGE_TABLE_TYPES, PGT_pinned,
                          PGT_partial, PGT_type_mask, PGT_validated, PGC_allocated, type_name)
 
@@ -321,19 +321,18 @@ class RefCounts:
             raise ValueError("vectorised get_page_type is for writable/shared types only")
         ci, ti, owner = self.ft.slices(first, n)
         cnt = ci & _U(PGC_count_mask)
-        bad_page = (cnt == 0) | (cnt == _U(PGC_count_mask))
-        bad_owner = owner != d
-        fails = bad_page | bad_owner
+        ok = (cnt - _U(1)) < _U(PGC_count_mask - 1)        # 1 <= count < max (wraps at 0)
+        ok &= owner == d
         if type is not None:
             tcnt = ti & _U(PGT_count_mask)
-            bad_tover = tcnt == _U(PGT_count_mask)
-            bad_type = (tcnt != 0) & ((ti & _U(PGT_type_mask)) != _U(type))
-            fails = fails | bad_tover | bad_type
-        i = int(np.argmax(fails)) if n else 0
-        if n and fails[i]:
-            return self._range_failure(i, n, type, "free" if cnt[i] == 0 else
-                                       "overflow" if bad_page[i] else "owner" if bad_owner[i] else
-                                       "type-overflow" if bad_tover[i] else "type")
+            ok &= ((tcnt == 0) | ((ti & _U(PGT_type_mask)) == _U(type))) & (tcnt != _U(PGT_count_mask))
+        if n and not ok.all():
+            i = int(np.argmin(ok))                          # the first frame that fails
+            c, t = int(ci[i]) & PGC_count_mask, int(ti[i])
+            reason = ("free" if c == 0 else "overflow" if c == PGC_count_mask else
+                      "owner" if int(owner[i]) != d else
+                      "type-overflow" if t & PGT_count_mask == PGT_count_mask else "type")
+            return self._range_failure(i, n, type, reason)
         self.stats.get_page += n
         ci += _U(1)
         if type is not None:
@@ -372,7 +371,7 @@ class RefCounts:
             tcnt = ti & _U(PGT_count_mask)
             if (tcnt == 0).any():
                 raise RefcountBug(f"put_page_type on a zero type count in pages {first:#x}+{n}")
-            if np.isin(ti & _U(PGT_type_mask), [_U(t) for t in PGT_PAGE_TABLE_TYPES]).any():
+            if ((ti >> _U(60)) - _U(1) < _U(4)).any():     # a PGT_l1..l4 type: needs devalidation
                 raise ValueError("vectorised put_page_type is for writable/shared types only")
             self.stats.put_page_type += n
             ti -= _U(1)
@@ -393,6 +392,119 @@ class RefCounts:
 
     def put_pages(self, first: int, n: int) -> None:
         self.put_pages_and_type(first, n, typed=False)
+
+    # -- many runs at once (a batch of superpages): check, then apply ----------------------
+    def _run_blocks(self, firsts: np.ndarray, n: int):
+        """Per PDX group: (rows, index) where ``index`` selects the runs' frames in the group
+        arrays: a slice reshaped (rows x n) when the runs are consecutive, else a fancy index."""
+        groups = firsts >> PDX_GROUP_SHIFT
+        cols = np.arange(n, dtype=np.int64)
+        for g in np.unique(groups):
+            rows = np.flatnonzero(groups == g)
+            pos = firsts[rows] & PDX_GROUP_MASK
+            if (pos + n > PDX_GROUP_FRAMES).any():
+                raise ValueError("a run crosses a PDX group boundary")
+            if rows.size == 1 or (np.diff(pos) == n).all():
+                yield int(g), rows, (int(pos[0]), rows.size)
+            else:
+                yield int(g), rows, pos[:, None] + cols
+
+    def _view(self, arr: np.ndarray, index, n: int) -> np.ndarray:
+        if isinstance(index, tuple):
+            start, r = index
+            return arr[start:start + r * n].reshape(r, n)
+        return arr[index]
+
+    def runs_ok(self, firsts: np.ndarray, n: int, d: int, type: int | None) -> np.ndarray:
+        """Per run: would get_pages_and_type(first, n, d, type) succeed? (Reads only.)"""
+        firsts = np.asarray(firsts, dtype=np.int64)
+        ok = np.ones(firsts.size, dtype=bool)
+        for g, rows, index in self._run_blocks(firsts, n):
+            ci_g, ti_g, owner_g = self.ft.group(g)
+            ci, owner = self._view(ci_g, index, n), self._view(owner_g, index, n)
+            good = ((ci & _U(PGC_count_mask)) - _U(1)) < _U(PGC_count_mask - 1)
+            good &= owner == d
+            if type is not None:
+                ti = self._view(ti_g, index, n)
+                tcnt = ti & _U(PGT_count_mask)
+                good &= ((tcnt == 0) | ((ti & _U(PGT_type_mask)) == _U(type))) & (tcnt != _U(PGT_count_mask))
+            ok[rows] = good.all(axis=1)
+        return ok
+
+    def get_runs_and_type(self, firsts: np.ndarray, n: int, d: int, type: int | None) -> None:
+        """get_pages_and_type on every run; the caller checked them with :meth:`runs_ok`."""
+        if type in PGT_PAGE_TABLE_TYPES:
+            raise ValueError("vectorised get_page_type is for writable/shared types only")
+        firsts = np.asarray(firsts, dtype=np.int64)
+        for g, rows, index in self._run_blocks(firsts, n):
+            if self.ft._journal is not None:
+                for first in firsts[rows]:
+                    self.ft._log(int(first), n)
+            ci_g, ti_g, _ = self.ft.group(g)
+            self._apply(ci_g, index, n, lambda ci: np.add(ci, _U(1), out=ci))
+            if type is not None:
+                # runs_ok passed: a frame with typed references already holds exactly
+                # ``type | PGT_validated``, so setting them on every frame changes only
+                # the frames whose type count was 0 (the first typed reference)
+                keep = _U(~(PGT_type_mask | PGT_validated | PGT_partial) & 0xFFFFFFFFFFFFFFFF)
+                t = _U(type | PGT_validated)
+
+                def take_type(ti):
+                    np.bitwise_and(ti, keep, out=ti)
+                    np.bitwise_or(ti, t, out=ti)
+                    np.add(ti, _U(1), out=ti)
+                self._apply(ti_g, index, n, take_type)
+        k = firsts.size * n
+        self.stats.get_page += k
+        if type is not None:
+            self.stats.get_page_type += k
+
+    def _apply(self, arr: np.ndarray, index, n: int, fn) -> None:
+        """Run the in-place update ``fn`` on the runs' frames of one group."""
+        if isinstance(index, tuple):
+            fn(self._view(arr, index, n))
+        else:
+            v = arr[index]
+            fn(v)
+            arr[index] = v
+
+    def put_runs_ok(self, firsts: np.ndarray, n: int, typed: bool = True) -> np.ndarray:
+        """Per run: can put_pages_and_type(first, n) run without a count going below 0?"""
+        firsts = np.asarray(firsts, dtype=np.int64)
+        ok = np.ones(firsts.size, dtype=bool)
+        for g, rows, index in self._run_blocks(firsts, n):
+            ci_g, ti_g, _ = self.ft.group(g)
+            good = (self._view(ci_g, index, n) & _U(PGC_count_mask)) != 0
+            if typed:
+                ti = self._view(ti_g, index, n)
+                good &= ((ti & _U(PGT_count_mask)) != 0) & ((ti >> _U(60)) - _U(1) >= _U(4))
+            ok[rows] = good.all(axis=1)
+        return ok
+
+    def put_runs_and_type(self, firsts: np.ndarray, n: int, typed: bool = True) -> None:
+        """put_pages_and_type on every run (checked with :meth:`put_runs_ok`); frees at 0."""
+        firsts = np.asarray(firsts, dtype=np.int64)
+        freed = []
+        for g, rows, index in self._run_blocks(firsts, n):
+            if self.ft._journal is not None:
+                for first in firsts[rows]:
+                    self.ft._log(int(first), n)
+            ci_g, ti_g, _ = self.ft.group(g)
+            if typed:
+                self._apply(ti_g, index, n, lambda ti: np.subtract(ti, _U(1), out=ti))
+            self._apply(ci_g, index, n, lambda ci: np.subtract(ci, _U(1), out=ci))
+            cnt = self._view(ci_g, index, n) & _U(PGC_count_mask)
+            if not cnt.all():
+                r, c = np.nonzero(cnt == 0)
+                freed.append(firsts[rows][r] + c)
+        k = firsts.size * n
+        self.stats.put_page += k
+        if typed:
+            self.stats.put_page_type += k
+        if freed:
+            pages = np.sort(np.concatenate(freed))
+            self.stats.frees += int(pages.size)
+            self.free_page(pages)
 
     # -- the per-frame reference loops (same semantics, for tests and benchmarks) ----
     def get_pages_and_type_loop(self, first: int, n: int, d: int, type: int | None) -> RangeResult:

@@ -122,6 +122,12 @@ class SuperpageTable:
         self.write(spdx, new, word)
         return True
 
+    def write_many(self, entries: np.ndarray, values: np.ndarray, word: int = 0) -> None:
+        """Write many entries at once (store positions from :meth:`entry_indexes`)."""
+        if self._journal is not None:
+            self._journal.extend((word, int(e), int(self.store[word, e])) for e in entries)
+        self.store[word, entries] = values
+
     def begin(self) -> None:
         self._journal = []
 

@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import errno
 
-from ._page_info import (SGT_count_mask, SGT_dynamic, SGT_mark, SGT_none, SGT_type_mask,
-                         PGT_writable_page)
-from ._refcount import RefcountBug
 from ._units import SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
 
@@ -56,6 +53,21 @@ class SuperpageDesign:
     def unmark_superpage(self, mfn: int, d: int) -> int:
         return -errno.EOPNOTSUPP
 
+    def get_superpages(self, mfns, d: int, rw) -> int:
+        """Batched get_superpage over distinct superpages, in order (optional).
+
+        Applies the longest prefix of ``mfns`` whose get_superpage would all
+        succeed and returns its length; the first one that would not is left
+        untouched, for the caller to run the ordinary way (and learn its errno).
+        The result must equal calling get_superpage on each in order. The
+        default vectorises nothing (returns 0).
+        """
+        return 0
+
+    def put_superpages(self, mfns, rw) -> int:
+        """Batched put_superpage over distinct superpages, in order (optional); see above."""
+        return 0
+
     def relinquish(self, dom) -> None:
         for mfn in sorted(dom.marked):
             self.unmark_superpage(mfn, dom.domid)
@@ -64,139 +76,32 @@ class SuperpageDesign:
         raise NotImplementedError
 
 
-class Xen41(SuperpageDesign):
-    """What Xen merged in 4.1 (2010-05-27, "x86: Speed up PV-guest superpage mapping").
+DESIGNS: dict[str, type[SuperpageDesign]] = {}
 
-    One 64-bit word per superpage: state NONE / DYNAMIC / MARK in bits 62-63, a
-    count in bits 0-60. The first mapping (NONE -> DYNAMIC) or a MARK_SUPER takes
-    get_page_and_type(PGT_writable_page) on all 512 frames, also for read-only
-    mappings; the last unmapping of a DYNAMIC superpage drops them. A MARK keeps
-    them while the count stays above 0.
-
-    Xen checked the owner only when the 512 references were taken; with
-    ``hypervisor.faithful`` so does xensim, otherwise every map, mark and unmark
-    checks that ``d`` owns the 512 frames (-EPERM).
-    """
-    name = "xen-4.1"
-    description = "Xen 4.1's spage_info: one count, NONE/DYNAMIC/MARK, writable references"
-
-    def _read(self, spdx: int) -> int:
-        return self.m.spage_table.read(spdx)
-
-    def _cas(self, spdx: int, old: int, new: int) -> bool:
-        return self.m.spage_table.cmpxchg(spdx, old, new)
-
-    def _take(self, mfn: int, d: int) -> bool:
-        r = self.m.refs.get_pages_and_type(self.m.mfn_to_page(mfn), SUPERPAGE_PAGES, d,
-                                           PGT_writable_page)
-        return r.ok
-
-    def _give_back(self, mfn: int) -> None:
-        self.m.refs.put_pages_and_type(self.m.mfn_to_page(mfn), SUPERPAGE_PAGES)
-
-    def get_superpage(self, mfn: int, d: int, rw: bool) -> int:
-        if not self.m.faithful and not self.owned_by(mfn, d):
-            return -errno.EPERM
-        spdx = self.spdx(mfn)
-        taken = False
-        while True:
-            x = self._read(spdx)
-            state, count = x & SGT_type_mask, x & SGT_count_mask
-            if state == SGT_none and not taken:
-                if not self._take(mfn, d):
-                    return -errno.EINVAL
-                taken = True
-                continue
-            if state != SGT_none and taken:            # someone else got there first
-                self._give_back(mfn)
-                taken = False
-            if count == SGT_count_mask:
-                return -errno.EINVAL
-            nx = (SGT_dynamic | 1) if state == SGT_none else x + 1
-            if self._cas(spdx, x, nx):
-                break
-        self.stats["slow_get" if taken else "fast_get"] += 1
-        return 0
-
-    def put_superpage(self, mfn: int, rw: bool) -> None:
-        spdx = self.spdx(mfn)
-        while True:
-            x = self._read(spdx)
-            state, count = x & SGT_type_mask, x & SGT_count_mask
-            if count == 0:
-                if self.m.faithful:                     # Xen 4.1: underflows into the state bits
-                    self.m.spage_table.write(spdx, (x - 1) & ((1 << 64) - 1))
-                    return
-                raise RefcountBug(f"put_superpage on mfn {mfn:#x} with count 0 (word {x:#x})")
-            last = state == SGT_dynamic and count == 1
-            nx = SGT_none if last else x - 1
-            if self._cas(spdx, x, nx):
-                break
-        if last:
-            self._give_back(mfn)
-        self.stats["slow_put" if last else "fast_put"] += 1
-
-    def mark_superpage(self, mfn: int, d: int) -> int:
-        if not self.m.faithful and not self.owned_by(mfn, d):
-            return -errno.EPERM
-        spdx = self.spdx(mfn)
-        taken = False
-        while True:
-            x = self._read(spdx)
-            state, count = x & SGT_type_mask, x & SGT_count_mask
-            if state == SGT_mark:
-                if taken:
-                    self._give_back(mfn)
-                return -errno.EINVAL
-            if state == SGT_none and not taken:
-                if not self._take(mfn, d):
-                    return -errno.EINVAL
-                taken = True
-                continue
-            if state == SGT_dynamic and taken:
-                self._give_back(mfn)
-                taken = False
-            nx = SGT_mark | (count + 1)
-            if self._cas(spdx, x, nx):
-                break
-        self.m.domains[d].marked.add(mfn)
-        return 0
-
-    def unmark_superpage(self, mfn: int, d: int) -> int:
-        if not self.m.faithful and mfn not in self.m.domains[d].marked:
-            return -errno.EPERM if not self.owned_by(mfn, d) else -errno.EINVAL
-        spdx = self.spdx(mfn)
-        while True:
-            x = self._read(spdx)
-            state, count = x & SGT_type_mask, x & SGT_count_mask
-            if state != SGT_mark:
-                return -errno.EINVAL
-            last = count == 1
-            nx = SGT_none if last else SGT_dynamic | (count - 1)
-            if self._cas(spdx, x, nx):
-                break
-        for dom in self.m.domains.values():
-            dom.marked.discard(mfn)
-        if last:
-            self._give_back(mfn)
-        return 0
-
-    def expect(self, exp, pse: dict[int, list[int]]) -> None:
-        marks = {mfn: dom.domid for dom in self.m.domains.values() for mfn in dom.marked}
-        for mfn in set(pse) | set(marks):
-            ro, rw, domid = pse.get(mfn, (0, 0, marks.get(mfn)))
-            count = ro + rw + (1 if mfn in marks else 0)
-            state = SGT_mark if mfn in marks else SGT_dynamic
-            exp.spage[self.spdx(mfn)] = (state | count,)
-            exp.run(mfn, SUPERPAGE_PAGES, marks.get(mfn, domid), PGT_writable_page)
+#: the modules that define designs (each registers its classes on import)
+_DESIGN_MODULES = ("_design_xen41", "_design_per_mapping", "_design_pageinfo",
+                   "_design_superpage_info", "_design_sketch")
 
 
-DESIGNS: dict[str, type[SuperpageDesign]] = {
-    Xen41.name: Xen41,
-}
+def register(cls: type[SuperpageDesign]) -> type[SuperpageDesign]:
+    """Class decorator: make a design selectable by its ``name``."""
+    DESIGNS[cls.name] = cls
+    return cls
+
+
+def _load_designs() -> None:
+    import importlib
+    for mod in _DESIGN_MODULES:
+        try:
+            importlib.import_module(f"xensim.{mod}")
+        except ModuleNotFoundError as e:
+            if e.name != f"xensim.{mod}":
+                raise
 
 
 def make_design(name: str, machine) -> SuperpageDesign:
+    if not DESIGNS:
+        _load_designs()
     try:
         return DESIGNS[name](machine)
     except KeyError:
