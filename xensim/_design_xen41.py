@@ -117,7 +117,7 @@ class Xen41(SuperpageDesign):
         """put_superpage on each, in order, vectorised; stops before any would underflow."""
         pages, e, x = self._batch_words(mfns)
         state, count = x & _U(SGT_type_mask), x & _U(SGT_count_mask)
-        ok = count != 0
+        ok = (count != 0) & ~((state == _U(SGT_mark)) & (count == _U(1)))
         last = (state == _U(SGT_dynamic)) & (count == _U(1))
         drop = np.flatnonzero(last)
         ok[drop] &= self.m.refs.put_runs_ok(pages[drop], SUPERPAGE_PAGES)
@@ -134,11 +134,12 @@ class Xen41(SuperpageDesign):
         while True:
             x = self._read(spdx)
             state, count = x & SGT_type_mask, x & SGT_count_mask
-            if count == 0:
+            if count == 0 or (state == SGT_mark and count == 1):
                 if self.m.faithful:                     # Xen 4.1: underflows into the state bits
                     self.m.spage_table.write(spdx, (x - 1) & ((1 << 64) - 1))
                     return
-                raise RefcountBug(f"put_superpage on mfn {mfn:#x} with count 0 (word {x:#x})")
+                # a mapping's put where no mapping holds a count (MARK|1 is the mark's own)
+                raise RefcountBug(f"put_superpage on mfn {mfn:#x} held by no mapping (word {x:#x})")
             last = state == SGT_dynamic and count == 1
             nx = SGT_none if last else x - 1
             if self._cas(spdx, x, nx):
@@ -167,6 +168,10 @@ class Xen41(SuperpageDesign):
             if state == SGT_dynamic and taken:
                 self._give_back(mfn)
                 taken = False
+            if count == SGT_count_mask:
+                if taken:
+                    self._give_back(mfn)
+                return -errno.EINVAL
             nx = SGT_mark | (count + 1)
             if self._cas(spdx, x, nx):
                 break

@@ -48,6 +48,8 @@ class HypercallLayer:
         self.machine = machine
         self.handlers: dict[int, Callable[..., int]] = {}
         self.stats: dict[str, CallStats] = {}
+        #: domid -> hypercalls of that domain in progress (domain_pause waits for 0)
+        self.active: dict[int, int] = {}
 
     def register(self, number: int, handler: Callable[..., int]) -> None:
         self.handlers[number] = handler
@@ -60,7 +62,12 @@ class HypercallLayer:
         if handler is None or self.machine.domain(caller) is None:
             rc = -errno.ENOSYS if handler is None else -errno.ESRCH
         else:
-            rc = handler(self.machine, caller, *args)
+            active = self.active
+            active[caller] = active.get(caller, 0) + 1
+            try:
+                rc = handler(self.machine, caller, *args)
+            finally:
+                active[caller] -= 1
         if rc < 0:
             st.errors[errno_name(rc)] += 1
         return rc

@@ -82,6 +82,9 @@ class Machine:
         #: what faithful mode let through that real Xen got wrong (reference doc, section 8)
         self.violations: list[str] = []
         self._in_request = False
+        #: True while the explorer interleaves CPUs: no request journal (a rollback would
+        #: clobber other CPUs' steps; the undo paths alone must be right), no batch path
+        self.concurrent = False
         self.hypercall = HypercallLayer(self)
         self.hypercall.register(HYPERVISOR_memory_op, do_memory_op)
         self.hypercall.register(HYPERVISOR_mmu_update, do_mmu_update)
@@ -104,7 +107,7 @@ class Machine:
         else RefcountBug: a leak in an undo path is never papered over), then
         restores the words bit for bit (type bits left behind with count 0).
         """
-        if self._in_request:
+        if self._in_request or self.concurrent:
             return fn()
         ft, sp = self.frame_table, self.spage_table
         ft.begin()
@@ -137,9 +140,12 @@ class Machine:
                     f"a failed request left mfn {int(self.pdx_to_mfn(pdx)):#x} changed: "
                     f"count_info {ci0:#x} -> {ci1:#x}, type_info {ti0:#x} -> {ti1:#x}, "
                     f"owner {o0} -> {o1}")
+        oldest: dict[tuple[int, int], int] = {}
         for word, e, old in self.spage_table._journal or ():
+            oldest.setdefault((word, e), old)
+        for (word, e), old in oldest.items():
             if int(self.spage_table.store[word, e]) != old:
-                raise RefcountBug(f"a failed request left superpage entry {e} changed")
+                raise RefcountBug(f"a failed request left superpage entry {e} word {word} changed")
 
     def xsa167(self, mfn: int) -> int:
         """Faithful mode: MARK/UNMARK on an invalid MFN, which 4.1-4.5 did not check."""
@@ -227,6 +233,9 @@ class Machine:
         if d is None or domid == 0:
             return -errno.ESRCH if d is None else -errno.EPERM
         d.is_dying = True
+        if self.refs.step is not None:
+            # domain_kill pauses the domain first: its hypercalls in flight complete
+            self.refs.step("pause", domid, 0)
         for hook in self.relinquish_hooks:
             hook(self, d)
         for start, end in d.allocated.runs():

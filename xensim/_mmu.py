@@ -87,7 +87,8 @@ def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = Non
     pt_owner, pg_owner = owners
     if pt_owner.is_dying or pg_owner.is_dying:
         return -errno.EINVAL
-    k = _pse_batch_prefix(m, reqs, pt_owner, pg_owner) if len(reqs) >= PSE_BATCH_MIN else 0
+    k = (_pse_batch_prefix(m, reqs, pt_owner, pg_owner)
+         if len(reqs) >= PSE_BATCH_MIN and not m.concurrent else 0)
     rc = _batch(m, reqs[k:], done, lambda r: _mmu_update_one(m, r, pt_owner, pg_owner))
     if done is not None:
         done[0] += k
@@ -177,8 +178,8 @@ def _mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner) -> int:
     try:
         level = m.pt.live_level(page)
         if level:
-            return m.pt.mod_entry(mfn, index, req.val, level, pg_owner.domid,
-                                  cmd == MMU_PT_UPDATE_PRESERVE_AD)
+            return m.pt.mod_entry(mfn, index, req.val, level, pt_owner.domid,
+                                  cmd == MMU_PT_UPDATE_PRESERVE_AD, pg_owner.domid)
         # not a live page table: an ordinary write, allowed while it can be writable
         if not m.refs.get_page_type(page, PGT_writable_page):
             return -errno.EINVAL

@@ -148,6 +148,12 @@ class PageTables:
                 return -errno.EINVAL
             if not m.faithful and not (m.mfn_valid(mfn) and m.mfn_valid(mfn + SUPERPAGE_PAGES - 1)):
                 return -errno.EINVAL
+            if not m.spage_table.has_entry(m.mfn_to_pdx(mfn) >> 9):
+                # a superpage without RAM: nobody owns it. (Xen's dense table had a zero
+                # entry there, so its get_page on frames without RAM failed: -EINVAL.)
+                if m.faithful and not m.mfn_valid(mfn):
+                    return m.xsa167(mfn) or -errno.EINVAL
+                return -errno.EINVAL if m.faithful else -errno.EPERM
             return m.superpage.get_superpage(mfn, d, bool(e & _PAGE_RW))
         if level >= 3 and e & _PAGE_PSE:
             return -errno.EINVAL                              # no 1 GiB pages for PV guests
@@ -204,8 +210,11 @@ class PageTables:
 
     # -- mod_lN_entry -------------------------------------------------------------------
     def mod_entry(self, table_mfn: int, index: int, new: int, level: int, d: int,
-                  preserve_ad: bool = False) -> int:
+                  preserve_ad: bool = False, pg_owner: int | None = None) -> int:
         """Change entry ``index`` of a live level-``level`` table; 0 or a negative errno.
+
+        References are taken for ``d``, the table's domain; an L1 entry's target may
+        belong to ``pg_owner`` instead (a privileged domain mapping a foreign frame).
 
         The new entry takes its references before the old one drops its own.
         Changes that need no new references (same frame, only whitelisted flags)
@@ -215,14 +224,17 @@ class PageTables:
         if is_xen_slot(level, index):
             return -errno.EINVAL
         old = m.mem.read(table_mfn, index)
-        if preserve_ad:
-            new = (new & ~(_PAGE_ACCESSED | _PAGE_DIRTY)) | (old & (_PAGE_ACCESSED | _PAGE_DIRTY))
+        if preserve_ad:                       # Xen's update_intpte: keep the hardware's A/D bits
+            new |= old & (_PAGE_ACCESSED | _PAGE_DIRTY)
         if new & _PAGE_PRESENT:
+            if new & RESERVED_MASK:           # the disallow mask is checked before anything else
+                return -errno.EINVAL
             if old & _PAGE_PRESENT and not has_changed(old, new, self._slow_flags(level)):
                 m.mem.write(table_mfn, index, new)              # fast path
                 m.pt_stats["fast_path"] += 1
                 return 0
-            rc = self.get_page_from_entry(level, new, d)
+            owner = pg_owner if level == 1 and pg_owner is not None else d
+            rc = self.get_page_from_entry(level, new, owner)
             if rc != 0:
                 return rc
         m.mem.write(table_mfn, index, new)
@@ -272,4 +284,6 @@ class PageTables:
         for d in m.domains.values():
             if d.baseptr is not None:
                 exp.typed(d.baseptr, d.domid, PGT_l4_page_table)
+        # a privileged domain's L1 entries may map other domains' frames (foreigndom)
+        exp.privileged.add(0)
         m.superpage.expect(exp, pse)

@@ -128,6 +128,9 @@ class RefCounts:
     stats: RefStats = field(default_factory=RefStats)
     #: optional teaching hook: trace(page, word, old, new, why)
     trace: Callable[[int, str, int, int, str], None] | None = None
+    #: the concurrency explorer's hook, called before each atomic step as
+    #: step(kind, page, arg); None when running sequentially (full speed)
+    step: Callable[[str, int, int], None] | None = None
 
     # -- the only read-modify-writes of frame words --------------------------------
     def _cmpxchg_count(self, page: int, old: int, new: int, why: str) -> bool:
@@ -155,6 +158,8 @@ class RefCounts:
         Fails on a free frame (count 0), on overflow, and on an owner other
         than ``d`` (the reference taken is dropped again).
         """
+        if self.step is not None:
+            self.step("get_page", page, d)
         self.stats.get_page += 1
         while True:
             x = self.ft.count_info(page)
@@ -173,6 +178,8 @@ class RefCounts:
 
     def put_page(self, page: int) -> None:
         """Drop a general reference; at 0 the frame goes back to the heap."""
+        if self.step is not None:
+            self.step("put_page", page, 0)
         self.stats.put_page += 1
         while True:
             x = self.ft.count_info(page)
@@ -185,6 +192,8 @@ class RefCounts:
             self.free_page(page)
 
     def _undo_count(self, page: int, taken: int, before: int, why: str) -> None:
+        if self.step is not None:
+            self.step("put_page", page, 0)
         self.stats.put_page += 1
         if not self._cmpxchg_count(page, taken, before, why):
             self.stats.put_page -= 1
@@ -193,6 +202,8 @@ class RefCounts:
     # -- typed references ---------------------------------------------------------
     def _get_page_type(self, page: int, type: int) -> int:
         """Xen's __get_page_type: 0, or a negative errno. Records the prior word for undo."""
+        if self.step is not None:
+            self.step("get_page_type", page, type)
         self.stats.get_page_type += 1
         while True:
             x = self.ft.type_info(page)
@@ -227,6 +238,8 @@ class RefCounts:
                 self._undo_type(page, nx, x, "validation failed")
                 self.stats.get_page_type_failed += 1
                 return rc
+            if self.step is not None:
+                self.step("set_validated", page, type)
             while True:
                 cur = self.ft.type_info(page)
                 if self._cmpxchg_type(page, cur, cur | PGT_validated, "validated"):
@@ -238,6 +251,8 @@ class RefCounts:
 
     def put_page_type(self, page: int) -> None:
         """Drop a typed reference; a page table whose count reaches 0 is devalidated."""
+        if self.step is not None:
+            self.step("put_page_type", page, 0)
         self.stats.put_page_type += 1
         while True:
             x = self.ft.type_info(page)
@@ -258,6 +273,8 @@ class RefCounts:
                 return
 
     def _undo_type(self, page: int, taken: int, before: int, why: str) -> None:
+        if self.step is not None:
+            self.step("put_page_type", page, 0)
         self.stats.put_page_type += 1
         if not self._cmpxchg_type(page, taken, before, why):
             self.stats.put_page_type -= 1
@@ -284,6 +301,8 @@ class RefCounts:
     # -- pins (PGT_pinned, set and cleared in one place) --------------------------------
     def set_pinned(self, page: int) -> bool:
         """Test-and-set PGT_pinned: False if it was already set."""
+        if self.step is not None:
+            self.step("type_flags", page, 0)
         while True:
             x = self.ft.type_info(page)
             if x & PGT_pinned:
@@ -293,6 +312,8 @@ class RefCounts:
 
     def clear_pinned(self, page: int) -> bool:
         """Test-and-clear PGT_pinned: False if it was not set."""
+        if self.step is not None:
+            self.step("type_flags", page, 0)
         while True:
             x = self.ft.type_info(page)
             if not x & PGT_pinned:
@@ -302,6 +323,8 @@ class RefCounts:
 
     def clear_allocated(self, page: int) -> bool:
         """Test-and-clear PGC_allocated (the owner's own reference is then put by the caller)."""
+        if self.step is not None:
+            self.step("count_flags", page, 0)
         while True:
             x = self.ft.count_info(page)
             if not x & PGC_allocated:
@@ -319,6 +342,8 @@ class RefCounts:
         """
         if type in PGT_PAGE_TABLE_TYPES:
             raise ValueError("vectorised get_page_type is for writable/shared types only")
+        if self.step is not None:                       # under the explorer: one step per frame
+            return self.get_pages_and_type_loop(first, n, d, type)
         ci, ti, owner = self.ft.slices(first, n)
         cnt = ci & _U(PGC_count_mask)
         ok = (cnt - _U(1)) < _U(PGC_count_mask - 1)        # 1 <= count < max (wraps at 0)
@@ -366,6 +391,8 @@ class RefCounts:
 
     def put_pages_and_type(self, first: int, n: int, typed: bool = True) -> None:
         """put_page_type (if ``typed``) then put_page on frames [first, first+n), freeing at 0."""
+        if self.step is not None:                       # under the explorer: one step per frame
+            return self.put_pages_and_type_loop(first, n, typed)
         ci, ti, _ = self.ft.slices(first, n)
         if typed:
             tcnt = ti & _U(PGT_count_mask)

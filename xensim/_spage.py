@@ -49,6 +49,9 @@ class SuperpageTable:
                               dtype=np.uint64)
         #: while a request runs: (word, entry, old value) per write
         self._journal: list | None = None
+        #: the concurrency explorer's hook, called before each load, store or cmpxchg
+        #: of a word as step(kind, spdx, word); None when running sequentially
+        self.step = None
         if spdx.size:
             slot = self._slot[spdx >> SPAGE_CHUNK_SHIFT].astype(np.int64)
             self._has_ram[(slot << SPAGE_CHUNK_SHIFT) | (spdx & SPAGE_CHUNK_MASK)] = True
@@ -102,12 +105,16 @@ class SuperpageTable:
         return self.entry_index(spdx) >= 0
 
     def read(self, spdx: int, word: int = 0) -> int:
+        if self.step is not None:
+            self.step("sp_load", spdx, word)
         e = self.entry_index(spdx)
         if e < 0:
             raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
         return int(self.store[word, e])
 
     def write(self, spdx: int, value: int, word: int = 0) -> None:
+        if self.step is not None:
+            self.step("sp_store", spdx, word)
         e = self.entry_index(spdx)
         if e < 0:
             raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
@@ -116,10 +123,17 @@ class SuperpageTable:
         self.store[word, e] = value
 
     def cmpxchg(self, spdx: int, old: int, new: int, word: int = 0) -> bool:
-        """The one read-modify-write of a superpage word."""
-        if self.read(spdx, word) != old:
+        """The one read-modify-write of a superpage word (one atomic step)."""
+        if self.step is not None:
+            self.step("sp_cas", spdx, word)
+        e = self.entry_index(spdx)
+        if e < 0:
+            raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
+        if int(self.store[word, e]) != old:
             return False
-        self.write(spdx, new, word)
+        if self._journal is not None:
+            self._journal.append((word, e, old))
+        self.store[word, e] = new
         return True
 
     def write_many(self, entries: np.ndarray, values: np.ndarray, word: int = 0) -> None:

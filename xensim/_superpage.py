@@ -18,11 +18,20 @@ from __future__ import annotations
 
 import errno
 
+from ._spage import SuperpageTable
 from ._units import SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
 
 class SuperpageDesign:
-    """The interface. ``words_per_entry`` sizes the machine's superpage table."""
+    """The interface. ``words_per_entry`` sizes the machine's superpage table.
+
+    ``supports_mark = False`` makes MMUEXT_MARK_SUPER / UNMARK_SUPER behave as
+    with the allowsuperpage option off (the release's error code). ``buggy``
+    flags a design that is known to be wrong (under concurrency). ``stats``
+    has exactly four keys: ``slow_get`` (0 -> 1 transitions that took the 512
+    frame references), ``slow_put`` (1 -> 0 transitions that dropped them),
+    ``fast_get`` and ``fast_put`` (count changes with no frame reference).
+    """
     name = "abstract"
     words_per_entry = 1
     supports_mark = True
@@ -67,6 +76,15 @@ class SuperpageDesign:
     def put_superpages(self, mfns, rw) -> int:
         """Batched put_superpage over distinct superpages, in order (optional); see above."""
         return 0
+
+    def metadata_bytes(self) -> int:
+        """Bytes of refcount metadata this design needs on the machine.
+
+        The default is the superpage table it uses: ``words_per_entry`` 8-byte
+        words per 2 MiB superpage with RAM, in xensim's sparse 512-entry chunks
+        (the ``sparse-8B`` / ``sparse-16B`` rows of the overhead report).
+        """
+        return SuperpageTable.bytes_for(self.m.spdx_with_ram(), self.words_per_entry)
 
     def relinquish(self, dom) -> None:
         for mfn in sorted(dom.marked):
