@@ -50,14 +50,14 @@ class Expected:
         self.types: dict[int, list] = {}              # mfn -> [type, count]
         self.runs: list[tuple[int, int, int, int | None]] = []   # (mfn, n, refs, type) +1 type ref each
         self.conflicts: list[Difference] = []
-        self.holder: dict[int, int] = {}              # mfn -> domid whose structures reference it
+        self.holder: set[tuple[int, int]] = set()     # (mfn, domid whose structures reference it)
         self.spage: dict[int, tuple] = {}             # spdx -> expected superpage-table words
         self.privileged: set[int] = set()             # domains whose tables may hold foreign frames
 
     def ref(self, mfn: int, domid: int, n: int = 1) -> None:
         """``n`` general references on ``mfn`` held on behalf of ``domid``."""
         self.refs[mfn] += n
-        self.holder.setdefault(mfn, domid)
+        self.holder.add((mfn, domid))
 
     def typed(self, mfn: int, domid: int, type: int, n: int = 1) -> None:
         """``n`` general + ``n`` typed references of ``type`` on ``mfn``."""
@@ -69,6 +69,11 @@ class Expected:
             self.conflicts.append(Difference(mfn, "type", _tname(cur[0]), _tname(type)))
         else:
             cur[1] += n
+
+    def holds(self, mfn: int, n: int, domid: int) -> None:
+        """``domid``'s structures reference frames [mfn, mfn+n) (checked: it must own them)."""
+        self.holder.add((mfn, domid))
+        self.holder.add((mfn + n - 1, domid))
 
     def run(self, mfn: int, n: int, domid: int, type: int | None) -> None:
         """One reference (typed if ``type``) on each of frames [mfn, mfn+n), e.g. a superpage's 512."""
@@ -169,7 +174,7 @@ def audit(m) -> AuditReport:
     _check_spage(m, exp, rep)
 
     # references held on frames their holder does not own (an isolation breach)
-    for mfn, domid in exp.holder.items():
+    for mfn, domid in sorted(exp.holder):
         owner = _owner_of(owned_runs, mfn)
         if owner != domid and not (domid in exp.privileged and owner is not None):
             rep.add(Difference(mfn, "referenced by", f"dom{domid}'s own frame", f"owner dom{owner}"))
@@ -270,8 +275,10 @@ def _compare_run(m, d, s, mfns, e_count, e_alloc, e_type, e_tcount, e_pinned, re
              e_pinned[sl].astype(np.int64)),
         ]
         for name, actual, expected in checks:
-            for j in np.flatnonzero(actual != expected)[:MAX_LISTED]:
+            bad = np.flatnonzero(actual != expected)
+            for j in bad[:MAX_LISTED]:
                 rep.add(Difference(int(mfns[off + j]), name, int(expected[j]), int(actual[j])))
+            rep.total_differences += max(0, bad.size - MAX_LISTED)
         # the type matters only while someone holds a typed reference
         held = e_tcount[sl] > 0
         atype = (ti & _U(PGT_type_mask)).astype(np.int64)

@@ -57,10 +57,14 @@ class PageinfoCount(CountedDesign):
         return tuple(sorted((g, a.tobytes()) for g, a in self._groups.items() if a.any()))
 
     def _read(self, mfn: int, word: int) -> int:
+        if self.m.refs.step is not None:              # under the explorer: a load is a step
+            self.m.refs.step("pi_load", self.m.mfn_to_page(mfn), 0)
         return self.field(mfn)
 
     def _cas(self, mfn: int, word: int, old: int, new: int) -> bool:
         page = self.m.mfn_to_page(mfn)
+        if self.m.refs.step is not None:              # under the explorer: a cmpxchg is a step
+            self.m.refs.step("pi_cas", page, 0)
         g = page >> PDX_GROUP_SHIFT
         a = self._groups.get(g)
         if (0 if a is None else int(a[page & PDX_GROUP_MASK])) != old:

@@ -57,7 +57,9 @@ def step_word(kind: str, key: int, arg: int) -> tuple:
         return ("ti", key)
     if kind.startswith("sp_"):
         return ("sp", key, arg)
-    if kind == "pause":
+    if kind.startswith("pi_"):
+        return ("pi", key)
+    if kind in ("pause", "hcall"):
         return ("dom", key)
     return (kind, key)
 
@@ -77,15 +79,29 @@ class Violation(Exception):
 
 
 # -- independence -------------------------------------------------------------------
-def independent(a: Step, b: Step, m) -> bool:
-    """Do ``a`` and ``b`` commute in the machine's current state? (Conservative.)"""
+def word_value(m, word: tuple) -> int:
+    """The current value of the frame word a step touches (0 for other words)."""
+    if word[0] == "ci":
+        return m.frame_table.count_info(word[1])
+    if word[0] == "ti":
+        return m.frame_table.type_info(word[1])
+    return 0
+
+
+def independent(a: Step, b: Step, m, value: int | None = None) -> bool:
+    """Do ``a`` and ``b`` commute from a state where their word holds ``value``
+    (default: its current value)? Conservative: False when unsure."""
     if a.word != b.word:
         return True
     kinds = {a.kind, b.kind}
-    if a.word[0] == "sp":
-        return a.kind == b.kind == "sp_load"
+    if a.word[0] in ("sp", "pi"):
+        return a.kind[3:] == b.kind[3:] == "load"
+    if a.word[0] == "dom":                       # entering hypercalls commute; a pause does not
+        return a.kind == b.kind == "hcall"
+    if value is None:
+        value = word_value(m, a.word)
     if a.word[0] == "ci":
-        c = m.frame_table.count_info(a.word[1]) & PGC_count_mask
+        c = value & PGC_count_mask
         if kinds == {"get_page"}:
             return True                          # two increments commute
         if kinds == {"get_page", "put_page"}:
@@ -94,7 +110,7 @@ def independent(a: Step, b: Step, m) -> bool:
             return c >= 3
         return False
     if a.word[0] == "ti":
-        ti = m.frame_table.type_info(a.word[1])
+        ti = value
         t = ti & PGT_type_mask
         if t in PGT_PAGE_TABLE_TYPES:
             return False                         # validation / devalidation: order matters
@@ -252,6 +268,7 @@ class _Node:
     indep: dict[tuple[int, int], bool]   # (q, c): q's and c's pending steps commute here
     choice: int = -1
     done: set[int] = field(default_factory=set)
+    backtrack: set[int] = field(default_factory=set)   # CPUs a race says must also go first here
 
 
 @dataclass
@@ -266,15 +283,54 @@ class ExploreResult:
 
 
 def explore_dfs(make_execution: Callable[[], Execution], preemption_bound: int = 2,
-                max_schedules: int = 100_000, stop_at_first: bool = True) -> ExploreResult:
-    """Every schedule with at most ``preemption_bound`` preemptions, less those a sleep set
-    proves equivalent to one already run."""
+                max_schedules: int = 100_000, stop_at_first: bool = True,
+                reduction: bool = True) -> ExploreResult:
+    """Depth-first search over schedules with at most ``preemption_bound`` preemptions.
+
+    With ``reduction`` (the default) it is dynamic partial-order reduction
+    (Flanagan & Godefroid 2005): a node gets an alternative CPU only where the
+    run shows a race (two dependent steps of different CPUs not ordered by
+    happens-before), plus sleep sets (Godefroid 1996) to skip reorderings of
+    commuting steps. Dependence is state-conditional (see :func:`independent`).
+    Combined with a preemption bound this is the usual bounded-DPOR
+    approximation: every race found within the bound is reversed. Without
+    ``reduction`` every enabled CPU is an alternative at every node (sleep sets
+    only): complete for the bound, and far slower.
+    """
     import time
     t0 = time.perf_counter()
     res = ExploreResult()
     stack: list[_Node] = []
     while True:
         depth = 0
+        clocks: dict[int, dict[int, int]] = {}          # cpu -> vector clock
+        step_clock: list[dict[int, int]] = []           # depth -> clock after that step
+        by_word: dict[tuple, list[tuple[int, Step, int]]] = {}   # word -> [(depth, step, value before)]
+
+        def note_races(m, d: int, step: Step) -> None:
+            """Record step ``d`` (about to run): reverse each race it completes."""
+            c = step.cpu
+            vc = clocks.setdefault(c, {})
+            seen_cpu: set[int] = set()
+            new = dict(vc)
+            for j, other, before in reversed(by_word.get(step.word, ())):
+                q = other.cpu
+                if q == c or independent(other, step, m, before):
+                    continue
+                if q not in seen_cpu and step_clock[j].get(q, 0) > vc.get(q, 0):
+                    seen_cpu.add(q)                         # the latest racing step of q
+                    node = stack[j]
+                    if c in node.enabled:
+                        node.backtrack.add(c)
+                    else:
+                        node.backtrack.update(node.enabled)
+                for k, v in step_clock[j].items():
+                    if v > new.get(k, 0):
+                        new[k] = v
+            new[c] = new.get(c, 0) + 1
+            clocks[c] = new
+            step_clock.append(new)
+            by_word.setdefault(step.word, []).append((d, step, word_value(m, step.word)))
 
         def choose(ex: Execution, enabled: list[int]) -> int:
             nonlocal depth
@@ -301,7 +357,10 @@ def explore_dfs(make_execution: Callable[[], Execution], preemption_bound: int =
                     raise _Pruned()
                 node.choice = prev if prev in awake else awake[0]
                 node.done.add(node.choice)
+                node.backtrack = {node.choice} if reduction else set(enabled)
                 stack.append(node)
+            if reduction:
+                note_races(m, depth, node.pending[node.choice])
             depth += 1
             return node.choice
 
@@ -328,7 +387,7 @@ def explore_dfs(make_execution: Callable[[], Execution], preemption_bound: int =
         # backtrack to the deepest node with an untried, allowed alternative
         while stack:
             node = stack[-1]
-            alts = [c for c in node.enabled if c not in node.done and c not in node.sleep]
+            alts = [c for c in sorted(node.backtrack) if c not in node.done and c not in node.sleep]
             cost = [c for c in alts if not (node.prev is not None and node.prev in node.enabled
                                              and c != node.prev) or node.preemptions < preemption_bound]
             if cost:

@@ -58,6 +58,9 @@ class HypercallLayer:
         name = HYPERCALL_NAMES.get(number, f"hypercall{number}")
         st = self.stats.setdefault(name, CallStats())
         st.calls += 1
+        step = self.machine.refs.step
+        if step is not None:                          # under the explorer: entering is a step
+            step("hcall", caller, number)
         handler = self.handlers.get(number)
         if handler is None or self.machine.domain(caller) is None:
             rc = -errno.ENOSYS if handler is None else -errno.ESRCH

@@ -315,7 +315,7 @@ class Machine:
              d.baseptr)
             for d in self.domains.values()))
         return (self.frame_table.snapshot(), self.spage_table.snapshot(), self.heap.snapshot(),
-                self.m2p.snapshot(), self.mem.snapshot(), doms)
+                self.m2p.snapshot(), self.mem.snapshot(), self.superpage.snapshot(), doms)
 
     def same_as(self, snap: tuple) -> bool:
         ft, *rest = snap

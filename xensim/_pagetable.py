@@ -279,6 +279,7 @@ class PageTables:
                 elif level == 2 and e & _PAGE_PSE:
                     c = pse.setdefault(mfn, [0, 0, domid])
                     c[1 if e & _PAGE_RW else 0] += 1
+                    exp.holds(mfn, SUPERPAGE_PAGES, domid)
                 else:
                     exp.typed(mfn, domid, CHILD_TYPES[level])
         for d in m.domains.values():

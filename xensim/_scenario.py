@@ -247,16 +247,19 @@ class Runner:
 
     @staticmethod
     def _program(world: World, cpu: int, ops: list[Op]):
+        world.results = getattr(world, "results", {})
+        world.results[cpu] = []
+
         def run(m, _cpu):
             for op in ops:
-                world.do(op, cpu)
+                world.results[cpu].append(world.do(op, cpu))
         return run
 
     def end_check(self, ex: "_ScenarioExecution") -> None:
         m = ex.m
         rep = audit(m)
         if not rep.ok:
-            raise Violation("after the schedule: " + str(rep).replace("\n", "; "), ex.schedule, ex.trace)
+            raise Violation("after the schedule: " + _audit_line(rep), ex.schedule, ex.trace)
         if self.sc.end == "destroy":
             for name, k in ex.world.kernels.items():
                 if m.domain(k.domid) is not None:
@@ -269,7 +272,7 @@ class Runner:
                                 + "; ".join(leaked), ex.schedule, ex.trace)
             rep = audit(m)
             if not rep.ok:
-                raise Violation("after destroy: " + str(rep).replace("\n", "; "), ex.schedule, ex.trace)
+                raise Violation("after destroy: " + _audit_line(rep), ex.schedule, ex.trace)
 
 
 class _ScenarioExecution(Execution):
@@ -304,3 +307,114 @@ def replay(sc: Scenario, schedule: list[int], design: str | None = None) -> tupl
         return ex, None
     except Violation as v:
         return ex, v
+
+
+# -- the command line ----------------------------------------------------------------------
+def format_schedule(schedule: list[int]) -> str:
+    """Run-length form: ``0,1*1030,0*1029`` (CPU ids; ``*n`` repeats)."""
+    out, i = [], 0
+    while i < len(schedule):
+        j = i
+        while j < len(schedule) and schedule[j] == schedule[i]:
+            j += 1
+        out.append(f"{schedule[i]}" + (f"*{j - i}" if j - i > 1 else ""))
+        i = j
+    return ",".join(out)
+
+
+def parse_schedule(text: str) -> list[int]:
+    sched = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        cpu, _, n = part.partition("*")
+        try:
+            sched.extend([int(cpu)] * (int(n) if n else 1))
+        except ValueError:
+            raise ConfigError(None, "--replay", f"bad schedule element {part!r}; "
+                              "expected CPU ids like 0,1*1030,0") from None
+    return sched
+
+
+def summarise_trace(trace: list[str], limit: int = 60) -> list[str]:
+    """Collapse each run of one CPU's per-frame steps into one line, e.g.
+    ``cpu1: 1024 frame steps (get_page, get_page_type) on pages 0x0 .. 0x1ff``."""
+    out: list[str] = []
+    i = 0
+    while i < len(trace):
+        cpu = trace[i].split(" ", 1)[0]
+        j = i
+        kinds, pages = [], []
+        while j < len(trace) and trace[j].startswith(cpu + " ") and " page " in trace[j]:
+            kinds.append(trace[j].split(" ")[1])
+            pages.append(trace[j].split(" page ")[1].split()[0])
+            j += 1
+        if j - i > 3:
+            names = ", ".join(dict.fromkeys(kinds))
+            out.append(f"{cpu}: {j - i} frame steps ({names}) on pages {pages[0]} .. {pages[-1]}")
+        else:
+            j = max(j, i + 1)
+            out.extend(trace[i:j])
+        i = j
+    if len(out) > limit:
+        out = out[:limit // 2] + [f"... {len(out) - limit} more ..."] + out[-limit // 2:]
+    return out
+
+
+def _audit_line(rep) -> str:
+    d = rep.differences
+    head = "; ".join(str(x) for x in d[:3])
+    more = f" (and {rep.total_differences - 3} more)" if rep.total_differences > 3 else ""
+    return f"{rep.total_differences} audit difference(s): {head}{more}"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("explore", help="explore interleavings of a concurrent scenario")
+    p.add_argument("scenario", help="a scenario YAML (see scenarios/)")
+    p.add_argument("--design", help="superpage design (default: the scenario's)")
+    p.add_argument("--scheduler", choices=("dfs", "random", "pct", "round-robin"), default="dfs")
+    p.add_argument("--preemption-bound", type=int, default=2)
+    p.add_argument("--max-schedules", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--all", action="store_true", help="keep going after the first violation")
+    p.add_argument("--replay", metavar="SCHEDULE", help="rerun one schedule exactly (0,1*1030,...)")
+    p.add_argument("--full-trace", action="store_true", help="print every step of the trace")
+    p.set_defaults(func=cmd_explore)
+
+
+def cmd_explore(args) -> int:
+    import sys
+    sc = load_scenario(args.scenario)
+    design = args.design or sc.design
+    from ._superpage import DESIGNS, _load_designs
+    _load_designs()
+    if design not in DESIGNS:
+        raise ConfigError(None, "--design", f"unknown design {design!r}; choose from {', '.join(sorted(DESIGNS))}")
+    w = sys.stdout.write
+    if args.replay is not None:
+        ex, v = replay(sc, parse_schedule(args.replay), design)
+        w(f"replayed {len(ex.schedule)} steps of {sc.name} on {design}\n")
+        w(f"results per CPU: {getattr(ex.world, 'results', {})}\n")
+        trace = ex.trace if args.full_trace else summarise_trace(ex.trace)
+        w("".join(f"  {t}\n" for t in trace))
+        w(f"violation: {v.message}\n" if v else "no violation\n")
+        return 1 if v else 0
+    res = explore(sc, design, args.scheduler, args.preemption_bound, args.max_schedules,
+                  args.seed, not args.all)
+    w(f"scenario {sc.name} ({sc.description}) on {design}"
+      f"{' [BUGGY design]' if DESIGNS[design].buggy else ''}, scheduler {args.scheduler}"
+      + (f", preemption bound {args.preemption_bound}" if args.scheduler == "dfs" else "") + "\n")
+    w(f"schedules explored: {res.schedules}" + (f" (+{res.pruned} cut short as equivalent)" if res.pruned else "")
+      + f", steps: {res.steps:,}, {res.seconds:.2f} s ({res.steps / max(res.seconds, 1e-9):,.0f} steps/s)"
+      + ("" if res.complete else ", search incomplete (--max-schedules reached)") + "\n")
+    w(f"violations: {res.violations}\n")
+    if res.first:
+        v = res.first
+        w(f"first violation: {v.message}\n")
+        w(f"schedule ({len(v.schedule)} steps): {format_schedule(v.schedule)}\n")
+        w("trace:\n")
+        trace = v.trace if args.full_trace else summarise_trace(v.trace)
+        w("".join(f"  {t}\n" for t in trace))
+        w(f"replay: xensim explore {args.scenario} --design {design} --replay {format_schedule(v.schedule)}\n")
+        return 1
+    return 0

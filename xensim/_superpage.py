@@ -62,6 +62,10 @@ class SuperpageDesign:
     def unmark_superpage(self, mfn: int, d: int) -> int:
         return -errno.EOPNOTSUPP
 
+    def snapshot(self) -> tuple:
+        """State the design keeps outside the superpage table (compared after failed calls)."""
+        return ()
+
     def get_superpages(self, mfns, d: int, rw) -> int:
         """Batched get_superpage over distinct superpages, in order (optional).
 

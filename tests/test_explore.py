@@ -1,0 +1,155 @@
+"""The race explorer (issue 6): CPUs interleaved one atomic step at a time.
+
+Required results: the sketch's leak is found within preemption bound 1; xen-4.1 and
+superpage-info show no violation on every shipped scenario explored exhaustively under
+bound 2 (with DPOR and sleep sets); Xen 4.1's unchecked owner is reproduced in faithful
+mode and refused with -EPERM otherwise; a counterexample replays exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import errno
+from pathlib import Path
+
+import pytest
+
+from xensim._explore import Step, independent
+from xensim._scenario import (add_parser, explore, format_schedule, load_scenario,
+                              parse_schedule, replay, summarise_trace)
+
+SCENARIOS = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml"))
+SHIPPED = [p for p in SCENARIOS if p.stem != "foreign-dynamic"]
+MARKING = {"xen-4.1", "superpage-info", "pageinfo-count"}
+
+
+def scenario(name):
+    return load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / f"{name}.yaml")
+
+
+def test_shipped_scenarios_are_the_required_ones():
+    assert [p.stem for p in SHIPPED] == ["map-destroy", "map-map", "map-unmap", "mark-map",
+                                         "three-cpus", "unmark-unmap"]
+
+
+class TestSketchLeak:
+    def test_found_within_preemption_bound_1(self):
+        res = explore(scenario("map-map"), "sketch", "dfs", preemption_bound=1)
+        assert res.violations == 1 and res.schedules == 2
+        v = res.first
+        # every one of the 512 frames keeps one extra general and one extra typed reference
+        assert v.message.startswith("after the schedule: 1024 audit difference(s): "
+                                    "mfn 0x0 count_info.count: expected 2, actual 3")
+        # the loser took its 512 references, was preempted before its cmpxchg, the winner ran
+        assert format_schedule(v.schedule) == "0*1027,1*1029,0*4"
+
+    def test_not_found_without_preemption(self):
+        res = explore(scenario("map-map"), "sketch", "dfs", preemption_bound=0)
+        assert res.violations == 0 and res.complete
+
+    def test_replay_is_exact(self):
+        sc = scenario("map-map")
+        first = explore(sc, "sketch", "dfs", preemption_bound=1).first
+        ex, v = replay(sc, first.schedule, "sketch")
+        assert v is not None and v.message == first.message
+        assert ex.trace == first.trace and ex.schedule == first.schedule
+        assert ex.world.results == {0: [0], 1: [0]}      # both maps "succeeded"
+        assert ex.world.m.superpage.leaked == 1
+
+    def test_random_and_pct_find_it_too(self):
+        sc = scenario("map-map")
+        for sched in ("random", "pct"):
+            res = explore(sc, "sketch", sched, max_schedules=200, seed=1)
+            assert res.violations == 1, sched
+
+    def test_sketch_is_clean_sequentially(self):
+        res = explore(scenario("map-map"), "sketch", "round-robin")
+        assert res.schedules == 1
+
+
+@pytest.mark.parametrize("design", ["xen-4.1", "superpage-info", "pageinfo-count", "per-mapping"])
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_correct_designs_have_no_violation_under_bound_2(path, design):
+    sc = load_scenario(path)
+    if any(op.op in ("mark", "unmark") for ops in [sc.setup] + sc.cpus for op in ops) \
+            and design not in MARKING:
+        pytest.skip(f"{design} has no MARK_SUPER")
+    res = explore(sc, design, "dfs", preemption_bound=2, max_schedules=100_000)
+    assert res.complete and res.violations == 0, res.first and res.first.message
+    assert res.schedules >= 1
+
+
+class TestUncheckedOwner:
+    """Reference doc section 8: Xen 4.1 checks the owner only on NONE -> DYNAMIC."""
+
+    def test_faithful_lets_a_second_domain_map_it(self):
+        sc = scenario("foreign-dynamic")
+        assert sc.faithful and sc.version == "4.1"
+        res = explore(sc, "xen-4.1", "dfs")
+        assert res.violations == 1
+        assert "mfn 0x0 referenced by: expected dom2's own frame, actual owner dom1" in res.first.message
+        ex, _ = replay(sc, res.first.schedule, "xen-4.1")
+        assert ex.world.results == {0: [0]}
+
+    def test_default_refuses_it_with_eperm(self):
+        sc = dataclasses.replace(scenario("foreign-dynamic"), faithful=False)
+        res = explore(sc, "xen-4.1", "dfs")
+        assert res.violations == 0
+        ex, v = replay(sc, [], "xen-4.1")
+        assert v is None and ex.world.results == {0: [-errno.EPERM]}
+
+
+class TestIndependence:
+    def test_steps_on_different_words_commute(self):
+        a, b = Step(0, "get_page", ("ci", 1)), Step(1, "put_page", ("ci", 2))
+        assert independent(a, b, None, 1)
+
+    def test_increments_commute_puts_to_zero_do_not(self):
+        g, p = Step(0, "get_page", ("ci", 1)), Step(1, "put_page", ("ci", 1))
+        assert independent(g, g, None, 5)
+        assert independent(g, p, None, 2) and not independent(g, p, None, 1)
+
+    def test_superpage_words(self):
+        load, cas = Step(0, "sp_load", ("sp", 3, 0)), Step(1, "sp_cas", ("sp", 3, 0))
+        assert independent(load, load, None) and not independent(load, cas, None)
+
+
+class TestCommandLine:
+    def run(self, capsys, *argv):
+        p = argparse.ArgumentParser()
+        add_parser(p.add_subparsers())
+        a = p.parse_args(["explore", *argv])
+        rc = a.func(a)
+        return rc, capsys.readouterr().out
+
+    def test_finds_and_prints_the_leak(self, capsys):
+        path = str(SCENARIOS[[p.stem for p in SCENARIOS].index("map-map")])
+        rc, out = self.run(capsys, path, "--design", "sketch", "--preemption-bound", "1")
+        assert rc == 1
+        assert "[BUGGY design]" in out and "violations: 1" in out
+        assert "schedule (2060 steps): 0*1027,1*1029,0*4" in out
+        assert "cpu0: 1024 frame steps (get_page, get_page_type) on pages 0x0 .. 0x1ff" in out
+        assert f"--replay 0*1027,1*1029,0*4" in out
+
+    def test_replay(self, capsys):
+        path = str(SCENARIOS[[p.stem for p in SCENARIOS].index("map-map")])
+        rc, out = self.run(capsys, path, "--design", "sketch", "--replay", "0*1027,1*1029,0*4")
+        assert rc == 1 and "replayed 2060 steps" in out and "violation: after the schedule" in out
+
+    def test_clean_scenario(self, capsys):
+        path = str(SCENARIOS[[p.stem for p in SCENARIOS].index("mark-map")])
+        rc, out = self.run(capsys, path, "--design", "xen-4.1")
+        assert rc == 0 and "violations: 0" in out
+
+
+def test_schedule_format_round_trip():
+    s = [0, 0, 0, 1, 1, 0, 2]
+    assert format_schedule(s) == "0*3,1*2,0,2"
+    assert parse_schedule("0*3,1*2,0,2") == s
+
+
+def test_summarise_trace():
+    trace = [f"cpu0 get_page page {i:#x} ci" for i in range(5)] + ["cpu1 sp_cas superpage 0x0 word 0"]
+    assert summarise_trace(trace) == ["cpu0: 5 frame steps (get_page) on pages 0x0 .. 0x4",
+                                      "cpu1 sp_cas superpage 0x0 word 0"]
