@@ -53,7 +53,9 @@ def test_run_default_prints_overhead_and_machine(capsys):
     assert rc == 0
     assert err == ""
     words = lines_split(out)
-    assert out.startswith("Refcount metadata on teaching: 3.00 GiB of RAM\n")
+    # the default config compares the designs (tests/test_cli_run.py): that table comes first
+    assert out.startswith("Comparison on teaching: ")
+    assert "\nRefcount metadata on teaching: 3.00 GiB of RAM\n" in out
     # teaching: 12 groups * 65,536 frames * 8 B = 6,291,456 B = 6 MiB; 6,291,456 * 100 /
     # 3,220,831,232 = 0.19534 %
     assert ["pageinfo-count", "8", "B/frame", "6,291,456", "6", "MiB", "0.19534%"] in words
@@ -75,7 +77,7 @@ def test_run_json(capsys):
     rc, out, _ = run(capsys, "run", "--format", "json")
     assert rc == 0
     d = json.loads(out)
-    assert list(d) == ["machine", "overhead"]
+    assert list(d) == ["machine", "overhead", "comparison"]
     ov = d["overhead"]
     assert list(ov) == OVERHEAD_KEYS
     assert all(set(row) == DESIGN_KEYS for row in ov["designs"])
@@ -98,7 +100,8 @@ def test_run_json(capsys):
 
 
 def test_run_csv(capsys):
-    rc, out, _ = run(capsys, "run", "--format", "csv")
+    # `run` writes the comparison's rows (tests/test_cli_run.py); the overhead's are these
+    rc, out, _ = run(capsys, "overhead", "--format", "csv")
     assert rc == 0
     lines = out.splitlines()
     assert lines[0].startswith("name,")
@@ -114,7 +117,8 @@ def test_run_md(capsys):
     rc, out, _ = run(capsys, "run", "--format", "md")
     assert rc == 0
     lines = out.splitlines()
-    assert lines[0] == "### Refcount metadata on teaching: 3.00 GiB of RAM"
+    assert lines[0].startswith("### Comparison on teaching: ")
+    assert "### Refcount metadata on teaching: 3.00 GiB of RAM" in lines
     assert "| design | cost | bytes | size | % of RAM |" in lines
     assert "| sparse-8B | 8 B/2 MiB with RAM | 12,288 | 12 KiB | 0.00038% |" in lines
     assert "### Machine" in lines
@@ -125,11 +129,12 @@ def test_run_out_writes_config_and_results(capsys, tmp_path):
     out_dir = tmp_path / "out"
     rc, out, _ = run(capsys, "run", "--out", str(out_dir))
     assert rc == 0
-    assert sorted(p.name for p in out_dir.iterdir()) == ["config.yaml", "results.json"]
-    assert out.rstrip().endswith(f"wrote {out_dir / 'config.yaml'} and "
-                                 f"{out_dir / 'results.json'}")
+    assert sorted(p.name for p in out_dir.iterdir()) == ["config.yaml", "results.csv",
+                                                         "results.json"]
+    assert out.rstrip().endswith(f"wrote {out_dir / 'config.yaml'}, "
+                                 f"{out_dir / 'results.json'} and {out_dir / 'results.csv'}")
     results = json.loads((out_dir / "results.json").read_text())
-    assert list(results) == ["machine", "overhead"]
+    assert list(results) == ["machine", "overhead", "comparison"]
     assert results["overhead"]["ram_bytes"] == 3220831232
     # the resolved config loads back to the same machine
     cfg = load_config(out_dir / "config.yaml")

@@ -114,7 +114,8 @@ def test_unknown_top_level_key(monkeypatch):
     err = corpus_error("unknown_top_key.yaml", monkeypatch)
     expect(err, "unknown_top_key.yaml", "hypervisr", 5,
            "unknown key 'hypervisr' (did you mean 'hypervisor'?); "
-           "allowed keys: machine, hypervisor")
+           "allowed keys: machine, hypervisor, workload, compare, domains, seed, cost_model, "
+           "audit_every")
 
 
 def test_unknown_nested_key(monkeypatch):
@@ -620,7 +621,9 @@ def test_resolved_config_round_trips_for_presets(name, tmp_path):
 def test_resolved_config_spells_everything_out(tmp_path):
     cfg = default_config()
     data = resolved_config(cfg, build_memory_map(cfg))
-    assert list(data) == ["machine", "hypervisor"]
+    # the default config simulates: its workload, compare, domains, ... are spelled out too
+    assert list(data) == ["machine", "hypervisor", "workload", "compare", "domains", "seed",
+                          "cost_model", "audit_every"]
     assert data["machine"] == {
         "name": "teaching",
         "source": load_preset("teaching").source,

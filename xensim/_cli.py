@@ -13,13 +13,17 @@ from ._machine import Machine
 from ._memmap import MemoryMap
 from ._overhead import overhead
 from ._presets import list_presets, load_preset
+from ._scenario import add_parser as add_explore_parser
+from ._progress import Progress
 from ._render import FORMATS, render, to_json
 from ._report import MachineReport, RunResult
 from ._results import write_atomic
+from ._simulate import run_comparison
 
 
-def _machine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", help="a YAML config (default: the built-in teaching machine)")
+def _machine_args(p: argparse.ArgumentParser,
+                  config_help: str = "a YAML config (default: the built-in teaching machine)") -> None:
+    p.add_argument("config", nargs="?", help=config_help)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--machine", metavar="PRESET", help="a machine preset (see `xensim presets`)")
     src.add_argument("--memmap", metavar="FILE",
@@ -50,16 +54,28 @@ def _boot(cfg: Config, memmap: MemoryMap) -> Machine:
 
 
 def cmd_run(args) -> int:
+    """The machine's overhead and summary; with a workload (or a compare), first the
+    simulation of every design. Exit status 1 if a design crashed (a bug)."""
     cfg, memmap = _resolve(args)
-    result = RunResult.of(_boot(cfg, memmap))
-    if args.out:
-        out = Path(args.out)
+    machine = _boot(cfg, memmap)
+    comparison = None
+    if cfg.simulates:
+        comparison = run_comparison(cfg, memmap, Progress.off() if args.quiet else Progress())
+    result = RunResult.of(machine, comparison)
+    out = Path(args.out) if args.out else None
+    if out:
         out.mkdir(parents=True, exist_ok=True)
         dump_resolved(cfg, memmap, out / "config.yaml")
         write_atomic(out / "results.json", to_json(result))
+        write_atomic(out / "results.csv", render(result, "csv"))
     sys.stdout.write(render(result, args.format))
-    if args.out and args.format == "table":
-        sys.stdout.write(f"\nwrote {Path(args.out) / 'config.yaml'} and {Path(args.out) / 'results.json'}\n")
+    if out and args.format == "table":
+        sys.stdout.write(f"\nwrote {out / 'config.yaml'}, {out / 'results.json'} and "
+                         f"{out / 'results.csv'}\n")
+    if comparison is not None and comparison.crashed:
+        for r in comparison.crashed:
+            print(f"xensim: design {r.design} crashed: {r.reason}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -88,9 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate Xen's x86 memory manager: page_info reference counting, "
                     "sparse memory maps and the superpage refcount designs.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run", help="run a config (default: the built-in teaching machine)")
-    _machine_args(run)
-    run.add_argument("--out", metavar="DIR", help="write the resolved config and results.json here")
+    run = sub.add_parser("run", help="run a config: its workload on each design, the "
+                                     "overhead and the machine (default: configs/default.yaml)")
+    _machine_args(run, "a YAML config (default: configs/default.yaml, a comparison of the "
+                       "five designs on the teaching machine)")
+    run.add_argument("--out", metavar="DIR",
+                     help="write the resolved config, results.json and results.csv here")
+    run.add_argument("--quiet", action="store_true",
+                     help="no progress bar (it shows only on a terminal, for runs over ~2 s)")
     run.set_defaults(func=cmd_run)
     ov = sub.add_parser("overhead", help="memory cost of each superpage refcount design")
     _machine_args(ov)
@@ -100,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     mc.set_defaults(func=cmd_machine)
     pr = sub.add_parser("presets", help="list the machine presets")
     pr.set_defaults(func=cmd_presets)
+    add_explore_parser(sub)
     return p
 
 
@@ -110,12 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"xensim: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:                   # output piped into head and the like
+        return 0
     except OSError as e:                      # e.g. --out onto a file, an unwritable directory
         where = f"{e.filename}: " if e.filename else ""
         print(f"xensim: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        return 0
 
 
 if __name__ == "__main__":

@@ -27,9 +27,13 @@ HYPERCALL_NAMES = {
 }
 
 
+#: where two names share a number, the one Xen's headers use
+_XEN_NAMES = {errno.EOPNOTSUPP: "EOPNOTSUPP"}
+
+
 def errno_name(rc: int) -> str:
-    """``-22`` -> ``"EINVAL"``."""
-    return errno.errorcode.get(-rc, str(rc))
+    """``-22`` -> ``"EINVAL"`` (``-95`` -> ``"EOPNOTSUPP"``, as Xen spells it)."""
+    return _XEN_NAMES.get(-rc) or errno.errorcode.get(-rc, str(rc))
 
 
 @dataclass

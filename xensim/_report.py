@@ -1,4 +1,5 @@
-"""Results of the machine-level commands: the machine summary and a run's result."""
+"""Results of the machine-level commands: the machine summary and a run's result
+(with, when the config simulates, the comparison of the designs)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from dataclasses import dataclass
 
 from ._machine import Machine
 from ._overhead import OverheadReport, overhead
-from ._render import Column, Table, fmt_hex, fmt_int
+from ._render import Column, Table, fmt_hex, fmt_int, fmt_pct
+from ._simulate import Comparison, DesignRun
 from ._units import PAGE_SHIFT, format_size
 
 
@@ -51,18 +53,115 @@ class MachineReport:
         return [summary, ranges, holes]
 
 
+def fmt_ns(ns) -> str:
+    """A modelled time: 950 ns, 12.3 us, 4.56 ms, 1.23 s."""
+    ns = float(ns)
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.3g} ns"
+
+
+def _fmt_errors(errors: dict) -> str:
+    return " ".join(f"{k}:{v}" for k, v in errors.items()) if errors else "-"
+
+
+def _fmt_ratio(v) -> str:
+    return f"{v:.4g}"
+
+
+def _audit_cell(r: DesignRun) -> str:
+    if r.status != "ok":
+        return r.status
+    a = r.audit
+    if not a.ok:
+        return f"{a.differences} diff"
+    return "leak" if r.leaked_frames or r.zombie_domains else "clean"
+
+
+def comparison_tables(c: Comparison, machine_name: str) -> list[Table]:
+    """The per-design table (the CSV one), then the per-operation figures."""
+    wl = c.workload
+    title = (f"Comparison on {machine_name}: {wl['kind']} workload, {c.ops:,} operations "
+             f"on {len(c.domains)} domain{'s' * (len(c.domains) != 1)}, seed {c.seed}")
+    rows, per_op, notes = [], [], []
+    for r in c.runs:
+        row = {"design": r.design, "audit": _audit_cell(r)}
+        if r.ok:
+            row.update(
+                hypercalls=r.hypercall_calls, errors=_fmt_errors(r.errors),
+                **r.refcount, slow_get=r.superpage.get("slow_get", 0),
+                slow_put=r.superpage.get("slow_put", 0), fast=r.fast_updates,
+                metadata_bytes=r.metadata_bytes, metadata_percent=r.metadata_percent,
+                modelled_ns=r.estimate.ns)
+            per_op.append({"design": r.design, "ops": r.ops, "ops_failed": r.ops_failed,
+                           "mappings": r.mappings, "slow_per_op": r.slow_per_op,
+                           "type_refs_per_mapping": r.type_refs_per_mapping,
+                           "ns_per_op": r.ns_per_op})
+        rows.append(row)
+        if r.status != "ok":
+            notes.append(f"{r.design}: {r.status}: {r.reason}")
+        elif not r.audit.ok:
+            notes.append(f"{r.design}: audit after {r.audit.at_op:,} operations: "
+                         f"{'; '.join(r.audit.first[:2])}")
+        elif r.leaked_frames or r.zombie_domains:
+            notes.append(f"{r.design}: after destroying every domain, {r.leaked_frames:,} "
+                         f"frames never returned to the heap ({r.zombie_domains} zombie domains)")
+    cm = c.cost_model
+    notes.append(f"modelled time = {cm['frame_atomic_ns']:g} ns per frame refcount op "
+                 f"(get/put_page, get/put_page_type) + {cm['cmpxchg_ns']:g} ns per superpage "
+                 f"count cmpxchg + {cm['hypercall_ns']:g} ns per hypercall (docs/cost-model.md)")
+    digests = {r.ops_digest for r in c.runs if r.ok}
+    if len(digests) > 1:
+        notes.append("WARNING: the designs did not see the same operations "
+                     f"(digests {', '.join(sorted(digests))})")
+    main = Table(title, [
+        Column("design", "design", align="<"),
+        Column("hypercalls", "hypercalls", fmt_int),
+        Column("errors", "errors", align="<"),
+        Column("get_page", "get_page", fmt_int),
+        Column("put_page", "put_page", fmt_int),
+        Column("get_page_type", "get_type", fmt_int),
+        Column("put_page_type", "put_type", fmt_int),
+        Column("slow_get", "0->1", fmt_int),
+        Column("slow_put", "1->0", fmt_int),
+        Column("fast", "fast", fmt_int),
+        Column("metadata_bytes", "metadata", format_size),
+        Column("metadata_percent", "% of RAM", fmt_pct),
+        Column("modelled_ns", "modelled", fmt_ns),
+        Column("audit", "audit", align="<"),
+    ], rows, notes)
+    per = Table("Per operation", [
+        Column("design", "design", align="<"),
+        Column("ops", "ops", fmt_int),
+        Column("ops_failed", "failed", fmt_int),
+        Column("mappings", "2M mappings", fmt_int),
+        Column("slow_per_op", "slow/op", _fmt_ratio),
+        Column("type_refs_per_mapping", "get_type/mapping", _fmt_ratio),
+        Column("ns_per_op", "modelled/op", fmt_ns),
+    ], per_op)
+    return [main, per]
+
+
 @dataclass
 class RunResult:
-    """What ``xensim run`` produces (extended by the simulation issues)."""
+    """What ``xensim run`` produces: the overhead and machine tables, and, when the
+    config has a workload or a compare, the comparison (first)."""
     machine: MachineReport
     overhead: OverheadReport
+    comparison: Comparison | None = None
 
     @classmethod
-    def of(cls, machine: Machine) -> "RunResult":
-        return cls(MachineReport(machine), overhead(machine))
+    def of(cls, machine: Machine, comparison: Comparison | None = None) -> "RunResult":
+        return cls(MachineReport(machine), overhead(machine), comparison)
 
     def to_dict(self) -> dict:
-        return {"machine": self.machine.to_dict(), "overhead": self.overhead.to_dict()}
+        d = {"machine": self.machine.to_dict(), "overhead": self.overhead.to_dict()}
+        if self.comparison is not None:
+            d["comparison"] = self.comparison.to_dict()
+        return d
 
     def tables(self) -> list[Table]:
-        return self.overhead.tables()[:1] + self.machine.tables()[:1]
+        first = (comparison_tables(self.comparison, self.machine.machine.memmap.name)
+                 if self.comparison is not None else [])
+        return first + self.overhead.tables()[:1] + self.machine.tables()[:1]

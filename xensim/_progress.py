@@ -1,0 +1,72 @@
+"""A plain-text progress bar on stderr, for runs longer than a couple of seconds.
+
+It stays silent when the stream is not a terminal (pipes, files, CI logs, the
+tests) or with ``--quiet``, and for runs that end within ``delay`` seconds.
+It redraws at most ``1 / interval`` times a second and clears its line when
+done, so nothing of it is left between the results.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable, TextIO
+
+
+class Progress:
+    """``start(label, total)``, then ``update(done)`` as often as you like, then ``close()``."""
+
+    def __init__(self, stream: TextIO | None = None, enabled: bool | None = None,
+                 delay: float = 2.0, interval: float = 0.1, width: int = 30,
+                 clock: Callable[[], float] = time.monotonic):
+        self.stream = sys.stderr if stream is None else stream
+        if enabled is None:
+            enabled = _isatty(self.stream)
+        self.enabled = enabled
+        self.delay, self.interval, self.width, self.clock = delay, interval, width, clock
+        self.t0 = clock()
+        self.label = ""
+        self.total = 0
+        self._next = self.t0 + delay
+        self._shown = 0                              # width of the line on screen
+
+    @classmethod
+    def off(cls) -> "Progress":
+        return cls(enabled=False)
+
+    def start(self, label: str, total: int) -> None:
+        self.label, self.total = label, total
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        now = self.clock()
+        if now < self._next:
+            return
+        self._next = now + self.interval
+        self._draw(done, now)
+
+    def _draw(self, done: int, now: float) -> None:
+        total = max(self.total, 1)
+        frac = min(done / total, 1.0)
+        fill = int(frac * self.width)
+        line = (f"{self.label} [{'#' * fill}{'.' * (self.width - fill)}] "
+                f"{done:,}/{self.total:,} ops {frac * 100:3.0f}%  {now - self.t0:.1f} s")
+        pad = " " * max(self._shown - len(line), 0)
+        self.stream.write("\r" + line + pad)
+        self.stream.flush()
+        self._shown = len(line)
+
+    def close(self) -> None:
+        """Clear the bar's line (if one was drawn)."""
+        if self._shown:
+            self.stream.write("\r" + " " * self._shown + "\r")
+            self.stream.flush()
+            self._shown = 0
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
