@@ -130,26 +130,24 @@ class FrameTable:
         return DOMID_INVALID if a is None else int(a[pdx & PDX_GROUP_MASK])
 
     def _log(self, pdx: int, n: int) -> None:
-        if n == 1:
-            self._journal.append((pdx, 1, (self.count_info(pdx),), (self.type_info(pdx),),
-                                  (self.owner(pdx),)))
-        else:
-            ci, ti, owner = self.read_slices(pdx, n)
-            self._journal.append((pdx, n, ci, ti, owner))
+        """Journal frames [pdx, pdx+n) (all three words) before a slice write."""
+        ci, ti, owner = self.read_slices(pdx, n)
+        self._journal.append((pdx, n, ci, ti, owner))
 
-    def set_count_info(self, pdx: int, value: int) -> None:
+    def set_count_info(self, pdx: int, value: int, old: int | None = None) -> None:
+        """Write count_info (``old``: the value being replaced, if the caller knows it)."""
         if self._journal is not None:
-            self._log(pdx, 1)
+            self._journal.append((pdx, 0, self.count_info(pdx) if old is None else old))
         self.group(pdx >> PDX_GROUP_SHIFT)[0][pdx & PDX_GROUP_MASK] = value
 
-    def set_type_info(self, pdx: int, value: int) -> None:
+    def set_type_info(self, pdx: int, value: int, old: int | None = None) -> None:
         if self._journal is not None:
-            self._log(pdx, 1)
+            self._journal.append((pdx, 1, self.type_info(pdx) if old is None else old))
         self.group(pdx >> PDX_GROUP_SHIFT)[1][pdx & PDX_GROUP_MASK] = value
 
     def set_owner(self, pdx: int, domid: int) -> None:
         if self._journal is not None:
-            self._log(pdx, 1)
+            self._journal.append((pdx, 2, self.owner(pdx)))
         self.group(pdx >> PDX_GROUP_SHIFT)[2][pdx & PDX_GROUP_MASK] = domid
 
     # -- the request journal (a failed hypercall request leaves no trace) ---------------
@@ -161,20 +159,37 @@ class FrameTable:
 
     def journal_changes(self):
         """(pdx, old ci, old ti, old owner, new ci, new ti, new owner) for every frame written
-        since :meth:`begin`, oldest value first, one row per frame."""
-        first: dict[int, tuple[int, int, int]] = {}
-        for pdx, n, ci, ti, owner in self._journal or ():
-            for j in range(n):
-                first.setdefault(pdx + j, (int(ci[j]), int(ti[j]), int(owner[j])))
-        for pdx, (ci, ti, owner) in sorted(first.items()):
-            yield pdx, ci, ti, owner, self.count_info(pdx), self.type_info(pdx), self.owner(pdx)
+        since :meth:`begin`, the oldest value of each word, one row per frame."""
+        first: dict[int, list] = {}
+        for entry in self._journal or ():
+            if len(entry) == 3:                                 # one word: (pdx, field, old)
+                pdx, f, old = entry
+                first.setdefault(pdx, [None, None, None])
+                if first[pdx][f] is None:
+                    first[pdx][f] = old
+            else:                                               # a slice: all three words
+                pdx, n, ci, ti, owner = entry
+                for j in range(n):
+                    row = first.setdefault(pdx + j, [None, None, None])
+                    for f, arr in enumerate((ci, ti, owner)):
+                        if row[f] is None:
+                            row[f] = int(arr[j])
+        for pdx, row in sorted(first.items()):
+            now = (self.count_info(pdx), self.type_info(pdx), self.owner(pdx))
+            old = [now[f] if v is None else v for f, v in enumerate(row)]
+            yield (pdx, *old, *now)
 
-    def rollback(self) -> None:
+    def rollback(self) -> bool:
         """Restore every word written since :meth:`begin`, then stop journaling."""
         journal, self._journal = self._journal or [], None
-        for pdx, n, ci, ti, owner in reversed(journal):
-            c, t, o = self.slices(pdx, n)
-            c[:], t[:], o[:] = ci, ti, owner
+        for entry in reversed(journal):
+            if len(entry) == 3:
+                pdx, f, old = entry
+                self.group(pdx >> PDX_GROUP_SHIFT)[f][pdx & PDX_GROUP_MASK] = old
+            else:
+                pdx, n, ci, ti, owner = entry
+                c, t, o = self.slices(pdx, n)
+                c[:], t[:], o[:] = ci, ti, owner
         return bool(journal)
 
     # -- slices (vectorised) ---------------------------------------------------

@@ -54,14 +54,21 @@ class HypercallLayer:
         self.stats: dict[str, CallStats] = {}
         #: domid -> hypercalls of that domain in progress (domain_pause waits for 0)
         self.active: dict[int, int] = {}
+        #: optional teaching hook (xensim trace): trace(caller, number, args, rc), called
+        #: with rc None on entry and with the result on return
+        self.trace = None
 
     def register(self, number: int, handler: Callable[..., int]) -> None:
         self.handlers[number] = handler
 
     def __call__(self, caller: int, number: int, *args) -> int:
         name = HYPERCALL_NAMES.get(number, f"hypercall{number}")
-        st = self.stats.setdefault(name, CallStats())
+        st = self.stats.get(name)
+        if st is None:
+            st = self.stats[name] = CallStats()
         st.calls += 1
+        if self.trace is not None:
+            self.trace(caller, number, args, None)
         step = self.machine.refs.step
         if step is not None:                          # under the explorer: entering is a step
             step("hcall", caller, number)
@@ -77,6 +84,8 @@ class HypercallLayer:
                 active[caller] -= 1
         if rc < 0:
             st.errors[errno_name(rc)] += 1
+        if self.trace is not None:
+            self.trace(caller, number, args, rc)
         return rc
 
     def as_dict(self) -> dict:

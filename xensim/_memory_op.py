@@ -73,19 +73,28 @@ def increase_reservation(m, d: Domain, a: XenMemoryReservation) -> int:
 
 
 def populate_physmap(m, d: Domain, a: XenMemoryReservation) -> int:
+    """Extents in order; stops at the first GPFN run that is unaligned, outside the P2M
+    or already populated (xensim keeps the guest's P2M), or when memory runs out."""
     n = 1 << a.extent_order
+    limit, seen = a.nr_extents, set()
     for i in range(a.nr_extents):
         gpfn = a.extent_start[i]
-        # xensim keeps the guest's P2M: the GPFN run must be aligned, inside it, and empty
-        if gpfn < 0 or gpfn % n or gpfn + n > d.p2m.size or d.p2m.any_in_run(gpfn, n):
-            return i
-        mfn = m.alloc_domheap_pages(d, a.extent_order)
-        if mfn < 0:
-            return i
-        m.m2p.set_run(mfn, gpfn, n)
-        d.p2m.set_run(gpfn, mfn, n)
-        a.extent_start[i] = mfn
-    return a.nr_extents
+        if (gpfn < 0 or gpfn % n or gpfn + n > d.p2m.size or gpfn in seen
+                or d.p2m.any_in_run(gpfn, n)):
+            limit = i
+            break
+        seen.add(gpfn)
+    mfns = m.alloc_domheap_extents(d, a.extent_order, limit)
+    start = 0
+    for i in range(1, len(mfns) + 1):                 # one M2P/P2M run per contiguous stretch
+        if (i == len(mfns) or mfns[i] != mfns[i - 1] + n
+                or a.extent_start[i] != a.extent_start[i - 1] + n):
+            k = (i - start) * n
+            m.m2p.set_run(mfns[start], a.extent_start[start], k)
+            d.p2m.set_run(a.extent_start[start], mfns[start], k)
+            start = i
+    a.extent_start[:len(mfns)] = mfns
+    return len(mfns)
 
 
 def guest_remove_page(m, d: Domain, mfn: int) -> bool:

@@ -137,7 +137,7 @@ class RefCounts:
         cur = self.ft.count_info(page)
         if cur != old:
             return False
-        self.ft.set_count_info(page, new)
+        self.ft.set_count_info(page, new, old)
         if self.trace is not None:
             self.trace(page, "count_info", old, new, why)
         return True
@@ -146,7 +146,7 @@ class RefCounts:
         cur = self.ft.type_info(page)
         if cur != old:
             return False
-        self.ft.set_type_info(page, new)
+        self.ft.set_type_info(page, new, old)
         if self.trace is not None:
             self.trace(page, "type_info", old, new, why)
         return True

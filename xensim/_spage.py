@@ -52,6 +52,9 @@ class SuperpageTable:
         #: the concurrency explorer's hook, called before each load, store or cmpxchg
         #: of a word as step(kind, spdx, word); None when running sequentially
         self.step = None
+        #: optional teaching hook (xensim trace): trace(spdx, word, old, new) where a word
+        #: changes; for write_many, spdx is the array of store positions, old/new arrays
+        self.trace = None
         if spdx.size:
             slot = self._slot[spdx >> SPAGE_CHUNK_SHIFT].astype(np.int64)
             self._has_ram[(slot << SPAGE_CHUNK_SHIFT) | (spdx & SPAGE_CHUNK_MASK)] = True
@@ -120,6 +123,8 @@ class SuperpageTable:
             raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
         if self._journal is not None:
             self._journal.append((word, e, int(self.store[word, e])))
+        if self.trace is not None:
+            self.trace(spdx, word, int(self.store[word, e]), int(value))
         self.store[word, e] = value
 
     def cmpxchg(self, spdx: int, old: int, new: int, word: int = 0) -> bool:
@@ -134,12 +139,16 @@ class SuperpageTable:
         if self._journal is not None:
             self._journal.append((word, e, old))
         self.store[word, e] = new
+        if self.trace is not None:
+            self.trace(spdx, word, old, new)
         return True
 
     def write_many(self, entries: np.ndarray, values: np.ndarray, word: int = 0) -> None:
         """Write many entries at once (store positions from :meth:`entry_indexes`)."""
         if self._journal is not None:
             self._journal.extend((word, int(e), int(self.store[word, e])) for e in entries)
+        if self.trace is not None:
+            self.trace(entries, word, self.store[word, entries].copy(), values)
         self.store[word, entries] = values
 
     def begin(self) -> None:
