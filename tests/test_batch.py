@@ -21,8 +21,11 @@ from xensim._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_USER, ma
 N = 24                                    # superpages the guest owns
 
 
-def setup():
-    m = Machine(MemoryMap([(0, 64 << 20)], name="small"), "none")
+DESIGNS = ("xen-4.1", "superpage-info", "pageinfo-count", "per-mapping", "sketch")
+
+
+def setup(design="xen-4.1"):
+    m = Machine(MemoryMap([(0, 64 << 20)], name="small"), "none", superpage=design)
     g = m.create_domain("g", N * 512 + 64)
     k = GuestKernel(m, g)
     assert k.populate(0, N * 512) == N
@@ -38,12 +41,12 @@ def pse(mfn, rw=True):
     return make_pte(mfn, _PAGE_PRESENT | _PAGE_USER | _PAGE_PSE | (_PAGE_RW if rw else 0))
 
 
-def run_both(monkeypatch, prepare, batch):
+def run_both(monkeypatch, prepare, batch, design="xen-4.1"):
     """prepare(m, g, k, other, l2) -> list of (ptr, val) requests; returns both outcomes."""
     outcomes = []
     for vectorised in (True, False):
         monkeypatch.setattr(mmu, "PSE_BATCH_MIN", 8 if vectorised else 10**9)
-        m, g, k, other, l2 = setup()
+        m, g, k, other, l2 = setup(design)
         reqs = batch(m, g, k, other, l2)
         prepare_stats = (m.refs.stats.as_dict(), dict(m.superpage.stats))
         done = [0]
@@ -117,19 +120,21 @@ CASES.update({
 })
 
 
+@pytest.mark.parametrize("design", DESIGNS)
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_vectorised_batch_equals_in_order(monkeypatch, name):
+def test_vectorised_batch_equals_in_order(monkeypatch, name, design):
     batch, rc, done = CASES[name]
-    vec, seq = run_both(monkeypatch, None, batch)
+    vec, seq = run_both(monkeypatch, None, batch, design)
     assert (vec[0], vec[1]) == (rc, done)
     assert vec[0:2] == seq[0:2]
     assert vec[2] == seq[2]                   # the whole machine, bit for bit
     assert vec[3] == seq[3] and vec[4] == seq[4]
 
 
-def test_the_vectorised_path_is_taken(monkeypatch):
+@pytest.mark.parametrize("design", DESIGNS)
+def test_the_vectorised_path_is_taken(monkeypatch, design):
     monkeypatch.setattr(mmu, "PSE_BATCH_MIN", 8)
-    m, g, k, other, l2 = setup()
+    m, g, k, other, l2 = setup(design)
     calls = []
     real = m.superpage.get_superpages
     monkeypatch.setattr(m.superpage, "get_superpages",

@@ -76,6 +76,27 @@ class PageinfoCount(CountedDesign):
         a[page & PDX_GROUP_MASK] = new
         return True
 
+    def _read_many(self, mfns: np.ndarray, word: int) -> np.ndarray:
+        pages = self._pages(mfns)
+        out = np.zeros(pages.size, dtype=np.uint64)
+        groups = pages >> PDX_GROUP_SHIFT
+        for g in np.unique(groups):
+            a = self._groups.get(int(g))
+            if a is not None:
+                sel = groups == g
+                out[sel] = a[pages[sel] & PDX_GROUP_MASK]
+        return out
+
+    def _write_many(self, mfns: np.ndarray, word: int, values: np.ndarray) -> None:
+        pages = self._pages(mfns)
+        groups = pages >> PDX_GROUP_SHIFT
+        for g in np.unique(groups):
+            a = self._groups.get(int(g))
+            if a is None:
+                a = self._groups[int(g)] = np.zeros(PDX_GROUP_FRAMES, dtype=np.uint64)
+            sel = groups == g
+            a[pages[sel] & PDX_GROUP_MASK] = values[sel]
+
     def _store_expected(self, exp, expected: dict[int, tuple[int, ...]]) -> None:
         """The auditor has no place for a per-frame superpage field, so the design
         compares its fields with the expectation itself and reports each difference

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import errno
 
+import numpy as np
+
 from ._page_info import PGT_writable_page
 from ._superpage import SuperpageDesign, register
 from ._units import SUPERPAGE_PAGES
@@ -42,6 +44,27 @@ class PerMapping(SuperpageDesign):
     def put_superpage(self, mfn: int, rw: bool) -> None:
         self.m.refs.put_pages_and_type(self.m.mfn_to_page(mfn), SUPERPAGE_PAGES)
         self.stats["slow_put"] += 1
+
+    def _pages(self, mfns) -> np.ndarray:
+        mfns = np.asarray(mfns, dtype=np.uint64)
+        return np.asarray(self.m.mfn_to_pdx(mfns), dtype=np.int64)
+
+    def get_superpages(self, mfns, d: int, rw) -> int:
+        """get_superpage on each, in order, vectorised: 512 writable references each."""
+        pages = self._pages(mfns)
+        ok = self.m.refs.runs_ok(pages, SUPERPAGE_PAGES, d, PGT_writable_page)
+        f = ok.size if ok.all() else int(np.argmin(ok))
+        self.m.refs.get_runs_and_type(pages[:f], SUPERPAGE_PAGES, d, PGT_writable_page)
+        self.stats["slow_get"] += f
+        return f
+
+    def put_superpages(self, mfns, rw) -> int:
+        pages = self._pages(mfns)
+        ok = self.m.refs.put_runs_ok(pages, SUPERPAGE_PAGES)
+        f = ok.size if ok.all() else int(np.argmin(ok))
+        self.m.refs.put_runs_and_type(pages[:f], SUPERPAGE_PAGES)
+        self.stats["slow_put"] += f
+        return f
 
     def expect(self, exp, pse: dict[int, list[int]]) -> None:
         for mfn, (ro, rw, domid) in pse.items():
