@@ -39,6 +39,23 @@ def populate(m: Machine, domid: int, gpfns: list[int], order: int) -> list[int]:
     return res.extent_start
 
 
+def words(m, mfn: int) -> tuple[int, int]:
+    """A frame's (count_info, type_info)."""
+    page = m.mfn_to_page(mfn)
+    return m.frame_table.count_info(page), m.frame_table.type_info(page)
+
+
+def sp_words(m, mfn: int) -> tuple[set, set]:
+    """The distinct count_info and type_info words of the superpage's 512 frames."""
+    ci, ti, _ = m.frame_table.read_slices(m.mfn_to_page(mfn), 512)
+    return {int(x) for x in ci}, {int(x) for x in ti}
+
+
+def spage(m, mfn: int) -> int:
+    """The superpage-table word 0 of the superpage at ``mfn``."""
+    return m.spage_table.read(m.mfn_to_pdx(mfn) >> 9)
+
+
 @pytest.fixture
 def m() -> Machine:
     return small_machine()

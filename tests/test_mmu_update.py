@@ -33,7 +33,7 @@ from xensim._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l2_page_tab
 from xensim._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PCD,
                                _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_USER, make_pte)
 
-from conftest import MiB, assert_clean, hc, populate
+from conftest import MiB, assert_clean, hc, populate, sp_words, spage, words
 
 P, RW, PSE, A, D, U = _PAGE_PRESENT, _PAGE_RW, _PAGE_PSE, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_USER
 ALLOC1 = PGC_allocated | 1
@@ -54,19 +54,7 @@ def ptr(table: int, index: int, cmd: int = MMU_NORMAL_PT_UPDATE) -> int:
     return (table << 12) | (index * 8) | cmd
 
 
-def words(m, mfn: int) -> tuple[int, int]:
-    page = m.mfn_to_page(mfn)
-    return m.frame_table.count_info(page), m.frame_table.type_info(page)
 
-
-def sp_words(m, mfn: int) -> tuple[set, set]:
-    """The distinct count_info and type_info words of the superpage's 512 frames."""
-    ci, ti, _ = m.frame_table.read_slices(m.mfn_to_page(mfn), 512)
-    return {int(x) for x in ci}, {int(x) for x in ti}
-
-
-def spage(m, mfn: int) -> int:
-    return m.spage_table.read(m.mfn_to_pdx(mfn) >> 9)
 
 
 def mmu(m, caller: int, *reqs, foreigndom: int = DOMID_SELF) -> tuple[int, int]:

@@ -29,7 +29,7 @@ from xensim._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l2_page_tab
                                PGT_writable_page, SGT_dynamic, SGT_mark)
 from xensim._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, make_pte
 
-from conftest import MiB, assert_clean, hc, populate
+from conftest import MiB, assert_clean, hc, populate, sp_words, spage, words
 
 P, RW, PSE = _PAGE_PRESENT, _PAGE_RW, _PAGE_PSE
 ALLOC1 = PGC_allocated | 1
@@ -46,18 +46,7 @@ O_SP, O_F = 0x600, 0x210
 FREE = 0x3000
 
 
-def words(m, mfn: int) -> tuple[int, int]:
-    page = m.mfn_to_page(mfn)
-    return m.frame_table.count_info(page), m.frame_table.type_info(page)
 
-
-def sp_words(m, mfn: int) -> tuple[set, set]:
-    ci, ti, _ = m.frame_table.read_slices(m.mfn_to_page(mfn), 512)
-    return {int(x) for x in ci}, {int(x) for x in ti}
-
-
-def spage(m, mfn: int) -> int:
-    return m.spage_table.read(m.mfn_to_pdx(mfn) >> 9)
 
 
 def ext(m, caller: int, *ops, foreigndom: int = DOMID_SELF) -> tuple[int, int]:
