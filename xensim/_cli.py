@@ -13,6 +13,8 @@ from ._machine import Machine
 from ._memmap import MemoryMap
 from ._overhead import overhead
 from ._presets import list_presets, load_preset
+from ._html import add_html_argument, write_html
+from ._plot import add_parser as add_plot_parser
 from ._scenario import add_parser as add_explore_parser
 from ._progress import Progress
 from ._render import FORMATS, render, to_json
@@ -68,10 +70,14 @@ def cmd_run(args) -> int:
         dump_resolved(cfg, memmap, out / "config.yaml")
         write_atomic(out / "results.json", to_json(result))
         write_atomic(out / "results.csv", render(result, "csv"))
+    if args.html:
+        write_html(result, args.html, cfg, memmap)
     sys.stdout.write(render(result, args.format))
     if out and args.format == "table":
         sys.stdout.write(f"\nwrote {out / 'config.yaml'}, {out / 'results.json'} and "
                          f"{out / 'results.csv'}\n")
+    if args.html and args.format == "table":
+        sys.stdout.write(f"\nwrote {args.html}\n")
     if comparison is not None and comparison.crashed:
         for r in comparison.crashed:
             print(f"xensim: design {r.design} crashed: {r.reason}", file=sys.stderr)
@@ -112,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write the resolved config, results.json and results.csv here")
     run.add_argument("--quiet", action="store_true",
                      help="no progress bar (it shows only on a terminal, for runs over ~2 s)")
+    add_html_argument(run)
     run.set_defaults(func=cmd_run)
     ov = sub.add_parser("overhead", help="memory cost of each superpage refcount design")
     _machine_args(ov)
@@ -122,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("presets", help="list the machine presets")
     pr.set_defaults(func=cmd_presets)
     add_explore_parser(sub)
+    add_plot_parser(sub)
     return p
 
 

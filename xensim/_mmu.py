@@ -143,7 +143,7 @@ def _pse_batch_prefix(m, reqs: list[MmuUpdate], pt_owner, pg_owner) -> int:
             ok &= m.mfn_valid_array(mfns) & m.mfn_valid_array(mfns + SUPERPAGE_PAGES - 1)
     p = int(np.argmin(ok)) if not ok.all() else ok.size
     # indexes and superpages must be distinct within the prefix
-    if np.unique(idx[:p]).size != p or np.unique(mfns[:p]).size != p:
+    if p == 0 or np.unique(idx[:p]).size != p or np.unique(mfns[:p]).size != p:
         return 0
     rw = (entries[:p] & np.uint64(_PAGE_RW)) != 0
     f = (design.get_superpages(mfns[:p], pg_owner.domid, rw) if mapping

@@ -1,0 +1,407 @@
+"""Pictures (xensim/_plot.py): the data behind each figure, exactly; the figures are
+drawn (valid, non-trivial PNG and SVG); `xensim plot`; the one-line error without
+matplotlib."""
+
+from __future__ import annotations
+
+import struct
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xensim import load_config
+from xensim._config import build_memory_map, default_config, parse_config
+from xensim._errors import ConfigError
+from xensim._machine import Machine
+from xensim._plot import (ALL_DESIGNS, OVERHEAD_DESIGNS, PLOT_HINT, ChurnMix, PlotUnavailable,
+                          _config_workload, _run_ops, busy_superpages, churn_data,
+                          superpage_activity,
+                          have_matplotlib, memmap_data, overhead_data, states_for_run,
+                          superpage_states, synthetic_memmap)
+from xensim._presets import load_preset
+
+ROOT = Path(__file__).resolve().parent.parent
+GiB = 1 << 30
+
+needs_mpl = pytest.mark.skipif(not have_matplotlib(),
+                               reason="matplotlib is not installed (pip install -e '.[plot]')")
+
+
+# --------------------------------------------------------------------------
+# 1. The memory map's data
+# --------------------------------------------------------------------------
+
+def test_memmap_data_teaching_mask():
+    d = memmap_data(Machine(load_preset("teaching"), "mask"))
+    assert d.name == "teaching"
+    assert d.ram_bytes == 0x9fc00 + (0x80000000 - 0x100000) + 0x40000000
+    assert d.max_pfn == 0x140000 and d.max_pdx == 0xc0000
+    assert d.pdx_mode == "mask" and d.compressed
+    assert d.ranges == [(0x0, 0x9fc00, "ram"), (0x9fc00, 0xa0000, "reserved"),
+                        (0xf0000, 0x100000, "reserved"), (0x100000, 0x80000000, "ram"),
+                        (0xfec00000, 0xfee01000, "reserved"), (0x100000000, 0x140000000, "ram")]
+    assert d.frames == [(0x0, 0x9f), (0x100, 0x80000), (0x100000, 0x140000)]
+    # the EBDA / VGA / ROM frames, and the 2-4 GiB MMIO window
+    assert d.holes == [(0x9f, 0x100), (0x80000, 0x100000)]
+    # mask squeezes bit 19: high memory moves down to pdx 0x80000
+    assert d.pdx_ranges == [(0x0, 0x9f, 0x0, 0x9f), (0x100, 0x80000, 0x100, 0x80000),
+                            (0x100000, 0x140000, 0x80000, 0xc0000)]
+    # 12 PDX groups of 65,536 frames: 8 below 2 GiB, 4 above 4 GiB
+    assert d.groups == ([(g, g << 16, (g + 1) << 16) for g in range(8)]
+                        + [(8 + k, 0x100000 + (k << 16), 0x100000 + ((k + 1) << 16)) for k in range(4)])
+    assert d.partial_superpages == [0]
+    assert d.top == 0x140000000
+
+
+def test_memmap_data_teaching_no_pdx():
+    d = memmap_data(Machine(load_preset("teaching"), "none"))
+    assert not d.compressed and d.max_pdx == d.max_pfn == 0x140000
+    assert [g for g, _, _ in d.groups] == list(range(8)) + list(range(16, 20))
+    assert d.groups[8] == (16, 0x100000, 0x110000)
+    assert d.pdx_ranges[2] == (0x100000, 0x140000, 0x100000, 0x140000)
+
+
+def test_memmap_data_gnr_offset():
+    d = memmap_data(Machine(load_preset("intel-gnr-4s"), "offset"))
+    assert d.compressed and d.max_pdx == 0x38000000 and d.max_pfn == 0x133e80000
+    assert len(d.groups) == 8192
+    assert len(d.holes) == 4 and d.partial_superpages == []
+    # every PDX group is one contiguous run of 65,536 frames holding RAM
+    assert all(e - s == 1 << 16 for _, s, e in d.groups)
+    assert d.groups[-1] == (0x37ff, 0x133e70000, 0x133e80000)
+    assert d.pdx_ranges[2] == (0x63e80000, 0x6be80000, 0x10000000, 0x18000000)
+
+
+# --------------------------------------------------------------------------
+# 2. The superpage states after a known tiny run
+# --------------------------------------------------------------------------
+
+TINY = """
+machine: {preset: teaching}
+workload:
+  kind: script
+  script:
+    - {domain: g, op: map, superpage: 0, slot: 0}
+    - {domain: g, op: map, superpage: 0, slot: 1, writable: false}
+    - {domain: g, op: map, superpage: 1, slot: 2, writable: false}
+    - {domain: g, op: mark, superpage: 2}
+    - {domain: g, op: unmap, slot: 0}
+    - {domain: g, op: unmap, slot: 1}
+compare: [per-mapping, pageinfo-count, superpage-info, xen-4.1, sketch]
+domains: [{name: g, memory: 8MiB}]
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    cfg = parse_config(TINY, "tiny.yaml")
+    return cfg, build_memory_map(cfg)
+
+
+def test_tiny_guest_superpages(tiny):
+    """The guest's four superpages are machine superpages 1-4 (superpage 0 is partly RAM)."""
+    cfg, mm = tiny
+    _, kernels, n = _run_ops(cfg, mm, "xen-4.1", _config_workload(cfg), stop_at=0)
+    assert n == 0
+    assert kernels["g"].superpage_mfns(0, 4) == [512, 1024, 1536, 2048]
+
+
+def test_states_at_end(tiny):
+    cfg, mm = tiny
+    r = states_for_run(cfg, mm, "end")
+    assert r.at_op == 6 and r.ops == 6 and r.missing == {}
+    assert [s.design for s in r.states] == list(ALL_DESIGNS)
+    by = {s.design: s for s in r.states}
+    # superpage 2 (guest's 1): one read-only mapping; superpage 3 (guest's 2): marked
+    for name in ("pageinfo-count", "superpage-info", "xen-4.1"):
+        assert by[name].nonzero() == {2: ("dynamic", 1), 3: ("mark", 1)}
+        assert by[name].state_counts() == {"none": 1534, "dynamic": 1, "mark": 1}
+    # no MARK_SUPER in these two: the mark failed
+    for name in ("per-mapping", "sketch"):
+        assert by[name].nonzero() == {2: ("dynamic", 1)}
+        assert by[name].state_counts() == {"none": 1535, "dynamic": 1, "mark": 0}
+    s = by["xen-4.1"]
+    assert s.superpages.size == 1536 and int(s.full.sum()) == 1535
+    assert not s.full[0] and s.superpages[0] == 0
+    assert int(s.mappings.sum()) == 1 and int(s.mappings[2]) == 1
+    assert r.guest_frames == [(156, 159), (512, 2560)]
+
+
+def test_states_at_op_and_peak(tiny):
+    cfg, mm = tiny
+    r = states_for_run(cfg, mm, 2)
+    assert r.at_op == 2 and r.why == "after operation 2 of 6"
+    for s in r.states:                      # one superpage mapped twice (RW and RO)
+        assert s.nonzero() == {1: ("dynamic", 2)}
+        assert int(s.mappings[1]) == 2
+    # the busiest point: after op 4 (two mapped, one marked where MARK exists)
+    r = states_for_run(cfg, mm, "peak")
+    assert r.at_op == 4 and r.why.startswith("after operation 4 of 6, the busiest point")
+    by = {s.design: s for s in r.states}
+    assert by["xen-4.1"].nonzero() == {1: ("dynamic", 2), 2: ("dynamic", 1), 3: ("mark", 1)}
+    assert by["superpage-info"].nonzero() == {1: ("dynamic", 2), 2: ("dynamic", 1), 3: ("mark", 1)}
+    assert by["sketch"].nonzero() == {1: ("dynamic", 2), 2: ("dynamic", 1)}
+    assert by["per-mapping"].nonzero() == {1: ("dynamic", 2), 2: ("dynamic", 1)}
+
+
+def test_activity_matches_states(tiny):
+    """The cheap per-operation reading equals the full one, after every operation."""
+    cfg, mm = tiny
+    wl = _config_workload(cfg)
+    for design in ALL_DESIGNS:
+        seen = []
+
+        def each(n, m):
+            s = superpage_states(m)
+            seen.append((superpage_activity(m), (s.busy, int(s.count.sum()))))
+        _run_ops(cfg, mm, design, wl, each=each)
+        assert len(seen) == 7
+        assert [a for a, _ in seen] == [b for _, b in seen], design
+    m, _, _ = _run_ops(cfg, mm, "xen-4.1", wl, stop_at=4)
+    assert busy_superpages(m) == 3
+
+
+def test_states_of_xen41_words_decoded():
+    """MARK with mappings on top: xen-4.1 keeps state MARK and counts 1 + mappings."""
+    cfg = parse_config(TINY.replace("- {domain: g, op: unmap, slot: 0}",
+                                    "- {domain: g, op: map, superpage: 2, slot: 3}"), "t.yaml")
+    r = states_for_run(cfg, build_memory_map(cfg), "end")
+    by = {s.design: s for s in r.states}
+    assert by["xen-4.1"].nonzero() == {1: ("dynamic", 1), 2: ("dynamic", 1), 3: ("mark", 2)}
+    # superpage-info: the RW word holds MARK | 2 (mark + one RW mapping)
+    assert by["superpage-info"].nonzero()[3] == ("mark", 2)
+    assert by["per-mapping"].nonzero() == {1: ("dynamic", 1), 2: ("dynamic", 1), 3: ("dynamic", 1)}
+
+
+# --------------------------------------------------------------------------
+# 3. Overhead against RAM
+# --------------------------------------------------------------------------
+
+PRESET_BYTES = {   # pdx mask: (ram_bytes, {row: bytes})
+    "firecracker-1g": (1073347584, {
+        "xen-frame-table": 8388608, "xensim-frame-table": 4718592, "pageinfo-count": 2097152,
+        "xen-4.1-dense": 4096, "xen-4.1-dense-pdx": 4096, "sparse-16B": 8192, "sparse-8B": 4096}),
+    "teaching": (3220831232, {
+        "xen-frame-table": 25165824, "xensim-frame-table": 14155776, "pageinfo-count": 6291456,
+        "xen-4.1-dense": 20480, "xen-4.1-dense-pdx": 12288, "sparse-16B": 24576, "sparse-8B": 12288}),
+    "qemu-2node": (4294967296, {
+        "xen-frame-table": 33554432, "xensim-frame-table": 18874368, "pageinfo-count": 8388608,
+        "xen-4.1-dense": 24576, "xen-4.1-dense-pdx": 16384, "sparse-16B": 32768, "sparse-8B": 16384}),
+    "qemu-pc-4g": (4294967296, {
+        "xen-frame-table": 33554432, "xensim-frame-table": 18874368, "pageinfo-count": 8388608,
+        "xen-4.1-dense": 20480, "xen-4.1-dense-pdx": 20480, "sparse-16B": 32768, "sparse-8B": 16384}),
+    "intel-clx-2s": (207232172032, {
+        "xen-frame-table": 1619001344, "xensim-frame-table": 910688256, "pageinfo-count": 404750336,
+        "xen-4.1-dense": 790528, "xen-4.1-dense-pdx": 790528, "sparse-16B": 1581056,
+        "sparse-8B": 790528}),
+    "intel-gnr-4s": (2199023255552, {
+        "xen-frame-table": 17179869184, "xensim-frame-table": 9663676416,
+        "pageinfo-count": 4294967296, "xen-4.1-dense": 80715776, "xen-4.1-dense-pdx": 80715776,
+        "sparse-16B": 16777216, "sparse-8B": 8388608}),
+}
+
+
+@pytest.fixture(scope="module")
+def overhead_points():
+    return overhead_data("mask", sizes=(GiB, 4 * GiB), machine=load_preset("teaching"))
+
+
+def test_overhead_presets_exact(overhead_points):
+    d = overhead_points
+    assert d.pdx == "mask" and set(d.presets) == set(OVERHEAD_DESIGNS)
+    for name in OVERHEAD_DESIGNS:
+        got = {m: (r, b) for m, r, b in d.presets[name]}
+        assert got == {m: (ram, rows[name]) for m, (ram, rows) in PRESET_BYTES.items()}, name
+        # sorted by RAM for the lines
+        assert [r for _, r, _ in d.presets[name]] == sorted(r for _, r, _ in d.presets[name])
+    # the 2010 thread's ratios: 8 B / 4 KiB against 8 B / 2 MiB
+    gnr = PRESET_BYTES["intel-gnr-4s"][1]
+    assert gnr["pageinfo-count"] == 512 * gnr["sparse-8B"]
+    name, ram, rows = d.this
+    assert name == "teaching" and ram == 3220831232 and rows == PRESET_BYTES["teaching"][1]
+
+
+def test_overhead_synthetic_exact(overhead_points):
+    d = overhead_points
+    small = 0x9fc00 + GiB - (1 << 20)            # [0, 0x9fc00) + [1 MiB, 1 GiB)
+    big = 0x9fc00 + 2 * GiB - (1 << 20) + 2 * GiB  # ... up to 2 GiB, then [4 GiB, 6 GiB)
+    assert synthetic_memmap(GiB).ram_bytes == small
+    assert synthetic_memmap(4 * GiB).ram_bytes == big
+    assert d.synthetic["pageinfo-count"] == [("pc-1GiB", small, 4 * 65536 * 8),
+                                             ("pc-4GiB", big, 16 * 65536 * 8)]
+    assert d.synthetic["xen-4.1-dense"] == [("pc-1GiB", small, 8 * 512), ("pc-4GiB", big, 8 * 3072)]
+    assert d.synthetic["xen-4.1-dense-pdx"][1] == ("pc-4GiB", big, 8 * 2048)
+    assert d.synthetic["sparse-8B"] == [("pc-1GiB", small, 4096), ("pc-4GiB", big, 4 * 4096)]
+
+
+# --------------------------------------------------------------------------
+# 4. Slow path against churn
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def churn():
+    return churn_data(iterations=(1, 4), fractions=(0.0, 0.5, 1.0))
+
+
+def test_churn_iterations_exact(churn):
+    c = churn
+    assert c.machine == "teaching" and c.designs == list(ALL_DESIGNS) and c.missing == {}
+    for d in ALL_DESIGNS:                   # unpinned churn: every map and unmap is slow
+        assert c.iterations[(d, False)] == [1.0, 1.0]
+    for d in ("pageinfo-count", "superpage-info", "xen-4.1"):
+        assert c.iterations[(d, True)] == [0.0, 0.0]     # MARK_SUPER: every op a count update
+    for d in ("per-mapping", "sketch"):     # the mark fails: 2N slow in 2N + 2 ops
+        assert c.iterations[(d, True)] == [2 / 4, 8 / 10]
+
+
+def test_churn_fractions_exact(churn):
+    c = churn
+    assert c.fraction_values == [0.0, 0.5, 1.0]
+    assert c.fractions[("per-mapping", False)] == [1.0, 1.0, 1.0]
+    assert c.fractions[("per-mapping", True)] == [1.0, 1.0, 1.0]
+    for d in ("pageinfo-count", "superpage-info", "xen-4.1", "sketch"):
+        assert c.fractions[(d, False)] == [0.0, 0.5, 1.0]
+    for d in ("pageinfo-count", "superpage-info", "xen-4.1"):
+        assert c.fractions[(d, True)] == [0.0, 0.0, 0.0]
+    assert c.fractions[("sketch", True)] == [0.0, 0.5, 1.0]
+
+
+def test_churn_mix_spreads_pairs():
+    from xensim._workload import DomainSpec
+    cfg = parse_config("workload: {kind: churn}\ndomains: [{name: guest, memory: 8MiB}]\n")
+    for k in range(9):
+        wl = ChurnMix(cfg.workload, [DomainSpec("guest", 8 << 20)], k / 8, mark=False)
+        assert sum(wl.churns(i) for i in range(wl.pairs)) == 2 * k
+        assert wl.total == wl.prelude + 2 * wl.pairs + ChurnMix.HELD
+
+
+# --------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+@needs_mpl
+def test_figures_written(tmp_path):
+    from xensim._plot import make_pictures
+    cfg = parse_config(TINY, "tiny.yaml")
+    paths = make_pictures(cfg, build_memory_map(cfg), tmp_path, "all")
+    names = sorted(p.name for p in paths)
+    assert names == sorted(f"{n}.{e}" for n in ("memmap", "superpages", "overhead", "churn")
+                           for e in ("png", "svg"))
+    for p in paths:
+        data = p.read_bytes()
+        assert len(data) > 20_000, p
+        if p.suffix == ".png":
+            w, h = png_size(data)
+            assert w >= 800 and h >= 300, (p, w, h)
+        else:
+            root = ET.fromstring(data)
+            assert root.tag.endswith("svg")
+            assert data.count(b"<path") > 20
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+@needs_mpl
+def test_memmap_figure_of_every_preset():
+    from xensim._plot import fig_memmap, figure_bytes
+    for name in ("firecracker-1g", "qemu-2node", "intel-clx-2s", "intel-gnr-4s"):
+        png = figure_bytes(fig_memmap(memmap_data(Machine(load_preset(name), "offset"))))
+        assert png_size(png)[0] >= 800
+
+
+# --------------------------------------------------------------------------
+# The command, and the missing-matplotlib error
+# --------------------------------------------------------------------------
+
+def cli_main(monkeypatch):
+    """xensim's real main(), with `plot` added if the CLI does not have it yet."""
+    from xensim import _cli
+    from xensim._plot import add_parser
+    parser = _cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    if "plot" not in sub.choices:
+        orig = _cli.add_explore_parser
+
+        def both(s):
+            orig(s)
+            add_parser(s)
+        monkeypatch.setattr(_cli, "add_explore_parser", both)
+    return _cli.main
+
+
+def hide_matplotlib(monkeypatch):
+    for mod in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)     # import matplotlib -> ImportError
+
+
+def test_missing_matplotlib_one_line_error(monkeypatch, capsys, tmp_path):
+    main = cli_main(monkeypatch)
+    hide_matplotlib(monkeypatch)
+    assert not have_matplotlib()
+    rc = main(["plot", "--which", "memmap", "--out", str(tmp_path / "p")])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    assert err == "xensim: error: plotting needs matplotlib: pip install -e '.[plot]'\n"
+    assert not (tmp_path / "p").exists()
+    e = PlotUnavailable("No module named 'matplotlib'")
+    assert isinstance(e, ConfigError) and str(e) == PLOT_HINT
+
+
+@needs_mpl
+def test_cli_plot_writes_and_prints(monkeypatch, capsys, tmp_path):
+    main = cli_main(monkeypatch)
+    out_dir = tmp_path / "pics"
+    rc = main(["plot", "--machine", "qemu-2node", "--which", "memmap", "--out", str(out_dir)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert out.splitlines() == [str(out_dir / "memmap.png"), str(out_dir / "memmap.svg")]
+    assert png_size((out_dir / "memmap.png").read_bytes())[0] >= 800
+
+
+@needs_mpl
+def test_cli_plot_bad_at_op(monkeypatch, capsys, tmp_path):
+    main = cli_main(monkeypatch)
+    rc = main(["plot", str(ROOT / "configs" / "when-pinning-pays.yaml"), "--which", "superpages",
+               "--at-op", "soon", "--out", str(tmp_path)])
+    _, err = capsys.readouterr()
+    assert rc == 2
+    assert err == "xensim: error: --at-op: expected end, peak or a number of operations, got 'soon'\n"
+
+
+def test_default_config_states_every_design():
+    """The default config: every design runs, all read at the same point."""
+    cfg = default_config()
+    r = states_for_run(cfg, build_memory_map(cfg))
+    assert [s.design for s in r.states] == list(ALL_DESIGNS) and not r.missing
+    assert 0 < r.at_op <= r.ops == 300
+    assert all(s.busy > 0 for s in r.states)
+
+
+def test_when_pinning_pays_peak():
+    """churn with MARK ends with everything unmarked: the peak shows the marked superpage."""
+    cfg = load_config(ROOT / "configs" / "when-pinning-pays.yaml")
+    r = states_for_run(cfg, build_memory_map(cfg))
+    by = {s.design: s for s in r.states}
+    assert r.at_op == 2                     # marked (xen-4.1), then mapped once
+    assert by["xen-4.1"].nonzero() == {1: ("mark", 2)}
+    assert by["sketch"].nonzero() == {1: ("dynamic", 1)}
+    assert np.count_nonzero(by["sketch"].mappings) == 1
+
+
+def test_why_per_mapping_peak_counts():
+    """shared: 2 superpages mapped 512 times each, then unmapped: the peak is op 512."""
+    cfg = load_config(ROOT / "configs" / "why-per-mapping-was-slow.yaml")
+    r = states_for_run(cfg, build_memory_map(cfg))
+    assert r.ops == 1024 and r.at_op == 512
+    for s in r.states:                      # xen-4.1's count and per-mapping's PSE entries
+        assert s.nonzero() == {1: ("dynamic", 512), 2: ("dynamic", 512)}, s.design
+        assert int(s.mappings.sum()) == 1024
