@@ -14,8 +14,10 @@ from ._memmap import MemoryMap
 from ._overhead import overhead
 from ._presets import list_presets, load_preset
 from ._html import add_html_argument, write_html
+from ._inspect import add_parser as add_inspect_parser
 from ._plot import add_parser as add_plot_parser
 from ._scenario import add_parser as add_explore_parser
+from ._trace import add_parser as add_trace_parser
 from ._progress import Progress
 from ._render import FORMATS, render, to_json
 from ._report import MachineReport, RunResult
@@ -129,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("presets", help="list the machine presets")
     pr.set_defaults(func=cmd_presets)
     add_explore_parser(sub)
+    add_trace_parser(sub)
+    add_inspect_parser(sub)
     add_plot_parser(sub)
     return p
 

@@ -42,7 +42,9 @@ class Step:
     def __str__(self) -> str:
         w = self.word
         where = (f"page {w[1]:#x} {w[0]}" if w[0] in ("ci", "ti") else
-                 f"superpage {w[1]:#x} word {w[2]}" if w[0] == "sp" else f"{w}")
+                 f"superpage {w[1]:#x} word {w[2]}" if w[0] == "sp" else
+                 f"dom{w[1]}" if w[0] == "dom" else f"page_info field of page {w[1]:#x}"
+                 if w[0] == "pi" else f"{w}")
         return f"cpu{self.cpu} {self.kind} {where}"
 
 

@@ -156,12 +156,10 @@ class World:
         for c, ops in enumerate([sc.setup] + sc.cpus):
             for op in ops:
                 k = self.kernels[op.by or op.domain]
-                t = self._table(op, c - 1)
                 if op.op in ("map", "unmap", "remap"):
                     k._ensure_table(self._va(op, c - 1), 2)
                 elif op.op in ("map4k", "unmap4k"):
                     k._ensure_table(self._va4k(op, c - 1), 1)
-                del t
         for op in sc.setup:
             rc = self.do(op, -1)
             if rc < 0:
