@@ -13,6 +13,7 @@ from ._machine import Machine
 from ._memmap import MemoryMap
 from ._overhead import overhead
 from ._presets import list_presets, load_preset
+from ._fuzz import add_parser as add_fuzz_parser
 from ._html import add_html_argument, write_html
 from ._inspect import add_parser as add_inspect_parser
 from ._plot import add_parser as add_plot_parser
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("presets", help="list the machine presets")
     pr.set_defaults(func=cmd_presets)
     add_explore_parser(sub)
+    add_fuzz_parser(sub)
     add_trace_parser(sub)
     add_inspect_parser(sub)
     add_plot_parser(sub)

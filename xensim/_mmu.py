@@ -17,7 +17,7 @@ from ._domain import DOMID_SELF
 from ._page_info import PGT_l4_page_table, PGT_writable_page
 from ._pagetable import (LEVEL_TYPES, PADDR_MASK, RESERVED_MASK, _PAGE_PRESENT, _PAGE_PSE,
                          _PAGE_RW, pte_mfn)
-from ._units import PAGE_SHIFT, SUPERPAGE_PAGES
+from ._units import PAGE_SHIFT, SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
 # mmu_update request types: the low 2 bits of ``ptr``
 MMU_NORMAL_PT_UPDATE = 0
@@ -138,9 +138,10 @@ def _pse_batch_prefix(m, reqs: list[MmuUpdate], pt_owner, pg_owner) -> int:
         return 0
     mfns = ((entries & np.uint64(PADDR_MASK)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
     if mapping:
+        # invalid MFNs never enter the batch: the ordinary path refuses them (or, in
+        # faithful mode, records XSA-167 the way the release did)
         ok &= (mfns & (SUPERPAGE_PAGES - 1)) == 0
-        if not m.faithful:
-            ok &= m.mfn_valid_array(mfns) & m.mfn_valid_array(mfns + SUPERPAGE_PAGES - 1)
+        ok &= m.mfn_valid_array(mfns) & m.mfn_valid_array(mfns + SUPERPAGE_PAGES - 1)
     p = int(np.argmin(ok)) if not ok.all() else ok.size
     # indexes and superpages must be distinct within the prefix
     if p == 0 or np.unique(idx[:p]).size != p or np.unique(mfns[:p]).size != p:
@@ -162,7 +163,10 @@ def _mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner) -> int:
         mfn = ptr >> PAGE_SHIFT
         if not m.mfn_valid(mfn) or not m.refs.get_page(m.mfn_to_page(mfn), pg_owner.domid):
             return -errno.EINVAL
-        m.m2p.set(mfn, req.val)
+        # Xen's M2P holds unsigned longs (~0UL is INVALID_M2P_ENTRY): keep the 64-bit
+        # value in two's complement, so ~0 reads back as INVALID (-1)
+        val = req.val & ((1 << 64) - 1)
+        m.m2p.set(mfn, val - (1 << 64) if val >> 63 else val)
         m.refs.put_page(m.mfn_to_page(mfn))
         return 0
     if cmd not in (MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD):
@@ -298,6 +302,10 @@ def _mark_unmark(m, cmd: int, mfn: int, curr, pg_owner) -> int:
         d = curr
     if invalid:
         return m.xsa167(mfn)
+    if not m.spage_table.has_entry(m.mfn_to_pdx(mfn) >> SUPERPAGE_ORDER):
+        # a superpage with no RAM: nobody owns it. Xen's dense table had a zero entry
+        # there, so MARK failed taking the 512 references and UNMARK found no MARK.
+        return -errno.EINVAL if m.faithful else -errno.EPERM
     if cmd == MMUEXT_MARK_SUPER:
         return m.superpage.mark_superpage(mfn, d.domid)
     return m.superpage.unmark_superpage(mfn, d.domid)

@@ -31,7 +31,7 @@ import errno
 
 import numpy as np
 
-from ._page_info import (PGT_count_mask, PGT_l1_page_table, PGT_l2_page_table,
+from ._page_info import (PGC_count_mask, PGT_count_mask, PGT_l1_page_table, PGT_l2_page_table,
                          PGT_l3_page_table, PGT_l4_page_table, PGT_PAGE_TABLE_TYPES,
                          PGT_type_mask, PGT_type_shift, PGT_validated, PGT_writable_page)
 from ._units import PAGE_SHIFT, SUPERPAGE_PAGES
@@ -146,7 +146,8 @@ class PageTables:
         if level == 2 and e & _PAGE_PSE:
             if not m.allow_superpage or mfn & (SUPERPAGE_PAGES - 1):
                 return -errno.EINVAL
-            if not m.faithful and not (m.mfn_valid(mfn) and m.mfn_valid(mfn + SUPERPAGE_PAGES - 1)):
+            unchecked = m.faithful and m.version in ("4.1", "4.5")    # XSA-167, fixed in 4.7
+            if not unchecked and not (m.mfn_valid(mfn) and m.mfn_valid(mfn + SUPERPAGE_PAGES - 1)):
                 return -errno.EINVAL
             if not m.spage_table.has_entry(m.mfn_to_pdx(mfn) >> 9):
                 # a superpage without RAM: nobody owns it. (Xen's dense table had a zero
@@ -174,10 +175,28 @@ class PageTables:
             m.superpage.put_superpage(mfn, bool(e & _PAGE_RW))
             return
         page = m.mfn_to_page(mfn)
+        if m.faithful and not self._holds(level, e, page):
+            # only reachable through a bug faithful mode lets through (XSA-148: PSE or RW
+            # flipped on a live entry by the fast path): the real code put references it
+            # never took; record it instead of corrupting the simulator's counts
+            m.violations.append(f"L{level} entry to mfn {mfn:#x} drops references it never "
+                                f"took (entry {e:#x})")
+            return
         if level == 1 and not e & _PAGE_RW:
             m.refs.put_page(page)
         else:
             m.refs.put_page_and_type(page)
+
+    def _holds(self, level: int, e: int, page: int) -> bool:
+        """Can the frame pay for what this entry would drop? (faithful mode's guard)"""
+        ft = self.m.frame_table
+        if ft.count_info(page) & PGC_count_mask == 0:
+            return False
+        if level == 1 and not e & _PAGE_RW:
+            return True
+        ti = ft.type_info(page)
+        want = PGT_writable_page if level == 1 else CHILD_TYPES[level]
+        return bool(ti & PGT_count_mask) and ti & PGT_type_mask == want
 
     # -- the validation hook ------------------------------------------------------------
     def alloc_page_type(self, page: int, type: int) -> int:
