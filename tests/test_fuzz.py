@@ -8,8 +8,8 @@
   minimised to a short script;
 * ``xensim fuzz`` (cmd_fuzz) through a tiny parser.
 
-The seeded driver makes 2,000 calls per design in test_seeded_driver; with the
-Hypothesis machine and the other runs, about 4,000 calls per design in all, every one
+The seeded driver makes CALLS (9,000) calls per design in test_seeded_driver; with the
+Hypothesis machine and the other runs, about 10,000 calls per design in all, every one
 checked (docs/fuzzing.md gives the rates). Long campaigns are for ``xensim fuzz``.
 """
 
@@ -427,6 +427,13 @@ def test_cli_finds_writes_and_replays_a_violation(capsys, tmp_path):
     assert f"wrote {out_file}" in out
     r = replay(out_file)
     assert r.violation is not None
+    assert "# replay: xensim run FILE" in out_file.read_text()
+    # `xensim run` replays the reproducer with every check and fails the same way
+    from xensim._cli import main
+    assert main(["run", str(out_file)]) == 1
+    printed = capsys.readouterr().out
+    assert printed.strip() == str(r)
+    assert printed.startswith(f"replayed {r.calls} calls: ")
 
 
 def test_cli_errors(capsys):

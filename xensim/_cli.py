@@ -14,6 +14,8 @@ from ._memmap import MemoryMap
 from ._overhead import overhead
 from ._presets import list_presets, load_preset
 from ._fuzz import add_parser as add_fuzz_parser
+from ._fuzz import is_reproducer
+from ._fuzz import replay as replay_reproducer
 from ._html import add_html_argument, write_html
 from ._inspect import add_parser as add_inspect_parser
 from ._plot import add_parser as add_plot_parser
@@ -60,7 +62,12 @@ def _boot(cfg: Config, memmap: MemoryMap) -> Machine:
 
 def cmd_run(args) -> int:
     """The machine's overhead and summary; with a workload (or a compare), first the
-    simulation of every design. Exit status 1 if a design crashed (a bug)."""
+    simulation of every design. Exit status 1 if a design crashed (a bug).
+    A reproducer written by ``xensim fuzz`` is replayed with every check (1: it still fails)."""
+    if args.config and is_reproducer(args.config):
+        result = replay_reproducer(args.config)
+        print(result)
+        return 1 if result.violation else 0
     cfg, memmap = _resolve(args)
     machine = _boot(cfg, memmap)
     comparison = None

@@ -1432,7 +1432,7 @@ def to_script_yaml(setup: Setup, ops: list[dict], *, rcs: list | None = None,
     lines = []
     for c in (comment or "").splitlines():
         lines.append(f"# {c}".rstrip())
-    lines.append("# replay: python -c \"import sys, xensim._fuzz as f; print(f.replay(sys.argv[1]))\" FILE")
+    lines.append("# replay: xensim run FILE")
     cfg = setup.config()
     lines.append("machine:")
     lines.append("  memory_map:")
@@ -1484,6 +1484,17 @@ class Replay:
         if self.violation is None:
             return f"replayed {self.calls} calls: no violation"
         return f"replayed {self.calls} calls: {self.violation}"
+
+
+def is_reproducer(path) -> bool:
+    """Is ``path`` a reproducer written by the fuzzer (a ``script`` workload of raw
+    hypercall ``ops``)? ``xensim run`` replays such a file with every check."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    wl = data.get("workload") if isinstance(data, dict) else None
+    return isinstance(wl, dict) and wl.get("kind") == "script" and "ops" in wl
 
 
 def replay(yaml_path, *, finish: bool = True) -> Replay:
