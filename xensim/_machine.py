@@ -251,22 +251,10 @@ class Machine:
         -ENOMEM when the heap has no free block that large; -E2BIG past
         ``max_pages`` (Xen's assign_pages refuses over-allocation).
         """
-        n = 1 << order
-        if d.tot_pages + n > d.max_pages:
+        if d.tot_pages + (1 << order) > d.max_pages:
             return -errno.E2BIG
-        mfn = self.heap.alloc(order)
-        if mfn is None:
-            return -errno.ENOMEM
-        for pdx, k in self._pdx_runs(mfn, n):
-            ci, ti, owner = self.frame_table.slices(pdx, k)
-            ci[:] = _U(PGC_state_inuse | PGC_allocated | 1)   # assign_pages: the owner's reference
-            ti[:] = 0
-            owner[:] = d.domid
-        d.tot_pages += n
-        d.owned.add(mfn, mfn + n)
-        d.allocated.add(mfn, mfn + n)
-        self.m2p.clear_run(mfn, n)
-        return mfn
+        mfns = self.alloc_domheap_extents(d, order, 1)
+        return mfns[0] if mfns else -errno.ENOMEM
 
     def alloc_domheap_extents(self, d: Domain, order: int, count: int) -> list[int]:
         """``count`` x alloc_domheap_pages(d, order), stopping at the first failure.
@@ -288,6 +276,7 @@ class Machine:
                 first, frames = mfns[start], (i - start) * n
                 for pdx, k in self._pdx_runs(first, frames):
                     ci, ti, owner = self.frame_table.slices(pdx, k)
+                    # assign_pages: allocated, in use, the owner's own reference
                     ci[:] = _U(PGC_state_inuse | PGC_allocated | 1)
                     ti[:] = 0
                     owner[:] = d.domid
