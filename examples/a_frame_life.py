@@ -7,7 +7,7 @@ frames writable with a 4 KiB page-table entry, maps it again read-only, unmaps
 both, and gives the frame back (decrease_reservation: ballooning). After each
 step we print the frame's page_info words decoded field by field, and, traced
 at the frame level, every change of count_info / type_info the step made and the
-primitive that made it (get_page, get_page_type, put_page ...): reference doc
+primitive that made it (get_page, get_page_type, put_page ...): docs/xen-facts.md
 sections 2-4, xen/arch/x86/mm.c and xen/common/memory.c.
 """
 

@@ -11,7 +11,7 @@ mapping is one cmpxchg of the count. Here one guest maps the same superpage
 once, then again, then 510 more times (512 PSE entries, a whole L2 table: a
 superpage shared between address spaces), then unmaps all 512, on each design;
 we count the frame-word operations (get_page_type, one per frame) and the
-updates of the superpage's count (reference doc section 5; docs/designs/*.md).
+updates of the superpage's count (docs/xen-facts.md section 5; docs/designs/*.md).
 """
 
 from xensim import Machine, MemoryMap, audit

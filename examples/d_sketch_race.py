@@ -6,7 +6,7 @@ The proposal's acquire loop: x = count; if x == 0, take a reference on each of
 the 512 frames; cmpxchg(count, x, x + 1); retry on failure. Two CPUs that both
 read 0 both take the 512 references; one cmpxchg wins; the loser retries, reads
 1, and keeps the references it took: every frame leaks one reference, and the
-superpage's memory can never be freed (reference doc section 5c;
+superpage's memory can never be freed (docs/xen-facts.md section 5c;
 docs/designs/sketch.md). Run one operation at a time, the sketch is correct:
 the race needs two CPUs between the read and the cmpxchg. The explorer
 (xensim explore) runs scenarios/map-map.yaml, two CPUs mapping the same unmapped

@@ -10,7 +10,7 @@ unmap such a transition. Xen 4.1 added MMUEXT_MARK_SUPER: a mark holds one count
 cmpxchg of the count (the fast path). Here: the churn workload of
 configs/when-pinning-pays.yaml (map and unmap one superpage 200 times), on
 xen-4.1 without and with the mark, and on the sketch, which has no MARK_SUPER
-(reference doc section 5d; docs/workloads.md; docs/cost-model.md).
+(docs/xen-facts.md sections 5d and 6d; docs/workloads.md; docs/cost-model.md).
 """
 
 from xensim import parse_config

@@ -274,7 +274,7 @@ def test_foreign_superpage_mapped_by_its_owner_is_refused(env):
 
 @pytest.mark.parametrize("name", ALL)
 def test_faithful_mode_checks_the_owner_only_when_taking_references(name):
-    """Section 8: Xen 4.1 checked the owner only on the NONE -> taken transition, so a domain
+    """docs/xen-facts.md section 8: Xen 4.1 checked the owner only on the NONE -> taken transition, so a domain
     could map a superpage another domain already had mapped. Faithful mode reproduces that
     for every counting design; per-mapping takes (and checks) the 512 references every time."""
     env = Env(name, version="4.1", faithful=True)

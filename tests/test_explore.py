@@ -81,7 +81,7 @@ def test_correct_designs_have_no_violation_under_bound_2(path, design):
 
 
 class TestUncheckedOwner:
-    """Reference doc section 8: Xen 4.1 checks the owner only on NONE -> DYNAMIC."""
+    """docs/xen-facts.md section 8: Xen 4.1 checks the owner only on NONE -> DYNAMIC."""
 
     def test_faithful_lets_a_second_domain_map_it(self):
         sc = scenario("foreign-dynamic")

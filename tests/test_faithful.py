@@ -1,6 +1,6 @@
 """Faithful mode (issue 7 item 3): Xen's known superpage bugs, reproduced, and refused by default.
 
-``hypervisor.faithful: true`` makes xensim do what the real code did (reference doc,
+``hypervisor.faithful: true`` makes xensim do what the real code did (docs/xen-facts.md,
 section 8); by default it refuses. Each bug is shown both ways: the bad outcome in
 faithful mode on the releases that had it, and the default (or fixed-release) refusal
 with its exact errno and a machine left bit for bit as it was.

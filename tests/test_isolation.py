@@ -164,7 +164,7 @@ def test_mark_super_of_a_superpage_that_is_not_the_guests(target, version):
 
 
 class TestSharedSuperpage:
-    """Section 8: in Xen's merged get_superpage the owner is checked only on NONE -> taken.
+    """docs/xen-facts.md section 8: in Xen's merged get_superpage the owner is checked only on NONE -> taken.
     xensim (non-faithful) checks it on every map, mark and unmark."""
 
     @pytest.fixture

@@ -26,13 +26,15 @@ from xensim._memmap import (
 from xensim._units import GiB, MAX_PADDR, MiB, PAGE_SIZE, SUPERPAGE_PAGES, TiB
 
 DATA = Path(__file__).resolve().parent / "data"
-MEMMAPS = Path(__file__).resolve().parents[2] / "shared" / "memmaps"
+# The real machines' maps ship as presets in this repository's configs/machines/.
+MEMMAPS = Path(__file__).resolve().parents[1] / "configs" / "machines"
+REAL_MACHINES = ["firecracker-1g", "intel-clx-2s", "intel-gnr-4s", "qemu-2node", "qemu-pc-4g"]
 
 RAM, RES, ACPI, NVS, UNUS = (E820Type.RAM, E820Type.RESERVED, E820Type.ACPI,
                              E820Type.NVS, E820Type.UNUSABLE)
 
 
-def load_shared(name: str) -> MemoryMap:
+def load_machine(name: str) -> MemoryMap:
     data = yaml.safe_load((MEMMAPS / f"{name}.yaml").read_text())
     return MemoryMap(data["ram"], name=data["name"], source=data["source"])
 
@@ -331,7 +333,7 @@ class TestSuperpages:
         # [0, 0x9fc00) + [0x100000, 0x40000000): frames [0, 0x9f) + [0x100, 0x40000)
         # superpage 0 = frames [0, 0x200): holes at [0x9f, 0x100) -> has RAM, not full.
         # superpages with RAM: 0 .. 0x3ffff >> 9 = 511 -> 512; full: 1 .. 511 -> 511
-        m = load_shared("firecracker-1g")
+        m = load_machine("firecracker-1g")
         with_ram = m.superpages_with_ram()
         full = m.superpages_full()
         assert with_ram.dtype == np.int64 and full.dtype == np.int64
@@ -411,18 +413,18 @@ class TestReporting:
         assert a != "a"
 
     def test_repr_is_short(self):
-        m = load_shared("intel-gnr-4s")
+        m = load_machine("intel-gnr-4s")
         text = repr(m)
         assert text == "MemoryMap('intel-gnr-4s', 5 ranges, 2 TiB RAM, max_pfn=0x133e80000)"
 
 
 # ==========================================================================
-# The shared real-machine maps
+# The real-machine maps (presets in configs/machines/)
 # ==========================================================================
 
-class TestSharedMaps:
+class TestRealMachineMaps:
     def test_firecracker_1g(self):
-        m = load_shared("firecracker-1g")
+        m = load_machine("firecracker-1g")
         # 0x9fc00 + (0x40000000 - 0x100000) = 654336 + 1072693248
         assert m.ram_bytes == 1073347584
         # 0x9f + (0x40000 - 0x100) = 159 + 261888
@@ -432,7 +434,7 @@ class TestSharedMaps:
         assert (m.n_superpages_with_ram, m.n_superpages_full) == (512, 511)
 
     def test_intel_clx_2s(self):
-        m = load_shared("intel-clx-2s")
+        m = load_machine("intel-clx-2s")
         # [0, 0x180000000) + [0x180000000, 0x3040000000) merge: 0x3040000000 = 193 GiB
         assert m.ram_bytes == 0x3040000000 == 193 * GiB
         assert m.ram_frames == 0x3040000 == 50593792
@@ -442,7 +444,7 @@ class TestSharedMaps:
         assert (m.n_superpages_with_ram, m.n_superpages_full) == (98816, 98816)
 
     def test_intel_gnr_4s(self):
-        m = load_shared("intel-gnr-4s")
+        m = load_machine("intel-gnr-4s")
         # 2 GiB + (0x8080000000 - 0x100000000 = 510 GiB) + 3 * 0x8000000000 (512 GiB) = 2 TiB
         assert m.ram_bytes == 2 * GiB + 510 * GiB + 3 * 512 * GiB == 2 * TiB
         assert m.ram_frames == 2 * TiB // PAGE_SIZE == 1 << 29 == 536870912
@@ -459,7 +461,7 @@ class TestSharedMaps:
         assert sp[-1] == (0x133e80000 >> 9) - 1
 
     def test_intel_gnr_4s_is_ram_edges(self):
-        m = load_shared("intel-gnr-4s")
+        m = load_machine("intel-gnr-4s")
         edges = []
         for s, e in m.frame_ranges:
             edges += [s - 1, s, e - 1, e]
@@ -470,7 +472,7 @@ class TestSharedMaps:
         assert [m.is_ram(x) for x in edges] == want
 
     def test_qemu_2node(self):
-        m = load_shared("qemu-2node")
+        m = load_machine("qemu-2node")
         # 2 GiB + 2 GiB = 4 GiB = 0x100000 frames; top at 0x180000000 >> 12 = 0x180000
         assert m.ram_bytes == 4 * GiB
         assert m.ram_frames == 0x100000
@@ -480,7 +482,7 @@ class TestSharedMaps:
         assert (m.n_superpages_with_ram, m.n_superpages_full) == (2048, 2048)
 
     def test_qemu_pc_4g(self):
-        m = load_shared("qemu-pc-4g")
+        m = load_machine("qemu-pc-4g")
         # 3 GiB below 4 GiB + 1 GiB above: 4 GiB = 0x100000 frames; top 0x140000000 >> 12
         assert m.ram_bytes == 4 * GiB
         assert m.ram_frames == 0x100000
@@ -490,8 +492,8 @@ class TestSharedMaps:
 
     def test_all_five_present(self):
         names = sorted(p.stem for p in MEMMAPS.glob("*.yaml"))
-        assert names == ["firecracker-1g", "intel-clx-2s", "intel-gnr-4s", "qemu-2node",
-                         "qemu-pc-4g"]
+        # the five real machines, and the small teaching machine
+        assert names == sorted(REAL_MACHINES + ["teaching"])
 
 
 # ==========================================================================

@@ -1,7 +1,7 @@
 """xensim._page_info: the bit layout of page_info / spage_info and its decoders.
 
-Every constant is checked against the tables of the reference doc
-(../shared/docs/xen-mm-reference.md, section 2 for count_info / type_info,
+Every constant is checked against the tables of docs/xen-facts.md
+(section 2 for count_info / type_info,
 section 5d for spage_info), written here as literal bit positions so that a
 wrong shift in the module cannot hide behind the module's own names.
 """
@@ -30,7 +30,7 @@ U64 = (1 << 64) - 1
 
 
 # ---------------------------------------------------------------------------
-# count_info (reference section 2)
+# count_info (docs/xen-facts.md section 2)
 # ---------------------------------------------------------------------------
 
 def test_pgc_single_bit_flags():
@@ -70,7 +70,7 @@ def test_count_info_fields_tile_the_word_exactly():
 
 
 # ---------------------------------------------------------------------------
-# type_info (reference section 2)
+# type_info (docs/xen-facts.md section 2)
 # ---------------------------------------------------------------------------
 
 def test_pgt_type_mask_is_bits_60_to_63():
@@ -113,7 +113,7 @@ def test_type_info_fields_tile_the_word_exactly():
 
 
 # ---------------------------------------------------------------------------
-# spage_info (reference section 5d)
+# spage_info (docs/xen-facts.md section 5d)
 # ---------------------------------------------------------------------------
 
 def test_sgt_layout():

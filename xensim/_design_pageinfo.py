@@ -1,6 +1,6 @@
 """An extra superpage count in every page_info (``pageinfo-count``).
 
-Reference doc section 5b. See docs/designs/pageinfo-count.md.
+docs/xen-facts.md section 5b. See docs/designs/pageinfo-count.md.
 """
 
 from __future__ import annotations

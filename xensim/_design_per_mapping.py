@@ -1,6 +1,6 @@
 """The 2008 design (``per-mapping``): every PSE mapping references all 512 frames.
 
-Reference doc section 5a. See docs/designs/per-mapping.md.
+docs/xen-facts.md section 5a. See docs/designs/per-mapping.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """BUGGY on purpose: the 2010 proposal's pseudocode exactly as written (``sketch``).
 
-Reference doc section 5c ("Note the sketch as written has a race"). See
+docs/xen-facts.md section 5c (the sketch's race). See
 docs/designs/sketch.md. Sequentially correct; under concurrency a CPU that
 loses the cmpxchg keeps the 512 references it took and never gives them back.
 """

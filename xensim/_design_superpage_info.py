@@ -1,7 +1,7 @@
 """The 2010 xen-devel proposal (``superpage-info``), race-free, and the counting core it
 shares with ``pageinfo-count`` and ``sketch``.
 
-Reference doc section 5c. See docs/designs/superpage-info.md.
+docs/xen-facts.md section 5c. See docs/designs/superpage-info.md.
 
 :class:`CountedDesign` is the algorithm of every design that keeps a mapping
 count per superpage: a count going 0 -> 1 takes a reference on each of the 512

@@ -1,6 +1,6 @@
 """Xen 4.1's superpage design (``xen-4.1``): what Xen merged on 2010-05-27.
 
-Reference doc section 5d. See docs/designs/xen-4.1.md.
+docs/xen-facts.md section 5d. See docs/designs/xen-4.1.md.
 """
 
 from __future__ import annotations

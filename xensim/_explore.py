@@ -3,7 +3,7 @@
 Several CPUs run guest operations (hypercalls) concurrently, interleaved one
 *atomic step* at a time: one get_page / put_page / get_page_type /
 put_page_type of one frame, and each load, store or cmpxchg of a superpage
-word (reference doc sections 3 and 5). The algorithms are not rewritten for
+word (docs/xen-facts.md sections 3 and 5). The algorithms are not rewritten for
 this: each CPU runs the ordinary code in its own greenlet, and the hooks
 ``RefCounts.step`` and ``SuperpageTable.step`` (None when running
 sequentially) hand control to the scheduler before every atomic step. Under

@@ -38,7 +38,7 @@ class Machine:
     """A booted host running a Xen of ``version`` with superpage design ``superpage``.
 
     ``allow_superpage`` is Xen's allowsuperpage boot option; ``faithful`` makes
-    xensim reproduce the real code's known bugs (reference doc, section 8)
+    xensim reproduce the real code's known bugs (docs/xen-facts.md, section 8)
     instead of refusing what they let through. ``spage_words`` overrides the
     superpage table's entry width (1 or 2 words; default: the design's).
     """
@@ -79,7 +79,7 @@ class Machine:
         self.relinquish_hooks: list = [_unpin_all, lambda m, d: m.superpage.relinquish(d)]
         #: what subsystems hold, for the auditor: f(machine, expected) (see _audit.Expected)
         self.audit_contributors: list = [self.pt.expect]
-        #: what faithful mode let through that real Xen got wrong (reference doc, section 8)
+        #: what faithful mode let through that real Xen got wrong (docs/xen-facts.md, section 8)
         self.violations: list[str] = []
         self._in_request = False
         #: True while the explorer interleaves CPUs: no request journal (a rollback would

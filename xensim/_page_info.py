@@ -1,6 +1,6 @@
 """The bit layout of ``struct page_info`` and ``struct spage_info`` (x86_64), and decoders.
 
-Two 64-bit words per frame carry the reference counts (reference doc, section 2):
+Two 64-bit words per frame carry the reference counts (docs/xen-facts.md, section 2):
 
 ``count_info`` (general references)::
 

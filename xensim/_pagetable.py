@@ -4,7 +4,7 @@ A page table is one frame of the guest holding 512 64-bit x86 entries. It
 becomes a table through its type (PGT_l1..l4_page_table), taken when it is
 pinned or linked from the level above; the type's validation is
 :meth:`PageTables.alloc_page_type`: every present entry takes its references
-(reference doc, section 4):
+(docs/xen-facts.md, section 4):
 
 ==============  =======================================================
 L1, read-only   get_page(target, owner)

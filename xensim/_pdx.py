@@ -247,7 +247,7 @@ class Pdx:
         False for an MFN in the compressed-away hole (mask) or outside every
         lookup-table region (offset), and in every mode for an MFN outside the
         52-bit physical address space.  It does not compare against
-        ``max_pfn``/RAM (Xen's ``mfn_valid`` does that separately).  Accepts an
+        ``max_pfn`` or RAM (Xen's ``mfn_valid`` does that separately).  Accepts an
         int (-> bool) or an integer array (-> bool array).
         """
         if _is_scalar(mfn):

@@ -2,7 +2,7 @@
 
 ``get_page``/``put_page`` move the general count in ``count_info``;
 ``get_page_type``/``put_page_type`` move the typed count in ``type_info``
-(reference doc, section 3). A *page* here is its PDX, the index of its
+(docs/xen-facts.md, section 3). A *page* here is its PDX, the index of its
 page_info in the frame table (``Machine.mfn_to_page`` gives it), just as Xen
 passes a ``struct page_info *``.
 

@@ -232,7 +232,7 @@ def spage_words(m: Machine, mfn: int) -> list[tuple[str, int]] | None:
 
 
 def entry_get_text(level: int, e: int, d: int | None) -> str:
-    """The primitive a present entry's validation calls (reference doc, section 4)."""
+    """The primitive a present entry's validation calls (docs/xen-facts.md, section 4)."""
     mfn = pte_mfn(e)
     if level == 2 and e & _PAGE_PSE:
         return f"get_superpage(mfn {mfn:#x}, dom{d}, {'rw' if e & _PAGE_RW else 'ro'})"

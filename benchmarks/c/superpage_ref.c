@@ -1,7 +1,7 @@
 /*
  * A C reference of xensim's superpage slow and fast paths, for benchmarks/bench_hypercalls.py.
  *
- * The same algorithm as xensim's Xen 4.1 design (reference doc sections 3 and 5d),
+ * The same algorithm as xensim's Xen 4.1 design (docs/xen-facts.md sections 3 and 5d),
  * written for this project (not Xen's code): per-frame count_info / type_info words
  * updated with real atomic compare-and-swap loops, and one 64-bit spage word per
  * superpage. It measures the refcount work only (no hypercall decoding, no page-table
