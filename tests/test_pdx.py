@@ -533,6 +533,200 @@ def test_xen_test_pdx_table(name, ranges, compressible, mode):
 
 
 # --------------------------------------------------------------------------
+# Xen 4.21's offset set-up (xen/common/pdx.c, pfn_pdx_compression_setup under
+# PDX_OFFSET_COMPRESSION), table by table.  The regions are given *as listed*
+# (one per pfn_pdx_add_region call, not merged): only regions that overlap once
+# their bases are aligned down to 2^18 are merged before the lookup index is
+# chosen; touching ones keep their own moving bits and merge later, when they
+# fall in the same table slot.  Each expected table (pfn_index_shift,
+# pdx_index_shift, {slot: (pfn_bases[slot], pfn_pdx_lookup[slot])}, or None
+# when Xen declines to compress) is what RELEASE-4.21.0's pdx.c computes for
+# these inputs, built with its tools/tests/pdx harness; the first fourteen
+# inputs are that harness's own cases (its expected answer is "compress or not",
+# checked here by the expected table being None or not).
+# --------------------------------------------------------------------------
+
+XEN_421_OFFSET_TABLES = [
+    # -- tools/tests/pdx/test-pdx.c at RELEASE-4.21.0 --
+    ("harness: 4s Intel GNR", [(0x0, 0x80000), (0x100000, 0x8080000),
+                               (0x63e80000, 0x6be80000), (0xc7e80000, 0xcfe80000),
+                               (0x12be80000, 0x133e80000)],
+     (29, 28, {0: (0x0, 0x0), 3: (0x63e80000, 0x53e80000), 6: (0xc7e80000, 0xa7e80000),
+               9: (0x12be80000, 0xfbe80000)})),
+    ("harness: simple hole", [(0x0, 0x40000), (0x1000000000, 0x1000040000)],
+     (36, 18, {0: (0x0, 0x0), 1: (0x1000000000, 0xffffc0000)})),
+    ("harness: simple hole, unsorted", [(0x1000000000, 0x1000040000), (0x0, 0x40000)],
+     (36, 18, {0: (0x0, 0x0), 1: (0x1000000000, 0xffffc0000)})),
+    ("harness: 2 ranges under the low mask", [(0x0, 0x40000), (0x80000, 0xc0000),
+                                              (0x500000, 0x580000)],
+     (19, 19, {0: (0x0, 0x0), 1: (0x80000, 0x0), 10: (0x500000, 0x400000)})),
+    ("harness: single range not at 0", [(0x280000, 0x2c0000)],
+     (18, 18, {10: (0x280000, 0x280000)})),
+    ("harness: region size gains nothing", [(0x0, 0x40000), (0x80000, 0xc0000),
+                                            (0x100000, 0x1c0000), (0x200000, 0x300000)],
+     None),
+    ("harness: AMD Versal Gen 2", [(0x0, 0x80000), (0x800000, 0x880000),
+                                   (0x50000000, 0x50080000), (0x60000000, 0x60080000),
+                                   (0x70000000, 0x70080000)],
+     (25, 24, {0: (0x0, 0x0), 40: (0x50000000, 0x4f000000), 48: (0x60000000, 0x5e000000),
+               56: (0x70000000, 0x6d000000)})),
+    ("harness: unsorted, lower not at 0", [(0x880000, 0x8c0000), (0x80000, 0xc0000)],
+     (23, 18, {0: (0x80000, 0x80000), 1: (0x880000, 0x840000)})),
+    ("harness: same high bit", [(0x8000000000, 0x8000040000),
+                                (0x80000c0000, 0x8000100000)],
+     (18, 18, {0: (0x8000000000, 0x8000000000), 3: (0x80000c0000, 0x8000080000)})),
+    ("harness: AMD Naples 2s", [(0x0, 0xa0), (0x100, 0xb0000), (0x100000, 0x430000),
+                                (0x430000, 0x830000), (0x830000, 0xc30000),
+                                (0xc30000, 0x1030000), (0x1030000, 0x1430000),
+                                (0x1430000, 0x1830000), (0x1830000, 0x1c30000),
+                                (0x1c30000, 0x2030000)],
+     None),
+    ("harness: qemu 2 node", [(0x0, 0x80000), (0x100000, 0x180000)],
+     (20, 19, {0: (0x0, 0x0), 1: (0x100000, 0x80000)})),
+    ("harness: smaller than MAX_ORDER", [(0x0, 0x1), (0x100, 0x101)], None),
+    ("harness: size adjusted to MAX_ORDER", [(0x0, 0x1), (0x100000, 0x100001)],
+     (20, 18, {0: (0x0, 0x0), 1: (0x100000, 0xc0000)})),
+    ("harness: 2s Intel CLX, touching", [(0x0, 0x180000), (0x180000, 0x3040000)], None),
+    # -- ours: the presets' regions as MemoryMap.pdx_regions lists them --
+    ("preset firecracker-1g", [(0x0, 0xa0), (0x100, 0x40000)], None),
+    ("preset qemu-pc-4g", [(0x0, 0xc0000), (0x100000, 0x140000)], None),
+    ("preset teaching", [(0x0, 0xa0), (0x100, 0x80000), (0x100000, 0x140000)],
+     (20, 19, {0: (0x0, 0x0), 1: (0x100000, 0x80000)})),
+    # -- ours: touching and overlapping regions --
+    ("touching: index truncated to bits 19-24", [(0x0, 0x40000), (0x40000, 0x80000),
+                                                 (0x1000000, 0x1040000)],
+     (19, 19, {0: (0x0, 0x0), 32: (0x1000000, 0xf80000)})),
+    ("touching: a small region then a large one", [(0x0, 0x80000), (0x80000, 0x400000),
+                                                   (0x10000000, 0x10040000)],
+     (28, 22, {0: (0x0, 0x0), 1: (0x10000000, 0xfc00000)})),
+    ("touching: two pairs", [(0x100000, 0x140000), (0x140000, 0x180000),
+                             (0x4000000, 0x4040000), (0x4040000, 0x4080000)],
+     (21, 19, {0: (0x100000, 0x100000), 32: (0x4000000, 0x3f80000)})),
+    ("touching: GNR with its first node split", [(0x0, 0x80000), (0x100000, 0x4080000),
+                                                 (0x4080000, 0x8080000),
+                                                 (0x63e80000, 0x6be80000),
+                                                 (0xc7e80000, 0xcfe80000),
+                                                 (0x12be80000, 0x133e80000)],
+     (29, 28, {0: (0x0, 0x0), 3: (0x63e80000, 0x53e80000), 6: (0xc7e80000, 0xa7e80000),
+               9: (0x12be80000, 0xfbe80000)})),
+    ("touching once aligned: 0x40100 aligns to 0x40000", [(0x0, 0x10), (0x20, 0x40000),
+                                                    (0x40100, 0x3000000),
+                                                    (0x40000000, 0x40040000)],
+     (30, 26, {0: (0x0, 0x0), 1: (0x40000000, 0x3c000000)})),
+    ("touching once aligned, all in one slot", [(0x0, 0x10), (0x100000, 0x140000),
+                                                (0x140100, 0x3000000)],
+     None),
+    ("overlapping once aligned, the last one", [(0x0, 0x10), (0x100000, 0x130000),
+                                                (0x130100, 0x3000000)],
+     None),
+    ("overlapping once aligned, in the middle", [(0x0, 0x10), (0x100000, 0x130000),
+                                                 (0x130100, 0x3000000),
+                                                 (0x40000000, 0x40040000)],
+     None),
+]
+
+
+@pytest.mark.parametrize("name,regions,table", XEN_421_OFFSET_TABLES,
+                         ids=[c[0] for c in XEN_421_OFFSET_TABLES])
+def test_pfn_pdx_compression_setup_offset_tables_4_21(name, regions, table):
+    """pfn_pdx_compression_setup (offset), Xen 4.21: the same verdict, shifts and
+    lookup table as Xen for the regions as listed; the harness's own checks (the first
+    and last frame of every region have a PDX and translate back) on every region."""
+    frames = sorted(regions)
+    p = make_pdx(frames, "offset", regions)
+    if table is None:
+        assert p.mode == "none" and p.requested == "offset"
+        assert p.fallback_reason.startswith("offset:")
+        return
+    pfn_shift, pdx_shift, slots = table
+    assert p.mode == "offset" and p.fallback_reason is None
+    assert (p.pfn_index_shift, p.pdx_index_shift) == (pfn_shift, pdx_shift)
+    assert p.region_size == 1 << pdx_shift
+    used = {i: (b, o) for i, (b, o) in enumerate(zip(p.pfn_bases, p.pfn_pdx_lookup))
+            if b != 2**64 - 1}
+    assert used == slots
+    for s, e in regions:
+        for mfn in (s, e - 1):
+            assert p.covers(mfn)
+            assert p.pdx_to_mfn(p.mfn_to_pdx(mfn)) == mfn
+
+
+def test_offset_touching_regions_stay_apart_until_the_slot_merge_4_21():
+    """pfn_pdx_compression_setup (offset), Xen 4.21: [0, 0x40000) and [0x40000, 0x80000)
+    touch.  Kept apart, each moves only bits 0-17, so bit 18 of the second base is a
+    differing bit: with bit 24 of the third base the differing bits 18-24 are 7 wide,
+    wider than the 6-bit index, which is truncated to bits 19-24 (pfn_index_shift 19);
+    the two touching regions then share slot 0 and merge, and the third is slot 32.
+    Merged first (what xensim did before), [0, 0x80000) moves bits 0-18 and the only
+    differing bit is 24: pfn_index_shift 24, slot 1.  The PDXs are the same either way
+    (each region in a block of 2^19 PDXs), only the table's index differs."""
+    regions = [(0x0, 0x40000), (0x40000, 0x80000), (0x1000000, 0x1040000)]
+    as_listed = make_pdx(regions, "offset", regions)
+    merged = make_pdx(regions, "offset")              # frame_ranges merge touching ones
+    assert (as_listed.pfn_index_shift, as_listed.slots, as_listed.index_truncated) == (
+        19, [0, 32], True)
+    assert (merged.pfn_index_shift, merged.slots, merged.index_truncated) == (24, [0, 1], False)
+    assert as_listed.moving_mask == 0x3ffff and merged.moving_mask == 0x7ffff
+    assert as_listed.regions == merged.regions == [(0, 0x80000), (0x1000000, 0x1040000)]
+    assert as_listed.pdx_ranges() == merged.pdx_ranges() == [(0, 0x80000), (0x80000, 0xc0000)]
+
+
+def test_offset_merged_middle_region_adds_no_moving_bits_4_21():
+    """pfn_pdx_compression_setup (offset), Xen 4.21: [0x130100, 0x3000000) aligns down
+    to 0x100000 and overlaps [0x100000, 0x130000): they merge into [0x100000, 0x3000000),
+    but a region merged into the previous one adds no moving bits (only the last region
+    listed does), so the moving mask stays 0x3ffff.  The bases differ in bits 20 and 30:
+    11 bits, more than the 6-bit index, so pfn_index_shift = 31 - 6 = 25, and the merged
+    region then spans slots 0 and 1.  Xen finds that ("PFN compression is invalid",
+    ASSERT_UNREACHABLE in a debug build) and disables the compression; so does xensim."""
+    regions = [(0x0, 0x10), (0x100000, 0x130000), (0x130100, 0x3000000),
+               (0x40000000, 0x40040000)]
+    p = make_pdx(sorted(regions), "offset", regions)
+    assert p.mode == "none"
+    assert p.fallback_reason == (
+        "offset: RAM region [0x100000, 0x3000000) spans more than one lookup-table slot "
+        "(0..1 with pfn_index_shift 25)")
+    # The same region as the last one listed adds its moving bits (0-25): no index
+    # bits are left, one slot holds everything, and nothing is gained.
+    last = regions[:3]
+    q = make_pdx(sorted(last), "offset", last)
+    assert q.mode == "none"
+    assert "0 region(s) of 0x4000000 frames reach the last region's base 0x0" in q.fallback_reason
+
+
+def test_offset_no_gain_is_xens_last_base_test_4_21():
+    """pfn_pdx_compression_setup (offset), Xen 4.21, "no space gain": the regions before
+    the last, each in a block of region_size PDXs, reach the last region's base.  The
+    harness's case [0,1G) [2G,3G) [4G,7G) [8G,12G) (G = 2^18): slots 0, 0, 1, 2 give
+    three regions of blocks of 2^20, and 2 * 2^20 reaches the last base 8G = 2^21."""
+    regions = [(0, G), (2 * G, 3 * G), (4 * G, 7 * G), (8 * G, 12 * G)]
+    p = make_pdx(regions, "offset", regions)
+    assert p.mode == "none"
+    assert "2 region(s) of 0x100000 frames reach the last region's base 0x200000" in (
+        p.fallback_reason)
+
+
+def test_machine_uses_the_map_regions_as_listed():
+    """The machine's PDX set-up takes MemoryMap.pdx_regions: the RAM ranges as listed,
+    start rounded down and end rounded up to a frame (Xen's pfn_pdx_add_region), not
+    merged.  On every preset the result is the one the merged frame ranges gave (no
+    preset has touching ranges whose moving bits matter): the values below are those of
+    TestKnownMaps, unchanged."""
+    from xensim._memmap import MemoryMap
+    for name in MAP_NAMES + ["teaching"]:
+        data = yaml.safe_load((MEMMAPS / f"{name}.yaml").read_text())
+        mm = MemoryMap(data["ram"], name=name)
+        listed = make_pdx(mm.frame_ranges, "offset", mm.pdx_regions)
+        merged = make_pdx(mm.frame_ranges, "offset")
+        assert listed.to_dict() == merged.to_dict(), name
+    mm = MemoryMap([[0x0, 0x9fc00], [0x100000, 0x80000000], [0x100000000, 0x140000000]])
+    assert mm.pdx_regions == [(0x0, 0xa0), (0x100, 0x80000), (0x100000, 0x140000)]
+    mm = MemoryMap([[0x0, 0x180000000], [0x180000000, 0x3040000000]])
+    assert mm.pdx_regions == [(0, 0x180000), (0x180000, 0x3040000)]
+    assert mm.frame_ranges == [(0, 0x3040000)]
+
+
+# --------------------------------------------------------------------------
 # describe() and to_dict()
 # --------------------------------------------------------------------------
 

@@ -55,7 +55,7 @@ class Machine:
         self.faithful = faithful
         self.superpage = make_design(superpage, self)
         self.memmap = memmap
-        self.pdx: Pdx = make_pdx(memmap.frame_ranges, pdx_mode)
+        self.pdx: Pdx = make_pdx(memmap.frame_ranges, pdx_mode, memmap.pdx_regions)
         self._to_pdx, self._to_mfn, self._covers = self.pdx._to_pdx, self.pdx._to_pfn, self.pdx._covers
         #: Xen's max_page: one past the highest RAM frame.
         self.max_page = memmap.max_pfn

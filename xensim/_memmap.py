@@ -307,6 +307,13 @@ class MemoryMap:
         return [r for r in self._ranges if r.type is E820Type.RAM]
 
     @property
+    def pdx_regions(self) -> list[tuple[int, int]]:
+        """RAM ranges as given, in frames as Xen's ``pfn_pdx_add_region`` records them:
+        one per range, not merged, start rounded down and end rounded up to a frame
+        (the input of the offset PDX set-up)."""
+        return [(r.start >> PAGE_SHIFT, -(-r.end // PAGE_SIZE)) for r in self.ram_ranges]
+
+    @property
     def frame_ranges(self) -> list[tuple[int, int]]:
         """Whole RAM frames as half-open MFN ranges, sorted, touching ones merged."""
         return list(self._frames)

@@ -18,10 +18,11 @@ address space cost no frame-table entries.  Three modes are modelled:
         pfn = (pdx & bottom_mask) | ((pdx << hole_shift) & top_mask)
 
 ``offset`` (Xen 4.21, 2025)
-    RAM regions (bases aligned down to 2^MAX_ORDER) are given a slot of a
-    64-entry lookup table by some bits of their PFN,
-    ``slot = (pfn >> pfn_index_shift) & 63``; regions that share a slot are
-    merged; the regions are then laid out one after another in PDX space,
+    RAM regions as the firmware lists them (bases aligned down to
+    2^MAX_ORDER; only regions that then *overlap* are merged, touching ones
+    stay apart) are given a slot of a 64-entry lookup table by some bits of
+    their PFN, ``slot = (pfn >> pfn_index_shift) & 63``; consecutive regions
+    that share a slot are merged; the regions are then laid out one after another in PDX space,
     each in a block of ``region_size = 2^pdx_index_shift`` PDXs (the largest
     region rounded up to a power of two, at least 2^MAX_ORDER)::
 
@@ -37,6 +38,11 @@ Conventions:
 * Input everywhere is ``frame_ranges``: RAM as half-open MFN ranges
   ``[(start, end), ...]``.  They are sorted and adjacent/overlapping ranges are
   merged here, so a firmware map's touching entries are accepted as given.
+  The offset mode's set-up also takes ``regions``: the RAM ranges *as listed*
+  (Xen's ``pfn_pdx_add_region``: one per firmware entry, start rounded down
+  and end rounded up to whole frames, not merged); without them it uses
+  ``frame_ranges``.  Touching regions change the chosen shifts: their moving
+  bits are computed separately (docs/xen-facts.md, section 7).
 * The mask search uses an initial "never compress" mask of the low MAX_ORDER
   bits, i.e. ``pdx_init_mask(0)`` as in Xen's ``tools/tests/pdx/test-pdx.c``.
   (Xen's x86 boot path passes the first RAM address at or above 4 GiB
@@ -67,6 +73,7 @@ __all__ = [
     "PdxNotApplicable",
     "PdxOffset",
     "make_pdx",
+    "listed_regions",
     "normalize_frame_ranges",
 ]
 
@@ -142,6 +149,18 @@ def normalize_frame_ranges(frame_ranges: Iterable[Sequence[int]]) -> tuple[tuple
     return tuple(merged)
 
 
+def listed_regions(regions: Iterable[Sequence[int]]) -> tuple[tuple[int, int], ...]:
+    """Validate RAM regions as the firmware lists them and sort them by start,
+    *without* merging touching or overlapping ones (Xen keeps one entry per
+    ``pfn_pdx_add_region`` call)."""
+    items = [tuple(r) for r in regions]
+    for item in items:
+        normalize_frame_ranges([item])           # the same checks, one range at a time
+    if not items:
+        raise ValueError("no RAM frame ranges given")
+    return tuple(sorted(((int(s), int(e)) for s, e in items), key=lambda r: r[0]))
+
+
 def _is_scalar(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
@@ -184,8 +203,12 @@ class Pdx:
 
     def __init__(self, frame_ranges: Iterable[Sequence[int]], *,
                  requested: str | None = None,
-                 fallback_reason: str | None = None) -> None:
+                 fallback_reason: str | None = None,
+                 regions: Iterable[Sequence[int]] | None = None) -> None:
         self.frame_ranges: tuple[tuple[int, int], ...] = normalize_frame_ranges(frame_ranges)
+        #: the RAM ranges as listed (sorted by start, not merged): the offset set-up's input
+        self.listed_regions: tuple[tuple[int, int], ...] = (
+            self.frame_ranges if regions is None else listed_regions(regions))
         self.requested: str = requested if requested is not None else self.mode
         self.fallback_reason: str | None = fallback_reason
         self.max_pfn: int = self.frame_ranges[-1][1]
@@ -432,24 +455,29 @@ class PdxOffset(Pdx):
 
     def _setup(self) -> None:
         # 1. Align every base down to 2^MAX_ORDER (so PDX and PFN agree on the
-        #    low MAX_ORDER bits) and merge the ranges that now overlap; ranges
-        #    that merely touch stay separate for now.
-        regions: list[list[int]] = []
-        for start, end in self.frame_ranges:
-            base = start & ~_ORDER_MASK
-            if regions and base < regions[-1][1]:
-                regions[-1][1] = max(regions[-1][1], end)
-            else:
-                regions.append([base, end])
-
-        # 2. Bits that vary inside some region (never usable as an index),
-        #    and bits in which the region bases differ above them.
+        #    low MAX_ORDER bits) and merge the regions that now *overlap*; regions
+        #    that merely touch stay separate (they may merge in step 4).  As in
+        #    Xen 4.21's pfn_pdx_compression_setup, the moving bits of a region are
+        #    taken when it is first kept, at its own size: a region merged into
+        #    the previous one adds no moving bits, except the last one listed,
+        #    whose own (aligned) moving bits are added.
         mask = _ORDER_MASK
-        for base, end in regions:
-            mask |= _region_mask(base, end - 1)
+        regions: list[list[int]] = []
+        listed = self.listed_regions
+        for n, (start, end) in enumerate(listed):
+            base = start & ~_ORDER_MASK
+            if not regions or base >= regions[-1][1]:
+                mask |= _region_mask(base, end - 1)
+                regions.append([base, end])
+                continue
+            regions[-1][1] = end                        # the later range's end, as Xen
+            if n == len(listed) - 1:
+                mask |= _region_mask(base, end - 1)
+
+        # 2. Bits in which the region bases differ, outside the moving bits.
         idx_mask = 0
         for base, _ in regions:
-            idx_mask |= (base & ~mask) ^ (regions[0][0] & ~mask)
+            idx_mask |= (base ^ regions[0][0]) & ~mask
         self.moving_mask = mask
         self.index_mask = idx_mask
 
@@ -466,19 +494,19 @@ class PdxOffset(Pdx):
         self.index_truncated = bool(idx_mask) and hi - lo >= OFFSET_TABLE_ORDER
 
         # 4. Every region must lie within one slot; consecutive regions sharing
-        #    a slot (same PFN >> shift) are merged, gap included.  With the
-        #    shift chosen above (never below the moving bits, and keeping the
-        #    top differing bits of the bases) the three refusals below cannot
-        #    trigger -- Xen guards them with ASSERT_UNREACHABLE -- but they
-        #    stay as checks so a wrong table is never built.
+        #    a slot are merged, gap included.  Xen guards the first refusal
+        #    below with ASSERT_UNREACHABLE (a release build disables the
+        #    compression); the other two are xensim's, so that a wrong table is
+        #    never built (at boot, Xen's check that every e820 RAM range is
+        #    covered would then disable the compression).
         merged: list[list[int]] = []
         for base, end in regions:
-            if base >> shift != (end - 1) >> shift:
-                first, last = (base >> shift) & _SLOT_MASK, ((end - 1) >> shift) & _SLOT_MASK
+            first, last = (base >> shift) & _SLOT_MASK, ((end - 1) >> shift) & _SLOT_MASK
+            if first != last:
                 raise PdxNotApplicable(
                     f"offset: RAM region [{base:#x}, {end:#x}) spans more than one "
                     f"lookup-table slot ({first}..{last} with pfn_index_shift {shift})")
-            if merged and merged[-1][0] >> shift == base >> shift:
+            if merged and (merged[-1][0] >> shift) & _SLOT_MASK == first:
                 merged[-1][1] = end
             else:
                 merged.append([base, end])
@@ -520,6 +548,17 @@ class PdxOffset(Pdx):
         self._np_bases = np.array(self.pfn_bases, dtype=np.uint64)
         self._np_shifts = (np.uint64(self.pfn_index_shift), np.uint64(self.pdx_index_shift),
                            np.uint64(_SLOT_MASK), np.uint64(size))
+
+    def _check_gain(self) -> None:
+        # Xen 4.21's test: no gain when the regions before the last one, each in a
+        # block of region_size PDXs, reach the last region's base.  (For regions
+        # that do not overlap, the same as max_pdx >= max_pfn.)
+        n, last_base = len(self.regions), self.regions[-1][0]
+        if self.region_size * (n - 1) >= last_base:
+            raise PdxNotApplicable(
+                f"offset: compression gains nothing on this map ({n - 1} region(s) of "
+                f"{self.region_size:#x} frames reach the last region's base {last_base:#x}; "
+                f"max_pdx {self.max_pdx:#x}, max_pfn {self.max_pfn:#x})")
 
     def _to_pdx(self, pfn: int) -> int:
         return (pfn - self.pfn_pdx_lookup[(pfn >> self.pfn_index_shift) & _SLOT_MASK]) & _U64
@@ -575,8 +614,12 @@ class PdxOffset(Pdx):
 _CLASSES: dict[str, type[Pdx]] = {"none": PdxNone, "mask": PdxMask, "offset": PdxOffset}
 
 
-def make_pdx(frame_ranges: Iterable[Sequence[int]], mode: str = "mask") -> Pdx:
+def make_pdx(frame_ranges: Iterable[Sequence[int]], mode: str = "mask",
+             regions: Iterable[Sequence[int]] | None = None) -> Pdx:
     """Build the PDX compression ``mode`` for RAM ``frame_ranges``.
+
+    ``regions`` are the RAM ranges as listed (see :meth:`MemoryMap.pdx_regions`),
+    the offset mode's input; default ``frame_ranges``.
 
     ``mode`` is one of ``"none"``, ``"mask"``, ``"offset"`` (ValueError
     otherwise).  If the requested mode cannot compress the map, or would gain
@@ -587,7 +630,8 @@ def make_pdx(frame_ranges: Iterable[Sequence[int]], mode: str = "mask") -> Pdx:
         raise ValueError(f"unknown PDX mode {mode!r}: choose one of "
                          + ", ".join(repr(m) for m in MODES))
     ranges = normalize_frame_ranges(frame_ranges)
+    listed = None if regions is None else listed_regions(regions)
     try:
-        return _CLASSES[mode](ranges)
+        return _CLASSES[mode](ranges, regions=listed)
     except PdxNotApplicable as exc:
-        return PdxNone(ranges, requested=mode, fallback_reason=str(exc))
+        return PdxNone(ranges, requested=mode, fallback_reason=str(exc), regions=listed)

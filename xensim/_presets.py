@@ -1,6 +1,6 @@
 """Machine presets: the memory maps in ``configs/machines/<name>.yaml``.
 
-Each preset file is in the shared memory-map format (``name``, ``source``,
+Each preset file is in xensim's memory-map format (``name``, ``source``,
 ``ram: [[start, end], ...]``, optional ``other: [[start, end, type], ...]``).
 ``teaching`` is the small machine used by default everywhere.
 """
