@@ -112,6 +112,10 @@ def violations(relpath: str, text: str) -> list[str]:
         path = m.group(1)
         if base is not folder or _escapes(base, path):
             hit(m.start(1), f"path above the repository {path!r}")
+        elif not (ROOT / base / path.rstrip(".")).exists():
+            # inside the tree by its steps, but naming nothing there (a parent step
+            # from a folder one level down that reaches for a sibling of the clone)
+            hit(m.start(1), f"relative path to nothing in the repository {path!r}")
     for m in HOME.finditer(text):
         hit(m.start(), f"home path {m.group(0)!r}")
     for m in DRIVE.finditer(text):
@@ -169,6 +173,7 @@ _WORK = SEP + "work" + SEP + "main" + SEP + "x.yaml"
 
 @pytest.mark.parametrize("relpath, text", [
     ("docs/tour.md", f"see `{_SHARED_DOC}`"),
+    ("docs/tour.md", f"see [notes]({DOT2}{SEP}notes{SEP}x.md)"),
     ("docs/designs/a.md", f"[x]({DOT2}{SEP}{DOT2}{SEP}{DOT2}{SEP}elsewhere.md)"),
     ("tests/test_a.py", f'MAPS = Path("{DOT2}{SEP}maps")'),
     ("tests/test_a.py", 'MAPS = Path(__file__).resolve().parents' + '[2] / "maps"'),
