@@ -427,12 +427,24 @@ def test_yaml_merge_keys_and_lines():
 
 
 def test_alias_expansion_is_bounded(monkeypatch):
-    monkeypatch.setattr(_yamlsrc, "MAX_NODES", 500)
+    monkeypatch.setattr(_yamlsrc, "MAX_ALIAS_VALUES", 500)
     text = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" \
            "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n" \
            "c: [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
-    with pytest.raises(ConfigError, match="document too large"):
+    with pytest.raises(ConfigError, match=r"^bomb.yaml:3: c\[4\]\[\d\]: aliases expand to more "
+                                          r"than 500 values"):
         load_yaml(text, "bomb.yaml")
+
+
+def test_values_written_out_are_not_bounded_like_aliases(monkeypatch):
+    """Only alias expansions count: a document of 3,000 values written out loads
+    under an alias limit of 500, and a few aliases within the limit load too."""
+    monkeypatch.setattr(_yamlsrc, "MAX_ALIAS_VALUES", 500)
+    text = "ram:\n" + "".join(f"  - [{i * 8192:#x}, {i * 8192 + 4096:#x}]\n" for i in range(1000))
+    doc = load_yaml(text + "x: &x [1, 2]\ny: [*x, *x]\n", "big.yaml")
+    assert len(doc.data["ram"]) == 1000 and doc.data["ram"][999] == [999 * 8192, 999 * 8192 + 4096]
+    assert doc.data["y"] == [[1, 2], [1, 2]]
+    assert doc.lines[("ram", 999, 1)] == 1001
 
 
 @dataclass

@@ -12,7 +12,7 @@ from xensim import INVALID, ConfigError, Machine, MemoryMap, audit, parse_config
 from xensim._config import (GUEST_OPS, CostModelConfig, DomainConfig, MixConfig,
                             WorkloadConfig, resolved_config, build_memory_map)
 from xensim._guest import GuestError, GuestKernel
-from xensim._progress import Progress
+from xensim._progress import Progress, duration
 from xensim._workload import (SMALL_BASE, DomainSpec, Layout, Op, _Pool, apply,
                               make_workload, slot_va, window_va)
 
@@ -390,15 +390,29 @@ def test_progress_waits_then_draws_then_clears():
     assert out.getvalue() == ""                              # short runs show nothing
     clock.t = 2.0
     p.update(100)
-    assert out.getvalue() == "\rxen-4.1 [#####.....] 100/200 ops  50%  2.0 s"
+    assert out.getvalue() == "\rxen-4.1 [#####.....] 100/200 ops  50%  2.0 s, ETA 2 s"
     clock.t = 2.2
     p.update(120)                                            # within the interval: no redraw
     assert out.getvalue().count("\r") == 1
     clock.t = 2.6
     p.update(200)
-    assert out.getvalue().endswith("\rxen-4.1 [##########] 200/200 ops 100%  2.6 s")
+    assert out.getvalue().endswith("\rxen-4.1 [##########] 200/200 ops 100%  2.6 s, ETA 0 s")
     p.close()
-    assert out.getvalue().endswith("\r" + " " * 44 + "\r")
+    assert out.getvalue().endswith("\r" + " " * 53 + "\r")
+
+
+def test_progress_eta_is_the_time_left_at_the_rate_so_far():
+    out, clock = io.StringIO(), _Clock()
+    p = Progress(out, enabled=True, delay=0, interval=0, width=4, clock=clock)
+    p.start("fuzz", 10_000, unit="calls")
+    clock.t = 30.0
+    p.update(100)                                   # 100 in 30 s: 9,900 more take 2,970 s
+    assert out.getvalue() == "\rfuzz [....] 100/10,000 calls   1%  30.0 s, ETA 49 min 30 s"
+    clock.t = 36.0
+    p.update(0)                                     # nothing done yet: no estimate
+    assert out.getvalue().endswith("\rfuzz [....] 0/10,000 calls   0%  36.0 s" + " " * 19)
+    assert [duration(x) for x in (0.4, 59.4, 61, 3599, 7620)] == \
+        ["0 s", "59 s", "1 min 01 s", "59 min 59 s", "2 h 07 min"]
 
 
 def test_progress_off_unless_a_terminal():
