@@ -31,6 +31,8 @@ class Progress:
         self.label = ""
         self.total = 0
         self.unit = "ops"
+        #: the last ``done`` given to update (kept when the bar is off)
+        self.done = 0
         self._next = self.t0 + delay
         self._shown = 0                              # width of the line on screen
 
@@ -42,6 +44,7 @@ class Progress:
         self.label, self.total, self.unit = label, total, unit
 
     def update(self, done: int) -> None:
+        self.done = done
         if not self.enabled:
             return
         now = self.clock()
