@@ -359,9 +359,10 @@ def _tally(res: ExploreResult, ex: "_ScenarioExecution | None") -> None:
 
 def explore(sc: Scenario, design: str | None = None, scheduler: str = "dfs",
             preemption_bound: int = 2, max_schedules: int = 10_000, seed: int = 0,
-            stop_at_first: bool = True) -> ExploreResult:
+            stop_at_first: bool = True, progress=None) -> ExploreResult:
     """Explore ``sc``'s schedules; on Ctrl-C raises :class:`Interrupted` with what the
-    schedules finished so far found."""
+    schedules finished so far found. ``progress``: a Progress bar, its total the
+    schedules at most (a search may end sooner)."""
     r = Runner(sc, design)
     n = len(sc.cpus)
     so_far = ExploreResult(complete=False)             # what a Ctrl-C reports
@@ -370,6 +371,8 @@ def explore(sc: Scenario, design: str | None = None, scheduler: str = "dfs",
 
     def make() -> Execution:
         _tally(so_far, last[0])
+        if progress is not None:
+            progress.update(so_far.schedules + so_far.pruned)
         last[0] = r.make()
         return last[0]
     try:
@@ -388,6 +391,9 @@ def explore(sc: Scenario, design: str | None = None, scheduler: str = "dfs",
         _tally(so_far, last[0])
         so_far.seconds = time.perf_counter() - t0
         raise Interrupted(so_far) from None
+    finally:
+        if progress is not None:
+            progress.close()
 
 
 def replay(sc: Scenario, schedule: list[int], design: str | None = None) -> tuple[Execution, Violation | None]:
@@ -551,9 +557,14 @@ def cmd_explore(args) -> int:
         w(f"violation: {v.message}\n" if v else "no violation\n")
         return 1 if v else 0
     interrupted = False
+    from ._progress import Progress
+    bar = Progress()                          # on a terminal, for searches over ~2 s
+    total = 1 if args.scheduler == "round-robin" else args.max_schedules
+    bar.start(f"{sc.name} on {design}", total,
+              unit="schedules" if args.scheduler in ("random", "pct") else "schedules (at most)")
     try:
         res = explore(sc, design, args.scheduler, args.preemption_bound, args.max_schedules,
-                      args.seed, not args.all)
+                      args.seed, not args.all, bar)
     except Interrupted as e:
         res, interrupted = e.result, True
     w(f"scenario {sc.name} ({sc.description}) on {design}"
