@@ -63,6 +63,7 @@ class Progress:
                 f"{done:,}/{self.total:,} {self.unit} {frac * 100:3.0f}%  {spent:.1f} s"
                 + (f", ETA {duration(eta)}" if done else ""))
         pad = " " * max(self._shown - len(line), 0)
+        self._shown = max(self._shown, len(line))    # a Ctrl-C during the write: still cleared
         self.stream.write("\r" + line + pad)
         self.stream.flush()
         self._shown = len(line)
