@@ -36,6 +36,53 @@ def err(text: str) -> str:
 # The schema
 # ---------------------------------------------------------------------------
 
+@pytest.mark.parametrize("text, expected", [
+    ("workload: {kind: random, steps: 1000000000000}\n",
+     "w.yaml:1: workload.steps: 1,000,000,000,000 operations per design; the limit is "
+     "1,000,000 (docs/workloads.md, Limits)"),
+    ("domains: [{memory: 8MiB}]\nworkload:\n  kind: churn\n  superpages: 4\n  iterations: 125001\n",
+     "w.yaml:5: workload.iterations: 1,000,008 operations per design; the limit is "
+     "1,000,000 (docs/workloads.md, Limits)"),
+    ("workload: {kind: map-all, rounds: 500001}\n",
+     "w.yaml:1: workload.rounds: 1,000,002 operations per design; the limit is 1,000,000 "
+     "(docs/workloads.md, Limits)"),
+    ("workload: {kind: shared, superpages: 1, mappings: 2, rounds: 250001}\n",
+     "w.yaml:1: workload.rounds: 1,000,004 operations per design; the limit is 1,000,000 "
+     "(docs/workloads.md, Limits)"),
+])
+def test_workload_past_the_limit_is_refused_up_front(text, expected):
+    """Counted without generating a single operation: refused at once."""
+    assert err(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "workload: {kind: random, steps: 1000000}\n",
+    "domains: [{memory: 8MiB}]\nworkload: {kind: churn, superpages: 4, iterations: 125000}\n",
+    "domains: [{memory: 8MiB}]\nworkload: {kind: churn, superpages: 4, iterations: 124999, "
+    "mark: true}\n",
+])
+def test_workload_at_the_limit_is_accepted(text):
+    assert parse_config(text).workload is not None
+
+
+@pytest.mark.parametrize("text", [
+    "workload: {kind: map-all, rounds: 3}\ndomains: [{name: a, memory: 1026MiB}, {memory: 2MiB}]\n",
+    "workload: {kind: churn, iterations: 3, mark: true, superpages: 2}\n"
+    "domains: [{name: a, memory: 8MiB}, {memory: 4MiB}]\n",
+    "workload: {kind: shared, superpages: 2, mappings: 5, rounds: 2}\n"
+    "domains: [{name: a, memory: 8MiB}, {memory: 4MiB}]\n",
+    "workload: {kind: random, steps: 77}\n",
+    "workload: {kind: script, script: [{domain: guest, op: map, superpage: 0}, "
+    "{domain: guest, op: unmap, slot: 0}]}\n",
+])
+def test_workload_ops_counts_what_the_generator_makes(text):
+    from xensim._config import workload_ops
+    cfg = parse_config(text)
+    w = wl(text)
+    assert workload_ops(cfg.workload, [m // (2 * MiB) for _, m in cfg.domain_specs()])[0] \
+        == w.total == sum(1 for _ in w.ops(0))
+
+
 def test_no_workload_no_simulation():
     cfg = parse_config("")
     assert cfg.workload is None and cfg.compare is None and not cfg.simulates
