@@ -532,3 +532,32 @@ for _design in DESIGNS:
                                       derandomize=True, print_blob=True,
                                       suppress_health_check=list(HealthCheck))
     globals()[_name] = _cls.TestCase
+
+
+# ---------------------------------------------------------------------------------------
+# Ctrl-C (the real signal: tests/test_interrupt.py)
+# ---------------------------------------------------------------------------------------
+
+def test_campaign_ctrl_c_mid_episode_counts_the_calls_made():
+    def tick(n):
+        if n >= 150:
+            raise KeyboardInterrupt
+    c = campaign(Setup(domains=2), 10_000, seed=3, episode_calls=100, tick=tick)
+    assert c.interrupted and c.calls == 150 and c.episodes == 2
+    assert sum(c.by_call.values()) == 150
+    assert "calls made: 150 in 2 episode(s)" in report(c)
+    assert ", interrupted: a partial summary" in report(c)
+
+
+def test_campaign_ctrl_c_while_minimising_keeps_the_finding_whole(monkeypatch):
+    from xensim import _fuzz
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(_fuzz, "minimise", interrupted)
+    c = campaign(Setup(version="4.1", faithful=True, domains=2), 600, seed=1, episode_calls=200)
+    assert c.interrupted and len(c.findings) == 1
+    f = next(iter(c.findings.values()))
+    assert not f.minimised and f.minimal and f.minimal[-1] == f.violation.op
+    assert len(f.minimal) == f.violation.index + 1
+    assert "# xensim fuzz: reproducer (not minimised) (" in _fuzz.finding_yaml(c, f)

@@ -1524,6 +1524,8 @@ class Finding:
     count: int = 1
     minimal: list[dict] | None = None
     minimal_rcs: list | None = None
+    #: ``minimal`` was minimised (not: --no-minimise, or Ctrl-C came first)
+    minimised: bool = False
 
 
 @dataclass
@@ -1599,11 +1601,13 @@ def campaign(setup: Setup, calls: int, seed: int = 0, *, episode_calls: int = 10
                         fnd.minimal = minimise(setup, ops, sig, rcs=ep.rcs,
                                                max_seconds=minimise_seconds, twin=twin,
                                                tolerate=tolerate)
+                        fnd.minimised = True
                     tol = (lambda x, sig=sig: x.signature != sig and tolerate(x)) if tolerate else None
                     _, run = replay_ops(setup, fnd.minimal, twin=twin, tolerate=tol)
                     fnd.minimal_rcs = run.rcs
                 except KeyboardInterrupt:
                     fnd.minimal, fnd.minimal_rcs = ops, ep.rcs[:len(ops)]
+                    fnd.minimised = False
                     c.interrupted = True
             c.seconds = time.perf_counter() - t0
             if c.interrupted:
@@ -1618,7 +1622,8 @@ def campaign(setup: Setup, calls: int, seed: int = 0, *, episode_calls: int = 10
 
 def finding_yaml(c: Campaign, f: Finding) -> str:
     v = f.violation
-    comment = (f"xensim fuzz: minimal reproducer ({len(f.minimal or [])} calls) of a violation\n"
+    what = "minimal reproducer" if f.minimised else "reproducer (not minimised)"
+    comment = (f"xensim fuzz: {what} ({len(f.minimal or [])} calls) of a violation\n"
                f"found by episode {f.seed} (design {c.setup.design}, Xen {c.setup.version}"
                f"{', faithful' if c.setup.faithful else ''}), seen {f.count} time(s):\n{v}")
     return to_script_yaml(c.setup, f.minimal or [], rcs=f.minimal_rcs, comment=comment)
@@ -1666,7 +1671,9 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("fuzz", help="hostile-guest fuzzer: random hypercalls, checked after every call",
                               description="Run random valid and invalid hypercalls from several PV "
                                           "guests and check the machine after every call "
-                                          "(see docs/fuzzing.md).")
+                                          "(see docs/fuzzing.md). Exit 0: no violation, 1: "
+                                          "violations, 2: bad arguments, 130: interrupted "
+                                          "(after the summary of the calls made).")
     p.add_argument("--design", default="xen-4.1", help="superpage design (default xen-4.1)")
     p.add_argument("--calls", type=int, default=10_000, help="calls to make (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -1686,7 +1693,8 @@ def add_parser(subparsers) -> None:
                         "zombie when the machine still audits clean (finds more than the first bug)")
     p.add_argument("--max-findings", type=int, metavar="N",
                    help="stop once N distinct violations were found (and minimised)")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (drawn on a terminal only, after ~2 s)")
     p.add_argument("--out", metavar="FILE",
                    help="write the minimal reproducer of each distinct violation: --out "
                         "repro.yaml writes repro-1.yaml, repro-2.yaml, ... (script workloads "
