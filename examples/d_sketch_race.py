@@ -48,8 +48,8 @@ for line in summarise_trace(ex.trace):
     print(f"  {line}")
 print("""
   cpu0 read the count (sp_load: 0) and took the 512 frames' references; cpu1 read 0
-  too, took them as well, and its cmpxchg(0, 1) won (sp_cas). cpu0's cmpxchg(0, 1)
-  then failed; it re-read the count (1), took nothing more, and cmpxchg(1, 2) won,
+  too, took them as well, and its cmpxchg(0, 1) won. cpu0's cmpxchg(0, 1) then
+  lost (it found 1); it re-read the count (1), took nothing more, and cmpxchg(1, 2) won,
   keeping its 512 references: count 2 for the two mappings, as it should be, but two
   sets of 512 references where a count holds one: one set is leaked.""")
 

@@ -427,12 +427,25 @@ def test_yaml_merge_keys_and_lines():
 
 
 def test_alias_expansion_is_bounded(monkeypatch):
-    monkeypatch.setattr(_yamlsrc, "MAX_NODES", 500)
+    monkeypatch.setattr(_yamlsrc, "MAX_ALIAS_VALUES", 500)
     text = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" \
            "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n" \
            "c: [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
-    with pytest.raises(ConfigError, match="document too large"):
+    with pytest.raises(ConfigError, match=r"^bomb.yaml:1: c\[3\]\[5\]\[0\]: aliases expand to "
+                                          r"more than 500 values \(a document of repeated "
+                                          r"aliases\)$"):
         load_yaml(text, "bomb.yaml")
+
+
+def test_values_written_out_are_not_bounded_like_aliases(monkeypatch):
+    """Only alias expansions count: a document of 3,000 values written out loads
+    under an alias limit of 500, and a few aliases within the limit load too."""
+    monkeypatch.setattr(_yamlsrc, "MAX_ALIAS_VALUES", 500)
+    text = "ram:\n" + "".join(f"  - [{i * 8192:#x}, {i * 8192 + 4096:#x}]\n" for i in range(1000))
+    doc = load_yaml(text + "x: &x [1, 2]\ny: [*x, *x]\n", "big.yaml")
+    assert len(doc.data["ram"]) == 1000 and doc.data["ram"][999] == [999 * 8192, 999 * 8192 + 4096]
+    assert doc.data["y"] == [[1, 2], [1, 2]]
+    assert doc.lines[("ram", 999, 1)] == 1001
 
 
 @dataclass
@@ -576,6 +589,21 @@ def test_memory_map_file_proc_iomem_and_yaml(tmp_path):
     # A YAML map with a 'ram' key is recognised whatever the file is called.
     (tmp_path / "map.txt").write_text("ram: [[0, 0x100000]]\n")
     assert load_memmap_file(tmp_path / "map.txt").ram_bytes == 0x100000
+
+
+def test_memory_map_file_of_100000_ranges_loads(tmp_path):
+    """A large real map (100,000 RAM ranges, no aliases) loads (the alias bound counts
+    alias expansions only); an error in its last range still names its key path and line."""
+    starts = [0x100000000 + i * 0x400000 for i in range(100_000)]
+    yml = "name: big\nram:\n" + "".join(f"  - [{s:#x}, {s + 0x200000:#x}]\n" for s in starts)
+    (tmp_path / "big.yaml").write_text(yml)
+    mm = load_memmap_file(tmp_path / "big.yaml")
+    assert mm.ram_bytes == 100_000 * 0x200000
+    assert [(r.start, r.end) for r in mm.ram_ranges] == [(s, s + 0x200000) for s in starts]
+    (tmp_path / "bad.yaml").write_text(yml.rsplit("  - ", 1)[0] + "  - [0x1000, 0x0]\n")
+    with pytest.raises(ConfigError) as info:
+        load_memmap_file(tmp_path / "bad.yaml")
+    assert info.value.path == "ram[99999].end" and info.value.line == 100_002
 
 
 def test_memory_map_file_errors(tmp_path):

@@ -57,7 +57,8 @@ EXPECTED = {
         "sketch, preemption bound 1: 2 schedules explored, 1 violation(s)",
         "its schedule (2060 steps, the CPU that took each step): 0*1027,1*1029,0*4",
         "cpu0: 1024 frame steps (get_page, get_page_type) on pages 0x0 .. 0x1ff",
-        "cpu1 sp_cas superpage 0x0 word 0",
+        "cpu1 cmpxchg superpage 0x0 word 0: expected 0x0 found 0x0 -> 0x1 won",
+        "cpu0 cmpxchg superpage 0x0 word 0: expected 0x0 found 0x1 -> lost",
         "superpage mfn 0x0: count 2; the sketch's own tally of sets of 512 references kept "
         "by a loser: 1",
         "mfn 0x0 count_info: allocated, state inuse, count 3 (expected 2: PGC_allocated + "

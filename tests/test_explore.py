@@ -153,3 +153,119 @@ def test_summarise_trace():
     trace = [f"cpu0 get_page page {i:#x} ci" for i in range(5)] + ["cpu1 sp_cas superpage 0x0 word 0"]
     assert summarise_trace(trace) == ["cpu0: 5 frame steps (get_page) on pages 0x0 .. 0x4",
                                       "cpu1 sp_cas superpage 0x0 word 0"]
+
+
+# -- issue 12: what a new user met -------------------------------------------------------
+def _cli(*argv):
+    """``xensim explore ...`` through the real entry point: (rc, stdout, stderr)."""
+    import contextlib
+    import io
+    from xensim._cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["explore", *argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+MARK_SETUP = """design: per-mapping
+domains:
+  - {name: a, superpages: 2}
+setup:
+  - {op: map, domain: a, superpage: 1, table: 0}
+  - {op: mark, domain: a, superpage: 0}
+cpus:
+  - [{op: map, domain: a, superpage: 0}]
+"""
+
+
+class TestBadInput:
+    def test_setup_refused_by_the_design_is_one_line_naming_file_op_errno(self, tmp_path):
+        """MMUEXT_MARK_SUPER on a design without it (per-mapping) is -EOPNOTSUPP: the
+        scenario cannot start. One line, exit 2, no traceback."""
+        f = tmp_path / "mark.yaml"
+        f.write_text(MARK_SETUP)
+        rc, out, err = _cli(str(f))
+        assert rc == 2 and out == ""
+        assert err == (f"xensim: error: {f}: setup[1]: mark of a's superpage 0 failed on "
+                       f"per-mapping: EOPNOTSUPP (-{errno.EOPNOTSUPP})\n")
+        rc, _, err = _cli(str(f), "--design", "xen-4.1")       # a design with MARK_SUPER
+        assert rc == 0 and err == ""
+
+    def test_superpage_past_the_domain_is_a_scenario_error(self, tmp_path):
+        f = tmp_path / "far.yaml"
+        f.write_text(MARK_SETUP.replace("superpage: 0}]", "superpage: 2}]"))
+        rc, _, err = _cli(str(f))
+        assert rc == 2
+        assert err == (f"xensim: error: {f}: cpus[0][0].superpage: domain 'a' has "
+                       f"superpages 0..1, not 2\n")
+
+    def test_every_bad_option_gets_its_own_line(self):
+        rc, out, err = _cli(str(SHIPPED[1]), "--preemption-bound", "-3", "--max-schedules", "0")
+        assert rc == 2 and out == ""
+        assert err.splitlines() == ["xensim: error: --preemption-bound: must be 0 or more, got -3",
+                                    "xensim: error: --max-schedules: must be at least 1, got 0"]
+
+    def test_replay_longer_than_the_step_bound_is_refused_unexpanded(self):
+        rc, out, err = _cli(str(SHIPPED[1]), "--replay", "0*99999999999")
+        assert rc == 2 and out == ""
+        assert err == ("xensim: error: --replay: the schedule has 99,999,999,999 steps, more "
+                       "than the step bound of 200,000\n")
+        assert len(parse_schedule("0*200000")) == 200_000
+
+    @pytest.mark.parametrize("text, why", [
+        ("0,2", "bad schedule element '2': CPU 2 does not exist (the scenario has cpu0..cpu1)"),
+        ("0*0", "bad schedule element '0*0': count 0 is below 1"),
+        ("0*x", "bad schedule element '0*x'; expected CPU ids like 0,1*1030,0"),
+    ])
+    def test_bad_replay_elements(self, text, why):
+        rc, _, err = _cli(str(SHIPPED[1]), "--replay", text)
+        assert rc == 2 and err == f"xensim: error: --replay: {why}\n"
+
+    def test_every_option_has_help(self):
+        p = argparse.ArgumentParser()
+        add_parser(p.add_subparsers())
+        explore_parser = p._subparsers._group_actions[0].choices["explore"]
+        for action in explore_parser._actions:
+            assert action.help, action.dest
+
+
+class TestWhatItSays:
+    def test_stopping_at_the_first_violation_says_so(self):
+        rc, out, _ = _cli(str(SHIPPED[1]), "--design", "sketch", "--preemption-bound", "1")
+        assert rc == 1
+        assert out.splitlines()[1].endswith(", search stopped at the first violation (--all goes on)")
+        assert "--max-schedules reached" not in out
+
+    def test_a_complete_search_says_so(self):
+        rc, out, _ = _cli(str(SHIPPED[1]), "--design", "sketch", "--preemption-bound", "0")
+        assert rc == 0
+        assert out.splitlines()[1].endswith(", search complete within preemption bound 0")
+
+    def test_max_schedules_one_runs_one_and_says_incomplete(self):
+        rc, out, _ = _cli(str(SHIPPED[1]), "--design", "xen-4.1", "--max-schedules", "1")
+        assert rc == 0
+        assert out.splitlines()[1].startswith("schedules explored: 1,")
+        assert out.splitlines()[1].endswith(", search incomplete (--max-schedules reached)")
+
+    def test_trace_shows_each_cmpxchg_expected_found_and_who_won(self):
+        """The sketch's race (map-map, bound 1): cpu1's cmpxchg 0 -> 1 wins, cpu0's
+        cmpxchg expecting 0 finds 1 and loses, re-reads, and its 1 -> 2 wins: the
+        lost cmpxchg is in the trace, its summary, and the violation's report."""
+        rc, out, _ = _cli(str(SHIPPED[1]), "--design", "sketch", "--preemption-bound", "1")
+        lines = [ln.strip() for ln in out.splitlines()]
+        assert "lost cmpxchg: cpu0 cmpxchg superpage 0x0 word 0: expected 0x0 found 0x1 -> lost" in lines
+        i = lines.index("cpu1 cmpxchg superpage 0x0 word 0: expected 0x0 found 0x0 -> 0x1 won")
+        assert lines[i + 2:i + 5] == ["cpu0 cmpxchg superpage 0x0 word 0: expected 0x0 found 0x1 -> lost",
+                                      "cpu0 sp_load superpage 0x0 word 0",
+                                      "cpu0 cmpxchg superpage 0x0 word 0: expected 0x1 found 0x1 -> 0x2 won"]
+        assert "sp_cas" not in out
+        ex, v = replay(scenario("map-map"), parse_schedule("0*1027,1*1029,0*4"), "sketch")
+        assert v is not None
+        assert [t for t in ex.trace if "cmpxchg" in t] == [lines[i]] + lines[i + 2:i + 5:2]
+
+    def test_pageinfo_count_cmpxchg_is_shown_too(self):
+        ex, v = replay(scenario("map-map"), parse_schedule("0*1027,1*1029,0*4"), "pageinfo-count")
+        cas = [t for t in ex.trace if "cmpxchg" in t]
+        assert v is None and cas
+        assert cas[0].startswith("cpu") and " cmpxchg page_info field of page 0x0: expected 0x0 found " in cas[0]
+        assert all(t.endswith((" won", "-> lost")) for t in cas)

@@ -30,7 +30,8 @@ import xensim._refcount as refcount
 from xensim import HYPERVISOR_mmu_update
 from xensim._fuzz import (ACTIONS, FuzzViolation, Fuzzer, Runner, Setup, add_parser, campaign,
                           designs, keep_going, load_script, minimise, replay,
-                          replay_ops, report, run_episode, singles, to_script_yaml)
+                          replay_ops, report, reproducer_path, run_episode, singles,
+                          to_script_yaml)
 from xensim._guest import DIRECTMAP_BASE
 from xensim._mmu import MmuUpdate
 from xensim._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_USER
@@ -409,9 +410,14 @@ def test_cli_clean_run(capsys):
 
 
 def test_cli_progress_on_a_tty(capsys, monkeypatch):
+    from xensim import _progress
+    init = _progress.Progress.__init__
+    monkeypatch.setattr(_progress.Progress, "__init__",
+                        lambda self, *a, **k: init(self, *a, **dict(k, delay=0, interval=0)))
     monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
     rc, out, err = run_cli(["--calls", "200", "--episode", "100", "--domains", "2"], capsys)
-    assert rc == 0 and "fuzz: " in err and "calls" in err
+    assert rc == 0 and "\rfuzz [" in err and "/200 calls " in err and ", ETA " in err
+    assert err.endswith("\r")                          # the bar's line is cleared
     rc, out, err = run_cli(["--calls", "100", "--quiet"], capsys)
     assert err == ""
 
@@ -423,8 +429,14 @@ def test_cli_finds_writes_and_replays_a_violation(capsys, tmp_path):
                             "--out", str(out_file)], capsys)
     assert rc == 1
     assert "(faithful mode reproduces Xen's bugs)" in out
-    assert "minimal reproducing call sequence:" in out and "kind: script" in out
-    assert f"wrote {out_file}" in out
+    assert "kind: script" not in out                           # summarised, not dumped
+    written = tmp_path / "found-1.yaml"
+    lines = out.splitlines()
+    i = lines.index("reproducers (`xensim run FILE` replays one with every check):")
+    assert len(lines) == i + 2 and lines[i + 1].startswith("  1. ")
+    assert lines[i + 1].endswith(f" calls -> {written}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["found-1.yaml"]
+    out_file = written
     r = replay(out_file)
     assert r.violation is not None
     assert "# replay: xensim run FILE" in out_file.read_text()
@@ -440,7 +452,36 @@ def test_cli_errors(capsys):
     rc, out, err = run_cli(["--design", "nope"], capsys)
     assert rc == 2 and "unknown design 'nope'" in err
     rc, out, err = run_cli(["--domains", "0"], capsys)
-    assert rc == 2
+    assert rc == 2 and err == "xensim: error: --domains: must be 1-8, got 0\n"
+
+
+def test_cli_each_bad_argument_has_its_own_line(capsys):
+    rc, out, err = run_cli(["--design", "nope", "--domains", "9", "--calls", "0",
+                            "--episode", "-1", "--max-findings", "0"], capsys)
+    assert rc == 2 and out == ""
+    assert err.splitlines() == [
+        "xensim: error: --design: unknown design 'nope'; choose from " + ", ".join(designs()),
+        "xensim: error: --domains: must be 1-8, got 9",
+        "xensim: error: --calls: must be at least 1, got 0",
+        "xensim: error: --episode: must be at least 1, got -1",
+        "xensim: error: --max-findings: must be at least 1, got 0"]
+
+
+@pytest.mark.parametrize("domains", [1, 8])
+def test_cli_domains_help_check_and_behaviour_agree(capsys, domains):
+    """--help says 1-8; both ends are accepted and run that many guests."""
+    p = argparse.ArgumentParser(prog="xensim")
+    add_parser(p.add_subparsers(dest="command"))
+    helps = {a.dest: a.help for a in p._subparsers._group_actions[0].choices["fuzz"]._actions}
+    assert helps["domains"] == "guests at a time, 1-8 (default 3)"
+    rc, out, err = run_cli(["--calls", "60", "--episode", "60", "--domains", str(domains)], capsys)
+    assert rc == 0 and f", {domains} domains, seed 0" in out
+
+
+def test_reproducer_files_are_numbered():
+    assert [reproducer_path("repro.yaml", k).name for k in (1, 2, 10)] == \
+        ["repro-1.yaml", "repro-2.yaml", "repro-10.yaml"]
+    assert reproducer_path("out/repro", 3).as_posix() == "out/repro-3.yaml"
 
 
 def test_cli_out_without_violation(capsys, tmp_path):
@@ -491,3 +532,32 @@ for _design in DESIGNS:
                                       derandomize=True, print_blob=True,
                                       suppress_health_check=list(HealthCheck))
     globals()[_name] = _cls.TestCase
+
+
+# ---------------------------------------------------------------------------------------
+# Ctrl-C (the real signal: tests/test_interrupt.py)
+# ---------------------------------------------------------------------------------------
+
+def test_campaign_ctrl_c_mid_episode_counts_the_calls_made():
+    def tick(n):
+        if n >= 150:
+            raise KeyboardInterrupt
+    c = campaign(Setup(domains=2), 10_000, seed=3, episode_calls=100, tick=tick)
+    assert c.interrupted and c.calls == 150 and c.episodes == 2
+    assert sum(c.by_call.values()) == 150
+    assert "calls made: 150 in 2 episode(s)" in report(c)
+    assert ", interrupted: a partial summary" in report(c)
+
+
+def test_campaign_ctrl_c_while_minimising_keeps_the_finding_whole(monkeypatch):
+    from xensim import _fuzz
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(_fuzz, "minimise", interrupted)
+    c = campaign(Setup(version="4.1", faithful=True, domains=2), 600, seed=1, episode_calls=200)
+    assert c.interrupted and len(c.findings) == 1
+    f = next(iter(c.findings.values()))
+    assert not f.minimised and f.minimal and f.minimal[-1] == f.violation.op
+    assert len(f.minimal) == f.violation.index + 1
+    assert "# xensim fuzz: reproducer (not minimised) (" in _fuzz.finding_yaml(c, f)

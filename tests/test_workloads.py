@@ -12,7 +12,7 @@ from xensim import INVALID, ConfigError, Machine, MemoryMap, audit, parse_config
 from xensim._config import (GUEST_OPS, CostModelConfig, DomainConfig, MixConfig,
                             WorkloadConfig, resolved_config, build_memory_map)
 from xensim._guest import GuestError, GuestKernel
-from xensim._progress import Progress
+from xensim._progress import Progress, duration
 from xensim._workload import (SMALL_BASE, DomainSpec, Layout, Op, _Pool, apply,
                               make_workload, slot_va, window_va)
 
@@ -35,6 +35,53 @@ def err(text: str) -> str:
 # ---------------------------------------------------------------------------
 # The schema
 # ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("workload: {kind: random, steps: 1000000000000}\n",
+     "w.yaml:1: workload.steps: 1,000,000,000,000 operations per design; the limit is "
+     "1,000,000 (docs/workloads.md, Limits)"),
+    ("domains: [{memory: 8MiB}]\nworkload:\n  kind: churn\n  superpages: 4\n  iterations: 125001\n",
+     "w.yaml:5: workload.iterations: 1,000,008 operations per design; the limit is "
+     "1,000,000 (docs/workloads.md, Limits)"),
+    ("workload: {kind: map-all, rounds: 500001}\n",
+     "w.yaml:1: workload.rounds: 1,000,002 operations per design; the limit is 1,000,000 "
+     "(docs/workloads.md, Limits)"),
+    ("workload: {kind: shared, superpages: 1, mappings: 2, rounds: 250001}\n",
+     "w.yaml:1: workload.rounds: 1,000,004 operations per design; the limit is 1,000,000 "
+     "(docs/workloads.md, Limits)"),
+])
+def test_workload_past_the_limit_is_refused_up_front(text, expected):
+    """Counted without generating a single operation: refused at once."""
+    assert err(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "workload: {kind: random, steps: 1000000}\n",
+    "domains: [{memory: 8MiB}]\nworkload: {kind: churn, superpages: 4, iterations: 125000}\n",
+    "domains: [{memory: 8MiB}]\nworkload: {kind: churn, superpages: 4, iterations: 124999, "
+    "mark: true}\n",
+])
+def test_workload_at_the_limit_is_accepted(text):
+    assert parse_config(text).workload is not None
+
+
+@pytest.mark.parametrize("text", [
+    "workload: {kind: map-all, rounds: 3}\ndomains: [{name: a, memory: 1026MiB}, {memory: 2MiB}]\n",
+    "workload: {kind: churn, iterations: 3, mark: true, superpages: 2}\n"
+    "domains: [{name: a, memory: 8MiB}, {memory: 4MiB}]\n",
+    "workload: {kind: shared, superpages: 2, mappings: 5, rounds: 2}\n"
+    "domains: [{name: a, memory: 8MiB}, {memory: 4MiB}]\n",
+    "workload: {kind: random, steps: 77}\n",
+    "workload: {kind: script, script: [{domain: guest, op: map, superpage: 0}, "
+    "{domain: guest, op: unmap, slot: 0}]}\n",
+])
+def test_workload_ops_counts_what_the_generator_makes(text):
+    from xensim._config import workload_ops
+    cfg = parse_config(text)
+    w = wl(text)
+    assert workload_ops(cfg.workload, [m // (2 * MiB) for _, m in cfg.domain_specs()])[0] \
+        == w.total == sum(1 for _ in w.ops(0))
+
 
 def test_no_workload_no_simulation():
     cfg = parse_config("")
@@ -390,15 +437,29 @@ def test_progress_waits_then_draws_then_clears():
     assert out.getvalue() == ""                              # short runs show nothing
     clock.t = 2.0
     p.update(100)
-    assert out.getvalue() == "\rxen-4.1 [#####.....] 100/200 ops  50%  2.0 s"
+    assert out.getvalue() == "\rxen-4.1 [#####.....] 100/200 ops  50%  2.0 s, ETA 2 s"
     clock.t = 2.2
     p.update(120)                                            # within the interval: no redraw
     assert out.getvalue().count("\r") == 1
     clock.t = 2.6
     p.update(200)
-    assert out.getvalue().endswith("\rxen-4.1 [##########] 200/200 ops 100%  2.6 s")
+    assert out.getvalue().endswith("\rxen-4.1 [##########] 200/200 ops 100%  2.6 s, ETA 0 s")
     p.close()
-    assert out.getvalue().endswith("\r" + " " * 44 + "\r")
+    assert out.getvalue().endswith("\r" + " " * 53 + "\r")
+
+
+def test_progress_eta_is_the_time_left_at_the_rate_so_far():
+    out, clock = io.StringIO(), _Clock()
+    p = Progress(out, enabled=True, delay=0, interval=0, width=4, clock=clock)
+    p.start("fuzz", 10_000, unit="calls")
+    clock.t = 30.0
+    p.update(100)                                   # 100 in 30 s: 9,900 more take 2,970 s
+    assert out.getvalue() == "\rfuzz [....] 100/10,000 calls   1%  30.0 s, ETA 49 min 30 s"
+    clock.t = 36.0
+    p.update(0)                                     # nothing done yet: no estimate
+    assert out.getvalue().endswith("\rfuzz [....] 0/10,000 calls   0%  36.0 s" + " " * 19)
+    assert [duration(x) for x in (0.4, 59.4, 61, 3599, 7620)] == \
+        ["0 s", "59 s", "1 min 01 s", "59 min 59 s", "2 h 07 min"]
 
 
 def test_progress_off_unless_a_terminal():

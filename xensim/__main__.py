@@ -1,5 +1,9 @@
 import sys
 
-from ._cli import main
+try:
+    from ._cli import main
+except KeyboardInterrupt:                     # Ctrl-C while the modules load
+    print("xensim: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

@@ -25,7 +25,8 @@ from ._progress import Progress
 from ._render import FORMATS, render, to_json
 from ._report import MachineReport, RunResult
 from ._results import write_atomic
-from ._simulate import run_comparison
+from ._interrupt import EXIT_INTERRUPTED, sigint_deferred
+from ._simulate import Interrupted, run_comparison
 
 
 def _machine_args(p: argparse.ArgumentParser,
@@ -72,16 +73,24 @@ def cmd_run(args) -> int:
     machine = _boot(cfg, memmap)
     comparison = None
     if cfg.simulates:
-        comparison = run_comparison(cfg, memmap, Progress.off() if args.quiet else Progress())
+        try:
+            comparison = run_comparison(cfg, memmap, Progress.off() if args.quiet else Progress())
+        except Interrupted as e:
+            done = ", ".join(e.completed) or "none"
+            written = "; nothing written" if args.out or args.html else ""
+            print(f"xensim: interrupted after {e.ops:,} operations (designs completed: "
+                  f"{done}{written})", file=sys.stderr)
+            return EXIT_INTERRUPTED
     result = RunResult.of(machine, comparison)
     out = Path(args.out) if args.out else None
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
-        dump_resolved(cfg, memmap, out / "config.yaml")
-        write_atomic(out / "results.json", to_json(result))
-        write_atomic(out / "results.csv", render(result, "csv"))
-    if args.html:
-        write_html(result, args.html, cfg, memmap)
+    with sigint_deferred():                   # every file written, or (Ctrl-C before) none
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+            dump_resolved(cfg, memmap, out / "config.yaml")
+            write_atomic(out / "results.json", to_json(result))
+            write_atomic(out / "results.csv", render(result, "csv"))
+        if args.html:
+            write_html(result, args.html, cfg, memmap)
     sys.stdout.write(render(result, args.format))
     if out and args.format == "table":
         sys.stdout.write(f"\nwrote {out / 'config.yaml'}, {out / 'results.json'} and "
@@ -153,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"xensim: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:                 # Ctrl-C where no partial summary is due
+        print("xensim: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:                   # output piped into head and the like
         return 0
     except OSError as e:                      # e.g. --out onto a file, an unwritable directory

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import os
 import re
 import types
@@ -166,6 +167,9 @@ SUPERPAGE_RUN_OPS = ("map", "mark", "unmark", "balloon-out", "balloon-in")
 #: 2 MiB virtual-address slots per region (superpage mappings; 4 KiB windows): 256 GiB each
 MAX_SLOTS = 1 << 17
 SUPERPAGE_BYTES = 2 << 20
+#: operations a workload may have (per design; docs/workloads.md, "Limits"): a run
+#: past it would take hours (the simulator runs ~1,000-10,000 operations a second)
+MAX_WORKLOAD_OPS = 1_000_000
 
 
 def _check_positive(value: int) -> None:
@@ -419,6 +423,10 @@ def check_simulation(cfg: Config, filename: str | None = None,
                                     f"{smallest} (2 MiB each)")
     if wl.kind == "shared" and wl.superpages * wl.mappings > MAX_SLOTS:
         fail("workload.mappings", f"superpages x mappings must be at most {MAX_SLOTS}")
+    ops, key = workload_ops(wl, [mem // SUPERPAGE_BYTES for mem in memory.values()])
+    if ops > MAX_WORKLOAD_OPS:
+        fail(f"workload.{key}", f"{ops:,} operations per design; the limit is "
+                                f"{MAX_WORKLOAD_OPS:,} (docs/workloads.md, Limits)")
     for i, op in enumerate(wl.script or ()):
         at = f"workload.script[{i}]"
         if op.domain not in memory:
@@ -430,6 +438,21 @@ def check_simulation(cfg: Config, filename: str | None = None,
             if last >= have:
                 fail(f"{at}.superpage", f"domain '{op.domain}' has superpages 0..{have - 1}, "
                                         f"not {last}")
+
+
+def workload_ops(wl: WorkloadConfig, superpages: list[int]) -> tuple[int, str]:
+    """(operations the workload makes on domains of ``superpages`` superpages each, the
+    option that multiplies them), counted without generating them."""
+    used = [min(wl.superpages or n, n) for n in superpages]
+    if wl.kind == "map-all":
+        return wl.rounds * 2 * sum(-(-n // 512) for n in used), "rounds"
+    if wl.kind == "churn":
+        return (wl.iterations + (1 if wl.mark else 0)) * 2 * sum(used), "iterations"
+    if wl.kind == "shared":
+        return wl.rounds * 2 * wl.mappings * len(used), "rounds"
+    if wl.kind == "random":
+        return wl.steps, "steps"
+    return len(wl.script or ()), "script"
 
 
 @dataclass
@@ -648,7 +671,7 @@ class _Loader:
         else:
             raise self.fail(path, src, f"expected {_expected(cls)}, got {_describe(value)}")
 
-        hints = get_type_hints(cls, include_extras=True)
+        hints = _hints(cls)
         kwargs = {}
         for f in fields:
             if f.name not in items:
@@ -671,6 +694,12 @@ class _Loader:
                 raise self.fail(path + sub, srcs.get(key, src) if key else src, message)
             after(fail)
         return obj
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict:
+    """A config dataclass's field types (cached: a 100,000-range map loads 100,000 ranges)."""
+    return get_type_hints(cls, include_extras=True)
 
 
 def _required(f: dataclasses.Field) -> bool:

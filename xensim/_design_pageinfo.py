@@ -38,6 +38,8 @@ class PageinfoCount(CountedDesign):
         super().__init__(machine)
         #: PDX group -> the group's 65,536 fields
         self._groups: dict[int, np.ndarray] = {}
+        #: under the explorer: (expected, found, new, won) of the last cmpxchg
+        self.last_cas = None
 
     def metadata_bytes(self) -> int:
         """8 B for every frame of every PDX group with RAM (the frame table's extent)."""
@@ -67,7 +69,10 @@ class PageinfoCount(CountedDesign):
             self.m.refs.step("pi_cas", page, 0)
         g = page >> PDX_GROUP_SHIFT
         a = self._groups.get(g)
-        if (0 if a is None else int(a[page & PDX_GROUP_MASK])) != old:
+        found = 0 if a is None else int(a[page & PDX_GROUP_MASK])
+        if self.m.refs.step is not None:              # the explorer shows what it did
+            self.last_cas = (old, found, new, found == old)
+        if found != old:
             return False
         if a is None:
             if not self.m.frame_table.group_valid(page):

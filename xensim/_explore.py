@@ -170,6 +170,8 @@ class Execution:
         def run():
             try:
                 self.programs[cpu](self.m, cpu)
+            except KeyboardInterrupt:           # Ctrl-C: to the scheduler, not a violation
+                raise
             except BaseException as e:          # noqa: BLE001 - reported as a violation
                 self.errors.append((cpu, e))
             self.finished.add(cpu)

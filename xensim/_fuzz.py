@@ -1281,25 +1281,34 @@ class Episode:
     tolerated: Counter
     by_call: Counter
     refused: Counter
+    #: Ctrl-C stopped it (no teardown check; the counts are the calls made)
+    interrupted: bool = False
 
     @property
     def violations(self) -> list[FuzzViolation]:
         return list(self.seen) + ([self.violation] if self.violation is not None else [])
 
 
-def run_episode(setup: Setup, seed, calls: int, *, twin: bool = True, tolerate=None) -> Episode:
-    """Set the guests up, make about ``calls`` calls (setup and teardown included), tear down."""
+def run_episode(setup: Setup, seed, calls: int, *, twin: bool = True, tolerate=None,
+                tick=None) -> Episode:
+    """Set the guests up, make about ``calls`` calls (setup and teardown included), tear down.
+    ``tick(calls)`` after each call (a progress bar); Ctrl-C ends it ``interrupted``."""
     f = Fuzzer(setup, random.Random(str(seed)), twin=twin, tolerate=tolerate)
     viol = None
+    interrupted = False
     try:
         f.start()
         while f.calls < calls:
             f.random_call()
+            if tick is not None:
+                tick(f.calls)
         f.finish()
     except FuzzViolation as v:
         viol = v
+    except KeyboardInterrupt:
+        interrupted = True
     return Episode(str(seed), f.calls, f.log, f.rcs, viol, list(f.seen.values()), f.tolerated,
-                   f.by_call, f.refused)
+                   f.by_call, f.refused, interrupted)
 
 
 def replay_ops(setup: Setup, ops: list[dict], *, twin: bool = True, finish: bool = True,
@@ -1515,6 +1524,8 @@ class Finding:
     count: int = 1
     minimal: list[dict] | None = None
     minimal_rcs: list | None = None
+    #: ``minimal`` was minimised (not: --no-minimise, or Ctrl-C came first)
+    minimised: bool = False
 
 
 @dataclass
@@ -1527,6 +1538,8 @@ class Campaign:
     by_call: Counter = field(default_factory=Counter)
     refused: Counter = field(default_factory=Counter)
     findings: dict = field(default_factory=dict)          # signature -> Finding
+    #: Ctrl-C stopped it: what is counted is what was done so far
+    interrupted: bool = False
 
     @property
     def violations(self) -> int:
@@ -1546,64 +1559,92 @@ def keep_going(v: FuzzViolation) -> bool:
 def campaign(setup: Setup, calls: int, seed: int = 0, *, episode_calls: int = 1000,
              minimise_findings: bool = True, minimise_seconds: float = 120.0,
              twin: bool = True, tolerate=None, progress=None,
-             max_findings: int | None = None) -> Campaign:
+             max_findings: int | None = None, tick=None) -> Campaign:
     """Episodes of about ``episode_calls`` calls until ``calls`` calls were made (or
-    ``max_findings`` distinct violations were found).
+    ``max_findings`` distinct violations were found). ``tick(calls)`` after every call.
 
     Each distinct violation (by signature) is minimised once, replaying with the
-    same ``tolerate`` for the others; later ones only count."""
+    same ``tolerate`` for the others; later ones only count. Ctrl-C ends the campaign
+    ``interrupted`` with what was done so far (a violation being minimised is kept whole)."""
     c = Campaign(setup, seed)
     t0 = time.perf_counter()
     i = 0
-    while c.calls < calls and (max_findings is None or len(c.findings) < max_findings):
-        ep = run_episode(setup, f"{seed}/{i}", min(episode_calls, max(calls - c.calls, 1)),
-                         twin=twin, tolerate=tolerate)
-        i += 1
-        c.episodes += 1
-        c.calls += ep.calls
-        c.by_call.update(ep.by_call)
-        c.refused.update(ep.refused)
-        counts = Counter(ep.tolerated)
-        if ep.violation is not None:
-            counts[ep.violation.signature] += 1
-        for v in ep.violations:
-            sig = v.signature
-            if sig in c.findings:
-                c.findings[sig].count += counts[sig]
-                continue
-            if max_findings is not None and len(c.findings) >= max_findings:
+    try:
+        while c.calls < calls and (max_findings is None or len(c.findings) < max_findings):
+            base = c.calls
+            ep = run_episode(setup, f"{seed}/{i}", min(episode_calls, max(calls - c.calls, 1)),
+                             twin=twin, tolerate=tolerate,
+                             tick=None if tick is None else (lambda n: tick(base + n)))
+            c.interrupted = ep.interrupted
+            i += 1
+            c.episodes += 1
+            c.calls += ep.calls
+            c.by_call.update(ep.by_call)
+            c.refused.update(ep.refused)
+            counts = Counter(ep.tolerated)
+            if ep.violation is not None:
+                counts[ep.violation.signature] += 1
+            for v in ep.violations:
+                sig = v.signature
+                if sig in c.findings:
+                    c.findings[sig].count += counts[sig]
+                    continue
+                if max_findings is not None and len(c.findings) >= max_findings:
+                    break
+                fnd = c.findings[sig] = Finding(v, ep.seed, counts[sig])
+                ops = ep.log[:v.index + 1]
+                fnd.minimal, fnd.minimal_rcs = ops, ep.rcs[:len(ops)]
+                if c.interrupted:
+                    continue                             # no minimising after a Ctrl-C
+                try:
+                    if minimise_findings:
+                        fnd.minimal = minimise(setup, ops, sig, rcs=ep.rcs,
+                                               max_seconds=minimise_seconds, twin=twin,
+                                               tolerate=tolerate)
+                        fnd.minimised = True
+                    tol = (lambda x, sig=sig: x.signature != sig and tolerate(x)) if tolerate else None
+                    _, run = replay_ops(setup, fnd.minimal, twin=twin, tolerate=tol)
+                    fnd.minimal_rcs = run.rcs
+                except KeyboardInterrupt:
+                    fnd.minimal, fnd.minimal_rcs = ops, ep.rcs[:len(ops)]
+                    fnd.minimised = False
+                    c.interrupted = True
+            c.seconds = time.perf_counter() - t0
+            if c.interrupted:
                 break
-            fnd = c.findings[sig] = Finding(v, ep.seed, counts[sig])
-            ops = ep.log[:v.index + 1]
-            if minimise_findings:
-                fnd.minimal = minimise(setup, ops, sig, rcs=ep.rcs, max_seconds=minimise_seconds,
-                                       twin=twin, tolerate=tolerate)
-            else:
-                fnd.minimal = ops
-            tol = (lambda x, sig=sig: x.signature != sig and tolerate(x)) if tolerate else None
-            _, run = replay_ops(setup, fnd.minimal, twin=twin, tolerate=tol)
-            fnd.minimal_rcs = run.rcs
-        c.seconds = time.perf_counter() - t0
-        if progress is not None:
-            progress(c, calls)
+            if progress is not None:
+                progress(c, calls)
+    except KeyboardInterrupt:                # between episodes
+        c.interrupted = True
     c.seconds = time.perf_counter() - t0
     return c
 
 
 def finding_yaml(c: Campaign, f: Finding) -> str:
     v = f.violation
-    comment = (f"xensim fuzz: minimal reproducer ({len(f.minimal or [])} calls) of a violation\n"
+    what = "minimal reproducer" if f.minimised else "reproducer (not minimised)"
+    comment = (f"xensim fuzz: {what} ({len(f.minimal or [])} calls) of a violation\n"
                f"found by episode {f.seed} (design {c.setup.design}, Xen {c.setup.version}"
                f"{', faithful' if c.setup.faithful else ''}), seen {f.count} time(s):\n{v}")
     return to_script_yaml(c.setup, f.minimal or [], rcs=f.minimal_rcs, comment=comment)
 
 
-def report(c: Campaign) -> str:
+def reproducer_path(out, k: int) -> Path:
+    """The k-th reproducer's file (1-based) for ``--out FILE``: ``repro.yaml`` ->
+    ``repro-1.yaml``, ``repro-2.yaml``, ..."""
+    p = Path(out)
+    return p.with_name(f"{p.stem}-{k}{p.suffix or '.yaml'}")
+
+
+def report(c: Campaign, files: list | None = None) -> str:
+    """The campaign's summary; one line per distinct violation (its signature, the
+    calls of its reproducer, the file it was written to: ``files[k]``)."""
     s = c.setup
     out = [f"xensim fuzz: design {s.design}, Xen {s.version}"
            f"{' (faithful)' if s.faithful else ''}, {s.domains} domains, seed {c.seed}",
            f"calls made: {c.calls:,} in {c.episodes} episode(s), {c.seconds:.1f} s "
-           f"({c.rate:,.0f} calls/s)", ""]
+           f"({c.rate:,.0f} calls/s)" + (", interrupted: a partial summary" if c.interrupted else ""),
+           ""]
     width = max([len(k) for k in c.by_call] + [4])
     out.append(f"{'call':<{width}}  {'calls':>9}  refused by errno")
     for label in sorted(c.by_call):
@@ -1615,9 +1656,13 @@ def report(c: Campaign) -> str:
     out += ["", f"refused calls: {total_ref:,} of {c.calls:,}",
             f"violations: {c.violations}" + (" (0 expected)" if not s.faithful else
                                             " (faithful mode reproduces Xen's bugs)")]
-    for f in c.findings.values():
-        out += ["", f"violation ({f.count}x, first in episode {f.seed}): {f.violation}", "",
-                "minimal reproducing call sequence:", "", finding_yaml(c, f)]
+    if c.findings:
+        out += ["", "reproducers (`xensim run FILE` replays one with every check):"]
+    for k, f in enumerate(c.findings.values()):
+        kind, call, key = f.violation.signature
+        where = str(files[k]) if files else "not written (--out FILE writes them)"
+        out.append(f"  {k + 1}. {kind} in {call} ({key}), {f.count}x: "
+                   f"{len(f.minimal or [])} calls -> {where}")
     return "\n".join(out) + "\n"
 
 
@@ -1626,11 +1671,14 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("fuzz", help="hostile-guest fuzzer: random hypercalls, checked after every call",
                               description="Run random valid and invalid hypercalls from several PV "
                                           "guests and check the machine after every call "
-                                          "(see docs/fuzzing.md).")
+                                          "(see docs/fuzzing.md). Exit 0: no violation, 1: "
+                                          "violations, 2: bad arguments, 130: interrupted "
+                                          "(after the summary of the calls made).")
     p.add_argument("--design", default="xen-4.1", help="superpage design (default xen-4.1)")
     p.add_argument("--calls", type=int, default=10_000, help="calls to make (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--domains", type=int, default=3, help="guests at a time, 2-4 (default 3)")
+    p.add_argument("--domains", type=int, default=3,
+                   help=f"guests at a time, {MIN_DOMAINS}-{MAX_DOMAINS} (default 3)")
     p.add_argument("--version", default="4.8", choices=Machine.VERSIONS,
                    help="Xen release (default 4.8)")
     p.add_argument("--faithful", action="store_true",
@@ -1645,48 +1693,66 @@ def add_parser(subparsers) -> None:
                         "zombie when the machine still audits clean (finds more than the first bug)")
     p.add_argument("--max-findings", type=int, metavar="N",
                    help="stop once N distinct violations were found (and minimised)")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (drawn on a terminal only, after ~2 s)")
     p.add_argument("--out", metavar="FILE",
-                   help="write the minimal reproducer of the first violation here (a script "
-                        "workload YAML; further ones to FILE.2.yaml, ...)")
+                   help="write the minimal reproducer of each distinct violation: --out "
+                        "repro.yaml writes repro-1.yaml, repro-2.yaml, ... (script workloads "
+                        "that `xensim run` replays)")
     p.set_defaults(func=cmd_fuzz)
 
 
-def cmd_fuzz(args) -> int:
-    """``xensim fuzz``: 0 when no violation was found, 1 otherwise (2: bad arguments)."""
-    names = designs()
+#: --domains: guests alive at a time (eight of the default set-up fill the machine)
+MIN_DOMAINS, MAX_DOMAINS = 1, 8
+
+
+def bad_arguments(args, names: list[str]) -> list[str]:
+    """One message per bad argument of ``xensim fuzz``."""
+    bad = []
     if args.design not in names:
-        print(f"xensim: error: unknown design {args.design!r}; choose from {', '.join(names)}",
-              file=sys.stderr)
-        return 2
-    if not 1 <= args.domains <= 8 or args.calls < 1 or getattr(args, "episode", 1000) < 1:
-        print("xensim: error: --domains must be 1-8, --calls and --episode at least 1", file=sys.stderr)
+        bad.append(f"--design: unknown design {args.design!r}; choose from {', '.join(names)}")
+    if not MIN_DOMAINS <= args.domains <= MAX_DOMAINS:
+        bad.append(f"--domains: must be {MIN_DOMAINS}-{MAX_DOMAINS}, got {args.domains}")
+    if args.calls < 1:
+        bad.append(f"--calls: must be at least 1, got {args.calls}")
+    if getattr(args, "episode", 1000) < 1:
+        bad.append(f"--episode: must be at least 1, got {args.episode}")
+    if getattr(args, "max_findings", None) is not None and args.max_findings < 1:
+        bad.append(f"--max-findings: must be at least 1, got {args.max_findings}")
+    return bad
+
+
+def cmd_fuzz(args) -> int:
+    """``xensim fuzz``: 0 when no violation was found, 1 otherwise (2: bad arguments,
+    130: interrupted, after the summary of what was done)."""
+    from ._interrupt import EXIT_INTERRUPTED, sigint_deferred
+    from ._progress import Progress
+    bad = bad_arguments(args, designs())
+    if bad:
+        for line in bad:
+            print(f"xensim: error: {line}", file=sys.stderr)
         return 2
     setup = Setup(design=args.design, version=args.version, faithful=args.faithful,
                   domains=args.domains, pdx=getattr(args, "pdx", "none"))
-    show = not args.quiet and sys.stderr.isatty()
-    last = [0.0]
-
-    def progress(c: Campaign, total: int) -> None:
-        now = time.monotonic()
-        if show and (now - last[0] > 0.5 or c.calls >= total):
-            last[0] = now
-            sys.stderr.write(f"\rfuzz: {min(c.calls, total):,}/{total:,} calls, {c.rate:,.0f}/s, "
-                             f"{c.violations} violation(s)   ")
-            sys.stderr.flush()
-
+    bar = Progress.off() if args.quiet else Progress()
+    bar.start("fuzz", args.calls, unit="calls")
     c = campaign(setup, args.calls, args.seed, episode_calls=getattr(args, "episode", 1000),
-                 minimise_findings=not getattr(args, "no_minimise", False), progress=progress,
+                 minimise_findings=not getattr(args, "no_minimise", False),
                  tolerate=keep_going if getattr(args, "keep_going", False) else None,
-                 max_findings=getattr(args, "max_findings", None))
-    if show:
-        sys.stderr.write("\n")
-    sys.stdout.write(report(c))
+                 max_findings=getattr(args, "max_findings", None),
+                 tick=lambda n: bar.update(min(n, args.calls)))
+    bar.close()
+    files = None
     if args.out and c.findings:
-        for k, f in enumerate(c.findings.values()):
-            path = Path(args.out) if k == 0 else Path(f"{args.out}.{k + 1}.yaml")
-            write_atomic(path, finding_yaml(c, f))
-            sys.stdout.write(f"wrote {path}\n")
-    elif args.out:
+        files = [reproducer_path(args.out, k + 1) for k in range(len(c.findings))]
+        with sigint_deferred():                   # each reproducer whole, or not at all
+            for path, f in zip(files, c.findings.values()):
+                write_atomic(path, finding_yaml(c, f))
+    sys.stdout.write(report(c, files))
+    if args.out and not c.findings:
         sys.stdout.write(f"no violation: nothing written to {args.out}\n")
+    if c.interrupted:
+        sys.stdout.flush()
+        print(f"xensim: interrupted after {c.calls:,} calls", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 1 if c.findings else 0

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import errno
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,9 +38,10 @@ import yaml
 
 from ._audit import audit
 from ._errors import ConfigError
-from ._explore import (Execution, ExploreResult, Violation, explore_dfs, pct_chooser,
+from ._explore import (Execution, ExploreResult, Violation, _Pruned, explore_dfs, pct_chooser,
                        random_chooser, replay_chooser, round_robin, run_sampling)
-from ._guest import DIRECTMAP_BASE, GuestKernel
+from ._guest import DIRECTMAP_BASE, GuestError, GuestKernel
+from ._hypercall import errno_name
 from ._machine import Machine
 from ._memmap import MemoryMap
 from ._page_info import PGC_count_mask, PGC_state, PGC_state_free, PGC_state_inuse, PGT_count_mask
@@ -47,6 +49,8 @@ from ._units import GiB, SUPERPAGE_PAGES, parse_size
 
 OPS = ("map", "unmap", "remap", "map4k", "unmap4k", "mark", "unmark", "destroy")
 _SANE = 1 << 40                 # a count past this went below zero
+#: the step bound of one schedule (a longer one is reported as a violation)
+MAX_STEPS = 200_000
 
 
 @dataclass
@@ -72,6 +76,8 @@ class Scenario:
     setup: list[Op] = field(default_factory=list)
     cpus: list[list[Op]] = field(default_factory=list)
     end: str = "destroy"
+    #: the file it was loaded from (named in errors)
+    source: str | None = None
 
 
 def _fail(path, key, msg):
@@ -94,7 +100,7 @@ def load_scenario(path) -> Scenario:
     for k in data:
         if k not in allowed:
             _fail(path, k, f"unknown key; allowed: {', '.join(sorted(allowed))}")
-    sc = Scenario(name=path.stem, description=str(data.get("description", "")))
+    sc = Scenario(name=path.stem, description=str(data.get("description", "")), source=str(path))
     sc.design = str(data.get("design", sc.design))
     hv = data.get("hypervisor") or {}
     sc.version = str(hv.get("version", sc.version))
@@ -122,6 +128,11 @@ def load_scenario(path) -> Scenario:
                     _fail(path, f"{key}[{i}].{who}", f"no domain named {o[who]!r}")
             if "domain" not in o:
                 _fail(path, f"{key}[{i}].domain", "missing")
+            have = dict(sc.domains)[o["domain"]]
+            sp = o.get("superpage", 0)
+            if not isinstance(sp, int) or isinstance(sp, bool) or not 0 <= sp < have:
+                _fail(path, f"{key}[{i}].superpage",
+                      f"domain {o['domain']!r} has superpages 0..{have - 1}, not {sp!r}")
             out.append(Op(**{k: v for k, v in o.items()}))
         return out
     sc.setup = ops(data.get("setup"), "setup")
@@ -149,7 +160,10 @@ class World:
             domid = m.create_domain(name, n * SUPERPAGE_PAGES + 64)
             k = GuestKernel(m, domid)
             if k.populate(0, n * SUPERPAGE_PAGES) != n or k.build() != 0:
-                raise RuntimeError(f"scenario {sc.name}: cannot set up domain {name}")
+                i = [d for d, _ in sc.domains].index(name)
+                raise ConfigError(sc.source or sc.name, f"domains[{i}]",
+                                  f"domain {name} ({n} superpages) cannot be set up in "
+                                  f"memory {sc.memory >> 20} MiB")
             self.kernels[name] = k
             self.mfns[name] = k.superpage_mfns(0, n)
         # every page table an operation will use exists before the CPUs start
@@ -160,10 +174,17 @@ class World:
                     k._ensure_table(self._va(op, c - 1), 2)
                 elif op.op in ("map4k", "unmap4k"):
                     k._ensure_table(self._va4k(op, c - 1), 1)
-        for op in sc.setup:
-            rc = self.do(op, -1)
+        for i, op in enumerate(sc.setup):
+            try:
+                rc = self.do(op, -1)
+            except GuestError as e:
+                raise ConfigError(sc.source or sc.name, f"setup[{i}]",
+                                  f"{op.op} of {op.domain}'s superpage {op.superpage} refused "
+                                  f"by the guest kernel on {m.superpage.name}: {e}") from None
             if rc < 0:
-                raise RuntimeError(f"scenario {sc.name}: setup {op} failed: {rc}")
+                raise ConfigError(sc.source or sc.name, f"setup[{i}]",
+                                  f"{op.op} of {op.domain}'s superpage {op.superpage} failed on "
+                                  f"{m.superpage.name}: {errno_name(rc)} ({rc})")
 
     @staticmethod
     def _table(op: Op, cpu: int) -> int:
@@ -199,6 +220,25 @@ class World:
         return -errno.ENOSYS
 
 
+def describe_cas(ex: Execution, m, step) -> None:
+    """After a cmpxchg step: rewrite its trace line with what it did, e.g.
+    ``cpu1 cmpxchg superpage 0x0 word 0: expected 0x0 found 0x1 -> lost``."""
+    holder = m.spage_table if step.kind == "sp_cas" else m.superpage
+    done = getattr(holder, "last_cas", None)
+    if done is None or not ex.trace:
+        return
+    holder.last_cas = None
+    old, found, new, won = done
+    where = str(step).split(" ", 2)[2]
+    ex.trace[-1] = (f"cpu{step.cpu} cmpxchg {where}: expected {old:#x} found {found:#x} -> "
+                    + (f"{new:#x} won" if won else "lost"))
+
+
+def lost_cas(trace: list[str]) -> list[str]:
+    """The trace lines of the cmpxchgs that lost."""
+    return [t for t in trace if " cmpxchg " in t and t.endswith("-> lost")]
+
+
 def check_step(m, step) -> str | None:
     """Invariants after every step: no count below zero, no corrupted state bits."""
     w = step.word
@@ -228,17 +268,21 @@ def check_step(m, step) -> str | None:
 class Runner:
     """Builds executions of a scenario on a design; checks each schedule's end state."""
 
-    def __init__(self, sc: Scenario, design: str | None = None, max_steps: int = 200_000):
+    def __init__(self, sc: Scenario, design: str | None = None, max_steps: int | None = None):
         self.sc = sc
         self.design = design or sc.design
-        self.max_steps = max_steps
+        self.max_steps = MAX_STEPS if max_steps is None else max_steps
         self._world = World(sc, self.design)             # set up once, copied per schedule
         self.results: list[list[int]] = []
 
     def make(self) -> Execution:
         world = copy.deepcopy(self._world)
         programs = [self._program(world, c, ops) for c, ops in enumerate(self.sc.cpus)]
-        ex = _ScenarioExecution(lambda: world.m, programs, check_step, self.max_steps)
+        def after_step(m, step):
+            if step.kind in ("sp_cas", "pi_cas"):
+                describe_cas(ex, m, step)
+            return check_step(m, step)
+        ex = _ScenarioExecution(lambda: world.m, programs, after_step, self.max_steps)
         ex.world = world
         ex.runner = self
         return ex
@@ -274,27 +318,82 @@ class Runner:
 
 
 class _ScenarioExecution(Execution):
+    #: how the run ended: None (still running, or interrupted), "ok", "violation", "pruned"
+    outcome: str | None = None
+    violation: Violation | None = None
+
     def run(self, chooser) -> None:
-        super().run(chooser)
-        self.runner.end_check(self)
+        try:
+            super().run(chooser)
+            self.runner.end_check(self)
+        except Violation as v:
+            self.outcome, self.violation = "violation", v
+            raise
+        except _Pruned:
+            self.outcome = "pruned"
+            raise
+        self.outcome = "ok"
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a search; ``result`` is what the schedules run to the end found."""
+
+    def __init__(self, result: ExploreResult):
+        super().__init__(result)
+        self.result = result
+
+
+def _tally(res: ExploreResult, ex: "_ScenarioExecution | None") -> None:
+    """Add a finished execution to ``res`` (one Ctrl-C stopped half way adds nothing)."""
+    if ex is None or ex.outcome is None:
+        return
+    res.steps += len(ex.schedule)
+    if ex.outcome == "pruned":
+        res.pruned += 1
+        return
+    res.schedules += 1
+    if ex.outcome == "violation":
+        res.violations += 1
+        res.first = res.first or ex.violation
 
 
 def explore(sc: Scenario, design: str | None = None, scheduler: str = "dfs",
             preemption_bound: int = 2, max_schedules: int = 10_000, seed: int = 0,
-            stop_at_first: bool = True) -> ExploreResult:
+            stop_at_first: bool = True, progress=None) -> ExploreResult:
+    """Explore ``sc``'s schedules; on Ctrl-C raises :class:`Interrupted` with what the
+    schedules finished so far found. ``progress``: a Progress bar, its total the
+    schedules at most (a search may end sooner)."""
     r = Runner(sc, design)
     n = len(sc.cpus)
-    if scheduler == "dfs":
-        return explore_dfs(r.make, preemption_bound, max_schedules, stop_at_first)
-    choosers = {
-        "round-robin": lambda i: round_robin,
-        "random": lambda i: random_chooser(seed + i),
-        "pct": lambda i: pct_chooser(seed + i, n),
-    }
-    if scheduler not in choosers:
-        raise ValueError(f"unknown scheduler {scheduler!r}")
-    count = 1 if scheduler == "round-robin" else max_schedules
-    return run_sampling(r.make, choosers[scheduler], count, stop_at_first)
+    so_far = ExploreResult(complete=False)             # what a Ctrl-C reports
+    last: list = [None]
+    t0 = time.perf_counter()
+
+    def make() -> Execution:
+        _tally(so_far, last[0])
+        if progress is not None:
+            progress.update(so_far.schedules + so_far.pruned)
+        last[0] = r.make()
+        return last[0]
+    try:
+        if scheduler == "dfs":
+            return explore_dfs(make, preemption_bound, max_schedules, stop_at_first)
+        choosers = {
+            "round-robin": lambda i: round_robin,
+            "random": lambda i: random_chooser(seed + i),
+            "pct": lambda i: pct_chooser(seed + i, n),
+        }
+        if scheduler not in choosers:
+            raise ValueError(f"unknown scheduler {scheduler!r}")
+        count = 1 if scheduler == "round-robin" else max_schedules
+        return run_sampling(make, choosers[scheduler], count, stop_at_first)
+    except KeyboardInterrupt:
+        _tally(so_far, last[0])
+        so_far.seconds = time.perf_counter() - t0
+        raise Interrupted(so_far) from None
+    finally:
+        if progress is not None:
+            progress.close()
 
 
 def replay(sc: Scenario, schedule: list[int], design: str | None = None) -> tuple[Execution, Violation | None]:
@@ -320,17 +419,32 @@ def format_schedule(schedule: list[int]) -> str:
     return ",".join(out)
 
 
-def parse_schedule(text: str) -> list[int]:
-    sched = []
+def parse_schedule(text: str, max_steps: int = MAX_STEPS, cpus: int | None = None) -> list[int]:
+    """``0,1*1030,0`` -> the list of CPU ids; a schedule longer than ``max_steps``
+    (the step bound), a count below 1 or a CPU the scenario does not have is a ConfigError."""
+    parts = []
     for part in text.replace(" ", "").split(","):
         if not part:
             continue
-        cpu, _, n = part.partition("*")
+        cpu, star, n = part.partition("*")
         try:
-            sched.extend([int(cpu)] * (int(n) if n else 1))
+            cpu_id, count = int(cpu), int(n) if star else 1
         except ValueError:
             raise ConfigError(None, "--replay", f"bad schedule element {part!r}; "
                               "expected CPU ids like 0,1*1030,0") from None
+        if count < 1 or cpu_id < 0 or (cpus is not None and cpu_id >= cpus):
+            what = (f"count {count} is below 1" if count < 1 else
+                    f"CPU {cpu_id} does not exist (the scenario has cpu0..cpu{cpus - 1})"
+                    if cpus is not None else f"CPU {cpu_id} is negative")
+            raise ConfigError(None, "--replay", f"bad schedule element {part!r}: {what}")
+        parts.append((cpu_id, count))
+    total = sum(n for _, n in parts)
+    if total > max_steps:
+        raise ConfigError(None, "--replay", f"the schedule has {total:,} steps, more than "
+                                            f"the step bound of {max_steps:,}")
+    sched: list[int] = []
+    for cpu_id, count in parts:
+        sched.extend([cpu_id] * count)
     return sched
 
 
@@ -367,21 +481,65 @@ def _audit_line(rep) -> str:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("explore", help="explore interleavings of a concurrent scenario")
+    p = sub.add_parser("explore", help="explore interleavings of a concurrent scenario",
+                       description="Run a scenario's CPUs interleaved one atomic step at a time "
+                                   "and look for races; exit 0: no violation, 1: a violation, "
+                                   "2: bad input, 130: interrupted (the schedules finished so "
+                                   "far are summarised).")
     p.add_argument("scenario", help="a scenario YAML (see scenarios/)")
-    p.add_argument("--design", help="superpage design (default: the scenario's)")
-    p.add_argument("--scheduler", choices=("dfs", "random", "pct", "round-robin"), default="dfs")
-    p.add_argument("--preemption-bound", type=int, default=2)
-    p.add_argument("--max-schedules", type=int, default=10_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--all", action="store_true", help="keep going after the first violation")
-    p.add_argument("--replay", metavar="SCHEDULE", help="rerun one schedule exactly (0,1*1030,...)")
-    p.add_argument("--full-trace", action="store_true", help="print every step of the trace")
+    p.add_argument("--design", help="superpage design (default: the scenario's design:)")
+    p.add_argument("--scheduler", choices=("dfs", "random", "pct", "round-robin"), default="dfs",
+                   help="dfs (default): every schedule within the preemption bound, depth "
+                        "first; random, pct: --max-schedules sampled schedules from --seed; "
+                        "round-robin: one schedule")
+    p.add_argument("--preemption-bound", type=int, default=2, metavar="N",
+                   help="dfs: at most N preemptions per schedule (a switch away from a CPU "
+                        "that could go on; default 2, at least 0)")
+    p.add_argument("--max-schedules", type=int, default=10_000, metavar="M",
+                   help="stop after M schedules (default 10000, at least 1); random and pct "
+                        "run M")
+    p.add_argument("--seed", type=int, default=0, help="random and pct: the seed (default 0)")
+    p.add_argument("--all", action="store_true",
+                   help="keep going after the first violation (default: stop there)")
+    p.add_argument("--replay", metavar="SCHEDULE",
+                   help=f"rerun one schedule exactly: CPU ids, *n repeats (0,1*1030,0; "
+                        f"at most {MAX_STEPS:,} steps, the step bound)")
+    p.add_argument("--full-trace", action="store_true",
+                   help="print every step of the trace (default: runs of one CPU's frame "
+                        "steps summarised)")
     p.set_defaults(func=cmd_explore)
+
+
+def _bad_options(args) -> list[str]:
+    bad = []
+    if args.preemption_bound < 0:
+        bad.append(f"--preemption-bound: must be 0 or more, got {args.preemption_bound}")
+    if args.max_schedules < 1:
+        bad.append(f"--max-schedules: must be at least 1, got {args.max_schedules}")
+    return bad
+
+
+def _search_note(res: ExploreResult, args, interrupted: bool) -> str:
+    if interrupted:
+        return "search interrupted (Ctrl-C): the schedules finished so far"
+    if res.first is not None and not args.all:
+        return "search stopped at the first violation (--all goes on)"
+    if args.scheduler == "round-robin":
+        return "one round-robin schedule (not a search)"
+    if args.scheduler != "dfs":
+        return f"{res.schedules} sampled schedules (not a complete search)"
+    if not res.complete:
+        return "search incomplete (--max-schedules reached)"
+    return f"search complete within preemption bound {args.preemption_bound}"
 
 
 def cmd_explore(args) -> int:
     import sys
+    bad = _bad_options(args)
+    if bad:
+        for line in bad:
+            print(f"xensim: error: {line}", file=sys.stderr)
+        return 2
     sc = load_scenario(args.scenario)
     design = args.design or sc.design
     from ._superpage import DESIGNS, _load_designs
@@ -390,29 +548,44 @@ def cmd_explore(args) -> int:
         raise ConfigError(None, "--design", f"unknown design {design!r}; choose from {', '.join(sorted(DESIGNS))}")
     w = sys.stdout.write
     if args.replay is not None:
-        ex, v = replay(sc, parse_schedule(args.replay), design)
+        ex, v = replay(sc, parse_schedule(args.replay, cpus=len(sc.cpus)), design)
         w(f"replayed {len(ex.schedule)} steps of {sc.name} on {design}\n")
         w(f"results per CPU: {getattr(ex.world, 'results', {})}\n")
         trace = ex.trace if args.full_trace else summarise_trace(ex.trace)
         w("".join(f"  {t}\n" for t in trace))
+        w("".join(f"lost cmpxchg: {t}\n" for t in lost_cas(ex.trace)))
         w(f"violation: {v.message}\n" if v else "no violation\n")
         return 1 if v else 0
-    res = explore(sc, design, args.scheduler, args.preemption_bound, args.max_schedules,
-                  args.seed, not args.all)
+    interrupted = False
+    from ._progress import Progress
+    bar = Progress()                          # on a terminal, for searches over ~2 s
+    total = 1 if args.scheduler == "round-robin" else args.max_schedules
+    bar.start(f"{sc.name} on {design}", total,
+              unit="schedules" if args.scheduler in ("random", "pct") else "schedules (at most)")
+    try:
+        res = explore(sc, design, args.scheduler, args.preemption_bound, args.max_schedules,
+                      args.seed, not args.all, bar)
+    except Interrupted as e:
+        res, interrupted = e.result, True
     w(f"scenario {sc.name} ({sc.description}) on {design}"
       f"{' [BUGGY design]' if DESIGNS[design].buggy else ''}, scheduler {args.scheduler}"
       + (f", preemption bound {args.preemption_bound}" if args.scheduler == "dfs" else "") + "\n")
     w(f"schedules explored: {res.schedules}" + (f" (+{res.pruned} cut short as equivalent)" if res.pruned else "")
       + f", steps: {res.steps:,}, {res.seconds:.2f} s ({res.steps / max(res.seconds, 1e-9):,.0f} steps/s)"
-      + ("" if res.complete else ", search incomplete (--max-schedules reached)") + "\n")
+      + f", {_search_note(res, args, interrupted)}\n")
     w(f"violations: {res.violations}\n")
     if res.first:
         v = res.first
         w(f"first violation: {v.message}\n")
+        for t in lost_cas(v.trace):
+            w(f"lost cmpxchg: {t}\n")
         w(f"schedule ({len(v.schedule)} steps): {format_schedule(v.schedule)}\n")
         w("trace:\n")
         trace = v.trace if args.full_trace else summarise_trace(v.trace)
         w("".join(f"  {t}\n" for t in trace))
         w(f"replay: xensim explore {args.scenario} --design {design} --replay {format_schedule(v.schedule)}\n")
-        return 1
-    return 0
+    if interrupted:
+        sys.stdout.flush()
+        print(f"xensim: interrupted after {res.schedules:,} schedules", file=sys.stderr)
+        return 130
+    return 1 if res.first else 0

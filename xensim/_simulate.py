@@ -324,6 +324,16 @@ def run_design(cfg: Config, memmap: MemoryMap, design: str, wl: Workload | None 
 # A comparison
 # --------------------------------------------------------------------------
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a comparison: ``ops`` done in all (every design's), and the
+    designs whose run had completed."""
+
+    def __init__(self, ops: int, completed: list[str]):
+        super().__init__(ops, completed)
+        self.ops = ops
+        self.completed = completed
+
+
 def run_comparison(cfg: Config, memmap: MemoryMap,
                    progress: Progress | None = None) -> Comparison:
     """Run the config's workload on every design of ``compare`` (else the hypervisor's)."""
@@ -336,12 +346,16 @@ def run_comparison(cfg: Config, memmap: MemoryMap,
     progress.start("", wl.total * sum(1 for d in names if d in registered))
     runs = []
     base = 0
-    for name in names:
-        progress.label = name
-        r = run_design(cfg, memmap, name, wl, progress, base)
-        runs.append(r)
-        if r.status != "skipped":
-            base += wl.total
+    try:
+        for name in names:
+            progress.label = name
+            r = run_design(cfg, memmap, name, wl, progress, base)
+            runs.append(r)
+            if r.status != "skipped":
+                base += wl.total
+    except KeyboardInterrupt:
+        progress.close()
+        raise Interrupted(progress.done, [r.design for r in runs if r.status != "skipped"]) from None
     progress.close()
     return Comparison(seed=cfg.seed, workload=_drop_none(_to_data(wl_cfg)),
                       domains=[{"name": s.name, "memory": s.memory} for s in specs],

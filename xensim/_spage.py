@@ -52,6 +52,8 @@ class SuperpageTable:
         #: the concurrency explorer's hook, called before each load, store or cmpxchg
         #: of a word as step(kind, spdx, word); None when running sequentially
         self.step = None
+        #: under the explorer: (expected, found, new, won) of the last cmpxchg
+        self.last_cas = None
         #: optional teaching hook (xensim trace): trace(spdx, word, old, new) where a word
         #: changes; for write_many, spdx is the array of store positions, old/new arrays
         self.trace = None
@@ -134,7 +136,10 @@ class SuperpageTable:
         e = self.entry_index(spdx)
         if e < 0:
             raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
-        if int(self.store[word, e]) != old:
+        found = int(self.store[word, e])
+        if self.step is not None:                  # the explorer shows what each cmpxchg did
+            self.last_cas = (old, found, new, found == old)
+        if found != old:
             return False
         if self._journal is not None:
             self._journal.append((word, e, old))

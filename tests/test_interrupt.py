@@ -1,0 +1,132 @@
+"""Ctrl-C (SIGINT) on the long commands: `xensim run`, `xensim fuzz`, `xensim explore`.
+
+Each test starts a real ``python -m xensim`` process with its stderr on a pseudo
+terminal, waits until the progress bar is drawn (the bar shows only after ~2 s of
+work, so the command is surely in its main loop, whatever the machine's load),
+sends SIGINT and checks: exit status 130, one line on stderr (after the bar's
+line is cleared), no traceback, the partial summary on stdout (fuzz, explore), and
+``--out`` files complete (the old ones untouched) or absent, no temporary left.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo terminal")
+
+
+def _interrupt(argv: list[str], tmp_path: Path, ready: bytes) -> tuple[int, str, str]:
+    """Run ``xensim ARGV``; SIGINT once ``ready`` shows on its stderr. -> (rc, stdout, stderr
+    with the progress bar's redraws removed: the lines as a terminal would show them)."""
+    master, slave = os.openpty()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    out_path = tmp_path / "stdout.txt"
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xensim", *argv], cwd=tmp_path, stdout=out, stderr=slave,
+            stdin=subprocess.DEVNULL, env=env,
+            # a test runner started in the background may ignore SIGINT: the child must not
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    os.close(slave)
+    raw = b""
+    try:
+        deadline = time.monotonic() + 300
+        while ready not in raw:
+            assert proc.poll() is None, f"ended before it was interrupted: {raw!r}"
+            assert time.monotonic() < deadline, f"no progress in 300 s: {raw!r}"
+            if select.select([master], [], [], 1.0)[0]:
+                raw += os.read(master, 65536)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=300)
+        while select.select([master], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:                       # EIO: the other end is closed
+                break
+            if not chunk:
+                break
+            raw += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    text = raw.decode()
+    shown = [line.split("\r")[-1].rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    return rc, out_path.read_text(), "\n".join(line for line in shown if line) + "\n"
+
+
+def _no_traceback(err: str) -> None:
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+
+
+@pytest.mark.parametrize("steps, ready, completed", [
+    (400_000, b" ops ", "none"),                       # in the first design's run
+    (20_000, b"sketch [", "xen-4.1"),                  # the bar moved on to the second
+])
+def test_ctrl_c_on_run_names_the_designs_completed_and_writes_nothing(tmp_path, steps, ready,
+                                                                        completed):
+    cfg = tmp_path / "long.yaml"
+    cfg.write_text(f"workload: {{kind: random, steps: {steps}}}\n"
+                   "domains: [{name: a, memory: 32MiB}]\n"
+                   "compare: [xen-4.1, sketch, per-mapping]\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    old = {"config.yaml": "old config\n", "results.json": "{\"old\": true}\n",
+           "results.csv": "old,csv\n"}
+    for name, text in old.items():
+        (out / name).write_text(text)
+    rc, stdout, err = _interrupt(["run", str(cfg), "--out", str(out)], tmp_path, ready)
+    _no_traceback(err)
+    assert rc == 130
+    assert re.fullmatch(rf"xensim: interrupted after [\d,]+ operations \(designs completed: "
+                        rf"{completed}; nothing written\)\n", err), err
+    assert int(err.split()[3].replace(",", "")) > 0
+    assert stdout == ""
+    # --out: the old files whole, nothing new, no temporary file left behind
+    assert sorted(p.name for p in out.iterdir()) == sorted(old)
+    assert {p.name: p.read_text() for p in out.iterdir()} == old
+
+
+def test_ctrl_c_on_fuzz_prints_the_partial_summary(tmp_path):
+    rc, stdout, err = _interrupt(["fuzz", "--calls", "1000000", "--episode", "500",
+                                  "--out", "repro.yaml"], tmp_path, b" calls ")
+    _no_traceback(err)
+    assert rc == 130
+    m = re.fullmatch(r"xensim: interrupted after ([\d,]+) calls\n", err)
+    assert m, err
+    calls = m.group(1)
+    assert int(calls.replace(",", "")) > 0
+    assert re.search(rf"^calls made: {calls} in \d+ episode\(s\), .* calls/s\), interrupted: "
+                     r"a partial summary$", stdout, re.M), stdout
+    assert "violations: 0 (0 expected)" in stdout
+    assert "no violation: nothing written to repro.yaml" in stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stdout.txt"]
+
+
+def test_ctrl_c_on_explore_prints_the_schedules_finished(tmp_path):
+    rc, stdout, err = _interrupt(["explore", str(REPO / "scenarios" / "three-cpus.yaml"),
+                                  "--design", "xen-4.1", "--scheduler", "random",
+                                  "--max-schedules", "1000000"], tmp_path, b" schedules ")
+    _no_traceback(err)
+    assert rc == 130
+    m = re.fullmatch(r"xensim: interrupted after ([\d,]+) schedules\n", err)
+    assert m, err
+    lines = stdout.splitlines()
+    assert lines[0].startswith("scenario three-cpus ")
+    assert lines[1].startswith(f"schedules explored: {m.group(1)}, steps: ")
+    assert lines[1].endswith(", search interrupted (Ctrl-C): the schedules finished so far")
+    assert int(m.group(1).replace(",", "")) > 0
+    assert lines[2] == "violations: 0"
