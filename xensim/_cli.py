@@ -24,7 +24,7 @@ from ._trace import add_parser as add_trace_parser
 from ._progress import Progress
 from ._render import FORMATS, render, to_json
 from ._report import MachineReport, RunResult
-from ._results import write_atomic
+from ._results import out_dir, write_atomic, writing
 from ._simulate import run_comparison
 
 
@@ -70,18 +70,19 @@ def cmd_run(args) -> int:
         return 1 if result.violation else 0
     cfg, memmap = _resolve(args)
     machine = _boot(cfg, memmap)
+    out = out_dir(args.out, "--out") if args.out else None     # before the run: fail early
     comparison = None
     if cfg.simulates:
         comparison = run_comparison(cfg, memmap, Progress.off() if args.quiet else Progress())
     result = RunResult.of(machine, comparison)
-    out = Path(args.out) if args.out else None
     if out:
-        out.mkdir(parents=True, exist_ok=True)
-        dump_resolved(cfg, memmap, out / "config.yaml")
-        write_atomic(out / "results.json", to_json(result))
-        write_atomic(out / "results.csv", render(result, "csv"))
+        with writing(out, "--out"):
+            dump_resolved(cfg, memmap, out / "config.yaml")
+            write_atomic(out / "results.json", to_json(result))
+            write_atomic(out / "results.csv", render(result, "csv"))
     if args.html:
-        write_html(result, args.html, cfg, memmap)
+        with writing(args.html, "--html"):
+            write_html(result, args.html, cfg, memmap)
     sys.stdout.write(render(result, args.format))
     if out and args.format == "table":
         sys.stdout.write(f"\nwrote {out / 'config.yaml'}, {out / 'results.json'} and "

@@ -1087,8 +1087,11 @@ def cmd_plot(args) -> int:
     from ._cli import _resolve                 # lazily: _cli imports this module
     cfg, memmap = _resolve(args)
     at = _parse_at(args.at_op)
-    for path in make_pictures(cfg, memmap, args.out, args.which, at):
-        sys.stdout.write(f"{path}\n")
+    from ._results import out_dir, writing
+    out = out_dir(args.out, "--out")
+    with writing(out, "--out"):
+        for path in make_pictures(cfg, memmap, out, args.which, at):
+            sys.stdout.write(f"{path}\n")
     return 0
 
 
