@@ -26,6 +26,7 @@ from ._render import FORMATS, render, to_json
 from ._report import MachineReport, RunResult
 from ._results import out_dir, write_atomic, writing
 from ._simulate import run_comparison
+from ._units import format_size
 
 
 def _machine_args(p: argparse.ArgumentParser,
@@ -111,7 +112,7 @@ def cmd_machine(args) -> int:
 def cmd_presets(args) -> int:
     for name in list_presets():
         mm = load_preset(name)
-        print(f"{name:16} {mm.ram_bytes / 2**30:10.2f} GiB RAM  max_pfn {mm.max_pfn:#x}  {mm.source or ''}")
+        print(f"{name:16} {format_size(mm.ram_bytes):>10} RAM  max_pfn {mm.max_pfn:#x}  {mm.source or ''}")
     return 0
 
 

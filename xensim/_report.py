@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ._machine import Machine
 from ._overhead import OverheadReport, overhead
+from ._frametable import FRAME_BYTES, PDX_GROUP_FRAMES
 from ._render import Column, Table, fmt_hex, fmt_int, fmt_pct
 from ._simulate import Comparison, DesignRun
 from ._units import PAGE_SHIFT, format_size
@@ -17,8 +18,14 @@ class MachineReport:
     """A booted machine: its map, holes, PDX and tables."""
     machine: Machine
 
+    def frame_table_bytes_all_groups(self) -> int:
+        """xensim's frame-table arrays once every PDX group with RAM has been written
+        (the overhead table's xensim-frame-table row)."""
+        return self.machine.frame_table.valid_groups * PDX_GROUP_FRAMES * FRAME_BYTES
+
     def to_dict(self) -> dict:
         d = self.machine.summary()
+        d["frame_table_all_groups_bytes"] = self.frame_table_bytes_all_groups()
         d["memory_map"] = self.machine.memmap.to_dict()["ranges"]
         d["holes"] = [[hex(s << PAGE_SHIFT), hex(e << PAGE_SHIFT)] for s, e in self.machine.memmap.holes]
         return d
@@ -38,8 +45,9 @@ class MachineReport:
              Column("size", "size")],
             [{"start": s, "end": e, "size": format_size((e - s) << PAGE_SHIFT)} for s, e in mm.holes])
         s = m.summary()
+        alloc = s["frame_table_allocated_bytes"]
         summary = Table(
-            "Machine", [Column("key", "", align="<"), Column("value", "", align="<")],
+            "Machine", [Column("key", "item", align="<"), Column("value", "value", align="<")],
             [{"key": k, "value": v} for k, v in (
                 ("RAM", f"{s['ram_bytes']:,} B ({format_size(s['ram_bytes'])}), {s['ram_frames']:,} whole frames"),
                 ("max_pfn", fmt_hex(s["max_pfn"])),
@@ -48,8 +56,30 @@ class MachineReport:
                 ("max_pdx", fmt_hex(s["max_pdx"])),
                 ("PDX groups with RAM", f"{fmt_int(s['pdx_groups_with_ram'])} of "
                                         f"{fmt_int(s['pdx_group_frames'])} frames each"),
-                ("frame table allocated", f"{s['frame_table_allocated_bytes']:,} B"),
+                ("frame table allocated", f"{alloc:,} B so far (a group's arrays are created "
+                                          f"on its first write; all {fmt_int(s['pdx_groups_with_ram'])}: "
+                                          f"{format_size(self.frame_table_bytes_all_groups())})"),
                 ("superpage table allocated", f"{s['spage_table_allocated_bytes']:,} B"))])
+        return [summary, ranges, holes]
+
+    def csv_tables(self) -> list[Table]:
+        """The three tables with plain values (bytes, frame numbers), for CSV."""
+        mm = self.machine.memmap
+        flat = {}
+        for k, v in self.to_dict().items():
+            if isinstance(v, dict):
+                flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+            elif not isinstance(v, list):
+                flat[k] = v
+        summary = Table("machine", [Column("table", "table"), Column("key", "key"),
+                                    Column("value", "value")],
+                        [{"table": "machine", "key": k, "value": v} for k, v in flat.items()])
+        ranges = Table("memory_map", [Column(k, k) for k in ("table", "start", "end", "type", "bytes")],
+                       [{"table": "memory_map", "start": r.start, "end": r.end,
+                         "type": r.type.value, "bytes": r.end - r.start} for r in mm.ranges])
+        holes = Table("holes", [Column(k, k) for k in ("table", "first_mfn", "end_mfn", "frames")],
+                      [{"table": "holes", "first_mfn": a, "end_mfn": b, "frames": b - a}
+                       for a, b in mm.holes])
         return [summary, ranges, holes]
 
 

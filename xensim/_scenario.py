@@ -409,7 +409,7 @@ def cmd_explore(args) -> int:
     if res.first:
         v = res.first
         w(f"first violation: {v.message}\n")
-        w(f"schedule ({len(v.schedule)} steps): {format_schedule(v.schedule)}\n")
+        w(f"schedule ({len(v.schedule)} step{'s' * (len(v.schedule) != 1)}): {format_schedule(v.schedule)}\n")
         w("trace:\n")
         trace = v.trace if args.full_trace else summarise_trace(v.trace)
         w("".join(f"  {t}\n" for t in trace))
