@@ -153,7 +153,7 @@ def test_config_errors_are_one_line_exit_2(capsys, tmp_path, text, expected):
     assert rc == 2 and out == "" and err.count("\n") == 1
     if expected is None:
         assert err.startswith(f"xensim: error: {f}:2: domains[0].memory: domain 'guest' "
-                              f"(4 GiB) does not fit on teaching")
+                              f"(4.00 GiB) does not fit on teaching")
     else:
         assert err == "xensim: error: " + expected.format(f=f) + "\n"
 

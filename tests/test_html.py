@@ -119,9 +119,9 @@ def test_tables_cell_for_cell(run):
     main = want[0]
     assert main.title == ("Comparison on teaching: script workload, 4 operations on 1 domain, seed 0")
     xen = dict(zip([c.key for c in main.columns], main.cells()[0]))
-    assert xen["design"] == "xen-4.1" and xen["metadata_bytes"] == "12 KiB"
+    assert xen["design"] == "xen-4.1" and xen["metadata_bytes"] == "12.00 KiB"
     assert xen["get_page_type"] == "1,536" and xen["slow_get"] == "2"
-    assert ">1,536<" in text and ">12 KiB<" in text and ">0.00038%<" in text
+    assert ">1,536<" in text and ">12.00 KiB<" in text and ">0.00038%<" in text
     assert "No pictures were asked for." in text
 
 

@@ -197,10 +197,10 @@ def test_limit_traces_a_prefix(small):
 def test_header_and_setup(runs):
     t = lines(runs["superpage"])
     assert t[1] == "design xen-4.1: Xen 4.1's spage_info: one count, NONE/DYNAMIC/MARK, writable references"
-    assert t[2] == "Xen 4.8, machine custom (64 MiB of RAM), pdx none"
+    assert t[2] == "Xen 4.8, machine custom (64.00 MiB of RAM), pdx none"
     assert t[4:7] == [
         "set-up (not traced):",
-        "  dom1 web: 16 MiB = superpages 0..7 at mfn 0x0..0xe00 (step 0x200); tot_pages 4101",
+        "  dom1 web: 16.00 MiB = superpages 0..7 at mfn 0x0..0xe00 (step 0x200); tot_pages 4101",
         "  dom1 page tables: L4 mfn 0x1000 (pinned, base pointer), L3 mfn 0x1001, L2 mfn 0x1002, "
         "L2 mfn 0x1003, L1 mfn 0x1004",
     ]
