@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ._machine import Machine
 from ._overhead import OverheadReport, overhead
 from ._frametable import FRAME_BYTES, PDX_GROUP_FRAMES
-from ._render import Column, Table, fmt_hex, fmt_int, fmt_pct
+from ._render import Column, Table, fmt_hex, fmt_int, fmt_pct, plural
 from ._simulate import Comparison, DesignRun
 from ._units import PAGE_SHIFT, format_size
 
@@ -127,6 +127,9 @@ def comparison_tables(c: Comparison, machine_name: str) -> list[Table]:
             per_op.append({"design": r.design, "ops": r.ops, "ops_failed": r.ops_failed,
                            "mappings": r.mappings, "slow_per_op": r.slow_per_op,
                            "type_refs_per_mapping": r.type_refs_per_mapping,
+                           "type_refs_per_2m_mapping": r.type_refs_per_2m_mapping,
+                           "mappings_4k": r.mappings_4k,
+                           "type_refs_per_4k_mapping": r.type_refs_per_4k_mapping,
                            "ns_per_op": r.ns_per_op})
         rows.append(row)
         if r.status != "ok":
@@ -137,6 +140,10 @@ def comparison_tables(c: Comparison, machine_name: str) -> list[Table]:
         elif r.leaked_frames or r.zombie_domains:
             notes.append(f"{r.design}: after destroying every domain, {r.leaked_frames:,} "
                          f"frames never returned to the heap ({r.zombie_domains} zombie domains)")
+        if r.ok and r.mark_unsupported:
+            notes.append(f"{r.design}: MARK unsupported (no MARK_SUPER / UNMARK_SUPER in this "
+                         f"design): the workload's {plural(r.mark_unsupported, 'mark/unmark operation')} "
+                         f"failed with {r.mark_errno}, as with superpages off")
     cm = c.cost_model
     notes.append(f"modelled time = {cm['frame_atomic_ns']:g} ns per frame refcount op "
                  f"(get/put_page, get/put_page_type) + {cm['cmpxchg_ns']:g} ns per superpage "
@@ -166,10 +173,15 @@ def comparison_tables(c: Comparison, machine_name: str) -> list[Table]:
         Column("ops", "ops", fmt_int),
         Column("ops_failed", "failed", fmt_int),
         Column("mappings", "2M mappings", fmt_int),
+        Column("type_refs_per_2m_mapping", "get_type/2M map", _fmt_ratio),
+        Column("mappings_4k", "4K mappings", fmt_int),
+        Column("type_refs_per_4k_mapping", "get_type/4K map", _fmt_ratio),
         Column("slow_per_op", "slow/op", _fmt_ratio),
-        Column("type_refs_per_mapping", "get_type/mapping", _fmt_ratio),
         Column("ns_per_op", "modelled/op", fmt_ns),
-    ], per_op)
+    ], per_op, ["get_type/2M map: get_page_type calls of the map operations per superpage "
+                "mapping (512 with no count); get_type/4K map: of the map-4k operations per "
+                "4 KiB mapping (1 if writable, 0 if read-only); remaps and marks in neither"]
+       if any(p["mappings"] or p["mappings_4k"] for p in per_op) else [])
     return [main, per]
 
 
