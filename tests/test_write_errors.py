@@ -109,3 +109,23 @@ def test_plot_out_onto_a_file(capsys, tmp_path):
     rc, _, err = run(capsys, "plot", "--which", "memmap", "--out", str(f))
     assert rc == 2
     assert err == f"xensim: error: --out: {f} is a file, not a directory\n"
+
+
+def test_unwritable_targets_fail_before_the_run(capsys, tmp_path, monkeypatch):
+    """--out onto a file and --html onto a directory are refused before any simulation."""
+    from xensim import _cli
+    cfg = tmp_path / "sim.yaml"
+    cfg.write_text("workload: {kind: churn, iterations: 2}\n")
+
+    def never(*a, **k):
+        raise AssertionError("the comparison ran")
+    monkeypatch.setattr(_cli, "run_comparison", never)
+    f = tmp_path / "afile"
+    f.write_text("")
+    rc, _, err = run(capsys, "run", str(cfg), "--out", str(f))
+    assert rc == 2 and err == f"xensim: error: --out: {f} is a file, not a directory\n"
+    rc, _, err = run(capsys, "run", str(cfg), "--html", str(tmp_path))
+    assert rc == 2 and err == f"xensim: error: --html: {tmp_path} is a directory, not a file\n"
+    rc, _, err = run(capsys, "run", str(cfg), "--html", str(f / "r.html"))
+    assert rc == 2 and err == (f"xensim: error: --html: cannot write {f / 'r.html'}: "
+                               f"{f} is a file, not a directory\n")

@@ -24,7 +24,7 @@ from ._trace import add_parser as add_trace_parser
 from ._progress import Progress
 from ._render import FORMATS, render, to_json
 from ._report import MachineReport, RunResult
-from ._results import out_dir, write_atomic, writing
+from ._results import check_file, out_dir, write_atomic, writing
 from ._simulate import run_comparison
 from ._units import format_size
 
@@ -72,6 +72,8 @@ def cmd_run(args) -> int:
     cfg, memmap = _resolve(args)
     machine = _boot(cfg, memmap)
     out = out_dir(args.out, "--out") if args.out else None     # before the run: fail early
+    if args.html:
+        check_file(args.html, "--html")
     comparison = None
     if cfg.simulates:
         comparison = run_comparison(cfg, memmap, Progress.off() if args.quiet else Progress())

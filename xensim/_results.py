@@ -77,6 +77,17 @@ def out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
     return p
 
 
+def check_file(path: str | os.PathLike, option: str) -> None:
+    """Before a run: ConfigError if ``path`` (a file to write) is a directory or lies
+    below a file (what can be told without writing)."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(None, option, f"{path} is a directory, not a file")
+    anc = _existing_ancestor(p.parent)
+    if not anc.is_dir():
+        raise ConfigError(None, option, f"cannot write {path}: {anc} is a file, not a directory")
+
+
 @contextlib.contextmanager
 def writing(path: str | os.PathLike, option: str):
     """Turn an OSError while writing ``path`` (the user's name for it) into a ConfigError."""
