@@ -34,8 +34,8 @@ print(f"\nscenario {sc.name}: {sc.description}; CPUs: "
 # 1. search: no preemption finds nothing (each CPU's map runs whole); one is enough
 for bound in (0, 1):
     res = explore(sc, "sketch", preemption_bound=bound)
-    print(f"\nsketch, preemption bound {bound}: {res.schedules} schedules explored, "
-          f"{res.violations} violation(s)")
+    print(f"\nsketch, preemption bound {bound}: {res.schedules} schedule{'s' * (res.schedules != 1)} "
+          f"explored, {res.violations} violation{'s' * (res.violations != 1)}")
 v = res.first
 print(f"first violation: {v.message[:160]}...")
 print(f"its schedule ({len(v.schedule)} steps, the CPU that took each step): "

@@ -7,6 +7,7 @@ the teaching machine's are repeated here where an output line is checked.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -18,7 +19,7 @@ import pytest
 
 import xensim
 from xensim import Machine, build_memory_map, load_config, load_preset
-from xensim._cli import main
+from xensim._cli import build_parser, main
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -56,11 +57,11 @@ def test_run_default_prints_overhead_and_machine(capsys):
     # the default config compares the designs (tests/test_cli_run.py): that table comes first
     assert out.startswith("Comparison on teaching: ")
     assert "\nRefcount metadata on teaching: 3.00 GiB of RAM\n" in out
-    # teaching: 12 groups * 65,536 frames * 8 B = 6,291,456 B = 6 MiB; 6,291,456 * 100 /
+    # teaching: 12 groups * 65,536 frames * 8 B = 6,291,456 B = 6.00 MiB; 6,291,456 * 100 /
     # 3,220,831,232 = 0.19534 %
-    assert ["pageinfo-count", "8", "B/frame", "6,291,456", "6", "MiB", "0.19534%"] in words
+    assert ["pageinfo-count", "8", "B/frame", "6,291,456", "6.00", "MiB", "0.19534%"] in words
     # 3 chunks * 4096 B = 12,288 B; 12,288 * 100 / 3,220,831,232 = 0.00038 %
-    assert ["sparse-8B", "8", "B/2", "MiB", "with", "RAM", "12,288", "12", "KiB",
+    assert ["sparse-8B", "8", "B/2", "MiB", "with", "RAM", "12,288", "12.00", "KiB",
             "0.00038%"] in words
     assert ["per-mapping", "none", "0", "0", "B", "0.00000%"] in words
     assert "  pageinfo-count / sparse-8B = 512x" in out.splitlines()
@@ -69,7 +70,9 @@ def test_run_default_prints_overhead_and_machine(capsys):
     assert ["max_pfn", "0x140000"] in words
     assert ["max_pdx", "0xc0000"] in words
     assert ["RAM", "3,220,831,232", "B", "(3.00", "GiB),", "786,335", "whole", "frames"] in words
-    assert ["frame", "table", "allocated", "12", "B"] in words           # the bitmap only
+    # the bitmap only so far; all 12 groups' arrays: 12 * 65,536 * 18 B = 14,155,776 B
+    assert ("frame table allocated      12 B so far (a group's arrays are created on its "
+            "first write; all 12: 13.50 MiB)") in out.splitlines()
     assert ["superpage", "table", "allocated", "12,288", "B"] in words
 
 
@@ -110,7 +113,8 @@ def test_run_csv(capsys):
     assert len(rows) == 8
     assert rows[3]["name"] == "pageinfo-count"
     assert rows[3]["bytes"] == "6291456"
-    assert float(rows[3]["percent_of_ram"]) == 100 * 6291456 / 3220831232
+    # 0.19533640690...: 10 significant digits, no float noise
+    assert rows[3]["percent_of_ram"] == "0.1953364069"
 
 
 def test_run_md(capsys):
@@ -120,7 +124,7 @@ def test_run_md(capsys):
     assert lines[0].startswith("### Comparison on teaching: ")
     assert "### Refcount metadata on teaching: 3.00 GiB of RAM" in lines
     assert "| design | cost | bytes | size | % of RAM |" in lines
-    assert "| sparse-8B | 8 B/2 MiB with RAM | 12,288 | 12 KiB | 0.00038% |" in lines
+    assert "| sparse-8B | 8 B/2 MiB with RAM | 12,288 | 12.00 KiB | 0.00038% |" in lines
     assert "### Machine" in lines
     assert sum(1 for line in lines if line.startswith("|")) >= 10
 
@@ -231,7 +235,7 @@ def test_machine_qemu_2node_mentions_the_pdx_hole(capsys):
             "1;", "max_pdx", "0x100000", "for", "max_pfn", "0x180000)"] in words
     # the hole between the nodes: frames [0x80000, 0x100000) = 2 GiB
     assert "Holes below max_pfn (frames that are not RAM)" in out
-    assert ["0x80000", "0x100000", "2", "GiB"] in words
+    assert ["0x80000", "0x100000", "2.00", "GiB"] in words
 
 
 def test_machine_json(capsys):
@@ -353,3 +357,122 @@ def test_python_dash_m_xensim_run():
     d = json.loads(proc.stdout)
     assert d["overhead"]["machine"] == "teaching"
     assert d["overhead"]["pdx_groups_with_ram"] == 12
+
+
+# --------------------------------------------------------------------------
+# drift: the machine table, CSV, sizes, the README's claims
+# --------------------------------------------------------------------------
+
+def test_machine_table_has_a_header_row(capsys):
+    rc, out, _ = run(capsys, "machine")
+    lines = out.splitlines()
+    assert rc == 0 and lines[0] == "Machine"
+    assert lines[1].split() == ["item", "value"]
+
+
+def test_machine_json_says_what_the_frame_table_costs_once_written(capsys):
+    rc, out, _ = run(capsys, "machine", "--format", "json")
+    d = json.loads(out)
+    assert d["frame_table_allocated_bytes"] == 12                    # the group bitmap
+    assert d["frame_table_all_groups_bytes"] == 12 * 65_536 * 18     # = xensim-frame-table
+    ov = json.loads(run(capsys, "overhead", "--format", "json")[1])
+    row = {r["name"]: r for r in ov["designs"]}["xensim-frame-table"]
+    assert row["bytes"] == d["frame_table_all_groups_bytes"]
+
+
+def test_machine_csv_carries_every_table_with_plain_values(capsys):
+    rc, out, _ = run(capsys, "machine", "--format", "csv")
+    assert rc == 0
+    sections = out.split("\n\n")
+    assert len(sections) == 3
+    summary, ranges, holes = (list(csv.DictReader(io.StringIO(t))) for t in sections)
+    kv = {r["key"]: r["value"] for r in summary}
+    assert {r["table"] for r in summary} == {"machine"}
+    assert kv["ram_bytes"] == "3220831232" and kv["max_pfn"] == str(0x140000)
+    assert kv["pdx.mode"] == "mask" and kv["pdx_groups_with_ram"] == "12"
+    assert kv["frame_table_all_groups_bytes"] == "14155776"
+    assert [(r["table"], r["start"], r["end"], r["type"], r["bytes"]) for r in ranges][3] == \
+        ("memory_map", str(0x100000), str(0x80000000), "ram", str(0x80000000 - 0x100000))
+    assert [(r["first_mfn"], r["end_mfn"], r["frames"]) for r in holes] == [
+        ("159", "256", "97"), (str(0x80000), str(0x100000), str(0x80000))]
+    assert "MiB" not in out and "GiB" not in out and "," not in "".join(
+        r["value"] for r in summary if r["key"] != "source")
+
+
+def test_csv_floats_have_no_float_noise():
+    from xensim._render import csv_value
+    assert csv_value(900726.3999999999) == 900726.4
+    assert csv_value(0.1 + 0.2) == 0.3
+    assert csv_value(100 * 12288 / 3220831232) == 0.0003815164197   # 10 digits
+    assert csv_value(7) == 7 and csv_value(None) == ""
+
+
+def test_run_csv_modelled_ns_is_rounded(capsys):
+    rc, out, _ = run(capsys, "run", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    for r in rows:
+        for k in ("modelled_ns", "metadata_percent"):
+            digits = r[k].replace(".", "").replace("-", "").lstrip("0").split("e")[0]
+            assert len(digits) <= 10, (k, r[k])
+
+
+@pytest.mark.parametrize("nbytes, text", [
+    (0, "0 B"), (12, "12 B"), (1023, "1023 B"), (1024, "1.00 KiB"), (12288, "12.00 KiB"),
+    (14_155_776, "13.50 MiB"), (2 ** 30, "1.00 GiB"), (2 ** 31 - 2 ** 20, "2.00 GiB"),
+    (2 ** 41, "2.00 TiB")])
+def test_format_size_is_one_format(nbytes, text):
+    from xensim._units import format_size
+    assert format_size(nbytes) == text
+
+
+def test_presets_sizes_use_the_one_format(capsys):
+    rc, out, _ = run(capsys, "presets")
+    rows = {line.split()[0]: line.split()[1:3] for line in out.splitlines()}
+    assert rows["teaching"] == ["3.00", "GiB"] and rows["qemu-pc-4g"] == ["4.00", "GiB"]
+    assert rows["intel-gnr-4s"] == ["2.00", "TiB"] and rows["firecracker-1g"] == ["1023.62", "MiB"]
+
+
+def test_empty_config_is_an_error_naming_the_file(capsys, tmp_path):
+    for text in ("", "# only a comment\n\n"):
+        f = tmp_path / "empty.yaml"
+        f.write_text(text)
+        rc, out, err = run(capsys, "run", str(f))
+        assert rc == 2 and out == ""
+        assert err == (f"xensim: error: {f}: the config is empty (no keys): give at least one "
+                       "section such as machine: or workload:; `xensim run` without a file runs "
+                       "the default comparison\n")
+    f.write_text("{}\n")                                  # explicit: every default, no workload
+    rc, out, _ = run(capsys, "run", str(f))
+    assert rc == 0 and out.startswith("Refcount metadata on teaching")
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_sample_error_is_the_real_one(capsys, tmp_path, monkeypatch):
+    """The README's bad config (`my.yaml`) gives exactly the error line it shows."""
+    text = README.read_text()
+    at = text.index("For example, `my.yaml`:")
+    yaml_block = text[at:].split("```yaml\n", 1)[1].split("```", 1)[0]
+    error_block = text[at:].split("\n```\nxensim: error:", 1)[1].split("\n```", 1)[0]
+    (tmp_path / "my.yaml").write_text(yaml_block)
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run(capsys, "run", "my.yaml")
+    assert rc == 2 and out == ""
+    assert err == "xensim: error:" + error_block + "\n"
+
+
+def test_readme_says_which_commands_take_which_formats():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    formats = {}
+    for name, p in sub.choices.items():
+        fmt = [a for a in p._actions if "--format" in a.option_strings]
+        formats[name] = "|".join(fmt[0].choices) if fmt else None
+    assert formats == {"run": "table|json|csv|md", "overhead": "table|json|csv|md",
+                       "machine": "table|json|csv|md", "presets": None, "explore": None,
+                       "fuzz": None, "trace": "text|md", "inspect": "text|md|json", "plot": None}
+    text = " ".join(README.read_text().split())
+    assert ("`run`, `overhead` and `machine` take `--format table|json|csv|md`" in text)
+    assert "`inspect` takes `--format text|md|json`, `trace` takes `--format text|md`" in text
+    assert "`plot`, `presets`, `explore` and `fuzz` have no `--format`" in text

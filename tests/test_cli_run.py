@@ -153,7 +153,7 @@ def test_config_errors_are_one_line_exit_2(capsys, tmp_path, text, expected):
     assert rc == 2 and out == "" and err.count("\n") == 1
     if expected is None:
         assert err.startswith(f"xensim: error: {f}:2: domains[0].memory: domain 'guest' "
-                              f"(4 GiB) does not fit on teaching")
+                              f"(4.00 GiB) does not fit on teaching")
     else:
         assert err == "xensim: error: " + expected.format(f=f) + "\n"
 
@@ -178,3 +178,28 @@ def test_a_crashed_design_exits_1(capsys, tmp_path, monkeypatch):
 def test_quiet_is_accepted(capsys, tmp_path):
     rc, out, err = run(capsys, "run", write(tmp_path, CHURN), "--quiet")
     assert rc == 0 and err == "" and out.startswith("Comparison on teaching: churn workload")
+
+
+def test_default_run_says_mark_unsupported_and_splits_type_refs_per_mapping(capsys):
+    """The default run: per-mapping and sketch refuse the workload's marks (EOPNOTSUPP, the
+    answer of Xen 4.8's do_mmuext_op with superpages off), and say so; per-mapping's
+    get_page_type per 2 MiB mapping is exactly 512."""
+    rc, out, _ = run(capsys, "run")
+    lines = out.splitlines()
+    for design in ("per-mapping", "sketch"):
+        assert (f"  {design}: MARK unsupported (no MARK_SUPER / UNMARK_SUPER in this design): "
+                "the workload's 18 mark/unmark operations failed with EOPNOTSUPP, as with "
+                "superpages off") in lines
+    assert not any(ln.startswith("  xen-4.1: MARK") for ln in lines)
+    at = lines.index("Per operation")
+    assert lines[at + 1].split() == ["design", "ops", "failed", "2M", "mappings",
+                                     "get_type/2M", "map", "4K", "mappings", "get_type/4K",
+                                     "map", "slow/op", "modelled/op"]
+    pm = lines[at + 3].split()
+    assert pm[:6] == ["per-mapping", "300", "18", "106", "512", "156"]
+    d = json.loads(run(capsys, "run", "--format", "json")[1])["comparison"]["designs"]
+    by = {r["design"]: r for r in d}
+    assert by["per-mapping"]["type_refs_per_2m_mapping"] == 512
+    assert by["per-mapping"]["mark_unsupported"] == 18
+    assert by["per-mapping"]["mark_errno"] == "EOPNOTSUPP"
+    assert by["xen-4.1"]["supports_mark"] is True and by["xen-4.1"]["mark_unsupported"] == 0

@@ -119,9 +119,9 @@ def test_tables_cell_for_cell(run):
     main = want[0]
     assert main.title == ("Comparison on teaching: script workload, 4 operations on 1 domain, seed 0")
     xen = dict(zip([c.key for c in main.columns], main.cells()[0]))
-    assert xen["design"] == "xen-4.1" and xen["metadata_bytes"] == "12 KiB"
+    assert xen["design"] == "xen-4.1" and xen["metadata_bytes"] == "12.00 KiB"
     assert xen["get_page_type"] == "1,536" and xen["slow_get"] == "2"
-    assert ">1,536<" in text and ">12 KiB<" in text and ">0.00038%<" in text
+    assert ">1,536<" in text and ">12.00 KiB<" in text and ">0.00038%<" in text
     assert "No pictures were asked for." in text
 
 
@@ -259,3 +259,31 @@ def test_chromium_screenshot(report, tmp_path):
         pos += 12 + n
     pixels = zlib.decompress(idat)
     assert len(set(pixels)) > 100
+
+
+@pytest.mark.parametrize("width", [1400, 1280])
+def test_chromium_default_run_tables_fit_the_page(tmp_path, width):
+    """The default run (five designs, the random workload): at 1400 px (and 1280) no table
+    is wider than the page: the comparison's audit column shows without a scrollbar (the
+    page's script lists the tables whose box scrolls in data-overflowing)."""
+    from xensim._config import default_config
+    from xensim._html import write_html
+    cfg = default_config()
+    mm = build_memory_map(cfg)
+    result = RunResult.of(Machine(mm, cfg.machine.pdx), run_comparison(cfg, mm))
+    path = write_html(result, tmp_path / "default.html", cfg, mm, pictures=())
+    p = run_chromium(tmp_path, f"--window-size={width},1000", "--dump-dom", path.as_uri())
+    dom = p.stdout.decode("utf-8", "replace")
+    assert p.returncode == 0 and "</html>" in dom, p.stderr.decode(errors="replace")[-2000:]
+    assert 'data-overflowing=""' in dom, re.findall(r'data-overflowing="[^"]*"', dom)
+    assert ">clean<" in dom
+
+
+def test_long_text_cells_may_wrap():
+    from xensim._html import table_html
+    from xensim._render import Column, Table
+    t = Table("t", [Column("e", "errors", align="<"), Column("n", "n")],
+              [{"e": "EOPNOTSUPP:18 EINVAL:2 EPERM:1", "n": 1}, {"e": "-", "n": 2}])
+    text = table_html(t)
+    assert '<td class="txt long">EOPNOTSUPP:18 EINVAL:2 EPERM:1</td>' in text
+    assert '<td class="txt">-</td>' in text and '<td class="num">1</td>' in text

@@ -16,7 +16,7 @@ from xensim import load_config
 from xensim._config import build_memory_map, default_config, parse_config
 from xensim._errors import ConfigError
 from xensim._machine import Machine
-from xensim._plot import (ALL_DESIGNS, OVERHEAD_DESIGNS, PLOT_HINT, ChurnMix, PlotUnavailable,
+from xensim._plot import (ALL_DESIGNS, DESIGN_COLORS, OVERHEAD_DESIGNS, PLOT_HINT, ChurnMix, PlotUnavailable,
                           _config_workload, _run_ops, busy_superpages, churn_data,
                           superpage_activity,
                           have_matplotlib, memmap_data, overhead_data, states_for_run,
@@ -253,20 +253,21 @@ def test_churn_iterations_exact(churn):
         assert c.iterations[(d, False)] == [1.0, 1.0]
     for d in ("pageinfo-count", "superpage-info", "xen-4.1"):
         assert c.iterations[(d, True)] == [0.0, 0.0]     # MARK_SUPER: every op a count update
-    for d in ("per-mapping", "sketch"):     # the mark fails: 2N slow in 2N + 2 ops
-        assert c.iterations[(d, True)] == [2 / 4, 8 / 10]
+    # per-mapping and sketch have no MARK_SUPER: no "with MARK" series (their failed
+    # marks would count as operations: 2N slow in 2N + 2 ops, a rate that says nothing)
+    assert c.mark_unsupported == ["per-mapping", "sketch"]
+    for d in ("per-mapping", "sketch"):
+        assert (d, True) not in c.iterations and (d, True) not in c.fractions
 
 
 def test_churn_fractions_exact(churn):
     c = churn
     assert c.fraction_values == [0.0, 0.5, 1.0]
     assert c.fractions[("per-mapping", False)] == [1.0, 1.0, 1.0]
-    assert c.fractions[("per-mapping", True)] == [1.0, 1.0, 1.0]
     for d in ("pageinfo-count", "superpage-info", "xen-4.1", "sketch"):
         assert c.fractions[(d, False)] == [0.0, 0.5, 1.0]
     for d in ("pageinfo-count", "superpage-info", "xen-4.1"):
         assert c.fractions[(d, True)] == [0.0, 0.0, 0.0]
-    assert c.fractions[("sketch", True)] == [0.0, 0.5, 1.0]
 
 
 def test_churn_mix_spreads_pairs():
@@ -315,6 +316,80 @@ def test_memmap_figure_of_every_preset():
     for name in ("firecracker-1g", "qemu-2node", "intel-clx-2s", "intel-gnr-4s"):
         png = figure_bytes(fig_memmap(memmap_data(Machine(load_preset(name), "offset"))))
         assert png_size(png)[0] >= 800
+
+
+@needs_mpl
+def test_churn_figure_draws_true_values_and_says_mark_unsupported(churn):
+    """No nudging: every line's y values are a series of the data exactly (per-mapping's
+    1.0 in panel b is drawn at 1.0); designs without MARK have no dashed line, and their
+    legend entry says "MARK unsupported"."""
+    from xensim._plot import fig_churn
+    fig = fig_churn(churn)
+    axa, axb = fig.axes[:2]
+    for ax, data in ((axa, churn.iterations), (axb, churn.fractions)):
+        drawn = sorted(tuple(float(y) for y in ln.get_ydata()) for ln in ax.get_lines())
+        want = sorted(tuple(float(y) for y in ys) for ys in data.values())
+        assert drawn == want
+        assert sum(ln.get_linestyle() == "--" for ln in ax.get_lines()) == 3   # 3 designs mark
+    # per-mapping in (b): its own solid line at exactly 1.0, visible (the widest is under)
+    pm = [ln for ln in axb.get_lines() if ln.get_color() == DESIGN_COLORS["per-mapping"]]
+    assert len(pm) == 1 and list(pm[0].get_ydata()) == [1.0, 1.0, 1.0]
+    labels = [t.get_text() for t in axb.get_legend().get_texts()]
+    assert "per-mapping: MARK unsupported" in labels and "sketch: MARK unsupported" in labels
+    assert "per-mapping, with MARK" not in labels and "sketch, with MARK" not in labels
+    assert "xen-4.1, with MARK" in labels
+    # equal series are stacked: in panel (a) all five unpinned lines are 1.0, widths differ
+    ones = [ln for ln in axa.get_lines() if ln.get_linestyle() == "-"]
+    assert len({ln.get_linewidth() for ln in ones}) == 5
+
+
+FAR_RESERVED = """
+name: far-reserved
+ram:
+  - [0x0, 0x9fc00]
+  - [0x100000, 0x80000000]
+  - [0x100000000, 0x140000000]
+other:
+  - [0xfec00000, 0xfee01000, reserved]
+  - [0xfd00000000, 0x10000000000, reserved]
+"""
+
+
+def test_memmap_data_zooms_on_ram_past_a_far_reserved_range(tmp_path):
+    from xensim._config import load_memmap_file
+    f = tmp_path / "far.yaml"
+    f.write_text(FAR_RESERVED)
+    d = memmap_data(Machine(load_memmap_file(str(f)), "mask"))
+    assert d.top == 0x140000000                           # RAM's end, not 1 TiB
+    assert d.beyond == [(0xfd00000000, 0x10000000000, "reserved")]
+    near = memmap_data(Machine(load_preset("teaching"), "mask"))
+    assert near.top == 0x140000000 and near.beyond == []
+
+
+@needs_mpl
+def test_memmap_figure_names_what_it_leaves_out(tmp_path):
+    from xensim._config import load_memmap_file
+    from xensim._plot import fig_memmap
+    f = tmp_path / "far.yaml"
+    f.write_text(FAR_RESERVED)
+    fig = fig_memmap(memmap_data(Machine(load_memmap_file(str(f)), "mask")))
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (0, 0x140000000)
+    assert ax.get_title().splitlines()[-1] == (
+        "axis zoomed on RAM; not drawn, above 5 GiB: reserved [0xfd00000000, 0x10000000000) "
+        "12.00 GiB")
+
+
+@needs_mpl
+def test_superpages_figure_gives_the_heat_map_most_of_the_height():
+    from xensim._plot import fig_superpages
+    cfg = default_config()
+    fig = fig_superpages(states_for_run(cfg, build_memory_map(cfg), "peak"))
+    fig.canvas.draw()
+    strip, heat = fig.axes[0], fig.axes[1]
+    hs, hh = strip.get_position().height, heat.get_position().height
+    assert hs < 0.6 * hh, (hs, hh)
+    assert fig.legends and strip.get_legend() is None     # the legend is the figure's, below
 
 
 # --------------------------------------------------------------------------

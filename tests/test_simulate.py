@@ -231,7 +231,7 @@ def test_a_domain_that_does_not_fit_is_a_config_error():
     with pytest.raises(ConfigError) as info:
         run_comparison(cfg, build_memory_map(cfg))
     msg = str(info.value)
-    assert msg.startswith("big.yaml:4: domains[1].memory: domain 'huge' (2 GiB) does not fit "
+    assert msg.startswith("big.yaml:4: domains[1].memory: domain 'huge' (2.00 GiB) does not fit "
                           "on teaching (3.00 GiB of RAM, ")
     assert "populate_physmap gave " in msg and "\n" not in msg
 
@@ -258,9 +258,59 @@ def test_comparison_to_dict_shape():
                        "guest_errors", "by_op", "mappings", "hypercalls", "refcount",
                        "superpage", "slow_transitions", "slow_per_op", "fast_updates",
                        "type_refs_per_mapping", "metadata", "model", "audit", "teardown",
-                       "ops_digest", "failures"]
+                       "ops_digest", "failures", "type_refs_per_2m_mapping", "mappings_4k",
+                       "type_refs_per_4k_mapping", "supports_mark", "mark_unsupported",
+                       "mark_errno"]
     assert r["hypercalls"] == {"calls": 4, "errors": {},
                                "by_call": {"mmu_update": {"calls": 4, "errors": {}}}}
     assert r["audit"] == {"ok": True, "audits": 5, "differences": 0, "first": [],
                           "at_op": None}
     assert r["model"]["ns_per_op"] == r["model"]["ns"] / 4
+
+
+# --------------------------------------------------------------------------
+# get_page_type per 2 MiB and per 4 KiB mapping; MARK unsupported
+# --------------------------------------------------------------------------
+
+DEFAULT_RANDOM = ("workload: {kind: random, steps: 300}\nseed: 1\n"
+                  "domains: [{name: a, memory: 128MiB}, {name: b, memory: 128MiB}]\n")
+
+
+def test_per_mapping_takes_exactly_512_type_refs_per_2m_mapping_in_a_mixed_workload():
+    """per-mapping (Xen 2008's get_superpage: get_page_and_type on each of the 512 frames):
+    in the random workload (4 KiB maps, remaps and marks too) the whole workload's
+    get_page_type per mapping is not 512, the map operations' own is exactly 512."""
+    r = one(DEFAULT_RANDOM, "per-mapping")
+    assert r.mappings > 0 and r.mappings_4k > 0
+    assert r.map_type_refs == 512 * r.mappings
+    assert r.type_refs_per_2m_mapping == 512
+    assert r.type_refs_per_mapping != 512                      # the mixed figure
+    # a 4 KiB mapping takes one get_page_type if writable, none if read-only
+    assert 0 < r.type_refs_per_4k_mapping < 1
+    d = r.to_dict()
+    assert d["type_refs_per_2m_mapping"] == 512 and d["mappings_4k"] == r.mappings_4k
+
+
+def test_get_page_from_l1e_writable_takes_one_type_ref_read_only_none_4_8():
+    """get_page_from_l1e (4.8): a writable L1 entry takes get_page_and_type(PGT_writable_page),
+    a read-only one get_page only."""
+    base = "domains: [{name: g, memory: 2MiB}]\nworkload: {kind: script, script: [{domain: g, %s}]}\n"
+    rw = one(base % "op: map-4k, superpage: 0, slot: 0, frame: 0, count: 8, writable: true")
+    ro = one(base % "op: map-4k, superpage: 0, slot: 0, frame: 0, count: 8, writable: false")
+    assert (rw.mappings_4k, rw.map_4k_type_refs, rw.type_refs_per_4k_mapping) == (8, 8, 1)
+    assert (ro.mappings_4k, ro.map_4k_type_refs, ro.type_refs_per_4k_mapping) == (8, 0, 0)
+    assert rw.mappings == 0 and rw.type_refs_per_2m_mapping is None
+
+
+@pytest.mark.parametrize("version, errno_text", [("4.8", "EOPNOTSUPP"), ("4.1", "ENOSYS")])
+def test_do_mmuext_op_mark_super_unsupported_enosys_4_1_eopnotsupp_4_8(version, errno_text):
+    """do_mmuext_op MMUEXT_MARK_SUPER with superpages off: -ENOSYS in 4.1, -EOPNOTSUPP in
+    4.8: the answer of a design without MARK."""
+    text = (f'hypervisor: {{version: "{version}"}}\n'
+            "workload: {kind: churn, iterations: 3, mark: true}\n")
+    for design in ("per-mapping", "sketch"):
+        r = one(text, design)
+        assert not r.supports_mark and r.mark_unsupported == 2 and r.mark_errno == errno_text
+        assert r.errors == {errno_text: 2}
+    x = one(text, "xen-4.1")
+    assert x.supports_mark and x.mark_unsupported == 0 and x.mark_errno is None

@@ -115,7 +115,7 @@ def test_superpage_level_shows_entries_words_and_the_path(runs):
     ]
     assert op_block(t, 5)[2:] == [
         "    superpage mfn 0x200 word: dynamic/1 -> mark/2",
-        "    fast path: the mark holds a count, no frame reference taken",
+        "    mark: the mark holds a count, no frame reference taken",
         "  -> 0",
     ]
     assert op_block(t, 6)[2:] == [
@@ -125,7 +125,8 @@ def test_superpage_level_shows_entries_words_and_the_path(runs):
     ]
     assert op_block(t, 9)[2:] == [
         "    superpage mfn 0x200 word: mark/1 -> none/0",
-        "    slow path: the last count went, the 512 frames' references dropped",
+        "    unpin: the last count went, the 512 frames' references dropped (not a slow "
+        "transition: 0->1 and 1->0 count mappings)",
         "  -> 0",
     ]
     assert op_block(t, 8)[3] == \
@@ -197,10 +198,10 @@ def test_limit_traces_a_prefix(small):
 def test_header_and_setup(runs):
     t = lines(runs["superpage"])
     assert t[1] == "design xen-4.1: Xen 4.1's spage_info: one count, NONE/DYNAMIC/MARK, writable references"
-    assert t[2] == "Xen 4.8, machine custom (64 MiB of RAM), pdx none"
+    assert t[2] == "Xen 4.8, machine custom (64.00 MiB of RAM), pdx none"
     assert t[4:7] == [
         "set-up (not traced):",
-        "  dom1 web: 16 MiB = superpages 0..7 at mfn 0x0..0xe00 (step 0x200); tot_pages 4101",
+        "  dom1 web: 16.00 MiB = superpages 0..7 at mfn 0x0..0xe00 (step 0x200); tot_pages 4101",
         "  dom1 page tables: L4 mfn 0x1000 (pinned, base pointer), L3 mfn 0x1001, L2 mfn 0x1002, "
         "L2 mfn 0x1003, L1 mfn 0x1004",
     ]
@@ -463,3 +464,23 @@ def test_the_tours_sample_is_what_trace_prints(small):
     sample = next(b for b in blocks if b.startswith("op 2: web:")).splitlines()
     cfg, mm = small
     assert sample == op_block(lines(trace(cfg, mm, level="frame", limit=2)), 2)
+
+
+def test_mark_and_unmark_are_a_pin_not_slow_path_when_pinning_pays():
+    """configs/when-pinning-pays.yaml on xen-4.1 (Xen 4.1's mark_superpage / unmark_superpage
+    take and drop the 512 references): the trace calls them pin / unpin, never slow path,
+    as the comparison counts 0 slow transitions."""
+    from xensim._cli import main
+    import io, contextlib
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["trace", str(Path(__file__).resolve().parent.parent / "configs" /
+                                "when-pinning-pays.yaml"), "--design", "xen-4.1"])
+    assert rc == 0
+    t = buf.getvalue().splitlines()
+    assert not any("slow path" in ln for ln in t)
+    assert t.count("    pin: the mark took the 512 frames' references, once (not a slow "
+                   "transition: 0->1 and 1->0 count mappings; mappings of a marked superpage "
+                   "take the fast path)") == 1
+    assert sum(ln.startswith("    unpin: the last count went") for ln in t) == 1
+    assert sum("fast path: count + 1" in ln for ln in t) == 200

@@ -24,9 +24,10 @@ from ._trace import add_parser as add_trace_parser
 from ._progress import Progress
 from ._render import FORMATS, render, to_json
 from ._report import MachineReport, RunResult
-from ._results import write_atomic
+from ._results import check_file, out_dir, write_atomic, writing
 from ._interrupt import EXIT_INTERRUPTED, sigint_deferred
 from ._simulate import Interrupted, run_comparison
+from ._units import format_size
 
 
 def _machine_args(p: argparse.ArgumentParser,
@@ -71,6 +72,9 @@ def cmd_run(args) -> int:
         return 1 if result.violation else 0
     cfg, memmap = _resolve(args)
     machine = _boot(cfg, memmap)
+    out = out_dir(args.out, "--out") if args.out else None     # before the run: fail early
+    if args.html:
+        check_file(args.html, "--html")
     comparison = None
     if cfg.simulates:
         try:
@@ -82,15 +86,15 @@ def cmd_run(args) -> int:
                   f"{done}{written})", file=sys.stderr)
             return EXIT_INTERRUPTED
     result = RunResult.of(machine, comparison)
-    out = Path(args.out) if args.out else None
     with sigint_deferred():                   # every file written, or (Ctrl-C before) none
         if out:
-            out.mkdir(parents=True, exist_ok=True)
-            dump_resolved(cfg, memmap, out / "config.yaml")
-            write_atomic(out / "results.json", to_json(result))
-            write_atomic(out / "results.csv", render(result, "csv"))
+            with writing(out, "--out"):
+                dump_resolved(cfg, memmap, out / "config.yaml")
+                write_atomic(out / "results.json", to_json(result))
+                write_atomic(out / "results.csv", render(result, "csv"))
         if args.html:
-            write_html(result, args.html, cfg, memmap)
+            with writing(args.html, "--html"):
+                write_html(result, args.html, cfg, memmap)
     sys.stdout.write(render(result, args.format))
     if out and args.format == "table":
         sys.stdout.write(f"\nwrote {out / 'config.yaml'}, {out / 'results.json'} and "
@@ -119,7 +123,7 @@ def cmd_machine(args) -> int:
 def cmd_presets(args) -> int:
     for name in list_presets():
         mm = load_preset(name)
-        print(f"{name:16} {mm.ram_bytes / 2**30:10.2f} GiB RAM  max_pfn {mm.max_pfn:#x}  {mm.source or ''}")
+        print(f"{name:16} {format_size(mm.ram_bytes):>10} RAM  max_pfn {mm.max_pfn:#x}  {mm.source or ''}")
     return 0
 
 

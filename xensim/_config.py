@@ -751,8 +751,14 @@ def parse_config(text: str, filename: str = "<string>") -> Config:
 
 
 def load_config(path: str | os.PathLike) -> Config:
-    """Load and check a config file."""
-    return parse_config(read_text(path), str(path))
+    """Load and check a config file. A file with no keys (empty, or only comments) is a
+    ConfigError: a user who names a file means something by it."""
+    text = read_text(path)
+    if load_yaml(text, str(path)).data is None:
+        raise ConfigError(str(path), None, "the config is empty (no keys): give at least one "
+                          "section such as machine: or workload:; `xensim run` without a file "
+                          "runs the default comparison")
+    return parse_config(text, str(path))
 
 
 def default_config_path() -> Path:

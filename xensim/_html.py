@@ -50,15 +50,17 @@ CAPTIONS = {
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif;
-       margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #212121; }
+       margin: 2em auto; max-width: 1320px; padding: 0 1em; color: #212121; }
 h1 { font-size: 1.5em; margin-bottom: .2em; }
 h2 { font-size: 1.25em; border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.8em; }
 h3 { font-size: 1.02em; margin: 1.2em 0 .4em; }
 .meta { color: #616161; margin-top: 0; }
 nav a { margin-right: 1em; }
 table.xs { border-collapse: collapse; font-size: .9em; margin-bottom: .4em; }
-table.xs th, table.xs td { border: 1px solid #e0e0e0; padding: .25em .6em; white-space: nowrap; }
-table.xs th { background: #f5f5f5; }
+table.xs th, table.xs td { border: 1px solid #e0e0e0; padding: .25em .45em; white-space: nowrap; }
+table.xs th { background: #f5f5f5; white-space: normal; vertical-align: bottom; }
+/* a cell of several words (e.g. "EOPNOTSUPP:18 EINVAL:2") wraps rather than widen the table */
+table.xs td.txt.long { white-space: normal; min-width: 8em; }
 table.xs td.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.xs td.txt { text-align: left; }
 table.xs tr:nth-child(even) td { background: #fafafa; }
@@ -78,6 +80,11 @@ window.addEventListener("load", function () {
   var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; });
   document.body.setAttribute("data-images", String(imgs.length));
   document.body.setAttribute("data-images-decoded", String(ok.length));
+  // tables wider than the page (their .scroll box scrolls): their ids, for headless checks
+  var wide = Array.prototype.slice.call(document.querySelectorAll("div.scroll"))
+    .filter(function (d) { return d.scrollWidth > d.clientWidth + 1; })
+    .map(function (d) { return d.parentNode.id; });
+  document.body.setAttribute("data-overflowing", wide.join(" "));
 });
 """
 
@@ -91,6 +98,12 @@ def _slug(text: str) -> str:
     return "-".join(p for p in out.split("-") if p)[:60] or "table"
 
 
+def _cell_class(c, v: str) -> str:
+    if c.align == ">":
+        return "num"
+    return "txt long" if " " in v and len(v) > 16 else "txt"
+
+
 def table_html(t: Table) -> str:
     """One :class:`Table` as HTML: its title, header, the formatted cells (``Table.cells``,
     as in the terminal) and its notes."""
@@ -98,7 +111,7 @@ def table_html(t: Table) -> str:
     thead = f"<thead><tr>{head}</tr></thead>" if any(c.header for c in t.columns) else ""
     body = []
     for row in t.cells():
-        tds = "".join(f'<td class="{"num" if c.align == ">" else "txt"}">{_e(v)}</td>'
+        tds = "".join(f'<td class="{_cell_class(c, v)}">{_e(v)}</td>'
                       for c, v in zip(t.columns, row))
         body.append(f"<tr>{tds}</tr>")
     notes = ("<ul class=\"notes\">" + "".join(f"<li>{_e(n)}</li>" for n in t.notes) + "</ul>"

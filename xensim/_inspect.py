@@ -368,10 +368,10 @@ def _domain_lines(r: dict) -> list[tuple[str, list[str]]]:
     lv = []
     for name, s in r["levels"].items():
         parts = [f"{s['tables']} table{'s' if s['tables'] != 1 else ''}",
-                 f"{s['present']} present entries"]
+                 f"{s['present']} present entr{'y' if s['present'] == 1 else 'ies'}"]
         if name == "L2":
             parts.append(f"{s['pse']} PSE ({s['pse_rw']} RW, {s['pse'] - s['pse_rw']} RO)")
-            parts.append(f"{s['to_tables']} to L1 tables")
+            parts.append(f"{s['to_tables']} to L1 table{'s' * (s['to_tables'] != 1)}")
         elif name == "L1":
             parts.append(f"{s['small']} 4 KiB ({s['small_rw']} RW, {s['small'] - s['small_rw']} RO)")
         lv.append(f"{name}: " + ", ".join(parts))

@@ -163,8 +163,19 @@ class MemmapData:
 
     @property
     def top(self) -> int:
-        """The highest byte the picture shows: the end of the last range or of RAM."""
-        return max([e for _, e, _ in self.ranges] + [self.max_pfn << PAGE_SHIFT])
+        """The highest byte the picture shows: the end of RAM, or of a range that ends
+        not far above it (up to a quarter more). A range far above RAM (a PCI hole's
+        reserved window at 1 TiB, say) would squeeze RAM into a sliver: it is cut at
+        ``top`` and listed in :attr:`beyond` instead."""
+        ram_top = self.max_pfn << PAGE_SHIFT
+        near = [e for _, e, _ in self.ranges if e <= ram_top + ram_top // 4]
+        return max(near + [ram_top])
+
+    @property
+    def beyond(self) -> list[tuple[int, int, str]]:
+        """The e820 ranges that end above :attr:`top` (drawn cut at the axis' end)."""
+        top = self.top
+        return [(s, e, t) for s, e, t in self.ranges if e > top]
 
 
 def memmap_data(machine: Machine) -> MemmapData:
@@ -222,7 +233,7 @@ def fig_memmap(d: MemmapData):
     # e820 ranges by type (unlisted addresses stay blank)
     types_seen = []
     for t in TYPE_COLORS:
-        spans = [(s, e) for s, e, ty in d.ranges if ty == t]
+        spans = [(s, min(e, top)) for s, e, ty in d.ranges if ty == t and s < top]
         if spans:
             _bar(ax, rows["e820 map"], spans, color=TYPE_COLORS[t])
             types_seen.append(t)
@@ -282,7 +293,8 @@ def fig_memmap(d: MemmapData):
     ax.set_title(f"{d.name}: {format_size(d.ram_bytes)} of RAM in {format_size(d.max_pfn << PAGE_SHIFT)} "
                  f"of addresses, {n_holes} hole{'s' * (n_holes != 1)}, "
                  f"{len(d.groups):,} PDX groups with RAM\n"
-                 + "\n".join(textwrap.wrap(f"PDX {d.pdx_describe}", 110)), fontsize=10)
+                 + "\n".join(textwrap.wrap(f"PDX {d.pdx_describe}", 110))
+                 + _beyond_text(d), fontsize=10)
     handles = [Patch(color=TYPE_COLORS[t], label=t if t != "ram" else "RAM") for t in types_seen]
     handles += [Patch(facecolor="white", edgecolor="#9e9e9e", label="not listed in the e820 map"),
                 Patch(facecolor=HOLE_COLOR, hatch="//", edgecolor="white", label="hole (no RAM frame)"),
@@ -291,6 +303,16 @@ def fig_memmap(d: MemmapData):
     if axz is not None:
         _zoom_superpage(axz, d, zoom)
     return fig
+
+
+def _beyond_text(d: MemmapData) -> str:
+    """A title line for the ranges far above RAM that the axis leaves out."""
+    far = d.beyond
+    if not far:
+        return ""
+    listed = ", ".join(f"{t} [{s:#x}, {e:#x}) {format_size(e - s)}" for s, e, t in far[:3])
+    more = f" and {len(far) - 3} more" if len(far) > 3 else ""
+    return f"\naxis zoomed on RAM; not drawn, above {human(d.top)}: {listed}{more}"
 
 
 def _zoom_superpage(ax, d: MemmapData, sp: int) -> None:
@@ -594,8 +616,10 @@ def fig_superpages(r: RunStates):
     from matplotlib.colors import BoundaryNorm, LogNorm
     from matplotlib.patches import Patch
     n = max(len(r.states), 1)
-    fig = _new_figure(11, 3.2 + 0.95 * n)
-    ax, axh = fig.subplots(2, 1, height_ratios=[1.0 + 0.5 * n, 1.0 + 0.45 * n])
+    # the overview strip is thin (one short row per design, legend at its right): the
+    # heat map of the superpages in use below gets most of the height
+    fig = _new_figure(11, 2.9 + 0.75 * n)
+    ax, axh = fig.subplots(2, 1, height_ratios=[0.5 + 0.22 * n, 1.0 + 0.45 * n])
     names = [s.design for s in r.states]
     sp_bytes = SUPERPAGE_ORDER + PAGE_SHIFT
     top = max([int(s.superpages[-1] + 1) << sp_bytes for s in r.states if s.superpages.size] + [0])
@@ -609,7 +633,7 @@ def fig_superpages(r: RunStates):
             if c in (DYNAMIC, MARK) and b - a < least:
                 a = max(0.0, (a + b - least) / 2)
                 b = a + least
-            _bar(ax, y, [(a, b)], h=0.7, color=STATE_COLORS[c])
+            _bar(ax, y, [(a, b)], h=0.8, color=STATE_COLORS[c])
     window = _zoom_window(r)
     if window and top:
         lo, hi = window
@@ -618,13 +642,14 @@ def fig_superpages(r: RunStates):
             a = max(0.0, (a + b - least) / 2)
             b = a + least
         ax.axvspan(a, b, color="#fff59d", alpha=0.6, zorder=0, lw=0)
-    ax.set_yticks(range(n - 1, n - 1 - len(names), -1), names)
-    ax.set_ylim(-0.6, n - 0.4)
+    ax.set_yticks(range(n - 1, n - 1 - len(names), -1), names, fontsize=8)
+    ax.set_ylim(-0.5, n - 0.5)
     if top:
         ax.set_xlim(0, top)
         ax.xaxis.set_major_locator(_addr_locator(top))
         ax.xaxis.set_major_formatter(_addr_formatter(top))
-    ax.set_xlabel("physical address of the superpage (blank: no RAM; yellow: the window below)")
+    ax.set_xlabel("physical address of the superpage (blank: no RAM; yellow: the window below)",
+                  fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     title = (f"Superpage metadata per design on {r.machine}, {r.workload} workload "
              f"({r.ops:,} operations): {r.why}")
@@ -635,8 +660,7 @@ def fig_superpages(r: RunStates):
     handles = [Patch(color=STATE_COLORS[k], label=lbl) for k, lbl in (
         (NONE, "none (count 0)"), (DYNAMIC, "dynamic (mapped)"), (MARK, "mark (MARK_SUPER)"),
         (PARTIAL, "partly RAM (never 2 MiB)"))]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=4, fontsize=8,
-              frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=8, frameon=False)
 
     if window is None or not r.states:
         axh.text(0.5, 0.5, "no guest memory, nothing mapped or marked", ha="center", va="center",
@@ -706,7 +730,7 @@ def synthetic_memmap(size: int) -> MemoryMap:
     ranges = [(0, 0x9fc00), (1 << 20, min(size, 2 * GiB))]
     if size > 2 * GiB:
         ranges.append((4 * GiB, 4 * GiB + size - 2 * GiB))
-    return MemoryMap(ranges, name=f"pc-{format_size(size).replace(' ', '')}",
+    return MemoryMap(ranges, name=f"pc-{human(size).replace(' ', '')}",
                      source="xensim synthetic PC layout")
 
 
@@ -861,7 +885,9 @@ class ChurnMix(Workload):
 class ChurnData:
     """Slow-path transitions per operation: ``iterations[(design, mark)]`` over
     ``iteration_values`` (the churn workload), ``fractions[(design, mark)]`` over
-    ``fraction_values`` (:class:`ChurnMix`); None where a design did not run."""
+    ``fraction_values`` (:class:`ChurnMix`); None where a design did not run.
+    A design without MARK_SUPER (``mark_unsupported``) has no ``(design, True)`` series:
+    its marks would fail and count as operations, a rate that says nothing about MARK."""
     machine: str
     designs: list[str]
     iteration_values: list[int]
@@ -871,6 +897,8 @@ class ChurnData:
     missing: dict[str, str] = field(default_factory=dict)
     #: why the runs used another machine than the one asked for ("" if they did not)
     note: str = ""
+    #: the designs that have no MARK_SUPER / UNMARK_SUPER (no "with MARK" series)
+    mark_unsupported: list[str] = field(default_factory=list)
 
 
 def _churn_config(cfg: Config | None, workload: str, memory: str) -> Config:
@@ -895,10 +923,13 @@ def churn_data(cfg: Config | None = None, memmap: MemoryMap | None = None,
     registered, _ = available_designs()
     missing = {d: "not available in this build" for d in designs if d not in registered}
     run = [d for d in designs if d in registered]
+    no_mark = [d for d in run if not registered[d].supports_mark]
     it_out: dict[tuple[str, bool], list[float | None]] = {}
     fr_out: dict[tuple[str, bool], list[float | None]] = {}
     for mark in (False, True):
         for d in run:
+            if mark and d in no_mark:
+                continue
             vals = []
             for it in iterations:
                 c = _churn_config(cfg, f"{{kind: churn, superpages: 1, iterations: {it}, "
@@ -911,6 +942,8 @@ def churn_data(cfg: Config | None = None, memmap: MemoryMap | None = None,
         n = ChurnMix.HELD + ChurnMix.LONELY
         c = _churn_config(cfg, "{kind: churn}", f"{2 * n}MiB")
         for d in run:
+            if mark and d in no_mark:
+                continue
             vals = []
             for f in fractions:
                 wl = ChurnMix(c.workload, [DomainSpec("guest", 2 * n << 20)], f, mark)
@@ -931,7 +964,8 @@ def churn_data(cfg: Config | None = None, memmap: MemoryMap | None = None,
                 slow = sum(b.get(k, 0) - a.get(k, 0) for k in ("slow_get", "slow_put"))
                 vals.append(slow / (2 * wl.pairs))
             fr_out[(d, mark)] = vals
-    return ChurnData(memmap.name, run, list(iterations), it_out, list(fractions), fr_out, missing)
+    return ChurnData(memmap.name, run, list(iterations), it_out, list(fractions), fr_out, missing,
+                     mark_unsupported=no_mark)
 
 
 #: churn_data boots ~160 machines: above this many superpages with RAM it uses the
@@ -948,43 +982,67 @@ def churn_machine(memmap: MemoryMap) -> MemoryMap:
     return load_preset("teaching")
 
 
+def _stacked(ax, xs, series) -> None:
+    """Draw ``series`` [(ys, color, ls, marker)]: lines with exactly the same values are
+    stacked, the first widest, each next one thinner on top of it, so that every line
+    shows as a band of its colour at its true value (no nudging)."""
+    groups: dict[tuple, list] = {}
+    for ys, color, ls, mk in series:
+        groups.setdefault((ls, tuple(ys)), []).append((ys, color, ls, mk))
+    z = 2
+    for members in groups.values():
+        g = len(members)
+        for j, (ys, color, ls, mk) in enumerate(members):
+            wide = g - 1 - j
+            ax.plot(xs, ys, ls=ls, marker=mk, color=color, lw=1.5 + 2 * wide,
+                    ms=4 + 2.2 * wide, zorder=z)
+            z += 1
+
+
 def fig_churn(d: ChurnData):
     """(a) the churn workload: slow/op against iterations; (b) slow/op against the fraction
-    of map/unmap pairs that churn. Solid: without MARK_SUPER; dashed: with it."""
+    of map/unmap pairs that churn. Solid: without MARK_SUPER; dashed: with it. A design
+    without MARK_SUPER has no dashed line (its legend entry says "MARK unsupported")."""
+    from matplotlib.lines import Line2D
     fig = _new_figure(12, 5.0)
     axa, axb = fig.subplots(1, 2)
-    n = len(d.designs)
-    for k, name in enumerate(d.designs):
+    sa, sb, handles = [], [], []
+    for name in d.designs:
         color = DESIGN_COLORS.get(name, None)
-        # designs that give the same value are drawn on top of each other: a small
-        # vertical nudge keeps every line visible (the values are in the tests and tables)
-        nudge = (k - (n - 1) / 2) * 0.008
         for mark, ls, mk in ((False, "-", "o"), (True, "--", "s")):
-            lbl = f"{name}, {'with' if mark else 'without'} MARK"
+            if mark and name in d.mark_unsupported:
+                handles.append(Line2D([], [], ls="none", marker="x", color=color, ms=6,
+                                      label=f"{name}: MARK unsupported"))
+                continue
             ys = d.iterations.get((name, mark))
             if ys:
-                axa.plot(d.iteration_values, [None if y is None else y + nudge for y in ys],
-                         ls=ls, marker=mk, ms=4, color=color, label=lbl)
+                sa.append(([None if y is None else y for y in ys], color, ls, mk))
             ys = d.fractions.get((name, mark))
             if ys:
-                axb.plot(d.fraction_values, [None if y is None else y + nudge for y in ys],
-                         ls=ls, marker=mk, ms=4, color=color, label=lbl)
+                sb.append(([None if y is None else y for y in ys], color, ls, mk))
+            handles.append(Line2D([], [], ls=ls, marker=mk, ms=4, color=color,
+                                  label=f"{name}, {'with' if mark else 'without'} MARK"))
+    _stacked(axa, d.iteration_values, sa)
+    _stacked(axb, d.fraction_values, sb)
     axa.set_xscale("log", base=2)
     axa.set_xticks(d.iteration_values, [str(v) for v in d.iteration_values])
-    axa.set_xlabel("churn iterations (map + unmap of one superpage's only mapping)")
+    axa.set_xlabel("churn iterations N (map + unmap of a superpage's only mapping)",
+                   fontsize=9)
     axa.set_title("(a) the churn workload: mark, churn N times, unmark", fontsize=10)
-    axb.set_xlabel("fraction of map/unmap pairs whose superpage has no other mapping")
+    axb.set_xlabel("fraction of map/unmap pairs whose superpage has no other mapping",
+                   fontsize=9)
     axb.set_title(f"(b) churn mixed with mappings of held superpages ({CHURN_PAIRS} pairs)",
                   fontsize=10)
     for ax in (axa, axb):
         ax.set_ylabel("slow-path transitions (0->1, 1->0) per operation")
         ax.set_ylim(-0.06, 1.1)
         ax.grid(alpha=0.3)
-    axb.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    title = (f"Slow-path rate against churn on {d.machine}: solid without MARK_SUPER, dashed with "
-             f"it (per-mapping and sketch have none: their marks fail)\n"
-             f"equal values are drawn nudged apart by up to {0.008 * (n - 1) / 2:.3f} so that "
-             f"every line shows")
+    axb.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8,
+               frameon=False)
+    nomark = ", ".join(d.mark_unsupported)
+    title = (f"Slow-path rate against churn on {d.machine}: solid without MARK_SUPER, dashed "
+             f"with it" + (f" ({nomark}: MARK unsupported, no dashed line)" if nomark else "")
+             + "\nlines with equal values are stacked, wider under narrower: every colour shows")
     if d.note:
         title += f"\n({d.note})"
     if d.missing:
@@ -1087,8 +1145,11 @@ def cmd_plot(args) -> int:
     from ._cli import _resolve                 # lazily: _cli imports this module
     cfg, memmap = _resolve(args)
     at = _parse_at(args.at_op)
-    for path in make_pictures(cfg, memmap, args.out, args.which, at):
-        sys.stdout.write(f"{path}\n")
+    from ._results import out_dir, writing
+    out = out_dir(args.out, "--out")
+    with writing(out, "--out"):
+        for path in make_pictures(cfg, memmap, out, args.which, at):
+            sys.stdout.write(f"{path}\n")
     return 0
 
 

@@ -2,7 +2,10 @@
 
 A result is any object with ``to_dict()`` (the JSON form, an interface others
 build on) and ``tables()`` (a list of :class:`Table`, the first of which is the
-row-per-item table written as CSV).
+row-per-item table written as CSV). A result with ``csv_tables()`` is written as
+CSV with every table it returns: each starts with its own header row, the tables
+are separated by one empty line. CSV carries plain values (no units, no thousands
+separators); floats are rounded to 10 significant digits (no ``0.30000000000000004``).
 """
 
 from __future__ import annotations
@@ -63,13 +66,27 @@ def _md_table(t: Table) -> str:
     return "\n".join(out)
 
 
+def csv_value(v) -> Any:
+    """A plain CSV cell: None is empty, a float has at most 10 significant digits."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return float(f"{v:.10g}")
+    return v
+
+
 def _csv(t: Table) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([c.key for c in t.columns])
     for r in t.rows:
-        w.writerow(["" if r.get(c.key) is None else r.get(c.key) for c in t.columns])
+        w.writerow([csv_value(r.get(c.key)) for c in t.columns])
     return buf.getvalue()
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``1 schedule``, ``2 schedules``, ``1,024 entries`` (with ``many`` given)."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
 def to_json(result: Result) -> str:
@@ -81,6 +98,8 @@ def render(result: Result, fmt: str = "table") -> str:
         return to_json(result)
     tables = result.tables()
     if fmt == "csv":
+        if hasattr(result, "csv_tables"):
+            return "\n".join(_csv(t) for t in result.csv_tables())
         return _csv(tables[0])
     if fmt == "md":
         return "\n\n".join(_md_table(t) for t in tables) + "\n"

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from ._machine import Machine
 from ._overhead import OverheadReport, overhead
-from ._render import Column, Table, fmt_hex, fmt_int, fmt_pct
+from ._frametable import FRAME_BYTES, PDX_GROUP_FRAMES
+from ._render import Column, Table, fmt_hex, fmt_int, fmt_pct, plural
 from ._simulate import Comparison, DesignRun
 from ._units import PAGE_SHIFT, format_size
 
@@ -17,8 +18,14 @@ class MachineReport:
     """A booted machine: its map, holes, PDX and tables."""
     machine: Machine
 
+    def frame_table_bytes_all_groups(self) -> int:
+        """xensim's frame-table arrays once every PDX group with RAM has been written
+        (the overhead table's xensim-frame-table row)."""
+        return self.machine.frame_table.valid_groups * PDX_GROUP_FRAMES * FRAME_BYTES
+
     def to_dict(self) -> dict:
         d = self.machine.summary()
+        d["frame_table_all_groups_bytes"] = self.frame_table_bytes_all_groups()
         d["memory_map"] = self.machine.memmap.to_dict()["ranges"]
         d["holes"] = [[hex(s << PAGE_SHIFT), hex(e << PAGE_SHIFT)] for s, e in self.machine.memmap.holes]
         return d
@@ -38,8 +45,9 @@ class MachineReport:
              Column("size", "size")],
             [{"start": s, "end": e, "size": format_size((e - s) << PAGE_SHIFT)} for s, e in mm.holes])
         s = m.summary()
+        alloc = s["frame_table_allocated_bytes"]
         summary = Table(
-            "Machine", [Column("key", "", align="<"), Column("value", "", align="<")],
+            "Machine", [Column("key", "item", align="<"), Column("value", "value", align="<")],
             [{"key": k, "value": v} for k, v in (
                 ("RAM", f"{s['ram_bytes']:,} B ({format_size(s['ram_bytes'])}), {s['ram_frames']:,} whole frames"),
                 ("max_pfn", fmt_hex(s["max_pfn"])),
@@ -48,8 +56,30 @@ class MachineReport:
                 ("max_pdx", fmt_hex(s["max_pdx"])),
                 ("PDX groups with RAM", f"{fmt_int(s['pdx_groups_with_ram'])} of "
                                         f"{fmt_int(s['pdx_group_frames'])} frames each"),
-                ("frame table allocated", f"{s['frame_table_allocated_bytes']:,} B"),
+                ("frame table allocated", f"{alloc:,} B so far (a group's arrays are created "
+                                          f"on its first write; all {fmt_int(s['pdx_groups_with_ram'])}: "
+                                          f"{format_size(self.frame_table_bytes_all_groups())})"),
                 ("superpage table allocated", f"{s['spage_table_allocated_bytes']:,} B"))])
+        return [summary, ranges, holes]
+
+    def csv_tables(self) -> list[Table]:
+        """The three tables with plain values (bytes, frame numbers), for CSV."""
+        mm = self.machine.memmap
+        flat = {}
+        for k, v in self.to_dict().items():
+            if isinstance(v, dict):
+                flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+            elif not isinstance(v, list):
+                flat[k] = v
+        summary = Table("machine", [Column("table", "table"), Column("key", "key"),
+                                    Column("value", "value")],
+                        [{"table": "machine", "key": k, "value": v} for k, v in flat.items()])
+        ranges = Table("memory_map", [Column(k, k) for k in ("table", "start", "end", "type", "bytes")],
+                       [{"table": "memory_map", "start": r.start, "end": r.end,
+                         "type": r.type.value, "bytes": r.end - r.start} for r in mm.ranges])
+        holes = Table("holes", [Column(k, k) for k in ("table", "first_mfn", "end_mfn", "frames")],
+                      [{"table": "holes", "first_mfn": a, "end_mfn": b, "frames": b - a}
+                       for a, b in mm.holes])
         return [summary, ranges, holes]
 
 
@@ -97,6 +127,9 @@ def comparison_tables(c: Comparison, machine_name: str) -> list[Table]:
             per_op.append({"design": r.design, "ops": r.ops, "ops_failed": r.ops_failed,
                            "mappings": r.mappings, "slow_per_op": r.slow_per_op,
                            "type_refs_per_mapping": r.type_refs_per_mapping,
+                           "type_refs_per_2m_mapping": r.type_refs_per_2m_mapping,
+                           "mappings_4k": r.mappings_4k,
+                           "type_refs_per_4k_mapping": r.type_refs_per_4k_mapping,
                            "ns_per_op": r.ns_per_op})
         rows.append(row)
         if r.status != "ok":
@@ -107,6 +140,10 @@ def comparison_tables(c: Comparison, machine_name: str) -> list[Table]:
         elif r.leaked_frames or r.zombie_domains:
             notes.append(f"{r.design}: after destroying every domain, {r.leaked_frames:,} "
                          f"frames never returned to the heap ({r.zombie_domains} zombie domains)")
+        if r.ok and r.mark_unsupported:
+            notes.append(f"{r.design}: MARK unsupported (no MARK_SUPER / UNMARK_SUPER in this "
+                         f"design): the workload's {plural(r.mark_unsupported, 'mark/unmark operation')} "
+                         f"failed with {r.mark_errno}, as with superpages off")
     cm = c.cost_model
     notes.append(f"modelled time = {cm['frame_atomic_ns']:g} ns per frame refcount op "
                  f"(get/put_page, get/put_page_type) + {cm['cmpxchg_ns']:g} ns per superpage "
@@ -136,10 +173,15 @@ def comparison_tables(c: Comparison, machine_name: str) -> list[Table]:
         Column("ops", "ops", fmt_int),
         Column("ops_failed", "failed", fmt_int),
         Column("mappings", "2M mappings", fmt_int),
+        Column("type_refs_per_2m_mapping", "get_type/2M map", _fmt_ratio),
+        Column("mappings_4k", "4K mappings", fmt_int),
+        Column("type_refs_per_4k_mapping", "get_type/4K map", _fmt_ratio),
         Column("slow_per_op", "slow/op", _fmt_ratio),
-        Column("type_refs_per_mapping", "get_type/mapping", _fmt_ratio),
         Column("ns_per_op", "modelled/op", fmt_ns),
-    ], per_op)
+    ], per_op, ["get_type/2M map: get_page_type calls of the map operations per superpage "
+                "mapping (512 with no count); get_type/4K map: of the map-4k operations per "
+                "4 KiB mapping (1 if writable, 0 if read-only); remaps and marks in neither"]
+       if any(p["mappings"] or p["mappings_4k"] for p in per_op) else [])
     return [main, per]
 
 

@@ -579,7 +579,7 @@ def cmd_explore(args) -> int:
         w(f"first violation: {v.message}\n")
         for t in lost_cas(v.trace):
             w(f"lost cmpxchg: {t}\n")
-        w(f"schedule ({len(v.schedule)} steps): {format_schedule(v.schedule)}\n")
+        w(f"schedule ({len(v.schedule)} step{'s' * (len(v.schedule) != 1)}): {format_schedule(v.schedule)}\n")
         w("trace:\n")
         trace = v.trace if args.full_trace else summarise_trace(v.trace)
         w("".join(f"  {t}\n" for t in trace))

@@ -76,6 +76,17 @@ class DesignRun:
     by_op: dict = field(default_factory=dict)
     #: superpage (L2 PSE) entries installed by successful map operations
     mappings: int = 0
+    #: get_page_type calls made by the successful map operations
+    map_type_refs: int = 0
+    #: 4 KiB (L1) entries installed by successful map-4k operations, their get_page_type calls
+    mappings_4k: int = 0
+    map_4k_type_refs: int = 0
+    #: the design has MARK_SUPER / UNMARK_SUPER (else they fail with the release's errno)
+    supports_mark: bool = True
+    #: mark / unmark operations refused because the design has no MARK
+    mark_unsupported: int = 0
+    #: the errno those refusals returned (the release's answer with superpages off)
+    mark_errno: str | None = None
     #: per hypercall: {"calls": n, "errors": {errno: n}}
     hypercalls: dict = field(default_factory=dict)
     #: errors of every hypercall, by errno name
@@ -117,6 +128,17 @@ class DesignRun:
         return self.refcount.get("get_page_type", 0) / self.mappings if self.mappings else None
 
     @property
+    def type_refs_per_2m_mapping(self) -> float | None:
+        """get_page_type calls per superpage mapping of the map operations alone
+        (512 without a count; 4 KiB mappings, remaps and marks not included)."""
+        return self.map_type_refs / self.mappings if self.mappings else None
+
+    @property
+    def type_refs_per_4k_mapping(self) -> float | None:
+        """get_page_type calls per 4 KiB mapping of the map-4k operations (1 each)."""
+        return self.map_4k_type_refs / self.mappings_4k if self.mappings_4k else None
+
+    @property
     def ns_per_op(self) -> float | None:
         return self.estimate.ns / self.ops if self.estimate and self.ops else None
 
@@ -145,6 +167,13 @@ class DesignRun:
                          "zombie_domains": self.zombie_domains},
             "ops_digest": self.ops_digest,
             "failures": self.failures,
+            # added later (appended: the keys above keep their order)
+            "type_refs_per_2m_mapping": self.type_refs_per_2m_mapping,
+            "mappings_4k": self.mappings_4k,
+            "type_refs_per_4k_mapping": self.type_refs_per_4k_mapping,
+            "supports_mark": self.supports_mark,
+            "mark_unsupported": self.mark_unsupported,
+            "mark_errno": self.mark_errno,
         })
         return d
 
@@ -248,7 +277,8 @@ def run_design(cfg: Config, memmap: MemoryMap, design: str, wl: Workload | None 
     progress = progress or Progress.off()
     c = dataclasses.replace(cfg, hypervisor=dataclasses.replace(cfg.hypervisor, superpage=design))
     m = Machine.from_config(c, memmap)
-    run = DesignRun(design, description=m.superpage.description)
+    run = DesignRun(design, description=m.superpage.description,
+                    supports_mark=m.superpage.supports_mark)
     boot_free = m.heap.free_frames
     digest = hashlib.sha256()
     by_op: dict[str, list[int]] = {}
@@ -262,6 +292,7 @@ def run_design(cfg: Config, memmap: MemoryMap, design: str, wl: Workload | None 
             stage = f"at op {n + 1} ({op})"
             digest.update(repr(op.key()).encode())
             k = kernels[op.domain]
+            types0 = m.refs.stats.get_page_type
             try:
                 ok = apply(op, k)
                 why = None if ok else errno_name(k.last_rc) if k.last_rc < 0 else "partly done"
@@ -274,7 +305,14 @@ def run_design(cfg: Config, memmap: MemoryMap, design: str, wl: Workload | None 
             if ok:
                 if op.op == "map":
                     run.mappings += op.count
+                    run.map_type_refs += m.refs.stats.get_page_type - types0
+                elif op.op == "map-4k":
+                    run.mappings_4k += op.count
+                    run.map_4k_type_refs += m.refs.stats.get_page_type - types0
             else:
+                if op.op in ("mark", "unmark") and not run.supports_mark:
+                    run.mark_unsupported += 1
+                    run.mark_errno = why
                 counts[1] += 1
                 run.ops_failed += 1
                 if len(run.failures) < MAX_FAILURES_LISTED:

@@ -598,12 +598,18 @@ class Tracer:
             self._unchanged(node, ops[i].arg1)
             return
         ranges = [c for c in node.children if c.kind == "range" and "failed" not in c.data]
+        # A MARK / UNMARK that takes or drops the 512 references is a pin, not a slow
+        # transition (SuperpageDesign.stats counts mappings only): named apart here
+        # so the trace and the comparison's 0->1 / 1->0 columns agree.
         if mark:
-            text = ("slow path: the mark took the 512 frames' references" if ranges else
-                    "fast path: the mark holds a count, no frame reference taken")
+            text = ("pin: the mark took the 512 frames' references, once (not a slow "
+                    "transition: 0->1 and 1->0 count mappings; mappings of a marked superpage "
+                    "take the fast path)" if ranges else
+                    "mark: the mark holds a count, no frame reference taken")
         else:
-            text = ("slow path: the last count went, the 512 frames' references dropped"
-                    if ranges else "fast path: count - 1, no frame reference dropped")
+            text = ("unpin: the last count went, the 512 frames' references dropped (not a "
+                    "slow transition: 0->1 and 1->0 count mappings)"
+                    if ranges else "unmark: count - 1, no frame reference dropped")
         node.children.append(Node("path", {"text": text}))
 
     def _unchanged(self, node: Node, mfn: int) -> None:

@@ -65,9 +65,10 @@ def parse_size(value: int | str) -> int:
 
 
 def format_size(nbytes: int) -> str:
-    """Render a byte count with the largest binary unit that keeps it readable."""
+    """Render a byte count in the largest binary unit it reaches, always with two
+    decimals (one format: ``1.00 GiB``, ``2.00 GiB`` for 2047 MiB, ``13.50 MiB``);
+    below 1 KiB, whole bytes (``12 B``)."""
     for unit, size in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
         if nbytes >= size:
-            value = nbytes / size
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.2f} {unit}"
-    return f"{nbytes} B"
+            return f"{nbytes / size:.2f} {unit}"
+    return f"{int(nbytes)} B"
