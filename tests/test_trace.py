@@ -84,7 +84,7 @@ def test_hypercall_level_is_one_line_per_call_and_its_result(runs):
         "  memory_op dom1: populate_physmap 1 extent of order 9 at gpfn 0x800",
         "  -> 1 (1 of 1 extents done, dom1 tot_pages 3589 -> 4101)",
     ]
-    assert t[-2:] == ["11 operations (1 failed), 11 hypercalls (1 returned an error)",
+    assert t[-2:] == ["11 operations (1 failed), 11 hypercalls (1 returned an error), 0 TLB flushes",
                       "audit: clean"]
     assert not any("superpage mfn" in ln or "get_page" in ln for ln in t)
 
@@ -191,7 +191,7 @@ def test_limit_traces_a_prefix(small):
     assert "workload script: 11 operations, tracing the first 2; level hypercall" in t
     assert [ln for ln in t if ln.startswith("op ")] == [
         "op 1: web: map superpage 0 x2 at slot 0 rw", "op 2: web: map superpage 2 at slot 2 ro"]
-    assert t[-2] == "2 operations (0 failed), 2 hypercalls (0 returned an error)"
+    assert t[-2] == "2 operations (0 failed), 2 hypercalls (0 returned an error), 0 TLB flushes"
 
 
 def test_header_and_setup(runs):
@@ -411,7 +411,7 @@ def test_markdown(runs):
         "    - `slow path: 0 -> 1, took the 512 frames' references`",
         "  - `-> 0`",
     ]
-    assert md[-2:] == ["- `11 operations (1 failed), 11 hypercalls (1 returned an error)`",
+    assert md[-2:] == ["- `11 operations (1 failed), 11 hypercalls (1 returned an error), 0 TLB flushes`",
                        "- `audit: clean`"]
 
 
