@@ -463,3 +463,24 @@ def test_the_tours_sample_is_what_trace_prints(small):
     sample = next(b for b in blocks if b.startswith("op 2: web:")).splitlines()
     cfg, mm = small
     assert sample == op_block(lines(trace(cfg, mm, level="frame", limit=2)), 2)
+
+
+def test_a_type_change_flush_is_narrated():
+    """__get_page_type's TLB flush (4.1, 4.8): a frame of a superpage mapped writable and
+    unmapped is pinned as an L1 table; the trace says why the flush was due."""
+    from xensim._mmu import MMUEXT_PIN_L1_TABLE, MmuextOp
+    m, (a, _) = _two_guests()
+    sp = a.superpage_mfns(0, 1)[0]
+    assert a.map_superpages(DIRECTMAP_BASE, [sp]) == 0 and a.unmap(DIRECTMAP_BASE) == 0
+    clock = m.refs.tlbflush_clock
+    t = Tracer(m, "superpage").install()
+    try:
+        assert a.mmuext([MmuextOp(MMUEXT_PIN_L1_TABLE, sp + 5)]) == 0
+        assert a.mmuext([MmuextOp(MMUEXT_PIN_L1_TABLE, sp + 6)]) == 0     # covered: no flush
+    finally:
+        t.uninstall()
+    flushes = [ln.text for ln in t.lines if ln.text.startswith("TLB flush")]
+    assert flushes == [f"TLB flush: mfn {sp + 5:#x} changes type, and its last typed reference "
+                       f"went at TLB clock {clock}, not before the CPU's last flush: TLB flush "
+                       f"of dom{a.domid}'s CPU (clock -> {clock + 1})"]
+    assert t.flushes == 1 and m.refs.stats.tlb_flushes == 1 and t.untraced == 0

@@ -104,7 +104,7 @@ def get_page_allowed(count: int) -> bool:
     return ((count + 2) & PGC_count_mask) > 2
 
 
-#: the highest general count get_page still raises (to COUNT_MAX + 1)
+#: the highest general count at which get_page still takes a reference
 GET_PAGE_COUNT_MAX = PGC_count_mask - 2
 
 #: failure reasons of a range operation, with the errno a hypercall reports
