@@ -37,7 +37,7 @@ def test_default_run_compares_every_design_first(capsys):
     assert lines[0] == ("Comparison on teaching: random workload, 300 operations on 2 domains, "
                         "seed 1")
     assert lines[1].split() == ["design", "hypercalls", "errors", "get_page", "put_page",
-                                "get_type", "put_type", "0->1", "1->0", "fast", "metadata",
+                                "get_type", "put_type", "0->1", "1->0", "fast", "TLB", "flush", "metadata",
                                 "%", "of", "RAM", "modelled", "audit"]
     designs = [line.split()[0] for line in lines[3:8]]
     assert designs == ["per-mapping", "pageinfo-count", "superpage-info", "xen-4.1", "sketch"]
@@ -71,11 +71,12 @@ def test_csv_is_the_comparison_table(capsys, tmp_path):
     rows = list(csv.DictReader(io.StringIO(out)))
     assert list(rows[0]) == ["design", "hypercalls", "errors", "get_page", "put_page",
                              "get_page_type", "put_page_type", "slow_get", "slow_put", "fast",
-                             "metadata_bytes", "metadata_percent", "modelled_ns", "audit"]
+                             "tlb_flushes", "metadata_bytes", "metadata_percent", "modelled_ns", "audit"]
     assert rows == [{"design": "xen-4.1", "hypercalls": "10", "errors": "-",
                      "get_page": str(514 * 5), "put_page": str(514 * 5),
                      "get_page_type": str(512 * 5), "put_page_type": str(512 * 5),
-                     "slow_get": "5", "slow_put": "5", "fast": "0", "metadata_bytes": "12288",
+                     "slow_get": "5", "slow_put": "5", "fast": "0", "tlb_flushes": "0",
+                     "metadata_bytes": "12288",
                      "metadata_percent": rows[0]["metadata_percent"],
                      "modelled_ns": rows[0]["modelled_ns"], "audit": "clean"}]
     assert float(rows[0]["modelled_ns"]) == pytest.approx(2052 * 5 * 4.8 + 10 * 5.6)

@@ -785,3 +785,51 @@ def test_pageinfo_count_fields_live_in_the_first_frame_and_materialise_lazily():
     assert d.field(env.sp[2]) == 2
     assert all(d.field(env.sp[2] + i) == 0 for i in (1, 100, 511))
     assert d.allocated_bytes() == 8 * 65_536                          # one PDX group
+
+
+# =====================================================================================
+# TLB flushes a type change asks for (__get_page_type's tlbflush_filter, Xen 4.1 and 4.8)
+# =====================================================================================
+def test_tlb_flush_when_a_once_writable_frame_becomes_a_page_table(env):
+    """__put_page_type stamps a frame's tlbflush_timestamp when its last typed reference
+    goes; __get_page_type flushes the owner's CPUs when the frame then changes type and a
+    CPU has not flushed since (4.1, 4.8). After an RW superpage mapping and its unmapping,
+    the first of its frames to become an L1 table costs one flush, on every design; the
+    next costs none (the flush covered every older stamp)."""
+    sp, m = env.sp[1], env.m
+    r = m.refs
+    assert env.map(0, sp) == 0 and env.unmap(0) == 0
+    f0 = r.stats.tlb_flushes
+    assert r.tlbflush_timestamp(m.mfn_to_page(sp + 5)) == r.tlbflush_clock
+    env.pin_l1(sp + 5)
+    assert r.stats.tlb_flushes == f0 + 1 and r.tlbflush_time[env.g] == r.tlbflush_clock
+    env.pin_l1(sp + 6)
+    assert r.stats.tlb_flushes == f0 + 1
+
+
+def test_tlb_flush_under_a_read_only_mapping_only_without_writable_references(env):
+    """The designs differ: a read-only superpage mapping takes 512 writable references on
+    every design but superpage-info (its RO count takes general references only). So only
+    there can a frame of a read-only mapped, once writable superpage become an L1 table,
+    and that type change flushes (the stale writable TLB entries); elsewhere it is refused
+    (-EINVAL, type conflict) and nothing is flushed."""
+    sp, name, r = env.sp[1], env.design.name, env.m.refs
+    assert env.map(0, sp) == 0 and env.unmap(0) == 0
+    assert env.map(1, sp, rw=False) == 0
+    f0 = r.stats.tlb_flushes
+    rc = env.mmuext(MMUEXT_PIN_L1_TABLE, sp + 5)
+    if name == "superpage-info":
+        assert rc == 0 and r.stats.tlb_flushes == f0 + 1
+    else:
+        assert rc == -errno.EINVAL and r.stats.tlb_flushes == f0
+
+
+def test_a_mark_keeps_the_frames_typed_no_stamp_no_flush(marking):
+    """MARK_SUPER holds the 512 writable references: unmapping leaves them, no frame's type
+    count falls to 0, nothing is stamped (and no frame can change type while marked)."""
+    env = marking
+    sp, r, m = env.sp[1], env.m.refs, env.m
+    assert env.mmuext(MMUEXT_MARK_SUPER, sp) == 0
+    assert env.map(0, sp) == 0 and env.unmap(0) == 0
+    assert r.tlbflush_timestamp(m.mfn_to_page(sp + 5)) == 0
+    assert env.mmuext(MMUEXT_PIN_L1_TABLE, sp + 5) == -errno.EINVAL

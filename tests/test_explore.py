@@ -269,3 +269,88 @@ class TestWhatItSays:
         assert v is None and cas
         assert cas[0].startswith("cpu") and " cmpxchg page_info field of page 0x0: expected 0x0 found " in cas[0]
         assert all(t.endswith((" won", "-> lost")) for t in cas)
+
+
+# -- two CPUs take the same page-table type: __get_page_type waits for the validator ----------
+def _pt_race():
+    """A guest with an L1 table frame (three present read-only entries, not yet typed)
+    and two L2 tables; each CPU links the L1 into its own L2 (mmu_update)."""
+    from xensim import Machine, MemoryMap
+    from xensim._guest import DIRECTMAP_BASE, GuestKernel
+    from xensim._pagetable import _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, make_pte
+    m = Machine(MemoryMap([(0, 64 << 20)], name="pt-race"), "none", version="4.8")
+    k = GuestKernel(m, m.create_domain("a", 1024 + 64))
+    assert k.populate(0, 1024) == 2 and k.build() == 0
+    data = k.superpage_mfns(0, 1)[0]
+    l1 = k._alloc_table()
+    for i in range(3):
+        k._write_own(l1, i, make_pte(data + i, _PAGE_PRESENT | _PAGE_USER))
+    l2s = [k._ensure_table(DIRECTMAP_BASE + (c + 1) * (1 << 30), 2)[0] for c in range(2)]
+    link = make_pte(l1, _PAGE_PRESENT | _PAGE_RW | _PAGE_USER)
+    return {"m": m, "k": k, "l1": l1, "l2s": l2s, "link": link, "rc": {}}
+
+
+def _pt_race_execution(base):
+    import copy
+
+    from xensim._explore import Execution
+    from xensim._scenario import check_step
+    w = copy.deepcopy(base)
+
+    def program(m, cpu):
+        w["rc"][cpu] = w["k"].mmu_update([(w["k"]._entry_ptr(w["l2s"][cpu], 0), w["link"])])
+    ex = Execution(lambda: w["m"], [program, program], check_step)
+    ex.world = w
+    return ex
+
+
+class TestPageTableTypeRace:
+    """__get_page_type (mm.c, 4.1 and 4.8): a CPU that finds the type it wants with
+    references but PGT_validated clear spins until the validating CPU is done, then takes
+    its reference; it does not fail."""
+
+    def test_second_cpu_waits_for_the_validation_then_succeeds(self):
+        from xensim._page_info import PGT_l1_page_table, PGT_validated
+        base = _pt_race()
+        ex = _pt_race_execution(base)
+        page = ex.m.mfn_to_page(base["l1"])
+        word = f"page {page:#x} ti"
+
+        def chooser(ex, enabled):
+            # cpu0 first, until it took the L1's first typed reference (validation under
+            # way); then cpu1 whenever it can run
+            if any(t == f"cpu0 get_page_type {word}" for t in ex.trace) and 1 in enabled:
+                return 1
+            return 0 if 0 in enabled else enabled[0]
+        ex.run(chooser)
+        w = ex.world
+        assert w["rc"] == {0: 0, 1: 0}
+        t = ex.trace
+        got1 = t.index(f"cpu1 get_page_type {word}")
+        validated = t.index(f"cpu0 set_validated {word}")
+        assert t.index(f"cpu0 get_page_type {word}") < got1 < validated
+        # cpu1 found the L1 typed, counted, not validated: it spins, blocked, while cpu0
+        # validates the table's three entries (a get_page each); its spin step runs right
+        # after cpu0 set PGT_validated, and its reference follows
+        assert t[got1 + 1:validated] == [f"cpu0 get_page page {p:#x} ci" for p in range(3)]
+        assert t[validated + 1] == f"cpu1 wait_validated {word}"
+        assert t.count(f"cpu1 wait_validated {word}") == 1
+        m = w["m"]
+        assert m.frame_table.type_info(page) == PGT_l1_page_table | PGT_validated | 2
+        assert m.refs.stats.validations >= 1
+        from xensim import audit
+        assert audit(m).ok
+
+    def test_explored_exhaustively_no_violation_and_no_failure(self):
+        from xensim._explore import explore_dfs
+        base = _pt_race()
+        results = []
+
+        def make():
+            ex = _pt_race_execution(base)
+            results.append(ex.world["rc"])
+            return ex
+        res = explore_dfs(make, preemption_bound=2, max_schedules=20_000)
+        assert res.complete and res.violations == 0, res.first and res.first.message
+        assert res.schedules > 1
+        assert all(rc == {0: 0, 1: 0} for rc in results if len(rc) == 2)

@@ -447,3 +447,49 @@ def test_faithful_pse_batch_with_an_invalid_mfn(design, bad):
     assert m.hypercall(g.domid, 1, reqs, done) == -errno.EINVAL
     assert done == [3]
     assert m.violations == [f"XSA-167: superpage table indexed with invalid mfn {bad:#x}"]
+
+
+# ---------------------------------------------------------------------------------------
+# put_superpage with allowsuperpage off: put_spage_pages, no superpage table
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", ["4.1", "4.5"])
+def test_xsa148_pse_flip_with_superpages_off_puts_the_512_frames_directly(version):
+    """put_superpage (mm.c, 4.1 to 4.8) with the allowsuperpage option off calls
+    put_spage_pages: put_page_and_type on each of the 512 frames, and never touches the
+    superpage table (none is allocated then). Only XSA-148 gets there (faithful 4.1/4.5,
+    whose L2_DISALLOW_MASK allows PSE even with the option off): PSE set on the live link
+    to L1 table s. Unmapping then drops s's own references (the link's: s is devalidated
+    and the domain can go away, unlike with the option on) and would drop references the
+    other 511 frames never held: recorded as a violation."""
+    m = Machine(MemoryMap([(0, 48 * MiB), (64 * MiB, 128 * MiB)], name="faithful"), "none",
+                version=version, faithful=True, allow_superpage=False)
+    g = G(m, "g")
+    s = g.sp[3]
+    assert g.set(5, make_pte(s, LINK)) == 0
+    assert words(m, s) == (PGC_allocated | 2, L1_LIVE_1)
+    assert g.set(5, make_pte(s, LINK | PSE)) == 0                  # the fast path lets it through
+    assert g.set(5, 0) == 0
+    assert spage(m, s) == 0                                         # the table is never touched
+    assert words(m, s) == (PGC_allocated | 1, PGT_l1_page_table)    # link's references dropped
+    assert m.pt.live_level(m.mfn_to_page(s)) == 0
+    for mfn in (s + 1, s + 511):
+        assert words(m, mfn) == (PGC_allocated | 1, 0)              # skipped: nothing to drop
+    assert m.violations == [f"put_superpage with allowsuperpage off: 511 of mfn {s:#x}'s "
+                            "512 frames drop references they never took"]
+    assert m.destroy_domain(g.domid) == 0
+    assert g.domid not in m.domains
+
+
+@pytest.mark.parametrize("version", ["4.7", "4.8"])
+def test_pse_flip_with_superpages_off_refused_4_7_4_8(version):
+    """Fixed releases (faithful): the flip takes the slow path, get_page_from_l2e refuses
+    PSE with the option off (-EINVAL), nothing changes."""
+    m = Machine(MemoryMap([(0, 48 * MiB), (64 * MiB, 128 * MiB)], name="faithful"), "none",
+                version=version, faithful=True, allow_superpage=False)
+    g = G(m, "g")
+    s = g.sp[3]
+    assert g.set(5, make_pte(s, LINK)) == 0
+    snap = m.snapshot()
+    assert g.set(5, make_pte(s, LINK | PSE)) == -errno.EINVAL
+    assert m.same_as(snap) and m.violations == []

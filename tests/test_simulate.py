@@ -256,7 +256,7 @@ def test_comparison_to_dict_shape():
     r = d["designs"][0]
     assert list(r) == ["design", "status", "reason", "description", "ops", "ops_failed",
                        "guest_errors", "by_op", "mappings", "hypercalls", "refcount",
-                       "superpage", "slow_transitions", "slow_per_op", "fast_updates",
+                       "tlb_flushes", "superpage", "slow_transitions", "slow_per_op", "fast_updates",
                        "type_refs_per_mapping", "metadata", "model", "audit", "teardown",
                        "ops_digest", "failures", "type_refs_per_2m_mapping", "mappings_4k",
                        "type_refs_per_4k_mapping", "supports_mark", "mark_unsupported",

@@ -84,7 +84,7 @@ def test_hypercall_level_is_one_line_per_call_and_its_result(runs):
         "  memory_op dom1: populate_physmap 1 extent of order 9 at gpfn 0x800",
         "  -> 1 (1 of 1 extents done, dom1 tot_pages 3589 -> 4101)",
     ]
-    assert t[-2:] == ["11 operations (1 failed), 11 hypercalls (1 returned an error)",
+    assert t[-2:] == ["11 operations (1 failed), 11 hypercalls (1 returned an error), 0 TLB flushes",
                       "audit: clean"]
     assert not any("superpage mfn" in ln or "get_page" in ln for ln in t)
 
@@ -192,7 +192,7 @@ def test_limit_traces_a_prefix(small):
     assert "workload script: 11 operations, tracing the first 2; level hypercall" in t
     assert [ln for ln in t if ln.startswith("op ")] == [
         "op 1: web: map superpage 0 x2 at slot 0 rw", "op 2: web: map superpage 2 at slot 2 ro"]
-    assert t[-2] == "2 operations (0 failed), 2 hypercalls (0 returned an error)"
+    assert t[-2] == "2 operations (0 failed), 2 hypercalls (0 returned an error), 0 TLB flushes"
 
 
 def test_header_and_setup(runs):
@@ -412,7 +412,7 @@ def test_markdown(runs):
         "    - `slow path: 0 -> 1, took the 512 frames' references`",
         "  - `-> 0`",
     ]
-    assert md[-2:] == ["- `11 operations (1 failed), 11 hypercalls (1 returned an error)`",
+    assert md[-2:] == ["- `11 operations (1 failed), 11 hypercalls (1 returned an error), 0 TLB flushes`",
                        "- `audit: clean`"]
 
 
@@ -484,3 +484,24 @@ def test_mark_and_unmark_are_a_pin_not_slow_path_when_pinning_pays():
                    "take the fast path)") == 1
     assert sum(ln.startswith("    unpin: the last count went") for ln in t) == 1
     assert sum("fast path: count + 1" in ln for ln in t) == 200
+
+
+def test_a_type_change_flush_is_narrated():
+    """__get_page_type's TLB flush (4.1, 4.8): a frame of a superpage mapped writable and
+    unmapped is pinned as an L1 table; the trace says why the flush was due."""
+    from xensim._mmu import MMUEXT_PIN_L1_TABLE, MmuextOp
+    m, (a, _) = _two_guests()
+    sp = a.superpage_mfns(0, 1)[0]
+    assert a.map_superpages(DIRECTMAP_BASE, [sp]) == 0 and a.unmap(DIRECTMAP_BASE) == 0
+    clock = m.refs.tlbflush_clock
+    t = Tracer(m, "superpage").install()
+    try:
+        assert a.mmuext([MmuextOp(MMUEXT_PIN_L1_TABLE, sp + 5)]) == 0
+        assert a.mmuext([MmuextOp(MMUEXT_PIN_L1_TABLE, sp + 6)]) == 0     # covered: no flush
+    finally:
+        t.uninstall()
+    flushes = [ln.text for ln in t.lines if ln.text.startswith("TLB flush")]
+    assert flushes == [f"TLB flush: mfn {sp + 5:#x} changes type, and its last typed reference "
+                       f"went at TLB clock {clock}, not before the CPU's last flush: TLB flush "
+                       f"of dom{a.domid}'s CPU (clock -> {clock + 1})"]
+    assert t.flushes == 1 and m.refs.stats.tlb_flushes == 1 and t.untraced == 0

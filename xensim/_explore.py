@@ -49,7 +49,8 @@ class Step:
 
 
 _CI_KINDS = {"get_page": "ci", "put_page": "ci", "count_flags": "ci"}
-_TI_KINDS = {"get_page_type": "ti", "put_page_type": "ti", "set_validated": "ti", "type_flags": "ti"}
+_TI_KINDS = {"get_page_type": "ti", "put_page_type": "ti", "set_validated": "ti", "type_flags": "ti",
+             "wait_validated": "ti"}
 
 
 def step_word(kind: str, key: int, arg: int) -> tuple:
@@ -153,6 +154,10 @@ class Execution:
     def _enabled(self, step: Step) -> bool:
         if step.kind == "pause":                 # domain_pause: no hypercall of it in flight
             return self.m.hypercall.active.get(step.word[1], 0) == 0
+        if step.kind == "wait_validated":        # __get_page_type spinning on a table another
+            # CPU validates: each spin re-reads type_info and changes nothing, so the spinning
+            # CPU runs again only once the word differs from what it saw (``arg``)
+            return self.m.frame_table.type_info(step.word[1]) != step.arg
         return True
 
     # called from inside a CPU's greenlet by the hooks

@@ -130,7 +130,8 @@ def _pse_batch_prefix(m, reqs: list[MmuUpdate], pt_owner, pg_owner) -> int:
         ok = ((vals & np.uint64(_PAGE_PSE)) != 0) & ((vals & np.uint64(RESERVED_MASK)) == 0)
         if not m.allow_superpage:
             return 0
-    elif not vals.any() and ((old & present) != 0).all() and ((old & np.uint64(_PAGE_PSE)) != 0).all():
+    elif (m.allow_superpage and not vals.any() and ((old & present) != 0).all()
+          and ((old & np.uint64(_PAGE_PSE)) != 0).all()):
         mapping = False
         entries = old
         ok = np.ones(len(reqs), dtype=bool)

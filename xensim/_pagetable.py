@@ -35,6 +35,9 @@ from ._page_info import (PGC_count_mask, PGT_count_mask, PGT_l1_page_table, PGT_
                          PGT_l3_page_table, PGT_l4_page_table, PGT_PAGE_TABLE_TYPES,
                          PGT_type_mask, PGT_type_shift, PGT_validated, PGT_writable_page)
 from ._units import PAGE_SHIFT, SUPERPAGE_PAGES
+from ._page_info import PGT_seg_desc_page
+from ._segdesc import alloc_segdesc_page
+from ._superpage import put_spage_pages
 
 # x86 page-table entry flags
 _PAGE_PRESENT = 0x001
@@ -172,6 +175,9 @@ class PageTables:
         m = self.m
         mfn = pte_mfn(e)
         if level == 2 and e & _PAGE_PSE:
+            if not m.allow_superpage:          # Xen's put_superpage with the option off
+                put_spage_pages(m, mfn)
+                return
             m.superpage.put_superpage(mfn, bool(e & _PAGE_RW))
             return
         page = m.mfn_to_page(mfn)
@@ -201,8 +207,10 @@ class PageTables:
     # -- the validation hook ------------------------------------------------------------
     def alloc_page_type(self, page: int, type: int) -> int:
         """Validate ``page`` as a table of ``type``: every present entry takes its references."""
-        level = type >> PGT_type_shift
         m = self.m
+        if type == PGT_seg_desc_page:          # a GDT/LDT frame: its descriptors are checked
+            return alloc_segdesc_page(m.mem.table(int(m.pdx_to_mfn(page))))
+        level = type >> PGT_type_shift
         mfn = int(m.pdx_to_mfn(page))
         d = m.frame_table.owner(page)
         entries = m.mem.table(mfn)

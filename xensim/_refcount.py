@@ -35,10 +35,17 @@ from typing import Callable, Protocol
 import numpy as np
 
 from ._frametable import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
-from ._page_info import (PGC_count_mask, PGT_count_mask, PGT_PAGE_TABLE_TYPES, PGT_pinned,
-                         PGT_partial, PGT_type_mask, PGT_validated, PGC_allocated, type_name)
+from ._page_info import (DOMID_INVALID, PGC_count_mask, PGT_count_mask, PGT_PAGE_TABLE_TYPES,
+                         PGT_pinned, PGT_shared_page, PGT_type_mask, PGT_validated,
+                         PGT_writable_page, PGC_allocated, type_name)
 
 _U = np.uint64
+
+#: the types __get_page_type validates at once (every other type goes to alloc_page_type)
+VALID_AT_ONCE = (PGT_writable_page, PGT_shared_page)
+#: what a type change at type count 0 clears: the type and PGT_validated (Xen 4.1-4.8);
+#: PGT_pinned, PGT_partial, PGT_locked and the count survive
+_TYPE_CHANGE_KEEP = ~(PGT_type_mask | PGT_validated) & 0xFFFFFFFFFFFFFFFF
 
 
 class RefcountBug(AssertionError):
@@ -78,6 +85,9 @@ class RefStats:
     validations: int = 0
     devalidations: int = 0
     frees: int = 0
+    #: TLB flushes a type change asked for (__get_page_type's tlbflush_filter found a CPU
+    #: whose TLB may still hold the frame under its old type; see RefCounts.tlbflush_time)
+    tlb_flushes: int = 0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -87,10 +97,20 @@ class RefStats:
             setattr(self, k, 0)
 
 
+def get_page_allowed(count: int) -> bool:
+    """May get_page take a reference at general count ``count``? Not at 0 (a free
+    frame), nor at the top two counts (one would wrap; the other is kept for
+    get_page_light): Xen refuses when ``((count + 2) & PGC_count_mask) <= 2``."""
+    return ((count + 2) & PGC_count_mask) > 2
+
+
+#: the highest general count at which get_page still takes a reference
+GET_PAGE_COUNT_MAX = PGC_count_mask - 2
+
 #: failure reasons of a range operation, with the errno a hypercall reports
 REASONS = {
     "free": errno.EINVAL,           # count 0: frame not allocated
-    "overflow": errno.EINVAL,       # general count would overflow
+    "overflow": errno.EINVAL,       # general count at its top two values (would overflow)
     "owner": errno.EINVAL,          # owned by another domain
     "type": errno.EINVAL,           # type conflict (type count non-zero, other type)
     "type-overflow": errno.EINVAL,  # type count would overflow
@@ -131,6 +151,14 @@ class RefCounts:
     #: the concurrency explorer's hook, called before each atomic step as
     #: step(kind, page, arg); None when running sequentially (full speed)
     step: Callable[[str, int, int], None] | None = None
+    #: Xen's TLB clock (tlbflush_clock): starts at 1, ticks at every flush counted
+    tlbflush_clock: int = 1
+    #: per domain: the clock when its vCPU's TLB was last flushed (Xen's per-CPU
+    #: tlbflush_time; one vCPU per domain, on a CPU of its own; 0: never)
+    tlbflush_time: dict[int, int] = field(default_factory=dict)
+    #: per PDX group: each frame's tlbflush_timestamp (the clock when its type count
+    #: last fell to 0; 0: not since it was allocated), allocated on first stamp
+    _stamps: dict[int, np.ndarray] = field(default_factory=dict)
 
     # -- the only read-modify-writes of frame words --------------------------------
     def _cmpxchg_count(self, page: int, old: int, new: int, why: str) -> bool:
@@ -155,16 +183,17 @@ class RefCounts:
     def get_page(self, page: int, d: int) -> bool:
         """Take a general reference on ``page`` for domain ``d``.
 
-        Fails on a free frame (count 0), on overflow, and on an owner other
-        than ``d`` (the reference taken is dropped again).
+        Fails on a free frame (count 0), near overflow, and on an owner other
+        than ``d`` (the reference taken is dropped again). Near overflow means
+        the top two counts, as Xen's page_get_owner_and_reference (4.1 to 4.22):
+        the last reference before the count wraps is kept for get_page_light.
         """
         if self.step is not None:
             self.step("get_page", page, d)
         self.stats.get_page += 1
         while True:
             x = self.ft.count_info(page)
-            c = x & PGC_count_mask
-            if c == 0 or c == PGC_count_mask:
+            if not get_page_allowed(x & PGC_count_mask):
                 self.stats.get_page_failed += 1
                 return False
             if self._cmpxchg_count(page, x, x + 1, "get_page"):
@@ -189,6 +218,7 @@ class RefCounts:
                 break
         if (x - 1) & PGC_count_mask == 0:
             self.stats.frees += 1
+            self._clear_stamps(page, 1)
             self.free_page(page)
 
     def _undo_count(self, page: int, taken: int, before: int, why: str) -> None:
@@ -201,37 +231,52 @@ class RefCounts:
 
     # -- typed references ---------------------------------------------------------
     def _get_page_type(self, page: int, type: int) -> int:
-        """Xen's __get_page_type: 0, or a negative errno. Records the prior word for undo."""
+        """Xen's __get_page_type (4.1-4.8): 0, or a negative errno.
+
+        At type count 0 a new type replaces the old one (only the type and
+        PGT_validated are cleared; a TLB flush may be due, see :meth:`_type_change_flush`);
+        writable and shared pages are valid at once, every other type (page tables,
+        segment descriptor pages) is validated by ``validator.alloc_page_type``.
+        The same type, not yet validated, with references: another CPU is validating
+        it, and Xen waits until the word changes, then looks again.
+        """
         if self.step is not None:
             self.step("get_page_type", page, type)
         self.stats.get_page_type += 1
         while True:
             x = self.ft.type_info(page)
             count = x & PGT_count_mask
+            nx = x + 1
             if count == PGT_count_mask:
                 self.stats.get_page_type_failed += 1
                 return -errno.EINVAL                      # type count overflow
             if count == 0:
                 if x & PGT_type_mask != type:
                     # the type may change only while nobody holds a typed reference
-                    nx = (x & ~(PGT_type_mask | PGT_validated | PGT_partial)) | type
-                else:
-                    nx = x
-                if type not in PGT_PAGE_TABLE_TYPES:
-                    nx |= PGT_validated                   # writable/shared: valid at once
-                nx += 1
+                    self._type_change_flush(page)
+                    nx = (nx & _TYPE_CHANGE_KEEP) | type
+                    if type in VALID_AT_ONCE:
+                        nx |= PGT_validated
             elif x & PGT_type_mask != type:
                 self.stats.get_page_type_failed += 1
                 return -errno.EINVAL                      # type conflict
             elif not x & PGT_validated:
-                # a page table whose validation is under way (sequentially: a cycle)
-                self.stats.get_page_type_failed += 1
-                return -errno.EINVAL
-            else:
-                nx = x + 1
+                # another CPU took the first reference and is validating the table:
+                # Xen spins until type_info changes (validated, or the attempt undone),
+                # then retries. (Xen returns -EINTR instead when the hypercall is
+                # preemptible and has work pending; xensim never preempts.)
+                if self.step is None:
+                    raise RefcountBug(f"get_page_type on page {page:#x} ({type_name(type)}) "
+                                      f"waits for a validation no other CPU runs ({x:#x}): "
+                                      "Xen would spin forever")
+                self.step("wait_validated", page, x)     # the explorer runs us again once it changed
+                continue
             if self._cmpxchg_type(page, x, nx, f"get_page_type({type_name(type)})"):
                 break
         if not nx & PGT_validated:
+            if type in VALID_AT_ONCE:
+                raise RefcountBug(f"page {page:#x}: {type_name(type)} with type count 0 but not "
+                                  f"validated ({x:#x}): Xen's alloc_page_type BUG()s")
             self.stats.validations += 1
             rc = self.validator.alloc_page_type(page, type)
             if rc != 0:
@@ -245,6 +290,68 @@ class RefCounts:
                 if self._cmpxchg_type(page, cur, cur | PGT_validated, "validated"):
                     break
         return 0
+
+    # -- TLB flush accounting (tlbflush_timestamp, tlbflush_filter) ------------------
+    def _stamp_group(self, g: int) -> np.ndarray:
+        a = self._stamps.get(g)
+        if a is None:
+            a = self._stamps[g] = np.zeros(PDX_GROUP_FRAMES, dtype=np.uint32)
+        return a
+
+    def tlbflush_timestamp(self, page: int) -> int:
+        """The clock when ``page``'s type count last fell to 0 (0: not since allocated)."""
+        a = self._stamps.get(page >> PDX_GROUP_SHIFT)
+        return 0 if a is None else int(a[page & PDX_GROUP_MASK])
+
+    def _stamp(self, page: int) -> None:
+        """put_page_type took the last typed reference: Xen records tlbflush_current_time()."""
+        self._stamp_group(page >> PDX_GROUP_SHIFT)[page & PDX_GROUP_MASK] = self.tlbflush_clock
+
+    def _clear_stamps(self, pages, n: int = 0) -> None:
+        """Frames going back to the heap (``pages``, or the run [pages, pages+n)): a frame
+        allocated again needs no flush for its past (Xen's alloc_heap_pages flushes
+        stale TLBs then; that flush is not counted here)."""
+        if not self._stamps:
+            return
+        pages = np.arange(pages, pages + n) if n else np.atleast_1d(np.asarray(pages, dtype=np.int64))
+        groups = pages >> PDX_GROUP_SHIFT
+        for g in np.unique(groups):
+            a = self._stamps.get(int(g))
+            if a is not None:
+                a[pages[groups == g] & PDX_GROUP_MASK] = 0
+
+    def _need_flush(self, d: int, stamp) -> bool:
+        """NEED_FLUSH: the owner's CPU last flushed its TLB no later than ``stamp``."""
+        return d != DOMID_INVALID and 0 < stamp and self.tlbflush_time.get(d, 0) <= stamp
+
+    def _flush(self, page: int, d: int, stamp: int) -> None:
+        """flush_tlb_mask on the owner's CPU: the clock ticks, the CPU's time is the new one."""
+        self.stats.tlb_flushes += 1
+        self.tlbflush_clock += 1
+        self.tlbflush_time[d] = self.tlbflush_clock
+        if self.trace is not None:
+            self.trace(page, "tlb_flush", stamp, self.tlbflush_clock, f"TLB flush of dom{d}'s CPU")
+
+    def _type_change_flush(self, page: int) -> None:
+        """A type change of ``page``: flush if the owner's CPU may still hold it in its TLB
+        under the old type (its timestamp is not older than that CPU's last flush)."""
+        d = self.ft.owner(page)
+        stamp = self.tlbflush_timestamp(page)
+        if self._need_flush(d, stamp):
+            self._flush(page, d, stamp)
+
+    def _range_flush(self, first: int, changing: np.ndarray, d: int) -> None:
+        """The per-frame loop's flushes over a run of ``d``'s frames, ``changing`` the ones
+        whose type changes: at most one (after it, every older stamp is covered)."""
+        a = self._stamps.get(first >> PDX_GROUP_SHIFT)
+        if a is None or not changing.any():
+            return
+        off = first & PDX_GROUP_MASK
+        st = a[off:off + changing.size]
+        need = changing & (st > 0) & (st >= self.tlbflush_time.get(d, 0))
+        if d != DOMID_INVALID and need.any():
+            i = int(np.argmax(need))
+            self._flush(first + i, d, int(st[i]))
 
     def get_page_type(self, page: int, type: int) -> bool:
         return self._get_page_type(page, type) == 0
@@ -266,10 +373,13 @@ class RefCounts:
                 self.stats.devalidations += 1
                 self.validator.free_page_type(page, x & PGT_type_mask)
                 x &= ~PGT_validated
+                self._stamp(page)                   # __put_final_page_type's timestamp
                 while not self._cmpxchg_type(page, x, x - 1, "put_page_type"):
                     x = self.ft.type_info(page)
                 return
             if self._cmpxchg_type(page, x, x - 1, "put_page_type"):
+                if count == 1:
+                    self._stamp(page)               # the last typed reference went
                 return
 
     def _undo_type(self, page: int, taken: int, before: int, why: str) -> None:
@@ -346,7 +456,7 @@ class RefCounts:
             return self.get_pages_and_type_loop(first, n, d, type)
         ci, ti, owner = self.ft.slices(first, n)
         cnt = ci & _U(PGC_count_mask)
-        ok = (cnt - _U(1)) < _U(PGC_count_mask - 1)        # 1 <= count < max (wraps at 0)
+        ok = (cnt - _U(1)) < _U(GET_PAGE_COUNT_MAX)        # 1 <= count <= max - 2 (wraps at 0)
         ok &= owner == d
         if type is not None:
             tcnt = ti & _U(PGT_count_mask)
@@ -354,9 +464,13 @@ class RefCounts:
         if n and not ok.all():
             i = int(np.argmin(ok))                          # the first frame that fails
             c, t = int(ci[i]) & PGC_count_mask, int(ti[i])
-            reason = ("free" if c == 0 else "overflow" if c == PGC_count_mask else
+            reason = ("free" if c == 0 else "overflow" if c > GET_PAGE_COUNT_MAX else
                       "owner" if int(owner[i]) != d else
                       "type-overflow" if t & PGT_count_mask == PGT_count_mask else "type")
+            if type is not None and i:                  # frames [0, i) were typed first
+                tp = ti[:i]
+                self._range_flush(first, ((tp & _U(PGT_count_mask)) == 0)
+                                  & ((tp & _U(PGT_type_mask)) != _U(type)), d)
             return self._range_failure(i, n, type, reason)
         self.stats.get_page += n
         ci += _U(1)
@@ -364,8 +478,8 @@ class RefCounts:
             self.stats.get_page_type += n
             first_ref = tcnt == 0
             if first_ref.any():
-                keep = _U(~(PGT_type_mask | PGT_validated | PGT_partial) & 0xFFFFFFFFFFFFFFFF)
-                ti[first_ref] = (ti[first_ref] & keep) | _U(type | PGT_validated)
+                self._range_flush(first, first_ref & ((ti & _U(PGT_type_mask)) != _U(type)), d)
+                ti[first_ref] = (ti[first_ref] & _U(_TYPE_CHANGE_KEEP)) | _U(type | PGT_validated)
             ti += _U(1)
         if self.trace is not None:
             self.trace(first, f"count_info[{n}]", 0, 0, f"get_pages_and_type({'-' if type is None else type_name(type)})")
@@ -402,6 +516,10 @@ class RefCounts:
                 raise ValueError("vectorised put_page_type is for writable/shared types only")
             self.stats.put_page_type += n
             ti -= _U(1)
+            zero = np.flatnonzero(tcnt == 1)
+            if zero.size:                               # the last typed references went
+                g, off = first >> PDX_GROUP_SHIFT, first & PDX_GROUP_MASK
+                self._stamp_group(g)[off + zero] = self.tlbflush_clock
         cnt = ci & _U(PGC_count_mask)
         if (cnt == 0).any():
             raise RefcountBug(f"put_page on a zero count in pages {first:#x}+{n}")
@@ -412,6 +530,7 @@ class RefCounts:
         freed = np.flatnonzero((ci & _U(PGC_count_mask)) == 0)
         if freed.size:
             self.stats.frees += int(freed.size)
+            self._clear_stamps(first + freed)
             self.free_page(first + freed)
 
     def get_pages(self, first: int, n: int, d: int) -> RangeResult:
@@ -449,7 +568,7 @@ class RefCounts:
         for g, rows, index in self._run_blocks(firsts, n):
             ci_g, ti_g, owner_g = self.ft.group(g)
             ci, owner = self._view(ci_g, index, n), self._view(owner_g, index, n)
-            good = ((ci & _U(PGC_count_mask)) - _U(1)) < _U(PGC_count_mask - 1)
+            good = ((ci & _U(PGC_count_mask)) - _U(1)) < _U(GET_PAGE_COUNT_MAX)
             good &= owner == d
             if type is not None:
                 ti = self._view(ti_g, index, n)
@@ -470,10 +589,14 @@ class RefCounts:
             ci_g, ti_g, _ = self.ft.group(g)
             self._apply(ci_g, index, n, lambda ci: np.add(ci, _U(1), out=ci))
             if type is not None:
+                for first in (firsts[rows] if g in self._stamps else ()):   # in order: flushes
+                    ti = self.ft.read_slices(int(first), n)[1]
+                    self._range_flush(int(first), ((ti & _U(PGT_count_mask)) == 0)
+                                      & ((ti & _U(PGT_type_mask)) != _U(type)), d)
                 # runs_ok passed: a frame with typed references already holds exactly
                 # ``type | PGT_validated``, so setting them on every frame changes only
                 # the frames whose type count was 0 (the first typed reference)
-                keep = _U(~(PGT_type_mask | PGT_validated | PGT_partial) & 0xFFFFFFFFFFFFFFFF)
+                keep = _U(_TYPE_CHANGE_KEEP)
                 t = _U(type | PGT_validated)
 
                 def take_type(ti):
@@ -519,6 +642,10 @@ class RefCounts:
             ci_g, ti_g, _ = self.ft.group(g)
             if typed:
                 self._apply(ti_g, index, n, lambda ti: np.subtract(ti, _U(1), out=ti))
+                tzero = (self._view(ti_g, index, n) & _U(PGT_count_mask)) == 0
+                if tzero.any():                         # the last typed references went
+                    r, c = np.nonzero(tzero)
+                    self._stamp_group(g)[(firsts[rows][r] + c) & PDX_GROUP_MASK] = self.tlbflush_clock
             self._apply(ci_g, index, n, lambda ci: np.subtract(ci, _U(1), out=ci))
             cnt = self._view(ci_g, index, n) & _U(PGC_count_mask)
             if not cnt.all():
@@ -531,6 +658,7 @@ class RefCounts:
         if freed:
             pages = np.sort(np.concatenate(freed))
             self.stats.frees += int(pages.size)
+            self._clear_stamps(pages)
             self.free_page(pages)
 
     # -- the per-frame reference loops (same semantics, for tests and benchmarks) ----
@@ -541,7 +669,7 @@ class RefCounts:
             ci0, ti0 = self.ft.count_info(page), self.ft.type_info(page)
             if not self.get_page(page, d):
                 c = ci0 & PGC_count_mask
-                reason = "free" if c == 0 else "overflow" if c == PGC_count_mask else "owner"
+                reason = "free" if c == 0 else "overflow" if c > GET_PAGE_COUNT_MAX else "owner"
                 self._undo_loop(taken)
                 return RangeResult(False, n, i, reason)
             if type is not None:

@@ -122,7 +122,7 @@ def comparison_tables(c: Comparison, machine_name: str) -> list[Table]:
                 hypercalls=r.hypercall_calls, errors=_fmt_errors(r.errors),
                 **r.refcount, slow_get=r.superpage.get("slow_get", 0),
                 slow_put=r.superpage.get("slow_put", 0), fast=r.fast_updates,
-                metadata_bytes=r.metadata_bytes, metadata_percent=r.metadata_percent,
+                tlb_flushes=r.tlb_flushes, metadata_bytes=r.metadata_bytes, metadata_percent=r.metadata_percent,
                 modelled_ns=r.estimate.ns)
             per_op.append({"design": r.design, "ops": r.ops, "ops_failed": r.ops_failed,
                            "mappings": r.mappings, "slow_per_op": r.slow_per_op,
@@ -163,6 +163,7 @@ def comparison_tables(c: Comparison, machine_name: str) -> list[Table]:
         Column("slow_get", "0->1", fmt_int),
         Column("slow_put", "1->0", fmt_int),
         Column("fast", "fast", fmt_int),
+        Column("tlb_flushes", "TLB flush", fmt_int),
         Column("metadata_bytes", "metadata", format_size),
         Column("metadata_percent", "% of RAM", fmt_pct),
         Column("modelled_ns", "modelled", fmt_ns),

@@ -92,6 +92,8 @@ class DesignRun:
     #: errors of every hypercall, by errno name
     errors: dict = field(default_factory=dict)
     refcount: dict = field(default_factory=dict)
+    #: TLB flushes type changes asked for (RefStats.tlb_flushes: docs/cost-model.md)
+    tlb_flushes: int = 0
     superpage: dict = field(default_factory=dict)
     metadata_bytes: int = 0
     metadata_percent: float = 0.0
@@ -154,6 +156,7 @@ class DesignRun:
             "hypercalls": {"calls": self.hypercall_calls, "errors": self.errors,
                            "by_call": self.hypercalls},
             "refcount": self.refcount,
+            "tlb_flushes": self.tlb_flushes,
             "superpage": self.superpage,
             "slow_transitions": self.slow_transitions,
             "slow_per_op": self.slow_per_op,
@@ -326,6 +329,7 @@ def run_design(cfg: Config, memmap: MemoryMap, design: str, wl: Workload | None 
         stage = "in the final audit"
         run.audit.add(audit(m), n)
         run.refcount = {k: refs1[k] - refs0.get(k, 0) for k in FRAME_OPS}
+        run.tlb_flushes = refs1["tlb_flushes"] - refs0.get("tlb_flushes", 0)
         run.superpage = {k: sp1.get(k, 0) - sp0.get(k, 0) for k in
                          list(COUNT_UPDATES) + [k for k in sp1 if k not in COUNT_UPDATES]}
         errors: Counter = Counter()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 
+from ._page_info import PGC_count_mask, PGT_count_mask
 from ._spage import SuperpageTable
 from ._units import SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
@@ -99,6 +100,31 @@ class SuperpageDesign:
 
     def expect(self, exp, pse: dict[int, list[int]]) -> None:
         raise NotImplementedError
+
+
+def put_spage_pages(m, mfn: int) -> None:
+    """put_superpage with the allowsuperpage option off (Xen 4.1 to 4.8): no design, no
+    superpage table (Xen allocates none then); put_page_and_type on each of the 512
+    frames directly (Xen's put_spage_pages).
+
+    A PSE entry cannot be made with the option off, so only a bug gets here: XSA-148's
+    fast path (faithful 4.1 / 4.5) setting PSE on a live entry. The frames then hold
+    none of the references this drops, except what the entry held before (an L1
+    table's); in faithful mode a frame that cannot pay is recorded as a violation
+    (Xen's counts would wrap) and skipped; otherwise an underflow is a RefcountBug.
+    """
+    refs, ft = m.refs, m.frame_table
+    first = m.mfn_to_page(mfn)
+    short = []
+    for page in range(first, first + SUPERPAGE_PAGES):
+        if m.faithful and not (ft.count_info(page) & PGC_count_mask
+                               and ft.type_info(page) & PGT_count_mask):
+            short.append(page)
+            continue
+        refs.put_page_and_type(page)
+    if short:
+        m.violations.append(f"put_superpage with allowsuperpage off: {len(short)} of mfn "
+                            f"{mfn:#x}'s 512 frames drop references they never took")
 
 
 DESIGNS: dict[str, type[SuperpageDesign]] = {}

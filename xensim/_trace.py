@@ -306,6 +306,8 @@ class Tracer:
         self.errors = 0
         #: changes no event explained (never expected; checked by the tests)
         self.untraced = 0
+        #: TLB flushes type changes asked for (RefStats.tlb_flushes) while tracing
+        self.flushes = 0
         self.cur: Call | None = None
         self.stack: list[Node] = []
         self._saved: list[tuple[object, str, object, bool]] = []
@@ -440,6 +442,14 @@ class Tracer:
 
     def _on_frame(self, page: int, word: str, old: int, new: int, why: str) -> None:
         if "[" in word:                          # a range op: reported by its wrapper
+            return
+        if word == "tlb_flush":                  # no frame word changed: a flush was asked for
+            self.flushes += 1
+            if self.cur is not None:
+                self._emit("path", text=(
+                    f"TLB flush: mfn {int(self.m.pdx_to_mfn(page)):#x} changes type, and its "
+                    f"last typed reference went at TLB clock {old}, not before the CPU's last "
+                    f"flush: {why} (clock -> {new})"))
             return
         if self.cur is None:
             return
@@ -1168,7 +1178,8 @@ def trace(cfg: Config, memmap: MemoryMap, design: str | None = None, level: str 
     finally:
         tracer.uninstall()
     footer = [f"{_n(n, 'operation')} ({failed} failed), {_n(tracer.calls, 'hypercall')} "
-              f"({tracer.errors} returned an error)"]
+              f"({tracer.errors} returned an error), {tracer.flushes} TLB "
+              f"flush{'es' if tracer.flushes != 1 else ''}"]
     if crash:
         footer.append(f"crashed: {crash}")
     else:
