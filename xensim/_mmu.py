@@ -58,8 +58,9 @@ class MmuextOp:
 
 
 def _privileged_for(d, t) -> bool:
-    """May ``d`` act on ``t``? 4.1's IS_PRIV_FOR, and the default XSM_TARGET policy of
-    4.5 on (xsm/dummy.h): itself, or a privileged domain (no device-model targets here)."""
+    """May ``d`` act on ``t``? The default XSM_TARGET policy of 4.5 on (xsm/dummy.h):
+    itself, or a privileged domain. (4.1's IS_PRIV_FOR is ``d.is_privileged`` alone, even
+    for ``t is d``: xensim has no device-model domains with a target.)"""
     return d is t or d.is_privileged
 
 
@@ -78,7 +79,7 @@ def get_pg_owner(m, curr, domid: int):
     if domid == curr.domid:
         return None
     pg_owner = m.domain(domid)
-    if pg_owner is None or (m.version == "4.1" and not _privileged_for(curr, pg_owner)):
+    if pg_owner is None or (m.version == "4.1" and not curr.is_privileged):
         return None
     return pg_owner
 
@@ -122,7 +123,7 @@ def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = Non
                 _set_done(done, 0)
             return rc
         # (every xensim domain has its vCPU 0, which Xen also requires here)
-        if old and not _privileged_for(d, pt_owner):
+        if old and not d.is_privileged:                  # IS_PRIV_FOR, even for itself
             _set_done(done, 0)
             return -errno.ESRCH
     pg_owner = get_pg_owner(m, d, foreigndom)
