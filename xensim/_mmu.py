@@ -2,8 +2,9 @@
 
 Batches run in order and stop at the first failing request; the number done
 is written to ``done[0]`` when a ``done`` list is given (Xen's ``pdone`` /
-``success_count``). Every request runs inside :meth:`Machine.request`: a request
-that fails leaves the machine bit for bit as it was.
+``success_count``), on the exits where the release writes it. Every request runs
+inside :meth:`Machine.request`: a request that fails leaves the machine bit for
+bit as it was.
 """
 
 from __future__ import annotations
