@@ -11,7 +11,8 @@ import errno
 import pytest
 
 from xensim import (HYPERVISOR_memory_op, INVALID, XENMEM_decrease_reservation,
-                    XENMEM_increase_reservation, XENMEM_populate_physmap, XenMemoryReservation)
+                    XENMEM_increase_reservation, XENMEM_populate_physmap, Machine, MemoryMap,
+                    XenMemoryReservation)
 from xensim._page_info import DOMID_INVALID, PGC_allocated, PGC_state_free, PGT_writable_page
 
 from conftest import assert_clean, hc, populate, small_machine
@@ -137,27 +138,65 @@ class TestArguments:
     def test_unknown_subop_is_enosys(self, m, guest):
         assert hc(m, guest, MOP, 99, res([0])) == -errno.ENOSYS
 
-    def test_domu_acting_on_another_domain_is_eperm(self, m, guest):
+    def test_domu_acting_on_another_domain_does_nothing_4_8(self, m, guest):
+        """do_memory_op 4.8: xsm_memory_adjust_reservation refuses, the call returns
+        start_extent (0) and nothing changes (per release: TestReleases)."""
         other = m.create_domain("other", 16)
         snap = m.snapshot()
-        assert hc(m, guest, MOP, XENMEM_populate_physmap, res([0], domid=other)) == -errno.EPERM
+        assert hc(m, guest, MOP, XENMEM_populate_physmap, res([0], domid=other)) == 0
         assert m.same_as(snap)
 
     def test_dom0_populates_a_guest(self, m, guest):
         assert hc(m, 0, MOP, XENMEM_populate_physmap, res([0], 9, domid=guest)) == 1
         assert m.domain(guest).tot_pages == 512
 
-    def test_dom0_on_a_missing_domain_is_esrch(self, m):
-        assert hc(m, 0, MOP, XENMEM_populate_physmap, res([0], domid=42)) == -errno.ESRCH
+    def test_dom0_on_a_missing_domain_does_nothing_4_8(self, m):
+        """do_memory_op 4.8: rcu_lock_domain_by_any_id finds nothing: start_extent (0)."""
+        snap = m.snapshot()
+        assert hc(m, 0, MOP, XENMEM_populate_physmap, res([0], domid=42)) == 0
+        assert m.same_as(snap)
 
     def test_order_above_domu_max_does_nothing(self, m, guest):
         snap = m.snapshot()
         assert hc(m, guest, MOP, XENMEM_populate_physmap, res([0], order=10)) == 0
         assert m.same_as(snap)
 
-    def test_short_extent_list_is_efault(self, m, guest):
-        r = XenMemoryReservation([0], 3, 0)
-        assert hc(m, guest, MOP, XENMEM_populate_physmap, r) == -errno.EFAULT
+    @pytest.mark.parametrize("cmd", [XENMEM_increase_reservation, XENMEM_populate_physmap,
+                                     XENMEM_decrease_reservation], ids=["increase", "populate", "decrease"])
+    def test_short_extent_list_does_nothing_4_8(self, m, guest, cmd):
+        """increase_reservation / populate_physmap / decrease_reservation 4.8: the guest
+        handle's range check fails before the first extent: 0 done, not -EFAULT."""
+        populate(m, guest, [0], 0)
+        snap = m.snapshot()
+        assert hc(m, guest, MOP, cmd, XenMemoryReservation([0], 3, 0)) == 0
+        assert m.same_as(snap)
+
+    @pytest.mark.parametrize("cmd", [XENMEM_populate_physmap, XENMEM_decrease_reservation],
+                             ids=["populate", "decrease"])
+    def test_null_extent_list_does_nothing_4_8(self, m, guest, cmd):
+        populate(m, guest, [0], 0)
+        snap = m.snapshot()
+        assert hc(m, guest, MOP, cmd, res(None, n=1)) == 0
+        assert m.same_as(snap)
+
+    def test_increase_reservation_takes_a_null_list(self, m, guest):
+        assert hc(m, guest, MOP, XENMEM_increase_reservation, res(None, n=2)) == 2
+        assert m.domain(guest).tot_pages == 2
+
+    @pytest.mark.parametrize("arg", [None, 7, {"nr_extents": 1}], ids=["none", "int", "dict"])
+    def test_unreadable_argument_does_nothing_4_8(self, m, guest, arg):
+        """do_memory_op 4.8: copy_from_guest of the reservation fails: start_extent (0)."""
+        snap = m.snapshot()
+        assert hc(m, guest, MOP, XENMEM_populate_physmap, arg) == 0
+        assert m.same_as(snap)
+
+    @pytest.mark.parametrize("nr", [-1, 1 << 26, 1 << 40], ids=["negative", "2^26", "2^40"])
+    def test_too_many_extents_for_a_continuation_do_nothing_4_8(self, m, guest, nr):
+        """do_memory_op 4.8: nr_extents > UINT_MAX >> MEMOP_EXTENT_SHIFT returns 0 (a
+        negative count reads as a huge unsigned one)."""
+        snap = m.snapshot()
+        assert hc(m, guest, MOP, XENMEM_increase_reservation, res(None, n=nr)) == 0
+        assert m.same_as(snap)
 
     def test_unknown_hypercall_and_caller(self, m, guest):
         assert hc(m, guest, 99) == -errno.ENOSYS
@@ -171,3 +210,130 @@ class TestArguments:
             "hypercall99": {"calls": 1, "errors": {"ENOSYS": 1}},
             "memory_op": {"calls": 2, "errors": {"ENOSYS": 1}},
         }
+
+
+# -- what each release answers ------------------------------------------------------------------
+VERSIONS = Machine.VERSIONS
+MiB = 1 << 20
+
+
+def machine(version: str) -> Machine:
+    return Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", version=version)
+
+
+class TestReleases:
+    """do_memory_op and its sub-ops in xen/common/memory.c, 4.1, 4.5, 4.7 and 4.8."""
+
+    @pytest.mark.parametrize("version", VERSIONS)
+    def test_domu_naming_another_domain_is_0_but_eperm_in_4_5(self, version):
+        """4.1: IS_PRIV_FOR fails, start_extent (0); 4.5: xsm_memory_adjust_reservation's
+        -EPERM is returned; 4.7/4.8: the same check, but start_extent (0)."""
+        m = machine(version)
+        g, o = m.create_domain("guest", 2048), m.create_domain("other", 2048)
+        snap = m.snapshot()
+        for cmd in (XENMEM_increase_reservation, XENMEM_populate_physmap, XENMEM_decrease_reservation):
+            rc = hc(m, g, MOP, cmd, res([0], domid=o))
+            assert rc == (-errno.EPERM if version == "4.5" else 0)
+        assert m.same_as(snap)
+
+    @pytest.mark.parametrize("version", VERSIONS)
+    def test_domu_naming_its_own_domid(self, version):
+        """4.1 looks a domid other than DOMID_SELF up and asks IS_PRIV_FOR even when it is
+        the caller's own: a domU gets 0; 4.5 on (rcu_lock_domain_by_any_id, XSM_TARGET)
+        accept the caller itself."""
+        m = machine(version)
+        g = m.create_domain("guest", 2048)
+        snap = m.snapshot()
+        rc = hc(m, g, MOP, XENMEM_populate_physmap, res([0], domid=g))
+        if version == "4.1":
+            assert rc == 0 and m.same_as(snap)
+        else:
+            assert rc == 1 and m.domain(g).tot_pages == 1
+
+    @pytest.mark.parametrize("version", VERSIONS)
+    def test_unknown_domain_is_0(self, version):
+        m = machine(version)
+        snap = m.snapshot()
+        assert hc(m, 0, MOP, XENMEM_populate_physmap, res([0], domid=42)) == 0
+        assert hc(m, 0, MOP, XENMEM_decrease_reservation, res([0], domid=42)) == 0
+        assert m.same_as(snap)
+
+    @pytest.mark.parametrize("version", VERSIONS)
+    @pytest.mark.parametrize("order,done", [(9, 1), (10, 0), (18, 0), (-1, 0)])
+    def test_domu_order_limit_is_9(self, version, order, done):
+        """multipage_allocation_permitted (4.1, 4.5) and max_order (4.7, 4.8): a domU
+        without I/O capabilities may ask for orders up to 9 (-1 reads as 2^32 - 1)."""
+        m = machine(version)
+        g = m.create_domain("guest", 0x4000)
+        snap = m.snapshot()
+        assert hc(m, g, MOP, XENMEM_populate_physmap, res([0], order=order)) == done
+        if done == 0:
+            assert m.same_as(snap)
+        assert hc(m, g, MOP, XENMEM_increase_reservation, res(None, order=order, n=1)) == done
+
+    @pytest.mark.parametrize("version", VERSIONS)
+    @pytest.mark.parametrize("order,done", [(13, 1), (19, 0)])
+    def test_dom0_order_limit(self, version, order, done):
+        """dom0 (control and hardware domain, every I/O capability): 4.1/4.5 permit any
+        order and the allocator has none above MAX_ORDER (18); 4.7/4.8's max_order gives
+        the control domain CONFIG_CTLDOM_MAX_ORDER (18), above the hardware domain's 12."""
+        m = machine(version)
+        g = m.create_domain("guest", 0x4000)
+        snap = m.snapshot()
+        r = res([0], order=order, domid=g)
+        assert hc(m, 0, MOP, XENMEM_populate_physmap, r) == done
+        if done:
+            assert r.extent_start == [0] and m.domain(g).tot_pages == 1 << 13
+        else:
+            assert m.same_as(snap)
+
+    @pytest.mark.parametrize("version,done,removed", [("4.1", 1, 1024), ("4.5", 1, 1024),
+                                                      ("4.7", 0, 0), ("4.8", 0, 0)])
+    def test_decrease_reservation_order_10(self, version, done, removed):
+        """decrease_reservation: 4.1 has no order check, 4.5 checks only MAX_ORDER (18),
+        4.7/4.8 check max_order (a domU: 9)."""
+        m = machine(version)
+        g = m.create_domain("guest", 2048)
+        populate(m, g, [0, 512], 9)
+        snap = m.snapshot()
+        assert hc(m, g, MOP, XENMEM_decrease_reservation, res([0], order=10)) == done
+        assert m.domain(g).tot_pages == 1024 - removed
+        if not done:
+            assert m.same_as(snap)
+
+    @pytest.mark.parametrize("version", VERSIONS)
+    def test_decrease_reservation_order_19(self, version):
+        """4.1 removes page by page without an order check: the frames it owns go, the
+        extent is not complete (0 done); 4.5 on refuse the order before anything."""
+        m = machine(version)
+        g = m.create_domain("guest", 2048)
+        populate(m, g, [0, 512], 9)
+        snap = m.snapshot()
+        assert hc(m, g, MOP, XENMEM_decrease_reservation, res([0], order=19)) == 0
+        if version == "4.1":
+            assert m.domain(g).tot_pages == 0 and m.heap.free_frames == 0x4000
+        else:
+            assert m.same_as(snap)
+
+    @pytest.mark.parametrize("version", VERSIONS)
+    def test_dying_domain_gets_no_memory(self, version):
+        """No up-front refusal of a dying domain: assign_pages refuses it, so
+        increase_reservation / populate_physmap by dom0 do 0 extents; decrease_reservation
+        still removes its frames (guest_remove_page does not look)."""
+        m = machine(version)
+        g = m.create_domain("guest", 2048)
+        populate(m, g, [0, 1], 0)                         # MFNs 0 and 1
+        assert m.refs.get_page(m.mfn_to_page(1), g)       # something else holds frame 1
+        m.audit_contributors.append(lambda mm, exp: exp.ref(1, g) if g in mm.domains else None)
+        assert m.destroy_domain(g) == 0
+        assert m.domain(g).is_dying and m.domain(g).owned.runs() == [(1, 2)]
+        snap = m.snapshot()
+        assert hc(m, 0, MOP, XENMEM_populate_physmap, res([5], domid=g)) == 0
+        assert hc(m, 0, MOP, XENMEM_increase_reservation, res(None, n=1, domid=g)) == 0
+        assert m.same_as(snap)
+        assert hc(m, 0, MOP, XENMEM_decrease_reservation, res([1], domid=g)) == 1
+        assert m.domain(g).tot_pages == 1 and m.frame_table.count_info(1) == 1
+        m.audit_contributors.clear()
+        m.refs.put_page(m.mfn_to_page(1))                 # the last reference: it goes
+        assert g not in m.domains and m.heap.free_frames == 0x4000
+        assert_clean(m)

@@ -338,6 +338,26 @@ class TestMachphys:
         assert m.m2p.get(F0) == 0x777
         assert m.frame_table.same_as(snap_ft)                   # the temporary reference is gone
 
+    def test_ignores_the_offset_bits_of_ptr_4_8(self, lay):
+        """do_mmu_update 4.1/4.8: MMU_MACHPHYS_UPDATE's frame is ptr >> PAGE_SHIFT; bits
+        3-11 (an entry offset for the other commands) are ignored."""
+        m = lay.m
+        assert mmu(m, lay.g, ((F0 << 12) | 0xff8 | MMU_MACHPHYS_UPDATE, 0x777)) == (0, 1)
+        assert m.m2p.get(F0) == 0x777
+
+    @pytest.mark.parametrize("version", Machine.VERSIONS)
+    @pytest.mark.parametrize("cmd", [3, 4, 5, 6, 7])
+    def test_command_is_ptr_and_7_others_are_enosys(self, version, cmd):
+        """do_mmu_update 4.1-4.8: the command is ptr & (sizeof(l1_pgentry_t) - 1); 3-7 are
+        unknown (-ENOSYS), so ptr | 5 is no M2P update and ptr | 6 no PRESERVE_AD."""
+        m = Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", version=version)
+        lay = build(m)
+        snap = m.snapshot()
+        assert mmu(m, lay.g, ((F0 << 12) | cmd, 0x777)) == (-errno.ENOSYS, 0)
+        assert mmu(m, lay.g, (ptr(T1, 0) | cmd, make_pte(F0, P))) == (-errno.ENOSYS, 0)
+        assert m.same_as(snap)
+        assert m.m2p.get(F0) == 516
+
     @pytest.mark.parametrize("mfn", [O_F, FREE, 0x4000, (1 << 40) - 1], ids=["foreign", "free", "max_page", "huge"])
     def test_refuses_frames_that_are_not_the_guests(self, lay, mfn):
         m = lay.m
@@ -383,9 +403,11 @@ class TestBatch:
 # -- refusals -------------------------------------------------------------------------------
 # (name, [(ptr, val)], errno): the guest's own batch, refused at its first request
 _ERRORS = [
-    ("ptr-not-8-aligned", [(ptr(T1, 0) | 4, make_pte(F0, P))], errno.EINVAL),
-    ("ptr-not-8-aligned-preserve", [(ptr(T1, 0) | 4 | 2, make_pte(F0, P))], errno.EINVAL),
     ("cmd-3", [(ptr(T1, 0) | 3, make_pte(F0, P))], errno.ENOSYS),
+    ("cmd-4", [(ptr(T1, 0) | 4, make_pte(F0, P))], errno.ENOSYS),
+    ("cmd-5-is-not-machphys", [(ptr(F0, 0) | 5, 0x777)], errno.ENOSYS),
+    ("cmd-6-is-not-preserve-ad", [(ptr(T1, 0) | 6, make_pte(F0, P))], errno.ENOSYS),
+    ("cmd-7", [(ptr(T1, 0) | 7, make_pte(F0, P))], errno.ENOSYS),
     ("table-beyond-max-page", [(ptr(0x4000, 0), make_pte(F0, P))], errno.EINVAL),
     ("table-huge-mfn", [(ptr((1 << 40) - 1, 0), make_pte(F0, P))], errno.EINVAL),
     ("table-free", [(ptr(FREE, 0), make_pte(F0, P))], errno.EINVAL),
@@ -474,22 +496,29 @@ class TestErrors:
 
 
 class TestForeignDomain:
-    def test_domu_passing_foreigndom_is_eperm(self, lay):
+    """The foreign-domain rules of do_mmu_update per release are in test_pg_owner.py;
+    these run on the default release (4.8)."""
+
+    def test_domu_passing_foreigndom_is_eperm_at_the_first_request_4_8(self, lay):
+        """do_mmu_update 4.8: get_pg_owner finds the domain, xsm_mmu_update refuses the
+        first request (-EPERM); done is written (0)."""
         m = lay.m
         snap = m.snapshot()
-        assert mmu(m, lay.g, (ptr(T1, 0), make_pte(F0, P)), foreigndom=lay.o) == (-errno.EPERM, -1)
-        assert mmu(m, lay.g, (ptr(T1, 0), make_pte(F0, P)), foreigndom=0) == (-errno.EPERM, -1)
+        assert mmu(m, lay.g, (ptr(T1, 0), make_pte(F0, P)), foreigndom=lay.o) == (-errno.EPERM, 0)
+        assert mmu(m, lay.g, (ptr(T1, 0), make_pte(F0, P)), foreigndom=0) == (-errno.EPERM, 0)
         assert m.same_as(snap)
 
-    def test_foreigndom_naming_the_caller_is_self(self, lay):
-        m = lay.m
-        assert mmu(m, lay.g, (ptr(T1, 0), make_pte(F0, P)), foreigndom=lay.g) == (0, 1)
-        assert words(m, F0) == (ALLOC1 + 1, 0)
-
-    def test_dom0_naming_a_missing_domain_is_esrch(self, lay):
+    def test_foreigndom_naming_the_caller_is_esrch_4_8(self, lay):
+        """get_pg_owner 4.8: "cannot specify itself as foreign domain"."""
         m = lay.m
         snap = m.snapshot()
-        assert mmu(m, 0, (ptr(T1, 0), make_pte(F0, P)), foreigndom=42) == (-errno.ESRCH, -1)
+        assert mmu(m, lay.g, (ptr(T1, 0), make_pte(F0, P)), foreigndom=lay.g) == (-errno.ESRCH, 0)
+        assert m.same_as(snap)
+
+    def test_dom0_naming_a_missing_domain_is_esrch_4_8(self, lay):
+        m = lay.m
+        snap = m.snapshot()
+        assert mmu(m, 0, (ptr(T1, 0), make_pte(F0, P)), foreigndom=42) == (-errno.ESRCH, 0)
         assert m.same_as(snap)
 
     def test_dom0_cannot_write_a_guest_table_as_itself(self, lay):
@@ -531,11 +560,13 @@ class TestForeignDomain:
         assert rc == -errno.EINVAL
         assert m.same_as(snap)
 
-    def test_dying_guest_is_refused(self, lay):
+    def test_a_dying_domain_issues_no_hypercalls(self, lay):
+        """A dying domain's vCPUs never run again (domain_kill pauses it): xensim refuses
+        its calls as a missing caller's, -ESRCH, and writes no done count."""
         m = lay.m
         m.domain(lay.g).is_dying = True
         snap = m.snapshot()
-        assert hc(m, lay.g, HYPERVISOR_mmu_update, [MmuUpdate(ptr(T1, 0), make_pte(F0, P))]) == -errno.EINVAL
+        assert mmu(m, lay.g, (ptr(T1, 0), make_pte(F0, P))) == (-errno.ESRCH, -1)
         assert m.same_as(snap)
 
 

@@ -973,7 +973,7 @@ class Fuzzer(Runner):
             gpfn = (r.randrange(self.setup.max_pages + 8) if x < 0.8 else
                     r.choice([(1 << 64) - 1, 1 << 63, (1 << 63) - 1, r.getrandbits(64)]))
             return [(mfn << PAGE_SHIFT) | MMU_MACHPHYS_UPDATE, gpfn]
-        # bad_ptr: unknown request type, unaligned entry, a table that is nobody's
+        # bad_ptr: unknown commands (ptr's low 3 bits 3, 4, 5), a table that is nobody's
         table = self.frame(g, r, own=0.5)
         return [(table << PAGE_SHIFT) | r.choice([3, 4 | MMU_NORMAL_PT_UPDATE, 0x7f8 | 3, 5]),
                 (self.frame(g, r) << PAGE_SHIFT) | self.flags(r)]

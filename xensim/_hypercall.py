@@ -3,6 +3,8 @@
 A guest issues ``machine.hypercall(caller_domid, number, *args)``; the result
 is what Xen returns to the guest: 0 / a count on success, a negative errno on
 failure. Handlers register per hypercall number; unknown numbers give -ENOSYS.
+A caller that does not exist, or is dying, gets -ESRCH: in Xen a dying domain's
+vCPUs never run again, so it issues no hypercalls (xensim's stand-in for that).
 Per-call statistics (calls, errors by errno name) are kept.
 """
 
@@ -73,7 +75,10 @@ class HypercallLayer:
         if step is not None:                          # under the explorer: entering is a step
             step("hcall", caller, number)
         handler = self.handlers.get(number)
-        if handler is None or self.machine.domain(caller) is None:
+        d = self.machine.domain(caller)
+        if handler is None or d is None or d.is_dying:
+            # a dying domain never runs again (domain_kill paused it): its calls are
+            # refused like those of a domain that does not exist
             rc = -errno.ENOSYS if handler is None else -errno.ESRCH
         else:
             active = self.active

@@ -249,8 +249,10 @@ class Machine:
         """Allocate 2^order frames and assign them to ``d``: the first MFN, or -errno.
 
         -ENOMEM when the heap has no free block that large; -E2BIG past
-        ``max_pages`` (Xen's assign_pages refuses over-allocation).
+        ``max_pages`` and -EINVAL for a dying domain (Xen's assign_pages refuses both).
         """
+        if d.is_dying:
+            return -errno.EINVAL
         if d.tot_pages + (1 << order) > d.max_pages:
             return -errno.E2BIG
         mfns = self.alloc_domheap_extents(d, order, 1)
@@ -263,7 +265,7 @@ class Machine:
         domain's runs, the M2P) done once per run of contiguous extents.
         """
         n = 1 << order
-        count = max(0, min(count, (d.max_pages - d.tot_pages) // n))
+        count = 0 if d.is_dying else max(0, min(count, (d.max_pages - d.tot_pages) // n))
         mfns: list[int] = []
         for _ in range(count):
             mfn = self.heap.alloc(order)

@@ -2,33 +2,53 @@
 
 Paraphrasing xen/common/memory.c: each sub-op walks its extents in order and
 returns how many it completed; it stops at the first extent it cannot do (no
-memory, max_pages reached, a frame the domain does not own). Argument errors
-give a negative errno before anything is done.
+memory, max_pages reached, a frame the domain does not own). What Xen turns
+down before it starts returns that count too, 0, not an errno: an argument it
+cannot read, an unknown domain, a failed privilege check (except in 4.5, which
+returns XSM's -EPERM), an extent list the guest cannot supply, an extent order
+above the caller's limit. A dying domain is not turned down up front: its
+allocations fail (assign_pages), so increase_reservation and populate_physmap
+do nothing for it, while decrease_reservation still works page by page. Only
+an unknown sub-op is an errno (-ENOSYS).
 """
 
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ._domain import DOMID_SELF, Domain
 from ._p2m import INVALID
 from ._page_info import PGC_allocated
+from ._units import MAX_ORDER
 
 XENMEM_increase_reservation = 0
 XENMEM_decrease_reservation = 1
 XENMEM_populate_physmap = 6
 
-#: largest extent_order a guest may ask for (Xen's CONFIG_DOMU_MAX_ORDER / CTLDOM_MAX_ORDER)
+#: 4.7 on (memory.c's max_order): the largest extent order a domU, the control domain
+#: and the hardware domain may ask for (CONFIG_DOMU_MAX_ORDER, CONFIG_CTLDOM_MAX_ORDER,
+#: which defaults to the page allocator's MAX_ORDER, and CONFIG_HWDOM_MAX_ORDER)
 DOMU_MAX_ORDER = 9
-CTLDOM_MAX_ORDER = 12
+CTLDOM_MAX_ORDER = MAX_ORDER
+HWDOM_MAX_ORDER = 12
+#: 4.1 and 4.5 (multipage_allocation_permitted): any domain may ask for orders up to 9,
+#: a domain with I/O capabilities for any order (in xensim only dom0 has them)
+MULTIPAGE_MAX_ORDER = 9
+
+#: Xen encodes a continuation's progress above this shift of the sub-op number
+MEMOP_EXTENT_SHIFT = 6
+_UINT_MAX = (1 << 32) - 1
+_ULONG_MAX = (1 << 64) - 1
 
 
 @dataclass
 class XenMemoryReservation:
     """struct xen_memory_reservation. ``extent_start`` is the in/out guest array:
     GPFNs in (populate_physmap), MFNs in (decrease_reservation, PV's "gmfn"),
-    MFNs out (increase_reservation and populate_physmap write each extent's first MFN)."""
+    MFNs out (increase_reservation and populate_physmap write each extent's first MFN).
+    ``None`` is a null handle; a list shorter than ``nr_extents`` is an array the guest
+    cannot supply (Xen's guest-handle range check fails)."""
     extent_start: list[int] | None
     nr_extents: int
     extent_order: int = 0
@@ -36,30 +56,65 @@ class XenMemoryReservation:
     domid: int = DOMID_SELF
 
 
+def max_order(d: Domain) -> int:
+    """4.7 on: the largest extent order ``d`` may use (dom0 is both control and hardware
+    domain, so it gets the larger of the two)."""
+    order = DOMU_MAX_ORDER
+    if d.is_privileged:                                   # is_control_domain
+        order = max(order, CTLDOM_MAX_ORDER)
+    if d.domid == 0:                                      # is_hardware_domain
+        order = max(order, HWDOM_MAX_ORDER)
+    return min(order, MAX_ORDER)
+
+
+def _order_allowed(m, curr: Domain, cmd: int, order: int) -> bool:
+    """The order check of each sub-op, per release (the caller's limit, not the target's)."""
+    v = m.version
+    if cmd == XENMEM_decrease_reservation:
+        if v == "4.1":
+            # no check; past 31 Xen's 1 << extent_order is undefined: xensim does nothing
+            return order < 32
+        return order <= (MAX_ORDER if v == "4.5" else max_order(curr))
+    if v in ("4.1", "4.5"):
+        return order <= MULTIPAGE_MAX_ORDER or curr.is_privileged
+    return order <= max_order(curr)
+
+
 def do_memory_op(m, caller: int, cmd: int, arg: XenMemoryReservation) -> int:
+    """Xen's do_memory_op for the three reservation sub-ops, in its order of checks."""
     handler = _SUBOPS.get(cmd)
     if handler is None:
         return -errno.ENOSYS
-    if not isinstance(arg, XenMemoryReservation) or arg.nr_extents < 0:
-        return -errno.EFAULT
-    if arg.domid in (DOMID_SELF, caller):
-        d = m.domain(caller)
-    elif caller != 0:
-        return -errno.EPERM                       # only the control domain acts on others
+    v = m.version
+    if not isinstance(arg, XenMemoryReservation):
+        return 0                                          # copy_from_guest failed
+    nr = arg.nr_extents & _ULONG_MAX                      # xen_ulong_t
+    if nr > (_ULONG_MAX if v == "4.1" else _UINT_MAX) >> MEMOP_EXTENT_SHIFT:
+        return 0                                          # too large for a continuation
+    nr &= _UINT_MAX                                       # memop_args holds an unsigned int
+    if nr == 0:
+        return 0
+    curr = m.domain(caller)
+    domid = arg.domid & 0xFFFF                            # a domid_t
+    if domid == DOMID_SELF:
+        d = curr
     else:
-        d = m.domain(arg.domid)
+        d = m.domain(domid)                               # dying or not
         if d is None:
-            return -errno.ESRCH
-    if d.is_dying:
-        return -errno.EINVAL
-    max_order = CTLDOM_MAX_ORDER if caller == 0 else DOMU_MAX_ORDER
-    if arg.extent_order > max_order or arg.extent_order < 0:
-        return 0                                  # Xen returns start_extent: nothing done
-    need_list = cmd != XENMEM_increase_reservation
-    if (need_list or arg.extent_start is not None) and (
-            arg.extent_start is None or len(arg.extent_start) < arg.nr_extents):
-        return -errno.EFAULT
-    return handler(m, d, arg)
+            return 0
+        if d is not curr or v == "4.1":
+            # 4.1: IS_PRIV_FOR, even for the caller's own domid; 4.5 on: XSM_TARGET
+            if not curr.is_privileged:
+                return -errno.EPERM if v == "4.5" else 0
+    order = arg.extent_order & _UINT_MAX                  # an unsigned int
+    lst = arg.extent_start
+    if (lst is not None or cmd != XENMEM_increase_reservation) and (lst is None or len(lst) < nr):
+        return 0                                          # guest_handle_subrange_okay fails
+    if not _order_allowed(m, curr, cmd, order):
+        return 0
+    if order > MAX_ORDER and cmd != XENMEM_decrease_reservation:
+        return 0                                          # the allocator has no such block
+    return handler(m, d, replace(arg, nr_extents=nr, extent_order=order))
 
 
 def increase_reservation(m, d: Domain, a: XenMemoryReservation) -> int:

@@ -2,8 +2,9 @@
 
 Batches run in order and stop at the first failing request; the number done
 is written to ``done[0]`` when a ``done`` list is given (Xen's ``pdone`` /
-``success_count``). Every request runs inside :meth:`Machine.request`: a request
-that fails leaves the machine bit for bit as it was.
+``success_count``), on the exits where the release writes it. Every request runs
+inside :meth:`Machine.request`: a request that fails leaves the machine bit for
+bit as it was.
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from ._pagetable import (LEVEL_TYPES, PADDR_MASK, RESERVED_MASK, _PAGE_PRESENT, 
                          _PAGE_RW, pte_mfn)
 from ._units import PAGE_SHIFT, SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
-# mmu_update request types: the low 2 bits of ``ptr``
+# mmu_update request types: the low 3 bits of ``ptr`` (Xen masks with
+# sizeof(l1_pgentry_t) - 1, so 3..7 are unknown commands: -ENOSYS)
 MMU_NORMAL_PT_UPDATE = 0
 MMU_MACHPHYS_UPDATE = 1
 MMU_PT_UPDATE_PRESERVE_AD = 2
+MMU_CMD_MASK = 7
+
+_U64 = (1 << 64) - 1
 
 # mmuext_op commands
 MMUEXT_PIN_L1_TABLE = 0
@@ -53,15 +58,36 @@ class MmuextOp:
     arg2: int = 0
 
 
-def _owners(m, caller: int, foreigndom: int):
-    """(pt_owner, pg_owner) domains, or a negative errno: only dom0 acts on others."""
-    d = m.domain(caller)
-    if foreigndom in (DOMID_SELF, caller):
-        return d, d
-    if caller != 0:
-        return -errno.EPERM
-    fd = m.domain(foreigndom)
-    return (d, fd) if fd is not None else -errno.ESRCH
+def _privileged_for(d, t) -> bool:
+    """May ``d`` act on ``t``? The default XSM_TARGET policy of 4.5 on (xsm/dummy.h):
+    itself, or a privileged domain. (4.1's IS_PRIV_FOR is ``d.is_privileged`` alone, even
+    for ``t is d``: xensim has no device-model domains with a target.)"""
+    return d is t or d.is_privileged
+
+
+def get_pg_owner(m, curr, domid: int):
+    """Xen's get_pg_owner: the domain a ``foreigndom`` names, or None (the caller's -ESRCH).
+
+    DOMID_SELF is the caller; the caller's own domid is refused ("cannot specify
+    itself as foreign domain"); another domain is looked up, dying or not. Up to
+    4.1 the privilege check is in here too (IS_PRIV_FOR: a domU gets -ESRCH);
+    from 4.3 it moved to XSM, which the callers apply (-EPERM). DOMID_IO and
+    DOMID_XEN are not modelled: they name no domain here.
+    """
+    domid &= 0xFFFF                                       # a domid_t
+    if domid == DOMID_SELF:
+        return curr
+    if domid == curr.domid:
+        return None
+    pg_owner = m.domain(domid)
+    if pg_owner is None or (m.version == "4.1" and not curr.is_privileged):
+        return None
+    return pg_owner
+
+
+def _set_done(done, n: int) -> None:
+    if done is not None:
+        done[0] = n
 
 
 def _batch(m, reqs, done, fn) -> int:
@@ -81,15 +107,38 @@ def _batch(m, reqs, done, fn) -> int:
 # -- mmu_update ----------------------------------------------------------------------
 def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = None,
                   foreigndom: int = DOMID_SELF) -> int:
-    owners = _owners(m, caller, foreigndom)
-    if isinstance(owners, int):
-        return owners
-    pt_owner, pg_owner = owners
-    if pt_owner.is_dying or pg_owner.is_dying:
-        return -errno.EINVAL
+    """Xen's do_mmu_update. ``foreigndom`` carries the page owner in its low 16 bits
+    (get_pg_owner) and, when bits 16-31 are not 0, the page-table owner's domid
+    plus one. ``done`` is written on every exit but one: from 4.5, an unknown
+    page-table owner returns before it."""
+    d = m.domain(caller)
+    old = m.version == "4.1"
+    foreigndom &= 0xFFFFFFFF                              # an unsigned int
+    pt_owner = d
+    pt_dom = foreigndom >> 16
+    if pt_dom:
+        pt_owner = m.domain(pt_dom - 1)
+        if pt_owner is None:
+            rc = -errno.EINVAL if m.version in ("4.1", "4.5") else -errno.ESRCH
+            if old:
+                _set_done(done, 0)
+            return rc
+        # (every xensim domain has its vCPU 0, which Xen also requires here)
+        if old and not d.is_privileged:                  # IS_PRIV_FOR, even for itself
+            _set_done(done, 0)
+            return -errno.ESRCH
+    pg_owner = get_pg_owner(m, d, foreigndom)
+    if pg_owner is None:
+        _set_done(done, 0)
+        return -errno.ESRCH
+    # 4.5 on: XSM's check (xsm_mmu_update) is made at the first request that needs it
+    # and gives that request -EPERM; up to 4.1 get_pg_owner has checked already
+    normal_ok = old or (_privileged_for(d, pg_owner) and _privileged_for(d, pt_owner))
+    machphys_ok = old or (d is pt_owner and _privileged_for(d, pg_owner))
     k = (_pse_batch_prefix(m, reqs, pt_owner, pg_owner)
-         if len(reqs) >= PSE_BATCH_MIN and not m.concurrent else 0)
-    rc = _batch(m, reqs[k:], done, lambda r: _mmu_update_one(m, r, pt_owner, pg_owner))
+         if normal_ok and len(reqs) >= PSE_BATCH_MIN and not m.concurrent else 0)
+    rc = _batch(m, reqs[k:], done,
+                lambda r: _mmu_update_one(m, r, pt_owner, pg_owner, normal_ok, machphys_ok))
     if done is not None:
         done[0] += k
     return rc
@@ -113,6 +162,8 @@ def _pse_batch_prefix(m, reqs: list[MmuUpdate], pt_owner, pg_owner) -> int:
     gives the first failing request its errno. Returns how many were done.
     """
     design = m.superpage
+    if not all(0 <= r.ptr < (1 << 63) for r in reqs):      # odd pointers: the ordinary path
+        return 0
     ptrs = np.fromiter((r.ptr for r in reqs), dtype=np.int64, count=len(reqs))
     table = int(ptrs[0]) >> PAGE_SHIFT
     if ((ptrs & 7) != 0).any() or ((ptrs >> PAGE_SHIFT) != table).any() or not m.mfn_valid(table):
@@ -157,23 +208,27 @@ def _pse_batch_prefix(m, reqs: list[MmuUpdate], pt_owner, pg_owner) -> int:
     return f
 
 
-def _mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner) -> int:
-    cmd = req.ptr & 3
-    ptr = req.ptr & ~3
+def _mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = True,
+                    machphys_ok: bool = True) -> int:
+    ptr = req.ptr & _U64
+    cmd = ptr & MMU_CMD_MASK
     if cmd == MMU_MACHPHYS_UPDATE:
-        mfn = ptr >> PAGE_SHIFT
+        if not machphys_ok:                               # 4.5 on: not the caller's tables,
+            return -errno.EPERM                           # or XSM refuses the page owner
+        mfn = ptr >> PAGE_SHIFT                           # bits 3-11 are ignored
         if not m.mfn_valid(mfn) or not m.refs.get_page(m.mfn_to_page(mfn), pg_owner.domid):
             return -errno.EINVAL
         # Xen's M2P holds unsigned longs (~0UL is INVALID_M2P_ENTRY): keep the 64-bit
         # value in two's complement, so ~0 reads back as INVALID (-1)
-        val = req.val & ((1 << 64) - 1)
+        val = req.val & _U64
         m.m2p.set(mfn, val - (1 << 64) if val >> 63 else val)
         m.refs.put_page(m.mfn_to_page(mfn))
         return 0
     if cmd not in (MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD):
         return -errno.ENOSYS
-    if ptr & 7:
-        return -errno.EINVAL
+    if not normal_ok:
+        return -errno.EPERM
+    ptr -= cmd                                            # the entry's address, 8-aligned
     mfn, index = ptr >> PAGE_SHIFT, (ptr & ((1 << PAGE_SHIFT) - 1)) >> 3
     if not m.mfn_valid(mfn):
         return -errno.EINVAL
@@ -213,28 +268,42 @@ def do_update_va_mapping(m, caller: int, va: int, val: int, flags: int = 0) -> i
 # -- mmuext_op -----------------------------------------------------------------------
 def do_mmuext_op(m, caller: int, ops: list[MmuextOp], done: list | None = None,
                  foreigndom: int = DOMID_SELF) -> int:
-    owners = _owners(m, caller, foreigndom)
-    if isinstance(owners, int):
-        return owners
-    curr, pg_owner = owners
+    """Xen's do_mmuext_op. A refused ``foreigndom`` writes ``done`` (0) in 4.1 only:
+    from 4.5 the call returns before it (-ESRCH from get_pg_owner, -EPERM from XSM)."""
+    curr = m.domain(caller)
+    old = m.version == "4.1"
+    pg_owner = get_pg_owner(m, curr, foreigndom)
+    if pg_owner is None:
+        if old:
+            _set_done(done, 0)
+        return -errno.ESRCH
+    if not old and not _privileged_for(curr, pg_owner):  # xsm_mmuext_op
+        return -errno.EPERM
     return _batch(m, ops, done, lambda op: _mmuext_one(m, op, curr, pg_owner))
 
 
 def _mmuext_one(m, op: MmuextOp, curr, pg_owner) -> int:
     cmd = op.cmd
     if MMUEXT_PIN_L1_TABLE <= cmd <= MMUEXT_PIN_L4_TABLE:
-        return _pin(m, op.arg1, LEVEL_TYPES[cmd - MMUEXT_PIN_L1_TABLE + 1], pg_owner)
+        return _pin(m, op.arg1, LEVEL_TYPES[cmd - MMUEXT_PIN_L1_TABLE + 1], pg_owner, curr)
     if cmd == MMUEXT_UNPIN_TABLE:
         return _unpin(m, op.arg1, pg_owner)
     if cmd == MMUEXT_NEW_BASEPTR:
-        return -errno.EPERM if pg_owner is not curr else _new_baseptr(m, op.arg1, curr)
+        # 4.1 ignores the foreign domain here (the caller's own base pointer); 4.5 on refuse
+        if pg_owner is not curr and m.version != "4.1":
+            return -errno.EPERM
+        return _new_baseptr(m, op.arg1, curr)
     if cmd in (MMUEXT_MARK_SUPER, MMUEXT_UNMARK_SUPER):
         return _mark_unmark(m, cmd, op.arg1, curr, pg_owner)
     return -errno.ENOSYS
 
 
-def _pin(m, mfn: int, type: int, d) -> int:
-    if d.is_dying or not m.mfn_valid(mfn):
+def _pin(m, mfn: int, type: int, d, curr=None) -> int:
+    """Pin ``mfn`` as a table of ``d`` (the page owner). A pin on behalf of a dying
+    domain succeeds and is dropped at once, as Xen does when it races the domain's
+    destruction: relinquish has already unpinned its tables, so the pin's
+    references go straight back (the page keeps its type, at count 0)."""
+    if not m.mfn_valid(mfn):
         return -errno.EINVAL
     page = m.mfn_to_page(mfn)
     rc = m.refs._get_page_and_type(page, d.domid, type)
@@ -243,6 +312,10 @@ def _pin(m, mfn: int, type: int, d) -> int:
     if not m.refs.set_pinned(page):                       # already pinned
         m.refs.put_page_and_type(page)
         return -errno.EINVAL
+    if curr is not None and d is not curr and d.is_dying:
+        m.refs.clear_pinned(page)
+        m.refs.put_page_and_type(page)
+        return 0
     d.pinned[page] = type
     return 0
 
