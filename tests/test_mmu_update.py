@@ -42,7 +42,6 @@ WR = PGT_writable_page | PGT_validated
 L1V, L2V = PGT_l1_page_table | PGT_validated, PGT_l2_page_table | PGT_validated
 L3V, L4V = PGT_l3_page_table | PGT_validated, PGT_l4_page_table | PGT_validated
 PIN = PGT_pinned
-GNTTAB = 1 << 62                       # refused in L1 only (L1_DISALLOW_MASK)
 
 G_SP, G_SP2 = 0x000, 0x400
 T1, T2, T3, T4 = 0x200, 0x201, 0x202, 0x203
@@ -392,7 +391,6 @@ _ERRORS = [
     ("table-huge-mfn", [(ptr((1 << 40) - 1, 0), make_pte(F0, P))], errno.EINVAL),
     ("table-free", [(ptr(FREE, 0), make_pte(F0, P))], errno.EINVAL),
     ("table-foreign-frame", [(ptr(O_F, 0), 1)], errno.EINVAL),
-    ("gnttab-bit-62-l1", [(ptr(T1, 0), make_pte(F0, P | RW) | GNTTAB)], errno.EINVAL),
     ("pcd-l1", [(ptr(T1, 0), make_pte(F0, P | _PAGE_PCD))], errno.EINVAL),
     ("pwt-l1", [(ptr(T1, 0), make_pte(F0, P | _PAGE_PWT))], errno.EINVAL),
     ("pat-l1", [(ptr(T1, 0), make_pte(F0, P | PSE))], errno.EINVAL),
@@ -465,9 +463,9 @@ class TestErrors:
         (2, T2, make_pte(G_SP, P | RW | PSE), _PAGE_GLOBAL),
         (3, T3, make_pte(F0, P | RW), _PAGE_PCD),
         (4, T4, make_pte(F0, P | RW), _PAGE_PWT),
-        (1, T1, make_pte(F0, P | RW), GNTTAB),
+        (1, T1, make_pte(F0, P | RW), _PAGE_PWT),
         (1, T1, make_pte(F0, P | RW), _PAGE_PCD),
-    ], ids=["l2", "l2-pse", "l3", "l4", "l1-gnttab", "l1-pcd"])
+    ], ids=["l2", "l2-pse", "l3", "l4", "l1-pwt", "l1-pcd"])
     def test_disallowed_flag_on_a_live_entry(self, lay, level, table, val, bad):
         """A disallowed flag added to an entry that is already present (the fast-path shape)
         is refused like on a new entry: mod_l1_entry .. mod_l4_entry (4.1-4.8) check
@@ -605,7 +603,7 @@ class TestUpdateVaMapping:
         other = m.create_domain("other", 16)
         (omfn,) = populate(m, other, [0], 0)
         l1 = k.tables[(1, VA >> 21)]
-        for val in (make_pte(omfn, P), make_pte(l1, P | RW), make_pte(k.f[1], P) | GNTTAB):
+        for val in (make_pte(omfn, P), make_pte(l1, P | RW), make_pte(k.f[1], P | _PAGE_PCD)):
             snap = m.snapshot()
             assert uva(m, k.domid, VA, val) == -errno.EINVAL
             assert m.same_as(snap)

@@ -95,14 +95,15 @@ def refused_mmu(m, caller, reqs, err):
 ENTRY = {1: (F0, P | RW), 2: (F0, P | RW), "2-pse": (G_SP, P | RW | PSE), 3: (F0, P | RW),
          4: (F0, P | RW)}
 #: bits a guest may set at each level in every release: USER, A/D, AVAIL (9-11), the
-#: software bits 52-61 and NX; bit 62 is free above L1 only; GLOBAL in L1 only
-ACCEPTED = {1: [U, A | D, 1 << 9, 1 << 11, 1 << 52, 1 << 57, 1 << 61, NX, G],
+#: software bits 52-62 (62 too in L1: a release build's _PAGE_GNTTAB is 0) and NX;
+#: GLOBAL in L1 only
+ACCEPTED = {1: [U, A | D, 1 << 9, 1 << 11, 1 << 52, 1 << 57, 1 << 61, GNTTAB, NX, G],
             2: [U, A | D, 1 << 9, 1 << 11, 1 << 52, 1 << 61, GNTTAB, NX],
             "2-pse": [U, A | D, 1 << 10, 1 << 52, 1 << 61, GNTTAB, NX],
             3: [U, A | D, 1 << 10, 1 << 52, 1 << 61, GNTTAB, NX],
             4: [U, A | D, 1 << 11, 1 << 52, 1 << 61, GNTTAB, NX]}
 #: ... and the bits each level's disallow mask refuses
-REFUSED = {1: [PWT, PCD, PAT, GNTTAB], 2: [PWT, PCD, G], "2-pse": [PWT, PCD, G],
+REFUSED = {1: [PWT, PCD, PAT], 2: [PWT, PCD, G], "2-pse": [PWT, PCD, G],
            3: [PWT, PCD, PSE, G], 4: [PWT, PCD, PSE, G]}
 
 
@@ -114,8 +115,9 @@ def _table(level) -> int:
 @pytest.mark.parametrize("level", list(ENTRY))
 def test_get_page_from_lNe_accepts_software_bits_and_nx(version, level):
     """get_page_from_l1e .. l4e, 4.1-4.8: BASE_DISALLOW_MASK leaves PRESENT, RW, USER, A/D,
-    bits 9-11, bits 52-62 and NX to the guest (L1 also GLOBAL, but not _PAGE_GNTTAB, bit
-    62): each is accepted on a new entry, which takes the usual references."""
+    bits 9-11, bits 52-62 and NX to the guest, L1 also GLOBAL (a debug build of Xen refuses
+    bit 62, _PAGE_GNTTAB, in L1; in a release build, NDEBUG, it is 0): each is accepted on a
+    new entry, which takes the usual references."""
     for bit in ACCEPTED[level]:
         lay = build(version)
         m = lay.m
@@ -132,8 +134,7 @@ def test_get_page_from_lNe_accepts_software_bits_and_nx(version, level):
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("level", list(ENTRY))
 def test_get_page_from_lNe_refuses_each_disallowed_flag(version, level):
-    """L1_DISALLOW_MASK (PWT, PCD, PAT, _PAGE_GNTTAB for a domain without I/O
-    capabilities), L2_DISALLOW_MASK (PWT, PCD, GLOBAL; PSE allowed with superpages on),
+    """L1_DISALLOW_MASK (PWT, PCD, PAT for a domain without I/O capabilities), L2_DISALLOW_MASK (PWT, PCD, GLOBAL; PSE allowed with superpages on),
     L3/L4 (BASE_DISALLOW_MASK: PWT, PCD, PSE, GLOBAL), 4.1-4.8: -EINVAL, nothing done,
     on a new entry and, before the fast path, on a live one."""
     lay = build(version)
@@ -396,6 +397,7 @@ _FAST = [
     (1, "rw", [SLOW, SLOW, SLOW, SLOW]),
     (1, "user", [FAST] * 4), (1, "ad", [FAST] * 4), (1, "global", [FAST] * 4),
     (1, "nx", [FAST] * 4), (1, "avail", [FAST] * 4), (1, "bit52", [FAST] * 4),
+    (1, "bit62", [FAST] * 4),
     (1, "same", [FAST] * 4),
     (2, "rw", [SLOW, SLOW, SLOW, SLOW]), (2, "ad", [FAST] * 4), (2, "avail", [FAST] * 4),
     (2, "nx", [FAST] * 4), (2, "bit52", [FAST] * 4), (2, "bit62", [FAST] * 4),

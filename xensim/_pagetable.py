@@ -51,7 +51,7 @@ _PAGE_PAT = 0x080                     # bit 7 of an L1 entry is PAT (PSE at L2-L
 _PAGE_GLOBAL = 0x100
 _PAGE_AVAIL = 0xE00                   # bits 9-11: free for software
 _PAGE_AVAIL_HIGH = 0x7FF << 52        # bits 52-62: free for software
-_PAGE_GNTTAB = 1 << 62                # Xen's mark of a grant mapping in an L1 entry
+_PAGE_GNTTAB = 1 << 62                # Xen's mark of grant mappings (debug builds only)
 _PAGE_NX = 1 << 63
 PAGE_CACHE_ATTRS = _PAGE_PAT | _PAGE_PCD | _PAGE_PWT
 
@@ -76,8 +76,11 @@ def put_pte_flags(f: int) -> int:
 BASE_DISALLOW_MASK = ~get_pte_flags(_PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED
                                     | _PAGE_DIRTY | _PAGE_AVAIL | _PAGE_AVAIL_HIGH
                                     | _PAGE_NX) & 0xFFFFFFFF
-#: L1: GLOBAL is allowed (user mappings), the grant-mapping bit is not
-L1_DISALLOW_MASK = (BASE_DISALLOW_MASK | get_pte_flags(_PAGE_GNTTAB)) & ~_PAGE_GLOBAL
+#: L1: GLOBAL is allowed (user mappings). A debug build of Xen also refuses _PAGE_GNTTAB
+#: (bit 62, its mark of grant mappings) here; a release build (NDEBUG, the default in
+#: every modelled release) defines _PAGE_GNTTAB as 0, so bit 62 is the guest's in L1 too.
+#: xensim models the release build.
+L1_DISALLOW_MASK = BASE_DISALLOW_MASK & ~_PAGE_GLOBAL
 L3_DISALLOW_MASK = L4_DISALLOW_MASK = BASE_DISALLOW_MASK
 
 #: flags a guest may change on a live entry without revalidation, from 4.8 on (XSA-182)

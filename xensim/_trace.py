@@ -67,7 +67,7 @@ from ._page_info import (DOMID_INVALID, PGC_count_mask, PGT_TYPE_NAMES, PGT_type
                          decode_spage, format_count_info, format_type_info)
 from ._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PCD,
                          _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER,
-                         CHILD_TYPES, _PAGE_AVAIL_HIGH, _PAGE_GNTTAB, pte_mfn)
+                         CHILD_TYPES, _PAGE_AVAIL_HIGH, pte_mfn)
 from ._units import PAGE_SHIFT, SUPERPAGE_ORDER, SUPERPAGE_PAGES, format_size
 from ._workload import Workload, apply
 
@@ -148,10 +148,8 @@ _PTE_FLAGS = ((_PAGE_NX, "NX"), (_PAGE_GLOBAL, "G"), (_PAGE_PSE, "PSE"), (_PAGE_
 def pte_flags(e: int) -> str:
     """``PSE|D|A|U|RW|P``: the entry's flags, highest bit first."""
     names = [n for bit, n in _PTE_FLAGS if e & bit]
-    if e & _PAGE_AVAIL_HIGH & ~_PAGE_GNTTAB:
-        names.insert(0, f"avail:{(e & _PAGE_AVAIL_HIGH & ~_PAGE_GNTTAB) >> 52:#x}")
-    if e & _PAGE_GNTTAB:
-        names.insert(0, "GNTTAB")
+    if e & _PAGE_AVAIL_HIGH:
+        names.insert(0, f"avail:{(e & _PAGE_AVAIL_HIGH) >> 52:#x}")
     return "|".join(names) or "-"
 
 
