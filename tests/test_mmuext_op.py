@@ -154,15 +154,15 @@ class TestPin:
         (2, [(0, make_pte(G_SP2 + 0x100, P | PSE))]),
         (1, [(0, make_pte(0x201, P | RW)), (1, make_pte(O_F, P))]),
         (1, [(3, make_pte(FREE, P | RW))]),
-        (1, [(0, make_pte(0x201, P | (1 << 52)))]),
+        (1, [(0, make_pte(0x201, P | 0x10))]),                # PCD in L1
         (3, [(0, make_pte(0x201, P | RW)), (2, make_pte(G_SP, P | RW | PSE))]),
         (4, [(0, make_pte(0x201, P | RW)), (1, make_pte(0x202, P | RW | PSE))]),
-        (4, [(7, make_pte(0x200, P | RW))]),                  # itself as its own L3
-        (4, [(0, make_pte(0x201, P | RW)), (256, make_pte(0x202, P | RW))]),   # Xen's slots:
-        (4, [(271, make_pte(0x201, P))]),                     # refused (ARCHITECTURE.md)
+        (4, [(7, make_pte(0x200, P | RW))]),                  # itself, writable: no linear
+        (4, [(0, make_pte(0x201, P | RW)), (3, make_pte(0x202, P | RW | 0x100))]),
+        (4, [(5, make_pte(0x201, P | RW | 0x10))]),           # PCD at L4
         (2, [(0, make_pte(0x203, P | RW))]),                  # an L1 whose entry is foreign
     ], ids=["l2-pse-unaligned-after-good", "l2-pse-unaligned", "l1-foreign-after-good", "l1-free",
-            "l1-reserved-bit", "l3-pse", "l4-pse", "l4-self", "l4-xen-slot-256", "l4-xen-slot-271",
+            "l1-pcd", "l3-pse", "l4-pse", "l4-self-rw", "l4-global-after-good", "l4-pcd",
             "l2-deep-foreign"])
     def test_pin_with_invalid_entries_is_einval_and_undone(self, lay, level, entries):
         m = lay.m

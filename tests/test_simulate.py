@@ -257,7 +257,7 @@ def test_comparison_to_dict_shape():
     assert list(r) == ["design", "status", "reason", "description", "ops", "ops_failed",
                        "guest_errors", "by_op", "mappings", "hypercalls", "refcount",
                        "tlb_flushes", "superpage", "slow_transitions", "slow_per_op", "fast_updates",
-                       "type_refs_per_mapping", "metadata", "model", "audit", "teardown",
+                       "entry_updates", "type_refs_per_mapping", "metadata", "model", "audit", "teardown",
                        "ops_digest", "failures", "type_refs_per_2m_mapping", "mappings_4k",
                        "type_refs_per_4k_mapping", "supports_mark", "mark_unsupported",
                        "mark_errno"]
@@ -266,6 +266,7 @@ def test_comparison_to_dict_shape():
     assert r["audit"] == {"ok": True, "audits": 5, "differences": 0, "first": [],
                           "at_op": None}
     assert r["model"]["ns_per_op"] == r["model"]["ns"] / 4
+    assert r["entry_updates"] == {"fast_path": 0, "slow_path": 2}     # two maps, two unmaps
 
 
 # --------------------------------------------------------------------------
@@ -314,3 +315,23 @@ def test_do_mmuext_op_mark_super_unsupported_enosys_4_1_eopnotsupp_4_8(version, 
         assert r.errors == {errno_text: 2}
     x = one(text, "xen-4.1")
     assert x.supports_mark and x.mark_unsupported == 0 and x.mark_errno is None
+
+
+@pytest.mark.parametrize("version", ["4.1", "4.5", "4.7", "4.8"])
+def test_entry_updates_count_mod_entry_fast_and_slow_paths(version):
+    """mod_l1_entry / mod_l2_entry in a run: a map validates (slow path), a remap to the
+    same rights rewrites an identical entry (fast path in every release), a remap that
+    flips RW revalidates (slow path: RW is compared in L1 and, with superpages on, in L2
+    from 4.1 to 4.8 outside faithful mode); unmaps take neither path."""
+    script = ("workload:\n  kind: script\n  script:\n"
+              "    - {domain: g, op: map, superpage: 0, slot: 0}\n"
+              "    - {domain: g, op: remap, slot: 0, writable: true}\n"
+              "    - {domain: g, op: remap, slot: 0, writable: false}\n"
+              "    - {domain: g, op: map-4k, superpage: 1, slot: 1, frame: 0, count: 2}\n"
+              "    - {domain: g, op: remap-4k, slot: 1, frame: 0, count: 2, writable: true}\n"
+              "    - {domain: g, op: remap-4k, slot: 1, frame: 0, count: 2, writable: false}\n"
+              "    - {domain: g, op: unmap, slot: 0}\n"
+              f"domains: [{{name: g, memory: 4MiB}}]\nhypervisor: {{version: '{version}'}}\n")
+    r = compare(script, ["xen-4.1"]).run("xen-4.1")
+    assert r.status == "ok" and r.ops_failed == 0, r.failures
+    assert r.entry_updates == {"fast_path": 1 + 2, "slow_path": 1 + 1 + 2 + 2}

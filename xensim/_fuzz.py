@@ -930,15 +930,22 @@ class Fuzzer(Runner):
             level = r.choice([l for l in (2, 3, 4) if t[l]] or [2])
             parent = r.choice(t[level]) if t[level] else self._small(g, r)
             x = r.random()
-            if x < 0.6:
+            f = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED
+            if x < 0.5:
                 child = self._small(g, r)
-            elif x < 0.75 and t[level - 1]:
+            elif x < 0.65 and t[level - 1]:
                 child = r.choice(t[level - 1])                  # share a table (valid)
+            elif x < 0.8 and t[level]:
+                # a linear entry: to a table of its own level, itself or another (loops
+                # too); read-only, else refused
+                child = parent if r.random() < 0.3 else r.choice(t[level])
+                if r.random() < 0.85:
+                    f &= ~_PAGE_RW
             else:
                 child = self.frame(g, r, own=0.5)
-            f = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED
             if r.random() < 0.1:
-                f ^= r.choice([_PAGE_PSE, _PAGE_RW, 1 << r.randrange(52, 63), _PAGE_NX])
+                f ^= r.choice([_PAGE_PSE, _PAGE_RW, 1 << r.randrange(52, 63), _PAGE_NX,
+                               _PAGE_GLOBAL, _PAGE_PCD, 1 << r.randrange(9, 12)])
             return [self._ptr(parent, self._index(r, level)), (child << PAGE_SHIFT) | f]
         if kind in ("unmap", "remap"):
             # mostly leaves: a cleared L4 or L3 entry tears down a whole subtree

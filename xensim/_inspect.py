@@ -37,7 +37,7 @@ from ._machine import Machine
 from ._p2m import INVALID
 from ._page_info import (DOMID_INVALID, PGT_l4_page_table, PGT_TYPE_NAMES, PGT_type_shift,
                          decode_count_info, decode_spage, decode_type_info)
-from ._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, CHILD_TYPES, pte_mfn
+from ._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, CHILD_TYPES, LEVEL_TYPES, pte_mfn
 from ._trace import (boot, format_pte, load, pick_design, pte_flags, run_ops, spage_word_name,
                      spage_word_text)
 from ._units import SUPERPAGE_ORDER, SUPERPAGE_PAGES
@@ -131,7 +131,10 @@ def entries_mapping(m: Machine, first: int, n: int = 1) -> list[dict]:
                    "entry": val, "mfn": pte_mfn(val), "flags": pte_flags(val), "kind": kind,
                    "rw": bool(val & _PAGE_RW)}
             if kind == "table":
-                row["child_type"] = _tname(CHILD_TYPES[level])
+                linear = m.pt.is_linear(level, val, table)
+                row["child_type"] = _tname(LEVEL_TYPES[level] if linear else CHILD_TYPES[level])
+                if linear:
+                    row["linear"] = True
             out.append(row)
     return out
 
@@ -297,8 +300,8 @@ def inspect_domain(m: Machine, domid: int, max_tree_lines: int = 64) -> dict:
             return
         for i in idx:
             v = int(e[int(i)])
-            if level == 2 and v & _PAGE_PSE:
-                continue
+            if level == 2 and v & _PAGE_PSE or m.pt.is_linear(level, v, mfn):
+                continue                  # a superpage, or a linear entry (no subtree)
             walk(pte_mfn(v), level - 1, int(i), depth + 1)
 
     if d.baseptr is not None:

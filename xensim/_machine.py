@@ -75,8 +75,10 @@ class Machine:
         self.domains: dict[int, Domain] = {0: Domain(0, "Domain-0", max_pages=0)}
         self._next_domid = 1
         #: hooks run by destroy_domain before PGC_allocated is dropped, in order:
-        #: drop the vCPU's root and unpin every table, then clear superpage marks
-        self.relinquish_hooks: list = [_unpin_all, lambda m, d: m.superpage.relinquish(d)]
+        #: drop the vCPU's root and unpin every table, clear superpage marks, then
+        #: devalidate the tables still valid (linear loops), L4, L3, L2
+        self.relinquish_hooks: list = [_unpin_all, lambda m, d: m.superpage.relinquish(d),
+                                       lambda m, d: m.pt.relinquish(d)]
         #: what subsystems hold, for the auditor: f(machine, expected) (see _audit.Expected)
         self.audit_contributors: list = [self.pt.expect]
         #: what faithful mode let through that real Xen got wrong (docs/xen-facts.md, section 8)
@@ -221,7 +223,8 @@ class Machine:
         """XEN_DOMCTL_destroydomain, in Xen's order.
 
         1. the relinquish hooks: unpin every pinned table, clear superpage
-           marks (and, with page tables, tear down the tables' references);
+           marks (and, with page tables, tear down the tables' references),
+           then force-devalidate the tables linear entries still hold;
         2. drop each frame's PGC_allocated reference: a frame returns to the
            heap when its count reaches 0.
         The domain disappears once it owns no frame (else it stays dying, a

@@ -16,8 +16,8 @@ import numpy as np
 
 from ._domain import DOMID_SELF
 from ._page_info import PGT_l4_page_table, PGT_writable_page
-from ._pagetable import (LEVEL_TYPES, PADDR_MASK, RESERVED_MASK, _PAGE_PRESENT, _PAGE_PSE,
-                         _PAGE_RW, pte_mfn)
+from ._pagetable import (LEVEL_TYPES, PADDR_MASK, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
+                         put_pte_flags, pte_mfn)
 from ._units import PAGE_SHIFT, SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
 # mmu_update request types: the low 3 bits of ``ptr`` (Xen masks with
@@ -178,7 +178,8 @@ def _pse_batch_prefix(m, reqs: list[MmuUpdate], pt_owner, pg_owner) -> int:
     if (vals & present).all() and not (old & present).any():
         mapping = True
         entries = vals
-        ok = ((vals & np.uint64(_PAGE_PSE)) != 0) & ((vals & np.uint64(RESERVED_MASK)) == 0)
+        refused = np.uint64(put_pte_flags(m.pt.disallow_mask(2)))   # L2_DISALLOW_MASK
+        ok = ((vals & np.uint64(_PAGE_PSE)) != 0) & ((vals & refused) == 0)
         if not m.allow_superpage:
             return 0
     elif (m.allow_superpage and not vals.any() and ((old & present) != 0).all()
@@ -262,6 +263,10 @@ def do_update_va_mapping(m, caller: int, va: int, val: int, flags: int = 0) -> i
             return -errno.EINVAL
         table = pte_mfn(e)
     index = (va >> PAGE_SHIFT) & 511
+    # the walk may end at another level's table through a linear entry: Xen checks the
+    # type of the table it reached (do_update_va_mapping, 4.1 to 4.8)
+    if not m.mfn_valid(table) or m.pt.live_level(m.mfn_to_page(table)) != 1:
+        return -errno.EINVAL
     return m.request(lambda: m.pt.mod_entry(table, index, val, 1, d.domid))
 
 

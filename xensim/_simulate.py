@@ -95,6 +95,8 @@ class DesignRun:
     #: TLB flushes type changes asked for (RefStats.tlb_flushes: docs/cost-model.md)
     tlb_flushes: int = 0
     superpage: dict = field(default_factory=dict)
+    #: page-table entry changes by mod_lN_entry: {"fast_path": n, "slow_path": n}
+    entry_updates: dict = field(default_factory=dict)
     metadata_bytes: int = 0
     metadata_percent: float = 0.0
     estimate: Estimate | None = None
@@ -161,6 +163,7 @@ class DesignRun:
             "slow_transitions": self.slow_transitions,
             "slow_per_op": self.slow_per_op,
             "fast_updates": self.fast_updates,
+            "entry_updates": self.entry_updates,
             "type_refs_per_mapping": self.type_refs_per_mapping,
             "metadata": {"bytes": self.metadata_bytes, "percent_of_ram": self.metadata_percent},
             "model": (dict(self.estimate.to_dict(), ns_per_op=self.ns_per_op)
@@ -232,9 +235,10 @@ def available_designs() -> tuple[dict, dict[str, str]]:
 # One design
 # --------------------------------------------------------------------------
 
-def _counters(m: Machine) -> tuple[dict, dict, dict]:
+def _counters(m: Machine) -> tuple[dict, dict, dict, dict]:
     return (m.refs.stats.as_dict(), dict(m.superpage.stats),
-            {k: (v.calls, Counter(v.errors)) for k, v in m.hypercall.stats.items()})
+            {k: (v.calls, Counter(v.errors)) for k, v in m.hypercall.stats.items()},
+            dict(m.pt_stats))
 
 
 def _setup(m: Machine, cfg: Config, wl: Workload) -> dict:
@@ -290,7 +294,7 @@ def run_design(cfg: Config, memmap: MemoryMap, design: str, wl: Workload | None 
     stage = "in the set-up"
     try:
         kernels = _setup(m, cfg, wl)
-        refs0, sp0, hc0 = _counters(m)
+        refs0, sp0, hc0, pt0 = _counters(m)
         for op in wl.ops(cfg.seed):
             stage = f"at op {n + 1} ({op})"
             digest.update(repr(op.key()).encode())
@@ -325,11 +329,12 @@ def run_design(cfg: Config, memmap: MemoryMap, design: str, wl: Workload | None 
                 run.audit.add(audit(m), n)
             progress.update(progress_base + n)
         run.ops = n
-        refs1, sp1, hc1 = _counters(m)
+        refs1, sp1, hc1, pt1 = _counters(m)
         stage = "in the final audit"
         run.audit.add(audit(m), n)
         run.refcount = {k: refs1[k] - refs0.get(k, 0) for k in FRAME_OPS}
         run.tlb_flushes = refs1["tlb_flushes"] - refs0.get("tlb_flushes", 0)
+        run.entry_updates = {k: pt1.get(k, 0) - pt0.get(k, 0) for k in ("fast_path", "slow_path")}
         run.superpage = {k: sp1.get(k, 0) - sp0.get(k, 0) for k in
                          list(COUNT_UPDATES) + [k for k in sp1 if k not in COUNT_UPDATES]}
         errors: Counter = Counter()

@@ -67,7 +67,7 @@ from ._page_info import (DOMID_INVALID, PGC_count_mask, PGT_TYPE_NAMES, PGT_type
                          decode_spage, format_count_info, format_type_info)
 from ._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PCD,
                          _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER,
-                         CHILD_TYPES, RESERVED_MASK, pte_mfn)
+                         CHILD_TYPES, _PAGE_AVAIL_HIGH, pte_mfn)
 from ._units import PAGE_SHIFT, SUPERPAGE_ORDER, SUPERPAGE_PAGES, format_size
 from ._workload import Workload, apply
 
@@ -148,8 +148,8 @@ _PTE_FLAGS = ((_PAGE_NX, "NX"), (_PAGE_GLOBAL, "G"), (_PAGE_PSE, "PSE"), (_PAGE_
 def pte_flags(e: int) -> str:
     """``PSE|D|A|U|RW|P``: the entry's flags, highest bit first."""
     names = [n for bit, n in _PTE_FLAGS if e & bit]
-    if e & RESERVED_MASK:
-        names.insert(0, f"reserved:{(e & RESERVED_MASK) >> 52:#x}")
+    if e & _PAGE_AVAIL_HIGH:
+        names.insert(0, f"avail:{(e & _PAGE_AVAIL_HIGH) >> 52:#x}")
     return "|".join(names) or "-"
 
 
@@ -638,31 +638,35 @@ class Tracer:
                 "(unchanged)")}))
 
     def _wrap_get_entry(self, orig):
-        def get_page_from_entry(level, e, d):
+        def get_page_from_entry(level, e, d, table=None):
             if self.cur is None:
-                return orig(level, e, d)
+                return orig(level, e, d, table)
             stats0 = dict(self.m.superpage.stats)
             node = self._push("entry", text=f"validate new L{level} entry: "
                                             f"{entry_get_text(level, e, d)}")
             try:
-                rc = orig(level, e, d)
+                rc = orig(level, e, d, table)
             finally:
                 self._pop(node)
             node.data["rc"] = rc
             self._design_path(node, stats0)
+            if rc == 0 and self.m.pt.is_linear(level, e, table):
+                node.children.append(Node("note", {"text": (
+                    "a linear entry: read-only, to a validated table of its own level "
+                    "(get_page and one more type reference; none if it is the table itself)")}))
             if rc != 0 and level == 2 and e & _PAGE_PSE:
                 self._unchanged(node, pte_mfn(e))
             return rc
         return get_page_from_entry
 
     def _wrap_put_entry(self, orig):
-        def put_page_from_entry(level, e):
+        def put_page_from_entry(level, e, table=None):
             if self.cur is None:
-                return orig(level, e)
+                return orig(level, e, table)
             stats0 = dict(self.m.superpage.stats)
             node = self._push("entry", text=f"drop old L{level} entry: {entry_put_text(level, e)}")
             try:
-                return orig(level, e)
+                return orig(level, e, table)
             finally:
                 self._pop(node)
                 self._design_path(node, stats0)
