@@ -4,7 +4,7 @@ The facts page lists every behaviour of Xen that xensim models, each with the te
 pins it. This file pins the rows that had no test of their own (Xen's hypercall and
 command numbers, the basic units), and checks the page itself: every
 ``tests/file.py::name`` it names is a test that exists, and every row of its fact
-tables names a test or says ``(pending)``.
+tables names a test.
 """
 
 from __future__ import annotations
@@ -117,14 +117,14 @@ def test_every_test_named_in_the_facts_exists():
     assert missing == []
 
 
-def test_every_fact_row_names_its_test_or_is_pending():
+def test_every_fact_row_names_its_test():
     rows = _fact_rows()
     assert len(rows) >= 80
     for row in rows:
         assert len(row) == 4, row
         behaviour, where, releases, test = row
         assert behaviour and where and releases, row
-        assert TEST_REF.search(test) or test == "(pending)", row
+        assert TEST_REF.search(test), row
 
 
 @pytest.mark.parametrize("section", ["## 1. Units", "## 2. `struct page_info`",
