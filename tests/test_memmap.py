@@ -415,7 +415,7 @@ class TestReporting:
     def test_repr_is_short(self):
         m = load_machine("intel-gnr-4s")
         text = repr(m)
-        assert text == "MemoryMap('intel-gnr-4s', 5 ranges, 2 TiB RAM, max_pfn=0x133e80000)"
+        assert text == "MemoryMap('intel-gnr-4s', 5 ranges, 2.00 TiB RAM, max_pfn=0x133e80000)"
 
 
 # ==========================================================================
