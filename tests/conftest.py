@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from xensim import (HYPERVISOR_memory_op, XENMEM_populate_physmap, Machine, MemoryMap,
-                    XenMemoryReservation, audit)
+from xensim import (DOMID_SELF, HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
+                    XENMEM_populate_physmap, Machine, MemoryMap, XenMemoryReservation, audit)
+from xensim._mmu import MmuUpdate
 
 MiB = 1 << 20
 
@@ -30,6 +31,20 @@ def hc(m: Machine, caller: int, number: int, *args) -> int:
     rc = m.hypercall(caller, number, *args)
     assert_clean(m)
     return rc
+
+
+def mmu(m: Machine, caller: int, *reqs, foreigndom: int = DOMID_SELF) -> tuple[int, int]:
+    """One audited mmu_update batch of (ptr, val) requests: (rc, done)."""
+    done = [-1]
+    rc = hc(m, caller, HYPERVISOR_mmu_update, [MmuUpdate(p, v) for p, v in reqs], done, foreigndom)
+    return rc, done[0]
+
+
+def ext(m: Machine, caller: int, *ops, foreigndom: int = DOMID_SELF) -> tuple[int, int]:
+    """One audited mmuext_op batch: (rc, done)."""
+    done = [-1]
+    rc = hc(m, caller, HYPERVISOR_mmuext_op, list(ops), done, foreigndom)
+    return rc, done[0]
 
 
 def populate(m: Machine, domid: int, gpfns: list[int], order: int) -> list[int]:

@@ -20,18 +20,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from xensim import (DOMID_SELF, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
-                    HYPERVISOR_update_va_mapping, Machine, MemoryMap)
+from xensim import HYPERVISOR_update_va_mapping, Machine, MemoryMap
 from xensim._guest import DIRECTMAP_BASE, GuestKernel
 from xensim._mmu import (MMU_MACHPHYS_UPDATE, MMUEXT_MARK_SUPER, MMUEXT_NEW_BASEPTR,
                          MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE,
-                         MMUEXT_PIN_L4_TABLE, MMUEXT_UNMARK_SUPER, MMUEXT_UNPIN_TABLE, MmuextOp,
-                         MmuUpdate)
+                         MMUEXT_PIN_L4_TABLE, MMUEXT_UNMARK_SUPER, MMUEXT_UNPIN_TABLE, MmuextOp)
 from xensim._page_info import (PGC_allocated, PGT_l1_page_table, PGT_pinned, PGT_validated,
                                PGT_writable_page, SGT_dynamic, SGT_mark)
 from xensim._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, make_pte
 
-from conftest import MiB, hc, holey_machine, populate
+from conftest import MiB, ext, hc, holey_machine, mmu, populate
 
 P, RW, PSE = _PAGE_PRESENT, _PAGE_RW, _PAGE_PSE
 ALLOC1 = PGC_allocated | 1
@@ -71,18 +69,6 @@ def words(m, mfn: int) -> tuple[int, int]:
     return m.frame_table.count_info(mfn), m.frame_table.type_info(mfn)
 
 
-def mmu(m, caller, *reqs, foreigndom=DOMID_SELF):
-    done = [-1]
-    rc = hc(m, caller, HYPERVISOR_mmu_update, [MmuUpdate(p, v) for p, v in reqs], done, foreigndom)
-    return rc, done[0]
-
-
-def ext(m, caller, *ops, foreigndom=DOMID_SELF):
-    done = [-1]
-    rc = hc(m, caller, HYPERVISOR_mmuext_op, list(ops), done, foreigndom)
-    return rc, done[0]
-
-
 def build(kind: str = "holey", version: str = "4.8") -> SimpleNamespace:
     memmap = (holey_machine() if kind == "holey" else sparse_machine()).memmap
     m = Machine(memmap, "none", version=version)
@@ -102,8 +88,6 @@ def refused(m, caller, fn, err):
     snap = m.snapshot()
     assert fn() == err
     assert m.same_as(snap)
-
-
 
 
 @pytest.mark.parametrize("target", list(TARGETS))

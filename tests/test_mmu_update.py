@@ -21,8 +21,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from xensim import (DOMID_SELF, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
-                    HYPERVISOR_update_va_mapping, Machine, MemoryMap)
+from xensim import HYPERVISOR_mmu_update, HYPERVISOR_update_va_mapping, Machine, MemoryMap
 from xensim._guest import DIRECTMAP_BASE, GuestKernel
 from xensim._mmu import (MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
                          MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE,
@@ -34,7 +33,7 @@ from xensim._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_
                                _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER,
                                make_pte)
 
-from conftest import MiB, assert_clean, hc, populate, sp_words, spage, words
+from conftest import MiB, assert_clean, ext, hc, mmu, populate, sp_words, spage, words
 
 P, RW, PSE, A, D, U = _PAGE_PRESENT, _PAGE_RW, _PAGE_PSE, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_USER
 ALLOC1 = PGC_allocated | 1
@@ -52,22 +51,6 @@ FREE, FREE_SP = 0x3000, 0x1000
 
 def ptr(table: int, index: int, cmd: int = MMU_NORMAL_PT_UPDATE) -> int:
     return (table << 12) | (index * 8) | cmd
-
-
-
-
-
-def mmu(m, caller: int, *reqs, foreigndom: int = DOMID_SELF) -> tuple[int, int]:
-    """One audited mmu_update batch of (ptr, val): (rc, done)."""
-    done = [-1]
-    rc = hc(m, caller, HYPERVISOR_mmu_update, [MmuUpdate(p, v) for p, v in reqs], done, foreigndom)
-    return rc, done[0]
-
-
-def ext(m, caller: int, *ops, foreigndom: int = DOMID_SELF) -> tuple[int, int]:
-    done = [-1]
-    rc = hc(m, caller, HYPERVISOR_mmuext_op, list(ops), done, foreigndom)
-    return rc, done[0]
 
 
 def build(m: Machine, pin: bool = True) -> SimpleNamespace:

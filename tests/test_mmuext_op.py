@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from xensim import DOMID_SELF, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op, Machine, MemoryMap
+from xensim import DOMID_SELF, HYPERVISOR_mmu_update, Machine, MemoryMap
 from xensim._mmu import (MMUEXT_MARK_SUPER, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE,
                          MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE,
                          MMUEXT_UNMARK_SUPER, MMUEXT_UNPIN_TABLE, MmuextOp, MmuUpdate)
@@ -29,7 +29,7 @@ from xensim._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l2_page_tab
                                PGT_writable_page, SGT_dynamic, SGT_mark)
 from xensim._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, make_pte
 
-from conftest import MiB, assert_clean, hc, populate, sp_words, spage, words
+from conftest import MiB, assert_clean, ext, hc, populate, sp_words, spage, words
 
 P, RW, PSE = _PAGE_PRESENT, _PAGE_RW, _PAGE_PSE
 ALLOC1 = PGC_allocated | 1
@@ -44,16 +44,6 @@ G_SP, G_SP2 = 0x000, 0x400
 F = list(range(0x200, 0x210))          # the guest's 4 KiB frames
 O_SP, O_F = 0x600, 0x210
 FREE = 0x3000
-
-
-
-
-
-def ext(m, caller: int, *ops, foreigndom: int = DOMID_SELF) -> tuple[int, int]:
-    """One audited mmuext_op batch: (rc, done)."""
-    done = [-1]
-    rc = hc(m, caller, HYPERVISOR_mmuext_op, list(ops), done, foreigndom)
-    return rc, done[0]
 
 
 def op(cmd: int, mfn: int) -> MmuextOp:

@@ -17,11 +17,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from xensim import (DOMID_SELF, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
-                    HYPERVISOR_update_va_mapping, Machine, MemoryMap)
+from xensim import HYPERVISOR_update_va_mapping, Machine, MemoryMap
 from xensim._mmu import (MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE,
-                         MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_UNPIN_TABLE, MmuextOp,
-                         MmuUpdate)
+                         MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_UNPIN_TABLE, MmuextOp)
 from xensim._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l2_page_table,
                                PGT_l3_page_table, PGT_l4_page_table, PGT_pinned, PGT_validated,
                                PGT_writable_page)
@@ -29,7 +27,7 @@ from xensim._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_
                                _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER,
                                make_pte)
 
-from conftest import MiB, assert_clean, hc, populate, words
+from conftest import MiB, assert_clean, ext, hc, mmu, populate, words
 
 P, RW, PSE, A, D, U, G = (_PAGE_PRESENT, _PAGE_RW, _PAGE_PSE, _PAGE_ACCESSED, _PAGE_DIRTY,
                           _PAGE_USER, _PAGE_GLOBAL)
@@ -52,18 +50,6 @@ O_SP, O_F = 0x400, 0x210
 
 def ptr(table: int, index: int) -> int:
     return (table << 12) | (index * 8)
-
-
-def mmu(m, caller: int, *reqs) -> tuple[int, int]:
-    done = [-1]
-    rc = hc(m, caller, HYPERVISOR_mmu_update, [MmuUpdate(p, v) for p, v in reqs], done, DOMID_SELF)
-    return rc, done[0]
-
-
-def ext(m, caller: int, *ops) -> tuple[int, int]:
-    done = [-1]
-    rc = hc(m, caller, HYPERVISOR_mmuext_op, list(ops), done, DOMID_SELF)
-    return rc, done[0]
 
 
 def op(cmd: int, mfn: int) -> MmuextOp:

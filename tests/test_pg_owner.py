@@ -21,14 +21,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from xensim import DOMID_SELF, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op, Machine, MemoryMap
+from xensim import DOMID_SELF, Machine, MemoryMap
 from xensim._mmu import (MMU_MACHPHYS_UPDATE, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE,
-                         MMUEXT_PIN_L4_TABLE, MMUEXT_UNPIN_TABLE, MmuextOp, MmuUpdate)
+                         MMUEXT_PIN_L4_TABLE, MMUEXT_UNPIN_TABLE, MmuextOp)
 from xensim._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l4_page_table, PGT_pinned,
                                PGT_validated)
 from xensim._pagetable import _PAGE_PRESENT, make_pte
 
-from conftest import MiB, assert_clean, hc, populate, words
+from conftest import MiB, assert_clean, ext, mmu, populate, words
 
 VERSIONS = Machine.VERSIONS
 P = _PAGE_PRESENT
@@ -49,18 +49,6 @@ def layout(version: str) -> SimpleNamespace:
     assert populate(m, 0, range(4), 0) == list(range(0x018, 0x01c))
     assert ext(m, g, MmuextOp(MMUEXT_PIN_L1_TABLE, T1)) == (0, 1)
     return SimpleNamespace(m=m, g=g, o=o)
-
-
-def mmu(m, caller: int, *reqs, foreigndom: int = DOMID_SELF) -> tuple[int, int]:
-    done = [-1]
-    rc = hc(m, caller, HYPERVISOR_mmu_update, [MmuUpdate(p, v) for p, v in reqs], done, foreigndom)
-    return rc, done[0]
-
-
-def ext(m, caller: int, *ops, foreigndom: int = DOMID_SELF) -> tuple[int, int]:
-    done = [-1]
-    rc = hc(m, caller, HYPERVISOR_mmuext_op, list(ops), done, foreigndom)
-    return rc, done[0]
 
 
 def ptr(table: int, index: int) -> int:
