@@ -347,11 +347,16 @@ class RefCounts:
         if a is None or not changing.any():
             return
         off = first & PDX_GROUP_MASK
-        st = a[off:off + changing.size]
+        self._runs_flush(np.array([first]), changing.reshape(1, -1),
+                         a[off:off + changing.size].reshape(1, -1), d)
+
+    def _runs_flush(self, firsts: np.ndarray, changing: np.ndarray, st: np.ndarray, d: int) -> None:
+        """The same over runs at once (row r: the run at ``firsts[r]``, its stamps ``st[r]``):
+        the first frame in run order that needs a flush gets the one flush."""
         need = changing & (st > 0) & (st >= self.tlbflush_time.get(d, 0))
         if d != DOMID_INVALID and need.any():
-            i = int(np.argmax(need))
-            self._flush(first + i, d, int(st[i]))
+            r, c = divmod(int(np.argmax(need)), need.shape[1])
+            self._flush(int(firsts[r]) + c, d, int(st[r, c]))
 
     def get_page_type(self, page: int, type: int) -> bool:
         return self._get_page_type(page, type) == 0
@@ -589,10 +594,11 @@ class RefCounts:
             ci_g, ti_g, _ = self.ft.group(g)
             self._apply(ci_g, index, n, lambda ci: np.add(ci, _U(1), out=ci))
             if type is not None:
-                for first in (firsts[rows] if g in self._stamps else ()):   # in order: flushes
-                    ti = self.ft.read_slices(int(first), n)[1]
-                    self._range_flush(int(first), ((ti & _U(PGT_count_mask)) == 0)
-                                      & ((ti & _U(PGT_type_mask)) != _U(type)), d)
+                if g in self._stamps:                   # the flush a type change asks for
+                    ti = self._view(ti_g, index, n)
+                    self._runs_flush(firsts[rows], ((ti & _U(PGT_count_mask)) == 0)
+                                     & ((ti & _U(PGT_type_mask)) != _U(type)),
+                                     self._view(self._stamps[g], index, n), d)
                 # runs_ok passed: a frame with typed references already holds exactly
                 # ``type | PGT_validated``, so setting them on every frame changes only
                 # the frames whose type count was 0 (the first typed reference)
@@ -644,8 +650,9 @@ class RefCounts:
                 self._apply(ti_g, index, n, lambda ti: np.subtract(ti, _U(1), out=ti))
                 tzero = (self._view(ti_g, index, n) & _U(PGT_count_mask)) == 0
                 if tzero.any():                         # the last typed references went
-                    r, c = np.nonzero(tzero)
-                    self._stamp_group(g)[(firsts[rows][r] + c) & PDX_GROUP_MASK] = self.tlbflush_clock
+                    clock = np.uint32(self.tlbflush_clock)
+                    self._apply(self._stamp_group(g), index, n,
+                                lambda st: np.copyto(st, clock, where=tzero))
             self._apply(ci_g, index, n, lambda ci: np.subtract(ci, _U(1), out=ci))
             cnt = self._view(ci_g, index, n) & _U(PGC_count_mask)
             if not cnt.all():
