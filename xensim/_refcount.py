@@ -483,7 +483,8 @@ class RefCounts:
             self.stats.get_page_type += n
             first_ref = tcnt == 0
             if first_ref.any():
-                self._range_flush(first, first_ref & ((ti & _U(PGT_type_mask)) != _U(type)), d)
+                if first >> PDX_GROUP_SHIFT in self._stamps:    # a type change may need a flush
+                    self._range_flush(first, first_ref & ((ti & _U(PGT_type_mask)) != _U(type)), d)
                 ti[first_ref] = (ti[first_ref] & _U(_TYPE_CHANGE_KEEP)) | _U(type | PGT_validated)
             ti += _U(1)
         if self.trace is not None:
@@ -521,10 +522,11 @@ class RefCounts:
                 raise ValueError("vectorised put_page_type is for writable/shared types only")
             self.stats.put_page_type += n
             ti -= _U(1)
-            zero = np.flatnonzero(tcnt == 1)
-            if zero.size:                               # the last typed references went
-                g, off = first >> PDX_GROUP_SHIFT, first & PDX_GROUP_MASK
-                self._stamp_group(g)[off + zero] = self.tlbflush_clock
+            zero = tcnt == 1
+            if zero.any():                              # the last typed references went
+                off = first & PDX_GROUP_MASK
+                np.copyto(self._stamp_group(first >> PDX_GROUP_SHIFT)[off:off + n],
+                          np.uint32(self.tlbflush_clock), where=zero)
         cnt = ci & _U(PGC_count_mask)
         if (cnt == 0).any():
             raise RefcountBug(f"put_page on a zero count in pages {first:#x}+{n}")
