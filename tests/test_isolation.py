@@ -55,6 +55,12 @@ TARGETS = {
 #: PSE to a superpage the guest does not own is -EPERM in the xen-4.1 design (non-faithful);
 #: when the MFN is not valid, the entry check says -EINVAL first
 PSE_EPERM = {"foreign", "free", "hole"}
+#: get_page_from_l1e (4.5 on, here 4.8): a RAM frame with a frame table that is not the
+#: guest's (or free) is could_not_pin, -EBUSY; an MFN that is not RAM takes Xen's I/O-memory
+#: path, which a domain without I/O memory fails with -EPERM (-EINVAL for INVALID_MFN,
+#: 2**40 - 1, the last frame of "huge")
+L1_ERR = {"foreign": errno.EBUSY, "free": errno.EBUSY, "hole": errno.EBUSY,
+          "hole-no-frame-table": errno.EPERM, "max-page": errno.EPERM, "huge": errno.EPERM}
 
 
 def sparse_machine() -> Machine:
@@ -97,11 +103,14 @@ def test_entry_to_a_frame_that_is_not_the_guests(level, target, request):
     lay = build(machine)
     n, flags = LEVELS[level]
     err = errno.EPERM if level == "l2-pse" and target in PSE_EPERM else errno.EINVAL
+    if n == 1:
+        err = L1_ERR[target]
     m = lay.m
     # the superpage's first frame, and for 4 KiB entries also its last and a middle one
     mfns = [mfn] if level == "l2-pse" else [mfn, mfn + 511, mfn + 7]
     for target_mfn in mfns:
-        refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[n], 5), make_pte(target_mfn, flags))), (-err, 0))
+        e = errno.EINVAL if n == 1 and target_mfn == (1 << 40) - 1 else err
+        refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[n], 5), make_pte(target_mfn, flags))), (-e, 0))
     # and through a table being validated (pinned): same verdict, errno of the validation
     m.mem.write(G_F, 5, make_pte(mfn, flags))
     refused(m, lay.g, lambda: ext(m, lay.g, MmuextOp(PIN_CMD[n], G_F)), (-err, 0))
@@ -114,7 +123,8 @@ def test_software_bits_52_to_62_do_not_change_the_target():
     lay = build()
     m = lay.m
     for n, flags in LEVELS.values():
-        target, err = (O_SP, errno.EPERM) if flags & PSE else (O_L1, errno.EINVAL)
+        target, err = ((O_SP, errno.EPERM) if flags & PSE else
+                       (O_L1, errno.EBUSY if n == 1 else errno.EINVAL))   # 4.8: could_not_pin
         for bit in (52, 61):
             refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[n], 0), make_pte(target, flags) | 1 << bit)),
                     (-err, 0))
@@ -216,13 +226,15 @@ class TestOtherDomainsTables:
 class TestTablesStayReadOnly:
     @pytest.mark.parametrize("level", [1, 2, 3, 4])
     def test_writable_l1_entry_to_a_live_table(self, level):
+        """A writable L1 entry to a live table: get_page_type(PGT_writable_page) fails, and
+        get_page_from_l1e (4.8) answers could_not_pin, -EBUSY."""
         lay = build()
         m = lay.m
-        refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[1], 9), make_pte(T[level], P | RW))), (-errno.EINVAL, 0))
+        refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[1], 9), make_pte(T[level], P | RW))), (-errno.EBUSY, 0))
         # read-only is fine: the guest may read its tables
         assert mmu(m, lay.g, (ptr(T[1], 9), make_pte(T[level], P))) == (0, 1)
         # ...but not upgrade that entry to writable
-        refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[1], 9), make_pte(T[level], P | RW))), (-errno.EINVAL, 0))
+        refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[1], 9), make_pte(T[level], P | RW))), (-errno.EBUSY, 0))
 
     @pytest.mark.parametrize("level", [1, 2, 3, 4])
     def test_table_linked_below_a_live_entry(self, level):
@@ -235,14 +247,14 @@ class TestTablesStayReadOnly:
         else:
             assert ext(m, lay.g, MmuextOp(MMUEXT_NEW_BASEPTR, child)) == (0, 1)
         assert m.pt.live[child][0] == level
-        refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[1], 0), make_pte(child, P | RW))), (-errno.EINVAL, 0))
+        refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[1], 0), make_pte(child, P | RW))), (-errno.EBUSY, 0))
 
     def test_writable_mapping_inside_a_pinned_l1_of_itself(self):
         """An L1 being validated cannot map itself writable either."""
         lay = build()
         m = lay.m
         m.mem.write(G_F, 0, make_pte(G_F, P | RW))
-        refused(m, lay.g, lambda: ext(m, lay.g, MmuextOp(MMUEXT_PIN_L1_TABLE, G_F)), (-errno.EINVAL, 0))
+        refused(m, lay.g, lambda: ext(m, lay.g, MmuextOp(MMUEXT_PIN_L1_TABLE, G_F)), (-errno.EBUSY, 0))
         m.mem.write(G_F, 0, make_pte(G_F, P))                  # read-only self-map: allowed
         assert ext(m, lay.g, MmuextOp(MMUEXT_PIN_L1_TABLE, G_F)) == (0, 1)
         assert words(m, G_F) == (ALLOC1 + 2, PGT_l1_page_table | PGT_validated | PGT_pinned | 1)
@@ -273,7 +285,7 @@ class TestTablesStayReadOnly:
         l1 = k.tables[(1, DIRECTMAP_BASE >> 21)]
         for table in (l1, k.tables[(2, DIRECTMAP_BASE >> 30)], k.tables[(3, DIRECTMAP_BASE >> 39)], k.root):
             refused(m, g, lambda: hc(m, g, HYPERVISOR_update_va_mapping, DIRECTMAP_BASE,
-                                     make_pte(table, P | RW), 0), -errno.EINVAL)
+                                     make_pte(table, P | RW), 0), -errno.EBUSY)
 
 
 # -- the vectorised path: a batch of >= 8 PSE maps into one L2 ---------------------------------

@@ -76,6 +76,31 @@ def refused_mmu(m, caller, reqs, err):
     assert m.same_as(snap)
 
 
+# -- get_page_from_l1e's own answers -----------------------------------------------------------
+@pytest.mark.parametrize("version", VERSIONS)
+def test_get_page_from_l1e_refusals_per_release(version):
+    """get_page_from_l1e (mm.c): in 4.1 it answers 1 or 0 and every refusal becomes -EINVAL;
+    from 4.5 it gives its own errnos. A RAM frame that cannot be taken (another domain's, a
+    free one, or a live table mapped writable) is could_not_pin: -EBUSY. An MFN that is not
+    RAM goes down the I/O-memory path, which a domain without I/O memory fails: -EPERM, and
+    -EINVAL for INVALID_MFN (all address bits set). Each is refused with nothing changed, as
+    a new entry (mmu_update) and through validation (a pin: alloc_l1_table passes it on)."""
+    new = version != "4.1"
+    cases = [(make_pte(O_F, P), errno.EBUSY), (make_pte(0x800, P), errno.EBUSY),
+             (make_pte(T[2], P | RW), errno.EBUSY), (make_pte(0x4000, P), errno.EPERM),
+             (make_pte((1 << 40) - 1, P), errno.EINVAL), (make_pte(F0, P | PCD), errno.EINVAL)]
+    for e, err in cases:
+        err = err if new else errno.EINVAL
+        lay = build(version)
+        m = lay.m
+        assert m.heap.is_free(0x800)
+        refused_mmu(m, lay.g, [(ptr(T[1], 7), e)], err)
+        m.mem.write(F5, 3, e)
+        snap = m.snapshot()
+        assert ext(m, lay.g, op(MMUEXT_PIN_L1_TABLE, F5)) == (-err, 0)
+        assert m.same_as(snap)
+
+
 # -- 1. entry bits: the per-level disallow masks ---------------------------------------------
 #: (level, target, base flags) of a valid new entry at each level
 ENTRY = {1: (F0, P | RW), 2: (F0, P | RW), "2-pse": (G_SP, P | RW | PSE), 3: (F0, P | RW),

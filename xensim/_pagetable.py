@@ -59,6 +59,8 @@ _PAGE_NX = 1 << 63
 PAGE_CACHE_ATTRS = _PAGE_PAT | _PAGE_PCD | _PAGE_PWT
 
 PADDR_MASK = ((1 << 52) - 1) & ~((1 << PAGE_SHIFT) - 1)
+#: the MFN an entry names when its address bits are all set (Xen: PADDR_MASK >> PAGE_SHIFT)
+INVALID_MFN = PADDR_MASK >> PAGE_SHIFT
 
 
 def get_pte_flags(e: int) -> int:
@@ -216,12 +218,20 @@ class PageTables:
                 return -errno.EINVAL if m.faithful else -errno.EPERM
             return m.superpage.get_superpage(mfn, d, bool(e & _PAGE_RW))
         if level == 1:
+            # Xen 4.1's get_page_from_l1e answers 1 or 0 (its callers make 0 -EINVAL);
+            # from 4.5 it gives errnos of its own
+            errnos = m.version != "4.1"
             if not m.mfn_valid(mfn):
-                return -errno.EINVAL
+                # not RAM: Xen's I/O-memory path, and no xensim domain has I/O memory
+                # (iomem_access_permitted fails): -EPERM, or -EINVAL for INVALID_MFN
+                return -errno.EPERM if errnos and mfn != INVALID_MFN else -errno.EINVAL
             page = m.mfn_to_page(mfn)
             if e & _PAGE_RW:
-                return m.refs._get_page_and_type(page, d, PGT_writable_page)
-            return 0 if m.refs.get_page(page, d) else -errno.EINVAL
+                rc = m.refs._get_page_and_type(page, d, PGT_writable_page)
+            else:
+                rc = 0 if m.refs.get_page(page, d) else -errno.EINVAL
+            # a frame that is not the owner's (or free), or not typable writable: could_not_pin
+            return -errno.EBUSY if rc and errnos else rc
         rc = (m.refs._get_page_and_type(m.mfn_to_page(mfn), d, CHILD_TYPES[level])
               if m.mfn_valid(mfn) else -errno.EINVAL)
         if rc == -errno.EINVAL and self.get_linear_pagetable(level, e, table, d):
