@@ -18,7 +18,6 @@ space. Virtual addresses of data default to Linux's direct map, L4 slot 272.
 
 from __future__ import annotations
 
-import errno
 
 from ._hypercall import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
                          errno_name)

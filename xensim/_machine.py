@@ -23,7 +23,7 @@ from ._mmu import do_mmu_update, do_mmuext_op, do_update_va_mapping
 from ._pagetable import GuestMemory, PageTables
 from ._superpage import make_design
 from ._memmap import MemoryMap
-from ._p2m import INVALID, FrameMap
+from ._p2m import FrameMap
 from ._page_info import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state_free,
                          PGC_state_inuse, PGT_count_mask, PGT_pinned)
 from ._pdx import Pdx, make_pdx

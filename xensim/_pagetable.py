@@ -35,11 +35,11 @@ import numpy as np
 
 from ._page_info import (PGC_count_mask, PGT_count_mask, PGT_l1_page_table, PGT_l2_page_table,
                          PGT_l3_page_table, PGT_l4_page_table, PGT_PAGE_TABLE_TYPES,
-                         PGT_type_mask, PGT_type_shift, PGT_validated, PGT_writable_page)
-from ._units import PAGE_SHIFT, SUPERPAGE_PAGES
-from ._page_info import PGT_seg_desc_page
+                         PGT_seg_desc_page, PGT_type_mask, PGT_type_shift, PGT_validated,
+                         PGT_writable_page)
 from ._segdesc import alloc_segdesc_page
 from ._superpage import put_spage_pages
+from ._units import PAGE_SHIFT, SUPERPAGE_PAGES
 
 # x86 page-table entry flags
 _PAGE_PRESENT = 0x001

@@ -723,7 +723,7 @@ class Tracer:
         self._snapshot()
 
     def _exit(self, rc: int) -> None:
-        call, m = self.cur, self.m
+        call = self.cur
         if call.number == HYPERVISOR_memory_op and rc > 0 and len(call.args) >= 2:
             self._allocations(call, rc)
         call.node.children.extend(self._sync("untraced"))
@@ -761,7 +761,6 @@ class Tracer:
         """(call head, decoded requests, populate_physmap's GPFNs) before the call runs."""
         name = HYPERCALL_NAMES.get(number, f"hypercall{number}")
         who = f"{name} dom{caller}"
-        m = self.m
         if number == HYPERVISOR_mmu_update and args:
             reqs = list(args[0])
             fd = args[2] if len(args) > 2 else _DOMID_SELF
