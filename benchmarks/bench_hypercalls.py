@@ -44,7 +44,7 @@ def c_reference() -> dict | None:
 
 def python_side() -> dict:
     from xensim import Machine, load_preset
-    from xensim._guest import DIRECTMAP_BASE, GuestKernel
+    from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
 
     m = Machine(load_preset("teaching"), "mask")
     g = m.create_domain("bench", (1 << 18) + 4096)
@@ -60,7 +60,7 @@ def python_side() -> dict:
         return (l2 << 12) | (i * 8)
 
     from xensim import HYPERVISOR_mmu_update
-    from xensim._mmu import MmuUpdate
+    from xensim.xen._mmu import MmuUpdate
     hc = m.hypercall
 
     def pair(i, mfn, n):

@@ -15,8 +15,8 @@ updates of the superpage's count (docs/xen-facts.md section 5; docs/designs/*.md
 """
 
 from xensim import Machine, MemoryMap, audit
-from xensim._guest import DIRECTMAP_BASE, GuestKernel
-from xensim._trace import spage_words, spage_word_text
+from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
+from xensim.teach._trace import spage_words, spage_word_text
 
 MiB = 1 << 20
 DESIGNS = ["per-mapping", "pageinfo-count", "superpage-info", "xen-4.1", "sketch"]

@@ -12,7 +12,7 @@ where xensim's table is sparse (512-entry chunks only where RAM is).
 """
 
 from xensim import Machine, list_presets, load_preset, overhead
-from xensim._units import format_size
+from xensim.mem._units import format_size
 
 DESIGNS = ["per-mapping", "pageinfo-count", "superpage-info", "xen-4.1", "sketch"]
 seen = {}                                   # preset -> (pageinfo-count, sparse, dense) bytes

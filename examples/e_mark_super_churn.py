@@ -14,9 +14,9 @@ xen-4.1 without and with the mark, and on the sketch, which has no MARK_SUPER
 """
 
 from xensim import parse_config
-from xensim._config import build_memory_map
-from xensim._simulate import run_design
-from xensim._trace import trace
+from xensim.config._config import build_memory_map
+from xensim.sim._simulate import run_design
+from xensim.teach._trace import trace
 
 CONFIG = """
 machine: {{memory_map: [[0x0, 64MiB]], pdx: none}}

@@ -6,7 +6,7 @@ import pytest
 
 from xensim import (DOMID_SELF, HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
                     XENMEM_populate_physmap, Machine, MemoryMap, XenMemoryReservation, audit)
-from xensim._mmu import MmuUpdate
+from xensim.xen._mmu import MmuUpdate
 
 MiB = 1 << 20
 

@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from xensim import _cli
-from xensim._results import write_atomic
+from xensim.cli import _main as _cli
+from xensim.output._results import write_atomic
 
 OLD = '{"results": "old"}\n'
 NEW = '{"results": "new", "padding": "' + "x" * 100_000 + '"}\n'

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from xensim import audit
-from xensim._page_info import PGC_allocated, PGC_state_free, PGT_writable_page
+from xensim.mem._page_info import PGC_allocated, PGC_state_free, PGT_writable_page
 
 from conftest import populate
 

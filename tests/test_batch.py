@@ -11,12 +11,12 @@ import errno
 
 import pytest
 
-import xensim._mmu as mmu
+import xensim.xen._mmu as mmu
 from xensim import HYPERVISOR_mmu_update, Machine, MemoryMap, audit
-from xensim._guest import DIRECTMAP_BASE, GuestKernel
-from xensim._mmu import MmuUpdate
-from xensim._page_info import PGT_l1_page_table
-from xensim._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_USER, make_pte
+from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
+from xensim.xen._mmu import MmuUpdate
+from xensim.mem._page_info import PGT_l1_page_table
+from xensim.xen._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_USER, make_pte
 
 N = 24                                    # superpages the guest owns
 

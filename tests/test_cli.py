@@ -1,4 +1,4 @@
-"""The command line: xensim._cli.main(argv), in-process with capsys.
+"""The command line: xensim.cli._main.main(argv), in-process with capsys.
 
 One subprocess run (`python -m xensim run`) proves the module entry point.
 Expected figures are those of tests/test_overhead.py, worked out there by hand;
@@ -19,7 +19,7 @@ import pytest
 
 import xensim
 from xensim import Machine, build_memory_map, load_config, load_preset
-from xensim._cli import build_parser, main
+from xensim.cli._main import build_parser, main
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -400,7 +400,7 @@ def test_machine_csv_carries_every_table_with_plain_values(capsys):
 
 
 def test_csv_floats_have_no_float_noise():
-    from xensim._render import csv_value
+    from xensim.output._render import csv_value
     assert csv_value(900726.3999999999) == 900726.4
     assert csv_value(0.1 + 0.2) == 0.3
     assert csv_value(100 * 12288 / 3220831232) == 0.0003815164197   # 10 digits
@@ -421,7 +421,7 @@ def test_run_csv_modelled_ns_is_rounded(capsys):
     (14_155_776, "13.50 MiB"), (2 ** 30, "1.00 GiB"), (2 ** 31 - 2 ** 20, "2.00 GiB"),
     (2 ** 41, "2.00 TiB")])
 def test_format_size_is_one_format(nbytes, text):
-    from xensim._units import format_size
+    from xensim.mem._units import format_size
     assert format_size(nbytes) == text
 
 

@@ -16,16 +16,16 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xensim import _yamlsrc
-from xensim._config import (DESIGNS, Config, HypervisorConfig, MachineConfig, RangeConfig,
+from xensim.config import _yamlsrc
+from xensim.config._config import (DESIGNS, Config, HypervisorConfig, MachineConfig, RangeConfig,
                             build_memory_map, default_config, default_config_path,
                             dump_resolved, load_config, load_dataclass, load_memmap_file,
                             parse_config, resolved_config, size)
 from xensim._errors import ConfigError
-from xensim._memmap import E820Type, MemoryMap
-from xensim._presets import list_presets, load_preset, preset_dir
-from xensim._units import GiB, MAX_ORDER, MiB
-from xensim._yamlsrc import format_path, load_yaml
+from xensim.mem._memmap import E820Type, MemoryMap
+from xensim.config._presets import list_presets, load_preset, preset_dir
+from xensim.mem._units import GiB, MAX_ORDER, MiB
+from xensim.config._yamlsrc import format_path, load_yaml
 
 HERE = Path(__file__).resolve().parent
 BAD = HERE / "bad_configs"

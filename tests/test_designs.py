@@ -1,4 +1,4 @@
-"""The five superpage refcount designs, behind one interface (xensim._superpage).
+"""The five superpage refcount designs, behind one interface (xensim.designs._superpage).
 
 One behavioural suite runs against every design: a guest on the 64 MiB machine
 (PDX none, so page == mfn) owns four superpages at MFNs 0, 0x200, 0x400, 0x600
@@ -34,13 +34,13 @@ import pytest
 
 from xensim import (HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op, Machine, MemoryMap,
                     RefcountBug, audit, load_preset, overhead)
-from xensim._guest import DIRECTMAP_BASE, GuestKernel
-from xensim._mmu import (MMUEXT_MARK_SUPER, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE,
+from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
+from xensim.xen._mmu import (MMUEXT_MARK_SUPER, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE,
                          MMUEXT_UNMARK_SUPER, MmuextOp, MmuUpdate)
-from xensim._page_info import (PGC_allocated, PGT_l1_page_table, PGT_validated,
+from xensim.mem._page_info import (PGC_allocated, PGT_l1_page_table, PGT_validated,
                                PGT_writable_page, SGT_count_mask, SGT_dynamic, SGT_mark)
-from xensim._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_USER, make_pte
-from xensim._superpage import DESIGNS, make_design
+from xensim.xen._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_USER, make_pte
+from xensim.designs._superpage import REGISTRY, make_design
 
 from conftest import assert_clean, hc
 
@@ -167,7 +167,7 @@ def marking(request) -> Env:
 def test_registered_with_the_interface(name):
     m = Machine(MemoryMap([(0, 64 << 20)]), "none", superpage=name)
     d = m.superpage
-    assert d.name == name and type(d) is DESIGNS[name]
+    assert d.name == name and type(d) is REGISTRY[name]
     assert d.stats == {"slow_get": 0, "slow_put": 0, "fast_get": 0, "fast_put": 0}
     assert d.description
     assert d.buggy == (name == "sketch")
@@ -179,7 +179,7 @@ def test_registered_with_the_interface(name):
 
 
 def test_every_configurable_design_is_registered():
-    from xensim._config import DESIGNS as CONFIG_DESIGNS
+    from xensim.config._config import DESIGNS as CONFIG_DESIGNS
     assert sorted(CONFIG_DESIGNS) == sorted(ALL)
     m = Machine(MemoryMap([(0, 64 << 20)]), "none")
     for name in ALL:

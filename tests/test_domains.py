@@ -7,7 +7,7 @@ import errno
 
 from xensim import (HYPERVISOR_memory_op, DomainHeap, XENMEM_decrease_reservation,
                     XenMemoryReservation, load_preset, Machine)
-from xensim._page_info import (PGC_allocated, PGC_state_free, PGT_l1_page_table, PGT_pinned,
+from xensim.mem._page_info import (PGC_allocated, PGC_state_free, PGT_l1_page_table, PGT_pinned,
                                PGT_validated, PGT_writable_page)
 
 from conftest import assert_clean, hc, holey_machine, populate, small_machine

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from xensim._explore import Step, independent
-from xensim._scenario import (add_parser, explore, format_schedule, load_scenario,
+from xensim.explore._explore import Step, independent
+from xensim.explore._scenario import (add_parser, explore, format_schedule, load_scenario,
                               parse_schedule, replay, summarise_trace)
 
 SCENARIOS = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml"))
@@ -160,7 +160,7 @@ def _cli(*argv):
     """``xensim explore ...`` through the real entry point: (rc, stdout, stderr)."""
     import contextlib
     import io
-    from xensim._cli import main
+    from xensim.cli._main import main
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main(["explore", *argv])
@@ -276,8 +276,8 @@ def _pt_race():
     """A guest with an L1 table frame (three present read-only entries, not yet typed)
     and two L2 tables; each CPU links the L1 into its own L2 (mmu_update)."""
     from xensim import Machine, MemoryMap
-    from xensim._guest import DIRECTMAP_BASE, GuestKernel
-    from xensim._pagetable import _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, make_pte
+    from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
+    from xensim.xen._pagetable import _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, make_pte
     m = Machine(MemoryMap([(0, 64 << 20)], name="pt-race"), "none", version="4.8")
     k = GuestKernel(m, m.create_domain("a", 1024 + 64))
     assert k.populate(0, 1024) == 2 and k.build() == 0
@@ -293,8 +293,8 @@ def _pt_race():
 def _pt_race_execution(base):
     import copy
 
-    from xensim._explore import Execution
-    from xensim._scenario import check_step
+    from xensim.explore._explore import Execution
+    from xensim.explore._scenario import check_step
     w = copy.deepcopy(base)
 
     def program(m, cpu):
@@ -310,7 +310,7 @@ class TestPageTableTypeRace:
     its reference; it does not fail."""
 
     def test_second_cpu_waits_for_the_validation_then_succeeds(self):
-        from xensim._page_info import PGT_l1_page_table, PGT_validated
+        from xensim.mem._page_info import PGT_l1_page_table, PGT_validated
         base = _pt_race()
         ex = _pt_race_execution(base)
         page = ex.m.mfn_to_page(base["l1"])
@@ -342,7 +342,7 @@ class TestPageTableTypeRace:
         assert audit(m).ok
 
     def test_explored_exhaustively_no_violation_and_no_failure(self):
-        from xensim._explore import explore_dfs
+        from xensim.explore._explore import explore_dfs
         base = _pt_race()
         results = []
 

@@ -18,13 +18,13 @@ import errno
 import pytest
 
 from xensim import Machine, MemoryMap, audit
-from xensim._fuzz import isolation
-from xensim._guest import DIRECTMAP_BASE, GuestKernel
-from xensim._mmu import MMUEXT_MARK_SUPER, MMUEXT_UNMARK_SUPER, MmuextOp, MmuUpdate
-from xensim._page_info import (PGC_allocated, PGT_l1_page_table, PGT_type_mask,
+from xensim.fuzz._fuzz import isolation
+from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
+from xensim.xen._mmu import MMUEXT_MARK_SUPER, MMUEXT_UNMARK_SUPER, MmuextOp, MmuUpdate
+from xensim.mem._page_info import (PGC_allocated, PGT_l1_page_table, PGT_type_mask,
                                PGT_validated, PGT_writable_page, SGT_count_mask, SGT_dynamic,
                                SGT_mark, SGT_type_mask)
-from xensim._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
+from xensim.xen._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
                                _PAGE_USER, make_pte)
 
 MiB = 1 << 20

@@ -1,4 +1,4 @@
-"""xensim._frametable.FrameTable and Machine.mfn_valid.
+"""xensim.mem._frametable.FrameTable and Machine.mfn_valid.
 
 Layouts used (frames are 4 KiB, a PDX group is 65,536 = 0x10000 frames):
 
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from xensim import FRAME_BYTES, PDX_GROUP_FRAMES, FrameTable, Machine, load_preset
-from xensim._page_info import DOMID_INVALID, PGC_allocated, PGC_state_free
+from xensim.mem._page_info import DOMID_INVALID, PGC_allocated, PGC_state_free
 
 GROUP_BYTES = 65536 * 18          # one materialised group: 8 + 8 + 2 bytes per frame
 

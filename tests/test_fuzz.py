@@ -24,17 +24,17 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-import xensim._design_xen41 as xen41
-import xensim._mmu as mmu
-import xensim._refcount as refcount
+import xensim.designs._xen41 as xen41
+import xensim.xen._mmu as mmu
+import xensim.xen._refcount as refcount
 from xensim import HYPERVISOR_mmu_update
-from xensim._fuzz import (ACTIONS, FuzzViolation, Fuzzer, Runner, Setup, add_parser, campaign,
+from xensim.fuzz._fuzz import (ACTIONS, FuzzViolation, Fuzzer, Runner, Setup, add_parser, campaign,
                           designs, keep_going, load_script, minimise, replay,
                           replay_ops, report, reproducer_path, run_episode, singles,
                           to_script_yaml)
-from xensim._guest import DIRECTMAP_BASE
-from xensim._mmu import MmuUpdate
-from xensim._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_USER
+from xensim.guest._guest import DIRECTMAP_BASE
+from xensim.xen._mmu import MmuUpdate
+from xensim.xen._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_USER
 
 DESIGNS = designs()
 VERSIONS = ("4.1", "4.5", "4.7", "4.8")
@@ -410,7 +410,7 @@ def test_cli_clean_run(capsys):
 
 
 def test_cli_progress_on_a_tty(capsys, monkeypatch):
-    from xensim import _progress
+    from xensim.output import _progress
     init = _progress.Progress.__init__
     monkeypatch.setattr(_progress.Progress, "__init__",
                         lambda self, *a, **k: init(self, *a, **dict(k, delay=0, interval=0)))
@@ -441,7 +441,7 @@ def test_cli_finds_writes_and_replays_a_violation(capsys, tmp_path):
     assert r.violation is not None
     assert "# replay: xensim run FILE" in out_file.read_text()
     # `xensim run` replays the reproducer with every check and fails the same way
-    from xensim._cli import main
+    from xensim.cli._main import main
     assert main(["run", str(out_file)]) == 1
     printed = capsys.readouterr().out
     assert printed.strip() == str(r)
@@ -550,7 +550,7 @@ def test_campaign_ctrl_c_mid_episode_counts_the_calls_made():
 
 
 def test_campaign_ctrl_c_while_minimising_keeps_the_finding_whole(monkeypatch):
-    from xensim import _fuzz
+    from xensim.fuzz import _fuzz
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -13,12 +13,12 @@ from __future__ import annotations
 import errno
 
 from xensim import HYPERVISOR_mmuext_op, DomainHeap, Machine, load_preset
-from xensim._guest import DIRECTMAP_BASE, GuestKernel
-from xensim._mmu import MMUEXT_PIN_L1_TABLE, MmuextOp
-from xensim._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l2_page_table,
+from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
+from xensim.xen._mmu import MMUEXT_PIN_L1_TABLE, MmuextOp
+from xensim.mem._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l2_page_table,
                                PGT_l3_page_table, PGT_l4_page_table, PGT_pinned, PGT_validated,
                                PGT_writable_page, SGT_dynamic, SGT_mark)
-from xensim._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
+from xensim.xen._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
                                _PAGE_USER, make_pte)
 
 from conftest import assert_clean, hc, small_machine

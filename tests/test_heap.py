@@ -1,4 +1,4 @@
-"""Tests for xensim._heap: the buddy allocator over free MFN extents.
+"""Tests for xensim.mem._heap: the buddy allocator over free MFN extents.
 
 Grouped per API. Each test builds a small layout and asserts exact free lists,
 in the spirit of Linux's tools/testing/memblock.
@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant,
                                  precondition, rule)
 
-from xensim._heap import DomainHeap, HeapError, blocks_of
-from xensim._units import MAX_ORDER, SUPERPAGE_ORDER
+from xensim.mem._heap import DomainHeap, HeapError, blocks_of
+from xensim.mem._units import MAX_ORDER, SUPERPAGE_ORDER
 
 # Firecracker-like machine: low RAM below 0x9f000, then 1 MiB .. 1 GiB.
 FIRECRACKER = [(0, 0x9F), (0x100, 0x40000)]

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from xensim._config import build_memory_map, parse_config
-from xensim._machine import Machine
-from xensim._plot import PLOT_HINT, have_matplotlib
-from xensim._report import RunResult
-from xensim._simulate import run_comparison
+from xensim.config._config import build_memory_map, parse_config
+from xensim.xen._machine import Machine
+from xensim.output.plot._plot import PLOT_HINT, have_matplotlib
+from xensim.sim._report import RunResult
+from xensim.sim._simulate import run_comparison
 
 CONFIG = """
 machine: {preset: teaching}
@@ -51,7 +51,7 @@ def run():
 @pytest.fixture(scope="module")
 def report(run, tmp_path_factory):
     """The report with every picture (when matplotlib is there), written once."""
-    from xensim._html import write_html
+    from xensim.cli._html import write_html
     result, cfg, mm = run
     path = tmp_path_factory.mktemp("html") / "report.html"
     assert write_html(result, path, cfg, mm) == path
@@ -104,7 +104,7 @@ def body_rows(t):
 # --------------------------------------------------------------------------
 
 def test_tables_cell_for_cell(run):
-    from xensim._html import html_report
+    from xensim.cli._html import html_report
     result, cfg, mm = run
     text = html_report(result, cfg, mm, pictures=())
     got = parse(text).tables
@@ -150,7 +150,7 @@ def test_pictures_inline(report):
 
 
 def test_without_matplotlib(run, monkeypatch):
-    from xensim._html import html_report
+    from xensim.cli._html import html_report
     for mod in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, mod)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
@@ -163,7 +163,7 @@ def test_without_matplotlib(run, monkeypatch):
 
 
 def test_written_atomically(run, tmp_path, monkeypatch):
-    from xensim import _html
+    from xensim.cli import _html
     result, cfg, mm = run
     calls = []
     real = _html.write_atomic
@@ -184,11 +184,8 @@ def test_written_atomically(run, tmp_path, monkeypatch):
 
 
 def test_cli_run_html(tmp_path, capsys):
-    """`xensim run --html FILE` once the CLI has the option."""
-    from xensim import _cli
-    run_parser = next(a for a in _cli.build_parser()._actions if a.dest == "command").choices["run"]
-    if not any("--html" in a.option_strings for a in run_parser._actions):
-        pytest.skip("xensim run has no --html option yet (the lead wires _html.write_html into _cli)")
+    """`xensim run --html FILE`."""
+    from xensim.cli import _main as _cli
     cfg = tmp_path / "c.yaml"
     cfg.write_text(CONFIG)
     out = tmp_path / "r.html"
@@ -266,8 +263,8 @@ def test_chromium_default_run_tables_fit_the_page(tmp_path, width):
     """The default run (five designs, the random workload): at 1400 px (and 1280) no table
     is wider than the page: the comparison's audit column shows without a scrollbar (the
     page's script lists the tables whose box scrolls in data-overflowing)."""
-    from xensim._config import default_config
-    from xensim._html import write_html
+    from xensim.config._config import default_config
+    from xensim.cli._html import write_html
     cfg = default_config()
     mm = build_memory_map(cfg)
     result = RunResult.of(Machine(mm, cfg.machine.pdx), run_comparison(cfg, mm))
@@ -280,8 +277,8 @@ def test_chromium_default_run_tables_fit_the_page(tmp_path, width):
 
 
 def test_long_text_cells_may_wrap():
-    from xensim._html import table_html
-    from xensim._render import Column, Table
+    from xensim.cli._html import table_html
+    from xensim.output._render import Column, Table
     t = Table("t", [Column("e", "errors", align="<"), Column("n", "n")],
               [{"e": "EOPNOTSUPP:18 EINVAL:2 EPERM:1", "n": 1}, {"e": "-", "n": 2}])
     text = table_html(t)

@@ -17,9 +17,9 @@ import pytest
 
 from xensim import audit
 from xensim._errors import ConfigError
-from xensim._inspect import (add_parser, cmd_inspect, count_info_text, inspect, inspect_mfn,
+from xensim.teach._inspect import (add_parser, cmd_inspect, count_info_text, inspect, inspect_mfn,
                              render, type_info_text)
-from xensim._trace import boot, load, run_ops
+from xensim.teach._trace import boot, load, run_ops
 
 SMALL = str(Path(__file__).resolve().parent / "data" / "trace-small.yaml")
 DESIGNS = ["xen-4.1", "superpage-info", "pageinfo-count", "per-mapping", "sketch"]

@@ -1,4 +1,4 @@
-"""Tests of xensim._memmap: the e820 memory map, its frame arithmetic and the text parsers.
+"""Tests of xensim.mem._memmap: the e820 memory map, its frame arithmetic and the text parsers.
 
 Every expected number is worked out by hand in a comment next to it.
 Frames are 4 KiB (0x1000 bytes), superpages 512 frames (2 MiB, 0x200000 bytes).
@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xensim._memmap import (
+from xensim.mem._memmap import (
     E820Type,
     MemoryMap,
     MemoryMapError,
@@ -23,7 +23,7 @@ from xensim._memmap import (
     parse_iomem,
     parse_memmap_text,
 )
-from xensim._units import GiB, MAX_PADDR, MiB, PAGE_SIZE, SUPERPAGE_PAGES, TiB
+from xensim.mem._units import GiB, MAX_PADDR, MiB, PAGE_SIZE, SUPERPAGE_PAGES, TiB
 
 DATA = Path(__file__).resolve().parent / "data"
 # The real machines' maps ship as presets in this repository's configs/machines/.

@@ -13,7 +13,7 @@ import pytest
 from xensim import (HYPERVISOR_memory_op, INVALID, XENMEM_decrease_reservation,
                     XENMEM_increase_reservation, XENMEM_populate_physmap, Machine, MemoryMap,
                     XenMemoryReservation)
-from xensim._page_info import DOMID_INVALID, PGC_allocated, PGC_state_free, PGT_writable_page
+from xensim.mem._page_info import DOMID_INVALID, PGC_allocated, PGC_state_free, PGT_writable_page
 
 from conftest import assert_clean, hc, populate, small_machine
 

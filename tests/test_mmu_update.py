@@ -22,14 +22,14 @@ from types import SimpleNamespace
 import pytest
 
 from xensim import HYPERVISOR_mmu_update, HYPERVISOR_update_va_mapping, Machine, MemoryMap
-from xensim._guest import DIRECTMAP_BASE, GuestKernel
-from xensim._mmu import (MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
+from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
+from xensim.xen._mmu import (MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
                          MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE,
                          MMUEXT_PIN_L4_TABLE, MmuextOp, MmuUpdate)
-from xensim._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l2_page_table,
+from xensim.mem._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l2_page_table,
                                PGT_l3_page_table, PGT_l4_page_table, PGT_pinned, PGT_validated,
                                PGT_writable_page, SGT_dynamic)
-from xensim._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PCD,
+from xensim.xen._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PCD,
                                _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER,
                                make_pte)
 

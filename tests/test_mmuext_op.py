@@ -21,13 +21,13 @@ from types import SimpleNamespace
 import pytest
 
 from xensim import DOMID_SELF, HYPERVISOR_mmu_update, Machine, MemoryMap
-from xensim._mmu import (MMUEXT_MARK_SUPER, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE,
+from xensim.xen._mmu import (MMUEXT_MARK_SUPER, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE,
                          MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE,
                          MMUEXT_UNMARK_SUPER, MMUEXT_UNPIN_TABLE, MmuextOp, MmuUpdate)
-from xensim._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l2_page_table,
+from xensim.mem._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l2_page_table,
                                PGT_l3_page_table, PGT_l4_page_table, PGT_pinned, PGT_validated,
                                PGT_writable_page, SGT_dynamic, SGT_mark)
-from xensim._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, make_pte
+from xensim.xen._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, make_pte
 
 from conftest import MiB, assert_clean, ext, hc, populate, sp_words, spage, words
 

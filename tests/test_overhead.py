@@ -20,7 +20,7 @@ import pytest
 
 import xensim
 from xensim import Machine, load_preset, overhead
-from xensim._overhead import overhead as private_overhead
+from xensim.sim._overhead import overhead as private_overhead
 
 DESIGN_NAMES = ["xen-frame-table", "xensim-frame-table", "per-mapping", "pageinfo-count",
                 "xen-4.1-dense", "xen-4.1-dense-pdx", "sparse-8B", "sparse-16B"]

@@ -1,4 +1,4 @@
-"""xensim._page_info: the bit layout of page_info / spage_info and its decoders.
+"""xensim.mem._page_info: the bit layout of page_info / spage_info and its decoders.
 
 Every constant is checked against the tables of docs/xen-facts.md
 (section 2 for count_info / type_info,
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xensim import _page_info as pi
-from xensim._page_info import (
+from xensim.mem import _page_info as pi
+from xensim.mem._page_info import (
     DOMID_INVALID, DOMID_SELF,
     PGC_allocated, PGC_broken, PGC_cacheattr_mask, PGC_cacheattr_shift, PGC_count_mask,
     PGC_page_table, PGC_state, PGC_state_free, PGC_state_inuse, PGC_state_offlined,

@@ -18,12 +18,12 @@ from types import SimpleNamespace
 import pytest
 
 from xensim import HYPERVISOR_update_va_mapping, Machine, MemoryMap
-from xensim._mmu import (MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE,
+from xensim.xen._mmu import (MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE,
                          MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_UNPIN_TABLE, MmuextOp)
-from xensim._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l2_page_table,
+from xensim.mem._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l2_page_table,
                                PGT_l3_page_table, PGT_l4_page_table, PGT_pinned, PGT_validated,
                                PGT_writable_page)
-from xensim._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PCD,
+from xensim.xen._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PCD,
                                _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER,
                                make_pte)
 

@@ -1,4 +1,4 @@
-"""Tests for xensim._pdx: PDX compression (none / mask / offset).
+"""Tests for xensim.mem._pdx: PDX compression (none / mask / offset).
 
 Frame numbers are PFNs (4 KiB frames); "2^18" is one MAX_ORDER block (1 GiB).
 Expected values are worked out by hand in the comments; the accept/reject
@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xensim._pdx import (
+from xensim.mem._pdx import (
     MODES,
     OFFSET_TABLE_SLOTS,
     Pdx,
@@ -27,7 +27,7 @@ from xensim._pdx import (
     make_pdx,
     normalize_frame_ranges,
 )
-from xensim._units import MAX_MFN, MAX_ORDER, PAGE_SIZE, SUPERPAGE_PAGES
+from xensim.mem._units import MAX_MFN, MAX_ORDER, PAGE_SIZE, SUPERPAGE_PAGES
 
 G = 1 << MAX_ORDER          # frames in a MAX_ORDER block (0x40000)
 
@@ -712,7 +712,7 @@ def test_machine_uses_the_map_regions_as_listed():
     merged.  On every preset the result is the one the merged frame ranges gave (no
     preset has touching ranges whose moving bits matter): the values below are those of
     TestKnownMaps, unchanged."""
-    from xensim._memmap import MemoryMap
+    from xensim.mem._memmap import MemoryMap
     for name in MAP_NAMES + ["teaching"]:
         data = yaml.safe_load((MEMMAPS / f"{name}.yaml").read_text())
         mm = MemoryMap(data["ram"], name=name)

@@ -22,11 +22,11 @@ from types import SimpleNamespace
 import pytest
 
 from xensim import DOMID_SELF, Machine, MemoryMap
-from xensim._mmu import (MMU_MACHPHYS_UPDATE, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE,
+from xensim.xen._mmu import (MMU_MACHPHYS_UPDATE, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE,
                          MMUEXT_PIN_L4_TABLE, MMUEXT_UNPIN_TABLE, MmuextOp)
-from xensim._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l4_page_table, PGT_pinned,
+from xensim.mem._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l4_page_table, PGT_pinned,
                                PGT_validated)
-from xensim._pagetable import _PAGE_PRESENT, make_pte
+from xensim.xen._pagetable import _PAGE_PRESENT, make_pte
 
 from conftest import MiB, assert_clean, ext, mmu, populate, words
 

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 
 from xensim import load_config
-from xensim._config import build_memory_map, default_config, parse_config
+from xensim.config._config import build_memory_map, default_config, parse_config
 from xensim._errors import ConfigError
-from xensim._machine import Machine
-from xensim._plot import (ALL_DESIGNS, DESIGN_COLORS, OVERHEAD_DESIGNS, PLOT_HINT, ChurnMix, PlotUnavailable,
+from xensim.xen._machine import Machine
+from xensim.output.plot._plot import (ALL_DESIGNS, DESIGN_COLORS, OVERHEAD_DESIGNS, PLOT_HINT, ChurnMix, PlotUnavailable,
                           _config_workload, _run_ops, busy_superpages, churn_data,
                           superpage_activity,
                           have_matplotlib, memmap_data, overhead_data, states_for_run,
                           superpage_states, synthetic_memmap)
-from xensim._presets import load_preset
+from xensim.config._presets import load_preset
 
 ROOT = Path(__file__).resolve().parent.parent
 GiB = 1 << 30
@@ -271,7 +271,7 @@ def test_churn_fractions_exact(churn):
 
 
 def test_churn_mix_spreads_pairs():
-    from xensim._workload import DomainSpec
+    from xensim.guest._workload import DomainSpec
     cfg = parse_config("workload: {kind: churn}\ndomains: [{name: guest, memory: 8MiB}]\n")
     for k in range(9):
         wl = ChurnMix(cfg.workload, [DomainSpec("guest", 8 << 20)], k / 8, mark=False)
@@ -291,7 +291,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 @needs_mpl
 def test_figures_written(tmp_path):
-    from xensim._plot import make_pictures
+    from xensim.output.plot._plot import make_pictures
     cfg = parse_config(TINY, "tiny.yaml")
     paths = make_pictures(cfg, build_memory_map(cfg), tmp_path, "all")
     names = sorted(p.name for p in paths)
@@ -312,7 +312,7 @@ def test_figures_written(tmp_path):
 
 @needs_mpl
 def test_memmap_figure_of_every_preset():
-    from xensim._plot import fig_memmap, figure_bytes
+    from xensim.output.plot._plot import fig_memmap, figure_bytes
     for name in ("firecracker-1g", "qemu-2node", "intel-clx-2s", "intel-gnr-4s"):
         png = figure_bytes(fig_memmap(memmap_data(Machine(load_preset(name), "offset"))))
         assert png_size(png)[0] >= 800
@@ -323,7 +323,7 @@ def test_churn_figure_draws_true_values_and_says_mark_unsupported(churn):
     """No nudging: every line's y values are a series of the data exactly (per-mapping's
     1.0 in panel b is drawn at 1.0); designs without MARK have no dashed line, and their
     legend entry says "MARK unsupported"."""
-    from xensim._plot import fig_churn
+    from xensim.output.plot._plot import fig_churn
     fig = fig_churn(churn)
     axa, axb = fig.axes[:2]
     for ax, data in ((axa, churn.iterations), (axb, churn.fractions)):
@@ -356,7 +356,7 @@ other:
 
 
 def test_memmap_data_zooms_on_ram_past_a_far_reserved_range(tmp_path):
-    from xensim._config import load_memmap_file
+    from xensim.config._config import load_memmap_file
     f = tmp_path / "far.yaml"
     f.write_text(FAR_RESERVED)
     d = memmap_data(Machine(load_memmap_file(str(f)), "mask"))
@@ -368,8 +368,8 @@ def test_memmap_data_zooms_on_ram_past_a_far_reserved_range(tmp_path):
 
 @needs_mpl
 def test_memmap_figure_names_what_it_leaves_out(tmp_path):
-    from xensim._config import load_memmap_file
-    from xensim._plot import fig_memmap
+    from xensim.config._config import load_memmap_file
+    from xensim.output.plot._plot import fig_memmap
     f = tmp_path / "far.yaml"
     f.write_text(FAR_RESERVED)
     fig = fig_memmap(memmap_data(Machine(load_memmap_file(str(f)), "mask")))
@@ -382,7 +382,7 @@ def test_memmap_figure_names_what_it_leaves_out(tmp_path):
 
 @needs_mpl
 def test_superpages_figure_gives_the_heat_map_most_of_the_height():
-    from xensim._plot import fig_superpages
+    from xensim.output.plot._plot import fig_superpages
     cfg = default_config()
     fig = fig_superpages(states_for_run(cfg, build_memory_map(cfg), "peak"))
     fig.canvas.draw()
@@ -398,8 +398,8 @@ def test_superpages_figure_gives_the_heat_map_most_of_the_height():
 
 def cli_main(monkeypatch):
     """xensim's real main(), with `plot` added if the CLI does not have it yet."""
-    from xensim import _cli
-    from xensim._plot import add_parser
+    from xensim.cli import _main as _cli
+    from xensim.output.plot._plot import add_parser
     parser = _cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     if "plot" not in sub.choices:

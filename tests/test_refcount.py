@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from xensim import RefcountBug
-from xensim._page_info import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state_free,
+from xensim.mem._page_info import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state_free,
                                PGT_count_mask, PGT_l1_page_table, PGT_l2_page_table, PGT_pinned,
                                PGT_validated, PGT_writable_page)
 

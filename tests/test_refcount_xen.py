@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from xensim import RefcountBug
-from xensim._page_info import (PGC_allocated, PGC_count_mask, PGT_l1_page_table,
+from xensim.mem._page_info import (PGC_allocated, PGC_count_mask, PGT_l1_page_table,
                                PGT_l2_page_table, PGT_locked, PGT_partial, PGT_pinned,
                                PGT_seg_desc_page, PGT_shared_page, PGT_validated,
                                PGT_writable_page)
-from xensim._refcount import GET_PAGE_COUNT_MAX, get_page_allowed
-from xensim._segdesc import FLAT_KERNEL_CS, FIRST_RESERVED_GDT_ENTRY, check_descriptor
+from xensim.xen._refcount import GET_PAGE_COUNT_MAX, get_page_allowed
+from xensim.xen._segdesc import FLAT_KERNEL_CS, FIRST_RESERVED_GDT_ENTRY, check_descriptor
 
 from conftest import assert_clean, populate, small_machine
 

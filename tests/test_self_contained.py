@@ -149,7 +149,7 @@ def test_scan_covers_the_repository():
         assert any(r.startswith(d + SEP) for r in rels), d
     for f in ("README.md", "tests/test_self_contained.py", "tests/test_pdx.py",
               "configs/machines/intel-gnr-4s.yaml", "docs/xen-facts.md",
-              "docs/designs/xen-4.1.md", "xensim/_pdx.py"):
+              "docs/designs/xen-4.1.md", "xensim/mem/_pdx.py"):
         assert f in rels, f
     assert len(files) >= 100
     texts = [t for f in files if (t := _read(f)) is not None]

@@ -13,21 +13,13 @@ import errno
 import pytest
 
 from xensim import ConfigError, parse_config
-from xensim._config import build_memory_map
-from xensim._costmodel import CostModel
-from xensim._hypercall import errno_name
-from xensim._simulate import available_designs, run_comparison, run_design
+from xensim.config._config import build_memory_map
+from xensim.sim._costmodel import CostModel
+from xensim.xen._hypercall import errno_name
+from xensim.sim._simulate import run_comparison, run_design
 
 ALL = ["per-mapping", "pageinfo-count", "superpage-info", "xen-4.1", "sketch"]
 EOPNOTSUPP = errno_name(-errno.EOPNOTSUPP)       # how the hypercall statistics name it
-
-
-def requires(*designs):
-    """Skip (with the reason) while a design is not registered yet."""
-    have, errors = available_designs()
-    missing = [d for d in designs if d not in have]
-    if missing:
-        pytest.skip(f"design(s) not registered yet: {', '.join(missing)} {errors or ''}")
 
 
 def compare(text: str, designs=None):
@@ -36,7 +28,6 @@ def compare(text: str, designs=None):
 
 
 def one(text: str, design: str = "xen-4.1"):
-    requires(design)
     return compare(text, [design]).run(design)
 
 
@@ -77,7 +68,6 @@ def test_churn_with_mark_takes_the_fast_path():
 
 
 def test_churn_with_mark_on_designs_without_mark():
-    requires("per-mapping", "xen-4.1")
     c = compare("workload: {kind: churn, iterations: 10, mark: true}\n"
                 "domains: [{memory: 4MiB}]\n", ["per-mapping", "xen-4.1"])
     pm = c.run("per-mapping")
@@ -90,7 +80,6 @@ def test_churn_with_mark_on_designs_without_mark():
 
 
 def test_shared_per_mapping_takes_512_per_mapping_xen41_once():
-    requires("per-mapping", "xen-4.1")
     s, m = 3, 20
     c = compare(f"workload: {{kind: shared, superpages: {s}, mappings: {m}}}\n"
                 "domains: [{memory: 8MiB}]\n", ["per-mapping", "xen-4.1"])
@@ -153,11 +142,9 @@ def test_determinism_same_seed_same_results():
 
 
 def test_every_design_sees_the_same_operations_and_audits_clean():
-    have, _ = available_designs()
     c = compare(RANDOM + "seed: 5\n", ALL)
     ran = [r for r in c.runs if r.status == "ok"]
-    assert [r.design for r in ran] == [d for d in ALL if d in have]
-    assert all(r.status == "skipped" for r in c.runs if r.design not in have)
+    assert [r.design for r in ran] == ALL
     assert len({r.ops_digest for r in ran}) == 1
     for r in ran:
         assert r.ops == 250 and r.guest_errors == 0, r.design
@@ -192,22 +179,8 @@ def test_guest_kernel_refusals_are_counted_not_fatal():
     assert r.audit.ok and r.leaked_frames == 0 and r.zombie_domains == 0
 
 
-def test_a_design_not_registered_is_skipped_with_its_reason(monkeypatch):
-    from xensim import _superpage
-    cfg = parse_config("compare: [xen-4.1, sketch]\ndomains: [{memory: 2MiB}]\n")
-    available_designs()
-    monkeypatch.delitem(_superpage.DESIGNS, "sketch", raising=False)
-    c = run_comparison(cfg, build_memory_map(cfg))
-    sk = c.run("sketch")
-    assert sk.status == "skipped"
-    assert sk.reason.startswith("design 'sketch' is not available in this build")
-    assert sk.to_dict() == {"design": "sketch", "status": "skipped", "reason": sk.reason}
-    assert c.run("xen-4.1").status == "ok"
-
-
 def test_a_crashing_design_is_reported_and_the_others_run(monkeypatch):
-    requires("xen-4.1", "sketch")
-    from xensim._design_xen41 import Xen41
+    from xensim.designs._xen41 import Xen41
     calls = []
 
     def boom(self, mfn, d, rw):
@@ -241,7 +214,8 @@ def test_run_design_alone_uses_the_hypervisor_design():
     assert cfg.designs() == ["xen-4.1"]
     r = run_design(cfg, build_memory_map(cfg), "xen-4.1")
     assert r.status == "ok" and r.superpage["slow_get"] == 2
-    assert run_design(cfg, build_memory_map(cfg), "no-such").status == "skipped"
+    with pytest.raises(ValueError, match="unknown superpage design 'no-such'"):
+        run_design(cfg, build_memory_map(cfg), "no-such")
 
 
 def test_comparison_to_dict_shape():

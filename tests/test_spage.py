@@ -1,4 +1,4 @@
-"""xensim._spage.SuperpageTable: xensim's sparse, chunked superpage table.
+"""xensim.mem._spage.SuperpageTable: xensim's sparse, chunked superpage table.
 
 A chunk is 512 entries (1 GiB of PDX space); an entry is 8 B (1 word) or
 16 B (2 words); a chunk is allocated only if one of its superpages has RAM.
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from xensim import Machine, SuperpageTable, load_preset
-from xensim._spage import spdx_of
+from xensim.mem._spage import spdx_of
 
 CHUNK = 512 * 8          # one chunk of 1-word entries: 4096 B
 

@@ -15,11 +15,11 @@ import pytest
 
 from xensim import MemoryMap, Machine, audit
 from xensim._errors import ConfigError
-from xensim._guest import DIRECTMAP_BASE, GuestKernel
-from xensim._hypercall import errno_name
-from xensim._trace import (Tracer, add_parser, boot, ci_change, cmd_trace, format_pte, frames_text,
+from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
+from xensim.xen._hypercall import errno_name
+from xensim.teach._trace import (Tracer, add_parser, boot, ci_change, cmd_trace, format_pte, frames_text,
                            load, run_ops, spage_word_text, ti_change, trace)
-from xensim._units import SUPERPAGE_PAGES
+from xensim.mem._units import SUPERPAGE_PAGES
 
 DATA = Path(__file__).resolve().parent / "data"
 SMALL = str(DATA / "trace-small.yaml")
@@ -470,7 +470,7 @@ def test_mark_and_unmark_are_a_pin_not_slow_path_when_pinning_pays():
     """configs/when-pinning-pays.yaml on xen-4.1 (Xen 4.1's mark_superpage / unmark_superpage
     take and drop the 512 references): the trace calls them pin / unpin, never slow path,
     as the comparison counts 0 slow transitions."""
-    from xensim._cli import main
+    from xensim.cli._main import main
     import io, contextlib
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
@@ -489,7 +489,7 @@ def test_mark_and_unmark_are_a_pin_not_slow_path_when_pinning_pays():
 def test_a_type_change_flush_is_narrated():
     """__get_page_type's TLB flush (4.1, 4.8): a frame of a superpage mapped writable and
     unmapped is pinned as an L1 table; the trace says why the flush was due."""
-    from xensim._mmu import MMUEXT_PIN_L1_TABLE, MmuextOp
+    from xensim.xen._mmu import MMUEXT_PIN_L1_TABLE, MmuextOp
     m, (a, _) = _two_guests()
     sp = a.superpage_mfns(0, 1)[0]
     assert a.map_superpages(DIRECTMAP_BASE, [sp]) == 0 and a.unmap(DIRECTMAP_BASE) == 0

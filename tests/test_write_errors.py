@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from xensim._cli import main
-from xensim._results import write_atomic
+from xensim.cli._main import main
+from xensim.output._results import write_atomic
 
 NO_SIM = "machine: {preset: teaching}\n"      # no workload: run is quick
 proc = pytest.mark.skipif(not sys.platform.startswith("linux") or not Path("/proc/self").is_dir(),
@@ -113,7 +113,7 @@ def test_plot_out_onto_a_file(capsys, tmp_path):
 
 def test_unwritable_targets_fail_before_the_run(capsys, tmp_path, monkeypatch):
     """--out onto a file and --html onto a directory are refused before any simulation."""
-    from xensim import _cli
+    from xensim.cli import _main as _cli
     cfg = tmp_path / "sim.yaml"
     cfg.write_text("workload: {kind: churn, iterations: 2}\n")
 

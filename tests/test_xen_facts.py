@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from xensim._hypercall import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update,
+from xensim.xen._hypercall import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update,
                                HYPERVISOR_mmuext_op, HYPERVISOR_update_va_mapping)
-from xensim._memory_op import (XENMEM_decrease_reservation, XENMEM_increase_reservation,
+from xensim.xen._memory_op import (XENMEM_decrease_reservation, XENMEM_increase_reservation,
                                XENMEM_populate_physmap)
-from xensim._mmu import (MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
+from xensim.xen._mmu import (MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
                          MMUEXT_MARK_SUPER, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE,
                          MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE,
                          MMUEXT_UNMARK_SUPER, MMUEXT_UNPIN_TABLE)
-from xensim._units import (MAX_ORDER, PAGE_SHIFT, PAGE_SIZE, SUPERPAGE_ORDER,
+from xensim.mem._units import (MAX_ORDER, PAGE_SHIFT, PAGE_SIZE, SUPERPAGE_ORDER,
                            SUPERPAGE_PAGES, SUPERPAGE_SIZE)
 
 ROOT = Path(__file__).resolve().parent.parent

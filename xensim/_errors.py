@@ -1,8 +1,9 @@
-"""Errors a user can cause with their input, reported without a traceback."""
+"""The error types every layer raises: a user's bad input (ConfigError, reported
+without a traceback) and an impossible refcount transition (RefcountBug)."""
 
 from __future__ import annotations
 
-__all__ = ["ConfigError"]
+__all__ = ["ConfigError", "RefcountBug"]
 
 
 class ConfigError(Exception):
@@ -39,3 +40,7 @@ class ConfigError(Exception):
     def __repr__(self) -> str:
         return (f"ConfigError(file={self.file!r}, path={self.path!r}, "
                 f"message={self.message!r}, line={self.line!r})")
+
+
+class RefcountBug(AssertionError):
+    """An impossible transition (a count below zero): Xen would BUG() here."""

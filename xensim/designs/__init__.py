@@ -1,0 +1,32 @@
+"""The superpage refcount designs: the interface Xen's page-table code calls
+(get_superpage, put_superpage, mark/unmark), the registry, the counting core, one
+module per design.
+"""
+
+from ._counted import (
+    MARK, COUNT_MASK, CountedDesign, TableCounted,
+)
+from ._pageinfo_count import (
+    PAGEINFO_COUNT_BYTES, PageinfoCount,
+)
+from ._per_mapping import (
+    PerMapping,
+)
+from ._sketch import (
+    Sketch,
+)
+from ._superpage import (
+    SuperpageDesign, put_spage_pages, REGISTRY, register, design_names, make_design,
+)
+from ._superpage_info import (
+    SuperpageInfo,
+)
+from ._xen41 import (
+    Xen41,
+)
+
+__all__ = [
+    "COUNT_MASK", "CountedDesign", "MARK", "PAGEINFO_COUNT_BYTES", "PageinfoCount",
+    "PerMapping", "REGISTRY", "Sketch", "SuperpageDesign", "SuperpageInfo", "TableCounted",
+    "Xen41", "design_names", "make_design", "put_spage_pages", "register",
+]

@@ -1,0 +1,286 @@
+"""The counting core shared by ``superpage-info``, ``pageinfo-count`` and ``sketch``.
+
+docs/xen-facts.md section 5c.
+
+:class:`CountedDesign` is the algorithm of every design that keeps a mapping
+count per superpage: a count going 0 -> 1 takes a reference on each of the 512
+frames, a count going 1 -> 0 drops them, every other change touches only the
+count (the fast path). Subclasses say where the count words live, which word a
+read-only or read-write mapping counts in, what references a word stands for,
+and which word MMUEXT_MARK_SUPER pins. :class:`TableCounted` keeps the words in
+the sparse superpage table.
+
+**MARK.** A mark is a pin that holds one count of the pinned word (the RW word
+here) and sets bit 63 of that word (``MARK``): marking a marked superpage, or
+unmarking an unmarked one, is -EINVAL; the last unmark of a superpage with no
+mapping drops the 512 references. The mark is also recorded in the domain's
+``marked`` set (for relinquish and the auditor).
+"""
+
+from __future__ import annotations
+
+import errno
+
+import numpy as np
+
+from ..mem._page_info import PGT_writable_page
+from .._errors import RefcountBug
+from ._superpage import SuperpageDesign
+from ..mem._units import SUPERPAGE_ORDER, SUPERPAGE_PAGES
+
+#: bit 63 of the marked word: the superpage is MARK_SUPER'd (the mark holds one count)
+MARK = 1 << 63
+COUNT_MASK = MARK - 1
+_WORD = (1 << 64) - 1
+_U = np.uint64
+
+
+class CountedDesign(SuperpageDesign):
+    """One or more 64-bit mapping counts per superpage; 0 -> 1 takes the 512 frames' references.
+
+    Acquire (Xen 4.1's loop, also the race-free reading of the proposal): read
+    the word; if its count is 0 and nothing is taken yet, take the 512
+    references speculatively and retry; if the count is not 0 and references
+    were taken, give them back (another CPU made the 0 -> 1 transition first);
+    cmpxchg count + 1. Release: cmpxchg count - 1; if it went 1 -> 0, drop the
+    512 references after the cmpxchg.
+    """
+    n_words = 1
+    #: the word MARK_SUPER pins (None: no MARK)
+    mark_word: int | None = None
+
+    # -- what subclasses define ---------------------------------------------------
+    def _word(self, rw: bool) -> int:
+        """The word that counts a read-only (``rw`` False) or read-write mapping."""
+        return 0
+
+    def _ref_type(self, word: int) -> int | None:
+        """The type of the 512 references a non-zero ``word`` holds (None: general only)."""
+        return PGT_writable_page
+
+    def _read(self, mfn: int, word: int) -> int:
+        raise NotImplementedError
+
+    def _cas(self, mfn: int, word: int, old: int, new: int) -> bool:
+        """The one read-modify-write of a count word (an atomic step for the explorer)."""
+        raise NotImplementedError
+
+    def _store_expected(self, exp, expected: dict[int, tuple[int, ...]]) -> None:
+        """Hand the auditor the expected words of every superpage (mfn -> words)."""
+        raise NotImplementedError
+
+    # -- the 512 references ---------------------------------------------------------
+    def _take(self, mfn: int, d: int, word: int) -> bool:
+        r = self.m.refs.get_pages_and_type(self.m.mfn_to_page(mfn), SUPERPAGE_PAGES, d,
+                                           self._ref_type(word))
+        return r.ok
+
+    def _give_back(self, mfn: int, word: int) -> None:
+        self.m.refs.put_pages_and_type(self.m.mfn_to_page(mfn), SUPERPAGE_PAGES,
+                                       typed=self._ref_type(word) is not None)
+
+    def _owner_ok(self, mfn: int, d: int, count: int) -> bool:
+        """xensim's owner check on the fast path (as Xen41.check_owner; none in faithful mode).
+
+        While a count is non-zero the 512 frames hold its references, taken by
+        get_page for their owner: none can be freed or change hands, so the
+        first frame's owner is every frame's. At count 0, get_page checks each.
+        """
+        if self.m.faithful or count == 0:
+            return True
+        return self.m.frame_table.owner(self.m.mfn_to_page(mfn)) == d
+
+    def _refused(self, mfn: int, d: int) -> int:
+        """The errno of a failed 512-frame acquisition: not the owner -> -EPERM (not faithful)."""
+        return -errno.EINVAL if self.m.faithful or self.owned_by(mfn, d) else -errno.EPERM
+
+    # -- the algorithm ------------------------------------------------------------------
+    def _acquire(self, mfn: int, d: int, word: int, mark: bool = False) -> tuple[int, bool]:
+        """count + 1 on ``word`` (and set MARK if ``mark``): (0 or -errno, took the 512)."""
+        taken = False
+        while True:
+            x = self._read(mfn, word)
+            count = x & COUNT_MASK
+            if mark and x & MARK:
+                if taken:
+                    self._give_back(mfn, word)
+                return -errno.EINVAL, False
+            if not taken and not self._owner_ok(mfn, d, count):
+                return -errno.EPERM, False
+            if count == 0 and not taken:
+                if not self._take(mfn, d, word):
+                    return self._refused(mfn, d), False
+                taken = True
+                continue                                  # re-read: the cmpxchg needs a fresh x
+            if count and taken:                           # someone else made the 0 -> 1 transition:
+                self._give_back(mfn, word)                # give the speculative references back
+                taken = False
+            if count == COUNT_MASK:
+                return -errno.EINVAL, False
+            if self._cas(mfn, word, x, (x + 1) | (MARK if mark else 0)):
+                return 0, taken
+
+    def _release(self, mfn: int, word: int, unmark: bool = False) -> str:
+        """count - 1 on ``word`` (clearing MARK if ``unmark``): "slow" (the 512 dropped),
+        "fast", "unmarked" (unmark of an unmarked word: nothing done) or "underflow"."""
+        while True:
+            x = self._read(mfn, word)
+            count, marked = x & COUNT_MASK, bool(x & MARK)
+            if unmark and not marked:
+                return "unmarked"
+            if count == 0 or (marked and count == 1 and not unmark):
+                self._underflow(mfn, word, x)             # a put with no mapping to put
+                return "underflow"
+            last = count == 1
+            nx = (x - 1) & ~MARK if unmark else x - 1
+            if self._cas(mfn, word, x, nx):
+                break
+        if last:
+            self._give_back(mfn, word)
+        return "slow" if last else "fast"
+
+    def _underflow(self, mfn: int, word: int, x: int) -> None:
+        """A put the count cannot pay for. Only faithful mode lets one through (XSA-148:
+        an RW or PSE flip on a live L2 entry); there the decrement wraps, as C's would."""
+        if not self.m.faithful:
+            raise RefcountBug(f"put_superpage on mfn {mfn:#x}: word {word} has no mapping to put "
+                              f"({x:#x})")
+        self.m.violations.append(f"{self.name}: superpage count underflow at mfn {mfn:#x} "
+                                 f"(word {word}: {x:#x})")
+        while not self._cas(mfn, word, x, (x - 1) & _WORD):
+            x = self._read(mfn, word)
+
+    # -- batches of distinct superpages (one mmu_update of many PSE entries) -------------
+    def _read_many(self, mfns: np.ndarray, word: int) -> np.ndarray:
+        """Vectorised _read (uint64 words)."""
+        raise NotImplementedError
+
+    def _write_many(self, mfns: np.ndarray, word: int, values: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _pages(self, mfns: np.ndarray) -> np.ndarray:
+        return np.asarray(self.m.mfn_to_pdx(mfns.astype(np.uint64)), dtype=np.int64)
+
+    def get_superpages(self, mfns, d: int, rw) -> int:
+        """_acquire on each, in order, vectorised (one word: stops where ``rw`` changes)."""
+        mfns, rw = np.asarray(mfns, dtype=np.int64), np.asarray(rw, dtype=bool)
+        same = rw == rw[0]
+        k = rw.size if same.all() else int(np.argmin(same))
+        mfns, w = mfns[:k], self._word(bool(rw[0]))
+        x = self._read_many(mfns, w)
+        count = x & _U(COUNT_MASK)
+        zero = count == 0
+        ok = count < _U(COUNT_MASK)
+        pages = self._pages(mfns)
+        if not self.m.faithful:
+            owners = np.array([self.m.frame_table.owner(int(p)) for p in pages[~zero]], dtype=np.int64)
+            ok[~zero] &= owners == d
+        t = self._ref_type(w)
+        take = np.flatnonzero(zero)
+        ok[take] &= self.m.refs.runs_ok(pages[take], SUPERPAGE_PAGES, d, t)
+        f = ok.size if ok.all() else int(np.argmin(ok))
+        take = take[take < f]
+        self.m.refs.get_runs_and_type(pages[take], SUPERPAGE_PAGES, d, t)
+        self._write_many(mfns[:f], w, x[:f] + _U(1))
+        self.stats["slow_get"] += int(take.size)
+        self.stats["fast_get"] += f - int(take.size)
+        return f
+
+    def put_superpages(self, mfns, rw) -> int:
+        """_release on each, in order, vectorised; stops before any would underflow."""
+        mfns, rw = np.asarray(mfns, dtype=np.int64), np.asarray(rw, dtype=bool)
+        same = rw == rw[0]
+        k = rw.size if same.all() else int(np.argmin(same))
+        mfns, w = mfns[:k], self._word(bool(rw[0]))
+        x = self._read_many(mfns, w)
+        count, marked = x & _U(COUNT_MASK), (x & _U(MARK)) != 0
+        ok = (count != 0) & ~(marked & (count == 1))
+        pages = self._pages(mfns)
+        t = self._ref_type(w)
+        drop = np.flatnonzero((count == 1) & ok)
+        ok[drop] &= self.m.refs.put_runs_ok(pages[drop], SUPERPAGE_PAGES, typed=t is not None)
+        f = ok.size if ok.all() else int(np.argmin(ok))
+        drop = drop[drop < f]
+        self._write_many(mfns[:f], w, x[:f] - _U(1))
+        self.m.refs.put_runs_and_type(pages[drop], SUPERPAGE_PAGES, typed=t is not None)
+        self.stats["slow_put"] += int(drop.size)
+        self.stats["fast_put"] += f - int(drop.size)
+        return f
+
+    # -- the interface -----------------------------------------------------------------
+    def get_superpage(self, mfn: int, d: int, rw: bool) -> int:
+        rc, took = self._acquire(mfn, d, self._word(rw))
+        if rc == 0:
+            self.stats["slow_get" if took else "fast_get"] += 1
+        return rc
+
+    def put_superpage(self, mfn: int, rw: bool) -> None:
+        how = self._release(mfn, self._word(rw))
+        if how in ("slow", "fast"):
+            self.stats[how + "_put"] += 1
+
+    def mark_superpage(self, mfn: int, d: int) -> int:
+        if self.mark_word is None:
+            return -errno.EOPNOTSUPP
+        if not self.m.faithful and not self.owned_by(mfn, d):
+            return -errno.EPERM
+        rc, _ = self._acquire(mfn, d, self.mark_word, mark=True)
+        if rc == 0:
+            self.m.domains[d].marked.add(mfn)
+        return rc
+
+    def unmark_superpage(self, mfn: int, d: int) -> int:
+        if self.mark_word is None:
+            return -errno.EOPNOTSUPP
+        if not self.m.faithful and mfn not in self.m.domains[d].marked:
+            return -errno.EPERM if not self.owned_by(mfn, d) else -errno.EINVAL
+        how = self._release(mfn, self.mark_word, unmark=True)
+        if how == "unmarked":
+            return -errno.EINVAL
+        for dom in self.m.domains.values():
+            dom.marked.discard(mfn)
+        return 0
+
+    def expect(self, exp, pse: dict[int, list[int]]) -> None:
+        """From the live PSE entries and the domains' marks alone: every word, and one
+        run of 512 references (of the word's type) per non-zero word."""
+        marks = {mfn: dom.domid for dom in self.m.domains.values() for mfn in dom.marked}
+        expected: dict[int, tuple[int, ...]] = {}
+        for mfn in set(pse) | set(marks):
+            ro, rw, domid = pse.get(mfn, (0, 0, None))
+            holder = marks.get(mfn, domid)
+            counts = [0] * self.n_words
+            counts[self._word(False)] += ro
+            counts[self._word(True)] += rw
+            words = list(counts)
+            if mfn in marks:
+                counts[self.mark_word] += 1
+                words[self.mark_word] = MARK | counts[self.mark_word]
+            for w, c in enumerate(counts):
+                if c:
+                    exp.run(mfn, SUPERPAGE_PAGES, holder, self._ref_type(w))
+            expected[mfn] = tuple(words)
+        self._store_expected(exp, expected)
+
+
+class TableCounted(CountedDesign):
+    """Counts kept in the machine's superpage table (``spage_table``), word ``w`` of the entry."""
+
+    def _read(self, mfn: int, word: int) -> int:
+        return self.m.spage_table.read(self.spdx(mfn), word)
+
+    def _cas(self, mfn: int, word: int, old: int, new: int) -> bool:
+        return self.m.spage_table.cmpxchg(self.spdx(mfn), old, new, word)
+
+    def _entries(self, mfns: np.ndarray) -> np.ndarray:
+        return self.m.spage_table.entry_indexes(self._pages(mfns) >> SUPERPAGE_ORDER)
+
+    def _read_many(self, mfns: np.ndarray, word: int) -> np.ndarray:
+        return self.m.spage_table.store[word, self._entries(mfns)]
+
+    def _write_many(self, mfns: np.ndarray, word: int, values: np.ndarray) -> None:
+        self.m.spage_table.write_many(self._entries(mfns), values, word)
+
+    def _store_expected(self, exp, expected: dict[int, tuple[int, ...]]) -> None:
+        for mfn, words in expected.items():
+            exp.spage[self.spdx(mfn)] = words

@@ -1,0 +1,124 @@
+"""An extra superpage count in every page_info (``pageinfo-count``).
+
+docs/xen-facts.md section 5b. See docs/designs/pageinfo-count.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._counted import MARK, CountedDesign
+from ..mem._frametable import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT
+from ._superpage import register
+
+#: the extra field: one 64-bit word in every frame's page_info
+PAGEINFO_COUNT_BYTES = 8
+
+
+@register
+class PageinfoCount(CountedDesign):
+    """The superpage's mapping count in an extra 8-byte field of page_info.
+
+    Every frame of the machine pays for the field (8 B per 4 KiB, ~0.2% of RAM);
+    a superpage's count lives in its first frame's field. One count for all
+    mappings, read-only included, whose 512 references are writable-type ones
+    (as Xen 4.1). MARK_SUPER pins it: bit 63 of the field, one count.
+
+    Like the frame table, the fields are numpy uint64 arrays per PDX group
+    (65,536 frames), materialised on first write; an untouched group reads 0.
+    They are not part of the machine's request journal: no failure path of
+    this design writes them (a failed acquisition returns before its cmpxchg).
+    """
+    name = "pageinfo-count"
+    mark_word = 0
+    description = ("an extra 8-byte superpage count in every page_info: one count, "
+                   "writable references")
+
+    def __init__(self, machine):
+        super().__init__(machine)
+        #: PDX group -> the group's 65,536 fields
+        self._groups: dict[int, np.ndarray] = {}
+        #: under the explorer: (expected, found, new, won) of the last cmpxchg
+        self.last_cas = None
+
+    def metadata_bytes(self) -> int:
+        """8 B for every frame of every PDX group with RAM (the frame table's extent)."""
+        return PAGEINFO_COUNT_BYTES * PDX_GROUP_FRAMES * self.m.frame_table.valid_groups
+
+    def allocated_bytes(self) -> int:
+        """What xensim has materialised so far (groups written to)."""
+        return sum(a.nbytes for a in self._groups.values())
+
+    def field(self, mfn: int) -> int:
+        """The extra page_info field of frame ``mfn`` (a superpage's first frame: its count)."""
+        page = self.m.mfn_to_page(mfn)
+        a = self._groups.get(page >> PDX_GROUP_SHIFT)
+        return 0 if a is None else int(a[page & PDX_GROUP_MASK])
+
+    def snapshot(self) -> tuple:
+        return tuple(sorted((g, a.tobytes()) for g, a in self._groups.items() if a.any()))
+
+    def _read(self, mfn: int, word: int) -> int:
+        if self.m.refs.step is not None:              # under the explorer: a load is a step
+            self.m.refs.step("pi_load", self.m.mfn_to_page(mfn), 0)
+        return self.field(mfn)
+
+    def _cas(self, mfn: int, word: int, old: int, new: int) -> bool:
+        page = self.m.mfn_to_page(mfn)
+        if self.m.refs.step is not None:              # under the explorer: a cmpxchg is a step
+            self.m.refs.step("pi_cas", page, 0)
+        g = page >> PDX_GROUP_SHIFT
+        a = self._groups.get(g)
+        found = 0 if a is None else int(a[page & PDX_GROUP_MASK])
+        if self.m.refs.step is not None:              # the explorer shows what it did
+            self.last_cas = (old, found, new, found == old)
+        if found != old:
+            return False
+        if a is None:
+            if not self.m.frame_table.group_valid(page):
+                raise IndexError(f"PDX group {g} holds no RAM: no page_info there")
+            a = self._groups[g] = np.zeros(PDX_GROUP_FRAMES, dtype=np.uint64)
+        a[page & PDX_GROUP_MASK] = new
+        return True
+
+    def _read_many(self, mfns: np.ndarray, word: int) -> np.ndarray:
+        pages = self._pages(mfns)
+        out = np.zeros(pages.size, dtype=np.uint64)
+        groups = pages >> PDX_GROUP_SHIFT
+        for g in np.unique(groups):
+            a = self._groups.get(int(g))
+            if a is not None:
+                sel = groups == g
+                out[sel] = a[pages[sel] & PDX_GROUP_MASK]
+        return out
+
+    def _write_many(self, mfns: np.ndarray, word: int, values: np.ndarray) -> None:
+        pages = self._pages(mfns)
+        groups = pages >> PDX_GROUP_SHIFT
+        for g in np.unique(groups):
+            a = self._groups.get(int(g))
+            if a is None:
+                a = self._groups[int(g)] = np.zeros(PDX_GROUP_FRAMES, dtype=np.uint64)
+            sel = groups == g
+            a[pages[sel] & PDX_GROUP_MASK] = values[sel]
+
+    def _store_expected(self, exp, expected: dict[int, tuple[int, ...]]) -> None:
+        """The auditor has no place for a per-frame superpage field, so the design
+        compares its fields with the expectation itself and reports each difference
+        through ``exp.conflicts`` (which the auditor adds to its report)."""
+        from ..xen._audit import Difference            # the auditor's record; it is the caller
+        want = {self.m.mfn_to_page(mfn): words[0] for mfn, words in expected.items()}
+        have = {}
+        for g, a in self._groups.items():
+            for j in np.flatnonzero(a):
+                have[(g << PDX_GROUP_SHIFT) | int(j)] = int(a[j])
+        for page in sorted(set(want) | set(have)):
+            w, h = want.get(page, 0), have.get(page, 0)
+            if w != h:
+                exp.conflicts.append(Difference(
+                    int(self.m.pdx_to_mfn(page)), "page_info superpage count",
+                    _fmt(w), _fmt(h)))
+
+
+def _fmt(x: int) -> str:
+    return f"{'MARK|' if x & MARK else ''}{x & ~MARK}"

@@ -1,0 +1,590 @@
+"""Explorer scenarios: a small machine, some guests, and a short list of guest
+operations per CPU, run concurrently under the explorer (see _explore.py).
+
+A scenario (YAML, ``scenarios/*.yaml``)::
+
+    description: two CPUs map the same unmapped superpage
+    design: xen-4.1              # --design overrides it
+    hypervisor: {version: "4.8", faithful: false}
+    memory: 64MiB                # a flat RAM machine [0, memory)
+    domains:
+      - {name: a, superpages: 2}
+    setup:                       # run sequentially before the CPUs start
+      - {op: map, domain: a, superpage: 1, table: 0}
+    cpus:
+      - [{op: map, domain: a, superpage: 0}]
+      - [{op: map, domain: a, superpage: 0}]
+    end: destroy                 # after each schedule: destroy every guest; all RAM free again
+
+Operations: ``map`` / ``unmap`` / ``remap`` (a PSE entry; ``rw``, default true),
+``map4k`` / ``unmap4k`` (``frame`` within the superpage), ``mark`` / ``unmark``,
+``destroy``. ``domain`` names whose superpage it is; ``by`` names the domain
+issuing the hypercall (default: the same: ``by`` differing is how a scenario
+makes a second domain touch another's superpage). Each CPU maps into page
+tables of its own (``table``, default its CPU number + 1: table t covers
+1 GiB of virtual addresses at the direct map + t GiB), so entries never collide
+and only the superpage's word and frames are shared.
+"""
+
+from __future__ import annotations
+
+import copy
+import errno
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..xen._audit import audit
+from .._errors import ConfigError
+from ._explore import (Execution, ExploreResult, Violation, _Pruned, explore_dfs, pct_chooser,
+                       random_chooser, replay_chooser, round_robin, run_sampling)
+from ..guest._guest import DIRECTMAP_BASE, GuestError, GuestKernel
+from ..xen._hypercall import errno_name
+from ..xen._machine import Machine
+from ..mem._memmap import MemoryMap
+from ..mem._page_info import PGC_count_mask, PGC_state, PGC_state_free, PGC_state_inuse, PGT_count_mask
+from ..mem._units import GiB, SUPERPAGE_PAGES, parse_size
+
+OPS = ("map", "unmap", "remap", "map4k", "unmap4k", "mark", "unmark", "destroy")
+_SANE = 1 << 40                 # a count past this went below zero
+#: the step bound of one schedule (a longer one is reported as a violation)
+MAX_STEPS = 200_000
+
+
+@dataclass
+class Op:
+    op: str
+    domain: str
+    superpage: int = 0
+    rw: bool = True
+    table: int | None = None
+    frame: int = 0
+    by: str | None = None
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str = ""
+    design: str = "xen-4.1"
+    version: str = "4.8"
+    faithful: bool = False
+    memory: int = 64 << 20
+    domains: list[tuple[str, int]] = field(default_factory=list)
+    setup: list[Op] = field(default_factory=list)
+    cpus: list[list[Op]] = field(default_factory=list)
+    end: str = "destroy"
+    #: the file it was loaded from (named in errors)
+    source: str | None = None
+
+
+def _fail(path, key, msg):
+    raise ConfigError(str(path), key, msg)
+
+
+def load_scenario(path) -> Scenario:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(str(path), None, f"cannot read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        raise ConfigError(str(path), None, f"YAML syntax error: {getattr(e, 'problem', e)}",
+                          None if line is None else line + 1) from None
+    if not isinstance(data, dict):
+        _fail(path, None, "a scenario is a mapping")
+    allowed = {"description", "design", "hypervisor", "memory", "domains", "setup", "cpus", "end"}
+    for k in data:
+        if k not in allowed:
+            _fail(path, k, f"unknown key; allowed: {', '.join(sorted(allowed))}")
+    sc = Scenario(name=path.stem, description=str(data.get("description", "")), source=str(path))
+    sc.design = str(data.get("design", sc.design))
+    hv = data.get("hypervisor") or {}
+    sc.version = str(hv.get("version", sc.version))
+    sc.faithful = bool(hv.get("faithful", False))
+    try:
+        sc.memory = parse_size(data.get("memory", sc.memory))
+    except ValueError as e:
+        _fail(path, "memory", str(e))
+    for i, d in enumerate(data.get("domains") or []):
+        if not isinstance(d, dict) or "name" not in d:
+            _fail(path, f"domains[{i}]", "each domain needs a name")
+        sc.domains.append((str(d["name"]), int(d.get("superpages", 1))))
+    names = {n for n, _ in sc.domains}
+
+    def ops(items, key):
+        out = []
+        for i, o in enumerate(items or []):
+            if not isinstance(o, dict) or o.get("op") not in OPS:
+                _fail(path, f"{key}[{i}].op", f"unknown operation; choose from {', '.join(OPS)}")
+            unknown = set(o) - {"op", "domain", "superpage", "rw", "table", "frame", "by"}
+            if unknown:
+                _fail(path, f"{key}[{i}]", f"unknown keys {sorted(unknown)}")
+            for who in ("domain", "by"):
+                if who in o and o[who] not in names:
+                    _fail(path, f"{key}[{i}].{who}", f"no domain named {o[who]!r}")
+            if "domain" not in o:
+                _fail(path, f"{key}[{i}].domain", "missing")
+            have = dict(sc.domains)[o["domain"]]
+            sp = o.get("superpage", 0)
+            if not isinstance(sp, int) or isinstance(sp, bool) or not 0 <= sp < have:
+                _fail(path, f"{key}[{i}].superpage",
+                      f"domain {o['domain']!r} has superpages 0..{have - 1}, not {sp!r}")
+            out.append(Op(**{k: v for k, v in o.items()}))
+        return out
+    sc.setup = ops(data.get("setup"), "setup")
+    for c, items in enumerate(data.get("cpus") or []):
+        sc.cpus.append(ops(items, f"cpus[{c}]"))
+    if not sc.cpus:
+        _fail(path, "cpus", "a scenario needs at least one CPU")
+    sc.end = str(data.get("end", "destroy"))
+    if sc.end not in ("destroy", "none"):
+        _fail(path, "end", "destroy or none")
+    return sc
+
+
+class World:
+    """A booted scenario: the machine, each domain's kernel and superpage MFNs."""
+
+    def __init__(self, sc: Scenario, design: str | None = None):
+        self.sc = sc
+        m = Machine(MemoryMap([(0, sc.memory)], name=f"scenario-{sc.name}"), "none",
+                    version=sc.version, superpage=design or sc.design, faithful=sc.faithful)
+        self.m = m
+        self.kernels: dict[str, GuestKernel] = {}
+        self.mfns: dict[str, list[int]] = {}
+        for name, n in sc.domains:
+            domid = m.create_domain(name, n * SUPERPAGE_PAGES + 64)
+            k = GuestKernel(m, domid)
+            if k.populate(0, n * SUPERPAGE_PAGES) != n or k.build() != 0:
+                i = [d for d, _ in sc.domains].index(name)
+                raise ConfigError(sc.source or sc.name, f"domains[{i}]",
+                                  f"domain {name} ({n} superpages) cannot be set up in "
+                                  f"memory {sc.memory >> 20} MiB")
+            self.kernels[name] = k
+            self.mfns[name] = k.superpage_mfns(0, n)
+        # every page table an operation will use exists before the CPUs start
+        for c, ops in enumerate([sc.setup] + sc.cpus):
+            for op in ops:
+                k = self.kernels[op.by or op.domain]
+                if op.op in ("map", "unmap", "remap"):
+                    k._ensure_table(self._va(op, c - 1), 2)
+                elif op.op in ("map4k", "unmap4k"):
+                    k._ensure_table(self._va4k(op, c - 1), 1)
+        for i, op in enumerate(sc.setup):
+            try:
+                rc = self.do(op, -1)
+            except GuestError as e:
+                raise ConfigError(sc.source or sc.name, f"setup[{i}]",
+                                  f"{op.op} of {op.domain}'s superpage {op.superpage} refused "
+                                  f"by the guest kernel on {m.superpage.name}: {e}") from None
+            if rc < 0:
+                raise ConfigError(sc.source or sc.name, f"setup[{i}]",
+                                  f"{op.op} of {op.domain}'s superpage {op.superpage} failed on "
+                                  f"{m.superpage.name}: {errno_name(rc)} ({rc})")
+
+    @staticmethod
+    def _table(op: Op, cpu: int) -> int:
+        return op.table if op.table is not None else cpu + 1
+
+    def _va(self, op: Op, cpu: int) -> int:
+        return DIRECTMAP_BASE + self._table(op, cpu) * GiB + op.superpage * (2 << 20)
+
+    def _va4k(self, op: Op, cpu: int) -> int:
+        return DIRECTMAP_BASE + (16 + self._table(op, cpu)) * GiB + op.superpage * (2 << 20) + op.frame * 4096
+
+    def do(self, op: Op, cpu: int) -> int:
+        """Perform one operation as the issuing domain's kernel (hypercalls only)."""
+        k = self.kernels[op.by or op.domain]
+        m = self.m
+        if op.op == "destroy":
+            return m.destroy_domain(self.kernels[op.domain].domid)
+        mfn = self.mfns[op.domain][op.superpage]
+        if op.op == "map":
+            return k.map_superpages(self._va(op, cpu), [mfn], op.rw)
+        if op.op == "unmap":
+            return k.unmap(self._va(op, cpu), 1)
+        if op.op == "remap":
+            return k.remap(self._va(op, cpu), op.rw, 1)
+        if op.op == "map4k":
+            return k.map_pages(self._va4k(op, cpu), [mfn + op.frame], op.rw)
+        if op.op == "unmap4k":
+            return k.unmap(self._va4k(op, cpu), 1, superpages=False)
+        if op.op == "mark":
+            return k.mark_superpage(mfn)
+        if op.op == "unmark":
+            return k.unmark_superpage(mfn)
+        return -errno.ENOSYS
+
+
+def describe_cas(ex: Execution, m, step) -> None:
+    """After a cmpxchg step: rewrite its trace line with what it did, e.g.
+    ``cpu1 cmpxchg superpage 0x0 word 0: expected 0x0 found 0x1 -> lost``."""
+    holder = m.spage_table if step.kind == "sp_cas" else m.superpage
+    done = getattr(holder, "last_cas", None)
+    if done is None or not ex.trace:
+        return
+    holder.last_cas = None
+    old, found, new, won = done
+    where = str(step).split(" ", 2)[2]
+    ex.trace[-1] = (f"cpu{step.cpu} cmpxchg {where}: expected {old:#x} found {found:#x} -> "
+                    + (f"{new:#x} won" if won else "lost"))
+
+
+def lost_cas(trace: list[str]) -> list[str]:
+    """The trace lines of the cmpxchgs that lost."""
+    return [t for t in trace if " cmpxchg " in t and t.endswith("-> lost")]
+
+
+def check_step(m, step) -> str | None:
+    """Invariants after every step: no count below zero, no corrupted state bits."""
+    w = step.word
+    if w[0] == "ci":
+        ci = m.frame_table.count_info(w[1])
+        if ci & PGC_count_mask > _SANE:
+            return f"{step}: count_info went below zero ({ci:#x})"
+        if ci & PGC_state not in (PGC_state_inuse, PGC_state_free):
+            return f"{step}: count_info state bits corrupted ({ci:#x})"
+        if ci & PGC_state == PGC_state_free and ci & PGC_count_mask:
+            return f"{step}: a free frame holds references ({ci:#x})"
+    elif w[0] == "ti":
+        ti = m.frame_table.type_info(w[1])
+        if ti & PGT_count_mask > _SANE:
+            return f"{step}: type_info went below zero ({ti:#x})"
+    elif w[0] == "sp":
+        e = m.spage_table.entry_index(w[1])
+        if e >= 0:
+            v = int(m.spage_table.store[w[2], e])
+            if m.superpage.name == "xen-4.1" and v >> 62 == 3:
+                return f"{step}: superpage state bits corrupted ({v:#x})"
+            if (v & ((1 << 61) - 1)) > _SANE:
+                return f"{step}: superpage count went below zero ({v:#x})"
+    return None
+
+
+class Runner:
+    """Builds executions of a scenario on a design; checks each schedule's end state."""
+
+    def __init__(self, sc: Scenario, design: str | None = None, max_steps: int | None = None):
+        self.sc = sc
+        self.design = design or sc.design
+        self.max_steps = MAX_STEPS if max_steps is None else max_steps
+        self._world = World(sc, self.design)             # set up once, copied per schedule
+        self.results: list[list[int]] = []
+
+    def make(self) -> Execution:
+        world = copy.deepcopy(self._world)
+        programs = [self._program(world, c, ops) for c, ops in enumerate(self.sc.cpus)]
+        def after_step(m, step):
+            if step.kind in ("sp_cas", "pi_cas"):
+                describe_cas(ex, m, step)
+            return check_step(m, step)
+        ex = _ScenarioExecution(lambda: world.m, programs, after_step, self.max_steps)
+        ex.world = world
+        ex.runner = self
+        return ex
+
+    @staticmethod
+    def _program(world: World, cpu: int, ops: list[Op]):
+        world.results = getattr(world, "results", {})
+        world.results[cpu] = []
+
+        def run(m, _cpu):
+            for op in ops:
+                world.results[cpu].append(world.do(op, cpu))
+        return run
+
+    def end_check(self, ex: "_ScenarioExecution") -> None:
+        m = ex.m
+        rep = audit(m)
+        if not rep.ok:
+            raise Violation("after the schedule: " + _audit_line(rep), ex.schedule, ex.trace)
+        if self.sc.end == "destroy":
+            for name, k in ex.world.kernels.items():
+                if m.domain(k.domid) is not None:
+                    m.destroy_domain(k.domid)
+            leaked = [f"dom{d.domid} ({d.name}) keeps {d.tot_pages} frames"
+                      for d in m.domains.values() if d.domid != 0]
+            if leaked or m.heap.free_frames != m.memmap.ram_frames:
+                lost = m.memmap.ram_frames - m.heap.free_frames
+                raise Violation(f"after destroying every guest {lost} frames are not free: "
+                                + "; ".join(leaked), ex.schedule, ex.trace)
+            rep = audit(m)
+            if not rep.ok:
+                raise Violation("after destroy: " + _audit_line(rep), ex.schedule, ex.trace)
+
+
+class _ScenarioExecution(Execution):
+    #: how the run ended: None (still running, or interrupted), "ok", "violation", "pruned"
+    outcome: str | None = None
+    violation: Violation | None = None
+
+    def run(self, chooser) -> None:
+        try:
+            super().run(chooser)
+            self.runner.end_check(self)
+        except Violation as v:
+            self.outcome, self.violation = "violation", v
+            raise
+        except _Pruned:
+            self.outcome = "pruned"
+            raise
+        self.outcome = "ok"
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a search; ``result`` is what the schedules run to the end found."""
+
+    def __init__(self, result: ExploreResult):
+        super().__init__(result)
+        self.result = result
+
+
+def _tally(res: ExploreResult, ex: "_ScenarioExecution | None") -> None:
+    """Add a finished execution to ``res`` (one Ctrl-C stopped half way adds nothing)."""
+    if ex is None or ex.outcome is None:
+        return
+    res.steps += len(ex.schedule)
+    if ex.outcome == "pruned":
+        res.pruned += 1
+        return
+    res.schedules += 1
+    if ex.outcome == "violation":
+        res.violations += 1
+        res.first = res.first or ex.violation
+
+
+def explore(sc: Scenario, design: str | None = None, scheduler: str = "dfs",
+            preemption_bound: int = 2, max_schedules: int = 10_000, seed: int = 0,
+            stop_at_first: bool = True, progress=None) -> ExploreResult:
+    """Explore ``sc``'s schedules; on Ctrl-C raises :class:`Interrupted` with what the
+    schedules finished so far found. ``progress``: a Progress bar, its total the
+    schedules at most (a search may end sooner)."""
+    r = Runner(sc, design)
+    n = len(sc.cpus)
+    so_far = ExploreResult(complete=False)             # what a Ctrl-C reports
+    last: list = [None]
+    t0 = time.perf_counter()
+
+    def make() -> Execution:
+        _tally(so_far, last[0])
+        if progress is not None:
+            progress.update(so_far.schedules + so_far.pruned)
+        last[0] = r.make()
+        return last[0]
+    try:
+        if scheduler == "dfs":
+            return explore_dfs(make, preemption_bound, max_schedules, stop_at_first)
+        choosers = {
+            "round-robin": lambda i: round_robin,
+            "random": lambda i: random_chooser(seed + i),
+            "pct": lambda i: pct_chooser(seed + i, n),
+        }
+        if scheduler not in choosers:
+            raise ValueError(f"unknown scheduler {scheduler!r}")
+        count = 1 if scheduler == "round-robin" else max_schedules
+        return run_sampling(make, choosers[scheduler], count, stop_at_first)
+    except KeyboardInterrupt:
+        _tally(so_far, last[0])
+        so_far.seconds = time.perf_counter() - t0
+        raise Interrupted(so_far) from None
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def replay(sc: Scenario, schedule: list[int], design: str | None = None) -> tuple[Execution, Violation | None]:
+    """Re-run one schedule exactly; returns the execution and its violation (or None)."""
+    ex = Runner(sc, design).make()
+    try:
+        ex.run(replay_chooser(schedule))
+        return ex, None
+    except Violation as v:
+        return ex, v
+
+
+# -- the command line ----------------------------------------------------------------------
+def format_schedule(schedule: list[int]) -> str:
+    """Run-length form: ``0,1*1030,0*1029`` (CPU ids; ``*n`` repeats)."""
+    out, i = [], 0
+    while i < len(schedule):
+        j = i
+        while j < len(schedule) and schedule[j] == schedule[i]:
+            j += 1
+        out.append(f"{schedule[i]}" + (f"*{j - i}" if j - i > 1 else ""))
+        i = j
+    return ",".join(out)
+
+
+def parse_schedule(text: str, max_steps: int = MAX_STEPS, cpus: int | None = None) -> list[int]:
+    """``0,1*1030,0`` -> the list of CPU ids; a schedule longer than ``max_steps``
+    (the step bound), a count below 1 or a CPU the scenario does not have is a ConfigError."""
+    parts = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        cpu, star, n = part.partition("*")
+        try:
+            cpu_id, count = int(cpu), int(n) if star else 1
+        except ValueError:
+            raise ConfigError(None, "--replay", f"bad schedule element {part!r}; "
+                              "expected CPU ids like 0,1*1030,0") from None
+        if count < 1 or cpu_id < 0 or (cpus is not None and cpu_id >= cpus):
+            what = (f"count {count} is below 1" if count < 1 else
+                    f"CPU {cpu_id} does not exist (the scenario has cpu0..cpu{cpus - 1})"
+                    if cpus is not None else f"CPU {cpu_id} is negative")
+            raise ConfigError(None, "--replay", f"bad schedule element {part!r}: {what}")
+        parts.append((cpu_id, count))
+    total = sum(n for _, n in parts)
+    if total > max_steps:
+        raise ConfigError(None, "--replay", f"the schedule has {total:,} steps, more than "
+                                            f"the step bound of {max_steps:,}")
+    sched: list[int] = []
+    for cpu_id, count in parts:
+        sched.extend([cpu_id] * count)
+    return sched
+
+
+def summarise_trace(trace: list[str], limit: int = 60) -> list[str]:
+    """Collapse each run of one CPU's per-frame steps into one line, e.g.
+    ``cpu1: 1024 frame steps (get_page, get_page_type) on pages 0x0 .. 0x1ff``."""
+    out: list[str] = []
+    i = 0
+    while i < len(trace):
+        cpu = trace[i].split(" ", 1)[0]
+        j = i
+        kinds, pages = [], []
+        while j < len(trace) and trace[j].startswith(cpu + " ") and " page " in trace[j]:
+            kinds.append(trace[j].split(" ")[1])
+            pages.append(trace[j].split(" page ")[1].split()[0])
+            j += 1
+        if j - i > 3:
+            names = ", ".join(dict.fromkeys(kinds))
+            out.append(f"{cpu}: {j - i} frame steps ({names}) on pages {pages[0]} .. {pages[-1]}")
+        else:
+            j = max(j, i + 1)
+            out.extend(trace[i:j])
+        i = j
+    if len(out) > limit:
+        out = out[:limit // 2] + [f"... {len(out) - limit} more ..."] + out[-limit // 2:]
+    return out
+
+
+def _audit_line(rep) -> str:
+    d = rep.differences
+    head = "; ".join(str(x) for x in d[:3])
+    more = f" (and {rep.total_differences - 3} more)" if rep.total_differences > 3 else ""
+    return f"{rep.total_differences} audit difference(s): {head}{more}"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("explore", help="explore interleavings of a concurrent scenario",
+                       description="Run a scenario's CPUs interleaved one atomic step at a time "
+                                   "and look for races; exit 0: no violation, 1: a violation, "
+                                   "2: bad input, 130: interrupted (the schedules finished so "
+                                   "far are summarised).")
+    p.add_argument("scenario", help="a scenario YAML (see scenarios/)")
+    p.add_argument("--design", help="superpage design (default: the scenario's design:)")
+    p.add_argument("--scheduler", choices=("dfs", "random", "pct", "round-robin"), default="dfs",
+                   help="dfs (default): every schedule within the preemption bound, depth "
+                        "first; random, pct: --max-schedules sampled schedules from --seed; "
+                        "round-robin: one schedule")
+    p.add_argument("--preemption-bound", type=int, default=2, metavar="N",
+                   help="dfs: at most N preemptions per schedule (a switch away from a CPU "
+                        "that could go on; default 2, at least 0)")
+    p.add_argument("--max-schedules", type=int, default=10_000, metavar="M",
+                   help="stop after M schedules (default 10000, at least 1); random and pct "
+                        "run M")
+    p.add_argument("--seed", type=int, default=0, help="random and pct: the seed (default 0)")
+    p.add_argument("--all", action="store_true",
+                   help="keep going after the first violation (default: stop there)")
+    p.add_argument("--replay", metavar="SCHEDULE",
+                   help=f"rerun one schedule exactly: CPU ids, *n repeats (0,1*1030,0; "
+                        f"at most {MAX_STEPS:,} steps, the step bound)")
+    p.add_argument("--full-trace", action="store_true",
+                   help="print every step of the trace (default: runs of one CPU's frame "
+                        "steps summarised)")
+    p.set_defaults(func=cmd_explore)
+
+
+def _bad_options(args) -> list[str]:
+    bad = []
+    if args.preemption_bound < 0:
+        bad.append(f"--preemption-bound: must be 0 or more, got {args.preemption_bound}")
+    if args.max_schedules < 1:
+        bad.append(f"--max-schedules: must be at least 1, got {args.max_schedules}")
+    return bad
+
+
+def _search_note(res: ExploreResult, args, interrupted: bool) -> str:
+    if interrupted:
+        return "search interrupted (Ctrl-C): the schedules finished so far"
+    if res.first is not None and not args.all:
+        return "search stopped at the first violation (--all goes on)"
+    if args.scheduler == "round-robin":
+        return "one round-robin schedule (not a search)"
+    if args.scheduler != "dfs":
+        return f"{res.schedules} sampled schedules (not a complete search)"
+    if not res.complete:
+        return "search incomplete (--max-schedules reached)"
+    return f"search complete within preemption bound {args.preemption_bound}"
+
+
+def cmd_explore(args) -> int:
+    import sys
+    bad = _bad_options(args)
+    if bad:
+        for line in bad:
+            print(f"xensim: error: {line}", file=sys.stderr)
+        return 2
+    sc = load_scenario(args.scenario)
+    design = args.design or sc.design
+    from ..designs import REGISTRY as DESIGNS
+    if design not in DESIGNS:
+        raise ConfigError(None, "--design", f"unknown design {design!r}; choose from {', '.join(sorted(DESIGNS))}")
+    w = sys.stdout.write
+    if args.replay is not None:
+        ex, v = replay(sc, parse_schedule(args.replay, cpus=len(sc.cpus)), design)
+        w(f"replayed {len(ex.schedule)} steps of {sc.name} on {design}\n")
+        w(f"results per CPU: {getattr(ex.world, 'results', {})}\n")
+        trace = ex.trace if args.full_trace else summarise_trace(ex.trace)
+        w("".join(f"  {t}\n" for t in trace))
+        w("".join(f"lost cmpxchg: {t}\n" for t in lost_cas(ex.trace)))
+        w(f"violation: {v.message}\n" if v else "no violation\n")
+        return 1 if v else 0
+    interrupted = False
+    from ..output._progress import Progress
+    bar = Progress()                          # on a terminal, for searches over ~2 s
+    total = 1 if args.scheduler == "round-robin" else args.max_schedules
+    bar.start(f"{sc.name} on {design}", total,
+              unit="schedules" if args.scheduler in ("random", "pct") else "schedules (at most)")
+    try:
+        res = explore(sc, design, args.scheduler, args.preemption_bound, args.max_schedules,
+                      args.seed, not args.all, bar)
+    except Interrupted as e:
+        res, interrupted = e.result, True
+    w(f"scenario {sc.name} ({sc.description}) on {design}"
+      f"{' [BUGGY design]' if DESIGNS[design].buggy else ''}, scheduler {args.scheduler}"
+      + (f", preemption bound {args.preemption_bound}" if args.scheduler == "dfs" else "") + "\n")
+    w(f"schedules explored: {res.schedules}" + (f" (+{res.pruned} cut short as equivalent)" if res.pruned else "")
+      + f", steps: {res.steps:,}, {res.seconds:.2f} s ({res.steps / max(res.seconds, 1e-9):,.0f} steps/s)"
+      + f", {_search_note(res, args, interrupted)}\n")
+    w(f"violations: {res.violations}\n")
+    if res.first:
+        v = res.first
+        w(f"first violation: {v.message}\n")
+        for t in lost_cas(v.trace):
+            w(f"lost cmpxchg: {t}\n")
+        w(f"schedule ({len(v.schedule)} step{'s' * (len(v.schedule) != 1)}): {format_schedule(v.schedule)}\n")
+        w("trace:\n")
+        trace = v.trace if args.full_trace else summarise_trace(v.trace)
+        w("".join(f"  {t}\n" for t in trace))
+        w(f"replay: xensim explore {args.scenario} --design {design} --replay {format_schedule(v.schedule)}\n")
+    if interrupted:
+        sys.stdout.flush()
+        print(f"xensim: interrupted after {res.schedules:,} schedules", file=sys.stderr)
+        return 130
+    return 1 if res.first else 0

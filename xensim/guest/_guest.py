@@ -1,0 +1,258 @@
+"""A PV guest kernel: what Linux's Xen PV code does, through hypercalls only.
+
+The kernel owns its P2M view and the contents of its own frames (guest state);
+everything the hypervisor keeps (the frame table, the superpage table, pins,
+types) it changes only through ``machine.hypercall``. It:
+
+* populates its memory (populate_physmap, 2 MiB or 4 KiB extents),
+* builds its initial L4/L3 tree in fresh frames, pins the L4 (which validates
+  the tree) and loads it with MMUEXT_NEW_BASEPTR,
+* maps a virtual range with 2 MiB (L2 PSE) or 4 KiB (L1) entries, read-only or
+  writable, remaps, unmaps, through mmu_update (batched),
+* marks and unmarks superpages (MMUEXT_MARK_SUPER / UNMARK_SUPER),
+* balloons memory out and in (decrease_reservation / populate_physmap).
+
+Page tables come from a pool of 4 KiB frames populated at the top of its GPFN
+space. Virtual addresses of data default to Linux's direct map, L4 slot 272.
+"""
+
+from __future__ import annotations
+
+
+from ..xen._hypercall import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
+                         errno_name)
+from ..xen._memory_op import (XENMEM_decrease_reservation, XENMEM_populate_physmap,
+                         XenMemoryReservation)
+from ..xen._mmu import (MMU_NORMAL_PT_UPDATE, MMUEXT_MARK_SUPER, MMUEXT_NEW_BASEPTR,
+                   MMUEXT_PIN_L4_TABLE, MMUEXT_UNMARK_SUPER, MMUEXT_UNPIN_TABLE, MmuextOp,
+                   MmuUpdate)
+from ..mem._p2m import INVALID
+from ..xen._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
+                         _PAGE_USER, make_pte, pte_mfn)
+from ..mem._units import PAGE_SHIFT, SUPERPAGE_PAGES, SUPERPAGE_SHIFT
+
+DIRECTMAP_BASE = 0xFFFF_8800_0000_0000        # Linux x86_64: L4 slot 272
+_SHIFT = {4: 39, 3: 30, 2: 21, 1: 12}
+
+
+class GuestError(RuntimeError):
+    """The guest kernel's own misuse (a bug in the caller, not a hypercall result)."""
+
+
+def _va_index(va: int, level: int) -> int:
+    return (va >> _SHIFT[level]) & 511
+
+
+class GuestKernel:
+    """The PV kernel of domain ``domid`` on machine ``m``."""
+
+    def __init__(self, m, domid: int, pt_pool_pages: int = 64):
+        self.m = m
+        self.domid = domid
+        self.d = m.domain(domid)
+        #: GPFNs [pt_base, max_pages) are the page-table pool
+        self.pt_base = self.d.max_pages - pt_pool_pages
+        self._pt_next = self.pt_base
+        self._pt_free: list[int] = []              # MFNs of table frames given back
+        #: (level, va >> shift of the level above) -> table MFN, for levels 1..3; root: level 4
+        self.tables: dict[tuple[int, int], int] = {}
+        self.root: int | None = None
+        self.last_rc = 0
+
+    # -- hypercalls ------------------------------------------------------------------------
+    def _hc(self, number: int, *args) -> int:
+        self.last_rc = rc = self.m.hypercall(self.domid, number, *args)
+        return rc
+
+    def mmu_update(self, updates: list[tuple[int, int]]) -> int:
+        """One mmu_update batch of (ptr, val); 0 or -errno (``self.done`` requests done)."""
+        done = [0]
+        rc = self._hc(HYPERVISOR_mmu_update, [MmuUpdate(p, v) for p, v in updates], done)
+        self.done = done[0]
+        return rc
+
+    def mmuext(self, ops: list[MmuextOp]) -> int:
+        done = [0]
+        rc = self._hc(HYPERVISOR_mmuext_op, ops, done)
+        self.done = done[0]
+        return rc
+
+    # -- memory ------------------------------------------------------------------------------
+    def populate(self, first_gfn: int, pages: int, superpages: bool = True) -> int:
+        """populate_physmap GPFNs [first_gfn, first_gfn+pages): extents done, or -errno."""
+        order = 9 if superpages else 0
+        n = 1 << order
+        if superpages and (first_gfn % n or pages % n):
+            raise GuestError("superpage-backed memory comes in aligned 2 MiB extents")
+        r = XenMemoryReservation(list(range(first_gfn, first_gfn + pages, n)), pages // n, order)
+        return self._hc(HYPERVISOR_memory_op, XENMEM_populate_physmap, r)
+
+    def mfn(self, gfn: int) -> int:
+        mfn = self.d.p2m.get(gfn)
+        if mfn == INVALID:
+            raise GuestError(f"gfn {gfn:#x} is not populated")
+        return mfn
+
+    def balloon_out(self, gfns: list[int]) -> int:
+        """Give frames back (decrease_reservation of their MFNs): frames done, or -errno."""
+        mfns = [self.mfn(g) for g in gfns]
+        r = XenMemoryReservation(mfns, len(mfns), 0)
+        return self._hc(HYPERVISOR_memory_op, XENMEM_decrease_reservation, r)
+
+    def balloon_in(self, gfns: list[int]) -> int:
+        """Take frames back at these GPFNs (populate_physmap, 4 KiB)."""
+        r = XenMemoryReservation(list(gfns), len(gfns), 0)
+        return self._hc(HYPERVISOR_memory_op, XENMEM_populate_physmap, r)
+
+    def _write_own(self, mfn: int, index: int, value: int) -> None:
+        """A store through the kernel's own writable mapping: never into a live table."""
+        page = self.m.mfn_to_page(mfn)
+        if self.m.frame_table.owner(page) != self.domid or self.m.pt.live_level(page):
+            raise GuestError(f"mfn {mfn:#x} is not a writable frame of this guest")
+        self.m.mem.write(mfn, index, value)
+
+    def _alloc_table(self) -> int:
+        """A fresh, zeroed frame from the page-table pool (populated on demand)."""
+        if self._pt_free:
+            return self._pt_free.pop()
+        if self._pt_next >= self.d.max_pages:
+            raise GuestError("page-table pool exhausted")
+        gfn = self._pt_next
+        if self.populate(gfn, 1, superpages=False) != 1:
+            raise GuestError(f"no memory for a page table ({errno_name(self.last_rc)})")
+        self._pt_next += 1
+        return self.mfn(gfn)
+
+    # -- the page-table tree ----------------------------------------------------------------
+    def build(self, vas: list[int] | None = None) -> int:
+        """Build the L4 and the L3 tables for ``vas`` (default: the direct map), pin the
+        L4 (validating the tree) and load it as the base pointer. 0 or -errno."""
+        if self.root is not None:
+            raise GuestError("already built")
+        root = self._alloc_table()
+        for va in vas or [DIRECTMAP_BASE]:
+            key = (3, va >> _SHIFT[4])
+            if key not in self.tables:
+                l3 = self._alloc_table()
+                self.tables[key] = l3
+                self._write_own(root, _va_index(va, 4), make_pte(l3, _PAGE_PRESENT | _PAGE_RW | _PAGE_USER))
+        rc = self.mmuext([MmuextOp(MMUEXT_PIN_L4_TABLE, root), MmuextOp(MMUEXT_NEW_BASEPTR, root)])
+        if rc == 0:
+            self.root = root
+        return rc
+
+    def _entry_ptr(self, table: int, index: int) -> int:
+        return (table << PAGE_SHIFT) | (index * 8) | MMU_NORMAL_PT_UPDATE
+
+    def _ensure_table(self, va: int, level: int) -> tuple[int, int]:
+        """The level-``level`` table covering ``va`` (creating and linking it): (mfn, 0) or (0, -errno)."""
+        if level == 4:
+            return self.root, 0
+        key = (level, va >> _SHIFT[level + 1])
+        if key in self.tables:
+            return self.tables[key], 0
+        parent, rc = self._ensure_table(va, level + 1)
+        if rc:
+            return 0, rc
+        frame = self._alloc_table()
+        rc = self.mmu_update([(self._entry_ptr(parent, _va_index(va, level + 1)),
+                               make_pte(frame, _PAGE_PRESENT | _PAGE_RW | _PAGE_USER))])
+        if rc:
+            self._pt_free.append(frame)
+            return 0, rc
+        self.tables[key] = frame
+        return frame, 0
+
+    @staticmethod
+    def _flags(writable: bool) -> int:
+        return _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED | (_PAGE_RW | _PAGE_DIRTY if writable else 0)
+
+    def map_superpages(self, va: int, mfns: list[int], writable: bool = True) -> int:
+        """Map 2 MiB superpages at va, va+2M, ... with L2 PSE entries, one mmu_update batch
+        per L2 table. 0 or -errno (``self.done`` entries done in the failing batch)."""
+        if va & ((1 << SUPERPAGE_SHIFT) - 1):
+            raise GuestError("a superpage mapping needs a 2 MiB aligned address")
+        batches: dict[int, list] = {}
+        for k, mfn in enumerate(mfns):
+            v = va + (k << SUPERPAGE_SHIFT)
+            l2, rc = self._ensure_table(v, 2)
+            if rc:
+                return rc
+            batches.setdefault(l2, []).append(
+                (self._entry_ptr(l2, _va_index(v, 2)), make_pte(mfn, self._flags(writable) | _PAGE_PSE)))
+        for l2, ups in batches.items():
+            rc = self.mmu_update(ups)
+            if rc:
+                return rc
+        return 0
+
+    def map_pages(self, va: int, mfns: list[int], writable: bool = True) -> int:
+        """Map 4 KiB pages at va, va+4K, ... with L1 entries (one batch per L1 table)."""
+        batches: dict[int, list] = {}
+        for k, mfn in enumerate(mfns):
+            v = va + (k << PAGE_SHIFT)
+            l1, rc = self._ensure_table(v, 1)
+            if rc:
+                return rc
+            batches.setdefault(l1, []).append(
+                (self._entry_ptr(l1, _va_index(v, 1)), make_pte(mfn, self._flags(writable))))
+        for ups in batches.values():
+            rc = self.mmu_update(ups)
+            if rc:
+                return rc
+        return 0
+
+    def _leaf(self, va: int) -> tuple[int, int, int]:
+        """(table mfn, index, level) of the entry mapping ``va`` (L2 if PSE, else L1)."""
+        l2 = self.tables.get((2, va >> _SHIFT[3]))
+        if l2 is None:
+            raise GuestError(f"nothing mapped at {va:#x}")
+        e = self.m.mem.read(l2, _va_index(va, 2))
+        if e & _PAGE_PSE or not e & _PAGE_PRESENT:
+            return l2, _va_index(va, 2), 2
+        return self.tables[(1, va >> _SHIFT[2])], _va_index(va, 1), 1
+
+    def unmap(self, va: int, count: int = 1, superpages: bool = True) -> int:
+        """Clear ``count`` consecutive 2 MiB (or 4 KiB) entries from ``va``."""
+        step = 1 << (SUPERPAGE_SHIFT if superpages else PAGE_SHIFT)
+        ups = []
+        for k in range(count):
+            table, index, _ = self._leaf(va + k * step)
+            ups.append((self._entry_ptr(table, index), 0))
+        return self.mmu_update(ups)
+
+    def remap(self, va: int, writable: bool, count: int = 1, superpages: bool = True) -> int:
+        """Flip entries between read-only and writable (a revalidating update)."""
+        step = 1 << (SUPERPAGE_SHIFT if superpages else PAGE_SHIFT)
+        ups = []
+        for k in range(count):
+            table, index, level = self._leaf(va + k * step)
+            e = self.m.mem.read(table, index)
+            if not e & _PAGE_PRESENT:
+                raise GuestError(f"nothing mapped at {va + k * step:#x}")
+            flags = self._flags(writable) | (e & _PAGE_PSE)
+            ups.append((self._entry_ptr(table, index), make_pte(pte_mfn(e), flags)))
+        return self.mmu_update(ups)
+
+    def mark_superpage(self, mfn: int) -> int:
+        return self.mmuext([MmuextOp(MMUEXT_MARK_SUPER, mfn)])
+
+    def unmark_superpage(self, mfn: int) -> int:
+        return self.mmuext([MmuextOp(MMUEXT_UNMARK_SUPER, mfn)])
+
+    def teardown(self) -> int:
+        """Unpin and drop the whole tree (as a kernel does before it exits)."""
+        if self.root is None:
+            return 0
+        rc = self.mmuext([MmuextOp(MMUEXT_UNPIN_TABLE, self.root)])
+        return rc
+
+    def superpage_mfns(self, first_gfn: int, count: int) -> list[int]:
+        """MFNs of the superpages backing GPFNs first_gfn, +512, ... (must be 2 MiB extents)."""
+        out = []
+        for k in range(count):
+            mfn = self.mfn(first_gfn + k * SUPERPAGE_PAGES)
+            if mfn % SUPERPAGE_PAGES:
+                raise GuestError(f"gfn {first_gfn + k * SUPERPAGE_PAGES:#x} is not superpage-backed")
+            out.append(mfn)
+        return out

@@ -1,0 +1,24 @@
+"""Running configs: one run of a config on a design, comparison across designs,
+the cost model, the memory overhead report and run reports.
+"""
+
+from ._costmodel import (
+    FRAME_OPS, COUNT_UPDATES, Estimate, CostModel,
+)
+from ._overhead import (
+    SPAGE_INFO_BYTES, PAGEINFO_COUNT_BYTES, DesignCost, OverheadReport, overhead,
+)
+from ._report import (
+    MachineReport, fmt_ns, comparison_tables, RunResult,
+)
+from ._simulate import (
+    MAX_FAILURES_LISTED, AuditVerdict, DesignRun, Comparison, run_design, Interrupted,
+    run_comparison,
+)
+
+__all__ = [
+    "AuditVerdict", "COUNT_UPDATES", "Comparison", "CostModel", "DesignCost", "DesignRun",
+    "Estimate", "FRAME_OPS", "Interrupted", "MAX_FAILURES_LISTED", "MachineReport",
+    "OverheadReport", "PAGEINFO_COUNT_BYTES", "RunResult", "SPAGE_INFO_BYTES",
+    "comparison_tables", "fmt_ns", "overhead", "run_comparison", "run_design",
+]

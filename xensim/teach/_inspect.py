@@ -1,0 +1,519 @@
+"""``xensim inspect``: look at one frame, one superpage or one domain after a run.
+
+The run is the one ``xensim run`` makes of the config's workload on one design
+(the first of its ``compare`` list, or ``--design``), stopped before the teardown
+so that the guests are still there; ``--steps N`` stops after the first N
+operations. Then:
+
+``--mfn X``
+    the frame's ``count_info`` and ``type_info`` field by field (PGC_allocated,
+    PGC_state, the count; the PGT type, pinned, validated, the type count), its
+    owner and GPFN, its superpage's entry as the design keeps it (a state and a
+    count, two counts, a plain count, a page_info field, or nothing), every live
+    page-table entry that maps it (table, index, level, flags), and who holds its
+    references according to the auditor's recount, checked against the words;
+``--superpage X`` (an MFN, or ``DOMAIN:INDEX`` for a domain's superpage INDEX)
+    the superpage's entry, the state of its 512 frames (grouped), the PSE and
+    4 KiB entries over it and the marks;
+``--domain D`` (a name or a domid)
+    the domain's page-table tree from its base pointer (tables per level, present
+    entries, PSE and 4 KiB entries), pins, marks and page counts.
+
+Formats: ``text`` (default), ``md`` and ``json`` (one object; see the ``to_dict``
+keys below).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .._errors import ConfigError
+from ..xen._machine import Machine
+from ..mem._p2m import INVALID
+from ..mem._page_info import (DOMID_INVALID, PGT_l4_page_table, PGT_TYPE_NAMES, PGT_type_shift,
+                         decode_count_info, decode_spage, decode_type_info)
+from ..xen._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, CHILD_TYPES, LEVEL_TYPES, pte_mfn
+from ._trace import (boot, format_pte, load, pick_design, pte_flags, run_ops, spage_word_name,
+                     spage_word_text)
+from ..mem._units import SUPERPAGE_ORDER, SUPERPAGE_PAGES
+
+INSPECT_FORMATS = ("text", "md", "json")
+
+
+# ==========================================================================
+# Decoding
+# ==========================================================================
+
+def count_info_text(ci: int) -> str:
+    """``allocated, state inuse, count 2``: the flags set, the state, the count."""
+    d = decode_count_info(ci)
+    flags = [k for k in ("allocated", "xen_heap", "page_table", "broken") if d[k]]
+    if d["cacheattr"]:
+        flags.append(f"cacheattr {d['cacheattr']}")
+    return ", ".join(flags + [f"state {d['state']}", f"count {d['count']}"])
+
+
+def type_info_text(ti: int) -> str:
+    """``type writable, validated, count 1``: the type, its flags set, the type count."""
+    d = decode_type_info(ti)
+    flags = [k for k in ("pinned", "validated", "pae_xen_l2", "partial", "locked") if d[k]]
+    return ", ".join([f"type {d['type']}"] + flags + [f"count {d['count']}"])
+
+
+def _tname(t: int | None) -> str:
+    return "-" if t is None else PGT_TYPE_NAMES.get(t >> PGT_type_shift, str(t))
+
+
+def _dom(m: Machine, domid: int | None) -> str:
+    if domid is None or domid == DOMID_INVALID:
+        return "none"
+    d = m.domain(domid)
+    return f"dom{domid} ({d.name})" if d is not None else f"dom{domid}"
+
+
+def superpage_entry(m: Machine, mfn: int) -> dict:
+    """The superpage's entry as the design keeps it: ``{"kind", "words": [...], "text"}``."""
+    design = m.superpage.name
+    first = mfn & ~(SUPERPAGE_PAGES - 1)
+    spdx = m.mfn_to_pdx(first) >> SUPERPAGE_ORDER if m.mfn_valid(first) else None
+    out = {"mfn": first, "spdx": spdx, "design": design, "words": []}
+    if design == "per-mapping":
+        out["text"] = "no per-superpage word (per-mapping: every PSE mapping holds its own 512 references)"
+        return out
+    if spdx is None or not m.spage_table.has_entry(spdx):
+        out["text"] = "no entry (not a superpage with RAM)"
+        return out
+    if design == "pageinfo-count":
+        words = [(0, m.superpage.field(first))]
+    else:
+        n = m.spage_table.words_per_entry if design == "superpage-info" else 1
+        words = [(w, m.spage_table.read(spdx, w)) for w in range(n)]
+    texts = []
+    for w, v in words:
+        entry = {"word": w, "name": spage_word_name(design, w), "raw": v,
+                 "text": spage_word_text(design, w, v)}
+        if design == "xen-4.1":
+            entry.update(decode_spage(v))
+        out["words"].append(entry)
+        texts.append(f"{entry['name']} {entry['text']}")
+    out["text"] = ", ".join(texts)
+    return out
+
+
+# ==========================================================================
+# Who maps a frame, who holds its references
+# ==========================================================================
+
+def entries_mapping(m: Machine, first: int, n: int = 1) -> list[dict]:
+    """Every present entry of a live page table whose target overlaps frames
+    [first, first+n): 4 KiB (L1), superpage (L2 PSE), or a lower table (L2-L4)."""
+    out = []
+    for page, (level, domid) in sorted(m.pt.live.items()):
+        table = int(m.pdx_to_mfn(page))
+        entries = m.mem.table(table)
+        present = np.flatnonzero(entries & np.uint64(_PAGE_PRESENT))
+        if not present.size:
+            continue
+        e = entries[present]
+        target = ((e >> np.uint64(12)) & np.uint64((1 << 40) - 1)).astype(np.int64)
+        pse = (e & np.uint64(_PAGE_PSE)) != 0 if level == 2 else np.zeros(e.size, bool)
+        span = np.where(pse, SUPERPAGE_PAGES, 1)
+        hit = (target < first + n) & (target + span > first)
+        for i in np.flatnonzero(hit):
+            val = int(e[i])
+            kind = "superpage" if pse[i] else ("4k" if level == 1 else "table")
+            row = {"table_mfn": table, "index": int(present[i]), "level": level, "domid": domid,
+                   "entry": val, "mfn": pte_mfn(val), "flags": pte_flags(val), "kind": kind,
+                   "rw": bool(val & _PAGE_RW)}
+            if kind == "table":
+                linear = m.pt.is_linear(level, val, table)
+                row["child_type"] = _tname(LEVEL_TYPES[level] if linear else CHILD_TYPES[level])
+                if linear:
+                    row["linear"] = True
+            out.append(row)
+    return out
+
+
+def _entry_text(r: dict) -> str:
+    what = {"superpage": "2 MiB superpage", "4k": "4 KiB page",
+            "table": f"an {r.get('child_type', '?')} table"}[r["kind"]]
+    return (f"L{r['level']} table mfn {r['table_mfn']:#x} [{r['index']:#x}] (dom{r['domid']}): "
+            f"{format_pte(r['entry'])} ({what})")
+
+
+def held_by(m: Machine, mfn: int, mapped: list[dict]) -> dict:
+    """The references ``mfn`` must hold, by holder, recounted as the auditor does."""
+    from ..xen._audit import Expected
+    rows = []
+    owner = m.frame_table.owner(m.mfn_to_page(mfn)) if m.mfn_valid(mfn) else DOMID_INVALID
+    d = m.domain(owner) if owner != DOMID_INVALID else None
+    if d is not None and mfn in d.allocated:
+        rows.append({"what": "PGC_allocated (the owner's own reference)", "general": 1, "type": None})
+    for r in mapped:
+        if r["kind"] == "4k":
+            rows.append({"what": f"L1 entry of table mfn {r['table_mfn']:#x} [{r['index']:#x}] "
+                                 f"{'RW' if r['rw'] else 'RO'}", "general": 1,
+                         "type": "writable" if r["rw"] else None})
+        elif r["kind"] == "table":
+            rows.append({"what": f"L{r['level']} entry of table mfn {r['table_mfn']:#x} "
+                                 f"[{r['index']:#x}]", "general": 1, "type": r["child_type"]})
+    for dom in m.domains.values():
+        for page, t in dom.pinned.items():
+            if int(m.pdx_to_mfn(page)) == mfn:
+                rows.append({"what": f"pin by dom{dom.domid}", "general": 1, "type": _tname(t)})
+        if dom.baseptr == mfn:
+            rows.append({"what": f"base pointer of dom{dom.domid}", "general": 1,
+                         "type": _tname(PGT_l4_page_table)})
+    # what the superpage design holds: its runs of 512 references (from the auditor's view)
+    exp = Expected()
+    m.pt.expect(m, exp)
+    for r_mfn, r_n, domid, r_type in exp.runs:
+        if r_mfn <= mfn < r_mfn + r_n:
+            rows.append({"what": f"superpage mfn {r_mfn:#x}: the {m.superpage.name} design's "
+                                 f"{r_n} frame references", "general": 1,
+                         "type": _tname(r_type) if r_type is not None else None})
+    count = sum(r["general"] for r in rows)
+    types = [r["type"] for r in rows if r["type"]]
+    exp_type = types[0] if types and len(set(types)) == 1 else ("conflict" if types else None)
+    ci = m.frame_table.count_info(m.mfn_to_page(mfn)) if m.mfn_valid(mfn) else 0
+    ti = m.frame_table.type_info(m.mfn_to_page(mfn)) if m.mfn_valid(mfn) else 0
+    a_ci, a_ti = decode_count_info(ci), decode_type_info(ti)
+    matches = a_ci["count"] == count and a_ti["count"] == len(types) and (
+        not types or a_ti["type"] == exp_type)
+    return {"holders": rows, "count": count, "type": exp_type, "type_count": len(types),
+            "matches": bool(matches)}
+
+
+# ==========================================================================
+# The three views
+# ==========================================================================
+
+def inspect_mfn(m: Machine, mfn: int) -> dict:
+    out = {"view": "mfn", "mfn": mfn, "valid": m.mfn_valid(mfn)}
+    if not out["valid"]:
+        out["note"] = "not a valid MFN (no page_info: beyond memory or in a hole)"
+        return out
+    page = m.mfn_to_page(mfn)
+    ft = m.frame_table
+    ci, ti, owner = ft.count_info(page), ft.type_info(page), ft.owner(page)
+    gpfn = m.m2p.get(mfn) if mfn < m.max_page else INVALID
+    out.update({
+        "pdx": page, "ram": ft.is_ram_pdx(page),
+        "owner": None if owner == DOMID_INVALID else owner,
+        "owner_name": _dom(m, owner),
+        "gpfn": None if gpfn == INVALID else int(gpfn),
+        "count_info": dict(decode_count_info(ci), raw=ci, text=count_info_text(ci)),
+        "type_info": dict(decode_type_info(ti), raw=ti, text=type_info_text(ti)),
+    })
+    sp = superpage_entry(m, mfn)
+    sp["frame"] = mfn - sp["mfn"]
+    sp["marked_by"] = [d.domid for d in m.domains.values() if sp["mfn"] in d.marked]
+    out["superpage"] = sp
+    mapped = entries_mapping(m, mfn)
+    out["mapped_by"] = mapped
+    out["held_by"] = held_by(m, mfn, mapped)
+    return out
+
+
+def inspect_superpage(m: Machine, mfn: int) -> dict:
+    first = mfn & ~(SUPERPAGE_PAGES - 1)
+    out = {"view": "superpage", "mfn": first, "last_mfn": first + SUPERPAGE_PAGES - 1}
+    if not (m.mfn_valid(first) and m.mfn_valid(first + SUPERPAGE_PAGES - 1)):
+        out["note"] = "not a superpage of valid MFNs"
+        return out
+    page = m.mfn_to_page(first)
+    ci, ti, owner = m.frame_table.read_slices(page, SUPERPAGE_PAGES)
+    owners = sorted({int(o) for o in owner})
+    out["owners"] = [None if o == DOMID_INVALID else o for o in owners]
+    out["owner_names"] = [_dom(m, o) for o in owners]
+    gp = [m.m2p.get(first), m.m2p.get(first + SUPERPAGE_PAGES - 1)]
+    out["gpfns"] = None if INVALID in gp else [int(g) for g in gp]
+    out["entry"] = superpage_entry(m, first)
+    out["marked_by"] = [d.domid for d in m.domains.values() if first in d.marked]
+    # the 512 frames' words, grouped
+    rows = np.stack([ci, ti], axis=1)
+    uniq, inverse, counts = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    groups = []
+    for k in sorted(range(len(uniq)), key=lambda k: int(np.flatnonzero(inverse == k)[0])):
+        frames = [int(j) for j in np.flatnonzero(inverse == k)]
+        c, t = int(uniq[k][0]), int(uniq[k][1])
+        groups.append({"frames": int(counts[k]), "first_frames": frames[:8],
+                       "count_info": count_info_text(c), "type_info": type_info_text(t),
+                       "count_info_raw": c, "type_info_raw": t})
+    out["frames"] = groups
+    mapped = entries_mapping(m, first, SUPERPAGE_PAGES)
+    out["pse_entries"] = [r for r in mapped if r["kind"] == "superpage"]
+    out["small_entries"] = [r for r in mapped if r["kind"] != "superpage"]
+    return out
+
+
+def inspect_domain(m: Machine, domid: int, max_tree_lines: int = 64) -> dict:
+    d = m.domain(domid)
+    out = {"view": "domain", "domid": domid, "name": d.name, "max_pages": d.max_pages,
+           "tot_pages": d.tot_pages, "allocated_pages": len(d.allocated),
+           "baseptr": d.baseptr,
+           "pins": [{"mfn": int(m.pdx_to_mfn(p)), "type": _tname(t)} for p, t in sorted(d.pinned.items())],
+           "marks": sorted(d.marked), "dying": d.is_dying}
+    levels = {lv: {"tables": 0, "present": 0, "pse": 0, "pse_rw": 0, "small": 0, "small_rw": 0,
+                   "to_tables": 0} for lv in (4, 3, 2, 1)}
+    for page, (lv, owner) in m.pt.live.items():
+        if owner != domid:
+            continue
+        e = m.mem.table(int(m.pdx_to_mfn(page)))
+        p = e[(e & np.uint64(_PAGE_PRESENT)) != 0]
+        s = levels[lv]
+        s["tables"] += 1
+        s["present"] += int(p.size)
+        rw = (p & np.uint64(_PAGE_RW)) != 0
+        if lv == 2:
+            pse = (p & np.uint64(_PAGE_PSE)) != 0
+            s["pse"] += int(pse.sum())
+            s["pse_rw"] += int((pse & rw).sum())
+            s["to_tables"] += int((~pse).sum())
+        elif lv == 1:
+            s["small"] += int(p.size)
+            s["small_rw"] += int(rw.sum())
+        else:
+            s["to_tables"] += int(p.size)
+    out["levels"] = {f"L{lv}": s for lv, s in levels.items()}
+    tree: list[dict] = []
+
+    def walk(mfn: int, level: int, index: int | None, depth: int) -> None:
+        e = m.mem.table(mfn)
+        idx = np.flatnonzero(e & np.uint64(_PAGE_PRESENT))
+        node = {"depth": depth, "level": level, "mfn": mfn, "index": index,
+                "present": int(idx.size)}
+        if level == 2:
+            pse = (e[idx] & np.uint64(_PAGE_PSE)) != 0
+            node["pse"] = int(pse.sum())
+            node["pse_rw"] = int((pse & ((e[idx] & np.uint64(_PAGE_RW)) != 0)).sum())
+        if level == 1:
+            node["rw"] = int(((e[idx] & np.uint64(_PAGE_RW)) != 0).sum())
+        tree.append(node)
+        if level == 1:
+            return
+        for i in idx:
+            v = int(e[int(i)])
+            if level == 2 and v & _PAGE_PSE or m.pt.is_linear(level, v, mfn):
+                continue                  # a superpage, or a linear entry (no subtree)
+            walk(pte_mfn(v), level - 1, int(i), depth + 1)
+
+    if d.baseptr is not None:
+        walk(d.baseptr, 4, None, 0)
+    out["tree"] = tree[:max_tree_lines]
+    out["tree_truncated"] = max(0, len(tree) - max_tree_lines)
+    return out
+
+
+# ==========================================================================
+# Rendering
+# ==========================================================================
+
+def _mfn_lines(r: dict) -> list[tuple[str, list[str]]]:
+    """(section title, lines) of an mfn report."""
+    if not r["valid"]:
+        return [(f"mfn {r['mfn']:#x}", [r["note"]])]
+    head = [f"pdx {r['pdx']:#x}, {'RAM' if r['ram'] else 'not RAM (in a PDX group with RAM)'}",
+            f"owner: {r['owner_name']}" + (f", gpfn {r['gpfn']:#x}" if r["gpfn"] is not None else ""),
+            f"count_info: {r['count_info']['text']}",
+            f"type_info: {r['type_info']['text']}",
+            f"raw: count_info {r['count_info']['raw']:#018x}, type_info {r['type_info']['raw']:#018x}"]
+    sp = r["superpage"]
+    marked = f", marked by {', '.join(f'dom{x}' for x in sp['marked_by'])}" if sp["marked_by"] else ""
+    head.append(f"superpage: mfn {sp['mfn']:#x}..{sp['mfn'] + SUPERPAGE_PAGES - 1:#x}, frame "
+                f"{sp['frame']} of 512; {sp['design']} {sp['text']}{marked}")
+    mapped = [_entry_text(x) for x in r["mapped_by"]] or ["no live page-table entry maps it"]
+    h = r["held_by"]
+    held = [f"{x['what']}: 1 general" + (f" + 1 {x['type']}" if x["type"] else "")
+            for x in h["holders"]]
+    held.append(f"expected: count {h['count']}, type {h['type'] or 'none'}/{h['type_count']} "
+                f"({'matches the frame table' if h['matches'] else 'DIFFERS from the frame table'})")
+    return [(f"mfn {r['mfn']:#x}", head), ("mapped by", mapped),
+            ("references held (recounted as the auditor does)", held)]
+
+
+def _superpage_lines(r: dict) -> list[tuple[str, list[str]]]:
+    title = f"superpage mfn {r['mfn']:#x}..{r['last_mfn']:#x}"
+    if "note" in r:
+        return [(title, [r["note"]])]
+    e = r["entry"]
+    head = [f"spdx {e['spdx']:#x}, owner {', '.join(r['owner_names'])}"
+            + (f", gpfn {r['gpfns'][0]:#x}..{r['gpfns'][1]:#x}" if r["gpfns"] else ""),
+            f"{e['design']}: {e['text']}",
+            "marked by " + (", ".join(f"dom{x}" for x in r["marked_by"]) or "nobody")]
+    frames = []
+    for g in r["frames"]:
+        which = "all 512 frames" if g["frames"] == 512 else (
+            f"{g['frames']} frames" + (f" (frames {', '.join(map(str, g['first_frames']))}"
+                                       + (", ..." if g["frames"] > 8 else "") + ")"
+                                       if g["frames"] < 512 else ""))
+        frames.append(f"{which}: count_info {g['count_info']}; type_info {g['type_info']}")
+    pse = [_entry_text(x) for x in r["pse_entries"]] or ["none"]
+    small = [_entry_text(x) for x in r["small_entries"][:16]]
+    if len(r["small_entries"]) > 16:
+        small.append(f"... {len(r['small_entries']) - 16} more")
+    return [(title, head), ("frames", frames), ("PSE entries (2 MiB mappings)", pse),
+            ("4 KiB entries over its frames", small or ["none"])]
+
+
+def _domain_lines(r: dict) -> list[tuple[str, list[str]]]:
+    head = [f"max_pages {r['max_pages']}, tot_pages {r['tot_pages']}, "
+            f"allocated {r['allocated_pages']}" + (", dying" if r["dying"] else ""),
+            "base pointer: " + (f"L4 mfn {r['baseptr']:#x}" if r["baseptr"] is not None else "none"),
+            "pins: " + (", ".join(f"{p['type']} mfn {p['mfn']:#x}" for p in r["pins"]) or "none"),
+            "marks: " + (", ".join(f"mfn {x:#x}" for x in r["marks"]) or "none")]
+    lv = []
+    for name, s in r["levels"].items():
+        parts = [f"{s['tables']} table{'s' if s['tables'] != 1 else ''}",
+                 f"{s['present']} present entr{'y' if s['present'] == 1 else 'ies'}"]
+        if name == "L2":
+            parts.append(f"{s['pse']} PSE ({s['pse_rw']} RW, {s['pse'] - s['pse_rw']} RO)")
+            parts.append(f"{s['to_tables']} to L1 table{'s' * (s['to_tables'] != 1)}")
+        elif name == "L1":
+            parts.append(f"{s['small']} 4 KiB ({s['small_rw']} RW, {s['small'] - s['small_rw']} RO)")
+        lv.append(f"{name}: " + ", ".join(parts))
+    tree = []
+    for t in r["tree"]:
+        at = "" if t["index"] is None else f"[{t['index']:#x}] "
+        what = f"{t['present']} present"
+        if t["level"] == 2:
+            what += f", {t['pse']} PSE ({t['pse_rw']} RW)"
+        if t["level"] == 1:
+            what += f" 4 KiB ({t['rw']} RW)"
+        tree.append("  " * t["depth"] + f"{at}L{t['level']} mfn {t['mfn']:#x}: {what}")
+    if r["tree_truncated"]:
+        tree.append(f"... {r['tree_truncated']} more tables")
+    return [(f"dom{r['domid']} {r['name']}", head), ("page tables per level", lv),
+            ("tree from the base pointer", tree or ["no base pointer"])]
+
+
+_SECTIONS = {"mfn": _mfn_lines, "superpage": _superpage_lines, "domain": _domain_lines}
+
+
+def render(report: dict, fmt: str = "text") -> str:
+    if fmt == "json":
+        return json.dumps(report, indent=2, sort_keys=False, default=int) + "\n"
+    sections = _SECTIONS[report["view"]](report)
+    intro = (f"after {report['ops_run']} of {report['ops_total']} operations of "
+             f"{report['config']} on {report['design']}")
+    if fmt == "md":
+        out = [f"# xensim inspect: {sections[0][0]}", "", f"_{intro}_", ""]
+        for i, (title, lines) in enumerate(sections):
+            if i:
+                out += [f"## {title}", ""]
+            out += [f"- `{ln}`" for ln in lines] + [""]
+        return "\n".join(out)
+    out = [intro]
+    for i, (title, lines) in enumerate(sections):
+        if i == 0:
+            out.append(title)
+            out += [f"  {ln}" for ln in lines]
+        else:
+            out.append(f"{title}:")
+            out += [f"  {ln}" for ln in lines]
+    return "\n".join(out) + "\n"
+
+
+# ==========================================================================
+# One inspection
+# ==========================================================================
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise ConfigError(None, what, f"not a number: {text!r} (use 0x200 or 512)") from None
+
+
+def resolve_superpage(m: Machine, kernels, text: str) -> int:
+    """``0x200`` (an MFN) or ``web:1`` (superpage 1 of domain web) -> the first MFN."""
+    if ":" in text:
+        name, _, idx = text.rpartition(":")
+        k = kernels.get(name)
+        if k is None:
+            raise ConfigError(None, "--superpage", f"no domain named {name!r}; the domains are: "
+                                                   f"{', '.join(kernels)}")
+        i = _int(idx, "--superpage")
+        try:
+            return k.mfn(i * SUPERPAGE_PAGES)
+        except Exception:                                   # noqa: BLE001  a GuestError
+            raise ConfigError(None, "--superpage", f"superpage {i} of {name} is not populated") from None
+    return _int(text, "--superpage") & ~(SUPERPAGE_PAGES - 1)
+
+
+def resolve_domain(m: Machine, kernels, text: str) -> int:
+    if text in kernels:
+        return kernels[text].domid
+    try:
+        domid = int(text.removeprefix("dom"), 0)
+    except ValueError:
+        domid = None
+    if domid is None or m.domain(domid) is None:
+        raise ConfigError(None, "--domain", f"no domain {text!r}; the domains are: "
+                                            + ", ".join(f"{n} (dom{k.domid})" for n, k in kernels.items()))
+    return domid
+
+
+def inspect(cfg, memmap, *, mfn: str | None = None, superpage: str | None = None,
+            domain: str | None = None, design: str | None = None,
+            steps: int | None = None) -> dict:
+    """Run the workload (or its first ``steps`` operations) and inspect one thing."""
+    name = pick_design(cfg, design)
+    m, kernels, wl = boot(cfg, memmap, name)
+    n = run_ops(kernels, wl, cfg.seed, steps)
+    if mfn is not None:
+        report = inspect_mfn(m, _int(mfn, "--mfn"))
+    elif superpage is not None:
+        report = inspect_superpage(m, resolve_superpage(m, kernels, superpage))
+    else:
+        report = inspect_domain(m, resolve_domain(m, kernels, domain))
+    report.update({"config": str(cfg.source or "<config>"), "design": name, "ops_run": n,
+                   "ops_total": wl.total})
+    return report
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """``xensim inspect``: add the subcommand to the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "inspect", help="after a config's workload: decode a frame, a superpage or a domain",
+        description="Run a config's workload on one design (as xensim run does, or its first "
+                    "--steps operations) and decode one frame (--mfn), superpage (--superpage) "
+                    "or domain's page tables (--domain).")
+    p.add_argument("config", help="a YAML config with a workload")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--mfn", metavar="X", help="a machine frame number (0x200 or 512)")
+    what.add_argument("--superpage", metavar="X",
+                      help="a superpage: an MFN in it, or DOMAIN:INDEX (superpage INDEX of DOMAIN)")
+    what.add_argument("--domain", metavar="D", help="a domain: its name or domid")
+    p.add_argument("--design", help="the superpage design (default: the config's first)")
+    p.add_argument("--steps", type=_steps, metavar="N",
+                   help="stop after the first N operations of the workload (default: all)")
+    p.add_argument("--format", choices=INSPECT_FORMATS, default="text", help="output format")
+    p.set_defaults(func=cmd_inspect)
+    return p
+
+
+def _steps(text: str) -> int:
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return v
+
+
+def cmd_inspect(args) -> int:
+    if not Path(args.config).exists():
+        raise ConfigError(args.config, None, "no such file")
+    cfg, memmap = load(args.config)
+    report = inspect(cfg, memmap, mfn=args.mfn, superpage=args.superpage, domain=args.domain,
+                     design=args.design, steps=args.steps)
+    sys.stdout.write(render(report, args.format))
+    return 0

@@ -1,0 +1,71 @@
+"""The hypervisor: refcount primitives (get_page, get_page_type ...), domains, the
+machine, the hypercall layer, memory_op, page-table validation, the MMU ops and the
+auditor.
+"""
+
+from ._audit import (
+    MAX_LISTED, Difference, Expected, AuditReport, audit,
+)
+from ._domain import (
+    DOMID_SELF, Domain,
+)
+from ._hypercall import (
+    HYPERVISOR_mmu_update, HYPERVISOR_memory_op, HYPERVISOR_update_va_mapping,
+    HYPERVISOR_mmuext_op, HYPERCALL_NAMES, errno_name, CallStats, HypercallLayer,
+)
+from ._machine import (
+    Machine,
+)
+from ._memory_op import (
+    XENMEM_increase_reservation, XENMEM_decrease_reservation, XENMEM_populate_physmap,
+    DOMU_MAX_ORDER, CTLDOM_MAX_ORDER, HWDOM_MAX_ORDER, MULTIPAGE_MAX_ORDER, MEMOP_EXTENT_SHIFT,
+    XenMemoryReservation, max_order, do_memory_op, increase_reservation, populate_physmap,
+    guest_remove_page, decrease_reservation,
+)
+from ._mmu import (
+    MMU_NORMAL_PT_UPDATE, MMU_MACHPHYS_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, MMU_CMD_MASK,
+    MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE,
+    MMUEXT_UNPIN_TABLE, MMUEXT_NEW_BASEPTR, MMUEXT_MARK_SUPER, MMUEXT_UNMARK_SUPER,
+    MMUEXT_NAMES, MmuUpdate, MmuextOp, get_pg_owner, do_mmu_update, PSE_BATCH_MIN,
+    do_update_va_mapping, do_mmuext_op,
+)
+from ._pagetable import (
+    _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_PWT, _PAGE_PCD, _PAGE_ACCESSED, _PAGE_DIRTY,
+    _PAGE_PSE, _PAGE_PAT, _PAGE_GLOBAL, _PAGE_AVAIL, _PAGE_AVAIL_HIGH, _PAGE_GNTTAB, _PAGE_NX,
+    PAGE_CACHE_ATTRS, PADDR_MASK, INVALID_MFN, get_pte_flags, put_pte_flags, BASE_DISALLOW_MASK,
+    L1_DISALLOW_MASK, L3_DISALLOW_MASK, L4_DISALLOW_MASK, FASTPATH_FLAG_WHITELIST, ENTRIES,
+    ROOT_PAGETABLE_FIRST_XEN_SLOT, ROOT_PAGETABLE_LAST_XEN_SLOT, LEVEL_TYPES, CHILD_TYPES,
+    pte_mfn, make_pte, has_changed, is_xen_slot, GuestMemory, PageTables,
+)
+from ._refcount import (
+    VALID_AT_ONCE, PageTypeValidator, NoPageTables, RefStats, get_page_allowed,
+    GET_PAGE_COUNT_MAX, REASONS, RangeResult, RefCounts,
+)
+from ._segdesc import (
+    FIRST_RESERVED_GDT_ENTRY, FLAT_KERNEL_CS, check_descriptor, alloc_segdesc_page,
+)
+
+__all__ = [
+    "AuditReport", "BASE_DISALLOW_MASK", "CHILD_TYPES", "CTLDOM_MAX_ORDER", "CallStats",
+    "DOMID_SELF", "DOMU_MAX_ORDER", "Difference", "Domain", "ENTRIES", "Expected",
+    "FASTPATH_FLAG_WHITELIST", "FIRST_RESERVED_GDT_ENTRY", "FLAT_KERNEL_CS",
+    "GET_PAGE_COUNT_MAX", "GuestMemory", "HWDOM_MAX_ORDER", "HYPERCALL_NAMES",
+    "HYPERVISOR_memory_op", "HYPERVISOR_mmu_update", "HYPERVISOR_mmuext_op",
+    "HYPERVISOR_update_va_mapping", "HypercallLayer", "INVALID_MFN", "L1_DISALLOW_MASK",
+    "L3_DISALLOW_MASK", "L4_DISALLOW_MASK", "LEVEL_TYPES", "MAX_LISTED", "MEMOP_EXTENT_SHIFT",
+    "MMUEXT_MARK_SUPER", "MMUEXT_NAMES", "MMUEXT_NEW_BASEPTR", "MMUEXT_PIN_L1_TABLE",
+    "MMUEXT_PIN_L2_TABLE", "MMUEXT_PIN_L3_TABLE", "MMUEXT_PIN_L4_TABLE", "MMUEXT_UNMARK_SUPER",
+    "MMUEXT_UNPIN_TABLE", "MMU_CMD_MASK", "MMU_MACHPHYS_UPDATE", "MMU_NORMAL_PT_UPDATE",
+    "MMU_PT_UPDATE_PRESERVE_AD", "MULTIPAGE_MAX_ORDER", "Machine", "MmuUpdate", "MmuextOp",
+    "NoPageTables", "PADDR_MASK", "PAGE_CACHE_ATTRS", "PSE_BATCH_MIN", "PageTables",
+    "PageTypeValidator", "REASONS", "ROOT_PAGETABLE_FIRST_XEN_SLOT",
+    "ROOT_PAGETABLE_LAST_XEN_SLOT", "RangeResult", "RefCounts", "RefStats", "VALID_AT_ONCE",
+    "XENMEM_decrease_reservation", "XENMEM_increase_reservation", "XENMEM_populate_physmap",
+    "XenMemoryReservation", "_PAGE_ACCESSED", "_PAGE_AVAIL", "_PAGE_AVAIL_HIGH", "_PAGE_DIRTY",
+    "_PAGE_GLOBAL", "_PAGE_GNTTAB", "_PAGE_NX", "_PAGE_PAT", "_PAGE_PCD", "_PAGE_PRESENT",
+    "_PAGE_PSE", "_PAGE_PWT", "_PAGE_RW", "_PAGE_USER", "alloc_segdesc_page", "audit",
+    "check_descriptor", "decrease_reservation", "do_memory_op", "do_mmu_update", "do_mmuext_op",
+    "do_update_va_mapping", "errno_name", "get_page_allowed", "get_pg_owner", "get_pte_flags",
+    "guest_remove_page", "has_changed", "increase_reservation", "is_xen_slot", "make_pte",
+    "max_order", "populate_physmap", "pte_mfn", "put_pte_flags",
+]

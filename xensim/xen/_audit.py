@@ -1,0 +1,288 @@
+"""The auditor: an independent recount of every reference.
+
+From the domains' own records (the frames they own and still hold allocated,
+the tables they pinned) and from what each subsystem says it holds (page-table
+entries, superpage designs: *contributors*), it computes what every frame's
+``count_info`` and ``type_info`` must be, and compares with the frame table.
+It never reads a counter in order to compute an expectation.
+
+Checked for every RAM frame:
+
+* it is free in the heap (``PGC_state_free``, count 0, no owner, no type) or
+  owned by exactly one domain, never both, never neither (a leak);
+* an owned frame's owner, PGC_allocated, general count, type and type count,
+  PGT_pinned, as recounted;
+* every domain's ``tot_pages`` equals the frames it owns.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..mem._rangeset import RangeSet
+from ..mem._page_info import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state,
+                         PGC_state_free, PGC_state_inuse, PGT_count_mask, PGT_pinned,
+                         PGT_type_mask, PGT_TYPE_NAMES, PGT_type_shift)
+
+_U = np.uint64
+MAX_LISTED = 200
+
+
+@dataclass
+class Difference:
+    mfn: int
+    field: str
+    expected: object
+    actual: object
+
+    def __str__(self) -> str:
+        return f"mfn {self.mfn:#x} {self.field}: expected {self.expected}, actual {self.actual}"
+
+
+class Expected:
+    """What contributors say frames must hold. Keyed by MFN."""
+
+    def __init__(self):
+        self.refs: dict[int, int] = defaultdict(int)
+        self.types: dict[int, list] = {}              # mfn -> [type, count]
+        self.runs: list[tuple[int, int, int, int | None]] = []   # (mfn, n, refs, type) +1 type ref each
+        self.conflicts: list[Difference] = []
+        self.holder: set[tuple[int, int]] = set()     # (mfn, domid whose structures reference it)
+        self.spage: dict[int, tuple] = {}             # spdx -> expected superpage-table words
+        self.privileged: set[int] = set()             # domains whose tables may hold foreign frames
+
+    def ref(self, mfn: int, domid: int, n: int = 1) -> None:
+        """``n`` general references on ``mfn`` held on behalf of ``domid``."""
+        self.refs[mfn] += n
+        self.holder.add((mfn, domid))
+
+    def typed(self, mfn: int, domid: int, type: int, n: int = 1) -> None:
+        """``n`` general + ``n`` typed references of ``type`` on ``mfn``."""
+        self.ref(mfn, domid, n)
+        cur = self.types.get(mfn)
+        if cur is None:
+            self.types[mfn] = [type, n]
+        elif cur[0] != type:
+            self.conflicts.append(Difference(mfn, "type", _tname(cur[0]), _tname(type)))
+        else:
+            cur[1] += n
+
+    def holds(self, mfn: int, n: int, domid: int) -> None:
+        """``domid``'s structures reference frames [mfn, mfn+n) (checked: it must own them)."""
+        self.holder.add((mfn, domid))
+        self.holder.add((mfn + n - 1, domid))
+
+    def run(self, mfn: int, n: int, domid: int, type: int | None) -> None:
+        """One reference (typed if ``type``) on each of frames [mfn, mfn+n), e.g. a superpage's 512."""
+        self.runs.append((mfn, n, domid, type))
+
+
+def _tname(t: int) -> str:
+    return PGT_TYPE_NAMES.get(t >> PGT_type_shift, str(t))
+
+
+@dataclass
+class AuditReport:
+    frames_checked: int = 0
+    total_differences: int = 0
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.total_differences == 0
+
+    def add(self, diff: Difference) -> None:
+        self.total_differences += 1
+        if len(self.differences) < MAX_LISTED:
+            self.differences.append(diff)
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"audit clean: {self.frames_checked:,} frames checked"
+        head = f"audit: {self.total_differences} difference(s) in {self.frames_checked:,} frames"
+        return "\n".join([head] + [f"  {d}" for d in self.differences])
+
+
+def _pinned_contributor(m, exp: Expected) -> None:
+    for d in m.domains.values():
+        for page, type in d.pinned.items():
+            exp.typed(int(m.pdx_to_mfn(page)), d.domid, type)
+
+
+def audit(m) -> AuditReport:
+    """Recount every frame of machine ``m``; see the module docstring."""
+    rep = AuditReport()
+    exp = Expected()
+    for contribute in [_pinned_contributor] + list(getattr(m, "audit_contributors", [])):
+        contribute(m, exp)
+    for c in exp.conflicts:
+        rep.add(c)
+
+    # who should own each frame, from the heap and the domains' records alone
+    owned_runs = []
+    for d in m.domains.values():
+        if d.tot_pages != len(d.owned):
+            rep.add(Difference(-1, f"dom{d.domid}.tot_pages", len(d.owned), d.tot_pages))
+        for s, e in d.owned.runs():
+            owned_runs.append((s, e, d))
+    owned_runs.sort(key=lambda r: r[0])
+    free_runs = m.heap.free_ranges()
+    _check_partition(m, owned_runs, free_runs, rep)
+
+    for s, e, d in owned_runs:
+        n = e - s
+        rep.frames_checked += n
+        mfns = np.arange(s, e, dtype=np.int64)
+        e_count = np.zeros(n, dtype=np.int64)
+        e_type = np.zeros(n, dtype=np.int64)        # type bits, 0 = unconstrained
+        e_tcount = np.zeros(n, dtype=np.int64)
+        e_alloc = np.zeros(n, dtype=bool)
+        for a_s, a_e in d.allocated.runs():
+            lo, hi = max(a_s, s), min(a_e, e)
+            if lo < hi:
+                e_alloc[lo - s:hi - s] = True
+        e_count += e_alloc
+        e_pinned = np.zeros(n, dtype=bool)
+        for page in d.pinned:
+            mfn = int(m.pdx_to_mfn(page))
+            if s <= mfn < e:
+                e_pinned[mfn - s] = True
+        for mfn, n_refs in exp.refs.items():
+            if s <= mfn < e:
+                e_count[mfn - s] += n_refs
+        for mfn, (type, cnt) in exp.types.items():
+            if s <= mfn < e:
+                e_type[mfn - s] = type
+                e_tcount[mfn - s] = cnt
+        for r_mfn, r_n, _, r_type in exp.runs:
+            lo, hi = max(r_mfn, s), min(r_mfn + r_n, e)
+            if lo >= hi:
+                continue
+            e_count[lo - s:hi - s] += 1
+            if r_type is not None:
+                sl = slice(lo - s, hi - s)
+                clash = (e_tcount[sl] > 0) & (e_type[sl] != r_type)
+                for j in np.flatnonzero(clash):
+                    rep.add(Difference(lo + int(j), "type", _tname(int(e_type[sl][j])), _tname(r_type)))
+                e_type[sl] = r_type
+                e_tcount[sl] += 1
+        _compare_run(m, d, s, mfns, e_count, e_alloc, e_type, e_tcount, e_pinned, rep)
+
+    _check_spage(m, exp, rep)
+
+    # references held on frames their holder does not own (an isolation breach)
+    for mfn, domid in sorted(exp.holder):
+        owner = _owner_of(owned_runs, mfn)
+        if owner != domid and not (domid in exp.privileged and owner is not None):
+            rep.add(Difference(mfn, "referenced by", f"dom{domid}'s own frame", f"owner dom{owner}"))
+    for r_mfn, r_n, domid, _ in exp.runs:
+        for mfn in (r_mfn, r_mfn + r_n - 1):
+            owner = _owner_of(owned_runs, mfn)
+            if owner != domid:
+                rep.add(Difference(mfn, "referenced by", f"dom{domid}'s own frame", f"owner dom{owner}"))
+    return rep
+
+
+def _check_spage(m, exp: Expected, rep: AuditReport) -> None:
+    """Every superpage-table word is what the design says it must be; the rest are 0."""
+    table = m.spage_table
+    expected_at = {}
+    for spdx, words in exp.spage.items():
+        e = table.entry_index(spdx)
+        if e < 0:
+            rep.add(Difference(int(m.pdx_to_mfn(spdx << 9)), "superpage entry", "exists", "no entry"))
+            continue
+        expected_at[e] = (spdx, words)
+    for e in sorted(set(int(x) for x in table.nonzero_entries()) | set(expected_at)):
+        spdx, words = expected_at.get(e, (None, (0,) * table.words_per_entry))
+        actual = tuple(int(table.store[w, e]) for w in range(table.words_per_entry))
+        words = tuple(words) + (0,) * (table.words_per_entry - len(words))
+        if actual != words:
+            where = int(m.pdx_to_mfn(spdx << 9)) if spdx is not None else -1
+            rep.add(Difference(where, f"superpage word (store entry {e})",
+                               tuple(hex(w) for w in words), tuple(hex(w) for w in actual)))
+
+
+def _owner_of(owned_runs, mfn: int):
+    for s, e, d in owned_runs:
+        if s <= mfn < e:
+            return d.domid
+    return None
+
+
+def _check_partition(m, owned_runs, free_runs, rep: AuditReport) -> None:
+    """Every RAM frame is free or owned, exactly once."""
+    runs = sorted([(s, e, f"dom{d.domid}") for s, e, d in owned_runs] + [(s, e, "free") for s, e in free_runs])
+    prev_end, prev_who = 0, None
+    for s, e, who in runs:
+        if s < prev_end:
+            rep.add(Difference(s, "ownership", "one of free/owned", f"{prev_who} and {who}"))
+        prev_end, prev_who = max(prev_end, e), who
+    accounted = RangeSet()
+    for s, e, _ in runs:
+        for lo, hi in _uncovered(accounted, s, e):
+            accounted.add(lo, hi)
+    for fs, fe in m.memmap.frame_ranges:
+        for lo, hi in _uncovered(accounted, fs, fe):
+            rep.add(Difference(lo, "leaked", "free or owned", f"neither ({hi - lo} frames to {hi:#x})"))
+    for s, e, who in runs:
+        if not any(fs <= s and e <= fe for fs, fe in m.memmap.frame_ranges):
+            rep.add(Difference(s, "not RAM", "RAM frames only", f"{who} holds [{s:#x}, {e:#x})"))
+    for s, e in free_runs:
+        rep.frames_checked += e - s
+        for pdx, k in m._pdx_runs(s, e - s):
+            ci, ti, owner = m.frame_table.read_slices(pdx, k)
+            bad = (ci != _U(PGC_state_free)) | (ti != 0) | (owner != DOMID_INVALID)
+            for j in np.flatnonzero(bad)[:5]:
+                mfn = int(m.pdx_to_mfn(pdx + int(j)))
+                rep.add(Difference(mfn, "free frame", "count_info=free ti=0 owner=none",
+                                   f"count_info={int(ci[j]):#x} ti={int(ti[j]):#x} owner={int(owner[j])}"))
+
+
+def _uncovered(rs: RangeSet, s: int, e: int) -> list[tuple[int, int]]:
+    """The parts of [s, e) not in ``rs``."""
+    out, cur = [], s
+    for rs_s, rs_e in rs.runs():
+        if rs_e <= cur:
+            continue
+        if rs_s >= e:
+            break
+        if rs_s > cur:
+            out.append((cur, rs_s))
+        cur = max(cur, rs_e)
+    if cur < e:
+        out.append((cur, e))
+    return out
+
+
+def _compare_run(m, d, s, mfns, e_count, e_alloc, e_type, e_tcount, e_pinned, rep) -> None:
+    off = 0
+    for pdx, k in m._pdx_runs(s, len(mfns)):
+        ci, ti, owner = m.frame_table.read_slices(pdx, k)
+        sl = slice(off, off + k)
+        checks = [
+            ("owner", owner.astype(np.int64), np.full(k, d.domid)),
+            ("count_info.state", ((ci & _U(PGC_state)) >> _U(55)).astype(np.int64),
+             np.full(k, PGC_state_inuse >> 55)),
+            ("count_info.allocated", ((ci & _U(PGC_allocated)) != 0).astype(np.int64),
+             e_alloc[sl].astype(np.int64)),
+            ("count_info.count", (ci & _U(PGC_count_mask)).astype(np.int64), e_count[sl]),
+            ("type_info.count", (ti & _U(PGT_count_mask)).astype(np.int64), e_tcount[sl]),
+            ("type_info.pinned", ((ti & _U(PGT_pinned)) != 0).astype(np.int64),
+             e_pinned[sl].astype(np.int64)),
+        ]
+        for name, actual, expected in checks:
+            bad = np.flatnonzero(actual != expected)
+            for j in bad[:MAX_LISTED]:
+                rep.add(Difference(int(mfns[off + j]), name, int(expected[j]), int(actual[j])))
+            rep.total_differences += max(0, bad.size - MAX_LISTED)
+        # the type matters only while someone holds a typed reference
+        held = e_tcount[sl] > 0
+        atype = (ti & _U(PGT_type_mask)).astype(np.int64)
+        for j in np.flatnonzero(held & (atype != e_type[sl])):
+            rep.add(Difference(int(mfns[off + j]), "type_info.type", _tname(int(e_type[sl][j])),
+                               _tname(int(atype[j]))))
+        off += k

@@ -1,0 +1,381 @@
+"""The simulated x86_64 host: the one engine object.
+
+``Machine`` owns the memory map, PDX, the frame table, the superpage table,
+the domain heap, the domains, the M2P and the reference primitives. The
+hypercall layer and the auditor act on it.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import numpy as np
+
+from ._domain import Domain
+from ..mem._frametable import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
+from collections import Counter
+
+from ..mem._heap import DomainHeap
+from ._hypercall import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
+                         HYPERVISOR_update_va_mapping, HypercallLayer)
+from ._memory_op import do_memory_op
+from ._mmu import do_mmu_update, do_mmuext_op, do_update_va_mapping
+from ._pagetable import GuestMemory, PageTables
+from ..designs._superpage import make_design
+from ..mem._memmap import MemoryMap
+from ..mem._p2m import FrameMap
+from ..mem._page_info import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state_free,
+                         PGC_state_inuse, PGT_count_mask, PGT_pinned)
+from ..mem._pdx import Pdx, make_pdx
+from ._refcount import RefCounts, RefcountBug
+from ..mem._spage import SuperpageTable
+from ..mem._units import SUPERPAGE_ORDER
+
+_U = np.uint64
+
+
+class Machine:
+    """A booted host running a Xen of ``version`` with superpage design ``superpage``.
+
+    ``allow_superpage`` is Xen's allowsuperpage boot option; ``faithful`` makes
+    xensim reproduce the real code's known bugs (docs/xen-facts.md, section 8)
+    instead of refusing what they let through. ``spage_words`` overrides the
+    superpage table's entry width (1 or 2 words; default: the design's).
+    """
+
+    VERSIONS = ("4.1", "4.5", "4.7", "4.8")
+
+    def __init__(self, memmap: MemoryMap, pdx_mode: str = "mask", *, version: str = "4.8",
+                 allow_superpage: bool = True, superpage: str = "xen-4.1",
+                 faithful: bool = False, spage_words: int | None = None):
+        if version not in self.VERSIONS:
+            raise ValueError(f"unknown Xen version {version!r}; choose from {', '.join(self.VERSIONS)}")
+        self.version = version
+        self.allow_superpage = allow_superpage
+        self.faithful = faithful
+        self.superpage = make_design(superpage, self)
+        self.memmap = memmap
+        self.pdx: Pdx = make_pdx(memmap.frame_ranges, pdx_mode, memmap.pdx_regions)
+        self._to_pdx, self._to_mfn, self._covers = self.pdx._to_pdx, self.pdx._to_pfn, self.pdx._covers
+        #: Xen's max_page: one past the highest RAM frame.
+        self.max_page = memmap.max_pfn
+        self.ram_pdx_ranges = [(self.mfn_to_pdx(s), self.mfn_to_pdx(e - 1) + 1)
+                               for s, e in memmap.frame_ranges]
+        self.frame_table = FrameTable(self.ram_pdx_ranges, self.pdx.max_pdx)
+        self.spage_table = SuperpageTable(self.spdx_with_ram(),
+                                          spage_words or self.superpage.words_per_entry)
+        self.heap = DomainHeap(memmap.frame_ranges)
+        #: the machine-to-phys table (mfn -> gfn), Xen's machine_to_phys_mapping
+        self.m2p = FrameMap(self.max_page)
+        #: contents of guest frames (page tables): guest state
+        self.mem = GuestMemory()
+        self.pt = PageTables(self)
+        self.pt_stats: Counter = Counter()
+        self.refs = RefCounts(self.frame_table, self._free_pages, validator=self.pt)
+        self.domains: dict[int, Domain] = {0: Domain(0, "Domain-0", max_pages=0)}
+        self._next_domid = 1
+        #: hooks run by destroy_domain before PGC_allocated is dropped, in order:
+        #: drop the vCPU's root and unpin every table, clear superpage marks, then
+        #: devalidate the tables still valid (linear loops), L4, L3, L2
+        self.relinquish_hooks: list = [_unpin_all, lambda m, d: m.superpage.relinquish(d),
+                                       lambda m, d: m.pt.relinquish(d)]
+        #: what subsystems hold, for the auditor: f(machine, expected) (see _audit.Expected)
+        self.audit_contributors: list = [self.pt.expect]
+        #: what faithful mode let through that real Xen got wrong (docs/xen-facts.md, section 8)
+        self.violations: list[str] = []
+        self._in_request = False
+        #: True while the explorer interleaves CPUs: no request journal (a rollback would
+        #: clobber other CPUs' steps; the undo paths alone must be right), no batch path
+        self.concurrent = False
+        self.hypercall = HypercallLayer(self)
+        self.hypercall.register(HYPERVISOR_memory_op, do_memory_op)
+        self.hypercall.register(HYPERVISOR_mmu_update, do_mmu_update)
+        self.hypercall.register(HYPERVISOR_mmuext_op, do_mmuext_op)
+        self.hypercall.register(HYPERVISOR_update_va_mapping, do_update_va_mapping)
+
+    @classmethod
+    def from_config(cls, cfg, memmap: MemoryMap) -> "Machine":
+        hv = cfg.hypervisor
+        return cls(memmap, cfg.machine.pdx, version=str(hv.version),
+                   allow_superpage=hv.allow_superpage, superpage=hv.superpage,
+                   faithful=hv.faithful)
+
+    # -- one hypercall request: all or nothing ---------------------------------------
+    def request(self, fn) -> int:
+        """Run one request (``fn() -> 0 or -errno``); a failure leaves no trace.
+
+        On failure the request's own undo paths have already given back what
+        they took, Xen-style; this checks that they did (every count as before,
+        else RefcountBug: a leak in an undo path is never papered over), then
+        restores the words bit for bit (type bits left behind with count 0).
+        """
+        if self._in_request or self.concurrent:
+            return fn()
+        ft, sp = self.frame_table, self.spage_table
+        ft.begin()
+        sp.begin()
+        self._in_request = True
+        try:
+            rc = fn()
+            if rc < 0:
+                self._check_undone()
+        except BaseException:
+            ft.rollback()
+            sp.rollback()
+            raise
+        finally:
+            self._in_request = False
+        if rc < 0:
+            ft.rollback()
+            sp.rollback()
+        else:
+            ft.commit()
+            sp.commit()
+        return rc
+
+    def _check_undone(self) -> None:
+        for pdx, ci0, ti0, o0, ci1, ti1, o1 in self.frame_table.journal_changes():
+            tcount0, tcount1 = ti0 & PGT_count_mask, ti1 & PGT_count_mask
+            if (ci0 != ci1 or o0 != o1 or tcount0 != tcount1 or (ti0 ^ ti1) & PGT_pinned
+                    or (tcount1 and ti0 != ti1)):
+                raise RefcountBug(
+                    f"a failed request left mfn {int(self.pdx_to_mfn(pdx)):#x} changed: "
+                    f"count_info {ci0:#x} -> {ci1:#x}, type_info {ti0:#x} -> {ti1:#x}, "
+                    f"owner {o0} -> {o1}")
+        oldest: dict[tuple[int, int], int] = {}
+        for word, e, old in self.spage_table._journal or ():
+            oldest.setdefault((word, e), old)
+        for (word, e), old in oldest.items():
+            if int(self.spage_table.store[word, e]) != old:
+                raise RefcountBug(f"a failed request left superpage entry {e} word {word} changed")
+
+    def xsa167(self, mfn: int) -> int:
+        """Faithful mode: MARK/UNMARK on an invalid MFN, which 4.1-4.5 did not check."""
+        self.violations.append(f"XSA-167: superpage table indexed with invalid mfn {mfn:#x}")
+        return 0
+
+    # -- address translation ------------------------------------------------------
+    def mfn_to_pdx(self, mfn):
+        if type(mfn) is int:                     # the hot scalar path: no dispatch
+            return self._to_pdx(mfn)
+        return self.pdx.mfn_to_pdx(mfn)
+
+    def pdx_to_mfn(self, pdx):
+        if type(pdx) is int:
+            return self._to_mfn(pdx)
+        return self.pdx.pdx_to_mfn(pdx)
+
+    mfn_to_page = mfn_to_pdx      # Xen's names: a page is its page_info's index
+    page_to_mfn = pdx_to_mfn
+
+    def mfn_valid(self, mfn: int) -> bool:
+        """Xen's mfn_valid(): below max_page, not in the PDX hole, in a PDX group with RAM.
+
+        Like Xen's, it is true for some non-RAM frames (those sharing a group
+        with RAM): validity says a page_info exists, not that the frame is RAM.
+        """
+        if type(mfn) is not int:
+            mfn = int(mfn)
+        if not 0 <= mfn < self.max_page or not self._covers(mfn):
+            return False
+        return self.frame_table.group_valid(self._to_pdx(mfn))
+
+    def mfn_valid_array(self, mfns: np.ndarray) -> np.ndarray:
+        """Vectorised :meth:`mfn_valid`."""
+        mfns = np.asarray(mfns, dtype=np.int64)
+        ok = (mfns >= 0) & (mfns < self.max_page)
+        ok[ok] = self.pdx.covers(mfns[ok])
+        pdx = np.asarray(self.pdx.mfn_to_pdx(mfns[ok].astype(np.uint64)), dtype=np.int64)
+        inside = pdx < self.frame_table.max_pdx
+        inside[inside] = self.frame_table._valid[pdx[inside] >> PDX_GROUP_SHIFT]
+        ok[ok] = inside
+        return ok
+
+    def spdx_with_ram(self) -> np.ndarray:
+        """Superpage indexes (pdx >> 9) of every 2 MiB superpage holding RAM."""
+        spages = self.memmap.superpages_with_ram().astype(np.uint64)
+        pdx = self.pdx.mfn_to_pdx(spages << np.uint64(SUPERPAGE_ORDER))
+        return np.asarray(pdx, dtype=np.int64) >> SUPERPAGE_ORDER
+
+    def _pdx_runs(self, mfn: int, n: int):
+        """Split frames [mfn, mfn+n) of one RAM range into (pdx, count) runs within PDX groups."""
+        pdx = self.mfn_to_pdx(mfn)
+        while n:
+            k = min(n, PDX_GROUP_FRAMES - (pdx & PDX_GROUP_MASK))
+            yield pdx, k
+            pdx += k
+            n -= k
+
+    # -- domains --------------------------------------------------------------------
+    def domain(self, domid: int) -> Domain | None:
+        return self.domains.get(domid)
+
+    def create_domain(self, name: str, max_pages: int, caller: int = 0) -> int:
+        """XEN_DOMCTL_createdomain + max_mem: a new domain id, or -EPERM for a non-dom0 caller."""
+        if caller != 0:
+            return -errno.EPERM
+        domid = self._next_domid
+        self._next_domid += 1
+        self.domains[domid] = Domain(domid, name, max_pages)
+        return domid
+
+    def destroy_domain(self, domid: int, caller: int = 0) -> int:
+        """XEN_DOMCTL_destroydomain, in Xen's order.
+
+        1. the relinquish hooks: unpin every pinned table, clear superpage
+           marks (and, with page tables, tear down the tables' references),
+           then force-devalidate the tables linear entries still hold;
+        2. drop each frame's PGC_allocated reference: a frame returns to the
+           heap when its count reaches 0.
+        The domain disappears once it owns no frame (else it stays dying, a
+        zombie held by references from elsewhere). Returns 0 or -errno.
+        """
+        if caller != 0:
+            return -errno.EPERM
+        d = self.domains.get(domid)
+        if d is None or domid == 0:
+            return -errno.ESRCH if d is None else -errno.EPERM
+        d.is_dying = True
+        if self.refs.step is not None:
+            # domain_kill pauses the domain first: its hypercalls in flight complete
+            self.refs.step("pause", domid, 0)
+        for hook in self.relinquish_hooks:
+            hook(self, d)
+        for start, end in d.allocated.runs():
+            self._drop_allocated_run(d, start, end - start)
+        if not d.owned:
+            self.domains.pop(domid, None)
+        return 0
+
+    # -- the domain heap -----------------------------------------------------------
+    def alloc_domheap_pages(self, d: Domain, order: int) -> int:
+        """Allocate 2^order frames and assign them to ``d``: the first MFN, or -errno.
+
+        -ENOMEM when the heap has no free block that large; -E2BIG past
+        ``max_pages`` and -EINVAL for a dying domain (Xen's assign_pages refuses both).
+        """
+        if d.is_dying:
+            return -errno.EINVAL
+        if d.tot_pages + (1 << order) > d.max_pages:
+            return -errno.E2BIG
+        mfns = self.alloc_domheap_extents(d, order, 1)
+        return mfns[0] if mfns else -errno.ENOMEM
+
+    def alloc_domheap_extents(self, d: Domain, order: int, count: int) -> list[int]:
+        """``count`` x alloc_domheap_pages(d, order), stopping at the first failure.
+
+        The same result as the loop, with the bookkeeping (frame table, the
+        domain's runs, the M2P) done once per run of contiguous extents.
+        """
+        n = 1 << order
+        count = 0 if d.is_dying else max(0, min(count, (d.max_pages - d.tot_pages) // n))
+        mfns: list[int] = []
+        for _ in range(count):
+            mfn = self.heap.alloc(order)
+            if mfn is None:
+                break
+            mfns.append(mfn)
+        start = 0
+        for i in range(1, len(mfns) + 1):
+            if i == len(mfns) or mfns[i] != mfns[i - 1] + n:
+                first, frames = mfns[start], (i - start) * n
+                for pdx, k in self._pdx_runs(first, frames):
+                    ci, ti, owner = self.frame_table.slices(pdx, k)
+                    # assign_pages: allocated, in use, the owner's own reference
+                    ci[:] = _U(PGC_state_inuse | PGC_allocated | 1)
+                    ti[:] = 0
+                    owner[:] = d.domid
+                d.owned.add(first, first + frames)
+                d.allocated.add(first, first + frames)
+                self.m2p.clear_run(first, frames)
+                start = i
+        d.tot_pages += len(mfns) * n
+        return mfns
+
+    def _free_pages(self, pages: np.ndarray | int) -> None:
+        """Frames whose general count reached 0 go back to the heap and leave their owner."""
+        pages = np.atleast_1d(np.asarray(pages, dtype=np.int64))
+        mfns = np.asarray(self.pdx_to_mfn(pages.astype(np.uint64)), dtype=np.int64)
+        cuts = np.flatnonzero(np.diff(mfns) != 1) + 1
+        for run_pages, run_mfns in zip(np.split(pages, cuts), np.split(mfns, cuts)):
+            first, n, mfn = int(run_pages[0]), int(run_pages.size), int(run_mfns[0])
+            ci, ti, owner = self.frame_table.slices(first, n)
+            if (ci & _U(PGC_count_mask)).any():
+                raise AssertionError(f"freeing referenced frames at mfn {mfn:#x}")
+            for domid in np.unique(owner):
+                d = self.domains.get(int(domid))
+                if d is None:
+                    continue
+                k = int((owner == domid).sum())
+                if k != n:
+                    raise AssertionError(f"a free run at mfn {mfn:#x} mixes owners")
+                d.owned.remove(mfn, mfn + n)
+                d.tot_pages -= n
+                if d.is_dying and not d.owned:
+                    del self.domains[d.domid]
+            ci[:] = _U(PGC_state_free)
+            ti[:] = 0
+            owner[:] = DOMID_INVALID
+            self.m2p.clear_run(mfn, n)
+            self.mem.drop_range(mfn, n)
+            self.heap.free_range(mfn, mfn + n)
+
+    def _drop_allocated_run(self, d: Domain, mfn: int, n: int) -> None:
+        """Clear PGC_allocated on frames [mfn, mfn+n) of ``d`` and put that reference."""
+        d.allocated.remove(mfn, mfn + n)
+        for pdx, k in self._pdx_runs(mfn, n):
+            ci, _, _ = self.frame_table.slices(pdx, k)
+            if not (ci & _U(PGC_allocated)).all():
+                raise AssertionError(f"frames at mfn {mfn:#x} lost PGC_allocated behind {d.name}'s back")
+            ci &= _U(~PGC_allocated & 0xFFFFFFFFFFFFFFFF)
+            self.refs.put_pages(pdx, k)
+
+    # -- state for tests and reports --------------------------------------------------
+    def snapshot(self) -> tuple:
+        """Everything a failed call must leave unchanged (compare with :meth:`same_as`)."""
+        doms = tuple(sorted(
+            (d.domid, d.tot_pages, d.max_pages, tuple(d.owned.runs()), tuple(d.allocated.runs()),
+             tuple(sorted(d.pinned.items())), tuple(sorted(d.marked)), d.p2m.snapshot(), d.is_dying,
+             d.baseptr)
+            for d in self.domains.values()))
+        return (self.frame_table.snapshot(), self.spage_table.snapshot(), self.heap.snapshot(),
+                self.m2p.snapshot(), self.mem.snapshot(), self.superpage.snapshot(), doms)
+
+    def same_as(self, snap: tuple) -> bool:
+        ft, *rest = snap
+        now = self.snapshot()
+        return self.frame_table.same_as(ft) and tuple(now[1:]) == tuple(rest)
+
+    def summary(self) -> dict:
+        mm = self.memmap
+        return {
+            "name": mm.name,
+            "source": mm.source,
+            "ram_bytes": mm.ram_bytes,
+            "ram_frames": mm.ram_frames,
+            "max_pfn": mm.max_pfn,
+            "ranges": len(mm.ranges),
+            "holes": len(mm.holes),
+            "superpages_with_ram": mm.n_superpages_with_ram,
+            "superpages_full": mm.n_superpages_full,
+            "pdx": self.pdx.to_dict(),
+            "max_pdx": self.pdx.max_pdx,
+            "pdx_groups_with_ram": self.frame_table.valid_groups,
+            "pdx_group_frames": 1 << PDX_GROUP_SHIFT,
+            "frame_table_allocated_bytes": self.frame_table.allocated_bytes(),
+            "spage_table_allocated_bytes": self.spage_table.allocated_bytes,
+            "free_frames": self.heap.free_frames,
+            "domains": len(self.domains),
+        }
+
+
+def _unpin_all(m: Machine, d: Domain) -> None:
+    """relinquish step 1: the vCPU drops its root table, every pinned table loses its pin;
+    tables whose last typed reference goes are devalidated, down the tree."""
+    if d.baseptr is not None:
+        root, d.baseptr = d.baseptr, None
+        m.refs.put_page_and_type(m.mfn_to_page(root))
+    for page in sorted(d.pinned):
+        del d.pinned[page]
+        if m.refs.clear_pinned(page):
+            m.refs.put_page_and_type(page)

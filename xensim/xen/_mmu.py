@@ -1,0 +1,390 @@
+"""The PV MMU hypercalls: mmu_update (1), update_va_mapping (14), mmuext_op (26).
+
+Batches run in order and stop at the first failing request; the number done
+is written to ``done[0]`` when a ``done`` list is given (Xen's ``pdone`` /
+``success_count``), on the exits where the release writes it. Every request runs
+inside :meth:`Machine.request`: a request that fails leaves the machine bit for
+bit as it was.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._domain import DOMID_SELF
+from ..mem._page_info import PGT_l4_page_table, PGT_writable_page
+from ._pagetable import (LEVEL_TYPES, PADDR_MASK, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
+                         put_pte_flags, pte_mfn)
+from ..mem._units import PAGE_SHIFT, SUPERPAGE_ORDER, SUPERPAGE_PAGES
+
+# mmu_update request types: the low 3 bits of ``ptr`` (Xen masks with
+# sizeof(l1_pgentry_t) - 1, so 3..7 are unknown commands: -ENOSYS)
+MMU_NORMAL_PT_UPDATE = 0
+MMU_MACHPHYS_UPDATE = 1
+MMU_PT_UPDATE_PRESERVE_AD = 2
+MMU_CMD_MASK = 7
+
+_U64 = (1 << 64) - 1
+
+# mmuext_op commands
+MMUEXT_PIN_L1_TABLE = 0
+MMUEXT_PIN_L2_TABLE = 1
+MMUEXT_PIN_L3_TABLE = 2
+MMUEXT_PIN_L4_TABLE = 3
+MMUEXT_UNPIN_TABLE = 4
+MMUEXT_NEW_BASEPTR = 5
+MMUEXT_MARK_SUPER = 19
+MMUEXT_UNMARK_SUPER = 20
+
+MMUEXT_NAMES = {0: "pin_l1_table", 1: "pin_l2_table", 2: "pin_l3_table", 3: "pin_l4_table",
+                4: "unpin_table", 5: "new_baseptr", 19: "mark_super", 20: "unmark_super"}
+
+
+@dataclass
+class MmuUpdate:
+    """struct mmu_update: ``ptr`` is the machine address of the entry | request type."""
+    ptr: int
+    val: int
+
+
+@dataclass
+class MmuextOp:
+    """struct mmuext_op: ``arg1`` is an MFN for the ops modelled here."""
+    cmd: int
+    arg1: int = 0
+    arg2: int = 0
+
+
+def _privileged_for(d, t) -> bool:
+    """May ``d`` act on ``t``? The default XSM_TARGET policy of 4.5 on (xsm/dummy.h):
+    itself, or a privileged domain. (4.1's IS_PRIV_FOR is ``d.is_privileged`` alone, even
+    for ``t is d``: xensim has no device-model domains with a target.)"""
+    return d is t or d.is_privileged
+
+
+def get_pg_owner(m, curr, domid: int):
+    """Xen's get_pg_owner: the domain a ``foreigndom`` names, or None (the caller's -ESRCH).
+
+    DOMID_SELF is the caller; the caller's own domid is refused ("cannot specify
+    itself as foreign domain"); another domain is looked up, dying or not. Up to
+    4.1 the privilege check is in here too (IS_PRIV_FOR: a domU gets -ESRCH);
+    from 4.3 it moved to XSM, which the callers apply (-EPERM). DOMID_IO and
+    DOMID_XEN are not modelled: they name no domain here.
+    """
+    domid &= 0xFFFF                                       # a domid_t
+    if domid == DOMID_SELF:
+        return curr
+    if domid == curr.domid:
+        return None
+    pg_owner = m.domain(domid)
+    if pg_owner is None or (m.version == "4.1" and not curr.is_privileged):
+        return None
+    return pg_owner
+
+
+def _set_done(done, n: int) -> None:
+    if done is not None:
+        done[0] = n
+
+
+def _batch(m, reqs, done, fn) -> int:
+    """Run ``fn(req)`` for each request in order, each as one all-or-nothing request."""
+    n = 0
+    rc = 0
+    for req in reqs:
+        rc = m.request(lambda: fn(req))
+        if rc < 0:
+            break
+        n += 1
+    if done is not None:
+        done[0] = n
+    return rc if rc < 0 else 0
+
+
+# -- mmu_update ----------------------------------------------------------------------
+def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = None,
+                  foreigndom: int = DOMID_SELF) -> int:
+    """Xen's do_mmu_update. ``foreigndom`` carries the page owner in its low 16 bits
+    (get_pg_owner) and, when bits 16-31 are not 0, the page-table owner's domid
+    plus one. ``done`` is written on every exit but one: from 4.5, an unknown
+    page-table owner returns before it."""
+    d = m.domain(caller)
+    old = m.version == "4.1"
+    foreigndom &= 0xFFFFFFFF                              # an unsigned int
+    pt_owner = d
+    pt_dom = foreigndom >> 16
+    if pt_dom:
+        pt_owner = m.domain(pt_dom - 1)
+        if pt_owner is None:
+            rc = -errno.EINVAL if m.version in ("4.1", "4.5") else -errno.ESRCH
+            if old:
+                _set_done(done, 0)
+            return rc
+        # (every xensim domain has its vCPU 0, which Xen also requires here)
+        if old and not d.is_privileged:                  # IS_PRIV_FOR, even for itself
+            _set_done(done, 0)
+            return -errno.ESRCH
+    pg_owner = get_pg_owner(m, d, foreigndom)
+    if pg_owner is None:
+        _set_done(done, 0)
+        return -errno.ESRCH
+    # 4.5 on: XSM's check (xsm_mmu_update) is made at the first request that needs it
+    # and gives that request -EPERM; up to 4.1 get_pg_owner has checked already
+    normal_ok = old or (_privileged_for(d, pg_owner) and _privileged_for(d, pt_owner))
+    machphys_ok = old or (d is pt_owner and _privileged_for(d, pg_owner))
+    k = (_pse_batch_prefix(m, reqs, pt_owner, pg_owner)
+         if normal_ok and len(reqs) >= PSE_BATCH_MIN and not m.concurrent else 0)
+    rc = _batch(m, reqs[k:], done,
+                lambda r: _mmu_update_one(m, r, pt_owner, pg_owner, normal_ok, machphys_ok))
+    if done is not None:
+        done[0] += k
+    return rc
+
+
+#: batches at least this long are tried on the vectorised path
+PSE_BATCH_MIN = 8
+
+
+def _pse_batch_prefix(m, reqs: list[MmuUpdate], pt_owner, pg_owner) -> int:
+    """Do the leading requests of a batch of PSE maps (or unmaps) vectorised.
+
+    The shape: MMU_NORMAL_PT_UPDATE requests into one live L2 table of the
+    guest, at distinct indexes, each either mapping a distinct superpage where
+    nothing was mapped, or clearing an entry that maps a distinct superpage.
+    Every request of such a batch touches its own superpage word and its own
+    512 frames, so the requests are independent and the design can take them
+    all at once (SuperpageDesign.get_superpages / put_superpages). The longest
+    prefix that would succeed in order is applied, with the same statistics
+    the in-order path keeps; the rest go through the ordinary path, which
+    gives the first failing request its errno. Returns how many were done.
+    """
+    design = m.superpage
+    if not all(0 <= r.ptr < (1 << 63) for r in reqs):      # odd pointers: the ordinary path
+        return 0
+    ptrs = np.fromiter((r.ptr for r in reqs), dtype=np.int64, count=len(reqs))
+    table = int(ptrs[0]) >> PAGE_SHIFT
+    if ((ptrs & 7) != 0).any() or ((ptrs >> PAGE_SHIFT) != table).any() or not m.mfn_valid(table):
+        return 0
+    page = m.mfn_to_page(table)
+    if m.frame_table.owner(page) != pt_owner.domid or m.pt.live_level(page) != 2:
+        return 0
+    idx = (ptrs & ((1 << PAGE_SHIFT) - 1)) >> 3
+    vals = np.array([r.val for r in reqs], dtype=np.uint64)
+    old = m.mem.table(table)[idx]
+    present = np.uint64(_PAGE_PRESENT)
+    if (vals & present).all() and not (old & present).any():
+        mapping = True
+        entries = vals
+        refused = np.uint64(put_pte_flags(m.pt.disallow_mask(2)))   # L2_DISALLOW_MASK
+        ok = ((vals & np.uint64(_PAGE_PSE)) != 0) & ((vals & refused) == 0)
+        if not m.allow_superpage:
+            return 0
+    elif (m.allow_superpage and not vals.any() and ((old & present) != 0).all()
+          and ((old & np.uint64(_PAGE_PSE)) != 0).all()):
+        mapping = False
+        entries = old
+        ok = np.ones(len(reqs), dtype=bool)
+    else:
+        return 0
+    mfns = ((entries & np.uint64(PADDR_MASK)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+    if mapping:
+        # invalid MFNs never enter the batch: the ordinary path refuses them (or, in
+        # faithful mode, records XSA-167 the way the release did)
+        ok &= (mfns & (SUPERPAGE_PAGES - 1)) == 0
+        ok &= m.mfn_valid_array(mfns) & m.mfn_valid_array(mfns + SUPERPAGE_PAGES - 1)
+    p = int(np.argmin(ok)) if not ok.all() else ok.size
+    # indexes and superpages must be distinct within the prefix
+    if p == 0 or np.unique(idx[:p]).size != p or np.unique(mfns[:p]).size != p:
+        return 0
+    rw = (entries[:p] & np.uint64(_PAGE_RW)) != 0
+    f = (design.get_superpages(mfns[:p], pg_owner.domid, rw) if mapping
+         else design.put_superpages(mfns[:p], rw))
+    if f:
+        m.mem.write_many(table, idx[:f], vals[:f])
+        m.refs.stats.get_page += f                # each request's temporary table reference
+        m.refs.stats.put_page += f
+    return f
+
+
+def _mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = True,
+                    machphys_ok: bool = True) -> int:
+    ptr = req.ptr & _U64
+    cmd = ptr & MMU_CMD_MASK
+    if cmd == MMU_MACHPHYS_UPDATE:
+        if not machphys_ok:                               # 4.5 on: not the caller's tables,
+            return -errno.EPERM                           # or XSM refuses the page owner
+        mfn = ptr >> PAGE_SHIFT                           # bits 3-11 are ignored
+        if not m.mfn_valid(mfn) or not m.refs.get_page(m.mfn_to_page(mfn), pg_owner.domid):
+            return -errno.EINVAL
+        # Xen's M2P holds unsigned longs (~0UL is INVALID_M2P_ENTRY): keep the 64-bit
+        # value in two's complement, so ~0 reads back as INVALID (-1)
+        val = req.val & _U64
+        m.m2p.set(mfn, val - (1 << 64) if val >> 63 else val)
+        m.refs.put_page(m.mfn_to_page(mfn))
+        return 0
+    if cmd not in (MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD):
+        return -errno.ENOSYS
+    if not normal_ok:
+        return -errno.EPERM
+    ptr -= cmd                                            # the entry's address, 8-aligned
+    mfn, index = ptr >> PAGE_SHIFT, (ptr & ((1 << PAGE_SHIFT) - 1)) >> 3
+    if not m.mfn_valid(mfn):
+        return -errno.EINVAL
+    page = m.mfn_to_page(mfn)
+    if not m.refs.get_page(page, pt_owner.domid):       # the table must be the guest's own
+        return -errno.EINVAL
+    try:
+        level = m.pt.live_level(page)
+        if level:
+            return m.pt.mod_entry(mfn, index, req.val, level, pt_owner.domid,
+                                  cmd == MMU_PT_UPDATE_PRESERVE_AD, pg_owner.domid)
+        # not a live page table: an ordinary write, allowed while it can be writable
+        if not m.refs.get_page_type(page, PGT_writable_page):
+            return -errno.EINVAL
+        m.mem.write(mfn, index, req.val)
+        m.refs.put_page_type(page)
+        return 0
+    finally:
+        m.refs.put_page(page)
+
+
+# -- update_va_mapping ---------------------------------------------------------------
+def do_update_va_mapping(m, caller: int, va: int, val: int, flags: int = 0) -> int:
+    d = m.domain(caller)
+    if d.is_dying or d.baseptr is None:
+        return -errno.EINVAL
+    table = d.baseptr
+    for level, shift in ((4, 39), (3, 30), (2, 21)):
+        e = m.mem.read(table, (va >> shift) & 511)
+        if not e & _PAGE_PRESENT or (level == 2 and e & _PAGE_PSE):
+            return -errno.EINVAL
+        table = pte_mfn(e)
+    index = (va >> PAGE_SHIFT) & 511
+    # the walk may end at another level's table through a linear entry: Xen checks the
+    # type of the table it reached (do_update_va_mapping, 4.1 to 4.8)
+    if not m.mfn_valid(table) or m.pt.live_level(m.mfn_to_page(table)) != 1:
+        return -errno.EINVAL
+    return m.request(lambda: m.pt.mod_entry(table, index, val, 1, d.domid))
+
+
+# -- mmuext_op -----------------------------------------------------------------------
+def do_mmuext_op(m, caller: int, ops: list[MmuextOp], done: list | None = None,
+                 foreigndom: int = DOMID_SELF) -> int:
+    """Xen's do_mmuext_op. A refused ``foreigndom`` writes ``done`` (0) in 4.1 only:
+    from 4.5 the call returns before it (-ESRCH from get_pg_owner, -EPERM from XSM)."""
+    curr = m.domain(caller)
+    old = m.version == "4.1"
+    pg_owner = get_pg_owner(m, curr, foreigndom)
+    if pg_owner is None:
+        if old:
+            _set_done(done, 0)
+        return -errno.ESRCH
+    if not old and not _privileged_for(curr, pg_owner):  # xsm_mmuext_op
+        return -errno.EPERM
+    return _batch(m, ops, done, lambda op: _mmuext_one(m, op, curr, pg_owner))
+
+
+def _mmuext_one(m, op: MmuextOp, curr, pg_owner) -> int:
+    cmd = op.cmd
+    if MMUEXT_PIN_L1_TABLE <= cmd <= MMUEXT_PIN_L4_TABLE:
+        return _pin(m, op.arg1, LEVEL_TYPES[cmd - MMUEXT_PIN_L1_TABLE + 1], pg_owner, curr)
+    if cmd == MMUEXT_UNPIN_TABLE:
+        return _unpin(m, op.arg1, pg_owner)
+    if cmd == MMUEXT_NEW_BASEPTR:
+        # 4.1 ignores the foreign domain here (the caller's own base pointer); 4.5 on refuse
+        if pg_owner is not curr and m.version != "4.1":
+            return -errno.EPERM
+        return _new_baseptr(m, op.arg1, curr)
+    if cmd in (MMUEXT_MARK_SUPER, MMUEXT_UNMARK_SUPER):
+        return _mark_unmark(m, cmd, op.arg1, curr, pg_owner)
+    return -errno.ENOSYS
+
+
+def _pin(m, mfn: int, type: int, d, curr=None) -> int:
+    """Pin ``mfn`` as a table of ``d`` (the page owner). A pin on behalf of a dying
+    domain succeeds and is dropped at once, as Xen does when it races the domain's
+    destruction: relinquish has already unpinned its tables, so the pin's
+    references go straight back (the page keeps its type, at count 0)."""
+    if not m.mfn_valid(mfn):
+        return -errno.EINVAL
+    page = m.mfn_to_page(mfn)
+    rc = m.refs._get_page_and_type(page, d.domid, type)
+    if rc != 0:
+        return rc
+    if not m.refs.set_pinned(page):                       # already pinned
+        m.refs.put_page_and_type(page)
+        return -errno.EINVAL
+    if curr is not None and d is not curr and d.is_dying:
+        m.refs.clear_pinned(page)
+        m.refs.put_page_and_type(page)
+        return 0
+    d.pinned[page] = type
+    return 0
+
+
+def _unpin(m, mfn: int, d) -> int:
+    if not m.mfn_valid(mfn):
+        return -errno.EINVAL
+    page = m.mfn_to_page(mfn)
+    if not m.refs.get_page(page, d.domid):
+        return -errno.EINVAL
+    if not m.refs.clear_pinned(page):
+        m.refs.put_page(page)
+        return -errno.EINVAL
+    del d.pinned[page]
+    m.refs.put_page_and_type(page)                        # the pin's references
+    m.refs.put_page(page)                                 # ours
+    return 0
+
+
+def _new_baseptr(m, mfn: int, d) -> int:
+    """Xen's new_guest_cr3: the new root takes an L4 type reference, the old one drops its."""
+    if not m.mfn_valid(mfn):
+        return -errno.EINVAL
+    rc = m.refs._get_page_and_type(m.mfn_to_page(mfn), d.domid, PGT_l4_page_table)
+    if rc != 0:
+        return rc
+    old, d.baseptr = d.baseptr, mfn
+    if old is not None:
+        m.refs.put_page_and_type(m.mfn_to_page(old))
+    return 0
+
+
+def _mark_unmark(m, cmd: int, mfn: int, curr, pg_owner) -> int:
+    """MMUEXT_MARK_SUPER / UNMARK_SUPER, with the check order of the configured release."""
+    v = m.version
+    off = not m.allow_superpage or not m.superpage.supports_mark
+    foreign = pg_owner is not curr
+    unaligned = bool(mfn & (SUPERPAGE_PAGES - 1))
+    invalid = not (m.mfn_valid(mfn) and m.mfn_valid(mfn + SUPERPAGE_PAGES - 1))
+    if v in ("4.1", "4.5"):
+        if v == "4.5" and foreign:
+            return -errno.EPERM
+        if unaligned:
+            return -errno.EINVAL
+        if off:
+            return -errno.ENOSYS
+        # 4.1-4.5 index the table without checking the MFN (XSA-167): faithful mode only
+        if invalid and not m.faithful:
+            return -errno.EINVAL
+        d = curr                                          # 4.1: the foreign domain is ignored
+    else:                                                 # 4.7 (XSA-167 fixed), 4.8
+        if off:
+            return -errno.EOPNOTSUPP if v == "4.8" else -errno.ENOSYS
+        if foreign:
+            return -errno.EPERM
+        if unaligned or invalid:
+            return -errno.EINVAL
+        d = curr
+    if invalid:
+        return m.xsa167(mfn)
+    if not m.spage_table.has_entry(m.mfn_to_pdx(mfn) >> SUPERPAGE_ORDER):
+        # a superpage with no RAM: nobody owns it. Xen's dense table had a zero entry
+        # there, so MARK failed taking the 512 references and UNMARK found no MARK.
+        return -errno.EINVAL if m.faithful else -errno.EPERM
+    if cmd == MMUEXT_MARK_SUPER:
+        return m.superpage.mark_superpage(mfn, d.domid)
+    return m.superpage.unmark_superpage(mfn, d.domid)

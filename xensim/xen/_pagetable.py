@@ -1,0 +1,517 @@
+"""PV guest page tables: entries, validation, devalidation, and entry updates.
+
+A page table is one frame of the guest holding 512 64-bit x86 entries. It
+becomes a table through its type (PGT_l1..l4_page_table), taken when it is
+pinned or linked from the level above; the type's validation is
+:meth:`PageTables.alloc_page_type`: every present entry takes its references
+(docs/xen-facts.md, section 4):
+
+==============  =======================================================
+L1, read-only   get_page(target, owner)
+L1, RW          get_page_and_type(target, owner, PGT_writable_page)
+L2, no PSE      get_page_and_type(target, owner, PGT_l1_page_table)
+L2, PSE         the superpage design's get_superpage (2 MiB, 512 frames)
+L3              get_page_and_type(target, owner, PGT_l2_page_table)
+L4              get_page_and_type(target, owner, PGT_l3_page_table)
+L2-L4, linear   read-only, to a validated table of its own level: get_page
+                and one more type reference (nothing if it is the table itself)
+==============  =======================================================
+
+When the type count reaches 0 the table is devalidated
+(:meth:`PageTables.free_page_type`) and every entry drops what it held.
+:meth:`PageTables.mod_entry` is Xen's mod_l1_entry .. mod_l4_entry: the new
+entry takes its references before the old one drops its own.
+
+The contents of guest frames live in :class:`GuestMemory` (only frames ever
+written); this is guest state, and the guest writes it directly only where it
+could through a writable mapping of its own (never a live page table).
+"""
+
+from __future__ import annotations
+
+import errno
+
+import numpy as np
+
+from ..mem._page_info import (PGC_count_mask, PGT_count_mask, PGT_l1_page_table, PGT_l2_page_table,
+                         PGT_l3_page_table, PGT_l4_page_table, PGT_PAGE_TABLE_TYPES,
+                         PGT_seg_desc_page, PGT_type_mask, PGT_type_shift, PGT_validated,
+                         PGT_writable_page)
+from ._segdesc import alloc_segdesc_page
+from ..designs._superpage import put_spage_pages
+from ..mem._units import PAGE_SHIFT, SUPERPAGE_PAGES
+
+# x86 page-table entry flags
+_PAGE_PRESENT = 0x001
+_PAGE_RW = 0x002
+_PAGE_USER = 0x004
+_PAGE_PWT = 0x008
+_PAGE_PCD = 0x010
+_PAGE_ACCESSED = 0x020
+_PAGE_DIRTY = 0x040
+_PAGE_PSE = 0x080
+_PAGE_PAT = 0x080                     # bit 7 of an L1 entry is PAT (PSE at L2-L4)
+_PAGE_GLOBAL = 0x100
+_PAGE_AVAIL = 0xE00                   # bits 9-11: free for software
+_PAGE_AVAIL_HIGH = 0x7FF << 52        # bits 52-62: free for software
+_PAGE_GNTTAB = 1 << 62                # Xen's mark of grant mappings (debug builds only)
+_PAGE_NX = 1 << 63
+PAGE_CACHE_ATTRS = _PAGE_PAT | _PAGE_PCD | _PAGE_PWT
+
+PADDR_MASK = ((1 << 52) - 1) & ~((1 << PAGE_SHIFT) - 1)
+#: the MFN an entry names when its address bits are all set (Xen: PADDR_MASK >> PAGE_SHIFT)
+INVALID_MFN = PADDR_MASK >> PAGE_SHIFT
+
+
+def get_pte_flags(e: int) -> int:
+    """Xen's get_pte_flags: an entry's flag bits as one word, bits 0-11 as they are and
+    bits 52-63 moved down to 12-23 (the disallow masks are written in this form)."""
+    return ((e >> 40) & 0xFFF000) | (e & 0xFFF)
+
+
+def put_pte_flags(f: int) -> int:
+    """Xen's put_pte_flags: the inverse of :func:`get_pte_flags` (bits 24 and up are lost)."""
+    return ((f & 0xFFF000) << 40) | (f & 0xFFF)
+
+
+#: what a PV guest may set in any entry (Xen's arch_init_memory): PRESENT, RW, USER,
+#: ACCESSED, DIRTY, the software bits 9-11 and 52-62, and NX (every modelled CPU has NX).
+#: Everything else, PWT, PCD, PSE/PAT and GLOBAL, is Xen's BASE_DISALLOW_MASK. The same
+#: bits in 4.1 (a constant there, 0xFF800198 without NX) and in 4.5-4.8 (computed).
+BASE_DISALLOW_MASK = ~get_pte_flags(_PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED
+                                    | _PAGE_DIRTY | _PAGE_AVAIL | _PAGE_AVAIL_HIGH
+                                    | _PAGE_NX) & 0xFFFFFFFF
+#: L1: GLOBAL is allowed (user mappings). A debug build of Xen also refuses _PAGE_GNTTAB
+#: (bit 62, its mark of grant mappings) here; a release build (NDEBUG, the default in
+#: every modelled release) defines _PAGE_GNTTAB as 0, so bit 62 is the guest's in L1 too.
+#: xensim models the release build.
+L1_DISALLOW_MASK = BASE_DISALLOW_MASK & ~_PAGE_GLOBAL
+L3_DISALLOW_MASK = L4_DISALLOW_MASK = BASE_DISALLOW_MASK
+
+#: flags a guest may change on a live entry without revalidation, from 4.8 on (XSA-182)
+FASTPATH_FLAG_WHITELIST = (get_pte_flags(_PAGE_NX | _PAGE_AVAIL_HIGH) | _PAGE_AVAIL
+                           | _PAGE_GLOBAL | _PAGE_DIRTY | _PAGE_ACCESSED | _PAGE_USER)
+
+ENTRIES = 512
+#: L4 slots reserved for Xen's own mappings in a 64-bit PV guest
+ROOT_PAGETABLE_FIRST_XEN_SLOT = 256
+ROOT_PAGETABLE_LAST_XEN_SLOT = 271
+
+LEVEL_TYPES = {1: PGT_l1_page_table, 2: PGT_l2_page_table, 3: PGT_l3_page_table,
+               4: PGT_l4_page_table}
+#: the type an entry at level N takes on its target (L2 without PSE -> an L1 table, ...)
+CHILD_TYPES = {2: PGT_l1_page_table, 3: PGT_l2_page_table, 4: PGT_l3_page_table}
+
+
+def pte_mfn(e: int) -> int:
+    return (e & PADDR_MASK) >> PAGE_SHIFT
+
+
+def make_pte(mfn: int, flags: int) -> int:
+    return (mfn << PAGE_SHIFT) | flags
+
+
+def has_changed(old: int, new: int, flags: int) -> bool:
+    """Xen's l?e_has_changed: the frame or any of ``flags`` differs."""
+    return bool((old ^ new) & (PADDR_MASK | flags))
+
+
+def is_xen_slot(level: int, index: int) -> bool:
+    return level == 4 and ROOT_PAGETABLE_FIRST_XEN_SLOT <= index <= ROOT_PAGETABLE_LAST_XEN_SLOT
+
+
+class GuestMemory:
+    """Contents of guest frames that were ever written: mfn -> 512 uint64 entries."""
+
+    def __init__(self):
+        self._frames: dict[int, np.ndarray] = {}
+
+    def table(self, mfn: int) -> np.ndarray:
+        """The frame's 512 words (a zero array, not stored, if never written)."""
+        a = self._frames.get(mfn)
+        return a if a is not None else np.zeros(ENTRIES, dtype=np.uint64)
+
+    def read(self, mfn: int, index: int) -> int:
+        a = self._frames.get(mfn)
+        return 0 if a is None else int(a[index])
+
+    def write(self, mfn: int, index: int, value: int) -> None:
+        a = self._frames.get(mfn)
+        if a is None:
+            if value == 0:
+                return
+            a = self._frames[mfn] = np.zeros(ENTRIES, dtype=np.uint64)
+        a[index] = value
+
+    def write_many(self, mfn: int, indexes: np.ndarray, values: np.ndarray) -> None:
+        a = self._frames.get(mfn)
+        if a is None:
+            a = self._frames[mfn] = np.zeros(ENTRIES, dtype=np.uint64)
+        a[indexes] = values
+
+    def drop_range(self, mfn: int, n: int) -> None:
+        """Frames going back to the heap are scrubbed."""
+        if n > 64:
+            for k in [k for k in self._frames if mfn <= k < mfn + n]:
+                del self._frames[k]
+        else:
+            for k in range(mfn, mfn + n):
+                self._frames.pop(k, None)
+
+    def snapshot(self) -> tuple:
+        return tuple(sorted((k, v.tobytes()) for k, v in self._frames.items() if v.any()))
+
+
+class PageTables:
+    """The page-table layer: Xen's alloc_page_type / free_page_type and mod_lN_entry.
+
+    ``live`` maps each validated table (page) to (level, owner domid): recorded at
+    validation and removed at devalidation, it lets the auditor recount every
+    entry's references without reading a counter.
+    """
+
+    def __init__(self, machine):
+        self.m = machine
+        self.live: dict[int, tuple[int, int]] = {}
+
+    # -- what one entry holds -----------------------------------------------------
+    def disallow_mask(self, level: int) -> int:
+        """Xen's L1_DISALLOW_MASK .. L4_DISALLOW_MASK (flag-word form, get_pte_flags).
+
+        Xen relaxes L1's mask for I/O-capable domains (their L1 entries may set the
+        cache attributes); no xensim domain has I/O resources (dom0 owns no memory, so
+        it has no tables), so every domain gets the plain mask. At L2 PSE is allowed
+        and the superpage option judges a PSE entry; since XSA-148 (4.7 and 4.8, and
+        xensim's 4.1 and 4.5 unless faithful) only while the option is on.
+        """
+        if level == 1:
+            return L1_DISALLOW_MASK
+        if level == 2:
+            m = self.m
+            if m.allow_superpage or (m.faithful and m.version in ("4.1", "4.5")):
+                return BASE_DISALLOW_MASK & ~_PAGE_PSE
+            return BASE_DISALLOW_MASK
+        return BASE_DISALLOW_MASK
+
+    def disallowed(self, level: int, e: int) -> bool:
+        """Does entry ``e`` set a flag its level's disallow mask refuses?"""
+        return bool(get_pte_flags(e) & self.disallow_mask(level))
+
+    def get_page_from_entry(self, level: int, e: int, d: int, table: int | None = None) -> int:
+        """Take the references a present entry of table ``table`` (an MFN) needs; 0 or a
+        negative errno (Xen's get_page_from_l1e .. get_page_from_l4e)."""
+        m = self.m
+        if self.disallowed(level, e):
+            return -errno.EINVAL
+        mfn = pte_mfn(e)
+        if level == 2 and e & _PAGE_PSE:
+            if not m.allow_superpage or mfn & (SUPERPAGE_PAGES - 1):
+                return -errno.EINVAL
+            unchecked = m.faithful and m.version in ("4.1", "4.5")    # XSA-167, fixed in 4.7
+            if not unchecked and not (m.mfn_valid(mfn) and m.mfn_valid(mfn + SUPERPAGE_PAGES - 1)):
+                return -errno.EINVAL
+            if not m.spage_table.has_entry(m.mfn_to_pdx(mfn) >> 9):
+                # a superpage without RAM: nobody owns it. (Xen's dense table had a zero
+                # entry there, so its get_page on frames without RAM failed: -EINVAL.)
+                if m.faithful and not m.mfn_valid(mfn):
+                    return m.xsa167(mfn) or -errno.EINVAL
+                return -errno.EINVAL if m.faithful else -errno.EPERM
+            return m.superpage.get_superpage(mfn, d, bool(e & _PAGE_RW))
+        if level == 1:
+            # Xen 4.1's get_page_from_l1e answers 1 or 0 (its callers make 0 -EINVAL);
+            # from 4.5 it gives errnos of its own
+            errnos = m.version != "4.1"
+            if not m.mfn_valid(mfn):
+                # not RAM: Xen's I/O-memory path, and no xensim domain has I/O memory
+                # (iomem_access_permitted fails): -EPERM, or -EINVAL for INVALID_MFN
+                return -errno.EPERM if errnos and mfn != INVALID_MFN else -errno.EINVAL
+            page = m.mfn_to_page(mfn)
+            if e & _PAGE_RW:
+                rc = m.refs._get_page_and_type(page, d, PGT_writable_page)
+            else:
+                rc = 0 if m.refs.get_page(page, d) else -errno.EINVAL
+            # a frame that is not the owner's (or free), or not typable writable: could_not_pin
+            return -errno.EBUSY if rc and errnos else rc
+        rc = (m.refs._get_page_and_type(m.mfn_to_page(mfn), d, CHILD_TYPES[level])
+              if m.mfn_valid(mfn) else -errno.EINVAL)
+        if rc == -errno.EINVAL and self.get_linear_pagetable(level, e, table, d):
+            rc = 0
+        return rc
+
+    def get_linear_pagetable(self, level: int, e: int, table: int | None, d: int) -> bool:
+        """Xen's get_l2_linear_pagetable .. get_l4_linear_pagetable (4.1 to 4.8 alike).
+
+        An entry at level N may point at a table of level N (a linear, or recursive,
+        mapping) if it is read-only. Pointing at its own table it takes nothing; else
+        the target must be the domain's (a general reference) and an already
+        validated table of level N, whose type count goes up by one. (The type
+        increment is the linear path's own, counted here as one get_page_type.)
+        """
+        if e & _PAGE_RW:
+            return False                  # a writable view of its own page tables: refused
+        mfn = pte_mfn(e)
+        if mfn == table:
+            return True
+        m = self.m
+        if not m.mfn_valid(mfn):
+            return False
+        page = m.mfn_to_page(mfn)
+        if not m.refs.get_page(page, d):
+            return False
+        refs = m.refs
+        want = LEVEL_TYPES[level] | PGT_validated
+        if refs.step is not None:
+            refs.step("get_page_type", page, LEVEL_TYPES[level])
+        refs.stats.get_page_type += 1
+        while True:
+            x = m.frame_table.type_info(page)
+            if x & PGT_count_mask == PGT_count_mask or x & (PGT_type_mask | PGT_validated) != want:
+                refs.stats.get_page_type_failed += 1
+                refs.put_page(page)
+                return False
+            if refs._cmpxchg_type(page, x, x + 1, f"linear L{level} page table"):
+                return True
+
+    def put_page_from_entry(self, level: int, e: int, table: int | None = None) -> None:
+        """Drop what a present entry of table ``table`` held."""
+        m = self.m
+        mfn = pte_mfn(e)
+        if level >= 2 and mfn == table:
+            return                        # a linear entry to its own table holds nothing
+        if level == 2 and e & _PAGE_PSE:
+            if not m.allow_superpage:          # Xen's put_superpage with the option off
+                put_spage_pages(m, mfn)
+                return
+            m.superpage.put_superpage(mfn, bool(e & _PAGE_RW))
+            return
+        page = m.mfn_to_page(mfn)
+        if m.faithful and not self._holds(level, e, page):
+            # only reachable through a bug faithful mode lets through (XSA-148: PSE or RW
+            # flipped on a live entry by the fast path): the real code put references it
+            # never took; record it instead of corrupting the simulator's counts
+            m.violations.append(f"L{level} entry to mfn {mfn:#x} drops references it never "
+                                f"took (entry {e:#x})")
+            return
+        if level == 1 and not e & _PAGE_RW:
+            m.refs.put_page(page)
+        else:
+            m.refs.put_page_and_type(page)
+
+    def _holds(self, level: int, e: int, page: int) -> bool:
+        """Can the frame pay for what this entry would drop? (faithful mode's guard)"""
+        ft = self.m.frame_table
+        if ft.count_info(page) & PGC_count_mask == 0:
+            return False
+        if level == 1 and not e & _PAGE_RW:
+            return True
+        ti = ft.type_info(page)
+        want = (PGT_writable_page,) if level == 1 else (CHILD_TYPES[level], LEVEL_TYPES[level])
+        return bool(ti & PGT_count_mask) and ti & PGT_type_mask in want
+
+    # -- the validation hook ------------------------------------------------------------
+    def alloc_page_type(self, page: int, type: int) -> int:
+        """Validate ``page`` as a table of ``type``: every present entry takes its references.
+
+        An L4's slots 256-271 belong to Xen (is_guest_l4_slot): alloc_l4_table skips
+        whatever the guest left there and, once the table is valid, writes Xen's own
+        entries into them. xensim models no Xen mappings: it clears those slots.
+        """
+        m = self.m
+        if type == PGT_seg_desc_page:          # a GDT/LDT frame: its descriptors are checked
+            return alloc_segdesc_page(m.mem.table(int(m.pdx_to_mfn(page))))
+        level = type >> PGT_type_shift
+        mfn = int(m.pdx_to_mfn(page))
+        d = m.frame_table.owner(page)
+        entries = m.mem.table(mfn)
+        taken: list[int] = []
+        for i in np.flatnonzero(entries & np.uint64(_PAGE_PRESENT)):
+            i = int(i)
+            if is_xen_slot(level, i):
+                continue
+            rc = self.get_page_from_entry(level, int(entries[i]), d, mfn)
+            if rc != 0:
+                for j in reversed(taken):
+                    self.put_page_from_entry(level, int(entries[j]), mfn)
+                return rc
+            taken.append(i)
+        if level == 4:
+            for i in range(ROOT_PAGETABLE_FIRST_XEN_SLOT, ROOT_PAGETABLE_LAST_XEN_SLOT + 1):
+                m.mem.write(mfn, i, 0)
+        self.live[page] = (level, d)
+        return 0
+
+    def free_page_type(self, page: int, type: int) -> None:
+        """Devalidate: every present entry drops its references."""
+        level = type >> PGT_type_shift
+        self.live.pop(page, None)
+        mfn = int(self.m.pdx_to_mfn(page))
+        entries = self.m.mem.table(mfn).copy()
+        for i in np.flatnonzero(entries & np.uint64(_PAGE_PRESENT)):
+            if not is_xen_slot(level, int(i)):
+                self.put_page_from_entry(level, int(entries[int(i)]), mfn)
+
+    def relinquish(self, d) -> None:
+        """Domain destruction's forced devalidation (Xen's relinquish_memory, 4.1 to 4.8).
+
+        After the roots and pins are gone, a table of the dying domain still
+        validated is held only by linear entries, possibly in a loop (two L4s
+        mapping each other) that no put would ever end. Xen walks the domain's
+        pages once per level, L4, then L3, then L2, and devalidates each table of
+        that level still validated: PGT_validated is cleared and its entries drop
+        their references; its type count is left to fall as the other tables of
+        the loop let go. (L1 tables are referenced only from L2 entries.)
+        """
+        m = self.m
+        ft = m.frame_table
+        for level in (4, 3, 2):
+            want = LEVEL_TYPES[level] | PGT_validated
+            pages = []
+            for s, e in d.owned.runs():
+                for pdx, k in m._pdx_runs(s, e - s):
+                    _, ti, _ = ft.read_slices(pdx, k)
+                    hit = (ti & np.uint64(PGT_type_mask | PGT_validated)) == np.uint64(want)
+                    pages.extend(pdx + int(j) for j in np.flatnonzero(hit))
+            for page in pages:
+                while True:
+                    x = ft.type_info(page)
+                    if x & (PGT_type_mask | PGT_validated) != want:
+                        break             # devalidated meanwhile, by a put down the loop
+                    if m.refs.step is not None:
+                        m.refs.step("type_flags", page, 0)
+                    if m.refs._cmpxchg_type(page, x, x & ~PGT_validated,
+                                            "relinquish: forced devalidation"):
+                        m.refs.stats.devalidations += 1
+                        self.free_page_type(page, LEVEL_TYPES[level])
+                        break
+
+    # -- mod_lN_entry -------------------------------------------------------------------
+    def mod_entry(self, table_mfn: int, index: int, new: int, level: int, d: int,
+                  preserve_ad: bool = False, pg_owner: int | None = None) -> int:
+        """Change entry ``index`` of a live level-``level`` table; 0 or a negative errno.
+
+        References are taken for ``d``, the table's domain; an L1 entry's target may
+        belong to ``pg_owner`` instead (a privileged domain mapping a foreign frame).
+
+        The new entry takes its references before the old one drops its own.
+        A change that keeps the frame and every flag the release compares
+        (:meth:`fastpath_flags`) takes the fast path: the entry is rewritten
+        with no refcount traffic. (Xen also ORs USER, and in L1 GLOBAL or its
+        kernel mark, into 64-bit guests' entries, adjust_guest_l1e .. l4e;
+        xensim stores the guest's value: those bits never change a refusal or
+        a fast/slow decision.)
+        """
+        m = self.m
+        if is_xen_slot(level, index):
+            return -errno.EINVAL
+        old = m.mem.read(table_mfn, index)
+        if preserve_ad:                       # Xen's update_intpte: keep the hardware's A/D bits
+            new |= old & (_PAGE_ACCESSED | _PAGE_DIRTY)
+        if new & _PAGE_PRESENT:
+            if self.disallowed(level, new):   # the disallow mask is checked before anything else
+                return -errno.EINVAL
+            fast = old & _PAGE_PRESENT and not has_changed(old, new, self.fastpath_flags(level))
+            if fast and new & _PAGE_RW and not old & _PAGE_RW and self.is_linear(level, old, table_mfn):
+                # XSA-182 (before 4.8): the fast path made a read-only linear entry
+                # writable, the guest's own page tables writable to it. Faithful mode lets
+                # it through; otherwise it revalidates, and the linear check refuses it.
+                if m.faithful:
+                    m.violations.append(f"XSA-182: L{level} linear entry {table_mfn:#x}[{index}] "
+                                        f"made writable by the fast path")
+                else:
+                    fast = False
+            if fast:
+                m.mem.write(table_mfn, index, new)              # fast path
+                m.pt_stats["fast_path"] += 1
+                return 0
+            owner = pg_owner if level == 1 and pg_owner is not None else d
+            rc = self.get_page_from_entry(level, new, owner, table_mfn)
+            if rc != 0:
+                return rc
+            m.pt_stats["slow_path"] += 1
+        m.mem.write(table_mfn, index, new)
+        if old & _PAGE_PRESENT:
+            self.put_page_from_entry(level, old, table_mfn)
+        return 0
+
+    def is_linear(self, level: int, e: int, table: int) -> bool:
+        """Is present entry ``e`` of ``table`` a linear one (its target a table of its level)?"""
+        if level == 1 or (level == 2 and e & _PAGE_PSE):
+            return False
+        mfn = pte_mfn(e)
+        if mfn == table:
+            return True
+        return self.m.mfn_valid(mfn) and self.live.get(self.m.mfn_to_page(mfn), (0,))[0] == level
+
+    def fastpath_flags(self, level: int) -> int:
+        """The flags (PTE positions) whose change on a live entry forces revalidation,
+        per release (mod_l1_entry .. mod_l4_entry; the frame is always compared):
+
+        ====  =================  ==================================  =========
+        Xen   L1                 L2                                  L3, L4
+        ====  =================  ==================================  =========
+        4.1   PRESENT, RW        PRESENT (XSA-148: faithful only;    PRESENT
+        4.5                      else as 4.7)
+        4.7   + PAT, PCD, PWT    PRESENT, RW, PSE with superpages    PRESENT
+                                 on, else PRESENT
+        4.8   everything outside FASTPATH_FLAG_WHITELIST (XSA-182), every level
+        ====  =================  ==================================  =========
+        """
+        m = self.m
+        v = m.version
+        if v == "4.8":
+            return put_pte_flags(~FASTPATH_FLAG_WHITELIST & 0xFFFFFFFF)
+        if level == 1:
+            return _PAGE_PRESENT | _PAGE_RW | (PAGE_CACHE_ATTRS if v == "4.7" else 0)
+        if level == 2:
+            if m.faithful and v in ("4.1", "4.5"):
+                return _PAGE_PRESENT      # XSA-148: PSE and RW flip on a live entry unchecked
+            return _PAGE_PRESENT | _PAGE_RW | _PAGE_PSE if m.allow_superpage else _PAGE_PRESENT
+        return _PAGE_PRESENT
+
+    def live_level(self, page: int) -> int:
+        """The level of a live (typed, counted, validated) table at ``page``, else 0."""
+        ti = self.m.frame_table.type_info(page)
+        t = ti & PGT_type_mask
+        if t in PGT_PAGE_TABLE_TYPES and ti & PGT_count_mask and ti & PGT_validated:
+            return t >> PGT_type_shift
+        return 0
+
+    # -- the auditor's view ---------------------------------------------------------------
+    def expect(self, m, exp) -> None:
+        """What every live table's present entries hold (see _audit.Expected).
+
+        Recounted from the entries alone: an L2-L4 entry pointing at its own table
+        holds nothing, one pointing at another live table of its own level holds a
+        linear reference (a general and a typed reference of that level), any
+        other a reference of the level below (L1: of a writable page, or general).
+        """
+        pse: dict[int, list[int]] = {}
+        for page, (level, domid) in self.live.items():
+            table = int(m.pdx_to_mfn(page))
+            entries = m.mem.table(table)
+            for i in np.flatnonzero(entries & np.uint64(_PAGE_PRESENT)):
+                if is_xen_slot(level, int(i)):
+                    continue
+                e = int(entries[int(i)])
+                mfn = pte_mfn(e)
+                if level == 1:
+                    if e & _PAGE_RW:
+                        exp.typed(mfn, domid, PGT_writable_page)
+                    else:
+                        exp.ref(mfn, domid)
+                elif level == 2 and e & _PAGE_PSE:
+                    c = pse.setdefault(mfn, [0, 0, domid])
+                    c[1 if e & _PAGE_RW else 0] += 1
+                    exp.holds(mfn, SUPERPAGE_PAGES, domid)
+                elif mfn == table:
+                    continue
+                elif self.live.get(m.mfn_to_page(mfn), (0,))[0] == level:
+                    exp.typed(mfn, domid, LEVEL_TYPES[level])
+                else:
+                    exp.typed(mfn, domid, CHILD_TYPES[level])
+        for d in m.domains.values():
+            if d.baseptr is not None:
+                exp.typed(d.baseptr, d.domid, PGT_l4_page_table)
+        # a privileged domain's L1 entries may map other domains' frames (foreigndom)
+        exp.privileged.add(0)
+        m.superpage.expect(exp, pse)

@@ -1,0 +1,701 @@
+"""Xen's reference primitives on the frame table.
+
+``get_page``/``put_page`` move the general count in ``count_info``;
+``get_page_type``/``put_page_type`` move the typed count in ``type_info``
+(docs/xen-facts.md, section 3). A *page* here is its PDX, the index of its
+page_info in the frame table (``Machine.mfn_to_page`` gives it), just as Xen
+passes a ``struct page_info *``.
+
+Every read-modify-write of a frame word goes through :meth:`RefCounts._cmpxchg_count`
+or :meth:`RefCounts._cmpxchg_type`: one place, so that the concurrency
+explorer can make each of them one atomic step.
+
+**Undo is exact.** When an acquisition fails part-way (frame *i* of 512, or an
+entry of a page table being validated), what was taken is given back by a
+cmpxchg from the word we installed to the word we saw before. Sequentially it
+always succeeds, so a failed call leaves every word bit for bit as it was;
+under concurrency, if another CPU changed the word meanwhile, it falls back
+to a plain ``put_page``/``put_page_type``. Xen itself gives types back with
+``put_page_type``, which leaves a newly taken type in the word with count 0
+(harmless: a type with count 0 may change at the next get). This is a
+deliberate difference, documented in docs/ARCHITECTURE.md.
+
+The vectorised forms (``get_pages_and_type`` and friends) act on a run of
+frames in one PDX group (a superpage's 512 frames) with numpy. They are
+all-or-nothing in frame order and give the same final state and the same call
+counts as the per-frame loops (``*_loop``), which are kept as the reference.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from .._errors import RefcountBug
+from ..mem._frametable import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
+from ..mem._page_info import (DOMID_INVALID, PGC_count_mask, PGT_count_mask, PGT_PAGE_TABLE_TYPES,
+                         PGT_pinned, PGT_shared_page, PGT_type_mask, PGT_validated,
+                         PGT_writable_page, PGC_allocated, type_name)
+
+_U = np.uint64
+
+#: the types __get_page_type validates at once (every other type goes to alloc_page_type)
+VALID_AT_ONCE = (PGT_writable_page, PGT_shared_page)
+#: what a type change at type count 0 clears: the type and PGT_validated (Xen 4.1-4.8);
+#: PGT_pinned, PGT_partial, PGT_locked and the count survive
+_TYPE_CHANGE_KEEP = ~(PGT_type_mask | PGT_validated) & 0xFFFFFFFFFFFFFFFF
+
+
+class PageTypeValidator(Protocol):
+    """The hook that gives page-table types their meaning (filled in by the page-table layer).
+
+    ``alloc_page_type`` validates a frame that is becoming a page table of
+    ``type``: every present entry takes its references; on failure it gives
+    back what it took and returns a negative errno. ``free_page_type``
+    devalidates: every entry drops its references.
+    """
+    def alloc_page_type(self, page: int, type: int) -> int: ...
+    def free_page_type(self, page: int, type: int) -> None: ...
+
+
+class NoPageTables:
+    """Until page tables exist, a page-table frame has no present entries: always valid."""
+    def alloc_page_type(self, page: int, type: int) -> int:
+        return 0
+
+    def free_page_type(self, page: int, type: int) -> None:
+        return None
+
+
+@dataclass
+class RefStats:
+    """How often each primitive was called (vectorised calls count per frame)."""
+    get_page: int = 0
+    put_page: int = 0
+    get_page_type: int = 0
+    put_page_type: int = 0
+    get_page_failed: int = 0
+    get_page_type_failed: int = 0
+    validations: int = 0
+    devalidations: int = 0
+    frees: int = 0
+    #: TLB flushes a type change asked for (__get_page_type's tlbflush_filter found a CPU
+    #: whose TLB may still hold the frame under its old type; see RefCounts.tlbflush_time)
+    tlb_flushes: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    def reset(self) -> None:
+        for k in self.__dict__:
+            setattr(self, k, 0)
+
+
+def get_page_allowed(count: int) -> bool:
+    """May get_page take a reference at general count ``count``? Not at 0 (a free
+    frame), nor at the top two counts (one would wrap; the other is kept for
+    get_page_light): Xen refuses when ``((count + 2) & PGC_count_mask) <= 2``."""
+    return ((count + 2) & PGC_count_mask) > 2
+
+
+#: the highest general count at which get_page still takes a reference
+GET_PAGE_COUNT_MAX = PGC_count_mask - 2
+
+#: failure reasons of a range operation, with the errno a hypercall reports
+REASONS = {
+    "free": errno.EINVAL,           # count 0: frame not allocated
+    "overflow": errno.EINVAL,       # general count at its top two values (would overflow)
+    "owner": errno.EINVAL,          # owned by another domain
+    "type": errno.EINVAL,           # type conflict (type count non-zero, other type)
+    "type-overflow": errno.EINVAL,  # type count would overflow
+}
+
+
+@dataclass
+class RangeResult:
+    """The outcome of a vectorised acquisition over ``n`` frames."""
+    ok: bool
+    n: int
+    failed_index: int | None = None     # frame i (0-based) that failed; frames [0, i) were undone
+    reason: str | None = None           # one of REASONS
+
+    @property
+    def errno(self) -> int:
+        return 0 if self.ok else -REASONS[self.reason]
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass
+class RefCounts:
+    """The reference primitives, bound to one frame table.
+
+    ``free_page(pages)`` is called when puts drop frames' last general
+    references (a page, or a numpy array of pages freed by one vectorised put);
+    the machine returns them to the heap. ``validator`` gives
+    page-table types their meaning.
+    """
+    ft: FrameTable
+    free_page: Callable[[int | np.ndarray], None]
+    validator: PageTypeValidator = field(default_factory=NoPageTables)
+    stats: RefStats = field(default_factory=RefStats)
+    #: optional teaching hook: trace(page, word, old, new, why)
+    trace: Callable[[int, str, int, int, str], None] | None = None
+    #: the concurrency explorer's hook, called before each atomic step as
+    #: step(kind, page, arg); None when running sequentially (full speed)
+    step: Callable[[str, int, int], None] | None = None
+    #: Xen's TLB clock (tlbflush_clock): starts at 1, ticks at every flush counted
+    tlbflush_clock: int = 1
+    #: per domain: the clock when its vCPU's TLB was last flushed (Xen's per-CPU
+    #: tlbflush_time; one vCPU per domain, on a CPU of its own; 0: never)
+    tlbflush_time: dict[int, int] = field(default_factory=dict)
+    #: per PDX group: each frame's tlbflush_timestamp (the clock when its type count
+    #: last fell to 0; 0: not since it was allocated), allocated on first stamp
+    _stamps: dict[int, np.ndarray] = field(default_factory=dict)
+
+    # -- the only read-modify-writes of frame words --------------------------------
+    def _cmpxchg_count(self, page: int, old: int, new: int, why: str) -> bool:
+        cur = self.ft.count_info(page)
+        if cur != old:
+            return False
+        self.ft.set_count_info(page, new, old)
+        if self.trace is not None:
+            self.trace(page, "count_info", old, new, why)
+        return True
+
+    def _cmpxchg_type(self, page: int, old: int, new: int, why: str) -> bool:
+        cur = self.ft.type_info(page)
+        if cur != old:
+            return False
+        self.ft.set_type_info(page, new, old)
+        if self.trace is not None:
+            self.trace(page, "type_info", old, new, why)
+        return True
+
+    # -- general references -------------------------------------------------------
+    def get_page(self, page: int, d: int) -> bool:
+        """Take a general reference on ``page`` for domain ``d``.
+
+        Fails on a free frame (count 0), near overflow, and on an owner other
+        than ``d`` (the reference taken is dropped again). Near overflow means
+        the top two counts, as Xen's page_get_owner_and_reference (4.1 to 4.22):
+        the last reference before the count wraps is kept for get_page_light.
+        """
+        if self.step is not None:
+            self.step("get_page", page, d)
+        self.stats.get_page += 1
+        while True:
+            x = self.ft.count_info(page)
+            if not get_page_allowed(x & PGC_count_mask):
+                self.stats.get_page_failed += 1
+                return False
+            if self._cmpxchg_count(page, x, x + 1, "get_page"):
+                break
+        if self.ft.owner(page) != d:
+            # the reference is given back exactly (see module docstring)
+            self._undo_count(page, x + 1, x, "get_page: owner mismatch")
+            self.stats.get_page_failed += 1
+            return False
+        return True
+
+    def put_page(self, page: int) -> None:
+        """Drop a general reference; at 0 the frame goes back to the heap."""
+        if self.step is not None:
+            self.step("put_page", page, 0)
+        self.stats.put_page += 1
+        while True:
+            x = self.ft.count_info(page)
+            if x & PGC_count_mask == 0:
+                raise RefcountBug(f"put_page on page {page:#x} with count 0 (count_info {x:#x})")
+            if self._cmpxchg_count(page, x, x - 1, "put_page"):
+                break
+        if (x - 1) & PGC_count_mask == 0:
+            self.stats.frees += 1
+            self._clear_stamps(page, 1)
+            self.free_page(page)
+
+    def _undo_count(self, page: int, taken: int, before: int, why: str) -> None:
+        if self.step is not None:
+            self.step("put_page", page, 0)
+        self.stats.put_page += 1
+        if not self._cmpxchg_count(page, taken, before, why):
+            self.stats.put_page -= 1
+            self.put_page(page)
+
+    # -- typed references ---------------------------------------------------------
+    def _get_page_type(self, page: int, type: int) -> int:
+        """Xen's __get_page_type (4.1-4.8): 0, or a negative errno.
+
+        At type count 0 a new type replaces the old one (only the type and
+        PGT_validated are cleared; a TLB flush may be due, see :meth:`_type_change_flush`);
+        writable and shared pages are valid at once, every other type (page tables,
+        segment descriptor pages) is validated by ``validator.alloc_page_type``.
+        The same type, not yet validated, with references: another CPU is validating
+        it, and Xen waits until the word changes, then looks again.
+        """
+        if self.step is not None:
+            self.step("get_page_type", page, type)
+        self.stats.get_page_type += 1
+        while True:
+            x = self.ft.type_info(page)
+            count = x & PGT_count_mask
+            nx = x + 1
+            if count == PGT_count_mask:
+                self.stats.get_page_type_failed += 1
+                return -errno.EINVAL                      # type count overflow
+            if count == 0:
+                if x & PGT_type_mask != type:
+                    # the type may change only while nobody holds a typed reference
+                    self._type_change_flush(page)
+                    nx = (nx & _TYPE_CHANGE_KEEP) | type
+                    if type in VALID_AT_ONCE:
+                        nx |= PGT_validated
+            elif x & PGT_type_mask != type:
+                self.stats.get_page_type_failed += 1
+                return -errno.EINVAL                      # type conflict
+            elif not x & PGT_validated:
+                # another CPU took the first reference and is validating the table:
+                # Xen spins until type_info changes (validated, or the attempt undone),
+                # then retries. (Xen returns -EINTR instead when the hypercall is
+                # preemptible and has work pending; xensim never preempts.)
+                if self.step is None:
+                    raise RefcountBug(f"get_page_type on page {page:#x} ({type_name(type)}) "
+                                      f"waits for a validation no other CPU runs ({x:#x}): "
+                                      "Xen would spin forever")
+                self.step("wait_validated", page, x)     # the explorer runs us again once it changed
+                continue
+            if self._cmpxchg_type(page, x, nx, f"get_page_type({type_name(type)})"):
+                break
+        if not nx & PGT_validated:
+            if type in VALID_AT_ONCE:
+                raise RefcountBug(f"page {page:#x}: {type_name(type)} with type count 0 but not "
+                                  f"validated ({x:#x}): Xen's alloc_page_type BUG()s")
+            self.stats.validations += 1
+            rc = self.validator.alloc_page_type(page, type)
+            if rc != 0:
+                self._undo_type(page, nx, x, "validation failed")
+                self.stats.get_page_type_failed += 1
+                return rc
+            if self.step is not None:
+                self.step("set_validated", page, type)
+            while True:
+                cur = self.ft.type_info(page)
+                if self._cmpxchg_type(page, cur, cur | PGT_validated, "validated"):
+                    break
+        return 0
+
+    # -- TLB flush accounting (tlbflush_timestamp, tlbflush_filter) ------------------
+    def _stamp_group(self, g: int) -> np.ndarray:
+        a = self._stamps.get(g)
+        if a is None:
+            a = self._stamps[g] = np.zeros(PDX_GROUP_FRAMES, dtype=np.uint32)
+        return a
+
+    def tlbflush_timestamp(self, page: int) -> int:
+        """The clock when ``page``'s type count last fell to 0 (0: not since allocated)."""
+        a = self._stamps.get(page >> PDX_GROUP_SHIFT)
+        return 0 if a is None else int(a[page & PDX_GROUP_MASK])
+
+    def _stamp(self, page: int) -> None:
+        """put_page_type took the last typed reference: Xen records tlbflush_current_time()."""
+        self._stamp_group(page >> PDX_GROUP_SHIFT)[page & PDX_GROUP_MASK] = self.tlbflush_clock
+
+    def _clear_stamps(self, pages, n: int = 0) -> None:
+        """Frames going back to the heap (``pages``, or the run [pages, pages+n)): a frame
+        allocated again needs no flush for its past (Xen's alloc_heap_pages flushes
+        stale TLBs then; that flush is not counted here)."""
+        if not self._stamps:
+            return
+        pages = np.arange(pages, pages + n) if n else np.atleast_1d(np.asarray(pages, dtype=np.int64))
+        groups = pages >> PDX_GROUP_SHIFT
+        for g in np.unique(groups):
+            a = self._stamps.get(int(g))
+            if a is not None:
+                a[pages[groups == g] & PDX_GROUP_MASK] = 0
+
+    def _need_flush(self, d: int, stamp) -> bool:
+        """NEED_FLUSH: the owner's CPU last flushed its TLB no later than ``stamp``."""
+        return d != DOMID_INVALID and 0 < stamp and self.tlbflush_time.get(d, 0) <= stamp
+
+    def _flush(self, page: int, d: int, stamp: int) -> None:
+        """flush_tlb_mask on the owner's CPU: the clock ticks, the CPU's time is the new one."""
+        self.stats.tlb_flushes += 1
+        self.tlbflush_clock += 1
+        self.tlbflush_time[d] = self.tlbflush_clock
+        if self.trace is not None:
+            self.trace(page, "tlb_flush", stamp, self.tlbflush_clock, f"TLB flush of dom{d}'s CPU")
+
+    def _type_change_flush(self, page: int) -> None:
+        """A type change of ``page``: flush if the owner's CPU may still hold it in its TLB
+        under the old type (its timestamp is not older than that CPU's last flush)."""
+        d = self.ft.owner(page)
+        stamp = self.tlbflush_timestamp(page)
+        if self._need_flush(d, stamp):
+            self._flush(page, d, stamp)
+
+    def _range_flush(self, first: int, changing: np.ndarray, d: int) -> None:
+        """The per-frame loop's flushes over a run of ``d``'s frames, ``changing`` the ones
+        whose type changes: at most one (after it, every older stamp is covered)."""
+        a = self._stamps.get(first >> PDX_GROUP_SHIFT)
+        if a is None or not changing.any():
+            return
+        off = first & PDX_GROUP_MASK
+        self._runs_flush(np.array([first]), changing.reshape(1, -1),
+                         a[off:off + changing.size].reshape(1, -1), d)
+
+    def _runs_flush(self, firsts: np.ndarray, changing: np.ndarray, st: np.ndarray, d: int) -> None:
+        """The same over runs at once (row r: the run at ``firsts[r]``, its stamps ``st[r]``):
+        the first frame in run order that needs a flush gets the one flush."""
+        need = changing & (st > 0) & (st >= self.tlbflush_time.get(d, 0))
+        if d != DOMID_INVALID and need.any():
+            r, c = divmod(int(np.argmax(need)), need.shape[1])
+            self._flush(int(firsts[r]) + c, d, int(st[r, c]))
+
+    def get_page_type(self, page: int, type: int) -> bool:
+        return self._get_page_type(page, type) == 0
+
+    def put_page_type(self, page: int) -> None:
+        """Drop a typed reference; a page table whose count reaches 0 is devalidated."""
+        if self.step is not None:
+            self.step("put_page_type", page, 0)
+        self.stats.put_page_type += 1
+        while True:
+            x = self.ft.type_info(page)
+            count = x & PGT_count_mask
+            if count == 0:
+                raise RefcountBug(f"put_page_type on page {page:#x} with type count 0 ({x:#x})")
+            if count == 1 and x & PGT_type_mask in PGT_PAGE_TABLE_TYPES and x & PGT_validated:
+                # last typed reference to a validated table: devalidate first
+                if not self._cmpxchg_type(page, x, x & ~PGT_validated, "devalidating"):
+                    continue
+                self.stats.devalidations += 1
+                self.validator.free_page_type(page, x & PGT_type_mask)
+                x &= ~PGT_validated
+                self._stamp(page)                   # __put_final_page_type's timestamp
+                while not self._cmpxchg_type(page, x, x - 1, "put_page_type"):
+                    x = self.ft.type_info(page)
+                return
+            if self._cmpxchg_type(page, x, x - 1, "put_page_type"):
+                if count == 1:
+                    self._stamp(page)               # the last typed reference went
+                return
+
+    def _undo_type(self, page: int, taken: int, before: int, why: str) -> None:
+        if self.step is not None:
+            self.step("put_page_type", page, 0)
+        self.stats.put_page_type += 1
+        if not self._cmpxchg_type(page, taken, before, why):
+            self.stats.put_page_type -= 1
+            self.put_page_type(page)
+
+    def get_page_and_type(self, page: int, d: int, type: int) -> bool:
+        return self._get_page_and_type(page, d, type) == 0
+
+    def _get_page_and_type(self, page: int, d: int, type: int) -> int:
+        """0 or a negative errno; on a type failure the general reference goes back exactly."""
+        before = self.ft.count_info(page)
+        if not self.get_page(page, d):
+            return -errno.EINVAL
+        rc = self._get_page_type(page, type)
+        if rc != 0:
+            self._undo_count(page, before + 1, before, "get_page_and_type: type failed")
+            return rc
+        return 0
+
+    def put_page_and_type(self, page: int) -> None:
+        self.put_page_type(page)
+        self.put_page(page)
+
+    # -- pins (PGT_pinned, set and cleared in one place) --------------------------------
+    def set_pinned(self, page: int) -> bool:
+        """Test-and-set PGT_pinned: False if it was already set."""
+        if self.step is not None:
+            self.step("type_flags", page, 0)
+        while True:
+            x = self.ft.type_info(page)
+            if x & PGT_pinned:
+                return False
+            if self._cmpxchg_type(page, x, x | PGT_pinned, "pin"):
+                return True
+
+    def clear_pinned(self, page: int) -> bool:
+        """Test-and-clear PGT_pinned: False if it was not set."""
+        if self.step is not None:
+            self.step("type_flags", page, 0)
+        while True:
+            x = self.ft.type_info(page)
+            if not x & PGT_pinned:
+                return False
+            if self._cmpxchg_type(page, x, x & ~PGT_pinned, "unpin"):
+                return True
+
+    def clear_allocated(self, page: int) -> bool:
+        """Test-and-clear PGC_allocated (the owner's own reference is then put by the caller)."""
+        if self.step is not None:
+            self.step("count_flags", page, 0)
+        while True:
+            x = self.ft.count_info(page)
+            if not x & PGC_allocated:
+                return False
+            if self._cmpxchg_count(page, x, x & ~PGC_allocated, "clear PGC_allocated"):
+                return True
+
+    # -- vectorised over a run of frames in one PDX group -----------------------------
+    def get_pages_and_type(self, first: int, n: int, d: int, type: int | None) -> RangeResult:
+        """get_page (+ get_page_type(type) unless type is None) on frames [first, first+n).
+
+        All or nothing, in frame order: if frame i fails, frames [0, i) are
+        given back and the result names i and the reason. Page-table types
+        need per-frame validation and are refused here (use the loop).
+        """
+        if type in PGT_PAGE_TABLE_TYPES:
+            raise ValueError("vectorised get_page_type is for writable/shared types only")
+        if self.step is not None:                       # under the explorer: one step per frame
+            return self.get_pages_and_type_loop(first, n, d, type)
+        ci, ti, owner = self.ft.slices(first, n)
+        cnt = ci & _U(PGC_count_mask)
+        ok = (cnt - _U(1)) < _U(GET_PAGE_COUNT_MAX)        # 1 <= count <= max - 2 (wraps at 0)
+        ok &= owner == d
+        if type is not None:
+            tcnt = ti & _U(PGT_count_mask)
+            ok &= ((tcnt == 0) | ((ti & _U(PGT_type_mask)) == _U(type))) & (tcnt != _U(PGT_count_mask))
+        if n and not ok.all():
+            i = int(np.argmin(ok))                          # the first frame that fails
+            c, t = int(ci[i]) & PGC_count_mask, int(ti[i])
+            reason = ("free" if c == 0 else "overflow" if c > GET_PAGE_COUNT_MAX else
+                      "owner" if int(owner[i]) != d else
+                      "type-overflow" if t & PGT_count_mask == PGT_count_mask else "type")
+            if type is not None and i:                  # frames [0, i) were typed first
+                tp = ti[:i]
+                self._range_flush(first, ((tp & _U(PGT_count_mask)) == 0)
+                                  & ((tp & _U(PGT_type_mask)) != _U(type)), d)
+            return self._range_failure(i, n, type, reason)
+        self.stats.get_page += n
+        ci += _U(1)
+        if type is not None:
+            self.stats.get_page_type += n
+            first_ref = tcnt == 0
+            if first_ref.any():
+                if first >> PDX_GROUP_SHIFT in self._stamps:    # a type change may need a flush
+                    self._range_flush(first, first_ref & ((ti & _U(PGT_type_mask)) != _U(type)), d)
+                ti[first_ref] = (ti[first_ref] & _U(_TYPE_CHANGE_KEEP)) | _U(type | PGT_validated)
+            ti += _U(1)
+        if self.trace is not None:
+            self.trace(first, f"count_info[{n}]", 0, 0, f"get_pages_and_type({'-' if type is None else type_name(type)})")
+        return RangeResult(True, n)
+
+    def _range_failure(self, i: int, n: int, type: int | None, reason: str) -> RangeResult:
+        """Account for what the per-frame loop would have done before and after failing at i."""
+        s = self.stats
+        s.get_page += i + 1
+        s.put_page += i                        # undo of frames [0, i)
+        if reason in ("free", "overflow"):
+            s.get_page_failed += 1
+        elif reason == "owner":
+            s.get_page_failed += 1
+            s.put_page += 1                    # get_page took it, then gave it back
+        else:                                  # type failure at frame i
+            s.get_page_type_failed += 1
+            s.put_page += 1                    # frame i's general reference given back
+        if type is not None:
+            s.get_page_type += i + (1 if reason in ("type", "type-overflow") else 0)
+            s.put_page_type += i
+        return RangeResult(False, n, i, reason)
+
+    def put_pages_and_type(self, first: int, n: int, typed: bool = True) -> None:
+        """put_page_type (if ``typed``) then put_page on frames [first, first+n), freeing at 0."""
+        if self.step is not None:                       # under the explorer: one step per frame
+            return self.put_pages_and_type_loop(first, n, typed)
+        ci, ti, _ = self.ft.slices(first, n)
+        if typed:
+            tcnt = ti & _U(PGT_count_mask)
+            if (tcnt == 0).any():
+                raise RefcountBug(f"put_page_type on a zero type count in pages {first:#x}+{n}")
+            if ((ti >> _U(60)) - _U(1) < _U(4)).any():     # a PGT_l1..l4 type: needs devalidation
+                raise ValueError("vectorised put_page_type is for writable/shared types only")
+            self.stats.put_page_type += n
+            ti -= _U(1)
+            zero = tcnt == 1
+            if zero.any():                              # the last typed references went
+                off = first & PDX_GROUP_MASK
+                np.copyto(self._stamp_group(first >> PDX_GROUP_SHIFT)[off:off + n],
+                          np.uint32(self.tlbflush_clock), where=zero)
+        cnt = ci & _U(PGC_count_mask)
+        if (cnt == 0).any():
+            raise RefcountBug(f"put_page on a zero count in pages {first:#x}+{n}")
+        self.stats.put_page += n
+        ci -= _U(1)
+        if self.trace is not None:
+            self.trace(first, f"count_info[{n}]", 0, 0, "put_pages_and_type" if typed else "put_pages")
+        freed = np.flatnonzero((ci & _U(PGC_count_mask)) == 0)
+        if freed.size:
+            self.stats.frees += int(freed.size)
+            self._clear_stamps(first + freed)
+            self.free_page(first + freed)
+
+    def get_pages(self, first: int, n: int, d: int) -> RangeResult:
+        return self.get_pages_and_type(first, n, d, None)
+
+    def put_pages(self, first: int, n: int) -> None:
+        self.put_pages_and_type(first, n, typed=False)
+
+    # -- many runs at once (a batch of superpages): check, then apply ----------------------
+    def _run_blocks(self, firsts: np.ndarray, n: int):
+        """Per PDX group: (rows, index) where ``index`` selects the runs' frames in the group
+        arrays: a slice reshaped (rows x n) when the runs are consecutive, else a fancy index."""
+        groups = firsts >> PDX_GROUP_SHIFT
+        cols = np.arange(n, dtype=np.int64)
+        for g in np.unique(groups):
+            rows = np.flatnonzero(groups == g)
+            pos = firsts[rows] & PDX_GROUP_MASK
+            if (pos + n > PDX_GROUP_FRAMES).any():
+                raise ValueError("a run crosses a PDX group boundary")
+            if rows.size == 1 or (np.diff(pos) == n).all():
+                yield int(g), rows, (int(pos[0]), rows.size)
+            else:
+                yield int(g), rows, pos[:, None] + cols
+
+    def _view(self, arr: np.ndarray, index, n: int) -> np.ndarray:
+        if isinstance(index, tuple):
+            start, r = index
+            return arr[start:start + r * n].reshape(r, n)
+        return arr[index]
+
+    def runs_ok(self, firsts: np.ndarray, n: int, d: int, type: int | None) -> np.ndarray:
+        """Per run: would get_pages_and_type(first, n, d, type) succeed? (Reads only.)"""
+        firsts = np.asarray(firsts, dtype=np.int64)
+        ok = np.ones(firsts.size, dtype=bool)
+        for g, rows, index in self._run_blocks(firsts, n):
+            ci_g, ti_g, owner_g = self.ft.group(g)
+            ci, owner = self._view(ci_g, index, n), self._view(owner_g, index, n)
+            good = ((ci & _U(PGC_count_mask)) - _U(1)) < _U(GET_PAGE_COUNT_MAX)
+            good &= owner == d
+            if type is not None:
+                ti = self._view(ti_g, index, n)
+                tcnt = ti & _U(PGT_count_mask)
+                good &= ((tcnt == 0) | ((ti & _U(PGT_type_mask)) == _U(type))) & (tcnt != _U(PGT_count_mask))
+            ok[rows] = good.all(axis=1)
+        return ok
+
+    def get_runs_and_type(self, firsts: np.ndarray, n: int, d: int, type: int | None) -> None:
+        """get_pages_and_type on every run; the caller checked them with :meth:`runs_ok`."""
+        if type in PGT_PAGE_TABLE_TYPES:
+            raise ValueError("vectorised get_page_type is for writable/shared types only")
+        firsts = np.asarray(firsts, dtype=np.int64)
+        for g, rows, index in self._run_blocks(firsts, n):
+            if self.ft._journal is not None:
+                for first in firsts[rows]:
+                    self.ft._log(int(first), n)
+            ci_g, ti_g, _ = self.ft.group(g)
+            self._apply(ci_g, index, n, lambda ci: np.add(ci, _U(1), out=ci))
+            if type is not None:
+                if g in self._stamps:                   # the flush a type change asks for
+                    ti = self._view(ti_g, index, n)
+                    self._runs_flush(firsts[rows], ((ti & _U(PGT_count_mask)) == 0)
+                                     & ((ti & _U(PGT_type_mask)) != _U(type)),
+                                     self._view(self._stamps[g], index, n), d)
+                # runs_ok passed: a frame with typed references already holds exactly
+                # ``type | PGT_validated``, so setting them on every frame changes only
+                # the frames whose type count was 0 (the first typed reference)
+                keep = _U(_TYPE_CHANGE_KEEP)
+                t = _U(type | PGT_validated)
+
+                def take_type(ti):
+                    np.bitwise_and(ti, keep, out=ti)
+                    np.bitwise_or(ti, t, out=ti)
+                    np.add(ti, _U(1), out=ti)
+                self._apply(ti_g, index, n, take_type)
+        k = firsts.size * n
+        self.stats.get_page += k
+        if type is not None:
+            self.stats.get_page_type += k
+
+    def _apply(self, arr: np.ndarray, index, n: int, fn) -> None:
+        """Run the in-place update ``fn`` on the runs' frames of one group."""
+        if isinstance(index, tuple):
+            fn(self._view(arr, index, n))
+        else:
+            v = arr[index]
+            fn(v)
+            arr[index] = v
+
+    def put_runs_ok(self, firsts: np.ndarray, n: int, typed: bool = True) -> np.ndarray:
+        """Per run: can put_pages_and_type(first, n) run without a count going below 0?"""
+        firsts = np.asarray(firsts, dtype=np.int64)
+        ok = np.ones(firsts.size, dtype=bool)
+        for g, rows, index in self._run_blocks(firsts, n):
+            ci_g, ti_g, _ = self.ft.group(g)
+            good = (self._view(ci_g, index, n) & _U(PGC_count_mask)) != 0
+            if typed:
+                ti = self._view(ti_g, index, n)
+                good &= ((ti & _U(PGT_count_mask)) != 0) & ((ti >> _U(60)) - _U(1) >= _U(4))
+            ok[rows] = good.all(axis=1)
+        return ok
+
+    def put_runs_and_type(self, firsts: np.ndarray, n: int, typed: bool = True) -> None:
+        """put_pages_and_type on every run (checked with :meth:`put_runs_ok`); frees at 0."""
+        firsts = np.asarray(firsts, dtype=np.int64)
+        freed = []
+        for g, rows, index in self._run_blocks(firsts, n):
+            if self.ft._journal is not None:
+                for first in firsts[rows]:
+                    self.ft._log(int(first), n)
+            ci_g, ti_g, _ = self.ft.group(g)
+            if typed:
+                self._apply(ti_g, index, n, lambda ti: np.subtract(ti, _U(1), out=ti))
+                tzero = (self._view(ti_g, index, n) & _U(PGT_count_mask)) == 0
+                if tzero.any():                         # the last typed references went
+                    clock = np.uint32(self.tlbflush_clock)
+                    self._apply(self._stamp_group(g), index, n,
+                                lambda st: np.copyto(st, clock, where=tzero))
+            self._apply(ci_g, index, n, lambda ci: np.subtract(ci, _U(1), out=ci))
+            cnt = self._view(ci_g, index, n) & _U(PGC_count_mask)
+            if not cnt.all():
+                r, c = np.nonzero(cnt == 0)
+                freed.append(firsts[rows][r] + c)
+        k = firsts.size * n
+        self.stats.put_page += k
+        if typed:
+            self.stats.put_page_type += k
+        if freed:
+            pages = np.sort(np.concatenate(freed))
+            self.stats.frees += int(pages.size)
+            self._clear_stamps(pages)
+            self.free_page(pages)
+
+    # -- the per-frame reference loops (same semantics, for tests and benchmarks) ----
+    def get_pages_and_type_loop(self, first: int, n: int, d: int, type: int | None) -> RangeResult:
+        taken: list[tuple[int, int, int, int, int]] = []
+        for i in range(n):
+            page = first + i
+            ci0, ti0 = self.ft.count_info(page), self.ft.type_info(page)
+            if not self.get_page(page, d):
+                c = ci0 & PGC_count_mask
+                reason = "free" if c == 0 else "overflow" if c > GET_PAGE_COUNT_MAX else "owner"
+                self._undo_loop(taken)
+                return RangeResult(False, n, i, reason)
+            if type is not None:
+                rc = self._get_page_type(page, type)
+                if rc != 0:
+                    reason = "type-overflow" if ti0 & PGT_count_mask == PGT_count_mask else "type"
+                    self._undo_count(page, ci0 + 1, ci0, "undo")
+                    self._undo_loop(taken)
+                    return RangeResult(False, n, i, reason)
+            taken.append((page, ci0, ci0 + 1, ti0, self.ft.type_info(page) if type is not None else -1))
+        return RangeResult(True, n)
+
+    def _undo_loop(self, taken) -> None:
+        for page, ci0, ci1, ti0, ti1 in reversed(taken):
+            if ti1 != -1:
+                self._undo_type(page, ti1, ti0, "undo")
+            self._undo_count(page, ci1, ci0, "undo")
+
+    def put_pages_and_type_loop(self, first: int, n: int, typed: bool = True) -> None:
+        for page in range(first, first + n):
+            if typed:
+                self.put_page_type(page)
+            self.put_page(page)
