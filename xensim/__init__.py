@@ -4,26 +4,26 @@ The public front. Everything a user or a test needs is re-exported here;
 modules whose names start with an underscore are private.
 """
 
-from .xen._audit import AuditReport, Difference, audit
-from .config._config import Config, build_memory_map, default_config, load_config, parse_config
-from .xen._domain import DOMID_SELF, Domain
+from .xen import AuditReport, Difference, audit
+from .config import Config, build_memory_map, default_config, load_config, parse_config
+from .xen import DOMID_SELF, Domain
 from ._errors import ConfigError
-from .mem._frametable import FRAME_BYTES, PDX_GROUP_FRAMES, FrameTable
-from .mem._heap import DomainHeap, HeapError
-from .xen._hypercall import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
+from .mem import FRAME_BYTES, PDX_GROUP_FRAMES, FrameTable
+from .mem import DomainHeap, HeapError
+from .xen import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
                          HYPERVISOR_update_va_mapping, errno_name)
-from .xen._machine import Machine
-from .mem._memmap import E820Type, MemoryMap, MemoryMapError, MemRange
-from .xen._memory_op import (XENMEM_decrease_reservation, XENMEM_increase_reservation,
+from .xen import Machine
+from .mem import E820Type, MemoryMap, MemoryMapError, MemRange
+from .xen import (XENMEM_decrease_reservation, XENMEM_increase_reservation,
                          XENMEM_populate_physmap, XenMemoryReservation)
-from .sim._overhead import OverheadReport, overhead
-from .mem._p2m import INVALID, FrameMap
-from .mem._pdx import Pdx, make_pdx
-from .config._presets import list_presets, load_preset
-from .mem._rangeset import RangeSet
+from .sim import OverheadReport, overhead
+from .mem import INVALID, FrameMap
+from .mem import Pdx, make_pdx
+from .config import list_presets, load_preset
+from .mem import RangeSet
 from .xen._refcount import RangeResult, RefCounts, RefcountBug, RefStats
-from .mem._spage import SuperpageTable
-from .output._render import render
+from .mem import SuperpageTable
+from .output import render
 
 __all__ = [
     "AuditReport", "Config", "ConfigError", "DOMID_SELF", "Difference", "Domain", "DomainHeap",

@@ -1,7 +1,7 @@
 import sys
 
 try:
-    from .cli._main import main
+    from .cli import main
 except KeyboardInterrupt:                     # Ctrl-C while the modules load
     print("xensim: interrupted", file=sys.stderr)
     sys.exit(130)

@@ -22,11 +22,11 @@ import sys
 from pathlib import Path
 
 from .. import __version__
-from ..config._config import Config
-from ..mem._memmap import MemoryMap
-from ..output.plot._plot import PlotUnavailable
-from ..output._render import Table, to_json
-from ..output._results import write_atomic
+from ..config import Config
+from ..mem import MemoryMap
+from ..output.plot import PlotUnavailable
+from ..output import Table, to_json
+from ..output import write_atomic
 
 PLOT_INSTALL = "pip install -e '.[plot]'"
 
@@ -138,7 +138,7 @@ def _pictures(result, cfg: Config | None, memmap: MemoryMap | None, names, at) -
     machine = result.machine.machine
     memmap = memmap or machine.memmap
     if cfg is None:
-        from ..config._config import default_config
+        from ..config import default_config
         cfg = default_config()
         cfg.machine.pdx = machine.pdx.requested
     out = []

@@ -6,28 +6,28 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..config._config import (Config, build_memory_map, default_config, dump_resolved,
+from ..config import (Config, build_memory_map, default_config, dump_resolved,
                       load_config, load_memmap_file)
 from .._errors import ConfigError
-from ..xen._machine import Machine
-from ..mem._memmap import MemoryMap
-from ..sim._overhead import overhead
-from ..config._presets import list_presets, load_preset
+from ..xen import Machine
+from ..mem import MemoryMap
+from ..sim import overhead
+from ..config import list_presets, load_preset
 from ..fuzz._fuzz import add_parser as add_fuzz_parser
-from ..fuzz._fuzz import is_reproducer
-from ..fuzz._fuzz import replay as replay_reproducer
+from ..fuzz import is_reproducer
+from ..fuzz import replay as replay_reproducer
 from ._html import add_html_argument, write_html
 from ..teach._inspect import add_parser as add_inspect_parser
 from ..output.plot._plot import add_parser as add_plot_parser
 from ..explore._scenario import add_parser as add_explore_parser
 from ..teach._trace import add_parser as add_trace_parser
-from ..output._progress import Progress
-from ..output._render import FORMATS, render, to_json
-from ..sim._report import MachineReport, RunResult
-from ..output._results import check_file, out_dir, write_atomic, writing
-from ..output._interrupt import EXIT_INTERRUPTED, sigint_deferred
-from ..sim._simulate import Interrupted, run_comparison
-from ..mem._units import format_size
+from ..output import Progress
+from ..output import FORMATS, render, to_json
+from ..sim import MachineReport, RunResult
+from ..output import check_file, out_dir, write_atomic, writing
+from ..output import EXIT_INTERRUPTED, sigint_deferred
+from ..sim import Interrupted, run_comparison
+from ..mem import format_size
 
 
 def _machine_args(p: argparse.ArgumentParser,

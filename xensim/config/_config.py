@@ -39,11 +39,11 @@ from typing import Annotated, Any, Callable, Literal, Union, get_args, get_origi
 import yaml
 
 from .._errors import ConfigError
-from ..output._results import write_atomic
+from ..output import write_atomic
 from ..mem._memmap import E820Type, MemoryMap, MemoryMapError, MemRange, parse_boot_log, \
     parse_iomem, parse_memmap_text
 from ._presets import list_presets, load_preset
-from ..mem._units import parse_size
+from ..mem import parse_size
 from ._yamlsrc import KeyPath, YamlDoc, format_path, load_yaml, read_text
 
 __all__ = [

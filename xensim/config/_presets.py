@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._errors import ConfigError
-from ..mem._memmap import MemoryMap
+from ..mem import MemoryMap
 
 __all__ = ["preset_dir", "list_presets", "load_preset"]
 

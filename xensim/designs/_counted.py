@@ -23,10 +23,10 @@ import errno
 
 import numpy as np
 
-from ..mem._page_info import PGT_writable_page
+from ..mem import PGT_writable_page
 from .._errors import RefcountBug
 from ._superpage import SuperpageDesign
-from ..mem._units import SUPERPAGE_ORDER, SUPERPAGE_PAGES
+from ..mem import SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
 #: bit 63 of the marked word: the superpage is MARK_SUPER'd (the mark holds one count)
 MARK = 1 << 63

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._counted import MARK, CountedDesign
-from ..mem._frametable import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT
+from ..mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT
 from ._superpage import register
 
 #: the extra field: one 64-bit word in every frame's page_info

@@ -9,9 +9,9 @@ import errno
 
 import numpy as np
 
-from ..mem._page_info import PGT_writable_page
+from ..mem import PGT_writable_page
 from ._superpage import SuperpageDesign, register
-from ..mem._units import SUPERPAGE_PAGES
+from ..mem import SUPERPAGE_PAGES
 
 
 @register

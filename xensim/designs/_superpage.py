@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import errno
 
-from ..mem._page_info import PGC_count_mask, PGT_count_mask
-from ..mem._spage import SuperpageTable
-from ..mem._units import SUPERPAGE_ORDER, SUPERPAGE_PAGES
+from ..mem import PGC_count_mask, PGT_count_mask
+from ..mem import SuperpageTable
+from ..mem import SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
 
 class SuperpageDesign:

@@ -7,7 +7,7 @@ docs/xen-facts.md section 5c. See docs/designs/superpage-info.md.
 
 from __future__ import annotations
 
-from ..mem._page_info import PGT_writable_page
+from ..mem import PGT_writable_page
 from ._counted import TableCounted
 from ._superpage import register
 

@@ -9,11 +9,11 @@ import errno
 
 import numpy as np
 
-from ..mem._page_info import (PGT_writable_page, SGT_count_mask, SGT_dynamic, SGT_mark, SGT_none,
+from ..mem import (PGT_writable_page, SGT_count_mask, SGT_dynamic, SGT_mark, SGT_none,
                          SGT_type_mask)
 from .._errors import RefcountBug
 from ._superpage import SuperpageDesign, register
-from ..mem._units import SUPERPAGE_ORDER, SUPERPAGE_PAGES
+from ..mem import SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
 _U = np.uint64
 

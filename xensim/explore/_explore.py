@@ -27,7 +27,7 @@ from typing import Callable
 
 import greenlet
 
-from ..mem._page_info import PGC_count_mask, PGT_count_mask, PGT_type_mask, PGT_PAGE_TABLE_TYPES
+from ..mem import PGC_count_mask, PGT_count_mask, PGT_type_mask, PGT_PAGE_TABLE_TYPES
 from .._errors import RefcountBug
 
 

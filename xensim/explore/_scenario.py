@@ -36,16 +36,16 @@ from pathlib import Path
 
 import yaml
 
-from ..xen._audit import audit
+from ..xen import audit
 from .._errors import ConfigError
 from ._explore import (Execution, ExploreResult, Violation, _Pruned, explore_dfs, pct_chooser,
                        random_chooser, replay_chooser, round_robin, run_sampling)
-from ..guest._guest import DIRECTMAP_BASE, GuestError, GuestKernel
-from ..xen._hypercall import errno_name
-from ..xen._machine import Machine
-from ..mem._memmap import MemoryMap
-from ..mem._page_info import PGC_count_mask, PGC_state, PGC_state_free, PGC_state_inuse, PGT_count_mask
-from ..mem._units import GiB, SUPERPAGE_PAGES, parse_size
+from ..guest import DIRECTMAP_BASE, GuestError, GuestKernel
+from ..xen import errno_name
+from ..xen import Machine
+from ..mem import MemoryMap
+from ..mem import PGC_count_mask, PGC_state, PGC_state_free, PGC_state_inuse, PGT_count_mask
+from ..mem import GiB, SUPERPAGE_PAGES, parse_size
 
 OPS = ("map", "unmap", "remap", "map4k", "unmap4k", "mark", "unmark", "destroy")
 _SANE = 1 << 40                 # a count past this went below zero
@@ -556,7 +556,7 @@ def cmd_explore(args) -> int:
         w(f"violation: {v.message}\n" if v else "no violation\n")
         return 1 if v else 0
     interrupted = False
-    from ..output._progress import Progress
+    from ..output import Progress
     bar = Progress()                          # on a terminal, for searches over ~2 s
     total = 1 if args.scheduler == "round-robin" else args.max_schedules
     bar.start(f"{sc.name} on {design}", total,

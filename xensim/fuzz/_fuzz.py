@@ -60,25 +60,25 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..xen._audit import audit
-from ..xen._domain import DOMID_SELF
-from ..mem._frametable import PDX_GROUP_MASK, PDX_GROUP_SHIFT
-from ..guest._guest import DIRECTMAP_BASE, GuestError, GuestKernel
-from ..mem._heap import DomainHeap
-from ..xen._hypercall import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
+from ..xen import audit
+from ..xen import DOMID_SELF
+from ..mem import PDX_GROUP_MASK, PDX_GROUP_SHIFT
+from ..guest import DIRECTMAP_BASE, GuestError, GuestKernel
+from ..mem import DomainHeap
+from ..xen import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
                          HYPERVISOR_update_va_mapping, errno_name)
-from ..xen._machine import Machine
-from ..mem._memmap import MemoryMap
-from ..xen._memory_op import (XENMEM_decrease_reservation, XENMEM_increase_reservation,
+from ..xen import Machine
+from ..mem import MemoryMap
+from ..xen import (XENMEM_decrease_reservation, XENMEM_increase_reservation,
                          XENMEM_populate_physmap, XenMemoryReservation)
-from ..xen._mmu import (MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
+from ..xen import (MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
                    MMUEXT_NAMES, MmuextOp, MmuUpdate)
-from ..mem._page_info import DOMID_INVALID
-from ..xen._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PCD,
+from ..mem import DOMID_INVALID
+from ..xen import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PCD,
                          _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER, PADDR_MASK,
                          pte_mfn)
-from ..output._results import write_atomic
-from ..mem._units import PAGE_SHIFT, SUPERPAGE_PAGES
+from ..output import write_atomic
+from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES
 
 MiB = 1 << 20
 KiB = 1 << 10
@@ -1731,8 +1731,8 @@ def bad_arguments(args, names: list[str]) -> list[str]:
 def cmd_fuzz(args) -> int:
     """``xensim fuzz``: 0 when no violation was found, 1 otherwise (2: bad arguments,
     130: interrupted, after the summary of what was done)."""
-    from ..output._interrupt import EXIT_INTERRUPTED, sigint_deferred
-    from ..output._progress import Progress
+    from ..output import EXIT_INTERRUPTED, sigint_deferred
+    from ..output import Progress
     bad = bad_arguments(args, designs())
     if bad:
         for line in bad:

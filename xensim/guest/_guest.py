@@ -19,17 +19,17 @@ space. Virtual addresses of data default to Linux's direct map, L4 slot 272.
 from __future__ import annotations
 
 
-from ..xen._hypercall import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
+from ..xen import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
                          errno_name)
-from ..xen._memory_op import (XENMEM_decrease_reservation, XENMEM_populate_physmap,
+from ..xen import (XENMEM_decrease_reservation, XENMEM_populate_physmap,
                          XenMemoryReservation)
-from ..xen._mmu import (MMU_NORMAL_PT_UPDATE, MMUEXT_MARK_SUPER, MMUEXT_NEW_BASEPTR,
+from ..xen import (MMU_NORMAL_PT_UPDATE, MMUEXT_MARK_SUPER, MMUEXT_NEW_BASEPTR,
                    MMUEXT_PIN_L4_TABLE, MMUEXT_UNMARK_SUPER, MMUEXT_UNPIN_TABLE, MmuextOp,
                    MmuUpdate)
-from ..mem._p2m import INVALID
-from ..xen._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
+from ..mem import INVALID
+from ..xen import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
                          _PAGE_USER, make_pte, pte_mfn)
-from ..mem._units import PAGE_SHIFT, SUPERPAGE_PAGES, SUPERPAGE_SHIFT
+from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES, SUPERPAGE_SHIFT
 
 DIRECTMAP_BASE = 0xFFFF_8800_0000_0000        # Linux x86_64: L4 slot 272
 _SHIFT = {4: 39, 3: 30, 2: 21, 1: 12}

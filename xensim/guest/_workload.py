@@ -35,7 +35,7 @@ from typing import Iterator
 
 from ..config._config import MAX_SLOTS, SLOT_RUN_OPS, SUPERPAGE_BYTES, WorkloadConfig
 from ._guest import DIRECTMAP_BASE, GuestKernel
-from ..mem._units import PAGE_SHIFT, SUPERPAGE_PAGES, SUPERPAGE_SHIFT
+from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES, SUPERPAGE_SHIFT
 
 #: the 4 KiB windows start 256 GiB into the direct map (after every superpage slot)
 SMALL_BASE = DIRECTMAP_BASE + (MAX_SLOTS << SUPERPAGE_SHIFT)

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..mem._frametable import FRAME_BYTES, PDX_GROUP_FRAMES, XEN_PAGE_INFO_BYTES
-from ..xen._machine import Machine
-from ..output._render import Column, Table, fmt_hex, fmt_int, fmt_pct
-from ..mem._spage import SuperpageTable
-from ..mem._units import SUPERPAGE_PAGES, format_size
+from ..mem import FRAME_BYTES, PDX_GROUP_FRAMES, XEN_PAGE_INFO_BYTES
+from ..xen import Machine
+from ..output import Column, Table, fmt_hex, fmt_int, fmt_pct
+from ..mem import SuperpageTable
+from ..mem import SUPERPAGE_PAGES, format_size
 
 SPAGE_INFO_BYTES = 8
 PAGEINFO_COUNT_BYTES = 8

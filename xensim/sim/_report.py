@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..xen._machine import Machine
+from ..xen import Machine
 from ._overhead import OverheadReport, overhead
-from ..mem._frametable import FRAME_BYTES, PDX_GROUP_FRAMES
-from ..output._render import Column, Table, fmt_hex, fmt_int, fmt_pct, plural
+from ..mem import FRAME_BYTES, PDX_GROUP_FRAMES
+from ..output import Column, Table, fmt_hex, fmt_int, fmt_pct, plural
 from ._simulate import Comparison, DesignRun
-from ..mem._units import PAGE_SHIFT, format_size
+from ..mem import PAGE_SHIFT, format_size
 
 
 @dataclass

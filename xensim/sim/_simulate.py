@@ -18,17 +18,17 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..xen._audit import audit
+from ..xen import audit
 from ..config._config import Config, _drop_none, _line_of, _to_data
 from ._costmodel import COUNT_UPDATES, FRAME_OPS, CostModel, Estimate
 from .._errors import ConfigError
-from ..guest._guest import GuestError, GuestKernel
-from ..xen._hypercall import errno_name
-from ..xen._machine import Machine
-from ..mem._memmap import MemoryMap
-from ..output._progress import Progress
-from ..mem._units import format_size
-from ..guest._workload import DomainSpec, Workload, apply, make_workload
+from ..guest import GuestError, GuestKernel
+from ..xen import errno_name
+from ..xen import Machine
+from ..mem import MemoryMap
+from ..output import Progress
+from ..mem import format_size
+from ..guest import DomainSpec, Workload, apply, make_workload
 
 #: failures listed per design (the rest are counted)
 MAX_FAILURES_LISTED = 5

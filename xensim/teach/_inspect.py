@@ -33,14 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import ConfigError
-from ..xen._machine import Machine
-from ..mem._p2m import INVALID
-from ..mem._page_info import (DOMID_INVALID, PGT_l4_page_table, PGT_TYPE_NAMES, PGT_type_shift,
+from ..xen import Machine
+from ..mem import INVALID
+from ..mem import (DOMID_INVALID, PGT_l4_page_table, PGT_TYPE_NAMES, PGT_type_shift,
                          decode_count_info, decode_spage, decode_type_info)
-from ..xen._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, CHILD_TYPES, LEVEL_TYPES, pte_mfn
+from ..xen import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, CHILD_TYPES, LEVEL_TYPES, pte_mfn
 from ._trace import (boot, format_pte, load, pick_design, pte_flags, run_ops, spage_word_name,
                      spage_word_text)
-from ..mem._units import SUPERPAGE_ORDER, SUPERPAGE_PAGES
+from ..mem import SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
 INSPECT_FORMATS = ("text", "md", "json")
 
@@ -148,7 +148,7 @@ def _entry_text(r: dict) -> str:
 
 def held_by(m: Machine, mfn: int, mapped: list[dict]) -> dict:
     """The references ``mfn`` must hold, by holder, recounted as the auditor does."""
-    from ..xen._audit import Expected
+    from ..xen import Expected
     rows = []
     owner = m.frame_table.owner(m.mfn_to_page(mfn)) if m.mfn_valid(mfn) else DOMID_INVALID
     d = m.domain(owner) if owner != DOMID_INVALID else None

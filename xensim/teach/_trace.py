@@ -51,25 +51,25 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config._config import Config, build_memory_map, load_config
+from ..config import Config, build_memory_map, load_config
 from .._errors import ConfigError
-from ..mem._frametable import PDX_GROUP_MASK, PDX_GROUP_SHIFT
-from ..guest._guest import GuestError, GuestKernel
-from ..xen._hypercall import (HYPERCALL_NAMES, HYPERVISOR_memory_op, HYPERVISOR_mmu_update,
+from ..mem import PDX_GROUP_MASK, PDX_GROUP_SHIFT
+from ..guest import GuestError, GuestKernel
+from ..xen import (HYPERCALL_NAMES, HYPERVISOR_memory_op, HYPERVISOR_mmu_update,
                          HYPERVISOR_mmuext_op, HYPERVISOR_update_va_mapping, errno_name)
-from ..xen._machine import Machine
-from ..mem._memmap import MemoryMap
-from ..xen._memory_op import (XENMEM_decrease_reservation, XENMEM_increase_reservation,
+from ..xen import Machine
+from ..mem import MemoryMap
+from ..xen import (XENMEM_decrease_reservation, XENMEM_increase_reservation,
                          XENMEM_populate_physmap)
-from ..xen._mmu import (MMU_MACHPHYS_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_MARK_SUPER,
+from ..xen import (MMU_MACHPHYS_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_MARK_SUPER,
                    MMUEXT_NAMES, MMUEXT_UNMARK_SUPER)
-from ..mem._page_info import (DOMID_INVALID, PGC_count_mask, PGT_TYPE_NAMES, PGT_type_shift,
+from ..mem import (DOMID_INVALID, PGC_count_mask, PGT_TYPE_NAMES, PGT_type_shift,
                          decode_spage, format_count_info, format_type_info)
-from ..xen._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PCD,
+from ..xen import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PCD,
                          _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER,
                          CHILD_TYPES, _PAGE_AVAIL_HIGH, pte_mfn)
-from ..mem._units import PAGE_SHIFT, SUPERPAGE_ORDER, SUPERPAGE_PAGES, format_size
-from ..guest._workload import Workload, apply
+from ..mem import PAGE_SHIFT, SUPERPAGE_ORDER, SUPERPAGE_PAGES, format_size
+from ..guest import Workload, apply
 
 LEVELS = ("hypercall", "superpage", "frame")
 TRACE_FORMATS = ("text", "md")
@@ -82,7 +82,7 @@ _DOMID_SELF = 0x7FF0
 
 def load(config: str | None) -> tuple[Config, MemoryMap]:
     """A config file (or the built-in default) and its machine."""
-    from ..config._config import default_config
+    from ..config import default_config
     cfg = load_config(config) if config else default_config()
     return cfg, build_memory_map(cfg)
 
@@ -102,7 +102,7 @@ def boot(cfg: Config, memmap: MemoryMap, design: str
     (domains created, populated, page-table trees built and every table the
     workload uses created): (machine, kernels by domain name, workload)."""
     from ..sim._simulate import _setup
-    from ..guest._workload import DomainSpec, make_workload
+    from ..guest import DomainSpec, make_workload
     wl = make_workload(cfg.effective_workload(),
                        [DomainSpec(n, mem) for n, mem in cfg.domain_specs()])
     c = dataclasses.replace(cfg, hypervisor=dataclasses.replace(cfg.hypervisor, superpage=design))
@@ -1143,7 +1143,7 @@ def _setup_lines(m: Machine, kernels: dict[str, GuestKernel]) -> list[str]:
 def trace(cfg: Config, memmap: MemoryMap, design: str | None = None, level: str = "superpage",
           all_frames: bool = False, limit: int | None = None) -> TraceResult:
     """Run the config's workload on ``design`` and narrate its hypercalls."""
-    from ..xen._audit import audit
+    from ..xen import audit
     name = pick_design(cfg, design)
     m, kernels, wl = boot(cfg, memmap, name)
     tracer = Tracer(m, level, all_frames)

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..mem._rangeset import RangeSet
-from ..mem._page_info import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state,
+from ..mem import RangeSet
+from ..mem import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state,
                          PGC_state_free, PGC_state_inuse, PGT_count_mask, PGT_pinned,
                          PGT_type_mask, PGT_TYPE_NAMES, PGT_type_shift)
 

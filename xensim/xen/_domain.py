@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..mem._p2m import FrameMap
-from ..mem._rangeset import RangeSet
+from ..mem import FrameMap
+from ..mem import RangeSet
 
 DOMID_SELF = 0x7FF0
 

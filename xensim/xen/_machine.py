@@ -12,24 +12,24 @@ import errno
 import numpy as np
 
 from ._domain import Domain
-from ..mem._frametable import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
+from ..mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
 from collections import Counter
 
-from ..mem._heap import DomainHeap
+from ..mem import DomainHeap
 from ._hypercall import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
                          HYPERVISOR_update_va_mapping, HypercallLayer)
 from ._memory_op import do_memory_op
 from ._mmu import do_mmu_update, do_mmuext_op, do_update_va_mapping
 from ._pagetable import GuestMemory, PageTables
-from ..designs._superpage import make_design
-from ..mem._memmap import MemoryMap
-from ..mem._p2m import FrameMap
-from ..mem._page_info import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state_free,
+from ..designs import make_design
+from ..mem import MemoryMap
+from ..mem import FrameMap
+from ..mem import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state_free,
                          PGC_state_inuse, PGT_count_mask, PGT_pinned)
-from ..mem._pdx import Pdx, make_pdx
+from ..mem import Pdx, make_pdx
 from ._refcount import RefCounts, RefcountBug
-from ..mem._spage import SuperpageTable
-from ..mem._units import SUPERPAGE_ORDER
+from ..mem import SuperpageTable
+from ..mem import SUPERPAGE_ORDER
 
 _U = np.uint64
 

@@ -18,9 +18,9 @@ import errno
 from dataclasses import dataclass, replace
 
 from ._domain import DOMID_SELF, Domain
-from ..mem._p2m import INVALID
-from ..mem._page_info import PGC_allocated
-from ..mem._units import MAX_ORDER
+from ..mem import INVALID
+from ..mem import PGC_allocated
+from ..mem import MAX_ORDER
 
 XENMEM_increase_reservation = 0
 XENMEM_decrease_reservation = 1

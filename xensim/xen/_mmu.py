@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._domain import DOMID_SELF
-from ..mem._page_info import PGT_l4_page_table, PGT_writable_page
+from ..mem import PGT_l4_page_table, PGT_writable_page
 from ._pagetable import (LEVEL_TYPES, PADDR_MASK, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
                          put_pte_flags, pte_mfn)
-from ..mem._units import PAGE_SHIFT, SUPERPAGE_ORDER, SUPERPAGE_PAGES
+from ..mem import PAGE_SHIFT, SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
 # mmu_update request types: the low 3 bits of ``ptr`` (Xen masks with
 # sizeof(l1_pgentry_t) - 1, so 3..7 are unknown commands: -ENOSYS)

@@ -33,13 +33,13 @@ import errno
 
 import numpy as np
 
-from ..mem._page_info import (PGC_count_mask, PGT_count_mask, PGT_l1_page_table, PGT_l2_page_table,
+from ..mem import (PGC_count_mask, PGT_count_mask, PGT_l1_page_table, PGT_l2_page_table,
                          PGT_l3_page_table, PGT_l4_page_table, PGT_PAGE_TABLE_TYPES,
                          PGT_seg_desc_page, PGT_type_mask, PGT_type_shift, PGT_validated,
                          PGT_writable_page)
 from ._segdesc import alloc_segdesc_page
-from ..designs._superpage import put_spage_pages
-from ..mem._units import PAGE_SHIFT, SUPERPAGE_PAGES
+from ..designs import put_spage_pages
+from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES
 
 # x86 page-table entry flags
 _PAGE_PRESENT = 0x001

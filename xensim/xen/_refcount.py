@@ -35,8 +35,8 @@ from typing import Callable, Protocol
 import numpy as np
 
 from .._errors import RefcountBug
-from ..mem._frametable import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
-from ..mem._page_info import (DOMID_INVALID, PGC_count_mask, PGT_count_mask, PGT_PAGE_TABLE_TYPES,
+from ..mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
+from ..mem import (DOMID_INVALID, PGC_count_mask, PGT_count_mask, PGT_PAGE_TABLE_TYPES,
                          PGT_pinned, PGT_shared_page, PGT_type_mask, PGT_validated,
                          PGT_writable_page, PGC_allocated, type_name)
 

@@ -34,16 +34,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ...config._config import Config, parse_config
+from ...config import Config, parse_config
 from ..._errors import ConfigError
-from ...mem._frametable import PDX_GROUP_FRAMES, PDX_GROUP_SHIFT
-from ...guest._guest import GuestError
-from ...xen._machine import Machine
-from ...mem._memmap import MemoryMap
-from ...sim._overhead import overhead
-from ...mem._page_info import SGT_count_mask, SGT_type_shift
-from ...mem._units import PAGE_SHIFT, SUPERPAGE_ORDER, format_size
-from ...guest._workload import DomainSpec, Op, Workload, apply, make_workload
+from ...mem import PDX_GROUP_FRAMES, PDX_GROUP_SHIFT
+from ...guest import GuestError
+from ...xen import Machine
+from ...mem import MemoryMap
+from ...sim import overhead
+from ...mem import SGT_count_mask, SGT_type_shift
+from ...mem import PAGE_SHIFT, SUPERPAGE_ORDER, format_size
+from ...guest import DomainSpec, Op, Workload, apply, make_workload
 
 PLOT_HINT = "plotting needs matplotlib: pip install -e '.[plot]'"
 
@@ -386,7 +386,7 @@ class SuperpageStates:
 
 def _pse_mappings(m: Machine) -> dict[int, int]:
     """mfn -> live PSE entries mapping it, from every live L2 table (as the auditor reads them)."""
-    from ...xen._pagetable import _PAGE_PRESENT, _PAGE_PSE, pte_mfn
+    from ...xen import _PAGE_PRESENT, _PAGE_PSE, pte_mfn
     out: dict[int, int] = {}
     bits = np.uint64(_PAGE_PRESENT | _PAGE_PSE)
     for page, (level, _domid) in m.pt.live.items():
@@ -401,9 +401,9 @@ def _pse_mappings(m: Machine) -> dict[int, int]:
 
 def superpage_states(m: Machine) -> SuperpageStates:
     """Read ``m``'s superpage design's words for every superpage with RAM."""
-    from ...designs._pageinfo_count import PageinfoCount
-    from ...designs._counted import MARK as MARK_BIT, COUNT_MASK, TableCounted
-    from ...designs._xen41 import Xen41
+    from ...designs import PageinfoCount
+    from ...designs import MARK as MARK_BIT, COUNT_MASK, TableCounted
+    from ...designs import Xen41
     mm = m.memmap
     sp = mm.superpages_with_ram()
     full = np.isin(sp, mm.superpages_full())
@@ -455,9 +455,9 @@ def superpage_activity(m: Machine) -> tuple[int, int]:
     :func:`superpage_states` would say, without reading every superpage: for the table
     designs the non-zero entries, for pageinfo-count the non-zero fields, otherwise the
     live 2 MiB entries. Cheap enough to call after every operation."""
-    from ...designs._pageinfo_count import PageinfoCount
-    from ...designs._counted import COUNT_MASK, TableCounted
-    from ...designs._xen41 import Xen41
+    from ...designs import PageinfoCount
+    from ...designs import COUNT_MASK, TableCounted
+    from ...designs import Xen41
     design = m.superpage
     if isinstance(design, (Xen41, TableCounted)):
         st = m.spage_table
@@ -747,7 +747,7 @@ def overhead_data(pdx: str = "mask", sizes=SYNTHETIC_SIZES, presets=None,
                   machine: MemoryMap | None = None) -> OverheadData:
     """overhead() of every preset (``presets``: names, default all) and of synthetic PC
     machines of ``sizes`` bytes of RAM, with PDX mode ``pdx``; and of ``machine``."""
-    from ...config._presets import list_presets, load_preset
+    from ...config import list_presets, load_preset
 
     def add(target, mm):
         rep = overhead(Machine(mm, pdx))
@@ -915,9 +915,9 @@ def churn_data(cfg: Config | None = None, memmap: MemoryMap | None = None,
     """Run the churn workload (one guest, one superpage) for each of ``iterations``, and
     :class:`ChurnMix` for each of ``fractions``, with and without MARK_SUPER, on each
     design, each on a fresh machine (``memmap``, default the teaching machine)."""
-    from ...config._presets import load_preset
+    from ...config import load_preset
     from ...designs import REGISTRY as registered
-    from ...sim._simulate import run_design
+    from ...sim import run_design
     from ...sim._simulate import _counters
     memmap = memmap or load_preset("teaching")
     missing = {d: "not available in this build" for d in designs if d not in registered}
@@ -975,7 +975,7 @@ CHURN_MAX_SUPERPAGES = 1 << 17
 def churn_machine(memmap: MemoryMap) -> MemoryMap:
     """The machine the churn picture runs on: ``memmap``, or the teaching machine when
     ``memmap`` is too big to boot ~160 times in a few seconds."""
-    from ...config._presets import load_preset
+    from ...config import load_preset
     if memmap.n_superpages_with_ram <= CHURN_MAX_SUPERPAGES:
         return memmap
     return load_preset("teaching")
@@ -1144,7 +1144,7 @@ def cmd_plot(args) -> int:
     from ...cli._main import _resolve                 # lazily: _cli imports this module
     cfg, memmap = _resolve(args)
     at = _parse_at(args.at_op)
-    from .._results import out_dir, writing
+    from .. import out_dir, writing
     out = out_dir(args.out, "--out")
     with writing(out, "--out"):
         for path in make_pictures(cfg, memmap, out, args.which, at):
