@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from ..config import (Config, build_memory_map, default_config, dump_resolved,
-                      load_config, load_memmap_file)
+from ..config import Config, dump_resolved
 from .._errors import ConfigError
 from ..xen import Machine
 from ..mem import MemoryMap
@@ -22,40 +20,13 @@ from ..output.plot._plot import add_parser as add_plot_parser
 from ..explore._scenario import add_parser as add_explore_parser
 from ..teach._trace import add_parser as add_trace_parser
 from ..output import Progress
-from ..output import FORMATS, render, to_json
+from ..output import render, to_json
 from ..sim import MachineReport, RunResult
 from ..output import check_file, out_dir, write_atomic, writing
 from ..output import EXIT_INTERRUPTED, sigint_deferred
 from ..sim import Interrupted, run_comparison
 from ..mem import format_size
-
-
-def _machine_args(p: argparse.ArgumentParser,
-                  config_help: str = "a YAML config (default: the built-in teaching machine)") -> None:
-    p.add_argument("config", nargs="?", help=config_help)
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--machine", metavar="PRESET", help="a machine preset (see `xensim presets`)")
-    src.add_argument("--memmap", metavar="FILE",
-                     help="your machine: a YAML memmap (ram: [[start, end], ...]), "
-                          "a Linux boot log (BIOS-e820 lines) or /proc/iomem")
-    p.add_argument("--pdx", choices=("none", "mask", "offset"), help="PDX compression mode")
-    p.add_argument("--format", choices=FORMATS, default="table", help="output format")
-
-
-def _resolve(args) -> tuple[Config, MemoryMap]:
-    cfg = load_config(args.config) if args.config else default_config()
-    if args.machine:
-        memmap = load_preset(args.machine)
-        cfg.machine.preset, cfg.machine.memory_map, cfg.machine.memory_map_file = args.machine, None, None
-    elif args.memmap:
-        memmap = load_memmap_file(args.memmap)
-        cfg.machine.preset, cfg.machine.memory_map = None, None
-        cfg.machine.memory_map_file = str(Path(args.memmap).resolve())
-    else:
-        memmap = build_memory_map(cfg)
-    if args.pdx:
-        cfg.machine.pdx = args.pdx
-    return cfg, memmap
+from ._common import machine_args, resolve_machine
 
 
 def _boot(cfg: Config, memmap: MemoryMap) -> Machine:
@@ -70,7 +41,7 @@ def cmd_run(args) -> int:
         result = replay_reproducer(args.config)
         print(result)
         return 1 if result.violation else 0
-    cfg, memmap = _resolve(args)
+    cfg, memmap = resolve_machine(args)
     machine = _boot(cfg, memmap)
     out = out_dir(args.out, "--out") if args.out else None     # before the run: fail early
     if args.html:
@@ -109,13 +80,13 @@ def cmd_run(args) -> int:
 
 
 def cmd_overhead(args) -> int:
-    cfg, memmap = _resolve(args)
+    cfg, memmap = resolve_machine(args)
     sys.stdout.write(render(overhead(_boot(cfg, memmap)), args.format))
     return 0
 
 
 def cmd_machine(args) -> int:
-    cfg, memmap = _resolve(args)
+    cfg, memmap = resolve_machine(args)
     sys.stdout.write(render(MachineReport(_boot(cfg, memmap)), args.format))
     return 0
 
@@ -135,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run a config: its workload on each design, the "
                                      "overhead and the machine (default: configs/default.yaml)")
-    _machine_args(run, "a YAML config (default: configs/default.yaml, a comparison of the "
+    machine_args(run, "a YAML config (default: configs/default.yaml, a comparison of the "
                        "five designs on the teaching machine)")
     run.add_argument("--out", metavar="DIR",
                      help="write the resolved config, results.json and results.csv here")
@@ -144,10 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_html_argument(run)
     run.set_defaults(func=cmd_run)
     ov = sub.add_parser("overhead", help="memory cost of each superpage refcount design")
-    _machine_args(ov)
+    machine_args(ov)
     ov.set_defaults(func=cmd_overhead)
     mc = sub.add_parser("machine", help="the machine: memory map, holes, PDX, tables")
-    _machine_args(mc)
+    machine_args(mc)
     mc.set_defaults(func=cmd_machine)
     pr = sub.add_parser("presets", help="list the machine presets")
     pr.set_defaults(func=cmd_presets)

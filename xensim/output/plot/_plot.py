@@ -1141,7 +1141,7 @@ def _parse_at(value: str) -> str | int:
 def cmd_plot(args) -> int:
     """Draw the pictures asked for and print the path of each file written."""
     _mpl()                                     # fail first, before any work, without matplotlib
-    from ...cli._main import _resolve                 # lazily: _cli imports this module
+    from ...cli._common import resolve_machine as _resolve
     cfg, memmap = _resolve(args)
     at = _parse_at(args.at_op)
     from .. import out_dir, writing
