@@ -105,8 +105,7 @@ class PageinfoCount(CountedDesign):
     def _store_expected(self, exp, expected: dict[int, tuple[int, ...]]) -> None:
         """The auditor has no place for a per-frame superpage field, so the design
         compares its fields with the expectation itself and reports each difference
-        through ``exp.conflicts`` (which the auditor adds to its report)."""
-        from ..xen._audit import Difference            # the auditor's record; it is the caller
+        through ``exp.conflict`` (which the auditor adds to its report)."""
         want = {self.m.mfn_to_page(mfn): words[0] for mfn, words in expected.items()}
         have = {}
         for g, a in self._groups.items():
@@ -115,9 +114,8 @@ class PageinfoCount(CountedDesign):
         for page in sorted(set(want) | set(have)):
             w, h = want.get(page, 0), have.get(page, 0)
             if w != h:
-                exp.conflicts.append(Difference(
-                    int(self.m.pdx_to_mfn(page)), "page_info superpage count",
-                    _fmt(w), _fmt(h)))
+                exp.conflict(int(self.m.pdx_to_mfn(page)), "page_info superpage count",
+                             _fmt(w), _fmt(h))
 
 
 def _fmt(x: int) -> str:

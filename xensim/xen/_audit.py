@@ -54,6 +54,11 @@ class Expected:
         self.spage: dict[int, tuple] = {}             # spdx -> expected superpage-table words
         self.privileged: set[int] = set()             # domains whose tables may hold foreign frames
 
+    def conflict(self, mfn: int, field: str, expected: str, found: str) -> None:
+        """A contributor found ``field`` of ``mfn`` holding ``found`` where it expected
+        ``expected`` (a word the auditor cannot recount itself, e.g. a design's own field)."""
+        self.conflicts.append(Difference(mfn, field, expected, found))
+
     def ref(self, mfn: int, domid: int, n: int = 1) -> None:
         """``n`` general references on ``mfn`` held on behalf of ``domid``."""
         self.refs[mfn] += n
