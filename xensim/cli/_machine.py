@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from ._common import machine_args, resolve_machine
+from ._common import machine_args, print_report
 
 
 def add_parser(subparsers) -> None:
@@ -15,9 +13,5 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_machine(args) -> int:
-    from ..output import render
     from ..sim import MachineReport
-    from ..xen import Machine
-    cfg, memmap = resolve_machine(args)
-    sys.stdout.write(render(MachineReport(Machine(memmap, cfg.machine.pdx)), args.format))
-    return 0
+    return print_report(args, MachineReport)
