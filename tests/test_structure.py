@@ -8,7 +8,8 @@
 * No module over 700 lines; every module says in a docstring what it owns.
 * Every subpackage has an ``__init__`` whose ``__all__`` names exist.
 * examples/ and benchmarks/ import only public names.
-* Library packages (everything but cli) import no argparse.
+* Library packages (everything but cli) import no argparse; a cli module imports only
+  light packages at module level (the rest inside its functions).
 
 Each checker is a function of a tree of sources, so the tests at the end plant small
 violations and see each one caught.
@@ -47,6 +48,10 @@ MAX_LINES = 700
 
 #: the packages that may parse a command line
 CLI_PACKAGES = ("cli",)
+
+#: what a cli module may import at module level (anything heavier inside its functions);
+#: ``xensim`` itself is loaded before any of its modules anyway
+LIGHT = ("_errors", "mem", "config", "designs", "output", "cli", "xensim")
 
 
 @dataclass
@@ -280,6 +285,20 @@ def argparse_violations(mods: dict[str, Module]) -> list[str]:
     return sorted(bad)
 
 
+def heavy_cli_imports(mods: dict[str, Module]) -> list[str]:
+    """Module-level imports of a cli module from a package that is not light."""
+    bad = []
+    for m in mods.values():
+        if package_of(m.name) not in CLI_PACKAGES:
+            continue
+        top = Module(m.name, m.source, m.is_package)
+        top.tree.body = [n for n in top.tree.body
+                         if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        bad += [f"{imp}  ({package_of(imp.target)} is not light: import it in the function)"
+                for imp in imports(mods, top) if package_of(imp.target) not in LIGHT]
+    return sorted(bad)
+
+
 def user_violations(mods: dict[str, Module], relpath: str, source: str) -> list[str]:
     """An example or a benchmark imports only public names: no underscore module, only
     names of the imported module's ``__all__``."""
@@ -373,6 +392,10 @@ def test_examples_and_benchmarks_import_public_names(tree):
 
 def test_library_packages_have_no_argparse(tree):
     assert argparse_violations(tree) == []
+
+
+def test_cli_modules_import_light_packages_at_module_level(tree):
+    assert heavy_cli_imports(tree) == []
 
 
 # --------------------------------------------------------------------------
@@ -494,6 +517,14 @@ def test_package_checker_flags(init):
 def test_argparse_checker(src):
     assert argparse_violations(planted(**{**BASE, "mem___units": src})) != []
     assert argparse_violations(planted(**{**BASE, "cli___main": src})) == []
+
+
+def test_heavy_cli_import_checker():
+    assert heavy_cli_imports(planted(**BASE)) == ["xensim.cli._main:2: from xensim.xen import "
+                                                  "Machine  (xen is not light: import it in the "
+                                                  "function)"]
+    lazy = "def cmd(args):\n    from ..xen import Machine\nfrom ..mem import KiB\n"
+    assert heavy_cli_imports(planted(**{**BASE, "cli___main": lazy})) == []
 
 
 @pytest.mark.parametrize("src", [
