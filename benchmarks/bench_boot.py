@@ -71,7 +71,7 @@ print(json.dumps({"load_s": t1 - t0, "boot_s": t2 - t1, "peak_rss": peak(),
 """
 
 CHILD_TOUCH = _CHILD_PRELUDE + r"""
-from xensim.mem._page_info import PGC_allocated, PGC_state_inuse
+from xensim.mem import PGC_allocated, PGC_state_inuse
 GROUP = xensim.PDX_GROUP_FRAMES
 first_mfn, end_mfn = (1 << 30) >> 12, (2 << 30) >> 12   # a guest-sized 1 GiB, aligned
 m = Machine(load_preset("teaching"), "mask")

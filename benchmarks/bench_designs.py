@@ -31,8 +31,7 @@ seed: 3
 
 def throughput(design: str, workload: str) -> tuple[float, int, float]:
     """(hypercalls/s during the workload, hypercalls, seconds): set-up time excluded."""
-    from xensim.config._config import build_memory_map, parse_config
-    from xensim.sim._simulate import run_design
+    from xensim import build_memory_map, parse_config, run_design
     cfg = parse_config(CONFIG.format(workload=workload), "<bench>")
     mm = build_memory_map(cfg)
     empty = parse_config(CONFIG.format(workload=workload.replace("iterations: 400", "iterations: 1")
@@ -50,9 +49,8 @@ def throughput(design: str, workload: str) -> tuple[float, int, float]:
 
 def whole_host(design: str) -> dict:
     """In a child: every superpage of a 2 TiB host mapped RW then unmapped."""
-    from xensim import HYPERVISOR_mmu_update, Machine, load_preset
-    from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
-    from xensim.xen._mmu import MmuUpdate
+    from xensim import (DIRECTMAP_BASE, HYPERVISOR_mmu_update, GuestKernel, Machine, MmuUpdate,
+                        load_preset)
     t0 = time.perf_counter()
     mm = load_preset("intel-gnr-4s")
     m = Machine(mm, "offset", superpage=design)

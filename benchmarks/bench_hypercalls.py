@@ -43,8 +43,7 @@ def c_reference() -> dict | None:
 
 
 def python_side() -> dict:
-    from xensim import Machine, load_preset
-    from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
+    from xensim import DIRECTMAP_BASE, GuestKernel, Machine, load_preset
 
     m = Machine(load_preset("teaching"), "mask")
     g = m.create_domain("bench", (1 << 18) + 4096)
@@ -59,8 +58,7 @@ def python_side() -> dict:
     def ptr(i):
         return (l2 << 12) | (i * 8)
 
-    from xensim import HYPERVISOR_mmu_update
-    from xensim.xen._mmu import MmuUpdate
+    from xensim import HYPERVISOR_mmu_update, MmuUpdate
     hc = m.hypercall
 
     def pair(i, mfn, n):

@@ -22,7 +22,7 @@ GOAL_RATIO = 20
 def bench_512(reps: int = 2000, loop_reps: int = 50) -> dict:
     from xensim import (HYPERVISOR_memory_op, Machine, MemoryMap, XENMEM_populate_physmap,
                         XenMemoryReservation)
-    from xensim.mem._page_info import PGT_writable_page
+    from xensim.mem import PGT_writable_page
 
     m = Machine(MemoryMap([(0, 64 << 20)]), "none")
     g = m.create_domain("g", 1024)

@@ -11,10 +11,8 @@ primitive that made it (get_page, get_page_type, put_page ...): docs/xen-facts.m
 sections 2-4, xen/arch/x86/mm.c and xen/common/memory.c.
 """
 
-from xensim import Machine, MemoryMap, audit
-from xensim.guest._guest import GuestKernel
-from xensim.teach._inspect import count_info_text, type_info_text
-from xensim.teach._trace import Tracer
+from xensim import GuestKernel, Machine, MemoryMap, audit
+from xensim.teach import Tracer, count_info_text, type_info_text
 
 MiB = 1 << 20
 VA = 0xFFFF_8840_0000_0000          # where the guest maps its 4 KiB pages

@@ -14,9 +14,8 @@ we count the frame-word operations (get_page_type, one per frame) and the
 updates of the superpage's count (docs/xen-facts.md section 5; docs/designs/*.md).
 """
 
-from xensim import Machine, MemoryMap, audit
-from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
-from xensim.teach._trace import spage_words, spage_word_text
+from xensim import DIRECTMAP_BASE, GuestKernel, Machine, MemoryMap, audit
+from xensim.teach import spage_word_text, spage_words
 
 MiB = 1 << 20
 DESIGNS = ["per-mapping", "pageinfo-count", "superpage-info", "xen-4.1", "sketch"]

@@ -11,8 +11,7 @@ and Xen 4.1's dense spage_table, which covered [0, max_pdx / 512) holes included
 where xensim's table is sparse (512-entry chunks only where RAM is).
 """
 
-from xensim import Machine, list_presets, load_preset, overhead
-from xensim.mem._units import format_size
+from xensim import Machine, format_size, list_presets, load_preset, overhead
 
 DESIGNS = ["per-mapping", "pageinfo-count", "superpage-info", "xen-4.1", "sketch"]
 seen = {}                                   # preset -> (pageinfo-count, sparse, dense) bytes

@@ -13,10 +13,8 @@ xen-4.1 without and with the mark, and on the sketch, which has no MARK_SUPER
 (docs/xen-facts.md sections 5d and 6d; docs/workloads.md; docs/cost-model.md).
 """
 
-from xensim import parse_config
-from xensim.config._config import build_memory_map
-from xensim.sim._simulate import run_design
-from xensim.teach._trace import trace
+from xensim import build_memory_map, parse_config, run_design
+from xensim.teach import trace
 
 CONFIG = """
 machine: {{memory_map: [[0x0, 64MiB]], pdx: none}}

@@ -1,12 +1,15 @@
-"""Shared fixtures: small machines, and a hypercall helper that audits after every step."""
+"""Shared fixtures and helpers: small machines, hypercalls that audit after every step,
+the two-domain layout of the page-table tests and the check that a refusal changes nothing."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 
 from xensim import (DOMID_SELF, HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
-                    XENMEM_populate_physmap, Machine, MemoryMap, XenMemoryReservation, audit)
-from xensim.xen._mmu import MmuUpdate
+                    MMU_NORMAL_PT_UPDATE, XENMEM_populate_physmap, Machine, MemoryMap, MmuUpdate,
+                    XenMemoryReservation, audit)
 
 MiB = 1 << 20
 
@@ -52,6 +55,46 @@ def populate(m: Machine, domid: int, gpfns: list[int], order: int) -> list[int]:
     res = XenMemoryReservation(list(gpfns), len(gpfns), order)
     assert hc(m, domid, HYPERVISOR_memory_op, XENMEM_populate_physmap, res) == len(gpfns)
     return res.extent_start
+
+
+def ptr(table: int, index: int, cmd: int = MMU_NORMAL_PT_UPDATE) -> int:
+    """An mmu_update request's ptr: entry ``index`` of the table at MFN ``table``, and the command."""
+    return (table << 12) | (index * 8) | cmd
+
+
+def two_domains(m: Machine, guest_superpages: tuple[int, ...], other_superpage: int) -> SimpleNamespace:
+    """The page-table tests' layout on a fresh machine: the guest (its first domain) gets a
+    superpage at gpfn 0, 16 frames at gpfns 512.. (MFNs 0x200..0x20f) and a superpage at gpfn
+    1024, 2048 ... for each further entry of ``guest_superpages`` (the MFNs each must land at);
+    the other domain a superpage (at ``other_superpage``) and 8 frames (MFNs 0x210..0x217).
+    Nothing is pinned. ``d`` is the guest's Domain."""
+    g = m.create_domain("guest", 2048)
+    o = m.create_domain("other", 2048)
+    assert populate(m, g, [0], 9) == [guest_superpages[0]]
+    assert populate(m, g, range(512, 528), 0) == list(range(0x200, 0x210))
+    for i, sp in enumerate(guest_superpages[1:], 1):
+        assert populate(m, g, [1024 * i], 9) == [sp]
+    assert populate(m, o, [0], 9) == [other_superpage]
+    assert populate(m, o, range(512, 520), 0) == list(range(0x210, 0x218))
+    return SimpleNamespace(m=m, g=g, o=o, d=m.domain(g))
+
+
+def refused(m: Machine, call, expected) -> None:
+    """``call()`` answers ``expected`` (a refusal) and leaves the machine as it was."""
+    snap = m.snapshot()
+    assert call() == expected
+    assert m.same_as(snap)
+
+
+def refused_mmu(m: Machine, caller: int, reqs, err: int) -> None:
+    """An mmu_update batch of (ptr, val) requests refused at its first request with -err,
+    nothing changed."""
+    refused(m, lambda: mmu(m, caller, *reqs), (-err, 0))
+
+
+def refused_ext(m: Machine, caller: int, ops, err: int, foreigndom: int = DOMID_SELF) -> None:
+    """An mmuext_op batch refused at its first op with -err, nothing changed."""
+    refused(m, lambda: ext(m, caller, *ops, foreigndom=foreigndom), (-err, 0))
 
 
 def words(m, mfn: int) -> tuple[int, int]:

@@ -29,7 +29,7 @@ from xensim.mem._page_info import (PGC_allocated, PGT_l1_page_table, PGT_pinned,
                                PGT_writable_page, SGT_dynamic, SGT_mark)
 from xensim.xen._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, make_pte
 
-from conftest import MiB, ext, hc, holey_machine, mmu, populate
+from conftest import MiB, ext, hc, holey_machine, mmu, populate, ptr, refused, two_domains, words
 
 P, RW, PSE = _PAGE_PRESENT, _PAGE_RW, _PAGE_PSE
 ALLOC1 = PGC_allocated | 1
@@ -67,33 +67,14 @@ def sparse_machine() -> Machine:
     return Machine(MemoryMap([(0, 8 * MiB), (512 * MiB, 520 * MiB)], name="sparse"), "none")
 
 
-def ptr(table: int, index: int, cmd: int = 0) -> int:
-    return (table << 12) | (index * 8) | cmd
-
-
-def words(m, mfn: int) -> tuple[int, int]:
-    return m.frame_table.count_info(mfn), m.frame_table.type_info(mfn)
-
-
 def build(kind: str = "holey", version: str = "4.8") -> SimpleNamespace:
     memmap = (holey_machine() if kind == "holey" else sparse_machine()).memmap
-    m = Machine(memmap, "none", version=version)
-    g = m.create_domain("guest", 2048)
-    o = m.create_domain("other", 2048)
-    assert populate(m, g, [0], 9) == [G_SP]
-    assert populate(m, g, range(512, 528), 0) == list(range(0x200, 0x210))
-    assert populate(m, o, [0], 9) == [O_SP]
-    assert populate(m, o, range(512, 520), 0) == list(range(0x210, 0x218))
+    lay = two_domains(Machine(memmap, "none", version=version), (G_SP,), O_SP)
+    m, g, o = lay.m, lay.g, lay.o
     assert ext(m, g, *[MmuextOp(PIN_CMD[n], T[n]) for n in (1, 2, 3, 4)]) == (0, 4)
     assert ext(m, o, MmuextOp(MMUEXT_PIN_L1_TABLE, O_L1)) == (0, 1)
     assert m.heap.is_free(0x600) and m.heap.is_free(0x7ff)
-    return SimpleNamespace(m=m, g=g, o=o)
-
-
-def refused(m, caller, fn, err):
-    snap = m.snapshot()
-    assert fn() == err
-    assert m.same_as(snap)
+    return lay
 
 
 @pytest.mark.parametrize("target", list(TARGETS))
@@ -110,10 +91,10 @@ def test_entry_to_a_frame_that_is_not_the_guests(level, target, request):
     mfns = [mfn] if level == "l2-pse" else [mfn, mfn + 511, mfn + 7]
     for target_mfn in mfns:
         e = errno.EINVAL if n == 1 and target_mfn == (1 << 40) - 1 else err
-        refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[n], 5), make_pte(target_mfn, flags))), (-e, 0))
+        refused(m, lambda: mmu(m, lay.g, (ptr(T[n], 5), make_pte(target_mfn, flags))), (-e, 0))
     # and through a table being validated (pinned): same verdict, errno of the validation
     m.mem.write(G_F, 5, make_pte(mfn, flags))
-    refused(m, lay.g, lambda: ext(m, lay.g, MmuextOp(PIN_CMD[n], G_F)), (-err, 0))
+    refused(m, lambda: ext(m, lay.g, MmuextOp(PIN_CMD[n], G_F)), (-err, 0))
 
 
 def test_software_bits_52_to_62_do_not_change_the_target():
@@ -126,7 +107,7 @@ def test_software_bits_52_to_62_do_not_change_the_target():
         target, err = ((O_SP, errno.EPERM) if flags & PSE else
                        (O_L1, errno.EBUSY if n == 1 else errno.EINVAL))   # 4.8: could_not_pin
         for bit in (52, 61):
-            refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[n], 0), make_pte(target, flags) | 1 << bit)),
+            refused(m, lambda: mmu(m, lay.g, (ptr(T[n], 0), make_pte(target, flags) | 1 << bit)),
                     (-err, 0))
 
 
@@ -137,9 +118,9 @@ def test_pin_of_a_frame_that_is_not_the_guests(target):
     m = lay.m
     for n in (1, 2, 3, 4):
         for cmd_mfn in (mfn, mfn + 1):
-            refused(m, lay.g, lambda: ext(m, lay.g, MmuextOp(PIN_CMD[n], cmd_mfn)), (-errno.EINVAL, 0))
-    refused(m, lay.g, lambda: ext(m, lay.g, MmuextOp(MMUEXT_NEW_BASEPTR, mfn)), (-errno.EINVAL, 0))
-    refused(m, lay.g, lambda: ext(m, lay.g, MmuextOp(MMUEXT_UNPIN_TABLE, mfn)), (-errno.EINVAL, 0))
+            refused(m, lambda: ext(m, lay.g, MmuextOp(PIN_CMD[n], cmd_mfn)), (-errno.EINVAL, 0))
+    refused(m, lambda: ext(m, lay.g, MmuextOp(MMUEXT_NEW_BASEPTR, mfn)), (-errno.EINVAL, 0))
+    refused(m, lambda: ext(m, lay.g, MmuextOp(MMUEXT_UNPIN_TABLE, mfn)), (-errno.EINVAL, 0))
 
 
 # MARK_SUPER of a superpage that is not the guest's own, per release
@@ -154,11 +135,11 @@ def test_mark_super_of_a_superpage_that_is_not_the_guests(target, version):
     lay = build(machine, version)
     m = lay.m
     for cmd in (MMUEXT_MARK_SUPER, MMUEXT_UNMARK_SUPER):
-        refused(m, lay.g, lambda: ext(m, lay.g, MmuextOp(cmd, mfn)), (-_MARK[target], 0))
+        refused(m, lambda: ext(m, lay.g, MmuextOp(cmd, mfn)), (-_MARK[target], 0))
     if target == "foreign":                       # marked or mapped by its owner: still not ours
         assert ext(m, lay.o, MmuextOp(MMUEXT_MARK_SUPER, O_SP)) == (0, 1)
         for cmd in (MMUEXT_MARK_SUPER, MMUEXT_UNMARK_SUPER):
-            refused(m, lay.g, lambda: ext(m, lay.g, MmuextOp(cmd, mfn)), (-errno.EPERM, 0))
+            refused(m, lambda: ext(m, lay.g, MmuextOp(cmd, mfn)), (-errno.EPERM, 0))
         assert m.spage_table.read(O_SP >> 9) == SGT_mark | 1
 
 
@@ -177,20 +158,20 @@ class TestSharedSuperpage:
         m = lay.m
         assert mmu(m, lay.o, (ptr(0x211, 0), make_pte(O_SP, P | RW | PSE))) == (0, 1)
         assert m.spage_table.read(O_SP >> 9) == SGT_dynamic | 1
-        refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[2], 0), make_pte(O_SP, P | PSE))), (-errno.EPERM, 0))
+        refused(m, lambda: mmu(m, lay.g, (ptr(T[2], 0), make_pte(O_SP, P | PSE))), (-errno.EPERM, 0))
 
     def test_map_of_a_superpage_another_domain_has_marked(self, lay):
         m = lay.m
         assert ext(m, lay.o, MmuextOp(MMUEXT_MARK_SUPER, O_SP)) == (0, 1)
         assert m.spage_table.read(O_SP >> 9) == SGT_mark | 1
-        refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[2], 0), make_pte(O_SP, P | PSE))), (-errno.EPERM, 0))
-        refused(m, lay.g, lambda: ext(m, lay.g, MmuextOp(MMUEXT_UNMARK_SUPER, O_SP)), (-errno.EPERM, 0))
-        refused(m, lay.g, lambda: ext(m, lay.g, MmuextOp(MMUEXT_MARK_SUPER, O_SP)), (-errno.EPERM, 0))
+        refused(m, lambda: mmu(m, lay.g, (ptr(T[2], 0), make_pte(O_SP, P | PSE))), (-errno.EPERM, 0))
+        refused(m, lambda: ext(m, lay.g, MmuextOp(MMUEXT_UNMARK_SUPER, O_SP)), (-errno.EPERM, 0))
+        refused(m, lambda: ext(m, lay.g, MmuextOp(MMUEXT_MARK_SUPER, O_SP)), (-errno.EPERM, 0))
 
     def test_other_domain_cannot_map_the_guests_superpage(self, lay):
         m = lay.m
         assert mmu(m, lay.g, (ptr(T[2], 0), make_pte(G_SP, P | PSE))) == (0, 1)
-        refused(m, lay.o, lambda: mmu(m, lay.o, (ptr(0x211, 0), make_pte(G_SP, P | RW | PSE))), (-errno.EPERM, 0))
+        refused(m, lambda: mmu(m, lay.o, (ptr(0x211, 0), make_pte(G_SP, P | RW | PSE))), (-errno.EPERM, 0))
 
 
 class TestOtherDomainsTables:
@@ -198,27 +179,27 @@ class TestOtherDomainsTables:
         lay = build()
         m = lay.m
         for val in (make_pte(G_F, P | RW), make_pte(0x211, P), 0):
-            refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(O_L1, 0), val)), (-errno.EINVAL, 0))
+            refused(m, lambda: mmu(m, lay.g, (ptr(O_L1, 0), val)), (-errno.EINVAL, 0))
 
     def test_cannot_write_into_another_domains_plain_frame(self):
         lay = build()
         m = lay.m
-        refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(0x212, 3), 0x1234)), (-errno.EINVAL, 0))
-        refused(m, lay.g, lambda: mmu(m, lay.g, ((0x212 << 12) | MMU_MACHPHYS_UPDATE, 1)), (-errno.EINVAL, 0))
+        refused(m, lambda: mmu(m, lay.g, (ptr(0x212, 3), 0x1234)), (-errno.EINVAL, 0))
+        refused(m, lambda: mmu(m, lay.g, ((0x212 << 12) | MMU_MACHPHYS_UPDATE, 1)), (-errno.EINVAL, 0))
 
     def test_cannot_unpin_or_load_another_domains_table(self):
         lay = build()
         m = lay.m
-        refused(m, lay.g, lambda: ext(m, lay.g, MmuextOp(MMUEXT_UNPIN_TABLE, O_L1)), (-errno.EINVAL, 0))
-        refused(m, lay.g, lambda: ext(m, lay.g, MmuextOp(MMUEXT_NEW_BASEPTR, O_L1)), (-errno.EINVAL, 0))
+        refused(m, lambda: ext(m, lay.g, MmuextOp(MMUEXT_UNPIN_TABLE, O_L1)), (-errno.EINVAL, 0))
+        refused(m, lambda: ext(m, lay.g, MmuextOp(MMUEXT_NEW_BASEPTR, O_L1)), (-errno.EINVAL, 0))
         assert words(m, O_L1) == (ALLOC1 + 1, PGT_l1_page_table | PGT_validated | PGT_pinned | 1)
 
     def test_cannot_act_as_another_domain(self):
         lay = build()
         m = lay.m
-        refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(O_L1, 0), make_pte(0x212, P)), foreigndom=lay.o),
+        refused(m, lambda: mmu(m, lay.g, (ptr(O_L1, 0), make_pte(0x212, P)), foreigndom=lay.o),
                 (-errno.EPERM, 0))
-        refused(m, lay.g, lambda: ext(m, lay.g, MmuextOp(MMUEXT_UNPIN_TABLE, O_L1), foreigndom=lay.o),
+        refused(m, lambda: ext(m, lay.g, MmuextOp(MMUEXT_UNPIN_TABLE, O_L1), foreigndom=lay.o),
                 (-errno.EPERM, -1))
 
 
@@ -230,11 +211,11 @@ class TestTablesStayReadOnly:
         get_page_from_l1e (4.8) answers could_not_pin, -EBUSY."""
         lay = build()
         m = lay.m
-        refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[1], 9), make_pte(T[level], P | RW))), (-errno.EBUSY, 0))
+        refused(m, lambda: mmu(m, lay.g, (ptr(T[1], 9), make_pte(T[level], P | RW))), (-errno.EBUSY, 0))
         # read-only is fine: the guest may read its tables
         assert mmu(m, lay.g, (ptr(T[1], 9), make_pte(T[level], P))) == (0, 1)
         # ...but not upgrade that entry to writable
-        refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[1], 9), make_pte(T[level], P | RW))), (-errno.EBUSY, 0))
+        refused(m, lambda: mmu(m, lay.g, (ptr(T[1], 9), make_pte(T[level], P | RW))), (-errno.EBUSY, 0))
 
     @pytest.mark.parametrize("level", [1, 2, 3, 4])
     def test_table_linked_below_a_live_entry(self, level):
@@ -247,14 +228,14 @@ class TestTablesStayReadOnly:
         else:
             assert ext(m, lay.g, MmuextOp(MMUEXT_NEW_BASEPTR, child)) == (0, 1)
         assert m.pt.live[child][0] == level
-        refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[1], 0), make_pte(child, P | RW))), (-errno.EBUSY, 0))
+        refused(m, lambda: mmu(m, lay.g, (ptr(T[1], 0), make_pte(child, P | RW))), (-errno.EBUSY, 0))
 
     def test_writable_mapping_inside_a_pinned_l1_of_itself(self):
         """An L1 being validated cannot map itself writable either."""
         lay = build()
         m = lay.m
         m.mem.write(G_F, 0, make_pte(G_F, P | RW))
-        refused(m, lay.g, lambda: ext(m, lay.g, MmuextOp(MMUEXT_PIN_L1_TABLE, G_F)), (-errno.EBUSY, 0))
+        refused(m, lambda: ext(m, lay.g, MmuextOp(MMUEXT_PIN_L1_TABLE, G_F)), (-errno.EBUSY, 0))
         m.mem.write(G_F, 0, make_pte(G_F, P))                  # read-only self-map: allowed
         assert ext(m, lay.g, MmuextOp(MMUEXT_PIN_L1_TABLE, G_F)) == (0, 1)
         assert words(m, G_F) == (ALLOC1 + 2, PGT_l1_page_table | PGT_validated | PGT_pinned | 1)
@@ -264,16 +245,16 @@ class TestTablesStayReadOnly:
         m = lay.m
         assert ext(m, lay.g, MmuextOp(MMUEXT_PIN_L1_TABLE, G_SP + 100)) == (0, 1)
         for flags in (P | PSE, P | RW | PSE):
-            refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[2], 0), make_pte(G_SP, flags))), (-errno.EINVAL, 0))
-        refused(m, lay.g, lambda: ext(m, lay.g, MmuextOp(MMUEXT_MARK_SUPER, G_SP)), (-errno.EINVAL, 0))
+            refused(m, lambda: mmu(m, lay.g, (ptr(T[2], 0), make_pte(G_SP, flags))), (-errno.EINVAL, 0))
+        refused(m, lambda: ext(m, lay.g, MmuextOp(MMUEXT_MARK_SUPER, G_SP)), (-errno.EINVAL, 0))
 
     def test_frame_of_a_mapped_superpage_cannot_become_a_table(self):
         lay = build()
         m = lay.m
         assert mmu(m, lay.g, (ptr(T[2], 0), make_pte(G_SP, P | PSE))) == (0, 1)
         for n in (1, 2, 3, 4):
-            refused(m, lay.g, lambda: ext(m, lay.g, MmuextOp(PIN_CMD[n], G_SP + 100)), (-errno.EINVAL, 0))
-        refused(m, lay.g, lambda: mmu(m, lay.g, (ptr(T[2], 1), make_pte(G_SP + 100, P | RW))), (-errno.EINVAL, 0))
+            refused(m, lambda: ext(m, lay.g, MmuextOp(PIN_CMD[n], G_SP + 100)), (-errno.EINVAL, 0))
+        refused(m, lambda: mmu(m, lay.g, (ptr(T[2], 1), make_pte(G_SP + 100, P | RW))), (-errno.EINVAL, 0))
 
     def test_update_va_mapping_cannot_map_a_table_writable(self):
         m = holey_machine()
@@ -284,8 +265,8 @@ class TestTablesStayReadOnly:
         assert k.map_pages(DIRECTMAP_BASE, [k.mfn(0)]) == 0
         l1 = k.tables[(1, DIRECTMAP_BASE >> 21)]
         for table in (l1, k.tables[(2, DIRECTMAP_BASE >> 30)], k.tables[(3, DIRECTMAP_BASE >> 39)], k.root):
-            refused(m, g, lambda: hc(m, g, HYPERVISOR_update_va_mapping, DIRECTMAP_BASE,
-                                     make_pte(table, P | RW), 0), -errno.EBUSY)
+            refused(m, lambda: hc(m, g, HYPERVISOR_update_va_mapping, DIRECTMAP_BASE,
+                                  make_pte(table, P | RW), 0), -errno.EBUSY)
 
 
 # -- the vectorised path: a batch of >= 8 PSE maps into one L2 ---------------------------------

@@ -23,7 +23,7 @@ import pytest
 
 from xensim import HYPERVISOR_mmu_update, HYPERVISOR_update_va_mapping, Machine, MemoryMap
 from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
-from xensim.xen._mmu import (MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
+from xensim.xen._mmu import (MMU_MACHPHYS_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
                          MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE,
                          MMUEXT_PIN_L4_TABLE, MmuextOp, MmuUpdate)
 from xensim.mem._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l2_page_table,
@@ -33,7 +33,7 @@ from xensim.xen._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _P
                                _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER,
                                make_pte)
 
-from conftest import MiB, assert_clean, ext, hc, mmu, populate, sp_words, spage, words
+from conftest import MiB, assert_clean, ext, hc, mmu, populate, ptr, sp_words, spage, two_domains, words
 
 P, RW, PSE, A, D, U = _PAGE_PRESENT, _PAGE_RW, _PAGE_PSE, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_USER
 ALLOC1 = PGC_allocated | 1
@@ -49,22 +49,12 @@ O_SP, O_F = 0x600, 0x210
 FREE, FREE_SP = 0x3000, 0x1000
 
 
-def ptr(table: int, index: int, cmd: int = MMU_NORMAL_PT_UPDATE) -> int:
-    return (table << 12) | (index * 8) | cmd
-
-
 def build(m: Machine, pin: bool = True) -> SimpleNamespace:
-    g = m.create_domain("guest", 2048)
-    o = m.create_domain("other", 2048)
-    assert populate(m, g, [0], 9) == [G_SP]
-    assert populate(m, g, range(512, 528), 0) == list(range(0x200, 0x210))
-    assert populate(m, g, [1024], 9) == [G_SP2]
-    assert populate(m, o, [0], 9) == [O_SP]
-    assert populate(m, o, range(512, 520), 0) == list(range(0x210, 0x218))
+    lay = two_domains(m, (G_SP, G_SP2), O_SP)
     if pin:
-        assert ext(m, g, MmuextOp(MMUEXT_PIN_L1_TABLE, T1), MmuextOp(MMUEXT_PIN_L2_TABLE, T2),
+        assert ext(m, lay.g, MmuextOp(MMUEXT_PIN_L1_TABLE, T1), MmuextOp(MMUEXT_PIN_L2_TABLE, T2),
                    MmuextOp(MMUEXT_PIN_L3_TABLE, T3), MmuextOp(MMUEXT_PIN_L4_TABLE, T4)) == (0, 4)
-    return SimpleNamespace(m=m, g=g, o=o)
+    return lay
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from xensim.mem._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l2_page
                                PGT_writable_page, SGT_dynamic, SGT_mark)
 from xensim.xen._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, make_pte
 
-from conftest import MiB, assert_clean, ext, hc, populate, sp_words, spage, words
+from conftest import MiB, assert_clean, ext, hc, populate, refused_ext, sp_words, spage, two_domains, words
 
 P, RW, PSE = _PAGE_PRESENT, _PAGE_RW, _PAGE_PSE
 ALLOC1 = PGC_allocated | 1
@@ -61,25 +61,12 @@ def small(**kw) -> Machine:
 
 
 def build(m: Machine) -> SimpleNamespace:
-    g = m.create_domain("guest", 2048)
-    o = m.create_domain("other", 2048)
-    assert populate(m, g, [0], 9) == [G_SP]
-    assert populate(m, g, range(512, 528), 0) == F
-    assert populate(m, g, [1024], 9) == [G_SP2]
-    assert populate(m, o, [0], 9) == [O_SP]
-    assert populate(m, o, range(512, 520), 0) == list(range(0x210, 0x218))
-    return SimpleNamespace(m=m, g=g, o=o, d=m.domain(g))
+    return two_domains(m, (G_SP, G_SP2), O_SP)
 
 
 @pytest.fixture
 def lay(m) -> SimpleNamespace:
     return build(m)
-
-
-def refused(m, caller, ops, err, foreigndom=DOMID_SELF):
-    snap = m.snapshot()
-    assert ext(m, caller, *ops, foreigndom=foreigndom) == (-err, 0)
-    assert m.same_as(snap)
 
 
 # -- PIN ---------------------------------------------------------------------------------------
@@ -122,13 +109,13 @@ class TestPin:
     def test_pin_twice_is_einval(self, lay):
         m = lay.m
         ext(m, lay.g, op(MMUEXT_PIN_L2_TABLE, F[0]))
-        refused(m, lay.g, [op(MMUEXT_PIN_L2_TABLE, F[0])], errno.EINVAL)
+        refused_ext(m, lay.g, [op(MMUEXT_PIN_L2_TABLE, F[0])], errno.EINVAL)
         assert words(m, F[0]) == (ALLOC1 + 1, LV[2] | PIN | 1)
 
     def test_pin_as_another_level_is_einval(self, lay):
         m = lay.m
         ext(m, lay.g, op(MMUEXT_PIN_L2_TABLE, F[0]))
-        refused(m, lay.g, [op(MMUEXT_PIN_L1_TABLE, F[0])], errno.EINVAL)
+        refused_ext(m, lay.g, [op(MMUEXT_PIN_L1_TABLE, F[0])], errno.EINVAL)
 
     def test_pin_a_table_linked_from_above(self, lay):
         """Already typed (count 1, from an L2 entry): pinning adds the pin's reference."""
@@ -162,7 +149,7 @@ class TestPin:
         for i, e in entries:
             m.mem.write(0x200, i, e)
         ebusy = request.node.callspec.id in ("l1-foreign-after-good", "l1-free", "l2-deep-foreign")
-        refused(m, lay.g, [op(PIN_CMD[level], 0x200)], errno.EBUSY if ebusy else errno.EINVAL)
+        refused_ext(m, lay.g, [op(PIN_CMD[level], 0x200)], errno.EBUSY if ebusy else errno.EINVAL)
         assert words(m, 0x201) == (ALLOC1, 0) and words(m, 0x203) == (ALLOC1, 0)
         assert lay.d.pinned == {} and m.pt.live == {}
 
@@ -170,14 +157,14 @@ class TestPin:
                              ids=["foreign", "foreign-sp", "free", "max_page", "huge"])
     @pytest.mark.parametrize("level", [1, 4])
     def test_pin_a_frame_that_is_not_the_guests(self, lay, mfn, level):
-        refused(lay.m, lay.g, [op(PIN_CMD[level], mfn)], errno.EINVAL)
+        refused_ext(lay.m, lay.g, [op(PIN_CMD[level], mfn)], errno.EINVAL)
 
     def test_pin_a_writable_mapped_frame(self, lay):
         m = lay.m
         m.mem.write(F[0], 0, make_pte(F[1], P | RW))
         ext(m, lay.g, op(MMUEXT_PIN_L1_TABLE, F[0]))
         for level in (1, 2, 3, 4):
-            refused(m, lay.g, [op(PIN_CMD[level], F[1])], errno.EINVAL)
+            refused_ext(m, lay.g, [op(PIN_CMD[level], F[1])], errno.EINVAL)
 
     def test_dom0_pins_for_a_guest(self, lay):
         m = lay.m
@@ -188,7 +175,7 @@ class TestPin:
         assert words(m, F[0]) == (ALLOC1, LT[1])
 
     def test_dom0_pinning_as_itself_a_guest_frame(self, lay):
-        refused(lay.m, 0, [op(MMUEXT_PIN_L1_TABLE, F[0])], errno.EINVAL)
+        refused_ext(lay.m, 0, [op(MMUEXT_PIN_L1_TABLE, F[0])], errno.EINVAL)
 
 
 # -- UNPIN -------------------------------------------------------------------------------------
@@ -218,21 +205,21 @@ class TestUnpin:
 
     def test_unpin_not_pinned_is_einval(self, lay):
         m = lay.m
-        refused(m, lay.g, [op(MMUEXT_UNPIN_TABLE, F[0])], errno.EINVAL)
+        refused_ext(m, lay.g, [op(MMUEXT_UNPIN_TABLE, F[0])], errno.EINVAL)
         mmu(m, lay.g, (F[0], 0, 0))                           # a typed-writable frame, not a table
-        refused(m, lay.g, [op(MMUEXT_UNPIN_TABLE, F[0])], errno.EINVAL)
+        refused_ext(m, lay.g, [op(MMUEXT_UNPIN_TABLE, F[0])], errno.EINVAL)
 
     def test_unpin_twice_is_einval(self, lay):
         m = lay.m
         ext(m, lay.g, op(MMUEXT_PIN_L3_TABLE, F[0]), op(MMUEXT_UNPIN_TABLE, F[0]))
-        refused(m, lay.g, [op(MMUEXT_UNPIN_TABLE, F[0])], errno.EINVAL)
+        refused_ext(m, lay.g, [op(MMUEXT_UNPIN_TABLE, F[0])], errno.EINVAL)
 
     @pytest.mark.parametrize("mfn", [O_F, FREE, 0x4000, (1 << 40) - 1],
                              ids=["foreign-pinned", "free", "max_page", "huge"])
     def test_unpin_a_frame_that_is_not_the_guests(self, lay, mfn):
         m = lay.m
         ext(m, lay.o, op(MMUEXT_PIN_L1_TABLE, O_F))
-        refused(m, lay.g, [op(MMUEXT_UNPIN_TABLE, mfn)], errno.EINVAL)
+        refused_ext(m, lay.g, [op(MMUEXT_UNPIN_TABLE, mfn)], errno.EINVAL)
         assert words(m, O_F) == (ALLOC1 + 1, LV[1] | PIN | 1)
 
 
@@ -283,12 +270,12 @@ class TestNewBaseptr:
             m.mem.write(F[0], 0, make_pte(O_F, P | RW))
         else:
             target = {"foreign": O_F, "free": FREE, "max_page": 0x4000}[case]
-        refused(m, lay.g, [op(MMUEXT_NEW_BASEPTR, target)], errno.EINVAL)
+        refused_ext(m, lay.g, [op(MMUEXT_NEW_BASEPTR, target)], errno.EINVAL)
         assert lay.d.baseptr == F[5]
         assert words(m, F[5]) == (ALLOC1 + 1, LV[4] | 1)
 
     def test_foreigndom_is_eperm(self, lay):
-        refused(lay.m, 0, [op(MMUEXT_NEW_BASEPTR, F[0])], errno.EPERM, foreigndom=lay.g)
+        refused_ext(lay.m, 0, [op(MMUEXT_NEW_BASEPTR, F[0])], errno.EPERM, foreigndom=lay.g)
         assert lay.m.domain(0).baseptr is None and lay.d.baseptr is None
 
 
@@ -296,7 +283,7 @@ class TestNewBaseptr:
 class TestCommandsAndBatches:
     @pytest.mark.parametrize("cmd", [6, 7, 18, 21, 99, -1])
     def test_unknown_command_is_enosys(self, lay, cmd):
-        refused(lay.m, lay.g, [op(cmd, F[0])], errno.ENOSYS)
+        refused_ext(lay.m, lay.g, [op(cmd, F[0])], errno.ENOSYS)
 
     def test_batch_stops_at_the_first_failure(self, lay):
         m = lay.m
@@ -386,27 +373,27 @@ class TestMarkSuper:
     def test_mark_twice_is_einval(self, lay):
         m = lay.m
         ext(m, lay.g, mark(G_SP))
-        refused(m, lay.g, [mark(G_SP)], errno.EINVAL)
+        refused_ext(m, lay.g, [mark(G_SP)], errno.EINVAL)
         assert spage(m, G_SP) == SGT_mark | 1
 
     def test_unmark_unmarked_is_einval(self, lay):
         m = lay.m
-        refused(m, lay.g, [unmark(G_SP)], errno.EINVAL)
+        refused_ext(m, lay.g, [unmark(G_SP)], errno.EINVAL)
         ext(m, lay.g, op(MMUEXT_PIN_L2_TABLE, F[0]))
         mmu(m, lay.g, (F[0], 0, make_pte(G_SP, P | PSE)))
-        refused(m, lay.g, [unmark(G_SP)], errno.EINVAL)         # DYNAMIC is not a mark
+        refused_ext(m, lay.g, [unmark(G_SP)], errno.EINVAL)         # DYNAMIC is not a mark
         assert spage(m, G_SP) == SGT_dynamic | 1
 
     def test_mark_over_a_page_table_is_einval(self, lay):
         m = lay.m
         ext(m, lay.g, op(MMUEXT_PIN_L1_TABLE, G_SP2 + 511))
-        refused(m, lay.g, [mark(G_SP2)], errno.EINVAL)
+        refused_ext(m, lay.g, [mark(G_SP2)], errno.EINVAL)
         assert spage(m, G_SP2) == 0
 
     def test_a_marked_frame_cannot_become_a_table(self, lay):
         m = lay.m
         ext(m, lay.g, mark(G_SP))
-        refused(m, lay.g, [op(MMUEXT_PIN_L1_TABLE, G_SP + 9)], errno.EINVAL)
+        refused_ext(m, lay.g, [op(MMUEXT_PIN_L1_TABLE, G_SP + 9)], errno.EINVAL)
 
     def test_batch_mark_then_fail(self, lay):
         m = lay.m

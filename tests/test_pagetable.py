@@ -27,7 +27,7 @@ from xensim.xen._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _P
                                _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER,
                                make_pte)
 
-from conftest import MiB, assert_clean, ext, hc, mmu, populate, words
+from conftest import MiB, assert_clean, ext, hc, mmu, ptr, refused_mmu, two_domains, words
 
 P, RW, PSE, A, D, U, G = (_PAGE_PRESENT, _PAGE_RW, _PAGE_PSE, _PAGE_ACCESSED, _PAGE_DIRTY,
                           _PAGE_USER, _PAGE_GLOBAL)
@@ -48,32 +48,17 @@ F0, F1, F2, F3, F4, F5 = 0x204, 0x205, 0x206, 0x207, 0x208, 0x209
 O_SP, O_F = 0x400, 0x210
 
 
-def ptr(table: int, index: int) -> int:
-    return (table << 12) | (index * 8)
-
-
 def op(cmd: int, mfn: int) -> MmuextOp:
     return MmuextOp(cmd, mfn)
 
 
 def build(version: str = "4.8", pin: bool = True, **kw) -> SimpleNamespace:
-    m = Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", version=version, **kw)
-    g = m.create_domain("guest", 2048)
-    o = m.create_domain("other", 2048)
-    assert populate(m, g, [0], 9) == [G_SP]
-    assert populate(m, g, range(512, 528), 0) == list(range(0x200, 0x210))
-    assert populate(m, o, [0], 9) == [O_SP]
-    assert populate(m, o, range(512, 520), 0) == list(range(0x210, 0x218))
+    lay = two_domains(Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", version=version,
+                              **kw), (G_SP,), O_SP)
     if pin:
         for n in (1, 2, 3, 4):
-            assert ext(m, g, op(PIN_CMD[n], T[n])) == (0, 1)
-    return SimpleNamespace(m=m, g=g, o=o, d=m.domain(g))
-
-
-def refused_mmu(m, caller, reqs, err):
-    snap = m.snapshot()
-    assert mmu(m, caller, *reqs) == (-err, 0)
-    assert m.same_as(snap)
+            assert ext(lay.m, lay.g, op(PIN_CMD[n], T[n])) == (0, 1)
+    return lay
 
 
 # -- get_page_from_l1e's own answers -----------------------------------------------------------

@@ -28,7 +28,7 @@ from xensim.mem._page_info import (PGC_allocated, PGT_l1_page_table, PGT_l4_page
                                PGT_validated)
 from xensim.xen._pagetable import _PAGE_PRESENT, make_pte
 
-from conftest import MiB, assert_clean, ext, mmu, populate, words
+from conftest import MiB, assert_clean, ext, mmu, populate, ptr, words
 
 VERSIONS = Machine.VERSIONS
 P = _PAGE_PRESENT
@@ -49,10 +49,6 @@ def layout(version: str) -> SimpleNamespace:
     assert populate(m, 0, range(4), 0) == list(range(0x018, 0x01c))
     assert ext(m, g, MmuextOp(MMUEXT_PIN_L1_TABLE, T1)) == (0, 1)
     return SimpleNamespace(m=m, g=g, o=o)
-
-
-def ptr(table: int, index: int) -> int:
-    return (table << 12) | (index * 8)
 
 
 def pin(mfn: int) -> MmuextOp:

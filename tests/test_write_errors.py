@@ -113,13 +113,13 @@ def test_plot_out_onto_a_file(capsys, tmp_path):
 
 def test_unwritable_targets_fail_before_the_run(capsys, tmp_path, monkeypatch):
     """--out onto a file and --html onto a directory are refused before any simulation."""
-    from xensim.cli import _main as _cli
+    import xensim.sim
     cfg = tmp_path / "sim.yaml"
     cfg.write_text("workload: {kind: churn, iterations: 2}\n")
 
     def never(*a, **k):
         raise AssertionError("the comparison ran")
-    monkeypatch.setattr(_cli, "run_comparison", never)
+    monkeypatch.setattr(xensim.sim, "run_comparison", never)
     f = tmp_path / "afile"
     f.write_text("")
     rc, _, err = run(capsys, "run", str(cfg), "--out", str(f))

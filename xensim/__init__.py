@@ -1,40 +1,57 @@
 """xensim: a full-system simulator of Xen's x86 memory manager.
 
-The public front. Everything a user or a test needs is re-exported here;
-modules whose names start with an underscore are private.
+The public face: what a user of the library needs, re-exported from the packages
+(``xensim.mem``, ``xensim.designs``, ``xensim.xen``, ``xensim.config``,
+``xensim.guest``, ``xensim.sim``, ``xensim.output``). The race explorer, the fuzzer,
+the teaching tools and the pictures are imported from their own packages
+(``xensim.explore``, ``xensim.fuzz``, ``xensim.teach``, ``xensim.output.plot``), so
+that ``import xensim`` loads neither greenlet nor matplotlib. Modules whose names
+start with an underscore are private.
 """
 
-from .xen import AuditReport, Difference, audit
-from .config import Config, build_memory_map, default_config, load_config, parse_config
-from .xen import DOMID_SELF, Domain
-from ._errors import ConfigError
-from .mem import FRAME_BYTES, PDX_GROUP_FRAMES, FrameTable
-from .mem import DomainHeap, HeapError
-from .xen import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
-                         HYPERVISOR_update_va_mapping, errno_name)
-from .xen import Machine
-from .mem import E820Type, MemoryMap, MemoryMapError, MemRange
-from .xen import (XENMEM_decrease_reservation, XENMEM_increase_reservation,
-                         XENMEM_populate_physmap, XenMemoryReservation)
-from .sim import OverheadReport, overhead
-from .mem import INVALID, FrameMap
-from .mem import Pdx, make_pdx
-from .config import list_presets, load_preset
-from .mem import RangeSet
-from .xen._refcount import RangeResult, RefCounts, RefcountBug, RefStats
-from .mem import SuperpageTable
-from .output import render
+from ._errors import ConfigError, RefcountBug
+from .mem import (FRAME_BYTES, INVALID, PDX_GROUP_FRAMES, DomainHeap, E820Type, FrameMap,
+                  FrameTable, HeapError, MemoryMap, MemoryMapError, MemRange, Pdx, RangeSet,
+                  SuperpageTable, format_size, make_pdx, parse_size)
+from .designs import (REGISTRY, PageinfoCount, PerMapping, Sketch, SuperpageDesign,
+                      SuperpageInfo, Xen41, design_names, make_design, register)
+from .xen import (
+    DOMID_SELF, HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
+    HYPERVISOR_update_va_mapping, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE,
+    MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_MARK_SUPER, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE,
+    MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_UNMARK_SUPER,
+    MMUEXT_UNPIN_TABLE, XENMEM_decrease_reservation, XENMEM_increase_reservation,
+    XENMEM_populate_physmap, _PAGE_ACCESSED, _PAGE_AVAIL, _PAGE_AVAIL_HIGH, _PAGE_DIRTY,
+    _PAGE_GLOBAL, _PAGE_GNTTAB, _PAGE_NX, _PAGE_PAT, _PAGE_PCD, _PAGE_PRESENT, _PAGE_PSE,
+    _PAGE_PWT, _PAGE_RW, _PAGE_USER, AuditReport, Difference, Domain, Machine, MmuextOp,
+    MmuUpdate, RangeResult, RefCounts, RefStats, XenMemoryReservation, audit, errno_name)
+from .config import (Config, build_memory_map, default_config, list_presets, load_config,
+                     load_preset, parse_config)
+from .guest import DIRECTMAP_BASE, GuestError, GuestKernel
+from .sim import (Comparison, DesignRun, MachineReport, OverheadReport, RunResult, overhead,
+                  run_comparison, run_design)
+from .output import FORMATS, render, to_json
 
 __all__ = [
-    "AuditReport", "Config", "ConfigError", "DOMID_SELF", "Difference", "Domain", "DomainHeap",
-    "E820Type", "FRAME_BYTES", "FrameMap", "FrameTable", "HYPERVISOR_memory_op",
-    "HYPERVISOR_mmu_update", "HYPERVISOR_mmuext_op", "HYPERVISOR_update_va_mapping", "HeapError",
-    "INVALID", "Machine", "MemRange", "MemoryMap", "MemoryMapError", "OverheadReport",
-    "PDX_GROUP_FRAMES", "Pdx", "RangeResult", "RangeSet", "RefCounts", "RefStats", "RefcountBug",
+    "AuditReport", "Comparison", "Config", "ConfigError", "DIRECTMAP_BASE", "DOMID_SELF",
+    "DesignRun", "Difference", "Domain", "DomainHeap", "E820Type", "FORMATS", "FRAME_BYTES",
+    "FrameMap", "FrameTable", "GuestError", "GuestKernel", "HYPERVISOR_memory_op",
+    "HYPERVISOR_mmu_update", "HYPERVISOR_mmuext_op", "HYPERVISOR_update_va_mapping",
+    "HeapError", "INVALID", "MMUEXT_MARK_SUPER", "MMUEXT_NEW_BASEPTR", "MMUEXT_PIN_L1_TABLE",
+    "MMUEXT_PIN_L2_TABLE", "MMUEXT_PIN_L3_TABLE", "MMUEXT_PIN_L4_TABLE", "MMUEXT_UNMARK_SUPER",
+    "MMUEXT_UNPIN_TABLE", "MMU_MACHPHYS_UPDATE", "MMU_NORMAL_PT_UPDATE",
+    "MMU_PT_UPDATE_PRESERVE_AD", "Machine", "MachineReport", "MemRange", "MemoryMap",
+    "MemoryMapError", "MmuUpdate", "MmuextOp", "OverheadReport", "PDX_GROUP_FRAMES",
+    "PageinfoCount", "Pdx", "PerMapping", "REGISTRY", "RangeResult", "RangeSet", "RefCounts",
+    "RefStats", "RefcountBug", "RunResult", "Sketch", "SuperpageDesign", "SuperpageInfo",
     "SuperpageTable", "XENMEM_decrease_reservation", "XENMEM_increase_reservation",
-    "XENMEM_populate_physmap", "XenMemoryReservation", "audit", "build_memory_map",
-    "default_config", "errno_name", "list_presets", "load_config", "load_preset", "make_pdx",
-    "overhead", "parse_config", "render",
+    "XENMEM_populate_physmap", "Xen41", "XenMemoryReservation", "_PAGE_ACCESSED",
+    "_PAGE_AVAIL", "_PAGE_AVAIL_HIGH", "_PAGE_DIRTY", "_PAGE_GLOBAL", "_PAGE_GNTTAB",
+    "_PAGE_NX", "_PAGE_PAT", "_PAGE_PCD", "_PAGE_PRESENT", "_PAGE_PSE", "_PAGE_PWT",
+    "_PAGE_RW", "_PAGE_USER", "audit", "build_memory_map", "default_config", "design_names",
+    "errno_name", "format_size", "list_presets", "load_config", "load_preset", "make_design",
+    "make_pdx", "overhead", "parse_config", "parse_size", "register", "render",
+    "run_comparison", "run_design", "to_json",
 ]
 
 __version__ = "0.1.0"

@@ -1,3 +1,5 @@
+"""``python -m xensim``: the command line (:func:`xensim.cli.main`)."""
+
 import sys
 
 try:

@@ -1,15 +1,17 @@
-"""What the machine commands share: their arguments and resolving them to a config and a
-memory map (a preset, a memory-map file, or the config's own machine)."""
+"""What the machine commands share: their arguments, resolving them to a config and a
+memory map (a preset, a memory-map file, or the config's own machine), and printing a
+report of the booted machine."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..config import Config, build_memory_map, default_config, load_config, \
     load_memmap_file, load_preset
 from ..mem import MemoryMap
-from ..output import FORMATS
+from ..output import FORMATS, render
 
 
 def machine_args(p: argparse.ArgumentParser,
@@ -41,3 +43,11 @@ def resolve_machine(args) -> tuple[Config, MemoryMap]:
     if args.pdx:
         cfg.machine.pdx = args.pdx
     return cfg, memmap
+
+
+def print_report(args, report) -> int:
+    """Boot the machine the arguments name and print ``report(machine)`` in ``--format``."""
+    from ..xen import Machine
+    cfg, memmap = resolve_machine(args)
+    sys.stdout.write(render(report(Machine(memmap, cfg.machine.pdx)), args.format))
+    return 0

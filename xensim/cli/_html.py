@@ -2,11 +2,11 @@
 
 One file, no external resource: the CSS is inline, the pictures are inline
 base64 PNGs (``data:`` URIs), and there is no link to fetch anything. The tables
-are the run's own :class:`~xensim._render.Table` objects (``result.tables()``, the
+are the run's own :class:`~xensim.output.Table` objects (``result.tables()``, the
 terminal tables), rendered from the same formatted cells, so the page and the
 terminal always show the same numbers. The pictures (docs/pictures.md) need the
 ``plot`` extra; without matplotlib the page says so in a note and has everything
-else. The file is written atomically (:func:`~xensim._results.write_atomic`).
+else. The file is written atomically (:func:`~xensim.output.write_atomic`).
 
 The CLI calls it from ``cmd_run`` after the result is built::
 
@@ -24,7 +24,6 @@ from pathlib import Path
 from .. import __version__
 from ..config import Config
 from ..mem import MemoryMap
-from ..output.plot import PlotUnavailable
 from ..output import Table, to_json
 from ..output import write_atomic
 
@@ -129,10 +128,8 @@ def _picture_html(name: str, png: bytes, alt: str) -> str:
 
 def _pictures(result, cfg: Config | None, memmap: MemoryMap | None, names, at) -> list[str]:
     """The pictures' HTML, or notes saying why there are none."""
-    from ..output.plot import _plot
-    try:
-        _plot._mpl()
-    except PlotUnavailable:
+    from ..output.plot import build_figure, figure_bytes, have_matplotlib
+    if not have_matplotlib():
         return ['<p class="note">Pictures need the plot extra (matplotlib): '
                 f"<code>{_e(PLOT_INSTALL)}</code></p>"]
     machine = result.machine.machine
@@ -146,8 +143,8 @@ def _pictures(result, cfg: Config | None, memmap: MemoryMap | None, names, at) -
         if name == "superpages" and result.comparison is None:
             continue                            # nothing ran: no superpage state to show
         try:
-            fig = _plot.build_figure(name, cfg, memmap, at)
-            png = _plot.figure_bytes(fig, "png")
+            fig = build_figure(name, cfg, memmap, at)
+            png = figure_bytes(fig, "png")
         except Exception as e:                  # noqa: BLE001  a picture failing must not lose the run
             print(f"xensim: warning: picture {name} failed: {type(e).__name__}: {e}", file=sys.stderr)
             out.append(f'<p class="note">The {name} picture could not be drawn: '

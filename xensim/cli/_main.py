@@ -1,101 +1,23 @@
-"""The ``xensim`` command line."""
+"""The ``xensim`` command line: the parser and the dispatcher.
+
+Each subcommand is one module of this package, ``xensim.cli._<name>``, with
+``add_parser(subparsers)`` that registers it (help, options, defaults) and sets
+``func`` to the function that runs it. The modules import anything heavy inside
+that function, so that ``xensim presets`` loads neither greenlet nor matplotlib.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from ..config import Config, dump_resolved
 from .._errors import ConfigError
-from ..xen import Machine
-from ..mem import MemoryMap
-from ..sim import overhead
-from ..config import list_presets, load_preset
-from ..fuzz._fuzz import add_parser as add_fuzz_parser
-from ..fuzz import is_reproducer
-from ..fuzz import replay as replay_reproducer
-from ._html import add_html_argument, write_html
-from ..teach._inspect import add_parser as add_inspect_parser
-from ..output.plot._plot import add_parser as add_plot_parser
-from ..explore._scenario import add_parser as add_explore_parser
-from ..teach._trace import add_parser as add_trace_parser
-from ..output import Progress
-from ..output import render, to_json
-from ..sim import MachineReport, RunResult
-from ..output import check_file, out_dir, write_atomic, writing
-from ..output import EXIT_INTERRUPTED, sigint_deferred
-from ..sim import Interrupted, run_comparison
-from ..mem import format_size
-from ._common import machine_args, resolve_machine
+from ..output import EXIT_INTERRUPTED
 
-
-def _boot(cfg: Config, memmap: MemoryMap) -> Machine:
-    return Machine(memmap, cfg.machine.pdx)
-
-
-def cmd_run(args) -> int:
-    """The machine's overhead and summary; with a workload (or a compare), first the
-    simulation of every design. Exit status 1 if a design crashed (a bug).
-    A reproducer written by ``xensim fuzz`` is replayed with every check (1: it still fails)."""
-    if args.config and is_reproducer(args.config):
-        result = replay_reproducer(args.config)
-        print(result)
-        return 1 if result.violation else 0
-    cfg, memmap = resolve_machine(args)
-    machine = _boot(cfg, memmap)
-    out = out_dir(args.out, "--out") if args.out else None     # before the run: fail early
-    if args.html:
-        check_file(args.html, "--html")
-    comparison = None
-    if cfg.simulates:
-        try:
-            comparison = run_comparison(cfg, memmap, Progress.off() if args.quiet else Progress())
-        except Interrupted as e:
-            done = ", ".join(e.completed) or "none"
-            written = "; nothing written" if args.out or args.html else ""
-            print(f"xensim: interrupted after {e.ops:,} operations (designs completed: "
-                  f"{done}{written})", file=sys.stderr)
-            return EXIT_INTERRUPTED
-    result = RunResult.of(machine, comparison)
-    with sigint_deferred():                   # every file written, or (Ctrl-C before) none
-        if out:
-            with writing(out, "--out"):
-                dump_resolved(cfg, memmap, out / "config.yaml")
-                write_atomic(out / "results.json", to_json(result))
-                write_atomic(out / "results.csv", render(result, "csv"))
-        if args.html:
-            with writing(args.html, "--html"):
-                write_html(result, args.html, cfg, memmap)
-    sys.stdout.write(render(result, args.format))
-    if out and args.format == "table":
-        sys.stdout.write(f"\nwrote {out / 'config.yaml'}, {out / 'results.json'} and "
-                         f"{out / 'results.csv'}\n")
-    if args.html and args.format == "table":
-        sys.stdout.write(f"\nwrote {args.html}\n")
-    if comparison is not None and comparison.crashed:
-        for r in comparison.crashed:
-            print(f"xensim: design {r.design} crashed: {r.reason}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def cmd_overhead(args) -> int:
-    cfg, memmap = resolve_machine(args)
-    sys.stdout.write(render(overhead(_boot(cfg, memmap)), args.format))
-    return 0
-
-
-def cmd_machine(args) -> int:
-    cfg, memmap = resolve_machine(args)
-    sys.stdout.write(render(MachineReport(_boot(cfg, memmap)), args.format))
-    return 0
-
-
-def cmd_presets(args) -> int:
-    for name in list_presets():
-        mm = load_preset(name)
-        print(f"{name:16} {format_size(mm.ram_bytes):>10} RAM  max_pfn {mm.max_pfn:#x}  {mm.source or ''}")
-    return 0
+#: the subcommands, in the order ``xensim --help`` lists them
+SUBCOMMANDS = ("run", "overhead", "machine", "presets", "explore", "fuzz", "trace", "inspect",
+               "plot")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,29 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate Xen's x86 memory manager: page_info reference counting, "
                     "sparse memory maps and the superpage refcount designs.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run", help="run a config: its workload on each design, the "
-                                     "overhead and the machine (default: configs/default.yaml)")
-    machine_args(run, "a YAML config (default: configs/default.yaml, a comparison of the "
-                       "five designs on the teaching machine)")
-    run.add_argument("--out", metavar="DIR",
-                     help="write the resolved config, results.json and results.csv here")
-    run.add_argument("--quiet", action="store_true",
-                     help="no progress bar (it shows only on a terminal, for runs over ~2 s)")
-    add_html_argument(run)
-    run.set_defaults(func=cmd_run)
-    ov = sub.add_parser("overhead", help="memory cost of each superpage refcount design")
-    machine_args(ov)
-    ov.set_defaults(func=cmd_overhead)
-    mc = sub.add_parser("machine", help="the machine: memory map, holes, PDX, tables")
-    machine_args(mc)
-    mc.set_defaults(func=cmd_machine)
-    pr = sub.add_parser("presets", help="list the machine presets")
-    pr.set_defaults(func=cmd_presets)
-    add_explore_parser(sub)
-    add_fuzz_parser(sub)
-    add_trace_parser(sub)
-    add_inspect_parser(sub)
-    add_plot_parser(sub)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"{__package__}._{name}").add_parser(sub)
     return p
 
 
