@@ -1,4 +1,5 @@
-"""xensim trace (xensim/_trace.py): the narration of every hypercall of a small run.
+"""xensim trace (xensim/teach/; the command: xensim/cli/_trace.py): the narration of every
+hypercall of a small run.
 
 The run is tests/data/trace-small.yaml: one 16 MiB guest on a flat 64 MiB machine
 without PDX compression (superpage i at mfn 0x200 * i; page tables at 0x1000..0x1004,
@@ -17,8 +18,9 @@ from xensim import MemoryMap, Machine, audit
 from xensim._errors import ConfigError
 from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
 from xensim.xen._hypercall import errno_name
-from xensim.teach._trace import (Tracer, add_parser, boot, ci_change, cmd_trace, format_pte, frames_text,
-                           load, run_ops, spage_word_text, ti_change, trace)
+from xensim.cli._trace import add_parser, cmd_trace
+from xensim.teach import (Tracer, boot, ci_change, format_pte, frames_text, load, run_ops,
+                          spage_word_text, ti_change, trace)
 from xensim.mem._units import SUPERPAGE_PAGES
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -444,6 +446,13 @@ def test_cmd_trace(capsys):
     assert cmd_trace(_cli(["trace", SMALL, "--format", "md", "--design", "sketch",
                            "--limit", "1"])) == 0
     assert capsys.readouterr().out.startswith(f"# xensim trace: `{SMALL}`")
+
+
+def test_the_parsers_choices_are_the_tracers():
+    """cli/_trace.py repeats LEVELS and TRACE_FORMATS (the parser does not import xensim.teach)."""
+    from xensim import teach
+    from xensim.cli import _trace
+    assert _trace.LEVELS == teach.LEVELS and _trace.TRACE_FORMATS == teach.TRACE_FORMATS
 
 
 def test_cmd_trace_errors(tmp_path):
