@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from xensim import MemoryMap, Machine, audit
@@ -21,7 +22,8 @@ from xensim.xen._hypercall import errno_name
 from xensim.cli._trace import add_parser, cmd_trace
 from xensim.teach import (Tracer, boot, ci_change, format_pte, frames_text, load, run_ops,
                           spage_word_text, ti_change, trace)
-from xensim.mem._units import SUPERPAGE_PAGES
+from xensim.mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, SUPERPAGE_PAGES
+from xensim.xen import EVENTS
 
 DATA = Path(__file__).resolve().parent / "data"
 SMALL = str(DATA / "trace-small.yaml")
@@ -335,9 +337,12 @@ def test_an_untraced_superpage_word_is_reported(design, expected):
     m, (a, _) = _two_guests(design)
     mfn = a.superpage_mfns(0, 1)[0]
 
-    def rogue(machine, caller):                  # behind every hook's back
-        if design == "pageinfo-count":
-            type(machine.superpage)._cas(machine.superpage, mfn, 0, 0, 7)
+    def rogue(machine, caller):                  # behind the event bus's back
+        if design == "pageinfo-count":           # the field itself, in its PDX group's array
+            page = machine.mfn_to_page(mfn)
+            fields = machine.superpage._groups.setdefault(
+                page >> PDX_GROUP_SHIFT, np.zeros(PDX_GROUP_FRAMES, dtype=np.uint64))
+            fields[page & PDX_GROUP_MASK] = 7
         else:
             machine.spage_table.store[0, machine.spage_table.entry_index(0)] = (2 << 62) | 7
         return 0
@@ -389,16 +394,22 @@ def test_tracing_changes_nothing(small):
         assert states[0] == states[1], design
 
 
-def test_uninstall_restores_every_hook(small):
+def test_the_tracer_is_a_pure_subscriber(small):
+    """Installing swaps no method and sets no hook (every object's attributes stay as they
+    were), it subscribes to the machine's events but never to atomic_step (the machine keeps
+    its vectorised paths), and uninstalling leaves no subscriber."""
     cfg, mm = small
     m, kernels, wl = boot(cfg, mm, "pageinfo-count")
-    before = {id(o): dict(vars(o)) for o in (m, m.refs, m.pt, m.spage_table, m.hypercall, m.superpage)}
+    objs = (m, m.refs, m.pt, m.spage_table, m.hypercall, m.superpage)
+    before = {id(o): dict(vars(o)) for o in objs}
     t = Tracer(m, "frame").install()
-    assert m.refs.trace is not None and m.spage_table.trace is not None and m.hypercall.trace is not None
+    assert {id(o): dict(vars(o)) for o in objs} == before
+    assert m.events.hypercall_enter is not None and m.events.word_changed is not None
+    assert m.events.atomic_step is None
     t.uninstall()
-    after = {id(o): dict(vars(o)) for o in (m, m.refs, m.pt, m.spage_table, m.hypercall, m.superpage)}
+    after = {id(o): dict(vars(o)) for o in objs}
     assert before == after
-    assert m.refs.trace is None and m.spage_table.trace is None and m.hypercall.trace is None
+    assert all(m.events.subscribers(name) == [] for name in EVENTS)
 
 
 # -- Markdown, formatting helpers ------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """What the tables should hold: the narrated events applied to a copy of them.
 
 At a hypercall's start the tracer takes a copy of the frame table's words
-(count_info, type_info, owner per materialised PDX group), of the superpage table
-and, for pageinfo-count, of its page_info count fields. Every narrated event is
+(count_info, type_info, owner per materialised PDX group; ``FrameTable.initial_group``
+for the others), of the superpage table and, for pageinfo-count, of its page_info
+count fields (``PageinfoCount.fields``). Every narrated event is
 applied to the copy; :meth:`Prediction.sync` then compares the copy with the real
 tables and returns a node for each word that differs, so that a change no event
 explains is printed (``untraced``) instead of silently left out.
@@ -32,14 +33,13 @@ class Prediction:
         ft = self.m.frame_table
         self.frames = {g: tuple(a.copy() for a in ft.group(g)) for g in ft.materialized_groups}
         self.spage = self.m.spage_table.store.copy()
-        groups = getattr(self.m.superpage, "_groups", None) if self.pageinfo else None
-        self.fields = None if groups is None else {g: a.copy() for g, a in groups.items()}
+        self.fields = self.m.superpage.fields() if self.pageinfo else None
 
     def group(self, g: int):
         """The predicted (count_info, type_info, owner) arrays of PDX group ``g``."""
         p = self.frames.get(g)
         if p is None:                           # untouched at the call's start: the boot state
-            p = self.frames[g] = self.m.frame_table._initial_group(g)
+            p = self.frames[g] = self.m.frame_table.initial_group(g)
         return p
 
     def words(self, page: int, n: int):
@@ -72,12 +72,6 @@ class Prediction:
                                    np.zeros(PDX_GROUP_MASK + 1, dtype=np.uint64))
         a[page & PDX_GROUP_MASK] = value
 
-    def spdx_of_entry(self, e: int) -> int:
-        """The spdx at store position ``e`` of the superpage table."""
-        slot = e >> SUPERPAGE_ORDER
-        chunk = int(np.flatnonzero(self.m.spage_table._slot == slot)[0])
-        return (chunk << SUPERPAGE_ORDER) | (e & ((1 << SUPERPAGE_ORDER) - 1))
-
     def sync(self, label: str) -> list[Node]:
         """Frames and superpage words that differ from what the events say: one node each
         (of kind ``label``), and the prediction set to what the tables hold."""
@@ -85,7 +79,7 @@ class Prediction:
         out = []
         for g in sorted(set(ft.materialized_groups) | set(self.frames)):
             p = self.group(g)
-            now = ft.group(g) if g in ft.materialized_groups else ft._initial_group(g)
+            now = ft.group(g) if g in ft.materialized_groups else ft.initial_group(g)
             diff = np.flatnonzero((p[0] != now[0]) | (p[1] != now[1]) | (p[2] != now[2]))
             for j in diff:
                 j = int(j)
@@ -95,14 +89,15 @@ class Prediction:
                 for f in range(3):
                     p[f][j] = now[f][j]
         store = m.spage_table.store
-        for w, e in zip(*np.nonzero(self.spage != store)):
-            spdx = self.spdx_of_entry(int(e))
+        ws, es = np.nonzero(self.spage != store)
+        spdxs = m.spage_table.spdx_of_entries(es).tolist() if es.size else []
+        for w, e, spdx in zip(ws, es, spdxs):
             out.append(Node(label, {"spage_mfn": int(m.pdx_to_mfn(spdx << SUPERPAGE_ORDER)),
                                     "word": int(w), "old": int(self.spage[w, e]),
                                     "new": int(store[w, e])}))
             self.spage[w, e] = store[w, e]
         if self.fields is not None:
-            groups = self.m.superpage._groups
+            groups = self.m.superpage.fields()
             for g in sorted(set(groups) | set(self.fields)):
                 now = groups.get(g)
                 now = np.zeros(PDX_GROUP_MASK + 1, dtype=np.uint64) if now is None else now

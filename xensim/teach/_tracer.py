@@ -1,20 +1,28 @@
-"""The tracer: the hooks on one machine that turn each hypercall into an event tree.
+"""The tracer: a subscriber of the machine's event bus that turns each hypercall into
+an event tree.
 
-How it sees the machine (no behaviour changes; everything is removed afterwards):
+It only listens (``Machine.events``; see xensim.xen's Events for when each event is
+emitted and its arguments) and reads the machine through public accessors: no
+method of the machine is wrapped or replaced, and :meth:`Tracer.uninstall` leaves
+nothing behind.
 
-* ``HypercallLayer.trace`` (entry and return of every hypercall),
-  ``RefCounts.trace`` (every scalar cmpxchg of a frame word) and
-  ``SuperpageTable.trace`` (every change of a superpage word) are hooks;
-* the range operations of :class:`~xensim.xen.RefCounts`
-  (``get_pages_and_type`` ... ``put_runs_and_type``), its ``free_page`` callback,
-  ``Machine.request`` (one request of a batch), ``PageTables.get_page_from_entry``
-  / ``put_page_from_entry`` and the pageinfo-count design's ``_cas`` are wrapped on
-  the traced machine's *instances* only, to read each range's frames before and
-  after and to mark where a request or an entry's validation starts and ends;
-* after every hypercall the frame table and the superpage table are compared with
+* ``hypercall_enter`` / ``hypercall_leave`` open and close a :class:`~._events.Call`;
+  ``request_enter`` / ``request_leave`` (one request of a batch) and
+  ``entry_get_begin`` / ``_end``, ``entry_put_begin`` / ``_end`` (one entry validated
+  or dropped) open and close a node, so that what happens in between nests under it;
+* ``word_changed`` (every scalar cmpxchg of a frame word), ``tlb_flush``,
+  ``range_get`` / ``range_got`` / ``range_put`` (a 512-frame range operation: its
+  frames are read before and after), ``pages_freed``, and ``spage_cmpxchg`` /
+  ``spage_write`` / ``spage_write_many`` (a superpage word, in the superpage table or
+  in pageinfo-count's page_info field) become the tree's leaves;
+* after every hypercall the frame table and the superpage words are compared with
   what the narrated events say they hold (:mod:`._predict`): a change no event
   explains would be printed as ``untraced`` (it never is: ``tests/test_trace.py``
   checks it), so the trace cannot silently leave something out.
+
+The tracer never listens to ``atomic_step``: with it the machine would run its
+512-frame operations frame by frame (the explorer's mode), and the trace would not
+show the run ``xensim run`` makes.
 
 Each finished call is rendered into :attr:`Tracer.lines` by a :class:`~._narrate.Narrator`.
 """
@@ -35,7 +43,7 @@ from ._predict import Prediction
 
 
 class Tracer:
-    """Installs the hooks on one machine and narrates each hypercall into :attr:`lines`."""
+    """Subscribes to one machine's events and narrates each hypercall into :attr:`lines`."""
 
     def __init__(self, m: Machine, level: str = "superpage", all_frames: bool = False):
         self.narrator = Narrator(m, level, all_frames)
@@ -51,40 +59,34 @@ class Tracer:
         self.flushes = 0
         self.cur: Call | None = None
         self.stack: list[Node] = []
-        self._saved: list[tuple[object, str, object, bool]] = []
+        #: the requests and entries begun and not yet ended: (node, what it needs at
+        #: the end), or None for one the trace does not show (outside a call, nested)
+        self._open: list[tuple | None] = []
+        #: range nodes waiting for their range_got, in order
+        self._ranges: list[Node | None] = []
+        self._subs: list = []
 
-    # -- installing -------------------------------------------------------------------
-    def _set(self, obj, name: str, value) -> None:
-        had = name in vars(obj)
-        self._saved.append((obj, name, vars(obj).get(name), had))
-        setattr(obj, name, value)
-
+    # -- subscribing -----------------------------------------------------------------------
     def install(self) -> "Tracer":
-        m = self.m
-        refs = m.refs
-        self._set(m.hypercall, "trace", self._on_hypercall)
-        self._set(refs, "trace", self._on_frame)
-        self._set(m.spage_table, "trace", self._on_spage)
-        for name in ("get_pages_and_type", "put_pages_and_type", "get_runs_and_type",
-                     "put_runs_and_type"):
-            self._set(refs, name, getattr(self, "_wrap_" + name)(getattr(refs, name)))
-        self._set(refs, "free_page", self._wrap_free(refs.free_page))
-        self._set(m, "request", self._wrap_request(m.request))
-        self._set(m.pt, "get_page_from_entry", self._wrap_get_entry(m.pt.get_page_from_entry))
-        self._set(m.pt, "put_page_from_entry", self._wrap_put_entry(m.pt.put_page_from_entry))
-        if self.design == "pageinfo-count":           # its counts live in page_info, not the table
-            self._set(m.superpage, "_cas", self._wrap_pi_cas(m.superpage._cas))
-            if hasattr(m.superpage, "_write_many"):
-                self._set(m.superpage, "_write_many", self._wrap_pi_write_many(m.superpage._write_many))
+        handlers = {
+            "hypercall_enter": self._on_hypercall_enter, "hypercall_leave": self._on_hypercall_leave,
+            "request_enter": self._on_request_enter, "request_leave": self._on_request_leave,
+            "entry_get_begin": self._on_entry_get_begin, "entry_get_end": self._on_entry_get_end,
+            "entry_put_begin": self._on_entry_put_begin, "entry_put_end": self._on_entry_put_end,
+            "word_changed": self._on_word_changed, "tlb_flush": self._on_tlb_flush,
+            "range_get": self._on_range_get, "range_got": self._on_range_got,
+            "range_put": self._on_range_put, "pages_freed": self._on_pages_freed,
+            "spage_cmpxchg": self._on_spage_cmpxchg, "spage_write": self._on_spage_write,
+            "spage_write_many": self._on_spage_write_many,
+        }
+        events = self.m.events
+        self._subs = [events.subscribe(name, fn) for name, fn in handlers.items()]
         return self
 
     def uninstall(self) -> None:
-        for obj, name, value, had in reversed(self._saved):
-            if had:
-                setattr(obj, name, value)
-            else:
-                delattr(obj, name)
-        self._saved.clear()
+        for sub in reversed(self._subs):
+            self.m.events.unsubscribe(sub)
+        self._subs = []
 
     # -- the event tree ------------------------------------------------------------------
     def _emit(self, kind: str, **data) -> Node | None:
@@ -107,24 +109,93 @@ class Tracer:
     def _sync(self, label: str) -> list[Node]:
         return [] if self.cur is None else self.pred.sync(label)
 
-    # -- hooks ---------------------------------------------------------------------------------
-    def _on_hypercall(self, caller: int, number: int, args: tuple, rc) -> None:
-        if rc is None:
-            self._enter(caller, number, args)
-        elif self.cur is not None:
+    # -- hypercalls, requests, entries ----------------------------------------------------------
+    def _on_hypercall_enter(self, caller: int, number: int, args: tuple) -> None:
+        self._enter(caller, number, args)
+
+    def _on_hypercall_leave(self, caller: int, number: int, args: tuple, rc: int) -> None:
+        if self.cur is not None:
             self._exit(rc)
 
-    def _on_frame(self, page: int, word: str, old: int, new: int, why: str) -> None:
-        if "[" in word:                          # a range op: reported by its wrapper
+    def _on_request_enter(self) -> None:
+        if self.cur is None or len(self.stack) != 1:      # outside a call, or nested
+            self._open.append(None)
             return
-        if word == "tlb_flush":                  # no frame word changed: a flush was asked for
-            self.flushes += 1
-            if self.cur is not None:
-                self._emit("path", text=(
-                    f"TLB flush: mfn {int(self.m.pdx_to_mfn(page)):#x} changes type, and its "
-                    f"last typed reference went at TLB clock {old}, not before the CPU's last "
-                    f"flush: {why} (clock -> {new})"))
+        if self.cur.stats_first_request is None:
+            self.cur.stats_first_request = dict(self.m.superpage.stats)
+        node = self._push("request", index=sum(1 for c in self.cur.node.children
+                                                if c.kind == "request"))
+        self._open.append((node, self.m.pt_stats["fast_path"]))
+
+    def _on_request_leave(self, rc: int | None) -> None:
+        top = self._open.pop() if self._open else None
+        if top is None:
             return
+        node, fast0 = top
+        self._pop(node)
+        if rc is None:                                     # it raised
+            return
+        node.data["rc"] = rc
+        if self.m.pt_stats["fast_path"] > fast0:
+            node.children.append(Node("path", {"text": (
+                "entry fast path: the same frame, only flags that need no revalidation "
+                "changed: rewritten, no reference taken or dropped")}))
+        if self.cur.number == HYPERVISOR_mmuext_op:
+            self._mark_path(node)
+        if rc < 0:
+            node.children.extend(self._sync("rollback"))
+            node.children.append(Node("note", {"text": (
+                f"request failed ({errno_name(rc)}): anything it took was given back, "
+                "the machine is as it was")}))
+
+    def _on_entry_get_begin(self, level: int, e: int, d: int, table: int | None) -> None:
+        if self.cur is None:
+            self._open.append(None)
+            return
+        stats0 = dict(self.m.superpage.stats)
+        node = self._push("entry", text=f"validate new L{level} entry: "
+                                        f"{entry_get_text(level, e, d)}")
+        self._open.append((node, stats0))
+
+    def _on_entry_get_end(self, level: int, e: int, d: int, table: int | None,
+                          rc: int | None) -> None:
+        top = self._open.pop() if self._open else None
+        if top is None:
+            return
+        node, stats0 = top
+        self._pop(node)
+        if rc is None:                                     # it raised
+            return
+        node.data["rc"] = rc
+        self._design_path(node, stats0)
+        if rc == 0 and self.m.pt.is_linear(level, e, table):
+            node.children.append(Node("note", {"text": (
+                "a linear entry: read-only, to a validated table of its own level "
+                "(get_page and one more type reference; none if it is the table itself)")}))
+        if rc != 0 and level == 2 and e & _PAGE_PSE:
+            self._unchanged(node, pte_mfn(e))
+
+    def _on_entry_put_begin(self, level: int, e: int, table: int | None) -> None:
+        if self.cur is None:
+            self._open.append(None)
+            return
+        stats0 = dict(self.m.superpage.stats)
+        node = self._push("entry", text=f"drop old L{level} entry: {entry_put_text(level, e)}")
+        self._open.append((node, stats0))
+
+    def _on_entry_put_end(self, level: int, e: int, table: int | None) -> None:
+        top = self._open.pop() if self._open else None
+        if top is None:
+            return
+        node, stats0 = top
+        self._pop(node)
+        self._design_path(node, stats0)
+
+    def _design_path(self, node: Node, stats0: dict) -> None:
+        node.children += path_nodes(self.design, stats0, self.m.superpage.stats)
+
+    # -- frame words ----------------------------------------------------------------------------
+    def _on_word_changed(self, page: int, word: str, old: int, new: int, why: str) -> None:
         if self.cur is None:
             return
         mfn = int(self.m.pdx_to_mfn(page))
@@ -134,132 +205,78 @@ class Tracer:
         else:
             self.pred.set_frames(page, ti=int(new))
 
-    def _on_spage(self, where, word: int, old, new) -> None:
-        if self.cur is None:
-            return
-        st = self.m.spage_table
-        if isinstance(where, np.ndarray):        # write_many: store positions
-            for e, o, n in zip(where, old, new):
-                self._spage_event(self.pred.spdx_of_entry(int(e)), word, int(o), int(n))
-                self.pred.set_spage(word, int(e), n)
-            return
-        self._spage_event(where, word, int(old), int(new))
-        self.pred.set_spage(word, st.entry_index(where), new)
+    def _on_tlb_flush(self, page: int, d: int, stamp: int, clock: int) -> None:
+        self.flushes += 1                        # no frame word changed: a flush was asked for
+        if self.cur is not None:
+            self._emit("path", text=(
+                f"TLB flush: mfn {int(self.m.pdx_to_mfn(page)):#x} changes type, and its "
+                f"last typed reference went at TLB clock {stamp}, not before the CPU's last "
+                f"flush: TLB flush of dom{d}'s CPU (clock -> {clock})"))
 
-    def _spage_event(self, spdx: int, word: int, old: int, new: int) -> None:
-        mfn = int(self.m.pdx_to_mfn(spdx << SUPERPAGE_ORDER))
-        self._emit("spage", mfn=mfn, word=word, old=old, new=new)
-
-    # -- wrappers -----------------------------------------------------------------------------
     def _read(self, page: int, n: int):
         ci, ti, _ = self.m.frame_table.read_slices(page, n)
         return ci, ti
 
-    def _wrap_get_pages_and_type(self, orig):
-        def get_pages_and_type(first, n, d, type):
-            if self.cur is None or n == 0:
-                return orig(first, n, d, type)
-            before = self._read(first, n)
-            node = self._emit("range", page=first, n=n, before=before,
-                              why=("get_pages" if type is None
-                                   else f"get_pages_and_type({type_text(type)})"))
-            r = orig(first, n, d, type)
-            if r.ok:
-                node.data["after"] = self._read(first, n)
-                self.pred.set_frames(first, *node.data["after"])
-            else:
-                node.data["failed"] = (r.failed_index, r.reason)
-            return r
-        return get_pages_and_type
+    def _on_range_get(self, first: int, n: int, d: int, type: int | None) -> None:
+        if self.cur is None or n == 0:
+            return
+        self._ranges.append(self._emit(
+            "range", page=first, n=n, before=self._read(first, n),
+            why="get_pages" if type is None else f"get_pages_and_type({type_text(type)})"))
 
-    def _wrap_put_pages_and_type(self, orig):
-        def put_pages_and_type(first, n, typed=True):
-            if self.cur is None or n == 0:
-                return orig(first, n, typed)
-            ci, ti = self._read(first, n)
-            after = (ci - np.uint64(1), ti - np.uint64(1) if typed else ti)
-            self._emit("range", page=first, n=n, before=(ci, ti), after=after,
-                       why="put_pages_and_type" if typed else "put_pages")
-            self.pred.set_frames(first, *after)          # before the frees it may cause
-            return orig(first, n, typed)
-        return put_pages_and_type
+    def _on_range_got(self, first: int, n: int, d: int, type: int | None, result) -> None:
+        if self.cur is None or n == 0 or not self._ranges:
+            return
+        node = self._ranges.pop(0)
+        if node is None:
+            return
+        if result.ok:
+            node.data["after"] = self._read(first, n)
+            self.pred.set_frames(first, *node.data["after"])
+        else:
+            node.data["failed"] = (result.failed_index, result.reason)
 
-    def _wrap_get_runs_and_type(self, orig):
-        def get_runs_and_type(firsts, n, d, type):
-            if self.cur is None:
-                return orig(firsts, n, d, type)
-            firsts = [int(x) for x in np.asarray(firsts).ravel()]
-            nodes = [(f, self._emit("range", page=f, n=n, before=self._read(f, n),
-                                    why=("get_pages" if type is None else
-                                         f"get_pages_and_type({type_text(type)})")))
-                     for f in firsts]
-            r = orig(np.asarray(firsts, dtype=np.int64), n, d, type)
-            for f, node in nodes:
-                node.data["after"] = self._read(f, n)
-                self.pred.set_frames(f, *node.data["after"])
-            return r
-        return get_runs_and_type
+    def _on_range_put(self, first: int, n: int, typed: bool) -> None:
+        if self.cur is None or n == 0:
+            return
+        ci, ti = self._read(first, n)
+        after = (ci - np.uint64(1), ti - np.uint64(1) if typed else ti)
+        self._emit("range", page=first, n=n, before=(ci, ti), after=after,
+                   why="put_pages_and_type" if typed else "put_pages")
+        self.pred.set_frames(first, *after)          # before the frees it may cause
 
-    def _wrap_put_runs_and_type(self, orig):
-        def put_runs_and_type(firsts, n, typed=True):
-            if self.cur is None:
-                return orig(firsts, n, typed)
-            firsts = [int(x) for x in np.asarray(firsts).ravel()]
-            for f in firsts:
-                ci, ti = self._read(f, n)
-                after = (ci - np.uint64(1), ti - np.uint64(1) if typed else ti)
-                self._emit("range", page=f, n=n, before=(ci, ti), after=after,
-                           why="put_pages_and_type" if typed else "put_pages")
-                self.pred.set_frames(f, *after)
-            return orig(np.asarray(firsts, dtype=np.int64), n, typed)
-        return put_runs_and_type
+    def _on_pages_freed(self, pages: np.ndarray, owners: np.ndarray) -> None:
+        if self.cur is None:
+            return
+        ft = self.m.frame_table
+        mfns = np.asarray(self.m.pdx_to_mfn(pages.astype(np.uint64)), dtype=np.int64)
+        self._emit("free", mfns=[int(x) for x in mfns], pages=[int(p) for p in pages],
+                   owners=sorted({int(o) for o in owners}))
+        for p in pages.tolist():
+            self.pred.set_frames(p, ft.count_info(p), ft.type_info(p), ft.owner(p))
 
-    def _wrap_free(self, orig):
-        def free_page(pages):
-            if self.cur is None:
-                return orig(pages)
-            arr = np.atleast_1d(np.asarray(pages, dtype=np.int64))
-            ft = self.m.frame_table
-            owners = {int(ft.owner(int(p))) for p in arr}
-            r = orig(pages)
-            mfns = np.asarray(self.m.pdx_to_mfn(arr.astype(np.uint64)), dtype=np.int64)
-            self._emit("free", mfns=[int(x) for x in mfns], pages=[int(p) for p in arr],
-                       owners=sorted(owners))
-            for p in arr:
-                p = int(p)
-                self.pred.set_frames(p, ft.count_info(p), ft.type_info(p), ft.owner(p))
-            return r
-        return free_page
+    # -- superpage words ------------------------------------------------------------------------
+    def _on_spage_cmpxchg(self, where: str, spdx: int, word: int, expected: int, found: int,
+                          new: int, won: bool) -> None:
+        if won:
+            self._on_spage_write(where, spdx, word, found, new)
 
-    def _wrap_request(self, orig):
-        def request(fn):
-            if self.cur is None or len(self.stack) != 1:
-                return orig(fn)
-            m = self.m
-            fast0 = m.pt_stats["fast_path"]
-            if self.cur.stats_first_request is None:
-                self.cur.stats_first_request = dict(m.superpage.stats)
-            node = self._push("request", index=sum(1 for c in self.cur.node.children
-                                                    if c.kind == "request"))
-            try:
-                rc = orig(fn)
-            finally:
-                self._pop(node)
-            node.data["rc"] = rc
-            if m.pt_stats["fast_path"] > fast0:
-                node.children.append(Node("path", {"text": (
-                    "entry fast path: the same frame, only flags that need no revalidation "
-                    "changed: rewritten, no reference taken or dropped")}))
-            if self.cur.number == HYPERVISOR_mmuext_op:
-                self._mark_path(node)
-            if rc < 0:
-                node.children.extend(self._sync("rollback"))
-                node.children.append(Node("note", {"text": (
-                    f"request failed ({errno_name(rc)}): anything it took was given back, "
-                    "the machine is as it was")}))
-            return rc
-        return request
+    def _on_spage_write(self, where: str, spdx: int, word: int, old: int, new: int) -> None:
+        if self.cur is None:
+            return
+        mfn = int(self.m.pdx_to_mfn(int(spdx) << SUPERPAGE_ORDER))
+        self._emit("spage", mfn=mfn, word=word, old=int(old), new=int(new))
+        if where == "page_info":                 # pageinfo-count: in the first frame's page_info
+            self.pred.set_field(mfn, int(new))
+        else:
+            self.pred.set_spage(word, self.m.spage_table.entry_index(int(spdx)), new)
 
+    def _on_spage_write_many(self, where: str, spdx: np.ndarray, word: int, old: np.ndarray,
+                             new: np.ndarray) -> None:
+        for s, o, n in zip(spdx.tolist(), old.tolist(), new.tolist()):
+            self._on_spage_write(where, s, word, o, n)
+
+    # -- what a request or a refused entry did to a superpage --------------------------------------
     def _mark_path(self, node: Node) -> None:
         """Slow or fast path of a MARK_SUPER / UNMARK_SUPER request."""
         ops = self.cur.args[0] if self.cur.args else []
@@ -305,66 +322,6 @@ class Tracer:
             node.children.append(Node("note", {"text": (
                 f"superpage mfn {mfn:#x} {name}: {spage_word_text(self.design, 0, v)} "
                 "(unchanged)")}))
-
-    def _wrap_get_entry(self, orig):
-        def get_page_from_entry(level, e, d, table=None):
-            if self.cur is None:
-                return orig(level, e, d, table)
-            stats0 = dict(self.m.superpage.stats)
-            node = self._push("entry", text=f"validate new L{level} entry: "
-                                            f"{entry_get_text(level, e, d)}")
-            try:
-                rc = orig(level, e, d, table)
-            finally:
-                self._pop(node)
-            node.data["rc"] = rc
-            self._design_path(node, stats0)
-            if rc == 0 and self.m.pt.is_linear(level, e, table):
-                node.children.append(Node("note", {"text": (
-                    "a linear entry: read-only, to a validated table of its own level "
-                    "(get_page and one more type reference; none if it is the table itself)")}))
-            if rc != 0 and level == 2 and e & _PAGE_PSE:
-                self._unchanged(node, pte_mfn(e))
-            return rc
-        return get_page_from_entry
-
-    def _wrap_put_entry(self, orig):
-        def put_page_from_entry(level, e, table=None):
-            if self.cur is None:
-                return orig(level, e, table)
-            stats0 = dict(self.m.superpage.stats)
-            node = self._push("entry", text=f"drop old L{level} entry: {entry_put_text(level, e)}")
-            try:
-                return orig(level, e, table)
-            finally:
-                self._pop(node)
-                self._design_path(node, stats0)
-        return put_page_from_entry
-
-    def _design_path(self, node: Node, stats0: dict) -> None:
-        node.children += path_nodes(self.design, stats0, self.m.superpage.stats)
-
-    def _wrap_pi_cas(self, orig):
-        def _cas(mfn, word, old, new):
-            ok = orig(mfn, word, old, new)
-            if ok and self.cur is not None:
-                self._emit("spage", mfn=mfn, word=word, old=int(old), new=int(new))
-                self.pred.set_field(mfn, int(new))
-            return ok
-        return _cas
-
-    def _wrap_pi_write_many(self, orig):
-        def _write_many(mfns, word, values):
-            if self.cur is None:
-                return orig(mfns, word, values)
-            mfns = [int(x) for x in np.asarray(mfns).ravel()]
-            old = [self.m.superpage.field(x) for x in mfns]
-            r = orig(np.asarray(mfns, dtype=np.int64), word, values)
-            for x, o, n in zip(mfns, old, np.asarray(values).ravel()):
-                self._emit("spage", mfn=x, word=word, old=o, new=int(n))
-                self.pred.set_field(x, int(n))
-            return r
-        return _write_many
 
     # -- entering and leaving a hypercall --------------------------------------------------------
     def _enter(self, caller: int, number: int, args: tuple) -> None:
