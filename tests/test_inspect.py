@@ -19,8 +19,9 @@ import pytest
 from xensim import audit
 from xensim._errors import ConfigError
 from xensim.cli._inspect import add_parser, cmd_inspect
-from xensim.teach import (boot, count_info_text, inspect, inspect_mfn, load, render_inspection,
-                          run_ops, type_info_text)
+from xensim.sim import start
+from xensim.teach import (count_info_text, inspect, inspect_mfn, load, render_inspection,
+                          type_info_text)
 
 SMALL = str(Path(__file__).resolve().parent / "data" / "trace-small.yaml")
 DESIGNS = ["xen-4.1", "superpage-info", "pageinfo-count", "per-mapping", "sketch"]
@@ -211,8 +212,10 @@ def test_decoders():
 def test_held_by_agrees_with_the_frame_table_everywhere(small, design):
     """The recount inspect prints matches every frame of the guest (the auditor agrees)."""
     cfg, mm = small
-    m, kernels, wl = boot(cfg, mm, design)
-    run_ops(kernels, wl, cfg.seed)
+    session = start(cfg, mm, design)
+    for _ in session.steps():
+        pass
+    m, kernels = session.machine, session.kernels
     assert audit(m).ok
     d = m.domain(kernels["web"].domid)
     mfns = [mfn for s, e in d.owned.runs() for mfn in range(s, e)]

@@ -20,8 +20,9 @@ from xensim._errors import ConfigError
 from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
 from xensim.xen._hypercall import errno_name
 from xensim.cli._trace import add_parser, cmd_trace
-from xensim.teach import (Tracer, boot, ci_change, format_pte, frames_text, load, run_ops,
-                          spage_word_text, ti_change, trace)
+from xensim.sim import start
+from xensim.teach import (Tracer, ci_change, format_pte, frames_text, load, spage_word_text,
+                          ti_change, trace)
 from xensim.mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, SUPERPAGE_PAGES
 from xensim.xen import EVENTS
 
@@ -384,9 +385,11 @@ def test_tracing_changes_nothing(small):
     for design in DESIGNS:
         states = []
         for traced in (False, True):
-            m, kernels, wl = boot(cfg, mm, design)
+            session = start(cfg, mm, design)
+            m = session.machine
             t = Tracer(m, "frame").install() if traced else None
-            run_ops(kernels, wl, cfg.seed)
+            for _ in session.steps():
+                pass
             if t:
                 t.uninstall()
             states.append((m.snapshot(), m.refs.stats.as_dict(), dict(m.superpage.stats),
@@ -399,7 +402,7 @@ def test_the_tracer_is_a_pure_subscriber(small):
     were), it subscribes to the machine's events but never to atomic_step (the machine keeps
     its vectorised paths), and uninstalling leaves no subscriber."""
     cfg, mm = small
-    m, kernels, wl = boot(cfg, mm, "pageinfo-count")
+    m = start(cfg, mm, "pageinfo-count").machine
     objs = (m, m.refs, m.pt, m.spage_table, m.hypercall, m.superpage)
     before = {id(o): dict(vars(o)) for o in objs}
     t = Tracer(m, "frame").install()

@@ -17,13 +17,13 @@ from ._inspect import (
     INSPECT_FORMATS, inspect, inspect_domain, inspect_mfn, inspect_superpage, render_inspection,
 )
 from ._narrate import LEVELS
-from ._replay import boot, load, pick_design, run_ops
+from ._replay import load, pick_design, replay
 from ._trace import trace
 from ._tracer import Tracer
 
 __all__ = [
-    "INSPECT_FORMATS", "LEVELS", "TRACE_FORMATS", "TraceResult", "Tracer", "boot", "ci_change",
+    "INSPECT_FORMATS", "LEVELS", "TRACE_FORMATS", "TraceResult", "Tracer", "ci_change",
     "count_info_text", "format_pte", "frames_text", "inspect", "inspect_domain", "inspect_mfn",
-    "inspect_superpage", "load", "pick_design", "pte_flags", "render_inspection", "run_ops",
+    "inspect_superpage", "load", "pick_design", "pte_flags", "render_inspection", "replay",
     "spage_word_name", "spage_word_text", "spage_words", "ti_change", "trace", "type_info_text",
 ]

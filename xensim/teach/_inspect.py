@@ -35,7 +35,7 @@ from ..mem import (DOMID_INVALID, INVALID, PGT_l4_page_table, SUPERPAGE_ORDER, S
 from ..xen import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, CHILD_TYPES, LEVEL_TYPES, Machine, pte_mfn
 from ._decode import (count_info_text, format_pte, pte_flags, spage_word_text, spage_words,
                       type_info_text, type_text)
-from ._replay import boot, pick_design, run_ops
+from ._replay import replay
 
 INSPECT_FORMATS = ("text", "md", "json")
 
@@ -434,15 +434,16 @@ def inspect(cfg, memmap, *, mfn: str | None = None, superpage: str | None = None
             domain: str | None = None, design: str | None = None,
             steps: int | None = None) -> dict:
     """Run the workload (or its first ``steps`` operations) and inspect one thing."""
-    name = pick_design(cfg, design)
-    m, kernels, wl = boot(cfg, memmap, name)
-    n = run_ops(kernels, wl, cfg.seed, steps)
+    session = replay(cfg, memmap, design)
+    for _ in session.steps(steps):
+        pass
+    m, kernels, n = session.machine, session.kernels, session.ops_done
     if mfn is not None:
         report = inspect_mfn(m, _int(mfn, "--mfn"))
     elif superpage is not None:
         report = inspect_superpage(m, resolve_superpage(m, kernels, superpage))
     else:
         report = inspect_domain(m, resolve_domain(m, kernels, domain))
-    report.update({"config": str(cfg.source or "<config>"), "design": name, "ops_run": n,
-                   "ops_total": wl.total})
+    report.update({"config": str(cfg.source or "<config>"), "design": session.design,
+                   "ops_run": n, "ops_total": session.workload.total})
     return report

@@ -34,7 +34,7 @@ from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES, MemoryMap, format_size
 from ..xen import Machine, audit
 from ._events import Line
 from ._format import TraceResult
-from ._replay import boot, pick_design, run_ops
+from ._replay import replay
 from ._tracer import Tracer
 
 
@@ -70,8 +70,8 @@ def _setup_lines(m: Machine, kernels: dict[str, GuestKernel]) -> list[str]:
 def trace(cfg: Config, memmap: MemoryMap, design: str | None = None, level: str = "superpage",
           all_frames: bool = False, limit: int | None = None) -> TraceResult:
     """Run the config's workload on ``design`` and narrate its hypercalls."""
-    name = pick_design(cfg, design)
-    m, kernels, wl = boot(cfg, memmap, name)
+    session = replay(cfg, memmap, design)
+    name, m, kernels, wl = session.design, session.machine, session.kernels, session.workload
     tracer = Tracer(m, level, all_frames)
     header = [f"xensim trace of {cfg.source or '<config>'}",
               f"design {name}: {m.superpage.description}",
@@ -87,16 +87,15 @@ def trace(cfg: Config, memmap: MemoryMap, design: str | None = None, level: str 
     def before(i, op):
         tracer.lines.append(Line(0, f"op {i + 1}: {op}", "op"))
 
-    def after(i, op, ok, err):
-        nonlocal failed
-        if err is not None:
-            tracer.lines.append(Line(1, f"refused by the guest kernel (no hypercall): {err}", "note"))
-        if not ok:
-            failed += 1
-
     tracer.install()
     try:
-        n = run_ops(kernels, wl, cfg.seed, limit, before, after)
+        for step in session.steps(limit, before):
+            if step.refused is not None:
+                tracer.lines.append(Line(1, "refused by the guest kernel (no hypercall): "
+                                            f"{step.refused}", "note"))
+            if not step.ok:
+                failed += 1
+        n = session.ops_done
     except Exception as e:                  # noqa: BLE001  a simulator bug: shown, not hidden
         crash = f"{type(e).__name__}: {e}"
         n = sum(1 for ln in tracer.lines if ln.kind == "op")

@@ -109,6 +109,17 @@ class Tracer:
     def _sync(self, label: str) -> list[Node]:
         return [] if self.cur is None else self.pred.sync(label)
 
+    def _begin(self, shown: bool, kind: str, keep, **data) -> None:
+        """A request or an entry begins: its node (if ``shown``) takes what follows."""
+        self._open.append((self._push(kind, **data), keep) if shown else None)
+
+    def _end(self) -> tuple | None:
+        """The request or entry begun last ends: (its node, what it kept), or None."""
+        top = self._open.pop() if self._open else None
+        if top is not None:
+            self._pop(top[0])
+        return top
+
     # -- hypercalls, requests, entries ----------------------------------------------------------
     def _on_hypercall_enter(self, caller: int, number: int, args: tuple) -> None:
         self._enter(caller, number, args)
@@ -119,22 +130,18 @@ class Tracer:
 
     def _on_request_enter(self) -> None:
         if self.cur is None or len(self.stack) != 1:      # outside a call, or nested
-            self._open.append(None)
+            self._begin(False, "request", None)
             return
         if self.cur.stats_first_request is None:
             self.cur.stats_first_request = dict(self.m.superpage.stats)
-        node = self._push("request", index=sum(1 for c in self.cur.node.children
-                                                if c.kind == "request"))
-        self._open.append((node, self.m.pt_stats["fast_path"]))
+        self._begin(True, "request", self.m.pt_stats["fast_path"],
+                    index=sum(1 for c in self.cur.node.children if c.kind == "request"))
 
     def _on_request_leave(self, rc: int | None) -> None:
-        top = self._open.pop() if self._open else None
-        if top is None:
+        top = self._end()
+        if top is None or rc is None:                      # not shown, or it raised
             return
         node, fast0 = top
-        self._pop(node)
-        if rc is None:                                     # it raised
-            return
         node.data["rc"] = rc
         if self.m.pt_stats["fast_path"] > fast0:
             node.children.append(Node("path", {"text": (
@@ -150,22 +157,17 @@ class Tracer:
 
     def _on_entry_get_begin(self, level: int, e: int, d: int, table: int | None) -> None:
         if self.cur is None:
-            self._open.append(None)
+            self._begin(False, "entry", None)
             return
-        stats0 = dict(self.m.superpage.stats)
-        node = self._push("entry", text=f"validate new L{level} entry: "
-                                        f"{entry_get_text(level, e, d)}")
-        self._open.append((node, stats0))
+        self._begin(True, "entry", dict(self.m.superpage.stats),
+                    text=f"validate new L{level} entry: {entry_get_text(level, e, d)}")
 
     def _on_entry_get_end(self, level: int, e: int, d: int, table: int | None,
                           rc: int | None) -> None:
-        top = self._open.pop() if self._open else None
-        if top is None:
+        top = self._end()
+        if top is None or rc is None:                      # not shown, or it raised
             return
         node, stats0 = top
-        self._pop(node)
-        if rc is None:                                     # it raised
-            return
         node.data["rc"] = rc
         self._design_path(node, stats0)
         if rc == 0 and self.m.pt.is_linear(level, e, table):
@@ -177,19 +179,15 @@ class Tracer:
 
     def _on_entry_put_begin(self, level: int, e: int, table: int | None) -> None:
         if self.cur is None:
-            self._open.append(None)
+            self._begin(False, "entry", None)
             return
-        stats0 = dict(self.m.superpage.stats)
-        node = self._push("entry", text=f"drop old L{level} entry: {entry_put_text(level, e)}")
-        self._open.append((node, stats0))
+        self._begin(True, "entry", dict(self.m.superpage.stats),
+                    text=f"drop old L{level} entry: {entry_put_text(level, e)}")
 
     def _on_entry_put_end(self, level: int, e: int, table: int | None) -> None:
-        top = self._open.pop() if self._open else None
-        if top is None:
-            return
-        node, stats0 = top
-        self._pop(node)
-        self._design_path(node, stats0)
+        top = self._end()
+        if top is not None:
+            self._design_path(*top)
 
     def _design_path(self, node: Node, stats0: dict) -> None:
         node.children += path_nodes(self.design, stats0, self.m.superpage.stats)
