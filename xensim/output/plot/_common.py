@@ -104,8 +104,6 @@ def runs_of(values: np.ndarray, keys: np.ndarray) -> list[tuple[int, int, int]]:
     return [(int(keys[s]), int(keys[e - 1]) + 1, int(values[s])) for s, e in zip(starts, ends)]
 
 
-
-
 def bar(ax, y, spans, h=0.6, **kw):
     """Horizontal bars at row ``y`` for (start, end) spans."""
     if spans:
@@ -121,6 +119,7 @@ def colormap(name: str):
 # ==========================================================================
 # Saving
 # ==========================================================================
+
 
 def figure_bytes(fig, fmt: str = "png") -> bytes:
     """The figure encoded as ``png`` or ``svg``."""
@@ -141,4 +140,3 @@ def save_figure(fig, out: Path, stem: str, formats=("png", "svg")) -> list[Path]
         tmp.replace(path)
         paths.append(path)
     return paths
-

@@ -14,6 +14,7 @@ from ...mem import PAGE_SHIFT, PDX_GROUP_FRAMES, PDX_GROUP_SHIFT, SUPERPAGE_ORDE
 from ...xen import Machine
 from ._common import addr_formatter, addr_locator, bar, human, new_figure, runs_of
 
+
 @dataclass
 class MemmapData:
     """What the memory-map picture shows. Frames are MFNs, ranges half-open."""

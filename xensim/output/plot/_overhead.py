@@ -130,4 +130,3 @@ def fig_overhead(d: OverheadData):
                  f"per-mapping costs 0 B (not drawn)", fontsize=10)
     ax.legend(loc="upper left", fontsize=8, bbox_to_anchor=(1.0, 1.0), frameon=False)
     return fig
-

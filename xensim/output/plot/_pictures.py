@@ -15,6 +15,7 @@ from ._memmap import fig_memmap, memmap_data
 from ._overhead import fig_overhead, overhead_data
 from ._superpages import fig_superpages, states_for_run
 
+
 def build_figure(which: str, cfg: Config, memmap: MemoryMap, at: str | int = "peak"):
     """The figure ``which`` (one of FIGURES) for the config ``cfg`` on ``memmap``."""
     load_matplotlib()

@@ -340,4 +340,3 @@ def fig_superpages(r: RunStates):
     if top_count <= 12:
         cb.set_ticks(range(1, max(top_count, 1) + 1))
     return fig
-
