@@ -129,9 +129,9 @@ def _picture_html(name: str, png: bytes, alt: str) -> str:
 
 def _pictures(result, cfg: Config | None, memmap: MemoryMap | None, names, at) -> list[str]:
     """The pictures' HTML, or notes saying why there are none."""
-    from ..output.plot import _plot
+    from ..output.plot import build_figure, figure_bytes, load_matplotlib
     try:
-        _plot._mpl()
+        load_matplotlib()
     except PlotUnavailable:
         return ['<p class="note">Pictures need the plot extra (matplotlib): '
                 f"<code>{_e(PLOT_INSTALL)}</code></p>"]
@@ -146,8 +146,8 @@ def _pictures(result, cfg: Config | None, memmap: MemoryMap | None, names, at) -
         if name == "superpages" and result.comparison is None:
             continue                            # nothing ran: no superpage state to show
         try:
-            fig = _plot.build_figure(name, cfg, memmap, at)
-            png = _plot.figure_bytes(fig, "png")
+            fig = build_figure(name, cfg, memmap, at)
+            png = figure_bytes(fig, "png")
         except Exception as e:                  # noqa: BLE001  a picture failing must not lose the run
             print(f"xensim: warning: picture {name} failed: {type(e).__name__}: {e}", file=sys.stderr)
             out.append(f'<p class="note">The {name} picture could not be drawn: '

@@ -151,6 +151,13 @@ class Session:
             self.ops_done = i + 1
             yield step
 
+    def run(self, limit: int | None = None) -> int:
+        """Apply the operations not applied yet (up to the first ``limit`` of the run)
+        -> :attr:`ops_done`."""
+        for _ in self.steps(limit):
+            pass
+        return self.ops_done
+
     def counters(self) -> Counters:
         """The machine's counters now (copies)."""
         m = self.machine

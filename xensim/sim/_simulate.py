@@ -1,14 +1,15 @@
 """Running a workload: on one superpage design, or the same one on several (``compare:``).
 
-Each design gets a fresh :class:`~xensim._machine.Machine` (``Machine.from_config``
-with the design swapped in), the same domains created by dom0 in the same order,
-the same set-up (populate every domain's memory in 2 MiB extents, build and pin
-its page-table tree, create every L2/L1 table the workload will use), then the
-same operations from the same seed. What is reported is what the *workload*
-did: every counter is the difference between its value after the set-up and
-after the last operation. The auditor runs after the last operation (and
-every ``audit_every`` operations); then every domain is destroyed, and the
-heap must hold again every frame it held at boot (``leaked_frames``).
+Each design gets a fresh :class:`~xensim.xen.Machine` set up by a
+:class:`~xensim.sim.Session` (``Machine.from_config`` with the design swapped in,
+the same domains created by dom0 in the same order, the same set-up: populate
+every domain's memory in 2 MiB extents, build and pin its page-table tree, create
+every L2/L1 table the workload will use), then the same operations from the same
+seed. What is reported is what the *workload* did: every counter is the
+difference between its value after the set-up and after the last operation. The
+auditor runs after the last operation (and every ``audit_every`` operations);
+then every domain is destroyed, and the heap must hold again every frame it held
+at boot (``leaked_frames``).
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..xen import audit
-from ..config._config import Config, _drop_none, _to_data
-from ._costmodel import COUNT_UPDATES, FRAME_OPS, CostModel, Estimate
-from ._session import Counters, Session, set_up_domains
 from .._errors import ConfigError
+from ..config._config import Config, _drop_none, _to_data
+from ..guest import Workload
 from ..mem import MemoryMap
 from ..output import Progress
-from ..guest import DomainSpec, Workload, make_workload
+from ..xen import audit
+from ._costmodel import COUNT_UPDATES, FRAME_OPS, CostModel, Estimate
+from ._session import Counters, Session, config_workload, set_up_domains
 
 #: failures listed per design (the rest are counted)
 MAX_FAILURES_LISTED = 5
@@ -320,9 +321,7 @@ class Interrupted(KeyboardInterrupt):
 def run_comparison(cfg: Config, memmap: MemoryMap,
                    progress: Progress | None = None) -> Comparison:
     """Run the config's workload on every design of ``compare`` (else the hypervisor's)."""
-    wl_cfg = cfg.effective_workload()
-    specs = [DomainSpec(n, mem) for n, mem in cfg.domain_specs()]
-    wl = make_workload(wl_cfg, specs)
+    wl = config_workload(cfg)
     names = cfg.designs()
     progress = progress or Progress.off()
     progress.start("", wl.total * len(names))
@@ -338,7 +337,7 @@ def run_comparison(cfg: Config, memmap: MemoryMap,
         progress.close()
         raise Interrupted(progress.done, [r.design for r in runs]) from None
     progress.close()
-    return Comparison(seed=cfg.seed, workload=_drop_none(_to_data(wl_cfg)),
-                      domains=[{"name": s.name, "memory": s.memory} for s in specs],
+    return Comparison(seed=cfg.seed, workload=_drop_none(_to_data(wl.cfg)),
+                      domains=[{"name": s.name, "memory": s.memory} for s in wl.domains],
                       cost_model=_to_data(cfg.cost_model), audit_every=cfg.audit_every,
                       ops=wl.total, runs=runs)
