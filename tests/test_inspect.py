@@ -213,8 +213,7 @@ def test_held_by_agrees_with_the_frame_table_everywhere(small, design):
     """The recount inspect prints matches every frame of the guest (the auditor agrees)."""
     cfg, mm = small
     session = start(cfg, mm, design)
-    for _ in session.steps():
-        pass
+    session.run()
     m, kernels = session.machine, session.kernels
     assert audit(m).ok
     d = m.domain(kernels["web"].domid)

@@ -388,8 +388,7 @@ def test_tracing_changes_nothing(small):
             session = start(cfg, mm, design)
             m = session.machine
             t = Tracer(m, "frame").install() if traced else None
-            for _ in session.steps():
-                pass
+            session.run()
             if t:
                 t.uninstall()
             states.append((m.snapshot(), m.refs.stats.as_dict(), dict(m.superpage.stats),

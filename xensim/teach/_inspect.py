@@ -435,9 +435,8 @@ def inspect(cfg, memmap, *, mfn: str | None = None, superpage: str | None = None
             steps: int | None = None) -> dict:
     """Run the workload (or its first ``steps`` operations) and inspect one thing."""
     session = replay(cfg, memmap, design)
-    for _ in session.steps(steps):
-        pass
-    m, kernels, n = session.machine, session.kernels, session.ops_done
+    n = session.run(steps)
+    m, kernels = session.machine, session.kernels
     if mfn is not None:
         report = inspect_mfn(m, _int(mfn, "--mfn"))
     elif superpage is not None:
