@@ -16,7 +16,7 @@ from ..xen import (HYPERCALL_NAMES, HYPERVISOR_memory_op, HYPERVISOR_mmu_update,
                    XENMEM_increase_reservation, XENMEM_populate_physmap, _PAGE_PRESENT, Machine,
                    errno_name)
 from ._decode import format_pte, frames_text
-from ._events import Call
+from ._tree import Call
 
 _DOMID_SELF = 0x7FF0
 

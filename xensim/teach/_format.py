@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._events import Line
+from ._tree import Line
 
 TRACE_FORMATS = ("text", "md")
 

@@ -16,7 +16,7 @@ from ..mem import DOMID_INVALID, format_count_info, format_type_info
 from ..xen import HYPERVISOR_mmu_update, Machine, errno_name
 from ._calls import result_text
 from ._decode import ci_change, frames_text, spage_word_name, spage_word_text, ti_change
-from ._events import Call, Line, Node, path_nodes
+from ._tree import Call, Line, Node, path_nodes
 
 LEVELS = ("hypercall", "superpage", "frame")
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..mem import PDX_GROUP_MASK, PDX_GROUP_SHIFT, SUPERPAGE_ORDER
 from ..xen import Machine
-from ._events import Node
+from ._tree import Node
 
 
 class Prediction:

@@ -32,7 +32,7 @@ from ..config import Config
 from ..guest import GuestError, GuestKernel
 from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES, MemoryMap, format_size
 from ..xen import Machine, audit
-from ._events import Line
+from ._tree import Line
 from ._format import TraceResult
 from ._replay import replay
 from ._tracer import Tracer

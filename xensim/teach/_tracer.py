@@ -6,7 +6,7 @@ emitted and its arguments) and reads the machine through public accessors: no
 method of the machine is wrapped or replaced, and :meth:`Tracer.uninstall` leaves
 nothing behind.
 
-* ``hypercall_enter`` / ``hypercall_leave`` open and close a :class:`~._events.Call`;
+* ``hypercall_enter`` / ``hypercall_leave`` open and close a :class:`~._tree.Call`;
   ``request_enter`` / ``request_leave`` (one request of a batch) and
   ``entry_get_begin`` / ``_end``, ``entry_put_begin`` / ``_end`` (one entry validated
   or dropped) open and close a node, so that what happens in between nests under it;
@@ -37,7 +37,7 @@ from ..xen import (HYPERVISOR_memory_op, HYPERVISOR_mmuext_op, MMUEXT_MARK_SUPER
                    _PAGE_PSE, Machine, errno_name, pte_mfn)
 from ._calls import decode_call
 from ._decode import entry_get_text, entry_put_text, spage_word_text, spage_words, type_text
-from ._events import Call, Line, Node, path_nodes
+from ._tree import Call, Line, Node, path_nodes
 from ._narrate import Narrator
 from ._predict import Prediction
 

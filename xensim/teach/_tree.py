@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 @dataclass
 class Node:
     """One event. ``kind``: request, batch, entry, spage, frame, range, free, alloc,
-    path, note, rollback, untraced (see :meth:`Narrator.node_lines`)."""
+    path, note, rollback, untraced (see :class:`~._narrate.Narrator`)."""
     kind: str
     data: dict = field(default_factory=dict)
     children: list["Node"] = field(default_factory=list)
