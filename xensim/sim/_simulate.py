@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..xen import audit
-from ..config._config import Config, _drop_none, _line_of, _to_data
+from ..config import Config, drop_none as _drop_none, line_of as _line_of, to_data as _to_data
 from ._costmodel import COUNT_UPDATES, FRAME_OPS, CostModel, Estimate
 from .._errors import ConfigError
 from ..guest import GuestError, GuestKernel

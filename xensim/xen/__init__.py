@@ -41,6 +41,9 @@ from ._refcount import (
     VALID_AT_ONCE, PageTypeValidator, NoPageTables, RefStats, get_page_allowed,
     GET_PAGE_COUNT_MAX, REASONS, RangeResult, RefCounts,
 )
+from ._release import (
+    Release, RELEASE_NAMES, LATEST_RELEASE,
+)
 from ._segdesc import (
     FIRST_RESERVED_GDT_ENTRY, FLAT_KERNEL_CS, check_descriptor, alloc_segdesc_page,
 )
@@ -51,14 +54,14 @@ __all__ = [
     "FASTPATH_FLAG_WHITELIST", "FIRST_RESERVED_GDT_ENTRY", "FLAT_KERNEL_CS",
     "GET_PAGE_COUNT_MAX", "GuestMemory", "HWDOM_MAX_ORDER", "HYPERCALL_NAMES",
     "HYPERVISOR_memory_op", "HYPERVISOR_mmu_update", "HYPERVISOR_mmuext_op",
-    "HYPERVISOR_update_va_mapping", "HypercallLayer", "INVALID_MFN", "L1_DISALLOW_MASK",
+    "HYPERVISOR_update_va_mapping", "HypercallLayer", "INVALID_MFN", "L1_DISALLOW_MASK", "LATEST_RELEASE",
     "L3_DISALLOW_MASK", "L4_DISALLOW_MASK", "LEVEL_TYPES", "MAX_LISTED", "MEMOP_EXTENT_SHIFT",
     "MMUEXT_MARK_SUPER", "MMUEXT_NAMES", "MMUEXT_NEW_BASEPTR", "MMUEXT_PIN_L1_TABLE",
     "MMUEXT_PIN_L2_TABLE", "MMUEXT_PIN_L3_TABLE", "MMUEXT_PIN_L4_TABLE", "MMUEXT_UNMARK_SUPER",
     "MMUEXT_UNPIN_TABLE", "MMU_CMD_MASK", "MMU_MACHPHYS_UPDATE", "MMU_NORMAL_PT_UPDATE",
     "MMU_PT_UPDATE_PRESERVE_AD", "MULTIPAGE_MAX_ORDER", "Machine", "MmuUpdate", "MmuextOp",
     "NoPageTables", "PADDR_MASK", "PAGE_CACHE_ATTRS", "PSE_BATCH_MIN", "PageTables",
-    "PageTypeValidator", "REASONS", "ROOT_PAGETABLE_FIRST_XEN_SLOT",
+    "PageTypeValidator", "RELEASE_NAMES", "REASONS", "Release", "ROOT_PAGETABLE_FIRST_XEN_SLOT",
     "ROOT_PAGETABLE_LAST_XEN_SLOT", "RangeResult", "RefCounts", "RefStats", "VALID_AT_ONCE",
     "XENMEM_decrease_reservation", "XENMEM_increase_reservation", "XENMEM_populate_physmap",
     "XenMemoryReservation", "_PAGE_ACCESSED", "_PAGE_AVAIL", "_PAGE_AVAIL_HIGH", "_PAGE_DIRTY",
