@@ -1,6 +1,7 @@
 """Configuration: the YAML source with line numbers (_yamlsrc), the typed dataclass
 loader (_loader), the config schema (_schema), memory-map files (_files), the
-machine presets (_presets), config files (_config) and the resolved config (_resolved).
+machine presets (_presets), config files (_config), explorer scenario files
+(_scenario) and the resolved config (_resolved).
 """
 
 from ._yamlsrc import (
@@ -24,19 +25,22 @@ from ._schema import (
 from ._config import (
     load_config, parse_config, default_config, default_config_path, build_memory_map,
 )
+from ._scenario import (
+    SCENARIO_OPS, ScenarioOp, ScenarioFile, Scenario, load_scenario, MAX_STEPS,
+)
 from ._resolved import (
     to_data, drop_none, resolved_config, dump_resolved,
 )
 
 __all__ = [
     "CMPXCHG_NS", "Config", "CostModelConfig", "DEFAULT_PRESET", "DomainConfig",
-    "FRAME_ATOMIC_NS", "GUEST_OPS", "HYPERCALL_NS", "HypervisorConfig", "KeyPath",
-    "MAX_SLOTS", "MAX_WORKLOAD_OPS", "MachineConfig", "MemmapFileConfig", "MixConfig",
-    "RangeConfig", "SLOT_RUN_OPS", "SUPERPAGE_BYTES", "SUPERPAGE_RUN_OPS", "ScriptOpConfig",
-    "Size", "WORKLOAD_KINDS", "WorkloadConfig", "YamlDoc", "build_memory_map",
-    "check_simulation", "default_config", "default_config_path", "describe", "drop_none",
-    "dump_resolved", "format_path", "line_of", "list_presets", "load_config",
-    "load_dataclass", "load_memmap_file", "load_preset", "load_yaml", "parse_config",
-    "preset_dir", "read_text", "resolved_config", "size", "to_data", "top_mapping",
-    "workload_ops",
+    "FRAME_ATOMIC_NS", "GUEST_OPS", "HYPERCALL_NS", "HypervisorConfig", "KeyPath", "MAX_SLOTS",
+    "MAX_STEPS", "MAX_WORKLOAD_OPS", "MachineConfig", "MemmapFileConfig", "MixConfig",
+    "RangeConfig", "SCENARIO_OPS", "SLOT_RUN_OPS", "SUPERPAGE_BYTES", "SUPERPAGE_RUN_OPS",
+    "Scenario", "ScenarioFile", "ScenarioOp", "ScriptOpConfig", "Size", "WORKLOAD_KINDS",
+    "WorkloadConfig", "YamlDoc", "build_memory_map", "check_simulation", "default_config",
+    "default_config_path", "describe", "drop_none", "dump_resolved", "format_path", "line_of",
+    "list_presets", "load_config", "load_dataclass", "load_memmap_file", "load_preset",
+    "load_scenario", "load_yaml", "parse_config", "preset_dir", "read_text", "resolved_config",
+    "size", "to_data", "top_mapping", "workload_ops",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 from .._errors import ConfigError
 from ..designs import design_names
@@ -22,7 +22,8 @@ __all__ = [
     "ScriptOpConfig", "WorkloadConfig", "CostModelConfig", "Config", "check_simulation",
     "workload_ops", "MAP_SOURCES", "WORKLOAD_KINDS", "GUEST_OPS", "SLOT_RUN_OPS",
     "SUPERPAGE_RUN_OPS", "MAX_SLOTS", "SUPERPAGE_BYTES", "MAX_WORKLOAD_OPS",
-    "FRAME_ATOMIC_NS", "CMPXCHG_NS", "HYPERCALL_NS",
+    "FRAME_ATOMIC_NS", "CMPXCHG_NS", "HYPERCALL_NS", "version_field", "check_positive",
+    "check_not_negative",
 ]
 
 #: the cost model's defaults (docs/cost-model.md; xensim.sim's CostModel prices with them)
@@ -66,13 +67,18 @@ class MachineConfig:
             self.preset = DEFAULT_PRESET
 
 
+def version_field() -> Any:
+    """A ``version: Literal[RELEASE_NAMES]`` field: the Xen release, as written ("4.8")."""
+    return field(default=str(LATEST_RELEASE),
+                 metadata={"hint": "quote the version, e.g. \"4.8\": "
+                                   "YAML reads 4.10 as the number 4.1"})
+
+
 @dataclass
 class HypervisorConfig:
     """Which Xen is simulated and which superpage design it uses."""
 
-    version: Literal[RELEASE_NAMES] = field(
-        default=str(LATEST_RELEASE), metadata={"hint": "quote the version, e.g. \"4.8\": "
-                                         "YAML reads 4.10 as the number 4.1"})
+    version: Literal[RELEASE_NAMES] = version_field()
     allow_superpage: bool = True
     superpage: str = field(default="xen-4.1", metadata={"choices": design_names,
                                                         "what": "design"})
@@ -124,12 +130,12 @@ SUPERPAGE_BYTES = 2 << 20
 MAX_WORKLOAD_OPS = 1_000_000
 
 
-def _check_positive(value: int) -> None:
+def check_positive(value: int) -> None:
     if value < 1:
         raise ValueError(f"must be at least 1, got {value}")
 
 
-def _check_not_negative(value) -> None:
+def check_not_negative(value) -> None:
     if value < 0:
         raise ValueError(f"must not be negative, got {value}")
 
@@ -146,14 +152,14 @@ class DomainConfig:
 
     name: str = "guest"
     memory: size = field(default=64 << 20, metadata={"check": _check_domain_memory})
-    count: int = field(default=1, metadata={"check": _check_positive})
+    count: int = field(default=1, metadata={"check": check_positive})
 
 
 #: the random workload's default weights
 _MIX_DEFAULTS = {"map": 4.0, "unmap": 3.0, "remap": 2.0, "map_4k": 1.0, "unmap_4k": 1.0,
                  "remap_4k": 0.5, "mark": 0.5, "unmark": 0.5, "balloon_out": 0.1,
                  "balloon_in": 0.1}
-_WEIGHT = {"check": _check_not_negative}
+_WEIGHT = {"check": check_not_negative}
 
 
 @dataclass
@@ -190,10 +196,10 @@ class ScriptOpConfig:
 
     domain: str
     op: Literal[GUEST_OPS]
-    superpage: int | None = field(default=None, metadata={"check": _check_not_negative})
-    slot: int | None = field(default=None, metadata={"check": _check_not_negative})
-    frame: int | None = field(default=None, metadata={"check": _check_not_negative})
-    count: int | None = field(default=None, metadata={"check": _check_positive})
+    superpage: int | None = field(default=None, metadata={"check": check_not_negative})
+    slot: int | None = field(default=None, metadata={"check": check_not_negative})
+    frame: int | None = field(default=None, metadata={"check": check_not_negative})
+    count: int | None = field(default=None, metadata={"check": check_positive})
     writable: bool | None = None
 
     def _after_load(self, fail: Callable[..., None]) -> None:
@@ -228,15 +234,15 @@ class WorkloadConfig:
 
     kind: Literal[WORKLOAD_KINDS]
     #: superpages of each domain the workload uses (from superpage 0); None: all of them
-    superpages: int | None = field(default=None, metadata={"check": _check_positive})
+    superpages: int | None = field(default=None, metadata={"check": check_positive})
     writable: bool | None = None
-    rounds: int | None = field(default=None, metadata={"check": _check_positive})
-    iterations: int | None = field(default=None, metadata={"check": _check_positive})
+    rounds: int | None = field(default=None, metadata={"check": check_positive})
+    iterations: int | None = field(default=None, metadata={"check": check_positive})
     mark: bool | None = None
-    mappings: int | None = field(default=None, metadata={"check": _check_positive})
-    steps: int | None = field(default=None, metadata={"check": _check_positive})
-    slots: int | None = field(default=None, metadata={"check": _check_positive})
-    small_slots: int | None = field(default=None, metadata={"check": _check_not_negative})
+    mappings: int | None = field(default=None, metadata={"check": check_positive})
+    steps: int | None = field(default=None, metadata={"check": check_positive})
+    slots: int | None = field(default=None, metadata={"check": check_positive})
+    small_slots: int | None = field(default=None, metadata={"check": check_not_negative})
     mix: MixConfig | None = None
     script: list[ScriptOpConfig] | None = None
 
@@ -268,9 +274,9 @@ class WorkloadConfig:
 class CostModelConfig:
     """Prices of the modelled time (docs/cost-model.md), in nanoseconds."""
 
-    frame_atomic_ns: float = field(default=FRAME_ATOMIC_NS, metadata={"check": _check_not_negative})
-    cmpxchg_ns: float = field(default=CMPXCHG_NS, metadata={"check": _check_not_negative})
-    hypercall_ns: float = field(default=HYPERCALL_NS, metadata={"check": _check_not_negative})
+    frame_atomic_ns: float = field(default=FRAME_ATOMIC_NS, metadata={"check": check_not_negative})
+    cmpxchg_ns: float = field(default=CMPXCHG_NS, metadata={"check": check_not_negative})
+    hypercall_ns: float = field(default=HYPERCALL_NS, metadata={"check": check_not_negative})
 
 
 @dataclass
@@ -287,7 +293,7 @@ class Config:
     seed: int = 0
     cost_model: CostModelConfig = field(default_factory=CostModelConfig)
     #: Run the auditor every N guest operations (0: only at the end of each design's run).
-    audit_every: int = field(default=0, metadata={"check": _check_not_negative})
+    audit_every: int = field(default=0, metadata={"check": check_not_negative})
     #: The file it came from (not a YAML key).
     source: str | None = field(default=None, metadata={"yaml": False})
     #: Line of every key path loaded, by dotted path ("machine.memory_map[2].end").
