@@ -360,7 +360,7 @@ other:
 
 
 def test_memmap_data_zooms_on_ram_past_a_far_reserved_range(tmp_path):
-    from xensim.config._config import load_memmap_file
+    from xensim.config import load_memmap_file
     f = tmp_path / "far.yaml"
     f.write_text(FAR_RESERVED)
     d = memmap_data(Machine(load_memmap_file(str(f)), "mask"))
@@ -372,7 +372,7 @@ def test_memmap_data_zooms_on_ram_past_a_far_reserved_range(tmp_path):
 
 @needs_mpl
 def test_memmap_figure_names_what_it_leaves_out(tmp_path):
-    from xensim.config._config import load_memmap_file
+    from xensim.config import load_memmap_file
     from xensim.output.plot import fig_memmap
     f = tmp_path / "far.yaml"
     f.write_text(FAR_RESERVED)

@@ -17,7 +17,7 @@ from ..fuzz import replay as replay_reproducer
 from ._html import add_html_argument, write_html
 from ._inspect import add_parser as add_inspect_parser
 from ._plot import add_parser as add_plot_parser
-from ..explore._scenario import add_parser as add_explore_parser
+from ._explore import add_parser as add_explore_parser
 from ._trace import add_parser as add_trace_parser
 from ..output import Progress
 from ..output import render, to_json

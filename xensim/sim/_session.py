@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from .._errors import ConfigError
-from ..config import Config
-from ..config._config import _line_of
+from ..config import Config, line_of
 from ..guest import DomainSpec, GuestError, GuestKernel, Op, Workload, apply, make_workload
 from ..mem import MemoryMap, format_size
 from ..xen import Machine, errno_name
@@ -50,7 +49,7 @@ def set_up_domains(m: Machine, cfg: Config, wl: Workload) -> dict[str, GuestKern
                               f"domain '{spec.name}' ({format_size(spec.memory)}) does not fit "
                               f"on {m.memmap.name} ({format_size(m.memmap.ram_bytes)} of RAM, "
                               f"{format_size(free)} free for it): populate_physmap gave {why}",
-                              _line_of(path, cfg.key_lines))
+                              line_of(path, cfg.key_lines))
         rc = k.build()
         for va, level in lay.table_vas():
             if rc == 0:

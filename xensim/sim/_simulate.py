@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .._errors import ConfigError
-from ..config._config import Config, _drop_none, _to_data
+from ..config import Config, drop_none, to_data
 from ..guest import Workload
 from ..mem import MemoryMap
 from ..output import Progress
@@ -337,7 +337,7 @@ def run_comparison(cfg: Config, memmap: MemoryMap,
         progress.close()
         raise Interrupted(progress.done, [r.design for r in runs]) from None
     progress.close()
-    return Comparison(seed=cfg.seed, workload=_drop_none(_to_data(wl.cfg)),
+    return Comparison(seed=cfg.seed, workload=drop_none(to_data(wl.cfg)),
                       domains=[{"name": s.name, "memory": s.memory} for s in wl.domains],
-                      cost_model=_to_data(cfg.cost_model), audit_every=cfg.audit_every,
+                      cost_model=to_data(cfg.cost_model), audit_every=cfg.audit_every,
                       ops=wl.total, runs=runs)

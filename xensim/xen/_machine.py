@@ -30,6 +30,7 @@ from ..mem import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state_free,
                          PGC_state_inuse, PGT_count_mask, PGT_pinned)
 from ..mem import Pdx, make_pdx
 from ._refcount import RefCounts, RefcountBug
+from ._release import LATEST_RELEASE, Release
 from ..mem import SuperpageTable
 from ..mem import SUPERPAGE_ORDER
 
@@ -45,14 +46,14 @@ class Machine:
     superpage table's entry width (1 or 2 words; default: the design's).
     """
 
-    VERSIONS = ("4.1", "4.5", "4.7", "4.8")
-
-    def __init__(self, memmap: MemoryMap, pdx_mode: str = "mask", *, version: str = "4.8",
-                 allow_superpage: bool = True, superpage: str = "xen-4.1",
-                 faithful: bool = False, spage_words: int | None = None):
-        if version not in self.VERSIONS:
-            raise ValueError(f"unknown Xen version {version!r}; choose from {', '.join(self.VERSIONS)}")
-        self.version = version
+    def __init__(self, memmap: MemoryMap, pdx_mode: str = "mask", *,
+                 version: str | Release = LATEST_RELEASE, allow_superpage: bool = True,
+                 superpage: str = "xen-4.1", faithful: bool = False,
+                 spage_words: int | None = None):
+        #: the Xen release simulated (ordered: ``m.release >= Release.R4_7``)
+        self.release = Release.parse(version)
+        #: the release as written ("4.8"), as outputs print it
+        self.version = str(self.release)
         self.allow_superpage = allow_superpage
         self.faithful = faithful
         #: the event bus: every observer of this machine subscribes here (see _events)
@@ -102,7 +103,7 @@ class Machine:
     @classmethod
     def from_config(cls, cfg, memmap: MemoryMap) -> "Machine":
         hv = cfg.hypervisor
-        return cls(memmap, cfg.machine.pdx, version=str(hv.version),
+        return cls(memmap, cfg.machine.pdx, version=hv.version,
                    allow_superpage=hv.allow_superpage, superpage=hv.superpage,
                    faithful=hv.faithful)
 
