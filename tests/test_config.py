@@ -17,15 +17,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xensim.config import _yamlsrc
-from xensim.config._config import (DESIGNS, Config, HypervisorConfig, MachineConfig, RangeConfig,
-                            build_memory_map, default_config, default_config_path,
-                            dump_resolved, load_config, load_dataclass, load_memmap_file,
-                            parse_config, resolved_config, size)
+from xensim.config import (Config, HypervisorConfig, MachineConfig, RangeConfig,
+                           build_memory_map, default_config, default_config_path, dump_resolved,
+                           format_path, list_presets, load_config, load_dataclass,
+                           load_memmap_file, load_preset, load_yaml, parse_config, preset_dir,
+                           resolved_config, size)
+from xensim.designs import design_names
 from xensim._errors import ConfigError
-from xensim.mem._memmap import E820Type, MemoryMap
-from xensim.config._presets import list_presets, load_preset, preset_dir
-from xensim.mem._units import GiB, MAX_ORDER, MiB
-from xensim.config._yamlsrc import format_path, load_yaml
+from xensim.mem import E820Type, GiB, MAX_ORDER, MemoryMap, MiB
+
+#: the designs a config may name, in the order its messages list them
+DESIGNS = design_names()
 
 HERE = Path(__file__).resolve().parent
 BAD = HERE / "bad_configs"

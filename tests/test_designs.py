@@ -179,8 +179,10 @@ def test_registered_with_the_interface(name):
 
 
 def test_every_configurable_design_is_registered():
-    from xensim.config._config import DESIGNS as CONFIG_DESIGNS
-    assert sorted(CONFIG_DESIGNS) == sorted(ALL)
+    from xensim.config import parse_config
+    assert parse_config(f"compare: [{', '.join(ALL)}]\n").compare == list(ALL)
+    for name in ALL:
+        assert parse_config(f"hypervisor: {{superpage: {name}}}\n").hypervisor.superpage == name
     m = Machine(MemoryMap([(0, 64 << 20)]), "none")
     for name in ALL:
         assert make_design(name, m).name == name

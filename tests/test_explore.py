@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from xensim.xen import Release
 from xensim.explore._explore import Step, independent
-from xensim.explore._scenario import (add_parser, explore, format_schedule, load_scenario,
-                              parse_schedule, replay, summarise_trace)
+from xensim.cli._explore import add_parser
+from xensim.config import load_scenario
+from xensim.explore._scenario import (explore, format_schedule, parse_schedule, replay,
+                                      summarise_trace)
 
 SCENARIOS = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml"))
 SHIPPED = [p for p in SCENARIOS if p.stem != "foreign-dynamic"]
@@ -85,7 +88,7 @@ class TestUncheckedOwner:
 
     def test_faithful_lets_a_second_domain_map_it(self):
         sc = scenario("foreign-dynamic")
-        assert sc.faithful and sc.version == "4.1"
+        assert sc.faithful and sc.version == Release.R4_1
         res = explore(sc, "xen-4.1", "dfs")
         assert res.violations == 1
         assert "mfn 0x0 referenced by: expected dom2's own frame, actual owner dom1" in res.first.message
@@ -196,7 +199,7 @@ class TestBadInput:
         f.write_text(MARK_SETUP.replace("superpage: 0}]", "superpage: 2}]"))
         rc, _, err = _cli(str(f))
         assert rc == 2
-        assert err == (f"xensim: error: {f}: cpus[0][0].superpage: domain 'a' has "
+        assert err == (f"xensim: error: {f}:8: cpus[0][0].superpage: domain 'a' has "
                        f"superpages 0..1, not 2\n")
 
     def test_every_bad_option_gets_its_own_line(self):

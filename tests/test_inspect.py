@@ -1,4 +1,5 @@
-"""xensim inspect (xensim/_inspect.py): a frame, a superpage, a domain after a run.
+"""xensim inspect (xensim/teach/_inspect.py; the command: xensim/cli/_inspect.py): a frame,
+a superpage, a domain after a run.
 
 The run is tests/data/trace-small.yaml (see tests/test_trace.py): after its 11
 operations on xen-4.1, superpage 0 (mfn 0x0) is mapped twice (slots 0 and 3), superpage
@@ -17,9 +18,10 @@ import pytest
 
 from xensim import audit
 from xensim._errors import ConfigError
-from xensim.teach._inspect import (add_parser, cmd_inspect, count_info_text, inspect, inspect_mfn,
-                             render, type_info_text)
-from xensim.teach._trace import boot, load, run_ops
+from xensim.cli._inspect import add_parser, cmd_inspect
+from xensim.sim import start
+from xensim.teach import (count_info_text, inspect, inspect_mfn, load, render_inspection,
+                          type_info_text)
 
 SMALL = str(Path(__file__).resolve().parent / "data" / "trace-small.yaml")
 DESIGNS = ["xen-4.1", "superpage-info", "pageinfo-count", "per-mapping", "sketch"]
@@ -31,7 +33,7 @@ def small():
 
 
 def text(report) -> list[str]:
-    return render(report, "text").splitlines()
+    return render_inspection(report, "text").splitlines()
 
 
 def test_mfn_of_a_superpage_mapped_twice(small):
@@ -182,7 +184,7 @@ def test_domain_view(small):
 def test_json_and_markdown(small):
     cfg, mm = small
     r = inspect(cfg, mm, mfn="0x5")
-    data = json.loads(render(r, "json"))
+    data = json.loads(render_inspection(r, "json"))
     assert data["view"] == "mfn" and data["mfn"] == 5 and data["owner"] == 1
     assert data["count_info"]["text"] == "allocated, state inuse, count 2"
     assert data["count_info"]["allocated"] is True and data["count_info"]["count"] == 2
@@ -192,9 +194,9 @@ def test_json_and_markdown(small):
         [(0x1002, 0, 2, "superpage"), (0x1002, 3, 2, "superpage")]
     assert data["held_by"]["matches"] is True
     for view in ({"superpage": "web:3"}, {"domain": "web"}):
-        data = json.loads(render(inspect(cfg, mm, **view), "json"))
+        data = json.loads(render_inspection(inspect(cfg, mm, **view), "json"))
         assert data["view"] == next(iter(view))
-    md = render(r, "md").splitlines()
+    md = render_inspection(r, "md").splitlines()
     assert md[0] == "# xensim inspect: mfn 0x5"
     assert "- `count_info: allocated, state inuse, count 2`" in md
     assert "## mapped by" in md
@@ -210,8 +212,9 @@ def test_decoders():
 def test_held_by_agrees_with_the_frame_table_everywhere(small, design):
     """The recount inspect prints matches every frame of the guest (the auditor agrees)."""
     cfg, mm = small
-    m, kernels, wl = boot(cfg, mm, design)
-    run_ops(kernels, wl, cfg.seed)
+    session = start(cfg, mm, design)
+    session.run()
+    m, kernels = session.machine, session.kernels
     assert audit(m).ok
     d = m.domain(kernels["web"].domid)
     mfns = [mfn for s, e in d.owned.runs() for mfn in range(s, e)]
@@ -234,6 +237,13 @@ def test_cmd_inspect(capsys):
         _cli(["inspect", SMALL])                              # one of --mfn/--superpage/--domain
     with pytest.raises(SystemExit):
         _cli(["inspect", SMALL, "--mfn", "1", "--domain", "web"])
+
+
+def test_the_parsers_formats_are_inspects():
+    """cli/_inspect.py repeats INSPECT_FORMATS (the parser does not import xensim.teach)."""
+    from xensim import teach
+    from xensim.cli import _inspect
+    assert _inspect.INSPECT_FORMATS == teach.INSPECT_FORMATS
 
 
 def test_cmd_inspect_errors():

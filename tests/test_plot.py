@@ -1,4 +1,4 @@
-"""Pictures (xensim/_plot.py): the data behind each figure, exactly; the figures are
+"""Pictures (xensim/output/plot/, xensim plot): the data behind each figure, exactly; the figures are
 drawn (valid, non-trivial PNG and SVG); `xensim plot`; the one-line error without
 matplotlib."""
 
@@ -16,11 +16,11 @@ from xensim import load_config
 from xensim.config._config import build_memory_map, default_config, parse_config
 from xensim._errors import ConfigError
 from xensim.xen._machine import Machine
-from xensim.output.plot._plot import (ALL_DESIGNS, DESIGN_COLORS, OVERHEAD_DESIGNS, PLOT_HINT, ChurnMix, PlotUnavailable,
-                          _config_workload, _run_ops, busy_superpages, churn_data,
-                          superpage_activity,
-                          have_matplotlib, memmap_data, overhead_data, states_for_run,
-                          superpage_states, synthetic_memmap)
+from xensim.output.plot import (ALL_DESIGNS, DESIGN_COLORS, OVERHEAD_DESIGNS, PLOT_HINT, ChurnMix,
+                                PlotUnavailable, busy_superpages, churn_data, superpage_activity,
+                                have_matplotlib, memmap_data, overhead_data, states_for_run,
+                                superpage_states, synthetic_memmap)
+from xensim.sim import config_workload, start
 from xensim.config._presets import load_preset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,9 +104,9 @@ def tiny():
 def test_tiny_guest_superpages(tiny):
     """The guest's four superpages are machine superpages 1-4 (superpage 0 is partly RAM)."""
     cfg, mm = tiny
-    _, kernels, n = _run_ops(cfg, mm, "xen-4.1", _config_workload(cfg), stop_at=0)
-    assert n == 0
-    assert kernels["g"].superpage_mfns(0, 4) == [512, 1024, 1536, 2048]
+    s = start(cfg, mm, "xen-4.1", config_workload(cfg))
+    assert s.ops_done == 0
+    assert s.kernels["g"].superpage_mfns(0, 4) == [512, 1024, 1536, 2048]
 
 
 def test_states_at_end(tiny):
@@ -150,18 +150,22 @@ def test_states_at_op_and_peak(tiny):
 def test_activity_matches_states(tiny):
     """The cheap per-operation reading equals the full one, after every operation."""
     cfg, mm = tiny
-    wl = _config_workload(cfg)
+    wl = config_workload(cfg)
     for design in ALL_DESIGNS:
         seen = []
 
-        def each(n, m):
+        def each(m):
             s = superpage_states(m)
             seen.append((superpage_activity(m), (s.busy, int(s.count.sum()))))
-        _run_ops(cfg, mm, design, wl, each=each)
+        run = start(cfg, mm, design, wl)
+        each(run.machine)                   # after the set-up, then after each operation
+        for _ in run.steps():
+            each(run.machine)
         assert len(seen) == 7
         assert [a for a, _ in seen] == [b for _, b in seen], design
-    m, _, _ = _run_ops(cfg, mm, "xen-4.1", wl, stop_at=4)
-    assert busy_superpages(m) == 3
+    run = start(cfg, mm, "xen-4.1", wl)
+    assert run.run(4) == 4
+    assert busy_superpages(run.machine) == 3
 
 
 def test_states_of_xen41_words_decoded():
@@ -291,7 +295,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 @needs_mpl
 def test_figures_written(tmp_path):
-    from xensim.output.plot._plot import make_pictures
+    from xensim.output.plot import make_pictures
     cfg = parse_config(TINY, "tiny.yaml")
     paths = make_pictures(cfg, build_memory_map(cfg), tmp_path, "all")
     names = sorted(p.name for p in paths)
@@ -312,7 +316,7 @@ def test_figures_written(tmp_path):
 
 @needs_mpl
 def test_memmap_figure_of_every_preset():
-    from xensim.output.plot._plot import fig_memmap, figure_bytes
+    from xensim.output.plot import fig_memmap, figure_bytes
     for name in ("firecracker-1g", "qemu-2node", "intel-clx-2s", "intel-gnr-4s"):
         png = figure_bytes(fig_memmap(memmap_data(Machine(load_preset(name), "offset"))))
         assert png_size(png)[0] >= 800
@@ -323,7 +327,7 @@ def test_churn_figure_draws_true_values_and_says_mark_unsupported(churn):
     """No nudging: every line's y values are a series of the data exactly (per-mapping's
     1.0 in panel b is drawn at 1.0); designs without MARK have no dashed line, and their
     legend entry says "MARK unsupported"."""
-    from xensim.output.plot._plot import fig_churn
+    from xensim.output.plot import fig_churn
     fig = fig_churn(churn)
     axa, axb = fig.axes[:2]
     for ax, data in ((axa, churn.iterations), (axb, churn.fractions)):
@@ -356,7 +360,7 @@ other:
 
 
 def test_memmap_data_zooms_on_ram_past_a_far_reserved_range(tmp_path):
-    from xensim.config._config import load_memmap_file
+    from xensim.config import load_memmap_file
     f = tmp_path / "far.yaml"
     f.write_text(FAR_RESERVED)
     d = memmap_data(Machine(load_memmap_file(str(f)), "mask"))
@@ -368,8 +372,8 @@ def test_memmap_data_zooms_on_ram_past_a_far_reserved_range(tmp_path):
 
 @needs_mpl
 def test_memmap_figure_names_what_it_leaves_out(tmp_path):
-    from xensim.config._config import load_memmap_file
-    from xensim.output.plot._plot import fig_memmap
+    from xensim.config import load_memmap_file
+    from xensim.output.plot import fig_memmap
     f = tmp_path / "far.yaml"
     f.write_text(FAR_RESERVED)
     fig = fig_memmap(memmap_data(Machine(load_memmap_file(str(f)), "mask")))
@@ -382,7 +386,7 @@ def test_memmap_figure_names_what_it_leaves_out(tmp_path):
 
 @needs_mpl
 def test_superpages_figure_gives_the_heat_map_most_of_the_height():
-    from xensim.output.plot._plot import fig_superpages
+    from xensim.output.plot import fig_superpages
     cfg = default_config()
     fig = fig_superpages(states_for_run(cfg, build_memory_map(cfg), "peak"))
     fig.canvas.draw()
@@ -397,19 +401,9 @@ def test_superpages_figure_gives_the_heat_map_most_of_the_height():
 # --------------------------------------------------------------------------
 
 def cli_main(monkeypatch):
-    """xensim's real main(), with `plot` added if the CLI does not have it yet."""
-    from xensim.cli import _main as _cli
-    from xensim.output.plot._plot import add_parser
-    parser = _cli.build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
-    if "plot" not in sub.choices:
-        orig = _cli.add_explore_parser
-
-        def both(s):
-            orig(s)
-            add_parser(s)
-        monkeypatch.setattr(_cli, "add_explore_parser", both)
-    return _cli.main
+    """xensim's real main()."""
+    from xensim.cli import main
+    return main
 
 
 def hide_matplotlib(monkeypatch):
@@ -480,3 +474,16 @@ def test_why_per_mapping_peak_counts():
     for s in r.states:                      # xen-4.1's count and per-mapping's PSE entries
         assert s.nonzero() == {1: ("dynamic", 512), 2: ("dynamic", 512)}, s.design
         assert int(s.mappings.sum()) == 1024
+
+
+def test_cli_plot_module_is_light():
+    """xensim.cli._plot imports the pictures' code (and matplotlib) only when the command
+    runs, not at module level; its --which names are the pictures' FIGURES."""
+    import ast
+    from xensim.cli._plot import FIGURE_NAMES
+    from xensim.output.plot import FIGURES
+    assert FIGURE_NAMES == FIGURES
+    tree = ast.parse((ROOT / "xensim" / "cli" / "_plot.py").read_text())
+    top = [n.module or "" for n in tree.body if isinstance(n, ast.ImportFrom)]
+    top += [a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in top if "plot" in m or "matplotlib" in m], top

@@ -1,5 +1,5 @@
 """Running workloads on the designs: exact figures, determinism, the same operations on
-every design, the auditor's verdict, skipped and crashed designs, the cost model.
+every design, the auditor's verdict, crashed designs, the cost model, the step form.
 
 Every mmu_update request also takes (and drops) one general reference on the page
 table it writes to (Xen's do_mmu_update does the same), so a map or unmap of one
@@ -309,3 +309,40 @@ def test_entry_updates_count_mod_entry_fast_and_slow_paths(version):
     r = compare(script, ["xen-4.1"]).run("xen-4.1")
     assert r.status == "ok" and r.ops_failed == 0, r.failures
     assert r.entry_updates == {"fast_path": 1 + 2, "slow_path": 1 + 1 + 2 + 2}
+
+
+# -- the step form: sim.start / Session.steps -----------------------------------------
+
+def test_the_step_form_replays_what_run_design_runs():
+    from xensim.sim import Step, start
+    text = ("workload: {kind: random, steps: 60}\n"
+            "domains: [{name: a, memory: 16MiB}, {name: b, memory: 8MiB}]\n")
+    cfg = parse_config(text)
+    mm = build_memory_map(cfg)
+    r = run_design(cfg, mm, "sketch")
+    s = start(cfg, mm, "sketch")
+    assert set(s.kernels) == {"a", "b"} and s.ops_done == 0
+    c0 = s.counters()
+    seen = []
+    steps = list(s.steps(before=lambda i, op: seen.append(i)))
+    assert all(isinstance(st, Step) for st in steps)
+    assert [st.index for st in steps] == seen == list(range(r.ops)) and s.ops_done == r.ops
+    assert sum(not st.ok for st in steps) == r.ops_failed
+    assert sum(st.refused is not None for st in steps) == r.guest_errors
+    assert [f"op {st.index + 1}: {st.op}: {st.why}" for st in steps if not st.ok
+            ][:len(r.failures)] == r.failures
+    assert sum(st.type_refs for st in steps if st.ok and st.op.op == "map") == r.map_type_refs
+    c1 = s.counters()
+    assert {k: c1.superpage.get(k, 0) - c0.superpage.get(k, 0) for k in r.superpage} == r.superpage
+    assert s.teardown() == (r.leaked_frames, r.zombie_domains) == (0, 0)
+
+
+def test_the_step_form_stops_at_a_limit_and_goes_on():
+    from xensim.sim import start
+    cfg = parse_config("workload: {kind: churn, iterations: 5}\ndomains: [{memory: 4MiB}]\n")
+    s = start(cfg, build_memory_map(cfg), "xen-4.1")
+    assert [st.index for st in s.steps(limit=3)] == [0, 1, 2] and s.ops_done == 3
+    rest = list(s.steps())
+    assert [st.index for st in rest] == list(range(3, 10)) and s.ops_done == 10
+    assert all(st.ok and st.errno is None and st.why is None for st in rest)
+    assert list(s.steps()) == []

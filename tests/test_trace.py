@@ -1,4 +1,5 @@
-"""xensim trace (xensim/_trace.py): the narration of every hypercall of a small run.
+"""xensim trace (xensim/teach/; the command: xensim/cli/_trace.py): the narration of every
+hypercall of a small run.
 
 The run is tests/data/trace-small.yaml: one 16 MiB guest on a flat 64 MiB machine
 without PDX compression (superpage i at mfn 0x200 * i; page tables at 0x1000..0x1004,
@@ -11,15 +12,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from xensim import MemoryMap, Machine, audit
 from xensim._errors import ConfigError
 from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
 from xensim.xen._hypercall import errno_name
-from xensim.teach._trace import (Tracer, add_parser, boot, ci_change, cmd_trace, format_pte, frames_text,
-                           load, run_ops, spage_word_text, ti_change, trace)
-from xensim.mem._units import SUPERPAGE_PAGES
+from xensim.cli._trace import add_parser, cmd_trace
+from xensim.sim import start
+from xensim.teach import (Tracer, ci_change, format_pte, frames_text, load, spage_word_text,
+                          ti_change, trace)
+from xensim.mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, SUPERPAGE_PAGES
+from xensim.xen import EVENTS
 
 DATA = Path(__file__).resolve().parent / "data"
 SMALL = str(DATA / "trace-small.yaml")
@@ -333,9 +338,12 @@ def test_an_untraced_superpage_word_is_reported(design, expected):
     m, (a, _) = _two_guests(design)
     mfn = a.superpage_mfns(0, 1)[0]
 
-    def rogue(machine, caller):                  # behind every hook's back
-        if design == "pageinfo-count":
-            type(machine.superpage)._cas(machine.superpage, mfn, 0, 0, 7)
+    def rogue(machine, caller):                  # behind the event bus's back
+        if design == "pageinfo-count":           # the field itself, in its PDX group's array
+            page = machine.mfn_to_page(mfn)
+            fields = machine.superpage._groups.setdefault(
+                page >> PDX_GROUP_SHIFT, np.zeros(PDX_GROUP_FRAMES, dtype=np.uint64))
+            fields[page & PDX_GROUP_MASK] = 7
         else:
             machine.spage_table.store[0, machine.spage_table.entry_index(0)] = (2 << 62) | 7
         return 0
@@ -377,9 +385,10 @@ def test_tracing_changes_nothing(small):
     for design in DESIGNS:
         states = []
         for traced in (False, True):
-            m, kernels, wl = boot(cfg, mm, design)
+            session = start(cfg, mm, design)
+            m = session.machine
             t = Tracer(m, "frame").install() if traced else None
-            run_ops(kernels, wl, cfg.seed)
+            session.run()
             if t:
                 t.uninstall()
             states.append((m.snapshot(), m.refs.stats.as_dict(), dict(m.superpage.stats),
@@ -387,16 +396,22 @@ def test_tracing_changes_nothing(small):
         assert states[0] == states[1], design
 
 
-def test_uninstall_restores_every_hook(small):
+def test_the_tracer_is_a_pure_subscriber(small):
+    """Installing swaps no method and sets no hook (every object's attributes stay as they
+    were), it subscribes to the machine's events but never to atomic_step (the machine keeps
+    its vectorised paths), and uninstalling leaves no subscriber."""
     cfg, mm = small
-    m, kernels, wl = boot(cfg, mm, "pageinfo-count")
-    before = {id(o): dict(vars(o)) for o in (m, m.refs, m.pt, m.spage_table, m.hypercall, m.superpage)}
+    m = start(cfg, mm, "pageinfo-count").machine
+    objs = (m, m.refs, m.pt, m.spage_table, m.hypercall, m.superpage)
+    before = {id(o): dict(vars(o)) for o in objs}
     t = Tracer(m, "frame").install()
-    assert m.refs.trace is not None and m.spage_table.trace is not None and m.hypercall.trace is not None
+    assert {id(o): dict(vars(o)) for o in objs} == before
+    assert m.events.hypercall_enter is not None and m.events.word_changed is not None
+    assert m.events.atomic_step is None
     t.uninstall()
-    after = {id(o): dict(vars(o)) for o in (m, m.refs, m.pt, m.spage_table, m.hypercall, m.superpage)}
+    after = {id(o): dict(vars(o)) for o in objs}
     assert before == after
-    assert m.refs.trace is None and m.spage_table.trace is None and m.hypercall.trace is None
+    assert all(m.events.subscribers(name) == [] for name in EVENTS)
 
 
 # -- Markdown, formatting helpers ------------------------------------------------------------------
@@ -444,6 +459,13 @@ def test_cmd_trace(capsys):
     assert cmd_trace(_cli(["trace", SMALL, "--format", "md", "--design", "sketch",
                            "--limit", "1"])) == 0
     assert capsys.readouterr().out.startswith(f"# xensim trace: `{SMALL}`")
+
+
+def test_the_parsers_choices_are_the_tracers():
+    """cli/_trace.py repeats LEVELS and TRACE_FORMATS (the parser does not import xensim.teach)."""
+    from xensim import teach
+    from xensim.cli import _trace
+    assert _trace.LEVELS == teach.LEVELS and _trace.TRACE_FORMATS == teach.TRACE_FORMATS
 
 
 def test_cmd_trace_errors(tmp_path):

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from xensim import INVALID, ConfigError, Machine, MemoryMap, audit, parse_config
-from xensim.config._config import (GUEST_OPS, CostModelConfig, DomainConfig, MixConfig,
+from xensim.config import (GUEST_OPS, CostModelConfig, DomainConfig, MixConfig,
                             WorkloadConfig, resolved_config, build_memory_map)
 from xensim.guest._guest import GuestError, GuestKernel
 from xensim.output._progress import Progress, duration
@@ -76,7 +76,7 @@ def test_workload_at_the_limit_is_accepted(text):
     "{domain: guest, op: unmap, slot: 0}]}\n",
 ])
 def test_workload_ops_counts_what_the_generator_makes(text):
-    from xensim.config._config import workload_ops
+    from xensim.config import workload_ops
     cfg = parse_config(text)
     w = wl(text)
     assert workload_ops(cfg.workload, [m // (2 * MiB) for _, m in cfg.domain_specs()])[0] \
@@ -483,7 +483,7 @@ def test_progress_off_unless_a_terminal():
                                   "workload: {kind: shared, rounds: 2}\nseed: 3\n",
                                   "compare: [sketch]\naudit_every: 5\n"])
 def test_resolved_simulation_round_trips(text, tmp_path):
-    from xensim.config._config import dump_resolved, load_config
+    from xensim.config import dump_resolved, load_config
     cfg = parse_config(text)
     mm = build_memory_map(cfg)
     first = dump_resolved(cfg, mm, tmp_path / "r.yaml")

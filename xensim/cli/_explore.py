@@ -1,10 +1,126 @@
-"""``xensim explore``: a bridge to the parser in ``xensim.explore._scenario`` (replaced at the merge by
-the module of the package's owner)."""
+"""``xensim explore``: explore the interleavings of a scenario's CPUs (xensim.explore),
+or replay one schedule. The explorer (and greenlet) is imported only when it runs.
+"""
 
 from __future__ import annotations
 
+import sys
 
-def add_parser(subparsers) -> None:
-    """Register ``xensim explore``."""
-    from ..explore._scenario import add_parser as add
-    add(subparsers)
+from .._errors import ConfigError
+from ..config import MAX_STEPS, load_scenario
+from ..designs import REGISTRY
+from ..output import EXIT_INTERRUPTED, Progress
+
+__all__ = ["add_parser", "cmd_explore"]
+
+
+def add_parser(sub) -> None:
+    """Register ``xensim explore`` on the subparsers ``sub``."""
+    p = sub.add_parser("explore", help="explore interleavings of a concurrent scenario",
+                       description="Run a scenario's CPUs interleaved one atomic step at a time "
+                                   "and look for races; exit 0: no violation, 1: a violation, "
+                                   "2: bad input, 130: interrupted (the schedules finished so "
+                                   "far are summarised).")
+    p.add_argument("scenario", help="a scenario YAML (see scenarios/)")
+    p.add_argument("--design", help="superpage design (default: the scenario's design:)")
+    p.add_argument("--scheduler", choices=("dfs", "random", "pct", "round-robin"), default="dfs",
+                   help="dfs (default): every schedule within the preemption bound, depth "
+                        "first; random, pct: --max-schedules sampled schedules from --seed; "
+                        "round-robin: one schedule")
+    p.add_argument("--preemption-bound", type=int, default=2, metavar="N",
+                   help="dfs: at most N preemptions per schedule (a switch away from a CPU "
+                        "that could go on; default 2, at least 0)")
+    p.add_argument("--max-schedules", type=int, default=10_000, metavar="M",
+                   help="stop after M schedules (default 10000, at least 1); random and pct "
+                        "run M")
+    p.add_argument("--seed", type=int, default=0, help="random and pct: the seed (default 0)")
+    p.add_argument("--all", action="store_true",
+                   help="keep going after the first violation (default: stop there)")
+    p.add_argument("--replay", metavar="SCHEDULE",
+                   help=f"rerun one schedule exactly: CPU ids, *n repeats (0,1*1030,0; "
+                        f"at most {MAX_STEPS:,} steps, the step bound)")
+    p.add_argument("--full-trace", action="store_true",
+                   help="print every step of the trace (default: runs of one CPU's frame "
+                        "steps summarised)")
+    p.set_defaults(func=cmd_explore)
+
+
+def _bad_options(args) -> list[str]:
+    bad = []
+    if args.preemption_bound < 0:
+        bad.append(f"--preemption-bound: must be 0 or more, got {args.preemption_bound}")
+    if args.max_schedules < 1:
+        bad.append(f"--max-schedules: must be at least 1, got {args.max_schedules}")
+    return bad
+
+
+def _search_note(res, args, interrupted: bool) -> str:
+    if interrupted:
+        return "search interrupted (Ctrl-C): the schedules finished so far"
+    if res.first is not None and not args.all:
+        return "search stopped at the first violation (--all goes on)"
+    if args.scheduler == "round-robin":
+        return "one round-robin schedule (not a search)"
+    if args.scheduler != "dfs":
+        return f"{res.schedules} sampled schedules (not a complete search)"
+    if not res.complete:
+        return "search incomplete (--max-schedules reached)"
+    return f"search complete within preemption bound {args.preemption_bound}"
+
+
+def cmd_explore(args) -> int:
+    """Run ``xensim explore``; the exit code (0: no violation, 1: one, 2: bad input, 130)."""
+    from ..explore import (Interrupted, explore, format_schedule, lost_cas, parse_schedule,
+                           replay, summarise_trace)
+    bad = _bad_options(args)
+    if bad:
+        for line in bad:
+            print(f"xensim: error: {line}", file=sys.stderr)
+        return 2
+    sc = load_scenario(args.scenario)
+    design = args.design or sc.design
+    if design not in REGISTRY:
+        raise ConfigError(None, "--design", f"unknown design {design!r}; "
+                                            f"choose from {', '.join(sorted(REGISTRY))}")
+    w = sys.stdout.write
+    if args.replay is not None:
+        ex, v = replay(sc, parse_schedule(args.replay, cpus=len(sc.cpus)), design)
+        w(f"replayed {len(ex.schedule)} steps of {sc.name} on {design}\n")
+        w(f"results per CPU: {getattr(ex.world, 'results', {})}\n")
+        trace = ex.trace if args.full_trace else summarise_trace(ex.trace)
+        w("".join(f"  {t}\n" for t in trace))
+        w("".join(f"lost cmpxchg: {t}\n" for t in lost_cas(ex.trace)))
+        w(f"violation: {v.message}\n" if v else "no violation\n")
+        return 1 if v else 0
+    interrupted = False
+    bar = Progress()                          # on a terminal, for searches over ~2 s
+    total = 1 if args.scheduler == "round-robin" else args.max_schedules
+    bar.start(f"{sc.name} on {design}", total,
+              unit="schedules" if args.scheduler in ("random", "pct") else "schedules (at most)")
+    try:
+        res = explore(sc, design, args.scheduler, args.preemption_bound, args.max_schedules,
+                      args.seed, not args.all, bar)
+    except Interrupted as e:
+        res, interrupted = e.result, True
+    w(f"scenario {sc.name} ({sc.description}) on {design}"
+      f"{' [BUGGY design]' if REGISTRY[design].buggy else ''}, scheduler {args.scheduler}"
+      + (f", preemption bound {args.preemption_bound}" if args.scheduler == "dfs" else "") + "\n")
+    w(f"schedules explored: {res.schedules}" + (f" (+{res.pruned} cut short as equivalent)" if res.pruned else "")
+      + f", steps: {res.steps:,}, {res.seconds:.2f} s ({res.steps / max(res.seconds, 1e-9):,.0f} steps/s)"
+      + f", {_search_note(res, args, interrupted)}\n")
+    w(f"violations: {res.violations}\n")
+    if res.first:
+        v = res.first
+        w(f"first violation: {v.message}\n")
+        for t in lost_cas(v.trace):
+            w(f"lost cmpxchg: {t}\n")
+        w(f"schedule ({len(v.schedule)} step{'s' * (len(v.schedule) != 1)}): {format_schedule(v.schedule)}\n")
+        w("trace:\n")
+        trace = v.trace if args.full_trace else summarise_trace(v.trace)
+        w("".join(f"  {t}\n" for t in trace))
+        w(f"replay: xensim explore {args.scenario} --design {design} --replay {format_schedule(v.schedule)}\n")
+    if interrupted:
+        sys.stdout.flush()
+        print(f"xensim: interrupted after {res.schedules:,} schedules", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 1 if res.first else 0

@@ -1,10 +1,45 @@
-"""``xensim inspect``: a bridge to the parser in ``xensim.teach._inspect`` (replaced at the merge by
-the module of the package's owner)."""
+"""``xensim inspect``: the subcommand's arguments and its command (the views are
+:mod:`xensim.teach`, imported when the command runs)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+from .._errors import ConfigError
+from ._trace import whole_number
+
+#: xensim.teach's INSPECT_FORMATS (repeated here: the parser is built without importing
+#: xensim.teach; tests/test_inspect.py checks that they agree)
+INSPECT_FORMATS = ("text", "md", "json")
+
 
 def add_parser(subparsers) -> None:
-    """Register ``xensim inspect``."""
-    from ..teach._inspect import add_parser as add
-    add(subparsers)
+    """``xensim inspect``: add the subcommand to the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "inspect", help="after a config's workload: decode a frame, a superpage or a domain",
+        description="Run a config's workload on one design (as xensim run does, or its first "
+                    "--steps operations) and decode one frame (--mfn), superpage (--superpage) "
+                    "or domain's page tables (--domain).")
+    p.add_argument("config", help="a YAML config with a workload")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--mfn", metavar="X", help="a machine frame number (0x200 or 512)")
+    what.add_argument("--superpage", metavar="X",
+                      help="a superpage: an MFN in it, or DOMAIN:INDEX (superpage INDEX of DOMAIN)")
+    what.add_argument("--domain", metavar="D", help="a domain: its name or domid")
+    p.add_argument("--design", help="the superpage design (default: the config's first)")
+    p.add_argument("--steps", type=whole_number(0), metavar="N",
+                   help="stop after the first N operations of the workload (default: all)")
+    p.add_argument("--format", choices=INSPECT_FORMATS, default="text", help="output format")
+    p.set_defaults(func=cmd_inspect)
+
+
+def cmd_inspect(args) -> int:
+    from ..teach import inspect, load, render_inspection
+    if not Path(args.config).exists():
+        raise ConfigError(args.config, None, "no such file")
+    cfg, memmap = load(args.config)
+    report = inspect(cfg, memmap, mfn=args.mfn, superpage=args.superpage, domain=args.domain,
+                     design=args.design, steps=args.steps)
+    sys.stdout.write(render_inspection(report, args.format))
+    return 0

@@ -1,10 +1,61 @@
-"""``xensim trace``: a bridge to the parser in ``xensim.teach._trace`` (replaced at the merge by
-the module of the package's owner)."""
+"""``xensim trace``: the subcommand's arguments and its command (the tracer is
+:mod:`xensim.teach`, imported when the command runs)."""
 
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
+
+from .._errors import ConfigError
+
+#: xensim.teach's LEVELS and TRACE_FORMATS (repeated here: the parser is built without
+#: importing xensim.teach; tests/test_trace.py checks that they agree)
+LEVELS = ("hypercall", "superpage", "frame")
+TRACE_FORMATS = ("text", "md")
+
 
 def add_parser(subparsers) -> None:
-    """Register ``xensim trace``."""
-    from ..teach._trace import add_parser as add
-    add(subparsers)
+    """``xensim trace``: add the subcommand to the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "trace", help="narrate every hypercall of a config's workload: the call decoded, "
+                      "entries validated, references taken and dropped, the result",
+        description="Run a config's workload on one design (the first of its compare list, "
+                    "or --design) and narrate each hypercall. Levels: hypercall (the call and "
+                    "its result), superpage (+ entries validated, superpage words, slow or fast "
+                    "path), frame (+ every count_info / type_info change).")
+    p.add_argument("config", help="a YAML config with a workload (a small one: every hypercall "
+                                  "is printed)")
+    p.add_argument("--level", choices=LEVELS, default="superpage", help="how much to show "
+                   "(default: superpage)")
+    p.add_argument("--all-frames", action="store_true",
+                   help="list every frame of a range operation instead of one summary line")
+    p.add_argument("--format", choices=TRACE_FORMATS, default="text", help="text or Markdown")
+    p.add_argument("--design", help="the superpage design (default: the config's first)")
+    p.add_argument("--limit", type=whole_number(1), metavar="N",
+                   help="trace only the first N operations of the workload")
+    p.set_defaults(func=cmd_trace)
+
+
+def whole_number(minimum: int):
+    """An argument type: a whole number (``12``, ``0x10``) of at least ``minimum`` (0 or 1)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError("must be at least 1" if minimum else "must be 0 or more")
+        return v
+    return parse
+
+
+def cmd_trace(args) -> int:
+    """Exit status 0; 1 if the run crashed or a change went untraced."""
+    from ..teach import load, trace
+    if not Path(args.config).exists():
+        raise ConfigError(args.config, None, "no such file")
+    cfg, memmap = load(args.config)
+    res = trace(cfg, memmap, args.design, args.level, args.all_frames, args.limit)
+    sys.stdout.write(res.render(args.format))
+    return 1 if res.untraced or any(f.startswith("crashed") for f in res.footer) else 0

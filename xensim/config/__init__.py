@@ -1,25 +1,46 @@
-"""Configuration: the YAML source with line numbers, the typed loader, the
-schema, memory-map files and the machine presets.
+"""Configuration: the YAML source with line numbers (_yamlsrc), the typed dataclass
+loader (_loader), the config schema (_schema), memory-map files (_files), the
+machine presets (_presets), config files (_config), explorer scenario files
+(_scenario) and the resolved config (_resolved).
 """
 
-from ._config import (
-    Size, size, DESIGNS, RangeConfig, MachineConfig, HypervisorConfig, Config, MemmapFileConfig,
-    DomainConfig, WorkloadConfig, MixConfig, ScriptOpConfig, CostModelConfig, WORKLOAD_KINDS,
-    GUEST_OPS, check_simulation, load_config, parse_config, default_config, default_config_path,
-    build_memory_map, load_memmap_file, resolved_config, dump_resolved, load_dataclass,
-)
-from ._presets import (
-    preset_dir, list_presets, load_preset,
-)
 from ._yamlsrc import (
     KeyPath, YamlDoc, load_yaml, read_text, format_path,
 )
+from ._loader import (
+    Size, size, load_dataclass, describe, line_of, top_mapping,
+)
+from ._files import (
+    MemmapFileConfig, load_memmap_file,
+)
+from ._presets import (
+    DEFAULT_PRESET, preset_dir, list_presets, load_preset,
+)
+from ._schema import (
+    RangeConfig, MachineConfig, HypervisorConfig, DomainConfig, MixConfig, ScriptOpConfig,
+    WorkloadConfig, CostModelConfig, Config, check_simulation, workload_ops, WORKLOAD_KINDS,
+    GUEST_OPS, SLOT_RUN_OPS, SUPERPAGE_RUN_OPS, MAX_SLOTS, SUPERPAGE_BYTES, MAX_WORKLOAD_OPS,
+    FRAME_ATOMIC_NS, CMPXCHG_NS, HYPERCALL_NS,
+)
+from ._config import (
+    load_config, parse_config, default_config, default_config_path, build_memory_map,
+)
+from ._scenario import (
+    SCENARIO_OPS, ScenarioOp, ScenarioFile, Scenario, load_scenario, MAX_STEPS,
+)
+from ._resolved import (
+    to_data, drop_none, resolved_config, dump_resolved,
+)
 
 __all__ = [
-    "Config", "CostModelConfig", "DESIGNS", "DomainConfig", "GUEST_OPS", "HypervisorConfig",
-    "KeyPath", "MachineConfig", "MemmapFileConfig", "MixConfig", "RangeConfig",
-    "ScriptOpConfig", "Size", "WORKLOAD_KINDS", "WorkloadConfig", "YamlDoc", "build_memory_map",
-    "check_simulation", "default_config", "default_config_path", "dump_resolved", "format_path",
+    "CMPXCHG_NS", "Config", "CostModelConfig", "DEFAULT_PRESET", "DomainConfig",
+    "FRAME_ATOMIC_NS", "GUEST_OPS", "HYPERCALL_NS", "HypervisorConfig", "KeyPath", "MAX_SLOTS",
+    "MAX_STEPS", "MAX_WORKLOAD_OPS", "MachineConfig", "MemmapFileConfig", "MixConfig",
+    "RangeConfig", "SCENARIO_OPS", "SLOT_RUN_OPS", "SUPERPAGE_BYTES", "SUPERPAGE_RUN_OPS",
+    "Scenario", "ScenarioFile", "ScenarioOp", "ScriptOpConfig", "Size", "WORKLOAD_KINDS",
+    "WorkloadConfig", "YamlDoc", "build_memory_map", "check_simulation", "default_config",
+    "default_config_path", "describe", "drop_none", "dump_resolved", "format_path", "line_of",
     "list_presets", "load_config", "load_dataclass", "load_memmap_file", "load_preset",
-    "load_yaml", "parse_config", "preset_dir", "read_text", "resolved_config", "size",
+    "load_scenario", "load_yaml", "parse_config", "preset_dir", "read_text", "resolved_config",
+    "size", "to_data", "top_mapping", "workload_ops",
 ]

@@ -11,8 +11,12 @@ from pathlib import Path
 
 from .._errors import ConfigError
 from ..mem import MemoryMap
+from ._files import load_memmap_file
 
-__all__ = ["preset_dir", "list_presets", "load_preset"]
+__all__ = ["DEFAULT_PRESET", "preset_dir", "list_presets", "load_preset"]
+
+#: The preset used when a config names no memory map at all.
+DEFAULT_PRESET = "teaching"
 
 
 def preset_dir() -> Path:
@@ -35,5 +39,4 @@ def load_preset(name: str) -> MemoryMap:
         shown = repr(name) if isinstance(name, str) else repr(str(name))
         raise ConfigError(None, "machine.preset",
                           f"unknown preset {shown}; choose from: {', '.join(names)}")
-    from ._config import load_memmap_file     # _config imports this module
     return load_memmap_file(preset_dir() / f"{name}.yaml")

@@ -3,26 +3,28 @@
 module per design.
 """
 
+# Imported in the order the designs were proposed: their registration order, the order
+# design_names() (config's choices and their error messages) lists them in.
+from ._superpage import (
+    SuperpageDesign, put_spage_pages, REGISTRY, register, design_names, make_design,
+)
 from ._counted import (
     MARK, COUNT_MASK, CountedDesign, TableCounted,
-)
-from ._pageinfo_count import (
-    PAGEINFO_COUNT_BYTES, PageinfoCount,
 )
 from ._per_mapping import (
     PerMapping,
 )
-from ._sketch import (
-    Sketch,
-)
-from ._superpage import (
-    SuperpageDesign, put_spage_pages, REGISTRY, register, design_names, make_design,
+from ._pageinfo_count import (
+    PAGEINFO_COUNT_BYTES, PageinfoCount,
 )
 from ._superpage_info import (
     SuperpageInfo,
 )
 from ._xen41 import (
     Xen41,
+)
+from ._sketch import (
+    Sketch,
 )
 
 __all__ = [

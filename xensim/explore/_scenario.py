@@ -1,29 +1,6 @@
-"""Explorer scenarios: a small machine, some guests, and a short list of guest
-operations per CPU, run concurrently under the explorer (see _explore.py).
-
-A scenario (YAML, ``scenarios/*.yaml``)::
-
-    description: two CPUs map the same unmapped superpage
-    design: xen-4.1              # --design overrides it
-    hypervisor: {version: "4.8", faithful: false}
-    memory: 64MiB                # a flat RAM machine [0, memory)
-    domains:
-      - {name: a, superpages: 2}
-    setup:                       # run sequentially before the CPUs start
-      - {op: map, domain: a, superpage: 1, table: 0}
-    cpus:
-      - [{op: map, domain: a, superpage: 0}]
-      - [{op: map, domain: a, superpage: 0}]
-    end: destroy                 # after each schedule: destroy every guest; all RAM free again
-
-Operations: ``map`` / ``unmap`` / ``remap`` (a PSE entry; ``rw``, default true),
-``map4k`` / ``unmap4k`` (``frame`` within the superpage), ``mark`` / ``unmark``,
-``destroy``. ``domain`` names whose superpage it is; ``by`` names the domain
-issuing the hypercall (default: the same: ``by`` differing is how a scenario
-makes a second domain touch another's superpage). Each CPU maps into page
-tables of its own (``table``, default its CPU number + 1: table t covers
-1 GiB of virtual addresses at the direct map + t GiB), so entries never collide
-and only the superpage's word and frames are shared.
+"""Running explorer scenarios: a scenario (loaded by xensim.config's load_scenario;
+its file format is described there) booted as a World, its CPUs' operations run
+concurrently under the explorer (see _explore.py), each schedule's end state checked.
 """
 
 from __future__ import annotations
@@ -31,13 +8,10 @@ from __future__ import annotations
 import copy
 import errno
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-
-import yaml
 
 from ..xen import audit
 from .._errors import ConfigError
+from ..config import MAX_STEPS, Scenario, ScenarioOp
 from ._explore import (Execution, ExploreResult, Violation, _Pruned, explore_dfs, pct_chooser,
                        random_chooser, replay_chooser, round_robin, run_sampling)
 from ..guest import DIRECTMAP_BASE, GuestError, GuestKernel
@@ -45,105 +19,9 @@ from ..xen import errno_name
 from ..xen import Machine
 from ..mem import MemoryMap
 from ..mem import PGC_count_mask, PGC_state, PGC_state_free, PGC_state_inuse, PGT_count_mask
-from ..mem import GiB, SUPERPAGE_PAGES, parse_size
+from ..mem import GiB, SUPERPAGE_PAGES
 
-OPS = ("map", "unmap", "remap", "map4k", "unmap4k", "mark", "unmark", "destroy")
 _SANE = 1 << 40                 # a count past this went below zero
-#: the step bound of one schedule (a longer one is reported as a violation)
-MAX_STEPS = 200_000
-
-
-@dataclass
-class Op:
-    op: str
-    domain: str
-    superpage: int = 0
-    rw: bool = True
-    table: int | None = None
-    frame: int = 0
-    by: str | None = None
-
-
-@dataclass
-class Scenario:
-    name: str
-    description: str = ""
-    design: str = "xen-4.1"
-    version: str = "4.8"
-    faithful: bool = False
-    memory: int = 64 << 20
-    domains: list[tuple[str, int]] = field(default_factory=list)
-    setup: list[Op] = field(default_factory=list)
-    cpus: list[list[Op]] = field(default_factory=list)
-    end: str = "destroy"
-    #: the file it was loaded from (named in errors)
-    source: str | None = None
-
-
-def _fail(path, key, msg):
-    raise ConfigError(str(path), key, msg)
-
-
-def load_scenario(path) -> Scenario:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(str(path), None, f"cannot read: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        raise ConfigError(str(path), None, f"YAML syntax error: {getattr(e, 'problem', e)}",
-                          None if line is None else line + 1) from None
-    if not isinstance(data, dict):
-        _fail(path, None, "a scenario is a mapping")
-    allowed = {"description", "design", "hypervisor", "memory", "domains", "setup", "cpus", "end"}
-    for k in data:
-        if k not in allowed:
-            _fail(path, k, f"unknown key; allowed: {', '.join(sorted(allowed))}")
-    sc = Scenario(name=path.stem, description=str(data.get("description", "")), source=str(path))
-    sc.design = str(data.get("design", sc.design))
-    hv = data.get("hypervisor") or {}
-    sc.version = str(hv.get("version", sc.version))
-    sc.faithful = bool(hv.get("faithful", False))
-    try:
-        sc.memory = parse_size(data.get("memory", sc.memory))
-    except ValueError as e:
-        _fail(path, "memory", str(e))
-    for i, d in enumerate(data.get("domains") or []):
-        if not isinstance(d, dict) or "name" not in d:
-            _fail(path, f"domains[{i}]", "each domain needs a name")
-        sc.domains.append((str(d["name"]), int(d.get("superpages", 1))))
-    names = {n for n, _ in sc.domains}
-
-    def ops(items, key):
-        out = []
-        for i, o in enumerate(items or []):
-            if not isinstance(o, dict) or o.get("op") not in OPS:
-                _fail(path, f"{key}[{i}].op", f"unknown operation; choose from {', '.join(OPS)}")
-            unknown = set(o) - {"op", "domain", "superpage", "rw", "table", "frame", "by"}
-            if unknown:
-                _fail(path, f"{key}[{i}]", f"unknown keys {sorted(unknown)}")
-            for who in ("domain", "by"):
-                if who in o and o[who] not in names:
-                    _fail(path, f"{key}[{i}].{who}", f"no domain named {o[who]!r}")
-            if "domain" not in o:
-                _fail(path, f"{key}[{i}].domain", "missing")
-            have = dict(sc.domains)[o["domain"]]
-            sp = o.get("superpage", 0)
-            if not isinstance(sp, int) or isinstance(sp, bool) or not 0 <= sp < have:
-                _fail(path, f"{key}[{i}].superpage",
-                      f"domain {o['domain']!r} has superpages 0..{have - 1}, not {sp!r}")
-            out.append(Op(**{k: v for k, v in o.items()}))
-        return out
-    sc.setup = ops(data.get("setup"), "setup")
-    for c, items in enumerate(data.get("cpus") or []):
-        sc.cpus.append(ops(items, f"cpus[{c}]"))
-    if not sc.cpus:
-        _fail(path, "cpus", "a scenario needs at least one CPU")
-    sc.end = str(data.get("end", "destroy"))
-    if sc.end not in ("destroy", "none"):
-        _fail(path, "end", "destroy or none")
-    return sc
 
 
 class World:
@@ -172,7 +50,7 @@ class World:
                 k = self.kernels[op.by or op.domain]
                 if op.op in ("map", "unmap", "remap"):
                     k._ensure_table(self._va(op, c - 1), 2)
-                elif op.op in ("map4k", "unmap4k"):
+                elif op.op in ("map-4k", "unmap-4k"):
                     k._ensure_table(self._va4k(op, c - 1), 1)
         for i, op in enumerate(sc.setup):
             try:
@@ -187,16 +65,16 @@ class World:
                                   f"{m.superpage.name}: {errno_name(rc)} ({rc})")
 
     @staticmethod
-    def _table(op: Op, cpu: int) -> int:
+    def _table(op: ScenarioOp, cpu: int) -> int:
         return op.table if op.table is not None else cpu + 1
 
-    def _va(self, op: Op, cpu: int) -> int:
+    def _va(self, op: ScenarioOp, cpu: int) -> int:
         return DIRECTMAP_BASE + self._table(op, cpu) * GiB + op.superpage * (2 << 20)
 
-    def _va4k(self, op: Op, cpu: int) -> int:
+    def _va4k(self, op: ScenarioOp, cpu: int) -> int:
         return DIRECTMAP_BASE + (16 + self._table(op, cpu)) * GiB + op.superpage * (2 << 20) + op.frame * 4096
 
-    def do(self, op: Op, cpu: int) -> int:
+    def do(self, op: ScenarioOp, cpu: int) -> int:
         """Perform one operation as the issuing domain's kernel (hypercalls only)."""
         k = self.kernels[op.by or op.domain]
         m = self.m
@@ -209,9 +87,9 @@ class World:
             return k.unmap(self._va(op, cpu), 1)
         if op.op == "remap":
             return k.remap(self._va(op, cpu), op.rw, 1)
-        if op.op == "map4k":
+        if op.op == "map-4k":
             return k.map_pages(self._va4k(op, cpu), [mfn + op.frame], op.rw)
-        if op.op == "unmap4k":
+        if op.op == "unmap-4k":
             return k.unmap(self._va4k(op, cpu), 1, superpages=False)
         if op.op == "mark":
             return k.mark_superpage(mfn)
@@ -220,14 +98,14 @@ class World:
         return -errno.ENOSYS
 
 
-def describe_cas(ex: Execution, m, step) -> None:
-    """After a cmpxchg step: rewrite its trace line with what it did, e.g.
+def describe_cas(ex: "_ScenarioExecution", m, step) -> None:
+    """After a cmpxchg step: rewrite its trace line with what it did (``ex.last_cas``,
+    from the machine's spage_cmpxchg event), e.g.
     ``cpu1 cmpxchg superpage 0x0 word 0: expected 0x0 found 0x1 -> lost``."""
-    holder = m.spage_table if step.kind == "sp_cas" else m.superpage
-    done = getattr(holder, "last_cas", None)
+    done = ex.last_cas
     if done is None or not ex.trace:
         return
-    holder.last_cas = None
+    ex.last_cas = None
     old, found, new, won = done
     where = str(step).split(" ", 2)[2]
     ex.trace[-1] = (f"cpu{step.cpu} cmpxchg {where}: expected {old:#x} found {found:#x} -> "
@@ -288,7 +166,7 @@ class Runner:
         return ex
 
     @staticmethod
-    def _program(world: World, cpu: int, ops: list[Op]):
+    def _program(world: World, cpu: int, ops: list[ScenarioOp]):
         world.results = getattr(world, "results", {})
         world.results[cpu] = []
 
@@ -321,10 +199,16 @@ class _ScenarioExecution(Execution):
     #: how the run ended: None (still running, or interrupted), "ok", "violation", "pruned"
     outcome: str | None = None
     violation: Violation | None = None
+    #: (expected, found, new, won) of the last superpage cmpxchg (see describe_cas)
+    last_cas: tuple | None = None
+
+    def _on_cas(self, where, spdx, word, expected, found, new, won) -> None:
+        self.last_cas = (expected, found, new, won)
 
     def run(self, chooser) -> None:
         try:
-            super().run(chooser)
+            with self.m.events.listening(spage_cmpxchg=self._on_cas):
+                super().run(chooser)
             self.runner.end_check(self)
         except Violation as v:
             self.outcome, self.violation = "violation", v
@@ -478,113 +362,3 @@ def _audit_line(rep) -> str:
     head = "; ".join(str(x) for x in d[:3])
     more = f" (and {rep.total_differences - 3} more)" if rep.total_differences > 3 else ""
     return f"{rep.total_differences} audit difference(s): {head}{more}"
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("explore", help="explore interleavings of a concurrent scenario",
-                       description="Run a scenario's CPUs interleaved one atomic step at a time "
-                                   "and look for races; exit 0: no violation, 1: a violation, "
-                                   "2: bad input, 130: interrupted (the schedules finished so "
-                                   "far are summarised).")
-    p.add_argument("scenario", help="a scenario YAML (see scenarios/)")
-    p.add_argument("--design", help="superpage design (default: the scenario's design:)")
-    p.add_argument("--scheduler", choices=("dfs", "random", "pct", "round-robin"), default="dfs",
-                   help="dfs (default): every schedule within the preemption bound, depth "
-                        "first; random, pct: --max-schedules sampled schedules from --seed; "
-                        "round-robin: one schedule")
-    p.add_argument("--preemption-bound", type=int, default=2, metavar="N",
-                   help="dfs: at most N preemptions per schedule (a switch away from a CPU "
-                        "that could go on; default 2, at least 0)")
-    p.add_argument("--max-schedules", type=int, default=10_000, metavar="M",
-                   help="stop after M schedules (default 10000, at least 1); random and pct "
-                        "run M")
-    p.add_argument("--seed", type=int, default=0, help="random and pct: the seed (default 0)")
-    p.add_argument("--all", action="store_true",
-                   help="keep going after the first violation (default: stop there)")
-    p.add_argument("--replay", metavar="SCHEDULE",
-                   help=f"rerun one schedule exactly: CPU ids, *n repeats (0,1*1030,0; "
-                        f"at most {MAX_STEPS:,} steps, the step bound)")
-    p.add_argument("--full-trace", action="store_true",
-                   help="print every step of the trace (default: runs of one CPU's frame "
-                        "steps summarised)")
-    p.set_defaults(func=cmd_explore)
-
-
-def _bad_options(args) -> list[str]:
-    bad = []
-    if args.preemption_bound < 0:
-        bad.append(f"--preemption-bound: must be 0 or more, got {args.preemption_bound}")
-    if args.max_schedules < 1:
-        bad.append(f"--max-schedules: must be at least 1, got {args.max_schedules}")
-    return bad
-
-
-def _search_note(res: ExploreResult, args, interrupted: bool) -> str:
-    if interrupted:
-        return "search interrupted (Ctrl-C): the schedules finished so far"
-    if res.first is not None and not args.all:
-        return "search stopped at the first violation (--all goes on)"
-    if args.scheduler == "round-robin":
-        return "one round-robin schedule (not a search)"
-    if args.scheduler != "dfs":
-        return f"{res.schedules} sampled schedules (not a complete search)"
-    if not res.complete:
-        return "search incomplete (--max-schedules reached)"
-    return f"search complete within preemption bound {args.preemption_bound}"
-
-
-def cmd_explore(args) -> int:
-    import sys
-    bad = _bad_options(args)
-    if bad:
-        for line in bad:
-            print(f"xensim: error: {line}", file=sys.stderr)
-        return 2
-    sc = load_scenario(args.scenario)
-    design = args.design or sc.design
-    from ..designs import REGISTRY as DESIGNS
-    if design not in DESIGNS:
-        raise ConfigError(None, "--design", f"unknown design {design!r}; choose from {', '.join(sorted(DESIGNS))}")
-    w = sys.stdout.write
-    if args.replay is not None:
-        ex, v = replay(sc, parse_schedule(args.replay, cpus=len(sc.cpus)), design)
-        w(f"replayed {len(ex.schedule)} steps of {sc.name} on {design}\n")
-        w(f"results per CPU: {getattr(ex.world, 'results', {})}\n")
-        trace = ex.trace if args.full_trace else summarise_trace(ex.trace)
-        w("".join(f"  {t}\n" for t in trace))
-        w("".join(f"lost cmpxchg: {t}\n" for t in lost_cas(ex.trace)))
-        w(f"violation: {v.message}\n" if v else "no violation\n")
-        return 1 if v else 0
-    interrupted = False
-    from ..output import Progress
-    bar = Progress()                          # on a terminal, for searches over ~2 s
-    total = 1 if args.scheduler == "round-robin" else args.max_schedules
-    bar.start(f"{sc.name} on {design}", total,
-              unit="schedules" if args.scheduler in ("random", "pct") else "schedules (at most)")
-    try:
-        res = explore(sc, design, args.scheduler, args.preemption_bound, args.max_schedules,
-                      args.seed, not args.all, bar)
-    except Interrupted as e:
-        res, interrupted = e.result, True
-    w(f"scenario {sc.name} ({sc.description}) on {design}"
-      f"{' [BUGGY design]' if DESIGNS[design].buggy else ''}, scheduler {args.scheduler}"
-      + (f", preemption bound {args.preemption_bound}" if args.scheduler == "dfs" else "") + "\n")
-    w(f"schedules explored: {res.schedules}" + (f" (+{res.pruned} cut short as equivalent)" if res.pruned else "")
-      + f", steps: {res.steps:,}, {res.seconds:.2f} s ({res.steps / max(res.seconds, 1e-9):,.0f} steps/s)"
-      + f", {_search_note(res, args, interrupted)}\n")
-    w(f"violations: {res.violations}\n")
-    if res.first:
-        v = res.first
-        w(f"first violation: {v.message}\n")
-        for t in lost_cas(v.trace):
-            w(f"lost cmpxchg: {t}\n")
-        w(f"schedule ({len(v.schedule)} step{'s' * (len(v.schedule) != 1)}): {format_schedule(v.schedule)}\n")
-        w("trace:\n")
-        trace = v.trace if args.full_trace else summarise_trace(v.trace)
-        w("".join(f"  {t}\n" for t in trace))
-        w(f"replay: xensim explore {args.scenario} --design {design} --replay {format_schedule(v.schedule)}\n")
-    if interrupted:
-        sys.stdout.flush()
-        print(f"xensim: interrupted after {res.schedules:,} schedules", file=sys.stderr)
-        return 130
-    return 1 if res.first else 0

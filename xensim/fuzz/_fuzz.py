@@ -67,7 +67,7 @@ from ..guest import DIRECTMAP_BASE, GuestError, GuestKernel
 from ..mem import DomainHeap
 from ..xen import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
                          HYPERVISOR_update_va_mapping, errno_name)
-from ..xen import Machine
+from ..xen import Machine, RELEASE_NAMES
 from ..mem import MemoryMap
 from ..xen import (XENMEM_decrease_reservation, XENMEM_increase_reservation,
                          XENMEM_populate_physmap, XenMemoryReservation)
@@ -1685,7 +1685,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--domains", type=int, default=3,
                    help=f"guests at a time, {MIN_DOMAINS}-{MAX_DOMAINS} (default 3)")
-    p.add_argument("--version", default="4.8", choices=Machine.VERSIONS,
+    p.add_argument("--version", default="4.8", choices=RELEASE_NAMES,
                    help="Xen release (default 4.8)")
     p.add_argument("--faithful", action="store_true",
                    help="reproduce Xen's known bugs (violations are then expected)")

@@ -33,7 +33,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from ..config._config import MAX_SLOTS, SLOT_RUN_OPS, SUPERPAGE_BYTES, WorkloadConfig
+from ..config import MAX_SLOTS, SLOT_RUN_OPS, SUPERPAGE_BYTES, WorkloadConfig
 from ._guest import DIRECTMAP_BASE, GuestKernel
 from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES, SUPERPAGE_SHIFT
 

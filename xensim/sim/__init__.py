@@ -11,6 +11,9 @@ from ._overhead import (
 from ._report import (
     MachineReport, fmt_ns, comparison_tables, RunResult,
 )
+from ._session import (
+    Counters, Step, Session, start, config_workload,
+)
 from ._simulate import (
     MAX_FAILURES_LISTED, AuditVerdict, DesignRun, Comparison, run_design, Interrupted,
     run_comparison,
@@ -21,4 +24,5 @@ __all__ = [
     "Estimate", "FRAME_OPS", "Interrupted", "MAX_FAILURES_LISTED", "MachineReport",
     "OverheadReport", "PAGEINFO_COUNT_BYTES", "RunResult", "SPAGE_INFO_BYTES",
     "comparison_tables", "fmt_ns", "overhead", "run_comparison", "run_design",
+    "Counters", "Step", "Session", "start", "config_workload",
 ]

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 #: defaults (see docs/cost-model.md): a config's ``cost_model:`` section defaults to them
-from ..config._config import CMPXCHG_NS, FRAME_ATOMIC_NS, HYPERCALL_NS  # noqa: E402
+from ..config import CMPXCHG_NS, FRAME_ATOMIC_NS, HYPERCALL_NS  # noqa: E402
 
 #: the refcount primitives whose calls are priced as frame atomic operations
 FRAME_OPS = ("get_page", "put_page", "get_page_type", "put_page_type")

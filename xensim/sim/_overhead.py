@@ -24,11 +24,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..mem import FRAME_BYTES, PDX_GROUP_FRAMES, XEN_PAGE_INFO_BYTES
-from ..xen import Machine
+from ..mem import (FRAME_BYTES, PDX_GROUP_FRAMES, SUPERPAGE_PAGES, XEN_PAGE_INFO_BYTES,
+                   SuperpageTable, format_size)
 from ..output import Column, Table, fmt_hex, fmt_int, fmt_pct
-from ..mem import SuperpageTable
-from ..mem import SUPERPAGE_PAGES, format_size
+from ..xen import Machine
 
 SPAGE_INFO_BYTES = 8
 PAGEINFO_COUNT_BYTES = 8

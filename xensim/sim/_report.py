@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..mem import FRAME_BYTES, PAGE_SHIFT, PDX_GROUP_FRAMES, format_size
+from ..output import Column, Table, fmt_hex, fmt_int, fmt_pct, plural
 from ..xen import Machine
 from ._overhead import OverheadReport, overhead
-from ..mem import FRAME_BYTES, PDX_GROUP_FRAMES
-from ..output import Column, Table, fmt_hex, fmt_int, fmt_pct, plural
 from ._simulate import Comparison, DesignRun
-from ..mem import PAGE_SHIFT, format_size
 
 
 @dataclass

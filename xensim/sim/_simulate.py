@@ -1,14 +1,15 @@
 """Running a workload: on one superpage design, or the same one on several (``compare:``).
 
-Each design gets a fresh :class:`~xensim._machine.Machine` (``Machine.from_config``
-with the design swapped in), the same domains created by dom0 in the same order,
-the same set-up (populate every domain's memory in 2 MiB extents, build and pin
-its page-table tree, create every L2/L1 table the workload will use), then the
-same operations from the same seed. What is reported is what the *workload*
-did: every counter is the difference between its value after the set-up and
-after the last operation. The auditor runs after the last operation (and
-every ``audit_every`` operations); then every domain is destroyed, and the
-heap must hold again every frame it held at boot (``leaked_frames``).
+Each design gets a fresh :class:`~xensim.xen.Machine` set up by a
+:class:`~xensim.sim.Session` (``Machine.from_config`` with the design swapped in,
+the same domains created by dom0 in the same order, the same set-up: populate
+every domain's memory in 2 MiB extents, build and pin its page-table tree, create
+every L2/L1 table the workload will use), then the same operations from the same
+seed. What is reported is what the *workload* did: every counter is the
+difference between its value after the set-up and after the last operation. The
+auditor runs after the last operation (and every ``audit_every`` operations);
+then every domain is destroyed, and the heap must hold again every frame it held
+at boot (``leaked_frames``).
 """
 
 from __future__ import annotations
@@ -18,17 +19,14 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..xen import audit
-from ..config._config import Config, _drop_none, _line_of, _to_data
-from ._costmodel import COUNT_UPDATES, FRAME_OPS, CostModel, Estimate
 from .._errors import ConfigError
-from ..guest import GuestError, GuestKernel
-from ..xen import errno_name
-from ..xen import Machine
+from ..config import Config, drop_none, to_data
+from ..guest import Workload
 from ..mem import MemoryMap
 from ..output import Progress
-from ..mem import format_size
-from ..guest import DomainSpec, Workload, apply, make_workload
+from ..xen import audit
+from ._costmodel import COUNT_UPDATES, FRAME_OPS, CostModel, Estimate
+from ._session import Counters, Session, config_workload, set_up_domains
 
 #: failures listed per design (the rest are counted)
 MAX_FAILURES_LISTED = 5
@@ -61,8 +59,8 @@ class AuditVerdict:
 
 @dataclass
 class DesignRun:
-    """One design's run of the workload. ``status``: ok, skipped (design not available)
-    or crashed (an exception: a bug, in ``reason``)."""
+    """One design's run of the workload. ``status``: ok, or crashed (an exception: a
+    bug, in ``reason``)."""
     design: str
     status: str = "ok"
     reason: str | None = None
@@ -147,8 +145,6 @@ class DesignRun:
 
     def to_dict(self) -> dict:
         d = {"design": self.design, "status": self.status, "reason": self.reason}
-        if self.status == "skipped":
-            return d
         d.update({
             "description": self.description,
             "ops": self.ops, "ops_failed": self.ops_failed, "guest_errors": self.guest_errors,
@@ -211,117 +207,64 @@ class Comparison:
 
 
 # --------------------------------------------------------------------------
-# The designs that exist in this build
-# --------------------------------------------------------------------------
-
-# --------------------------------------------------------------------------
 # One design
 # --------------------------------------------------------------------------
 
-def _counters(m: Machine) -> tuple[dict, dict, dict, dict]:
-    return (m.refs.stats.as_dict(), dict(m.superpage.stats),
-            {k: (v.calls, Counter(v.errors)) for k, v in m.hypercall.stats.items()},
-            dict(m.pt_stats))
-
-
-def _setup(m: Machine, cfg: Config, wl: Workload) -> dict:
-    """Create, populate and build every domain; the tables the workload needs. -> kernels."""
-    kernels = {}
-    for spec, (i, _, _) in zip(wl.domains, cfg.domain_entries()):
-        lay = wl.layout[spec.name]
-        pool = lay.pool_pages()
-        domid = m.create_domain(spec.name, spec.pages + pool)
-        k = GuestKernel(m, domid, pt_pool_pages=pool)
-        free = m.heap.free_frames << 12
-        done = k.populate(0, spec.pages)
-        if done != spec.superpages:
-            why = errno_name(done) if done < 0 else f"{done} of {spec.superpages} 2 MiB extents"
-            path = f"domains[{i}].memory"
-            raise ConfigError(cfg.source, path,
-                              f"domain '{spec.name}' ({format_size(spec.memory)}) does not fit "
-                              f"on {m.memmap.name} ({format_size(m.memmap.ram_bytes)} of RAM, "
-                              f"{format_size(free)} free for it): populate_physmap gave {why}",
-                              _line_of(path, cfg.key_lines))
-        rc = k.build()
-        for va, level in lay.table_vas():
-            if rc == 0:
-                _, rc = k._ensure_table(va, level)
-        if rc != 0:
-            raise RuntimeError(f"domain '{spec.name}': building its page tables failed "
-                               f"({errno_name(rc)})")
-        kernels[spec.name] = k
-    return kernels
+#: transitional: teach/_trace.py's boot() uses it until it moves to :func:`start`
+_setup = set_up_domains
 
 
 def run_design(cfg: Config, memmap: MemoryMap, design: str, wl: Workload | None = None,
                progress: Progress | None = None, progress_base: int = 0) -> DesignRun:
-    """Run the config's workload on ``design`` (a fresh machine)."""
-    wl = wl or make_workload(cfg.effective_workload(),
-                             [DomainSpec(n, mem) for n, mem in cfg.domain_specs()])
+    """Run the config's workload on ``design`` (a fresh machine: a :class:`Session`)."""
     progress = progress or Progress.off()
-    c = dataclasses.replace(cfg, hypervisor=dataclasses.replace(cfg.hypervisor, superpage=design))
-    m = Machine.from_config(c, memmap)
+    s = Session(cfg, memmap, design, wl)
+    m = s.machine
     run = DesignRun(design, description=m.superpage.description,
                     supports_mark=m.superpage.supports_mark)
-    boot_free = m.heap.free_frames
     digest = hashlib.sha256()
     by_op: dict[str, list[int]] = {}
     every = cfg.audit_every
-    n = 0
     stage = "in the set-up"
+
+    def before(i, op):
+        nonlocal stage
+        stage = f"at op {i + 1} ({op})"
+        digest.update(repr(op.key()).encode())
+
     try:
-        kernels = _setup(m, cfg, wl)
-        refs0, sp0, hc0, pt0 = _counters(m)
-        for op in wl.ops(cfg.seed):
-            stage = f"at op {n + 1} ({op})"
-            digest.update(repr(op.key()).encode())
-            k = kernels[op.domain]
-            types0 = m.refs.stats.get_page_type
-            try:
-                ok = apply(op, k)
-                why = None if ok else errno_name(k.last_rc) if k.last_rc < 0 else "partly done"
-            except GuestError as e:
-                ok, why = False, f"refused by the guest kernel: {e}"
+        s.set_up()
+        c0 = s.counters()
+        for step in s.steps(before=before):
+            op, n = step.op, step.index + 1
+            if step.refused is not None:
                 run.guest_errors += 1
-            n += 1
             counts = by_op.setdefault(op.op, [0, 0])
             counts[0] += 1
-            if ok:
+            if step.ok:
                 if op.op == "map":
                     run.mappings += op.count
-                    run.map_type_refs += m.refs.stats.get_page_type - types0
+                    run.map_type_refs += step.type_refs
                 elif op.op == "map-4k":
                     run.mappings_4k += op.count
-                    run.map_4k_type_refs += m.refs.stats.get_page_type - types0
+                    run.map_4k_type_refs += step.type_refs
             else:
                 if op.op in ("mark", "unmark") and not run.supports_mark:
                     run.mark_unsupported += 1
-                    run.mark_errno = why
+                    run.mark_errno = step.why
                 counts[1] += 1
                 run.ops_failed += 1
                 if len(run.failures) < MAX_FAILURES_LISTED:
-                    run.failures.append(f"op {n}: {op}: {why}")
+                    run.failures.append(f"op {n}: {op}: {step.why}")
             if every and n % every == 0:
                 stage = f"in the audit after op {n}"
                 run.audit.add(audit(m), n)
             progress.update(progress_base + n)
-        run.ops = n
-        refs1, sp1, hc1, pt1 = _counters(m)
+        n = run.ops = s.ops_done
+        c1 = s.counters()
         stage = "in the final audit"
         run.audit.add(audit(m), n)
-        run.refcount = {k: refs1[k] - refs0.get(k, 0) for k in FRAME_OPS}
-        run.tlb_flushes = refs1["tlb_flushes"] - refs0.get("tlb_flushes", 0)
-        run.entry_updates = {k: pt1.get(k, 0) - pt0.get(k, 0) for k in ("fast_path", "slow_path")}
-        run.superpage = {k: sp1.get(k, 0) - sp0.get(k, 0) for k in
-                         list(COUNT_UPDATES) + [k for k in sp1 if k not in COUNT_UPDATES]}
-        errors: Counter = Counter()
-        for name, (calls, errs) in sorted(hc1.items()):
-            calls0, errs0 = hc0.get(name, (0, Counter()))
-            delta = errs - errs0
-            if calls - calls0:
-                run.hypercalls[name] = {"calls": calls - calls0, "errors": dict(sorted(delta.items()))}
-            errors += delta
-        run.errors = dict(sorted(errors.items()))
+        _counter_deltas(run, c0, c1)
         run.by_op = {name: {"ops": a, "failed": b} for name, (a, b) in by_op.items()}
         run.ops_digest = digest.hexdigest()[:16]
         run.metadata_bytes = int(m.superpage.metadata_bytes())
@@ -331,17 +274,34 @@ def run_design(cfg: Config, memmap: MemoryMap, design: str, wl: Workload | None 
             has_count_word=run.metadata_bytes > 0)
         # teardown: the toolstack destroys every guest; the heap must be whole again
         stage = "at teardown"
-        for k in kernels.values():
-            m.destroy_domain(k.domid)
-        run.leaked_frames = boot_free - m.heap.free_frames
-        run.zombie_domains = len(m.domains) - 1
+        run.leaked_frames, run.zombie_domains = s.teardown()
     except ConfigError:
         raise
     except Exception as e:                          # noqa: BLE001  a bug: reported, not hidden
         run.status = "crashed"
         run.reason = f"{type(e).__name__} {stage}: {e}"
-        run.ops = n
+        run.ops = s.ops_done
     return run
+
+
+def _counter_deltas(run: DesignRun, c0: Counters, c1: Counters) -> None:
+    """What the workload did: the counters after its last operation less those after the set-up."""
+    refs0, refs1 = c0.refcount, c1.refcount
+    run.refcount = {k: refs1[k] - refs0.get(k, 0) for k in FRAME_OPS}
+    run.tlb_flushes = refs1["tlb_flushes"] - refs0.get("tlb_flushes", 0)
+    pt0, pt1 = c0.entry_updates, c1.entry_updates
+    run.entry_updates = {k: pt1.get(k, 0) - pt0.get(k, 0) for k in ("fast_path", "slow_path")}
+    sp0, sp1 = c0.superpage, c1.superpage
+    run.superpage = {k: sp1.get(k, 0) - sp0.get(k, 0) for k in
+                     list(COUNT_UPDATES) + [k for k in sp1 if k not in COUNT_UPDATES]}
+    errors: Counter = Counter()
+    for name, (calls, errs) in sorted(c1.hypercalls.items()):
+        calls0, errs0 = c0.hypercalls.get(name, (0, Counter()))
+        delta = errs - errs0
+        if calls - calls0:
+            run.hypercalls[name] = {"calls": calls - calls0, "errors": dict(sorted(delta.items()))}
+        errors += delta
+    run.errors = dict(sorted(errors.items()))
 
 
 # --------------------------------------------------------------------------
@@ -361,9 +321,7 @@ class Interrupted(KeyboardInterrupt):
 def run_comparison(cfg: Config, memmap: MemoryMap,
                    progress: Progress | None = None) -> Comparison:
     """Run the config's workload on every design of ``compare`` (else the hypervisor's)."""
-    wl_cfg = cfg.effective_workload()
-    specs = [DomainSpec(n, mem) for n, mem in cfg.domain_specs()]
-    wl = make_workload(wl_cfg, specs)
+    wl = config_workload(cfg)
     names = cfg.designs()
     progress = progress or Progress.off()
     progress.start("", wl.total * len(names))
@@ -374,13 +332,12 @@ def run_comparison(cfg: Config, memmap: MemoryMap,
             progress.label = name
             r = run_design(cfg, memmap, name, wl, progress, base)
             runs.append(r)
-            if r.status != "skipped":
-                base += wl.total
+            base += wl.total
     except KeyboardInterrupt:
         progress.close()
-        raise Interrupted(progress.done, [r.design for r in runs if r.status != "skipped"]) from None
+        raise Interrupted(progress.done, [r.design for r in runs]) from None
     progress.close()
-    return Comparison(seed=cfg.seed, workload=_drop_none(_to_data(wl_cfg)),
-                      domains=[{"name": s.name, "memory": s.memory} for s in specs],
-                      cost_model=_to_data(cfg.cost_model), audit_every=cfg.audit_every,
+    return Comparison(seed=cfg.seed, workload=drop_none(to_data(wl.cfg)),
+                      domains=[{"name": s.name, "memory": s.memory} for s in wl.domains],
+                      cost_model=to_data(cfg.cost_model), audit_every=cfg.audit_every,
                       ops=wl.total, runs=runs)

@@ -25,49 +25,24 @@ keys below).
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
 from .._errors import ConfigError
-from ..xen import Machine
-from ..mem import INVALID
-from ..mem import (DOMID_INVALID, PGT_l4_page_table, PGT_TYPE_NAMES, PGT_type_shift,
-                         decode_count_info, decode_spage, decode_type_info)
-from ..xen import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, CHILD_TYPES, LEVEL_TYPES, pte_mfn
-from ._trace import (boot, format_pte, load, pick_design, pte_flags, run_ops, spage_word_name,
-                     spage_word_text)
-from ..mem import SUPERPAGE_ORDER, SUPERPAGE_PAGES
+from ..mem import (DOMID_INVALID, INVALID, PGT_l4_page_table, SUPERPAGE_ORDER, SUPERPAGE_PAGES,
+                   decode_count_info, decode_spage, decode_type_info)
+from ..xen import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, CHILD_TYPES, LEVEL_TYPES, Machine, pte_mfn
+from ._decode import (count_info_text, format_pte, pte_flags, spage_word_text, spage_words,
+                      type_info_text, type_text)
+from ._replay import replay
 
 INSPECT_FORMATS = ("text", "md", "json")
 
 
 # ==========================================================================
-# Decoding
+# Owners and superpage entries
 # ==========================================================================
-
-def count_info_text(ci: int) -> str:
-    """``allocated, state inuse, count 2``: the flags set, the state, the count."""
-    d = decode_count_info(ci)
-    flags = [k for k in ("allocated", "xen_heap", "page_table", "broken") if d[k]]
-    if d["cacheattr"]:
-        flags.append(f"cacheattr {d['cacheattr']}")
-    return ", ".join(flags + [f"state {d['state']}", f"count {d['count']}"])
-
-
-def type_info_text(ti: int) -> str:
-    """``type writable, validated, count 1``: the type, its flags set, the type count."""
-    d = decode_type_info(ti)
-    flags = [k for k in ("pinned", "validated", "pae_xen_l2", "partial", "locked") if d[k]]
-    return ", ".join([f"type {d['type']}"] + flags + [f"count {d['count']}"])
-
-
-def _tname(t: int | None) -> str:
-    return "-" if t is None else PGT_TYPE_NAMES.get(t >> PGT_type_shift, str(t))
-
 
 def _dom(m: Machine, domid: int | None) -> str:
     if domid is None or domid == DOMID_INVALID:
@@ -88,15 +63,9 @@ def superpage_entry(m: Machine, mfn: int) -> dict:
     if spdx is None or not m.spage_table.has_entry(spdx):
         out["text"] = "no entry (not a superpage with RAM)"
         return out
-    if design == "pageinfo-count":
-        words = [(0, m.superpage.field(first))]
-    else:
-        n = m.spage_table.words_per_entry if design == "superpage-info" else 1
-        words = [(w, m.spage_table.read(spdx, w)) for w in range(n)]
     texts = []
-    for w, v in words:
-        entry = {"word": w, "name": spage_word_name(design, w), "raw": v,
-                 "text": spage_word_text(design, w, v)}
+    for w, (name, v) in enumerate(spage_words(m, first)):
+        entry = {"word": w, "name": name, "raw": v, "text": spage_word_text(design, w, v)}
         if design == "xen-4.1":
             entry.update(decode_spage(v))
         out["words"].append(entry)
@@ -132,7 +101,7 @@ def entries_mapping(m: Machine, first: int, n: int = 1) -> list[dict]:
                    "rw": bool(val & _PAGE_RW)}
             if kind == "table":
                 linear = m.pt.is_linear(level, val, table)
-                row["child_type"] = _tname(LEVEL_TYPES[level] if linear else CHILD_TYPES[level])
+                row["child_type"] = type_text(LEVEL_TYPES[level] if linear else CHILD_TYPES[level])
                 if linear:
                     row["linear"] = True
             out.append(row)
@@ -165,10 +134,10 @@ def held_by(m: Machine, mfn: int, mapped: list[dict]) -> dict:
     for dom in m.domains.values():
         for page, t in dom.pinned.items():
             if int(m.pdx_to_mfn(page)) == mfn:
-                rows.append({"what": f"pin by dom{dom.domid}", "general": 1, "type": _tname(t)})
+                rows.append({"what": f"pin by dom{dom.domid}", "general": 1, "type": type_text(t)})
         if dom.baseptr == mfn:
             rows.append({"what": f"base pointer of dom{dom.domid}", "general": 1,
-                         "type": _tname(PGT_l4_page_table)})
+                         "type": type_text(PGT_l4_page_table)})
     # what the superpage design holds: its runs of 512 references (from the auditor's view)
     exp = Expected()
     m.pt.expect(m, exp)
@@ -176,7 +145,7 @@ def held_by(m: Machine, mfn: int, mapped: list[dict]) -> dict:
         if r_mfn <= mfn < r_mfn + r_n:
             rows.append({"what": f"superpage mfn {r_mfn:#x}: the {m.superpage.name} design's "
                                  f"{r_n} frame references", "general": 1,
-                         "type": _tname(r_type) if r_type is not None else None})
+                         "type": type_text(r_type) if r_type is not None else None})
     count = sum(r["general"] for r in rows)
     types = [r["type"] for r in rows if r["type"]]
     exp_type = types[0] if types and len(set(types)) == 1 else ("conflict" if types else None)
@@ -258,7 +227,7 @@ def inspect_domain(m: Machine, domid: int, max_tree_lines: int = 64) -> dict:
     out = {"view": "domain", "domid": domid, "name": d.name, "max_pages": d.max_pages,
            "tot_pages": d.tot_pages, "allocated_pages": len(d.allocated),
            "baseptr": d.baseptr,
-           "pins": [{"mfn": int(m.pdx_to_mfn(p)), "type": _tname(t)} for p, t in sorted(d.pinned.items())],
+           "pins": [{"mfn": int(m.pdx_to_mfn(p)), "type": type_text(t)} for p, t in sorted(d.pinned.items())],
            "marks": sorted(d.marked), "dying": d.is_dying}
     levels = {lv: {"tables": 0, "present": 0, "pse": 0, "pse_rw": 0, "small": 0, "small_rw": 0,
                    "to_tables": 0} for lv in (4, 3, 2, 1)}
@@ -396,7 +365,8 @@ def _domain_lines(r: dict) -> list[tuple[str, list[str]]]:
 _SECTIONS = {"mfn": _mfn_lines, "superpage": _superpage_lines, "domain": _domain_lines}
 
 
-def render(report: dict, fmt: str = "text") -> str:
+def render_inspection(report: dict, fmt: str = "text") -> str:
+    """An inspection report as text, Markdown or JSON."""
     if fmt == "json":
         return json.dumps(report, indent=2, sort_keys=False, default=int) + "\n"
     sections = _SECTIONS[report["view"]](report)
@@ -464,56 +434,15 @@ def inspect(cfg, memmap, *, mfn: str | None = None, superpage: str | None = None
             domain: str | None = None, design: str | None = None,
             steps: int | None = None) -> dict:
     """Run the workload (or its first ``steps`` operations) and inspect one thing."""
-    name = pick_design(cfg, design)
-    m, kernels, wl = boot(cfg, memmap, name)
-    n = run_ops(kernels, wl, cfg.seed, steps)
+    session = replay(cfg, memmap, design)
+    n = session.run(steps)
+    m, kernels = session.machine, session.kernels
     if mfn is not None:
         report = inspect_mfn(m, _int(mfn, "--mfn"))
     elif superpage is not None:
         report = inspect_superpage(m, resolve_superpage(m, kernels, superpage))
     else:
         report = inspect_domain(m, resolve_domain(m, kernels, domain))
-    report.update({"config": str(cfg.source or "<config>"), "design": name, "ops_run": n,
-                   "ops_total": wl.total})
+    report.update({"config": str(cfg.source or "<config>"), "design": session.design,
+                   "ops_run": n, "ops_total": session.workload.total})
     return report
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """``xensim inspect``: add the subcommand to the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "inspect", help="after a config's workload: decode a frame, a superpage or a domain",
-        description="Run a config's workload on one design (as xensim run does, or its first "
-                    "--steps operations) and decode one frame (--mfn), superpage (--superpage) "
-                    "or domain's page tables (--domain).")
-    p.add_argument("config", help="a YAML config with a workload")
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--mfn", metavar="X", help="a machine frame number (0x200 or 512)")
-    what.add_argument("--superpage", metavar="X",
-                      help="a superpage: an MFN in it, or DOMAIN:INDEX (superpage INDEX of DOMAIN)")
-    what.add_argument("--domain", metavar="D", help="a domain: its name or domid")
-    p.add_argument("--design", help="the superpage design (default: the config's first)")
-    p.add_argument("--steps", type=_steps, metavar="N",
-                   help="stop after the first N operations of the workload (default: all)")
-    p.add_argument("--format", choices=INSPECT_FORMATS, default="text", help="output format")
-    p.set_defaults(func=cmd_inspect)
-    return p
-
-
-def _steps(text: str) -> int:
-    try:
-        v = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return v
-
-
-def cmd_inspect(args) -> int:
-    if not Path(args.config).exists():
-        raise ConfigError(args.config, None, "no such file")
-    cfg, memmap = load(args.config)
-    report = inspect(cfg, memmap, mfn=args.mfn, superpage=args.superpage, domain=args.domain,
-                     design=args.design, steps=args.steps)
-    sys.stdout.write(render(report, args.format))
-    return 0

@@ -9,6 +9,9 @@ from ._audit import (
 from ._domain import (
     DOMID_SELF, Domain,
 )
+from ._events import (
+    EVENTS, Events, Subscription,
+)
 from ._hypercall import (
     HYPERVISOR_mmu_update, HYPERVISOR_memory_op, HYPERVISOR_update_va_mapping,
     HYPERVISOR_mmuext_op, HYPERCALL_NAMES, errno_name, CallStats, HypercallLayer,
@@ -41,13 +44,17 @@ from ._refcount import (
     VALID_AT_ONCE, PageTypeValidator, NoPageTables, RefStats, get_page_allowed,
     GET_PAGE_COUNT_MAX, REASONS, RangeResult, RefCounts,
 )
+from ._release import (
+    Release, RELEASE_NAMES, LATEST_RELEASE,
+)
 from ._segdesc import (
     FIRST_RESERVED_GDT_ENTRY, FLAT_KERNEL_CS, check_descriptor, alloc_segdesc_page,
 )
 
 __all__ = [
     "AuditReport", "BASE_DISALLOW_MASK", "CHILD_TYPES", "CTLDOM_MAX_ORDER", "CallStats",
-    "DOMID_SELF", "DOMU_MAX_ORDER", "Difference", "Domain", "ENTRIES", "Expected",
+    "DOMID_SELF", "DOMU_MAX_ORDER", "Difference", "Domain", "ENTRIES", "EVENTS", "Events",
+    "Expected",
     "FASTPATH_FLAG_WHITELIST", "FIRST_RESERVED_GDT_ENTRY", "FLAT_KERNEL_CS",
     "GET_PAGE_COUNT_MAX", "GuestMemory", "HWDOM_MAX_ORDER", "HYPERCALL_NAMES",
     "HYPERVISOR_memory_op", "HYPERVISOR_mmu_update", "HYPERVISOR_mmuext_op",
@@ -59,7 +66,7 @@ __all__ = [
     "MMU_PT_UPDATE_PRESERVE_AD", "MULTIPAGE_MAX_ORDER", "Machine", "MmuUpdate", "MmuextOp",
     "NoPageTables", "PADDR_MASK", "PAGE_CACHE_ATTRS", "PSE_BATCH_MIN", "PageTables",
     "PageTypeValidator", "REASONS", "ROOT_PAGETABLE_FIRST_XEN_SLOT",
-    "ROOT_PAGETABLE_LAST_XEN_SLOT", "RangeResult", "RefCounts", "RefStats", "VALID_AT_ONCE",
+    "ROOT_PAGETABLE_LAST_XEN_SLOT", "RangeResult", "RefCounts", "RefStats", "Subscription", "VALID_AT_ONCE",
     "XENMEM_decrease_reservation", "XENMEM_increase_reservation", "XENMEM_populate_physmap",
     "XenMemoryReservation", "_PAGE_ACCESSED", "_PAGE_AVAIL", "_PAGE_AVAIL_HIGH", "_PAGE_DIRTY",
     "_PAGE_GLOBAL", "_PAGE_GNTTAB", "_PAGE_NX", "_PAGE_PAT", "_PAGE_PCD", "_PAGE_PRESENT",
@@ -68,4 +75,5 @@ __all__ = [
     "do_update_va_mapping", "errno_name", "get_page_allowed", "get_pg_owner", "get_pte_flags",
     "guest_remove_page", "has_changed", "increase_reservation", "is_xen_slot", "make_pte",
     "max_order", "populate_physmap", "pte_mfn", "put_pte_flags",
+    "LATEST_RELEASE", "RELEASE_NAMES", "Release",
 ]

@@ -18,6 +18,7 @@ import errno
 from dataclasses import dataclass, replace
 
 from ._domain import DOMID_SELF, Domain
+from ._release import Release
 from ..mem import INVALID
 from ..mem import PGC_allocated
 from ..mem import MAX_ORDER
@@ -69,13 +70,13 @@ def max_order(d: Domain) -> int:
 
 def _order_allowed(m, curr: Domain, cmd: int, order: int) -> bool:
     """The order check of each sub-op, per release (the caller's limit, not the target's)."""
-    v = m.version
+    v = m.release
     if cmd == XENMEM_decrease_reservation:
-        if v == "4.1":
+        if v == Release.R4_1:
             # no check; past 31 Xen's 1 << extent_order is undefined: xensim does nothing
             return order < 32
-        return order <= (MAX_ORDER if v == "4.5" else max_order(curr))
-    if v in ("4.1", "4.5"):
+        return order <= (MAX_ORDER if v == Release.R4_5 else max_order(curr))
+    if v <= Release.R4_5:
         return order <= MULTIPAGE_MAX_ORDER or curr.is_privileged
     return order <= max_order(curr)
 
@@ -85,11 +86,11 @@ def do_memory_op(m, caller: int, cmd: int, arg: XenMemoryReservation) -> int:
     handler = _SUBOPS.get(cmd)
     if handler is None:
         return -errno.ENOSYS
-    v = m.version
+    v = m.release
     if not isinstance(arg, XenMemoryReservation):
         return 0                                          # copy_from_guest failed
     nr = arg.nr_extents & _ULONG_MAX                      # xen_ulong_t
-    if nr > (_ULONG_MAX if v == "4.1" else _UINT_MAX) >> MEMOP_EXTENT_SHIFT:
+    if nr > (_ULONG_MAX if v == Release.R4_1 else _UINT_MAX) >> MEMOP_EXTENT_SHIFT:
         return 0                                          # too large for a continuation
     nr &= _UINT_MAX                                       # memop_args holds an unsigned int
     if nr == 0:
@@ -102,10 +103,10 @@ def do_memory_op(m, caller: int, cmd: int, arg: XenMemoryReservation) -> int:
         d = m.domain(domid)                               # dying or not
         if d is None:
             return 0
-        if d is not curr or v == "4.1":
+        if d is not curr or v == Release.R4_1:
             # 4.1: IS_PRIV_FOR, even for the caller's own domid; 4.5 on: XSM_TARGET
             if not curr.is_privileged:
-                return -errno.EPERM if v == "4.5" else 0
+                return -errno.EPERM if v == Release.R4_5 else 0
     order = arg.extent_order & _UINT_MAX                  # an unsigned int
     lst = arg.extent_start
     if (lst is not None or cmd != XENMEM_increase_reservation) and (lst is None or len(lst) < nr):

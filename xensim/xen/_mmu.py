@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._domain import DOMID_SELF
+from ._release import Release
 from ..mem import PGT_l4_page_table, PGT_writable_page
 from ._pagetable import (LEVEL_TYPES, PADDR_MASK, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
                          put_pte_flags, pte_mfn)
@@ -80,7 +81,7 @@ def get_pg_owner(m, curr, domid: int):
     if domid == curr.domid:
         return None
     pg_owner = m.domain(domid)
-    if pg_owner is None or (m.version == "4.1" and not curr.is_privileged):
+    if pg_owner is None or (m.release == Release.R4_1 and not curr.is_privileged):
         return None
     return pg_owner
 
@@ -112,14 +113,14 @@ def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = Non
     plus one. ``done`` is written on every exit but one: from 4.5, an unknown
     page-table owner returns before it."""
     d = m.domain(caller)
-    old = m.version == "4.1"
+    old = m.release == Release.R4_1
     foreigndom &= 0xFFFFFFFF                              # an unsigned int
     pt_owner = d
     pt_dom = foreigndom >> 16
     if pt_dom:
         pt_owner = m.domain(pt_dom - 1)
         if pt_owner is None:
-            rc = -errno.EINVAL if m.version in ("4.1", "4.5") else -errno.ESRCH
+            rc = -errno.EINVAL if m.release <= Release.R4_5 else -errno.ESRCH
             if old:
                 _set_done(done, 0)
             return rc
@@ -276,7 +277,7 @@ def do_mmuext_op(m, caller: int, ops: list[MmuextOp], done: list | None = None,
     """Xen's do_mmuext_op. A refused ``foreigndom`` writes ``done`` (0) in 4.1 only:
     from 4.5 the call returns before it (-ESRCH from get_pg_owner, -EPERM from XSM)."""
     curr = m.domain(caller)
-    old = m.version == "4.1"
+    old = m.release == Release.R4_1
     pg_owner = get_pg_owner(m, curr, foreigndom)
     if pg_owner is None:
         if old:
@@ -295,7 +296,7 @@ def _mmuext_one(m, op: MmuextOp, curr, pg_owner) -> int:
         return _unpin(m, op.arg1, pg_owner)
     if cmd == MMUEXT_NEW_BASEPTR:
         # 4.1 ignores the foreign domain here (the caller's own base pointer); 4.5 on refuse
-        if pg_owner is not curr and m.version != "4.1":
+        if pg_owner is not curr and m.release > Release.R4_1:
             return -errno.EPERM
         return _new_baseptr(m, op.arg1, curr)
     if cmd in (MMUEXT_MARK_SUPER, MMUEXT_UNMARK_SUPER):
@@ -355,13 +356,13 @@ def _new_baseptr(m, mfn: int, d) -> int:
 
 def _mark_unmark(m, cmd: int, mfn: int, curr, pg_owner) -> int:
     """MMUEXT_MARK_SUPER / UNMARK_SUPER, with the check order of the configured release."""
-    v = m.version
+    v = m.release
     off = not m.allow_superpage or not m.superpage.supports_mark
     foreign = pg_owner is not curr
     unaligned = bool(mfn & (SUPERPAGE_PAGES - 1))
     invalid = not (m.mfn_valid(mfn) and m.mfn_valid(mfn + SUPERPAGE_PAGES - 1))
-    if v in ("4.1", "4.5"):
-        if v == "4.5" and foreign:
+    if v <= Release.R4_5:
+        if v == Release.R4_5 and foreign:
             return -errno.EPERM
         if unaligned:
             return -errno.EINVAL
@@ -373,7 +374,7 @@ def _mark_unmark(m, cmd: int, mfn: int, curr, pg_owner) -> int:
         d = curr                                          # 4.1: the foreign domain is ignored
     else:                                                 # 4.7 (XSA-167 fixed), 4.8
         if off:
-            return -errno.EOPNOTSUPP if v == "4.8" else -errno.ENOSYS
+            return -errno.EOPNOTSUPP if v >= Release.R4_8 else -errno.ENOSYS
         if foreign:
             return -errno.EPERM
         if unaligned or invalid:

@@ -37,6 +37,7 @@ from ..mem import (PGC_count_mask, PGT_count_mask, PGT_l1_page_table, PGT_l2_pag
                          PGT_l3_page_table, PGT_l4_page_table, PGT_PAGE_TABLE_TYPES,
                          PGT_seg_desc_page, PGT_type_mask, PGT_type_shift, PGT_validated,
                          PGT_writable_page)
+from ._release import Release
 from ._segdesc import alloc_segdesc_page
 from ..designs import put_spage_pages
 from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES
@@ -188,7 +189,7 @@ class PageTables:
             return L1_DISALLOW_MASK
         if level == 2:
             m = self.m
-            if m.allow_superpage or (m.faithful and m.version in ("4.1", "4.5")):
+            if m.allow_superpage or (m.faithful and m.release <= Release.R4_5):
                 return BASE_DISALLOW_MASK & ~_PAGE_PSE
             return BASE_DISALLOW_MASK
         return BASE_DISALLOW_MASK
@@ -199,7 +200,22 @@ class PageTables:
 
     def get_page_from_entry(self, level: int, e: int, d: int, table: int | None = None) -> int:
         """Take the references a present entry of table ``table`` (an MFN) needs; 0 or a
-        negative errno (Xen's get_page_from_l1e .. get_page_from_l4e)."""
+        negative errno (Xen's get_page_from_l1e .. get_page_from_l4e). Emits
+        entry_get_begin / entry_get_end (rc None: it raised)."""
+        ev = self.m.events
+        if ev.entry_get_begin is None and ev.entry_get_end is None:
+            return self._get_page_from_entry(level, e, d, table)
+        if ev.entry_get_begin is not None:
+            ev.entry_get_begin(level, e, d, table)
+        rc = None
+        try:
+            rc = self._get_page_from_entry(level, e, d, table)
+        finally:
+            if ev.entry_get_end is not None:
+                ev.entry_get_end(level, e, d, table, rc)
+        return rc
+
+    def _get_page_from_entry(self, level: int, e: int, d: int, table: int | None) -> int:
         m = self.m
         if self.disallowed(level, e):
             return -errno.EINVAL
@@ -207,7 +223,7 @@ class PageTables:
         if level == 2 and e & _PAGE_PSE:
             if not m.allow_superpage or mfn & (SUPERPAGE_PAGES - 1):
                 return -errno.EINVAL
-            unchecked = m.faithful and m.version in ("4.1", "4.5")    # XSA-167, fixed in 4.7
+            unchecked = m.faithful and m.release <= Release.R4_5    # XSA-167, fixed in 4.7
             if not unchecked and not (m.mfn_valid(mfn) and m.mfn_valid(mfn + SUPERPAGE_PAGES - 1)):
                 return -errno.EINVAL
             if not m.spage_table.has_entry(m.mfn_to_pdx(mfn) >> 9):
@@ -220,7 +236,7 @@ class PageTables:
         if level == 1:
             # Xen 4.1's get_page_from_l1e answers 1 or 0 (its callers make 0 -EINVAL);
             # from 4.5 it gives errnos of its own
-            errnos = m.version != "4.1"
+            errnos = m.release > Release.R4_1
             if not m.mfn_valid(mfn):
                 # not RAM: Xen's I/O-memory path, and no xensim domain has I/O memory
                 # (iomem_access_permitted fails): -EPERM, or -EINVAL for INVALID_MFN
@@ -260,8 +276,8 @@ class PageTables:
             return False
         refs = m.refs
         want = LEVEL_TYPES[level] | PGT_validated
-        if refs.step is not None:
-            refs.step("get_page_type", page, LEVEL_TYPES[level])
+        if (step := m.events.atomic_step) is not None:
+            step("get_page_type", page, LEVEL_TYPES[level])
         refs.stats.get_page_type += 1
         while True:
             x = m.frame_table.type_info(page)
@@ -273,7 +289,20 @@ class PageTables:
                 return True
 
     def put_page_from_entry(self, level: int, e: int, table: int | None = None) -> None:
-        """Drop what a present entry of table ``table`` held."""
+        """Drop what a present entry of table ``table`` held (between entry_put_begin and
+        entry_put_end, also when it raises)."""
+        ev = self.m.events
+        if ev.entry_put_begin is None and ev.entry_put_end is None:
+            return self._put_page_from_entry(level, e, table)
+        if ev.entry_put_begin is not None:
+            ev.entry_put_begin(level, e, table)
+        try:
+            self._put_page_from_entry(level, e, table)
+        finally:
+            if ev.entry_put_end is not None:
+                ev.entry_put_end(level, e, table)
+
+    def _put_page_from_entry(self, level: int, e: int, table: int | None) -> None:
         m = self.m
         mfn = pte_mfn(e)
         if level >= 2 and mfn == table:
@@ -376,8 +405,8 @@ class PageTables:
                     x = ft.type_info(page)
                     if x & (PGT_type_mask | PGT_validated) != want:
                         break             # devalidated meanwhile, by a put down the loop
-                    if m.refs.step is not None:
-                        m.refs.step("type_flags", page, 0)
+                    if (step := m.events.atomic_step) is not None:
+                        step("type_flags", page, 0)
                     if m.refs._cmpxchg_type(page, x, x & ~PGT_validated,
                                             "relinquish: forced devalidation"):
                         m.refs.stats.devalidations += 1
@@ -457,13 +486,13 @@ class PageTables:
         ====  =================  ==================================  =========
         """
         m = self.m
-        v = m.version
-        if v == "4.8":
+        v = m.release
+        if v >= Release.R4_8:
             return put_pte_flags(~FASTPATH_FLAG_WHITELIST & 0xFFFFFFFF)
         if level == 1:
-            return _PAGE_PRESENT | _PAGE_RW | (PAGE_CACHE_ATTRS if v == "4.7" else 0)
+            return _PAGE_PRESENT | _PAGE_RW | (PAGE_CACHE_ATTRS if v == Release.R4_7 else 0)
         if level == 2:
-            if m.faithful and v in ("4.1", "4.5"):
+            if m.faithful and v <= Release.R4_5:
                 return _PAGE_PRESENT      # XSA-148: PSE and RW flip on a live entry unchecked
             return _PAGE_PRESENT | _PAGE_RW | _PAGE_PSE if m.allow_superpage else _PAGE_PRESENT
         return _PAGE_PRESENT

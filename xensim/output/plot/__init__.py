@@ -1,15 +1,47 @@
-"""Pictures (the plot extra): the memory map, superpage states, overhead
-against RAM and the slow path against churn.
+"""Pictures (the plot extra): the memory map, superpage states, overhead against RAM and
+the slow path against churn (docs/pictures.md). ``xensim plot`` is xensim.cli._plot.
+
+Each figure has a *data function* that needs no matplotlib (the tests check those with
+exact values) and a *figure function* that draws it, in a module of its own:
+
+==============  ======================  ==============================================
+``memmap``      :func:`memmap_data`     the sparse memory map: e820 ranges by type,
+                                        RAM frames and holes, PDX groups with RAM, and
+                                        the PDX-compressed view when compression applies
+``superpages``  :func:`states_for_run`  the superpage metadata's state (none / dynamic
+                                        / mark, and counts) per design, along the
+                                        address axis, at one point of a config's run
+``overhead``    :func:`overhead_data`   bytes of each refcount design against RAM size
+                                        (log-log), presets and synthetic machines
+``churn``       :func:`churn_data`      slow-path transitions per operation against
+                                        churn, per design, with and without MARK_SUPER
+==============  ======================  ==============================================
+
+matplotlib is imported inside the functions that draw, never at module import
+(_common.py).
 """
 
-from ._plot import (
-    PLOT_HINT, FIGURES, PlotUnavailable, have_matplotlib, memmap_data, superpage_states,
-    states_for_run, overhead_data, churn_data, fig_memmap, fig_superpages, fig_overhead,
-    fig_churn, make_pictures, build_figure, figure_bytes,
+from ._common import (
+    PLOT_HINT, FIGURES, ALL_DESIGNS, DESIGN_COLORS, PlotUnavailable, have_matplotlib,
+    load_matplotlib, figure_bytes, save_figure,
 )
+from ._memmap import MemmapData, memmap_data, fig_memmap
+from ._superpages import (
+    SuperpageStates, RunStates, superpage_states, superpage_activity, busy_superpages,
+    states_for_run, fig_superpages,
+)
+from ._overhead import (
+    OVERHEAD_DESIGNS, SYNTHETIC_SIZES, OverheadData, synthetic_memmap, overhead_data, fig_overhead,
+)
+from ._churn import ChurnMix, ChurnData, churn_data, churn_machine, fig_churn
+from ._pictures import build_figure, make_pictures
 
 __all__ = [
-    "FIGURES", "PLOT_HINT", "PlotUnavailable", "build_figure", "churn_data", "fig_churn",
-    "fig_memmap", "fig_overhead", "fig_superpages", "figure_bytes", "have_matplotlib",
-    "make_pictures", "memmap_data", "overhead_data", "states_for_run", "superpage_states",
+    "ALL_DESIGNS", "ChurnData", "ChurnMix", "DESIGN_COLORS", "FIGURES", "MemmapData",
+    "OVERHEAD_DESIGNS", "OverheadData", "PLOT_HINT", "PlotUnavailable", "RunStates",
+    "SYNTHETIC_SIZES", "SuperpageStates", "build_figure", "busy_superpages", "churn_data",
+    "churn_machine", "fig_churn", "fig_memmap", "fig_overhead", "fig_superpages",
+    "figure_bytes", "have_matplotlib", "load_matplotlib", "make_pictures", "memmap_data",
+    "overhead_data", "save_figure", "states_for_run", "superpage_activity",
+    "superpage_states", "synthetic_memmap",
 ]

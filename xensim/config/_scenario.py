@@ -1,0 +1,166 @@
+"""Explorer scenario files (``scenarios/*.yaml``): their schema, loaded by the same
+typed loader as configs (errors ``FILE:LINE: key.path: message``), and the loaded
+:class:`Scenario` the explorer (xensim.explore) runs.
+
+A scenario is a small machine, some guests, and a short list of guest operations
+per CPU, run concurrently under the explorer::
+
+    description: two CPUs map the same unmapped superpage
+    design: xen-4.1              # --design overrides it
+    hypervisor: {version: "4.8", faithful: false}
+    memory: 64MiB                # a flat RAM machine [0, memory)
+    domains:
+      - {name: a, superpages: 2}
+    setup:                       # run sequentially before the CPUs start
+      - {op: map, domain: a, superpage: 1, table: 0}
+    cpus:
+      - [{op: map, domain: a, superpage: 0}]
+      - [{op: map, domain: a, superpage: 0}]
+    end: destroy                 # after each schedule: destroy every guest; all RAM free again
+
+Operations (:data:`SCENARIO_OPS`): ``map`` / ``unmap`` / ``remap`` (a PSE entry;
+``rw``, default true), ``map-4k`` / ``unmap-4k`` (``frame`` within the superpage;
+the old spellings ``map4k`` / ``unmap4k`` are accepted with a warning), ``mark`` /
+``unmark``, ``destroy``. ``domain`` names whose superpage it is; ``by`` names the
+domain issuing the hypercall (default: the same: ``by`` differing is how a scenario
+makes a second domain touch another's superpage). Each CPU maps into page tables of
+its own (``table``, default its CPU number + 1: table t covers 1 GiB of virtual
+addresses at the direct map + t GiB), so entries never collide and only the
+superpage's word and frames are shared.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .._errors import ConfigError
+from ..designs import design_names
+from ..mem import SUPERPAGE_PAGES
+from ..xen import RELEASE_NAMES, Release
+from ._loader import Loader, size, top_mapping
+from ._schema import check_not_negative, check_positive, version_field
+from ._yamlsrc import KeyPath, YamlDoc, format_path, load_yaml, read_text
+
+__all__ = ["SCENARIO_OPS", "ScenarioOp", "ScenarioFile", "Scenario", "load_scenario",
+           "MAX_STEPS"]
+
+#: the operations a scenario's setup and CPUs perform
+SCENARIO_OPS = ("map", "unmap", "remap", "map-4k", "unmap-4k", "mark", "unmark", "destroy")
+#: old spellings, accepted with a deprecation warning
+_RENAMED_OPS = {"map4k": "map-4k", "unmap4k": "unmap-4k"}
+#: the step bound of one schedule (a longer one is reported as a violation; a longer
+#: ``--replay`` is refused)
+MAX_STEPS = 200_000
+
+
+def _check_frame(value: int) -> None:
+    if not 0 <= value < SUPERPAGE_PAGES:
+        raise ValueError(f"a frame within the superpage: 0..{SUPERPAGE_PAGES - 1}, "
+                         f"got {value}")
+
+
+@dataclass
+class ScenarioOp:
+    """One guest operation of a scenario (the setup's, or one CPU's)."""
+
+    op: Literal[SCENARIO_OPS] = field(metadata={"deprecated": _RENAMED_OPS})
+    domain: str
+    superpage: int = 0
+    rw: bool = True
+    table: int | None = field(default=None, metadata={"check": check_not_negative})
+    frame: int = field(default=0, metadata={"check": _check_frame})
+    by: str | None = None
+
+
+@dataclass
+class ScenarioHypervisor:
+    """The Xen release simulated, and whether its known bugs are reproduced."""
+
+    version: Literal[RELEASE_NAMES] = version_field()
+    faithful: bool = False
+
+
+@dataclass
+class ScenarioDomain:
+    """A guest of ``superpages`` 2 MiB superpages (superpage-backed from 0)."""
+
+    name: str
+    superpages: int = field(default=1, metadata={"check": check_positive})
+
+
+@dataclass
+class ScenarioFile:
+    """A scenario file as written."""
+
+    description: str = ""
+    design: str = field(default="xen-4.1", metadata={"choices": design_names,
+                                                      "what": "design"})
+    hypervisor: ScenarioHypervisor = field(default_factory=ScenarioHypervisor)
+    memory: size = 64 << 20
+    domains: list[ScenarioDomain] = field(default_factory=list)
+    setup: list[ScenarioOp] = field(default_factory=list)
+    cpus: list[list[ScenarioOp]] = field(default_factory=list)
+    end: Literal["destroy", "none"] = "destroy"
+
+
+@dataclass
+class Scenario:
+    """A loaded scenario, as the explorer runs it."""
+
+    name: str
+    description: str = ""
+    design: str = "xen-4.1"
+    version: Release = Release.R4_8
+    faithful: bool = False
+    memory: int = 64 << 20
+    #: (name, superpages), in creation order
+    domains: list[tuple[str, int]] = field(default_factory=list)
+    setup: list[ScenarioOp] = field(default_factory=list)
+    cpus: list[list[ScenarioOp]] = field(default_factory=list)
+    end: str = "destroy"
+    #: the file it was loaded from (named in errors)
+    source: str | None = None
+
+
+def load_scenario(path: str | os.PathLike) -> Scenario:
+    """Load and check a scenario file; every error is a ConfigError naming the file,
+    line and key path."""
+    filename = str(path)
+    doc = load_yaml(read_text(path), filename)
+    data = top_mapping(doc, filename, "of keys such as domains: and cpus:")
+    sf = Loader(doc, filename).load_dataclass(ScenarioFile, data, (), ())
+    _check(sf, doc, filename)
+    return Scenario(name=Path(path).stem, description=sf.description, design=sf.design,
+                    version=Release.parse(sf.hypervisor.version),
+                    faithful=sf.hypervisor.faithful, memory=sf.memory,
+                    domains=[(d.name, d.superpages) for d in sf.domains], setup=sf.setup,
+                    cpus=sf.cpus, end=sf.end, source=filename)
+
+
+def _check(sf: ScenarioFile, doc: YamlDoc, filename: str) -> None:
+    """Checks across keys: domain names unique and named by each operation, superpages
+    within their domain, at least one CPU."""
+    def fail(path: KeyPath, message: str) -> None:
+        raise ConfigError(filename, format_path(path), message, doc.line(path))
+
+    superpages: dict[str, int] = {}
+    for i, d in enumerate(sf.domains):
+        if d.name in superpages:
+            fail(("domains", i, "name"), f"domain name {d.name!r} is used twice")
+        superpages[d.name] = d.superpages
+    lists = [(("setup",), sf.setup)] + [(("cpus", c), ops) for c, ops in enumerate(sf.cpus)]
+    for at, ops in lists:
+        for i, op in enumerate(ops):
+            for who in ("domain", "by"):
+                name = getattr(op, who)
+                if name is not None and name not in superpages:
+                    fail(at + (i, who), f"no domain named {name!r}")
+            have = superpages[op.domain]
+            if not 0 <= op.superpage < have:
+                fail(at + (i, "superpage"), f"domain {op.domain!r} has superpages "
+                                            f"0..{have - 1}, not {op.superpage!r}")
+    if not sf.cpus:
+        fail(("cpus",), "a scenario needs at least one CPU")

@@ -1,0 +1,132 @@
+"""The overhead picture (``xensim plot --which overhead``): bytes of each refcount
+design against RAM size, log-log, for synthetic PC machines and the presets
+(docs/pictures.md section 3). :func:`overhead_data` needs no matplotlib.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...mem import MemoryMap
+from ...sim import overhead
+from ...xen import Machine
+from ._common import DESIGN_COLORS, human, new_figure
+
+GiB, TiB = 1 << 30, 1 << 40
+#: synthetic machines' RAM sizes: 1 GiB .. 4 TiB
+SYNTHETIC_SIZES = tuple(GiB << (2 * k) for k in range(7))
+#: the overhead rows drawn (per-mapping costs 0 B: no point on a log axis)
+OVERHEAD_DESIGNS = ("xen-frame-table", "xensim-frame-table", "pageinfo-count", "xen-4.1-dense",
+                    "xen-4.1-dense-pdx", "sparse-16B", "sparse-8B")
+OVERHEAD_STYLE = {
+    "xen-frame-table": ("#000000", "-"), "xensim-frame-table": ("#757575", "-"),
+    "pageinfo-count": (DESIGN_COLORS["pageinfo-count"], "-"),
+    "xen-4.1-dense": ("#64b5f6", "--"), "xen-4.1-dense-pdx": (DESIGN_COLORS["xen-4.1"], "-"),
+    "sparse-16B": (DESIGN_COLORS["superpage-info"], "-"), "sparse-8B": ("#1b5e20", "--"),
+}
+
+
+def synthetic_memmap(size: int) -> MemoryMap:
+    """A PC-like machine with ``size`` bytes of address-space RAM: conventional memory
+    below 0x9fc00, RAM from 1 MiB up to 2 GiB, the rest above 4 GiB (the MMIO hole)."""
+    ranges = [(0, 0x9fc00), (1 << 20, min(size, 2 * GiB))]
+    if size > 2 * GiB:
+        ranges.append((4 * GiB, 4 * GiB + size - 2 * GiB))
+    return MemoryMap(ranges, name=f"pc-{human(size).replace(' ', '')}",
+                     source="xensim synthetic PC layout")
+
+
+@dataclass
+class OverheadData:
+    """Bytes of each overhead row per machine: ``points[name] = [(machine, ram_bytes, bytes)]``."""
+    pdx: str
+    synthetic: dict[str, list[tuple[str, int, int]]]
+    presets: dict[str, list[tuple[str, int, int]]]
+    #: the machine of the config being plotted, if given: (name, ram_bytes, {row: bytes})
+    this: tuple[str, int, dict[str, int]] | None = None
+
+
+def overhead_data(pdx: str = "mask", sizes=SYNTHETIC_SIZES, presets=None,
+                  machine: MemoryMap | None = None) -> OverheadData:
+    """overhead() of every preset (``presets``: names, default all) and of synthetic PC
+    machines of ``sizes`` bytes of RAM, with PDX mode ``pdx``; and of ``machine``."""
+    from ...config import list_presets, load_preset
+
+    def add(target, mm):
+        rep = overhead(Machine(mm, pdx))
+        for name in OVERHEAD_DESIGNS:
+            target[name].append((mm.name, rep.ram_bytes, rep.design(name).bytes))
+        return rep
+
+    syn = {name: [] for name in OVERHEAD_DESIGNS}
+    for size in sizes:
+        add(syn, synthetic_memmap(size))
+    pre = {name: [] for name in OVERHEAD_DESIGNS}
+    for name in (list_presets() if presets is None else presets):
+        add(pre, load_preset(name))
+    for v in pre.values():
+        v.sort(key=lambda t: t[1])
+    this = None
+    if machine is not None:
+        rep = overhead(Machine(machine, pdx))
+        this = (machine.name, rep.ram_bytes, {n: rep.design(n).bytes for n in OVERHEAD_DESIGNS})
+    return OverheadData(pdx, syn, pre, this)
+
+
+def fig_overhead(d: OverheadData):
+    """Log-log: bytes of each design against RAM, lines through synthetic machines,
+    markers at the presets, and the 0.2% and 0.0004% of RAM lines."""
+    fig = new_figure(10, 6.4)
+    ax = fig.subplots(1, 1)
+    xs = [r for rows in (d.synthetic, d.presets) for v in rows.values() for _, r, _ in v]
+    x0, x1 = min(xs) / 1.6, max(xs) * 1.6
+    for pct, lbl in ((0.2, "0.2% of RAM (8 B per 4 KiB)"), (0.0004, "0.0004% of RAM (8 B per 2 MiB)")):
+        ax.plot([x0, x1], [x0 * pct / 100, x1 * pct / 100], color="#9e9e9e", ls=":", lw=1.5, zorder=1)
+        xl = x0 * 3
+        ax.text(xl, xl * pct / 100 / 1.5, lbl, ha="left", va="top", fontsize=8, color="#616161")
+    for name in OVERHEAD_DESIGNS:
+        color, ls = OVERHEAD_STYLE[name]
+        pts = [(r, b) for _, r, b in d.synthetic[name] if b > 0]
+        if pts:
+            ax.plot(*zip(*pts), color=color, ls=ls, lw=1.6, label=name, zorder=2)
+        pre = [(r, b) for _, r, b in d.presets[name] if b > 0]
+        if pre:
+            ax.scatter(*zip(*pre), color=color, s=22, zorder=3, edgecolors="white", linewidths=0.5)
+    # the presets, named along the top
+    seen = {}
+    for mname, r, _ in d.presets[OVERHEAD_DESIGNS[0]]:
+        seen.setdefault(r, []).append(mname)
+    for r, names in seen.items():
+        ax.axvline(r, color="#dddddd", lw=0.8, zorder=0)
+        ax.text(r, 1.0, " " + ", ".join(names), rotation=90, va="top", ha="center", fontsize=7,
+                color="#555555", transform=ax.get_xaxis_transform(),
+                bbox=dict(facecolor="white", edgecolor="none", alpha=0.8, pad=0.5))
+    if d.this is not None:
+        name, r, b = d.this
+        ax.scatter([r] * len(OVERHEAD_DESIGNS), [b[n] for n in OVERHEAD_DESIGNS], marker="*", s=110,
+                   color=[OVERHEAD_STYLE[n][0] for n in OVERHEAD_DESIGNS], edgecolors="black",
+                   linewidths=0.5, zorder=4, label=f"this machine ({name})")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xlim(x0, x1)
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+    ys = [b for rows in (d.synthetic, d.presets) for v in rows.values() for _, _, b in v if b > 0]
+    y0, y1 = min(ys) / 4, max(ys) * 64          # room for the presets' names at the top
+    ax.set_ylim(y0, y1)
+    for axis, lo, hi, step in ((ax.xaxis, x0, x1, 2), (ax.yaxis, y0, y1, 4)):
+        e0, e1 = int(np.floor(np.log2(lo))), int(np.ceil(np.log2(hi)))
+        axis.set_major_locator(FixedLocator([2.0 ** e for e in range(e0, e1 + 1) if e % step == 0]))
+        axis.set_minor_locator(FixedLocator([2.0 ** e for e in range(e0, e1 + 1)]))
+        axis.set_major_formatter(FuncFormatter(lambda v, _p: human(v)))
+        axis.set_minor_formatter(NullFormatter())
+    ax.grid(which="major", alpha=0.35)
+    ax.grid(which="minor", alpha=0.1)
+    ax.set_xlabel("RAM (bytes in the RAM ranges)")
+    ax.set_ylabel("refcount metadata (bytes)")
+    ax.set_title(f"Refcount metadata against RAM, PDX {d.pdx}: lines = synthetic PC machines "
+                 f"(RAM below 2 GiB and above 4 GiB), dots = presets\n"
+                 f"per-mapping costs 0 B (not drawn)", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8, bbox_to_anchor=(1.0, 1.0), frameon=False)
+    return fig
