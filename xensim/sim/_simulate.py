@@ -211,7 +211,6 @@ class Comparison:
 # --------------------------------------------------------------------------
 
 #: transitional: teach/_trace.py's boot() uses it until it moves to :func:`start`
-_setup = set_up_domains
 
 
 def run_design(cfg: Config, memmap: MemoryMap, design: str, wl: Workload | None = None,
