@@ -210,9 +210,6 @@ class Comparison:
 # One design
 # --------------------------------------------------------------------------
 
-#: transitional: teach/_trace.py's boot() uses it until it moves to :func:`start`
-
-
 def run_design(cfg: Config, memmap: MemoryMap, design: str, wl: Workload | None = None,
                progress: Progress | None = None, progress_base: int = 0) -> DesignRun:
     """Run the config's workload on ``design`` (a fresh machine: a :class:`Session`)."""
