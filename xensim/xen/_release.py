@@ -3,7 +3,8 @@
 ``Release.parse("4.8")`` gives ``Release.R4_8``; releases compare in release order
 (``m.release >= Release.R4_5``), and ``str(release)`` is the version as written
 ("4.8"), the form configs, scenarios and every output use.  The modelled releases
-are the members, oldest first; docs/xen-facts.md says what changed in each.
+are the members, oldest first: the four whose source docs/xen-facts.md was checked
+against (its introduction; its rows name the releases each fact holds for).
 """
 
 from __future__ import annotations
