@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from xensim.explore._scenario import explore, load_scenario
+from xensim.explore import explore, load_scenario
 
 SCEN = Path(__file__).resolve().parent.parent / "scenarios"
 DESIGNS = ("xen-4.1", "superpage-info", "pageinfo-count", "per-mapping")

@@ -16,9 +16,9 @@ preemptions, and checks the auditor's recount after each schedule.
 
 from pathlib import Path
 
-from xensim.explore._explore import Violation
-from xensim.teach._inspect import count_info_text, type_info_text
-from xensim.explore._scenario import explore, format_schedule, load_scenario, replay, summarise_trace
+from xensim.explore import (Violation, explore, format_schedule, load_scenario, replay,
+                            summarise_trace)
+from xensim.teach import count_info_text, type_info_text
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "map-map.yaml"
 
