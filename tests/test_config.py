@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import os
@@ -707,15 +708,18 @@ def test_config_dataclasses_are_plain():
 
 # -- one Release type: the modelled Xen versions ------------------------------------------
 def test_release_parse_order_and_text():
-    from xensim.xen import LATEST_RELEASE, RELEASE_NAMES, Release
+    from xensim.xen import LATEST_RELEASE, RELEASE_NAMES, RELEASES, Release
     assert RELEASE_NAMES == ("4.1", "4.5", "4.7", "4.8")
-    assert [Release.parse(v) for v in RELEASE_NAMES] == sorted(Release)
+    assert [Release.parse(v) for v in RELEASE_NAMES] == sorted(RELEASES) == list(RELEASES)
     assert Release.parse("4.5") is Release.R4_5 and Release.parse(Release.R4_7) is Release.R4_7
     assert Release.R4_1 < Release.R4_5 <= Release.R4_5 < Release.R4_7 < Release.R4_8
     assert Release.R4_8 > Release.R4_7 >= Release.R4_7 and not Release.R4_1 >= Release.R4_5
-    assert [str(r) for r in Release] == list(RELEASE_NAMES)
+    assert [str(r) for r in RELEASES] == list(RELEASE_NAMES)
+    assert repr(Release.R4_7) == "Release.R4_7" and Release.R4_7.major == 4
     assert f"Xen {Release.R4_8}" == "Xen 4.8" and f"{Release.R4_1:>4}" == " 4.1"
     assert LATEST_RELEASE is Release.R4_8
+    assert copy.deepcopy(Release.R4_5) is Release.R4_5
+    assert pickle.loads(pickle.dumps(Release.R4_5)) is Release.R4_5
     with pytest.raises(ValueError, match=r"unknown Xen version '4.2'; choose from 4.1, 4.5, 4.7, 4.8"):
         Release.parse("4.2")
 
