@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import os
@@ -703,3 +704,46 @@ def test_config_dataclasses_are_plain():
     assert cfg.machine.memory_map == [RangeConfig(0, GiB, "ram")]
     assert cfg.key_lines["machine.memory_map[0].end"] == 2
     assert re.fullmatch(r"Config\(machine=.*source='<string>'\)", repr(cfg))
+
+
+# -- one Release type: the modelled Xen versions ------------------------------------------
+def test_release_parse_order_and_text():
+    from xensim.xen import LATEST_RELEASE, RELEASE_NAMES, RELEASES, Release
+    assert RELEASE_NAMES == ("4.1", "4.5", "4.7", "4.8")
+    assert [Release.parse(v) for v in RELEASE_NAMES] == sorted(RELEASES) == list(RELEASES)
+    assert Release.parse("4.5") is Release.R4_5 and Release.parse(Release.R4_7) is Release.R4_7
+    assert Release.R4_1 < Release.R4_5 <= Release.R4_5 < Release.R4_7 < Release.R4_8
+    assert Release.R4_8 > Release.R4_7 >= Release.R4_7 and not Release.R4_1 >= Release.R4_5
+    assert [str(r) for r in RELEASES] == list(RELEASE_NAMES)
+    assert repr(Release.R4_7) == "Release.R4_7" and Release.R4_7.major == 4
+    assert f"Xen {Release.R4_8}" == "Xen 4.8" and f"{Release.R4_1:>4}" == " 4.1"
+    assert LATEST_RELEASE is Release.R4_8
+    assert copy.deepcopy(Release.R4_5) is Release.R4_5
+    assert pickle.loads(pickle.dumps(Release.R4_5)) is Release.R4_5
+    with pytest.raises(ValueError, match=r"unknown Xen version '4.2'; choose from 4.1, 4.5, 4.7, 4.8"):
+        Release.parse("4.2")
+
+
+@pytest.mark.parametrize("version", ["4.1", "4.5", "4.7", "4.8"])
+def test_the_config_version_is_the_machines_release(version):
+    from xensim.xen import Machine, Release
+    cfg = parse_config(f'hypervisor:\n  version: "{version}"\n')
+    m = Machine.from_config(cfg, build_memory_map(cfg))
+    assert m.release is Release.parse(version) and m.version == version
+    assert resolved_config(cfg, build_memory_map(cfg))["hypervisor"]["version"] == version
+
+
+def test_machine_refuses_an_unknown_version():
+    from xensim.xen import Machine
+    with pytest.raises(ValueError, match="unknown Xen version '5.0'"):
+        Machine(MemoryMap([(0, 64 << 20)]), "none", version="5.0")
+
+
+def test_design_choices_are_the_registry_in_registration_order():
+    """config names designs through xensim.designs (no list of its own); the order is
+    the registry's, the order its messages list them in."""
+    assert DESIGNS == ("per-mapping", "pageinfo-count", "superpage-info", "xen-4.1", "sketch")
+    with pytest.raises(ConfigError) as e:
+        parse_config("compare: [xen-5]\n", "c.yaml")
+    assert str(e.value) == ("c.yaml:1: compare[0]: bad choice 'xen-5'; choose from: "
+                            + ", ".join(DESIGNS))

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xensim import load_config
-from xensim.config._config import build_memory_map
+from xensim.config import build_memory_map, load_config
 from xensim.sim._simulate import run_comparison
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

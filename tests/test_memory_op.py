@@ -10,6 +10,7 @@ import errno
 
 import pytest
 
+from xensim.xen import RELEASE_NAMES
 from xensim import (HYPERVISOR_memory_op, INVALID, XENMEM_decrease_reservation,
                     XENMEM_increase_reservation, XENMEM_populate_physmap, Machine, MemoryMap,
                     XenMemoryReservation)
@@ -213,7 +214,7 @@ class TestArguments:
 
 
 # -- what each release answers ------------------------------------------------------------------
-VERSIONS = Machine.VERSIONS
+VERSIONS = RELEASE_NAMES
 MiB = 1 << 20
 
 

@@ -21,6 +21,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from xensim.xen import RELEASE_NAMES
 from xensim import HYPERVISOR_mmu_update, HYPERVISOR_update_va_mapping, Machine, MemoryMap
 from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
 from xensim.xen._mmu import (MMU_MACHPHYS_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
@@ -320,7 +321,7 @@ class TestMachphys:
         assert mmu(m, lay.g, ((F0 << 12) | 0xff8 | MMU_MACHPHYS_UPDATE, 0x777)) == (0, 1)
         assert m.m2p.get(F0) == 0x777
 
-    @pytest.mark.parametrize("version", Machine.VERSIONS)
+    @pytest.mark.parametrize("version", RELEASE_NAMES)
     @pytest.mark.parametrize("cmd", [3, 4, 5, 6, 7])
     def test_command_is_ptr_and_7_others_are_enosys(self, version, cmd):
         """do_mmu_update 4.1-4.8: the command is ptr & (sizeof(l1_pgentry_t) - 1); 3-7 are

@@ -21,6 +21,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from xensim.xen import RELEASE_NAMES
 from xensim import DOMID_SELF, Machine, MemoryMap
 from xensim.xen._mmu import (MMU_MACHPHYS_UPDATE, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE,
                          MMUEXT_PIN_L4_TABLE, MMUEXT_UNPIN_TABLE, MmuextOp)
@@ -30,7 +31,7 @@ from xensim.xen._pagetable import _PAGE_PRESENT, make_pte
 
 from conftest import MiB, assert_clean, ext, mmu, populate, ptr, words
 
-VERSIONS = Machine.VERSIONS
+VERSIONS = RELEASE_NAMES
 P = _PAGE_PRESENT
 ALLOC1 = PGC_allocated | 1
 L1V = PGT_l1_page_table | PGT_validated

@@ -1,10 +1,11 @@
 """The typed YAML loader: plain YAML data -> dataclasses, checked field by field.
 
-A schema *is* a set of dataclasses (the config's are in _schema.py, a memory-map
-file's in _files.py, an explorer scenario's in xensim.explore).  The loader walks their fields and type
-hints (``int``, ``bool``, ``float``, ``str``, :data:`size`, ``Literal[...]``,
-``X | None``, ``list[X]`` and nested dataclasses), so a new section is added
-by writing a dataclass and a field on ``Config``; nothing else changes.
+Every file xensim reads goes through it: a schema *is* a set of dataclasses (a
+config's in _schema.py, a memory-map file's in _files.py, an explorer scenario's in
+_scenario.py).  The loader walks their fields and type hints (``int``, ``bool``,
+``float``, ``str``, :data:`size`, ``Literal[...]``, ``X | None``, ``list[X]`` and
+nested dataclasses), so a new section is added by writing a dataclass and a field
+on ``Config``; nothing else changes.
 
 Per-field extras go in ``dataclasses.field(metadata=...)``:
 

@@ -45,7 +45,7 @@ from ._refcount import (
     GET_PAGE_COUNT_MAX, REASONS, RangeResult, RefCounts,
 )
 from ._release import (
-    Release, RELEASE_NAMES, LATEST_RELEASE,
+    Release, RELEASES, RELEASE_NAMES, LATEST_RELEASE,
 )
 from ._segdesc import (
     FIRST_RESERVED_GDT_ENTRY, FLAT_KERNEL_CS, check_descriptor, alloc_segdesc_page,
@@ -75,5 +75,5 @@ __all__ = [
     "do_update_va_mapping", "errno_name", "get_page_allowed", "get_pg_owner", "get_pte_flags",
     "guest_remove_page", "has_changed", "increase_reservation", "is_xen_slot", "make_pte",
     "max_order", "populate_physmap", "pte_mfn", "put_pte_flags",
-    "LATEST_RELEASE", "RELEASE_NAMES", "Release",
+    "LATEST_RELEASE", "RELEASES", "RELEASE_NAMES", "Release",
 ]

@@ -2,51 +2,79 @@
 
 ``Release.parse("4.8")`` gives ``Release.R4_8``; releases compare in release order
 (``m.release >= Release.R4_5``), and ``str(release)`` is the version as written
-("4.8"), the form configs, scenarios and every output use.  The modelled releases
-are the members, oldest first; docs/xen-facts.md says what changed in each.
+("4.8"), the form configs, scenarios and every output use.  :data:`RELEASES` lists
+the modelled releases, oldest first: the four whose source docs/xen-facts.md was
+checked against (its introduction; its rows name the releases each fact holds for).
 """
 
 from __future__ import annotations
 
-import enum
-
-__all__ = ["Release", "RELEASE_NAMES", "LATEST_RELEASE"]
+__all__ = ["Release", "RELEASES", "RELEASE_NAMES", "LATEST_RELEASE"]
 
 
-class Release(enum.IntEnum):
-    """A modelled Xen release, ordered oldest first.
+class Release(int):
+    """A modelled Xen release: ``Release.R4_1`` .. ``Release.R4_8``, ordered oldest first.
 
-    The values are ``100 * major + minor`` so that comparisons are plain integer
-    ones (the page-table code tests the release on hot paths); what a release is
-    *called* is ``str()``: "4.8".
+    The value is ``100 * major + minor``, so that a comparison is a plain integer
+    one (the page-table code tests the release on hot paths) and a member is a plain
+    class attribute; what a release is *called* is ``str()``: "4.8".
     """
 
-    R4_1 = 401
-    R4_5 = 405
-    R4_7 = 407
-    R4_8 = 408
+    __slots__ = ()
+
+    R4_1: Release
+    R4_5: Release
+    R4_7: Release
+    R4_8: Release
+
+    def __new__(cls, major: int, minor: int) -> "Release":
+        return super().__new__(cls, 100 * major + minor)
+
+    @property
+    def major(self) -> int:
+        return int(self) // 100
+
+    @property
+    def minor(self) -> int:
+        return int(self) % 100
 
     def __str__(self) -> str:
-        return f"{self.value // 100}.{self.value % 100}"
+        return f"{self.major}.{self.minor}"
 
     def __format__(self, spec: str) -> str:
         return format(str(self), spec)
 
     def __repr__(self) -> str:
-        return f"Release.{self.name}"
+        return f"Release.R{self.major}_{self.minor}"
+
+    def __reduce__(self):                   # pickles (multiprocessing) as the same member
+        return (Release.parse, (str(self),))
+
+    def __copy__(self) -> "Release":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "Release":
+        return self
 
     @classmethod
     def parse(cls, text: "str | Release") -> "Release":
-        """The release written ``text`` ("4.8"); ValueError naming the modelled ones."""
-        if isinstance(text, Release):
-            return text
-        for release in cls:
+        """The modelled release written ``text`` ("4.8"); ValueError naming the modelled ones."""
+        if isinstance(text, Release) and text in RELEASES:
+            return RELEASES[RELEASES.index(text)]
+        for release in RELEASES:
             if str(release) == text:
                 return release
         raise ValueError(f"unknown Xen version {text!r}; choose from {', '.join(RELEASE_NAMES)}")
 
 
-#: the modelled versions as written, oldest first ("4.1", "4.5", "4.7", "4.8")
-RELEASE_NAMES: tuple[str, ...] = tuple(str(r) for r in Release)
+Release.R4_1 = Release(4, 1)
+Release.R4_5 = Release(4, 5)
+Release.R4_7 = Release(4, 7)
+Release.R4_8 = Release(4, 8)
+
+#: the modelled releases, oldest first
+RELEASES: tuple[Release, ...] = (Release.R4_1, Release.R4_5, Release.R4_7, Release.R4_8)
+#: the same as written ("4.1", "4.5", "4.7", "4.8"): a config's hypervisor.version choices
+RELEASE_NAMES: tuple[str, ...] = tuple(str(r) for r in RELEASES)
 #: the release simulated when none is named
 LATEST_RELEASE = Release.R4_8
