@@ -11,9 +11,7 @@ from ..xen import Machine
 from ..mem import MemoryMap
 from ..sim import overhead
 from ..config import list_presets, load_preset
-from ..fuzz._fuzz import add_parser as add_fuzz_parser
-from ..fuzz import is_reproducer
-from ..fuzz import replay as replay_reproducer
+from ._fuzz import add_parser as add_fuzz_parser
 from ._html import add_html_argument, write_html
 from ..teach._inspect import add_parser as add_inspect_parser
 from ..output.plot._plot import add_parser as add_plot_parser
@@ -37,11 +35,12 @@ def cmd_run(args) -> int:
     """The machine's overhead and summary; with a workload (or a compare), first the
     simulation of every design. Exit status 1 if a design crashed (a bug).
     A reproducer written by ``xensim fuzz`` is replayed with every check (1: it still fails)."""
-    if args.config and is_reproducer(args.config):
-        result = replay_reproducer(args.config)
+    cfg, memmap = resolve_machine(args)
+    if cfg.workload is not None and cfg.workload.ops is not None:    # a fuzzer's reproducer
+        from ..fuzz import replay_config
+        result = replay_config(cfg, memmap)
         print(result)
         return 1 if result.violation else 0
-    cfg, memmap = resolve_machine(args)
     machine = _boot(cfg, memmap)
     out = out_dir(args.out, "--out") if args.out else None     # before the run: fail early
     if args.html:

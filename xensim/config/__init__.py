@@ -8,6 +8,9 @@ from ._config import (
     GUEST_OPS, check_simulation, load_config, parse_config, default_config, default_config_path,
     build_memory_map, load_memmap_file, resolved_config, dump_resolved, load_dataclass,
 )
+from ._hypercall_ops import (
+    HYPERCALL_OPS, MEMORY_OP_CMDS, HYPERCALL_OP_KEYS, MmuRequest, MmuextRequest, HypercallOp,
+)
 from ._presets import (
     preset_dir, list_presets, load_preset,
 )
@@ -16,7 +19,9 @@ from ._yamlsrc import (
 )
 
 __all__ = [
-    "Config", "CostModelConfig", "DESIGNS", "DomainConfig", "GUEST_OPS", "HypervisorConfig",
+    "Config", "CostModelConfig", "DESIGNS", "DomainConfig", "GUEST_OPS", "HYPERCALL_OPS",
+    "HYPERCALL_OP_KEYS", "HypercallOp", "HypervisorConfig", "MEMORY_OP_CMDS", "MmuRequest",
+    "MmuextRequest",
     "KeyPath", "MachineConfig", "MemmapFileConfig", "MixConfig", "RangeConfig",
     "ScriptOpConfig", "Size", "WORKLOAD_KINDS", "WorkloadConfig", "YamlDoc", "build_memory_map",
     "check_simulation", "default_config", "default_config_path", "dump_resolved", "format_path",
