@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._counted import MARK, CountedDesign
-from ..mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT
+from ..mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, SUPERPAGE_ORDER
 from ._superpage import register
 
 #: the extra field: one 64-bit word in every frame's page_info
@@ -38,8 +38,6 @@ class PageinfoCount(CountedDesign):
         super().__init__(machine)
         #: PDX group -> the group's 65,536 fields
         self._groups: dict[int, np.ndarray] = {}
-        #: under the explorer: (expected, found, new, won) of the last cmpxchg
-        self.last_cas = None
 
     def metadata_bytes(self) -> int:
         """8 B for every frame of every PDX group with RAM (the frame table's extent)."""
@@ -55,23 +53,28 @@ class PageinfoCount(CountedDesign):
         a = self._groups.get(page >> PDX_GROUP_SHIFT)
         return 0 if a is None else int(a[page & PDX_GROUP_MASK])
 
+    def fields(self) -> dict[int, np.ndarray]:
+        """Copies of the materialised fields: PDX group -> its 65,536 fields (absent: all 0)."""
+        return {g: a.copy() for g, a in self._groups.items()}
+
     def snapshot(self) -> tuple:
         return tuple(sorted((g, a.tobytes()) for g, a in self._groups.items() if a.any()))
 
     def _read(self, mfn: int, word: int) -> int:
-        if self.m.refs.step is not None:              # under the explorer: a load is a step
-            self.m.refs.step("pi_load", self.m.mfn_to_page(mfn), 0)
+        if (step := self.m.events.atomic_step) is not None:     # a load is an atomic step
+            step("pi_load", self.m.mfn_to_page(mfn), 0)
         return self.field(mfn)
 
     def _cas(self, mfn: int, word: int, old: int, new: int) -> bool:
         page = self.m.mfn_to_page(mfn)
-        if self.m.refs.step is not None:              # under the explorer: a cmpxchg is a step
-            self.m.refs.step("pi_cas", page, 0)
+        ev = self.m.events
+        if (step := ev.atomic_step) is not None:                # a cmpxchg is an atomic step
+            step("pi_cas", page, 0)
         g = page >> PDX_GROUP_SHIFT
         a = self._groups.get(g)
         found = 0 if a is None else int(a[page & PDX_GROUP_MASK])
-        if self.m.refs.step is not None:              # the explorer shows what it did
-            self.last_cas = (old, found, new, found == old)
+        if (cas := ev.spage_cmpxchg) is not None:
+            cas("page_info", page >> SUPERPAGE_ORDER, 0, old, found, new, found == old)
         if found != old:
             return False
         if a is None:
@@ -94,6 +97,9 @@ class PageinfoCount(CountedDesign):
 
     def _write_many(self, mfns: np.ndarray, word: int, values: np.ndarray) -> None:
         pages = self._pages(mfns)
+        if (ev := self.m.events.spage_write_many) is not None:
+            ev("page_info", pages >> SUPERPAGE_ORDER, 0, self._read_many(mfns, word),
+               np.array(values, dtype=np.uint64))
         groups = pages >> PDX_GROUP_SHIFT
         for g in np.unique(groups):
             a = self._groups.get(int(g))

@@ -4,11 +4,11 @@ Several CPUs run guest operations (hypercalls) concurrently, interleaved one
 *atomic step* at a time: one get_page / put_page / get_page_type /
 put_page_type of one frame, and each load, store or cmpxchg of a superpage
 word (docs/xen-facts.md sections 3 and 5). The algorithms are not rewritten for
-this: each CPU runs the ordinary code in its own greenlet, and the hooks
-``RefCounts.step`` and ``SuperpageTable.step`` (None when running
-sequentially) hand control to the scheduler before every atomic step. Under
-the explorer the vectorised 512-frame forms fall back to their per-frame
-loops, so a superpage acquisition is 1,024 steps.
+this: each CPU runs the ordinary code in its own greenlet, and the explorer,
+subscribed to the machine's ``atomic_step`` event (``Machine.events``; nobody
+listens when running sequentially), hands control to the scheduler before
+every atomic step. While it listens the vectorised 512-frame forms fall back to
+their per-frame loops, so a superpage acquisition is 1,024 steps.
 
 Schedulers: round-robin, seeded random, PCT (randomised priorities with d-1
 change points) and exhaustive depth-first search with a preemption bound, a
@@ -160,14 +160,12 @@ class Execution:
             return self.m.frame_table.type_info(step.word[1]) != step.arg
         return True
 
-    # called from inside a CPU's greenlet by the hooks
-    def _hook_refs(self, kind: str, page: int, arg: int) -> None:
-        self._announce(Step(self.current, kind, step_word(kind, page, arg), arg))
-
-    def _hook_spage(self, kind: str, spdx: int, word: int) -> None:
-        self._announce(Step(self.current, kind, ("sp", spdx, word), 0))
-
-    def _announce(self, step: Step) -> None:
+    # called from inside a CPU's greenlet: the machine's atomic_step event
+    def _on_step(self, kind: str, key: int, arg: int) -> None:
+        if kind[:3] == "sp_":                    # a superpage-table word: (spdx, word)
+            step = Step(self.current, kind, ("sp", key, arg), 0)
+        else:
+            step = Step(self.current, kind, step_word(kind, key, arg), arg)
         self.pending[step.cpu] = step
         self._main.switch()
 
@@ -185,8 +183,7 @@ class Execution:
 
     def run(self, chooser) -> None:
         m = self.m
-        m.refs.step = self._hook_refs
-        m.spage_table.step = self._hook_spage
+        sub = m.events.subscribe("atomic_step", self._on_step)
         m.concurrent = True
         try:
             self._cpus = [greenlet.greenlet(self._body(i)) for i in range(len(self.programs))]
@@ -213,8 +210,7 @@ class Execution:
                     if problem:
                         raise Violation(problem, self.schedule, self.trace)
         finally:
-            m.refs.step = None
-            m.spage_table.step = None
+            m.events.unsubscribe(sub)
             m.concurrent = False
             for g in self._cpus:
                 if not g.dead:

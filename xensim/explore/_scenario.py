@@ -220,14 +220,14 @@ class World:
         return -errno.ENOSYS
 
 
-def describe_cas(ex: Execution, m, step) -> None:
-    """After a cmpxchg step: rewrite its trace line with what it did, e.g.
+def describe_cas(ex: "_ScenarioExecution", m, step) -> None:
+    """After a cmpxchg step: rewrite its trace line with what it did (``ex.last_cas``,
+    from the machine's spage_cmpxchg event), e.g.
     ``cpu1 cmpxchg superpage 0x0 word 0: expected 0x0 found 0x1 -> lost``."""
-    holder = m.spage_table if step.kind == "sp_cas" else m.superpage
-    done = getattr(holder, "last_cas", None)
+    done = ex.last_cas
     if done is None or not ex.trace:
         return
-    holder.last_cas = None
+    ex.last_cas = None
     old, found, new, won = done
     where = str(step).split(" ", 2)[2]
     ex.trace[-1] = (f"cpu{step.cpu} cmpxchg {where}: expected {old:#x} found {found:#x} -> "
@@ -321,10 +321,16 @@ class _ScenarioExecution(Execution):
     #: how the run ended: None (still running, or interrupted), "ok", "violation", "pruned"
     outcome: str | None = None
     violation: Violation | None = None
+    #: (expected, found, new, won) of the last superpage cmpxchg (see describe_cas)
+    last_cas: tuple | None = None
+
+    def _on_cas(self, where, spdx, word, expected, found, new, won) -> None:
+        self.last_cas = (expected, found, new, won)
 
     def run(self, chooser) -> None:
         try:
-            super().run(chooser)
+            with self.m.events.listening(spage_cmpxchg=self._on_cas):
+                super().run(chooser)
             self.runner.end_check(self)
         except Violation as v:
             self.outcome, self.violation = "violation", v

@@ -89,7 +89,8 @@ class FrameTable:
                         for a in lst if a is not None)
         return per_group + self._valid.nbytes
 
-    def _initial_group(self, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def initial_group(self, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """New arrays (count_info, type_info, owner) of group ``g`` as at boot: RAM free."""
         base = g << PDX_GROUP_SHIFT
         ci = np.zeros(PDX_GROUP_FRAMES, dtype=np.uint64)
         i = max(bisect_right(self._starts, base) - 1, 0)
@@ -103,10 +104,13 @@ class FrameTable:
         owner = np.full(PDX_GROUP_FRAMES, DOMID_INVALID, dtype=np.uint16)
         return ci, ti, owner
 
+    #: the old name (the tracer's and the fuzzer's, until they use initial_group)
+    _initial_group = initial_group
+
     def _materialize(self, g: int) -> None:
         if not self._valid[g]:
             raise IndexError(f"PDX group {g} holds no RAM: no frame table there")
-        self._ci[g], self._ti[g], self._owner[g] = self._initial_group(g)
+        self._ci[g], self._ti[g], self._owner[g] = self.initial_group(g)
 
     def group(self, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The writable arrays of group ``g``, allocating it on first use."""
@@ -219,7 +223,7 @@ class FrameTable:
         if not self._valid[g]:
             return (np.zeros(n, np.uint64), np.zeros(n, np.uint64),
                     np.full(n, DOMID_INVALID, np.uint16))
-        ci, ti, owner = self._initial_group(g)
+        ci, ti, owner = self.initial_group(g)
         return ci[off:off + n], ti[off:off + n], owner[off:off + n]
 
     # -- snapshots (tests compare the table before and after a failed call) -----
@@ -233,12 +237,12 @@ class FrameTable:
             mine = self.snapshot_group(g)
             theirs = snap.get(g)
             if theirs is None:
-                theirs = tuple(a.tobytes() for a in self._initial_group(g))
+                theirs = tuple(a.tobytes() for a in self.initial_group(g))
             if mine != theirs:
                 return False
         return True
 
     def snapshot_group(self, g: int) -> tuple[bytes, bytes, bytes]:
         if self._ci[g] is None:
-            return tuple(a.tobytes() for a in self._initial_group(g))
+            return tuple(a.tobytes() for a in self.initial_group(g))
         return self._ci[g].tobytes(), self._ti[g].tobytes(), self._owner[g].tobytes()

@@ -15,6 +15,11 @@ An entry is one or two 64-bit words (``words_per_entry``):
   word 1 for read-write mappings (``superpage-info``).
 
 Entries are indexed like Xen's: by ``spdx = pdx >> 9``.
+
+Observers see the table through the machine's event bus (``events``, set by the
+machine; see xensim.xen's _events): ``atomic_step`` before each load, store or
+cmpxchg of a word (``sp_load`` / ``sp_store`` / ``sp_cas``), ``spage_cmpxchg``
+for every cmpxchg, ``spage_write`` / ``spage_write_many`` for plain stores.
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ from __future__ import annotations
 import numpy as np
 
 from ._units import SUPERPAGE_ORDER
+
+class _NoObservers:
+    """The events a table emits, none listened to (until the machine gives it its bus)."""
+    atomic_step = spage_cmpxchg = spage_write = spage_write_many = None
+
 
 SPAGE_CHUNK_SHIFT = 9
 SPAGE_CHUNK_ENTRIES = 1 << SPAGE_CHUNK_SHIFT      # 512 entries: 4 KiB of 8-byte words
@@ -49,12 +59,9 @@ class SuperpageTable:
                               dtype=np.uint64)
         #: while a request runs: (word, entry, old value) per write
         self._journal: list | None = None
-        #: the concurrency explorer's hook, called before each load, store or cmpxchg
-        #: of a word as step(kind, spdx, word); None when running sequentially
-        self.step = None
-        #: under the explorer: (expected, found, new, won) of the last cmpxchg
-        self.last_cas = None
-        #: optional teaching hook (xensim trace): trace(spdx, word, old, new) where a word
+        #: the machine's event bus (the machine sets it)
+        self.events = _NoObservers
+        #: the old teaching hook (goes once the tracer subscribes to the events) (xensim trace): trace(spdx, word, old, new) where a word
         #: changes; for write_many, spdx is the array of store positions, old/new arrays
         self.trace = None
         if spdx.size:
@@ -109,36 +116,45 @@ class SuperpageTable:
     def has_entry(self, spdx: int) -> bool:
         return self.entry_index(spdx) >= 0
 
+    def spdx_of_entries(self, entries: np.ndarray) -> np.ndarray:
+        """The spdx of each store position (the inverse of :meth:`entry_indexes`)."""
+        e = np.asarray(entries, dtype=np.int64)
+        chunk_of_slot = np.empty(self.n_chunks, dtype=np.int64)
+        chunk_of_slot[self._slot[self._slot >= 0]] = np.flatnonzero(self._slot >= 0)
+        return (chunk_of_slot[e >> SPAGE_CHUNK_SHIFT] << SPAGE_CHUNK_SHIFT) | (e & SPAGE_CHUNK_MASK)
+
     def read(self, spdx: int, word: int = 0) -> int:
-        if self.step is not None:
-            self.step("sp_load", spdx, word)
+        if (step := self.events.atomic_step) is not None:
+            step("sp_load", spdx, word)
         e = self.entry_index(spdx)
         if e < 0:
             raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
         return int(self.store[word, e])
 
     def write(self, spdx: int, value: int, word: int = 0) -> None:
-        if self.step is not None:
-            self.step("sp_store", spdx, word)
+        if (step := self.events.atomic_step) is not None:
+            step("sp_store", spdx, word)
         e = self.entry_index(spdx)
         if e < 0:
             raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
         if self._journal is not None:
             self._journal.append((word, e, int(self.store[word, e])))
+        if (ev := self.events.spage_write) is not None:
+            ev("spage_table", spdx, word, int(self.store[word, e]), int(value))
         if self.trace is not None:
             self.trace(spdx, word, int(self.store[word, e]), int(value))
         self.store[word, e] = value
 
     def cmpxchg(self, spdx: int, old: int, new: int, word: int = 0) -> bool:
         """The one read-modify-write of a superpage word (one atomic step)."""
-        if self.step is not None:
-            self.step("sp_cas", spdx, word)
+        if (step := self.events.atomic_step) is not None:
+            step("sp_cas", spdx, word)
         e = self.entry_index(spdx)
         if e < 0:
             raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
         found = int(self.store[word, e])
-        if self.step is not None:                  # the explorer shows what each cmpxchg did
-            self.last_cas = (old, found, new, found == old)
+        if (ev := self.events.spage_cmpxchg) is not None:
+            ev("spage_table", spdx, word, old, found, new, found == old)
         if found != old:
             return False
         if self._journal is not None:
@@ -152,6 +168,9 @@ class SuperpageTable:
         """Write many entries at once (store positions from :meth:`entry_indexes`)."""
         if self._journal is not None:
             self._journal.extend((word, int(e), int(self.store[word, e])) for e in entries)
+        if (ev := self.events.spage_write_many) is not None:
+            ev("spage_table", self.spdx_of_entries(entries), word, self.store[word, entries].copy(),
+               np.array(values, dtype=np.uint64))
         if self.trace is not None:
             self.trace(entries, word, self.store[word, entries].copy(), values)
         self.store[word, entries] = values

@@ -9,6 +9,9 @@ from ._audit import (
 from ._domain import (
     DOMID_SELF, Domain,
 )
+from ._events import (
+    EVENTS, Events, Subscription,
+)
 from ._hypercall import (
     HYPERVISOR_mmu_update, HYPERVISOR_memory_op, HYPERVISOR_update_va_mapping,
     HYPERVISOR_mmuext_op, HYPERCALL_NAMES, errno_name, CallStats, HypercallLayer,
@@ -47,7 +50,8 @@ from ._segdesc import (
 
 __all__ = [
     "AuditReport", "BASE_DISALLOW_MASK", "CHILD_TYPES", "CTLDOM_MAX_ORDER", "CallStats",
-    "DOMID_SELF", "DOMU_MAX_ORDER", "Difference", "Domain", "ENTRIES", "Expected",
+    "DOMID_SELF", "DOMU_MAX_ORDER", "Difference", "Domain", "ENTRIES", "EVENTS", "Events",
+    "Expected",
     "FASTPATH_FLAG_WHITELIST", "FIRST_RESERVED_GDT_ENTRY", "FLAT_KERNEL_CS",
     "GET_PAGE_COUNT_MAX", "GuestMemory", "HWDOM_MAX_ORDER", "HYPERCALL_NAMES",
     "HYPERVISOR_memory_op", "HYPERVISOR_mmu_update", "HYPERVISOR_mmuext_op",
@@ -59,7 +63,7 @@ __all__ = [
     "MMU_PT_UPDATE_PRESERVE_AD", "MULTIPAGE_MAX_ORDER", "Machine", "MmuUpdate", "MmuextOp",
     "NoPageTables", "PADDR_MASK", "PAGE_CACHE_ATTRS", "PSE_BATCH_MIN", "PageTables",
     "PageTypeValidator", "REASONS", "ROOT_PAGETABLE_FIRST_XEN_SLOT",
-    "ROOT_PAGETABLE_LAST_XEN_SLOT", "RangeResult", "RefCounts", "RefStats", "VALID_AT_ONCE",
+    "ROOT_PAGETABLE_LAST_XEN_SLOT", "RangeResult", "RefCounts", "RefStats", "Subscription", "VALID_AT_ONCE",
     "XENMEM_decrease_reservation", "XENMEM_increase_reservation", "XENMEM_populate_physmap",
     "XenMemoryReservation", "_PAGE_ACCESSED", "_PAGE_AVAIL", "_PAGE_AVAIL_HIGH", "_PAGE_DIRTY",
     "_PAGE_GLOBAL", "_PAGE_GNTTAB", "_PAGE_NX", "_PAGE_PAT", "_PAGE_PCD", "_PAGE_PRESENT",

@@ -5,7 +5,9 @@ is what Xen returns to the guest: 0 / a count on success, a negative errno on
 failure. Handlers register per hypercall number; unknown numbers give -ENOSYS.
 A caller that does not exist, or is dying, gets -ESRCH: in Xen a dying domain's
 vCPUs never run again, so it issues no hypercalls (xensim's stand-in for that).
-Per-call statistics (calls, errors by errno name) are kept.
+Per-call statistics (calls, errors by errno name) are kept. Each call emits
+``hypercall_enter`` / ``hypercall_leave`` on the machine's event bus, and, for the
+explorer, the ``atomic_step`` ``hcall`` (entering is a step).
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ class HypercallLayer:
         self.stats: dict[str, CallStats] = {}
         #: domid -> hypercalls of that domain in progress (domain_pause waits for 0)
         self.active: dict[int, int] = {}
-        #: optional teaching hook (xensim trace): trace(caller, number, args, rc), called
-        #: with rc None on entry and with the result on return
+        #: the old teaching hook (goes once the tracer subscribes to hypercall_enter / _leave):
+        #: trace(caller, number, args, rc), rc None on entry and the result on return
         self.trace = None
 
     def register(self, number: int, handler: Callable[..., int]) -> None:
@@ -69,10 +71,12 @@ class HypercallLayer:
         if st is None:
             st = self.stats[name] = CallStats()
         st.calls += 1
+        ev = self.machine.events
+        if (enter := ev.hypercall_enter) is not None:
+            enter(caller, number, args)
         if self.trace is not None:
             self.trace(caller, number, args, None)
-        step = self.machine.refs.step
-        if step is not None:                          # under the explorer: entering is a step
+        if (step := ev.atomic_step) is not None:      # under the explorer: entering is a step
             step("hcall", caller, number)
         handler = self.handlers.get(number)
         d = self.machine.domain(caller)
@@ -89,6 +93,8 @@ class HypercallLayer:
                 active[caller] -= 1
         if rc < 0:
             st.errors[errno_name(rc)] += 1
+        if (leave := ev.hypercall_leave) is not None:
+            leave(caller, number, args, rc)
         if self.trace is not None:
             self.trace(caller, number, args, rc)
         return rc

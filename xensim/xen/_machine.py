@@ -1,8 +1,9 @@
 """The simulated x86_64 host: the one engine object.
 
 ``Machine`` owns the memory map, PDX, the frame table, the superpage table,
-the domain heap, the domains, the M2P and the reference primitives. The
-hypercall layer and the auditor act on it.
+the domain heap, the domains, the M2P, the reference primitives and the event
+bus (``events``: what observers subscribe to, see _events). The hypercall layer
+and the auditor act on it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import errno
 import numpy as np
 
 from ._domain import Domain
+from ._events import Events
 from ..mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
 from collections import Counter
 
@@ -53,6 +55,8 @@ class Machine:
         self.version = version
         self.allow_superpage = allow_superpage
         self.faithful = faithful
+        #: the event bus: every observer of this machine subscribes here (see _events)
+        self.events = Events()
         self.superpage = make_design(superpage, self)
         self.memmap = memmap
         self.pdx: Pdx = make_pdx(memmap.frame_ranges, pdx_mode, memmap.pdx_regions)
@@ -64,6 +68,7 @@ class Machine:
         self.frame_table = FrameTable(self.ram_pdx_ranges, self.pdx.max_pdx)
         self.spage_table = SuperpageTable(self.spdx_with_ram(),
                                           spage_words or self.superpage.words_per_entry)
+        self.spage_table.events = self.events
         self.heap = DomainHeap(memmap.frame_ranges)
         #: the machine-to-phys table (mfn -> gfn), Xen's machine_to_phys_mapping
         self.m2p = FrameMap(self.max_page)
@@ -71,7 +76,8 @@ class Machine:
         self.mem = GuestMemory()
         self.pt = PageTables(self)
         self.pt_stats: Counter = Counter()
-        self.refs = RefCounts(self.frame_table, self._free_pages, validator=self.pt)
+        self.refs = RefCounts(self.frame_table, self._free_pages, validator=self.pt,
+                              events=self.events)
         self.domains: dict[int, Domain] = {0: Domain(0, "Domain-0", max_pages=0)}
         self._next_domid = 1
         #: hooks run by destroy_domain before PGC_allocated is dropped, in order:
@@ -109,6 +115,20 @@ class Machine:
         else RefcountBug: a leak in an undo path is never papered over), then
         restores the words bit for bit (type bits left behind with count 0).
         """
+        ev = self.events
+        if ev.request_enter is None and ev.request_leave is None:
+            return self._request(fn)
+        if ev.request_enter is not None:
+            ev.request_enter()
+        rc = None
+        try:
+            rc = self._request(fn)
+        finally:
+            if ev.request_leave is not None:
+                ev.request_leave(rc)
+        return rc
+
+    def _request(self, fn) -> int:
         if self._in_request or self.concurrent:
             return fn()
         ft, sp = self.frame_table, self.spage_table
@@ -236,9 +256,9 @@ class Machine:
         if d is None or domid == 0:
             return -errno.ESRCH if d is None else -errno.EPERM
         d.is_dying = True
-        if self.refs.step is not None:
+        if (step := self.events.atomic_step) is not None:
             # domain_kill pauses the domain first: its hypercalls in flight complete
-            self.refs.step("pause", domid, 0)
+            step("pause", domid, 0)
         for hook in self.relinquish_hooks:
             hook(self, d)
         for start, end in d.allocated.runs():
@@ -295,6 +315,9 @@ class Machine:
     def _free_pages(self, pages: np.ndarray | int) -> None:
         """Frames whose general count reached 0 go back to the heap and leave their owner."""
         pages = np.atleast_1d(np.asarray(pages, dtype=np.int64))
+        if (freed := self.events.pages_freed) is not None:
+            ft = self.frame_table
+            owners = np.array([ft.owner(p) for p in pages.tolist()], dtype=np.int64)
         mfns = np.asarray(self.pdx_to_mfn(pages.astype(np.uint64)), dtype=np.int64)
         cuts = np.flatnonzero(np.diff(mfns) != 1) + 1
         for run_pages, run_mfns in zip(np.split(pages, cuts), np.split(mfns, cuts)):
@@ -319,6 +342,8 @@ class Machine:
             self.m2p.clear_run(mfn, n)
             self.mem.drop_range(mfn, n)
             self.heap.free_range(mfn, mfn + n)
+        if freed is not None:
+            freed(pages, owners)
 
     def _drop_allocated_run(self, d: Domain, mfn: int, n: int) -> None:
         """Clear PGC_allocated on frames [mfn, mfn+n) of ``d`` and put that reference."""

@@ -199,7 +199,22 @@ class PageTables:
 
     def get_page_from_entry(self, level: int, e: int, d: int, table: int | None = None) -> int:
         """Take the references a present entry of table ``table`` (an MFN) needs; 0 or a
-        negative errno (Xen's get_page_from_l1e .. get_page_from_l4e)."""
+        negative errno (Xen's get_page_from_l1e .. get_page_from_l4e). Emits
+        entry_get_begin / entry_get_end (rc None: it raised)."""
+        ev = self.m.events
+        if ev.entry_get_begin is None and ev.entry_get_end is None:
+            return self._get_page_from_entry(level, e, d, table)
+        if ev.entry_get_begin is not None:
+            ev.entry_get_begin(level, e, d, table)
+        rc = None
+        try:
+            rc = self._get_page_from_entry(level, e, d, table)
+        finally:
+            if ev.entry_get_end is not None:
+                ev.entry_get_end(level, e, d, table, rc)
+        return rc
+
+    def _get_page_from_entry(self, level: int, e: int, d: int, table: int | None) -> int:
         m = self.m
         if self.disallowed(level, e):
             return -errno.EINVAL
@@ -260,8 +275,8 @@ class PageTables:
             return False
         refs = m.refs
         want = LEVEL_TYPES[level] | PGT_validated
-        if refs.step is not None:
-            refs.step("get_page_type", page, LEVEL_TYPES[level])
+        if (step := m.events.atomic_step) is not None:
+            step("get_page_type", page, LEVEL_TYPES[level])
         refs.stats.get_page_type += 1
         while True:
             x = m.frame_table.type_info(page)
@@ -273,7 +288,20 @@ class PageTables:
                 return True
 
     def put_page_from_entry(self, level: int, e: int, table: int | None = None) -> None:
-        """Drop what a present entry of table ``table`` held."""
+        """Drop what a present entry of table ``table`` held (between entry_put_begin and
+        entry_put_end, also when it raises)."""
+        ev = self.m.events
+        if ev.entry_put_begin is None and ev.entry_put_end is None:
+            return self._put_page_from_entry(level, e, table)
+        if ev.entry_put_begin is not None:
+            ev.entry_put_begin(level, e, table)
+        try:
+            self._put_page_from_entry(level, e, table)
+        finally:
+            if ev.entry_put_end is not None:
+                ev.entry_put_end(level, e, table)
+
+    def _put_page_from_entry(self, level: int, e: int, table: int | None) -> None:
         m = self.m
         mfn = pte_mfn(e)
         if level >= 2 and mfn == table:
@@ -376,8 +404,8 @@ class PageTables:
                     x = ft.type_info(page)
                     if x & (PGT_type_mask | PGT_validated) != want:
                         break             # devalidated meanwhile, by a put down the loop
-                    if m.refs.step is not None:
-                        m.refs.step("type_flags", page, 0)
+                    if (step := m.events.atomic_step) is not None:
+                        step("type_flags", page, 0)
                     if m.refs._cmpxchg_type(page, x, x & ~PGT_validated,
                                             "relinquish: forced devalidation"):
                         m.refs.stats.devalidations += 1

@@ -35,8 +35,10 @@ from typing import Callable, Protocol
 import numpy as np
 
 from .._errors import RefcountBug
+from ._events import Events
+from ._tlbflush import TlbFlushes
 from ..mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
-from ..mem import (DOMID_INVALID, PGC_count_mask, PGT_count_mask, PGT_PAGE_TABLE_TYPES,
+from ..mem import (PGC_count_mask, PGT_count_mask, PGT_PAGE_TABLE_TYPES,
                          PGT_pinned, PGT_shared_page, PGT_type_mask, PGT_validated,
                          PGT_writable_page, PGC_allocated, type_name)
 
@@ -131,7 +133,7 @@ class RangeResult:
 
 
 @dataclass
-class RefCounts:
+class RefCounts(TlbFlushes):
     """The reference primitives, bound to one frame table.
 
     ``free_page(pages)`` is called when puts drop frames' last general
@@ -143,11 +145,10 @@ class RefCounts:
     free_page: Callable[[int | np.ndarray], None]
     validator: PageTypeValidator = field(default_factory=NoPageTables)
     stats: RefStats = field(default_factory=RefStats)
-    #: optional teaching hook: trace(page, word, old, new, why)
+    #: the old teaching hook, trace(page, word, old, new, why): goes once the tracer subscribes
     trace: Callable[[int, str, int, int, str], None] | None = None
-    #: the concurrency explorer's hook, called before each atomic step as
-    #: step(kind, page, arg); None when running sequentially (full speed)
-    step: Callable[[str, int, int], None] | None = None
+    #: the machine's event bus (atomic_step, word_changed, tlb_flush, range_*; see _events)
+    events: Events = field(default_factory=Events)
     #: Xen's TLB clock (tlbflush_clock): starts at 1, ticks at every flush counted
     tlbflush_clock: int = 1
     #: per domain: the clock when its vCPU's TLB was last flushed (Xen's per-CPU
@@ -163,6 +164,8 @@ class RefCounts:
         if cur != old:
             return False
         self.ft.set_count_info(page, new, old)
+        if (ev := self.events.word_changed) is not None:
+            ev(page, "count_info", old, new, why)
         if self.trace is not None:
             self.trace(page, "count_info", old, new, why)
         return True
@@ -172,6 +175,8 @@ class RefCounts:
         if cur != old:
             return False
         self.ft.set_type_info(page, new, old)
+        if (ev := self.events.word_changed) is not None:
+            ev(page, "type_info", old, new, why)
         if self.trace is not None:
             self.trace(page, "type_info", old, new, why)
         return True
@@ -185,8 +190,8 @@ class RefCounts:
         the top two counts, as Xen's page_get_owner_and_reference (4.1 to 4.22):
         the last reference before the count wraps is kept for get_page_light.
         """
-        if self.step is not None:
-            self.step("get_page", page, d)
+        if (step := self.events.atomic_step) is not None:
+            step("get_page", page, d)
         self.stats.get_page += 1
         while True:
             x = self.ft.count_info(page)
@@ -204,8 +209,8 @@ class RefCounts:
 
     def put_page(self, page: int) -> None:
         """Drop a general reference; at 0 the frame goes back to the heap."""
-        if self.step is not None:
-            self.step("put_page", page, 0)
+        if (step := self.events.atomic_step) is not None:
+            step("put_page", page, 0)
         self.stats.put_page += 1
         while True:
             x = self.ft.count_info(page)
@@ -219,8 +224,8 @@ class RefCounts:
             self.free_page(page)
 
     def _undo_count(self, page: int, taken: int, before: int, why: str) -> None:
-        if self.step is not None:
-            self.step("put_page", page, 0)
+        if (step := self.events.atomic_step) is not None:
+            step("put_page", page, 0)
         self.stats.put_page += 1
         if not self._cmpxchg_count(page, taken, before, why):
             self.stats.put_page -= 1
@@ -237,8 +242,8 @@ class RefCounts:
         The same type, not yet validated, with references: another CPU is validating
         it, and Xen waits until the word changes, then looks again.
         """
-        if self.step is not None:
-            self.step("get_page_type", page, type)
+        if (step := self.events.atomic_step) is not None:
+            step("get_page_type", page, type)
         self.stats.get_page_type += 1
         while True:
             x = self.ft.type_info(page)
@@ -262,11 +267,12 @@ class RefCounts:
                 # Xen spins until type_info changes (validated, or the attempt undone),
                 # then retries. (Xen returns -EINTR instead when the hypercall is
                 # preemptible and has work pending; xensim never preempts.)
-                if self.step is None:
+                step = self.events.atomic_step
+                if step is None:
                     raise RefcountBug(f"get_page_type on page {page:#x} ({type_name(type)}) "
                                       f"waits for a validation no other CPU runs ({x:#x}): "
                                       "Xen would spin forever")
-                self.step("wait_validated", page, x)     # the explorer runs us again once it changed
+                step("wait_validated", page, x)     # the explorer runs us again once it changed
                 continue
             if self._cmpxchg_type(page, x, nx, f"get_page_type({type_name(type)})"):
                 break
@@ -280,88 +286,21 @@ class RefCounts:
                 self._undo_type(page, nx, x, "validation failed")
                 self.stats.get_page_type_failed += 1
                 return rc
-            if self.step is not None:
-                self.step("set_validated", page, type)
+            if (step := self.events.atomic_step) is not None:
+                step("set_validated", page, type)
             while True:
                 cur = self.ft.type_info(page)
                 if self._cmpxchg_type(page, cur, cur | PGT_validated, "validated"):
                     break
         return 0
 
-    # -- TLB flush accounting (tlbflush_timestamp, tlbflush_filter) ------------------
-    def _stamp_group(self, g: int) -> np.ndarray:
-        a = self._stamps.get(g)
-        if a is None:
-            a = self._stamps[g] = np.zeros(PDX_GROUP_FRAMES, dtype=np.uint32)
-        return a
-
-    def tlbflush_timestamp(self, page: int) -> int:
-        """The clock when ``page``'s type count last fell to 0 (0: not since allocated)."""
-        a = self._stamps.get(page >> PDX_GROUP_SHIFT)
-        return 0 if a is None else int(a[page & PDX_GROUP_MASK])
-
-    def _stamp(self, page: int) -> None:
-        """put_page_type took the last typed reference: Xen records tlbflush_current_time()."""
-        self._stamp_group(page >> PDX_GROUP_SHIFT)[page & PDX_GROUP_MASK] = self.tlbflush_clock
-
-    def _clear_stamps(self, pages, n: int = 0) -> None:
-        """Frames going back to the heap (``pages``, or the run [pages, pages+n)): a frame
-        allocated again needs no flush for its past (Xen's alloc_heap_pages flushes
-        stale TLBs then; that flush is not counted here)."""
-        if not self._stamps:
-            return
-        pages = np.arange(pages, pages + n) if n else np.atleast_1d(np.asarray(pages, dtype=np.int64))
-        groups = pages >> PDX_GROUP_SHIFT
-        for g in np.unique(groups):
-            a = self._stamps.get(int(g))
-            if a is not None:
-                a[pages[groups == g] & PDX_GROUP_MASK] = 0
-
-    def _need_flush(self, d: int, stamp) -> bool:
-        """NEED_FLUSH: the owner's CPU last flushed its TLB no later than ``stamp``."""
-        return d != DOMID_INVALID and 0 < stamp and self.tlbflush_time.get(d, 0) <= stamp
-
-    def _flush(self, page: int, d: int, stamp: int) -> None:
-        """flush_tlb_mask on the owner's CPU: the clock ticks, the CPU's time is the new one."""
-        self.stats.tlb_flushes += 1
-        self.tlbflush_clock += 1
-        self.tlbflush_time[d] = self.tlbflush_clock
-        if self.trace is not None:
-            self.trace(page, "tlb_flush", stamp, self.tlbflush_clock, f"TLB flush of dom{d}'s CPU")
-
-    def _type_change_flush(self, page: int) -> None:
-        """A type change of ``page``: flush if the owner's CPU may still hold it in its TLB
-        under the old type (its timestamp is not older than that CPU's last flush)."""
-        d = self.ft.owner(page)
-        stamp = self.tlbflush_timestamp(page)
-        if self._need_flush(d, stamp):
-            self._flush(page, d, stamp)
-
-    def _range_flush(self, first: int, changing: np.ndarray, d: int) -> None:
-        """The per-frame loop's flushes over a run of ``d``'s frames, ``changing`` the ones
-        whose type changes: at most one (after it, every older stamp is covered)."""
-        a = self._stamps.get(first >> PDX_GROUP_SHIFT)
-        if a is None or not changing.any():
-            return
-        off = first & PDX_GROUP_MASK
-        self._runs_flush(np.array([first]), changing.reshape(1, -1),
-                         a[off:off + changing.size].reshape(1, -1), d)
-
-    def _runs_flush(self, firsts: np.ndarray, changing: np.ndarray, st: np.ndarray, d: int) -> None:
-        """The same over runs at once (row r: the run at ``firsts[r]``, its stamps ``st[r]``):
-        the first frame in run order that needs a flush gets the one flush."""
-        need = changing & (st > 0) & (st >= self.tlbflush_time.get(d, 0))
-        if d != DOMID_INVALID and need.any():
-            r, c = divmod(int(np.argmax(need)), need.shape[1])
-            self._flush(int(firsts[r]) + c, d, int(st[r, c]))
-
     def get_page_type(self, page: int, type: int) -> bool:
         return self._get_page_type(page, type) == 0
 
     def put_page_type(self, page: int) -> None:
         """Drop a typed reference; a page table whose count reaches 0 is devalidated."""
-        if self.step is not None:
-            self.step("put_page_type", page, 0)
+        if (step := self.events.atomic_step) is not None:
+            step("put_page_type", page, 0)
         self.stats.put_page_type += 1
         while True:
             x = self.ft.type_info(page)
@@ -385,8 +324,8 @@ class RefCounts:
                 return
 
     def _undo_type(self, page: int, taken: int, before: int, why: str) -> None:
-        if self.step is not None:
-            self.step("put_page_type", page, 0)
+        if (step := self.events.atomic_step) is not None:
+            step("put_page_type", page, 0)
         self.stats.put_page_type += 1
         if not self._cmpxchg_type(page, taken, before, why):
             self.stats.put_page_type -= 1
@@ -413,8 +352,8 @@ class RefCounts:
     # -- pins (PGT_pinned, set and cleared in one place) --------------------------------
     def set_pinned(self, page: int) -> bool:
         """Test-and-set PGT_pinned: False if it was already set."""
-        if self.step is not None:
-            self.step("type_flags", page, 0)
+        if (step := self.events.atomic_step) is not None:
+            step("type_flags", page, 0)
         while True:
             x = self.ft.type_info(page)
             if x & PGT_pinned:
@@ -424,8 +363,8 @@ class RefCounts:
 
     def clear_pinned(self, page: int) -> bool:
         """Test-and-clear PGT_pinned: False if it was not set."""
-        if self.step is not None:
-            self.step("type_flags", page, 0)
+        if (step := self.events.atomic_step) is not None:
+            step("type_flags", page, 0)
         while True:
             x = self.ft.type_info(page)
             if not x & PGT_pinned:
@@ -435,8 +374,8 @@ class RefCounts:
 
     def clear_allocated(self, page: int) -> bool:
         """Test-and-clear PGC_allocated (the owner's own reference is then put by the caller)."""
-        if self.step is not None:
-            self.step("count_flags", page, 0)
+        if (step := self.events.atomic_step) is not None:
+            step("count_flags", page, 0)
         while True:
             x = self.ft.count_info(page)
             if not x & PGC_allocated:
@@ -454,8 +393,19 @@ class RefCounts:
         """
         if type in PGT_PAGE_TABLE_TYPES:
             raise ValueError("vectorised get_page_type is for writable/shared types only")
-        if self.step is not None:                       # under the explorer: one step per frame
-            return self.get_pages_and_type_loop(first, n, d, type)
+        ev = self.events
+        if (get := ev.range_get) is not None:
+            get(first, n, d, type)
+        if ev.atomic_step is not None:                  # under the explorer: one step per frame
+            r = self.get_pages_and_type_loop(first, n, d, type)
+        else:
+            r = self._get_range(first, n, d, type)
+        if (got := ev.range_got) is not None:
+            got(first, n, d, type, r)
+        return r
+
+    def _get_range(self, first: int, n: int, d: int, type: int | None) -> RangeResult:
+        """get_pages_and_type's vectorised body."""
         ci, ti, owner = self.ft.slices(first, n)
         cnt = ci & _U(PGC_count_mask)
         ok = (cnt - _U(1)) < _U(GET_PAGE_COUNT_MAX)        # 1 <= count <= max - 2 (wraps at 0)
@@ -484,8 +434,6 @@ class RefCounts:
                     self._range_flush(first, first_ref & ((ti & _U(PGT_type_mask)) != _U(type)), d)
                 ti[first_ref] = (ti[first_ref] & _U(_TYPE_CHANGE_KEEP)) | _U(type | PGT_validated)
             ti += _U(1)
-        if self.trace is not None:
-            self.trace(first, f"count_info[{n}]", 0, 0, f"get_pages_and_type({'-' if type is None else type_name(type)})")
         return RangeResult(True, n)
 
     def _range_failure(self, i: int, n: int, type: int | None, reason: str) -> RangeResult:
@@ -508,7 +456,10 @@ class RefCounts:
 
     def put_pages_and_type(self, first: int, n: int, typed: bool = True) -> None:
         """put_page_type (if ``typed``) then put_page on frames [first, first+n), freeing at 0."""
-        if self.step is not None:                       # under the explorer: one step per frame
+        ev = self.events
+        if (put := ev.range_put) is not None:
+            put(first, n, typed)
+        if ev.atomic_step is not None:                  # under the explorer: one step per frame
             return self.put_pages_and_type_loop(first, n, typed)
         ci, ti, _ = self.ft.slices(first, n)
         if typed:
@@ -529,8 +480,6 @@ class RefCounts:
             raise RefcountBug(f"put_page on a zero count in pages {first:#x}+{n}")
         self.stats.put_page += n
         ci -= _U(1)
-        if self.trace is not None:
-            self.trace(first, f"count_info[{n}]", 0, 0, "put_pages_and_type" if typed else "put_pages")
         freed = np.flatnonzero((ci & _U(PGC_count_mask)) == 0)
         if freed.size:
             self.stats.frees += int(freed.size)
@@ -586,6 +535,9 @@ class RefCounts:
         if type in PGT_PAGE_TABLE_TYPES:
             raise ValueError("vectorised get_page_type is for writable/shared types only")
         firsts = np.asarray(firsts, dtype=np.int64)
+        if (get := self.events.range_get) is not None:
+            for first in firsts.tolist():
+                get(first, n, d, type)
         for g, rows, index in self._run_blocks(firsts, n):
             if self.ft._journal is not None:
                 for first in firsts[rows]:
@@ -613,6 +565,9 @@ class RefCounts:
         self.stats.get_page += k
         if type is not None:
             self.stats.get_page_type += k
+        if (got := self.events.range_got) is not None:
+            for first in firsts.tolist():
+                got(first, n, d, type, RangeResult(True, n))
 
     def _apply(self, arr: np.ndarray, index, n: int, fn) -> None:
         """Run the in-place update ``fn`` on the runs' frames of one group."""
@@ -639,6 +594,9 @@ class RefCounts:
     def put_runs_and_type(self, firsts: np.ndarray, n: int, typed: bool = True) -> None:
         """put_pages_and_type on every run (checked with :meth:`put_runs_ok`); frees at 0."""
         firsts = np.asarray(firsts, dtype=np.int64)
+        if (put := self.events.range_put) is not None:
+            for first in firsts.tolist():
+                put(first, n, typed)
         freed = []
         for g, rows, index in self._run_blocks(firsts, n):
             if self.ft._journal is not None:

@@ -1,0 +1,202 @@
+"""The machine's event bus: one :class:`Events` per :class:`~xensim.xen.Machine`
+(``Machine.events``), through which observers (the concurrency explorer, the
+tracer, the fuzzer's checks) see what the machine does, without wrapping its
+methods or reading its private fields.
+
+Every event has a fixed name and argument list and is emitted at the one place
+where the thing it names happens. For each event the bus keeps an attribute of
+that name: ``None`` while nobody listens, else a callable taking the event's
+arguments (the subscriber itself when there is one, a dispatcher calling each
+in subscription order when there are several). An emit point is therefore::
+
+    ev = machine.events.word_changed
+    if ev is not None:
+        ev(page, "count_info", old, new, why)
+
+and costs one attribute load and an ``is not None`` test when nobody listens.
+Arguments that cost something to compute (copies of words) are computed only
+behind that test.
+
+The events (``page`` is a PDX, the index of a frame's page_info; ``spdx`` is
+``pdx >> 9``, a superpage's index; docs/xen-facts.md sections 3 and 5):
+
+``atomic_step(kind, key, arg)``
+    before each atomic step, i.e. each read-modify-write of one word (the
+    explorer's switch point). ``kind`` / ``key`` / ``arg``: ``get_page``
+    (page, domid), ``put_page`` (page, 0), ``get_page_type`` (page, type),
+    ``put_page_type`` (page, 0), ``set_validated`` (page, type),
+    ``type_flags`` / ``count_flags`` (page, 0: a pin or PGC_allocated bit),
+    ``wait_validated`` (page, the type_info seen: __get_page_type spins until
+    the word differs), ``sp_load`` / ``sp_store`` / ``sp_cas`` (spdx, word: a
+    superpage-table word), ``pi_load`` / ``pi_cas`` (the superpage's first page,
+    0: pageinfo-count's page_info field), ``hcall`` (caller domid, hypercall
+    number: entering a hypercall), ``pause`` (domid: domain_kill pausing it).
+    **While anyone listens the machine runs step by step**: the vectorised
+    512-frame forms fall back to their per-frame loops, and a ``wait_validated``
+    spin is allowed (with nobody listening it is a RefcountBug: no other CPU
+    can ever finish the validation).
+``word_changed(page, word, old, new, why)``
+    a scalar cmpxchg changed one frame's ``word`` (``"count_info"`` or
+    ``"type_info"``) from ``old`` to ``new``; ``why`` names the primitive
+    (``get_page``, ``put_page_type``, ``get_page_type(writable)``, ``pin``,
+    ``validated``, ``undo`` ...).
+``tlb_flush(page, d, stamp, clock)``
+    a type change of ``page`` made Xen flush domain ``d``'s CPU: the frame's
+    last typed reference went at TLB clock ``stamp``, not before that CPU's
+    last flush; ``clock`` is the TLB clock after the flush.
+``range_get(first, n, d, type)`` / ``range_got(first, n, d, type, result)``
+    before / after taking get_page (and get_page_type(``type``) unless
+    ``type`` is None) on frames [first, first+n) for domain ``d`` in one
+    vectorised call (``RefCounts.get_pages_and_type``); ``result`` is its
+    :class:`~xensim.xen.RangeResult`. ``RefCounts.get_runs_and_type`` (many
+    runs at once) emits ``range_get`` for every run, in order, then takes
+    them all, then ``range_got`` for every run with ``RangeResult(True, n)``.
+``range_put(first, n, typed)``
+    before put_page_type (if ``typed``) and put_page on frames
+    [first, first+n) in one vectorised call (``put_pages_and_type``; every run
+    of ``put_runs_and_type``, all before any is put). Frames freed by it
+    follow as ``pages_freed``.
+``pages_freed(pages, owners)``
+    frames whose general count reached 0 went back to the heap (after it):
+    ``pages`` an int64 array, ``owners`` their owners' domids before (an
+    array of the same length).
+``spage_cmpxchg(where, spdx, word, expected, found, new, won)``
+    a cmpxchg of a superpage count word, won or lost: ``where`` is
+    ``"spage_table"`` (word ``word`` of the superpage table's entry) or
+    ``"page_info"`` (pageinfo-count's field in the superpage's first page_info;
+    ``word`` 0); ``found`` is what the word held.
+``spage_write(where, spdx, word, old, new)``
+    a plain store to one superpage word (Xen 4.1's faithful underflow).
+``spage_write_many(where, spdx, word, old, new)``
+    a batch (one mmu_update of many PSE entries) wrote many superpage words at
+    once: ``spdx``, ``old`` and ``new`` are arrays of the same length.
+``request_enter()`` / ``request_leave(rc)``
+    around ``Machine.request`` (one request of a batch, all or nothing; also
+    a nested one): ``rc`` is its result after any rollback, None when it
+    raised.
+``entry_get_begin(level, e, d, table)`` / ``entry_get_end(level, e, d, table, rc)``
+    around validating a present entry ``e`` of a level-``level`` table
+    ``table`` (an MFN, or None) for domain ``d`` (``get_page_from_entry``):
+    ``rc`` 0 or -errno; None when it raised.
+``entry_put_begin(level, e, table)`` / ``entry_put_end(level, e, table)``
+    around dropping what a present entry held (``put_page_from_entry``);
+    ``entry_put_end`` also when it raised.
+``hypercall_enter(caller, number, args)`` / ``hypercall_leave(caller, number, args, rc)``
+    around one hypercall (before and after it ran; ``args`` the tuple passed).
+
+``subscribe(name, fn)`` returns a :class:`Subscription`; ``unsubscribe(sub)``
+removes it; ``listening(name=fn, ...)`` is a context manager subscribing
+several at once. An unknown name raises ValueError. A deep copy of the bus
+(``copy.deepcopy`` of a machine) deep-copies its subscribers with it.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+#: every event and its arguments, in the order of the module docstring
+EVENTS: dict[str, tuple[str, ...]] = {
+    "atomic_step": ("kind", "key", "arg"),
+    "word_changed": ("page", "word", "old", "new", "why"),
+    "tlb_flush": ("page", "d", "stamp", "clock"),
+    "range_get": ("first", "n", "d", "type"),
+    "range_got": ("first", "n", "d", "type", "result"),
+    "range_put": ("first", "n", "typed"),
+    "pages_freed": ("pages", "owners"),
+    "spage_cmpxchg": ("where", "spdx", "word", "expected", "found", "new", "won"),
+    "spage_write": ("where", "spdx", "word", "old", "new"),
+    "spage_write_many": ("where", "spdx", "word", "old", "new"),
+    "request_enter": (),
+    "request_leave": ("rc",),
+    "entry_get_begin": ("level", "e", "d", "table"),
+    "entry_get_end": ("level", "e", "d", "table", "rc"),
+    "entry_put_begin": ("level", "e", "table"),
+    "entry_put_end": ("level", "e", "table"),
+    "hypercall_enter": ("caller", "number", "args"),
+    "hypercall_leave": ("caller", "number", "args", "rc"),
+}
+
+
+class Subscription:
+    """One subscriber of one event (what :meth:`Events.subscribe` returns)."""
+    __slots__ = ("name", "fn")
+
+    def __init__(self, name: str, fn: Callable):
+        self.name = name
+        self.fn = fn
+
+    def __repr__(self) -> str:
+        return f"Subscription({self.name!r}, {self.fn!r})"
+
+
+def _dispatcher(fns: tuple[Callable, ...]) -> Callable:
+    def dispatch(*args):
+        for fn in fns:
+            fn(*args)
+    return dispatch
+
+
+class Events:
+    """The machine's events: per event an attribute, None while nobody listens."""
+    __slots__ = tuple(EVENTS) + ("_subs",)
+
+    def __init__(self):
+        self._subs: dict[str, list[Subscription]] = {name: [] for name in EVENTS}
+        for name in EVENTS:
+            setattr(self, name, None)
+
+    def subscribe(self, name: str, fn: Callable) -> Subscription:
+        """Call ``fn`` with the event's arguments each time ``name`` is emitted."""
+        subs = self._subs.get(name)
+        if subs is None:
+            raise ValueError(f"unknown event {name!r}; the events are {', '.join(EVENTS)}")
+        sub = Subscription(name, fn)
+        subs.append(sub)
+        self._rebuild(name)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Remove a subscription (ValueError if it is not one of this bus's)."""
+        subs = self._subs.get(sub.name, [])
+        for i, s in enumerate(subs):
+            if s is sub:
+                del subs[i]
+                self._rebuild(sub.name)
+                return
+        raise ValueError(f"{sub!r} is not subscribed")
+
+    @contextmanager
+    def listening(self, **fns: Callable) -> Iterator["Events"]:
+        """``with events.listening(word_changed=f, atomic_step=g): ...``"""
+        subs = []
+        try:
+            for name, fn in fns.items():
+                subs.append(self.subscribe(name, fn))
+            yield self
+        finally:
+            for sub in reversed(subs):
+                self.unsubscribe(sub)
+
+    def subscribers(self, name: str) -> list[Callable]:
+        """The functions subscribed to ``name``, in order."""
+        if name not in self._subs:
+            raise ValueError(f"unknown event {name!r}")
+        return [s.fn for s in self._subs[name]]
+
+    def _rebuild(self, name: str) -> None:
+        fns = tuple(s.fn for s in self._subs[name])
+        setattr(self, name, None if not fns else fns[0] if len(fns) == 1 else _dispatcher(fns))
+
+    def __deepcopy__(self, memo) -> "Events":
+        new = Events()
+        memo[id(self)] = new
+        for name, subs in self._subs.items():
+            for s in subs:
+                new.subscribe(name, copy.deepcopy(s.fn, memo))
+        return new
+
+    def __repr__(self) -> str:
+        busy = {n: len(s) for n, s in self._subs.items() if s}
+        return f"Events({busy or 'no subscribers'})"
