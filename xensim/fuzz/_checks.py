@@ -138,9 +138,9 @@ def differ(a: Machine, b: Machine) -> str | None:
         if ga[0] is None and gb[0] is None:
             continue
         if ga[0] is None:
-            ga = fa._initial_group(g)
+            ga = fa.initial_group(g)
         if gb[0] is None:
-            gb = fb._initial_group(g)
+            gb = fb.initial_group(g)
         for name, x, y in zip(("count_info", "type_info", "owner"), ga, gb):
             if not np.array_equal(x, y):
                 j = int(np.argmax(x != y))
