@@ -116,3 +116,13 @@ def test_ops_only_in_a_script_workload(tmp_path):
     with pytest.raises(ConfigError, match=r"w\.yaml:5: workload\.ops: give 'script' \(guest "
                                           r"operations\) or 'ops' \(hypercalls\), not both"):
         load_config(p)
+
+
+@pytest.mark.parametrize("command", [["trace"], ["inspect", "--domain", "0"]])
+def test_simulating_commands_refuse_raw_hypercalls(tmp_path, capsys, command):
+    p = tmp_path / "r.yaml"
+    p.write_text(to_script_yaml(Setup(), OPS[:1]))
+    assert main([command[0], str(p)] + command[1:]) == 2
+    assert capsys.readouterr().err == (
+        "xensim: error: workload.ops: raw hypercalls (a fuzzer's reproducer) are replayed by "
+        "`xensim run FILE`, not simulated\n")
