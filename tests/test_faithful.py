@@ -18,7 +18,7 @@ import errno
 import pytest
 
 from xensim import Machine, MemoryMap, audit
-from xensim.fuzz._fuzz import isolation
+from xensim.fuzz import isolation
 from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
 from xensim.xen._mmu import MMUEXT_MARK_SUPER, MMUEXT_UNMARK_SUPER, MmuextOp, MmuUpdate
 from xensim.mem._page_info import (PGC_allocated, PGT_l1_page_table, PGT_type_mask,

@@ -1,4 +1,4 @@
-"""The hostile-guest fuzzer (xensim/_fuzz.py, docs/fuzzing.md).
+"""The hostile-guest fuzzer (xensim/fuzz/, xensim/cli/_fuzz.py, docs/fuzzing.md).
 
 * the seeded driver on every registered design (``sketch`` included: it must hold up
   sequentially; its race needs the concurrency explorer, issue 6) and on every release;
@@ -28,15 +28,17 @@ import xensim.designs._xen41 as xen41
 import xensim.xen._mmu as mmu
 import xensim.xen._refcount as refcount
 from xensim import HYPERVISOR_mmu_update
-from xensim.fuzz._fuzz import (ACTIONS, FuzzViolation, Fuzzer, Runner, Setup, add_parser, campaign,
-                          designs, keep_going, load_script, minimise, replay,
-                          replay_ops, report, reproducer_path, run_episode, singles,
-                          to_script_yaml)
+from xensim import ConfigError
+from xensim.cli._fuzz import add_parser, reproducer_path
+from xensim.designs import design_names
+from xensim.fuzz import (ACTIONS, FuzzRunner, FuzzViolation, Fuzzer, Setup, campaign,
+                         keep_going, load_script, minimise, replay, replay_ops, report,
+                         run_episode, singles, to_script_yaml)
 from xensim.guest._guest import DIRECTMAP_BASE
 from xensim.xen._mmu import MmuUpdate
 from xensim.xen._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_USER
 
-DESIGNS = designs()
+DESIGNS = sorted(design_names())
 VERSIONS = ("4.1", "4.5", "4.7", "4.8")
 #: calls per design of the seeded driver, in episodes of EPISODE calls: with the state
 #: machine's ~900 that is about 10k hostile calls per design in every CI run
@@ -156,7 +158,7 @@ def test_machphys_update_of_a_64_bit_value(val):
     """MMU_MACHPHYS_UPDATE stores any 64-bit value (Xen's M2P holds unsigned longs; ~0UL is
     INVALID_M2P_ENTRY). Found by the fuzzer: the int64 M2P raised OverflowError for values
     >= 2^63 (_mmu.py, _mmu_update_one); fixed (stored in two's complement)."""
-    run = Runner(Setup(domains=1))
+    run = FuzzRunner(Setup(domains=1))
     run.step({"op": "create_domain", "name": "g1", "max_pages": 1024})
     run.step({"op": "memory_op", "domain": "g1", "cmd": "populate_physmap", "order": 0,
               "extents": [0]})
@@ -356,7 +358,8 @@ def test_script_yaml_round_trips_every_op_kind(tmp_path):
 def test_load_script_rejects_unknown_ops(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("workload:\n  kind: script\n  ops:\n    - {op: reboot, domain: g1}\n")
-    with pytest.raises(ValueError, match="unknown op 'reboot'"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml:4: workload\.ops\[0\]\.op: bad choice "
+                                          r"'reboot'; choose from: create_domain, "):
         load_script(p)
     p.write_text("workload:\n  kind: random\n")
     with pytest.raises(ValueError, match="not a script workload"):
@@ -364,7 +367,7 @@ def test_load_script_rejects_unknown_ops(tmp_path):
 
 
 def test_unknown_domain_names_are_esrch():
-    run = Runner(Setup())
+    run = FuzzRunner(Setup())
     assert run.step({"op": "mmu_update", "domain": "nobody", "reqs": [[0, 0]]}).rc == -errno.ESRCH
     assert run.step({"op": "destroy_domain", "domain": "nobody"}).rc == -errno.ESRCH
 
@@ -460,7 +463,7 @@ def test_cli_each_bad_argument_has_its_own_line(capsys):
                             "--episode", "-1", "--max-findings", "0"], capsys)
     assert rc == 2 and out == ""
     assert err.splitlines() == [
-        "xensim: error: --design: unknown design 'nope'; choose from " + ", ".join(designs()),
+        "xensim: error: --design: unknown design 'nope'; choose from " + ", ".join(DESIGNS),
         "xensim: error: --domains: must be 1-8, got 9",
         "xensim: error: --calls: must be at least 1, got 0",
         "xensim: error: --episode: must be at least 1, got -1",
@@ -550,14 +553,14 @@ def test_campaign_ctrl_c_mid_episode_counts_the_calls_made():
 
 
 def test_campaign_ctrl_c_while_minimising_keeps_the_finding_whole(monkeypatch):
-    from xensim.fuzz import _fuzz
+    from xensim.fuzz import _campaign
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(_fuzz, "minimise", interrupted)
+    monkeypatch.setattr(_campaign, "minimise", interrupted)
     c = campaign(Setup(version="4.1", faithful=True, domains=2), 600, seed=1, episode_calls=200)
     assert c.interrupted and len(c.findings) == 1
     f = next(iter(c.findings.values()))
     assert not f.minimised and f.minimal and f.minimal[-1] == f.violation.op
     assert len(f.minimal) == f.violation.index + 1
-    assert "# xensim fuzz: reproducer (not minimised) (" in _fuzz.finding_yaml(c, f)
+    assert "# xensim fuzz: reproducer (not minimised) (" in _campaign.finding_yaml(c, f)

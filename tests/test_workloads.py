@@ -132,7 +132,7 @@ def test_compare_and_designs():
     ("workload:\n  kind: churn\n  iteration: 10\n",
      "w.yaml:3: workload.iteration: unknown key 'iteration' (did you mean 'iterations'?); "
      "allowed keys: kind, superpages, writable, rounds, iterations, mark, mappings, steps, "
-     "slots, small_slots, mix, script"),
+     "slots, small_slots, mix, script, ops"),
     ("workload: {kind: churn, iterations: 0}\n",
      "w.yaml:1: workload.iterations: must be at least 1, got 0"),
     ("workload: {kind: churn, mark: yes please}\n",

@@ -1,10 +1,118 @@
-"""``xensim fuzz``: a bridge to the parser in ``xensim.fuzz._fuzz`` (replaced at the merge by
-the module of the package's owner)."""
+"""``xensim fuzz``: the hostile-guest fuzzer's command (docs/fuzzing.md): its arguments,
+their checks, and the run: a campaign, its reproducers written with ``--out``, the
+summary. The fuzzer itself (xensim.fuzz) is imported when the command runs."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import get_args, get_type_hints
+
+from ..config import HypervisorConfig
+from ..designs import design_names
+from ..output import write_atomic
+
+__all__ = ["add_parser", "MIN_DOMAINS", "MAX_DOMAINS", "bad_arguments", "reproducer_path",
+           "cmd_fuzz"]
+
+#: the Xen releases (the config's hypervisor.version choices)
+XEN_VERSIONS = get_args(get_type_hints(HypervisorConfig)["version"])
+
 
 def add_parser(subparsers) -> None:
-    """Register ``xensim fuzz``."""
-    from ..fuzz._fuzz import add_parser as add
-    add(subparsers)
+    """Register ``xensim fuzz`` on an argparse subparsers object."""
+    p = subparsers.add_parser("fuzz", help="hostile-guest fuzzer: random hypercalls, checked after every call",
+                              description="Run random valid and invalid hypercalls from several PV "
+                                          "guests and check the machine after every call "
+                                          "(see docs/fuzzing.md). Exit 0: no violation, 1: "
+                                          "violations, 2: bad arguments, 130: interrupted "
+                                          "(after the summary of the calls made).")
+    p.add_argument("--design", default="xen-4.1", help="superpage design (default xen-4.1)")
+    p.add_argument("--calls", type=int, default=10_000, help="calls to make (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--domains", type=int, default=3,
+                   help=f"guests at a time, {MIN_DOMAINS}-{MAX_DOMAINS} (default 3)")
+    p.add_argument("--version", default="4.8", choices=XEN_VERSIONS,
+                   help="Xen release (default 4.8)")
+    p.add_argument("--faithful", action="store_true",
+                   help="reproduce Xen's known bugs (violations are then expected)")
+    p.add_argument("--pdx", default="none", choices=("none", "mask", "offset"),
+                   help="PDX compression (default none)")
+    p.add_argument("--episode", type=int, default=1000, metavar="N",
+                   help="calls per fresh machine (default 1000)")
+    p.add_argument("--no-minimise", action="store_true", help="report violations unminimised")
+    p.add_argument("--keep-going", action="store_true",
+                   help="go on past a crash, an unchanged/batch failure, a recorded Xen bug or a "
+                        "zombie when the machine still audits clean (finds more than the first bug)")
+    p.add_argument("--max-findings", type=int, metavar="N",
+                   help="stop once N distinct violations were found (and minimised)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (drawn on a terminal only, after ~2 s)")
+    p.add_argument("--out", metavar="FILE",
+                   help="write the minimal reproducer of each distinct violation: --out "
+                        "repro.yaml writes repro-1.yaml, repro-2.yaml, ... (script workloads "
+                        "that `xensim run` replays)")
+    p.set_defaults(func=cmd_fuzz)
+
+
+#: --domains: guests alive at a time (eight of the default set-up fill the machine)
+MIN_DOMAINS, MAX_DOMAINS = 1, 8
+
+
+def bad_arguments(args, names: list[str]) -> list[str]:
+    """One message per bad argument of ``xensim fuzz``."""
+    bad = []
+    if args.design not in names:
+        bad.append(f"--design: unknown design {args.design!r}; choose from {', '.join(names)}")
+    if not MIN_DOMAINS <= args.domains <= MAX_DOMAINS:
+        bad.append(f"--domains: must be {MIN_DOMAINS}-{MAX_DOMAINS}, got {args.domains}")
+    if args.calls < 1:
+        bad.append(f"--calls: must be at least 1, got {args.calls}")
+    if getattr(args, "episode", 1000) < 1:
+        bad.append(f"--episode: must be at least 1, got {args.episode}")
+    if getattr(args, "max_findings", None) is not None and args.max_findings < 1:
+        bad.append(f"--max-findings: must be at least 1, got {args.max_findings}")
+    return bad
+
+
+def reproducer_path(out, k: int) -> Path:
+    """The k-th reproducer's file (1-based) for ``--out FILE``: ``repro.yaml`` ->
+    ``repro-1.yaml``, ``repro-2.yaml``, ..."""
+    p = Path(out)
+    return p.with_name(f"{p.stem}-{k}{p.suffix or '.yaml'}")
+
+
+def cmd_fuzz(args) -> int:
+    """``xensim fuzz``: 0 when no violation was found, 1 otherwise (2: bad arguments,
+    130: interrupted, after the summary of what was done)."""
+    from ..fuzz import Setup, campaign, finding_yaml, keep_going, report
+    from ..output import EXIT_INTERRUPTED, Progress, sigint_deferred
+    bad = bad_arguments(args, sorted(design_names()))
+    if bad:
+        for line in bad:
+            print(f"xensim: error: {line}", file=sys.stderr)
+        return 2
+    setup = Setup(design=args.design, version=args.version, faithful=args.faithful,
+                  domains=args.domains, pdx=getattr(args, "pdx", "none"))
+    bar = Progress.off() if args.quiet else Progress()
+    bar.start("fuzz", args.calls, unit="calls")
+    c = campaign(setup, args.calls, args.seed, episode_calls=getattr(args, "episode", 1000),
+                 minimise_findings=not getattr(args, "no_minimise", False),
+                 tolerate=keep_going if getattr(args, "keep_going", False) else None,
+                 max_findings=getattr(args, "max_findings", None),
+                 tick=lambda n: bar.update(min(n, args.calls)))
+    bar.close()
+    files = None
+    if args.out and c.findings:
+        files = [reproducer_path(args.out, k + 1) for k in range(len(c.findings))]
+        with sigint_deferred():                   # each reproducer whole, or not at all
+            for path, f in zip(files, c.findings.values()):
+                write_atomic(path, finding_yaml(c, f))
+    sys.stdout.write(report(c, files))
+    if args.out and not c.findings:
+        sys.stdout.write(f"no violation: nothing written to {args.out}\n")
+    if c.interrupted:
+        sys.stdout.flush()
+        print(f"xensim: interrupted after {c.calls:,} calls", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 1 if c.findings else 0

@@ -28,18 +28,17 @@ def cmd_run(args) -> int:
     simulation of every design. Exit status 1 if a design crashed (a bug).
     A reproducer written by ``xensim fuzz`` is replayed with every check (1: it still fails)."""
     from ..config import dump_resolved
-    from ..fuzz import is_reproducer
-    from ..fuzz import replay as replay_reproducer
     from ..output import (EXIT_INTERRUPTED, Progress, check_file, out_dir, render, sigint_deferred,
                           to_json, write_atomic, writing)
     from ..sim import Interrupted, RunResult, run_comparison
     from ..xen import Machine
     from ._html import write_html
-    if args.config and is_reproducer(args.config):
-        result = replay_reproducer(args.config)
+    cfg, memmap = resolve_machine(args)
+    if cfg.workload is not None and cfg.workload.ops is not None:    # a fuzzer's reproducer
+        from ..fuzz import replay_config
+        result = replay_config(cfg, memmap)
         print(result)
         return 1 if result.violation else 0
-    cfg, memmap = resolve_machine(args)
     machine = Machine(memmap, cfg.machine.pdx)
     out = out_dir(args.out, "--out") if args.out else None     # before the run: fail early
     if args.html:

@@ -28,13 +28,17 @@ from ._config import (
 from ._scenario import (
     SCENARIO_OPS, ScenarioOp, ScenarioFile, Scenario, load_scenario, MAX_STEPS,
 )
+from ._hypercall_ops import (
+    HYPERCALL_OPS, MEMORY_OP_CMDS, HYPERCALL_OP_KEYS, MmuRequest, MmuextRequest, HypercallOp,
+)
 from ._resolved import (
     to_data, drop_none, resolved_config, dump_resolved,
 )
 
 __all__ = [
     "CMPXCHG_NS", "Config", "CostModelConfig", "DEFAULT_PRESET", "DomainConfig",
-    "FRAME_ATOMIC_NS", "GUEST_OPS", "HYPERCALL_NS", "HypervisorConfig", "KeyPath", "MAX_SLOTS",
+    "FRAME_ATOMIC_NS", "GUEST_OPS", "HYPERCALL_OPS", "HYPERCALL_OP_KEYS", "HypercallOp",
+    "MEMORY_OP_CMDS", "MmuRequest", "MmuextRequest", "HYPERCALL_NS", "HypervisorConfig", "KeyPath", "MAX_SLOTS",
     "MAX_STEPS", "MAX_WORKLOAD_OPS", "MachineConfig", "MemmapFileConfig", "MixConfig",
     "RangeConfig", "SCENARIO_OPS", "SLOT_RUN_OPS", "SUPERPAGE_BYTES", "SUPERPAGE_RUN_OPS",
     "Scenario", "ScenarioFile", "ScenarioOp", "ScriptOpConfig", "Size", "WORKLOAD_KINDS",

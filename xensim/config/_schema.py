@@ -14,6 +14,7 @@ from .._errors import ConfigError
 from ..designs import design_names
 from ..xen import LATEST_RELEASE, RELEASE_NAMES
 from ._files import check_e820_type
+from ._hypercall_ops import HypercallOp
 from ._loader import line_of, size
 from ._presets import DEFAULT_PRESET, list_presets
 
@@ -94,7 +95,7 @@ _WORKLOAD_OPTIONS = {
     "churn": ("superpages", "writable", "iterations", "mark"),
     "shared": ("superpages", "writable", "rounds", "mappings"),
     "random": ("superpages", "steps", "slots", "small_slots", "mix"),
-    "script": ("script",),
+    "script": ("script", "ops"),
 }
 #: defaults of the options, filled in when a kind takes them (superpages: None = all)
 _WORKLOAD_DEFAULTS = {
@@ -245,6 +246,8 @@ class WorkloadConfig:
     small_slots: int | None = field(default=None, metadata={"check": check_not_negative})
     mix: MixConfig | None = None
     script: list[ScriptOpConfig] | None = None
+    #: raw hypercalls instead of guest operations (a fuzzer's reproducer; docs/fuzzing.md)
+    ops: list[HypercallOp] | None = None
 
     def options(self) -> tuple[str, ...]:
         """The option names this kind takes."""
@@ -262,8 +265,10 @@ class WorkloadConfig:
                 setattr(self, name, defaults[name])
         if self.kind == "random" and self.mix is None:
             self.mix = MixConfig.default()
-        if self.kind == "script" and not self.script:
+        if self.kind == "script" and not self.script and self.ops is None:
             fail("a script workload needs a non-empty 'script' list of operations")
+        if self.script and self.ops is not None:
+            fail("give 'script' (guest operations) or 'ops' (hypercalls), not both", "ops")
         if self.slots is not None and self.slots > MAX_SLOTS:
             fail(f"at most {MAX_SLOTS} slots (256 GiB of 2 MiB slots)", "slots")
         if self.small_slots is not None and self.small_slots > MAX_SLOTS:

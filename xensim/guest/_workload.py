@@ -33,6 +33,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from .._errors import ConfigError
 from ..config import MAX_SLOTS, SLOT_RUN_OPS, SUPERPAGE_BYTES, WorkloadConfig
 from ._guest import DIRECTMAP_BASE, GuestKernel
 from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES, SUPERPAGE_SHIFT
@@ -458,4 +459,7 @@ KINDS: dict[str, type[Workload]] = {
 
 
 def make_workload(cfg: WorkloadConfig, domains: list[DomainSpec]) -> Workload:
+    if cfg.ops is not None:          # raw hypercalls: the fuzzer's reproducer, not guest ops
+        raise ConfigError(None, "workload.ops", "raw hypercalls (a fuzzer's reproducer) are "
+                                                "replayed by `xensim run FILE`, not simulated")
     return KINDS[cfg.kind](cfg, domains)

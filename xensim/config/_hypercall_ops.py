@@ -1,0 +1,128 @@
+"""The raw hypercalls of a ``script`` workload (``workload.ops``): a fuzzer's reproducer.
+
+A reproducer written by ``xensim fuzz`` is an ordinary config whose workload is
+``{kind: script, ops: [...]}``: each item one hypercall (or dom0's
+create/destroy_domain) as plain data, e.g.
+``{op: mmu_update, domain: g1, reqs: [[0x1c2d008, 0x4a2067]]}``. This module is
+their schema: :class:`HypercallOp`, loaded by the config package's typed loader,
+so a bad item is reported as ``FILE:LINE: workload.ops[3].reqs[0]: ...``.
+``xensim run`` replays such a config with every fuzzer check (docs/fuzzing.md).
+
+Which keys each op takes (``*``: required):
+
+================== =========================================================
+create_domain      name*, max_pages*
+destroy_domain     domain
+mmu_update         domain, reqs* ([ptr, val] each), foreign
+mmuext_op          domain, ops* ([cmd, arg1] each: cmd an MMUEXT name or number), foreign
+memory_op          domain, cmd*, order, extents, nr, target
+update_va_mapping  domain, va*, val*, flags
+================== =========================================================
+
+``domain`` is the calling domain's name (default ``dom0``); names that no
+domain has are kept, the hypervisor refuses them (-ESRCH).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+from ..xen import MMUEXT_NAMES
+
+__all__ = ["HYPERCALL_OPS", "MEMORY_OP_CMDS", "HYPERCALL_OP_KEYS", "MmuRequest",
+           "MmuextRequest", "HypercallOp"]
+
+#: the ops of a reproducer: dom0's domain control and the fuzzed hypercalls
+HYPERCALL_OPS = ("create_domain", "destroy_domain", "mmu_update", "mmuext_op", "memory_op",
+                 "update_va_mapping")
+#: memory_op's sub-commands (XENMEM_*), by name
+MEMORY_OP_CMDS = ("increase_reservation", "decrease_reservation", "populate_physmap")
+#: the keys each op takes (``*``: required), besides ``op``
+HYPERCALL_OP_KEYS = {
+    "create_domain": ("name*", "max_pages*"),
+    "destroy_domain": ("domain",),
+    "mmu_update": ("domain", "reqs*", "foreign"),
+    "mmuext_op": ("domain", "ops*", "foreign"),
+    "memory_op": ("domain", "cmd*", "order", "extents", "nr", "target"),
+    "update_va_mapping": ("domain", "va*", "val*", "flags"),
+}
+
+
+@dataclass
+class MmuRequest:
+    """One mmu_update request: ``[ptr, val]`` (ptr's low bits: the command)."""
+
+    __yaml_sequence__ = ("ptr", "val")
+
+    ptr: int
+    val: int
+
+
+def _check_mmuext_cmd(value: Any) -> None:
+    if isinstance(value, str):
+        if value not in MMUEXT_NAMES.values():
+            raise ValueError(f"unknown MMUEXT command {value!r}; use a number or one of: "
+                             f"{', '.join(MMUEXT_NAMES.values())}")
+    elif not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"expected an MMUEXT command name or number, got {value!r}")
+
+
+@dataclass
+class MmuextRequest:
+    """One mmuext_op request: ``[cmd, arg1]``, cmd a name (``pin_l4_table``) or a number."""
+
+    __yaml_sequence__ = ("cmd", "arg1")
+
+    cmd: Any = field(metadata={"check": _check_mmuext_cmd})
+    arg1: int
+
+
+@dataclass
+class HypercallOp:
+    """One call of a reproducer; :meth:`as_dict` is the fuzzer's plain form of it."""
+
+    op: Literal[HYPERCALL_OPS]
+    name: str | None = None
+    max_pages: int | None = None
+    domain: str | None = None
+    cmd: Literal[MEMORY_OP_CMDS] | None = None
+    order: int | None = None
+    extents: list[int] | None = None
+    nr: int | None = None
+    target: str | None = None
+    reqs: list[MmuRequest] | None = None
+    ops: list[MmuextRequest] | None = None
+    foreign: str | None = None
+    va: int | None = None
+    val: int | None = None
+    flags: int | None = None
+
+    def _after_load(self, fail: Callable[..., None]) -> None:
+        spec = HYPERCALL_OP_KEYS[self.op]
+        takes = [k.rstrip("*") for k in spec]
+        for f in dataclasses.fields(self):
+            if f.name != "op" and getattr(self, f.name) is not None and f.name not in takes:
+                fail(f"op {self.op} takes no '{f.name}' (it takes {', '.join(takes)})", f.name)
+        for k in spec:
+            if k.endswith("*") and getattr(self, k[:-1]) is None:
+                fail(f"op {self.op} needs '{k[:-1]}'")
+
+    def as_dict(self) -> dict:
+        """The op as the fuzzer issues it: ``{"op": ..., key: value, ...}``, requests as
+        ``[ptr, val]`` / ``[cmd, arg1]`` lists. A memory_op always has ``extents``
+        (None: a null extent list)."""
+        out: dict = {"op": self.op}
+        for f in dataclasses.fields(self)[1:]:
+            v = getattr(self, f.name)
+            if v is None and not (f.name == "extents" and self.op == "memory_op"):
+                continue
+            if f.name == "reqs":
+                v = [[r.ptr, r.val] for r in v]
+            elif f.name == "ops":
+                v = [[o.cmd, o.arg1] for o in v]
+            elif isinstance(v, list):
+                v = list(v)
+            out[f.name] = v
+        return out

@@ -1,0 +1,208 @@
+"""Episodes and campaigns: :func:`run_episode` (one fresh machine: the guests set up,
+about N random calls, teardown), :func:`campaign` (episodes until the calls are made;
+each distinct violation minimised once), :func:`finding_yaml` (a finding's reproducer)
+and :func:`report` (the campaign's summary, docs/fuzzing.md)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ._checks import FuzzViolation
+from ._generator import Fuzzer
+from ._minimise import minimise
+from ._reproducer import to_script_yaml
+from ._runner import replay_ops
+from ._setup import Setup
+
+__all__ = ["Episode", "run_episode", "Finding", "Campaign", "keep_going", "campaign",
+           "finding_yaml", "report"]
+
+
+@dataclass
+class Episode:
+    """One fresh machine: setup, about ``calls`` random calls, teardown.
+
+    ``violation`` ended it (None: it ran to the end); ``seen`` are the tolerated
+    ones, first of each signature."""
+    seed: str
+    calls: int
+    log: list[dict]
+    rcs: list
+    violation: FuzzViolation | None
+    seen: list
+    tolerated: Counter
+    by_call: Counter
+    refused: Counter
+    #: Ctrl-C stopped it (no teardown check; the counts are the calls made)
+    interrupted: bool = False
+
+    @property
+    def violations(self) -> list[FuzzViolation]:
+        return list(self.seen) + ([self.violation] if self.violation is not None else [])
+
+
+def run_episode(setup: Setup, seed, calls: int, *, twin: bool = True, tolerate=None,
+                tick=None) -> Episode:
+    """Set the guests up, make about ``calls`` calls (setup and teardown included), tear down.
+    ``tick(calls)`` after each call (a progress bar); Ctrl-C ends it ``interrupted``."""
+    f = Fuzzer(setup, random.Random(str(seed)), twin=twin, tolerate=tolerate)
+    viol = None
+    interrupted = False
+    try:
+        f.start()
+        while f.calls < calls:
+            f.random_call()
+            if tick is not None:
+                tick(f.calls)
+        f.finish()
+    except FuzzViolation as v:
+        viol = v
+    except KeyboardInterrupt:
+        interrupted = True
+    return Episode(str(seed), f.calls, f.log, f.rcs, viol, list(f.seen.values()), f.tolerated,
+                   f.by_call, f.refused, interrupted)
+
+
+@dataclass
+class Finding:
+    violation: FuzzViolation
+    seed: str
+    count: int = 1
+    minimal: list[dict] | None = None
+    minimal_rcs: list | None = None
+    #: ``minimal`` was minimised (not: --no-minimise, or Ctrl-C came first)
+    minimised: bool = False
+
+
+@dataclass
+class Campaign:
+    setup: Setup
+    seed: int
+    calls: int = 0
+    episodes: int = 0
+    seconds: float = 0.0
+    by_call: Counter = field(default_factory=Counter)
+    refused: Counter = field(default_factory=Counter)
+    findings: dict = field(default_factory=dict)          # signature -> Finding
+    #: Ctrl-C stopped it: what is counted is what was done so far
+    interrupted: bool = False
+
+    @property
+    def violations(self) -> int:
+        return sum(f.count for f in self.findings.values())
+
+    @property
+    def rate(self) -> float:
+        return self.calls / self.seconds if self.seconds else 0.0
+
+
+#: what ``keep_going`` tolerates: violations after which the machine may still be sound
+#: (the run goes on only if the auditor and the isolation check then pass)
+def keep_going(v: FuzzViolation) -> bool:
+    return v.kind in ("crash", "unchanged", "batch", "xen-bug", "zombie")
+
+
+def campaign(setup: Setup, calls: int, seed: int = 0, *, episode_calls: int = 1000,
+             minimise_findings: bool = True, minimise_seconds: float = 120.0,
+             twin: bool = True, tolerate=None, progress=None,
+             max_findings: int | None = None, tick=None) -> Campaign:
+    """Episodes of about ``episode_calls`` calls until ``calls`` calls were made (or
+    ``max_findings`` distinct violations were found). ``tick(calls)`` after every call.
+
+    Each distinct violation (by signature) is minimised once, replaying with the
+    same ``tolerate`` for the others; later ones only count. Ctrl-C ends the campaign
+    ``interrupted`` with what was done so far (a violation being minimised is kept whole)."""
+    c = Campaign(setup, seed)
+    t0 = time.perf_counter()
+    i = 0
+    try:
+        while c.calls < calls and (max_findings is None or len(c.findings) < max_findings):
+            base = c.calls
+            ep = run_episode(setup, f"{seed}/{i}", min(episode_calls, max(calls - c.calls, 1)),
+                             twin=twin, tolerate=tolerate,
+                             tick=None if tick is None else (lambda n: tick(base + n)))
+            c.interrupted = ep.interrupted
+            i += 1
+            c.episodes += 1
+            c.calls += ep.calls
+            c.by_call.update(ep.by_call)
+            c.refused.update(ep.refused)
+            counts = Counter(ep.tolerated)
+            if ep.violation is not None:
+                counts[ep.violation.signature] += 1
+            for v in ep.violations:
+                sig = v.signature
+                if sig in c.findings:
+                    c.findings[sig].count += counts[sig]
+                    continue
+                if max_findings is not None and len(c.findings) >= max_findings:
+                    break
+                fnd = c.findings[sig] = Finding(v, ep.seed, counts[sig])
+                ops = ep.log[:v.index + 1]
+                fnd.minimal, fnd.minimal_rcs = ops, ep.rcs[:len(ops)]
+                if c.interrupted:
+                    continue                             # no minimising after a Ctrl-C
+                try:
+                    if minimise_findings:
+                        fnd.minimal = minimise(setup, ops, sig, rcs=ep.rcs,
+                                               max_seconds=minimise_seconds, twin=twin,
+                                               tolerate=tolerate)
+                        fnd.minimised = True
+                    tol = (lambda x, sig=sig: x.signature != sig and tolerate(x)) if tolerate else None
+                    _, run = replay_ops(setup, fnd.minimal, twin=twin, tolerate=tol)
+                    fnd.minimal_rcs = run.rcs
+                except KeyboardInterrupt:
+                    fnd.minimal, fnd.minimal_rcs = ops, ep.rcs[:len(ops)]
+                    fnd.minimised = False
+                    c.interrupted = True
+            c.seconds = time.perf_counter() - t0
+            if c.interrupted:
+                break
+            if progress is not None:
+                progress(c, calls)
+    except KeyboardInterrupt:                # between episodes
+        c.interrupted = True
+    c.seconds = time.perf_counter() - t0
+    return c
+
+
+def finding_yaml(c: Campaign, f: Finding) -> str:
+    v = f.violation
+    what = "minimal reproducer" if f.minimised else "reproducer (not minimised)"
+    comment = (f"xensim fuzz: {what} ({len(f.minimal or [])} calls) of a violation\n"
+               f"found by episode {f.seed} (design {c.setup.design}, Xen {c.setup.version}"
+               f"{', faithful' if c.setup.faithful else ''}), seen {f.count} time(s):\n{v}")
+    return to_script_yaml(c.setup, f.minimal or [], rcs=f.minimal_rcs, comment=comment)
+
+
+def report(c: Campaign, files: list | None = None) -> str:
+    """The campaign's summary; one line per distinct violation (its signature, the
+    calls of its reproducer, the file it was written to: ``files[k]``)."""
+    s = c.setup
+    out = [f"xensim fuzz: design {s.design}, Xen {s.version}"
+           f"{' (faithful)' if s.faithful else ''}, {s.domains} domains, seed {c.seed}",
+           f"calls made: {c.calls:,} in {c.episodes} episode(s), {c.seconds:.1f} s "
+           f"({c.rate:,.0f} calls/s)" + (", interrupted: a partial summary" if c.interrupted else ""),
+           ""]
+    width = max([len(k) for k in c.by_call] + [4])
+    out.append(f"{'call':<{width}}  {'calls':>9}  refused by errno")
+    for label in sorted(c.by_call):
+        ref = sorted(((e, n) for (lab, e), n in c.refused.items() if lab == label),
+                     key=lambda x: (-x[1], x[0]))
+        text = ", ".join(f"{e} {n:,}" for e, n in ref) or "-"
+        out.append(f"{label:<{width}}  {c.by_call[label]:>9,}  {text}")
+    total_ref = sum(n for (_, e), n in c.refused.items() if e != "short")
+    out += ["", f"refused calls: {total_ref:,} of {c.calls:,}",
+            f"violations: {c.violations}" + (" (0 expected)" if not s.faithful else
+                                            " (faithful mode reproduces Xen's bugs)")]
+    if c.findings:
+        out += ["", "reproducers (`xensim run FILE` replays one with every check):"]
+    for k, f in enumerate(c.findings.values()):
+        kind, call, key = f.violation.signature
+        where = str(files[k]) if files else "not written (--out FILE writes them)"
+        out.append(f"  {k + 1}. {kind} in {call} ({key}), {f.count}x: "
+                   f"{len(f.minimal or [])} calls -> {where}")
+    return "\n".join(out) + "\n"

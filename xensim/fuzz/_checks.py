@@ -1,0 +1,203 @@
+"""The checks after every fuzzed call (docs/fuzzing.md): :class:`FuzzViolation`, what a
+broken invariant is; :func:`isolation` (no live table maps a frame its owner does not
+own); :func:`sound_state` (the auditor, then isolation); :func:`state`,
+:func:`same_state` and :func:`differ` (a refused call leaves no trace; a batch equals
+its requests one by one on the lagging twin); :func:`heap_is_full` (teardown)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ..mem import DOMID_INVALID, DomainHeap, PAGE_SHIFT, PDX_GROUP_MASK, PDX_GROUP_SHIFT, \
+    SUPERPAGE_PAGES
+from ..xen import PADDR_MASK, Machine, _PAGE_PRESENT, _PAGE_PSE, audit
+from ._ops import op_label
+
+__all__ = ["FuzzViolation", "generic_key", "isolation", "sound_state", "state", "same_state",
+           "differ", "heap_is_full"]
+
+class FuzzViolation(AssertionError):
+    """An invariant broken by call ``index`` (``op``) of a sequence."""
+
+    def __init__(self, kind: str, detail: str, index: int, op: dict, key: str | None = None):
+        self.kind, self.detail, self.index, self.op = kind, detail, index, op
+        self.key = key if key is not None else kind
+        super().__init__(f"{kind} after call #{index} ({op_label(op)}): {detail}")
+
+    @property
+    def signature(self) -> tuple[str, str, str]:
+        """(kind, call, key): what minimisation must preserve."""
+        return (self.kind, self.op.get("op", "teardown"), self.key)
+
+
+def generic_key(text: str) -> str:
+    """``text`` with its numbers as N: a violation's key, the same for every frame."""
+    return re.sub(r"0x[0-9a-f]+|\d+", "N", text)
+
+
+def _owner_array(ft, g: int):
+    """The owner array of PDX group ``g`` (None: never written, every frame unowned). Read only."""
+    return ft._owner[g] if 0 <= g < len(ft._owner) else None
+
+
+def _owners(m: Machine, mfns: np.ndarray) -> np.ndarray:
+    """Owner domid of each valid MFN, read from the frame table."""
+    ft = m.frame_table
+    pdx = np.asarray(m.pdx.mfn_to_pdx(np.asarray(mfns).astype(np.uint64)), dtype=np.int64)
+    out = np.full(pdx.shape, DOMID_INVALID, dtype=np.int64)
+    groups = pdx >> PDX_GROUP_SHIFT
+    for g in np.unique(groups):
+        o = _owner_array(ft, int(g))
+        if o is not None:
+            sel = groups == g
+            out[sel] = o[pdx[sel] & PDX_GROUP_MASK]
+    return out
+
+
+def isolation(m: Machine) -> str | None:
+    """Every present entry of every live table targets frames the table's owner owns
+    (PSE: all 512); base pointers, pins and marks are the domain's own frames.
+    None, or what is wrong."""
+    ft = m.frame_table
+    live = list(m.pt.live.items())
+    if live:
+        pages = np.array([p for p, _ in live], dtype=np.int64)
+        levels = np.array([lv for _, (lv, _) in live], dtype=np.int64)
+        owners = np.array([o for _, (_, o) in live], dtype=np.int64)
+        tables = np.asarray(m.pdx.pdx_to_mfn(pages.astype(np.uint64)), dtype=np.int64)
+        town = _owners(m, tables)
+        if (town != owners).any():
+            j = int(np.argmax(town != owners))
+            return (f"live L{levels[j]} table {tables[j]:#x} of dom{owners[j]} is owned by "
+                    f"dom{town[j]}")
+        ent = np.stack([m.mem.table(int(t)) for t in tables])
+        rows, cols = np.nonzero(ent & np.uint64(_PAGE_PRESENT))
+        vals = ent[rows, cols]
+        lv, ow = levels[rows], owners[rows]
+        mfns = ((vals & np.uint64(PADDR_MASK)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+        pse = (lv == 2) & ((vals & np.uint64(_PAGE_PSE)) != 0)
+        last = mfns + np.where(pse, SUPERPAGE_PAGES - 1, 0)
+        valid = m.mfn_valid_array(mfns) & m.mfn_valid_array(last)
+        bad = ~valid
+        ok = np.flatnonzero(valid)
+        bad[ok] |= _owners(m, mfns[ok]) != ow[ok]
+        for j in ok[pse[ok]]:
+            page = m.mfn_to_page(int(mfns[j]))
+            o = _owner_array(ft, page >> PDX_GROUP_SHIFT)
+            off = page & PDX_GROUP_MASK
+            bad[j] |= o is None or not (o[off:off + SUPERPAGE_PAGES] == ow[j]).all()
+        if bad.any():
+            j = int(np.argmax(bad))
+            e, mfn, n = int(vals[j]), int(mfns[j]), SUPERPAGE_PAGES if pse[j] else 1
+            where = f"dom{ow[j]}'s L{lv[j]} table {tables[rows[j]]:#x}[{cols[j]}] = {e:#x}"
+            if not valid[j]:
+                return f"{where} targets invalid mfn {mfn:#x}"
+            o = _owners(m, np.arange(mfn, mfn + n, dtype=np.int64))
+            who = int(o[np.argmax(o != ow[j])])
+            return f"{where} maps mfn {mfn:#x}{'+511' if n > 1 else ''} owned by dom{who}"
+    for d in m.domains.values():
+        pages = [(m.mfn_to_page(d.baseptr), "base pointer")] if d.baseptr is not None else []
+        pages += [(p, "pinned table") for p in d.pinned]
+        for p, what in pages:
+            if ft.owner(p) != d.domid:
+                return (f"dom{d.domid}'s {what} {int(m.pdx_to_mfn(p)):#x} is owned by "
+                        f"dom{ft.owner(p)}")
+        for mfn in d.marked:
+            if not (m.mfn_valid(mfn) and m.mfn_valid(mfn + SUPERPAGE_PAGES - 1)):
+                return f"dom{d.domid} marked invalid superpage {mfn:#x}"
+            _, _, o = ft.read_slices(m.mfn_to_page(mfn), SUPERPAGE_PAGES)
+            if not (o == d.domid).all():
+                return f"dom{d.domid} marked superpage {mfn:#x}, not all its own"
+    return None
+
+
+def state(m: Machine) -> tuple:
+    """Machine.snapshot() plus what it leaves out: the design's own state (if it keeps
+    any outside the superpage table) and the page-table layer's live-table records."""
+    design = m.superpage.snapshot() if hasattr(m.superpage, "snapshot") else None
+    return (m.snapshot(), design, tuple(sorted(m.pt.live.items())))
+
+
+def same_state(m: Machine, st: tuple) -> bool:
+    snap, design, live = st
+    return (m.same_as(snap)
+            and (m.superpage.snapshot() if hasattr(m.superpage, "snapshot") else None) == design
+            and tuple(sorted(m.pt.live.items())) == live)
+
+
+def differ(a: Machine, b: Machine) -> str | None:
+    """The first difference between two machines of the same setup (None: equal), over
+    everything :func:`state` covers. Compares in place (no snapshot copies): the
+    fuzzer runs it after most calls."""
+    fa, fb = a.frame_table, b.frame_table
+    for g in range(fa.n_groups):
+        ga = (fa._ci[g], fa._ti[g], fa._owner[g])
+        gb = (fb._ci[g], fb._ti[g], fb._owner[g])
+        if ga[0] is None and gb[0] is None:
+            continue
+        if ga[0] is None:
+            ga = fa.initial_group(g)
+        if gb[0] is None:
+            gb = fb.initial_group(g)
+        for name, x, y in zip(("count_info", "type_info", "owner"), ga, gb):
+            if not np.array_equal(x, y):
+                j = int(np.argmax(x != y))
+                mfn = int(a.pdx_to_mfn((g << PDX_GROUP_SHIFT) + j))
+                return f"mfn {mfn:#x} {name} {int(x[j]):#x} vs {int(y[j]):#x}"
+    sa, sb = a.spage_table.store, b.spage_table.store
+    if not np.array_equal(sa, sb):
+        w, e = (int(v[0]) for v in np.nonzero(sa != sb))
+        return f"superpage table entry {e} word {w}: {int(sa[w, e]):#x} vs {int(sb[w, e]):#x}"
+    if a.heap.snapshot() != b.heap.snapshot():
+        return "the heap's free blocks"
+    if a.m2p.snapshot() != b.m2p.snapshot():
+        return "the M2P"
+    for k in set(a.mem._frames) | set(b.mem._frames):
+        x, y = a.mem.table(k), b.mem.table(k)
+        if not np.array_equal(x, y):
+            i = int(np.argmax(x != y))
+            return f"contents of frame {k:#x}[{i}]: {int(x[i]):#x} vs {int(y[i]):#x}"
+    if set(a.domains) != set(b.domains):
+        return f"domains {sorted(a.domains)} vs {sorted(b.domains)}"
+    for domid, da in a.domains.items():
+        db = b.domains[domid]
+        for f in ("tot_pages", "max_pages", "pinned", "marked", "is_dying", "baseptr"):
+            if getattr(da, f) != getattr(db, f):
+                return f"dom{domid}.{f}: {getattr(da, f)} vs {getattr(db, f)}"
+        for f in ("owned", "allocated"):
+            if getattr(da, f).runs() != getattr(db, f).runs():
+                return f"dom{domid}.{f}"
+        if da.p2m.snapshot() != db.p2m.snapshot():
+            return f"dom{domid}'s P2M"
+    if a.pt.live != b.pt.live:
+        return "the live page tables"
+    if hasattr(a.superpage, "snapshot") and a.superpage.snapshot() != b.superpage.snapshot():
+        return f"the {a.superpage.name} design's own state"
+    return None
+
+
+def sound_state(m: Machine) -> tuple[str, str, str] | None:
+    """(kind, detail, key) of the first thing wrong with the machine after a call: the
+    auditor's first difference (``audit``), else :func:`isolation`'s; None: sound."""
+    rep = audit(m)
+    if not rep.ok:
+        first = rep.differences[0]
+        more = f" (+{rep.total_differences - 1} more)" if rep.total_differences > 1 else ""
+        return "audit", f"{first}{more}", generic_key(first.field)
+    msg = isolation(m)
+    if msg:
+        return "isolation", msg, "isolation"
+    return None
+
+
+def heap_is_full(m: Machine) -> str | None:
+    """Does the heap hold all RAM again, as a fresh heap (None), or what differs?"""
+    fresh = DomainHeap(m.memmap.frame_ranges)
+    if m.heap.free_frames != m.memmap.ram_frames:
+        return (f"heap holds {m.heap.free_frames} free frames, the machine has "
+                f"{m.memmap.ram_frames} RAM frames")
+    if m.heap.snapshot() != fresh.snapshot():
+        return "heap's free blocks differ from a fresh heap's"
+    return None

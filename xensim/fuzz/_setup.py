@@ -1,0 +1,73 @@
+"""The fuzzed machine and the guests' layout: :class:`Setup`, everything that determines
+a fresh machine (its RAM with a hole and a ragged end, the Xen release, the design) and
+the shape each guest is set up with (docs/fuzzing.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import Config, build_memory_map
+from ..mem import KiB, MemoryMap, MiB, SUPERPAGE_PAGES
+from ..xen import Machine
+
+__all__ = ["DEFAULT_RAM", "POOL", "Setup"]
+
+#: the default machine: RAM [0, 48 MiB) and [65 MiB, 127.5 MiB): a 17 MiB hole whose
+#: last superpage is half RAM, and a last superpage that is three quarters RAM (valid MFN,
+#: mfn+511 beyond max_page). Frames in the hole are mfn_valid (same PDX group as RAM).
+DEFAULT_RAM = ((0, 48 * MiB), (65 * MiB, 127 * MiB + 512 * KiB))
+
+#: 4 KiB frames of each guest's page-table pool (GuestKernel's)
+POOL = 64
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything that determines a fresh machine and the guests' initial shape."""
+    design: str = "xen-4.1"
+    version: str = "4.8"
+    faithful: bool = False
+    allow_superpage: bool = True
+    domains: int = 3
+    ram: tuple = DEFAULT_RAM
+    pdx: str = "none"
+    #: 2 MiB extents each guest populates at start (GPFN 0 on)
+    superpages: int = 6
+    #: 4 KiB extents each guest populates at start (in its 4 KiB region)
+    small_pages: int = 24
+
+    def machine(self) -> Machine:
+        return Machine(MemoryMap([tuple(r) for r in self.ram], name="fuzz"), self.pdx,
+                       version=self.version, allow_superpage=self.allow_superpage,
+                       superpage=self.design, faithful=self.faithful)
+
+    # GPFN layout of a guest: [0, S) data superpages, [S, S+2) free superpage slots,
+    # [S+2, S+3) the 4 KiB region, then the page-table pool (superpage units of 512)
+    @property
+    def spare_gfn(self) -> int:
+        return self.superpages * SUPERPAGE_PAGES
+
+    @property
+    def small_gfn(self) -> int:
+        return (self.superpages + 2) * SUPERPAGE_PAGES
+
+    @property
+    def max_pages(self) -> int:
+        return (self.superpages + 3) * SUPERPAGE_PAGES + POOL
+
+    def config(self) -> dict:
+        """The machine and hypervisor sections of a config file."""
+        return {"machine": {"memory_map": [[s, e] for s, e in self.ram], "pdx": self.pdx},
+                "hypervisor": {"version": self.version, "superpage": self.design,
+                               "allow_superpage": self.allow_superpage,
+                               "faithful": self.faithful}}
+
+    @classmethod
+    def from_config(cls, cfg: Config, memmap: MemoryMap | None = None) -> "Setup":
+        """The setup of a loaded config: its hypervisor, its PDX mode and the RAM ranges
+        of its machine (``memmap``, else the map the config gives or names)."""
+        mm = memmap if memmap is not None else build_memory_map(cfg)
+        ram = tuple((r.start, r.end) for r in mm.ram_ranges)
+        hv = cfg.hypervisor
+        return cls(design=hv.superpage, version=hv.version, faithful=hv.faithful,
+                   allow_superpage=hv.allow_superpage, ram=ram, pdx=cfg.machine.pdx)
