@@ -26,7 +26,7 @@ from ..mem import MemoryMap
 from ..output import Progress
 from ..xen import audit
 from ._costmodel import COUNT_UPDATES, FRAME_OPS, CostModel, Estimate
-from ._session import Counters, Session, config_workload, set_up_domains
+from ._session import Counters, Session, config_workload
 
 #: failures listed per design (the rest are counted)
 MAX_FAILURES_LISTED = 5
