@@ -68,7 +68,8 @@ class Machine:
         self.frame_table = FrameTable(self.ram_pdx_ranges, self.pdx.max_pdx)
         self.spage_table = SuperpageTable(self.spdx_with_ram(),
                                           spage_words or self.superpage.words_per_entry)
-        self.spage_table.events = self.events
+        self.events.attach(self.spage_table, ("atomic_step", "spage_cmpxchg", "spage_write",
+                                              "spage_write_many"))
         self.heap = DomainHeap(memmap.frame_ranges)
         #: the machine-to-phys table (mfn -> gfn), Xen's machine_to_phys_mapping
         self.m2p = FrameMap(self.max_page)
@@ -116,8 +117,7 @@ class Machine:
         else RefcountBug: a leak in an undo path is never papered over), then
         restores the words bit for bit (type bits left behind with count 0).
         """
-        ev = self.events
-        if ev.request_enter is not None or ev.request_leave is not None:
+        if self.events.observe_request is not None:     # request_enter or request_leave
             if self._bypass:                 # the observed call itself (see _observed_request)
                 self._bypass = False
             else:

@@ -204,8 +204,7 @@ class PageTables:
         negative errno (Xen's get_page_from_l1e .. get_page_from_l4e). Emits
         entry_get_begin / entry_get_end (rc None: it raised)."""
         m = self.m
-        ev = m.events
-        if ev.entry_get_begin is not None or ev.entry_get_end is not None:
+        if m.events.observe_entry_get is not None:      # entry_get_begin or entry_get_end
             if self._bypass:                 # the observed call itself (see _observed_get)
                 self._bypass = False
             else:
@@ -311,8 +310,7 @@ class PageTables:
         """Drop what a present entry of table ``table`` held (between entry_put_begin and
         entry_put_end, also when it raises)."""
         m = self.m
-        ev = m.events
-        if ev.entry_put_begin is not None or ev.entry_put_end is not None:
+        if m.events.observe_entry_put is not None:      # entry_put_begin or entry_put_end
             if self._bypass:
                 self._bypass = False
             else:
