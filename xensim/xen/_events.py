@@ -14,13 +14,13 @@ in subscription order when there are several). An emit point is therefore::
         ev(page, "count_info", old, new, why)
 
 and costs an ``is not None`` test when nobody listens. The hottest emitters (the
-reference primitives, the superpage table) are *attached* (:meth:`Events.attach`):
+reference primitives, the superpage table, the hypercall layer) are *attached*
+(:meth:`Events.attach`):
 they carry the per-event attributes themselves, kept equal to the bus's, so their
 test is one attribute load (``self.atomic_step``). Where one place emits a pair of
 events, a group attribute (``observe_request``, ``observe_entry_get``,
 ``observe_entry_put``, ``observe_range``: True while any member has a subscriber,
-else None) makes the unobserved path one test.
-Arguments that cost something to compute (copies of words) are computed only
+else None) makes the unobserved path one test. Arguments that cost something to compute (copies of words) are computed only
 behind that test.
 
 The events (``page`` is a PDX, the index of a frame's page_info; ``spdx`` is
@@ -67,7 +67,8 @@ The events (``page`` is a PDX, the index of a frame's page_info; ``spdx`` is
     ``pages`` an int64 array, ``owners`` their owners' domids before (an
     array of the same length).
 ``spage_cmpxchg(where, spdx, word, expected, found, new, won)``
-    a cmpxchg of a superpage count word, won or lost: ``where`` is
+    a cmpxchg of a superpage count word, won or lost (once it has read the word,
+    before a winning one stores ``new``): ``where`` is
     ``"spage_table"`` (word ``word`` of the superpage table's entry) or
     ``"page_info"`` (pageinfo-count's field in the superpage's first page_info;
     ``word`` 0); ``found`` is what the word held.
@@ -93,7 +94,8 @@ The events (``page`` is a PDX, the index of a frame's page_info; ``spdx`` is
 ``subscribe(name, fn)`` returns a :class:`Subscription`; ``unsubscribe(sub)``
 removes it; ``listening(name=fn, ...)`` is a context manager subscribing
 several at once. An unknown name raises ValueError. A deep copy of the bus
-(``copy.deepcopy`` of a machine) deep-copies its subscribers with it.
+(``copy.deepcopy`` of a machine) deep-copies its subscribers and attached
+emitters with it.
 """
 
 from __future__ import annotations
