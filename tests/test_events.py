@@ -291,3 +291,22 @@ def test_every_event_is_documented():
     from xensim.xen import _events
     for name, args in EVENTS.items():
         assert f"{name}({', '.join(args)})" in _events.__doc__, name
+
+
+def test_deep_copy_of_a_machine_keeps_the_attached_attributes_in_step():
+    """The attached emitters (refs, superpage table, hypercall layer) of a copied machine
+    follow the copy's bus, not the original's."""
+    class Log(list):
+        def add(self, *a):
+            self.append(a)
+
+    g = Guest()
+    g.m.events.subscribe("word_changed", Log().add)
+    m2 = copy.deepcopy(g.m)
+    assert m2.refs.word_changed.__self__ is not g.m.refs.word_changed.__self__
+    assert m2.refs.word_changed is m2.events.word_changed
+    sub = m2.events.subscribe("atomic_step", lambda *a: None)
+    assert m2.spage_table.atomic_step is not None and m2.hypercall.atomic_step is not None
+    assert g.m.spage_table.atomic_step is None and g.m.refs.atomic_step is None
+    m2.events.unsubscribe(sub)
+    assert m2.refs.atomic_step is None and m2.hypercall.atomic_step is None

@@ -16,10 +16,11 @@ An entry is one or two 64-bit words (``words_per_entry``):
 
 Entries are indexed like Xen's: by ``spdx = pdx >> 9``.
 
-Observers see the table through the machine's event bus (``events``, set by the
-machine; see xensim.xen's _events): ``atomic_step`` before each load, store or
-cmpxchg of a word (``sp_load`` / ``sp_store`` / ``sp_cas``), ``spage_cmpxchg``
-for every cmpxchg, ``spage_write`` / ``spage_write_many`` for plain stores.
+Observers see the table through the machine's event bus, which the machine
+attaches the table to (see xensim.xen's _events): ``atomic_step`` before each
+load, store or cmpxchg of a word (``sp_load`` / ``sp_store`` / ``sp_cas``),
+``spage_cmpxchg`` for every cmpxchg, ``spage_write`` / ``spage_write_many`` for
+plain stores. Unattached (a table of its own), nobody listens.
 """
 
 from __future__ import annotations
@@ -27,11 +28,6 @@ from __future__ import annotations
 import numpy as np
 
 from ._units import SUPERPAGE_ORDER
-
-class _NoObservers:
-    """The events a table emits, none listened to (until the machine gives it its bus)."""
-    atomic_step = spage_cmpxchg = spage_write = spage_write_many = None
-
 
 SPAGE_CHUNK_SHIFT = 9
 SPAGE_CHUNK_ENTRIES = 1 << SPAGE_CHUNK_SHIFT      # 512 entries: 4 KiB of 8-byte words
@@ -41,6 +37,9 @@ WORD_BYTES = 8
 
 class SuperpageTable:
     """Sparse, chunked table of per-superpage words, indexed by ``pdx >> 9``."""
+
+    #: the events the table emits: the bus's attributes once attached (None: nobody listens)
+    atomic_step = spage_cmpxchg = spage_write = spage_write_many = None
 
     def __init__(self, spdx_with_ram: np.ndarray, words_per_entry: int = 1):
         if words_per_entry not in (1, 2):
@@ -59,8 +58,6 @@ class SuperpageTable:
                               dtype=np.uint64)
         #: while a request runs: (word, entry, old value) per write
         self._journal: list | None = None
-        #: the machine's event bus (the machine sets it)
-        self.events = _NoObservers
         #: the old teaching hook (goes once the tracer subscribes to the events) (xensim trace): trace(spdx, word, old, new) where a word
         #: changes; for write_many, spdx is the array of store positions, old/new arrays
         self.trace = None
@@ -124,37 +121,37 @@ class SuperpageTable:
         return (chunk_of_slot[e >> SPAGE_CHUNK_SHIFT] << SPAGE_CHUNK_SHIFT) | (e & SPAGE_CHUNK_MASK)
 
     def read(self, spdx: int, word: int = 0) -> int:
-        if (step := self.events.atomic_step) is not None:
-            step("sp_load", spdx, word)
+        if self.atomic_step is not None:
+            self.atomic_step("sp_load", spdx, word)
         e = self.entry_index(spdx)
         if e < 0:
             raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
         return int(self.store[word, e])
 
     def write(self, spdx: int, value: int, word: int = 0) -> None:
-        if (step := self.events.atomic_step) is not None:
-            step("sp_store", spdx, word)
+        if self.atomic_step is not None:
+            self.atomic_step("sp_store", spdx, word)
         e = self.entry_index(spdx)
         if e < 0:
             raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
         if self._journal is not None:
             self._journal.append((word, e, int(self.store[word, e])))
-        if (ev := self.events.spage_write) is not None:
-            ev("spage_table", spdx, word, int(self.store[word, e]), int(value))
+        if self.spage_write is not None:
+            self.spage_write("spage_table", spdx, word, int(self.store[word, e]), int(value))
         if self.trace is not None:
             self.trace(spdx, word, int(self.store[word, e]), int(value))
         self.store[word, e] = value
 
     def cmpxchg(self, spdx: int, old: int, new: int, word: int = 0) -> bool:
         """The one read-modify-write of a superpage word (one atomic step)."""
-        if (step := self.events.atomic_step) is not None:
-            step("sp_cas", spdx, word)
+        if self.atomic_step is not None:
+            self.atomic_step("sp_cas", spdx, word)
         e = self.entry_index(spdx)
         if e < 0:
             raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
         found = int(self.store[word, e])
-        if (ev := self.events.spage_cmpxchg) is not None:
-            ev("spage_table", spdx, word, old, found, new, found == old)
+        if self.spage_cmpxchg is not None:
+            self.spage_cmpxchg("spage_table", spdx, word, old, found, new, found == old)
         if found != old:
             return False
         if self._journal is not None:
@@ -168,9 +165,9 @@ class SuperpageTable:
         """Write many entries at once (store positions from :meth:`entry_indexes`)."""
         if self._journal is not None:
             self._journal.extend((word, int(e), int(self.store[word, e])) for e in entries)
-        if (ev := self.events.spage_write_many) is not None:
-            ev("spage_table", self.spdx_of_entries(entries), word, self.store[word, entries].copy(),
-               np.array(values, dtype=np.uint64))
+        if self.spage_write_many is not None:
+            self.spage_write_many("spage_table", self.spdx_of_entries(entries), word,
+                                  self.store[word, entries].copy(), np.array(values, dtype=np.uint64))
         if self.trace is not None:
             self.trace(entries, word, self.store[word, entries].copy(), values)
         self.store[word, entries] = values

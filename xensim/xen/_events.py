@@ -13,8 +13,14 @@ in subscription order when there are several). An emit point is therefore::
     if ev is not None:
         ev(page, "count_info", old, new, why)
 
-and costs one attribute load and an ``is not None`` test when nobody listens.
-Arguments that cost something to compute (copies of words) are computed only
+and costs an ``is not None`` test when nobody listens. The hottest emitters (the
+reference primitives, the superpage table, the hypercall layer) are *attached*
+(:meth:`Events.attach`):
+they carry the per-event attributes themselves, kept equal to the bus's, so their
+test is one attribute load (``self.atomic_step``). Where one place emits a pair of
+events, a group attribute (``observe_request``, ``observe_entry_get``,
+``observe_entry_put``, ``observe_range``: True while any member has a subscriber,
+else None) makes the unobserved path one test. Arguments that cost something to compute (copies of words) are computed only
 behind that test.
 
 The events (``page`` is a PDX, the index of a frame's page_info; ``spdx`` is
@@ -61,7 +67,8 @@ The events (``page`` is a PDX, the index of a frame's page_info; ``spdx`` is
     ``pages`` an int64 array, ``owners`` their owners' domids before (an
     array of the same length).
 ``spage_cmpxchg(where, spdx, word, expected, found, new, won)``
-    a cmpxchg of a superpage count word, won or lost: ``where`` is
+    a cmpxchg of a superpage count word, won or lost (once it has read the word,
+    before a winning one stores ``new``): ``where`` is
     ``"spage_table"`` (word ``word`` of the superpage table's entry) or
     ``"page_info"`` (pageinfo-count's field in the superpage's first page_info;
     ``word`` 0); ``found`` is what the word held.
@@ -87,7 +94,8 @@ The events (``page`` is a PDX, the index of a frame's page_info; ``spdx`` is
 ``subscribe(name, fn)`` returns a :class:`Subscription`; ``unsubscribe(sub)``
 removes it; ``listening(name=fn, ...)`` is a context manager subscribing
 several at once. An unknown name raises ValueError. A deep copy of the bus
-(``copy.deepcopy`` of a machine) deep-copies its subscribers with it.
+(``copy.deepcopy`` of a machine) deep-copies its subscribers and attached
+emitters with it.
 """
 
 from __future__ import annotations
@@ -95,6 +103,15 @@ from __future__ import annotations
 import copy
 from contextlib import contextmanager
 from typing import Callable, Iterator
+
+#: per group, the events it stands for: the group's attribute is True while any of them
+#: has a subscriber, else None (one test at an emit point that pairs two events)
+GROUPS: dict[str, tuple[str, ...]] = {
+    "observe_request": ("request_enter", "request_leave"),
+    "observe_entry_get": ("entry_get_begin", "entry_get_end"),
+    "observe_entry_put": ("entry_put_begin", "entry_put_end"),
+    "observe_range": ("range_get", "range_got", "atomic_step"),
+}
 
 #: every event and its arguments, in the order of the module docstring
 EVENTS: dict[str, tuple[str, ...]] = {
@@ -140,12 +157,26 @@ def _dispatcher(fns: tuple[Callable, ...]) -> Callable:
 
 class Events:
     """The machine's events: per event an attribute, None while nobody listens."""
-    __slots__ = tuple(EVENTS) + ("_subs",)
+    __slots__ = tuple(EVENTS) + tuple(GROUPS) + ("_subs", "_mirrors")
 
     def __init__(self):
         self._subs: dict[str, list[Subscription]] = {name: [] for name in EVENTS}
+        #: (object, event names): objects whose attributes of those names follow the bus's
+        self._mirrors: list[tuple[object, tuple[str, ...]]] = []
         for name in EVENTS:
             setattr(self, name, None)
+        for group in GROUPS:
+            setattr(self, group, None)
+
+    def attach(self, obj: object, names: tuple[str, ...]) -> None:
+        """Give ``obj`` an attribute per event of ``names``, always equal to the bus's
+        (None or the dispatcher): an emit point in ``obj`` then tests ``self.<name>``,
+        one attribute load. Only the bus sets them."""
+        for name in names:
+            if name not in EVENTS:
+                raise ValueError(f"unknown event {name!r}")
+            setattr(obj, name, getattr(self, name))
+        self._mirrors.append((obj, tuple(names)))
 
     def subscribe(self, name: str, fn: Callable) -> Subscription:
         """Call ``fn`` with the event's arguments each time ``name`` is emitted."""
@@ -187,11 +218,19 @@ class Events:
 
     def _rebuild(self, name: str) -> None:
         fns = tuple(s.fn for s in self._subs[name])
-        setattr(self, name, None if not fns else fns[0] if len(fns) == 1 else _dispatcher(fns))
+        value = None if not fns else fns[0] if len(fns) == 1 else _dispatcher(fns)
+        setattr(self, name, value)
+        for obj, names in self._mirrors:
+            if name in names:
+                setattr(obj, name, value)
+        for group, members in GROUPS.items():
+            if name in members:
+                setattr(self, group, True if any(self._subs[n] for n in members) else None)
 
     def __deepcopy__(self, memo) -> "Events":
         new = Events()
         memo[id(self)] = new
+        new._mirrors = [(copy.deepcopy(obj, memo), names) for obj, names in self._mirrors]
         for name, subs in self._subs.items():
             for s in subs:
                 new.subscribe(name, copy.deepcopy(s.fn, memo))

@@ -61,6 +61,8 @@ class HypercallLayer:
         #: the old teaching hook (goes once the tracer subscribes to hypercall_enter / _leave):
         #: trace(caller, number, args, rc), rc None on entry and the result on return
         self.trace = None
+        #: hypercall_enter, hypercall_leave, atomic_step: the bus's, mirrored (see _events)
+        machine.events.attach(self, ("hypercall_enter", "hypercall_leave", "atomic_step"))
 
     def register(self, number: int, handler: Callable[..., int]) -> None:
         self.handlers[number] = handler
@@ -71,13 +73,12 @@ class HypercallLayer:
         if st is None:
             st = self.stats[name] = CallStats()
         st.calls += 1
-        ev = self.machine.events
-        if (enter := ev.hypercall_enter) is not None:
-            enter(caller, number, args)
+        if self.hypercall_enter is not None:
+            self.hypercall_enter(caller, number, args)
         if self.trace is not None:
             self.trace(caller, number, args, None)
-        if (step := ev.atomic_step) is not None:      # under the explorer: entering is a step
-            step("hcall", caller, number)
+        if self.atomic_step is not None:              # under the explorer: entering is a step
+            self.atomic_step("hcall", caller, number)
         handler = self.handlers.get(number)
         d = self.machine.domain(caller)
         if handler is None or d is None or d.is_dying:
@@ -93,8 +94,8 @@ class HypercallLayer:
                 active[caller] -= 1
         if rc < 0:
             st.errors[errno_name(rc)] += 1
-        if (leave := ev.hypercall_leave) is not None:
-            leave(caller, number, args, rc)
+        if self.hypercall_leave is not None:
+            self.hypercall_leave(caller, number, args, rc)
         if self.trace is not None:
             self.trace(caller, number, args, rc)
         return rc

@@ -69,7 +69,8 @@ class Machine:
         self.frame_table = FrameTable(self.ram_pdx_ranges, self.pdx.max_pdx)
         self.spage_table = SuperpageTable(self.spdx_with_ram(),
                                           spage_words or self.superpage.words_per_entry)
-        self.spage_table.events = self.events
+        self.events.attach(self.spage_table, ("atomic_step", "spage_cmpxchg", "spage_write",
+                                              "spage_write_many"))
         self.heap = DomainHeap(memmap.frame_ranges)
         #: the machine-to-phys table (mfn -> gfn), Xen's machine_to_phys_mapping
         self.m2p = FrameMap(self.max_page)
@@ -91,6 +92,7 @@ class Machine:
         #: what faithful mode let through that real Xen got wrong (docs/xen-facts.md, section 8)
         self.violations: list[str] = []
         self._in_request = False
+        self._bypass = False
         #: True while the explorer interleaves CPUs: no request journal (a rollback would
         #: clobber other CPUs' steps; the undo paths alone must be right), no batch path
         self.concurrent = False
@@ -116,20 +118,11 @@ class Machine:
         else RefcountBug: a leak in an undo path is never papered over), then
         restores the words bit for bit (type bits left behind with count 0).
         """
-        ev = self.events
-        if ev.request_enter is None and ev.request_leave is None:
-            return self._request(fn)
-        if ev.request_enter is not None:
-            ev.request_enter()
-        rc = None
-        try:
-            rc = self._request(fn)
-        finally:
-            if ev.request_leave is not None:
-                ev.request_leave(rc)
-        return rc
-
-    def _request(self, fn) -> int:
+        if self.events.observe_request is not None:     # request_enter or request_leave
+            if self._bypass:                 # the observed call itself (see _observed_request)
+                self._bypass = False
+            else:
+                return self._observed_request(fn)
         if self._in_request or self.concurrent:
             return fn()
         ft, sp = self.frame_table, self.spage_table
@@ -152,6 +145,21 @@ class Machine:
         else:
             ft.commit()
             sp.commit()
+        return rc
+
+    def _observed_request(self, fn) -> int:
+        """:meth:`request` between request_enter and request_leave (rc None: it raised).
+        ``_bypass`` lets the next call of request (this one's, not a nested one) run
+        unobserved: the unobserved path pays no extra call."""
+        ev, rc = self.events, None
+        if ev.request_enter is not None:
+            ev.request_enter()
+        try:
+            self._bypass = True
+            rc = self.request(fn)
+        finally:
+            if ev.request_leave is not None:
+                ev.request_leave(rc)
         return rc
 
     def _check_undone(self) -> None:

@@ -174,6 +174,8 @@ class PageTables:
     def __init__(self, machine):
         self.m = machine
         self.live: dict[int, tuple[int, int]] = {}
+        #: the next get/put_page_from_entry is the observed call itself (see _observed_get)
+        self._bypass = False
 
     # -- what one entry holds -----------------------------------------------------
     def disallow_mask(self, level: int) -> int:
@@ -202,21 +204,12 @@ class PageTables:
         """Take the references a present entry of table ``table`` (an MFN) needs; 0 or a
         negative errno (Xen's get_page_from_l1e .. get_page_from_l4e). Emits
         entry_get_begin / entry_get_end (rc None: it raised)."""
-        ev = self.m.events
-        if ev.entry_get_begin is None and ev.entry_get_end is None:
-            return self._get_page_from_entry(level, e, d, table)
-        if ev.entry_get_begin is not None:
-            ev.entry_get_begin(level, e, d, table)
-        rc = None
-        try:
-            rc = self._get_page_from_entry(level, e, d, table)
-        finally:
-            if ev.entry_get_end is not None:
-                ev.entry_get_end(level, e, d, table, rc)
-        return rc
-
-    def _get_page_from_entry(self, level: int, e: int, d: int, table: int | None) -> int:
         m = self.m
+        if m.events.observe_entry_get is not None:      # entry_get_begin or entry_get_end
+            if self._bypass:                 # the observed call itself (see _observed_get)
+                self._bypass = False
+            else:
+                return self._observed_get(level, e, d, table)
         if self.disallowed(level, e):
             return -errno.EINVAL
         mfn = pte_mfn(e)
@@ -288,22 +281,41 @@ class PageTables:
             if refs._cmpxchg_type(page, x, x + 1, f"linear L{level} page table"):
                 return True
 
-    def put_page_from_entry(self, level: int, e: int, table: int | None = None) -> None:
-        """Drop what a present entry of table ``table`` held (between entry_put_begin and
-        entry_put_end, also when it raises)."""
+    def _observed_get(self, level: int, e: int, d: int, table: int | None) -> int:
+        """get_page_from_entry between entry_get_begin and entry_get_end. ``_bypass``
+        lets the next call (this one's, not a nested table's) run unobserved, so the
+        unobserved path pays no extra call."""
+        ev, rc = self.m.events, None
+        if ev.entry_get_begin is not None:
+            ev.entry_get_begin(level, e, d, table)
+        try:
+            self._bypass = True
+            rc = self.get_page_from_entry(level, e, d, table)
+        finally:
+            if ev.entry_get_end is not None:
+                ev.entry_get_end(level, e, d, table, rc)
+        return rc
+
+    def _observed_put(self, level: int, e: int, table: int | None) -> None:
         ev = self.m.events
-        if ev.entry_put_begin is None and ev.entry_put_end is None:
-            return self._put_page_from_entry(level, e, table)
         if ev.entry_put_begin is not None:
             ev.entry_put_begin(level, e, table)
         try:
-            self._put_page_from_entry(level, e, table)
+            self._bypass = True
+            self.put_page_from_entry(level, e, table)
         finally:
             if ev.entry_put_end is not None:
                 ev.entry_put_end(level, e, table)
 
-    def _put_page_from_entry(self, level: int, e: int, table: int | None) -> None:
+    def put_page_from_entry(self, level: int, e: int, table: int | None = None) -> None:
+        """Drop what a present entry of table ``table`` held (between entry_put_begin and
+        entry_put_end, also when it raises)."""
         m = self.m
+        if m.events.observe_entry_put is not None:      # entry_put_begin or entry_put_end
+            if self._bypass:
+                self._bypass = False
+            else:
+                return self._observed_put(level, e, table)
         mfn = pte_mfn(e)
         if level >= 2 and mfn == table:
             return                        # a linear entry to its own table holds nothing

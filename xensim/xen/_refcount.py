@@ -157,15 +157,21 @@ class RefCounts(TlbFlushes):
     #: per PDX group: each frame's tlbflush_timestamp (the clock when its type count
     #: last fell to 0; 0: not since it was allocated), allocated on first stamp
     _stamps: dict[int, np.ndarray] = field(default_factory=dict)
+    #: the next get_pages_and_type is the observed call itself (see _observed_range)
+    _bypass: bool = field(default=False, repr=False)
 
     # -- the only read-modify-writes of frame words --------------------------------
+    def __post_init__(self):
+        #: atomic_step and word_changed: the bus's attributes, mirrored here (see _events)
+        self.events.attach(self, ("atomic_step", "word_changed"))
+
     def _cmpxchg_count(self, page: int, old: int, new: int, why: str) -> bool:
         cur = self.ft.count_info(page)
         if cur != old:
             return False
         self.ft.set_count_info(page, new, old)
-        if (ev := self.events.word_changed) is not None:
-            ev(page, "count_info", old, new, why)
+        if self.word_changed is not None:
+            self.word_changed(page, "count_info", old, new, why)
         if self.trace is not None:
             self.trace(page, "count_info", old, new, why)
         return True
@@ -175,8 +181,8 @@ class RefCounts(TlbFlushes):
         if cur != old:
             return False
         self.ft.set_type_info(page, new, old)
-        if (ev := self.events.word_changed) is not None:
-            ev(page, "type_info", old, new, why)
+        if self.word_changed is not None:
+            self.word_changed(page, "type_info", old, new, why)
         if self.trace is not None:
             self.trace(page, "type_info", old, new, why)
         return True
@@ -190,8 +196,8 @@ class RefCounts(TlbFlushes):
         the top two counts, as Xen's page_get_owner_and_reference (4.1 to 4.22):
         the last reference before the count wraps is kept for get_page_light.
         """
-        if (step := self.events.atomic_step) is not None:
-            step("get_page", page, d)
+        if self.atomic_step is not None:
+            self.atomic_step("get_page", page, d)
         self.stats.get_page += 1
         while True:
             x = self.ft.count_info(page)
@@ -209,8 +215,8 @@ class RefCounts(TlbFlushes):
 
     def put_page(self, page: int) -> None:
         """Drop a general reference; at 0 the frame goes back to the heap."""
-        if (step := self.events.atomic_step) is not None:
-            step("put_page", page, 0)
+        if self.atomic_step is not None:
+            self.atomic_step("put_page", page, 0)
         self.stats.put_page += 1
         while True:
             x = self.ft.count_info(page)
@@ -224,8 +230,8 @@ class RefCounts(TlbFlushes):
             self.free_page(page)
 
     def _undo_count(self, page: int, taken: int, before: int, why: str) -> None:
-        if (step := self.events.atomic_step) is not None:
-            step("put_page", page, 0)
+        if self.atomic_step is not None:
+            self.atomic_step("put_page", page, 0)
         self.stats.put_page += 1
         if not self._cmpxchg_count(page, taken, before, why):
             self.stats.put_page -= 1
@@ -242,8 +248,8 @@ class RefCounts(TlbFlushes):
         The same type, not yet validated, with references: another CPU is validating
         it, and Xen waits until the word changes, then looks again.
         """
-        if (step := self.events.atomic_step) is not None:
-            step("get_page_type", page, type)
+        if self.atomic_step is not None:
+            self.atomic_step("get_page_type", page, type)
         self.stats.get_page_type += 1
         while True:
             x = self.ft.type_info(page)
@@ -267,7 +273,7 @@ class RefCounts(TlbFlushes):
                 # Xen spins until type_info changes (validated, or the attempt undone),
                 # then retries. (Xen returns -EINTR instead when the hypercall is
                 # preemptible and has work pending; xensim never preempts.)
-                step = self.events.atomic_step
+                step = self.atomic_step
                 if step is None:
                     raise RefcountBug(f"get_page_type on page {page:#x} ({type_name(type)}) "
                                       f"waits for a validation no other CPU runs ({x:#x}): "
@@ -286,8 +292,8 @@ class RefCounts(TlbFlushes):
                 self._undo_type(page, nx, x, "validation failed")
                 self.stats.get_page_type_failed += 1
                 return rc
-            if (step := self.events.atomic_step) is not None:
-                step("set_validated", page, type)
+            if self.atomic_step is not None:
+                self.atomic_step("set_validated", page, type)
             while True:
                 cur = self.ft.type_info(page)
                 if self._cmpxchg_type(page, cur, cur | PGT_validated, "validated"):
@@ -299,8 +305,8 @@ class RefCounts(TlbFlushes):
 
     def put_page_type(self, page: int) -> None:
         """Drop a typed reference; a page table whose count reaches 0 is devalidated."""
-        if (step := self.events.atomic_step) is not None:
-            step("put_page_type", page, 0)
+        if self.atomic_step is not None:
+            self.atomic_step("put_page_type", page, 0)
         self.stats.put_page_type += 1
         while True:
             x = self.ft.type_info(page)
@@ -324,8 +330,8 @@ class RefCounts(TlbFlushes):
                 return
 
     def _undo_type(self, page: int, taken: int, before: int, why: str) -> None:
-        if (step := self.events.atomic_step) is not None:
-            step("put_page_type", page, 0)
+        if self.atomic_step is not None:
+            self.atomic_step("put_page_type", page, 0)
         self.stats.put_page_type += 1
         if not self._cmpxchg_type(page, taken, before, why):
             self.stats.put_page_type -= 1
@@ -352,8 +358,8 @@ class RefCounts(TlbFlushes):
     # -- pins (PGT_pinned, set and cleared in one place) --------------------------------
     def set_pinned(self, page: int) -> bool:
         """Test-and-set PGT_pinned: False if it was already set."""
-        if (step := self.events.atomic_step) is not None:
-            step("type_flags", page, 0)
+        if self.atomic_step is not None:
+            self.atomic_step("type_flags", page, 0)
         while True:
             x = self.ft.type_info(page)
             if x & PGT_pinned:
@@ -363,8 +369,8 @@ class RefCounts(TlbFlushes):
 
     def clear_pinned(self, page: int) -> bool:
         """Test-and-clear PGT_pinned: False if it was not set."""
-        if (step := self.events.atomic_step) is not None:
-            step("type_flags", page, 0)
+        if self.atomic_step is not None:
+            self.atomic_step("type_flags", page, 0)
         while True:
             x = self.ft.type_info(page)
             if not x & PGT_pinned:
@@ -374,8 +380,8 @@ class RefCounts(TlbFlushes):
 
     def clear_allocated(self, page: int) -> bool:
         """Test-and-clear PGC_allocated (the owner's own reference is then put by the caller)."""
-        if (step := self.events.atomic_step) is not None:
-            step("count_flags", page, 0)
+        if self.atomic_step is not None:
+            self.atomic_step("count_flags", page, 0)
         while True:
             x = self.ft.count_info(page)
             if not x & PGC_allocated:
@@ -393,19 +399,11 @@ class RefCounts(TlbFlushes):
         """
         if type in PGT_PAGE_TABLE_TYPES:
             raise ValueError("vectorised get_page_type is for writable/shared types only")
-        ev = self.events
-        if (get := ev.range_get) is not None:
-            get(first, n, d, type)
-        if ev.atomic_step is not None:                  # under the explorer: one step per frame
-            r = self.get_pages_and_type_loop(first, n, d, type)
-        else:
-            r = self._get_range(first, n, d, type)
-        if (got := ev.range_got) is not None:
-            got(first, n, d, type, r)
-        return r
-
-    def _get_range(self, first: int, n: int, d: int, type: int | None) -> RangeResult:
-        """get_pages_and_type's vectorised body."""
+        if self.events.observe_range is not None:       # range_get, range_got or atomic_step
+            if self._bypass:                # the observed call itself (see _observed_range)
+                self._bypass = False
+            else:
+                return self._observed_range(first, n, d, type)
         ci, ti, owner = self.ft.slices(first, n)
         cnt = ci & _U(PGC_count_mask)
         ok = (cnt - _U(1)) < _U(GET_PAGE_COUNT_MAX)        # 1 <= count <= max - 2 (wraps at 0)
@@ -436,6 +434,21 @@ class RefCounts(TlbFlushes):
             ti += _U(1)
         return RangeResult(True, n)
 
+    def _observed_range(self, first: int, n: int, d: int, type: int | None) -> RangeResult:
+        """get_pages_and_type between range_get and range_got; under the explorer one step
+        per frame (the loop). ``_bypass`` lets the next call run the vectorised body."""
+        ev = self.events
+        if ev.range_get is not None:
+            ev.range_get(first, n, d, type)
+        if ev.atomic_step is not None:
+            r = self.get_pages_and_type_loop(first, n, d, type)
+        else:
+            self._bypass = True
+            r = self.get_pages_and_type(first, n, d, type)
+        if ev.range_got is not None:
+            ev.range_got(first, n, d, type, r)
+        return r
+
     def _range_failure(self, i: int, n: int, type: int | None, reason: str) -> RangeResult:
         """Account for what the per-frame loop would have done before and after failing at i."""
         s = self.stats
@@ -456,10 +469,9 @@ class RefCounts(TlbFlushes):
 
     def put_pages_and_type(self, first: int, n: int, typed: bool = True) -> None:
         """put_page_type (if ``typed``) then put_page on frames [first, first+n), freeing at 0."""
-        ev = self.events
-        if (put := ev.range_put) is not None:
-            put(first, n, typed)
-        if ev.atomic_step is not None:                  # under the explorer: one step per frame
+        if self.events.range_put is not None:
+            self.events.range_put(first, n, typed)
+        if self.atomic_step is not None:                # under the explorer: one step per frame
             return self.put_pages_and_type_loop(first, n, typed)
         ci, ti, _ = self.ft.slices(first, n)
         if typed:
