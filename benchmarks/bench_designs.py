@@ -70,7 +70,7 @@ def whole_host(design: str) -> dict:
         mfns = k.superpage_mfns(0, per_guest)
         for first in range(0, per_guest, 512):
             va = DIRECTMAP_BASE + (first << 21)
-            l2, rc = k._ensure_table(va, 2)
+            l2, rc = k.ensure_table(va, 2)
             assert rc == 0
             chunk = mfns[first:first + 512]
             tables.append((k.domid, l2, chunk))

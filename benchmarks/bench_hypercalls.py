@@ -51,7 +51,7 @@ def python_side() -> dict:
     assert k.populate(0, 1 << 18) == 512                        # 1 GiB of 2 MiB extents
     assert k.build() == 0
     mfns = k.superpage_mfns(0, 512)
-    l2, rc = k._ensure_table(DIRECTMAP_BASE, 2)
+    l2, rc = k.ensure_table(DIRECTMAP_BASE, 2)
     assert rc == 0
     flags = k._flags(True) | 0x80
 

@@ -63,7 +63,7 @@ print("  (count 1 is PGC_allocated's: the domain's own reference while it owns t
 # the guest builds its page-table tree (L4, L3, and the L2 and L1 for VA, VA2) first
 assert k.build() == 0
 for va in (VA, VA2):
-    k._ensure_table(va, 1)
+    k.ensure_table(va, 1)
 
 # 2. a writable 4 KiB mapping: get_page_from_l1e -> get_page_and_type(PGT_writable_page)
 traced("map it writable (mmu_update of an L1 entry, RW)", lambda: k.map_pages(VA, [mfn], True))

@@ -26,7 +26,7 @@ def measure(design: str) -> dict:
     m = Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", superpage=design)
     k = GuestKernel(m, m.create_domain("web", 512 + 16), pt_pool_pages=16)
     assert k.populate(0, 512) == 1 and k.build() == 0
-    k._ensure_table(DIRECTMAP_BASE, 2)                   # the L2 table: made before we count
+    k.ensure_table(DIRECTMAP_BASE, 2)                   # the L2 table: made before we count
     mfn = k.superpage_mfns(0, 1)[0]
     slot = lambda i: DIRECTMAP_BASE + i * (2 << 20)      # noqa: E731
 

@@ -32,7 +32,7 @@ def setup(design="xen-4.1"):
     assert k.build() == 0
     other = m.create_domain("other", 1024)
     assert GuestKernel(m, other, pt_pool_pages=0).populate(0, 512) == 1
-    l2, rc = k._ensure_table(DIRECTMAP_BASE, 2)
+    l2, rc = k.ensure_table(DIRECTMAP_BASE, 2)
     assert rc == 0
     return m, g, k, other, l2
 
@@ -92,7 +92,7 @@ def _type_conflict(m, g, k, o, l2):
 def _some_already_mapped(m, g, k, o, l2):
     mfns = k.superpage_mfns(0, 16)
     # superpages 0..7 are mapped from a second L2 first: the batch finds them DYNAMIC (fast path)
-    l2b, rc = k._ensure_table(DIRECTMAP_BASE + (1 << 30), 2)
+    l2b, rc = k.ensure_table(DIRECTMAP_BASE + (1 << 30), 2)
     assert rc == 0 and k.mmu_update(maps(k, l2b, mfns[:8])) == 0
     return maps(k, l2, mfns)
 
@@ -101,7 +101,7 @@ def _unmap_all(m, g, k, o, l2):
     mfns = k.superpage_mfns(0, N)
     assert k.mmu_update(maps(k, l2, mfns)) == 0
     # half of them stay mapped from a second table: their unmapping is a fast put
-    l2b, rc = k._ensure_table(DIRECTMAP_BASE + (1 << 30), 2)
+    l2b, rc = k.ensure_table(DIRECTMAP_BASE + (1 << 30), 2)
     assert rc == 0 and k.mmu_update(maps(k, l2b, mfns[::2])) == 0
     return unmaps(l2, N)
 

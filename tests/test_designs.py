@@ -70,7 +70,7 @@ class Env:
         assert k.populate(0, N * 512) == N and k.build() == 0
         self.sp = k.superpage_mfns(0, N)
         assert self.sp == [0, 0x200, 0x400, 0x600]
-        self.l2, rc = k._ensure_table(DIRECTMAP_BASE, 2)
+        self.l2, rc = k.ensure_table(DIRECTMAP_BASE, 2)
         assert rc == 0
         assert_clean(m)
 

@@ -288,7 +288,7 @@ def _pt_race():
     l1 = k._alloc_table()
     for i in range(3):
         k._write_own(l1, i, make_pte(data + i, _PAGE_PRESENT | _PAGE_USER))
-    l2s = [k._ensure_table(DIRECTMAP_BASE + (c + 1) * (1 << 30), 2)[0] for c in range(2)]
+    l2s = [k.ensure_table(DIRECTMAP_BASE + (c + 1) * (1 << 30), 2)[0] for c in range(2)]
     link = make_pte(l1, _PAGE_PRESENT | _PAGE_RW | _PAGE_USER)
     return {"m": m, "k": k, "l1": l1, "l2s": l2s, "link": link, "rc": {}}
 

@@ -44,7 +44,7 @@ class G:
         self.k = GuestKernel(m, self.domid)
         assert self.k.populate(0, superpages * 512) == superpages
         assert self.k.build() == 0
-        self.l2, rc = self.k._ensure_table(DIRECTMAP_BASE, 2)
+        self.l2, rc = self.k.ensure_table(DIRECTMAP_BASE, 2)
         assert rc == 0
         self.sp = self.k.superpage_mfns(0, superpages)
 

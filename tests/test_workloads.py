@@ -381,7 +381,7 @@ def _guest(mem=8 * MiB, windows=(0,)):
     assert k.populate(0, mem >> 12) == mem >> 21
     assert k.build() == 0
     for va, level in lay.table_vas():
-        assert k._ensure_table(va, level)[1] == 0
+        assert k.ensure_table(va, level)[1] == 0
     return m, k
 
 

@@ -57,6 +57,16 @@ class PageinfoCount(CountedDesign):
         """Copies of the materialised fields: PDX group -> its 65,536 fields (absent: all 0)."""
         return {g: a.copy() for g, a in self._groups.items()}
 
+    def field_views(self) -> dict[int, np.ndarray]:
+        """The materialised fields without copying them, as read-only views: PDX group ->
+        its 65,536 fields (absent: all 0). For readers that look after every operation."""
+        views = {}
+        for g, a in self._groups.items():
+            v = a.view()
+            v.flags.writeable = False
+            views[g] = v
+        return views
+
     def snapshot(self) -> tuple:
         return tuple(sorted((g, a.tobytes()) for g, a in self._groups.items() if a.any()))
 

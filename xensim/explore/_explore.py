@@ -67,7 +67,7 @@ def step_word(kind: str, key: int, arg: int) -> tuple:
     return (kind, key)
 
 
-class _Pruned(Exception):
+class Pruned(Exception):
     """Every enabled CPU is asleep: this path only reorders commuting steps of one already run."""
 
 
@@ -359,7 +359,7 @@ def explore_dfs(make_execution: Callable[[], Execution], preemption_bound: int =
                 node = _Node(list(enabled), pend, sleep, prev, pre, indep)
                 awake = [c for c in enabled if c not in sleep]
                 if not awake:
-                    raise _Pruned()
+                    raise Pruned()
                 node.choice = prev if prev in awake else awake[0]
                 node.done.add(node.choice)
                 node.backtrack = {node.choice} if reduction else set(enabled)
@@ -375,7 +375,7 @@ def explore_dfs(make_execution: Callable[[], Execution], preemption_bound: int =
             ok = None
         except Violation as v:
             ok = v
-        except _Pruned:
+        except Pruned:
             ok = None
             res.pruned += 1
         else:

@@ -12,7 +12,7 @@ import time
 from ..xen import audit
 from .._errors import ConfigError
 from ..config import MAX_STEPS, Scenario, ScenarioOp
-from ._explore import (Execution, ExploreResult, Violation, _Pruned, explore_dfs, pct_chooser,
+from ._explore import (Execution, ExploreResult, Violation, Pruned, explore_dfs, pct_chooser,
                        random_chooser, replay_chooser, round_robin, run_sampling)
 from ..guest import DIRECTMAP_BASE, GuestError, GuestKernel
 from ..xen import errno_name
@@ -49,9 +49,9 @@ class World:
             for op in ops:
                 k = self.kernels[op.by or op.domain]
                 if op.op in ("map", "unmap", "remap"):
-                    k._ensure_table(self._va(op, c - 1), 2)
+                    k.ensure_table(self._va(op, c - 1), 2)
                 elif op.op in ("map-4k", "unmap-4k"):
-                    k._ensure_table(self._va4k(op, c - 1), 1)
+                    k.ensure_table(self._va4k(op, c - 1), 1)
         for i, op in enumerate(sc.setup):
             try:
                 rc = self.do(op, -1)
@@ -213,7 +213,7 @@ class _ScenarioExecution(Execution):
         except Violation as v:
             self.outcome, self.violation = "violation", v
             raise
-        except _Pruned:
+        except Pruned:
             self.outcome = "pruned"
             raise
         self.outcome = "ok"

@@ -39,7 +39,8 @@ def generic_key(text: str) -> str:
 
 def _owner_array(ft, g: int):
     """The owner array of PDX group ``g`` (None: never written, every frame unowned). Read only."""
-    return ft._owner[g] if 0 <= g < len(ft._owner) else None
+    arrays = ft.written_group(g)
+    return None if arrays is None else arrays[2]
 
 
 def _owners(m: Machine, mfns: np.ndarray) -> np.ndarray:
@@ -133,13 +134,12 @@ def differ(a: Machine, b: Machine) -> str | None:
     fuzzer runs it after most calls."""
     fa, fb = a.frame_table, b.frame_table
     for g in range(fa.n_groups):
-        ga = (fa._ci[g], fa._ti[g], fa._owner[g])
-        gb = (fb._ci[g], fb._ti[g], fb._owner[g])
-        if ga[0] is None and gb[0] is None:
+        ga, gb = fa.written_group(g), fb.written_group(g)
+        if ga is None and gb is None:
             continue
-        if ga[0] is None:
+        if ga is None:
             ga = fa.initial_group(g)
-        if gb[0] is None:
+        if gb is None:
             gb = fb.initial_group(g)
         for name, x, y in zip(("count_info", "type_info", "owner"), ga, gb):
             if not np.array_equal(x, y):
@@ -154,7 +154,7 @@ def differ(a: Machine, b: Machine) -> str | None:
         return "the heap's free blocks"
     if a.m2p.snapshot() != b.m2p.snapshot():
         return "the M2P"
-    for k in set(a.mem._frames) | set(b.mem._frames):
+    for k in set(a.mem.frames()) | set(b.mem.frames()):
         x, y = a.mem.table(k), b.mem.table(k)
         if not np.array_equal(x, y):
             i = int(np.argmax(x != y))

@@ -560,8 +560,8 @@ class Fuzzer(FuzzRunner):
         for key, mfn in list(k.tables.items()):
             if live.get(m.mfn_to_page(mfn)) != (key[0], g.domid):
                 del k.tables[key]
-                if mfn in d.owned and mfn not in k._pt_free:
-                    k._pt_free.append(mfn)
+                if mfn in d.owned:
+                    k.give_back_table(mfn)
 
     def _a_kernel_map(self, g, r):
         """The guest kernel maps memory at a VA (creating and linking tables as needed)."""

@@ -144,14 +144,14 @@ class GuestKernel:
     def _entry_ptr(self, table: int, index: int) -> int:
         return (table << PAGE_SHIFT) | (index * 8) | MMU_NORMAL_PT_UPDATE
 
-    def _ensure_table(self, va: int, level: int) -> tuple[int, int]:
+    def ensure_table(self, va: int, level: int) -> tuple[int, int]:
         """The level-``level`` table covering ``va`` (creating and linking it): (mfn, 0) or (0, -errno)."""
         if level == 4:
             return self.root, 0
         key = (level, va >> _SHIFT[level + 1])
         if key in self.tables:
             return self.tables[key], 0
-        parent, rc = self._ensure_table(va, level + 1)
+        parent, rc = self.ensure_table(va, level + 1)
         if rc:
             return 0, rc
         frame = self._alloc_table()
@@ -162,6 +162,12 @@ class GuestKernel:
             return 0, rc
         self.tables[key] = frame
         return frame, 0
+
+    def give_back_table(self, mfn: int) -> None:
+        """Return a page-table frame the kernel no longer uses to its pool (reused by the
+        next table it creates)."""
+        if mfn not in self._pt_free:
+            self._pt_free.append(mfn)
 
     @staticmethod
     def _flags(writable: bool) -> int:
@@ -175,7 +181,7 @@ class GuestKernel:
         batches: dict[int, list] = {}
         for k, mfn in enumerate(mfns):
             v = va + (k << SUPERPAGE_SHIFT)
-            l2, rc = self._ensure_table(v, 2)
+            l2, rc = self.ensure_table(v, 2)
             if rc:
                 return rc
             batches.setdefault(l2, []).append(
@@ -191,7 +197,7 @@ class GuestKernel:
         batches: dict[int, list] = {}
         for k, mfn in enumerate(mfns):
             v = va + (k << PAGE_SHIFT)
-            l1, rc = self._ensure_table(v, 1)
+            l1, rc = self.ensure_table(v, 1)
             if rc:
                 return rc
             batches.setdefault(l1, []).append(

@@ -104,9 +104,6 @@ class FrameTable:
         owner = np.full(PDX_GROUP_FRAMES, DOMID_INVALID, dtype=np.uint16)
         return ci, ti, owner
 
-    #: the old name (the tracer's and the fuzzer's, until they use initial_group)
-    _initial_group = initial_group
-
     def _materialize(self, g: int) -> None:
         if not self._valid[g]:
             raise IndexError(f"PDX group {g} holds no RAM: no frame table there")
@@ -116,6 +113,13 @@ class FrameTable:
         """The writable arrays of group ``g``, allocating it on first use."""
         if self._ci[g] is None:
             self._materialize(g)
+        return self._ci[g], self._ti[g], self._owner[g]
+
+    def written_group(self, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The arrays of group ``g`` if it was ever written, else None (its frames hold
+        :meth:`initial_group`); nothing is allocated. Read them, do not write them."""
+        if not 0 <= g < self.n_groups or self._ci[g] is None:
+            return None
         return self._ci[g], self._ti[g], self._owner[g]
 
     # -- scalar access ----------------------------------------------------------

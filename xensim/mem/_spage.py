@@ -58,9 +58,6 @@ class SuperpageTable:
                               dtype=np.uint64)
         #: while a request runs: (word, entry, old value) per write
         self._journal: list | None = None
-        #: the old teaching hook (goes once the tracer subscribes to the events) (xensim trace): trace(spdx, word, old, new) where a word
-        #: changes; for write_many, spdx is the array of store positions, old/new arrays
-        self.trace = None
         if spdx.size:
             slot = self._slot[spdx >> SPAGE_CHUNK_SHIFT].astype(np.int64)
             self._has_ram[(slot << SPAGE_CHUNK_SHIFT) | (spdx & SPAGE_CHUNK_MASK)] = True
@@ -138,8 +135,6 @@ class SuperpageTable:
             self._journal.append((word, e, int(self.store[word, e])))
         if self.spage_write is not None:
             self.spage_write("spage_table", spdx, word, int(self.store[word, e]), int(value))
-        if self.trace is not None:
-            self.trace(spdx, word, int(self.store[word, e]), int(value))
         self.store[word, e] = value
 
     def cmpxchg(self, spdx: int, old: int, new: int, word: int = 0) -> bool:
@@ -157,8 +152,6 @@ class SuperpageTable:
         if self._journal is not None:
             self._journal.append((word, e, old))
         self.store[word, e] = new
-        if self.trace is not None:
-            self.trace(spdx, word, old, new)
         return True
 
     def write_many(self, entries: np.ndarray, values: np.ndarray, word: int = 0) -> None:
@@ -168,8 +161,6 @@ class SuperpageTable:
         if self.spage_write_many is not None:
             self.spage_write_many("spage_table", self.spdx_of_entries(entries), word,
                                   self.store[word, entries].copy(), np.array(values, dtype=np.uint64))
-        if self.trace is not None:
-            self.trace(entries, word, self.store[word, entries].copy(), values)
         self.store[word, entries] = values
 
     def begin(self) -> None:

@@ -53,7 +53,7 @@ def set_up_domains(m: Machine, cfg: Config, wl: Workload) -> dict[str, GuestKern
         rc = k.build()
         for va, level in lay.table_vas():
             if rc == 0:
-                _, rc = k._ensure_table(va, level)
+                _, rc = k.ensure_table(va, level)
         if rc != 0:
             raise RuntimeError(f"domain '{spec.name}': building its page tables failed "
                                f"({errno_name(rc)})")

@@ -58,9 +58,6 @@ class HypercallLayer:
         self.stats: dict[str, CallStats] = {}
         #: domid -> hypercalls of that domain in progress (domain_pause waits for 0)
         self.active: dict[int, int] = {}
-        #: the old teaching hook (goes once the tracer subscribes to hypercall_enter / _leave):
-        #: trace(caller, number, args, rc), rc None on entry and the result on return
-        self.trace = None
         #: hypercall_enter, hypercall_leave, atomic_step: the bus's, mirrored (see _events)
         machine.events.attach(self, ("hypercall_enter", "hypercall_leave", "atomic_step"))
 
@@ -75,8 +72,6 @@ class HypercallLayer:
         st.calls += 1
         if self.hypercall_enter is not None:
             self.hypercall_enter(caller, number, args)
-        if self.trace is not None:
-            self.trace(caller, number, args, None)
         if self.atomic_step is not None:              # under the explorer: entering is a step
             self.atomic_step("hcall", caller, number)
         handler = self.handlers.get(number)
@@ -96,8 +91,6 @@ class HypercallLayer:
             st.errors[errno_name(rc)] += 1
         if self.hypercall_leave is not None:
             self.hypercall_leave(caller, number, args, rc)
-        if self.trace is not None:
-            self.trace(caller, number, args, rc)
         return rc
 
     def as_dict(self) -> dict:

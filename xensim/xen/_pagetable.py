@@ -127,6 +127,10 @@ class GuestMemory:
     def __init__(self):
         self._frames: dict[int, np.ndarray] = {}
 
+    def frames(self) -> list[int]:
+        """The MFNs of the frames ever written."""
+        return list(self._frames)
+
     def table(self, mfn: int) -> np.ndarray:
         """The frame's 512 words (a zero array, not stored, if never written)."""
         a = self._frames.get(mfn)

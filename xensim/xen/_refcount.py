@@ -145,8 +145,6 @@ class RefCounts(TlbFlushes):
     free_page: Callable[[int | np.ndarray], None]
     validator: PageTypeValidator = field(default_factory=NoPageTables)
     stats: RefStats = field(default_factory=RefStats)
-    #: the old teaching hook, trace(page, word, old, new, why): goes once the tracer subscribes
-    trace: Callable[[int, str, int, int, str], None] | None = None
     #: the machine's event bus (atomic_step, word_changed, tlb_flush, range_*; see _events)
     events: Events = field(default_factory=Events)
     #: Xen's TLB clock (tlbflush_clock): starts at 1, ticks at every flush counted
@@ -172,8 +170,6 @@ class RefCounts(TlbFlushes):
         self.ft.set_count_info(page, new, old)
         if self.word_changed is not None:
             self.word_changed(page, "count_info", old, new, why)
-        if self.trace is not None:
-            self.trace(page, "count_info", old, new, why)
         return True
 
     def _cmpxchg_type(self, page: int, old: int, new: int, why: str) -> bool:
@@ -183,8 +179,6 @@ class RefCounts(TlbFlushes):
         self.ft.set_type_info(page, new, old)
         if self.word_changed is not None:
             self.word_changed(page, "type_info", old, new, why)
-        if self.trace is not None:
-            self.trace(page, "type_info", old, new, why)
         return True
 
     # -- general references -------------------------------------------------------

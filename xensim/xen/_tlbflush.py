@@ -60,8 +60,6 @@ class TlbFlushes:
         self.tlbflush_time[d] = self.tlbflush_clock
         if (ev := self.events.tlb_flush) is not None:
             ev(page, d, stamp, self.tlbflush_clock)
-        if self.trace is not None:
-            self.trace(page, "tlb_flush", stamp, self.tlbflush_clock, f"TLB flush of dom{d}'s CPU")
 
     def _type_change_flush(self, page: int) -> None:
         """A type change of ``page``: flush if the owner's CPU may still hold it in its TLB

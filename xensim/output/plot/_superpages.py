@@ -110,7 +110,7 @@ def superpage_states(m: Machine) -> SuperpageStates:
             source = "an extra page_info field of each superpage's first frame, MARK in bit 63"
             words = np.zeros((1, sp.size), dtype=np.uint64)
             pages = m.mfn_to_pdx((sp << SUPERPAGE_ORDER).astype(np.uint64)).astype(np.int64)
-            for g, arr in design._groups.items():
+            for g, arr in design.field_views().items():
                 sel = (pages >> PDX_GROUP_SHIFT) == g
                 words[0, sel] = arr[pages[sel] & (PDX_GROUP_FRAMES - 1)]
         marked = ((words & np.uint64(MARK_BIT)) != 0).any(axis=0)
@@ -139,7 +139,7 @@ def superpage_activity(m: Machine) -> tuple[int, int]:
         mask = np.uint64(SGT_count_mask if isinstance(design, Xen41) else COUNT_MASK)
         return int(e.size), int((st.store[:, e] & mask).sum())
     if isinstance(design, PageinfoCount):
-        arrays = list(design._groups.values())
+        arrays = list(design.field_views().values())
         return (sum(int(np.count_nonzero(a)) for a in arrays),
                 sum(int((a & np.uint64(COUNT_MASK)).sum()) for a in arrays))
     pse = _pse_mappings(m)
