@@ -45,7 +45,6 @@ class CountedDesign(SuperpageDesign):
     cmpxchg count + 1. Release: cmpxchg count - 1; if it went 1 -> 0, drop the
     512 references after the cmpxchg.
     """
-    n_words = 1
     #: the word MARK_SUPER pins (None: no MARK)
     mark_word: int | None = None
 
@@ -249,7 +248,7 @@ class CountedDesign(SuperpageDesign):
         for mfn in set(pse) | set(marks):
             ro, rw, domid = pse.get(mfn, (0, 0, None))
             holder = marks.get(mfn, domid)
-            counts = [0] * self.n_words
+            counts = [0] * self.words_per_entry
             counts[self._word(False)] += ro
             counts[self._word(True)] += rw
             words = list(counts)

@@ -24,7 +24,8 @@ from ..mem import SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
 
 class SuperpageDesign:
-    """The interface. ``words_per_entry`` sizes the machine's superpage table.
+    """The interface. ``words_per_entry``: the 64-bit words of one superpage's entry (the
+    width of the machine's superpage table; a counting design's count words).
 
     ``supports_mark = False`` makes MMUEXT_MARK_SUPER / UNMARK_SUPER behave as
     with the allowsuperpage option off (the release's error code). ``buggy``

@@ -24,7 +24,6 @@ class SuperpageInfo(TableCounted):
     """
     name = "superpage-info"
     words_per_entry = 2
-    n_words = 2
     mark_word = 1
     description = ("the 2010 proposal, race-free: RO and RW counts per 2 MiB, general "
                    "references for RO, writable for RW")
