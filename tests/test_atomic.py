@@ -1,4 +1,4 @@
-"""Results are written atomically (xensim/_results.py write_atomic): a Ctrl-C (KeyboardInterrupt)
+"""Results are written atomically (xensim/output/_results.py write_atomic): a Ctrl-C (KeyboardInterrupt)
 at any point of the write leaves the previous results.json exactly as it was, and no
 temporary file behind."""
 

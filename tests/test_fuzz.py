@@ -157,7 +157,7 @@ def test_singles_split():
 def test_machphys_update_of_a_64_bit_value(val):
     """MMU_MACHPHYS_UPDATE stores any 64-bit value (Xen's M2P holds unsigned longs; ~0UL is
     INVALID_M2P_ENTRY). Found by the fuzzer: the int64 M2P raised OverflowError for values
-    >= 2^63 (_mmu.py, _mmu_update_one); fixed (stored in two's complement)."""
+    >= 2^63 (xen/_mmu.py, _mmu_update_one); fixed (stored in two's complement)."""
     run = FuzzRunner(Setup(domains=1))
     run.step({"op": "create_domain", "name": "g1", "max_pages": 1024})
     run.step({"op": "memory_op", "domain": "g1", "cmd": "populate_physmap", "order": 0,

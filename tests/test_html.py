@@ -1,4 +1,4 @@
-"""The HTML report (xensim/_html.py): written atomically, self-contained, the run's tables
+"""The HTML report (xensim/cli/_html.py): written atomically, self-contained, the run's tables
 cell for cell, the pictures inline (or a note without matplotlib); rendered in headless
 Chromium when one is installed (CI installs Debian's chromium)."""
 

@@ -1,6 +1,6 @@
 """Running explorer scenarios: a scenario (loaded by xensim.config's load_scenario;
 its file format is described there) booted as a World, its CPUs' operations run
-concurrently under the explorer (see _explore.py), each schedule's end state checked.
+concurrently under the explorer (see explore/_explore.py), each schedule's end state checked.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The machine's event bus: one :class:`Events` per :class:`~xensim.xen.Machine`
 (``Machine.events``), through which observers (the concurrency explorer, the
-tracer, the fuzzer's checks) see what the machine does, without wrapping its
+tracer, the explorer scenarios' cmpxchg reports) see what the machine does, without wrapping its
 methods or reading its private fields.
 
 Every event has a fixed name and argument list and is emitted at the one place
