@@ -2,7 +2,8 @@
 
 Every file xensim reads goes through it: a schema *is* a set of dataclasses (a
 config's in _schema.py, a memory-map file's in _files.py, an explorer scenario's in
-explore/_scenario.py).  The loader walks their fields and type hints (``int``, ``bool``,
+_scenario.py, a reproducer's hypercalls in _hypercall_ops.py).  The loader walks
+their fields and type hints (``int``, ``bool``,
 ``float``, ``str``, :data:`size`, ``Literal[...]``, ``X | None``, ``list[X]`` and
 nested dataclasses), so a new section is added by writing a dataclass and a field
 on ``Config``; nothing else changes.
