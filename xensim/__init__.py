@@ -24,17 +24,19 @@ from .xen import (
     XENMEM_populate_physmap, _PAGE_ACCESSED, _PAGE_AVAIL, _PAGE_AVAIL_HIGH, _PAGE_DIRTY,
     _PAGE_GLOBAL, _PAGE_GNTTAB, _PAGE_NX, _PAGE_PAT, _PAGE_PCD, _PAGE_PRESENT, _PAGE_PSE,
     _PAGE_PWT, _PAGE_RW, _PAGE_USER, AuditReport, Difference, Domain, Machine, MmuextOp,
-    MmuUpdate, RangeResult, RefCounts, RefStats, XenMemoryReservation, audit, errno_name)
+    MmuUpdate, RangeResult, RefCounts, RefStats, XenMemoryReservation, audit, errno_name,
+    EVENTS, Events, Release, RELEASE_NAMES)
 from .config import (Config, build_memory_map, default_config, list_presets, load_config,
                      load_preset, parse_config)
 from .guest import DIRECTMAP_BASE, GuestError, GuestKernel
-from .sim import (Comparison, DesignRun, MachineReport, OverheadReport, RunResult, overhead,
-                  run_comparison, run_design)
+from .sim import (Comparison, DesignRun, MachineReport, OverheadReport, RunResult, Session,
+                  overhead, run_comparison, run_design, start)
 from .output import FORMATS, render, to_json
 
 __all__ = [
     "AuditReport", "Comparison", "Config", "ConfigError", "DIRECTMAP_BASE", "DOMID_SELF",
-    "DesignRun", "Difference", "Domain", "DomainHeap", "E820Type", "FORMATS", "FRAME_BYTES",
+    "DesignRun", "Difference", "Domain", "DomainHeap", "E820Type", "EVENTS", "Events", "FORMATS",
+    "FRAME_BYTES",
     "FrameMap", "FrameTable", "GuestError", "GuestKernel", "HYPERVISOR_memory_op",
     "HYPERVISOR_mmu_update", "HYPERVISOR_mmuext_op", "HYPERVISOR_update_va_mapping",
     "HeapError", "INVALID", "MMUEXT_MARK_SUPER", "MMUEXT_NEW_BASEPTR", "MMUEXT_PIN_L1_TABLE",
@@ -42,8 +44,8 @@ __all__ = [
     "MMUEXT_UNPIN_TABLE", "MMU_MACHPHYS_UPDATE", "MMU_NORMAL_PT_UPDATE",
     "MMU_PT_UPDATE_PRESERVE_AD", "Machine", "MachineReport", "MemRange", "MemoryMap",
     "MemoryMapError", "MmuUpdate", "MmuextOp", "OverheadReport", "PDX_GROUP_FRAMES",
-    "PageinfoCount", "Pdx", "PerMapping", "REGISTRY", "RangeResult", "RangeSet", "RefCounts",
-    "RefStats", "RefcountBug", "RunResult", "Sketch", "SuperpageDesign", "SuperpageInfo",
+    "PageinfoCount", "Pdx", "PerMapping", "REGISTRY", "RELEASE_NAMES", "RangeResult", "Release", "RangeSet", "RefCounts",
+    "RefStats", "RefcountBug", "RunResult", "Session", "Sketch", "SuperpageDesign", "SuperpageInfo",
     "SuperpageTable", "XENMEM_decrease_reservation", "XENMEM_increase_reservation",
     "XENMEM_populate_physmap", "Xen41", "XenMemoryReservation", "_PAGE_ACCESSED",
     "_PAGE_AVAIL", "_PAGE_AVAIL_HIGH", "_PAGE_DIRTY", "_PAGE_GLOBAL", "_PAGE_GNTTAB",
@@ -51,7 +53,7 @@ __all__ = [
     "_PAGE_RW", "_PAGE_USER", "audit", "build_memory_map", "default_config", "design_names",
     "errno_name", "format_size", "list_presets", "load_config", "load_preset", "make_design",
     "make_pdx", "overhead", "parse_config", "parse_size", "register", "render",
-    "run_comparison", "run_design", "to_json",
+    "run_comparison", "run_design", "start", "to_json",
 ]
 
 __version__ = "0.1.0"
