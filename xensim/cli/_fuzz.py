@@ -68,9 +68,9 @@ def bad_arguments(args, names: list[str]) -> list[str]:
         bad.append(f"--domains: must be {MIN_DOMAINS}-{MAX_DOMAINS}, got {args.domains}")
     if args.calls < 1:
         bad.append(f"--calls: must be at least 1, got {args.calls}")
-    if getattr(args, "episode", 1000) < 1:
+    if args.episode < 1:
         bad.append(f"--episode: must be at least 1, got {args.episode}")
-    if getattr(args, "max_findings", None) is not None and args.max_findings < 1:
+    if args.max_findings is not None and args.max_findings < 1:
         bad.append(f"--max-findings: must be at least 1, got {args.max_findings}")
     return bad
 
@@ -93,13 +93,13 @@ def cmd_fuzz(args) -> int:
             print(f"xensim: error: {line}", file=sys.stderr)
         return 2
     setup = Setup(design=args.design, version=args.version, faithful=args.faithful,
-                  domains=args.domains, pdx=getattr(args, "pdx", "none"))
+                  domains=args.domains, pdx=args.pdx)
     bar = Progress.off() if args.quiet else Progress()
     bar.start("fuzz", args.calls, unit="calls")
-    c = campaign(setup, args.calls, args.seed, episode_calls=getattr(args, "episode", 1000),
-                 minimise_findings=not getattr(args, "no_minimise", False),
-                 tolerate=keep_going if getattr(args, "keep_going", False) else None,
-                 max_findings=getattr(args, "max_findings", None),
+    c = campaign(setup, args.calls, args.seed, episode_calls=args.episode,
+                 minimise_findings=not args.no_minimise,
+                 tolerate=keep_going if args.keep_going else None,
+                 max_findings=args.max_findings,
                  tick=lambda n: bar.update(min(n, args.calls)))
     bar.close()
     files = None

@@ -97,7 +97,7 @@ class Prediction:
                                     "new": int(store[w, e])}))
             self.spage[w, e] = store[w, e]
         if self.fields is not None:
-            groups = self.m.superpage.fields()
+            groups = self.m.superpage.field_views()          # read only: no copies
             for g in sorted(set(groups) | set(self.fields)):
                 now = groups.get(g)
                 now = np.zeros(PDX_GROUP_MASK + 1, dtype=np.uint64) if now is None else now
