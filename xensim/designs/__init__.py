@@ -7,6 +7,8 @@ module per design.
 # design_names() (config's choices and their error messages) lists them in.
 from ._superpage import (
     SuperpageDesign, put_spage_pages, REGISTRY, register, design_names, make_design,
+    MetadataRow, SuperpageStates, SPAGE_NONE, SPAGE_DYNAMIC, SPAGE_MARK, SPAGE_STATE_NAMES,
+    PALETTE, design_color, default_design, metadata_rows,
 )
 from ._counted import (
     MARK, COUNT_MASK, CountedDesign, TableCounted,
@@ -28,7 +30,9 @@ from ._sketch import (
 )
 
 __all__ = [
-    "COUNT_MASK", "CountedDesign", "MARK", "PAGEINFO_COUNT_BYTES", "PageinfoCount",
-    "PerMapping", "REGISTRY", "Sketch", "SuperpageDesign", "SuperpageInfo", "TableCounted",
-    "Xen41", "design_names", "make_design", "put_spage_pages", "register",
+    "COUNT_MASK", "CountedDesign", "MARK", "MetadataRow", "PAGEINFO_COUNT_BYTES", "PALETTE",
+    "PageinfoCount", "PerMapping", "REGISTRY", "SPAGE_DYNAMIC", "SPAGE_MARK", "SPAGE_NONE",
+    "SPAGE_STATE_NAMES", "Sketch", "SuperpageDesign", "SuperpageInfo", "SuperpageStates",
+    "TableCounted", "Xen41", "default_design", "design_color", "design_names", "make_design",
+    "metadata_rows", "put_spage_pages", "register",
 ]
