@@ -28,9 +28,12 @@ from ._xen41 import (
 from ._sketch import (
     Sketch,
 )
+from ._catalog import (
+    Catalog, DesignInfo, catalog,
+)
 
 __all__ = [
-    "COUNT_MASK", "CountedDesign", "MARK", "MetadataRow", "PAGEINFO_COUNT_BYTES", "PALETTE",
+    "COUNT_MASK", "Catalog", "CountedDesign", "DesignInfo", "catalog", "MARK", "MetadataRow", "PAGEINFO_COUNT_BYTES", "PALETTE",
     "PageinfoCount", "PerMapping", "REGISTRY", "SPAGE_DYNAMIC", "SPAGE_MARK", "SPAGE_NONE",
     "SPAGE_STATE_NAMES", "Sketch", "SuperpageDesign", "SuperpageInfo", "SuperpageStates",
     "TableCounted", "Xen41", "default_design", "design_color", "design_names", "make_design",
