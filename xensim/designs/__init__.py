@@ -3,8 +3,9 @@
 module per design.
 """
 
-# Imported in the order the designs were proposed: their registration order, the order
-# design_names() (config's choices and their error messages) lists them in.
+# Imported in the order the designs were proposed (none, Xen 4.10's removal, last): their
+# registration order, the order design_names() (config's choices and their error
+# messages) lists them in.
 from ._superpage import (
     SuperpageDesign, put_spage_pages, REGISTRY, register, design_names, make_design,
 )
@@ -26,9 +27,12 @@ from ._xen41 import (
 from ._sketch import (
     Sketch,
 )
+from ._none import (
+    NoSuperpages,
+)
 
 __all__ = [
-    "COUNT_MASK", "CountedDesign", "MARK", "PAGEINFO_COUNT_BYTES", "PageinfoCount",
+    "COUNT_MASK", "CountedDesign", "MARK", "NoSuperpages", "PAGEINFO_COUNT_BYTES", "PageinfoCount",
     "PerMapping", "REGISTRY", "Sketch", "SuperpageDesign", "SuperpageInfo", "TableCounted",
     "Xen41", "design_names", "make_design", "put_spage_pages", "register",
 ]
