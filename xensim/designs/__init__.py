@@ -3,8 +3,9 @@
 module per design.
 """
 
-# Imported in the order the designs were proposed: their registration order, the order
-# design_names() (config's choices and their error messages) lists them in.
+# Imported in the order the designs were proposed (none, Xen 4.10's removal, last): their
+# registration order, the order design_names() (config's choices and their error
+# messages) lists them in.
 from ._superpage import (
     SuperpageDesign, put_spage_pages, REGISTRY, register, design_names, make_design,
     MetadataRow, SuperpageStates, SPAGE_NONE, SPAGE_DYNAMIC, SPAGE_MARK, SPAGE_STATE_NAMES,
@@ -28,14 +29,17 @@ from ._xen41 import (
 from ._sketch import (
     Sketch,
 )
+from ._none import (
+    NoSuperpages,
+)
 from ._catalog import (
     Catalog, DesignInfo, catalog,
 )
 
 __all__ = [
-    "COUNT_MASK", "Catalog", "CountedDesign", "DesignInfo", "catalog", "MARK", "MetadataRow", "PAGEINFO_COUNT_BYTES", "PALETTE",
-    "PageinfoCount", "PerMapping", "REGISTRY", "SPAGE_DYNAMIC", "SPAGE_MARK", "SPAGE_NONE",
-    "SPAGE_STATE_NAMES", "Sketch", "SuperpageDesign", "SuperpageInfo", "SuperpageStates",
-    "TableCounted", "Xen41", "default_design", "design_color", "design_names", "make_design",
-    "metadata_rows", "put_spage_pages", "register",
+    "COUNT_MASK", "Catalog", "CountedDesign", "DesignInfo", "MARK", "MetadataRow",
+    "NoSuperpages", "PAGEINFO_COUNT_BYTES", "PALETTE", "PageinfoCount", "PerMapping", "REGISTRY",
+    "SPAGE_DYNAMIC", "SPAGE_MARK", "SPAGE_NONE", "SPAGE_STATE_NAMES", "Sketch", "SuperpageDesign",
+    "SuperpageInfo", "SuperpageStates", "TableCounted", "Xen41", "catalog", "default_design",
+    "design_color", "design_names", "make_design", "metadata_rows", "put_spage_pages", "register",
 ]

@@ -1,5 +1,5 @@
 """The registered designs, as ``xensim designs`` lists them: one row per design, read
-from each design's class (name, words, MARK, known bugs, description, docs page).
+from each design's class (name, words, PSE, MARK, known bugs, description, docs page).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ class DesignInfo:
     #: where its per-superpage words live ("spage_table", "page_info") or "" (none)
     words_in: str
     word_names: list[str]
+    supports_pse: bool
     supports_mark: bool
     buggy: bool
     default: bool
@@ -28,7 +29,8 @@ class DesignInfo:
     @classmethod
     def of(cls, design: type) -> "DesignInfo":
         return cls(design.name, design.description, design.words_in or "",
-                   list(design.word_names), design.supports_mark, design.buggy,
+                   list(design.word_names), design.supports_pse, design.supports_mark,
+                   design.buggy,
                    design.name == default_design(), design.doc, design.__module__)
 
 
@@ -44,13 +46,15 @@ class Catalog:
         def yes(v):
             return "yes" if v else "no"
         rows = [dict(asdict(d), words=", ".join(d.word_names) or "-",
-                     where=d.words_in or "-", mark=yes(d.supports_mark),
+                     where=d.words_in or "-", pse=yes(d.supports_pse),
+                     mark=yes(d.supports_mark),
                      buggy="BUGGY" if d.buggy else "", doc=d.doc or d.module,
                      name=d.name + (" (default)" if d.default else ""))
                 for d in self.designs]
         return [Table("Superpage refcount designs",
                       [Column("name", "design", align="<"), Column("where", "words in", align="<"),
-                       Column("words", "words", align="<"), Column("mark", "MARK", align="<"),
+                       Column("words", "words", align="<"), Column("pse", "PSE", align="<"),
+                       Column("mark", "MARK", align="<"),
                        Column("buggy", "", align="<"), Column("doc", "docs", align="<"),
                        Column("description", "description", align="<")], rows)]
 

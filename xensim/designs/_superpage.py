@@ -71,6 +71,15 @@ class SuperpageDesign:
     """The interface. ``words_per_entry``: the 64-bit words of one superpage's entry (the
     width of the machine's superpage table; a counting design's count words).
 
+    ``supports_pse = False`` is a hypervisor with no PV superpages at all (Xen 4.10
+    on: the ``none`` design): the page-table code refuses every present L2 entry
+    with _PAGE_PSE through the L2 disallow mask (-EINVAL, before the fast path and
+    any reference), in mod_l2_entry and in an L2 table's validation, whatever the
+    allowsuperpage option or faithful mode say; MMUEXT_MARK_SUPER / UNMARK_SUPER
+    are -EOPNOTSUPP before any other check, whatever the release; the guest kernel
+    reads it (``Machine.pv_superpages``) and maps 2 MiB through an L1 table.
+    get_superpage / put_superpage are then never called.
+
     ``supports_mark = False`` makes MMUEXT_MARK_SUPER / UNMARK_SUPER behave as
     with the allowsuperpage option off (the release's error code). ``buggy``
     flags a design that is known to be wrong (under concurrency). ``stats``
@@ -83,6 +92,7 @@ class SuperpageDesign:
     """
     name = "abstract"
     words_per_entry = 1
+    supports_pse = True
     supports_mark = True
     buggy = False
     description = ""

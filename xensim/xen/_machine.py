@@ -103,6 +103,16 @@ class Machine:
         self.hypercall.register(HYPERVISOR_mmuext_op, do_mmuext_op)
         self.hypercall.register(HYPERVISOR_update_va_mapping, do_update_va_mapping)
 
+    @property
+    def pv_superpages(self) -> bool:
+        """Does this hypervisor have PV superpages at all (the design's ``supports_pse``)?
+
+        What a PV guest kernel asks before it maps 2 MiB with an L2 PSE entry (False:
+        Xen 4.10 on, the ``none`` design; it maps an L1 table of 512 entries instead).
+        The allowsuperpage option is not part of it: with the option off a PSE entry
+        is refused as the release refuses it."""
+        return self.superpage.supports_pse
+
     @classmethod
     def from_config(cls, cfg, memmap: MemoryMap) -> "Machine":
         hv = cfg.hypervisor
