@@ -136,6 +136,12 @@ def audit(m) -> AuditReport:
     owned_runs.sort(key=lambda r: r[0])
     free_runs = m.heap.free_ranges()
     _check_partition(m, owned_runs, free_runs, rep)
+    # the contributors' single-frame expectations as arrays (each MFN once), sliced per run
+    ref_mfn = np.fromiter(exp.refs.keys(), dtype=np.int64, count=len(exp.refs))
+    ref_n = np.fromiter(exp.refs.values(), dtype=np.int64, count=len(exp.refs))
+    typ_mfn = np.fromiter(exp.types.keys(), dtype=np.int64, count=len(exp.types))
+    typ_type = np.fromiter((t for t, _ in exp.types.values()), dtype=np.int64, count=len(exp.types))
+    typ_cnt = np.fromiter((c for _, c in exp.types.values()), dtype=np.int64, count=len(exp.types))
 
     for s, e, d in owned_runs:
         n = e - s
@@ -155,13 +161,11 @@ def audit(m) -> AuditReport:
             mfn = int(m.pdx_to_mfn(page))
             if s <= mfn < e:
                 e_pinned[mfn - s] = True
-        for mfn, n_refs in exp.refs.items():
-            if s <= mfn < e:
-                e_count[mfn - s] += n_refs
-        for mfn, (type, cnt) in exp.types.items():
-            if s <= mfn < e:
-                e_type[mfn - s] = type
-                e_tcount[mfn - s] = cnt
+        inside = (ref_mfn >= s) & (ref_mfn < e)
+        e_count[ref_mfn[inside] - s] += ref_n[inside]
+        inside = (typ_mfn >= s) & (typ_mfn < e)
+        e_type[typ_mfn[inside] - s] = typ_type[inside]
+        e_tcount[typ_mfn[inside] - s] = typ_cnt[inside]
         for r_mfn, r_n, _, r_type in exp.runs:
             lo, hi = max(r_mfn, s), min(r_mfn + r_n, e)
             if lo >= hi:
