@@ -541,7 +541,15 @@ class PageTables:
         for page, (level, domid) in self.live.items():
             table = int(m.pdx_to_mfn(page))
             entries = m.mem.table(table)
-            for i in np.flatnonzero(entries & np.uint64(_PAGE_PRESENT)):
+            present = np.flatnonzero(entries & np.uint64(_PAGE_PRESENT))
+            if level == 1:                        # the same recount, an L1 table at once
+                e = entries[present]
+                mfns = ((e & np.uint64(PADDR_MASK)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+                rw = (e & np.uint64(_PAGE_RW)) != 0
+                if exp.typed_many(mfns[rw], domid, PGT_writable_page):
+                    exp.refs_many(mfns[~rw], domid)
+                    continue
+            for i in present:
                 if is_xen_slot(level, int(i)):
                     continue
                 e = int(entries[int(i)])
