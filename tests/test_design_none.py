@@ -33,6 +33,7 @@ from xensim.xen._pagetable import (_PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_USE
                                    pte_mfn)
 
 from conftest import assert_clean, hc
+from test_designs import Env as DesignsEnv
 
 N = 4
 SP = 2 << 20
@@ -45,27 +46,14 @@ def pse(mfn: int, rw: bool = True) -> int:
     return make_pte(mfn, _PAGE_PRESENT | _PAGE_USER | _PAGE_PSE | (_PAGE_RW if rw else 0))
 
 
-class Env:
-    """A guest owning superpages sp[0..3] (MFNs 0, 0x200, 0x400, 0x600) and a live L2 table."""
+class Env(DesignsEnv):
+    """test_designs' layout on ``none``: a guest owning superpages sp[0..3] (MFNs 0, 0x200,
+    0x400, 0x600) and a live L2 table (``allow_superpage``: the option, set after boot)."""
 
     def __init__(self, version: str = "4.8", faithful: bool = False,
                  allow_superpage: bool = True):
-        self.m = m = Machine(MemoryMap([(0, 64 << 20)], name="small"), "none", superpage="none",
-                             version=version, faithful=faithful, allow_superpage=allow_superpage)
-        self.g = m.create_domain("guest", N * 512 + 64)
-        self.k = k = GuestKernel(m, self.g)
-        assert k.populate(0, N * 512) == N and k.build() == 0
-        self.sp = k.superpage_mfns(0, N)
-        assert self.sp == [0, 0x200, 0x400, 0x600]
-        self.l2, rc = k.ensure_table(DIRECTMAP_BASE, 2)
-        assert rc == 0
-        assert_clean(m)
-
-    def frames(self, mfn: int) -> tuple[int, int]:
-        """(count_info, type_info) shared by all 512 frames of the superpage at ``mfn``."""
-        ci, ti, _ = self.m.frame_table.read_slices(self.m.mfn_to_page(mfn), 512)
-        assert len(set(ci.tolist())) == 1 and len(set(ti.tolist())) == 1, "frames differ"
-        return int(ci[0]), int(ti[0])
+        super().__init__("none", version, faithful)
+        self.m.allow_superpage = allow_superpage
 
     def frame(self, mfn: int) -> tuple[int, int]:
         page = self.m.mfn_to_page(mfn)
