@@ -38,9 +38,10 @@ def test_default_run_compares_every_design_first(capsys):
     assert lines[1].split() == ["design", "hypercalls", "errors", "get_page", "put_page",
                                 "get_type", "put_type", "0->1", "1->0", "fast", "TLB", "flush", "metadata",
                                 "%", "of", "RAM", "modelled", "audit"]
-    designs = [line.split()[0] for line in lines[3:8]]
-    assert designs == ["per-mapping", "pageinfo-count", "superpage-info", "xen-4.1", "sketch"]
-    for line in lines[3:8]:
+    designs = [line.split()[0] for line in lines[3:9]]
+    assert designs == ["per-mapping", "pageinfo-count", "superpage-info", "xen-4.1", "sketch",
+                       "none"]
+    for line in lines[3:9]:
         assert line.split()[-1] == "clean"
     # then the per-operation table, the overhead and the machine, as before
     assert "\nPer operation\n" in out
@@ -58,7 +59,7 @@ def test_default_run_json(capsys):
     assert c["workload"]["kind"] == "random" and c["workload"]["steps"] == 300
     assert [x["name"] for x in c["domains"]] == ["web", "db"]
     assert [r["design"] for r in c["designs"]] == ["per-mapping", "pageinfo-count",
-                                                    "superpage-info", "xen-4.1", "sketch"]
+                                                    "superpage-info", "xen-4.1", "sketch", "none"]
     assert d["overhead"]["machine"] == "teaching"         # the old keys are unchanged
 
 
@@ -143,7 +144,7 @@ def test_no_progress_bar_off_a_terminal(capsys, tmp_path):
      "writable, iterations, mark)"),
     ("compare: [xen-4.1, xen-5]\n",
      "{f}:1: compare[1]: bad choice 'xen-5'; choose from: per-mapping, pageinfo-count, "
-     "superpage-info, xen-4.1, sketch"),
+     "superpage-info, xen-4.1, sketch, none"),
     ("compare: [xen-4.1]\ndomains: [{memory: 4GiB}]\n", None),
 ])
 def test_config_errors_are_one_line_exit_2(capsys, tmp_path, text, expected):

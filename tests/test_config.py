@@ -742,7 +742,8 @@ def test_machine_refuses_an_unknown_version():
 def test_design_choices_are_the_registry_in_registration_order():
     """config names designs through xensim.designs (no list of its own); the order is
     the registry's, the order its messages list them in."""
-    assert DESIGNS == ("per-mapping", "pageinfo-count", "superpage-info", "xen-4.1", "sketch")
+    assert DESIGNS == ("per-mapping", "pageinfo-count", "superpage-info", "xen-4.1", "sketch",
+                       "none")
     with pytest.raises(ConfigError) as e:
         parse_config("compare: [xen-5]\n", "c.yaml")
     assert str(e.value) == ("c.yaml:1: compare[0]: bad choice 'xen-5'; choose from: "

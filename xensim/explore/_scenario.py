@@ -52,6 +52,10 @@ class World:
                     k.ensure_table(self._va(op, c - 1), 2)
                 elif op.op in ("map-4k", "unmap-4k"):
                     k.ensure_table(self._va4k(op, c - 1), 1)
+        if not m.pv_superpages:          # the 2 MiB fallback's L1 tables: one frame per map
+            for name, k in self.kernels.items():
+                k.reserve_l1_tables(sum(op.op == "map" and (op.by or op.domain) == name
+                                        for ops in [sc.setup] + sc.cpus for op in ops))
         for i, op in enumerate(sc.setup):
             try:
                 rc = self.do(op, -1)

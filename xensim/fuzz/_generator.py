@@ -552,7 +552,8 @@ class Fuzzer(FuzzRunner):
     def refresh_kernel(self, g: FuzzGuest) -> None:
         """The kernel forgets tables that hostile calls unlinked (it knows what it did):
         its root is the vCPU's base pointer, its cached tables must still be live at their
-        level; forgotten frames go back to its pool (stale entries and all)."""
+        level; forgotten frames go back to its pool (stale entries and all); a 2 MiB
+        fallback mapping (no PV superpages) is forgotten once its L1 table is not live."""
         k, m = g.kernel, self.m
         d = m.domains[g.domid]
         k.root = d.baseptr
@@ -562,6 +563,9 @@ class Fuzzer(FuzzRunner):
                 del k.tables[key]
                 if mfn in d.owned:
                     k.give_back_table(mfn)
+        for va, mfn in list(k.fallback.items()):      # 2 MiB fallback tables unlinked
+            if live.get(m.mfn_to_page(mfn)) != (1, g.domid):
+                del k.fallback[va]
 
     def _a_kernel_map(self, g, r):
         """The guest kernel maps memory at a VA (creating and linking tables as needed)."""

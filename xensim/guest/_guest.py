@@ -121,7 +121,10 @@ class GuestKernel:
         self.m.mem.write(mfn, index, value)
 
     def _write_own_table(self, mfn: int, values: np.ndarray) -> None:
-        """Store all 512 entries of a frame through the kernel's own writable mapping."""
+        """Store all 512 entries of a frame through the kernel's own writable mapping.
+        A dying domain's vCPU is paused: its stores go nowhere (its next hypercall fails)."""
+        if self.d.is_dying:
+            return
         page = self.m.mfn_to_page(mfn)
         if self.m.frame_table.owner(page) != self.domid or self.m.pt.live_level(page):
             raise GuestError(f"mfn {mfn:#x} is not a writable frame of this guest")

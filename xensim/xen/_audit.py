@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -74,6 +75,37 @@ class Expected:
             self.conflicts.append(Difference(mfn, "type", _tname(cur[0]), _tname(type)))
         else:
             cur[1] += n
+
+    def refs_many(self, mfns: np.ndarray, domid: int) -> None:
+        """:meth:`ref` on each of ``mfns`` (an L1 table's read-only entries)."""
+        u, c = np.unique(mfns, return_counts=True)
+        ul = u.tolist()
+        refs = self.refs
+        for mfn, n in zip(ul, c.tolist()):
+            refs[mfn] += n
+        self.holder.update(zip(ul, repeat(domid)))
+
+    def typed_many(self, mfns: np.ndarray, domid: int, type: int) -> bool:
+        """:meth:`typed` on each of ``mfns`` (an L1 table's writable entries), if none of
+        them conflicts with a type already expected; else nothing, and False (the caller
+        then goes entry by entry, so that the conflicts are listed in its order)."""
+        u, c = np.unique(mfns, return_counts=True)
+        ul = u.tolist()
+        types = self.types
+        for mfn in ul:
+            cur = types.get(mfn)
+            if cur is not None and cur[0] != type:
+                return False
+        refs = self.refs
+        for mfn, n in zip(ul, c.tolist()):
+            refs[mfn] += n
+            cur = types.get(mfn)
+            if cur is None:
+                types[mfn] = [type, n]
+            else:
+                cur[1] += n
+        self.holder.update(zip(ul, repeat(domid)))
+        return True
 
     def holds(self, mfn: int, n: int, domid: int) -> None:
         """``domid``'s structures reference frames [mfn, mfn+n) (checked: it must own them)."""
@@ -136,6 +168,12 @@ def audit(m) -> AuditReport:
     owned_runs.sort(key=lambda r: r[0])
     free_runs = m.heap.free_ranges()
     _check_partition(m, owned_runs, free_runs, rep)
+    # the contributors' single-frame expectations as arrays (each MFN once), sliced per run
+    ref_mfn = np.fromiter(exp.refs.keys(), dtype=np.int64, count=len(exp.refs))
+    ref_n = np.fromiter(exp.refs.values(), dtype=np.int64, count=len(exp.refs))
+    typ_mfn = np.fromiter(exp.types.keys(), dtype=np.int64, count=len(exp.types))
+    typ_type = np.fromiter((t for t, _ in exp.types.values()), dtype=np.int64, count=len(exp.types))
+    typ_cnt = np.fromiter((c for _, c in exp.types.values()), dtype=np.int64, count=len(exp.types))
 
     for s, e, d in owned_runs:
         n = e - s
@@ -155,13 +193,11 @@ def audit(m) -> AuditReport:
             mfn = int(m.pdx_to_mfn(page))
             if s <= mfn < e:
                 e_pinned[mfn - s] = True
-        for mfn, n_refs in exp.refs.items():
-            if s <= mfn < e:
-                e_count[mfn - s] += n_refs
-        for mfn, (type, cnt) in exp.types.items():
-            if s <= mfn < e:
-                e_type[mfn - s] = type
-                e_tcount[mfn - s] = cnt
+        inside = (ref_mfn >= s) & (ref_mfn < e)
+        e_count[ref_mfn[inside] - s] += ref_n[inside]
+        inside = (typ_mfn >= s) & (typ_mfn < e)
+        e_type[typ_mfn[inside] - s] = typ_type[inside]
+        e_tcount[typ_mfn[inside] - s] = typ_cnt[inside]
         for r_mfn, r_n, _, r_type in exp.runs:
             lo, hi = max(r_mfn, s), min(r_mfn + r_n, e)
             if lo >= hi:
@@ -179,9 +215,14 @@ def audit(m) -> AuditReport:
     _check_spage(m, exp, rep)
 
     # references held on frames their holder does not own (an isolation breach)
-    for mfn, domid in sorted(exp.holder):
-        owner = _owner_of(owned_runs, mfn)
-        if owner != domid and not (domid in exp.privileged and owner is not None):
+    hold = sorted(exp.holder)
+    owners = _owners_of(owned_runs, np.fromiter((h[0] for h in hold), dtype=np.int64,
+                                                count=len(hold)))
+    doms = np.fromiter((h[1] for h in hold), dtype=np.int64, count=len(hold))
+    for i in np.flatnonzero(owners != doms).tolist():
+        (mfn, domid), owner = hold[i], int(owners[i])
+        owner = None if owner < 0 else owner
+        if not (domid in exp.privileged and owner is not None):
             rep.add(Difference(mfn, "referenced by", f"dom{domid}'s own frame", f"owner dom{owner}"))
     for r_mfn, r_n, domid, _ in exp.runs:
         for mfn in (r_mfn, r_mfn + r_n - 1):
@@ -209,6 +250,20 @@ def _check_spage(m, exp: Expected, rep: AuditReport) -> None:
             where = int(m.pdx_to_mfn(spdx << 9)) if spdx is not None else -1
             rep.add(Difference(where, f"superpage word (store entry {e})",
                                tuple(hex(w) for w in words), tuple(hex(w) for w in actual)))
+
+
+def _owners_of(owned_runs, mfns: np.ndarray) -> np.ndarray:
+    """:func:`_owner_of` of each of ``mfns`` (-1 for None), vectorised where the runs
+    (sorted by start) do not overlap; otherwise one by one, first match as there."""
+    starts = np.array([s for s, _, _ in owned_runs], dtype=np.int64)
+    ends = np.array([e for _, e, _ in owned_runs], dtype=np.int64)
+    if (ends[:-1] > starts[1:]).any():
+        return np.array([-1 if (o := _owner_of(owned_runs, int(x))) is None else o
+                         for x in mfns.tolist()], dtype=np.int64)
+    domids = np.array([d.domid for _, _, d in owned_runs], dtype=np.int64)
+    i = np.searchsorted(starts, mfns, side="right") - 1
+    inside = (i >= 0) & (mfns < ends[np.maximum(i, 0)] if ends.size else False)
+    return np.where(inside, domids[np.maximum(i, 0)] if domids.size else -1, -1)
 
 
 def _owner_of(owned_runs, mfn: int):

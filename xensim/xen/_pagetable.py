@@ -40,7 +40,7 @@ from ..mem import (PGC_count_mask, PGT_count_mask, PGT_l1_page_table, PGT_l2_pag
 from ._release import Release
 from ._segdesc import alloc_segdesc_page
 from ..designs import put_spage_pages
-from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES
+from ..mem import PAGE_SHIFT, PDX_GROUP_SHIFT, SUPERPAGE_PAGES
 
 # x86 page-table entry flags
 _PAGE_PRESENT = 0x001
@@ -371,8 +371,16 @@ class PageTables:
         mfn = int(m.pdx_to_mfn(page))
         d = m.frame_table.owner(page)
         entries = m.mem.table(mfn)
+        present = np.flatnonzero(entries & np.uint64(_PAGE_PRESENT))
+        if level == 1 and (run := self._l1_run(entries, present)) is not None:
+            first, n, rw = run                # every entry would succeed: take them at once
+            want = PGT_writable_page if rw else None
+            if m.refs.runs_ok(np.array([first]), n, d, want)[0]:
+                m.refs.get_pages_and_type(first, n, d, want)
+                self.live[page] = (level, d)
+                return 0
         taken: list[int] = []
-        for i in np.flatnonzero(entries & np.uint64(_PAGE_PRESENT)):
+        for i in present:
             i = int(i)
             if is_xen_slot(level, i):
                 continue
@@ -388,13 +396,50 @@ class PageTables:
         self.live[page] = (level, d)
         return 0
 
+    def _l1_run(self, entries: np.ndarray, present: np.ndarray) -> tuple[int, int, bool] | None:
+        """(first page, n, writable) when an L1 table's present entries map one run of
+        consecutive frames of one PDX group, in entry order, with the same allowed flags
+        (the 2 MiB fallback's table, no PV superpages): its references are then those of
+        ``RefCounts.get_pages_and_type`` / ``put_pages_and_type`` on the run, which count
+        exactly as the entry-by-entry loop. None otherwise, or while anything observes
+        the steps (the tracer, the explorer): the loop is the reference."""
+        n = int(present.size)
+        ev = self.m.events
+        if (n < 64 or ev.observe_entry_get is not None or ev.observe_entry_put is not None
+                or ev.observe_range is not None or ev.word_changed is not None):
+            return None
+        e = entries[present]
+        addr = np.uint64(PADDR_MASK)
+        first = int(e[0])
+        if ((e & ~addr) != np.uint64(first & ~PADDR_MASK)).any() or self.disallowed(1, first):
+            return None
+        mfns = (e & addr) >> np.uint64(PAGE_SHIFT)
+        if not (np.diff(mfns.astype(np.int64)) == 1).all():
+            return None
+        m = self.m
+        mfn0 = pte_mfn(first)
+        if not (m.mfn_valid(mfn0) and m.mfn_valid(mfn0 + n - 1)):
+            return None
+        pdx0 = m.mfn_to_pdx(mfn0)
+        if (m.mfn_to_pdx(mfn0 + n - 1) != pdx0 + n - 1
+                or pdx0 >> PDX_GROUP_SHIFT != (pdx0 + n - 1) >> PDX_GROUP_SHIFT):
+            return None
+        return pdx0, n, bool(first & _PAGE_RW)
+
     def free_page_type(self, page: int, type: int) -> None:
         """Devalidate: every present entry drops its references."""
         level = type >> PGT_type_shift
         self.live.pop(page, None)
         mfn = int(self.m.pdx_to_mfn(page))
         entries = self.m.mem.table(mfn).copy()
-        for i in np.flatnonzero(entries & np.uint64(_PAGE_PRESENT)):
+        present = np.flatnonzero(entries & np.uint64(_PAGE_PRESENT))
+        if level == 1 and not self.m.faithful and (run := self._l1_run(entries, present)):
+            first, n, rw = run
+            if self.m.events.range_put is None and self.m.refs.put_runs_ok(
+                    np.array([first]), n, typed=rw)[0]:
+                self.m.refs.put_pages_and_type(first, n, typed=rw)
+                return
+        for i in present:
             if not is_xen_slot(level, int(i)):
                 self.put_page_from_entry(level, int(entries[int(i)]), mfn)
 
@@ -541,7 +586,15 @@ class PageTables:
         for page, (level, domid) in self.live.items():
             table = int(m.pdx_to_mfn(page))
             entries = m.mem.table(table)
-            for i in np.flatnonzero(entries & np.uint64(_PAGE_PRESENT)):
+            present = np.flatnonzero(entries & np.uint64(_PAGE_PRESENT))
+            if level == 1:                        # the same recount, an L1 table at once
+                e = entries[present]
+                mfns = ((e & np.uint64(PADDR_MASK)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+                rw = (e & np.uint64(_PAGE_RW)) != 0
+                if exp.typed_many(mfns[rw], domid, PGT_writable_page):
+                    exp.refs_many(mfns[~rw], domid)
+                    continue
+            for i in present:
                 if is_xen_slot(level, int(i)):
                     continue
                 e = int(entries[int(i)])
