@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from xensim.designs import design_names
+
 from xensim import audit
 from xensim._errors import ConfigError
 from xensim.cli._inspect import add_parser, cmd_inspect
@@ -24,7 +26,7 @@ from xensim.teach import (count_info_text, inspect, inspect_mfn, load, render_in
                           type_info_text)
 
 SMALL = str(Path(__file__).resolve().parent / "data" / "trace-small.yaml")
-DESIGNS = ["xen-4.1", "superpage-info", "pageinfo-count", "per-mapping", "sketch"]
+DESIGNS = design_names()
 
 
 @pytest.fixture(scope="module")

@@ -398,6 +398,46 @@ def test_cli_modules_import_light_packages_at_module_level(tree):
     assert heavy_cli_imports(tree) == []
 
 
+#: design names that are also ordinary words used as values elsewhere (a PDX mode, a
+#: scenario's end): not looked for
+COMMON_WORDS = {"none"}
+
+
+def design_mentions(mods: dict[str, Module], names, classes) -> list[str]:
+    """Outside xensim.designs (and the top-level re-export): a string equal to a design's
+    name, or a reference to a design's class: knowledge that belongs to the design."""
+    bad = []
+    for m in mods.values():
+        if package_of(m.name) == "designs" or m.name == PKG:
+            continue
+        for node in ast.walk(m.tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and node.value in names and node.value not in COMMON_WORDS):
+                bad.append(f"{m.name}:{node.lineno}: names design {node.value!r}")
+            elif isinstance(node, ast.Name) and node.id in classes:
+                bad.append(f"{m.name}:{node.lineno}: uses design class {node.id}")
+            elif isinstance(node, ast.alias) and node.name in classes:
+                bad.append(f"{m.name}:{node.lineno}: imports design class {node.name}")
+    return sorted(set(bad))
+
+
+def test_no_module_outside_designs_names_a_design(tree):
+    from xensim.designs import REGISTRY, SuperpageDesign
+    import xensim.designs as designs
+    classes = {n for n in dir(designs) if isinstance(getattr(designs, n), type)
+               and issubclass(getattr(designs, n), SuperpageDesign)}
+    assert design_mentions(tree, set(REGISTRY), classes) == []
+
+
+def test_design_mention_checker_flags():
+    mods = planted(**{**BASE, "xen___machine": "x = 'xen-4.1'\nfrom ..designs import Xen41\n"})
+    assert design_mentions(mods, {"xen-4.1"}, {"Xen41"}) == [
+        "xensim.xen._machine:2: names design 'xen-4.1'",
+        "xensim.xen._machine:3: imports design class Xen41"]
+    clean = planted(**{**BASE, "xen___machine": '"""About xen-4.1."""\nmode = "none"\n'})
+    assert design_mentions(clean, {"xen-4.1", "none"}, {"Xen41"}) == []
+
+
 # --------------------------------------------------------------------------
 # The checkers themselves, on planted trees
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from xensim.designs import design_names
+
 from xensim import MemoryMap, Machine, audit
 from xensim._errors import ConfigError
 from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
@@ -28,7 +30,7 @@ from xensim.xen import EVENTS
 
 DATA = Path(__file__).resolve().parent / "data"
 SMALL = str(DATA / "trace-small.yaml")
-DESIGNS = ["xen-4.1", "superpage-info", "pageinfo-count", "per-mapping", "sketch"]
+DESIGNS = design_names()
 
 RANGE_GET_0 = ("get_pages_and_type(writable): 512 frames mfn 0x0..0x1ff count_info +1 "
                "(allocated inuse count=1 -> 2), type_info none/0 -> writable/1 validated")

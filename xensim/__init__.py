@@ -13,10 +13,10 @@ from ._errors import ConfigError, RefcountBug
 from .mem import (FRAME_BYTES, INVALID, PDX_GROUP_FRAMES, DomainHeap, E820Type, FrameMap,
                   FrameTable, HeapError, MemoryMap, MemoryMapError, MemRange, Pdx, RangeSet,
                   SuperpageTable, format_size, make_pdx, parse_size)
-from .designs import (COUNT_MASK, MARK, REGISTRY, CountedDesign, PageinfoCount, PerMapping,
-                      Sketch, SuperpageDesign, SuperpageInfo, TableCounted, Xen41, check_design,
-                      design_class, design_names, load_design_file, load_design_files,
-                      make_design, register)
+from .designs import (COUNT_MASK, MARK, REGISTRY, CountedDesign, NoSuperpages, PageinfoCount,
+                      PerMapping, Sketch, SuperpageDesign, SuperpageInfo, TableCounted, Xen41,
+                      check_design, design_class, design_names, load_design_file,
+                      load_design_files, make_design, register)
 from .xen import (
     DOMID_SELF, HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
     HYPERVISOR_update_va_mapping, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE,
@@ -47,7 +47,7 @@ __all__ = [
     "MMUEXT_PIN_L2_TABLE", "MMUEXT_PIN_L3_TABLE", "MMUEXT_PIN_L4_TABLE", "MMUEXT_UNMARK_SUPER",
     "MMUEXT_UNPIN_TABLE", "MMU_MACHPHYS_UPDATE", "MMU_NORMAL_PT_UPDATE",
     "MMU_PT_UPDATE_PRESERVE_AD", "Machine", "MachineReport", "MemRange", "MemoryMap",
-    "MemoryMapError", "MmuUpdate", "MmuextOp", "OverheadReport", "PDX_GROUP_FRAMES",
+    "MemoryMapError", "MmuUpdate", "MmuextOp", "NoSuperpages", "OverheadReport", "PDX_GROUP_FRAMES",
     "PageinfoCount", "Pdx", "PerMapping", "REGISTRY", "RELEASE_NAMES", "RangeResult", "Release", "RangeSet", "RefCounts",
     "RefStats", "RefcountBug", "RunResult", "Session", "Sketch", "SuperpageDesign", "SuperpageInfo",
     "SuperpageTable", "XENMEM_decrease_reservation", "XENMEM_increase_reservation",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import get_args, get_type_hints
 
 from ..config import HypervisorConfig
-from ..designs import design_file_of, design_names
+from ..designs import default_design, design_file_of, design_names
 from ..output import write_atomic
 from ._common import design_file_option
 
@@ -28,7 +28,8 @@ def add_parser(subparsers) -> None:
                                           "(see docs/fuzzing.md). Exit 0: no violation, 1: "
                                           "violations, 2: bad arguments, 130: interrupted "
                                           "(after the summary of the calls made).")
-    p.add_argument("--design", default="xen-4.1", help="superpage design (default xen-4.1)")
+    p.add_argument("--design", default=default_design(),
+                   help=f"superpage design (default {default_design()})")
     design_file_option(p)
     p.add_argument("--calls", type=int, default=10_000, help="calls to make (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

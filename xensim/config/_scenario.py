@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Literal
 
 from .._errors import ConfigError
-from ..designs import design_names
+from ..designs import default_design, design_names
 from ..mem import SUPERPAGE_PAGES
 from ..xen import RELEASE_NAMES, Release
 from ._config import read_design_files
@@ -98,8 +98,8 @@ class ScenarioFile:
     """A scenario file as written."""
 
     description: str = ""
-    design: str = field(default="xen-4.1", metadata={"choices": design_names,
-                                                      "what": "design"})
+    design: str = field(default_factory=default_design,
+                        metadata={"choices": design_names, "what": "design"})
     hypervisor: ScenarioHypervisor = field(default_factory=ScenarioHypervisor)
     memory: size = 64 << 20
     domains: list[ScenarioDomain] = field(default_factory=list)
@@ -116,7 +116,7 @@ class Scenario:
 
     name: str
     description: str = ""
-    design: str = "xen-4.1"
+    design: str = field(default_factory=default_design)
     version: Release = Release.R4_8
     faithful: bool = False
     memory: int = 64 << 20

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 from .._errors import ConfigError
-from ..designs import design_names
+from ..designs import default_design, design_names
 from ..xen import LATEST_RELEASE, RELEASE_NAMES
 from ._files import check_e820_type
 from ._hypercall_ops import HypercallOp
@@ -81,8 +81,8 @@ class HypervisorConfig:
 
     version: Literal[RELEASE_NAMES] = version_field()
     allow_superpage: bool = True
-    superpage: str = field(default="xen-4.1", metadata={"choices": design_names,
-                                                        "what": "design"})
+    superpage: str = field(default_factory=default_design,
+                           metadata={"choices": design_names, "what": "design"})
     faithful: bool = False
 
 

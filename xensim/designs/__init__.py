@@ -3,10 +3,13 @@
 module per design, and loading a user's designs (files, installed packages).
 """
 
-# Imported in the order the designs were proposed: their registration order, the order
-# design_names() (config's choices and their error messages) lists them in.
+# Imported in the order the designs were proposed (none, Xen 4.10's removal, last): their
+# registration order, the order design_names() (config's choices and their error
+# messages) lists them in.
 from ._superpage import (
     SuperpageDesign, put_spage_pages, REGISTRY, REQUIRED_METHODS, check_design, register,
+    MetadataRow, SuperpageStates, SPAGE_NONE, SPAGE_DYNAMIC, SPAGE_MARK, SPAGE_STATE_NAMES,
+    PALETTE, design_color, default_design, metadata_rows,
 )
 from ._loading import (
     ENTRY_POINT_GROUP, load_design_file, load_design_files, load_entry_points, design_names,
@@ -30,11 +33,19 @@ from ._xen41 import (
 from ._sketch import (
     Sketch,
 )
+from ._none import (
+    NoSuperpages,
+)
+from ._catalog import (
+    Catalog, DesignInfo, catalog,
+)
 
 __all__ = [
-    "COUNT_MASK", "CountedDesign", "ENTRY_POINT_GROUP", "MARK", "PAGEINFO_COUNT_BYTES",
-    "PageinfoCount", "PerMapping", "REGISTRY", "REQUIRED_METHODS", "Sketch", "SuperpageDesign",
-    "SuperpageInfo", "TableCounted", "Xen41", "check_design", "design_class", "design_file_of",
-    "design_names", "load_design_file", "load_design_files", "load_entry_points",
-    "make_design", "put_spage_pages", "register",
+    "COUNT_MASK", "Catalog", "CountedDesign", "DesignInfo", "ENTRY_POINT_GROUP", "MARK",
+    "MetadataRow", "NoSuperpages", "PAGEINFO_COUNT_BYTES", "PALETTE", "PageinfoCount",
+    "PerMapping", "REGISTRY", "REQUIRED_METHODS", "SPAGE_DYNAMIC", "SPAGE_MARK", "SPAGE_NONE",
+    "SPAGE_STATE_NAMES", "Sketch", "SuperpageDesign", "SuperpageInfo", "SuperpageStates",
+    "TableCounted", "Xen41", "catalog", "check_design", "default_design", "design_class",
+    "design_color", "design_file_of", "design_names", "load_design_file", "load_design_files",
+    "load_entry_points", "make_design", "metadata_rows", "put_spage_pages", "register",
 ]

@@ -25,7 +25,8 @@ import numpy as np
 
 from ..mem import PGT_writable_page
 from .._errors import RefcountBug
-from ._superpage import SuperpageDesign
+from ._superpage import (SPAGE_DYNAMIC, SPAGE_MARK, SPAGE_NONE, SuperpageDesign,
+                         SuperpageStates)
 from ..mem import SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
 #: bit 63 of the marked word: the superpage is MARK_SUPER'd (the mark holds one count)
@@ -67,6 +68,29 @@ class CountedDesign(SuperpageDesign):
     def _store_expected(self, exp, expected: dict[int, tuple[int, ...]]) -> None:
         """Hand the auditor the expected words of every superpage (mfn -> words)."""
         raise NotImplementedError
+
+    def _words_of(self, spdx: np.ndarray) -> np.ndarray:
+        """The words of superpages ``spdx`` (each with RAM): a (words, superpages) uint64 array."""
+        raise NotImplementedError
+
+    #: where superpage_states read the words, in words
+    words_source = ""
+
+    # -- what the words say ---------------------------------------------------------------
+    @classmethod
+    def word_text(cls, word: int, value: int) -> str:
+        """``mark|2`` for a marked count, ``3`` for a plain one."""
+        value = int(value)
+        return f"mark|{value & COUNT_MASK}" if value & MARK else str(value)
+
+    def superpage_states(self, spdx: np.ndarray, mappings: np.ndarray) -> SuperpageStates:
+        words = self._words_of(spdx)
+        marked = ((words & _U(MARK)) != 0).any(axis=0)
+        count = (words & _U(COUNT_MASK)).astype(np.int64).sum(axis=0)
+        state = np.full(count.size, SPAGE_NONE, dtype=np.int8)
+        state[count > 0] = SPAGE_DYNAMIC
+        state[marked] = SPAGE_MARK
+        return SuperpageStates(self.words_source, state, count)
 
     # -- the 512 references ---------------------------------------------------------
     def _take(self, mfn: int, d: int, word: int) -> bool:
@@ -264,6 +288,20 @@ class CountedDesign(SuperpageDesign):
 
 class TableCounted(CountedDesign):
     """Counts kept in the machine's superpage table (``spage_table``), word ``w`` of the entry."""
+
+    @property
+    def words_source(self) -> str:
+        n = self.m.spage_table.words_per_entry
+        return (f"spage_table: {n} count word{'s' * (n > 1)}"
+                + (", MARK in bit 63" if self.mark_word is not None else ""))
+
+    def _words_of(self, spdx: np.ndarray) -> np.ndarray:
+        return self.m.spage_table.store[:, self.m.spage_table.entry_indexes(spdx)]
+
+    def activity(self) -> tuple[int, int]:
+        st = self.m.spage_table
+        e = st.nonzero_entries()
+        return int(e.size), int((st.store[:, e] & _U(COUNT_MASK)).sum())
 
     def _read(self, mfn: int, word: int) -> int:
         return self.m.spage_table.read(self.spdx(mfn), word)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._counted import MARK, CountedDesign
+from ._counted import COUNT_MASK, MARK, CountedDesign
 from ..mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, SUPERPAGE_ORDER
-from ._superpage import register
+from ._superpage import MetadataRow, register
 
 #: the extra field: one 64-bit word in every frame's page_info
 PAGEINFO_COUNT_BYTES = 8
@@ -33,6 +33,11 @@ class PageinfoCount(CountedDesign):
     mark_word = 0
     description = ("an extra 8-byte superpage count in every page_info: one count, "
                    "writable references")
+    doc = "docs/designs/pageinfo-count.md"
+    color = "#ff7f0e"
+    words_in = "page_info"
+    word_names = ("page_info count",)
+    words_source = "an extra page_info field of each superpage's first frame, MARK in bit 63"
 
     def __init__(self, machine):
         super().__init__(machine)
@@ -42,6 +47,26 @@ class PageinfoCount(CountedDesign):
     def metadata_bytes(self) -> int:
         """8 B for every frame of every PDX group with RAM (the frame table's extent)."""
         return PAGEINFO_COUNT_BYTES * PDX_GROUP_FRAMES * self.m.frame_table.valid_groups
+
+    def metadata_rows(self) -> list[MetadataRow]:
+        return [MetadataRow(self.name, self.metadata_bytes(), "8 B/frame",
+                            "an extra superpage count in every page_info")]
+
+    def words(self, mfn: int) -> list[tuple[str, int]]:
+        return [(self.word_names[0], self.field(mfn))]
+
+    def _words_of(self, spdx: np.ndarray) -> np.ndarray:
+        pages = np.asarray(spdx, dtype=np.int64) << SUPERPAGE_ORDER
+        words = np.zeros((1, pages.size), dtype=np.uint64)
+        for g, a in self._groups.items():
+            sel = (pages >> PDX_GROUP_SHIFT) == g
+            words[0, sel] = a[pages[sel] & PDX_GROUP_MASK]
+        return words
+
+    def activity(self) -> tuple[int, int]:
+        arrays = list(self._groups.values())
+        return (sum(int(np.count_nonzero(a)) for a in arrays),
+                sum(int((a & np.uint64(COUNT_MASK)).sum()) for a in arrays))
 
     def allocated_bytes(self) -> int:
         """What xensim has materialised so far (groups written to)."""

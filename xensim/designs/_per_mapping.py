@@ -10,7 +10,7 @@ import errno
 import numpy as np
 
 from ..mem import PGT_writable_page
-from ._superpage import SuperpageDesign, register
+from ._superpage import MetadataRow, SuperpageDesign, register
 from ..mem import SUPERPAGE_PAGES
 
 
@@ -29,6 +29,16 @@ class PerMapping(SuperpageDesign):
     name = "per-mapping"
     supports_mark = False
     description = "Xen 2008: get_page_and_type(writable) on all 512 frames per mapping, no metadata"
+    doc = "docs/designs/per-mapping.md"
+    color = "#d62728"
+    words_in = None
+    word_names = ()
+    keeps_count = False
+    no_words_text = ("no per-superpage word (per-mapping: every PSE mapping holds its own "
+                     "512 references)")
+
+    def metadata_rows(self) -> list[MetadataRow]:
+        return [MetadataRow(self.name, 0, "none", "Xen 2008: 512 typed references per mapping instead")]
 
     def metadata_bytes(self) -> int:
         return 0

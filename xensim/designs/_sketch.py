@@ -10,7 +10,8 @@ from __future__ import annotations
 import errno
 
 from ._counted import TableCounted
-from ._superpage import register
+from ..mem import SuperpageTable
+from ._superpage import MetadataRow, register
 
 _WORD = (1 << 64) - 1
 
@@ -39,6 +40,16 @@ class Sketch(TableCounted):
     supports_mark = False
     description = ("BUGGY: the 2010 proposal's pseudocode as written: a CPU losing the "
                    "cmpxchg race keeps (leaks) the 512 references it took")
+    doc = "docs/designs/sketch.md"
+    color = "#9467bd"
+    word_names = ("count",)
+
+    def metadata_rows(self) -> list[MetadataRow]:
+        """One word per superpage in xensim's sparse table: the ``sparse-8B`` row."""
+        spdx = self.m.spdx_with_ram()
+        return [MetadataRow("sparse-8B", SuperpageTable.bytes_for(spdx, 1), "8 B/2 MiB with RAM",
+                            "xensim's sparse table, 512-entry chunks where RAM is",
+                            8 * len(spdx), color="#1b5e20", dashed=True, shared=True)]
 
     def __init__(self, machine):
         super().__init__(machine)

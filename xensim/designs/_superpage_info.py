@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ..mem import PGT_writable_page
 from ._counted import TableCounted
-from ._superpage import register
+from ..mem import SuperpageTable
+from ._superpage import MetadataRow, register
 
 
 @register
@@ -27,6 +28,15 @@ class SuperpageInfo(TableCounted):
     mark_word = 1
     description = ("the 2010 proposal, race-free: RO and RW counts per 2 MiB, general "
                    "references for RO, writable for RW")
+    doc = "docs/designs/superpage-info.md"
+    color = "#2ca02c"
+    word_names = ("ro count", "rw count")
+
+    def metadata_rows(self) -> list[MetadataRow]:
+        spdx = self.m.spdx_with_ram()
+        return [MetadataRow("sparse-16B", SuperpageTable.bytes_for(spdx, 2), "16 B/2 MiB with RAM",
+                            "the same with two counts (read-only, read-write)",
+                            16 * len(spdx), shared=True)]
 
     def _word(self, rw: bool) -> int:
         return 1 if rw else 0

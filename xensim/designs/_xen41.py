@@ -10,9 +10,10 @@ import errno
 import numpy as np
 
 from ..mem import (PGT_writable_page, SGT_count_mask, SGT_dynamic, SGT_mark, SGT_none,
-                         SGT_type_mask)
+                   SGT_type_mask, SGT_type_shift, SuperpageTable, decode_spage)
 from .._errors import RefcountBug
-from ._superpage import SuperpageDesign, register
+from ._superpage import (SPAGE_DYNAMIC, SPAGE_MARK, SPAGE_NONE, MetadataRow, SuperpageDesign,
+                         SuperpageStates, register)
 from ..mem import SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
 _U = np.uint64
@@ -34,6 +35,59 @@ class Xen41(SuperpageDesign):
     """
     name = "xen-4.1"
     description = "Xen 4.1's spage_info: one count, NONE/DYNAMIC/MARK, writable references"
+    doc = "docs/designs/xen-4.1.md"
+    color = "#1f77b4"
+    default = True
+
+    # -- what the word says ---------------------------------------------------------------
+    @classmethod
+    def word_text(cls, word: int, value: int) -> str:
+        """``dynamic/1``: the SGT_ state and the count."""
+        d = decode_spage(value)
+        return f"{d['state']}/{d['count']}"
+
+    @classmethod
+    def word_fields(cls, word: int, value: int) -> dict:
+        return decode_spage(value)
+
+    @classmethod
+    def word_problem(cls, word: int, value: int) -> str | None:
+        return "superpage state bits corrupted" if int(value) >> 62 == 3 else None
+
+    def superpage_states(self, spdx: np.ndarray, mappings: np.ndarray) -> SuperpageStates:
+        w = self.m.spage_table.store[0, self.m.spage_table.entry_indexes(spdx)]
+        t = (w >> _U(SGT_type_shift)).astype(np.int64)
+        state = np.full(w.size, SPAGE_NONE, dtype=np.int8)
+        state[t == SGT_dynamic >> SGT_type_shift] = SPAGE_DYNAMIC
+        state[t == SGT_mark >> SGT_type_shift] = SPAGE_MARK
+        return SuperpageStates("spage_table: one word, SGT_ state in bits 62-63 and a count",
+                               state, (w & _U(SGT_count_mask)).astype(np.int64))
+
+    def activity(self) -> tuple[int, int]:
+        st = self.m.spage_table
+        e = st.nonzero_entries()
+        return int(e.size), int((st.store[:, e] & _U(SGT_count_mask)).sum())
+
+    def metadata_rows(self) -> list[MetadataRow]:
+        """Xen's own layout, dense from frame 0 (without and with PDX compression), and
+        xensim's sparse table of one word (what this design uses here)."""
+        m = self.m
+
+        def dense(n_frames):
+            return 8 * -(-n_frames // SUPERPAGE_PAGES)
+
+        spdx = m.spdx_with_ram()
+        return [
+            MetadataRow("xen-4.1-dense", dense(m.memmap.max_pfn), "8 B/2 MiB to max_pfn",
+                        "Xen 4.1 spage_info over [0, max_pfn/512), holes included",
+                        color="#64b5f6", dashed=True),
+            MetadataRow("xen-4.1-dense-pdx", dense(m.pdx.max_pdx),
+                        f"8 B/2 MiB to max_pdx ({m.pdx.mode})",
+                        f"Xen 4.1 spage_info over [0, max_pdx/512), PDX {m.pdx.mode}"),
+            MetadataRow("sparse-8B", SuperpageTable.bytes_for(spdx, 1), "8 B/2 MiB with RAM",
+                        "xensim's sparse table, 512-entry chunks where RAM is",
+                        8 * len(spdx), color="#1b5e20", dashed=True, shared=True),
+        ]
 
     def _read(self, spdx: int) -> int:
         return self.m.spage_table.read(spdx)

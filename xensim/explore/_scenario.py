@@ -136,8 +136,8 @@ def check_step(m, step) -> str | None:
         e = m.spage_table.entry_index(w[1])
         if e >= 0:
             v = int(m.spage_table.store[w[2], e])
-            if m.superpage.name == "xen-4.1" and v >> 62 == 3:
-                return f"{step}: superpage state bits corrupted ({v:#x})"
+            if (problem := m.superpage.word_problem(w[2], v)) is not None:
+                return f"{step}: {problem} ({v:#x})"
             if (v & ((1 << 61) - 1)) > _SANE:
                 return f"{step}: superpage count went below zero ({v:#x})"
     return None

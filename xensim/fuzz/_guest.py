@@ -30,7 +30,7 @@ class KernelView:
 
 class FuzzKernel(GuestKernel):
     """GuestKernel whose stores into its own frames are hypercalls too (plain mmu_update
-    writes), and whose page-table pool is populated at once (one call, contiguous frames)."""
+    writes, a batch for a fallback L1 table's 512 entries), and whose page-table pool is populated at once (one call, contiguous frames)."""
 
     def _alloc_table(self) -> int:
         if self._pt_free:
@@ -46,6 +46,12 @@ class FuzzKernel(GuestKernel):
     def _write_own(self, mfn: int, index: int, value: int) -> None:
         if self.mmu_update([((mfn << PAGE_SHIFT) | (index * 8), value)]) != 0:
             raise GuestError(f"plain write to {mfn:#x} refused ({errno_name(self.last_rc)})")
+
+    def _write_own_table(self, mfn: int, values) -> None:
+        """The 512 stores of a fallback L1 table (no PV superpages): one batch of plain writes."""
+        reqs = [((mfn << PAGE_SHIFT) | (i * 8), int(v)) for i, v in enumerate(values)]
+        if self.mmu_update(reqs) != 0:
+            raise GuestError(f"plain writes to {mfn:#x} refused ({errno_name(self.last_rc)})")
 
 
 @dataclass

@@ -4,10 +4,10 @@ the shape each guest is set up with (docs/fuzzing.md)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import Config, build_memory_map
-from ..designs import load_design_files
+from ..designs import default_design, load_design_files
 from ..mem import KiB, MemoryMap, MiB, SUPERPAGE_PAGES
 from ..xen import Machine
 
@@ -25,7 +25,7 @@ POOL = 64
 @dataclass(frozen=True)
 class Setup:
     """Everything that determines a fresh machine and the guests' initial shape."""
-    design: str = "xen-4.1"
+    design: str = field(default_factory=default_design)
     version: str = "4.8"
     faithful: bool = False
     allow_superpage: bool = True

@@ -8,7 +8,9 @@ types) it changes only through ``machine.hypercall``. It:
 * builds its initial L4/L3 tree in fresh frames, pins the L4 (which validates
   the tree) and loads it with MMUEXT_NEW_BASEPTR,
 * maps a virtual range with 2 MiB (L2 PSE) or 4 KiB (L1) entries, read-only or
-  writable, remaps, unmaps, through mmu_update (batched),
+  writable, remaps, unmaps, through mmu_update (batched); on a hypervisor without
+  PV superpages (``Machine.pv_superpages`` False: Xen 4.10 on) a 2 MiB mapping is
+  an L1 table of 512 entries, as Linux's PV code falls back to,
 * marks and unmarks superpages (MMUEXT_MARK_SUPER / UNMARK_SUPER),
 * balloons memory out and in (decrease_reservation / populate_physmap).
 
@@ -18,6 +20,7 @@ space. Virtual addresses of data default to Linux's direct map, L4 slot 272.
 
 from __future__ import annotations
 
+import numpy as np
 
 from ..xen import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
                          errno_name)
@@ -27,7 +30,7 @@ from ..xen import (MMU_NORMAL_PT_UPDATE, MMUEXT_MARK_SUPER, MMUEXT_NEW_BASEPTR,
                    MMUEXT_PIN_L4_TABLE, MMUEXT_UNMARK_SUPER, MMUEXT_UNPIN_TABLE, MmuextOp,
                    MmuUpdate)
 from ..mem import INVALID
-from ..xen import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
+from ..xen import (ENTRIES, PADDR_MASK, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
                          _PAGE_USER, make_pte, pte_mfn)
 from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES, SUPERPAGE_SHIFT
 
@@ -58,6 +61,12 @@ class GuestKernel:
         self.tables: dict[tuple[int, int], int] = {}
         self.root: int | None = None
         self.last_rc = 0
+        #: the hypervisor has PV superpages (learned once, as Linux learns features)
+        self.pv_superpages = bool(m.pv_superpages)
+        #: without them: 2 MiB VA -> MFN of the L1 table that maps it (the fallback)
+        self.fallback: dict[int, int] = {}
+        #: fallback L1 frames given back, for the next fallback mapping (rewritten whole)
+        self._l1_free: list[int] = []
 
     # -- hypercalls ------------------------------------------------------------------------
     def _hc(self, number: int, *args) -> int:
@@ -111,6 +120,13 @@ class GuestKernel:
             raise GuestError(f"mfn {mfn:#x} is not a writable frame of this guest")
         self.m.mem.write(mfn, index, value)
 
+    def _write_own_table(self, mfn: int, values: np.ndarray) -> None:
+        """Store all 512 entries of a frame through the kernel's own writable mapping."""
+        page = self.m.mfn_to_page(mfn)
+        if self.m.frame_table.owner(page) != self.domid or self.m.pt.live_level(page):
+            raise GuestError(f"mfn {mfn:#x} is not a writable frame of this guest")
+        self.m.mem.write_many(mfn, np.arange(ENTRIES), values)
+
     def _alloc_table(self) -> int:
         """A fresh, zeroed frame from the page-table pool (populated on demand)."""
         if self._pt_free:
@@ -122,6 +138,20 @@ class GuestKernel:
             raise GuestError(f"no memory for a page table ({errno_name(self.last_rc)})")
         self._pt_next += 1
         return self.mfn(gfn)
+
+    def reserve_l1_tables(self, n: int) -> int:
+        """Populate ``n`` more frames of the page-table pool at once (one populate_physmap)
+        for the 2 MiB fallback's L1 tables, so that a mapping takes its frame from the
+        kernel's own memory, as Linux's pte_alloc does: no hypercall. Frames reserved."""
+        n = max(0, min(n, self.d.max_pages - self._pt_next))
+        if n == 0:
+            return 0
+        done = self.populate(self._pt_next, n, superpages=False)
+        if done < 0:
+            return 0
+        self._l1_free.extend(self.mfn(self._pt_next + i) for i in range(done))
+        self._pt_next += done
+        return done
 
     # -- the page-table tree ----------------------------------------------------------------
     def build(self, vas: list[int] | None = None) -> int:
@@ -175,9 +205,12 @@ class GuestKernel:
 
     def map_superpages(self, va: int, mfns: list[int], writable: bool = True) -> int:
         """Map 2 MiB superpages at va, va+2M, ... with L2 PSE entries, one mmu_update batch
-        per L2 table. 0 or -errno (``self.done`` entries done in the failing batch)."""
+        per L2 table. 0 or -errno (``self.done`` entries done in the failing batch).
+        Without PV superpages: :meth:`map_fallback`."""
         if va & ((1 << SUPERPAGE_SHIFT) - 1):
             raise GuestError("a superpage mapping needs a 2 MiB aligned address")
+        if not self.pv_superpages:
+            return self.map_fallback(va, mfns, writable)
         batches: dict[int, list] = {}
         for k, mfn in enumerate(mfns):
             v = va + (k << SUPERPAGE_SHIFT)
@@ -191,6 +224,46 @@ class GuestKernel:
             if rc:
                 return rc
         return 0
+
+    def map_fallback(self, va: int, mfns: list[int], writable: bool = True) -> int:
+        """Map 2 MiB extents without PV superpages, as Linux's PV code does: for each, a
+        fresh L1 table from the page-table pool whose 512 entries the kernel writes while
+        the frame is still an ordinary writable page of its own, then one mmu_update
+        batch per L2 table of the entries linking them (Xen validates each L1:
+        get_page_and_type(PGT_l1_page_table) on the frame, get_page_from_l1e on its 512
+        entries). A slot already mapped this way gets the new table and its old one
+        goes back to the pool. 0 or -errno, as :meth:`map_superpages`."""
+        flags = np.uint64(self._flags(writable))
+        batches: dict[int, list] = {}
+        frames: dict[int, list] = {}
+        try:
+            for k, mfn in enumerate(mfns):
+                v = va + (k << SUPERPAGE_SHIFT)
+                l2, rc = self.ensure_table(v, 2)
+                if rc:
+                    return rc
+                frame = self._l1_free.pop() if self._l1_free else self._alloc_table()
+                frames.setdefault(l2, []).append((v, frame))
+                ptes = (np.arange(mfn, mfn + ENTRIES, dtype=np.uint64) << np.uint64(PAGE_SHIFT)) | flags
+                self._write_own_table(frame, ptes)
+                batches.setdefault(l2, []).append(
+                    (self._entry_ptr(l2, _va_index(v, 2)),
+                     make_pte(frame, _PAGE_PRESENT | _PAGE_RW | _PAGE_USER)))
+            for l2, ups in batches.items():
+                rc = self.mmu_update(ups)
+                done, todo = frames[l2][:self.done], frames.pop(l2)[self.done:]
+                for v, frame in done:
+                    old = self.fallback.get(v)
+                    self.fallback[v] = frame
+                    if old is not None:
+                        self._l1_free.append(old)
+                frames[l2] = todo
+                if rc:
+                    return rc
+            return 0
+        finally:
+            for pending in frames.values():           # not linked: back to the pool
+                self._l1_free.extend(frame for _, frame in pending)
 
     def map_pages(self, va: int, mfns: list[int], writable: bool = True) -> int:
         """Map 4 KiB pages at va, va+4K, ... with L1 entries (one batch per L1 table)."""
@@ -219,17 +292,31 @@ class GuestKernel:
         return self.tables[(1, va >> _SHIFT[2])], _va_index(va, 1), 1
 
     def unmap(self, va: int, count: int = 1, superpages: bool = True) -> int:
-        """Clear ``count`` consecutive 2 MiB (or 4 KiB) entries from ``va``."""
+        """Clear ``count`` consecutive 2 MiB (or 4 KiB) entries from ``va``. A fallback
+        mapping (no PV superpages) is its L2 entry: Xen devalidates the L1 table (its
+        512 references go) and the kernel gives the frame back to its pool."""
         step = 1 << (SUPERPAGE_SHIFT if superpages else PAGE_SHIFT)
         ups = []
+        linked = []                                   # (request index, va) of fallback tables
         for k in range(count):
-            table, index, _ = self._leaf(va + k * step)
+            v = va + k * step
+            if superpages and v in self.fallback:
+                linked.append((len(ups), v))
+                ups.append((self._entry_ptr(self.tables[(2, v >> _SHIFT[3])], _va_index(v, 2)), 0))
+                continue
+            table, index, _ = self._leaf(v)
             ups.append((self._entry_ptr(table, index), 0))
-        return self.mmu_update(ups)
+        rc = self.mmu_update(ups)
+        for i, v in linked:
+            if i < self.done:
+                self._l1_free.append(self.fallback.pop(v))
+        return rc
 
     def remap(self, va: int, writable: bool, count: int = 1, superpages: bool = True) -> int:
         """Flip entries between read-only and writable (a revalidating update)."""
         step = 1 << (SUPERPAGE_SHIFT if superpages else PAGE_SHIFT)
+        if superpages and self.fallback and any(va + k * step in self.fallback for k in range(count)):
+            return self._remap_fallback(va, writable, count)
         ups = []
         for k in range(count):
             table, index, level = self._leaf(va + k * step)
@@ -239,6 +326,24 @@ class GuestKernel:
             flags = self._flags(writable) | (e & _PAGE_PSE)
             ups.append((self._entry_ptr(table, index), make_pte(pte_mfn(e), flags)))
         return self.mmu_update(ups)
+
+    def _remap_fallback(self, va: int, writable: bool, count: int) -> int:
+        """remap of 2 MiB slots mapped through L1 tables: each table's 512 entries flipped
+        in one mmu_update batch (Linux's mprotect of a 2 MiB range), slot by slot."""
+        flags = np.uint64(self._flags(writable))
+        for k in range(count):
+            v = va + (k << SUPERPAGE_SHIFT)
+            frame = self.fallback.get(v)
+            if frame is None:
+                raise GuestError(f"nothing mapped at {v:#x}")
+            e = self.m.mem.table(frame)
+            idx = np.flatnonzero(e & np.uint64(_PAGE_PRESENT))
+            vals = (e[idx] & np.uint64(PADDR_MASK)) | flags
+            ptrs = (np.uint64(frame << PAGE_SHIFT) | (idx.astype(np.uint64) << np.uint64(3)))
+            rc = self.mmu_update(list(zip(ptrs.tolist(), vals.tolist())))
+            if rc:
+                return rc
+        return 0
 
     def mark_superpage(self, mfn: int) -> int:
         return self.mmuext([MmuextOp(MMUEXT_MARK_SUPER, mfn)])

@@ -104,10 +104,11 @@ class Layout:
         out += [(SMALL_BASE + (w << SUPERPAGE_SHIFT), 1) for w in sorted(self.windows)]
         return out
 
-    def pool_pages(self) -> int:
-        """Page-table frames: the L4, one L3, the L2s and the L1s (and their L2s), spare 2."""
+    def pool_pages(self, fallback: bool = False) -> int:
+        """Page-table frames: the L4, one L3, the L2s and the L1s (and their L2s), spare 2;
+        ``fallback`` (no PV superpages): one L1 table more per superpage slot."""
         l2 = len({s >> 9 for s in self.slots}) + len({w >> 9 for w in self.windows})
-        return 2 + l2 + len(self.windows) + 2
+        return 2 + l2 + len(self.windows) + 2 + (len(self.slots) if fallback else 0)
 
 
 def slot_va(slot: int) -> int:

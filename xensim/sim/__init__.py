@@ -6,7 +6,7 @@ from ._costmodel import (
     FRAME_OPS, COUNT_UPDATES, Estimate, CostModel,
 )
 from ._overhead import (
-    SPAGE_INFO_BYTES, PAGEINFO_COUNT_BYTES, DesignCost, OverheadReport, overhead,
+    FRAME_TABLE_ROWS, DesignCost, OverheadReport, overhead,
 )
 from ._report import (
     MachineReport, fmt_ns, comparison_tables, RunResult,
@@ -22,7 +22,7 @@ from ._simulate import (
 __all__ = [
     "AuditVerdict", "COUNT_UPDATES", "Comparison", "CostModel", "DesignCost", "DesignRun",
     "Estimate", "FRAME_OPS", "Interrupted", "MAX_FAILURES_LISTED", "MachineReport",
-    "OverheadReport", "PAGEINFO_COUNT_BYTES", "RunResult", "SPAGE_INFO_BYTES",
+    "FRAME_TABLE_ROWS", "OverheadReport", "RunResult",
     "comparison_tables", "fmt_ns", "overhead", "run_comparison", "run_design",
     "Counters", "Step", "Session", "start", "config_workload",
 ]

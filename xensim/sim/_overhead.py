@@ -3,19 +3,17 @@
 The 2010 xen-devel thread weighed 8 bytes per 4 KiB frame (an extra count in
 every page_info, ~0.2% of RAM) against 8 bytes per 2 MiB superpage (~0.0004%).
 This module measures both, and the tables around them, on a real memory map:
+first the frame tables every design shares,
 
 ==========================  =====================================================
 ``xen-frame-table``         Xen's page_info: 32 B per frame, mapped for every PDX
                             group (65,536 frames) that holds RAM
 ``xensim-frame-table``      xensim's own page_info arrays: 18 B per frame, same groups
-``per-mapping``             Xen 2008: no metadata (512 references per mapping instead)
-``pageinfo-count``          an extra 8 B count in every page_info, same groups
-``xen-4.1-dense``           Xen 4.1's spage_info: 8 B per 2 MiB over [0, max_pfn/512),
-                            holes included (no PDX compression)
-``xen-4.1-dense-pdx``       the same over [0, max_pdx/512) with the machine's PDX mode
-``sparse-8B``               xensim's sparse table, 8 B entries, 512-entry chunks
-``sparse-16B``              the same with 16 B entries (two counts, the 2010 proposal)
 ==========================  =====================================================
+
+then the rows of every registered design, in registration order (each design's
+``metadata_rows``: its own layouts, e.g. Xen 4.1's dense spage_info without and with
+PDX compression beside xensim's sparse table; a layout two designs share is one row).
 
 Percentages are of ``ram_bytes`` (the bytes of the RAM ranges as listed).
 """
@@ -24,13 +22,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..mem import (FRAME_BYTES, PDX_GROUP_FRAMES, SUPERPAGE_PAGES, XEN_PAGE_INFO_BYTES,
-                   SuperpageTable, format_size)
+from ..designs import metadata_rows
+from ..mem import FRAME_BYTES, PDX_GROUP_FRAMES, XEN_PAGE_INFO_BYTES, format_size
 from ..output import Column, Table, fmt_hex, fmt_int, fmt_pct
 from ..xen import Machine
 
-SPAGE_INFO_BYTES = 8
-PAGEINFO_COUNT_BYTES = 8
+
+#: the rows every design shares (the rest are the designs' own)
+FRAME_TABLE_ROWS = ("xen-frame-table", "xensim-frame-table")
 
 
 @dataclass
@@ -63,6 +62,16 @@ class OverheadReport:
                 return d
         raise KeyError(name)
 
+    def notes(self) -> list[str]:
+        """The widest spread of the designs' rows: the largest over the smallest non-zero
+        (of equal ones, the first largest and the last smallest listed)."""
+        rows = [d for d in self.designs if d.name not in FRAME_TABLE_ROWS and d.bytes]
+        if len(rows) < 2:
+            return []
+        hi = max(rows, key=lambda d: d.bytes)
+        lo = min(reversed(rows), key=lambda d: d.bytes)
+        return [f"{hi.name} / {lo.name} = {hi.bytes / lo.bytes:,.0f}x"]
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -73,9 +82,7 @@ class OverheadReport:
              Column("bytes", "bytes", fmt_int), Column("human", "size", align=">"),
              Column("percent_of_ram", "% of RAM", fmt_pct)],
             [dict(asdict(d), human=format_size(d.bytes)) for d in self.designs],
-            notes=[f"pageinfo-count / sparse-8B = "
-                   f"{self.design('pageinfo-count').bytes / self.design('sparse-8B').bytes:,.0f}x"]
-            if self.design("sparse-8B").bytes else [])
+            notes=self.notes())
         machine = Table(
             "Machine", [Column("key", "", align="<"), Column("value", "", align="<")],
             [{"key": k, "value": v} for k, v in (
@@ -96,34 +103,18 @@ def overhead(machine: Machine) -> OverheadReport:
     ram = mm.ram_bytes
     groups = machine.frame_table.valid_groups
     group_frames = groups * PDX_GROUP_FRAMES
-    spdx = machine.spdx_with_ram()
 
     def cost(name, nbytes, unit, description, entry_bytes=None):
         return DesignCost(name, int(nbytes), 100.0 * nbytes / ram, unit, description, entry_bytes)
-
-    def dense(n_frames):
-        return SPAGE_INFO_BYTES * -(-n_frames // SUPERPAGE_PAGES)
 
     designs = [
         cost("xen-frame-table", XEN_PAGE_INFO_BYTES * group_frames, "32 B/frame",
              "Xen's struct page_info, mapped per PDX group with RAM"),
         cost("xensim-frame-table", FRAME_BYTES * group_frames, "18 B/frame",
              "xensim's count_info + type_info + owner arrays, every group touched"),
-        cost("per-mapping", 0, "none", "Xen 2008: 512 typed references per mapping instead"),
-        cost("pageinfo-count", PAGEINFO_COUNT_BYTES * group_frames, "8 B/frame",
-             "an extra superpage count in every page_info"),
-        cost("xen-4.1-dense", dense(mm.max_pfn), "8 B/2 MiB to max_pfn",
-             "Xen 4.1 spage_info over [0, max_pfn/512), holes included"),
-        cost("xen-4.1-dense-pdx", dense(machine.pdx.max_pdx),
-             f"8 B/2 MiB to max_pdx ({machine.pdx.mode})",
-             f"Xen 4.1 spage_info over [0, max_pdx/512), PDX {machine.pdx.mode}"),
-        cost("sparse-8B", SuperpageTable.bytes_for(spdx, 1), "8 B/2 MiB with RAM",
-             "xensim's sparse table, 512-entry chunks where RAM is",
-             SPAGE_INFO_BYTES * len(spdx)),
-        cost("sparse-16B", SuperpageTable.bytes_for(spdx, 2), "16 B/2 MiB with RAM",
-             "the same with two counts (read-only, read-write)",
-             2 * SPAGE_INFO_BYTES * len(spdx)),
     ]
+    designs += [cost(r.name, r.bytes, r.unit, r.description, r.entry_bytes)
+                for r in metadata_rows(machine)]
     return OverheadReport(
         machine=mm.name, ram_bytes=ram, ram_frames=mm.ram_frames, max_pfn=mm.max_pfn,
         max_pdx=machine.pdx.max_pdx, pdx=machine.pdx.to_dict(), pdx_groups_with_ram=groups,

@@ -4,7 +4,8 @@
 design swapped in, then sets the run up as every command that replays a config
 does: dom0 creates the config's domains in order, each is populated in 2 MiB
 extents, its page-table tree built and pinned, and every L2/L1 table the workload
-will use created. :meth:`Session.steps` then applies the workload's operations
+will use created (without PV superpages, also one page-table frame reserved per
+superpage slot, for the 2 MiB fallback's L1 tables). :meth:`Session.steps` then applies the workload's operations
 from the config's seed, one at a time, yielding a :class:`Step` after each.
 
 ``xensim run`` (:func:`~xensim.sim.run_design`: audits, counters, teardown),
@@ -37,7 +38,7 @@ def set_up_domains(m: Machine, cfg: Config, wl: Workload) -> dict[str, GuestKern
     kernels = {}
     for spec, (i, _, _) in zip(wl.domains, cfg.domain_entries()):
         lay = wl.layout[spec.name]
-        pool = lay.pool_pages()
+        pool = lay.pool_pages(fallback=not m.pv_superpages)
         domid = m.create_domain(spec.name, spec.pages + pool)
         k = GuestKernel(m, domid, pt_pool_pages=pool)
         free = m.heap.free_frames << 12
@@ -54,6 +55,8 @@ def set_up_domains(m: Machine, cfg: Config, wl: Workload) -> dict[str, GuestKern
         for va, level in lay.table_vas():
             if rc == 0:
                 _, rc = k.ensure_table(va, level)
+        if rc == 0 and not m.pv_superpages:      # the 2 MiB fallback's L1 tables, one per slot
+            k.reserve_l1_tables(len(lay.slots))
         if rc != 0:
             raise RuntimeError(f"domain '{spec.name}': building its page tables failed "
                                f"({errno_name(rc)})")

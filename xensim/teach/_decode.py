@@ -8,9 +8,9 @@ section 4), runs of frames, and a superpage's words as each design reads them.
 
 from __future__ import annotations
 
-from ..mem import (PGC_count_mask, PGT_TYPE_NAMES, PGT_type_shift, SUPERPAGE_ORDER,
-                   decode_count_info, decode_spage, decode_type_info, format_count_info,
-                   format_type_info)
+from ..designs import REGISTRY
+from ..mem import (PGC_count_mask, PGT_TYPE_NAMES, PGT_type_shift, decode_count_info,
+                   decode_type_info, format_count_info, format_type_info)
 from ..xen import (_PAGE_ACCESSED, _PAGE_AVAIL_HIGH, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_NX,
                    _PAGE_PCD, _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER,
                    CHILD_TYPES, Machine, pte_mfn)
@@ -121,38 +121,26 @@ def entry_put_text(level: int, e: int) -> str:
 # Superpage words
 # ==========================================================================
 
+def _design_class(design: str):
+    """The registered design called ``design`` (None: not loaded here, e.g. a trace file
+    of a user's design read without its design file)."""
+    return REGISTRY.get(design)
+
+
 def spage_word_text(design: str, word: int, value: int) -> str:
-    """A superpage word as the design reads it: ``dynamic/1`` (xen-4.1), ``mark|2``
-    (a marked count: superpage-info's RW word, pageinfo-count), ``3`` (a plain count)."""
-    value = int(value)
-    if design == "xen-4.1":
-        d = decode_spage(value)
-        return f"{d['state']}/{d['count']}"
-    if value >> 63:
-        return f"mark|{value & ((1 << 63) - 1)}"
-    return str(value)
+    """A superpage word as the design reads it (its ``word_text``): ``dynamic/1``,
+    ``mark|2``, ``3``; a design that is not registered here: the number."""
+    cls = _design_class(design)
+    return cls.word_text(word, value) if cls is not None else str(int(value))
 
 
 def spage_word_name(design: str, word: int) -> str:
-    """What a word of the design is called in the trace."""
-    if design == "superpage-info":
-        return "rw count" if word else "ro count"
-    if design == "pageinfo-count":
-        return "page_info count"
-    if design == "sketch":
-        return "count"
-    return "word"
+    """What a word of the design is called in the trace (its ``word_names``)."""
+    cls = _design_class(design)
+    names = cls.word_names if cls is not None else ()
+    return names[word] if word < len(names) else "word"
 
 
 def spage_words(m: Machine, mfn: int) -> list[tuple[str, int]] | None:
     """The superpage's current words as (name, value), or None when the design keeps none."""
-    design = m.superpage
-    if design.name == "per-mapping":
-        return None
-    if design.name == "pageinfo-count":
-        return [(spage_word_name(design.name, 0), design.field(mfn))]
-    spdx = m.mfn_to_pdx(mfn) >> SUPERPAGE_ORDER
-    if not m.spage_table.has_entry(spdx):
-        return None
-    words = range(m.spage_table.words_per_entry if design.name == "superpage-info" else 1)
-    return [(spage_word_name(design.name, w), m.spage_table.read(spdx, w)) for w in words]
+    return m.superpage.words(mfn)

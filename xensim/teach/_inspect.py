@@ -31,10 +31,9 @@ import numpy as np
 
 from .._errors import ConfigError
 from ..mem import (DOMID_INVALID, INVALID, PGT_l4_page_table, SUPERPAGE_ORDER, SUPERPAGE_PAGES,
-                   decode_count_info, decode_spage, decode_type_info)
+                   decode_count_info, decode_type_info)
 from ..xen import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, CHILD_TYPES, LEVEL_TYPES, Machine, pte_mfn
-from ._decode import (count_info_text, format_pte, pte_flags, spage_word_text, spage_words,
-                      type_info_text, type_text)
+from ._decode import count_info_text, format_pte, pte_flags, type_info_text, type_text
 from ._replay import replay
 
 INSPECT_FORMATS = ("text", "md", "json")
@@ -53,21 +52,21 @@ def _dom(m: Machine, domid: int | None) -> str:
 
 def superpage_entry(m: Machine, mfn: int) -> dict:
     """The superpage's entry as the design keeps it: ``{"kind", "words": [...], "text"}``."""
-    design = m.superpage.name
+    design = m.superpage
     first = mfn & ~(SUPERPAGE_PAGES - 1)
     spdx = m.mfn_to_pdx(first) >> SUPERPAGE_ORDER if m.mfn_valid(first) else None
-    out = {"mfn": first, "spdx": spdx, "design": design, "words": []}
-    if design == "per-mapping":
-        out["text"] = "no per-superpage word (per-mapping: every PSE mapping holds its own 512 references)"
+    out = {"mfn": first, "spdx": spdx, "design": design.name, "words": []}
+    if design.words_in is None:
+        out["text"] = design.no_words_text
         return out
-    if spdx is None or not m.spage_table.has_entry(spdx):
+    words = design.words(first) if spdx is not None else None
+    if words is None:
         out["text"] = "no entry (not a superpage with RAM)"
         return out
     texts = []
-    for w, (name, v) in enumerate(spage_words(m, first)):
-        entry = {"word": w, "name": name, "raw": v, "text": spage_word_text(design, w, v)}
-        if design == "xen-4.1":
-            entry.update(decode_spage(v))
+    for w, (name, v) in enumerate(words):
+        entry = {"word": w, "name": name, "raw": v, "text": design.word_text(w, v)}
+        entry.update(design.word_fields(w, v))
         out["words"].append(entry)
         texts.append(f"{entry['name']} {entry['text']}")
     out["text"] = ", ".join(texts)

@@ -60,7 +60,7 @@ class Narrator:
                 for i in range(prefix):
                     out.append(Line(3, f"[{i}] {call.requests[i]}", "request"))
                 batch = Node("batch", children=list(before_reqs))
-                batch.children += path_nodes(self.design, call.stats0, call.stats_first_request
+                batch.children += path_nodes(self.m.superpage.keeps_count, call.stats0, call.stats_first_request
                                              or dict(self.m.superpage.stats))
                 out += self._lines(batch.children, 3)
             else:

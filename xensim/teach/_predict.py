@@ -2,8 +2,8 @@
 
 At a hypercall's start the tracer takes a copy of the frame table's words
 (count_info, type_info, owner per materialised PDX group; ``FrameTable.initial_group``
-for the others), of the superpage table and, for pageinfo-count, of its page_info
-count fields (``PageinfoCount.fields``). Every narrated event is
+for the others), of the superpage table and, for a design whose words live in
+page_info (``words_in == "page_info"``), of those fields (its ``fields()``). Every narrated event is
 applied to the copy; :meth:`Prediction.sync` then compares the copy with the real
 tables and returns a node for each word that differs, so that a change no event
 explains is printed (``untraced``) instead of silently left out.
@@ -23,7 +23,8 @@ class Prediction:
 
     def __init__(self, m: Machine):
         self.m = m
-        self.pageinfo = m.superpage.name == "pageinfo-count"
+        #: the design keeps its words in page_info fields (``words_in``), not the table
+        self.pageinfo = m.superpage.words_in == "page_info"
         self.frames: dict = {}
         self.spage = None
         self.fields: dict | None = None
@@ -64,7 +65,7 @@ class Prediction:
         self.spage[word, entry] = value
 
     def set_field(self, mfn: int, value: int) -> None:
-        """pageinfo-count: the superpage's first frame's extra field now holds ``value``."""
+        """A page_info-word design: the superpage's first frame's extra field now holds ``value``."""
         if self.fields is None:
             return
         page = self.m.mfn_to_page(mfn)

@@ -190,7 +190,7 @@ class Tracer:
             self._design_path(*top)
 
     def _design_path(self, node: Node, stats0: dict) -> None:
-        node.children += path_nodes(self.design, stats0, self.m.superpage.stats)
+        node.children += path_nodes(self.m.superpage.keeps_count, stats0, self.m.superpage.stats)
 
     # -- frame words ----------------------------------------------------------------------------
     def _on_word_changed(self, page: int, word: str, old: int, new: int, why: str) -> None:

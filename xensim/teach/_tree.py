@@ -42,10 +42,10 @@ class Line:
     kind: str = "detail"                    # op, call, request, detail, result, note
 
 
-def path_nodes(design: str, stats0: dict, stats: dict) -> list[Node]:
-    """The slow / fast paths the design took between two readings of its stats."""
+def path_nodes(counted: bool, stats0: dict, stats: dict) -> list[Node]:
+    """The slow / fast paths a design took between two readings of its stats; ``counted``:
+    the design keeps a mapping count (its ``keeps_count``)."""
     delta = {k: stats.get(k, 0) - stats0.get(k, 0) for k in stats}
-    counted = design != "per-mapping"
     texts = {
         "slow_get": ("slow path: 0 -> 1, took the 512 frames' references" if counted else
                      "slow path: no count, every mapping takes the 512 frames' references"),

@@ -23,7 +23,7 @@ from ._hypercall import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR
 from ._memory_op import do_memory_op
 from ._mmu import do_mmu_update, do_mmuext_op, do_update_va_mapping
 from ._pagetable import GuestMemory, PageTables
-from ..designs import make_design
+from ..designs import default_design, make_design
 from ..mem import MemoryMap
 from ..mem import FrameMap
 from ..mem import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state_free,
@@ -38,7 +38,8 @@ _U = np.uint64
 
 
 class Machine:
-    """A booted host running a Xen of ``version`` with superpage design ``superpage``.
+    """A booted host running a Xen of ``version`` with superpage design ``superpage`` (default:
+    the registry's default design).
 
     ``allow_superpage`` is Xen's allowsuperpage boot option; ``faithful`` makes
     xensim reproduce the real code's known bugs (docs/xen-facts.md, section 8)
@@ -48,7 +49,7 @@ class Machine:
 
     def __init__(self, memmap: MemoryMap, pdx_mode: str = "mask", *,
                  version: str | Release = LATEST_RELEASE, allow_superpage: bool = True,
-                 superpage: str = "xen-4.1", faithful: bool = False,
+                 superpage: str | None = None, faithful: bool = False,
                  spage_words: int | None = None):
         #: the Xen release simulated (ordered: ``m.release >= Release.R4_7``)
         self.release = Release.parse(version)
@@ -58,7 +59,7 @@ class Machine:
         self.faithful = faithful
         #: the event bus: every observer of this machine subscribes here (see _events)
         self.events = Events()
-        self.superpage = make_design(superpage, self)
+        self.superpage = make_design(superpage or default_design(), self)
         self.memmap = memmap
         self.pdx: Pdx = make_pdx(memmap.frame_ranges, pdx_mode, memmap.pdx_regions)
         self._to_pdx, self._to_mfn, self._covers = self.pdx._to_pdx, self.pdx._to_pfn, self.pdx._covers
@@ -101,6 +102,16 @@ class Machine:
         self.hypercall.register(HYPERVISOR_mmu_update, do_mmu_update)
         self.hypercall.register(HYPERVISOR_mmuext_op, do_mmuext_op)
         self.hypercall.register(HYPERVISOR_update_va_mapping, do_update_va_mapping)
+
+    @property
+    def pv_superpages(self) -> bool:
+        """Does this hypervisor have PV superpages at all (the design's ``supports_pse``)?
+
+        What a PV guest kernel asks before it maps 2 MiB with an L2 PSE entry (False:
+        Xen 4.10 on, the ``none`` design; it maps an L1 table of 512 entries instead).
+        The allowsuperpage option is not part of it: with the option off a PSE entry
+        is refused as the release refuses it."""
+        return self.superpage.supports_pse
 
     @classmethod
     def from_config(cls, cfg, memmap: MemoryMap) -> "Machine":

@@ -163,6 +163,8 @@ def _pse_batch_prefix(m, reqs: list[MmuUpdate], pt_owner, pg_owner) -> int:
     gives the first failing request its errno. Returns how many were done.
     """
     design = m.superpage
+    if not design.supports_pse:          # no PSE entry can be made (nor exist): none to batch
+        return 0
     if not all(0 <= r.ptr < (1 << 63) for r in reqs):      # odd pointers: the ordinary path
         return 0
     ptrs = np.fromiter((r.ptr for r in reqs), dtype=np.int64, count=len(reqs))
@@ -355,7 +357,12 @@ def _new_baseptr(m, mfn: int, d) -> int:
 
 
 def _mark_unmark(m, cmd: int, mfn: int, curr, pg_owner) -> int:
-    """MMUEXT_MARK_SUPER / UNMARK_SUPER, with the check order of the configured release."""
+    """MMUEXT_MARK_SUPER / UNMARK_SUPER, with the check order of the configured release.
+
+    Without PV superpages (a design with ``supports_pse = False``: Xen 4.10 on) both
+    are -EOPNOTSUPP before any other check, whatever the release simulated."""
+    if not m.superpage.supports_pse:
+        return -errno.EOPNOTSUPP
     v = m.release
     off = not m.allow_superpage or not m.superpage.supports_mark
     foreign = pg_owner is not curr

@@ -189,13 +189,16 @@ class PageTables:
         cache attributes); no xensim domain has I/O resources (dom0 owns no memory, so
         it has no tables), so every domain gets the plain mask. At L2 PSE is allowed
         and the superpage option judges a PSE entry; since XSA-148 (4.7 and 4.8, and
-        xensim's 4.1 and 4.5 unless faithful) only while the option is on.
+        xensim's 4.1 and 4.5 unless faithful) only while the option is on. A design
+        without PV superpages (``supports_pse = False``, Xen 4.10 on) keeps PSE in the
+        mask: 4.10's L2_DISALLOW_MASK is the base mask, faithful or not.
         """
         if level == 1:
             return L1_DISALLOW_MASK
         if level == 2:
             m = self.m
-            if m.allow_superpage or (m.faithful and m.release <= Release.R4_5):
+            if ((m.allow_superpage or (m.faithful and m.release <= Release.R4_5))
+                    and m.superpage.supports_pse):
                 return BASE_DISALLOW_MASK & ~_PAGE_PSE
             return BASE_DISALLOW_MASK
         return BASE_DISALLOW_MASK
@@ -500,6 +503,9 @@ class PageTables:
                                  on, else PRESENT
         4.8   everything outside FASTPATH_FLAG_WHITELIST (XSA-182), every level
         ====  =================  ==================================  =========
+
+        A design without PV superpages (``none``) compares L2 as with the option
+        off; PSE itself never gets this far (the disallow mask refuses it first).
         """
         m = self.m
         v = m.release
@@ -510,7 +516,8 @@ class PageTables:
         if level == 2:
             if m.faithful and v <= Release.R4_5:
                 return _PAGE_PRESENT      # XSA-148: PSE and RW flip on a live entry unchecked
-            return _PAGE_PRESENT | _PAGE_RW | _PAGE_PSE if m.allow_superpage else _PAGE_PRESENT
+            return (_PAGE_PRESENT | _PAGE_RW | _PAGE_PSE
+                    if m.allow_superpage and m.superpage.supports_pse else _PAGE_PRESENT)
         return _PAGE_PRESENT
 
     def live_level(self, page: int) -> int:

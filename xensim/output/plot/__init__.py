@@ -22,7 +22,7 @@ matplotlib is imported inside the functions that draw, never at module import
 """
 
 from ._common import (
-    PLOT_HINT, FIGURES, ALL_DESIGNS, DESIGN_COLORS, PlotUnavailable, have_matplotlib,
+    PLOT_HINT, FIGURES, PlotUnavailable, have_matplotlib,
     load_matplotlib, figure_bytes, save_figure,
 )
 from ._memmap import MemmapData, memmap_data, fig_memmap
@@ -31,14 +31,15 @@ from ._superpages import (
     states_for_run, fig_superpages,
 )
 from ._overhead import (
-    OVERHEAD_DESIGNS, SYNTHETIC_SIZES, OverheadData, synthetic_memmap, overhead_data, fig_overhead,
+    FRAME_TABLE_STYLE, SYNTHETIC_SIZES, OverheadData, overhead_styles, synthetic_memmap,
+    overhead_data, fig_overhead,
 )
 from ._churn import ChurnMix, ChurnData, churn_data, churn_machine, fig_churn
 from ._pictures import build_figure, make_pictures
 
 __all__ = [
-    "ALL_DESIGNS", "ChurnData", "ChurnMix", "DESIGN_COLORS", "FIGURES", "MemmapData",
-    "OVERHEAD_DESIGNS", "OverheadData", "PLOT_HINT", "PlotUnavailable", "RunStates",
+    "ChurnData", "ChurnMix", "FIGURES", "FRAME_TABLE_STYLE", "MemmapData", "OverheadData",
+    "PLOT_HINT", "PlotUnavailable", "RunStates", "overhead_styles",
     "SYNTHETIC_SIZES", "SuperpageStates", "build_figure", "busy_superpages", "churn_data",
     "churn_machine", "fig_churn", "fig_memmap", "fig_overhead", "fig_superpages",
     "figure_bytes", "have_matplotlib", "load_matplotlib", "make_pictures", "memmap_data",

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 from ..._errors import ConfigError
 from ...config import Config, load_preset, parse_config
-from ...designs import REGISTRY as registered
+from ...designs import REGISTRY as registered, design_color, design_names
 from ...guest import DomainSpec, Op, Workload
 from ...mem import MemoryMap
 from ...sim import run_design, start
-from ._common import ALL_DESIGNS, DESIGN_COLORS, new_figure
+from ._common import new_figure
 
 #: the churn workload's iterations (panel a)
 CHURN_ITERATIONS = (1, 2, 4, 8, 16, 32, 64)
@@ -97,14 +97,15 @@ def _churn_config(cfg: Config | None, workload: str, memory: str) -> Config:
 
 def churn_data(cfg: Config | None = None, memmap: MemoryMap | None = None,
                iterations=CHURN_ITERATIONS, fractions=CHURN_FRACTIONS,
-               designs=ALL_DESIGNS) -> ChurnData:
+               designs=None) -> ChurnData:
     """Run the churn workload (one guest, one superpage) for each of ``iterations``, and
     :class:`ChurnMix` for each of ``fractions``, with and without MARK_SUPER, on each
-    design, each on a fresh machine (``memmap``, default the teaching machine)."""
+    design (default every registered one), each on a fresh machine (``memmap``, default the
+    teaching machine)."""
     memmap = memmap or load_preset("teaching")
     # designs that crashed: design -> why
     missing: dict[str, str] = {}
-    run = list(designs)
+    run = list(design_names() if designs is None else designs)
     no_mark = [d for d in run if not registered[d].supports_mark]
     it_out: dict[tuple[str, bool], list[float | None]] = {}
     fr_out: dict[tuple[str, bool], list[float | None]] = {}
@@ -189,7 +190,7 @@ def fig_churn(d: ChurnData):
     axa, axb = fig.subplots(1, 2)
     sa, sb, handles = [], [], []
     for name in d.designs:
-        color = DESIGN_COLORS.get(name, None)
+        color = design_color(name) if name in registered else None
         for mark, ls, mk in ((False, "-", "o"), (True, "--", "s")):
             if mark and name in d.mark_unsupported:
                 handles.append(Line2D([], [], ls="none", marker="x", color=color, ms=6,

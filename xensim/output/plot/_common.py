@@ -24,14 +24,6 @@ PLOT_HINT = "plotting needs matplotlib: pip install -e '.[plot]'"
 #: the figures ``xensim plot --which`` can draw, in drawing order
 FIGURES = ("memmap", "superpages", "overhead", "churn")
 
-#: every design, in the order of configs/default.yaml
-ALL_DESIGNS = ("per-mapping", "pageinfo-count", "superpage-info", "xen-4.1", "sketch")
-
-#: one colour per superpage design, in every figure
-DESIGN_COLORS = {
-    "per-mapping": "#d62728", "pageinfo-count": "#ff7f0e", "superpage-info": "#2ca02c",
-    "xen-4.1": "#1f77b4", "sketch": "#9467bd",
-}
 
 
 class PlotUnavailable(ConfigError):

@@ -5,27 +5,30 @@ design against RAM size, log-log, for synthetic PC machines and the presets
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ...mem import MemoryMap
 from ...sim import overhead
 from ...xen import Machine
-from ._common import DESIGN_COLORS, human, new_figure
+from ...designs import metadata_rows
+from ._common import human, new_figure
 
 GiB, TiB = 1 << 30, 1 << 40
 #: synthetic machines' RAM sizes: 1 GiB .. 4 TiB
 SYNTHETIC_SIZES = tuple(GiB << (2 * k) for k in range(7))
-#: the overhead rows drawn (per-mapping costs 0 B: no point on a log axis)
-OVERHEAD_DESIGNS = ("xen-frame-table", "xensim-frame-table", "pageinfo-count", "xen-4.1-dense",
-                    "xen-4.1-dense-pdx", "sparse-16B", "sparse-8B")
-OVERHEAD_STYLE = {
-    "xen-frame-table": ("#000000", "-"), "xensim-frame-table": ("#757575", "-"),
-    "pageinfo-count": (DESIGN_COLORS["pageinfo-count"], "-"),
-    "xen-4.1-dense": ("#64b5f6", "--"), "xen-4.1-dense-pdx": (DESIGN_COLORS["xen-4.1"], "-"),
-    "sparse-16B": (DESIGN_COLORS["superpage-info"], "-"), "sparse-8B": ("#1b5e20", "--"),
-}
+#: the frame-table rows drawn, and how; the designs' rows follow, in their own colours
+FRAME_TABLE_STYLE = {"xen-frame-table": ("#000000", "-"), "xensim-frame-table": ("#757575", "-")}
+
+
+def overhead_styles(machine: Machine) -> dict[str, tuple[str, str]]:
+    """row name -> (colour, line style) of every overhead row, frame tables first, then the
+    registered designs' rows (``metadata_rows``) in registration order."""
+    styles = dict(FRAME_TABLE_STYLE)
+    for row in metadata_rows(machine):
+        styles[row.name] = (row.color, "--" if row.dashed else "-")
+    return styles
 
 
 def synthetic_memmap(size: int) -> MemoryMap:
@@ -46,6 +49,20 @@ class OverheadData:
     presets: dict[str, list[tuple[str, int, int]]]
     #: the machine of the config being plotted, if given: (name, ram_bytes, {row: bytes})
     this: tuple[str, int, dict[str, int]] | None = None
+    #: row name -> (colour, line style), in drawing order (:func:`overhead_styles`)
+    styles: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def drawn(self) -> list[str]:
+        """The rows drawn: those with bytes on some machine (a 0 B row has no point on a
+        log axis)."""
+        return [n for n in self.styles
+                if any(b > 0 for rows in (self.synthetic, self.presets) for _, _, b in rows[n])]
+
+    @property
+    def zero(self) -> list[str]:
+        """The rows that cost 0 B everywhere (not drawn)."""
+        return [n for n in self.styles if n not in self.drawn]
 
 
 def overhead_data(pdx: str = "mask", sizes=SYNTHETIC_SIZES, presets=None,
@@ -54,25 +71,30 @@ def overhead_data(pdx: str = "mask", sizes=SYNTHETIC_SIZES, presets=None,
     machines of ``sizes`` bytes of RAM, with PDX mode ``pdx``; and of ``machine``."""
     from ...config import list_presets, load_preset
 
+    styles: dict[str, tuple[str, str]] = {}
+    syn: dict[str, list] = {}
+    pre: dict[str, list] = {}
+
     def add(target, mm):
-        rep = overhead(Machine(mm, pdx))
-        for name in OVERHEAD_DESIGNS:
-            target[name].append((mm.name, rep.ram_bytes, rep.design(name).bytes))
+        m = Machine(mm, pdx)
+        rep = overhead(m)
+        if not styles:
+            styles.update(overhead_styles(m))
+        for name in styles:
+            target.setdefault(name, []).append((mm.name, rep.ram_bytes, rep.design(name).bytes))
         return rep
 
-    syn = {name: [] for name in OVERHEAD_DESIGNS}
     for size in sizes:
         add(syn, synthetic_memmap(size))
-    pre = {name: [] for name in OVERHEAD_DESIGNS}
     for name in (list_presets() if presets is None else presets):
         add(pre, load_preset(name))
     for v in pre.values():
         v.sort(key=lambda t: t[1])
-    this = None
+    data = OverheadData(pdx, syn, pre, None, styles)
     if machine is not None:
         rep = overhead(Machine(machine, pdx))
-        this = (machine.name, rep.ram_bytes, {n: rep.design(n).bytes for n in OVERHEAD_DESIGNS})
-    return OverheadData(pdx, syn, pre, this)
+        data.this = (machine.name, rep.ram_bytes, {n: rep.design(n).bytes for n in data.drawn})
+    return data
 
 
 def fig_overhead(d: OverheadData):
@@ -86,8 +108,9 @@ def fig_overhead(d: OverheadData):
         ax.plot([x0, x1], [x0 * pct / 100, x1 * pct / 100], color="#9e9e9e", ls=":", lw=1.5, zorder=1)
         xl = x0 * 3
         ax.text(xl, xl * pct / 100 / 1.5, lbl, ha="left", va="top", fontsize=8, color="#616161")
-    for name in OVERHEAD_DESIGNS:
-        color, ls = OVERHEAD_STYLE[name]
+    drawn = d.drawn
+    for name in drawn:
+        color, ls = d.styles[name]
         pts = [(r, b) for _, r, b in d.synthetic[name] if b > 0]
         if pts:
             ax.plot(*zip(*pts), color=color, ls=ls, lw=1.6, label=name, zorder=2)
@@ -96,7 +119,7 @@ def fig_overhead(d: OverheadData):
             ax.scatter(*zip(*pre), color=color, s=22, zorder=3, edgecolors="white", linewidths=0.5)
     # the presets, named along the top
     seen = {}
-    for mname, r, _ in d.presets[OVERHEAD_DESIGNS[0]]:
+    for mname, r, _ in d.presets[drawn[0]]:
         seen.setdefault(r, []).append(mname)
     for r, names in seen.items():
         ax.axvline(r, color="#dddddd", lw=0.8, zorder=0)
@@ -105,8 +128,8 @@ def fig_overhead(d: OverheadData):
                 bbox=dict(facecolor="white", edgecolor="none", alpha=0.8, pad=0.5))
     if d.this is not None:
         name, r, b = d.this
-        ax.scatter([r] * len(OVERHEAD_DESIGNS), [b[n] for n in OVERHEAD_DESIGNS], marker="*", s=110,
-                   color=[OVERHEAD_STYLE[n][0] for n in OVERHEAD_DESIGNS], edgecolors="black",
+        ax.scatter([r] * len(drawn), [b[n] for n in drawn], marker="*", s=110,
+                   color=[d.styles[n][0] for n in drawn], edgecolors="black",
                    linewidths=0.5, zorder=4, label=f"this machine ({name})")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
@@ -127,6 +150,7 @@ def fig_overhead(d: OverheadData):
     ax.set_ylabel("refcount metadata (bytes)")
     ax.set_title(f"Refcount metadata against RAM, PDX {d.pdx}: lines = synthetic PC machines "
                  f"(RAM below 2 GiB and above 4 GiB), dots = presets\n"
-                 f"per-mapping costs 0 B (not drawn)", fontsize=10)
+                 + (f"{', '.join(d.zero)} cost{'s' * (len(d.zero) == 1)} 0 B (not drawn)"
+                    if d.zero else ""), fontsize=10)
     ax.legend(loc="upper left", fontsize=8, bbox_to_anchor=(1.0, 1.0), frameon=False)
     return fig

@@ -12,14 +12,14 @@ import numpy as np
 
 from ..._errors import ConfigError
 from ...config import Config
-from ...mem import (PAGE_SHIFT, PDX_GROUP_FRAMES, PDX_GROUP_SHIFT, SGT_count_mask, SGT_type_shift,
-                    SUPERPAGE_ORDER, MemoryMap)
+from ...designs import SPAGE_DYNAMIC, SPAGE_MARK, SPAGE_NONE, SPAGE_STATE_NAMES
+from ...mem import PAGE_SHIFT, SUPERPAGE_ORDER, MemoryMap
 from ...sim import config_workload, start
 from ...xen import Machine
 from ._common import addr_formatter, addr_locator, bar, colormap, new_figure, runs_of
 
-NONE, DYNAMIC, MARK = 0, 1, 2
-STATE_NAMES = {NONE: "none", DYNAMIC: "dynamic", MARK: "mark"}
+NONE, DYNAMIC, MARK = SPAGE_NONE, SPAGE_DYNAMIC, SPAGE_MARK
+STATE_NAMES = SPAGE_STATE_NAMES
 #: drawn categories: a superpage that is not RAM in full can never be mapped
 PARTIAL = 3
 STATE_COLORS = {NONE: "#c8e6c9", DYNAMIC: "#1f77b4", MARK: "#ff7f0e", PARTIAL: "#bdbdbd"}
@@ -74,10 +74,8 @@ def _pse_mappings(m: Machine) -> dict[int, int]:
 
 
 def superpage_states(m: Machine) -> SuperpageStates:
-    """Read ``m``'s superpage design's words for every superpage with RAM."""
-    from ...designs import PageinfoCount
-    from ...designs import MARK as MARK_BIT, COUNT_MASK, TableCounted
-    from ...designs import Xen41
+    """Read ``m``'s superpage design's words for every superpage with RAM (its
+    ``superpage_states``)."""
     mm = m.memmap
     sp = mm.superpages_with_ram()
     full = np.isin(sp, mm.superpages_full())
@@ -87,61 +85,20 @@ def superpage_states(m: Machine) -> SuperpageStates:
         keys = np.array(sorted(pse), dtype=np.int64)
         pos = np.searchsorted(sp, keys >> SUPERPAGE_ORDER)
         np.add.at(mappings, pos, [pse[int(k)] for k in keys])
-    state = np.zeros(sp.size, dtype=np.int8)
-    count = np.zeros(sp.size, dtype=np.int64)
-    design = m.superpage
     spdx = (m.mfn_to_pdx((sp << SUPERPAGE_ORDER).astype(np.uint64)).astype(np.int64)
             >> SUPERPAGE_ORDER)
-    if isinstance(design, Xen41):
-        source = "spage_table: one word, SGT_ state in bits 62-63 and a count"
-        e = m.spage_table.entry_indexes(spdx)
-        w = m.spage_table.store[0, e]
-        t = (w >> np.uint64(SGT_type_shift)).astype(np.int64)
-        state[t == 2] = DYNAMIC
-        state[t == 1] = MARK
-        count = (w & np.uint64(SGT_count_mask)).astype(np.int64)
-    elif isinstance(design, (TableCounted, PageinfoCount)):
-        if isinstance(design, TableCounted):
-            e = m.spage_table.entry_indexes(spdx)
-            words = m.spage_table.store[:, e]
-            source = (f"spage_table: {words.shape[0]} count word{'s' * (words.shape[0] > 1)}"
-                      + (", MARK in bit 63" if design.mark_word is not None else ""))
-        else:
-            source = "an extra page_info field of each superpage's first frame, MARK in bit 63"
-            words = np.zeros((1, sp.size), dtype=np.uint64)
-            pages = m.mfn_to_pdx((sp << SUPERPAGE_ORDER).astype(np.uint64)).astype(np.int64)
-            for g, arr in design.field_views().items():
-                sel = (pages >> PDX_GROUP_SHIFT) == g
-                words[0, sel] = arr[pages[sel] & (PDX_GROUP_FRAMES - 1)]
-        marked = ((words & np.uint64(MARK_BIT)) != 0).any(axis=0)
-        count = (words & np.uint64(COUNT_MASK)).astype(np.int64).sum(axis=0)
-        state[count > 0] = DYNAMIC
-        state[marked] = MARK
-    else:
-        source = "no per-superpage metadata: live 2 MiB entries in the page tables"
-        count = mappings.copy()
-        state[count > 0] = DYNAMIC
-    return SuperpageStates(design.name, source, sp, full, state, count, mappings)
+    st = m.superpage.superpage_states(spdx, mappings)
+    return SuperpageStates(m.superpage.name, st.source, sp, full, st.state, st.count, mappings)
 
 
 def superpage_activity(m: Machine) -> tuple[int, int]:
     """(superpages whose metadata is not in state none, their counts added up), as
-    :func:`superpage_states` would say, without reading every superpage: for the table
-    designs the non-zero entries, for pageinfo-count the non-zero fields, otherwise the
-    live 2 MiB entries. Cheap enough to call after every operation."""
-    from ...designs import PageinfoCount
-    from ...designs import COUNT_MASK, TableCounted
-    from ...designs import Xen41
-    design = m.superpage
-    if isinstance(design, (Xen41, TableCounted)):
-        st = m.spage_table
-        e = st.nonzero_entries()
-        mask = np.uint64(SGT_count_mask if isinstance(design, Xen41) else COUNT_MASK)
-        return int(e.size), int((st.store[:, e] & mask).sum())
-    if isinstance(design, PageinfoCount):
-        arrays = list(design.field_views().values())
-        return (sum(int(np.count_nonzero(a)) for a in arrays),
-                sum(int((a & np.uint64(COUNT_MASK)).sum()) for a in arrays))
+    :func:`superpage_states` would say, without reading every superpage: the design's
+    ``activity()`` (its non-zero words), or for a design that keeps none the live 2 MiB
+    entries. Cheap enough to call after every operation."""
+    act = m.superpage.activity()
+    if act is not None:
+        return act
     pse = _pse_mappings(m)
     return len(pse), sum(pse.values())
 

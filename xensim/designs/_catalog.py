@@ -1,0 +1,64 @@
+"""The registered designs, as ``xensim designs`` lists them: one row per design, read
+from each design's class (name, words, PSE, MARK, known bugs, description, docs page).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..output import Column, Table
+from ._superpage import REGISTRY, default_design
+
+
+@dataclass
+class DesignInfo:
+    """What a design's class says of itself."""
+    name: str
+    description: str
+    #: where its per-superpage words live ("spage_table", "page_info") or "" (none)
+    words_in: str
+    word_names: list[str]
+    supports_pse: bool
+    supports_mark: bool
+    buggy: bool
+    default: bool
+    doc: str
+    #: the Python module that defines it (a user's design file shows here)
+    module: str
+
+    @classmethod
+    def of(cls, design: type) -> "DesignInfo":
+        return cls(design.name, design.description, design.words_in or "",
+                   list(design.word_names), design.supports_pse, design.supports_mark,
+                   design.buggy,
+                   design.name == default_design(), design.doc, design.__module__)
+
+
+@dataclass
+class Catalog:
+    """Every registered design, in registration order (the order runs compare them in)."""
+    designs: list[DesignInfo]
+
+    def to_dict(self) -> dict:
+        return {"designs": [asdict(d) for d in self.designs]}
+
+    def tables(self) -> list[Table]:
+        def yes(v):
+            return "yes" if v else "no"
+        rows = [dict(asdict(d), words=", ".join(d.word_names) or "-",
+                     where=d.words_in or "-", pse=yes(d.supports_pse),
+                     mark=yes(d.supports_mark),
+                     buggy="BUGGY" if d.buggy else "", doc=d.doc or d.module,
+                     name=d.name + (" (default)" if d.default else ""))
+                for d in self.designs]
+        return [Table("Superpage refcount designs",
+                      [Column("name", "design", align="<"), Column("where", "words in", align="<"),
+                       Column("words", "words", align="<"), Column("pse", "PSE", align="<"),
+                       Column("mark", "MARK", align="<"),
+                       Column("buggy", "", align="<"), Column("doc", "docs", align="<"),
+                       Column("description", "description", align="<")], rows)]
+
+
+def catalog() -> Catalog:
+    """The registered designs, in registration order."""
+    return Catalog([DesignInfo.of(cls) for cls in REGISTRY.values()])
