@@ -39,6 +39,25 @@ class LockBit(xensim.TableCounted):
     description = ("a lock bit per superpage serialises 0 -> 1 and 1 -> 0: the 512 "
                    "references are never taken speculatively")
 
+    #: what trace and inspect call the word, and where this file is (xensim designs lists it)
+    word_names = ("count",)
+    doc = "examples/designs/lock_bit.py"
+
+    @classmethod
+    def word_text(cls, word: int, value: int) -> str:
+        """``locked|0`` while a CPU holds the lock, else the count."""
+        value = int(value)
+        return f"locked|{value & COUNT}" if value & LOCK else str(value)
+
+    @classmethod
+    def word_problem(cls, word: int, value: int) -> str | None:
+        """The explorer's check after every step: a locked word has no count (the lock's
+        holder publishes it)."""
+        value = int(value)
+        if value & LOCK and value & COUNT:
+            return f"lock bit set over a count ({value & COUNT}): the count was not published"
+        return None
+
     def _wait(self, mfn: int, word: int, seen: int) -> None:
         """Another CPU holds the lock: spin until the word changes."""
         self.m.spage_table.wait_change(self.spdx(mfn), seen, word)
