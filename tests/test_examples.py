@@ -79,6 +79,24 @@ EXPECTED = {
         "with MARK_SUPER: 0.00 slow-path transitions per operation (400 fast count updates; "
         "the mark's own 512-frame take is the 512 get_page_type)",
     ],
+    "f_your_own_design.py": [
+        "loaded lock_bit.py: designs lock-bit; every design now: per-mapping, pageinfo-count, "
+        "superpage-info, xen-4.1, sketch, lock-bit",
+        "per-mapping        320   320        163,840   clean",
+        "xen-4.1             40    40         20,480   clean",
+        "lock-bit            40    40         20,480   clean",
+        "lock-bit and xen-4.1 take the same references one CPU at a time: True",
+        "scenario two-cpus-map-unmap: two CPUs map and unmap the same superpage "
+        "(design_files: lock_bit.py)",
+        "lock-bit, preemption bound 0: 1 schedule (4,120 atomic steps), 0 violations "
+        "(search complete)",
+        "lock-bit, preemption bound 1: 7 schedules (24,744 atomic steps), 0 violations "
+        "(search complete)",
+        "teaching: pageinfo-count 6.00 MiB (0.19534%), xen-4.1 12.00 KiB (0.00038%), "
+        "lock-bit 12.00 KiB (0.00038%)",
+        "intel-gnr-4s: pageinfo-count 4.00 GiB (0.19531%), xen-4.1 8.00 MiB (0.00038%), "
+        "lock-bit 8.00 MiB (0.00038%)",
+    ],
 }
 
 

@@ -247,3 +247,26 @@ def test_gnr_like_entries():
     assert t.entry_index(0x35f3ff) == 1024 * 512 - 1
     assert t.entry_index(0x3ff) == 0x3ff
     assert t.entry_index(0x800) == 2 * 512
+
+
+# -- wait_change: a design spinning on a word (a lock bit) -----------------------------------
+def test_wait_change_returns_at_once_when_the_word_moved_and_steps_once():
+    t = table([0, 1])
+    t.write(1, 5)
+    t.wait_change(1, 4)                          # it already differs: nothing to wait for
+    seen = []
+    t.atomic_step = lambda kind, key, arg: seen.append((kind, key, arg))
+    t.wait_change(1, 5, 0)                       # someone listens: one step, then back
+    assert seen == [("sp_wait", 1, 0)] and t.read(1) == 5
+
+
+def test_wait_change_with_nobody_listening_is_a_refcount_bug():
+    from xensim import RefcountBug
+    t = table([0, 1])
+    t.write(1, 1 << 63)
+    with pytest.raises(RefcountBug, match=r"^superpage spdx 0x1 word 0: waiting for "
+                                          r"0x8000000000000000 to change, and no other CPU runs$"):
+        t.wait_change(1, 1 << 63)
+    with pytest.raises(IndexError):
+        t.wait_change(7, 0)
+    assert (t.peek(1), t.peek(7)) == (1 << 63, -1)

@@ -24,6 +24,7 @@ from ._schema import (
 )
 from ._config import (
     load_config, parse_config, default_config, default_config_path, build_memory_map,
+    read_design_files,
 )
 from ._scenario import (
     SCENARIO_OPS, ScenarioOp, ScenarioFile, Scenario, load_scenario, MAX_STEPS,
@@ -45,6 +46,6 @@ __all__ = [
     "WorkloadConfig", "YamlDoc", "build_memory_map", "check_simulation", "default_config",
     "default_config_path", "describe", "drop_none", "dump_resolved", "format_path", "line_of",
     "list_presets", "load_config", "load_dataclass", "load_memmap_file", "load_preset",
-    "load_scenario", "load_yaml", "parse_config", "preset_dir", "read_text", "resolved_config",
+    "load_scenario", "load_yaml", "parse_config", "preset_dir", "read_design_files", "read_text", "resolved_config",
     "size", "to_data", "top_mapping", "workload_ops",
 ]

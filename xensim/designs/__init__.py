@@ -1,15 +1,19 @@
 """The superpage refcount designs: the interface Xen's page-table code calls
 (get_superpage, put_superpage, mark/unmark), the registry, the counting core, one
-module per design.
+module per design, and loading a user's designs (files, installed packages).
 """
 
 # Imported in the order the designs were proposed (none, Xen 4.10's removal, last): their
 # registration order, the order design_names() (config's choices and their error
 # messages) lists them in.
 from ._superpage import (
-    SuperpageDesign, put_spage_pages, REGISTRY, register, design_names, make_design,
+    SuperpageDesign, put_spage_pages, REGISTRY, REQUIRED_METHODS, check_design, register,
     MetadataRow, SuperpageStates, SPAGE_NONE, SPAGE_DYNAMIC, SPAGE_MARK, SPAGE_STATE_NAMES,
     PALETTE, design_color, default_design, metadata_rows,
+)
+from ._loading import (
+    ENTRY_POINT_GROUP, load_design_file, load_design_files, load_entry_points, design_names,
+    design_class, make_design, design_file_of,
 )
 from ._counted import (
     MARK, COUNT_MASK, CountedDesign, TableCounted,
@@ -37,9 +41,11 @@ from ._catalog import (
 )
 
 __all__ = [
-    "COUNT_MASK", "Catalog", "CountedDesign", "DesignInfo", "MARK", "MetadataRow",
-    "NoSuperpages", "PAGEINFO_COUNT_BYTES", "PALETTE", "PageinfoCount", "PerMapping", "REGISTRY",
-    "SPAGE_DYNAMIC", "SPAGE_MARK", "SPAGE_NONE", "SPAGE_STATE_NAMES", "Sketch", "SuperpageDesign",
-    "SuperpageInfo", "SuperpageStates", "TableCounted", "Xen41", "catalog", "default_design",
-    "design_color", "design_names", "make_design", "metadata_rows", "put_spage_pages", "register",
+    "COUNT_MASK", "Catalog", "CountedDesign", "DesignInfo", "ENTRY_POINT_GROUP", "MARK",
+    "MetadataRow", "NoSuperpages", "PAGEINFO_COUNT_BYTES", "PALETTE", "PageinfoCount",
+    "PerMapping", "REGISTRY", "REQUIRED_METHODS", "SPAGE_DYNAMIC", "SPAGE_MARK", "SPAGE_NONE",
+    "SPAGE_STATE_NAMES", "Sketch", "SuperpageDesign", "SuperpageInfo", "SuperpageStates",
+    "TableCounted", "Xen41", "catalog", "check_design", "default_design", "design_class",
+    "design_color", "design_file_of", "design_names", "load_design_file", "load_design_files",
+    "load_entry_points", "make_design", "metadata_rows", "put_spage_pages", "register",
 ]
