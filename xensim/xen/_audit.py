@@ -127,6 +127,17 @@ def audit(m) -> AuditReport:
         rep.add(c)
 
     # who should own each frame, from the heap and the domains' records alone
+    owned_runs = owned_runs_of(m, rep)
+    check_partition(m, owned_runs, m.heap.free_ranges(), rep)
+    recount(m, owned_runs, exp, rep)
+    _check_spage(m, exp, rep)
+    check_holders(exp, lambda mfn: owner_of(owned_runs, mfn), rep)
+    return rep
+
+
+def owned_runs_of(m, rep: AuditReport) -> list:
+    """(start, end, domain) of every domain's owned runs, by start; a domain whose
+    ``tot_pages`` is not the frames it owns is a difference."""
     owned_runs = []
     for d in m.domains.values():
         if d.tot_pages != len(d.owned):
@@ -134,9 +145,12 @@ def audit(m) -> AuditReport:
         for s, e in d.owned.runs():
             owned_runs.append((s, e, d))
     owned_runs.sort(key=lambda r: r[0])
-    free_runs = m.heap.free_ranges()
-    _check_partition(m, owned_runs, free_runs, rep)
+    return owned_runs
 
+
+def recount(m, owned_runs, exp: Expected, rep: AuditReport) -> None:
+    """Compare the frames of ``owned_runs`` ((start, end, domain), each run owned by its
+    domain) with what ``exp``, the domain's allocations and its pins say they hold."""
     for s, e, d in owned_runs:
         n = e - s
         rep.frames_checked += n
@@ -176,23 +190,29 @@ def audit(m) -> AuditReport:
                 e_tcount[sl] += 1
         _compare_run(m, d, s, mfns, e_count, e_alloc, e_type, e_tcount, e_pinned, rep)
 
-    _check_spage(m, exp, rep)
 
-    # references held on frames their holder does not own (an isolation breach)
+def check_holders(exp: Expected, whose, rep: AuditReport) -> None:
+    """References held on frames their holder does not own (an isolation breach);
+    ``whose(mfn)``: the domid that owns ``mfn`` by the domains' records, or None."""
     for mfn, domid in sorted(exp.holder):
-        owner = _owner_of(owned_runs, mfn)
+        owner = whose(mfn)
         if owner != domid and not (domid in exp.privileged and owner is not None):
             rep.add(Difference(mfn, "referenced by", f"dom{domid}'s own frame", f"owner dom{owner}"))
     for r_mfn, r_n, domid, _ in exp.runs:
         for mfn in (r_mfn, r_mfn + r_n - 1):
-            owner = _owner_of(owned_runs, mfn)
+            owner = whose(mfn)
             if owner != domid:
                 rep.add(Difference(mfn, "referenced by", f"dom{domid}'s own frame", f"owner dom{owner}"))
-    return rep
 
 
 def _check_spage(m, exp: Expected, rep: AuditReport) -> None:
     """Every superpage-table word is what the design says it must be; the rest are 0."""
+    check_spage_entries(m, exp, rep, set(int(x) for x in m.spage_table.nonzero_entries()))
+
+
+def check_spage_entries(m, exp: Expected, rep: AuditReport, entries: set) -> None:
+    """The superpage-table words of store ``entries`` and of every superpage ``exp``
+    expects words of: as expected, else 0."""
     table = m.spage_table
     expected_at = {}
     for spdx, words in exp.spage.items():
@@ -201,7 +221,7 @@ def _check_spage(m, exp: Expected, rep: AuditReport) -> None:
             rep.add(Difference(int(m.pdx_to_mfn(spdx << 9)), "superpage entry", "exists", "no entry"))
             continue
         expected_at[e] = (spdx, words)
-    for e in sorted(set(int(x) for x in table.nonzero_entries()) | set(expected_at)):
+    for e in sorted(entries | set(expected_at)):
         spdx, words = expected_at.get(e, (None, (0,) * table.words_per_entry))
         actual = tuple(int(table.store[w, e]) for w in range(table.words_per_entry))
         words = tuple(words) + (0,) * (table.words_per_entry - len(words))
@@ -211,14 +231,15 @@ def _check_spage(m, exp: Expected, rep: AuditReport) -> None:
                                tuple(hex(w) for w in words), tuple(hex(w) for w in actual)))
 
 
-def _owner_of(owned_runs, mfn: int):
+def owner_of(owned_runs, mfn: int):
+    """The domid owning ``mfn`` by ``owned_runs`` ((start, end, domain)), or None."""
     for s, e, d in owned_runs:
         if s <= mfn < e:
             return d.domid
     return None
 
 
-def _check_partition(m, owned_runs, free_runs, rep: AuditReport) -> None:
+def check_partition(m, owned_runs, free_runs, rep: AuditReport) -> None:
     """Every RAM frame is free or owned, exactly once."""
     runs = sorted([(s, e, f"dom{d.domid}") for s, e, d in owned_runs] + [(s, e, "free") for s, e in free_runs])
     prev_end, prev_who = 0, None
