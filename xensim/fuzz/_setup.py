@@ -10,7 +10,10 @@ from ..config import Config, build_memory_map
 from ..mem import KiB, MemoryMap, MiB, SUPERPAGE_PAGES
 from ..xen import Machine
 
-__all__ = ["DEFAULT_RAM", "POOL", "Setup"]
+__all__ = ["DEFAULT_RAM", "POOL", "AUDIT_MODES", "Setup"]
+
+#: Setup.audit's choices (xensim fuzz --audit)
+AUDIT_MODES = ("incremental", "full", "both")
 
 #: the default machine: RAM [0, 48 MiB) and [65 MiB, 127.5 MiB): a 17 MiB hole whose
 #: last superpage is half RAM, and a last superpage that is three quarters RAM (valid MFN,
@@ -23,7 +26,8 @@ POOL = 64
 
 @dataclass(frozen=True)
 class Setup:
-    """Everything that determines a fresh machine and the guests' initial shape."""
+    """Everything that determines a fresh machine and the guests' initial shape, and how
+    the machine is audited after each call."""
     design: str = "xen-4.1"
     version: str = "4.8"
     faithful: bool = False
@@ -35,6 +39,12 @@ class Setup:
     superpages: int = 6
     #: 4 KiB extents each guest populates at start (in its 4 KiB region)
     small_pages: int = 24
+    #: how the machine is audited after each call: "incremental" (what the call changed,
+    #: with a full audit every ``full_audit_every`` checks and at the end), "full" (every
+    #: frame, every time) or "both" (both every time; a disagreement is a violation)
+    audit: str = "incremental"
+    #: in incremental mode, a full audit every N checks too (0: at the end only)
+    full_audit_every: int = 1000
 
     def machine(self) -> Machine:
         return Machine(MemoryMap([tuple(r) for r in self.ram], name="fuzz"), self.pdx,

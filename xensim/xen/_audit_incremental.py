@@ -51,6 +51,9 @@ class IncrementalAuditor:
         self.m = m
         self.checks = 0
         self.frames_checked = 0
+        #: the frames (MFNs) and superpages (first MFNs) the last check recounted
+        self.last_frames: set[int] = set()
+        self.last_superpages: set[int] = set()
         self._subs: list = []
         self.resync()
         self.attach()
@@ -109,6 +112,7 @@ class IncrementalAuditor:
         self._contents: set[int] = set()
         #: live tables: page -> (level, domid, its 512 entries as last seen)
         self._tables: dict[int, tuple[int, int, np.ndarray]] = {}
+        self._table_mfns: dict[int, int] = {}             # their MFNs -> pages
         #: reverse map: target mfn -> {(table page, index): entry}; PSE entries by superpage
         self._rev: dict[int, dict[tuple[int, int], int]] = {}
         self._pse: dict[int, dict[tuple[int, int], int]] = {}
@@ -139,6 +143,7 @@ class IncrementalAuditor:
                     self._unlink(old[0], page, i, e, dirty)
         if now is None:
             self._tables.pop(page, None)
+            self._table_mfns.pop(mfn, None)
             return
         level, domid = now
         idx = np.flatnonzero(new_entries & _U(_PAGE_PRESENT)) if changed is None else changed
@@ -147,6 +152,7 @@ class IncrementalAuditor:
             if e & _PAGE_PRESENT and not is_xen_slot(level, i):
                 self._link(level, page, i, e, dirty)
         self._tables[page] = (level, domid, new_entries)
+        self._table_mfns[mfn] = page
 
     def _link(self, level, page, i, e, dirty) -> None:
         target = (e & PADDR_MASK) >> PAGE_SHIFT
@@ -191,9 +197,8 @@ class IncrementalAuditor:
         if live.keys() != tables.keys() or any(tables[p][:2] != v for p, v in live.items()):
             touched.update(p for p in live.keys() | tables.keys()
                            if live.get(p) != (tables[p][:2] if p in tables else None))
-        for mfn in dirty.frames:                         # e.g. a table frame scrubbed
-            if m.mfn_valid(mfn) and m.mfn_to_page(mfn) in tables:
-                touched.add(m.mfn_to_page(mfn))
+        table_mfns = self._table_mfns                    # e.g. a table frame scrubbed
+        touched.update(table_mfns[mfn] for mfn in dirty.frames & table_mfns.keys())
         for page in touched:
             if page in live or page in tables:
                 self._refresh_table(page, live.get(page), dirty)
@@ -238,8 +243,11 @@ class IncrementalAuditor:
         frames = np.array(sorted(fset), dtype=np.int64)
         frames = frames[_in_runs(frames, m.memmap.frame_ranges)]     # RAM frames
         sps = set(dirty.superpages)
-        for mfn in frames.tolist():
-            sps.add(int(m.pdx_to_mfn((m.mfn_to_page(mfn) >> SUPERPAGE_ORDER) << SUPERPAGE_ORDER)))
+        if frames.size:
+            spdx = np.unique(np.asarray(m.mfn_to_pdx(frames.astype(np.uint64)), dtype=np.int64)
+                             >> SUPERPAGE_ORDER)
+            sps.update(np.asarray(m.pdx_to_mfn((spdx << SUPERPAGE_ORDER).astype(np.uint64)),
+                                  dtype=np.int64).tolist())
         exp = self._expected(fset, sps)
         for c in exp.conflicts:
             rep.add(c)
@@ -255,7 +263,28 @@ class IncrementalAuditor:
         check_holders(exp, lambda mfn: owner_of(owned_all, mfn), rep)
         self.frames_checked += int(frames.size)
         rep.frames_checked = int(frames.size)
+        self.last_frames, self.last_superpages = fset, sps
         return rep
+
+    # -- what the last check looked at (the fuzzer's incremental isolation check) -----------
+    def table_mfns(self) -> set[int]:
+        """The MFNs of the live tables, as of the last check."""
+        return set(self._table_mfns)
+
+    def entries_to(self, mfn: int, pse: bool = False) -> list[tuple[int, int, int, int, int]]:
+        """(table mfn, level, domid, index, entry) of every live entry that maps ``mfn``
+        (``pse``: the PSE entries of the superpage whose first frame it is), as of the
+        last check, by table and index."""
+        out = []
+        for (page, i), e in (self._pse if pse else self._rev).get(mfn, {}).items():
+            level, domid, _ = self._tables[page]
+            out.append((int(self.m.pdx_to_mfn(page)), level, domid, i, e))
+        return sorted(out)
+
+    def mapped(self, mfns: set, pse: bool = False) -> list[int]:
+        """Those of ``mfns`` some live entry maps (``pse``: superpages some PSE entry maps),
+        as of the last check, sorted."""
+        return sorted(mfns & (self._pse if pse else self._rev).keys())
 
     def _partition_ok(self, frames: np.ndarray, owned) -> bool:
         """Each of ``frames`` (RAM) is owned once or free, and a free one is as at boot;
