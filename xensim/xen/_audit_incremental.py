@@ -25,6 +25,8 @@ full audit every N calls and at the end of a campaign catches those.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 import numpy as np
 
 from ._audit import (AuditReport, Expected, check_holders, check_partition, check_spage_entries,
@@ -189,8 +191,8 @@ class IncrementalAuditor:
         if pages:
             mfns = np.asarray(m.pdx_to_mfn(np.asarray(pages, dtype=np.uint64)), dtype=np.int64)
             dirty.frames.update(mfns.tolist())
-        for spdx in self._spdx:
-            dirty.superpages.add(int(m.pdx_to_mfn(spdx << SUPERPAGE_ORDER)))
+        for spdx in self._spdx:                          # words only: the frames' runs
+            dirty.words.add(int(m.pdx_to_mfn(spdx << SUPERPAGE_ORDER)))   # follow entries, marks
         # the live tables and their contents
         live, tables = m.pt.live, self._tables
         touched = {m.mfn_to_page(mfn) for mfn in self._contents if m.mfn_valid(mfn)}
@@ -240,9 +242,10 @@ class IncrementalAuditor:
         for s in dirty.superpages:                       # their frames' expectations moved
             dirty.frames.update(range(s, s + SUPERPAGE_PAGES))
         fset = dirty.frames
-        frames = np.array(sorted(fset), dtype=np.int64)
+        frames = np.fromiter(fset, np.int64, len(fset))
+        frames.sort()
         frames = frames[_in_runs(frames, m.memmap.frame_ranges)]     # RAM frames
-        sps = set(dirty.superpages)
+        sps = dirty.superpages | dirty.words
         if frames.size:
             spdx = np.unique(np.asarray(m.mfn_to_pdx(frames.astype(np.uint64)), dtype=np.int64)
                              >> SUPERPAGE_ORDER)
@@ -371,11 +374,14 @@ class IncrementalAuditor:
 
 class _Dirty:
     """Frames (MFNs) and superpages (first MFNs) one check must recount."""
-    __slots__ = ("frames", "superpages")
+    __slots__ = ("frames", "superpages", "words")
 
     def __init__(self):
         self.frames: set[int] = set()
+        #: superpages whose 512 frames' expectation moved (PSE entries, marks)
         self.superpages: set[int] = set()
+        #: superpages whose words were written (only the words to check)
+        self.words: set[int] = set()
 
     def frame(self, mfn: int) -> None:
         self.frames.add(mfn)
@@ -426,14 +432,18 @@ def _runs_of(frames: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _clip(owned_runs, frames: np.ndarray) -> list:
-    """The parts of ``owned_runs`` ((start, end, domain)) that are runs of ``frames``."""
+    """The parts of ``owned_runs`` ((start, end, domain), sorted by start, disjoint unless
+    the records are broken) that are runs of ``frames``."""
     out = []
-    runs = _runs_of(frames)
-    for s, e in runs:
-        for os_, oe, d in owned_runs:
+    starts = [r[0] for r in owned_runs]
+    for s, e in _runs_of(frames):
+        i = max(bisect_right(starts, s) - 1, 0)
+        while i < len(owned_runs) and owned_runs[i][0] < e:
+            os_, oe, d = owned_runs[i]
             lo, hi = max(s, os_), min(e, oe)
             if lo < hi:
                 out.append((lo, hi, d))
+            i += 1
     out.sort(key=lambda r: r[0])
     return out
 
