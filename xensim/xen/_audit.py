@@ -84,6 +84,36 @@ class Expected:
         """One reference (typed if ``type``) on each of frames [mfn, mfn+n), e.g. a superpage's 512."""
         self.runs.append((mfn, n, domid, type))
 
+    def merge(self, other: "Expected", frames: set, runs=None, spdxs: set = frozenset()) -> None:
+        """Add what ``other`` says of ``frames`` (MFNs; a type clash is a conflict, as in
+        :meth:`typed`), its runs ``runs(run)`` keeps (None: those starting in ``frames``),
+        its words of superpages ``spdxs``, its conflicts on ``frames``: the incremental
+        auditor's view of a contributor that may say more than it asks."""
+        for mfn, n in other.refs.items():
+            if mfn in frames:
+                self.refs[mfn] += n
+        for mfn, (type, n) in other.types.items():
+            if mfn in frames:
+                cur = self.types.get(mfn)
+                if cur is None:
+                    self.types[mfn] = [type, n]
+                elif cur[0] != type:
+                    self.conflicts.append(Difference(mfn, "type", _tname(cur[0]), _tname(type)))
+                else:
+                    cur[1] += n
+        self.runs.extend(r for r in other.runs if (runs(r) if runs else r[0] in frames))
+        self.holder.update(h for h in other.holder if h[0] in frames)
+        self.spage.update((k, v) for k, v in other.spage.items() if k in spdxs)
+        self.conflicts.extend(c for c in other.conflicts if c.mfn in frames)
+        self.privileged |= other.privileged
+
+    def frames(self) -> set:
+        """Every frame this expectation speaks of (references, types, runs, holders)."""
+        out = set(self.refs) | set(self.types) | {h[0] for h in self.holder}
+        for mfn, n, _, _ in self.runs:
+            out.update(range(mfn, mfn + n))
+        return out
+
 
 def _tname(t: int) -> str:
     return PGT_TYPE_NAMES.get(t >> PGT_type_shift, str(t))

@@ -119,6 +119,7 @@ class IncrementalAuditor:
         self._rev: dict[int, dict[tuple[int, int], int]] = {}
         self._pse: dict[int, dict[tuple[int, int], int]] = {}
         self._doms: dict[int, tuple] = {}
+        self._extra_frames: set[int] = set()              # what other contributors spoke of
         dirty = _Dirty()
         for page, (level, domid) in m.pt.live.items():
             self._refresh_table(page, (level, domid), dirty)
@@ -241,6 +242,15 @@ class IncrementalAuditor:
         rep = AuditReport()
         for s in dirty.superpages:                       # their frames' expectations moved
             dirty.frames.update(range(s, s + SUPERPAGE_PAGES))
+        # contributors other than the page tables (e.g. a test's external holder): asked
+        # every time; the frames they speak of now or spoke of last time are recounted
+        extra = Expected()
+        for contribute in m.audit_contributors:
+            if contribute != m.pt.expect:
+                contribute(m, extra)
+        now = extra.frames()
+        dirty.frames |= now | self._extra_frames
+        self._extra_frames = now
         fset = dirty.frames
         frames = np.fromiter(fset, np.int64, len(fset))
         frames.sort()
@@ -251,7 +261,7 @@ class IncrementalAuditor:
                              >> SUPERPAGE_ORDER)
             sps.update(np.asarray(m.pdx_to_mfn((spdx << SUPERPAGE_ORDER).astype(np.uint64)),
                                   dtype=np.int64).tolist())
-        exp = self._expected(fset, sps)
+        exp = self._expected(fset, sps, extra)
         for c in exp.conflicts:
             rep.add(c)
         owned_all = owned_runs_of(m, rep)
@@ -316,7 +326,7 @@ class IncrementalAuditor:
                         return False
         return bool(owned_set.all())
 
-    def _expected(self, frames: set, sps: set) -> Expected:
+    def _expected(self, frames: set, sps: set, extra: Expected) -> Expected:
         """What contributors say ``frames`` and superpages ``sps`` hold, in the full audit's
         order of contributions (pins, live entries, base pointers, the design)."""
         m = self.m
@@ -357,18 +367,9 @@ class IncrementalAuditor:
         m.superpage.expect_superpages(design, pse, sorted(sps))
         # keep what concerns these superpages (a design may say more, see expect_superpages)
         spdx = {m.mfn_to_page(sp) >> SUPERPAGE_ORDER for sp in sps}
-        exp.runs.extend(r for r in design.runs
-                        if m.mfn_to_page(r[0]) >> SUPERPAGE_ORDER in spdx)
-        exp.spage.update((k, v) for k, v in design.spage.items() if k in spdx)
-        exp.conflicts.extend(c for c in design.conflicts
-                             if c.mfn in frames or c.mfn in sps)
-        for mfn, n in design.refs.items():              # a design's own frame references
-            if mfn in frames:
-                exp.refs[mfn] += n
-        for mfn, t in design.types.items():
-            if mfn in frames:
-                exp.types[mfn] = t
-        exp.holder.update(h for h in design.holder if h[0] in frames)
+        exp.merge(design, frames | sps, lambda r: m.mfn_to_page(r[0]) >> SUPERPAGE_ORDER in spdx,
+                  spdx)
+        exp.merge(extra, frames)                         # the machine's other contributors
         return exp
 
 
