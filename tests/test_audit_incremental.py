@@ -208,6 +208,9 @@ def test_the_default_expect_superpages_catches_a_corrupted_word():
 # -- the fuzzer's options ------------------------------------------------------------------------
 def test_fuzz_audit_options(capsys):
     from xensim.cli import main
+    from xensim.cli._fuzz import AUDIT_MODES as cli_modes
+    from xensim.fuzz import AUDIT_MODES
+    assert cli_modes == AUDIT_MODES == ("incremental", "full", "both")
     assert main(["fuzz", "--calls", "30", "--quiet", "--audit", "both"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].endswith("seed 0, audit both")

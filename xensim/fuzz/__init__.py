@@ -74,11 +74,12 @@ from ._runner import (
     FuzzRunner, replay_ops,
 )
 from ._setup import (
-    DEFAULT_RAM, Setup,
+    AUDIT_MODES, DEFAULT_RAM, Setup,
 )
 
 __all__ = [
-    "ACTIONS", "CallResult", "Campaign", "DEFAULT_RAM", "Episode", "Finding", "FuzzGuest",
+    "ACTIONS", "AUDIT_MODES", "CallResult", "Campaign", "DEFAULT_RAM", "Episode", "Finding",
+    "FuzzGuest",
     "FuzzKernel", "FuzzRunner", "FuzzViolation", "Fuzzer", "HYPERCALL_OPS", "Replay", "Setup",
     "campaign", "differ", "disagreement", "execute", "finding_yaml", "heap_is_full", "isolation",
     "isolation_since", "keep_going",

@@ -225,9 +225,9 @@ def sound_state(m: Machine, auditor: IncrementalAuditor | None = None,
     audit; else :func:`isolation_since`'s); None: sound.
 
     With ``auditor`` (an :class:`~xensim.xen.IncrementalAuditor` of ``m``) it recounts
-    what changed since its last check; with ``full`` too, both run and must agree (a
-    disagreement is itself a violation, ``audit-disagreement``) and the full audit's
-    differences are the ones reported."""
+    what changed since its last check; with ``full`` too, both run and must agree, and
+    so must :func:`isolation` and :func:`isolation_since` (a disagreement is itself a
+    violation, ``audit-disagreement``); the full audit's differences are the ones reported."""
     rep = audit(m) if full else None
     inc = auditor.check() if auditor is not None else None
     if rep is not None and inc is not None:
@@ -240,6 +240,9 @@ def sound_state(m: Machine, auditor: IncrementalAuditor | None = None,
         more = f" (+{rep.total_differences - 1} more)" if rep.total_differences > 1 else ""
         return "audit", f"{first}{more}", generic_key(first.field)
     msg = isolation(m) if full else isolation_since(m, auditor)
+    if full and auditor is not None and (msg is None) != (isolation_since(m, auditor) is None):
+        return ("audit-disagreement", f"isolation: {msg or 'none'}, but isolation_since: "
+                f"{isolation_since(m, auditor) or 'none'}", "isolation")
     if msg:
         return "isolation", msg, "isolation"
     return None
