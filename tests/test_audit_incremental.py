@@ -247,3 +247,20 @@ def test_isolation_since_reads_as_isolation():
     msg = isolation(m)
     assert msg is not None and msg.endswith("maps mfn 0x41 owned by dom0")
     assert isolation_since(m, lay.inc) == msg
+
+
+def test_a_disagreement_is_a_violation_of_its_own():
+    """A write the incremental auditor never hears of (here: it is detached) is found by
+    the full audit alone: with both, that is an audit-disagreement, not an audit finding."""
+    from xensim.fuzz import sound_state
+    lay = Layout()
+    lay.inc.detach()
+    ft = lay.m.frame_table
+    ft.set_count_info(0x40, ft.count_info(0x40) + 1)
+    kind, detail, key = sound_state(lay.m, lay.inc, full=True)
+    assert (kind, key) == ("audit-disagreement", "incremental")
+    assert detail == ("the full audit found 1 difference(s), the incremental 0; only in the "
+                      "full: ['mfn 0x40 count_info.count: expected 2, actual 3']; only in the "
+                      "incremental: -")
+    assert sound_state(lay.m, lay.inc, full=False) is None       # it saw nothing
+    assert sound_state(lay.m)[0] == "audit"                      # the full audit alone
