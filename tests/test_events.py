@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import errno
 
+import numpy as np
 import pytest
 
 from xensim import Machine, MemoryMap
@@ -23,6 +24,8 @@ from xensim.xen._pagetable import (_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _
 from conftest import populate
 
 GiB = 1 << 30
+#: events of atomic steps and of the storage level (below the primitives' word_changed)
+STORAGE_LEVEL = ("atomic_step", "frames_written", "guest_write")
 #: the guest kernel's PSE entries: present, user, writable, accessed and dirty
 PSE_RW = _PAGE_PRESENT | _PAGE_USER | _PAGE_PSE | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY
 WRITABLE = PGT_writable_page | PGT_validated
@@ -30,9 +33,10 @@ WRITABLE = PGT_writable_page | PGT_validated
 
 def record(m: Machine, names=None) -> list[tuple]:
     """Subscribe to ``names`` (default: every event but atomic_step, which makes the
-    machine run step by step): the list the events are appended to, as (name, *args)."""
+    machine run step by step, and the storage-level frames_written and guest_write,
+    tested on their own): the list the events are appended to, as (name, *args)."""
     log: list[tuple] = []
-    for name in names or [n for n in EVENTS if n != "atomic_step"]:
+    for name in names or [n for n in EVENTS if n not in STORAGE_LEVEL]:
         m.events.subscribe(name, lambda *a, _n=name: log.append((_n,) + a))
     return log
 
@@ -310,3 +314,28 @@ def test_deep_copy_of_a_machine_keeps_the_attached_attributes_in_step():
     assert g.m.spage_table.atomic_step is None and g.m.refs.atomic_step is None
     m2.events.unsubscribe(sub)
     assert m2.refs.atomic_step is None and m2.hypercall.atomic_step is None
+
+
+def test_frames_written_by_the_setters_and_slices(m, guest):
+    """Every store through the frame table's setters or a writable slice, before it."""
+    log = record(m, ["frames_written"])
+    m.frame_table.set_count_info(5, m.frame_table.count_info(5))
+    m.frame_table.set_type_info(6, 0)
+    m.frame_table.set_owner(7, guest)
+    m.frame_table.slices(0x200, 512)
+    m.frame_table.read_slices(0x400, 512)                # a read: nothing
+    assert log == [("frames_written", 5, 1), ("frames_written", 6, 1),
+                   ("frames_written", 7, 1), ("frames_written", 0x200, 512)]
+
+
+def test_guest_write_of_one_entry_and_of_many():
+    m = Machine(MemoryMap([(0, 64 << 20)], name="small"), "none")
+    log = record(m, ["guest_write"])
+    m.mem.write(0x30, 4, 0x1234)
+    m.mem.write(0x30, 4, 0x5678)
+    m.mem.write_many(0x31, np.array([1, 2]), np.array([7, 8], dtype=np.uint64))
+    assert log[:2] == [("guest_write", 0x30, 4, 0, 0x1234), ("guest_write", 0x30, 4, 0x1234, 0x5678)]
+    name, mfn, index, old, new = log[2]
+    assert (name, mfn, index.tolist(), old.tolist(), new.tolist()) == \
+        ("guest_write", 0x31, [1, 2], [0, 0], [7, 8])
+    assert len(log) == 3

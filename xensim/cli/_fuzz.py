@@ -16,6 +16,9 @@ from ._common import design_file_option
 __all__ = ["add_parser", "MIN_DOMAINS", "MAX_DOMAINS", "bad_arguments", "reproducer_path",
            "cmd_fuzz"]
 
+#: --audit's choices (xensim.fuzz's Setup.audit; the fuzzer is imported only when it runs)
+AUDIT_MODES = ("incremental", "full", "both")
+
 #: the Xen releases (the config's hypervisor.version choices)
 XEN_VERSIONS = get_args(get_type_hints(HypervisorConfig)["version"])
 
@@ -41,6 +44,12 @@ def add_parser(subparsers) -> None:
                    help="reproduce Xen's known bugs (violations are then expected)")
     p.add_argument("--pdx", default="none", choices=("none", "mask", "offset"),
                    help="PDX compression (default none)")
+    p.add_argument("--audit", default="incremental", choices=AUDIT_MODES,
+                   help="the auditor after every call: incremental (what the call changed; "
+                        "default), full (every frame) or both (both, and they must agree)")
+    p.add_argument("--full-audit-every", type=int, default=1000, metavar="N",
+                   help="with --audit incremental, also a full audit every N checks "
+                        "(default 1000; 0: at the end of each episode only)")
     p.add_argument("--episode", type=int, default=1000, metavar="N",
                    help="calls per fresh machine (default 1000)")
     p.add_argument("--no-minimise", action="store_true", help="report violations unminimised")
@@ -73,6 +82,8 @@ def bad_arguments(args, names: list[str]) -> list[str]:
         bad.append(f"--calls: must be at least 1, got {args.calls}")
     if args.episode < 1:
         bad.append(f"--episode: must be at least 1, got {args.episode}")
+    if args.full_audit_every < 0:
+        bad.append(f"--full-audit-every: must be at least 0, got {args.full_audit_every}")
     if args.max_findings is not None and args.max_findings < 1:
         bad.append(f"--max-findings: must be at least 1, got {args.max_findings}")
     return bad
@@ -97,7 +108,8 @@ def cmd_fuzz(args) -> int:
         return 2
     own = design_file_of(args.design)             # a design file's: the reproducers carry it
     setup = Setup(design=args.design, version=args.version, faithful=args.faithful,
-                  domains=args.domains, pdx=args.pdx, design_files=(own,) if own else ())
+                  domains=args.domains, pdx=args.pdx, design_files=(own,) if own else (),
+                  audit=args.audit, full_audit_every=args.full_audit_every)
     bar = Progress.off() if args.quiet else Progress()
     bar.start("fuzz", args.calls, unit="calls")
     c = campaign(setup, args.calls, args.seed, episode_calls=args.episode,

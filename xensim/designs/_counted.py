@@ -65,8 +65,10 @@ class CountedDesign(SuperpageDesign):
         """The one read-modify-write of a count word (an atomic step for the explorer)."""
         raise NotImplementedError
 
-    def _store_expected(self, exp, expected: dict[int, tuple[int, ...]]) -> None:
-        """Hand the auditor the expected words of every superpage (mfn -> words)."""
+    def _store_expected(self, exp, expected: dict[int, tuple[int, ...]],
+                        only: bool = False) -> None:
+        """Hand the auditor the expected words of every superpage (mfn -> words; ``only``:
+        of these superpages alone, the others unknown)."""
         raise NotImplementedError
 
     def _words_of(self, spdx: np.ndarray) -> np.ndarray:
@@ -267,9 +269,16 @@ class CountedDesign(SuperpageDesign):
     def expect(self, exp, pse: dict[int, list[int]]) -> None:
         """From the live PSE entries and the domains' marks alone: every word, and one
         run of 512 references (of the word's type) per non-zero word."""
+        self.expect_superpages(exp, pse, None)
+
+    def expect_superpages(self, exp, pse: dict[int, list[int]], mfns) -> None:
+        """:meth:`expect` of the superpages ``mfns`` only (None: every superpage)."""
         marks = {mfn: dom.domid for dom in self.m.domains.values() for mfn in dom.marked}
         expected: dict[int, tuple[int, ...]] = {}
-        for mfn in set(pse) | set(marks):
+        for mfn in set(pse) | set(marks) if mfns is None else mfns:
+            if mfn not in pse and mfn not in marks:
+                expected[mfn] = (0,) * self.words_per_entry
+                continue
             ro, rw, domid = pse.get(mfn, (0, 0, None))
             holder = marks.get(mfn, domid)
             counts = [0] * self.words_per_entry
@@ -283,7 +292,7 @@ class CountedDesign(SuperpageDesign):
                 if c:
                     exp.run(mfn, SUPERPAGE_PAGES, holder, self._ref_type(w))
             expected[mfn] = tuple(words)
-        self._store_expected(exp, expected)
+        self._store_expected(exp, expected, mfns is not None)
 
 
 class TableCounted(CountedDesign):
@@ -318,6 +327,8 @@ class TableCounted(CountedDesign):
     def _write_many(self, mfns: np.ndarray, word: int, values: np.ndarray) -> None:
         self.m.spage_table.write_many(self._entries(mfns), values, word)
 
-    def _store_expected(self, exp, expected: dict[int, tuple[int, ...]]) -> None:
+    def _store_expected(self, exp, expected: dict[int, tuple[int, ...]],
+                        only: bool = False) -> None:
         for mfn, words in expected.items():
-            exp.spage[self.spdx(mfn)] = words
+            if any(words) or not only:
+                exp.spage[self.spdx(mfn)] = words

@@ -143,15 +143,23 @@ class PageinfoCount(CountedDesign):
             sel = groups == g
             a[pages[sel] & PDX_GROUP_MASK] = values[sel]
 
-    def _store_expected(self, exp, expected: dict[int, tuple[int, ...]]) -> None:
+    def _store_expected(self, exp, expected: dict[int, tuple[int, ...]],
+                        only: bool = False) -> None:
         """The auditor has no place for a per-frame superpage field, so the design
         compares its fields with the expectation itself and reports each difference
-        through ``exp.conflict`` (which the auditor adds to its report)."""
+        through ``exp.conflict`` (which the auditor adds to its report); ``only``: the
+        fields of the superpages expected alone."""
         want = {self.m.mfn_to_page(mfn): words[0] for mfn, words in expected.items()}
         have = {}
-        for g, a in self._groups.items():
-            for j in np.flatnonzero(a):
-                have[(g << PDX_GROUP_SHIFT) | int(j)] = int(a[j])
+        if only:
+            for page in want:
+                a = self._groups.get(page >> PDX_GROUP_SHIFT)
+                if a is not None and a[page & PDX_GROUP_MASK]:
+                    have[page] = int(a[page & PDX_GROUP_MASK])
+        else:
+            for g, a in self._groups.items():
+                for j in np.flatnonzero(a):
+                    have[(g << PDX_GROUP_SHIFT) | int(j)] = int(a[j])
         for page in sorted(set(want) | set(have)):
             w, h = want.get(page, 0), have.get(page, 0)
             if w != h:

@@ -87,3 +87,6 @@ class PerMapping(SuperpageDesign):
         for mfn, (ro, rw, domid) in pse.items():
             for _ in range(ro + rw):
                 exp.run(mfn, SUPERPAGE_PAGES, domid, PGT_writable_page)
+
+    def expect_superpages(self, exp, pse: dict[int, list[int]], mfns) -> None:
+        self.expect(exp, {mfn: pse[mfn] for mfn in mfns if mfn in pse})

@@ -9,7 +9,9 @@ design implements :class:`SuperpageDesign`:
 * ``mark_superpage`` / ``unmark_superpage`` for MMUEXT_MARK_SUPER / UNMARK_SUPER,
 * ``relinquish(domain)`` at domain destruction (clear the domain's marks),
 * ``expect(exp, pse)`` for the auditor: what the design must hold, given the
-  live PSE entries (counted from the page tables) and the domains' marks.
+  live PSE entries (counted from the page tables) and the domains' marks;
+  ``expect_superpages(exp, pse, mfns)`` the same for some superpages only (the
+  incremental auditor's; a default built on ``expect`` serves any design).
 
 The interface also holds everything the rest of xensim knows of a design, so that no
 module outside a design's own file names one: its name, description, docs page and
@@ -224,6 +226,17 @@ class SuperpageDesign:
 
     def expect(self, exp, pse: dict[int, list[int]]) -> None:
         raise NotImplementedError
+
+    def expect_superpages(self, exp, pse: dict[int, list[int]], mfns) -> None:
+        """What :meth:`expect` says of the superpages whose first frames are ``mfns``
+        (the incremental auditor's question; ``pse`` holds their live PSE entries).
+
+        It may say more: the auditor keeps only what concerns ``mfns`` (runs on their
+        frames, their words, conflicts on them). The default asks :meth:`expect` with
+        ``pse`` restricted to ``mfns``, which suffices for a design whose expectation
+        of a superpage depends on that superpage's entries and marks alone; the
+        built-in designs answer for ``mfns`` only."""
+        self.expect(exp, {mfn: pse[mfn] for mfn in mfns if mfn in pse})
 
 
 def put_spage_pages(m, mfn: int) -> None:

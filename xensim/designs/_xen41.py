@@ -252,8 +252,15 @@ class Xen41(SuperpageDesign):
         return 0
 
     def expect(self, exp, pse: dict[int, list[int]]) -> None:
+        self.expect_superpages(exp, pse, None)
+
+    def expect_superpages(self, exp, pse: dict[int, list[int]], mfns) -> None:
+        """One word per mapped or marked superpage (``mfns``; None: every one) and a run
+        of 512 writable references."""
         marks = {mfn: dom.domid for dom in self.m.domains.values() for mfn in dom.marked}
-        for mfn in set(pse) | set(marks):
+        for mfn in set(pse) | set(marks) if mfns is None else mfns:
+            if mfn not in pse and mfn not in marks:
+                continue
             ro, rw, domid = pse.get(mfn, (0, 0, marks.get(mfn)))
             count = ro + rw + (1 if mfn in marks else 0)
             state = SGT_mark if mfn in marks else SGT_dynamic

@@ -52,7 +52,8 @@ from ._campaign import (
     Campaign, Episode, Finding, campaign, finding_yaml, keep_going, report, run_episode,
 )
 from ._checks import (
-    FuzzViolation, differ, heap_is_full, isolation, same_state, sound_state, state,
+    FuzzViolation, differ, disagreement, heap_is_full, isolation, isolation_since, same_state,
+    sound_state, state,
 )
 from ._generator import (
     ACTIONS, Fuzzer,
@@ -73,13 +74,15 @@ from ._runner import (
     FuzzRunner, replay_ops,
 )
 from ._setup import (
-    DEFAULT_RAM, Setup,
+    AUDIT_MODES, DEFAULT_RAM, Setup,
 )
 
 __all__ = [
-    "ACTIONS", "CallResult", "Campaign", "DEFAULT_RAM", "Episode", "Finding", "FuzzGuest",
+    "ACTIONS", "AUDIT_MODES", "CallResult", "Campaign", "DEFAULT_RAM", "Episode", "Finding",
+    "FuzzGuest",
     "FuzzKernel", "FuzzRunner", "FuzzViolation", "Fuzzer", "HYPERCALL_OPS", "Replay", "Setup",
-    "campaign", "differ", "execute", "finding_yaml", "heap_is_full", "isolation", "keep_going",
+    "campaign", "differ", "disagreement", "execute", "finding_yaml", "heap_is_full", "isolation",
+    "isolation_since", "keep_going",
     "load_script", "minimise", "op_label", "replay", "replay_config", "replay_ops", "report",
     "run_episode", "same_state", "script_ops", "singles", "sound_state", "state",
     "to_script_yaml",

@@ -183,7 +183,9 @@ def report(c: Campaign, files: list | None = None) -> str:
     calls of its reproducer, the file it was written to: ``files[k]``)."""
     s = c.setup
     out = [f"xensim fuzz: design {s.design}, Xen {s.version}"
-           f"{' (faithful)' if s.faithful else ''}, {s.domains} domains, seed {c.seed}",
+           f"{' (faithful)' if s.faithful else ''}, {s.domains} domains, seed {c.seed}, "
+           f"audit {s.audit}" + (f" (full every {s.full_audit_every:,} checks)"
+                                 if s.audit == "incremental" and s.full_audit_every else ""),
            f"calls made: {c.calls:,} in {c.episodes} episode(s), {c.seconds:.1f} s "
            f"({c.rate:,.0f} calls/s)" + (", interrupted: a partial summary" if c.interrupted else ""),
            ""]

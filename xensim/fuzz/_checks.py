@@ -1,6 +1,6 @@
 """The checks after every fuzzed call (docs/fuzzing.md): :class:`FuzzViolation`, what a
 broken invariant is; :func:`isolation` (no live table maps a frame its owner does not
-own); :func:`sound_state` (the auditor, then isolation); :func:`state`,
+own); :func:`sound_state` (the auditor, full or incremental or both, then isolation); :func:`state`,
 :func:`same_state` and :func:`differ` (a refused call leaves no trace; a batch equals
 its requests one by one on the lagging twin); :func:`heap_is_full` (teardown)."""
 
@@ -10,13 +10,13 @@ import re
 
 import numpy as np
 
-from ..mem import DOMID_INVALID, DomainHeap, PAGE_SHIFT, PDX_GROUP_MASK, PDX_GROUP_SHIFT, \
-    SUPERPAGE_PAGES
-from ..xen import PADDR_MASK, Machine, _PAGE_PRESENT, _PAGE_PSE, audit
+from ..mem import DOMID_INVALID, DomainHeap, PAGE_SHIFT, PDX_GROUP_FRAMES, PDX_GROUP_MASK, \
+    PDX_GROUP_SHIFT, SUPERPAGE_PAGES
+from ..xen import PADDR_MASK, IncrementalAuditor, Machine, _PAGE_PRESENT, _PAGE_PSE, audit
 from ._ops import op_label
 
-__all__ = ["FuzzViolation", "generic_key", "isolation", "sound_state", "state", "same_state",
-           "differ", "heap_is_full"]
+__all__ = ["FuzzViolation", "generic_key", "isolation", "isolation_since", "sound_state", "disagreement", "state",
+           "same_state", "differ", "heap_is_full"]
 
 class FuzzViolation(AssertionError):
     """An invariant broken by call ``index`` (``op``) of a sequence."""
@@ -98,6 +98,44 @@ def isolation(m: Machine) -> str | None:
             o = _owners(m, np.arange(mfn, mfn + n, dtype=np.int64))
             who = int(o[np.argmax(o != ow[j])])
             return f"{where} maps mfn {mfn:#x}{'+511' if n > 1 else ''} owned by dom{who}"
+    return _domain_isolation(m)
+
+
+def isolation_since(m: Machine, auditor: IncrementalAuditor) -> str | None:
+    """:func:`isolation` of what changed since the incremental ``auditor``'s check before
+    its last one: the tables, entries, frames and superpages that check recounted (every
+    frame written, every entry target that moved), the same messages; then the domains'
+    base pointers, pins and marks, all of them. None, or what is wrong."""
+    ft = m.frame_table
+    live = m.pt.live
+    for mfn in sorted(auditor.last_frames & auditor.table_mfns()):
+        level, domid = live[m.mfn_to_page(mfn)]
+        town = ft.owner(m.mfn_to_page(mfn))
+        if town != domid:
+            return f"live L{level} table {mfn:#x} of dom{domid} is owned by dom{town}"
+    for mfn in auditor.mapped(auditor.last_frames):
+        for table, level, domid, i, e in auditor.entries_to(mfn):
+            where = f"dom{domid}'s L{level} table {table:#x}[{i}] = {e:#x}"
+            if not m.mfn_valid(mfn):
+                return f"{where} targets invalid mfn {mfn:#x}"
+            who = ft.owner(m.mfn_to_page(mfn))
+            if who != domid:
+                return f"{where} maps mfn {mfn:#x} owned by dom{who}"
+    for sp in auditor.mapped(auditor.last_superpages, pse=True):
+        valid = m.mfn_valid(sp) and m.mfn_valid(sp + SUPERPAGE_PAGES - 1)
+        o = ft.read_slices(m.mfn_to_page(sp), SUPERPAGE_PAGES)[2] if valid else None
+        for table, level, domid, i, e in auditor.entries_to(sp, pse=True):
+            where = f"dom{domid}'s L{level} table {table:#x}[{i}] = {e:#x}"
+            if not valid:
+                return f"{where} targets invalid mfn {sp:#x}"
+            if (o != domid).any():
+                return f"{where} maps mfn {sp:#x}+511 owned by dom{int(o[np.argmax(o != domid)])}"
+    return _domain_isolation(m)
+
+
+def _domain_isolation(m: Machine) -> str | None:
+    """Base pointers, pins and marks are the domain's own frames (None, or what is wrong)."""
+    ft = m.frame_table
     for d in m.domains.values():
         pages = [(m.mfn_to_page(d.baseptr), "base pointer")] if d.baseptr is not None else []
         pages += [(p, "pinned table") for p in d.pinned]
@@ -141,13 +179,15 @@ def differ(a: Machine, b: Machine) -> str | None:
             ga = fa.initial_group(g)
         if gb is None:
             gb = fb.initial_group(g)
+        k = min(PDX_GROUP_FRAMES, fa.max_pdx - (g << PDX_GROUP_SHIFT))   # frames past max_pdx: none
         for name, x, y in zip(("count_info", "type_info", "owner"), ga, gb):
+            x, y = x[:k], y[:k]
             if not np.array_equal(x, y):
                 j = int(np.argmax(x != y))
                 mfn = int(a.pdx_to_mfn((g << PDX_GROUP_SHIFT) + j))
                 return f"mfn {mfn:#x} {name} {int(x[j]):#x} vs {int(y[j]):#x}"
     sa, sb = a.spage_table.store, b.spage_table.store
-    if not np.array_equal(sa, sb):
+    if sa.tobytes() != sb.tobytes():
         w, e = (int(v[0]) for v in np.nonzero(sa != sb))
         return f"superpage table entry {e} word {w}: {int(sa[w, e]):#x} vs {int(sb[w, e]):#x}"
     if a.heap.snapshot() != b.heap.snapshot():
@@ -156,7 +196,7 @@ def differ(a: Machine, b: Machine) -> str | None:
         return "the M2P"
     for k in set(a.mem.frames()) | set(b.mem.frames()):
         x, y = a.mem.table(k), b.mem.table(k)
-        if not np.array_equal(x, y):
+        if x.tobytes() != y.tobytes():                   # 4 KiB each: bytes compare fastest
             i = int(np.argmax(x != y))
             return f"contents of frame {k:#x}[{i}]: {int(x[i]):#x} vs {int(y[i]):#x}"
     if set(a.domains) != set(b.domains):
@@ -178,18 +218,47 @@ def differ(a: Machine, b: Machine) -> str | None:
     return None
 
 
-def sound_state(m: Machine) -> tuple[str, str, str] | None:
+def sound_state(m: Machine, auditor: IncrementalAuditor | None = None,
+                full: bool = True) -> tuple[str, str, str] | None:
     """(kind, detail, key) of the first thing wrong with the machine after a call: the
-    auditor's first difference (``audit``), else :func:`isolation`'s; None: sound."""
-    rep = audit(m)
+    auditor's first difference (``audit``), else :func:`isolation`'s (with the full
+    audit; else :func:`isolation_since`'s); None: sound.
+
+    With ``auditor`` (an :class:`~xensim.xen.IncrementalAuditor` of ``m``) it recounts
+    what changed since its last check; with ``full`` too, both run and must agree, and
+    so must :func:`isolation` and :func:`isolation_since` (a disagreement is itself a
+    violation, ``audit-disagreement``); the full audit's differences are the ones reported."""
+    rep = audit(m) if full else None
+    inc = auditor.check() if auditor is not None else None
+    if rep is not None and inc is not None:
+        msg = disagreement(rep, inc)
+        if msg:
+            return "audit-disagreement", msg, "incremental"
+    rep = rep if rep is not None else inc
     if not rep.ok:
         first = rep.differences[0]
         more = f" (+{rep.total_differences - 1} more)" if rep.total_differences > 1 else ""
         return "audit", f"{first}{more}", generic_key(first.field)
-    msg = isolation(m)
+    msg = isolation(m) if full else isolation_since(m, auditor)
+    if full and auditor is not None and (msg is None) != (isolation_since(m, auditor) is None):
+        return ("audit-disagreement", f"isolation: {msg or 'none'}, but isolation_since: "
+                f"{isolation_since(m, auditor) or 'none'}", "isolation")
     if msg:
         return "isolation", msg, "isolation"
     return None
+
+
+def disagreement(full, inc) -> str | None:
+    """How the incremental auditor's report ``inc`` differs from the full one's (the same
+    differences, as a multiset, and the same total), or None."""
+    a, b = sorted(map(str, full.differences)), sorted(map(str, inc.differences))
+    if a == b and full.total_differences == inc.total_differences:
+        return None
+    only_full = [x for x in a if x not in b]
+    only_inc = [x for x in b if x not in a]
+    return (f"the full audit found {full.total_differences} difference(s), the incremental "
+            f"{inc.total_differences}; only in the full: {only_full[:1] or '-'}; only in the "
+            f"incremental: {only_inc[:1] or '-'}")
 
 
 def heap_is_full(m: Machine) -> str | None:

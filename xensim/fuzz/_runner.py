@@ -10,7 +10,7 @@ import copy
 import errno
 from collections import Counter
 
-from ..xen import audit, errno_name
+from ..xen import IncrementalAuditor, audit, errno_name
 from ._checks import FuzzViolation, differ, generic_key, heap_is_full, same_state, \
     sound_state, state
 from ._ops import CallResult, execute, op_label, singles
@@ -50,6 +50,10 @@ class FuzzRunner:
         self.calls = 0
         self.by_call: Counter = Counter()
         self.refused: Counter = Counter()           # (label, errno name) -> count
+        #: the incremental auditor of ``m`` (None: setup.audit is "full", or ``light``)
+        self.auditor = IncrementalAuditor(self.m) if setup.audit != "full" and not light else None
+        self.checks = 0                               # check_state calls
+        self.full_audits = 0                          # of them, with the full audit
 
     def name_of(self, domid: int) -> str:
         for name, d in self.doms.items():
@@ -65,7 +69,11 @@ class FuzzRunner:
         if self.t is not None:
             m = self.m
             memo = {id(x): x for x in (m.memmap, m.pdx, m.hypercall.handlers)}
+            if self.auditor is not None:
+                self.auditor.detach()                 # the twin needs no auditor of its own
             self.t = copy.deepcopy(m, memo)
+            if self.auditor is not None:
+                self.auditor.attach()
             self.tdoms = dict(self.doms)
 
     def step(self, op: dict) -> CallResult:
@@ -185,8 +193,15 @@ class FuzzRunner:
                              f"differs from issuing the requests one by one: {diff}", op, "state")
 
     def check_state(self, op: dict) -> None:
-        """The auditor and the isolation check (:func:`sound_state`) after ``op``."""
-        bad = sound_state(self.m)
+        """The auditor and the isolation check (:func:`sound_state`) after ``op``: the
+        incremental auditor (setup.audit), with the full audit every
+        ``setup.full_audit_every`` checks; the full one alone ("full"); or both ("both")."""
+        self.checks += 1
+        every = self.setup.full_audit_every
+        full = self.auditor is None or self.setup.audit == "both" or (
+            every > 0 and self.checks % every == 0)
+        self.full_audits += full
+        bad = sound_state(self.m, self.auditor, full)
         if bad is not None:
             kind, detail, key = bad
             raise self._fail(kind, detail, op, key)
@@ -205,7 +220,8 @@ class FuzzRunner:
         msg = heap_is_full(m)
         if msg:
             raise FuzzViolation("teardown", msg, len(self.log), end, "heap")
-        rep = audit(m)
+        rep = audit(m)                                # the full audit, always, at the end
+        self.full_audits += 1
         if not rep.ok:
             raise FuzzViolation("teardown", str(rep.differences[0]), len(self.log), end, "audit")
 

@@ -11,7 +11,10 @@ from ..designs import default_design, load_design_files
 from ..mem import KiB, MemoryMap, MiB, SUPERPAGE_PAGES
 from ..xen import Machine
 
-__all__ = ["DEFAULT_RAM", "POOL", "Setup"]
+__all__ = ["DEFAULT_RAM", "POOL", "AUDIT_MODES", "Setup"]
+
+#: Setup.audit's choices (xensim fuzz --audit)
+AUDIT_MODES = ("incremental", "full", "both")
 
 #: the default machine: RAM [0, 48 MiB) and [65 MiB, 127.5 MiB): a 17 MiB hole whose
 #: last superpage is half RAM, and a last superpage that is three quarters RAM (valid MFN,
@@ -24,7 +27,8 @@ POOL = 64
 
 @dataclass(frozen=True)
 class Setup:
-    """Everything that determines a fresh machine and the guests' initial shape."""
+    """Everything that determines a fresh machine and the guests' initial shape, and how
+    the machine is audited after each call."""
     design: str = field(default_factory=default_design)
     version: str = "4.8"
     faithful: bool = False
@@ -39,6 +43,12 @@ class Setup:
     #: the design files to load first (absolute paths: a user design's file, which the
     #: reproducers carry as ``design_files:``)
     design_files: tuple = ()
+    #: how the machine is audited after each call: "incremental" (what the call changed,
+    #: with a full audit every ``full_audit_every`` checks and at the end), "full" (every
+    #: frame, every time) or "both" (both every time; a disagreement is a violation)
+    audit: str = "incremental"
+    #: in incremental mode, a full audit every N checks too (0: at the end only)
+    full_audit_every: int = 1000
 
     def machine(self) -> Machine:
         load_design_files(self.design_files)          # a no-op once loaded (any process)

@@ -49,6 +49,10 @@ _FREE = np.uint64(PGC_state_free)
 class FrameTable:
     """page_info for every frame, indexed by PDX; groups materialise on first write."""
 
+    #: the event the setters and writable slices emit (the machine's bus attaches it;
+    #: None: nobody listens): ``frames_written(pdx, n)`` before the store
+    frames_written = None
+
     def __init__(self, pdx_ranges: list[tuple[int, int]], max_pdx: int):
         #: RAM frames as half-open PDX ranges, sorted.
         self.ram_pdx_ranges = list(pdx_ranges)
@@ -144,16 +148,22 @@ class FrameTable:
 
     def set_count_info(self, pdx: int, value: int, old: int | None = None) -> None:
         """Write count_info (``old``: the value being replaced, if the caller knows it)."""
+        if self.frames_written is not None:
+            self.frames_written(pdx, 1)
         if self._journal is not None:
             self._journal.append((pdx, 0, self.count_info(pdx) if old is None else old))
         self.group(pdx >> PDX_GROUP_SHIFT)[0][pdx & PDX_GROUP_MASK] = value
 
     def set_type_info(self, pdx: int, value: int, old: int | None = None) -> None:
+        if self.frames_written is not None:
+            self.frames_written(pdx, 1)
         if self._journal is not None:
             self._journal.append((pdx, 1, self.type_info(pdx) if old is None else old))
         self.group(pdx >> PDX_GROUP_SHIFT)[1][pdx & PDX_GROUP_MASK] = value
 
     def set_owner(self, pdx: int, domid: int) -> None:
+        if self.frames_written is not None:
+            self.frames_written(pdx, 1)
         if self._journal is not None:
             self._journal.append((pdx, 2, self.owner(pdx)))
         self.group(pdx >> PDX_GROUP_SHIFT)[2][pdx & PDX_GROUP_MASK] = domid
@@ -213,6 +223,8 @@ class FrameTable:
         The range must lie in one PDX group (a 512-aligned superpage always does).
         """
         g, off = self._check_slice(pdx, n)
+        if self.frames_written is not None:
+            self.frames_written(pdx, n)
         if self._journal is not None:
             self._log(pdx, n)
         ci, ti, owner = self.group(g)

@@ -312,6 +312,24 @@ class DomainHeap:
     def is_free(self, mfn: int) -> bool:
         return self._containing(_int(mfn, "mfn")) is not None
 
+    def free_in(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The free frames of ``[start, end)`` as sorted, half-open ranges (blocks clipped
+        to it, touching ones merged)."""
+        out: list[tuple[int, int]] = []
+        i = max(self._blocks.bisect_right(start) - 1, 0)
+        while i < len(self._blocks):
+            s, order = self._blocks.peekitem(i)
+            if s >= end:
+                break
+            lo, hi = max(s, start), min(s + (1 << order), end)
+            if lo < hi:
+                if out and out[-1][1] == lo:
+                    out[-1] = (out[-1][0], hi)
+                else:
+                    out.append((lo, hi))
+            i += 1
+        return out
+
     def extents(self) -> list[tuple[int, int]]:
         """Free blocks as ``(start_mfn, order)``, sorted by start."""
         return list(self._blocks.items())

@@ -6,6 +6,9 @@ auditor.
 from ._audit import (
     MAX_LISTED, Difference, Expected, AuditReport, audit,
 )
+from ._audit_incremental import (
+    IncrementalAuditor,
+)
 from ._domain import (
     DOMID_SELF, Domain,
 )
@@ -58,7 +61,7 @@ __all__ = [
     "FASTPATH_FLAG_WHITELIST", "FIRST_RESERVED_GDT_ENTRY", "FLAT_KERNEL_CS",
     "GET_PAGE_COUNT_MAX", "GuestMemory", "HWDOM_MAX_ORDER", "HYPERCALL_NAMES",
     "HYPERVISOR_memory_op", "HYPERVISOR_mmu_update", "HYPERVISOR_mmuext_op",
-    "HYPERVISOR_update_va_mapping", "HypercallLayer", "INVALID_MFN", "L1_DISALLOW_MASK",
+    "HYPERVISOR_update_va_mapping", "HypercallLayer", "INVALID_MFN", "IncrementalAuditor", "L1_DISALLOW_MASK",
     "L3_DISALLOW_MASK", "L4_DISALLOW_MASK", "LEVEL_TYPES", "MAX_LISTED", "MEMOP_EXTENT_SHIFT",
     "MMUEXT_MARK_SUPER", "MMUEXT_NAMES", "MMUEXT_NEW_BASEPTR", "MMUEXT_PIN_L1_TABLE",
     "MMUEXT_PIN_L2_TABLE", "MMUEXT_PIN_L3_TABLE", "MMUEXT_PIN_L4_TABLE", "MMUEXT_UNMARK_SUPER",

@@ -17,6 +17,7 @@ Checked for every RAM frame:
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -116,6 +117,36 @@ class Expected:
         """One reference (typed if ``type``) on each of frames [mfn, mfn+n), e.g. a superpage's 512."""
         self.runs.append((mfn, n, domid, type))
 
+    def merge(self, other: "Expected", frames: set, runs=None, spdxs: set = frozenset()) -> None:
+        """Add what ``other`` says of ``frames`` (MFNs; a type clash is a conflict, as in
+        :meth:`typed`), its runs ``runs(run)`` keeps (None: those starting in ``frames``),
+        its words of superpages ``spdxs``, its conflicts on ``frames``: the incremental
+        auditor's view of a contributor that may say more than it asks."""
+        for mfn, n in other.refs.items():
+            if mfn in frames:
+                self.refs[mfn] += n
+        for mfn, (type, n) in other.types.items():
+            if mfn in frames:
+                cur = self.types.get(mfn)
+                if cur is None:
+                    self.types[mfn] = [type, n]
+                elif cur[0] != type:
+                    self.conflicts.append(Difference(mfn, "type", _tname(cur[0]), _tname(type)))
+                else:
+                    cur[1] += n
+        self.runs.extend(r for r in other.runs if (runs(r) if runs else r[0] in frames))
+        self.holder.update(h for h in other.holder if h[0] in frames)
+        self.spage.update((k, v) for k, v in other.spage.items() if k in spdxs)
+        self.conflicts.extend(c for c in other.conflicts if c.mfn in frames)
+        self.privileged |= other.privileged
+
+    def frames(self) -> set:
+        """Every frame this expectation speaks of (references, types, runs, holders)."""
+        out = set(self.refs) | set(self.types) | {h[0] for h in self.holder}
+        for mfn, n, _, _ in self.runs:
+            out.update(range(mfn, mfn + n))
+        return out
+
 
 def _tname(t: int) -> str:
     return PGT_TYPE_NAMES.get(t >> PGT_type_shift, str(t))
@@ -159,6 +190,17 @@ def audit(m) -> AuditReport:
         rep.add(c)
 
     # who should own each frame, from the heap and the domains' records alone
+    owned_runs = owned_runs_of(m, rep)
+    check_partition(m, owned_runs, m.heap.free_ranges(), rep)
+    recount(m, owned_runs, exp, rep)
+    _check_spage(m, exp, rep)
+    check_holders(exp, owner_lookup(owned_runs), rep)
+    return rep
+
+
+def owned_runs_of(m, rep: AuditReport) -> list:
+    """(start, end, domain) of every domain's owned runs, by start; a domain whose
+    ``tot_pages`` is not the frames it owns is a difference."""
     owned_runs = []
     for d in m.domains.values():
         if d.tot_pages != len(d.owned):
@@ -166,15 +208,18 @@ def audit(m) -> AuditReport:
         for s, e in d.owned.runs():
             owned_runs.append((s, e, d))
     owned_runs.sort(key=lambda r: r[0])
-    free_runs = m.heap.free_ranges()
-    _check_partition(m, owned_runs, free_runs, rep)
+    return owned_runs
+
+
+def recount(m, owned_runs, exp: Expected, rep: AuditReport) -> None:
+    """Compare the frames of ``owned_runs`` ((start, end, domain), each run owned by its
+    domain) with what ``exp``, the domain's allocations and its pins say they hold."""
     # the contributors' single-frame expectations as arrays (each MFN once), sliced per run
     ref_mfn = np.fromiter(exp.refs.keys(), dtype=np.int64, count=len(exp.refs))
     ref_n = np.fromiter(exp.refs.values(), dtype=np.int64, count=len(exp.refs))
     typ_mfn = np.fromiter(exp.types.keys(), dtype=np.int64, count=len(exp.types))
     typ_type = np.fromiter((t for t, _ in exp.types.values()), dtype=np.int64, count=len(exp.types))
     typ_cnt = np.fromiter((c for _, c in exp.types.values()), dtype=np.int64, count=len(exp.types))
-
     for s, e, d in owned_runs:
         n = e - s
         rep.frames_checked += n
@@ -212,28 +257,29 @@ def audit(m) -> AuditReport:
                 e_tcount[sl] += 1
         _compare_run(m, d, s, mfns, e_count, e_alloc, e_type, e_tcount, e_pinned, rep)
 
-    _check_spage(m, exp, rep)
 
-    # references held on frames their holder does not own (an isolation breach)
-    hold = sorted(exp.holder)
-    owners = _owners_of(owned_runs, np.fromiter((h[0] for h in hold), dtype=np.int64,
-                                                count=len(hold)))
-    doms = np.fromiter((h[1] for h in hold), dtype=np.int64, count=len(hold))
-    for i in np.flatnonzero(owners != doms).tolist():
-        (mfn, domid), owner = hold[i], int(owners[i])
-        owner = None if owner < 0 else owner
-        if not (domid in exp.privileged and owner is not None):
+def check_holders(exp: Expected, whose, rep: AuditReport) -> None:
+    """References held on frames their holder does not own (an isolation breach);
+    ``whose(mfn)``: the domid that owns ``mfn`` by the domains' records, or None."""
+    for mfn, domid in sorted(exp.holder):
+        owner = whose(mfn)
+        if owner != domid and not (domid in exp.privileged and owner is not None):
             rep.add(Difference(mfn, "referenced by", f"dom{domid}'s own frame", f"owner dom{owner}"))
     for r_mfn, r_n, domid, _ in exp.runs:
         for mfn in (r_mfn, r_mfn + r_n - 1):
-            owner = _owner_of(owned_runs, mfn)
+            owner = whose(mfn)
             if owner != domid:
                 rep.add(Difference(mfn, "referenced by", f"dom{domid}'s own frame", f"owner dom{owner}"))
-    return rep
 
 
 def _check_spage(m, exp: Expected, rep: AuditReport) -> None:
     """Every superpage-table word is what the design says it must be; the rest are 0."""
+    check_spage_entries(m, exp, rep, set(int(x) for x in m.spage_table.nonzero_entries()))
+
+
+def check_spage_entries(m, exp: Expected, rep: AuditReport, entries: set) -> None:
+    """The superpage-table words of store ``entries`` and of every superpage ``exp``
+    expects words of: as expected, else 0."""
     table = m.spage_table
     expected_at = {}
     for spdx, words in exp.spage.items():
@@ -242,7 +288,7 @@ def _check_spage(m, exp: Expected, rep: AuditReport) -> None:
             rep.add(Difference(int(m.pdx_to_mfn(spdx << 9)), "superpage entry", "exists", "no entry"))
             continue
         expected_at[e] = (spdx, words)
-    for e in sorted(set(int(x) for x in table.nonzero_entries()) | set(expected_at)):
+    for e in sorted(entries | set(expected_at)):
         spdx, words = expected_at.get(e, (None, (0,) * table.words_per_entry))
         actual = tuple(int(table.store[w, e]) for w in range(table.words_per_entry))
         words = tuple(words) + (0,) * (table.words_per_entry - len(words))
@@ -252,28 +298,30 @@ def _check_spage(m, exp: Expected, rep: AuditReport) -> None:
                                tuple(hex(w) for w in words), tuple(hex(w) for w in actual)))
 
 
-def _owners_of(owned_runs, mfns: np.ndarray) -> np.ndarray:
-    """:func:`_owner_of` of each of ``mfns`` (-1 for None), vectorised where the runs
-    (sorted by start) do not overlap; otherwise one by one, first match as there."""
-    starts = np.array([s for s, _, _ in owned_runs], dtype=np.int64)
-    ends = np.array([e for _, e, _ in owned_runs], dtype=np.int64)
-    if (ends[:-1] > starts[1:]).any():
-        return np.array([-1 if (o := _owner_of(owned_runs, int(x))) is None else o
-                         for x in mfns.tolist()], dtype=np.int64)
-    domids = np.array([d.domid for _, _, d in owned_runs], dtype=np.int64)
-    i = np.searchsorted(starts, mfns, side="right") - 1
-    inside = (i >= 0) & (mfns < ends[np.maximum(i, 0)] if ends.size else False)
-    return np.where(inside, domids[np.maximum(i, 0)] if domids.size else -1, -1)
+def owner_lookup(owned_runs):
+    """:func:`owner_of` over ``owned_runs`` (sorted by start) as a function of the mfn: a
+    binary search when the runs do not overlap (a fallback L1 table's 512 holders each
+    ask), else the linear first match."""
+    starts = [s for s, _, _ in owned_runs]
+    ends = [e for _, e, _ in owned_runs]
+    if any(e > s for e, s in zip(ends, starts[1:])):
+        return lambda mfn: owner_of(owned_runs, mfn)
+
+    def whose(mfn: int):
+        i = bisect_right(starts, mfn) - 1
+        return owned_runs[i][2].domid if i >= 0 and mfn < ends[i] else None
+    return whose
 
 
-def _owner_of(owned_runs, mfn: int):
+def owner_of(owned_runs, mfn: int):
+    """The domid owning ``mfn`` by ``owned_runs`` ((start, end, domain)), or None."""
     for s, e, d in owned_runs:
         if s <= mfn < e:
             return d.domid
     return None
 
 
-def _check_partition(m, owned_runs, free_runs, rep: AuditReport) -> None:
+def check_partition(m, owned_runs, free_runs, rep: AuditReport) -> None:
     """Every RAM frame is free or owned, exactly once."""
     runs = sorted([(s, e, f"dom{d.domid}") for s, e, d in owned_runs] + [(s, e, "free") for s, e in free_runs])
     prev_end, prev_who = 0, None
@@ -318,11 +366,25 @@ def _uncovered(rs: RangeSet, s: int, e: int) -> list[tuple[int, int]]:
     return out
 
 
+#: the count_info and type_info bits the recount checks
+_CI_CHECKED = _U(PGC_state | PGC_allocated | PGC_count_mask)
+_TI_CHECKED = _U(PGT_count_mask | PGT_pinned)
+
+
 def _compare_run(m, d, s, mfns, e_count, e_alloc, e_type, e_tcount, e_pinned, rep) -> None:
     off = 0
     for pdx, k in m._pdx_runs(s, len(mfns)):
         ci, ti, owner = m.frame_table.read_slices(pdx, k)
         sl = slice(off, off + k)
+        # every checked field at once; only a frame that differs is looked at field by field
+        want_ci = (e_count[sl].astype(np.uint64) | _U(PGC_state_inuse)
+                   | (e_alloc[sl].astype(np.uint64) * _U(PGC_allocated)))
+        want_ti = e_tcount[sl].astype(np.uint64) | (e_pinned[sl].astype(np.uint64) * _U(PGT_pinned))
+        same = ((ci & _CI_CHECKED) == want_ci) & ((ti & _TI_CHECKED) == want_ti) & (owner == d.domid)
+        same &= (e_tcount[sl] == 0) | ((ti & _U(PGT_type_mask)).astype(np.int64) == e_type[sl])
+        if same.all():
+            off += k
+            continue
         checks = [
             ("owner", owner.astype(np.int64), np.full(k, d.domid)),
             ("count_info.state", ((ci & _U(PGC_state)) >> _U(55)).astype(np.int64),

@@ -1,6 +1,6 @@
 """The machine's event bus: one :class:`Events` per :class:`~xensim.xen.Machine`
 (``Machine.events``), through which observers (the concurrency explorer, the
-tracer, the explorer scenarios' cmpxchg reports) see what the machine does, without wrapping its
+tracer, the explorer scenarios' cmpxchg reports, the incremental auditor) see what the machine does, without wrapping its
 methods or reading its private fields.
 
 Every event has a fixed name and argument list and is emitted at the one place
@@ -78,6 +78,15 @@ The events (``page`` is a PDX, the index of a frame's page_info; ``spdx`` is
 ``spage_write_many(where, spdx, word, old, new)``
     a batch (one mmu_update of many PSE entries) wrote many superpage words at
     once: ``spdx``, ``old`` and ``new`` are arrays of the same length.
+``frames_written(pdx, n)``
+    a store is about to change page_info words (``count_info``, ``type_info`` or
+    ``owner``) of frames [pdx, pdx+n) through the frame table's own setters or a
+    writable slice (the storage level, below the reference primitives; the
+    many-run forms write whole groups and emit ``range_get`` / ``range_put``).
+``guest_write(mfn, index, old, new)``
+    a store into the contents of guest frame ``mfn`` (a page-table entry, written
+    by the hypervisor or, in tests, behind its back): ``index``, ``old`` and ``new``
+    are ints, or arrays of the same length for a write of many entries.
 ``request_enter()`` / ``request_leave(rc)``
     around ``Machine.request`` (one request of a batch, all or nothing; also
     a nested one): ``rc`` is its result after any rollback, None when it
@@ -126,6 +135,8 @@ EVENTS: dict[str, tuple[str, ...]] = {
     "spage_cmpxchg": ("where", "spdx", "word", "expected", "found", "new", "won"),
     "spage_write": ("where", "spdx", "word", "old", "new"),
     "spage_write_many": ("where", "spdx", "word", "old", "new"),
+    "frames_written": ("pdx", "n"),
+    "guest_write": ("mfn", "index", "old", "new"),
     "request_enter": (),
     "request_leave": ("rc",),
     "entry_get_begin": ("level", "e", "d", "table"),

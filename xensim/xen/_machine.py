@@ -68,6 +68,7 @@ class Machine:
         self.ram_pdx_ranges = [(self.mfn_to_pdx(s), self.mfn_to_pdx(e - 1) + 1)
                                for s, e in memmap.frame_ranges]
         self.frame_table = FrameTable(self.ram_pdx_ranges, self.pdx.max_pdx)
+        self.events.attach(self.frame_table, ("frames_written",))
         self.spage_table = SuperpageTable(self.spdx_with_ram(),
                                           spage_words or self.superpage.words_per_entry)
         self.events.attach(self.spage_table, ("atomic_step", "spage_cmpxchg", "spage_write",
@@ -77,6 +78,7 @@ class Machine:
         self.m2p = FrameMap(self.max_page)
         #: contents of guest frames (page tables): guest state
         self.mem = GuestMemory()
+        self.events.attach(self.mem, ("guest_write",))
         self.pt = PageTables(self)
         self.pt_stats: Counter = Counter()
         self.refs = RefCounts(self.frame_table, self._free_pages, validator=self.pt,

@@ -124,6 +124,9 @@ def is_xen_slot(level: int, index: int) -> bool:
 class GuestMemory:
     """Contents of guest frames that were ever written: mfn -> 512 uint64 entries."""
 
+    #: the event a store emits (the machine's bus attaches it; None: nobody listens)
+    guest_write = None
+
     def __init__(self):
         self._frames: dict[int, np.ndarray] = {}
 
@@ -142,6 +145,8 @@ class GuestMemory:
 
     def write(self, mfn: int, index: int, value: int) -> None:
         a = self._frames.get(mfn)
+        if self.guest_write is not None:
+            self.guest_write(mfn, index, 0 if a is None else int(a[index]), int(value))
         if a is None:
             if value == 0:
                 return
@@ -152,6 +157,9 @@ class GuestMemory:
         a = self._frames.get(mfn)
         if a is None:
             a = self._frames[mfn] = np.zeros(ENTRIES, dtype=np.uint64)
+        if self.guest_write is not None:
+            self.guest_write(mfn, np.asarray(indexes), a[indexes].copy(),
+                             np.asarray(values, dtype=np.uint64))
         a[indexes] = values
 
     def drop_range(self, mfn: int, n: int) -> None:

@@ -1,0 +1,266 @@
+"""The incremental auditor (xen.IncrementalAuditor) against the full one (xen.audit).
+
+Per API: campaigns where both run after every call and must agree (every design,
+faithful mode and releases too); corruptions behind the simulator's back, caught by
+both with the same differences; the full audit every N checks; a design implementing
+only ``expect`` (the default ``expect_superpages``); the fuzzer's options.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from xensim import Machine, MemoryMap
+from xensim.designs import Xen41, design_names
+from xensim.designs import SuperpageDesign
+from xensim.fuzz import Fuzzer, FuzzViolation, Setup, keep_going
+from xensim.guest import DIRECTMAP_BASE, GuestKernel
+from xensim.mem import SGT_dynamic
+from xensim.xen import IncrementalAuditor, _PAGE_PRESENT, _PAGE_RW, audit, make_pte, pte_mfn
+
+GiB = 1 << 30
+
+
+def run_both(setup: Setup, seed: str, calls: int, tolerate=None) -> Fuzzer:
+    """A fuzzed episode checked with both auditors after every call (a disagreement is a
+    FuzzViolation of kind audit-disagreement, and fails the test)."""
+    f = Fuzzer(setup, random.Random(seed), tolerate=tolerate)
+    f.start()
+    while f.calls < calls:
+        f.random_call()
+    f.finish()
+    return f
+
+
+# -- both after every call ----------------------------------------------------------------
+@pytest.mark.parametrize("design", design_names())
+def test_both_agree_on_every_call_of_a_campaign(design):
+    f = run_both(Setup(design=design, audit="both"), f"both/{design}", 1200)
+    assert f.calls >= 1200 and f.checks > 600
+    assert f.full_audits == f.checks + 1                 # every check, and the teardown's
+    assert f.auditor.checks == f.checks
+    assert f.auditor.frames_checked > 0 and not f.tolerated
+
+
+@pytest.mark.parametrize("design,version", [("xen-4.1", "4.1"), ("per-mapping", "4.5"),
+                                            ("superpage-info", "4.1")])
+def test_both_agree_in_faithful_mode(design, version):
+    """Faithful mode's known bugs break the counts: both auditors see the same breakage
+    (an episode ends at its first audit violation, so several episodes are run)."""
+    setup = Setup(design=design, version=version, faithful=True, audit="both")
+    checks, ends = 0, []
+    for k in range(12):
+        f = Fuzzer(setup, random.Random(f"faithful/{design}/{k}"), tolerate=keep_going)
+        try:
+            f.start()
+            while f.calls < 300:
+                f.random_call()
+            ends.append(None)
+        except FuzzViolation as v:
+            ends.append(v.kind)
+        assert "audit-disagreement" not in [sig[0] for sig in f.tolerated] + ends
+        assert f.auditor.checks == f.checks and f.full_audits == f.checks
+        checks += f.checks
+        if checks > 600:
+            break
+    assert checks > 600
+    assert "audit" in ends                  # both found the same broken counts, at least once
+
+
+@pytest.mark.parametrize("version", ["4.1", "4.5", "4.7"])
+def test_both_agree_on_older_releases(version):
+    f = run_both(Setup(design="xen-4.1", version=version, audit="both"), f"rel/{version}", 500)
+    assert f.full_audits == f.checks + 1 and f.checks > 250
+
+
+# -- corruptions behind the simulator's back ------------------------------------------------------
+class Layout:
+    """One guest of a 64 MiB machine (PDX none: page == mfn): superpage 0x200 mapped
+    read-write at VA slot 0 of an L2 table, frames 0x40 (RW) and 0x41 (RO) mapped by an L1."""
+
+    def __init__(self, design: str = "xen-4.1"):
+        self.m = m = Machine(MemoryMap([(0, 64 << 20)], name="small"), "none", superpage=design)
+        self.d = m.create_domain("guest", 4 * 512 + 64)
+        self.k = k = GuestKernel(m, self.d)
+        assert k.populate(0, 4 * 512) == 4 and k.build() == 0
+        assert k.map_superpages(DIRECTMAP_BASE + GiB, [0x200], True) == 0
+        assert k.map_pages(DIRECTMAP_BASE + 2 * GiB, [0x40], writable=True) == 0
+        assert k.map_pages(DIRECTMAP_BASE + 2 * GiB + 4096, [0x41], writable=False) == 0
+        self.l1 = next(mfn for (level, _), mfn in k.tables.items() if level == 1)
+        self.inc = IncrementalAuditor(m)
+        assert self.inc.check().ok and audit(m).ok
+
+    def both(self) -> tuple[list[str], list[str]]:
+        return (sorted(map(str, self.inc.check().differences)),
+                sorted(map(str, audit(self.m).differences)))
+
+
+def test_count_info_corrupted():
+    lay = Layout()
+    ft = lay.m.frame_table
+    ci = ft.count_info(0x40)                      # allocated + the L1 entry's reference
+    ft.set_count_info(0x40, ci + 1)
+    inc, full = lay.both()
+    assert inc == full == ["mfn 0x40 count_info.count: expected 2, actual 3"]
+
+
+def test_type_info_corrupted():
+    lay = Layout()
+    ft = lay.m.frame_table
+    ft.set_type_info(0x41, ft.type_info(0x41) + 1)      # an RO mapping holds no typed reference
+    inc, full = lay.both()
+    assert inc == full == ["mfn 0x41 type_info.count: expected 0, actual 1"]
+
+
+def test_owner_corrupted():
+    lay = Layout()
+    lay.m.frame_table.set_owner(0x300, 0)               # a frame of the mapped superpage
+    inc, full = lay.both()
+    assert inc == full == [f"mfn 0x300 owner: expected {lay.d}, actual 0"]
+
+
+def test_superpage_word_corrupted():
+    lay = Layout()
+    sp = lay.m.spage_table
+    word = sp.read(1)                                   # superpage 0x200: DYNAMIC | 1
+    sp.write(1, word + 1)
+    inc, full = lay.both()
+    assert inc == full == [f"mfn 0x200 superpage word (store entry 1): expected "
+                           f"('{hex(word)}',), actual ('{hex(word + 1)}',)"]
+
+
+def test_page_table_entry_written_into_memory():
+    """An RO L1 entry made RW behind the hypervisor's back: frame 0x41 lacks the
+    writable-type reference the entry now stands for."""
+    lay = Layout()
+    m = lay.m
+    mem = m.mem.table(lay.l1)
+    i = next(int(j) for j in range(512) if mem[j] & _PAGE_PRESENT and pte_mfn(int(mem[j])) == 0x41)
+    m.mem.write(lay.l1, i, make_pte(0x41, _PAGE_PRESENT | _PAGE_RW))
+    inc, full = lay.both()
+    assert inc == full == ["mfn 0x41 type_info.count: expected 1, actual 0",
+                           "mfn 0x41 type_info.type: expected writable, actual none"]
+
+
+def test_a_clean_check_after_a_corruption_is_undone():
+    lay = Layout()
+    ft = lay.m.frame_table
+    ci = ft.count_info(0x40)
+    ft.set_count_info(0x40, ci + 1)
+    assert not lay.inc.check().ok
+    ft.set_count_info(0x40, ci)
+    assert lay.inc.check().ok and lay.inc.checks == 3
+
+
+# -- the full audit every N ------------------------------------------------------------------
+def test_full_audit_every_n_checks():
+    f = Fuzzer(Setup(audit="incremental", full_audit_every=7), random.Random("every"))
+    f.start()
+    while f.calls < 300:
+        f.random_call()
+    assert f.checks > 100 and f.full_audits == f.checks // 7
+    f.finish()
+    assert f.full_audits == f.checks // 7 + 1            # and one at the end
+
+
+def test_full_mode_has_no_incremental_auditor():
+    f = Fuzzer(Setup(audit="full"), random.Random("full"))
+    f.start()
+    while f.calls < 50:
+        f.random_call()
+    assert f.auditor is None and f.full_audits == f.checks > 10
+
+
+# -- a design that implements only expect ----------------------------------------------------------
+class OnlyExpect(Xen41):
+    """Xen 4.1's design as a user might write it: expect (over every mapped or marked
+    superpage), and the interface's default expect_superpages."""
+    expect_superpages = SuperpageDesign.expect_superpages
+
+    def expect(self, exp, pse):
+        marked = {mfn for d in self.m.domains.values() for mfn in d.marked}
+        Xen41.expect_superpages(self, exp, pse, set(pse) | marked)
+
+
+def test_the_default_expect_superpages_audits_correctly():
+    f = Fuzzer(Setup(audit="both"), random.Random("only-expect"))
+    f.m.superpage = OnlyExpect(f.m)
+    f.t.superpage = OnlyExpect(f.t)
+    f.start()
+    while f.calls < 400:
+        f.random_call()
+    f.finish()
+    assert f.checks > 200 and f.full_audits == f.checks + 1
+
+
+def test_the_default_expect_superpages_catches_a_corrupted_word():
+    lay = Layout()
+    lay.m.superpage = OnlyExpect(lay.m)
+    lay.inc = IncrementalAuditor(lay.m)
+    lay.m.spage_table.write(1, 0)
+    inc, full = lay.both()
+    assert inc == full == ["mfn 0x200 superpage word (store entry 1): expected "
+                           f"('{hex(SGT_dynamic | 1)}',), actual ('0x0',)"]
+
+
+# -- the fuzzer's options ------------------------------------------------------------------------
+def test_fuzz_audit_options(capsys):
+    from xensim.cli import main
+    from xensim.cli._fuzz import AUDIT_MODES as cli_modes
+    from xensim.fuzz import AUDIT_MODES
+    assert cli_modes == AUDIT_MODES == ("incremental", "full", "both")
+    assert main(["fuzz", "--calls", "30", "--quiet", "--audit", "both"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith("seed 0, audit both")
+    assert main(["fuzz", "--calls", "30", "--full-audit-every", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err == "xensim: error: --full-audit-every: must be at least 0, got -1\n"
+
+
+def test_other_contributors_are_asked_every_time():
+    """A holder outside the page tables (an audit contributor): what it starts and stops
+    holding is recounted though no word was written."""
+    lay = Layout()
+    m = lay.m
+    held = []
+    m.audit_contributors.append(lambda mm, exp: [exp.ref(mfn, lay.d) for mfn in held])
+    held.append(0x40)
+    inc, full = lay.both()
+    assert inc == full == ["mfn 0x40 count_info.count: expected 3, actual 2"]
+    assert m.refs.get_page(m.mfn_to_page(0x40), lay.d)          # it takes its reference
+    assert lay.both() == ([], [])
+    held.clear()                                                 # and forgets it
+    inc, full = lay.both()
+    assert inc == full == ["mfn 0x40 count_info.count: expected 2, actual 3"]
+
+
+def test_isolation_since_reads_as_isolation():
+    """A frame a live L1 entry maps handed to another domain behind the simulator's back:
+    the auditors see its owner; both isolation checks name the same entry."""
+    from xensim.fuzz import isolation, isolation_since
+    lay = Layout()
+    m = lay.m
+    m.frame_table.set_owner(m.mfn_to_page(0x41), 0)
+    assert not lay.inc.check().ok
+    msg = isolation(m)
+    assert msg is not None and msg.endswith("maps mfn 0x41 owned by dom0")
+    assert isolation_since(m, lay.inc) == msg
+
+
+def test_a_disagreement_is_a_violation_of_its_own():
+    """A write the incremental auditor never hears of (here: it is detached) is found by
+    the full audit alone: with both, that is an audit-disagreement, not an audit finding."""
+    from xensim.fuzz import sound_state
+    lay = Layout()
+    lay.inc.detach()
+    ft = lay.m.frame_table
+    ft.set_count_info(0x40, ft.count_info(0x40) + 1)
+    kind, detail, key = sound_state(lay.m, lay.inc, full=True)
+    assert (kind, key) == ("audit-disagreement", "incremental")
+    assert detail == ("the full audit found 1 difference(s), the incremental 0; only in the "
+                      "full: ['mfn 0x40 count_info.count: expected 2, actual 3']; only in the "
+                      "incremental: -")
+    assert sound_state(lay.m, lay.inc, full=False) is None       # it saw nothing
+    assert sound_state(lay.m)[0] == "audit"                      # the full audit alone

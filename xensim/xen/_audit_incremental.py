@@ -1,0 +1,450 @@
+"""The incremental auditor: after each call, recount only what the call changed.
+
+:func:`~xensim.xen.audit` recounts every frame of the machine; checking after every
+call that way costs the machine, not the call. :class:`IncrementalAuditor` learns from
+the machine's event bus what was written since its last check (``frames_written``,
+``word_changed``, ``range_get`` / ``range_put``, ``pages_freed``: frames;
+``spage_cmpxchg`` / ``spage_write`` / ``spage_write_many``: superpage words;
+``guest_write``: page-table contents) and compares the domains' records and the live
+tables with its own copies of them. Then it recounts, from first principles, the
+frames concerned: those written, those whose expectation moved (targets of entries
+written, frames of a superpage whose PSE entries or mark changed, frames allocated,
+freed, pinned or unpinned, base pointers).
+
+It stays independent: it never reads a counter to compute an expectation. A frame's
+expectation is its domain's allocation and pins, the live entries that point at it
+(its own reverse map, kept from the page tables' contents it observes, never from the
+refcount code's bookkeeping), the base pointers, and the design's expectation of its
+superpage (:meth:`~xensim.designs.SuperpageDesign.expect_superpages`). The comparison
+is the full auditor's own (``recount``, ``check_spage_entries``, ``check_holders``,
+``check_partition`` of ``_audit``), so a difference reads the same in both.
+
+What it cannot see is a write that bypasses every emitter (a raw numpy store); the
+full audit every N calls and at the end of a campaign catches those.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+import numpy as np
+
+from ._audit import (AuditReport, Expected, check_holders, check_partition, check_spage_entries,
+                     owned_runs_of, owner_of, recount)
+from ._pagetable import (CHILD_TYPES, LEVEL_TYPES, PADDR_MASK, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
+                         is_xen_slot)
+from ..mem import (DOMID_INVALID, PAGE_SHIFT, PGC_state_free, PGT_l4_page_table, PGT_writable_page,
+                   SUPERPAGE_ORDER, SUPERPAGE_PAGES)
+
+_U = np.uint64
+#: the events the auditor listens to (what was written since the last check)
+WATCHED = ("frames_written", "word_changed", "range_get", "range_put", "pages_freed",
+           "spage_cmpxchg", "spage_write", "spage_write_many", "guest_write")
+
+
+class IncrementalAuditor:
+    """Subscribed to machine ``m``'s events: :meth:`check` recounts what changed since the
+    previous check (or since it was made: the machine may be in any state then).
+
+    ``checks`` counts the checks, ``frames_checked`` the frames they recounted.
+    """
+
+    def __init__(self, m):
+        self.m = m
+        self.checks = 0
+        self.frames_checked = 0
+        #: the frames (MFNs) and superpages (first MFNs) the last check recounted
+        self.last_frames: set[int] = set()
+        self.last_superpages: set[int] = set()
+        self._subs: list = []
+        self.resync()
+        self.attach()
+
+    # -- the event bus ------------------------------------------------------------------
+    def attach(self) -> None:
+        """Subscribe to the machine's events (done when made; again after :meth:`detach`)."""
+        if not self._subs:
+            ev = self.m.events
+            self._subs = [ev.subscribe(name, getattr(self, "_on_" + name)) for name in WATCHED]
+
+    def detach(self) -> None:
+        """Unsubscribe (e.g. around a deep copy of the machine); :meth:`resync` before use."""
+        for sub in self._subs:
+            self.m.events.unsubscribe(sub)
+        self._subs = []
+
+    def _on_frames_written(self, pdx, n):
+        if n == 1:
+            self._pages.add(pdx)
+        else:
+            self._ranges.append((pdx, n))
+
+    def _on_word_changed(self, page, word, old, new, why):
+        self._pages.add(page)
+
+    def _on_range_get(self, first, n, d, type):
+        self._ranges.append((first, n))
+
+    def _on_range_put(self, first, n, typed):
+        self._ranges.append((first, n))
+
+    def _on_pages_freed(self, pages, owners):
+        self._pages.update(np.asarray(pages).tolist())
+
+    def _on_spage_cmpxchg(self, where, spdx, word, expected, found, new, won):
+        if won:
+            self._spdx.add(spdx)
+
+    def _on_spage_write(self, where, spdx, word, old, new):
+        self._spdx.add(spdx)
+
+    def _on_spage_write_many(self, where, spdx, word, old, new):
+        self._spdx.update(np.asarray(spdx).tolist())
+
+    def _on_guest_write(self, mfn, index, old, new):
+        self._contents.add(mfn)
+
+    # -- the auditor's own copies -----------------------------------------------------------
+    def resync(self) -> None:
+        """Forget what was written and copy the machine's records and live tables afresh."""
+        m = self.m
+        self._pages: set[int] = set()
+        self._ranges: list[tuple[int, int]] = []
+        self._spdx: set[int] = set()
+        self._contents: set[int] = set()
+        #: live tables: page -> (level, domid, its 512 entries as last seen)
+        self._tables: dict[int, tuple[int, int, np.ndarray]] = {}
+        self._table_mfns: dict[int, int] = {}             # their MFNs -> pages
+        #: reverse map: target mfn -> {(table page, index): entry}; PSE entries by superpage
+        self._rev: dict[int, dict[tuple[int, int], int]] = {}
+        self._pse: dict[int, dict[tuple[int, int], int]] = {}
+        self._doms: dict[int, tuple] = {}
+        self._extra_frames: set[int] = set()              # what other contributors spoke of
+        dirty = _Dirty()
+        for page, (level, domid) in m.pt.live.items():
+            self._refresh_table(page, (level, domid), dirty)
+        for domid, d in m.domains.items():
+            self._doms[domid] = _record(d)
+
+    def _refresh_table(self, page: int, now, dirty: "_Dirty") -> None:
+        """Bring table ``page``'s copy (and the reverse map) up to date; ``now`` is its
+        (level, domid) if live, else None. The targets of every entry that changed are dirty."""
+        m = self.m
+        old = self._tables.get(page)
+        mfn = int(m.pdx_to_mfn(page))
+        new_entries = m.mem.table(mfn).copy() if now is not None else None
+        if old is not None and now is not None and (old[0], old[1]) == tuple(now):
+            changed = np.flatnonzero(old[2] != new_entries)
+        else:
+            changed = None                              # everything the table held changes
+        if old is not None:
+            ents = old[2]
+            idx = np.flatnonzero(ents & _U(_PAGE_PRESENT)) if changed is None else changed
+            for i in idx.tolist():
+                e = int(ents[i])
+                if e & _PAGE_PRESENT and not is_xen_slot(old[0], i):
+                    self._unlink(old[0], page, i, e, dirty)
+        if now is None:
+            self._tables.pop(page, None)
+            self._table_mfns.pop(mfn, None)
+            return
+        level, domid = now
+        idx = np.flatnonzero(new_entries & _U(_PAGE_PRESENT)) if changed is None else changed
+        for i in idx.tolist():
+            e = int(new_entries[i])
+            if e & _PAGE_PRESENT and not is_xen_slot(level, i):
+                self._link(level, page, i, e, dirty)
+        self._tables[page] = (level, domid, new_entries)
+        self._table_mfns[mfn] = page
+
+    def _link(self, level, page, i, e, dirty) -> None:
+        target = (e & PADDR_MASK) >> PAGE_SHIFT
+        if level == 2 and e & _PAGE_PSE:
+            self._pse.setdefault(target, {})[(page, i)] = e
+            dirty.superpage(target)
+        else:
+            self._rev.setdefault(target, {})[(page, i)] = e
+            dirty.frame(target)
+
+    def _unlink(self, level, page, i, e, dirty) -> None:
+        target = (e & PADDR_MASK) >> PAGE_SHIFT
+        where = self._pse if level == 2 and e & _PAGE_PSE else self._rev
+        ents = where.get(target)
+        if ents is not None:
+            ents.pop((page, i), None)
+            if not ents:
+                del where[target]
+        if where is self._pse:
+            dirty.superpage(target)
+        else:
+            dirty.frame(target)
+
+    # -- one check ----------------------------------------------------------------------
+    def check(self) -> AuditReport:
+        """Recount what changed since the previous check; the report lists what differs."""
+        m = self.m
+        self.checks += 1
+        dirty = _Dirty()
+        # frames written (PDX -> MFN)
+        pages = list(self._pages)
+        for pdx, n in self._ranges:
+            pages.extend(range(pdx, pdx + n))
+        if pages:
+            mfns = np.asarray(m.pdx_to_mfn(np.asarray(pages, dtype=np.uint64)), dtype=np.int64)
+            dirty.frames.update(mfns.tolist())
+        for spdx in self._spdx:                          # words only: the frames' runs
+            dirty.words.add(int(m.pdx_to_mfn(spdx << SUPERPAGE_ORDER)))   # follow entries, marks
+        # the live tables and their contents
+        live, tables = m.pt.live, self._tables
+        touched = {m.mfn_to_page(mfn) for mfn in self._contents if m.mfn_valid(mfn)}
+        if live.keys() != tables.keys() or any(tables[p][:2] != v for p, v in live.items()):
+            touched.update(p for p in live.keys() | tables.keys()
+                           if live.get(p) != (tables[p][:2] if p in tables else None))
+        table_mfns = self._table_mfns                    # e.g. a table frame scrubbed
+        touched.update(table_mfns[mfn] for mfn in dirty.frames & table_mfns.keys())
+        for page in touched:
+            if page in live or page in tables:
+                self._refresh_table(page, live.get(page), dirty)
+        # the domains' records
+        for domid in set(m.domains) | set(self._doms):
+            d = m.domains.get(domid)
+            now = _record(d) if d is not None else None
+            was = self._doms.get(domid)
+            if now != was:
+                self._record_changed(was, now, dirty)
+                if now is None:
+                    del self._doms[domid]
+                else:
+                    self._doms[domid] = now
+        self._pages, self._ranges, self._spdx, self._contents = set(), [], set(), set()
+        return self._recount(dirty)
+
+    def _record_changed(self, was, now, dirty: "_Dirty") -> None:
+        empty = ((), (), {}, frozenset(), None)
+        was, now = was or empty, now or empty
+        for k in (0, 1):                                 # owned, allocated
+            if was[k] != now[k]:
+                for s, e in _sym_diff(was[k], now[k]):
+                    dirty.frames.update(range(s, e))
+        m = self.m
+        for page in set(was[2]) | set(now[2]):           # pins
+            if was[2].get(page) != now[2].get(page):
+                dirty.frame(int(m.pdx_to_mfn(page)))
+        for mfn in was[3] ^ now[3]:                      # marks
+            dirty.superpage(mfn)
+        if was[4] != now[4]:                             # base pointer
+            for mfn in (was[4], now[4]):
+                if mfn is not None:
+                    dirty.frame(mfn)
+
+    def _recount(self, dirty: "_Dirty") -> AuditReport:
+        m = self.m
+        rep = AuditReport()
+        for s in dirty.superpages:                       # their frames' expectations moved
+            dirty.frames.update(range(s, s + SUPERPAGE_PAGES))
+        # contributors other than the page tables (e.g. a test's external holder): asked
+        # every time; the frames they speak of now or spoke of last time are recounted
+        extra = Expected()
+        for contribute in m.audit_contributors:
+            if contribute != m.pt.expect:
+                contribute(m, extra)
+        now = extra.frames()
+        dirty.frames |= now | self._extra_frames
+        self._extra_frames = now
+        fset = dirty.frames
+        frames = np.fromiter(fset, np.int64, len(fset))
+        frames.sort()
+        frames = frames[_in_runs(frames, m.memmap.frame_ranges)]     # RAM frames
+        sps = dirty.superpages | dirty.words
+        if frames.size:
+            spdx = np.unique(np.asarray(m.mfn_to_pdx(frames.astype(np.uint64)), dtype=np.int64)
+                             >> SUPERPAGE_ORDER)
+            sps.update(np.asarray(m.pdx_to_mfn((spdx << SUPERPAGE_ORDER).astype(np.uint64)),
+                                  dtype=np.int64).tolist())
+        exp = self._expected(fset, sps, extra)
+        for c in exp.conflicts:
+            rep.add(c)
+        owned_all = owned_runs_of(m, rep)
+        owned = _clip(owned_all, frames)
+        if not self._partition_ok(frames, owned):
+            check_partition(m, owned_all, m.heap.free_ranges(), rep)
+        recount(m, owned, exp, rep)
+        entries = m.spage_table.entry_indexes(
+            np.asarray(m.mfn_to_pdx(np.array(sorted(sps), dtype=np.uint64)),
+                       dtype=np.int64) >> SUPERPAGE_ORDER) if sps else np.empty(0, np.int64)
+        check_spage_entries(m, exp, rep, set(int(e) for e in entries if e >= 0))
+        check_holders(exp, lambda mfn: owner_of(owned_all, mfn), rep)
+        self.frames_checked += int(frames.size)
+        rep.frames_checked = int(frames.size)
+        self.last_frames, self.last_superpages = fset, sps
+        return rep
+
+    # -- what the last check looked at (the fuzzer's incremental isolation check) -----------
+    def table_mfns(self) -> set[int]:
+        """The MFNs of the live tables, as of the last check."""
+        return set(self._table_mfns)
+
+    def entries_to(self, mfn: int, pse: bool = False) -> list[tuple[int, int, int, int, int]]:
+        """(table mfn, level, domid, index, entry) of every live entry that maps ``mfn``
+        (``pse``: the PSE entries of the superpage whose first frame it is), as of the
+        last check, by table and index."""
+        out = []
+        for (page, i), e in (self._pse if pse else self._rev).get(mfn, {}).items():
+            level, domid, _ = self._tables[page]
+            out.append((int(self.m.pdx_to_mfn(page)), level, domid, i, e))
+        return sorted(out)
+
+    def mapped(self, mfns: set, pse: bool = False) -> list[int]:
+        """Those of ``mfns`` some live entry maps (``pse``: superpages some PSE entry maps),
+        as of the last check, sorted."""
+        return sorted(mfns & (self._pse if pse else self._rev).keys())
+
+    def _partition_ok(self, frames: np.ndarray, owned) -> bool:
+        """Each of ``frames`` (RAM) is owned once or free, and a free one is as at boot;
+        else the full partition check reports what is wrong, as the full audit does."""
+        m = self.m
+        if sum(len(d.owned) for d in m.domains.values()) + m.heap.free_frames != m.memmap.ram_frames:
+            return False
+        n_owned = sum(e - s for s, e, _ in owned)
+        owned_set = np.zeros(frames.size, dtype=bool)
+        for s, e, _ in owned:
+            lo, hi = np.searchsorted(frames, [s, e])
+            if owned_set[lo:hi].any():
+                return False
+            owned_set[lo:hi] = True
+        if int(owned_set.sum()) != n_owned:
+            return False
+        for s, e in _runs_of(frames):
+            for lo, hi in m.heap.free_in(s, e):
+                a, b = np.searchsorted(frames, [lo, hi])
+                if owned_set[a:b].any():
+                    return False
+                owned_set[a:b] = True                    # accounted: free
+                for pdx, k in m._pdx_runs(lo, hi - lo):
+                    ci, ti, owner = m.frame_table.read_slices(pdx, k)
+                    if ((ci != _U(PGC_state_free)) | (ti != 0) | (owner != DOMID_INVALID)).any():
+                        return False
+        return bool(owned_set.all())
+
+    def _expected(self, frames: set, sps: set, extra: Expected) -> Expected:
+        """What contributors say ``frames`` and superpages ``sps`` hold, in the full audit's
+        order of contributions (pins, live entries, base pointers, the design)."""
+        m = self.m
+        exp = Expected()
+        for d in m.domains.values():
+            for page, type in d.pinned.items():
+                mfn = int(m.pdx_to_mfn(page))
+                if mfn in frames:
+                    exp.typed(mfn, d.domid, type)
+        order = {page: k for k, page in enumerate(m.pt.live)}
+        tables = self._tables
+        for target in sorted(frames & self._rev.keys()):
+            for (page, i), e in sorted(self._rev[target].items(), key=lambda x: (order[x[0][0]], x[0][1])):
+                level, domid, _ = tables[page]
+                if level == 1:
+                    if e & _PAGE_RW:
+                        exp.typed(target, domid, PGT_writable_page)
+                    else:
+                        exp.ref(target, domid)
+                elif target == int(m.pdx_to_mfn(page)):
+                    continue
+                elif m.mfn_valid(target) and m.pt.live.get(m.mfn_to_page(target), (0,))[0] == level:
+                    exp.typed(target, domid, LEVEL_TYPES[level])
+                else:
+                    exp.typed(target, domid, CHILD_TYPES[level])
+        pse: dict[int, list[int]] = {}
+        for sp in sorted(sps & self._pse.keys()):
+            for (page, i), e in sorted(self._pse[sp].items(), key=lambda x: (order[x[0][0]], x[0][1])):
+                domid = tables[page][1]
+                c = pse.setdefault(sp, [0, 0, domid])
+                c[1 if e & _PAGE_RW else 0] += 1
+                exp.holds(sp, SUPERPAGE_PAGES, domid)
+        for d in m.domains.values():
+            if d.baseptr is not None and d.baseptr in frames:
+                exp.typed(d.baseptr, d.domid, PGT_l4_page_table)
+        exp.privileged.add(0)
+        design = Expected()
+        m.superpage.expect_superpages(design, pse, sorted(sps))
+        # keep what concerns these superpages (a design may say more, see expect_superpages)
+        spdx = {m.mfn_to_page(sp) >> SUPERPAGE_ORDER for sp in sps}
+        exp.merge(design, frames | sps, lambda r: m.mfn_to_page(r[0]) >> SUPERPAGE_ORDER in spdx,
+                  spdx)
+        exp.merge(extra, frames)                         # the machine's other contributors
+        return exp
+
+
+class _Dirty:
+    """Frames (MFNs) and superpages (first MFNs) one check must recount."""
+    __slots__ = ("frames", "superpages", "words")
+
+    def __init__(self):
+        self.frames: set[int] = set()
+        #: superpages whose 512 frames' expectation moved (PSE entries, marks)
+        self.superpages: set[int] = set()
+        #: superpages whose words were written (only the words to check)
+        self.words: set[int] = set()
+
+    def frame(self, mfn: int) -> None:
+        self.frames.add(mfn)
+
+    def superpage(self, mfn: int) -> None:
+        self.superpages.add(mfn)
+
+
+def _record(d) -> tuple:
+    """A domain's records as the auditor compares them between checks."""
+    return (tuple(d.owned.runs()), tuple(d.allocated.runs()), dict(d.pinned),
+            frozenset(d.marked), d.baseptr)
+
+
+def _sym_diff(a, b) -> list[tuple[int, int]]:
+    """The ranges in exactly one of the run lists ``a`` and ``b`` (sorted, disjoint each)."""
+    edges = sorted([(s, 1) for s, _ in a] + [(e, -1) for _, e in a]
+                   + [(s, 1) for s, _ in b] + [(e, -1) for _, e in b])
+    out, depth, prev = [], 0, None
+    for x, step in edges:
+        if prev is not None and depth == 1 and x > prev:
+            if out and out[-1][1] == prev:
+                out[-1] = (out[-1][0], x)
+            else:
+                out.append((prev, x))
+        depth += step
+        prev = x
+    return out
+
+
+def _in_runs(frames: np.ndarray, runs) -> np.ndarray:
+    """Which of sorted ``frames`` lie in one of the half-open ``runs``."""
+    ok = np.zeros(frames.size, dtype=bool)
+    for s, e in runs:
+        lo, hi = np.searchsorted(frames, [s, e])
+        ok[lo:hi] = True
+    return ok
+
+
+def _runs_of(frames: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted distinct ``frames`` as half-open runs of consecutive MFNs."""
+    if not frames.size:
+        return []
+    cuts = np.flatnonzero(np.diff(frames) != 1) + 1
+    starts = np.concatenate(([0], cuts))
+    ends = np.concatenate((cuts, [frames.size]))
+    return [(int(frames[a]), int(frames[b - 1]) + 1) for a, b in zip(starts, ends)]
+
+
+def _clip(owned_runs, frames: np.ndarray) -> list:
+    """The parts of ``owned_runs`` ((start, end, domain), sorted by start, disjoint unless
+    the records are broken) that are runs of ``frames``."""
+    out = []
+    starts = [r[0] for r in owned_runs]
+    for s, e in _runs_of(frames):
+        i = max(bisect_right(starts, s) - 1, 0)
+        while i < len(owned_runs) and owned_runs[i][0] < e:
+            os_, oe, d = owned_runs[i]
+            lo, hi = max(s, os_), min(e, oe)
+            if lo < hi:
+                out.append((lo, hi, d))
+            i += 1
+    out.sort(key=lambda r: r[0])
+    return out
+
