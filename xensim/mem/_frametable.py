@@ -127,15 +127,15 @@ class FrameTable:
         a = self._ci[pdx >> PDX_GROUP_SHIFT]
         if a is None:
             return PGC_state_free if self.is_ram_pdx(pdx) else 0
-        return int(a[pdx & PDX_GROUP_MASK])
+        return a.item(pdx & PDX_GROUP_MASK)
 
     def type_info(self, pdx: int) -> int:
         a = self._ti[pdx >> PDX_GROUP_SHIFT]
-        return 0 if a is None else int(a[pdx & PDX_GROUP_MASK])
+        return 0 if a is None else a.item(pdx & PDX_GROUP_MASK)
 
     def owner(self, pdx: int) -> int:
         a = self._owner[pdx >> PDX_GROUP_SHIFT]
-        return DOMID_INVALID if a is None else int(a[pdx & PDX_GROUP_MASK])
+        return DOMID_INVALID if a is None else a.item(pdx & PDX_GROUP_MASK)
 
     def _log(self, pdx: int, n: int) -> None:
         """Journal frames [pdx, pdx+n) (all three words) before a slice write."""

@@ -138,7 +138,7 @@ class GuestMemory:
 
     def read(self, mfn: int, index: int) -> int:
         a = self._frames.get(mfn)
-        return 0 if a is None else int(a[index])
+        return 0 if a is None else a.item(index)
 
     def write(self, mfn: int, index: int, value: int) -> None:
         a = self._frames.get(mfn)
