@@ -91,12 +91,13 @@ def _set_done(done, n: int) -> None:
         done[0] = n
 
 
-def _batch(m, reqs, done, fn) -> int:
-    """Run ``fn(req)`` for each request in order, each as one all-or-nothing request."""
+def _batch(m, reqs, done, fn, *args) -> int:
+    """Run ``fn(m, req, *args)`` for each request in order, each as one all-or-nothing request."""
     n = 0
     rc = 0
+    request = m.request
     for req in reqs:
-        rc = m.request(lambda: fn(req))
+        rc = request(fn, m, req, *args)
         if rc < 0:
             break
         n += 1
@@ -138,8 +139,8 @@ def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = Non
     machphys_ok = old or (d is pt_owner and _privileged_for(d, pg_owner))
     k = (_pse_batch_prefix(m, reqs, pt_owner, pg_owner)
          if normal_ok and len(reqs) >= PSE_BATCH_MIN and not m.concurrent else 0)
-    rc = _batch(m, reqs[k:], done,
-                lambda r: _mmu_update_one(m, r, pt_owner, pg_owner, normal_ok, machphys_ok))
+    rc = _batch(m, reqs[k:] if k else reqs, done, _mmu_update_one, pt_owner, pg_owner,
+                normal_ok, machphys_ok)
     if done is not None:
         done[0] += k
     return rc
@@ -285,7 +286,7 @@ def do_mmuext_op(m, caller: int, ops: list[MmuextOp], done: list | None = None,
         return -errno.ESRCH
     if not old and not _privileged_for(curr, pg_owner):  # xsm_mmuext_op
         return -errno.EPERM
-    return _batch(m, ops, done, lambda op: _mmuext_one(m, op, curr, pg_owner))
+    return _batch(m, ops, done, _mmuext_one, curr, pg_owner)
 
 
 def _mmuext_one(m, op: MmuextOp, curr, pg_owner) -> int:
