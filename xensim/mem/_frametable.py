@@ -73,7 +73,7 @@ class FrameTable:
 
     def group_valid(self, pdx: int) -> bool:
         g = pdx >> PDX_GROUP_SHIFT
-        return 0 <= pdx < self.max_pdx and bool(self._valid[g])
+        return 0 <= pdx < self.max_pdx and self._valid.item(g)
 
     def is_ram_pdx(self, pdx: int) -> bool:
         i = bisect_right(self._starts, pdx) - 1
@@ -146,12 +146,18 @@ class FrameTable:
         """Write count_info (``old``: the value being replaced, if the caller knows it)."""
         if self._journal is not None:
             self._journal.append((pdx, 0, self.count_info(pdx) if old is None else old))
-        self.group(pdx >> PDX_GROUP_SHIFT)[0][pdx & PDX_GROUP_MASK] = value
+        a = self._ci[pdx >> PDX_GROUP_SHIFT]
+        if a is None:
+            a = self.group(pdx >> PDX_GROUP_SHIFT)[0]
+        a[pdx & PDX_GROUP_MASK] = value
 
     def set_type_info(self, pdx: int, value: int, old: int | None = None) -> None:
         if self._journal is not None:
             self._journal.append((pdx, 1, self.type_info(pdx) if old is None else old))
-        self.group(pdx >> PDX_GROUP_SHIFT)[1][pdx & PDX_GROUP_MASK] = value
+        a = self._ti[pdx >> PDX_GROUP_SHIFT]
+        if a is None:
+            a = self.group(pdx >> PDX_GROUP_SHIFT)[1]
+        a[pdx & PDX_GROUP_MASK] = value
 
     def set_owner(self, pdx: int, domid: int) -> None:
         if self._journal is not None:
