@@ -113,7 +113,7 @@ def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = Non
     (get_pg_owner) and, when bits 16-31 are not 0, the page-table owner's domid
     plus one. ``done`` is written on every exit but one: from 4.5, an unknown
     page-table owner returns before it."""
-    d = m.domain(caller)
+    d = m.domains.get(caller)
     old = m.release == Release.R4_1
     foreigndom &= 0xFFFFFFFF                              # an unsigned int
     pt_owner = d
@@ -135,8 +135,9 @@ def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = Non
         return -errno.ESRCH
     # 4.5 on: XSM's check (xsm_mmu_update) is made at the first request that needs it
     # and gives that request -EPERM; up to 4.1 get_pg_owner has checked already
-    normal_ok = old or (_privileged_for(d, pg_owner) and _privileged_for(d, pt_owner))
-    machphys_ok = old or (d is pt_owner and _privileged_for(d, pg_owner))
+    pg_ok = old or _privileged_for(d, pg_owner)
+    normal_ok = pg_ok and (old or _privileged_for(d, pt_owner))
+    machphys_ok = pg_ok and (old or d is pt_owner)
     k = (_pse_batch_prefix(m, reqs, pt_owner, pg_owner)
          if normal_ok and len(reqs) >= PSE_BATCH_MIN and not m.concurrent else 0)
     rc = _batch(m, reqs[k:] if k else reqs, done, _mmu_update_one, pt_owner, pg_owner,
