@@ -228,7 +228,7 @@ def _mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = Tru
         m.m2p.set(mfn, val - (1 << 64) if val >> 63 else val)
         m.refs.put_page(m.mfn_to_page(mfn))
         return 0
-    if cmd not in (MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD):
+    if cmd != MMU_NORMAL_PT_UPDATE and cmd != MMU_PT_UPDATE_PRESERVE_AD:
         return -errno.ENOSYS
     if not normal_ok:
         return -errno.EPERM

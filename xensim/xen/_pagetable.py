@@ -446,7 +446,7 @@ class PageTables:
         a fast/slow decision.)
         """
         m = self.m
-        if is_xen_slot(level, index):
+        if level == 4 and is_xen_slot(level, index):
             return -errno.EINVAL
         old = m.mem.read(table_mfn, index)
         if preserve_ad:                       # Xen's update_intpte: keep the hardware's A/D bits
