@@ -9,7 +9,8 @@ entry validation, the xen-4.1 design, refcounts), on the teaching machine:
 3. batch: one mmu_update of 512 PSE entries on distinct superpages, then one of 512
    unmappings, per superpage.
 
-Beside them, in the same run, benchmarks/c/superpage_ref.c (the same algorithm with real
+Then the slow and fast pairs (1, 2) on every design. Beside them, in the same run,
+benchmarks/c/superpage_ref.c (the same algorithm with real
 atomic cmpxchg on frame words, compiled here with the system cc; skipped with a message
 when there is none), and the ratios.
 
@@ -42,10 +43,11 @@ def c_reference() -> dict | None:
     return {"slow_pair_us": slow / 1e3, "fast_pair_us": fast / 1e3, "batch_per_sp_us": batch / 1e3}
 
 
-def python_side() -> dict:
+def python_side(design: str = "xen-4.1", batch: bool = True, slow_n: int = 2000,
+                fast_n: int = 20000) -> dict:
     from xensim import DIRECTMAP_BASE, GuestKernel, Machine, load_preset
 
-    m = Machine(load_preset("teaching"), "mask")
+    m = Machine(load_preset("teaching"), "mask", superpage=design)
     g = m.create_domain("bench", (1 << 18) + 4096)
     k = GuestKernel(m, g)
     assert k.populate(0, 1 << 18) == 512                        # 1 GiB of 2 MiB extents
@@ -71,11 +73,13 @@ def python_side() -> dict:
         return (time.perf_counter() - t) / n
 
     pair(0, mfns[0], 50)                                          # warm up
-    slow = pair(0, mfns[0], 2000)
+    slow = pair(0, mfns[0], slow_n)
     # fast path: entry 1 keeps superpage 1 mapped; entry 2 maps and unmaps it again
     assert hc(g, HYPERVISOR_mmu_update, [MmuUpdate(ptr(1), (mfns[1] << 12) | flags)]) == 0
-    fast = pair(2, mfns[1], 20000)
+    fast = pair(2, mfns[1], fast_n)
     assert hc(g, HYPERVISOR_mmu_update, [MmuUpdate(ptr(1), 0)]) == 0
+    if not batch:
+        return {"slow_pair_us": slow * 1e6, "fast_pair_us": fast * 1e6}
     # batch: 512 distinct superpages in one call, then 512 unmappings in one call
     maps = [MmuUpdate(ptr(i), (mfn << 12) | flags) for i, mfn in enumerate(mfns)]
     unmaps = [MmuUpdate(ptr(i), 0) for i in range(512)]
@@ -109,6 +113,12 @@ def main() -> None:
           f"batched PSE entries {1e6 / py['batch_per_sp_us']:,.0f}")
     print(f"  xen-4.1 design counters: {py['design_stats']}")
     del per_s
+    from xensim import design_names
+    print("\n  per design, map+unmap pair (per-mapping has no fast path: 512 frames each time)")
+    print(f"  {'design':16} {'slow pair':>12} {'fast pair':>12}")
+    for name in design_names():
+        r = python_side(name, batch=False, slow_n=300, fast_n=3000)
+        print(f"  {name:16} {r['slow_pair_us']:10.3f}us {r['fast_pair_us']:10.3f}us")
 
 
 if __name__ == "__main__":

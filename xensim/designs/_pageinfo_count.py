@@ -76,7 +76,7 @@ class PageinfoCount(CountedDesign):
         """The extra page_info field of frame ``mfn`` (a superpage's first frame: its count)."""
         page = self.m.mfn_to_page(mfn)
         a = self._groups.get(page >> PDX_GROUP_SHIFT)
-        return 0 if a is None else int(a[page & PDX_GROUP_MASK])
+        return 0 if a is None else a.item(page & PDX_GROUP_MASK)
 
     def fields(self) -> dict[int, np.ndarray]:
         """Copies of the materialised fields: PDX group -> its 65,536 fields (absent: all 0)."""
@@ -107,7 +107,7 @@ class PageinfoCount(CountedDesign):
             step("pi_cas", page, 0)
         g = page >> PDX_GROUP_SHIFT
         a = self._groups.get(g)
-        found = 0 if a is None else int(a[page & PDX_GROUP_MASK])
+        found = 0 if a is None else a.item(page & PDX_GROUP_MASK)
         if (cas := ev.spage_cmpxchg) is not None:
             cas("page_info", page >> SUPERPAGE_ORDER, 0, old, found, new, found == old)
         if found != old:

@@ -77,7 +77,7 @@ class FrameTable:
 
     def group_valid(self, pdx: int) -> bool:
         g = pdx >> PDX_GROUP_SHIFT
-        return 0 <= pdx < self.max_pdx and bool(self._valid[g])
+        return 0 <= pdx < self.max_pdx and self._valid.item(g)
 
     def is_ram_pdx(self, pdx: int) -> bool:
         i = bisect_right(self._starts, pdx) - 1
@@ -131,15 +131,15 @@ class FrameTable:
         a = self._ci[pdx >> PDX_GROUP_SHIFT]
         if a is None:
             return PGC_state_free if self.is_ram_pdx(pdx) else 0
-        return int(a[pdx & PDX_GROUP_MASK])
+        return a.item(pdx & PDX_GROUP_MASK)
 
     def type_info(self, pdx: int) -> int:
         a = self._ti[pdx >> PDX_GROUP_SHIFT]
-        return 0 if a is None else int(a[pdx & PDX_GROUP_MASK])
+        return 0 if a is None else a.item(pdx & PDX_GROUP_MASK)
 
     def owner(self, pdx: int) -> int:
         a = self._owner[pdx >> PDX_GROUP_SHIFT]
-        return DOMID_INVALID if a is None else int(a[pdx & PDX_GROUP_MASK])
+        return DOMID_INVALID if a is None else a.item(pdx & PDX_GROUP_MASK)
 
     def _log(self, pdx: int, n: int) -> None:
         """Journal frames [pdx, pdx+n) (all three words) before a slice write."""
@@ -152,14 +152,20 @@ class FrameTable:
             self.frames_written(pdx, 1)
         if self._journal is not None:
             self._journal.append((pdx, 0, self.count_info(pdx) if old is None else old))
-        self.group(pdx >> PDX_GROUP_SHIFT)[0][pdx & PDX_GROUP_MASK] = value
+        a = self._ci[pdx >> PDX_GROUP_SHIFT]
+        if a is None:
+            a = self.group(pdx >> PDX_GROUP_SHIFT)[0]
+        a[pdx & PDX_GROUP_MASK] = value
 
     def set_type_info(self, pdx: int, value: int, old: int | None = None) -> None:
         if self.frames_written is not None:
             self.frames_written(pdx, 1)
         if self._journal is not None:
             self._journal.append((pdx, 1, self.type_info(pdx) if old is None else old))
-        self.group(pdx >> PDX_GROUP_SHIFT)[1][pdx & PDX_GROUP_MASK] = value
+        a = self._ti[pdx >> PDX_GROUP_SHIFT]
+        if a is None:
+            a = self.group(pdx >> PDX_GROUP_SHIFT)[1]
+        a[pdx & PDX_GROUP_MASK] = value
 
     def set_owner(self, pdx: int, domid: int) -> None:
         if self.frames_written is not None:

@@ -90,11 +90,11 @@ class SuperpageTable:
         chunk = spdx >> SPAGE_CHUNK_SHIFT
         if spdx < 0 or chunk >= self._slot.size:
             return -1
-        slot = int(self._slot[chunk])
+        slot = self._slot.item(chunk)
         if slot < 0:
             return -1
         e = (slot << SPAGE_CHUNK_SHIFT) | (spdx & SPAGE_CHUNK_MASK)
-        return e if self._has_ram[e] else -1
+        return e if self._has_ram.item(e) else -1
 
     def entry_indexes(self, spdx: np.ndarray) -> np.ndarray:
         """Vectorised :meth:`entry_index` (-1 where there is no entry)."""
@@ -125,7 +125,7 @@ class SuperpageTable:
         e = self.entry_index(spdx)
         if e < 0:
             raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
-        return int(self.store[word, e])
+        return self.store.item(word, e)
 
     def write(self, spdx: int, value: int, word: int = 0) -> None:
         if self.atomic_step is not None:
@@ -134,9 +134,9 @@ class SuperpageTable:
         if e < 0:
             raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
         if self._journal is not None:
-            self._journal.append((word, e, int(self.store[word, e])))
+            self._journal.append((word, e, self.store.item(word, e)))
         if self.spage_write is not None:
-            self.spage_write("spage_table", spdx, word, int(self.store[word, e]), int(value))
+            self.spage_write("spage_table", spdx, word, self.store.item(word, e), int(value))
         self.store[word, e] = value
 
     def cmpxchg(self, spdx: int, old: int, new: int, word: int = 0) -> bool:
@@ -146,7 +146,7 @@ class SuperpageTable:
         e = self.entry_index(spdx)
         if e < 0:
             raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
-        found = int(self.store[word, e])
+        found = self.store.item(word, e)
         if self.spage_cmpxchg is not None:
             self.spage_cmpxchg("spage_table", spdx, word, old, found, new, found == old)
         if found != old:

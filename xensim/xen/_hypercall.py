@@ -56,6 +56,8 @@ class HypercallLayer:
         self.machine = machine
         self.handlers: dict[int, Callable[..., int]] = {}
         self.stats: dict[str, CallStats] = {}
+        #: number -> its entry of ``stats`` (the name looked up once per number)
+        self._stats_of: dict[int, CallStats] = {}
         #: domid -> hypercalls of that domain in progress (domain_pause waits for 0)
         self.active: dict[int, int] = {}
         #: hypercall_enter, hypercall_leave, atomic_step: the bus's, mirrored (see _events)
@@ -65,17 +67,16 @@ class HypercallLayer:
         self.handlers[number] = handler
 
     def __call__(self, caller: int, number: int, *args) -> int:
-        name = HYPERCALL_NAMES.get(number, f"hypercall{number}")
-        st = self.stats.get(name)
+        st = self._stats_of.get(number)
         if st is None:
-            st = self.stats[name] = CallStats()
+            st = self._call_stats(number)
         st.calls += 1
         if self.hypercall_enter is not None:
             self.hypercall_enter(caller, number, args)
         if self.atomic_step is not None:              # under the explorer: entering is a step
             self.atomic_step("hcall", caller, number)
         handler = self.handlers.get(number)
-        d = self.machine.domain(caller)
+        d = self.machine.domains.get(caller)
         if handler is None or d is None or d.is_dying:
             # a dying domain never runs again (domain_kill paused it): its calls are
             # refused like those of a domain that does not exist
@@ -92,6 +93,15 @@ class HypercallLayer:
         if self.hypercall_leave is not None:
             self.hypercall_leave(caller, number, args, rc)
         return rc
+
+    def _call_stats(self, number: int) -> CallStats:
+        """The statistics of hypercall ``number`` (by its name), made on its first call."""
+        name = HYPERCALL_NAMES.get(number) or f"hypercall{number}"
+        st = self.stats.get(name)
+        if st is None:
+            st = self.stats[name] = CallStats()
+        self._stats_of[number] = st
+        return st
 
     def as_dict(self) -> dict:
         return {k: v.as_dict() for k, v in sorted(self.stats.items())}

@@ -123,8 +123,8 @@ class Machine:
                    faithful=hv.faithful)
 
     # -- one hypercall request: all or nothing ---------------------------------------
-    def request(self, fn) -> int:
-        """Run one request (``fn() -> 0 or -errno``); a failure leaves no trace.
+    def request(self, fn, *args) -> int:
+        """Run one request (``fn(*args) -> 0 or -errno``); a failure leaves no trace.
 
         On failure the request's own undo paths have already given back what
         they took, Xen-style; this checks that they did (every count as before,
@@ -135,15 +135,15 @@ class Machine:
             if self._bypass:                 # the observed call itself (see _observed_request)
                 self._bypass = False
             else:
-                return self._observed_request(fn)
+                return self._observed_request(fn, args)
         if self._in_request or self.concurrent:
-            return fn()
+            return fn(*args)
         ft, sp = self.frame_table, self.spage_table
         ft.begin()
         sp.begin()
         self._in_request = True
         try:
-            rc = fn()
+            rc = fn(*args)
             if rc < 0:
                 self._check_undone()
         except BaseException:
@@ -160,7 +160,7 @@ class Machine:
             sp.commit()
         return rc
 
-    def _observed_request(self, fn) -> int:
+    def _observed_request(self, fn, args: tuple) -> int:
         """:meth:`request` between request_enter and request_leave (rc None: it raised).
         ``_bypass`` lets the next call of request (this one's, not a nested one) run
         unobserved: the unobserved path pays no extra call."""
@@ -169,7 +169,7 @@ class Machine:
             ev.request_enter()
         try:
             self._bypass = True
-            rc = self.request(fn)
+            rc = self.request(fn, *args)
         finally:
             if ev.request_leave is not None:
                 ev.request_leave(rc)

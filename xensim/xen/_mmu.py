@@ -91,12 +91,13 @@ def _set_done(done, n: int) -> None:
         done[0] = n
 
 
-def _batch(m, reqs, done, fn) -> int:
-    """Run ``fn(req)`` for each request in order, each as one all-or-nothing request."""
+def _batch(m, reqs, done, fn, *args) -> int:
+    """Run ``fn(m, req, *args)`` for each request in order, each as one all-or-nothing request."""
     n = 0
     rc = 0
+    request = m.request
     for req in reqs:
-        rc = m.request(lambda: fn(req))
+        rc = request(fn, m, req, *args)
         if rc < 0:
             break
         n += 1
@@ -112,7 +113,7 @@ def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = Non
     (get_pg_owner) and, when bits 16-31 are not 0, the page-table owner's domid
     plus one. ``done`` is written on every exit but one: from 4.5, an unknown
     page-table owner returns before it."""
-    d = m.domain(caller)
+    d = m.domains.get(caller)
     old = m.release == Release.R4_1
     foreigndom &= 0xFFFFFFFF                              # an unsigned int
     pt_owner = d
@@ -134,12 +135,13 @@ def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = Non
         return -errno.ESRCH
     # 4.5 on: XSM's check (xsm_mmu_update) is made at the first request that needs it
     # and gives that request -EPERM; up to 4.1 get_pg_owner has checked already
-    normal_ok = old or (_privileged_for(d, pg_owner) and _privileged_for(d, pt_owner))
-    machphys_ok = old or (d is pt_owner and _privileged_for(d, pg_owner))
+    pg_ok = old or _privileged_for(d, pg_owner)
+    normal_ok = pg_ok and (old or _privileged_for(d, pt_owner))
+    machphys_ok = pg_ok and (old or d is pt_owner)
     k = (_pse_batch_prefix(m, reqs, pt_owner, pg_owner)
          if normal_ok and len(reqs) >= PSE_BATCH_MIN and not m.concurrent else 0)
-    rc = _batch(m, reqs[k:], done,
-                lambda r: _mmu_update_one(m, r, pt_owner, pg_owner, normal_ok, machphys_ok))
+    rc = _batch(m, reqs[k:] if k else reqs, done, _mmu_update_one, pt_owner, pg_owner,
+                normal_ok, machphys_ok)
     if done is not None:
         done[0] += k
     return rc
@@ -228,7 +230,7 @@ def _mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = Tru
         m.m2p.set(mfn, val - (1 << 64) if val >> 63 else val)
         m.refs.put_page(m.mfn_to_page(mfn))
         return 0
-    if cmd not in (MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD):
+    if cmd != MMU_NORMAL_PT_UPDATE and cmd != MMU_PT_UPDATE_PRESERVE_AD:
         return -errno.ENOSYS
     if not normal_ok:
         return -errno.EPERM
@@ -287,7 +289,7 @@ def do_mmuext_op(m, caller: int, ops: list[MmuextOp], done: list | None = None,
         return -errno.ESRCH
     if not old and not _privileged_for(curr, pg_owner):  # xsm_mmuext_op
         return -errno.EPERM
-    return _batch(m, ops, done, lambda op: _mmuext_one(m, op, curr, pg_owner))
+    return _batch(m, ops, done, _mmuext_one, curr, pg_owner)
 
 
 def _mmuext_one(m, op: MmuextOp, curr, pg_owner) -> int:

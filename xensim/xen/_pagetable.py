@@ -141,7 +141,7 @@ class GuestMemory:
 
     def read(self, mfn: int, index: int) -> int:
         a = self._frames.get(mfn)
-        return 0 if a is None else int(a[index])
+        return 0 if a is None else a.item(index)
 
     def write(self, mfn: int, index: int, value: int) -> None:
         a = self._frames.get(mfn)
@@ -502,7 +502,7 @@ class PageTables:
         a fast/slow decision.)
         """
         m = self.m
-        if is_xen_slot(level, index):
+        if level == 4 and is_xen_slot(level, index):
             return -errno.EINVAL
         old = m.mem.read(table_mfn, index)
         if preserve_ad:                       # Xen's update_intpte: keep the hardware's A/D bits

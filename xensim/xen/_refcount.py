@@ -195,7 +195,7 @@ class RefCounts(TlbFlushes):
         self.stats.get_page += 1
         while True:
             x = self.ft.count_info(page)
-            if not get_page_allowed(x & PGC_count_mask):
+            if ((x + 2) & PGC_count_mask) <= 2:         # not get_page_allowed (inlined: hot)
                 self.stats.get_page_failed += 1
                 return False
             if self._cmpxchg_count(page, x, x + 1, "get_page"):
