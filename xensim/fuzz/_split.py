@@ -18,6 +18,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from ..engines import TaskFailed
 from ._campaign import (Campaign, Episode, Finding, campaign_done, episode_budget,
                         episode_seed, merge_episode, minimise_finding, run_episode)
 from ._setup import Setup
@@ -119,8 +120,9 @@ def split_campaign(engine, setup: Setup, calls: int, seed: int = 0, *,
     try:
         while True:
             for task, result in engine.map_unordered(run_campaign_task, tasks(), max_in_flight):
-                if not isinstance(result, (Episode, tuple)):
-                    raise RuntimeError(f"a campaign task failed on its worker: {result}")
+                if isinstance(result, TaskFailed):
+                    raise RuntimeError(f"a campaign task failed on its worker: {result}\n"
+                                       f"{result.traceback}")
                 if isinstance(task, MinimiseTask):
                     f = c.findings[task.finding.violation.signature]
                     f.minimal, f.minimal_rcs, f.minimised = result
