@@ -16,8 +16,8 @@ from .._errors import ConfigError
 from ..output import EXIT_INTERRUPTED
 
 #: the subcommands, in the order ``xensim --help`` lists them
-SUBCOMMANDS = ("run", "overhead", "machine", "presets", "explore", "fuzz", "trace", "inspect",
-               "plot")
+SUBCOMMANDS = ("run", "sweep", "overhead", "machine", "presets", "explore", "fuzz", "trace",
+               "inspect", "plot")
 
 
 def build_parser() -> argparse.ArgumentParser:
