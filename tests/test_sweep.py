@@ -264,7 +264,8 @@ def test_resume_runs_only_the_missing_point_and_force_runs_all(tmp_path):
 
 
 def interrupt_third(task):
-    if task["index"] == 2:
+    """Ctrl-C at the third point run: the points go the longest first (3, 2, 1, 0)."""
+    if task["index"] == 1:
         raise KeyboardInterrupt
     return run_point(task)
 
@@ -281,7 +282,7 @@ def test_an_interrupted_sweep_keeps_the_points_done_and_resumes(tmp_path, capsys
     assert not (out / "results.csv").exists()
     monkeypatch.undo()
     again = run_sweep(load_sweep(path), out, LocalEngine(1))
-    assert states(again) == ["resumed", "resumed", "ran", "ran"]
+    assert states(again) == ["ran", "ran", "resumed", "resumed"]
 
 
 def test_an_interrupt_in_a_worker_process_stops_the_sweep(tmp_path):
@@ -330,3 +331,22 @@ def test_the_same_table_on_a_two_worker_local_cluster(tmp_path, capsys):
     assert "(local-dask (LocalCluster), 2 worker threads)" in out
     assert (tmp_path / "local" / "results.csv").read_text() == \
         (tmp_path / "dask" / "results.csv").read_text()
+
+
+def test_readme_sample_sweep_and_its_error(tmp_path, capsys, monkeypatch):
+    """The README's sweep is configs/sweeps/churn-mark.yaml's keys, and its error line is
+    the real one."""
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text()
+    at = text.index("## Sweeps")
+    block = text[at:].split("```yaml\n", 1)[1].split("```", 1)[0]
+    example = root / "configs" / "sweeps" / "churn-mark.yaml"
+    strip = [line.split("#")[0].rstrip() for line in block.splitlines()]
+    assert strip == [line for line in example.read_text().splitlines()
+                     if line and not line.startswith("#")]
+    line = " ".join(text[at:].split()).split("gives `xensim: error: ", 1)[1].split("`", 1)[0]
+    (tmp_path / "churn.yaml").write_text(block.replace("[20, 60]", "[20, 0]"))
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = cli(capsys, "churn.yaml")
+    assert (rc, out, err) == (2, "", f"xensim: error: {line}\n")
+    assert not (tmp_path / "churn-sweep").exists()

@@ -26,12 +26,14 @@ import time
 from pathlib import Path
 
 from .._errors import ConfigError
-from ..config import YamlDoc, build_memory_map, config_from_data, resolved_config
+from ..config import (SUPERPAGE_BYTES, YamlDoc, build_memory_map, config_from_data,
+                      resolved_config, workload_ops)
 from ..sim import RunResult, run_comparison
 from ..xen import Machine
 from ._file import Point, load_design_files
 
-__all__ = ["point_id", "point_task", "run_point", "reset_peak_rss", "peak_rss_bytes"]
+__all__ = ["point_id", "point_task", "point_cost", "run_point", "reset_peak_rss",
+           "peak_rss_bytes"]
 
 #: hex digits of a point's id
 ID_DIGITS = 12
@@ -51,6 +53,16 @@ def point_task(point: Point, pid: str, design_files: list[str] = ()) -> dict:
     return {"id": pid, "index": point.index,
             "config": resolved_config(point.config, point.memmap),
             "design_files": [str(Path(f).resolve()) for f in design_files]}
+
+
+def point_cost(point: Point) -> int:
+    """The operations a point runs, all its designs together (counted without
+    generating them): the order to submit points in, the longest first, so that the
+    last to finish is a short one."""
+    cfg = point.config
+    ops, _ = workload_ops(cfg.effective_workload(),
+                          [mem // SUPERPAGE_BYTES for _, mem in cfg.domain_specs()])
+    return ops * len(cfg.designs())
 
 
 def reset_peak_rss() -> bool:

@@ -7,7 +7,8 @@ ran, its ``results.json`` (``xensim run``'s results, with a ``point`` object fir
 its id, grid values, wall time, peak RSS and worker). A point whose results.json is
 there is complete and is not run again (unless ``force``); each is written whole as
 it comes back, under ``sigint_deferred``, so a Ctrl-C loses only the points in
-flight. ``results.csv`` has one row per point and design, in the grid's order and the
+flight. The points are submitted the longest first (by their operations), so that
+the last to finish is a short one. ``results.csv`` has one row per point and design, in the grid's order and the
 designs' (whatever the engine and the order the points completed in): ``point``,
 the grid keys, ``design``, then the comparison's figures.
 """
@@ -27,7 +28,7 @@ from ..mem import format_size
 from ..output import Column, Progress, Table, plural, render, sigint_deferred, write_atomic
 from ..sim import fmt_ns
 from ._file import Sweep, grid_cell
-from ._point import point_id, point_task, run_point
+from ._point import point_cost, point_id, point_task, run_point
 
 __all__ = ["FIGURES", "PointRun", "SweepResult", "SweepInterrupted", "run_sweep",
            "design_row", "write_parquet"]
@@ -198,7 +199,8 @@ def run_sweep(sweep: Sweep, out: Path, engine: Engine, force: bool = False,
         pdir.mkdir(parents=True, exist_ok=True)
         dump_resolved(point.config, point.memmap, pdir / "config.yaml")
         todo[pid] = (pr, pdir)
-        tasks.append(point_task(point, pid, sweep.design_files))
+        tasks.append((-point_cost(point), point.index, point_task(point, pid, sweep.design_files)))
+    tasks = [t for _, _, t in sorted(tasks, key=lambda t: t[:2])]      # the longest first
     result = SweepResult(sweep.source, sweep.keys, runs, engine.describe(), out)
     progress.start("sweep", len(tasks), unit="points")
     finished = 0
