@@ -4,7 +4,8 @@ expansion into points, and each point's config, checked up front.
 A sweep names a ``base`` config (a path relative to the sweep file, or the config's
 keys inline; none: the built-in default), a ``grid`` of dotted config keys with lists
 of values, and optionally ``compare`` and ``design_files`` (as in a config: they
-replace the base's). Every combination of the grid's values is a point, the last key
+replace the base's; the design files are loaded as a config loads them, here and by
+each worker, from the resolved config's absolute paths). Every combination of the grid's values is a point, the last key
 varying fastest. A point is an ordinary config: the base's YAML data with the grid's
 values set at their keys, loaded by the one typed loader (``config_from_data``), so
 it is checked as any config is. An error at a key the grid sets is reported at the
@@ -17,7 +18,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,7 @@ from ..config import (Config, YamlDoc, build_memory_map, config_from_data, defau
                       describe, load_dataclass, load_yaml, read_text, top_mapping)
 from ..mem import MemoryMap
 
-__all__ = ["SweepFile", "Point", "Sweep", "load_sweep", "parse_sweep", "grid_cell",
-           "load_design_files"]
+__all__ = ["SweepFile", "Point", "Sweep", "load_sweep", "parse_sweep", "grid_cell"]
 
 
 @dataclass
@@ -40,7 +40,8 @@ class SweepFile:
     grid: Any = None
     #: the designs each point runs (replaces the base's ``compare``)
     compare: list[str] | None = None
-    #: files of user designs, loaded before the points (replaces the base's)
+    #: files of user designs (relative to the sweep file), loaded before each point's
+    #: config is checked, in this process and on every worker (replaces the base's)
     design_files: list[str] | None = None
 
 
@@ -64,7 +65,6 @@ class Sweep:
     source: str
     keys: list[str]
     points: list[Point]
-    design_files: list[str] = field(default_factory=list)
 
 
 def grid_cell(value: Any) -> Any:
@@ -97,10 +97,9 @@ def parse_sweep(text: str, filename: str = "<string>") -> Sweep:
         if getattr(sf, key) is not None:
             base_data[key] = data[key]
             _move_lines(doc, (key,), base_doc, (key,))
-    design_files = list(base_data.get("design_files") or [])
-    if design_files:
-        where = filename if sf.design_files is not None else base_name
-        load_design_files(design_files, Path(where).parent, where)
+    if sf.design_files is not None:          # relative to the sweep file, not to the base
+        here = Path(filename).parent
+        base_data["design_files"] = [str(here / Path(f).expanduser()) for f in sf.design_files]
     keys = list(grid)
     points = []
     maps: dict[str, MemoryMap] = {}
@@ -113,16 +112,7 @@ def parse_sweep(text: str, filename: str = "<string>") -> Sweep:
         except _PointError as pe:
             raise _blame(pe.error, filename, doc, values, pe.made, overridden) from None
         points.append(Point(index, values, cfg, memmap))
-    return Sweep(filename, keys, points, design_files)
-
-
-def load_design_files(paths: list[str], base_dir: Path, filename: str | None = None) -> None:
-    """HOOK, design files (branch wt/loading, commit ``design-files:``): load the user
-    designs of ``paths`` (relative to ``base_dir``) into the design registry, in this
-    process; each worker calls it again before running a point. Until that loader
-    lands, a sweep naming design files is refused (``filename``: the file that names them)."""
-    raise ConfigError(filename, "design_files", "user design files are not supported yet "
-                                                "(the design-file loader is not in this build)")
+    return Sweep(filename, keys, points)
 
 
 def _base(sf: SweepFile, doc: YamlDoc, filename: str) -> tuple[YamlDoc, str, dict]:

@@ -4,9 +4,9 @@ function (``run_point``).
 A point's id is a hash of its resolved config (every default filled in, the memory
 map spelled out: ``config.resolved_config``) and of its design files' contents, so
 the same point has the same id in every sweep and every run: resumption finds it in
-the points directory. The task is plain data (the resolved config, the design
-files); the worker loads the design files, rebuilds the config from the data (no
-file is read: a Dask worker on another host needs none), runs the comparison on one
+the points directory. The task is plain data (the resolved config); the worker
+rebuilds the config from the data (which loads its design files, by absolute path;
+no other file is read: the memory map is inline), runs the comparison on one
 machine at a time (``sim.run_comparison``: each design on a fresh machine, dropped
 before the next), and returns plain data: the run's results as ``xensim run``
 writes them (``RunResult.to_dict``), the wall time, the worker's peak RSS during
@@ -30,7 +30,7 @@ from ..config import (SUPERPAGE_BYTES, YamlDoc, build_memory_map, config_from_da
                       resolved_config, workload_ops)
 from ..sim import RunResult, run_comparison
 from ..xen import Machine
-from ._file import Point, load_design_files
+from ._file import Point
 
 __all__ = ["point_id", "point_task", "point_cost", "run_point", "reset_peak_rss",
            "peak_rss_bytes"]
@@ -39,20 +39,21 @@ __all__ = ["point_id", "point_task", "point_cost", "run_point", "reset_peak_rss"
 ID_DIGITS = 12
 
 
-def point_id(point: Point, design_files: list[str] = ()) -> str:
-    """The stable id of a point: a hash of its resolved config and design files."""
+def point_id(point: Point) -> str:
+    """The stable id of a point: a hash of its resolved config and of the contents of
+    its design files (an edited design is a new point)."""
     h = hashlib.sha256(json.dumps(resolved_config(point.config, point.memmap), sort_keys=True,
                                   default=str).encode())
-    for name in design_files:
-        h.update(Path(name).read_bytes() if Path(name).is_file() else name.encode())
+    for name in point.config.design_files or ():
+        h.update(Path(name).read_bytes())
     return h.hexdigest()[:ID_DIGITS]
 
 
-def point_task(point: Point, pid: str, design_files: list[str] = ()) -> dict:
-    """What a worker gets: plain, picklable data."""
+def point_task(point: Point, pid: str) -> dict:
+    """What a worker gets: plain, picklable data (the design files as absolute paths
+    in the config: a Dask worker needs them at the same path)."""
     return {"id": pid, "index": point.index,
-            "config": resolved_config(point.config, point.memmap),
-            "design_files": [str(Path(f).resolve()) for f in design_files]}
+            "config": resolved_config(point.config, point.memmap)}
 
 
 def point_cost(point: Point) -> int:
@@ -85,13 +86,11 @@ def peak_rss_bytes() -> int:
 
 def run_point(task: dict) -> dict:
     """The worker's function: run one point's comparison -> plain data."""
-    if task["design_files"]:
-        load_design_files(task["design_files"], Path("/"))
     reset = reset_peak_rss()
     t0 = time.perf_counter()
     name = f"<sweep point {task['id']}>"
     out = {"id": task["id"], "worker": f"{socket.gethostname()}:{os.getpid()}"}
-    try:
+    try:                                     # design files: loaded by config_from_data
         cfg = config_from_data(YamlDoc(task["config"], name), name, task["config"])
         memmap = build_memory_map(cfg)
         comparison = run_comparison(cfg, memmap)

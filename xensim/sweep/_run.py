@@ -188,7 +188,7 @@ def run_sweep(sweep: Sweep, out: Path, engine: Engine, force: bool = False,
     progress = progress or Progress.off()
     runs, todo, tasks = [], {}, []
     for point in sweep.points:
-        pid = point_id(point, sweep.design_files)
+        pid = point_id(point)
         pr = PointRun(point.index, pid, point.values)
         runs.append(pr)
         pdir = out / "points" / pid
@@ -199,7 +199,7 @@ def run_sweep(sweep: Sweep, out: Path, engine: Engine, force: bool = False,
         pdir.mkdir(parents=True, exist_ok=True)
         dump_resolved(point.config, point.memmap, pdir / "config.yaml")
         todo[pid] = (pr, pdir)
-        tasks.append((-point_cost(point), point.index, point_task(point, pid, sweep.design_files)))
+        tasks.append((-point_cost(point), point.index, point_task(point, pid)))
     tasks = [t for _, _, t in sorted(tasks, key=lambda t: t[:2])]      # the longest first
     result = SweepResult(sweep.source, sweep.keys, runs, engine.describe(), out)
     progress.start("sweep", len(tasks), unit="points")
