@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("greenlet", "matplotlib", "xensim.fuzz", "xensim.explore", "xensim.teach",
          "xensim.output.plot")
 
-SUBCOMMANDS = ("run", "overhead", "machine", "presets", "explore", "fuzz", "trace", "inspect",
-               "plot")
+SUBCOMMANDS = ("run", "sweep", "overhead", "machine", "presets", "explore", "fuzz", "trace",
+               "inspect", "plot")
 
 
 def loaded(code: str) -> list[str]:

@@ -142,7 +142,7 @@ def test_no_progress_bar_off_a_terminal(capsys, tmp_path):
      "{f}:1: workload.steps: 'steps' does not apply to a churn workload (it takes superpages, "
      "writable, iterations, mark)"),
     ("compare: [xen-4.1, xen-5]\n",
-     "{f}:1: compare[1]: bad choice 'xen-5'; choose from: per-mapping, pageinfo-count, "
+     "{f}:1: compare[1]: unknown design 'xen-5'; choose from: per-mapping, pageinfo-count, "
      "superpage-info, xen-4.1, sketch"),
     ("compare: [xen-4.1]\ndomains: [{memory: 4GiB}]\n", None),
 ])

@@ -118,7 +118,7 @@ def test_unknown_top_level_key(monkeypatch):
     expect(err, "unknown_top_key.yaml", "hypervisr", 5,
            "unknown key 'hypervisr' (did you mean 'hypervisor'?); "
            "allowed keys: machine, hypervisor, workload, compare, domains, seed, cost_model, "
-           "audit_every")
+           "audit_every, design_files")
 
 
 def test_unknown_nested_key(monkeypatch):
@@ -745,5 +745,5 @@ def test_design_choices_are_the_registry_in_registration_order():
     assert DESIGNS == ("per-mapping", "pageinfo-count", "superpage-info", "xen-4.1", "sketch")
     with pytest.raises(ConfigError) as e:
         parse_config("compare: [xen-5]\n", "c.yaml")
-    assert str(e.value) == ("c.yaml:1: compare[0]: bad choice 'xen-5'; choose from: "
+    assert str(e.value) == ("c.yaml:1: compare[0]: unknown design 'xen-5'; choose from: "
                             + ", ".join(DESIGNS))

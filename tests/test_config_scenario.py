@@ -127,7 +127,7 @@ def test_old_spelling_on_the_command_line_warns_once_and_runs(tmp_path):
      "s.yaml:4: end: bad choice 'later'; choose from: destroy, none"),
     (("memory: 64MiB", "memory: 64MiB\ncpu: []"),
      "s.yaml:4: cpu: unknown key 'cpu' (did you mean 'cpus'?); allowed keys: description, "
-     "design, hypervisor, memory, domains, setup, cpus, end"),
+     "design, hypervisor, memory, domains, setup, cpus, end, design_files"),
 ])
 def test_each_mistake_is_one_error_with_file_line_and_key_path(tmp_path, change, expected):
     assert _error(tmp_path, BASE.replace(*change)) == expected

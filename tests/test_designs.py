@@ -40,7 +40,7 @@ from xensim.xen._mmu import (MMUEXT_MARK_SUPER, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_
 from xensim.mem._page_info import (PGC_allocated, PGT_l1_page_table, PGT_validated,
                                PGT_writable_page, SGT_count_mask, SGT_dynamic, SGT_mark)
 from xensim.xen._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_USER, make_pte
-from xensim.designs._superpage import REGISTRY, make_design
+from xensim.designs import REGISTRY, make_design
 
 from conftest import assert_clean, hc
 

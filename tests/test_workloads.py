@@ -147,7 +147,7 @@ def test_compare_and_designs():
     ("workload: {kind: random, mix: {map: -1}}\n",
      "w.yaml:1: workload.mix.map: must not be negative, got -1.0"),
     ("compare: [xen-4.1, xen-4.2]\n",
-     "w.yaml:1: compare[1]: bad choice 'xen-4.2'; choose from: per-mapping, pageinfo-count, "
+     "w.yaml:1: compare[1]: unknown design 'xen-4.2'; choose from: per-mapping, pageinfo-count, "
      "superpage-info, xen-4.1, sketch"),
     ("compare:\n  - xen-4.1\n  - sketch\n  - xen-4.1\n",
      "w.yaml:4: compare[2]: design 'xen-4.1' is listed twice"),

@@ -13,8 +13,10 @@ from ._errors import ConfigError, RefcountBug
 from .mem import (FRAME_BYTES, INVALID, PDX_GROUP_FRAMES, DomainHeap, E820Type, FrameMap,
                   FrameTable, HeapError, MemoryMap, MemoryMapError, MemRange, Pdx, RangeSet,
                   SuperpageTable, format_size, make_pdx, parse_size)
-from .designs import (REGISTRY, PageinfoCount, PerMapping, Sketch, SuperpageDesign,
-                      SuperpageInfo, Xen41, design_names, make_design, register)
+from .designs import (COUNT_MASK, MARK, REGISTRY, CountedDesign, PageinfoCount, PerMapping,
+                      Sketch, SuperpageDesign, SuperpageInfo, TableCounted, Xen41, check_design,
+                      design_class, design_names, load_design_file, load_design_files,
+                      make_design, register)
 from .xen import (
     DOMID_SELF, HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
     HYPERVISOR_update_va_mapping, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE,
@@ -34,6 +36,8 @@ from .sim import (Comparison, DesignRun, MachineReport, OverheadReport, RunResul
 from .output import FORMATS, render, to_json
 
 __all__ = [
+    "COUNT_MASK", "CountedDesign", "MARK", "TableCounted", "check_design", "design_class",
+    "load_design_file", "load_design_files",
     "AuditReport", "Comparison", "Config", "ConfigError", "DIRECTMAP_BASE", "DOMID_SELF",
     "DesignRun", "Difference", "Domain", "DomainHeap", "E820Type", "EVENTS", "Events", "FORMATS",
     "FRAME_BYTES",

@@ -1,6 +1,7 @@
-"""What the machine commands share: their arguments, resolving them to a config and a
-memory map (a preset, a memory-map file, or the config's own machine), and printing a
-report of the booted machine."""
+"""What the commands share: the machine commands' arguments, resolving them to a config
+and a memory map (a preset, a memory-map file, or the config's own machine), printing a
+report of the booted machine; and ``--design-file`` (every command that takes a design),
+whose files :func:`load_design_file_options` loads before any config is read."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from .._errors import ConfigError
 from ..config import Config, build_memory_map, default_config, load_config, \
     load_memmap_file, load_preset
+from ..designs import load_design_file
 from ..mem import MemoryMap
 from ..output import FORMATS, render
 
@@ -26,6 +29,24 @@ def machine_args(p: argparse.ArgumentParser,
                           "a Linux boot log (BIOS-e820 lines) or /proc/iomem")
     p.add_argument("--pdx", choices=("none", "mask", "offset"), help="PDX compression mode")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format")
+
+
+def design_file_option(p: argparse.ArgumentParser) -> None:
+    """``--design-file FILE.py`` (repeatable): a Python file of the user's own designs."""
+    p.add_argument("--design-file", metavar="FILE.py", action="append", default=[],
+                   dest="design_files",
+                   help="load your own designs from this Python file before the config is "
+                        "read (repeatable; docs/designs/writing-a-design.md)")
+
+
+def load_design_file_options(args) -> None:
+    """Load the ``--design-file`` files, in order (the CLI does it before running any
+    command): a broken one is the one-line ``--design-file: FILE: reason`` error."""
+    for path in getattr(args, "design_files", None) or ():
+        try:
+            load_design_file(path)
+        except ConfigError as e:
+            raise ConfigError(None, "--design-file", str(e)) from None
 
 
 def resolve_machine(args) -> tuple[Config, MemoryMap]:

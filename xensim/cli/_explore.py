@@ -8,8 +8,9 @@ import sys
 
 from .._errors import ConfigError
 from ..config import MAX_STEPS, load_scenario
-from ..designs import REGISTRY
+from ..designs import design_class, design_names
 from ..output import EXIT_INTERRUPTED, Progress
+from ._common import design_file_option
 
 __all__ = ["add_parser", "cmd_explore"]
 
@@ -23,6 +24,7 @@ def add_parser(sub) -> None:
                                    "far are summarised).")
     p.add_argument("scenario", help="a scenario YAML (see scenarios/)")
     p.add_argument("--design", help="superpage design (default: the scenario's design:)")
+    design_file_option(p)
     p.add_argument("--scheduler", choices=("dfs", "random", "pct", "round-robin"), default="dfs",
                    help="dfs (default): every schedule within the preemption bound, depth "
                         "first; random, pct: --max-schedules sampled schedules from --seed; "
@@ -79,9 +81,9 @@ def cmd_explore(args) -> int:
         return 2
     sc = load_scenario(args.scenario)
     design = args.design or sc.design
-    if design not in REGISTRY:
+    if design not in design_names():
         raise ConfigError(None, "--design", f"unknown design {design!r}; "
-                                            f"choose from {', '.join(sorted(REGISTRY))}")
+                                            f"choose from {', '.join(sorted(design_names()))}")
     w = sys.stdout.write
     if args.replay is not None:
         ex, v = replay(sc, parse_schedule(args.replay, cpus=len(sc.cpus)), design)
@@ -103,7 +105,7 @@ def cmd_explore(args) -> int:
     except Interrupted as e:
         res, interrupted = e.result, True
     w(f"scenario {sc.name} ({sc.description}) on {design}"
-      f"{' [BUGGY design]' if REGISTRY[design].buggy else ''}, scheduler {args.scheduler}"
+      f"{' [BUGGY design]' if design_class(design).buggy else ''}, scheduler {args.scheduler}"
       + (f", preemption bound {args.preemption_bound}" if args.scheduler == "dfs" else "") + "\n")
     w(f"schedules explored: {res.schedules}" + (f" (+{res.pruned} cut short as equivalent)" if res.pruned else "")
       + f", steps: {res.steps:,}, {res.seconds:.2f} s ({res.steps / max(res.seconds, 1e-9):,.0f} steps/s)"
@@ -118,7 +120,9 @@ def cmd_explore(args) -> int:
         w("trace:\n")
         trace = v.trace if args.full_trace else summarise_trace(v.trace)
         w("".join(f"  {t}\n" for t in trace))
-        w(f"replay: xensim explore {args.scenario} --design {design} --replay {format_schedule(v.schedule)}\n")
+        files = "".join(f" --design-file {f}" for f in args.design_files)
+        w(f"replay: xensim explore {args.scenario}{files} --design {design} --replay "
+          f"{format_schedule(v.schedule)}\n")
     if interrupted:
         sys.stdout.flush()
         print(f"xensim: interrupted after {res.schedules:,} schedules", file=sys.stderr)

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import get_args, get_type_hints
 
 from ..config import HypervisorConfig
-from ..designs import design_names
+from ..designs import design_file_of, design_names
 from ..output import write_atomic
+from ._common import design_file_option
 
 __all__ = ["add_parser", "MIN_DOMAINS", "MAX_DOMAINS", "bad_arguments", "out_is_dir",
            "reproducer_path", "run_campaign", "cmd_fuzz"]
@@ -30,6 +31,7 @@ def add_parser(subparsers) -> None:
                                           "violations, 2: bad arguments, 130: interrupted "
                                           "(after the summary of the calls made).")
     p.add_argument("--design", default="xen-4.1", help="superpage design (default xen-4.1)")
+    design_file_option(p)
     p.add_argument("--calls", type=int, default=10_000, help="calls to make (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--domains", type=int, default=3,
@@ -127,8 +129,9 @@ def cmd_fuzz(args) -> int:
         for line in bad:
             print(f"xensim: error: {line}", file=sys.stderr)
         return 2
+    own = design_file_of(args.design)             # a design file's: the reproducers carry it
     setup = Setup(design=args.design, version=args.version, faithful=args.faithful,
-                  domains=args.domains, pdx=args.pdx)
+                  domains=args.domains, pdx=args.pdx, design_files=(own,) if own else ())
     if args.out and out_is_dir(args.out):
         out_dir(args.out, "--out")                 # before the campaign: fail early
     bar = Progress.off() if args.quiet else Progress()

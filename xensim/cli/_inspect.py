@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .._errors import ConfigError
+from ._common import design_file_option
 from ._trace import whole_number
 
 #: xensim.teach's INSPECT_FORMATS (repeated here: the parser is built without importing
@@ -28,6 +29,7 @@ def add_parser(subparsers) -> None:
                       help="a superpage: an MFN in it, or DOMAIN:INDEX (superpage INDEX of DOMAIN)")
     what.add_argument("--domain", metavar="D", help="a domain: its name or domid")
     p.add_argument("--design", help="the superpage design (default: the config's first)")
+    design_file_option(p)
     p.add_argument("--steps", type=whole_number(0), metavar="N",
                    help="stop after the first N operations of the workload (default: all)")
     p.add_argument("--format", choices=INSPECT_FORMATS, default="text", help="output format")

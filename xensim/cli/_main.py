@@ -14,10 +14,11 @@ import sys
 
 from .._errors import ConfigError
 from ..output import EXIT_INTERRUPTED
+from ._common import load_design_file_options
 
 #: the subcommands, in the order ``xensim --help`` lists them
-SUBCOMMANDS = ("run", "overhead", "machine", "presets", "explore", "fuzz", "trace", "inspect",
-               "plot")
+SUBCOMMANDS = ("run", "sweep", "overhead", "machine", "presets", "explore", "fuzz", "trace",
+               "inspect", "plot")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        load_design_file_options(args)        # before any config: it names their designs
         return args.func(args)
     except ConfigError as e:
         print(f"xensim: error: {e}", file=sys.stderr)

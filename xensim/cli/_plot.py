@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from .._errors import ConfigError
-from ._common import resolve_machine
+from ._common import design_file_option, resolve_machine
 
 #: the pictures ``--which`` names: xensim.output.plot.FIGURES (a test checks they agree)
 FIGURE_NAMES = ("memmap", "superpages", "overhead", "churn")
@@ -27,6 +27,7 @@ def add_parser(subparsers) -> None:
     src.add_argument("--memmap", metavar="FILE",
                      help="your machine: a YAML memmap, a Linux boot log or /proc/iomem")
     p.add_argument("--pdx", choices=("none", "mask", "offset"), help="PDX compression mode")
+    design_file_option(p)
     p.add_argument("--out", metavar="DIR", default="plots",
                    help="directory for the pictures (default: plots)")
     p.add_argument("--which", choices=FIGURE_NAMES + ("all",), default="all",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from ._common import machine_args, resolve_machine
+from ._common import design_file_option, machine_args, resolve_machine
 from ._html import add_html_argument
 
 
@@ -20,6 +20,7 @@ def add_parser(subparsers) -> None:
     run.add_argument("--quiet", action="store_true",
                      help="no progress bar (it shows only on a terminal, for runs over ~2 s)")
     add_html_argument(run)
+    design_file_option(run)
     run.set_defaults(func=cmd_run)
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .._errors import ConfigError
+from ._common import design_file_option
 
 #: xensim.teach's LEVELS and TRACE_FORMATS (repeated here: the parser is built without
 #: importing xensim.teach; tests/test_trace.py checks that they agree)
@@ -32,6 +33,7 @@ def add_parser(subparsers) -> None:
                    help="list every frame of a range operation instead of one summary line")
     p.add_argument("--format", choices=TRACE_FORMATS, default="text", help="text or Markdown")
     p.add_argument("--design", help="the superpage design (default: the config's first)")
+    design_file_option(p)
     p.add_argument("--limit", type=whole_number(1), metavar="N",
                    help="trace only the first N operations of the workload")
     p.set_defaults(func=cmd_trace)

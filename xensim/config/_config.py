@@ -9,23 +9,61 @@ import os
 from pathlib import Path
 
 from .._errors import ConfigError
+from ..designs import load_design_file
 from ..mem import MemoryMap, MemoryMapError
 from ._files import load_memmap_file, map_error
 from ._loader import Loader, top_mapping
 from ._presets import DEFAULT_PRESET, load_preset
 from ._schema import Config, check_simulation
-from ._yamlsrc import load_yaml, read_text
+from ._yamlsrc import YamlDoc, load_yaml, read_text
 
-__all__ = ["load_config", "parse_config", "default_config", "default_config_path",
-           "build_memory_map"]
+__all__ = ["load_config", "parse_config", "config_from_data", "default_config",
+           "default_config_path", "build_memory_map", "read_design_files"]
+
+
+def _file_dir(filename: str | None) -> Path:
+    """The directory a file's relative paths are relative to (a text's: the current one)."""
+    if filename and not filename.startswith("<"):
+        return Path(filename).parent
+    return Path(".")
+
+
+def read_design_files(loader: Loader, data: dict, filename: str) -> list[str] | None:
+    """Load the design files a config (or a scenario) lists under ``design_files:``
+    (paths relative to its file) before its design names are checked; their resolved
+    absolute paths, which the loaded object keeps (None: no such key). A bad entry is a
+    ConfigError at ``design_files[i]`` carrying the design file's own one-line error."""
+    if data.get("design_files") is None:
+        return None
+    paths = loader.convert(data["design_files"], list[str], ("design_files",),
+                           ("design_files",))
+    out = []
+    for i, given in enumerate(paths):
+        path = Path(given).expanduser()
+        full = path if path.is_absolute() else _file_dir(filename) / path
+        try:
+            load_design_file(full)
+        except ConfigError as e:
+            raise ConfigError(filename, f"design_files[{i}]", str(e),
+                              loader.line(("design_files", i))) from None
+        out.append(str(full.resolve()))
+    return out
 
 
 def parse_config(text: str, filename: str = "<string>") -> Config:
     """Parse config text; ``filename`` is used in errors and to find a memory_map_file."""
     doc = load_yaml(text, filename)
     data = top_mapping(doc, filename, "of sections such as machine: and hypervisor:")
+    return config_from_data(doc, filename, data)
+
+
+def config_from_data(doc: YamlDoc, filename: str, data: dict) -> Config:
+    """A config from YAML data already loaded (a sweep's point: its base with the grid's
+    values set); ``doc`` gives the lines of its keys (``doc.lines``, ``doc.raw``)."""
     loader = Loader(doc, filename)
+    files = read_design_files(loader, data, filename)
     cfg = loader.load_dataclass(Config, data, (), ())
+    cfg.design_files = files
     cfg.source = filename
     cfg.key_lines = loader.key_lines
     check_simulation(cfg, filename)
@@ -59,12 +97,6 @@ def default_config() -> Config:
 
 
 
-def _base_dir(cfg: Config) -> Path:
-    if cfg.source and not cfg.source.startswith("<"):
-        return Path(cfg.source).parent
-    return Path(".")
-
-
 def build_memory_map(cfg: Config) -> MemoryMap:
     """Resolve the machine's preset, inline map or memory_map_file into a MemoryMap."""
     m = cfg.machine
@@ -78,7 +110,7 @@ def build_memory_map(cfg: Config) -> MemoryMap:
                              lines, lines.get("machine")) from None
     elif m.memory_map_file is not None:
         file = Path(m.memory_map_file).expanduser()
-        resolved = file if file.is_absolute() else _base_dir(cfg) / file
+        resolved = file if file.is_absolute() else _file_dir(cfg.source) / file
         if not resolved.exists():
             raise ConfigError(cfg.source, "machine.memory_map_file",
                               f"no such file: {resolved}", lines.get("machine.memory_map_file"))

@@ -14,6 +14,7 @@ Per-field extras go in ``dataclasses.field(metadata=...)``:
 ``what``     how to call the value in that error (``unknown preset 'x'``);
 ``check``    a callable that raises ValueError(message) for a bad value;
 ``hint``     text appended to a bad-choice error;
+``items``    for a ``list[X]`` field: the extras of each item (``{"choices": ...}``);
 ``yaml``     False for a field that is not read from YAML (``Config.source``);
 ``deprecated`` {old spelling: new} accepted for a ``Literal`` field, with one
              warning line on stderr naming the file, line and key path.
@@ -160,7 +161,8 @@ class Loader:
             out = []
             for i, item in enumerate(value):
                 self.note(path + (i,), src + (i,))
-                out.append(self.convert(item, item_tp, path + (i,), src + (i,)))
+                out.append(self.convert(item, item_tp, path + (i,), src + (i,),
+                                        meta.get("items")))
             return out
         if dataclasses.is_dataclass(tp):
             return self.load_dataclass(tp, value, path, src)

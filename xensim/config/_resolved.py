@@ -43,6 +43,8 @@ def resolved_config(cfg: Config, memmap: MemoryMap) -> dict:
             if k not in MAP_SOURCES + ("name", "source")}
     data["machine"] = {"name": mm["name"], "source": mm["source"],
                        "memory_map": mm["ranges"], **rest}
+    if not cfg.design_files:                # absolute paths once loaded: it re-runs anywhere
+        data.pop("design_files")
     if not cfg.simulates:                   # no simulation: its keys would mean nothing
         for key in _SIMULATION_KEYS:
             data.pop(key, None)

@@ -6,6 +6,7 @@ A scenario is a small machine, some guests, and a short list of guest operations
 per CPU, run concurrently under the explorer::
 
     description: two CPUs map the same unmapped superpage
+    design_files: [my_design.py] # designs to load first (relative to the scenario's file)
     design: xen-4.1              # --design overrides it
     hypervisor: {version: "4.8", faithful: false}
     memory: 64MiB                # a flat RAM machine [0, memory)
@@ -40,6 +41,7 @@ from .._errors import ConfigError
 from ..designs import design_names
 from ..mem import SUPERPAGE_PAGES
 from ..xen import RELEASE_NAMES, Release
+from ._config import read_design_files
 from ._loader import Loader, size, top_mapping
 from ._schema import check_not_negative, check_positive, version_field
 from ._yamlsrc import KeyPath, YamlDoc, format_path, load_yaml, read_text
@@ -104,6 +106,8 @@ class ScenarioFile:
     setup: list[ScenarioOp] = field(default_factory=list)
     cpus: list[list[ScenarioOp]] = field(default_factory=list)
     end: Literal["destroy", "none"] = "destroy"
+    #: Python files of designs, loaded before ``design`` is checked (relative to the file)
+    design_files: list[str] | None = None
 
 
 @dataclass
@@ -123,6 +127,8 @@ class Scenario:
     end: str = "destroy"
     #: the file it was loaded from (named in errors)
     source: str | None = None
+    #: the design files it loaded (absolute paths; a worker loads them again)
+    design_files: list[str] | None = None
 
 
 def load_scenario(path: str | os.PathLike) -> Scenario:
@@ -131,13 +137,15 @@ def load_scenario(path: str | os.PathLike) -> Scenario:
     filename = str(path)
     doc = load_yaml(read_text(path), filename)
     data = top_mapping(doc, filename, "of keys such as domains: and cpus:")
-    sf = Loader(doc, filename).load_dataclass(ScenarioFile, data, (), ())
+    loader = Loader(doc, filename)
+    files = read_design_files(loader, data, filename)
+    sf = loader.load_dataclass(ScenarioFile, data, (), ())
     _check(sf, doc, filename)
     return Scenario(name=Path(path).stem, description=sf.description, design=sf.design,
                     version=Release.parse(sf.hypervisor.version),
                     faithful=sf.hypervisor.faithful, memory=sf.memory,
                     domains=[(d.name, d.superpages) for d in sf.domains], setup=sf.setup,
-                    cpus=sf.cpus, end=sf.end, source=filename)
+                    cpus=sf.cpus, end=sf.end, source=filename, design_files=files)
 
 
 def _check(sf: ScenarioFile, doc: YamlDoc, filename: str) -> None:

@@ -293,12 +293,16 @@ class Config:
     #: The simulation (``xensim run`` runs it when there is a workload or a compare).
     workload: WorkloadConfig | None = None
     #: Run the same workload from the same seed on each of these designs.
-    compare: list[Literal[design_names()]] | None = None
+    compare: list[str] | None = field(default=None, metadata={
+        "items": {"choices": design_names, "what": "design"}})
     domains: list[DomainConfig] = field(default_factory=lambda: [DomainConfig()])
     seed: int = 0
     cost_model: CostModelConfig = field(default_factory=CostModelConfig)
     #: Run the auditor every N guest operations (0: only at the end of each design's run).
     audit_every: int = field(default=0, metadata={"check": check_not_negative})
+    #: Python files of designs to load (xensim.designs.load_design_files) before the design
+    #: names are checked; relative to the config's file, made absolute once loaded.
+    design_files: list[str] | None = None
     #: The file it came from (not a YAML key).
     source: str | None = field(default=None, metadata={"yaml": False})
     #: Line of every key path loaded, by dotted path ("machine.memory_map[2].end").

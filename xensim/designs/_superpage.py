@@ -128,24 +128,56 @@ def put_spage_pages(m, mfn: int) -> None:
                             f"{mfn:#x}'s 512 frames drop references they never took")
 
 
-#: every design, by name, in registration order (the order runs compare them in)
+#: every design, by name, in registration order (the order runs compare them in): the
+#: built-ins, then installed packages' (entry points), then design files'. Look names up
+#: with design_names() / design_class() / make_design(), which load the entry points first.
 REGISTRY: dict[str, type[SuperpageDesign]] = {}
+
+#: the interface's methods a design must define itself (the base class's raise)
+REQUIRED_METHODS = ("get_superpage", "put_superpage", "expect")
+
+
+def _shown(value) -> str:
+    if isinstance(value, (int, float, str)) or value is None:
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
+def check_design(cls) -> str | None:
+    """What is wrong with ``cls`` as a design (None: nothing): a SuperpageDesign subclass
+    with a ``name`` (a non-empty string without spaces), ``words_per_entry`` 1 or 2 (the
+    superpage table's entry), boolean ``supports_mark`` and ``buggy``, a string
+    ``description``, and the interface's methods (:data:`REQUIRED_METHODS`) of its own."""
+    if not (isinstance(cls, type) and issubclass(cls, SuperpageDesign)):
+        return f"not a subclass of SuperpageDesign: {_shown(cls)}"
+    name = cls.name
+    if not isinstance(name, str) or not name or name.split() != [name]:
+        return f"name must be a non-empty string without spaces, got {_shown(name)}"
+    w = cls.words_per_entry
+    if isinstance(w, bool) or not isinstance(w, int) or w not in (1, 2):
+        return (f"words_per_entry must be 1 or 2 (64-bit words of its superpage-table "
+                f"entry), got {_shown(w)}")
+    for flag in ("supports_mark", "buggy"):
+        if not isinstance(getattr(cls, flag), bool):
+            return f"{flag} must be True or False, got {_shown(getattr(cls, flag))}"
+    if not isinstance(cls.description, str):
+        return f"description must be a string, got {_shown(cls.description)}"
+    missing = [m for m in REQUIRED_METHODS if getattr(cls, m) is getattr(SuperpageDesign, m)]
+    if missing:
+        return (f"does not define {', '.join(missing)} (a design defines "
+                f"{', '.join(REQUIRED_METHODS)}; see docs/designs/writing-a-design.md)")
+    return None
 
 
 def register(cls: type[SuperpageDesign]) -> type[SuperpageDesign]:
-    """Class decorator: make a design selectable by its ``name``."""
+    """Class decorator: make a design selectable by its ``name``. ValueError if the class
+    is not a valid design (:func:`check_design`) or another class has the name."""
+    problem = check_design(cls)
+    if problem:
+        raise ValueError(f"design class {getattr(cls, '__name__', cls)}: {problem}")
+    taken = REGISTRY.get(cls.name)
+    if taken is not None and taken is not cls:
+        raise ValueError(f"design class {cls.__name__}: the name {cls.name!r} is taken by "
+                         f"{taken.__module__}.{taken.__qualname__}")
     REGISTRY[cls.name] = cls
     return cls
-
-
-def design_names() -> tuple[str, ...]:
-    """The registered designs' names, in registration order."""
-    return tuple(REGISTRY)
-
-
-def make_design(name: str, machine) -> SuperpageDesign:
-    try:
-        return REGISTRY[name](machine)
-    except KeyError:
-        raise ValueError(f"unknown superpage design {name!r}; choose from "
-                         f"{', '.join(sorted(REGISTRY))}") from None

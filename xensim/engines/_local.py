@@ -5,7 +5,8 @@ process is started: nothing to pickle, a Ctrl-C stops the task at once). Two or 
 run them on a pool of that many worker processes (``concurrent.futures``), each
 process one task at a time. The processes are started by a fork server (a clean
 process forked per worker, so a parent holding threads, e.g. a Dask client, is never
-forked) and ignore SIGINT: a Ctrl-C reaches the caller alone, which cancels what is
+forked; the server imports the task function's module once, before it forks) and
+ignore SIGINT: a Ctrl-C reaches the caller alone, which cancels what is
 queued and terminates the workers, losing only the tasks in flight. A worker that
 dies (killed, out of memory) fails its task (``TaskFailed``, ``BrokenProcessPool``)
 and the pool is started again for the tasks after it.
@@ -29,9 +30,14 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _context() -> multiprocessing.context.BaseContext:
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+def _context(preload: str) -> multiprocessing.context.BaseContext:
+    """The fork server's context (spawn where there is none); the server, when this
+    starts it, imports ``preload`` (the task function's module) once for every worker."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(sorted({"__main__", preload}))   # __main__: as by default
+    return ctx
 
 
 class LocalEngine(Engine):
@@ -85,7 +91,8 @@ class LocalEngine(Engine):
     def _submit(self, fn, task) -> Future:
         for attempt in (0, 1):
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=_context(),
+                self._pool = ProcessPoolExecutor(self.workers,
+                                                 mp_context=_context(fn.__module__),
                                                  initializer=_ignore_sigint)
             try:
                 return self._pool.submit(run_task, fn, task)

@@ -158,12 +158,17 @@ class Execution:
             # CPU validates: each spin re-reads type_info and changes nothing, so the spinning
             # CPU runs again only once the word differs from what it saw (``arg``)
             return self.m.frame_table.type_info(step.word[1]) != step.arg
+        if step.kind == "sp_wait":               # a design spinning on a superpage word (a
+            # lock bit): runs again only once the word differs from what it saw
+            return self.m.spage_table.peek(step.word[1], step.word[2]) != step.arg
         return True
 
     # called from inside a CPU's greenlet: the machine's atomic_step event
     def _on_step(self, kind: str, key: int, arg: int) -> None:
         if kind[:3] == "sp_":                    # a superpage-table word: (spdx, word)
-            step = Step(self.current, kind, ("sp", key, arg), 0)
+            # sp_wait: the value it waits to change is the word now (its CPU read it last)
+            seen = self.m.spage_table.peek(key, arg) if kind == "sp_wait" else 0
+            step = Step(self.current, kind, ("sp", key, arg), seen)
         else:
             step = Step(self.current, kind, step_word(kind, key, arg), arg)
         self.pending[step.cpu] = step

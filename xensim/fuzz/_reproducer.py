@@ -1,7 +1,7 @@
 """The reproducer format: a violating call list as an ordinary config file.
 
-:func:`to_script_yaml` writes ``machine:``, ``hypervisor:`` and
-``workload: {kind: script, ops: [...]}`` (each op one hypercall, the schema of
+:func:`to_script_yaml` writes ``design_files:`` (a user design's file, absolute),
+``machine:``, ``hypervisor:`` and ``workload: {kind: script, ops: [...]}`` (each op one hypercall, the schema of
 xensim.config's HypercallOp) with the YAML library: MFNs, PTEs and addresses as
 ``0x...``, comments (what was found, each call's rc) around the data. Such a file
 loads with ``load_config`` like any config; ``xensim run FILE`` replays it with every
@@ -79,7 +79,8 @@ def to_script_yaml(setup: Setup, ops: list[dict], *, rcs: list | None = None,
     replaying ``ops``; ``comment`` goes on top, ``rcs`` (what each call returned) are
     written as a comment after each call."""
     cfg = setup.config()
-    data = {"machine": {"memory_map": [_data(r, True) for r in cfg["machine"]["memory_map"]],
+    data = {"design_files": cfg["design_files"]} if "design_files" in cfg else {}
+    data |= {"machine": {"memory_map": [_data(r, True) for r in cfg["machine"]["memory_map"]],
                         "pdx": cfg["machine"]["pdx"]},
             "hypervisor": cfg["hypervisor"],
             "workload": {"kind": "script", "ops": [_op_data(op) for op in ops]}}

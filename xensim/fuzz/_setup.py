@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import Config, build_memory_map
+from ..designs import load_design_files
 from ..mem import KiB, MemoryMap, MiB, SUPERPAGE_PAGES
 from ..xen import Machine
 
@@ -35,8 +36,12 @@ class Setup:
     superpages: int = 6
     #: 4 KiB extents each guest populates at start (in its 4 KiB region)
     small_pages: int = 24
+    #: the design files to load first (absolute paths: a user design's file, which the
+    #: reproducers carry as ``design_files:``)
+    design_files: tuple = ()
 
     def machine(self) -> Machine:
+        load_design_files(self.design_files)          # a no-op once loaded (any process)
         return Machine(MemoryMap([tuple(r) for r in self.ram], name="fuzz"), self.pdx,
                        version=self.version, allow_superpage=self.allow_superpage,
                        superpage=self.design, faithful=self.faithful)
@@ -56,8 +61,10 @@ class Setup:
         return (self.superpages + 3) * SUPERPAGE_PAGES + POOL
 
     def config(self) -> dict:
-        """The machine and hypervisor sections of a config file."""
-        return {"machine": {"memory_map": [[s, e] for s, e in self.ram], "pdx": self.pdx},
+        """The machine and hypervisor sections of a config file (and its design_files)."""
+        out = {"design_files": list(self.design_files)} if self.design_files else {}
+        return {**out,
+                "machine": {"memory_map": [[s, e] for s, e in self.ram], "pdx": self.pdx},
                 "hypervisor": {"version": self.version, "superpage": self.design,
                                "allow_superpage": self.allow_superpage,
                                "faithful": self.faithful}}
@@ -70,4 +77,5 @@ class Setup:
         ram = tuple((r.start, r.end) for r in mm.ram_ranges)
         hv = cfg.hypervisor
         return cls(design=hv.superpage, version=hv.version, faithful=hv.faithful,
-                   allow_superpage=hv.allow_superpage, ram=ram, pdx=cfg.machine.pdx)
+                   allow_superpage=hv.allow_superpage, ram=ram, pdx=cfg.machine.pdx,
+                   design_files=tuple(cfg.design_files or ()))

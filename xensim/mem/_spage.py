@@ -19,6 +19,7 @@ Entries are indexed like Xen's: by ``spdx = pdx >> 9``.
 Observers see the table through the machine's event bus, which the machine
 attaches the table to (see xensim.xen's _events): ``atomic_step`` before each
 load, store or cmpxchg of a word (``sp_load`` / ``sp_store`` / ``sp_cas``),
+``sp_wait`` while a CPU spins on a word (:meth:`wait_change`),
 ``spage_cmpxchg`` for every cmpxchg, ``spage_write`` / ``spage_write_many`` for
 plain stores. Unattached (a table of its own), nobody listens.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._errors import RefcountBug
 from ._units import SUPERPAGE_ORDER
 
 SPAGE_CHUNK_SHIFT = 9
@@ -153,6 +155,25 @@ class SuperpageTable:
             self._journal.append((word, e, old))
         self.store[word, e] = new
         return True
+
+    def wait_change(self, spdx: int, seen: int, word: int = 0) -> None:
+        """Spin until the word differs from ``seen`` (a CPU waiting for another to finish:
+        a lock bit). One ``sp_wait`` step, which the explorer runs only once the word
+        differs (each spin in between would change nothing); with nobody listening no
+        other CPU can ever change it, so a word still ``seen`` is a RefcountBug."""
+        if self.atomic_step is not None:
+            self.atomic_step("sp_wait", spdx, word)
+        e = self.entry_index(spdx)
+        if e < 0:
+            raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
+        if self.atomic_step is None and int(self.store[word, e]) == seen:
+            raise RefcountBug(f"superpage spdx {spdx:#x} word {word}: waiting for {seen:#x} "
+                              f"to change, and no other CPU runs")
+
+    def peek(self, spdx: int, word: int = 0) -> int:
+        """The word, read without an atomic step (an observer's look; -1: no entry)."""
+        e = self.entry_index(spdx)
+        return -1 if e < 0 else int(self.store[word, e])
 
     def write_many(self, entries: np.ndarray, values: np.ndarray, word: int = 0) -> None:
         """Write many entries at once (store positions from :meth:`entry_indexes`)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .._errors import ConfigError
 from ..config import Config, build_memory_map, default_config, load_config
-from ..designs import REGISTRY
+from ..designs import design_names
 from ..mem import MemoryMap
 from ..sim import Session, start
 
@@ -25,8 +25,9 @@ def load(config: str | None) -> tuple[Config, MemoryMap]:
 def pick_design(cfg: Config, design: str | None) -> str:
     """``design``, else the first design of the config's ``compare`` list (else its own)."""
     name = design or cfg.designs()[0]
-    if name not in REGISTRY:
-        raise ConfigError(None, "--design", f"unknown design {name!r}; choose from {', '.join(sorted(REGISTRY))}")
+    if name not in design_names():
+        raise ConfigError(None, "--design", f"unknown design {name!r}; choose from "
+                                            f"{', '.join(sorted(design_names()))}")
     return name
 
 

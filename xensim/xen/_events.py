@@ -34,12 +34,13 @@ The events (``page`` is a PDX, the index of a frame's page_info; ``spdx`` is
     ``type_flags`` / ``count_flags`` (page, 0: a pin or PGC_allocated bit),
     ``wait_validated`` (page, the type_info seen: __get_page_type spins until
     the word differs), ``sp_load`` / ``sp_store`` / ``sp_cas`` (spdx, word: a
-    superpage-table word), ``pi_load`` / ``pi_cas`` (the superpage's first page,
+    superpage-table word), ``sp_wait`` (spdx, word: a design spinning until the
+    word differs from what it read, e.g. a lock bit), ``pi_load`` / ``pi_cas`` (the superpage's first page,
     0: pageinfo-count's page_info field), ``hcall`` (caller domid, hypercall
     number: entering a hypercall), ``pause`` (domid: domain_kill pausing it).
     **While anyone listens the machine runs step by step**: the vectorised
     512-frame forms fall back to their per-frame loops, and a ``wait_validated``
-    spin is allowed (with nobody listening it is a RefcountBug: no other CPU
+    or ``sp_wait`` spin is allowed (with nobody listening it is a RefcountBug: no other CPU
     can ever finish the validation).
 ``word_changed(page, word, old, new, why)``
     a scalar cmpxchg changed one frame's ``word`` (``"count_info"`` or
