@@ -9,7 +9,6 @@ known bugs within a few dozen calls (docs/fuzzing.md, "Faithful mode")."""
 
 from __future__ import annotations
 
-import argparse
 import pickle
 import random
 import re
@@ -17,7 +16,8 @@ from collections import Counter
 
 import pytest
 
-from xensim.cli._fuzz import add_parser, out_is_dir, reproducer_path
+from conftest import fuzz_cli
+from xensim.cli._fuzz import out_is_dir, reproducer_path
 from xensim.cli._main import main
 from xensim.engines import LocalEngine, TaskFailed
 from xensim.fuzz._checks import generic_key
@@ -232,15 +232,6 @@ def test_signatures_keep_advisories_apart_and_frames_together():
 # the command: --workers, --scheduler, --out DIR
 # ---------------------------------------------------------------------------------------
 
-def run_cli(argv, capsys):
-    p = argparse.ArgumentParser(prog="xensim")
-    add_parser(p.add_subparsers(dest="command"))
-    args = p.parse_args(["fuzz"] + argv)
-    rc = args.func(args)
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
 ARGS = ["--calls", "120", "--seed", "4", "--version", "4.1", "--faithful", "--domains", "1",
         "--episode", "40"]
 
@@ -256,7 +247,7 @@ def test_out_dir_or_file(tmp_path):
 def test_cli_workers_write_one_reproducer_per_violation_each_replays(capsys, tmp_path,
                                                                        one_process):
     out = tmp_path / "found"
-    rc, text, err = run_cli(ARGS + ["--workers", "2", "--out", f"{out}/"], capsys)
+    rc, text, err = fuzz_cli(ARGS + ["--workers", "2", "--out", f"{out}/"], capsys)
     assert rc == 1 and err == ""
     assert ", on local, 2 worker processes" in text.splitlines()[1]
     listed = re.findall(r"^  (\d+)\. (\S+) in (\S+) \((.*)\), (\d+)x: (\d+) calls -> (.*)$",
@@ -274,8 +265,8 @@ def test_cli_workers_write_one_reproducer_per_violation_each_replays(capsys, tmp
 
 
 def test_cli_one_worker_and_two_print_the_same_tables(capsys):
-    rc1, one, _ = run_cli(ARGS + ["--no-minimise", "--keep-going"], capsys)
-    rc2, two, _ = run_cli(ARGS + ["--no-minimise", "--keep-going", "--workers", "2"], capsys)
+    rc1, one, _ = fuzz_cli(ARGS + ["--no-minimise", "--keep-going"], capsys)
+    rc2, two, _ = fuzz_cli(ARGS + ["--no-minimise", "--keep-going", "--workers", "2"], capsys)
     assert rc1 == rc2 == 1
     a, b = one.splitlines(), two.splitlines()
     assert a[0] == b[0] and a[2:] == b[2:]
@@ -285,7 +276,7 @@ def test_cli_one_worker_and_two_print_the_same_tables(capsys):
 
 
 def test_cli_bad_workers_and_scheduler(capsys):
-    rc, out, err = run_cli(["--workers", "0", "--domains", "0"], capsys)
+    rc, out, err = fuzz_cli(["--workers", "0", "--domains", "0"], capsys)
     assert rc == 2 and out == "" and err.splitlines() == [
         "xensim: error: --domains: must be 1-8, got 0",
         "xensim: error: --workers: must be at least 1, got 0"]

@@ -13,7 +13,7 @@ from typing import get_args, get_type_hints
 from ..config import HypervisorConfig
 from ..designs import design_file_of, design_names
 from ..output import write_atomic
-from ._common import design_file_option
+from ._common import design_file_option, engine_options
 
 __all__ = ["add_parser", "MIN_DOMAINS", "MAX_DOMAINS", "bad_arguments", "out_is_dir",
            "reproducer_path", "run_campaign", "cmd_fuzz"]
@@ -52,12 +52,10 @@ def add_parser(subparsers) -> None:
                    help="stop once N distinct violations were found (and minimised)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (drawn on a terminal only, after ~2 s)")
-    p.add_argument("--workers", type=int, metavar="K",
-                   help="split the campaign into its seeded episodes over K worker processes "
-                        "(default 1: in this process); the merged result is the same for any K")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="run the episodes on Dask: local-dask (a LocalCluster of --workers "
-                        "workers) or tcp://HOST:8786 (a running cluster); needs the cluster extra")
+    engine_options(p, "split the campaign into its seeded episodes over N worker processes "
+                      "(default 1: in this process); the merged result is the same for any N",
+                   "run the episodes on Dask: local-dask (a LocalCluster of --workers workers) "
+                   "or tcp://HOST:8786 (a running cluster)")
     p.add_argument("--out", metavar="FILE|DIR",
                    help="write the minimal reproducer of each distinct violation: --out "
                         "repro.yaml writes repro-1.yaml, repro-2.yaml, ...; --out DIR/ (a "

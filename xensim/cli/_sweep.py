@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ._common import engine_options
+
 
 def add_parser(subparsers) -> None:
     """Register ``xensim sweep``."""
@@ -16,12 +18,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", metavar="DIR",
                    help="where the points and results.csv go (default: ./NAME-sweep for "
                         "NAME.yaml); points already complete there are not run again")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes (default: the number of cores; 1: in this process); "
-                        "with --scheduler local-dask, the LocalCluster's workers")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="run on Dask: local-dask (a LocalCluster) or tcp://HOST:8786 (a "
-                        "running cluster); needs the cluster extra: pip install 'xensim[cluster]'")
+    engine_options(p, "worker processes (default: the number of cores; 1: in this process); "
+                      "with --scheduler local-dask, the LocalCluster's workers",
+                   "run on Dask: local-dask (a LocalCluster) or tcp://HOST:8786 (a running "
+                   "cluster)")
     p.add_argument("--force", action="store_true", help="run every point again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
