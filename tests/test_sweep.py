@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -350,3 +352,44 @@ def test_readme_sample_sweep_and_its_error(tmp_path, capsys, monkeypatch):
     rc, out, err = cli(capsys, "churn.yaml")
     assert (rc, out, err) == (2, "", f"xensim: error: {line}\n")
     assert not (tmp_path / "churn-sweep").exists()
+
+
+def sweep_in_a_subprocess(*argv) -> subprocess.CompletedProcess:
+    """``xensim sweep`` in a fresh interpreter (a user design registered there stays there)."""
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "xensim", "sweep", *map(str, argv)],
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_design_files_of_the_sweep_are_loaded_by_every_worker(tmp_path):
+    """A user design (examples/designs/lock_bit.py) named by the sweep, relative to the
+    sweep file: checked up front, loaded again by each worker process; its contents are
+    part of the point's id."""
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "designs").mkdir()
+    design = tmp_path / "designs" / "lock_bit.py"
+    design.write_text((root / "examples" / "designs" / "lock_bit.py").read_text())
+    path = write(tmp_path, SWEEP + "compare: [lock-bit, xen-4.1]\ndesign_files: "
+                                   "[designs/lock_bit.py]\n")
+    run = sweep_in_a_subprocess(path, "--out", tmp_path / "o", "--workers", 2)
+    assert (run.returncode, run.stderr) == (0, "")
+    rows = read_csv(tmp_path / "o" / "results.csv")
+    assert [r["design"] for r in rows[:2]] == ["lock-bit", "xen-4.1"]
+    assert all(r["status"] == "ok" and r["audit"] == "clean" for r in rows)
+    assert [r["slow_get"] for r in rows[:2]] == ["2", "2"]
+    config = (tmp_path / "o" / "points" / rows[0]["point"] / "config.yaml").read_text()
+    assert f"design_files: [{design}]\n" in config
+    design.write_text(design.read_text() + "\n# edited\n")
+    again = sweep_in_a_subprocess(path, "--out", tmp_path / "o", "--workers", 1)
+    assert again.returncode == 0 and "4 points: 4 ran, 0 already complete" in again.stdout
+    assert {r["point"] for r in rows}.isdisjoint(
+        r["point"] for r in read_csv(tmp_path / "o" / "results.csv"))
+
+
+def test_a_bad_design_file_of_the_sweep(tmp_path, capsys):
+    path = write(tmp_path, SWEEP + "design_files: [nope.py]\n")
+    rc, out, err = cli(capsys, path, "--out", tmp_path / "o")
+    assert (rc, out) == (2, "")
+    assert err == (f"xensim: error: {path}:5: design_files[0]: {tmp_path}/nope.py: "
+                   f"no such file\n")
