@@ -5,6 +5,7 @@ Ctrl-C, and the same table on every engine."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import os
@@ -393,3 +394,30 @@ def test_a_bad_design_file_of_the_sweep(tmp_path, capsys):
     assert (rc, out) == (2, "")
     assert err == (f"xensim: error: {path}:5: design_files[0]: {tmp_path}/nope.py: "
                    f"no such file\n")
+
+
+PARQUET_SWEEP = ("base: base.yaml\ngrid:\n  workload.iterations: [2, 5]\n  seed: [0, 2]\n"
+                 "  hypervisor.faithful: [true]\n")
+
+
+def test_no_results_parquet_without_pyarrow(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    result = run_sweep(load_sweep(write(tmp_path, PARQUET_SWEEP)), tmp_path / "o", LocalEngine(1))
+    assert not (tmp_path / "o" / "results.parquet").exists()
+    assert (tmp_path / "o" / "results.csv").exists()
+    assert result.notes[-1] == (f"wrote {tmp_path / 'o' / 'results.csv'} (results.parquet "
+                                f"too when pyarrow is installed)")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="pyarrow is not installed")
+def test_results_parquet_with_pyarrow(tmp_path):
+    import pyarrow.parquet as pq
+    result = run_sweep(load_sweep(write(tmp_path, PARQUET_SWEEP)), tmp_path / "o", LocalEngine(1))
+    parquet = tmp_path / "o" / "results.parquet"
+    table = pq.read_table(parquet)
+    assert table.column_names == ["point", "workload.iterations", "seed", "hypervisor.faithful",
+                                  "design", *FIGURES]
+    assert table.to_pylist() == result.rows()
+    assert [r["seed"] for r in result.rows()] == [0, 0, 2, 2, 0, 0, 2, 2]
+    assert {r["hypervisor.faithful"] for r in result.rows()} == {"true"}
+    assert result.notes[-1] == f"wrote {tmp_path / 'o' / 'results.csv'} and {parquet}"
