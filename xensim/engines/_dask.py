@@ -47,10 +47,11 @@ class DaskEngine(Engine):
             raise
 
     @classmethod
-    def connect(cls, address: str) -> "DaskEngine":
+    def connect(cls, address: str, timeout: float = 10) -> "DaskEngine":
+        """A running cluster's scheduler (ConfigError after ``timeout`` seconds)."""
         from distributed import Client
         try:
-            client = Client(address, timeout=10)
+            client = Client(address, timeout=timeout)
         except (OSError, TimeoutError) as exc:
             raise ConfigError(None, "--scheduler", f"cannot reach the scheduler at "
                                                    f"{address}: {exc}") from None
