@@ -421,3 +421,52 @@ def test_results_parquet_with_pyarrow(tmp_path):
     assert [r["seed"] for r in result.rows()] == [0, 0, 2, 2, 0, 0, 2, 2]
     assert {r["hypervisor.faithful"] for r in result.rows()} == {"true"}
     assert result.notes[-1] == f"wrote {tmp_path / 'o' / 'results.csv'} and {parquet}"
+
+
+def fail_first(task):
+    if task["index"] == 0:
+        raise RuntimeError("boom")
+    return run_point(task)
+
+
+def test_a_failed_point_is_reported_kept_out_and_run_again(tmp_path, capsys, monkeypatch):
+    path = write(tmp_path)
+    monkeypatch.chdir(tmp_path)                       # the default DIR: ./sweep-sweep
+    monkeypatch.setattr("xensim.sweep._run.run_point", fail_first)
+    rc, out, err = cli(capsys, path, "--workers", 1)
+    ids = [point_id(p) for p in load_sweep(path).points]
+    assert rc == 1
+    assert err == (f"xensim: point failed: {path}: point {ids[0]} (workload.iterations=2, "
+                   f"workload.mark=false): RuntimeError: boom\n")
+    assert "  4 points: 3 ran, 0 already complete, 1 failed" in out
+    rows = read_csv(tmp_path / "sweep-sweep" / "results.csv")
+    assert [r["point"] for r in rows] == [ids[1], ids[1], ids[2], ids[2], ids[3], ids[3]]
+    assert (tmp_path / "sweep-sweep" / "points" / ids[0] / "config.yaml").exists()
+    assert not (tmp_path / "sweep-sweep" / "points" / ids[0] / "results.json").exists()
+    monkeypatch.undo()
+    again = run_sweep(load_sweep(path), tmp_path / "sweep-sweep", LocalEngine(1))
+    assert states(again) == ["ran", "resumed", "resumed", "resumed"]
+
+
+def test_a_config_error_found_when_the_point_runs(tmp_path, capsys):
+    """Domains that do not fit the machine are found by the worker: exit 2, one line."""
+    path = write(tmp_path, "base: base.yaml\ngrid:\n  domains: [[{name: g, memory: 4MiB}], "
+                           "[{name: g, memory: 4GiB}]]\n")
+    rc, out, err = cli(capsys, path, "--out", tmp_path / "o", "--workers", 1)
+    big = point_id(load_sweep(path).points[1])
+    assert rc == 2
+    assert err.startswith(f"xensim: error: {path}: point {big} (domains=[{{\"memory\":"
+                          f"\"4GiB\",\"name\":\"g\"}}]): domains[0].memory: domain 'g' "
+                          f"(4.00 GiB) does not fit on teaching (3.00 GiB of RAM")
+    assert err.count("\n") == 1
+    assert "  2 points: 1 ran, 0 already complete, 1 failed" in out
+
+
+def test_two_grid_values_that_are_the_same_config(tmp_path, capsys):
+    path = write(tmp_path, SWEEP.replace("workload.mark: [false, true]",
+                                         "hypervisor.version: [\"4.8\", 4.8]"))
+    rc, out, err = cli(capsys, path, "--out", tmp_path / "o")
+    assert (rc, out) == (2, "")
+    assert err == (f"xensim: error: {path}: grid: two points are the same config: "
+                   f"workload.iterations=2, hypervisor.version=4.8 and "
+                   f"workload.iterations=2, hypervisor.version=4.8\n")

@@ -84,13 +84,10 @@ class DaskEngine(Engine):
             queue = as_completed(first)
             for f in queue:
                 task = running.pop(f)
-                if f.status == "error":
-                    exc = f.exception()
-                    if isinstance(exc, KeyboardInterrupt):
-                        raise exc
-                    result = TaskFailed.of(exc)
-                else:
+                try:
                     result = f.result()
+                except Exception as exc:      # noqa: BLE001  the cluster's: a worker lost
+                    result = TaskFailed.of(exc)
                 nxt = submit()
                 if nxt is not None:
                     queue.add(nxt)

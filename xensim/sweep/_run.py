@@ -22,12 +22,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._errors import ConfigError
 from ..config import dump_resolved
 from ..engines import Engine, TaskFailed
 from ..mem import format_size
 from ..output import Column, Progress, Table, plural, render, sigint_deferred, write_atomic
 from ..sim import fmt_ns
-from ._file import Sweep, grid_cell
+from ._file import Sweep, describe_values, grid_cell
 from ._point import point_cost, point_id, point_task, run_point
 
 __all__ = ["FIGURES", "PointRun", "SweepResult", "SweepInterrupted", "run_sweep",
@@ -190,9 +191,15 @@ def run_sweep(sweep: Sweep, out: Path, engine: Engine, force: bool = False,
     results.parquet). Ctrl-C: :class:`SweepInterrupted` (results.csv not written)."""
     progress = progress or Progress.off()
     runs, todo, tasks = [], {}, []
+    seen: dict[str, PointRun] = {}
     for point in sweep.points:
         pid = point_id(point)
         pr = PointRun(point.index, pid, point.values)
+        if pid in seen:
+            raise ConfigError(sweep.source, "grid", f"two points are the same config: "
+                                                    f"{describe_values(seen[pid].values)} and "
+                                                    f"{describe_values(pr.values)}")
+        seen[pid] = pr
         runs.append(pr)
         pdir = out / "points" / pid
         done = None if force else _complete(pdir / "results.json", pid)
