@@ -13,8 +13,9 @@ fresh directory (no point resumed): on ``make_engine(1)`` (in this process: the
 baseline) and on ``make_engine(K)`` (K worker processes, their start-up included),
 alternately, ``--reps`` times each; the best wall time of each counts. Both must give
 the same results.csv. Goal: a speed-up of at least 0.8 K (on a
-machine with K idle cores: the figure drops when other work shares them, the load
-average is printed). The per-point peak RSS is each worker's high-water mark while
+machine with K idle cores: the figure drops when other work shares them, so the load
+average is printed, and the CPU time the points took against the wall time: how many
+cores the K workers actually got). The per-point peak RSS is each worker's high-water mark while
 it ran the point (reset before each point on Linux).
 
 This is a script that prints figures, not a test.
@@ -85,13 +86,18 @@ def main() -> None:
     print(f"speed-up on {k} workers: {speedup:.2f}x = {speedup / k:.2f} K "
           f"(goal >= 0.80 K); results.csv equal")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+    cpu1 = sum(p.info["cpu_seconds"] for p in r1.points)
+    cpuk = sum(p.info["cpu_seconds"] for p in rk.points)
+    print(f"CPU time of the points: {cpu1:.2f} s on 1 worker, {cpuk:.2f} s on {k}; "
+          f"the {k}-worker run kept {cpuk / tk:.2f} cores busy with points (of {k})")
     print()
-    print(f"{'point':<14} {'values':<48} {'wall 1':>8} {'wall K':>8} {'peak RSS 1':>11} "
-          f"{'peak RSS K':>11}")
+    print(f"{'point':<14} {'values':<50} {'wall 1':>7} {'wall K':>7} {'CPU 1':>7} {'CPU K':>7} "
+          f"{'RSS 1':>9} {'RSS K':>9}")
     for a, b in zip(r1.points, rk.points):
-        print(f"{a.id:<14} {', '.join(f'{k_}={v}' for k_, v in a.values.items()):<48} "
-              f"{a.info['seconds']:>7.2f}s {b.info['seconds']:>7.2f}s "
-              f"{mib(a.info['peak_rss_bytes']):>11} {mib(b.info['peak_rss_bytes']):>11}")
+        values = ", ".join(f"{k_}={v}" for k_, v in a.values.items())
+        print(f"{a.id:<14} {values:<50} {a.info['seconds']:>6.2f}s {b.info['seconds']:>6.2f}s "
+              f"{a.info['cpu_seconds']:>6.2f}s {b.info['cpu_seconds']:>6.2f}s "
+              f"{mib(a.info['peak_rss_bytes']):>9} {mib(b.info['peak_rss_bytes']):>9}")
     rss = [p.info["peak_rss_bytes"] for p in rk.points]
     print(f"peak RSS per point on the worker processes: median {mib(statistics.median(rss))}, "
           f"max {mib(max(rss))}")

@@ -142,3 +142,21 @@ def test_local_dask_cluster():
         next(it)
         assert tasks.taken == 3               # the bound, and the one submitted in its place
         assert len(list(it)) == 4
+        # the same cluster by its address: tcp://HOST:PORT
+        address = engine.cluster.scheduler_address
+        assert address.startswith("tcp://")
+        with make_engine(None, address) as remote:
+            assert remote.name == address and remote.workers == 2
+            assert remote.describe() == f"{address} (cluster), 2 worker threads"
+            check_squares(results(remote))
+        assert engine.cluster.scheduler_address == address      # closing a client leaves it
+
+
+def test_an_unreachable_scheduler_is_one_line():
+    if not dask_available():
+        pytest.skip("dask.distributed is not installed")
+    with pytest.raises(ConfigError) as e:
+        DaskEngine.connect("tcp://127.0.0.1:9", timeout=1)
+    assert str(e.value).startswith("--scheduler: cannot reach the scheduler at "
+                                   "tcp://127.0.0.1:9: ")
+    assert "\n" not in str(e.value)

@@ -5,8 +5,11 @@ Ctrl-C, and the same table on every engine."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -350,3 +353,120 @@ def test_readme_sample_sweep_and_its_error(tmp_path, capsys, monkeypatch):
     rc, out, err = cli(capsys, "churn.yaml")
     assert (rc, out, err) == (2, "", f"xensim: error: {line}\n")
     assert not (tmp_path / "churn-sweep").exists()
+
+
+def sweep_in_a_subprocess(*argv) -> subprocess.CompletedProcess:
+    """``xensim sweep`` in a fresh interpreter (a user design registered there stays there)."""
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "xensim", "sweep", *map(str, argv)],
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_design_files_of_the_sweep_are_loaded_by_every_worker(tmp_path):
+    """A user design (examples/designs/lock_bit.py) named by the sweep, relative to the
+    sweep file: checked up front, loaded again by each worker process; its contents are
+    part of the point's id."""
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "designs").mkdir()
+    design = tmp_path / "designs" / "lock_bit.py"
+    design.write_text((root / "examples" / "designs" / "lock_bit.py").read_text())
+    path = write(tmp_path, SWEEP + "compare: [lock-bit, xen-4.1]\ndesign_files: "
+                                   "[designs/lock_bit.py]\n")
+    run = sweep_in_a_subprocess(path, "--out", tmp_path / "o", "--workers", 2)
+    assert (run.returncode, run.stderr) == (0, "")
+    rows = read_csv(tmp_path / "o" / "results.csv")
+    assert [r["design"] for r in rows[:2]] == ["lock-bit", "xen-4.1"]
+    assert all(r["status"] == "ok" and r["audit"] == "clean" for r in rows)
+    assert [r["slow_get"] for r in rows[:2]] == ["2", "2"]
+    config = (tmp_path / "o" / "points" / rows[0]["point"] / "config.yaml").read_text()
+    assert f"design_files: [{design}]\n" in config
+    design.write_text(design.read_text() + "\n# edited\n")
+    again = sweep_in_a_subprocess(path, "--out", tmp_path / "o", "--workers", 1)
+    assert again.returncode == 0 and "4 points: 4 ran, 0 already complete" in again.stdout
+    assert {r["point"] for r in rows}.isdisjoint(
+        r["point"] for r in read_csv(tmp_path / "o" / "results.csv"))
+
+
+def test_a_bad_design_file_of_the_sweep(tmp_path, capsys):
+    path = write(tmp_path, SWEEP + "design_files: [nope.py]\n")
+    rc, out, err = cli(capsys, path, "--out", tmp_path / "o")
+    assert (rc, out) == (2, "")
+    assert err == (f"xensim: error: {path}:5: design_files[0]: {tmp_path}/nope.py: "
+                   f"no such file\n")
+
+
+PARQUET_SWEEP = ("base: base.yaml\ngrid:\n  workload.iterations: [2, 5]\n  seed: [0, 2]\n"
+                 "  hypervisor.faithful: [true]\n")
+
+
+def test_no_results_parquet_without_pyarrow(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    result = run_sweep(load_sweep(write(tmp_path, PARQUET_SWEEP)), tmp_path / "o", LocalEngine(1))
+    assert not (tmp_path / "o" / "results.parquet").exists()
+    assert (tmp_path / "o" / "results.csv").exists()
+    assert result.notes[-1] == (f"wrote {tmp_path / 'o' / 'results.csv'} (results.parquet "
+                                f"too when pyarrow is installed)")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="pyarrow is not installed")
+def test_results_parquet_with_pyarrow(tmp_path):
+    import pyarrow.parquet as pq
+    result = run_sweep(load_sweep(write(tmp_path, PARQUET_SWEEP)), tmp_path / "o", LocalEngine(1))
+    parquet = tmp_path / "o" / "results.parquet"
+    table = pq.read_table(parquet)
+    assert table.column_names == ["point", "workload.iterations", "seed", "hypervisor.faithful",
+                                  "design", *FIGURES]
+    assert table.to_pylist() == result.rows()
+    assert [r["seed"] for r in result.rows()] == [0, 0, 2, 2, 0, 0, 2, 2]
+    assert {r["hypervisor.faithful"] for r in result.rows()} == {"true"}
+    assert result.notes[-1] == f"wrote {tmp_path / 'o' / 'results.csv'} and {parquet}"
+
+
+def fail_first(task):
+    if task["index"] == 0:
+        raise RuntimeError("boom")
+    return run_point(task)
+
+
+def test_a_failed_point_is_reported_kept_out_and_run_again(tmp_path, capsys, monkeypatch):
+    path = write(tmp_path)
+    monkeypatch.chdir(tmp_path)                       # the default DIR: ./sweep-sweep
+    monkeypatch.setattr("xensim.sweep._run.run_point", fail_first)
+    rc, out, err = cli(capsys, path, "--workers", 1)
+    ids = [point_id(p) for p in load_sweep(path).points]
+    assert rc == 1
+    assert err == (f"xensim: point failed: {path}: point {ids[0]} (workload.iterations=2, "
+                   f"workload.mark=false): RuntimeError: boom\n")
+    assert "  4 points: 3 ran, 0 already complete, 1 failed" in out
+    rows = read_csv(tmp_path / "sweep-sweep" / "results.csv")
+    assert [r["point"] for r in rows] == [ids[1], ids[1], ids[2], ids[2], ids[3], ids[3]]
+    assert (tmp_path / "sweep-sweep" / "points" / ids[0] / "config.yaml").exists()
+    assert not (tmp_path / "sweep-sweep" / "points" / ids[0] / "results.json").exists()
+    monkeypatch.undo()
+    again = run_sweep(load_sweep(path), tmp_path / "sweep-sweep", LocalEngine(1))
+    assert states(again) == ["ran", "resumed", "resumed", "resumed"]
+
+
+def test_a_config_error_found_when_the_point_runs(tmp_path, capsys):
+    """Domains that do not fit the machine are found by the worker: exit 2, one line."""
+    path = write(tmp_path, "base: base.yaml\ngrid:\n  domains: [[{name: g, memory: 4MiB}], "
+                           "[{name: g, memory: 4GiB}]]\n")
+    rc, out, err = cli(capsys, path, "--out", tmp_path / "o", "--workers", 1)
+    big = point_id(load_sweep(path).points[1])
+    assert rc == 2
+    assert err.startswith(f"xensim: error: {path}: point {big} (domains=[{{\"memory\":"
+                          f"\"4GiB\",\"name\":\"g\"}}]): domains[0].memory: domain 'g' "
+                          f"(4.00 GiB) does not fit on teaching (3.00 GiB of RAM")
+    assert err.count("\n") == 1
+    assert "  2 points: 1 ran, 0 already complete, 1 failed" in out
+
+
+def test_two_grid_values_that_are_the_same_config(tmp_path, capsys):
+    path = write(tmp_path, SWEEP.replace("workload.mark: [false, true]",
+                                         "hypervisor.version: [\"4.8\", 4.8]"))
+    rc, out, err = cli(capsys, path, "--out", tmp_path / "o")
+    assert (rc, out) == (2, "")
+    assert err == (f"xensim: error: {path}: grid: two points are the same config: "
+                   f"workload.iterations=2, hypervisor.version=4.8 and "
+                   f"workload.iterations=2, hypervisor.version=4.8\n")

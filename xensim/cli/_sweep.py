@@ -32,7 +32,7 @@ def cmd_sweep(args) -> int:
     config proved bad when run (a domain that does not fit), 130 on Ctrl-C."""
     from ..engines import make_engine
     from ..output import EXIT_INTERRUPTED, Progress, out_dir, render
-    from ..sweep import SweepInterrupted, load_sweep, run_sweep
+    from ..sweep import SweepInterrupted, describe_values, load_sweep, run_sweep
     sweep = load_sweep(args.sweep)
     out = out_dir(args.out or f"{Path(args.sweep).stem}-sweep", "--out")
     progress = Progress.off() if args.quiet else Progress()
@@ -49,16 +49,11 @@ def cmd_sweep(args) -> int:
     sys.stdout.write(render(result, "table"))
     for p in result.failed:
         kind = "error" if p.state == "config-error" else "point failed"
-        print(f"xensim: {kind}: {args.sweep}: point {p.id} ({_values(p.values)}): {p.error}",
-              file=sys.stderr)
+        print(f"xensim: {kind}: {args.sweep}: point {p.id} ({describe_values(p.values)}): "
+              f"{p.error}", file=sys.stderr)
     for p, design in result.crashed:
-        print(f"xensim: point {p.id} ({_values(p.values)}): design {design} crashed",
+        print(f"xensim: point {p.id} ({describe_values(p.values)}): design {design} crashed",
               file=sys.stderr)
     if any(p.state == "config-error" for p in result.failed):
         return 2
     return 1 if result.failed or result.crashed else 0
-
-
-def _values(values: dict) -> str:
-    from ..sweep import grid_cell
-    return ", ".join(f"{k}={grid_cell(v)}" for k, v in values.items())

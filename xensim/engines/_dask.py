@@ -47,10 +47,11 @@ class DaskEngine(Engine):
             raise
 
     @classmethod
-    def connect(cls, address: str) -> "DaskEngine":
+    def connect(cls, address: str, timeout: float = 10) -> "DaskEngine":
+        """A running cluster's scheduler (ConfigError after ``timeout`` seconds)."""
         from distributed import Client
         try:
-            client = Client(address, timeout=10)
+            client = Client(address, timeout=timeout)
         except (OSError, TimeoutError) as exc:
             raise ConfigError(None, "--scheduler", f"cannot reach the scheduler at "
                                                    f"{address}: {exc}") from None
@@ -83,13 +84,10 @@ class DaskEngine(Engine):
             queue = as_completed(first)
             for f in queue:
                 task = running.pop(f)
-                if f.status == "error":
-                    exc = f.exception()
-                    if isinstance(exc, KeyboardInterrupt):
-                        raise exc
-                    result = TaskFailed.of(exc)
-                else:
+                try:
                     result = f.result()
+                except Exception as exc:      # noqa: BLE001  the cluster's: a worker lost
+                    result = TaskFailed.of(exc)
                 nxt = submit()
                 if nxt is not None:
                     queue.add(nxt)

@@ -27,7 +27,8 @@ from ..config import (Config, YamlDoc, build_memory_map, config_from_data, defau
                       describe, load_dataclass, load_yaml, read_text, top_mapping)
 from ..mem import MemoryMap
 
-__all__ = ["SweepFile", "Point", "Sweep", "load_sweep", "parse_sweep", "grid_cell"]
+__all__ = ["SweepFile", "Point", "Sweep", "load_sweep", "parse_sweep", "grid_cell",
+           "describe_values"]
 
 
 @dataclass
@@ -56,7 +57,7 @@ class Point:
 
     def describe(self) -> str:
         """``workload.iterations=20, seed=1``."""
-        return ", ".join(f"{k}={grid_cell(v)}" for k, v in self.values.items())
+        return describe_values(self.values)
 
 
 @dataclass
@@ -75,6 +76,11 @@ def grid_cell(value: Any) -> Any:
     if isinstance(value, (list, dict)):
         return json.dumps(value, separators=(",", ":"), sort_keys=True)
     return value
+
+
+def describe_values(values: dict) -> str:
+    """A point's grid values in one line: ``workload.iterations=20, seed=1``."""
+    return ", ".join(f"{k}={grid_cell(v)}" for k, v in values.items())
 
 
 def load_sweep(path: str | Path) -> Sweep:
@@ -247,8 +253,8 @@ def _blame(e: ConfigError, filename: str, doc: YamlDoc, values: dict, made: set[
             return _at_grid(filename, doc, key, values, None,
                             f"the base config has no '{path}', and the one this key makes: "
                             f"{path}: {e.message}")
-    where = ", ".join(f"{k}={grid_cell(v)}" for k, v in values.items())
-    return ConfigError(e.file, e.path, f"{e.message} (sweep point {where})" if values
+    return ConfigError(e.file, e.path, f"{e.message} (sweep point {describe_values(values)})"
+                       if values
                        else e.message, e.line)
 
 

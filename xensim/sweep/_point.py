@@ -9,7 +9,7 @@ rebuilds the config from the data (which loads its design files, by absolute pat
 no other file is read: the memory map is inline), runs the comparison on one
 machine at a time (``sim.run_comparison``: each design on a fresh machine, dropped
 before the next), and returns plain data: the run's results as ``xensim run``
-writes them (``RunResult.to_dict``), the wall time, the worker's peak RSS during
+writes them (``RunResult.to_dict``), the wall and CPU time, the worker's peak RSS during
 the point and where it ran. A ConfigError the run finds (domains that do not fit
 the machine) comes back as data too.
 """
@@ -87,7 +87,7 @@ def peak_rss_bytes() -> int:
 def run_point(task: dict) -> dict:
     """The worker's function: run one point's comparison -> plain data."""
     reset = reset_peak_rss()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     name = f"<sweep point {task['id']}>"
     out = {"id": task["id"], "worker": f"{socket.gethostname()}:{os.getpid()}"}
     try:                                     # design files: loaded by config_from_data
@@ -98,6 +98,7 @@ def run_point(task: dict) -> dict:
     except ConfigError as e:
         out["config_error"] = e.message if e.path is None else f"{e.path}: {e.message}"
     out["seconds"] = time.perf_counter() - t0
+    out["cpu_seconds"] = time.process_time() - cpu0
     out["peak_rss_bytes"] = peak_rss_bytes()
     out["peak_rss_reset"] = reset
     return out

@@ -4,7 +4,7 @@ installed, the summary tables).
 
 ``DIR/points/ID/`` holds a point's resolved config (``config.yaml``) and, once it
 ran, its ``results.json`` (``xensim run``'s results, with a ``point`` object first:
-its id, grid values, wall time, peak RSS and worker). A point whose results.json is
+its id, grid values, wall and CPU time, peak RSS and worker). A point whose results.json is
 there is complete and is not run again (unless ``force``); each is written whole as
 it comes back, under ``sigint_deferred``, so a Ctrl-C loses only the points in
 flight. The points are submitted the longest first (by their operations), so that
@@ -22,16 +22,20 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._errors import ConfigError
 from ..config import dump_resolved
 from ..engines import Engine, TaskFailed
 from ..mem import format_size
 from ..output import Column, Progress, Table, plural, render, sigint_deferred, write_atomic
 from ..sim import fmt_ns
-from ._file import Sweep, grid_cell
+from ._file import Sweep, describe_values, grid_cell
 from ._point import point_cost, point_id, point_task, run_point
 
 __all__ = ["FIGURES", "PointRun", "SweepResult", "SweepInterrupted", "run_sweep",
            "design_row", "write_parquet"]
+
+#: what results.json's ``point`` object says of the run (besides id, index and grid)
+_POINT_INFO = ("seconds", "cpu_seconds", "peak_rss_bytes", "worker")
 
 #: results.csv's figures per design, after ``point``, the grid keys and ``design``
 FIGURES = ("status", "ops", "ops_failed", "guest_errors", "mappings", "hypercalls",
@@ -85,7 +89,7 @@ def design_row(d: dict) -> dict:
     else:
         row["audit"] = "leak" if teardown.get("leaked_frames") or teardown.get(
             "zombie_domains") else "clean"
-    return row
+    return {k: row[k] for k in FIGURES}
 
 
 @dataclass
@@ -127,8 +131,7 @@ class SweepResult:
     def to_dict(self) -> dict:
         return {"sweep": self.source, "keys": self.keys, "rows": self.rows(),
                 "points": [{"id": p.id, "values": p.values, "state": p.state,
-                            "error": p.error, **{k: p.info.get(k) for k in
-                                                 ("seconds", "peak_rss_bytes", "worker")}}
+                            "error": p.error, **{k: p.info.get(k) for k in _POINT_INFO}}
                            for p in self.points]}
 
     def csv_tables(self) -> list[Table]:
@@ -154,10 +157,11 @@ class SweepResult:
             Column("point", "point", align="<"), *grid,
             Column("state", "state", align="<"),
             Column("seconds", "wall", lambda v: f"{v:.2f} s"),
+            Column("cpu_seconds", "CPU", lambda v: f"{v:.2f} s"),
             Column("peak_rss_bytes", "peak RSS", format_size),
             Column("worker", "worker", align="<")],
             [{"point": p.id, **{k: grid_cell(v) for k, v in p.values.items()}, "state": p.state,
-              **{k: p.info.get(k) for k in ("seconds", "peak_rss_bytes", "worker")}}
+              **{k: p.info.get(k) for k in _POINT_INFO}}
              for p in self.points],
             [f"{p.id}: {p.state}: {p.error}" for p in self.failed])
         return [summary, runs]
@@ -187,9 +191,15 @@ def run_sweep(sweep: Sweep, out: Path, engine: Engine, force: bool = False,
     results.parquet). Ctrl-C: :class:`SweepInterrupted` (results.csv not written)."""
     progress = progress or Progress.off()
     runs, todo, tasks = [], {}, []
+    seen: dict[str, PointRun] = {}
     for point in sweep.points:
         pid = point_id(point)
         pr = PointRun(point.index, pid, point.values)
+        if pid in seen:
+            raise ConfigError(sweep.source, "grid", f"two points are the same config: "
+                                                    f"{describe_values(seen[pid].values)} and "
+                                                    f"{describe_values(pr.values)}")
+        seen[pid] = pr
         runs.append(pr)
         pdir = out / "points" / pid
         done = None if force else _complete(pdir / "results.json", pid)
@@ -214,7 +224,7 @@ def run_sweep(sweep: Sweep, out: Path, engine: Engine, force: bool = False,
                 pr.state, pr.error = "config-error", got["config_error"]
             else:
                 point = {"id": pr.id, "index": pr.index, "grid": pr.values,
-                         **{k: got[k] for k in ("seconds", "peak_rss_bytes", "worker")}}
+                         **{k: got[k] for k in _POINT_INFO}}
                 pr.results = {"point": point, **got["results"]}
                 with sigint_deferred():
                     write_atomic(pdir / "results.json", json.dumps(pr.results, indent=2) + "\n")
@@ -254,6 +264,10 @@ def write_parquet(rows: list[dict], path: Path) -> bool:
         return False
     import pyarrow as pa
     import pyarrow.parquet as pq
+    columns = {k: None for r in rows for k in r}
+    mixed = {k for k in columns if not _one_type(r.get(k) for r in rows)}
+    rows = [{k: (str(r.get(k)) if k in mixed and r.get(k) is not None else r.get(k))
+             for k in columns} for r in rows]
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -263,3 +277,10 @@ def write_parquet(rows: list[dict], path: Path) -> bool:
         Path(tmp).unlink(missing_ok=True)
         raise
     return True
+
+
+def _one_type(values) -> bool:
+    """Can a Parquet column hold these (one type, ints among floats, None anywhere)?
+    A grid key whose values are of several types is written as text."""
+    kinds = {type(v) for v in values if v is not None}
+    return kinds <= {int, float} or len(kinds) <= 1
