@@ -135,14 +135,22 @@ def test_the_merge_does_not_depend_on_the_order_results_come_back(order):
     assert merged(d) == merged(c)
     # every episode merged was run with the budget it has in one process: the first two
     # ahead with the full 40 (the first ends at 19 calls on a teardown violation), the
-    # last one run ahead with 40 too, then again cut short to the 30 calls left
+    # last run ahead with the 10 calls left if the first two made 40 each, then again
+    # with the 30 left after the 60 they made
     made = {(t.index, t.budget): ep.calls for t, ep in engine.done if isinstance(t, EpisodeTask)}
     calls, budgets = 0, []
     for i in range(c.episodes):
         budgets.append(episode_budget(calls, 90, 40))
         calls += made[(i, budgets[-1])]
     assert budgets == [40, 40, 30] and calls == c.calls
-    assert [made[(i, 40)] for i in range(3)] == [19, 41, 41]
+    assert made == {(0, 40): 19, (1, 40): 41, (2, 10): 13, (2, 30): 31}
+
+
+def test_a_campaign_shorter_than_an_episode_runs_it_once():
+    engine = Shuffled(0)
+    d = split_campaign(engine, Setup(domains=1), 30, 2, episode_calls=1000)
+    assert [(t.index, t.budget) for t in engine.tasks] == [(0, 30)]
+    assert merged(d) == merged(campaign(Setup(domains=1), 30, 2, episode_calls=1000))
 
 
 def test_a_failed_task_is_an_error_naming_it():

@@ -6,9 +6,10 @@ each finding's minimal reproducer) is the one of a campaign in one process.
 
 Episode *i* is seeded ``f"{seed}/{i}"`` whatever worker runs it. Its budget depends on
 the calls the episodes before it made (the last one is cut short), which a worker
-cannot know: every episode is run ahead with the full ``episode_calls``, and one whose
-budget turns out different when its turn to be merged comes (the campaign's last) is
-run again with the right one. Each distinct violation is minimised as a task of its
+cannot know: every episode is run ahead with the budget it would have if the ones
+before it made exactly theirs, and one whose budget turns out different when its turn
+to be merged comes (the campaign's last, as episodes make a few calls more) is run
+again with the right one. Each distinct violation is minimised as a task of its
 own, on whichever worker is free, once its episode is merged (only then is it known
 to be the first of its signature)."""
 
@@ -96,12 +97,14 @@ def split_campaign(engine, setup: Setup, calls: int, seed: int = 0, *,
         while True:
             if urgent:
                 yield urgent.popleft()
-            elif c.interrupted or campaign_done(c, calls, max_findings) or \
-                    c.calls + (where["ahead"] - where["merge"]) * episode_calls >= calls:
+                continue
+            # the episodes not merged yet make at least their budgets (unless a violation
+            # ends one): the next starts after those calls at the earliest
+            start = c.calls + sum(budgets[j] for j in range(where["merge"], where["ahead"]))
+            if c.interrupted or campaign_done(c, calls, max_findings) or start >= calls:
                 return                           # enough is in flight
-            else:
-                where["ahead"] += 1
-                yield episode(where["ahead"] - 1, episode_calls)
+            where["ahead"] += 1
+            yield episode(where["ahead"] - 1, episode_budget(start, calls, episode_calls))
 
     def merge_back() -> None:
         while where["merge"] in back and not c.interrupted and \
