@@ -3,6 +3,7 @@ the two-domain layout of the page-table tests and the check that a refusal chang
 
 from __future__ import annotations
 
+import argparse
 from types import SimpleNamespace
 
 import pytest
@@ -123,3 +124,14 @@ def m() -> Machine:
 def guest(m) -> int:
     """A domain with 8 MiB (2048 pages) of max memory, nothing populated yet."""
     return m.create_domain("guest", 2048)
+
+
+def fuzz_cli(argv, capsys):
+    """``xensim fuzz ARGV`` through the command's own parser: (exit status, stdout, stderr)."""
+    from xensim.cli._fuzz import add_parser
+    p = argparse.ArgumentParser(prog="xensim")
+    add_parser(p.add_subparsers(dest="command"))
+    args = p.parse_args(["fuzz"] + argv)
+    rc = args.func(args)
+    out, err = capsys.readouterr()
+    return rc, out, err

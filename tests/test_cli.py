@@ -471,8 +471,9 @@ def test_readme_says_which_commands_take_which_formats():
         formats[name] = "|".join(fmt[0].choices) if fmt else None
     assert formats == {"run": "table|json|csv|md", "overhead": "table|json|csv|md",
                        "machine": "table|json|csv|md", "presets": None, "explore": None,
-                       "fuzz": None, "trace": "text|md", "inspect": "text|md|json", "plot": None}
+                       "fuzz": None, "trace": "text|md", "inspect": "text|md|json", "plot": None,
+                       "sweep": None}
     text = " ".join(README.read_text().split())
     assert ("`run`, `overhead` and `machine` take `--format table|json|csv|md`" in text)
     assert "`inspect` takes `--format text|md|json`, `trace` takes `--format text|md`" in text
-    assert "`plot`, `presets`, `explore` and `fuzz` have no `--format`" in text
+    assert "`plot`, `presets`, `explore`, `fuzz` and `sweep` have no `--format`" in text

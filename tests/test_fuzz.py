@@ -29,6 +29,7 @@ import xensim.xen._mmu as mmu
 import xensim.xen._refcount as refcount
 from xensim import HYPERVISOR_mmu_update
 from xensim import ConfigError
+from conftest import fuzz_cli
 from xensim.cli._fuzz import add_parser, reproducer_path
 from xensim.designs import design_names
 from xensim.fuzz import (ACTIONS, FuzzRunner, FuzzViolation, Fuzzer, Setup, campaign,
@@ -392,17 +393,8 @@ def test_faithful_mode_bugs_are_found_and_minimised(version):
 # xensim fuzz
 # ---------------------------------------------------------------------------------------
 
-def run_cli(argv, capsys):
-    p = argparse.ArgumentParser(prog="xensim")
-    add_parser(p.add_subparsers(dest="command"))
-    args = p.parse_args(["fuzz"] + argv)
-    rc = args.func(args)
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
 def test_cli_clean_run(capsys):
-    rc, out, err = run_cli(["--calls", "300", "--seed", "2", "--design", "per-mapping",
+    rc, out, err = fuzz_cli(["--calls", "300", "--seed", "2", "--design", "per-mapping",
                             "--episode", "300"], capsys)
     assert rc == 0
     assert "design per-mapping, Xen 4.8, 3 domains, seed 2" in out
@@ -418,16 +410,16 @@ def test_cli_progress_on_a_tty(capsys, monkeypatch):
     monkeypatch.setattr(_progress.Progress, "__init__",
                         lambda self, *a, **k: init(self, *a, **dict(k, delay=0, interval=0)))
     monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
-    rc, out, err = run_cli(["--calls", "200", "--episode", "100", "--domains", "2"], capsys)
+    rc, out, err = fuzz_cli(["--calls", "200", "--episode", "100", "--domains", "2"], capsys)
     assert rc == 0 and "\rfuzz [" in err and "/200 calls " in err and ", ETA " in err
     assert err.endswith("\r")                          # the bar's line is cleared
-    rc, out, err = run_cli(["--calls", "100", "--quiet"], capsys)
+    rc, out, err = fuzz_cli(["--calls", "100", "--quiet"], capsys)
     assert err == ""
 
 
 def test_cli_finds_writes_and_replays_a_violation(capsys, tmp_path):
     out_file = tmp_path / "found.yaml"
-    rc, out, err = run_cli(["--calls", "600", "--seed", "1", "--version", "4.1", "--faithful",
+    rc, out, err = fuzz_cli(["--calls", "600", "--seed", "1", "--version", "4.1", "--faithful",
                             "--domains", "2", "--episode", "200", "--max-findings", "1",
                             "--out", str(out_file)], capsys)
     assert rc == 1
@@ -452,14 +444,14 @@ def test_cli_finds_writes_and_replays_a_violation(capsys, tmp_path):
 
 
 def test_cli_errors(capsys):
-    rc, out, err = run_cli(["--design", "nope"], capsys)
+    rc, out, err = fuzz_cli(["--design", "nope"], capsys)
     assert rc == 2 and "unknown design 'nope'" in err
-    rc, out, err = run_cli(["--domains", "0"], capsys)
+    rc, out, err = fuzz_cli(["--domains", "0"], capsys)
     assert rc == 2 and err == "xensim: error: --domains: must be 1-8, got 0\n"
 
 
 def test_cli_each_bad_argument_has_its_own_line(capsys):
-    rc, out, err = run_cli(["--design", "nope", "--domains", "9", "--calls", "0",
+    rc, out, err = fuzz_cli(["--design", "nope", "--domains", "9", "--calls", "0",
                             "--episode", "-1", "--max-findings", "0"], capsys)
     assert rc == 2 and out == ""
     assert err.splitlines() == [
@@ -477,7 +469,7 @@ def test_cli_domains_help_check_and_behaviour_agree(capsys, domains):
     add_parser(p.add_subparsers(dest="command"))
     helps = {a.dest: a.help for a in p._subparsers._group_actions[0].choices["fuzz"]._actions}
     assert helps["domains"] == "guests at a time, 1-8 (default 3)"
-    rc, out, err = run_cli(["--calls", "60", "--episode", "60", "--domains", str(domains)], capsys)
+    rc, out, err = fuzz_cli(["--calls", "60", "--episode", "60", "--domains", str(domains)], capsys)
     assert rc == 0 and f", {domains} domains, seed 0" in out
 
 
@@ -489,7 +481,7 @@ def test_reproducer_files_are_numbered():
 
 def test_cli_out_without_violation(capsys, tmp_path):
     out_file = tmp_path / "none.yaml"
-    rc, out, err = run_cli(["--calls", "100", "--out", str(out_file)], capsys)
+    rc, out, err = fuzz_cli(["--calls", "100", "--out", str(out_file)], capsys)
     assert rc == 0 and not out_file.exists() and "nothing written" in out
 
 

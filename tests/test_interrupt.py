@@ -116,6 +116,21 @@ def test_ctrl_c_on_fuzz_prints_the_partial_summary(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stdout.txt"]
 
 
+def test_ctrl_c_on_fuzz_on_two_workers_prints_the_merged_summary(tmp_path):
+    """The workers ignore SIGINT; the command stops them and prints the episodes merged."""
+    rc, stdout, err = _interrupt(["fuzz", "--calls", "1000000", "--episode", "100",
+                                  "--workers", "2", "--out", "repro.yaml"], tmp_path, b" calls ")
+    _no_traceback(err)
+    assert rc == 130
+    m = re.fullmatch(r"xensim: interrupted after ([\d,]+) calls\n", err)
+    assert m, err
+    calls = m.group(1)                 # the episodes merged: 0 if the first was not back
+    assert re.search(rf"^calls made: {calls} in \d+ episode\(s\), .* calls/s\), on local, 2 "
+                     r"worker processes, interrupted: a partial summary$", stdout, re.M), stdout
+    assert "violations: 0 (0 expected)" in stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stdout.txt"]
+
+
 def test_ctrl_c_on_explore_prints_the_schedules_finished(tmp_path):
     rc, stdout, err = _interrupt(["explore", str(REPO / "scenarios" / "three-cpus.yaml"),
                                   "--design", "xen-4.1", "--scheduler", "random",

@@ -1,7 +1,8 @@
 """What the commands share: the machine commands' arguments, resolving them to a config
 and a memory map (a preset, a memory-map file, or the config's own machine), printing a
-report of the booted machine; and ``--design-file`` (every command that takes a design),
-whose files :func:`load_design_file_options` loads before any config is read."""
+report of the booted machine; ``--design-file`` (every command that takes a design),
+whose files :func:`load_design_file_options` loads before any config is read; and the
+engine options ``--workers`` / ``--scheduler`` (sweep, fuzz)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,14 @@ def design_file_option(p: argparse.ArgumentParser) -> None:
                    dest="design_files",
                    help="load your own designs from this Python file before the config is "
                         "read (repeatable; docs/designs/writing-a-design.md)")
+
+
+def engine_options(p: argparse.ArgumentParser, workers_help: str, scheduler_help: str) -> None:
+    """``--workers N`` and ``--scheduler ADDRESS``: where a command's tasks run
+    (xensim.engines' ``make_engine``)."""
+    p.add_argument("--workers", type=int, metavar="N", help=workers_help)
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help=f"{scheduler_help}; needs the cluster extra: pip install 'xensim[cluster]'")
 
 
 def load_design_file_options(args) -> None:

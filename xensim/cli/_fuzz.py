@@ -1,9 +1,11 @@
 """``xensim fuzz``: the hostile-guest fuzzer's command (docs/fuzzing.md): its arguments,
-their checks, and the run: a campaign, its reproducers written with ``--out``, the
-summary. The fuzzer itself (xensim.fuzz) is imported when the command runs."""
+their checks, and the run: a campaign (in this process, or split over ``--workers`` /
+``--scheduler``), its reproducers written with ``--out`` (numbered files or a
+directory), the summary. The fuzzer itself (xensim.fuzz) is imported when the command runs."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import get_args, get_type_hints
@@ -11,10 +13,10 @@ from typing import get_args, get_type_hints
 from ..config import HypervisorConfig
 from ..designs import default_design, design_file_of, design_names
 from ..output import write_atomic
-from ._common import design_file_option
+from ._common import design_file_option, engine_options
 
-__all__ = ["add_parser", "MIN_DOMAINS", "MAX_DOMAINS", "bad_arguments", "reproducer_path",
-           "cmd_fuzz"]
+__all__ = ["add_parser", "MIN_DOMAINS", "MAX_DOMAINS", "bad_arguments", "out_is_dir",
+           "reproducer_path", "run_campaign", "cmd_fuzz"]
 
 #: --audit's choices (xensim.fuzz's Setup.audit; the fuzzer is imported only when it runs)
 AUDIT_MODES = ("incremental", "full", "both")
@@ -60,10 +62,15 @@ def add_parser(subparsers) -> None:
                    help="stop once N distinct violations were found (and minimised)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (drawn on a terminal only, after ~2 s)")
-    p.add_argument("--out", metavar="FILE",
+    engine_options(p, "split the campaign into its seeded episodes over N worker processes "
+                      "(default 1: in this process); the merged result is the same for any N",
+                   "run the episodes on Dask: local-dask (a LocalCluster of --workers workers) "
+                   "or tcp://HOST:8786 (a running cluster)")
+    p.add_argument("--out", metavar="FILE|DIR",
                    help="write the minimal reproducer of each distinct violation: --out "
-                        "repro.yaml writes repro-1.yaml, repro-2.yaml, ... (script workloads "
-                        "that `xensim run` replays)")
+                        "repro.yaml writes repro-1.yaml, repro-2.yaml, ...; --out DIR/ (a "
+                        "directory, or a path ending in /) writes DIR/repro-1.yaml, ... (script "
+                        "workloads that `xensim run` replays)")
     p.set_defaults(func=cmd_fuzz)
 
 
@@ -86,21 +93,47 @@ def bad_arguments(args, names: list[str]) -> list[str]:
         bad.append(f"--full-audit-every: must be at least 0, got {args.full_audit_every}")
     if args.max_findings is not None and args.max_findings < 1:
         bad.append(f"--max-findings: must be at least 1, got {args.max_findings}")
+    if args.workers is not None and args.workers < 1:
+        bad.append(f"--workers: must be at least 1, got {args.workers}")
     return bad
 
 
+def out_is_dir(out) -> bool:
+    """``--out`` names a directory (one that exists, or a path ending in a slash),
+    not a file name to number."""
+    text = str(out)
+    return text.endswith(("/", os.sep)) or Path(text).is_dir()
+
+
 def reproducer_path(out, k: int) -> Path:
-    """The k-th reproducer's file (1-based) for ``--out FILE``: ``repro.yaml`` ->
-    ``repro-1.yaml``, ``repro-2.yaml``, ..."""
+    """The k-th reproducer's file (1-based): for ``--out FILE``, ``repro.yaml`` ->
+    ``repro-1.yaml``, ``repro-2.yaml``, ...; for ``--out DIR``, ``DIR/repro-1.yaml``, ..."""
+    if out_is_dir(out):
+        return Path(out) / f"repro-{k}.yaml"
     p = Path(out)
     return p.with_name(f"{p.stem}-{k}{p.suffix or '.yaml'}")
+
+
+def run_campaign(args, setup, tick):
+    """The campaign of ``args``: in this process (``--workers 1``, no ``--scheduler``),
+    else its episodes on an engine's workers (xensim.engines) -> (Campaign, the
+    engine's description or None)."""
+    from ..fuzz import campaign, keep_going, split_campaign
+    kwargs = dict(episode_calls=args.episode, minimise_findings=not args.no_minimise,
+                  tolerate=keep_going if args.keep_going else None,
+                  max_findings=args.max_findings, tick=tick)
+    if args.scheduler is None and args.workers in (None, 1):
+        return campaign(setup, args.calls, args.seed, **kwargs), None
+    from ..engines import make_engine
+    with make_engine(args.workers, args.scheduler) as engine:
+        return split_campaign(engine, setup, args.calls, args.seed, **kwargs), engine.describe()
 
 
 def cmd_fuzz(args) -> int:
     """``xensim fuzz``: 0 when no violation was found, 1 otherwise (2: bad arguments,
     130: interrupted, after the summary of what was done)."""
-    from ..fuzz import Setup, campaign, finding_yaml, keep_going, report
-    from ..output import EXIT_INTERRUPTED, Progress, sigint_deferred
+    from ..fuzz import Setup, finding_yaml, report
+    from ..output import EXIT_INTERRUPTED, Progress, out_dir, sigint_deferred
     bad = bad_arguments(args, sorted(design_names()))
     if bad:
         for line in bad:
@@ -110,21 +143,21 @@ def cmd_fuzz(args) -> int:
     setup = Setup(design=args.design, version=args.version, faithful=args.faithful,
                   domains=args.domains, pdx=args.pdx, design_files=(own,) if own else (),
                   audit=args.audit, full_audit_every=args.full_audit_every)
+    if args.out and out_is_dir(args.out):
+        out_dir(args.out, "--out")                 # before the campaign: fail early
     bar = Progress.off() if args.quiet else Progress()
     bar.start("fuzz", args.calls, unit="calls")
-    c = campaign(setup, args.calls, args.seed, episode_calls=args.episode,
-                 minimise_findings=not args.no_minimise,
-                 tolerate=keep_going if args.keep_going else None,
-                 max_findings=args.max_findings,
-                 tick=lambda n: bar.update(min(n, args.calls)))
-    bar.close()
+    try:
+        c, engine = run_campaign(args, setup, lambda n: bar.update(min(n, args.calls)))
+    finally:
+        bar.close()
     files = None
     if args.out and c.findings:
         files = [reproducer_path(args.out, k + 1) for k in range(len(c.findings))]
         with sigint_deferred():                   # each reproducer whole, or not at all
             for path, f in zip(files, c.findings.values()):
                 write_atomic(path, finding_yaml(c, f))
-    sys.stdout.write(report(c, files))
+    sys.stdout.write(report(c, files, engine))
     if args.out and not c.findings:
         sys.stdout.write(f"no violation: nothing written to {args.out}\n")
     if c.interrupted:

@@ -1,4 +1,5 @@
-"""``xensim run --html FILE``: the run as one self-contained HTML page.
+"""``xensim run --html FILE``: the run as one self-contained HTML page (and
+``xensim plot --sweep DIR --html FILE``: a sweep's, :func:`write_sweep_html`).
 
 One file, no external resource: the CSS is inline, the pictures are inline
 base64 PNGs (``data:`` URIs), and there is no link to fetch anything. The tables
@@ -120,10 +121,28 @@ def table_html(t: Table) -> str:
             f'<tbody>{"".join(body)}</tbody></table></div>{notes}</div>')
 
 
-def _picture_html(name: str, png: bytes, alt: str) -> str:
+def _picture_html(name: str, png: bytes, alt: str, caption: str | None = None) -> str:
     data = base64.b64encode(png).decode("ascii")
-    return (f'<figure id="fig-{name}"><img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{_e(CAPTIONS.get(name, ''))}</figcaption></figure>")
+    caption = CAPTIONS.get(name, "") if caption is None else caption
+    return (f'<figure id="fig-{_slug(name)}"><img alt="{_e(alt)}" '
+            f'src="data:image/png;base64,{data}"><figcaption>{_e(caption)}</figcaption></figure>')
+
+
+def _page(title: str, meta: str, body: list[str]) -> str:
+    """A self-contained page: the style, the title, its meta line, the body, the script."""
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="meta">{meta}</p>',
+        *body,
+        f"<script>{SCRIPT}</script>",
+        "</body></html>",
+        "",
+    ])
 
 
 def _pictures(result, cfg: Config | None, memmap: MemoryMap | None, names, at) -> list[str]:
@@ -167,16 +186,10 @@ def html_report(result, cfg: Config | None = None, memmap: MemoryMap | None = No
                         for r in result.comparison.runs)
         designs = f"<h3>The designs</h3><ul>{items}</ul>"
     source = cfg.source if cfg is not None and cfg.source else "the built-in default config"
+    meta = (f"config: {_e(source)}; machine: {_e(name)}"
+            + (f" ({_e(machine.memmap.source)})" if machine.memmap.source else "")
+            + f"; xensim {_e(__version__)}")
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>xensim run on {_e(name)}</title>",
-        f"<style>{CSS}</style></head><body>",
-        f"<h1>xensim run on {_e(name)}</h1>",
-        f'<p class="meta">config: {_e(source)}; machine: {_e(name)}'
-        + (f" ({_e(machine.memmap.source)})" if machine.memmap.source else "")
-        + f"; xensim {_e(__version__)}</p>",
         '<nav><a href="#tables">Tables</a><a href="#machine">The machine</a>'
         '<a href="#pictures">Pictures</a><a href="#json">JSON</a></nav>',
         '<section id="tables"><h2>Tables</h2>',
@@ -193,11 +206,8 @@ def html_report(result, cfg: Config | None = None, memmap: MemoryMap | None = No
         '<section id="json"><h2>JSON</h2><details><summary>results.json '
         "(as <code>xensim run --format json</code>)</summary>",
         f"<pre>{_e(to_json(result))}</pre></details></section>",
-        f"<script>{SCRIPT}</script>",
-        "</body></html>",
-        "",
     ]
-    return "\n".join(p for p in parts if p is not None)
+    return _page(f"xensim run on {name}", meta, [p for p in parts if p is not None])
 
 
 def write_html(result, path, cfg: Config | None = None, memmap: MemoryMap | None = None, *,
@@ -218,6 +228,33 @@ def write_html(result, path, cfg: Config | None = None, memmap: MemoryMap | None
     return path
 
 
+def sweep_html_report(sweep_dir, results: Table, figures: list[tuple[Table, bytes]]) -> str:
+    """A sweep's report: one section per figure (its PNG inline, then its data as a
+    table), then the sweep's rows (``results``)."""
+    body = ['<nav><a href="#figures">Figures</a><a href="#results">Results</a></nav>',
+            '<section id="figures"><h2>Figures</h2>']
+    for t, png in figures:
+        body += [_picture_html(f"sweep-{t.title}", png, t.title,
+                               f"{t.title}: one line per design through the mean of its rows "
+                               "at each value, the band from their minimum to their maximum"
+                               + (f" ({t.notes[0]})" if t.notes else "") + "."),
+                 table_html(t)]
+    body += ["</section>", '<section id="results"><h2>Results</h2>', table_html(results),
+             "</section>"]
+    return _page(f"xensim sweep {Path(sweep_dir).name}",
+                 f"results: {_e(Path(sweep_dir) / 'results.csv')}; xensim {_e(__version__)}",
+                 body)
+
+
+def write_sweep_html(path, sweep_dir, results: Table, figures: list[tuple[Table, bytes]]) -> Path:
+    """Write a sweep's report (:func:`sweep_html_report`) at ``path``, atomically."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, sweep_html_report(sweep_dir, results, figures))
+    return path
+
+
 def add_html_argument(run_parser) -> None:
     """``--html FILE`` on ``xensim run``."""
     run_parser.add_argument("--html", metavar="FILE",
@@ -225,4 +262,5 @@ def add_html_argument(run_parser) -> None:
                                  "and pictures with the plot extra)")
 
 
-__all__ = ["write_html", "html_report", "table_html", "add_html_argument", "REPORT_PICTURES"]
+__all__ = ["write_html", "html_report", "table_html", "add_html_argument", "REPORT_PICTURES",
+           "sweep_html_report", "write_sweep_html"]

@@ -17,8 +17,8 @@ from ..output import EXIT_INTERRUPTED
 from ._common import load_design_file_options
 
 #: the subcommands, in the order ``xensim --help`` lists them
-SUBCOMMANDS = ("run", "overhead", "machine", "presets", "designs", "explore", "fuzz", "trace",
-               "inspect", "plot")
+SUBCOMMANDS = ("run", "sweep", "overhead", "machine", "presets", "designs", "explore", "fuzz",
+               "trace", "inspect", "plot")
 
 
 def build_parser() -> argparse.ArgumentParser:

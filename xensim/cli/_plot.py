@@ -1,4 +1,5 @@
-"""``xensim plot``: draw the pictures of a config's machine and run (docs/pictures.md).
+"""``xensim plot``: draw the pictures of a config's machine and run, or of a sweep's
+results (``--sweep DIR --x KEY``, with ``--html FILE`` its HTML report) (docs/pictures.md).
 
 The pictures' code (xensim.output.plot, and matplotlib) is imported when the command
 runs, not when the parser is built."""
@@ -35,7 +36,25 @@ def add_parser(subparsers) -> None:
     p.add_argument("--at-op", metavar="N|end|peak", default="peak",
                    help="superpages picture: the point of the run to show (default: peak, the "
                         "busiest point; end: after the last operation; N: after N operations)")
+    sw = p.add_argument_group("a sweep's pictures (the DIR of `xensim sweep ... --out DIR`)")
+    sw.add_argument("--sweep", metavar="DIR",
+                    help="draw DIR/results.csv: a figure against a grid key, one line per "
+                         "design, the band of the seeds' spread (instead of CONFIG's pictures)")
+    sw.add_argument("--x", metavar="KEY", help="with --sweep: the grid key along the x axis")
+    sw.add_argument("--facet", metavar="KEY",
+                    help="with --sweep: one panel per value of this grid key")
+    sw.add_argument("--metric", metavar="NAME", action="append",
+                    help="with --sweep: the figure drawn, a column of results.csv (repeat for "
+                         "several; default slow_per_op)")
+    sw.add_argument("--html", metavar="FILE",
+                    help="with --sweep: also write the sweep's report as one HTML page (its "
+                         "table, the figures' tables and the figures)")
     p.set_defaults(func=cmd_plot)
+
+
+#: the options of a sweep's pictures, and those of a config's
+SWEEP_OPTIONS = ("x", "facet", "metric", "html")
+CONFIG_OPTIONS = ("config", "machine", "memmap", "pdx")
 
 
 def _parse_at(value: str) -> str | int:
@@ -55,6 +74,11 @@ def cmd_plot(args) -> int:
     """Draw the pictures asked for and print the path of each file written."""
     from ..output import out_dir, writing
     from ..output.plot import load_matplotlib, make_pictures
+    if args.sweep is not None:
+        return cmd_plot_sweep(args)
+    for name in SWEEP_OPTIONS:
+        if getattr(args, name):
+            raise ConfigError(None, f"--{name}", "draws a sweep's results: give --sweep DIR")
     load_matplotlib()                          # fail first, before any work, without matplotlib
     cfg, memmap = resolve_machine(args)
     at = _parse_at(args.at_op)
@@ -62,4 +86,37 @@ def cmd_plot(args) -> int:
     with writing(out, "--out"):
         for path in make_pictures(cfg, memmap, out, args.which, at):
             sys.stdout.write(f"{path}\n")
+    return 0
+
+
+def cmd_plot_sweep(args) -> int:
+    """``xensim plot --sweep DIR --x KEY``: one figure per ``--metric`` (PNG and SVG,
+    ``sweep-METRIC``), and with ``--html`` the sweep's report; prints each file written."""
+    from ..output import out_dir, writing
+    from ..output.plot import (DEFAULT_METRIC, figure_bytes, fig_sweep, load_matplotlib,
+                               results_table, save_figure, sweep_data, sweep_table)
+    from ._html import write_sweep_html
+    for name in CONFIG_OPTIONS:
+        if getattr(args, name):
+            raise ConfigError(None, "--sweep", f"draws a sweep's results; "
+                                               f"{'CONFIG' if name == 'config' else '--' + name} "
+                                               f"is for a config's pictures")
+    if args.x is None:
+        raise ConfigError(None, "--sweep", "needs --x KEY, the grid key along the x axis")
+    load_matplotlib()
+    metrics = list(dict.fromkeys(args.metric or [DEFAULT_METRIC]))
+    data = [sweep_data(args.sweep, args.x, args.facet, m) for m in metrics]
+    out = out_dir(args.out, "--out")
+    figures = []
+    with writing(out, "--out"):
+        for d in data:
+            fig = fig_sweep(d)
+            for path in save_figure(fig, out, f"sweep-{d.metric}"):
+                sys.stdout.write(f"{path}\n")
+            figures.append(figure_bytes(fig, "png"))
+    if args.html:
+        with writing(args.html, "--html"):
+            write_sweep_html(args.html, args.sweep, results_table(args.sweep, metrics),
+                             [(sweep_table(d), png) for d, png in zip(data, figures)])
+        sys.stdout.write(f"{args.html}\n")
     return 0

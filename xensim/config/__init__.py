@@ -23,8 +23,8 @@ from ._schema import (
     FRAME_ATOMIC_NS, CMPXCHG_NS, HYPERCALL_NS,
 )
 from ._config import (
-    load_config, parse_config, default_config, default_config_path, build_memory_map,
-    read_design_files,
+    load_config, parse_config, config_from_data, default_config, default_config_path,
+    build_memory_map, read_design_files,
 )
 from ._scenario import (
     SCENARIO_OPS, ScenarioOp, ScenarioFile, Scenario, load_scenario, MAX_STEPS,
@@ -43,9 +43,9 @@ __all__ = [
     "MAX_STEPS", "MAX_WORKLOAD_OPS", "MachineConfig", "MemmapFileConfig", "MixConfig",
     "RangeConfig", "SCENARIO_OPS", "SLOT_RUN_OPS", "SUPERPAGE_BYTES", "SUPERPAGE_RUN_OPS",
     "Scenario", "ScenarioFile", "ScenarioOp", "ScriptOpConfig", "Size", "WORKLOAD_KINDS",
-    "WorkloadConfig", "YamlDoc", "build_memory_map", "check_simulation", "default_config",
-    "default_config_path", "describe", "drop_none", "dump_resolved", "format_path", "line_of",
-    "list_presets", "load_config", "load_dataclass", "load_memmap_file", "load_preset",
-    "load_scenario", "load_yaml", "parse_config", "preset_dir", "read_design_files", "read_text", "resolved_config",
-    "size", "to_data", "top_mapping", "workload_ops",
+    "WorkloadConfig", "YamlDoc", "build_memory_map", "check_simulation", "config_from_data",
+    "default_config", "default_config_path", "describe", "drop_none", "dump_resolved",
+    "format_path", "line_of", "list_presets", "load_config", "load_dataclass",
+    "load_memmap_file", "load_preset", "load_scenario", "load_yaml", "parse_config",
+    "preset_dir", "read_design_files", "read_text", "resolved_config", "size", "to_data", "top_mapping", "workload_ops",
 ]

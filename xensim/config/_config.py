@@ -15,10 +15,10 @@ from ._files import load_memmap_file, map_error
 from ._loader import Loader, top_mapping
 from ._presets import DEFAULT_PRESET, load_preset
 from ._schema import Config, check_simulation
-from ._yamlsrc import load_yaml, read_text
+from ._yamlsrc import YamlDoc, load_yaml, read_text
 
-__all__ = ["load_config", "parse_config", "default_config", "default_config_path",
-           "build_memory_map", "read_design_files"]
+__all__ = ["load_config", "parse_config", "config_from_data", "default_config",
+           "default_config_path", "build_memory_map", "read_design_files"]
 
 
 def _file_dir(filename: str | None) -> Path:
@@ -54,6 +54,12 @@ def parse_config(text: str, filename: str = "<string>") -> Config:
     """Parse config text; ``filename`` is used in errors and to find a memory_map_file."""
     doc = load_yaml(text, filename)
     data = top_mapping(doc, filename, "of sections such as machine: and hypervisor:")
+    return config_from_data(doc, filename, data)
+
+
+def config_from_data(doc: YamlDoc, filename: str, data: dict) -> Config:
+    """A config from YAML data already loaded (a sweep's point: its base with the grid's
+    values set); ``doc`` gives the lines of its keys (``doc.lines``, ``doc.raw``)."""
     loader = Loader(doc, filename)
     files = read_design_files(loader, data, filename)
     cfg = loader.load_dataclass(Config, data, (), ())

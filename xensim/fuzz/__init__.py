@@ -45,11 +45,13 @@ with the same signature, and :func:`to_script_yaml` writes it as a config whose
 ``xensim run`` replays with every check (:func:`replay_config`).
 
 Modules: _setup (the machine), _ops (one call), _checks, _runner (the checked
-executor), _guest and _generator (the Fuzzer), _minimise, _reproducer, _campaign.
+executor), _guest and _generator (the Fuzzer), _minimise, _reproducer, _campaign, _split
+(a campaign's episodes on an engine's workers).
 """
 
 from ._campaign import (
-    Campaign, Episode, Finding, campaign, finding_yaml, keep_going, report, run_episode,
+    Campaign, Episode, Finding, campaign, campaign_done, episode_budget, episode_seed,
+    finding_yaml, keep_going, merge_episode, minimise_finding, report, run_episode,
 )
 from ._checks import (
     FuzzViolation, differ, disagreement, heap_is_full, isolation, isolation_since, same_state,
@@ -76,14 +78,17 @@ from ._runner import (
 from ._setup import (
     AUDIT_MODES, DEFAULT_RAM, Setup,
 )
+from ._split import (
+    EpisodeTask, MinimiseTask, run_campaign_task, split_campaign,
+)
 
 __all__ = [
-    "ACTIONS", "AUDIT_MODES", "CallResult", "Campaign", "DEFAULT_RAM", "Episode", "Finding",
-    "FuzzGuest",
-    "FuzzKernel", "FuzzRunner", "FuzzViolation", "Fuzzer", "HYPERCALL_OPS", "Replay", "Setup",
-    "campaign", "differ", "disagreement", "execute", "finding_yaml", "heap_is_full", "isolation",
-    "isolation_since", "keep_going",
-    "load_script", "minimise", "op_label", "replay", "replay_config", "replay_ops", "report",
-    "run_episode", "same_state", "script_ops", "singles", "sound_state", "state",
-    "to_script_yaml",
+    "ACTIONS", "AUDIT_MODES", "CallResult", "Campaign", "DEFAULT_RAM", "Episode", "EpisodeTask",
+    "Finding", "FuzzGuest", "FuzzKernel", "FuzzRunner", "FuzzViolation", "Fuzzer",
+    "HYPERCALL_OPS", "MinimiseTask", "Replay", "Setup", "campaign", "campaign_done", "differ",
+    "disagreement", "episode_budget", "episode_seed", "execute", "finding_yaml", "heap_is_full",
+    "isolation", "isolation_since", "keep_going", "load_script", "merge_episode", "minimise",
+    "minimise_finding", "op_label", "replay", "replay_config", "replay_ops", "report",
+    "run_campaign_task", "run_episode", "same_state", "script_ops", "singles", "sound_state",
+    "split_campaign", "state", "to_script_yaml",
 ]

@@ -17,7 +17,8 @@ from ._reproducer import to_script_yaml
 from ._runner import replay_ops
 from ._setup import Setup
 
-__all__ = ["Episode", "run_episode", "Finding", "Campaign", "keep_going", "campaign",
+__all__ = ["Episode", "run_episode", "Finding", "Campaign", "keep_going", "episode_seed",
+           "episode_budget", "campaign_done", "merge_episode", "minimise_finding", "campaign",
            "finding_yaml", "report"]
 
 
@@ -105,12 +106,75 @@ def keep_going(v: FuzzViolation) -> bool:
     return v.kind in ("crash", "unchanged", "batch", "xen-bug", "zombie")
 
 
+def episode_seed(seed: int, i: int) -> str:
+    """Episode ``i`` of a campaign of seed ``seed``: its generator's seed."""
+    return f"{seed}/{i}"
+
+
+def episode_budget(made: int, calls: int, episode_calls: int) -> int:
+    """The budget of the next episode once ``made`` of the campaign's ``calls`` are made."""
+    return min(episode_calls, max(calls - made, 1))
+
+
+def campaign_done(c: Campaign, calls: int, max_findings: int | None) -> bool:
+    """No episode is to follow: the calls are made, or ``max_findings`` were found."""
+    return c.calls >= calls or (max_findings is not None and len(c.findings) >= max_findings)
+
+
+def merge_episode(c: Campaign, ep: Episode, max_findings: int | None = None) -> list[Finding]:
+    """Add episode ``ep``'s counts to ``c``, the next in order; the findings it adds
+    (each the first of its signature, its episode's calls up to it, not minimised).
+
+    Every campaign goes through it, in episode order, whatever the number of workers:
+    the same episodes give the same merged result."""
+    c.interrupted = ep.interrupted
+    c.episodes += 1
+    c.calls += ep.calls
+    c.by_call.update(ep.by_call)
+    c.refused.update(ep.refused)
+    counts = Counter(ep.tolerated)
+    if ep.violation is not None:
+        counts[ep.violation.signature] += 1
+    new = []
+    for v in ep.violations:
+        sig = v.signature
+        if sig in c.findings:
+            c.findings[sig].count += counts[sig]
+            continue
+        if max_findings is not None and len(c.findings) >= max_findings:
+            break
+        fnd = c.findings[sig] = Finding(v, ep.seed, counts[sig])
+        fnd.minimal = ep.log[:v.index + 1]
+        fnd.minimal_rcs = ep.rcs[:len(fnd.minimal)]
+        new.append(fnd)
+    return new
+
+
+def minimise_finding(setup: Setup, f: Finding, *, minimise_findings: bool = True,
+                     minimise_seconds: float = 120.0, twin: bool = True,
+                     tolerate=None) -> tuple[list[dict], list, bool]:
+    """(minimal calls, their rcs, minimised) of a finding not yet minimised: its calls
+    minimised (unless ``minimise_findings`` is off), then replayed with the same
+    ``tolerate`` for the other violations to record each call's rc."""
+    sig = f.violation.signature
+    ops, rcs = f.minimal or [], f.minimal_rcs
+    minimal = ops
+    if minimise_findings:
+        minimal = minimise(setup, ops, sig, rcs=rcs, max_seconds=minimise_seconds,
+                           twin=twin, tolerate=tolerate)
+    tol = (lambda x: x.signature != sig and tolerate(x)) if tolerate else None
+    _, run = replay_ops(setup, minimal, twin=twin, tolerate=tol)
+    return minimal, run.rcs, minimise_findings
+
+
 def campaign(setup: Setup, calls: int, seed: int = 0, *, episode_calls: int = 1000,
              minimise_findings: bool = True, minimise_seconds: float = 120.0,
              twin: bool = True, tolerate=None, progress=None,
              max_findings: int | None = None, tick=None) -> Campaign:
     """Episodes of about ``episode_calls`` calls until ``calls`` calls were made (or
-    ``max_findings`` distinct violations were found). ``tick(calls)`` after every call.
+    ``max_findings`` distinct violations were found), in this process, one after the
+    other (:func:`~xensim.fuzz.split_campaign` spreads them over workers, with the same
+    result). ``tick(calls)`` after every call.
 
     Each distinct violation (by signature) is minimised once, replaying with the
     same ``tolerate`` for the others; later ones only count. Ctrl-C ends the campaign
@@ -119,44 +183,21 @@ def campaign(setup: Setup, calls: int, seed: int = 0, *, episode_calls: int = 10
     t0 = time.perf_counter()
     i = 0
     try:
-        while c.calls < calls and (max_findings is None or len(c.findings) < max_findings):
+        while not campaign_done(c, calls, max_findings):
             base = c.calls
-            ep = run_episode(setup, f"{seed}/{i}", min(episode_calls, max(calls - c.calls, 1)),
+            ep = run_episode(setup, episode_seed(seed, i),
+                             episode_budget(c.calls, calls, episode_calls),
                              twin=twin, tolerate=tolerate,
                              tick=None if tick is None else (lambda n: tick(base + n)))
-            c.interrupted = ep.interrupted
             i += 1
-            c.episodes += 1
-            c.calls += ep.calls
-            c.by_call.update(ep.by_call)
-            c.refused.update(ep.refused)
-            counts = Counter(ep.tolerated)
-            if ep.violation is not None:
-                counts[ep.violation.signature] += 1
-            for v in ep.violations:
-                sig = v.signature
-                if sig in c.findings:
-                    c.findings[sig].count += counts[sig]
-                    continue
-                if max_findings is not None and len(c.findings) >= max_findings:
-                    break
-                fnd = c.findings[sig] = Finding(v, ep.seed, counts[sig])
-                ops = ep.log[:v.index + 1]
-                fnd.minimal, fnd.minimal_rcs = ops, ep.rcs[:len(ops)]
+            for fnd in merge_episode(c, ep, max_findings):
                 if c.interrupted:
                     continue                             # no minimising after a Ctrl-C
                 try:
-                    if minimise_findings:
-                        fnd.minimal = minimise(setup, ops, sig, rcs=ep.rcs,
-                                               max_seconds=minimise_seconds, twin=twin,
-                                               tolerate=tolerate)
-                        fnd.minimised = True
-                    tol = (lambda x, sig=sig: x.signature != sig and tolerate(x)) if tolerate else None
-                    _, run = replay_ops(setup, fnd.minimal, twin=twin, tolerate=tol)
-                    fnd.minimal_rcs = run.rcs
-                except KeyboardInterrupt:
-                    fnd.minimal, fnd.minimal_rcs = ops, ep.rcs[:len(ops)]
-                    fnd.minimised = False
+                    fnd.minimal, fnd.minimal_rcs, fnd.minimised = minimise_finding(
+                        setup, fnd, minimise_findings=minimise_findings,
+                        minimise_seconds=minimise_seconds, twin=twin, tolerate=tolerate)
+                except KeyboardInterrupt:                # the finding stays whole
                     c.interrupted = True
             c.seconds = time.perf_counter() - t0
             if c.interrupted:
@@ -178,16 +219,18 @@ def finding_yaml(c: Campaign, f: Finding) -> str:
     return to_script_yaml(c.setup, f.minimal or [], rcs=f.minimal_rcs, comment=comment)
 
 
-def report(c: Campaign, files: list | None = None) -> str:
+def report(c: Campaign, files: list | None = None, workers: str | None = None) -> str:
     """The campaign's summary; one line per distinct violation (its signature, the
-    calls of its reproducer, the file it was written to: ``files[k]``)."""
+    calls of its reproducer, the file it was written to: ``files[k]``). ``workers``:
+    where the episodes ran (an engine's description; None: in this process)."""
     s = c.setup
     out = [f"xensim fuzz: design {s.design}, Xen {s.version}"
            f"{' (faithful)' if s.faithful else ''}, {s.domains} domains, seed {c.seed}, "
            f"audit {s.audit}" + (f" (full every {s.full_audit_every:,} checks)"
                                  if s.audit == "incremental" and s.full_audit_every else ""),
            f"calls made: {c.calls:,} in {c.episodes} episode(s), {c.seconds:.1f} s "
-           f"({c.rate:,.0f} calls/s)" + (", interrupted: a partial summary" if c.interrupted else ""),
+           f"({c.rate:,.0f} calls/s)" + (f", on {workers}" if workers else "")
+           + (", interrupted: a partial summary" if c.interrupted else ""),
            ""]
     width = max([len(k) for k in c.by_call] + [4])
     out.append(f"{'call':<{width}}  {'calls':>9}  refused by errno")

@@ -26,6 +26,10 @@ class FuzzViolation(AssertionError):
         self.key = key if key is not None else kind
         super().__init__(f"{kind} after call #{index} ({op_label(op)}): {detail}")
 
+    def __reduce__(self):
+        # pickled by its fields (a campaign's workers send violations back)
+        return (type(self), (self.kind, self.detail, self.index, self.op, self.key))
+
     @property
     def signature(self) -> tuple[str, str, str]:
         """(kind, call, key): what minimisation must preserve."""
@@ -33,8 +37,10 @@ class FuzzViolation(AssertionError):
 
 
 def generic_key(text: str) -> str:
-    """``text`` with its numbers as N: a violation's key, the same for every frame."""
-    return re.sub(r"0x[0-9a-f]+|\d+", "N", text)
+    """``text`` with its numbers as N: a violation's key, the same for every frame.
+    An advisory's number is kept (XSA-167 and XSA-182 are different bugs)."""
+    return re.sub(r"XSA-\d+|0x[0-9a-f]+|\d+",
+                  lambda m: m.group() if m.group().startswith("XSA") else "N", text)
 
 
 def _owner_array(ft, g: int):

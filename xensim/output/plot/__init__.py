@@ -1,5 +1,6 @@
-"""Pictures (the plot extra): the memory map, superpage states, overhead against RAM and
-the slow path against churn (docs/pictures.md). ``xensim plot`` is xensim.cli._plot.
+"""Pictures (the plot extra): the memory map, superpage states, overhead against RAM,
+the slow path against churn, and a sweep's figures (docs/pictures.md). ``xensim plot``
+is xensim.cli._plot.
 
 Each figure has a *data function* that needs no matplotlib (the tests check those with
 exact values) and a *figure function* that draws it, in a module of its own:
@@ -15,6 +16,8 @@ exact values) and a *figure function* that draws it, in a module of its own:
                                         (log-log), presets and synthetic machines
 ``churn``       :func:`churn_data`      slow-path transitions per operation against
                                         churn, per design, with and without MARK_SUPER
+``--sweep``     :func:`sweep_data`      a sweep's figure (results.csv) against a grid
+                                        key, per design, the seeds' spread, facets
 ==============  ======================  ==============================================
 
 matplotlib is imported inside the functions that draw, never at module import
@@ -36,10 +39,16 @@ from ._overhead import (
 )
 from ._churn import ChurnMix, ChurnData, churn_data, churn_machine, fig_churn
 from ._pictures import build_figure, make_pictures
+from ._sweep import (
+    DEFAULT_METRIC, HEADLINE, SweepLine, SweepPlot, SweepPoint, fig_sweep, line_color,
+    read_results, results_table, sweep_data, sweep_table,
+)
 
 __all__ = [
-    "ChurnData", "ChurnMix", "FIGURES", "FRAME_TABLE_STYLE", "MemmapData", "OverheadData",
-    "PLOT_HINT", "PlotUnavailable", "RunStates", "overhead_styles",
+    "ChurnData", "ChurnMix", "DEFAULT_METRIC", "FIGURES", "FRAME_TABLE_STYLE", "HEADLINE",
+    "MemmapData", "OverheadData", "PLOT_HINT", "PlotUnavailable", "RunStates", "SweepLine",
+    "SweepPlot", "SweepPoint", "fig_sweep", "line_color", "overhead_styles", "read_results", "results_table",
+    "sweep_data", "sweep_table",
     "SYNTHETIC_SIZES", "SuperpageStates", "build_figure", "busy_superpages", "churn_data",
     "churn_machine", "fig_churn", "fig_memmap", "fig_overhead", "fig_superpages",
     "figure_bytes", "have_matplotlib", "load_matplotlib", "make_pictures", "memmap_data",

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Wall time of one fuzz campaign in this process and split over K worker processes,
+and the speed-up; both must give the same merged result.
+
+Run from the repository root:
+
+    python benchmarks/bench_campaign.py [--workers K] [--calls N] [--episode E]
+                                        [--design NAME] [--faithful --version 4.1]
+
+The campaign (default: xen-4.1, Xen 4.8, 3 guests, 1,200 calls in episodes of 200) runs
+with ``campaign`` (in this process: the baseline) and with ``split_campaign`` on
+``make_engine(K)`` (K worker processes, their start-up included). The episodes are
+run ahead with the full budget and the last one again with its own (docs/fuzzing.md,
+"Campaigns on workers"), so the ideal speed-up is a little under K; the figure drops
+when other work shares the cores (the load average is printed).
+
+This is a script that prints figures, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from xensim.engines import make_engine
+from xensim.fuzz import Setup, campaign, split_campaign
+
+
+def merged(c) -> tuple:
+    return (c.calls, c.episodes, c.by_call, c.refused,
+            [(sig, f.count, f.minimal) for sig, f in c.findings.items()])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--calls", type=int, default=1200)
+    ap.add_argument("--episode", type=int, default=200)
+    ap.add_argument("--design", default="xen-4.1")
+    ap.add_argument("--version", default="4.8")
+    ap.add_argument("--faithful", action="store_true")
+    a = ap.parse_args()
+    setup = Setup(design=a.design, version=a.version, faithful=a.faithful)
+    kw = dict(episode_calls=a.episode, minimise_findings=False)
+    print(f"campaign: {a.design}, Xen {a.version}{' faithful' if a.faithful else ''}, "
+          f"{a.calls:,} calls in episodes of {a.episode}; load average "
+          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    t = time.perf_counter()
+    one = campaign(setup, a.calls, 0, **kw)
+    t1 = time.perf_counter() - t
+    with make_engine(a.workers) as engine:
+        t = time.perf_counter()
+        split = split_campaign(engine, setup, a.calls, 0, **kw)
+        tk = time.perf_counter() - t
+        where = engine.describe()
+    assert merged(split) == merged(one), "the split campaign differs from the one in process"
+    print(f"in this process:  {one.calls:,} calls, {one.episodes} episodes, {t1:7.2f} s "
+          f"({one.calls / t1:,.0f} calls/s)")
+    print(f"{where}: {split.calls:,} calls, {split.episodes} episodes, {tk:7.2f} s "
+          f"({split.calls / tk:,.0f} calls/s)")
+    print(f"speed-up: {t1 / tk:.2f}x on {a.workers} workers (same merged result: yes; "
+          f"{len(one.findings)} distinct violation(s))")
+
+
+if __name__ == "__main__":
+    main()

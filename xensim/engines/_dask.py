@@ -1,0 +1,106 @@
+"""The Dask engine (the optional ``cluster`` extra, dask.distributed): tasks on a
+Dask cluster's workers.
+
+``DaskEngine.local(n)`` starts a ``LocalCluster`` of ``n`` worker processes with one
+thread each (one task at a time per worker) for the length of the run;
+``DaskEngine.connect("tcp://HOST:8786")`` submits to a running cluster, whose workers
+need xensim installed (start them with ``--nthreads 1``: one task per worker process
+at a time). Tasks and results travel pickled; nothing is read from or written to the
+caller's disk by a worker. dask is imported only here, and only when an engine is made.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import Any, Callable, Iterable, Iterator
+
+from .._errors import ConfigError
+from ._engine import LOCAL_DASK, Engine, TaskFailed, run_task
+
+__all__ = ["DaskEngine", "dask_available"]
+
+
+def dask_available() -> bool:
+    """Is dask.distributed installed?"""
+    return importlib.util.find_spec("distributed") is not None
+
+
+class DaskEngine(Engine):
+    """A ``distributed.Client``, and the LocalCluster it owns (if it started one)."""
+
+    def __init__(self, client, cluster=None, name: str = LOCAL_DASK):
+        self.client = client
+        self.cluster = cluster
+        self.name = name
+        super().__init__(self._threads())
+
+    @classmethod
+    def local(cls, workers: int) -> "DaskEngine":
+        from distributed import Client, LocalCluster
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.ERROR)
+        try:
+            return cls(Client(cluster), cluster, LOCAL_DASK)
+        except BaseException:
+            cluster.close()
+            raise
+
+    @classmethod
+    def connect(cls, address: str, timeout: float = 10) -> "DaskEngine":
+        """A running cluster's scheduler (ConfigError after ``timeout`` seconds)."""
+        from distributed import Client
+        try:
+            client = Client(address, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(None, "--scheduler", f"cannot reach the scheduler at "
+                                                   f"{address}: {exc}") from None
+        return cls(client, None, address)
+
+    def _threads(self) -> int:
+        workers = self.client.scheduler_info().get("workers", {})
+        return max(1, sum(w.get("nthreads", 1) for w in workers.values()))
+
+    def describe(self) -> str:
+        kind = "LocalCluster" if self.cluster is not None else "cluster"
+        return f"{self.name} ({kind}), {self.workers} worker thread{'s' * (self.workers != 1)}"
+
+    def map_unordered(self, fn: Callable[[Any], Any], tasks: Iterable[Any],
+                      max_in_flight: int | None = None) -> Iterator[tuple[Any, Any]]:
+        from distributed import as_completed
+        tasks = iter(tasks)
+        bound = self.in_flight(max_in_flight)
+        running: dict = {}
+
+        def submit() -> Any:
+            for task in tasks:
+                f = self.client.submit(run_task, fn, task, pure=False)
+                running[f] = task
+                return f
+            return None
+
+        try:
+            first = [f for f in (submit() for _ in range(bound)) if f is not None]
+            queue = as_completed(first)
+            for f in queue:
+                task = running.pop(f)
+                try:
+                    result = f.result()
+                except Exception as exc:      # noqa: BLE001  the cluster's: a worker lost
+                    result = TaskFailed.of(exc)
+                nxt = submit()
+                if nxt is not None:
+                    queue.add(nxt)
+                yield task, result
+        except BaseException:
+            if running:
+                self.client.cancel(list(running))
+            raise
+
+    def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            client.close()
+        cluster, self.cluster = self.cluster, None
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,124 @@
+"""The local engine: tasks on worker processes of this machine (``--workers N``).
+
+One worker runs the tasks in the calling process itself, one after the other (no
+process is started: nothing to pickle, a Ctrl-C stops the task at once). Two or more
+run them on a pool of that many worker processes (``concurrent.futures``), each
+process one task at a time. The processes are started by a fork server (a clean
+process forked per worker, so a parent holding threads, e.g. a Dask client, is never
+forked; the server imports the task function's module once, before it forks) and
+ignore SIGINT: a Ctrl-C reaches the caller alone, which cancels what is
+queued and terminates the workers, losing only the tasks in flight. A worker that
+dies (killed, out of memory) fails its task (``TaskFailed``, ``BrokenProcessPool``)
+and the pool is started again for the tasks after it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Iterable, Iterator
+
+from ._engine import Engine, TaskFailed, run_task
+
+__all__ = ["LocalEngine"]
+
+
+def _ignore_sigint() -> None:
+    """A worker's initializer: Ctrl-C is the caller's to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _context(preload: str) -> multiprocessing.context.BaseContext:
+    """The fork server's context (spawn where there is none); the server, when this
+    starts it, imports ``preload`` (the task function's module) once for every worker."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(sorted({"__main__", preload}))   # __main__: as by default
+    return ctx
+
+
+class LocalEngine(Engine):
+    """``workers`` worker processes (1: the calling process itself)."""
+
+    name = "local"
+
+    def __init__(self, workers: int):
+        super().__init__(workers)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def describe(self) -> str:
+        if self.workers == 1:
+            return "local, 1 worker (in this process)"
+        return f"local, {self.workers} worker processes"
+
+    def map_unordered(self, fn: Callable[[Any], Any], tasks: Iterable[Any],
+                      max_in_flight: int | None = None) -> Iterator[tuple[Any, Any]]:
+        if self.workers == 1:
+            for task in tasks:
+                yield task, run_task(fn, task)
+            return
+        yield from self._pooled(fn, iter(tasks), self.in_flight(max_in_flight))
+
+    def _pooled(self, fn, tasks: Iterator[Any], bound: int) -> Iterator[tuple[Any, Any]]:
+        running: dict[Future, Any] = {}
+        try:
+            exhausted = False
+            while True:
+                while not exhausted and len(running) < bound:
+                    task = next(tasks, _END)
+                    if task is _END:
+                        exhausted = True
+                        break
+                    running[self._submit(fn, task)] = task
+                if not running:
+                    return
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in done:
+                    task = running.pop(f)
+                    exc = f.exception()
+                    if isinstance(exc, KeyboardInterrupt):
+                        raise exc
+                    yield task, (TaskFailed.of(exc) if exc is not None else f.result())
+        except BaseException:
+            for f in running:
+                f.cancel()
+            self._terminate()
+            raise
+
+    def _submit(self, fn, task) -> Future:
+        for attempt in (0, 1):
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self.workers,
+                                                 mp_context=_context(fn.__module__),
+                                                 initializer=_ignore_sigint)
+            try:
+                return self._pool.submit(run_task, fn, task)
+            except BrokenProcessPool:          # a worker died: a fresh pool for the rest
+                if attempt:
+                    raise
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+        raise AssertionError("unreachable")
+
+    def _terminate(self) -> None:
+        """Stop now: cancel the queue and terminate the worker processes."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join(timeout=5)
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+_END = object()
