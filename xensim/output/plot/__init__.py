@@ -46,12 +46,11 @@ from ._sweep import (
 
 __all__ = [
     "ChurnData", "ChurnMix", "DEFAULT_METRIC", "FIGURES", "FRAME_TABLE_STYLE", "HEADLINE",
-    "MemmapData", "OverheadData", "PLOT_HINT", "PlotUnavailable", "RunStates", "SweepLine",
-    "SweepPlot", "SweepPoint", "fig_sweep", "line_color", "overhead_styles", "read_results", "results_table",
-    "sweep_data", "sweep_table",
-    "SYNTHETIC_SIZES", "SuperpageStates", "build_figure", "busy_superpages", "churn_data",
-    "churn_machine", "fig_churn", "fig_memmap", "fig_overhead", "fig_superpages",
-    "figure_bytes", "have_matplotlib", "load_matplotlib", "make_pictures", "memmap_data",
-    "overhead_data", "save_figure", "states_for_run", "superpage_activity",
-    "superpage_states", "synthetic_memmap",
+    "MemmapData", "OverheadData", "PLOT_HINT", "PlotUnavailable", "RunStates", "SYNTHETIC_SIZES",
+    "SuperpageStates", "SweepLine", "SweepPlot", "SweepPoint", "build_figure", "busy_superpages",
+    "churn_data", "churn_machine", "fig_churn", "fig_memmap", "fig_overhead", "fig_superpages",
+    "fig_sweep", "figure_bytes", "have_matplotlib", "line_color", "load_matplotlib",
+    "make_pictures", "memmap_data", "overhead_data", "overhead_styles", "read_results",
+    "results_table", "save_figure", "states_for_run", "superpage_activity", "superpage_states",
+    "sweep_data", "sweep_table", "synthetic_memmap",
 ]
