@@ -71,7 +71,10 @@ class ChurnData:
     ``iteration_values`` (the churn workload), ``fractions[(design, mark)]`` over
     ``fraction_values`` (:class:`ChurnMix`); None where a design crashed.
     A design without MARK_SUPER (``mark_unsupported``) has no ``(design, True)`` series:
-    its marks would fail and count as operations, a rate that says nothing about MARK."""
+    its marks would fail and count as operations, a rate that says nothing about MARK. A
+    design without PV superpages (``no_superpages``: its ``supports_pse`` is False) has no
+    series at all: it has no superpage path (every 2 MiB mapping is an L1 table's 512
+    references: the comparison's get_type/2M map says what it costs)."""
     machine: str
     designs: list[str]
     iteration_values: list[int]
@@ -84,6 +87,8 @@ class ChurnData:
     note: str = ""
     #: the designs that have no MARK_SUPER / UNMARK_SUPER (no "with MARK" series)
     mark_unsupported: list[str] = field(default_factory=list)
+    #: the designs with no PV superpages (no series: no superpage path to take)
+    no_superpages: list[str] = field(default_factory=list)
 
 
 def _churn_config(cfg: Config | None, workload: str, memory: str) -> Config:
@@ -105,7 +110,9 @@ def churn_data(cfg: Config | None = None, memmap: MemoryMap | None = None,
     memmap = memmap or load_preset("teaching")
     # designs that crashed: design -> why
     missing: dict[str, str] = {}
-    run = list(design_names() if designs is None else designs)
+    asked = list(design_names() if designs is None else designs)
+    no_pse = [d for d in asked if not registered[d].supports_pse]
+    run = [d for d in asked if d not in no_pse]
     no_mark = [d for d in run if not registered[d].supports_mark]
     it_out: dict[tuple[str, bool], list[float | None]] = {}
     fr_out: dict[tuple[str, bool], list[float | None]] = {}
@@ -148,7 +155,7 @@ def churn_data(cfg: Config | None = None, memmap: MemoryMap | None = None,
                 vals.append(slow / (2 * wl.pairs))
             fr_out[(d, mark)] = vals
     return ChurnData(memmap.name, run, list(iterations), it_out, list(fractions), fr_out, missing,
-                     mark_unsupported=no_mark)
+                     mark_unsupported=no_mark, no_superpages=no_pse)
 
 
 #: churn_data boots ~160 machines: above this many superpages with RAM it uses the
@@ -222,8 +229,11 @@ def fig_churn(d: ChurnData):
     axb.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8,
                frameon=False)
     nomark = ", ".join(d.mark_unsupported)
+    nopse = ", ".join(d.no_superpages)
     title = (f"Slow-path rate against churn on {d.machine}: solid without MARK_SUPER, dashed "
              f"with it" + (f" ({nomark}: MARK unsupported, no dashed line)" if nomark else "")
+             + (f"; {nopse}: no PV superpages, not drawn (every 2 MiB map is an L1 table's "
+                f"512 references)" if nopse else "")
              + "\nlines with equal values are stacked, wider under narrower: every colour shows")
     if d.note:
         title += f"\n({d.note})"
