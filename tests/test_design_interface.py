@@ -220,3 +220,18 @@ def test_cli_designs(capsys):
     assert main(["designs", "--format", "json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert [d["name"] for d in got["designs"]] == list(design_names())
+
+
+def test_the_default_config_names_every_built_in_design():
+    """configs/default.yaml's comment on hypervisor.superpage lists the built-in designs
+    (a new design's module adds itself to the registry; this says the comment must follow)
+    and its compare runs every one of them."""
+    from pathlib import Path
+    from xensim.config import default_config
+    text = (Path(__file__).resolve().parent.parent / "configs" / "default.yaml").read_text()
+    head = "# The superpage reference-counting design:"
+    block = text[text.index(head):text.index("  superpage:", text.index(head))]
+    words = block.replace("#", " ").replace(",", " ").split()
+    built_in = [n for n, c in REGISTRY.items() if c.__module__.startswith("xensim.designs.")]
+    assert [w for w in words if w in built_in] == built_in
+    assert default_config().designs() == built_in
