@@ -379,3 +379,25 @@ def test_the_vectorised_l1_validation_equals_the_entry_loop():
         runs.append((rcs, e.m.snapshot(), e.m.refs.stats.as_dict(), dict(e.m.pt_stats)))
     assert runs[0][0] == [0, 0, 0, 0, -errno.EBUSY, 0]
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("design", ["per-mapping", "none"])
+def test_the_set_up_reserves_one_l1_frame_per_slot_without_pv_superpages(design):
+    """configs/default.yaml: 128 slots and 4 windows per guest. Without PV superpages the
+    pool has 128 more frames, populated at set-up (one populate_physmap); with them,
+    nothing changes: a pool of 10 (the L4, L3, the slots' L2, the windows' L2 and 4 L1s,
+    2 spare)."""
+    cfg = load_config("configs/default.yaml")
+    s = start(cfg, build_memory_map(cfg), design)
+    lay = s.workload.layout["web"]
+    assert (len(lay.slots), len(lay.windows)) == (128, 4)
+    assert (lay.pool_pages(), lay.pool_pages(fallback=True)) == (10, 138)
+    k = s.kernels["web"]
+    d = s.machine.domain(k.domid)
+    fallback = design == "none"
+    assert d.max_pages == 64 * 512 + (138 if fallback else 10)
+    assert len(k._l1_free) == (128 if fallback else 0)
+    # the 8 tables (+ the reserved frames)
+    assert d.tot_pages == 64 * 512 + 8 + (128 if fallback else 0)
+    # per guest: the 2 MiB extents, one call per table, (one for the reserved frames)
+    assert s.machine.hypercall.stats["memory_op"].calls == 2 * (1 + 8 + fallback)

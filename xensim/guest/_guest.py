@@ -30,8 +30,8 @@ from ..xen import (MMU_NORMAL_PT_UPDATE, MMUEXT_MARK_SUPER, MMUEXT_NEW_BASEPTR,
                    MMUEXT_PIN_L4_TABLE, MMUEXT_UNMARK_SUPER, MMUEXT_UNPIN_TABLE, MmuextOp,
                    MmuUpdate)
 from ..mem import INVALID
-from ..xen import (ENTRIES, PADDR_MASK, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
-                         _PAGE_USER, make_pte, pte_mfn)
+from ..xen import (ENTRIES, PADDR_MASK, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE,
+                   _PAGE_RW, _PAGE_USER, make_pte, pte_mfn)
 from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES, SUPERPAGE_SHIFT
 
 DIRECTMAP_BASE = 0xFFFF_8800_0000_0000        # Linux x86_64: L4 slot 272

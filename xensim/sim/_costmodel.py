@@ -19,8 +19,9 @@ about Xen's). A run's modelled time prices what it counted with three figures
                      Default 0: the model prices the refcount work only, as the C
                      reference measures it.
 
-A design that keeps no count word (``metadata_bytes() == 0``: per-mapping) pays
-no cmpxchg: its "transitions" are the 512 frame references themselves.
+A design that keeps no count word (``metadata_bytes() == 0``: per-mapping, none) pays
+no cmpxchg: its "transitions" are the 512 frame references themselves (none's are its
+L1 table's: the table frame's typed reference and its 512 entries', all in RefStats).
 """
 
 from __future__ import annotations
