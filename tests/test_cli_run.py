@@ -143,7 +143,7 @@ def test_no_progress_bar_off_a_terminal(capsys, tmp_path):
      "writable, iterations, mark)"),
     ("compare: [xen-4.1, xen-5]\n",
      "{f}:1: compare[1]: unknown design 'xen-5'; choose from: per-mapping, pageinfo-count, "
-     "superpage-info, xen-4.1, sketch"),
+     "superpage-info, xen-4.1, sketch, none"),
     ("compare: [xen-4.1]\ndomains: [{memory: 4GiB}]\n", None),
 ])
 def test_config_errors_are_one_line_exit_2(capsys, tmp_path, text, expected):

@@ -148,7 +148,7 @@ def test_compare_and_designs():
      "w.yaml:1: workload.mix.map: must not be negative, got -1.0"),
     ("compare: [xen-4.1, xen-4.2]\n",
      "w.yaml:1: compare[1]: unknown design 'xen-4.2'; choose from: per-mapping, pageinfo-count, "
-     "superpage-info, xen-4.1, sketch"),
+     "superpage-info, xen-4.1, sketch, none"),
     ("compare:\n  - xen-4.1\n  - sketch\n  - xen-4.1\n",
      "w.yaml:4: compare[2]: design 'xen-4.1' is listed twice"),
     ("compare: []\n", "w.yaml:1: compare: an empty list: name at least one design"),
