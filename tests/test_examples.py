@@ -81,7 +81,7 @@ EXPECTED = {
     ],
     "f_your_own_design.py": [
         "loaded lock_bit.py: designs lock-bit; every design now: per-mapping, pageinfo-count, "
-        "superpage-info, xen-4.1, sketch, lock-bit",
+        "superpage-info, xen-4.1, sketch, none, lock-bit",
         "per-mapping        320   320        163,840   clean",
         "xen-4.1             40    40         20,480   clean",
         "lock-bit            40    40         20,480   clean",

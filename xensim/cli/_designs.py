@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..designs import catalog
 from ..output import render
+from ._common import design_file_option
 
 
 def add_parser(subparsers) -> None:
@@ -15,6 +16,7 @@ def add_parser(subparsers) -> None:
                                           "files or installed packages.")
     p.add_argument("--format", choices=("table", "json", "md"), default="table",
                    help="output format (default table)")
+    design_file_option(p)
     p.set_defaults(func=cmd_designs)
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..output import Column, Table
-from ._superpage import REGISTRY, default_design
+from ._loading import design_class, design_names
+from ._superpage import default_design
 
 
 @dataclass
@@ -61,4 +62,4 @@ class Catalog:
 
 def catalog() -> Catalog:
     """The registered designs, in registration order."""
-    return Catalog([DesignInfo.of(cls) for cls in REGISTRY.values()])
+    return Catalog([DesignInfo.of(design_class(name)) for name in design_names()])
