@@ -69,6 +69,10 @@ class Expected:
     def typed(self, mfn: int, domid: int, type: int, n: int = 1) -> None:
         """``n`` general + ``n`` typed references of ``type`` on ``mfn``."""
         self.ref(mfn, domid, n)
+        self._type(mfn, type, n)
+
+    def _type(self, mfn: int, type: int, n: int) -> None:
+        """``n`` typed references of ``type`` on ``mfn`` (another type there: a conflict)."""
         cur = self.types.get(mfn)
         if cur is None:
             self.types[mfn] = [type, n]
@@ -127,13 +131,7 @@ class Expected:
                 self.refs[mfn] += n
         for mfn, (type, n) in other.types.items():
             if mfn in frames:
-                cur = self.types.get(mfn)
-                if cur is None:
-                    self.types[mfn] = [type, n]
-                elif cur[0] != type:
-                    self.conflicts.append(Difference(mfn, "type", _tname(cur[0]), _tname(type)))
-                else:
-                    cur[1] += n
+                self._type(mfn, type, n)
         self.runs.extend(r for r in other.runs if (runs(r) if runs else r[0] in frames))
         self.holder.update(h for h in other.holder if h[0] in frames)
         self.spage.update((k, v) for k, v in other.spage.items() if k in spdxs)
