@@ -83,14 +83,15 @@ def main() -> None:
     print(f"sweep: {len(sweep.points)} points x 3 designs; load average before: "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; autogroup scheduling: "
           f"{autogroup()}")
-    walls: dict[int, list[float]] = {1: [], k: []}
+    runs: dict[int, list[tuple[float, object]]] = {1: [], k: []}
     for _ in range(args.reps):                 # alternated: both see the same load
         t1, r1, table1 = timed(sweep, 1)
         tk, rk, tablek = timed(sweep, k)
         assert table1 == tablek, "the two engines gave different results.csv"
-        walls[1].append(t1)
-        walls[k].append(tk)
-    t1, tk = min(walls[1]), min(walls[k])
+        runs[1].append((t1, r1))
+        runs[k].append((tk, rk))
+    walls = {n: [t for t, _ in runs[n]] for n in runs}
+    (t1, r1), (tk, rk) = (min(runs[n], key=lambda run: run[0]) for n in (1, k))
     speedup = t1 / tk
     print(f"{'engine':<40} {'best wall':>10}  every run")
     print(f"{r1.engine:<40} {t1:>9.2f}s  {', '.join(f'{t:.2f}' for t in walls[1])}")
