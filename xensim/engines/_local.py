@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -97,6 +98,8 @@ class LocalEngine(Engine):
     def _submit(self, fn, task) -> Future:
         for attempt in (0, 1):
             if self._pool is None:
+                sys.stdout.flush()             # a forked worker would write it out again
+                sys.stderr.flush()
                 self._pool = ProcessPoolExecutor(self.workers,
                                                  mp_context=_context(fn.__module__),
                                                  initializer=_ignore_sigint)
