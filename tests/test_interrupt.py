@@ -1,4 +1,5 @@
-"""Ctrl-C (SIGINT) on the long commands: `xensim run`, `xensim fuzz`, `xensim explore`, `xensim sweep`.
+"""Ctrl-C (SIGINT) on the long commands: `xensim run`, `xensim fuzz`, `xensim explore`,
+`xensim sweep`.
 
 Each test starts a real ``python -m xensim`` process with its stderr on a pseudo
 terminal, waits until the progress bar is drawn (the bar shows only after ~2 s of
