@@ -103,8 +103,8 @@ def test_workers_are_forked_while_the_caller_has_one_thread():
             "from test_engines import parent_pid\n"
             "if len(sys.argv) > 1:\n"
             "    stop = threading.Event(); threading.Thread(target=stop.wait, daemon=True).start()\n"
-            "with make_engine(2) as e:\n"
-            "    ppids = {r for _, r in e.map_unordered(parent_pid, range(4))}\n"
+            "with make_engine(2) as engine:\n"
+            "    ppids = {r for _, r in engine.map_unordered(parent_pid, range(4))}\n"
             "print(ppids == {os.getpid()})\n" % str(Path(__file__).parent))
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
