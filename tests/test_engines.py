@@ -5,7 +5,9 @@ make_engine's one-line errors."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,6 +88,30 @@ def test_worker_processes():
         check_squares(results(engine))
         pids = {r[1] for _, r in engine.map_unordered(square, [0, 1, 2, 4])}
         assert os.getpid() not in pids and 1 <= len(pids) <= 2
+
+
+def parent_pid(_):
+    return os.getppid()
+
+
+def test_workers_are_forked_while_the_caller_has_one_thread():
+    """No other thread: the workers are the caller's children (fork); with another
+    thread, a fork server's (the caller itself is never forked)."""
+    code = ("import os, threading, sys\n"
+            "from xensim.engines import make_engine\n"
+            "sys.path.insert(0, %r)\n"
+            "from test_engines import parent_pid\n"
+            "if len(sys.argv) > 1:\n"
+            "    stop = threading.Event(); threading.Thread(target=stop.wait, daemon=True).start()\n"
+            "with make_engine(2) as engine:\n"
+            "    ppids = {r for _, r in engine.map_unordered(parent_pid, range(4))}\n"
+            "print(ppids == {os.getpid()})\n" % str(Path(__file__).parent))
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for argv, forked in (([], "True"), (["thread"], "False")):
+        run = subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert (run.stdout.strip(), run.stderr) == (forked, "")
 
 
 def test_worker_processes_bound_the_tasks_in_flight():

@@ -1,4 +1,5 @@
-"""Ctrl-C (SIGINT) on the long commands: `xensim run`, `xensim fuzz`, `xensim explore`.
+"""Ctrl-C (SIGINT) on the long commands: `xensim run`, `xensim fuzz`, `xensim explore`,
+`xensim sweep`.
 
 Each test starts a real ``python -m xensim`` process with its stderr on a pseudo
 terminal, waits until the progress bar is drawn (the bar shows only after ~2 s of
@@ -145,3 +146,26 @@ def test_ctrl_c_on_explore_prints_the_schedules_finished(tmp_path):
     assert lines[1].endswith(", search interrupted (Ctrl-C): the schedules finished so far")
     assert int(m.group(1).replace(",", "")) > 0
     assert lines[2] == "violations: 0"
+
+
+def test_ctrl_c_on_sweep_keeps_the_points_done(tmp_path):
+    """Two worker processes: the caller terminates them; the points done stay complete,
+    results.csv is not written, and running the sweep again resumes."""
+    (tmp_path / "sweep.yaml").write_text(
+        "base:\n  workload: {kind: churn, superpages: 1, iterations: 400}\n"
+        "  domains: [{name: g, memory: 4MiB}]\n  compare: [per-mapping, sketch, xen-4.1]\n"
+        "grid:\n  seed: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n")
+    rc, stdout, err = _interrupt(["sweep", "sweep.yaml", "--out", "o", "--workers", "2"],
+                                 tmp_path, b" points ")
+    _no_traceback(err)
+    assert rc == 130
+    m = re.fullmatch(r"xensim: interrupted after (\d+) of 12 points \(kept in o/points; run "
+                     r"the sweep again to resume\)\n", err)
+    assert m, err
+    done = int(m.group(1))
+    assert 1 <= done < 12
+    complete = sorted(p.parent.name for p in (tmp_path / "o" / "points").glob("*/results.json"))
+    assert len(complete) == done
+    assert f"  12 points: {done} ran, 0 already complete, {12 - done} not run" in stdout
+    assert not (tmp_path / "o" / "results.csv").exists()
+    assert not list((tmp_path / "o").rglob(".*.tmp"))

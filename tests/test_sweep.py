@@ -266,6 +266,17 @@ def test_resume_runs_only_the_missing_point_and_force_runs_all(tmp_path):
     assert (out / "results.csv").read_bytes() == table
 
 
+def test_force_on_the_command_line(tmp_path, capsys):
+    path = write(tmp_path)
+    argv = (path, "--out", tmp_path / "o", "--workers", 1)
+    assert cli(capsys, *argv)[0] == 0
+    rc, out, _ = cli(capsys, *argv)
+    assert rc == 0 and "  4 points: 0 ran, 4 already complete (local" in out
+    assert out.count("  resumed  ") == 4
+    rc, out, _ = cli(capsys, *argv, "--force")
+    assert rc == 0 and "  4 points: 4 ran, 0 already complete (local" in out
+
+
 def interrupt_third(task):
     """Ctrl-C at the third point run: the points go the longest first (3, 2, 1, 0)."""
     if task["index"] == 1:

@@ -2,7 +2,8 @@
 Dask cluster's workers.
 
 ``DaskEngine.local(n)`` starts a ``LocalCluster`` of ``n`` worker processes with one
-thread each (one task at a time per worker) for the length of the run;
+thread each (one task at a time per worker) for the length of the run, started with
+SIGINT ignored (a Ctrl-C is the caller's: it cancels the tasks and closes the cluster);
 ``DaskEngine.connect("tcp://HOST:8786")`` submits to a running cluster, whose workers
 need xensim installed (start them with ``--nthreads 1``: one task per worker process
 at a time). Tasks and results travel pickled; nothing is read from or written to the
@@ -11,8 +12,11 @@ caller's disk by a worker. dask is imported only here, and only when an engine i
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+import signal
+import threading
 from typing import Any, Callable, Iterable, Iterator
 
 from .._errors import ConfigError
@@ -24,6 +28,20 @@ __all__ = ["DaskEngine", "dask_available"]
 def dask_available() -> bool:
     """Is dask.distributed installed?"""
     return importlib.util.find_spec("distributed") is not None
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored for the block (in the main thread): processes started in it ignore
+    it too, so a Ctrl-C at the terminal reaches only the caller, which stops the run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 class DaskEngine(Engine):
@@ -38,8 +56,9 @@ class DaskEngine(Engine):
     @classmethod
     def local(cls, workers: int) -> "DaskEngine":
         from distributed import Client, LocalCluster
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+        with _sigint_ignored():               # inherited by the worker processes started now
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.ERROR)
         try:
             return cls(Client(cluster), cluster, LOCAL_DASK)
         except BaseException:

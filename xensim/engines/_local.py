@@ -3,10 +3,10 @@
 One worker runs the tasks in the calling process itself, one after the other (no
 process is started: nothing to pickle, a Ctrl-C stops the task at once). Two or more
 run them on a pool of that many worker processes (``concurrent.futures``), each
-process one task at a time. The processes are started by a fork server (a clean
-process forked per worker, so a parent holding threads, e.g. a Dask client, is never
-forked; the server imports the task function's module once, before it forks) and
-ignore SIGINT: a Ctrl-C reaches the caller alone, which cancels what is
+process one task at a time. The processes are forked from the caller while it has no
+other thread, else started by a fork server (a clean process forked per worker, so a
+parent holding threads, e.g. a Dask client, is never forked; the server imports the
+task function's module once, before it forks); they ignore SIGINT: a Ctrl-C reaches the caller alone, which cancels what is
 queued and terminates the workers, losing only the tasks in flight. A worker that
 dies (killed, out of memory) fails its task (``TaskFailed``, ``BrokenProcessPool``)
 and the pool is started again for the tasks after it.
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import sys
+import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
@@ -31,9 +33,14 @@ def _ignore_sigint() -> None:
 
 
 def _context(preload: str) -> multiprocessing.context.BaseContext:
-    """The fork server's context (spawn where there is none); the server, when this
-    starts it, imports ``preload`` (the task function's module) once for every worker."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    """How to start the workers: fork while this process has no other thread (the
+    fastest: nothing to import again); else the fork server (a parent holding threads
+    is never forked; the server, when this starts it, imports ``preload``, the task
+    function's module, once for every worker); spawn where neither exists."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" not in methods:
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(sorted({"__main__", preload}))   # __main__: as by default
@@ -91,6 +98,8 @@ class LocalEngine(Engine):
     def _submit(self, fn, task) -> Future:
         for attempt in (0, 1):
             if self._pool is None:
+                sys.stdout.flush()             # a forked worker would write it out again
+                sys.stderr.flush()
                 self._pool = ProcessPoolExecutor(self.workers,
                                                  mp_context=_context(fn.__module__),
                                                  initializer=_ignore_sigint)
