@@ -86,7 +86,7 @@ def test_run_json(capsys):
     assert all(set(row) == DESIGN_KEYS for row in ov["designs"])
     assert [row["name"] for row in ov["designs"]] == [
         "xen-frame-table", "xensim-frame-table", "per-mapping", "pageinfo-count",
-        "xen-4.1-dense", "xen-4.1-dense-pdx", "sparse-8B", "sparse-16B"]
+        "xen-4.1-dense", "xen-4.1-dense-pdx", "none", "sparse-8B", "sparse-16B"]
     assert ov["machine"] == "teaching"
     assert ov["ram_bytes"] == 3220831232
     assert ov["max_pdx"] == 0xc0000
@@ -110,7 +110,7 @@ def test_run_csv(capsys):
     assert lines[0].startswith("name,")
     assert lines[0] == "name,unit,bytes,human,percent_of_ram"
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert len(rows) == 8
+    assert len(rows) == 9
     assert rows[3]["name"] == "pageinfo-count"
     assert rows[3]["bytes"] == "6291456"
     # 0.19533640690...: 10 significant digits, no float noise
@@ -470,10 +470,12 @@ def test_readme_says_which_commands_take_which_formats():
         fmt = [a for a in p._actions if "--format" in a.option_strings]
         formats[name] = "|".join(fmt[0].choices) if fmt else None
     assert formats == {"run": "table|json|csv|md", "overhead": "table|json|csv|md",
-                       "machine": "table|json|csv|md", "presets": None, "explore": None,
+                       "machine": "table|json|csv|md", "presets": None,
+                       "designs": "table|json|md", "explore": None,
                        "fuzz": None, "trace": "text|md", "inspect": "text|md|json", "plot": None,
                        "sweep": None}
     text = " ".join(README.read_text().split())
     assert ("`run`, `overhead` and `machine` take `--format table|json|csv|md`" in text)
-    assert "`inspect` takes `--format text|md|json`, `trace` takes `--format text|md`" in text
+    assert ("`inspect` takes `--format text|md|json`, `designs` takes `--format table|json|md`, "
+            "`trace` takes `--format text|md`") in text
     assert "`plot`, `presets`, `explore`, `fuzz` and `sweep` have no `--format`" in text

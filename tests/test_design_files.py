@@ -328,7 +328,8 @@ def test_fuzz_and_its_reproducers_carry_the_file(capsys, tmp_path):
     rc, out, err = cli(capsys, "fuzz", "--design-file", path, "--design", "half-count",
                        "--calls", "150", "--quiet")
     assert (rc, err) == (0, "")
-    assert out.splitlines()[0] == "xensim fuzz: design half-count, Xen 4.8, 3 domains, seed 0"
+    assert out.splitlines()[0] == ("xensim fuzz: design half-count, Xen 4.8, 3 domains, seed 0, "
+                                   "audit incremental (full every 1,000 checks)")
     from xensim.fuzz import Setup, load_script, to_script_yaml
     setup = Setup(design="half-count", design_files=(str(path.resolve()),))
     text = to_script_yaml(setup, [])
