@@ -299,6 +299,19 @@ def test_overhead_has_its_row(capsys, tmp_path):
     assert rows["half-count"]["description"] == "a user's counted design"
 
 
+def test_designs_lists_it_with_its_file(capsys, tmp_path):
+    path = write(tmp_path, "half.py", HALF)
+    rc, out, err = cli(capsys, "designs", "--design-file", path, "--format", "json")
+    assert (rc, err) == (0, "")
+    got = json.loads(out)["designs"]
+    assert [d["name"] for d in got] == list(BUILT_IN) + ["half-count"]
+    half = got[-1]
+    assert (half["file"], half["doc"], half["default"]) == (str(path.resolve()), "", False)
+    assert all(d["file"] == "" for d in got[:-1])
+    rc, out, _ = cli(capsys, "designs", "--design-file", path)
+    assert out.splitlines()[-1].split()[0] == "half-count" and str(path.resolve()) in out
+
+
 def test_plot(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     path = write(tmp_path, "half.py", HALF)

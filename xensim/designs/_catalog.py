@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..output import Column, Table
-from ._loading import design_class, design_names
+from ._loading import design_class, design_file_of, design_names
 from ._superpage import default_design
 
 
@@ -24,15 +24,18 @@ class DesignInfo:
     buggy: bool
     default: bool
     doc: str
-    #: the Python module that defines it (a user's design file shows here)
+    #: the Python module that defines it
     module: str
+    #: the design file it was loaded from ("" for a built-in or an installed package's)
+    file: str = ""
 
     @classmethod
     def of(cls, design: type) -> "DesignInfo":
         return cls(design.name, design.description, design.words_in or "",
                    list(design.word_names), design.supports_pse, design.supports_mark,
                    design.buggy,
-                   design.name == default_design(), design.doc, design.__module__)
+                   design.name == default_design(), design.doc, design.__module__,
+                   design_file_of(design.name) or "")
 
 
 @dataclass
@@ -49,7 +52,7 @@ class Catalog:
         rows = [dict(asdict(d), words=", ".join(d.word_names) or "-",
                      where=d.words_in or "-", pse=yes(d.supports_pse),
                      mark=yes(d.supports_mark),
-                     buggy="BUGGY" if d.buggy else "", doc=d.doc or d.module,
+                     buggy="BUGGY" if d.buggy else "", doc=d.doc or d.file or d.module,
                      name=d.name + (" (default)" if d.default else ""))
                 for d in self.designs]
         return [Table("Superpage refcount designs",
