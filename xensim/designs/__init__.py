@@ -9,7 +9,7 @@ module per design, and loading a user's designs (files, installed packages).
 from ._superpage import (
     SuperpageDesign, put_spage_pages, REGISTRY, REQUIRED_METHODS, check_design, register,
     MetadataRow, SuperpageStates, SPAGE_NONE, SPAGE_DYNAMIC, SPAGE_MARK, SPAGE_STATE_NAMES,
-    PALETTE, design_color, default_design, metadata_rows,
+    PALETTE, design_color, default_design, metadata_rows, sparse_table_row,
 )
 from ._loading import (
     ENTRY_POINT_GROUP, load_design_file, load_design_files, load_entry_points, design_names,
@@ -48,4 +48,5 @@ __all__ = [
     "TableCounted", "Xen41", "catalog", "check_design", "default_design", "design_class",
     "design_color", "design_file_of", "design_names", "load_design_file", "load_design_files",
     "load_entry_points", "make_design", "metadata_rows", "put_spage_pages", "register",
+    "sparse_table_row",
 ]

@@ -10,8 +10,7 @@ from __future__ import annotations
 import errno
 
 from ._counted import TableCounted
-from ..mem import SuperpageTable
-from ._superpage import MetadataRow, register
+from ._superpage import MetadataRow, register, sparse_table_row
 
 _WORD = (1 << 64) - 1
 
@@ -46,10 +45,7 @@ class Sketch(TableCounted):
 
     def metadata_rows(self) -> list[MetadataRow]:
         """One word per superpage in xensim's sparse table: the ``sparse-8B`` row."""
-        spdx = self.m.spdx_with_ram()
-        return [MetadataRow("sparse-8B", SuperpageTable.bytes_for(spdx, 1), "8 B/2 MiB with RAM",
-                            "xensim's sparse table, 512-entry chunks where RAM is",
-                            8 * len(spdx), color="#1b5e20", dashed=True, shared=True)]
+        return [sparse_table_row(self.m, 1)]
 
     def __init__(self, machine):
         super().__init__(machine)

@@ -173,8 +173,7 @@ class SuperpageDesign:
         """The design's rows of the overhead report (default: one row, its name and
         :meth:`metadata_bytes`)."""
         nbytes = self.metadata_bytes()
-        words = len(self.word_names) if self.words_in else 0
-        unit = f"{8 * words} B/2 MiB with RAM" if nbytes else "none"
+        unit = f"{8 * self.words_per_entry} B/2 MiB with RAM" if nbytes else "none"
         return [MetadataRow(self.name, nbytes, unit, self.description)]
 
     # -- what the words say (trace, inspect, the superpage picture) ----------------------
@@ -335,6 +334,25 @@ def register(cls: type[SuperpageDesign]) -> type[SuperpageDesign]:
 #: colours for designs that name none, handed out in registration order
 PALETTE = ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939",
            "#8c6d31", "#843c39", "#7b4173")
+
+
+#: xensim's sparse superpage table of one or two words per entry, as an overhead row:
+#: (description, colour, dashed) by entry width
+_SPARSE_ROWS = {
+    1: ("xensim's sparse table, 512-entry chunks where RAM is", "#1b5e20", True),
+    2: ("the same with two counts (read-only, read-write)", None, False),
+}
+
+
+def sparse_table_row(machine, words: int) -> MetadataRow:
+    """The shared overhead row ``sparse-8B`` / ``sparse-16B``: xensim's sparse superpage
+    table with ``words`` 8-byte words per entry on ``machine`` (the designs that keep
+    their words there return it from ``metadata_rows``)."""
+    spdx = machine.spdx_with_ram()
+    description, color, dashed = _SPARSE_ROWS[words]
+    return MetadataRow(f"sparse-{8 * words}B", SuperpageTable.bytes_for(spdx, words),
+                       f"{8 * words} B/2 MiB with RAM", description, 8 * words * len(spdx),
+                       color=color, dashed=dashed, shared=True)
 
 
 def design_color(name: str) -> str:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from ..mem import PGT_writable_page
 from ._counted import TableCounted
-from ..mem import SuperpageTable
-from ._superpage import MetadataRow, register
+from ._superpage import MetadataRow, register, sparse_table_row
 
 
 @register
@@ -33,10 +32,7 @@ class SuperpageInfo(TableCounted):
     word_names = ("ro count", "rw count")
 
     def metadata_rows(self) -> list[MetadataRow]:
-        spdx = self.m.spdx_with_ram()
-        return [MetadataRow("sparse-16B", SuperpageTable.bytes_for(spdx, 2), "16 B/2 MiB with RAM",
-                            "the same with two counts (read-only, read-write)",
-                            16 * len(spdx), shared=True)]
+        return [sparse_table_row(self.m, 2)]
 
     def _word(self, rw: bool) -> int:
         return 1 if rw else 0

@@ -10,10 +10,10 @@ import errno
 import numpy as np
 
 from ..mem import (PGT_writable_page, SGT_count_mask, SGT_dynamic, SGT_mark, SGT_none,
-                   SGT_type_mask, SGT_type_shift, SuperpageTable, decode_spage)
+                   SGT_type_mask, SGT_type_shift, decode_spage)
 from .._errors import RefcountBug
 from ._superpage import (SPAGE_DYNAMIC, SPAGE_MARK, SPAGE_NONE, MetadataRow, SuperpageDesign,
-                         SuperpageStates, register)
+                         SuperpageStates, register, sparse_table_row)
 from ..mem import SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
 _U = np.uint64
@@ -76,7 +76,6 @@ class Xen41(SuperpageDesign):
         def dense(n_frames):
             return 8 * -(-n_frames // SUPERPAGE_PAGES)
 
-        spdx = m.spdx_with_ram()
         return [
             MetadataRow("xen-4.1-dense", dense(m.memmap.max_pfn), "8 B/2 MiB to max_pfn",
                         "Xen 4.1 spage_info over [0, max_pfn/512), holes included",
@@ -84,9 +83,7 @@ class Xen41(SuperpageDesign):
             MetadataRow("xen-4.1-dense-pdx", dense(m.pdx.max_pdx),
                         f"8 B/2 MiB to max_pdx ({m.pdx.mode})",
                         f"Xen 4.1 spage_info over [0, max_pdx/512), PDX {m.pdx.mode}"),
-            MetadataRow("sparse-8B", SuperpageTable.bytes_for(spdx, 1), "8 B/2 MiB with RAM",
-                        "xensim's sparse table, 512-entry chunks where RAM is",
-                        8 * len(spdx), color="#1b5e20", dashed=True, shared=True),
+            sparse_table_row(m, 1),
         ]
 
     def _read(self, spdx: int) -> int:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...mem import MemoryMap
-from ...sim import overhead
+from ...sim import FRAME_TABLE_ROWS, overhead
 from ...xen import Machine
 from ...designs import metadata_rows
 from ._common import human, new_figure
@@ -19,7 +19,7 @@ GiB, TiB = 1 << 30, 1 << 40
 #: synthetic machines' RAM sizes: 1 GiB .. 4 TiB
 SYNTHETIC_SIZES = tuple(GiB << (2 * k) for k in range(7))
 #: the frame-table rows drawn, and how; the designs' rows follow, in their own colours
-FRAME_TABLE_STYLE = {"xen-frame-table": ("#000000", "-"), "xensim-frame-table": ("#757575", "-")}
+FRAME_TABLE_STYLE = dict(zip(FRAME_TABLE_ROWS, (("#000000", "-"), ("#757575", "-"))))
 
 
 def overhead_styles(machine: Machine) -> dict[str, tuple[str, str]]:
