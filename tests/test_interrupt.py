@@ -150,9 +150,11 @@ def test_ctrl_c_on_explore_prints_the_schedules_finished(tmp_path):
 
 def test_ctrl_c_on_sweep_keeps_the_points_done(tmp_path):
     """Two worker processes: the caller terminates them; the points done stay complete,
-    results.csv is not written, and running the sweep again resumes."""
+    results.csv is not written, and running the sweep again resumes. (Points of 4,000
+    iterations: with 400, an idle machine finished all 12 before the first redraw of the
+    progress bar was read, and the test had nothing to interrupt.)"""
     (tmp_path / "sweep.yaml").write_text(
-        "base:\n  workload: {kind: churn, superpages: 1, iterations: 400}\n"
+        "base:\n  workload: {kind: churn, superpages: 1, iterations: 4000}\n"
         "  domains: [{name: g, memory: 4MiB}]\n  compare: [per-mapping, sketch, xen-4.1]\n"
         "grid:\n  seed: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n")
     rc, stdout, err = _interrupt(["sweep", "sweep.yaml", "--out", "o", "--workers", "2"],
