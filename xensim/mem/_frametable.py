@@ -44,6 +44,8 @@ FRAME_BYTES = 8 + 8 + 2
 XEN_PAGE_INFO_BYTES = 32
 
 _FREE = np.uint64(PGC_state_free)
+#: the dtypes of count_info, type_info, owner
+_DTYPES = (np.uint64, np.uint64, np.uint16)
 
 
 class FrameTable:
@@ -181,27 +183,67 @@ class FrameTable:
     def commit(self) -> None:
         self._journal = None
 
+    def journal_frames(self) -> tuple[np.ndarray, ...] | None:
+        """The frames written since :meth:`begin`, as arrays (None: nothing written):
+        (pdx sorted, old ci, old ti, old owner, new ci, new ti, new owner), the old value
+        of each word the oldest the journal holds (the value now if it was never written)."""
+        journal = self._journal
+        if not journal:
+            return None
+        # per word: the journal's (pdx, old) in journal order, a slice's frames at once
+        parts: list[list] = [[], [], []]
+        pending: list[tuple[list, list]] = [([], []), ([], []), ([], [])]
+
+        def flush(f):
+            ps, vs = pending[f]
+            if ps:
+                parts[f].append((np.array(ps, np.int64), np.array(vs, _DTYPES[f])))
+                pending[f] = ([], [])
+
+        for entry in journal:
+            if len(entry) == 3:                                 # one word: (pdx, field, old)
+                ps, vs = pending[entry[1]]
+                ps.append(entry[0])
+                vs.append(entry[2])
+            else:                                               # a slice: all three words
+                p, n = entry[0], entry[1]
+                frames = np.arange(p, p + n, dtype=np.int64)
+                for f in range(3):
+                    flush(f)
+                    parts[f].append((frames, entry[2 + f]))
+        for f in range(3):
+            flush(f)
+        pdx = np.unique(np.concatenate([a for f in range(3) for a, _ in parts[f]]))
+        new = self._gather(pdx)
+        old = [a.copy() for a in new]
+        for f in range(3):
+            if parts[f]:
+                ps = np.concatenate([a for a, _ in parts[f]])
+                vs = np.concatenate([v for _, v in parts[f]])
+                first, at = np.unique(ps, return_index=True)    # the oldest write of each
+                old[f][np.searchsorted(pdx, first)] = vs[at]
+        return (pdx, *old, *new)
+
+    def _gather(self, pdx: np.ndarray) -> list[np.ndarray]:
+        """count_info, type_info, owner of the frames ``pdx`` (sorted), without allocating."""
+        out = [np.empty(pdx.size, np.uint64), np.empty(pdx.size, np.uint64),
+               np.empty(pdx.size, np.uint16)]
+        groups = pdx >> PDX_GROUP_SHIFT
+        cuts = np.flatnonzero(np.diff(groups)) + 1
+        for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), pdx.size]):
+            g = int(groups[lo])
+            arrays = self.written_group(g) or self.initial_group(g)
+            idx = pdx[lo:hi] & PDX_GROUP_MASK
+            for f in range(3):
+                out[f][lo:hi] = arrays[f][idx]
+        return out
+
     def journal_changes(self):
         """(pdx, old ci, old ti, old owner, new ci, new ti, new owner) for every frame written
-        since :meth:`begin`, the oldest value of each word, one row per frame."""
-        first: dict[int, list] = {}
-        for entry in self._journal or ():
-            if len(entry) == 3:                                 # one word: (pdx, field, old)
-                pdx, f, old = entry
-                first.setdefault(pdx, [None, None, None])
-                if first[pdx][f] is None:
-                    first[pdx][f] = old
-            else:                                               # a slice: all three words
-                pdx, n, ci, ti, owner = entry
-                for j in range(n):
-                    row = first.setdefault(pdx + j, [None, None, None])
-                    for f, arr in enumerate((ci, ti, owner)):
-                        if row[f] is None:
-                            row[f] = int(arr[j])
-        for pdx, row in sorted(first.items()):
-            now = (self.count_info(pdx), self.type_info(pdx), self.owner(pdx))
-            old = [now[f] if v is None else v for f, v in enumerate(row)]
-            yield (pdx, *old, *now)
+        since :meth:`begin`, one row per frame, in pdx order (:meth:`journal_frames`)."""
+        frames = self.journal_frames()
+        if frames is not None:
+            yield from zip(*(a.tolist() for a in frames))
 
     def rollback(self) -> bool:
         """Restore every word written since :meth:`begin`, then stop journaling."""

@@ -31,6 +31,8 @@ class FrameMap:
         n_leaves = (size + _LEAF_MASK) >> SUPERPAGE_ORDER
         self._base = np.zeros(n_leaves, dtype=np.int64)
         self._arrays: dict[int, np.ndarray] = {}
+        #: per array leaf, how many of its entries are present (settling needs no scan)
+        self._live: dict[int, int] = {}
         self.count = 0
 
     def _check(self, i: int) -> None:
@@ -41,41 +43,85 @@ class FrameMap:
         if not 0 <= i < self.size:
             return INVALID
         leaf = i >> SUPERPAGE_ORDER
-        b = int(self._base[leaf])
+        b = self._base.item(leaf)
         if b > 0:
             return b - 1 + (i & _LEAF_MASK)
         if b == _ARRAY:
-            return int(self._arrays[leaf][i & _LEAF_MASK])
+            return self._arrays[leaf].item(i & _LEAF_MASK)
         return INVALID
 
     __getitem__ = get
 
+    def get_run(self, i: int, n: int) -> np.ndarray:
+        """Entries [i, i+n) as an int64 array (INVALID where absent or outside)."""
+        out = np.full(n, INVALID, dtype=np.int64)
+        lo, hi = max(i, 0), min(i + n, self.size)
+        while lo < hi:
+            leaf, off = lo >> SUPERPAGE_ORDER, lo & _LEAF_MASK
+            k = min(hi - lo, SUPERPAGE_PAGES - off)
+            b = self._base.item(leaf)
+            if b > 0:
+                out[lo - i:lo - i + k] = np.arange(b - 1 + off, b - 1 + off + k)
+            elif b == _ARRAY:
+                out[lo - i:lo - i + k] = self._arrays[leaf][off:off + k]
+            lo += k
+        return out
+
+    def get_many(self, idx: np.ndarray) -> np.ndarray:
+        """Entries at the indexes ``idx`` (an int64 array; INVALID where absent or outside)."""
+        out = np.full(idx.size, INVALID, dtype=np.int64)
+        inside = np.flatnonzero((idx >= 0) & (idx < self.size))
+        if not inside.size:
+            return out
+        i = idx[inside]
+        leaf, off = i >> SUPERPAGE_ORDER, i & _LEAF_MASK
+        b = self._base[leaf]
+        linear = b > 0
+        out[inside[linear]] = b[linear] - 1 + off[linear]
+        for lf in np.unique(leaf[b == _ARRAY]).tolist():
+            sel = leaf == lf
+            out[inside[sel]] = self._arrays[lf][off[sel]]
+        return out
+
+    def clear_many(self, idx: np.ndarray) -> None:
+        """Clear the entries at the indexes ``idx`` (an int64 array inside the map), as
+        :meth:`clear` of each in any order would: one :meth:`clear_run` per run of them."""
+        idx = np.unique(idx)
+        cuts = (np.flatnonzero(np.diff(idx) != 1) + 1).tolist()
+        for lo, hi in zip([0, *cuts], [*cuts, idx.size]):
+            self.clear_run(int(idx[lo]), hi - lo)
+
     def _as_array(self, leaf: int) -> np.ndarray:
-        b = int(self._base[leaf])
+        b = self._base.item(leaf)
         if b == _ARRAY:
             return self._arrays[leaf]
         arr = (np.full(SUPERPAGE_PAGES, INVALID, dtype=np.int64) if b == _EMPTY
                else np.arange(b - 1, b - 1 + SUPERPAGE_PAGES, dtype=np.int64))
         self._base[leaf] = _ARRAY
         self._arrays[leaf] = arr
+        self._live[leaf] = 0 if b == _EMPTY else SUPERPAGE_PAGES
         return arr
 
     def _settle(self, leaf: int) -> None:
         """Fold an array leaf back to empty or linear when it has become one."""
-        arr = self._arrays[leaf]
-        if (arr == INVALID).all():
-            del self._arrays[leaf]
+        live = self._live[leaf]
+        if live == 0:
+            del self._arrays[leaf], self._live[leaf]
             self._base[leaf] = _EMPTY
-        elif arr[0] >= 0 and (np.diff(arr) == 1).all():
-            del self._arrays[leaf]
-            self._base[leaf] = arr[0] + 1
+        elif live == SUPERPAGE_PAGES:
+            arr = self._arrays[leaf]
+            if arr.item(0) >= 0 and (np.diff(arr) == 1).all():
+                del self._arrays[leaf], self._live[leaf]
+                self._base[leaf] = arr.item(0) + 1
 
     def set(self, i: int, value: int) -> None:
         self._check(i)
         leaf = i >> SUPERPAGE_ORDER
         arr = self._as_array(leaf)
-        old = int(arr[i & _LEAF_MASK])
-        self.count += int(value != INVALID) - int(old != INVALID)
+        old = arr.item(i & _LEAF_MASK)
+        change = (1 if value != INVALID else 0) - (1 if old != INVALID else 0)
+        self.count += change
+        self._live[leaf] += change
         arr[i & _LEAF_MASK] = value
         self._settle(leaf)
 
@@ -92,18 +138,21 @@ class FrameMap:
             if k == SUPERPAGE_PAGES:
                 old = self._leaf_count(leaf)
                 if leaf in self._arrays:
-                    del self._arrays[leaf]
+                    del self._arrays[leaf], self._live[leaf]
                 self._base[leaf] = _EMPTY if first_value == INVALID else first_value + 1
                 self.count += (0 if first_value == INVALID else SUPERPAGE_PAGES) - old
             else:
                 arr = self._as_array(leaf)
                 seg = arr[off:off + k]
-                self.count -= int((seg != INVALID).sum())
+                gone = int((seg != INVALID).sum())
                 if first_value == INVALID:
                     seg[:] = INVALID
+                    change = -gone
                 else:
                     seg[:] = np.arange(first_value, first_value + k, dtype=np.int64)
-                    self.count += k
+                    change = k - gone
+                self.count += change
+                self._live[leaf] += change
                 self._settle(leaf)
             i += k
             n -= k
@@ -115,7 +164,7 @@ class FrameMap:
         while n > 0:
             leaf, off = i >> SUPERPAGE_ORDER, i & _LEAF_MASK
             k = min(n, SUPERPAGE_PAGES - off)
-            b = int(self._base[leaf])
+            b = self._base.item(leaf)
             if b > 0 or (b == _ARRAY and (self._arrays[leaf][off:off + k] != INVALID).any()):
                 return True
             i += k
@@ -126,11 +175,11 @@ class FrameMap:
         self.set_run(i, INVALID, n)
 
     def _leaf_count(self, leaf: int) -> int:
-        b = int(self._base[leaf])
+        b = self._base.item(leaf)
         if b > 0:
             return SUPERPAGE_PAGES
         if b == _ARRAY:
-            return int((self._arrays[leaf] != INVALID).sum())
+            return self._live[leaf]
         return 0
 
     def items(self):

@@ -176,14 +176,19 @@ class Machine:
         return rc
 
     def _check_undone(self) -> None:
-        for pdx, ci0, ti0, o0, ci1, ti1, o1 in self.frame_table.journal_changes():
-            tcount0, tcount1 = ti0 & PGT_count_mask, ti1 & PGT_count_mask
-            if (ci0 != ci1 or o0 != o1 or tcount0 != tcount1 or (ti0 ^ ti1) & PGT_pinned
-                    or (tcount1 and ti0 != ti1)):
+        frames = self.frame_table.journal_frames()
+        if frames is not None:
+            pdx, ci0, ti0, o0, ci1, ti1, o1 = frames
+            count, pinned = _U(PGT_count_mask), _U(PGT_pinned)
+            tcount0, tcount1 = ti0 & count, ti1 & count
+            bad = ((ci0 != ci1) | (o0 != o1) | (tcount0 != tcount1) | ((ti0 ^ ti1) & pinned != 0)
+                   | ((tcount1 != 0) & (ti0 != ti1)))
+            if bad.any():
+                i = int(np.argmax(bad))                 # the first frame left changed
                 raise RefcountBug(
-                    f"a failed request left mfn {int(self.pdx_to_mfn(pdx)):#x} changed: "
-                    f"count_info {ci0:#x} -> {ci1:#x}, type_info {ti0:#x} -> {ti1:#x}, "
-                    f"owner {o0} -> {o1}")
+                    f"a failed request left mfn {int(self.pdx_to_mfn(int(pdx[i]))):#x} changed: "
+                    f"count_info {int(ci0[i]):#x} -> {int(ci1[i]):#x}, type_info "
+                    f"{int(ti0[i]):#x} -> {int(ti1[i]):#x}, owner {int(o0[i])} -> {int(o1[i])}")
         oldest: dict[tuple[int, int], int] = {}
         for word, e, old in self.spage_table._journal or ():
             oldest.setdefault((word, e), old)
