@@ -26,7 +26,7 @@ from ._memory_op import (
     XENMEM_increase_reservation, XENMEM_decrease_reservation, XENMEM_populate_physmap,
     DOMU_MAX_ORDER, CTLDOM_MAX_ORDER, HWDOM_MAX_ORDER, MULTIPAGE_MAX_ORDER, MEMOP_EXTENT_SHIFT,
     XenMemoryReservation, max_order, do_memory_op, increase_reservation, populate_physmap,
-    guest_remove_page, decrease_reservation,
+    guest_remove_page, decrease_reservation, remove_run, removal_vectorised, VECTOR_MIN_FRAMES,
 )
 from ._mmu import (
     MMU_NORMAL_PT_UPDATE, MMU_MACHPHYS_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, MMU_CMD_MASK,
@@ -77,6 +77,7 @@ __all__ = [
     "check_descriptor", "decrease_reservation", "do_memory_op", "do_mmu_update", "do_mmuext_op",
     "do_update_va_mapping", "errno_name", "get_page_allowed", "get_pg_owner", "get_pte_flags",
     "guest_remove_page", "has_changed", "increase_reservation", "is_xen_slot", "make_pte",
-    "max_order", "populate_physmap", "pte_mfn", "put_pte_flags",
+    "max_order", "populate_physmap", "pte_mfn", "put_pte_flags", "removal_vectorised",
+    "remove_run", "VECTOR_MIN_FRAMES",
     "LATEST_RELEASE", "RELEASES", "RELEASE_NAMES", "Release",
 ]
