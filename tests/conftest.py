@@ -30,6 +30,16 @@ def assert_clean(m: Machine) -> None:
     assert rep.ok, str(rep)
 
 
+def machine_state(m: Machine) -> tuple:
+    """Everything a call may change, statistics, TLB clock and stamps included: two runs
+    that must agree bit for bit (a vectorised path and its loop) compare this."""
+    return (m.snapshot(), m.refs.stats.as_dict(), m.hypercall.as_dict(), sorted(m.domains),
+            m.refs.tlbflush_clock, sorted(m.refs.tlbflush_time.items()),
+            {g: a.tobytes() for g, a in m.refs._stamps.items() if a.any()},
+            [(d.domid, d.p2m.count) for d in m.domains.values()], m.m2p.count,
+            sorted(m.mem.frames()), dict(m.pt_stats))
+
+
 def hc(m: Machine, caller: int, number: int, *args) -> int:
     """Issue a hypercall, then run the auditor: every step of a test is audited."""
     rc = m.hypercall(caller, number, *args)

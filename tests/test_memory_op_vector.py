@@ -24,17 +24,10 @@ from xensim.mem._page_info import (PGC_allocated, PGC_count_mask, PGC_state_free
                                    PGT_writable_page)
 from xensim.xen import VECTOR_MIN_FRAMES, guest_remove_page, remove_run, removal_vectorised
 
-from conftest import assert_clean, ext, populate, small_machine
+from conftest import assert_clean, ext, machine_state as state, populate
 
 MOP = HYPERVISOR_memory_op
 MiB = 1 << 20
-
-
-def state(m: Machine) -> tuple:
-    """Everything the removal may change, statistics and TLB stamps included."""
-    return (m.snapshot(), m.refs.stats.as_dict(), m.hypercall.as_dict(), sorted(m.domains),
-            {g: a.tobytes() for g, a in m.refs._stamps.items() if a.any()},
-            [(d.domid, d.p2m.count) for d in m.domains.values()], m.m2p.count)
 
 
 def loop(m: Machine, domid: int, mfn: int, n: int) -> int:

@@ -138,6 +138,10 @@ def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = Non
     pg_ok = old or _privileged_for(d, pg_owner)
     normal_ok = pg_ok and (old or _privileged_for(d, pt_owner))
     machphys_ok = pg_ok and (old or d is pt_owner)
+    if normal_ok and len(reqs) >= PSE_BATCH_MIN and not m.concurrent:
+        rc = _plain_write_batch(m, reqs, done, pt_owner, pg_owner, machphys_ok)
+        if rc is not None:
+            return rc
     k = (_pse_batch_prefix(m, reqs, pt_owner, pg_owner)
          if normal_ok and len(reqs) >= PSE_BATCH_MIN and not m.concurrent else 0)
     rc = _batch(m, reqs[k:] if k else reqs, done, _mmu_update_one, pt_owner, pg_owner,
@@ -212,6 +216,52 @@ def _pse_batch_prefix(m, reqs: list[MmuUpdate], pt_owner, pg_owner) -> int:
         m.refs.stats.get_page += f                # each request's temporary table reference
         m.refs.stats.put_page += f
     return f
+
+
+def _plain_write_batch(m, reqs: list[MmuUpdate], done, pt_owner, pg_owner,
+                       machphys_ok: bool) -> int | None:
+    """A batch of ordinary writes into one frame that is not a live page table (a guest
+    filling an L1 table before it pins it): the first request runs as usual; once it
+    has left the frame writable-typed and validated, every later request takes and
+    drops the same references to the same words (no type change, so no flush and the
+    same TLB stamp), so their writes are done at once with the loop's statistics.
+    None: not such a batch (the ordinary path runs it), or something observes."""
+    ev = m.events
+    if (ev.atomic_step is not None or ev.word_changed is not None or ev.observe_request
+            is not None or ev.frames_written is not None or ev.guest_write is not None):
+        return None
+    ptrs = [r.ptr & _U64 for r in reqs]
+    table = ptrs[0] >> PAGE_SHIFT
+    if any(p >> PAGE_SHIFT != table or p & MMU_CMD_MASK not in (MMU_NORMAL_PT_UPDATE,
+                                                                 MMU_PT_UPDATE_PRESERVE_AD)
+           for p in ptrs) or not m.mfn_valid(table):
+        return None
+    vals = [r.val for r in reqs]
+    if not all(type(v) is int and 0 <= v <= _U64 for v in vals):
+        return None
+    page = m.mfn_to_page(table)
+    if m.pt.live_level(page):
+        return None
+    rc = m.request(_mmu_update_one, m, reqs[0], pt_owner, pg_owner, True, machphys_ok)
+    if rc < 0:
+        _set_done(done, 0)
+        return rc
+    # it succeeded: get_page and get_page_type(writable) took the frame and put it back,
+    # so it is writable-typed and validated, its counts as before; each later request
+    # finds the same words and leaves them so
+    k = len(reqs) - 1
+    idx = np.array([(p & ((1 << PAGE_SHIFT) - 1)) >> 3 for p in ptrs[1:]], dtype=np.int64)
+    val = np.array(vals[1:], dtype=np.uint64)
+    last = idx.size - 1 - np.unique(idx[::-1], return_index=True)[1]   # the last write wins
+    if val.any() or m.mem.holds(table):             # a zero write stores no new frame
+        m.mem.write_many(table, idx[last], val[last])
+    st = m.refs.stats
+    st.get_page += k                    # each request: the table's general reference,
+    st.get_page_type += k               # its writable type (count 0 -> 1 -> 0),
+    st.put_page_type += k
+    st.put_page += k                    # (and the same TLB stamp: no flush in between)
+    _set_done(done, len(reqs))
+    return 0
 
 
 def _mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = True,

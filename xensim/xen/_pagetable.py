@@ -139,6 +139,10 @@ class GuestMemory:
         a = self._frames.get(mfn)
         return a if a is not None else np.zeros(ENTRIES, dtype=np.uint64)
 
+    def holds(self, mfn: int) -> bool:
+        """Is frame ``mfn`` stored (ever written with something, not dropped since)?"""
+        return mfn in self._frames
+
     def read(self, mfn: int, index: int) -> int:
         a = self._frames.get(mfn)
         return 0 if a is None else a.item(index)
