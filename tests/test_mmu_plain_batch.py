@@ -1,8 +1,9 @@
 """mmu_update's batch of ordinary writes into one frame that is not a live page table
 (a guest filling an L1 table before pinning it): the first request as usual, the rest
-at once. Each case runs the batch unobserved (the batch path) and on an observed copy
-(a guest_write subscriber: request by request) and asserts the same rc, done count and
-machine; and the statistics against hand-computed figures.
+at once; and the devalidation of an L1 table of scattered frames (RefCounts.put_scattered).
+Each case runs unobserved (the vectorised path) and on an observed copy (a guest_write or
+word_changed subscriber: request by request, entry by entry) and asserts the same rc,
+done count and machine; and the statistics against hand-computed figures.
 
 The 64 MiB machine (conftest.small_machine); the guest owns the superpage at MFN 0.
 """
@@ -12,10 +13,14 @@ from __future__ import annotations
 import copy
 import errno
 
+import numpy as np
 import pytest
 
-from xensim import (HYPERVISOR_mmu_update, MMU_MACHPHYS_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
-                    MMUEXT_PIN_L1_TABLE, MMUEXT_UNPIN_TABLE, Machine, MmuextOp, MmuUpdate)
+from xensim import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
+                    MMU_MACHPHYS_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_PIN_L1_TABLE,
+                    MMUEXT_UNPIN_TABLE, XENMEM_decrease_reservation, Machine, MmuextOp,
+                    MmuUpdate, XenMemoryReservation)
+from xensim._errors import RefcountBug
 from xensim.mem._page_info import (PGC_allocated, PGC_state_inuse, PGT_l1_page_table,
                                    PGT_validated, PGT_writable_page)
 
@@ -124,3 +129,74 @@ class TestPlainWriteBatch:
         with t.events.listening(guest_write=lambda *a: None), pytest.raises(OverflowError):
             batch(t, g, huge)
         assert machine_state(m) == machine_state(t)
+
+
+def scattered(table: int, n: int):
+    """n entries of ``table`` mapping frames 0x100.. out of order and repeated, even ones
+    read-write, odd ones read-only."""
+    return [(ptr(table, i), ((0x100 + (i * 37) % 200) << 12) | (0x67 if i % 2 == 0 else 0x65))
+            for i in range(n)]
+
+
+def same_unpin(m: Machine, g: int, table: int) -> Machine:
+    """Unpin ``table`` (its last typed reference: devalidated) on ``m`` and on a copy whose
+    word changes are observed (the entry loop): same answer and machine."""
+    t = copy.deepcopy(m)
+    with t.events.listening(word_changed=lambda *a: None):
+        assert ext(t, g, MmuextOp(MMUEXT_UNPIN_TABLE, table)) == (0, 1)
+    assert ext(m, g, MmuextOp(MMUEXT_UNPIN_TABLE, table)) == (0, 1)
+    assert machine_state(m) == machine_state(t)
+    return t
+
+
+class TestScatteredDevalidation:
+    def test_an_l1_of_scattered_frames_drops_its_references_at_once(self, m, g):
+        assert same_batch(m, g, scattered(TABLE, 300), (0, 300))
+        assert ext(m, g, MmuextOp(MMUEXT_PIN_L1_TABLE, TABLE)) == (0, 1)
+        frame = m.mfn_to_page(0x100)               # entries 0 and 200: RW twice
+        assert m.frame_table.type_info(frame) == PGT_writable_page | PGT_validated | 2
+        before = m.refs.stats.as_dict()
+        same_unpin(m, g, TABLE)
+        st = m.refs.stats
+        # the entries', the pin's and the op's own temporary reference to the table
+        assert st.put_page - before["put_page"] == 300 + 1 + 1
+        assert st.put_page_type - before["put_page_type"] == 150 + 1
+        assert m.frame_table.type_info(frame) == PGT_writable_page | PGT_validated
+        assert m.refs.tlbflush_timestamp(frame) == m.refs.tlbflush_clock
+
+    def test_frames_whose_last_reference_was_the_mapping_are_freed(self, m, g):
+        assert same_batch(m, g, scattered(TABLE, 64), (0, 64))
+        assert ext(m, g, MmuextOp(MMUEXT_PIN_L1_TABLE, TABLE)) == (0, 1)
+        mapped = sorted({0x100 + (i * 37) % 200 for i in range(64)})
+        assert m.hypercall(g, HYPERVISOR_memory_op, XENMEM_decrease_reservation,
+                           XenMemoryReservation(list(mapped), len(mapped), 0)) == len(mapped)
+        free = m.heap.free_frames
+        t = same_unpin(m, g, TABLE)
+        assert m.heap.free_frames == free + len(mapped) == t.heap.free_frames
+        assert m.domain(g).tot_pages == 512 - len(mapped)
+
+    def test_a_count_that_would_fall_below_zero_raises_as_the_loop_does(self, m, g):
+        assert same_batch(m, g, scattered(TABLE, 32), (0, 32))
+        assert ext(m, g, MmuextOp(MMUEXT_PIN_L1_TABLE, TABLE)) == (0, 1)
+        page = m.mfn_to_page(0x125)                    # mapped by entry 1 (read-only)
+        m.frame_table.set_count_info(page, PGC_state_inuse)   # its references lost
+        t = copy.deepcopy(m)
+        with t.events.listening(word_changed=lambda *a: None), pytest.raises(RefcountBug) as e1:
+            t.hypercall(g, HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_UNPIN_TABLE, TABLE)], [0])
+        with pytest.raises(RefcountBug) as e2:
+            m.hypercall(g, HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_UNPIN_TABLE, TABLE)], [0])
+        assert str(e1.value) == str(e2.value)
+        assert machine_state(m) == machine_state(t)
+
+    def test_put_scattered_refuses_while_observed_or_for_a_table_type(self, m, g):
+        pages = np.array([0x100, 0x101], dtype=np.int64)
+        with m.events.listening(frames_written=lambda *a: None):
+            assert m.refs.put_scattered(pages, np.array([False, False])) is False
+        assert ext(m, g, MmuextOp(MMUEXT_PIN_L1_TABLE, 0x101)) == (0, 1)
+        snap = m.snapshot()
+        assert m.refs.put_scattered(pages, np.array([False, True])) is False   # an L1 table
+        assert m.same_as(snap)
+        assert m.refs.get_page(0x100, g) and m.refs.get_page(0x101, g)
+        assert m.refs.put_scattered(pages, np.array([False, False])) is True
+        assert m.frame_table.count_info(0x100) == PGC_state_inuse | PGC_allocated | 1
+        assert m.frame_table.count_info(0x101) == PGC_state_inuse | PGC_allocated | 2

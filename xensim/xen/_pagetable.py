@@ -451,9 +451,25 @@ class PageTables:
                     np.array([first]), n, typed=rw)[0]:
                 self.m.refs.put_pages_and_type(first, n, typed=rw)
                 return
+        if level == 1 and present.size >= 16 and self._put_l1_entries(entries[present]):
+            return
         for i in present:
             if not is_xen_slot(level, int(i)):
                 self.put_page_from_entry(level, int(entries[int(i)]), mfn)
+
+    def _put_l1_entries(self, e: np.ndarray) -> bool:
+        """Drop what an L1 table's present entries ``e`` hold at once (any frames, in any
+        order: ``RefCounts.put_scattered``), as the entry loop would. False, nothing done,
+        in faithful mode (its guard looks at each entry), while entry events are observed,
+        or when an entry maps no valid frame or put_scattered refuses."""
+        m = self.m
+        if m.faithful or m.events.observe_entry_put is not None:
+            return False
+        mfns = ((e & np.uint64(PADDR_MASK)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+        if not m.mfn_valid_array(mfns).all():
+            return False
+        pages = np.asarray(m.mfn_to_pdx(mfns.astype(np.uint64)), dtype=np.int64)
+        return m.refs.put_scattered(pages, (e & np.uint64(_PAGE_RW)) != 0)
 
     def relinquish(self, d) -> None:
         """Domain destruction's forced devalidation (Xen's relinquish_memory, 4.1 to 4.8).

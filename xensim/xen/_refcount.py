@@ -36,6 +36,7 @@ import numpy as np
 
 from .._errors import RefcountBug
 from ._events import Events
+from ._scatter import ScatteredPuts
 from ._tlbflush import TlbFlushes
 from ..mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
 from ..mem import (PGC_count_mask, PGT_count_mask, PGT_PAGE_TABLE_TYPES,
@@ -133,7 +134,7 @@ class RangeResult:
 
 
 @dataclass
-class RefCounts(TlbFlushes):
+class RefCounts(ScatteredPuts, TlbFlushes):
     """The reference primitives, bound to one frame table.
 
     ``free_page(pages)`` is called when puts drop frames' last general
