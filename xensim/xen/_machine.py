@@ -25,7 +25,7 @@ from ._mmu import do_mmu_update, do_mmuext_op, do_update_va_mapping
 from ._pagetable import GuestMemory, PageTables
 from ..designs import default_design, make_design
 from ..mem import MemoryMap
-from ..mem import FrameMap
+from ..mem import INVALID, FrameMap
 from ..mem import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state_free,
                          PGC_state_inuse, PGT_count_mask, PGT_pinned)
 from ..mem import Pdx, make_pdx
@@ -341,6 +341,8 @@ class Machine:
 
     def _free_pages(self, pages: np.ndarray | int) -> None:
         """Frames whose general count reached 0 go back to the heap and leave their owner."""
+        if type(pages) is int:
+            return self._free_page(pages)
         pages = np.atleast_1d(np.asarray(pages, dtype=np.int64))
         if (freed := self.events.pages_freed) is not None:
             ft = self.frame_table
@@ -371,6 +373,28 @@ class Machine:
             self.heap.free_range(mfn, mfn + n)
         if freed is not None:
             freed(pages, owners)
+
+    def _free_page(self, page: int) -> None:
+        """:meth:`_free_pages` of one frame (put_page's), with no array made."""
+        ft = self.frame_table
+        owner = ft.owner(page)
+        mfn = self._to_mfn(page)
+        ci, ti, own = ft.slices(page, 1)
+        if ci.item(0) & PGC_count_mask:
+            raise AssertionError(f"freeing referenced frames at mfn {mfn:#x}")
+        d = self.domains.get(owner)
+        if d is not None:
+            d.owned.remove(mfn, mfn + 1)
+            d.tot_pages -= 1
+            if d.is_dying and not d.owned:
+                del self.domains[d.domid]
+        ci[0], ti[0], own[0] = PGC_state_free, 0, DOMID_INVALID
+        if self.m2p.get(mfn) != INVALID:
+            self.m2p.clear(mfn)
+        self.mem.drop_range(mfn, 1)
+        self.heap.free(mfn, 0)
+        if (freed := self.events.pages_freed) is not None:
+            freed(np.array([page], dtype=np.int64), np.array([owner], dtype=np.int64))
 
     def _drop_allocated_run(self, d: Domain, mfn: int, n: int) -> None:
         """Clear PGC_allocated on frames [mfn, mfn+n) of ``d`` and put that reference."""

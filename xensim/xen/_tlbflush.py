@@ -42,6 +42,11 @@ class TlbFlushes:
         stale TLBs then; that flush is not counted here)."""
         if not self._stamps:
             return
+        if n == 1:                              # one frame (put_page's): no array made
+            a = self._stamps.get(pages >> PDX_GROUP_SHIFT)
+            if a is not None:
+                a[pages & PDX_GROUP_MASK] = 0
+            return
         pages = np.arange(pages, pages + n) if n else np.atleast_1d(np.asarray(pages, dtype=np.int64))
         groups = pages >> PDX_GROUP_SHIFT
         for g in np.unique(groups):
