@@ -279,3 +279,22 @@ class TestCheckUndone:
                                               (6, live, 0, g, 7, 0, 4)]
         ft.rollback()
         assert list(ft.journal_changes()) == []
+
+    def test_journal_changes_rows_far_apart(self, m, g):
+        big = m.create_domain("big", 0x800)
+        assert populate(m, big, [0], 9) == [0x200]
+        m.refs.stats.reset()
+        ft = m.frame_table
+        ft.begin()                                  # 0x3005 is more than 4,096 frames away
+        ft.set_type_info(0x3005, 1)
+        ci, _, _ = ft.slices(0x1fe, 4)
+        ci[:] = 9
+        ft.set_count_info(0x1ff, 11)
+        ft.set_count_info(0x3005, 12)
+        live, free = PGC_state_inuse | PGC_allocated | 1, ft.count_info(0x3006)
+        assert list(ft.journal_changes()) == [(0x1fe, live, 0, g, 9, 0, g),
+                                              (0x1ff, live, 0, g, 11, 0, g),
+                                              (0x200, live, 0, big, 9, 0, big),
+                                              (0x201, live, 0, big, 9, 0, big),
+                                              (0x3005, free, 0, 0x7FF4, 12, 1, 0x7FF4)]
+        ft.rollback()

@@ -46,6 +46,8 @@ XEN_PAGE_INFO_BYTES = 32
 _FREE = np.uint64(PGC_state_free)
 #: the dtypes of count_info, type_info, owner
 _DTYPES = (np.uint64, np.uint64, np.uint16)
+#: a request's journal spanning at most this many frames of one group is read at once
+_SPAN_MAX = 4096
 
 
 class FrameTable:
@@ -190,6 +192,10 @@ class FrameTable:
         journal = self._journal
         if not journal:
             return None
+        lo = min(e[0] for e in journal)
+        hi = max(e[0] + (e[1] if len(e) == 5 else 1) for e in journal)
+        if hi - lo <= _SPAN_MAX and lo >> PDX_GROUP_SHIFT == (hi - 1) >> PDX_GROUP_SHIFT:
+            return self._journal_span(journal, lo, hi)
         # per word: the journal's (pdx, old) in journal order, a slice's frames at once
         parts: list[list] = [[], [], []]
         pending: list[tuple[list, list]] = [([], []), ([], []), ([], [])]
@@ -223,6 +229,25 @@ class FrameTable:
                 first, at = np.unique(ps, return_index=True)    # the oldest write of each
                 old[f][np.searchsorted(pdx, first)] = vs[at]
         return (pdx, *old, *new)
+
+    def _journal_span(self, journal: list, lo: int, hi: int) -> tuple[np.ndarray, ...]:
+        """:meth:`journal_frames` when every write lies in [lo, hi), a short span of one
+        group: the span's words now, overwritten by the journal from its newest entry
+        to its oldest (the oldest value wins), the frames written picked out."""
+        new = self.read_slices(lo, hi - lo)
+        old = [a.copy() for a in new]
+        touched = np.zeros(hi - lo, dtype=bool)
+        for entry in reversed(journal):
+            if len(entry) == 3:                                 # one word: (pdx, field, old)
+                i = entry[0] - lo
+                old[entry[1]][i] = entry[2]
+                touched[i] = True
+            else:                                               # a slice: all three words
+                i, n = entry[0] - lo, entry[1]
+                old[0][i:i + n], old[1][i:i + n], old[2][i:i + n] = entry[2:]
+                touched[i:i + n] = True
+        idx = np.flatnonzero(touched)
+        return (lo + idx, *(a[idx] for a in old), *(a[idx] for a in new))
 
     def _gather(self, pdx: np.ndarray) -> list[np.ndarray]:
         """count_info, type_info, owner of the frames ``pdx`` (sorted), without allocating."""
