@@ -178,6 +178,22 @@ class FrameTable:
             self._journal.append((pdx, 2, self.owner(pdx)))
         self.group(pdx >> PDX_GROUP_SHIFT)[2][pdx & PDX_GROUP_MASK] = domid
 
+    def set_many(self, pdx: np.ndarray, field: int, values: np.ndarray) -> None:
+        """Write word ``field`` (0 count_info, 1 type_info) of the frames ``pdx`` (sorted,
+        distinct) with ``values``: the setters' stores, events and journal, at once."""
+        if self.frames_written is not None:
+            for p in pdx.tolist():
+                self.frames_written(p, 1)
+        groups = pdx >> PDX_GROUP_SHIFT
+        cuts = (np.flatnonzero(np.diff(groups)) + 1).tolist()
+        for lo, hi in zip([0, *cuts], [*cuts, pdx.size]):
+            a = self.group(int(groups[lo]))[field]
+            idx = pdx[lo:hi] & PDX_GROUP_MASK
+            if self._journal is not None:
+                self._journal.extend(zip(pdx[lo:hi].tolist(), [field] * (hi - lo),
+                                         a[idx].tolist()))
+            a[idx] = values[lo:hi]
+
     # -- the request journal (a failed hypercall request leaves no trace) ---------------
     def begin(self) -> None:
         self._journal = []
@@ -220,7 +236,7 @@ class FrameTable:
         for f in range(3):
             flush(f)
         pdx = np.unique(np.concatenate([a for f in range(3) for a, _ in parts[f]]))
-        new = self._gather(pdx)
+        new = self.gather(pdx)
         old = [a.copy() for a in new]
         for f in range(3):
             if parts[f]:
@@ -249,8 +265,9 @@ class FrameTable:
         idx = np.flatnonzero(touched)
         return (lo + idx, *(a[idx] for a in old), *(a[idx] for a in new))
 
-    def _gather(self, pdx: np.ndarray) -> list[np.ndarray]:
-        """count_info, type_info, owner of the frames ``pdx`` (sorted), without allocating."""
+    def gather(self, pdx: np.ndarray) -> list[np.ndarray]:
+        """count_info, type_info, owner of the frames ``pdx`` (a sorted int64 array), as new
+        arrays, without allocating groups."""
         out = [np.empty(pdx.size, np.uint64), np.empty(pdx.size, np.uint64),
                np.empty(pdx.size, np.uint16)]
         groups = pdx >> PDX_GROUP_SHIFT

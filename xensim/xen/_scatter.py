@@ -37,9 +37,7 @@ class ScatteredPuts:
         refs = np.bincount(inv, minlength=uniq.size)
         trefs = np.bincount(inv, weights=typed, minlength=uniq.size).astype(np.int64)
         ft = self.ft
-        frames = uniq.tolist()
-        ci = np.array([ft.count_info(p) for p in frames], dtype=np.uint64)
-        ti = np.array([ft.type_info(p) for p in frames], dtype=np.uint64)
+        ci, ti, _ = ft.gather(uniq)
         if ((ci & _U(PGC_count_mask)).astype(np.int64) < refs).any():
             return False
         tcount = (ti & _U(PGT_count_mask)).astype(np.int64)
@@ -49,11 +47,9 @@ class ScatteredPuts:
                                 & (kind != _U(PGT_shared_page)))).any():
             return False
         ci1, ti1 = ci - refs.astype(np.uint64), ti - trefs.astype(np.uint64)
-        for p, c0, c1, t0, t1, h in zip(frames, ci.tolist(), ci1.tolist(), ti.tolist(),
-                                        ti1.tolist(), held.tolist()):
-            if h:
-                ft.set_type_info(p, t1, t0)
-            ft.set_count_info(p, c1, c0)
+        if held.any():
+            ft.set_many(uniq[held], 1, ti1[held])
+        ft.set_many(uniq, 0, ci1)
         s = self.stats
         s.put_page += int(pages.size)
         s.put_page_type += int(trefs.sum())

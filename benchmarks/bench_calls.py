@@ -1,0 +1,109 @@
+"""The calls alone (issue 15): the vectorised forms of a hypercall against the per-frame
+loops they stand for, measured in the same run on the same states.
+
+Each row runs one kind of call twice on fresh, identical machines: as it runs when
+nothing observes the machine (the vectorised form), and with a ``word_changed``
+subscriber that does nothing (which makes the machine take the per-frame loop, the
+reference). The figures are calls per CPU second; the ratio is vectorised / loop.
+The two machines must end equal (the script checks their snapshots).
+
+1. decrease_reservation of order-9 extents (``remove_run``);
+2. mmu_update filling an L1 table with 512 entries before it is pinned (the plain
+   write batch), on the ``none`` design;
+3. unpinning an L1 table of 512 scattered entries (``put_scattered``), ``none`` design.
+
+(A single-page decrease_reservation has no vectorised form: it is as fast observed
+or not, and benchmarks/bench_fuzz.py's "calls alone" shows it with the rest.)
+
+Run: python benchmarks/bench_calls.py
+"""
+
+from __future__ import annotations
+
+import time
+
+import xensim
+from xensim import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
+                    MMUEXT_PIN_L1_TABLE, MMUEXT_UNPIN_TABLE, XENMEM_decrease_reservation,
+                    XENMEM_populate_physmap, Machine, MemoryMap, MmuextOp, MmuUpdate,
+                    XenMemoryReservation)
+
+MiB = 1 << 20
+EXTENTS = 64                       # 128 MiB of guest memory in 2 MiB extents
+
+
+def booted(design: str | None = None) -> tuple[Machine, int, list[int]]:
+    """A 256 MiB machine with a guest holding EXTENTS superpages: (machine, domid, MFNs)."""
+    m = Machine(MemoryMap([(0, 256 * MiB)], name="bench"), "none", superpage=design)
+    g = m.create_domain("guest", EXTENTS * 512)
+    r = XenMemoryReservation([i * 512 for i in range(EXTENTS)], EXTENTS, 9)
+    assert m.hypercall(g, HYPERVISOR_memory_op, XENMEM_populate_physmap, r) == EXTENTS
+    return m, g, r.extent_start
+
+
+def extents(m: Machine, g: int, mfns: list[int]) -> int:
+    for mfn in mfns:
+        assert m.hypercall(g, HYPERVISOR_memory_op, XENMEM_decrease_reservation,
+                           XenMemoryReservation([mfn], 1, 9)) == 1
+    return len(mfns)
+
+
+def entries(mfn: int, i: int, data: list[int]) -> list[MmuUpdate]:
+    """512 entries of table ``mfn`` mapping frames of ``data`` read-write."""
+    return [MmuUpdate((mfn << 12) | (k * 8), (data[(k * 37 + i) % len(data)] << 12) | 0x67)
+            for k in range(512)]
+
+
+def tables(mfns: list[int]) -> tuple[list[int], list[int]]:
+    """The first frame of each extent as a page table, the frames of the others as data."""
+    data = [mfn + j for mfn in mfns for j in range(1, 512)]
+    return mfns, data
+
+
+def fills(m, g, mfns):
+    tbl, data = tables(mfns)
+    for i, t in enumerate(tbl):
+        assert m.hypercall(g, HYPERVISOR_mmu_update, entries(t, i, data), [0]) == 0
+    return len(tbl)
+
+
+def unpins(m, g, mfns):
+    tbl, data = tables(mfns)
+    for i, t in enumerate(tbl):                              # set up, not timed
+        assert m.hypercall(g, HYPERVISOR_mmu_update, entries(t, i, data), [0]) == 0
+        assert m.hypercall(g, HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_PIN_L1_TABLE, t)], [0]) == 0
+    c0 = time.process_time()
+    for t in tbl:
+        assert m.hypercall(g, HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_UNPIN_TABLE, t)], [0]) == 0
+    return len(tbl), time.process_time() - c0
+
+
+def measure(fn, design: str | None, observed: bool) -> tuple[float, tuple]:
+    """Calls per CPU second of ``fn`` on a fresh machine, and its final snapshot."""
+    m, g, mfns = booted(design)
+    if observed:
+        m.events.subscribe("word_changed", lambda *a: None)
+    c0 = time.process_time()
+    out = fn(m, g, mfns)
+    calls, cpu = out if isinstance(out, tuple) else (out, time.process_time() - c0)
+    return calls / cpu, m.snapshot()
+
+
+def main() -> None:
+    print(f"the calls alone, vectorised against the per-frame loop (calls per CPU second; "
+          f"xensim {xensim.__version__})\n")
+    print(f"{'call':44} {'vectorised':>12} {'loop':>10} {'ratio':>7}")
+    rows = [("decrease_reservation, order-9 extents", extents, None),
+            ("mmu_update: 512 entries into a new L1 (none)", fills, "none"),
+            ("unpin an L1 of 512 scattered entries (none)", unpins, "none")]
+    for name, fn, design in rows:
+        fast, snap_fast = measure(fn, design, observed=False)
+        slow, snap_slow = measure(fn, design, observed=True)
+        assert snap_fast == snap_slow, f"{name}: the two paths end differently"
+        print(f"{name:44} {fast:>10,.0f}/s {slow:>8,.0f}/s {fast / slow:>6.1f}x")
+    print("\nloop: the same calls with a word_changed subscriber (the per-frame reference); "
+          "ratio: vectorised / loop")
+
+
+if __name__ == "__main__":
+    main()
