@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import errno
 
+import numpy as np
 import pytest
 
 from xensim import (HYPERVISOR_memory_op, INVALID, MMUEXT_PIN_L1_TABLE,
@@ -279,6 +280,25 @@ class TestCheckUndone:
                                               (6, live, 0, g, 7, 0, 4)]
         ft.rollback()
         assert list(ft.journal_changes()) == []
+
+    def test_set_many_stores_journals_and_rolls_back(self, m, g):
+        ft = m.frame_table
+        snap = m.snapshot()
+        pdx = np.array([3, 7, 8], dtype=np.int64)
+        written = []
+        ft.begin()
+        with m.events.listening(frames_written=lambda p, n: written.append((p, n))):
+            ft.set_many(pdx, 1, np.array([1, 2, 3], dtype=np.uint64))
+            ft.set_many(pdx[1:], 0, np.array([4, 5], dtype=np.uint64))
+        assert written == [(3, 1), (7, 1), (8, 1), (7, 1), (8, 1)]
+        live = PGC_state_inuse | PGC_allocated | 1
+        assert list(ft.journal_changes()) == [(3, live, 0, g, live, 1, g),
+                                              (7, live, 0, g, 4, 2, g),
+                                              (8, live, 0, g, 5, 3, g)]
+        assert [tuple(a.tolist()) for a in ft.gather(pdx)] == [(live, 4, 5), (1, 2, 3),
+                                                                (g, g, g)]
+        assert ft.rollback()
+        assert m.same_as(snap)
 
     def test_journal_changes_rows_far_apart(self, m, g):
         big = m.create_domain("big", 0x800)
