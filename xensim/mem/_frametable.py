@@ -48,6 +48,8 @@ _FREE = np.uint64(PGC_state_free)
 _DTYPES = (np.uint64, np.uint64, np.uint16)
 #: a request's journal spanning at most this many frames of one group is read at once
 _SPAN_MAX = 4096
+#: a journal of at most this many single-word writes is read without arrays
+_SHORT = 32
 
 
 class FrameTable:
@@ -280,12 +282,28 @@ class FrameTable:
                 out[f][lo:hi] = arrays[f][idx]
         return out
 
-    def journal_changes(self):
+    def journal_short(self) -> bool:
+        """Is the journal a few single-word writes (no slice)? :meth:`journal_changes`
+        then reads it without arrays."""
+        j = self._journal
+        return j is not None and len(j) <= _SHORT and all(len(e) == 3 for e in j)
+
+    def journal_changes(self) -> list[tuple[int, ...]]:
         """(pdx, old ci, old ti, old owner, new ci, new ti, new owner) for every frame written
         since :meth:`begin`, one row per frame, in pdx order (:meth:`journal_frames`)."""
+        if self.journal_short():
+            first: dict[int, list] = {}
+            for pdx, f, old in self._journal:
+                row = first.setdefault(pdx, [None, None, None])
+                if row[f] is None:
+                    row[f] = old                                # the oldest value of the word
+            rows = []
+            for pdx, row in sorted(first.items()):
+                now = (self.count_info(pdx), self.type_info(pdx), self.owner(pdx))
+                rows.append((pdx, *(now[f] if v is None else v for f, v in enumerate(row)), *now))
+            return rows
         frames = self.journal_frames()
-        if frames is not None:
-            yield from zip(*(a.tolist() for a in frames))
+        return [] if frames is None else list(zip(*(a.tolist() for a in frames)))
 
     def rollback(self) -> bool:
         """Restore every word written since :meth:`begin`, then stop journaling."""

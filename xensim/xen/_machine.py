@@ -176,25 +176,28 @@ class Machine:
         return rc
 
     def _check_undone(self) -> None:
-        frames = self.frame_table.journal_frames()
-        if frames is not None:
-            pdx, ci0, ti0, o0, ci1, ti1, o1 = frames
-            count, pinned = _U(PGT_count_mask), _U(PGT_pinned)
-            tcount0, tcount1 = ti0 & count, ti1 & count
-            bad = ((ci0 != ci1) | (o0 != o1) | (tcount0 != tcount1) | ((ti0 ^ ti1) & pinned != 0)
-                   | ((tcount1 != 0) & (ti0 != ti1)))
+        ft = self.frame_table
+        if ft.journal_short():                 # a few words: no arrays
+            for row in ft.journal_changes():
+                if _left_changed(*row[1:]):
+                    self._undone_bug(row)
+        elif (frames := ft.journal_frames()) is not None:
+            bad = _left_changed(*frames[1:])
             if bad.any():
                 i = int(np.argmax(bad))                 # the first frame left changed
-                raise RefcountBug(
-                    f"a failed request left mfn {int(self.pdx_to_mfn(int(pdx[i]))):#x} changed: "
-                    f"count_info {int(ci0[i]):#x} -> {int(ci1[i]):#x}, type_info "
-                    f"{int(ti0[i]):#x} -> {int(ti1[i]):#x}, owner {int(o0[i])} -> {int(o1[i])}")
+                self._undone_bug([int(a[i]) for a in frames])
         oldest: dict[tuple[int, int], int] = {}
         for word, e, old in self.spage_table._journal or ():
             oldest.setdefault((word, e), old)
         for (word, e), old in oldest.items():
             if int(self.spage_table.store[word, e]) != old:
                 raise RefcountBug(f"a failed request left superpage entry {e} word {word} changed")
+
+    def _undone_bug(self, row) -> None:
+        pdx, ci0, ti0, o0, ci1, ti1, o1 = row
+        raise RefcountBug(
+            f"a failed request left mfn {int(self.pdx_to_mfn(pdx)):#x} changed: count_info "
+            f"{ci0:#x} -> {ci1:#x}, type_info {ti0:#x} -> {ti1:#x}, owner {o0} -> {o1}")
 
     def xsa167(self, mfn: int) -> int:
         """Faithful mode: MARK/UNMARK on an invalid MFN, which 4.1-4.5 did not check."""
@@ -443,6 +446,15 @@ class Machine:
             "free_frames": self.heap.free_frames,
             "domains": len(self.domains),
         }
+
+
+def _left_changed(ci0, ti0, o0, ci1, ti1, o1):
+    """Did a failed request leave a frame changed (ints, or arrays frame by frame)? Its
+    counts, owner and pin as before, and its type too unless the type count is 0 (a type
+    taken and given back with count 0 may stay)."""
+    tcount0, tcount1 = ti0 & PGT_count_mask, ti1 & PGT_count_mask
+    return ((ci0 != ci1) | (o0 != o1) | (tcount0 != tcount1) | ((ti0 ^ ti1) & PGT_pinned != 0)
+            | ((tcount1 != 0) & (ti0 != ti1)))
 
 
 def _unpin_all(m: Machine, d: Domain) -> None:
