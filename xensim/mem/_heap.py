@@ -353,6 +353,16 @@ class DomainHeap:
         """Hashable state: equal for two heaps holding the same free blocks."""
         return tuple(self._blocks.items())
 
+    def restore(self, snapshot: tuple) -> None:
+        """Hold exactly the free blocks of ``snapshot`` (a :meth:`snapshot` of this heap)."""
+        per_order: list[list[int]] = [[] for _ in range(self._max_order + 1)]
+        for mfn, order in snapshot:
+            per_order[order].append(mfn)
+        self._lists = [SortedList(starts) for starts in per_order]
+        self._sets = [set(starts) for starts in per_order]
+        self._blocks = SortedDict(snapshot)
+        self._free = sum(1 << order for _, order in snapshot)
+
     def check(self) -> None:
         """Verify every invariant; HeapError naming the first breach."""
         n = self._max_order + 1

@@ -148,3 +148,10 @@ class FrameMap:
 
     def snapshot(self) -> tuple:
         return (self._base.tobytes(), tuple(sorted((k, v.tobytes()) for k, v in self._arrays.items())))
+
+    def restore(self, snapshot: tuple, count: int) -> None:
+        """Hold exactly what it held at ``snapshot`` (a :meth:`snapshot`, with its ``count``)."""
+        base, arrays = snapshot
+        self._base = np.frombuffer(base, dtype=np.int64).copy()
+        self._arrays = {k: np.frombuffer(v, dtype=np.int64).copy() for k, v in arrays}
+        self.count = count
