@@ -185,9 +185,12 @@ class CallJournal:
 
     def dirty_pages(self) -> np.ndarray:
         """The PDXs written since the shadow was last brought up to date, sorted."""
-        parts = [np.fromiter(self._pages, dtype=np.int64, count=len(self._pages))]
-        parts += [np.arange(p, p + n, dtype=np.int64) for p, n in self._ranges]
-        return np.unique(np.concatenate(parts)) if len(parts) > 1 else np.sort(parts[0])
+        if not self._ranges:
+            return np.array(sorted(self._pages), dtype=np.int64)
+        parts = [np.arange(p, p + n, dtype=np.int64) for p, n in self._ranges]
+        if self._pages:
+            parts.append(np.fromiter(self._pages, dtype=np.int64, count=len(self._pages)))
+        return np.unique(np.concatenate(parts))
 
     def dirty_tables(self) -> set[int]:
         """The MFNs whose contents were written (or scrubbed, or first written) since."""
@@ -196,6 +199,8 @@ class CallJournal:
 
     def _by_group(self, pages: np.ndarray):
         """(group, positions in ``pages``, offsets in the group) for sorted ``pages``."""
+        if not pages.size:
+            return
         g0, g1 = int(pages[0]) >> PDX_GROUP_SHIFT, int(pages[-1]) >> PDX_GROUP_SHIFT
         if g0 == g1:                                # the usual case: one PDX group
             yield g0, slice(None), pages & PDX_GROUP_MASK
@@ -206,7 +211,7 @@ class CallJournal:
             yield g, sel, pages[sel] & PDX_GROUP_MASK
 
     def _words(self, pages: np.ndarray, shadow: bool) -> np.ndarray:
-        """(3, n) words of ``pages`` (sorted, not empty), from the shadow or the machine."""
+        """(3, n) words of ``pages`` (sorted), from the shadow or the machine."""
         out = np.empty((3, pages.size), dtype=np.uint64)
         ft = self.m.frame_table
         for g, sel, off in self._by_group(pages):

@@ -32,6 +32,7 @@ class FrameMap:
         self._base = np.zeros(n_leaves, dtype=np.int64)
         self._arrays: dict[int, np.ndarray] = {}
         self.count = 0
+        self._snap: tuple | None = None     # snapshot(), until the next change
 
     def _check(self, i: int) -> None:
         if not 0 <= i < self.size:
@@ -71,6 +72,7 @@ class FrameMap:
             self._base[leaf] = arr[0] + 1
 
     def set(self, i: int, value: int) -> None:
+        self._snap = None
         self._check(i)
         leaf = i >> SUPERPAGE_ORDER
         arr = self._as_array(leaf)
@@ -84,6 +86,7 @@ class FrameMap:
 
     def set_run(self, i: int, first_value: int, n: int) -> None:
         """Entries [i, i+n) := first_value, first_value+1, ... (or INVALID if first_value is)."""
+        self._snap = None
         self._check(i)
         self._check(i + n - 1)
         while n:
@@ -147,7 +150,11 @@ class FrameMap:
         return int(self._base.nbytes) + sum(a.nbytes for a in self._arrays.values())
 
     def snapshot(self) -> tuple:
-        return (self._base.tobytes(), tuple(sorted((k, v.tobytes()) for k, v in self._arrays.items())))
+        """Hashable contents, equal for equal maps; kept until the map next changes."""
+        if self._snap is None:
+            self._snap = (self._base.tobytes(),
+                          tuple(sorted((k, v.tobytes()) for k, v in self._arrays.items())))
+        return self._snap
 
     def restore(self, snapshot: tuple, count: int) -> None:
         """Hold exactly what it held at ``snapshot`` (a :meth:`snapshot`, with its ``count``)."""
@@ -155,3 +162,4 @@ class FrameMap:
         self._base = np.frombuffer(base, dtype=np.int64).copy()
         self._arrays = {k: np.frombuffer(v, dtype=np.int64).copy() for k, v in arrays}
         self.count = count
+        self._snap = None

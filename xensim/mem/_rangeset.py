@@ -15,6 +15,7 @@ class RangeSet:
     def __init__(self, runs: list[tuple[int, int]] | None = None):
         self._runs = SortedDict()        # start -> end, disjoint, non-adjacent
         self._total = 0
+        self._snap: tuple | None = None  # snapshot(), until the next change
         for s, e in runs or ():
             self.add(s, e)
 
@@ -37,14 +38,17 @@ class RangeSet:
         return list(self._runs.items())
 
     def snapshot(self) -> tuple:
-        """Its runs as a tuple, (start, end) in order: equal for equal sets (cheaper than
-        :meth:`runs`: no sorted iteration)."""
-        return tuple(sorted(dict.items(self._runs)))
+        """Its runs as a tuple, (start, end) in order: equal for equal sets. Kept until the
+        set next changes (the fuzzer's journal takes one after every call)."""
+        if self._snap is None:
+            self._snap = tuple(sorted(dict.items(self._runs)))
+        return self._snap
 
     def restore(self, runs) -> None:
         """Hold exactly ``runs`` (a :meth:`runs` of this set: sorted, disjoint, non-adjacent)."""
         self._runs = SortedDict(runs)
         self._total = sum(e - s for s, e in runs)
+        self._snap = None
 
     def _run_at(self, x: int) -> tuple[int, int] | None:
         i = self._runs.bisect_right(x) - 1
@@ -75,6 +79,7 @@ class RangeSet:
             return
         if self.overlaps(start, end):
             raise ValueError(f"[{start:#x}, {end:#x}) overlaps {self!r}")
+        self._snap = None
         self._total += end - start
         i = self._runs.bisect_left(start)
         if i > 0:
@@ -94,6 +99,7 @@ class RangeSet:
         if r is None or end > r[1]:
             raise ValueError(f"[{start:#x}, {end:#x}) is not inside {self!r}")
         s, e = r
+        self._snap = None
         del self._runs[s]
         if s < start:
             self._runs[s] = start
