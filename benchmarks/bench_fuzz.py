@@ -35,7 +35,7 @@ def episode(setup: Setup, calls: int) -> tuple[Fuzzer, float, float]:
 def calls_alone(setup: Setup, ops: list[dict]) -> float:
     """CPU seconds of replaying ``ops`` with no check at all."""
     c0 = time.process_time()
-    v, _ = replay_ops(setup, ops, twin=False, finish=False, light=True)
+    v, _ = replay_ops(setup, ops, batch_check=False, finish=False, light=True)
     assert v is None, v
     return time.process_time() - c0
 

@@ -187,7 +187,6 @@ class OnlyExpect(Xen41):
 def test_the_default_expect_superpages_audits_correctly():
     f = Fuzzer(Setup(audit="both"), random.Random("only-expect"))
     f.m.superpage = OnlyExpect(f.m)
-    f.t.superpage = OnlyExpect(f.t)
     f.start()
     while f.calls < 400:
         f.random_call()

@@ -176,7 +176,7 @@ def test_pse_batch_whose_first_request_is_bad(design, first):
     first request is bad: -EINVAL at request 0, nothing done, nothing changed. Found by the
     fuzzer: _mmu._pse_batch_prefix called get_superpages with an empty prefix and the
     counted designs (superpage-info, pageinfo-count, sketch) raised IndexError; fixed."""
-    f = Fuzzer(Setup(design=design), "prefix", twin=False)
+    f = Fuzzer(Setup(design=design), "prefix", batch_check=False)
     f.start()
     g = f.live_guests()[0]
     l2 = f.tables(g)[2][0]

@@ -95,6 +95,9 @@ class PageinfoCount(CountedDesign):
     def snapshot(self) -> tuple:
         return tuple(sorted((g, a.tobytes()) for g, a in self._groups.items() if a.any()))
 
+    def restore(self, snapshot: tuple) -> None:
+        self._groups = {g: np.frombuffer(b, dtype=np.uint64).copy() for g, b in snapshot}
+
     def _read(self, mfn: int, word: int) -> int:
         if (step := self.m.events.atomic_step) is not None:     # a load is an atomic step
             step("pi_load", self.m.mfn_to_page(mfn), 0)

@@ -142,8 +142,16 @@ class SuperpageDesign:
         return -errno.EOPNOTSUPP
 
     def snapshot(self) -> tuple:
-        """State the design keeps outside the superpage table (compared after failed calls)."""
+        """State the design keeps outside the superpage table (compared after failed calls).
+        A design that keeps any also implements :meth:`restore`."""
         return ()
+
+    def restore(self, snapshot: tuple) -> None:
+        """Hold exactly the state of ``snapshot`` (one of :meth:`snapshot`'s): the fuzzer
+        puts a machine back before it issues a batch's requests one by one."""
+        if snapshot != ():
+            raise NotImplementedError(
+                f"the {self.name} design keeps state of its own (snapshot) but has no restore")
 
     def get_superpages(self, mfns, d: int, rw) -> int:
         """Batched get_superpage over distinct superpages, in order (optional).

@@ -25,9 +25,9 @@ call it checks (see docs/fuzzing.md):
   errno from the first failing request, which alone leaves the machine
   unchanged, and the same final machine. This is the "failed half way" check,
   and it also checks the vectorised PSE batch against in-order processing.
-  Both are checked against a *lagging twin*: a second machine kept one call
-  behind, which replays every call (a batch request by request) after the
-  comparison (:class:`FuzzRunner`, :func:`differ`);
+  Both are checked with an *undo journal* (:class:`CallJournal`): a shadow of
+  the machine and the locations each call wrote; a batch's result is captured,
+  the machine put back and the requests issued one by one on it;
 * ``audit``: the auditor is clean;
 * ``isolation``: no live table holds an entry to a frame its owner does not own
   (PSE entries: all 512 frames); base pointers, pins and marks are the domain's
@@ -54,9 +54,9 @@ from ._campaign import (
     finding_yaml, keep_going, merge_episode, minimise_finding, report, run_episode,
 )
 from ._checks import (
-    FuzzViolation, differ, disagreement, heap_is_full, isolation, isolation_since, same_state,
-    sound_state, state,
+    FuzzViolation, disagreement, heap_is_full, isolation, isolation_since, sound_state,
 )
+from ._journal import CallJournal, Capture, same_small, small_state
 from ._generator import (
     ACTIONS, Fuzzer,
 )
@@ -83,12 +83,12 @@ from ._split import (
 )
 
 __all__ = [
-    "ACTIONS", "AUDIT_MODES", "CallResult", "Campaign", "DEFAULT_RAM", "Episode", "EpisodeTask",
+    "ACTIONS", "AUDIT_MODES", "CallJournal", "CallResult", "Capture", "Campaign", "DEFAULT_RAM", "Episode", "EpisodeTask",
     "Finding", "FuzzGuest", "FuzzKernel", "FuzzRunner", "FuzzViolation", "Fuzzer",
-    "HYPERCALL_OPS", "MinimiseTask", "Replay", "Setup", "campaign", "campaign_done", "differ",
+    "HYPERCALL_OPS", "MinimiseTask", "Replay", "Setup", "campaign", "campaign_done",
     "disagreement", "episode_budget", "episode_seed", "execute", "finding_yaml", "heap_is_full",
     "isolation", "isolation_since", "keep_going", "load_script", "merge_episode", "minimise",
     "minimise_finding", "op_label", "replay", "replay_config", "replay_ops", "report",
-    "run_campaign_task", "run_episode", "same_state", "script_ops", "singles", "sound_state",
-    "split_campaign", "state", "to_script_yaml",
+    "run_campaign_task", "run_episode", "same_small", "script_ops", "singles", "small_state", "sound_state",
+    "split_campaign", "to_script_yaml",
 ]

@@ -45,11 +45,11 @@ class Episode:
         return list(self.seen) + ([self.violation] if self.violation is not None else [])
 
 
-def run_episode(setup: Setup, seed, calls: int, *, twin: bool = True, tolerate=None,
+def run_episode(setup: Setup, seed, calls: int, *, batch_check: bool = True, tolerate=None,
                 tick=None) -> Episode:
     """Set the guests up, make about ``calls`` calls (setup and teardown included), tear down.
     ``tick(calls)`` after each call (a progress bar); Ctrl-C ends it ``interrupted``."""
-    f = Fuzzer(setup, random.Random(str(seed)), twin=twin, tolerate=tolerate)
+    f = Fuzzer(setup, random.Random(str(seed)), batch_check=batch_check, tolerate=tolerate)
     viol = None
     interrupted = False
     try:
@@ -151,7 +151,7 @@ def merge_episode(c: Campaign, ep: Episode, max_findings: int | None = None) -> 
 
 
 def minimise_finding(setup: Setup, f: Finding, *, minimise_findings: bool = True,
-                     minimise_seconds: float = 120.0, twin: bool = True,
+                     minimise_seconds: float = 120.0, batch_check: bool = True,
                      tolerate=None) -> tuple[list[dict], list, bool]:
     """(minimal calls, their rcs, minimised) of a finding not yet minimised: its calls
     minimised (unless ``minimise_findings`` is off), then replayed with the same
@@ -161,15 +161,15 @@ def minimise_finding(setup: Setup, f: Finding, *, minimise_findings: bool = True
     minimal = ops
     if minimise_findings:
         minimal = minimise(setup, ops, sig, rcs=rcs, max_seconds=minimise_seconds,
-                           twin=twin, tolerate=tolerate)
+                           batch_check=batch_check, tolerate=tolerate)
     tol = (lambda x: x.signature != sig and tolerate(x)) if tolerate else None
-    _, run = replay_ops(setup, minimal, twin=twin, tolerate=tol)
+    _, run = replay_ops(setup, minimal, batch_check=batch_check, tolerate=tol)
     return minimal, run.rcs, minimise_findings
 
 
 def campaign(setup: Setup, calls: int, seed: int = 0, *, episode_calls: int = 1000,
              minimise_findings: bool = True, minimise_seconds: float = 120.0,
-             twin: bool = True, tolerate=None, progress=None,
+             batch_check: bool = True, tolerate=None, progress=None,
              max_findings: int | None = None, tick=None) -> Campaign:
     """Episodes of about ``episode_calls`` calls until ``calls`` calls were made (or
     ``max_findings`` distinct violations were found), in this process, one after the
@@ -187,7 +187,7 @@ def campaign(setup: Setup, calls: int, seed: int = 0, *, episode_calls: int = 10
             base = c.calls
             ep = run_episode(setup, episode_seed(seed, i),
                              episode_budget(c.calls, calls, episode_calls),
-                             twin=twin, tolerate=tolerate,
+                             batch_check=batch_check, tolerate=tolerate,
                              tick=None if tick is None else (lambda n: tick(base + n)))
             i += 1
             for fnd in merge_episode(c, ep, max_findings):
@@ -196,7 +196,7 @@ def campaign(setup: Setup, calls: int, seed: int = 0, *, episode_calls: int = 10
                 try:
                     fnd.minimal, fnd.minimal_rcs, fnd.minimised = minimise_finding(
                         setup, fnd, minimise_findings=minimise_findings,
-                        minimise_seconds=minimise_seconds, twin=twin, tolerate=tolerate)
+                        minimise_seconds=minimise_seconds, batch_check=batch_check, tolerate=tolerate)
                 except KeyboardInterrupt:                # the finding stays whole
                     c.interrupted = True
             c.seconds = time.perf_counter() - t0

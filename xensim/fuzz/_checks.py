@@ -1,8 +1,8 @@
 """The checks after every fuzzed call (docs/fuzzing.md): :class:`FuzzViolation`, what a
 broken invariant is; :func:`isolation` (no live table maps a frame its owner does not
-own); :func:`sound_state` (the auditor, full or incremental or both, then isolation); :func:`state`,
-:func:`same_state` and :func:`differ` (a refused call leaves no trace; a batch equals
-its requests one by one on the lagging twin); :func:`heap_is_full` (teardown)."""
+own); :func:`sound_state` (the auditor, full or incremental or both, then isolation);
+:func:`heap_is_full` (teardown). The unchanged and batch checks are the undo
+journal's (``_journal``)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import re
 
 import numpy as np
 
-from ..mem import DOMID_INVALID, DomainHeap, PAGE_SHIFT, PDX_GROUP_FRAMES, PDX_GROUP_MASK, \
+from ..mem import DOMID_INVALID, DomainHeap, PAGE_SHIFT, PDX_GROUP_MASK, \
     PDX_GROUP_SHIFT, SUPERPAGE_PAGES
 from ..xen import PADDR_MASK, IncrementalAuditor, Machine, _PAGE_PRESENT, _PAGE_PSE, audit
 from ._ops import op_label
 
-__all__ = ["FuzzViolation", "generic_key", "isolation", "isolation_since", "sound_state", "disagreement", "state",
-           "same_state", "differ", "heap_is_full"]
+__all__ = ["FuzzViolation", "generic_key", "isolation", "isolation_since", "sound_state", "disagreement",
+           "heap_is_full"]
 
 class FuzzViolation(AssertionError):
     """An invariant broken by call ``index`` (``op``) of a sequence."""
@@ -155,72 +155,6 @@ def _domain_isolation(m: Machine) -> str | None:
             _, _, o = ft.read_slices(m.mfn_to_page(mfn), SUPERPAGE_PAGES)
             if not (o == d.domid).all():
                 return f"dom{d.domid} marked superpage {mfn:#x}, not all its own"
-    return None
-
-
-def state(m: Machine) -> tuple:
-    """Machine.snapshot() plus what it leaves out: the design's own state (if it keeps
-    any outside the superpage table) and the page-table layer's live-table records."""
-    design = m.superpage.snapshot() if hasattr(m.superpage, "snapshot") else None
-    return (m.snapshot(), design, tuple(sorted(m.pt.live.items())))
-
-
-def same_state(m: Machine, st: tuple) -> bool:
-    snap, design, live = st
-    return (m.same_as(snap)
-            and (m.superpage.snapshot() if hasattr(m.superpage, "snapshot") else None) == design
-            and tuple(sorted(m.pt.live.items())) == live)
-
-
-def differ(a: Machine, b: Machine) -> str | None:
-    """The first difference between two machines of the same setup (None: equal), over
-    everything :func:`state` covers. Compares in place (no snapshot copies): the
-    fuzzer runs it after most calls."""
-    fa, fb = a.frame_table, b.frame_table
-    for g in range(fa.n_groups):
-        ga, gb = fa.written_group(g), fb.written_group(g)
-        if ga is None and gb is None:
-            continue
-        if ga is None:
-            ga = fa.initial_group(g)
-        if gb is None:
-            gb = fb.initial_group(g)
-        k = min(PDX_GROUP_FRAMES, fa.max_pdx - (g << PDX_GROUP_SHIFT))   # frames past max_pdx: none
-        for name, x, y in zip(("count_info", "type_info", "owner"), ga, gb):
-            x, y = x[:k], y[:k]
-            if not np.array_equal(x, y):
-                j = int(np.argmax(x != y))
-                mfn = int(a.pdx_to_mfn((g << PDX_GROUP_SHIFT) + j))
-                return f"mfn {mfn:#x} {name} {int(x[j]):#x} vs {int(y[j]):#x}"
-    sa, sb = a.spage_table.store, b.spage_table.store
-    if sa.tobytes() != sb.tobytes():
-        w, e = (int(v[0]) for v in np.nonzero(sa != sb))
-        return f"superpage table entry {e} word {w}: {int(sa[w, e]):#x} vs {int(sb[w, e]):#x}"
-    if a.heap.snapshot() != b.heap.snapshot():
-        return "the heap's free blocks"
-    if a.m2p.snapshot() != b.m2p.snapshot():
-        return "the M2P"
-    for k in set(a.mem.frames()) | set(b.mem.frames()):
-        x, y = a.mem.table(k), b.mem.table(k)
-        if x.tobytes() != y.tobytes():                   # 4 KiB each: bytes compare fastest
-            i = int(np.argmax(x != y))
-            return f"contents of frame {k:#x}[{i}]: {int(x[i]):#x} vs {int(y[i]):#x}"
-    if set(a.domains) != set(b.domains):
-        return f"domains {sorted(a.domains)} vs {sorted(b.domains)}"
-    for domid, da in a.domains.items():
-        db = b.domains[domid]
-        for f in ("tot_pages", "max_pages", "pinned", "marked", "is_dying", "baseptr"):
-            if getattr(da, f) != getattr(db, f):
-                return f"dom{domid}.{f}: {getattr(da, f)} vs {getattr(db, f)}"
-        for f in ("owned", "allocated"):
-            if getattr(da, f).runs() != getattr(db, f).runs():
-                return f"dom{domid}.{f}"
-        if da.p2m.snapshot() != db.p2m.snapshot():
-            return f"dom{domid}'s P2M"
-    if a.pt.live != b.pt.live:
-        return "the live page tables"
-    if hasattr(a.superpage, "snapshot") and a.superpage.snapshot() != b.superpage.snapshot():
-        return f"the {a.superpage.name} design's own state"
     return None
 
 

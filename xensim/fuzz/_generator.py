@@ -57,9 +57,9 @@ _SP = SUPERPAGE_PAGES
 class Fuzzer(FuzzRunner):
     """A :class:`FuzzRunner` with guests and a generator of random calls (``rng``-driven)."""
 
-    def __init__(self, setup: Setup, rng: random.Random | int | str = 0, *, twin: bool = True,
+    def __init__(self, setup: Setup, rng: random.Random | int | str = 0, *, batch_check: bool = True,
                  tolerate=None):
-        super().__init__(setup, twin=twin, tolerate=tolerate)
+        super().__init__(setup, batch_check=batch_check, tolerate=tolerate)
         self.rng = rng if isinstance(rng, random.Random) else random.Random(rng)
         self.guests: dict[str, FuzzGuest] = {}
         self._created = 0

@@ -34,13 +34,13 @@ def _ddmin(items: list, test, budget) -> list:
 
 
 def minimise(setup: Setup, ops: list[dict], signature: tuple, *, rcs: list | None = None,
-             max_seconds: float = 120.0, twin: bool = True, tolerate=None) -> list[dict]:
+             max_seconds: float = 120.0, batch_check: bool = True, tolerate=None) -> list[dict]:
     """A short call list (delta debugging, 1-minimal unless the time runs out) whose replay
     from scratch gives a violation with ``signature``; batches are shrunk request by request
     too. ``tolerate``: other known violations that may happen on the way.
 
     Crashes, recorded Xen bugs and zombies are first minimised with light replays (no
-    audit, no twin: several times faster); the result must then reproduce with every
+    audit, no batch replays: several times faster); the result must then reproduce with every
     check, else the minimisation is redone with every check."""
     deadline = time.monotonic() + max_seconds
 
@@ -51,11 +51,11 @@ def minimise(setup: Setup, ops: list[dict], signature: tuple, *, rcs: list | Non
         return time.monotonic() < deadline
 
     def shrink(ops: list[dict], light: bool) -> list[dict]:
-        # only the batch and unchanged checks need the twin machine (twice the work)
-        tw = twin and not light and signature[0] in ("batch", "unchanged")
+        # only the batch and unchanged checks need the batch replays (twice the work)
+        bc = batch_check and not light and signature[0] in ("batch", "unchanged")
 
         def fails(cand: list[dict]) -> bool:
-            v, _ = replay_ops(setup, cand, twin=tw, tolerate=tol, light=light)
+            v, _ = replay_ops(setup, cand, batch_check=bc, tolerate=tol, light=light)
             return v is not None and v.signature == signature
 
         if not fails(ops):
@@ -85,7 +85,7 @@ def minimise(setup: Setup, ops: list[dict], signature: tuple, *, rcs: list | Non
 
     if signature[0] in ("crash", "xen-bug", "zombie"):
         small = shrink(list(ops), light=True)
-        v, _ = replay_ops(setup, small, twin=twin, tolerate=tol)
+        v, _ = replay_ops(setup, small, batch_check=batch_check, tolerate=tol)
         if v is not None and v.signature == signature:
             return small
     return shrink(list(ops), light=False)

@@ -1,4 +1,4 @@
-"""The checked executor: :class:`FuzzRunner`, one machine (and its lagging twin), the
+"""The checked executor: :class:`FuzzRunner`, one machine (and its undo journal), the
 domains' names, the log of ops, and :meth:`~FuzzRunner.step`: execute one op, then run
 every check of docs/fuzzing.md (crash, unchanged, batch, audit, isolation, xen-bug,
 zombie; teardown at :meth:`~FuzzRunner.finish`); :func:`replay_ops` replays a call
@@ -6,13 +6,12 @@ list on a fresh machine with them."""
 
 from __future__ import annotations
 
-import copy
 import errno
 from collections import Counter
 
 from ..xen import IncrementalAuditor, audit, errno_name
-from ._checks import FuzzViolation, differ, generic_key, heap_is_full, same_state, \
-    sound_state, state
+from ._checks import FuzzViolation, generic_key, heap_is_full, sound_state
+from ._journal import CallJournal
 from ._ops import CallResult, execute, op_label, singles
 from ._setup import Setup
 
@@ -23,25 +22,28 @@ __all__ = ["FuzzRunner", "replay_ops"]
 class FuzzRunner:
     """A machine, the domains' names, and :meth:`step`: execute one op, then check.
 
-    ``twin`` (default on) keeps a second machine one op behind: every op is
-    replayed on it, a multi-request op as its single requests in order (the
-    ``batch`` check), and a refused op is checked against it (``unchanged``).
-    Without a twin, single-request ops are checked against a snapshot taken
-    before them and multi-request ops only when nothing of them was done.
+    The ``unchanged`` and ``batch`` checks use the machine's undo journal
+    (:class:`~xensim.fuzz.CallJournal`): a refused op must leave every location it
+    wrote as the journal's shadow has it; a multi-request op's result is captured, the
+    machine put back, and the op's single requests issued in order on it (the ``batch``
+    check, ``batch_check``, default on) must end in the same machine. Without
+    ``batch_check`` a multi-request op is checked only when nothing of it was done.
     ``tolerate(violation) -> bool`` lets known bugs pass: such a violation is
     counted in ``tolerated`` (first of each signature in ``seen``) and the run
     goes on, as long as the auditor and the isolation check still pass.
     """
 
-    def __init__(self, setup: Setup, *, twin: bool = True, tolerate=None, light: bool = False):
+    def __init__(self, setup: Setup, *, batch_check: bool = True, tolerate=None,
+                 light: bool = False):
         self.setup = setup
         #: light: only crashes, recorded Xen bugs and zombies are checked (minimisation's
         #: fast replays of such violations; the result is verified with every check)
         self.light = light
         self.m = setup.machine()
         self.doms: dict[str, int] = {"dom0": 0}
-        self.t = setup.machine() if twin else None
-        self.tdoms: dict[str, int] = {"dom0": 0}
+        self.batch_check = batch_check
+        #: the undo journal of the unchanged and batch checks (None when ``light``)
+        self.journal = CallJournal(self.m) if not light else None
         self.tolerate = tolerate
         self.tolerated: Counter = Counter()          # signature -> count
         self.seen: dict = {}                          # signature -> first tolerated violation
@@ -64,18 +66,6 @@ class FuzzRunner:
     def _fail(self, kind: str, detail: str, op: dict, key: str | None = None):
         return FuzzViolation(kind, detail, len(self.log) - 1, op, key)
 
-    def _resync(self) -> None:
-        """After a tolerated violation the twin may differ: it becomes a copy of the machine."""
-        if self.t is not None:
-            m = self.m
-            memo = {id(x): x for x in (m.memmap, m.pdx, m.hypercall.handlers)}
-            if self.auditor is not None:
-                self.auditor.detach()                 # the twin needs no auditor of its own
-            self.t = copy.deepcopy(m, memo)
-            if self.auditor is not None:
-                self.auditor.attach()
-            self.tdoms = dict(self.doms)
-
     def step(self, op: dict) -> CallResult:
         """Execute ``op`` and check; FuzzViolation unless the violation is tolerated."""
         try:
@@ -85,55 +75,52 @@ class FuzzRunner:
                 raise
             self.tolerated[v.signature] += 1
             self.seen.setdefault(v.signature, v)
-            self._resync()
+            if self.journal is not None:
+                self.journal.resync()                 # the machine as it is goes on
             if not self.light:
                 self.check_state(op)                  # the run goes on only from a sound state
             rc = self.rcs[-1]
             return CallResult(rc if rc is not None else -errno.EFAULT, 0, len(singles(op)))
 
+    def _execute(self, op: dict) -> CallResult:
+        try:
+            res = execute(self.m, self.doms, op)
+        except Exception as e:                       # RefcountBug included: never allowed out
+            raise self._fail("crash", f"{type(e).__name__}: {e}", op, type(e).__name__) from e
+        if not isinstance(res.rc, int):
+            raise self._fail("crash", f"returned {res.rc!r}, not an int", op, "rc-type")
+        return res
+
     def _step(self, op: dict) -> CallResult:
-        m, t = self.m, self.t
+        m, j = self.m, self.journal
         self.log.append(op)
         self.rcs.append(None)
         subs = singles(op)
-        snap = state(m) if t is None and len(subs) == 1 and not self.light else None
         victim = self.doms.get(op.get("domain", "")) if op["op"] == "destroy_domain" else None
         nviol = len(m.violations)
         self.calls += 1
         label = op_label(op)
         self.by_call[label] += 1
-        try:
-            res = execute(m, self.doms, op)
-        except Exception as e:                       # RefcountBug included: never allowed out
-            raise self._fail("crash", f"{type(e).__name__}: {e}", op, type(e).__name__) from e
-        if not isinstance(res.rc, int):
-            raise self._fail("crash", f"returned {res.rc!r}, not an int", op, "rc-type")
+        res = self._execute(op)
         self.rcs[-1] = res.rc
         if res.rc < 0:
             self.refused[(label, errno_name(res.rc))] += 1
         elif res.done < res.n:
             self.refused[(label, "short")] += 1
         unchanged = False
-        if t is not None and len(subs) > 1:
-            self._twin_check(op, subs, res)
-        elif res.failed and (t is not None or snap is not None):
-            # one request, refused: the machine must equal the one before the call
-            diff = differ(m, t) if t is not None else (
-                None if same_state(m, snap) else "the state")
+        if j is not None and len(subs) > 1 and self.batch_check:
+            self._batch_check(op, subs, res, dict(self.doms))   # the journal settled
+        elif j is not None and res.failed and (len(subs) == 1 or res.done == 0):
+            # nothing of it done: the machine must be as before the call, bit for bit
+            diff = j.changed()
             if diff:
                 raise self._fail("unchanged", f"refused with "
                                  f"{errno_name(res.rc) if res.rc < 0 else 'nothing done'}"
                                  f" but changed: {diff}", op)
-            unchanged = True                          # the twin needs no replay
-        elif t is not None:
-            try:
-                r = execute(t, self.tdoms, op)
-            except Exception as e:
-                raise self._fail("batch", f"the same call on a twin machine raises "
-                                 f"{type(e).__name__}: {e}", op, "twin") from e
-            if r.rc != res.rc:
-                raise self._fail("batch", f"rc {res.rc}, but {r.rc} on a twin machine in the "
-                                 f"same state", op, "twin")
+            unchanged = True
+            j.forget()                                # the shadow holds: nothing to learn
+        elif j is not None:
+            j.commit()
         if not unchanged and not self.light:          # an unchanged machine audits as before
             self.check_state(op)
         if len(m.violations) > nviol:
@@ -144,11 +131,22 @@ class FuzzRunner:
                                        f"destroy_domain", op)
         return res
 
-    def _twin_check(self, op: dict, subs: list[dict], res: CallResult):
-        """The op equals its single requests issued in order on the twin (the machine before it)."""
-        t = self.t
+    def _batch_check(self, op: dict, subs: list[dict], res: CallResult, doms: dict) -> None:
+        """The op equals its single requests issued in order on the machine as it was
+        before the op: the journal captures what the op left, puts the machine back, and
+        the requests run one by one; the machine must end as the op left it."""
+        j = self.journal
+        after = j.capture()
+        self._replay(op, subs, res, doms, after)
+        j.settle(after)
+
+    def _replay(self, op: dict, subs: list[dict], res: CallResult, doms: dict, after) -> None:
+        """:meth:`_batch_check`'s replay: the machine back as before the call, the
+        requests one by one, and the comparisons."""
+        j, m = self.journal, self.m
         page_wise = op["op"] == "memory_op" and op["cmd"] == "decrease_reservation" and \
             int(op.get("order", 0)) > 0
+        j.rollback(after.small)
         ok = 0
         fail_rc = None
         for i, sub in enumerate(subs):
@@ -156,19 +154,20 @@ class FuzzRunner:
             if failing:
                 # the requests before the failing one: as the whole call, which must
                 # have left no trace of its failing request
-                diff = differ(self.m, t)
+                diff = j.differs_from(after)
                 if diff:
                     raise self._fail("batch", f"rc {res.rc} with {res.done} of {res.n} done, but "
                                      f"the machine differs from its first {res.done} requests "
                                      f"issued one by one: {diff}", op, "state")
+                before = j.capture()
             try:
-                r = execute(t, self.tdoms, sub)
+                r = execute(m, doms, sub)
             except Exception as e:
                 raise self._fail("batch", f"request {i} alone raises {type(e).__name__}: {e}",
                                  op, "single-crash") from e
             if r.failed:
                 if failing:
-                    diff = differ(self.m, t)
+                    diff = j.differs_from(before)
                     if diff:
                         raise self._fail("unchanged", f"request {i} alone refused with "
                                          f"{errno_name(r.rc) if r.rc < 0 else 'nothing done'} "
@@ -187,7 +186,7 @@ class FuzzRunner:
                              f"at a time: {ok} done, then "
                              f"{errno_name(fail_rc) if fail_rc is not None else 'rc 0'}",
                              op, "count")
-        diff = differ(self.m, t)
+        diff = j.differs_from(after)
         if diff:
             raise self._fail("batch", f"the machine after the call ({res.done} of {res.n} done) "
                              f"differs from issuing the requests one by one: {diff}", op, "state")
@@ -205,6 +204,14 @@ class FuzzRunner:
         if bad is not None:
             kind, detail, key = bad
             raise self._fail(kind, detail, op, key)
+        if full and self.journal is not None:
+            # the whole machine against the journal's shadow: a write no event reported
+            # would escape the unchanged and batch checks (and the incremental auditor)
+            diff = self.journal.verify()
+            if diff:
+                raise self._fail("unreported-write", f"the machine differs from the undo "
+                                 f"journal's shadow, with nothing written since: {diff}", op,
+                                 "journal")
 
     def finish(self) -> None:
         """Destroy every domain but dom0 (checked calls), then the heap must hold all RAM."""
@@ -226,11 +233,11 @@ class FuzzRunner:
             raise FuzzViolation("teardown", str(rep.differences[0]), len(self.log), end, "audit")
 
 
-def replay_ops(setup: Setup, ops: list[dict], *, twin: bool = True, finish: bool = True,
+def replay_ops(setup: Setup, ops: list[dict], *, batch_check: bool = True, finish: bool = True,
                tolerate=None, light: bool = False):
     """Replay ``ops`` on a fresh machine with every check; then (``finish``) destroy every
     guest and check the heap. Returns (violation or None, the FuzzRunner)."""
-    run = FuzzRunner(setup, twin=twin, tolerate=tolerate, light=light)
+    run = FuzzRunner(setup, batch_check=batch_check, tolerate=tolerate, light=light)
     try:
         for op in ops:
             run.step(op)

@@ -35,12 +35,12 @@ class EpisodeTask:
     seed: int
     index: int
     budget: int
-    twin: bool = True
+    batch_check: bool = True
     tolerate: object = None
 
     def run(self) -> Episode:
         ep = run_episode(self.setup, episode_seed(self.seed, self.index), self.budget,
-                         twin=self.twin, tolerate=self.tolerate)
+                         batch_check=self.batch_check, tolerate=self.tolerate)
         # only the calls up to the last violation travel back (what findings keep)
         keep = max((v.index + 1 for v in ep.violations), default=0)
         ep.log, ep.rcs = ep.log[:keep], ep.rcs[:keep]
@@ -54,13 +54,13 @@ class MinimiseTask:
     finding: Finding
     minimise_findings: bool = True
     minimise_seconds: float = 120.0
-    twin: bool = True
+    batch_check: bool = True
     tolerate: object = None
 
     def run(self) -> tuple[list[dict], list, bool]:
         return minimise_finding(self.setup, self.finding,
                                 minimise_findings=self.minimise_findings,
-                                minimise_seconds=self.minimise_seconds, twin=self.twin,
+                                minimise_seconds=self.minimise_seconds, batch_check=self.batch_check,
                                 tolerate=self.tolerate)
 
 
@@ -71,7 +71,7 @@ def run_campaign_task(task):
 
 def split_campaign(engine, setup: Setup, calls: int, seed: int = 0, *,
                    episode_calls: int = 1000, minimise_findings: bool = True,
-                   minimise_seconds: float = 120.0, twin: bool = True, tolerate=None,
+                   minimise_seconds: float = 120.0, batch_check: bool = True, tolerate=None,
                    max_findings: int | None = None, tick=None,
                    max_in_flight: int | None = None) -> Campaign:
     """:func:`~xensim.fuzz.campaign` with its episodes and minimisations run by
@@ -91,7 +91,7 @@ def split_campaign(engine, setup: Setup, calls: int, seed: int = 0, *,
 
     def episode(index: int, budget: int) -> EpisodeTask:
         budgets[index] = budget
-        return EpisodeTask(setup, seed, index, budget, twin, tolerate)
+        return EpisodeTask(setup, seed, index, budget, batch_check, tolerate)
 
     def tasks():
         while True:
@@ -118,7 +118,7 @@ def split_campaign(engine, setup: Setup, calls: int, seed: int = 0, *,
             where["merge"] += 1
             for fnd in merge_episode(c, ep, max_findings):
                 urgent.append(MinimiseTask(setup, fnd, minimise_findings, minimise_seconds,
-                                           twin, tolerate))
+                                           batch_check, tolerate))
 
     try:
         while True:

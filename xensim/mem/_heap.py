@@ -139,6 +139,7 @@ class DomainHeap:
         #: all free blocks, start -> order, for "which free block holds this MFN".
         self._blocks: SortedDict = SortedDict(boot)
         self._free = self._total
+        self._snap: tuple | None = None     # snapshot(), until the next change
 
     # -- read-only properties ----------------------------------------------------
     @property
@@ -166,11 +167,13 @@ class DomainHeap:
 
     # -- internals ---------------------------------------------------------------
     def _add(self, mfn: int, order: int) -> None:
+        self._snap = None
         self._lists[order].add(mfn)
         self._sets[order].add(mfn)
         self._blocks[mfn] = order
 
     def _remove(self, mfn: int, order: int) -> None:
+        self._snap = None
         self._lists[order].remove(mfn)
         self._sets[order].discard(mfn)
         del self._blocks[mfn]
@@ -350,8 +353,22 @@ class DomainHeap:
         return [len(starts) for starts in self._lists]
 
     def snapshot(self) -> tuple:
-        """Hashable state: equal for two heaps holding the same free blocks."""
-        return tuple(self._blocks.items())
+        """Hashable state: equal for two heaps holding the same free blocks. Kept until the
+        heap next changes (the fuzzer's journal takes one after every call)."""
+        if self._snap is None:
+            self._snap = tuple(self._blocks.items())
+        return self._snap
+
+    def restore(self, snapshot: tuple) -> None:
+        """Hold exactly the free blocks of ``snapshot`` (a :meth:`snapshot` of this heap)."""
+        per_order: list[list[int]] = [[] for _ in range(self._max_order + 1)]
+        for mfn, order in snapshot:
+            per_order[order].append(mfn)
+        self._lists = [SortedList(starts) for starts in per_order]
+        self._sets = [set(starts) for starts in per_order]
+        self._blocks = SortedDict(snapshot)
+        self._free = sum(1 << order for _, order in snapshot)
+        self._snap = None
 
     def check(self) -> None:
         """Verify every invariant; HeapError naming the first breach."""

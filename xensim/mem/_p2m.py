@@ -34,6 +34,7 @@ class FrameMap:
         #: per array leaf, how many of its entries are present (settling needs no scan)
         self._live: dict[int, int] = {}
         self.count = 0
+        self._snap: tuple | None = None     # snapshot(), until the next change
 
     def _check(self, i: int) -> None:
         if not 0 <= i < self.size:
@@ -86,6 +87,7 @@ class FrameMap:
     def clear_many(self, idx: np.ndarray) -> None:
         """Clear the entries at the indexes ``idx`` (an int64 array inside the map), as
         :meth:`clear` of each in any order would: one :meth:`clear_run` per run of them."""
+        self._snap = None
         idx = np.unique(idx)
         cuts = (np.flatnonzero(np.diff(idx) != 1) + 1).tolist()
         for lo, hi in zip([0, *cuts], [*cuts, idx.size]):
@@ -115,6 +117,7 @@ class FrameMap:
                 self._base[leaf] = arr.item(0) + 1
 
     def set(self, i: int, value: int) -> None:
+        self._snap = None
         self._check(i)
         leaf = i >> SUPERPAGE_ORDER
         arr = self._as_array(leaf)
@@ -130,6 +133,7 @@ class FrameMap:
 
     def set_run(self, i: int, first_value: int, n: int) -> None:
         """Entries [i, i+n) := first_value, first_value+1, ... (or INVALID if first_value is)."""
+        self._snap = None
         self._check(i)
         self._check(i + n - 1)
         while n:
@@ -196,4 +200,17 @@ class FrameMap:
         return int(self._base.nbytes) + sum(a.nbytes for a in self._arrays.values())
 
     def snapshot(self) -> tuple:
-        return (self._base.tobytes(), tuple(sorted((k, v.tobytes()) for k, v in self._arrays.items())))
+        """Hashable contents, equal for equal maps; kept until the map next changes."""
+        if self._snap is None:
+            self._snap = (self._base.tobytes(),
+                          tuple(sorted((k, v.tobytes()) for k, v in self._arrays.items())))
+        return self._snap
+
+    def restore(self, snapshot: tuple, count: int) -> None:
+        """Hold exactly what it held at ``snapshot`` (a :meth:`snapshot`, with its ``count``)."""
+        base, arrays = snapshot
+        self._base = np.frombuffer(base, dtype=np.int64).copy()
+        self._arrays = {k: np.frombuffer(v, dtype=np.int64).copy() for k, v in arrays}
+        self._live = {k: int((a != INVALID).sum()) for k, a in self._arrays.items()}
+        self.count = count
+        self._snap = None

@@ -42,6 +42,17 @@ class RangeSet:
     def runs(self) -> list[tuple[int, int]]:
         return list(zip(self._starts, self._ends))
 
+    def snapshot(self) -> tuple:
+        """Its runs as a tuple of (start, end), in order: equal for equal sets."""
+        return tuple(zip(self._starts, self._ends))
+
+    def restore(self, runs) -> None:
+        """Hold exactly ``runs`` (a :meth:`runs` or :meth:`snapshot` of this set: sorted,
+        disjoint, non-adjacent)."""
+        self._starts = [s for s, _ in runs]
+        self._ends = [e for _, e in runs]
+        self._total = sum(e - s for s, e in runs)
+
     def _index_at(self, x: int) -> int:
         """The index of the run holding ``x``, or -1."""
         i = bisect_right(self._starts, x) - 1

@@ -1,0 +1,398 @@
+"""The undo journal of the fuzzer's ``unchanged`` and ``batch`` checks: :class:`CallJournal`.
+
+It keeps a *shadow* of the machine as it was after the last call that changed it (every
+frame's count_info, type_info and owner, every page-table frame's contents, the superpage
+table, and the small records: the heap's free blocks, the M2P, every domain's records and
+P2M, the live tables, the design's own state), and learns from the machine's event bus
+which frames and page-table frames each call writes (``frames_written``, ``word_changed``,
+``range_get`` / ``range_put``, ``pages_freed``; ``guest_write``).
+After a call it can tell, looking only at what the call wrote, whether the machine still
+equals the shadow (:meth:`~CallJournal.changed`: a refused call must leave no trace),
+bring the shadow up to date (:meth:`~CallJournal.commit`), or put the machine back as
+the shadow has it (:meth:`~CallJournal.rollback`), so that a batch's requests can be
+issued again one by one on the same machine and the two results compared
+(:meth:`~CallJournal.capture`, :meth:`~CallJournal.differs_from`).
+
+A write that no event reports (a raw numpy store) escapes it; :meth:`~CallJournal.verify`
+compares the whole machine with the shadow, and the runner calls it with every full audit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..mem import PDX_GROUP_MASK, PDX_GROUP_SHIFT
+from ..xen import ENTRIES, Machine
+
+__all__ = ["CallJournal", "Capture", "same_small", "small_state"]
+
+#: the events that name frames written (as the incremental auditor's) and page-table
+#: frames written
+_WATCHED = ("frames_written", "word_changed", "range_get", "range_put", "pages_freed",
+            "guest_write")
+_WORDS = ("count_info", "type_info", "owner")
+_DOMAIN_FIELDS = ("tot_pages", "max_pages", "pinned", "marked", "is_dying", "baseptr")
+
+
+def small_state(m: Machine) -> tuple:
+    """The records a call may change besides frames and page-table contents, as plain
+    values: (heap, M2P, domains, live tables, design state, superpage-table bytes).
+    Each domain: (domid, tot_pages, max_pages, pinned, marked, is_dying, baseptr, owned
+    runs, allocated runs, P2M). Dicts and sets are kept in their iteration order, which
+    :meth:`CallJournal.rollback` restores too (the generator's choices follow it);
+    :func:`same_small` compares them as dicts and sets."""
+    doms = tuple(
+        (d.domid, d.tot_pages, d.max_pages, tuple(d.pinned.items()), tuple(d.marked),
+         d.is_dying, d.baseptr, d.owned.snapshot(), d.allocated.snapshot(),
+         (d.p2m.snapshot(), d.p2m.count))
+        for d in m.domains.values())
+    return (m.heap.snapshot(), (m.m2p.snapshot(), m.m2p.count), doms,
+            tuple(m.pt.live.items()), m.superpage.snapshot(), m.spage_table.store.tobytes())
+
+
+def _normal(st: tuple) -> tuple:
+    """:func:`small_state` with its orders taken out (domains by domid, pins, marks and
+    live tables sorted)."""
+    heap, m2p, doms, live, design, spage = st
+    doms = tuple(sorted((d[:3] + (tuple(sorted(d[3])), tuple(sorted(d[4]))) + d[5:]) for d in doms))
+    return (heap, m2p, doms, tuple(sorted(live)), design, spage)
+
+
+def same_small(a: tuple, b: tuple) -> bool:
+    """Are two :func:`small_state` values the same records (orders aside)?"""
+    return a == b or _normal(a) == _normal(b)
+
+
+def _small_difference(m: Machine, a: tuple, b: tuple) -> str | None:
+    """What differs between two :func:`small_state` values (``a`` the machine's side)."""
+    a, b = _normal(a), _normal(b)
+    if a[0] != b[0]:
+        return "the heap's free blocks"
+    if a[1] != b[1]:
+        return "the M2P"
+    da, db = {d[0]: d for d in a[2]}, {d[0]: d for d in b[2]}
+    if set(da) != set(db):
+        return f"domains {sorted(da)} vs {sorted(db)}"
+    for domid, x in da.items():
+        y = db[domid]
+        for k, f in enumerate(_DOMAIN_FIELDS, start=1):
+            if x[k] != y[k]:
+                return f"dom{domid}.{f}: {x[k]} vs {y[k]}"
+        for k, f in ((7, "owned"), (8, "allocated")):
+            if x[k] != y[k]:
+                return f"dom{domid}.{f}"
+        if x[9] != y[9]:
+            return f"dom{domid}'s P2M"
+    if a[3] != b[3]:
+        return "the live page tables"
+    if a[4] != b[4]:
+        return f"the {m.superpage.name} design's own state"
+    if a[5] != b[5]:
+        sa = np.frombuffer(a[5], dtype=np.uint64).reshape(m.spage_table.store.shape)
+        sb = np.frombuffer(b[5], dtype=np.uint64).reshape(sa.shape)
+        w, e = (int(v[0]) for v in np.nonzero(sa != sb))
+        return f"superpage table entry {e} word {w}: {int(sa[w, e]):#x} vs {int(sb[w, e]):#x}"
+    return None
+
+
+@dataclass
+class Capture:
+    """The machine's values at the journal's dirty locations at one moment, and its small
+    records: what a batch left, to compare the same requests issued one by one with."""
+    pages: np.ndarray                 # PDXs, sorted
+    words: np.ndarray                 # (3, len(pages)): count_info, type_info, owner
+    tables: dict[int, np.ndarray]     # MFN -> its 512 entries
+    small: tuple
+
+
+class CallJournal:
+    """The shadow of machine ``m`` and what was written since it was last brought up to
+    date. Subscribed to ``m``'s events while attached."""
+
+    def __init__(self, m: Machine):
+        self.m = m
+        self._subs: list = []
+        #: the machine's small_state as the last differs_from saw it
+        self.last_small: tuple | None = None
+        self.resync()
+        self.attach()
+
+    # -- the event bus ----------------------------------------------------------------
+    def attach(self) -> None:
+        if not self._subs:
+            ev = self.m.events
+            self._subs = [ev.subscribe(n, getattr(self, "_on_" + n)) for n in _WATCHED]
+
+    def detach(self) -> None:
+        for sub in self._subs:
+            self.m.events.unsubscribe(sub)
+        self._subs = []
+
+    def _on_frames_written(self, pdx, n):
+        if n == 1:
+            self._pages.add(pdx)
+        else:
+            self._ranges.append((pdx, n))
+
+    def _on_word_changed(self, page, word, old, new, why):
+        self._pages.add(page)
+
+    def _on_range_get(self, first, n, d, type):
+        self._ranges.append((first, n))
+
+    def _on_range_put(self, first, n, typed):
+        self._ranges.append((first, n))
+
+    def _on_pages_freed(self, pages, owners):
+        self._pages.update(np.asarray(pages).tolist())
+
+    def _on_guest_write(self, mfn, index, old, new):
+        self._mfns.add(mfn)
+
+    # -- the shadow ---------------------------------------------------------------------
+    def resync(self) -> None:
+        """The shadow becomes the machine as it is now; nothing is dirty."""
+        m, ft = self.m, self.m.frame_table
+        self._groups: dict[int, tuple[np.ndarray, ...]] = {}
+        for g in range(ft.n_groups):
+            arrays = ft.written_group(g)
+            if arrays is not None:
+                self._groups[g] = tuple(a.copy() for a in arrays)
+        self._tables = {mfn: m.mem.table(mfn).copy() for mfn in m.mem.frames()}
+        self._small = small_state(m)
+        self._clear()
+
+    def forget(self) -> None:
+        """Nothing is dirty any more (:meth:`changed` found the machine as the shadow)."""
+        self._clear()
+
+    def _clear(self) -> None:
+        self._pages: set[int] = set()
+        self._ranges: list[tuple[int, int]] = []
+        self._mfns: set[int] = set()
+        self._frame_keys = set(self.m.mem.frames())
+        #: the domain objects of now: rollback puts back one a call removed (a dying
+        #: domain goes when its last frame is freed)
+        self._gone = dict(self.m.domains)
+
+    def _shadow_group(self, g: int) -> tuple[np.ndarray, ...]:
+        a = self._groups.get(g)
+        if a is None:                               # never written: as the table starts
+            a = self._groups[g] = tuple(x.copy() for x in self.m.frame_table.initial_group(g))
+        return a
+
+    def dirty_pages(self) -> np.ndarray:
+        """The PDXs written since the shadow was last brought up to date, sorted."""
+        if not self._ranges:
+            return np.array(sorted(self._pages), dtype=np.int64)
+        parts = [np.arange(p, p + n, dtype=np.int64) for p, n in self._ranges]
+        if self._pages:
+            parts.append(np.fromiter(self._pages, dtype=np.int64, count=len(self._pages)))
+        return np.unique(np.concatenate(parts))
+
+    def dirty_tables(self) -> set[int]:
+        """The MFNs whose contents were written (or scrubbed, or first written) since."""
+        keys = set(self.m.mem.frames())
+        return self._mfns | (keys ^ self._frame_keys)
+
+    def _by_group(self, pages: np.ndarray):
+        """(group, positions in ``pages``, offsets in the group) for sorted ``pages``."""
+        if not pages.size:
+            return
+        g0, g1 = int(pages[0]) >> PDX_GROUP_SHIFT, int(pages[-1]) >> PDX_GROUP_SHIFT
+        if g0 == g1:                                # the usual case: one PDX group
+            yield g0, slice(None), pages & PDX_GROUP_MASK
+            return
+        groups = pages >> PDX_GROUP_SHIFT
+        for g in np.unique(groups).tolist():
+            sel = np.flatnonzero(groups == g)
+            yield g, sel, pages[sel] & PDX_GROUP_MASK
+
+    def _words(self, pages: np.ndarray, shadow: bool) -> np.ndarray:
+        """(3, n) words of ``pages`` (sorted), from the shadow or the machine."""
+        out = np.empty((3, pages.size), dtype=np.uint64)
+        ft = self.m.frame_table
+        for g, sel, off in self._by_group(pages):
+            arrays = self._shadow_group(g) if shadow else (ft.written_group(g) or ft.initial_group(g))
+            for k in range(3):
+                out[k, sel] = arrays[k][off]
+        return out
+
+    def _table(self, mfn: int, shadow: bool) -> np.ndarray:
+        if shadow:
+            a = self._tables.get(mfn)
+            return a if a is not None else np.zeros(ENTRIES, dtype=np.uint64)
+        return self.m.mem.table(mfn)
+
+    # -- after a call ---------------------------------------------------------------------
+    def capture(self) -> Capture:
+        """The machine's values at every dirty location, and its small records, now."""
+        pages = self.dirty_pages()
+        return Capture(pages, self._words(pages, shadow=False),
+                       {mfn: self.m.mem.table(mfn).copy() for mfn in self.dirty_tables()},
+                       small_state(self.m))
+
+    def changed(self) -> str | None:
+        """The first difference between the machine and the shadow (None: the calls since
+        the shadow was brought up to date left no trace), looking at what they wrote."""
+        return self.differs_from(None)
+
+    def differs_from(self, cap: Capture | None) -> str | None:
+        """The first difference between the machine and ``cap`` (where ``cap`` has no value,
+        the shadow's), over every location dirty now or in ``cap``; None: equal."""
+        m = self.m
+        pages = self.dirty_pages()
+        tables = self.dirty_tables()
+        if cap is not None:
+            pages = np.union1d(pages, cap.pages)
+            tables = tables | set(cap.tables)
+        if pages.size:
+            now = self._words(pages, shadow=False)
+            want = self._words(pages, shadow=True)
+            if cap is not None and cap.pages.size:
+                want[:, np.searchsorted(pages, cap.pages)] = cap.words
+            bad = now != want
+            if bad.any():
+                k, j = (int(v[0]) for v in np.nonzero(bad))
+                mfn = int(m.pdx_to_mfn(int(pages[j])))
+                return f"mfn {mfn:#x} {_WORDS[k]} {int(now[k, j]):#x} vs {int(want[k, j]):#x}"
+        for mfn in sorted(tables):
+            x = m.mem.table(mfn)
+            y = cap.tables[mfn] if cap is not None and mfn in cap.tables else self._table(mfn, True)
+            if x.tobytes() != y.tobytes():
+                i = int(np.argmax(x != y))
+                return f"contents of frame {mfn:#x}[{i}]: {int(x[i]):#x} vs {int(y[i]):#x}"
+        small = self.last_small = small_state(m)
+        want_small = cap.small if cap is not None else self._small
+        if not same_small(small, want_small):
+            return _small_difference(m, small, want_small) or "the machine's records"
+        return None
+
+    def commit(self, small: tuple | None = None) -> None:
+        """Bring the shadow up to date with the machine over what was written (``small``:
+        the machine's :func:`small_state`, when the caller has it)."""
+        m = self.m
+        pages = self.dirty_pages()
+        if pages.size:
+            ft = m.frame_table
+            for g, _, off in self._by_group(pages):
+                now = ft.written_group(g) or ft.initial_group(g)
+                for x, y in zip(self._shadow_group(g), now):
+                    x[off] = y[off]
+        keys = set(m.mem.frames())
+        for mfn in self.dirty_tables():
+            if mfn in keys:
+                self._tables[mfn] = m.mem.table(mfn).copy()
+            else:
+                self._tables.pop(mfn, None)
+        self._small = small if small is not None else small_state(m)
+        self._clear()
+
+    def rollback(self, small: tuple | None = None) -> None:
+        """Put the machine back as the shadow has it, over what was written since (frames,
+        page-table contents, the small records; ``small``: the machine's small_state, when
+        the caller has it); nothing is dirty after it. Words go back
+        through the frame table's and guest memory's writers, so that every subscriber
+        (the incremental auditor) learns of them."""
+        m, ft = self.m, self.m.frame_table
+        pages = self.dirty_pages()
+        tables = self.dirty_tables()
+        if pages.size:
+            want = self._words(pages, shadow=True)
+            groups = pages >> PDX_GROUP_SHIFT
+            for g in np.unique(groups).tolist():
+                sel = np.flatnonzero(groups == g)
+                # runs of consecutive frames: one writable slice each
+                cuts = np.flatnonzero(np.diff(pages[sel]) != 1) + 1
+                for run in np.split(sel, cuts):
+                    views = ft.slices(int(pages[run[0]]), run.size)
+                    for k in range(3):
+                        views[k][:] = want[k, run]
+        for mfn in sorted(tables):
+            old = self._table(mfn, True)
+            m.mem.write_many(mfn, np.arange(ENTRIES), old.copy())
+        self._restore_small(self._small, small)
+        self._clear()
+
+    def _restore_small(self, st: tuple, now: tuple | None = None) -> None:
+        """The small records as ``st`` (a :func:`small_state`) has them, orders included;
+        only what differs from ``now`` (the machine's small_state) is rebuilt."""
+        m = self.m
+        if now is None:
+            now = small_state(m)
+        heap, m2p, doms, live, design, spage = st
+        if now[0] != heap:
+            m.heap.restore(heap)
+        if now[1] != m2p:
+            m.m2p.restore(*m2p)
+        if now[2] != doms:
+            if not set(m.domains) <= {d[0] for d in doms}:
+                raise AssertionError("a domain appeared in a batch: the journal cannot undo that")
+            was = {rec[0]: rec for rec in now[2]}
+            objs = {rec[0]: self._domain(rec[0]) for rec in doms}
+            if tuple(m.domains) != tuple(objs):
+                m.domains.clear()
+                m.domains.update(objs)
+            for rec in doms:
+                cur = was.get(rec[0])
+                if cur == rec:
+                    continue
+                d = objs[rec[0]]
+                d.tot_pages, d.max_pages = rec[1], rec[2]
+                if cur is None or cur[3] != rec[3]:
+                    d.pinned = dict(rec[3])
+                if cur is None or cur[4] != rec[4]:
+                    d.marked = set(rec[4])
+                d.is_dying, d.baseptr = rec[5], rec[6]
+                if cur is None or cur[7] != rec[7]:
+                    d.owned.restore(rec[7])
+                if cur is None or cur[8] != rec[8]:
+                    d.allocated.restore(rec[8])
+                if cur is None or cur[9] != rec[9]:
+                    d.p2m.restore(*rec[9])
+        if now[3] != live:
+            m.pt.live.clear()
+            m.pt.live.update(live)
+        if now[4] != design:
+            m.superpage.restore(design)
+        if now[5] != spage:
+            m.spage_table.store[...] = np.frombuffer(spage, dtype=np.uint64).reshape(
+                m.spage_table.store.shape)
+
+    def settle(self, cap: Capture) -> None:
+        """After :meth:`differs_from` found the machine equal to ``cap`` (a batch and its
+        requests one by one ended alike): the records take ``cap``'s orders (the call's
+        own run left them so), and the shadow is brought up to date."""
+        if self.last_small != cap.small:
+            self._restore_small(cap.small, self.last_small)
+        self.commit(cap.small)
+
+    def _domain(self, domid: int):
+        d = self.m.domains.get(domid)
+        return d if d is not None else self._gone[domid]    # freed with its last frame
+
+    def verify(self) -> str | None:
+        """The first difference between the whole machine and the shadow (None: equal);
+        with nothing dirty, a difference is a write no event reported."""
+        m, ft = self.m, self.m.frame_table
+        for g in range(ft.n_groups):
+            now = ft.written_group(g)
+            if now is None and g not in self._groups:
+                continue
+            now = now or ft.initial_group(g)
+            for k, (x, y) in enumerate(zip(now, self._shadow_group(g))):
+                if not np.array_equal(x, y):
+                    j = int(np.argmax(x != y))
+                    mfn = int(m.pdx_to_mfn((g << PDX_GROUP_SHIFT) + j))
+                    return f"mfn {mfn:#x} {_WORDS[k]} {int(x[j]):#x} vs {int(y[j]):#x}"
+        for mfn in sorted(set(m.mem.frames()) | set(self._tables)):
+            x, y = m.mem.table(mfn), self._table(mfn, True)
+            if x.tobytes() != y.tobytes():
+                i = int(np.argmax(x != y))
+                return f"contents of frame {mfn:#x}[{i}]: {int(x[i]):#x} vs {int(y[i]):#x}"
+        small = small_state(m)
+        if not same_small(small, self._small):
+            return _small_difference(m, small, self._small) or "the machine's records"
+        return None
