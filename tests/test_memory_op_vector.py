@@ -194,14 +194,30 @@ class TestHypercall:
 
 
 class TestObserved:
-    def test_observers_turn_the_vectorised_path_off(self, m):
+    def test_step_observers_turn_the_vectorised_path_off(self, m):
         assert removal_vectorised(m)
-        for name in ("atomic_step", "word_changed", "frames_written", "range_put",
-                     "pages_freed"):
+        for name in ("atomic_step", "word_changed"):
             with m.events.listening(**{name: lambda *a: None}):
                 assert not removal_vectorised(m)
+        for name in ("frames_written", "range_put", "pages_freed"):   # what was written
+            with m.events.listening(**{name: lambda *a: None}):
+                assert removal_vectorised(m)
         m.concurrent = True
         assert not removal_vectorised(m)
+
+    def test_an_observer_of_what_was_written_sees_the_run(self, m, g):
+        written, freed = set(), []
+
+        def on_written(pdx, n):
+            written.update(range(pdx, pdx + n))
+        with m.events.listening(frames_written=on_written,
+                                pages_freed=lambda pages, owners: freed.append(
+                                    (pages.tolist(), owners.tolist()))):
+            assert decrease(m, g, [0], 9) == 1
+        assert written == set(range(512))
+        assert [p for pages, _ in freed for p in pages] == list(range(512))
+        assert {o for _, owners in freed for o in owners} == {g}
+        assert len(freed) < 512                             # as runs, not frame by frame
 
     def test_an_observer_sees_each_frame_s_word_changes(self, m, g):
         seen, freed = [], []

@@ -1,8 +1,8 @@
 """mmu_update's batch of ordinary writes into one frame that is not a live page table
 (a guest filling an L1 table before pinning it): the first request as usual, the rest
 at once; and the devalidation of an L1 table of scattered frames (RefCounts.put_scattered).
-Each case runs unobserved (the vectorised path) and on an observed copy (a guest_write or
-word_changed subscriber: request by request, entry by entry) and asserts the same rc,
+Each case runs unobserved (the vectorised path) and on an observed copy (a word_changed
+subscriber, a step observer: request by request, entry by entry) and asserts the same rc,
 done count and machine; and the statistics against hand-computed figures.
 
 The 64 MiB machine (conftest.small_machine); the guest owns the superpage at MFN 0.
@@ -39,12 +39,22 @@ def same_batch(m: Machine, caller: int, reqs, expected: tuple[int, int]) -> Mach
     """The batch on ``m`` and, request by request, on an observed copy: same answer and
     machine, and the same entries written. The copy is returned."""
     t = copy.deepcopy(m)
-    writes = []
-    with t.events.listening(guest_write=lambda *a: writes.append(a)):
+    loop, at_once = set(), set()
+    with t.events.listening(word_changed=lambda *a: None,
+                            guest_write=lambda *a: loop.update(_written(*a))):
         assert batch(t, caller, reqs) == expected
-    assert batch(m, caller, reqs) == expected
+    with m.events.listening(guest_write=lambda *a: at_once.update(_written(*a))):
+        assert batch(m, caller, reqs) == expected        # an observer of writes: still at once
     assert machine_state(m) == machine_state(t)
+    assert at_once == loop                 # the same entries changed, as guest_write says
     return t
+
+
+def _written(mfn, index, old, new) -> set:
+    """The (mfn, index) pairs one guest_write event changed (one entry, or arrays of them;
+    a store of the value already there changes nothing)."""
+    index, old, new = (np.atleast_1d(x) for x in np.broadcast_arrays(index, old, new))
+    return {(mfn, int(i)) for i, a, b in zip(index, old, new) if a != b}
 
 
 @pytest.fixture
@@ -126,7 +136,7 @@ class TestPlainWriteBatch:
         t = copy.deepcopy(m)
         with pytest.raises(OverflowError):
             batch(m, g, huge)
-        with t.events.listening(guest_write=lambda *a: None), pytest.raises(OverflowError):
+        with t.events.listening(word_changed=lambda *a: None), pytest.raises(OverflowError):
             batch(t, g, huge)
         assert machine_state(m) == machine_state(t)
 
@@ -190,13 +200,16 @@ class TestScatteredDevalidation:
 
     def test_put_scattered_refuses_while_observed_or_for_a_table_type(self, m, g):
         pages = np.array([0x100, 0x101], dtype=np.int64)
-        with m.events.listening(frames_written=lambda *a: None):
+        with m.events.listening(word_changed=lambda *a: None):
             assert m.refs.put_scattered(pages, np.array([False, False])) is False
         assert ext(m, g, MmuextOp(MMUEXT_PIN_L1_TABLE, 0x101)) == (0, 1)
         snap = m.snapshot()
         assert m.refs.put_scattered(pages, np.array([False, True])) is False   # an L1 table
         assert m.same_as(snap)
         assert m.refs.get_page(0x100, g) and m.refs.get_page(0x101, g)
-        assert m.refs.put_scattered(pages, np.array([False, False])) is True
+        written = []
+        with m.events.listening(frames_written=lambda p, n: written.append((p, n))):
+            assert m.refs.put_scattered(pages, np.array([False, False])) is True
+        assert written == [(0x100, 1), (0x101, 1)]       # an observer of writes sees them
         assert m.frame_table.count_info(0x100) == PGC_state_inuse | PGC_allocated | 1
         assert m.frame_table.count_info(0x101) == PGC_state_inuse | PGC_allocated | 2

@@ -4,8 +4,10 @@ It keeps a *shadow* of the machine as it was after the last call that changed it
 frame's count_info, type_info and owner, every page-table frame's contents, the superpage
 table, and the small records: the heap's free blocks, the M2P, every domain's records and
 P2M, the live tables, the design's own state), and learns from the machine's event bus
-which frames and page-table frames each call writes (``frames_written``, ``word_changed``,
-``range_get`` / ``range_put``, ``pages_freed``; ``guest_write``).
+which frames and page-table frames each call writes (``frames_written``, ``range_get`` /
+``range_put``, ``pages_freed``; ``guest_write``). It does not listen to ``word_changed``
+(every scalar word change is a ``frames_written`` too): the vectorised forms, which step
+observers such as the tracer turn off, stay on.
 After a call it can tell, looking only at what the call wrote, whether the machine still
 equals the shadow (:meth:`~CallJournal.changed`: a refused call must leave no trace),
 bring the shadow up to date (:meth:`~CallJournal.commit`), or put the machine back as
@@ -30,8 +32,7 @@ __all__ = ["CallJournal", "Capture", "same_small", "small_state"]
 
 #: the events that name frames written (as the incremental auditor's) and page-table
 #: frames written
-_WATCHED = ("frames_written", "word_changed", "range_get", "range_put", "pages_freed",
-            "guest_write")
+_WATCHED = ("frames_written", "range_get", "range_put", "pages_freed", "guest_write")
 _WORDS = ("count_info", "type_info", "owner")
 _DOMAIN_FIELDS = ("tot_pages", "max_pages", "pinned", "marked", "is_dying", "baseptr")
 
@@ -135,9 +136,6 @@ class CallJournal:
             self._pages.add(pdx)
         else:
             self._ranges.append((pdx, n))
-
-    def _on_word_changed(self, page, word, old, new, why):
-        self._pages.add(page)
 
     def _on_range_get(self, first, n, d, type):
         self._ranges.append((first, n))

@@ -189,11 +189,12 @@ VECTOR_MIN_FRAMES = 16
 
 def removal_vectorised(m) -> bool:
     """May decrease_reservation remove a run of frames at once? Not while the explorer
-    interleaves CPUs, nor while anything observes frames (atomic steps, word changes,
-    stores, ranges, frees): those observers see the per-frame loop's events."""
+    interleaves CPUs, nor while anything observes the steps (atomic steps, word changes:
+    the tracer and the explorer see the per-frame loop's). Observers of what was written
+    (``frames_written``, ``pages_freed``: the incremental auditor, the fuzzer's journal)
+    get the run's writes and frees as the run form of those events."""
     ev = m.events
-    return (not m.concurrent and ev.atomic_step is None and ev.word_changed is None
-            and ev.frames_written is None and ev.range_put is None and ev.pages_freed is None)
+    return not m.concurrent and ev.atomic_step is None and ev.word_changed is None
 
 
 def _simple_prefix(m, d: Domain, mfn: int, n: int) -> tuple[int, int, np.ndarray]:

@@ -227,9 +227,8 @@ def _plain_write_batch(m, reqs: list[MmuUpdate], done, pt_owner, pg_owner,
     same TLB stamp), so their writes are done at once with the loop's statistics.
     None: not such a batch (the ordinary path runs it), or something observes."""
     ev = m.events
-    if (ev.atomic_step is not None or ev.word_changed is not None or ev.observe_request
-            is not None or ev.frames_written is not None or ev.guest_write is not None):
-        return None
+    if ev.atomic_step is not None or ev.word_changed is not None or ev.observe_request is not None:
+        return None                      # the steps are observed (what is written may be)
     ptrs = [r.ptr & _U64 for r in reqs]
     table = ptrs[0] >> PAGE_SHIFT
     if any(p >> PAGE_SHIFT != table or p & MMU_CMD_MASK not in (MMU_NORMAL_PT_UPDATE,

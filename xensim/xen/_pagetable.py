@@ -418,7 +418,7 @@ class PageTables:
         n = int(present.size)
         ev = self.m.events
         if (n < 64 or ev.observe_entry_get is not None or ev.observe_entry_put is not None
-                or ev.observe_range is not None or ev.word_changed is not None):
+                or ev.word_changed is not None):
             return None
         e = entries[present]
         addr = np.uint64(PADDR_MASK)

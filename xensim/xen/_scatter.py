@@ -27,12 +27,10 @@ class ScatteredPuts:
     def put_scattered(self, pages: np.ndarray, typed: np.ndarray) -> bool:
         """put_page_type (where ``typed``) then put_page for each of ``pages`` (PDXs, int64,
         repeats allowed), as the loop in that order would. False, and nothing changed,
-        while anything observes frames, or when a count would fall below 0 or a typed
+        while anything observes the steps (atomic steps, word changes), or when a count would fall below 0 or a typed
         frame is not writable or shared (the loop then raises, or devalidates)."""
-        ev = self.events
-        if (self.atomic_step is not None or self.word_changed is not None
-                or ev.frames_written is not None or ev.pages_freed is not None):
-            return False
+        if self.atomic_step is not None or self.word_changed is not None:
+            return False                 # the steps are observed (what is written may be)
         uniq, inv = np.unique(pages, return_inverse=True)
         refs = np.bincount(inv, minlength=uniq.size)
         trefs = np.bincount(inv, weights=typed, minlength=uniq.size).astype(np.int64)
