@@ -38,7 +38,7 @@ from ..mem import (DOMID_INVALID, PAGE_SHIFT, PGC_state_free, PGT_l4_page_table,
 
 _U = np.uint64
 #: the events the auditor listens to (what was written since the last check)
-WATCHED = ("frames_written", "word_changed", "range_get", "range_put", "pages_freed",
+WATCHED = ("frames_written", "range_get", "range_put", "pages_freed",
            "spage_cmpxchg", "spage_write", "spage_write_many", "guest_write")
 
 
