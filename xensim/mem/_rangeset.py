@@ -34,7 +34,8 @@ class RangeSet:
         return "RangeSet(" + ", ".join(f"[{s:#x}, {e:#x})" for s, e in self._runs.items()) + ")"
 
     def runs(self) -> list[tuple[int, int]]:
-        return list(self._runs.items())
+        # the plain dict's items, sorted: several times faster than the SortedDict's view
+        return sorted(dict.items(self._runs))
 
     def _run_at(self, x: int) -> tuple[int, int] | None:
         i = self._runs.bisect_right(x) - 1

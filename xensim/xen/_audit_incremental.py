@@ -37,6 +37,8 @@ from ..mem import (DOMID_INVALID, PAGE_SHIFT, PGC_state_free, PGT_l4_page_table,
                    SUPERPAGE_ORDER, SUPERPAGE_PAGES)
 
 _U = np.uint64
+#: at most this many frames: converted one by one (more: as arrays)
+_SMALL = 64
 #: the events the auditor listens to (what was written since the last check)
 WATCHED = ("frames_written", "word_changed", "range_get", "range_put", "pages_freed",
            "spage_cmpxchg", "spage_write", "spage_write_many", "guest_write")
@@ -115,6 +117,7 @@ class IncrementalAuditor:
         #: live tables: page -> (level, domid, its 512 entries as last seen)
         self._tables: dict[int, tuple[int, int, np.ndarray]] = {}
         self._table_mfns: dict[int, int] = {}             # their MFNs -> pages
+        self._live: dict[int, tuple[int, int]] = dict(m.pt.live)   # page -> (level, domid)
         #: reverse map: target mfn -> {(table page, index): entry}; PSE entries by superpage
         self._rev: dict[int, dict[tuple[int, int], int]] = {}
         self._pse: dict[int, dict[tuple[int, int], int]] = {}
@@ -189,17 +192,21 @@ class IncrementalAuditor:
         pages = list(self._pages)
         for pdx, n in self._ranges:
             pages.extend(range(pdx, pdx + n))
-        if pages:
+        if len(pages) > _SMALL:
             mfns = np.asarray(m.pdx_to_mfn(np.asarray(pages, dtype=np.uint64)), dtype=np.int64)
             dirty.frames.update(mfns.tolist())
+        else:
+            to_mfn = m.pdx_to_mfn
+            dirty.frames.update(int(to_mfn(p)) for p in pages)
         for spdx in self._spdx:                          # words only: the frames' runs
             dirty.words.add(int(m.pdx_to_mfn(spdx << SUPERPAGE_ORDER)))   # follow entries, marks
         # the live tables and their contents
         live, tables = m.pt.live, self._tables
         touched = {m.mfn_to_page(mfn) for mfn in self._contents if m.mfn_valid(mfn)}
-        if live.keys() != tables.keys() or any(tables[p][:2] != v for p, v in live.items()):
+        if live != self._live:                           # tables made live, dead, re-owned
             touched.update(p for p in live.keys() | tables.keys()
                            if live.get(p) != (tables[p][:2] if p in tables else None))
+            self._live = dict(live)
         table_mfns = self._table_mfns                    # e.g. a table frame scrubbed
         touched.update(table_mfns[mfn] for mfn in dirty.frames & table_mfns.keys())
         for page in touched:
@@ -252,30 +259,25 @@ class IncrementalAuditor:
         dirty.frames |= now | self._extra_frames
         self._extra_frames = now
         fset = dirty.frames
-        frames = np.fromiter(fset, np.int64, len(fset))
-        frames.sort()
-        frames = frames[_in_runs(frames, m.memmap.frame_ranges)]     # RAM frames
+        frames = _ram_frames(fset, m.memmap.frame_ranges)
+        runs = _runs_of(frames)
         sps = dirty.superpages | dirty.words
-        if frames.size:
-            spdx = np.unique(np.asarray(m.mfn_to_pdx(frames.astype(np.uint64)), dtype=np.int64)
-                             >> SUPERPAGE_ORDER)
-            sps.update(np.asarray(m.pdx_to_mfn((spdx << SUPERPAGE_ORDER).astype(np.uint64)),
-                                  dtype=np.int64).tolist())
+        sps.update(_superpages_of(m, frames))
         exp = self._expected(fset, sps, extra)
         for c in exp.conflicts:
             rep.add(c)
         owned_all = owned_runs_of(m, rep)
-        owned = _clip(owned_all, frames)
-        if not self._partition_ok(frames, owned):
+        owned = _clip(owned_all, runs)
+        if not self._partition_ok(frames, runs, owned):
             check_partition(m, owned_all, m.heap.free_ranges(), rep)
         recount(m, owned, exp, rep)
-        entries = m.spage_table.entry_indexes(
-            np.asarray(m.mfn_to_pdx(np.array(sorted(sps), dtype=np.uint64)),
-                       dtype=np.int64) >> SUPERPAGE_ORDER) if sps else np.empty(0, np.int64)
-        check_spage_entries(m, exp, rep, set(int(e) for e in entries if e >= 0))
+        table = m.spage_table
+        entries = {table.entry_index(m.mfn_to_page(sp) >> SUPERPAGE_ORDER) for sp in sps}
+        entries.discard(-1)
+        check_spage_entries(m, exp, rep, entries)
         check_holders(exp, lambda mfn: owner_of(owned_all, mfn), rep)
-        self.frames_checked += int(frames.size)
-        rep.frames_checked = int(frames.size)
+        self.frames_checked += len(frames)
+        rep.frames_checked = len(frames)
         self.last_frames, self.last_superpages = fset, sps
         return rep
 
@@ -299,32 +301,29 @@ class IncrementalAuditor:
         as of the last check, sorted."""
         return sorted(mfns & (self._pse if pse else self._rev).keys())
 
-    def _partition_ok(self, frames: np.ndarray, owned) -> bool:
-        """Each of ``frames`` (RAM) is owned once or free, and a free one is as at boot;
-        else the full partition check reports what is wrong, as the full audit does."""
+    def _partition_ok(self, frames: list, runs: list, owned) -> bool:
+        """Each of ``frames`` (RAM, sorted; ``runs``: theirs) is owned once or free, and a
+        free one is as at boot; else the full partition check reports what is wrong, as
+        the full audit does."""
         m = self.m
         if sum(len(d.owned) for d in m.domains.values()) + m.heap.free_frames != m.memmap.ram_frames:
             return False
-        n_owned = sum(e - s for s, e, _ in owned)
-        owned_set = np.zeros(frames.size, dtype=bool)
-        for s, e, _ in owned:
-            lo, hi = np.searchsorted(frames, [s, e])
-            if owned_set[lo:hi].any():
+        free = [r for s, e in runs for r in m.heap.free_in(s, e)]
+        # owned (clipped to the runs) and free parts, disjoint, cover the frames exactly
+        parts = sorted([(s, e) for s, e, _ in owned] + free)
+        end = -1
+        for s, e in parts:
+            if s < end:
                 return False
-            owned_set[lo:hi] = True
-        if int(owned_set.sum()) != n_owned:
+            end = e
+        if sum(e - s for s, e in parts) != len(frames):
             return False
-        for s, e in _runs_of(frames):
-            for lo, hi in m.heap.free_in(s, e):
-                a, b = np.searchsorted(frames, [lo, hi])
-                if owned_set[a:b].any():
+        for lo, hi in free:
+            for pdx, k in m._pdx_runs(lo, hi - lo):
+                ci, ti, owner = m.frame_table.read_slices(pdx, k)
+                if ((ci != _U(PGC_state_free)) | (ti != 0) | (owner != DOMID_INVALID)).any():
                     return False
-                owned_set[a:b] = True                    # accounted: free
-                for pdx, k in m._pdx_runs(lo, hi - lo):
-                    ci, ti, owner = m.frame_table.read_slices(pdx, k)
-                    if ((ci != _U(PGC_state_free)) | (ti != 0) | (owner != DOMID_INVALID)).any():
-                        return False
-        return bool(owned_set.all())
+        return True
 
     def _expected(self, frames: set, sps: set, extra: Expected) -> Expected:
         """What contributors say ``frames`` and superpages ``sps`` hold, in the full audit's
@@ -336,10 +335,12 @@ class IncrementalAuditor:
                 mfn = int(m.pdx_to_mfn(page))
                 if mfn in frames:
                     exp.typed(mfn, d.domid, type)
-        order = {page: k for k, page in enumerate(m.pt.live)}
+        order = _LiveOrder(m.pt.live)
         tables = self._tables
         for target in sorted(frames & self._rev.keys()):
-            for (page, i), e in sorted(self._rev[target].items(), key=lambda x: (order[x[0][0]], x[0][1])):
+            ents = self._rev[target]
+            for (page, i), e in (sorted(ents.items(), key=order.of) if len(ents) > 1
+                                 else ents.items()):
                 level, domid, _ = tables[page]
                 if level == 1:
                     if e & _PAGE_RW:
@@ -354,7 +355,9 @@ class IncrementalAuditor:
                     exp.typed(target, domid, CHILD_TYPES[level])
         pse: dict[int, list[int]] = {}
         for sp in sorted(sps & self._pse.keys()):
-            for (page, i), e in sorted(self._pse[sp].items(), key=lambda x: (order[x[0][0]], x[0][1])):
+            ents = self._pse[sp]
+            for (page, i), e in (sorted(ents.items(), key=order.of) if len(ents) > 1
+                                 else ents.items()):
                 domid = tables[page][1]
                 c = pse.setdefault(sp, [0, 0, domid])
                 c[1 if e & _PAGE_RW else 0] += 1
@@ -371,6 +374,22 @@ class IncrementalAuditor:
                   spdx)
         exp.merge(extra, frames)                         # the machine's other contributors
         return exp
+
+
+class _LiveOrder:
+    """The full audit's order of live entries (tables in ``live``'s order, then index),
+    built only when two entries to one frame must be ordered."""
+    __slots__ = ("live", "rank")
+
+    def __init__(self, live):
+        self.live, self.rank = live, None
+
+    def of(self, item) -> tuple[int, int]:
+        """The sort key of an item ((table page, index), entry) of the reverse map."""
+        if self.rank is None:
+            self.rank = {page: k for k, page in enumerate(self.live)}
+        (page, i), _ = item
+        return self.rank[page], i
 
 
 class _Dirty:
@@ -413,31 +432,53 @@ def _sym_diff(a, b) -> list[tuple[int, int]]:
     return out
 
 
-def _in_runs(frames: np.ndarray, runs) -> np.ndarray:
-    """Which of sorted ``frames`` lie in one of the half-open ``runs``."""
-    ok = np.zeros(frames.size, dtype=bool)
-    for s, e in runs:
-        lo, hi = np.searchsorted(frames, [s, e])
+def _ram_frames(frames: set, ram) -> list[int]:
+    """Those of ``frames`` in one of the half-open ``ram`` runs, sorted."""
+    if len(frames) <= _SMALL:
+        return sorted(f for f in frames if any(s <= f < e for s, e in ram))
+    a = np.fromiter(frames, np.int64, len(frames))
+    a.sort()
+    ok = np.zeros(a.size, dtype=bool)
+    for s, e in ram:
+        lo, hi = np.searchsorted(a, [s, e])
         ok[lo:hi] = True
-    return ok
+    return a[ok].tolist()
 
 
-def _runs_of(frames: np.ndarray) -> list[tuple[int, int]]:
+def _superpages_of(m, frames: list) -> set[int]:
+    """The first MFNs of the superpages (by PDX) of ``frames``."""
+    if len(frames) > _SMALL:
+        spdx = np.unique(np.asarray(m.mfn_to_pdx(np.asarray(frames, dtype=np.uint64)),
+                                    dtype=np.int64) >> SUPERPAGE_ORDER)
+        return set(np.asarray(m.pdx_to_mfn((spdx << SUPERPAGE_ORDER).astype(np.uint64)),
+                              dtype=np.int64).tolist())
+    to_pdx, to_mfn = m.mfn_to_pdx, m.pdx_to_mfn
+    return {int(to_mfn((to_pdx(f) >> SUPERPAGE_ORDER) << SUPERPAGE_ORDER)) for f in frames}
+
+
+def _runs_of(frames: list) -> list[tuple[int, int]]:
     """Sorted distinct ``frames`` as half-open runs of consecutive MFNs."""
-    if not frames.size:
-        return []
-    cuts = np.flatnonzero(np.diff(frames) != 1) + 1
-    starts = np.concatenate(([0], cuts))
-    ends = np.concatenate((cuts, [frames.size]))
-    return [(int(frames[a]), int(frames[b - 1]) + 1) for a, b in zip(starts, ends)]
+    if len(frames) > _SMALL:
+        a = np.asarray(frames, dtype=np.int64)
+        cuts = np.flatnonzero(np.diff(a) != 1) + 1
+        starts = np.concatenate(([0], cuts)).tolist()
+        ends = np.concatenate((cuts, [a.size])).tolist()
+        return [(frames[i], frames[j - 1] + 1) for i, j in zip(starts, ends)]
+    out = []
+    for f in frames:
+        if out and out[-1][1] == f:
+            out[-1] = (out[-1][0], f + 1)
+        else:
+            out.append((f, f + 1))
+    return out
 
 
-def _clip(owned_runs, frames: np.ndarray) -> list:
+def _clip(owned_runs, runs: list) -> list:
     """The parts of ``owned_runs`` ((start, end, domain), sorted by start, disjoint unless
-    the records are broken) that are runs of ``frames``."""
+    the records are broken) inside ``runs`` (sorted, disjoint)."""
     out = []
     starts = [r[0] for r in owned_runs]
-    for s, e in _runs_of(frames):
+    for s, e in runs:
         i = max(bisect_right(starts, s) - 1, 0)
         while i < len(owned_runs) and owned_runs[i][0] < e:
             os_, oe, d = owned_runs[i]
