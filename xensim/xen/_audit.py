@@ -209,10 +209,11 @@ def owned_runs_of(m, rep: AuditReport) -> list:
     return owned_runs
 
 
-def recount(m, owned_runs, exp: Expected, rep: AuditReport) -> None:
+def recount(m, owned_runs, exp: Expected, rep: AuditReport, pins: dict | None = None) -> None:
     """Compare the frames of ``owned_runs`` ((start, end, domain), each run owned by its
-    domain) with what ``exp``, the domain's allocations and its pins say they hold."""
-    allocs, pins = _DomainRuns(), {}
+    domain) with what ``exp``, the domain's allocations and its pins say they hold
+    (``pins``: domid -> the MFNs it pinned, if the caller has them; else read here)."""
+    allocs, pins = _DomainRuns(), {} if pins is None else pins
     if sum(e - s for s, e, _ in owned_runs) <= SMALL_RECOUNT:
         # a few frames (the incremental auditor's usual recount): frame by frame; a run
         # where anything differs is recounted again below, so that it reads the same
