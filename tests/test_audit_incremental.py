@@ -249,6 +249,25 @@ def test_isolation_since_reads_as_isolation():
     assert isolation_since(m, lay.inc) == msg
 
 
+def test_isolation_since_sees_a_marked_superpage_handed_over():
+    """A frame of a marked superpage no entry maps, handed to dom0 behind the simulator's
+    back: isolation_since, which looks only at the marks among what was recounted, names
+    the mark as isolation does; a check later, with nothing recounted, it is silent."""
+    from xensim.fuzz import isolation, isolation_since
+    lay = Layout()
+    m = lay.m
+    sp = next(mfn for mfn in lay.k.superpage_mfns(0, 4) if mfn != 0x200)
+    assert lay.k.mark_superpage(sp) == 0
+    assert lay.inc.check().ok and isolation_since(m, lay.inc) is None
+    m.frame_table.set_owner(m.mfn_to_page(sp + 7), 0)
+    assert [str(d) for d in lay.inc.check().differences] == [
+        f"mfn {sp + 7:#x} owner: expected {lay.d}, actual 0"]
+    msg = f"dom{lay.d} marked superpage {sp:#x}, not all its own"
+    assert isolation(m) == isolation_since(m, lay.inc) == msg
+    assert lay.inc.check().ok and lay.inc.last_frames == set()
+    assert isolation_since(m, lay.inc) is None and isolation(m) == msg
+
+
 def test_a_disagreement_is_a_violation_of_its_own():
     """A write the incremental auditor never hears of (here: it is detached) is found by
     the full audit alone: with both, that is an audit-disagreement, not an audit finding."""

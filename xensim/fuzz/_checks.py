@@ -135,8 +135,9 @@ def isolation_since(m: Machine, auditor: IncrementalAuditor) -> str | None:
     for sp in auditor.mapped(auditor.last_superpages, pse=True):
         valid = m.mfn_valid(sp) and m.mfn_valid(sp + SUPERPAGE_PAGES - 1)
         o = ft.read_slices(m.mfn_to_page(sp), SUPERPAGE_PAGES)[2] if valid else None
-        owners = set(np.unique(o).tolist()) if valid else None   # one domain's 512, or not
-        if valid and len(owners) == 1 and auditor.mapping_domains(sp, pse=True) == owners:
+        # all 512 one domain's (its owners: that one), or not (None)
+        owners = {int(o[0])} if valid and (o == o[0]).all() else None
+        if owners is not None and auditor.mapping_domains(sp, pse=True) == owners:
             continue
         for table, level, domid, i, e in auditor.entries_to(sp, pse=True):
             where = f"dom{domid}'s L{level} table {table:#x}[{i}] = {e:#x}"

@@ -15,6 +15,9 @@ class RangeSet:
     def __init__(self, runs: list[tuple[int, int]] | None = None):
         self._runs = SortedDict()        # start -> end, disjoint, non-adjacent
         self._total = 0
+        #: how many times :meth:`add` or :meth:`remove` changed the set (an observer
+        #: that copied :meth:`runs` reads them again only when this moved)
+        self.version = 0
         for s, e in runs or ():
             self.add(s, e)
 
@@ -76,6 +79,7 @@ class RangeSet:
         if end in self._runs:                          # merge with the run after
             end = self._runs.pop(end)
         self._runs[start] = end
+        self.version += 1
 
     def remove(self, start: int, end: int) -> None:
         """Remove [start, end); every member must be present."""
@@ -91,3 +95,4 @@ class RangeSet:
         if end < e:
             self._runs[end] = e
         self._total -= end - start
+        self.version += 1

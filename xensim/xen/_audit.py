@@ -214,12 +214,12 @@ def recount(m, owned_runs, exp: Expected, rep: AuditReport, pins: dict | None = 
     domain) with what ``exp``, the domain's allocations and its pins say they hold
     (``pins``: domid -> the MFNs it pinned, if the caller has them; else read here)."""
     allocs, pins = _DomainRuns(), {} if pins is None else pins
-    if sum(e - s for s, e, _ in owned_runs) <= SMALL_RECOUNT:
-        # a few frames (the incremental auditor's usual recount): frame by frame; a run
-        # where anything differs is recounted again below, so that it reads the same
-        owned_runs = [r for r in owned_runs if not _small_run_same(m, r, exp, allocs, pins, rep)]
-        if not owned_runs:
-            return
+    # a run of a few frames (the incremental auditor's usual recount): frame by frame; one
+    # where anything differs is recounted again below, so that it reads the same
+    owned_runs = [r for r in owned_runs if r[1] - r[0] > SMALL_RUN
+                  or not _small_run_same(m, r, exp, allocs, pins, rep)]
+    if not owned_runs:
+        return
     # the contributors' single-frame expectations as arrays (each MFN once), sliced per run
     ref_mfn = np.fromiter(exp.refs.keys(), dtype=np.int64, count=len(exp.refs))
     ref_n = np.fromiter(exp.refs.values(), dtype=np.int64, count=len(exp.refs))
@@ -261,8 +261,8 @@ def recount(m, owned_runs, exp: Expected, rep: AuditReport, pins: dict | None = 
         _compare_run(m, d, s, mfns, e_count, e_alloc, e_type, e_tcount, e_pinned, rep)
 
 
-#: at most this many frames in one :func:`recount`: compared frame by frame first
-SMALL_RECOUNT = 96
+#: a run of at most this many frames is compared frame by frame first (faster than arrays)
+SMALL_RUN = 32
 
 
 class _DomainRuns:
@@ -320,9 +320,13 @@ def _small_run_same(m, run, exp: Expected, allocs: _DomainRuns, pins: dict,
                     typ, tcount = r_type, tcount + 1
         want.append(((count | PGC_state_inuse | (PGC_allocated if a else 0)),
                      tcount | (PGT_pinned if mfn in pinned else 0), typ if tcount else -1))
-    off, domid = 0, d.domid
+    off, domid, ft = 0, d.domid, m.frame_table
     for pdx, k in m._pdx_runs(s, e - s):
-        ci, ti, owner = (x.tolist() for x in m.frame_table.read_slices(pdx, k))
+        if k <= 4:                                       # a word at a time: no copies
+            ci, ti, owner = ([read(pdx + j) for j in range(k)]
+                             for read in (ft.count_info, ft.type_info, ft.owner))
+        else:
+            ci, ti, owner = (x.tolist() for x in ft.read_slices(pdx, k))
         for j in range(k):
             w_ci, w_ti, w_type = want[off + j]
             t = ti[j]

@@ -219,8 +219,8 @@ class IncrementalAuditor:
         # the domains' records
         for domid in set(m.domains) | set(self._doms):
             d = m.domains.get(domid)
-            now = _record(d) if d is not None else None
             was = self._doms.get(domid)
+            now = _record(d, was) if d is not None else None
             if now != was:
                 self._record_changed(was, now, dirty)
                 self._owned_all = self._pins = None
@@ -470,10 +470,17 @@ def _start(run) -> int:
     return run[0]
 
 
-def _record(d) -> tuple:
-    """A domain's records as the auditor compares them between checks."""
-    return (d.owned.runs(), d.allocated.runs(), dict(d.pinned),
-            frozenset(d.marked), d.baseptr, id(d))
+def _record(d, was: tuple | None = None) -> tuple:
+    """A domain's records as the auditor compares them between checks: its owned and
+    allocated runs (those of ``was``, its previous record, if the sets have not changed
+    since), pins, marks, base pointer, and which objects they are."""
+    owned, allocated = d.owned, d.allocated
+    sets = (id(d), id(owned), owned.version, id(allocated), allocated.version)
+    if was is not None and was[5] == sets:
+        runs = was[0], was[1]
+    else:
+        runs = owned.runs(), allocated.runs()
+    return (runs[0], runs[1], dict(d.pinned), frozenset(d.marked), d.baseptr, sets)
 
 
 def _sym_diff(a, b) -> list[tuple[int, int]]:
