@@ -209,11 +209,13 @@ def owned_runs_of(m, rep: AuditReport) -> list:
     return owned_runs
 
 
-def recount(m, owned_runs, exp: Expected, rep: AuditReport, pins: dict | None = None) -> None:
+def recount(m, owned_runs, exp: Expected, rep: AuditReport, pins: dict | None = None,
+            allocated: dict | None = None) -> None:
     """Compare the frames of ``owned_runs`` ((start, end, domain), each run owned by its
     domain) with what ``exp``, the domain's allocations and its pins say they hold
-    (``pins``: domid -> the MFNs it pinned, if the caller has them; else read here)."""
-    allocs, pins = _DomainRuns(), {} if pins is None else pins
+    (``pins``: domid -> the MFNs it pinned, ``allocated``: domid -> its allocated runs,
+    sorted, if the caller has them; else read here)."""
+    allocs, pins = _DomainRuns(allocated), {} if pins is None else pins
     # a run of a few frames (the incremental auditor's usual recount): frame by frame; one
     # where anything differs is recounted again below, so that it reads the same
     owned_runs = [r for r in owned_runs if r[1] - r[0] > SMALL_RUN
@@ -266,16 +268,20 @@ SMALL_RUN = 32
 
 
 class _DomainRuns:
-    """The domains' allocated runs, read once per recount (by domid)."""
+    """The domains' allocated runs, read once per recount (by domid; ``given``: those the
+    caller has already)."""
 
-    def __init__(self):
+    def __init__(self, given: dict | None = None):
+        self.given = given or {}
         self.runs: dict[int, tuple[list, list]] = {}
 
     def overlapping(self, d, s: int, e: int) -> list[tuple[int, int]]:
         """The allocated runs of ``d`` that overlap [s, e)."""
         got = self.runs.get(d.domid)
         if got is None:
-            runs = d.allocated.runs()
+            runs = self.given.get(d.domid)
+            if runs is None:
+                runs = d.allocated.runs()
             got = self.runs[d.domid] = (runs, [r[0] for r in runs])
         runs, starts = got
         i = max(bisect_right(starts, s) - 1, 0)

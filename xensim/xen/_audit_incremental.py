@@ -274,7 +274,8 @@ class IncrementalAuditor:
         owned = _clip(owned_all, starts, runs)
         if not self._partition_ok(n_frames, runs, owned):
             check_partition(m, owned_all, m.heap.free_ranges(), rep)
-        recount(m, owned, exp, rep, self._pinned_mfns())
+        recount(m, owned, exp, rep, self._pinned_mfns(),
+                {domid: rec[1] for domid, rec in self._doms.items()})
         table = m.spage_table
         entries = {table.entry_index(m.mfn_to_page(sp) >> SUPERPAGE_ORDER) for sp in sps}
         entries.discard(-1)
