@@ -192,16 +192,16 @@ class IncrementalAuditor:
         m = self.m
         self.checks += 1
         dirty = _Dirty()
-        # frames written (PDX -> MFN)
-        pages = list(self._pages)
-        for pdx, n in self._ranges:
-            pages.extend(range(pdx, pdx + n))
-        if len(pages) > _SMALL:
-            mfns = np.asarray(m.pdx_to_mfn(np.asarray(pages, dtype=np.uint64)), dtype=np.int64)
-            dirty.frames.update(mfns.tolist())
+        # frames written (PDX -> MFN): a few one by one, more as arrays
+        if len(self._pages) + sum(n for _, n in self._ranges) > _SMALL:
+            pdx = np.concatenate([np.fromiter(self._pages, np.uint64, len(self._pages))]
+                                 + [np.arange(p, p + n, dtype=np.uint64) for p, n in self._ranges])
+            dirty.frames.update(np.asarray(m.pdx_to_mfn(pdx), dtype=np.int64).tolist())
         else:
             to_mfn = m.pdx_to_mfn
-            dirty.frames.update(int(to_mfn(p)) for p in pages)
+            dirty.frames.update(int(to_mfn(p)) for p in self._pages)
+            for first, n in self._ranges:
+                dirty.frames.update(int(to_mfn(p)) for p in range(first, first + n))
         for spdx in self._spdx:                          # words only: the frames' runs
             dirty.words.add(int(m.pdx_to_mfn(spdx << SUPERPAGE_ORDER)))   # follow entries, marks
         # the live tables and their contents
