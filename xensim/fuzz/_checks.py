@@ -111,18 +111,23 @@ def isolation_since(m: Machine, auditor: IncrementalAuditor) -> str | None:
     """:func:`isolation` of what changed since the incremental ``auditor``'s check before
     its last one: the tables, entries, frames and superpages that check recounted (every
     frame written, every entry target that moved), the same messages; then the domains'
-    base pointers, pins and marks, all of them. None, or what is wrong."""
+    base pointers and pins among those frames, and their marks among those superpages (a
+    frame changes hands by a write, a pin, base pointer or mark by a record the auditor
+    compares: either makes it recounted). None, or what is wrong."""
     ft = m.frame_table
     live = m.pt.live
-    for mfn in sorted(auditor.last_frames & auditor.table_mfns()):
+    for mfn in auditor.tables_in(auditor.last_frames):
         level, domid = live[m.mfn_to_page(mfn)]
         town = ft.owner(m.mfn_to_page(mfn))
         if town != domid:
             return f"live L{level} table {mfn:#x} of dom{domid} is owned by dom{town}"
     for mfn in auditor.mapped(auditor.last_frames):
+        valid = m.mfn_valid(mfn)
+        if valid and auditor.mapping_domains(mfn) == {ft.owner(m.mfn_to_page(mfn))}:
+            continue                                     # every entry its owner's
         for table, level, domid, i, e in auditor.entries_to(mfn):
             where = f"dom{domid}'s L{level} table {table:#x}[{i}] = {e:#x}"
-            if not m.mfn_valid(mfn):
+            if not valid:
                 return f"{where} targets invalid mfn {mfn:#x}"
             who = ft.owner(m.mfn_to_page(mfn))
             if who != domid:
@@ -130,26 +135,36 @@ def isolation_since(m: Machine, auditor: IncrementalAuditor) -> str | None:
     for sp in auditor.mapped(auditor.last_superpages, pse=True):
         valid = m.mfn_valid(sp) and m.mfn_valid(sp + SUPERPAGE_PAGES - 1)
         o = ft.read_slices(m.mfn_to_page(sp), SUPERPAGE_PAGES)[2] if valid else None
+        # all 512 one domain's (its owners: that one), or not (None)
+        owners = {int(o[0])} if valid and (o == o[0]).all() else None
+        if owners is not None and auditor.mapping_domains(sp, pse=True) == owners:
+            continue
         for table, level, domid, i, e in auditor.entries_to(sp, pse=True):
             where = f"dom{domid}'s L{level} table {table:#x}[{i}] = {e:#x}"
             if not valid:
                 return f"{where} targets invalid mfn {sp:#x}"
-            if (o != domid).any():
+            if owners != {domid}:
                 return f"{where} maps mfn {sp:#x}+511 owned by dom{int(o[np.argmax(o != domid)])}"
-    return _domain_isolation(m)
+    return _domain_isolation(m, auditor.last_frames, auditor.last_superpages)
 
 
-def _domain_isolation(m: Machine) -> str | None:
-    """Base pointers, pins and marks are the domain's own frames (None, or what is wrong)."""
+def _domain_isolation(m: Machine, frames: set | None = None,
+                      superpages: set | None = None) -> str | None:
+    """Base pointers, pins and marks are the domain's own frames (None, or what is wrong);
+    only those in ``frames`` (MFNs) and ``superpages`` (first MFNs), if given."""
     ft = m.frame_table
+    among = None if frames is None else {m.mfn_to_page(f) for f in frames} if len(
+        frames) <= 64 else {p for d in m.domains.values() for p in d.pinned
+                            if int(m.pdx_to_mfn(p)) in frames}
     for d in m.domains.values():
-        pages = [(m.mfn_to_page(d.baseptr), "base pointer")] if d.baseptr is not None else []
-        pages += [(p, "pinned table") for p in d.pinned]
+        pages = [(m.mfn_to_page(d.baseptr), "base pointer")] if d.baseptr is not None and (
+            frames is None or d.baseptr in frames) else []
+        pages += [(p, "pinned table") for p in d.pinned if among is None or p in among]
         for p, what in pages:
             if ft.owner(p) != d.domid:
                 return (f"dom{d.domid}'s {what} {int(m.pdx_to_mfn(p)):#x} is owned by "
                         f"dom{ft.owner(p)}")
-        for mfn in d.marked:
+        for mfn in d.marked if superpages is None else d.marked & superpages:
             if not (m.mfn_valid(mfn) and m.mfn_valid(mfn + SUPERPAGE_PAGES - 1)):
                 return f"dom{d.domid} marked invalid superpage {mfn:#x}"
             _, _, o = ft.read_slices(m.mfn_to_page(mfn), SUPERPAGE_PAGES)

@@ -20,6 +20,9 @@ class RangeSet:
         self._starts: list[int] = []     # sorted; run i is [_starts[i], _ends[i])
         self._ends: list[int] = []       # disjoint, non-adjacent
         self._total = 0
+        #: how many times :meth:`add`, :meth:`remove` or :meth:`restore` changed the set
+        #: (an observer that copied :meth:`runs` reads them again only when this moved)
+        self.version = 0
         for s, e in runs or ():
             self.add(s, e)
 
@@ -52,6 +55,7 @@ class RangeSet:
         self._starts = [s for s, _ in runs]
         self._ends = [e for _, e in runs]
         self._total = sum(e - s for s, e in runs)
+        self.version += 1
 
     def _index_at(self, x: int) -> int:
         """The index of the run holding ``x``, or -1."""
@@ -109,6 +113,7 @@ class RangeSet:
         else:
             starts.insert(i, start)
             ends.insert(i, end)
+        self.version += 1
 
     def remove(self, start: int, end: int) -> None:
         """Remove [start, end); every member must be present."""
@@ -130,3 +135,4 @@ class RangeSet:
         else:
             del starts[i], ends[i]
         self._total -= end - start
+        self.version += 1

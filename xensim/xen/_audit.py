@@ -209,9 +209,19 @@ def owned_runs_of(m, rep: AuditReport) -> list:
     return owned_runs
 
 
-def recount(m, owned_runs, exp: Expected, rep: AuditReport) -> None:
+def recount(m, owned_runs, exp: Expected, rep: AuditReport, pins: dict | None = None,
+            allocated: dict | None = None) -> None:
     """Compare the frames of ``owned_runs`` ((start, end, domain), each run owned by its
-    domain) with what ``exp``, the domain's allocations and its pins say they hold."""
+    domain) with what ``exp``, the domain's allocations and its pins say they hold
+    (``pins``: domid -> the MFNs it pinned, ``allocated``: domid -> its allocated runs,
+    sorted, if the caller has them; else read here)."""
+    allocs, pins = _DomainRuns(allocated), {} if pins is None else pins
+    # a run of a few frames (the incremental auditor's usual recount): frame by frame; one
+    # where anything differs is recounted again below, so that it reads the same
+    owned_runs = [r for r in owned_runs if r[1] - r[0] > SMALL_RUN
+                  or not _small_run_same(m, r, exp, allocs, pins, rep)]
+    if not owned_runs:
+        return
     # the contributors' single-frame expectations as arrays (each MFN once), sliced per run
     ref_mfn = np.fromiter(exp.refs.keys(), dtype=np.int64, count=len(exp.refs))
     ref_n = np.fromiter(exp.refs.values(), dtype=np.int64, count=len(exp.refs))
@@ -226,14 +236,11 @@ def recount(m, owned_runs, exp: Expected, rep: AuditReport) -> None:
         e_type = np.zeros(n, dtype=np.int64)        # type bits, 0 = unconstrained
         e_tcount = np.zeros(n, dtype=np.int64)
         e_alloc = np.zeros(n, dtype=bool)
-        for a_s, a_e in d.allocated.runs():
-            lo, hi = max(a_s, s), min(a_e, e)
-            if lo < hi:
-                e_alloc[lo - s:hi - s] = True
+        for a_s, a_e in allocs.overlapping(d, s, e):
+            e_alloc[max(a_s, s) - s:min(a_e, e) - s] = True
         e_count += e_alloc
         e_pinned = np.zeros(n, dtype=bool)
-        for page in d.pinned:
-            mfn = int(m.pdx_to_mfn(page))
+        for mfn in _pinned_mfns(m, d, pins):
             if s <= mfn < e:
                 e_pinned[mfn - s] = True
         inside = (ref_mfn >= s) & (ref_mfn < e)
@@ -254,6 +261,87 @@ def recount(m, owned_runs, exp: Expected, rep: AuditReport) -> None:
                 e_type[sl] = r_type
                 e_tcount[sl] += 1
         _compare_run(m, d, s, mfns, e_count, e_alloc, e_type, e_tcount, e_pinned, rep)
+
+
+#: a run of at most this many frames is compared frame by frame first (faster than arrays)
+SMALL_RUN = 32
+
+
+class _DomainRuns:
+    """The domains' allocated runs, read once per recount (by domid; ``given``: those the
+    caller has already)."""
+
+    def __init__(self, given: dict | None = None):
+        self.given = given or {}
+        self.runs: dict[int, tuple[list, list]] = {}
+
+    def overlapping(self, d, s: int, e: int) -> list[tuple[int, int]]:
+        """The allocated runs of ``d`` that overlap [s, e)."""
+        got = self.runs.get(d.domid)
+        if got is None:
+            runs = self.given.get(d.domid)
+            if runs is None:
+                runs = d.allocated.runs()
+            got = self.runs[d.domid] = (runs, [r[0] for r in runs])
+        runs, starts = got
+        i = max(bisect_right(starts, s) - 1, 0)
+        out = []
+        while i < len(runs) and runs[i][0] < e:
+            if runs[i][1] > s:
+                out.append(runs[i])
+            i += 1
+        return out
+
+
+def _pinned_mfns(m, d, pins: dict) -> set:
+    """The MFNs of the tables ``d`` pinned (read once per recount, in ``pins``)."""
+    got = pins.get(d.domid)
+    if got is None:
+        got = pins[d.domid] = {int(m.pdx_to_mfn(page)) for page in d.pinned}
+    return got
+
+
+def _small_run_same(m, run, exp: Expected, allocs: _DomainRuns, pins: dict,
+                    rep: AuditReport) -> bool:
+    """Frames [s, e) of ``run`` (s, e, domain) hold what :func:`recount` expects, compared
+    frame by frame (counted in ``rep.frames_checked``); False if anything differs or
+    clashes (nothing counted: the run is then recounted the vector way, which reports)."""
+    s, e, d = run
+    alloc = allocs.overlapping(d, s, e)
+    pinned = _pinned_mfns(m, d, pins)
+    refs, types = exp.refs, exp.types
+    covering = [r for r in exp.runs if r[0] < e and r[0] + r[1] > s]
+    want = []
+    for mfn in range(s, e):
+        a = any(a_s <= mfn < a_e for a_s, a_e in alloc)
+        count = a + refs.get(mfn, 0)
+        t = types.get(mfn)
+        typ, tcount = (t[0], t[1]) if t is not None else (0, 0)
+        for r_mfn, r_n, _, r_type in covering:
+            if r_mfn <= mfn < r_mfn + r_n:
+                count += 1
+                if r_type is not None:
+                    if tcount > 0 and typ != r_type:
+                        return False                 # a clash: reported the vector way
+                    typ, tcount = r_type, tcount + 1
+        want.append(((count | PGC_state_inuse | (PGC_allocated if a else 0)),
+                     tcount | (PGT_pinned if mfn in pinned else 0), typ if tcount else -1))
+    off, domid, ft = 0, d.domid, m.frame_table
+    for pdx, k in m._pdx_runs(s, e - s):
+        if k <= 4:                                       # a word at a time: no copies
+            ci, ti, owner = ([read(pdx + j) for j in range(k)]
+                             for read in (ft.count_info, ft.type_info, ft.owner))
+        else:
+            ci, ti, owner = (x.tolist() for x in ft.read_slices(pdx, k))
+        for j in range(k):
+            w_ci, w_ti, w_type = want[off + j]
+            t = ti[j]
+            if (ci[j] & CI_CHECKED != w_ci or t & TI_CHECKED != w_ti or owner[j] != domid
+                    or (w_type >= 0 and t & PGT_type_mask != w_type)):
+                return False
+        off += k
+    rep.frames_checked += e - s
+    return True
 
 
 def check_holders(exp: Expected, whose, rep: AuditReport) -> None:
@@ -365,8 +453,9 @@ def _uncovered(rs: RangeSet, s: int, e: int) -> list[tuple[int, int]]:
 
 
 #: the count_info and type_info bits the recount checks
-_CI_CHECKED = _U(PGC_state | PGC_allocated | PGC_count_mask)
-_TI_CHECKED = _U(PGT_count_mask | PGT_pinned)
+CI_CHECKED = PGC_state | PGC_allocated | PGC_count_mask
+TI_CHECKED = PGT_count_mask | PGT_pinned
+_CI_CHECKED, _TI_CHECKED = _U(CI_CHECKED), _U(TI_CHECKED)
 
 
 def _compare_run(m, d, s, mfns, e_count, e_alloc, e_type, e_tcount, e_pinned, rep) -> None:

@@ -29,14 +29,16 @@ from bisect import bisect_right
 
 import numpy as np
 
-from ._audit import (AuditReport, Expected, check_holders, check_partition, check_spage_entries,
-                     owned_runs_of, owner_of, recount)
+from ._audit import (AuditReport, Difference, Expected, check_holders, check_partition,
+                     check_spage_entries, owner_lookup, recount)
 from ._pagetable import (CHILD_TYPES, LEVEL_TYPES, PADDR_MASK, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
                          is_xen_slot)
 from ..mem import (DOMID_INVALID, PAGE_SHIFT, PGC_state_free, PGT_l4_page_table, PGT_writable_page,
                    SUPERPAGE_ORDER, SUPERPAGE_PAGES)
 
 _U = np.uint64
+#: at most this many frames: converted one by one (more: as arrays)
+_SMALL = 64
 #: the events the auditor listens to (what was written since the last check)
 WATCHED = ("frames_written", "range_get", "range_put", "pages_freed",
            "spage_cmpxchg", "spage_write", "spage_write_many", "guest_write")
@@ -115,10 +117,15 @@ class IncrementalAuditor:
         #: live tables: page -> (level, domid, its 512 entries as last seen)
         self._tables: dict[int, tuple[int, int, np.ndarray]] = {}
         self._table_mfns: dict[int, int] = {}             # their MFNs -> pages
+        self._live: dict[int, tuple[int, int]] = dict(m.pt.live)   # page -> (level, domid)
         #: reverse map: target mfn -> {(table page, index): entry}; PSE entries by superpage
         self._rev: dict[int, dict[tuple[int, int], int]] = {}
         self._pse: dict[int, dict[tuple[int, int], int]] = {}
         self._doms: dict[int, tuple] = {}
+        #: from the records (None: to be rebuilt): every domain's owned runs
+        #: (start, end, domain) by start, and its pins (mfn, domid, type), in domain order
+        self._owned_all: tuple | None = None
+        self._pins: tuple | None = None
         self._extra_frames: set[int] = set()              # what other contributors spoke of
         dirty = _Dirty()
         for page, (level, domid) in m.pt.live.items():
@@ -185,21 +192,25 @@ class IncrementalAuditor:
         m = self.m
         self.checks += 1
         dirty = _Dirty()
-        # frames written (PDX -> MFN)
-        pages = list(self._pages)
-        for pdx, n in self._ranges:
-            pages.extend(range(pdx, pdx + n))
-        if pages:
-            mfns = np.asarray(m.pdx_to_mfn(np.asarray(pages, dtype=np.uint64)), dtype=np.int64)
-            dirty.frames.update(mfns.tolist())
+        # frames written (PDX -> MFN): a few one by one, more as arrays
+        if len(self._pages) + sum(n for _, n in self._ranges) > _SMALL:
+            pdx = np.concatenate([np.fromiter(self._pages, np.uint64, len(self._pages))]
+                                 + [np.arange(p, p + n, dtype=np.uint64) for p, n in self._ranges])
+            dirty.frames.update(np.asarray(m.pdx_to_mfn(pdx), dtype=np.int64).tolist())
+        else:
+            to_mfn = m.pdx_to_mfn
+            dirty.frames.update(int(to_mfn(p)) for p in self._pages)
+            for first, n in self._ranges:
+                dirty.frames.update(int(to_mfn(p)) for p in range(first, first + n))
         for spdx in self._spdx:                          # words only: the frames' runs
             dirty.words.add(int(m.pdx_to_mfn(spdx << SUPERPAGE_ORDER)))   # follow entries, marks
         # the live tables and their contents
         live, tables = m.pt.live, self._tables
         touched = {m.mfn_to_page(mfn) for mfn in self._contents if m.mfn_valid(mfn)}
-        if live.keys() != tables.keys() or any(tables[p][:2] != v for p, v in live.items()):
+        if live != self._live:                           # tables made live, dead, re-owned
             touched.update(p for p in live.keys() | tables.keys()
                            if live.get(p) != (tables[p][:2] if p in tables else None))
+            self._live = dict(live)
         table_mfns = self._table_mfns                    # e.g. a table frame scrubbed
         touched.update(table_mfns[mfn] for mfn in dirty.frames & table_mfns.keys())
         for page in touched:
@@ -208,10 +219,11 @@ class IncrementalAuditor:
         # the domains' records
         for domid in set(m.domains) | set(self._doms):
             d = m.domains.get(domid)
-            now = _record(d) if d is not None else None
             was = self._doms.get(domid)
+            now = _record(d, was) if d is not None else None
             if now != was:
                 self._record_changed(was, now, dirty)
+                self._owned_all = self._pins = None
                 if now is None:
                     del self._doms[domid]
                 else:
@@ -220,7 +232,7 @@ class IncrementalAuditor:
         return self._recount(dirty)
 
     def _record_changed(self, was, now, dirty: "_Dirty") -> None:
-        empty = ((), (), {}, frozenset(), None)
+        empty = ([], [], {}, frozenset(), None, None)
         was, now = was or empty, now or empty
         for k in (0, 1):                                 # owned, allocated
             if was[k] != now[k]:
@@ -252,37 +264,70 @@ class IncrementalAuditor:
         dirty.frames |= now | self._extra_frames
         self._extra_frames = now
         fset = dirty.frames
-        frames = np.fromiter(fset, np.int64, len(fset))
-        frames.sort()
-        frames = frames[_in_runs(frames, m.memmap.frame_ranges)]     # RAM frames
+        runs, n_frames = _ram_runs(fset, m.memmap.frame_ranges)
         sps = dirty.superpages | dirty.words
-        if frames.size:
-            spdx = np.unique(np.asarray(m.mfn_to_pdx(frames.astype(np.uint64)), dtype=np.int64)
-                             >> SUPERPAGE_ORDER)
-            sps.update(np.asarray(m.pdx_to_mfn((spdx << SUPERPAGE_ORDER).astype(np.uint64)),
-                                  dtype=np.int64).tolist())
+        sps.update(_superpages_of(m, runs))
         exp = self._expected(fset, sps, extra)
         for c in exp.conflicts:
             rep.add(c)
-        owned_all = owned_runs_of(m, rep)
-        owned = _clip(owned_all, frames)
-        if not self._partition_ok(frames, owned):
+        owned_all, starts, whose = self._owned_runs(rep)
+        owned = _clip(owned_all, starts, runs)
+        if not self._partition_ok(n_frames, runs, owned):
             check_partition(m, owned_all, m.heap.free_ranges(), rep)
-        recount(m, owned, exp, rep)
-        entries = m.spage_table.entry_indexes(
-            np.asarray(m.mfn_to_pdx(np.array(sorted(sps), dtype=np.uint64)),
-                       dtype=np.int64) >> SUPERPAGE_ORDER) if sps else np.empty(0, np.int64)
-        check_spage_entries(m, exp, rep, set(int(e) for e in entries if e >= 0))
-        check_holders(exp, lambda mfn: owner_of(owned_all, mfn), rep)
-        self.frames_checked += int(frames.size)
-        rep.frames_checked = int(frames.size)
+        recount(m, owned, exp, rep, self._pinned_mfns(),
+                {domid: rec[1] for domid, rec in self._doms.items()})
+        table = m.spage_table
+        entries = {table.entry_index(m.mfn_to_page(sp) >> SUPERPAGE_ORDER) for sp in sps}
+        entries.discard(-1)
+        check_spage_entries(m, exp, rep, entries)
+        check_holders(exp, whose, rep)
+        self.frames_checked += n_frames
+        rep.frames_checked = n_frames
         self.last_frames, self.last_superpages = fset, sps
         return rep
+
+    def _pinned(self) -> list[tuple[int, int, int]]:
+        """(mfn, domid, type) of every pin, from the records, in the full audit's order."""
+        if self._pins is None:
+            m = self.m
+            pins = [(int(m.pdx_to_mfn(page)), domid, type) for domid in m.domains
+                    for page, type in self._doms[domid][2].items()]
+            sets: dict[int, set[int]] = {domid: set() for domid in m.domains}
+            for mfn, domid, _ in pins:
+                sets[domid].add(mfn)
+            self._pins = (pins, sets)
+        return self._pins[0]
+
+    def _pinned_mfns(self) -> dict[int, set[int]]:
+        """Each domain's pinned MFNs (:func:`~._audit.recount`'s ``pins``)."""
+        self._pinned()
+        return self._pins[1]
+
+    def _owned_runs(self, rep: AuditReport) -> list:
+        """:func:`~._audit.owned_runs_of` from the records the auditor keeps (the runs
+        sorted again only when a domain's records changed), the runs' starts and
+        :func:`~._audit.owner_lookup` of them."""
+        m = self.m
+        for d in m.domains.values():
+            if d.tot_pages != len(d.owned):
+                rep.add(Difference(-1, f"dom{d.domid}.tot_pages", len(d.owned), d.tot_pages))
+        if self._owned_all is None:
+            runs = [(s, e, d) for d in m.domains.values() for s, e in self._doms[d.domid][0]]
+            runs.sort(key=_start)
+            self._owned_all = (runs, [r[0] for r in runs], owner_lookup(runs))
+        return self._owned_all
 
     # -- what the last check looked at (the fuzzer's incremental isolation check) -----------
     def table_mfns(self) -> set[int]:
         """The MFNs of the live tables, as of the last check."""
         return set(self._table_mfns)
+
+    def tables_in(self, mfns: set) -> list[int]:
+        """Those of ``mfns`` that are live tables, as of the last check, sorted."""
+        tables = self._table_mfns
+        if len(mfns) > len(tables):
+            return sorted(mfns.intersection(tables))
+        return sorted(mfn for mfn in mfns if mfn in tables)
 
     def entries_to(self, mfn: int, pse: bool = False) -> list[tuple[int, int, int, int, int]]:
         """(table mfn, level, domid, index, entry) of every live entry that maps ``mfn``
@@ -294,70 +339,85 @@ class IncrementalAuditor:
             out.append((int(self.m.pdx_to_mfn(page)), level, domid, i, e))
         return sorted(out)
 
+    def mapping_domains(self, mfn: int, pse: bool = False) -> set[int]:
+        """The domids of the live tables with an entry that maps ``mfn`` (``pse``: a PSE
+        entry, of the superpage whose first frame it is), as of the last check."""
+        tables = self._tables
+        return {tables[page][1] for page, _ in (self._pse if pse else self._rev).get(mfn, ())}
+
     def mapped(self, mfns: set, pse: bool = False) -> list[int]:
         """Those of ``mfns`` some live entry maps (``pse``: superpages some PSE entry maps),
         as of the last check, sorted."""
         return sorted(mfns & (self._pse if pse else self._rev).keys())
 
-    def _partition_ok(self, frames: np.ndarray, owned) -> bool:
-        """Each of ``frames`` (RAM) is owned once or free, and a free one is as at boot;
-        else the full partition check reports what is wrong, as the full audit does."""
+    def _partition_ok(self, n_frames: int, runs: list, owned) -> bool:
+        """Each of the ``n_frames`` frames of ``runs`` (RAM) is owned once or free, and a
+        free one is as at boot; else the full partition check reports what is wrong, as
+        the full audit does."""
         m = self.m
         if sum(len(d.owned) for d in m.domains.values()) + m.heap.free_frames != m.memmap.ram_frames:
             return False
-        n_owned = sum(e - s for s, e, _ in owned)
-        owned_set = np.zeros(frames.size, dtype=bool)
-        for s, e, _ in owned:
-            lo, hi = np.searchsorted(frames, [s, e])
-            if owned_set[lo:hi].any():
+        free = [r for s, e in runs for r in m.heap.free_in(s, e)]
+        # owned (clipped to the runs) and free parts, disjoint, cover the frames exactly
+        parts = sorted([(s, e) for s, e, _ in owned] + free)
+        end = -1
+        for s, e in parts:
+            if s < end:
                 return False
-            owned_set[lo:hi] = True
-        if int(owned_set.sum()) != n_owned:
+            end = e
+        if sum(e - s for s, e in parts) != n_frames:
             return False
-        for s, e in _runs_of(frames):
-            for lo, hi in m.heap.free_in(s, e):
-                a, b = np.searchsorted(frames, [lo, hi])
-                if owned_set[a:b].any():
+        for lo, hi in free:
+            for pdx, k in m._pdx_runs(lo, hi - lo):
+                ci, ti, owner = m.frame_table.read_slices(pdx, k)
+                if ((ci != _U(PGC_state_free)) | (ti != 0) | (owner != DOMID_INVALID)).any():
                     return False
-                owned_set[a:b] = True                    # accounted: free
-                for pdx, k in m._pdx_runs(lo, hi - lo):
-                    ci, ti, owner = m.frame_table.read_slices(pdx, k)
-                    if ((ci != _U(PGC_state_free)) | (ti != 0) | (owner != DOMID_INVALID)).any():
-                        return False
-        return bool(owned_set.all())
+        return True
 
     def _expected(self, frames: set, sps: set, extra: Expected) -> Expected:
         """What contributors say ``frames`` and superpages ``sps`` hold, in the full audit's
         order of contributions (pins, live entries, base pointers, the design)."""
         m = self.m
         exp = Expected()
-        for d in m.domains.values():
-            for page, type in d.pinned.items():
-                mfn = int(m.pdx_to_mfn(page))
-                if mfn in frames:
-                    exp.typed(mfn, d.domid, type)
-        order = {page: k for k, page in enumerate(m.pt.live)}
-        tables = self._tables
+        for mfn, domid, type in self._pinned():
+            if mfn in frames:
+                exp.typed(mfn, domid, type)
+        # the live entries, in the full audit's order only where it matters: a frame two
+        # entries give different types (which conflicts first), a superpage mapped by two
+        # domains (whose its expectation is)
+        order = _LiveOrder(m.pt.live)
+        tables, live = self._tables, m.pt.live
         for target in sorted(frames & self._rev.keys()):
-            for (page, i), e in sorted(self._rev[target].items(), key=lambda x: (order[x[0][0]], x[0][1])):
+            got = []
+            for item in self._rev[target].items():
+                (page, i), e = item
                 level, domid, _ = tables[page]
                 if level == 1:
-                    if e & _PAGE_RW:
-                        exp.typed(target, domid, PGT_writable_page)
-                    else:
-                        exp.ref(target, domid)
+                    type = PGT_writable_page if e & _PAGE_RW else None
                 elif target == int(m.pdx_to_mfn(page)):
                     continue
-                elif m.mfn_valid(target) and m.pt.live.get(m.mfn_to_page(target), (0,))[0] == level:
-                    exp.typed(target, domid, LEVEL_TYPES[level])
+                elif m.mfn_valid(target) and live.get(m.mfn_to_page(target), (0,))[0] == level:
+                    type = LEVEL_TYPES[level]
                 else:
-                    exp.typed(target, domid, CHILD_TYPES[level])
+                    type = CHILD_TYPES[level]
+                got.append((item, domid, type))
+            if len({type for _, _, type in got if type is not None}) > 1:
+                got.sort(key=lambda g: order.of(g[0]))
+            for _, domid, type in got:
+                if type is None:
+                    exp.ref(target, domid)
+                else:
+                    exp.typed(target, domid, type)
         pse: dict[int, list[int]] = {}
         for sp in sorted(sps & self._pse.keys()):
-            for (page, i), e in sorted(self._pse[sp].items(), key=lambda x: (order[x[0][0]], x[0][1])):
-                domid = tables[page][1]
-                c = pse.setdefault(sp, [0, 0, domid])
+            ents = self._pse[sp]
+            doms = {tables[page][1] for page, _ in ents}
+            first = next(iter(doms)) if len(doms) == 1 else \
+                tables[min(ents.items(), key=order.of)[0][0]][1]
+            c = pse[sp] = [0, 0, first]
+            for e in ents.values():
                 c[1 if e & _PAGE_RW else 0] += 1
+            for domid in doms:
                 exp.holds(sp, SUPERPAGE_PAGES, domid)
         for d in m.domains.values():
             if d.baseptr is not None and d.baseptr in frames:
@@ -371,6 +431,22 @@ class IncrementalAuditor:
                   spdx)
         exp.merge(extra, frames)                         # the machine's other contributors
         return exp
+
+
+class _LiveOrder:
+    """The full audit's order of live entries (tables in ``live``'s order, then index),
+    built only when two entries must be ordered."""
+    __slots__ = ("live", "rank")
+
+    def __init__(self, live):
+        self.live, self.rank = live, None
+
+    def of(self, item) -> tuple[int, int]:
+        """The sort key of an item ((table page, index), entry) of the reverse map."""
+        if self.rank is None:
+            self.rank = {page: k for k, page in enumerate(self.live)}
+        (page, i), _ = item
+        return self.rank[page], i
 
 
 class _Dirty:
@@ -391,10 +467,21 @@ class _Dirty:
         self.superpages.add(mfn)
 
 
-def _record(d) -> tuple:
-    """A domain's records as the auditor compares them between checks."""
-    return (tuple(d.owned.runs()), tuple(d.allocated.runs()), dict(d.pinned),
-            frozenset(d.marked), d.baseptr)
+def _start(run) -> int:
+    return run[0]
+
+
+def _record(d, was: tuple | None = None) -> tuple:
+    """A domain's records as the auditor compares them between checks: its owned and
+    allocated runs (those of ``was``, its previous record, if the sets have not changed
+    since), pins, marks, base pointer, and which objects they are."""
+    owned, allocated = d.owned, d.allocated
+    sets = (id(d), id(owned), owned.version, id(allocated), allocated.version)
+    if was is not None and was[5] == sets:
+        runs = was[0], was[1]
+    else:
+        runs = owned.runs(), allocated.runs()
+    return (runs[0], runs[1], dict(d.pinned), frozenset(d.marked), d.baseptr, sets)
 
 
 def _sym_diff(a, b) -> list[tuple[int, int]]:
@@ -413,31 +500,49 @@ def _sym_diff(a, b) -> list[tuple[int, int]]:
     return out
 
 
-def _in_runs(frames: np.ndarray, runs) -> np.ndarray:
-    """Which of sorted ``frames`` lie in one of the half-open ``runs``."""
-    ok = np.zeros(frames.size, dtype=bool)
-    for s, e in runs:
-        lo, hi = np.searchsorted(frames, [s, e])
+def _ram_runs(frames: set, ram) -> tuple[list[tuple[int, int]], int]:
+    """Those of ``frames`` in one of the half-open ``ram`` runs (sorted, touching ones
+    merged) as sorted half-open runs of consecutive MFNs, and how many they are."""
+    if len(frames) <= _SMALL:
+        out: list[tuple[int, int]] = []
+        for f in sorted(frames):
+            if any(s <= f < e for s, e in ram):
+                if out and out[-1][1] == f:
+                    out[-1] = (out[-1][0], f + 1)
+                else:
+                    out.append((f, f + 1))
+        return out, sum(e - s for s, e in out)
+    a = np.fromiter(frames, np.int64, len(frames))
+    a.sort()
+    ok = np.zeros(a.size, dtype=bool)
+    for s, e in ram:
+        lo, hi = np.searchsorted(a, [s, e])
         ok[lo:hi] = True
-    return ok
+    a = a[ok]
+    if not a.size:
+        return [], 0
+    cuts = np.flatnonzero(np.diff(a) != 1) + 1
+    starts = a[np.concatenate(([0], cuts))].tolist()
+    ends = (a[np.concatenate((cuts - 1, [a.size - 1]))] + 1).tolist()
+    return list(zip(starts, ends)), int(a.size)
 
 
-def _runs_of(frames: np.ndarray) -> list[tuple[int, int]]:
-    """Sorted distinct ``frames`` as half-open runs of consecutive MFNs."""
-    if not frames.size:
-        return []
-    cuts = np.flatnonzero(np.diff(frames) != 1) + 1
-    starts = np.concatenate(([0], cuts))
-    ends = np.concatenate((cuts, [frames.size]))
-    return [(int(frames[a]), int(frames[b - 1]) + 1) for a, b in zip(starts, ends)]
+def _superpages_of(m, runs: list) -> set[int]:
+    """The first MFNs of the superpages (by PDX) of the frames of ``runs`` (runs of
+    consecutive RAM frames: consecutive PDXs too)."""
+    to_pdx, to_mfn = m.mfn_to_pdx, m.pdx_to_mfn
+    out = set()
+    for s, e in runs:
+        for spdx in range(to_pdx(s) >> SUPERPAGE_ORDER, (to_pdx(e - 1) >> SUPERPAGE_ORDER) + 1):
+            out.add(int(to_mfn(spdx << SUPERPAGE_ORDER)))
+    return out
 
 
-def _clip(owned_runs, frames: np.ndarray) -> list:
+def _clip(owned_runs, starts: list, runs: list) -> list:
     """The parts of ``owned_runs`` ((start, end, domain), sorted by start, disjoint unless
-    the records are broken) that are runs of ``frames``."""
+    the records are broken; ``starts``: theirs) inside ``runs`` (sorted, disjoint)."""
     out = []
-    starts = [r[0] for r in owned_runs]
-    for s, e in _runs_of(frames):
+    for s, e in runs:
         i = max(bisect_right(starts, s) - 1, 0)
         while i < len(owned_runs) and owned_runs[i][0] < e:
             os_, oe, d = owned_runs[i]
