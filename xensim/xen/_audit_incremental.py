@@ -3,7 +3,8 @@
 :func:`~xensim.xen.audit` recounts every frame of the machine; checking after every
 call that way costs the machine, not the call. :class:`IncrementalAuditor` learns from
 the machine's event bus what was written since its last check (``frames_written``,
-``word_changed``, ``range_get`` / ``range_put``, ``pages_freed``: frames;
+``range_get`` / ``range_put``, ``pages_freed``: frames, not ``word_changed``, which only
+repeats a ``frames_written`` and would turn the vectorised forms off;
 ``spage_cmpxchg`` / ``spage_write`` / ``spage_write_many``: superpage words;
 ``guest_write``: page-table contents) and compares the domains' records and the live
 tables with its own copies of them. Then it recounts, from first principles, the
@@ -80,9 +81,6 @@ class IncrementalAuditor:
             self._pages.add(pdx)
         else:
             self._ranges.append((pdx, n))
-
-    def _on_word_changed(self, page, word, old, new, why):
-        self._pages.add(page)
 
     def _on_range_get(self, first, n, d, type):
         self._ranges.append((first, n))
