@@ -1,11 +1,13 @@
 """Fuzzing throughput with every check after every call (issue 15): the incremental
 auditor against the full one, per design, measured in the same run.
 
-Each design runs the same seeded episode three ways: ``--audit incremental`` (the
+Each design runs the same seeded episode four ways: ``--audit incremental`` (the
 default: what each call changed, a full audit every 1,000 checks and at the end),
-``--audit full`` (every frame after every call) and the calls alone (the same call
-list replayed with no check, no twin: the floor the checks sit on). Every check of
-docs/fuzzing.md runs in the first two (twin, unchanged, batch, isolation, xen-bug).
+``--audit full`` (every frame after every call), the same call list replayed with every
+check but the batch check's replay (what that replay costs) and the calls alone (replayed
+with no check, no undo journal: the floor the checks sit on). Every check
+of docs/fuzzing.md runs in the first two (unchanged, batch, audit, isolation, xen-bug,
+the journal's verify with every full audit).
 Rates are calls per CPU second of this process (per core: the figure does not
 depend on what else the machine runs), wall-clock beside them.
 
@@ -40,24 +42,35 @@ def calls_alone(setup: Setup, ops: list[dict]) -> float:
     return time.process_time() - c0
 
 
+def without_replays(setup: Setup, ops: list[dict]) -> float:
+    """CPU seconds of replaying ``ops`` with every check but the batch check's replay of
+    each batch request by request (what that replay costs, by difference)."""
+    c0 = time.process_time()
+    v, _ = replay_ops(setup, ops, batch_check=False, finish=False)
+    assert v is None, v
+    return time.process_time() - c0
+
+
 def main(argv: list[str]) -> None:
     calls = int(argv[0]) if argv else 1500
     designs = argv[1:] or list(design_names())
     print(f"fuzzing with every check after every call, {calls:,} calls per design "
           f"(calls per CPU second; wall-clock seconds in brackets)\n")
-    print(f"{'design':16} {'incremental':>18} {'full':>18} {'ratio':>7} {'calls alone':>13}"
-          f" {'checks':>7} {'full audits':>11}")
+    print(f"{'design':16} {'incremental':>18} {'full':>18} {'ratio':>7} {'no replays':>11}"
+          f" {'calls alone':>12} {'checks':>7} {'full audits':>11}")
     for design in designs:
         inc, inc_cpu, inc_wall = episode(Setup(design=design, audit="incremental"), calls)
         full, full_cpu, full_wall = episode(Setup(design=design, audit="full"), calls)
         assert inc.log == full.log, "the same seed makes the same calls in both modes"
         alone = calls_alone(Setup(design=design), inc.log)
+        norep = without_replays(Setup(design=design), inc.log)
         r_inc, r_full = inc.calls / inc_cpu, full.calls / full_cpu
         print(f"{design:16} {r_inc:>9,.0f}/s ({inc_wall:4.1f}s) {r_full:>9,.0f}/s "
-              f"({full_wall:4.1f}s) {r_inc / r_full:>6.1f}x {len(inc.log) / alone:>11,.0f}/s"
-              f" {inc.checks:>7,} {inc.full_audits:>11,}")
-    print("\nratio: incremental / full, the same calls in the same run; calls alone: the "
-          "same call list replayed with no check (the floor)")
+              f"({full_wall:4.1f}s) {r_inc / r_full:>6.1f}x {len(inc.log) / norep:>9,.0f}/s"
+              f" {len(inc.log) / alone:>10,.0f}/s {inc.checks:>7,} {inc.full_audits:>11,}")
+    print("\nratio: incremental / full, the same calls in the same run; no replays: the same "
+          "call list with every\ncheck but the batch check's replay of each batch request by "
+          "request; calls alone: with no check (the floor)")
 
 
 if __name__ == "__main__":
