@@ -26,13 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..mem import PDX_GROUP_MASK, PDX_GROUP_SHIFT
-from ..xen import ENTRIES, Machine
+from ..xen import ENTRIES, FRAME_EVENTS, BusWatcher, Machine
 
 __all__ = ["CallJournal", "Capture", "same_small", "small_state"]
 
 #: the events that name frames written (as the incremental auditor's) and page-table
 #: frames written
-_WATCHED = ("frames_written", "range_get", "range_put", "pages_freed", "guest_write")
+_WATCHED = FRAME_EVENTS + ("guest_write",)
 _WORDS = ("count_info", "type_info", "owner")
 _DOMAIN_FIELDS = ("tot_pages", "max_pages", "pinned", "marked", "is_dying", "baseptr")
 
@@ -108,44 +108,20 @@ class Capture:
     small: tuple
 
 
-class CallJournal:
+class CallJournal(BusWatcher):
     """The shadow of machine ``m`` and what was written since it was last brought up to
     date. Subscribed to ``m``'s events while attached."""
 
+    WATCHED = _WATCHED
+
     def __init__(self, m: Machine):
-        self.m = m
-        self._subs: list = []
+        super().__init__(m)
         #: the machine's small_state as the last differs_from saw it
         self.last_small: tuple | None = None
         self.resync()
         self.attach()
 
-    # -- the event bus ----------------------------------------------------------------
-    def attach(self) -> None:
-        if not self._subs:
-            ev = self.m.events
-            self._subs = [ev.subscribe(n, getattr(self, "_on_" + n)) for n in _WATCHED]
-
-    def detach(self) -> None:
-        for sub in self._subs:
-            self.m.events.unsubscribe(sub)
-        self._subs = []
-
-    def _on_frames_written(self, pdx, n):
-        if n == 1:
-            self._pages.add(pdx)
-        else:
-            self._ranges.append((pdx, n))
-
-    def _on_range_get(self, first, n, d, type):
-        self._ranges.append((first, n))
-
-    def _on_range_put(self, first, n, typed):
-        self._ranges.append((first, n))
-
-    def _on_pages_freed(self, pages, owners):
-        self._pages.update(np.asarray(pages).tolist())
-
+    # -- the event bus (BusWatcher: attach, detach, the frame events) ------------------
     def _on_guest_write(self, mfn, index, old, new):
         self._mfns.add(mfn)
 

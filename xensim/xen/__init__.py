@@ -9,6 +9,9 @@ from ._audit import (
 from ._audit_incremental import (
     IncrementalAuditor,
 )
+from ._written import (
+    BusWatcher, FRAME_EVENTS,
+)
 from ._domain import (
     DOMID_SELF, Domain,
 )
@@ -61,7 +64,7 @@ __all__ = [
     "FASTPATH_FLAG_WHITELIST", "FIRST_RESERVED_GDT_ENTRY", "FLAT_KERNEL_CS",
     "GET_PAGE_COUNT_MAX", "GuestMemory", "HWDOM_MAX_ORDER", "HYPERCALL_NAMES",
     "HYPERVISOR_memory_op", "HYPERVISOR_mmu_update", "HYPERVISOR_mmuext_op",
-    "HYPERVISOR_update_va_mapping", "HypercallLayer", "INVALID_MFN", "IncrementalAuditor", "L1_DISALLOW_MASK",
+    "HYPERVISOR_update_va_mapping", "HypercallLayer", "BusWatcher", "FRAME_EVENTS", "INVALID_MFN", "IncrementalAuditor", "L1_DISALLOW_MASK",
     "L3_DISALLOW_MASK", "L4_DISALLOW_MASK", "LEVEL_TYPES", "MAX_LISTED", "MEMOP_EXTENT_SHIFT",
     "MMUEXT_MARK_SUPER", "MMUEXT_NAMES", "MMUEXT_NEW_BASEPTR", "MMUEXT_PIN_L1_TABLE",
     "MMUEXT_PIN_L2_TABLE", "MMUEXT_PIN_L3_TABLE", "MMUEXT_PIN_L4_TABLE", "MMUEXT_UNMARK_SUPER",

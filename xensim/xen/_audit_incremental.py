@@ -32,6 +32,7 @@ import numpy as np
 
 from ._audit import (AuditReport, Difference, Expected, check_holders, check_partition,
                      check_spage_entries, owner_lookup, recount)
+from ._written import FRAME_EVENTS, BusWatcher
 from ._pagetable import (CHILD_TYPES, LEVEL_TYPES, PADDR_MASK, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
                          is_xen_slot)
 from ..mem import (DOMID_INVALID, PAGE_SHIFT, PGC_state_free, PGT_l4_page_table, PGT_writable_page,
@@ -41,56 +42,29 @@ _U = np.uint64
 #: at most this many frames: converted one by one (more: as arrays)
 _SMALL = 64
 #: the events the auditor listens to (what was written since the last check)
-WATCHED = ("frames_written", "range_get", "range_put", "pages_freed",
-           "spage_cmpxchg", "spage_write", "spage_write_many", "guest_write")
+WATCHED = FRAME_EVENTS + ("spage_cmpxchg", "spage_write", "spage_write_many", "guest_write")
 
 
-class IncrementalAuditor:
+class IncrementalAuditor(BusWatcher):
     """Subscribed to machine ``m``'s events: :meth:`check` recounts what changed since the
     previous check (or since it was made: the machine may be in any state then).
 
     ``checks`` counts the checks, ``frames_checked`` the frames they recounted.
     """
 
+    WATCHED = WATCHED
+
     def __init__(self, m):
-        self.m = m
+        super().__init__(m)
         self.checks = 0
         self.frames_checked = 0
         #: the frames (MFNs) and superpages (first MFNs) the last check recounted
         self.last_frames: set[int] = set()
         self.last_superpages: set[int] = set()
-        self._subs: list = []
         self.resync()
         self.attach()
 
-    # -- the event bus ------------------------------------------------------------------
-    def attach(self) -> None:
-        """Subscribe to the machine's events (done when made; again after :meth:`detach`)."""
-        if not self._subs:
-            ev = self.m.events
-            self._subs = [ev.subscribe(name, getattr(self, "_on_" + name)) for name in WATCHED]
-
-    def detach(self) -> None:
-        """Unsubscribe (e.g. around a deep copy of the machine); :meth:`resync` before use."""
-        for sub in self._subs:
-            self.m.events.unsubscribe(sub)
-        self._subs = []
-
-    def _on_frames_written(self, pdx, n):
-        if n == 1:
-            self._pages.add(pdx)
-        else:
-            self._ranges.append((pdx, n))
-
-    def _on_range_get(self, first, n, d, type):
-        self._ranges.append((first, n))
-
-    def _on_range_put(self, first, n, typed):
-        self._ranges.append((first, n))
-
-    def _on_pages_freed(self, pages, owners):
-        self._pages.update(np.asarray(pages).tolist())
-
+    # -- the event bus (BusWatcher: attach, detach, the frame events) ------------------
     def _on_spage_cmpxchg(self, where, spdx, word, expected, found, new, won):
         if won:
             self._spdx.add(spdx)
