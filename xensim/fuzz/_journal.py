@@ -98,6 +98,18 @@ def _small_difference(m: Machine, a: tuple, b: tuple) -> str | None:
     return None
 
 
+def _word_difference(m: Machine, pdx: int, k: int, now, want) -> str:
+    return f"mfn {int(m.pdx_to_mfn(pdx)):#x} {_WORDS[k]} {int(now):#x} vs {int(want):#x}"
+
+
+def _table_difference(mfn: int, x: np.ndarray, y: np.ndarray) -> str | None:
+    """The first entry where page-table frame ``mfn``'s contents ``x`` and ``y`` differ."""
+    if x.tobytes() == y.tobytes():                  # 4 KiB each: bytes compare fastest
+        return None
+    i = int(np.argmax(x != y))
+    return f"contents of frame {mfn:#x}[{i}]: {int(x[i]):#x} vs {int(y[i]):#x}"
+
+
 @dataclass
 class Capture:
     """The machine's values at the journal's dirty locations at one moment, and its small
@@ -230,14 +242,12 @@ class CallJournal(BusWatcher):
             bad = now != want
             if bad.any():
                 k, j = (int(v[0]) for v in np.nonzero(bad))
-                mfn = int(m.pdx_to_mfn(int(pages[j])))
-                return f"mfn {mfn:#x} {_WORDS[k]} {int(now[k, j]):#x} vs {int(want[k, j]):#x}"
+                return _word_difference(m, int(pages[j]), k, now[k, j], want[k, j])
         for mfn in sorted(tables):
-            x = m.mem.table(mfn)
             y = cap.tables[mfn] if cap is not None and mfn in cap.tables else self._table(mfn, True)
-            if x.tobytes() != y.tobytes():
-                i = int(np.argmax(x != y))
-                return f"contents of frame {mfn:#x}[{i}]: {int(x[i]):#x} vs {int(y[i]):#x}"
+            diff = _table_difference(mfn, m.mem.table(mfn), y)
+            if diff:
+                return diff
         small = self.last_small = small_state(m)
         want_small = cap.small if cap is not None else self._small
         if not same_small(small, want_small):
@@ -359,13 +369,11 @@ class CallJournal(BusWatcher):
             for k, (x, y) in enumerate(zip(now, self._shadow_group(g))):
                 if not np.array_equal(x, y):
                     j = int(np.argmax(x != y))
-                    mfn = int(m.pdx_to_mfn((g << PDX_GROUP_SHIFT) + j))
-                    return f"mfn {mfn:#x} {_WORDS[k]} {int(x[j]):#x} vs {int(y[j]):#x}"
+                    return _word_difference(m, (g << PDX_GROUP_SHIFT) + j, k, x[j], y[j])
         for mfn in sorted(set(m.mem.frames()) | set(self._tables)):
-            x, y = m.mem.table(mfn), self._table(mfn, True)
-            if x.tobytes() != y.tobytes():
-                i = int(np.argmax(x != y))
-                return f"contents of frame {mfn:#x}[{i}]: {int(x[i]):#x} vs {int(y[i]):#x}"
+            diff = _table_difference(mfn, m.mem.table(mfn), self._table(mfn, True))
+            if diff:
+                return diff
         small = small_state(m)
         if not same_small(small, self._small):
             return _small_difference(m, small, self._small) or "the machine's records"

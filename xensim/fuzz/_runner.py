@@ -135,17 +135,10 @@ class FuzzRunner:
         """The op equals its single requests issued in order on the machine as it was
         before the op: the journal captures what the op left, puts the machine back, and
         the requests run one by one; the machine must end as the op left it."""
-        j = self.journal
-        after = j.capture()
-        self._replay(op, subs, res, doms, after)
-        j.settle(after)
-
-    def _replay(self, op: dict, subs: list[dict], res: CallResult, doms: dict, after) -> None:
-        """:meth:`_batch_check`'s replay: the machine back as before the call, the
-        requests one by one, and the comparisons."""
         j, m = self.journal, self.m
         page_wise = op["op"] == "memory_op" and op["cmd"] == "decrease_reservation" and \
             int(op.get("order", 0)) > 0
+        after = j.capture()
         j.rollback(after.small)
         ok = 0
         fail_rc = None
@@ -190,6 +183,7 @@ class FuzzRunner:
         if diff:
             raise self._fail("batch", f"the machine after the call ({res.done} of {res.n} done) "
                              f"differs from issuing the requests one by one: {diff}", op, "state")
+        j.settle(after)
 
     def check_state(self, op: dict) -> None:
         """The auditor and the isolation check (:func:`sound_state`) after ``op``: the
