@@ -246,6 +246,31 @@ def test_check_batch_catches_a_vectorised_path_that_differs(monkeypatch):
     assert "rc 0 done 8/8" in e.value.detail and "0 done, then EPERM" in e.value.detail
 
 
+def test_check_batch_catches_a_vectorised_extent_removal_that_differs(monkeypatch):
+    """The vectorised removal of a 2 MiB extent (remove_run) miscounts tot_pages: the
+    extent's frames removed again one by one by the per-frame loop end elsewhere."""
+    import xensim.xen._memory_op as memory_op
+    real = memory_op.remove_run
+
+    def miscounts(m, d, mfn, n):
+        k = real(m, d, mfn, n)
+        if k:
+            d.tot_pages += 1
+        return k
+    monkeypatch.setattr(memory_op, "remove_run", miscounts)
+    f = started()
+    g = f.live_guests()[0]
+    d = f.m.domains[g.domid]
+    sp = g.kernel.superpage_mfns(0, 6)[5]
+    tot = d.tot_pages
+    with pytest.raises(FuzzViolation) as e:
+        f.step({"op": "memory_op", "domain": g.name, "cmd": "decrease_reservation", "order": 9,
+                "extents": [sp]})
+    assert e.value.kind == "batch" and e.value.key == "state"
+    # the frames stay mapped, so nothing is freed: one by one, tot_pages stays; the call +1
+    assert e.value.detail.endswith(f"dom{g.domid}.tot_pages: {tot} vs {tot + 1}")
+
+
 def test_check_isolation_catches_a_missing_owner_check(monkeypatch):
     real = refcount.RefCounts.get_page
 
