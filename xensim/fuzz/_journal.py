@@ -199,18 +199,20 @@ class CallJournal(BusWatcher):
     def _words(self, pages: np.ndarray, shadow: bool) -> np.ndarray:
         """(3, n) words of ``pages`` (sorted), from the shadow or the machine."""
         out = np.empty((3, pages.size), dtype=np.uint64)
-        ft = self.m.frame_table
         for g, sel, off in self._by_group(pages):
-            arrays = self._shadow_group(g) if shadow else (ft.written_group(g) or ft.initial_group(g))
+            arrays = self._shadow_group(g) if shadow else self._machine_group(g)
             for k in range(3):
                 out[k, sel] = arrays[k][off]
         return out
 
-    def _table(self, mfn: int, shadow: bool) -> np.ndarray:
-        if shadow:
-            a = self._tables.get(mfn)
-            return a if a is not None else np.zeros(ENTRIES, dtype=np.uint64)
-        return self.m.mem.table(mfn)
+    def _shadow_table(self, mfn: int) -> np.ndarray:
+        a = self._tables.get(mfn)
+        return a if a is not None else np.zeros(ENTRIES, dtype=np.uint64)
+
+    def _machine_group(self, g: int) -> tuple[np.ndarray, ...]:
+        """The frame table's arrays of group ``g`` (as the table starts, if never written)."""
+        ft = self.m.frame_table
+        return ft.written_group(g) or ft.initial_group(g)
 
     # -- after a call ---------------------------------------------------------------------
     def capture(self) -> Capture:
@@ -244,7 +246,7 @@ class CallJournal(BusWatcher):
                 k, j = (int(v[0]) for v in np.nonzero(bad))
                 return _word_difference(m, int(pages[j]), k, now[k, j], want[k, j])
         for mfn in sorted(tables):
-            y = cap.tables[mfn] if cap is not None and mfn in cap.tables else self._table(mfn, True)
+            y = cap.tables[mfn] if cap is not None and mfn in cap.tables else self._shadow_table(mfn)
             diff = _table_difference(mfn, m.mem.table(mfn), y)
             if diff:
                 return diff
@@ -260,10 +262,8 @@ class CallJournal(BusWatcher):
         m = self.m
         pages = self.dirty_pages()
         if pages.size:
-            ft = m.frame_table
             for g, _, off in self._by_group(pages):
-                now = ft.written_group(g) or ft.initial_group(g)
-                for x, y in zip(self._shadow_group(g), now):
+                for x, y in zip(self._shadow_group(g), self._machine_group(g)):
                     x[off] = y[off]
         keys = set(m.mem.frames())
         for mfn in self.dirty_tables():
@@ -295,7 +295,7 @@ class CallJournal(BusWatcher):
                     for k in range(3):
                         views[k][:] = want[k, run]
         for mfn in sorted(tables):
-            old = self._table(mfn, True)
+            old = self._shadow_table(mfn)
             m.mem.write_many(mfn, np.arange(ENTRIES), old.copy())
         self._restore_small(self._small, small)
         self._clear()
@@ -362,16 +362,14 @@ class CallJournal(BusWatcher):
         with nothing dirty, a difference is a write no event reported."""
         m, ft = self.m, self.m.frame_table
         for g in range(ft.n_groups):
-            now = ft.written_group(g)
-            if now is None and g not in self._groups:
+            if ft.written_group(g) is None and g not in self._groups:
                 continue
-            now = now or ft.initial_group(g)
-            for k, (x, y) in enumerate(zip(now, self._shadow_group(g))):
+            for k, (x, y) in enumerate(zip(self._machine_group(g), self._shadow_group(g))):
                 if not np.array_equal(x, y):
                     j = int(np.argmax(x != y))
                     return _word_difference(m, (g << PDX_GROUP_SHIFT) + j, k, x[j], y[j])
         for mfn in sorted(set(m.mem.frames()) | set(self._tables)):
-            diff = _table_difference(mfn, m.mem.table(mfn), self._table(mfn, True))
+            diff = _table_difference(mfn, m.mem.table(mfn), self._shadow_table(mfn))
             if diff:
                 return diff
         small = small_state(m)
