@@ -271,6 +271,51 @@ def test_check_batch_catches_a_vectorised_extent_removal_that_differs(monkeypatc
     assert e.value.detail.endswith(f"dom{g.domid}.tot_pages: {tot} vs {tot + 1}")
 
 
+def _plain_writes(f, n):
+    """(guest, frame, op): ``n`` ordinary writes into a frame of the first guest's own
+    that is not a page table (the shape of a fallback L1 table being filled)."""
+    g = f.live_guests()[0]
+    mfn = g.kernel.superpage_mfns(0, 6)[5] + 3
+    assert not f.m.pt.live_level(f.m.mfn_to_page(mfn))
+    reqs = [[(mfn << 12) | i * 8, (0x1000 * i) | 1] for i in range(n)]
+    return g, mfn, {"op": "mmu_update", "domain": g.name, "reqs": reqs}
+
+
+@pytest.mark.parametrize("n, calls", [(16, 2), (mmu.PSE_BATCH_MIN - 1, mmu.PSE_BATCH_MIN)])
+def test_check_batch_replays_a_plain_write_batch_by_its_loop(n, calls):
+    """A batch of ordinary writes done at once (the vectorised form) is checked by the same
+    call again by its per-request loop: 2 hypercalls; a shorter one, which takes the loop,
+    by its n requests one call each: n + 1."""
+    f = started("none")
+    g, mfn, op = _plain_writes(f, n)
+    seen = []
+    with f.m.events.listening(hypercall_enter=lambda caller, number, args: seen.append(number)):
+        assert f.step(op).rc == 0
+    assert seen == [HYPERVISOR_mmu_update] * calls
+    assert f.m.mem.read(mfn, n - 1) == (0x1000 * (n - 1)) | 1
+
+
+def test_check_batch_catches_a_plain_write_batch_that_miscounts(monkeypatch):
+    """The vectorised batch of ordinary writes keeps a general reference on the frame it
+    writes: the same call by its per-request loop ends one count lower."""
+    real = mmu._plain_write_batch
+
+    def keeps_a_reference(m, reqs, done, pt_owner, pg_owner, machphys_ok):
+        rc = real(m, reqs, done, pt_owner, pg_owner, machphys_ok)
+        if rc == 0:
+            m.refs.get_page(m.mfn_to_page(reqs[0].ptr >> 12), pt_owner.domid)
+        return rc
+    f = started("none")                  # (its guests' fallback L1 tables: such batches)
+    monkeypatch.setattr(mmu, "_plain_write_batch", keeps_a_reference)
+    g, mfn, op = _plain_writes(f, 16)
+    ci = f.m.frame_table.count_info(f.m.mfn_to_page(mfn))
+    with pytest.raises(FuzzViolation) as e:
+        f.step(op)
+    assert e.value.kind == "batch" and e.value.key == "state"
+    assert "per-request loop" in e.value.detail
+    assert e.value.detail.endswith(f"mfn {mfn:#x} count_info {ci:#x} vs {ci + 1:#x}")
+
+
 def test_check_isolation_catches_a_missing_owner_check(monkeypatch):
     real = refcount.RefCounts.get_page
 

@@ -136,6 +136,8 @@ class CallJournal(BusWatcher):
     # -- the event bus (BusWatcher: attach, detach, the frame events) ------------------
     def _on_guest_write(self, mfn, index, old, new):
         self._mfns.add(mfn)
+        if type(index) is not int and not self.m.pt.live_level(self.m.mfn_to_page(mfn)):
+            self.plain_at_once = True             # many entries of an ordinary frame at once
 
     # -- the shadow ---------------------------------------------------------------------
     def resync(self) -> None:
@@ -158,6 +160,10 @@ class CallJournal(BusWatcher):
         self._pages: set[int] = set()
         self._ranges: list[tuple[int, int]] = []
         self._mfns: set[int] = set()
+        #: since: many entries of a frame that is not a live page table were written at
+        #: once (mmu_update's vectorised batch of ordinary writes, which a step observer
+        #: turns off; its per-request loop writes one entry a request)
+        self.plain_at_once = False
         self._frame_keys = set(self.m.mem.frames())
         #: the domain objects of now: rollback puts back one a call removed (a dying
         #: domain goes when its last frame is freed)
