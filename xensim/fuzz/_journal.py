@@ -34,6 +34,7 @@ __all__ = ["CallJournal", "Capture", "same_small", "small_state"]
 #: frames written
 _WATCHED = FRAME_EVENTS + ("guest_write",)
 _WORDS = ("count_info", "type_info", "owner")
+_ALL_ENTRIES = np.arange(ENTRIES)
 _DOMAIN_FIELDS = ("tot_pages", "max_pages", "pinned", "marked", "is_dying", "baseptr")
 
 
@@ -44,11 +45,11 @@ def small_state(m: Machine) -> tuple:
     runs, allocated runs, P2M). Dicts and sets are kept in their iteration order, which
     :meth:`CallJournal.rollback` restores too (the generator's choices follow it);
     :func:`same_small` compares them as dicts and sets."""
-    doms = tuple(
-        (d.domid, d.tot_pages, d.max_pages, tuple(d.pinned.items()), tuple(d.marked),
-         d.is_dying, d.baseptr, d.owned.snapshot(), d.allocated.snapshot(),
-         (d.p2m.snapshot(), d.p2m.count))
-        for d in m.domains.values())
+    doms = tuple([
+        (d.domid, d.tot_pages, d.max_pages, tuple(d.pinned.items()) if d.pinned else (),
+         tuple(d.marked) if d.marked else (), d.is_dying, d.baseptr, d.owned.snapshot(),
+         d.allocated.snapshot(), (d.p2m.snapshot(), d.p2m.count))
+        for d in m.domains.values()])
     return (m.heap.snapshot(), (m.m2p.snapshot(), m.m2p.count), doms,
             tuple(m.pt.live.items()), m.superpage.snapshot(), m.spage_table.store.tobytes())
 
@@ -98,6 +99,41 @@ def _small_difference(m: Machine, a: tuple, b: tuple) -> str | None:
     return None
 
 
+def _runs(pages: np.ndarray) -> list[tuple[int, int]]:
+    """The runs of consecutive PDXs inside one PDX group of sorted ``pages``, as (lo, hi)
+    positions in it."""
+    if pages.size <= 16:
+        pl = pages.tolist()
+        out, lo = [], 0
+        for i in range(1, len(pl)):
+            if pl[i] != pl[i - 1] + 1 or not pl[i] & PDX_GROUP_MASK:
+                out.append((lo, i))
+                lo = i
+        out.append((lo, len(pl)))
+        return out
+    cuts = np.flatnonzero((np.diff(pages) != 1) | ((pages[1:] & PDX_GROUP_MASK) == 0)) + 1
+    bounds = [0, *cuts.tolist(), int(pages.size)]
+    return list(zip(bounds, bounds[1:]))
+
+
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    """``a``'s values, sorted, each once (np.unique without its fixed cost on small arrays)."""
+    if a.size > 1:
+        a = np.sort(a)
+        a = a[np.concatenate(([True], a[1:] != a[:-1]))]
+    return a
+
+
+def _first_word_difference(m: Machine, pages: np.ndarray, now: np.ndarray,
+                           want: np.ndarray) -> str | None:
+    """The first word where ``now`` and ``want`` ((3, len(pages)) words) differ."""
+    bad = now != want
+    if not bad.any():
+        return None
+    k, j = (int(v[0]) for v in np.nonzero(bad))
+    return _word_difference(m, int(pages[j]), k, now[k, j], want[k, j])
+
+
 def _word_difference(m: Machine, pdx: int, k: int, now, want) -> str:
     return f"mfn {int(m.pdx_to_mfn(pdx)):#x} {_WORDS[k]} {int(now):#x} vs {int(want):#x}"
 
@@ -134,6 +170,9 @@ class CallJournal(BusWatcher):
         self.attach()
 
     # -- the event bus (BusWatcher: attach, detach, the frame events) ------------------
+    def _on_pages_freed(self, pages, owners):
+        self._freed.append(np.asarray(pages, dtype=np.int64))    # kept as the array it is
+
     def _on_guest_write(self, mfn, index, old, new):
         self._mfns.add(mfn)
         if type(index) is not int and not self.m.pt.live_level(self.m.mfn_to_page(mfn)):
@@ -159,12 +198,15 @@ class CallJournal(BusWatcher):
     def _clear(self) -> None:
         self._pages: set[int] = set()
         self._ranges: list[tuple[int, int]] = []
+        self._freed: list[np.ndarray] = []
+        #: dirty_pages() and the sizes of the three it was made from (they only grow)
+        self._dirty_key: tuple = (0, 0, 0)
+        self._dirty = np.zeros(0, dtype=np.int64)
         self._mfns: set[int] = set()
         #: since: many entries of a frame that is not a live page table were written at
         #: once (mmu_update's vectorised batch of ordinary writes, which a step observer
         #: turns off; its per-request loop writes one entry a request)
         self.plain_at_once = False
-        self._frame_keys = set(self.m.mem.frames())
         #: the domain objects of now: rollback puts back one a call removed (a dying
         #: domain goes when its last frame is freed)
         self._gone = dict(self.m.domains)
@@ -176,18 +218,30 @@ class CallJournal(BusWatcher):
         return a
 
     def dirty_pages(self) -> np.ndarray:
-        """The PDXs written since the shadow was last brought up to date, sorted."""
-        if not self._ranges:
-            return np.array(sorted(self._pages), dtype=np.int64)
-        parts = [np.arange(p, p + n, dtype=np.int64) for p, n in self._ranges]
-        if self._pages:
-            parts.append(np.fromiter(self._pages, dtype=np.int64, count=len(self._pages)))
-        return np.unique(np.concatenate(parts))
+        """The PDXs written since the shadow was last brought up to date, sorted (made
+        again only when something more was written)."""
+        key = (len(self._pages), len(self._ranges), len(self._freed))
+        if key == self._dirty_key:
+            return self._dirty
+        if not self._ranges and not self._freed:
+            pages = np.array(sorted(self._pages), dtype=np.int64)
+        else:
+            parts = [np.arange(p, p + n, dtype=np.int64) for p, n in self._ranges] + self._freed
+            if self._pages:
+                parts.append(np.fromiter(self._pages, dtype=np.int64, count=len(self._pages)))
+            pages = _sorted_unique(np.concatenate(parts))
+        self._dirty_key, self._dirty = key, pages
+        return pages
 
     def dirty_tables(self) -> set[int]:
-        """The MFNs whose contents were written (or scrubbed, or first written) since."""
-        keys = set(self.m.mem.frames())
-        return self._mfns | (keys ^ self._frame_keys)
+        """The MFNs whose contents were written (or first written) since, and those the
+        shadow holds that were freed since (a freed frame is scrubbed: no event says so,
+        ``pages_freed`` names its page)."""
+        if not self._freed:
+            return self._mfns
+        tables, to_mfn = self._tables, self.m.pdx_to_mfn
+        return self._mfns | {x for a in self._freed for x in np.asarray(to_mfn(a)).tolist()
+                             if x in tables}
 
     def _by_group(self, pages: np.ndarray):
         """(group, positions in ``pages``, offsets in the group) for sorted ``pages``."""
@@ -205,6 +259,14 @@ class CallJournal(BusWatcher):
     def _words(self, pages: np.ndarray, shadow: bool) -> np.ndarray:
         """(3, n) words of ``pages`` (sorted), from the shadow or the machine."""
         out = np.empty((3, pages.size), dtype=np.uint64)
+        if not pages.size:
+            return out
+        g = pages.item(0) >> PDX_GROUP_SHIFT
+        if g == pages.item(-1) >> PDX_GROUP_SHIFT:        # the usual case: one PDX group
+            arrays = self._shadow_group(g) if shadow else self._machine_group(g)
+            off = pages & PDX_GROUP_MASK
+            out[0], out[1], out[2] = arrays[0][off], arrays[1][off], arrays[2][off]
+            return out
         for g, sel, off in self._by_group(pages):
             arrays = self._shadow_group(g) if shadow else self._machine_group(g)
             for k in range(3):
@@ -240,17 +302,22 @@ class CallJournal(BusWatcher):
         pages = self.dirty_pages()
         tables = self.dirty_tables()
         if cap is not None:
-            pages = np.union1d(pages, cap.pages)
             tables = tables | set(cap.tables)
+            if cap.pages.size:
+                # the capture's locations against its values, the others against the shadow
+                diff = _first_word_difference(m, cap.pages, self._words(cap.pages, shadow=False),
+                                              cap.words)
+                if diff:
+                    return diff
+                if pages.size:
+                    n = cap.pages.size
+                    pos = np.minimum(np.searchsorted(cap.pages, pages), n - 1)
+                    pages = pages[cap.pages[pos] != pages]
         if pages.size:
-            now = self._words(pages, shadow=False)
-            want = self._words(pages, shadow=True)
-            if cap is not None and cap.pages.size:
-                want[:, np.searchsorted(pages, cap.pages)] = cap.words
-            bad = now != want
-            if bad.any():
-                k, j = (int(v[0]) for v in np.nonzero(bad))
-                return _word_difference(m, int(pages[j]), k, now[k, j], want[k, j])
+            diff = _first_word_difference(m, pages, self._words(pages, shadow=False),
+                                          self._words(pages, shadow=True))
+            if diff:
+                return diff
         for mfn in sorted(tables):
             y = cap.tables[mfn] if cap is not None and mfn in cap.tables else self._shadow_table(mfn)
             diff = _table_difference(mfn, m.mem.table(mfn), y)
@@ -271,10 +338,10 @@ class CallJournal(BusWatcher):
             for g, _, off in self._by_group(pages):
                 for x, y in zip(self._shadow_group(g), self._machine_group(g)):
                     x[off] = y[off]
-        keys = set(m.mem.frames())
+        mem = m.mem
         for mfn in self.dirty_tables():
-            if mfn in keys:
-                self._tables[mfn] = m.mem.table(mfn).copy()
+            if mem.holds(mfn):
+                self._tables[mfn] = mem.table(mfn).copy()
             else:
                 self._tables.pop(mfn, None)
         self._small = small if small is not None else small_state(m)
@@ -291,18 +358,13 @@ class CallJournal(BusWatcher):
         tables = self.dirty_tables()
         if pages.size:
             want = self._words(pages, shadow=True)
-            groups = pages >> PDX_GROUP_SHIFT
-            for g in np.unique(groups).tolist():
-                sel = np.flatnonzero(groups == g)
-                # runs of consecutive frames: one writable slice each
-                cuts = np.flatnonzero(np.diff(pages[sel]) != 1) + 1
-                for run in np.split(sel, cuts):
-                    views = ft.slices(int(pages[run[0]]), run.size)
-                    for k in range(3):
-                        views[k][:] = want[k, run]
+            for lo, hi in _runs(pages):             # one writable slice each
+                views = ft.slices(pages.item(lo), hi - lo)
+                views[0][:], views[1][:], views[2][:] = want[0, lo:hi], want[1, lo:hi], want[2, lo:hi]
         for mfn in sorted(tables):
             old = self._shadow_table(mfn)
-            m.mem.write_many(mfn, np.arange(ENTRIES), old.copy())
+            if m.mem.table(mfn).tobytes() != old.tobytes():     # written back where it differs
+                m.mem.write_many(mfn, _ALL_ENTRIES, old.copy())
         self._restore_small(self._small, small)
         self._clear()
 

@@ -360,15 +360,19 @@ class DomainHeap:
         return self._snap
 
     def restore(self, snapshot: tuple) -> None:
-        """Hold exactly the free blocks of ``snapshot`` (a :meth:`snapshot` of this heap)."""
-        per_order: list[list[int]] = [[] for _ in range(self._max_order + 1)]
-        for mfn, order in snapshot:
-            per_order[order].append(mfn)
-        self._lists = [SortedList(starts) for starts in per_order]
-        self._sets = [set(starts) for starts in per_order]
-        self._blocks = SortedDict(snapshot)
-        self._free = sum(1 << order for _, order in snapshot)
-        self._snap = None
+        """Hold exactly the free blocks of ``snapshot`` (a :meth:`snapshot` of this heap):
+        the blocks that differ are taken out and put in, the others stay."""
+        now = self.snapshot()
+        if now == snapshot:
+            return
+        have, want = set(now), set(snapshot)
+        for mfn, order in have - want:
+            self._remove(mfn, order)
+            self._free -= 1 << order
+        for mfn, order in want - have:
+            self._add(mfn, order)
+            self._free += 1 << order
+        self._snap = snapshot
 
     def check(self) -> None:
         """Verify every invariant; HeapError naming the first breach."""

@@ -209,8 +209,17 @@ class FrameMap:
     def restore(self, snapshot: tuple, count: int) -> None:
         """Hold exactly what it held at ``snapshot`` (a :meth:`snapshot`, with its ``count``)."""
         base, arrays = snapshot
-        self._base = np.frombuffer(base, dtype=np.int64).copy()
-        self._arrays = {k: np.frombuffer(v, dtype=np.int64).copy() for k, v in arrays}
-        self._live = {k: int((a != INVALID).sum()) for k, a in self._arrays.items()}
+        if self._snap is snapshot:
+            return
+        if self._base.tobytes() != base:
+            self._base = np.frombuffer(base, dtype=np.int64).copy()
+        want = dict(arrays)
+        for k in [k for k in self._arrays if k not in want]:
+            del self._arrays[k], self._live[k]
+        for k, v in arrays:                   # only the leaves that differ are copied
+            a = self._arrays.get(k)
+            if a is None or a.tobytes() != v:
+                a = self._arrays[k] = np.frombuffer(v, dtype=np.int64).copy()
+                self._live[k] = int((a != INVALID).sum())
         self.count = count
-        self._snap = None
+        self._snap = snapshot

@@ -23,6 +23,8 @@ class RangeSet:
         #: how many times :meth:`add`, :meth:`remove` or :meth:`restore` changed the set
         #: (an observer that copied :meth:`runs` reads them again only when this moved)
         self.version = 0
+        self._snap: tuple = ()                # snapshot() as of version _snap_version
+        self._snap_version = 0
         for s, e in runs or ():
             self.add(s, e)
 
@@ -46,8 +48,12 @@ class RangeSet:
         return list(zip(self._starts, self._ends))
 
     def snapshot(self) -> tuple:
-        """Its runs as a tuple of (start, end), in order: equal for equal sets."""
-        return tuple(zip(self._starts, self._ends))
+        """Its runs as a tuple of (start, end), in order: equal for equal sets; the same
+        tuple until the set next changes (:attr:`version`)."""
+        if self._snap_version != self.version:
+            self._snap = tuple(zip(self._starts, self._ends))
+            self._snap_version = self.version
+        return self._snap
 
     def restore(self, runs) -> None:
         """Hold exactly ``runs`` (a :meth:`runs` or :meth:`snapshot` of this set: sorted,
