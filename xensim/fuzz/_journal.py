@@ -202,6 +202,9 @@ class CallJournal(BusWatcher):
         #: dirty_pages() and the sizes of the three it was made from (they only grow)
         self._dirty_key: tuple = (0, 0, 0)
         self._dirty = np.zeros(0, dtype=np.int64)
+        #: the shadow's tables among the freed frames, and len(_freed) when they were found
+        self._scrubbed: set[int] = set()
+        self._scrubbed_key = 0
         self._mfns: set[int] = set()
         #: since: many entries of a frame that is not a live page table were written at
         #: once (mmu_update's vectorised batch of ordinary writes, which a step observer
@@ -226,10 +229,14 @@ class CallJournal(BusWatcher):
         if not self._ranges and not self._freed:
             pages = np.array(sorted(self._pages), dtype=np.int64)
         else:
-            parts = [np.arange(p, p + n, dtype=np.int64) for p, n in self._ranges] + self._freed
+            ranges = sorted(set(self._ranges))
+            parts = [np.arange(p, p + n, dtype=np.int64) for p, n in ranges] + self._freed
             if self._pages:
                 parts.append(np.fromiter(self._pages, dtype=np.int64, count=len(self._pages)))
-            pages = _sorted_unique(np.concatenate(parts))
+            pages = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            if len(parts) > len(ranges) or any(p + n > q for (p, n), (q, _) in
+                                               zip(ranges, ranges[1:])):
+                pages = _sorted_unique(pages)   # (disjoint ranges in order need no sort)
         self._dirty_key, self._dirty = key, pages
         return pages
 
@@ -239,9 +246,13 @@ class CallJournal(BusWatcher):
         ``pages_freed`` names its page)."""
         if not self._freed:
             return self._mfns
-        tables, to_mfn = self._tables, self.m.pdx_to_mfn
-        return self._mfns | {x for a in self._freed for x in np.asarray(to_mfn(a)).tolist()
-                             if x in tables}
+        if self._scrubbed_key != len(self._freed):
+            pages = np.concatenate(self._freed) if len(self._freed) > 1 else self._freed[0]
+            tables = self._tables
+            self._scrubbed = {x for x in np.asarray(self.m.pdx_to_mfn(pages)).tolist()
+                              if x in tables}
+            self._scrubbed_key = len(self._freed)
+        return self._mfns | self._scrubbed if self._scrubbed else self._mfns
 
     def _by_group(self, pages: np.ndarray):
         """(group, positions in ``pages``, offsets in the group) for sorted ``pages``."""
@@ -283,12 +294,13 @@ class CallJournal(BusWatcher):
         return ft.written_group(g) or ft.initial_group(g)
 
     # -- after a call ---------------------------------------------------------------------
-    def capture(self) -> Capture:
-        """The machine's values at every dirty location, and its small records, now."""
+    def capture(self, small: tuple | None = None) -> Capture:
+        """The machine's values at every dirty location, and its small records, now
+        (``small``: the machine's :func:`small_state`, when the caller has it)."""
         pages = self.dirty_pages()
         return Capture(pages, self._words(pages, shadow=False),
                        {mfn: self.m.mem.table(mfn).copy() for mfn in self.dirty_tables()},
-                       small_state(self.m))
+                       small if small is not None else small_state(self.m))
 
     def changed(self) -> str | None:
         """The first difference between the machine and the shadow (None: the calls since
@@ -309,7 +321,9 @@ class CallJournal(BusWatcher):
                                               cap.words)
                 if diff:
                     return diff
-                if pages.size:
+                if pages.size == cap.pages.size and (pages == cap.pages).all():
+                    pages = pages[:0]                   # (the usual end of a batch check)
+                elif pages.size:
                     n = cap.pages.size
                     pos = np.minimum(np.searchsorted(cap.pages, pages), n - 1)
                     pages = pages[cap.pages[pos] != pages]

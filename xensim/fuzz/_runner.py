@@ -167,7 +167,7 @@ class FuzzRunner:
                     raise self._fail("batch", f"rc {res.rc} with {res.done} of {res.n} done, but "
                                      f"the machine differs from its first {res.done} requests "
                                      f"issued one by one: {diff}", op, "state")
-                before = j.capture()
+                before = j.capture(j.last_small)      # nothing ran since differs_from
             try:
                 r = execute(m, doms, sub)
             except Exception as e:
