@@ -175,7 +175,7 @@ class CallJournal(BusWatcher):
 
     def _on_guest_write(self, mfn, index, old, new):
         self._mfns.add(mfn)
-        if type(index) is not int and not self.m.pt.live_level(self.m.mfn_to_page(mfn)):
+        if isinstance(index, np.ndarray) and not self.m.pt.live_level(self.m.mfn_to_page(mfn)):
             self.plain_at_once = True             # many entries of an ordinary frame at once
 
     # -- the shadow ---------------------------------------------------------------------
@@ -374,7 +374,8 @@ class CallJournal(BusWatcher):
             want = self._words(pages, shadow=True)
             for lo, hi in _runs(pages):             # one writable slice each
                 views = ft.slices(pages.item(lo), hi - lo)
-                views[0][:], views[1][:], views[2][:] = want[0, lo:hi], want[1, lo:hi], want[2, lo:hi]
+                for k in range(3):
+                    views[k][:] = want[k, lo:hi]
         for mfn in sorted(tables):
             old = self._shadow_table(mfn)
             if m.mem.table(mfn).tobytes() != old.tobytes():     # written back where it differs

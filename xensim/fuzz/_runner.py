@@ -22,6 +22,7 @@ def _step_observer(page, word, old, new, why) -> None:
     """A ``word_changed`` subscriber that does nothing: while it listens the machine's
     vectorised forms fall back to their loops."""
 
+
 class FuzzRunner:
     """A machine, the domains' names, and :meth:`step`: execute one op, then check.
 
