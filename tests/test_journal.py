@@ -219,3 +219,49 @@ def test_a_pin_goes_back_with_rollback(f):
     assert res.rc == 0 and page not in d.pinned
     j.rollback()
     assert m.same_as(snap) and d.pinned == {page: type_} and audit(m).ok
+
+
+# -- the records' restore (what rollback puts back: only what differs) --------------------
+def test_heap_restore_puts_back_the_free_blocks_and_their_counts():
+    from xensim.mem import DomainHeap
+    heap = DomainHeap([(0, 0x9F), (0x100, 0x4000)])
+    twin = DomainHeap([(0, 0x9F), (0x100, 0x4000)])
+    snap, free = heap.snapshot(), heap.free_frames
+    taken = [heap.alloc(0), heap.alloc(3), heap.alloc(9)]
+    heap.free(taken[1], 3)                           # (merged back with its buddies)
+    assert heap.snapshot() != snap
+    heap.restore(snap)
+    assert heap.snapshot() == snap and heap.free_frames == free
+    heap.check()
+    assert [heap.alloc(o) for o in (0, 3, 9, 0)] == [twin.alloc(o) for o in (0, 3, 9, 0)]
+    assert heap.free_frames == twin.free_frames
+
+
+def test_frame_map_restore_copies_back_only_the_leaves_that_differ():
+    from xensim.mem import FrameMap
+    p2m = FrameMap(2048)
+    p2m.set_run(0, 0x1000, 512)                      # leaf 0 linear
+    p2m.set(600, 7)                                   # leaf 1 an array
+    snap, count = p2m.snapshot(), p2m.count
+    leaf1 = p2m.snapshot()[1]
+    p2m.set(601, 8)                                   # leaf 1 changes
+    p2m.set(1500, 9)                                  # leaf 2 appears
+    p2m.clear(3)                                      # leaf 0 becomes an array
+    p2m.restore(snap, count)
+    assert p2m.snapshot() is snap and p2m.snapshot()[1] == leaf1 and p2m.count == 513
+    assert (p2m.get(3), p2m.get(600), p2m.get(601), p2m.get(1500)) == (0x1003, 7, -1, -1)
+    p2m.clear(600)                   # leaf 1's count of present entries held: it folds to empty
+    fresh = FrameMap(2048)
+    fresh.set_run(0, 0x1000, 512)
+    assert p2m.snapshot() == fresh.snapshot() and p2m.count == 512
+
+
+def test_range_set_keeps_its_snapshot_until_it_changes():
+    from xensim.mem import RangeSet
+    r = RangeSet([(0, 4), (10, 12)])
+    s = r.snapshot()
+    assert s == ((0, 4), (10, 12)) and r.snapshot() is s
+    r.add(4, 6)
+    assert r.snapshot() == ((0, 6), (10, 12))
+    r.restore(s)
+    assert r.snapshot() == s and len(r) == 6
