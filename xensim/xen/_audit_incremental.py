@@ -208,8 +208,7 @@ class IncrementalAuditor(BusWatcher):
         was, now = was or empty, now or empty
         for k in (0, 1):                                 # owned, allocated
             if was[k] != now[k]:
-                for s, e in _sym_diff(was[k], now[k]):
-                    dirty.frames.update(range(s, e))
+                dirty.ranges.extend(_sym_diff(was[k], now[k]))
         m = self.m
         for page in set(was[2]) | set(now[2]):           # pins
             if was[2].get(page) != now[2].get(page):
@@ -224,8 +223,8 @@ class IncrementalAuditor(BusWatcher):
     def _recount(self, dirty: "_Dirty") -> AuditReport:
         m = self.m
         rep = AuditReport()
-        for s in dirty.superpages:                       # their frames' expectations moved
-            dirty.frames.update(range(s, s + SUPERPAGE_PAGES))
+        # their frames' expectations moved
+        dirty.ranges.extend((s, s + SUPERPAGE_PAGES) for s in dirty.superpages)
         # contributors other than the page tables (e.g. a test's external holder): asked
         # every time; the frames they speak of now or spoke of last time are recounted
         extra = Expected()
@@ -233,13 +232,16 @@ class IncrementalAuditor(BusWatcher):
             if contribute != m.pt.expect:
                 contribute(m, extra)
         now = extra.frames()
-        dirty.frames |= now | self._extra_frames
+        if now or self._extra_frames:
+            dirty.frames |= now | self._extra_frames
         self._extra_frames = now
         fset = dirty.frames
-        runs, n_frames = _ram_runs(fset, m.memmap.frame_ranges)
+        runs, n_frames = _ram_runs(fset, dirty.ranges, m.memmap.frame_ranges)
+        for s, e in dirty.ranges:
+            fset.update(range(s, e))
         sps = dirty.superpages | dirty.words
         sps.update(_superpages_of(m, runs))
-        exp = self._expected(fset, sps, extra)
+        exp = self._expected(fset, sps, extra) if fset or sps else _EMPTY_EXPECTED
         for c in exp.conflicts:
             rep.add(c)
         owned_all, starts, whose = self._owned_runs(rep)
@@ -405,6 +407,10 @@ class IncrementalAuditor(BusWatcher):
         return exp
 
 
+#: the expectation of nothing (no frame, no superpage dirty), read only
+_EMPTY_EXPECTED = Expected()
+
+
 class _LiveOrder:
     """The full audit's order of live entries (tables in ``live``'s order, then index),
     built only when two entries must be ordered."""
@@ -423,10 +429,12 @@ class _LiveOrder:
 
 class _Dirty:
     """Frames (MFNs) and superpages (first MFNs) one check must recount."""
-    __slots__ = ("frames", "superpages", "words")
+    __slots__ = ("frames", "ranges", "superpages", "words")
 
     def __init__(self):
         self.frames: set[int] = set()
+        #: half-open runs of MFNs, dirty too (kept as runs until the recount)
+        self.ranges: list[tuple[int, int]] = []
         #: superpages whose 512 frames' expectation moved (PSE entries, marks)
         self.superpages: set[int] = set()
         #: superpages whose words were written (only the words to check)
@@ -472,31 +480,35 @@ def _sym_diff(a, b) -> list[tuple[int, int]]:
     return out
 
 
-def _ram_runs(frames: set, ram) -> tuple[list[tuple[int, int]], int]:
-    """Those of ``frames`` in one of the half-open ``ram`` runs (sorted, touching ones
-    merged) as sorted half-open runs of consecutive MFNs, and how many they are."""
+def _ram_runs(frames: set, ranges: list, ram) -> tuple[list[tuple[int, int]], int]:
+    """Those of ``frames`` and of the half-open ``ranges`` of MFNs in one of the half-open
+    ``ram`` runs (sorted, touching ones merged) as sorted half-open runs of consecutive
+    MFNs, and how many they are."""
     if len(frames) <= _SMALL:
-        out: list[tuple[int, int]] = []
-        for f in sorted(frames):
-            if any(s <= f < e for s, e in ram):
-                if out and out[-1][1] == f:
-                    out[-1] = (out[-1][0], f + 1)
-                else:
-                    out.append((f, f + 1))
-        return out, sum(e - s for s, e in out)
-    a = np.fromiter(frames, np.int64, len(frames))
-    a.sort()
-    ok = np.zeros(a.size, dtype=bool)
-    for s, e in ram:
-        lo, hi = np.searchsorted(a, [s, e])
-        ok[lo:hi] = True
-    a = a[ok]
-    if not a.size:
-        return [], 0
-    cuts = np.flatnonzero(np.diff(a) != 1) + 1
-    starts = a[np.concatenate(([0], cuts))].tolist()
-    ends = (a[np.concatenate((cuts - 1, [a.size - 1]))] + 1).tolist()
-    return list(zip(starts, ends)), int(a.size)
+        spans = [(f, f + 1) for f in frames]
+    else:
+        a = np.fromiter(frames, np.int64, len(frames))
+        a.sort()
+        cuts = np.flatnonzero(np.diff(a) != 1) + 1
+        spans = list(zip(a[np.concatenate(([0], cuts))].tolist(),
+                         (a[np.concatenate((cuts - 1, [a.size - 1]))] + 1).tolist()))
+    spans += ranges
+    spans.sort()
+    out: list[tuple[int, int]] = []
+    n = 0
+    for rs, re_ in ram:                                  # each RAM run's part, merged
+        for s, e in spans:
+            lo, hi = max(s, rs), min(e, re_)
+            if lo >= hi:
+                continue
+            if out and out[-1][1] >= lo:
+                if hi > out[-1][1]:
+                    n += hi - out[-1][1]
+                    out[-1] = (out[-1][0], hi)
+            else:
+                out.append((lo, hi))
+                n += hi - lo
+    return out, n
 
 
 def _superpages_of(m, runs: list) -> set[int]:
