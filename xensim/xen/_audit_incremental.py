@@ -117,46 +117,51 @@ class IncrementalAuditor(BusWatcher):
         else:
             changed = None                              # everything the table held changes
         if old is not None:
-            ents = old[2]
-            idx = np.flatnonzero(ents & _U(_PAGE_PRESENT)) if changed is None else changed
-            for i in idx.tolist():
-                e = int(ents[i])
-                if e & _PAGE_PRESENT and not is_xen_slot(old[0], i):
-                    self._unlink(old[0], page, i, e, dirty)
+            self._relink(old[0], page, old[2], changed, dirty, False)
         if now is None:
             self._tables.pop(page, None)
             self._table_mfns.pop(mfn, None)
             return
         level, domid = now
-        idx = np.flatnonzero(new_entries & _U(_PAGE_PRESENT)) if changed is None else changed
-        for i in idx.tolist():
-            e = int(new_entries[i])
-            if e & _PAGE_PRESENT and not is_xen_slot(level, i):
-                self._link(level, page, i, e, dirty)
+        self._relink(level, page, new_entries, changed, dirty, True)
         self._tables[page] = (level, domid, new_entries)
         self._table_mfns[mfn] = page
 
-    def _link(self, level, page, i, e, dirty) -> None:
-        target = (e & PADDR_MASK) >> PAGE_SHIFT
-        if level == 2 and e & _PAGE_PSE:
-            self._pse.setdefault(target, {})[(page, i)] = e
-            dirty.superpage(target)
+    def _relink(self, level, page, ents, changed, dirty: "_Dirty", link: bool) -> None:
+        """Enter (``link``) or remove the present entries of table ``page`` (``ents``; only
+        those at ``changed`` if not None) in the reverse map; their targets are dirty."""
+        idx = np.flatnonzero(ents & _U(_PAGE_PRESENT)) if changed is None else \
+            changed[(ents[changed] & _U(_PAGE_PRESENT)) != 0]
+        if level == 4:                                   # Xen's own slots are not the guest's
+            idx = idx[[not is_xen_slot(4, i) for i in idx.tolist()]] if idx.size else idx
+        if not idx.size:
+            return
+        vals = ents[idx]
+        targets = ((vals & _U(PADDR_MASK)) >> _U(PAGE_SHIFT)).tolist()
+        if level == 2:
+            pse = ((vals & _U(_PAGE_PSE)) != 0).tolist()
         else:
-            self._rev.setdefault(target, {})[(page, i)] = e
-            dirty.frame(target)
-
-    def _unlink(self, level, page, i, e, dirty) -> None:
-        target = (e & PADDR_MASK) >> PAGE_SHIFT
-        where = self._pse if level == 2 and e & _PAGE_PSE else self._rev
-        ents = where.get(target)
-        if ents is not None:
-            ents.pop((page, i), None)
-            if not ents:
-                del where[target]
-        if where is self._pse:
-            dirty.superpage(target)
-        else:
-            dirty.frame(target)
+            pse = None
+        frames, superpages = dirty.frames, dirty.superpages
+        for k, (i, e, target) in enumerate(zip(idx.tolist(), vals.tolist(), targets)):
+            if pse is not None and pse[k]:
+                where = self._pse
+                superpages.add(target)
+            else:
+                where = self._rev
+                frames.add(target)
+            if link:
+                got = where.get(target)
+                if got is None:
+                    where[target] = {(page, i): e}
+                else:
+                    got[(page, i)] = e
+            else:
+                got = where.get(target)
+                if got is not None:
+                    got.pop((page, i), None)
+                    if not got:
+                        del where[target]
 
     # -- one check ----------------------------------------------------------------------
     def check(self) -> AuditReport:
@@ -189,11 +194,12 @@ class IncrementalAuditor(BusWatcher):
             if page in live or page in tables:
                 self._refresh_table(page, live.get(page), dirty)
         # the domains' records
-        for domid in set(m.domains) | set(self._doms):
+        doms = m.domains
+        for domid in doms if doms.keys() == self._doms.keys() else doms.keys() | self._doms:
             d = m.domains.get(domid)
             was = self._doms.get(domid)
             now = _record(d, was) if d is not None else None
-            if now != was:
+            if now is not was and now != was:
                 self._record_changed(was, now, dirty)
                 self._owned_all = self._pins = None
                 if now is None:
@@ -361,9 +367,21 @@ class IncrementalAuditor(BusWatcher):
         # domains (whose its expectation is)
         order = _LiveOrder(m.pt.live)
         tables, live = self._tables, m.pt.live
-        for target in sorted(frames & self._rev.keys()):
+        rev, refs, holder = self._rev, exp.refs, exp.holder
+        for target in sorted(frames & rev.keys()):
+            ents = rev[target]
+            if len(ents) == 1:                           # the usual: one L1 entry
+                ((page, _), e), = ents.items()
+                level, domid, _ = tables[page]
+                if level == 1:
+                    if e & _PAGE_RW:
+                        exp.typed(target, domid, PGT_writable_page)
+                    else:
+                        refs[target] += 1
+                        holder.add((target, domid))
+                    continue
             got = []
-            for item in self._rev[target].items():
+            for item in ents.items():
                 (page, i), e = item
                 level, domid, _ = tables[page]
                 if level == 1:
@@ -401,9 +419,13 @@ class IncrementalAuditor(BusWatcher):
         m.superpage.expect_superpages(design, pse, sorted(sps))
         # keep what concerns these superpages (a design may say more, see expect_superpages)
         spdx = {m.mfn_to_page(sp) >> SUPERPAGE_ORDER for sp in sps}
-        exp.merge(design, frames | sps, lambda r: m.mfn_to_page(r[0]) >> SUPERPAGE_ORDER in spdx,
-                  spdx)
-        exp.merge(extra, frames)                         # the machine's other contributors
+        if design.refs or design.types or design.runs or design.holder or design.spage \
+                or design.conflicts:
+            exp.merge(design, frames | sps,
+                      lambda r: m.mfn_to_page(r[0]) >> SUPERPAGE_ORDER in spdx, spdx)
+        if extra.refs or extra.types or extra.runs or extra.holder or extra.conflicts:
+            exp.merge(extra, frames)                     # the machine's other contributors
+        exp.privileged |= design.privileged | extra.privileged
         return exp
 
 
@@ -458,6 +480,8 @@ def _record(d, was: tuple | None = None) -> tuple:
     owned, allocated = d.owned, d.allocated
     sets = (id(d), id(owned), owned.version, id(allocated), allocated.version)
     if was is not None and was[5] == sets:
+        if d.baseptr == was[4] and d.pinned == was[2] and d.marked == was[3]:
+            return was                                   # nothing changed: the same record
         runs = was[0], was[1]
     else:
         runs = owned.runs(), allocated.runs()
