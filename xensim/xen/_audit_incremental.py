@@ -169,15 +169,26 @@ class IncrementalAuditor(BusWatcher):
         m = self.m
         self.checks += 1
         dirty = _Dirty()
-        # frames written (PDX -> MFN): a few one by one, more as arrays
-        if len(self._pages) + sum(n for _, n in self._ranges) > _SMALL:
+        # frames written (PDX -> MFN): a run of PDXs whose MFNs are a run too (PDX
+        # compression is increasing: its ends say) as that run, the rest a few one by
+        # one, more as arrays
+        to_mfn = m.pdx_to_mfn
+        split = []
+        for first, n in self._ranges:
+            if n <= 0:
+                continue
+            lo = int(to_mfn(first))
+            if int(to_mfn(first + n - 1)) - lo == n - 1:
+                dirty.ranges.append((lo, lo + n))
+            else:
+                split.append((first, n))
+        if len(self._pages) + sum(n for _, n in split) > _SMALL:
             pdx = np.concatenate([np.fromiter(self._pages, np.uint64, len(self._pages))]
-                                 + [np.arange(p, p + n, dtype=np.uint64) for p, n in self._ranges])
+                                 + [np.arange(p, p + n, dtype=np.uint64) for p, n in split])
             dirty.frames.update(np.asarray(m.pdx_to_mfn(pdx), dtype=np.int64).tolist())
         else:
-            to_mfn = m.pdx_to_mfn
             dirty.frames.update(int(to_mfn(p)) for p in self._pages)
-            for first, n in self._ranges:
+            for first, n in split:
                 dirty.frames.update(int(to_mfn(p)) for p in range(first, first + n))
         for spdx in self._spdx:                          # words only: the frames' runs
             dirty.words.add(int(m.pdx_to_mfn(spdx << SUPERPAGE_ORDER)))   # follow entries, marks
@@ -190,6 +201,11 @@ class IncrementalAuditor(BusWatcher):
             self._live = dict(live)
         table_mfns = self._table_mfns                    # e.g. a table frame scrubbed
         touched.update(table_mfns[mfn] for mfn in dirty.frames & table_mfns.keys())
+        for lo, hi in dirty.ranges:
+            if hi - lo > len(table_mfns):
+                touched.update(p for mfn, p in table_mfns.items() if lo <= mfn < hi)
+            else:
+                touched.update(table_mfns[mfn] for mfn in range(lo, hi) if mfn in table_mfns)
         for page in touched:
             if page in live or page in tables:
                 self._refresh_table(page, live.get(page), dirty)
