@@ -122,7 +122,7 @@ def isolation_since(m: Machine, auditor: IncrementalAuditor) -> str | None:
         if town != domid:
             return f"live L{level} table {mfn:#x} of dom{domid} is owned by dom{town}"
     for mfn, valid, owner in _validity_owners(m, auditor.mapped(auditor.last_frames)):
-        if valid and auditor.mapping_domains(mfn) == {owner}:
+        if valid and auditor.sole_domain(mfn) == owner:
             continue                                     # every entry its owner's
         for table, level, domid, i, e in auditor.entries_to(mfn):
             where = f"dom{domid}'s L{level} table {table:#x}[{i}] = {e:#x}"
@@ -136,7 +136,7 @@ def isolation_since(m: Machine, auditor: IncrementalAuditor) -> str | None:
         o = ft.read_slices(m.mfn_to_page(sp), SUPERPAGE_PAGES)[2] if valid else None
         # all 512 one domain's (its owners: that one), or not (None)
         owners = {int(o[0])} if valid and (o == o[0]).all() else None
-        if owners is not None and auditor.mapping_domains(sp, pse=True) == owners:
+        if owners is not None and {auditor.sole_domain(sp, pse=True)} == owners:
             continue
         for table, level, domid, i, e in auditor.entries_to(sp, pse=True):
             where = f"dom{domid}'s L{level} table {table:#x}[{i}] = {e:#x}"

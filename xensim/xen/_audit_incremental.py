@@ -335,11 +335,20 @@ class IncrementalAuditor(BusWatcher):
             out.append((int(self.m.pdx_to_mfn(page)), level, domid, i, e))
         return sorted(out)
 
-    def mapping_domains(self, mfn: int, pse: bool = False) -> set[int]:
-        """The domids of the live tables with an entry that maps ``mfn`` (``pse``: a PSE
-        entry, of the superpage whose first frame it is), as of the last check."""
+    def sole_domain(self, mfn: int, pse: bool = False) -> int | None:
+        """The domid of the live tables whose entries map ``mfn`` (``pse``: PSE entries of
+        the superpage whose first frame it is) if they are one domain's, else None (none
+        or several), as of the last check."""
+        ents = (self._pse if pse else self._rev).get(mfn)
+        if not ents:
+            return None
         tables = self._tables
-        return {tables[page][1] for page, _ in (self._pse if pse else self._rev).get(mfn, ())}
+        it = iter(ents)
+        domid = tables[next(it)[0]][1]
+        for page, _ in it:
+            if tables[page][1] != domid:
+                return None
+        return domid
 
     def mapped(self, mfns: set, pse: bool = False) -> list[int]:
         """Those of ``mfns`` some live entry maps (``pse``: superpages some PSE entry maps),
@@ -383,18 +392,22 @@ class IncrementalAuditor(BusWatcher):
         # domains (whose its expectation is)
         order = _LiveOrder(m.pt.live)
         tables, live = self._tables, m.pt.live
-        rev, refs, holder = self._rev, exp.refs, exp.holder
+        rev, refs, holder, types = self._rev, exp.refs, exp.holder, exp.types
         for target in sorted(frames & rev.keys()):
             ents = rev[target]
             if len(ents) == 1:                           # the usual: one L1 entry
                 ((page, _), e), = ents.items()
                 level, domid, _ = tables[page]
                 if level == 1:
-                    if e & _PAGE_RW:
+                    if not e & _PAGE_RW:
+                        refs[target] += 1
+                        holder.add((target, domid))
+                    elif target in types:                # a type clash is found there
                         exp.typed(target, domid, PGT_writable_page)
                     else:
                         refs[target] += 1
                         holder.add((target, domid))
+                        types[target] = [PGT_writable_page, 1]
                     continue
             got = []
             for item in ents.items():
