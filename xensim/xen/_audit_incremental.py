@@ -138,28 +138,36 @@ class IncrementalAuditor(BusWatcher):
             return
         vals = ents[idx]
         targets = ((vals & _U(PADDR_MASK)) >> _U(PAGE_SHIFT)).tolist()
-        if level == 2:
-            pse = ((vals & _U(_PAGE_PSE)) != 0).tolist()
-        else:
-            pse = None
-        frames, superpages = dirty.frames, dirty.superpages
-        for k, (i, e, target) in enumerate(zip(idx.tolist(), vals.tolist(), targets)):
-            if pse is not None and pse[k]:
-                where = self._pse
-                superpages.add(target)
-            else:
-                where = self._rev
-                frames.add(target)
-            if link:
+        pse = ((vals & _U(_PAGE_PSE)) != 0).tolist() if level == 2 else None
+        keys = [(page, i) for i in idx.tolist()]
+        if pse is None or not any(pse):                  # frames only (the usual)
+            dirty.frames.update(targets)
+            self._enter(self._rev, zip(targets, keys, vals.tolist()), link)
+            return
+        rev = [k for k, p in enumerate(pse) if not p]
+        sup = [k for k, p in enumerate(pse) if p]
+        vl = vals.tolist()
+        dirty.frames.update(targets[k] for k in rev)
+        dirty.superpages.update(targets[k] for k in sup)
+        self._enter(self._rev, ((targets[k], keys[k], vl[k]) for k in rev), link)
+        self._enter(self._pse, ((targets[k], keys[k], vl[k]) for k in sup), link)
+
+    @staticmethod
+    def _enter(where: dict, items, link: bool) -> None:
+        """Enter (``link``) or remove the (target, (page, index), entry) ``items`` in the
+        reverse map ``where``."""
+        if link:
+            for target, key, e in items:
                 got = where.get(target)
                 if got is None:
-                    where[target] = {(page, i): e}
+                    where[target] = {key: e}
                 else:
-                    got[(page, i)] = e
-            else:
+                    got[key] = e
+        else:
+            for target, key, _ in items:
                 got = where.get(target)
                 if got is not None:
-                    got.pop((page, i), None)
+                    got.pop(key, None)
                     if not got:
                         del where[target]
 
