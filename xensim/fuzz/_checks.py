@@ -121,9 +121,8 @@ def isolation_since(m: Machine, auditor: IncrementalAuditor) -> str | None:
         town = ft.owner(m.mfn_to_page(mfn))
         if town != domid:
             return f"live L{level} table {mfn:#x} of dom{domid} is owned by dom{town}"
-    for mfn in auditor.mapped(auditor.last_frames):
-        valid = m.mfn_valid(mfn)
-        if valid and auditor.mapping_domains(mfn) == {ft.owner(m.mfn_to_page(mfn))}:
+    for mfn, valid, owner in _validity_owners(m, auditor.mapped(auditor.last_frames)):
+        if valid and auditor.sole_domain(mfn) == owner:
             continue                                     # every entry its owner's
         for table, level, domid, i, e in auditor.entries_to(mfn):
             where = f"dom{domid}'s L{level} table {table:#x}[{i}] = {e:#x}"
@@ -137,7 +136,7 @@ def isolation_since(m: Machine, auditor: IncrementalAuditor) -> str | None:
         o = ft.read_slices(m.mfn_to_page(sp), SUPERPAGE_PAGES)[2] if valid else None
         # all 512 one domain's (its owners: that one), or not (None)
         owners = {int(o[0])} if valid and (o == o[0]).all() else None
-        if owners is not None and auditor.mapping_domains(sp, pse=True) == owners:
+        if owners is not None and {auditor.sole_domain(sp, pse=True)} == owners:
             continue
         for table, level, domid, i, e in auditor.entries_to(sp, pse=True):
             where = f"dom{domid}'s L{level} table {table:#x}[{i}] = {e:#x}"
@@ -146,6 +145,23 @@ def isolation_since(m: Machine, auditor: IncrementalAuditor) -> str | None:
             if owners != {domid}:
                 return f"{where} maps mfn {sp:#x}+511 owned by dom{int(o[np.argmax(o != domid)])}"
     return _domain_isolation(m, auditor.last_frames, auditor.last_superpages)
+
+
+def _validity_owners(m: Machine, mfns: list[int]):
+    """(mfn, valid, owner) of each of ``mfns`` (owner: None if invalid); many at once as
+    arrays."""
+    if len(mfns) <= 16:
+        ft = m.frame_table
+        for mfn in mfns:
+            valid = m.mfn_valid(mfn)
+            yield mfn, valid, ft.owner(m.mfn_to_page(mfn)) if valid else None
+        return
+    a = np.array(mfns, dtype=np.int64)
+    valid = m.mfn_valid_array(a)
+    owners = np.full(a.size, DOMID_INVALID, dtype=np.int64)
+    owners[valid] = _owners(m, a[valid])
+    for mfn, v, o in zip(mfns, valid.tolist(), owners.tolist()):
+        yield mfn, v, o if v else None
 
 
 def _domain_isolation(m: Machine, frames: set | None = None,

@@ -222,32 +222,37 @@ def recount(m, owned_runs, exp: Expected, rep: AuditReport, pins: dict | None = 
                   or not _small_run_same(m, r, exp, allocs, pins, rep)]
     if not owned_runs:
         return
-    # the contributors' single-frame expectations as arrays (each MFN once), sliced per run
+    # the contributors' single-frame expectations as arrays (each MFN once, sorted), sliced
+    # per run
     ref_mfn = np.fromiter(exp.refs.keys(), dtype=np.int64, count=len(exp.refs))
     ref_n = np.fromiter(exp.refs.values(), dtype=np.int64, count=len(exp.refs))
+    order = np.argsort(ref_mfn, kind="stable")
+    ref_mfn, ref_n = ref_mfn[order], ref_n[order]
     typ_mfn = np.fromiter(exp.types.keys(), dtype=np.int64, count=len(exp.types))
     typ_type = np.fromiter((t for t, _ in exp.types.values()), dtype=np.int64, count=len(exp.types))
     typ_cnt = np.fromiter((c for _, c in exp.types.values()), dtype=np.int64, count=len(exp.types))
-    for s, e, d in owned_runs:
+    order = np.argsort(typ_mfn, kind="stable")
+    typ_mfn, typ_type, typ_cnt = typ_mfn[order], typ_type[order], typ_cnt[order]
+    bounds = np.array([(s, e) for s, e, _ in owned_runs], dtype=np.int64)
+    ref_at = np.searchsorted(ref_mfn, bounds).tolist()
+    typ_at = np.searchsorted(typ_mfn, bounds).tolist()
+    for (s, e, d), (r_lo, r_hi), (t_lo, t_hi) in zip(owned_runs, ref_at, typ_at):
         n = e - s
         rep.frames_checked += n
-        mfns = np.arange(s, e, dtype=np.int64)
-        e_count = np.zeros(n, dtype=np.int64)
-        e_type = np.zeros(n, dtype=np.int64)        # type bits, 0 = unconstrained
-        e_tcount = np.zeros(n, dtype=np.int64)
-        e_alloc = np.zeros(n, dtype=bool)
+        # count, type bits (0 = unconstrained), type count, allocated, pinned
+        e_count, e_type, e_tcount, e_alloc, e_pinned = np.zeros((5, n), dtype=np.int64)
         for a_s, a_e in allocs.overlapping(d, s, e):
-            e_alloc[max(a_s, s) - s:min(a_e, e) - s] = True
+            e_alloc[max(a_s, s) - s:min(a_e, e) - s] = 1
         e_count += e_alloc
-        e_pinned = np.zeros(n, dtype=bool)
         for mfn in _pinned_mfns(m, d, pins):
             if s <= mfn < e:
-                e_pinned[mfn - s] = True
-        inside = (ref_mfn >= s) & (ref_mfn < e)
-        e_count[ref_mfn[inside] - s] += ref_n[inside]
-        inside = (typ_mfn >= s) & (typ_mfn < e)
-        e_type[typ_mfn[inside] - s] = typ_type[inside]
-        e_tcount[typ_mfn[inside] - s] = typ_cnt[inside]
+                e_pinned[mfn - s] = 1
+        if r_hi > r_lo:
+            e_count[ref_mfn[r_lo:r_hi] - s] += ref_n[r_lo:r_hi]
+        if t_hi > t_lo:
+            at = typ_mfn[t_lo:t_hi] - s
+            e_type[at] = typ_type[t_lo:t_hi]
+            e_tcount[at] = typ_cnt[t_lo:t_hi]
         for r_mfn, r_n, _, r_type in exp.runs:
             lo, hi = max(r_mfn, s), min(r_mfn + r_n, e)
             if lo >= hi:
@@ -260,7 +265,7 @@ def recount(m, owned_runs, exp: Expected, rep: AuditReport, pins: dict | None = 
                     rep.add(Difference(lo + int(j), "type", _tname(int(e_type[sl][j])), _tname(r_type)))
                 e_type[sl] = r_type
                 e_tcount[sl] += 1
-        _compare_run(m, d, s, mfns, e_count, e_alloc, e_type, e_tcount, e_pinned, rep)
+        _compare_run(m, d, s, e_count, e_alloc, e_type, e_tcount, e_pinned, rep)
 
 
 #: a run of at most this many frames is compared frame by frame first (faster than arrays)
@@ -458,20 +463,26 @@ TI_CHECKED = PGT_count_mask | PGT_pinned
 _CI_CHECKED, _TI_CHECKED = _U(CI_CHECKED), _U(TI_CHECKED)
 
 
-def _compare_run(m, d, s, mfns, e_count, e_alloc, e_type, e_tcount, e_pinned, rep) -> None:
-    off = 0
-    for pdx, k in m._pdx_runs(s, len(mfns)):
+def _compare_run(m, d, s, e_count, e_alloc, e_type, e_tcount, e_pinned, rep) -> None:
+    """Frames [s, s + len(e_count)) of ``d`` against the expected counts (int64 arrays;
+    ``e_alloc``, ``e_pinned``: 0 or 1); what differs, field by field, in ``rep``."""
+    off, n = 0, len(e_count)
+    # the words as they must read (the checked bits), for the whole run at once
+    want_ci_all = (e_count.astype(np.uint64) | np.where(e_alloc != 0, _U(PGC_allocated), _U(0))
+                   | _U(PGC_state_inuse))
+    want_ti_all = e_tcount.astype(np.uint64) | np.where(e_pinned != 0, _U(PGT_pinned), _U(0))
+    untyped = e_tcount == 0
+    for pdx, k in m._pdx_runs(s, n):
         ci, ti, owner = m.frame_table.read_slices(pdx, k)
         sl = slice(off, off + k)
         # every checked field at once; only a frame that differs is looked at field by field
-        want_ci = (e_count[sl].astype(np.uint64) | _U(PGC_state_inuse)
-                   | (e_alloc[sl].astype(np.uint64) * _U(PGC_allocated)))
-        want_ti = e_tcount[sl].astype(np.uint64) | (e_pinned[sl].astype(np.uint64) * _U(PGT_pinned))
+        want_ci, want_ti = want_ci_all[sl], want_ti_all[sl]
         same = ((ci & _CI_CHECKED) == want_ci) & ((ti & _TI_CHECKED) == want_ti) & (owner == d.domid)
-        same &= (e_tcount[sl] == 0) | ((ti & _U(PGT_type_mask)).astype(np.int64) == e_type[sl])
+        same &= untyped[sl] | ((ti & _U(PGT_type_mask)).astype(np.int64) == e_type[sl])
         if same.all():
             off += k
             continue
+        mfns = np.arange(s + off, s + off + k, dtype=np.int64)
         checks = [
             ("owner", owner.astype(np.int64), np.full(k, d.domid)),
             ("count_info.state", ((ci & _U(PGC_state)) >> _U(55)).astype(np.int64),
@@ -486,12 +497,12 @@ def _compare_run(m, d, s, mfns, e_count, e_alloc, e_type, e_tcount, e_pinned, re
         for name, actual, expected in checks:
             bad = np.flatnonzero(actual != expected)
             for j in bad[:MAX_LISTED]:
-                rep.add(Difference(int(mfns[off + j]), name, int(expected[j]), int(actual[j])))
+                rep.add(Difference(int(mfns[j]), name, int(expected[j]), int(actual[j])))
             rep.total_differences += max(0, bad.size - MAX_LISTED)
         # the type matters only while someone holds a typed reference
         held = e_tcount[sl] > 0
         atype = (ti & _U(PGT_type_mask)).astype(np.int64)
         for j in np.flatnonzero(held & (atype != e_type[sl])):
-            rep.add(Difference(int(mfns[off + j]), "type_info.type", _tname(int(e_type[sl][j])),
+            rep.add(Difference(int(mfns[j]), "type_info.type", _tname(int(e_type[sl][j])),
                                _tname(int(atype[j]))))
         off += k

@@ -117,46 +117,59 @@ class IncrementalAuditor(BusWatcher):
         else:
             changed = None                              # everything the table held changes
         if old is not None:
-            ents = old[2]
-            idx = np.flatnonzero(ents & _U(_PAGE_PRESENT)) if changed is None else changed
-            for i in idx.tolist():
-                e = int(ents[i])
-                if e & _PAGE_PRESENT and not is_xen_slot(old[0], i):
-                    self._unlink(old[0], page, i, e, dirty)
+            self._relink(old[0], page, old[2], changed, dirty, False)
         if now is None:
             self._tables.pop(page, None)
             self._table_mfns.pop(mfn, None)
             return
         level, domid = now
-        idx = np.flatnonzero(new_entries & _U(_PAGE_PRESENT)) if changed is None else changed
-        for i in idx.tolist():
-            e = int(new_entries[i])
-            if e & _PAGE_PRESENT and not is_xen_slot(level, i):
-                self._link(level, page, i, e, dirty)
+        self._relink(level, page, new_entries, changed, dirty, True)
         self._tables[page] = (level, domid, new_entries)
         self._table_mfns[mfn] = page
 
-    def _link(self, level, page, i, e, dirty) -> None:
-        target = (e & PADDR_MASK) >> PAGE_SHIFT
-        if level == 2 and e & _PAGE_PSE:
-            self._pse.setdefault(target, {})[(page, i)] = e
-            dirty.superpage(target)
-        else:
-            self._rev.setdefault(target, {})[(page, i)] = e
-            dirty.frame(target)
+    def _relink(self, level, page, ents, changed, dirty: "_Dirty", link: bool) -> None:
+        """Enter (``link``) or remove the present entries of table ``page`` (``ents``; only
+        those at ``changed`` if not None) in the reverse map; their targets are dirty."""
+        idx = np.flatnonzero(ents & _U(_PAGE_PRESENT)) if changed is None else \
+            changed[(ents[changed] & _U(_PAGE_PRESENT)) != 0]
+        if level == 4:                                   # Xen's own slots are not the guest's
+            idx = idx[[not is_xen_slot(4, i) for i in idx.tolist()]] if idx.size else idx
+        if not idx.size:
+            return
+        vals = ents[idx]
+        targets = ((vals & _U(PADDR_MASK)) >> _U(PAGE_SHIFT)).tolist()
+        pse = ((vals & _U(_PAGE_PSE)) != 0).tolist() if level == 2 else None
+        keys = [(page, i) for i in idx.tolist()]
+        if pse is None or not any(pse):                  # frames only (the usual)
+            dirty.frames.update(targets)
+            self._enter(self._rev, zip(targets, keys, vals.tolist()), link)
+            return
+        rev = [k for k, p in enumerate(pse) if not p]
+        sup = [k for k, p in enumerate(pse) if p]
+        vl = vals.tolist()
+        dirty.frames.update(targets[k] for k in rev)
+        dirty.superpages.update(targets[k] for k in sup)
+        self._enter(self._rev, ((targets[k], keys[k], vl[k]) for k in rev), link)
+        self._enter(self._pse, ((targets[k], keys[k], vl[k]) for k in sup), link)
 
-    def _unlink(self, level, page, i, e, dirty) -> None:
-        target = (e & PADDR_MASK) >> PAGE_SHIFT
-        where = self._pse if level == 2 and e & _PAGE_PSE else self._rev
-        ents = where.get(target)
-        if ents is not None:
-            ents.pop((page, i), None)
-            if not ents:
-                del where[target]
-        if where is self._pse:
-            dirty.superpage(target)
+    @staticmethod
+    def _enter(where: dict, items, link: bool) -> None:
+        """Enter (``link``) or remove the (target, (page, index), entry) ``items`` in the
+        reverse map ``where``."""
+        if link:
+            for target, key, e in items:
+                got = where.get(target)
+                if got is None:
+                    where[target] = {key: e}
+                else:
+                    got[key] = e
         else:
-            dirty.frame(target)
+            for target, key, _ in items:
+                got = where.get(target)
+                if got is not None:
+                    got.pop(key, None)
+                    if not got:
+                        del where[target]
 
     # -- one check ----------------------------------------------------------------------
     def check(self) -> AuditReport:
@@ -164,15 +177,26 @@ class IncrementalAuditor(BusWatcher):
         m = self.m
         self.checks += 1
         dirty = _Dirty()
-        # frames written (PDX -> MFN): a few one by one, more as arrays
-        if len(self._pages) + sum(n for _, n in self._ranges) > _SMALL:
+        # frames written (PDX -> MFN): a run of PDXs whose MFNs are a run too (PDX
+        # compression is increasing: its ends say) as that run, the rest a few one by
+        # one, more as arrays
+        to_mfn = m.pdx_to_mfn
+        split = []
+        for first, n in self._ranges:
+            if n <= 0:
+                continue
+            lo = int(to_mfn(first))
+            if int(to_mfn(first + n - 1)) - lo == n - 1:
+                dirty.ranges.append((lo, lo + n))
+            else:
+                split.append((first, n))
+        if len(self._pages) + sum(n for _, n in split) > _SMALL:
             pdx = np.concatenate([np.fromiter(self._pages, np.uint64, len(self._pages))]
-                                 + [np.arange(p, p + n, dtype=np.uint64) for p, n in self._ranges])
+                                 + [np.arange(p, p + n, dtype=np.uint64) for p, n in split])
             dirty.frames.update(np.asarray(m.pdx_to_mfn(pdx), dtype=np.int64).tolist())
         else:
-            to_mfn = m.pdx_to_mfn
             dirty.frames.update(int(to_mfn(p)) for p in self._pages)
-            for first, n in self._ranges:
+            for first, n in split:
                 dirty.frames.update(int(to_mfn(p)) for p in range(first, first + n))
         for spdx in self._spdx:                          # words only: the frames' runs
             dirty.words.add(int(m.pdx_to_mfn(spdx << SUPERPAGE_ORDER)))   # follow entries, marks
@@ -185,15 +209,21 @@ class IncrementalAuditor(BusWatcher):
             self._live = dict(live)
         table_mfns = self._table_mfns                    # e.g. a table frame scrubbed
         touched.update(table_mfns[mfn] for mfn in dirty.frames & table_mfns.keys())
+        for lo, hi in dirty.ranges:
+            if hi - lo > len(table_mfns):
+                touched.update(p for mfn, p in table_mfns.items() if lo <= mfn < hi)
+            else:
+                touched.update(table_mfns[mfn] for mfn in range(lo, hi) if mfn in table_mfns)
         for page in touched:
             if page in live or page in tables:
                 self._refresh_table(page, live.get(page), dirty)
         # the domains' records
-        for domid in set(m.domains) | set(self._doms):
+        doms = m.domains
+        for domid in doms if doms.keys() == self._doms.keys() else doms.keys() | self._doms:
             d = m.domains.get(domid)
             was = self._doms.get(domid)
             now = _record(d, was) if d is not None else None
-            if now != was:
+            if now is not was and now != was:
                 self._record_changed(was, now, dirty)
                 self._owned_all = self._pins = None
                 if now is None:
@@ -208,8 +238,7 @@ class IncrementalAuditor(BusWatcher):
         was, now = was or empty, now or empty
         for k in (0, 1):                                 # owned, allocated
             if was[k] != now[k]:
-                for s, e in _sym_diff(was[k], now[k]):
-                    dirty.frames.update(range(s, e))
+                dirty.ranges.extend(_sym_diff(was[k], now[k]))
         m = self.m
         for page in set(was[2]) | set(now[2]):           # pins
             if was[2].get(page) != now[2].get(page):
@@ -224,8 +253,8 @@ class IncrementalAuditor(BusWatcher):
     def _recount(self, dirty: "_Dirty") -> AuditReport:
         m = self.m
         rep = AuditReport()
-        for s in dirty.superpages:                       # their frames' expectations moved
-            dirty.frames.update(range(s, s + SUPERPAGE_PAGES))
+        # their frames' expectations moved
+        dirty.ranges.extend((s, s + SUPERPAGE_PAGES) for s in dirty.superpages)
         # contributors other than the page tables (e.g. a test's external holder): asked
         # every time; the frames they speak of now or spoke of last time are recounted
         extra = Expected()
@@ -233,13 +262,16 @@ class IncrementalAuditor(BusWatcher):
             if contribute != m.pt.expect:
                 contribute(m, extra)
         now = extra.frames()
-        dirty.frames |= now | self._extra_frames
+        if now or self._extra_frames:
+            dirty.frames |= now | self._extra_frames
         self._extra_frames = now
         fset = dirty.frames
-        runs, n_frames = _ram_runs(fset, m.memmap.frame_ranges)
+        runs, n_frames = _ram_runs(fset, dirty.ranges, m.memmap.frame_ranges)
+        for s, e in dirty.ranges:
+            fset.update(range(s, e))
         sps = dirty.superpages | dirty.words
         sps.update(_superpages_of(m, runs))
-        exp = self._expected(fset, sps, extra)
+        exp = self._expected(fset, sps, extra) if fset or sps else _EMPTY_EXPECTED
         for c in exp.conflicts:
             rep.add(c)
         owned_all, starts, whose = self._owned_runs(rep)
@@ -311,11 +343,20 @@ class IncrementalAuditor(BusWatcher):
             out.append((int(self.m.pdx_to_mfn(page)), level, domid, i, e))
         return sorted(out)
 
-    def mapping_domains(self, mfn: int, pse: bool = False) -> set[int]:
-        """The domids of the live tables with an entry that maps ``mfn`` (``pse``: a PSE
-        entry, of the superpage whose first frame it is), as of the last check."""
+    def sole_domain(self, mfn: int, pse: bool = False) -> int | None:
+        """The domid of the live tables whose entries map ``mfn`` (``pse``: PSE entries of
+        the superpage whose first frame it is) if they are one domain's, else None (none
+        or several), as of the last check."""
+        ents = (self._pse if pse else self._rev).get(mfn)
+        if not ents:
+            return None
         tables = self._tables
-        return {tables[page][1] for page, _ in (self._pse if pse else self._rev).get(mfn, ())}
+        it = iter(ents)
+        domid = tables[next(it)[0]][1]
+        for page, _ in it:
+            if tables[page][1] != domid:
+                return None
+        return domid
 
     def mapped(self, mfns: set, pse: bool = False) -> list[int]:
         """Those of ``mfns`` some live entry maps (``pse``: superpages some PSE entry maps),
@@ -359,9 +400,25 @@ class IncrementalAuditor(BusWatcher):
         # domains (whose its expectation is)
         order = _LiveOrder(m.pt.live)
         tables, live = self._tables, m.pt.live
-        for target in sorted(frames & self._rev.keys()):
+        rev, refs, holder, types = self._rev, exp.refs, exp.holder, exp.types
+        for target in sorted(frames & rev.keys()):
+            ents = rev[target]
+            if len(ents) == 1:                           # the usual: one L1 entry
+                ((page, _), e), = ents.items()
+                level, domid, _ = tables[page]
+                if level == 1:
+                    if not e & _PAGE_RW:
+                        refs[target] += 1
+                        holder.add((target, domid))
+                    elif target in types:                # a type clash is found there
+                        exp.typed(target, domid, PGT_writable_page)
+                    else:
+                        refs[target] += 1
+                        holder.add((target, domid))
+                        types[target] = [PGT_writable_page, 1]
+                    continue
             got = []
-            for item in self._rev[target].items():
+            for item in ents.items():
                 (page, i), e = item
                 level, domid, _ = tables[page]
                 if level == 1:
@@ -399,10 +456,18 @@ class IncrementalAuditor(BusWatcher):
         m.superpage.expect_superpages(design, pse, sorted(sps))
         # keep what concerns these superpages (a design may say more, see expect_superpages)
         spdx = {m.mfn_to_page(sp) >> SUPERPAGE_ORDER for sp in sps}
-        exp.merge(design, frames | sps, lambda r: m.mfn_to_page(r[0]) >> SUPERPAGE_ORDER in spdx,
-                  spdx)
-        exp.merge(extra, frames)                         # the machine's other contributors
+        if design.refs or design.types or design.runs or design.holder or design.spage \
+                or design.conflicts:
+            exp.merge(design, frames | sps,
+                      lambda r: m.mfn_to_page(r[0]) >> SUPERPAGE_ORDER in spdx, spdx)
+        if extra.refs or extra.types or extra.runs or extra.holder or extra.conflicts:
+            exp.merge(extra, frames)                     # the machine's other contributors
+        exp.privileged |= design.privileged | extra.privileged
         return exp
+
+
+#: the expectation of nothing (no frame, no superpage dirty), read only
+_EMPTY_EXPECTED = Expected()
 
 
 class _LiveOrder:
@@ -423,10 +488,12 @@ class _LiveOrder:
 
 class _Dirty:
     """Frames (MFNs) and superpages (first MFNs) one check must recount."""
-    __slots__ = ("frames", "superpages", "words")
+    __slots__ = ("frames", "ranges", "superpages", "words")
 
     def __init__(self):
         self.frames: set[int] = set()
+        #: half-open runs of MFNs, dirty too (kept as runs until the recount)
+        self.ranges: list[tuple[int, int]] = []
         #: superpages whose 512 frames' expectation moved (PSE entries, marks)
         self.superpages: set[int] = set()
         #: superpages whose words were written (only the words to check)
@@ -450,6 +517,8 @@ def _record(d, was: tuple | None = None) -> tuple:
     owned, allocated = d.owned, d.allocated
     sets = (id(d), id(owned), owned.version, id(allocated), allocated.version)
     if was is not None and was[5] == sets:
+        if d.baseptr == was[4] and d.pinned == was[2] and d.marked == was[3]:
+            return was                                   # nothing changed: the same record
         runs = was[0], was[1]
     else:
         runs = owned.runs(), allocated.runs()
@@ -472,31 +541,35 @@ def _sym_diff(a, b) -> list[tuple[int, int]]:
     return out
 
 
-def _ram_runs(frames: set, ram) -> tuple[list[tuple[int, int]], int]:
-    """Those of ``frames`` in one of the half-open ``ram`` runs (sorted, touching ones
-    merged) as sorted half-open runs of consecutive MFNs, and how many they are."""
+def _ram_runs(frames: set, ranges: list, ram) -> tuple[list[tuple[int, int]], int]:
+    """Those of ``frames`` and of the half-open ``ranges`` of MFNs in one of the half-open
+    ``ram`` runs (sorted, touching ones merged) as sorted half-open runs of consecutive
+    MFNs, and how many they are."""
     if len(frames) <= _SMALL:
-        out: list[tuple[int, int]] = []
-        for f in sorted(frames):
-            if any(s <= f < e for s, e in ram):
-                if out and out[-1][1] == f:
-                    out[-1] = (out[-1][0], f + 1)
-                else:
-                    out.append((f, f + 1))
-        return out, sum(e - s for s, e in out)
-    a = np.fromiter(frames, np.int64, len(frames))
-    a.sort()
-    ok = np.zeros(a.size, dtype=bool)
-    for s, e in ram:
-        lo, hi = np.searchsorted(a, [s, e])
-        ok[lo:hi] = True
-    a = a[ok]
-    if not a.size:
-        return [], 0
-    cuts = np.flatnonzero(np.diff(a) != 1) + 1
-    starts = a[np.concatenate(([0], cuts))].tolist()
-    ends = (a[np.concatenate((cuts - 1, [a.size - 1]))] + 1).tolist()
-    return list(zip(starts, ends)), int(a.size)
+        spans = [(f, f + 1) for f in frames]
+    else:
+        a = np.fromiter(frames, np.int64, len(frames))
+        a.sort()
+        cuts = np.flatnonzero(np.diff(a) != 1) + 1
+        spans = list(zip(a[np.concatenate(([0], cuts))].tolist(),
+                         (a[np.concatenate((cuts - 1, [a.size - 1]))] + 1).tolist()))
+    spans += ranges
+    spans.sort()
+    out: list[tuple[int, int]] = []
+    n = 0
+    for rs, re_ in ram:                                  # each RAM run's part, merged
+        for s, e in spans:
+            lo, hi = max(s, rs), min(e, re_)
+            if lo >= hi:
+                continue
+            if out and out[-1][1] >= lo:
+                if hi > out[-1][1]:
+                    n += hi - out[-1][1]
+                    out[-1] = (out[-1][0], hi)
+            else:
+                out.append((lo, hi))
+                n += hi - lo
+    return out, n
 
 
 def _superpages_of(m, runs: list) -> set[int]:
