@@ -382,8 +382,7 @@ class Machine:
         ft = self.frame_table
         owner = ft.owner(page)
         mfn = self._to_mfn(page)
-        ci, ti, own = ft.slices(page, 1)
-        if ci.item(0) & PGC_count_mask:
+        if ft.count_info(page) & PGC_count_mask:
             raise AssertionError(f"freeing referenced frames at mfn {mfn:#x}")
         d = self.domains.get(owner)
         if d is not None:
@@ -391,7 +390,7 @@ class Machine:
             d.tot_pages -= 1
             if d.is_dying and not d.owned:
                 del self.domains[d.domid]
-        ci[0], ti[0], own[0] = PGC_state_free, 0, DOMID_INVALID
+        ft.set_frame(page, PGC_state_free, 0, DOMID_INVALID)
         if self.m2p.get(mfn) != INVALID:
             self.m2p.clear(mfn)
         self.mem.drop_range(mfn, 1)

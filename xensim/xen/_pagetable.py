@@ -150,7 +150,7 @@ class GuestMemory:
     def write(self, mfn: int, index: int, value: int) -> None:
         a = self._frames.get(mfn)
         if self.guest_write is not None:
-            self.guest_write(mfn, index, 0 if a is None else int(a[index]), int(value))
+            self.guest_write(mfn, index, 0 if a is None else a.item(index), int(value))
         if a is None:
             if value == 0:
                 return
