@@ -279,8 +279,8 @@ class FrameTable:
         return (lo + idx, *(a[idx] for a in old), *(a[idx] for a in new))
 
     def gather(self, pdx: np.ndarray) -> list[np.ndarray]:
-        """count_info, type_info, owner of the frames ``pdx`` (a sorted int64 array), as new
-        arrays, without allocating groups."""
+        """count_info, type_info, owner of the frames ``pdx`` (an int64 array, sorted or not),
+        as new arrays, without allocating groups."""
         out = [np.empty(pdx.size, np.uint64), np.empty(pdx.size, np.uint64),
                np.empty(pdx.size, np.uint16)]
         groups = pdx >> PDX_GROUP_SHIFT

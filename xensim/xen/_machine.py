@@ -348,8 +348,7 @@ class Machine:
             return self._free_page(pages)
         pages = np.atleast_1d(np.asarray(pages, dtype=np.int64))
         if (freed := self.events.pages_freed) is not None:
-            ft = self.frame_table
-            owners = np.array([ft.owner(p) for p in pages.tolist()], dtype=np.int64)
+            owners = self.frame_table.gather(pages)[2].astype(np.int64)
         mfns = np.asarray(self.pdx_to_mfn(pages.astype(np.uint64)), dtype=np.int64)
         cuts = np.flatnonzero(np.diff(mfns) != 1) + 1
         for run_pages, run_mfns in zip(np.split(pages, cuts), np.split(mfns, cuts)):
