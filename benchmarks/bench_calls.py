@@ -148,30 +148,34 @@ def measure(fn, design: str | None, observed: bool) -> tuple[float, tuple]:
     return calls / cpu, m.snapshot()
 
 
+def table(title: str, heads: tuple[str, str, str], rows, measure_row, digits: int) -> None:
+    """Print ``title`` and a row per (name, what, design): ``measure_row(what, design,
+    flag)`` with the flag True, then False, their figures and ratio; the two must end
+    with equal machines."""
+    print(title)
+    print(f"{heads[0]:44} {heads[1]:>12} {heads[2]:>10} {'ratio':>7}")
+    for name, what, design in rows:
+        a, snap_a = measure_row(what, design, True)
+        b, snap_b = measure_row(what, design, False)
+        assert snap_a == snap_b, f"{name}: the two machines end differently"
+        print(f"{name:44} {a:>10,.0f}/s {b:>8,.0f}/s {a / b:>6.{digits}f}x")
+
+
 def main() -> None:
-    print(f"the calls alone, vectorised against the per-frame loop (calls per CPU second; "
-          f"xensim {xensim.__version__})\n")
-    print(f"{'call':44} {'vectorised':>12} {'loop':>10} {'ratio':>7}")
-    rows = [("decrease_reservation, order-9 extents", extents, None),
-            ("mmu_update: 512 entries into a new L1 (none)", fills, "none"),
-            ("unpin an L1 of 512 scattered entries (none)", unpins, "none")]
-    for name, fn, design in rows:
-        fast, snap_fast = measure(fn, design, observed=False)
-        slow, snap_slow = measure(fn, design, observed=True)
-        assert snap_fast == snap_slow, f"{name}: the two paths end differently"
-        print(f"{name:44} {fast:>10,.0f}/s {slow:>8,.0f}/s {fast / slow:>6.1f}x")
+    table(f"the calls alone, vectorised against the per-frame loop (calls per CPU second; "
+          f"xensim {xensim.__version__})\n", ("call", "vectorised", "loop"),
+          [("decrease_reservation, order-9 extents", extents, None),
+           ("mmu_update: 512 entries into a new L1 (none)", fills, "none"),
+           ("unpin an L1 of 512 scattered entries (none)", unpins, "none")],
+          lambda fn, design, fast: measure(fn, design, observed=not fast), 1)
     print("\nloop: the same calls with a word_changed subscriber (the per-frame reference); "
           "ratio: vectorised / loop")
-    print(f"\nthe single requests as the batch check replays them (requests per CPU second)\n")
-    print(f"{'requests':44} {'fuzzing':>12} {'bare':>10} {'ratio':>7}")
-    rows = [("512 single mmu_update into a new L1 (none)", single_fill, "none"),
-            ("decrease_reservation, 1,024 order-0 extents", single_removal, "xen-4.1"),
-            ("256 single pins of an L1, 256 unpins", single_pins, "xen-4.1")]
-    for name, make, design in rows:
-        watched, snap_watched = measure_singles(make, design, watched=True)
-        bare, snap_bare = measure_singles(make, design, watched=False)
-        assert snap_watched == snap_bare, f"{name}: the two machines end differently"
-        print(f"{name:44} {watched:>10,.0f}/s {bare:>8,.0f}/s {watched / bare:>6.2f}x")
+    table("\nthe single requests as the batch check replays them (requests per CPU second)\n",
+          ("requests", "fuzzing", "bare"),
+          [("512 single mmu_update into a new L1 (none)", single_fill, "none"),
+           ("decrease_reservation, 1,024 order-0 extents", single_removal, "xen-4.1"),
+           ("256 single pins of an L1, 256 unpins", single_pins, "xen-4.1")],
+          lambda make, design, watched: measure_singles(make, design, watched), 2)
     print("\nfuzzing: a fuzzer's machine (its journal and auditor watch the bus, as when the "
           "batch check replays);\nbare: the same machine with them detached; ratio: fuzzing / bare")
 
