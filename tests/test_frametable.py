@@ -387,6 +387,17 @@ def test_mfn_valid_teaching_mask(teaching, mfn, valid):
     assert teaching.mfn_valid(mfn) is valid
 
 
+def test_mfn_valid_answers_kept_agree_with_the_array_form(teaching):
+    """mfn_valid keeps its answers (and starts again past its limit): asked twice over
+    more MFNs than it keeps, each answer is the vectorised form's, the same both times."""
+    mfns = np.concatenate([np.arange(0x60000, 0xa0000, 3), np.arange(0x13f000, 0x141000)])
+    want = teaching.mfn_valid_array(mfns).tolist()
+    assert mfns.size > 1 << 16 and True in want and False in want
+    for _ in range(2):
+        assert [teaching.mfn_valid(int(x)) for x in mfns] == want
+    assert teaching.mfn_valid(np.int64(0x13ffff)) is True and teaching.mfn_valid(0x140000) is False
+
+
 @pytest.mark.parametrize("mfn, valid", [
     (0x7ffff, True),
     (0x80000, False),     # bit 19 squeezed out: the hole between the nodes

@@ -491,7 +491,7 @@ class Fuzzer(FuzzRunner):
             gfn = r.choice(slots) if slots and r.random() < 0.85 else r.randrange(0, s.small_gfn, _SP)
             op.update(order=9, extents=[gfn])
         elif x < 0.75:
-            empty = [s.small_gfn + i for i in range(_SP) if d.p2m.get(s.small_gfn + i) < 0]
+            empty = (s.small_gfn + np.flatnonzero(d.p2m.get_run(s.small_gfn, _SP) < 0)).tolist()
             k = r.randrange(1, 5)
             gfns = r.sample(empty, min(k, len(empty))) if empty and r.random() < 0.85 else \
                 [r.randrange(0, s.max_pages + 600) for _ in range(k)]

@@ -29,6 +29,8 @@ MEMOP_NAMES = {v: k for k, v in MEMOP_CMDS.items()}
 
 def as_int(x) -> int:
     """An int of an op's field (an int, or a string such as ``"0x1000"``)."""
+    if type(x) is int:                    # the common case (hot: every request's fields)
+        return x
     return int(x, 0) if isinstance(x, str) else int(x)
 
 

@@ -180,6 +180,17 @@ class FrameTable:
             self._journal.append((pdx, 2, self.owner(pdx)))
         self.group(pdx >> PDX_GROUP_SHIFT)[2][pdx & PDX_GROUP_MASK] = domid
 
+    def set_frame(self, pdx: int, count_info: int, type_info: int, owner: int) -> None:
+        """Write all three words of frame ``pdx`` (a slice of one frame's store, with its
+        one ``frames_written(pdx, 1)``), without arrays made: a frame freed alone."""
+        if self.frames_written is not None:
+            self.frames_written(pdx, 1)
+        g, i = pdx >> PDX_GROUP_SHIFT, pdx & PDX_GROUP_MASK
+        ci, ti, own = self.group(g)
+        if self._journal is not None:
+            self._journal.extend(((pdx, 0, ci.item(i)), (pdx, 1, ti.item(i)), (pdx, 2, own.item(i))))
+        ci[i], ti[i], own[i] = count_info, type_info, owner
+
     def set_many(self, pdx: np.ndarray, field: int, values: np.ndarray) -> None:
         """Write word ``field`` (0 count_info, 1 type_info) of the frames ``pdx`` (sorted,
         distinct) with ``values``: the setters' stores, events and journal, at once."""
@@ -268,8 +279,8 @@ class FrameTable:
         return (lo + idx, *(a[idx] for a in old), *(a[idx] for a in new))
 
     def gather(self, pdx: np.ndarray) -> list[np.ndarray]:
-        """count_info, type_info, owner of the frames ``pdx`` (a sorted int64 array), as new
-        arrays, without allocating groups."""
+        """count_info, type_info, owner of the frames ``pdx`` (an int64 array, sorted or not),
+        as new arrays, without allocating groups."""
         out = [np.empty(pdx.size, np.uint64), np.empty(pdx.size, np.uint64),
                np.empty(pdx.size, np.uint16)]
         groups = pdx >> PDX_GROUP_SHIFT

@@ -291,6 +291,10 @@ class DomainHeap:
         HeapError, and nothing changed, when the block is misaligned, the order
         is out of range, or any frame of it is already free or not RAM.
         """
+        if (order == 0 and type(mfn) is int and mfn >= 0 and self._in_ram(mfn, mfn + 1)
+                and self._containing(mfn) is None):
+            self._free_block(mfn, 0)     # one frame (put_page's): the checks below, cheaper
+            return
         mfn, order = self._check_block(mfn, order)
         self._check_freeable(mfn, mfn + (1 << order))
         self._free_block(mfn, order)

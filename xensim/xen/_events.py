@@ -160,9 +160,27 @@ class Subscription:
         return f"Subscription({self.name!r}, {self.fn!r})"
 
 
-def _dispatcher(fns: tuple[Callable, ...]) -> Callable:
-    if len(fns) == 2:                    # the common pair (the fuzzer's journal and auditor)
+def _dispatcher(fns: tuple[Callable, ...], arity: int) -> Callable:
+    """One callable calling each of ``fns`` in order with an event's ``arity`` arguments
+    (the common pair, the fuzzer's journal and auditor, of the per-frame events with
+    their exact arity: no tuple packed)."""
+    if len(fns) == 2:
         first, second = fns
+        if arity == 2:                   # frames_written, pages_freed
+            def dispatch(a, b):
+                first(a, b)
+                second(a, b)
+            return dispatch
+        if arity == 3:                   # range_put
+            def dispatch(a, b, c):
+                first(a, b, c)
+                second(a, b, c)
+            return dispatch
+        if arity == 4:                   # guest_write, range_get
+            def dispatch(a, b, c, d):
+                first(a, b, c, d)
+                second(a, b, c, d)
+            return dispatch
 
         def dispatch(*args):
             first(*args)
@@ -238,7 +256,7 @@ class Events:
 
     def _rebuild(self, name: str) -> None:
         fns = tuple(s.fn for s in self._subs[name])
-        value = None if not fns else fns[0] if len(fns) == 1 else _dispatcher(fns)
+        value = None if not fns else fns[0] if len(fns) == 1 else _dispatcher(fns, len(EVENTS[name]))
         setattr(self, name, value)
         for obj, names in self._mirrors:
             if name in names:

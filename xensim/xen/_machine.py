@@ -35,6 +35,8 @@ from ..mem import SuperpageTable
 from ..mem import SUPERPAGE_ORDER
 
 _U = np.uint64
+#: how many mfn_valid answers a machine keeps (then it starts again)
+_MFN_VALID_KEPT = 1 << 16
 
 
 class Machine:
@@ -63,6 +65,8 @@ class Machine:
         self.memmap = memmap
         self.pdx: Pdx = make_pdx(memmap.frame_ranges, pdx_mode, memmap.pdx_regions)
         self._to_pdx, self._to_mfn, self._covers = self.pdx._to_pdx, self.pdx._to_pfn, self.pdx._covers
+        #: mfn -> mfn_valid(mfn), as asked (at most _MFN_VALID_KEPT kept)
+        self._mfn_valid: dict[int, bool] = {}
         #: Xen's max_page: one past the highest RAM frame.
         self.max_page = memmap.max_pfn
         self.ram_pdx_ranges = [(self.mfn_to_pdx(s), self.mfn_to_pdx(e - 1) + 1)
@@ -226,9 +230,15 @@ class Machine:
         """
         if type(mfn) is not int:
             mfn = int(mfn)
-        if not 0 <= mfn < self.max_page or not self._covers(mfn):
-            return False
-        return self.frame_table.group_valid(self._to_pdx(mfn))
+        known = self._mfn_valid.get(mfn)
+        if known is not None:                    # (the map, PDX and groups never change)
+            return known
+        known = bool(0 <= mfn < self.max_page and self._covers(mfn)
+                     and self.frame_table.group_valid(self._to_pdx(mfn)))
+        if len(self._mfn_valid) >= _MFN_VALID_KEPT:
+            self._mfn_valid.clear()
+        self._mfn_valid[mfn] = known
+        return known
 
     def mfn_valid_array(self, mfns: np.ndarray) -> np.ndarray:
         """Vectorised :meth:`mfn_valid`."""
@@ -348,8 +358,7 @@ class Machine:
             return self._free_page(pages)
         pages = np.atleast_1d(np.asarray(pages, dtype=np.int64))
         if (freed := self.events.pages_freed) is not None:
-            ft = self.frame_table
-            owners = np.array([ft.owner(p) for p in pages.tolist()], dtype=np.int64)
+            owners = self.frame_table.gather(pages)[2].astype(np.int64)
         mfns = np.asarray(self.pdx_to_mfn(pages.astype(np.uint64)), dtype=np.int64)
         cuts = np.flatnonzero(np.diff(mfns) != 1) + 1
         for run_pages, run_mfns in zip(np.split(pages, cuts), np.split(mfns, cuts)):
@@ -382,8 +391,7 @@ class Machine:
         ft = self.frame_table
         owner = ft.owner(page)
         mfn = self._to_mfn(page)
-        ci, ti, own = ft.slices(page, 1)
-        if ci.item(0) & PGC_count_mask:
+        if ft.count_info(page) & PGC_count_mask:
             raise AssertionError(f"freeing referenced frames at mfn {mfn:#x}")
         d = self.domains.get(owner)
         if d is not None:
@@ -391,7 +399,7 @@ class Machine:
             d.tot_pages -= 1
             if d.is_dying and not d.owned:
                 del self.domains[d.domid]
-        ci[0], ti[0], own[0] = PGC_state_free, 0, DOMID_INVALID
+        ft.set_frame(page, PGC_state_free, 0, DOMID_INVALID)
         if self.m2p.get(mfn) != INVALID:
             self.m2p.clear(mfn)
         self.mem.drop_range(mfn, 1)

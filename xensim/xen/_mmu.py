@@ -288,7 +288,8 @@ def _mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = Tru
     if not m.mfn_valid(mfn):
         return -errno.EINVAL
     page = m.mfn_to_page(mfn)
-    if not m.refs.get_page(page, pt_owner.domid):       # the table must be the guest's own
+    refs = m.refs
+    if not refs.get_page(page, pt_owner.domid):         # the table must be the guest's own
         return -errno.EINVAL
     try:
         level = m.pt.live_level(page)
@@ -296,13 +297,13 @@ def _mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = Tru
             return m.pt.mod_entry(mfn, index, req.val, level, pt_owner.domid,
                                   cmd == MMU_PT_UPDATE_PRESERVE_AD, pg_owner.domid)
         # not a live page table: an ordinary write, allowed while it can be writable
-        if not m.refs.get_page_type(page, PGT_writable_page):
+        if not refs.get_page_type(page, PGT_writable_page):
             return -errno.EINVAL
         m.mem.write(mfn, index, req.val)
-        m.refs.put_page_type(page)
+        refs.put_page_type(page)
         return 0
     finally:
-        m.refs.put_page(page)
+        refs.put_page(page)
 
 
 # -- update_va_mapping ---------------------------------------------------------------

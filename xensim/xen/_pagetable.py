@@ -150,7 +150,7 @@ class GuestMemory:
     def write(self, mfn: int, index: int, value: int) -> None:
         a = self._frames.get(mfn)
         if self.guest_write is not None:
-            self.guest_write(mfn, index, 0 if a is None else int(a[index]), int(value))
+            self.guest_write(mfn, index, 0 if a is None else a.item(index), int(value))
         if a is None:
             if value == 0:
                 return
@@ -382,6 +382,9 @@ class PageTables:
         level = type >> PGT_type_shift
         mfn = int(m.pdx_to_mfn(page))
         d = m.frame_table.owner(page)
+        if level != 4 and not m.mem.holds(mfn):   # never written: no entry to validate
+            self.live[page] = (level, d)
+            return 0
         entries = m.mem.table(mfn)
         present = np.flatnonzero(entries & np.uint64(_PAGE_PRESENT))
         if level == 1 and (run := self._l1_run(entries, present)) is not None:
@@ -443,6 +446,8 @@ class PageTables:
         level = type >> PGT_type_shift
         self.live.pop(page, None)
         mfn = int(self.m.pdx_to_mfn(page))
+        if not self.m.mem.holds(mfn):            # never written: no entry holds anything
+            return
         entries = self.m.mem.table(mfn).copy()
         present = np.flatnonzero(entries & np.uint64(_PAGE_PRESENT))
         if level == 1 and not self.m.faithful and (run := self._l1_run(entries, present)):

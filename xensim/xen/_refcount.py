@@ -164,6 +164,8 @@ class RefCounts(ScatteredPuts, TlbFlushes):
         #: atomic_step and word_changed: the bus's attributes, mirrored here (see _events)
         self.events.attach(self, ("atomic_step", "word_changed"))
 
+    # (run sequentially a cmpxchg finds the word just read: with no word_changed
+    # subscriber get_page, put_page, get_page_type and put_page_type store it directly)
     def _cmpxchg_count(self, page: int, old: int, new: int, why: str) -> bool:
         cur = self.ft.count_info(page)
         if cur != old:
@@ -194,14 +196,18 @@ class RefCounts(ScatteredPuts, TlbFlushes):
         if self.atomic_step is not None:
             self.atomic_step("get_page", page, d)
         self.stats.get_page += 1
+        ft = self.ft
         while True:
-            x = self.ft.count_info(page)
+            x = ft.count_info(page)
             if ((x + 2) & PGC_count_mask) <= 2:         # not get_page_allowed (inlined: hot)
                 self.stats.get_page_failed += 1
                 return False
+            if self.word_changed is None:               # the cmpxchg finds x (inlined: hot)
+                ft.set_count_info(page, x + 1, x)
+                break
             if self._cmpxchg_count(page, x, x + 1, "get_page"):
                 break
-        if self.ft.owner(page) != d:
+        if ft.owner(page) != d:
             # the reference is given back exactly (see module docstring)
             self._undo_count(page, x + 1, x, "get_page: owner mismatch")
             self.stats.get_page_failed += 1
@@ -213,10 +219,14 @@ class RefCounts(ScatteredPuts, TlbFlushes):
         if self.atomic_step is not None:
             self.atomic_step("put_page", page, 0)
         self.stats.put_page += 1
+        ft = self.ft
         while True:
-            x = self.ft.count_info(page)
+            x = ft.count_info(page)
             if x & PGC_count_mask == 0:
                 raise RefcountBug(f"put_page on page {page:#x} with count 0 (count_info {x:#x})")
+            if self.word_changed is None:               # the cmpxchg finds x (inlined: hot)
+                ft.set_count_info(page, x - 1, x)
+                break
             if self._cmpxchg_count(page, x, x - 1, "put_page"):
                 break
         if (x - 1) & PGC_count_mask == 0:
@@ -275,6 +285,9 @@ class RefCounts(ScatteredPuts, TlbFlushes):
                                       "Xen would spin forever")
                 step("wait_validated", page, x)     # the explorer runs us again once it changed
                 continue
+            if self.word_changed is None:               # the cmpxchg finds x (inlined: hot)
+                self.ft.set_type_info(page, nx, x)
+                break
             if self._cmpxchg_type(page, x, nx, f"get_page_type({type_name(type)})"):
                 break
         if not nx & PGT_validated:
@@ -319,10 +332,13 @@ class RefCounts(ScatteredPuts, TlbFlushes):
                 while not self._cmpxchg_type(page, x, x - 1, "put_page_type"):
                     x = self.ft.type_info(page)
                 return
-            if self._cmpxchg_type(page, x, x - 1, "put_page_type"):
-                if count == 1:
-                    self._stamp(page)               # the last typed reference went
-                return
+            if self.word_changed is None:               # the cmpxchg finds x (inlined: hot)
+                self.ft.set_type_info(page, x - 1, x)
+            elif not self._cmpxchg_type(page, x, x - 1, "put_page_type"):
+                continue
+            if count == 1:
+                self._stamp(page)                   # the last typed reference went
+            return
 
     def _undo_type(self, page: int, taken: int, before: int, why: str) -> None:
         if self.atomic_step is not None:
@@ -381,6 +397,9 @@ class RefCounts(ScatteredPuts, TlbFlushes):
             x = self.ft.count_info(page)
             if not x & PGC_allocated:
                 return False
+            if self.word_changed is None:               # the cmpxchg finds x (inlined: hot)
+                self.ft.set_count_info(page, x & ~PGC_allocated, x)
+                return True
             if self._cmpxchg_count(page, x, x & ~PGC_allocated, "clear PGC_allocated"):
                 return True
 
