@@ -270,14 +270,6 @@ class CallJournal(BusWatcher):
     def _words(self, pages: np.ndarray, shadow: bool) -> np.ndarray:
         """(3, n) words of ``pages`` (sorted), from the shadow or the machine."""
         out = np.empty((3, pages.size), dtype=np.uint64)
-        if not pages.size:
-            return out
-        g = pages.item(0) >> PDX_GROUP_SHIFT
-        if g == pages.item(-1) >> PDX_GROUP_SHIFT:        # the usual case: one PDX group
-            arrays = self._shadow_group(g) if shadow else self._machine_group(g)
-            off = pages & PDX_GROUP_MASK
-            out[0], out[1], out[2] = arrays[0][off], arrays[1][off], arrays[2][off]
-            return out
         for g, sel, off in self._by_group(pages):
             arrays = self._shadow_group(g) if shadow else self._machine_group(g)
             for k in range(3):

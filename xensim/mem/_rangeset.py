@@ -71,12 +71,6 @@ class RangeSet:
     def __contains__(self, x: int) -> bool:
         return self._index_at(x) >= 0
 
-    def run_end(self, x: int) -> int:
-        """The end of the run holding ``x`` (``x`` itself when ``x`` is not in the set):
-        [x, run_end(x)) is the longest stretch of members from ``x``."""
-        i = self._index_at(x)
-        return x if i < 0 else self._ends[i]
-
     def members(self, start: int, end: int) -> np.ndarray:
         """Membership of start, start+1, ... end-1, as a bool array."""
         out = np.zeros(max(end - start, 0), dtype=bool)

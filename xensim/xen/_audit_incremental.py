@@ -400,22 +400,17 @@ class IncrementalAuditor(BusWatcher):
         # domains (whose its expectation is)
         order = _LiveOrder(m.pt.live)
         tables, live = self._tables, m.pt.live
-        rev, refs, holder, types = self._rev, exp.refs, exp.holder, exp.types
+        rev = self._rev
         for target in sorted(frames & rev.keys()):
             ents = rev[target]
-            if len(ents) == 1:                           # the usual: one L1 entry
+            if len(ents) == 1:                           # the usual: one L1 entry, no order
                 ((page, _), e), = ents.items()
                 level, domid, _ = tables[page]
                 if level == 1:
-                    if not e & _PAGE_RW:
-                        refs[target] += 1
-                        holder.add((target, domid))
-                    elif target in types:                # a type clash is found there
+                    if e & _PAGE_RW:
                         exp.typed(target, domid, PGT_writable_page)
                     else:
-                        refs[target] += 1
-                        holder.add((target, domid))
-                        types[target] = [PGT_writable_page, 1]
+                        exp.ref(target, domid)
                     continue
             got = []
             for item in ents.items():
