@@ -268,8 +268,11 @@ def remove_run(m, d: Domain, mfn: int, n: int) -> int:
 def decrease_reservation(m, d: Domain, a: XenMemoryReservation) -> int:
     n = 1 << a.extent_order
     vector = n >= VECTOR_MIN_FRAMES and removal_vectorised(m)
+    host = m.design_host
     for i in range(a.nr_extents):
         gmfn = a.extent_start[i]
+        if host.on_leave is not None:
+            host.frames_leaving(d.domid, gmfn, n)
         j = 0
         while j < n:
             if vector and n - j >= VECTOR_MIN_FRAMES:
