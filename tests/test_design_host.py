@@ -187,3 +187,20 @@ def test_relinquish_drops_the_domains_cached_superpages(lazy):
     assert k.domid not in m.domains
     assert [m.spage_table.read(s >> 9) for s in sp] == [0] * 8
     assert np.all([m.frame_table.owner(m.mfn_to_page(s)) == DOMID_INVALID for s in sp])
+
+
+def test_the_cpu_is_the_explorers_cpu_running_the_request(monkeypatch):
+    """scenarios/map-map.yaml (two CPUs map one superpage): each get_superpage sees the
+    CPU that runs it; sequentially it is CPU 0, and the explorer leaves it at 0."""
+    from xensim.designs import SuperpageInfo
+    from xensim.explore import explore, load_scenario
+    seen: list[int] = []
+    real = SuperpageInfo.get_superpage
+
+    def recording(self, mfn: int, d: int, rw: bool) -> int:
+        seen.append(self.host.cpu)
+        return real(self, mfn, d, rw)
+    monkeypatch.setattr(SuperpageInfo, "get_superpage", recording)
+    res = explore(load_scenario(ROOT / "scenarios" / "map-map.yaml"), preemption_bound=0)
+    assert res.schedules == 1 and res.violations == 0
+    assert sorted(seen) == [0, 1]
