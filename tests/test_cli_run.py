@@ -46,7 +46,7 @@ def test_default_run_compares_every_design_first(capsys):
     # then the per-operation table, the overhead and the machine, as before
     assert "\nPer operation\n" in out
     assert out.index("Per operation") < out.index("Refcount metadata on teaching: 3.00 GiB of RAM")
-    assert out.index("Refcount metadata on teaching") < out.index("\nMachine\n")
+    assert out.index("Refcount metadata on teaching") < out.index("\nMachine as booted, before any domain")
 
 
 def test_default_run_json(capsys):
@@ -90,7 +90,7 @@ def test_markdown(capsys, tmp_path):
                         "1 domain, seed 0")
     assert any(line.startswith("| xen-4.1 | 10 | - | 2,570 | 2,570 | 2,560 | 2,560 | 5 | 5 | 0 |")
                for line in lines)
-    assert "### Per operation" in lines and "### Machine" in lines
+    assert "### Per operation" in lines and "### Machine as booted, before any domain (each design above ran on a fresh copy of it)" in lines
 
 
 def test_out_writes_config_results_json_and_csv_and_reruns_identically(capsys, tmp_path):

@@ -14,8 +14,10 @@ from ._simulate import Comparison, DesignRun
 
 @dataclass
 class MachineReport:
-    """A booted machine: its map, holes, PDX and tables."""
+    """A booted machine: its map, holes, PDX and tables (as booted: no domain yet)."""
     machine: Machine
+    #: the summary table's title
+    title: str = "Machine"
 
     def frame_table_bytes_all_groups(self) -> int:
         """xensim's frame-table arrays once every PDX group with RAM has been written
@@ -46,7 +48,7 @@ class MachineReport:
         s = m.summary()
         alloc = s["frame_table_allocated_bytes"]
         summary = Table(
-            "Machine", [Column("key", "item", align="<"), Column("value", "value", align="<")],
+            self.title, [Column("key", "item", align="<"), Column("value", "value", align="<")],
             [{"key": k, "value": v} for k, v in (
                 ("RAM", f"{s['ram_bytes']:,} B ({format_size(s['ram_bytes'])}), {s['ram_frames']:,} whole frames"),
                 ("max_pfn", fmt_hex(s["max_pfn"])),
@@ -55,10 +57,13 @@ class MachineReport:
                 ("max_pdx", fmt_hex(s["max_pdx"])),
                 ("PDX groups with RAM", f"{fmt_int(s['pdx_groups_with_ram'])} of "
                                         f"{fmt_int(s['pdx_group_frames'])} frames each"),
-                ("frame table allocated", f"{alloc:,} B so far (a group's arrays are created "
+                ("frame table allocated", f"{alloc:,} B at boot (a group's arrays are created "
                                           f"on its first write; all {fmt_int(s['pdx_groups_with_ram'])}: "
                                           f"{format_size(self.frame_table_bytes_all_groups())})"),
                 ("superpage table allocated", f"{s['spage_table_allocated_bytes']:,} B"))])
+        if not mm.holes:                      # no empty table: a note under the map says so
+            ranges.notes.append("no holes below max_pfn: every frame below it is RAM")
+            return [summary, ranges]
         return [summary, ranges, holes]
 
     def csv_tables(self) -> list[Table]:
@@ -195,7 +200,9 @@ class RunResult:
 
     @classmethod
     def of(cls, machine: Machine, comparison: Comparison | None = None) -> "RunResult":
-        return cls(MachineReport(machine), overhead(machine), comparison)
+        title = ("Machine as booted, before any domain (each design above ran on a fresh "
+                 "copy of it)" if comparison is not None else "Machine")
+        return cls(MachineReport(machine, title), overhead(machine), comparison)
 
     def to_dict(self) -> dict:
         d = {"machine": self.machine.to_dict(), "overhead": self.overhead.to_dict()}
