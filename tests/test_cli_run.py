@@ -201,3 +201,15 @@ def test_default_run_says_mark_unsupported_and_splits_type_refs_per_mapping(caps
     assert by["per-mapping"]["mark_unsupported"] == 18
     assert by["per-mapping"]["mark_errno"] == "EOPNOTSUPP"
     assert by["xen-4.1"]["supports_mark"] is True and by["xen-4.1"]["mark_unsupported"] == 0
+
+
+def test_the_count_columns_say_what_they_mean_for_a_design_without_a_count(capsys):
+    """per-mapping keeps no count: its 0->1 is every mapping, and the table says so; none
+    has no PV superpages at all."""
+    from xensim.cli._main import main
+    assert main(["run", "--quiet"]) == 0
+    notes = [ln.strip() for ln in capsys.readouterr().out.splitlines() if ln.startswith("  ")]
+    assert ("per-mapping: no count kept: 0->1 and 1->0 are every 2 MiB mapping and unmapping "
+            "(each takes or drops the 512 frames' references), fast is 0") in notes
+    assert ("none: no PV superpages: no superpage count, 0->1, 1->0 and fast stay 0 (a 2 MiB "
+            "mapping is an L1 table's 512 entries)") in notes

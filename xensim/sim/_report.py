@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..designs import design_class, design_names
 from ..mem import FRAME_BYTES, PAGE_SHIFT, PDX_GROUP_FRAMES, format_size
 from ..output import Column, Table, fmt_hex, fmt_int, fmt_pct, plural
 from ..xen import Machine
@@ -148,6 +149,7 @@ def comparison_tables(c: Comparison, machine_name: str) -> list[Table]:
             notes.append(f"{r.design}: MARK unsupported (no MARK_SUPER / UNMARK_SUPER in this "
                          f"design): the workload's {plural(r.mark_unsupported, 'mark/unmark operation')} "
                          f"failed with {r.mark_errno}, as with superpages off")
+    notes += _count_column_notes(c)
     cm = c.cost_model
     notes.append(f"modelled time = {cm['frame_atomic_ns']:g} ns per frame refcount op "
                  f"(get/put_page, get/put_page_type) + {cm['cmpxchg_ns']:g} ns per superpage "
@@ -188,6 +190,23 @@ def comparison_tables(c: Comparison, machine_name: str) -> list[Table]:
                 "4 KiB mapping (1 if writable, 0 if read-only); remaps and marks in neither"]
        if any(p["mappings"] or p["mappings_4k"] for p in per_op) else [])
     return [main, per]
+
+
+def _count_column_notes(c: Comparison) -> list[str]:
+    """What 0->1, 1->0 and fast mean for a design that keeps no superpage count."""
+    known = set(design_names())
+    shown = [r.design for r in c.runs if r.ok and r.design in known]
+    uncounted = [d for d in shown if not design_class(d).keeps_count and design_class(d).supports_pse]
+    no_pse = [d for d in shown if not design_class(d).supports_pse]
+    notes = []
+    if uncounted:
+        notes.append(f"{', '.join(uncounted)}: no count kept: 0->1 and 1->0 are every 2 MiB "
+                     f"mapping and unmapping (each takes or drops the 512 frames' references), "
+                     f"fast is 0")
+    if no_pse:
+        notes.append(f"{', '.join(no_pse)}: no PV superpages: no superpage count, 0->1, 1->0 "
+                     f"and fast stay 0 (a 2 MiB mapping is an L1 table's 512 entries)")
+    return notes
 
 
 @dataclass
