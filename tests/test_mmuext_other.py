@@ -224,3 +224,40 @@ class TestClearAndCopy:
         dom0 on the guest's frame fails: -EINVAL)."""
         t = lay(version)
         assert ext(t.m, 0, MmuextOp(MMUEXT_CLEAR_PAGE, F[3]), foreigndom=t.g) == (rc, int(rc == 0))
+
+
+# -- names in tables, reproducers and the trace --------------------------------------------------
+def test_tables_name_every_command_by_its_xen_name():
+    """The fuzzer's refusal table labels a command given by number by its Xen name."""
+    from xensim.fuzz._ops import op_label
+    assert op_label({"op": "mmuext_op", "ops": [[6, 0]]}) == "mmuext_op/tlb_flush_local"
+    assert op_label({"op": "mmuext_op", "ops": [[18, 0]]}) == "mmuext_op/flush_cache_global"
+    assert op_label({"op": "mmuext_op", "ops": [[21, 0]]}) == "mmuext_op/cmd21"
+
+
+def test_a_reproducers_op_carries_arg2():
+    """``[cmd, arg1, arg2]`` in a script's ops: COPY_PAGE's source reaches do_mmuext_op."""
+    from xensim.config._hypercall_ops import HypercallOp
+    from xensim.config._loader import Loader
+    from xensim.fuzz._ops import execute
+    t = lay()
+    t.m.mem.write(F[1], 3, 0x77)
+    op = Loader(None, "r.yaml").load_dataclass(HypercallOp, {"op": "mmuext_op", "domain": "guest",
+        "ops": [["copy_page", F[2], F[1]]]}, (), ())
+    assert op.as_dict()["ops"] == [["copy_page", F[2], F[1]]]
+    res = execute(t.m, {"guest": t.g}, op.as_dict())
+    assert (res.rc, res.done) == (0, 1) and t.m.mem.read(F[2], 3) == 0x77
+
+
+def test_the_trace_narrates_the_guests_own_flush():
+    from xensim.teach import Tracer
+    t = lay()
+    tr = Tracer(t.m, "superpage").install()
+    try:
+        assert ext(t.m, t.g, MmuextOp(MMUEXT_TLB_FLUSH_LOCAL, 0)) == (0, 1)
+    finally:
+        tr.uninstall()
+    clock = t.m.refs.tlbflush_clock
+    assert [ln.text for ln in tr.lines] == ["mmuext_op dom1: tlb_flush_local mfn 0x0",
+                                            f"TLB flush of dom1's CPU (clock -> {clock})", "-> 0"]
+    assert tr.flushes == 1 and tr.untraced == 0
