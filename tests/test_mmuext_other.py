@@ -242,8 +242,8 @@ def test_a_reproducers_op_carries_arg2():
     from xensim.fuzz._ops import execute
     t = lay()
     t.m.mem.write(F[1], 3, 0x77)
-    op = Loader(None, "r.yaml").load_dataclass(HypercallOp, {"op": "mmuext_op", "domain": "guest",
-        "ops": [["copy_page", F[2], F[1]]]}, (), ())
+    data = {"op": "mmuext_op", "domain": "guest", "ops": [["copy_page", F[2], F[1]]]}
+    op = Loader(None, "r.yaml").load_dataclass(HypercallOp, data, (), ())
     assert op.as_dict()["ops"] == [["copy_page", F[2], F[1]]]
     res = execute(t.m, {"guest": t.g}, op.as_dict())
     assert (res.rc, res.done) == (0, 1) and t.m.mem.read(F[2], 3) == 0x77
