@@ -388,12 +388,12 @@ class TestRefusedOperations:
         assert (rc, err) == (0, "")
         assert out.splitlines()[2:] == [
             "violations: 0",
-            "refused by per-mapping: cpu0 mark a:0 -> EOPNOTSUPP, in 1 of 1 schedule"]
+            "refused: cpu0 mark a:0 -> EOPNOTSUPP, in 1 of 1 schedule"]
         res = explore(load_scenario(f), scheduler="round-robin")
         assert res.refused == {"cpu0 mark a:0 -> EOPNOTSUPP": 1}
         ex, v = replay(load_scenario(f), [0, 0, 1])
         assert v is None
-        assert "cpu0 mark a:0 -> EOPNOTSUPP (-95): refused by per-mapping" in ex.trace
+        assert "cpu0 mark a:0 -> EOPNOTSUPP (-95): refused" in ex.trace
 
     def test_nothing_refused_says_nothing(self):
         res = explore(scenario("map-map"), "xen-4.1", scheduler="round-robin")

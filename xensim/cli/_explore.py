@@ -114,7 +114,7 @@ def cmd_explore(args) -> int:
       + f", {_search_note(res, args, interrupted)}\n")
     w(f"violations: {res.violations}\n")
     for text, n in res.refused.items():
-        w(f"refused by {design}: {text}, in {n} of {res.schedules} "
+        w(f"refused: {text}, in {n} of {res.schedules} "
           f"schedule{'s' * (res.schedules != 1)}\n")
     if res.first:
         v = res.first

@@ -111,7 +111,7 @@ class World:
                 + (f" by {op.by}" if op.by else "") + f" -> {errno_name(rc)}")
         self.refused.append(text)
         if self.trace is not None:
-            self.trace.append(f"{text} ({rc}): refused by {self.m.superpage.name}")
+            self.trace.append(f"{text} ({rc}): refused")
 
 
 def describe_cas(ex: "_ScenarioExecution", m, step) -> None:
