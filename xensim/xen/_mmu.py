@@ -58,7 +58,9 @@ class MmuUpdate:
 
 @dataclass
 class MmuextOp:
-    """struct mmuext_op: ``arg1`` is an MFN for the ops modelled here."""
+    """struct mmuext_op: ``arg1`` an MFN (pins, bases, marks, CLEAR/COPY_PAGE's
+    destination) or a linear address (INVLPG_*, SET_LDT); ``arg2`` COPY_PAGE's source
+    MFN, SET_LDT's number of entries or TLB_FLUSH_MULTI / INVLPG_MULTI's vCPU mask."""
     cmd: int
     arg1: int = 0
     arg2: int = 0

@@ -107,10 +107,11 @@ def other_command(m, op, curr, pg_owner) -> int | None:
 def _set_ldt(m, d, ptr: int, ents: int) -> int:
     """SET_LDT: the LDT at linear address ``ptr``, ``ents`` entries. A change flushes
     the CPU's TLB (``invalidate_shadow_ldt`` + ``flush_tlb_local``); the same LDT again
-    does nothing. From 4.7 ``ents`` is 32 bits and no entries means base 0."""
-    if m.release >= Release.R4_7:
-        ents &= _U32
-        ptr = ptr & _U64 if ents else 0
+    does nothing (``nr_ents`` is a 32-bit field). From 4.7 no entries means base 0."""
+    ents &= _U32
+    ptr &= _U64
+    if m.release >= Release.R4_7 and not ents:
+        ptr = 0
     if ptr & 0xFFF or not addr_ok(m, ptr) or ents > LDT_MAX_ENTS:
         return -errno.EINVAL
     if (d.ldt_base, d.ldt_ents) != (ptr, ents):
