@@ -399,11 +399,6 @@ class TestRefusedOperations:
         res = explore(scenario("map-map"), "xen-4.1", scheduler="round-robin")
         assert res.refused == {}
 
-    def test_an_unknown_option_shows_explores_usage(self):
-        with pytest.raises(SystemExit) as e:
-            _cli(str(SCENARIOS[0]), "--bogus")
-        assert e.value.code == 2
-
 
 def test_an_unknown_option_is_explores_usage_in_one_process():
     import subprocess
