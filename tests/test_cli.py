@@ -66,12 +66,12 @@ def test_run_default_prints_overhead_and_machine(capsys):
     assert ["per-mapping", "none", "0", "0", "B", "0.00000%"] in words
     assert "  pageinfo-count / sparse-8B = 512x" in out.splitlines()
     # the machine summary follows
-    assert "\nMachine\n" in out
+    assert "\nMachine as booted, before any domain (each design above ran on a fresh copy of it)\n" in out
     assert ["max_pfn", "0x140000"] in words
     assert ["max_pdx", "0xc0000"] in words
     assert ["RAM", "3,220,831,232", "B", "(3.00", "GiB),", "786,335", "whole", "frames"] in words
     # the bitmap only so far; all 12 groups' arrays: 12 * 65,536 * 18 B = 14,155,776 B
-    assert ("frame table allocated      12 B so far (a group's arrays are created on its "
+    assert ("frame table allocated      12 B at boot (a group's arrays are created on its "
             "first write; all 12: 13.50 MiB)") in out.splitlines()
     assert ["superpage", "table", "allocated", "12,288", "B"] in words
 
@@ -125,7 +125,7 @@ def test_run_md(capsys):
     assert "### Refcount metadata on teaching: 3.00 GiB of RAM" in lines
     assert "| design | cost | bytes | size | % of RAM |" in lines
     assert "| sparse-8B | 8 B/2 MiB with RAM | 12,288 | 12.00 KiB | 0.00038% |" in lines
-    assert "### Machine" in lines
+    assert "### Machine as booted, before any domain (each design above ran on a fresh copy of it)" in lines
     assert sum(1 for line in lines if line.startswith("|")) >= 10
 
 
@@ -479,3 +479,49 @@ def test_readme_says_which_commands_take_which_formats():
     assert ("`inspect` takes `--format text|md|json`, `designs` takes `--format table|json|md`, "
             "`trace` takes `--format text|md`") in text
     assert "`plot`, `presets`, `explore`, `fuzz` and `sweep` have no `--format`" in text
+
+
+# --------------------------------------------------------------------------
+# words that said something else than what is printed
+# --------------------------------------------------------------------------
+
+def test_the_machine_table_after_a_run_says_it_is_the_machine_as_booted(capsys):
+    """Each design runs on a fresh copy of the machine: the table after the comparison is
+    the machine before any domain, and says so (not "allocated so far")."""
+    rc, out, _ = run(capsys, "run", "tests/data/trace-small.yaml", "--quiet")
+    assert rc == 0
+    assert ("Machine as booted, before any domain (each design above ran on a fresh copy of "
+            "it)") in out.splitlines()
+    assert "so far" not in out
+    assert [ln for ln in out.splitlines() if ln.startswith("frame table allocated")] == [
+        "frame table allocated      1 B at boot (a group's arrays are created on its first "
+        "write; all 1: 1.12 MiB)"]
+
+
+def test_a_map_without_holes_has_no_empty_holes_table(capsys):
+    rc, out, _ = run(capsys, "machine", "tests/data/trace-small.yaml")
+    assert rc == 0 and "Holes" not in out
+    assert out.splitlines()[-1] == "  no holes below max_pfn: every frame below it is RAM"
+
+
+def test_every_table_has_its_column_headers(capsys):
+    """overhead's machine table and designs: no blank header."""
+    for argv in (["overhead"], ["designs"], ["machine"]):
+        rc, out, _ = run(capsys, *argv)
+        blocks = [b.splitlines() for b in out.split("\n\n")]
+        for b in blocks:
+            if len(b) > 2 and set(b[2]) <= {"-", " "}:
+                heads, rule = b[1], b[2]
+                cols, i = [], 0
+                for dashes in rule.split("  "):
+                    cols.append(heads[i:i + len(dashes)].strip())
+                    i += len(dashes) + 2
+                assert all(cols), (argv, b[0], cols)
+
+
+def test_run_help_counts_the_designs(capsys):
+    from xensim.designs import design_names
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    words = {4: "four", 5: "five", 6: "six", 7: "seven"}
+    assert f"{words[len(design_names())]} designs" in " ".join(capsys.readouterr().out.split())

@@ -46,7 +46,7 @@ def test_default_run_compares_every_design_first(capsys):
     # then the per-operation table, the overhead and the machine, as before
     assert "\nPer operation\n" in out
     assert out.index("Per operation") < out.index("Refcount metadata on teaching: 3.00 GiB of RAM")
-    assert out.index("Refcount metadata on teaching") < out.index("\nMachine\n")
+    assert out.index("Refcount metadata on teaching") < out.index("\nMachine as booted, before any domain")
 
 
 def test_default_run_json(capsys):
@@ -90,7 +90,7 @@ def test_markdown(capsys, tmp_path):
                         "1 domain, seed 0")
     assert any(line.startswith("| xen-4.1 | 10 | - | 2,570 | 2,570 | 2,560 | 2,560 | 5 | 5 | 0 |")
                for line in lines)
-    assert "### Per operation" in lines and "### Machine" in lines
+    assert "### Per operation" in lines and "### Machine as booted, before any domain (each design above ran on a fresh copy of it)" in lines
 
 
 def test_out_writes_config_results_json_and_csv_and_reruns_identically(capsys, tmp_path):
@@ -244,3 +244,15 @@ def test_compare_option_errors(tmp_path, capsys, value, message):
     assert (rc, out) == (2, "") and err.count("\n") == 1     # (designs loaded since: listed too)
     assert err.startswith(f"xensim: error: {message}")
     assert not (tmp_path / "o").exists()
+
+
+def test_the_count_columns_say_what_they_mean_for_a_design_without_a_count(capsys):
+    """per-mapping keeps no count: its 0->1 is every mapping, and the table says so; none
+    has no PV superpages at all."""
+    from xensim.cli._main import main
+    assert main(["run", "--quiet"]) == 0
+    notes = [ln.strip() for ln in capsys.readouterr().out.splitlines() if ln.startswith("  ")]
+    assert ("per-mapping: no count kept: 0->1 and 1->0 are every 2 MiB mapping and unmapping "
+            "(each takes or drops the 512 frames' references), fast is 0") in notes
+    assert ("none: no PV superpages: no superpage count, 0->1, 1->0 and fast stay 0 (a 2 MiB "
+            "mapping is an L1 table's 512 entries)") in notes

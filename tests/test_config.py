@@ -351,6 +351,10 @@ def test_sizes_accepted(written, value):
     ("1.5GiB", "bad size '1.5GiB': "),
     ("-1", "size must not be negative, got -1"),
     ("'0xzz'", "bad hexadecimal size '0xzz'"),
+    ("2GB", "size '2GB' is ambiguous (decimal or binary?): write 2GiB (binary, 2 x "
+            "1,073,741,824 bytes) or the bytes in full; units: KiB, MiB, GiB, TiB (K, M, G, T)"),
+    ("64mb", "size '64mb' is ambiguous (decimal or binary?): write 64MiB"),
+    ("1TB", "size '1TB' is ambiguous (decimal or binary?): write 1TiB"),
 ])
 def test_sizes_refused(written, message):
     with pytest.raises(ConfigError) as info:

@@ -419,3 +419,22 @@ def test_lock_bit_without_its_lock_check_races(tmp_path):
     assert (res.schedules, res.violations) == (2, 1)
     assert res.first.message == ("cpu1 sp_cas superpage 0x0 word 0: lock bit set over a count "
                                  "(1): the count was not published (0x8000000000000001)")
+
+
+def test_a_subclass_of_a_built_in_inherits_no_docs_page_or_description(tmp_path):
+    """``xensim designs``: a user's design on Xen41 names its own file, not
+    docs/designs/xen-4.1.md, and no description it did not write; one that writes them
+    shows them."""
+    from xensim.designs import catalog
+    path = tmp_path / "mine.py"
+    path.write_text("import xensim\n\nclass Mine(xensim.Xen41):\n    name = 'mine'\n\n\n"
+                    "class Told(xensim.Xen41):\n    name = 'told'\n    description = 'mine, told'\n"
+                    "    doc = 'told.md'\n")
+    xensim.load_design_file(path)
+    info = {d.name: d for d in catalog().designs}
+    assert (info["mine"].doc, info["mine"].description) == ("", "")
+    assert (info["told"].doc, info["told"].description) == ("told.md", "mine, told")
+    assert info["xen-4.1"].doc == "docs/designs/xen-4.1.md"
+    row = next(r for r in catalog().tables()[0].rows if r["name"] == "mine")
+    assert (row["doc"], row["description"]) == (str(path.resolve()), "-")
+    assert [c.header for c in catalog().tables()[0].columns].count("") == 0

@@ -45,3 +45,20 @@ def test_split_tables_finds_a_row_after_a_blank_line():
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_markdown_table_is_split_by_a_blank_line(doc):
     assert split_tables(doc.read_text()) == [], f"{doc.name}: a table row after a blank line"
+
+
+def test_readme_set_up_is_two_commands_in_a_virtual_environment():
+    """A bare pip install fails where Python is externally managed (PEP 668): the first
+    set-up command makes and enters a virtual environment; still two commands; the
+    tests' duration is said; trace's --limit and inspect's --superpage forms are explained."""
+    text = (ROOT / "README.md").read_text()
+    setup = text.split("## Set-up and use", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [ln.split("  #")[0].strip() for ln in setup.splitlines() if ln.strip()]
+    assert commands == [
+        "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && xensim run",
+        "pip install -e '.[test]' && python -m pytest"]
+    assert "The tests take about" in text
+    row = next(ln for ln in text.splitlines() if ln.startswith("| `xensim trace"))
+    assert "[--limit N]" in row and "`--limit N` traces the first N operations" in row
+    row = next(ln for ln in text.splitlines() if ln.startswith("| `xensim inspect"))
+    assert "`--superpage 0x200`" in row and "`--superpage web:1`" in row

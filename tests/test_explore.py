@@ -365,3 +365,46 @@ class TestPageTableTypeRace:
         assert res.complete and res.violations == 0, res.first and res.first.message
         assert res.schedules > 1
         assert all(rc == {0: 0, 1: 0} for rc in results if len(rc) == 2)
+
+
+# -- options and refused operations --------------------------------------------------------
+MARK_ON_PER_MAPPING = """design: per-mapping
+domains:
+  - {name: a, superpages: 2}
+cpus:
+  - [{op: mark, domain: a, superpage: 0}]
+  - [{op: map, domain: a, superpage: 0}]
+"""
+
+
+class TestRefusedOperations:
+    def test_a_cpu_op_the_design_refuses_is_in_the_summary_and_the_trace(self, tmp_path):
+        """MMUEXT_MARK_SUPER on per-mapping (no MARK: do_mmuext_op's -EOPNOTSUPP, Xen 4.8):
+        the summary says which op, which CPU, which errno, in how many schedules; the
+        replay's trace has the line where it happened."""
+        f = tmp_path / "mark.yaml"
+        f.write_text(MARK_ON_PER_MAPPING)
+        rc, out, err = _cli(str(f), "--quiet")
+        assert (rc, err) == (0, "")
+        assert out.splitlines()[2:] == [
+            "violations: 0",
+            "refused: cpu0 mark a:0 -> EOPNOTSUPP, in 1 of 1 schedule"]
+        res = explore(load_scenario(f), scheduler="round-robin")
+        assert res.refused == {"cpu0 mark a:0 -> EOPNOTSUPP": 1}
+        ex, v = replay(load_scenario(f), [0, 0, 1])
+        assert v is None
+        assert "cpu0 mark a:0 -> EOPNOTSUPP (-95): refused" in ex.trace
+
+    def test_nothing_refused_says_nothing(self):
+        res = explore(scenario("map-map"), "xen-4.1", scheduler="round-robin")
+        assert res.refused == {}
+
+
+def test_an_unknown_option_is_explores_usage_in_one_process():
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "xensim", "explore", str(SCENARIOS[0]), "--bogus"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.startswith("usage: xensim explore ")
+    assert p.stderr.splitlines()[-1] == "xensim explore: error: unrecognized arguments: --bogus"

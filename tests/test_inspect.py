@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,8 +99,68 @@ def test_mfn_free_and_invalid(small):
                       "  type_info: type none, count 0"]
     assert t[-2:] == ["references held (recounted as the auditor does):",
                       "  expected: count 0, type none/0 (matches the frame table)"]
-    assert text(inspect(cfg, mm, mfn="0x999999"))[1:] == [
-        "mfn 0x999999", "  not a valid MFN (no page_info: beyond memory or in a hole)"]
+    with pytest.raises(ConfigError) as e:                   # before the run: no such frame
+        inspect(cfg, mm, mfn="0x999999")
+    assert str(e.value) == "--mfn: 0x999999 is past the machine's last frame 0x3fff (max_pfn 0x4000)"
+    with pytest.raises(ConfigError) as e:
+        inspect(cfg, mm, mfn="-1")
+    assert str(e.value) == "--mfn: must be 0 or more, got -1"
+    with pytest.raises(ConfigError) as e:
+        inspect(cfg, mm, superpage="0x4000")
+    assert str(e.value) == "--superpage: 0x4000 is past the machine's last frame 0x3fff (max_pfn 0x4000)"
+
+
+def test_a_frame_in_a_hole_is_not_ram():
+    """A hole's frame in a PDX group with RAM has a page_info that is all zero (state
+    inuse, count 0): it says it is not RAM first; a hole's frame without one says so."""
+    from xensim import Machine, MemoryMap
+    mm = MemoryMap([(0x0, 0x9fc00), (0x100000, 64 << 20), (1 << 30, (1 << 30) + (64 << 20))],
+                               name="holes")
+    m = Machine(mm, "none")
+    r = inspect_mfn(m, 0xa0)
+    assert r["hole"] == [0x9f, 0x100] and r["count_info"]["text"] == "state inuse, count 0"
+    assert render_inspection(dict(r, ops_run=0, ops_total=0, config="c", design="d"),
+                             "text").splitlines()[2] == (
+        "  pdx 0xa0, not RAM: in the hole mfn 0x9f..0x100 of the memory map; its page_info "
+        "(its PDX group has RAM) is never used: all zero, which decodes as below")
+    r = inspect_mfn(m, 0x18000)
+    assert not r["valid"] and r["note"] == ("not RAM: in the hole mfn 0x4000..0x40000 of the "
+                                            "memory map, with no page_info (its PDX group has no RAM)")
+
+
+def test_steps_past_the_workload_are_said_clamped(small):
+    cfg, mm = small
+    r = inspect(cfg, mm, mfn="0x200", steps=999)
+    assert r["ops_run"] == 11 and r["steps_clamped"] == 999
+    assert text(r)[0] == (f"after 11 of 11 operations of {SMALL} on xen-4.1 (--steps 999 is "
+                          "more than the workload's 11: clamped)")
+    assert "steps_clamped" not in inspect(cfg, mm, mfn="0x200", steps=11)
+
+
+def test_a_bad_option_value_is_exit_2_in_one_line():
+    import subprocess
+    p = subprocess.run([sys.executable, "-m", "xensim", "inspect", SMALL, "--mfn", "-1"],
+                       capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stdout, p.stderr) == (2, "", "xensim: error: --mfn: must be 0 or more, got -1\n")
+
+
+def test_every_command_reports_a_crash_in_the_same_line(monkeypatch, capsys):
+    """run, trace and inspect: a design that raises is one line on stderr, exit 1."""
+    from xensim import Xen41
+    from xensim.cli import main
+
+    def boom(self, mfn, d, rw):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(Xen41, "get_superpage", boom)
+    line = ("xensim: design xen-4.1 crashed: RuntimeError at op 1 (web: map superpage 0 x2 at "
+            "slot 0 rw): boom\n")
+    assert main(["inspect", SMALL, "--mfn", "0x200"]) == 1
+    assert capsys.readouterr() == ("", line)
+    assert main(["trace", SMALL, "--level", "hypercall"]) == 1
+    out, err = capsys.readouterr()
+    assert err == line and out.splitlines()[-1] == "crashed: " + line.split(" crashed: ")[1].strip()
+    assert main(["run", SMALL, "--quiet", "--format", "json"]) == 1
+    assert capsys.readouterr().err == line
 
 
 def test_steps_stops_after_a_prefix(small):

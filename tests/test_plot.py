@@ -120,13 +120,18 @@ def test_states_at_end(tiny):
     for name in ("pageinfo-count", "superpage-info", "xen-4.1"):
         assert by[name].nonzero() == {2: ("dynamic", 1), 3: ("mark", 1)}
         assert by[name].state_counts() == {"none": 1534, "dynamic": 1, "mark": 1}
-    # no MARK_SUPER in these two: the mark failed
-    for name in ("per-mapping", "sketch"):
-        assert by[name].nonzero() == {2: ("dynamic", 1)}
-        assert by[name].state_counts() == {"none": 1535, "dynamic": 1, "mark": 0}
-    # Xen 4.10+: no PSE mapping at all (the guest mapped 2 MiB through L1 tables), no mark
-    assert by["none"].nonzero() == {} and by["none"].busy == 0
-    assert by["none"].source == "no per-superpage metadata: live 2 MiB entries in the page tables"
+    # no MARK_SUPER in sketch: the mark failed
+    assert by["sketch"].nonzero() == {2: ("dynamic", 1)}
+    assert by["sketch"].state_counts() == {"none": 1535, "dynamic": 1, "mark": 0}
+    # per-mapping and Xen 4.10+ (none) keep no per-superpage word: no state, no count
+    # (per-mapping's one live 2 MiB entry holds its own references)
+    for name in ("per-mapping", "none"):
+        s = by[name]
+        assert not s.metadata and s.nonzero() == {} and s.state_counts() == {} and s.busy == 0
+        assert not s.count.any()
+        assert s.source == ("no per-superpage metadata: each 2 MiB mapping holds its own "
+                            "references")
+    assert int(by["per-mapping"].mappings.sum()) == 1 and int(by["none"].mappings.sum()) == 0
     s = by["xen-4.1"]
     assert s.superpages.size == 1536 and int(s.full.sum()) == 1535
     assert not s.full[0] and s.superpages[0] == 0
@@ -142,6 +147,9 @@ def test_states_at_op_and_peak(tiny):
         if s.design == "none":              # ... by two L1 tables: no 2 MiB entry
             assert s.nonzero() == {} and int(s.mappings.sum()) == 0
             continue
+        if s.design == "per-mapping":       # two 2 MiB entries, no metadata
+            assert s.nonzero() == {} and int(s.mappings[1]) == 2
+            continue
         assert s.nonzero() == {1: ("dynamic", 2)}
         assert int(s.mappings[1]) == 2
     # the busiest point: after op 4 (two mapped, one marked where MARK exists)
@@ -151,7 +159,7 @@ def test_states_at_op_and_peak(tiny):
     assert by["xen-4.1"].nonzero() == {1: ("dynamic", 2), 2: ("dynamic", 1), 3: ("mark", 1)}
     assert by["superpage-info"].nonzero() == {1: ("dynamic", 2), 2: ("dynamic", 1), 3: ("mark", 1)}
     assert by["sketch"].nonzero() == {1: ("dynamic", 2), 2: ("dynamic", 1)}
-    assert by["per-mapping"].nonzero() == {1: ("dynamic", 2), 2: ("dynamic", 1)}
+    assert by["per-mapping"].nonzero() == {}
 
 
 def test_activity_matches_states(tiny):
@@ -163,7 +171,11 @@ def test_activity_matches_states(tiny):
 
         def each(m):
             s = superpage_states(m)
-            seen.append((superpage_activity(m), (s.busy, int(s.count.sum()))))
+            if not s.metadata:              # the cheap reading counts the live 2 MiB entries
+                seen.append((superpage_activity(m), (int(np.count_nonzero(s.mappings)),
+                                                     int(s.mappings.sum()))))
+            else:
+                seen.append((superpage_activity(m), (s.busy, int(s.count.sum()))))
         run = start(cfg, mm, design, wl)
         each(run.machine)                   # after the set-up, then after each operation
         for _ in run.steps():
@@ -184,7 +196,7 @@ def test_states_of_xen41_words_decoded():
     assert by["xen-4.1"].nonzero() == {1: ("dynamic", 1), 2: ("dynamic", 1), 3: ("mark", 2)}
     # superpage-info: the RW word holds MARK | 2 (mark + one RW mapping)
     assert by["superpage-info"].nonzero()[3] == ("mark", 2)
-    assert by["per-mapping"].nonzero() == {1: ("dynamic", 1), 2: ("dynamic", 1), 3: ("dynamic", 1)}
+    assert by["per-mapping"].nonzero() == {} and not by["per-mapping"].metadata
 
 
 # --------------------------------------------------------------------------
@@ -469,8 +481,12 @@ def test_default_config_states_every_design():
     r = states_for_run(cfg, build_memory_map(cfg))
     assert [s.design for s in r.states] == list(design_names()) and not r.missing
     assert 0 < r.at_op <= r.ops == 300
-    # none has no PSE entry to count: its 2 MiB mappings are L1 tables
-    assert [s.busy > 0 for s in r.states] == [REGISTRY[d].supports_pse for d in design_names()]
+    # busy: a design's words in use; per-mapping and none keep no word (none has no PSE
+    # entry at all: its 2 MiB mappings are L1 tables)
+    assert [s.busy > 0 for s in r.states] == [REGISTRY[d].words_in is not None
+                                              for d in design_names()]
+    assert [bool(s.mappings.any()) for s in r.states] == [REGISTRY[d].supports_pse
+                                                          for d in design_names()]
 
 
 def test_when_pinning_pays_peak():
@@ -489,8 +505,9 @@ def test_why_per_mapping_peak_counts():
     cfg = load_config(ROOT / "configs" / "why-per-mapping-was-slow.yaml")
     r = states_for_run(cfg, build_memory_map(cfg))
     assert r.ops == 1024 and r.at_op == 512
-    for s in r.states:                      # xen-4.1's count and per-mapping's PSE entries
-        assert s.nonzero() == {1: ("dynamic", 512), 2: ("dynamic", 512)}, s.design
+    for s in r.states:                      # xen-4.1's count; per-mapping: its PSE entries only
+        assert s.nonzero() == ({1: ("dynamic", 512), 2: ("dynamic", 512)} if s.metadata
+                               else {}), s.design
         assert int(s.mappings.sum()) == 1024
 
 
@@ -505,3 +522,80 @@ def test_cli_plot_module_is_light():
     top = [n.module or "" for n in tree.body if isinstance(n, ast.ImportFrom)]
     top += [a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names]
     assert not [m for m in top if "plot" in m or "matplotlib" in m], top
+
+
+# --------------------------------------------------------------------------
+# Every picture's words fit in it (rendered: matplotlib's bounding boxes)
+# --------------------------------------------------------------------------
+
+def _drawn_texts(fig):
+    """Every visible text artist the figure draws: titles, labels, tick labels in view,
+    legends, free text."""
+    out = list(fig.texts)
+    for lg in fig.legends:
+        out += lg.get_texts()
+    for ax in fig.axes:
+        out += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label]
+        out += ax.texts
+        if ax.get_legend():
+            out += ax.get_legend().get_texts()
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            slack = 1e-9 * abs(hi - lo)
+            for tk in axis.get_major_ticks():
+                if lo - slack <= tk.get_loc() <= hi + slack:
+                    out += [lb for lb in (tk.label1, tk.label2) if lb.get_visible()]
+    return [t for t in out if t.get_visible() and t.get_text()]
+
+
+def assert_texts_fit(fig):
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    w, h = fig.bbox.width, fig.bbox.height
+    texts = _drawn_texts(fig)
+    assert texts
+    out = [(t.get_text()[:50], tuple(round(float(v)) for v in t.get_window_extent(r).extents))
+           for t in texts
+           if not (-0.5 <= t.get_window_extent(r).x0 and t.get_window_extent(r).x1 <= w + 0.5
+                   and -0.5 <= t.get_window_extent(r).y0 and t.get_window_extent(r).y1 <= h + 0.5)]
+    assert out == [], (w, h)
+
+
+@needs_mpl
+@pytest.mark.parametrize("which", ["memmap", "overhead", "superpages", "churn"])
+def test_every_pictures_title_labels_and_legend_fit(which):
+    """The tight box of each text artist of the rendered figure lies within the figure
+    (the churn picture's title was wider than the figure: clipped left and right in the
+    PNG, the SVG and the HTML report)."""
+    from xensim.output.plot import build_figure
+    cfg = default_config()
+    assert_texts_fit(build_figure(which, cfg, build_memory_map(cfg)))
+
+
+@needs_mpl
+def test_the_sweep_figures_texts_fit(tmp_path):
+    from xensim.output.plot import fig_sweep, sweep_data
+    lines = ["point,workload.iterations,seed,design,ops,slow_per_op"]
+    for k, (it, seed) in enumerate([(20, 0), (20, 1), (600, 0), (600, 1)]):
+        for d in design_names():
+            lines.append(f"p{k},{it},{seed},{d},{it},{0.5 + seed / 10}")
+    (tmp_path / "results.csv").write_text("\n".join(lines) + "\n")
+    assert_texts_fit(fig_sweep(sweep_data(tmp_path, "workload.iterations")))
+
+
+@needs_mpl
+def test_a_design_without_metadata_is_a_blank_row_that_says_so(tiny):
+    """per-mapping and none keep no per-superpage word: their rows of the superpages
+    picture draw no state and no count, and say why."""
+    from xensim.output.plot import fig_superpages
+    cfg, mm = tiny
+    fig = fig_superpages(states_for_run(cfg, mm, "peak"))
+    strip, heat = fig.axes[0], fig.axes[1]
+    said = [t.get_text() for t in strip.texts]
+    assert said == ["no per-superpage metadata: each 2 MiB mapping holds its own references"] * 2
+    assert [t.get_text() for t in heat.texts] == ["no count kept"] * 2
+    names = [t.get_text() for t in heat.get_yticklabels()]
+    grid = heat.images[0].get_array()
+    for row, name in enumerate(names):
+        if name in ("per-mapping", "none"):
+            assert grid.mask[row].all()              # nothing drawn: every cell blank

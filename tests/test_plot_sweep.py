@@ -207,3 +207,31 @@ def test_cli_errors_without_a_sweep(tmp_path, capsys):
     assert capsys.readouterr().err == (f"xensim: error: {tmp_path / 'results.csv'}: not a "
                                        f"sweep's results.csv: its header has no point ... "
                                        f"design columns\n")
+
+
+def test_the_tables_round_floats_and_name_units(tmp_path):
+    """results.csv's 0.9523809524 is 0.9524 in the report, ns_per_op says it is in ns."""
+    (tmp_path / "results.csv").write_text(
+        HEADER + "\np0,20,false,0,xen-4.1,ok,40,0.9523809524,4502.25,clean\n"
+                 "p0,20,false,0,sketch,ok,1200,1.0,120,clean\n")
+    t = results_table(tmp_path, ["ns_per_op"])
+    assert [c.header for c in t.columns][-3:] == ["slow_per_op", "ns_per_op (ns)", "audit"]
+    assert t.cells() == [["p0", "20", "false", "0", "xen-4.1", "40", "0.9524", "4,502", "clean"],
+                         ["p0", "20", "false", "0", "sketch", "1,200", "1", "120", "clean"]]
+    s = sweep_table(sweep_data(tmp_path, "workload.iterations", metric="ns_per_op"))
+    assert [c.header for c in s.columns][3] == "ns_per_op (mean, ns)"
+
+
+def test_a_line_over_another_still_shows(tmp_path):
+    """Two designs with the same values: each line has its own marker, style and size (the
+    first drawn biggest), so the one drawn over it leaves it visible."""
+    pytest.importorskip("matplotlib")
+    (tmp_path / "results.csv").write_text(
+        HEADER + "\np0,20,false,0,xen-4.1,ok,40,1.0,100,clean\np0,20,false,0,sketch,ok,40,1.0,100,"
+                 "clean\np1,60,false,0,xen-4.1,ok,40,0.5,100,clean\np1,60,false,0,sketch,ok,40,0.5,"
+                 "100,clean\n")
+    fig = fig_sweep(sweep_data(tmp_path, "workload.iterations"))
+    a, b = fig.axes[0].get_lines()
+    assert list(a.get_ydata()) == list(b.get_ydata())
+    assert (a.get_marker(), a.get_linestyle(), a.get_markersize()) == ("o", "-", 9.0)
+    assert (b.get_marker(), b.get_linestyle(), b.get_markersize()) == ("s", "--", 6.5)

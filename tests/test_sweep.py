@@ -119,6 +119,9 @@ def test_no_grid_is_one_point_and_the_id_is_stable(tmp_path):
     (SWEEP.replace("[false, true]", "true"),
      "sweep.yaml:4: grid.workload.mark: expected a non-empty list of values, got a boolean "
      "(true)"),
+    (SWEEP.replace("[2, 5]", "[]"),
+     "sweep.yaml:3: grid.workload.iterations: expected a non-empty list of values, got an "
+     "empty list"),
     (SWEEP.replace("[2, 5]", "[2, 5, 2]"),
      "sweep.yaml:3: grid.workload.iterations[2]: value 2 is listed twice"),
     (SWEEP + "  machine.preset.name: [a]\n",
@@ -416,8 +419,8 @@ def test_no_results_parquet_without_pyarrow(tmp_path, monkeypatch):
     result = run_sweep(load_sweep(write(tmp_path, PARQUET_SWEEP)), tmp_path / "o", LocalEngine(1))
     assert not (tmp_path / "o" / "results.parquet").exists()
     assert (tmp_path / "o" / "results.csv").exists()
-    assert result.notes[-1] == (f"wrote {tmp_path / 'o' / 'results.csv'} (results.parquet "
-                                f"too when pyarrow is installed)")
+    assert result.notes[-1] == (f"wrote {tmp_path / 'o' / 'results.csv'} (no results.parquet: "
+                                f"pyarrow is not installed)")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="pyarrow is not installed")

@@ -533,3 +533,35 @@ def test_a_type_change_flush_is_narrated():
                        f"went at TLB clock {clock}, not before the CPU's last flush: TLB flush "
                        f"of dom{a.domid}'s CPU (clock -> {clock + 1})"]
     assert t.flushes == 1 and m.refs.stats.tlb_flushes == 1 and t.untraced == 0
+
+
+# -- streaming --------------------------------------------------------------------------------
+
+def test_the_trace_is_written_as_the_operations_run(small):
+    """With a writer, each operation's lines are written before the next operation runs
+    (not the whole narrative first), and the text is the one trace() renders."""
+    from xensim.teach import TraceWriter
+    cfg, mm = small
+    for fmt in ("text", "md"):
+        chunks: list[str] = []
+        res = trace(cfg, mm, level="frame", writer=TraceWriter(fmt, chunks.append))
+        assert res.lines == []
+        ops = [c for c in chunks if "op " in c and ": web:" in c]
+        firsts = [c.split("op ", 1)[1].split(":", 1)[0] for c in ops]
+        assert firsts == [str(i) for i in range(1, 12)]           # one chunk per operation
+        assert all(c.count(": web:") == 1 for c in ops)
+        assert "".join(chunks) == trace(cfg, mm, level="frame").render(fmt)
+
+
+def test_a_long_trace_on_a_terminal_says_how_to_narrow_it(small, monkeypatch, capsys):
+    from xensim.cli import _trace
+    monkeypatch.setattr(_trace, "LONG_TRACE_LINES", 20)
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert cmd_trace(_cli(["trace", SMALL])) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) > 40
+    assert err == ("xensim: trace: over 20 lines; --limit N traces the first N operations only, "
+                   "--level hypercall (one line a call)\n")
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)       # piped: not said
+    assert cmd_trace(_cli(["trace", SMALL])) == 0
+    assert capsys.readouterr().err == ""

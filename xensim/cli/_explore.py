@@ -41,6 +41,8 @@ def add_parser(sub) -> None:
     p.add_argument("--replay", metavar="SCHEDULE",
                    help=f"rerun one schedule exactly: CPU ids, *n repeats (0,1*1030,0; "
                         f"at most {MAX_STEPS:,} steps, the step bound)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (it shows only on a terminal, for searches over ~2 s)")
     p.add_argument("--full-trace", action="store_true",
                    help="print every step of the trace (default: runs of one CPU's frame "
                         "steps summarised)")
@@ -95,7 +97,7 @@ def cmd_explore(args) -> int:
         w(f"violation: {v.message}\n" if v else "no violation\n")
         return 1 if v else 0
     interrupted = False
-    bar = Progress()                          # on a terminal, for searches over ~2 s
+    bar = Progress.off() if args.quiet else Progress()   # on a terminal, searches over ~2 s
     total = 1 if args.scheduler == "round-robin" else args.max_schedules
     bar.start(f"{sc.name} on {design}", total,
               unit="schedules" if args.scheduler in ("random", "pct") else "schedules (at most)")
@@ -111,6 +113,9 @@ def cmd_explore(args) -> int:
       + f", steps: {res.steps:,}, {res.seconds:.2f} s ({res.steps / max(res.seconds, 1e-9):,.0f} steps/s)"
       + f", {_search_note(res, args, interrupted)}\n")
     w(f"violations: {res.violations}\n")
+    for text, n in res.refused.items():
+        w(f"refused: {text}, in {n} of {res.schedules} "
+          f"schedule{'s' * (res.schedules != 1)}\n")
     if res.first:
         v = res.first
         w(f"first violation: {v.message}\n")

@@ -37,11 +37,18 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_inspect(args) -> int:
+    """Exit status 0; 1 if the run crashed (one line on stderr, as every command
+    reports a crash); 2 for a bad option value (``--mfn -1``)."""
+    from ..sim import DesignCrashed
     from ..teach import inspect, load, render_inspection
     if not Path(args.config).exists():
         raise ConfigError(args.config, None, "no such file")
     cfg, memmap = load(args.config)
-    report = inspect(cfg, memmap, mfn=args.mfn, superpage=args.superpage, domain=args.domain,
-                     design=args.design, steps=args.steps)
+    try:
+        report = inspect(cfg, memmap, mfn=args.mfn, superpage=args.superpage,
+                         domain=args.domain, design=args.design, steps=args.steps)
+    except DesignCrashed as e:
+        print(f"xensim: {e}", file=sys.stderr)
+        return 1
     sys.stdout.write(render_inspection(report, args.format))
     return 0

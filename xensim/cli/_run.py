@@ -15,7 +15,7 @@ def add_parser(subparsers) -> None:
     run = subparsers.add_parser("run", help="run a config: its workload on each design, the "
                                             "overhead and the machine (default: configs/default.yaml)")
     machine_args(run, "a YAML config (default: configs/default.yaml, a comparison of the "
-                      "five designs on the teaching machine)")
+                      "six designs on the teaching machine)")
     run.add_argument("--out", metavar="DIR",
                      help="write the resolved config, results.json and results.csv here")
     run.add_argument("--quiet", action="store_true",
@@ -33,7 +33,7 @@ def cmd_run(args) -> int:
     from ..config import dump_resolved
     from ..output import (EXIT_INTERRUPTED, Progress, check_file, out_dir, render, sigint_deferred,
                           to_json, write_atomic, writing)
-    from ..sim import Interrupted, RunResult, run_comparison
+    from ..sim import DesignCrashed, Interrupted, RunResult, run_comparison
     from ..xen import Machine
     from ._html import write_html
     cfg, memmap = resolve_machine(args)
@@ -76,6 +76,6 @@ def cmd_run(args) -> int:
         sys.stdout.write(f"\nwrote {args.html}\n")
     if comparison is not None and comparison.crashed:
         for r in comparison.crashed:
-            print(f"xensim: design {r.design} crashed: {r.reason}", file=sys.stderr)
+            print(f"xensim: {DesignCrashed(r.design, r.reason)}", file=sys.stderr)
         return 1
     return 0

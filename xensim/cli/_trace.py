@@ -52,12 +52,45 @@ def whole_number(minimum: int):
     return parse
 
 
+#: a trace on a terminal longer than this many lines says once, on stderr, how to narrow it
+LONG_TRACE_LINES = 5000
+
+
 def cmd_trace(args) -> int:
-    """Exit status 0; 1 if the run crashed or a change went untraced."""
-    from ..teach import load, trace
+    """Write the trace as the operations run. Exit status 0; 1 if the run crashed
+    (one line on stderr, as every command reports a crash) or a change went untraced."""
+    from ..sim import DesignCrashed
+    from ..teach import TraceWriter, load, trace
     if not Path(args.config).exists():
         raise ConfigError(args.config, None, "no such file")
     cfg, memmap = load(args.config)
-    res = trace(cfg, memmap, args.design, args.level, args.all_frames, args.limit)
-    sys.stdout.write(res.render(args.format))
-    return 1 if res.untraced or any(f.startswith("crashed") for f in res.footer) else 0
+    writer = TraceWriter(args.format, _stdout_writer(args))
+    try:
+        res = trace(cfg, memmap, args.design, args.level, args.all_frames, args.limit, writer)
+    except DesignCrashed as e:                # in the set-up: nothing traced yet
+        print(f"xensim: {e}", file=sys.stderr)
+        return 1
+    if res.crash is not None:
+        sys.stdout.flush()
+        print(f"xensim: {res.crash}", file=sys.stderr)
+        return 1
+    return 1 if res.untraced else 0
+
+
+def _stdout_writer(args):
+    """Write to stdout; on a terminal, past :data:`LONG_TRACE_LINES` lines, say once
+    on stderr how to narrow the trace."""
+    told = not sys.stdout.isatty()
+    lines = 0
+
+    def write(text: str) -> None:
+        nonlocal told, lines
+        sys.stdout.write(text)
+        lines += text.count("\n")
+        if not told and lines > LONG_TRACE_LINES:
+            told = True
+            sys.stdout.flush()
+            level = "" if args.level == "hypercall" else ", --level hypercall (one line a call)"
+            print(f"xensim: trace: over {LONG_TRACE_LINES:,} lines; --limit N traces the first N "
+                  f"operations only{level}", file=sys.stderr)
+    return write

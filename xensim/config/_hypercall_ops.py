@@ -14,7 +14,7 @@ Which keys each op takes (``*``: required):
 create_domain      name*, max_pages*
 destroy_domain     domain
 mmu_update         domain, reqs* ([ptr, val] each), foreign
-mmuext_op          domain, ops* ([cmd, arg1] each: cmd an MMUEXT name or number), foreign
+mmuext_op          domain, ops* ([cmd, arg1] or [cmd, arg1, arg2] each: cmd an MMUEXT name or number), foreign
 memory_op          domain, cmd*, order, extents, nr, target
 update_va_mapping  domain, va*, val*, flags
 ================== =========================================================
@@ -71,12 +71,15 @@ def _check_mmuext_cmd(value: Any) -> None:
 
 @dataclass
 class MmuextRequest:
-    """One mmuext_op request: ``[cmd, arg1]``, cmd a name (``pin_l4_table``) or a number."""
+    """One mmuext_op request: ``[cmd, arg1]`` or ``[cmd, arg1, arg2]``, cmd a name
+    (``pin_l4_table``) or a number; ``arg2``: COPY_PAGE's source MFN, SET_LDT's number
+    of entries, TLB_FLUSH_MULTI's vCPU mask (default 0)."""
 
-    __yaml_sequence__ = ("cmd", "arg1")
+    __yaml_sequence__ = ("cmd", "arg1", "arg2")
 
     cmd: Any = field(metadata={"check": _check_mmuext_cmd})
     arg1: int
+    arg2: int = 0
 
 
 @dataclass
@@ -111,7 +114,7 @@ class HypercallOp:
 
     def as_dict(self) -> dict:
         """The op as the fuzzer issues it: ``{"op": ..., key: value, ...}``, requests as
-        ``[ptr, val]`` / ``[cmd, arg1]`` lists. A memory_op always has ``extents``
+        ``[ptr, val]`` / ``[cmd, arg1]`` (``[cmd, arg1, arg2]``) lists. A memory_op always has ``extents``
         (None: a null extent list)."""
         out: dict = {"op": self.op}
         for f in dataclasses.fields(self)[1:]:
@@ -121,7 +124,7 @@ class HypercallOp:
             if f.name == "reqs":
                 v = [[r.ptr, r.val] for r in v]
             elif f.name == "ops":
-                v = [[o.cmd, o.arg1] for o in v]
+                v = [[o.cmd, o.arg1] + ([o.arg2] if o.arg2 else []) for o in v]
             elif isinstance(v, list):
                 v = list(v)
             out[f.name] = v

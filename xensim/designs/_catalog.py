@@ -35,11 +35,28 @@ class DesignInfo:
 
     @classmethod
     def of(cls, design: type) -> "DesignInfo":
-        return cls(design.name, design.description, design.words_in or "",
+        return cls(design.name, own(design, "description"), design.words_in or "",
                    list(design.word_names), design.supports_pse, design.supports_mark,
                    design.buggy,
-                   design.name == default_design(), design.doc, design.__module__,
+                   design.name == default_design(), own(design, "doc"), design.__module__,
                    design_file_of(design.name) or "")
+
+
+def own(design: type, attr: str) -> str:
+    """``design``'s ``attr`` (its description, its docs page) unless it comes from another
+    registered design it subclasses: a user's design built on ``Xen41`` has no docs page
+    of its own until it names one, and is not described by xen-4.1's words."""
+    for klass in design.__mro__:
+        if attr in vars(klass):
+            inherited = klass is not design and isinstance(vars(klass).get("name"), str) \
+                and design_names_has(vars(klass)["name"], klass)
+            return "" if inherited else vars(klass)[attr]
+    return ""
+
+
+def design_names_has(name: str, klass: type) -> bool:
+    """Is ``klass`` the design registered as ``name``?"""
+    return name in design_names() and design_class(name) is klass
 
 
 @dataclass
@@ -56,14 +73,16 @@ class Catalog:
         rows = [dict(asdict(d), words=", ".join(d.word_names) or "-",
                      where=d.words_in or "-", pse=yes(d.supports_pse),
                      mark=yes(d.supports_mark),
-                     buggy="BUGGY" if d.buggy else "", doc=d.doc or d.file or d.module,
+                     buggy="BUGGY" if d.buggy else "-", doc=d.doc or d.file or d.module,
+                     description=d.description or "-",
                      name=d.name + (" (default)" if d.default else ""))
                 for d in self.designs]
         return [Table("Superpage refcount designs",
                       [Column("name", "design", align="<"), Column("where", "words in", align="<"),
                        Column("words", "words", align="<"), Column("pse", "PSE", align="<"),
                        Column("mark", "MARK", align="<"),
-                       Column("buggy", "", align="<"), Column("doc", "docs", align="<"),
+                       Column("buggy", "known bugs", align="<"),
+                       Column("doc", "docs", align="<"),
                        Column("description", "description", align="<")], rows)]
 
 

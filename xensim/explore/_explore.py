@@ -291,6 +291,9 @@ class ExploreResult:
     first: Violation | None = None
     complete: bool = True                # False when --max-schedules stopped the search
     seconds: float = 0.0
+    #: CPU operations the design refused ("cpu0 mark a:0 -> EOPNOTSUPP"): in how many of
+    #: the schedules run to the end
+    refused: dict[str, int] = field(default_factory=dict)
 
 
 def explore_dfs(make_execution: Callable[[], Execution], preemption_bound: int = 2,

@@ -34,6 +34,10 @@ class World:
         self.m = m
         self.kernels: dict[str, GuestKernel] = {}
         self.mfns: dict[str, list[int]] = {}
+        #: the CPU operations refused in this schedule, as text (see :meth:`refusal`)
+        self.refused: list[str] = []
+        #: where a refusal's line goes too (the execution's trace; set per execution)
+        self.trace: list[str] | None = None
         for name, n in sc.domains:
             domid = m.create_domain(name, n * SUPERPAGE_PAGES + 64)
             k = GuestKernel(m, domid)
@@ -101,6 +105,14 @@ class World:
             return k.unmark_superpage(mfn)
         return -errno.ENOSYS
 
+    def refusal(self, op: ScenarioOp, cpu: int, rc: int) -> None:
+        """CPU ``cpu``'s ``op`` answered ``rc`` < 0: recorded, and a line in the trace."""
+        text = (f"cpu{cpu} {op.op} {op.domain}:{op.superpage}"
+                + (f" by {op.by}" if op.by else "") + f" -> {errno_name(rc)}")
+        self.refused.append(text)
+        if self.trace is not None:
+            self.trace.append(f"{text} ({rc}): refused")
+
 
 def describe_cas(ex: "_ScenarioExecution", m, step) -> None:
     """After a cmpxchg step: rewrite its trace line with what it did (``ex.last_cas``,
@@ -166,6 +178,7 @@ class Runner:
             return check_step(m, step)
         ex = _ScenarioExecution(lambda: world.m, programs, after_step, self.max_steps)
         ex.world = world
+        world.trace = ex.trace
         ex.runner = self
         return ex
 
@@ -176,7 +189,10 @@ class Runner:
 
         def run(m, _cpu):
             for op in ops:
-                world.results[cpu].append(world.do(op, cpu))
+                rc = world.do(op, cpu)
+                world.results[cpu].append(rc)
+                if rc < 0:
+                    world.refusal(op, cpu, rc)
         return run
 
     def end_check(self, ex: "_ScenarioExecution") -> None:
@@ -240,6 +256,8 @@ def _tally(res: ExploreResult, ex: "_ScenarioExecution | None") -> None:
         res.pruned += 1
         return
     res.schedules += 1
+    for text in dict.fromkeys(ex.world.refused):
+        res.refused[text] = res.refused.get(text, 0) + 1
     if ex.outcome == "violation":
         res.violations += 1
         res.first = res.first or ex.violation
@@ -265,16 +283,20 @@ def explore(sc: Scenario, design: str | None = None, scheduler: str = "dfs",
         return last[0]
     try:
         if scheduler == "dfs":
-            return explore_dfs(make, preemption_bound, max_schedules, stop_at_first)
-        choosers = {
-            "round-robin": lambda i: round_robin,
-            "random": lambda i: random_chooser(seed + i),
-            "pct": lambda i: pct_chooser(seed + i, n),
-        }
-        if scheduler not in choosers:
-            raise ValueError(f"unknown scheduler {scheduler!r}")
-        count = 1 if scheduler == "round-robin" else max_schedules
-        return run_sampling(make, choosers[scheduler], count, stop_at_first)
+            res = explore_dfs(make, preemption_bound, max_schedules, stop_at_first)
+        else:
+            choosers = {
+                "round-robin": lambda i: round_robin,
+                "random": lambda i: random_chooser(seed + i),
+                "pct": lambda i: pct_chooser(seed + i, n),
+            }
+            if scheduler not in choosers:
+                raise ValueError(f"unknown scheduler {scheduler!r}")
+            count = 1 if scheduler == "round-robin" else max_schedules
+            res = run_sampling(make, choosers[scheduler], count, stop_at_first)
+        _tally(so_far, last[0])
+        res.refused = so_far.refused
+        return res
     except KeyboardInterrupt:
         _tally(so_far, last[0])
         so_far.seconds = time.perf_counter() - t0

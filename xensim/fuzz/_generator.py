@@ -71,7 +71,8 @@ class Fuzzer(FuzzRunner):
             op = {"op": "mmu_update", "domain": name, "reqs": [[r.ptr, r.val] for r in args[0]]}
         elif number == HYPERVISOR_mmuext_op:
             op = {"op": "mmuext_op", "domain": name,
-                  "ops": [[MMUEXT_NAMES.get(o.cmd, o.cmd), o.arg1] for o in args[0]]}
+                  "ops": [[MMUEXT_NAMES.get(o.cmd, o.cmd), o.arg1] + ([o.arg2] if o.arg2 else [])
+                          for o in args[0]]}
         elif number == HYPERVISOR_memory_op:
             cmd, r = args
             op = {"op": "memory_op", "domain": name, "cmd": MEMOP_NAMES[cmd],

@@ -67,8 +67,8 @@ def execute(m: Machine, doms: dict[str, int], op: dict) -> CallResult:
         rc = m.hypercall(dom, HYPERVISOR_mmu_update, reqs, done, fd)
         return CallResult(rc, done[0], len(reqs))
     if kind == "mmuext_op":
-        ops = [MmuextOp(MMUEXT_CMDS[c] if isinstance(c, str) else int(c), as_int(a))
-               for c, a in op["ops"]]
+        ops = [MmuextOp(MMUEXT_CMDS[c] if isinstance(c, str) else int(c), as_int(a),
+                        as_int(rest[0]) if rest else 0) for c, a, *rest in op["ops"]]
         done = [0]
         rc = m.hypercall(dom, HYPERVISOR_mmuext_op, ops, done, fd)
         return CallResult(rc, done[0], len(ops))
@@ -121,7 +121,7 @@ def op_label(op: dict) -> str:
     kind = op["op"]
     if kind == "mmuext_op" and len(op["ops"]) == 1:
         c = op["ops"][0][0]
-        return f"{kind}/{c if isinstance(c, str) else 'cmd' + str(c)}"
+        return f"{kind}/{c if isinstance(c, str) else MMUEXT_NAMES.get(c, 'cmd' + str(c))}"
     if kind == "memory_op":
         return f"{kind}/{op['cmd']}"
     if kind == "mmu_update" and len(op["reqs"]) == 1:

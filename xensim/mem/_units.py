@@ -29,19 +29,22 @@ TiB = 1 << 40
 
 _UNITS = {
     "": 1, "b": 1,
-    "k": KiB, "kb": KiB, "kib": KiB,
-    "m": MiB, "mb": MiB, "mib": MiB,
-    "g": GiB, "gb": GiB, "gib": GiB,
-    "t": TiB, "tb": TiB, "tib": TiB,
+    "k": KiB, "kib": KiB,
+    "m": MiB, "mib": MiB,
+    "g": GiB, "gib": GiB,
+    "t": TiB, "tib": TiB,
 }
+#: decimal-looking spellings, refused: 2GB may mean 2 * 10^9 or 2 * 2^30 bytes
+_AMBIGUOUS = {"kb": "KiB", "mb": "MiB", "gb": "GiB", "tb": "TiB"}
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([a-zA-Z]*)\s*$")
 
 
 def parse_size(value: int | str) -> int:
     """Parse a byte size: an int, ``0x1000``, ``4096``, ``2GiB``, ``512MiB``, ``4k``.
 
-    Binary units only (``1GB`` is taken as 1 GiB, as firmware and Xen do).
-    Raises ValueError naming what is wrong; ``"2 gigs"`` is refused.
+    Binary units only: KiB, MiB, GiB, TiB, or K, M, G, T as Xen's command line reads
+    them. ``2GB`` is refused, naming the spellings (it may mean 2 * 10^9 or 2 * 2^30
+    bytes). Raises ValueError naming what is wrong; ``"2 gigs"`` is refused.
     """
     if isinstance(value, bool):
         raise ValueError(f"expected a size, got a boolean ({value!r})")
@@ -58,6 +61,11 @@ def parse_size(value: int | str) -> int:
         except ValueError:
             raise ValueError(f"bad hexadecimal size {value!r}") from None
     m = _SIZE_RE.match(text)
+    if m and m.group(2).lower() in _AMBIGUOUS:
+        n, unit = m.group(1), _AMBIGUOUS[m.group(2).lower()]
+        raise ValueError(f"size {value!r} is ambiguous (decimal or binary?): write {n}{unit} "
+                         f"(binary, {n} x {_UNITS[unit.lower()]:,} bytes) or the bytes in full; "
+                         f"units: KiB, MiB, GiB, TiB (K, M, G, T)")
     if not m or m.group(2).lower() not in _UNITS:
         raise ValueError(f"bad size {value!r}: use a number with an optional unit "
                          f"(KiB, MiB, GiB, TiB) or hex, e.g. 2GiB, 512MiB, 0x1000")

@@ -5,6 +5,7 @@ the cost model, the memory overhead report and run reports.
 from ._costmodel import (
     FRAME_OPS, COUNT_UPDATES, Estimate, CostModel,
 )
+from ._crash import CrashWatch, DesignCrashed, crash_reason
 from ._overhead import (
     FRAME_TABLE_ROWS, DesignCost, OverheadReport, overhead,
 )
@@ -20,9 +21,9 @@ from ._simulate import (
 )
 
 __all__ = [
-    "AuditVerdict", "COUNT_UPDATES", "Comparison", "CostModel", "DesignCost", "DesignRun",
+    "AuditVerdict", "COUNT_UPDATES", "Comparison", "CostModel", "CrashWatch", "DesignCrashed", "DesignCost", "DesignRun",
     "Estimate", "FRAME_OPS", "Interrupted", "MAX_FAILURES_LISTED", "MachineReport",
     "FRAME_TABLE_ROWS", "OverheadReport", "RunResult",
-    "comparison_tables", "fmt_ns", "overhead", "run_comparison", "run_design",
+    "comparison_tables", "crash_reason", "fmt_ns", "overhead", "run_comparison", "run_design",
     "Counters", "Step", "Session", "start", "config_workload",
 ]

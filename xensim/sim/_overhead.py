@@ -84,7 +84,7 @@ class OverheadReport:
             [dict(asdict(d), human=format_size(d.bytes)) for d in self.designs],
             notes=self.notes())
         machine = Table(
-            "Machine", [Column("key", "", align="<"), Column("value", "", align="<")],
+            "Machine", [Column("key", "item", align="<"), Column("value", "value", align="<")],
             [{"key": k, "value": v} for k, v in (
                 ("machine", self.machine),
                 ("RAM", f"{self.ram_bytes:,} B ({format_size(self.ram_bytes)}), "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..designs import design_class, design_names
 from ..mem import FRAME_BYTES, PAGE_SHIFT, PDX_GROUP_FRAMES, format_size
 from ..output import Column, Table, fmt_hex, fmt_int, fmt_pct, plural
 from ..xen import Machine
@@ -14,8 +15,10 @@ from ._simulate import Comparison, DesignRun
 
 @dataclass
 class MachineReport:
-    """A booted machine: its map, holes, PDX and tables."""
+    """A booted machine: its map, holes, PDX and tables (as booted: no domain yet)."""
     machine: Machine
+    #: the summary table's title
+    title: str = "Machine"
 
     def frame_table_bytes_all_groups(self) -> int:
         """xensim's frame-table arrays once every PDX group with RAM has been written
@@ -46,7 +49,7 @@ class MachineReport:
         s = m.summary()
         alloc = s["frame_table_allocated_bytes"]
         summary = Table(
-            "Machine", [Column("key", "item", align="<"), Column("value", "value", align="<")],
+            self.title, [Column("key", "item", align="<"), Column("value", "value", align="<")],
             [{"key": k, "value": v} for k, v in (
                 ("RAM", f"{s['ram_bytes']:,} B ({format_size(s['ram_bytes'])}), {s['ram_frames']:,} whole frames"),
                 ("max_pfn", fmt_hex(s["max_pfn"])),
@@ -55,10 +58,13 @@ class MachineReport:
                 ("max_pdx", fmt_hex(s["max_pdx"])),
                 ("PDX groups with RAM", f"{fmt_int(s['pdx_groups_with_ram'])} of "
                                         f"{fmt_int(s['pdx_group_frames'])} frames each"),
-                ("frame table allocated", f"{alloc:,} B so far (a group's arrays are created "
+                ("frame table allocated", f"{alloc:,} B at boot (a group's arrays are created "
                                           f"on its first write; all {fmt_int(s['pdx_groups_with_ram'])}: "
                                           f"{format_size(self.frame_table_bytes_all_groups())})"),
                 ("superpage table allocated", f"{s['spage_table_allocated_bytes']:,} B"))])
+        if not mm.holes:                      # no empty table: a note under the map says so
+            ranges.notes.append("no holes below max_pfn: every frame below it is RAM")
+            return [summary, ranges]
         return [summary, ranges, holes]
 
     def csv_tables(self) -> list[Table]:
@@ -143,6 +149,7 @@ def comparison_tables(c: Comparison, machine_name: str) -> list[Table]:
             notes.append(f"{r.design}: MARK unsupported (no MARK_SUPER / UNMARK_SUPER in this "
                          f"design): the workload's {plural(r.mark_unsupported, 'mark/unmark operation')} "
                          f"failed with {r.mark_errno}, as with superpages off")
+    notes += _count_column_notes(c)
     cm = c.cost_model
     notes.append(f"modelled time = {cm['frame_atomic_ns']:g} ns per frame refcount op "
                  f"(get/put_page, get/put_page_type) + {cm['cmpxchg_ns']:g} ns per superpage "
@@ -185,6 +192,23 @@ def comparison_tables(c: Comparison, machine_name: str) -> list[Table]:
     return [main, per]
 
 
+def _count_column_notes(c: Comparison) -> list[str]:
+    """What 0->1, 1->0 and fast mean for a design that keeps no superpage count."""
+    known = set(design_names())
+    shown = [r.design for r in c.runs if r.ok and r.design in known]
+    uncounted = [d for d in shown if not design_class(d).keeps_count and design_class(d).supports_pse]
+    no_pse = [d for d in shown if not design_class(d).supports_pse]
+    notes = []
+    if uncounted:
+        notes.append(f"{', '.join(uncounted)}: no count kept: 0->1 and 1->0 are every 2 MiB "
+                     f"mapping and unmapping (each takes or drops the 512 frames' references), "
+                     f"fast is 0")
+    if no_pse:
+        notes.append(f"{', '.join(no_pse)}: no PV superpages: no superpage count, 0->1, 1->0 "
+                     f"and fast stay 0 (a 2 MiB mapping is an L1 table's 512 entries)")
+    return notes
+
+
 @dataclass
 class RunResult:
     """What ``xensim run`` produces: the overhead and machine tables, and, when the
@@ -195,7 +219,9 @@ class RunResult:
 
     @classmethod
     def of(cls, machine: Machine, comparison: Comparison | None = None) -> "RunResult":
-        return cls(MachineReport(machine), overhead(machine), comparison)
+        title = ("Machine as booted, before any domain (each design above ran on a fresh "
+                 "copy of it)" if comparison is not None else "Machine")
+        return cls(MachineReport(machine, title), overhead(machine), comparison)
 
     def to_dict(self) -> dict:
         d = {"machine": self.machine.to_dict(), "overhead": self.overhead.to_dict()}

@@ -25,6 +25,7 @@ from ..guest import Workload
 from ..mem import MemoryMap
 from ..output import Progress
 from ..xen import audit
+from ._crash import crash_reason
 from ._costmodel import COUNT_UPDATES, FRAME_OPS, CostModel, Estimate
 from ._session import Counters, Session, config_workload
 
@@ -275,7 +276,7 @@ def run_design(cfg: Config, memmap: MemoryMap, design: str, wl: Workload | None 
         raise
     except Exception as e:                          # noqa: BLE001  a bug: reported, not hidden
         run.status = "crashed"
-        run.reason = f"{type(e).__name__} {stage}: {e}"
+        run.reason = crash_reason(e, stage)
         run.ops = s.ops_done
     return run
 

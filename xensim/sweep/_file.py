@@ -164,8 +164,9 @@ def _grid(sf: SweepFile, doc: YamlDoc, filename: str) -> dict[str, list]:
                                                        "such as workload.iterations",
                               doc.line(where))
         if not isinstance(values, list) or not values:
+            got = "an empty list" if values == [] else describe(values)
             raise ConfigError(filename, f"grid.{key}", f"expected a non-empty list of values, "
-                                                       f"got {describe(values)}",
+                                                       f"got {got}",
                               doc.line(where))
         seen: set[str] = set()
         for i, v in enumerate(values):

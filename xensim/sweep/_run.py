@@ -244,8 +244,8 @@ def run_sweep(sweep: Sweep, out: Path, engine: Engine, force: bool = False,
         if write_parquet(result.rows(), out / "results.parquet"):
             result.notes.append(f"wrote {out / 'results.csv'} and {out / 'results.parquet'}")
         else:
-            result.notes.append(f"wrote {out / 'results.csv'} (results.parquet too when "
-                                f"pyarrow is installed)")
+            result.notes.append(f"wrote {out / 'results.csv'} (no results.parquet: pyarrow "
+                                f"is not installed)")
     return result
 
 

@@ -12,7 +12,7 @@ from ._decode import (
     count_info_text, type_info_text, ci_change, ti_change, frames_text, pte_flags, format_pte,
     spage_word_text, spage_word_name, spage_words,
 )
-from ._format import TRACE_FORMATS, TraceResult
+from ._format import TRACE_FORMATS, TraceResult, TraceWriter
 from ._inspect import (
     INSPECT_FORMATS, inspect, inspect_domain, inspect_mfn, inspect_superpage, render_inspection,
 )
@@ -22,7 +22,7 @@ from ._trace import trace
 from ._tracer import Tracer
 
 __all__ = [
-    "INSPECT_FORMATS", "LEVELS", "TRACE_FORMATS", "TraceResult", "Tracer", "ci_change",
+    "INSPECT_FORMATS", "LEVELS", "TRACE_FORMATS", "TraceResult", "TraceWriter", "Tracer", "ci_change",
     "count_info_text", "format_pte", "frames_text", "inspect", "inspect_domain", "inspect_mfn",
     "inspect_superpage", "load", "pick_design", "pte_flags", "render_inspection", "replay",
     "spage_word_name", "spage_word_text", "spage_words", "ti_change", "trace", "type_info_text",

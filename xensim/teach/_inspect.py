@@ -34,7 +34,8 @@ from ..mem import (DOMID_INVALID, INVALID, PGT_l4_page_table, SUPERPAGE_ORDER, S
                    decode_count_info, decode_type_info)
 from ..xen import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, CHILD_TYPES, LEVEL_TYPES, Machine, pte_mfn
 from ._decode import count_info_text, format_pte, pte_flags, type_info_text, type_text
-from ._replay import replay
+from ..sim import CrashWatch
+from ._replay import pick_design, replay
 
 INSPECT_FORMATS = ("text", "md", "json")
 
@@ -161,10 +162,23 @@ def held_by(m: Machine, mfn: int, mapped: list[dict]) -> dict:
 # The three views
 # ==========================================================================
 
+def hole_of(m: Machine, mfn: int) -> tuple[int, int] | None:
+    """The hole of the memory map (first, end MFN) that ``mfn`` is in, or None."""
+    for first, end in m.memmap.holes:
+        if first <= mfn < end:
+            return first, end
+    return None
+
+
 def inspect_mfn(m: Machine, mfn: int) -> dict:
     out = {"view": "mfn", "mfn": mfn, "valid": m.mfn_valid(mfn)}
+    hole = hole_of(m, mfn)
+    if hole is not None:
+        out["hole"] = list(hole)
     if not out["valid"]:
-        out["note"] = "not a valid MFN (no page_info: beyond memory or in a hole)"
+        out["note"] = (f"not RAM: in the hole mfn {hole[0]:#x}..{hole[1]:#x} of the memory map, "
+                       "with no page_info (its PDX group has no RAM)" if hole else
+                       "not a valid MFN (no page_info)")
         return out
     page = m.mfn_to_page(mfn)
     ft = m.frame_table
@@ -287,7 +301,15 @@ def _mfn_lines(r: dict) -> list[tuple[str, list[str]]]:
     """(section title, lines) of an mfn report."""
     if not r["valid"]:
         return [(f"mfn {r['mfn']:#x}", [r["note"]])]
-    head = [f"pdx {r['pdx']:#x}, {'RAM' if r['ram'] else 'not RAM (in a PDX group with RAM)'}",
+    if r["ram"]:
+        what = "RAM"
+    elif "hole" in r:
+        what = (f"not RAM: in the hole mfn {r['hole'][0]:#x}..{r['hole'][1]:#x} of the memory map; "
+                "its page_info (its PDX group has RAM) is never used: all zero, which decodes "
+                "as below")
+    else:
+        what = "not RAM (reserved in the memory map; its page_info is never used)"
+    head = [f"pdx {r['pdx']:#x}, {what}",
             f"owner: {r['owner_name']}" + (f", gpfn {r['gpfn']:#x}" if r["gpfn"] is not None else ""),
             f"count_info: {r['count_info']['text']}",
             f"type_info: {r['type_info']['text']}",
@@ -371,6 +393,9 @@ def render_inspection(report: dict, fmt: str = "text") -> str:
     sections = _SECTIONS[report["view"]](report)
     intro = (f"after {report['ops_run']} of {report['ops_total']} operations of "
              f"{report['config']} on {report['design']}")
+    if report.get("steps_clamped"):
+        intro += (f" (--steps {report['steps_clamped']} is more than the workload's "
+                  f"{report['ops_total']}: clamped)")
     if fmt == "md":
         out = [f"# xensim inspect: {sections[0][0]}", "", f"_{intro}_", ""]
         for i, (title, lines) in enumerate(sections):
@@ -432,16 +457,40 @@ def resolve_domain(m: Machine, kernels, text: str) -> int:
 def inspect(cfg, memmap, *, mfn: str | None = None, superpage: str | None = None,
             domain: str | None = None, design: str | None = None,
             steps: int | None = None) -> dict:
-    """Run the workload (or its first ``steps`` operations) and inspect one thing."""
-    session = replay(cfg, memmap, design)
-    n = session.run(steps)
+    """Run the workload (or its first ``steps`` operations) and inspect one thing.
+
+    A number that is no frame of the machine (``--mfn -1``, past ``max_pfn``) is a
+    :class:`ConfigError`, raised before the run; a run that raises, a
+    :class:`~xensim.sim.DesignCrashed`."""
+    mfn_n = _frame(mfn, "--mfn", memmap) if mfn is not None else None
+    if superpage is not None and ":" not in superpage:
+        _frame(superpage, "--superpage", memmap)
+    watch = CrashWatch(pick_design(cfg, design))
+    with watch:
+        session = replay(cfg, memmap, design)
+        for _ in session.steps(steps, watch.before):
+            pass
+    n = session.ops_done
     m, kernels = session.machine, session.kernels
-    if mfn is not None:
-        report = inspect_mfn(m, _int(mfn, "--mfn"))
+    if mfn_n is not None:
+        report = inspect_mfn(m, mfn_n)
     elif superpage is not None:
         report = inspect_superpage(m, resolve_superpage(m, kernels, superpage))
     else:
         report = inspect_domain(m, resolve_domain(m, kernels, domain))
     report.update({"config": str(cfg.source or "<config>"), "design": session.design,
                    "ops_run": n, "ops_total": session.workload.total})
+    if steps is not None and steps > session.workload.total:
+        report["steps_clamped"] = steps
     return report
+
+
+def _frame(text: str, what: str, memmap) -> int:
+    """An MFN option: a number from 0 to the machine's last frame (``max_pfn`` - 1)."""
+    v = _int(text, what)
+    if v < 0:
+        raise ConfigError(None, what, f"must be 0 or more, got {text}")
+    if v >= memmap.max_pfn:
+        raise ConfigError(None, what, f"{text} is past the machine's last frame "
+                                      f"{memmap.max_pfn - 1:#x} (max_pfn {memmap.max_pfn:#x})")
+    return v

@@ -33,8 +33,9 @@ from ..guest import GuestError, GuestKernel
 from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES, MemoryMap, format_size
 from ..xen import Machine, audit
 from ._tree import Line
-from ._format import TraceResult
-from ._replay import replay
+from ..sim import CrashWatch, DesignCrashed
+from ._format import TraceResult, TraceWriter
+from ._replay import pick_design, replay
 from ._tracer import Tracer
 
 
@@ -68,9 +69,16 @@ def _setup_lines(m: Machine, kernels: dict[str, GuestKernel]) -> list[str]:
 
 
 def trace(cfg: Config, memmap: MemoryMap, design: str | None = None, level: str = "superpage",
-          all_frames: bool = False, limit: int | None = None) -> TraceResult:
-    """Run the config's workload on ``design`` and narrate its hypercalls."""
-    session = replay(cfg, memmap, design)
+          all_frames: bool = False, limit: int | None = None,
+          writer: TraceWriter | None = None) -> TraceResult:
+    """Run the config's workload on ``design`` and narrate its hypercalls.
+
+    With a ``writer``, the trace is written as it is made (the header, then each
+    operation's lines as soon as it has run, then the summary) and the result keeps
+    no lines. A crash (:class:`~xensim.sim.DesignCrashed`) is in the summary, as
+    ``crashed: ...``, and in the result's :attr:`~TraceResult.crash`."""
+    with CrashWatch(pick_design(cfg, design)):
+        session = replay(cfg, memmap, design)
     name, m, kernels, wl = session.design, session.machine, session.kernels, session.workload
     tracer = Tracer(m, level, all_frames)
     header = [f"xensim trace of {cfg.source or '<config>'}",
@@ -81,36 +89,54 @@ def trace(cfg: Config, memmap: MemoryMap, design: str | None = None, level: str 
               + (f", tracing the first {limit}" if limit is not None and limit < wl.total else "")
               + f"; level {level}" + (", every frame" if all_frames else "")]
     setup = _setup_lines(m, kernels)
-    failed = 0
+    config = str(cfg.source or "<config>")
+    if writer is not None:
+        writer.start(config, header, setup)
+    kept: list[Line] = []
+    failed = n = 0
     crash = None
+    watch = CrashWatch(name)
+
+    def flush() -> None:
+        if writer is not None:
+            writer.lines(tracer.lines)
+        else:
+            kept.extend(tracer.lines)
+        tracer.lines.clear()
 
     def before(i, op):
+        nonlocal n
+        flush()
+        watch.before(i, op)
+        n += 1
         tracer.lines.append(Line(0, f"op {i + 1}: {op}", "op"))
 
     tracer.install()
     try:
-        for step in session.steps(limit, before):
-            if step.refused is not None:
-                tracer.lines.append(Line(1, "refused by the guest kernel (no hypercall): "
-                                            f"{step.refused}", "note"))
-            if not step.ok:
-                failed += 1
-        n = session.ops_done
-    except Exception as e:                  # noqa: BLE001  a simulator bug: shown, not hidden
-        crash = f"{type(e).__name__}: {e}"
-        n = sum(1 for ln in tracer.lines if ln.kind == "op")
+        with watch:
+            for step in session.steps(limit, before):
+                if step.refused is not None:
+                    tracer.lines.append(Line(1, "refused by the guest kernel (no hypercall): "
+                                                f"{step.refused}", "note"))
+                if not step.ok:
+                    failed += 1
+    except DesignCrashed as e:              # a bug: shown, not hidden
+        crash = e
     finally:
         tracer.uninstall()
+        flush()
     footer = [f"{_n(n, 'operation')} ({failed} failed), {_n(tracer.calls, 'hypercall')} "
               f"({tracer.errors} returned an error), {tracer.flushes} TLB "
               f"flush{'es' if tracer.flushes != 1 else ''}"]
     if crash:
-        footer.append(f"crashed: {crash}")
+        footer.append(f"crashed: {crash.reason}")
     else:
         rep = audit(m)
         footer.append("audit: clean" if rep.ok else
                       f"audit: {rep.total_differences} difference(s), first: {rep.differences[0]}")
     if tracer.untraced:
         footer.append(f"untraced changes: {tracer.untraced} (a change no event explains: a bug)")
-    return TraceResult(str(cfg.source or "<config>"), name, level, header, setup, tracer.lines,
-                       footer, tracer.untraced, tracer.calls)
+    if writer is not None:
+        writer.end(footer)
+    return TraceResult(config, name, level, header, setup, kept, footer, tracer.untraced,
+                       tracer.calls, crash)

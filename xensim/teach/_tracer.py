@@ -205,7 +205,9 @@ class Tracer:
 
     def _on_tlb_flush(self, page: int, d: int, stamp: int, clock: int) -> None:
         self.flushes += 1                        # no frame word changed: a flush was asked for
-        if self.cur is not None:
+        if self.cur is not None and page < 0:    # the guest's own (mmuext_op's TLB_FLUSH_*)
+            self._emit("path", text=f"TLB flush of dom{d}'s CPU (clock -> {clock})")
+        elif self.cur is not None:
             self._emit("path", text=(
                 f"TLB flush: mfn {int(self.m.pdx_to_mfn(page)):#x} changes type, and its "
                 f"last typed reference went at TLB clock {stamp}, not before the CPU's last "

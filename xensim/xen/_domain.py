@@ -38,6 +38,9 @@ class Domain:
     marked: set[int] = field(default_factory=set)
     #: the root table of its (single) vCPU: MMUEXT_NEW_BASEPTR's MFN
     baseptr: int | None = None
+    #: its vCPU's LDT (MMUEXT_SET_LDT): linear address and number of entries
+    ldt_base: int = 0
+    ldt_ents: int = 0
     is_dying: bool = False
     p2m: FrameMap = field(default=None)   # sized in __post_init__
 

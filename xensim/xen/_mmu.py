@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._domain import DOMID_SELF
+from ._mmuext_other import NOT_MODELLED, OTHER_NAMES, other_command
 from ._release import Release
 from ..mem import PGT_l4_page_table, PGT_writable_page
 from ._pagetable import (LEVEL_TYPES, PADDR_MASK, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
@@ -40,8 +41,12 @@ MMUEXT_NEW_BASEPTR = 5
 MMUEXT_MARK_SUPER = 19
 MMUEXT_UNMARK_SUPER = 20
 
-MMUEXT_NAMES = {0: "pin_l1_table", 1: "pin_l2_table", 2: "pin_l3_table", 3: "pin_l4_table",
-                4: "unpin_table", 5: "new_baseptr", 19: "mark_super", 20: "unmark_super"}
+#: every command of the modelled releases by its Xen name (``MMUEXT_`` dropped, lower case),
+#: in number order; the ones not modelled (``NOT_MODELLED``) are -ENOSYS
+MMUEXT_NAMES = dict(sorted({0: "pin_l1_table", 1: "pin_l2_table", 2: "pin_l3_table",
+                            3: "pin_l4_table", 4: "unpin_table", 5: "new_baseptr",
+                            19: "mark_super", 20: "unmark_super", **OTHER_NAMES,
+                            **NOT_MODELLED}.items()))
 
 
 @dataclass
@@ -53,7 +58,9 @@ class MmuUpdate:
 
 @dataclass
 class MmuextOp:
-    """struct mmuext_op: ``arg1`` is an MFN for the ops modelled here."""
+    """struct mmuext_op: ``arg1`` an MFN (pins, bases, marks, CLEAR/COPY_PAGE's
+    destination) or a linear address (INVLPG_*, SET_LDT); ``arg2`` COPY_PAGE's source
+    MFN, SET_LDT's number of entries or TLB_FLUSH_MULTI / INVLPG_MULTI's vCPU mask."""
     cmd: int
     arg1: int = 0
     arg2: int = 0
@@ -355,7 +362,8 @@ def _mmuext_one(m, op: MmuextOp, curr, pg_owner) -> int:
         return _new_baseptr(m, op.arg1, curr)
     if cmd in (MMUEXT_MARK_SUPER, MMUEXT_UNMARK_SUPER):
         return _mark_unmark(m, cmd, op.arg1, curr, pg_owner)
-    return -errno.ENOSYS
+    rc = other_command(m, op, curr, pg_owner)          # flushes, SET_LDT, CLEAR/COPY_PAGE
+    return -errno.ENOSYS if rc is None else rc
 
 
 def _pin(m, mfn: int, type: int, d, curr=None) -> int:

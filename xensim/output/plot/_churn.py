@@ -5,6 +5,8 @@ section 4). :func:`churn_data` needs no matplotlib.
 
 from __future__ import annotations
 
+import textwrap
+
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -239,5 +241,7 @@ def fig_churn(d: ChurnData):
         title += f"\n({d.note})"
     if d.missing:
         title += "\n" + "; ".join(f"{k}: {v}" for k, v in d.missing.items())
+    # each line wrapped to the figure's width (12 in at 10 pt: ~110 characters)
+    title = "\n".join(textwrap.fill(line, 105) for line in title.split("\n"))
     fig.suptitle(title, fontsize=10)
     return fig

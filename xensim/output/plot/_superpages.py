@@ -23,6 +23,8 @@ STATE_NAMES = SPAGE_STATE_NAMES
 #: drawn categories: a superpage that is not RAM in full can never be mapped
 PARTIAL = 3
 STATE_COLORS = {NONE: "#c8e6c9", DYNAMIC: "#1f77b4", MARK: "#ff7f0e", PARTIAL: "#bdbdbd"}
+#: a design that keeps no per-superpage word: what its row says instead of states
+NO_METADATA = "no per-superpage metadata: each 2 MiB mapping holds its own references"
 
 
 @dataclass
@@ -41,9 +43,15 @@ class SuperpageStates:
     state: np.ndarray               # int8: NONE / DYNAMIC / MARK
     count: np.ndarray               # int64
     mappings: np.ndarray            # int64
+    #: False for a design that keeps no per-superpage word (per-mapping, none): no state,
+    #: no count (every 2 MiB mapping holds its own references); drawn blank
+    metadata: bool = True
 
     def state_counts(self) -> dict[str, int]:
-        """How many superpages with RAM are in each state."""
+        """How many superpages with RAM are in each state (none for a design that keeps
+        no metadata)."""
+        if not self.metadata:
+            return {}
         return {STATE_NAMES[k]: int((self.state == k).sum()) for k in (NONE, DYNAMIC, MARK)}
 
     def nonzero(self) -> dict[int, tuple[str, int]]:
@@ -87,6 +95,10 @@ def superpage_states(m: Machine) -> SuperpageStates:
         np.add.at(mappings, pos, [pse[int(k)] for k in keys])
     spdx = (m.mfn_to_pdx((sp << SUPERPAGE_ORDER).astype(np.uint64)).astype(np.int64)
             >> SUPERPAGE_ORDER)
+    if m.superpage.words_in is None:            # no word: no state, no count, nothing to draw
+        return SuperpageStates(m.superpage.name, NO_METADATA, sp, full,
+                               np.full(sp.size, NONE, dtype=np.int8),
+                               np.zeros(sp.size, dtype=np.int64), mappings, metadata=False)
     st = m.superpage.superpage_states(spdx, mappings)
     return SuperpageStates(m.superpage.name, st.source, sp, full, st.state, st.count, mappings)
 
@@ -224,6 +236,10 @@ def fig_superpages(r: RunStates):
     least = top / 500                          # narrower runs in use are widened to show
     for i, s in enumerate(r.states):
         y = n - 1 - i
+        if not s.metadata:                     # nothing kept: a blank row that says so
+            ax.text(0.5, y, NO_METADATA, transform=ax.get_yaxis_transform(), ha="center",
+                    va="center", fontsize=8, color="#555555")
+            continue
         cat = np.where(s.full, s.state, PARTIAL).astype(np.int64)
         runs = runs_of(cat, s.superpages)
         for a, b, c in sorted(runs, key=lambda t: t[2] in (DYNAMIC, MARK)):
@@ -287,6 +303,10 @@ def fig_superpages(r: RunStates):
     if marks:
         axh.scatter([lo + c for _, c in marks], [i for i, _ in marks], marker="v", s=40,
                     color="#ff7f0e", edgecolors="black", linewidths=0.6, zorder=3)
+    for i, s in enumerate(r.states):
+        if not s.metadata:
+            axh.text(0.5, i, "no count kept", transform=axh.get_yaxis_transform(),
+                     ha="center", va="center", fontsize=8, color="#555555")
     axh.set_yticks(range(len(r.states)), names)
     from matplotlib.ticker import MaxNLocator
     axh.xaxis.set_major_locator(MaxNLocator(integer=True))

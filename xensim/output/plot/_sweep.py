@@ -31,6 +31,32 @@ DEFAULT_METRIC = "slow_per_op"
 HEADLINE = ("ops", "ops_failed", "slow_per_op", "ns_per_op", "audit")
 
 
+#: the unit of a figure of results.csv that has one (the others are counts or ratios)
+UNITS = {"ns_per_op": "ns", "modelled_ns": "ns", "metadata_bytes": "B",
+         "metadata_percent": "% of RAM"}
+#: each design's line in a sweep figure, by its place in the figure: marker, style and
+#: marker size, so that a line drawn over another (the same values) leaves it showing
+LINE_STYLES = (("o", "-", 9.0), ("s", "--", 6.5), ("^", "-.", 5.0), ("D", ":", 4.0),
+               ("v", "-", 3.5), ("x", "--", 3.5))
+
+
+def with_unit(metric: str) -> str:
+    """``ns_per_op (ns)``; a figure without a unit as it is."""
+    return f"{metric} ({UNITS[metric]})" if metric in UNITS else metric
+
+
+def fmt_figure(text) -> str:
+    """A results.csv cell as a table shows it: a float to 4 significant digits, an
+    integer with thousands separators, anything else as written."""
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        return str(text)
+    if v.is_integer() and "." not in str(text) and "e" not in str(text).lower():
+        return f"{int(v):,}"
+    return f"{v:,.4g}"
+
+
 def line_color(name: str) -> str | None:
     """A design's line colour: its colour in every picture (None: matplotlib's next one,
     for a design of the results that is not registered here)."""
@@ -176,7 +202,7 @@ def results_table(sweep_dir: str | Path, metrics=()) -> Table:
     path, keys, figures, rows = read_results(sweep_dir)
     shown = [f for f in dict.fromkeys((*HEADLINE, *metrics)) if f in figures]
     text = {"point", "design", "audit"}
-    cols = [Column(k, k, align="<" if k in text or k in keys else ">")
+    cols = [Column(k, with_unit(k), fmt_figure, "<" if k in text or k in keys else ">")
             for k in ("point", *keys, "design", *shown)]
     return Table(f"Sweep {Path(sweep_dir)}: {len(rows)} rows (points x designs)", cols,
                  [{c.key: r.get(c.key) or None for c in cols} for r in rows])
@@ -192,9 +218,10 @@ def sweep_table(data: SweepPlot) -> Table:
         Column("design", "design", align="<"),
         Column("x", data.x, _label, "<"),
         Column("n", "rows", lambda v: f"{v:,}"),
-        Column("mean", f"{data.metric} (mean)", lambda v: f"{v:.4g}"),
-        Column("lo", "min", lambda v: f"{v:.4g}"),
-        Column("hi", "max", lambda v: f"{v:.4g}")]
+        Column("mean", f"{data.metric} (mean"
+                       f"{', ' + UNITS[data.metric] if data.metric in UNITS else ''})", fmt_figure),
+        Column("lo", "min", fmt_figure),
+        Column("hi", "max", fmt_figure)]
     rows = [{"facet": ln.facet, "design": ln.design, "x": p.x, "n": p.n, "mean": p.mean,
              "lo": p.lo, "hi": p.hi} for ln in data.lines for p in ln.points]
     notes = []
@@ -216,13 +243,14 @@ def fig_sweep(data: SweepPlot):
     numeric = all(isinstance(v, (int, float)) for v in data.x_values)
     pos = {v: (v if numeric else i) for i, v in enumerate(data.x_values)}
     for ax, fv in zip(axes, data.facets):
-        for d in data.designs:
+        for i, d in enumerate(data.designs):
             ln = data.line(d, fv)
             if ln is None:
                 continue
             xs = [pos[p.x] for p in ln.points]
-            (line,) = ax.plot(xs, [p.mean for p in ln.points], marker="o", label=d,
-                              color=line_color(d))
+            marker, style, size = LINE_STYLES[i % len(LINE_STYLES)]
+            (line,) = ax.plot(xs, [p.mean for p in ln.points], marker=marker, linestyle=style,
+                              markersize=size, label=d, color=line_color(d))
             if any(p.hi > p.lo for p in ln.points):
                 ax.fill_between(xs, [p.lo for p in ln.points], [p.hi for p in ln.points],
                                 color=line.get_color(), alpha=0.2, linewidth=0)
@@ -232,7 +260,7 @@ def fig_sweep(data: SweepPlot):
         if data.facet:
             ax.set_title(f"{data.facet} = {fv}")
         ax.grid(True, alpha=0.3)
-    axes[0].set_ylabel(data.metric)
+    axes[0].set_ylabel(with_unit(data.metric))
     axes[0].legend(fontsize="small")
     spread = f"; band: min-max over {', '.join(data.spread_over)}" if data.spread_over else ""
     fig.suptitle(f"{data.metric} against {data.x}{spread}", fontsize="medium")
