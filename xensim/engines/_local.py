@@ -6,8 +6,9 @@ run them on a pool of that many worker processes (``concurrent.futures``), each
 process one task at a time. The processes are forked from the caller while it has no
 other thread, else started by a fork server (a clean process forked per worker, so a
 parent holding threads, e.g. a Dask client, is never forked; the server imports the
-task function's module once, before it forks); they ignore SIGINT: a Ctrl-C reaches the caller alone, which cancels what is
-queued and terminates the workers, losing only the tasks in flight. A worker that
+task function's module once, before it forks); they ignore SIGINT and SIGTERM: a Ctrl-C
+or SIGTERM reaches the caller alone, which cancels what is queued and kills the workers,
+losing only the tasks in flight. A worker that
 dies (killed, out of memory) fails its task (``TaskFailed``, ``BrokenProcessPool``)
 and the pool is started again for the tasks after it.
 """
@@ -28,8 +29,10 @@ __all__ = ["LocalEngine"]
 
 
 def _ignore_sigint() -> None:
-    """A worker's initializer: Ctrl-C is the caller's to handle."""
+    """A worker's initializer: Ctrl-C and SIGTERM are the caller's to handle (a SIGTERM
+    to the whole process group stops the command as Ctrl-C does, not its workers)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _context(preload: str) -> multiprocessing.context.BaseContext:
@@ -113,14 +116,14 @@ class LocalEngine(Engine):
         raise AssertionError("unreachable")
 
     def _terminate(self) -> None:
-        """Stop now: cancel the queue and terminate the worker processes."""
+        """Stop now: cancel the queue and kill the worker processes (they ignore SIGTERM)."""
         pool, self._pool = self._pool, None
         if pool is None:
             return
         procs = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
         for p in procs:
-            p.terminate()
+            p.kill()
         for p in procs:
             p.join(timeout=5)
 
