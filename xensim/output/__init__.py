@@ -13,11 +13,11 @@ from ._render import (
     fmt_pct,
 )
 from ._results import (
-    write_atomic, out_dir, check_file, writing,
+    write_atomic, out_dir, check_dir, check_file, writing,
 )
 
 __all__ = [
-    "Column", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "FORMATS", "Progress", "Result", "Table", "check_file",
+    "Column", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "FORMATS", "Progress", "Result", "Table", "check_dir", "check_file",
     "csv_value", "duration", "fmt_hex", "fmt_int", "fmt_pct", "out_dir", "plural", "render",
     "sigint_deferred", "stop_signals", "exit_status_interrupted", "to_json", "write_atomic", "writing",
 ]
