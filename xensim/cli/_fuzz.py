@@ -123,16 +123,17 @@ def reproducer_path(out, k: int) -> Path:
     return p.with_name(f"{p.stem}-{k}{p.suffix or '.yaml'}")
 
 
-def run_campaign(args, setup, tick):
+def run_campaign(args, setup, tick, status=None):
     """The campaign of ``args``: in this process (``--workers 1``, no ``--scheduler``),
     else its episodes on an engine's workers (xensim.engines; local processes: at most
     the cores and the episodes, a one-line note when that lowers ``--workers``) ->
-    (Campaign, the engine's description or None)."""
+    (Campaign, the engine's description or None). ``tick(calls)`` and ``status(text)``
+    (what is being minimised, None: nothing) for the progress bar."""
     from ..engines import make_engine, pool_size
     from ..fuzz import campaign, keep_going, split_campaign
     kwargs = dict(episode_calls=args.episode, minimise_findings=not args.no_minimise,
                   tolerate=keep_going if args.keep_going else None,
-                  max_findings=args.max_findings, tick=tick)
+                  max_findings=args.max_findings, tick=tick, status=status)
     episodes = -(-args.calls // args.episode)
 
     def note(line: str) -> None:
@@ -171,8 +172,13 @@ def cmd_fuzz(args) -> int:
         check_file(reproducer_path(args.out, 1), "--out")
     bar = Progress.off() if args.quiet else Progress()
     bar.start("fuzz", args.calls, unit="calls")
+
+    def status(text: str | None) -> None:         # the bar says what is being minimised
+        bar.label = f"fuzz, {text}" if text else "fuzz"
+        bar.update(bar.done)
+
     try:
-        c, engine = run_campaign(args, setup, lambda n: bar.update(min(n, args.calls)))
+        c, engine = run_campaign(args, setup, lambda n: bar.update(min(n, args.calls)), status)
     finally:
         bar.close()
     files, failed = write_reproducers(args.out, c) if args.out and c.findings else (None, None)

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from typing import Any, Callable, Iterable, Iterator
 
 from .._errors import ConfigError
-from ._engine import LOCAL_DASK, Engine, TaskFailed, run_task
+from ._engine import LOCAL_DASK, PAUSE, Engine, TaskFailed, run_task
 
 __all__ = ["CONNECT_TIMEOUT", "DaskEngine", "dask_available"]
 
@@ -103,26 +103,33 @@ class DaskEngine(Engine):
         bound = self.in_flight(max_in_flight)
         running: dict = {}
 
-        def submit() -> Any:
-            for task in tasks:
+        def fill() -> list:
+            """Submit tasks up to the bound (fewer at the end, or at a PAUSE)."""
+            new = []
+            while len(running) < bound:
+                task = next(tasks, _END)
+                if task is _END:
+                    break
+                if task is PAUSE:
+                    if not running:
+                        raise RuntimeError("the tasks paused with no task in flight")
+                    break
                 f = self.client.submit(run_task, fn, task, pure=False)
                 running[f] = task
-                return f
-            return None
+                new.append(f)
+            return new
 
         try:
-            first = [f for f in (submit() for _ in range(bound)) if f is not None]
-            queue = as_completed(first)
+            queue = as_completed(fill())
             for f in queue:
                 task = running.pop(f)
                 try:
                     result = f.result()
                 except Exception as exc:      # noqa: BLE001  the cluster's: a worker lost
                     result = TaskFailed.of(exc)
-                nxt = submit()
-                if nxt is not None:
-                    queue.add(nxt)
                 yield task, result
+                for nxt in fill():
+                    queue.add(nxt)
         except BaseException:
             if running:
                 self.client.cancel(list(running))
@@ -168,3 +175,6 @@ def _reachable(address: str, timeout: float) -> None:
         raise _unreachable(address, f"no answer from a Dask scheduler within {timeout:g} s") from None
     except OSError as exc:                    # an unknown host, no route, ...
         raise _unreachable(address, exc.strerror or str(exc)) from None
+
+
+_END = object()

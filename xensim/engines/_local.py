@@ -23,7 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
 
-from ._engine import Engine, TaskFailed, run_task
+from ._engine import PAUSE, Engine, TaskFailed, run_task
 
 __all__ = ["LocalEngine"]
 
@@ -68,6 +68,8 @@ class LocalEngine(Engine):
                       max_in_flight: int | None = None) -> Iterator[tuple[Any, Any]]:
         if self.workers == 1:
             for task in tasks:
+                if task is PAUSE:                  # nothing is in flight here
+                    raise RuntimeError("the tasks paused with no task in flight")
                 yield task, run_task(fn, task)
             return
         yield from self._pooled(fn, iter(tasks), self.in_flight(max_in_flight))
@@ -82,6 +84,10 @@ class LocalEngine(Engine):
                     if task is _END:
                         exhausted = True
                         break
+                    if task is PAUSE:
+                        if not running:
+                            raise RuntimeError("the tasks paused with no task in flight")
+                        break                      # read on once a result is back
                     running[self._submit(fn, task)] = task
                 if not running:
                     return
