@@ -214,3 +214,21 @@ def test_a_signal_while_the_modules_load_is_one_line(tmp_path, sig, status):
 def test_the_import_time_handlers_only_for_the_command_line(argv, cli):
     from xensim._entry import is_command_line
     assert is_command_line(argv) is cli
+
+
+def test_the_bar_shows_minimisation_and_ctrl_c_keeps_the_finding(tmp_path):
+    """Faithful mode finds Xen's bug in its first episode and minimises it: the bar says
+    so; a Ctrl-C then prints the summary with the reproducer as found (not minimised),
+    written whole."""
+    rc, stdout, err = _interrupt(["fuzz", "--faithful", "--calls", "300", "--episode", "300",
+                                  "--out", "repro.yaml"], tmp_path,
+                                 b"fuzz, minimising violation 1 (")
+    _no_traceback(err)
+    assert rc == 130
+    assert re.fullmatch(r"xensim: interrupted after [\d,]+ calls\n", err), err
+    assert re.search(r"^  1\. audit in mmu_update \(referenced by\), 1x: (\d+) calls -> "
+                     r"repro-1\.yaml$", stdout, re.M), stdout
+    text = (tmp_path / "repro-1.yaml").read_text()
+    assert text.startswith("# xensim fuzz: reproducer (not minimised) (")
+    import yaml
+    assert yaml.safe_load(text)["workload"]["kind"] == "script"
