@@ -196,3 +196,26 @@ def test_the_scheduler_timeout_is_in_the_help(tmp_path):
         assert rc == 0
         assert (f"a refused connection fails at once, a host that does not answer after "
                 f"{CONNECT_TIMEOUT:g} s") in text
+
+
+def test_sweep_results_csv_that_cannot_be_written_prints_the_summary_first(tmp_path, capsys,
+                                                                           monkeypatch):
+    """results.csv fails at the end (here: a directory put in its place while the points
+    ran): the summary on stdout, then one line, exit 2; the points' files are kept."""
+    from xensim.cli._main import main
+    import xensim.sweep._run as run_mod
+    (tmp_path / "one.yaml").write_text(ONE_POINT)
+    real = run_mod.render
+
+    def render(result, fmt):
+        if fmt == "csv":
+            (tmp_path / "o" / "results.csv").mkdir()
+        return real(result, fmt)
+    monkeypatch.setattr(run_mod, "render", render)
+    assert main(["sweep", str(tmp_path / "one.yaml"), "--out", str(tmp_path / "o"),
+                 "--workers", "1", "--quiet"]) == 2
+    out, err = capsys.readouterr()
+    assert err == f"xensim: error: --out: {tmp_path / 'o' / 'results.csv'} is a directory, not a file\n"
+    assert "  1 points: 1 ran, 0 already complete (local, 1 worker (in this process))" in out
+    assert f"results.csv not written (the points' files are in {tmp_path / 'o' / 'points'})" in out
+    assert len(list((tmp_path / "o" / "points").glob("*/results.json"))) == 1
