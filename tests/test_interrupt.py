@@ -149,7 +149,8 @@ def test_ctrl_c_on_explore_prints_the_schedules_finished(tmp_path, sig, status):
     lines = stdout.splitlines()
     assert lines[0].startswith("scenario three-cpus ")
     assert lines[1].startswith(f"schedules explored: {m.group(1)}, steps: ")
-    assert lines[1].endswith(", search interrupted (Ctrl-C): the schedules finished so far")
+    by = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+    assert lines[1].endswith(f", search interrupted ({by}): the schedules finished so far")
     assert int(m.group(1).replace(",", "")) > 0
     assert lines[2] == "violations: 0"
 
