@@ -60,5 +60,6 @@ def _main(argv: list[str] | None) -> int:
     # a command stopped by a signal returns EXIT_INTERRUPTED: 143 if it was SIGTERM
     return exit_status_interrupted() if status == EXIT_INTERRUPTED else status
 
+
 if __name__ == "__main__":
     sys.exit(main())

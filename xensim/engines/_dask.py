@@ -149,8 +149,8 @@ def _unreachable(address: str, why: str) -> ConfigError:
 
 
 def _reachable(address: str, timeout: float) -> None:
-    """Open a TCP connection to the scheduler's host and port and wait for the first
-    byte of the scheduler's handshake (then close it): ConfigError at once when it is
+    """Open a TCP connection to the scheduler's host and port and (``tcp://``) wait for
+    the first byte of the scheduler's handshake (then close it): ConfigError at once when it is
     refused or the host is unknown, after ``timeout`` seconds when the host does not
     answer (dask's own Client waits for ever on a host that accepts and says nothing)."""
     try:
@@ -164,8 +164,9 @@ def _reachable(address: str, timeout: float) -> None:
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             # a Dask scheduler writes its handshake as soon as it accepts a connection
+            # (over TLS the client speaks first: the TCP connection is all there is to see)
             sock.settimeout(max(deadline - time.monotonic(), 0.01))
-            if not sock.recv(1, socket.MSG_PEEK):
+            if url.scheme == "tcp" and not sock.recv(1, socket.MSG_PEEK):
                 raise _unreachable(address, "the host closed the connection (not a Dask "
                                             "scheduler?)")
     except ConnectionRefusedError:
