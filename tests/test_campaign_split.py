@@ -19,11 +19,12 @@ import pytest
 from conftest import fuzz_cli
 from xensim.cli._fuzz import out_is_dir, reproducer_path
 from xensim.cli._main import main
-from xensim.engines import LocalEngine, TaskFailed
+from xensim.engines import PAUSE, LocalEngine, TaskFailed
 from xensim.fuzz._checks import generic_key
 from xensim.fuzz import (Campaign, Episode, EpisodeTask, FuzzViolation, Setup, campaign,
                          episode_budget, episode_seed, keep_going, merge_episode, replay,
                          report, run_campaign_task, run_episode, split_campaign)
+from xensim.fuzz._split import MinimiseTask
 
 SETUP = Setup(version="4.1", faithful=True, domains=1)
 #: seed 4 finds three distinct violations in 120 calls (episodes of 40, each ended by a
@@ -55,7 +56,7 @@ class Shuffled:
         while True:
             while len(buf) < self.window:
                 task = next(it, None)
-                if task is None:
+                if task is None or task is PAUSE:     # PAUSE: read on after a result
                     break
                 self.tasks.append(task)
                 buf.append((task, fn(task)))
@@ -143,7 +144,11 @@ def test_the_merge_does_not_depend_on_the_order_results_come_back(order):
         budgets.append(episode_budget(calls, 90, 40))
         calls += made[(i, budgets[-1])]
     assert budgets == [40, 40, 30] and calls == c.calls
-    assert made == {(0, 40): 19, (1, 40): 41, (2, 10): 13, (2, 30): 31}
+    assert {k: n for k, n in made.items() if k[0] < c.episodes} == {
+        (0, 40): 19, (1, 40): 41, (2, 10): 13, (2, 30): 31}
+    # the stream pauses rather than ends while episodes are in flight: one cut short
+    # leaves calls to make, and an episode past the last may be run ahead, unmerged
+    assert all(i == c.episodes for i, _ in made if i >= c.episodes)
 
 
 def test_a_campaign_shorter_than_an_episode_runs_it_once():
@@ -301,3 +306,76 @@ def test_cli_out_dir_that_is_a_file_is_refused_before_the_campaign(capsys, tmp_p
     assert out == "" and err == (f"xensim: error: --out: cannot create the directory "
                                  f"{tmp_path / 'f'}/sub/: {tmp_path / 'f'} is a file, not a "
                                  f"directory\n")
+
+
+class SlowMinimising(Shuffled):
+    """An engine in this process, results in the order the tasks were read (up to
+    ``window`` in flight), except a minimisation's: held back until the task stream
+    has nothing else to send (pauses or ends), as a minimisation far longer than the
+    episodes would be on one worker while the others run the episodes."""
+
+    def map_unordered(self, fn, tasks, max_in_flight=None):
+        it = iter(tasks)
+        buf, held = [], []
+        while True:
+            stalled = False
+            while len(buf) < self.window:
+                task = next(it, None)
+                if task is None or task is PAUSE:
+                    stalled = True
+                    break
+                self.tasks.append(task)
+                (held if isinstance(task, MinimiseTask) else buf).append(task)
+            if buf:
+                task = buf.pop(0)
+            elif held and stalled:
+                task = held.pop(0)
+            else:
+                return
+            self.done.append((task, fn(task)))
+            yield self.done[-1]
+
+
+def test_episodes_go_on_while_a_violation_is_minimised(monkeypatch):
+    """The episode that found the first violation ends early (19 of its 40 calls): the
+    episodes its calls are left to are sent while the violation is being minimised,
+    not after it (a 2-core machine's second worker is not left idle). Each distinct
+    violation is minimised once; the merged result is the one of one process."""
+    def quick(setup, f, **kw):
+        return f.minimal[-1:], f.minimal_rcs[-1:], True
+    monkeypatch.setattr("xensim.fuzz._split.minimise_finding", quick)
+    monkeypatch.setattr("xensim.fuzz._campaign.minimise_finding", quick)
+    kwargs = dict(episode_calls=40, tolerate=keep_going)
+    c = campaign(SETUP, 90, 4, **kwargs)
+    engine = SlowMinimising(0)
+    said = []
+    d = split_campaign(engine, SETUP, 90, 4, status=said.append, **kwargs)
+    assert merged(d) == merged(c)
+    mins = [k for k, t in enumerate(engine.tasks) if isinstance(t, MinimiseTask)]
+    assert len(mins) == len(c.findings) == len(d.findings) == 2      # each minimised once
+    back = [k for k, (t, _) in enumerate(engine.done) if isinstance(t, MinimiseTask)]
+    after = [t for t in engine.tasks[mins[0] + 1:] if isinstance(t, EpisodeTask)]
+    assert after, "no episode was sent while the violation was minimised"
+    assert all(any(t is u for u, _ in engine.done[:back[0]]) for t in after)
+    assert said[0] == "minimising 1 violation" and said[-1] is None
+    assert set(said) <= {"minimising 1 violation", "minimising 2 violations", None}
+
+
+def test_the_campaign_says_what_it_minimises(monkeypatch):
+    """In one process: status() as the minimisation starts and after each of its
+    replays, None when it is done; each distinct violation minimised once, in order."""
+    minimised = []
+
+    def three_replays(setup, f, *, tick=None, **kw):
+        minimised.append((f.violation.signature, len(f.minimal)))
+        for _ in range(3):
+            tick()
+        return f.minimal[-1:], f.minimal_rcs[-1:], True
+    monkeypatch.setattr("xensim.fuzz._campaign.minimise_finding", three_replays)
+    said = []
+    c = campaign(SETUP, 90, 4, episode_calls=40, tolerate=keep_going, status=said.append)
+    assert [sig for sig, _ in minimised] == list(c.findings) and minimised
+    want = []
+    for k, (_, n) in enumerate(minimised, 1):
+        want += [f"minimising violation {k} ({n:,} calls)"] * 4 + [None]
+    assert said == want

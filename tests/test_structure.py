@@ -30,7 +30,7 @@ PKG = "xensim"
 #: (packages of one row do not import each other). ``xensim`` is the top-level
 #: public face (``xensim/__init__.py``), which only the CLI imports.
 LAYERS = (
-    ("_errors",),
+    ("_errors", "_entry"),
     ("mem", "output"),
     ("engines",),
     ("designs",),

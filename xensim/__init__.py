@@ -9,6 +9,7 @@ that ``import xensim`` loads neither greenlet nor matplotlib. Modules whose name
 start with an underscore are private.
 """
 
+from . import _entry  # noqa: F401  first: Ctrl-C while the command line loads
 from ._errors import ConfigError, RefcountBug
 from .mem import (FRAME_BYTES, INVALID, PDX_GROUP_FRAMES, DomainHeap, E820Type, FrameMap,
                   FrameTable, HeapError, MemoryMap, MemoryMapError, MemRange, Pdx, RangeSet,

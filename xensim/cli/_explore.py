@@ -9,7 +9,7 @@ import sys
 from .._errors import ConfigError
 from ..config import MAX_STEPS, load_scenario
 from ..designs import design_class, design_names
-from ..output import EXIT_INTERRUPTED, Progress
+from ..output import EXIT_INTERRUPTED, EXIT_TERMINATED, Progress, exit_status_interrupted
 from ._common import design_file_option
 
 __all__ = ["add_parser", "cmd_explore"]
@@ -60,7 +60,8 @@ def _bad_options(args) -> list[str]:
 
 def _search_note(res, args, interrupted: bool) -> str:
     if interrupted:
-        return "search interrupted (Ctrl-C): the schedules finished so far"
+        by = "SIGTERM" if exit_status_interrupted() == EXIT_TERMINATED else "Ctrl-C"
+        return f"search interrupted ({by}): the schedules finished so far"
     if res.first is not None and not args.all:
         return "search stopped at the first violation (--all goes on)"
     if args.scheduler == "round-robin":

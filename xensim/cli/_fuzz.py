@@ -10,13 +10,15 @@ import sys
 from pathlib import Path
 from typing import get_args, get_type_hints
 
+from .._errors import ConfigError
 from ..config import HypervisorConfig
 from ..designs import default_design, design_file_of, design_names
+from ..engines import CONNECT_TIMEOUT, check_workers
 from ..output import write_atomic
 from ._common import design_file_option, engine_options
 
-__all__ = ["add_parser", "MIN_DOMAINS", "MAX_DOMAINS", "bad_arguments", "out_is_dir",
-           "reproducer_path", "run_campaign", "cmd_fuzz"]
+__all__ = ["add_parser", "MIN_DOMAINS", "MAX_DOMAINS", "MAX_EPISODE", "bad_arguments",
+           "out_is_dir", "reproducer_path", "run_campaign", "cmd_fuzz", "write_reproducers"]
 
 #: --audit's choices (xensim.fuzz's Setup.audit; the fuzzer is imported only when it runs)
 AUDIT_MODES = ("incremental", "full", "both")
@@ -53,7 +55,8 @@ def add_parser(subparsers) -> None:
                    help="with --audit incremental, also a full audit every N checks "
                         "(default 1000; 0: at the end of each episode only)")
     p.add_argument("--episode", type=int, default=1000, metavar="N",
-                   help="calls per fresh machine (default 1000)")
+                   help=f"calls per fresh machine (default 1000, at most {MAX_EPISODE:,}: an "
+                        f"episode's calls are kept for its reproducer)")
     p.add_argument("--no-minimise", action="store_true", help="report violations unminimised")
     p.add_argument("--keep-going", action="store_true",
                    help="go on past a crash, an unchanged/batch failure, a recorded Xen bug or a "
@@ -63,9 +66,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (drawn on a terminal only, after ~2 s)")
     engine_options(p, "split the campaign into its seeded episodes over N worker processes "
-                      "(default 1: in this process); the merged result is the same for any N",
-                   "run the episodes on Dask: local-dask (a LocalCluster of --workers workers) "
-                   "or tcp://HOST:8786 (a running cluster)")
+                      "(default 1: in this process; at most the cores and the episodes, at most "
+                      "1,024); the merged result is the same for any N",
+                   f"run the episodes on Dask: local-dask (a LocalCluster of --workers workers) "
+                   f"or tcp://HOST:8786 (a running cluster: a refused connection fails at once, "
+                   f"a host that does not answer after {CONNECT_TIMEOUT:g} s)")
     p.add_argument("--out", metavar="FILE|DIR",
                    help="write the minimal reproducer of each distinct violation: --out "
                         "repro.yaml writes repro-1.yaml, repro-2.yaml, ...; --out DIR/ (a "
@@ -76,6 +81,8 @@ def add_parser(subparsers) -> None:
 
 #: --domains: guests alive at a time (eight of the default set-up fill the machine)
 MIN_DOMAINS, MAX_DOMAINS = 1, 8
+#: --episode: at most this many calls per machine (a run's workload limit)
+MAX_EPISODE = 1_000_000
 
 
 def bad_arguments(args, names: list[str]) -> list[str]:
@@ -87,14 +94,16 @@ def bad_arguments(args, names: list[str]) -> list[str]:
         bad.append(f"--domains: must be {MIN_DOMAINS}-{MAX_DOMAINS}, got {args.domains}")
     if args.calls < 1:
         bad.append(f"--calls: must be at least 1, got {args.calls}")
-    if args.episode < 1:
-        bad.append(f"--episode: must be at least 1, got {args.episode}")
+    if not 1 <= args.episode <= MAX_EPISODE:
+        bad.append(f"--episode: must be 1-{MAX_EPISODE:,}, got {args.episode:,}")
     if args.full_audit_every < 0:
         bad.append(f"--full-audit-every: must be at least 0, got {args.full_audit_every}")
     if args.max_findings is not None and args.max_findings < 1:
         bad.append(f"--max-findings: must be at least 1, got {args.max_findings}")
-    if args.workers is not None and args.workers < 1:
-        bad.append(f"--workers: must be at least 1, got {args.workers}")
+    try:
+        check_workers(args.workers)
+    except ConfigError as e:
+        bad.append(str(e))
     return bad
 
 
@@ -114,18 +123,31 @@ def reproducer_path(out, k: int) -> Path:
     return p.with_name(f"{p.stem}-{k}{p.suffix or '.yaml'}")
 
 
-def run_campaign(args, setup, tick):
+def run_campaign(args, setup, tick, status=None):
     """The campaign of ``args``: in this process (``--workers 1``, no ``--scheduler``),
-    else its episodes on an engine's workers (xensim.engines) -> (Campaign, the
-    engine's description or None)."""
+    else its episodes on an engine's workers (xensim.engines; local processes: at most
+    the cores and the episodes, a one-line note when that lowers ``--workers``) ->
+    (Campaign, the engine's description or None). ``tick(calls)`` and ``status(text)``
+    (what is being minimised, None: nothing) for the progress bar."""
+    from ..engines import make_engine, pool_size
     from ..fuzz import campaign, keep_going, split_campaign
     kwargs = dict(episode_calls=args.episode, minimise_findings=not args.no_minimise,
                   tolerate=keep_going if args.keep_going else None,
-                  max_findings=args.max_findings, tick=tick)
-    if args.scheduler is None and args.workers in (None, 1):
+                  max_findings=args.max_findings, tick=tick, status=status)
+    episodes = -(-args.calls // args.episode)
+
+    def note(line: str) -> None:
+        print(f"xensim: {line}", file=sys.stderr)
+
+    workers = args.workers
+    if args.scheduler is None and workers not in (None, 1):
+        workers, lowered = pool_size(workers, episodes, "episodes")
+        if lowered:
+            note(lowered)
+    if args.scheduler is None and workers in (None, 1):
         return campaign(setup, args.calls, args.seed, **kwargs), None
-    from ..engines import make_engine
-    with make_engine(args.workers, args.scheduler) as engine:
+    with make_engine(workers, args.scheduler, tasks=episodes, what="episodes",
+                     note=note) as engine:
         return split_campaign(engine, setup, args.calls, args.seed, **kwargs), engine.describe()
 
 
@@ -133,7 +155,7 @@ def cmd_fuzz(args) -> int:
     """``xensim fuzz``: 0 when no violation was found, 1 otherwise (2: bad arguments,
     130: interrupted, after the summary of what was done)."""
     from ..fuzz import Setup, finding_yaml, report
-    from ..output import EXIT_INTERRUPTED, Progress, out_dir, sigint_deferred
+    from ..output import EXIT_INTERRUPTED, Progress, check_file, out_dir
     bad = bad_arguments(args, sorted(design_names()))
     if bad:
         for line in bad:
@@ -145,19 +167,28 @@ def cmd_fuzz(args) -> int:
                   audit=args.audit, full_audit_every=args.full_audit_every)
     if args.out and out_is_dir(args.out):
         out_dir(args.out, "--out")                 # before the campaign: fail early
+    elif args.out:
+        check_file(args.out, "--out")
+        check_file(reproducer_path(args.out, 1), "--out")
     bar = Progress.off() if args.quiet else Progress()
     bar.start("fuzz", args.calls, unit="calls")
+
+    def status(text: str | None) -> None:         # the bar says what is being minimised
+        bar.label = f"fuzz, {text}" if text else "fuzz"
+        bar.update(bar.done)
+
     try:
-        c, engine = run_campaign(args, setup, lambda n: bar.update(min(n, args.calls)))
+        c, engine = run_campaign(args, setup, lambda n: bar.update(min(n, args.calls)), status)
     finally:
         bar.close()
-    files = None
-    if args.out and c.findings:
-        files = [reproducer_path(args.out, k + 1) for k in range(len(c.findings))]
-        with sigint_deferred():                   # each reproducer whole, or not at all
-            for path, f in zip(files, c.findings.values()):
-                write_atomic(path, finding_yaml(c, f))
+    files, failed = write_reproducers(args.out, c) if args.out and c.findings else (None, None)
     sys.stdout.write(report(c, files, engine))
+    if failed is not None:                        # the summary and the reproducers first
+        for k, (path, f) in enumerate(zip(files, c.findings.values()), 1):
+            if not isinstance(path, Path):
+                sys.stdout.write(f"\n# reproducer {k} ({path})\n{finding_yaml(c, f)}")
+        sys.stdout.flush()
+        raise failed
     if args.out and not c.findings:
         sys.stdout.write(f"no violation: nothing written to {args.out}\n")
     if c.interrupted:
@@ -165,3 +196,22 @@ def cmd_fuzz(args) -> int:
         print(f"xensim: interrupted after {c.calls:,} calls", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 1 if c.findings else 0
+
+
+def write_reproducers(out, c) -> tuple[list, ConfigError | None]:
+    """Write each finding's reproducer (``--out``), each file whole or not at all ->
+    (for each finding its Path, or "not written" when the writes stopped before it, the
+    error that stopped them as a ConfigError or None)."""
+    from ..fuzz import finding_yaml
+    from ..output import sigint_deferred, writing
+    files: list = ["not written"] * len(c.findings)
+    try:
+        with sigint_deferred():                   # each reproducer whole, or not at all
+            for k, f in enumerate(c.findings.values()):
+                path = reproducer_path(out, k + 1)
+                with writing(path, "--out"):
+                    write_atomic(path, finding_yaml(c, f))
+                files[k] = path
+    except ConfigError as e:
+        return files, e
+    return files, None

@@ -13,7 +13,7 @@ import importlib
 import sys
 
 from .._errors import ConfigError
-from ..output import EXIT_INTERRUPTED
+from ..output import EXIT_INTERRUPTED, exit_status_interrupted, stop_signals
 from ._common import load_design_file_options
 
 #: the subcommands, in the order ``xensim --help`` lists them
@@ -33,26 +33,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command ``argv`` names -> its exit status. SIGTERM stops a command as
+    Ctrl-C does (the summary of what was done, one line), with 143 instead of 130."""
+    with stop_signals():
+        status = _main(argv)
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:                                 # the subcommand's usage, not the top level's
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:                             # the subcommand's usage, not the top level's
+            sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+            sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
         load_design_file_options(args)        # before any config: it names their designs
-        return args.func(args)
+        status = args.func(args)
     except ConfigError as e:
         print(f"xensim: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:                 # Ctrl-C where no partial summary is due
         print("xensim: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exit_status_interrupted()
     except BrokenPipeError:                   # output piped into head and the like
         return 0
     except OSError as e:                      # e.g. --out onto a file, an unwritable directory
         where = f"{e.filename}: " if e.filename else ""
         print(f"xensim: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
+    # a command stopped by a signal returns EXIT_INTERRUPTED: 143 if it was SIGTERM
+    return exit_status_interrupted() if status == EXIT_INTERRUPTED else status
 
 
 if __name__ == "__main__":

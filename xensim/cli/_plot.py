@@ -30,7 +30,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--pdx", choices=("none", "mask", "offset"), help="PDX compression mode")
     design_file_option(p)
     p.add_argument("--out", metavar="DIR", default="plots",
-                   help="directory for the pictures (default: plots)")
+                   help="directory for the pictures (default: plots, in the current "
+                        "directory; created if need be)")
     p.add_argument("--which", choices=FIGURE_NAMES + ("all",), default="all",
                    help="which picture (default: all)")
     p.add_argument("--at-op", metavar="N|end|peak", default="peak",
@@ -71,8 +72,9 @@ def _parse_at(value: str) -> str | int:
 
 
 def cmd_plot(args) -> int:
-    """Draw the pictures asked for and print the path of each file written."""
-    from ..output import out_dir, writing
+    """Draw the pictures asked for and print the path of each file written. Every
+    output is checked before anything is drawn or written."""
+    from ..output import check_dir, out_dir, writing
     from ..output.plot import load_matplotlib, make_pictures
     if args.sweep is not None:
         return cmd_plot_sweep(args)
@@ -80,6 +82,7 @@ def cmd_plot(args) -> int:
         if getattr(args, name):
             raise ConfigError(None, f"--{name}", "draws a sweep's results: give --sweep DIR")
     load_matplotlib()                          # fail first, before any work, without matplotlib
+    check_dir(args.out, "--out")
     cfg, memmap = resolve_machine(args)
     at = _parse_at(args.at_op)
     out = out_dir(args.out, "--out")
@@ -91,8 +94,9 @@ def cmd_plot(args) -> int:
 
 def cmd_plot_sweep(args) -> int:
     """``xensim plot --sweep DIR --x KEY``: one figure per ``--metric`` (PNG and SVG,
-    ``sweep-METRIC``), and with ``--html`` the sweep's report; prints each file written."""
-    from ..output import out_dir, writing
+    ``sweep-METRIC``), and with ``--html`` the sweep's report; prints each file written.
+    Every output is checked before anything is drawn or written."""
+    from ..output import check_dir, check_file, out_dir, writing
     from ..output.plot import (DEFAULT_METRIC, figure_bytes, fig_sweep, load_matplotlib,
                                results_table, save_figure, sweep_data, sweep_table)
     from ._html import write_sweep_html
@@ -104,6 +108,9 @@ def cmd_plot_sweep(args) -> int:
     if args.x is None:
         raise ConfigError(None, "--sweep", "needs --x KEY, the grid key along the x axis")
     load_matplotlib()
+    check_dir(args.out, "--out")
+    if args.html:
+        check_file(args.html, "--html")
     metrics = list(dict.fromkeys(args.metric or [DEFAULT_METRIC]))
     data = [sweep_data(args.sweep, args.x, args.facet, m) for m in metrics]
     out = out_dir(args.out, "--out")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..engines import CONNECT_TIMEOUT
 from ._common import compare_names, compare_option, engine_options
 
 
@@ -18,10 +19,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", metavar="DIR",
                    help="where the points and results.csv go (default: ./NAME-sweep for "
                         "NAME.yaml); points already complete there are not run again")
-    engine_options(p, "worker processes (default: the number of cores; 1: in this process); "
-                      "with --scheduler local-dask, the LocalCluster's workers",
-                   "run on Dask: local-dask (a LocalCluster) or tcp://HOST:8786 (a running "
-                   "cluster)")
+    engine_options(p, "worker processes (default: the number of cores; 1: in this process; at "
+                      "most the cores and the points to run, at most 1,024); with --scheduler "
+                      "local-dask, the LocalCluster's workers",
+                   f"run on Dask: local-dask (a LocalCluster) or tcp://HOST:8786 (a running "
+                   f"cluster: a refused connection fails at once, a host that does not "
+                   f"answer after {CONNECT_TIMEOUT:g} s)")
     compare_option(p, "the sweep's (and its base config's)")
     p.add_argument("--force", action="store_true", help="run every point again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -30,16 +33,23 @@ def add_parser(subparsers) -> None:
 
 def cmd_sweep(args) -> int:
     """Run the sweep; exit 1 if a point failed or a design crashed, 2 if a point's
-    config proved bad when run (a domain that does not fit), 130 on Ctrl-C."""
-    from ..engines import make_engine
-    from ..output import EXIT_INTERRUPTED, Progress, out_dir, render
-    from ..sweep import SweepInterrupted, describe_values, load_sweep, run_sweep
+    config proved bad when run (a domain that does not fit), 130 on Ctrl-C (143 on
+    SIGTERM). Every option is checked before anything is written or started."""
+    from ..engines import check_workers, make_engine
+    from ..output import EXIT_INTERRUPTED, Progress, check_dir, out_dir, render, writing
+    from ..sweep import (SweepInterrupted, describe_values, load_sweep, points_to_run,
+                         run_sweep)
+    check_workers(args.workers)
     sweep = load_sweep(args.sweep)
     if args.compare is not None:                 # after the sweep's design files are loaded
         sweep = load_sweep(args.sweep, compare=compare_names(args.compare))
-    out = out_dir(args.out or f"{Path(args.sweep).stem}-sweep", "--out")
+    where = args.out or f"{Path(args.sweep).stem}-sweep"
+    check_dir(where, "--out")
+    todo = points_to_run(sweep, Path(where), args.force)
     progress = Progress.off() if args.quiet else Progress()
-    with make_engine(args.workers, args.scheduler) as engine:
+    with make_engine(args.workers, args.scheduler, tasks=todo, what="points",
+                     note=lambda line: print(f"xensim: {line}", file=sys.stderr)) as engine:
+        out = out_dir(where, "--out")
         try:
             result = run_sweep(sweep, out, engine, args.force, progress)
         except SweepInterrupted as e:
@@ -50,6 +60,10 @@ def cmd_sweep(args) -> int:
                   f"{out / 'points'}; run the sweep again to resume)", file=sys.stderr)
             return EXIT_INTERRUPTED
     sys.stdout.write(render(result, "table"))
+    if result.write_error is not None:        # the summary first, then the one line
+        sys.stdout.flush()
+        with writing(out / "results.csv", "--out"):
+            raise result.write_error
     for p in result.failed:
         kind = "error" if p.state == "config-error" else "point failed"
         print(f"xensim: {kind}: {args.sweep}: point {p.id} ({describe_values(p.values)}): "

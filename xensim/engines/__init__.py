@@ -11,10 +11,11 @@ their tasks through it::
             ...            # result: fn(task), or a TaskFailed
 """
 
-from ._engine import CLUSTER_EXTRA, LOCAL_DASK, Engine, TaskFailed, run_task
+from ._engine import CLUSTER_EXTRA, LOCAL_DASK, PAUSE, Engine, TaskFailed, run_task
 from ._local import LocalEngine
-from ._dask import DaskEngine, dask_available
-from ._make import default_workers, make_engine
+from ._dask import CONNECT_TIMEOUT, DaskEngine, dask_available
+from ._make import MAX_WORKERS, check_workers, default_workers, make_engine, pool_size
 
 __all__ = ["CLUSTER_EXTRA", "DaskEngine", "Engine", "LOCAL_DASK", "LocalEngine", "TaskFailed",
-           "dask_available", "default_workers", "make_engine", "run_task"]
+           "MAX_WORKERS", "PAUSE", "check_workers", "dask_available", "default_workers", "make_engine",
+           "pool_size", "run_task", "CONNECT_TIMEOUT"]

@@ -6,7 +6,8 @@ thread each (one task at a time per worker) for the length of the run, started w
 SIGINT ignored (a Ctrl-C is the caller's: it cancels the tasks and closes the cluster);
 ``DaskEngine.connect("tcp://HOST:8786")`` submits to a running cluster, whose workers
 need xensim installed (start them with ``--nthreads 1``: one task per worker process
-at a time). Tasks and results travel pickled; nothing is read from or written to the
+at a time); a refused connection fails at once, a host that does not answer after
+``CONNECT_TIMEOUT`` seconds. Tasks and results travel pickled; nothing is read from or written to the
 caller's disk by a worker. dask is imported only here, and only when an engine is made.
 """
 
@@ -16,13 +17,21 @@ import contextlib
 import importlib.util
 import logging
 import signal
+import socket
 import threading
+import time
+from urllib.parse import urlsplit
 from typing import Any, Callable, Iterable, Iterator
 
 from .._errors import ConfigError
-from ._engine import LOCAL_DASK, Engine, TaskFailed, run_task
+from ._engine import LOCAL_DASK, PAUSE, Engine, TaskFailed, run_task
 
-__all__ = ["DaskEngine", "dask_available"]
+__all__ = ["CONNECT_TIMEOUT", "DaskEngine", "dask_available"]
+
+#: seconds ``--scheduler tcp://HOST:PORT`` waits for a scheduler that does not answer
+CONNECT_TIMEOUT = 5.0
+#: a Dask scheduler's port when the address names none
+_DASK_PORT = 8786
 
 
 def dask_available() -> bool:
@@ -66,14 +75,17 @@ class DaskEngine(Engine):
             raise
 
     @classmethod
-    def connect(cls, address: str, timeout: float = 10) -> "DaskEngine":
-        """A running cluster's scheduler (ConfigError after ``timeout`` seconds)."""
+    def connect(cls, address: str, timeout: float = CONNECT_TIMEOUT) -> "DaskEngine":
+        """A running cluster's scheduler. ConfigError at once if nothing listens at the
+        address (connection refused, unknown host), after ``timeout`` seconds if the
+        host does not answer, or does not answer as a Dask scheduler."""
         from distributed import Client
+        _reachable(address, timeout)
         try:
             client = Client(address, timeout=timeout)
         except (OSError, TimeoutError) as exc:
-            raise ConfigError(None, "--scheduler", f"cannot reach the scheduler at "
-                                                   f"{address}: {exc}") from None
+            raise _unreachable(address, f"no answer from a Dask scheduler within "
+                                        f"{timeout:g} s ({exc})") from None
         return cls(client, None, address)
 
     def _threads(self) -> int:
@@ -91,26 +103,33 @@ class DaskEngine(Engine):
         bound = self.in_flight(max_in_flight)
         running: dict = {}
 
-        def submit() -> Any:
-            for task in tasks:
+        def fill() -> list:
+            """Submit tasks up to the bound (fewer at the end, or at a PAUSE)."""
+            new = []
+            while len(running) < bound:
+                task = next(tasks, _END)
+                if task is _END:
+                    break
+                if task is PAUSE:
+                    if not running:
+                        raise RuntimeError("the tasks paused with no task in flight")
+                    break
                 f = self.client.submit(run_task, fn, task, pure=False)
                 running[f] = task
-                return f
-            return None
+                new.append(f)
+            return new
 
         try:
-            first = [f for f in (submit() for _ in range(bound)) if f is not None]
-            queue = as_completed(first)
+            queue = as_completed(fill())
             for f in queue:
                 task = running.pop(f)
                 try:
                     result = f.result()
                 except Exception as exc:      # noqa: BLE001  the cluster's: a worker lost
                     result = TaskFailed.of(exc)
-                nxt = submit()
-                if nxt is not None:
-                    queue.add(nxt)
                 yield task, result
+                for nxt in fill():
+                    queue.add(nxt)
         except BaseException:
             if running:
                 self.client.cancel(list(running))
@@ -123,3 +142,40 @@ class DaskEngine(Engine):
         cluster, self.cluster = self.cluster, None
         if cluster is not None:
             cluster.close()
+
+
+def _unreachable(address: str, why: str) -> ConfigError:
+    return ConfigError(None, "--scheduler", f"cannot reach the scheduler at {address}: {why}")
+
+
+def _reachable(address: str, timeout: float) -> None:
+    """Open a TCP connection to the scheduler's host and port and (``tcp://``) wait for
+    the first byte of the scheduler's handshake (then close it): ConfigError at once when it is
+    refused or the host is unknown, after ``timeout`` seconds when the host does not
+    answer (dask's own Client waits for ever on a host that accepts and says nothing)."""
+    try:
+        url = urlsplit(address)
+        host, port = url.hostname, url.port or _DASK_PORT
+    except ValueError as exc:                 # a port that is not a number
+        raise _unreachable(address, str(exc)) from None
+    if not host:
+        raise _unreachable(address, "no host in the address (tcp://HOST:PORT)")
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            # a Dask scheduler writes its handshake as soon as it accepts a connection
+            # (over TLS the client speaks first: the TCP connection is all there is to see)
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            if url.scheme == "tcp" and not sock.recv(1, socket.MSG_PEEK):
+                raise _unreachable(address, "the host closed the connection (not a Dask "
+                                            "scheduler?)")
+    except ConnectionRefusedError:
+        raise _unreachable(address, f"connection refused (nothing listens on port {port} "
+                                    f"of {host})") from None
+    except socket.timeout:
+        raise _unreachable(address, f"no answer from a Dask scheduler within {timeout:g} s") from None
+    except OSError as exc:                    # an unknown host, no route, ...
+        raise _unreachable(address, exc.strerror or str(exc)) from None
+
+
+_END = object()

@@ -5,7 +5,9 @@ An :class:`Engine` knows nothing of what the tasks are (a sweep's points, a fuzz
 campaign's seeds): a task is plain, picklable data and the function a module-level
 one. ``map_unordered(fn, tasks)`` yields ``(task, result)`` in the order the tasks
 complete, with at most ``max_in_flight`` submitted and not yet yielded (the rest of
-``tasks`` is not even read until then), so ordering is the caller's job. A task that
+``tasks`` is not even read until then), so ordering is the caller's job. ``tasks``
+may yield :data:`PAUSE` while tasks are in flight: nothing to submit yet (the next
+task depends on a result); the engine waits for the next result and reads on. A task that
 raises an ``Exception`` comes back as a :class:`TaskFailed` (the error as data: its
 type, message and traceback text), never raised in the caller; a KeyboardInterrupt
 (in the caller, or raised by a task) stops the run: the tasks not started are
@@ -21,12 +23,21 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-__all__ = ["TaskFailed", "Engine", "run_task", "LOCAL_DASK", "CLUSTER_EXTRA"]
+__all__ = ["TaskFailed", "Engine", "run_task", "LOCAL_DASK", "CLUSTER_EXTRA", "PAUSE"]
 
 #: ``--scheduler local-dask``: a dask.distributed LocalCluster started for the run
 LOCAL_DASK = "local-dask"
 #: what to install for the Dask engines
 CLUSTER_EXTRA = "pip install 'xensim[cluster]' (or: pip install 'dask[distributed]')"
+
+
+class _Pause:
+    def __repr__(self) -> str:
+        return "PAUSE"
+
+
+#: what a task iterator yields for "nothing to submit until a result comes back"
+PAUSE = _Pause()
 
 
 @dataclass
@@ -67,7 +78,8 @@ class Engine:
     def map_unordered(self, fn: Callable[[Any], Any], tasks: Iterable[Any],
                       max_in_flight: int | None = None) -> Iterator[tuple[Any, Any]]:
         """Yield ``(task, fn(task) or TaskFailed)`` as each task completes; at most
-        ``max_in_flight`` (default: twice the workers) tasks submitted at a time."""
+        ``max_in_flight`` (default: twice the workers) tasks submitted at a time;
+        :data:`PAUSE` from ``tasks``: wait for a result before reading on."""
         raise NotImplementedError
 
     def in_flight(self, max_in_flight: int | None) -> int:

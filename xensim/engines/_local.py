@@ -6,8 +6,9 @@ run them on a pool of that many worker processes (``concurrent.futures``), each
 process one task at a time. The processes are forked from the caller while it has no
 other thread, else started by a fork server (a clean process forked per worker, so a
 parent holding threads, e.g. a Dask client, is never forked; the server imports the
-task function's module once, before it forks); they ignore SIGINT: a Ctrl-C reaches the caller alone, which cancels what is
-queued and terminates the workers, losing only the tasks in flight. A worker that
+task function's module once, before it forks); they ignore SIGINT and SIGTERM: a Ctrl-C
+or SIGTERM reaches the caller alone, which cancels what is queued and kills the workers,
+losing only the tasks in flight. A worker that
 dies (killed, out of memory) fails its task (``TaskFailed``, ``BrokenProcessPool``)
 and the pool is started again for the tasks after it.
 """
@@ -22,14 +23,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
 
-from ._engine import Engine, TaskFailed, run_task
+from ._engine import PAUSE, Engine, TaskFailed, run_task
 
 __all__ = ["LocalEngine"]
 
 
 def _ignore_sigint() -> None:
-    """A worker's initializer: Ctrl-C is the caller's to handle."""
+    """A worker's initializer: Ctrl-C and SIGTERM are the caller's to handle (a SIGTERM
+    to the whole process group stops the command as Ctrl-C does, not its workers)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _context(preload: str) -> multiprocessing.context.BaseContext:
@@ -65,6 +68,8 @@ class LocalEngine(Engine):
                       max_in_flight: int | None = None) -> Iterator[tuple[Any, Any]]:
         if self.workers == 1:
             for task in tasks:
+                if task is PAUSE:                  # nothing is in flight here
+                    raise RuntimeError("the tasks paused with no task in flight")
                 yield task, run_task(fn, task)
             return
         yield from self._pooled(fn, iter(tasks), self.in_flight(max_in_flight))
@@ -79,6 +84,10 @@ class LocalEngine(Engine):
                     if task is _END:
                         exhausted = True
                         break
+                    if task is PAUSE:
+                        if not running:
+                            raise RuntimeError("the tasks paused with no task in flight")
+                        break                      # read on once a result is back
                     running[self._submit(fn, task)] = task
                 if not running:
                     return
@@ -113,14 +122,14 @@ class LocalEngine(Engine):
         raise AssertionError("unreachable")
 
     def _terminate(self) -> None:
-        """Stop now: cancel the queue and terminate the worker processes."""
+        """Stop now: cancel the queue and kill the worker processes (they ignore SIGTERM)."""
         pool, self._pool = self._pool, None
         if pool is None:
             return
         procs = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
         for p in procs:
-            p.terminate()
+            p.kill()
         for p in procs:
             p.join(timeout=5)
 

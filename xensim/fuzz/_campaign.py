@@ -152,16 +152,17 @@ def merge_episode(c: Campaign, ep: Episode, max_findings: int | None = None) -> 
 
 def minimise_finding(setup: Setup, f: Finding, *, minimise_findings: bool = True,
                      minimise_seconds: float = 120.0, batch_check: bool = True,
-                     tolerate=None) -> tuple[list[dict], list, bool]:
+                     tolerate=None, tick=None) -> tuple[list[dict], list, bool]:
     """(minimal calls, their rcs, minimised) of a finding not yet minimised: its calls
     minimised (unless ``minimise_findings`` is off), then replayed with the same
-    ``tolerate`` for the other violations to record each call's rc."""
+    ``tolerate`` for the other violations to record each call's rc. ``tick()`` after each
+    of minimisation's replays."""
     sig = f.violation.signature
     ops, rcs = f.minimal or [], f.minimal_rcs
     minimal = ops
     if minimise_findings:
         minimal = minimise(setup, ops, sig, rcs=rcs, max_seconds=minimise_seconds,
-                           batch_check=batch_check, tolerate=tolerate)
+                           batch_check=batch_check, tolerate=tolerate, tick=tick)
     tol = (lambda x: x.signature != sig and tolerate(x)) if tolerate else None
     _, run = replay_ops(setup, minimal, batch_check=batch_check, tolerate=tol)
     return minimal, run.rcs, minimise_findings
@@ -170,11 +171,13 @@ def minimise_finding(setup: Setup, f: Finding, *, minimise_findings: bool = True
 def campaign(setup: Setup, calls: int, seed: int = 0, *, episode_calls: int = 1000,
              minimise_findings: bool = True, minimise_seconds: float = 120.0,
              batch_check: bool = True, tolerate=None, progress=None,
-             max_findings: int | None = None, tick=None) -> Campaign:
+             max_findings: int | None = None, tick=None, status=None) -> Campaign:
     """Episodes of about ``episode_calls`` calls until ``calls`` calls were made (or
     ``max_findings`` distinct violations were found), in this process, one after the
     other (:func:`~xensim.fuzz.split_campaign` spreads them over workers, with the same
-    result). ``tick(calls)`` after every call.
+    result). ``tick(calls)`` after every call; ``status(text)`` while a violation is
+    minimised (``minimising violation 1 (233 calls)``, after each replay) and
+    ``status(None)`` when it is done.
 
     Each distinct violation (by signature) is minimised once, replaying with the
     same ``tolerate`` for the others; later ones only count. Ctrl-C ends the campaign
@@ -193,12 +196,20 @@ def campaign(setup: Setup, calls: int, seed: int = 0, *, episode_calls: int = 10
             for fnd in merge_episode(c, ep, max_findings):
                 if c.interrupted:
                     continue                             # no minimising after a Ctrl-C
+                k = list(c.findings).index(fnd.violation.signature) + 1
+                said = f"minimising violation {k} ({len(fnd.minimal or []):,} calls)"
+                shown = None if status is None or not minimise_findings else (lambda: status(said))
                 try:
+                    if shown is not None:
+                        shown()
                     fnd.minimal, fnd.minimal_rcs, fnd.minimised = minimise_finding(
                         setup, fnd, minimise_findings=minimise_findings,
-                        minimise_seconds=minimise_seconds, batch_check=batch_check, tolerate=tolerate)
+                        minimise_seconds=minimise_seconds, batch_check=batch_check,
+                        tolerate=tolerate, tick=shown)
                 except KeyboardInterrupt:                # the finding stays whole
                     c.interrupted = True
+                if shown is not None:
+                    status(None)
             c.seconds = time.perf_counter() - t0
             if c.interrupted:
                 break

@@ -34,15 +34,22 @@ def _ddmin(items: list, test, budget) -> list:
 
 
 def minimise(setup: Setup, ops: list[dict], signature: tuple, *, rcs: list | None = None,
-             max_seconds: float = 120.0, batch_check: bool = True, tolerate=None) -> list[dict]:
+             max_seconds: float = 120.0, batch_check: bool = True, tolerate=None,
+             tick=None) -> list[dict]:
     """A short call list (delta debugging, 1-minimal unless the time runs out) whose replay
     from scratch gives a violation with ``signature``; batches are shrunk request by request
-    too. ``tolerate``: other known violations that may happen on the way.
+    too. ``tolerate``: other known violations that may happen on the way; ``tick()`` after
+    each replay (a progress bar).
 
+    A replay stops at the first violation; it tears the guests down at its end only for
+    a violation that a teardown can give (of destroy_domain, or of the teardown).
     Crashes, recorded Xen bugs and zombies are first minimised with light replays (no
     audit, no batch replays: several times faster); the result must then reproduce with every
     check, else the minimisation is redone with every check."""
     deadline = time.monotonic() + max_seconds
+    # the teardown (every guest destroyed, the heap and a full audit) can only end in a
+    # violation of a destroy_domain or of the teardown itself: other replays skip it
+    finish = signature[1] in ("destroy_domain", "teardown")
 
     def tol(v):
         return v.signature != signature and tolerate is not None and tolerate(v)
@@ -55,7 +62,10 @@ def minimise(setup: Setup, ops: list[dict], signature: tuple, *, rcs: list | Non
         bc = batch_check and not light and signature[0] in ("batch", "unchanged")
 
         def fails(cand: list[dict]) -> bool:
-            v, _ = replay_ops(setup, cand, batch_check=bc, tolerate=tol, light=light)
+            v, _ = replay_ops(setup, cand, batch_check=bc, tolerate=tol, light=light,
+                              finish=finish)
+            if tick is not None:
+                tick()
             return v is not None and v.signature == signature
 
         if not fails(ops):

@@ -11,7 +11,12 @@ before it made exactly theirs, and one whose budget turns out different when its
 to be merged comes (the campaign's last, as episodes make a few calls more) is run
 again with the right one. Each distinct violation is minimised as a task of its
 own, on whichever worker is free, once its episode is merged (only then is it known
-to be the first of its signature)."""
+to be the first of its signature), while the other workers run the episodes: when
+every episode in flight may be the last (the run-ahead estimate is reached), the task
+stream pauses (``engines.PAUSE``) instead of ending, so that the episodes a result
+calls for (those cut short by a violation leave calls to make) start as soon as it is
+back, not after the minimisations in flight.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from ..engines import TaskFailed
+from ..engines import PAUSE, TaskFailed
 from ._campaign import (Campaign, Episode, Finding, campaign_done, episode_budget,
                         episode_seed, merge_episode, minimise_finding, run_episode)
 from ._setup import Setup
@@ -72,14 +77,16 @@ def run_campaign_task(task):
 def split_campaign(engine, setup: Setup, calls: int, seed: int = 0, *,
                    episode_calls: int = 1000, minimise_findings: bool = True,
                    minimise_seconds: float = 120.0, batch_check: bool = True, tolerate=None,
-                   max_findings: int | None = None, tick=None,
+                   max_findings: int | None = None, tick=None, status=None,
                    max_in_flight: int | None = None) -> Campaign:
     """:func:`~xensim.fuzz.campaign` with its episodes and minimisations run by
     ``engine`` (``map_unordered(fn, tasks, max_in_flight)``, xensim.engines); the same
     arguments give the same merged result whatever the engine's workers.
 
     ``tick(calls)`` whenever an episode comes back: the calls of the episodes merged
-    and of those back but not merged yet (they wait for an earlier one). Ctrl-C ends
+    and of those back but not merged yet (they wait for an earlier one); ``status(text)``
+    while violations are being minimised (``minimising 2 violations``), ``status(None)``
+    when none is. Ctrl-C ends
     it ``interrupted``: the episodes merged so far, in order; findings whose
     minimisation had not come back stay whole."""
     c = Campaign(setup, seed)
@@ -88,6 +95,8 @@ def split_campaign(engine, setup: Setup, calls: int, seed: int = 0, *,
     budgets: dict[int, int] = {}                  # index -> the budget it was last sent with
     urgent: deque = deque()                       # tasks sent before any episode run ahead
     where = {"merge": 0, "ahead": 0}              # next index to merge, to run ahead
+    minimising: set = set()                       # signatures sent to be minimised, not back
+    sent = {"n": 0}                               # tasks sent whose results are not back
 
     def episode(index: int, budget: int) -> EpisodeTask:
         budgets[index] = budget
@@ -96,15 +105,22 @@ def split_campaign(engine, setup: Setup, calls: int, seed: int = 0, *,
     def tasks():
         while True:
             if urgent:
+                sent["n"] += 1
                 yield urgent.popleft()
                 continue
             # the episodes not merged yet make at least their budgets (unless a violation
             # ends one): the next starts after those calls at the earliest
             start = c.calls + sum(budgets[j] for j in range(where["merge"], where["ahead"]))
-            if c.interrupted or campaign_done(c, calls, max_findings) or start >= calls:
-                return                           # enough is in flight
-            where["ahead"] += 1
-            yield episode(where["ahead"] - 1, episode_budget(start, calls, episode_calls))
+            if not (c.interrupted or campaign_done(c, calls, max_findings) or start >= calls):
+                where["ahead"] += 1
+                sent["n"] += 1
+                yield episode(where["ahead"] - 1, episode_budget(start, calls, episode_calls))
+                continue
+            if not sent["n"]:
+                return                           # nothing in flight, nothing to send
+            # enough is in flight; what comes back may call for more (episodes cut short
+            # by a violation, a rerun, a minimisation): the workers go on meanwhile
+            yield PAUSE
 
     def merge_back() -> None:
         while where["merge"] in back and not c.interrupted and \
@@ -119,16 +135,26 @@ def split_campaign(engine, setup: Setup, calls: int, seed: int = 0, *,
             for fnd in merge_episode(c, ep, max_findings):
                 urgent.append(MinimiseTask(setup, fnd, minimise_findings, minimise_seconds,
                                            batch_check, tolerate))
+                minimising.add(fnd.violation.signature)
+                say()
+
+    def say() -> None:
+        if status is not None and minimise_findings:
+            n = len(minimising)
+            status(f"minimising {n} violation{'s' * (n != 1)}" if n else None)
 
     try:
         while True:
             for task, result in engine.map_unordered(run_campaign_task, tasks(), max_in_flight):
+                sent["n"] -= 1
                 if isinstance(result, TaskFailed):
                     raise RuntimeError(f"a campaign task failed on its worker: {result}\n"
                                        f"{result.traceback}")
                 if isinstance(task, MinimiseTask):
                     f = c.findings[task.finding.violation.signature]
                     f.minimal, f.minimal_rcs, f.minimised = result
+                    minimising.discard(task.finding.violation.signature)
+                    say()
                     continue
                 if budgets.get(task.index) != task.budget or task.index < where["merge"]:
                     continue                     # superseded by a rerun with its budget

@@ -3,7 +3,7 @@ the progress bar and Ctrl-C handling.
 """
 
 from ._interrupt import (
-    EXIT_INTERRUPTED, sigint_deferred,
+    EXIT_INTERRUPTED, EXIT_TERMINATED, exit_status_interrupted, sigint_deferred, stop_signals,
 )
 from ._progress import (
     Progress, duration,
@@ -13,11 +13,11 @@ from ._render import (
     fmt_pct,
 )
 from ._results import (
-    write_atomic, out_dir, check_file, writing,
+    write_atomic, out_dir, check_dir, check_file, writing,
 )
 
 __all__ = [
-    "Column", "EXIT_INTERRUPTED", "FORMATS", "Progress", "Result", "Table", "check_file",
+    "Column", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "FORMATS", "Progress", "Result", "Table", "check_dir", "check_file",
     "csv_value", "duration", "fmt_hex", "fmt_int", "fmt_pct", "out_dir", "plural", "render",
-    "sigint_deferred", "to_json", "write_atomic", "writing",
+    "sigint_deferred", "stop_signals", "exit_status_interrupted", "to_json", "write_atomic", "writing",
 ]

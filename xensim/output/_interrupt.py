@@ -1,9 +1,13 @@
-"""Ctrl-C: commands stop with one line on stderr and exit status 130 (128 + SIGINT).
+"""Ctrl-C and SIGTERM: commands stop with one line on stderr and exit status 130
+(128 + SIGINT) or 143 (128 + SIGTERM).
 
-A long command catches KeyboardInterrupt where it knows what it has done so far
-(``xensim run``: the designs completed; ``fuzz`` and ``explore``: a partial
-summary), and :func:`sigint_deferred` holds a Ctrl-C back while results are
-written, so that a set of files is written whole or not at all.
+The command line runs under :func:`stop_signals`: SIGTERM, like SIGINT, raises
+KeyboardInterrupt in the main thread, and the signal that came is remembered, so a
+command stopped either way prints what it has done so far and the CLI's exit status
+is :func:`exit_status_interrupted`. A long command catches KeyboardInterrupt where it
+knows what it has done so far (``xensim run``: the designs completed; ``fuzz`` and
+``explore``: a partial summary), and :func:`sigint_deferred` holds both signals
+back while results are written, so that a set of files is written whole or not at all.
 """
 
 from __future__ import annotations
@@ -14,20 +18,59 @@ import threading
 
 #: the exit status of a command stopped by Ctrl-C (the shell's 128 + SIGINT)
 EXIT_INTERRUPTED = 128 + signal.SIGINT
+#: the exit status of a command stopped by SIGTERM (128 + SIGTERM)
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+#: the signals that stop a command the way Ctrl-C does
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+#: the last stop signal received under stop_signals or sigint_deferred (None: none yet)
+_last: list[int | None] = [None]
+
+
+def _stop(signum, frame) -> None:
+    _last[0] = signum
+    raise KeyboardInterrupt
+
+
+def exit_status_interrupted() -> int:
+    """130 after Ctrl-C (or no signal at all: a KeyboardInterrupt raised otherwise),
+    143 after SIGTERM: 128 + the signal that stopped the command."""
+    return 128 + (_last[0] or signal.SIGINT)
+
+
+@contextlib.contextmanager
+def stop_signals():
+    """Run the block with SIGINT and SIGTERM raising KeyboardInterrupt (and remembered
+    for :func:`exit_status_interrupted`); the handlers before it are put back at its end.
+    Outside the main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _last[0] = None
+    old = {s: signal.signal(s, _stop) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 @contextlib.contextmanager
 def sigint_deferred():
-    """Run the block with SIGINT held back; a Ctrl-C during it raises KeyboardInterrupt
-    when it ends (the block itself runs to the end)."""
+    """Run the block with SIGINT and SIGTERM held back; either during it raises
+    KeyboardInterrupt when it ends (the block itself runs to the end)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     got: list[int] = []
-    old = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        for s, h in old.items():
+            signal.signal(s, h)
     if got:
+        _last[0] = got[-1]
         raise KeyboardInterrupt
+

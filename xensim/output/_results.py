@@ -64,9 +64,36 @@ def _why(path: Path, e: OSError) -> str:
     return e.strerror or str(e)
 
 
+def _probe(d: Path, option: str, what: str) -> None:
+    """ConfigError unless a file can be created in the directory ``d`` (one is, and
+    removed at once: the only sure test, whatever the user, the permissions and the
+    file system)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".xensim-probe-", suffix=".tmp")
+    except OSError as e:
+        raise ConfigError(None, option, f"{what}: {_why(d / 'x', e)}") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_dir(path: str | os.PathLike, option: str = "--out") -> None:
+    """Before a run: ConfigError unless ``path`` is a directory that can be written, or
+    one that can be created (its nearest existing ancestor is a directory that can be
+    written). Nothing is created (:func:`out_dir` creates it)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(None, option, f"{path} is a file, not a directory")
+    anc = _existing_ancestor(p)
+    if not anc.is_dir():
+        raise ConfigError(None, option, f"cannot create the directory {path}: {anc} is a "
+                                        f"file, not a directory")
+    _probe(anc, option, f"cannot write {path}" if anc == Path(os.path.abspath(p)) else
+           f"cannot create the directory {path}")
+
+
 def out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
     """Create the output directory ``path`` (and its parents) -> the Path.
-    ConfigError if it is a file or cannot be created, saying why."""
+    ConfigError if it is a file, cannot be created or cannot be written, saying why."""
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise ConfigError(None, option, f"{path} is a file, not a directory")
@@ -74,18 +101,23 @@ def out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(None, option, f"cannot create the directory {path}: {_why(p, e)}") from None
+    _probe(p, option, f"cannot write {path}")
     return p
 
 
 def check_file(path: str | os.PathLike, option: str) -> None:
-    """Before a run: ConfigError if ``path`` (a file to write) is a directory or lies
-    below a file (what can be told without writing)."""
+    """Before a run: ConfigError unless ``path`` (a file to write) could be written: it
+    is not a directory, and its directory exists and can be written."""
     p = Path(path)
     if p.is_dir():
         raise ConfigError(None, option, f"{path} is a directory, not a file")
-    anc = _existing_ancestor(p.parent)
-    if not anc.is_dir():
-        raise ConfigError(None, option, f"cannot write {path}: {anc} is a file, not a directory")
+    parent = Path(os.path.abspath(p)).parent
+    if not parent.is_dir():
+        anc = _existing_ancestor(parent)
+        why = (f"{anc} is a file, not a directory" if not anc.is_dir() else
+               f"the directory {p.parent} does not exist")
+        raise ConfigError(None, option, f"cannot write {path}: {why}")
+    _probe(parent, option, f"cannot write {path}")
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ from ._file import Sweep, describe_values, grid_cell
 from ._point import point_cost, point_id, point_task, run_point
 
 __all__ = ["FIGURES", "PointRun", "SweepResult", "SweepInterrupted", "run_sweep",
-           "design_row", "write_parquet"]
+           "points_to_run", "design_row", "write_parquet"]
 
 #: what results.json's ``point`` object says of the run (besides id, index and grid)
 _POINT_INFO = ("seconds", "cpu_seconds", "peak_rss_bytes", "worker")
@@ -101,6 +101,8 @@ class SweepResult:
     engine: str = ""
     out: Path | None = None
     notes: list[str] = field(default_factory=list)
+    #: results.csv (or .parquet) could not be written: why (the points' files are kept)
+    write_error: OSError | None = None
 
     def rows(self) -> list[dict]:
         """One row per complete point and design, in the grid's order."""
@@ -184,11 +186,22 @@ def _complete(path: Path, pid: str) -> dict | None:
     return data if isinstance(data, dict) and data.get("point", {}).get("id") == pid else None
 
 
+def points_to_run(sweep: Sweep, out: Path, force: bool = False) -> int:
+    """How many of the points of ``sweep`` :func:`run_sweep` would run: those not
+    complete in ``out`` (all with ``force``). Reads, writes nothing."""
+    ids = {point_id(point) for point in sweep.points}
+    if force:
+        return len(ids)
+    return sum(_complete(out / "points" / pid / "results.json", pid) is None for pid in ids)
+
+
 def run_sweep(sweep: Sweep, out: Path, engine: Engine, force: bool = False,
               progress: Progress | None = None) -> SweepResult:
     """Run the points of ``sweep`` not complete in ``out`` (all with ``force``) on
     ``engine``; write each point's files as it completes, then results.csv (and
-    results.parquet). Ctrl-C: :class:`SweepInterrupted` (results.csv not written)."""
+    results.parquet). Ctrl-C: :class:`SweepInterrupted` (results.csv not written). A
+    results file that cannot be written is the result's ``write_error`` (the caller
+    prints the summary first)."""
     progress = progress or Progress.off()
     runs, todo, tasks = [], {}, []
     seen: dict[str, PointRun] = {}
@@ -239,13 +252,18 @@ def run_sweep(sweep: Sweep, out: Path, engine: Engine, force: bool = False,
         gen.close()
     progress.close()
     result.notes.append(_counts(result, len(tasks)))
-    with sigint_deferred():
-        write_atomic(out / "results.csv", render(result, "csv"))
-        if write_parquet(result.rows(), out / "results.parquet"):
-            result.notes.append(f"wrote {out / 'results.csv'} and {out / 'results.parquet'}")
-        else:
-            result.notes.append(f"wrote {out / 'results.csv'} (no results.parquet: pyarrow "
-                                f"is not installed)")
+    try:
+        with sigint_deferred():
+            write_atomic(out / "results.csv", render(result, "csv"))
+            if write_parquet(result.rows(), out / "results.parquet"):
+                result.notes.append(f"wrote {out / 'results.csv'} and {out / 'results.parquet'}")
+            else:
+                result.notes.append(f"wrote {out / 'results.csv'} (no results.parquet: "
+                                    f"pyarrow is not installed)")
+    except OSError as e:
+        result.write_error = e
+        result.notes.append(f"results.csv not written (the points' files are in "
+                            f"{out / 'points'})")
     return result
 
 
