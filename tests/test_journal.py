@@ -242,12 +242,14 @@ def test_frame_map_restore_copies_back_only_the_leaves_that_differ():
     p2m = FrameMap(2048)
     p2m.set_run(0, 0x1000, 512)                      # leaf 0 linear
     p2m.set(600, 7)                                   # leaf 1 an array
-    snap, count = p2m.snapshot(), p2m.count
+    state = p2m.capture()
+    snap, count = state
+    assert count == p2m.count and snap is p2m.snapshot()
     leaf1 = p2m.snapshot()[1]
     p2m.set(601, 8)                                   # leaf 1 changes
     p2m.set(1500, 9)                                  # leaf 2 appears
     p2m.clear(3)                                      # leaf 0 becomes an array
-    p2m.restore(snap, count)
+    p2m.restore(state)
     assert p2m.snapshot() is snap and p2m.snapshot()[1] == leaf1 and p2m.count == 513
     assert (p2m.get(3), p2m.get(600), p2m.get(601), p2m.get(1500)) == (0x1003, 7, -1, -1)
     p2m.clear(600)                   # leaf 1's count of present entries held: it folds to empty

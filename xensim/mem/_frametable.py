@@ -377,6 +377,19 @@ class FrameTable:
                 return False
         return True
 
+    def restore(self, snap: dict[int, tuple[bytes, bytes, bytes]]) -> None:
+        """Hold exactly the words of ``snap`` (a :meth:`snapshot`; a group it lacks as at
+        boot): a group that differs is written back through its writable slices (the
+        ``frames_written`` event and the request journal see it)."""
+        for g in sorted(set(snap) | set(self.materialized_groups)):
+            want = snap.get(g)
+            if want is None:
+                want = tuple(a.tobytes() for a in self.initial_group(g))
+            if self.snapshot_group(g) != want:
+                views = self.slices(g << PDX_GROUP_SHIFT, PDX_GROUP_FRAMES)
+                for v, b in zip(views, want):
+                    v[:] = np.frombuffer(b, dtype=v.dtype)
+
     def snapshot_group(self, g: int) -> tuple[bytes, bytes, bytes]:
         if self._ci[g] is None:
             return tuple(a.tobytes() for a in self.initial_group(g))

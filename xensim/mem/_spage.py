@@ -206,6 +206,10 @@ class SuperpageTable:
     def snapshot(self) -> bytes:
         return self.store.tobytes()
 
+    def restore(self, snap: bytes) -> None:
+        """Hold exactly the entries of ``snap`` (a :meth:`snapshot` of this table)."""
+        self.store[...] = np.frombuffer(snap, dtype=np.uint64).reshape(self.store.shape)
+
 
 def _sorted_unique(a: np.ndarray) -> np.ndarray:
     """np.unique for input that is usually sorted already (much faster on 1M entries)."""

@@ -25,6 +25,13 @@ from ._hypercall import (
 from ._machine import (
     Machine,
 )
+from ._state import (
+    INVENTORY, KINDS, MachineState, Records, inventory_problems, records_difference,
+    same_records, same_state,
+)
+from ._tlbflush import (
+    TlbFlushFilter,
+)
 from ._memory_op import (
     XENMEM_increase_reservation, XENMEM_decrease_reservation, XENMEM_populate_physmap,
     DOMU_MAX_ORDER, CTLDOM_MAX_ORDER, HWDOM_MAX_ORDER, MULTIPAGE_MAX_ORDER, MEMOP_EXTENT_SHIFT,
@@ -58,6 +65,8 @@ from ._segdesc import (
 )
 
 __all__ = [
+    "INVENTORY", "KINDS", "MachineState", "Records", "inventory_problems", "records_difference",
+    "same_records", "same_state", "TlbFlushFilter",
     "AuditReport", "BASE_DISALLOW_MASK", "CHILD_TYPES", "CTLDOM_MAX_ORDER", "CallStats",
     "DOMID_SELF", "DOMU_MAX_ORDER", "Difference", "Domain", "ENTRIES", "EVENTS", "Events",
     "Expected",
