@@ -85,6 +85,12 @@ class FrameTable:
         g = pdx >> PDX_GROUP_SHIFT
         return 0 <= pdx < self.max_pdx and self._valid.item(g)
 
+    def group_valid_many(self, pdx: np.ndarray) -> np.ndarray:
+        """:meth:`group_valid` of each of ``pdx`` (an int array) at once."""
+        ok = (pdx >= 0) & (pdx < self.max_pdx)
+        ok[ok] = self._valid[pdx[ok] >> PDX_GROUP_SHIFT]
+        return ok
+
     def is_ram_pdx(self, pdx: int) -> bool:
         i = bisect_right(self._starts, pdx) - 1
         return i >= 0 and pdx < self.ram_pdx_ranges[i][1]

@@ -9,7 +9,7 @@ from ._audit import (
 from ._audit_incremental import (
     IncrementalAuditor,
 )
-from ._written import (
+from ._bus_watcher import (
     BusWatcher, FRAME_EVENTS,
 )
 from ._domain import (

@@ -65,7 +65,7 @@ class Machine:
         self.superpage = make_design(superpage or default_design(), self)
         self.memmap = memmap
         self.pdx: Pdx = make_pdx(memmap.frame_ranges, pdx_mode, memmap.pdx_regions)
-        self._to_pdx, self._to_mfn, self._covers = self.pdx._to_pdx, self.pdx._to_pfn, self.pdx._covers
+        self._to_pdx, self._to_mfn, self._covers = self.pdx.scalar_forms()
         #: mfn -> mfn_valid(mfn), as asked (at most _MFN_VALID_KEPT kept)
         self._mfn_valid: dict[int, bool] = {}
         #: Xen's max_page: one past the highest RAM frame.
@@ -191,10 +191,7 @@ class Machine:
             if bad.any():
                 i = int(np.argmax(bad))                 # the first frame left changed
                 self._undone_bug([int(a[i]) for a in frames])
-        oldest: dict[tuple[int, int], int] = {}
-        for word, e, old in self.spage_table._journal or ():
-            oldest.setdefault((word, e), old)
-        for (word, e), old in oldest.items():
+        for (word, e), old in self.spage_table.journal_oldest().items():
             if int(self.spage_table.store[word, e]) != old:
                 raise RefcountBug(f"a failed request left superpage entry {e} word {word} changed")
 
@@ -247,9 +244,7 @@ class Machine:
         ok = (mfns >= 0) & (mfns < self.max_page)
         ok[ok] = self.pdx.covers(mfns[ok])
         pdx = np.asarray(self.pdx.mfn_to_pdx(mfns[ok].astype(np.uint64)), dtype=np.int64)
-        inside = pdx < self.frame_table.max_pdx
-        inside[inside] = self.frame_table._valid[pdx[inside] >> PDX_GROUP_SHIFT]
-        ok[ok] = inside
+        ok[ok] = self.frame_table.group_valid_many(pdx)
         return ok
 
     def spdx_with_ram(self) -> np.ndarray:
@@ -258,7 +253,7 @@ class Machine:
         pdx = self.pdx.mfn_to_pdx(spages << np.uint64(SUPERPAGE_ORDER))
         return np.asarray(pdx, dtype=np.int64) >> SUPERPAGE_ORDER
 
-    def _pdx_runs(self, mfn: int, n: int):
+    def pdx_runs(self, mfn: int, n: int):
         """Split frames [mfn, mfn+n) of one RAM range into (pdx, count) runs within PDX groups."""
         pdx = self.mfn_to_pdx(mfn)
         while n:
@@ -266,6 +261,9 @@ class Machine:
             yield pdx, k
             pdx += k
             n -= k
+
+    #: (xen/_pagetable.py's name for it, until it calls pdx_runs)
+    _pdx_runs = pdx_runs
 
     # -- domains --------------------------------------------------------------------
     def domain(self, domid: int) -> Domain | None:
@@ -340,7 +338,7 @@ class Machine:
         for i in range(1, len(mfns) + 1):
             if i == len(mfns) or mfns[i] != mfns[i - 1] + n:
                 first, frames = mfns[start], (i - start) * n
-                for pdx, k in self._pdx_runs(first, frames):
+                for pdx, k in self.pdx_runs(first, frames):
                     ci, ti, owner = self.frame_table.slices(pdx, k)
                     # assign_pages: allocated, in use, the owner's own reference
                     ci[:] = _U(PGC_state_inuse | PGC_allocated | 1)
@@ -411,7 +409,7 @@ class Machine:
     def _drop_allocated_run(self, d: Domain, mfn: int, n: int) -> None:
         """Clear PGC_allocated on frames [mfn, mfn+n) of ``d`` and put that reference."""
         d.allocated.remove(mfn, mfn + n)
-        for pdx, k in self._pdx_runs(mfn, n):
+        for pdx, k in self.pdx_runs(mfn, n):
             ci, _, _ = self.frame_table.slices(pdx, k)
             if not (ci & _U(PGC_allocated)).all():
                 raise AssertionError(f"frames at mfn {mfn:#x} lost PGC_allocated behind {d.name}'s back")
