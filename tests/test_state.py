@@ -164,3 +164,43 @@ def test_restore_of_guest_memory_zeroes_and_drops_a_frame_written_since():
     m.restore(st)
     assert not m.mem.holds(0x3ffe) and m.mem.capture() == st.tables
     assert np.array_equal(m.mem.table(0x3ffe), np.zeros(512, dtype=np.uint64))
+
+
+def test_the_explorers_deep_copy_of_a_world_holds_the_whole_inventory():
+    """explore/_scenario.py's Runner deep-copies its booted World per schedule: the copy's
+    machine has every part of the original's state (and none shared with it)."""
+    import copy
+    m, _, _ = worked()
+    twin = copy.deepcopy(m)
+    a, b = m.capture(), twin.capture()
+    assert (a.frames, a.stamps, a.tables) == (b.frames, b.stamps, b.tables)
+    assert a.records._replace(objects=()) == b.records._replace(objects=())
+    assert inventory_problems(twin) == []
+    assert not set(map(id, a.records.objects)) & set(map(id, b.records.objects))
+    twin.refs.tlb.stamp(0)
+    twin.domains[1].tot_pages += 1
+    assert m.capture_records() == a.records and m.refs.tlbflush_timestamp(0) == 0
+
+
+# -- the TLB filter's state (TlbFlushFilter, refs.tlb) -------------------------------------
+def test_tlb_stamps_frame_by_frame_and_whole():
+    from xensim.xen import RefStats, Events, TlbFlushFilter
+    t = TlbFlushFilter(RefStats(), Events())
+    pages = np.array([3, 70000, 70001], dtype=np.int64)     # two PDX groups
+    assert t.stamps_at(pages).tolist() == [0, 0, 0]
+    t.set_stamps(pages, np.zeros(3, dtype=np.uint32))
+    assert t.groups == {} and t.capture_stamps() == {}       # zeros allocate nothing
+    t.clock = 5
+    t.stamp(70001)
+    t.set_stamps(pages[:1], np.array([4], dtype=np.uint32))
+    assert t.stamps_at(pages).tolist() == [4, 0, 5] and sorted(t.groups) == [0, 1]
+    whole = t.capture_stamps()
+    t.clear(70001, 1)
+    t.flush(70001, 2, 5)
+    assert (t.clock, t.time, t.stats.tlb_flushes) == (6, {2: 6}, 1)
+    clock = t.capture_clock()
+    t.restore_stamps(whole)
+    t.restore_clock((5, ()))
+    assert t.stamps_at(pages).tolist() == [4, 0, 5] and (t.clock, t.time) == (5, {})
+    t.restore_clock(clock)
+    assert (t.clock, t.time) == (6, {2: 6})
