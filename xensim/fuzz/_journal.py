@@ -141,6 +141,7 @@ class CallJournal(BusWatcher):
         self._tables = {mfn: m.mem.table(mfn).copy() for mfn in m.mem.frames()}
         #: the TLB stamps (restored, not compared: see xen/_state.py), per PDX group
         self._stamps = {g: a.copy() for g, a in m.refs.tlb.groups.items()}
+        self._stamps_seen = m.refs.tlb.version
         self._small = small_state(m)
         self._clear()
 
@@ -303,10 +304,11 @@ class CallJournal(BusWatcher):
             for g, _, off in self._by_group(pages):
                 for x, y in zip(self._shadow_group(g), self._machine_group(g)):
                     x[off] = y[off]
-            stamps = m.refs.tlb.groups
-            if stamps or self._stamps:
+            tlb = m.refs.tlb
+            if tlb.version != self._stamps_seen:        # stamps written: at dirty frames
+                self._stamps_seen = tlb.version
                 for g, _, off in self._by_group(pages):
-                    y = stamps.get(g)
+                    y = tlb.groups.get(g)
                     x = self._stamps.get(g)
                     if x is None and y is not None:
                         x = self._stamps[g] = np.zeros_like(y)
@@ -336,8 +338,10 @@ class CallJournal(BusWatcher):
                 views = ft.slices(pages.item(lo), hi - lo)
                 for k in range(3):
                     views[k][:] = want[k, lo:hi]
-            if m.refs.tlb.groups or self._stamps:
-                m.refs.tlb.set_stamps(pages, self._shadow_stamps(pages))
+            tlb = m.refs.tlb
+            if tlb.version != self._stamps_seen:
+                tlb.set_stamps(pages, self._shadow_stamps(pages))
+                self._stamps_seen = tlb.version
         for mfn in sorted(tables):
             old = self._shadow_table(mfn)
             if m.mem.table(mfn).tobytes() != old.tobytes():     # written back where it differs

@@ -206,6 +206,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     "TlbFlushFilter": {
         "state": ("clock", "time", "groups"),
         "link": ("stats", "events"),
+        "stats": ("version",),
     },
     "Domain": {
         "state": ("tot_pages", "max_pages", "owned", "allocated", "pinned", "marked",

@@ -41,10 +41,14 @@ class TlbFlushFilter:
         #: per PDX group: each frame's tlbflush_timestamp (the clock when its type count
         #: last fell to 0; 0: not since it was allocated), allocated on first stamp
         self.groups: dict[int, np.ndarray] = {}
+        #: moves at every write of stamps (an observer that copied them looks again only
+        #: when it moved)
+        self.version = 0
 
     # -- the stamps ----------------------------------------------------------------
     def group_for_write(self, g: int) -> np.ndarray:
         """Group ``g``'s stamps, allocated (zero) if none was stamped yet."""
+        self.version += 1
         a = self.groups.get(g)
         if a is None:
             a = self.groups[g] = np.zeros(PDX_GROUP_FRAMES, dtype=np.uint32)
@@ -65,6 +69,7 @@ class TlbFlushFilter:
         stale TLBs then; that flush is not counted here)."""
         if not self.groups:
             return
+        self.version += 1
         if n == 1:                              # one frame (put_page's): no array made
             a = self.groups.get(pages >> PDX_GROUP_SHIFT)
             if a is not None:
@@ -126,27 +131,24 @@ class TlbFlushFilter:
         self.time = dict(state[1])
 
     def stamps_at(self, pages: np.ndarray) -> np.ndarray:
-        """The stamps of ``pages`` (PDXs) as a uint32 array (0 where none)."""
+        """The stamps of ``pages`` (PDXs, sorted) as a uint32 array (0 where none)."""
         out = np.zeros(pages.size, dtype=np.uint32)
-        if self.groups:
-            groups = pages >> PDX_GROUP_SHIFT
-            for g, a in self.groups.items():
-                sel = groups == g
-                if sel.any():
-                    out[sel] = a[pages[sel] & PDX_GROUP_MASK]
+        for g, sel in _by_group(pages):
+            a = self.groups.get(g)
+            if a is not None:
+                out[sel] = a[pages[sel] & PDX_GROUP_MASK]
         return out
 
     def set_stamps(self, pages: np.ndarray, values: np.ndarray) -> None:
-        """Give ``pages`` (PDXs) the stamps ``values`` (a group is allocated only for a
-        non-zero one)."""
-        groups = pages >> PDX_GROUP_SHIFT
-        for g in np.unique(groups).tolist():
-            sel = groups == g
+        """Give ``pages`` (PDXs, sorted) the stamps ``values`` (a group is allocated only
+        for a non-zero one)."""
+        for g, sel in _by_group(pages):
             a = self.groups.get(g)
             if a is None:
                 if not values[sel].any():
                     continue
                 a = self.group_for_write(g)
+            self.version += 1
             a[pages[sel] & PDX_GROUP_MASK] = values[sel]
 
     def capture_stamps(self) -> dict[int, bytes]:
@@ -154,4 +156,18 @@ class TlbFlushFilter:
         return {g: a.tobytes() for g, a in self.groups.items() if a.any()}
 
     def restore_stamps(self, state: dict[int, bytes]) -> None:
+        self.version += 1
         self.groups = {g: np.frombuffer(b, dtype=np.uint32).copy() for g, b in state.items()}
+
+
+def _by_group(pages: np.ndarray):
+    """(group, positions in ``pages``) for sorted ``pages`` (PDXs)."""
+    if not pages.size:
+        return
+    g0, g1 = int(pages[0]) >> PDX_GROUP_SHIFT, int(pages[-1]) >> PDX_GROUP_SHIFT
+    if g0 == g1:                                # the usual case: one PDX group
+        yield g0, slice(None)
+        return
+    groups = pages >> PDX_GROUP_SHIFT
+    for g in np.unique(groups).tolist():
+        yield g, np.flatnonzero(groups == g)
