@@ -52,10 +52,11 @@ class Domain:
         """Its records as plain values: (domid, tot_pages, max_pages, pinned, marked,
         is_dying, baseptr, owned runs, allocated runs, P2M); ``pinned`` and ``marked``
         in their iteration order, which :meth:`restore` restores too."""
+        p2m = self.p2m
         return (self.domid, self.tot_pages, self.max_pages,
                 tuple(self.pinned.items()) if self.pinned else (),
                 tuple(self.marked) if self.marked else (), self.is_dying, self.baseptr,
-                self.owned.snapshot(), self.allocated.snapshot(), self.p2m.capture())
+                self.owned.snapshot(), self.allocated.snapshot(), (p2m.snapshot(), p2m.count))
 
     def restore(self, state: tuple, now: tuple | None = None) -> None:
         """Hold exactly the records of ``state`` (a :meth:`capture` of this domain); only

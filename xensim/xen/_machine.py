@@ -9,6 +9,7 @@ and the auditor act on it.
 from __future__ import annotations
 
 import errno
+from operator import is_
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from ..mem import SuperpageTable
 from ..mem import SUPERPAGE_ORDER
 
 _U = np.uint64
+#: Records from a tuple of its fields, without the named tuple's __new__ (taken after
+#: every fuzzed call)
+_new_records = tuple.__new__
 #: how many mfn_valid answers a machine keeps (then it starts again)
 _MFN_VALID_KEPT = 1 << 16
 
@@ -425,12 +429,11 @@ class Machine:
     def capture_records(self) -> Records:
         """The state besides frame words, stamps and page-table contents (small: the
         fuzzer's journal takes it after every call)."""
-        ds = self.domains
-        return Records(self.heap.snapshot(), self.m2p.capture(),
-                       tuple([d.capture() for d in ds.values()]), tuple(ds.values()),
-                       self.pt.capture_live(), self.superpage.snapshot(),
-                       self.spage_table.snapshot(), self.refs.tlb.capture_clock(),
-                       self._next_domid)
+        ds = self.domains.values()
+        return _new_records(Records, (
+            self.heap.snapshot(), self.m2p.capture(), tuple([d.capture() for d in ds]),
+            tuple(ds), self.pt.capture_live(), self.superpage.snapshot(),
+            self.spage_table.snapshot(), self.refs.tlb.capture_clock(), self._next_domid))
 
     def restore(self, state: MachineState) -> None:
         """Put the machine back as ``state`` (a :meth:`capture`) has it; frame words and
@@ -512,7 +515,7 @@ def _left_changed(ci0, ti0, o0, ci1, ti1, o1):
 
 
 def _same_objects(a: tuple, b: tuple) -> bool:
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+    return len(a) == len(b) and all(map(is_, a, b))
 
 
 def _unpin_all(m: Machine, d: Domain) -> None:

@@ -207,6 +207,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
         "state": ("clock", "time", "groups"),
         "link": ("stats", "events"),
         "stats": ("version",),
+        "cache": ("_clock_state",),
     },
     "Domain": {
         "state": ("tot_pages", "max_pages", "owned", "allocated", "pinned", "marked",

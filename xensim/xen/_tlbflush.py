@@ -41,6 +41,8 @@ class TlbFlushFilter:
         #: per PDX group: each frame's tlbflush_timestamp (the clock when its type count
         #: last fell to 0; 0: not since it was allocated), allocated on first stamp
         self.groups: dict[int, np.ndarray] = {}
+        #: capture_clock() until the clock next moves
+        self._clock_state: tuple | None = None
         #: moves at every write of stamps (an observer that copied them looks again only
         #: when it moved)
         self.version = 0
@@ -92,6 +94,7 @@ class TlbFlushFilter:
         self.stats.tlb_flushes += 1
         self.clock += 1
         self.time[d] = self.clock
+        self._clock_state = None
         if (ev := self.events.tlb_flush) is not None:
             ev(page, d, stamp, self.clock)
 
@@ -123,12 +126,16 @@ class TlbFlushFilter:
 
     # -- state (the machine's inventory) ---------------------------------------------
     def capture_clock(self) -> tuple:
-        """The clock and each CPU's last flush, as plain values."""
-        return (self.clock, tuple(self.time.items()))
+        """The clock and each CPU's last flush, as plain values (the same tuple until a
+        flush)."""
+        if self._clock_state is None:
+            self._clock_state = (self.clock, tuple(self.time.items()))
+        return self._clock_state
 
     def restore_clock(self, state: tuple) -> None:
         self.clock = state[0]
         self.time = dict(state[1])
+        self._clock_state = state
 
     def stamps_at(self, pages: np.ndarray) -> np.ndarray:
         """The stamps of ``pages`` (PDXs, sorted) as a uint32 array (0 where none)."""
