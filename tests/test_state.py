@@ -174,7 +174,7 @@ def test_the_explorers_deep_copy_of_a_world_holds_the_whole_inventory():
     twin = copy.deepcopy(m)
     a, b = m.capture(), twin.capture()
     assert (a.frames, a.stamps, a.tables) == (b.frames, b.stamps, b.tables)
-    assert a.records._replace(objects=()) == b.records._replace(objects=())
+    assert a == b                           # equal values, whatever the Domain objects
     assert inventory_problems(twin) == []
     assert not set(map(id, a.records.objects)) & set(map(id, b.records.objects))
     twin.refs.tlb.stamp(0)

@@ -26,7 +26,7 @@ from ._machine import (
     Machine,
 )
 from ._state import (
-    INVENTORY, KINDS, MachineState, Records, inventory_problems, records_difference,
+    INVENTORY, KINDS, DomainObjects, MachineState, Records, inventory_problems, records_difference,
     same_records, same_state,
 )
 from ._tlbflush import (
@@ -65,7 +65,7 @@ from ._segdesc import (
 )
 
 __all__ = [
-    "INVENTORY", "KINDS", "MachineState", "Records", "inventory_problems", "records_difference",
+    "INVENTORY", "KINDS", "DomainObjects", "MachineState", "Records", "inventory_problems", "records_difference",
     "same_records", "same_state", "TlbFlushFilter",
     "AuditReport", "BASE_DISALLOW_MASK", "CHILD_TYPES", "CTLDOM_MAX_ORDER", "CallStats",
     "DOMID_SELF", "DOMU_MAX_ORDER", "Difference", "Domain", "ENTRIES", "EVENTS", "Events",

@@ -32,7 +32,7 @@ from ..mem import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state_free,
 from ..mem import Pdx, make_pdx
 from ._refcount import RefCounts, RefcountBug
 from ._release import LATEST_RELEASE, Release
-from ._state import MachineState, Records, same_state
+from ._state import DomainObjects, MachineState, Records, same_state
 from ..mem import SuperpageTable
 from ..mem import SUPERPAGE_ORDER
 
@@ -432,7 +432,7 @@ class Machine:
         ds = self.domains.values()
         return _new_records(Records, (
             self.heap.snapshot(), self.m2p.capture(), tuple([d.capture() for d in ds]),
-            tuple(ds), self.pt.capture_live(), self.superpage.snapshot(),
+            DomainObjects(ds), self.pt.capture_live(), self.superpage.snapshot(),
             self.spage_table.snapshot(), self.refs.tlb.capture_clock(), self._next_domid))
 
     def restore(self, state: MachineState) -> None:

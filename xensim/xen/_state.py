@@ -38,8 +38,23 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["INVENTORY", "KINDS", "MachineState", "Records", "inventory_problems",
+__all__ = ["INVENTORY", "KINDS", "DomainObjects", "MachineState", "Records", "inventory_problems",
            "records_difference", "same_records", "same_state"]
+
+
+class DomainObjects(tuple):
+    """The Domain objects of a capture, carried for ``Machine.restore_records`` (a domain
+    freed with its last frame comes back as the same object) and never compared: two
+    captures with the same values are equal, of one machine or of two."""
+    __slots__ = ()
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, DomainObjects)
+
+    def __ne__(self, other) -> bool:
+        return not isinstance(other, DomainObjects)
+
+    __hash__ = tuple.__hash__
 
 
 class Records(NamedTuple):
@@ -50,9 +65,8 @@ class Records(NamedTuple):
     m2p: tuple
     #: one ``Domain.capture()`` each, in the machine's order
     domains: tuple
-    #: the Domain objects of ``domains`` (a domain freed with its last frame comes back
-    #: as the same object); not compared
-    objects: tuple
+    #: the Domain objects of ``domains`` (:class:`DomainObjects`: not compared)
+    objects: DomainObjects
     live: tuple
     design: tuple
     spage: bytes
