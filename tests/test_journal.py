@@ -162,6 +162,22 @@ def test_rollback_brings_back_a_domain_freed_with_its_last_frame(f):
     assert list(m.domains) == order + [4] and j.verify() is None
 
 
+def test_rollback_puts_the_tlb_stamps_and_clock_back(f):
+    """The TLB (each frame's stamp, the clock, each CPU's last flush) is part of the
+    machine's inventory: restored by a rollback, though never compared."""
+    j, m = f.journal, f.m
+    t = m.refs.tlb
+    page = m.mfn_to_page(frame_of(f, f.live_guests()[0]))
+    before = (t.timestamp(page), t.capture_clock())
+    m.frame_table.set_count_info(page, m.frame_table.count_info(page))   # written, same word
+    t.flush(page, f.live_guests()[0].domid, 0)
+    t.stamp(page)
+    assert t.timestamp(page) == t.clock != before[0]
+    assert j.changed() is None                        # not compared
+    j.rollback()
+    assert (t.timestamp(page), t.capture_clock()) == before
+
+
 # -- verify -----------------------------------------------------------------------------
 def test_verify_finds_a_write_no_event_reported(f):
     j, m = f.journal, f.m

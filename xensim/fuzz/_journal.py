@@ -1,9 +1,11 @@
 """The undo journal of the fuzzer's ``unchanged`` and ``batch`` checks: :class:`CallJournal`.
 
-It keeps a *shadow* of the machine as it was after the last call that changed it (every
-frame's count_info, type_info and owner, every page-table frame's contents, the superpage
-table, and the small records: the heap's free blocks, the M2P, every domain's records and
-P2M, the live tables, the design's own state), and learns from the machine's event bus
+It keeps a *shadow* of the machine as it was after the last call that changed it: the
+machine's inventory of state (xen/_state.py), every frame's count_info, type_info, owner
+and TLB stamp and every page-table frame's contents frame by frame, and the records
+(``Machine.capture_records``: the heap's free blocks, the M2P, every domain's records and
+P2M, the live tables, the design's own state, the superpage table, the TLB clock) whole;
+it puts them back through their owners' ``restore``. It learns from the machine's event bus
 which frames and page-table frames each call writes (``frames_written``, ``range_get`` /
 ``range_put``, ``pages_freed``; ``guest_write``). It does not listen to ``word_changed``
 (every scalar word change is a ``frames_written`` too): the vectorised forms, which step
