@@ -605,11 +605,11 @@ def test_private_checker_allows_page_flags_and_own_modules():
 
 @pytest.mark.parametrize("src, name", [
     ("def f(pdx):\n    return pdx._to_pdx(1)\n", "_to_pdx"),           # another's method
-    ("class A:\n    def f(self):\n        return self.ft._valid\n", "_valid"),    # a component's
-    ("class A:\n    def f(self):\n        self.ft._journal = None\n", "_journal"),  # written
-    ("class A(B):\n    def f(self):\n        return self._inherited\n", "_inherited"),  # a base's
+    ("class Box:\n    def f(self):\n        return self.ft._valid\n", "_valid"),    # a component's
+    ("class Box:\n    def f(self):\n        self.ft._journal = None\n", "_journal"),  # written
+    ("class Box(Base):\n    def f(self):\n        return self._inherited\n", "_inherited"),  # a base's
     ("import os\nos._exit(0)\n", "_exit"),                           # another package's
-    ("class A:\n    def f(self):\n        self._x = 1\n"
+    ("class Box:\n    def f(self):\n        self._x = 1\n"
      "def g(a):\n    return a.b._x\n", "_x"),                           # own name, not own object
 ])
 def test_private_attribute_checker_flags(src, name):
@@ -618,7 +618,7 @@ def test_private_attribute_checker_flags(src, name):
 
 
 def test_private_attribute_checker_allows_a_modules_own_names():
-    src = ("_cache = {}\nclass A:\n    _slot = 1\n    def __init__(self):\n        self._x = 1\n"
+    src = ("_cache = {}\nclass Box:\n    _slot = 1\n    def __init__(self):\n        self._x = 1\n"
            "    def _f(self):\n        return self._x + self._slot + _cache.get(1, 0)\n"
            "    def __eq__(self, other):\n        return self._x == other._x and self.__dict__\n"
            "def g(a):\n    return a._f()\n")
