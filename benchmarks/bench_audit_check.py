@@ -1,4 +1,4 @@
-"""The incremental check's cost per call against the call's own (issue 15), measured in
+"""The incremental check's cost per call against the call's own, measured in
 the same run.
 
 A seeded fuzz episode (``xensim fuzz``'s calls, every check) gives a call list; it is

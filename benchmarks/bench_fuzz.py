@@ -1,4 +1,4 @@
-"""Fuzzing throughput with every check after every call (issue 15): the incremental
+"""Fuzzing throughput with every check after every call: the incremental
 auditor against the full one, per design, measured in the same run.
 
 Each design runs the same seeded episode four ways: ``--audit incremental`` (the

@@ -1,4 +1,4 @@
-"""The fuzzer's undo journal (issue 15): its own CPU time per done call, per refused call
+"""The fuzzer's undo journal: its own CPU time per done call, per refused call
 and per batch, beside the checked episode it runs in (measured in the same run).
 
 One seeded episode per design, with every check (as ``xensim fuzz``), whose runner's

@@ -35,7 +35,7 @@ def machine_state(m: Machine) -> tuple:
     that must agree bit for bit (a vectorised path and its loop) compare this."""
     return (m.snapshot(), m.refs.stats.as_dict(), m.hypercall.as_dict(), sorted(m.domains),
             m.refs.tlbflush_clock, sorted(m.refs.tlbflush_time.items()),
-            {g: a.tobytes() for g, a in m.refs._stamps.items() if a.any()},
+            m.refs.tlb.capture_stamps(),
             [(d.domid, d.p2m.count) for d in m.domains.values()], m.m2p.count,
             sorted(m.mem.frames()), dict(m.pt_stats))
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: what a light subcommand must not load
 HEAVY = ("greenlet", "matplotlib", "xensim.fuzz", "xensim.explore", "xensim.teach",
-         "xensim.output.plot")
+         "xensim.plot")
 
 from xensim.cli._main import SUBCOMMANDS  # noqa: E402  (every subcommand's module)
 

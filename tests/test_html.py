@@ -19,7 +19,7 @@ import pytest
 
 from xensim.config._config import build_memory_map, parse_config
 from xensim.xen._machine import Machine
-from xensim.output.plot import PLOT_HINT, have_matplotlib
+from xensim.plot import PLOT_HINT, have_matplotlib
 from xensim.sim._report import RunResult
 from xensim.sim._simulate import run_comparison
 

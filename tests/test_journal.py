@@ -162,6 +162,22 @@ def test_rollback_brings_back_a_domain_freed_with_its_last_frame(f):
     assert list(m.domains) == order + [4] and j.verify() is None
 
 
+def test_rollback_puts_the_tlb_stamps_and_clock_back(f):
+    """The TLB (each frame's stamp, the clock, each CPU's last flush) is part of the
+    machine's inventory: restored by a rollback, though never compared."""
+    j, m = f.journal, f.m
+    t = m.refs.tlb
+    page = m.mfn_to_page(frame_of(f, f.live_guests()[0]))
+    before = (t.timestamp(page), t.capture_clock())
+    m.frame_table.set_count_info(page, m.frame_table.count_info(page))   # written, same word
+    t.flush(page, f.live_guests()[0].domid, 0)
+    t.stamp(page)
+    assert t.timestamp(page) == t.clock != before[0]
+    assert j.changed() is None                        # not compared
+    j.rollback()
+    assert (t.timestamp(page), t.capture_clock()) == before
+
+
 # -- verify -----------------------------------------------------------------------------
 def test_verify_finds_a_write_no_event_reported(f):
     j, m = f.journal, f.m
@@ -242,12 +258,14 @@ def test_frame_map_restore_copies_back_only_the_leaves_that_differ():
     p2m = FrameMap(2048)
     p2m.set_run(0, 0x1000, 512)                      # leaf 0 linear
     p2m.set(600, 7)                                   # leaf 1 an array
-    snap, count = p2m.snapshot(), p2m.count
+    state = p2m.capture()
+    snap, count = state
+    assert count == p2m.count and snap is p2m.snapshot()
     leaf1 = p2m.snapshot()[1]
     p2m.set(601, 8)                                   # leaf 1 changes
     p2m.set(1500, 9)                                  # leaf 2 appears
     p2m.clear(3)                                      # leaf 0 becomes an array
-    p2m.restore(snap, count)
+    p2m.restore(state)
     assert p2m.snapshot() is snap and p2m.snapshot()[1] == leaf1 and p2m.count == 513
     assert (p2m.get(3), p2m.get(600), p2m.get(601), p2m.get(1500)) == (0x1003, 7, -1, -1)
     p2m.clear(600)                   # leaf 1's count of present entries held: it folds to empty

@@ -1,4 +1,4 @@
-"""Pictures (xensim/output/plot/, xensim plot): the data behind each figure, exactly; the figures are
+"""Pictures (xensim/plot/, xensim plot): the data behind each figure, exactly; the figures are
 drawn (valid, non-trivial PNG and SVG); `xensim plot`; the one-line error without
 matplotlib."""
 
@@ -17,7 +17,7 @@ from xensim.config._config import build_memory_map, default_config, parse_config
 from xensim._errors import ConfigError
 from xensim.xen._machine import Machine
 from xensim.designs import design_color, design_names
-from xensim.output.plot import (PLOT_HINT, ChurnMix,
+from xensim.plot import (PLOT_HINT, ChurnMix,
                                 PlotUnavailable, busy_superpages, churn_data, superpage_activity,
                                 have_matplotlib, memmap_data, overhead_data, states_for_run,
                                 superpage_states, synthetic_memmap)
@@ -324,7 +324,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 @needs_mpl
 def test_figures_written(tmp_path):
-    from xensim.output.plot import make_pictures
+    from xensim.plot import make_pictures
     cfg = parse_config(TINY, "tiny.yaml")
     paths = make_pictures(cfg, build_memory_map(cfg), tmp_path, "all")
     names = sorted(p.name for p in paths)
@@ -345,7 +345,7 @@ def test_figures_written(tmp_path):
 
 @needs_mpl
 def test_memmap_figure_of_every_preset():
-    from xensim.output.plot import fig_memmap, figure_bytes
+    from xensim.plot import fig_memmap, figure_bytes
     for name in ("firecracker-1g", "qemu-2node", "intel-clx-2s", "intel-gnr-4s"):
         png = figure_bytes(fig_memmap(memmap_data(Machine(load_preset(name), "offset"))))
         assert png_size(png)[0] >= 800
@@ -356,7 +356,7 @@ def test_churn_figure_draws_true_values_and_says_mark_unsupported(churn):
     """No nudging: every line's y values are a series of the data exactly (per-mapping's
     1.0 in panel b is drawn at 1.0); designs without MARK have no dashed line, and their
     legend entry says "MARK unsupported"."""
-    from xensim.output.plot import fig_churn
+    from xensim.plot import fig_churn
     fig = fig_churn(churn)
     axa, axb = fig.axes[:2]
     for ax, data in ((axa, churn.iterations), (axb, churn.fractions)):
@@ -402,7 +402,7 @@ def test_memmap_data_zooms_on_ram_past_a_far_reserved_range(tmp_path):
 @needs_mpl
 def test_memmap_figure_names_what_it_leaves_out(tmp_path):
     from xensim.config import load_memmap_file
-    from xensim.output.plot import fig_memmap
+    from xensim.plot import fig_memmap
     f = tmp_path / "far.yaml"
     f.write_text(FAR_RESERVED)
     fig = fig_memmap(memmap_data(Machine(load_memmap_file(str(f)), "mask")))
@@ -415,7 +415,7 @@ def test_memmap_figure_names_what_it_leaves_out(tmp_path):
 
 @needs_mpl
 def test_superpages_figure_gives_the_heat_map_most_of_the_height():
-    from xensim.output.plot import fig_superpages
+    from xensim.plot import fig_superpages
     cfg = default_config()
     fig = fig_superpages(states_for_run(cfg, build_memory_map(cfg), "peak"))
     fig.canvas.draw()
@@ -516,7 +516,7 @@ def test_cli_plot_module_is_light():
     runs, not at module level; its --which names are the pictures' FIGURES."""
     import ast
     from xensim.cli._plot import FIGURE_NAMES
-    from xensim.output.plot import FIGURES
+    from xensim.plot import FIGURES
     assert FIGURE_NAMES == FIGURES
     tree = ast.parse((ROOT / "xensim" / "cli" / "_plot.py").read_text())
     top = [n.module or "" for n in tree.body if isinstance(n, ast.ImportFrom)]
@@ -567,14 +567,14 @@ def test_every_pictures_title_labels_and_legend_fit(which):
     """The tight box of each text artist of the rendered figure lies within the figure
     (the churn picture's title was wider than the figure: clipped left and right in the
     PNG, the SVG and the HTML report)."""
-    from xensim.output.plot import build_figure
+    from xensim.plot import build_figure
     cfg = default_config()
     assert_texts_fit(build_figure(which, cfg, build_memory_map(cfg)))
 
 
 @needs_mpl
 def test_the_sweep_figures_texts_fit(tmp_path):
-    from xensim.output.plot import fig_sweep, sweep_data
+    from xensim.plot import fig_sweep, sweep_data
     lines = ["point,workload.iterations,seed,design,ops,slow_per_op"]
     for k, (it, seed) in enumerate([(20, 0), (20, 1), (600, 0), (600, 1)]):
         for d in design_names():
@@ -587,7 +587,7 @@ def test_the_sweep_figures_texts_fit(tmp_path):
 def test_a_design_without_metadata_is_a_blank_row_that_says_so(tiny):
     """per-mapping and none keep no per-superpage word: their rows of the superpages
     picture draw no state and no count, and say why."""
-    from xensim.output.plot import fig_superpages
+    from xensim.plot import fig_superpages
     cfg, mm = tiny
     fig = fig_superpages(states_for_run(cfg, mm, "peak"))
     strip, heat = fig.axes[0], fig.axes[1]

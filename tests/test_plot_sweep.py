@@ -1,4 +1,4 @@
-"""The picture of a sweep (xensim.output.plot's sweep_data / fig_sweep, ``xensim plot
+"""The picture of a sweep (xensim.plot's sweep_data / fig_sweep, ``xensim plot
 --sweep DIR --x KEY [--facet KEY] [--metric NAME] [--html FILE]``), against a
 results.csv written here: the lines drawn and their points (mean, min, max over the
 seeds), the bands, the facets, the table, the HTML report, and the one-line errors."""
@@ -10,7 +10,7 @@ import pytest
 from xensim.cli._main import main
 from xensim.output import render
 from xensim.designs import design_color
-from xensim.output.plot import (SweepPoint, fig_sweep, results_table,
+from xensim.plot import (SweepPoint, fig_sweep, results_table,
                                 sweep_data, sweep_table)
 
 HEADER = ("point,workload.iterations,workload.mark,seed,design,status,ops,slow_per_op,"

@@ -4,7 +4,7 @@ The public face: what a user of the library needs, re-exported from the packages
 (``xensim.mem``, ``xensim.designs``, ``xensim.xen``, ``xensim.config``,
 ``xensim.guest``, ``xensim.sim``, ``xensim.output``). The race explorer, the fuzzer,
 the teaching tools and the pictures are imported from their own packages
-(``xensim.explore``, ``xensim.fuzz``, ``xensim.teach``, ``xensim.output.plot``), so
+(``xensim.explore``, ``xensim.fuzz``, ``xensim.teach``, ``xensim.plot``), so
 that ``import xensim`` loads neither greenlet nor matplotlib. Modules whose names
 start with an underscore are private.
 """

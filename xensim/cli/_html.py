@@ -147,7 +147,7 @@ def _page(title: str, meta: str, body: list[str]) -> str:
 
 def _pictures(result, cfg: Config | None, memmap: MemoryMap | None, names, at) -> list[str]:
     """The pictures' HTML, or notes saying why there are none."""
-    from ..output.plot import build_figure, figure_bytes, have_matplotlib
+    from ..plot import build_figure, figure_bytes, have_matplotlib
     if not have_matplotlib():
         return ['<p class="note">Pictures need the plot extra (matplotlib): '
                 f"<code>{_e(PLOT_INSTALL)}</code></p>"]

@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"{__package__}._{name}").add_parser(sub)
+    p.set_defaults(subparsers=sub.choices)      # an unknown option: the subcommand's usage
     return p
 
 
@@ -45,8 +46,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:                             # the subcommand's usage, not the top level's
-            sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-            sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+            args.subparsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
         load_design_file_options(args)        # before any config: it names their designs
         status = args.func(args)
     except ConfigError as e:

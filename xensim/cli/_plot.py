@@ -1,7 +1,7 @@
 """``xensim plot``: draw the pictures of a config's machine and run, or of a sweep's
 results (``--sweep DIR --x KEY``, with ``--html FILE`` its HTML report) (docs/pictures.md).
 
-The pictures' code (xensim.output.plot, and matplotlib) is imported when the command
+The pictures' code (xensim.plot, and matplotlib) is imported when the command
 runs, not when the parser is built."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 from .._errors import ConfigError
 from ._common import design_file_option, resolve_machine
 
-#: the pictures ``--which`` names: xensim.output.plot.FIGURES (a test checks they agree)
+#: the pictures ``--which`` names: xensim.plot.FIGURES (a test checks they agree)
 FIGURE_NAMES = ("memmap", "superpages", "overhead", "churn")
 
 
@@ -75,7 +75,7 @@ def cmd_plot(args) -> int:
     """Draw the pictures asked for and print the path of each file written. Every
     output is checked before anything is drawn or written."""
     from ..output import check_dir, out_dir, writing
-    from ..output.plot import load_matplotlib, make_pictures
+    from ..plot import load_matplotlib, make_pictures
     if args.sweep is not None:
         return cmd_plot_sweep(args)
     for name in SWEEP_OPTIONS:
@@ -97,8 +97,8 @@ def cmd_plot_sweep(args) -> int:
     ``sweep-METRIC``), and with ``--html`` the sweep's report; prints each file written.
     Every output is checked before anything is drawn or written."""
     from ..output import check_dir, check_file, out_dir, writing
-    from ..output.plot import (DEFAULT_METRIC, figure_bytes, fig_sweep, load_matplotlib,
-                               results_table, save_figure, sweep_data, sweep_table)
+    from ..plot import (DEFAULT_METRIC, figure_bytes, fig_sweep, load_matplotlib,
+                        results_table, save_figure, sweep_data, sweep_table)
     from ._html import write_sweep_html
     for name in CONFIG_OPTIONS:
         if getattr(args, name):

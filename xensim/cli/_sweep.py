@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..engines import CONNECT_TIMEOUT
 from ._common import compare_names, compare_option, engine_options
 
 
@@ -24,7 +23,7 @@ def add_parser(subparsers) -> None:
                       "local-dask, the LocalCluster's workers",
                    f"run on Dask: local-dask (a LocalCluster) or tcp://HOST:8786 (a running "
                    f"cluster: a refused connection fails at once, a host that does not "
-                   f"answer after {CONNECT_TIMEOUT:g} s)")
+                   "answer within seconds: the error says how long)")
     compare_option(p, "the sweep's (and its base config's)")
     p.add_argument("--force", action="store_true", help="run every point again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -32,9 +32,7 @@ class FuzzKernel(GuestKernel):
     """GuestKernel whose stores into its own frames are hypercalls too (plain mmu_update
     writes, a batch for a fallback L1 table's 512 entries), and whose page-table pool is populated at once (one call, contiguous frames)."""
 
-    def _alloc_table(self) -> int:
-        if self._pt_free:
-            return self._pt_free.pop()
+    def _pool_frame(self) -> int:
         while self._pt_next < self.d.max_pages:
             gfn = self._pt_next
             self._pt_next += 1

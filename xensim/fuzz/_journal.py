@@ -1,9 +1,11 @@
 """The undo journal of the fuzzer's ``unchanged`` and ``batch`` checks: :class:`CallJournal`.
 
-It keeps a *shadow* of the machine as it was after the last call that changed it (every
-frame's count_info, type_info and owner, every page-table frame's contents, the superpage
-table, and the small records: the heap's free blocks, the M2P, every domain's records and
-P2M, the live tables, the design's own state), and learns from the machine's event bus
+It keeps a *shadow* of the machine as it was after the last call that changed it: the
+machine's inventory of state (xen/_state.py), every frame's count_info, type_info, owner
+and TLB stamp and every page-table frame's contents frame by frame, and the records
+(``Machine.capture_records``: the heap's free blocks, the M2P, every domain's records and
+P2M, the live tables, the design's own state, the superpage table, the TLB clock) whole;
+it puts them back through their owners' ``restore``. It learns from the machine's event bus
 which frames and page-table frames each call writes (``frames_written``, ``range_get`` /
 ``range_put``, ``pages_freed``; ``guest_write``). It does not listen to ``word_changed``
 (every scalar word change is a ``frames_written`` too): the vectorised forms, which step
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..mem import PDX_GROUP_MASK, PDX_GROUP_SHIFT
-from ..xen import ENTRIES, FRAME_EVENTS, BusWatcher, Machine
+from ..xen import ENTRIES, FRAME_EVENTS, BusWatcher, Machine, Records, records_difference, same_records
 
 __all__ = ["CallJournal", "Capture", "same_small", "small_state"]
 
@@ -35,68 +37,19 @@ __all__ = ["CallJournal", "Capture", "same_small", "small_state"]
 _WATCHED = FRAME_EVENTS + ("guest_write",)
 _WORDS = ("count_info", "type_info", "owner")
 _ALL_ENTRIES = np.arange(ENTRIES)
-_DOMAIN_FIELDS = ("tot_pages", "max_pages", "pinned", "marked", "is_dying", "baseptr")
 
 
-def small_state(m: Machine) -> tuple:
-    """The records a call may change besides frames and page-table contents, as plain
-    values: (heap, M2P, domains, live tables, design state, superpage-table bytes).
-    Each domain: (domid, tot_pages, max_pages, pinned, marked, is_dying, baseptr, owned
-    runs, allocated runs, P2M). Dicts and sets are kept in their iteration order, which
-    :meth:`CallJournal.rollback` restores too (the generator's choices follow it);
-    :func:`same_small` compares them as dicts and sets."""
-    doms = tuple([
-        (d.domid, d.tot_pages, d.max_pages, tuple(d.pinned.items()) if d.pinned else (),
-         tuple(d.marked) if d.marked else (), d.is_dying, d.baseptr, d.owned.snapshot(),
-         d.allocated.snapshot(), (d.p2m.snapshot(), d.p2m.count))
-        for d in m.domains.values()])
-    return (m.heap.snapshot(), (m.m2p.snapshot(), m.m2p.count), doms,
-            tuple(m.pt.live.items()), m.superpage.snapshot(), m.spage_table.store.tobytes())
+def small_state(m: Machine) -> Records:
+    """The records a call may change besides frames and page-table contents: the
+    machine's :meth:`~xensim.xen.Machine.capture_records` (the inventory, xen/_state.py).
+    Dicts and sets are kept in their iteration order, which :meth:`CallJournal.rollback`
+    restores too (the generator's choices follow it); :func:`same_small` compares them
+    as dicts and sets."""
+    return m.capture_records()
 
 
-def _normal(st: tuple) -> tuple:
-    """:func:`small_state` with its orders taken out (domains by domid, pins, marks and
-    live tables sorted)."""
-    heap, m2p, doms, live, design, spage = st
-    doms = tuple(sorted((d[:3] + (tuple(sorted(d[3])), tuple(sorted(d[4]))) + d[5:]) for d in doms))
-    return (heap, m2p, doms, tuple(sorted(live)), design, spage)
-
-
-def same_small(a: tuple, b: tuple) -> bool:
-    """Are two :func:`small_state` values the same records (orders aside)?"""
-    return a == b or _normal(a) == _normal(b)
-
-
-def _small_difference(m: Machine, a: tuple, b: tuple) -> str | None:
-    """What differs between two :func:`small_state` values (``a`` the machine's side)."""
-    a, b = _normal(a), _normal(b)
-    if a[0] != b[0]:
-        return "the heap's free blocks"
-    if a[1] != b[1]:
-        return "the M2P"
-    da, db = {d[0]: d for d in a[2]}, {d[0]: d for d in b[2]}
-    if set(da) != set(db):
-        return f"domains {sorted(da)} vs {sorted(db)}"
-    for domid, x in da.items():
-        y = db[domid]
-        for k, f in enumerate(_DOMAIN_FIELDS, start=1):
-            if x[k] != y[k]:
-                return f"dom{domid}.{f}: {x[k]} vs {y[k]}"
-        for k, f in ((7, "owned"), (8, "allocated")):
-            if x[k] != y[k]:
-                return f"dom{domid}.{f}"
-        if x[9] != y[9]:
-            return f"dom{domid}'s P2M"
-    if a[3] != b[3]:
-        return "the live page tables"
-    if a[4] != b[4]:
-        return f"the {m.superpage.name} design's own state"
-    if a[5] != b[5]:
-        sa = np.frombuffer(a[5], dtype=np.uint64).reshape(m.spage_table.store.shape)
-        sb = np.frombuffer(b[5], dtype=np.uint64).reshape(sa.shape)
-        w, e = (int(v[0]) for v in np.nonzero(sa != sb))
-        return f"superpage table entry {e} word {w}: {int(sa[w, e]):#x} vs {int(sb[w, e]):#x}"
-    return None
+#: are two small_state values the same records (orders aside, the TLB left out)?
+same_small = same_records
 
 
 def _runs(pages: np.ndarray) -> list[tuple[int, int]]:
@@ -153,7 +106,7 @@ class Capture:
     pages: np.ndarray                 # PDXs, sorted
     words: np.ndarray                 # (3, len(pages)): count_info, type_info, owner
     tables: dict[int, np.ndarray]     # MFN -> its 512 entries
-    small: tuple
+    small: Records
 
 
 class CallJournal(BusWatcher):
@@ -165,7 +118,7 @@ class CallJournal(BusWatcher):
     def __init__(self, m: Machine):
         super().__init__(m)
         #: the machine's small_state as the last differs_from saw it
-        self.last_small: tuple | None = None
+        self.last_small: Records | None = None
         self.resync()
         self.attach()
 
@@ -188,6 +141,9 @@ class CallJournal(BusWatcher):
             if arrays is not None:
                 self._groups[g] = tuple(a.copy() for a in arrays)
         self._tables = {mfn: m.mem.table(mfn).copy() for mfn in m.mem.frames()}
+        #: the TLB stamps (restored, not compared: see xen/_state.py), per PDX group
+        self._stamps = {g: a.copy() for g, a in m.refs.tlb.groups.items()}
+        self._stamps_seen = m.refs.tlb.version
         self._small = small_state(m)
         self._clear()
 
@@ -210,9 +166,6 @@ class CallJournal(BusWatcher):
         #: once (mmu_update's vectorised batch of ordinary writes, which a step observer
         #: turns off; its per-request loop writes one entry a request)
         self.plain_at_once = False
-        #: the domain objects of now: rollback puts back one a call removed (a dying
-        #: domain goes when its last frame is freed)
-        self._gone = dict(self.m.domains)
 
     def _shadow_group(self, g: int) -> tuple[np.ndarray, ...]:
         a = self._groups.get(g)
@@ -276,6 +229,15 @@ class CallJournal(BusWatcher):
                 out[k, sel] = arrays[k][off]
         return out
 
+    def _shadow_stamps(self, pages: np.ndarray) -> np.ndarray:
+        """The shadow's TLB stamps of ``pages`` (sorted)."""
+        out = np.zeros(pages.size, dtype=np.uint32)
+        for g, sel, off in self._by_group(pages):
+            a = self._stamps.get(g)
+            if a is not None:
+                out[sel] = a[off]
+        return out
+
     def _shadow_table(self, mfn: int) -> np.ndarray:
         a = self._tables.get(mfn)
         return a if a is not None else np.zeros(ENTRIES, dtype=np.uint64)
@@ -332,7 +294,7 @@ class CallJournal(BusWatcher):
         small = self.last_small = small_state(m)
         want_small = cap.small if cap is not None else self._small
         if not same_small(small, want_small):
-            return _small_difference(m, small, want_small) or "the machine's records"
+            return records_difference(m, small, want_small) or "the machine's records"
         return None
 
     def commit(self, small: tuple | None = None) -> None:
@@ -344,6 +306,16 @@ class CallJournal(BusWatcher):
             for g, _, off in self._by_group(pages):
                 for x, y in zip(self._shadow_group(g), self._machine_group(g)):
                     x[off] = y[off]
+            tlb = m.refs.tlb
+            if tlb.version != self._stamps_seen:        # stamps written: at dirty frames
+                self._stamps_seen = tlb.version
+                for g, _, off in self._by_group(pages):
+                    y = tlb.groups.get(g)
+                    x = self._stamps.get(g)
+                    if x is None and y is not None:
+                        x = self._stamps[g] = np.zeros_like(y)
+                    if x is not None:
+                        x[off] = 0 if y is None else y[off]
         mem = m.mem
         for mfn in self.dirty_tables():
             if mem.holds(mfn):
@@ -368,69 +340,24 @@ class CallJournal(BusWatcher):
                 views = ft.slices(pages.item(lo), hi - lo)
                 for k in range(3):
                     views[k][:] = want[k, lo:hi]
+            tlb = m.refs.tlb
+            if tlb.version != self._stamps_seen:
+                tlb.set_stamps(pages, self._shadow_stamps(pages))
+                self._stamps_seen = tlb.version
         for mfn in sorted(tables):
             old = self._shadow_table(mfn)
             if m.mem.table(mfn).tobytes() != old.tobytes():     # written back where it differs
                 m.mem.write_many(mfn, _ALL_ENTRIES, old.copy())
-        self._restore_small(self._small, small)
+        self.m.restore_records(self._small, small)
         self._clear()
-
-    def _restore_small(self, st: tuple, now: tuple | None = None) -> None:
-        """The small records as ``st`` (a :func:`small_state`) has them, orders included;
-        only what differs from ``now`` (the machine's small_state) is rebuilt."""
-        m = self.m
-        if now is None:
-            now = small_state(m)
-        heap, m2p, doms, live, design, spage = st
-        if now[0] != heap:
-            m.heap.restore(heap)
-        if now[1] != m2p:
-            m.m2p.restore(*m2p)
-        if now[2] != doms:
-            if not set(m.domains) <= {d[0] for d in doms}:
-                raise AssertionError("a domain appeared in a batch: the journal cannot undo that")
-            was = {rec[0]: rec for rec in now[2]}
-            objs = {rec[0]: self._domain(rec[0]) for rec in doms}
-            if tuple(m.domains) != tuple(objs):
-                m.domains.clear()
-                m.domains.update(objs)
-            for rec in doms:
-                cur = was.get(rec[0])
-                if cur == rec:
-                    continue
-                d = objs[rec[0]]
-                d.tot_pages, d.max_pages = rec[1], rec[2]
-                if cur is None or cur[3] != rec[3]:
-                    d.pinned = dict(rec[3])
-                if cur is None or cur[4] != rec[4]:
-                    d.marked = set(rec[4])
-                d.is_dying, d.baseptr = rec[5], rec[6]
-                if cur is None or cur[7] != rec[7]:
-                    d.owned.restore(rec[7])
-                if cur is None or cur[8] != rec[8]:
-                    d.allocated.restore(rec[8])
-                if cur is None or cur[9] != rec[9]:
-                    d.p2m.restore(*rec[9])
-        if now[3] != live:
-            m.pt.live.clear()
-            m.pt.live.update(live)
-        if now[4] != design:
-            m.superpage.restore(design)
-        if now[5] != spage:
-            m.spage_table.store[...] = np.frombuffer(spage, dtype=np.uint64).reshape(
-                m.spage_table.store.shape)
 
     def settle(self, cap: Capture) -> None:
         """After :meth:`differs_from` found the machine equal to ``cap`` (a batch and its
         requests one by one ended alike): the records take ``cap``'s orders (the call's
         own run left them so), and the shadow is brought up to date."""
         if self.last_small != cap.small:
-            self._restore_small(cap.small, self.last_small)
+            self.m.restore_records(cap.small, self.last_small)
         self.commit(cap.small)
-
-    def _domain(self, domid: int):
-        d = self.m.domains.get(domid)
-        return d if d is not None else self._gone[domid]    # freed with its last frame
 
     def verify(self) -> str | None:
         """The first difference between the whole machine and the shadow (None: equal);
@@ -449,5 +376,5 @@ class CallJournal(BusWatcher):
                 return diff
         small = small_state(m)
         if not same_small(small, self._small):
-            return _small_difference(m, small, self._small) or "the machine's records"
+            return records_difference(m, small, self._small) or "the machine's records"
         return None

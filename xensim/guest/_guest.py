@@ -134,6 +134,10 @@ class GuestKernel:
         """A fresh, zeroed frame from the page-table pool (populated on demand)."""
         if self._pt_free:
             return self._pt_free.pop()
+        return self._pool_frame()
+
+    def _pool_frame(self) -> int:
+        """The page-table pool's next frame (populated here, on demand)."""
         if self._pt_next >= self.d.max_pages:
             raise GuestError("page-table pool exhausted")
         gfn = self._pt_next

@@ -85,6 +85,12 @@ class FrameTable:
         g = pdx >> PDX_GROUP_SHIFT
         return 0 <= pdx < self.max_pdx and self._valid.item(g)
 
+    def group_valid_many(self, pdx: np.ndarray) -> np.ndarray:
+        """:meth:`group_valid` of each of ``pdx`` (an int array) at once."""
+        ok = (pdx >= 0) & (pdx < self.max_pdx)
+        ok[ok] = self._valid[pdx[ok] >> PDX_GROUP_SHIFT]
+        return ok
+
     def is_ram_pdx(self, pdx: int) -> bool:
         i = bisect_right(self._starts, pdx) - 1
         return i >= 0 and pdx < self.ram_pdx_ranges[i][1]
@@ -376,6 +382,19 @@ class FrameTable:
             if mine != theirs:
                 return False
         return True
+
+    def restore(self, snap: dict[int, tuple[bytes, bytes, bytes]]) -> None:
+        """Hold exactly the words of ``snap`` (a :meth:`snapshot`; a group it lacks as at
+        boot): a group that differs is written back through its writable slices (the
+        ``frames_written`` event and the request journal see it)."""
+        for g in sorted(set(snap) | set(self.materialized_groups)):
+            want = snap.get(g)
+            if want is None:
+                want = tuple(a.tobytes() for a in self.initial_group(g))
+            if self.snapshot_group(g) != want:
+                views = self.slices(g << PDX_GROUP_SHIFT, PDX_GROUP_FRAMES)
+                for v, b in zip(views, want):
+                    v[:] = np.frombuffer(b, dtype=v.dtype)
 
     def snapshot_group(self, g: int) -> tuple[bytes, bytes, bytes]:
         if self._ci[g] is None:

@@ -206,8 +206,14 @@ class FrameMap:
                           tuple(sorted((k, v.tobytes()) for k, v in self._arrays.items())))
         return self._snap
 
-    def restore(self, snapshot: tuple, count: int) -> None:
-        """Hold exactly what it held at ``snapshot`` (a :meth:`snapshot`, with its ``count``)."""
+    def capture(self) -> tuple:
+        """(:meth:`snapshot`, count): what :meth:`restore` takes."""
+        return (self.snapshot(), self.count)
+
+    def restore(self, state: tuple) -> None:
+        """Hold exactly what it held at ``state`` (a :meth:`capture`): only the leaves
+        that differ are copied."""
+        snapshot, count = state
         base, arrays = snapshot
         if self._snap is snapshot:
             return

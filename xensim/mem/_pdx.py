@@ -57,7 +57,7 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -250,6 +250,12 @@ class Pdx:
         return {}
 
     # -- public API --------------------------------------------------------
+    def scalar_forms(self) -> tuple[Callable[[int], int], Callable[[int], int],
+                                    Callable[[int], bool]]:
+        """mfn -> pdx, pdx -> mfn and covers(mfn) for a Python int, with no dispatch: what
+        a hot caller keeps (the machine's scalar translations)."""
+        return self._to_pdx, self._to_pfn, self._covers
+
     def mfn_to_pdx(self, mfn):
         """PDX of ``mfn`` (int -> int, integer array -> array, vectorised)."""
         if _is_scalar(mfn):

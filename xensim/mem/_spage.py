@@ -184,6 +184,13 @@ class SuperpageTable:
                                   self.store[word, entries].copy(), np.array(values, dtype=np.uint64))
         self.store[word, entries] = values
 
+    def journal_oldest(self) -> dict[tuple[int, int], int]:
+        """(word, entry) -> the value it had at :meth:`begin`, for each entry written since."""
+        oldest: dict[tuple[int, int], int] = {}
+        for word, e, old in self._journal or ():
+            oldest.setdefault((word, e), old)
+        return oldest
+
     def begin(self) -> None:
         self._journal = []
 
@@ -205,6 +212,10 @@ class SuperpageTable:
 
     def snapshot(self) -> bytes:
         return self.store.tobytes()
+
+    def restore(self, snap: bytes) -> None:
+        """Hold exactly the entries of ``snap`` (a :meth:`snapshot` of this table)."""
+        self.store[...] = np.frombuffer(snap, dtype=np.uint64).reshape(self.store.shape)
 
 
 def _sorted_unique(a: np.ndarray) -> np.ndarray:

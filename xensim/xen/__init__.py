@@ -9,7 +9,7 @@ from ._audit import (
 from ._audit_incremental import (
     IncrementalAuditor,
 )
-from ._written import (
+from ._bus_watcher import (
     BusWatcher, FRAME_EVENTS,
 )
 from ._domain import (
@@ -24,6 +24,13 @@ from ._hypercall import (
 )
 from ._machine import (
     Machine,
+)
+from ._state import (
+    INVENTORY, KINDS, DomainObjects, MachineState, Records, inventory_problems, records_difference,
+    same_records, same_state,
+)
+from ._tlbflush import (
+    TlbFlushFilter,
 )
 from ._memory_op import (
     XENMEM_increase_reservation, XENMEM_decrease_reservation, XENMEM_populate_physmap,
@@ -58,6 +65,8 @@ from ._segdesc import (
 )
 
 __all__ = [
+    "INVENTORY", "KINDS", "DomainObjects", "MachineState", "Records", "inventory_problems", "records_difference",
+    "same_records", "same_state", "TlbFlushFilter",
     "AuditReport", "BASE_DISALLOW_MASK", "CHILD_TYPES", "CTLDOM_MAX_ORDER", "CallStats",
     "DOMID_SELF", "DOMU_MAX_ORDER", "Difference", "Domain", "ENTRIES", "EVENTS", "Events",
     "Expected",

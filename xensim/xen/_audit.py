@@ -332,7 +332,7 @@ def _small_run_same(m, run, exp: Expected, allocs: _DomainRuns, pins: dict,
         want.append(((count | PGC_state_inuse | (PGC_allocated if a else 0)),
                      tcount | (PGT_pinned if mfn in pinned else 0), typ if tcount else -1))
     off, domid, ft = 0, d.domid, m.frame_table
-    for pdx, k in m._pdx_runs(s, e - s):
+    for pdx, k in m.pdx_runs(s, e - s):
         if k <= 4:                                       # a word at a time: no copies
             ci, ti, owner = ([read(pdx + j) for j in range(k)]
                              for read in (ft.count_info, ft.type_info, ft.owner))
@@ -432,7 +432,7 @@ def check_partition(m, owned_runs, free_runs, rep: AuditReport) -> None:
             rep.add(Difference(s, "not RAM", "RAM frames only", f"{who} holds [{s:#x}, {e:#x})"))
     for s, e in free_runs:
         rep.frames_checked += e - s
-        for pdx, k in m._pdx_runs(s, e - s):
+        for pdx, k in m.pdx_runs(s, e - s):
             ci, ti, owner = m.frame_table.read_slices(pdx, k)
             bad = (ci != _U(PGC_state_free)) | (ti != 0) | (owner != DOMID_INVALID)
             for j in np.flatnonzero(bad)[:5]:
@@ -472,7 +472,7 @@ def _compare_run(m, d, s, e_count, e_alloc, e_type, e_tcount, e_pinned, rep) -> 
                    | _U(PGC_state_inuse))
     want_ti_all = e_tcount.astype(np.uint64) | np.where(e_pinned != 0, _U(PGT_pinned), _U(0))
     untyped = e_tcount == 0
-    for pdx, k in m._pdx_runs(s, n):
+    for pdx, k in m.pdx_runs(s, n):
         ci, ti, owner = m.frame_table.read_slices(pdx, k)
         sl = slice(off, off + k)
         # every checked field at once; only a frame that differs is looked at field by field

@@ -32,7 +32,7 @@ import numpy as np
 
 from ._audit import (AuditReport, Difference, Expected, check_holders, check_partition,
                      check_spage_entries, owner_lookup, recount)
-from ._written import FRAME_EVENTS, BusWatcher
+from ._bus_watcher import FRAME_EVENTS, BusWatcher
 from ._pagetable import (CHILD_TYPES, LEVEL_TYPES, PADDR_MASK, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
                          is_xen_slot)
 from ..mem import (DOMID_INVALID, PAGE_SHIFT, PGC_state_free, PGT_l4_page_table, PGT_writable_page,
@@ -381,7 +381,7 @@ class IncrementalAuditor(BusWatcher):
         if sum(e - s for s, e in parts) != n_frames:
             return False
         for lo, hi in free:
-            for pdx, k in m._pdx_runs(lo, hi - lo):
+            for pdx, k in m.pdx_runs(lo, hi - lo):
                 ci, ti, owner = m.frame_table.read_slices(pdx, k)
                 if ((ci != _U(PGC_state_free)) | (ti != 0) | (owner != DOMID_INVALID)).any():
                     return False

@@ -52,6 +52,33 @@ class Domain:
     def is_privileged(self) -> bool:
         return self.domid == 0
 
+    # -- state (the machine's inventory, xen/_state.py) ---------------------------------
+    def capture(self) -> tuple:
+        """Its records as plain values: (domid, tot_pages, max_pages, pinned, marked,
+        is_dying, baseptr, owned runs, allocated runs, P2M); ``pinned`` and ``marked``
+        in their iteration order, which :meth:`restore` restores too."""
+        p2m = self.p2m
+        return (self.domid, self.tot_pages, self.max_pages,
+                tuple(self.pinned.items()) if self.pinned else (),
+                tuple(self.marked) if self.marked else (), self.is_dying, self.baseptr,
+                self.owned.snapshot(), self.allocated.snapshot(), (p2m.snapshot(), p2m.count))
+
+    def restore(self, state: tuple, now: tuple | None = None) -> None:
+        """Hold exactly the records of ``state`` (a :meth:`capture` of this domain); only
+        what differs from ``now`` (its capture now, when the caller has it) is rebuilt."""
+        (_, self.tot_pages, self.max_pages, pinned, marked, self.is_dying, self.baseptr,
+         owned, allocated, p2m) = state
+        if now is None or now[3] != pinned:
+            self.pinned = dict(pinned)
+        if now is None or now[4] != marked:
+            self.marked = set(marked)
+        if now is None or now[7] != owned:
+            self.owned.restore(owned)
+        if now is None or now[8] != allocated:
+            self.allocated.restore(allocated)
+        if now is None or now[9] != p2m:
+            self.p2m.restore(p2m)
+
     def summary(self) -> dict:
         return {"domid": self.domid, "name": self.name, "max_pages": self.max_pages,
                 "tot_pages": self.tot_pages, "allocated_pages": len(self.allocated),

@@ -9,6 +9,7 @@ and the auditor act on it.
 from __future__ import annotations
 
 import errno
+from operator import is_
 
 import numpy as np
 
@@ -32,10 +33,14 @@ from ..mem import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state_free,
 from ..mem import Pdx, make_pdx
 from ._refcount import RefCounts, RefcountBug
 from ._release import LATEST_RELEASE, Release
+from ._state import DomainObjects, MachineState, Records, same_state
 from ..mem import SuperpageTable
 from ..mem import SUPERPAGE_ORDER
 
 _U = np.uint64
+#: Records from a tuple of its fields, without the named tuple's __new__ (taken after
+#: every fuzzed call)
+_new_records = tuple.__new__
 #: how many mfn_valid answers a machine keeps (then it starts again)
 _MFN_VALID_KEPT = 1 << 16
 
@@ -65,7 +70,7 @@ class Machine:
         design = design_class(superpage or default_design())
         self.memmap = memmap
         self.pdx: Pdx = make_pdx(memmap.frame_ranges, pdx_mode, memmap.pdx_regions)
-        self._to_pdx, self._to_mfn, self._covers = self.pdx._to_pdx, self.pdx._to_pfn, self.pdx._covers
+        self._to_pdx, self._to_mfn, self._covers = self.pdx.scalar_forms()
         #: mfn -> mfn_valid(mfn), as asked (at most _MFN_VALID_KEPT kept)
         self._mfn_valid: dict[int, bool] = {}
         #: Xen's max_page: one past the highest RAM frame.
@@ -199,10 +204,7 @@ class Machine:
             if bad.any():
                 i = int(np.argmax(bad))                 # the first frame left changed
                 self._undone_bug([int(a[i]) for a in frames])
-        oldest: dict[tuple[int, int], int] = {}
-        for word, e, old in self.spage_table._journal or ():
-            oldest.setdefault((word, e), old)
-        for (word, e), old in oldest.items():
+        for (word, e), old in self.spage_table.journal_oldest().items():
             if int(self.spage_table.store[word, e]) != old:
                 raise RefcountBug(f"a failed request left superpage entry {e} word {word} changed")
 
@@ -255,9 +257,7 @@ class Machine:
         ok = (mfns >= 0) & (mfns < self.max_page)
         ok[ok] = self.pdx.covers(mfns[ok])
         pdx = np.asarray(self.pdx.mfn_to_pdx(mfns[ok].astype(np.uint64)), dtype=np.int64)
-        inside = pdx < self.frame_table.max_pdx
-        inside[inside] = self.frame_table._valid[pdx[inside] >> PDX_GROUP_SHIFT]
-        ok[ok] = inside
+        ok[ok] = self.frame_table.group_valid_many(pdx)
         return ok
 
     def spdx_with_ram(self) -> np.ndarray:
@@ -266,7 +266,7 @@ class Machine:
         pdx = self.pdx.mfn_to_pdx(spages << np.uint64(SUPERPAGE_ORDER))
         return np.asarray(pdx, dtype=np.int64) >> SUPERPAGE_ORDER
 
-    def _pdx_runs(self, mfn: int, n: int):
+    def pdx_runs(self, mfn: int, n: int):
         """Split frames [mfn, mfn+n) of one RAM range into (pdx, count) runs within PDX groups."""
         pdx = self.mfn_to_pdx(mfn)
         while n:
@@ -274,6 +274,9 @@ class Machine:
             yield pdx, k
             pdx += k
             n -= k
+
+    #: (xen/_pagetable.py's name for it, until it calls pdx_runs)
+    _pdx_runs = pdx_runs
 
     # -- domains --------------------------------------------------------------------
     def domain(self, domid: int) -> Domain | None:
@@ -348,7 +351,7 @@ class Machine:
         for i in range(1, len(mfns) + 1):
             if i == len(mfns) or mfns[i] != mfns[i - 1] + n:
                 first, frames = mfns[start], (i - start) * n
-                for pdx, k in self._pdx_runs(first, frames):
+                for pdx, k in self.pdx_runs(first, frames):
                     ci, ti, owner = self.frame_table.slices(pdx, k)
                     # assign_pages: allocated, in use, the owner's own reference
                     ci[:] = _U(PGC_state_inuse | PGC_allocated | 1)
@@ -419,28 +422,74 @@ class Machine:
     def _drop_allocated_run(self, d: Domain, mfn: int, n: int) -> None:
         """Clear PGC_allocated on frames [mfn, mfn+n) of ``d`` and put that reference."""
         d.allocated.remove(mfn, mfn + n)
-        for pdx, k in self._pdx_runs(mfn, n):
+        for pdx, k in self.pdx_runs(mfn, n):
             ci, _, _ = self.frame_table.slices(pdx, k)
             if not (ci & _U(PGC_allocated)).all():
                 raise AssertionError(f"frames at mfn {mfn:#x} lost PGC_allocated behind {d.name}'s back")
             ci &= _U(~PGC_allocated & 0xFFFFFFFFFFFFFFFF)
             self.refs.put_pages(pdx, k)
 
-    # -- state for tests and reports --------------------------------------------------
-    def snapshot(self) -> tuple:
-        """Everything a failed call must leave unchanged (compare with :meth:`same_as`)."""
-        doms = tuple(sorted(
-            (d.domid, d.tot_pages, d.max_pages, tuple(d.owned.runs()), tuple(d.allocated.runs()),
-             tuple(sorted(d.pinned.items())), tuple(sorted(d.marked)), d.p2m.snapshot(), d.is_dying,
-             d.baseptr)
-            for d in self.domains.values()))
-        return (self.frame_table.snapshot(), self.spage_table.snapshot(), self.heap.snapshot(),
-                self.m2p.snapshot(), self.mem.snapshot(), self.superpage.snapshot(), doms)
+    # -- the machine's state (the inventory: xen/_state.py) ---------------------------
+    def capture(self) -> MachineState:
+        """Everything :meth:`restore` needs to put the machine back as it is now."""
+        return MachineState(self.frame_table.snapshot(), self.refs.tlb.capture_stamps(),
+                            self.mem.capture(), self.capture_records())
 
-    def same_as(self, snap: tuple) -> bool:
-        ft, *rest = snap
-        now = self.snapshot()
-        return self.frame_table.same_as(ft) and tuple(now[1:]) == tuple(rest)
+    def capture_records(self) -> Records:
+        """The state besides frame words, stamps and page-table contents (small: the
+        fuzzer's journal takes it after every call)."""
+        ds = self.domains.values()
+        return _new_records(Records, (
+            self.heap.snapshot(), self.m2p.capture(), tuple([d.capture() for d in ds]),
+            DomainObjects(ds), self.pt.capture_live(), self.superpage.snapshot(),
+            self.spage_table.snapshot(), self.refs.tlb.capture_clock(), self._next_domid))
+
+    def restore(self, state: MachineState) -> None:
+        """Put the machine back as ``state`` (a :meth:`capture`) has it; frame words and
+        page-table contents go back through their writers (the bus sees them)."""
+        self.frame_table.restore(state.frames)
+        self.refs.tlb.restore_stamps(state.stamps)
+        self.mem.restore(state.tables)
+        self.restore_records(state.records)
+
+    def restore_records(self, rec: Records, now: Records | None = None) -> None:
+        """The records as ``rec`` (a :meth:`capture_records`) has them, orders included;
+        only what differs from ``now`` (the records now, when the caller has them) is
+        rebuilt."""
+        if now is None:
+            now = self.capture_records()
+        if now.heap != rec.heap:
+            self.heap.restore(rec.heap)
+        if now.m2p != rec.m2p:
+            self.m2p.restore(rec.m2p)
+        if now.domains != rec.domains or not _same_objects(now.objects, rec.objects):
+            if not _same_objects(now.objects, rec.objects):
+                self.domains.clear()
+                self.domains.update((d.domid, d) for d in rec.objects)
+            was = {st[0]: st for st in now.domains}
+            for d, st in zip(rec.objects, rec.domains):
+                cur = was.get(st[0])
+                if cur != st:
+                    d.restore(st, cur)
+        if now.live != rec.live:
+            self.pt.restore_live(rec.live)
+        if now.design != rec.design:
+            self.superpage.restore(rec.design)
+        if now.spage != rec.spage:
+            self.spage_table.restore(rec.spage)
+        if now.tlb != rec.tlb:
+            self.refs.tlb.restore_clock(rec.tlb)
+        self._next_domid = rec.next_domid
+
+    def snapshot(self) -> MachineState:
+        """Everything a failed call must leave unchanged (compare with :meth:`same_as`):
+        :meth:`capture`."""
+        return self.capture()
+
+    def same_as(self, snap: MachineState) -> bool:
+        """Is the machine as ``snap`` has it (orders aside, the TLB left out: see
+        xen/_state.py)?"""
+        return same_state(self.capture(), snap, self.frame_table.same_as(snap.frames))
 
     def summary(self) -> dict:
         mm = self.memmap
@@ -472,6 +521,10 @@ def _left_changed(ci0, ti0, o0, ci1, ti1, o1):
     tcount0, tcount1 = ti0 & PGT_count_mask, ti1 & PGT_count_mask
     return ((ci0 != ci1) | (o0 != o1) | (tcount0 != tcount1) | ((ti0 ^ ti1) & PGT_pinned != 0)
             | ((tcount1 != 0) & (ti0 != ti1)))
+
+
+def _same_objects(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(map(is_, a, b))
 
 
 def _unpin_all(m: Machine, d: Domain) -> None:

@@ -74,7 +74,7 @@ def cache_flush_permitted(d) -> bool:
 
 def flush_own_tlb(m, d) -> None:
     """A whole flush of ``d``'s CPU, as the TLB model counts every flush."""
-    m.refs._flush(-1, d.domid, 0)
+    m.refs.tlb.flush(-1, d.domid, 0)
 
 
 def other_command(m, op, curr, pg_owner) -> int | None:
@@ -132,8 +132,8 @@ def _clear_or_copy(m, op, owner) -> int:
             return -errno.EINVAL
         src = op.arg2
     dst = op.arg1
-    if not m.mfn_valid(dst) or refs._get_page_and_type(m.mfn_to_page(dst), owner.domid,
-                                                        PGT_writable_page) != 0:
+    if not m.mfn_valid(dst) or not refs.get_page_and_type(m.mfn_to_page(dst), owner.domid,
+                                                           PGT_writable_page):
         if src is not None:
             refs.put_page(m.mfn_to_page(src))
         return -errno.EINVAL

@@ -94,6 +94,7 @@ FASTPATH_FLAG_WHITELIST = (get_pte_flags(_PAGE_NX | _PAGE_AVAIL_HIGH) | _PAGE_AV
                            | _PAGE_GLOBAL | _PAGE_DIRTY | _PAGE_ACCESSED | _PAGE_USER)
 
 ENTRIES = 512
+_ALL = np.arange(ENTRIES)
 #: L4 slots reserved for Xen's own mappings in a 64-bit PV guest
 ROOT_PAGETABLE_FIRST_XEN_SLOT = 256
 ROOT_PAGETABLE_LAST_XEN_SLOT = 271
@@ -178,6 +179,23 @@ class GuestMemory:
     def snapshot(self) -> tuple:
         return tuple(sorted((k, v.tobytes()) for k, v in self._frames.items() if v.any()))
 
+    def capture(self) -> tuple:
+        """Every stored frame's contents, in order (the machine's inventory, xen/_state.py)."""
+        return tuple((k, v.tobytes()) for k, v in self._frames.items())
+
+    def restore(self, state: tuple) -> None:
+        """Hold exactly the frames of ``state`` (a :meth:`capture`); a frame that differs is
+        written whole (``guest_write`` sees it), one not in ``state`` zeroed and dropped."""
+        want = dict(state)
+        for mfn in [k for k in self._frames if k not in want]:
+            if self._frames[mfn].any():
+                self.write_many(mfn, _ALL, np.zeros(ENTRIES, dtype=np.uint64))
+            del self._frames[mfn]
+        for mfn, b in state:
+            if mfn not in self._frames or self._frames[mfn].tobytes() != b:
+                self.write_many(mfn, _ALL, np.frombuffer(b, dtype=np.uint64).copy())
+        self._frames = {mfn: self._frames[mfn] for mfn, _ in state}     # (their order)
+
 
 class PageTables:
     """The page-table layer: Xen's alloc_page_type / free_page_type and mod_lN_entry.
@@ -192,6 +210,14 @@ class PageTables:
         self.live: dict[int, tuple[int, int]] = {}
         #: the next get/put_page_from_entry is the observed call itself (see _observed_get)
         self._bypass = False
+
+    def capture_live(self) -> tuple:
+        """``live`` as (page, (level, owner)) pairs, in order (the machine's inventory)."""
+        return tuple(self.live.items())
+
+    def restore_live(self, state: tuple) -> None:
+        self.live.clear()
+        self.live.update(state)
 
     # -- what one entry holds -----------------------------------------------------
     def disallow_mask(self, level: int) -> int:

@@ -37,7 +37,7 @@ import numpy as np
 from .._errors import RefcountBug
 from ._events import Events
 from ._scatter import ScatteredPuts
-from ._tlbflush import TlbFlushes
+from ._tlbflush import TlbFlushFilter
 from ..mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
 from ..mem import (PGC_count_mask, PGT_count_mask, PGT_PAGE_TABLE_TYPES,
                          PGT_pinned, PGT_shared_page, PGT_type_mask, PGT_validated,
@@ -134,7 +134,7 @@ class RangeResult:
 
 
 @dataclass
-class RefCounts(ScatteredPuts, TlbFlushes):
+class RefCounts(ScatteredPuts):
     """The reference primitives, bound to one frame table.
 
     ``free_page(pages)`` is called when puts drop frames' last general
@@ -152,14 +152,8 @@ class RefCounts(ScatteredPuts, TlbFlushes):
     stats: RefStats = field(default_factory=RefStats)
     #: the machine's event bus (atomic_step, word_changed, tlb_flush, range_*; see _events)
     events: Events = field(default_factory=Events)
-    #: Xen's TLB clock (tlbflush_clock): starts at 1, ticks at every flush counted
-    tlbflush_clock: int = 1
-    #: per domain: the clock when its vCPU's TLB was last flushed (Xen's per-CPU
-    #: tlbflush_time; one vCPU per domain, on a CPU of its own; 0: never)
-    tlbflush_time: dict[int, int] = field(default_factory=dict)
-    #: per PDX group: each frame's tlbflush_timestamp (the clock when its type count
-    #: last fell to 0; 0: not since it was allocated), allocated on first stamp
-    _stamps: dict[int, np.ndarray] = field(default_factory=dict)
+    #: Xen's TLB clock and flush filter: the stamps, the flushes (xen/_tlbflush.py)
+    tlb: TlbFlushFilter = field(init=False, repr=False)
     #: the next get_pages_and_type is the observed call itself (see _observed_range)
     _bypass: bool = field(default=False, repr=False)
 
@@ -167,6 +161,25 @@ class RefCounts(ScatteredPuts, TlbFlushes):
     def __post_init__(self):
         #: atomic_step and word_changed: the bus's attributes, mirrored here (see _events)
         self.events.attach(self, ("atomic_step", "word_changed"))
+        self.tlb = TlbFlushFilter(self.stats, self.events)
+
+    # the TLB filter under the names Xen's primitives use (tlbflush_clock, tlbflush_time,
+    # tlbflush_timestamp) and under those the reference loops call
+    tlbflush_clock = property(lambda self: self.tlb.clock)
+    tlbflush_time = property(lambda self: self.tlb.time)
+    _stamps = property(lambda self: self.tlb.groups)
+
+    def tlbflush_timestamp(self, page: int) -> int:
+        return self.tlb.timestamp(page)
+
+    def _type_change_flush(self, page: int) -> None:
+        self.tlb.type_change(page, self.ft.owner(page))
+
+    def _stamp_group(self, g): return self.tlb.group_for_write(g)
+    def _stamp(self, page): self.tlb.stamp(page)
+    def _clear_stamps(self, pages, n=0): self.tlb.clear(pages, n)
+    def _range_flush(self, first, changing, d): self.tlb.range_flush(first, changing, d)
+    def _runs_flush(self, firsts, changing, st, d): self.tlb.runs_flush(firsts, changing, st, d)
 
     # (run sequentially a cmpxchg finds the word just read: with no word_changed
     # subscriber get_page, put_page, get_page_type and put_page_type store it directly)

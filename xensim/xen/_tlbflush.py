@@ -1,14 +1,19 @@
-"""TLB flush accounting of the reference primitives: Xen's tlbflush_timestamp and
-tlbflush_filter (docs/xen-facts.md, section 3).
+"""Xen's TLB clock and flush filter: :class:`TlbFlushFilter` (docs/xen-facts.md, section 3).
 
 When a frame's type count falls to 0, __put_page_type stamps the frame with the
 TLB clock (``tlbflush_timestamp``). When __get_page_type later changes the
 frame's type, a CPU whose TLB may still hold the frame under its old type (its
 last flush is not after the stamp: NEED_FLUSH) is flushed, and the clock ticks.
 xensim gives each domain one vCPU on a CPU of its own, so "the owner's CPU" is
-the domain's. :class:`TlbFlushes` is mixed into :class:`~xensim.xen.RefCounts`,
-which holds the state (``tlbflush_clock``, ``tlbflush_time``, ``_stamps``); each
-flush is counted in ``stats.tlb_flushes`` and emitted as the ``tlb_flush`` event.
+the domain's. :class:`~xensim.xen.RefCounts` holds one filter (``refs.tlb``) and
+calls it where Xen's primitives stamp and filter; each flush is counted in the
+primitives' ``stats.tlb_flushes`` and emitted as the ``tlb_flush`` event.
+
+Its state (the clock, each CPU's last flush, each frame's stamp) is part of the
+machine's inventory (xen/_state.py): :meth:`TlbFlushFilter.capture_clock` /
+:meth:`~TlbFlushFilter.restore_clock`, the stamps frame by frame with
+:meth:`~TlbFlushFilter.stamps_at` / :meth:`~TlbFlushFilter.set_stamps` or whole with
+:meth:`~TlbFlushFilter.capture_stamps` / :meth:`~TlbFlushFilter.restore_stamps`.
 """
 
 from __future__ import annotations
@@ -17,77 +22,159 @@ import numpy as np
 
 from ..mem import DOMID_INVALID, PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT
 
+__all__ = ["TlbFlushFilter"]
 
-class TlbFlushes:
-    """The stamps and flushes (a mixin of RefCounts: its fields hold the state)."""
 
-    def _stamp_group(self, g: int) -> np.ndarray:
-        a = self._stamps.get(g)
+class TlbFlushFilter:
+    """The TLB clock, each domain's CPU's last flush and each frame's stamp; ``stats``
+    (a RefStats: ``tlb_flushes``) and ``events`` (the bus: ``tlb_flush``) are the
+    holder's."""
+
+    def __init__(self, stats, events):
+        self.stats = stats
+        self.events = events
+        #: Xen's TLB clock (tlbflush_clock): starts at 1, ticks at every flush counted
+        self.clock = 1
+        #: per domain: the clock when its vCPU's TLB was last flushed (Xen's per-CPU
+        #: tlbflush_time; one vCPU per domain, on a CPU of its own; 0: never)
+        self.time: dict[int, int] = {}
+        #: per PDX group: each frame's tlbflush_timestamp (the clock when its type count
+        #: last fell to 0; 0: not since it was allocated), allocated on first stamp
+        self.groups: dict[int, np.ndarray] = {}
+        #: capture_clock() until the clock next moves
+        self._clock_state: tuple | None = None
+        #: moves at every write of stamps (an observer that copied them looks again only
+        #: when it moved)
+        self.version = 0
+
+    # -- the stamps ----------------------------------------------------------------
+    def group_for_write(self, g: int) -> np.ndarray:
+        """Group ``g``'s stamps, allocated (zero) if none was stamped yet."""
+        self.version += 1
+        a = self.groups.get(g)
         if a is None:
-            a = self._stamps[g] = np.zeros(PDX_GROUP_FRAMES, dtype=np.uint32)
+            a = self.groups[g] = np.zeros(PDX_GROUP_FRAMES, dtype=np.uint32)
         return a
 
-    def tlbflush_timestamp(self, page: int) -> int:
+    def timestamp(self, page: int) -> int:
         """The clock when ``page``'s type count last fell to 0 (0: not since allocated)."""
-        a = self._stamps.get(page >> PDX_GROUP_SHIFT)
+        a = self.groups.get(page >> PDX_GROUP_SHIFT)
         return 0 if a is None else int(a[page & PDX_GROUP_MASK])
 
-    def _stamp(self, page: int) -> None:
+    def stamp(self, page: int) -> None:
         """put_page_type took the last typed reference: Xen records tlbflush_current_time()."""
-        self._stamp_group(page >> PDX_GROUP_SHIFT)[page & PDX_GROUP_MASK] = self.tlbflush_clock
+        self.group_for_write(page >> PDX_GROUP_SHIFT)[page & PDX_GROUP_MASK] = self.clock
 
-    def _clear_stamps(self, pages, n: int = 0) -> None:
+    def clear(self, pages, n: int = 0) -> None:
         """Frames going back to the heap (``pages``, or the run [pages, pages+n)): a frame
         allocated again needs no flush for its past (Xen's alloc_heap_pages flushes
         stale TLBs then; that flush is not counted here)."""
-        if not self._stamps:
+        if not self.groups:
             return
+        self.version += 1
         if n == 1:                              # one frame (put_page's): no array made
-            a = self._stamps.get(pages >> PDX_GROUP_SHIFT)
+            a = self.groups.get(pages >> PDX_GROUP_SHIFT)
             if a is not None:
                 a[pages & PDX_GROUP_MASK] = 0
             return
         pages = np.arange(pages, pages + n) if n else np.atleast_1d(np.asarray(pages, dtype=np.int64))
         groups = pages >> PDX_GROUP_SHIFT
         for g in np.unique(groups):
-            a = self._stamps.get(int(g))
+            a = self.groups.get(int(g))
             if a is not None:
                 a[pages[groups == g] & PDX_GROUP_MASK] = 0
 
-    def _need_flush(self, d: int, stamp) -> bool:
+    # -- the filter and the flush ---------------------------------------------------
+    def need_flush(self, d: int, stamp) -> bool:
         """NEED_FLUSH: the owner's CPU last flushed its TLB no later than ``stamp``."""
-        return d != DOMID_INVALID and 0 < stamp and self.tlbflush_time.get(d, 0) <= stamp
+        return d != DOMID_INVALID and 0 < stamp and self.time.get(d, 0) <= stamp
 
-    def _flush(self, page: int, d: int, stamp: int) -> None:
+    def flush(self, page: int, d: int, stamp: int) -> None:
         """flush_tlb_mask on the owner's CPU: the clock ticks, the CPU's time is the new one."""
         self.stats.tlb_flushes += 1
-        self.tlbflush_clock += 1
-        self.tlbflush_time[d] = self.tlbflush_clock
+        self.clock += 1
+        self.time[d] = self.clock
+        self._clock_state = None
         if (ev := self.events.tlb_flush) is not None:
-            ev(page, d, stamp, self.tlbflush_clock)
+            ev(page, d, stamp, self.clock)
 
-    def _type_change_flush(self, page: int) -> None:
-        """A type change of ``page``: flush if the owner's CPU may still hold it in its TLB
-        under the old type (its timestamp is not older than that CPU's last flush)."""
-        d = self.ft.owner(page)
-        stamp = self.tlbflush_timestamp(page)
-        if self._need_flush(d, stamp):
-            self._flush(page, d, stamp)
+    def type_change(self, page: int, owner: int) -> None:
+        """A type change of ``page`` (owned by ``owner``): flush if the owner's CPU may
+        still hold it in its TLB under the old type (its timestamp is not older than that
+        CPU's last flush)."""
+        stamp = self.timestamp(page)
+        if self.need_flush(owner, stamp):
+            self.flush(page, owner, stamp)
 
-    def _range_flush(self, first: int, changing: np.ndarray, d: int) -> None:
+    def range_flush(self, first: int, changing: np.ndarray, d: int) -> None:
         """The per-frame loop's flushes over a run of ``d``'s frames, ``changing`` the ones
         whose type changes: at most one (after it, every older stamp is covered)."""
-        a = self._stamps.get(first >> PDX_GROUP_SHIFT)
+        a = self.groups.get(first >> PDX_GROUP_SHIFT)
         if a is None or not changing.any():
             return
         off = first & PDX_GROUP_MASK
-        self._runs_flush(np.array([first]), changing.reshape(1, -1),
-                         a[off:off + changing.size].reshape(1, -1), d)
+        self.runs_flush(np.array([first]), changing.reshape(1, -1),
+                        a[off:off + changing.size].reshape(1, -1), d)
 
-    def _runs_flush(self, firsts: np.ndarray, changing: np.ndarray, st: np.ndarray, d: int) -> None:
+    def runs_flush(self, firsts: np.ndarray, changing: np.ndarray, st: np.ndarray, d: int) -> None:
         """The same over runs at once (row r: the run at ``firsts[r]``, its stamps ``st[r]``):
         the first frame in run order that needs a flush gets the one flush."""
-        need = changing & (st > 0) & (st >= self.tlbflush_time.get(d, 0))
+        need = changing & (st > 0) & (st >= self.time.get(d, 0))
         if d != DOMID_INVALID and need.any():
             r, c = divmod(int(np.argmax(need)), need.shape[1])
-            self._flush(int(firsts[r]) + c, d, int(st[r, c]))
+            self.flush(int(firsts[r]) + c, d, int(st[r, c]))
+
+    # -- state (the machine's inventory) ---------------------------------------------
+    def capture_clock(self) -> tuple:
+        """The clock and each CPU's last flush, as plain values (the same tuple until a
+        flush)."""
+        if self._clock_state is None:
+            self._clock_state = (self.clock, tuple(self.time.items()))
+        return self._clock_state
+
+    def restore_clock(self, state: tuple) -> None:
+        self.clock = state[0]
+        self.time = dict(state[1])
+        self._clock_state = state
+
+    def stamps_at(self, pages: np.ndarray) -> np.ndarray:
+        """The stamps of ``pages`` (PDXs, sorted) as a uint32 array (0 where none)."""
+        out = np.zeros(pages.size, dtype=np.uint32)
+        for g, sel in _by_group(pages):
+            a = self.groups.get(g)
+            if a is not None:
+                out[sel] = a[pages[sel] & PDX_GROUP_MASK]
+        return out
+
+    def set_stamps(self, pages: np.ndarray, values: np.ndarray) -> None:
+        """Give ``pages`` (PDXs, sorted) the stamps ``values`` (a group is allocated only
+        for a non-zero one)."""
+        for g, sel in _by_group(pages):
+            a = self.groups.get(g)
+            if a is None:
+                if not values[sel].any():
+                    continue
+                a = self.group_for_write(g)
+            self.version += 1
+            a[pages[sel] & PDX_GROUP_MASK] = values[sel]
+
+    def capture_stamps(self) -> dict[int, bytes]:
+        """Every stamped group's stamps (groups of zeros left out)."""
+        return {g: a.tobytes() for g, a in self.groups.items() if a.any()}
+
+    def restore_stamps(self, state: dict[int, bytes]) -> None:
+        self.version += 1
+        self.groups = {g: np.frombuffer(b, dtype=np.uint32).copy() for g, b in state.items()}
+
+
+def _by_group(pages: np.ndarray):
+    """(group, positions in ``pages``) for sorted ``pages`` (PDXs)."""
+    if not pages.size:
+        return
+    g0, g1 = int(pages[0]) >> PDX_GROUP_SHIFT, int(pages[-1]) >> PDX_GROUP_SHIFT
+    if g0 == g1:                                # the usual case: one PDX group
+        yield g0, slice(None)
+        return
+    groups = pages >> PDX_GROUP_SHIFT
+    for g in np.unique(groups).tolist():
+        yield g, np.flatnonzero(groups == g)

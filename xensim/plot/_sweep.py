@@ -16,9 +16,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..._errors import ConfigError
-from .. import Column, Table
-from ...designs import REGISTRY, design_color
+from .._errors import ConfigError
+from ..output import Column, Table
+from ..designs import REGISTRY, design_color
 from ._common import new_figure
 
 __all__ = ["DEFAULT_METRIC", "HEADLINE", "SweepPoint", "SweepLine", "SweepPlot",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..._errors import ConfigError
+from .._errors import ConfigError
 
 PLOT_HINT = "plotting needs matplotlib: pip install -e '.[plot]'"
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...config import Config
-from ...mem import MemoryMap
-from ...xen import Machine
+from ..config import Config
+from ..mem import MemoryMap
+from ..xen import Machine
 from ._churn import churn_data, churn_machine, fig_churn
 from ._common import FIGURES, load_matplotlib, save_figure
 from ._memmap import fig_memmap, memmap_data

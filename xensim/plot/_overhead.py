@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...mem import MemoryMap
-from ...sim import FRAME_TABLE_ROWS, overhead
-from ...xen import Machine
-from ...designs import metadata_rows
+from ..mem import MemoryMap
+from ..sim import FRAME_TABLE_ROWS, overhead
+from ..xen import Machine
+from ..designs import metadata_rows
 from ._common import human, new_figure
 
 GiB, TiB = 1 << 30, 1 << 40
@@ -69,7 +69,7 @@ def overhead_data(pdx: str = "mask", sizes=SYNTHETIC_SIZES, presets=None,
                   machine: MemoryMap | None = None) -> OverheadData:
     """overhead() of every preset (``presets``: names, default all) and of synthetic PC
     machines of ``sizes`` bytes of RAM, with PDX mode ``pdx``; and of ``machine``."""
-    from ...config import list_presets, load_preset
+    from ..config import list_presets, load_preset
 
     styles: dict[str, tuple[str, str]] = {}
     syn: dict[str, list] = {}

@@ -10,12 +10,12 @@ import textwrap
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..._errors import ConfigError
-from ...config import Config, load_preset, parse_config
-from ...designs import REGISTRY as registered, design_color, design_names
-from ...guest import DomainSpec, Op, Workload
-from ...mem import MemoryMap
-from ...sim import run_design, start
+from .._errors import ConfigError
+from ..config import Config, load_preset, parse_config
+from ..designs import REGISTRY as registered, design_color, design_names
+from ..guest import DomainSpec, Op, Workload
+from ..mem import MemoryMap
+from ..sim import run_design, start
 from ._common import new_figure
 
 #: the churn workload's iterations (panel a)

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..._errors import ConfigError
-from ...config import Config
-from ...designs import SPAGE_DYNAMIC, SPAGE_MARK, SPAGE_NONE, SPAGE_STATE_NAMES
-from ...mem import PAGE_SHIFT, SUPERPAGE_ORDER, MemoryMap
-from ...sim import config_workload, start
-from ...xen import Machine
+from .._errors import ConfigError
+from ..config import Config
+from ..designs import SPAGE_DYNAMIC, SPAGE_MARK, SPAGE_NONE, SPAGE_STATE_NAMES
+from ..mem import PAGE_SHIFT, SUPERPAGE_ORDER, MemoryMap
+from ..sim import config_workload, start
+from ..xen import Machine
 from ._common import addr_formatter, addr_locator, bar, colormap, new_figure, runs_of
 
 NONE, DYNAMIC, MARK = SPAGE_NONE, SPAGE_DYNAMIC, SPAGE_MARK
@@ -68,7 +68,7 @@ class SuperpageStates:
 
 def _pse_mappings(m: Machine) -> dict[int, int]:
     """mfn -> live PSE entries mapping it, from every live L2 table (as the auditor reads them)."""
-    from ...xen import _PAGE_PRESENT, _PAGE_PSE, pte_mfn
+    from ..xen import _PAGE_PRESENT, _PAGE_PSE, pte_mfn
     out: dict[int, int] = {}
     bits = np.uint64(_PAGE_PRESENT | _PAGE_PSE)
     for page, (level, _domid) in m.pt.live.items():

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...mem import PAGE_SHIFT, PDX_GROUP_FRAMES, PDX_GROUP_SHIFT, SUPERPAGE_ORDER, format_size
-from ...xen import Machine
+from ..mem import PAGE_SHIFT, PDX_GROUP_FRAMES, PDX_GROUP_SHIFT, SUPERPAGE_ORDER, format_size
+from ..xen import Machine
 from ._common import addr_formatter, addr_locator, bar, human, new_figure, runs_of
 
 

@@ -1,0 +1,268 @@
+"""The inventory of a machine's state: :class:`MachineState` and :class:`Records`, what
+``Machine.capture`` returns and ``Machine.restore`` puts back, and :data:`INVENTORY`,
+which says of every attribute of the machine and of its state-holding components
+whether it is state or not (and why not).
+
+Each component captures and restores its own part through public methods:
+
+| part | owner | methods |
+|---|---|---|
+| ``frames``: every frame's count_info, type_info, owner | ``FrameTable`` | ``snapshot`` / ``restore`` |
+| ``stamps``: each frame's TLB flush timestamp | ``TlbFlushFilter`` (``refs.tlb``) | ``capture_stamps`` / ``restore_stamps``; ``stamps_at`` / ``set_stamps`` |
+| ``tables``: the contents of page-table (guest) frames | ``GuestMemory`` | ``capture`` / ``restore`` |
+| ``records.heap``: the free blocks | ``DomainHeap`` | ``snapshot`` / ``restore`` |
+| ``records.m2p`` | ``FrameMap`` | ``capture`` / ``restore`` |
+| ``records.domains``: each domain's records, runs and P2M | ``Domain`` (``RangeSet``, ``FrameMap``) | ``capture`` / ``restore`` |
+| ``records.live``: the validated tables | ``PageTables`` | ``capture_live`` / ``restore_live`` |
+| ``records.design``: the design's own state | the design | ``snapshot`` / ``restore`` |
+| ``records.spage``: the superpage table | ``SuperpageTable`` | ``snapshot`` / ``restore`` |
+| ``records.tlb``: the TLB clock, each CPU's last flush | ``TlbFlushFilter`` | ``capture_clock`` / ``restore_clock`` |
+| ``records.next_domid`` | ``Machine`` | |
+
+``frames``, ``stamps`` and ``tables`` are large; the fuzzer's journal keeps them frame by
+frame, learning from the event bus which frames a call wrote, and takes the rest
+(:class:`Records`, small) whole after every call.
+
+Two states are *the same* (:func:`same_records`, ``Machine.same_as``) when they are
+equal with the orders of dicts and sets aside, and with the TLB left out (``stamps``,
+``records.tlb``): a flush that happened is not taken back, and a refused call's undo
+paths stamp frames as Xen's do; both are restored all the same.
+
+The explorer needs none of this: it deep-copies a booted world per schedule (with its
+guest kernels), from which no state can escape.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["INVENTORY", "KINDS", "DomainObjects", "MachineState", "Records", "inventory_problems",
+           "records_difference", "same_records", "same_state"]
+
+
+class DomainObjects(tuple):
+    """The Domain objects of a capture, carried for ``Machine.restore_records`` (a domain
+    freed with its last frame comes back as the same object) and never compared: two
+    captures with the same values are equal, of one machine or of two."""
+    __slots__ = ()
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, DomainObjects)
+
+    def __ne__(self, other) -> bool:
+        return not isinstance(other, DomainObjects)
+
+    __hash__ = tuple.__hash__
+
+
+class Records(NamedTuple):
+    """The machine's state besides frame words, stamps and page-table contents, as
+    plain values (dicts and sets as tuples in their iteration order, which
+    ``Machine.restore_records`` restores too: the fuzzer's generator follows it)."""
+    heap: tuple
+    m2p: tuple
+    #: one ``Domain.capture()`` each, in the machine's order
+    domains: tuple
+    #: the Domain objects of ``domains`` (:class:`DomainObjects`: not compared)
+    objects: DomainObjects
+    live: tuple
+    design: tuple
+    spage: bytes
+    tlb: tuple
+    next_domid: int
+
+
+class MachineState(NamedTuple):
+    """Everything ``Machine.restore`` needs to put a machine back as it was."""
+    frames: dict
+    stamps: dict
+    tables: tuple
+    records: Records
+
+
+def _normal(r: Records) -> tuple:
+    """The compared part of ``r``, orders aside: domains by domid, pins, marks and live
+    tables sorted; no objects, no TLB."""
+    doms = tuple(sorted(d[:3] + (tuple(sorted(d[3])), tuple(sorted(d[4]))) + d[5:]
+                        for d in r.domains))
+    return (r.heap, r.m2p, doms, tuple(sorted(r.live)), r.design, r.spage, r.next_domid)
+
+
+def same_records(a: Records, b: Records) -> bool:
+    """Are two :class:`Records` the same (orders aside, the TLB left out)?"""
+    return a == b or _normal(a) == _normal(b)
+
+
+def _tables(tables: tuple) -> tuple:
+    return tuple(sorted((k, v) for k, v in tables if any(v)))
+
+
+def same_state(a: MachineState, b: MachineState, frames_same: bool) -> bool:
+    """Are two states the same (``frames_same``: their frame words compared already)?"""
+    return frames_same and _tables(a.tables) == _tables(b.tables) and \
+        same_records(a.records, b.records)
+
+
+#: what a Domain.capture() holds, in order
+_DOMAIN_FIELDS = ("domid", "tot_pages", "max_pages", "pinned", "marked", "is_dying", "baseptr",
+                  "owned", "allocated", "p2m")
+
+
+def records_difference(m, a: Records, b: Records) -> str | None:
+    """What differs between two :class:`Records` of machine ``m`` (``a`` the machine's
+    side), in words; None: the same."""
+    x, y = _normal(a), _normal(b)
+    if x[0] != y[0]:
+        return "the heap's free blocks"
+    if x[1] != y[1]:
+        return "the M2P"
+    da, db = {d[0]: d for d in x[2]}, {d[0]: d for d in y[2]}
+    if set(da) != set(db):
+        return f"domains {sorted(da)} vs {sorted(db)}"
+    for domid, p in da.items():
+        q = db[domid]
+        for k, f in enumerate(_DOMAIN_FIELDS[1:7], start=1):
+            if p[k] != q[k]:
+                return f"dom{domid}.{f}: {p[k]} vs {q[k]}"
+        for k, f in ((7, "owned"), (8, "allocated")):
+            if p[k] != q[k]:
+                return f"dom{domid}.{f}"
+        if p[9] != q[9]:
+            return f"dom{domid}'s P2M"
+    if x[3] != y[3]:
+        return "the live page tables"
+    if x[4] != y[4]:
+        return f"the {m.superpage.name} design's own state"
+    if x[5] != y[5]:
+        shape = m.spage_table.store.shape
+        sa = np.frombuffer(x[5], dtype=np.uint64).reshape(shape)
+        sb = np.frombuffer(y[5], dtype=np.uint64).reshape(shape)
+        w, e = (int(v[0]) for v in np.nonzero(sa != sb))
+        return f"superpage table entry {e} word {w}: {int(sa[w, e]):#x} vs {int(sb[w, e]):#x}"
+    if x[6] != y[6]:
+        return f"the next domid: {x[6]} vs {y[6]}"
+    return None
+
+
+# -- the inventory: every attribute of the machine and its components, declared ---------
+
+#: why an attribute is not state
+KINDS = {
+    "state": "captured and restored (a part above)",
+    "config": "set at boot, never changed (the map, PDX, sizes, options)",
+    "derived": "computed from configuration (kept for speed)",
+    "link": "another component, the event bus, or an event the bus mirrors",
+    "stats": "counts of what was done (not undone by a rollback)",
+    "cache": "answers kept for speed, equal whatever the state",
+    "transient": "set only while a request or call runs (empty between calls)",
+}
+
+#: per class (by name): its attributes by kind (``vars()`` of a live instance must be
+#: exactly these; tests/test_state.py checks it on a machine that has run)
+INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
+    "Machine": {
+        "state": ("frame_table", "spage_table", "heap", "m2p", "mem", "pt", "refs",
+                  "domains", "superpage", "_next_domid"),
+        "config": ("release", "version", "allow_superpage", "faithful", "memmap", "pdx",
+                   "max_page", "relinquish_hooks", "audit_contributors"),
+        "derived": ("_to_pdx", "_to_mfn", "_covers", "ram_pdx_ranges"),
+        "link": ("events", "hypercall"),
+        "stats": ("pt_stats", "violations"),
+        "cache": ("_mfn_valid",),
+        "transient": ("_in_request", "_bypass", "concurrent"),
+    },
+    "FrameTable": {
+        "state": ("_ci", "_ti", "_owner"),
+        "config": ("ram_pdx_ranges", "max_pdx", "n_groups", "_valid"),
+        "derived": ("_starts",),
+        "link": ("frames_written",),
+        "transient": ("_journal",),
+    },
+    "SuperpageTable": {
+        "state": ("store",),
+        "config": ("words_per_entry", "n_superpages", "n_chunks", "_slot", "_has_ram"),
+        "link": ("atomic_step", "spage_cmpxchg", "spage_write", "spage_write_many"),
+        "transient": ("_journal",),
+    },
+    "DomainHeap": {
+        "state": ("_blocks", "_lists", "_sets", "_free"),
+        "config": ("_max_order", "_ram", "_ram_starts", "_total"),
+        "cache": ("_snap",),
+    },
+    "FrameMap": {
+        "state": ("_base", "_arrays", "_live", "count"),
+        "config": ("size",),
+        "cache": ("_snap",),
+    },
+    "RangeSet": {
+        "state": ("_starts", "_ends", "_total"),
+        "stats": ("version",),
+        "cache": ("_snap", "_snap_version"),
+    },
+    "GuestMemory": {
+        "state": ("_frames",),
+        "link": ("guest_write",),
+    },
+    "PageTables": {
+        "state": ("live",),
+        "link": ("m",),
+        "transient": ("_bypass",),
+    },
+    "RefCounts": {
+        "state": ("tlb",),
+        "config": ("validator",),
+        "link": ("ft", "free_page", "events", "atomic_step", "word_changed"),
+        "stats": ("stats",),
+        "transient": ("_bypass",),
+    },
+    "TlbFlushFilter": {
+        "state": ("clock", "time", "groups"),
+        "link": ("stats", "events"),
+        "stats": ("version",),
+        "cache": ("_clock_state",),
+    },
+    "Domain": {
+        "state": ("tot_pages", "max_pages", "owned", "allocated", "pinned", "marked",
+                  "baseptr", "is_dying", "p2m"),
+        "config": ("domid", "name"),
+    },
+    "HypercallLayer": {
+        "config": ("handlers",),
+        "link": ("machine", "hypercall_enter", "hypercall_leave", "atomic_step"),
+        "stats": ("stats", "_stats_of"),
+        "transient": ("active",),
+    },
+}
+
+
+def _components(m) -> list[tuple[str, object]]:
+    """The machine and every state-holding component of it, each with where it is."""
+    out = [("machine", m), ("frame_table", m.frame_table), ("spage_table", m.spage_table),
+           ("heap", m.heap), ("m2p", m.m2p), ("mem", m.mem), ("pt", m.pt), ("refs", m.refs),
+           ("refs.tlb", m.refs.tlb), ("hypercall", m.hypercall)]
+    for domid, d in m.domains.items():
+        out += [(f"domains[{domid}]", d), (f"domains[{domid}].owned", d.owned),
+                (f"domains[{domid}].allocated", d.allocated), (f"domains[{domid}].p2m", d.p2m)]
+    return out
+
+
+def inventory_problems(m, inventory: dict | None = None) -> list[str]:
+    """Every attribute of ``m`` and its components that :data:`INVENTORY` (or
+    ``inventory``) does not declare, and every declared one that is not there."""
+    inventory = INVENTORY if inventory is None else inventory
+    problems = []
+    for where, obj in _components(m):
+        cls = type(obj).__name__
+        kinds = inventory.get(cls)
+        if kinds is None:
+            problems.append(f"{where}: class {cls} is not in the inventory")
+            continue
+        declared = [a for names in kinds.values() for a in names]
+        have = set(vars(obj))
+        for a in sorted(have - set(declared)):
+            problems.append(f"{where}: {cls}.{a} is not in the inventory (state or not?)")
+        for a in sorted(set(declared) - have):
+            problems.append(f"{where}: {cls}.{a} is in the inventory but not on the object")
+    return problems
