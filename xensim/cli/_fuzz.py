@@ -13,7 +13,6 @@ from typing import get_args, get_type_hints
 from .._errors import ConfigError
 from ..config import HypervisorConfig
 from ..designs import default_design, design_file_of, design_names
-from ..engines import CONNECT_TIMEOUT, check_workers
 from ..output import write_atomic
 from ._common import design_file_option, engine_options
 
@@ -29,6 +28,7 @@ XEN_VERSIONS = get_args(get_type_hints(HypervisorConfig)["version"])
 
 def add_parser(subparsers) -> None:
     """Register ``xensim fuzz`` on an argparse subparsers object."""
+    from ..engines import CONNECT_TIMEOUT
     p = subparsers.add_parser("fuzz", help="hostile-guest fuzzer: random hypercalls, checked after every call",
                               description="Run random valid and invalid hypercalls from several PV "
                                           "guests and check the machine after every call "
@@ -87,6 +87,7 @@ MAX_EPISODE = 1_000_000
 
 def bad_arguments(args, names: list[str]) -> list[str]:
     """One message per bad argument of ``xensim fuzz``."""
+    from ..engines import check_workers
     bad = []
     if args.design not in names:
         bad.append(f"--design: unknown design {args.design!r}; choose from {', '.join(names)}")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..engines import CONNECT_TIMEOUT
 from ._common import engine_options
 
 
 def add_parser(subparsers) -> None:
     """Register ``xensim sweep``."""
+    from ..engines import CONNECT_TIMEOUT
     p = subparsers.add_parser(
         "sweep", help="run a sweep: a base config over a grid of keys and values, every "
                       "point on each design (configs/sweeps/)")
