@@ -95,8 +95,10 @@ def bad_arguments(args, names: list[str]) -> list[str]:
         bad.append(f"--domains: must be {MIN_DOMAINS}-{MAX_DOMAINS}, got {args.domains}")
     if args.calls < 1:
         bad.append(f"--calls: must be at least 1, got {args.calls}")
-    if not 1 <= args.episode <= MAX_EPISODE:
-        bad.append(f"--episode: must be 1-{MAX_EPISODE:,}, got {args.episode:,}")
+    if args.episode < 1:
+        bad.append(f"--episode: must be at least 1, got {args.episode}")
+    elif args.episode > MAX_EPISODE:
+        bad.append(f"--episode: must be at most {MAX_EPISODE:,}, got {args.episode:,}")
     if args.full_audit_every < 0:
         bad.append(f"--full-audit-every: must be at least 0, got {args.full_audit_every}")
     if args.max_findings is not None and args.max_findings < 1:
