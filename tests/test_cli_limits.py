@@ -91,7 +91,7 @@ def test_sweep_workers_are_lowered_to_the_points_to_run(tmp_path):
 def test_fuzz_workers_and_episode_limits(tmp_path):
     rc, out, err, _ = xensim(tmp_path, "fuzz", "--workers", "10000", "--episode", "2000000")
     assert (rc, out) == (2, "")
-    assert err == ("xensim: error: --episode: must be 1-1,000,000, got 2,000,000\n"
+    assert err == ("xensim: error: --episode: must be at most 1,000,000, got 2,000,000\n"
                    "xensim: error: --workers: must be at most 1,024, got 10,000\n")
     rc, out, err, _ = xensim(tmp_path, "fuzz", "--workers", "64", "--calls", "50", "--quiet")
     assert rc == 0

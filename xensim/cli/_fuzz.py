@@ -28,6 +28,7 @@ XEN_VERSIONS = get_args(get_type_hints(HypervisorConfig)["version"])
 
 def add_parser(subparsers) -> None:
     """Register ``xensim fuzz`` on an argparse subparsers object."""
+    from ..engines import CONNECT_TIMEOUT
     p = subparsers.add_parser("fuzz", help="hostile-guest fuzzer: random hypercalls, checked after every call",
                               description="Run random valid and invalid hypercalls from several PV "
                                           "guests and check the machine after every call "
@@ -86,6 +87,7 @@ MAX_EPISODE = 1_000_000
 
 def bad_arguments(args, names: list[str]) -> list[str]:
     """One message per bad argument of ``xensim fuzz``."""
+    from ..engines import check_workers
     bad = []
     if args.design not in names:
         bad.append(f"--design: unknown design {args.design!r}; choose from {', '.join(names)}")
@@ -93,8 +95,10 @@ def bad_arguments(args, names: list[str]) -> list[str]:
         bad.append(f"--domains: must be {MIN_DOMAINS}-{MAX_DOMAINS}, got {args.domains}")
     if args.calls < 1:
         bad.append(f"--calls: must be at least 1, got {args.calls}")
-    if not 1 <= args.episode <= MAX_EPISODE:
-        bad.append(f"--episode: must be 1-{MAX_EPISODE:,}, got {args.episode:,}")
+    if args.episode < 1:
+        bad.append(f"--episode: must be at least 1, got {args.episode}")
+    elif args.episode > MAX_EPISODE:
+        bad.append(f"--episode: must be at most {MAX_EPISODE:,}, got {args.episode:,}")
     if args.full_audit_every < 0:
         bad.append(f"--full-audit-every: must be at least 0, got {args.full_audit_every}")
     if args.max_findings is not None and args.max_findings < 1:

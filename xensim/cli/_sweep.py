@@ -11,6 +11,7 @@ from ._common import compare_names, compare_option, engine_options
 
 def add_parser(subparsers) -> None:
     """Register ``xensim sweep``."""
+    from ..engines import CONNECT_TIMEOUT
     p = subparsers.add_parser(
         "sweep", help="run a sweep: a base config over a grid of keys and values, every "
                       "point on each design (configs/sweeps/)")
