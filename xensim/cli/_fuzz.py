@@ -70,7 +70,7 @@ def add_parser(subparsers) -> None:
                       "1,024); the merged result is the same for any N",
                    f"run the episodes on Dask: local-dask (a LocalCluster of --workers workers) "
                    f"or tcp://HOST:8786 (a running cluster: a refused connection fails at once, "
-                   "a host that does not answer within seconds: the error says how long)")
+                   f"a host that does not answer after {CONNECT_TIMEOUT:g} s)")
     p.add_argument("--out", metavar="FILE|DIR",
                    help="write the minimal reproducer of each distinct violation: --out "
                         "repro.yaml writes repro-1.yaml, repro-2.yaml, ...; --out DIR/ (a "
@@ -103,7 +103,6 @@ def bad_arguments(args, names: list[str]) -> list[str]:
         bad.append(f"--full-audit-every: must be at least 0, got {args.full_audit_every}")
     if args.max_findings is not None and args.max_findings < 1:
         bad.append(f"--max-findings: must be at least 1, got {args.max_findings}")
-    from ..engines import check_workers
     try:
         check_workers(args.workers)
     except ConfigError as e:

@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
                       "local-dask, the LocalCluster's workers",
                    f"run on Dask: local-dask (a LocalCluster) or tcp://HOST:8786 (a running "
                    f"cluster: a refused connection fails at once, a host that does not "
-                   "answer within seconds: the error says how long)")
+                   f"answer after {CONNECT_TIMEOUT:g} s)")
     compare_option(p, "the sweep's (and its base config's)")
     p.add_argument("--force", action="store_true", help="run every point again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
