@@ -55,19 +55,21 @@ class Domain:
     # -- state (the machine's inventory, xen/_state.py) ---------------------------------
     def capture(self) -> tuple:
         """Its records as plain values: (domid, tot_pages, max_pages, pinned, marked,
-        is_dying, baseptr, owned runs, allocated runs, P2M); ``pinned`` and ``marked``
-        in their iteration order, which :meth:`restore` restores too."""
+        is_dying, baseptr, owned runs, allocated runs, P2M, LDT base, LDT entries);
+        ``pinned`` and ``marked`` in their iteration order, which :meth:`restore`
+        restores too."""
         p2m = self.p2m
         return (self.domid, self.tot_pages, self.max_pages,
                 tuple(self.pinned.items()) if self.pinned else (),
                 tuple(self.marked) if self.marked else (), self.is_dying, self.baseptr,
-                self.owned.snapshot(), self.allocated.snapshot(), (p2m.snapshot(), p2m.count))
+                self.owned.snapshot(), self.allocated.snapshot(), (p2m.snapshot(), p2m.count),
+                self.ldt_base, self.ldt_ents)
 
     def restore(self, state: tuple, now: tuple | None = None) -> None:
         """Hold exactly the records of ``state`` (a :meth:`capture` of this domain); only
         what differs from ``now`` (its capture now, when the caller has it) is rebuilt."""
         (_, self.tot_pages, self.max_pages, pinned, marked, self.is_dying, self.baseptr,
-         owned, allocated, p2m) = state
+         owned, allocated, p2m, self.ldt_base, self.ldt_ents) = state
         if now is None or now[3] != pinned:
             self.pinned = dict(pinned)
         if now is None or now[4] != marked:

@@ -107,7 +107,7 @@ def same_state(a: MachineState, b: MachineState, frames_same: bool) -> bool:
 
 #: what a Domain.capture() holds, in order
 _DOMAIN_FIELDS = ("domid", "tot_pages", "max_pages", "pinned", "marked", "is_dying", "baseptr",
-                  "owned", "allocated", "p2m")
+                  "owned", "allocated", "p2m", "ldt_base", "ldt_ents")
 
 
 def records_difference(m, a: Records, b: Records) -> str | None:
@@ -131,6 +131,8 @@ def records_difference(m, a: Records, b: Records) -> str | None:
                 return f"dom{domid}.{f}"
         if p[9] != q[9]:
             return f"dom{domid}'s P2M"
+        if p[10:] != q[10:]:
+            return f"dom{domid}'s LDT: {p[10:]} vs {q[10:]}"
     if x[3] != y[3]:
         return "the live page tables"
     if x[4] != y[4]:
@@ -168,7 +170,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
         "config": ("release", "version", "allow_superpage", "faithful", "memmap", "pdx",
                    "max_page", "relinquish_hooks", "audit_contributors"),
         "derived": ("_to_pdx", "_to_mfn", "_covers", "ram_pdx_ranges"),
-        "link": ("events", "hypercall"),
+        "link": ("events", "hypercall", "design_host"),
         "stats": ("pt_stats", "violations"),
         "cache": ("_mfn_valid",),
         "transient": ("_in_request", "_bypass", "concurrent"),
@@ -213,7 +215,8 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     "RefCounts": {
         "state": ("tlb",),
         "config": ("validator",),
-        "link": ("ft", "free_page", "events", "atomic_step", "word_changed"),
+        "link": ("ft", "free_page", "events", "atomic_step", "word_changed",
+                 "type_conflict"),
         "stats": ("stats",),
         "transient": ("_bypass",),
     },
@@ -225,7 +228,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "Domain": {
         "state": ("tot_pages", "max_pages", "owned", "allocated", "pinned", "marked",
-                  "baseptr", "is_dying", "p2m"),
+                  "baseptr", "is_dying", "p2m", "ldt_base", "ldt_ents"),
         "config": ("domid", "name"),
     },
     "HypercallLayer": {
