@@ -18,11 +18,6 @@ from ._setup import Setup
 __all__ = ["FuzzRunner", "replay_ops"]
 
 
-def _step_observer(page, word, old, new, why) -> None:
-    """A ``word_changed`` subscriber that does nothing: while it listens the machine's
-    vectorised forms fall back to their loops."""
-
-
 class FuzzRunner:
     """A machine, the domains' names, and :meth:`step`: execute one op, then check.
 
@@ -105,8 +100,6 @@ class FuzzRunner:
         self.calls += 1
         label = op_label(op)
         self.by_call[label] += 1
-        if j is not None:
-            j.plain_at_once = False                   # what this call writes at once
         res = self._execute(op)
         self.rcs[-1] = res.rc
         if res.rc < 0:
@@ -144,16 +137,13 @@ class FuzzRunner:
         j, m = self.journal, self.m
         page_wise = op["op"] == "memory_op" and op["cmd"] == "decrease_reservation" and \
             int(op.get("order", 0)) > 0
-        at_once = op["op"] == "mmu_update" and j.plain_at_once
         after = j.capture()
         j.rollback(after.small)
-        if at_once:
-            self._loop_check(op, res, doms, after)
-            return
         if page_wise:
-            # an extent's frames one by one, in order, by the per-frame loop: one call of
-            # order-0 extents (that such a call equals its extents one call each is the
-            # batch check of every such call), not 2^order hypercalls
+            # Xen removes an extent page by page (a partly done extent stays removed): its
+            # frames one by one, in order, as one call of order-0 extents (that such a call
+            # equals its extents one call each is the batch check of every such call), not
+            # 2^order hypercalls
             pages = [e for sub in subs for e in sub["extents"]]
             subs = [{**op, "order": 0, "extents": pages, "nr": len(pages)}]
         ok = 0
@@ -175,7 +165,7 @@ class FuzzRunner:
                 raise self._fail("batch", f"request {i} alone raises {type(e).__name__}: {e}",
                                  op, "single-crash") from e
             if page_wise:
-                ok = max(r.rc, 0)                      # frames done, the per-frame loop's
+                ok = max(r.rc, 0)                      # the frames removed one by one
                 fail_rc = r.rc if r.rc < 0 else None
                 break
             if r.failed:
@@ -204,28 +194,6 @@ class FuzzRunner:
         if diff:
             raise self._fail("batch", f"the machine after the call ({res.done} of {res.n} done) "
                              f"differs from issuing the requests one by one: {diff}", op, "state")
-        j.settle(after)
-
-    def _loop_check(self, op: dict, res: CallResult, doms: dict, after) -> None:
-        """The batch check of an mmu_update that wrote its ordinary writes at once (the
-        vectorised batch): the same call again, on the machine as it was before it, with
-        the vectorised forms off (a step observer listens: ``word_changed``), i.e. by the
-        per-request loop, must end alike. That the loop equals its requests issued one
-        call each is the batch check of every batch that takes the loop (docs/fuzzing.md)."""
-        j, m = self.journal, self.m
-        with m.events.listening(word_changed=_step_observer):
-            try:
-                r = execute(m, doms, op)
-            except Exception as e:
-                raise self._fail("batch", f"the call by its per-request loop raises "
-                                 f"{type(e).__name__}: {e}", op, "single-crash") from e
-        if (r.rc, r.done) != (res.rc, res.done):
-            raise self._fail("batch", f"rc {res.rc} done {res.done}/{res.n}; by the per-request "
-                             f"loop: rc {r.rc} done {r.done}", op, "count")
-        diff = j.differs_from(after)
-        if diff:
-            raise self._fail("batch", f"the machine after the call ({res.done} of {res.n} done) "
-                             f"differs from the call by its per-request loop: {diff}", op, "state")
         j.settle(after)
 
     def check_state(self, op: dict) -> None:

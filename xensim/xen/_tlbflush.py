@@ -54,6 +54,30 @@ class TlbFlushes:
             if a is not None:
                 a[pages[groups == g] & PDX_GROUP_MASK] = 0
 
+    # -- the public run forms (what an accelerator reports through) ---------------------
+    def stamped_group(self, page: int) -> bool:
+        """Has any frame of ``page``'s PDX group been stamped (can a type change there
+        need a flush)?"""
+        return page >> PDX_GROUP_SHIFT in self._stamps
+
+    def stamp_run(self, first: int, where: np.ndarray) -> None:
+        """put_page_type took the last typed references of the frames ``where`` selects in
+        the run [first, first+len(where)) (one PDX group): stamp them with the clock."""
+        off = first & PDX_GROUP_MASK
+        np.copyto(self._stamp_group(first >> PDX_GROUP_SHIFT)[off:off + where.size],
+                  np.uint32(self.tlbflush_clock), where=where)
+
+    def stamp_pages(self, pages: np.ndarray) -> None:
+        """The same for scattered frames (``pages``: PDXs, int64)."""
+        for g in np.unique(pages >> PDX_GROUP_SHIFT).tolist():
+            sel = pages[(pages >> PDX_GROUP_SHIFT) == g]
+            self._stamp_group(g)[sel & PDX_GROUP_MASK] = self.tlbflush_clock
+
+    def run_type_flush(self, first: int, changing: np.ndarray, d: int) -> None:
+        """The per-frame loop's flushes over a run of ``d``'s frames, ``changing`` the ones
+        whose type changes: at most one (after it, every older stamp is covered)."""
+        self._range_flush(first, changing, d)
+
     def _need_flush(self, d: int, stamp) -> bool:
         """NEED_FLUSH: the owner's CPU last flushed its TLB no later than ``stamp``."""
         return d != DOMID_INVALID and 0 < stamp and self.tlbflush_time.get(d, 0) <= stamp
