@@ -228,13 +228,12 @@ class OnlyExpect(Xen41):
     expect_superpages = SuperpageDesign.expect_superpages
 
     def expect(self, exp, pse):
-        marked = {mfn for d in self.m.domains.values() for mfn in d.marked}
-        Xen41.expect_superpages(self, exp, pse, set(pse) | marked)
+        Xen41.expect_superpages(self, exp, pse, set(pse) | set(self.host.marks()))
 
 
 def test_the_default_expect_superpages_audits_correctly():
     f = Fuzzer(Setup(audit="both"), random.Random("only-expect"))
-    f.m.superpage = OnlyExpect(f.m)
+    f.m.superpage = OnlyExpect(f.m.design_host)
     f.start()
     while f.calls < 400:
         f.random_call()
@@ -244,7 +243,7 @@ def test_the_default_expect_superpages_audits_correctly():
 
 def test_the_default_expect_superpages_catches_a_corrupted_word():
     lay = Layout()
-    lay.m.superpage = OnlyExpect(lay.m)
+    lay.m.superpage = OnlyExpect(lay.m.design_host)
     lay.inc = IncrementalAuditor(lay.m)
     lay.m.spage_table.write(1, 0)
     inc, full = lay.both()

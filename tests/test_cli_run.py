@@ -201,3 +201,46 @@ def test_default_run_says_mark_unsupported_and_splits_type_refs_per_mapping(caps
     assert by["per-mapping"]["mark_unsupported"] == 18
     assert by["per-mapping"]["mark_errno"] == "EOPNOTSUPP"
     assert by["xen-4.1"]["supports_mark"] is True and by["xen-4.1"]["mark_unsupported"] == 0
+
+
+# --compare
+
+
+def test_compare_option_replaces_the_configs_compare(tmp_path, capsys):
+    cfg = write(tmp_path, CHURN + "compare: [xen-4.1, sketch]\n")
+    rc, out, err = run(capsys, "run", cfg, "--compare", "per-mapping", "--format", "json",
+                       "--out", str(tmp_path / "o"))
+    assert (rc, err) == (0, "")
+    assert [r["design"] for r in json.loads(out)["comparison"]["designs"]] == ["per-mapping"]
+    assert load_config(tmp_path / "o" / "config.yaml").compare == ["per-mapping"]
+
+
+def test_compare_option_names_a_design_of_the_configs_design_files(tmp_path, capsys):
+    from xensim.designs import REGISTRY, _loading
+    saved = dict(REGISTRY), dict(_loading._FILES), dict(_loading._ORIGIN)
+    design = Path(__file__).resolve().parent.parent / "examples" / "designs" / "lock_bit.py"
+    cfg = write(tmp_path, CHURN + f"design_files: ['{design}']\n")
+    try:
+        rc, out, err = run(capsys, "run", cfg, "--compare", "lock-bit,xen-4.1",
+                           "--format", "json")
+    finally:                                       # the registry as it was
+        for state, old in zip((REGISTRY, _loading._FILES, _loading._ORIGIN), saved):
+            state.clear()
+            state.update(old)
+    assert (rc, err) == (0, "")
+    assert [r["design"] for r in json.loads(out)["comparison"]["designs"]] == ["lock-bit",
+                                                                              "xen-4.1"]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("nope", "--compare: unknown design 'nope'; choose from per-mapping, pageinfo-count, "
+             "superpage-info, xen-4.1, sketch, none"),
+    ("xen-4.1,xen-4.1", "--compare: design 'xen-4.1' is listed twice"),
+    (",", "--compare: an empty design name at position 1 of ','"),
+])
+def test_compare_option_errors(tmp_path, capsys, value, message):
+    rc, out, err = run(capsys, "run", write(tmp_path, CHURN), "--compare", value,
+                       "--out", str(tmp_path / "o"))
+    assert (rc, out) == (2, "") and err.count("\n") == 1     # (designs loaded since: listed too)
+    assert err.startswith(f"xensim: error: {message}")
+    assert not (tmp_path / "o").exists()

@@ -150,3 +150,35 @@ def test_a_scenario_needs_a_cpu_and_a_mapping(tmp_path):
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
         load_scenario(tmp_path / "nope.yaml")
+
+
+# -- docs/scenarios.md ------------------------------------------------------------------------
+DOC = Path(__file__).resolve().parent.parent / "docs" / "scenarios.md"
+
+
+def test_the_scenario_format_doc_names_every_key_and_operation():
+    """Each field of the scenario schema (top level, hypervisor, domain, operation) and
+    each operation has a row of docs/scenarios.md."""
+    from dataclasses import fields
+    from typing import get_args, get_type_hints
+    from xensim.config import ScenarioFile
+    hints = get_type_hints(ScenarioFile)
+    ScenarioHypervisor, ScenarioDomain = hints["hypervisor"], get_args(hints["domains"])[0]
+    text = DOC.read_text()
+    rows = {line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| `")}
+    want = ({f"`{f.name}`" for f in fields(ScenarioFile) if f.name != "hypervisor"}
+            | {f"`hypervisor.{f.name}`" for f in fields(ScenarioHypervisor)}
+            | {f"`{f.name}`" for f in fields(ScenarioOp)}
+            | {f"`{op}`" for op in SCENARIO_OPS if op not in ("mark", "unmark", "map-4k",
+                                                             "unmap-4k")}
+            | {"`mark` / `unmark`", "`map-4k` / `unmap-4k`"})
+    assert want - rows == set()
+    assert all(f"`{f.name}`" in text for f in fields(ScenarioDomain))
+
+
+def test_the_scenario_format_docs_example_loads(tmp_path):
+    example = DOC.read_text().split("```yaml\n")[1].split("```")[0]
+    sc = load_scenario(_write(tmp_path, example))
+    assert (sc.design, sc.domains, sc.end) == ("superpage-info", [("a", 2)], "destroy")
+    assert [op.superpage for ops in sc.cpus for op in ops] == [0, 0]
+    assert sc.setup == [ScenarioOp(op="map", domain="a", superpage=1, table=0)]

@@ -138,7 +138,7 @@ def test_metadata_rows_on_the_teaching_machine():
     # teaching: 12 PDX groups of 65,536 frames with RAM; max_pfn 0x140000, max_pdx 0xc0000;
     # 1,538 superpages with RAM in 3 chunks of 512 entries
     m = Machine(load_preset("teaching"), "mask")
-    rows = {r.name: (r.bytes, r.unit, r.entry_bytes, r.shared) for r in metadata_rows(m)}
+    rows = {r.name: (r.bytes, r.unit, r.entry_bytes, r.shared) for r in metadata_rows(m.design_host)}
     assert [n for n in rows if not rows[n][3]][:4] == ["per-mapping", "pageinfo-count",
                                                        "xen-4.1-dense", "xen-4.1-dense-pdx"]
     assert list(rows)[-2:] == ["sparse-8B", "sparse-16B"]           # shared, smallest first
@@ -187,7 +187,7 @@ def test_colours(extra_design):
 
 def test_a_registered_design_has_its_default_row(extra_design):
     m = Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none")
-    rows = {r.name: r for r in metadata_rows(m)}
+    rows = {r.name: r for r in metadata_rows(m.design_host)}
     r = rows["t-extra-1"]
     assert (r.bytes, r.unit, r.description, r.shared) == (4096, "8 B/2 MiB with RAM",
                                                            "t-extra-1 for a test", False)

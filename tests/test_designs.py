@@ -185,9 +185,9 @@ def test_every_configurable_design_is_registered():
         assert parse_config(f"hypervisor: {{superpage: {name}}}\n").hypervisor.superpage == name
     m = Machine(MemoryMap([(0, 64 << 20)]), "none")
     for name in ALL:
-        assert make_design(name, m).name == name
+        assert make_design(name, m.design_host).name == name
     with pytest.raises(ValueError, match="unknown superpage design"):
-        make_design("nope", m)
+        make_design("nope", m.design_host)
 
 
 # =====================================================================================

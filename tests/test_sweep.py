@@ -481,3 +481,34 @@ def test_two_grid_values_that_are_the_same_config(tmp_path, capsys):
     assert err == (f"xensim: error: {path}: grid: two points are the same config: "
                    f"workload.iterations=2, hypervisor.version=4.8 and "
                    f"workload.iterations=2, hypervisor.version=4.8\n")
+
+
+# --------------------------------------------------------------------------
+# --compare
+
+
+def test_compare_option_replaces_the_sweeps_designs(tmp_path, capsys):
+    """Every point runs the designs of --compare, in their order, not the file's."""
+    path = write(tmp_path)
+    rc, _, err = cli(capsys, path, "--out", tmp_path / "o", "--workers", "1",
+                     "--compare", "per-mapping,xen-4.1")
+    assert (rc, err) == (0, "")
+    rows = read_csv(tmp_path / "o" / "results.csv")
+    assert [r["design"] for r in rows] == ["per-mapping", "xen-4.1"] * 4
+    assert [int(r["slow_get"]) for r in rows if r["design"] == "per-mapping"] == [2, 2, 5, 5]
+    ids = [point_id(p) for p in load_sweep(path, compare=["per-mapping", "xen-4.1"]).points]
+    assert [r["point"] for r in rows][::2] == ids
+
+
+@pytest.mark.parametrize("value, message", [
+    ("xen-4.1,nope", "--compare: unknown design 'nope'; choose from per-mapping, "
+                     "pageinfo-count, superpage-info, xen-4.1, sketch, none"),
+    ("sketch,sketch", "--compare: design 'sketch' is listed twice"),
+    ("xen-4.1,,sketch", "--compare: an empty design name at position 2 of 'xen-4.1,,sketch'"),
+])
+def test_compare_option_errors_before_any_point_runs(tmp_path, capsys, value, message):
+    path = write(tmp_path)
+    rc, out, err = cli(capsys, path, "--out", tmp_path / "o", "--compare", value)
+    assert (rc, out) == (2, "") and err.count("\n") == 1     # (designs loaded since: listed too)
+    assert err.startswith(f"xensim: error: {message}")
+    assert not (tmp_path / "o").exists()

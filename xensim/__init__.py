@@ -14,7 +14,8 @@ from .mem import (FRAME_BYTES, INVALID, PDX_GROUP_FRAMES, DomainHeap, E820Type, 
                   FrameTable, HeapError, MemoryMap, MemoryMapError, MemRange, Pdx, RangeSet,
                   SuperpageTable, format_size, make_pdx, parse_size)
 from .designs import (COUNT_MASK, MARK, REGISTRY, CountedDesign, NoSuperpages, PageinfoCount,
-                      PerMapping, Sketch, SuperpageDesign, SuperpageInfo, TableCounted, Xen41,
+                      PerMapping, Sketch, SuperpageDesign, SuperpageHost, SuperpageInfo,
+                      TableCounted, Xen41,
                       check_design, design_class, design_names, load_design_file,
                       load_design_files, make_design, register)
 from .xen import (
@@ -49,7 +50,7 @@ __all__ = [
     "MMU_PT_UPDATE_PRESERVE_AD", "Machine", "MachineReport", "MemRange", "MemoryMap",
     "MemoryMapError", "MmuUpdate", "MmuextOp", "NoSuperpages", "OverheadReport", "PDX_GROUP_FRAMES",
     "PageinfoCount", "Pdx", "PerMapping", "REGISTRY", "RELEASE_NAMES", "RangeResult", "Release", "RangeSet", "RefCounts",
-    "RefStats", "RefcountBug", "RunResult", "Session", "Sketch", "SuperpageDesign", "SuperpageInfo",
+    "RefStats", "RefcountBug", "RunResult", "Session", "Sketch", "SuperpageDesign", "SuperpageHost", "SuperpageInfo",
     "SuperpageTable", "XENMEM_decrease_reservation", "XENMEM_increase_reservation",
     "XENMEM_populate_physmap", "Xen41", "XenMemoryReservation", "_PAGE_ACCESSED",
     "_PAGE_AVAIL", "_PAGE_AVAIL_HIGH", "_PAGE_DIRTY", "_PAGE_GLOBAL", "_PAGE_GNTTAB",

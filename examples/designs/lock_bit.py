@@ -14,8 +14,8 @@ if another CPU got there first. Here the two slow transitions are serialised ins
 * any other change: cmpxchg count +- 1 on an unlocked word (the fast path).
 
 A CPU that finds the bit set waits until the word changes, then retries
-(``SuperpageTable.wait_change``: one atomic step the explorer runs only once the
-word differs). Nobody ever takes references it must give back. There is no
+(``host.wait_word``: one atomic step the explorer runs only once the word
+differs). Nobody ever takes references it must give back. There is no
 MARK_SUPER (``supports_mark = False``). The algorithm is xensim's counting core
 (:class:`xensim.TableCounted`) with its acquire and release replaced: the batch
 path, the owner checks and the auditor's expectations are the core's.
@@ -60,11 +60,11 @@ class LockBit(xensim.TableCounted):
 
     def _wait(self, mfn: int, word: int, seen: int) -> None:
         """Another CPU holds the lock: spin until the word changes."""
-        self.m.spage_table.wait_change(self.spdx(mfn), seen, word)
+        self.host.wait_word(self.spdx(mfn), seen, word)
 
     def _publish(self, mfn: int, word: int, count: int) -> None:
         """Store the new count, clearing the lock (only the lock's holder writes it now)."""
-        self.m.spage_table.write(self.spdx(mfn), count, word)
+        self.host.write_word(self.spdx(mfn), count, word)
 
     def _acquire(self, mfn: int, d: int, word: int, mark: bool = False) -> tuple[int, bool]:
         while True:

@@ -13,7 +13,7 @@ from pathlib import Path
 from .._errors import ConfigError
 from ..config import Config, build_memory_map, default_config, load_config, \
     load_memmap_file, load_preset
-from ..designs import load_design_file
+from ..designs import design_names, load_design_file
 from ..mem import MemoryMap
 from ..output import FORMATS, render
 
@@ -46,6 +46,30 @@ def engine_options(p: argparse.ArgumentParser, workers_help: str, scheduler_help
     p.add_argument("--workers", type=int, metavar="N", help=workers_help)
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help=f"{scheduler_help}; needs the cluster extra: pip install 'xensim[cluster]'")
+
+
+def compare_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--compare a,b,...``: the designs to run, instead of ``what``'s ``compare``."""
+    p.add_argument("--compare", metavar="DESIGN,...",
+                   help=f"run these designs (comma-separated names) instead of {what}'s "
+                        f"compare")
+
+
+def compare_names(value: str) -> list[str]:
+    """``--compare``'s names: registered designs (those of the config's design files too:
+    call after loading it), each once; else the one-line ``--compare: ...`` error."""
+    names = [n.strip() for n in value.split(",")]
+    known = design_names()
+    for i, name in enumerate(names):
+        if not name:
+            raise ConfigError(None, "--compare", f"an empty design name at position {i + 1} "
+                                                 f"of {value!r}")
+        if name not in known:
+            raise ConfigError(None, "--compare", f"unknown design {name!r}; choose from "
+                                                 f"{', '.join(known)}")
+        if name in names[:i]:
+            raise ConfigError(None, "--compare", f"design {name!r} is listed twice")
+    return names
 
 
 def load_design_file_options(args) -> None:

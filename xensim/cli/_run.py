@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from ._common import design_file_option, machine_args, resolve_machine
+from ._common import (compare_names, compare_option, design_file_option, machine_args,
+                      resolve_machine)
 from ._html import add_html_argument
 
 
@@ -19,6 +20,7 @@ def add_parser(subparsers) -> None:
                      help="write the resolved config, results.json and results.csv here")
     run.add_argument("--quiet", action="store_true",
                      help="no progress bar (it shows only on a terminal, for runs over ~2 s)")
+    compare_option(run, "the config")
     add_html_argument(run)
     design_file_option(run)
     run.set_defaults(func=cmd_run)
@@ -35,6 +37,8 @@ def cmd_run(args) -> int:
     from ..xen import Machine
     from ._html import write_html
     cfg, memmap = resolve_machine(args)
+    if args.compare is not None:                 # after the config's design files are loaded
+        cfg.compare = compare_names(args.compare)
     if cfg.workload is not None and cfg.workload.ops is not None:    # a fuzzer's reproducer
         from ..fuzz import replay_config
         result = replay_config(cfg, memmap)

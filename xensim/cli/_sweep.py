@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ._common import engine_options
+from ._common import compare_names, compare_option, engine_options
 
 
 def add_parser(subparsers) -> None:
@@ -22,6 +22,7 @@ def add_parser(subparsers) -> None:
                       "with --scheduler local-dask, the LocalCluster's workers",
                    "run on Dask: local-dask (a LocalCluster) or tcp://HOST:8786 (a running "
                    "cluster)")
+    compare_option(p, "the sweep's (and its base config's)")
     p.add_argument("--force", action="store_true", help="run every point again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
@@ -34,6 +35,8 @@ def cmd_sweep(args) -> int:
     from ..output import EXIT_INTERRUPTED, Progress, out_dir, render
     from ..sweep import SweepInterrupted, describe_values, load_sweep, run_sweep
     sweep = load_sweep(args.sweep)
+    if args.compare is not None:                 # after the sweep's design files are loaded
+        sweep = load_sweep(args.sweep, compare=compare_names(args.compare))
     out = out_dir(args.out or f"{Path(args.sweep).stem}-sweep", "--out")
     progress = Progress.off() if args.quiet else Progress()
     with make_engine(args.workers, args.scheduler) as engine:

@@ -1,15 +1,24 @@
-"""The superpage refcount designs: the interface Xen's page-table code calls
-(get_superpage, put_superpage, mark/unmark), the registry, the counting core, one
-module per design, and loading a user's designs (files, installed packages).
+"""The superpage refcount designs: the port a design is given (the host), the interface
+Xen's page-table code calls (get_superpage, put_superpage, mark/unmark, the hooks), the
+registry, the palette, the counting core, one module per design, and loading a user's
+designs (files, installed packages).
 """
 
 # Imported in the order the designs were proposed (none, Xen 4.10's removal, last): their
 # registration order, the order design_names() (config's choices and their error
 # messages) lists them in.
+from ._host import (
+    Expectation, SuperpageHost,
+)
 from ._superpage import (
-    SuperpageDesign, put_spage_pages, REGISTRY, REQUIRED_METHODS, check_design, register,
-    MetadataRow, SuperpageStates, SPAGE_NONE, SPAGE_DYNAMIC, SPAGE_MARK, SPAGE_STATE_NAMES,
-    PALETTE, design_color, default_design, metadata_rows, sparse_table_row,
+    SuperpageDesign, MetadataRow, PseEntries, SuperpageStates, SPAGE_NONE, SPAGE_DYNAMIC,
+    SPAGE_MARK, SPAGE_STATE_NAMES, sparse_table_row,
+)
+from ._registry import (
+    REGISTRY, REQUIRED_METHODS, check_design, register, default_design,
+)
+from ._palette import (
+    PALETTE, design_color,
 )
 from ._loading import (
     ENTRY_POINT_GROUP, load_design_file, load_design_files, load_entry_points, design_names,
@@ -37,16 +46,16 @@ from ._none import (
     NoSuperpages,
 )
 from ._catalog import (
-    Catalog, DesignInfo, catalog,
+    Catalog, DesignInfo, catalog, metadata_rows,
 )
 
 __all__ = [
-    "COUNT_MASK", "Catalog", "CountedDesign", "DesignInfo", "ENTRY_POINT_GROUP", "MARK",
-    "MetadataRow", "NoSuperpages", "PAGEINFO_COUNT_BYTES", "PALETTE", "PageinfoCount",
-    "PerMapping", "REGISTRY", "REQUIRED_METHODS", "SPAGE_DYNAMIC", "SPAGE_MARK", "SPAGE_NONE",
-    "SPAGE_STATE_NAMES", "Sketch", "SuperpageDesign", "SuperpageInfo", "SuperpageStates",
-    "TableCounted", "Xen41", "catalog", "check_design", "default_design", "design_class",
-    "design_color", "design_file_of", "design_names", "load_design_file", "load_design_files",
-    "load_entry_points", "make_design", "metadata_rows", "put_spage_pages", "register",
-    "sparse_table_row",
+    "COUNT_MASK", "Catalog", "CountedDesign", "DesignInfo", "ENTRY_POINT_GROUP", "Expectation",
+    "MARK", "MetadataRow", "NoSuperpages", "PAGEINFO_COUNT_BYTES", "PALETTE", "PageinfoCount",
+    "PerMapping", "PseEntries", "REGISTRY", "REQUIRED_METHODS", "SPAGE_DYNAMIC", "SPAGE_MARK",
+    "SPAGE_NONE", "SPAGE_STATE_NAMES", "Sketch", "SuperpageDesign", "SuperpageHost",
+    "SuperpageInfo", "SuperpageStates", "TableCounted", "Xen41", "catalog", "check_design",
+    "default_design", "design_class", "design_color", "design_file_of", "design_names",
+    "load_design_file", "load_design_files", "load_entry_points", "make_design",
+    "metadata_rows", "register", "sparse_table_row",
 ]

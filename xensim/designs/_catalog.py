@@ -1,5 +1,6 @@
 """The registered designs, as ``xensim designs`` lists them: one row per design, read
-from each design's class (name, words, PSE, MARK, known bugs, description, docs page).
+from each design's class (name, words, PSE, MARK, known bugs, description, docs page);
+and as the overhead report lists them: every design's metadata rows on a machine.
 """
 
 from __future__ import annotations
@@ -7,8 +8,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..output import Column, Table
+from ._host import SuperpageHost
 from ._loading import design_class, design_file_of, design_names
-from ._superpage import default_design
+from ._palette import design_color
+from ._registry import REGISTRY, default_design
+from ._superpage import MetadataRow
 
 
 @dataclass
@@ -47,7 +51,7 @@ class Catalog:
         return {"designs": [asdict(d) for d in self.designs]}
 
     def tables(self) -> list[Table]:
-        def yes(v):
+        def yes(v: bool) -> str:
             return "yes" if v else "no"
         rows = [dict(asdict(d), words=", ".join(d.word_names) or "-",
                      where=d.words_in or "-", pse=yes(d.supports_pse),
@@ -66,3 +70,17 @@ class Catalog:
 def catalog() -> Catalog:
     """The registered designs, in registration order."""
     return Catalog([DesignInfo.of(design_class(name)) for name in design_names()])
+
+
+def metadata_rows(host: SuperpageHost) -> list[MetadataRow]:
+    """Every registered design's overhead rows on ``host``'s machine: the designs' own rows
+    in registration order, then the shared layouts, smallest first; a row named twice is
+    given once (the first), and a row without a colour gets its design's."""
+    rows: dict[str, MetadataRow] = {}
+    for name, cls in REGISTRY.items():
+        for row in cls(host).metadata_rows():
+            if row.color is None:
+                row.color = design_color(name)
+            rows.setdefault(row.name, row)
+    own = [r for r in rows.values() if not r.shared]
+    return own + sorted((r for r in rows.values() if r.shared), key=lambda r: r.bytes)

@@ -13,8 +13,8 @@ the sparse superpage table.
 **MARK.** A mark is a pin that holds one count of the pinned word (the RW word
 here) and sets bit 63 of that word (``MARK``): marking a marked superpage, or
 unmarking an unmarked one, is -EINVAL; the last unmark of a superpage with no
-mapping drops the 512 references. The mark is also recorded in the domain's
-``marked`` set (for relinquish and the auditor).
+mapping drops the 512 references. Which domain marked it is the host's record
+(``host.is_marked``, ``host.marks``), kept by the hypercall layer.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import numpy as np
 
 from ..mem import PGT_writable_page
 from .._errors import RefcountBug
-from ._superpage import (SPAGE_DYNAMIC, SPAGE_MARK, SPAGE_NONE, SuperpageDesign,
+from ._host import Expectation
+from ._superpage import (SPAGE_DYNAMIC, SPAGE_MARK, SPAGE_NONE, PseEntries, SuperpageDesign,
                          SuperpageStates)
 from ..mem import SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
@@ -65,7 +66,7 @@ class CountedDesign(SuperpageDesign):
         """The one read-modify-write of a count word (an atomic step for the explorer)."""
         raise NotImplementedError
 
-    def _store_expected(self, exp, expected: dict[int, tuple[int, ...]],
+    def _store_expected(self, exp: Expectation, expected: dict[int, tuple[int, ...]],
                         only: bool = False) -> None:
         """Hand the auditor the expected words of every superpage (mfn -> words; ``only``:
         of these superpages alone, the others unknown)."""
@@ -96,13 +97,10 @@ class CountedDesign(SuperpageDesign):
 
     # -- the 512 references ---------------------------------------------------------
     def _take(self, mfn: int, d: int, word: int) -> bool:
-        r = self.m.refs.get_pages_and_type(self.m.mfn_to_page(mfn), SUPERPAGE_PAGES, d,
-                                           self._ref_type(word))
-        return r.ok
+        return self.host.take(mfn, d, self._ref_type(word))
 
     def _give_back(self, mfn: int, word: int) -> None:
-        self.m.refs.put_pages_and_type(self.m.mfn_to_page(mfn), SUPERPAGE_PAGES,
-                                       typed=self._ref_type(word) is not None)
+        self.host.drop(mfn, typed=self._ref_type(word) is not None)
 
     def _owner_ok(self, mfn: int, d: int, count: int) -> bool:
         """xensim's owner check on the fast path (as Xen41.check_owner; none in faithful mode).
@@ -111,13 +109,13 @@ class CountedDesign(SuperpageDesign):
         get_page for their owner: none can be freed or change hands, so the
         first frame's owner is every frame's. At count 0, get_page checks each.
         """
-        if self.m.faithful or count == 0:
+        if count == 0 or self.host.faithful:
             return True
-        return self.m.frame_table.owner(self.m.mfn_to_page(mfn)) == d
+        return self.host.owner(mfn) == d
 
     def _refused(self, mfn: int, d: int) -> int:
         """The errno of a failed 512-frame acquisition: not the owner -> -EPERM (not faithful)."""
-        return -errno.EINVAL if self.m.faithful or self.owned_by(mfn, d) else -errno.EPERM
+        return -errno.EINVAL if self.host.faithful or self.owned_by(mfn, d) else -errno.EPERM
 
     # -- the algorithm ------------------------------------------------------------------
     def _acquire(self, mfn: int, d: int, word: int, mark: bool = False) -> tuple[int, bool]:
@@ -167,10 +165,10 @@ class CountedDesign(SuperpageDesign):
     def _underflow(self, mfn: int, word: int, x: int) -> None:
         """A put the count cannot pay for. Only faithful mode lets one through (XSA-148:
         an RW or PSE flip on a live L2 entry); there the decrement wraps, as C's would."""
-        if not self.m.faithful:
+        if not self.host.faithful:
             raise RefcountBug(f"put_superpage on mfn {mfn:#x}: word {word} has no mapping to put "
                               f"({x:#x})")
-        self.m.violations.append(f"{self.name}: superpage count underflow at mfn {mfn:#x} "
+        self.host.report_violation(f"{self.name}: superpage count underflow at mfn {mfn:#x} "
                                  f"(word {word}: {x:#x})")
         while not self._cas(mfn, word, x, (x - 1) & _WORD):
             x = self._read(mfn, word)
@@ -184,9 +182,9 @@ class CountedDesign(SuperpageDesign):
         raise NotImplementedError
 
     def _pages(self, mfns: np.ndarray) -> np.ndarray:
-        return np.asarray(self.m.mfn_to_pdx(mfns.astype(np.uint64)), dtype=np.int64)
+        return self.host.pdx_many(mfns)
 
-    def get_superpages(self, mfns, d: int, rw) -> int:
+    def get_superpages(self, mfns: np.ndarray, d: int, rw: np.ndarray) -> int:
         """_acquire on each, in order, vectorised (one word: stops where ``rw`` changes)."""
         mfns, rw = np.asarray(mfns, dtype=np.int64), np.asarray(rw, dtype=bool)
         same = rw == rw[0]
@@ -197,21 +195,21 @@ class CountedDesign(SuperpageDesign):
         zero = count == 0
         ok = count < _U(COUNT_MASK)
         pages = self._pages(mfns)
-        if not self.m.faithful:
-            owners = np.array([self.m.frame_table.owner(int(p)) for p in pages[~zero]], dtype=np.int64)
-            ok[~zero] &= owners == d
+        host = self.host
+        if not host.faithful:
+            ok[~zero] &= host.owners(pages[~zero]) == d
         t = self._ref_type(w)
         take = np.flatnonzero(zero)
-        ok[take] &= self.m.refs.runs_ok(pages[take], SUPERPAGE_PAGES, d, t)
+        ok[take] &= host.can_take_runs(pages[take], d, t)
         f = ok.size if ok.all() else int(np.argmin(ok))
         take = take[take < f]
-        self.m.refs.get_runs_and_type(pages[take], SUPERPAGE_PAGES, d, t)
+        host.take_runs(pages[take], d, t)
         self._write_many(mfns[:f], w, x[:f] + _U(1))
         self.stats["slow_get"] += int(take.size)
         self.stats["fast_get"] += f - int(take.size)
         return f
 
-    def put_superpages(self, mfns, rw) -> int:
+    def put_superpages(self, mfns: np.ndarray, rw: np.ndarray) -> int:
         """_release on each, in order, vectorised; stops before any would underflow."""
         mfns, rw = np.asarray(mfns, dtype=np.int64), np.asarray(rw, dtype=bool)
         same = rw == rw[0]
@@ -223,11 +221,11 @@ class CountedDesign(SuperpageDesign):
         pages = self._pages(mfns)
         t = self._ref_type(w)
         drop = np.flatnonzero((count == 1) & ok)
-        ok[drop] &= self.m.refs.put_runs_ok(pages[drop], SUPERPAGE_PAGES, typed=t is not None)
+        ok[drop] &= self.host.can_drop_runs(pages[drop], typed=t is not None)
         f = ok.size if ok.all() else int(np.argmin(ok))
         drop = drop[drop < f]
         self._write_many(mfns[:f], w, x[:f] - _U(1))
-        self.m.refs.put_runs_and_type(pages[drop], SUPERPAGE_PAGES, typed=t is not None)
+        self.host.drop_runs(pages[drop], typed=t is not None)
         self.stats["slow_put"] += int(drop.size)
         self.stats["fast_put"] += f - int(drop.size)
         return f
@@ -247,33 +245,30 @@ class CountedDesign(SuperpageDesign):
     def mark_superpage(self, mfn: int, d: int) -> int:
         if self.mark_word is None:
             return -errno.EOPNOTSUPP
-        if not self.m.faithful and not self.owned_by(mfn, d):
+        if not self.host.faithful and not self.owned_by(mfn, d):
             return -errno.EPERM
         rc, _ = self._acquire(mfn, d, self.mark_word, mark=True)
-        if rc == 0:
-            self.m.domains[d].marked.add(mfn)
         return rc
 
     def unmark_superpage(self, mfn: int, d: int) -> int:
         if self.mark_word is None:
             return -errno.EOPNOTSUPP
-        if not self.m.faithful and mfn not in self.m.domains[d].marked:
+        if not self.host.faithful and not self.host.is_marked(mfn, d):
             return -errno.EPERM if not self.owned_by(mfn, d) else -errno.EINVAL
         how = self._release(mfn, self.mark_word, unmark=True)
         if how == "unmarked":
             return -errno.EINVAL
-        for dom in self.m.domains.values():
-            dom.marked.discard(mfn)
         return 0
 
-    def expect(self, exp, pse: dict[int, list[int]]) -> None:
+    def expect(self, exp: Expectation, pse: PseEntries) -> None:
         """From the live PSE entries and the domains' marks alone: every word, and one
         run of 512 references (of the word's type) per non-zero word."""
         self.expect_superpages(exp, pse, None)
 
-    def expect_superpages(self, exp, pse: dict[int, list[int]], mfns) -> None:
+    def expect_superpages(self, exp: Expectation, pse: PseEntries,
+                          mfns: list[int] | None) -> None:
         """:meth:`expect` of the superpages ``mfns`` only (None: every superpage)."""
-        marks = {mfn: dom.domid for dom in self.m.domains.values() for mfn in dom.marked}
+        marks = self.host.marks()
         expected: dict[int, tuple[int, ...]] = {}
         for mfn in set(pse) | set(marks) if mfns is None else mfns:
             if mfn not in pse and mfn not in marks:
@@ -300,34 +295,33 @@ class TableCounted(CountedDesign):
 
     @property
     def words_source(self) -> str:
-        n = self.m.spage_table.words_per_entry
+        n = self.host.words_per_entry
         return (f"spage_table: {n} count word{'s' * (n > 1)}"
                 + (", MARK in bit 63" if self.mark_word is not None else ""))
 
     def _words_of(self, spdx: np.ndarray) -> np.ndarray:
-        return self.m.spage_table.store[:, self.m.spage_table.entry_indexes(spdx)]
+        return self.host.words_of(spdx)
 
     def activity(self) -> tuple[int, int]:
-        st = self.m.spage_table
-        e = st.nonzero_entries()
-        return int(e.size), int((st.store[:, e] & _U(COUNT_MASK)).sum())
+        words = self.host.busy_words()
+        return int(words.shape[1]), int((words & _U(COUNT_MASK)).sum())
 
     def _read(self, mfn: int, word: int) -> int:
-        return self.m.spage_table.read(self.spdx(mfn), word)
+        return self.host.read_word(self.spdx(mfn), word)
 
     def _cas(self, mfn: int, word: int, old: int, new: int) -> bool:
-        return self.m.spage_table.cmpxchg(self.spdx(mfn), old, new, word)
+        return self.host.cmpxchg_word(self.spdx(mfn), old, new, word)
 
     def _entries(self, mfns: np.ndarray) -> np.ndarray:
-        return self.m.spage_table.entry_indexes(self._pages(mfns) >> SUPERPAGE_ORDER)
+        return self.host.word_slots(self._pages(mfns) >> SUPERPAGE_ORDER)
 
     def _read_many(self, mfns: np.ndarray, word: int) -> np.ndarray:
-        return self.m.spage_table.store[word, self._entries(mfns)]
+        return self.host.read_slots(self._entries(mfns), word)
 
     def _write_many(self, mfns: np.ndarray, word: int, values: np.ndarray) -> None:
-        self.m.spage_table.write_many(self._entries(mfns), values, word)
+        self.host.write_slots(self._entries(mfns), values, word)
 
-    def _store_expected(self, exp, expected: dict[int, tuple[int, ...]],
+    def _store_expected(self, exp: Expectation, expected: dict[int, tuple[int, ...]],
                         only: bool = False) -> None:
         for mfn, words in expected.items():
             if any(words) or not only:

@@ -21,13 +21,17 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import inspect
+import os
 import re
 import sys
 import types
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .._errors import ConfigError
-from ._superpage import REGISTRY, SuperpageDesign, check_design
+from ._host import SuperpageHost
+from ._registry import REGISTRY, check_design
+from ._superpage import SuperpageDesign
 
 __all__ = ["ENTRY_POINT_GROUP", "load_design_file", "load_design_files", "load_entry_points",
            "design_names", "design_class", "make_design", "design_file_of"]
@@ -65,7 +69,7 @@ def _taken_by(name: str) -> str:
     return f"the built-in design {cls.__name__}"
 
 
-def _check_all(classes: list[type], fail) -> None:
+def _check_all(classes: list[type], fail: Callable[[str], None]) -> None:
     """Every class a valid design with a free name; ``fail(message, cls)`` raises."""
     seen: dict[str, type] = {}
     for cls in classes:
@@ -97,7 +101,7 @@ def _raised_at(exc: BaseException, filename: str) -> int | None:
     return line
 
 
-def load_design_file(path) -> tuple[str, ...]:
+def load_design_file(path: str | os.PathLike) -> tuple[str, ...]:
     """Import the Python file ``path`` and register the designs it defines; their names.
 
     All or nothing: a file that fails registers nothing and leaves no module behind.
@@ -156,7 +160,7 @@ def load_design_file(path) -> tuple[str, ...]:
     return _FILES[key]
 
 
-def load_design_files(paths) -> tuple[str, ...]:
+def load_design_files(paths: Iterable[str | os.PathLike]) -> tuple[str, ...]:
     """:func:`load_design_file` on each path in order; the names they registered. A
     process running a loaded Config elsewhere calls it with ``Config.design_files``."""
     names: list[str] = []
@@ -172,7 +176,7 @@ def design_file_of(name: str) -> str | None:
     return where if where in _FILES else None
 
 
-def _load_entry_point(ep) -> None:
+def _load_entry_point(ep: importlib.metadata.EntryPoint) -> None:
     where = f"entry point {ep.name!r} ({ENTRY_POINT_GROUP}: {ep.value})"
 
     def fail(message: str, cls: type | None = None) -> None:
@@ -232,6 +236,6 @@ def design_class(name: str) -> type[SuperpageDesign]:
                          f"{', '.join(sorted(REGISTRY))}") from None
 
 
-def make_design(name: str, machine) -> SuperpageDesign:
-    """A new instance of design ``name`` for ``machine``."""
-    return design_class(name)(machine)
+def make_design(name: str, host: SuperpageHost) -> SuperpageDesign:
+    """A new instance of design ``name`` on ``host`` (a machine's ``design_host``)."""
+    return design_class(name)(host)

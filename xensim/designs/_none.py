@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import errno
 
-from ._superpage import SuperpageDesign, register
+from ._host import Expectation
+from ._registry import register
+from ._superpage import PseEntries, SuperpageDesign
 
 
 @register
@@ -56,8 +58,5 @@ class NoSuperpages(SuperpageDesign):
     def unmark_superpage(self, mfn: int, d: int) -> int:
         return -errno.EOPNOTSUPP
 
-    def relinquish(self, dom) -> None:
-        """Nothing to clear: no domain can hold a mark."""
-
-    def expect(self, exp, pse: dict[int, list[int]]) -> None:
+    def expect(self, exp: Expectation, pse: PseEntries) -> None:
         """Nothing: there are no PSE entries; fallback mappings are L1 tables."""

@@ -8,8 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from ._counted import COUNT_MASK, MARK, CountedDesign
+from ._host import Expectation, SuperpageHost
 from ..mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, SUPERPAGE_ORDER
-from ._superpage import MetadataRow, register
+from ._registry import register
+from ._superpage import MetadataRow
 
 #: the extra field: one 64-bit word in every frame's page_info
 PAGEINFO_COUNT_BYTES = 8
@@ -39,14 +41,14 @@ class PageinfoCount(CountedDesign):
     word_names = ("page_info count",)
     words_source = "an extra page_info field of each superpage's first frame, MARK in bit 63"
 
-    def __init__(self, machine):
-        super().__init__(machine)
+    def __init__(self, host: SuperpageHost) -> None:
+        super().__init__(host)
         #: PDX group -> the group's 65,536 fields
         self._groups: dict[int, np.ndarray] = {}
 
     def metadata_bytes(self) -> int:
         """8 B for every frame of every PDX group with RAM (the frame table's extent)."""
-        return PAGEINFO_COUNT_BYTES * PDX_GROUP_FRAMES * self.m.frame_table.valid_groups
+        return PAGEINFO_COUNT_BYTES * PDX_GROUP_FRAMES * self.host.machine_extent()[3]
 
     def metadata_rows(self) -> list[MetadataRow]:
         return [MetadataRow(self.name, self.metadata_bytes(), "8 B/frame",
@@ -74,7 +76,7 @@ class PageinfoCount(CountedDesign):
 
     def field(self, mfn: int) -> int:
         """The extra page_info field of frame ``mfn`` (a superpage's first frame: its count)."""
-        page = self.m.mfn_to_page(mfn)
+        page = self.host.pdx(mfn)
         a = self._groups.get(page >> PDX_GROUP_SHIFT)
         return 0 if a is None else a.item(page & PDX_GROUP_MASK)
 
@@ -99,24 +101,24 @@ class PageinfoCount(CountedDesign):
         self._groups = {g: np.frombuffer(b, dtype=np.uint64).copy() for g, b in snapshot}
 
     def _read(self, mfn: int, word: int) -> int:
-        if (step := self.m.events.atomic_step) is not None:     # a load is an atomic step
-            step("pi_load", self.m.mfn_to_page(mfn), 0)
-        return self.field(mfn)
+        host = self.host
+        page = host.pdx(mfn)
+        host.field_step("pi_load", page)                        # a load is an atomic step
+        a = self._groups.get(page >> PDX_GROUP_SHIFT)
+        return 0 if a is None else a.item(page & PDX_GROUP_MASK)
 
     def _cas(self, mfn: int, word: int, old: int, new: int) -> bool:
-        page = self.m.mfn_to_page(mfn)
-        ev = self.m.events
-        if (step := ev.atomic_step) is not None:                # a cmpxchg is an atomic step
-            step("pi_cas", page, 0)
+        host = self.host
+        page = host.pdx(mfn)
+        host.field_step("pi_cas", page)                         # a cmpxchg is an atomic step
         g = page >> PDX_GROUP_SHIFT
         a = self._groups.get(g)
         found = 0 if a is None else a.item(page & PDX_GROUP_MASK)
-        if (cas := ev.spage_cmpxchg) is not None:
-            cas("page_info", page >> SUPERPAGE_ORDER, 0, old, found, new, found == old)
+        host.field_cmpxchged(page, old, found, new)
         if found != old:
             return False
         if a is None:
-            if not self.m.frame_table.group_valid(page):
+            if not host.group_has_ram(page):
                 raise IndexError(f"PDX group {g} holds no RAM: no page_info there")
             a = self._groups[g] = np.zeros(PDX_GROUP_FRAMES, dtype=np.uint64)
         a[page & PDX_GROUP_MASK] = new
@@ -135,9 +137,7 @@ class PageinfoCount(CountedDesign):
 
     def _write_many(self, mfns: np.ndarray, word: int, values: np.ndarray) -> None:
         pages = self._pages(mfns)
-        if (ev := self.m.events.spage_write_many) is not None:
-            ev("page_info", pages >> SUPERPAGE_ORDER, 0, self._read_many(mfns, word),
-               np.array(values, dtype=np.uint64))
+        self.host.fields_written(pages, lambda: self._read_many(mfns, word), values)
         groups = pages >> PDX_GROUP_SHIFT
         for g in np.unique(groups):
             a = self._groups.get(int(g))
@@ -146,13 +146,13 @@ class PageinfoCount(CountedDesign):
             sel = groups == g
             a[pages[sel] & PDX_GROUP_MASK] = values[sel]
 
-    def _store_expected(self, exp, expected: dict[int, tuple[int, ...]],
+    def _store_expected(self, exp: Expectation, expected: dict[int, tuple[int, ...]],
                         only: bool = False) -> None:
         """The auditor has no place for a per-frame superpage field, so the design
         compares its fields with the expectation itself and reports each difference
         through ``exp.conflict`` (which the auditor adds to its report); ``only``: the
         fields of the superpages expected alone."""
-        want = {self.m.mfn_to_page(mfn): words[0] for mfn, words in expected.items()}
+        want = {self.host.pdx(mfn): words[0] for mfn, words in expected.items()}
         have = {}
         if only:
             for page in want:
@@ -166,7 +166,7 @@ class PageinfoCount(CountedDesign):
         for page in sorted(set(want) | set(have)):
             w, h = want.get(page, 0), have.get(page, 0)
             if w != h:
-                exp.conflict(int(self.m.pdx_to_mfn(page)), "page_info superpage count",
+                exp.conflict(int(self.host.mfn(page)), "page_info superpage count",
                              _fmt(w), _fmt(h))
 
 

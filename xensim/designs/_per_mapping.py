@@ -10,7 +10,9 @@ import errno
 import numpy as np
 
 from ..mem import PGT_writable_page
-from ._superpage import MetadataRow, SuperpageDesign, register
+from ._host import Expectation
+from ._registry import register
+from ._superpage import MetadataRow, PseEntries, SuperpageDesign
 from ..mem import SUPERPAGE_PAGES
 
 
@@ -44,49 +46,43 @@ class PerMapping(SuperpageDesign):
         return 0
 
     def get_superpage(self, mfn: int, d: int, rw: bool) -> int:
-        r = self.m.refs.get_pages_and_type(self.m.mfn_to_page(mfn), SUPERPAGE_PAGES, d,
-                                           PGT_writable_page)
-        if not r.ok:
-            return -errno.EINVAL if self.m.faithful or self.owned_by(mfn, d) else -errno.EPERM
+        if not self.host.take(mfn, d, PGT_writable_page):
+            return -errno.EINVAL if self.host.faithful or self.owned_by(mfn, d) else -errno.EPERM
         self.stats["slow_get"] += 1
         return 0
 
     def put_superpage(self, mfn: int, rw: bool) -> None:
-        page = self.m.mfn_to_page(mfn)
-        if self.m.faithful and not self.m.refs.put_runs_ok(np.array([page]), SUPERPAGE_PAGES)[0]:
+        host = self.host
+        if host.faithful and not host.can_drop_runs(np.array([host.pdx(mfn)]), typed=True)[0]:
             # only after a bug faithful mode lets through (XSA-148's PSE flip): the 512
             # references were never taken; record the underflow Xen would have caused
-            self.m.violations.append(f"per-mapping: superpage count underflow at mfn {mfn:#x} "
-                                     f"(512 references put that were never taken)")
+            host.report_violation(f"per-mapping: superpage count underflow at mfn {mfn:#x} "
+                                  f"(512 references put that were never taken)")
             return
-        self.m.refs.put_pages_and_type(page, SUPERPAGE_PAGES)
+        host.drop(mfn, typed=True)
         self.stats["slow_put"] += 1
 
-    def _pages(self, mfns) -> np.ndarray:
-        mfns = np.asarray(mfns, dtype=np.uint64)
-        return np.asarray(self.m.mfn_to_pdx(mfns), dtype=np.int64)
-
-    def get_superpages(self, mfns, d: int, rw) -> int:
+    def get_superpages(self, mfns: np.ndarray, d: int, rw: np.ndarray) -> int:
         """get_superpage on each, in order, vectorised: 512 writable references each."""
-        pages = self._pages(mfns)
-        ok = self.m.refs.runs_ok(pages, SUPERPAGE_PAGES, d, PGT_writable_page)
+        pages = self.host.pdx_many(mfns)
+        ok = self.host.can_take_runs(pages, d, PGT_writable_page)
         f = ok.size if ok.all() else int(np.argmin(ok))
-        self.m.refs.get_runs_and_type(pages[:f], SUPERPAGE_PAGES, d, PGT_writable_page)
+        self.host.take_runs(pages[:f], d, PGT_writable_page)
         self.stats["slow_get"] += f
         return f
 
-    def put_superpages(self, mfns, rw) -> int:
-        pages = self._pages(mfns)
-        ok = self.m.refs.put_runs_ok(pages, SUPERPAGE_PAGES)
+    def put_superpages(self, mfns: np.ndarray, rw: np.ndarray) -> int:
+        pages = self.host.pdx_many(mfns)
+        ok = self.host.can_drop_runs(pages, typed=True)
         f = ok.size if ok.all() else int(np.argmin(ok))
-        self.m.refs.put_runs_and_type(pages[:f], SUPERPAGE_PAGES)
+        self.host.drop_runs(pages[:f], typed=True)
         self.stats["slow_put"] += f
         return f
 
-    def expect(self, exp, pse: dict[int, list[int]]) -> None:
+    def expect(self, exp: Expectation, pse: PseEntries) -> None:
         for mfn, (ro, rw, domid) in pse.items():
             for _ in range(ro + rw):
                 exp.run(mfn, SUPERPAGE_PAGES, domid, PGT_writable_page)
 
-    def expect_superpages(self, exp, pse: dict[int, list[int]], mfns) -> None:
+    def expect_superpages(self, exp: Expectation, pse: PseEntries, mfns: list[int]) -> None:
         self.expect(exp, {mfn: pse[mfn] for mfn in mfns if mfn in pse})

@@ -10,7 +10,9 @@ from __future__ import annotations
 import errno
 
 from ._counted import TableCounted
-from ._superpage import MetadataRow, register, sparse_table_row
+from ._host import SuperpageHost
+from ._registry import register
+from ._superpage import MetadataRow, sparse_table_row
 
 _WORD = (1 << 64) - 1
 
@@ -45,10 +47,10 @@ class Sketch(TableCounted):
 
     def metadata_rows(self) -> list[MetadataRow]:
         """One word per superpage in xensim's sparse table: the ``sparse-8B`` row."""
-        return [sparse_table_row(self.m, 1)]
+        return [sparse_table_row(self.host, 1)]
 
-    def __init__(self, machine):
-        super().__init__(machine)
+    def __init__(self, host: SuperpageHost) -> None:
+        super().__init__(host)
         #: sets of 512 references taken by an acquirer that then lost the race (the leak)
         self.leaked = 0
 

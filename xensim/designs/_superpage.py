@@ -7,11 +7,17 @@ design implements :class:`SuperpageDesign`:
 * ``get_superpage(mfn, d, rw)`` when a PSE entry is validated (0 or -errno),
 * ``put_superpage(mfn, rw)`` when it goes away,
 * ``mark_superpage`` / ``unmark_superpage`` for MMUEXT_MARK_SUPER / UNMARK_SUPER,
-* ``relinquish(domain)`` at domain destruction (clear the domain's marks),
 * ``expect(exp, pse)`` for the auditor: what the design must hold, given the
-  live PSE entries (counted from the page tables) and the domains' marks;
+  live PSE entries (counted from the page tables) and the marks (the host's);
   ``expect_superpages(exp, pse, mfns)`` the same for some superpages only (the
-  incremental auditor's; a default built on ``expect`` serves any design).
+  incremental auditor's; a default built on ``expect`` serves any design),
+* hooks inside the request, each a no-op by default: ``relinquish(domid)`` at domain
+  destruction (after the host has unmarked the domain's marks), ``frames_leaving``
+  (decrease_reservation), ``type_conflict`` (a type change refused by typed
+  references), for a design that holds references no mapping accounts for.
+
+A design is built with its host (``designs._host.SuperpageHost``, ``self.host``): the
+one way it reads and changes the machine.
 
 The interface also holds everything the rest of xensim knows of a design, so that no
 module outside a design's own file names one: its name, description, docs page and
@@ -29,9 +35,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..mem import PGC_count_mask, PGT_count_mask
 from ..mem import SuperpageTable
-from ..mem import SUPERPAGE_ORDER, SUPERPAGE_PAGES
+from ._host import Expectation, SuperpageHost
+
+#: the live PSE entries of the page tables, as ``expect`` is given them: the superpage's
+#: first mfn -> [read-only entries, read-write entries, the domid whose tables hold them
+#: (of several, the first table's)]
+PseEntries = dict[int, list[int]]
 
 #: a superpage's state as the superpage picture draws it: no mapping, mapped, MARK_SUPER'd
 SPAGE_NONE, SPAGE_DYNAMIC, SPAGE_MARK = 0, 1, 2
@@ -117,17 +127,17 @@ class SuperpageDesign:
     #: inspect's text for a superpage when the design keeps no word (``words_in`` None)
     no_words_text = "no per-superpage word"
 
-    def __init__(self, machine):
-        self.m = machine
+    def __init__(self, host: SuperpageHost) -> None:
+        #: the machine as the design sees it: every read and change goes through it
+        self.host = host
         self.stats = {"slow_get": 0, "slow_put": 0, "fast_get": 0, "fast_put": 0}
 
     def spdx(self, mfn: int) -> int:
-        return self.m.mfn_to_pdx(mfn) >> SUPERPAGE_ORDER
+        return self.host.pdx(mfn) >> 9
 
     def owned_by(self, mfn: int, d: int) -> bool:
         """All 512 frames are owned by ``d`` (read-only check, vectorised)."""
-        _, _, owner = self.m.frame_table.read_slices(self.m.mfn_to_page(mfn), SUPERPAGE_PAGES)
-        return bool((owner == d).all())
+        return self.host.owns(mfn, d)
 
     def get_superpage(self, mfn: int, d: int, rw: bool) -> int:
         raise NotImplementedError
@@ -153,7 +163,7 @@ class SuperpageDesign:
             raise NotImplementedError(
                 f"the {self.name} design keeps state of its own (snapshot) but has no restore")
 
-    def get_superpages(self, mfns, d: int, rw) -> int:
+    def get_superpages(self, mfns: np.ndarray, d: int, rw: np.ndarray) -> int:
         """Batched get_superpage over distinct superpages, in order (optional).
 
         Applies the longest prefix of ``mfns`` whose get_superpage would all
@@ -164,7 +174,7 @@ class SuperpageDesign:
         """
         return 0
 
-    def put_superpages(self, mfns, rw) -> int:
+    def put_superpages(self, mfns: np.ndarray, rw: np.ndarray) -> int:
         """Batched put_superpage over distinct superpages, in order (optional); see above."""
         return 0
 
@@ -175,7 +185,7 @@ class SuperpageDesign:
         words per 2 MiB superpage with RAM, in xensim's sparse 512-entry chunks
         (the ``sparse-8B`` / ``sparse-16B`` rows of the overhead report).
         """
-        return SuperpageTable.bytes_for(self.m.spdx_with_ram(), self.words_per_entry)
+        return SuperpageTable.bytes_for(self.host.ram_superpages(), self.words_per_entry)
 
     def metadata_rows(self) -> list[MetadataRow]:
         """The design's rows of the overhead report (default: one row, its name and
@@ -190,10 +200,10 @@ class SuperpageDesign:
         keeps no word, or the superpage has no entry: not RAM)."""
         if self.words_in != "spage_table":
             return None
-        table, spdx = self.m.spage_table, self.spdx(mfn)
-        if not table.has_entry(spdx):
+        host, spdx = self.host, self.spdx(mfn)
+        if not host.has_words(spdx):
             return None
-        return [(n, table.read(spdx, w)) for w, n in enumerate(self.word_names)]
+        return [(n, host.read_word(spdx, w)) for w, n in enumerate(self.word_names)]
 
     @classmethod
     def word_text(cls, word: int, value: int) -> str:
@@ -227,14 +237,40 @@ class SuperpageDesign:
         the live 2 MiB entries instead)."""
         return None
 
-    def relinquish(self, dom) -> None:
-        for mfn in sorted(dom.marked):
-            self.unmark_superpage(mfn, dom.domid)
+    # -- hooks inside the request (defaults: nothing) ---------------------------------------
+    #: the hooks a design may override; the host calls only those it does
+    HOOKS = ("relinquish", "frames_leaving", "type_conflict")
 
-    def expect(self, exp, pse: dict[int, list[int]]) -> None:
+    def hooks(self) -> tuple[str, ...]:
+        """The hooks of :data:`HOOKS` this design overrides."""
+        return tuple(h for h in self.HOOKS
+                     if getattr(type(self), h) is not getattr(SuperpageDesign, h))
+
+    def relinquish(self, domid: int) -> None:
+        """Domain ``domid`` is being destroyed (domain_relinquish_resources), before its
+        tables are devalidated and its frames freed. The host has already unmarked each of
+        its marks through :meth:`unmark_superpage`. Drop whatever else the design holds
+        for the domain (references it keeps with no mapping). Default: nothing."""
+
+    def frames_leaving(self, domid: int, mfn: int, n: int) -> None:
+        """decrease_reservation (a guest giving memory back: ballooning) is about to remove
+        frames [mfn, mfn+n) from domain ``domid`` (one extent; frames that are not the
+        domain's or not RAM make the removal stop there). Inside the request: drop the
+        references the design keeps on them, else the frames cannot be freed. Default:
+        nothing."""
+
+    def type_conflict(self, mfn: int, have: int, want: int) -> bool:
+        """get_page_type asks for type ``want`` on frame ``mfn``, which holds typed
+        references of type ``have`` (``PGT_*``): the type change is refused unless they
+        go. Inside the request: return True after dropping references the design keeps on
+        the frame (Xen's code then looks at the frame again), False to let the refusal
+        stand. Default: False."""
+        return False
+
+    def expect(self, exp: Expectation, pse: PseEntries) -> None:
         raise NotImplementedError
 
-    def expect_superpages(self, exp, pse: dict[int, list[int]], mfns) -> None:
+    def expect_superpages(self, exp: Expectation, pse: PseEntries, mfns: list[int]) -> None:
         """What :meth:`expect` says of the superpages whose first frames are ``mfns``
         (the incremental auditor's question; ``pse`` holds their live PSE entries).
 
@@ -246,104 +282,6 @@ class SuperpageDesign:
         self.expect(exp, {mfn: pse[mfn] for mfn in mfns if mfn in pse})
 
 
-def put_spage_pages(m, mfn: int) -> None:
-    """put_superpage with the allowsuperpage option off (Xen 4.1 to 4.8): no design, no
-    superpage table (Xen allocates none then); put_page_and_type on each of the 512
-    frames directly (Xen's put_spage_pages).
-
-    A PSE entry cannot be made with the option off, so only a bug gets here: XSA-148's
-    fast path (faithful 4.1 / 4.5) setting PSE on a live entry. The frames then hold
-    none of the references this drops, except what the entry held before (an L1
-    table's); in faithful mode a frame that cannot pay is recorded as a violation
-    (Xen's counts would wrap) and skipped; otherwise an underflow is a RefcountBug.
-    """
-    refs, ft = m.refs, m.frame_table
-    first = m.mfn_to_page(mfn)
-    short = []
-    for page in range(first, first + SUPERPAGE_PAGES):
-        if m.faithful and not (ft.count_info(page) & PGC_count_mask
-                               and ft.type_info(page) & PGT_count_mask):
-            short.append(page)
-            continue
-        refs.put_page_and_type(page)
-    if short:
-        m.violations.append(f"put_superpage with allowsuperpage off: {len(short)} of mfn "
-                            f"{mfn:#x}'s 512 frames drop references they never took")
-
-
-#: every design, by name, in registration order (the order runs compare them in): the
-#: built-ins, then installed packages' (entry points), then design files'. Look names up
-#: with design_names() / design_class() / make_design(), which load the entry points first.
-REGISTRY: dict[str, type[SuperpageDesign]] = {}
-
-#: the interface's methods a design must define itself (the base class's raise)
-REQUIRED_METHODS = ("get_superpage", "put_superpage", "expect")
-
-
-def _shown(value) -> str:
-    if isinstance(value, (int, float, str)) or value is None:
-        return repr(value)
-    return f"a {type(value).__name__}"
-
-
-def check_design(cls) -> str | None:
-    """What is wrong with ``cls`` as a design (None: nothing): a SuperpageDesign subclass
-    with a ``name`` (a non-empty string without spaces), ``words_per_entry`` 1 or 2 (the
-    superpage table's entry), boolean flags, a string ``description``, ``words_in`` one
-    of its three places, ``word_names`` strings (at most ``words_per_entry`` of them in the
-    superpage table), and the interface's methods (:data:`REQUIRED_METHODS`) of its own."""
-    if not (isinstance(cls, type) and issubclass(cls, SuperpageDesign)):
-        return f"not a subclass of SuperpageDesign: {_shown(cls)}"
-    name = cls.name
-    if not isinstance(name, str) or not name or name.split() != [name]:
-        return f"name must be a non-empty string without spaces, got {_shown(name)}"
-    w = cls.words_per_entry
-    if isinstance(w, bool) or not isinstance(w, int) or w not in (1, 2):
-        return (f"words_per_entry must be 1 or 2 (64-bit words of its superpage-table "
-                f"entry), got {_shown(w)}")
-    for flag in ("supports_pse", "supports_mark", "buggy", "keeps_count", "default"):
-        if not isinstance(getattr(cls, flag), bool):
-            return f"{flag} must be True or False, got {_shown(getattr(cls, flag))}"
-    if not isinstance(cls.description, str):
-        return f"description must be a string, got {_shown(cls.description)}"
-    if cls.words_in not in ("spage_table", "page_info", None):
-        return (f"words_in must be 'spage_table', 'page_info' or None, got "
-                f"{_shown(cls.words_in)}")
-    names = cls.word_names
-    if not (isinstance(names, tuple) and all(isinstance(n, str) for n in names)
-            and (names or cls.words_in is None)):
-        return (f"word_names must be a tuple of strings (one at least where words_in is "
-                f"not None), got {_shown(names)}")
-    if cls.words_in == "spage_table" and len(names) > w:
-        return (f"word_names names {len(names)} words, but words_per_entry is {w} (the "
-                f"words of its superpage-table entry)")
-    missing = [m for m in REQUIRED_METHODS if getattr(cls, m) is getattr(SuperpageDesign, m)]
-    if missing:
-        return (f"does not define {', '.join(missing)} (a design defines "
-                f"{', '.join(REQUIRED_METHODS)}; see docs/designs/writing-a-design.md)")
-    return None
-
-
-def register(cls: type[SuperpageDesign]) -> type[SuperpageDesign]:
-    """Class decorator: make a design selectable by its ``name``. ValueError if the class
-    is not a valid design (:func:`check_design`) or another class has the name."""
-    problem = check_design(cls)
-    if problem:
-        raise ValueError(f"design class {getattr(cls, '__name__', cls)}: {problem}")
-    taken = REGISTRY.get(cls.name)
-    if taken is not None and taken is not cls:
-        raise ValueError(f"design class {cls.__name__}: the name {cls.name!r} is taken by "
-                         f"{taken.__module__}.{taken.__qualname__}")
-    REGISTRY[cls.name] = cls
-    return cls
-
-
-
-#: colours for designs that name none, handed out in registration order
-PALETTE = ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939",
-           "#8c6d31", "#843c39", "#7b4173")
-
-
 #: xensim's sparse superpage table of one or two words per entry, as an overhead row:
 #: (description, colour, dashed) by entry width
 _SPARSE_ROWS = {
@@ -352,47 +290,12 @@ _SPARSE_ROWS = {
 }
 
 
-def sparse_table_row(machine, words: int) -> MetadataRow:
+def sparse_table_row(host: SuperpageHost, words: int) -> MetadataRow:
     """The shared overhead row ``sparse-8B`` / ``sparse-16B``: xensim's sparse superpage
-    table with ``words`` 8-byte words per entry on ``machine`` (the designs that keep
-    their words there return it from ``metadata_rows``)."""
-    spdx = machine.spdx_with_ram()
+    table with ``words`` 8-byte words per entry on ``host``'s machine (the designs that
+    keep their words there return it from ``metadata_rows``)."""
+    spdx = host.ram_superpages()
     description, color, dashed = _SPARSE_ROWS[words]
     return MetadataRow(f"sparse-{8 * words}B", SuperpageTable.bytes_for(spdx, words),
                        f"{8 * words} B/2 MiB with RAM", description, 8 * words * len(spdx),
                        color=color, dashed=dashed, shared=True)
-
-
-def design_color(name: str) -> str:
-    """The colour of design ``name`` in every picture: its own, else the next free one of
-    :data:`PALETTE` in registration order."""
-    cls = REGISTRY[name]
-    if cls.color:
-        return cls.color
-    taken = {c.color for c in REGISTRY.values() if c.color}
-    free = [c for c in PALETTE if c not in taken] or list(PALETTE)
-    uncoloured = [n for n, c in REGISTRY.items() if not c.color]
-    return free[uncoloured.index(name) % len(free)]
-
-
-def default_design() -> str:
-    """The name of the design simulated when a config names none."""
-    for name, cls in REGISTRY.items():
-        if cls.default:
-            return name
-    return next(iter(REGISTRY))
-
-
-def metadata_rows(machine) -> list[MetadataRow]:
-    """Every registered design's overhead rows on ``machine``: the designs' own rows in
-    registration order, then the shared layouts, smallest first; a row named twice is
-    given once (the first), and a row without a colour gets its design's."""
-    rows: dict[str, MetadataRow] = {}
-    for name, cls in REGISTRY.items():
-        for row in cls(machine).metadata_rows():
-            if row.color is None:
-                row.color = design_color(name)
-            rows.setdefault(row.name, row)
-    own = [r for r in rows.values() if not r.shared]
-    return own + sorted((r for r in rows.values() if r.shared), key=lambda r: r.bytes)
-

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ..mem import PGT_writable_page
 from ._counted import TableCounted
-from ._superpage import MetadataRow, register, sparse_table_row
+from ._registry import register
+from ._superpage import MetadataRow, sparse_table_row
 
 
 @register
@@ -32,7 +33,7 @@ class SuperpageInfo(TableCounted):
     word_names = ("ro count", "rw count")
 
     def metadata_rows(self) -> list[MetadataRow]:
-        return [sparse_table_row(self.m, 2)]
+        return [sparse_table_row(self.host, 2)]
 
     def _word(self, rw: bool) -> int:
         return 1 if rw else 0

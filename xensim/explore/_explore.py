@@ -194,7 +194,7 @@ class Execution:
             self._cpus = [greenlet.greenlet(self._body(i)) for i in range(len(self.programs))]
             # let each CPU run up to its first atomic step
             for i, g in enumerate(self._cpus):
-                self.current = i
+                self.current = m.design_host.cpu = i
                 g.switch()
             while len(self.finished) < len(self._cpus) and not self.errors:
                 enabled = sorted(c for c, st in self.pending.items() if self._enabled(st))
@@ -208,7 +208,7 @@ class Execution:
                 step = self.pending.pop(cpu)
                 self.schedule.append(cpu)
                 self.trace.append(str(step))
-                self.current = cpu
+                self.current = m.design_host.cpu = cpu
                 self._cpus[cpu].switch()
                 if self.check_step is not None and not self.errors:
                     problem = self.check_step(m, step)
@@ -217,6 +217,7 @@ class Execution:
         finally:
             m.events.unsubscribe(sub)
             m.concurrent = False
+            m.design_host.cpu = 0
             for g in self._cpus:
                 if not g.dead:
                     g.throw(greenlet.GreenletExit)

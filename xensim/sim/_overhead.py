@@ -114,7 +114,7 @@ def overhead(machine: Machine) -> OverheadReport:
              "xensim's count_info + type_info + owner arrays, every group touched"),
     ]
     designs += [cost(r.name, r.bytes, r.unit, r.description, r.entry_bytes)
-                for r in metadata_rows(machine)]
+                for r in metadata_rows(machine.design_host)]
     return OverheadReport(
         machine=mm.name, ram_bytes=ram, ram_frames=mm.ram_frames, max_pfn=mm.max_pfn,
         max_pdx=machine.pdx.max_pdx, pdx=machine.pdx.to_dict(), pdx_groups_with_ram=groups,

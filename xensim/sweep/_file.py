@@ -83,14 +83,17 @@ def describe_values(values: dict) -> str:
     return ", ".join(f"{k}={grid_cell(v)}" for k, v in values.items())
 
 
-def load_sweep(path: str | Path) -> Sweep:
-    """Load and check a sweep file and every point's config (ConfigError: one line)."""
+def load_sweep(path: str | Path, compare: list[str] | None = None) -> Sweep:
+    """Load and check a sweep file and every point's config (ConfigError: one line);
+    ``compare``: the designs every point runs instead of the file's (``--compare``)."""
     text = read_text(path)
-    return parse_sweep(text, str(path))
+    return parse_sweep(text, str(path), compare)
 
 
-def parse_sweep(text: str, filename: str = "<string>") -> Sweep:
-    """Parse a sweep's text; a relative ``base`` is found beside ``filename``."""
+def parse_sweep(text: str, filename: str = "<string>",
+                compare: list[str] | None = None) -> Sweep:
+    """Parse a sweep's text; a relative ``base`` is found beside ``filename``; ``compare``
+    replaces the sweep's and the base's."""
     doc = load_yaml(text, filename)
     data = top_mapping(doc, filename, "of keys such as base: and grid:")
     if not data:
@@ -106,6 +109,8 @@ def parse_sweep(text: str, filename: str = "<string>") -> Sweep:
     if sf.design_files is not None:          # relative to the sweep file, not to the base
         here = Path(filename).parent
         base_data["design_files"] = [str(here / Path(f).expanduser()) for f in sf.design_files]
+    if compare is not None:
+        base_data["compare"] = list(compare)
     keys = list(grid)
     points = []
     maps: dict[str, MemoryMap] = {}

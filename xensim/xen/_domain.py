@@ -3,9 +3,11 @@
 Hypervisor-side state (Xen's ``struct domain``): ``domid``, ``max_pages``,
 ``tot_pages``, the frames on its page list (``owned``) and which of them still
 hold the owner's ``PGC_allocated`` reference (``allocated``), the tables it has
-pinned and the superpages it has marked. ``owned`` and ``allocated`` are kept by
-the allocator and memory_op themselves, never derived from the frame table, so
-that the auditor can recount the frame table against them.
+pinned and the superpages it has marked (``marked``: the design host's records,
+written by MMUEXT_MARK_SUPER / UNMARK_SUPER through it, never by a design).
+``owned`` and ``allocated`` are kept by the allocator and memory_op themselves,
+never derived from the frame table, so that the auditor can recount the frame
+table against them.
 
 Guest-side state: ``p2m`` (gfn -> mfn). A PV guest keeps its own P2M; xensim
 updates it on the guest's behalf in populate_physmap and decrease_reservation,

@@ -24,7 +24,8 @@ from ._memory_op import do_memory_op, remove_extent
 from ._mmu import do_mmu_update, do_mmuext_op, do_update_va_mapping, mmu_update_requests
 from . import accel
 from ._pagetable import GuestMemory, PageTables
-from ..designs import default_design, make_design
+from ..designs import default_design, design_class
+from ._host import MachineHost
 from ..mem import MemoryMap
 from ..mem import INVALID, FrameMap
 from ..mem import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state_free,
@@ -62,7 +63,7 @@ class Machine:
         self.faithful = faithful
         #: the event bus: every observer of this machine subscribes here (see _events)
         self.events = Events()
-        self.superpage = make_design(superpage or default_design(), self)
+        design = design_class(superpage or default_design())
         self.memmap = memmap
         self.pdx: Pdx = make_pdx(memmap.frame_ranges, pdx_mode, memmap.pdx_regions)
         self._to_pdx, self._to_mfn, self._covers = self.pdx._to_pdx, self.pdx._to_pfn, self.pdx._covers
@@ -75,7 +76,7 @@ class Machine:
         self.frame_table = FrameTable(self.ram_pdx_ranges, self.pdx.max_pdx)
         self.events.attach(self.frame_table, ("frames_written",))
         self.spage_table = SuperpageTable(self.spdx_with_ram(),
-                                          spage_words or self.superpage.words_per_entry)
+                                          spage_words or design.words_per_entry)
         self.events.attach(self.spage_table, ("atomic_step", "spage_cmpxchg", "spage_write",
                                               "spage_write_many"))
         self.heap = DomainHeap(memmap.frame_ranges)
@@ -93,7 +94,8 @@ class Machine:
         #: hooks run by destroy_domain before PGC_allocated is dropped, in order:
         #: drop the vCPU's root and unpin every table, clear superpage marks, then
         #: devalidate the tables still valid (linear loops), L4, L3, L2
-        self.relinquish_hooks: list = [_unpin_all, lambda m, d: m.superpage.relinquish(d),
+        self.relinquish_hooks: list = [_unpin_all,
+                                       lambda m, d: m.design_host.relinquish(d.domid),
                                        lambda m, d: m.pt.relinquish(d)]
         #: what subsystems hold, for the auditor: f(machine, expected) (see _audit.Expected)
         self.audit_contributors: list = [self.pt.expect]
@@ -104,6 +106,10 @@ class Machine:
         #: "stepwise" (every operation by its scalar path, every atomic step visible) or
         #: "vectorised" (accelerators allowed); set by xensim.xen.accel's bind, see mode
         self.mode = accel.VECTORISED
+        #: the design's port to this machine (designs.SuperpageHost), and the design
+        self.design_host = MachineHost(self)
+        self.superpage = design(self.design_host)
+        self.design_host.attach_design(self.superpage)
         self.hypercall = HypercallLayer(self)
         self.hypercall.register(HYPERVISOR_memory_op, do_memory_op)
         self.hypercall.register(HYPERVISOR_mmu_update, do_mmu_update)
@@ -180,14 +186,15 @@ class Machine:
         self._in_request = True
         try:
             rc = fn(*args)
-            if rc < 0:
-                self._check_undone()
+            if rc < 0 and not self.design_host.hooked:   # (what a design hook let go is
+                self._check_undone()                     # no undo: the rollback restores it)
         except BaseException:
             ft.rollback()
             sp.rollback()
             raise
         finally:
             self._in_request = False
+            self.design_host.hooked = False
         if rc < 0:
             ft.rollback()
             sp.rollback()

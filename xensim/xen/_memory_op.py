@@ -191,8 +191,12 @@ def remove_extent(m, d: Domain, gmfn: int, n: int) -> int:
 
 def decrease_reservation(m, d: Domain, a: XenMemoryReservation) -> int:
     n = 1 << a.extent_order
+    host = m.design_host
     for i in range(a.nr_extents):
-        if m.remove_extent(d, a.extent_start[i], n) < n:
+        gmfn = a.extent_start[i]
+        if host.on_leave is not None:
+            host.frames_leaving(d.domid, gmfn, n)
+        if m.remove_extent(d, gmfn, n) < n:
             return i
     return a.nr_extents
 

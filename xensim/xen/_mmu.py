@@ -330,5 +330,5 @@ def _mark_unmark(m, cmd: int, mfn: int, curr, pg_owner) -> int:
         # there, so MARK failed taking the 512 references and UNMARK found no MARK.
         return -errno.EINVAL if m.faithful else -errno.EPERM
     if cmd == MMUEXT_MARK_SUPER:
-        return m.superpage.mark_superpage(mfn, d.domid)
-    return m.superpage.unmark_superpage(mfn, d.domid)
+        return m.design_host.mark_superpage(mfn, d.domid)
+    return m.design_host.unmark_superpage(mfn, d.domid)

@@ -39,7 +39,7 @@ from ..mem import (PGC_count_mask, PGT_count_mask, PGT_l1_page_table, PGT_l2_pag
                          PGT_writable_page)
 from ._release import Release
 from ._segdesc import alloc_segdesc_page
-from ..designs import put_spage_pages
+from ._host import put_spage_pages
 from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES
 
 # x86 page-table entry flags
@@ -402,8 +402,9 @@ class PageTables:
                 continue
             rc = self.get_page_from_entry(level, int(entries[i]), d, mfn)
             if rc != 0:
-                for j in reversed(taken):
-                    self.put_page_from_entry(level, int(entries[j]), mfn)
+                with self.m.design_host.undo():   # the puts give back this request's gets
+                    for j in reversed(taken):
+                        self.put_page_from_entry(level, int(entries[j]), mfn)
                 return rc
             taken.append(i)
         return 0

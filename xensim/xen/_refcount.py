@@ -154,6 +154,10 @@ class RefCounts(TlbFlushes):
     ft: FrameTable
     free_page: Callable[[int | np.ndarray], None]
     validator: PageTypeValidator = field(default_factory=NoPageTables)
+    #: ``f(page, have, want) -> bool``, asked when a type change is refused because the
+    #: frame holds typed references of another type (True: some went, look again); the
+    #: design's ``type_conflict`` hook (None: the design has none)
+    type_conflict: Callable[[int, int, int], bool] | None = None
     stats: RefStats = field(default_factory=RefStats)
     #: the machine's event bus (atomic_step, word_changed, tlb_flush, range_*; see _events)
     events: Events = field(default_factory=Events)
@@ -278,6 +282,10 @@ class RefCounts(TlbFlushes):
                     if type in VALID_AT_ONCE:
                         nx |= PGT_validated
             elif x & PGT_type_mask != type:
+                if (self.type_conflict is not None
+                        and self.type_conflict(page, x & PGT_type_mask, type)
+                        and self.ft.type_info(page) != x):
+                    continue                              # the holder let references go
                 self.stats.get_page_type_failed += 1
                 return -errno.EINVAL                      # type conflict
             elif not x & PGT_validated:

@@ -26,7 +26,7 @@ def overhead_styles(machine: Machine) -> dict[str, tuple[str, str]]:
     """row name -> (colour, line style) of every overhead row, frame tables first, then the
     registered designs' rows (``metadata_rows``) in registration order."""
     styles = dict(FRAME_TABLE_STYLE)
-    for row in metadata_rows(machine):
+    for row in metadata_rows(machine.design_host):
         styles[row.name] = (row.color, "--" if row.dashed else "-")
     return styles
 

@@ -48,7 +48,9 @@ class TakeRun(Accelerator):
     precondition = ("a run in one PDX group, type None, writable or shared: every frame is "
                     "checked first (count 1..max-2, the owner, the type free or the same, "
                     "the type count below its top); at the first that fails the loop's "
-                    "counts of taking and undoing are kept and nothing is written")
+                    "counts of taking and undoing are kept and nothing is written (a type "
+                    "conflict while the design has a type_conflict hook: the loop, which "
+                    "asks it)")
     hides = ()
 
     def apply(self, refs, first: int, n: int, d: int, type: int | None):
@@ -66,6 +68,8 @@ class TakeRun(Accelerator):
             reason = ("free" if c == 0 else "overflow" if c > GET_PAGE_COUNT_MAX else
                       "owner" if int(owner[i]) != d else
                       "type-overflow" if t & PGT_count_mask == PGT_count_mask else "type")
+            if reason == "type" and refs.type_conflict is not None:
+                return None                 # the design's hook may let references go: the loop
             if type is not None and i:                  # frames [0, i) were typed first
                 tp = ti[:i]
                 refs.run_type_flush(first, ((tp & _U(PGT_count_mask)) == 0)
