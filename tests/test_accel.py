@@ -372,3 +372,39 @@ def test_a_wrong_accelerator_is_caught(planted, target):
             both_modes(m, op, range_put=not quiet)
     finally:
         accel.ACCELERATORS[i] = real
+
+
+# -- designs written from the docs (examples/designs): their hooks and batch forms ------------
+@pytest.fixture(scope="module")
+def example_designs():
+    """examples/designs/*.py loaded; the registry as it was afterwards."""
+    from pathlib import Path
+    from xensim import load_design_file
+    from xensim.designs import _loading
+    root = Path(__file__).resolve().parent.parent / "examples" / "designs"
+    saved = dict(REGISTRY), dict(_loading._FILES), dict(_loading._ORIGIN)
+    names = [n for path in sorted(root.glob("*.py")) for n in load_design_file(path)]
+    yield [n for n in names if REGISTRY[n].supports_pse]
+    for state, old in zip((REGISTRY, _loading._FILES, _loading._ORIGIN), saved):
+        state.clear()
+        state.update(old)
+
+
+def test_example_designs(example_designs):
+    """A batch of PSE maps, the same superpages unmapped, a type change on a frame of one
+    of them (a design caching references drops them in its type_conflict hook) and their
+    extents given back (its frames_leaving hook), each through the harness."""
+    assert example_designs
+    for design in example_designs:
+        m, g, k, foreign, l2 = pse_guest(design)
+        sps = k.superpage_mfns(0, N)
+        maps = [((l2 << 12) | (i * 8), pse(mfn, True)) for i, mfn in enumerate(sps)]
+        _, _, m = both_modes(m, lambda c: mmu_update(c, g, maps))
+        clears = [((l2 << 12) | (i * 8), 0) for i in range(N)]
+        _, _, m = both_modes(m, lambda c: mmu_update(c, g, clears))
+        _, _, m = both_modes(m, lambda c: c.refs.get_pages_and_type(
+            c.mfn_to_page(sps[1]), 512, g, PGT_l1_page_table and None))
+        _, _, m = both_modes(m, lambda c: c.hypercall(g, HYPERVISOR_mmuext_op,
+                                                      [MmuextOp(MMUEXT_PIN_L1_TABLE, sps[2] + 5)], [0]))
+        both_modes(m, lambda c: c.hypercall(g, HYPERVISOR_memory_op, XENMEM_decrease_reservation,
+                                            XenMemoryReservation(sps[:4], 4, 9)))

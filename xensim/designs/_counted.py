@@ -184,8 +184,17 @@ class CountedDesign(SuperpageDesign):
     def _pages(self, mfns: np.ndarray) -> np.ndarray:
         return self.host.pdx_many(mfns)
 
+    def batch_forms_apply(self) -> bool:
+        """The batch forms vectorise this class's own ``_acquire`` / ``_release``: a design
+        that rewrites either (a lock bit, a cache of references, a race) gets the requests
+        one by one (its batch forms do nothing) unless it writes batch forms of its own."""
+        cls = type(self)
+        return cls._acquire is CountedDesign._acquire and cls._release is CountedDesign._release
+
     def get_superpages(self, mfns: np.ndarray, d: int, rw: np.ndarray) -> int:
         """_acquire on each, in order, vectorised (one word: stops where ``rw`` changes)."""
+        if not self.batch_forms_apply():
+            return 0
         mfns, rw = np.asarray(mfns, dtype=np.int64), np.asarray(rw, dtype=bool)
         same = rw == rw[0]
         k = rw.size if same.all() else int(np.argmin(same))
@@ -211,6 +220,8 @@ class CountedDesign(SuperpageDesign):
 
     def put_superpages(self, mfns: np.ndarray, rw: np.ndarray) -> int:
         """_release on each, in order, vectorised; stops before any would underflow."""
+        if not self.batch_forms_apply():
+            return 0
         mfns, rw = np.asarray(mfns, dtype=np.int64), np.asarray(rw, dtype=bool)
         same = rw == rw[0]
         k = rw.size if same.all() else int(np.argmin(same))
