@@ -403,13 +403,14 @@ def test_tracing_changes_nothing(small):
 def test_the_tracer_is_a_pure_subscriber(small):
     """Installing swaps no method and sets no hook (every object's attributes stay as they
     were, but for the slots the machine itself binds as the subscriptions change: its
-    accelerated slots and ``request``), it subscribes to the machine's events but never to
+    accelerated slots, ``request`` and the page tables' entry calls), it subscribes to the machine's events but never to
     atomic_step nor with ``steps`` (the machine stays vectorised), and uninstalling leaves
     no subscriber and every attribute as before."""
     cfg, mm = small
     m = start(cfg, mm, "pageinfo-count").machine
     objs = (m, m.refs, m.pt, m.spage_table, m.hypercall, m.superpage)
-    bound = {name for _, name in accel.slots()} | {"request"}
+    bound = {name for _, name in accel.slots()} | {"request", "get_page_from_entry",
+                                                     "put_page_from_entry"}
 
     def attrs(skip=()):   # the event attributes the bus mirrors into its emitters are the bus's
         return {id(o): {k: v for k, v in vars(o).items() if k not in EVENTS and k not in skip}

@@ -190,6 +190,16 @@ class PageTables:
     def __init__(self, machine):
         self.m = machine
         self.live: dict[int, tuple[int, int]] = {}
+        machine.events.watch(self._bind_entry_events)
+
+    def _bind_entry_events(self) -> None:
+        """get/put_page_from_entry between their entry events while those have subscribers,
+        else the bare call (the bus calls this when its subscriptions change)."""
+        ev = self.m.events
+        self.get_page_from_entry = (self._observed_get if ev.observe_entry_get
+                                    else self._get_page_from_entry)
+        self.put_page_from_entry = (self._observed_put if ev.observe_entry_put
+                                    else self._put_page_from_entry)
 
     # -- what one entry holds -----------------------------------------------------
     def disallow_mask(self, level: int) -> int:
@@ -220,9 +230,8 @@ class PageTables:
     def get_page_from_entry(self, level: int, e: int, d: int, table: int | None = None) -> int:
         """Take the references a present entry of table ``table`` (an MFN) needs; 0 or a
         negative errno (Xen's get_page_from_l1e .. get_page_from_l4e). Emits
-        entry_get_begin / entry_get_end (rc None: it raised)."""
-        if self.m.events.observe_entry_get is not None:  # entry_get_begin or entry_get_end
-            return self._observed_get(level, e, d, table)
+        entry_get_begin / entry_get_end (rc None: it raised) while they have subscribers
+        (bound in _bind_entry_events)."""
         return self._get_page_from_entry(level, e, d, table)
 
     def _get_page_from_entry(self, level: int, e: int, d: int, table: int | None) -> int:
@@ -322,9 +331,7 @@ class PageTables:
 
     def put_page_from_entry(self, level: int, e: int, table: int | None = None) -> None:
         """Drop what a present entry of table ``table`` held (between entry_put_begin and
-        entry_put_end, also when it raises)."""
-        if self.m.events.observe_entry_put is not None:  # entry_put_begin or entry_put_end
-            return self._observed_put(level, e, table)
+        entry_put_end, also when it raises, while they have subscribers)."""
         self._put_page_from_entry(level, e, table)
 
     def _put_page_from_entry(self, level: int, e: int, table: int | None) -> None:
