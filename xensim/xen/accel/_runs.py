@@ -54,8 +54,7 @@ class TakeRun(Accelerator):
     hides = ()
 
     def apply(self, refs, first: int, n: int, d: int, type: int | None):
-        ft = refs.ft
-        ci, ti, owner = ft.read_slices(first, n)
+        ci, ti, owner = refs.ft.slices(first, n)        # writable: journaled, reported
         cnt = ci & _U(PGC_count_mask)
         ok = (cnt - _U(1)) < _U(GET_PAGE_COUNT_MAX)        # 1 <= count <= max - 2 (wraps at 0)
         ok &= owner == d
@@ -76,13 +75,12 @@ class TakeRun(Accelerator):
                                     & ((tp & _U(PGT_type_mask)) != _U(type)), d)
             refs.stats.add(**_failure_counts(i, type, reason))
             return RangeResult(False, n, i, reason)
-        ci, ti, _ = ft.slices(first, n)                 # writable: journaled, reported
         ci += _U(1)
         if type is None:
             refs.stats.add(get_page=n)
             return RangeResult(True, n)
         refs.stats.add(get_page=n, get_page_type=n)
-        first_ref = (ti & _U(PGT_count_mask)) == 0
+        first_ref = tcnt == 0
         if first_ref.any():
             if refs.stamped_group(first):               # a type change may need a flush
                 refs.run_type_flush(first, first_ref & ((ti & _U(PGT_type_mask)) != _U(type)), d)
@@ -100,19 +98,18 @@ class DropRun(Accelerator):
     hides = ()
 
     def apply(self, refs, first: int, n: int, typed: bool = True):
-        ft = refs.ft
-        ci, ti, _ = ft.read_slices(first, n)
+        ci, ti, _ = refs.ft.slices(first, n)            # writable: journaled, reported
+        if typed and ((ti >> _U(60)) - _U(1) < _U(4)).any():   # a PGT_l1..l4 type: devalidation
+            return None                                 # (nothing written: the loop's)
         if typed:
-            if ((ti >> _U(60)) - _U(1) < _U(4)).any():     # a PGT_l1..l4 type: devalidation
-                return None
-            if ((ti & _U(PGT_count_mask)) == 0).any():
+            tcnt = ti & _U(PGT_count_mask)
+            if (tcnt == 0).any():
                 raise RefcountBug(f"put_page_type on a zero type count in pages {first:#x}+{n}")
         if ((ci & _U(PGC_count_mask)) == 0).any():
             raise RefcountBug(f"put_page on a zero count in pages {first:#x}+{n}")
-        ci, ti, _ = ft.slices(first, n)                 # writable: journaled, reported
         if typed:
-            zero = (ti & _U(PGT_count_mask)) == 1
             ti -= _U(1)
+            zero = tcnt == 1
             if zero.any():                              # the last typed references went
                 refs.stamp_run(first, zero)
             refs.stats.add(put_page_type=n, put_page=n)
