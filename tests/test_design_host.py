@@ -7,6 +7,7 @@ auditors after every call, and a failed request leaves it exactly as it was."""
 from __future__ import annotations
 
 import errno
+import json
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +188,43 @@ def test_relinquish_drops_the_domains_cached_superpages(lazy):
     assert k.domid not in m.domains
     assert [m.spage_table.read(s >> 9) for s in sp] == [0] * 8
     assert np.all([m.frame_table.owner(m.mfn_to_page(s)) == DOMID_INVALID for s in sp])
+
+
+def test_the_cpu_is_the_explorers_cpu_running_the_request(monkeypatch):
+    """scenarios/map-map.yaml (two CPUs map one superpage): each get_superpage sees the
+    CPU that runs it; sequentially it is CPU 0, and the explorer leaves it at 0."""
+    from xensim.designs import SuperpageInfo
+    from xensim.explore import explore, load_scenario
+    seen: list[int] = []
+    real = SuperpageInfo.get_superpage
+
+    def recording(self, mfn: int, d: int, rw: bool) -> int:
+        seen.append(self.host.cpu)
+        return real(self, mfn, d, rw)
+    monkeypatch.setattr(SuperpageInfo, "get_superpage", recording)
+    res = explore(load_scenario(ROOT / "scenarios" / "map-map.yaml"), preemption_bound=0)
+    assert res.schedules == 1 and res.violations == 0
+    assert sorted(seen) == [0, 1]
+
+
+def test_the_docs_whole_design_runs_clean(tmp_path, capsys):
+    """docs/designs/writing-a-design.md's design in one file, written with the public
+    interface and the host alone: `xensim run --design-file F --compare it,xen-4.1`
+    compares it, every audit clean, the same references as per-mapping."""
+    from xensim.cli._main import main
+    from xensim.designs import REGISTRY, _loading
+    doc = (ROOT / "docs" / "designs" / "writing-a-design.md").read_text()
+    (tmp_path / "every_mapping.py").write_text(doc.split("```python\n")[1].split("```")[0])
+    saved = dict(REGISTRY), dict(_loading._FILES), dict(_loading._ORIGIN)
+    try:
+        rc = main(["run", "--design-file", str(tmp_path / "every_mapping.py"), "--compare",
+                   "every-mapping,per-mapping", "--format", "json", "--quiet"])
+    finally:
+        for state, old in zip((REGISTRY, _loading._FILES, _loading._ORIGIN), saved):
+            state.clear()
+            state.update(old)
+    out, err = capsys.readouterr()
+    assert (rc, err) == (0, "")
+    mine, ref = json.loads(out)["comparison"]["designs"]
+    assert mine["design"] == "every-mapping" and mine["audit"]["ok"] and ref["audit"]["ok"]
+    assert (mine["refcount"], mine["superpage"]) == (ref["refcount"], ref["superpage"])

@@ -226,15 +226,15 @@ def test_check_batch_catches_a_vectorised_path_that_differs(monkeypatch):
     """The vectorised PSE batch forgets the owner check: a batch maps another guest's
     DYNAMIC superpage that the same request alone is refused."""
     real = xen41.Xen41.get_superpages
+    f = started()
 
     def no_owner_check(self, mfns, d, rw):
-        faithful, self.m.faithful = self.m.faithful, True
+        faithful, f.m.faithful = f.m.faithful, True
         try:
             return real(self, mfns, d, rw)
         finally:
-            self.m.faithful = faithful
+            f.m.faithful = faithful
     monkeypatch.setattr(xen41.Xen41, "get_superpages", no_owner_check)
-    f = started()
     g, h = f.live_guests()[:2]
     l2 = f.tables(g)[2][0]
     theirs = h.kernel.superpage_mfns(0, 2)                 # mapped by h at setup: DYNAMIC
@@ -339,8 +339,8 @@ def test_check_isolation_catches_a_missing_owner_check(monkeypatch):
 
 
 def test_check_zombie_catches_marks_left_at_destruction(monkeypatch):
-    monkeypatch.setattr(xen41.Xen41, "relinquish", lambda self, dom: None)
     f = started()
+    monkeypatch.setattr(f.m.design_host, "relinquish", lambda domid: None)   # marks kept
     g = f.live_guests()[0]
     assert f.m.domains[g.domid].marked                      # the setup marked one
     with pytest.raises(FuzzViolation) as e:

@@ -171,7 +171,9 @@ class Machine:
         On failure the request's own undo paths have already given back what
         they took, Xen-style; this checks that they did (every count as before,
         else RefcountBug: a leak in an undo path is never papered over), then
-        restores the words bit for bit (type bits left behind with count 0).
+        restores the words bit for bit (type bits left behind with count 0). A
+        request in which a design's hook acted (references a design kept with no
+        mapping, let go) is not checked: those are no undo, the rollback restores them.
         Between request_enter and request_leave while they have subscribers (the
         machine binds ``request`` to match when the subscriptions change).
         """
@@ -184,17 +186,17 @@ class Machine:
         ft.begin()
         sp.begin()
         self._in_request = True
+        self.design_host.hooked = False
         try:
             rc = fn(*args)
-            if rc < 0 and not self.design_host.hooked:   # (what a design hook let go is
-                self._check_undone()                     # no undo: the rollback restores it)
+            if rc < 0 and not self.design_host.hooked:
+                self._check_undone()
         except BaseException:
             ft.rollback()
             sp.rollback()
             raise
         finally:
             self._in_request = False
-            self.design_host.hooked = False
         if rc < 0:
             ft.rollback()
             sp.rollback()
