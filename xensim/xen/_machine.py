@@ -136,16 +136,14 @@ class Machine:
         accel.bind(self)
         self.request = self._observed_request if self.events.observe_request else self._request
 
-    # -- accelerated slots: Xen's algorithm here, accelerators in xensim.xen.accel --------
-    def mmu_update_requests(self, reqs, done, pt_owner, pg_owner, normal_ok: bool,
-                            machphys_ok: bool) -> int:
-        """do_mmu_update's loop over its requests (xen/_mmu.py)."""
-        return mmu_update_requests(self, reqs, done, pt_owner, pg_owner, normal_ok, machphys_ok)
-
-    def remove_extent(self, d: Domain, gmfn: int, n: int) -> int:
-        """decrease_reservation's guest_remove_page on frames [gmfn, gmfn+n), in order,
-        stopping at the first it refuses: the frames removed (xen/_memory_op.py)."""
-        return remove_extent(self, d, gmfn, n)
+    # -- accelerated slots: Xen's algorithm (xen/_mmu.py, xen/_memory_op.py) as methods;
+    # -- their accelerators are in xensim.xen.accel
+    #: do_mmu_update's loop over its requests (``m.mmu_update_requests(reqs, done, pt_owner,
+    #: pg_owner, normal_ok, machphys_ok)``)
+    mmu_update_requests = mmu_update_requests
+    #: decrease_reservation's guest_remove_page over an extent's frames, in order, stopping
+    #: at the first it refuses (``m.remove_extent(d, gmfn, n)``): the frames removed
+    remove_extent = remove_extent
 
     @property
     def pv_superpages(self) -> bool:

@@ -37,6 +37,10 @@ class Accelerator:
     precondition: str = ""
     #: events the scalar path emits and this does not: any subscriber turns it off
     hides: tuple[str, ...] = ()
+    #: (i, k): the slot's argument i (its len(), or the int itself) must be at least k for
+    #: the accelerator to apply at all: a test the slot makes without calling ``apply``
+    #: (the unaccelerated call of a hot slot, one request, pays no call)
+    min_size: tuple[int, int] | None = None
 
     def apply(self, owner, *args):
         """The slot's result, or None: not applicable, nothing changed."""
@@ -51,15 +55,26 @@ class Accelerator:
 
 class Accelerated:
     """A slot in vectorised mode: each accelerator in turn, then the scalar method."""
-    __slots__ = ("owner", "scalar", "accelerators")
+    __slots__ = ("owner", "scalar", "accelerators", "gate")
 
     def __init__(self, owner, scalar, accelerators: tuple[Accelerator, ...]):
         self.owner = owner
         #: the owner's own method (Xen's algorithm)
         self.scalar = scalar
         self.accelerators = accelerators
+        #: the smallest min_size of them all, when every one declares one on the same
+        #: argument (below it none applies: the scalar method at once), else None
+        sizes = {a.min_size for a in accelerators}
+        self.gate = None
+        if None not in sizes and len({i for i, _ in sizes}) == 1:
+            self.gate = (next(iter(sizes))[0], min(k for _, k in sizes))
 
     def __call__(self, *args):
+        gate = self.gate
+        if gate is not None:
+            v = args[gate[0]]
+            if (v if v.__class__ is int else len(v)) < gate[1]:
+                return self.scalar(*args)
         owner = self.owner
         for a in self.accelerators:
             r = a.apply(owner, *args)

@@ -56,6 +56,7 @@ def l1_run(pt, entries: np.ndarray, present: np.ndarray) -> tuple[int, int, bool
 class L1RunGet(Accelerator):
     """An L1 table mapping one run of frames, validated with get_pages_and_type."""
     slot = ("pt", "get_entries")
+    min_size = (4, RUN_MIN_ENTRIES)          # present
     precondition = (f"an L1 table with at least {RUN_MIN_ENTRIES} present entries mapping "
                     "consecutive frames of one PDX group in entry order, all with the same "
                     "allowed flags, every one of which would succeed (RefCounts.runs_ok)")
@@ -77,6 +78,7 @@ class L1RunGet(Accelerator):
 class L1RunPut(Accelerator):
     """The same table devalidated with put_pages_and_type."""
     slot = ("pt", "put_entries")
+    min_size = (3, RUN_MIN_ENTRIES)          # present
     precondition = (f"not faithful; an L1 table as for L1RunGet whose frames can all be put "
                     "(RefCounts.put_runs_ok)")
     hides = L1RunGet.hides + ("range_put",)
@@ -127,6 +129,7 @@ def put_scattered(refs, pages: np.ndarray, typed: np.ndarray) -> bool:
 class L1ScatteredPut(Accelerator):
     """An L1 table's entries on frames in any order, devalidated at once."""
     slot = ("pt", "put_entries")
+    min_size = (3, SCATTERED_MIN_ENTRIES)    # present
     precondition = (f"not faithful (its guard looks at each entry); an L1 table with at least "
                     f"{SCATTERED_MIN_ENTRIES} present entries, every one on a valid frame, "
                     "with enough general and typed references for all its puts, the typed "

@@ -86,6 +86,7 @@ def remove_run(m, d, mfn: int, n: int) -> int:
 class RemoveRun(Accelerator):
     """An extent's frames removed a run at a time, the others by guest_remove_page."""
     slot = ("machine", "remove_extent")
+    min_size = (2, VECTOR_MIN_FRAMES)        # n
     precondition = (f"an extent of at least {VECTOR_MIN_FRAMES} frames: its leading frames in "
                     "guest_remove_page's simple state (valid, consecutive PDXs of one group, "
                     "the domain's, general count 1..max-2, not pinned, PGC_allocated only on "
