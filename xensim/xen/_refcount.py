@@ -96,10 +96,11 @@ class RefStats:
     def add(self, **calls: int) -> None:
         """Count calls n at a time (``add(get_page=512)``): what a run of the primitives
         done at once (an accelerator) counts, as the loop would."""
+        counts = self.__dict__
         for name, n in calls.items():
-            if name not in self.__dict__:
+            if name not in counts:
                 raise ValueError(f"unknown statistic {name!r}")
-            setattr(self, name, getattr(self, name) + n)
+            counts[name] += n
 
     def reset(self) -> None:
         for k in self.__dict__:

@@ -75,9 +75,8 @@ class Accelerated:
             v = args[gate[0]]
             if (v if v.__class__ is int else len(v)) < gate[1]:
                 return self.scalar(*args)
-        owner = self.owner
         for a in self.accelerators:
-            r = a.apply(owner, *args)
+            r = a.apply(self.owner, *args)
             if r is not None:
                 return r
         return self.scalar(*args)
