@@ -175,6 +175,8 @@ class CallJournal(BusWatcher):
 
     def _on_guest_write(self, mfn, index, old, new):
         self._mfns.add(mfn)
+        if isinstance(index, np.ndarray) and not self.m.pt.live_level(self.m.mfn_to_page(mfn)):
+            self.plain_at_once = True             # many entries of an ordinary frame at once
 
     # -- the shadow ---------------------------------------------------------------------
     def resync(self) -> None:
@@ -204,6 +206,10 @@ class CallJournal(BusWatcher):
         self._scrubbed: set[int] = set()
         self._scrubbed_key = 0
         self._mfns: set[int] = set()
+        #: since: many entries of a frame that is not a live page table were written at
+        #: once (mmu_update's plain-write batch accelerator; the scalar loop writes one
+        #: entry a request)
+        self.plain_at_once = False
         #: the domain objects of now: rollback puts back one a call removed (a dying
         #: domain goes when its last frame is freed)
         self._gone = dict(self.m.domains)
