@@ -1,16 +1,16 @@
-"""The calls alone (issue 15): the vectorised forms of a hypercall against the per-frame
-loops they stand for, measured in the same run on the same states.
+"""The calls alone: the accelerated forms of a hypercall (xensim.xen.accel) against the
+scalar loops they stand for, measured in the same run on the same states.
 
-Each row runs one kind of call twice on fresh, identical machines: as it runs when
-nothing observes the machine (the vectorised form), and with a ``word_changed``
-subscriber that does nothing (which makes the machine take the per-frame loop, the
-reference). The figures are calls per CPU second; the ratio is vectorised / loop.
-The two machines must end equal (the script checks their snapshots).
+Each row runs one kind of call twice on fresh, identical machines: vectorised (the
+machine's default: accelerators allowed), and stepwise (``events.stepwise()``: every
+operation by its scalar path, the reference). The figures are calls per CPU second;
+the ratio is vectorised / loop. The two machines must end equal (the script checks
+their snapshots).
 
-1. decrease_reservation of order-9 extents (``remove_run``);
-2. mmu_update filling an L1 table with 512 entries before it is pinned (the plain
-   write batch), on the ``none`` design;
-3. unpinning an L1 table of 512 scattered entries (``put_scattered``), ``none`` design.
+1. decrease_reservation of order-9 extents (``RemoveRun``);
+2. mmu_update filling an L1 table with 512 entries before it is pinned
+   (``PlainWriteBatch``), on the ``none`` design;
+3. unpinning an L1 table of 512 scattered entries (``L1ScatteredPut``), ``none`` design.
 
 (A single-page decrease_reservation has no vectorised form: it is as fast observed
 or not, and benchmarks/bench_fuzz.py's "calls alone" shows it with the rest.)
@@ -28,6 +28,8 @@ Run: python benchmarks/bench_calls.py
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import time
 
@@ -140,10 +142,9 @@ def measure_singles(make, design: str, watched: bool, rounds: int = 5) -> tuple[
 def measure(fn, design: str | None, observed: bool) -> tuple[float, tuple]:
     """Calls per CPU second of ``fn`` on a fresh machine, and its final snapshot."""
     m, g, mfns = booted(design)
-    if observed:
-        m.events.subscribe("word_changed", lambda *a: None)
-    c0 = time.process_time()
-    out = fn(m, g, mfns)
+    with m.events.stepwise() if observed else contextlib.nullcontext():
+        c0 = time.process_time()
+        out = fn(m, g, mfns)
     calls, cpu = out if isinstance(out, tuple) else (out, time.process_time() - c0)
     return calls / cpu, m.snapshot()
 
@@ -168,7 +169,7 @@ def main() -> None:
            ("mmu_update: 512 entries into a new L1 (none)", fills, "none"),
            ("unpin an L1 of 512 scattered entries (none)", unpins, "none")],
           lambda fn, design, fast: measure(fn, design, observed=not fast), 1)
-    print("\nloop: the same calls with a word_changed subscriber (the per-frame reference); "
+    print("\nloop: the same calls with the machine stepwise (the scalar path); "
           "ratio: vectorised / loop")
     table("\nthe single requests as the batch check replays them (requests per CPU second)\n",
           ("requests", "fuzzing", "bare"),

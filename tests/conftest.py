@@ -4,6 +4,8 @@ the two-domain layout of the page-table tests and the check that a refusal chang
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 from types import SimpleNamespace
 
 import pytest
@@ -145,3 +147,148 @@ def fuzz_cli(argv, capsys):
     rc = args.func(args)
     out, err = capsys.readouterr()
     return rc, out, err
+
+
+def pse_machine(design: str, n: int):
+    """64 MiB, design ``design``: a guest owning ``n`` superpages (populated, its tables
+    built), another domain owning one, and the guest's L2 table for DIRECTMAP_BASE:
+    (m, guest, its GuestKernel, other, l2)."""
+    from xensim.guest._guest import DIRECTMAP_BASE, GuestKernel
+    m = Machine(MemoryMap([(0, 64 << 20)], name="small"), "none", superpage=design)
+    g = m.create_domain("g", n * 512 + 64)
+    k = GuestKernel(m, g)
+    assert k.populate(0, n * 512) == n
+    assert k.build() == 0
+    other = m.create_domain("other", 1024)
+    assert GuestKernel(m, other, pt_pool_pages=0).populate(0, 512) == 1
+    l2, rc = k.ensure_table(DIRECTMAP_BASE, 2)
+    assert rc == 0
+    return m, g, k, other, l2
+
+
+# -- the accelerator harness: the same call stepwise and vectorised ---------------------------
+class Reported:
+    """What a machine's observers of written things hear (the incremental auditor's and the
+    fuzz journal's events, none of which turns an accelerator off): the frames reported
+    written (``frames_written``, ``range_get``, ``range_put``: the last one only when
+    ``range_put``, since a subscriber of it turns L1RunPut off), the frames freed
+    (``pages_freed``), the guest frames written (``guest_write``), and the runs taken
+    (``range_get`` / ``range_got``, in order)."""
+
+    def __init__(self, m: Machine, range_put: bool = True):
+        self.frames: set[int] = set()
+        self.freed: list[int] = []
+        self.guest: set[int] = set()
+        self.runs: list[tuple] = []
+        self.subs = [m.events.subscribe(name, fn) for name, fn in (
+            ("frames_written", lambda p, n: self.frames.update(range(p, p + n))),
+            ("range_get", self._range_get), ("range_got", self._range_got),
+            ("pages_freed", lambda pages, owners: self.freed.extend(int(p) for p in pages)),
+            ("guest_write", lambda mfn, index, old, new: self.guest.add(mfn)))]
+        if range_put:
+            self.subs.append(m.events.subscribe(
+                "range_put", lambda p, n, typed: self.frames.update(range(p, p + n))))
+
+    def _range_get(self, first, n, d, type):
+        self.frames.update(range(first, first + n))
+        self.runs.append(("get", first, n, d, type))
+
+    def _range_got(self, first, n, d, type, r):
+        self.runs.append(("got", first, n, d, type, r.ok, r.failed_index, r.reason))
+
+
+def _changed_frames(m: Machine, before: dict) -> set[int]:
+    """The PDXs whose (count_info, type_info, owner) differ from the frame table's snapshot
+    ``before`` (a group not in a snapshot holds its initial words)."""
+    import numpy as np
+    ft, now, out = m.frame_table, m.frame_table.snapshot(), set()
+    for g in set(before) | set(now):
+        words = []
+        for snap in (before, now):
+            if g in snap:
+                ci, ti, ow = snap[g]
+                words.append((np.frombuffer(ci, np.uint64), np.frombuffer(ti, np.uint64),
+                              np.frombuffer(ow, ft.initial_group(g)[2].dtype)))
+            else:
+                words.append(ft.initial_group(g))
+        (c0, t0, o0), (c1, t1, o1) = words
+        diff = np.flatnonzero((c0 != c1) | (t0 != t1) | (o0 != o1))
+        out.update(int(g * c0.size + i) for i in diff)
+    return out
+
+
+def full_state(m: Machine) -> tuple:
+    """machine_state and the rest a call may change: the live tables, the superpage
+    design's statistics and the violations faithful mode recorded."""
+    return (machine_state(m), sorted(m.pt.live.items()), dict(m.superpage.stats),
+            list(m.violations))
+
+
+def both_modes(m: Machine, op, *, expect_accelerated: bool | None = None,
+               range_put: bool = True):
+    """Run ``op(machine)`` on two deep copies of ``m``: one stepwise (every operation by its
+    scalar path), one vectorised (accelerators allowed). Asserts that they agree exactly on
+
+    * the result ``op`` returns (an rc, (rc, done), a RangeResult ...), or the exception
+      it raised (type and message);
+    * the machine (``full_state``: Machine.snapshot, the RefCounts statistics, the
+      hypercall statistics, the TLB clock, times and stamps, the domains, M2P/P2M counts,
+      the guest frames held, the page-table statistics, the live tables, the design's
+      statistics, faithful mode's violations);
+    * the events, normalised: in each run every frame whose words changed was reported
+      written (``frames_written`` or a run event: no change escapes the observers), the
+      frames freed (``pages_freed``, as one sorted list), the guest frames written, and
+      the runs taken (``range_get`` / ``range_got``, in order, with their results).
+
+    ``expect_accelerated``: whether some accelerator must (True) or must not (False) have
+    applied in the vectorised run. Returns (result, stepwise machine, vectorised machine).
+    """
+    from xensim.xen import accel
+    assert m.mode == accel.VECTORISED
+    runs = []
+    for stepwise in (True, False):
+        c = copy.deepcopy(m)
+        before = c.frame_table.snapshot()
+        rep = Reported(c, range_put)
+        applied = []
+        if not stepwise:
+            for a in accel.ACCELERATORS:           # count the accelerators that applied
+                a.apply = _spy(a, applied)
+        try:
+            with (c.events.stepwise() if stepwise else contextlib.nullcontext()):
+                assert c.mode == (accel.STEPWISE if stepwise else accel.VECTORISED)
+                try:
+                    out = ("ok", op(c))
+                except Exception as e:               # RefcountBug, OverflowError ...
+                    out = ("raised", type(e).__name__, str(e))
+        finally:
+            for a in accel.ACCELERATORS:
+                a.__dict__.pop("apply", None)
+        for s in rep.subs:
+            c.events.unsubscribe(s)
+        changed = _changed_frames(c, before)
+        unreported = changed - rep.frames - set(rep.freed)
+        assert not unreported, f"{'stepwise' if stepwise else 'vectorised'}: frames changed " \
+                               f"but not reported: {sorted(unreported)[:8]}"
+        runs.append((c, out, full_state(c), sorted(rep.freed), rep.guest, sorted(rep.runs, key=repr), applied))
+    (s, out_s, state_s, freed_s, guest_s, runs_s, _), (v, out_v, state_v, freed_v, guest_v,
+                                                       runs_v, applied) = runs
+    assert out_s == out_v
+    assert state_s == state_v
+    assert freed_s == freed_v
+    assert guest_s == guest_v
+    if expect_accelerated is not None:
+        assert bool(applied) is expect_accelerated, applied
+    return out_v[1] if out_v[0] == "ok" else out_v, s, v
+
+
+def _spy(a, applied: list):
+    """``a.apply`` that records, in ``applied``, each time it applied (did not return None)."""
+    real = type(a).apply.__get__(a)
+
+    def apply(*args):
+        r = real(*args)
+        if r is not None:
+            applied.append(type(a).__name__)
+        return r
+    return apply

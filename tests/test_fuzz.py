@@ -28,6 +28,8 @@ import xensim.designs._xen41 as xen41
 import xensim.xen._mmu as mmu
 import xensim.xen._refcount as refcount
 from xensim import HYPERVISOR_mmu_update
+from xensim.xen import PSE_BATCH_MIN
+from xensim.xen.accel import PlainWriteBatch
 from xensim import ConfigError
 from conftest import fuzz_cli
 from xensim.cli._fuzz import add_parser, reproducer_path
@@ -158,7 +160,7 @@ def test_singles_split():
 def test_machphys_update_of_a_64_bit_value(val):
     """MMU_MACHPHYS_UPDATE stores any 64-bit value (Xen's M2P holds unsigned longs; ~0UL is
     INVALID_M2P_ENTRY). Found by the fuzzer: the int64 M2P raised OverflowError for values
-    >= 2^63 (xen/_mmu.py, _mmu_update_one); fixed (stored in two's complement)."""
+    >= 2^63 (xen/_mmu.py, mmu_update_one); fixed (stored in two's complement)."""
     run = FuzzRunner(Setup(domains=1))
     run.step({"op": "create_domain", "name": "g1", "max_pages": 1024})
     run.step({"op": "memory_op", "domain": "g1", "cmd": "populate_physmap", "order": 0,
@@ -174,7 +176,7 @@ def test_machphys_update_of_a_64_bit_value(val):
 def test_pse_batch_whose_first_request_is_bad(design, first):
     """A batch of 8 PSE maps into one live L2 table (the vectorised path's shape) whose
     first request is bad: -EINVAL at request 0, nothing done, nothing changed. Found by the
-    fuzzer: _mmu._pse_batch_prefix called get_superpages with an empty prefix and the
+    fuzzer: the PSE batch accelerator (accel.PseBatch) called get_superpages with an empty prefix and the
     counted designs (superpage-info, pageinfo-count, sketch) raised IndexError; fixed."""
     f = Fuzzer(Setup(design=design), "prefix", batch_check=False)
     f.start()
@@ -239,7 +241,7 @@ def test_check_batch_catches_a_vectorised_path_that_differs(monkeypatch):
     flags = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_PSE
     sps = theirs[:1] + g.kernel.superpage_mfns(0, 6) + theirs[1:]
     reqs = [[(l2 << 12) | (200 + i) * 8, (sp << 12) | flags] for i, sp in enumerate(sps)]
-    assert len(reqs) >= mmu.PSE_BATCH_MIN
+    assert len(reqs) >= PSE_BATCH_MIN
     with pytest.raises(FuzzViolation) as e:
         f.step({"op": "mmu_update", "domain": g.name, "reqs": reqs})
     assert e.value.kind == "batch" and e.value.key == "count"
@@ -247,17 +249,18 @@ def test_check_batch_catches_a_vectorised_path_that_differs(monkeypatch):
 
 
 def test_check_batch_catches_a_vectorised_extent_removal_that_differs(monkeypatch):
-    """The vectorised removal of a 2 MiB extent (remove_run) miscounts tot_pages: the
-    extent's frames removed again one by one by the per-frame loop end elsewhere."""
-    import xensim.xen._memory_op as memory_op
-    real = memory_op.remove_run
+    """The accelerated removal of a 2 MiB extent (RemoveRun's remove_run) miscounts
+    tot_pages: the extent's frames removed again one by one (guest_remove_page) end
+    elsewhere."""
+    import xensim.xen.accel._removal as removal
+    real = removal.remove_run
 
     def miscounts(m, d, mfn, n):
         k = real(m, d, mfn, n)
         if k:
             d.tot_pages += 1
         return k
-    monkeypatch.setattr(memory_op, "remove_run", miscounts)
+    monkeypatch.setattr(removal, "remove_run", miscounts)
     f = started()
     g = f.live_guests()[0]
     d = f.m.domains[g.domid]
@@ -281,11 +284,11 @@ def _plain_writes(f, n):
     return g, mfn, {"op": "mmu_update", "domain": g.name, "reqs": reqs}
 
 
-@pytest.mark.parametrize("n, calls", [(16, 2), (mmu.PSE_BATCH_MIN - 1, mmu.PSE_BATCH_MIN)])
+@pytest.mark.parametrize("n, calls", [(16, 2), (PSE_BATCH_MIN - 1, PSE_BATCH_MIN)])
 def test_check_batch_replays_a_plain_write_batch_by_its_loop(n, calls):
-    """A batch of ordinary writes done at once (the vectorised form) is checked by the same
-    call again by its per-request loop: 2 hypercalls; a shorter one, which takes the loop,
-    by its n requests one call each: n + 1."""
+    """A batch of ordinary writes done at once (PlainWriteBatch) is checked by the same call
+    again, stepwise (its per-request loop): 2 hypercalls; a shorter one, which the loop
+    runs, by its n requests one call each: n + 1."""
     f = started("none")
     g, mfn, op = _plain_writes(f, n)
     seen = []
@@ -296,17 +299,18 @@ def test_check_batch_replays_a_plain_write_batch_by_its_loop(n, calls):
 
 
 def test_check_batch_catches_a_plain_write_batch_that_miscounts(monkeypatch):
-    """The vectorised batch of ordinary writes keeps a general reference on the frame it
-    writes: the same call by its per-request loop ends one count lower."""
-    real = mmu._plain_write_batch
+    """The batch of ordinary writes done at once (PlainWriteBatch) keeps a general reference
+    on the frame it writes: the same call by its per-request loop (stepwise) ends one
+    count lower."""
+    real = PlainWriteBatch.apply
 
-    def keeps_a_reference(m, reqs, done, pt_owner, pg_owner, machphys_ok):
-        rc = real(m, reqs, done, pt_owner, pg_owner, machphys_ok)
+    def keeps_a_reference(self, m, reqs, done, pt_owner, pg_owner, normal_ok, machphys_ok):
+        rc = real(self, m, reqs, done, pt_owner, pg_owner, normal_ok, machphys_ok)
         if rc == 0:
             m.refs.get_page(m.mfn_to_page(reqs[0].ptr >> 12), pt_owner.domid)
         return rc
     f = started("none")                  # (its guests' fallback L1 tables: such batches)
-    monkeypatch.setattr(mmu, "_plain_write_batch", keeps_a_reference)
+    monkeypatch.setattr(PlainWriteBatch, "apply", keeps_a_reference)
     g, mfn, op = _plain_writes(f, 16)
     ci = f.m.frame_table.count_info(f.m.mfn_to_page(mfn))
     with pytest.raises(FuzzViolation) as e:

@@ -34,6 +34,18 @@ def sp(m, guest):
     return 0
 
 
+
+def stepwise_get(m, first, n, d, type):
+    """get_pages_and_type by Xen's frame loop (the machine stepwise)."""
+    with m.events.stepwise():
+        return m.refs.get_pages_and_type(first, n, d, type)
+
+
+def stepwise_put(m, first, n, typed=True):
+    """put_pages_and_type by the frame loop (the machine stepwise)."""
+    with m.events.stepwise():
+        return m.refs.put_pages_and_type(first, n, typed)
+
 def machines(n=2):
     out = []
     for _ in range(n):
@@ -76,8 +88,9 @@ class TestGetPageBoundary:
     @pytest.mark.parametrize("count, reason", [(TOP - 2, None), (TOP - 1, "overflow"),
                                                (TOP, "overflow"), (0, "free")])
     @pytest.mark.parametrize("at", [0, 511])
-    def test_vectorised_equals_loop_at_the_boundary(self, count, reason, at):
-        """get_pages_and_type, runs_ok and the per-frame loop agree at each boundary count."""
+    def test_run_equals_the_frame_loop_at_the_boundary(self, count, reason, at):
+        """get_pages_and_type (vectorised), runs_ok and the per-frame loop (stepwise) agree at each
+        boundary count."""
         (mv, g), (ml, gl) = machines()
         for mm in (mv, ml):
             mm.frame_table.set_count_info(at, (PGC_allocated if count else 0) | count)
@@ -85,7 +98,7 @@ class TestGetPageBoundary:
         snap = mv.snapshot()
         assert bool(mv.refs.runs_ok(np.array([0]), 512, g, PGT_writable_page)[0]) is (reason is None)
         rv = mv.refs.get_pages_and_type(0, 512, g, PGT_writable_page)
-        rl = ml.refs.get_pages_and_type_loop(0, 512, gl, PGT_writable_page)
+        rl = stepwise_get(ml, 0, 512, gl, PGT_writable_page)
         assert (rv.ok, rv.reason) == (rl.ok, rl.reason) == (reason is None, reason)
         if reason is not None:
             assert rv.failed_index == rl.failed_index == at and rv.errno == -errno.EINVAL
@@ -244,7 +257,7 @@ class TestTlbFlush:
         assert r.tlbflush_timestamp(9) == 0
 
     @pytest.mark.parametrize("fail_at", [None, 0, 300])
-    def test_vectorised_flushes_equal_the_loop(self, fail_at):
+    def test_run_flushes_equal_the_frame_loop(self, fail_at):
         """A superpage whose frames were writable and are now typed l1 at frame 200: taking
         it writable again changes the type of frames stamped earlier: one flush, in both forms."""
         ms = machines()
@@ -260,7 +273,7 @@ class TestTlbFlush:
             mm.refs.stats.reset()
         (mv, g), (ml, gl) = ms
         rv = mv.refs.get_pages_and_type(0, 512, g, PGT_writable_page)
-        rl = ml.refs.get_pages_and_type_loop(0, 512, gl, PGT_writable_page)
+        rl = stepwise_get(ml, 0, 512, gl, PGT_writable_page)
         assert (rv.ok, rv.failed_index) == (rl.ok, rl.failed_index)
         want = 0 if fail_at == 0 else 1 if fail_at is None or fail_at > 200 else 0
         assert mv.refs.stats.tlb_flushes == ml.refs.stats.tlb_flushes == want
@@ -287,12 +300,12 @@ class TestTlbFlush:
         assert mv.refs.runs_ok(np.array([0, 512]), 512, g, PGT_writable_page).all()
         mv.refs.get_runs_and_type(np.array([0, 512]), 512, g, PGT_writable_page)
         for first in (0, 512):
-            assert ml.refs.get_pages_and_type_loop(first, 512, gl, PGT_writable_page)
+            assert stepwise_get(ml, first, 512, gl, PGT_writable_page)
         assert mv.refs.stats == ml.refs.stats and mv.refs.stats.tlb_flushes == 1
         assert mv.frame_table.snapshot() == ml.frame_table.snapshot()
         mv.refs.put_runs_and_type(np.array([0, 512]), 512)
         for first in (0, 512):
-            ml.refs.put_pages_and_type_loop(first, 512)
+            stepwise_put(ml, first, 512)
         assert mv.refs.tlbflush_clock == ml.refs.tlbflush_clock == 4       # 2 set-up flushes + 1
         assert mv.refs.tlbflush_timestamp(7) == ml.refs.tlbflush_timestamp(7) == 4
         assert mv.refs.tlbflush_timestamp(512 + 7) == ml.refs.tlbflush_timestamp(512 + 7) == 4

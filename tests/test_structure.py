@@ -282,12 +282,6 @@ def private_attributes(mods: dict[str, Module]) -> list[tuple[str, str, int]]:
 #: primitives and MMU ops; the designs), as (module, name). Each pair must still occur: the
 #: test fails when one goes, so that the list only shrinks. Empty it as they are fixed.
 PRIVATE_ATTRIBUTES_ALLOWED = {
-    # the run forms journal their raw writes by hand (FrameTable's request journal)
-    ("xensim.xen._refcount", "_journal"),
-    ("xensim.xen._refcount", "_log"),
-    # ScatteredPuts, a fragment of RefCounts: the TLB stamps under RefCounts' old names
-    ("xensim.xen._scatter", "_stamp_group"),
-    ("xensim.xen._scatter", "_clear_stamps"),
     # the page-table and MMU code calls RefCounts' inner primitives
     ("xensim.xen._mmu", "_get_page_and_type"),
     ("xensim.xen._pagetable", "_get_page_and_type"),

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from xensim.xen import accel
+
 from xensim.designs import design_names
 
 from xensim import MemoryMap, Machine, audit
@@ -400,17 +402,24 @@ def test_tracing_changes_nothing(small):
 
 def test_the_tracer_is_a_pure_subscriber(small):
     """Installing swaps no method and sets no hook (every object's attributes stay as they
-    were), it subscribes to the machine's events but never to atomic_step (the machine keeps
-    its vectorised paths), and uninstalling leaves no subscriber."""
+    were, but for the slots the machine itself binds as the subscriptions change: its
+    accelerated slots, ``request`` and the page tables' entry calls), it subscribes to the machine's events but never to
+    atomic_step nor with ``steps`` (the machine stays vectorised), and uninstalling leaves
+    no subscriber and every attribute as before."""
     cfg, mm = small
     m = start(cfg, mm, "pageinfo-count").machine
     objs = (m, m.refs, m.pt, m.spage_table, m.hypercall, m.superpage)
+    bound = {name for _, name in accel.slots()} | {"request", "get_page_from_entry",
+                                                     "put_page_from_entry"}
 
-    def attrs():      # the event attributes the bus mirrors into its emitters are the bus's
-        return {id(o): {k: v for k, v in vars(o).items() if k not in EVENTS} for o in objs}
+    def attrs(skip=()):   # the event attributes the bus mirrors into its emitters are the bus's
+        return {id(o): {k: v for k, v in vars(o).items() if k not in EVENTS and k not in skip}
+                for o in objs}
     before = attrs()
     t = Tracer(m, "frame").install()
-    assert attrs() == before
+    assert attrs(bound) == {k: {a: v for a, v in o.items() if a not in bound}
+                            for k, o in before.items()}
+    assert m.mode == accel.VECTORISED and not m.events.steps
     assert m.events.hypercall_enter is not None and m.events.word_changed is not None
     assert m.refs.word_changed is m.events.word_changed          # mirrored by the bus
     assert m.events.atomic_step is None

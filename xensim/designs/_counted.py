@@ -47,6 +47,10 @@ class CountedDesign(SuperpageDesign):
     cmpxchg count + 1. Release: cmpxchg count - 1; if it went 1 -> 0, drop the
     512 references after the cmpxchg.
     """
+    #: the batch forms (get_superpages / put_superpages) vectorise the _acquire / _release
+    #: of a class that says so here: a subclass that rewrites either loop gets the requests
+    #: one by one unless it declares ``batch_forms = True`` itself (batch_forms_apply)
+    batch_forms = True
     #: the word MARK_SUPER pins (None: no MARK)
     mark_word: int | None = None
 
@@ -184,8 +188,21 @@ class CountedDesign(SuperpageDesign):
     def _pages(self, mfns: np.ndarray) -> np.ndarray:
         return self.host.pdx_many(mfns)
 
+    def batch_forms_apply(self) -> bool:
+        """Do the batch forms equal this design's calls one by one? Only if the classes that
+        define its ``_acquire`` and ``_release`` each declare ``batch_forms = True`` in
+        their own body: a design that rewrites a loop (a lock bit, a cache of references)
+        gets the requests one by one unless it says the batch forms still hold for it."""
+        for name in ("_acquire", "_release"):
+            owner = next(c for c in type(self).__mro__ if name in vars(c))
+            if not vars(owner).get("batch_forms", False):
+                return False
+        return True
+
     def get_superpages(self, mfns: np.ndarray, d: int, rw: np.ndarray) -> int:
         """_acquire on each, in order, vectorised (one word: stops where ``rw`` changes)."""
+        if not self.batch_forms_apply():
+            return 0
         mfns, rw = np.asarray(mfns, dtype=np.int64), np.asarray(rw, dtype=bool)
         same = rw == rw[0]
         k = rw.size if same.all() else int(np.argmin(same))
@@ -211,6 +228,8 @@ class CountedDesign(SuperpageDesign):
 
     def put_superpages(self, mfns: np.ndarray, rw: np.ndarray) -> int:
         """_release on each, in order, vectorised; stops before any would underflow."""
+        if not self.batch_forms_apply():
+            return 0
         mfns, rw = np.asarray(mfns, dtype=np.int64), np.asarray(rw, dtype=bool)
         same = rw == rw[0]
         k = rw.size if same.all() else int(np.argmin(same))

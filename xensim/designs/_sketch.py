@@ -36,6 +36,9 @@ class Sketch(TableCounted):
     Additions that are xensim's, not the sketch's: outside faithful mode the
     owner is checked on the fast path (-EPERM), as for every design.
     """
+    #: run alone (one CPU, as every batch runs), its acquire is the counting core's: the
+    #: batch forms hold for it (the leak needs two CPUs)
+    batch_forms = True
     name = "sketch"
     buggy = True
     supports_mark = False

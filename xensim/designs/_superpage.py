@@ -170,7 +170,10 @@ class SuperpageDesign:
         succeed and returns its length; the first one that would not is left
         untouched, for the caller to run the ordinary way (and learn its errno).
         The result must equal calling get_superpage on each in order. The
-        default vectorises nothing (returns 0).
+        default vectorises nothing (returns 0). This is the design's accelerator:
+        mmu_update's PSE batch accelerator (xensim.xen.accel.PseBatch) is its only
+        caller, while the machine is vectorised; tests/test_accel.py runs every
+        registered design's against get_superpage one by one.
         """
         return 0
 

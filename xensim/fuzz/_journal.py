@@ -163,8 +163,8 @@ class CallJournal(BusWatcher):
         self._scrubbed_key = 0
         self._mfns: set[int] = set()
         #: since: many entries of a frame that is not a live page table were written at
-        #: once (mmu_update's vectorised batch of ordinary writes, which a step observer
-        #: turns off; its per-request loop writes one entry a request)
+        #: once (mmu_update's plain-write batch accelerator; the scalar loop writes one
+        #: entry a request)
         self.plain_at_once = False
 
     def _shadow_group(self, g: int) -> tuple[np.ndarray, ...]:

@@ -18,11 +18,6 @@ from ._setup import Setup
 __all__ = ["FuzzRunner", "replay_ops"]
 
 
-def _step_observer(page, word, old, new, why) -> None:
-    """A ``word_changed`` subscriber that does nothing: while it listens the machine's
-    vectorised forms fall back to their loops."""
-
-
 class FuzzRunner:
     """A machine, the domains' names, and :meth:`step`: execute one op, then check.
 
@@ -148,12 +143,13 @@ class FuzzRunner:
         after = j.capture()
         j.rollback(after.small)
         if at_once:
-            self._loop_check(op, res, doms, after)
+            self._stepwise_check(op, res, doms, after)
             return
         if page_wise:
-            # an extent's frames one by one, in order, by the per-frame loop: one call of
-            # order-0 extents (that such a call equals its extents one call each is the
-            # batch check of every such call), not 2^order hypercalls
+            # Xen removes an extent page by page (a partly done extent stays removed): its
+            # frames one by one, in order, as one call of order-0 extents (that such a call
+            # equals its extents one call each is the batch check of every such call), not
+            # 2^order hypercalls
             pages = [e for sub in subs for e in sub["extents"]]
             subs = [{**op, "order": 0, "extents": pages, "nr": len(pages)}]
         ok = 0
@@ -175,7 +171,7 @@ class FuzzRunner:
                 raise self._fail("batch", f"request {i} alone raises {type(e).__name__}: {e}",
                                  op, "single-crash") from e
             if page_wise:
-                ok = max(r.rc, 0)                      # frames done, the per-frame loop's
+                ok = max(r.rc, 0)                      # the frames removed one by one
                 fail_rc = r.rc if r.rc < 0 else None
                 break
             if r.failed:
@@ -206,14 +202,16 @@ class FuzzRunner:
                              f"differs from issuing the requests one by one: {diff}", op, "state")
         j.settle(after)
 
-    def _loop_check(self, op: dict, res: CallResult, doms: dict, after) -> None:
-        """The batch check of an mmu_update that wrote its ordinary writes at once (the
-        vectorised batch): the same call again, on the machine as it was before it, with
-        the vectorised forms off (a step observer listens: ``word_changed``), i.e. by the
-        per-request loop, must end alike. That the loop equals its requests issued one
-        call each is the batch check of every batch that takes the loop (docs/fuzzing.md)."""
+    def _stepwise_check(self, op: dict, res: CallResult, doms: dict, after) -> None:
+        """The batch check of an mmu_update whose ordinary writes were done at once (the
+        plain-write batch accelerator): the same call again, on the machine as it was
+        before it, stepwise (every request by do_mmu_update's loop), must end alike. The
+        loop runs each request as ``Machine.request`` of the function a single call runs,
+        after a prologue no request changes, so it is the call's requests one by one
+        (the batch check of every batch the loop runs checks that), in one hypercall
+        instead of one per request (a 512-entry L1 table filled)."""
         j, m = self.journal, self.m
-        with m.events.listening(word_changed=_step_observer):
+        with m.events.stepwise():
             try:
                 r = execute(m, doms, op)
             except Exception as e:

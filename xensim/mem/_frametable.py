@@ -355,6 +355,15 @@ class FrameTable:
         ci, ti, owner = self.group(g)
         return ci[off:off + n], ti[off:off + n], owner[off:off + n]
 
+    def group_for_runs(self, g: int, firsts, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The writable arrays of group ``g`` for writing the runs [first, first+n) of
+        ``firsts`` (in it) in place: each run journaled first, as :meth:`slices` does. No
+        ``frames_written``: the writer reports the runs as range events."""
+        if self._journal is not None:
+            for first in firsts:
+                self._log(int(first), n)
+        return self.group(g)
+
     def read_slices(self, pdx: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Read-only copies of frames [pdx, pdx+n), without allocating anything."""
         g, off = self._check_slice(pdx, n)

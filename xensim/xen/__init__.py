@@ -1,6 +1,7 @@
 """The hypervisor: refcount primitives (get_page, get_page_type ...), domains, the
 machine, the hypercall layer, memory_op, page-table validation, the MMU ops and the
-auditor.
+auditor; its accelerators (the vectorised forms some operations may run while the
+machine is ``vectorised``) in the subpackage ``accel``.
 """
 
 from ._audit import (
@@ -36,14 +37,17 @@ from ._memory_op import (
     XENMEM_increase_reservation, XENMEM_decrease_reservation, XENMEM_populate_physmap,
     DOMU_MAX_ORDER, CTLDOM_MAX_ORDER, HWDOM_MAX_ORDER, MULTIPAGE_MAX_ORDER, MEMOP_EXTENT_SHIFT,
     XenMemoryReservation, max_order, do_memory_op, increase_reservation, populate_physmap,
-    guest_remove_page, decrease_reservation, remove_run, removal_vectorised, VECTOR_MIN_FRAMES,
+    guest_remove_page, decrease_reservation, remove_extent,
 )
 from ._mmu import (
     MMU_NORMAL_PT_UPDATE, MMU_MACHPHYS_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, MMU_CMD_MASK,
     MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE,
     MMUEXT_UNPIN_TABLE, MMUEXT_NEW_BASEPTR, MMUEXT_MARK_SUPER, MMUEXT_UNMARK_SUPER,
-    MMUEXT_NAMES, MmuUpdate, MmuextOp, get_pg_owner, do_mmu_update, PSE_BATCH_MIN,
-    do_update_va_mapping, do_mmuext_op,
+    MMUEXT_NAMES, MmuUpdate, MmuextOp, get_pg_owner, do_mmu_update, mmu_update_requests,
+    mmu_update_one, do_update_va_mapping, do_mmuext_op,
+)
+from .accel import (
+    STEPWISE, VECTORISED, PSE_BATCH_MIN, VECTOR_MIN_FRAMES,
 )
 from ._pagetable import (
     _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_PWT, _PAGE_PCD, _PAGE_ACCESSED, _PAGE_DIRTY,
@@ -89,7 +93,7 @@ __all__ = [
     "check_descriptor", "decrease_reservation", "do_memory_op", "do_mmu_update", "do_mmuext_op",
     "do_update_va_mapping", "errno_name", "get_page_allowed", "get_pg_owner", "get_pte_flags",
     "guest_remove_page", "has_changed", "increase_reservation", "is_xen_slot", "make_pte",
-    "max_order", "populate_physmap", "pte_mfn", "put_pte_flags", "removal_vectorised",
-    "remove_run", "VECTOR_MIN_FRAMES",
+    "max_order", "populate_physmap", "pte_mfn", "put_pte_flags", "remove_extent",
+    "VECTOR_MIN_FRAMES", "mmu_update_requests", "mmu_update_one", "STEPWISE", "VECTORISED",
     "LATEST_RELEASE", "RELEASES", "RELEASE_NAMES", "Release",
 ]

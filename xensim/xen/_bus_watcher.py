@@ -6,8 +6,8 @@ A frame's words are written by the frame table's setters and slices
 (``frames_written(pdx, n)``), by the range forms of the reference primitives
 (``range_get`` / ``range_put``: frames [first, first+n)) and by the heap's taking back of
 freed frames (``pages_freed``). ``word_changed`` is not listened to: every scalar word
-change is a ``frames_written`` too, and a ``word_changed`` subscriber is a step observer,
-for which the vectorised forms turn themselves off.
+change is a ``frames_written`` too, and a ``word_changed`` subscriber turns off the
+accelerators that hide it (xensim.xen.accel).
 """
 
 from __future__ import annotations

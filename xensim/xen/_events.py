@@ -19,9 +19,18 @@ reference primitives, the superpage table, the hypercall layer) are *attached*
 they carry the per-event attributes themselves, kept equal to the bus's, so their
 test is one attribute load (``self.atomic_step``). Where one place emits a pair of
 events, a group attribute (``observe_request``, ``observe_entry_get``,
-``observe_entry_put``, ``observe_range``: True while any member has a subscriber,
-else None) makes the unobserved path one test. Arguments that cost something to compute (copies of words) are computed only
-behind that test.
+``observe_entry_put``: True while any member has a subscriber, else None) makes the
+unobserved path one test. Arguments that cost something to compute (copies of words)
+are computed only behind that test.
+
+**Modes.** An observer that must see every atomic step says so when it subscribes:
+``atomic_step`` always does, any other event with ``subscribe(name, fn, steps=True)``
+(and :meth:`Events.stepwise` holds the machine stepwise with no subscriber at all).
+``steps`` is True while any such subscription exists. The bus calls its watchers
+(:meth:`Events.watch`; the machine's) after every change of its subscriptions: the
+machine recomputes its mode there, and which implementation each accelerated slot
+calls (xensim.xen.accel). Emit points test their own event only; no code of the
+machine chooses a path by looking at subscribers.
 
 The events (``page`` is a PDX, the index of a frame's page_info; ``spdx`` is
 ``pdx >> 9``, a superpage's index; docs/xen-facts.md sections 3 and 5):
@@ -38,8 +47,8 @@ The events (``page`` is a PDX, the index of a frame's page_info; ``spdx`` is
     word differs from what it read, e.g. a lock bit), ``pi_load`` / ``pi_cas`` (the superpage's first page,
     0: pageinfo-count's page_info field), ``hcall`` (caller domid, hypercall
     number: entering a hypercall), ``pause`` (domid: domain_kill pausing it).
-    **While anyone listens the machine runs step by step**: the vectorised
-    512-frame forms fall back to their per-frame loops, and a ``wait_validated``
+    **A subscriber makes the machine stepwise** (every accelerator off: the
+    512-frame forms run their per-frame loops), and a ``wait_validated``
     or ``sp_wait`` spin is allowed (with nobody listening it is a RefcountBug: no other CPU
     can ever finish the validation).
 ``word_changed(page, word, old, new, why)``
@@ -101,11 +110,11 @@ The events (``page`` is a PDX, the index of a frame's page_info; ``spdx`` is
 ``hypercall_enter(caller, number, args)`` / ``hypercall_leave(caller, number, args, rc)``
     around one hypercall (before and after it ran; ``args`` the tuple passed).
 
-``subscribe(name, fn)`` returns a :class:`Subscription`; ``unsubscribe(sub)``
-removes it; ``listening(name=fn, ...)`` is a context manager subscribing
-several at once. An unknown name raises ValueError. A deep copy of the bus
-(``copy.deepcopy`` of a machine) deep-copies its subscribers and attached
-emitters with it.
+``subscribe(name, fn, steps=False)`` returns a :class:`Subscription`;
+``unsubscribe(sub)`` removes it; ``listening(name=fn, ...)`` is a context manager
+subscribing several at once. An unknown name raises ValueError. A deep copy of the
+bus (``copy.deepcopy`` of a machine) deep-copies its subscribers, watchers and
+attached emitters with it.
 """
 
 from __future__ import annotations
@@ -120,8 +129,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "observe_request": ("request_enter", "request_leave"),
     "observe_entry_get": ("entry_get_begin", "entry_get_end"),
     "observe_entry_put": ("entry_put_begin", "entry_put_end"),
-    "observe_range": ("range_get", "range_got", "atomic_step"),
 }
+
+#: the events whose subscribers need every atomic step (the machine runs stepwise)
+STEP_EVENTS = ("atomic_step",)
 
 #: every event and its arguments, in the order of the module docstring
 EVENTS: dict[str, tuple[str, ...]] = {
@@ -149,12 +160,14 @@ EVENTS: dict[str, tuple[str, ...]] = {
 
 
 class Subscription:
-    """One subscriber of one event (what :meth:`Events.subscribe` returns)."""
-    __slots__ = ("name", "fn")
+    """One subscriber of one event (what :meth:`Events.subscribe` returns); ``steps``:
+    it needs every atomic step."""
+    __slots__ = ("name", "fn", "steps")
 
-    def __init__(self, name: str, fn: Callable):
+    def __init__(self, name: str, fn: Callable, steps: bool = False):
         self.name = name
         self.fn = fn
+        self.steps = steps or name in STEP_EVENTS
 
     def __repr__(self) -> str:
         return f"Subscription({self.name!r}, {self.fn!r})"
@@ -195,12 +208,19 @@ def _dispatcher(fns: tuple[Callable, ...], arity: int) -> Callable:
 
 class Events:
     """The machine's events: per event an attribute, None while nobody listens."""
-    __slots__ = tuple(EVENTS) + tuple(GROUPS) + ("_subs", "_mirrors")
+    __slots__ = tuple(EVENTS) + tuple(GROUPS) + ("steps", "_subs", "_mirrors", "_watchers",
+                                                 "_holds")
 
     def __init__(self):
         self._subs: dict[str, list[Subscription]] = {name: [] for name in EVENTS}
         #: (object, event names): objects whose attributes of those names follow the bus's
         self._mirrors: list[tuple[object, tuple[str, ...]]] = []
+        #: called with no argument after every change of the subscriptions
+        self._watchers: list[Callable[[], None]] = []
+        #: open :meth:`stepwise` blocks
+        self._holds = 0
+        #: True while a subscriber needs every atomic step (or a stepwise block is open)
+        self.steps = False
         for name in EVENTS:
             setattr(self, name, None)
         for group in GROUPS:
@@ -216,15 +236,38 @@ class Events:
             setattr(obj, name, getattr(self, name))
         self._mirrors.append((obj, tuple(names)))
 
-    def subscribe(self, name: str, fn: Callable) -> Subscription:
-        """Call ``fn`` with the event's arguments each time ``name`` is emitted."""
+    def watch(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` after every change of the subscriptions (and once now)."""
+        self._watchers.append(fn)
+        fn()
+
+    def subscribe(self, name: str, fn: Callable, *, steps: bool = False) -> Subscription:
+        """Call ``fn`` with the event's arguments each time ``name`` is emitted; ``steps``:
+        the subscriber needs every atomic step (the machine runs stepwise while it is on)."""
         subs = self._subs.get(name)
         if subs is None:
             raise ValueError(f"unknown event {name!r}; the events are {', '.join(EVENTS)}")
-        sub = Subscription(name, fn)
+        sub = Subscription(name, fn, steps)
         subs.append(sub)
         self._rebuild(name)
         return sub
+
+    @contextmanager
+    def stepwise(self) -> Iterator["Events"]:
+        """``with events.stepwise(): ...``: the machine runs stepwise inside (every
+        operation by its scalar path), with or without subscribers."""
+        self._holds += 1
+        self._changed()
+        try:
+            yield self
+        finally:
+            self._holds -= 1
+            self._changed()
+
+    def _changed(self) -> None:
+        self.steps = self._holds > 0 or any(s.steps for subs in self._subs.values() for s in subs)
+        for fn in self._watchers:
+            fn()
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Remove a subscription (ValueError if it is not one of this bus's)."""
@@ -264,14 +307,18 @@ class Events:
         for group, members in GROUPS.items():
             if name in members:
                 setattr(self, group, True if any(self._subs[n] for n in members) else None)
+        self._changed()
 
     def __deepcopy__(self, memo) -> "Events":
         new = Events()
         memo[id(self)] = new
         new._mirrors = [(copy.deepcopy(obj, memo), names) for obj, names in self._mirrors]
+        new._holds = self._holds
         for name, subs in self._subs.items():
             for s in subs:
-                new.subscribe(name, copy.deepcopy(s.fn, memo))
+                new.subscribe(name, copy.deepcopy(s.fn, memo), steps=s.steps)
+        # the copies' slots and mode are copied with them: the watchers are not called
+        new._watchers = [copy.deepcopy(fn, memo) for fn in self._watchers]
         return new
 
     def __repr__(self) -> str:

@@ -21,8 +21,9 @@ from collections import Counter
 from ..mem import DomainHeap
 from ._hypercall import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
                          HYPERVISOR_update_va_mapping, HypercallLayer)
-from ._memory_op import do_memory_op
-from ._mmu import do_mmu_update, do_mmuext_op, do_update_va_mapping
+from ._memory_op import do_memory_op, remove_extent
+from ._mmu import do_mmu_update, do_mmuext_op, do_update_va_mapping, mmu_update_requests
+from . import accel
 from ._pagetable import GuestMemory, PageTables
 from ..designs import default_design, design_class
 from ._host import MachineHost
@@ -106,10 +107,10 @@ class Machine:
         #: what faithful mode let through that real Xen got wrong (docs/xen-facts.md, section 8)
         self.violations: list[str] = []
         self._in_request = False
-        self._bypass = False
-        #: True while the explorer interleaves CPUs: no request journal (a rollback would
-        #: clobber other CPUs' steps; the undo paths alone must be right), no batch path
-        self.concurrent = False
+        self._concurrent = False
+        #: "stepwise" (every operation by its scalar path, every atomic step visible) or
+        #: "vectorised" (accelerators allowed); set by xensim.xen.accel's bind, see mode
+        self.mode = accel.VECTORISED
         #: the design's port to this machine (designs.SuperpageHost), and the design
         self.design_host = MachineHost(self)
         self.superpage = design(self.design_host)
@@ -119,6 +120,35 @@ class Machine:
         self.hypercall.register(HYPERVISOR_mmu_update, do_mmu_update)
         self.hypercall.register(HYPERVISOR_mmuext_op, do_mmuext_op)
         self.hypercall.register(HYPERVISOR_update_va_mapping, do_update_va_mapping)
+        self.events.watch(self._bind)
+
+    # -- the execution mode ------------------------------------------------------------
+    @property
+    def concurrent(self) -> bool:
+        """True while the explorer interleaves CPUs: no request journal (a rollback would
+        clobber other CPUs' steps; the undo paths alone must be right), and stepwise."""
+        return self._concurrent
+
+    @concurrent.setter
+    def concurrent(self, value: bool) -> None:
+        self._concurrent = bool(value)
+        self._bind()
+
+    def _bind(self) -> None:
+        """The one place the mode follows from: the explorer (``concurrent``) or a
+        subscriber needing steps make it stepwise; the slots are bound to match
+        (xensim.xen.accel). Called by the bus after every change of its subscriptions."""
+        accel.bind(self)
+        self.request = self._observed_request if self.events.observe_request else self._request
+
+    # -- accelerated slots: Xen's algorithm (xen/_mmu.py, xen/_memory_op.py) as methods;
+    # -- their accelerators are in xensim.xen.accel
+    #: do_mmu_update's loop over its requests (``m.mmu_update_requests(reqs, done, pt_owner,
+    #: pg_owner, normal_ok, machphys_ok)``)
+    mmu_update_requests = mmu_update_requests
+    #: decrease_reservation's guest_remove_page over an extent's frames, in order, stopping
+    #: at the first it refuses (``m.remove_extent(d, gmfn, n)``): the frames removed
+    remove_extent = remove_extent
 
     @property
     def pv_superpages(self) -> bool:
@@ -147,12 +177,12 @@ class Machine:
         restores the words bit for bit (type bits left behind with count 0). A
         request in which a design's hook acted (references a design kept with no
         mapping, let go) is not checked: those are no undo, the rollback restores them.
+        Between request_enter and request_leave while they have subscribers (the
+        machine binds ``request`` to match when the subscriptions change).
         """
-        if self.events.observe_request is not None:     # request_enter or request_leave
-            if self._bypass:                 # the observed call itself (see _observed_request)
-                self._bypass = False
-            else:
-                return self._observed_request(fn, args)
+        return self._request(fn, *args)
+
+    def _request(self, fn, *args) -> int:
         if self._in_request or self.concurrent:
             return fn(*args)
         ft, sp = self.frame_table, self.spage_table
@@ -178,16 +208,13 @@ class Machine:
             sp.commit()
         return rc
 
-    def _observed_request(self, fn, args: tuple) -> int:
-        """:meth:`request` between request_enter and request_leave (rc None: it raised).
-        ``_bypass`` lets the next call of request (this one's, not a nested one) run
-        unobserved: the unobserved path pays no extra call."""
+    def _observed_request(self, fn, *args) -> int:
+        """:meth:`request` between request_enter and request_leave (rc None: it raised)."""
         ev, rc = self.events, None
         if ev.request_enter is not None:
             ev.request_enter()
         try:
-            self._bypass = True
-            rc = self.request(fn, *args)
+            rc = self._request(fn, *args)
         finally:
             if ev.request_leave is not None:
                 ev.request_leave(rc)

@@ -12,14 +12,11 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
-import numpy as np
-
 from ._domain import DOMID_SELF
 from ._mmuext_other import NOT_MODELLED, OTHER_NAMES, other_command
 from ._release import Release
 from ..mem import PGT_l4_page_table, PGT_writable_page
-from ._pagetable import (LEVEL_TYPES, PADDR_MASK, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
-                         put_pte_flags, pte_mfn)
+from ._pagetable import LEVEL_TYPES, _PAGE_PRESENT, _PAGE_PSE, pte_mfn
 from ..mem import PAGE_SHIFT, SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
 # mmu_update request types: the low 3 bits of ``ptr`` (Xen masks with
@@ -145,133 +142,20 @@ def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = Non
     pg_ok = old or _privileged_for(d, pg_owner)
     normal_ok = pg_ok and (old or _privileged_for(d, pt_owner))
     machphys_ok = pg_ok and (old or d is pt_owner)
-    if normal_ok and len(reqs) >= PSE_BATCH_MIN and not m.concurrent:
-        rc = _plain_write_batch(m, reqs, done, pt_owner, pg_owner, machphys_ok)
-        if rc is not None:
-            return rc
-    k = (_pse_batch_prefix(m, reqs, pt_owner, pg_owner)
-         if normal_ok and len(reqs) >= PSE_BATCH_MIN and not m.concurrent else 0)
-    rc = _batch(m, reqs[k:] if k else reqs, done, _mmu_update_one, pt_owner, pg_owner,
-                normal_ok, machphys_ok)
-    if done is not None:
-        done[0] += k
-    return rc
+    return m.mmu_update_requests(reqs, done, pt_owner, pg_owner, normal_ok, machphys_ok)
 
 
-#: batches at least this long are tried on the vectorised path
-PSE_BATCH_MIN = 8
+def mmu_update_requests(m, reqs: list[MmuUpdate], done, pt_owner, pg_owner, normal_ok: bool,
+                        machphys_ok: bool) -> int:
+    """do_mmu_update's loop: each request in order, each all or nothing; 0 or the first
+    failing request's errno, the number done in ``done[0]`` (``Machine.mmu_update_requests``,
+    an accelerated slot: xensim.xen.accel)."""
+    return _batch(m, reqs, done, mmu_update_one, pt_owner, pg_owner, normal_ok, machphys_ok)
 
 
-def _pse_batch_prefix(m, reqs: list[MmuUpdate], pt_owner, pg_owner) -> int:
-    """Do the leading requests of a batch of PSE maps (or unmaps) vectorised.
-
-    The shape: MMU_NORMAL_PT_UPDATE requests into one live L2 table of the
-    guest, at distinct indexes, each either mapping a distinct superpage where
-    nothing was mapped, or clearing an entry that maps a distinct superpage.
-    Every request of such a batch touches its own superpage word and its own
-    512 frames, so the requests are independent and the design can take them
-    all at once (SuperpageDesign.get_superpages / put_superpages). The longest
-    prefix that would succeed in order is applied, with the same statistics
-    the in-order path keeps; the rest go through the ordinary path, which
-    gives the first failing request its errno. Returns how many were done.
-    """
-    design = m.superpage
-    if not design.supports_pse:          # no PSE entry can be made (nor exist): none to batch
-        return 0
-    if not all(0 <= r.ptr < (1 << 63) for r in reqs):      # odd pointers: the ordinary path
-        return 0
-    ptrs = np.fromiter((r.ptr for r in reqs), dtype=np.int64, count=len(reqs))
-    table = int(ptrs[0]) >> PAGE_SHIFT
-    if ((ptrs & 7) != 0).any() or ((ptrs >> PAGE_SHIFT) != table).any() or not m.mfn_valid(table):
-        return 0
-    page = m.mfn_to_page(table)
-    if m.frame_table.owner(page) != pt_owner.domid or m.pt.live_level(page) != 2:
-        return 0
-    idx = (ptrs & ((1 << PAGE_SHIFT) - 1)) >> 3
-    vals = np.array([r.val for r in reqs], dtype=np.uint64)
-    old = m.mem.table(table)[idx]
-    present = np.uint64(_PAGE_PRESENT)
-    if (vals & present).all() and not (old & present).any():
-        mapping = True
-        entries = vals
-        refused = np.uint64(put_pte_flags(m.pt.disallow_mask(2)))   # L2_DISALLOW_MASK
-        ok = ((vals & np.uint64(_PAGE_PSE)) != 0) & ((vals & refused) == 0)
-        if not m.allow_superpage:
-            return 0
-    elif (m.allow_superpage and not vals.any() and ((old & present) != 0).all()
-          and ((old & np.uint64(_PAGE_PSE)) != 0).all()):
-        mapping = False
-        entries = old
-        ok = np.ones(len(reqs), dtype=bool)
-    else:
-        return 0
-    mfns = ((entries & np.uint64(PADDR_MASK)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
-    if mapping:
-        # invalid MFNs never enter the batch: the ordinary path refuses them (or, in
-        # faithful mode, records XSA-167 the way the release did)
-        ok &= (mfns & (SUPERPAGE_PAGES - 1)) == 0
-        ok &= m.mfn_valid_array(mfns) & m.mfn_valid_array(mfns + SUPERPAGE_PAGES - 1)
-    p = int(np.argmin(ok)) if not ok.all() else ok.size
-    # indexes and superpages must be distinct within the prefix
-    if p == 0 or np.unique(idx[:p]).size != p or np.unique(mfns[:p]).size != p:
-        return 0
-    rw = (entries[:p] & np.uint64(_PAGE_RW)) != 0
-    f = (design.get_superpages(mfns[:p], pg_owner.domid, rw) if mapping
-         else design.put_superpages(mfns[:p], rw))
-    if f:
-        m.mem.write_many(table, idx[:f], vals[:f])
-        m.refs.stats.get_page += f                # each request's temporary table reference
-        m.refs.stats.put_page += f
-    return f
-
-
-def _plain_write_batch(m, reqs: list[MmuUpdate], done, pt_owner, pg_owner,
-                       machphys_ok: bool) -> int | None:
-    """A batch of ordinary writes into one frame that is not a live page table (a guest
-    filling an L1 table before it pins it): the first request runs as usual; once it
-    has left the frame writable-typed and validated, every later request takes and
-    drops the same references to the same words (no type change, so no flush and the
-    same TLB stamp), so their writes are done at once with the loop's statistics.
-    None: not such a batch (the ordinary path runs it), or something observes."""
-    ev = m.events
-    if ev.atomic_step is not None or ev.word_changed is not None or ev.observe_request is not None:
-        return None                      # the steps are observed (what is written may be)
-    ptrs = [r.ptr & _U64 for r in reqs]
-    table = ptrs[0] >> PAGE_SHIFT
-    if any(p >> PAGE_SHIFT != table or p & MMU_CMD_MASK not in (MMU_NORMAL_PT_UPDATE,
-                                                                 MMU_PT_UPDATE_PRESERVE_AD)
-           for p in ptrs) or not m.mfn_valid(table):
-        return None
-    vals = [r.val for r in reqs]
-    if not all(type(v) is int and 0 <= v <= _U64 for v in vals):
-        return None
-    page = m.mfn_to_page(table)
-    if m.pt.live_level(page):
-        return None
-    rc = m.request(_mmu_update_one, m, reqs[0], pt_owner, pg_owner, True, machphys_ok)
-    if rc < 0:
-        _set_done(done, 0)
-        return rc
-    # it succeeded: get_page and get_page_type(writable) took the frame and put it back,
-    # so it is writable-typed and validated, its counts as before; each later request
-    # finds the same words and leaves them so
-    k = len(reqs) - 1
-    idx = np.array([(p & ((1 << PAGE_SHIFT) - 1)) >> 3 for p in ptrs[1:]], dtype=np.int64)
-    val = np.array(vals[1:], dtype=np.uint64)
-    last = idx.size - 1 - np.unique(idx[::-1], return_index=True)[1]   # the last write wins
-    if val.any() or m.mem.holds(table):             # a zero write stores no new frame
-        m.mem.write_many(table, idx[last], val[last])
-    st = m.refs.stats
-    st.get_page += k                    # each request: the table's general reference,
-    st.get_page_type += k               # its writable type (count 0 -> 1 -> 0),
-    st.put_page_type += k
-    st.put_page += k                    # (and the same TLB stamp: no flush in between)
-    _set_done(done, len(reqs))
-    return 0
-
-
-def _mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = True,
-                    machphys_ok: bool = True) -> int:
+def mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = True,
+                   machphys_ok: bool = True) -> int:
+    """One request of do_mmu_update's loop: 0 or a negative errno."""
     ptr = req.ptr & _U64
     cmd = ptr & MMU_CMD_MASK
     if cmd == MMU_MACHPHYS_UPDATE:

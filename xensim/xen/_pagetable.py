@@ -40,7 +40,7 @@ from ..mem import (PGC_count_mask, PGT_count_mask, PGT_l1_page_table, PGT_l2_pag
 from ._release import Release
 from ._segdesc import alloc_segdesc_page
 from ._host import put_spage_pages
-from ..mem import PAGE_SHIFT, PDX_GROUP_SHIFT, SUPERPAGE_PAGES
+from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES
 
 # x86 page-table entry flags
 _PAGE_PRESENT = 0x001
@@ -208,8 +208,16 @@ class PageTables:
     def __init__(self, machine):
         self.m = machine
         self.live: dict[int, tuple[int, int]] = {}
-        #: the next get/put_page_from_entry is the observed call itself (see _observed_get)
-        self._bypass = False
+        machine.events.watch(self._bind_entry_events)
+
+    def _bind_entry_events(self) -> None:
+        """get/put_page_from_entry between their entry events while those have subscribers,
+        else the bare call (the bus calls this when its subscriptions change)."""
+        ev = self.m.events
+        self.get_page_from_entry = (self._observed_get if ev.observe_entry_get
+                                    else self._get_page_from_entry)
+        self.put_page_from_entry = (self._observed_put if ev.observe_entry_put
+                                    else self._put_page_from_entry)
 
     def capture_live(self) -> tuple:
         """``live`` as (page, (level, owner)) pairs, in order (the machine's inventory)."""
@@ -248,13 +256,12 @@ class PageTables:
     def get_page_from_entry(self, level: int, e: int, d: int, table: int | None = None) -> int:
         """Take the references a present entry of table ``table`` (an MFN) needs; 0 or a
         negative errno (Xen's get_page_from_l1e .. get_page_from_l4e). Emits
-        entry_get_begin / entry_get_end (rc None: it raised)."""
+        entry_get_begin / entry_get_end (rc None: it raised) while they have subscribers
+        (bound in _bind_entry_events)."""
+        return self._get_page_from_entry(level, e, d, table)
+
+    def _get_page_from_entry(self, level: int, e: int, d: int, table: int | None) -> int:
         m = self.m
-        if m.events.observe_entry_get is not None:      # entry_get_begin or entry_get_end
-            if self._bypass:                 # the observed call itself (see _observed_get)
-                self._bypass = False
-            else:
-                return self._observed_get(level, e, d, table)
         if self.disallowed(level, e):
             return -errno.EINVAL
         mfn = pte_mfn(e)
@@ -327,15 +334,12 @@ class PageTables:
                 return True
 
     def _observed_get(self, level: int, e: int, d: int, table: int | None) -> int:
-        """get_page_from_entry between entry_get_begin and entry_get_end. ``_bypass``
-        lets the next call (this one's, not a nested table's) run unobserved, so the
-        unobserved path pays no extra call."""
+        """get_page_from_entry between entry_get_begin and entry_get_end."""
         ev, rc = self.m.events, None
         if ev.entry_get_begin is not None:
             ev.entry_get_begin(level, e, d, table)
         try:
-            self._bypass = True
-            rc = self.get_page_from_entry(level, e, d, table)
+            rc = self._get_page_from_entry(level, e, d, table)
         finally:
             if ev.entry_get_end is not None:
                 ev.entry_get_end(level, e, d, table, rc)
@@ -346,21 +350,18 @@ class PageTables:
         if ev.entry_put_begin is not None:
             ev.entry_put_begin(level, e, table)
         try:
-            self._bypass = True
-            self.put_page_from_entry(level, e, table)
+            self._put_page_from_entry(level, e, table)
         finally:
             if ev.entry_put_end is not None:
                 ev.entry_put_end(level, e, table)
 
     def put_page_from_entry(self, level: int, e: int, table: int | None = None) -> None:
         """Drop what a present entry of table ``table`` held (between entry_put_begin and
-        entry_put_end, also when it raises)."""
+        entry_put_end, also when it raises, while they have subscribers)."""
+        self._put_page_from_entry(level, e, table)
+
+    def _put_page_from_entry(self, level: int, e: int, table: int | None) -> None:
         m = self.m
-        if m.events.observe_entry_put is not None:      # entry_put_begin or entry_put_end
-            if self._bypass:
-                self._bypass = False
-            else:
-                return self._observed_put(level, e, table)
         mfn = pte_mfn(e)
         if level >= 2 and mfn == table:
             return                        # a linear entry to its own table holds nothing
@@ -413,13 +414,20 @@ class PageTables:
             return 0
         entries = m.mem.table(mfn)
         present = np.flatnonzero(entries & np.uint64(_PAGE_PRESENT))
-        if level == 1 and (run := self._l1_run(entries, present)) is not None:
-            first, n, rw = run                # every entry would succeed: take them at once
-            want = PGT_writable_page if rw else None
-            if m.refs.runs_ok(np.array([first]), n, d, want)[0]:
-                m.refs.get_pages_and_type(first, n, d, want)
-                self.live[page] = (level, d)
-                return 0
+        rc = self.get_entries(level, mfn, d, entries, present)
+        if rc != 0:
+            return rc
+        if level == 4:
+            for i in range(ROOT_PAGETABLE_FIRST_XEN_SLOT, ROOT_PAGETABLE_LAST_XEN_SLOT + 1):
+                m.mem.write(mfn, i, 0)
+        self.live[page] = (level, d)
+        return 0
+
+    def get_entries(self, level: int, mfn: int, d: int, entries: np.ndarray,
+                    present: np.ndarray) -> int:
+        """alloc_lN_table's loop: each present entry (indexes ``present``) of table ``mfn``
+        takes its references for ``d``, in order; at a failure the entries taken give
+        theirs back, in reverse: 0 or the failing entry's errno (an accelerated slot)."""
         taken: list[int] = []
         for i in present:
             i = int(i)
@@ -427,46 +435,12 @@ class PageTables:
                 continue
             rc = self.get_page_from_entry(level, int(entries[i]), d, mfn)
             if rc != 0:
-                with m.design_host.undo():        # the puts give back this request's gets
+                with self.m.design_host.undo():   # the puts give back this request's gets
                     for j in reversed(taken):
                         self.put_page_from_entry(level, int(entries[j]), mfn)
                 return rc
             taken.append(i)
-        if level == 4:
-            for i in range(ROOT_PAGETABLE_FIRST_XEN_SLOT, ROOT_PAGETABLE_LAST_XEN_SLOT + 1):
-                m.mem.write(mfn, i, 0)
-        self.live[page] = (level, d)
         return 0
-
-    def _l1_run(self, entries: np.ndarray, present: np.ndarray) -> tuple[int, int, bool] | None:
-        """(first page, n, writable) when an L1 table's present entries map one run of
-        consecutive frames of one PDX group, in entry order, with the same allowed flags
-        (the 2 MiB fallback's table, no PV superpages): its references are then those of
-        ``RefCounts.get_pages_and_type`` / ``put_pages_and_type`` on the run, which count
-        exactly as the entry-by-entry loop. None otherwise, or while anything observes
-        the steps (the tracer, the explorer): the loop is the reference."""
-        n = int(present.size)
-        ev = self.m.events
-        if (n < 64 or ev.observe_entry_get is not None or ev.observe_entry_put is not None
-                or ev.word_changed is not None):
-            return None
-        e = entries[present]
-        addr = np.uint64(PADDR_MASK)
-        first = int(e[0])
-        if ((e & ~addr) != np.uint64(first & ~PADDR_MASK)).any() or self.disallowed(1, first):
-            return None
-        mfns = (e & addr) >> np.uint64(PAGE_SHIFT)
-        if not (np.diff(mfns.astype(np.int64)) == 1).all():
-            return None
-        m = self.m
-        mfn0 = pte_mfn(first)
-        if not (m.mfn_valid(mfn0) and m.mfn_valid(mfn0 + n - 1)):
-            return None
-        pdx0 = m.mfn_to_pdx(mfn0)
-        if (m.mfn_to_pdx(mfn0 + n - 1) != pdx0 + n - 1
-                or pdx0 >> PDX_GROUP_SHIFT != (pdx0 + n - 1) >> PDX_GROUP_SHIFT):
-            return None
-        return pdx0, n, bool(first & _PAGE_RW)
 
     def free_page_type(self, page: int, type: int) -> None:
         """Devalidate: every present entry drops its references."""
@@ -477,31 +451,15 @@ class PageTables:
             return
         entries = self.m.mem.table(mfn).copy()
         present = np.flatnonzero(entries & np.uint64(_PAGE_PRESENT))
-        if level == 1 and not self.m.faithful and (run := self._l1_run(entries, present)):
-            first, n, rw = run
-            if self.m.events.range_put is None and self.m.refs.put_runs_ok(
-                    np.array([first]), n, typed=rw)[0]:
-                self.m.refs.put_pages_and_type(first, n, typed=rw)
-                return
-        if level == 1 and present.size >= 16 and self._put_l1_entries(entries[present]):
-            return
+        self.put_entries(level, mfn, entries, present)
+
+    def put_entries(self, level: int, mfn: int, entries: np.ndarray, present: np.ndarray) -> bool:
+        """free_lN_table's loop: each present entry (indexes ``present``) of table ``mfn``
+        drops what it holds, in order (an accelerated slot): True."""
         for i in present:
             if not is_xen_slot(level, int(i)):
                 self.put_page_from_entry(level, int(entries[int(i)]), mfn)
-
-    def _put_l1_entries(self, e: np.ndarray) -> bool:
-        """Drop what an L1 table's present entries ``e`` hold at once (any frames, in any
-        order: ``RefCounts.put_scattered``), as the entry loop would. False, nothing done,
-        in faithful mode (its guard looks at each entry), while entry events are observed,
-        or when an entry maps no valid frame or put_scattered refuses."""
-        m = self.m
-        if m.faithful or m.events.observe_entry_put is not None:
-            return False
-        mfns = ((e & np.uint64(PADDR_MASK)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
-        if not m.mfn_valid_array(mfns).all():
-            return False
-        pages = np.asarray(m.mfn_to_pdx(mfns.astype(np.uint64)), dtype=np.int64)
-        return m.refs.put_scattered(pages, (e & np.uint64(_PAGE_RW)) != 0)
+        return True
 
     def relinquish(self, d) -> None:
         """Domain destruction's forced devalidation (Xen's relinquish_memory, 4.1 to 4.8).

@@ -20,10 +20,12 @@ to a plain ``put_page``/``put_page_type``. Xen itself gives types back with
 (harmless: a type with count 0 may change at the next get). This is a
 deliberate difference, documented in docs/ARCHITECTURE.md.
 
-The vectorised forms (``get_pages_and_type`` and friends) act on a run of
-frames in one PDX group (a superpage's 512 frames) with numpy. They are
-all-or-nothing in frame order and give the same final state and the same call
-counts as the per-frame loops (``*_loop``), which are kept as the reference.
+The run forms (``get_pages_and_type``, ``put_pages_and_type``) act on a run of
+frames in one PDX group (a superpage's 512 frames): all or nothing in frame
+order, between the run events. Their loops (``take_run``, ``drop_run``) are
+slots that xensim.xen.accel's run accelerators replace while the machine is
+vectorised. The many-run forms (``runs_ok``, ``get_runs_and_type`` ...) are the
+designs' batch forms, which only mmu_update's PSE batch accelerator calls.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import numpy as np
 
 from .._errors import RefcountBug
 from ._events import Events
-from ._scatter import ScatteredPuts
 from ._tlbflush import TlbFlushFilter
 from ..mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
 from ..mem import (PGC_count_mask, PGT_count_mask, PGT_PAGE_TABLE_TYPES,
@@ -92,6 +93,15 @@ class RefStats:
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
+    def add(self, **calls: int) -> None:
+        """Count calls n at a time (``add(get_page=512)``): what a run of the primitives
+        done at once (an accelerator) counts, as the loop would."""
+        counts = self.__dict__
+        for name, n in calls.items():
+            if name not in counts:
+                raise ValueError(f"unknown statistic {name!r}")
+            counts[name] += n
+
     def reset(self) -> None:
         for k in self.__dict__:
             setattr(self, k, 0)
@@ -134,7 +144,7 @@ class RangeResult:
 
 
 @dataclass
-class RefCounts(ScatteredPuts):
+class RefCounts:
     """The reference primitives, bound to one frame table.
 
     ``free_page(pages)`` is called when puts drop frames' last general
@@ -154,8 +164,6 @@ class RefCounts(ScatteredPuts):
     events: Events = field(default_factory=Events)
     #: Xen's TLB clock and flush filter: the stamps, the flushes (xen/_tlbflush.py)
     tlb: TlbFlushFilter = field(init=False, repr=False)
-    #: the next get_pages_and_type is the observed call itself (see _observed_range)
-    _bypass: bool = field(default=False, repr=False)
 
     # -- the only read-modify-writes of frame words --------------------------------
     def __post_init__(self):
@@ -163,26 +171,18 @@ class RefCounts(ScatteredPuts):
         self.events.attach(self, ("atomic_step", "word_changed"))
         self.tlb = TlbFlushFilter(self.stats, self.events)
 
-    # the TLB filter under the names Xen's primitives use (tlbflush_clock, tlbflush_time,
-    # tlbflush_timestamp) and under those the reference loops call
+    # the TLB filter under the names of Xen's variables (tlbflush_clock, tlbflush_time,
+    # a frame's tlbflush_timestamp)
     tlbflush_clock = property(lambda self: self.tlb.clock)
     tlbflush_time = property(lambda self: self.tlb.time)
-    _stamps = property(lambda self: self.tlb.groups)
 
     def tlbflush_timestamp(self, page: int) -> int:
         return self.tlb.timestamp(page)
 
-    def _type_change_flush(self, page: int) -> None:
-        self.tlb.type_change(page, self.ft.owner(page))
-
-    def _stamp_group(self, g): return self.tlb.group_for_write(g)
-    def _stamp(self, page): self.tlb.stamp(page)
-    def _clear_stamps(self, pages, n=0): self.tlb.clear(pages, n)
-    def _range_flush(self, first, changing, d): self.tlb.range_flush(first, changing, d)
-    def _runs_flush(self, firsts, changing, st, d): self.tlb.runs_flush(firsts, changing, st, d)
-
-    # (run sequentially a cmpxchg finds the word just read: with no word_changed
-    # subscriber get_page, put_page, get_page_type and put_page_type store it directly)
+    # Nothing runs between a primitive's read of a word and its cmpxchg (the explorer
+    # switches CPUs only at atomic steps), so get_page, put_page, get_page_type,
+    # put_page_type and clear_allocated store what their cmpxchg would (inlined: hot)
+    # and emit word_changed as _cmpxchg_* does; the undo paths' cmpxchg may fail.
     def _cmpxchg_count(self, page: int, old: int, new: int, why: str) -> bool:
         cur = self.ft.count_info(page)
         if cur != old:
@@ -219,11 +219,10 @@ class RefCounts(ScatteredPuts):
             if ((x + 2) & PGC_count_mask) <= 2:         # not get_page_allowed (inlined: hot)
                 self.stats.get_page_failed += 1
                 return False
-            if self.word_changed is None:               # the cmpxchg finds x (inlined: hot)
-                ft.set_count_info(page, x + 1, x)
-                break
-            if self._cmpxchg_count(page, x, x + 1, "get_page"):
-                break
+            ft.set_count_info(page, x + 1, x)             # the cmpxchg finds x
+            if self.word_changed is not None:
+                self.word_changed(page, "count_info", x, x + 1, "get_page")
+            break
         if ft.owner(page) != d:
             # the reference is given back exactly (see module docstring)
             self._undo_count(page, x + 1, x, "get_page: owner mismatch")
@@ -241,14 +240,13 @@ class RefCounts(ScatteredPuts):
             x = ft.count_info(page)
             if x & PGC_count_mask == 0:
                 raise RefcountBug(f"put_page on page {page:#x} with count 0 (count_info {x:#x})")
-            if self.word_changed is None:               # the cmpxchg finds x (inlined: hot)
-                ft.set_count_info(page, x - 1, x)
-                break
-            if self._cmpxchg_count(page, x, x - 1, "put_page"):
-                break
+            ft.set_count_info(page, x - 1, x)             # the cmpxchg finds x
+            if self.word_changed is not None:
+                self.word_changed(page, "count_info", x, x - 1, "put_page")
+            break
         if (x - 1) & PGC_count_mask == 0:
             self.stats.frees += 1
-            self._clear_stamps(page, 1)
+            self.tlb.clear(page, 1)
             self.free_page(page)
 
     def _undo_count(self, page: int, taken: int, before: int, why: str) -> None:
@@ -264,7 +262,7 @@ class RefCounts(ScatteredPuts):
         """Xen's __get_page_type (4.1-4.8): 0, or a negative errno.
 
         At type count 0 a new type replaces the old one (only the type and
-        PGT_validated are cleared; a TLB flush may be due, see :meth:`_type_change_flush`);
+        PGT_validated are cleared; a TLB flush may be due, see :meth:`TlbFlushFilter.type_change`);
         writable and shared pages are valid at once, every other type (page tables,
         segment descriptor pages) is validated by ``validator.alloc_page_type``.
         The same type, not yet validated, with references: another CPU is validating
@@ -283,7 +281,7 @@ class RefCounts(ScatteredPuts):
             if count == 0:
                 if x & PGT_type_mask != type:
                     # the type may change only while nobody holds a typed reference
-                    self._type_change_flush(page)
+                    self.tlb.type_change(page, self.ft.owner(page))
                     nx = (nx & _TYPE_CHANGE_KEEP) | type
                     if type in VALID_AT_ONCE:
                         nx |= PGT_validated
@@ -306,11 +304,10 @@ class RefCounts(ScatteredPuts):
                                       "Xen would spin forever")
                 step("wait_validated", page, x)     # the explorer runs us again once it changed
                 continue
-            if self.word_changed is None:               # the cmpxchg finds x (inlined: hot)
-                self.ft.set_type_info(page, nx, x)
-                break
-            if self._cmpxchg_type(page, x, nx, f"get_page_type({type_name(type)})"):
-                break
+            self.ft.set_type_info(page, nx, x)            # the cmpxchg finds x
+            if self.word_changed is not None:
+                self.word_changed(page, "type_info", x, nx, f"get_page_type({type_name(type)})")
+            break
         if not nx & PGT_validated:
             if type in VALID_AT_ONCE:
                 raise RefcountBug(f"page {page:#x}: {type_name(type)} with type count 0 but not "
@@ -349,16 +346,15 @@ class RefCounts(ScatteredPuts):
                 self.stats.devalidations += 1
                 self.validator.free_page_type(page, x & PGT_type_mask)
                 x &= ~PGT_validated
-                self._stamp(page)                   # __put_final_page_type's timestamp
+                self.tlb.stamp(page)               # __put_final_page_type's timestamp
                 while not self._cmpxchg_type(page, x, x - 1, "put_page_type"):
                     x = self.ft.type_info(page)
                 return
-            if self.word_changed is None:               # the cmpxchg finds x (inlined: hot)
-                self.ft.set_type_info(page, x - 1, x)
-            elif not self._cmpxchg_type(page, x, x - 1, "put_page_type"):
-                continue
+            self.ft.set_type_info(page, x - 1, x)         # the cmpxchg finds x
+            if self.word_changed is not None:
+                self.word_changed(page, "type_info", x, x - 1, "put_page_type")
             if count == 1:
-                self._stamp(page)                   # the last typed reference went
+                self.tlb.stamp(page)               # the last typed reference went
             return
 
     def _undo_type(self, page: int, taken: int, before: int, why: str) -> None:
@@ -418,120 +414,81 @@ class RefCounts(ScatteredPuts):
             x = self.ft.count_info(page)
             if not x & PGC_allocated:
                 return False
-            if self.word_changed is None:               # the cmpxchg finds x (inlined: hot)
-                self.ft.set_count_info(page, x & ~PGC_allocated, x)
-                return True
-            if self._cmpxchg_count(page, x, x & ~PGC_allocated, "clear PGC_allocated"):
-                return True
+            self.ft.set_count_info(page, x & ~PGC_allocated, x)   # the cmpxchg finds x
+            if self.word_changed is not None:
+                self.word_changed(page, "count_info", x, x & ~PGC_allocated,
+                                  "clear PGC_allocated")
+            return True
 
-    # -- vectorised over a run of frames in one PDX group -----------------------------
+    # -- a run of frames in one PDX group (a superpage's 512) ---------------------------
     def get_pages_and_type(self, first: int, n: int, d: int, type: int | None) -> RangeResult:
-        """get_page (+ get_page_type(type) unless type is None) on frames [first, first+n).
+        """get_page (+ get_page_type(type) unless type is None) on frames [first, first+n),
+        between range_get and range_got.
 
         All or nothing, in frame order: if frame i fails, frames [0, i) are
         given back and the result names i and the reason. Page-table types
-        need per-frame validation and are refused here (use the loop).
+        need per-frame validation and are refused here.
         """
         if type in PGT_PAGE_TABLE_TYPES:
-            raise ValueError("vectorised get_page_type is for writable/shared types only")
-        if self.events.observe_range is not None:       # range_get, range_got or atomic_step
-            if self._bypass:                # the observed call itself (see _observed_range)
-                self._bypass = False
-            else:
-                return self._observed_range(first, n, d, type)
-        ci, ti, owner = self.ft.slices(first, n)
-        cnt = ci & _U(PGC_count_mask)
-        ok = (cnt - _U(1)) < _U(GET_PAGE_COUNT_MAX)        # 1 <= count <= max - 2 (wraps at 0)
-        ok &= owner == d
-        if type is not None:
-            tcnt = ti & _U(PGT_count_mask)
-            ok &= ((tcnt == 0) | ((ti & _U(PGT_type_mask)) == _U(type))) & (tcnt != _U(PGT_count_mask))
-        if n and not ok.all():
-            i = int(np.argmin(ok))                          # the first frame that fails
-            c, t = int(ci[i]) & PGC_count_mask, int(ti[i])
-            reason = ("free" if c == 0 else "overflow" if c > GET_PAGE_COUNT_MAX else
-                      "owner" if int(owner[i]) != d else
-                      "type-overflow" if t & PGT_count_mask == PGT_count_mask else "type")
-            if type is not None and i:                  # frames [0, i) were typed first
-                tp = ti[:i]
-                self._range_flush(first, ((tp & _U(PGT_count_mask)) == 0)
-                                  & ((tp & _U(PGT_type_mask)) != _U(type)), d)
-            return self._range_failure(i, n, type, reason)
-        self.stats.get_page += n
-        ci += _U(1)
-        if type is not None:
-            self.stats.get_page_type += n
-            first_ref = tcnt == 0
-            if first_ref.any():
-                if first >> PDX_GROUP_SHIFT in self._stamps:    # a type change may need a flush
-                    self._range_flush(first, first_ref & ((ti & _U(PGT_type_mask)) != _U(type)), d)
-                ti[first_ref] = (ti[first_ref] & _U(_TYPE_CHANGE_KEEP)) | _U(type | PGT_validated)
-            ti += _U(1)
-        return RangeResult(True, n)
-
-    def _observed_range(self, first: int, n: int, d: int, type: int | None) -> RangeResult:
-        """get_pages_and_type between range_get and range_got; under the explorer one step
-        per frame (the loop). ``_bypass`` lets the next call run the vectorised body."""
+            raise ValueError("get_pages_and_type is for writable/shared types only")
         ev = self.events
         if ev.range_get is not None:
             ev.range_get(first, n, d, type)
-        if ev.atomic_step is not None:
-            r = self.get_pages_and_type_loop(first, n, d, type)
-        else:
-            self._bypass = True
-            r = self.get_pages_and_type(first, n, d, type)
+        r = self.take_run(first, n, d, type)
         if ev.range_got is not None:
             ev.range_got(first, n, d, type, r)
         return r
 
-    def _range_failure(self, i: int, n: int, type: int | None, reason: str) -> RangeResult:
-        """Account for what the per-frame loop would have done before and after failing at i."""
-        s = self.stats
-        s.get_page += i + 1
-        s.put_page += i                        # undo of frames [0, i)
-        if reason in ("free", "overflow"):
-            s.get_page_failed += 1
-        elif reason == "owner":
-            s.get_page_failed += 1
-            s.put_page += 1                    # get_page took it, then gave it back
-        else:                                  # type failure at frame i
-            s.get_page_type_failed += 1
-            s.put_page += 1                    # frame i's general reference given back
-        if type is not None:
-            s.get_page_type += i + (1 if reason in ("type", "type-overflow") else 0)
-            s.put_page_type += i
-        return RangeResult(False, n, i, reason)
+    def take_run(self, first: int, n: int, d: int, type: int | None) -> RangeResult:
+        """get_pages_and_type's loop, frame by frame as Xen's get_superpage (an accelerated
+        slot: xensim.xen.accel): get_page, then get_page_type; at a failure the frames
+        taken are given back exactly, in reverse."""
+        taken: list[tuple[int, int, int, int, int]] = []
+        for i in range(n):
+            page = first + i
+            ci0, ti0 = self.ft.count_info(page), self.ft.type_info(page)
+            if not self.get_page(page, d):
+                c = ci0 & PGC_count_mask
+                reason = "free" if c == 0 else "overflow" if c > GET_PAGE_COUNT_MAX else "owner"
+                self._undo_loop(taken)
+                return RangeResult(False, n, i, reason)
+            if type is not None:
+                rc = self._get_page_type(page, type)
+                if rc != 0:
+                    reason = "type-overflow" if ti0 & PGT_count_mask == PGT_count_mask else "type"
+                    self._undo_count(page, ci0 + 1, ci0, "undo")
+                    self._undo_loop(taken)
+                    return RangeResult(False, n, i, reason)
+            taken.append((page, ci0, ci0 + 1, ti0, self.ft.type_info(page) if type is not None else -1))
+        return RangeResult(True, n)
+
+    def _undo_loop(self, taken) -> None:
+        for page, ci0, ci1, ti0, ti1 in reversed(taken):
+            if ti1 != -1:
+                self._undo_type(page, ti1, ti0, "undo")
+            self._undo_count(page, ci1, ci0, "undo")
 
     def put_pages_and_type(self, first: int, n: int, typed: bool = True) -> None:
-        """put_page_type (if ``typed``) then put_page on frames [first, first+n), freeing at 0."""
+        """put_page_type (if ``typed``) then put_page on frames [first, first+n), freeing at
+        0, after range_put."""
         if self.events.range_put is not None:
             self.events.range_put(first, n, typed)
-        if self.atomic_step is not None:                # under the explorer: one step per frame
-            return self.put_pages_and_type_loop(first, n, typed)
-        ci, ti, _ = self.ft.slices(first, n)
-        if typed:
-            tcnt = ti & _U(PGT_count_mask)
-            if (tcnt == 0).any():
-                raise RefcountBug(f"put_page_type on a zero type count in pages {first:#x}+{n}")
-            if ((ti >> _U(60)) - _U(1) < _U(4)).any():     # a PGT_l1..l4 type: needs devalidation
-                raise ValueError("vectorised put_page_type is for writable/shared types only")
-            self.stats.put_page_type += n
-            ti -= _U(1)
-            zero = tcnt == 1
-            if zero.any():                              # the last typed references went
-                off = first & PDX_GROUP_MASK
-                np.copyto(self._stamp_group(first >> PDX_GROUP_SHIFT)[off:off + n],
-                          np.uint32(self.tlbflush_clock), where=zero)
-        cnt = ci & _U(PGC_count_mask)
-        if (cnt == 0).any():
-            raise RefcountBug(f"put_page on a zero count in pages {first:#x}+{n}")
-        self.stats.put_page += n
-        ci -= _U(1)
-        freed = np.flatnonzero((ci & _U(PGC_count_mask)) == 0)
-        if freed.size:
-            self.stats.frees += int(freed.size)
-            self._clear_stamps(first + freed)
-            self.free_page(first + freed)
+        self.drop_run(first, n, typed)
+
+    def drop_run(self, first: int, n: int, typed: bool = True) -> int:
+        """put_pages_and_type's loop, frame by frame (an accelerated slot): n."""
+        for page in range(first, first + n):
+            if typed:
+                self.put_page_type(page)
+            self.put_page(page)
+        return n
+
+    def frames_freed(self, pages: np.ndarray) -> None:
+        """Frames (PDXs) whose general count a run of puts done at once brought to 0: counted,
+        their TLB stamps cleared, back to the heap (``free_page``), as put_page does."""
+        self.stats.frees += int(pages.size)
+        self.tlb.clear(pages)
+        self.free_page(pages)
 
     def get_pages(self, first: int, n: int, d: int) -> RangeResult:
         return self.get_pages_and_type(first, n, d, None)
@@ -586,17 +543,14 @@ class RefCounts(ScatteredPuts):
             for first in firsts.tolist():
                 get(first, n, d, type)
         for g, rows, index in self._run_blocks(firsts, n):
-            if self.ft._journal is not None:
-                for first in firsts[rows]:
-                    self.ft._log(int(first), n)
-            ci_g, ti_g, _ = self.ft.group(g)
+            ci_g, ti_g, _ = self.ft.group_for_runs(g, firsts[rows], n)
             self._apply(ci_g, index, n, lambda ci: np.add(ci, _U(1), out=ci))
             if type is not None:
-                if g in self._stamps:                   # the flush a type change asks for
+                if g in self.tlb.groups:                   # the flush a type change asks for
                     ti = self._view(ti_g, index, n)
-                    self._runs_flush(firsts[rows], ((ti & _U(PGT_count_mask)) == 0)
+                    self.tlb.runs_flush(firsts[rows], ((ti & _U(PGT_count_mask)) == 0)
                                      & ((ti & _U(PGT_type_mask)) != _U(type)),
-                                     self._view(self._stamps[g], index, n), d)
+                                     self._view(self.tlb.groups[g], index, n), d)
                 # runs_ok passed: a frame with typed references already holds exactly
                 # ``type | PGT_validated``, so setting them on every frame changes only
                 # the frames whose type count was 0 (the first typed reference)
@@ -646,16 +600,13 @@ class RefCounts(ScatteredPuts):
                 put(first, n, typed)
         freed = []
         for g, rows, index in self._run_blocks(firsts, n):
-            if self.ft._journal is not None:
-                for first in firsts[rows]:
-                    self.ft._log(int(first), n)
-            ci_g, ti_g, _ = self.ft.group(g)
+            ci_g, ti_g, _ = self.ft.group_for_runs(g, firsts[rows], n)
             if typed:
                 self._apply(ti_g, index, n, lambda ti: np.subtract(ti, _U(1), out=ti))
                 tzero = (self._view(ti_g, index, n) & _U(PGT_count_mask)) == 0
                 if tzero.any():                         # the last typed references went
-                    clock = np.uint32(self.tlbflush_clock)
-                    self._apply(self._stamp_group(g), index, n,
+                    clock = np.uint32(self.tlb.clock)
+                    self._apply(self.tlb.group_for_write(g), index, n,
                                 lambda st: np.copyto(st, clock, where=tzero))
             self._apply(ci_g, index, n, lambda ci: np.subtract(ci, _U(1), out=ci))
             cnt = self._view(ci_g, index, n) & _U(PGC_count_mask)
@@ -669,38 +620,5 @@ class RefCounts(ScatteredPuts):
         if freed:
             pages = np.sort(np.concatenate(freed))
             self.stats.frees += int(pages.size)
-            self._clear_stamps(pages)
+            self.tlb.clear(pages)
             self.free_page(pages)
-
-    # -- the per-frame reference loops (same semantics, for tests and benchmarks) ----
-    def get_pages_and_type_loop(self, first: int, n: int, d: int, type: int | None) -> RangeResult:
-        taken: list[tuple[int, int, int, int, int]] = []
-        for i in range(n):
-            page = first + i
-            ci0, ti0 = self.ft.count_info(page), self.ft.type_info(page)
-            if not self.get_page(page, d):
-                c = ci0 & PGC_count_mask
-                reason = "free" if c == 0 else "overflow" if c > GET_PAGE_COUNT_MAX else "owner"
-                self._undo_loop(taken)
-                return RangeResult(False, n, i, reason)
-            if type is not None:
-                rc = self._get_page_type(page, type)
-                if rc != 0:
-                    reason = "type-overflow" if ti0 & PGT_count_mask == PGT_count_mask else "type"
-                    self._undo_count(page, ci0 + 1, ci0, "undo")
-                    self._undo_loop(taken)
-                    return RangeResult(False, n, i, reason)
-            taken.append((page, ci0, ci0 + 1, ti0, self.ft.type_info(page) if type is not None else -1))
-        return RangeResult(True, n)
-
-    def _undo_loop(self, taken) -> None:
-        for page, ci0, ci1, ti0, ti1 in reversed(taken):
-            if ti1 != -1:
-                self._undo_type(page, ti1, ti0, "undo")
-            self._undo_count(page, ci1, ci0, "undo")
-
-    def put_pages_and_type_loop(self, first: int, n: int, typed: bool = True) -> None:
-        for page in range(first, first + n):
-            if typed:
-                self.put_page_type(page)
-            self.put_page(page)

@@ -159,6 +159,8 @@ KINDS = {
     "stats": "counts of what was done (not undone by a rollback)",
     "cache": "answers kept for speed, equal whatever the state",
     "transient": "set only while a request or call runs (empty between calls)",
+    "mode": "the execution mode and the implementations it binds (xen/accel: scalar or "
+            "accelerated), set again whenever the bus's subscriptions change",
 }
 
 #: per class (by name): its attributes by kind (``vars()`` of a live instance must be
@@ -173,7 +175,8 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
         "link": ("events", "hypercall", "design_host"),
         "stats": ("pt_stats", "violations"),
         "cache": ("_mfn_valid",),
-        "transient": ("_in_request", "_bypass", "concurrent"),
+        "transient": ("_in_request", "_concurrent"),
+        "mode": ("mode", "mmu_update_requests", "remove_extent", "request"),
     },
     "FrameTable": {
         "state": ("_ci", "_ti", "_owner"),
@@ -210,7 +213,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     "PageTables": {
         "state": ("live",),
         "link": ("m",),
-        "transient": ("_bypass",),
+        "mode": ("get_entries", "put_entries", "get_page_from_entry", "put_page_from_entry"),
     },
     "RefCounts": {
         "state": ("tlb",),
@@ -218,7 +221,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
         "link": ("ft", "free_page", "events", "atomic_step", "word_changed",
                  "type_conflict"),
         "stats": ("stats",),
-        "transient": ("_bypass",),
+        "mode": ("take_run", "drop_run"),
     },
     "TlbFlushFilter": {
         "state": ("clock", "time", "groups"),

@@ -84,6 +84,25 @@ class TlbFlushFilter:
             if a is not None:
                 a[pages[groups == g] & PDX_GROUP_MASK] = 0
 
+    # -- the run forms (what an accelerator reports through) -----------------------
+    def stamped_group(self, page: int) -> bool:
+        """Has any frame of ``page``'s PDX group been stamped (can a type change there
+        need a flush)?"""
+        return page >> PDX_GROUP_SHIFT in self.groups
+
+    def stamp_run(self, first: int, where: np.ndarray) -> None:
+        """put_page_type took the last typed references of the frames ``where`` selects in
+        the run [first, first+len(where)) (one PDX group): stamp them with the clock."""
+        off = first & PDX_GROUP_MASK
+        np.copyto(self.group_for_write(first >> PDX_GROUP_SHIFT)[off:off + where.size],
+                  np.uint32(self.clock), where=where)
+
+    def stamp_pages(self, pages: np.ndarray) -> None:
+        """The same for scattered frames (``pages``: PDXs, int64)."""
+        groups = pages >> PDX_GROUP_SHIFT
+        for g in np.unique(groups).tolist():
+            self.group_for_write(g)[pages[groups == g] & PDX_GROUP_MASK] = self.clock
+
     # -- the filter and the flush ---------------------------------------------------
     def need_flush(self, d: int, stamp) -> bool:
         """NEED_FLUSH: the owner's CPU last flushed its TLB no later than ``stamp``."""

@@ -1,9 +1,11 @@
-"""decrease_reservation's vectorised removal (remove_run) against the per-frame loop
-(guest_remove_page), on the same states: every frame simple, frames mapped elsewhere,
-frames that lost PGC_allocated, a pinned frame, a foreign frame, a count at its top, an
-invalid MFN in the middle, a P2M entry that maps another frame; the whole hypercall
-unobserved (vectorised) against observed (the loop), rc and machine equal; the events
-an observer sees; and a failed request's check (Machine._check_undone) on the journal.
+"""decrease_reservation (Xen's common/memory.c: guest_remove_page frame by frame) and its
+accelerator RemoveRun (xensim.xen.accel), fixed examples: where the run of frames in the
+simple state ends (every frame simple, frames mapped elsewhere, frames that lost
+PGC_allocated, a pinned frame, a foreign frame, a count at its top, an invalid MFN, a P2M
+entry that maps another frame) with the figures each leaves; the whole hypercall through
+the harness (conftest.both_modes: stepwise against vectorised); which observers turn the
+accelerator off; and a failed request's check (Machine._check_undone) on the journal.
+The generated states are tests/test_accel.py's.
 
 The 64 MiB machine: frames 0..0x3fff, one PDX group (conftest.small_machine).
 """
@@ -23,31 +25,31 @@ from xensim._errors import RefcountBug
 from xensim.mem._page_info import (PGC_allocated, PGC_count_mask, PGC_state_free,
                                    PGC_state_inuse, PGT_l1_page_table, PGT_pinned,
                                    PGT_writable_page)
-from xensim.xen import VECTOR_MIN_FRAMES, guest_remove_page, remove_run, removal_vectorised
+from xensim.xen import VECTOR_MIN_FRAMES, accel
+from xensim.xen.accel._removal import remove_run
 
-from conftest import assert_clean, ext, machine_state as state, populate
+from conftest import assert_clean, both_modes, ext, full_state, populate
 
 MOP = HYPERVISOR_memory_op
 MiB = 1 << 20
 
 
-def loop(m: Machine, domid: int, mfn: int, n: int) -> int:
-    """guest_remove_page frame by frame until one fails: the frames removed."""
-    d = m.domain(domid)
-    for j in range(n):
-        if not guest_remove_page(m, d, mfn + j):
-            return j
-    return n
-
-
 def same_removal(m: Machine, domid: int, mfn: int, n: int, expected: int) -> Machine:
-    """remove_run on ``m`` and the loop on a copy remove ``expected`` frames, to the same
-    machine; the copy (the loop's) is returned."""
+    """remove_run on ``m`` removes the ``expected`` leading frames of [mfn, mfn+n), and
+    guest_remove_page frame by frame (the machine stepwise) on a copy removes them to the
+    same machine; the copy is returned."""
     t = copy.deepcopy(m)
     assert remove_run(m, m.domain(domid), mfn, n) == expected
-    assert loop(t, domid, mfn, expected) == expected
-    assert state(m) == state(t)
+    with t.events.stepwise():
+        assert t.remove_extent(t.domain(domid), mfn, expected) == expected
+    assert full_state(m) == full_state(t)
     return t
+
+
+def removal_accelerated(m: Machine) -> bool:
+    """Does ``Machine.remove_extent`` try RemoveRun now?"""
+    slot = vars(m).get("remove_extent")
+    return slot is not None and any(isinstance(a, accel.RemoveRun) for a in slot.accelerators)
 
 
 def decrease(m: Machine, caller: int, mfns: list[int], order: int) -> int:
@@ -57,17 +59,14 @@ def decrease(m: Machine, caller: int, mfns: list[int], order: int) -> int:
 
 def same_call(m: Machine, caller: int, mfns: list[int], order: int, expected: int,
               audited: bool = True) -> None:
-    """The hypercall unobserved (vectorised) and on an observed copy (the loop): same rc,
-    same machine, and (``audited``: no reference the auditor does not know of) the
-    auditor agrees."""
-    t = copy.deepcopy(m)
-    seen = []
-    with t.events.listening(word_changed=lambda *a: seen.append(a)):
-        assert not removal_vectorised(t)
-        assert decrease(t, caller, mfns, order) == expected
-    assert removal_vectorised(m)
+    """The hypercall through the harness (stepwise and vectorised: same rc, machine,
+    statistics, events), then on ``m`` (vectorised), and (``audited``: no reference the
+    auditor does not know of) the auditor agrees."""
+    assert removal_accelerated(m)
+    rc, _, v = both_modes(m, lambda c: decrease(c, caller, mfns, order))
+    assert rc == expected
     assert decrease(m, caller, mfns, order) == expected
-    assert state(m) == state(t)
+    assert full_state(m) == full_state(v)
     if audited:
         assert_clean(m)
 
@@ -194,16 +193,21 @@ class TestHypercall:
 
 
 class TestObserved:
-    def test_step_observers_turn_the_vectorised_path_off(self, m):
-        assert removal_vectorised(m)
+    def test_step_observers_turn_the_accelerator_off(self, m):
+        assert removal_accelerated(m) and m.mode == accel.VECTORISED
         for name in ("atomic_step", "word_changed"):
             with m.events.listening(**{name: lambda *a: None}):
-                assert not removal_vectorised(m)
+                assert not removal_accelerated(m)
+        assert m.mode == accel.VECTORISED
         for name in ("frames_written", "range_put", "pages_freed"):   # what was written
             with m.events.listening(**{name: lambda *a: None}):
-                assert removal_vectorised(m)
+                assert removal_accelerated(m)
+        with m.events.stepwise():
+            assert not removal_accelerated(m) and m.mode == accel.STEPWISE
         m.concurrent = True
-        assert not removal_vectorised(m)
+        assert not removal_accelerated(m) and m.mode == accel.STEPWISE
+        m.concurrent = False
+        assert removal_accelerated(m) and m.mode == accel.VECTORISED
 
     def test_an_observer_of_what_was_written_sees_the_run(self, m, g):
         written, freed = set(), []

@@ -1,9 +1,11 @@
-"""mmu_update's batch of ordinary writes into one frame that is not a live page table
-(a guest filling an L1 table before pinning it): the first request as usual, the rest
-at once; and the devalidation of an L1 table of scattered frames (RefCounts.put_scattered).
-Each case runs unobserved (the vectorised path) and on an observed copy (a word_changed
-subscriber, a step observer: request by request, entry by entry) and asserts the same rc,
-done count and machine; and the statistics against hand-computed figures.
+"""mmu_update's ordinary writes into one frame that is not a live page table (a guest
+filling an L1 table before pinning it; Xen's do_mmu_update: get_page, get_page_type
+(writable), the write, the puts, request by request) and the devalidation of an L1
+table of scattered frames (free_l1_table: put_page_from_l1e entry by entry), fixed
+examples with their figures, hand-computed; each runs through the harness
+(conftest.both_modes: stepwise, request by request and entry by entry, against
+vectorised, where PlainWriteBatch and L1ScatteredPut do them at once), then on the
+machine itself. The generated states are tests/test_accel.py's.
 
 The 64 MiB machine (conftest.small_machine); the guest owns the superpage at MFN 0.
 """
@@ -24,7 +26,9 @@ from xensim._errors import RefcountBug
 from xensim.mem._page_info import (PGC_allocated, PGC_state_inuse, PGT_l1_page_table,
                                    PGT_validated, PGT_writable_page)
 
-from conftest import ext, machine_state, populate, ptr
+from xensim.xen import accel
+
+from conftest import both_modes, ext, full_state, machine_state, populate, ptr
 
 TABLE = 0x10
 
@@ -36,16 +40,19 @@ def batch(m: Machine, caller: int, reqs) -> tuple[int, int]:
 
 
 def same_batch(m: Machine, caller: int, reqs, expected: tuple[int, int]) -> Machine:
-    """The batch on ``m`` and, request by request, on an observed copy: same answer and
-    machine, and the same entries written. The copy is returned."""
+    """The batch through the harness, then on ``m`` (vectorised): the same answer and
+    machine, and the same entries written as guest_write says. The stepwise copy is
+    returned."""
+    out, _, _ = both_modes(m, lambda c: batch(c, caller, reqs))
+    assert out == expected
     t = copy.deepcopy(m)
     loop, at_once = set(), set()
-    with t.events.listening(word_changed=lambda *a: None,
-                            guest_write=lambda *a: loop.update(_written(*a))):
+    with t.events.listening(guest_write=lambda *a: loop.update(_written(*a))), \
+            t.events.stepwise():
         assert batch(t, caller, reqs) == expected
     with m.events.listening(guest_write=lambda *a: at_once.update(_written(*a))):
         assert batch(m, caller, reqs) == expected        # an observer of writes: still at once
-    assert machine_state(m) == machine_state(t)
+    assert full_state(m) == full_state(t)
     assert at_once == loop                 # the same entries changed, as guest_write says
     return t
 
@@ -133,12 +140,10 @@ class TestPlainWriteBatch:
         unknown = fill(0x14, 8) + [(ptr(0x14, 9) | 3, 5)]        # command 3: -ENOSYS
         same_batch(m, g, unknown, (-errno.ENOSYS, 8))
         huge = fill(0x15, 8) + [(ptr(0x15, 9), 1 << 64)]        # wider than an entry
-        t = copy.deepcopy(m)
+        out, _, _ = both_modes(m, lambda c: batch(c, g, huge))   # the same error, state
+        assert out[:2] == ("raised", "OverflowError")
         with pytest.raises(OverflowError):
             batch(m, g, huge)
-        with t.events.listening(word_changed=lambda *a: None), pytest.raises(OverflowError):
-            batch(t, g, huge)
-        assert machine_state(m) == machine_state(t)
 
 
 def scattered(table: int, n: int):
@@ -149,11 +154,11 @@ def scattered(table: int, n: int):
 
 
 def same_unpin(m: Machine, g: int, table: int) -> Machine:
-    """Unpin ``table`` (its last typed reference: devalidated) on ``m`` and on a copy whose
-    word changes are observed (the entry loop): same answer and machine."""
-    t = copy.deepcopy(m)
-    with t.events.listening(word_changed=lambda *a: None):
-        assert ext(t, g, MmuextOp(MMUEXT_UNPIN_TABLE, table)) == (0, 1)
+    """Unpin ``table`` (its last typed reference: devalidated) through the harness, then
+    on ``m``: same answer and machine. The stepwise copy (the entry loop's) is returned."""
+    out, t, _ = both_modes(m, lambda c: ext(c, g, MmuextOp(MMUEXT_UNPIN_TABLE, table)),
+                           expect_accelerated=True)
+    assert out == (0, 1)
     assert ext(m, g, MmuextOp(MMUEXT_UNPIN_TABLE, table)) == (0, 1)
     assert machine_state(m) == machine_state(t)
     return t
@@ -190,26 +195,30 @@ class TestScatteredDevalidation:
         assert ext(m, g, MmuextOp(MMUEXT_PIN_L1_TABLE, TABLE)) == (0, 1)
         page = m.mfn_to_page(0x125)                    # mapped by entry 1 (read-only)
         m.frame_table.set_count_info(page, PGC_state_inuse)   # its references lost
-        t = copy.deepcopy(m)
-        with t.events.listening(word_changed=lambda *a: None), pytest.raises(RefcountBug) as e1:
-            t.hypercall(g, HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_UNPIN_TABLE, TABLE)], [0])
-        with pytest.raises(RefcountBug) as e2:
+        out, _, _ = both_modes(m, lambda c: c.hypercall(
+            g, HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_UNPIN_TABLE, TABLE)], [0]))
+        assert out[:2] == ("raised", "RefcountBug")     # the same error, the same state
+        with pytest.raises(RefcountBug):
             m.hypercall(g, HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_UNPIN_TABLE, TABLE)], [0])
-        assert str(e1.value) == str(e2.value)
-        assert machine_state(m) == machine_state(t)
 
-    def test_put_scattered_refuses_while_observed_or_for_a_table_type(self, m, g):
+    def test_put_scattered_is_off_while_observed_and_refuses_a_table_type(self, m, g):
+        def scattered_on():
+            slot = vars(m.pt).get("put_entries")
+            return slot is not None and any(isinstance(a, accel.L1ScatteredPut)
+                                            for a in slot.accelerators)
+        assert scattered_on()
+        for name in ("word_changed", "entry_put_begin", "entry_put_end"):
+            with m.events.listening(**{name: lambda *a: None}):
+                assert not scattered_on()
         pages = np.array([0x100, 0x101], dtype=np.int64)
-        with m.events.listening(word_changed=lambda *a: None):
-            assert m.refs.put_scattered(pages, np.array([False, False])) is False
         assert ext(m, g, MmuextOp(MMUEXT_PIN_L1_TABLE, 0x101)) == (0, 1)
         snap = m.snapshot()
-        assert m.refs.put_scattered(pages, np.array([False, True])) is False   # an L1 table
+        assert accel.put_scattered(m.refs, pages, np.array([False, True])) is False   # an L1
         assert m.same_as(snap)
         assert m.refs.get_page(0x100, g) and m.refs.get_page(0x101, g)
         written = []
         with m.events.listening(frames_written=lambda p, n: written.append((p, n))):
-            assert m.refs.put_scattered(pages, np.array([False, False])) is True
+            assert accel.put_scattered(m.refs, pages, np.array([False, False])) is True
         assert written == [(0x100, 1), (0x101, 1)]       # an observer of writes sees them
         assert m.frame_table.count_info(0x100) == PGC_state_inuse | PGC_allocated | 1
         assert m.frame_table.count_info(0x101) == PGC_state_inuse | PGC_allocated | 2
