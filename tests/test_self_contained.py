@@ -147,7 +147,7 @@ def test_scan_covers_the_repository():
     rels = {str(f.relative_to(ROOT)) for f in files}
     for d in ("tests", "xensim", "examples", "docs", "configs", "benchmarks", "scenarios"):
         assert any(r.startswith(d + SEP) for r in rels), d
-    for f in ("README.md", "tests/test_self_contained.py", "tests/test_pdx.py",
+    for f in ("README.md", "tests/test_self_contained.py", "tests/mem/test_pdx.py",
               "configs/machines/intel-gnr-4s.yaml", "docs/xen-facts.md",
               "docs/designs/xen-4.1.md", "xensim/mem/_pdx.py"):
         assert f in rels, f

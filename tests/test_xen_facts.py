@@ -75,7 +75,7 @@ def test_memory_op_subop_numbers():
 # the page itself
 # --------------------------------------------------------------------------
 
-TEST_REF = re.compile(r"tests/(test_[\w]+\.py)::([\w:]+)")
+TEST_REF = re.compile(r"tests/((?:\w+/)?test_\w+\.py)::([\w:]+)")
 
 
 @lru_cache(maxsize=None)

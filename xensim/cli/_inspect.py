@@ -11,7 +11,7 @@ from ._common import design_file_option
 from ._trace import whole_number
 
 #: xensim.teach's INSPECT_FORMATS (repeated here: the parser is built without importing
-#: xensim.teach; tests/test_inspect.py checks that they agree)
+#: xensim.teach; tests/teach/test_inspect.py checks that they agree)
 INSPECT_FORMATS = ("text", "md", "json")
 
 

@@ -11,7 +11,7 @@ from .._errors import ConfigError
 from ._common import design_file_option
 
 #: xensim.teach's LEVELS and TRACE_FORMATS (repeated here: the parser is built without
-#: importing xensim.teach; tests/test_trace.py checks that they agree)
+#: importing xensim.teach; tests/teach/test_trace.py checks that they agree)
 LEVELS = ("hypercall", "superpage", "frame")
 TRACE_FORMATS = ("text", "md")
 

@@ -172,7 +172,7 @@ class SuperpageDesign:
         The result must equal calling get_superpage on each in order. The
         default vectorises nothing (returns 0). This is the design's accelerator:
         mmu_update's PSE batch accelerator (xensim.xen.accel.PseBatch) is its only
-        caller, while the machine is vectorised; tests/test_accel.py runs every
+        caller, while the machine is vectorised; tests/xen/test_accel.py runs every
         registered design's against get_superpage one by one.
         """
         return 0

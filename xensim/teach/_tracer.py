@@ -17,7 +17,7 @@ nothing behind.
   in pageinfo-count's page_info field) become the tree's leaves;
 * after every hypercall the frame table and the superpage words are compared with
   what the narrated events say they hold (:mod:`._predict`): a change no event
-  explains would be printed as ``untraced`` (it never is: ``tests/test_trace.py``
+  explains would be printed as ``untraced`` (it never is: ``tests/teach/test_trace.py``
   checks it), so the trace cannot silently leave something out.
 
 The tracer never listens to ``atomic_step``: with it the machine would run its

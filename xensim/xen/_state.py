@@ -164,7 +164,7 @@ KINDS = {
 }
 
 #: per class (by name): its attributes by kind (``vars()`` of a live instance must be
-#: exactly these; tests/test_state.py checks it on a machine that has run)
+#: exactly these; tests/xen/test_state.py checks it on a machine that has run)
 INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     "Machine": {
         "state": ("frame_table", "spage_table", "heap", "m2p", "mem", "pt", "refs",

@@ -3,7 +3,7 @@
 The scalar code in xensim.xen follows Xen's source, one path per operation; the
 modules here hold the vectorised shortcuts, each an :class:`Accelerator` of one slot
 (see ``_contract``), used only while the machine runs ``vectorised``
-(``Machine.mode``). ``tests/test_accel.py`` runs every one against the scalar path.
+(``Machine.mode``). ``tests/xen/test_accel.py`` runs every one against the scalar path.
 """
 
 from ._contract import (ACCELERATORS, STEPWISE, VECTORISED, Accelerated, Accelerator, bind,

@@ -22,7 +22,7 @@ import yaml
 from xensim.config import build_memory_map, load_config
 from xensim.sim._simulate import run_comparison
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 NAMES = sorted(p.name for p in CONFIGS.glob("*.yaml"))
 OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
        ">": operator.gt, ">=": operator.ge}

@@ -4,7 +4,7 @@ FLUSH_CACHE, FLUSH_CACHE_GLOBAL, SET_LDT, CLEAR_PAGE, COPY_PAGE, each as Xen's
 do_mmuext_op answers it (mm.c at RELEASE-4.1.0, 4.5.0, 4.7.0, 4.8.0), the foreign-domain
 rules, and the TLB model's count of the flushes. Every refusal leaves the machine as it was.
 
-The layout is tests/test_mmuext_op.py's (conftest.two_domains): the guest (dom1) owns
+The layout is tests/xen/test_mmuext_op.py's (conftest.two_domains): the guest (dom1) owns
 superpage 0x000 and frames 0x200..0x20f; the other domain (dom2) superpage 0x600 and
 frames 0x210..0x217.
 """

@@ -20,7 +20,7 @@ from xensim.mem import DOMID_INVALID, PGC_count_mask, PGT_count_mask
 from xensim.xen import (MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_UNPIN_TABLE,
                         IncrementalAuditor, MmuextOp)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VA = 1 << 39
 CACHED = 1 << 62
 

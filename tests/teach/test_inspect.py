@@ -1,7 +1,7 @@
 """xensim inspect (xensim/teach/_inspect.py; the command: xensim/cli/_inspect.py): a frame,
 a superpage, a domain after a run.
 
-The run is tests/data/trace-small.yaml (see tests/test_trace.py): after its 11
+The run is tests/data/trace-small.yaml (see tests/teach/test_trace.py): after its 11
 operations on xen-4.1, superpage 0 (mfn 0x0) is mapped twice (slots 0 and 3), superpage
 2 (0x400) once RW, superpage 1 (0x200) not at all (unmapped, unmarked), frames 0x605 and
 0x606 by 4 KiB RW entries in the L1 table at 0x1004; the tree is L4 0x1000 (pinned, the
@@ -26,7 +26,7 @@ from xensim.sim import start
 from xensim.teach import (count_info_text, inspect, inspect_mfn, load, render_inspection,
                           type_info_text)
 
-SMALL = str(Path(__file__).resolve().parent / "data" / "trace-small.yaml")
+SMALL = str(Path(__file__).resolve().parents[1] / "data" / "trace-small.yaml")
 DESIGNS = design_names()
 
 
@@ -321,7 +321,7 @@ def test_cmd_inspect_errors():
 
 
 def test_the_tours_sample_is_what_inspect_prints(small):
-    tour = (Path(__file__).resolve().parent.parent / "docs" / "tour.md").read_text()
+    tour = (Path(__file__).resolve().parents[2] / "docs" / "tour.md").read_text()
     blocks = [b.split("```", 1)[0] for b in tour.split("```\n")[1:]]
     sample = next(b for b in blocks if b.startswith("after 2 of 11 operations")).splitlines()
     cfg, mm = small

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 #: what a light subcommand must not load
 HEAVY = ("greenlet", "matplotlib", "xensim.fuzz", "xensim.explore", "xensim.teach",

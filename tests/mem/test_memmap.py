@@ -25,9 +25,9 @@ from xensim.mem._memmap import (
 )
 from xensim.mem._units import GiB, MAX_PADDR, MiB, PAGE_SIZE, SUPERPAGE_PAGES, TiB
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 # The real machines' maps ship as presets in this repository's configs/machines/.
-MEMMAPS = Path(__file__).resolve().parents[1] / "configs" / "machines"
+MEMMAPS = Path(__file__).resolve().parents[2] / "configs" / "machines"
 REAL_MACHINES = ["firecracker-1g", "intel-clx-2s", "intel-gnr-4s", "qemu-2node", "qemu-pc-4g"]
 
 RAM, RES, ACPI, NVS, UNUS = (E820Type.RAM, E820Type.RESERVED, E820Type.ACPI,

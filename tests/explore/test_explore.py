@@ -22,13 +22,13 @@ from xensim.config import load_scenario
 from xensim.explore._scenario import (explore, format_schedule, parse_schedule, replay,
                                       summarise_trace)
 
-SCENARIOS = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml"))
+SCENARIOS = sorted((Path(__file__).resolve().parents[2] / "scenarios").glob("*.yaml"))
 SHIPPED = [p for p in SCENARIOS if p.stem != "foreign-dynamic"]
 MARKING = {"xen-4.1", "superpage-info", "pageinfo-count"}
 
 
 def scenario(name):
-    return load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / f"{name}.yaml")
+    return load_scenario(Path(__file__).resolve().parents[2] / "scenarios" / f"{name}.yaml")
 
 
 def test_shipped_scenarios_are_the_required_ones():

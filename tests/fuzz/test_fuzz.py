@@ -604,7 +604,7 @@ for _design in DESIGNS:
 
 
 # ---------------------------------------------------------------------------------------
-# Ctrl-C (the real signal: tests/test_interrupt.py)
+# Ctrl-C (the real signal: tests/cli/test_interrupt.py)
 # ---------------------------------------------------------------------------------------
 
 def test_campaign_ctrl_c_mid_episode_counts_the_calls_made():

@@ -15,7 +15,7 @@ from xensim._errors import ConfigError
 from xensim.config import SCENARIO_OPS, Scenario, ScenarioOp, load_scenario
 from xensim.xen import Release
 
-SCENARIOS = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml"))
+SCENARIOS = sorted((Path(__file__).resolve().parents[2] / "scenarios").glob("*.yaml"))
 
 BASE = """description: one CPU maps a 4 KiB page of a superpage, another unmaps it
 design: xen-4.1
@@ -153,7 +153,7 @@ def test_missing_file_is_a_config_error(tmp_path):
 
 
 # -- docs/scenarios.md ------------------------------------------------------------------------
-DOC = Path(__file__).resolve().parent.parent / "docs" / "scenarios.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "scenarios.md"
 
 
 def test_the_scenario_format_doc_names_every_key_and_operation():

@@ -5,7 +5,7 @@ PGC_allocated, a pinned frame, a foreign frame, a count at its top, an invalid M
 entry that maps another frame) with the figures each leaves; the whole hypercall through
 the harness (conftest.both_modes: stepwise against vectorised); which observers turn the
 accelerator off; and a failed request's check (Machine._check_undone) on the journal.
-The generated states are tests/test_accel.py's.
+The generated states are tests/xen/test_accel.py's.
 
 The 64 MiB machine: frames 0..0x3fff, one PDX group (conftest.small_machine).
 """

@@ -1,7 +1,7 @@
 """The command line: xensim.cli._main.main(argv), in-process with capsys.
 
 One subprocess run (`python -m xensim run`) proves the module entry point.
-Expected figures are those of tests/test_overhead.py, worked out there by hand;
+Expected figures are those of tests/sim/test_overhead.py, worked out there by hand;
 the teaching machine's are repeated here where an output line is checked.
 """
 
@@ -21,7 +21,7 @@ import xensim
 from xensim import Machine, build_memory_map, load_config, load_preset
 from xensim.cli._main import build_parser, main
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]
 REPO = HERE.parent
 BAD = HERE / "bad_configs"
 DMESG = HERE / "data" / "qemu-pc-4g-dmesg.txt"
@@ -54,7 +54,7 @@ def test_run_default_prints_overhead_and_machine(capsys):
     assert rc == 0
     assert err == ""
     words = lines_split(out)
-    # the default config compares the designs (tests/test_cli_run.py): that table comes first
+    # the default config compares the designs (tests/cli/test_cli_run.py): that table comes first
     assert out.startswith("Comparison on teaching: ")
     assert "\nRefcount metadata on teaching: 3.00 GiB of RAM\n" in out
     # teaching: 12 groups * 65,536 frames * 8 B = 6,291,456 B = 6.00 MiB; 6,291,456 * 100 /
@@ -103,7 +103,7 @@ def test_run_json(capsys):
 
 
 def test_run_csv(capsys):
-    # `run` writes the comparison's rows (tests/test_cli_run.py); the overhead's are these
+    # `run` writes the comparison's rows (tests/cli/test_cli_run.py); the overhead's are these
     rc, out, _ = run(capsys, "overhead", "--format", "csv")
     assert rc == 0
     lines = out.splitlines()
@@ -446,7 +446,7 @@ def test_empty_config_is_an_error_naming_the_file(capsys, tmp_path):
     assert rc == 0 and out.startswith("Refcount metadata on teaching")
 
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_readme_sample_error_is_the_real_one(capsys, tmp_path, monkeypatch):

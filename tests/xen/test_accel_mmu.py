@@ -5,7 +5,7 @@ table of scattered frames (free_l1_table: put_page_from_l1e entry by entry), fix
 examples with their figures, hand-computed; each runs through the harness
 (conftest.both_modes: stepwise, request by request and entry by entry, against
 vectorised, where PlainWriteBatch and L1ScatteredPut do them at once), then on the
-machine itself. The generated states are tests/test_accel.py's.
+machine itself. The generated states are tests/xen/test_accel.py's.
 
 The 64 MiB machine (conftest.small_machine); the guest owns the superpage at MFN 0.
 """

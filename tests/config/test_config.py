@@ -30,7 +30,7 @@ from xensim.mem import E820Type, GiB, MAX_ORDER, MemoryMap, MiB
 #: the designs a config may name, in the order its messages list them
 DESIGNS = design_names()
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]
 BAD = HERE / "bad_configs"
 PRESETS = ["firecracker-1g", "intel-clx-2s", "intel-gnr-4s", "qemu-2node", "qemu-pc-4g",
            "teaching"]
@@ -493,7 +493,7 @@ def test_generic_loader_takes_new_sections():
 
 def test_list_presets_returns_exactly_the_six():
     assert list_presets() == PRESETS
-    assert preset_dir() == Path(__file__).resolve().parent.parent / "configs" / "machines"
+    assert preset_dir() == Path(__file__).resolve().parents[2] / "configs" / "machines"
 
 
 @pytest.mark.parametrize("name", PRESETS)

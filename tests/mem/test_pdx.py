@@ -33,7 +33,7 @@ G = 1 << MAX_ORDER          # frames in a MAX_ORDER block (0x40000)
 
 # The real machines' maps ship as presets in this repository's configs/machines/
 # (beside them, teaching.yaml, the small default machine, is not a real one).
-MEMMAPS = Path(__file__).resolve().parents[1] / "configs" / "machines"
+MEMMAPS = Path(__file__).resolve().parents[2] / "configs" / "machines"
 
 
 # --------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from xensim.cli import main
 from xensim.designs import REGISTRY, design_file_of, design_names
 from xensim.designs import _loading
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOCK_BIT = ROOT / "examples" / "designs" / "lock_bit.py"
 LOCK_SCENARIO = ROOT / "examples" / "designs" / "two-cpus-map-unmap.yaml"
 BUILT_IN = ("per-mapping", "pageinfo-count", "superpage-info", "xen-4.1", "sketch", "none")

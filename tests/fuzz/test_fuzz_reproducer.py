@@ -59,7 +59,7 @@ def test_no_rcs_no_ops(tmp_path):
 
 
 def test_cli_run_replays_a_found_violation(tmp_path, capsys):
-    """The fuzzer's faithful-4.1 finding (seed 1: tests/test_fuzz.py), written, then run."""
+    """The fuzzer's faithful-4.1 finding (seed 1: tests/fuzz/test_fuzz.py), written, then run."""
     setup = Setup(version="4.1", faithful=True, domains=2)
     c = campaign(setup, 600, seed=1, episode_calls=200, minimise_seconds=60, max_findings=1)
     f = next(iter(c.findings.values()))

@@ -30,7 +30,7 @@ from xensim.teach import (Tracer, ci_change, format_pte, frames_text, load, spag
 from xensim.mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, SUPERPAGE_PAGES
 from xensim.xen import EVENTS
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 SMALL = str(DATA / "trace-small.yaml")
 DESIGNS = design_names()
 
@@ -496,7 +496,7 @@ def test_cmd_trace_errors(tmp_path):
 
 def test_the_tours_sample_is_what_trace_prints(small):
     """docs/tour.md follows op 2 line by line: its sample must stay true."""
-    tour = (Path(__file__).resolve().parent.parent / "docs" / "tour.md").read_text()
+    tour = (Path(__file__).resolve().parents[2] / "docs" / "tour.md").read_text()
     blocks = [b.split("```", 1)[0] for b in tour.split("```\n")[1:]]
     sample = next(b for b in blocks if b.startswith("op 2: web:")).splitlines()
     cfg, mm = small
@@ -511,7 +511,7 @@ def test_mark_and_unmark_are_a_pin_not_slow_path_when_pinning_pays():
     import io, contextlib
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        rc = main(["trace", str(Path(__file__).resolve().parent.parent / "configs" /
+        rc = main(["trace", str(Path(__file__).resolve().parents[2] / "configs" /
                                 "when-pinning-pays.yaml"), "--design", "xen-4.1"])
     assert rc == 0
     t = buf.getvalue().splitlines()

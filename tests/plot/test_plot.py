@@ -24,7 +24,7 @@ from xensim.plot import (PLOT_HINT, ChurnMix,
 from xensim.sim import config_workload, start
 from xensim.config._presets import load_preset
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GiB = 1 << 30
 
 needs_mpl = pytest.mark.skipif(not have_matplotlib(),

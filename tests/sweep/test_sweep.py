@@ -353,7 +353,7 @@ def test_the_same_table_on_a_two_worker_local_cluster(tmp_path, capsys):
 def test_readme_sample_sweep_and_its_error(tmp_path, capsys, monkeypatch):
     """The README's sweep is configs/sweeps/churn-mark.yaml's keys, and its error line is
     the real one."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     text = (root / "README.md").read_text()
     at = text.index("## Sweeps")
     block = text[at:].split("```yaml\n", 1)[1].split("```", 1)[0]
@@ -371,7 +371,7 @@ def test_readme_sample_sweep_and_its_error(tmp_path, capsys, monkeypatch):
 
 def sweep_in_a_subprocess(*argv) -> subprocess.CompletedProcess:
     """``xensim sweep`` in a fresh interpreter (a user design registered there stays there)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run([sys.executable, "-m", "xensim", "sweep", *map(str, argv)],
                           env=env, capture_output=True, text=True, timeout=300)
@@ -381,7 +381,7 @@ def test_design_files_of_the_sweep_are_loaded_by_every_worker(tmp_path):
     """A user design (examples/designs/lock_bit.py) named by the sweep, relative to the
     sweep file: checked up front, loaded again by each worker process; its contents are
     part of the point's id."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     (tmp_path / "designs").mkdir()
     design = tmp_path / "designs" / "lock_bit.py"
     design.write_text((root / "examples" / "designs" / "lock_bit.py").read_text())

@@ -381,7 +381,7 @@ def example_designs():
     from pathlib import Path
     from xensim import load_design_file
     from xensim.designs import _loading
-    root = Path(__file__).resolve().parent.parent / "examples" / "designs"
+    root = Path(__file__).resolve().parents[2] / "examples" / "designs"
     saved = dict(REGISTRY), dict(_loading._FILES), dict(_loading._ORIGIN)
     names = [n for path in sorted(root.glob("*.py")) for n in load_design_file(path)]
     yield [n for n in names if REGISTRY[n].supports_pse]

@@ -228,7 +228,7 @@ def test_the_default_config_names_every_built_in_design():
     and its compare runs every one of them."""
     from pathlib import Path
     from xensim.config import default_config
-    text = (Path(__file__).resolve().parent.parent / "configs" / "default.yaml").read_text()
+    text = (Path(__file__).resolve().parents[2] / "configs" / "default.yaml").read_text()
     head = "# The superpage reference-counting design:"
     block = text[text.index(head):text.index("  superpage:", text.index(head))]
     words = block.replace("#", " ").replace(",", " ").split()

@@ -218,7 +218,7 @@ def test_compare_option_replaces_the_configs_compare(tmp_path, capsys):
 def test_compare_option_names_a_design_of_the_configs_design_files(tmp_path, capsys):
     from xensim.designs import REGISTRY, _loading
     saved = dict(REGISTRY), dict(_loading._FILES), dict(_loading._ORIGIN)
-    design = Path(__file__).resolve().parent.parent / "examples" / "designs" / "lock_bit.py"
+    design = Path(__file__).resolve().parents[2] / "examples" / "designs" / "lock_bit.py"
     cfg = write(tmp_path, CHURN + f"design_files: ['{design}']\n")
     try:
         rc, out, err = run(capsys, "run", cfg, "--compare", "lock-bit,xen-4.1",

@@ -22,7 +22,7 @@ from xensim import ConfigError
 from xensim.engines import (CONNECT_TIMEOUT, MAX_WORKERS, DaskEngine, check_workers,
                             dask_available, default_workers, pool_size)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CORES = default_workers()
 ONE_POINT = ("base:\n  workload: {kind: churn, superpages: 1, iterations: 5}\n"
              "  domains: [{name: g, memory: 4MiB}]\n  compare: [xen-4.1]\n"
