@@ -278,15 +278,10 @@ def private_attributes(mods: dict[str, Module]) -> list[tuple[str, str, int]]:
     return sorted(bad)
 
 
-#: Private names read across modules in the files other work is rewriting (the reference
-#: primitives and MMU ops; the designs), as (module, name). Each pair must still occur: the
-#: test fails when one goes, so that the list only shrinks. Empty it as they are fixed.
+#: Private names still read across modules, as (module, name). Each pair must still
+#: occur: the test fails when one goes, so that the list only shrinks. Empty it as they
+#: are fixed.
 PRIVATE_ATTRIBUTES_ALLOWED = {
-    # the page-table and MMU code calls RefCounts' inner primitives
-    ("xensim.xen._mmu", "_get_page_and_type"),
-    ("xensim.xen._pagetable", "_get_page_and_type"),
-    ("xensim.xen._pagetable", "_cmpxchg_type"),
-    ("xensim.xen._pagetable", "_pdx_runs"),                  # Machine.pdx_runs
     # designs using their base classes' (designs/_counted.py, _superpage.py) privates
     ("xensim.designs._pageinfo_count", "_pages"),
     ("xensim.designs._sketch", "_read"),

@@ -201,7 +201,7 @@ class TestSegdesc:
     def test_bad_descriptor_page_is_einval_and_changes_nothing_4_8(self, m, guest, sp):
         m.mem.write(5, 3, self.desc(0, 0x8900))
         snap = m.snapshot()
-        assert m.refs._get_page_and_type(5, guest, PGT_seg_desc_page) == -errno.EINVAL
+        assert m.refs.get_page_and_type_rc(5, guest, PGT_seg_desc_page) == -errno.EINVAL
         assert m.same_as(snap)
         m.mem.write(5, 3, self.desc(0xFFFF, 0x00CF_9A00))
         assert m.refs.get_page_and_type(5, guest, PGT_seg_desc_page)

@@ -303,7 +303,6 @@ class Machine:
             n -= k
 
     #: (xen/_pagetable.py's name for it, until it calls pdx_runs)
-    _pdx_runs = pdx_runs
 
     # -- domains --------------------------------------------------------------------
     def domain(self, domid: int) -> Domain | None:

@@ -258,7 +258,7 @@ def _pin(m, mfn: int, type: int, d, curr=None) -> int:
     if not m.mfn_valid(mfn):
         return -errno.EINVAL
     page = m.mfn_to_page(mfn)
-    rc = m.refs._get_page_and_type(page, d.domid, type)
+    rc = m.refs.get_page_and_type_rc(page, d.domid, type)
     if rc != 0:
         return rc
     if not m.refs.set_pinned(page):                       # already pinned
@@ -291,7 +291,7 @@ def _new_baseptr(m, mfn: int, d) -> int:
     """Xen's new_guest_cr3: the new root takes an L4 type reference, the old one drops its."""
     if not m.mfn_valid(mfn):
         return -errno.EINVAL
-    rc = m.refs._get_page_and_type(m.mfn_to_page(mfn), d.domid, PGT_l4_page_table)
+    rc = m.refs.get_page_and_type_rc(m.mfn_to_page(mfn), d.domid, PGT_l4_page_table)
     if rc != 0:
         return rc
     old, d.baseptr = d.baseptr, mfn

@@ -288,12 +288,12 @@ class PageTables:
                 return -errno.EPERM if errnos and mfn != INVALID_MFN else -errno.EINVAL
             page = m.mfn_to_page(mfn)
             if e & _PAGE_RW:
-                rc = m.refs._get_page_and_type(page, d, PGT_writable_page)
+                rc = m.refs.get_page_and_type_rc(page, d, PGT_writable_page)
             else:
                 rc = 0 if m.refs.get_page(page, d) else -errno.EINVAL
             # a frame that is not the owner's (or free), or not typable writable: could_not_pin
             return -errno.EBUSY if rc and errnos else rc
-        rc = (m.refs._get_page_and_type(m.mfn_to_page(mfn), d, CHILD_TYPES[level])
+        rc = (m.refs.get_page_and_type_rc(m.mfn_to_page(mfn), d, CHILD_TYPES[level])
               if m.mfn_valid(mfn) else -errno.EINVAL)
         if rc == -errno.EINVAL and self.get_linear_pagetable(level, e, table, d):
             rc = 0
@@ -330,7 +330,7 @@ class PageTables:
                 refs.stats.get_page_type_failed += 1
                 refs.put_page(page)
                 return False
-            if refs._cmpxchg_type(page, x, x + 1, f"linear L{level} page table"):
+            if refs.cmpxchg_type(page, x, x + 1, f"linear L{level} page table"):
                 return True
 
     def _observed_get(self, level: int, e: int, d: int, table: int | None) -> int:
@@ -478,7 +478,7 @@ class PageTables:
             want = LEVEL_TYPES[level] | PGT_validated
             pages = []
             for s, e in d.owned.runs():
-                for pdx, k in m._pdx_runs(s, e - s):
+                for pdx, k in m.pdx_runs(s, e - s):
                     _, ti, _ = ft.read_slices(pdx, k)
                     hit = (ti & np.uint64(PGT_type_mask | PGT_validated)) == np.uint64(want)
                     pages.extend(pdx + int(j) for j in np.flatnonzero(hit))
@@ -489,7 +489,7 @@ class PageTables:
                         break             # devalidated meanwhile, by a put down the loop
                     if (step := m.events.atomic_step) is not None:
                         step("type_flags", page, 0)
-                    if m.refs._cmpxchg_type(page, x, x & ~PGT_validated,
+                    if m.refs.cmpxchg_type(page, x, x & ~PGT_validated,
                                             "relinquish: forced devalidation"):
                         m.refs.stats.devalidations += 1
                         self.free_page_type(page, LEVEL_TYPES[level])

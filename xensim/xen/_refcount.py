@@ -6,8 +6,8 @@
 page_info in the frame table (``Machine.mfn_to_page`` gives it), just as Xen
 passes a ``struct page_info *``.
 
-Every read-modify-write of a frame word goes through :meth:`RefCounts._cmpxchg_count`
-or :meth:`RefCounts._cmpxchg_type`: one place, so that the concurrency
+Every read-modify-write of a frame word goes through :meth:`RefCounts.cmpxchg_count`
+or :meth:`RefCounts.cmpxchg_type`: one place, so that the concurrency
 explorer can make each of them one atomic step.
 
 **Undo is exact.** When an acquisition fails part-way (frame *i* of 512, or an
@@ -183,7 +183,7 @@ class RefCounts:
     # switches CPUs only at atomic steps), so get_page, put_page, get_page_type,
     # put_page_type and clear_allocated store what their cmpxchg would (inlined: hot)
     # and emit word_changed as _cmpxchg_* does; the undo paths' cmpxchg may fail.
-    def _cmpxchg_count(self, page: int, old: int, new: int, why: str) -> bool:
+    def cmpxchg_count(self, page: int, old: int, new: int, why: str) -> bool:
         cur = self.ft.count_info(page)
         if cur != old:
             return False
@@ -192,7 +192,7 @@ class RefCounts:
             self.word_changed(page, "count_info", old, new, why)
         return True
 
-    def _cmpxchg_type(self, page: int, old: int, new: int, why: str) -> bool:
+    def cmpxchg_type(self, page: int, old: int, new: int, why: str) -> bool:
         cur = self.ft.type_info(page)
         if cur != old:
             return False
@@ -253,7 +253,7 @@ class RefCounts:
         if self.atomic_step is not None:
             self.atomic_step("put_page", page, 0)
         self.stats.put_page += 1
-        if not self._cmpxchg_count(page, taken, before, why):
+        if not self.cmpxchg_count(page, taken, before, why):
             self.stats.put_page -= 1
             self.put_page(page)
 
@@ -322,7 +322,7 @@ class RefCounts:
                 self.atomic_step("set_validated", page, type)
             while True:
                 cur = self.ft.type_info(page)
-                if self._cmpxchg_type(page, cur, cur | PGT_validated, "validated"):
+                if self.cmpxchg_type(page, cur, cur | PGT_validated, "validated"):
                     break
         return 0
 
@@ -341,13 +341,13 @@ class RefCounts:
                 raise RefcountBug(f"put_page_type on page {page:#x} with type count 0 ({x:#x})")
             if count == 1 and x & PGT_type_mask in PGT_PAGE_TABLE_TYPES and x & PGT_validated:
                 # last typed reference to a validated table: devalidate first
-                if not self._cmpxchg_type(page, x, x & ~PGT_validated, "devalidating"):
+                if not self.cmpxchg_type(page, x, x & ~PGT_validated, "devalidating"):
                     continue
                 self.stats.devalidations += 1
                 self.validator.free_page_type(page, x & PGT_type_mask)
                 x &= ~PGT_validated
                 self.tlb.stamp(page)               # __put_final_page_type's timestamp
-                while not self._cmpxchg_type(page, x, x - 1, "put_page_type"):
+                while not self.cmpxchg_type(page, x, x - 1, "put_page_type"):
                     x = self.ft.type_info(page)
                 return
             self.ft.set_type_info(page, x - 1, x)         # the cmpxchg finds x
@@ -361,15 +361,17 @@ class RefCounts:
         if self.atomic_step is not None:
             self.atomic_step("put_page_type", page, 0)
         self.stats.put_page_type += 1
-        if not self._cmpxchg_type(page, taken, before, why):
+        if not self.cmpxchg_type(page, taken, before, why):
             self.stats.put_page_type -= 1
             self.put_page_type(page)
 
     def get_page_and_type(self, page: int, d: int, type: int) -> bool:
-        return self._get_page_and_type(page, d, type) == 0
+        return self.get_page_and_type_rc(page, d, type) == 0
 
-    def _get_page_and_type(self, page: int, d: int, type: int) -> int:
-        """0 or a negative errno; on a type failure the general reference goes back exactly."""
+    def get_page_and_type_rc(self, page: int, d: int, type: int) -> int:
+        """get_page_and_type with the errno, as Xen's get_page_and_type_from_pagenr gives
+        it: 0, -EINVAL when get_page fails, or get_page_type's -errno (then the general
+        reference goes back exactly)."""
         before = self.ft.count_info(page)
         if not self.get_page(page, d):
             return -errno.EINVAL
@@ -392,7 +394,7 @@ class RefCounts:
             x = self.ft.type_info(page)
             if x & PGT_pinned:
                 return False
-            if self._cmpxchg_type(page, x, x | PGT_pinned, "pin"):
+            if self.cmpxchg_type(page, x, x | PGT_pinned, "pin"):
                 return True
 
     def clear_pinned(self, page: int) -> bool:
@@ -403,7 +405,7 @@ class RefCounts:
             x = self.ft.type_info(page)
             if not x & PGT_pinned:
                 return False
-            if self._cmpxchg_type(page, x, x & ~PGT_pinned, "unpin"):
+            if self.cmpxchg_type(page, x, x & ~PGT_pinned, "unpin"):
                 return True
 
     def clear_allocated(self, page: int) -> bool:
