@@ -1,4 +1,4 @@
-"""The five superpage designs side by side (issue 5).
+"""The superpage designs side by side.
 
 1. Hypercalls per second of each design on `shared` (many mappings of the same
    superpages: the fast path) and `churn` (build and destroy the only mapping: the

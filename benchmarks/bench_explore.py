@@ -1,4 +1,4 @@
-"""Race explorer figures (issue 6).
+"""Race explorer figures.
 
 For each shipped scenario and design: schedules, atomic steps, steps/s and schedules/s of
 the exhaustive search under preemption bound 2 (DPOR + sleep sets); the raw step rate of

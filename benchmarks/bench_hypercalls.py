@@ -1,4 +1,4 @@
-"""Hypercall throughput of the PV superpage path (issue 4), against a C reference.
+"""Hypercall throughput of the PV superpage path, against a C reference.
 
 Measured through the full hypercall layer (dispatch, request transaction,
 entry validation, the xen-4.1 design, refcounts), on the teaching machine:

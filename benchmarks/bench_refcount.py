@@ -1,4 +1,4 @@
-"""Refcount core figures (issue 3).
+"""Refcount core figures.
 
 1. get_page_and_type(PGT_writable_page) + put_page_and_type on a superpage's 512 frames:
    the vectorised run form (the TakeRun / DropRun accelerators) against Xen's frame loop

@@ -1,4 +1,4 @@
-"""A user's designs (issue 14): a design defined outside the package, in a file written
+"""A user's designs: a design defined outside the package, in a file written
 here or registered directly, runs through every command that takes a design with no
 change to the package; a broken design file is one exact line and exit 2; design_files:
 in configs and scenarios; the xensim.designs entry points; the lock-bit example under

@@ -1,4 +1,4 @@
-"""The race explorer (issue 6): CPUs interleaved one atomic step at a time.
+"""The race explorer: CPUs interleaved one atomic step at a time.
 
 Required results: the sketch's leak is found within preemption bound 1; xen-4.1 and
 superpage-info show no violation on every shipped scenario explored exhaustively under

@@ -1,7 +1,7 @@
 """The hostile-guest fuzzer (xensim/fuzz/, xensim/cli/_fuzz.py, docs/fuzzing.md).
 
 * the seeded driver on every registered design (``sketch`` included: it must hold up
-  sequentially; its race needs the concurrency explorer, issue 6) and on every release;
+  sequentially; its race needs the concurrency explorer) and on every release;
 * a Hypothesis RuleBasedStateMachine over the same actions on every design but sketch;
 * the checks themselves: bugs injected with monkeypatch are caught, by the right check;
 * minimisation, the YAML script and its replay; faithful mode's bugs are found and
@@ -593,7 +593,7 @@ class FuzzMachine(RuleBasedStateMachine):
 
 
 for _design in DESIGNS:
-    if _design == "sketch":               # buggy under concurrency: issue 6's explorer
+    if _design == "sketch":               # buggy under concurrency: the race explorer
         continue
     _name = "TestFuzzMachine_" + _design.replace("-", "_").replace(".", "")
     _cls = type(_name[4:], (FuzzMachine,), {"design": _design})

@@ -1,4 +1,4 @@
-"""Faithful mode (issue 7 item 3): Xen's known superpage bugs, reproduced, and refused by default.
+"""Faithful mode: Xen's known superpage bugs, reproduced, and refused by default.
 
 ``hypervisor.faithful: true`` makes xensim do what the real code did (docs/xen-facts.md,
 section 8); by default it refuses. Each bug is shown both ways: the bad outcome in

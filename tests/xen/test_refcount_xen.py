@@ -1,4 +1,4 @@
-"""The reference primitives against Xen's source, release by release (issue 11).
+"""The reference primitives against Xen's source, release by release.
 
 Each test names the Xen function it checks and the releases read (xen/arch/x86/mm.c at
 RELEASE-4.1.0, 4.5.0, 4.7.0, 4.8.0; 4.10.0 and 4.22.0 for get_page), and asserts Xen's
