@@ -166,7 +166,7 @@ def test_summarise_trace():
                                       "cpu1 sp_cas superpage 0x0 word 0"]
 
 
-# -- issue 12: what a new user met -------------------------------------------------------
+# -- what a new user met -----------------------------------------------------------------
 def _cli(*argv):
     """``xensim explore ...`` through the real entry point: (rc, stdout, stderr)."""
     import contextlib

@@ -1,4 +1,4 @@
-"""The hostile-guest fuzzer (issue 7): random hypercalls from several PV guests, checked after every call.
+"""The hostile-guest fuzzer: random hypercalls from several PV guests, checked after every call.
 
 A small machine (about 110 MiB of RAM with a hole and a ragged end) runs a few
 PV guests. Each is set up the way a kernel sets itself up (2 MiB and 4 KiB
