@@ -278,18 +278,9 @@ def private_attributes(mods: dict[str, Module]) -> list[tuple[str, str, int]]:
     return sorted(bad)
 
 
-#: Private names still read across modules, as (module, name). Each pair must still
-#: occur: the test fails when one goes, so that the list only shrinks. Empty it as they
-#: are fixed.
-PRIVATE_ATTRIBUTES_ALLOWED = {
-    # designs using their base classes' (designs/_counted.py, _superpage.py) privates
-    ("xensim.designs._pageinfo_count", "_pages"),
-    ("xensim.designs._sketch", "_read"),
-    ("xensim.designs._sketch", "_take"),
-    ("xensim.designs._sketch", "_refused"),
-    ("xensim.designs._sketch", "_owner_ok"),
-    ("xensim.designs._sketch", "_cas"),
-}
+#: Private names read across modules that are tolerated, as (module, name): none. A pair
+#: added here must still occur (the test fails when one goes), so the list only shrinks.
+PRIVATE_ATTRIBUTES_ALLOWED: set[tuple[str, str]] = set()
 
 
 def long_modules(mods: dict[str, Module], limit: int = MAX_LINES) -> list[str]:

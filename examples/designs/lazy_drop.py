@@ -56,43 +56,43 @@ class LazyDrop(xensim.TableCounted):
         value = int(value)
         return "cached with a count" if value & CACHED and value & COUNT else None
 
-    def _acquire(self, mfn: int, d: int, word: int, mark: bool = False) -> tuple[int, bool]:
+    def acquire(self, mfn: int, d: int, word: int, mark: bool = False) -> tuple[int, bool]:
         while True:
-            x = self._read(mfn, 0)
-            if not self._owner_ok(mfn, d, x):           # cached: the references are d's
+            x = self.read_count(mfn, 0)
+            if not self.owner_ok(mfn, d, x):           # cached: the references are d's
                 return -errno.EPERM, False
             if x & COUNT == COUNT:
                 return -errno.EINVAL, False
             if x == CACHED:                              # the references are there already
-                if self._cas(mfn, 0, x, 1):
+                if self.cas_count(mfn, 0, x, 1):
                     return 0, False
                 continue
             if x == 0:
-                if not self._take(mfn, d, 0):
-                    return self._refused(mfn, d), False
-                if self._cas(mfn, 0, 0, 1):
+                if not self.take_frames(mfn, d, 0):
+                    return self.refused(mfn, d), False
+                if self.cas_count(mfn, 0, 0, 1):
                     return 0, True
-                self._give_back(mfn, 0)                  # another CPU got there first
+                self.give_back(mfn, 0)                  # another CPU got there first
                 continue
-            if self._cas(mfn, 0, x, x + 1):
+            if self.cas_count(mfn, 0, x, x + 1):
                 return 0, False
 
-    def _release(self, mfn: int, word: int, unmark: bool = False) -> str:
+    def release(self, mfn: int, word: int, unmark: bool = False) -> str:
         while True:
-            x = self._read(mfn, 0)
+            x = self.read_count(mfn, 0)
             if x & COUNT == 0:
-                self._underflow(mfn, 0, x)
+                self.underflow(mfn, 0, x)
                 return "underflow"
-            if self._cas(mfn, 0, x, CACHED if x == 1 else x - 1):
+            if self.cas_count(mfn, 0, x, CACHED if x == 1 else x - 1):
                 return "fast"                            # the references stay
 
     # -- the hooks: cached references go when the frames need it ----------------------------
     def _drop_cached(self, mfn: int) -> bool:
         """Drop superpage ``mfn``'s 512 references if it is cached; did it?"""
         spdx = self.spdx(mfn)
-        if not self.host.has_words(spdx) or not self._cas(mfn, 0, CACHED, 0):
+        if not self.host.has_words(spdx) or not self.cas_count(mfn, 0, CACHED, 0):
             return False
-        self._give_back(mfn, 0)
+        self.give_back(mfn, 0)
         return True
 
     def frames_leaving(self, domid: int, mfn: int, n: int) -> None:

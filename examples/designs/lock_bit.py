@@ -66,43 +66,43 @@ class LockBit(xensim.TableCounted):
         """Store the new count, clearing the lock (only the lock's holder writes it now)."""
         self.host.write_word(self.spdx(mfn), count, word)
 
-    def _acquire(self, mfn: int, d: int, word: int, mark: bool = False) -> tuple[int, bool]:
+    def acquire(self, mfn: int, d: int, word: int, mark: bool = False) -> tuple[int, bool]:
         while True:
-            x = self._read(mfn, word)
+            x = self.read_count(mfn, word)
             if x & LOCK:
                 self._wait(mfn, word, x)
                 continue
-            if not self._owner_ok(mfn, d, x):
+            if not self.owner_ok(mfn, d, x):
                 return -errno.EPERM, False
             if x == COUNT:
                 return -errno.EINVAL, False
             if x:                                         # the fast path: count + 1
-                if self._cas(mfn, word, x, x + 1):
+                if self.cas_count(mfn, word, x, x + 1):
                     return 0, False
                 continue
-            if not self._cas(mfn, word, 0, LOCK):         # another CPU moved it: look again
+            if not self.cas_count(mfn, word, 0, LOCK):         # another CPU moved it: look again
                 continue
-            if not self._take(mfn, d, word):
+            if not self.take_frames(mfn, d, word):
                 self._publish(mfn, word, 0)
-                return self._refused(mfn, d), False
+                return self.refused(mfn, d), False
             self._publish(mfn, word, 1)
             return 0, True
 
-    def _release(self, mfn: int, word: int, unmark: bool = False) -> str:
+    def release(self, mfn: int, word: int, unmark: bool = False) -> str:
         while True:
-            x = self._read(mfn, word)
+            x = self.read_count(mfn, word)
             if x & LOCK:
                 self._wait(mfn, word, x)
                 continue
             if x == 0:
-                self._underflow(mfn, word, x)
+                self.underflow(mfn, word, x)
                 return "underflow"
             if x > 1:                                     # the fast path: count - 1
-                if self._cas(mfn, word, x, x - 1):
+                if self.cas_count(mfn, word, x, x - 1):
                     return "fast"
                 continue
-            if self._cas(mfn, word, 1, LOCK):
+            if self.cas_count(mfn, word, 1, LOCK):
                 break
-        self._give_back(mfn, word)
+        self.give_back(mfn, word)
         self._publish(mfn, word, 0)
         return "slow"

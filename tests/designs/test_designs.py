@@ -710,7 +710,7 @@ def _set_count_to_max(env, mfn: int) -> None:
     """Write the largest count the design can hold (no reference behind it: words only)."""
     d, t = env.design, env.m.spage_table
     if d.name == "pageinfo-count":
-        assert d._cas(mfn, 0, 0, MARK - 1)
+        assert d.cas_count(mfn, 0, 0, MARK - 1)
     elif d.name == "superpage-info":
         t.write(d.spdx(mfn), MARK - 1, word=1)
     else:

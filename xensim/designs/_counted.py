@@ -55,28 +55,28 @@ class CountedDesign(SuperpageDesign):
     mark_word: int | None = None
 
     # -- what subclasses define ---------------------------------------------------
-    def _word(self, rw: bool) -> int:
+    def count_word(self, rw: bool) -> int:
         """The word that counts a read-only (``rw`` False) or read-write mapping."""
         return 0
 
-    def _ref_type(self, word: int) -> int | None:
+    def ref_type(self, word: int) -> int | None:
         """The type of the 512 references a non-zero ``word`` holds (None: general only)."""
         return PGT_writable_page
 
-    def _read(self, mfn: int, word: int) -> int:
+    def read_count(self, mfn: int, word: int) -> int:
         raise NotImplementedError
 
-    def _cas(self, mfn: int, word: int, old: int, new: int) -> bool:
+    def cas_count(self, mfn: int, word: int, old: int, new: int) -> bool:
         """The one read-modify-write of a count word (an atomic step for the explorer)."""
         raise NotImplementedError
 
-    def _store_expected(self, exp: Expectation, expected: dict[int, tuple[int, ...]],
+    def store_expected(self, exp: Expectation, expected: dict[int, tuple[int, ...]],
                         only: bool = False) -> None:
         """Hand the auditor the expected words of every superpage (mfn -> words; ``only``:
         of these superpages alone, the others unknown)."""
         raise NotImplementedError
 
-    def _words_of(self, spdx: np.ndarray) -> np.ndarray:
+    def words_of(self, spdx: np.ndarray) -> np.ndarray:
         """The words of superpages ``spdx`` (each with RAM): a (words, superpages) uint64 array."""
         raise NotImplementedError
 
@@ -91,7 +91,7 @@ class CountedDesign(SuperpageDesign):
         return f"mark|{value & COUNT_MASK}" if value & MARK else str(value)
 
     def superpage_states(self, spdx: np.ndarray, mappings: np.ndarray) -> SuperpageStates:
-        words = self._words_of(spdx)
+        words = self.words_of(spdx)
         marked = ((words & _U(MARK)) != 0).any(axis=0)
         count = (words & _U(COUNT_MASK)).astype(np.int64).sum(axis=0)
         state = np.full(count.size, SPAGE_NONE, dtype=np.int8)
@@ -100,13 +100,13 @@ class CountedDesign(SuperpageDesign):
         return SuperpageStates(self.words_source, state, count)
 
     # -- the 512 references ---------------------------------------------------------
-    def _take(self, mfn: int, d: int, word: int) -> bool:
-        return self.host.take(mfn, d, self._ref_type(word))
+    def take_frames(self, mfn: int, d: int, word: int) -> bool:
+        return self.host.take(mfn, d, self.ref_type(word))
 
-    def _give_back(self, mfn: int, word: int) -> None:
-        self.host.drop(mfn, typed=self._ref_type(word) is not None)
+    def give_back(self, mfn: int, word: int) -> None:
+        self.host.drop(mfn, typed=self.ref_type(word) is not None)
 
-    def _owner_ok(self, mfn: int, d: int, count: int) -> bool:
+    def owner_ok(self, mfn: int, d: int, count: int) -> bool:
         """xensim's owner check on the fast path (as Xen41.check_owner; none in faithful mode).
 
         While a count is non-zero the 512 frames hold its references, taken by
@@ -117,56 +117,56 @@ class CountedDesign(SuperpageDesign):
             return True
         return self.host.owner(mfn) == d
 
-    def _refused(self, mfn: int, d: int) -> int:
+    def refused(self, mfn: int, d: int) -> int:
         """The errno of a failed 512-frame acquisition: not the owner -> -EPERM (not faithful)."""
         return -errno.EINVAL if self.host.faithful or self.owned_by(mfn, d) else -errno.EPERM
 
     # -- the algorithm ------------------------------------------------------------------
-    def _acquire(self, mfn: int, d: int, word: int, mark: bool = False) -> tuple[int, bool]:
+    def acquire(self, mfn: int, d: int, word: int, mark: bool = False) -> tuple[int, bool]:
         """count + 1 on ``word`` (and set MARK if ``mark``): (0 or -errno, took the 512)."""
         taken = False
         while True:
-            x = self._read(mfn, word)
+            x = self.read_count(mfn, word)
             count = x & COUNT_MASK
             if mark and x & MARK:
                 if taken:
-                    self._give_back(mfn, word)
+                    self.give_back(mfn, word)
                 return -errno.EINVAL, False
-            if not taken and not self._owner_ok(mfn, d, count):
+            if not taken and not self.owner_ok(mfn, d, count):
                 return -errno.EPERM, False
             if count == 0 and not taken:
-                if not self._take(mfn, d, word):
-                    return self._refused(mfn, d), False
+                if not self.take_frames(mfn, d, word):
+                    return self.refused(mfn, d), False
                 taken = True
                 continue                                  # re-read: the cmpxchg needs a fresh x
             if count and taken:                           # someone else made the 0 -> 1 transition:
-                self._give_back(mfn, word)                # give the speculative references back
+                self.give_back(mfn, word)                # give the speculative references back
                 taken = False
             if count == COUNT_MASK:
                 return -errno.EINVAL, False
-            if self._cas(mfn, word, x, (x + 1) | (MARK if mark else 0)):
+            if self.cas_count(mfn, word, x, (x + 1) | (MARK if mark else 0)):
                 return 0, taken
 
-    def _release(self, mfn: int, word: int, unmark: bool = False) -> str:
+    def release(self, mfn: int, word: int, unmark: bool = False) -> str:
         """count - 1 on ``word`` (clearing MARK if ``unmark``): "slow" (the 512 dropped),
         "fast", "unmarked" (unmark of an unmarked word: nothing done) or "underflow"."""
         while True:
-            x = self._read(mfn, word)
+            x = self.read_count(mfn, word)
             count, marked = x & COUNT_MASK, bool(x & MARK)
             if unmark and not marked:
                 return "unmarked"
             if count == 0 or (marked and count == 1 and not unmark):
-                self._underflow(mfn, word, x)             # a put with no mapping to put
+                self.underflow(mfn, word, x)             # a put with no mapping to put
                 return "underflow"
             last = count == 1
             nx = (x - 1) & ~MARK if unmark else x - 1
-            if self._cas(mfn, word, x, nx):
+            if self.cas_count(mfn, word, x, nx):
                 break
         if last:
-            self._give_back(mfn, word)
+            self.give_back(mfn, word)
         return "slow" if last else "fast"
 
-    def _underflow(self, mfn: int, word: int, x: int) -> None:
+    def underflow(self, mfn: int, word: int, x: int) -> None:
         """A put the count cannot pay for. Only faithful mode lets one through (XSA-148:
         an RW or PSE flip on a live L2 entry); there the decrement wraps, as C's would."""
         if not self.host.faithful:
@@ -174,26 +174,26 @@ class CountedDesign(SuperpageDesign):
                               f"({x:#x})")
         self.host.report_violation(f"{self.name}: superpage count underflow at mfn {mfn:#x} "
                                  f"(word {word}: {x:#x})")
-        while not self._cas(mfn, word, x, (x - 1) & _WORD):
-            x = self._read(mfn, word)
+        while not self.cas_count(mfn, word, x, (x - 1) & _WORD):
+            x = self.read_count(mfn, word)
 
     # -- batches of distinct superpages (one mmu_update of many PSE entries) -------------
-    def _read_many(self, mfns: np.ndarray, word: int) -> np.ndarray:
+    def read_many(self, mfns: np.ndarray, word: int) -> np.ndarray:
         """Vectorised _read (uint64 words)."""
         raise NotImplementedError
 
-    def _write_many(self, mfns: np.ndarray, word: int, values: np.ndarray) -> None:
+    def write_many(self, mfns: np.ndarray, word: int, values: np.ndarray) -> None:
         raise NotImplementedError
 
-    def _pages(self, mfns: np.ndarray) -> np.ndarray:
+    def pages_of(self, mfns: np.ndarray) -> np.ndarray:
         return self.host.pdx_many(mfns)
 
     def batch_forms_apply(self) -> bool:
         """Do the batch forms equal this design's calls one by one? Only if the classes that
-        define its ``_acquire`` and ``_release`` each declare ``batch_forms = True`` in
+        define its ``acquire`` and ``release`` each declare ``batch_forms = True`` in
         their own body: a design that rewrites a loop (a lock bit, a cache of references)
         gets the requests one by one unless it says the batch forms still hold for it."""
-        for name in ("_acquire", "_release"):
+        for name in ("acquire", "release"):
             owner = next(c for c in type(self).__mro__ if name in vars(c))
             if not vars(owner).get("batch_forms", False):
                 return False
@@ -206,22 +206,22 @@ class CountedDesign(SuperpageDesign):
         mfns, rw = np.asarray(mfns, dtype=np.int64), np.asarray(rw, dtype=bool)
         same = rw == rw[0]
         k = rw.size if same.all() else int(np.argmin(same))
-        mfns, w = mfns[:k], self._word(bool(rw[0]))
-        x = self._read_many(mfns, w)
+        mfns, w = mfns[:k], self.count_word(bool(rw[0]))
+        x = self.read_many(mfns, w)
         count = x & _U(COUNT_MASK)
         zero = count == 0
         ok = count < _U(COUNT_MASK)
-        pages = self._pages(mfns)
+        pages = self.pages_of(mfns)
         host = self.host
         if not host.faithful:
             ok[~zero] &= host.owners(pages[~zero]) == d
-        t = self._ref_type(w)
+        t = self.ref_type(w)
         take = np.flatnonzero(zero)
         ok[take] &= host.can_take_runs(pages[take], d, t)
         f = ok.size if ok.all() else int(np.argmin(ok))
         take = take[take < f]
         host.take_runs(pages[take], d, t)
-        self._write_many(mfns[:f], w, x[:f] + _U(1))
+        self.write_many(mfns[:f], w, x[:f] + _U(1))
         self.stats["slow_get"] += int(take.size)
         self.stats["fast_get"] += f - int(take.size)
         return f
@@ -233,17 +233,17 @@ class CountedDesign(SuperpageDesign):
         mfns, rw = np.asarray(mfns, dtype=np.int64), np.asarray(rw, dtype=bool)
         same = rw == rw[0]
         k = rw.size if same.all() else int(np.argmin(same))
-        mfns, w = mfns[:k], self._word(bool(rw[0]))
-        x = self._read_many(mfns, w)
+        mfns, w = mfns[:k], self.count_word(bool(rw[0]))
+        x = self.read_many(mfns, w)
         count, marked = x & _U(COUNT_MASK), (x & _U(MARK)) != 0
         ok = (count != 0) & ~(marked & (count == 1))
-        pages = self._pages(mfns)
-        t = self._ref_type(w)
+        pages = self.pages_of(mfns)
+        t = self.ref_type(w)
         drop = np.flatnonzero((count == 1) & ok)
         ok[drop] &= self.host.can_drop_runs(pages[drop], typed=t is not None)
         f = ok.size if ok.all() else int(np.argmin(ok))
         drop = drop[drop < f]
-        self._write_many(mfns[:f], w, x[:f] - _U(1))
+        self.write_many(mfns[:f], w, x[:f] - _U(1))
         self.host.drop_runs(pages[drop], typed=t is not None)
         self.stats["slow_put"] += int(drop.size)
         self.stats["fast_put"] += f - int(drop.size)
@@ -251,13 +251,13 @@ class CountedDesign(SuperpageDesign):
 
     # -- the interface -----------------------------------------------------------------
     def get_superpage(self, mfn: int, d: int, rw: bool) -> int:
-        rc, took = self._acquire(mfn, d, self._word(rw))
+        rc, took = self.acquire(mfn, d, self.count_word(rw))
         if rc == 0:
             self.stats["slow_get" if took else "fast_get"] += 1
         return rc
 
     def put_superpage(self, mfn: int, rw: bool) -> None:
-        how = self._release(mfn, self._word(rw))
+        how = self.release(mfn, self.count_word(rw))
         if how in ("slow", "fast"):
             self.stats[how + "_put"] += 1
 
@@ -266,7 +266,7 @@ class CountedDesign(SuperpageDesign):
             return -errno.EOPNOTSUPP
         if not self.host.faithful and not self.owned_by(mfn, d):
             return -errno.EPERM
-        rc, _ = self._acquire(mfn, d, self.mark_word, mark=True)
+        rc, _ = self.acquire(mfn, d, self.mark_word, mark=True)
         return rc
 
     def unmark_superpage(self, mfn: int, d: int) -> int:
@@ -274,7 +274,7 @@ class CountedDesign(SuperpageDesign):
             return -errno.EOPNOTSUPP
         if not self.host.faithful and not self.host.is_marked(mfn, d):
             return -errno.EPERM if not self.owned_by(mfn, d) else -errno.EINVAL
-        how = self._release(mfn, self.mark_word, unmark=True)
+        how = self.release(mfn, self.mark_word, unmark=True)
         if how == "unmarked":
             return -errno.EINVAL
         return 0
@@ -296,17 +296,17 @@ class CountedDesign(SuperpageDesign):
             ro, rw, domid = pse.get(mfn, (0, 0, None))
             holder = marks.get(mfn, domid)
             counts = [0] * self.words_per_entry
-            counts[self._word(False)] += ro
-            counts[self._word(True)] += rw
+            counts[self.count_word(False)] += ro
+            counts[self.count_word(True)] += rw
             words = list(counts)
             if mfn in marks:
                 counts[self.mark_word] += 1
                 words[self.mark_word] = MARK | counts[self.mark_word]
             for w, c in enumerate(counts):
                 if c:
-                    exp.run(mfn, SUPERPAGE_PAGES, holder, self._ref_type(w))
+                    exp.run(mfn, SUPERPAGE_PAGES, holder, self.ref_type(w))
             expected[mfn] = tuple(words)
-        self._store_expected(exp, expected, mfns is not None)
+        self.store_expected(exp, expected, mfns is not None)
 
 
 class TableCounted(CountedDesign):
@@ -318,29 +318,29 @@ class TableCounted(CountedDesign):
         return (f"spage_table: {n} count word{'s' * (n > 1)}"
                 + (", MARK in bit 63" if self.mark_word is not None else ""))
 
-    def _words_of(self, spdx: np.ndarray) -> np.ndarray:
+    def words_of(self, spdx: np.ndarray) -> np.ndarray:
         return self.host.words_of(spdx)
 
     def activity(self) -> tuple[int, int]:
         words = self.host.busy_words()
         return int(words.shape[1]), int((words & _U(COUNT_MASK)).sum())
 
-    def _read(self, mfn: int, word: int) -> int:
+    def read_count(self, mfn: int, word: int) -> int:
         return self.host.read_word(self.spdx(mfn), word)
 
-    def _cas(self, mfn: int, word: int, old: int, new: int) -> bool:
+    def cas_count(self, mfn: int, word: int, old: int, new: int) -> bool:
         return self.host.cmpxchg_word(self.spdx(mfn), old, new, word)
 
-    def _entries(self, mfns: np.ndarray) -> np.ndarray:
-        return self.host.word_slots(self._pages(mfns) >> SUPERPAGE_ORDER)
+    def entries_of(self, mfns: np.ndarray) -> np.ndarray:
+        return self.host.word_slots(self.pages_of(mfns) >> SUPERPAGE_ORDER)
 
-    def _read_many(self, mfns: np.ndarray, word: int) -> np.ndarray:
-        return self.host.read_slots(self._entries(mfns), word)
+    def read_many(self, mfns: np.ndarray, word: int) -> np.ndarray:
+        return self.host.read_slots(self.entries_of(mfns), word)
 
-    def _write_many(self, mfns: np.ndarray, word: int, values: np.ndarray) -> None:
-        self.host.write_slots(self._entries(mfns), values, word)
+    def write_many(self, mfns: np.ndarray, word: int, values: np.ndarray) -> None:
+        self.host.write_slots(self.entries_of(mfns), values, word)
 
-    def _store_expected(self, exp: Expectation, expected: dict[int, tuple[int, ...]],
+    def store_expected(self, exp: Expectation, expected: dict[int, tuple[int, ...]],
                         only: bool = False) -> None:
         for mfn, words in expected.items():
             if any(words) or not only:

@@ -57,7 +57,7 @@ class PageinfoCount(CountedDesign):
     def words(self, mfn: int) -> list[tuple[str, int]]:
         return [(self.word_names[0], self.field(mfn))]
 
-    def _words_of(self, spdx: np.ndarray) -> np.ndarray:
+    def words_of(self, spdx: np.ndarray) -> np.ndarray:
         pages = np.asarray(spdx, dtype=np.int64) << SUPERPAGE_ORDER
         words = np.zeros((1, pages.size), dtype=np.uint64)
         for g, a in self._groups.items():
@@ -100,14 +100,14 @@ class PageinfoCount(CountedDesign):
     def restore(self, snapshot: tuple) -> None:
         self._groups = {g: np.frombuffer(b, dtype=np.uint64).copy() for g, b in snapshot}
 
-    def _read(self, mfn: int, word: int) -> int:
+    def read_count(self, mfn: int, word: int) -> int:
         host = self.host
         page = host.pdx(mfn)
         host.field_step("pi_load", page)                        # a load is an atomic step
         a = self._groups.get(page >> PDX_GROUP_SHIFT)
         return 0 if a is None else a.item(page & PDX_GROUP_MASK)
 
-    def _cas(self, mfn: int, word: int, old: int, new: int) -> bool:
+    def cas_count(self, mfn: int, word: int, old: int, new: int) -> bool:
         host = self.host
         page = host.pdx(mfn)
         host.field_step("pi_cas", page)                         # a cmpxchg is an atomic step
@@ -124,8 +124,8 @@ class PageinfoCount(CountedDesign):
         a[page & PDX_GROUP_MASK] = new
         return True
 
-    def _read_many(self, mfns: np.ndarray, word: int) -> np.ndarray:
-        pages = self._pages(mfns)
+    def read_many(self, mfns: np.ndarray, word: int) -> np.ndarray:
+        pages = self.pages_of(mfns)
         out = np.zeros(pages.size, dtype=np.uint64)
         groups = pages >> PDX_GROUP_SHIFT
         for g in np.unique(groups):
@@ -135,9 +135,9 @@ class PageinfoCount(CountedDesign):
                 out[sel] = a[pages[sel] & PDX_GROUP_MASK]
         return out
 
-    def _write_many(self, mfns: np.ndarray, word: int, values: np.ndarray) -> None:
-        pages = self._pages(mfns)
-        self.host.fields_written(pages, lambda: self._read_many(mfns, word), values)
+    def write_many(self, mfns: np.ndarray, word: int, values: np.ndarray) -> None:
+        pages = self.pages_of(mfns)
+        self.host.fields_written(pages, lambda: self.read_many(mfns, word), values)
         groups = pages >> PDX_GROUP_SHIFT
         for g in np.unique(groups):
             a = self._groups.get(int(g))
@@ -146,7 +146,7 @@ class PageinfoCount(CountedDesign):
             sel = groups == g
             a[pages[sel] & PDX_GROUP_MASK] = values[sel]
 
-    def _store_expected(self, exp: Expectation, expected: dict[int, tuple[int, ...]],
+    def store_expected(self, exp: Expectation, expected: dict[int, tuple[int, ...]],
                         only: bool = False) -> None:
         """The auditor has no place for a per-frame superpage field, so the design
         compares its fields with the expectation itself and reports each difference

@@ -57,18 +57,18 @@ class Sketch(TableCounted):
         #: sets of 512 references taken by an acquirer that then lost the race (the leak)
         self.leaked = 0
 
-    def _acquire(self, mfn: int, d: int, word: int, mark: bool = False) -> tuple[int, bool]:
+    def acquire(self, mfn: int, d: int, word: int, mark: bool = False) -> tuple[int, bool]:
         held = 0                                          # sets of 512 references this call took
         while True:
-            x = self._read(mfn, 0)
+            x = self.read_count(mfn, 0)
             if x == 0:
-                if not self._take(mfn, d, 0):
+                if not self.take_frames(mfn, d, 0):
                     self.leaked += held
-                    return self._refused(mfn, d), False
+                    return self.refused(mfn, d), False
                 held += 1
-            elif held == 0 and not self._owner_ok(mfn, d, x):
+            elif held == 0 and not self.owner_ok(mfn, d, x):
                 return -errno.EPERM, False
-            if self._cas(mfn, 0, x, (x + 1) & _WORD):
+            if self.cas_count(mfn, 0, x, (x + 1) & _WORD):
                 break
             # the bug: no give-back here; the next round sees x != 0 and keeps `held`
         took = x == 0

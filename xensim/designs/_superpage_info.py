@@ -35,8 +35,8 @@ class SuperpageInfo(TableCounted):
     def metadata_rows(self) -> list[MetadataRow]:
         return [sparse_table_row(self.host, 2)]
 
-    def _word(self, rw: bool) -> int:
+    def count_word(self, rw: bool) -> int:
         return 1 if rw else 0
 
-    def _ref_type(self, word: int) -> int | None:
+    def ref_type(self, word: int) -> int | None:
         return PGT_writable_page if word == 1 else None

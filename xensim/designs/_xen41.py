@@ -87,16 +87,16 @@ class Xen41(SuperpageDesign):
             sparse_table_row(self.host, 1),
         ]
 
-    def _read(self, spdx: int) -> int:
+    def read_count(self, spdx: int) -> int:
         return self.host.read_word(spdx)
 
-    def _cas(self, spdx: int, old: int, new: int) -> bool:
+    def cas_count(self, spdx: int, old: int, new: int) -> bool:
         return self.host.cmpxchg_word(spdx, old, new)
 
-    def _take(self, mfn: int, d: int) -> bool:
+    def take_frames(self, mfn: int, d: int) -> bool:
         return self.host.take(mfn, d, PGT_writable_page)
 
-    def _give_back(self, mfn: int) -> None:
+    def give_back(self, mfn: int) -> None:
         self.host.drop(mfn, typed=True)
 
     def check_owner(self, mfn: int, d: int, state: int) -> bool:
@@ -115,23 +115,23 @@ class Xen41(SuperpageDesign):
         spdx = self.spdx(mfn)
         taken = False
         while True:
-            x = self._read(spdx)
+            x = self.read_count(spdx)
             state, count = x & SGT_type_mask, x & SGT_count_mask
             if not taken and not self.check_owner(mfn, d, state):
                 return -errno.EPERM
             if state == SGT_none and not taken:
-                if not self._take(mfn, d):
+                if not self.take_frames(mfn, d):
                     return (-errno.EINVAL if self.host.faithful or self.owned_by(mfn, d)
                             else -errno.EPERM)
                 taken = True
                 continue
             if state != SGT_none and taken:            # someone else got there first
-                self._give_back(mfn)
+                self.give_back(mfn)
                 taken = False
             if count == SGT_count_mask:
                 return -errno.EINVAL
             nx = (SGT_dynamic | 1) if state == SGT_none else x + 1
-            if self._cas(spdx, x, nx):
+            if self.cas_count(spdx, x, nx):
                 break
         self.stats["slow_get" if taken else "fast_get"] += 1
         return 0
@@ -183,7 +183,7 @@ class Xen41(SuperpageDesign):
     def put_superpage(self, mfn: int, rw: bool) -> None:
         spdx = self.spdx(mfn)
         while True:
-            x = self._read(spdx)
+            x = self.read_count(spdx)
             state, count = x & SGT_type_mask, x & SGT_count_mask
             if count == 0 or (state == SGT_mark and count == 1):
                 if self.host.faithful:                  # Xen 4.1: underflows into the state bits
@@ -193,10 +193,10 @@ class Xen41(SuperpageDesign):
                 raise RefcountBug(f"put_superpage on mfn {mfn:#x} held by no mapping (word {x:#x})")
             last = state == SGT_dynamic and count == 1
             nx = SGT_none if last else x - 1
-            if self._cas(spdx, x, nx):
+            if self.cas_count(spdx, x, nx):
                 break
         if last:
-            self._give_back(mfn)
+            self.give_back(mfn)
         self.stats["slow_put" if last else "fast_put"] += 1
 
     def mark_superpage(self, mfn: int, d: int) -> int:
@@ -205,26 +205,26 @@ class Xen41(SuperpageDesign):
         spdx = self.spdx(mfn)
         taken = False
         while True:
-            x = self._read(spdx)
+            x = self.read_count(spdx)
             state, count = x & SGT_type_mask, x & SGT_count_mask
             if state == SGT_mark:
                 if taken:
-                    self._give_back(mfn)
+                    self.give_back(mfn)
                 return -errno.EINVAL
             if state == SGT_none and not taken:
-                if not self._take(mfn, d):
+                if not self.take_frames(mfn, d):
                     return -errno.EINVAL
                 taken = True
                 continue
             if state == SGT_dynamic and taken:
-                self._give_back(mfn)
+                self.give_back(mfn)
                 taken = False
             if count == SGT_count_mask:
                 if taken:
-                    self._give_back(mfn)
+                    self.give_back(mfn)
                 return -errno.EINVAL
             nx = SGT_mark | (count + 1)
-            if self._cas(spdx, x, nx):
+            if self.cas_count(spdx, x, nx):
                 break
         return 0
 
@@ -233,16 +233,16 @@ class Xen41(SuperpageDesign):
             return -errno.EPERM if not self.owned_by(mfn, d) else -errno.EINVAL
         spdx = self.spdx(mfn)
         while True:
-            x = self._read(spdx)
+            x = self.read_count(spdx)
             state, count = x & SGT_type_mask, x & SGT_count_mask
             if state != SGT_mark:
                 return -errno.EINVAL
             last = count == 1
             nx = SGT_none if last else SGT_dynamic | (count - 1)
-            if self._cas(spdx, x, nx):
+            if self.cas_count(spdx, x, nx):
                 break
         if last:
-            self._give_back(mfn)
+            self.give_back(mfn)
         return 0
 
     def expect(self, exp: Expectation, pse: PseEntries) -> None:
