@@ -105,7 +105,7 @@ def test_workers_are_forked_while_the_caller_has_one_thread():
             "    stop = threading.Event(); threading.Thread(target=stop.wait, daemon=True).start()\n"
             "with make_engine(2) as engine:\n"
             "    ppids = {r for _, r in engine.map_unordered(parent_pid, range(4))}\n"
-            "print(ppids == {os.getpid()})\n" % str(Path(__file__).parents[1]))
+            "print(ppids == {os.getpid()})\n" % str(Path(__file__).resolve().parent))
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     for argv, forked in (([], "True"), (["thread"], "False")):
