@@ -90,12 +90,16 @@ class TlbFlushFilter:
         need a flush)?"""
         return page >> PDX_GROUP_SHIFT in self.groups
 
-    def stamp_run(self, first: int, where: np.ndarray) -> None:
+    def stamp_run(self, first: int, where: np.ndarray | None, n: int = 0) -> None:
         """put_page_type took the last typed references of the frames ``where`` selects in
-        the run [first, first+len(where)) (one PDX group): stamp them with the clock."""
+        the run [first, first+len(where)) (one PDX group), or of every frame of the run
+        [first, first+n) (``where`` None): stamp them with the clock."""
         off = first & PDX_GROUP_MASK
-        np.copyto(self.group_for_write(first >> PDX_GROUP_SHIFT)[off:off + where.size],
-                  np.uint32(self.clock), where=where)
+        a = self.group_for_write(first >> PDX_GROUP_SHIFT)
+        if where is None:
+            a[off:off + n] = self.clock
+        else:
+            np.copyto(a[off:off + where.size], np.uint32(self.clock), where=where)
 
     def stamp_pages(self, pages: np.ndarray) -> None:
         """The same for scattered frames (``pages``: PDXs, int64)."""
