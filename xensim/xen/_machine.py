@@ -367,12 +367,7 @@ class Machine:
         """
         n = 1 << order
         count = 0 if d.is_dying else max(0, min(count, (d.max_pages - d.tot_pages) // n))
-        mfns: list[int] = []
-        for _ in range(count):
-            mfn = self.heap.alloc(order)
-            if mfn is None:
-                break
-            mfns.append(mfn)
+        mfns = self.heap.alloc_many(order, count)
         start = 0
         for i in range(1, len(mfns) + 1):
             if i == len(mfns) or mfns[i] != mfns[i - 1] + n:
@@ -404,8 +399,9 @@ class Machine:
             ci, ti, owner = self.frame_table.slices(first, n)
             if (ci & _U(PGC_count_mask)).any():
                 raise AssertionError(f"freeing referenced frames at mfn {mfn:#x}")
-            for domid in np.unique(owner):
-                d = self.domains.get(int(domid))
+            o0 = int(owner.min())                   # one owner (a run's): no sort
+            for domid in [o0] if o0 == int(owner.max()) else np.unique(owner).tolist():
+                d = self.domains.get(domid)
                 if d is None:
                     continue
                 k = int((owner == domid).sum())

@@ -77,7 +77,20 @@ class TlbFlushFilter:
             if a is not None:
                 a[pages & PDX_GROUP_MASK] = 0
             return
+        if n and pages >> PDX_GROUP_SHIFT == (pages + n - 1) >> PDX_GROUP_SHIFT:
+            a = self.groups.get(pages >> PDX_GROUP_SHIFT)
+            if a is not None:                   # a run in one group: a slice
+                a[pages & PDX_GROUP_MASK:(pages & PDX_GROUP_MASK) + n] = 0
+            return
         pages = np.arange(pages, pages + n) if n else np.atleast_1d(np.asarray(pages, dtype=np.int64))
+        if not pages.size:
+            return
+        g0 = int(pages.min()) >> PDX_GROUP_SHIFT
+        if g0 == int(pages.max()) >> PDX_GROUP_SHIFT:  # one group (a run's frames): no sort
+            a = self.groups.get(g0)
+            if a is not None:
+                a[pages & PDX_GROUP_MASK] = 0
+            return
         groups = pages >> PDX_GROUP_SHIFT
         for g in np.unique(groups):
             a = self.groups.get(int(g))
