@@ -105,10 +105,12 @@ class Layout:
         return out
 
     def pool_pages(self, fallback: bool = False) -> int:
-        """Page-table frames: the L4, one L3, the L2s and the L1s (and their L2s), spare 2;
-        ``fallback`` (no PV superpages): one L1 table more per superpage slot."""
+        """Page-table frames: the L4, the L3s (one per 512 GiB of the direct map used, at
+        least one), the L2s and the L1s (and their L2s), spare 2; ``fallback`` (no PV
+        superpages): one L1 table more per superpage slot."""
         l2 = len({s >> 9 for s in self.slots}) + len({w >> 9 for w in self.windows})
-        return 2 + l2 + len(self.windows) + 2 + (len(self.slots) if fallback else 0)
+        l3 = len({s >> 18 for s in self.slots} | {(MAX_SLOTS + w) >> 18 for w in self.windows})
+        return 1 + max(l3, 1) + l2 + len(self.windows) + 2 + (len(self.slots) if fallback else 0)
 
 
 def slot_va(slot: int) -> int:

@@ -350,10 +350,11 @@ class FrameTable:
         g, off = self._check_slice(pdx, n)
         if self.frames_written is not None:
             self.frames_written(pdx, n)
-        if self._journal is not None:
-            self._log(pdx, n)
         ci, ti, owner = self.group(g)
-        return ci[off:off + n], ti[off:off + n], owner[off:off + n]
+        ci, ti, owner = ci[off:off + n], ti[off:off + n], owner[off:off + n]
+        if self._journal is not None:                   # as _log, from the views at hand
+            self._journal.append((pdx, n, ci.copy(), ti.copy(), owner.copy()))
+        return ci, ti, owner
 
     def group_for_runs(self, g: int, firsts, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The writable arrays of group ``g`` for writing the runs [first, first+n) of

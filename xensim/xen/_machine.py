@@ -367,12 +367,7 @@ class Machine:
         """
         n = 1 << order
         count = 0 if d.is_dying else max(0, min(count, (d.max_pages - d.tot_pages) // n))
-        mfns: list[int] = []
-        for _ in range(count):
-            mfn = self.heap.alloc(order)
-            if mfn is None:
-                break
-            mfns.append(mfn)
+        mfns = self.heap.alloc_many(order, count)
         start = 0
         for i in range(1, len(mfns) + 1):
             if i == len(mfns) or mfns[i] != mfns[i - 1] + n:
@@ -397,15 +392,13 @@ class Machine:
         pages = np.atleast_1d(np.asarray(pages, dtype=np.int64))
         if (freed := self.events.pages_freed) is not None:
             owners = self.frame_table.gather(pages)[2].astype(np.int64)
-        mfns = np.asarray(self.pdx_to_mfn(pages.astype(np.uint64)), dtype=np.int64)
-        cuts = np.flatnonzero(np.diff(mfns) != 1) + 1
-        for run_pages, run_mfns in zip(np.split(pages, cuts), np.split(mfns, cuts)):
-            first, n, mfn = int(run_pages[0]), int(run_pages.size), int(run_mfns[0])
+        for first, n, mfn in self._page_runs(pages):
             ci, ti, owner = self.frame_table.slices(first, n)
             if (ci & _U(PGC_count_mask)).any():
                 raise AssertionError(f"freeing referenced frames at mfn {mfn:#x}")
-            for domid in np.unique(owner):
-                d = self.domains.get(int(domid))
+            o0 = int(owner.min())                   # one owner (a run's): no sort
+            for domid in [o0] if o0 == int(owner.max()) else np.unique(owner).tolist():
+                d = self.domains.get(domid)
                 if d is None:
                     continue
                 k = int((owner == domid).sum())
@@ -423,6 +416,19 @@ class Machine:
             self.heap.free_range(mfn, mfn + n)
         if freed is not None:
             freed(pages, owners)
+
+    def _page_runs(self, pages: np.ndarray):
+        """(first pdx, frames, first mfn) of each run of ``pages`` (distinct PDXs, in order)
+        whose frames are consecutive in both numberings: frames freed together are
+        usually one run in one group (no array of MFNs made)."""
+        lo, hi = int(pages.min()), int(pages.max())
+        if (hi - lo == pages.size - 1 and lo >> PDX_GROUP_SHIFT == hi >> PDX_GROUP_SHIFT
+                and self._to_mfn(hi) - self._to_mfn(lo) == hi - lo):
+            return [(lo, pages.size, self._to_mfn(lo))]     # (distinct: the whole run)
+        mfns = np.asarray(self.pdx_to_mfn(pages.astype(np.uint64)), dtype=np.int64)
+        cuts = np.flatnonzero(np.diff(mfns) != 1) + 1
+        return [(int(p[0]), int(p.size), int(f[0]))
+                for p, f in zip(np.split(pages, cuts), np.split(mfns, cuts))]
 
     def _free_page(self, page: int) -> None:
         """:meth:`_free_pages` of one frame (put_page's), with no array made."""

@@ -40,7 +40,7 @@ from ..mem import (PGC_count_mask, PGT_count_mask, PGT_l1_page_table, PGT_l2_pag
 from ._release import Release
 from ._segdesc import alloc_segdesc_page
 from ._host import put_spage_pages
-from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES
+from ..mem import PAGE_SHIFT, PDX_GROUP_MASK, PDX_GROUP_SHIFT, SUPERPAGE_PAGES
 
 # x86 page-table entry flags
 _PAGE_PRESENT = 0x001
@@ -474,14 +474,21 @@ class PageTables:
         """
         m = self.m
         ft = m.frame_table
+        # the domain's L2-L4 tables, in page order, found in one pass over its frames (a
+        # devalidation only clears PGT_validated: each level's walk finds some of them)
+        tables = []
+        for s, e in d.owned.runs():
+            for pdx, k in m.pdx_runs(s, e - s):
+                arrays = ft.written_group(pdx >> PDX_GROUP_SHIFT)
+                if arrays is None:
+                    continue                            # frames as at boot: no tables
+                off = pdx & PDX_GROUP_MASK
+                hit = (arrays[1][off:off + k] >> np.uint64(PGT_type_shift)) - np.uint64(2) < 3
+                if hit.any():
+                    tables.extend((pdx + np.flatnonzero(hit)).tolist())
         for level in (4, 3, 2):
             want = LEVEL_TYPES[level] | PGT_validated
-            pages = []
-            for s, e in d.owned.runs():
-                for pdx, k in m.pdx_runs(s, e - s):
-                    _, ti, _ = ft.read_slices(pdx, k)
-                    hit = (ti & np.uint64(PGT_type_mask | PGT_validated)) == np.uint64(want)
-                    pages.extend(pdx + int(j) for j in np.flatnonzero(hit))
+            pages = [p for p in tables if ft.type_info(p) & (PGT_type_mask | PGT_validated) == want]
             for page in pages:
                 while True:
                     x = ft.type_info(page)

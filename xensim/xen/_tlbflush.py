@@ -77,7 +77,20 @@ class TlbFlushFilter:
             if a is not None:
                 a[pages & PDX_GROUP_MASK] = 0
             return
+        if n and pages >> PDX_GROUP_SHIFT == (pages + n - 1) >> PDX_GROUP_SHIFT:
+            a = self.groups.get(pages >> PDX_GROUP_SHIFT)
+            if a is not None:                   # a run in one group: a slice
+                a[pages & PDX_GROUP_MASK:(pages & PDX_GROUP_MASK) + n] = 0
+            return
         pages = np.arange(pages, pages + n) if n else np.atleast_1d(np.asarray(pages, dtype=np.int64))
+        if not pages.size:
+            return
+        g0 = int(pages.min()) >> PDX_GROUP_SHIFT
+        if g0 == int(pages.max()) >> PDX_GROUP_SHIFT:  # one group (a run's frames): no sort
+            a = self.groups.get(g0)
+            if a is not None:
+                a[pages & PDX_GROUP_MASK] = 0
+            return
         groups = pages >> PDX_GROUP_SHIFT
         for g in np.unique(groups):
             a = self.groups.get(int(g))
@@ -90,12 +103,16 @@ class TlbFlushFilter:
         need a flush)?"""
         return page >> PDX_GROUP_SHIFT in self.groups
 
-    def stamp_run(self, first: int, where: np.ndarray) -> None:
+    def stamp_run(self, first: int, where: np.ndarray | None, n: int = 0) -> None:
         """put_page_type took the last typed references of the frames ``where`` selects in
-        the run [first, first+len(where)) (one PDX group): stamp them with the clock."""
+        the run [first, first+len(where)) (one PDX group), or of every frame of the run
+        [first, first+n) (``where`` None): stamp them with the clock."""
         off = first & PDX_GROUP_MASK
-        np.copyto(self.group_for_write(first >> PDX_GROUP_SHIFT)[off:off + where.size],
-                  np.uint32(self.clock), where=where)
+        a = self.group_for_write(first >> PDX_GROUP_SHIFT)
+        if where is None:
+            a[off:off + n] = self.clock
+        else:
+            np.copyto(a[off:off + where.size], np.uint32(self.clock), where=where)
 
     def stamp_pages(self, pages: np.ndarray) -> None:
         """The same for scattered frames (``pages``: PDXs, int64)."""
