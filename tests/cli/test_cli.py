@@ -291,7 +291,7 @@ def test_bad_config_named_with_its_path(capsys):
     rc, _, err = run(capsys, "overhead", str(REPO / rel))
     assert rc == 2
     assert err == (f"xensim: error: {REPO / rel}:5: machine.pdx: bad choice 'squeeze'; "
-                   f"choose from: none, mask, offset\n")
+                   f"choose from: none, mask, offset, offset-4.21.0\n")
 
 
 @pytest.mark.parametrize("command", ["run", "overhead", "machine"])

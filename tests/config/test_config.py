@@ -187,7 +187,7 @@ def test_unknown_design(monkeypatch):
 def test_bad_pdx_choice(monkeypatch):
     err = corpus_error("bad_pdx.yaml", monkeypatch)
     expect(err, "bad_pdx.yaml", "machine.pdx", 5,
-           "bad choice 'squeeze'; choose from: none, mask, offset")
+           "bad choice 'squeeze'; choose from: none, mask, offset, offset-4.21.0")
 
 
 def test_two_map_sources(monkeypatch):

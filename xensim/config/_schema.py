@@ -55,7 +55,7 @@ class MachineConfig:
                                                        "what": "preset"})
     memory_map: list[RangeConfig] | None = None
     memory_map_file: str | None = None
-    pdx: Literal["none", "mask", "offset"] = "mask"
+    pdx: Literal["none", "mask", "offset", "offset-4.21.0"] = "mask"
     name: str | None = None
     source: str | None = None
 

@@ -336,7 +336,7 @@ def _mark_unmark(m, cmd: int, mfn: int, curr, pg_owner) -> int:
     if not m.spage_table.has_entry(m.mfn_to_pdx(mfn) >> SUPERPAGE_ORDER):
         # a superpage with no RAM: nobody owns it. Xen's dense table had a zero entry
         # there, so MARK failed taking the 512 references and UNMARK found no MARK.
-        return -errno.EINVAL if m.faithful else -errno.EPERM
+        return -errno.EINVAL
     if cmd == MMUEXT_MARK_SUPER:
         return m.design_host.mark_superpage(mfn, d.domid)
     return m.design_host.unmark_superpage(mfn, d.domid)

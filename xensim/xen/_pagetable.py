@@ -272,11 +272,11 @@ class PageTables:
             if not unchecked and not (m.mfn_valid(mfn) and m.mfn_valid(mfn + SUPERPAGE_PAGES - 1)):
                 return -errno.EINVAL
             if not m.spage_table.has_entry(m.mfn_to_pdx(mfn) >> 9):
-                # a superpage without RAM: nobody owns it. (Xen's dense table had a zero
-                # entry there, so its get_page on frames without RAM failed: -EINVAL.)
+                # a superpage without RAM: nobody owns it. Xen's dense table had a zero
+                # entry there, so its get_page on frames without RAM failed: -EINVAL.
                 if m.faithful and not m.mfn_valid(mfn):
                     return m.xsa167(mfn) or -errno.EINVAL
-                return -errno.EINVAL if m.faithful else -errno.EPERM
+                return -errno.EINVAL
             return m.superpage.get_superpage(mfn, d, bool(e & _PAGE_RW))
         if level == 1:
             # Xen 4.1's get_page_from_l1e answers 1 or 0 (its callers make 0 -EINVAL);
