@@ -6,10 +6,12 @@ the same events and decoders as the text trace and the explorer's trace.
 """
 
 from ._designs import designs_at, designs_html
+from ._race import RaceRun, race_html, record_race, write_race_page
 from ._record import MAX_BYTES, MAX_STEPS, STEP_FIELDS, StepRecorder
 from ._trace_page import TraceRun, record_trace, trace_html, write_trace_page
 
 __all__ = [
-    "MAX_BYTES", "MAX_STEPS", "designs_at", "designs_html", "STEP_FIELDS", "StepRecorder", "TraceRun", "record_trace",
+    "MAX_BYTES", "MAX_STEPS", "RaceRun", "designs_at", "designs_html", "race_html",
+    "record_race", "write_race_page", "STEP_FIELDS", "StepRecorder", "TraceRun", "record_trace",
     "trace_html", "write_trace_page",
 ]
