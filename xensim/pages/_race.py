@@ -224,7 +224,7 @@ def race_html(run: RaceRun) -> str:
     body = BODY.format(notes="".join(notes), about=esc(about), mapheight=12 * len(sc.cpus) + 8)
     meta = (f"scenario {esc(sc.name)} ({esc(sc.description)}) on {esc(run.design)}, "
             f"{len(run.schedule):,} steps of {len(sc.cpus)} CPUs")
-    return page(f"xensim explore: {sc.name} on {run.design}", meta, body, run.data, ("race.js",))
+    return page(f"xensim explore: {sc.name} on {run.design}", meta, body, run.data, ("common.js", "race.js"))
 
 
 def write_race_page(path, run: RaceRun) -> int:

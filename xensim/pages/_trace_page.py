@@ -155,7 +155,7 @@ def trace_html(run: TraceRun) -> str:
     body = BODY.format(notes=notes, designs=designs, about=esc(about))
     data = run.recorder.data()
     data["designs"] = run.designs
-    scripts = ("designs.js", "trace.js") if run.designs is not None else ("trace.js",)
+    scripts = ("common.js",) + (("designs.js",) if run.designs is not None else ()) + ("trace.js",)
     return page(f"xensim trace of {run.config}", meta, body, data, scripts)
 
 

@@ -7,11 +7,7 @@
   var steps = D.steps, N = steps.length, T = D.texts, K = D.keys, cur = 0;
   var V = D.violation, vstep = V ? (V.step === null ? N - 1 : V.step) : -1;
   var $ = function (id) { return document.getElementById(id); };
-  function esc(s) {
-    return String(s).replace(/[&<>"]/g, function (c) {
-      return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c];
-    });
-  }
+  var esc = window.xensimPage.esc;
   var isSp = steps.map(function (st) {
     return st[3] !== null || st[2].some(function (c) { return K[c[0]].sp === undefined &&
                                                                /^superpage/.test(K[c[0]].label); });
@@ -164,50 +160,28 @@
       if (what === "sp" && isSp[i]) return go(i);
     }
   }
-  function key(k) {
-    var lower = k.toLowerCase(), dir = k === lower ? 1 : -1;
-    if (k === "ArrowRight" || k === "j" || k === "n") go(cur + 1);
-    else if (k === "ArrowLeft" || k === "k" || k === "p") go(cur - 1);
-    else if (k === "Home") go(0);
-    else if (k === "End") go(N - 1);
-    else if (lower === "c") find("cas", dir);
-    else if (lower === "w") find("switch", dir);
-    else if (lower === "s") find("sp", dir);
-    else if (lower === "v" && vstep >= 0) go(vstep);
-    else return false;
-    return true;
-  }
-  document.addEventListener("keydown", function (e) {
-    if (e.target.tagName === "INPUT" || e.ctrlKey || e.metaKey || e.altKey) return;
-    if (key(e.key)) e.preventDefault();
-  });
-  $("prev").onclick = function () { go(cur - 1); };
-  $("next").onclick = function () { go(cur + 1); };
+  var key = window.xensimPage.stepper({n: N, go: go, cur: function () { return cur; },
+    more: function (k) {
+      var lower = k.toLowerCase(), dir = k === lower ? 1 : -1;
+      if (lower === "c") find("cas", dir);
+      else if (lower === "w") find("switch", dir);
+      else if (lower === "s") find("sp", dir);
+      else if (lower === "v" && vstep >= 0) go(vstep);
+      else return false;
+      return true;
+    }});
   Array.prototype.forEach.call(document.querySelectorAll("button.jump"), function (b) {
     b.onclick = function () {
       var w = b.getAttribute("data-what");
       if (w === "viol") { if (vstep >= 0) go(vstep); } else find(w, 1);
     };
   });
-  $("stepno").onchange = function () { go(parseInt($("stepno").value, 10) - 1); };
   $("lanes").onclick = function (e) {
     var b = e.target.closest && e.target.closest(".box[data-i]");
     if (b) go(parseInt(b.getAttribute("data-i"), 10));
   };
   mm.addEventListener("click", function (e) { go(Math.floor(e.offsetX / mm.clientWidth * N)); });
-  $("nsteps").textContent = String(N);
-
-  var q = {};
-  location.hash.replace(/^#/, "").split("&").forEach(function (kv) {
-    var p = kv.split("="); if (p[0]) q[p[0]] = decodeURIComponent(p[1] || "");
-  });
   document.body.setAttribute("data-violation-step", String(vstep + 1));
-  if (N === 0) {
-    $("head").textContent = "No step.";
-  } else {
-    cur = q.step ? Math.max(0, Math.min(N - 1, parseInt(q.step, 10) - 1)) : 0;
-    (q.keys || "").split("").forEach(key);
-    draw();
-  }
-  document.body.setAttribute("data-ready", "1");
+  if (N === 0) $("head").textContent = "No step.";
+  window.xensimPage.start(N, key, function (i) { cur = i; draw(); });
 })();

@@ -9,12 +9,7 @@
   var FLAG = {slow: D.slow, refused: D.refused, type: D.type};
   var follow = null;                       // {kind: "frame"|"superpage", mfn: n}
   var $ = function (id) { return document.getElementById(id); };
-
-  function esc(s) {
-    return String(s).replace(/[&<>"]/g, function (c) {
-      return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c];
-    });
-  }
+  var esc = window.xensimPage.esc;
   function hex(n) { return "0x" + n.toString(16); }
   function parseMfn(s) {
     s = String(s).trim().toLowerCase().replace(/^mfn\s*/, "");
@@ -160,26 +155,16 @@
     go(Math.floor(e.offsetX / tl.clientWidth * N));
   });
 
-  function key(k) {
-    if (k === "ArrowRight" || k === "j" || k === "n") go(cur + 1);
-    else if (k === "ArrowLeft" || k === "k" || k === "p") go(cur - 1);
-    else if (k === "Home") go(0);
-    else if (k === "End") go(N - 1);
-    else if ("srt".indexOf(k) >= 0) jump({s: "slow", r: "refused", t: "type"}[k], 1);
-    else if ("SRT".indexOf(k) >= 0) jump({S: "slow", R: "refused", T: "type"}[k], -1);
-    else return false;
-    return true;
-  }
-  document.addEventListener("keydown", function (e) {
-    if (e.target.tagName === "INPUT" || e.ctrlKey || e.metaKey || e.altKey) return;
-    if (key(e.key)) e.preventDefault();
-  });
-  $("prev").onclick = function () { go(cur - 1); };
-  $("next").onclick = function () { go(cur + 1); };
+  var key = window.xensimPage.stepper({n: N, go: go, cur: function () { return cur; },
+    more: function (k) {
+      var lower = k.toLowerCase(), flag = {s: "slow", r: "refused", t: "type"}[lower];
+      if (!flag) return false;
+      jump(flag, k === lower ? 1 : -1);
+      return true;
+    }});
   Array.prototype.forEach.call(document.querySelectorAll("button.jump"), function (b) {
     b.onclick = function () { jump(b.getAttribute("data-flag"), 1); };
   });
-  $("stepno").onchange = function () { go(parseInt($("stepno").value, 10) - 1); };
   $("followform").onsubmit = function (e) {
     e.preventDefault();
     var n = parseMfn($("followin").value);
@@ -199,25 +184,15 @@
     var tr = e.target.closest && e.target.closest("tr[data-step]");
     if (tr) go(parseInt(tr.getAttribute("data-step"), 10));
   };
-  $("nsteps").textContent = String(N);
   if (window.xensimDesigns) window.xensimDesigns(D);
 
   // #step=N&keys=...&follow=MFN&superpage=MFN: what a headless browser asks for
-  var q = {};
-  location.hash.replace(/^#/, "").split("&").forEach(function (kv) {
-    var p = kv.split("="); if (p[0]) q[p[0]] = decodeURIComponent(p[1] || "");
-  });
+  var q = window.xensimPage.query();
   if (q.follow) follow = {kind: "frame", mfn: parseMfn(q.follow)};
   if (q.superpage) { var s = parseMfn(q.superpage); follow = {kind: "superpage", mfn: s - s % 512}; }
   if (N === 0) {
     $("head").textContent = "No step: nothing was traced (see the notes above).";
     document.body.setAttribute("data-steps", "0");
-  } else {
-    cur = q.step ? Math.max(0, Math.min(N - 1, parseInt(q.step, 10) - 1)) : 0;
-    (q.keys || "").split("").forEach(function (k) {
-      if (!key(k)) key({l: "ArrowLeft", h: "ArrowRight"}[k] || "");
-    });
-    draw();
   }
-  document.body.setAttribute("data-ready", "1");
+  window.xensimPage.start(N, key, function (i) { cur = i; draw(); });
 })();
