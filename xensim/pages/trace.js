@@ -11,6 +11,7 @@
   var $ = function (id) { return document.getElementById(id); };
   var esc = window.xensimPage.esc;
   function hex(n) { return "0x" + n.toString(16); }
+  var DOTS = "\u002e\u002e";            // the text trace's range: mfn 0x200..0x3ff
   function parseMfn(s) {
     s = String(s).trim().toLowerCase().replace(/^mfn\s*/, "");
     var n = /^0x/.test(s) ? parseInt(s.slice(2), 16) : parseInt(s, 10);
@@ -31,7 +32,7 @@
   }
   function runText(r) {
     var s = r[1] === 1 ? "mfn " + hex(r[0])
-                       : r[1] + " frames mfn " + hex(r[0]) + ".." + hex(r[0] + r[1] - 1);
+                       : r[1] + " frames mfn " + hex(r[0]) + DOTS + hex(r[0] + r[1] - 1);
     return s;
   }
   function frames(st) {
