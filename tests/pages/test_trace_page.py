@@ -111,6 +111,12 @@ def test_cut_at_max_steps_says_how_to_narrow(loaded):
     assert "--limit N" in text and "--frame MFN" in text and "--superpage MFN" in text
 
 
+def test_full_at_the_last_step_is_not_cut(loaded):
+    run = record_trace(*loaded, limit=5, max_steps=5)
+    assert run.steps == 5 and run.recorder.cut is None
+    assert "Cut:" not in trace_html(run)
+
+
 def test_cut_at_max_bytes(loaded):
     run = record_trace(*loaded, limit=LIMIT, max_bytes=20_000)
     assert run.recorder.cut == "bytes" and 0 < run.steps < LIMIT

@@ -87,6 +87,8 @@ class StepRecorder:
         self.filtered = 0
         #: why the run stopped early ("steps", "bytes"), None while it has room
         self.cut: str | None = None
+        #: steps not kept because the page was full (the rest of a full operation's calls)
+        self.dropped = 0
         self.m = None
         self.design = ""
         self._op = -1
@@ -220,6 +222,7 @@ class StepRecorder:
 
     def _add(self, step: dict) -> None:
         if self.full:
+            self.dropped += 1
             return
         if not self._touches(step):
             self.filtered += 1

@@ -79,6 +79,9 @@ def record_trace(cfg: Config, memmap: MemoryMap, design: str | None = None,
     if len(kept.header) > 3:
         found = re.search(r": (\d+) operations", kept.header[3])
         total = int(found.group(1)) if found else 0
+    ran = total if limit is None else min(limit, total)
+    if rec.cut is not None and rec.ops >= ran and not rec.dropped:
+        rec.cut = None                      # full with the run's last step: nothing was cut
     return TraceRun(rec, kept.config, kept.header, kept.setup, kept.footer, total, limit,
                     crash, interrupted)
 
