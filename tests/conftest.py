@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import shutil
+import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -306,3 +309,31 @@ def _spy(a, applied: list):
             applied.append(type(a).__name__)
         return r
     return apply
+
+
+# --------------------------------------------------------------------------
+# Headless Chromium (the HTML report's and the pages' browser tests; CI installs
+# Debian's chromium, .ci/run)
+# --------------------------------------------------------------------------
+
+def chromium() -> str | None:
+    """The Chromium binary, or None."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+def run_chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """Headless Chromium with ``args`` (a fresh profile under ``tmp_path``); the test skips,
+    saying why, when there is no Chromium."""
+    exe = chromium()
+    if exe is None:
+        pytest.skip("no chromium binary found (CI installs Debian's: apt-get install chromium)")
+    profile = tmp_path / "profile"
+    profile.mkdir(exist_ok=True)
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage", f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, timeout=90, stdin=subprocess.DEVNULL)

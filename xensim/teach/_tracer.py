@@ -65,6 +65,9 @@ class Tracer:
         #: range nodes waiting for their range_got, in order
         self._ranges: list[Node | None] = []
         self._subs: list = []
+        #: called after each hypercall with (call, rc, its lines): the call's event tree
+        #: (a ``Call``, its ``node`` the events as ``Node`` children) and its narration
+        self.call_listeners: list = []
 
     # -- subscribing -----------------------------------------------------------------------
     def install(self) -> "Tracer":
@@ -342,7 +345,10 @@ class Tracer:
         self.calls += 1
         if rc < 0:
             self.errors += 1
-        self.lines.extend(self.narrator.call_lines(call, rc))
+        lines = self.narrator.call_lines(call, rc)
+        self.lines.extend(lines)
+        for fn in self.call_listeners:
+            fn(call, rc, lines)
         self.cur = None
         self.stack = []
 
