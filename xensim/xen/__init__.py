@@ -10,6 +10,10 @@ from ._audit import (
 from ._audit_incremental import (
     IncrementalAuditor,
 )
+from ._baseptr import (
+    PGT_root_page_table, BaseptrRules, RULES as BASEPTR_RULES, Vcpu, rules_for, root_mfns,
+    vcpu_roots, new_guest_cr3, new_user_baseptr, put_old_guest_table, vcpu_destroy_pagetables,
+)
 from ._bus_watcher import (
     BusWatcher, FRAME_EVENTS,
 )
@@ -38,6 +42,9 @@ from ._memory_op import (
     DOMU_MAX_ORDER, CTLDOM_MAX_ORDER, HWDOM_MAX_ORDER, MULTIPAGE_MAX_ORDER, MEMOP_EXTENT_SHIFT,
     XenMemoryReservation, max_order, do_memory_op, increase_reservation, populate_physmap,
     guest_remove_page, decrease_reservation, remove_extent,
+)
+from ._mmuext_other import (
+    MMUEXT_NEW_USER_BASEPTR,
 )
 from ._mmu import (
     MMU_NORMAL_PT_UPDATE, MMU_MACHPHYS_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, MMU_CMD_MASK,
@@ -69,6 +76,9 @@ from ._segdesc import (
 )
 
 __all__ = [
+    "PGT_root_page_table", "BaseptrRules", "BASEPTR_RULES", "Vcpu", "rules_for", "root_mfns",
+    "vcpu_roots", "new_guest_cr3", "new_user_baseptr", "put_old_guest_table",
+    "vcpu_destroy_pagetables", "MMUEXT_NEW_USER_BASEPTR",
     "INVENTORY", "KINDS", "DomainObjects", "MachineState", "Records", "inventory_problems", "records_difference",
     "same_records", "same_state", "TlbFlushFilter",
     "AuditReport", "BASE_DISALLOW_MASK", "CHILD_TYPES", "CTLDOM_MAX_ORDER", "CallStats",

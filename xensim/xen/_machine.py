@@ -13,6 +13,7 @@ from operator import is_
 
 import numpy as np
 
+from ._baseptr import vcpu_destroy_pagetables
 from ._domain import Domain
 from ._events import Events
 from ..mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
@@ -97,7 +98,7 @@ class Machine:
         self.domains: dict[int, Domain] = {0: Domain(0, "Domain-0", max_pages=0)}
         self._next_domid = 1
         #: hooks run by destroy_domain before PGC_allocated is dropped, in order:
-        #: drop the vCPU's root and unpin every table, clear superpage marks, then
+        #: drop each vCPU's roots and unpin every table, clear superpage marks, then
         #: devalidate the tables still valid (linear loops), L4, L3, L2
         self.relinquish_hooks: list = [_unpin_all,
                                        lambda m, d: m.design_host.relinquish(d.domid),
@@ -118,8 +119,8 @@ class Machine:
         self.hypercall = HypercallLayer(self)
         self.hypercall.register(HYPERVISOR_memory_op, do_memory_op)
         self.hypercall.register(HYPERVISOR_mmu_update, do_mmu_update)
-        self.hypercall.register(HYPERVISOR_mmuext_op, do_mmuext_op)
-        self.hypercall.register(HYPERVISOR_update_va_mapping, do_update_va_mapping)
+        self.hypercall.register(HYPERVISOR_mmuext_op, do_mmuext_op, per_vcpu=True)
+        self.hypercall.register(HYPERVISOR_update_va_mapping, do_update_va_mapping, per_vcpu=True)
         self.events.watch(self._bind)
 
     # -- the execution mode ------------------------------------------------------------
@@ -308,13 +309,16 @@ class Machine:
     def domain(self, domid: int) -> Domain | None:
         return self.domains.get(domid)
 
-    def create_domain(self, name: str, max_pages: int, caller: int = 0) -> int:
-        """XEN_DOMCTL_createdomain + max_mem: a new domain id, or -EPERM for a non-dom0 caller."""
+    def create_domain(self, name: str, max_pages: int, caller: int = 0, vcpus: int = 1) -> int:
+        """XEN_DOMCTL_createdomain + max_mem + max_vcpus: a new domain id, or -EPERM for a
+        non-dom0 caller (-EINVAL for fewer than one vCPU)."""
         if caller != 0:
             return -errno.EPERM
+        if vcpus < 1:
+            return -errno.EINVAL
         domid = self._next_domid
         self._next_domid += 1
-        self.domains[domid] = Domain(domid, name, max_pages)
+        self.domains[domid] = Domain(domid, name, max_pages, vcpus=vcpus)
         return domid
 
     def destroy_domain(self, domid: int, caller: int = 0) -> int:
@@ -560,11 +564,11 @@ def _same_objects(a: tuple, b: tuple) -> bool:
 
 
 def _unpin_all(m: Machine, d: Domain) -> None:
-    """relinquish step 1: the vCPU drops its root table, every pinned table loses its pin;
-    tables whose last typed reference goes are devalidated, down the tree."""
-    if d.baseptr is not None:
-        root, d.baseptr = d.baseptr, None
-        m.refs.put_page_and_type(m.mfn_to_page(root))
+    """relinquish step 1: each vCPU drops its root tables (vcpu_destroy_pagetables), every
+    pinned table loses its pin; tables whose last typed reference goes are devalidated,
+    down the tree."""
+    for v in d.vcpus:
+        vcpu_destroy_pagetables(m, v)
     for page in sorted(d.pinned):
         del d.pinned[page]
         if m.refs.clear_pinned(page):

@@ -37,6 +37,7 @@ from ..mem import (PGC_count_mask, PGT_count_mask, PGT_l1_page_table, PGT_l2_pag
                          PGT_l3_page_table, PGT_l4_page_table, PGT_PAGE_TABLE_TYPES,
                          PGT_seg_desc_page, PGT_type_mask, PGT_type_shift, PGT_validated,
                          PGT_writable_page)
+from ._baseptr import PGT_root_page_table, root_mfns
 from ._release import Release
 from ._segdesc import alloc_segdesc_page
 from ._host import put_spage_pages
@@ -639,9 +640,9 @@ class PageTables:
                     exp.typed(mfn, domid, LEVEL_TYPES[level])
                 else:
                     exp.typed(mfn, domid, CHILD_TYPES[level])
-        for d in m.domains.values():
-            if d.baseptr is not None:
-                exp.typed(d.baseptr, d.domid, PGT_l4_page_table)
+        for d in m.domains.values():                   # each vCPU's root tables
+            for root in root_mfns(d):
+                exp.typed(root, d.domid, PGT_root_page_table)
         # a privileged domain's L1 entries may map other domains' frames (foreigndom)
         exp.privileged.add(0)
         m.superpage.expect(exp, pse)
