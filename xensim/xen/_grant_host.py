@@ -129,7 +129,11 @@ def replace_grant_host_mapping(m, d, addr: int, frame: int, new_addr: int, flags
     if slot is not None:
         old = m.mem.read(*slot)
         want = grant_pte_flags(flags)
-        if pte_mfn(old) == frame and not (checks_flags and (old ^ want) & (_PAGE_PRESENT | _PAGE_RW)):
+        wrong = (old ^ want) & (_PAGE_PRESENT | _PAGE_RW)
+        if pte_mfn(old) == frame and not (checks_flags and wrong):
+            if wrong:
+                m.violations.append(f"XSA-234: grant PTE {old:#x} at {addr:#x} removed for a "
+                                    f"grant whose PTE would be {make_pte(frame, want):#x}")
             m.mem.write(slot[0], slot[1], stolen)
             rc = GNTST_okay
     if rc != GNTST_okay and stolen & _PAGE_PRESENT:
