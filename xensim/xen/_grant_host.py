@@ -71,9 +71,17 @@ def guest_map_l1e(m, d, va: int) -> tuple[int, int] | None:
 
 
 def _own_l1(m, d, l1: int) -> bool:
-    """get_page_from_pagenr(l1, d) and page_lock: the grantee's own, live L1 table."""
-    return (m.mfn_valid(l1) and m.frame_table.owner(m.mfn_to_page(l1)) == d.domid
-            and m.pt.live_level(m.mfn_to_page(l1)) == 1)
+    """get_page_from_pagenr(l1, d) and page_lock: the grantee's own, live L1 table. The
+    reference Xen holds while it writes the entry is taken and dropped here (the counts'
+    statistics and steps are Xen's; the entry's write cannot fail in between)."""
+    if not m.mfn_valid(l1):
+        return False
+    page = m.mfn_to_page(l1)
+    if not m.refs.get_page(page, d.domid):
+        return False
+    ok = m.pt.live_level(page) == 1
+    m.refs.put_page(page)
+    return ok
 
 
 def _slot(m, d, addr: int, contains_pte: bool) -> tuple[int, int] | None:
