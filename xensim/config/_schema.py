@@ -89,18 +89,22 @@ class HypervisorConfig:
 # -- the simulation: domains, workload, compare, cost model (docs/workloads.md) --------
 
 #: workload kinds, and the options each takes (the rest must be left out)
-WORKLOAD_KINDS = ("map-all", "churn", "shared", "random", "script")
+WORKLOAD_KINDS = ("map-all", "churn", "shared", "random", "script", "split-driver")
 _WORKLOAD_OPTIONS = {
     "map-all": ("superpages", "writable", "rounds"),
     "churn": ("superpages", "writable", "iterations", "mark"),
     "shared": ("superpages", "writable", "rounds", "mappings"),
     "random": ("superpages", "steps", "slots", "small_slots", "mix"),
     "script": ("script", "ops"),
+    "split-driver": ("superpages", "writable", "steps", "grants"),
 }
+#: a split-driver's grants in flight at most: the refs of the initial 4 grant frames
+#: (2,048) less the 8 a Linux frontend reserves
+MAX_GRANTS = 4 * 512 - 8
 #: defaults of the options, filled in when a kind takes them (superpages: None = all)
 _WORKLOAD_DEFAULTS = {
     "writable": True, "rounds": 1, "iterations": 100, "mark": False, "mappings": 8,
-    "steps": 1000, "small_slots": 4,
+    "steps": 1000, "small_slots": 4, "grants": 64,
 }
 #: per-kind defaults (superpages: map-all and random use every superpage of each domain)
 _KIND_DEFAULTS = {"churn": {"superpages": 1}, "shared": {"superpages": 4}}
@@ -257,6 +261,8 @@ class WorkloadConfig:
     slots: int | None = field(default=None, metadata={"check": check_positive})
     small_slots: int | None = field(default=None, metadata={"check": check_not_negative})
     mix: MixConfig | None = None
+    #: split-driver: grants in flight at most
+    grants: int | None = field(default=None, metadata={"check": check_positive})
     script: list[ScriptOpConfig] | None = None
     #: raw hypercalls instead of guest operations (a fuzzer's reproducer; docs/fuzzing.md)
     ops: list[HypercallOp] | None = None
@@ -283,6 +289,9 @@ class WorkloadConfig:
             fail("give 'script' (guest operations) or 'ops' (hypercalls), not both", "ops")
         if self.slots is not None and self.slots > MAX_SLOTS:
             fail(f"at most {MAX_SLOTS} slots (256 GiB of 2 MiB slots)", "slots")
+        if self.grants is not None and self.grants > MAX_GRANTS:
+            fail(f"at most {MAX_GRANTS} grants in flight (the refs of 4 grant frames, "
+                 f"8 reserved)", "grants")
         if self.small_slots is not None and self.small_slots > MAX_SLOTS:
             fail(f"at most {MAX_SLOTS} small slots (256 GiB of 2 MiB windows)", "small_slots")
 

@@ -78,6 +78,9 @@ from ._runner import (
 from ._setup import (
     AUDIT_MODES, DEFAULT_RAM, Setup,
 )
+from ._xtf import (
+    XTF_TESTS, xtf_config, xtf_poc,
+)
 from ._split import (
     EpisodeTask, TrialTask, run_campaign_task, split_campaign,
 )
@@ -90,5 +93,5 @@ __all__ = [
     "isolation", "isolation_since", "keep_going", "load_script", "merge_episode", "minimise",
     "minimise_finding", "minimise_steps", "recording", "run_steps", "Trial", "trial_result", "TrialTask", "op_label", "replay", "replay_config", "replay_ops", "report",
     "run_campaign_task", "run_episode", "same_small", "script_ops", "singles", "small_state", "sound_state",
-    "split_campaign", "to_script_yaml",
+    "split_campaign", "to_script_yaml", "XTF_TESTS", "xtf_config", "xtf_poc",
 ]

@@ -18,7 +18,10 @@ types) it changes only through ``machine.hypercall``. It:
   PV superpages (``Machine.pv_superpages`` False: Xen 4.10 on) a 2 MiB mapping is
   an L1 table of 512 entries, as Linux's PV code falls back to,
 * marks and unmarks superpages (MMUEXT_MARK_SUPER / UNMARK_SUPER),
-* balloons memory out and in (decrease_reservation / populate_physmap).
+* balloons memory out and in (decrease_reservation / populate_physmap),
+* grants its frames to another domain (writing its grant entries, as Linux's
+  gnttab_grant_foreign_access) and maps and unmaps the frames others grant it
+  (GNTTABOP_map_grant_ref / unmap_grant_ref, a backend's host mappings).
 
 Page tables come from a pool of 4 KiB frames populated at the top of its GPFN
 space. Virtual addresses of data default to Linux's direct map, L4 slot 272.
@@ -29,7 +32,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..xen import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
-                         errno_name)
+                   HYPERVISOR_grant_table_op, GNTMAP_host_map, GNTMAP_readonly,
+                   GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref, GnttabMapGrantRef,
+                   GnttabUnmapGrantRef, errno_name)
 from ..xen import (XENMEM_decrease_reservation, XENMEM_populate_physmap,
                          XenMemoryReservation)
 from ..xen import (MMU_NORMAL_PT_UPDATE, MMUEXT_MARK_SUPER, MMUEXT_NEW_BASEPTR,
@@ -80,6 +85,8 @@ class GuestKernel:
         self.user_roots: list[int] = []
         #: operations given to :func:`~xensim.guest.apply` (which vCPU runs the next)
         self.ops_run = 0
+        #: (granter, ref) -> the handle of this kernel's mapping of it
+        self.grant_handles: dict[tuple[int, int], int] = {}
 
     # -- hypercalls ------------------------------------------------------------------------
     def _hc(self, number: int, *args) -> int:
@@ -387,6 +394,41 @@ class GuestKernel:
 
     def unmark_superpage(self, mfn: int) -> int:
         return self.mmuext([MmuextOp(MMUEXT_UNMARK_SUPER, mfn)])
+
+    # -- grants ------------------------------------------------------------------------------
+    def domid_of(self, name: str) -> int:
+        """The domid of the domain called ``name`` (a driver learns its peer from xenstore)."""
+        for d in self.m.domains.values():
+            if d.name == name:
+                return d.domid
+        raise GuestError(f"no domain {name!r}")
+
+    def grant_access(self, ref: int, grantee: int, mfn: int, readonly: bool = False) -> bool:
+        """Write grant entry ``ref``: ``grantee`` may map frame ``mfn``."""
+        return self.m.gnttab.grant_access(self.domid, ref, grantee, mfn, readonly)
+
+    def end_access(self, ref: int) -> bool:
+        """Revoke grant entry ``ref`` (refused while it is mapped)."""
+        return self.m.gnttab.end_access(self.domid, ref)
+
+    def map_grant(self, granter: int, ref: int, va: int, readonly: bool = False) -> int:
+        """Map ``granter``'s grant ``ref`` at ``va`` (a host mapping): its status (GNTST_*),
+        or the call's -errno. The handle is kept for :meth:`unmap_grant`."""
+        op = GnttabMapGrantRef(va, GNTMAP_host_map | (GNTMAP_readonly if readonly else 0),
+                               ref, granter)
+        rc = self._hc(HYPERVISOR_grant_table_op, GNTTABOP_map_grant_ref, [op], None)
+        if rc == 0 and op.status == 0:
+            self.grant_handles[granter, ref] = op.handle
+        return rc or op.status
+
+    def unmap_grant(self, granter: int, ref: int, va: int) -> int:
+        """Unmap the mapping :meth:`map_grant` made of ``granter``'s ``ref`` at ``va``."""
+        handle = self.grant_handles.pop((granter, ref), None)
+        if handle is None:
+            raise GuestError(f"grant {ref} of dom{granter} is not mapped")
+        op = GnttabUnmapGrantRef(va, 0, handle)
+        rc = self._hc(HYPERVISOR_grant_table_op, GNTTABOP_unmap_grant_ref, [op], None)
+        return rc or op.status
 
     def teardown(self) -> int:
         """Unpin and drop the whole tree (as a kernel does before it exits)."""

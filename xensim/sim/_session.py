@@ -29,7 +29,7 @@ from ..xen import Machine, errno_name
 def config_workload(cfg: Config) -> Workload:
     """The config's workload bound to the config's domains."""
     return make_workload(cfg.effective_workload(),
-                         [DomainSpec(n, mem) for n, mem in cfg.domain_specs()])
+                         [DomainSpec(n, mem) for n, mem in cfg.domain_specs()], cfg.seed)
 
 
 def set_up_domains(m: Machine, cfg: Config, wl: Workload) -> dict[str, GuestKernel]:

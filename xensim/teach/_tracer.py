@@ -35,7 +35,7 @@ from ..mem import SUPERPAGE_ORDER, SUPERPAGE_PAGES
 from ..xen import (HYPERVISOR_memory_op, HYPERVISOR_mmuext_op, MMUEXT_MARK_SUPER,
                    MMUEXT_UNMARK_SUPER, XENMEM_increase_reservation, XENMEM_populate_physmap,
                    _PAGE_PSE, Machine, errno_name, pte_mfn)
-from ._calls import decode_call
+from ._calls import decode_call, grants_named
 from ._decode import entry_get_text, entry_put_text, spage_word_text, spage_words, type_text
 from ._tree import Call, Line, Node, path_nodes
 from ._narrate import Narrator
@@ -329,7 +329,8 @@ class Tracer:
     # -- entering and leaving a hypercall --------------------------------------------------------
     def _enter(self, caller: int, number: int, args: tuple) -> None:
         head, requests, gpfns = decode_call(self.m, caller, number, args)
-        call = Call(caller, number, args, head, requests, gpfns=gpfns)
+        call = Call(caller, number, args, head, requests, gpfns=gpfns,
+                    grants=grants_named(self.m, caller, number, args))
         call.tot_pages = {d.domid: d.tot_pages for d in self.m.domains.values()}
         call.stats0 = dict(self.m.superpage.stats)
         self.cur = call

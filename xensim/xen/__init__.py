@@ -27,6 +27,22 @@ from ._hypercall import (
     HYPERVISOR_mmu_update, HYPERVISOR_memory_op, HYPERVISOR_update_va_mapping,
     HYPERVISOR_mmuext_op, HYPERCALL_NAMES, errno_name, CallStats, HypercallLayer,
 )
+from ._grant_host import (
+    GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly, GNTMAP_application_map,
+    GNTMAP_contains_pte, grant_pte_flags, guest_map_l1e,
+)
+from ._grant_table import (
+    HYPERVISOR_grant_table_op, GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref,
+    GNTTABOP_setup_table, GNTTABOP_query_size, GNTTABOP_unmap_and_replace, GNTTABOP_NAMES,
+    GNTST_okay, GNTST_general_error, GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle,
+    GNTST_bad_dev_addr, GNTST_no_device_space, GNTST_permission_denied, GNTST_bad_page,
+    GNTST_NAMES, GTF_permit_access, GTF_readonly, GTF_reading, GTF_writing,
+    GNTPIN_hstw_inc, GNTPIN_hstr_inc, GNTPIN_devw_inc, GNTPIN_devr_inc,
+    INITIAL_NR_GRANT_FRAMES, DEFAULT_MAX_NR_GRANT_FRAMES, GRANT_ENTRIES_PER_FRAME,
+    MAPTRACK_PER_PAGE, max_maptrack_frames, pins, GnttabMapGrantRef, GnttabUnmapGrantRef,
+    GnttabUnmapAndReplace, GnttabSetupTable, GnttabQuerySize, GrantTable, GrantTables,
+    do_grant_table_op,
+)
 from ._machine import (
     Machine,
 )
@@ -79,6 +95,18 @@ __all__ = [
     "PGT_root_page_table", "BaseptrRules", "BASEPTR_RULES", "Vcpu", "rules_for", "root_mfns",
     "vcpu_roots", "new_guest_cr3", "new_user_baseptr", "put_old_guest_table",
     "vcpu_destroy_pagetables", "MMUEXT_NEW_USER_BASEPTR",
+    "GNTMAP_device_map", "GNTMAP_host_map", "GNTMAP_readonly", "GNTMAP_application_map",
+    "GNTMAP_contains_pte", "grant_pte_flags", "guest_map_l1e",
+    "HYPERVISOR_grant_table_op", "GNTTABOP_map_grant_ref", "GNTTABOP_unmap_grant_ref",
+    "GNTTABOP_setup_table", "GNTTABOP_query_size", "GNTTABOP_unmap_and_replace", "GNTTABOP_NAMES",
+    "GNTST_okay", "GNTST_general_error", "GNTST_bad_domain", "GNTST_bad_gntref", "GNTST_bad_handle",
+    "GNTST_bad_dev_addr", "GNTST_no_device_space", "GNTST_permission_denied", "GNTST_bad_page",
+    "GNTST_NAMES", "GTF_permit_access", "GTF_readonly", "GTF_reading", "GTF_writing",
+    "GNTPIN_hstw_inc", "GNTPIN_hstr_inc", "GNTPIN_devw_inc", "GNTPIN_devr_inc",
+    "INITIAL_NR_GRANT_FRAMES", "DEFAULT_MAX_NR_GRANT_FRAMES", "GRANT_ENTRIES_PER_FRAME",
+    "MAPTRACK_PER_PAGE", "max_maptrack_frames", "pins", "GnttabMapGrantRef", "GnttabUnmapGrantRef",
+    "GnttabUnmapAndReplace", "GnttabSetupTable", "GnttabQuerySize", "GrantTable", "GrantTables",
+    "do_grant_table_op",
     "INVENTORY", "KINDS", "DomainObjects", "MachineState", "Records", "inventory_problems", "records_difference",
     "same_records", "same_state", "TlbFlushFilter",
     "AuditReport", "BASE_DISALLOW_MASK", "CHILD_TYPES", "CTLDOM_MAX_ORDER", "CallStats",

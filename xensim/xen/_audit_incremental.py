@@ -456,7 +456,8 @@ class IncrementalAuditor(BusWatcher):
                 or design.conflicts:
             exp.merge(design, frames | sps,
                       lambda r: m.mfn_to_page(r[0]) >> SUPERPAGE_ORDER in spdx, spdx)
-        if extra.refs or extra.types or extra.runs or extra.holder or extra.conflicts:
+        if extra.refs or extra.types or extra.runs or extra.holder or extra.conflicts \
+                or extra.granted:
             exp.merge(extra, frames)                     # the machine's other contributors
         exp.privileged |= design.privileged | extra.privileged
         return exp

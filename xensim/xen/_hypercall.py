@@ -23,12 +23,14 @@ from typing import Callable
 HYPERVISOR_mmu_update = 1
 HYPERVISOR_memory_op = 12
 HYPERVISOR_update_va_mapping = 14
+HYPERVISOR_grant_table_op = 20
 HYPERVISOR_mmuext_op = 26
 
 HYPERCALL_NAMES = {
     HYPERVISOR_mmu_update: "mmu_update",
     HYPERVISOR_memory_op: "memory_op",
     HYPERVISOR_update_va_mapping: "update_va_mapping",
+    HYPERVISOR_grant_table_op: "grant_table_op",
     HYPERVISOR_mmuext_op: "mmuext_op",
 }
 

@@ -24,6 +24,8 @@ from ._hypercall import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR
                          HYPERVISOR_update_va_mapping, HypercallLayer)
 from ._memory_op import do_memory_op, remove_extent
 from ._mmu import do_mmu_update, do_mmuext_op, do_update_va_mapping, mmu_update_requests
+from ._grant_audit import grant_expect
+from ._grant_table import HYPERVISOR_grant_table_op, GrantTables, do_grant_table_op
 from . import accel
 from ._pagetable import GuestMemory, PageTables
 from ..designs import default_design, design_class
@@ -97,14 +99,17 @@ class Machine:
                               events=self.events)
         self.domains: dict[int, Domain] = {0: Domain(0, "Domain-0", max_pages=0)}
         self._next_domid = 1
-        #: hooks run by destroy_domain before PGC_allocated is dropped, in order:
-        #: drop each vCPU's roots and unpin every table, clear superpage marks, then
-        #: devalidate the tables still valid (linear loops), L4, L3, L2
-        self.relinquish_hooks: list = [_unpin_all,
+        #: every domain's grant table (xen/_grant_table.py)
+        self.gnttab = GrantTables()
+        #: hooks run by destroy_domain before PGC_allocated is dropped, in order: forget
+        #: the grant mappings it holds (domain_kill's gnttab_release_mappings), drop each
+        #: vCPU's roots and unpin every table, clear superpage marks, then devalidate the
+        #: tables still valid (linear loops), L4, L3, L2
+        self.relinquish_hooks: list = [lambda m, d: m.gnttab.release_mappings(m, d), _unpin_all,
                                        lambda m, d: m.design_host.relinquish(d.domid),
                                        lambda m, d: m.pt.relinquish(d)]
         #: what subsystems hold, for the auditor: f(machine, expected) (see _audit.Expected)
-        self.audit_contributors: list = [self.pt.expect]
+        self.audit_contributors: list = [self.pt.expect, grant_expect]
         #: what faithful mode let through that real Xen got wrong (docs/xen-facts.md, section 8)
         self.violations: list[str] = []
         self._in_request = False
@@ -121,6 +126,7 @@ class Machine:
         self.hypercall.register(HYPERVISOR_mmu_update, do_mmu_update)
         self.hypercall.register(HYPERVISOR_mmuext_op, do_mmuext_op, per_vcpu=True)
         self.hypercall.register(HYPERVISOR_update_va_mapping, do_update_va_mapping, per_vcpu=True)
+        self.hypercall.register(HYPERVISOR_grant_table_op, do_grant_table_op)
         self.events.watch(self._bind)
 
     # -- the execution mode ------------------------------------------------------------
@@ -319,6 +325,7 @@ class Machine:
         domid = self._next_domid
         self._next_domid += 1
         self.domains[domid] = Domain(domid, name, max_pages, vcpus=vcpus)
+        self.gnttab.create(domid)
         return domid
 
     def destroy_domain(self, domid: int, caller: int = 0) -> int:
@@ -478,7 +485,8 @@ class Machine:
         return _new_records(Records, (
             self.heap.snapshot(), self.m2p.capture(), tuple([d.capture() for d in ds]),
             DomainObjects(ds), self.pt.capture_live(), self.superpage.snapshot(),
-            self.spage_table.snapshot(), self.refs.tlb.capture_clock(), self._next_domid))
+            self.spage_table.snapshot(), self.refs.tlb.capture_clock(), self._next_domid,
+            self.gnttab.capture()))
 
     def restore(self, state: MachineState) -> None:
         """Put the machine back as ``state`` (a :meth:`capture`) has it; frame words and
@@ -516,6 +524,8 @@ class Machine:
         if now.tlb != rec.tlb:
             self.refs.tlb.restore_clock(rec.tlb)
         self._next_domid = rec.next_domid
+        if now.grants != rec.grants:
+            self.gnttab.restore(rec.grants)
 
     def snapshot(self) -> MachineState:
         """Everything a failed call must leave unchanged (compare with :meth:`same_as`):

@@ -17,6 +17,7 @@ from ._baseptr import new_guest_cr3, new_user_baseptr, put_old_guest_table, rule
 from ._mmuext_other import MMUEXT_NEW_USER_BASEPTR, OTHER_NAMES, other_command
 from ._release import Release
 from ..mem import PGT_writable_page
+from ._grant_host import guest_map_l1e
 from ._pagetable import LEVEL_TYPES, _PAGE_PRESENT, _PAGE_PSE, pte_mfn
 from ..mem import PAGE_SHIFT, SUPERPAGE_ORDER, SUPERPAGE_PAGES
 
@@ -207,12 +208,10 @@ def do_update_va_mapping(m, caller: int, va: int, val: int, flags: int = 0,
     table = d.vcpus[vcpu].guest_table
     if d.is_dying or table is None:
         return -errno.EINVAL
-    for level, shift in ((4, 39), (3, 30), (2, 21)):
-        e = m.mem.read(table, (va >> shift) & 511)
-        if not e & _PAGE_PRESENT or (level == 2 and e & _PAGE_PSE):
-            return -errno.EINVAL
-        table = pte_mfn(e)
-    index = (va >> PAGE_SHIFT) & 511
+    slot = guest_map_l1e(m, d, va, vcpu)
+    if slot is None:
+        return -errno.EINVAL
+    table, index = slot
     # the walk may end at another level's table through a linear entry: Xen checks the
     # type of the table it reached (do_update_va_mapping, 4.1 to 4.8)
     if not m.mfn_valid(table) or m.pt.live_level(m.mfn_to_page(table)) != 1:
