@@ -660,7 +660,8 @@ def test_resolved_config_round_trips_for_presets(name, tmp_path):
     assert first == second
     assert first["machine"]["pdx"] == "offset"
     assert first["hypervisor"] == {"version": "4.5", "allow_superpage": True,
-                                   "superpage": "xen-4.1", "faithful": True}
+                                   "superpage": "xen-4.1", "faithful": True,
+                                   "preempt": "never"}
     assert os.listdir(tmp_path) == ["resolved.yaml"]         # no temporary left behind
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Literal
 
 from .._errors import ConfigError
 from ..designs import default_design, design_names
-from ..xen import LATEST_RELEASE, RELEASE_NAMES
+from ..xen import LATEST_RELEASE, RELEASE_NAMES, parse_preemption
 from ._files import check_e820_type
 from ._hypercall_ops import HypercallOp
 from ._loader import line_of, size
@@ -23,7 +23,7 @@ __all__ = [
     "ScriptOpConfig", "WorkloadConfig", "CostModelConfig", "Config", "check_simulation",
     "workload_ops", "MAP_SOURCES", "WORKLOAD_KINDS", "GUEST_OPS", "SLOT_RUN_OPS",
     "SUPERPAGE_RUN_OPS", "MAX_SLOTS", "SUPERPAGE_BYTES", "MAX_WORKLOAD_OPS",
-    "FRAME_ATOMIC_NS", "CMPXCHG_NS", "HYPERCALL_NS", "version_field", "check_positive",
+    "FRAME_ATOMIC_NS", "CMPXCHG_NS", "HYPERCALL_NS", "version_field", "check_positive", "check_preempt",
     "check_not_negative",
 ]
 
@@ -68,6 +68,11 @@ class MachineConfig:
             self.preset = DEFAULT_PRESET
 
 
+def check_preempt(value: str) -> None:
+    """A ``hypervisor.preempt`` value: ``never``, ``every N`` or ``random P [seed S]``."""
+    parse_preemption(value)
+
+
 def version_field() -> Any:
     """A ``version: Literal[RELEASE_NAMES]`` field: the Xen release, as written ("4.8")."""
     return field(default=str(LATEST_RELEASE),
@@ -84,6 +89,8 @@ class HypervisorConfig:
     superpage: str = field(default_factory=default_design,
                            metadata={"choices": design_names, "what": "design"})
     faithful: bool = False
+    #: when hypercall_preempt_check() answers true: never, every N, random P [seed S]
+    preempt: str = field(default="never", metadata={"check": check_preempt})
 
 
 # -- the simulation: domains, workload, compare, cost model (docs/workloads.md) --------

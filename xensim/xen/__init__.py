@@ -84,6 +84,9 @@ from ._refcount import (
     VALID_AT_ONCE, PageTypeValidator, NoPageTables, RefStats, get_page_allowed,
     GET_PAGE_COUNT_MAX, REASONS, RangeResult, RefCounts,
 )
+from ._preempt import (
+    Preemption, parse_preemption, PREEMPT_MODES,
+)
 from ._release import (
     Release, RELEASES, RELEASE_NAMES, LATEST_RELEASE,
 )
@@ -134,4 +137,5 @@ __all__ = [
     "max_order", "populate_physmap", "pte_mfn", "put_pte_flags", "remove_extent",
     "VECTOR_MIN_FRAMES", "mmu_update_requests", "mmu_update_one", "STEPWISE", "VECTORISED",
     "LATEST_RELEASE", "RELEASES", "RELEASE_NAMES", "Release",
+    "Preemption", "parse_preemption", "PREEMPT_MODES",
 ]

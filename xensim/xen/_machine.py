@@ -36,6 +36,7 @@ from ..mem import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state_free,
                          PGC_state_inuse, PGT_count_mask, PGT_pinned)
 from ..mem import Pdx, make_pdx
 from ._refcount import RefCounts, RefcountBug
+from ._preempt import Preemption, parse_preemption
 from ._release import LATEST_RELEASE, Release
 from ._state import DomainObjects, MachineState, Records, same_state
 from ..mem import SuperpageTable
@@ -62,13 +63,15 @@ class Machine:
     def __init__(self, memmap: MemoryMap, pdx_mode: str = "mask", *,
                  version: str | Release = LATEST_RELEASE, allow_superpage: bool = True,
                  superpage: str | None = None, faithful: bool = False,
-                 spage_words: int | None = None):
+                 spage_words: int | None = None, preempt: "str | Preemption" = "never"):
         #: the Xen release simulated (ordered: ``m.release >= Release.R4_7``)
         self.release = Release.parse(version)
         #: the release as written ("4.8"), as outputs print it
         self.version = str(self.release)
         self.allow_superpage = allow_superpage
         self.faithful = faithful
+        #: when hypercall_preempt_check() answers true (xen/_preempt.py; "never" by default)
+        self.preempt = preempt if isinstance(preempt, Preemption) else parse_preemption(preempt)
         #: the event bus: every observer of this machine subscribes here (see _events)
         self.events = Events()
         design = design_class(superpage or default_design())
@@ -172,7 +175,7 @@ class Machine:
         hv = cfg.hypervisor
         return cls(memmap, cfg.machine.pdx, version=hv.version,
                    allow_superpage=hv.allow_superpage, superpage=hv.superpage,
-                   faithful=hv.faithful)
+                   faithful=hv.faithful, preempt=hv.preempt)
 
     # -- one hypercall request: all or nothing ---------------------------------------
     def request(self, fn, *args) -> int:

@@ -186,7 +186,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     "Machine": {
         "state": ("frame_table", "spage_table", "heap", "m2p", "mem", "pt", "refs",
                   "domains", "superpage", "_next_domid", "gnttab"),
-        "config": ("release", "version", "allow_superpage", "faithful", "memmap", "pdx",
+        "config": ("release", "version", "allow_superpage", "faithful", "preempt", "memmap", "pdx",
                    "max_page", "relinquish_hooks", "audit_contributors"),
         "derived": ("_to_pdx", "_to_mfn", "_covers", "ram_pdx_ranges"),
         "link": ("events", "hypercall", "design_host"),

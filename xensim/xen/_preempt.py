@@ -1,0 +1,113 @@
+"""When Xen's ``hypercall_preempt_check()`` answers true: the machine's preemption source.
+
+Xen asks ``hypercall_preempt_check()`` (softirq pending, or the scheduler wants the CPU)
+at fixed points of its long loops and, when it answers true, stops with -ERESTART
+(4.1: -EAGAIN) and leaves a hypercall continuation. What makes it answer true is the
+rest of the host, which xensim does not model; :class:`Preemption` stands for it:
+
+* ``never`` (the default): every check answers false, and the loops do not even ask
+  (``pending`` is None: a run without preemption costs what it did before);
+* ``every N``: every N-th check answers true (the first N-1 false);
+* ``random P [seed S]``: each check answers true with probability P, from a generator
+  seeded with S (default 0), so a run is repeatable.
+
+The check points are Xen's own, per release (docs/xen-facts.md, section 3b):
+``alloc_l2_table``'s and ``free_l2_table``'s loops over their entries, and the loops
+of ``do_mmuext_op`` and ``do_mmu_update`` between two requests. (``alloc_l3_table`` and
+``alloc_l4_table`` have no check of their own: they are preempted when the table one
+level down is, or when a contended ``__get_page_type`` / ``__put_page_type`` retries,
+which a sequential run never does.)
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+__all__ = ["Preemption", "parse_preemption", "PREEMPT_MODES"]
+
+#: the modes a ``hypervisor.preempt`` value starts with
+PREEMPT_MODES = ("never", "every", "random")
+
+
+@dataclass
+class Preemption:
+    """The answer of ``hypercall_preempt_check()``: never, every ``every``-th check, or
+    with ``probability`` from a generator seeded ``seed``. ``checks`` and ``preemptions``
+    count the questions asked and the true answers."""
+    mode: str = "never"
+    every: int = 0
+    probability: float = 0.0
+    seed: int = 0
+    checks: int = 0
+    preemptions: int = 0
+    _rng: random.Random | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.mode not in PREEMPT_MODES:
+            raise ValueError(f"unknown preemption mode {self.mode!r}; "
+                             f"choose from {', '.join(PREEMPT_MODES)}")
+        if self.mode == "every" and self.every < 1:
+            raise ValueError(f"every N needs N >= 1, got {self.every}")
+        if self.mode == "random":
+            if not 0.0 <= self.probability <= 1.0:
+                raise ValueError(f"random P needs 0 <= P <= 1, got {self.probability}")
+            self._rng = random.Random(self.seed)
+
+    @property
+    def pending(self):
+        """The check the loops call (``hypercall_preempt_check``), or None when it never
+        answers true: ``if (p := m.preempt.pending) is not None and p(): ...``."""
+        return None if self.mode == "never" else self.hypercall_preempt_check
+
+    def hypercall_preempt_check(self) -> bool:
+        self.checks += 1
+        if self.mode == "every":
+            hit = self.checks % self.every == 0
+        elif self.mode == "random":
+            hit = self._rng.random() < self.probability
+        else:
+            hit = False
+        if hit:
+            self.preemptions += 1
+        return hit
+
+    def __str__(self) -> str:
+        if self.mode == "every":
+            return f"every {self.every}"
+        if self.mode == "random":
+            return f"random {self.probability:g} seed {self.seed}"
+        return "never"
+
+    def capture(self) -> tuple:
+        """Its progress (the counts and the generator's state): the machine's inventory."""
+        return (self.checks, self.preemptions,
+                self._rng.getstate() if self._rng is not None else None)
+
+    def restore(self, state: tuple) -> None:
+        self.checks, self.preemptions, rng = state
+        if rng is not None:
+            self._rng.setstate(rng)
+
+
+def parse_preemption(text: str) -> Preemption:
+    """``"never"``, ``"every 64"``, ``"random 0.01"``, ``"random 0.01 seed 7"`` ->
+    :class:`Preemption`; ValueError with what is wrong."""
+    words = str(text).split()
+    usage = "write never, every N, or random P [seed S]"
+    if not words or words[0] not in PREEMPT_MODES:
+        raise ValueError(f"{text!r}: {usage}")
+    mode = words[0]
+    try:
+        if mode == "never" and len(words) == 1:
+            return Preemption()
+        if mode == "every" and len(words) == 2:
+            return Preemption("every", every=int(words[1], 0))
+        if mode == "random" and len(words) in (2, 4) and (len(words) == 2 or words[2] == "seed"):
+            return Preemption("random", probability=float(words[1]),
+                              seed=int(words[3], 0) if len(words) == 4 else 0)
+    except ValueError as e:
+        if "needs" in str(e):
+            raise ValueError(f"{text!r}: {e}") from None
+        raise ValueError(f"{text!r}: {usage}") from None
+    raise ValueError(f"{text!r}: {usage}")
