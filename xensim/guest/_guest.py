@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..xen import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
+from ..xen import (Continuation, HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
                    HYPERVISOR_grant_table_op, GNTMAP_host_map, GNTMAP_readonly,
                    GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref, GnttabMapGrantRef,
                    GnttabUnmapGrantRef, errno_name)
@@ -47,6 +47,11 @@ from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES, SUPERPAGE_SHIFT
 
 DIRECTMAP_BASE = 0xFFFF_8800_0000_0000        # Linux x86_64: L4 slot 272
 _SHIFT = {4: 39, 3: 30, 2: 21, 1: 12}
+
+
+#: continuations of one hypercall after which the guest gives up (a preemption source that
+#: answers true at every check livelocks Xen 4.1's loops, which check before their first op)
+MAX_CONTINUATIONS = 100_000
 
 
 class GuestError(RuntimeError):
@@ -87,10 +92,24 @@ class GuestKernel:
         self.ops_run = 0
         #: (granter, ref) -> the handle of this kernel's mapping of it
         self.grant_handles: dict[tuple[int, int], int] = {}
+        #: hypercalls entered again after Xen preempted them (hypercall continuations)
+        self.continuations = 0
 
     # -- hypercalls ------------------------------------------------------------------------
     def _hc(self, number: int, *args) -> int:
-        self.last_rc = rc = self.m.hypercall(self.domid, number, *args, vcpu=self.vcpu)
+        """Issue a hypercall from the current vCPU; a preempted one (a ``Continuation``) is
+        entered again with the arguments Xen wrote back, until it ends, as the vCPU does
+        when Xen rewinds it to its hypercall instruction (``continuations`` counts them)."""
+        rc = self.m.hypercall(self.domid, number, *args, vcpu=self.vcpu)
+        again = 0
+        while isinstance(rc, Continuation):
+            again += 1
+            if again > MAX_CONTINUATIONS:
+                raise GuestError(f"a hypercall was continued {MAX_CONTINUATIONS:,} times without "
+                                 f"ending: preemption ({self.m.preempt}) never lets it finish")
+            self.continuations += 1
+            rc = self.m.hypercall(self.domid, rc.number, *rc.args, vcpu=self.vcpu)
+        self.last_rc = rc
         return rc
 
     def switch_to(self, vcpu: int) -> int:

@@ -6,6 +6,9 @@ from ._frametable import (
     PDX_GROUP_SHIFT, PDX_GROUP_FRAMES, PDX_GROUP_MASK, FRAME_BYTES, XEN_PAGE_INFO_BYTES,
     FrameTable,
 )
+from ._progress import (
+    ValidationProgress,
+)
 from ._heap import (
     HeapError, DomainHeap, blocks_of,
 )
@@ -46,6 +49,7 @@ from ._units import (
 )
 
 __all__ = [
+    "ValidationProgress",
     "DOMID_INVALID", "DOMID_SELF", "DomainHeap", "E820Type", "FRAME_BYTES", "FrameMap",
     "FrameTable", "GiB", "HeapError", "INVALID", "KiB", "MAX_MFN", "MAX_ORDER", "MAX_PADDR",
     "MODES", "MemRange", "MemoryMap", "MemoryMapError", "MiB", "OFFSET_TABLE_ORDER",

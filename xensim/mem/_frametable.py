@@ -33,6 +33,7 @@ from bisect import bisect_right
 import numpy as np
 
 from ._page_info import DOMID_INVALID, PGC_state_free
+from ._progress import ValidationProgress
 
 PDX_GROUP_SHIFT = 16
 PDX_GROUP_FRAMES = 1 << PDX_GROUP_SHIFT
@@ -74,6 +75,8 @@ class FrameTable:
         self._owner: list[np.ndarray | None] = [None] * self.n_groups
         #: while a request runs: (pdx, n, old count_info, old type_info, old owner) per write
         self._journal: list | None = None
+        #: nr_validated_ptes and partial_pte of preempted (de)validations (mem/_progress.py)
+        self.progress = ValidationProgress()
 
     # -- groups ---------------------------------------------------------------
     @property

@@ -85,7 +85,7 @@ from ._refcount import (
     GET_PAGE_COUNT_MAX, REASONS, RangeResult, RefCounts,
 )
 from ._preempt import (
-    Preemption, parse_preemption, PREEMPT_MODES,
+    Preemption, parse_preemption, PREEMPT_MODES, ERESTART, Continuation,
 )
 from ._release import (
     Release, RELEASES, RELEASE_NAMES, LATEST_RELEASE,
@@ -137,5 +137,5 @@ __all__ = [
     "max_order", "populate_physmap", "pte_mfn", "put_pte_flags", "remove_extent",
     "VECTOR_MIN_FRAMES", "mmu_update_requests", "mmu_update_one", "STEPWISE", "VECTORISED",
     "LATEST_RELEASE", "RELEASES", "RELEASE_NAMES", "Release",
-    "Preemption", "parse_preemption", "PREEMPT_MODES",
+    "Preemption", "parse_preemption", "PREEMPT_MODES", "ERESTART", "Continuation",
 ]

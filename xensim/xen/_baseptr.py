@@ -13,10 +13,10 @@ process having a user L4 of its own). For NEW_USER_BASEPTR the MFN 0 means "no u
 root" (the frame is never taken); xensim's ``guest_table`` is None for no root, so that
 a machine whose RAM starts at frame 0 may use it (Xen never gives frame 0 to a guest).
 
-``old_guest_table`` is the root whose references a preempted put left to finish (from
-4.3, XSA-45's fix): the next mmuext_op, mmu_update or NEW_BASEPTR first finishes it
-(``put_old_guest_table``). xensim's calls run to the end, so it stays None; it is kept,
-captured and counted all the same.
+``old_guest_table`` is the table whose references a preempted put left to finish (from
+4.3, XSA-45's fix): an unpin or the old root's put in NEW_BASEPTR / NEW_USER_BASEPTR
+preempted while the table was devalidated (``Machine.preempt``). The next mmuext_op,
+mmu_update or NEW_BASEPTR first finishes it (``put_old_guest_table``, preemptible too).
 
 What changed between the modelled releases (:data:`RULES`, by the first release of each
 row; a later release takes the latest row at or before it):
@@ -36,6 +36,7 @@ import errno
 from dataclasses import dataclass
 
 from ..mem import PGT_l4_page_table
+from ._preempt import ERESTART
 from ._release import Release
 
 #: Xen's PGT_root_page_table on x86-64
@@ -117,10 +118,11 @@ def vcpu_roots(d):
 
 
 def root_mfns(d) -> tuple:
-    """The MFN of every root reference ``d``'s vCPUs hold, vCPU by vCPU (a frame twice
-    when two roots are it)."""
-    return tuple([mfn for v in d.vcpus
-                  for mfn in (v.guest_table, v.guest_table_user, v.old_guest_table)
+    """The MFN of every root ``d``'s vCPUs hold (``guest_table``, ``guest_table_user``:
+    one general and one PGT_root_page_table reference each), vCPU by vCPU (a frame twice
+    when two roots are it). ``old_guest_table`` is counted apart (``PageTables.expect_partial``):
+    the table it holds may be of any level, partly devalidated."""
+    return tuple([mfn for v in d.vcpus for mfn in (v.guest_table, v.guest_table_user)
                   if mfn is not None])
 
 
@@ -130,7 +132,9 @@ def _take_root(m, d, mfn: int) -> int:
     if not m.mfn_valid(mfn):
         rc = -errno.EINVAL
     else:
-        rc = m.refs.get_page_and_type_rc(m.mfn_to_page(mfn), d.domid, PGT_root_page_table)
+        # 4.5 on get_page_and_type_from_pagenr(..., preemptible 1): -ERESTART is the op's
+        rc = m.refs.get_page_and_type_rc(m.mfn_to_page(mfn), d.domid, PGT_root_page_table,
+                                         rules_for(m.release).old_guest_table)
     if rc and not rules_for(m.release).errno_as_given:
         return -errno.EINVAL
     return rc
@@ -140,12 +144,33 @@ def _put_root(m, mfn: int) -> None:
     m.refs.put_page_and_type(m.mfn_to_page(mfn))
 
 
-def put_old_guest_table(m, v: Vcpu) -> int:
-    """Xen's put_old_guest_table (4.3 on): finish the put a preempted call left."""
+def _put_old_root(m, v: Vcpu, mfn: int) -> int:
+    """The old root's put in new_guest_cr3 / NEW_USER_BASEPTR: 4.5 on
+    put_page_and_type_preemptible, and if it is preempted the vCPU's ``old_guest_table``
+    keeps the references (-ERESTART: the op is continued, and finds the root installed)."""
+    if not rules_for(m.release).old_guest_table:
+        _put_root(m, mfn)
+        return 0
+    rc = m.refs.put_page_and_type_preemptible(m.mfn_to_page(mfn))
+    if rc == -ERESTART:
+        v.old_guest_table = mfn
+    return rc
+
+
+def put_old_guest_table(m, v: Vcpu, preemptible: bool = True) -> int:
+    """Xen's put_old_guest_table (4.3 on): finish the put a preempted call left, itself
+    preemptible (put_page_and_type_preemptible): -ERESTART keeps ``old_guest_table``.
+    (``preemptible`` False: at destruction, where xensim runs it to the end.)"""
     if v.old_guest_table is None:
         return 0
-    mfn, v.old_guest_table = v.old_guest_table, None
-    _put_root(m, mfn)
+    page = m.mfn_to_page(v.old_guest_table)
+    if preemptible:
+        rc = m.refs.put_page_and_type_preemptible(page)
+        if rc == -ERESTART:
+            return rc
+    else:
+        m.refs.put_page_and_type(page)
+    v.old_guest_table = None
     return 0
 
 
@@ -163,7 +188,7 @@ def new_guest_cr3(m, d, v: Vcpu, mfn: int) -> int:
         return rc
     v.guest_table = mfn
     if old is not None:
-        _put_root(m, old)
+        return _put_old_root(m, v, old)
     return 0
 
 
@@ -180,14 +205,14 @@ def new_user_baseptr(m, d, v: Vcpu, mfn: int) -> int:
             return rc
     v.guest_table_user = mfn or None
     if old is not None:
-        _put_root(m, old)
+        return _put_old_root(m, v, old)
     return 0
 
 
 def vcpu_destroy_pagetables(m, v: Vcpu) -> None:
     """At destruction (``domain_relinquish_resources``, each vCPU): the old table left
     by a preempted put (4.3 on), then the kernel root, then the user root are put."""
-    put_old_guest_table(m, v)
+    put_old_guest_table(m, v, False)
     if v.guest_table is not None:
         mfn, v.guest_table = v.guest_table, None
         _put_root(m, mfn)

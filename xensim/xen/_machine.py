@@ -25,6 +25,7 @@ from ._hypercall import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR
 from ._memory_op import do_memory_op, remove_extent
 from ._mmu import do_mmu_update, do_mmuext_op, do_update_va_mapping, mmu_update_requests
 from ._grant_audit import grant_expect
+from ._partial_audit import partial_expect
 from ._grant_table import HYPERVISOR_grant_table_op, GrantTables, do_grant_table_op
 from . import accel
 from ._pagetable import GuestMemory, PageTables
@@ -36,7 +37,7 @@ from ..mem import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state_free,
                          PGC_state_inuse, PGT_count_mask, PGT_pinned)
 from ..mem import Pdx, make_pdx
 from ._refcount import RefCounts, RefcountBug
-from ._preempt import Preemption, parse_preemption
+from ._preempt import ERESTART, Preemption, parse_preemption
 from ._release import LATEST_RELEASE, Release
 from ._state import DomainObjects, MachineState, Records, same_state
 from ..mem import SuperpageTable
@@ -112,7 +113,7 @@ class Machine:
                                        lambda m, d: m.design_host.relinquish(d.domid),
                                        lambda m, d: m.pt.relinquish(d)]
         #: what subsystems hold, for the auditor: f(machine, expected) (see _audit.Expected)
-        self.audit_contributors: list = [self.pt.expect, grant_expect]
+        self.audit_contributors: list = [self.pt.expect, partial_expect, grant_expect]
         #: what faithful mode let through that real Xen got wrong (docs/xen-facts.md, section 8)
         self.violations: list[str] = []
         self._in_request = False
@@ -131,6 +132,13 @@ class Machine:
         self.hypercall.register(HYPERVISOR_update_va_mapping, do_update_va_mapping, per_vcpu=True)
         self.hypercall.register(HYPERVISOR_grant_table_op, do_grant_table_op)
         self.events.watch(self._bind)
+
+    def set_preempt(self, preempt: "str | Preemption") -> None:
+        """Change the preemption source (``hypervisor.preempt``'s forms); the slots are
+        bound again (an accelerator of a slot with a preemption point is not used while
+        preemption can happen)."""
+        self.preempt = preempt if isinstance(preempt, Preemption) else parse_preemption(preempt)
+        self._bind()
 
     # -- the execution mode ------------------------------------------------------------
     @property
@@ -202,7 +210,7 @@ class Machine:
         self.design_host.hooked = False
         try:
             rc = fn(*args)
-            if rc < 0 and not self.design_host.hooked:
+            if rc < 0 and rc != -ERESTART and not self.design_host.hooked:
                 self._check_undone()
         except BaseException:
             ft.rollback()
@@ -210,7 +218,7 @@ class Machine:
             raise
         finally:
             self._in_request = False
-        if rc < 0:
+        if rc < 0 and rc != -ERESTART:      # a preempted request keeps what it did
             ft.rollback()
             sp.rollback()
         else:
@@ -489,7 +497,7 @@ class Machine:
             self.heap.snapshot(), self.m2p.capture(), tuple([d.capture() for d in ds]),
             DomainObjects(ds), self.pt.capture_live(), self.superpage.snapshot(),
             self.spage_table.snapshot(), self.refs.tlb.capture_clock(), self._next_domid,
-            self.gnttab.capture()))
+            self.gnttab.capture(), self.pt.capture_partial()))
 
     def restore(self, state: MachineState) -> None:
         """Put the machine back as ``state`` (a :meth:`capture`) has it; frame words and
@@ -529,6 +537,8 @@ class Machine:
         self._next_domid = rec.next_domid
         if now.grants != rec.grants:
             self.gnttab.restore(rec.grants)
+        if now.partial != rec.partial:
+            self.pt.restore_partial(rec.partial)
 
     def snapshot(self) -> MachineState:
         """Everything a failed call must leave unchanged (compare with :meth:`same_as`):

@@ -13,6 +13,8 @@ import errno
 from dataclasses import dataclass
 
 from ._domain import DOMID_SELF
+from ._hypercall import HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op
+from ._preempt import ERESTART, Continuation
 from ._baseptr import new_guest_cr3, new_user_baseptr, put_old_guest_table, rules_for
 from ._mmuext_other import MMUEXT_NEW_USER_BASEPTR, OTHER_NAMES, other_command
 from ._release import Release
@@ -97,29 +99,63 @@ def _set_done(done, n: int) -> None:
         done[0] = n
 
 
-def _batch(m, reqs, done, fn, *args) -> int:
-    """Run ``fn(m, req, *args)`` for each request in order, each as one all-or-nothing request."""
+def _batch(m, reqs, done, fn, *args, v=None) -> int:
+    """Run ``fn(m, req, *args)`` for each request in order, each as one all-or-nothing
+    request; the number done in ``done[0]``. With a preemption source
+    (``Machine.preempt``) the loop asks ``hypercall_preempt_check()`` before each request,
+    as do_mmu_update's and do_mmuext_op's loops do: 4.1 before every one, 4.5 on before
+    every one but the first, and stops (-ERESTART) also when vCPU ``v`` has a put to
+    finish (``old_guest_table``). -ERESTART: the requests after ``done[0]`` are to be
+    continued."""
     n = 0
     rc = 0
     request = m.request
-    for req in reqs:
-        rc = request(fn, m, req, *args)
-        if rc < 0:
-            break
-        n += 1
+    check = m.preempt.pending
+    if check is None:
+        for req in reqs:
+            rc = request(fn, m, req, *args)
+            if rc < 0:
+                break
+            n += 1
+    else:
+        first = m.release == Release.R4_1
+        for req in reqs:
+            if ((v is not None and v.old_guest_table is not None)
+                    or ((n or first) and check())):
+                rc = -ERESTART
+                break
+            rc = request(fn, m, req, *args)
+            if rc < 0:
+                break
+            n += 1
     if done is not None:
         done[0] = n
     return rc if rc < 0 else 0
 
 
+def _continued(number: int, reqs, n: int, rc: int, done, base: int, args: tuple):
+    """The end of a batch (do_mmu_update's, do_mmuext_op's): the guest's ``done`` gets the
+    requests done by this call added to ``base`` (what the continued call had done);
+    -ERESTART becomes the continuation of the requests after the ``n`` done, the count
+    marked MMU_UPDATE_PREEMPTED (``preempted=True``)."""
+    if done is not None:
+        done[0] = base + n
+    if rc == -ERESTART:
+        return Continuation(number, (reqs[n:], done) + args + (True,))
+    return rc
+
+
 # -- mmu_update ----------------------------------------------------------------------
 def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = None,
-                  foreigndom: int = DOMID_SELF) -> int:
+                  foreigndom: int = DOMID_SELF, preempted: bool = False) -> int:
     """Xen's do_mmu_update. ``foreigndom`` carries the page owner in its low 16 bits
     (get_pg_owner) and, when bits 16-31 are not 0, the page-table owner's domid
     plus one. ``done`` is written on every exit but one: from 4.5, an unknown
-    page-table owner returns before it."""
+    page-table owner returns before it. ``preempted`` is the count's
+    MMU_UPDATE_PREEMPTED bit: a continued call adds what it does to ``done[0]``.
+    Preempted between two requests, it returns the :class:`Continuation` of the rest."""
     d = m.domains.get(caller)
+    base = done[0] if preempted and done is not None else 0
     old = m.release == Release.R4_1
     foreigndom &= 0xFFFFFFFF                              # an unsigned int
     pt_owner = d
@@ -144,7 +180,11 @@ def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = Non
     pg_ok = old or _privileged_for(d, pg_owner)
     normal_ok = pg_ok and (old or _privileged_for(d, pt_owner))
     machphys_ok = pg_ok and (old or d is pt_owner)
-    return m.mmu_update_requests(reqs, done, pt_owner, pg_owner, normal_ok, machphys_ok)
+    if m.preempt.pending is None:
+        return m.mmu_update_requests(reqs, done, pt_owner, pg_owner, normal_ok, machphys_ok)
+    count = [0]
+    rc = m.mmu_update_requests(reqs, count, pt_owner, pg_owner, normal_ok, machphys_ok)
+    return _continued(HYPERVISOR_mmu_update, reqs, count[0], rc, done, base, (foreigndom,))
 
 
 def mmu_update_requests(m, reqs: list[MmuUpdate], done, pt_owner, pg_owner, normal_ok: bool,
@@ -187,8 +227,9 @@ def mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = True
     try:
         level = m.pt.live_level(page)
         if level:
+            # mod_l3_entry / mod_l4_entry validate a new entry's table preemptibly
             return m.pt.mod_entry(mfn, index, req.val, level, pt_owner.domid,
-                                  cmd == MMU_PT_UPDATE_PRESERVE_AD, pg_owner.domid)
+                                  cmd == MMU_PT_UPDATE_PRESERVE_AD, pg_owner.domid, level >= 3)
         # not a live page table: an ordinary write, allowed while it can be writable
         if not refs.get_page_type(page, PGT_writable_page):
             return -errno.EINVAL
@@ -220,25 +261,43 @@ def do_update_va_mapping(m, caller: int, va: int, val: int, flags: int = 0,
 
 
 # -- mmuext_op -----------------------------------------------------------------------
-def do_mmuext_op(m, caller: int, ops: list[MmuextOp], done: list | None = None,
-                 foreigndom: int = DOMID_SELF, vcpu: int = 0) -> int:
+def do_mmuext_op(m, caller: int, ops: list[MmuextOp] | None, done: list | None = None,
+                 foreigndom: int = DOMID_SELF, preempted: bool = False, vcpu: int = 0) -> int:
     """Xen's do_mmuext_op, issued by vCPU ``vcpu`` of ``caller``. A refused
     ``foreigndom`` writes ``done`` (0) in 4.1 only: from 4.5 the call returns before it
     (-ESRCH from get_pg_owner, -EPERM from XSM). From 4.5 a put a preempted call left
-    (``old_guest_table``) is finished first."""
+    (``old_guest_table``) is finished first.
+
+    ``preempted`` is the count's MMU_UPDATE_PREEMPTED bit: a continued call adds what it
+    does to ``done[0]``. Preempted (between two ops, or inside a pin, NEW_BASEPTR or
+    unpin), the call returns the :class:`Continuation` of the ops left; from 4.5 one
+    that ends with a put left in ``old_guest_table`` continues with no ops (``ops``
+    None) and its result in ``foreigndom``, as Xen's does."""
     curr = m.domain(caller)
     v = curr.vcpus[vcpu]
     old = m.release == Release.R4_1
     if rules_for(m.release).old_guest_table and (rc := put_old_guest_table(m, v)):
+        if rc == -ERESTART:                       # the same call, entered again later
+            return Continuation(HYPERVISOR_mmuext_op, (ops, done, foreigndom, preempted))
         return rc
+    if ops is None and preempted:                 # the put finished: the call's result
+        return foreigndom
+    base = done[0] if preempted and done is not None else 0
     pg_owner = get_pg_owner(m, curr, foreigndom)
     if pg_owner is None:
         if old:
-            _set_done(done, 0)
+            _set_done(done, base)
         return -errno.ESRCH
     if not old and not _privileged_for(curr, pg_owner):  # xsm_mmuext_op
         return -errno.EPERM
-    return _batch(m, ops, done, _mmuext_one, curr, pg_owner, v)
+    if m.preempt.pending is None:
+        return _batch(m, ops, done, _mmuext_one, curr, pg_owner, v)
+    count = [0]
+    rc = _batch(m, ops, count, _mmuext_one, curr, pg_owner, v, v=v)
+    if rc != -ERESTART and v.old_guest_table is not None and not old:
+        _continued(HYPERVISOR_mmuext_op, ops, count[0], rc, done, base, ())
+        return Continuation(HYPERVISOR_mmuext_op, (None, None, rc, True))
+    return _continued(HYPERVISOR_mmuext_op, ops, count[0], rc, done, base, (foreigndom,))
 
 
 def _mmuext_one(m, op: MmuextOp, curr, pg_owner, v) -> int:
@@ -246,7 +305,7 @@ def _mmuext_one(m, op: MmuextOp, curr, pg_owner, v) -> int:
     if MMUEXT_PIN_L1_TABLE <= cmd <= MMUEXT_PIN_L4_TABLE:
         return _pin(m, op.arg1, LEVEL_TYPES[cmd - MMUEXT_PIN_L1_TABLE + 1], pg_owner, curr)
     if cmd == MMUEXT_UNPIN_TABLE:
-        return _unpin(m, op.arg1, pg_owner)
+        return _unpin(m, op.arg1, pg_owner, v)
     if cmd == MMUEXT_NEW_BASEPTR or cmd == MMUEXT_NEW_USER_BASEPTR:
         # 4.1 ignores the foreign domain here (the caller's own vCPU); 4.5 on refuse
         if pg_owner is not curr and rules_for(m.release).foreign_refused:
@@ -267,7 +326,9 @@ def _pin(m, mfn: int, type: int, d, curr=None) -> int:
     if not m.mfn_valid(mfn):
         return -errno.EINVAL
     page = m.mfn_to_page(mfn)
-    rc = m.refs.get_page_and_type_rc(page, d.domid, type)
+    # get_page_type_preemptible (every release): a preempted validation is -ERESTART, the
+    # table left PGT_partial and the general reference given back
+    rc = m.refs.get_page_and_type_rc(page, d.domid, type, True)
     if rc != 0:
         return rc
     if not m.refs.set_pinned(page):                       # already pinned
@@ -281,7 +342,7 @@ def _pin(m, mfn: int, type: int, d, curr=None) -> int:
     return 0
 
 
-def _unpin(m, mfn: int, d) -> int:
+def _unpin(m, mfn: int, d, v) -> int:
     if not m.mfn_valid(mfn):
         return -errno.EINVAL
     page = m.mfn_to_page(mfn)
@@ -291,7 +352,13 @@ def _unpin(m, mfn: int, d) -> int:
         m.refs.put_page(page)
         return -errno.EINVAL
     del d.pinned[page]
-    m.refs.put_page_and_type(page)                        # the pin's references
+    if rules_for(m.release).old_guest_table:
+        # put_page_and_type_preemptible (4.5 on): a preempted devalidation leaves the
+        # pin's references to the vCPU's old_guest_table, finished by the next call
+        if m.refs.put_page_and_type_preemptible(page) == -ERESTART:
+            v.old_guest_table = int(m.pdx_to_mfn(page))
+    else:
+        m.refs.put_page_and_type(page)                    # the pin's references (4.1)
     m.refs.put_page(page)                                 # ours
     return 0
 

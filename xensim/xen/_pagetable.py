@@ -39,7 +39,9 @@ from ..mem import (PGC_count_mask, PGT_count_mask, PGT_l1_page_table, PGT_l2_pag
                          PGT_writable_page)
 from ._baseptr import PGT_root_page_table, root_mfns
 from ._release import Release
+from ._preempt import ERESTART
 from ._segdesc import alloc_segdesc_page
+from ._validate import alloc_table, free_table
 from ._host import put_spage_pages
 from ..mem import PAGE_SHIFT, PDX_GROUP_MASK, PDX_GROUP_SHIFT, SUPERPAGE_PAGES
 
@@ -209,6 +211,9 @@ class PageTables:
     def __init__(self, machine):
         self.m = machine
         self.live: dict[int, tuple[int, int]] = {}
+        #: tables whose validation or devalidation was preempted (PGT_partial): page ->
+        #: (level, owner domid); how far each got is in ``FrameTable.progress``
+        self.partial: dict[int, tuple[int, int]] = {}
         machine.events.watch(self._bind_entry_events)
 
     def _bind_entry_events(self) -> None:
@@ -227,6 +232,15 @@ class PageTables:
     def restore_live(self, state: tuple) -> None:
         self.live.clear()
         self.live.update(state)
+
+    def capture_partial(self) -> tuple:
+        """``partial`` and every frame's nr_validated_ptes / partial_pte (the inventory)."""
+        return tuple(self.partial.items()), self.m.frame_table.progress.capture()
+
+    def restore_partial(self, state: tuple) -> None:
+        self.partial.clear()
+        self.partial.update(state[0])
+        self.m.frame_table.progress.restore(state[1])
 
     # -- what one entry holds -----------------------------------------------------
     def disallow_mask(self, level: int) -> int:
@@ -254,14 +268,17 @@ class PageTables:
         """Does entry ``e`` set a flag its level's disallow mask refuses?"""
         return bool(get_pte_flags(e) & self.disallow_mask(level))
 
-    def get_page_from_entry(self, level: int, e: int, d: int, table: int | None = None) -> int:
+    def get_page_from_entry(self, level: int, e: int, d: int, table: int | None = None,
+                            preemptible: bool = False) -> int:
         """Take the references a present entry of table ``table`` (an MFN) needs; 0 or a
-        negative errno (Xen's get_page_from_l1e .. get_page_from_l4e). Emits
-        entry_get_begin / entry_get_end (rc None: it raised) while they have subscribers
-        (bound in _bind_entry_events)."""
-        return self._get_page_from_entry(level, e, d, table)
+        negative errno (Xen's get_page_from_l1e .. get_page_from_l4e; ``preemptible``: an
+        L3 or L4 entry's table below may be preempted while it is validated, -ERESTART).
+        Emits entry_get_begin / entry_get_end (rc None: it raised) while they have
+        subscribers (bound in _bind_entry_events)."""
+        return self._get_page_from_entry(level, e, d, table, preemptible)
 
-    def _get_page_from_entry(self, level: int, e: int, d: int, table: int | None) -> int:
+    def _get_page_from_entry(self, level: int, e: int, d: int, table: int | None,
+                             preemptible: bool = False) -> int:
         m = self.m
         if self.disallowed(level, e):
             return -errno.EINVAL
@@ -294,7 +311,7 @@ class PageTables:
                 rc = 0 if m.refs.get_page(page, d) else -errno.EINVAL
             # a frame that is not the owner's (or free), or not typable writable: could_not_pin
             return -errno.EBUSY if rc and errnos else rc
-        rc = (m.refs.get_page_and_type_rc(m.mfn_to_page(mfn), d, CHILD_TYPES[level])
+        rc = (m.refs.get_page_and_type_rc(m.mfn_to_page(mfn), d, CHILD_TYPES[level], preemptible)
               if m.mfn_valid(mfn) else -errno.EINVAL)
         if rc == -errno.EINVAL and self.get_linear_pagetable(level, e, table, d):
             rc = 0
@@ -334,44 +351,54 @@ class PageTables:
             if refs.cmpxchg_type(page, x, x + 1, f"linear L{level} page table"):
                 return True
 
-    def _observed_get(self, level: int, e: int, d: int, table: int | None) -> int:
+    def _observed_get(self, level: int, e: int, d: int, table: int | None,
+                      preemptible: bool = False) -> int:
         """get_page_from_entry between entry_get_begin and entry_get_end."""
         ev, rc = self.m.events, None
         if ev.entry_get_begin is not None:
             ev.entry_get_begin(level, e, d, table)
         try:
-            rc = self._get_page_from_entry(level, e, d, table)
+            rc = self._get_page_from_entry(level, e, d, table, preemptible)
         finally:
             if ev.entry_get_end is not None:
                 ev.entry_get_end(level, e, d, table, rc)
         return rc
 
-    def _observed_put(self, level: int, e: int, table: int | None) -> None:
+    def _observed_put(self, level: int, e: int, table: int | None, partial: int = 0,
+                      preemptible: bool = False) -> int:
         ev = self.m.events
         if ev.entry_put_begin is not None:
             ev.entry_put_begin(level, e, table)
         try:
-            self._put_page_from_entry(level, e, table)
+            return self._put_page_from_entry(level, e, table, partial, preemptible)
         finally:
             if ev.entry_put_end is not None:
                 ev.entry_put_end(level, e, table)
 
-    def put_page_from_entry(self, level: int, e: int, table: int | None = None) -> None:
+    def put_page_from_entry(self, level: int, e: int, table: int | None = None, partial: int = 0,
+                            preemptible: bool = False) -> int:
         """Drop what a present entry of table ``table`` held (between entry_put_begin and
-        entry_put_end, also when it raises, while they have subscribers)."""
-        self._put_page_from_entry(level, e, table)
+        entry_put_end, also when it raises, while they have subscribers); 0, or -ERESTART
+        (``preemptible``: put_page_from_l3e / l4e found the table below preempted; the entry
+        keeps its general reference). ``partial`` > 0: it holds only a partial type count."""
+        return self._put_page_from_entry(level, e, table, partial, preemptible)
 
-    def _put_page_from_entry(self, level: int, e: int, table: int | None) -> None:
+    def _put_page_from_entry(self, level: int, e: int, table: int | None, partial: int = 0,
+                             preemptible: bool = False) -> int:
         m = self.m
         mfn = pte_mfn(e)
         if level >= 2 and mfn == table:
-            return                        # a linear entry to its own table holds nothing
+            return 0                      # a linear entry to its own table holds nothing
+        if level >= 3 and (partial or preemptible):
+            page = m.mfn_to_page(mfn)
+            return (m.refs.put_page_type(page, True) if partial > 0
+                    else m.refs.put_page_and_type_preemptible(page))
         if level == 2 and e & _PAGE_PSE:
             if not m.allow_superpage:          # Xen's put_superpage with the option off
                 put_spage_pages(m, mfn)
-                return
-            m.superpage.put_superpage(mfn, bool(e & _PAGE_RW))
-            return
+            else:
+                m.superpage.put_superpage(mfn, bool(e & _PAGE_RW))
+            return 0
         page = m.mfn_to_page(mfn)
         if m.faithful and not self._holds(level, e, page):
             # only reachable through a bug faithful mode lets through (XSA-148: PSE or RW
@@ -379,11 +406,12 @@ class PageTables:
             # never took; record it instead of corrupting the simulator's counts
             m.violations.append(f"L{level} entry to mfn {mfn:#x} drops references it never "
                                 f"took (entry {e:#x})")
-            return
+            return 0
         if level == 1 and not e & _PAGE_RW:
             m.refs.put_page(page)
         else:
             m.refs.put_page_and_type(page)
+        return 0
 
     def _holds(self, level: int, e: int, page: int) -> bool:
         """Can the frame pay for what this entry would drop? (faithful mode's guard)"""
@@ -397,8 +425,10 @@ class PageTables:
         return bool(ti & PGT_count_mask) and ti & PGT_type_mask in want
 
     # -- the validation hook ------------------------------------------------------------
-    def alloc_page_type(self, page: int, type: int) -> int:
+    def alloc_page_type(self, page: int, type: int, preemptible: bool = False) -> int:
         """Validate ``page`` as a table of ``type``: every present entry takes its references.
+        0, a negative errno, or -ERESTART (``preemptible``, and validation was preempted:
+        the table is recorded in ``partial``, its progress in ``FrameTable.progress``).
 
         An L4's slots 256-271 belong to Xen (is_guest_l4_slot): alloc_l4_table skips
         whatever the guest left there and, once the table is valid, writes Xen's own
@@ -410,25 +440,35 @@ class PageTables:
         level = type >> PGT_type_shift
         mfn = int(m.pdx_to_mfn(page))
         d = m.frame_table.owner(page)
-        if level != 4 and not m.mem.holds(mfn):   # never written: no entry to validate
-            self.live[page] = (level, d)
+        if level == 1 or (level != 4 and not m.mem.holds(mfn)
+                          and (not preemptible or m.preempt.pending is None)):
+            if level == 1 and m.mem.holds(mfn):          # alloc_l1_table: never preempted
+                entries = m.mem.table(mfn)
+                rc = self.get_entries(1, mfn, d, entries,
+                                      np.flatnonzero(entries & np.uint64(_PAGE_PRESENT)))
+                if rc != 0:
+                    return rc
+            self.live[page] = (level, d)       # (never written: no entry to validate)
             return 0
-        entries = m.mem.table(mfn)
-        present = np.flatnonzero(entries & np.uint64(_PAGE_PRESENT))
-        rc = self.get_entries(level, mfn, d, entries, present)
+        rc = alloc_table(self, page, level, mfn, d, preemptible, is_xen_slot)
+        if rc == -ERESTART:
+            self.partial[page] = (level, d)
+            return rc
         if rc != 0:
             return rc
         if level == 4:
             for i in range(ROOT_PAGETABLE_FIRST_XEN_SLOT, ROOT_PAGETABLE_LAST_XEN_SLOT + 1):
                 m.mem.write(mfn, i, 0)
+        self.partial.pop(page, None)
         self.live[page] = (level, d)
         return 0
 
     def get_entries(self, level: int, mfn: int, d: int, entries: np.ndarray,
                     present: np.ndarray) -> int:
-        """alloc_lN_table's loop: each present entry (indexes ``present``) of table ``mfn``
-        takes its references for ``d``, in order; at a failure the entries taken give
-        theirs back, in reverse: 0 or the failing entry's errno (an accelerated slot)."""
+        """alloc_l1_table's loop (L2-L4: xen/_validate.py): each present entry (indexes
+        ``present``) of table ``mfn`` takes its references for ``d``, in order; at a failure
+        those taken give theirs back, in reverse: 0 or the failing entry's errno (an
+        accelerated slot)."""
         taken: list[int] = []
         for i in present:
             i = int(i)
@@ -443,19 +483,29 @@ class PageTables:
             taken.append(i)
         return 0
 
-    def free_page_type(self, page: int, type: int) -> None:
-        """Devalidate: every present entry drops its references."""
+    def free_page_type(self, page: int, type: int, preemptible: bool = False,
+                       partial: bool = False) -> int:
+        """Devalidate: every present entry drops its references (a ``partial`` table's:
+        those below its ``nr_validated_ptes``, and its partial entry's). 0, or -ERESTART
+        (``preemptible``: the devalidation was preempted, the table left in ``partial``)."""
         level = type >> PGT_type_shift
         self.live.pop(page, None)
-        mfn = int(self.m.pdx_to_mfn(page))
-        if not self.m.mem.holds(mfn):            # never written: no entry holds anything
-            return
-        entries = self.m.mem.table(mfn).copy()
-        present = np.flatnonzero(entries & np.uint64(_PAGE_PRESENT))
-        self.put_entries(level, mfn, entries, present)
+        self.partial.pop(page, None)
+        m = self.m
+        mfn = int(m.pdx_to_mfn(page))
+        if not m.mem.holds(mfn):            # never written: no entry holds anything
+            return 0
+        if level == 1:                          # free_l1_table: never preempted
+            entries = m.mem.table(mfn).copy()
+            self.put_entries(1, mfn, entries, np.flatnonzero(entries & np.uint64(_PAGE_PRESENT)))
+            return 0
+        rc = free_table(self, page, level, mfn, preemptible, partial, is_xen_slot)
+        if rc == -ERESTART:
+            self.partial[page] = (level, m.frame_table.owner(page))
+        return rc
 
     def put_entries(self, level: int, mfn: int, entries: np.ndarray, present: np.ndarray) -> bool:
-        """free_lN_table's loop: each present entry (indexes ``present``) of table ``mfn``
+        """free_l1_table's loop: each present entry (indexes ``present``) of table ``mfn``
         drops what it holds, in order (an accelerated slot): True."""
         for i in present:
             if not is_xen_slot(level, int(i)):
@@ -505,8 +555,10 @@ class PageTables:
 
     # -- mod_lN_entry -------------------------------------------------------------------
     def mod_entry(self, table_mfn: int, index: int, new: int, level: int, d: int,
-                  preserve_ad: bool = False, pg_owner: int | None = None) -> int:
-        """Change entry ``index`` of a live level-``level`` table; 0 or a negative errno.
+                  preserve_ad: bool = False, pg_owner: int | None = None,
+                  preemptible: bool = False) -> int:
+        """Change entry ``index`` of a live level-``level`` table; 0 or a negative errno
+        (``preemptible``: -ERESTART, the new entry's table was preempted; nothing written).
 
         References are taken for ``d``, the table's domain; an L1 entry's target may
         belong to ``pg_owner`` instead (a privileged domain mapping a foreign frame).
@@ -543,7 +595,7 @@ class PageTables:
                 m.pt_stats["fast_path"] += 1
                 return 0
             owner = pg_owner if level == 1 and pg_owner is not None else d
-            rc = self.get_page_from_entry(level, new, owner, table_mfn)
+            rc = self.get_page_from_entry(level, new, owner, table_mfn, preemptible)
             if rc != 0:
                 return rc
             m.pt_stats["slow_path"] += 1

@@ -21,10 +21,35 @@ which a sequential run never does.)
 
 from __future__ import annotations
 
+import errno
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["Preemption", "parse_preemption", "PREEMPT_MODES"]
+__all__ = ["Preemption", "parse_preemption", "PREEMPT_MODES", "ERESTART", "Continuation"]
+
+#: what a preempted (de)validation and a preempted hypercall answer inside Xen: -ERESTART
+#: (85, Xen's public errno.h); Xen 4.1 spells the same thing -EAGAIN. The guest never sees
+#: it: the call becomes a continuation (:class:`Continuation`)
+ERESTART = errno.ERESTART
+
+
+class Continuation(int):
+    """What a preempted hypercall returns to its vCPU: -ERESTART, carrying the arguments
+    Xen's ``hypercall_create_continuation`` wrote back into the guest's registers
+    (``number``, ``args``, ``kwargs``): the vCPU re-enters the hypercall with them, as
+    Linux's hypercall page makes it (``GuestKernel`` re-issues it; a hostile guest may not)."""
+
+    number: int
+    args: tuple
+    kwargs: dict
+
+    def __new__(cls, number: int, args: tuple, kwargs: dict | None = None) -> "Continuation":
+        c = super().__new__(cls, -ERESTART)
+        c.number, c.args, c.kwargs = number, args, dict(kwargs or {})
+        return c
+
+    def __repr__(self) -> str:
+        return f"Continuation(hypercall {self.number}, {len(self.args)} args)"
 
 #: the modes a ``hypervisor.preempt`` value starts with
 PREEMPT_MODES = ("never", "every", "random")

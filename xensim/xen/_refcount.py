@@ -38,10 +38,11 @@ import numpy as np
 
 from .._errors import RefcountBug
 from ._events import Events
+from ._preempt import ERESTART
 from ._tlbflush import TlbFlushFilter
 from ..mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
 from ..mem import (PGC_count_mask, PGT_count_mask, PGT_PAGE_TABLE_TYPES,
-                         PGT_pinned, PGT_shared_page, PGT_type_mask, PGT_validated,
+                         PGT_partial, PGT_pinned, PGT_shared_page, PGT_type_mask, PGT_validated,
                          PGT_writable_page, PGC_allocated, type_name)
 
 _U = np.uint64
@@ -59,19 +60,23 @@ class PageTypeValidator(Protocol):
     ``alloc_page_type`` validates a frame that is becoming a page table of
     ``type``: every present entry takes its references; on failure it gives
     back what it took and returns a negative errno. ``free_page_type``
-    devalidates: every entry drops its references.
+    devalidates: every entry drops its references. ``preemptible`` (and ``partial``, the
+    table was PGT_partial) are passed only when set: a validator that is never preempted
+    may leave them out; -ERESTART (xen/_preempt.py) is a preempted one's answer.
     """
-    def alloc_page_type(self, page: int, type: int) -> int: ...
-    def free_page_type(self, page: int, type: int) -> None: ...
+    def alloc_page_type(self, page: int, type: int, preemptible: bool = False) -> int: ...
+    def free_page_type(self, page: int, type: int, preemptible: bool = False,
+                       partial: bool = False) -> int: ...
 
 
 class NoPageTables:
     """Until page tables exist, a page-table frame has no present entries: always valid."""
-    def alloc_page_type(self, page: int, type: int) -> int:
+    def alloc_page_type(self, page: int, type: int, preemptible: bool = False) -> int:
         return 0
 
-    def free_page_type(self, page: int, type: int) -> None:
-        return None
+    def free_page_type(self, page: int, type: int, preemptible: bool = False,
+                       partial: bool = False) -> int:
+        return 0
 
 
 @dataclass
@@ -258,15 +263,20 @@ class RefCounts:
             self.put_page(page)
 
     # -- typed references ---------------------------------------------------------
-    def _get_page_type(self, page: int, type: int) -> int:
-        """Xen's __get_page_type (4.1-4.8): 0, or a negative errno.
+    def _get_page_type(self, page: int, type: int, preemptible: bool = False) -> int:
+        """Xen's __get_page_type (4.1-4.8): 0, or a negative errno (-ERESTART: preempted).
 
         At type count 0 a new type replaces the old one (only the type and
         PGT_validated are cleared; a TLB flush may be due, see :meth:`TlbFlushFilter.type_change`);
         writable and shared pages are valid at once, every other type (page tables,
         segment descriptor pages) is validated by ``validator.alloc_page_type``.
         The same type, not yet validated, with references: another CPU is validating
-        it, and Xen waits until the word changes, then looks again.
+        it, and Xen waits until the word changes, then looks again; unless the table is
+        ``PGT_partial`` (a preempted validation, its type count left at 1): then this get
+        takes that count over (PGT_partial cleared, the count stays 1) and validation
+        resumes at ``nr_validated_ptes``. ``preemptible`` (get_page_type_preemptible):
+        the validation may be preempted, leaving the table PGT_partial with one more
+        general reference (get_page_light) and -ERESTART.
         """
         if self.atomic_step is not None:
             self.atomic_step("get_page_type", page, type)
@@ -293,17 +303,24 @@ class RefCounts:
                 self.stats.get_page_type_failed += 1
                 return -errno.EINVAL                      # type conflict
             elif not x & PGT_validated:
-                # another CPU took the first reference and is validating the table:
-                # Xen spins until type_info changes (validated, or the attempt undone),
-                # then retries. (Xen returns -EINTR instead when the hypercall is
-                # preemptible and has work pending; xensim never preempts.)
-                step = self.atomic_step
-                if step is None:
-                    raise RefcountBug(f"get_page_type on page {page:#x} ({type_name(type)}) "
-                                      f"waits for a validation no other CPU runs ({x:#x}): "
-                                      "Xen would spin forever")
-                step("wait_validated", page, x)     # the explorer runs us again once it changed
-                continue
+                if x & PGT_partial:
+                    # the type count was left at 1 when PGT_partial was set: take it over
+                    if count != 1:
+                        raise RefcountBug(f"page {page:#x}: PGT_partial with type count "
+                                          f"{count} ({x:#x}): Xen ASSERTs 1")
+                    nx = x & ~PGT_partial
+                else:
+                    # another CPU took the first reference and is validating the table:
+                    # Xen spins until type_info changes (validated, or the attempt undone),
+                    # then retries. (Xen returns -EINTR instead when the hypercall is
+                    # preemptible and has work pending; a sequential run never waits.)
+                    step = self.atomic_step
+                    if step is None:
+                        raise RefcountBug(f"get_page_type on page {page:#x} ({type_name(type)}) "
+                                          f"waits for a validation no other CPU runs ({x:#x}): "
+                                          "Xen would spin forever")
+                    step("wait_validated", page, x)     # the explorer runs us again once it changed
+                    continue
             self.ft.set_type_info(page, nx, x)            # the cmpxchg finds x
             if self.word_changed is not None:
                 self.word_changed(page, "type_info", x, nx, f"get_page_type({type_name(type)})")
@@ -313,24 +330,59 @@ class RefCounts:
                 raise RefcountBug(f"page {page:#x}: {type_name(type)} with type count 0 but not "
                                   f"validated ({x:#x}): Xen's alloc_page_type BUG()s")
             self.stats.validations += 1
-            rc = self.validator.alloc_page_type(page, type)
+            resumed = x & PGT_partial and not nx & PGT_partial
+            if not x & PGT_partial:                       # a fresh validation starts at 0
+                self.ft.progress.set(page, 0, 0)
+            rc = (self.validator.alloc_page_type(page, type, True) if preemptible
+                  else self.validator.alloc_page_type(page, type))
+            if rc == -ERESTART:
+                # alloc_page_type: the table keeps its type count 1 as PGT_partial and one
+                # more general reference (get_page_light); a resumed one gives back its old
+                self.get_page_light(page)
+                self._set_type_flag(page, PGT_partial, "validation preempted")
+                if resumed:
+                    self.put_page(page)
+                return rc
             if rc != 0:
                 self._undo_type(page, nx, x, "validation failed")
                 self.stats.get_page_type_failed += 1
                 return rc
             if self.atomic_step is not None:
                 self.atomic_step("set_validated", page, type)
-            while True:
-                cur = self.ft.type_info(page)
-                if self.cmpxchg_type(page, cur, cur | PGT_validated, "validated"):
-                    break
+            self._set_type_flag(page, PGT_validated, "validated")
+            if resumed:                                   # the resumed table's get_page_light
+                self.put_page(page)
         return 0
+
+    def _set_type_flag(self, page: int, flag: int, why: str) -> None:
+        while True:
+            cur = self.ft.type_info(page)
+            if self.cmpxchg_type(page, cur, cur | flag, why):
+                return
+
+    def get_page_light(self, page: int) -> None:
+        """Xen's get_page_light: one more general reference, on a frame known to hold some."""
+        while True:
+            x = self.ft.count_info(page)
+            if x & PGC_count_mask == 0:
+                raise RefcountBug(f"get_page_light on page {page:#x} with count 0 ({x:#x})")
+            if self.cmpxchg_count(page, x, x + 1, "get_page_light"):
+                self.stats.get_page += 1
+                return
+
+    def get_page_type_preemptible(self, page: int, type: int) -> int:
+        """Xen's get_page_type_preemptible: 0, -ERESTART (the table PGT_partial), -errno."""
+        return self._get_page_type(page, type, True)
 
     def get_page_type(self, page: int, type: int) -> bool:
         return self._get_page_type(page, type) == 0
 
-    def put_page_type(self, page: int) -> None:
-        """Drop a typed reference; a page table whose count reaches 0 is devalidated."""
+    def put_page_type(self, page: int, preemptible: bool = False) -> int:
+        """Drop a typed reference (Xen's __put_page_type): a page table whose count reaches 0
+        is devalidated first (PGT_validated or PGT_partial cleared, the count still 1, its
+        entries dropped by ``validator.free_page_type``, then the count 0). ``preemptible``
+        (put_page_type_preemptible): the devalidation may be preempted: the table keeps its
+        type count 1 as PGT_partial with one more general reference, -ERESTART. 0 or that."""
         if self.atomic_step is not None:
             self.atomic_step("put_page_type", page, 0)
         self.stats.put_page_type += 1
@@ -339,23 +391,33 @@ class RefCounts:
             count = x & PGT_count_mask
             if count == 0:
                 raise RefcountBug(f"put_page_type on page {page:#x} with type count 0 ({x:#x})")
-            if count == 1 and x & PGT_type_mask in PGT_PAGE_TABLE_TYPES and x & PGT_validated:
-                # last typed reference to a validated table: devalidate first
-                if not self.cmpxchg_type(page, x, x & ~PGT_validated, "devalidating"):
+            if (count == 1 and x & PGT_type_mask in PGT_PAGE_TABLE_TYPES
+                    and x & (PGT_validated | PGT_partial)):
+                # last typed reference to a (partly) validated table: devalidate first
+                nx = x & ~(PGT_validated | PGT_partial)
+                if not self.cmpxchg_type(page, x, nx, "devalidating"):
                     continue
                 self.stats.devalidations += 1
-                self.validator.free_page_type(page, x & PGT_type_mask)
-                x &= ~PGT_validated
-                self.tlb.stamp(page)               # __put_final_page_type's timestamp
-                while not self.cmpxchg_type(page, x, x - 1, "put_page_type"):
-                    x = self.ft.type_info(page)
-                return
+                rc = (self.validator.free_page_type(page, x & PGT_type_mask, preemptible,
+                                                    bool(x & PGT_partial))
+                      if preemptible or x & PGT_partial
+                      else self.validator.free_page_type(page, x & PGT_type_mask))
+                if rc == -ERESTART:              # __put_final_page_type: left PGT_partial
+                    self.get_page_light(page)
+                    self._set_type_flag(page, PGT_partial, "devalidation preempted")
+                else:
+                    self.tlb.stamp(page)               # __put_final_page_type's timestamp
+                    while not self.cmpxchg_type(page, nx, nx - 1, "put_page_type"):
+                        nx = self.ft.type_info(page)
+                if x & PGT_partial:                    # the partial table's get_page_light
+                    self.put_page(page)
+                return rc
             self.ft.set_type_info(page, x - 1, x)         # the cmpxchg finds x
             if self.word_changed is not None:
                 self.word_changed(page, "type_info", x, x - 1, "put_page_type")
             if count == 1:
                 self.tlb.stamp(page)               # the last typed reference went
-            return
+            return 0
 
     def _undo_type(self, page: int, taken: int, before: int, why: str) -> None:
         if self.atomic_step is not None:
@@ -368,22 +430,34 @@ class RefCounts:
     def get_page_and_type(self, page: int, d: int, type: int) -> bool:
         return self.get_page_and_type_rc(page, d, type) == 0
 
-    def get_page_and_type_rc(self, page: int, d: int, type: int) -> int:
+    def get_page_and_type_rc(self, page: int, d: int, type: int, preemptible: bool = False) -> int:
         """get_page_and_type with the errno, as Xen's get_page_and_type_from_pagenr gives
         it: 0, -EINVAL when get_page fails, or get_page_type's -errno (then the general
-        reference goes back exactly)."""
+        reference goes back exactly; also at -ERESTART, ``preemptible``, the table left
+        PGT_partial keeping only its type count and get_page_light's reference)."""
         before = self.ft.count_info(page)
         if not self.get_page(page, d):
             return -errno.EINVAL
-        rc = self._get_page_type(page, type)
+        rc = self._get_page_type(page, type, preemptible)
         if rc != 0:
-            self._undo_count(page, before + 1, before, "get_page_and_type: type failed")
+            if rc == -ERESTART:
+                self.put_page(page)
+            else:
+                self._undo_count(page, before + 1, before, "get_page_and_type: type failed")
             return rc
         return 0
 
     def put_page_and_type(self, page: int) -> None:
         self.put_page_type(page)
         self.put_page(page)
+
+    def put_page_and_type_preemptible(self, page: int) -> int:
+        """Xen's put_page_and_type_preemptible: the general reference goes only when the
+        typed one went all the way (0); at -ERESTART the caller still holds it."""
+        rc = self.put_page_type(page, True)
+        if rc == 0:
+            self.put_page(page)
+        return rc
 
     # -- pins (PGT_pinned, set and cleared in one place) --------------------------------
     def set_pinned(self, page: int) -> bool:

@@ -14,6 +14,7 @@ Each component captures and restores its own part through public methods:
 | ``records.m2p`` | ``FrameMap`` | ``capture`` / ``restore`` |
 | ``records.domains``: each domain's records, runs, P2M and vCPUs | ``Domain`` (``RangeSet``, ``FrameMap``, ``Vcpu``) | ``capture`` / ``restore`` |
 | ``records.live``: the validated tables | ``PageTables`` | ``capture_live`` / ``restore_live`` |
+| ``records.partial``: the PGT_partial tables, every frame's ``nr_validated_ptes`` / ``partial_pte`` | ``PageTables``, ``FrameTable.progress`` | ``capture_partial`` / ``restore_partial`` |
 | ``records.design``: the design's own state | the design | ``snapshot`` / ``restore`` |
 | ``records.spage``: the superpage table | ``SuperpageTable`` | ``snapshot`` / ``restore`` |
 | ``records.tlb``: the TLB clock, each CPU's last flush | ``TlbFlushFilter`` | ``capture_clock`` / ``restore_clock`` |
@@ -75,6 +76,9 @@ class Records(NamedTuple):
     next_domid: int
     #: ``GrantTables.capture()``: each domain's grant table
     grants: tuple
+    #: ``PageTables.capture_partial()``: the tables a preempted (de)validation left
+    #: PGT_partial and every frame's nr_validated_ptes / partial_pte
+    partial: tuple = ((), ())
 
 
 class MachineState(NamedTuple):
@@ -92,7 +96,8 @@ def _normal(r: Records) -> tuple:
                         for d in r.domains))
     grants = tuple(sorted((domid, (g[0],) + tuple(tuple(sorted(x)) for x in g[1:4]) + g[4:])
                           for domid, g in r.grants))
-    return (r.heap, r.m2p, doms, tuple(sorted(r.live)), r.design, r.spage, r.next_domid, grants)
+    return (r.heap, r.m2p, doms, tuple(sorted(r.live)), r.design, r.spage, r.next_domid, grants,
+            (tuple(sorted(r.partial[0])), r.partial[1]))
 
 
 def same_records(a: Records, b: Records) -> bool:
@@ -162,6 +167,8 @@ def records_difference(m, a: Records, b: Records) -> str | None:
         for domid in sorted(ga.keys() | gb.keys()):
             if ga.get(domid) != gb.get(domid):
                 return f"dom{domid}'s grant table"
+    if x[8] != y[8]:
+        return "the partly (de)validated tables (PGT_partial) or their progress"
     return None
 
 
@@ -196,7 +203,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
         "mode": ("mode", "mmu_update_requests", "remove_extent", "request"),
     },
     "FrameTable": {
-        "state": ("_ci", "_ti", "_owner"),
+        "state": ("_ci", "_ti", "_owner", "progress"),     # progress: records.partial
         "config": ("ram_pdx_ranges", "max_pdx", "n_groups", "_valid"),
         "derived": ("_starts",),
         "link": ("frames_written",),
@@ -228,7 +235,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
         "link": ("guest_write",),
     },
     "PageTables": {
-        "state": ("live",),
+        "state": ("live", "partial"),
         "link": ("m",),
         "mode": ("get_entries", "put_entries", "get_page_from_entry", "put_page_from_entry"),
     },

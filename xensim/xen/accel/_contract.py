@@ -8,6 +8,8 @@ whose class body is Xen's algorithm, the scalar path (``Machine.mmu_update_reque
 * ``precondition``: in words, when it applies; ``apply(owner, *args)`` checks it and
   returns the slot's result, or None (not applicable: nothing was changed, the scalar
   path runs);
+* ``preempt_point``: the slot asks ``hypercall_preempt_check()``: not applicable while
+  the machine's preemption source (``Machine.preempt``) can answer true;
 * ``hides``: the events it does not emit although the scalar path would (a request's
   ``request_enter``, a scalar ``word_changed`` ...): while any of them has a
   subscriber it is not used. Every accelerator reports what it writes through the
@@ -41,6 +43,10 @@ class Accelerator:
     #: the accelerator to apply at all: a test the slot makes without calling ``apply``
     #: (the unaccelerated call of a hot slot, one request, pays no call)
     min_size: tuple[int, int] | None = None
+    #: the slot holds a ``hypercall_preempt_check()`` point (do_mmu_update's loop): the
+    #: accelerator does not apply while the machine's preemption source can answer true
+    #: (``Machine.preempt`` other than never), which only the scalar path asks
+    preempt_point: bool = False
 
     def apply(self, owner, *args):
         """The slot's result, or None: not applicable, nothing changed."""
@@ -114,10 +120,12 @@ def bind(machine) -> str:
     ev = machine.events
     mode = STEPWISE if machine.concurrent or ev.steps else VECTORISED
     machine.mode = mode
+    preempting = machine.preempt.pending is not None
     for owner_name, method in slots():
         owner = _owner(machine, owner_name)
         usable = () if mode == STEPWISE else tuple(
             a for a in ACCELERATORS if a.slot == (owner_name, method)
+            and not (preempting and a.preempt_point)
             and all(getattr(ev, e) is None for e in a.hides))
         if usable:
             scalar = getattr(type(owner), method).__get__(owner)

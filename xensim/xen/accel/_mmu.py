@@ -29,6 +29,7 @@ def _set_done(done, n: int) -> None:
 class PseBatch(Accelerator):
     """The leading requests of a batch of PSE maps (or unmaps), at once."""
     slot = ("machine", "mmu_update_requests")
+    preempt_point = True
     min_size = (0, PSE_BATCH_MIN)            # reqs
     precondition = (f"at least {PSE_BATCH_MIN} MMU_NORMAL_PT_UPDATE requests (XSM allows them) "
                     "into one live L2 table of the page-table owner, at distinct indexes: all "
@@ -111,6 +112,7 @@ class PseBatch(Accelerator):
 class PlainWriteBatch(Accelerator):
     """A guest filling an ordinary frame (an L1 table before it pins it), at once."""
     slot = ("machine", "mmu_update_requests")
+    preempt_point = True
     min_size = (0, PSE_BATCH_MIN)            # reqs
     precondition = (f"at least {PSE_BATCH_MIN} MMU_NORMAL_PT_UPDATE / PRESERVE_AD requests "
                     "(XSM allows them) into one valid frame that is not a live page table, "

@@ -1,0 +1,54 @@
+"""The audit contributor of preempted (de)validations: what ``PGT_partial`` tables, their
+entries and the vCPUs' ``old_guest_table`` hold (both auditors ask it, as they ask every
+contributor other than the live tables')."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._baseptr import PGT_root_page_table
+from ._pagetable import CHILD_TYPES, LEVEL_TYPES, _PAGE_PRESENT, _PAGE_PSE, is_xen_slot, pte_mfn
+
+
+def partial_expect(m, exp) -> None:
+    """What preempted (de)validations hold (an audit contributor, both auditors').
+
+    A ``PGT_partial`` table keeps its type count at 1 and one more general reference
+    (get_page_light): one typed reference of its own type. Its entries below
+    ``nr_validated_ptes`` hold what a live table's do; the entry at it holds a general
+    reference of the table below when ``partial_pte`` is -1 (devalidation preempted
+    there), nothing of its own when 1 (that table's partial count is its). A vCPU's
+    ``old_guest_table`` holds the general reference of the put it has to finish (and
+    a typed one of the root type if the table is not partial). PSE entries of a
+    partial L2 are not recounted (their superpages are the design's to count).
+    """
+    pt = m.pt
+    for d in m.domains.values():
+        for v in d.vcpus:
+            mfn = v.old_guest_table
+            if mfn is None:
+                continue
+            if m.mfn_to_page(mfn) in pt.partial:
+                exp.ref(mfn, d.domid)
+            else:
+                exp.typed(mfn, d.domid, PGT_root_page_table)
+    progress = m.frame_table.progress
+    for page, (level, domid) in pt.partial.items():
+        table = int(m.pdx_to_mfn(page))
+        exp.typed(table, domid, LEVEL_TYPES[level])
+        nr, partial = progress.get(page)
+        entries = m.mem.table(table)
+        upto = nr + 1 if partial < 0 else nr
+        for i in np.flatnonzero(entries[:upto] & np.uint64(_PAGE_PRESENT)).tolist():
+            e = entries.item(i)
+            mfn = pte_mfn(e)
+            if is_xen_slot(level, i) or mfn == table:
+                continue
+            if i == nr:                               # partial_pte -1: its general ref
+                exp.ref(mfn, domid)
+            elif level == 2 and e & _PAGE_PSE:        # (an L1 table is never partial)
+                continue
+            elif pt.live.get(m.mfn_to_page(mfn), (0,))[0] == level:
+                exp.typed(mfn, domid, LEVEL_TYPES[level])
+            else:
+                exp.typed(mfn, domid, CHILD_TYPES[level])

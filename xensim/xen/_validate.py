@@ -1,0 +1,117 @@
+"""The loops of alloc_l2_table .. alloc_l4_table and free_l2_table .. free_l4_table, as
+preemptible as each release makes them (read at RELEASE-4.1.0, 4.5.0, 4.7.0, 4.8.0,
+``xen/arch/x86/mm.c``; docs/xen-facts.md, section 3b).
+
+A table's validation runs from entry ``nr_validated_ptes`` (0 for a fresh one) up;
+its devalidation from entry ``nr_validated_ptes - 1`` down (512 for a table that was
+whole). Where the release asks ``hypercall_preempt_check()`` (``Machine.preempt``) and
+it answers true, or where the table one level down was preempted, the loop records
+how far it got in the frame's ``nr_validated_ptes`` / ``partial_pte``
+(``FrameTable.progress``) and returns -ERESTART; the caller (``RefCounts``) leaves the
+table ``PGT_partial``. The check points, per release:
+
+==================  ==============================================================
+alloc_l2_table      before entry i, i > 0 (4.1) / i > nr_validated_ptes (4.5 on)
+free_l2_table       after entry i's put, i > 0 (every release)
+alloc_l3/l4_table   none of their own: the L3 or L2 of entry i was preempted
+                    (``partial_pte`` 1: entry i holds only that table's partial type
+                    reference)
+free_l3/l4_table    none of their own: entry i's table was preempted while it was
+                    devalidated (``partial_pte`` -1: entry i still holds its general
+                    reference)
+==================  ==============================================================
+
+L1 tables are never preempted (alloc_l1_table and free_l1_table have no check): their
+loop is ``PageTables.get_entries`` / ``put_entries``, an accelerated slot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._preempt import ERESTART
+from ._release import Release
+
+_PRESENT = np.uint64(1)
+_ENTRIES = 512
+#: the MFN bits of an entry shifted down (Xen's PADDR_MASK >> PAGE_SHIFT)
+_MFN_MASK = (1 << 40) - 1
+
+
+def alloc_table(pt, page: int, level: int, mfn: int, d: int, preemptible: bool,
+                is_xen_slot) -> int:
+    """alloc_l2_table .. alloc_l4_table from ``nr_validated_ptes``: 0, -ERESTART, or the
+    failing entry's errno (the entries this call took given back, in reverse)."""
+    m = pt.m
+    progress = m.frame_table.progress
+    nr, partial = progress.get(page)
+    check = m.preempt.pending if preemptible else None
+    entries = m.mem.table(mfn)
+    if check is None or level != 2:               # only present entries can do anything
+        present = np.flatnonzero(entries & _PRESENT)
+        indexes = present[present >= nr].tolist() if nr else present.tolist()
+        if nr and (not indexes or indexes[0] != nr):
+            partial = 0                           # the partial entry is gone: nothing kept
+    else:
+        indexes = range(nr, _ENTRIES)
+    first_check = nr + 1 if m.release >= Release.R4_5 else 1
+    taken: list[int] = []
+    for i in indexes:
+        if check is not None and level == 2 and i >= first_check and check():
+            progress.set(page, i, 0)
+            return -ERESTART
+        e = entries.item(i)
+        if not e & 1 or is_xen_slot(level, i):
+            partial = 0
+            continue
+        rc = pt.get_page_from_entry(level, e, d, mfn, check is not None and level > 2)
+        if rc == -ERESTART:
+            # the table below is PGT_partial; entry i holds its partial type reference
+            progress.set(page, i, partial or 1)
+            return rc
+        if rc != 0:
+            with m.design_host.undo():            # the puts give back this request's gets
+                for j in reversed(taken):
+                    pt.put_page_from_entry(level, entries.item(j), mfn)
+            return rc
+        taken.append(i)
+        partial = 0
+    return 0
+
+
+def free_table(pt, page: int, level: int, mfn: int, preemptible: bool, partial_table: bool,
+               is_xen_slot) -> int:
+    """free_l2_table .. free_l4_table: each entry below ``nr_validated_ptes`` (512 for a
+    whole table) drops what it holds, from the top down; 0 or -ERESTART."""
+    m = pt.m
+    progress = m.frame_table.progress
+    check = m.preempt.pending if preemptible else None
+    if partial_table:
+        nr, partial = progress.get(page)
+    else:
+        nr, partial = _ENTRIES, 0
+        if check is not None:                     # free_page_type: a whole table's 512
+            progress.set(page, nr, 0)
+    entries = m.mem.table(mfn).copy()
+    top = nr - (0 if partial else 1)
+    present = np.flatnonzero(entries[:top + 1] & _PRESENT)[::-1].tolist() if top >= 0 else []
+    for i in present:
+        if is_xen_slot(level, i):
+            partial = 0
+            continue
+        e = entries.item(i)
+        if level == 2:
+            pt.put_page_from_entry(2, e, mfn)
+            if check is not None and i and (e >> 12) & _MFN_MASK != mfn and check():
+                progress.set(page, i, 0)
+                return -ERESTART
+            continue
+        p = partial if i == top else 0
+        rc = pt.put_page_from_entry(level, e, mfn, p, check is not None)
+        if rc == -ERESTART:
+            # entry i's table is PGT_partial: entry i keeps its general reference (-1), or
+            # still only the partial type reference it had (1)
+            progress.set(page, i, p or -1)
+            return rc
+        partial = 0
+    return 0
