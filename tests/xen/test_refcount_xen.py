@@ -143,8 +143,8 @@ class TestGetPageType:
 
     def test_type_change_clears_only_type_and_validated_4_1_4_8(self, m, guest, sp):
         """``nx &= ~(PGT_type_mask | PGT_validated)``: PGT_pinned, PGT_partial and PGT_locked
-        survive a type change at type count 0 (xensim never sets PGT_partial itself: its
-        validation is not preemptible)."""
+        survive a type change at type count 0 (PGT_partial planted here on a writable
+        page: the get that follows is not a resumed validation, so no reference is put)."""
         m.refs.validator = Recorder()
         kept = PGT_pinned | PGT_partial | PGT_locked
         m.frame_table.set_type_info(3, WR | kept)
