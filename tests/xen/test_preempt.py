@@ -254,3 +254,18 @@ def test_guest_kernel_reissues_continuations():
     assert t.d.vcpus[0].guest_table == k.root and k.root in [t.m.pdx_to_mfn(p) for p in t.d.pinned]
     assert audit(t.m).ok and t.m.pt.partial == {}
     assert _errno.ERESTART == ERESTART
+
+
+def test_destruction_finishes_a_pin_the_guest_abandoned_4_8():
+    """Xen 4.8 relinquish_memory (``x86/domain.c``): a table left PGT_partial is devalidated
+    from its nr_validated_ptes (PGT_validated and PGT_partial cleared), its count of 1 and
+    get_page_light's reference given back: every frame returns to the heap."""
+    t = Tree("4.8")
+    free0 = t.m.heap.free_frames
+    t.m.set_preempt("every 100")
+    rc = t.call(HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_PIN_L4_TABLE, F[0])], [0])
+    assert isinstance(rc, Continuation)                  # never re-entered
+    owned = t.d.tot_pages
+    assert t.m.destroy_domain(t.g) == 0
+    assert t.m.heap.free_frames == free0 + owned and t.m.pt.partial == {}
+    assert audit(t.m).ok

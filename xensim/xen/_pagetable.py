@@ -41,9 +41,9 @@ from ._baseptr import PGT_root_page_table, root_mfns
 from ._release import Release
 from ._preempt import ERESTART
 from ._segdesc import alloc_segdesc_page
-from ._validate import alloc_table, free_table
+from ._validate import alloc_table, free_table, relinquish_tables
 from ._host import put_spage_pages
-from ..mem import PAGE_SHIFT, PDX_GROUP_MASK, PDX_GROUP_SHIFT, SUPERPAGE_PAGES
+from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES
 
 # x86 page-table entry flags
 _PAGE_PRESENT = 0x001
@@ -391,8 +391,12 @@ class PageTables:
             return 0                      # a linear entry to its own table holds nothing
         if level >= 3 and (partial or preemptible):
             page = m.mfn_to_page(mfn)
-            return (m.refs.put_page_type(page, True) if partial > 0
-                    else m.refs.put_page_and_type_preemptible(page))
+            if partial > 0:
+                return m.refs.put_page_type(page, preemptible)
+            if preemptible:
+                return m.refs.put_page_and_type_preemptible(page)
+            m.refs.put_page_and_type(page)
+            return 0
         if level == 2 and e & _PAGE_PSE:
             if not m.allow_superpage:          # Xen's put_superpage with the option off
                 put_spage_pages(m, mfn)
@@ -513,45 +517,9 @@ class PageTables:
         return True
 
     def relinquish(self, d) -> None:
-        """Domain destruction's forced devalidation (Xen's relinquish_memory, 4.1 to 4.8).
-
-        After the roots and pins are gone, a table of the dying domain still
-        validated is held only by linear entries, possibly in a loop (two L4s
-        mapping each other) that no put would ever end. Xen walks the domain's
-        pages once per level, L4, then L3, then L2, and devalidates each table of
-        that level still validated: PGT_validated is cleared and its entries drop
-        their references; its type count is left to fall as the other tables of
-        the loop let go. (L1 tables are referenced only from L2 entries.)
-        """
-        m = self.m
-        ft = m.frame_table
-        # the domain's L2-L4 tables, in page order, found in one pass over its frames (a
-        # devalidation only clears PGT_validated: each level's walk finds some of them)
-        tables = []
-        for s, e in d.owned.runs():
-            for pdx, k in m.pdx_runs(s, e - s):
-                arrays = ft.written_group(pdx >> PDX_GROUP_SHIFT)
-                if arrays is None:
-                    continue                            # frames as at boot: no tables
-                off = pdx & PDX_GROUP_MASK
-                hit = (arrays[1][off:off + k] >> np.uint64(PGT_type_shift)) - np.uint64(2) < 3
-                if hit.any():
-                    tables.extend((pdx + np.flatnonzero(hit)).tolist())
-        for level in (4, 3, 2):
-            want = LEVEL_TYPES[level] | PGT_validated
-            pages = [p for p in tables if ft.type_info(p) & (PGT_type_mask | PGT_validated) == want]
-            for page in pages:
-                while True:
-                    x = ft.type_info(page)
-                    if x & (PGT_type_mask | PGT_validated) != want:
-                        break             # devalidated meanwhile, by a put down the loop
-                    if (step := m.events.atomic_step) is not None:
-                        step("type_flags", page, 0)
-                    if m.refs.cmpxchg_type(page, x, x & ~PGT_validated,
-                                            "relinquish: forced devalidation"):
-                        m.refs.stats.devalidations += 1
-                        self.free_page_type(page, LEVEL_TYPES[level])
-                        break
+        """Domain destruction's forced devalidation (Xen's relinquish_memory, 4.1 to 4.8):
+        xen/_validate.py's :func:`relinquish_tables`."""
+        relinquish_tables(self, d)
 
     # -- mod_lN_entry -------------------------------------------------------------------
     def mod_entry(self, table_mfn: int, index: int, new: int, level: int, d: int,

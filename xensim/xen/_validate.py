@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..mem import (PDX_GROUP_MASK, PDX_GROUP_SHIFT, PGT_l2_page_table, PGT_l3_page_table,
+                   PGT_l4_page_table, PGT_partial, PGT_type_mask, PGT_type_shift, PGT_validated)
 from ._preempt import ERESTART
 from ._release import Release
 
@@ -115,3 +117,60 @@ def free_table(pt, page: int, level: int, mfn: int, preemptible: bool, partial_t
             return rc
         partial = 0
     return 0
+
+
+_LEVEL_TYPES = {2: PGT_l2_page_table, 3: PGT_l3_page_table, 4: PGT_l4_page_table}
+
+
+def relinquish_tables(pt, d) -> None:
+    """Domain destruction's forced devalidation (Xen's relinquish_memory, 4.1 to 4.8).
+
+    After the roots and pins are gone, a table of the dying domain still validated is
+    held only by linear entries, possibly in a loop (two L4s mapping each other) that no
+    put would ever end; and a table a preempted call left PGT_partial (the guest never
+    continued it) is held by nothing. Xen walks the domain's pages once per level, L4,
+    then L3, then L2, and devalidates each table of that level still validated or
+    partial: PGT_validated and PGT_partial are cleared and its entries (a partial
+    table's: from its nr_validated_ptes) drop their references; a validated table's type
+    count is left to fall as the other tables of the loop let go, a partial one gives
+    back its count of 1 and get_page_light's reference. (L1 tables are referenced only
+    from L2 entries.) xensim runs it to the end: no preemption here.
+    """
+    m = pt.m
+    ft = m.frame_table
+    # the domain's L2-L4 tables, in page order, found in one pass over its frames (a
+    # devalidation only clears PGT_validated: each level's walk finds some of them)
+    tables = []
+    for s, e in d.owned.runs():
+        for pdx, k in m.pdx_runs(s, e - s):
+            arrays = ft.written_group(pdx >> PDX_GROUP_SHIFT)
+            if arrays is None:
+                continue                            # frames as at boot: no tables
+            off = pdx & PDX_GROUP_MASK
+            hit = (arrays[1][off:off + k] >> np.uint64(PGT_type_shift)) - np.uint64(2) < 3
+            if hit.any():
+                tables.extend((pdx + np.flatnonzero(hit)).tolist())
+    either = PGT_validated | PGT_partial
+    for level in (4, 3, 2):
+        type = _LEVEL_TYPES[level]
+        pages = [p for p in tables if ft.type_info(p) & PGT_type_mask == type
+                 and ft.type_info(p) & either]
+        for page in pages:
+            while True:
+                x = ft.type_info(page)
+                if x & PGT_type_mask != type or not x & either:
+                    break             # devalidated meanwhile, by a put down the loop
+                if (step := m.events.atomic_step) is not None:
+                    step("type_flags", page, 0)
+                if m.refs.cmpxchg_type(page, x, x & ~either, "relinquish: forced devalidation"):
+                    m.refs.stats.devalidations += 1
+                    if x & PGT_partial:
+                        pt.free_page_type(page, type, False, True)
+                        while not m.refs.cmpxchg_type(page, ft.type_info(page),
+                                                      ft.type_info(page) - 1,
+                                                      "relinquish: the partial count"):
+                            pass
+                        m.refs.put_page(page)               # get_page_light's
+                    else:
+                        pt.free_page_type(page, type)
+                    break
