@@ -12,9 +12,15 @@ entry validation, the xen-4.1 design, refcounts), on the teaching machine:
 Then the slow and fast pairs (1, 2) on every design. Beside them, in the same run,
 benchmarks/c/superpage_ref.c (the same algorithm with real
 atomic cmpxchg on frame words, compiled here with the system cc; skipped with a message
-when there is none), and the ratios.
+when there is none), and the ratios. Then the layered fast and slow pairs per layer
+(cProfile's own time grouped by the module's layer, beside C): what the fast path costs,
+and why it is not chased (docs/cost-model.md).
 
-Run: python benchmarks/bench_hypercalls.py
+``--baseline-src DIR --reps N``: the slow and fast pairs of this checkout and of the
+xensim at DIR (another checkout), each in fresh processes, alternated N times; the
+ratios per repeat, their median and spread.
+
+Run: python benchmarks/bench_hypercalls.py [--baseline-src DIR [--reps N]]
 """
 
 from __future__ import annotations
@@ -191,7 +197,50 @@ def print_layers(c: dict | None) -> None:
           " docs/cost-model.md, \"What the simulator's own time costs\"")
 
 
+CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import bench_hypercalls as b
+print(json.dumps(b.python_side("xen-4.1", batch=False, slow_n=1500, fast_n=15000)))
+"""
+
+
+def against(src: Path, reps: int) -> None:
+    """The slow and fast pairs here and with the xensim at ``src``, alternated."""
+    import json
+    import statistics
+    print(f"== this checkout against {src} (xen-4.1, fresh processes, alternated {reps} times) ==")
+    ratios: dict[str, list[float]] = {"slow_pair_us": [], "fast_pair_us": []}
+    here = HERE.parent
+    for rep in range(reps):
+        got = []
+        for root in (here, src):
+            with tempfile.TemporaryDirectory() as cwd:
+                out = subprocess.run([sys.executable, "-c", CHILD, str(HERE)], cwd=cwd, check=True,
+                                     env=dict(os.environ, PYTHONPATH=str(root)),
+                                     capture_output=True, text=True).stdout
+            got.append(json.loads(out.strip().splitlines()[-1]))
+        line = []
+        for key in ratios:
+            ratios[key].append(got[1][key] / got[0][key])
+            line.append(f"{key[:4]} {got[0][key]:8.2f} us vs {got[1][key]:8.2f} us: "
+                        f"{ratios[key][-1]:.2f}x")
+        print(f"  repeat {rep + 1}: " + "; ".join(line))
+    for key, rs in ratios.items():
+        print(f"  {key[:4]} pair: {statistics.median(rs):.2f}x faster here (median; "
+              f"{min(rs):.2f}-{max(rs):.2f} over {len(rs)})")
+
+
 def main() -> None:
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--baseline-src", type=Path, default=None,
+                    help="another checkout: its slow and fast pairs against this one's")
+    ap.add_argument("--reps", type=int, default=5)
+    args = ap.parse_args()
+    if args.baseline_src is not None:
+        against(args.baseline_src.resolve(), args.reps)
+        return
     print("== PV superpage mmu_update throughput (xen-4.1 design, teaching machine) ==")
     py = python_side()
     c = c_reference()
