@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..mem import DOMID_INVALID, PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT
+from ..mem import DOMID_INVALID, PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, mapped_zeros
 
 __all__ = ["TlbFlushFilter"]
 
@@ -53,7 +53,7 @@ class TlbFlushFilter:
         self.version += 1
         a = self.groups.get(g)
         if a is None:
-            a = self.groups[g] = np.zeros(PDX_GROUP_FRAMES, dtype=np.uint32)
+            a = self.groups[g] = mapped_zeros(PDX_GROUP_FRAMES, np.uint32)
         return a
 
     def timestamp(self, page: int) -> int:
