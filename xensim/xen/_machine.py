@@ -396,13 +396,12 @@ class Machine:
             ci, ti, owner = self.frame_table.slices(first, n)
             if (ci & _U(PGC_count_mask)).any():
                 raise AssertionError(f"freeing referenced frames at mfn {mfn:#x}")
-            o0 = int(owner.min())                   # one owner (a run's): no sort
-            for domid in [o0] if o0 == int(owner.max()) else np.unique(owner).tolist():
+            o0, o1 = int(owner.min()), int(owner.max())     # one owner (a run's): no sort
+            for domid in [o0] if o0 == o1 else np.unique(owner).tolist():
                 d = self.domains.get(domid)
                 if d is None:
                     continue
-                k = int((owner == domid).sum())
-                if k != n:
+                if o0 != o1 and int((owner == domid).sum()) != n:
                     raise AssertionError(f"a free run at mfn {mfn:#x} mixes owners")
                 d.owned.remove(mfn, mfn + n)
                 d.tot_pages -= n

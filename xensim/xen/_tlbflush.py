@@ -85,10 +85,14 @@ class TlbFlushFilter:
         pages = np.arange(pages, pages + n) if n else np.atleast_1d(np.asarray(pages, dtype=np.int64))
         if not pages.size:
             return
-        g0 = int(pages.min()) >> PDX_GROUP_SHIFT
-        if g0 == int(pages.max()) >> PDX_GROUP_SHIFT:  # one group (a run's frames): no sort
-            a = self.groups.get(g0)
-            if a is not None:
+        lo, hi = int(pages.min()), int(pages.max())
+        if lo >> PDX_GROUP_SHIFT == hi >> PDX_GROUP_SHIFT:   # one group (a run's frames): no sort
+            a = self.groups.get(lo >> PDX_GROUP_SHIFT)
+            if a is None:
+                pass
+            elif hi - lo == pages.size - 1:     # (distinct frames) every one of [lo, hi]
+                a[lo & PDX_GROUP_MASK:(hi & PDX_GROUP_MASK) + 1] = 0
+            else:
                 a[pages & PDX_GROUP_MASK] = 0
             return
         groups = pages >> PDX_GROUP_SHIFT
