@@ -81,7 +81,7 @@ def test_corpus_has_one_file_per_kind_of_error():
         "end_not_above_start", "overlapping_ranges", "unknown_preset", "unknown_design",
         "bad_pdx", "two_map_sources", "missing_memmap_file", "bad_boot_log",
         "duplicate_key", "bad_version", "missing_required", "bad_range_type",
-        "bad_memmap_yaml", "non_utf8", "wrong_range_items",
+        "bad_memmap_yaml", "non_utf8", "wrong_range_items", "bad_vcpus",
     }
     assert {Path(n).stem for n in CORPUS} == kinds
     messages = [_header(n)[1] for n in CORPUS]
@@ -187,7 +187,7 @@ def test_unknown_design(monkeypatch):
 def test_bad_pdx_choice(monkeypatch):
     err = corpus_error("bad_pdx.yaml", monkeypatch)
     expect(err, "bad_pdx.yaml", "machine.pdx", 5,
-           "bad choice 'squeeze'; choose from: none, mask, offset")
+           "bad choice 'squeeze'; choose from: none, mask, offset, offset-4.21.0")
 
 
 def test_two_map_sources(monkeypatch):

@@ -46,7 +46,7 @@ def add_parser(subparsers) -> None:
                    help="Xen release (default 4.8)")
     p.add_argument("--faithful", action="store_true",
                    help="reproduce Xen's known bugs (violations are then expected)")
-    p.add_argument("--pdx", default="none", choices=("none", "mask", "offset"),
+    p.add_argument("--pdx", default="none", choices=("none", "mask", "offset", "offset-4.21.0"),
                    help="PDX compression (default none)")
     p.add_argument("--audit", default="incremental", choices=AUDIT_MODES,
                    help="the auditor after every call: incremental (what the call changed; "

@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 
 from ._checks import FuzzViolation
 from ._generator import Fuzzer
-from ._minimise import minimise
+from ._minimise import Trial, minimise, trial_result
 from ._reproducer import to_script_yaml
-from ._runner import replay_ops
 from ._setup import Setup
 
 __all__ = ["Episode", "run_episode", "Finding", "Campaign", "keep_going", "episode_seed",
-           "episode_budget", "campaign_done", "merge_episode", "minimise_finding", "campaign",
+           "episode_budget", "campaign_done", "merge_episode", "minimise_finding", "recording", "campaign",
            "finding_yaml", "report"]
 
 
@@ -163,9 +162,14 @@ def minimise_finding(setup: Setup, f: Finding, *, minimise_findings: bool = True
     if minimise_findings:
         minimal = minimise(setup, ops, sig, rcs=rcs, max_seconds=minimise_seconds,
                            batch_check=batch_check, tolerate=tolerate, tick=tick)
-    tol = (lambda x: x.signature != sig and tolerate(x)) if tolerate else None
-    _, run = replay_ops(setup, minimal, batch_check=batch_check, tolerate=tol)
-    return minimal, run.rcs, minimise_findings
+    _, rcs = trial_result(setup, recording(minimal, batch_check), sig, tolerate)
+    return minimal, rcs, minimise_findings
+
+
+def recording(ops: list[dict], batch_check: bool = True) -> Trial:
+    """The replay that records the rc of each call of a finding's reproducer: every
+    check, the teardown included."""
+    return Trial(ops, False, batch_check, True)
 
 
 def campaign(setup: Setup, calls: int, seed: int = 0, *, episode_calls: int = 1000,

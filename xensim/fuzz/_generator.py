@@ -58,8 +58,8 @@ class Fuzzer(FuzzRunner):
     """A :class:`FuzzRunner` with guests and a generator of random calls (``rng``-driven)."""
 
     def __init__(self, setup: Setup, rng: random.Random | int | str = 0, *, batch_check: bool = True,
-                 tolerate=None):
-        super().__init__(setup, batch_check=batch_check, tolerate=tolerate)
+                 tolerate=None, light: bool = False):
+        super().__init__(setup, batch_check=batch_check, tolerate=tolerate, light=light)
         self.rng = rng if isinstance(rng, random.Random) else random.Random(rng)
         self.guests: dict[str, FuzzGuest] = {}
         self._created = 0

@@ -55,6 +55,7 @@ class Expected:
         self.holder: set[tuple[int, int]] = set()     # (mfn, domid whose structures reference it)
         self.spage: dict[int, tuple] = {}             # spdx -> expected superpage-table words
         self.privileged: set[int] = set()             # domains whose tables may hold foreign frames
+        self.granted: set[tuple[int, int]] = set()    # (mfn, domid) a grant lets domid map
 
     def conflict(self, mfn: int, field: str, expected: str, found: str) -> None:
         """A contributor found ``field`` of ``mfn`` holding ``found`` where it expected
@@ -137,10 +138,12 @@ class Expected:
         self.spage.update((k, v) for k, v in other.spage.items() if k in spdxs)
         self.conflicts.extend(c for c in other.conflicts if c.mfn in frames)
         self.privileged |= other.privileged
+        self.granted |= other.granted
 
     def frames(self) -> set:
         """Every frame this expectation speaks of (references, types, runs, holders)."""
-        out = set(self.refs) | set(self.types) | {h[0] for h in self.holder}
+        out = set(self.refs) | set(self.types) | {h[0] for h in self.holder} | \
+            {g[0] for g in self.granted} | {c.mfn for c in self.conflicts if c.mfn >= 0}
         for mfn, n, _, _ in self.runs:
             out.update(range(mfn, mfn + n))
         return out
@@ -410,7 +413,8 @@ def check_holders(exp: Expected, whose, rep: AuditReport) -> None:
     ``whose(mfn)``: the domid that owns ``mfn`` by the domains' records, or None."""
     for mfn, domid in sorted(exp.holder):
         owner = whose(mfn)
-        if owner != domid and not (domid in exp.privileged and owner is not None):
+        if owner != domid and not (domid in exp.privileged and owner is not None) \
+                and (mfn, domid) not in exp.granted:
             rep.add(Difference(mfn, "referenced by", f"dom{domid}'s own frame", f"owner dom{owner}"))
     for r_mfn, r_n, domid, _ in exp.runs:
         for mfn in (r_mfn, r_mfn + r_n - 1):

@@ -37,6 +37,7 @@ from ..mem import (PGC_count_mask, PGT_count_mask, PGT_l1_page_table, PGT_l2_pag
                          PGT_l3_page_table, PGT_l4_page_table, PGT_PAGE_TABLE_TYPES,
                          PGT_seg_desc_page, PGT_type_mask, PGT_type_shift, PGT_validated,
                          PGT_writable_page)
+from ._baseptr import PGT_root_page_table, root_mfns
 from ._release import Release
 from ._segdesc import alloc_segdesc_page
 from ._host import put_spage_pages
@@ -272,11 +273,11 @@ class PageTables:
             if not unchecked and not (m.mfn_valid(mfn) and m.mfn_valid(mfn + SUPERPAGE_PAGES - 1)):
                 return -errno.EINVAL
             if not m.spage_table.has_entry(m.mfn_to_pdx(mfn) >> 9):
-                # a superpage without RAM: nobody owns it. (Xen's dense table had a zero
-                # entry there, so its get_page on frames without RAM failed: -EINVAL.)
+                # a superpage without RAM: nobody owns it. Xen's dense table had a zero
+                # entry there, so its get_page on frames without RAM failed: -EINVAL.
                 if m.faithful and not m.mfn_valid(mfn):
                     return m.xsa167(mfn) or -errno.EINVAL
-                return -errno.EINVAL if m.faithful else -errno.EPERM
+                return -errno.EINVAL
             return m.superpage.get_superpage(mfn, d, bool(e & _PAGE_RW))
         if level == 1:
             # Xen 4.1's get_page_from_l1e answers 1 or 0 (its callers make 0 -EINVAL);
@@ -639,9 +640,9 @@ class PageTables:
                     exp.typed(mfn, domid, LEVEL_TYPES[level])
                 else:
                     exp.typed(mfn, domid, CHILD_TYPES[level])
-        for d in m.domains.values():
-            if d.baseptr is not None:
-                exp.typed(d.baseptr, d.domid, PGT_l4_page_table)
+        for d in m.domains.values():                   # each vCPU's root tables
+            for root in root_mfns(d):
+                exp.typed(root, d.domid, PGT_root_page_table)
         # a privileged domain's L1 entries may map other domains' frames (foreigndom)
         exp.privileged.add(0)
         m.superpage.expect(exp, pse)
