@@ -5,6 +5,7 @@ directory), the summary. The fuzzer itself (xensim.fuzz) is imported when the co
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -52,6 +53,9 @@ def add_parser(subparsers) -> None:
                    help="reproduce Xen's known bugs (violations are then expected)")
     p.add_argument("--pdx", default="none", choices=("none", "mask", "offset", "offset-4.21.0"),
                    help="PDX compression (default none)")
+    p.add_argument("--grants", action=argparse.BooleanOptionalAction, default=True,
+                   help="the guests also grant each other frames and map, unmap and revoke "
+                        "grants, from both sides, valid and hostile (default: on)")
     p.add_argument("--audit", default="incremental", choices=AUDIT_MODES,
                    help="the auditor after every call: incremental (what the call changed; "
                         "default), full (every frame) or both (both, and they must agree)")
@@ -174,7 +178,8 @@ def cmd_fuzz(args) -> int:
     setup = Setup(design=args.design, version=args.version, faithful=args.faithful,
                   domains=args.domains, vcpus=args.vcpus, pdx=args.pdx,
                   design_files=(own,) if own else (),
-                  audit=args.audit, full_audit_every=args.full_audit_every)
+                  audit=args.audit, full_audit_every=args.full_audit_every,
+                  grants=args.grants)
     if args.out and out_is_dir(args.out):
         out_dir(args.out, "--out")                 # before the campaign: fail early
     elif args.out:

@@ -18,6 +18,7 @@ mmuext_op          domain, ops* ([cmd, arg1] or [cmd, arg1, arg2] each: cmd an M
 memory_op          domain, cmd*, order, extents, nr, target
 update_va_mapping  domain, va*, val*, flags, vcpu
 grant_access       domain, ref*, grantee, frame*, readonly (the guest writes its grant entry)
+end_access         domain, ref* (the guest revokes it: refused, -EBUSY, while it is mapped)
 grant_table_op     domain, cmd*, grants*, target (cmd a GNTTABOP name; one list per op:
                    map_grant_ref [host_addr, flags, ref] of ``target``'s grant,
                    unmap_grant_ref [host_addr, dev_bus_addr, handle], unmap_and_replace
@@ -43,7 +44,7 @@ __all__ = ["HYPERCALL_OPS", "MEMORY_OP_CMDS", "GRANT_OP_CMDS", "HYPERCALL_OP_KEY
 
 #: the ops of a reproducer: dom0's domain control and the fuzzed hypercalls
 HYPERCALL_OPS = ("create_domain", "destroy_domain", "mmu_update", "mmuext_op", "memory_op",
-                 "update_va_mapping", "grant_access", "grant_table_op")
+                 "update_va_mapping", "grant_access", "end_access", "grant_table_op")
 #: memory_op's sub-commands (XENMEM_*), by name
 MEMORY_OP_CMDS = ("increase_reservation", "decrease_reservation", "populate_physmap")
 #: grant_table_op's sub-commands (GNTTABOP_*), by name
@@ -57,6 +58,7 @@ HYPERCALL_OP_KEYS = {
     "memory_op": ("domain", "cmd*", "order", "extents", "nr", "target"),
     "update_va_mapping": ("domain", "va*", "val*", "flags", "vcpu"),
     "grant_access": ("domain", "ref*", "grantee", "frame*", "readonly"),
+    "end_access": ("domain", "ref*"),
     "grant_table_op": ("domain", "cmd*", "grants*", "target"),
 }
 

@@ -23,6 +23,7 @@ from ..xen import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuex
                    MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_NAMES, PADDR_MASK, _PAGE_ACCESSED,
                    _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PCD, _PAGE_PRESENT, _PAGE_PSE,
                    _PAGE_PWT, _PAGE_RW, _PAGE_USER, pte_mfn)
+from ._grants import GRANT_ACTIONS, grant_call
 from ._guest import FuzzGuest, FuzzKernel, KernelView
 from ._ops import MEMOP_NAMES, CallResult
 from ._runner import FuzzRunner
@@ -42,6 +43,8 @@ ACTIONS = {
     "balloon_out": 4, "balloon_in": 5, "update_va": 4, "kernel_map": 5, "foreign": 3,
     "garbage": 1, "destroy_create": 0.4,
 }
+#: the actions with the grant calls (xen/_grant_table.py; fuzz/_grants.py)
+ACTIONS_WITH_GRANTS = {**ACTIONS, **GRANT_ACTIONS}
 #: requests of an mmu_update
 MMU_REQS = {"pse": 25, "l1": 25, "link": 12, "unmap": 12, "remap": 14, "write": 6,
             "machphys": 3, "bad_ptr": 3}
@@ -404,7 +407,7 @@ class Fuzzer(FuzzRunner):
     # -- actions (one or a few calls) -----------------------------------------------------------
     def random_call(self, r: random.Random | None = None) -> None:
         r = r or self.rng
-        self.act(_weighted(r, ACTIONS), r)
+        self.act(_weighted(r, ACTIONS_WITH_GRANTS if self.setup.grants else ACTIONS), r)
 
     def act(self, action: str, r: random.Random | None = None) -> None:
         """Perform one action (a call, or dom0's destroy + create + the new guest's setup)."""
@@ -636,6 +639,15 @@ class Fuzzer(FuzzRunner):
             self._mmuext(g, [])
         else:
             self.step({"op": "destroy_domain", "domain": r.choice(["nobody", "dom0"])})
+
+    def _a_grant(self, g, r):
+        grant_call(self, "grant", g, r)
+
+    def _a_grant_map(self, g, r):
+        grant_call(self, "grant_map", g, r)
+
+    def _a_grant_unmap(self, g, r):
+        grant_call(self, "grant_unmap", g, r)
 
     def _a_destroy_create(self, g, r):
         self.step({"op": "destroy_domain", "domain": g.name})

@@ -113,6 +113,11 @@ def execute(m: Machine, doms: dict[str, int], op: dict) -> CallResult:
             dom, int(op["ref"]), grantee, as_int(op["frame"]), bool(op.get("readonly", False)))
         rc = 0 if ok else -errno.EINVAL
         return CallResult(rc, int(ok), 1)
+    if kind == "end_access":
+        d = m.domains.get(dom)
+        ok = d is not None and not d.is_dying and dom in m.gnttab.tables and \
+            m.gnttab.end_access(dom, int(op["ref"]))
+        return CallResult(0 if ok else -errno.EBUSY, int(ok), 1)
     if kind == "grant_table_op":
         cmd = GRANT_CMDS[op["cmd"]]
         target = op.get("target")

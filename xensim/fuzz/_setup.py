@@ -52,6 +52,8 @@ class Setup:
     audit: str = "incremental"
     #: in incremental mode, a full audit every N checks too (0: at the end only)
     full_audit_every: int = 1000
+    #: the guests also grant, map and unmap grants (xensim fuzz --no-grants: not)
+    grants: bool = True
 
     def machine(self) -> Machine:
         load_design_files(self.design_files)          # a no-op once loaded (any process)
