@@ -7,14 +7,23 @@ entry validation, the xen-4.1 design, refcounts), on the teaching machine:
    (each a 512-frame get/put), per map+unmap pair;
 2. fast path: the same on a superpage that another entry keeps mapped (count only);
 3. batch: one mmu_update of 512 PSE entries on distinct superpages, then one of 512
-   unmappings, per superpage.
+   unmappings, per superpage;
+4. grant: GNTTABOP_map_grant_ref of another domain's writable host grant (get_page, a
+   writable type reference, the PTE), then GNTTABOP_unmap_grant_ref, per pair; printed
+   against the slow and fast pairs of the same run.
 
 Then the slow and fast pairs (1, 2) on every design. Beside them, in the same run,
 benchmarks/c/superpage_ref.c (the same algorithm with real
 atomic cmpxchg on frame words, compiled here with the system cc; skipped with a message
-when there is none), and the ratios.
+when there is none), and the ratios. Then the layered fast and slow pairs per layer
+(cProfile's own time grouped by the module's layer, beside C): what the fast path costs,
+and why it is not chased (docs/cost-model.md).
 
-Run: python benchmarks/bench_hypercalls.py
+``--baseline-src DIR --reps N``: the slow and fast pairs of this checkout and of the
+xensim at DIR (another checkout), each in fresh processes, alternated N times; the
+ratios per repeat, their median and spread.
+
+Run: python benchmarks/bench_hypercalls.py [--baseline-src DIR [--reps N]]
 """
 
 from __future__ import annotations
@@ -72,12 +81,31 @@ def python_side(design: str = "xen-4.1", batch: bool = True, slow_n: int = 2000,
             hc(g, HYPERVISOR_mmu_update, unmap)
         return (time.perf_counter() - t) / n
 
+    def grant_pair(n):
+        from xensim import (GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref,
+                            HYPERVISOR_grant_table_op, GnttabMapGrantRef, GnttabUnmapGrantRef)
+        front = m.create_domain("front", 1024)
+        fk = GuestKernel(m, front)
+        assert fk.populate(0, 512) == 1
+        assert fk.grant_access(8, g, fk.mfn(5))
+        va = DIRECTMAP_BASE + (1 << 30)
+        assert k.ensure_table(va, 1)[1] == 0
+        t = time.perf_counter()
+        for _ in range(n):
+            op = GnttabMapGrantRef(va, 2, 8, front)
+            hc(g, HYPERVISOR_grant_table_op, GNTTABOP_map_grant_ref, [op], None)
+            hc(g, HYPERVISOR_grant_table_op, GNTTABOP_unmap_grant_ref,
+               [GnttabUnmapGrantRef(va, 0, op.handle)], None)
+        assert op.status == 0
+        return (time.perf_counter() - t) / n
+
     pair(0, mfns[0], 50)                                          # warm up
     slow = pair(0, mfns[0], slow_n)
     # fast path: entry 1 keeps superpage 1 mapped; entry 2 maps and unmaps it again
     assert hc(g, HYPERVISOR_mmu_update, [MmuUpdate(ptr(1), (mfns[1] << 12) | flags)]) == 0
     fast = pair(2, mfns[1], fast_n)
     assert hc(g, HYPERVISOR_mmu_update, [MmuUpdate(ptr(1), 0)]) == 0
+    grant = grant_pair(fast_n // 2) if batch else None
     if not batch:
         return {"slow_pair_us": slow * 1e6, "fast_pair_us": fast * 1e6}
     # batch: 512 distinct superpages in one call, then 512 unmappings in one call
@@ -92,7 +120,7 @@ def python_side(design: str = "xen-4.1", batch: bool = True, slow_n: int = 2000,
     from xensim import audit
     assert audit(m).ok
     return {"slow_pair_us": slow * 1e6, "fast_pair_us": fast * 1e6, "batch_per_sp_us": batch * 1e6,
-            "design_stats": dict(m.superpage.stats)}
+            "grant_pair_us": grant * 1e6, "design_stats": dict(m.superpage.stats)}
 
 
 #: layers of the request path, by the module a function is defined in (first match)
@@ -191,7 +219,50 @@ def print_layers(c: dict | None) -> None:
           " docs/cost-model.md, \"What the simulator's own time costs\"")
 
 
+CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import bench_hypercalls as b
+print(json.dumps(b.python_side("xen-4.1", batch=False, slow_n=1500, fast_n=15000)))
+"""
+
+
+def against(src: Path, reps: int) -> None:
+    """The slow and fast pairs here and with the xensim at ``src``, alternated."""
+    import json
+    import statistics
+    print(f"== this checkout against {src} (xen-4.1, fresh processes, alternated {reps} times) ==")
+    ratios: dict[str, list[float]] = {"slow_pair_us": [], "fast_pair_us": []}
+    here = HERE.parent
+    for rep in range(reps):
+        got = []
+        for root in (here, src):
+            with tempfile.TemporaryDirectory() as cwd:
+                out = subprocess.run([sys.executable, "-c", CHILD, str(HERE)], cwd=cwd, check=True,
+                                     env=dict(os.environ, PYTHONPATH=str(root)),
+                                     capture_output=True, text=True).stdout
+            got.append(json.loads(out.strip().splitlines()[-1]))
+        line = []
+        for key in ratios:
+            ratios[key].append(got[1][key] / got[0][key])
+            line.append(f"{key[:4]} {got[0][key]:8.2f} us vs {got[1][key]:8.2f} us: "
+                        f"{ratios[key][-1]:.2f}x")
+        print(f"  repeat {rep + 1}: " + "; ".join(line))
+    for key, rs in ratios.items():
+        print(f"  {key[:4]} pair: {statistics.median(rs):.2f}x faster here (median; "
+              f"{min(rs):.2f}-{max(rs):.2f} over {len(rs)})")
+
+
 def main() -> None:
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--baseline-src", type=Path, default=None,
+                    help="another checkout: its slow and fast pairs against this one's")
+    ap.add_argument("--reps", type=int, default=5)
+    args = ap.parse_args()
+    if args.baseline_src is not None:
+        against(args.baseline_src.resolve(), args.reps)
+        return
     print("== PV superpage mmu_update throughput (xen-4.1 design, teaching machine) ==")
     py = python_side()
     c = c_reference()
@@ -207,6 +278,9 @@ def main() -> None:
           f"fast path {2e6 / py['fast_pair_us']:,.0f}, "
           f"batched PSE entries {1e6 / py['batch_per_sp_us']:,.0f}")
     print(f"  xen-4.1 design counters: {py['design_stats']}")
+    print(f"\n  grant: map+unmap of a writable host grant  {py['grant_pair_us']:10.3f}us per pair: "
+          f"{py['grant_pair_us'] / py['fast_pair_us']:.2f}x the fast pair, "
+          f"{py['grant_pair_us'] / py['slow_pair_us']:.3f}x the slow pair (same run)")
     from xensim import design_class, design_names
     print("\n  per design, map+unmap pair (per-mapping has no fast path: 512 frames each time;"
           " a design without PV superpages has no PSE entry to map)")

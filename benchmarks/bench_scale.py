@@ -20,7 +20,7 @@ Each point runs in fresh Python processes, so that a process's peak RSS
 * **run**: what ``xensim run`` does (``run_design``: the same, with the full audit at
   the end);
 * with ``--baseline-src DIR``, **DIR run**: the same as *run* with the xensim of another
-  checkout (e.g. ``--baseline-src /path/to/older/checkout``), so that a change is seen
+  checkout (e.g. a worktree of the main branch), so that a change is seen
   against its baseline in one invocation.
 
 The processes of a point alternate (base, run, DIR run, base, run, ...) ``--reps``

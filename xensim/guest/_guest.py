@@ -275,13 +275,17 @@ class GuestKernel:
         if not self.pv_superpages:
             return self.map_fallback(va, mfns, writable)
         batches: dict[int, list] = {}
+        flags = self._flags(writable) | _PAGE_PSE
+        l2 = gib = None
         for k, mfn in enumerate(mfns):
             v = va + (k << SUPERPAGE_SHIFT)
-            l2, rc = self.ensure_table(v, 2)
-            if rc:
-                return rc
-            batches.setdefault(l2, []).append(
-                (self._entry_ptr(l2, _va_index(v, 2)), make_pte(mfn, self._flags(writable) | _PAGE_PSE)))
+            if v >> 30 != gib:                       # the L2 table of each GiB, once
+                gib = v >> 30
+                l2, rc = self.ensure_table(v, 2)
+                if rc:
+                    return rc
+                batch = batches.setdefault(l2, [])
+            batch.append((self._entry_ptr(l2, _va_index(v, 2)), make_pte(mfn, flags)))
         for l2, ups in batches.items():
             rc = self.mmu_update(ups)
             if rc:
@@ -361,9 +365,10 @@ class GuestKernel:
         step = 1 << (SUPERPAGE_SHIFT if superpages else PAGE_SHIFT)
         ups = []
         linked = []                                   # (request index, va) of fallback tables
+        fallback = self.fallback
         for k in range(count):
             v = va + k * step
-            if superpages and v in self.fallback:
+            if superpages and fallback and v in fallback:
                 linked.append((len(ups), v))
                 ups.append((self._entry_ptr(self.tables[(2, v >> _SHIFT[3])], _va_index(v, 2)), 0))
                 continue
@@ -458,9 +463,12 @@ class GuestKernel:
     def superpage_mfns(self, first_gfn: int, count: int) -> list[int]:
         """MFNs of the superpages backing GPFNs first_gfn, +512, ... (must be 2 MiB extents)."""
         out = []
-        for k in range(count):
-            mfn = self.mfn(first_gfn + k * SUPERPAGE_PAGES)
+        get = self.d.p2m.get
+        for gfn in range(first_gfn, first_gfn + count * SUPERPAGE_PAGES, SUPERPAGE_PAGES):
+            mfn = get(gfn)
+            if mfn == INVALID:
+                raise GuestError(f"gfn {gfn:#x} is not populated")
             if mfn % SUPERPAGE_PAGES:
-                raise GuestError(f"gfn {first_gfn + k * SUPERPAGE_PAGES:#x} is not superpage-backed")
+                raise GuestError(f"gfn {gfn:#x} is not superpage-backed")
             out.append(mfn)
         return out

@@ -127,7 +127,7 @@ class Machine:
         self.design_host.attach_design(self.superpage)
         self.hypercall = HypercallLayer(self)
         self.hypercall.register(HYPERVISOR_memory_op, do_memory_op)
-        self.hypercall.register(HYPERVISOR_mmu_update, do_mmu_update)
+        self.hypercall.register(HYPERVISOR_mmu_update, do_mmu_update, per_vcpu=True)
         self.hypercall.register(HYPERVISOR_mmuext_op, do_mmuext_op, per_vcpu=True)
         self.hypercall.register(HYPERVISOR_update_va_mapping, do_update_va_mapping, per_vcpu=True)
         self.hypercall.register(HYPERVISOR_grant_table_op, do_grant_table_op)
@@ -418,13 +418,12 @@ class Machine:
             ci, ti, owner = self.frame_table.slices(first, n)
             if (ci & _U(PGC_count_mask)).any():
                 raise AssertionError(f"freeing referenced frames at mfn {mfn:#x}")
-            o0 = int(owner.min())                   # one owner (a run's): no sort
-            for domid in [o0] if o0 == int(owner.max()) else np.unique(owner).tolist():
+            o0, o1 = int(owner.min()), int(owner.max())     # one owner (a run's): no sort
+            for domid in [o0] if o0 == o1 else np.unique(owner).tolist():
                 d = self.domains.get(domid)
                 if d is None:
                     continue
-                k = int((owner == domid).sum())
-                if k != n:
+                if o0 != o1 and int((owner == domid).sum()) != n:
                     raise AssertionError(f"a free run at mfn {mfn:#x} mixes owners")
                 d.owned.remove(mfn, mfn + n)
                 d.tot_pages -= n

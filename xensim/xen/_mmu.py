@@ -147,14 +147,21 @@ def _continued(number: int, reqs, n: int, rc: int, done, base: int, args: tuple)
 
 # -- mmu_update ----------------------------------------------------------------------
 def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = None,
-                  foreigndom: int = DOMID_SELF, preempted: bool = False) -> int:
-    """Xen's do_mmu_update. ``foreigndom`` carries the page owner in its low 16 bits
-    (get_pg_owner) and, when bits 16-31 are not 0, the page-table owner's domid
-    plus one. ``done`` is written on every exit but one: from 4.5, an unknown
-    page-table owner returns before it. ``preempted`` is the count's
-    MMU_UPDATE_PREEMPTED bit: a continued call adds what it does to ``done[0]``.
-    Preempted between two requests, it returns the :class:`Continuation` of the rest."""
+                  foreigndom: int = DOMID_SELF, preempted: bool = False, vcpu: int = 0) -> int:
+    """Xen's do_mmu_update, issued by vCPU ``vcpu`` of ``caller``. ``foreigndom`` carries
+    the page owner in its low 16 bits (get_pg_owner) and, when bits 16-31 are not 0, the
+    page-table owner's domid plus one. ``done`` is written on every exit but one: from
+    4.5, an unknown page-table owner returns before it. From 4.5 a put a preempted call
+    left (``old_guest_table``) is finished first (itself preemptible: then the same call
+    is continued). ``preempted`` is the count's MMU_UPDATE_PREEMPTED bit: a continued
+    call adds what it does to ``done[0]``. Preempted between two requests, it returns
+    the :class:`Continuation` of the rest."""
     d = m.domains.get(caller)
+    v = d.vcpus[vcpu]
+    if rules_for(m.release).old_guest_table and (rc := put_old_guest_table(m, v)):
+        if rc == -ERESTART:
+            return Continuation(HYPERVISOR_mmu_update, (reqs, done, foreigndom, preempted))
+        return rc
     base = done[0] if preempted and done is not None else 0
     old = m.release == Release.R4_1
     foreigndom &= 0xFFFFFFFF                              # an unsigned int

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..mem import DOMID_INVALID, PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT
+from ..mem import DOMID_INVALID, PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, mapped_zeros
 
 __all__ = ["TlbFlushFilter"]
 
@@ -53,7 +53,7 @@ class TlbFlushFilter:
         self.version += 1
         a = self.groups.get(g)
         if a is None:
-            a = self.groups[g] = np.zeros(PDX_GROUP_FRAMES, dtype=np.uint32)
+            a = self.groups[g] = mapped_zeros(PDX_GROUP_FRAMES, np.uint32)
         return a
 
     def timestamp(self, page: int) -> int:
@@ -85,10 +85,14 @@ class TlbFlushFilter:
         pages = np.arange(pages, pages + n) if n else np.atleast_1d(np.asarray(pages, dtype=np.int64))
         if not pages.size:
             return
-        g0 = int(pages.min()) >> PDX_GROUP_SHIFT
-        if g0 == int(pages.max()) >> PDX_GROUP_SHIFT:  # one group (a run's frames): no sort
-            a = self.groups.get(g0)
-            if a is not None:
+        lo, hi = int(pages.min()), int(pages.max())
+        if lo >> PDX_GROUP_SHIFT == hi >> PDX_GROUP_SHIFT:   # one group (a run's frames): no sort
+            a = self.groups.get(lo >> PDX_GROUP_SHIFT)
+            if a is None:
+                pass
+            elif hi - lo == pages.size - 1:     # (distinct frames) every one of [lo, hi]
+                a[lo & PDX_GROUP_MASK:(hi & PDX_GROUP_MASK) + 1] = 0
+            else:
                 a[pages & PDX_GROUP_MASK] = 0
             return
         groups = pages >> PDX_GROUP_SHIFT
