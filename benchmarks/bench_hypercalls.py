@@ -7,7 +7,10 @@ entry validation, the xen-4.1 design, refcounts), on the teaching machine:
    (each a 512-frame get/put), per map+unmap pair;
 2. fast path: the same on a superpage that another entry keeps mapped (count only);
 3. batch: one mmu_update of 512 PSE entries on distinct superpages, then one of 512
-   unmappings, per superpage.
+   unmappings, per superpage;
+4. grant: GNTTABOP_map_grant_ref of another domain's writable host grant (get_page, a
+   writable type reference, the PTE), then GNTTABOP_unmap_grant_ref, per pair; printed
+   against the slow and fast pairs of the same run.
 
 Then the slow and fast pairs (1, 2) on every design. Beside them, in the same run,
 benchmarks/c/superpage_ref.c (the same algorithm with real
@@ -78,12 +81,31 @@ def python_side(design: str = "xen-4.1", batch: bool = True, slow_n: int = 2000,
             hc(g, HYPERVISOR_mmu_update, unmap)
         return (time.perf_counter() - t) / n
 
+    def grant_pair(n):
+        from xensim import (GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref,
+                            HYPERVISOR_grant_table_op, GnttabMapGrantRef, GnttabUnmapGrantRef)
+        front = m.create_domain("front", 1024)
+        fk = GuestKernel(m, front)
+        assert fk.populate(0, 512) == 1
+        assert fk.grant_access(8, g, fk.mfn(5))
+        va = DIRECTMAP_BASE + (1 << 30)
+        assert k.ensure_table(va, 1)[1] == 0
+        t = time.perf_counter()
+        for _ in range(n):
+            op = GnttabMapGrantRef(va, 2, 8, front)
+            hc(g, HYPERVISOR_grant_table_op, GNTTABOP_map_grant_ref, [op], None)
+            hc(g, HYPERVISOR_grant_table_op, GNTTABOP_unmap_grant_ref,
+               [GnttabUnmapGrantRef(va, 0, op.handle)], None)
+        assert op.status == 0
+        return (time.perf_counter() - t) / n
+
     pair(0, mfns[0], 50)                                          # warm up
     slow = pair(0, mfns[0], slow_n)
     # fast path: entry 1 keeps superpage 1 mapped; entry 2 maps and unmaps it again
     assert hc(g, HYPERVISOR_mmu_update, [MmuUpdate(ptr(1), (mfns[1] << 12) | flags)]) == 0
     fast = pair(2, mfns[1], fast_n)
     assert hc(g, HYPERVISOR_mmu_update, [MmuUpdate(ptr(1), 0)]) == 0
+    grant = grant_pair(fast_n // 2) if batch else None
     if not batch:
         return {"slow_pair_us": slow * 1e6, "fast_pair_us": fast * 1e6}
     # batch: 512 distinct superpages in one call, then 512 unmappings in one call
@@ -98,7 +120,7 @@ def python_side(design: str = "xen-4.1", batch: bool = True, slow_n: int = 2000,
     from xensim import audit
     assert audit(m).ok
     return {"slow_pair_us": slow * 1e6, "fast_pair_us": fast * 1e6, "batch_per_sp_us": batch * 1e6,
-            "design_stats": dict(m.superpage.stats)}
+            "grant_pair_us": grant * 1e6, "design_stats": dict(m.superpage.stats)}
 
 
 #: layers of the request path, by the module a function is defined in (first match)
@@ -256,6 +278,9 @@ def main() -> None:
           f"fast path {2e6 / py['fast_pair_us']:,.0f}, "
           f"batched PSE entries {1e6 / py['batch_per_sp_us']:,.0f}")
     print(f"  xen-4.1 design counters: {py['design_stats']}")
+    print(f"\n  grant: map+unmap of a writable host grant  {py['grant_pair_us']:10.3f}us per pair: "
+          f"{py['grant_pair_us'] / py['fast_pair_us']:.2f}x the fast pair, "
+          f"{py['grant_pair_us'] / py['slow_pair_us']:.3f}x the slow pair (same run)")
     from xensim import design_class, design_names
     print("\n  per design, map+unmap pair (per-mapping has no fast path: 512 frames each time;"
           " a design without PV superpages has no PSE entry to map)")

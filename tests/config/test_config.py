@@ -752,3 +752,16 @@ def test_design_choices_are_the_registry_in_registration_order():
         parse_config("compare: [xen-5]\n", "c.yaml")
     assert str(e.value) == ("c.yaml:1: compare[0]: unknown design 'xen-5'; choose from: "
                             + ", ".join(DESIGNS))
+
+
+def test_resolved_config_keeps_a_domains_vcpus(tmp_path):
+    """A domain of several vCPUs keeps them in the resolved config (and so in a sweep
+    point's id); one vCPU, the default, is not written."""
+    cfg = parse_config("compare: [xen-4.1]\n"
+                       "domains: [{name: a, memory: 8MiB, vcpus: 3}, {name: b, memory: 4MiB}]\n")
+    data = resolved_config(cfg, build_memory_map(cfg))
+    assert data["domains"] == [{"name": "a", "memory": 8 << 20, "vcpus": 3},
+                               {"name": "b", "memory": 4 << 20}]
+    dump_resolved(cfg, build_memory_map(cfg), tmp_path / "r.yaml")
+    again = load_config(tmp_path / "r.yaml")
+    assert again.domain_vcpus() == [3, 1]

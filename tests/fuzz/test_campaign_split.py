@@ -115,7 +115,7 @@ def test_violations_pickle_by_their_fields():
 
 def test_two_workers_give_the_merged_result_of_one_process(one_process):
     c = one_process
-    assert c.calls == 121 and c.episodes == 5 and not c.interrupted
+    assert c.calls == 122 and c.budgeted == 120 and c.episodes == 5 and not c.interrupted
     assert len(c.findings) == 3 and all(f.minimised for f in c.findings.values())
     with LocalEngine(2) as engine:
         d = split_campaign(engine, SETUP, CAMPAIGN["calls"], CAMPAIGN["seed"],
@@ -135,20 +135,34 @@ def test_the_merge_does_not_depend_on_the_order_results_come_back(order):
     d = split_campaign(engine, SETUP, 90, 4, **kwargs)
     assert merged(d) == merged(c)
     # every episode merged was run with the budget it has in one process: the first two
-    # ahead with the full 40 (the first ends at 19 calls on a teardown violation), the
-    # last run ahead with the 10 calls left if the first two made 40 each, then again
-    # with the 30 left after the 60 they made
+    # ahead with the full 40 (the first ends at 19 calls on a teardown violation, the
+    # second makes 41: one past its budget, which does not count), the last run ahead
+    # with the 10 calls left if the first two made 40 each, then again with the 31 left
+    # after the 19 + 40 that count
     made = {(t.index, t.budget): ep.calls for t, ep in engine.done if isinstance(t, EpisodeTask)}
-    calls, budgets = 0, []
+    counted, calls, budgets = 0, 0, []
     for i in range(c.episodes):
-        budgets.append(episode_budget(calls, 90, 40))
+        budgets.append(episode_budget(counted, 90, 40))
+        counted += min(made[(i, budgets[-1])], budgets[-1])
         calls += made[(i, budgets[-1])]
-    assert budgets == [40, 40, 30] and calls == c.calls
+    assert budgets == [40, 40, 31] and (counted, calls) == (c.budgeted, c.calls) == (90, 92)
     assert {k: n for k, n in made.items() if k[0] < c.episodes} == {
-        (0, 40): 19, (1, 40): 41, (2, 10): 13, (2, 30): 31}
+        (0, 40): 19, (1, 40): 41, (2, 10): 13, (2, 31): 32}
     # the stream pauses rather than ends while episodes are in flight: one cut short
     # leaves calls to make, and an episode past the last may be run ahead, unmerged
     assert all(i == c.episodes for i, _ in made if i >= c.episodes)
+
+
+def test_episodes_without_violations_are_never_run_again():
+    """An episode makes a few calls past its budget, which do not count towards the
+    campaign's: with no violation every budget is known before the episodes before it
+    are back, and no episode is run twice (the last one included)."""
+    engine = Shuffled(2, window=2)
+    setup = Setup(domains=1)
+    d = split_campaign(engine, setup, 100, 1, episode_calls=30)
+    assert not d.findings and d.episodes == 4 and d.budgeted == 100 and d.calls > 100
+    assert [(t.index, t.budget) for t in engine.tasks] == [(0, 30), (1, 30), (2, 30), (3, 10)]
+    assert merged(d) == merged(campaign(setup, 100, 1, episode_calls=30))
 
 
 def test_a_campaign_shorter_than_an_episode_runs_it_once():

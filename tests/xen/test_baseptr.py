@@ -17,7 +17,8 @@ import pytest
 from xensim import Machine, MemoryMap
 from xensim.mem import (PGC_allocated, PGT_l1_page_table, PGT_l3_page_table, PGT_l4_page_table,
                         PGT_pinned, PGT_validated)
-from xensim.xen import (BASEPTR_RULES, HYPERVISOR_mmuext_op, HYPERVISOR_update_va_mapping,
+from xensim.xen import (BASEPTR_RULES, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
+                        HYPERVISOR_update_va_mapping, MmuUpdate,
                         IncrementalAuditor, MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR,
                         MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_UNPIN_TABLE, MmuextOp,
                         Release, _PAGE_PRESENT, _PAGE_RW, audit, make_pte, root_mfns, rules_for)
@@ -282,6 +283,19 @@ class TestOldGuestTable:
         assert t.ext(op(USER, 0), vcpu=1) == (0, 1)
         assert t.v(1).old_guest_table is None
         assert words(t.m, F[0]) == (ALLOC1, PGT_l4_page_table)
+
+    @pytest.mark.parametrize("version", ["4.5", "4.8"])
+    def test_the_next_mmu_update_finishes_it(self, version):
+        """do_mmu_update 4.5 on: ``rc = put_old_guest_table(curr)`` first, even for a
+        batch whose first request fails."""
+        t = Lay(version)
+        self._left_by_a_preempted_put(t)
+        done = [0]
+        assert t.m.hypercall(t.g, HYPERVISOR_mmu_update, [MmuUpdate(3, 0)], done,
+                             vcpu=1) == -errno.ENOSYS
+        assert t.v(1).old_guest_table is None
+        assert words(t.m, F[0]) == (ALLOC1, PGT_l4_page_table)
+        assert audit(t.m).ok
 
     @pytest.mark.parametrize("version", ["4.5", "4.8"])
     def test_destruction_finishes_it(self, version):

@@ -5,11 +5,12 @@ order, so that the merged result (calls, refusal tables, findings and their coun
 each finding's minimal reproducer) is the one of a campaign in one process.
 
 Episode *i* is seeded ``f"{seed}/{i}"`` whatever worker runs it. Its budget depends on
-the calls the episodes before it made (the last one is cut short), which a worker
-cannot know: every episode is run ahead with the budget it would have if the ones
-before it made exactly theirs, and one whose budget turns out different when its turn
-to be merged comes (the campaign's last, as episodes make a few calls more) is run
-again with the right one.
+the calls the episodes before it made (the campaign's calls left, for the last ones),
+each counted up to its own budget (:attr:`~xensim.fuzz.Campaign.budgeted`): an episode
+makes its budget's calls, or fewer when a violation ends it. Every episode is run ahead
+with the budget it has if the ones before it made theirs, which it has unless one of
+them ended early; one whose budget turns out different when its turn to be merged
+comes is run again with the right one.
 
 Each distinct violation is minimised once its episode is merged (only then is it known
 to be the first of its signature): its :func:`~xensim.fuzz.minimise_steps` runs here,
@@ -189,7 +190,7 @@ def split_campaign(engine, setup: Setup, calls: int, seed: int = 0, *,
                 return t
         # the episodes not merged yet make at least their budgets (unless a violation
         # ends one): the next starts after those calls at the earliest
-        start = c.calls + sum(budgets[j] for j in range(where["merge"], where["ahead"]))
+        start = c.budgeted + sum(budgets[j] for j in range(where["merge"], where["ahead"]))
         if not (c.interrupted or campaign_done(c, calls, max_findings) or start >= calls):
             where["ahead"] += 1
             return episode(where["ahead"] - 1, episode_budget(start, calls, episode_calls))
@@ -216,7 +217,7 @@ def split_campaign(engine, setup: Setup, calls: int, seed: int = 0, *,
                 not campaign_done(c, calls, max_findings):
             i = where["merge"]
             budget, ep = back.pop(i)
-            need = episode_budget(c.calls, calls, episode_calls)
+            need = episode_budget(c.budgeted, calls, episode_calls)
             if budget != need:                   # run ahead with a budget it cannot have
                 urgent.appendleft(episode(i, need))
                 return

@@ -328,7 +328,7 @@ class Tracer:
 
     # -- entering and leaving a hypercall --------------------------------------------------------
     def _enter(self, caller: int, number: int, args: tuple) -> None:
-        head, requests, gpfns = decode_call(self.m, caller, number, args)
+        head, requests, gpfns = decode_call(self.m, caller, number, args, self.m.hypercall.vcpu)
         call = Call(caller, number, args, head, requests, gpfns=gpfns,
                     grants=grants_named(self.m, caller, number, args))
         call.tot_pages = {d.domid: d.tot_pages for d in self.m.domains.values()}

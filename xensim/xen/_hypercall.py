@@ -66,6 +66,9 @@ class HypercallLayer:
         self._stats_of: dict[int, CallStats] = {}
         #: domid -> hypercalls of that domain in progress (domain_pause waits for 0)
         self.active: dict[int, int] = {}
+        #: the calling vCPU of the call in progress while hypercall_enter is observed (the
+        #: tracer names it beside the caller); 0 between calls
+        self.vcpu = 0
         #: hypercall_enter, hypercall_leave, atomic_step: the bus's, mirrored (see _events)
         machine.events.attach(self, ("hypercall_enter", "hypercall_leave", "atomic_step"))
 
@@ -80,6 +83,7 @@ class HypercallLayer:
             st = self._call_stats(number)
         st.calls += 1
         if self.hypercall_enter is not None:
+            self.vcpu = vcpu
             self.hypercall_enter(caller, number, args)
         if self.atomic_step is not None:              # under the explorer: entering is a step
             self.atomic_step("hcall", caller, number)
@@ -103,6 +107,7 @@ class HypercallLayer:
             st.errors[errno_name(rc)] += 1
         if self.hypercall_leave is not None:
             self.hypercall_leave(caller, number, args, rc)
+        self.vcpu = 0
         return rc
 
     def _call_stats(self, number: int) -> CallStats:

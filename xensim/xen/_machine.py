@@ -123,7 +123,7 @@ class Machine:
         self.design_host.attach_design(self.superpage)
         self.hypercall = HypercallLayer(self)
         self.hypercall.register(HYPERVISOR_memory_op, do_memory_op)
-        self.hypercall.register(HYPERVISOR_mmu_update, do_mmu_update)
+        self.hypercall.register(HYPERVISOR_mmu_update, do_mmu_update, per_vcpu=True)
         self.hypercall.register(HYPERVISOR_mmuext_op, do_mmuext_op, per_vcpu=True)
         self.hypercall.register(HYPERVISOR_update_va_mapping, do_update_va_mapping, per_vcpu=True)
         self.hypercall.register(HYPERVISOR_grant_table_op, do_grant_table_op)

@@ -114,12 +114,16 @@ def _batch(m, reqs, done, fn, *args) -> int:
 
 # -- mmu_update ----------------------------------------------------------------------
 def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = None,
-                  foreigndom: int = DOMID_SELF) -> int:
-    """Xen's do_mmu_update. ``foreigndom`` carries the page owner in its low 16 bits
-    (get_pg_owner) and, when bits 16-31 are not 0, the page-table owner's domid
-    plus one. ``done`` is written on every exit but one: from 4.5, an unknown
-    page-table owner returns before it."""
+                  foreigndom: int = DOMID_SELF, vcpu: int = 0) -> int:
+    """Xen's do_mmu_update, issued by vCPU ``vcpu`` of ``caller``. ``foreigndom`` carries
+    the page owner in its low 16 bits (get_pg_owner) and, when bits 16-31 are not 0, the
+    page-table owner's domid plus one. ``done`` is written on every exit but one: from
+    4.5, an unknown page-table owner returns before it. From 4.5 a put a preempted call
+    left (``old_guest_table``) is finished first."""
     d = m.domains.get(caller)
+    v = d.vcpus[vcpu]
+    if v.old_guest_table is not None and rules_for(m.release).old_guest_table:
+        put_old_guest_table(m, v)
     old = m.release == Release.R4_1
     foreigndom &= 0xFFFFFFFF                              # an unsigned int
     pt_owner = d
@@ -229,8 +233,8 @@ def do_mmuext_op(m, caller: int, ops: list[MmuextOp], done: list | None = None,
     curr = m.domain(caller)
     v = curr.vcpus[vcpu]
     old = m.release == Release.R4_1
-    if rules_for(m.release).old_guest_table and (rc := put_old_guest_table(m, v)):
-        return rc
+    if v.old_guest_table is not None and rules_for(m.release).old_guest_table:
+        put_old_guest_table(m, v)
     pg_owner = get_pg_owner(m, curr, foreigndom)
     if pg_owner is None:
         if old:

@@ -265,7 +265,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
         "config": ("handlers", "per_vcpu"),
         "link": ("machine", "hypercall_enter", "hypercall_leave", "atomic_step"),
         "stats": ("stats", "_stats_of"),
-        "transient": ("active",),
+        "transient": ("active", "vcpu"),
     },
 }
 
