@@ -18,6 +18,7 @@ Each component captures and restores its own part through public methods:
 | ``records.spage``: the superpage table | ``SuperpageTable`` | ``snapshot`` / ``restore`` |
 | ``records.tlb``: the TLB clock, each CPU's last flush | ``TlbFlushFilter`` | ``capture_clock`` / ``restore_clock`` |
 | ``records.next_domid`` | ``Machine`` | |
+| ``records.linear``: each frame's linear_pt_count | ``PageTables`` | ``capture_linear`` / ``restore_linear`` |
 
 ``frames``, ``stamps`` and ``tables`` are large; the fuzzer's journal keeps them frame by
 frame, learning from the event bus which frames a call wrote, and takes the rest
@@ -72,6 +73,8 @@ class Records(NamedTuple):
     spage: bytes
     tlb: tuple
     next_domid: int
+    #: each frame's linear_pt_count (4.10 on; PageTables.capture_linear)
+    linear: tuple = ()
 
 
 class MachineState(NamedTuple):
@@ -87,7 +90,8 @@ def _normal(r: Records) -> tuple:
     tables sorted; no objects, no TLB."""
     doms = tuple(sorted(d[:3] + (tuple(sorted(d[3])), tuple(sorted(d[4]))) + d[5:]
                         for d in r.domains))
-    return (r.heap, r.m2p, doms, tuple(sorted(r.live)), r.design, r.spage, r.next_domid)
+    return (r.heap, r.m2p, doms, tuple(sorted(r.live)), r.design, r.spage, r.next_domid,
+            tuple(sorted(r.linear)))
 
 
 def same_records(a: Records, b: Records) -> bool:
@@ -145,6 +149,8 @@ def records_difference(m, a: Records, b: Records) -> str | None:
         return f"superpage table entry {e} word {w}: {int(sa[w, e]):#x} vs {int(sb[w, e]):#x}"
     if x[6] != y[6]:
         return f"the next domid: {x[6]} vs {y[6]}"
+    if x[7] != y[7]:
+        return "the linear page-table counts"
     return None
 
 
@@ -169,7 +175,8 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     "Machine": {
         "state": ("frame_table", "spage_table", "heap", "m2p", "mem", "pt", "refs",
                   "domains", "superpage", "_next_domid"),
-        "config": ("release", "version", "allow_superpage", "faithful", "memmap", "pdx",
+        "config": ("release", "version", "allow_superpage", "faithful", "pv_linear_pt",
+                   "hypothetical", "release_label", "memmap", "pdx",
                    "max_page", "relinquish_hooks", "audit_contributors"),
         "derived": ("_to_pdx", "_to_mfn", "_covers", "ram_pdx_ranges"),
         "link": ("events", "hypercall", "design_host"),
@@ -211,7 +218,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
         "link": ("guest_write",),
     },
     "PageTables": {
-        "state": ("live",),
+        "state": ("live", "linear_pt_count"),
         "link": ("m",),
         "mode": ("get_entries", "put_entries", "get_page_from_entry", "put_page_from_entry"),
     },
