@@ -7,7 +7,9 @@ default: what each call changed, a full audit every 1,000 checks and at the end)
 check but the batch check's replay (what that replay costs) and the calls alone (replayed
 with no check, no undo journal: the floor the checks sit on). Every check
 of docs/fuzzing.md runs in the first two (unchanged, batch, audit, isolation, xen-bug,
-the journal's verify with every full audit).
+the journal's verify with every full audit). The guests' grant calls are in the mix
+(the default); a fifth run without them (``--no-grants``) gives the incremental rate
+of the calls before grants, and the ratio.
 Rates are calls per CPU second of this process (per core: the figure does not
 depend on what else the machine runs), wall-clock beside them.
 
@@ -57,20 +59,23 @@ def main(argv: list[str]) -> None:
     print(f"fuzzing with every check after every call, {calls:,} calls per design "
           f"(calls per CPU second; wall-clock seconds in brackets)\n")
     print(f"{'design':16} {'incremental':>18} {'full':>18} {'ratio':>7} {'no replays':>11}"
-          f" {'calls alone':>12} {'checks':>7} {'full audits':>11}")
+          f" {'calls alone':>12} {'checks':>7} {'full audits':>11} {'no grants':>10} {'ratio':>6}")
     for design in designs:
         inc, inc_cpu, inc_wall = episode(Setup(design=design, audit="incremental"), calls)
         full, full_cpu, full_wall = episode(Setup(design=design, audit="full"), calls)
         assert inc.log == full.log, "the same seed makes the same calls in both modes"
         alone = calls_alone(Setup(design=design), inc.log)
         norep = without_replays(Setup(design=design), inc.log)
-        r_inc, r_full = inc.calls / inc_cpu, full.calls / full_cpu
+        ng, ng_cpu, _ = episode(Setup(design=design, audit="incremental", grants=False), calls)
+        r_inc, r_full, r_ng = inc.calls / inc_cpu, full.calls / full_cpu, ng.calls / ng_cpu
         print(f"{design:16} {r_inc:>9,.0f}/s ({inc_wall:4.1f}s) {r_full:>9,.0f}/s "
               f"({full_wall:4.1f}s) {r_inc / r_full:>6.1f}x {len(inc.log) / norep:>9,.0f}/s"
-              f" {len(inc.log) / alone:>10,.0f}/s {inc.checks:>7,} {inc.full_audits:>11,}")
+              f" {len(inc.log) / alone:>10,.0f}/s {inc.checks:>7,} {inc.full_audits:>11,}"
+              f" {r_ng:>8,.0f}/s {r_inc / r_ng:>5.2f}x")
     print("\nratio: incremental / full, the same calls in the same run; no replays: the same "
           "call list with every\ncheck but the batch check's replay of each batch request by "
-          "request; calls alone: with no check (the floor)")
+          "request; calls alone: with no check (the floor);\nno grants: incremental, the guests "
+          "making no grant call (ratio: with grants / without)")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ from .xen import (
     _PAGE_PWT, _PAGE_RW, _PAGE_USER, AuditReport, Difference, Domain, Machine, MmuextOp,
     MmuUpdate, RangeResult, RefCounts, RefStats, XenMemoryReservation, audit, errno_name,
     EVENTS, Events, Release, RELEASE_NAMES)
+from .xen import (
+    HYPERVISOR_grant_table_op, GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref,
+    GNTTABOP_unmap_and_replace, GNTMAP_host_map, GNTMAP_device_map, GNTMAP_readonly,
+    GnttabMapGrantRef, GnttabUnmapGrantRef, GnttabUnmapAndReplace)
 from .config import (Config, build_memory_map, default_config, list_presets, load_config,
                      load_preset, parse_config)
 from .guest import DIRECTMAP_BASE, GuestError, GuestKernel
@@ -38,6 +42,9 @@ from .sim import (Comparison, DesignRun, MachineReport, OverheadReport, RunResul
 from .output import FORMATS, render, to_json
 
 __all__ = [
+    "HYPERVISOR_grant_table_op", "GNTTABOP_map_grant_ref", "GNTTABOP_unmap_grant_ref",
+    "GNTTABOP_unmap_and_replace", "GNTMAP_host_map", "GNTMAP_device_map", "GNTMAP_readonly",
+    "GnttabMapGrantRef", "GnttabUnmapGrantRef", "GnttabUnmapAndReplace",
     "COUNT_MASK", "CountedDesign", "MARK", "TableCounted", "check_design", "design_class",
     "load_design_file", "load_design_files",
     "AuditReport", "Comparison", "Config", "ConfigError", "DIRECTMAP_BASE", "DOMID_SELF",

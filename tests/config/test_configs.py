@@ -23,7 +23,10 @@ from xensim.config import build_memory_map, load_config
 from xensim.sim._simulate import run_comparison
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-NAMES = sorted(p.name for p in CONFIGS.glob("*.yaml"))
+ALL = sorted(p.name for p in CONFIGS.glob("*.yaml"))
+#: the fuzzer-format replays (a script of hypercalls: `xensim run` replays them with every check)
+REPLAYS = [n for n in ALL if "\n  ops:\n" in (CONFIGS / n).read_text()]
+NAMES = [n for n in ALL if n not in REPLAYS]
 OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
        ">": operator.gt, ">=": operator.ge}
 
@@ -60,8 +63,31 @@ def run(cfg):
 
 
 def test_the_configs_are_there():
-    assert NAMES == ["default.yaml", "gnr-metadata.yaml", "sketch-race.yaml",
+    assert NAMES == ["default.yaml", "gnr-metadata.yaml", "sketch-race.yaml", "split-driver.yaml",
                      "when-pinning-pays.yaml", "why-per-mapping-was-slow.yaml"]
+    assert REPLAYS == ["xsa-224.yaml", "xsa-234.yaml"]        # tests/fuzz/test_xtf.py
+
+
+#: configs too big for the test suite (configs/scale/): loaded and checked here, run by
+#: benchmarks/bench_scale.py
+SCALE = sorted((CONFIGS / "scale").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SCALE, ids=lambda p: p.name)
+def test_scale_configs_load_and_say_what_they_need(path):
+    """A config of configs/scale/ loads, simulates, states its outcome in '# expect:' lines
+    and says what it needs (memory and time) in its comment; the suite does not run it."""
+    cfg = load_config(path)
+    assert cfg.simulates and expectations(path)
+    text = path.read_text()
+    assert "What it needs:" in text and "GiB of RAM" in text
+    designs = {cfg.hypervisor.superpage}
+    for want in expectations(path):
+        assert want.split()[0] in designs | {"*"}, want
+
+
+def test_the_scale_configs_are_there():
+    assert [p.name for p in SCALE] == ["whole-host.yaml"]
 
 
 @pytest.mark.parametrize("name", NAMES)

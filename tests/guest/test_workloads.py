@@ -124,7 +124,7 @@ def test_compare_and_designs():
 @pytest.mark.parametrize("text, expected", [
     ("workload: {kind: walk}\n",
      "w.yaml:1: workload.kind: bad choice 'walk'; choose from: map-all, churn, shared, random, "
-     "script"),
+     "script, split-driver"),
     ("workload: {steps: 3}\n", "w.yaml:1: workload: missing required key 'kind'"),
     ("workload:\n  kind: churn\n  steps: 10\n",
      "w.yaml:3: workload.steps: 'steps' does not apply to a churn workload (it takes "
@@ -132,7 +132,7 @@ def test_compare_and_designs():
     ("workload:\n  kind: churn\n  iteration: 10\n",
      "w.yaml:3: workload.iteration: unknown key 'iteration' (did you mean 'iterations'?); "
      "allowed keys: kind, superpages, writable, rounds, iterations, mark, mappings, steps, "
-     "slots, small_slots, mix, script, ops"),
+     "slots, small_slots, mix, grants, script, ops"),
     ("workload: {kind: churn, iterations: 0}\n",
      "w.yaml:1: workload.iterations: must be at least 1, got 0"),
     ("workload: {kind: churn, mark: yes please}\n",

@@ -111,7 +111,7 @@ def test_no_grid_is_one_point_and_the_id_is_stable(tmp_path):
     (SWEEP.replace("iterations", "iteratons"),
      "sweep.yaml:3: grid.workload.iteratons: unknown key 'iteratons' (did you mean "
      "'iterations'?); allowed keys: kind, superpages, writable, rounds, iterations, mark, "
-     "mappings, steps, slots, small_slots, mix, script, ops"),
+     "mappings, steps, slots, small_slots, mix, grants, script, ops"),
     (SWEEP.replace("[2, 5]", "[2, 0]"),
      "sweep.yaml:3: grid.workload.iterations[1]: must be at least 1, got 0"),
     (SWEEP.replace("[false, true]", "[false, 3]"),

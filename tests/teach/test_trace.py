@@ -574,3 +574,17 @@ def test_a_long_trace_on_a_terminal_says_how_to_narrow_it(small, monkeypatch, ca
     monkeypatch.setattr("sys.stdout.isatty", lambda: False)       # piped: not said
     assert cmd_trace(_cli(["trace", SMALL])) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_guest_of_several_vcpus_names_the_calling_vcpu(tmp_path):
+    """A domain of two vCPUs: each operation starts with the process switch on its vCPU
+    (do_mmuext_op NEW_BASEPTR + NEW_USER_BASEPTR), and each call names the vCPU."""
+    f = tmp_path / "v.yaml"
+    f.write_text("workload: {kind: map-all, superpages: 2}\nseed: 1\n"
+                 "domains: [{name: a, memory: 4MiB, vcpus: 2}]\n")
+    cfg, mm = load(str(f))
+    text = lines(trace(cfg, mm, level="hypercall"))
+    calls = [t.strip() for t in text if t.strip().startswith(("mmuext_op", "mmu_update"))]
+    assert calls[0].startswith("mmuext_op dom1 v0: 2 operations")
+    assert any(c.startswith("mmuext_op dom1 v1: 2 operations") for c in calls)
+    assert any(c.startswith("mmu_update dom1 v1") for c in calls)

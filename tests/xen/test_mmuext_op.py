@@ -281,7 +281,7 @@ class TestNewBaseptr:
 
 # -- unknown commands, batches, foreign domains ------------------------------------------------
 class TestCommandsAndBatches:
-    @pytest.mark.parametrize("cmd", [14, 15, 21, 99, -1])      # 14: none; 15: NEW_USER_BASEPTR, not modelled
+    @pytest.mark.parametrize("cmd", [14, 21, 99, -1])          # 14: no command
     def test_unknown_command_is_enosys(self, lay, cmd):
         refused_ext(lay.m, lay.g, [op(cmd, F[0])], errno.ENOSYS)
 

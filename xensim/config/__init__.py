@@ -27,10 +27,10 @@ from ._config import (
     build_memory_map, read_design_files,
 )
 from ._scenario import (
-    SCENARIO_OPS, ScenarioOp, ScenarioFile, Scenario, load_scenario, MAX_STEPS,
+    SCENARIO_OPS, ScenarioOp, ScenarioFile, Scenario, load_scenario, MAX_STEPS, op_vcpu,
 )
 from ._hypercall_ops import (
-    HYPERCALL_OPS, MEMORY_OP_CMDS, HYPERCALL_OP_KEYS, MmuRequest, MmuextRequest, HypercallOp,
+    HYPERCALL_OPS, MEMORY_OP_CMDS, GRANT_OP_CMDS, HYPERCALL_OP_KEYS, MmuRequest, MmuextRequest, HypercallOp,
 )
 from ._resolved import (
     to_data, drop_none, resolved_config, dump_resolved,
@@ -38,7 +38,7 @@ from ._resolved import (
 
 __all__ = [
     "CMPXCHG_NS", "Config", "CostModelConfig", "DEFAULT_PRESET", "DomainConfig",
-    "FRAME_ATOMIC_NS", "GUEST_OPS", "HYPERCALL_OPS", "HYPERCALL_OP_KEYS", "HypercallOp",
+    "FRAME_ATOMIC_NS", "GUEST_OPS", "GRANT_OP_CMDS", "HYPERCALL_OPS", "HYPERCALL_OP_KEYS", "HypercallOp",
     "MEMORY_OP_CMDS", "MmuRequest", "MmuextRequest", "HYPERCALL_NS", "HypervisorConfig", "KeyPath", "MAX_SLOTS",
     "MAX_STEPS", "MAX_WORKLOAD_OPS", "MachineConfig", "MemmapFileConfig", "MixConfig",
     "RangeConfig", "SCENARIO_OPS", "SLOT_RUN_OPS", "SUPERPAGE_BYTES", "SUPERPAGE_RUN_OPS",
@@ -46,6 +46,6 @@ __all__ = [
     "WorkloadConfig", "YamlDoc", "build_memory_map", "check_simulation", "config_from_data",
     "default_config", "default_config_path", "describe", "drop_none", "dump_resolved",
     "format_path", "line_of", "list_presets", "load_config", "load_dataclass",
-    "load_memmap_file", "load_preset", "load_scenario", "load_yaml", "parse_config",
+    "load_memmap_file", "load_preset", "load_scenario", "load_yaml", "op_vcpu", "parse_config",
     "preset_dir", "read_design_files", "read_text", "resolved_config", "size", "to_data", "top_mapping", "workload_ops",
 ]

@@ -11,16 +11,24 @@ so a bad item is reported as ``FILE:LINE: workload.ops[3].reqs[0]: ...``.
 Which keys each op takes (``*``: required):
 
 ================== =========================================================
-create_domain      name*, max_pages*
+create_domain      name*, max_pages*, vcpus
 destroy_domain     domain
 mmu_update         domain, reqs* ([ptr, val] each), foreign
-mmuext_op          domain, ops* ([cmd, arg1] or [cmd, arg1, arg2] each: cmd an MMUEXT name or number), foreign
+mmuext_op          domain, ops* ([cmd, arg1] or [cmd, arg1, arg2] each: cmd an MMUEXT name or number), foreign, vcpu
 memory_op          domain, cmd*, order, extents, nr, target
-update_va_mapping  domain, va*, val*, flags
+update_va_mapping  domain, va*, val*, flags, vcpu
+grant_access       domain, ref*, grantee, frame*, readonly (the guest writes its grant entry)
+end_access         domain, ref* (the guest revokes it: refused, -EBUSY, while it is mapped)
+grant_table_op     domain, cmd*, grants*, target (cmd a GNTTABOP name; one list per op:
+                   map_grant_ref [host_addr, flags, ref] of ``target``'s grant,
+                   unmap_grant_ref [host_addr, dev_bus_addr, handle], unmap_and_replace
+                   [host_addr, new_addr, handle], setup_table [nr_frames], query_size [])
 ================== =========================================================
 
 ``domain`` is the calling domain's name (default ``dom0``); names that no
-domain has are kept, the hypervisor refuses them (-ESRCH).
+domain has are kept, the hypervisor refuses them (-ESRCH). ``vcpu``: the calling
+vCPU (default 0; one the domain does not have: -ESRCH); ``vcpus``: the new domain's
+(default 1).
 """
 
 from __future__ import annotations
@@ -29,24 +37,29 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
-from ..xen import MMUEXT_NAMES
+from ..xen import GNTTABOP_NAMES, MMUEXT_NAMES
 
-__all__ = ["HYPERCALL_OPS", "MEMORY_OP_CMDS", "HYPERCALL_OP_KEYS", "MmuRequest",
+__all__ = ["HYPERCALL_OPS", "MEMORY_OP_CMDS", "GRANT_OP_CMDS", "HYPERCALL_OP_KEYS", "MmuRequest",
            "MmuextRequest", "HypercallOp"]
 
 #: the ops of a reproducer: dom0's domain control and the fuzzed hypercalls
 HYPERCALL_OPS = ("create_domain", "destroy_domain", "mmu_update", "mmuext_op", "memory_op",
-                 "update_va_mapping")
+                 "update_va_mapping", "grant_access", "end_access", "grant_table_op")
 #: memory_op's sub-commands (XENMEM_*), by name
 MEMORY_OP_CMDS = ("increase_reservation", "decrease_reservation", "populate_physmap")
+#: grant_table_op's sub-commands (GNTTABOP_*), by name
+GRANT_OP_CMDS = tuple(GNTTABOP_NAMES.values())
 #: the keys each op takes (``*``: required), besides ``op``
 HYPERCALL_OP_KEYS = {
-    "create_domain": ("name*", "max_pages*"),
+    "create_domain": ("name*", "max_pages*", "vcpus"),
     "destroy_domain": ("domain",),
     "mmu_update": ("domain", "reqs*", "foreign"),
-    "mmuext_op": ("domain", "ops*", "foreign"),
+    "mmuext_op": ("domain", "ops*", "foreign", "vcpu"),
     "memory_op": ("domain", "cmd*", "order", "extents", "nr", "target"),
-    "update_va_mapping": ("domain", "va*", "val*", "flags"),
+    "update_va_mapping": ("domain", "va*", "val*", "flags", "vcpu"),
+    "grant_access": ("domain", "ref*", "grantee", "frame*", "readonly"),
+    "end_access": ("domain", "ref*"),
+    "grant_table_op": ("domain", "cmd*", "grants*", "target"),
 }
 
 
@@ -90,7 +103,7 @@ class HypercallOp:
     name: str | None = None
     max_pages: int | None = None
     domain: str | None = None
-    cmd: Literal[MEMORY_OP_CMDS] | None = None
+    cmd: Literal[MEMORY_OP_CMDS + GRANT_OP_CMDS] | None = None
     order: int | None = None
     extents: list[int] | None = None
     nr: int | None = None
@@ -101,6 +114,13 @@ class HypercallOp:
     va: int | None = None
     val: int | None = None
     flags: int | None = None
+    ref: int | None = None
+    grantee: str | None = None
+    frame: int | None = None
+    readonly: bool | None = None
+    grants: list[list[int]] | None = None
+    vcpu: int | None = None
+    vcpus: int | None = None
 
     def _after_load(self, fail: Callable[..., None]) -> None:
         spec = HYPERCALL_OP_KEYS[self.op]
@@ -111,6 +131,9 @@ class HypercallOp:
         for k in spec:
             if k.endswith("*") and getattr(self, k[:-1]) is None:
                 fail(f"op {self.op} needs '{k[:-1]}'")
+        cmds = GRANT_OP_CMDS if self.op == "grant_table_op" else MEMORY_OP_CMDS
+        if self.cmd is not None and self.cmd not in cmds:
+            fail(f"op {self.op} takes cmd {', '.join(cmds)}, not {self.cmd!r}", "cmd")
 
     def as_dict(self) -> dict:
         """The op as the fuzzer issues it: ``{"op": ..., key: value, ...}``, requests as
@@ -125,6 +148,8 @@ class HypercallOp:
                 v = [[r.ptr, r.val] for r in v]
             elif f.name == "ops":
                 v = [[o.cmd, o.arg1] + ([o.arg2] if o.arg2 else []) for o in v]
+            elif f.name == "grants":
+                v = [list(g) for g in v]
             elif isinstance(v, list):
                 v = list(v)
             out[f.name] = v

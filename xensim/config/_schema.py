@@ -100,18 +100,22 @@ class HypervisorConfig:
 # -- the simulation: domains, workload, compare, cost model (docs/workloads.md) --------
 
 #: workload kinds, and the options each takes (the rest must be left out)
-WORKLOAD_KINDS = ("map-all", "churn", "shared", "random", "script")
+WORKLOAD_KINDS = ("map-all", "churn", "shared", "random", "script", "split-driver")
 _WORKLOAD_OPTIONS = {
     "map-all": ("superpages", "writable", "rounds"),
     "churn": ("superpages", "writable", "iterations", "mark"),
     "shared": ("superpages", "writable", "rounds", "mappings"),
     "random": ("superpages", "steps", "slots", "small_slots", "mix"),
     "script": ("script", "ops"),
+    "split-driver": ("superpages", "writable", "steps", "grants"),
 }
+#: a split-driver's grants in flight at most: the refs of the initial 4 grant frames
+#: (2,048) less the 8 a Linux frontend reserves
+MAX_GRANTS = 4 * 512 - 8
 #: defaults of the options, filled in when a kind takes them (superpages: None = all)
 _WORKLOAD_DEFAULTS = {
     "writable": True, "rounds": 1, "iterations": 100, "mark": False, "mappings": 8,
-    "steps": 1000, "small_slots": 4,
+    "steps": 1000, "small_slots": 4, "grants": 64,
 }
 #: per-kind defaults (superpages: map-all and random use every superpage of each domain)
 _KIND_DEFAULTS = {"churn": {"superpages": 1}, "shared": {"superpages": 4}}
@@ -147,6 +151,15 @@ def check_positive(value: int) -> None:
         raise ValueError(f"must be at least 1, got {value}")
 
 
+#: the most vCPUs a domain of a config or scenario may have
+MAX_VCPUS = 64
+
+
+def check_vcpus(value: int) -> None:
+    if not 1 <= value <= MAX_VCPUS:
+        raise ValueError(f"a domain has 1 to {MAX_VCPUS} vCPUs, got {value}")
+
+
 def check_not_negative(value) -> None:
     if value < 0:
         raise ValueError(f"must not be negative, got {value}")
@@ -160,11 +173,14 @@ def _check_domain_memory(value: int) -> None:
 
 @dataclass
 class DomainConfig:
-    """A guest: ``{name, memory}``; ``count: N`` makes N of them, named NAME-1 .. NAME-N."""
+    """A guest: ``{name, memory, vcpus}``; ``count: N`` makes N of them, named NAME-1 ..
+    NAME-N."""
 
     name: str = "guest"
     memory: size = field(default=64 << 20, metadata={"check": _check_domain_memory})
     count: int = field(default=1, metadata={"check": check_positive})
+    #: its vCPUs (XEN_DOMCTL_max_vcpus); the workload's operations run on them in turn
+    vcpus: int = field(default=1, metadata={"check": check_vcpus})
 
 
 #: the random workload's default weights
@@ -256,6 +272,8 @@ class WorkloadConfig:
     slots: int | None = field(default=None, metadata={"check": check_positive})
     small_slots: int | None = field(default=None, metadata={"check": check_not_negative})
     mix: MixConfig | None = None
+    #: split-driver: grants in flight at most
+    grants: int | None = field(default=None, metadata={"check": check_positive})
     script: list[ScriptOpConfig] | None = None
     #: raw hypercalls instead of guest operations (a fuzzer's reproducer; docs/fuzzing.md)
     ops: list[HypercallOp] | None = None
@@ -282,6 +300,9 @@ class WorkloadConfig:
             fail("give 'script' (guest operations) or 'ops' (hypercalls), not both", "ops")
         if self.slots is not None and self.slots > MAX_SLOTS:
             fail(f"at most {MAX_SLOTS} slots (256 GiB of 2 MiB slots)", "slots")
+        if self.grants is not None and self.grants > MAX_GRANTS:
+            fail(f"at most {MAX_GRANTS} grants in flight (the refs of 4 grant frames, "
+                 f"8 reserved)", "grants")
         if self.small_slots is not None and self.small_slots > MAX_SLOTS:
             fail(f"at most {MAX_SLOTS} small slots (256 GiB of 2 MiB windows)", "small_slots")
 
@@ -337,6 +358,10 @@ class Config:
     def domain_specs(self) -> list[tuple[str, int]]:
         """The guests as (name, memory bytes), in creation order."""
         return [(name, memory) for _, name, memory in self.domain_entries()]
+
+    def domain_vcpus(self) -> list[int]:
+        """Each guest's number of vCPUs, in creation order (as :meth:`domain_specs`)."""
+        return [self.domains[i].vcpus for i, _, _ in self.domain_entries()]
 
     def effective_workload(self) -> WorkloadConfig:
         """The workload run: the configured one, else (a compare alone) map-all."""

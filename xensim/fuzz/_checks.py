@@ -12,10 +12,10 @@ import numpy as np
 
 from ..mem import DOMID_INVALID, DomainHeap, PAGE_SHIFT, PDX_GROUP_MASK, \
     PDX_GROUP_SHIFT, SUPERPAGE_PAGES
-from ..xen import PADDR_MASK, IncrementalAuditor, Machine, _PAGE_PRESENT, _PAGE_PSE, audit
+from ..xen import PADDR_MASK, IncrementalAuditor, Machine, _PAGE_PRESENT, _PAGE_PSE, audit, vcpu_roots
 from ._ops import op_label
 
-__all__ = ["FuzzViolation", "generic_key", "isolation", "isolation_since", "sound_state", "disagreement",
+__all__ = ["FuzzViolation", "generic_key", "grant_permits", "isolation", "isolation_since", "sound_state", "disagreement",
            "heap_is_full"]
 
 class FuzzViolation(AssertionError):
@@ -63,6 +63,19 @@ def _owners(m: Machine, mfns: np.ndarray) -> np.ndarray:
     return out
 
 
+def grant_permits(m: Machine, mfn: int, domid: int, writable: bool) -> bool:
+    """Does a grant let ``domid``'s L1 entries map ``mfn`` (another domain's frame)? An
+    active entry of the owner's grant table with ``domid`` as grantee, for that frame,
+    with a host pin (a writable one for a writable entry)."""
+    gt = m.gnttab.table(m.frame_table.owner(m.mfn_to_page(mfn)))
+    if gt is None:
+        return False
+    for pin, grantee, frame in gt.active.values():
+        if frame == mfn and grantee == domid and pin & (0xFF if writable else 0xFFFF):
+            return True
+    return False
+
+
 def isolation(m: Machine) -> str | None:
     """Every present entry of every live table targets frames the table's owner owns
     (PSE: all 512); base pointers, pins and marks are the domain's own frames.
@@ -90,6 +103,8 @@ def isolation(m: Machine) -> str | None:
         bad = ~valid
         ok = np.flatnonzero(valid)
         bad[ok] |= _owners(m, mfns[ok]) != ow[ok]
+        for j in np.flatnonzero(bad & valid & (lv == 1)):      # a grant's host mapping
+            bad[j] = not grant_permits(m, int(mfns[j]), int(ow[j]), bool(int(vals[j]) & 2))
         for j in ok[pse[ok]]:
             page = m.mfn_to_page(int(mfns[j]))
             o = _owner_array(ft, page >> PDX_GROUP_SHIFT)
@@ -129,7 +144,7 @@ def isolation_since(m: Machine, auditor: IncrementalAuditor) -> str | None:
             if not valid:
                 return f"{where} targets invalid mfn {mfn:#x}"
             who = ft.owner(m.mfn_to_page(mfn))
-            if who != domid:
+            if who != domid and not (level == 1 and grant_permits(m, mfn, domid, bool(e & 2))):
                 return f"{where} maps mfn {mfn:#x} owned by dom{who}"
     for sp in auditor.mapped(auditor.last_superpages, pse=True):
         valid = m.mfn_valid(sp) and m.mfn_valid(sp + SUPERPAGE_PAGES - 1)
@@ -166,15 +181,15 @@ def _validity_owners(m: Machine, mfns: list[int]):
 
 def _domain_isolation(m: Machine, frames: set | None = None,
                       superpages: set | None = None) -> str | None:
-    """Base pointers, pins and marks are the domain's own frames (None, or what is wrong);
+    """Each vCPU's root tables, pins and marks are the domain's own frames (None, or what is wrong);
     only those in ``frames`` (MFNs) and ``superpages`` (first MFNs), if given."""
     ft = m.frame_table
     among = None if frames is None else {m.mfn_to_page(f) for f in frames} if len(
         frames) <= 64 else {p for d in m.domains.values() for p in d.pinned
                             if int(m.pdx_to_mfn(p)) in frames}
     for d in m.domains.values():
-        pages = [(m.mfn_to_page(d.baseptr), "base pointer")] if d.baseptr is not None and (
-            frames is None or d.baseptr in frames) else []
+        pages = [(m.mfn_to_page(mfn), what.split(" of ")[0]) for mfn, what in vcpu_roots(d)
+                 if frames is None or mfn in frames]
         pages += [(p, "pinned table") for p in d.pinned if among is None or p in among]
         for p, what in pages:
             if ft.owner(p) != d.domid:

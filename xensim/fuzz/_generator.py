@@ -23,6 +23,7 @@ from ..xen import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuex
                    MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_NAMES, PADDR_MASK, _PAGE_ACCESSED,
                    _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PCD, _PAGE_PRESENT, _PAGE_PSE,
                    _PAGE_PWT, _PAGE_RW, _PAGE_USER, pte_mfn)
+from ._grants import GRANT_ACTIONS, grant_call
 from ._guest import FuzzGuest, FuzzKernel, KernelView
 from ._ops import MEMOP_NAMES, CallResult
 from ._runner import FuzzRunner
@@ -42,6 +43,8 @@ ACTIONS = {
     "balloon_out": 4, "balloon_in": 5, "update_va": 4, "kernel_map": 5, "foreign": 3,
     "garbage": 1, "destroy_create": 0.4,
 }
+#: the actions with the grant calls (xen/_grant_table.py; fuzz/_grants.py)
+ACTIONS_WITH_GRANTS = {**ACTIONS, **GRANT_ACTIONS}
 #: requests of an mmu_update
 MMU_REQS = {"pse": 25, "l1": 25, "link": 12, "unmap": 12, "remap": 14, "write": 6,
             "machphys": 3, "bad_ptr": 3}
@@ -58,14 +61,14 @@ class Fuzzer(FuzzRunner):
     """A :class:`FuzzRunner` with guests and a generator of random calls (``rng``-driven)."""
 
     def __init__(self, setup: Setup, rng: random.Random | int | str = 0, *, batch_check: bool = True,
-                 tolerate=None):
-        super().__init__(setup, batch_check=batch_check, tolerate=tolerate)
+                 tolerate=None, light: bool = False):
+        super().__init__(setup, batch_check=batch_check, tolerate=tolerate, light=light)
         self.rng = rng if isinstance(rng, random.Random) else random.Random(rng)
         self.guests: dict[str, FuzzGuest] = {}
         self._created = 0
 
     # -- the kernel's hypercalls, recorded as ops ------------------------------------------
-    def kernel_call(self, caller: int, number: int, *args) -> int:
+    def kernel_call(self, caller: int, number: int, *args, vcpu: int = 0) -> int:
         name = self.name_of(caller)
         if number == HYPERVISOR_mmu_update:
             op = {"op": "mmu_update", "domain": name, "reqs": [[r.ptr, r.val] for r in args[0]]}
@@ -84,6 +87,8 @@ class Fuzzer(FuzzRunner):
             op = {"op": "update_va_mapping", "domain": name, "va": args[0], "val": args[1]}
         else:
             raise ValueError(f"hypercall {number} is not fuzzed")
+        if vcpu:
+            op["vcpu"] = vcpu
         res = self.step(op)
         if number in (HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op) and len(args) > 1 and args[1] is not None:
             args[1][0] = res.done
@@ -101,7 +106,10 @@ class Fuzzer(FuzzRunner):
         s = self.setup
         self._created += 1
         name = f"g{self._created}"
-        res = self.step({"op": "create_domain", "name": name, "max_pages": s.max_pages})
+        create = {"op": "create_domain", "name": name, "max_pages": s.max_pages}
+        if s.vcpus > 1:
+            create["vcpus"] = s.vcpus
+        res = self.step(create)
         if res.rc <= 0:
             return None
         k = FuzzKernel(KernelView(self), res.rc, pt_pool_pages=POOL)
@@ -403,6 +411,9 @@ class Fuzzer(FuzzRunner):
                 mfn = self._small(g, r)
             else:
                 mfn = self.frame(g, r, own=0.4)
+            if self.setup.vcpus > 1 and r.random() < 0.5:
+                # a user base pointer: an L4 (often the kernel's user L4s), none (0), or not
+                return ["new_user_baseptr", 0 if r.random() < 0.15 else mfn]
             return ["new_baseptr", mfn]
         if kind in ("mark", "unmark"):
             if kind == "unmark" and d.marked and r.random() < 0.5:
@@ -413,7 +424,7 @@ class Fuzzer(FuzzRunner):
     # -- actions (one or a few calls) -----------------------------------------------------------
     def random_call(self, r: random.Random | None = None) -> None:
         r = r or self.rng
-        self.act(_weighted(r, ACTIONS), r)
+        self.act(_weighted(r, ACTIONS_WITH_GRANTS if self.setup.grants else ACTIONS), r)
 
     def act(self, action: str, r: random.Random | None = None) -> None:
         """Perform one action (a call, or dom0's destroy + create + the new guest's setup)."""
@@ -435,7 +446,18 @@ class Fuzzer(FuzzRunner):
         op = {"op": "mmuext_op", "domain": g if isinstance(g, str) else g.name, "ops": ops}
         if foreign is not None:
             op["foreign"] = foreign
+        self._from_vcpu(op)
         return self.step(op)
+
+    def _from_vcpu(self, op: dict, r: random.Random | None = None) -> None:
+        """With several vCPUs per guest, a call from any of them (now and then one the
+        guest does not have: -ESRCH)."""
+        n = self.setup.vcpus
+        if n > 1:
+            r = r or self.rng
+            v = r.randrange(n + 1) if r.random() < 0.03 else r.randrange(n)
+            if v:
+                op["vcpu"] = v
 
     def _a_mmu(self, g, r):
         self._mmu(g, [self.req(g, r)])
@@ -565,7 +587,9 @@ class Fuzzer(FuzzRunner):
         else:
             va = DIRECTMAP_BASE + (r.randrange(1 << 20) << PAGE_SHIFT)
         val = 0 if r.random() < 0.15 else (self.frame(g, r) << PAGE_SHIFT) | self.flags(r)
-        self.step({"op": "update_va_mapping", "domain": g.name, "va": va, "val": val})
+        op = {"op": "update_va_mapping", "domain": g.name, "va": va, "val": val}
+        self._from_vcpu(op, r)
+        self.step(op)
 
     def refresh_kernel(self, g: FuzzGuest) -> None:
         """The kernel forgets tables that hostile calls unlinked (it knows what it did):
@@ -632,6 +656,15 @@ class Fuzzer(FuzzRunner):
             self._mmuext(g, [])
         else:
             self.step({"op": "destroy_domain", "domain": r.choice(["nobody", "dom0"])})
+
+    def _a_grant(self, g, r):
+        grant_call(self, "grant", g, r)
+
+    def _a_grant_map(self, g, r):
+        grant_call(self, "grant_map", g, r)
+
+    def _a_grant_unmap(self, g, r):
+        grant_call(self, "grant_unmap", g, r)
 
     def _a_destroy_create(self, g, r):
         self.step({"op": "destroy_domain", "domain": g.name})

@@ -5,7 +5,7 @@ and checked like any other call."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..guest import GuestError, GuestKernel
 from ..mem import PAGE_SHIFT
@@ -24,8 +24,8 @@ class KernelView:
     def __getattr__(self, name):
         return getattr(self._f.m, name)
 
-    def hypercall(self, caller: int, number: int, *args) -> int:
-        return self._f.kernel_call(caller, number, *args)
+    def hypercall(self, caller: int, number: int, *args, vcpu: int = 0) -> int:
+        return self._f.kernel_call(caller, number, *args, vcpu=vcpu)
 
 
 class FuzzKernel(GuestKernel):
@@ -58,3 +58,7 @@ class FuzzGuest:
     name: str
     domid: int
     kernel: FuzzKernel
+    #: the grant entries it wrote: ref -> (grantee's name, frame, read-only)
+    granted: dict = field(default_factory=dict)
+    #: its grant mappings: handle -> (host address, GNTMAP flags left, frame)
+    handles: dict = field(default_factory=dict)

@@ -6,16 +6,20 @@ check of docs/fuzzing.md) and :func:`op_label`, the name a call is counted under
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 from ..config import HYPERCALL_OPS
-from ..xen import (DOMID_SELF, HYPERVISOR_memory_op, HYPERVISOR_mmu_update,
+from ..xen import (DOMID_SELF, GNTTABOP_NAMES, HYPERVISOR_grant_table_op, HYPERVISOR_memory_op,
+                   GNTTABOP_map_grant_ref, GNTTABOP_setup_table, GNTTABOP_unmap_and_replace,
+                   GNTTABOP_unmap_grant_ref, GnttabMapGrantRef,
+                   GnttabQuerySize, GnttabSetupTable, GnttabUnmapAndReplace, GnttabUnmapGrantRef, HYPERVISOR_mmu_update,
                    HYPERVISOR_mmuext_op, HYPERVISOR_update_va_mapping, MMU_MACHPHYS_UPDATE,
                    MMUEXT_NAMES, Machine, MmuextOp, MmuUpdate, XENMEM_decrease_reservation,
                    XENMEM_increase_reservation, XENMEM_populate_physmap, XenMemoryReservation)
 
 __all__ = ["HYPERCALL_OPS", "NO_SUCH_DOMID", "MMUEXT_CMDS", "MEMOP_CMDS", "MEMOP_NAMES",
-           "CallResult", "as_int", "execute", "singles", "op_label"]
+           "GRANT_CMDS", "CallResult", "as_int", "grant_args", "execute", "singles", "op_label"]
 
 #: a domid no domain has (for names that do not exist when a script is replayed)
 NO_SUCH_DOMID = 0x7FEF
@@ -25,6 +29,22 @@ MEMOP_CMDS = {"increase_reservation": XENMEM_increase_reservation,
               "decrease_reservation": XENMEM_decrease_reservation,
               "populate_physmap": XENMEM_populate_physmap}
 MEMOP_NAMES = {v: k for k, v in MEMOP_CMDS.items()}
+GRANT_CMDS = {name: cmd for cmd, name in GNTTABOP_NAMES.items()}
+
+
+def grant_args(cmd: int, grants: list, target: int) -> list:
+    """grant_table_op's argument structures from an op's lists (see xensim.config's
+    HypercallOp), ``target`` the domain a map or setup/query names."""
+    ints = [[as_int(x) for x in g] for g in grants]
+    if cmd == GNTTABOP_map_grant_ref:
+        return [GnttabMapGrantRef(*(g + [0, 0, 0])[:3], target) for g in ints]
+    if cmd == GNTTABOP_unmap_and_replace:
+        return [GnttabUnmapAndReplace(*(g + [0, 0, 0])[:3]) for g in ints]
+    if cmd == GNTTABOP_unmap_grant_ref:
+        return [GnttabUnmapGrantRef(*(g + [0, 0, 0])[:3]) for g in ints]
+    if cmd == GNTTABOP_setup_table:
+        return [GnttabSetupTable(target, (g + [0])[0]) for g in ints]
+    return [GnttabQuerySize(target) for _ in ints]
 
 
 def as_int(x) -> int:
@@ -51,7 +71,7 @@ def execute(m: Machine, doms: dict[str, int], op: dict) -> CallResult:
     """Issue one op on ``m``. ``doms`` maps domain names to domids (create_domain adds)."""
     kind = op["op"]
     if kind == "create_domain":
-        rc = m.create_domain(op["name"], int(op["max_pages"]))
+        rc = m.create_domain(op["name"], int(op["max_pages"]), vcpus=int(op.get("vcpus", 1)))
         if rc > 0:
             doms[op["name"]] = rc
         return CallResult(rc, int(rc > 0), 1)
@@ -70,7 +90,7 @@ def execute(m: Machine, doms: dict[str, int], op: dict) -> CallResult:
         ops = [MmuextOp(MMUEXT_CMDS[c] if isinstance(c, str) else int(c), as_int(a),
                         as_int(rest[0]) if rest else 0) for c, a, *rest in op["ops"]]
         done = [0]
-        rc = m.hypercall(dom, HYPERVISOR_mmuext_op, ops, done, fd)
+        rc = m.hypercall(dom, HYPERVISOR_mmuext_op, ops, done, fd, vcpu=int(op.get("vcpu", 0)))
         return CallResult(rc, done[0], len(ops))
     if kind == "memory_op":
         ext = op.get("extents")
@@ -83,8 +103,32 @@ def execute(m: Machine, doms: dict[str, int], op: dict) -> CallResult:
         return CallResult(rc, max(rc, 0), nr, r.extent_start)
     if kind == "update_va_mapping":
         rc = m.hypercall(dom, HYPERVISOR_update_va_mapping, as_int(op["va"]), as_int(op["val"]),
-                         int(op.get("flags", 0)))
+                         int(op.get("flags", 0)), vcpu=int(op.get("vcpu", 0)))
         return CallResult(rc, int(rc == 0), 1)
+    if kind == "grant_access":
+        # the guest writes entry ``ref`` of its own grant frames (no hypercall)
+        grantee = doms.get(op.get("grantee", "dom0"), NO_SUCH_DOMID)
+        gt = m.domains.get(dom)
+        ok = gt is not None and not gt.is_dying and m.gnttab.grant_access(
+            dom, int(op["ref"]), grantee, as_int(op["frame"]), bool(op.get("readonly", False)))
+        rc = 0 if ok else -errno.EINVAL
+        return CallResult(rc, int(ok), 1)
+    if kind == "end_access":
+        d = m.domains.get(dom)
+        ok = d is not None and not d.is_dying and dom in m.gnttab.tables and \
+            m.gnttab.end_access(dom, int(op["ref"]))
+        return CallResult(0 if ok else -errno.EBUSY, int(ok), 1)
+    if kind == "grant_table_op":
+        cmd = GRANT_CMDS[op["cmd"]]
+        target = op.get("target")
+        tid = DOMID_SELF if target is None else doms.get(target, NO_SUCH_DOMID)
+        args = grant_args(cmd, op["grants"], tid)
+        rc = m.hypercall(dom, HYPERVISOR_grant_table_op, cmd, args, None)
+        # one call: done if any op acted (an unmap_and_replace that fails has still taken the
+        # entry at new_addr, as Xen's does)
+        acted = any(a.status == 0 for a in args) or (cmd == GNTTABOP_unmap_and_replace and args)
+        return CallResult(rc, int(rc == 0 and bool(acted)), 1,
+                          [a.handle if cmd == GNTTABOP_map_grant_ref else a.status for a in args])
     raise ValueError(f"unknown op {kind!r} (one of {', '.join(HYPERCALL_OPS)})")
 
 
@@ -122,7 +166,7 @@ def op_label(op: dict) -> str:
     if kind == "mmuext_op" and len(op["ops"]) == 1:
         c = op["ops"][0][0]
         return f"{kind}/{c if isinstance(c, str) else MMUEXT_NAMES.get(c, 'cmd' + str(c))}"
-    if kind == "memory_op":
+    if kind in ("memory_op", "grant_table_op"):
         return f"{kind}/{op['cmd']}"
     if kind == "mmu_update" and len(op["reqs"]) == 1:
         t = as_int(op["reqs"][0][0]) & 3

@@ -29,7 +29,7 @@ __all__ = ["to_script_yaml", "script_ops", "load_script", "Replay", "replay_conf
 #: reproducer again gives the same text
 _KEY_ORDER = {f.name: i for i, f in enumerate(dataclasses.fields(HypercallOp))}
 #: keys whose ints are written in hex (addresses, PTEs, MFNs), besides reqs and ops
-_HEX_KEYS = ("va", "val")
+_HEX_KEYS = ("va", "val", "frame")
 
 
 class _Hex(int):
@@ -67,7 +67,7 @@ def _data(v, hexa: bool):
 def _op_data(op: dict) -> _FlowMap:
     out = _FlowMap()
     for k in sorted(op, key=lambda k: _KEY_ORDER.get(k, len(_KEY_ORDER))):
-        hexa = k in _HEX_KEYS or k in ("reqs", "ops", "extents") and op["op"] != "memory_op" \
+        hexa = k in _HEX_KEYS or k in ("reqs", "ops", "extents", "grants") and op["op"] != "memory_op" \
             or k == "extents" and op.get("cmd") == "decrease_reservation"
         out[k] = _data(op[k], hexa)
     return out
@@ -126,10 +126,16 @@ class Replay:
     violation: FuzzViolation | None
     rcs: list
     calls: int
+    #: the rc of the script's last call (before the teardown's), None if it has none
+    last: int | None = None
 
     def __str__(self) -> str:
         if self.violation is None:
-            return f"replayed {self.calls} calls: no violation"
+            last = self.last
+            if last is None:
+                return f"replayed {self.calls} calls: no violation"
+            name = f" ({errno_name(last)})" if last < 0 else ""
+            return f"replayed {self.calls} calls: no violation; the last returned {last}{name}"
         return f"replayed {self.calls} calls: {self.violation}"
 
 
@@ -141,11 +147,15 @@ def replay_config(cfg: Config, memmap: MemoryMap | None = None, *,
     if ops is None:
         raise ValueError("not a script workload of hypercalls")
     v, run = replay_ops(Setup.from_config(cfg, memmap), ops, finish=finish)
-    return Replay(v, run.rcs, run.calls)
+    return Replay(v, run.rcs, run.calls, _last(run.rcs, ops))
 
 
 def replay(yaml_path, *, finish: bool = True) -> Replay:
     """Replay a reproducer file written by :func:`to_script_yaml`, with every check."""
     setup, ops = load_script(yaml_path)
     v, run = replay_ops(setup, ops, finish=finish)
-    return Replay(v, run.rcs, run.calls)
+    return Replay(v, run.rcs, run.calls, _last(run.rcs, ops))
+
+
+def _last(rcs: list, ops: list) -> int | None:
+    return rcs[len(ops) - 1] if ops and len(rcs) >= len(ops) else None

@@ -36,6 +36,9 @@ class Setup:
     #: Xen's pv-linear-pt option (4.10 on)
     pv_linear_pt: bool = True
     domains: int = 3
+    #: vCPUs of each guest (with several, calls come from any of them and NEW_USER_BASEPTR
+    #: is generated)
+    vcpus: int = 1
     ram: tuple = DEFAULT_RAM
     pdx: str = "none"
     #: 2 MiB extents each guest populates at start (GPFN 0 on)
@@ -51,6 +54,8 @@ class Setup:
     audit: str = "incremental"
     #: in incremental mode, a full audit every N checks too (0: at the end only)
     full_audit_every: int = 1000
+    #: the guests also grant, map and unmap grants (xensim fuzz --no-grants: not)
+    grants: bool = True
 
     @property
     def release_label(self) -> str:

@@ -24,6 +24,12 @@ Operations name superpages by their index in the domain's memory (superpage
 ``mark``       MMUEXT_MARK_SUPER superpages ``superpage ..+count``; ``unmark``: UNMARK
 ``balloon-out``  give the 512 frames of each superpage back (decrease_reservation)
 ``balloon-in``   take them back as one 2 MiB extent (populate_physmap, order 9)
+``grant``      (a frontend) write grant entry ``slot``: ``peer`` may map frame ``frame``
+               of superpage ``superpage``, read-only unless writable
+``end-grant``  (a frontend) revoke grant entry ``slot``
+``map-grant``  (a backend) map ``peer``'s grant ``superpage`` (the ref) at frame
+               ``frame`` of 4 KiB window ``slot`` (GNTTABOP_map_grant_ref, a host mapping)
+``unmap-grant``  (a backend) unmap it (GNTTABOP_unmap_grant_ref)
 =============  ==============================================================
 """
 
@@ -51,10 +57,12 @@ class Op:
     frame: int = 0
     count: int = 1
     writable: bool = True
+    #: the other domain of a grant op (the grantee of ``grant``, the granter of ``map-grant``)
+    peer: str = ""
 
     def key(self) -> tuple:
         return (self.domain, self.op, self.superpage, self.slot, self.frame, self.count,
-                self.writable)
+                self.writable, self.peer)
 
     def __str__(self) -> str:
         rw = "rw" if self.writable else "ro"
@@ -67,7 +75,19 @@ class Op:
             what = f"superpage {self.superpage} " if self.op == "map-4k" else ""
             return (f"{self.domain}: {self.op} {what}frames {self.frame}..{self.frame + self.count - 1} "
                     f"window {self.slot}" + ("" if self.op == "unmap-4k" else f" {rw}"))
+        if self.op == "grant":
+            return (f"{self.domain}: grant {self.slot} to {self.peer}: frame {self.frame} of "
+                    f"superpage {self.superpage} {rw}")
+        if self.op == "end-grant":
+            return f"{self.domain}: end grant {self.slot} to {self.peer}"
+        if self.op in ("map-grant", "unmap-grant"):
+            return (f"{self.domain}: {self.op} {self.peer}'s grant {self.superpage} at window "
+                    f"{self.slot} frame {self.frame}" + (f" {rw}" if self.op == "map-grant" else ""))
         return f"{self.domain}: {self.op} superpage {self.superpage}{n}"
+
+
+#: the grant ops (split-driver), and those that map into a 4 KiB window
+GRANT_OPS = ("grant", "end-grant", "map-grant", "unmap-grant")
 
 
 @dataclass
@@ -94,7 +114,7 @@ class Layout:
     def add(self, op: Op) -> None:
         if op.op in SLOT_RUN_OPS:
             self.slots.update(range(op.slot, op.slot + op.count))
-        elif op.op.endswith("-4k"):
+        elif op.op.endswith("-4k") or op.op == "map-grant":
             self.windows.add(op.slot)
 
     def table_vas(self) -> list[tuple[int, int]]:
@@ -104,11 +124,15 @@ class Layout:
         out += [(SMALL_BASE + (w << SUPERPAGE_SHIFT), 1) for w in sorted(self.windows)]
         return out
 
-    def pool_pages(self, fallback: bool = False) -> int:
-        """Page-table frames: the L4, one L3, the L2s and the L1s (and their L2s), spare 2;
-        ``fallback`` (no PV superpages): one L1 table more per superpage slot."""
+    def pool_pages(self, fallback: bool = False, vcpus: int = 1) -> int:
+        """Page-table frames: the L4, the L3s (one per 512 GiB of the direct map used, at
+        least one), the L2s and the L1s (and their L2s), spare 2; ``fallback`` (no PV
+        superpages): one L1 table more per superpage slot; several ``vcpus``: a user L4
+        each."""
         l2 = len({s >> 9 for s in self.slots}) + len({w >> 9 for w in self.windows})
-        return 2 + l2 + len(self.windows) + 2 + (len(self.slots) if fallback else 0)
+        l3 = len({s >> 18 for s in self.slots} | {(MAX_SLOTS + w) >> 18 for w in self.windows})
+        return (1 + max(l3, 1) + l2 + len(self.windows) + 2
+                + (len(self.slots) if fallback else 0) + (vcpus if vcpus > 1 else 0))
 
 
 def slot_va(slot: int) -> int:
@@ -129,6 +153,10 @@ def apply(op: Op, k: GuestKernel) -> bool:
     A misuse the guest kernel itself refuses (mapping a ballooned-out superpage,
     remapping an empty slot) raises :class:`~xensim._guest.GuestError`.
     """
+    if k.nr_vcpus > 1:                  # the vCPUs take the operations in turn
+        k.ops_run += 1
+        if k.switch_to((k.ops_run - 1) % k.nr_vcpus) != 0:
+            return False
     o = op.op
     gfn = op.superpage * SUPERPAGE_PAGES
     if o == "map":
@@ -156,6 +184,15 @@ def apply(op: Op, k: GuestKernel) -> bool:
         return k.balloon_out(gfns) == len(gfns)
     if o == "balloon-in":
         return k.populate(gfn, op.count * SUPERPAGE_PAGES, superpages=True) == op.count
+    if o == "grant":
+        return k.grant_access(op.slot, k.domid_of(op.peer), k.mfn(gfn + op.frame), not op.writable)
+    if o == "end-grant":
+        return k.end_access(op.slot)
+    if o == "map-grant":
+        return k.map_grant(k.domid_of(op.peer), op.superpage, window_va(op.slot, op.frame),
+                           not op.writable) == 0
+    if o == "unmap-grant":
+        return k.unmap_grant(k.domid_of(op.peer), op.superpage, window_va(op.slot, op.frame)) == 0
     raise ValueError(f"unknown guest operation {o!r}")
 
 
@@ -166,9 +203,12 @@ def apply(op: Op, k: GuestKernel) -> bool:
 class Workload:
     """A workload bound to its domains: ``ops(seed)`` yields the same sequence for a seed."""
 
-    def __init__(self, cfg: WorkloadConfig, domains: list[DomainSpec]):
+    def __init__(self, cfg: WorkloadConfig, domains: list[DomainSpec], seed: int = 0):
         self.cfg = cfg
         self.domains = domains
+        #: the seed of the dry generation that counts and lays out the operations (a
+        #: workload whose number of operations depends on the seed plans with the run's)
+        self.plan_seed = seed
         #: operations in a run (the progress bar's total)
         self.total = 0
         self.layout: dict[str, Layout] = {d.name: Layout() for d in domains}
@@ -185,7 +225,7 @@ class Workload:
 
     def _plan(self) -> None:
         """Count the operations and collect the slots they use (one dry generation)."""
-        for op in self._generate(random.Random(0)):
+        for op in self._generate(random.Random(self.plan_seed)):
             self.total += 1
             self.layout[op.domain].add(op)
 
@@ -454,13 +494,76 @@ class Random(Workload):
         return Op(name, "balloon-in", sp)
 
 
+class SplitDriver(Workload):
+    """A split driver: the first domain is the backend (blkback, netback), every other a
+    frontend. Each frontend maps the first half of its ``superpages`` writable (2 MiB
+    mappings, as a kernel maps its memory), then for ``steps`` steps: a frontend grants
+    the backend a frame of any of its superpages (half of them inside its superpage
+    mappings) and the backend maps it in a 4 KiB window (writable if ``writable``, one
+    grant in four read-only), or the backend unmaps a grant and the frontend revokes it,
+    at most ``grants`` in flight; one step in twenty a frontend unmaps one of its mapped
+    superpages (granted frames of it stay granted) or maps it again. At the end every
+    grant is unmapped and revoked."""
+
+    #: a Linux frontend reserves refs 0-7 (GNTTAB_NR_RESERVED_ENTRIES)
+    FIRST_REF = 8
+
+    def _generate(self, rng):
+        c = self.cfg
+        if len(self.domains) < 2:
+            raise ConfigError(None, "domains", "a split-driver workload needs a backend and at "
+                                               "least one frontend (two domains or more)")
+        back, fronts = self.domains[0], self.domains[1:]
+        half = {f.name: max(1, self.superpages(f) // 2) for f in fronts}
+        mapped = {f.name: set(range(half[f.name])) for f in fronts}
+        for f in fronts:
+            yield Op(f.name, "map", 0, 0, count=half[f.name], writable=True)
+        free = list(range(c.grants - 1, -1, -1))          # slots: the next at the end
+        inflight: dict[int, tuple] = {}
+
+        def end(i):
+            f, ref, rw = inflight.pop(i)
+            free.append(i)
+            yield Op(back.name, "unmap-grant", ref, i // SUPERPAGE_PAGES, i % SUPERPAGE_PAGES,
+                     peer=f)
+            yield Op(f, "end-grant", 0, ref, peer=back.name)
+
+        for _ in range(c.steps):
+            x = rng.random()
+            if x < 0.05:
+                f = rng.choice(fronts).name
+                sp = rng.randrange(half[f])
+                if sp in mapped[f]:
+                    mapped[f].discard(sp)
+                    yield Op(f, "unmap", 0, sp)
+                else:
+                    mapped[f].add(sp)
+                    yield Op(f, "map", sp, sp, writable=True)
+            elif inflight and (not free or x < 0.5):
+                yield from end(rng.choice(sorted(inflight)))
+            else:
+                i = free.pop()
+                f = rng.choice(fronts)
+                sp, frame = rng.randrange(self.superpages(f)), rng.randrange(SUPERPAGE_PAGES)
+                rw = c.writable and rng.random() < 0.75
+                ref = self.FIRST_REF + i
+                inflight[i] = (f.name, ref, rw)
+                yield Op(f.name, "grant", sp, ref, frame, writable=rw, peer=back.name)
+                yield Op(back.name, "map-grant", ref, i // SUPERPAGE_PAGES, i % SUPERPAGE_PAGES,
+                         writable=rw, peer=f.name)
+        for i in sorted(inflight):
+            yield from end(i)
+
+
 KINDS: dict[str, type[Workload]] = {
     "map-all": MapAll, "churn": Churn, "shared": Shared, "random": Random, "script": Script,
+    "split-driver": SplitDriver,
 }
 
 
-def make_workload(cfg: WorkloadConfig, domains: list[DomainSpec]) -> Workload:
+def make_workload(cfg: WorkloadConfig, domains: list[DomainSpec], seed: int = 0) -> Workload:
+    """The workload of ``cfg`` on ``domains``, planned for ``seed`` (the run's)."""
     if cfg.ops is not None:          # raw hypercalls: the fuzzer's reproducer, not guest ops
         raise ConfigError(None, "workload.ops", "raw hypercalls (a fuzzer's reproducer) are "
                                                 "replayed by `xensim run FILE`, not simulated")
-    return KINDS[cfg.kind](cfg, domains)
+    return KINDS[cfg.kind](cfg, domains, seed)

@@ -4,12 +4,17 @@ and its result line after.
 ``mmu_update`` requests are read against the machine as it is before the call
 (the entry they overwrite, the level of the table they write), ``mmuext_op``
 operations by name, ``memory_op``'s sub-op with its extents (GPFNs for
-populate_physmap, the frames given back for decrease_reservation).
+populate_physmap, the frames given back for decrease_reservation), ``grant_table_op``'s
+ops with the grant each names (granter, ref, the frame, how it is mapped); its result
+line gives each op's status and each grant's pins after the call (granter, grantee,
+hstw / hstr / devw / devr).
 """
 
 from __future__ import annotations
 
 from ..mem import PAGE_SHIFT
+from ..xen import (GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly, GNTST_NAMES,
+                   GNTTABOP_NAMES, GNTTABOP_map_grant_ref, HYPERVISOR_grant_table_op, pins)
 from ..xen import (HYPERCALL_NAMES, HYPERVISOR_memory_op, HYPERVISOR_mmu_update,
                    HYPERVISOR_mmuext_op, HYPERVISOR_update_va_mapping, MMU_MACHPHYS_UPDATE,
                    MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_NAMES, XENMEM_decrease_reservation,
@@ -21,11 +26,13 @@ from ._tree import Call
 _DOMID_SELF = 0x7FF0
 
 
-def decode_call(m: Machine, caller: int, number: int, args: tuple
+def decode_call(m: Machine, caller: int, number: int, args: tuple, vcpu: int = 0
                 ) -> tuple[str, list[str], list | None]:
-    """(call head, decoded requests, populate_physmap's GPFNs) before the call runs."""
+    """(call head, decoded requests, populate_physmap's GPFNs) before the call runs; the
+    calling vCPU is named for a domain of several (``mmuext_op dom1 v1``)."""
     name = HYPERCALL_NAMES.get(number, f"hypercall{number}")
-    who = f"{name} dom{caller}"
+    d = m.domains.get(caller)
+    who = f"{name} dom{caller}" + (f" v{vcpu}" if d is not None and len(d.vcpus) > 1 else "")
     if number == HYPERVISOR_mmu_update and args:
         reqs = list(args[0])
         fd = args[2] if len(args) > 2 else _DOMID_SELF
@@ -66,7 +73,70 @@ def decode_call(m: Machine, caller: int, number: int, args: tuple
         return f"{who}: {sub} {what}", [], None
     if number == HYPERVISOR_update_va_mapping and len(args) >= 2:
         return f"{who}: va {args[0]:#x} := {format_pte(args[1])}", [], None
+    if number == HYPERVISOR_grant_table_op and len(args) >= 2:
+        sub = GNTTABOP_NAMES.get(args[0], f"cmd{args[0]}")
+        texts = [grant_op_text(m, caller, args[0], op) for op in args[1]]
+        if len(texts) == 1:
+            return f"{who}: {sub} {texts[0]}", texts, None
+        return f"{who}: {sub}, {len(texts)} ops", texts, None
     return f"{who}", [], None
+
+
+def _grant_of(m: Machine, caller: int, cmd: int, op) -> tuple[int, int] | None:
+    """(granter, ref) an op names: a map's, or the grant behind an unmap's handle."""
+    if cmd == GNTTABOP_map_grant_ref:
+        return op.dom, op.ref
+    gt = m.gnttab.table(caller)
+    rec = gt.maptrack.get(getattr(op, "handle", -1)) if gt is not None else None
+    return (rec[1], rec[2]) if rec is not None else None
+
+
+def grants_named(m: Machine, caller: int, number: int, args: tuple) -> list:
+    """(granter, ref) of each op of a grant_table_op, read before it runs."""
+    if number != HYPERVISOR_grant_table_op or len(args) < 2:
+        return []
+    return [g for op in args[1] if hasattr(op, "handle")
+            and (g := _grant_of(m, caller, args[0], op)) is not None]
+
+
+def grant_op_text(m: Machine, caller: int, cmd: int, op) -> str:
+    """One grant op before it runs: the grant it names and how it maps or unmaps it."""
+    if not hasattr(op, "handle"):
+        return f"dom {getattr(op, 'dom', caller):#x}"
+    g = _grant_of(m, caller, cmd, op)
+    if cmd == GNTTABOP_map_grant_ref:
+        gt = m.gnttab.table(op.dom)
+        frame = gt.shared.get(op.ref, (0, 0, 0))[2] if gt is not None else 0
+        kinds = "+".join(k for f, k in ((GNTMAP_host_map, "host"), (GNTMAP_device_map, "device"))
+                         if op.flags & f) or "nothing"
+        rw = "ro" if op.flags & GNTMAP_readonly else "rw"
+        at = f" at {op.host_addr:#x}" if op.flags & GNTMAP_host_map else ""
+        return f"dom{op.dom}'s grant {op.ref} (mfn {frame:#x}) {kinds} {rw}{at}"
+    what = f"dom{g[0]}'s grant {g[1]}" if g else "no grant"
+    return f"handle {op.handle} ({what}) at {op.host_addr:#x}"
+
+
+def grant_result_text(m: Machine, call: Call) -> list[str]:
+    """After a grant_table_op: each op's status, and the pins of each grant it named."""
+    cmd, ops = call.args[0], call.args[1]
+    out, seen = [], []
+    for op in ops:
+        st = GNTST_NAMES.get(op.status, str(op.status))
+        out.append(st + (f", handle {op.handle}" if cmd == GNTTABOP_map_grant_ref and
+                         op.status == 0 else ""))
+    for g in call.grants:
+        if g in seen:
+            continue
+        seen.append(g)
+        gt = m.gnttab.table(g[0])
+        act = gt.active.get(g[1]) if gt is not None else None
+        if act is None:
+            out.append(f"dom{g[0]} grant {g[1]}: no pins")
+        else:
+            hw, hr, dw, dr = pins(act[0])
+            out.append(f"dom{g[0]} grant {g[1]} to dom{act[1]}: pins hstw {hw} hstr {hr} "
+                       f"devw {dw} devr {dr}")
+    return out
 
 
 def mmu_request_text(m: Machine, r) -> str:
@@ -94,6 +164,8 @@ def result_text(m: Machine, call: Call, rc: int) -> str:
             extra.append(f"{done} of {len(call.requests)} done")
     if call.number == HYPERVISOR_memory_op and len(call.args) >= 2 and rc >= 0:
         extra.append(f"{rc} of {call.args[1].nr_extents} extents done")
+    if call.number == HYPERVISOR_grant_table_op and len(call.args) >= 2 and rc >= 0:
+        extra.extend(grant_result_text(m, call))
     for d in m.domains.values():
         before = call.tot_pages.get(d.domid)
         if before is not None and before != d.tot_pages:

@@ -32,7 +32,9 @@ import numpy as np
 from .._errors import ConfigError
 from ..mem import (DOMID_INVALID, INVALID, PGT_l4_page_table, SUPERPAGE_ORDER, SUPERPAGE_PAGES,
                    decode_count_info, decode_type_info)
-from ..xen import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, CHILD_TYPES, LEVEL_TYPES, Machine, pte_mfn
+from ..xen import (_PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, CHILD_TYPES, GNTMAP_device_map,
+                   GNTMAP_host_map, GNTMAP_readonly, GTF_readonly, LEVEL_TYPES, Machine, pins,
+                   pte_mfn, vcpu_roots)
 from ._decode import count_info_text, format_pte, pte_flags, type_info_text, type_text
 from ..sim import CrashWatch
 from ._replay import pick_design, replay
@@ -135,9 +137,16 @@ def held_by(m: Machine, mfn: int, mapped: list[dict]) -> dict:
         for page, t in dom.pinned.items():
             if int(m.pdx_to_mfn(page)) == mfn:
                 rows.append({"what": f"pin by dom{dom.domid}", "general": 1, "type": type_text(t)})
-        if dom.baseptr == mfn:
-            rows.append({"what": f"base pointer of dom{dom.domid}", "general": 1,
-                         "type": type_text(PGT_l4_page_table)})
+        for root, what in vcpu_roots(dom):
+            if root == mfn:
+                rows.append({"what": what, "general": 1,
+                             "type": type_text(PGT_l4_page_table)})
+    for g in grants_of(m, mfn):                    # a device mapping's references are the grant's
+        for kind, n in (("devw", g["pins"]["devw"]), ("devr", g["pins"]["devr"])):
+            if n:
+                rows.append({"what": f"dom{g['granter']}'s grant {g['ref']}: device mapping "
+                                     f"by dom{g['grantee']} ({kind} {n})", "general": n,
+                             "type": "writable" if kind == "devw" else None, "types": n})
     # what the superpage design holds: its runs of 512 references (from the auditor's view)
     exp = Expected()
     m.pt.expect(m, exp)
@@ -147,7 +156,7 @@ def held_by(m: Machine, mfn: int, mapped: list[dict]) -> dict:
                                  f"{r_n} frame references", "general": 1,
                          "type": type_text(r_type) if r_type is not None else None})
     count = sum(r["general"] for r in rows)
-    types = [r["type"] for r in rows if r["type"]]
+    types = [r["type"] for r in rows if r["type"] for _ in range(r.get("types", 1))]
     exp_type = types[0] if types and len(set(types)) == 1 else ("conflict" if types else None)
     ci = m.frame_table.count_info(m.mfn_to_page(mfn)) if m.mfn_valid(mfn) else 0
     ti = m.frame_table.type_info(m.mfn_to_page(mfn)) if m.mfn_valid(mfn) else 0
@@ -161,6 +170,37 @@ def held_by(m: Machine, mfn: int, mapped: list[dict]) -> dict:
 # ==========================================================================
 # The three views
 # ==========================================================================
+
+def grants_of(m: Machine, mfn: int) -> list[dict]:
+    """Every grant of frame ``mfn``: the granter's entry (ref, grantee, read-only), its pins
+    while mapped, and the grantee's maptrack handles of it (flags as host / device, ro / rw)."""
+    out = []
+    for granter, gt in m.gnttab.tables.items():
+        for ref, (flags, grantee, frame) in gt.shared.items():
+            act = gt.active.get(ref)
+            if (act[2] if act else frame) != mfn:
+                continue
+            hw, hr, dw, dr = pins(act[0]) if act else (0, 0, 0, 0)
+            lgt = m.gnttab.table(act[1] if act else grantee)
+            handles = [] if lgt is None else [
+                {"handle": h, "host": bool(f & GNTMAP_host_map), "device": bool(f & GNTMAP_device_map),
+                 "rw": not f & GNTMAP_readonly}
+                for h, (f, dom, r) in sorted(lgt.maptrack.items()) if (dom, r) == (granter, ref)]
+            out.append({"granter": granter, "ref": ref, "grantee": act[1] if act else grantee,
+                        "readonly": bool(flags & GTF_readonly),
+                        "pins": {"hstw": hw, "hstr": hr, "devw": dw, "devr": dr},
+                        "handles": handles})
+    return out
+
+
+def _grant_text(g: dict) -> str:
+    p = g["pins"]
+    maps = ", ".join(f"handle {h['handle']} " + "+".join(k for k in ("host", "device") if h[k])
+                     + (" rw" if h["rw"] else " ro") for h in g["handles"]) or "not mapped"
+    return (f"dom{g['granter']}'s grant {g['ref']} to dom{g['grantee']}"
+            f"{' (read-only)' if g['readonly'] else ''}: pins hstw {p['hstw']} hstr {p['hstr']} "
+            f"devw {p['devw']} devr {p['devr']}; {maps}")
+
 
 def hole_of(m: Machine, mfn: int) -> tuple[int, int] | None:
     """The hole of the memory map (first, end MFN) that ``mfn`` is in, or None."""
@@ -198,6 +238,7 @@ def inspect_mfn(m: Machine, mfn: int) -> dict:
     out["superpage"] = sp
     mapped = entries_mapping(m, mfn)
     out["mapped_by"] = mapped
+    out["grants"] = grants_of(m, mfn)
     out["held_by"] = held_by(m, mfn, mapped)
     return out
 
@@ -240,6 +281,9 @@ def inspect_domain(m: Machine, domid: int, max_tree_lines: int = 64) -> dict:
     out = {"view": "domain", "domid": domid, "name": d.name, "max_pages": d.max_pages,
            "tot_pages": d.tot_pages, "allocated_pages": len(d.allocated),
            "baseptr": d.baseptr,
+           "vcpus": [{"vcpu": v.vcpu_id, "guest_table": v.guest_table,
+                      "guest_table_user": v.guest_table_user,
+                      "old_guest_table": v.old_guest_table} for v in d.vcpus],
            "pins": [{"mfn": int(m.pdx_to_mfn(p)), "type": type_text(t)} for p, t in sorted(d.pinned.items())],
            "marks": sorted(d.marked), "dying": d.is_dying}
     levels = {lv: {"tables": 0, "present": 0, "pse": 0, "pse_rw": 0, "small": 0, "small_rw": 0,
@@ -324,7 +368,8 @@ def _mfn_lines(r: dict) -> list[tuple[str, list[str]]]:
             for x in h["holders"]]
     held.append(f"expected: count {h['count']}, type {h['type'] or 'none'}/{h['type_count']} "
                 f"({'matches the frame table' if h['matches'] else 'DIFFERS from the frame table'})")
-    return [(f"mfn {r['mfn']:#x}", head), ("mapped by", mapped),
+    grants = [("grants", [_grant_text(g) for g in r["grants"]])] if r.get("grants") else []
+    return [(f"mfn {r['mfn']:#x}", head), ("mapped by", mapped), *grants,
             ("references held (recounted as the auditor does)", held)]
 
 
@@ -356,6 +401,11 @@ def _domain_lines(r: dict) -> list[tuple[str, list[str]]]:
     head = [f"max_pages {r['max_pages']}, tot_pages {r['tot_pages']}, "
             f"allocated {r['allocated_pages']}" + (", dying" if r["dying"] else ""),
             "base pointer: " + (f"L4 mfn {r['baseptr']:#x}" if r["baseptr"] is not None else "none"),
+            *[f"v{v['vcpu']}: " + ", ".join(f"{k} {v[k]:#x}" for k in
+                                            ("guest_table", "guest_table_user", "old_guest_table")
+                                            if v[k] is not None)
+              for v in r.get("vcpus", ()) if len(r["vcpus"]) > 1 or v["guest_table_user"]
+              is not None],
             "pins: " + (", ".join(f"{p['type']} mfn {p['mfn']:#x}" for p in r["pins"]) or "none"),
             "marks: " + (", ".join(f"mfn {x:#x}" for x in r["marks"]) or "none")]
     lv = []

@@ -35,7 +35,7 @@ from ..mem import SUPERPAGE_ORDER, SUPERPAGE_PAGES
 from ..xen import (HYPERVISOR_memory_op, HYPERVISOR_mmuext_op, MMUEXT_MARK_SUPER,
                    MMUEXT_UNMARK_SUPER, XENMEM_increase_reservation, XENMEM_populate_physmap,
                    _PAGE_PSE, Machine, errno_name, pte_mfn)
-from ._calls import decode_call
+from ._calls import decode_call, grants_named
 from ._decode import entry_get_text, entry_put_text, spage_word_text, spage_words, type_text
 from ._tree import Call, Line, Node, path_nodes
 from ._narrate import Narrator
@@ -65,6 +65,9 @@ class Tracer:
         #: range nodes waiting for their range_got, in order
         self._ranges: list[Node | None] = []
         self._subs: list = []
+        #: called after each hypercall with (call, rc, its lines): the call's event tree
+        #: (a ``Call``, its ``node`` the events as ``Node`` children) and its narration
+        self.call_listeners: list = []
 
     # -- subscribing -----------------------------------------------------------------------
     def install(self) -> "Tracer":
@@ -325,8 +328,9 @@ class Tracer:
 
     # -- entering and leaving a hypercall --------------------------------------------------------
     def _enter(self, caller: int, number: int, args: tuple) -> None:
-        head, requests, gpfns = decode_call(self.m, caller, number, args)
-        call = Call(caller, number, args, head, requests, gpfns=gpfns)
+        head, requests, gpfns = decode_call(self.m, caller, number, args, self.m.hypercall.vcpu)
+        call = Call(caller, number, args, head, requests, gpfns=gpfns,
+                    grants=grants_named(self.m, caller, number, args))
         call.tot_pages = {d.domid: d.tot_pages for d in self.m.domains.values()}
         call.stats0 = dict(self.m.superpage.stats)
         self.cur = call
@@ -342,7 +346,10 @@ class Tracer:
         self.calls += 1
         if rc < 0:
             self.errors += 1
-        self.lines.extend(self.narrator.call_lines(call, rc))
+        lines = self.narrator.call_lines(call, rc)
+        self.lines.extend(lines)
+        for fn in self.call_listeners:
+            fn(call, rc, lines)
         self.cur = None
         self.stack = []
 

@@ -33,6 +33,7 @@ class Call:
     gpfns: list | None = None               # populate_physmap's GPFNs (the list is overwritten)
     stats0: dict = field(default_factory=dict)          # the design's stats at the call's start
     stats_first_request: dict | None = None             # ... when its first ordinary request began
+    grants: list = field(default_factory=list)           # grant_table_op: (granter, ref) each op names
 
 
 @dataclass

@@ -10,6 +10,10 @@ from ._audit import (
 from ._audit_incremental import (
     IncrementalAuditor,
 )
+from ._baseptr import (
+    PGT_root_page_table, BaseptrRules, RULES as BASEPTR_RULES, Vcpu, rules_for, root_mfns,
+    vcpu_roots, new_guest_cr3, new_user_baseptr, put_old_guest_table, vcpu_destroy_pagetables,
+)
 from ._bus_watcher import (
     BusWatcher, FRAME_EVENTS,
 )
@@ -22,6 +26,22 @@ from ._events import (
 from ._hypercall import (
     HYPERVISOR_mmu_update, HYPERVISOR_memory_op, HYPERVISOR_update_va_mapping,
     HYPERVISOR_mmuext_op, HYPERCALL_NAMES, errno_name, CallStats, HypercallLayer,
+)
+from ._grant_host import (
+    GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly, GNTMAP_application_map,
+    GNTMAP_contains_pte, grant_pte_flags, guest_map_l1e,
+)
+from ._grant_table import (
+    HYPERVISOR_grant_table_op, GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref,
+    GNTTABOP_setup_table, GNTTABOP_query_size, GNTTABOP_unmap_and_replace, GNTTABOP_NAMES,
+    GNTST_okay, GNTST_general_error, GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle,
+    GNTST_bad_dev_addr, GNTST_no_device_space, GNTST_permission_denied, GNTST_bad_page,
+    GNTST_NAMES, GTF_permit_access, GTF_readonly, GTF_reading, GTF_writing,
+    GNTPIN_hstw_inc, GNTPIN_hstr_inc, GNTPIN_devw_inc, GNTPIN_devr_inc,
+    INITIAL_NR_GRANT_FRAMES, DEFAULT_MAX_NR_GRANT_FRAMES, GRANT_ENTRIES_PER_FRAME,
+    MAPTRACK_PER_PAGE, max_maptrack_frames, pins, GnttabMapGrantRef, GnttabUnmapGrantRef,
+    GnttabUnmapAndReplace, GnttabSetupTable, GnttabQuerySize, GrantTable, GrantTables,
+    do_grant_table_op,
 )
 from ._machine import (
     Machine,
@@ -38,6 +58,9 @@ from ._memory_op import (
     DOMU_MAX_ORDER, CTLDOM_MAX_ORDER, HWDOM_MAX_ORDER, MULTIPAGE_MAX_ORDER, MEMOP_EXTENT_SHIFT,
     XenMemoryReservation, max_order, do_memory_op, increase_reservation, populate_physmap,
     guest_remove_page, decrease_reservation, remove_extent,
+)
+from ._mmuext_other import (
+    MMUEXT_NEW_USER_BASEPTR,
 )
 from ._mmu import (
     MMU_NORMAL_PT_UPDATE, MMU_MACHPHYS_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, MMU_CMD_MASK,
@@ -69,6 +92,21 @@ from ._segdesc import (
 )
 
 __all__ = [
+    "PGT_root_page_table", "BaseptrRules", "BASEPTR_RULES", "Vcpu", "rules_for", "root_mfns",
+    "vcpu_roots", "new_guest_cr3", "new_user_baseptr", "put_old_guest_table",
+    "vcpu_destroy_pagetables", "MMUEXT_NEW_USER_BASEPTR",
+    "GNTMAP_device_map", "GNTMAP_host_map", "GNTMAP_readonly", "GNTMAP_application_map",
+    "GNTMAP_contains_pte", "grant_pte_flags", "guest_map_l1e",
+    "HYPERVISOR_grant_table_op", "GNTTABOP_map_grant_ref", "GNTTABOP_unmap_grant_ref",
+    "GNTTABOP_setup_table", "GNTTABOP_query_size", "GNTTABOP_unmap_and_replace", "GNTTABOP_NAMES",
+    "GNTST_okay", "GNTST_general_error", "GNTST_bad_domain", "GNTST_bad_gntref", "GNTST_bad_handle",
+    "GNTST_bad_dev_addr", "GNTST_no_device_space", "GNTST_permission_denied", "GNTST_bad_page",
+    "GNTST_NAMES", "GTF_permit_access", "GTF_readonly", "GTF_reading", "GTF_writing",
+    "GNTPIN_hstw_inc", "GNTPIN_hstr_inc", "GNTPIN_devw_inc", "GNTPIN_devr_inc",
+    "INITIAL_NR_GRANT_FRAMES", "DEFAULT_MAX_NR_GRANT_FRAMES", "GRANT_ENTRIES_PER_FRAME",
+    "MAPTRACK_PER_PAGE", "max_maptrack_frames", "pins", "GnttabMapGrantRef", "GnttabUnmapGrantRef",
+    "GnttabUnmapAndReplace", "GnttabSetupTable", "GnttabQuerySize", "GrantTable", "GrantTables",
+    "do_grant_table_op",
     "INVENTORY", "KINDS", "DomainObjects", "MachineState", "Records", "inventory_problems", "records_difference",
     "same_records", "same_state", "TlbFlushFilter",
     "AuditReport", "BASE_DISALLOW_MASK", "CHILD_TYPES", "CTLDOM_MAX_ORDER", "CallStats",

@@ -12,12 +12,13 @@ Each component captures and restores its own part through public methods:
 | ``tables``: the contents of page-table (guest) frames | ``GuestMemory`` | ``capture`` / ``restore`` |
 | ``records.heap``: the free blocks | ``DomainHeap`` | ``snapshot`` / ``restore`` |
 | ``records.m2p`` | ``FrameMap`` | ``capture`` / ``restore`` |
-| ``records.domains``: each domain's records, runs and P2M | ``Domain`` (``RangeSet``, ``FrameMap``) | ``capture`` / ``restore`` |
+| ``records.domains``: each domain's records, runs, P2M and vCPUs | ``Domain`` (``RangeSet``, ``FrameMap``, ``Vcpu``) | ``capture`` / ``restore`` |
 | ``records.live``: the validated tables | ``PageTables`` | ``capture_live`` / ``restore_live`` |
 | ``records.design``: the design's own state | the design | ``snapshot`` / ``restore`` |
 | ``records.spage``: the superpage table | ``SuperpageTable`` | ``snapshot`` / ``restore`` |
 | ``records.tlb``: the TLB clock, each CPU's last flush | ``TlbFlushFilter`` | ``capture_clock`` / ``restore_clock`` |
 | ``records.next_domid`` | ``Machine`` | |
+| ``records.grants``: every domain's grant table | ``GrantTables`` (``gnttab``) | ``capture`` / ``restore`` |
 | ``records.linear``: each frame's linear_pt_count | ``PageTables`` | ``capture_linear`` / ``restore_linear`` |
 
 ``frames``, ``stamps`` and ``tables`` are large; the fuzzer's journal keeps them frame by
@@ -73,6 +74,8 @@ class Records(NamedTuple):
     spage: bytes
     tlb: tuple
     next_domid: int
+    #: ``GrantTables.capture()``: each domain's grant table
+    grants: tuple
     #: each frame's linear_pt_count (4.10 on; PageTables.capture_linear)
     linear: tuple = ()
 
@@ -90,7 +93,9 @@ def _normal(r: Records) -> tuple:
     tables sorted; no objects, no TLB."""
     doms = tuple(sorted(d[:3] + (tuple(sorted(d[3])), tuple(sorted(d[4]))) + d[5:]
                         for d in r.domains))
-    return (r.heap, r.m2p, doms, tuple(sorted(r.live)), r.design, r.spage, r.next_domid,
+    grants = tuple(sorted((domid, (g[0],) + tuple(tuple(sorted(x)) for x in g[1:4]) + g[4:])
+                          for domid, g in r.grants))
+    return (r.heap, r.m2p, doms, tuple(sorted(r.live)), r.design, r.spage, r.next_domid, grants,
             tuple(sorted(r.linear)))
 
 
@@ -110,8 +115,10 @@ def same_state(a: MachineState, b: MachineState, frames_same: bool) -> bool:
 
 
 #: what a Domain.capture() holds, in order
-_DOMAIN_FIELDS = ("domid", "tot_pages", "max_pages", "pinned", "marked", "is_dying", "baseptr",
-                  "owned", "allocated", "p2m", "ldt_base", "ldt_ents")
+_DOMAIN_FIELDS = ("domid", "tot_pages", "max_pages", "pinned", "marked", "is_dying", "vcpus",
+                  "owned", "allocated", "p2m")
+#: what a Vcpu.capture() holds, in order
+_VCPU_FIELDS = ("guest_table", "guest_table_user", "old_guest_table", "ldt_base", "ldt_ents")
 
 
 def records_difference(m, a: Records, b: Records) -> str | None:
@@ -127,16 +134,21 @@ def records_difference(m, a: Records, b: Records) -> str | None:
         return f"domains {sorted(da)} vs {sorted(db)}"
     for domid, p in da.items():
         q = db[domid]
-        for k, f in enumerate(_DOMAIN_FIELDS[1:7], start=1):
+        for k, f in enumerate(_DOMAIN_FIELDS[1:6], start=1):
             if p[k] != q[k]:
                 return f"dom{domid}.{f}: {p[k]} vs {q[k]}"
+        if p[6] != q[6]:
+            if len(p[6]) != len(q[6]):
+                return f"dom{domid}'s vCPUs: {len(p[6])} vs {len(q[6])}"
+            for i, (u, w) in enumerate(zip(p[6], q[6])):
+                for f, a, b in zip(_VCPU_FIELDS, u, w):
+                    if a != b:
+                        return f"d{domid}.v{i}.{f}: {a} vs {b}"
         for k, f in ((7, "owned"), (8, "allocated")):
             if p[k] != q[k]:
                 return f"dom{domid}.{f}"
         if p[9] != q[9]:
             return f"dom{domid}'s P2M"
-        if p[10:] != q[10:]:
-            return f"dom{domid}'s LDT: {p[10:]} vs {q[10:]}"
     if x[3] != y[3]:
         return "the live page tables"
     if x[4] != y[4]:
@@ -150,6 +162,11 @@ def records_difference(m, a: Records, b: Records) -> str | None:
     if x[6] != y[6]:
         return f"the next domid: {x[6]} vs {y[6]}"
     if x[7] != y[7]:
+        ga, gb = dict(x[7]), dict(y[7])
+        for domid in sorted(ga.keys() | gb.keys()):
+            if ga.get(domid) != gb.get(domid):
+                return f"dom{domid}'s grant table"
+    if x[8] != y[8]:
         return "the linear page-table counts"
     return None
 
@@ -174,7 +191,7 @@ KINDS = {
 INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     "Machine": {
         "state": ("frame_table", "spage_table", "heap", "m2p", "mem", "pt", "refs",
-                  "domains", "superpage", "_next_domid"),
+                  "domains", "superpage", "_next_domid", "gnttab"),
         "config": ("release", "version", "allow_superpage", "faithful", "pv_linear_pt",
                    "hypothetical", "release_label", "memmap", "pdx",
                    "max_page", "relinquish_hooks", "audit_contributors"),
@@ -238,14 +255,24 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "Domain": {
         "state": ("tot_pages", "max_pages", "owned", "allocated", "pinned", "marked",
-                  "baseptr", "is_dying", "p2m", "ldt_base", "ldt_ents"),
+                  "vcpus", "is_dying", "p2m"),
         "config": ("domid", "name"),
     },
+    "Vcpu": {
+        "state": ("guest_table", "guest_table_user", "old_guest_table", "ldt_base", "ldt_ents"),
+        "config": ("vcpu_id",),
+    },
+    "GrantTables": {
+        "state": ("tables",),
+    },
+    "GrantTable": {
+        "state": ("nr_frames", "shared", "active", "maptrack", "free", "fresh", "limit"),
+    },
     "HypercallLayer": {
-        "config": ("handlers",),
+        "config": ("handlers", "per_vcpu"),
         "link": ("machine", "hypercall_enter", "hypercall_leave", "atomic_step"),
         "stats": ("stats", "_stats_of"),
-        "transient": ("active",),
+        "transient": ("active", "vcpu"),
     },
 }
 
@@ -254,10 +281,12 @@ def _components(m) -> list[tuple[str, object]]:
     """The machine and every state-holding component of it, each with where it is."""
     out = [("machine", m), ("frame_table", m.frame_table), ("spage_table", m.spage_table),
            ("heap", m.heap), ("m2p", m.m2p), ("mem", m.mem), ("pt", m.pt), ("refs", m.refs),
-           ("refs.tlb", m.refs.tlb), ("hypercall", m.hypercall)]
+           ("refs.tlb", m.refs.tlb), ("hypercall", m.hypercall), ("gnttab", m.gnttab)]
+    out += [(f"gnttab.tables[{domid}]", gt) for domid, gt in m.gnttab.tables.items()]
     for domid, d in m.domains.items():
         out += [(f"domains[{domid}]", d), (f"domains[{domid}].owned", d.owned),
                 (f"domains[{domid}].allocated", d.allocated), (f"domains[{domid}].p2m", d.p2m)]
+        out += [(f"domains[{domid}].vcpus[{v.vcpu_id}]", v) for v in d.vcpus]
     return out
 
 
