@@ -93,6 +93,28 @@ def test_seeded_driver_releases(design, version):
     assert_clean(c)
 
 
+@pytest.mark.parametrize("design", ["none", "xen-4.1"])
+def test_seeded_driver_4_22_linear_page_tables(design, monkeypatch):
+    """Xen 4.22 (none: Xen itself; xen-4.1: hypothetical): a campaign ends clean, and
+    the fuzzer's linear entries meet XSA-240's one-level rule both ways
+    (get_lN_linear_pagetable's inc_linear_entries / inc_linear_uses refusing, 6987fc7558)
+    while others are taken and counted (the auditor recounting linear_pt_count after
+    every call)."""
+    from xensim.xen import _linear
+    seen = {"entries": [0, 0], "uses": [0, 0]}
+    for name, f in (("entries", _linear._inc_linear_entries), ("uses", _linear._inc_linear_uses)):
+        def counted(counts, page, f=f, name=name):
+            ok = f(counts, page)
+            seen[name][ok] += 1
+            return ok
+        monkeypatch.setattr(_linear, f"_inc_linear_{name}", counted)
+    c = campaign(Setup(design=design, version="4.22", domains=2), 3000, seed=7,
+                 episode_calls=EPISODE, minimise_findings=False, tolerate=known)
+    assert_clean(c)
+    assert seen["entries"][True] and seen["uses"][True]          # linear entries taken
+    assert seen["entries"][False] + seen["uses"][False]           # and refused
+
+
 MiB = 1 << 20
 
 
