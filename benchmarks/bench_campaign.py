@@ -16,9 +16,10 @@ run ahead with the full budget and the last one again with its own (docs/fuzzing
 when other work shares the cores (the load average is printed).
 
 ``--faithful --minimise`` is the campaign of ``xensim fuzz --faithful`` (Xen's recorded
-bugs found, each distinct one minimised once): most of its time is minimisation, which
-the workers share with the episodes. ``--rounds R`` runs the two R times, alternated,
-and prints each ratio (the machine's other work moves them).
+bugs found, each distinct one minimised once): most of its time is minimisation, whose
+trials the workers share with the episodes. ``--rounds R`` runs the two R times,
+alternated (which goes first alternates too), and prints each ratio, then their median
+and spread (the machine's other work moves them: the load average is printed).
 
 This is a script that prints figures, not a test.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 from xensim.engines import make_engine
@@ -59,15 +61,25 @@ def main() -> None:
           f"{', minimised' if a.minimise else ''}; load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     ratios = []
-    for _ in range(a.rounds):
-        t = time.perf_counter()
-        one = campaign(setup, a.calls, 0, **kw)
-        t1 = time.perf_counter() - t
-        with make_engine(a.workers) as engine:
+    for r in range(a.rounds):
+        def in_process():
             t = time.perf_counter()
-            split = split_campaign(engine, setup, a.calls, 0, **kw)
-            tk = time.perf_counter() - t
-            where = engine.describe()
+            c = campaign(setup, a.calls, 0, **kw)
+            return c, time.perf_counter() - t
+
+        def on_workers():
+            t = time.perf_counter()             # the workers' start-up included
+            with make_engine(a.workers) as engine:
+                c = split_campaign(engine, setup, a.calls, 0, **kw)
+                where = engine.describe()
+            return c, time.perf_counter() - t, where
+
+        if r % 2:
+            split, tk, where = on_workers()
+            one, t1 = in_process()
+        else:
+            one, t1 = in_process()
+            split, tk, where = on_workers()
         assert merged(split) == merged(one), "the split campaign differs from the one in process"
         print(f"in this process:  {one.calls:,} calls, {one.episodes} episodes, {t1:7.2f} s "
               f"({one.calls / t1:,.0f} calls/s)")
@@ -78,7 +90,9 @@ def main() -> None:
               f"{os.getloadavg()[0]:.2f}")
         ratios.append(t1 / tk)
     if len(ratios) > 1:
-        print(f"speed-ups: {', '.join(f'{r:.2f}x' for r in ratios)}")
+        print(f"speed-ups: {', '.join(f'{r:.2f}x' for r in ratios)}; median "
+              f"{statistics.median(ratios):.2f}x, spread {min(ratios):.2f}-{max(ratios):.2f}x "
+              f"over {len(ratios)} rounds")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import shutil
+import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -42,9 +45,10 @@ def machine_state(m: Machine) -> tuple:
             sorted(m.mem.frames()), dict(m.pt_stats))
 
 
-def hc(m: Machine, caller: int, number: int, *args) -> int:
-    """Issue a hypercall, then run the auditor: every step of a test is audited."""
-    rc = m.hypercall(caller, number, *args)
+def hc(m: Machine, caller: int, number: int, *args, vcpu: int = 0) -> int:
+    """Issue a hypercall (from vCPU ``vcpu``), then run the auditor: every step of a test
+    is audited."""
+    rc = m.hypercall(caller, number, *args, vcpu=vcpu)
     assert_clean(m)
     return rc
 
@@ -56,10 +60,11 @@ def mmu(m: Machine, caller: int, *reqs, foreigndom: int = DOMID_SELF) -> tuple[i
     return rc, done[0]
 
 
-def ext(m: Machine, caller: int, *ops, foreigndom: int = DOMID_SELF) -> tuple[int, int]:
-    """One audited mmuext_op batch: (rc, done)."""
+def ext(m: Machine, caller: int, *ops, foreigndom: int = DOMID_SELF,
+        vcpu: int = 0) -> tuple[int, int]:
+    """One audited mmuext_op batch (from vCPU ``vcpu``): (rc, done)."""
     done = [-1]
-    rc = hc(m, caller, HYPERVISOR_mmuext_op, list(ops), done, foreigndom)
+    rc = hc(m, caller, HYPERVISOR_mmuext_op, list(ops), done, foreigndom, vcpu=vcpu)
     return rc, done[0]
 
 
@@ -75,13 +80,14 @@ def ptr(table: int, index: int, cmd: int = MMU_NORMAL_PT_UPDATE) -> int:
     return (table << 12) | (index * 8) | cmd
 
 
-def two_domains(m: Machine, guest_superpages: tuple[int, ...], other_superpage: int) -> SimpleNamespace:
+def two_domains(m: Machine, guest_superpages: tuple[int, ...], other_superpage: int,
+                vcpus: int = 1) -> SimpleNamespace:
     """The page-table tests' layout on a fresh machine: the guest (its first domain) gets a
     superpage at gpfn 0, 16 frames at gpfns 512.. (MFNs 0x200..0x20f) and a superpage at gpfn
     1024, 2048 ... for each further entry of ``guest_superpages`` (the MFNs each must land at);
     the other domain a superpage (at ``other_superpage``) and 8 frames (MFNs 0x210..0x217).
     Nothing is pinned. ``d`` is the guest's Domain."""
-    g = m.create_domain("guest", 2048)
+    g = m.create_domain("guest", 2048, vcpus=vcpus)
     o = m.create_domain("other", 2048)
     assert populate(m, g, [0], 9) == [guest_superpages[0]]
     assert populate(m, g, range(512, 528), 0) == list(range(0x200, 0x210))
@@ -105,9 +111,10 @@ def refused_mmu(m: Machine, caller: int, reqs, err: int) -> None:
     refused(m, lambda: mmu(m, caller, *reqs), (-err, 0))
 
 
-def refused_ext(m: Machine, caller: int, ops, err: int, foreigndom: int = DOMID_SELF) -> None:
+def refused_ext(m: Machine, caller: int, ops, err: int, foreigndom: int = DOMID_SELF,
+                vcpu: int = 0) -> None:
     """An mmuext_op batch refused at its first op with -err, nothing changed."""
-    refused(m, lambda: ext(m, caller, *ops, foreigndom=foreigndom), (-err, 0))
+    refused(m, lambda: ext(m, caller, *ops, foreigndom=foreigndom, vcpu=vcpu), (-err, 0))
 
 
 def words(m, mfn: int) -> tuple[int, int]:
@@ -306,3 +313,31 @@ def _spy(a, applied: list):
             applied.append(type(a).__name__)
         return r
     return apply
+
+
+# --------------------------------------------------------------------------
+# Headless Chromium (the HTML report's and the pages' browser tests; CI installs
+# Debian's chromium, .ci/run)
+# --------------------------------------------------------------------------
+
+def chromium() -> str | None:
+    """The Chromium binary, or None."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+def run_chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """Headless Chromium with ``args`` (a fresh profile under ``tmp_path``); the test skips,
+    saying why, when there is no Chromium."""
+    exe = chromium()
+    if exe is None:
+        pytest.skip("no chromium binary found (CI installs Debian's: apt-get install chromium)")
+    profile = tmp_path / "profile"
+    profile.mkdir(exist_ok=True)
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage", f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, timeout=90, stdin=subprocess.DEVNULL)

@@ -41,7 +41,7 @@ LAYERS = (
     ("guest",),
     ("sim",),
     ("explore", "fuzz", "teach", "sweep"),
-    ("plot",),
+    ("plot", "pages"),
     ("xensim",),
     ("cli",),
 )

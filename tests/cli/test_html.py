@@ -7,9 +7,7 @@ from __future__ import annotations
 import base64
 import html
 import re
-import shutil
 import struct
-import subprocess
 import sys
 import zlib
 from html.parser import HTMLParser
@@ -17,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_chromium
 from xensim.config._config import build_memory_map, parse_config
 from xensim.xen._machine import Machine
 from xensim.plot import PLOT_HINT, have_matplotlib
@@ -199,26 +198,6 @@ def test_cli_run_html(tmp_path, capsys):
 # --------------------------------------------------------------------------
 # Headless Chromium
 # --------------------------------------------------------------------------
-
-def chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-
-
-def run_chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    exe = chromium()
-    if exe is None:
-        pytest.skip("no chromium binary found (CI installs Debian's: apt-get install chromium)")
-    profile = tmp_path / "profile"
-    profile.mkdir(exist_ok=True)
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--disable-dev-shm-usage", f"--user-data-dir={profile}", *args]
-    return subprocess.run(cmd, capture_output=True, timeout=90, stdin=subprocess.DEVNULL)
-
 
 def test_chromium_dom(report, run, tmp_path):
     path, text = report

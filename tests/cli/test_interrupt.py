@@ -155,18 +155,7 @@ def test_ctrl_c_on_explore_prints_the_schedules_finished(tmp_path, sig, status):
     assert lines[2] == "violations: 0"
 
 
-#: A known bug: once in three clean-clone runs, SIGTERM to a sweep on two worker processes
-#: left the command running (the test's 300 s wait ran out; SIGINT on the same sweep and
-#: SIGTERM on one process did not). Not strict: it passes when the sweep stops, and is
-#: reported as an expected failure when it hangs, until the hang is found and fixed.
-_SWEEP_SIGTERM_HANG = pytest.mark.xfail(
-    reason="intermittent: SIGTERM to a sweep on 2 worker processes may leave it running",
-    strict=False, raises=subprocess.TimeoutExpired)
-
-
-@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130),
-                                         pytest.param(signal.SIGTERM, 143,
-                                                      marks=_SWEEP_SIGTERM_HANG)],
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
                          ids=["SIGINT", "SIGTERM"])
 def test_ctrl_c_on_sweep_keeps_the_points_done(tmp_path, sig, status):
     """Two worker processes: the caller terminates them; the points done stay complete,

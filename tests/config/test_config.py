@@ -81,7 +81,7 @@ def test_corpus_has_one_file_per_kind_of_error():
         "end_not_above_start", "overlapping_ranges", "unknown_preset", "unknown_design",
         "bad_pdx", "two_map_sources", "missing_memmap_file", "bad_boot_log",
         "duplicate_key", "bad_version", "missing_required", "bad_range_type",
-        "bad_memmap_yaml", "non_utf8", "wrong_range_items",
+        "bad_memmap_yaml", "non_utf8", "wrong_range_items", "bad_vcpus",
     }
     assert {Path(n).stem for n in CORPUS} == kinds
     messages = [_header(n)[1] for n in CORPUS]
@@ -187,7 +187,7 @@ def test_unknown_design(monkeypatch):
 def test_bad_pdx_choice(monkeypatch):
     err = corpus_error("bad_pdx.yaml", monkeypatch)
     expect(err, "bad_pdx.yaml", "machine.pdx", 5,
-           "bad choice 'squeeze'; choose from: none, mask, offset")
+           "bad choice 'squeeze'; choose from: none, mask, offset, offset-4.21.0")
 
 
 def test_two_map_sources(monkeypatch):
@@ -752,3 +752,16 @@ def test_design_choices_are_the_registry_in_registration_order():
         parse_config("compare: [xen-5]\n", "c.yaml")
     assert str(e.value) == ("c.yaml:1: compare[0]: unknown design 'xen-5'; choose from: "
                             + ", ".join(DESIGNS))
+
+
+def test_resolved_config_keeps_a_domains_vcpus(tmp_path):
+    """A domain of several vCPUs keeps them in the resolved config (and so in a sweep
+    point's id); one vCPU, the default, is not written."""
+    cfg = parse_config("compare: [xen-4.1]\n"
+                       "domains: [{name: a, memory: 8MiB, vcpus: 3}, {name: b, memory: 4MiB}]\n")
+    data = resolved_config(cfg, build_memory_map(cfg))
+    assert data["domains"] == [{"name": "a", "memory": 8 << 20, "vcpus": 3},
+                               {"name": "b", "memory": 4 << 20}]
+    dump_resolved(cfg, build_memory_map(cfg), tmp_path / "r.yaml")
+    again = load_config(tmp_path / "r.yaml")
+    assert again.domain_vcpus() == [3, 1]

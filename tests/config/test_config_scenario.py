@@ -103,7 +103,7 @@ def test_old_spelling_on_the_command_line_warns_once_and_runs(tmp_path):
      "s.yaml:7: cpus[0][0]: missing required key 'domain'"),
     (("{op: map-4k,", "{opp: map-4k,"),
      "s.yaml:7: cpus[0][0].opp: unknown key 'opp' (did you mean 'op'?); allowed keys: op, "
-     "domain, superpage, rw, table, frame, by"),
+     "domain, superpage, rw, table, frame, by, vcpu"),
     (("domain: a, superpage: 1, frame: 3, table: 5}]\n  - [",
       "domain: b, superpage: 1, frame: 3, table: 5}]\n  - ["),
      "s.yaml:7: cpus[0][0].domain: no domain named 'b'"),
@@ -123,6 +123,14 @@ def test_old_spelling_on_the_command_line_warns_once_and_runs(tmp_path):
     (("memory: 64MiB", "memory: 64MiB\nhypervisor: {version: 4.10}"),
      "s.yaml:4: hypervisor.version: bad choice 4.10; choose from: 4.1, 4.5, 4.7, 4.8 (quote "
      "the version, e.g. \"4.8\": YAML reads 4.10 as the number 4.1)"),
+    (("superpages: 2}", "superpages: 2, vcpus: 0}"),
+     "s.yaml:5: domains[0].vcpus: a domain has 1 to 64 vCPUs, got 0"),
+    (("superpages: 2}", "superpages: 2, vcpus: 65}"),
+     "s.yaml:5: domains[0].vcpus: a domain has 1 to 64 vCPUs, got 65"),
+    (("{op: map, domain: a, superpage: 0}", "{op: map, domain: a, superpage: 0, vcpu: 1}"),
+     "s.yaml:8: cpus[1][0].vcpu: domain 'a' has vCPUs 0..0, not 1"),
+    (("{op: map, domain: a, superpage: 0}", "{op: map, domain: a, superpage: 0, vcpu: -1}"),
+     "s.yaml:8: cpus[1][0].vcpu: must not be negative, got -1"),
     (("memory: 64MiB", "memory: 64MiB\nend: later"),
      "s.yaml:4: end: bad choice 'later'; choose from: destroy, none"),
     (("memory: 64MiB", "memory: 64MiB\ncpu: []"),
@@ -183,3 +191,15 @@ def test_the_scenario_format_docs_example_loads(tmp_path):
     assert (sc.design, sc.domains, sc.end) == ("superpage-info", [("a", 2)], "destroy")
     assert [op.superpage for ops in sc.cpus for op in ops] == [0, 0]
     assert sc.setup == [ScenarioOp(op="map", domain="a", superpage=1, table=0)]
+
+
+def test_two_cpus_may_not_run_one_vcpu(tmp_path):
+    """A domain of several vCPUs: each of its vCPUs runs on one CPU (a vCPU is one
+    thread of execution); by default CPU c runs vCPU c modulo the domain's vCPUs."""
+    text = BASE.replace("superpages: 2}", "superpages: 2, vcpus: 2}")
+    sc = load_scenario(_write(tmp_path, text))
+    assert sc.vcpus == {"a": 2}
+    bad = text.replace("{op: map, domain: a, superpage: 0}",
+                       "{op: map, domain: a, superpage: 0, vcpu: 0}")
+    assert _error(tmp_path, bad) == ("s.yaml:8: cpus[1][0]: vCPU 0 of domain 'a' is run by "
+                                     "CPU 0 already: one vCPU runs on one CPU")

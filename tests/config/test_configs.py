@@ -68,6 +68,28 @@ def test_the_configs_are_there():
     assert REPLAYS == ["xsa-224.yaml", "xsa-234.yaml"]        # tests/fuzz/test_xtf.py
 
 
+#: configs too big for the test suite (configs/scale/): loaded and checked here, run by
+#: benchmarks/bench_scale.py
+SCALE = sorted((CONFIGS / "scale").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SCALE, ids=lambda p: p.name)
+def test_scale_configs_load_and_say_what_they_need(path):
+    """A config of configs/scale/ loads, simulates, states its outcome in '# expect:' lines
+    and says what it needs (memory and time) in its comment; the suite does not run it."""
+    cfg = load_config(path)
+    assert cfg.simulates and expectations(path)
+    text = path.read_text()
+    assert "What it needs:" in text and "GiB of RAM" in text
+    designs = {cfg.hypervisor.superpage}
+    for want in expectations(path):
+        assert want.split()[0] in designs | {"*"}, want
+
+
+def test_the_scale_configs_are_there():
+    assert [p.name for p in SCALE] == ["whole-host.yaml"]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_config_gives_the_outcome_its_comment_states(name):
     path = CONFIGS / name

@@ -34,7 +34,8 @@ def scenario(name):
 
 def test_shipped_scenarios_are_the_required_ones():
     assert [p.stem for p in SHIPPED] == ["grant-superpage-unmap", "map-destroy", "map-map",
-                                         "map-unmap", "mark-map", "three-cpus", "unmark-unmap"]
+                                         "map-unmap", "mark-map", "three-cpus", "unmark-unmap",
+                                         "vcpus-cold-map"]
 
 
 class TestSketchLeak:
@@ -86,6 +87,43 @@ class TestGrantRace:
         res = explore(scenario("grant-superpage-unmap"), "xen-4.1", "random", max_schedules=30,
                       seed=2)
         assert res.violations == 0 and res.schedules == 30
+
+
+class TestVcpusColdMap:
+    """scenarios/vcpus-cold-map.yaml: two vCPUs of one guest race a superpage's cold
+    0 -> 1, each after its process switch (do_mmuext_op NEW_BASEPTR + NEW_USER_BASEPTR)."""
+
+    #: the expected outcome on each design (docs/scenarios.md): the violation's start, or None
+    EXPECTED = {"xen-4.1": None, "superpage-info": None, "pageinfo-count": None,
+                "per-mapping": None, "none": None,
+                "sketch": "after the schedule: 1024 audit difference(s): "
+                          "mfn 0x0 count_info.count: expected 2, actual 3"}
+
+    @pytest.mark.parametrize("design", sorted(EXPECTED))
+    def test_expected_outcome_per_design(self, design):
+        res = explore(scenario("vcpus-cold-map"), design, "dfs", preemption_bound=1)
+        want = self.EXPECTED[design]
+        assert res.complete or want is not None
+        if want is None:
+            assert res.violations == 0, res.first and res.first.message
+        else:
+            assert res.violations == 1 and res.first.message.startswith(want)
+            assert format_schedule(res.first.schedule) == "0*1028,1*1034,0*4"
+
+    def test_lanes_are_named_by_their_vcpu_and_each_vcpu_loads_its_roots(self):
+        sc = scenario("vcpus-cold-map")
+        assert sc.vcpus == {"a": 2}
+        ex, v = replay(sc, parse_schedule("0*1028,1*1034,0*4"), "sketch")
+        assert v is not None and ex.names == ["d1.v0", "d1.v1"]
+        lines = summarise_trace(ex.trace)
+        assert lines[:2] == ["d1.v0 hcall dom1", "d1.v0 hcall dom1"]
+        assert "d1.v1: 4 frame steps (get_page, get_page_type) on pages 0x400 .. 0x403" in lines
+        assert "d1.v1 cmpxchg superpage 0x0 word 0: expected 0x0 found 0x0 -> 0x1 won" in lines
+        assert "d1.v0 cmpxchg superpage 0x0 word 0: expected 0x0 found 0x1 -> lost" in lines
+        vcpus = ex.world.m.domain(1).vcpus
+        k = ex.world.kernels["a"]
+        assert [(x.guest_table, x.guest_table_user) for x in vcpus] == [
+            (k.root, k.user_roots[0]), (k.root, k.user_roots[1])]
 
 
 def _marks(path) -> bool:

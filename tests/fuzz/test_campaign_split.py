@@ -21,10 +21,10 @@ from xensim.cli._fuzz import out_is_dir, reproducer_path
 from xensim.cli._main import main
 from xensim.engines import PAUSE, LocalEngine, TaskFailed
 from xensim.fuzz._checks import generic_key
-from xensim.fuzz import (Campaign, Episode, EpisodeTask, FuzzViolation, Setup, campaign,
+from xensim.fuzz import (Campaign, Episode, EpisodeTask, FuzzViolation, Setup, Trial, campaign,
                          episode_budget, episode_seed, keep_going, merge_episode, replay,
                          report, run_campaign_task, run_episode, split_campaign)
-from xensim.fuzz._split import MinimiseTask
+from xensim.fuzz import TrialTask
 
 SETUP = Setup(version="4.1", faithful=True, domains=1)
 #: seed 4 finds three distinct violations in 120 calls (episodes of 40, each ended by a
@@ -115,7 +115,7 @@ def test_violations_pickle_by_their_fields():
 
 def test_two_workers_give_the_merged_result_of_one_process(one_process):
     c = one_process
-    assert c.calls == 121 and c.episodes == 5 and not c.interrupted
+    assert c.calls == 122 and c.budgeted == 120 and c.episodes == 5 and not c.interrupted
     assert len(c.findings) == 3 and all(f.minimised for f in c.findings.values())
     with LocalEngine(2) as engine:
         d = split_campaign(engine, SETUP, CAMPAIGN["calls"], CAMPAIGN["seed"],
@@ -135,20 +135,34 @@ def test_the_merge_does_not_depend_on_the_order_results_come_back(order):
     d = split_campaign(engine, SETUP, 90, 4, **kwargs)
     assert merged(d) == merged(c)
     # every episode merged was run with the budget it has in one process: the first two
-    # ahead with the full 40 (the first ends at 19 calls on a teardown violation), the
-    # last run ahead with the 10 calls left if the first two made 40 each, then again
-    # with the 30 left after the 60 they made
+    # ahead with the full 40 (the first ends at 19 calls on a teardown violation, the
+    # second makes 41: one past its budget, which does not count), the last run ahead
+    # with the 10 calls left if the first two made 40 each, then again with the 31 left
+    # after the 19 + 40 that count
     made = {(t.index, t.budget): ep.calls for t, ep in engine.done if isinstance(t, EpisodeTask)}
-    calls, budgets = 0, []
+    counted, calls, budgets = 0, 0, []
     for i in range(c.episodes):
-        budgets.append(episode_budget(calls, 90, 40))
+        budgets.append(episode_budget(counted, 90, 40))
+        counted += min(made[(i, budgets[-1])], budgets[-1])
         calls += made[(i, budgets[-1])]
-    assert budgets == [40, 40, 30] and calls == c.calls
+    assert budgets == [40, 40, 31] and (counted, calls) == (c.budgeted, c.calls) == (90, 92)
     assert {k: n for k, n in made.items() if k[0] < c.episodes} == {
-        (0, 40): 19, (1, 40): 41, (2, 10): 13, (2, 30): 31}
+        (0, 40): 19, (1, 40): 41, (2, 10): 13, (2, 31): 32}
     # the stream pauses rather than ends while episodes are in flight: one cut short
     # leaves calls to make, and an episode past the last may be run ahead, unmerged
     assert all(i == c.episodes for i, _ in made if i >= c.episodes)
+
+
+def test_episodes_without_violations_are_never_run_again():
+    """An episode makes a few calls past its budget, which do not count towards the
+    campaign's: with no violation every budget is known before the episodes before it
+    are back, and no episode is run twice (the last one included)."""
+    engine = Shuffled(2, window=2)
+    setup = Setup(domains=1)
+    d = split_campaign(engine, setup, 100, 1, episode_calls=30)
+    assert not d.findings and d.episodes == 4 and d.budgeted == 100 and d.calls > 100
+    assert [(t.index, t.budget) for t in engine.tasks] == [(0, 30), (1, 30), (2, 30), (3, 10)]
+    assert merged(d) == merged(campaign(setup, 100, 1, episode_calls=30))
 
 
 def test_a_campaign_shorter_than_an_episode_runs_it_once():
@@ -310,9 +324,9 @@ def test_cli_out_dir_that_is_a_file_is_refused_before_the_campaign(capsys, tmp_p
 
 class SlowMinimising(Shuffled):
     """An engine in this process, results in the order the tasks were read (up to
-    ``window`` in flight), except a minimisation's: held back until the task stream
-    has nothing else to send (pauses or ends), as a minimisation far longer than the
-    episodes would be on one worker while the others run the episodes."""
+    ``window`` in flight), except a minimisation's trials: held back until the task
+    stream has nothing else to send (pauses or ends), as a minimisation far longer than
+    the episodes would be on one worker while the others run the episodes."""
 
     def map_unordered(self, fn, tasks, max_in_flight=None):
         it = iter(tasks)
@@ -325,7 +339,7 @@ class SlowMinimising(Shuffled):
                     stalled = True
                     break
                 self.tasks.append(task)
-                (held if isinstance(task, MinimiseTask) else buf).append(task)
+                (held if isinstance(task, TrialTask) else buf).append(task)
             if buf:
                 task = buf.pop(0)
             elif held and stalled:
@@ -336,29 +350,62 @@ class SlowMinimising(Shuffled):
             yield self.done[-1]
 
 
+def quick_steps(ops, signature, **kw):
+    """A minimisation of one round of one trial (the whole list), ending on its last call."""
+    yield [Trial(ops)]
+    return ops[-1:]
+
+
 def test_episodes_go_on_while_a_violation_is_minimised(monkeypatch):
     """The episode that found the first violation ends early (19 of its 40 calls): the
     episodes its calls are left to are sent while the violation is being minimised,
     not after it (a 2-core machine's second worker is not left idle). Each distinct
     violation is minimised once; the merged result is the one of one process."""
-    def quick(setup, f, **kw):
-        return f.minimal[-1:], f.minimal_rcs[-1:], True
-    monkeypatch.setattr("xensim.fuzz._split.minimise_finding", quick)
-    monkeypatch.setattr("xensim.fuzz._campaign.minimise_finding", quick)
+    monkeypatch.setattr("xensim.fuzz._split.minimise_steps", quick_steps)
+    monkeypatch.setattr("xensim.fuzz._minimise.minimise_steps", quick_steps)
     kwargs = dict(episode_calls=40, tolerate=keep_going)
     c = campaign(SETUP, 90, 4, **kwargs)
     engine = SlowMinimising(0)
     said = []
     d = split_campaign(engine, SETUP, 90, 4, status=said.append, **kwargs)
     assert merged(d) == merged(c)
-    mins = [k for k, t in enumerate(engine.tasks) if isinstance(t, MinimiseTask)]
-    assert len(mins) == len(c.findings) == len(d.findings) == 2      # each minimised once
-    back = [k for k, (t, _) in enumerate(engine.done) if isinstance(t, MinimiseTask)]
-    after = [t for t in engine.tasks[mins[0] + 1:] if isinstance(t, EpisodeTask)]
+    trials = [k for k, t in enumerate(engine.tasks) if isinstance(t, TrialTask)]
+    # each minimised once: its one trial, then the replay recording the reproducer's rcs
+    assert Counter(engine.tasks[k].signature for k in trials) == \
+        Counter({sig: 2 for sig in c.findings}) and len(c.findings) == 2
+    back = [k for k, (t, _) in enumerate(engine.done) if isinstance(t, TrialTask)]
+    after = [t for t in engine.tasks[trials[0] + 1:] if isinstance(t, EpisodeTask)]
     assert after, "no episode was sent while the violation was minimised"
     assert all(any(t is u for u, _ in engine.done[:back[0]]) for t in after)
-    assert said[0] == "minimising 1 violation" and said[-1] is None
-    assert set(said) <= {"minimising 1 violation", "minimising 2 violations", None}
+    assert said[0] == "minimising 1 violation, 0 trials" and said[-1] is None
+    assert all(x is None or re.fullmatch(r"minimising [12] violations?, \d+ trials", x)
+               for x in said)
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_trials_coming_back_in_any_order_give_the_reproducers_of_one_process(order):
+    """A round's answer is its lowest failing trial once all before it are back: trials
+    run at once, back in any order (speculative ones included), minimise to the same
+    calls as one after the other in one process."""
+    kwargs = dict(episode_calls=40, tolerate=keep_going)
+    c = campaign(SETUP, 90, 4, **kwargs)
+    engine = Shuffled(order, window=3)
+    d = split_campaign(engine, SETUP, 90, 4, **kwargs)
+    assert merged(d) == merged(c) and all(f.minimised for f in d.findings.values())
+    assert sum(isinstance(t, TrialTask) for t in engine.tasks) > 2 * len(c.findings)
+
+
+def test_one_task_per_worker_in_flight():
+    """No task waits in a queue behind another: the engine is asked for one per worker."""
+    class Recording(Shuffled):
+        workers = 3
+
+        def map_unordered(self, fn, tasks, max_in_flight=None):
+            self.bound = max_in_flight
+            return super().map_unordered(fn, tasks, max_in_flight)
+    engine = Recording(0)
+    split_campaign(engine, SETUP, 40, 4, episode_calls=40, minimise_findings=False)
+    assert engine.bound == 3
 
 
 def test_the_campaign_says_what_it_minimises(monkeypatch):

@@ -630,3 +630,16 @@ def test_campaign_ctrl_c_while_minimising_keeps_the_finding_whole(monkeypatch):
     assert not f.minimised and f.minimal and f.minimal[-1] == f.violation.op
     assert len(f.minimal) == f.violation.index + 1
     assert "# xensim fuzz: reproducer (not minimised) (" in _campaign.finding_yaml(c, f)
+
+
+@pytest.mark.parametrize("version", ["4.1", "4.8"])
+@pytest.mark.parametrize("design", ["xen-4.1", "none"])
+def test_seeded_driver_several_vcpus(design, version):
+    """Guests of three vCPUs: calls from any of them (and from one they do not have),
+    NEW_BASEPTR and NEW_USER_BASEPTR valid and hostile (do_mmuext_op, Xen 4.1 and 4.8);
+    both auditors after every call, and they agree; nothing found."""
+    c = campaign(Setup(design=design, version=version, vcpus=3, audit="both"), 600, seed=7,
+                 episode_calls=300, minimise_findings=False, tolerate=known)
+    assert_clean(c)
+    assert c.by_call["mmuext_op/new_user_baseptr"] and c.by_call["mmuext_op/new_baseptr"]
+    assert any(op.endswith("baseptr") and e in ("EINVAL", "EPERM") for op, e in c.refused)

@@ -126,3 +126,23 @@ def test_simulating_commands_refuse_raw_hypercalls(tmp_path, capsys, command):
     assert capsys.readouterr().err == (
         "xensim: error: workload.ops: raw hypercalls (a fuzzer's reproducer) are replayed by "
         "`xensim run FILE`, not simulated\n")
+
+
+def test_vcpus_and_vcpu_round_trip_and_replay(tmp_path):
+    """create_domain's ``vcpus`` and mmuext_op / update_va_mapping's ``vcpu``: written,
+    loaded and replayed (do_mmuext_op MMUEXT_NEW_USER_BASEPTR from vCPU 1, Xen 4.8; a
+    vCPU the domain does not have: -ESRCH)."""
+    ops = [{"op": "create_domain", "name": "g1", "max_pages": 1024, "vcpus": 2},
+           {"op": "memory_op", "domain": "g1", "cmd": "populate_physmap", "order": 0,
+            "extents": [0]},
+           {"op": "mmuext_op", "domain": "g1", "ops": [["new_user_baseptr", 0]], "vcpu": 1},
+           {"op": "mmuext_op", "domain": "g1", "ops": [["new_user_baseptr", 0]], "vcpu": 2},
+           {"op": "update_va_mapping", "domain": "g1", "va": DIRECTMAP_BASE, "val": 0,
+            "vcpu": 1},
+           {"op": "destroy_domain", "domain": "g1"}]
+    text = to_script_yaml(Setup(), ops, rcs=[1, 1, 0, -3, -22, 0])
+    assert "vcpus: 2" in text and "vcpu: 1" in text
+    p = tmp_path / "v.yaml"
+    p.write_text(text)
+    assert script_ops(load_config(p)) == ops
+    assert str(replay(p)) == "replayed 6 calls: no violation"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant,
                                  precondition, rule)
@@ -648,3 +648,31 @@ HeapMachine.TestCase.settings = settings(
     max_examples=60, stateful_step_count=30, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
 TestHeapMachine = HeapMachine.TestCase
+
+
+# --------------------------------------------------------------------------- alloc_many
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 12), st.booleans()), max_size=30),
+       st.integers(0, 12), st.integers(0, 600))
+def test_alloc_many_is_the_loop(history, order, count):
+    """alloc_many(order, count) against count x alloc(order) (Xen's alloc_heap_pages one
+    extent at a time, as populate_physmap calls it): the same starts, the same free blocks
+    after, on heaps left in many states by allocations and frees."""
+    import copy
+    heap = DomainHeap(FIRECRACKER)
+    held = []
+    for o, give_back in history:
+        mfn = heap.alloc(o)
+        if mfn is not None:
+            held.append((mfn, o))
+        if give_back and held:
+            heap.free(*held.pop(0))
+    loop = copy.deepcopy(heap)
+    want = []
+    for _ in range(count):
+        mfn = loop.alloc(order)
+        if mfn is None:
+            break
+        want.append(mfn)
+    assert heap.alloc_many(order, count) == want
+    assert heap.extents() == loop.extents() and heap.free_frames == loop.free_frames

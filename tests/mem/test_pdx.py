@@ -85,7 +85,7 @@ class TestMakePdx:
             make_pdx(QEMU_2NODE, "zip")
         for choice in ("none", "mask", "offset"):
             assert choice in str(exc.value)
-        assert MODES == ("none", "mask", "offset")
+        assert MODES == ("none", "mask", "offset", "offset-4.21.0")
 
     def test_default_mode_is_mask(self):
         p = make_pdx(QEMU_2NODE)
@@ -517,13 +517,18 @@ XEN_CASES = [
     ("smaller than MAX_ORDER", [(0, 1), (0x100, 0x101)], False),
     ("size adjusted to MAX_ORDER", [(0, 1), (0x100000, 0x100001)], True),
     ("Intel CLX 2s", [(0, 0x180000), (0x180000, 0x3040000)], False),
+    # added to the harness with the fix edf942201d (4.22.0, 4.21.2)
+    ("Dell R740 2s", [(0x0, 0x80000), (0x100000, 0x3070000), (0x3070000, 0x3870000),
+                      (0x3870000, 0x6870000), (0x6870000, 0x7070000)], False),
 ]
 
 
-@pytest.mark.parametrize("mode", ["mask", "offset"])
+@pytest.mark.parametrize("mode", ["mask", "offset", "offset-4.21.0"])
 @pytest.mark.parametrize("name,ranges,compressible", XEN_CASES, ids=[c[0] for c in XEN_CASES])
 def test_xen_test_pdx_table(name, ranges, compressible, mode):
-    p = make_pdx(ranges, mode)
+    """tools/tests/pdx/test-pdx.c's cases (RELEASE-4.21.0 and RELEASE-4.22.0): the verdict
+    of pfn_pdx_compression_setup in each mode, and the harness's round trip."""
+    p = make_pdx(ranges, mode, ranges)
     assert (p.mode == mode) is compressible
     assert (p.fallback_reason is None) is compressible
     for s, e in ranges:
@@ -629,17 +634,18 @@ XEN_421_OFFSET_TABLES = [
 @pytest.mark.parametrize("name,regions,table", XEN_421_OFFSET_TABLES,
                          ids=[c[0] for c in XEN_421_OFFSET_TABLES])
 def test_pfn_pdx_compression_setup_offset_tables_4_21(name, regions, table):
-    """pfn_pdx_compression_setup (offset), Xen 4.21: the same verdict, shifts and
-    lookup table as Xen for the regions as listed; the harness's own checks (the first
-    and last frame of every region have a PDX and translate back) on every region."""
+    """pfn_pdx_compression_setup (offset), Xen 4.21.0 (``offset-4.21.0``): the same
+    verdict, shifts and lookup table as Xen for the regions as listed; the harness's own
+    checks (the first and last frame of every region have a PDX and translate back) on
+    every region."""
     frames = sorted(regions)
-    p = make_pdx(frames, "offset", regions)
+    p = make_pdx(frames, "offset-4.21.0", regions)
     if table is None:
-        assert p.mode == "none" and p.requested == "offset"
+        assert p.mode == "none" and p.requested == "offset-4.21.0"
         assert p.fallback_reason.startswith("offset:")
         return
     pfn_shift, pdx_shift, slots = table
-    assert p.mode == "offset" and p.fallback_reason is None
+    assert p.mode == "offset-4.21.0" and p.fallback_reason is None
     assert (p.pfn_index_shift, p.pdx_index_shift) == (pfn_shift, pdx_shift)
     assert p.region_size == 1 << pdx_shift
     used = {i: (b, o) for i, (b, o) in enumerate(zip(p.pfn_bases, p.pfn_pdx_lookup))
@@ -671,7 +677,7 @@ def test_offset_touching_regions_stay_apart_until_the_slot_merge_4_21():
     assert as_listed.pdx_ranges() == merged.pdx_ranges() == [(0, 0x80000), (0x80000, 0xc0000)]
 
 
-def test_offset_merged_middle_region_adds_no_moving_bits_4_21():
+def test_offset_merged_middle_region_adds_no_moving_bits_4_21_0():
     """pfn_pdx_compression_setup (offset), Xen 4.21: [0x130100, 0x3000000) aligns down
     to 0x100000 and overlaps [0x100000, 0x130000): they merge into [0x100000, 0x3000000),
     but a region merged into the previous one adds no moving bits (only the last region
@@ -681,7 +687,7 @@ def test_offset_merged_middle_region_adds_no_moving_bits_4_21():
     ASSERT_UNREACHABLE in a debug build) and disables the compression; so does xensim."""
     regions = [(0x0, 0x10), (0x100000, 0x130000), (0x130100, 0x3000000),
                (0x40000000, 0x40040000)]
-    p = make_pdx(sorted(regions), "offset", regions)
+    p = make_pdx(sorted(regions), "offset-4.21.0", regions)
     assert p.mode == "none"
     assert p.fallback_reason == (
         "offset: RAM region [0x100000, 0x3000000) spans more than one lookup-table slot "
@@ -689,9 +695,78 @@ def test_offset_merged_middle_region_adds_no_moving_bits_4_21():
     # The same region as the last one listed adds its moving bits (0-25): no index
     # bits are left, one slot holds everything, and nothing is gained.
     last = regions[:3]
-    q = make_pdx(sorted(last), "offset", last)
+    q = make_pdx(sorted(last), "offset-4.21.0", last)
     assert q.mode == "none"
     assert "0 region(s) of 0x4000000 frames reach the last region's base 0x0" in q.fallback_reason
+
+
+def test_offset_merged_region_moves_over_its_whole_span_4_22():
+    """pfn_pdx_compression_setup (offset), Xen 4.22.0 (edf942201d, also 4.21.2): the
+    moving bits are taken after the merge, from each region's whole span. The case above,
+    [0x100000, 0x3000000) merged, moves bits 0-25: the bases 0, 0x100000 and 0x40000000
+    differ outside them only in bit 30, so pfn_index_shift 30; the merged region is slot
+    0 with [0, 0x10) and the compression holds (4.21.0 disabled it)."""
+    regions = [(0x0, 0x10), (0x100000, 0x130000), (0x130100, 0x3000000),
+               (0x40000000, 0x40040000)]
+    p = make_pdx(sorted(regions), "offset", regions)
+    assert (p.mode, p.pfn_index_shift, p.pdx_index_shift) == ("offset", 30, 26)
+    assert p.moving_mask == 0x3ffffff
+    assert p.regions == [(0x0, 0x3000000), (0x40000000, 0x40040000)]
+    assert p.max_pdx == (1 << 26) + 0x40000
+    for s, e in regions:
+        assert p.pdx_to_mfn(p.mfn_to_pdx(s)) == s and p.pdx_to_mfn(p.mfn_to_pdx(e - 1)) == e - 1
+
+
+def test_offset_dell_r740_4_21_0_and_4_22():
+    """tools/tests/pdx's Dell R740 case, added with the fix edf942201d: neither release
+    compresses it, for different reasons. 4.21.0 takes the merged last range's moving bits
+    at its own size, picks pfn_index_shift 25 and then finds a region spanning two slots
+    ("PFN compression is invalid"); 4.22.0 takes the merged spans, no index bits remain
+    and one slot holds everything ("no space gain")."""
+    regions = [(0x0, 0x80000), (0x100000, 0x3070000), (0x3070000, 0x3870000),
+               (0x3870000, 0x6870000), (0x6870000, 0x7070000)]
+    old = make_pdx(sorted(regions), "offset-4.21.0", regions)
+    new = make_pdx(sorted(regions), "offset", regions)
+    assert old.mode == new.mode == "none"
+    assert "spans more than one lookup-table slot" in old.fallback_reason
+    assert "gains nothing" in new.fallback_reason
+
+
+#: region lists with the tables Xen's own pdx.c computes for them, at RELEASE-4.21.0 and
+#: RELEASE-4.22.0 (tools/pdx_xen_tables.py builds both with Xen's tools/tests/pdx harness):
+#: the harness's cases, xensim's, and seeded random maps (every one the two releases
+#: answer differently, and as many they answer alike)
+XEN_OFFSET_TABLES = json.loads((Path(__file__).parent.parent / "data" / "pdx-offset-xen.json")
+                               .read_text())
+
+
+@pytest.mark.parametrize("release,mode", [("4.21.0", "offset-4.21.0"), ("4.22.0", "offset")])
+@pytest.mark.parametrize("case", XEN_OFFSET_TABLES, ids=[c["name"] for c in XEN_OFFSET_TABLES])
+def test_pfn_pdx_compression_setup_offset_equals_xens_pdx_c(case, release, mode):
+    """pfn_pdx_compression_setup (offset) at RELEASE-4.21.0 and RELEASE-4.22.0: the same
+    verdict, shifts and lookup table as Xen's own code, and every region's first and last
+    frame translating back."""
+    regions = [tuple(r) for r in case["regions"]]
+    p = make_pdx(sorted(regions), mode, regions)
+    want = case[release]
+    if want is None:
+        assert p.mode == "none" and p.requested == mode
+        return
+    pfn_shift, pdx_shift, slots = want
+    assert p.mode == mode and (p.pfn_index_shift, p.pdx_index_shift) == (pfn_shift, pdx_shift)
+    used = {i: [b, o] for i, (b, o) in enumerate(zip(p.pfn_bases, p.pfn_pdx_lookup))
+            if b != 2**64 - 1}
+    assert used == {int(k): v for k, v in slots.items()}
+    for s, e in regions:
+        for mfn in (s, e - 1):
+            assert p.covers(mfn) and p.pdx_to_mfn(p.mfn_to_pdx(mfn)) == mfn
+
+
+def test_the_two_offset_forms_differ_on_random_maps():
+    """The fix changes the answer often: of the seeded random maps of the data file, some
+    are answered differently by the two releases, and xensim's two forms follow each."""
+    differ = [c for c in XEN_OFFSET_TABLES if c["4.21.0"] != c["4.22.0"]]
+    assert len(differ) >= 10
 
 
 def test_offset_no_gain_is_xens_last_base_test_4_21():

@@ -84,7 +84,7 @@ def test_mfn_of_page_tables(small):
                       "  type_info: type l4, pinned, validated, count 2"]
     assert t[-4:] == ["  PGC_allocated (the owner's own reference): 1 general",
                       "  pin by dom1: 1 general + 1 l4",
-                      "  base pointer of dom1: 1 general + 1 l4",
+                      "  base pointer of d1.v0: 1 general + 1 l4",
                       "  expected: count 3, type l4/2 (matches the frame table)"]
     t = text(inspect(cfg, mm, mfn="4100"))                    # 0x1004: the L1 table
     assert "  type_info: type l1, validated, count 1" in t

@@ -24,7 +24,7 @@ from xensim import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmue
                     Machine, MmuextOp, MmuUpdate, XenMemoryReservation)
 from xensim.designs import REGISTRY, design_names
 from xensim.guest._guest import GuestKernel
-from xensim.mem._page_info import PGT_l1_page_table, PGT_writable_page
+from xensim.mem._page_info import PGT_l1_page_table, PGT_shared_page, PGT_writable_page
 from xensim.xen import accel
 from xensim.xen._pagetable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_USER, make_pte
 
@@ -120,6 +120,51 @@ def test_drop_run(states, typed):
     has_table = typed and "l1" in states
     both_modes(m, lambda c: c.refs.put_pages_and_type(0, len(states), typed),
                expect_accelerated=not has_table)
+
+
+def _uniform_taken(monkeypatch, name: str) -> list:
+    """Record, in the list returned, each result of the run accelerators' same-words form
+    ``name`` (``_take_uniform`` / ``_drop_uniform``): True when it took the run itself."""
+    from xensim.xen.accel import _runs
+    seen, real = [], getattr(_runs, name)
+    monkeypatch.setattr(_runs, name, lambda *a: seen.append(real(*a)) or seen[-1])
+    return seen
+
+
+@pytest.mark.parametrize("state", ["plain", "ref", "writable", "writable2", "l1", "other-owner",
+                                   "given-up", "free", "top", "stamped"])
+@pytest.mark.parametrize("type", [None, PGT_writable_page, PGT_shared_page])
+def test_take_run_uniform(state, type, monkeypatch):
+    """get_pages_and_type on a run whose frames hold the same words (TakeRun's form decided
+    from one frame's words, a superpage as populate_physmap or its last mapping left it),
+    in each frame state, against the frame loop; ``stamped``: frames whose last typed
+    references went (TLB stamps), taken with another type, which flushes."""
+    m, g = guest_machine(["writable" if state == "stamped" else state] * 40)
+    if state == "stamped":
+        m.refs.put_pages_and_type(0, 40, True)
+    seen = _uniform_taken(monkeypatch, "_take_uniform")
+    _, s, _ = both_modes(m, lambda c: c.refs.get_pages_and_type(0, 40, g, type),
+                         expect_accelerated=True)
+    fails = state in ("other-owner", "free") or (
+        type is not None and (state == "l1" or type == PGT_shared_page
+                              and state in ("writable", "writable2")))
+    assert seen == [not fails]
+    if state == "stamped" and type == PGT_shared_page:
+        assert s.refs.stats.tlb_flushes == 1
+
+
+@pytest.mark.parametrize("state", ["plain", "ref", "writable", "writable2", "given-up", "l1"])
+@pytest.mark.parametrize("typed", [False, True])
+def test_drop_run_uniform(state, typed, monkeypatch):
+    """put_pages_and_type on a run whose frames hold the same words (DropRun's form decided
+    from one frame's words): the last references freed, the last typed ones stamped, a
+    page-table type left to the loop, a count at 0 the loop's RefcountBug."""
+    m, g = guest_machine([state] * 40)
+    seen = _uniform_taken(monkeypatch, "_drop_uniform")
+    out, _, _ = both_modes(m, lambda c: c.refs.put_pages_and_type(0, 40, typed))
+    if typed and state in ("plain", "ref", "given-up"):
+        assert out[0] == "raised" and out[1] == "RefcountBug"
+    assert seen == [not (typed and state in ("plain", "ref", "given-up", "l1"))]
 
 
 # -- mmu_update's batches --------------------------------------------------------------------
@@ -372,6 +417,18 @@ def test_a_wrong_accelerator_is_caught(planted, target):
             both_modes(m, op, range_put=not quiet)
     finally:
         accel.ACCELERATORS[i] = real
+
+
+def test_a_wrong_same_words_check_is_caught(monkeypatch):
+    """A planted bug in the run accelerators' same-words form: a run whose frames differ
+    taken as if all held the first frame's words fails the harness."""
+    from xensim.xen.accel import _runs
+    m, g = guest_machine(["plain"] * 8 + ["writable"] * 8)
+    op = lambda c: c.refs.get_pages_and_type(0, 16, g, PGT_writable_page)
+    both_modes(m, op, expect_accelerated=True)
+    monkeypatch.setattr(_runs, "_same", lambda a: a.item(0))
+    with pytest.raises(AssertionError):
+        both_modes(m, op)
 
 
 # -- designs written from the docs (examples/designs): their hooks and batch forms ------------

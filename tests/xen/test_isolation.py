@@ -52,9 +52,6 @@ TARGETS = {
     "max-page": ("holey", 0x1800),
     "huge": ("holey", (1 << 40) - 512),
 }
-#: PSE to a superpage the guest does not own is -EPERM in the xen-4.1 design (non-faithful);
-#: when the MFN is not valid, the entry check says -EINVAL first
-PSE_EPERM = {"foreign", "free", "hole"}
 #: get_page_from_l1e (4.5 on, here 4.8): a RAM frame with a frame table that is not the
 #: guest's (or free) is could_not_pin, -EBUSY; an MFN that is not RAM takes Xen's I/O-memory
 #: path, which a domain without I/O memory fails with -EPERM (-EINVAL for INVALID_MFN,
@@ -83,7 +80,9 @@ def test_entry_to_a_frame_that_is_not_the_guests(level, target, request):
     machine, mfn = TARGETS[target]
     lay = build(machine)
     n, flags = LEVELS[level]
-    err = errno.EPERM if level == "l2-pse" and target in PSE_EPERM else errno.EINVAL
+    # l2-pse: Xen 4.1's get_superpage on an unmapped, unmarked superpage takes the 512
+    # references (get_spage_pages) and get_page fails: -EINVAL, whoever owns it
+    err = errno.EINVAL
     if n == 1:
         err = L1_ERR[target]
     m = lay.m
@@ -104,7 +103,7 @@ def test_software_bits_52_to_62_do_not_change_the_target():
     lay = build()
     m = lay.m
     for n, flags in LEVELS.values():
-        target, err = ((O_SP, errno.EPERM) if flags & PSE else
+        target, err = ((O_SP, errno.EINVAL) if flags & PSE else
                        (O_L1, errno.EBUSY if n == 1 else errno.EINVAL))   # 4.8: could_not_pin
         for bit in (52, 61):
             refused(m, lambda: mmu(m, lay.g, (ptr(T[n], 0), make_pte(target, flags) | 1 << bit)),
@@ -123,9 +122,10 @@ def test_pin_of_a_frame_that_is_not_the_guests(target):
     refused(m, lambda: ext(m, lay.g, MmuextOp(MMUEXT_UNPIN_TABLE, mfn)), (-errno.EINVAL, 0))
 
 
-# MARK_SUPER of a superpage that is not the guest's own, per release
-_MARK = {"foreign": errno.EPERM, "free": errno.EPERM, "hole": errno.EPERM,
-         "hole-no-frame-table": errno.EINVAL, "max-page": errno.EINVAL, "huge": errno.EINVAL}
+# MARK_SUPER / UNMARK_SUPER of a superpage that is not the guest's own, per release: Xen
+# 4.1's mark_superpage fails taking the 512 references (get_spage_pages), unmark_superpage
+# finds no mark: -EINVAL whoever owns it
+_MARK = {target: errno.EINVAL for target in TARGETS}
 
 
 @pytest.mark.parametrize("version", ["4.1", "4.5", "4.7", "4.8"])
@@ -136,10 +136,12 @@ def test_mark_super_of_a_superpage_that_is_not_the_guests(target, version):
     m = lay.m
     for cmd in (MMUEXT_MARK_SUPER, MMUEXT_UNMARK_SUPER):
         refused(m, lambda: ext(m, lay.g, MmuextOp(cmd, mfn)), (-_MARK[target], 0))
-    if target == "foreign":                       # marked or mapped by its owner: still not ours
+    if target == "foreign":
+        # marked by its owner: MARK again is Xen's duplicate mark (-EINVAL); UNMARK of another
+        # domain's mark Xen 4.1 let through (section 8): xensim -EPERM
         assert ext(m, lay.o, MmuextOp(MMUEXT_MARK_SUPER, O_SP)) == (0, 1)
-        for cmd in (MMUEXT_MARK_SUPER, MMUEXT_UNMARK_SUPER):
-            refused(m, lambda: ext(m, lay.g, MmuextOp(cmd, mfn)), (-errno.EPERM, 0))
+        refused(m, lambda: ext(m, lay.g, MmuextOp(MMUEXT_MARK_SUPER, mfn)), (-errno.EINVAL, 0))
+        refused(m, lambda: ext(m, lay.g, MmuextOp(MMUEXT_UNMARK_SUPER, mfn)), (-errno.EPERM, 0))
         assert m.spage_table.read(O_SP >> 9) == SGT_mark | 1
 
 
@@ -166,7 +168,16 @@ class TestSharedSuperpage:
         assert m.spage_table.read(O_SP >> 9) == SGT_mark | 1
         refused(m, lambda: mmu(m, lay.g, (ptr(T[2], 0), make_pte(O_SP, P | PSE))), (-errno.EPERM, 0))
         refused(m, lambda: ext(m, lay.g, MmuextOp(MMUEXT_UNMARK_SUPER, O_SP)), (-errno.EPERM, 0))
+        # Xen 4.1's mark_superpage: a duplicate mark is -EINVAL, whoever asks
+        refused(m, lambda: ext(m, lay.g, MmuextOp(MMUEXT_MARK_SUPER, O_SP)), (-errno.EINVAL, 0))
+
+    def test_mark_of_a_superpage_another_domain_has_dynamic(self, lay):
+        """Xen 4.1's mark_superpage on a DYNAMIC superpage takes nothing and checks no owner
+        (section 8): xensim refuses another domain's (-EPERM); its UNMARK finds no mark."""
+        m = lay.m
+        assert mmu(m, lay.o, (ptr(0x211, 0), make_pte(O_SP, P | RW | PSE))) == (0, 1)
         refused(m, lambda: ext(m, lay.g, MmuextOp(MMUEXT_MARK_SUPER, O_SP)), (-errno.EPERM, 0))
+        refused(m, lambda: ext(m, lay.g, MmuextOp(MMUEXT_UNMARK_SUPER, O_SP)), (-errno.EINVAL, 0))
 
     def test_other_domain_cannot_map_the_guests_superpage(self, lay):
         m = lay.m
@@ -292,8 +303,8 @@ def batch_layout() -> SimpleNamespace:
 
 
 @pytest.mark.parametrize("target,err", [
-    ("foreign", errno.EPERM), ("foreign-mapped", errno.EPERM), ("foreign-marked", errno.EPERM),
-    ("free", errno.EPERM), ("hole", errno.EPERM), ("max-page", errno.EINVAL), ("huge", errno.EINVAL),
+    ("foreign", errno.EINVAL), ("foreign-mapped", errno.EPERM), ("foreign-marked", errno.EPERM),
+    ("free", errno.EINVAL), ("hole", errno.EINVAL), ("max-page", errno.EINVAL), ("huge", errno.EINVAL),
     ("table-inside", errno.EINVAL), ("unaligned", errno.EINVAL), ("global-bit", errno.EINVAL)])
 @pytest.mark.parametrize("at", [0, 3, 7])
 def test_pse_batch_stops_at_a_superpage_that_is_not_the_guests(target, err, at, request):

@@ -22,8 +22,7 @@ from xensim.xen._mmu import MMUEXT_NAMES, MMUEXT_PIN_L1_TABLE, MmuextOp
 from xensim.xen._mmuext_other import (
     MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE, MMUEXT_FLUSH_CACHE, MMUEXT_FLUSH_CACHE_GLOBAL,
     MMUEXT_INVLPG_ALL, MMUEXT_INVLPG_LOCAL, MMUEXT_INVLPG_MULTI, MMUEXT_NEW_USER_BASEPTR,
-    MMUEXT_SET_LDT, MMUEXT_TLB_FLUSH_ALL, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_TLB_FLUSH_MULTI,
-    NOT_MODELLED)
+    MMUEXT_SET_LDT, MMUEXT_TLB_FLUSH_ALL, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_TLB_FLUSH_MULTI)
 
 from conftest import MiB, assert_clean, ext, refused_ext, two_domains, words
 
@@ -54,7 +53,7 @@ def test_command_numbers_and_names():
     assert sorted(MMUEXT_NAMES) == [*range(14), *range(15, 21)]
     assert (MMUEXT_NAMES[6], MMUEXT_NAMES[7], MMUEXT_NAMES[18]) == (
         "tlb_flush_local", "invlpg_local", "flush_cache_global")
-    assert NOT_MODELLED == {15: "new_user_baseptr"}
+    assert MMUEXT_NAMES[15] == "new_user_baseptr"
 
 
 # -- TLB flushes ---------------------------------------------------------------------------------
@@ -141,7 +140,7 @@ class TestSetLdt:
         t = lay(version)
         n0, c0 = flushes(t.m)
         assert ext(t.m, t.g, MmuextOp(MMUEXT_SET_LDT, 0x7f0000000000, 16)) == (0, 1)
-        assert (t.d.ldt_base, t.d.ldt_ents) == (0x7f0000000000, 16)
+        assert (t.d.vcpus[0].ldt_base, t.d.vcpus[0].ldt_ents) == (0x7f0000000000, 16)
         assert flushes(t.m) == (n0 + 1, c0 + 1)
         assert ext(t.m, t.g, MmuextOp(MMUEXT_SET_LDT, 0x7f0000000000, 16)) == (0, 1)
         assert flushes(t.m) == (n0 + 1, c0 + 1)
@@ -171,7 +170,7 @@ class TestSetLdt:
         t = lay(version)
         rc = ext(t.m, t.g, MmuextOp(MMUEXT_SET_LDT, 0xFFFF800000001000, 0))
         assert rc == ((-errno.EINVAL, 0) if version == "4.5" else (0, 1))
-        assert (t.d.ldt_base, t.d.ldt_ents) == (0, 0)
+        assert (t.d.vcpus[0].ldt_base, t.d.vcpus[0].ldt_ents) == (0, 0)
 
     @pytest.mark.parametrize("version", ["4.5", "4.8"])
     def test_a_foreign_domain_is_eperm_from_4_5(self, version):

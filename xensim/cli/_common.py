@@ -28,7 +28,7 @@ def machine_args(p: argparse.ArgumentParser,
     src.add_argument("--memmap", metavar="FILE",
                      help="your machine: a YAML memmap (ram: [[start, end], ...]), "
                           "a Linux boot log (BIOS-e820 lines) or /proc/iomem")
-    p.add_argument("--pdx", choices=("none", "mask", "offset"), help="PDX compression mode")
+    p.add_argument("--pdx", choices=("none", "mask", "offset", "offset-4.21.0"), help="PDX compression mode")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format")
 
 

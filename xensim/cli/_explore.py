@@ -46,6 +46,10 @@ def add_parser(sub) -> None:
     p.add_argument("--full-trace", action="store_true",
                    help="print every step of the trace (default: runs of one CPU's frame "
                         "steps summarised)")
+    p.add_argument("--html", metavar="FILE",
+                   help="write the first violation's schedule (or the --replay schedule) as "
+                        "one self-contained page: a lane per CPU, each atomic step a box, "
+                        "the shared words beneath, step by step")
     p.set_defaults(func=cmd_explore)
 
 
@@ -73,6 +77,16 @@ def _search_note(res, args, interrupted: bool) -> str:
     return f"search complete within preemption bound {args.preemption_bound}"
 
 
+def _html_page(args, sc, design: str, schedule: list[int]) -> None:
+    """--html: the schedule replayed and written as a page (xensim.pages)."""
+    if args.html is None:
+        return
+    from ..mem import format_size
+    from ..pages import record_race, write_race_page
+    size = write_race_page(args.html, record_race(sc, schedule, design))
+    sys.stdout.write(f"wrote {args.html}: {len(schedule):,} steps, {format_size(size)}\n")
+
+
 def cmd_explore(args) -> int:
     """Run ``xensim explore``; the exit code (0: no violation, 1: one, 2: bad input, 130)."""
     from ..explore import (Interrupted, explore, format_schedule, lost_cas, parse_schedule,
@@ -82,6 +96,9 @@ def cmd_explore(args) -> int:
         for line in bad:
             print(f"xensim: error: {line}", file=sys.stderr)
         return 2
+    if args.html is not None:
+        from ..output import check_file
+        check_file(args.html, "--html")
     sc = load_scenario(args.scenario)
     design = args.design or sc.design
     if design not in design_names():
@@ -96,6 +113,7 @@ def cmd_explore(args) -> int:
         w("".join(f"  {t}\n" for t in trace))
         w("".join(f"lost cmpxchg: {t}\n" for t in lost_cas(ex.trace)))
         w(f"violation: {v.message}\n" if v else "no violation\n")
+        _html_page(args, sc, design, ex.schedule)
         return 1 if v else 0
     interrupted = False
     bar = Progress.off() if args.quiet else Progress()   # on a terminal, searches over ~2 s
@@ -129,6 +147,10 @@ def cmd_explore(args) -> int:
         files = "".join(f" --design-file {f}" for f in args.design_files)
         w(f"replay: xensim explore {args.scenario}{files} --design {design} --replay "
           f"{format_schedule(v.schedule)}\n")
+        _html_page(args, sc, design, v.schedule)
+    elif args.html is not None:
+        print(f"xensim: explore: no violation, so no page written to {args.html} (--replay "
+              "SCHEDULE draws any schedule)", file=sys.stderr)
     if interrupted:
         sys.stdout.flush()
         print(f"xensim: interrupted after {res.schedules:,} schedules", file=sys.stderr)

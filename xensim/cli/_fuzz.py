@@ -43,11 +43,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--domains", type=int, default=3,
                    help=f"guests at a time, {MIN_DOMAINS}-{MAX_DOMAINS} (default 3)")
+    p.add_argument("--vcpus", type=int, default=1,
+                   help="vCPUs of each guest, 1-64 (default 1); with several, calls come from "
+                        "any of them and the guests load user base pointers "
+                        "(MMUEXT_NEW_USER_BASEPTR), valid and hostile")
     p.add_argument("--version", default="4.8", choices=XEN_VERSIONS,
                    help="Xen release (default 4.8)")
     p.add_argument("--faithful", action="store_true",
                    help="reproduce Xen's known bugs (violations are then expected)")
-    p.add_argument("--pdx", default="none", choices=("none", "mask", "offset"),
+    p.add_argument("--pdx", default="none", choices=("none", "mask", "offset", "offset-4.21.0"),
                    help="PDX compression (default none)")
     p.add_argument("--grants", action=argparse.BooleanOptionalAction, default=True,
                    help="the guests also grant each other frames and map, unmap and revoke "
@@ -97,6 +101,8 @@ def bad_arguments(args, names: list[str]) -> list[str]:
         bad.append(f"--design: unknown design {args.design!r}; choose from {', '.join(names)}")
     if not MIN_DOMAINS <= args.domains <= MAX_DOMAINS:
         bad.append(f"--domains: must be {MIN_DOMAINS}-{MAX_DOMAINS}, got {args.domains}")
+    if not 1 <= args.vcpus <= 64:
+        bad.append(f"--vcpus: must be 1-64, got {args.vcpus}")
     if args.calls < 1:
         bad.append(f"--calls: must be at least 1, got {args.calls}")
     if args.episode < 1:
@@ -170,7 +176,8 @@ def cmd_fuzz(args) -> int:
         return 2
     own = design_file_of(args.design)             # a design file's: the reproducers carry it
     setup = Setup(design=args.design, version=args.version, faithful=args.faithful,
-                  domains=args.domains, pdx=args.pdx, design_files=(own,) if own else (),
+                  domains=args.domains, vcpus=args.vcpus, pdx=args.pdx,
+                  design_files=(own,) if own else (),
                   audit=args.audit, full_audit_every=args.full_audit_every,
                   grants=args.grants)
     if args.out and out_is_dir(args.out):

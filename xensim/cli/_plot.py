@@ -27,7 +27,7 @@ def add_parser(subparsers) -> None:
     src.add_argument("--machine", metavar="PRESET", help="a machine preset (see `xensim presets`)")
     src.add_argument("--memmap", metavar="FILE",
                      help="your machine: a YAML memmap, a Linux boot log or /proc/iomem")
-    p.add_argument("--pdx", choices=("none", "mask", "offset"), help="PDX compression mode")
+    p.add_argument("--pdx", choices=("none", "mask", "offset", "offset-4.21.0"), help="PDX compression mode")
     design_file_option(p)
     p.add_argument("--out", metavar="DIR", default="plots",
                    help="directory for the pictures (default: plots, in the current "

@@ -36,6 +36,17 @@ def add_parser(subparsers) -> None:
     design_file_option(p)
     p.add_argument("--limit", type=whole_number(1), metavar="N",
                    help="trace only the first N operations of the workload")
+    p.add_argument("--html", metavar="FILE",
+                   help="write the trace as one self-contained page to step through (no "
+                        "network; open it in a browser) instead of printing it; at most "
+                        "10,000 steps (hypercalls) and about 9 MB")
+    p.add_argument("--frame", type=whole_number(0), metavar="MFN",
+                   help="with --html: only the steps that touch this frame")
+    p.add_argument("--superpage", type=whole_number(0), metavar="MFN",
+                   help="with --html: only the steps that touch the superpage this MFN is in")
+    p.add_argument("--designs-at", type=whole_number(1), metavar="N",
+                   help="with --html: the designs side by side after step N's operation "
+                        "(its superpage's words and 512 frames' counts on each design)")
     p.set_defaults(func=cmd_trace)
 
 
@@ -63,7 +74,19 @@ def cmd_trace(args) -> int:
     from ..teach import TraceWriter, load, trace
     if not Path(args.config).exists():
         raise ConfigError(args.config, None, "no such file")
+    if args.html is None:
+        for opt in ("frame", "superpage", "designs_at"):
+            if getattr(args, opt) is not None:
+                raise ConfigError(None, f"--{opt.replace('_', '-')}", "needs --html FILE")
+    else:
+        from ..output import check_file
+        check_file(args.html, "--html")
+    if args.frame is not None and args.superpage is not None:
+        raise ConfigError(None, "--frame", "--frame and --superpage cannot be given together")
     cfg, memmap = load(args.config)
+    if args.html is not None:
+        from ._trace_html import cmd_trace_html
+        return cmd_trace_html(args, cfg, memmap)
     writer = TraceWriter(args.format, _stdout_writer(args))
     try:
         res = trace(cfg, memmap, args.design, args.level, args.all_frames, args.limit, writer)

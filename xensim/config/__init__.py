@@ -27,7 +27,7 @@ from ._config import (
     build_memory_map, read_design_files,
 )
 from ._scenario import (
-    SCENARIO_OPS, ScenarioOp, ScenarioFile, Scenario, load_scenario, MAX_STEPS,
+    SCENARIO_OPS, ScenarioOp, ScenarioFile, Scenario, load_scenario, MAX_STEPS, op_vcpu,
 )
 from ._hypercall_ops import (
     HYPERCALL_OPS, MEMORY_OP_CMDS, GRANT_OP_CMDS, HYPERCALL_OP_KEYS, MmuRequest, MmuextRequest, HypercallOp,
@@ -46,6 +46,6 @@ __all__ = [
     "WorkloadConfig", "YamlDoc", "build_memory_map", "check_simulation", "config_from_data",
     "default_config", "default_config_path", "describe", "drop_none", "dump_resolved",
     "format_path", "line_of", "list_presets", "load_config", "load_dataclass",
-    "load_memmap_file", "load_preset", "load_scenario", "load_yaml", "parse_config",
+    "load_memmap_file", "load_preset", "load_scenario", "load_yaml", "op_vcpu", "parse_config",
     "preset_dir", "read_design_files", "read_text", "resolved_config", "size", "to_data", "top_mapping", "workload_ops",
 ]

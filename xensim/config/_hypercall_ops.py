@@ -11,12 +11,12 @@ so a bad item is reported as ``FILE:LINE: workload.ops[3].reqs[0]: ...``.
 Which keys each op takes (``*``: required):
 
 ================== =========================================================
-create_domain      name*, max_pages*
+create_domain      name*, max_pages*, vcpus
 destroy_domain     domain
 mmu_update         domain, reqs* ([ptr, val] each), foreign
-mmuext_op          domain, ops* ([cmd, arg1] or [cmd, arg1, arg2] each: cmd an MMUEXT name or number), foreign
+mmuext_op          domain, ops* ([cmd, arg1] or [cmd, arg1, arg2] each: cmd an MMUEXT name or number), foreign, vcpu
 memory_op          domain, cmd*, order, extents, nr, target
-update_va_mapping  domain, va*, val*, flags
+update_va_mapping  domain, va*, val*, flags, vcpu
 grant_access       domain, ref*, grantee, frame*, readonly (the guest writes its grant entry)
 end_access         domain, ref* (the guest revokes it: refused, -EBUSY, while it is mapped)
 grant_table_op     domain, cmd*, grants*, target (cmd a GNTTABOP name; one list per op:
@@ -26,7 +26,9 @@ grant_table_op     domain, cmd*, grants*, target (cmd a GNTTABOP name; one list 
 ================== =========================================================
 
 ``domain`` is the calling domain's name (default ``dom0``); names that no
-domain has are kept, the hypervisor refuses them (-ESRCH).
+domain has are kept, the hypervisor refuses them (-ESRCH). ``vcpu``: the calling
+vCPU (default 0; one the domain does not have: -ESRCH); ``vcpus``: the new domain's
+(default 1).
 """
 
 from __future__ import annotations
@@ -49,12 +51,12 @@ MEMORY_OP_CMDS = ("increase_reservation", "decrease_reservation", "populate_phys
 GRANT_OP_CMDS = tuple(GNTTABOP_NAMES.values())
 #: the keys each op takes (``*``: required), besides ``op``
 HYPERCALL_OP_KEYS = {
-    "create_domain": ("name*", "max_pages*"),
+    "create_domain": ("name*", "max_pages*", "vcpus"),
     "destroy_domain": ("domain",),
     "mmu_update": ("domain", "reqs*", "foreign"),
-    "mmuext_op": ("domain", "ops*", "foreign"),
+    "mmuext_op": ("domain", "ops*", "foreign", "vcpu"),
     "memory_op": ("domain", "cmd*", "order", "extents", "nr", "target"),
-    "update_va_mapping": ("domain", "va*", "val*", "flags"),
+    "update_va_mapping": ("domain", "va*", "val*", "flags", "vcpu"),
     "grant_access": ("domain", "ref*", "grantee", "frame*", "readonly"),
     "end_access": ("domain", "ref*"),
     "grant_table_op": ("domain", "cmd*", "grants*", "target"),
@@ -117,6 +119,8 @@ class HypercallOp:
     frame: int | None = None
     readonly: bool | None = None
     grants: list[list[int]] | None = None
+    vcpu: int | None = None
+    vcpus: int | None = None
 
     def _after_load(self, fail: Callable[..., None]) -> None:
         spec = HYPERCALL_OP_KEYS[self.op]

@@ -52,7 +52,8 @@ def resolved_config(cfg: Config, memmap: MemoryMap) -> dict:
     data["workload"] = drop_none(to_data(cfg.effective_workload()))
     if cfg.compare is None:
         data.pop("compare")
-    data["domains"] = [{"name": name, "memory": memory} for name, memory in cfg.domain_specs()]
+    data["domains"] = [{"name": name, "memory": memory, **({"vcpus": n} if n > 1 else {})}
+                       for (name, memory), n in zip(cfg.domain_specs(), cfg.domain_vcpus())]
     return data
 
 

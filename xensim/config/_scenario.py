@@ -11,7 +11,7 @@ per CPU, run concurrently under the explorer::
     hypervisor: {version: "4.8", faithful: false}
     memory: 64MiB                # a flat RAM machine [0, memory)
     domains:
-      - {name: a, superpages: 2}
+      - {name: a, superpages: 2, vcpus: 1}
     setup:                       # run sequentially before the CPUs start
       - {op: map, domain: a, superpage: 1, table: 0}
     cpus:
@@ -31,6 +31,12 @@ makes a second domain touch another's superpage). Each CPU maps into page tables
 its own (``table``, default its CPU number + 1: table t covers 1 GiB of virtual
 addresses at the direct map + t GiB), so entries never collide and only the
 superpage's word and frames are shared.
+
+A domain has ``vcpus`` vCPUs (default 1). An operation is issued by vCPU ``vcpu`` of
+its issuing domain (default: the CPU's number modulo the domain's vCPUs, so CPUs 0 and 1
+of a two-vCPU guest are its vCPUs 0 and 1); in a scenario with a domain of several vCPUs
+no two CPUs may run one vCPU, and each CPU running one vCPU throughout is named by it
+(``d1.v0``) in the explorer's trace.
 """
 
 from __future__ import annotations
@@ -46,11 +52,11 @@ from ..mem import SUPERPAGE_PAGES
 from ..xen import RELEASE_NAMES, Release
 from ._config import read_design_files
 from ._loader import Loader, size, top_mapping
-from ._schema import check_not_negative, check_positive, version_field
+from ._schema import check_not_negative, check_positive, check_vcpus, version_field
 from ._yamlsrc import KeyPath, YamlDoc, format_path, load_yaml, read_text
 
 __all__ = ["SCENARIO_OPS", "ScenarioOp", "ScenarioFile", "Scenario", "load_scenario",
-           "MAX_STEPS"]
+           "MAX_STEPS", "op_vcpu"]
 
 #: the operations a scenario's setup and CPUs perform
 SCENARIO_OPS = ("map", "unmap", "remap", "map-4k", "unmap-4k", "mark", "unmark", "destroy",
@@ -79,6 +85,8 @@ class ScenarioOp:
     table: int | None = field(default=None, metadata={"check": check_not_negative})
     frame: int = field(default=0, metadata={"check": _check_frame})
     by: str | None = None
+    #: the issuing domain's vCPU (None: the CPU's number modulo its vCPUs)
+    vcpu: int | None = field(default=None, metadata={"check": check_not_negative})
 
 
 @dataclass
@@ -95,6 +103,7 @@ class ScenarioDomain:
 
     name: str
     superpages: int = field(default=1, metadata={"check": check_positive})
+    vcpus: int = field(default=1, metadata={"check": check_vcpus})
 
 
 @dataclass
@@ -126,6 +135,8 @@ class Scenario:
     memory: int = 64 << 20
     #: (name, superpages), in creation order
     domains: list[tuple[str, int]] = field(default_factory=list)
+    #: each domain's vCPUs, by name
+    vcpus: dict[str, int] = field(default_factory=dict)
     setup: list[ScenarioOp] = field(default_factory=list)
     cpus: list[list[ScenarioOp]] = field(default_factory=list)
     end: str = "destroy"
@@ -148,7 +159,8 @@ def load_scenario(path: str | os.PathLike) -> Scenario:
     return Scenario(name=Path(path).stem, description=sf.description, design=sf.design,
                     version=Release.parse(sf.hypervisor.version),
                     faithful=sf.hypervisor.faithful, memory=sf.memory,
-                    domains=[(d.name, d.superpages) for d in sf.domains], setup=sf.setup,
+                    domains=[(d.name, d.superpages) for d in sf.domains],
+                    vcpus={d.name: d.vcpus for d in sf.domains}, setup=sf.setup,
                     cpus=sf.cpus, end=sf.end, source=filename, design_files=files)
 
 
@@ -176,3 +188,26 @@ def _check(sf: ScenarioFile, doc: YamlDoc, filename: str) -> None:
                                             f"0..{have - 1}, not {op.superpage!r}")
     if not sf.cpus:
         fail(("cpus",), "a scenario needs at least one CPU")
+    vcpus = {d.name: d.vcpus for d in sf.domains}
+    for at, ops in lists:
+        for i, op in enumerate(ops):
+            n = vcpus[op.by or op.domain]
+            if op.vcpu is not None and op.vcpu >= n:
+                fail(at + (i, "vcpu"), f"domain {op.by or op.domain!r} has vCPUs 0..{n - 1}, "
+                                       f"not {op.vcpu}")
+    runs: dict[tuple[str, int], int] = {}
+    for c, ops in enumerate(sf.cpus):
+        for i, op in enumerate(ops):
+            who = op_vcpu(op, c, vcpus)
+            if vcpus[who[0]] > 1 and runs.setdefault(who, c) != c:
+                fail(("cpus", c, i), f"vCPU {who[1]} of domain {who[0]!r} is run by CPU "
+                                     f"{runs[who]} already: one vCPU runs on one CPU")
+
+
+def op_vcpu(op: ScenarioOp, cpu: int, vcpus: dict[str, int]) -> tuple[str, int]:
+    """(issuing domain, vCPU) of ``op`` run by CPU ``cpu`` (the setup's: -1, vCPU 0 by
+    default)."""
+    who = op.by or op.domain
+    if op.vcpu is not None:
+        return who, op.vcpu
+    return who, max(cpu, 0) % vcpus.get(who, 1)

@@ -55,7 +55,7 @@ class MachineConfig:
                                                        "what": "preset"})
     memory_map: list[RangeConfig] | None = None
     memory_map_file: str | None = None
-    pdx: Literal["none", "mask", "offset"] = "mask"
+    pdx: Literal["none", "mask", "offset", "offset-4.21.0"] = "mask"
     name: str | None = None
     source: str | None = None
 
@@ -140,6 +140,15 @@ def check_positive(value: int) -> None:
         raise ValueError(f"must be at least 1, got {value}")
 
 
+#: the most vCPUs a domain of a config or scenario may have
+MAX_VCPUS = 64
+
+
+def check_vcpus(value: int) -> None:
+    if not 1 <= value <= MAX_VCPUS:
+        raise ValueError(f"a domain has 1 to {MAX_VCPUS} vCPUs, got {value}")
+
+
 def check_not_negative(value) -> None:
     if value < 0:
         raise ValueError(f"must not be negative, got {value}")
@@ -153,11 +162,14 @@ def _check_domain_memory(value: int) -> None:
 
 @dataclass
 class DomainConfig:
-    """A guest: ``{name, memory}``; ``count: N`` makes N of them, named NAME-1 .. NAME-N."""
+    """A guest: ``{name, memory, vcpus}``; ``count: N`` makes N of them, named NAME-1 ..
+    NAME-N."""
 
     name: str = "guest"
     memory: size = field(default=64 << 20, metadata={"check": _check_domain_memory})
     count: int = field(default=1, metadata={"check": check_positive})
+    #: its vCPUs (XEN_DOMCTL_max_vcpus); the workload's operations run on them in turn
+    vcpus: int = field(default=1, metadata={"check": check_vcpus})
 
 
 #: the random workload's default weights
@@ -335,6 +347,10 @@ class Config:
     def domain_specs(self) -> list[tuple[str, int]]:
         """The guests as (name, memory bytes), in creation order."""
         return [(name, memory) for _, name, memory in self.domain_entries()]
+
+    def domain_vcpus(self) -> list[int]:
+        """Each guest's number of vCPUs, in creation order (as :meth:`domain_specs`)."""
+        return [self.domains[i].vcpus for i, _, _ in self.domain_entries()]
 
     def effective_workload(self) -> WorkloadConfig:
         """The workload run: the configured one, else (a compare alone) map-all."""

@@ -118,8 +118,9 @@ class CountedDesign(SuperpageDesign):
         return self.host.owner(mfn) == d
 
     def refused(self, mfn: int, d: int) -> int:
-        """The errno of a failed 512-frame acquisition: not the owner -> -EPERM (not faithful)."""
-        return -errno.EINVAL if self.host.faithful or self.owned_by(mfn, d) else -errno.EPERM
+        """The errno of a failed 512-frame acquisition: -EINVAL, a get_page failed (as Xen
+        4.1's get_spage_pages), whoever owns the frames."""
+        return -errno.EINVAL
 
     # -- the algorithm ------------------------------------------------------------------
     def acquire(self, mfn: int, d: int, word: int, mark: bool = False) -> tuple[int, bool]:
@@ -264,16 +265,15 @@ class CountedDesign(SuperpageDesign):
     def mark_superpage(self, mfn: int, d: int) -> int:
         if self.mark_word is None:
             return -errno.EOPNOTSUPP
-        if not self.host.faithful and not self.owned_by(mfn, d):
-            return -errno.EPERM
         rc, _ = self.acquire(mfn, d, self.mark_word, mark=True)
         return rc
 
     def unmark_superpage(self, mfn: int, d: int) -> int:
         if self.mark_word is None:
             return -errno.EOPNOTSUPP
-        if not self.host.faithful and not self.host.is_marked(mfn, d):
-            return -errno.EPERM if not self.owned_by(mfn, d) else -errno.EINVAL
+        if (not self.host.faithful and not self.host.is_marked(mfn, d)
+                and self.read_count(mfn, self.mark_word) & MARK):
+            return -errno.EPERM                           # another domain's mark
         how = self.release(mfn, self.mark_word, unmark=True)
         if how == "unmarked":
             return -errno.EINVAL

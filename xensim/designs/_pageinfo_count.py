@@ -30,6 +30,10 @@ class PageinfoCount(CountedDesign):
     (65,536 frames), materialised on first write; an untouched group reads 0.
     They are not part of the machine's request journal: no failure path of
     this design writes them (a failed acquisition returns before its cmpxchg).
+    Its :meth:`snapshot` (the fields that are not 0, as positions and values) is
+    kept until the fields next change: the fuzzer's journal takes one after every
+    call. Every method that writes the fields (``cas_count``, ``write_many``,
+    ``restore``) drops it.
     """
     name = "pageinfo-count"
     mark_word = 0
@@ -45,6 +49,8 @@ class PageinfoCount(CountedDesign):
         super().__init__(host)
         #: PDX group -> the group's 65,536 fields
         self._groups: dict[int, np.ndarray] = {}
+        #: snapshot() as the fields are now (None: to be made again)
+        self._snap: tuple | None = None
 
     def metadata_bytes(self) -> int:
         """8 B for every frame of every PDX group with RAM (the frame table's extent)."""
@@ -95,10 +101,23 @@ class PageinfoCount(CountedDesign):
         return views
 
     def snapshot(self) -> tuple:
-        return tuple(sorted((g, a.tobytes()) for g, a in self._groups.items() if a.any()))
+        """The fields that are not 0: per PDX group with any, (group, their positions,
+        their values) as bytes; kept until a field is written."""
+        if self._snap is None:
+            out = []
+            for g, a in sorted(self._groups.items()):
+                nz = np.flatnonzero(a)
+                if nz.size:
+                    out.append((g, nz.tobytes(), a[nz].tobytes()))
+            self._snap = tuple(out)
+        return self._snap
 
     def restore(self, snapshot: tuple) -> None:
-        self._groups = {g: np.frombuffer(b, dtype=np.uint64).copy() for g, b in snapshot}
+        self._groups = {}
+        for g, pos, values in snapshot:
+            a = self._groups[g] = np.zeros(PDX_GROUP_FRAMES, dtype=np.uint64)
+            a[np.frombuffer(pos, dtype=np.int64)] = np.frombuffer(values, dtype=np.uint64)
+        self._snap = snapshot
 
     def read_count(self, mfn: int, word: int) -> int:
         host = self.host
@@ -122,6 +141,7 @@ class PageinfoCount(CountedDesign):
                 raise IndexError(f"PDX group {g} holds no RAM: no page_info there")
             a = self._groups[g] = np.zeros(PDX_GROUP_FRAMES, dtype=np.uint64)
         a[page & PDX_GROUP_MASK] = new
+        self._snap = None
         return True
 
     def read_many(self, mfns: np.ndarray, word: int) -> np.ndarray:
@@ -138,6 +158,7 @@ class PageinfoCount(CountedDesign):
     def write_many(self, mfns: np.ndarray, word: int, values: np.ndarray) -> None:
         pages = self.pages_of(mfns)
         self.host.fields_written(pages, lambda: self.read_many(mfns, word), values)
+        self._snap = None
         groups = pages >> PDX_GROUP_SHIFT
         for g in np.unique(groups):
             a = self._groups.get(int(g))

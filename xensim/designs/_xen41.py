@@ -31,9 +31,11 @@ class Xen41(SuperpageDesign):
     mappings; the last unmapping of a DYNAMIC superpage drops them. A MARK keeps
     them while the count stays above 0.
 
-    Xen checked the owner only when the 512 references were taken; with
-    ``hypervisor.faithful`` so does xensim, otherwise every map, mark and unmark
-    checks that ``d`` owns the 512 frames (-EPERM).
+    Xen checked the owner only when the 512 references were taken (NONE -> taken:
+    ``get_spage_pages`` -> ``get_page`` fails, -EINVAL, as here in every mode). On a
+    superpage already taken Xen checked nothing: with ``hypervisor.faithful`` neither
+    does xensim; otherwise a map or mark of another domain's DYNAMIC or MARK
+    superpage, or an unmark of another domain's mark, is refused (-EPERM).
     """
     name = "xen-4.1"
     description = "Xen 4.1's spage_info: one count, NONE/DYNAMIC/MARK, writable references"
@@ -121,8 +123,7 @@ class Xen41(SuperpageDesign):
                 return -errno.EPERM
             if state == SGT_none and not taken:
                 if not self.take_frames(mfn, d):
-                    return (-errno.EINVAL if self.host.faithful or self.owned_by(mfn, d)
-                            else -errno.EPERM)
+                    return -errno.EINVAL                # get_spage_pages: a get_page failed
                 taken = True
                 continue
             if state != SGT_none and taken:            # someone else got there first
@@ -200,8 +201,6 @@ class Xen41(SuperpageDesign):
         self.stats["slow_put" if last else "fast_put"] += 1
 
     def mark_superpage(self, mfn: int, d: int) -> int:
-        if not self.host.faithful and not self.owned_by(mfn, d):
-            return -errno.EPERM
         spdx = self.spdx(mfn)
         taken = False
         while True:
@@ -211,6 +210,10 @@ class Xen41(SuperpageDesign):
                 if taken:
                     self.give_back(mfn)
                 return -errno.EINVAL
+            if state == SGT_dynamic and not self.check_owner(mfn, d, state):
+                if taken:
+                    self.give_back(mfn)
+                return -errno.EPERM                     # Xen 4.1 marked it: xensim's check
             if state == SGT_none and not taken:
                 if not self.take_frames(mfn, d):
                     return -errno.EINVAL
@@ -229,14 +232,14 @@ class Xen41(SuperpageDesign):
         return 0
 
     def unmark_superpage(self, mfn: int, d: int) -> int:
-        if not self.host.faithful and not self.host.is_marked(mfn, d):
-            return -errno.EPERM if not self.owned_by(mfn, d) else -errno.EINVAL
         spdx = self.spdx(mfn)
         while True:
             x = self.read_count(spdx)
             state, count = x & SGT_type_mask, x & SGT_count_mask
             if state != SGT_mark:
                 return -errno.EINVAL
+            if not self.host.faithful and not self.host.is_marked(mfn, d):
+                return -errno.EPERM                     # another domain's mark: Xen 4.1 unmarked it
             last = count == 1
             nx = SGT_none if last else SGT_dynamic | (count - 1)
             if self.cas_count(spdx, x, nx):

@@ -8,13 +8,19 @@ other thread, else started by a fork server (a clean process forked per worker, 
 parent holding threads, e.g. a Dask client, is never forked; the server imports the
 task function's module once, before it forks); they ignore SIGINT and SIGTERM: a Ctrl-C
 or SIGTERM reaches the caller alone, which cancels what is queued and kills the workers,
-losing only the tasks in flight. A worker that
+losing only the tasks in flight. While the caller is inside the pool's own code (submit,
+wait, shut down) those two signals are held back and raised as it leaves it: a
+KeyboardInterrupt raised by a signal handler inside ``wait`` would leave the futures'
+locks held, the pool's manager thread blocked on one, and the interpreter's exit waiting
+for that thread for ever. ``wait`` is polled (``POLL``) so a held signal is raised
+within that time. A worker that
 dies (killed, out of memory) fails its task (``TaskFailed``, ``BrokenProcessPool``)
 and the pool is started again for the tasks after it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
 import sys
@@ -26,6 +32,30 @@ from typing import Any, Callable, Iterable, Iterator
 from ._engine import PAUSE, Engine, TaskFailed, run_task
 
 __all__ = ["LocalEngine"]
+
+
+#: seconds between two looks at the futures (a held stop signal waits at most this long)
+POLL = 0.2
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Run the block with SIGINT and SIGTERM recorded, not handled; when it ends, the
+    first recorded is raised again, to the handler that was there before (in the main
+    thread only: elsewhere signals are not delivered and this does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: got.append(signum))
+           for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if got:
+            signal.raise_signal(got[0])
 
 
 def _ignore_sigint() -> None:
@@ -88,10 +118,14 @@ class LocalEngine(Engine):
                         if not running:
                             raise RuntimeError("the tasks paused with no task in flight")
                         break                      # read on once a result is back
-                    running[self._submit(fn, task)] = task
+                    with _signals_held():
+                        running[self._submit(fn, task)] = task
                 if not running:
                     return
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                done: set[Future] = set()
+                while not done:
+                    with _signals_held():
+                        done, _ = wait(running, timeout=POLL, return_when=FIRST_COMPLETED)
                 for f in done:
                     task = running.pop(f)
                     exc = f.exception()
@@ -99,9 +133,10 @@ class LocalEngine(Engine):
                         raise exc
                     yield task, (TaskFailed.of(exc) if exc is not None else f.result())
         except BaseException:
-            for f in running:
-                f.cancel()
-            self._terminate()
+            with _signals_held():
+                for f in running:
+                    f.cancel()
+                self._terminate()
             raise
 
     def _submit(self, fn, task) -> Future:

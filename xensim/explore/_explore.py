@@ -16,7 +16,8 @@ step bound, and sleep sets over a state-conditional independence relation
 (steps on different words commute; so do two increments of one count).
 
 A schedule is the list of CPU ids that ran each step; replaying it re-runs
-the scenario exactly.
+the scenario exactly. A CPU is a lane: its trace lines are named ``cpuN`` or, where a
+scenario says which vCPU of which domain runs it, ``dN.vM``.
 """
 
 from __future__ import annotations
@@ -133,10 +134,14 @@ class Execution:
     """Runs one schedule of a scenario: CPUs as greenlets, a chooser picks who steps next.
 
     ``chooser(execution, enabled) -> cpu`` is called at every decision point.
+    ``names``: each CPU's name in the trace (default ``cpu0``, ``cpu1`` ...);
+    ``on_switch(cpu)``: called whenever CPU ``cpu`` is about to run (what is per CPU
+    outside the greenlet, e.g. which vCPU a guest kernel issues its hypercalls from).
     """
 
     def __init__(self, build: Callable, programs: list[Callable], check_step=None,
-                 max_steps: int = 100_000):
+                 max_steps: int = 100_000, names: list[str] | None = None,
+                 on_switch: Callable[[int], None] | None = None):
         self.m = build()
         self.programs = programs
         self.check_step = check_step
@@ -150,6 +155,19 @@ class Execution:
         self._main = greenlet.getcurrent()
         self._cpus: list[greenlet.greenlet] = []
         self.locks: dict[tuple, int] = {}
+        self.names = names or [f"cpu{i}" for i in range(len(programs))]
+        self.on_switch = on_switch
+
+    def step_text(self, step: Step) -> str:
+        """A step as a trace line, its CPU named by :attr:`names`."""
+        text = str(step)
+        return self.names[step.cpu] + text[len(f"cpu{step.cpu}"):]
+
+    def _run_cpu(self, cpu: int) -> None:
+        self.current = self.m.design_host.cpu = cpu
+        if self.on_switch is not None:
+            self.on_switch(cpu)
+        self._cpus[cpu].switch()
 
     def _enabled(self, step: Step) -> bool:
         if step.kind == "pause":                 # domain_pause: no hypercall of it in flight
@@ -193,9 +211,8 @@ class Execution:
         try:
             self._cpus = [greenlet.greenlet(self._body(i)) for i in range(len(self.programs))]
             # let each CPU run up to its first atomic step
-            for i, g in enumerate(self._cpus):
-                self.current = m.design_host.cpu = i
-                g.switch()
+            for i in range(len(self._cpus)):
+                self._run_cpu(i)
             while len(self.finished) < len(self._cpus) and not self.errors:
                 enabled = sorted(c for c, st in self.pending.items() if self._enabled(st))
                 if not enabled:
@@ -207,9 +224,8 @@ class Execution:
                 cpu = chooser(self, enabled)
                 step = self.pending.pop(cpu)
                 self.schedule.append(cpu)
-                self.trace.append(str(step))
-                self.current = m.design_host.cpu = cpu
-                self._cpus[cpu].switch()
+                self.trace.append(self.step_text(step))
+                self._run_cpu(cpu)
                 if self.check_step is not None and not self.errors:
                     problem = self.check_step(m, step)
                     if problem:
@@ -224,7 +240,7 @@ class Execution:
         if self.errors:
             cpu, e = self.errors[0]
             kind = "refcount underflow" if isinstance(e, RefcountBug) else type(e).__name__
-            raise Violation(f"cpu{cpu}: {kind}: {e}", self.schedule, self.trace)
+            raise Violation(f"{self.names[cpu]}: {kind}: {e}", self.schedule, self.trace)
 
 
 # -- schedulers -----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import time
 
 from ..xen import audit
 from .._errors import ConfigError
-from ..config import MAX_STEPS, Scenario, ScenarioOp
+from ..config import MAX_STEPS, Scenario, ScenarioOp, op_vcpu
 from ._explore import (Execution, ExploreResult, Violation, Pruned, explore_dfs, pct_chooser,
                        random_chooser, replay_chooser, round_robin, run_sampling)
 from ..guest import DIRECTMAP_BASE, GuestError, GuestKernel
@@ -40,8 +40,12 @@ class World:
         self.trace: list[str] | None = None
         #: (granter, grantee, va) -> the grant ref a map-grant wrote and mapped there
         self.grant_refs: dict[tuple[str, str, int], int] = {}
+        #: CPU -> (the kernel its current operation uses, the vCPU it runs as)
+        self.lanes: dict[int, tuple[GuestKernel, int]] = {}
+        #: each CPU's name in the trace (set per execution)
+        self.names: list[str] = []
         for name, n in sc.domains:
-            domid = m.create_domain(name, n * SUPERPAGE_PAGES + 64)
+            domid = m.create_domain(name, n * SUPERPAGE_PAGES + 64, vcpus=sc.vcpus.get(name, 1))
             k = GuestKernel(m, domid)
             if k.populate(0, n * SUPERPAGE_PAGES) != n or k.build() != 0:
                 i = [d for d, _ in sc.domains].index(name)
@@ -84,10 +88,40 @@ class World:
     def _va4k(self, op: ScenarioOp, cpu: int) -> int:
         return DIRECTMAP_BASE + (16 + self._table(op, cpu)) * GiB + op.superpage * (2 << 20) + op.frame * 4096
 
+    def lane_names(self) -> list[str]:
+        """Each CPU's name: ``dN.vM`` for a CPU running one vCPU throughout in a scenario
+        with a domain of several vCPUs, else ``cpuN``."""
+        sc = self.sc
+        if all(n == 1 for n in sc.vcpus.values()):
+            return [f"cpu{c}" for c in range(len(sc.cpus))]
+        names = []
+        for c, ops in enumerate(sc.cpus):
+            runs = {op_vcpu(op, c, sc.vcpus) for op in ops}
+            if len(runs) == 1:
+                who, v = runs.pop()
+                names.append(f"d{self.kernels[who].domid}.v{v}")
+            else:
+                names.append(f"cpu{c}")
+        return names
+
+    def on_switch(self, cpu: int) -> None:
+        """CPU ``cpu`` runs next: the kernel it uses issues its hypercalls from its vCPU."""
+        lane = self.lanes.get(cpu)
+        if lane is not None:
+            lane[0].vcpu = lane[1]
+
     def do(self, op: ScenarioOp, cpu: int) -> int:
-        """Perform one operation as the issuing domain's kernel (hypercalls only)."""
+        """Perform one operation as the issuing domain's kernel (hypercalls only), from
+        the vCPU that runs it (with several vCPUs, after the process switch to it)."""
         k = self.kernels[op.by or op.domain]
         m = self.m
+        v = op_vcpu(op, cpu, self.sc.vcpus)[1]
+        self.lanes[cpu] = (k, v)
+        k.vcpu = v
+        if op.op != "destroy" and k.nr_vcpus > 1 and not k.d.is_dying:
+            rc = k.switch_to(v)
+            if rc < 0:
+                return rc
         if op.op == "destroy":
             return m.destroy_domain(self.kernels[op.domain].domid)
         mfn = self.mfns[op.domain][op.superpage]
@@ -129,7 +163,8 @@ class World:
 
     def refusal(self, op: ScenarioOp, cpu: int, rc: int) -> None:
         """CPU ``cpu``'s ``op`` answered ``rc`` < 0: recorded, and a line in the trace."""
-        text = (f"cpu{cpu} {op.op} {op.domain}:{op.superpage}"
+        name = self.names[cpu] if 0 <= cpu < len(self.names) else f"cpu{cpu}"
+        text = (f"{name} {op.op} {op.domain}:{op.superpage}"
                 + (f" by {op.by}" if op.by else "") + f" -> {errno_name(rc)}")
         self.refused.append(text)
         if self.trace is not None:
@@ -146,7 +181,7 @@ def describe_cas(ex: "_ScenarioExecution", m, step) -> None:
     ex.last_cas = None
     old, found, new, won = done
     where = str(step).split(" ", 2)[2]
-    ex.trace[-1] = (f"cpu{step.cpu} cmpxchg {where}: expected {old:#x} found {found:#x} -> "
+    ex.trace[-1] = (f"{ex.names[step.cpu]} cmpxchg {where}: expected {old:#x} found {found:#x} -> "
                     + (f"{new:#x} won" if won else "lost"))
 
 
@@ -197,10 +232,16 @@ class Runner:
         def after_step(m, step):
             if step.kind in ("sp_cas", "pi_cas"):
                 describe_cas(ex, m, step)
-            return check_step(m, step)
-        ex = _ScenarioExecution(lambda: world.m, programs, after_step, self.max_steps)
+            problem = check_step(m, step)
+            if problem is not None and problem.startswith(f"cpu{step.cpu} "):
+                problem = ex.names[step.cpu] + problem[len(f"cpu{step.cpu}"):]
+            return problem
+        world.lanes = {}
+        ex = _ScenarioExecution(lambda: world.m, programs, after_step, self.max_steps,
+                                names=world.lane_names(), on_switch=world.on_switch)
         ex.world = world
         world.trace = ex.trace
+        world.names = ex.names
         ex.runner = self
         return ex
 

@@ -51,7 +51,7 @@ executor), _guest and _generator (the Fuzzer), _minimise, _reproducer, _campaign
 
 from ._campaign import (
     Campaign, Episode, Finding, campaign, campaign_done, episode_budget, episode_seed,
-    finding_yaml, keep_going, merge_episode, minimise_finding, report, run_episode,
+    finding_yaml, keep_going, merge_episode, minimise_finding, recording, report, run_episode,
 )
 from ._checks import (
     FuzzViolation, disagreement, heap_is_full, isolation, isolation_since, sound_state,
@@ -64,7 +64,7 @@ from ._guest import (
     FuzzGuest, FuzzKernel,
 )
 from ._minimise import (
-    minimise,
+    Trial, minimise, minimise_steps, run_steps, trial_result,
 )
 from ._ops import (
     HYPERCALL_OPS, CallResult, execute, op_label, singles,
@@ -82,16 +82,16 @@ from ._xtf import (
     XTF_TESTS, xtf_config, xtf_poc,
 )
 from ._split import (
-    EpisodeTask, MinimiseTask, run_campaign_task, split_campaign,
+    EpisodeTask, TrialTask, run_campaign_task, split_campaign,
 )
 
 __all__ = [
     "ACTIONS", "AUDIT_MODES", "CallJournal", "CallResult", "Capture", "Campaign", "DEFAULT_RAM", "Episode", "EpisodeTask",
     "Finding", "FuzzGuest", "FuzzKernel", "FuzzRunner", "FuzzViolation", "Fuzzer",
-    "HYPERCALL_OPS", "MinimiseTask", "Replay", "Setup", "campaign", "campaign_done",
+    "HYPERCALL_OPS", "Replay", "Setup", "campaign", "campaign_done",
     "disagreement", "episode_budget", "episode_seed", "execute", "finding_yaml", "heap_is_full",
     "isolation", "isolation_since", "keep_going", "load_script", "merge_episode", "minimise",
-    "minimise_finding", "op_label", "replay", "replay_config", "replay_ops", "report",
+    "minimise_finding", "minimise_steps", "recording", "run_steps", "Trial", "trial_result", "TrialTask", "op_label", "replay", "replay_config", "replay_ops", "report",
     "run_campaign_task", "run_episode", "same_small", "script_ops", "singles", "small_state", "sound_state",
     "split_campaign", "to_script_yaml", "XTF_TESTS", "xtf_config", "xtf_poc",
 ]

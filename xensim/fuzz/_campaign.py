@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 
 from ._checks import FuzzViolation
 from ._generator import Fuzzer
-from ._minimise import minimise
+from ._minimise import Trial, minimise, trial_result
 from ._reproducer import to_script_yaml
-from ._runner import replay_ops
 from ._setup import Setup
 
 __all__ = ["Episode", "run_episode", "Finding", "Campaign", "keep_going", "episode_seed",
-           "episode_budget", "campaign_done", "merge_episode", "minimise_finding", "campaign",
+           "episode_budget", "campaign_done", "merge_episode", "minimise_finding", "recording", "campaign",
            "finding_yaml", "report"]
 
 
@@ -39,6 +38,9 @@ class Episode:
     refused: Counter
     #: Ctrl-C stopped it (no teardown check; the counts are the calls made)
     interrupted: bool = False
+    #: the calls it was to make (None: ``calls``); it makes a few more (its last action,
+    #: the teardown), or fewer when a violation or Ctrl-C ends it
+    budget: int | None = None
 
     @property
     def violations(self) -> list[FuzzViolation]:
@@ -64,7 +66,7 @@ def run_episode(setup: Setup, seed, calls: int, *, batch_check: bool = True, tol
     except KeyboardInterrupt:
         interrupted = True
     return Episode(str(seed), f.calls, f.log, f.rcs, viol, list(f.seen.values()), f.tolerated,
-                   f.by_call, f.refused, interrupted)
+                   f.by_call, f.refused, interrupted, calls)
 
 
 @dataclass
@@ -88,6 +90,10 @@ class Campaign:
     by_call: Counter = field(default_factory=Counter)
     refused: Counter = field(default_factory=Counter)
     findings: dict = field(default_factory=dict)          # signature -> Finding
+    #: the calls that count towards the campaign's: each episode's up to its budget (the
+    #: few an episode makes past it do not: the next episodes' budgets are then known
+    #: before the earlier ones are back, unless a violation ends one early)
+    budgeted: int = 0
     #: Ctrl-C stopped it: what is counted is what was done so far
     interrupted: bool = False
 
@@ -112,13 +118,14 @@ def episode_seed(seed: int, i: int) -> str:
 
 
 def episode_budget(made: int, calls: int, episode_calls: int) -> int:
-    """The budget of the next episode once ``made`` of the campaign's ``calls`` are made."""
+    """The budget of the next episode once ``made`` of the campaign's ``calls`` are made
+    (:attr:`Campaign.budgeted`)."""
     return min(episode_calls, max(calls - made, 1))
 
 
 def campaign_done(c: Campaign, calls: int, max_findings: int | None) -> bool:
     """No episode is to follow: the calls are made, or ``max_findings`` were found."""
-    return c.calls >= calls or (max_findings is not None and len(c.findings) >= max_findings)
+    return c.budgeted >= calls or (max_findings is not None and len(c.findings) >= max_findings)
 
 
 def merge_episode(c: Campaign, ep: Episode, max_findings: int | None = None) -> list[Finding]:
@@ -130,6 +137,7 @@ def merge_episode(c: Campaign, ep: Episode, max_findings: int | None = None) -> 
     c.interrupted = ep.interrupted
     c.episodes += 1
     c.calls += ep.calls
+    c.budgeted += ep.calls if ep.budget is None else min(ep.calls, ep.budget)
     c.by_call.update(ep.by_call)
     c.refused.update(ep.refused)
     counts = Counter(ep.tolerated)
@@ -163,9 +171,14 @@ def minimise_finding(setup: Setup, f: Finding, *, minimise_findings: bool = True
     if minimise_findings:
         minimal = minimise(setup, ops, sig, rcs=rcs, max_seconds=minimise_seconds,
                            batch_check=batch_check, tolerate=tolerate, tick=tick)
-    tol = (lambda x: x.signature != sig and tolerate(x)) if tolerate else None
-    _, run = replay_ops(setup, minimal, batch_check=batch_check, tolerate=tol)
-    return minimal, run.rcs, minimise_findings
+    _, rcs = trial_result(setup, recording(minimal, batch_check), sig, tolerate)
+    return minimal, rcs, minimise_findings
+
+
+def recording(ops: list[dict], batch_check: bool = True) -> Trial:
+    """The replay that records the rc of each call of a finding's reproducer: every
+    check, the teardown included."""
+    return Trial(ops, False, batch_check, True)
 
 
 def campaign(setup: Setup, calls: int, seed: int = 0, *, episode_calls: int = 1000,
@@ -189,7 +202,7 @@ def campaign(setup: Setup, calls: int, seed: int = 0, *, episode_calls: int = 10
         while not campaign_done(c, calls, max_findings):
             base = c.calls
             ep = run_episode(setup, episode_seed(seed, i),
-                             episode_budget(c.calls, calls, episode_calls),
+                             episode_budget(c.budgeted, calls, episode_calls),
                              batch_check=batch_check, tolerate=tolerate,
                              tick=None if tick is None else (lambda n: tick(base + n)))
             i += 1

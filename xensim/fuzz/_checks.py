@@ -12,7 +12,7 @@ import numpy as np
 
 from ..mem import DOMID_INVALID, DomainHeap, PAGE_SHIFT, PDX_GROUP_MASK, \
     PDX_GROUP_SHIFT, SUPERPAGE_PAGES
-from ..xen import PADDR_MASK, IncrementalAuditor, Machine, _PAGE_PRESENT, _PAGE_PSE, audit
+from ..xen import PADDR_MASK, IncrementalAuditor, Machine, _PAGE_PRESENT, _PAGE_PSE, audit, vcpu_roots
 from ._ops import op_label
 
 __all__ = ["FuzzViolation", "generic_key", "grant_permits", "isolation", "isolation_since", "sound_state", "disagreement",
@@ -181,15 +181,15 @@ def _validity_owners(m: Machine, mfns: list[int]):
 
 def _domain_isolation(m: Machine, frames: set | None = None,
                       superpages: set | None = None) -> str | None:
-    """Base pointers, pins and marks are the domain's own frames (None, or what is wrong);
+    """Each vCPU's root tables, pins and marks are the domain's own frames (None, or what is wrong);
     only those in ``frames`` (MFNs) and ``superpages`` (first MFNs), if given."""
     ft = m.frame_table
     among = None if frames is None else {m.mfn_to_page(f) for f in frames} if len(
         frames) <= 64 else {p for d in m.domains.values() for p in d.pinned
                             if int(m.pdx_to_mfn(p)) in frames}
     for d in m.domains.values():
-        pages = [(m.mfn_to_page(d.baseptr), "base pointer")] if d.baseptr is not None and (
-            frames is None or d.baseptr in frames) else []
+        pages = [(m.mfn_to_page(mfn), what.split(" of ")[0]) for mfn, what in vcpu_roots(d)
+                 if frames is None or mfn in frames]
         pages += [(p, "pinned table") for p in d.pinned if among is None or p in among]
         for p, what in pages:
             if ft.owner(p) != d.domid:

@@ -68,7 +68,7 @@ class Fuzzer(FuzzRunner):
         self._created = 0
 
     # -- the kernel's hypercalls, recorded as ops ------------------------------------------
-    def kernel_call(self, caller: int, number: int, *args) -> int:
+    def kernel_call(self, caller: int, number: int, *args, vcpu: int = 0) -> int:
         name = self.name_of(caller)
         if number == HYPERVISOR_mmu_update:
             op = {"op": "mmu_update", "domain": name, "reqs": [[r.ptr, r.val] for r in args[0]]}
@@ -87,6 +87,8 @@ class Fuzzer(FuzzRunner):
             op = {"op": "update_va_mapping", "domain": name, "va": args[0], "val": args[1]}
         else:
             raise ValueError(f"hypercall {number} is not fuzzed")
+        if vcpu:
+            op["vcpu"] = vcpu
         res = self.step(op)
         if number in (HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op) and len(args) > 1 and args[1] is not None:
             args[1][0] = res.done
@@ -104,7 +106,10 @@ class Fuzzer(FuzzRunner):
         s = self.setup
         self._created += 1
         name = f"g{self._created}"
-        res = self.step({"op": "create_domain", "name": name, "max_pages": s.max_pages})
+        create = {"op": "create_domain", "name": name, "max_pages": s.max_pages}
+        if s.vcpus > 1:
+            create["vcpus"] = s.vcpus
+        res = self.step(create)
         if res.rc <= 0:
             return None
         k = FuzzKernel(KernelView(self), res.rc, pt_pool_pages=POOL)
@@ -389,6 +394,9 @@ class Fuzzer(FuzzRunner):
                 mfn = self._small(g, r)
             else:
                 mfn = self.frame(g, r, own=0.4)
+            if self.setup.vcpus > 1 and r.random() < 0.5:
+                # a user base pointer: an L4 (often the kernel's user L4s), none (0), or not
+                return ["new_user_baseptr", 0 if r.random() < 0.15 else mfn]
             return ["new_baseptr", mfn]
         if kind in ("mark", "unmark"):
             if kind == "unmark" and d.marked and r.random() < 0.5:
@@ -421,7 +429,18 @@ class Fuzzer(FuzzRunner):
         op = {"op": "mmuext_op", "domain": g if isinstance(g, str) else g.name, "ops": ops}
         if foreign is not None:
             op["foreign"] = foreign
+        self._from_vcpu(op)
         return self.step(op)
+
+    def _from_vcpu(self, op: dict, r: random.Random | None = None) -> None:
+        """With several vCPUs per guest, a call from any of them (now and then one the
+        guest does not have: -ESRCH)."""
+        n = self.setup.vcpus
+        if n > 1:
+            r = r or self.rng
+            v = r.randrange(n + 1) if r.random() < 0.03 else r.randrange(n)
+            if v:
+                op["vcpu"] = v
 
     def _a_mmu(self, g, r):
         self._mmu(g, [self.req(g, r)])
@@ -551,7 +570,9 @@ class Fuzzer(FuzzRunner):
         else:
             va = DIRECTMAP_BASE + (r.randrange(1 << 20) << PAGE_SHIFT)
         val = 0 if r.random() < 0.15 else (self.frame(g, r) << PAGE_SHIFT) | self.flags(r)
-        self.step({"op": "update_va_mapping", "domain": g.name, "va": va, "val": val})
+        op = {"op": "update_va_mapping", "domain": g.name, "va": va, "val": val}
+        self._from_vcpu(op, r)
+        self.step(op)
 
     def refresh_kernel(self, g: FuzzGuest) -> None:
         """The kernel forgets tables that hostile calls unlinked (it knows what it did):

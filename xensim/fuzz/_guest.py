@@ -24,8 +24,8 @@ class KernelView:
     def __getattr__(self, name):
         return getattr(self._f.m, name)
 
-    def hypercall(self, caller: int, number: int, *args) -> int:
-        return self._f.kernel_call(caller, number, *args)
+    def hypercall(self, caller: int, number: int, *args, vcpu: int = 0) -> int:
+        return self._f.kernel_call(caller, number, *args, vcpu=vcpu)
 
 
 class FuzzKernel(GuestKernel):

@@ -71,7 +71,7 @@ def execute(m: Machine, doms: dict[str, int], op: dict) -> CallResult:
     """Issue one op on ``m``. ``doms`` maps domain names to domids (create_domain adds)."""
     kind = op["op"]
     if kind == "create_domain":
-        rc = m.create_domain(op["name"], int(op["max_pages"]))
+        rc = m.create_domain(op["name"], int(op["max_pages"]), vcpus=int(op.get("vcpus", 1)))
         if rc > 0:
             doms[op["name"]] = rc
         return CallResult(rc, int(rc > 0), 1)
@@ -90,7 +90,7 @@ def execute(m: Machine, doms: dict[str, int], op: dict) -> CallResult:
         ops = [MmuextOp(MMUEXT_CMDS[c] if isinstance(c, str) else int(c), as_int(a),
                         as_int(rest[0]) if rest else 0) for c, a, *rest in op["ops"]]
         done = [0]
-        rc = m.hypercall(dom, HYPERVISOR_mmuext_op, ops, done, fd)
+        rc = m.hypercall(dom, HYPERVISOR_mmuext_op, ops, done, fd, vcpu=int(op.get("vcpu", 0)))
         return CallResult(rc, done[0], len(ops))
     if kind == "memory_op":
         ext = op.get("extents")
@@ -103,7 +103,7 @@ def execute(m: Machine, doms: dict[str, int], op: dict) -> CallResult:
         return CallResult(rc, max(rc, 0), nr, r.extent_start)
     if kind == "update_va_mapping":
         rc = m.hypercall(dom, HYPERVISOR_update_va_mapping, as_int(op["va"]), as_int(op["val"]),
-                         int(op.get("flags", 0)))
+                         int(op.get("flags", 0)), vcpu=int(op.get("vcpu", 0)))
         return CallResult(rc, int(rc == 0), 1)
     if kind == "grant_access":
         # the guest writes entry ``ref`` of its own grant frames (no hypercall)

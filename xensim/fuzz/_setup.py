@@ -34,6 +34,9 @@ class Setup:
     faithful: bool = False
     allow_superpage: bool = True
     domains: int = 3
+    #: vCPUs of each guest (with several, calls come from any of them and NEW_USER_BASEPTR
+    #: is generated)
+    vcpus: int = 1
     ram: tuple = DEFAULT_RAM
     pdx: str = "none"
     #: 2 MiB extents each guest populates at start (GPFN 0 on)

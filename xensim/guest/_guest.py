@@ -7,6 +7,12 @@ types) it changes only through ``machine.hypercall``. It:
 * populates its memory (populate_physmap, 2 MiB or 4 KiB extents),
 * builds its initial L4/L3 tree in fresh frames, pins the L4 (which validates
   the tree) and loads it with MMUEXT_NEW_BASEPTR,
+* runs on its domain's vCPUs (``vcpu``: the one its next hypercall comes from). With
+  several, each vCPU runs a process of its own whose user page table is an L4 of its
+  own (pinned at build, as Linux pins a process's ``user_pgd``), and every operation
+  the kernel is given on a vCPU starts with a process switch there: Linux's
+  ``xen_write_cr3``, MMUEXT_NEW_BASEPTR of the kernel L4 and MMUEXT_NEW_USER_BASEPTR of
+  the process's user L4 in one mmuext_op (:meth:`GuestKernel.switch_to`),
 * maps a virtual range with 2 MiB (L2 PSE) or 4 KiB (L1) entries, read-only or
   writable, remaps, unmaps, through mmu_update (batched); on a hypervisor without
   PV superpages (``Machine.pv_superpages`` False: Xen 4.10 on) a 2 MiB mapping is
@@ -32,7 +38,7 @@ from ..xen import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuex
 from ..xen import (XENMEM_decrease_reservation, XENMEM_populate_physmap,
                          XenMemoryReservation)
 from ..xen import (MMU_NORMAL_PT_UPDATE, MMUEXT_MARK_SUPER, MMUEXT_NEW_BASEPTR,
-                   MMUEXT_PIN_L4_TABLE, MMUEXT_UNMARK_SUPER, MMUEXT_UNPIN_TABLE, MmuextOp,
+                   MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L4_TABLE, MMUEXT_UNMARK_SUPER, MMUEXT_UNPIN_TABLE, MmuextOp,
                    MmuUpdate)
 from ..mem import INVALID
 from ..xen import (ENTRIES, PADDR_MASK, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE,
@@ -72,13 +78,31 @@ class GuestKernel:
         self.fallback: dict[int, int] = {}
         #: fallback L1 frames given back, for the next fallback mapping (rewritten whole)
         self._l1_free: list[int] = []
+        #: the domain's vCPUs, and the one the kernel's next hypercall comes from
+        self.nr_vcpus = len(self.d.vcpus)
+        self.vcpu = 0
+        #: with several vCPUs: the user L4 of each vCPU's process (made and pinned by build)
+        self.user_roots: list[int] = []
+        #: operations given to :func:`~xensim.guest.apply` (which vCPU runs the next)
+        self.ops_run = 0
         #: (granter, ref) -> the handle of this kernel's mapping of it
         self.grant_handles: dict[tuple[int, int], int] = {}
 
     # -- hypercalls ------------------------------------------------------------------------
     def _hc(self, number: int, *args) -> int:
-        self.last_rc = rc = self.m.hypercall(self.domid, number, *args)
+        self.last_rc = rc = self.m.hypercall(self.domid, number, *args, vcpu=self.vcpu)
         return rc
+
+    def switch_to(self, vcpu: int) -> int:
+        """Run from now on vCPU ``vcpu``, switching to its process: the CR3 write of
+        Linux's ``xen_write_cr3``, the kernel L4 (MMUEXT_NEW_BASEPTR) and the process's
+        user L4 (MMUEXT_NEW_USER_BASEPTR) in one mmuext_op from that vCPU. 0 or -errno;
+        with one vCPU (no user page tables made) only the vCPU is chosen."""
+        self.vcpu = vcpu
+        if not self.user_roots:
+            return 0
+        return self.mmuext([MmuextOp(MMUEXT_NEW_BASEPTR, self.root),
+                            MmuextOp(MMUEXT_NEW_USER_BASEPTR, self.user_roots[vcpu])])
 
     def mmu_update(self, updates: list[tuple[int, int]]) -> int:
         """One mmu_update batch of (ptr, val); 0 or -errno (``self.done`` requests done)."""
@@ -180,9 +204,15 @@ class GuestKernel:
                 l3 = self._alloc_table()
                 self.tables[key] = l3
                 self._write_own(root, _va_index(va, 4), make_pte(l3, _PAGE_PRESENT | _PAGE_RW | _PAGE_USER))
-        rc = self.mmuext([MmuextOp(MMUEXT_PIN_L4_TABLE, root), MmuextOp(MMUEXT_NEW_BASEPTR, root)])
+        ops = [MmuextOp(MMUEXT_PIN_L4_TABLE, root), MmuextOp(MMUEXT_NEW_BASEPTR, root)]
+        users = [self._alloc_table() for _ in range(self.nr_vcpus)] if self.nr_vcpus > 1 else []
+        ops += [MmuextOp(MMUEXT_PIN_L4_TABLE, u) for u in users]
+        if users:
+            ops.append(MmuextOp(MMUEXT_NEW_USER_BASEPTR, users[self.vcpu]))
+        rc = self.mmuext(ops)
         if rc == 0:
             self.root = root
+            self.user_roots = users
         return rc
 
     def _entry_ptr(self, table: int, index: int) -> int:
@@ -226,13 +256,17 @@ class GuestKernel:
         if not self.pv_superpages:
             return self.map_fallback(va, mfns, writable)
         batches: dict[int, list] = {}
+        flags = self._flags(writable) | _PAGE_PSE
+        l2 = gib = None
         for k, mfn in enumerate(mfns):
             v = va + (k << SUPERPAGE_SHIFT)
-            l2, rc = self.ensure_table(v, 2)
-            if rc:
-                return rc
-            batches.setdefault(l2, []).append(
-                (self._entry_ptr(l2, _va_index(v, 2)), make_pte(mfn, self._flags(writable) | _PAGE_PSE)))
+            if v >> 30 != gib:                       # the L2 table of each GiB, once
+                gib = v >> 30
+                l2, rc = self.ensure_table(v, 2)
+                if rc:
+                    return rc
+                batch = batches.setdefault(l2, [])
+            batch.append((self._entry_ptr(l2, _va_index(v, 2)), make_pte(mfn, flags)))
         for l2, ups in batches.items():
             rc = self.mmu_update(ups)
             if rc:
@@ -312,9 +346,10 @@ class GuestKernel:
         step = 1 << (SUPERPAGE_SHIFT if superpages else PAGE_SHIFT)
         ups = []
         linked = []                                   # (request index, va) of fallback tables
+        fallback = self.fallback
         for k in range(count):
             v = va + k * step
-            if superpages and v in self.fallback:
+            if superpages and fallback and v in fallback:
                 linked.append((len(ups), v))
                 ups.append((self._entry_ptr(self.tables[(2, v >> _SHIFT[3])], _va_index(v, 2)), 0))
                 continue
@@ -404,15 +439,17 @@ class GuestKernel:
         """Unpin and drop the whole tree (as a kernel does before it exits)."""
         if self.root is None:
             return 0
-        rc = self.mmuext([MmuextOp(MMUEXT_UNPIN_TABLE, self.root)])
-        return rc
+        return self.mmuext([MmuextOp(MMUEXT_UNPIN_TABLE, t) for t in [self.root, *self.user_roots]])
 
     def superpage_mfns(self, first_gfn: int, count: int) -> list[int]:
         """MFNs of the superpages backing GPFNs first_gfn, +512, ... (must be 2 MiB extents)."""
         out = []
-        for k in range(count):
-            mfn = self.mfn(first_gfn + k * SUPERPAGE_PAGES)
+        get = self.d.p2m.get
+        for gfn in range(first_gfn, first_gfn + count * SUPERPAGE_PAGES, SUPERPAGE_PAGES):
+            mfn = get(gfn)
+            if mfn == INVALID:
+                raise GuestError(f"gfn {gfn:#x} is not populated")
             if mfn % SUPERPAGE_PAGES:
-                raise GuestError(f"gfn {first_gfn + k * SUPERPAGE_PAGES:#x} is not superpage-backed")
+                raise GuestError(f"gfn {gfn:#x} is not superpage-backed")
             out.append(mfn)
         return out

@@ -124,11 +124,15 @@ class Layout:
         out += [(SMALL_BASE + (w << SUPERPAGE_SHIFT), 1) for w in sorted(self.windows)]
         return out
 
-    def pool_pages(self, fallback: bool = False) -> int:
-        """Page-table frames: the L4, one L3, the L2s and the L1s (and their L2s), spare 2;
-        ``fallback`` (no PV superpages): one L1 table more per superpage slot."""
+    def pool_pages(self, fallback: bool = False, vcpus: int = 1) -> int:
+        """Page-table frames: the L4, the L3s (one per 512 GiB of the direct map used, at
+        least one), the L2s and the L1s (and their L2s), spare 2; ``fallback`` (no PV
+        superpages): one L1 table more per superpage slot; several ``vcpus``: a user L4
+        each."""
         l2 = len({s >> 9 for s in self.slots}) + len({w >> 9 for w in self.windows})
-        return 2 + l2 + len(self.windows) + 2 + (len(self.slots) if fallback else 0)
+        l3 = len({s >> 18 for s in self.slots} | {(MAX_SLOTS + w) >> 18 for w in self.windows})
+        return (1 + max(l3, 1) + l2 + len(self.windows) + 2
+                + (len(self.slots) if fallback else 0) + (vcpus if vcpus > 1 else 0))
 
 
 def slot_va(slot: int) -> int:
@@ -149,6 +153,10 @@ def apply(op: Op, k: GuestKernel) -> bool:
     A misuse the guest kernel itself refuses (mapping a ballooned-out superpage,
     remapping an empty slot) raises :class:`~xensim._guest.GuestError`.
     """
+    if k.nr_vcpus > 1:                  # the vCPUs take the operations in turn
+        k.ops_run += 1
+        if k.switch_to((k.ops_run - 1) % k.nr_vcpus) != 0:
+            return False
     o = op.op
     gfn = op.superpage * SUPERPAGE_PAGES
     if o == "map":

@@ -4,7 +4,7 @@ the frame table, the sparse superpage table, the domain heap, range sets and the
 
 from ._frametable import (
     PDX_GROUP_SHIFT, PDX_GROUP_FRAMES, PDX_GROUP_MASK, FRAME_BYTES, XEN_PAGE_INFO_BYTES,
-    FrameTable,
+    FrameTable, mapped_zeros,
 )
 from ._heap import (
     HeapError, DomainHeap, blocks_of,
@@ -47,7 +47,7 @@ from ._units import (
 
 __all__ = [
     "DOMID_INVALID", "DOMID_SELF", "DomainHeap", "E820Type", "FRAME_BYTES", "FrameMap",
-    "FrameTable", "GiB", "HeapError", "INVALID", "KiB", "MAX_MFN", "MAX_ORDER", "MAX_PADDR",
+    "FrameTable", "mapped_zeros", "GiB", "HeapError", "INVALID", "KiB", "MAX_MFN", "MAX_ORDER", "MAX_PADDR",
     "MODES", "MemRange", "MemoryMap", "MemoryMapError", "MiB", "OFFSET_TABLE_ORDER",
     "OFFSET_TABLE_SLOTS", "PADDR_BITS", "PAGE_SHIFT", "PAGE_SIZE", "PDX_GROUP_FRAMES",
     "PDX_GROUP_MASK", "PDX_GROUP_SHIFT", "PGC_STATE_NAMES", "PGC_allocated", "PGC_broken",

@@ -258,6 +258,32 @@ class DomainHeap:
         self._free -= 1 << order
         return mfn
 
+    def alloc_many(self, order: int, count: int) -> list[int]:
+        """``count`` x :meth:`alloc` (``order``), stopping when the heap has no block: the
+        same starts, in the same order, and the same free blocks after. A block of a
+        larger order that the loop would split and then use up entirely (its lower half
+        first, then each upper half split off in turn: consecutive extents) is taken whole,
+        with no split."""
+        order = self._check_order(order)
+        out: list[int] = []
+        lists = self._lists
+        while len(out) < count:
+            if not lists[order]:
+                k = next((k for k in range(order + 1, self._max_order + 1) if lists[k]), None)
+                if k is None:
+                    break
+                if count - len(out) >= 1 << (k - order):
+                    mfn = lists[k][0]
+                    self._remove(mfn, k)
+                    self._free -= 1 << k
+                    out.extend(range(mfn, mfn + (1 << k), 1 << order))
+                    continue
+            mfn = self.alloc(order)
+            if mfn is None:
+                break
+            out.append(mfn)
+        return out
+
     def alloc_at(self, mfn: int, order: int) -> bool:
         """Allocate exactly ``[mfn, mfn + 2^order)`` if all of it is free.
 

@@ -139,12 +139,18 @@ class FrameMap:
         while n:
             leaf, off = i >> SUPERPAGE_ORDER, i & _LEAF_MASK
             k = min(n, SUPERPAGE_PAGES - off)
-            if k == SUPERPAGE_PAGES:
-                old = self._leaf_count(leaf)
-                if leaf in self._arrays:
-                    del self._arrays[leaf], self._live[leaf]
-                self._base[leaf] = _EMPTY if first_value == INVALID else first_value + 1
-                self.count += (0 if first_value == INVALID else SUPERPAGE_PAGES) - old
+            if k == SUPERPAGE_PAGES:                    # whole leaves, all at once
+                k = (n >> SUPERPAGE_ORDER) << SUPERPAGE_ORDER
+                base = self._base[leaf:leaf + (k >> SUPERPAGE_ORDER)]
+                old = int(np.count_nonzero(base > 0)) << SUPERPAGE_ORDER
+                for a in np.flatnonzero(base == _ARRAY).tolist():
+                    old += self._live.pop(leaf + a)
+                    del self._arrays[leaf + a]
+                if first_value == INVALID:
+                    base[:] = _EMPTY
+                else:
+                    base[:] = np.arange(first_value + 1, first_value + 1 + k, SUPERPAGE_PAGES)
+                self.count += (0 if first_value == INVALID else k) - old
             else:
                 arr = self._as_array(leaf)
                 seg = arr[off:off + k]

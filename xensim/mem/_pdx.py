@@ -17,7 +17,7 @@ address space cost no frame-table entries.  Three modes are modelled:
         pdx = (pfn & bottom_mask) | ((pfn & top_mask) >> hole_shift)
         pfn = (pdx & bottom_mask) | ((pdx << hole_shift) & top_mask)
 
-``offset`` (Xen 4.21, 2025)
+``offset`` (Xen 4.21.2 and 4.22; ``offset-4.21.0``: 4.21.0 and 4.21.1)
     RAM regions as the firmware lists them (bases aligned down to
     2^MAX_ORDER; only regions that then *overlap* are merged, touching ones
     stay apart) are given a slot of a 64-entry lookup table by some bits of
@@ -28,6 +28,13 @@ address space cost no frame-table entries.  Three modes are modelled:
 
         pdx = pfn - pfn_pdx_lookup[(pfn >> pfn_index_shift) & 63]
         pfn = pdx + pdx_pfn_lookup[(pdx >> pdx_index_shift) & 63]
+
+The two offset forms differ only in the moving bits of merged regions:
+``offset`` takes each region's moving bits after the merge, over its whole
+merged span (Xen's fix edf942201d, in 4.22.0, backported to 4.21.2 as
+98b54de20a); ``offset-4.21.0`` takes them when a region is first kept, at its
+own size, and of a region merged into the previous one only for the last one
+listed, at that region's own size (the off-by-one the fix removed).
 
 A mode that cannot compress a map, or whose compression would gain nothing
 (``max_pdx`` not below ``max_pfn``), falls back to ``none`` and says why in
@@ -72,12 +79,13 @@ __all__ = [
     "PdxNone",
     "PdxNotApplicable",
     "PdxOffset",
+    "PdxOffset4210",
     "make_pdx",
     "listed_regions",
     "normalize_frame_ranges",
 ]
 
-MODES = ("none", "mask", "offset")
+MODES = ("none", "mask", "offset", "offset-4.21.0")
 
 OFFSET_TABLE_ORDER = 6                          # CONFIG_PDX_OFFSET_TBL_ORDER default
 OFFSET_TABLE_SLOTS = 1 << OFFSET_TABLE_ORDER    # 64 lookup-table entries
@@ -447,7 +455,8 @@ class PdxMask(Pdx):
 # --------------------------------------------------------------------------
 
 class PdxOffset(Pdx):
-    """Xen 4.21's offset compression: a 64-slot table of per-region offsets.
+    """Xen's offset compression as 4.21.2 and 4.22 compute it: a 64-slot table of
+    per-region offsets.
 
     Parameters: ``pfn_index_shift``, ``pdx_index_shift``, ``region_size``
     (= 2^pdx_index_shift), ``regions`` (list of ``(pfn_base, pfn_end)``
@@ -459,26 +468,26 @@ class PdxOffset(Pdx):
 
     mode = "offset"
 
-    def _setup(self) -> None:
-        # 1. Align every base down to 2^MAX_ORDER (so PDX and PFN agree on the
-        #    low MAX_ORDER bits) and merge the regions that now *overlap*; regions
-        #    that merely touch stay separate (they may merge in step 4).  As in
-        #    Xen 4.21's pfn_pdx_compression_setup, the moving bits of a region are
-        #    taken when it is first kept, at its own size: a region merged into
-        #    the previous one adds no moving bits, except the last one listed,
-        #    whose own (aligned) moving bits are added.
-        mask = _ORDER_MASK
+    def _overlaps_merged(self) -> tuple[list[list[int]], int]:
+        """Step 1: every base aligned down to 2^MAX_ORDER (so PDX and PFN agree on the
+        low MAX_ORDER bits) and the regions that now *overlap* merged; regions that
+        merely touch stay separate (they may merge in step 4).  Returns the regions
+        and the moving bits: 4.22's pfn_pdx_compression_setup takes them after the
+        merge, from each region's whole span."""
         regions: list[list[int]] = []
-        listed = self.listed_regions
-        for n, (start, end) in enumerate(listed):
+        for start, end in self.listed_regions:
             base = start & ~_ORDER_MASK
             if not regions or base >= regions[-1][1]:
-                mask |= _region_mask(base, end - 1)
                 regions.append([base, end])
-                continue
-            regions[-1][1] = end                        # the later range's end, as Xen
-            if n == len(listed) - 1:
-                mask |= _region_mask(base, end - 1)
+            else:
+                regions[-1][1] = end                    # the later range's end, as Xen
+        mask = _ORDER_MASK
+        for base, end in regions:
+            mask |= _region_mask(base, end - 1)
+        return regions, mask
+
+    def _setup(self) -> None:
+        regions, mask = self._overlaps_merged()
 
         # 2. Bits in which the region bases differ, outside the moving bits.
         idx_mask = 0
@@ -613,11 +622,38 @@ class PdxOffset(Pdx):
         }
 
 
+class PdxOffset4210(PdxOffset):
+    """Xen 4.21.0's (and 4.21.1's) offset compression: :class:`PdxOffset` but for the
+    moving bits of merged regions, taken as that release's pfn_pdx_compression_setup
+    does (the off-by-one edf942201d fixed)."""
+
+    mode = "offset-4.21.0"
+
+    def _overlaps_merged(self) -> tuple[list[list[int]], int]:
+        """Step 1 as in RELEASE-4.21.0: a region's moving bits are taken when it is first
+        kept, at its own size; a region merged into the previous one adds none, except
+        the last one listed, whose own (aligned) moving bits are added."""
+        mask = _ORDER_MASK
+        regions: list[list[int]] = []
+        listed = self.listed_regions
+        for n, (start, end) in enumerate(listed):
+            base = start & ~_ORDER_MASK
+            if not regions or base >= regions[-1][1]:
+                mask |= _region_mask(base, end - 1)
+                regions.append([base, end])
+                continue
+            regions[-1][1] = end                        # the later range's end, as Xen
+            if n == len(listed) - 1:
+                mask |= _region_mask(base, end - 1)
+        return regions, mask
+
+
 # --------------------------------------------------------------------------
 # factory
 # --------------------------------------------------------------------------
 
-_CLASSES: dict[str, type[Pdx]] = {"none": PdxNone, "mask": PdxMask, "offset": PdxOffset}
+_CLASSES: dict[str, type[Pdx]] = {"none": PdxNone, "mask": PdxMask, "offset": PdxOffset,
+                                  "offset-4.21.0": PdxOffset4210}
 
 
 def make_pdx(frame_ranges: Iterable[Sequence[int]], mode: str = "mask",

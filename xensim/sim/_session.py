@@ -36,10 +36,10 @@ def set_up_domains(m: Machine, cfg: Config, wl: Workload) -> dict[str, GuestKern
     """Create, populate and build every domain of ``wl`` on ``m``, and the tables the
     workload needs -> guest kernels by domain name (:meth:`Session.set_up`)."""
     kernels = {}
-    for spec, (i, _, _) in zip(wl.domains, cfg.domain_entries()):
+    for spec, (i, _, _), vcpus in zip(wl.domains, cfg.domain_entries(), cfg.domain_vcpus()):
         lay = wl.layout[spec.name]
-        pool = lay.pool_pages(fallback=not m.pv_superpages)
-        domid = m.create_domain(spec.name, spec.pages + pool)
+        pool = lay.pool_pages(fallback=not m.pv_superpages, vcpus=vcpus)
+        domid = m.create_domain(spec.name, spec.pages + pool, vcpus=vcpus)
         k = GuestKernel(m, domid, pt_pool_pages=pool)
         free = m.heap.free_frames << 12
         done = k.populate(0, spec.pages)

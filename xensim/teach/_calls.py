@@ -26,11 +26,13 @@ from ._tree import Call
 _DOMID_SELF = 0x7FF0
 
 
-def decode_call(m: Machine, caller: int, number: int, args: tuple
+def decode_call(m: Machine, caller: int, number: int, args: tuple, vcpu: int = 0
                 ) -> tuple[str, list[str], list | None]:
-    """(call head, decoded requests, populate_physmap's GPFNs) before the call runs."""
+    """(call head, decoded requests, populate_physmap's GPFNs) before the call runs; the
+    calling vCPU is named for a domain of several (``mmuext_op dom1 v1``)."""
     name = HYPERCALL_NAMES.get(number, f"hypercall{number}")
-    who = f"{name} dom{caller}"
+    d = m.domains.get(caller)
+    who = f"{name} dom{caller}" + (f" v{vcpu}" if d is not None and len(d.vcpus) > 1 else "")
     if number == HYPERVISOR_mmu_update and args:
         reqs = list(args[0])
         fd = args[2] if len(args) > 2 else _DOMID_SELF

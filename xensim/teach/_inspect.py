@@ -34,7 +34,7 @@ from ..mem import (DOMID_INVALID, INVALID, PGT_l4_page_table, SUPERPAGE_ORDER, S
                    decode_count_info, decode_type_info)
 from ..xen import (_PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, CHILD_TYPES, GNTMAP_device_map,
                    GNTMAP_host_map, GNTMAP_readonly, GTF_readonly, LEVEL_TYPES, Machine, pins,
-                   pte_mfn)
+                   pte_mfn, vcpu_roots)
 from ._decode import count_info_text, format_pte, pte_flags, type_info_text, type_text
 from ..sim import CrashWatch
 from ._replay import pick_design, replay
@@ -137,9 +137,10 @@ def held_by(m: Machine, mfn: int, mapped: list[dict]) -> dict:
         for page, t in dom.pinned.items():
             if int(m.pdx_to_mfn(page)) == mfn:
                 rows.append({"what": f"pin by dom{dom.domid}", "general": 1, "type": type_text(t)})
-        if dom.baseptr == mfn:
-            rows.append({"what": f"base pointer of dom{dom.domid}", "general": 1,
-                         "type": type_text(PGT_l4_page_table)})
+        for root, what in vcpu_roots(dom):
+            if root == mfn:
+                rows.append({"what": what, "general": 1,
+                             "type": type_text(PGT_l4_page_table)})
     for g in grants_of(m, mfn):                    # a device mapping's references are the grant's
         for kind, n in (("devw", g["pins"]["devw"]), ("devr", g["pins"]["devr"])):
             if n:
@@ -280,6 +281,9 @@ def inspect_domain(m: Machine, domid: int, max_tree_lines: int = 64) -> dict:
     out = {"view": "domain", "domid": domid, "name": d.name, "max_pages": d.max_pages,
            "tot_pages": d.tot_pages, "allocated_pages": len(d.allocated),
            "baseptr": d.baseptr,
+           "vcpus": [{"vcpu": v.vcpu_id, "guest_table": v.guest_table,
+                      "guest_table_user": v.guest_table_user,
+                      "old_guest_table": v.old_guest_table} for v in d.vcpus],
            "pins": [{"mfn": int(m.pdx_to_mfn(p)), "type": type_text(t)} for p, t in sorted(d.pinned.items())],
            "marks": sorted(d.marked), "dying": d.is_dying}
     levels = {lv: {"tables": 0, "present": 0, "pse": 0, "pse_rw": 0, "small": 0, "small_rw": 0,
@@ -397,6 +401,11 @@ def _domain_lines(r: dict) -> list[tuple[str, list[str]]]:
     head = [f"max_pages {r['max_pages']}, tot_pages {r['tot_pages']}, "
             f"allocated {r['allocated_pages']}" + (", dying" if r["dying"] else ""),
             "base pointer: " + (f"L4 mfn {r['baseptr']:#x}" if r["baseptr"] is not None else "none"),
+            *[f"v{v['vcpu']}: " + ", ".join(f"{k} {v[k]:#x}" for k in
+                                            ("guest_table", "guest_table_user", "old_guest_table")
+                                            if v[k] is not None)
+              for v in r.get("vcpus", ()) if len(r["vcpus"]) > 1 or v["guest_table_user"]
+              is not None],
             "pins: " + (", ".join(f"{p['type']} mfn {p['mfn']:#x}" for p in r["pins"]) or "none"),
             "marks: " + (", ".join(f"mfn {x:#x}" for x in r["marks"]) or "none")]
     lv = []

@@ -70,13 +70,19 @@ def _setup_lines(m: Machine, kernels: dict[str, GuestKernel]) -> list[str]:
 
 def trace(cfg: Config, memmap: MemoryMap, design: str | None = None, level: str = "superpage",
           all_frames: bool = False, limit: int | None = None,
-          writer: TraceWriter | None = None) -> TraceResult:
+          writer: TraceWriter | None = None, recorder=None) -> TraceResult:
     """Run the config's workload on ``design`` and narrate its hypercalls.
 
     With a ``writer``, the trace is written as it is made (the header, then each
     operation's lines as soon as it has run, then the summary) and the result keeps
     no lines. A crash (:class:`~xensim.sim.DesignCrashed`) is in the summary, as
-    ``crashed: ...``, and in the result's :attr:`~TraceResult.crash`."""
+    ``crashed: ...``, and in the result's :attr:`~TraceResult.crash`.
+
+    A ``recorder`` sees the same run as the text: ``recorder.start(machine)`` once set up,
+    ``recorder.op(index, text)`` before each
+    operation, ``recorder.call(call, rc, lines)`` after each hypercall (its event tree and
+    its lines, at ``level``), ``recorder.refused(text)`` for an operation the guest kernel
+    refused, ``recorder.stop()`` at the end; the run stops early once ``recorder.full``."""
     with CrashWatch(pick_design(cfg, design)):
         session = replay(cfg, memmap, design)
     name, m, kernels, wl = session.design, session.machine, session.kernels, session.workload
@@ -110,20 +116,31 @@ def trace(cfg: Config, memmap: MemoryMap, design: str | None = None, level: str 
         watch.before(i, op)
         n += 1
         tracer.lines.append(Line(0, f"op {i + 1}: {op}", "op"))
+        if recorder is not None:
+            recorder.op(i, str(op))
 
+    if recorder is not None:
+        recorder.start(m)
+        tracer.call_listeners.append(recorder.call)
     tracer.install()
     try:
         with watch:
             for step in session.steps(limit, before):
                 if step.refused is not None:
-                    tracer.lines.append(Line(1, "refused by the guest kernel (no hypercall): "
-                                                f"{step.refused}", "note"))
+                    text = f"refused by the guest kernel (no hypercall): {step.refused}"
+                    tracer.lines.append(Line(1, text, "note"))
+                    if recorder is not None:
+                        recorder.refused(text)
                 if not step.ok:
                     failed += 1
+                if recorder is not None and recorder.full:
+                    break
     except DesignCrashed as e:              # a bug: shown, not hidden
         crash = e
     finally:
         tracer.uninstall()
+        if recorder is not None:
+            recorder.stop()
         flush()
     footer = [f"{_n(n, 'operation')} ({failed} failed), {_n(tracer.calls, 'hypercall')} "
               f"({tracer.errors} returned an error), {tracer.flushes} TLB "

@@ -65,6 +65,9 @@ class Tracer:
         #: range nodes waiting for their range_got, in order
         self._ranges: list[Node | None] = []
         self._subs: list = []
+        #: called after each hypercall with (call, rc, its lines): the call's event tree
+        #: (a ``Call``, its ``node`` the events as ``Node`` children) and its narration
+        self.call_listeners: list = []
 
     # -- subscribing -----------------------------------------------------------------------
     def install(self) -> "Tracer":
@@ -325,7 +328,7 @@ class Tracer:
 
     # -- entering and leaving a hypercall --------------------------------------------------------
     def _enter(self, caller: int, number: int, args: tuple) -> None:
-        head, requests, gpfns = decode_call(self.m, caller, number, args)
+        head, requests, gpfns = decode_call(self.m, caller, number, args, self.m.hypercall.vcpu)
         call = Call(caller, number, args, head, requests, gpfns=gpfns,
                     grants=grants_named(self.m, caller, number, args))
         call.tot_pages = {d.domid: d.tot_pages for d in self.m.domains.values()}
@@ -343,7 +346,10 @@ class Tracer:
         self.calls += 1
         if rc < 0:
             self.errors += 1
-        self.lines.extend(self.narrator.call_lines(call, rc))
+        lines = self.narrator.call_lines(call, rc)
+        self.lines.extend(lines)
+        for fn in self.call_listeners:
+            fn(call, rc, lines)
         self.cur = None
         self.stack = []
 

@@ -10,6 +10,10 @@ from ._audit import (
 from ._audit_incremental import (
     IncrementalAuditor,
 )
+from ._baseptr import (
+    PGT_root_page_table, BaseptrRules, RULES as BASEPTR_RULES, Vcpu, rules_for, root_mfns,
+    vcpu_roots, new_guest_cr3, new_user_baseptr, put_old_guest_table, vcpu_destroy_pagetables,
+)
 from ._bus_watcher import (
     BusWatcher, FRAME_EVENTS,
 )
@@ -55,6 +59,9 @@ from ._memory_op import (
     XenMemoryReservation, max_order, do_memory_op, increase_reservation, populate_physmap,
     guest_remove_page, decrease_reservation, remove_extent,
 )
+from ._mmuext_other import (
+    MMUEXT_NEW_USER_BASEPTR,
+)
 from ._mmu import (
     MMU_NORMAL_PT_UPDATE, MMU_MACHPHYS_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, MMU_CMD_MASK,
     MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE,
@@ -85,6 +92,9 @@ from ._segdesc import (
 )
 
 __all__ = [
+    "PGT_root_page_table", "BaseptrRules", "BASEPTR_RULES", "Vcpu", "rules_for", "root_mfns",
+    "vcpu_roots", "new_guest_cr3", "new_user_baseptr", "put_old_guest_table",
+    "vcpu_destroy_pagetables", "MMUEXT_NEW_USER_BASEPTR",
     "GNTMAP_device_map", "GNTMAP_host_map", "GNTMAP_readonly", "GNTMAP_application_map",
     "GNTMAP_contains_pte", "grant_pte_flags", "guest_map_l1e",
     "HYPERVISOR_grant_table_op", "GNTTABOP_map_grant_ref", "GNTTABOP_unmap_grant_ref",

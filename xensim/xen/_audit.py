@@ -24,7 +24,7 @@ from itertools import repeat
 
 import numpy as np
 
-from ..mem import RangeSet
+from ..mem import PDX_GROUP_MASK, PDX_GROUP_SHIFT, RangeSet
 from ..mem import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state,
                          PGC_state_free, PGC_state_inuse, PGT_count_mask, PGT_pinned,
                          PGT_type_mask, PGT_TYPE_NAMES, PGT_type_shift)
@@ -226,7 +226,7 @@ def recount(m, owned_runs, exp: Expected, rep: AuditReport, pins: dict | None = 
     if not owned_runs:
         return
     # the contributors' single-frame expectations as arrays (each MFN once, sorted), sliced
-    # per run
+    # per chunk
     ref_mfn = np.fromiter(exp.refs.keys(), dtype=np.int64, count=len(exp.refs))
     ref_n = np.fromiter(exp.refs.values(), dtype=np.int64, count=len(exp.refs))
     order = np.argsort(ref_mfn, kind="stable")
@@ -236,39 +236,95 @@ def recount(m, owned_runs, exp: Expected, rep: AuditReport, pins: dict | None = 
     typ_cnt = np.fromiter((c for _, c in exp.types.values()), dtype=np.int64, count=len(exp.types))
     order = np.argsort(typ_mfn, kind="stable")
     typ_mfn, typ_type, typ_cnt = typ_mfn[order], typ_type[order], typ_cnt[order]
-    bounds = np.array([(s, e) for s, e, _ in owned_runs], dtype=np.int64)
-    ref_at = np.searchsorted(ref_mfn, bounds).tolist()
-    typ_at = np.searchsorted(typ_mfn, bounds).tolist()
-    for (s, e, d), (r_lo, r_hi), (t_lo, t_hi) in zip(owned_runs, ref_at, typ_at):
-        n = e - s
-        rep.frames_checked += n
-        # count, type bits (0 = unconstrained), type count, allocated, pinned
-        e_count, e_type, e_tcount, e_alloc, e_pinned = np.zeros((5, n), dtype=np.int64)
-        for a_s, a_e in allocs.overlapping(d, s, e):
-            e_alloc[max(a_s, s) - s:min(a_e, e) - s] = 1
-        e_count += e_alloc
-        for mfn in _pinned_mfns(m, d, pins):
-            if s <= mfn < e:
-                e_pinned[mfn - s] = 1
-        if r_hi > r_lo:
-            e_count[ref_mfn[r_lo:r_hi] - s] += ref_n[r_lo:r_hi]
-        if t_hi > t_lo:
-            at = typ_mfn[t_lo:t_hi] - s
-            e_type[at] = typ_type[t_lo:t_hi]
-            e_tcount[at] = typ_cnt[t_lo:t_hi]
-        for r_mfn, r_n, _, r_type in exp.runs:
-            lo, hi = max(r_mfn, s), min(r_mfn + r_n, e)
-            if lo >= hi:
+    runs = _Runs(exp.runs)
+    pinned: dict[int, np.ndarray] = {}
+    for s, e, d in owned_runs:
+        if d.domid not in pinned:
+            pinned[d.domid] = np.array(sorted(_pinned_mfns(m, d, pins)), dtype=np.int64)
+        # chunk by chunk (CHUNK frames, aligned): what a recount holds at once is bounded
+        lo = s
+        while lo < e:
+            hi = min(e, (lo | (CHUNK - 1)) + 1)
+            (r_lo, r_hi), (t_lo, t_hi), (p_lo, p_hi) = (
+                np.searchsorted(a, (lo, hi)).tolist() for a in (ref_mfn, typ_mfn, pinned[d.domid]))
+            alloc = allocs.overlapping(d, lo, hi)
+            covering = runs.overlapping(lo, hi)
+            rep.frames_checked += hi - lo
+            if not (r_hi > r_lo or t_hi > t_lo or p_hi > p_lo or covering or len(alloc) > 1
+                    or alloc and (alloc[0][0] > lo or alloc[0][1] < hi)) \
+                    and _all_read(m, d.domid, lo, hi - lo, PGC_state_inuse | (
+                        PGC_allocated | 1 if alloc else 0)):
+                lo = hi
                 continue
-            e_count[lo - s:hi - s] += 1
-            if r_type is not None:
-                sl = slice(lo - s, hi - s)
-                clash = (e_tcount[sl] > 0) & (e_type[sl] != r_type)
-                for j in np.flatnonzero(clash):
-                    rep.add(Difference(lo + int(j), "type", _tname(int(e_type[sl][j])), _tname(r_type)))
-                e_type[sl] = r_type
-                e_tcount[sl] += 1
-        _compare_run(m, d, s, e_count, e_alloc, e_type, e_tcount, e_pinned, rep)
+            # count, type bits (0 = unconstrained), type count, allocated, pinned
+            n = hi - lo
+            e_count, e_type, e_tcount, e_alloc, e_pinned = np.zeros((5, n), dtype=np.int64)
+            for a_s, a_e in alloc:
+                e_alloc[max(a_s, lo) - lo:min(a_e, hi) - lo] = 1
+            e_count += e_alloc
+            e_pinned[pinned[d.domid][p_lo:p_hi] - lo] = 1
+            if r_hi > r_lo:
+                e_count[ref_mfn[r_lo:r_hi] - lo] += ref_n[r_lo:r_hi]
+            if t_hi > t_lo:
+                at = typ_mfn[t_lo:t_hi] - lo
+                e_type[at] = typ_type[t_lo:t_hi]
+                e_tcount[at] = typ_cnt[t_lo:t_hi]
+            for r_mfn, r_n, _, r_type in covering:
+                r_s, r_e = max(r_mfn, lo), min(r_mfn + r_n, hi)
+                e_count[r_s - lo:r_e - lo] += 1
+                if r_type is not None:
+                    sl = slice(r_s - lo, r_e - lo)
+                    clash = (e_tcount[sl] > 0) & (e_type[sl] != r_type)
+                    for j in np.flatnonzero(clash):
+                        rep.add(Difference(r_s + int(j), "type", _tname(int(e_type[sl][j])),
+                                           _tname(r_type)))
+                    e_type[sl] = r_type
+                    e_tcount[sl] += 1
+            _compare_run(m, d, lo, e_count, e_alloc, e_type, e_tcount, e_pinned, rep)
+            lo = hi
+
+
+#: frames recounted at once (a PDX group's worth): a full audit holds a few arrays of
+#: this many frames, whatever the size of the guests
+CHUNK = 1 << 16
+
+
+class _Runs:
+    """The contributors' runs (``Expected.runs``), found by the frames they cover: those
+    overlapping a chunk, in the order they were said."""
+
+    def __init__(self, runs: list):
+        self.runs = runs
+        starts = np.fromiter((r[0] for r in runs), dtype=np.int64, count=len(runs))
+        self.order = np.argsort(starts, kind="stable")
+        self.starts = starts[self.order]
+        self.longest = max((r[1] for r in runs), default=0)
+
+    def overlapping(self, lo: int, hi: int) -> list:
+        if not self.runs:
+            return []
+        i, j = np.searchsorted(self.starts, (lo - self.longest + 1, hi)).tolist()
+        runs = self.runs
+        return [runs[k] for k in np.sort(self.order[i:j]).tolist() if runs[k][0] + runs[k][1] > lo]
+
+
+def _all_read(m, domid: int, mfn: int, n: int, want_ci: int) -> bool:
+    """Do frames [mfn, mfn+n) all hold ``want_ci`` in their checked count_info bits, no
+    typed reference nor pin, and owner ``domid``? Decided from each word's minimum and
+    maximum (no array made); False also when they merely differ from one another (the
+    caller then compares them frame by frame)."""
+    ft = m.frame_table
+    for pdx, k in m.pdx_runs(mfn, n):
+        arrays = ft.written_group(pdx >> PDX_GROUP_SHIFT)
+        if arrays is None:
+            return False                                # frames as at boot: free
+        off = pdx & PDX_GROUP_MASK
+        ci, ti, owner = (a[off:off + k] for a in arrays)
+        c0, t0 = int(ci.min()), int(ti.min())
+        if (c0 != int(ci.max()) or c0 & CI_CHECKED != want_ci or t0 != int(ti.max())
+                or t0 & TI_CHECKED or int(owner.min()) != domid or int(owner.max()) != domid):
+            return False
+    return True
 
 
 #: a run of at most this many frames is compared frame by frame first (faster than arrays)
@@ -434,10 +490,18 @@ def check_partition(m, owned_runs, free_runs, rep: AuditReport) -> None:
     for s, e, who in runs:
         if not any(fs <= s and e <= fe for fs, fe in m.memmap.frame_ranges):
             rep.add(Difference(s, "not RAM", "RAM frames only", f"{who} holds [{s:#x}, {e:#x})"))
+    ft = m.frame_table
     for s, e in free_runs:
         rep.frames_checked += e - s
         for pdx, k in m.pdx_runs(s, e - s):
-            ci, ti, owner = m.frame_table.read_slices(pdx, k)
+            arrays = ft.written_group(pdx >> PDX_GROUP_SHIFT)
+            if arrays is None:
+                continue                                # frames as at boot: free
+            off = pdx & PDX_GROUP_MASK
+            ci, ti, owner = (a[off:off + k] for a in arrays)
+            if (int(ci.min()) == int(ci.max()) == PGC_state_free and int(ti.max()) == 0
+                    and int(owner.min()) == int(owner.max()) == DOMID_INVALID):
+                continue
             bad = (ci != _U(PGC_state_free)) | (ti != 0) | (owner != DOMID_INVALID)
             for j in np.flatnonzero(bad)[:5]:
                 mfn = int(m.pdx_to_mfn(pdx + int(j)))

@@ -32,6 +32,7 @@ import numpy as np
 
 from ._audit import (AuditReport, Difference, Expected, check_holders, check_partition,
                      check_spage_entries, owner_lookup, recount)
+from ._baseptr import PGT_root_page_table, root_mfns
 from ._bus_watcher import FRAME_EVENTS, BusWatcher
 from ._pagetable import (CHILD_TYPES, LEVEL_TYPES, PADDR_MASK, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
                          is_xen_slot)
@@ -245,10 +246,9 @@ class IncrementalAuditor(BusWatcher):
                 dirty.frame(int(m.pdx_to_mfn(page)))
         for mfn in was[3] ^ now[3]:                      # marks
             dirty.superpage(mfn)
-        if was[4] != now[4]:                             # base pointer
-            for mfn in (was[4], now[4]):
-                if mfn is not None:
-                    dirty.frame(mfn)
+        if was[4] != now[4]:                             # the vCPUs' root tables
+            for mfn in set(was[4] or ()) | set(now[4] or ()):
+                dirty.frame(mfn)
 
     def _recount(self, dirty: "_Dirty") -> AuditReport:
         m = self.m
@@ -443,9 +443,10 @@ class IncrementalAuditor(BusWatcher):
                 c[1 if e & _PAGE_RW else 0] += 1
             for domid in doms:
                 exp.holds(sp, SUPERPAGE_PAGES, domid)
-        for d in m.domains.values():
-            if d.baseptr is not None and d.baseptr in frames:
-                exp.typed(d.baseptr, d.domid, PGT_l4_page_table)
+        for d in m.domains.values():                   # each vCPU's root tables
+            for root in root_mfns(d):
+                if root in frames:
+                    exp.typed(root, d.domid, PGT_root_page_table)
         exp.privileged.add(0)
         design = Expected()
         m.superpage.expect_superpages(design, pse, sorted(sps))
@@ -509,16 +510,17 @@ def _start(run) -> int:
 def _record(d, was: tuple | None = None) -> tuple:
     """A domain's records as the auditor compares them between checks: its owned and
     allocated runs (those of ``was``, its previous record, if the sets have not changed
-    since), pins, marks, base pointer, and which objects they are."""
+    since), pins, marks, the vCPUs' root tables, and which objects they are."""
     owned, allocated = d.owned, d.allocated
     sets = (id(d), id(owned), owned.version, id(allocated), allocated.version)
+    roots = root_mfns(d)
     if was is not None and was[5] == sets:
-        if d.baseptr == was[4] and d.pinned == was[2] and d.marked == was[3]:
+        if roots == was[4] and d.pinned == was[2] and d.marked == was[3]:
             return was                                   # nothing changed: the same record
         runs = was[0], was[1]
     else:
         runs = owned.runs(), allocated.runs()
-    return (runs[0], runs[1], dict(d.pinned), frozenset(d.marked), d.baseptr, sets)
+    return (runs[0], runs[1], dict(d.pinned), frozenset(d.marked), roots, sets)
 
 
 def _sym_diff(a, b) -> list[tuple[int, int]]:

@@ -55,13 +55,14 @@ def grant_pte_flags(flags: int) -> int:
     return pte
 
 
-def guest_map_l1e(m, d, va: int) -> tuple[int, int] | None:
-    """The L1 entry mapping linear address ``va`` in ``d``'s page tables: (table MFN,
-    index), or None when the walk from the base pointer meets an absent entry or a
-    superpage (Xen's guest_map_l1e; the table's type is for the caller to check)."""
-    if d is None or d.baseptr is None:
+def guest_map_l1e(m, d, va: int, vcpu: int = 0) -> tuple[int, int] | None:
+    """The L1 entry mapping linear address ``va`` in the page tables of ``d``'s vCPU
+    ``vcpu`` (its kernel root, ``guest_table``): (table MFN, index), or None when the walk
+    meets an absent entry or a superpage (Xen's guest_map_l1e; the table's type is for
+    the caller to check)."""
+    table = None if d is None else d.vcpus[vcpu].guest_table
+    if table is None:
         return None
-    table = d.baseptr
     for shift in (39, 30, 21):
         e = m.mem.read(table, (va >> shift) & 511)
         if not e & _PAGE_PRESENT or (shift == 21 and e & _PAGE_PSE):

@@ -13,6 +13,7 @@ from operator import is_
 
 import numpy as np
 
+from ._baseptr import vcpu_destroy_pagetables
 from ._domain import Domain
 from ._events import Events
 from ..mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
@@ -101,8 +102,8 @@ class Machine:
         #: every domain's grant table (xen/_grant_table.py)
         self.gnttab = GrantTables()
         #: hooks run by destroy_domain before PGC_allocated is dropped, in order: forget
-        #: the grant mappings it holds (domain_kill's gnttab_release_mappings), drop the
-        #: vCPU's root and unpin every table, clear superpage marks, then devalidate the
+        #: the grant mappings it holds (domain_kill's gnttab_release_mappings), drop each
+        #: vCPU's roots and unpin every table, clear superpage marks, then devalidate the
         #: tables still valid (linear loops), L4, L3, L2
         self.relinquish_hooks: list = [lambda m, d: m.gnttab.release_mappings(m, d), _unpin_all,
                                        lambda m, d: m.design_host.relinquish(d.domid),
@@ -122,9 +123,9 @@ class Machine:
         self.design_host.attach_design(self.superpage)
         self.hypercall = HypercallLayer(self)
         self.hypercall.register(HYPERVISOR_memory_op, do_memory_op)
-        self.hypercall.register(HYPERVISOR_mmu_update, do_mmu_update)
-        self.hypercall.register(HYPERVISOR_mmuext_op, do_mmuext_op)
-        self.hypercall.register(HYPERVISOR_update_va_mapping, do_update_va_mapping)
+        self.hypercall.register(HYPERVISOR_mmu_update, do_mmu_update, per_vcpu=True)
+        self.hypercall.register(HYPERVISOR_mmuext_op, do_mmuext_op, per_vcpu=True)
+        self.hypercall.register(HYPERVISOR_update_va_mapping, do_update_va_mapping, per_vcpu=True)
         self.hypercall.register(HYPERVISOR_grant_table_op, do_grant_table_op)
         self.events.watch(self._bind)
 
@@ -314,13 +315,16 @@ class Machine:
     def domain(self, domid: int) -> Domain | None:
         return self.domains.get(domid)
 
-    def create_domain(self, name: str, max_pages: int, caller: int = 0) -> int:
-        """XEN_DOMCTL_createdomain + max_mem: a new domain id, or -EPERM for a non-dom0 caller."""
+    def create_domain(self, name: str, max_pages: int, caller: int = 0, vcpus: int = 1) -> int:
+        """XEN_DOMCTL_createdomain + max_mem + max_vcpus: a new domain id, or -EPERM for a
+        non-dom0 caller (-EINVAL for fewer than one vCPU)."""
         if caller != 0:
             return -errno.EPERM
+        if vcpus < 1:
+            return -errno.EINVAL
         domid = self._next_domid
         self._next_domid += 1
-        self.domains[domid] = Domain(domid, name, max_pages)
+        self.domains[domid] = Domain(domid, name, max_pages, vcpus=vcpus)
         self.gnttab.create(domid)
         return domid
 
@@ -374,12 +378,7 @@ class Machine:
         """
         n = 1 << order
         count = 0 if d.is_dying else max(0, min(count, (d.max_pages - d.tot_pages) // n))
-        mfns: list[int] = []
-        for _ in range(count):
-            mfn = self.heap.alloc(order)
-            if mfn is None:
-                break
-            mfns.append(mfn)
+        mfns = self.heap.alloc_many(order, count)
         start = 0
         for i in range(1, len(mfns) + 1):
             if i == len(mfns) or mfns[i] != mfns[i - 1] + n:
@@ -404,19 +403,16 @@ class Machine:
         pages = np.atleast_1d(np.asarray(pages, dtype=np.int64))
         if (freed := self.events.pages_freed) is not None:
             owners = self.frame_table.gather(pages)[2].astype(np.int64)
-        mfns = np.asarray(self.pdx_to_mfn(pages.astype(np.uint64)), dtype=np.int64)
-        cuts = np.flatnonzero(np.diff(mfns) != 1) + 1
-        for run_pages, run_mfns in zip(np.split(pages, cuts), np.split(mfns, cuts)):
-            first, n, mfn = int(run_pages[0]), int(run_pages.size), int(run_mfns[0])
+        for first, n, mfn in self._page_runs(pages):
             ci, ti, owner = self.frame_table.slices(first, n)
             if (ci & _U(PGC_count_mask)).any():
                 raise AssertionError(f"freeing referenced frames at mfn {mfn:#x}")
-            for domid in np.unique(owner):
-                d = self.domains.get(int(domid))
+            o0, o1 = int(owner.min()), int(owner.max())     # one owner (a run's): no sort
+            for domid in [o0] if o0 == o1 else np.unique(owner).tolist():
+                d = self.domains.get(domid)
                 if d is None:
                     continue
-                k = int((owner == domid).sum())
-                if k != n:
+                if o0 != o1 and int((owner == domid).sum()) != n:
                     raise AssertionError(f"a free run at mfn {mfn:#x} mixes owners")
                 d.owned.remove(mfn, mfn + n)
                 d.tot_pages -= n
@@ -430,6 +426,19 @@ class Machine:
             self.heap.free_range(mfn, mfn + n)
         if freed is not None:
             freed(pages, owners)
+
+    def _page_runs(self, pages: np.ndarray):
+        """(first pdx, frames, first mfn) of each run of ``pages`` (distinct PDXs, in order)
+        whose frames are consecutive in both numberings: frames freed together are
+        usually one run in one group (no array of MFNs made)."""
+        lo, hi = int(pages.min()), int(pages.max())
+        if (hi - lo == pages.size - 1 and lo >> PDX_GROUP_SHIFT == hi >> PDX_GROUP_SHIFT
+                and self._to_mfn(hi) - self._to_mfn(lo) == hi - lo):
+            return [(lo, pages.size, self._to_mfn(lo))]     # (distinct: the whole run)
+        mfns = np.asarray(self.pdx_to_mfn(pages.astype(np.uint64)), dtype=np.int64)
+        cuts = np.flatnonzero(np.diff(mfns) != 1) + 1
+        return [(int(p[0]), int(p.size), int(f[0]))
+                for p, f in zip(np.split(pages, cuts), np.split(mfns, cuts))]
 
     def _free_page(self, page: int) -> None:
         """:meth:`_free_pages` of one frame (put_page's), with no array made."""
@@ -564,11 +573,11 @@ def _same_objects(a: tuple, b: tuple) -> bool:
 
 
 def _unpin_all(m: Machine, d: Domain) -> None:
-    """relinquish step 1: the vCPU drops its root table, every pinned table loses its pin;
-    tables whose last typed reference goes are devalidated, down the tree."""
-    if d.baseptr is not None:
-        root, d.baseptr = d.baseptr, None
-        m.refs.put_page_and_type(m.mfn_to_page(root))
+    """relinquish step 1: each vCPU drops its root tables (vcpu_destroy_pagetables), every
+    pinned table loses its pin; tables whose last typed reference goes are devalidated,
+    down the tree."""
+    for v in d.vcpus:
+        vcpu_destroy_pagetables(m, v)
     for page in sorted(d.pinned):
         del d.pinned[page]
         if m.refs.clear_pinned(page):

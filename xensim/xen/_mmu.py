@@ -13,9 +13,10 @@ import errno
 from dataclasses import dataclass
 
 from ._domain import DOMID_SELF
-from ._mmuext_other import NOT_MODELLED, OTHER_NAMES, other_command
+from ._baseptr import new_guest_cr3, new_user_baseptr, put_old_guest_table, rules_for
+from ._mmuext_other import MMUEXT_NEW_USER_BASEPTR, OTHER_NAMES, other_command
 from ._release import Release
-from ..mem import PGT_l4_page_table, PGT_writable_page
+from ..mem import PGT_writable_page
 from ._grant_host import guest_map_l1e
 from ._pagetable import LEVEL_TYPES, _PAGE_PRESENT, _PAGE_PSE, pte_mfn
 from ..mem import PAGE_SHIFT, SUPERPAGE_ORDER, SUPERPAGE_PAGES
@@ -40,11 +41,11 @@ MMUEXT_MARK_SUPER = 19
 MMUEXT_UNMARK_SUPER = 20
 
 #: every command of the modelled releases by its Xen name (``MMUEXT_`` dropped, lower case),
-#: in number order; the ones not modelled (``NOT_MODELLED``) are -ENOSYS
+#: in number order
 MMUEXT_NAMES = dict(sorted({0: "pin_l1_table", 1: "pin_l2_table", 2: "pin_l3_table",
                             3: "pin_l4_table", 4: "unpin_table", 5: "new_baseptr",
-                            19: "mark_super", 20: "unmark_super", **OTHER_NAMES,
-                            **NOT_MODELLED}.items()))
+                            15: "new_user_baseptr", 19: "mark_super", 20: "unmark_super",
+                            **OTHER_NAMES}.items()))
 
 
 @dataclass
@@ -113,12 +114,16 @@ def _batch(m, reqs, done, fn, *args) -> int:
 
 # -- mmu_update ----------------------------------------------------------------------
 def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = None,
-                  foreigndom: int = DOMID_SELF) -> int:
-    """Xen's do_mmu_update. ``foreigndom`` carries the page owner in its low 16 bits
-    (get_pg_owner) and, when bits 16-31 are not 0, the page-table owner's domid
-    plus one. ``done`` is written on every exit but one: from 4.5, an unknown
-    page-table owner returns before it."""
+                  foreigndom: int = DOMID_SELF, vcpu: int = 0) -> int:
+    """Xen's do_mmu_update, issued by vCPU ``vcpu`` of ``caller``. ``foreigndom`` carries
+    the page owner in its low 16 bits (get_pg_owner) and, when bits 16-31 are not 0, the
+    page-table owner's domid plus one. ``done`` is written on every exit but one: from
+    4.5, an unknown page-table owner returns before it. From 4.5 a put a preempted call
+    left (``old_guest_table``) is finished first."""
     d = m.domains.get(caller)
+    v = d.vcpus[vcpu]
+    if v.old_guest_table is not None and rules_for(m.release).old_guest_table:
+        put_old_guest_table(m, v)
     old = m.release == Release.R4_1
     foreigndom &= 0xFFFFFFFF                              # an unsigned int
     pt_owner = d
@@ -199,11 +204,15 @@ def mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = True
 
 
 # -- update_va_mapping ---------------------------------------------------------------
-def do_update_va_mapping(m, caller: int, va: int, val: int, flags: int = 0) -> int:
+def do_update_va_mapping(m, caller: int, va: int, val: int, flags: int = 0,
+                         vcpu: int = 0) -> int:
+    """Xen's do_update_va_mapping: the entry mapping ``va`` in the calling vCPU's
+    kernel root table (its ``guest_table``)."""
     d = m.domain(caller)
-    if d.is_dying or d.baseptr is None:
+    table = d.vcpus[vcpu].guest_table
+    if d.is_dying or table is None:
         return -errno.EINVAL
-    slot = guest_map_l1e(m, d, va)
+    slot = guest_map_l1e(m, d, va, vcpu)
     if slot is None:
         return -errno.EINVAL
     table, index = slot
@@ -216,11 +225,16 @@ def do_update_va_mapping(m, caller: int, va: int, val: int, flags: int = 0) -> i
 
 # -- mmuext_op -----------------------------------------------------------------------
 def do_mmuext_op(m, caller: int, ops: list[MmuextOp], done: list | None = None,
-                 foreigndom: int = DOMID_SELF) -> int:
-    """Xen's do_mmuext_op. A refused ``foreigndom`` writes ``done`` (0) in 4.1 only:
-    from 4.5 the call returns before it (-ESRCH from get_pg_owner, -EPERM from XSM)."""
+                 foreigndom: int = DOMID_SELF, vcpu: int = 0) -> int:
+    """Xen's do_mmuext_op, issued by vCPU ``vcpu`` of ``caller``. A refused
+    ``foreigndom`` writes ``done`` (0) in 4.1 only: from 4.5 the call returns before it
+    (-ESRCH from get_pg_owner, -EPERM from XSM). From 4.5 a put a preempted call left
+    (``old_guest_table``) is finished first."""
     curr = m.domain(caller)
+    v = curr.vcpus[vcpu]
     old = m.release == Release.R4_1
+    if v.old_guest_table is not None and rules_for(m.release).old_guest_table:
+        put_old_guest_table(m, v)
     pg_owner = get_pg_owner(m, curr, foreigndom)
     if pg_owner is None:
         if old:
@@ -228,23 +242,24 @@ def do_mmuext_op(m, caller: int, ops: list[MmuextOp], done: list | None = None,
         return -errno.ESRCH
     if not old and not _privileged_for(curr, pg_owner):  # xsm_mmuext_op
         return -errno.EPERM
-    return _batch(m, ops, done, _mmuext_one, curr, pg_owner)
+    return _batch(m, ops, done, _mmuext_one, curr, pg_owner, v)
 
 
-def _mmuext_one(m, op: MmuextOp, curr, pg_owner) -> int:
+def _mmuext_one(m, op: MmuextOp, curr, pg_owner, v) -> int:
     cmd = op.cmd
     if MMUEXT_PIN_L1_TABLE <= cmd <= MMUEXT_PIN_L4_TABLE:
         return _pin(m, op.arg1, LEVEL_TYPES[cmd - MMUEXT_PIN_L1_TABLE + 1], pg_owner, curr)
     if cmd == MMUEXT_UNPIN_TABLE:
         return _unpin(m, op.arg1, pg_owner)
-    if cmd == MMUEXT_NEW_BASEPTR:
-        # 4.1 ignores the foreign domain here (the caller's own base pointer); 4.5 on refuse
-        if pg_owner is not curr and m.release > Release.R4_1:
+    if cmd == MMUEXT_NEW_BASEPTR or cmd == MMUEXT_NEW_USER_BASEPTR:
+        # 4.1 ignores the foreign domain here (the caller's own vCPU); 4.5 on refuse
+        if pg_owner is not curr and rules_for(m.release).foreign_refused:
             return -errno.EPERM
-        return _new_baseptr(m, op.arg1, curr)
+        install = new_guest_cr3 if cmd == MMUEXT_NEW_BASEPTR else new_user_baseptr
+        return install(m, curr, v, op.arg1 & _U64)
     if cmd in (MMUEXT_MARK_SUPER, MMUEXT_UNMARK_SUPER):
         return _mark_unmark(m, cmd, op.arg1, curr, pg_owner)
-    rc = other_command(m, op, curr, pg_owner)          # flushes, SET_LDT, CLEAR/COPY_PAGE
+    rc = other_command(m, op, curr, pg_owner, v)       # flushes, SET_LDT, CLEAR/COPY_PAGE
     return -errno.ENOSYS if rc is None else rc
 
 
@@ -285,19 +300,6 @@ def _unpin(m, mfn: int, d) -> int:
     return 0
 
 
-def _new_baseptr(m, mfn: int, d) -> int:
-    """Xen's new_guest_cr3: the new root takes an L4 type reference, the old one drops its."""
-    if not m.mfn_valid(mfn):
-        return -errno.EINVAL
-    rc = m.refs.get_page_and_type_rc(m.mfn_to_page(mfn), d.domid, PGT_l4_page_table)
-    if rc != 0:
-        return rc
-    old, d.baseptr = d.baseptr, mfn
-    if old is not None:
-        m.refs.put_page_and_type(m.mfn_to_page(old))
-    return 0
-
-
 def _mark_unmark(m, cmd: int, mfn: int, curr, pg_owner) -> int:
     """MMUEXT_MARK_SUPER / UNMARK_SUPER, with the check order of the configured release.
 
@@ -334,7 +336,7 @@ def _mark_unmark(m, cmd: int, mfn: int, curr, pg_owner) -> int:
     if not m.spage_table.has_entry(m.mfn_to_pdx(mfn) >> SUPERPAGE_ORDER):
         # a superpage with no RAM: nobody owns it. Xen's dense table had a zero entry
         # there, so MARK failed taking the 512 references and UNMARK found no MARK.
-        return -errno.EINVAL if m.faithful else -errno.EPERM
+        return -errno.EINVAL
     if cmd == MMUEXT_MARK_SUPER:
         return m.design_host.mark_superpage(mfn, d.domid)
     return m.design_host.unmark_superpage(mfn, d.domid)

@@ -8,9 +8,9 @@ FLUSH_CACHE_GLOBAL's (``foreigndom != DOMID_SELF``: -EINVAL) and acts on the cal
 CLEAR_PAGE and COPY_PAGE act on the page owner's frames from 4.5
 (``get_page_from_gfn(pg_owner, ...)``), on the caller's in 4.1.
 
-The TLB model (:mod:`._tlbflush`) gives each domain one vCPU on a CPU of its own: a
-whole flush of that CPU (TLB_FLUSH_LOCAL, TLB_FLUSH_ALL, TLB_FLUSH_MULTI naming vCPU
-0, SET_LDT changing the LDT) ticks the TLB clock and is counted as every flush is
+The TLB model (:mod:`._tlbflush`) gives each domain one CPU of its own, shared by its
+vCPUs: a whole flush of that CPU (TLB_FLUSH_LOCAL, TLB_FLUSH_ALL, TLB_FLUSH_MULTI naming
+one of the domain's vCPUs, SET_LDT changing the calling vCPU's LDT) ticks the TLB clock and is counted as every flush is
 (``RefStats.tlb_flushes``, the ``tlb_flush`` event with no page); INVLPG of one
 address flushes no whole TLB (Xen's ``flush_area_local`` with order 0: no clock
 tick), so it changes nothing modelled. A vCPU mask is the mask itself (``arg2``),
@@ -44,11 +44,6 @@ OTHER_NAMES = {6: "tlb_flush_local", 7: "invlpg_local", 8: "tlb_flush_multi",
                9: "invlpg_multi", 10: "tlb_flush_all", 11: "invlpg_all", 12: "flush_cache",
                13: "set_ldt", 16: "clear_page", 17: "copy_page", 18: "flush_cache_global"}
 
-#: the commands of the modelled releases that xensim does not model (answered -ENOSYS,
-#: as an unknown command): NEW_USER_BASEPTR would hold a second root reference
-#: (``guest_table_user``) that the auditors and the destruction path do not know
-NOT_MODELLED = {MMUEXT_NEW_USER_BASEPTR: "new_user_baseptr"}
-
 #: SET_LDT: at most this many entries (8 bytes each: 16 pages)
 LDT_MAX_ENTS = 8192
 #: the end of Xen's own part of the 64-bit address space (HYPERVISOR_VIRT_END)
@@ -77,8 +72,9 @@ def flush_own_tlb(m, d) -> None:
     m.refs.tlb.flush(-1, d.domid, 0)
 
 
-def other_command(m, op, curr, pg_owner) -> int | None:
-    """``op`` if it is one of this module's commands (its 0 or -errno), else None."""
+def other_command(m, op, curr, pg_owner, vcpu) -> int | None:
+    """``op`` if it is one of this module's commands (its 0 or -errno), else None
+    (``vcpu``: the calling vCPU of ``curr``)."""
     cmd = op.cmd
     if cmd not in OTHER_NAMES:
         return None
@@ -97,15 +93,15 @@ def other_command(m, op, curr, pg_owner) -> int | None:
             return 0
         return -errno.EINVAL if v == Release.R4_1 else -errno.EACCES
     if cmd == MMUEXT_SET_LDT:
-        return _set_ldt(m, curr, op.arg1, op.arg2)
+        return _set_ldt(m, curr, vcpu, op.arg1, op.arg2)
     if cmd in (MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_TLB_FLUSH_ALL) or (
-            cmd == MMUEXT_TLB_FLUSH_MULTI and op.arg2 & 1):   # vCPU 0, the domain's only one
-        flush_own_tlb(m, curr)
+            cmd == MMUEXT_TLB_FLUSH_MULTI and op.arg2 & ((1 << len(curr.vcpus)) - 1)):
+        flush_own_tlb(m, curr)                 # (a mask naming one of its vCPUs)
     return 0                                   # INVLPG_*: one address, no whole flush
 
 
-def _set_ldt(m, d, ptr: int, ents: int) -> int:
-    """SET_LDT: the LDT at linear address ``ptr``, ``ents`` entries. A change flushes
+def _set_ldt(m, d, v, ptr: int, ents: int) -> int:
+    """SET_LDT: vCPU ``v``'s LDT at linear address ``ptr``, ``ents`` entries. A change flushes
     the CPU's TLB (``invalidate_shadow_ldt`` + ``flush_tlb_local``); the same LDT again
     does nothing (``nr_ents`` is a 32-bit field). From 4.7 no entries means base 0."""
     ents &= _U32
@@ -114,9 +110,9 @@ def _set_ldt(m, d, ptr: int, ents: int) -> int:
         ptr = 0
     if ptr & 0xFFF or not addr_ok(m, ptr) or ents > LDT_MAX_ENTS:
         return -errno.EINVAL
-    if (d.ldt_base, d.ldt_ents) != (ptr, ents):
+    if (v.ldt_base, v.ldt_ents) != (ptr, ents):
         flush_own_tlb(m, d)
-        d.ldt_base, d.ldt_ents = ptr, ents
+        v.ldt_base, v.ldt_ents = ptr, ents
     return 0
 
 

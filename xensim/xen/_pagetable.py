@@ -37,10 +37,11 @@ from ..mem import (PGC_count_mask, PGT_count_mask, PGT_l1_page_table, PGT_l2_pag
                          PGT_l3_page_table, PGT_l4_page_table, PGT_PAGE_TABLE_TYPES,
                          PGT_seg_desc_page, PGT_type_mask, PGT_type_shift, PGT_validated,
                          PGT_writable_page)
+from ._baseptr import PGT_root_page_table, root_mfns
 from ._release import Release
 from ._segdesc import alloc_segdesc_page
 from ._host import put_spage_pages
-from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES
+from ..mem import PAGE_SHIFT, PDX_GROUP_MASK, PDX_GROUP_SHIFT, SUPERPAGE_PAGES
 
 # x86 page-table entry flags
 _PAGE_PRESENT = 0x001
@@ -272,11 +273,11 @@ class PageTables:
             if not unchecked and not (m.mfn_valid(mfn) and m.mfn_valid(mfn + SUPERPAGE_PAGES - 1)):
                 return -errno.EINVAL
             if not m.spage_table.has_entry(m.mfn_to_pdx(mfn) >> 9):
-                # a superpage without RAM: nobody owns it. (Xen's dense table had a zero
-                # entry there, so its get_page on frames without RAM failed: -EINVAL.)
+                # a superpage without RAM: nobody owns it. Xen's dense table had a zero
+                # entry there, so its get_page on frames without RAM failed: -EINVAL.
                 if m.faithful and not m.mfn_valid(mfn):
                     return m.xsa167(mfn) or -errno.EINVAL
-                return -errno.EINVAL if m.faithful else -errno.EPERM
+                return -errno.EINVAL
             return m.superpage.get_superpage(mfn, d, bool(e & _PAGE_RW))
         if level == 1:
             # Xen 4.1's get_page_from_l1e answers 1 or 0 (its callers make 0 -EINVAL);
@@ -474,14 +475,21 @@ class PageTables:
         """
         m = self.m
         ft = m.frame_table
+        # the domain's L2-L4 tables, in page order, found in one pass over its frames (a
+        # devalidation only clears PGT_validated: each level's walk finds some of them)
+        tables = []
+        for s, e in d.owned.runs():
+            for pdx, k in m.pdx_runs(s, e - s):
+                arrays = ft.written_group(pdx >> PDX_GROUP_SHIFT)
+                if arrays is None:
+                    continue                            # frames as at boot: no tables
+                off = pdx & PDX_GROUP_MASK
+                hit = (arrays[1][off:off + k] >> np.uint64(PGT_type_shift)) - np.uint64(2) < 3
+                if hit.any():
+                    tables.extend((pdx + np.flatnonzero(hit)).tolist())
         for level in (4, 3, 2):
             want = LEVEL_TYPES[level] | PGT_validated
-            pages = []
-            for s, e in d.owned.runs():
-                for pdx, k in m.pdx_runs(s, e - s):
-                    _, ti, _ = ft.read_slices(pdx, k)
-                    hit = (ti & np.uint64(PGT_type_mask | PGT_validated)) == np.uint64(want)
-                    pages.extend(pdx + int(j) for j in np.flatnonzero(hit))
+            pages = [p for p in tables if ft.type_info(p) & (PGT_type_mask | PGT_validated) == want]
             for page in pages:
                 while True:
                     x = ft.type_info(page)
@@ -632,9 +640,9 @@ class PageTables:
                     exp.typed(mfn, domid, LEVEL_TYPES[level])
                 else:
                     exp.typed(mfn, domid, CHILD_TYPES[level])
-        for d in m.domains.values():
-            if d.baseptr is not None:
-                exp.typed(d.baseptr, d.domid, PGT_l4_page_table)
+        for d in m.domains.values():                   # each vCPU's root tables
+            for root in root_mfns(d):
+                exp.typed(root, d.domid, PGT_root_page_table)
         # a privileged domain's L1 entries may map other domains' frames (foreigndom)
         exp.privileged.add(0)
         m.superpage.expect(exp, pse)

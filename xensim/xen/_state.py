@@ -12,7 +12,7 @@ Each component captures and restores its own part through public methods:
 | ``tables``: the contents of page-table (guest) frames | ``GuestMemory`` | ``capture`` / ``restore`` |
 | ``records.heap``: the free blocks | ``DomainHeap`` | ``snapshot`` / ``restore`` |
 | ``records.m2p`` | ``FrameMap`` | ``capture`` / ``restore`` |
-| ``records.domains``: each domain's records, runs and P2M | ``Domain`` (``RangeSet``, ``FrameMap``) | ``capture`` / ``restore`` |
+| ``records.domains``: each domain's records, runs, P2M and vCPUs | ``Domain`` (``RangeSet``, ``FrameMap``, ``Vcpu``) | ``capture`` / ``restore`` |
 | ``records.live``: the validated tables | ``PageTables`` | ``capture_live`` / ``restore_live`` |
 | ``records.design``: the design's own state | the design | ``snapshot`` / ``restore`` |
 | ``records.spage``: the superpage table | ``SuperpageTable`` | ``snapshot`` / ``restore`` |
@@ -111,8 +111,10 @@ def same_state(a: MachineState, b: MachineState, frames_same: bool) -> bool:
 
 
 #: what a Domain.capture() holds, in order
-_DOMAIN_FIELDS = ("domid", "tot_pages", "max_pages", "pinned", "marked", "is_dying", "baseptr",
-                  "owned", "allocated", "p2m", "ldt_base", "ldt_ents")
+_DOMAIN_FIELDS = ("domid", "tot_pages", "max_pages", "pinned", "marked", "is_dying", "vcpus",
+                  "owned", "allocated", "p2m")
+#: what a Vcpu.capture() holds, in order
+_VCPU_FIELDS = ("guest_table", "guest_table_user", "old_guest_table", "ldt_base", "ldt_ents")
 
 
 def records_difference(m, a: Records, b: Records) -> str | None:
@@ -128,16 +130,21 @@ def records_difference(m, a: Records, b: Records) -> str | None:
         return f"domains {sorted(da)} vs {sorted(db)}"
     for domid, p in da.items():
         q = db[domid]
-        for k, f in enumerate(_DOMAIN_FIELDS[1:7], start=1):
+        for k, f in enumerate(_DOMAIN_FIELDS[1:6], start=1):
             if p[k] != q[k]:
                 return f"dom{domid}.{f}: {p[k]} vs {q[k]}"
+        if p[6] != q[6]:
+            if len(p[6]) != len(q[6]):
+                return f"dom{domid}'s vCPUs: {len(p[6])} vs {len(q[6])}"
+            for i, (u, w) in enumerate(zip(p[6], q[6])):
+                for f, a, b in zip(_VCPU_FIELDS, u, w):
+                    if a != b:
+                        return f"d{domid}.v{i}.{f}: {a} vs {b}"
         for k, f in ((7, "owned"), (8, "allocated")):
             if p[k] != q[k]:
                 return f"dom{domid}.{f}"
         if p[9] != q[9]:
             return f"dom{domid}'s P2M"
-        if p[10:] != q[10:]:
-            return f"dom{domid}'s LDT: {p[10:]} vs {q[10:]}"
     if x[3] != y[3]:
         return "the live page tables"
     if x[4] != y[4]:
@@ -241,8 +248,12 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "Domain": {
         "state": ("tot_pages", "max_pages", "owned", "allocated", "pinned", "marked",
-                  "baseptr", "is_dying", "p2m", "ldt_base", "ldt_ents"),
+                  "vcpus", "is_dying", "p2m"),
         "config": ("domid", "name"),
+    },
+    "Vcpu": {
+        "state": ("guest_table", "guest_table_user", "old_guest_table", "ldt_base", "ldt_ents"),
+        "config": ("vcpu_id",),
     },
     "GrantTables": {
         "state": ("tables",),
@@ -251,10 +262,10 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
         "state": ("nr_frames", "shared", "active", "maptrack", "free", "fresh", "limit"),
     },
     "HypercallLayer": {
-        "config": ("handlers",),
+        "config": ("handlers", "per_vcpu"),
         "link": ("machine", "hypercall_enter", "hypercall_leave", "atomic_step"),
         "stats": ("stats", "_stats_of"),
-        "transient": ("active",),
+        "transient": ("active", "vcpu"),
     },
 }
 
@@ -268,6 +279,7 @@ def _components(m) -> list[tuple[str, object]]:
     for domid, d in m.domains.items():
         out += [(f"domains[{domid}]", d), (f"domains[{domid}].owned", d.owned),
                 (f"domains[{domid}].allocated", d.allocated), (f"domains[{domid}].p2m", d.p2m)]
+        out += [(f"domains[{domid}].vcpus[{v.vcpu_id}]", v) for v in d.vcpus]
     return out
 
 

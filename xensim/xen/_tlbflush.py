@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..mem import DOMID_INVALID, PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT
+from ..mem import DOMID_INVALID, PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, mapped_zeros
 
 __all__ = ["TlbFlushFilter"]
 
@@ -53,7 +53,7 @@ class TlbFlushFilter:
         self.version += 1
         a = self.groups.get(g)
         if a is None:
-            a = self.groups[g] = np.zeros(PDX_GROUP_FRAMES, dtype=np.uint32)
+            a = self.groups[g] = mapped_zeros(PDX_GROUP_FRAMES, np.uint32)
         return a
 
     def timestamp(self, page: int) -> int:
@@ -77,7 +77,24 @@ class TlbFlushFilter:
             if a is not None:
                 a[pages & PDX_GROUP_MASK] = 0
             return
+        if n and pages >> PDX_GROUP_SHIFT == (pages + n - 1) >> PDX_GROUP_SHIFT:
+            a = self.groups.get(pages >> PDX_GROUP_SHIFT)
+            if a is not None:                   # a run in one group: a slice
+                a[pages & PDX_GROUP_MASK:(pages & PDX_GROUP_MASK) + n] = 0
+            return
         pages = np.arange(pages, pages + n) if n else np.atleast_1d(np.asarray(pages, dtype=np.int64))
+        if not pages.size:
+            return
+        lo, hi = int(pages.min()), int(pages.max())
+        if lo >> PDX_GROUP_SHIFT == hi >> PDX_GROUP_SHIFT:   # one group (a run's frames): no sort
+            a = self.groups.get(lo >> PDX_GROUP_SHIFT)
+            if a is None:
+                pass
+            elif hi - lo == pages.size - 1:     # (distinct frames) every one of [lo, hi]
+                a[lo & PDX_GROUP_MASK:(hi & PDX_GROUP_MASK) + 1] = 0
+            else:
+                a[pages & PDX_GROUP_MASK] = 0
+            return
         groups = pages >> PDX_GROUP_SHIFT
         for g in np.unique(groups):
             a = self.groups.get(int(g))
@@ -90,12 +107,16 @@ class TlbFlushFilter:
         need a flush)?"""
         return page >> PDX_GROUP_SHIFT in self.groups
 
-    def stamp_run(self, first: int, where: np.ndarray) -> None:
+    def stamp_run(self, first: int, where: np.ndarray | None, n: int = 0) -> None:
         """put_page_type took the last typed references of the frames ``where`` selects in
-        the run [first, first+len(where)) (one PDX group): stamp them with the clock."""
+        the run [first, first+len(where)) (one PDX group), or of every frame of the run
+        [first, first+n) (``where`` None): stamp them with the clock."""
         off = first & PDX_GROUP_MASK
-        np.copyto(self.group_for_write(first >> PDX_GROUP_SHIFT)[off:off + where.size],
-                  np.uint32(self.clock), where=where)
+        a = self.group_for_write(first >> PDX_GROUP_SHIFT)
+        if where is None:
+            a[off:off + n] = self.clock
+        else:
+            np.copyto(a[off:off + where.size], np.uint32(self.clock), where=where)
 
     def stamp_pages(self, pages: np.ndarray) -> None:
         """The same for scattered frames (``pages``: PDXs, int64)."""

@@ -124,16 +124,16 @@ class PlainWriteBatch(Accelerator):
     def apply(self, m, reqs, done, pt_owner, pg_owner, normal_ok, machphys_ok):
         if not normal_ok or len(reqs) < PSE_BATCH_MIN:
             return None
+        table = (reqs[0].ptr & _U64) >> PAGE_SHIFT
+        if not m.mfn_valid(table) or m.pt.live_level(m.mfn_to_page(table)):
+            return None                             # (a live table first: no request read)
         ptrs = [r.ptr & _U64 for r in reqs]
-        table = ptrs[0] >> PAGE_SHIFT
         if any(p >> PAGE_SHIFT != table or p & MMU_CMD_MASK not in (MMU_NORMAL_PT_UPDATE,
                                                                      MMU_PT_UPDATE_PRESERVE_AD)
-               for p in ptrs) or not m.mfn_valid(table):
+               for p in ptrs):
             return None
         vals = [r.val for r in reqs]
         if not all(type(v) is int and 0 <= v <= _U64 for v in vals):
-            return None
-        if m.pt.live_level(m.mfn_to_page(table)):
             return None
         rc = m.request(mmu_update_one, m, reqs[0], pt_owner, pg_owner, True, machphys_ok)
         if rc < 0:
