@@ -361,3 +361,23 @@ def test_auditors_catch_a_foreign_pte_no_grant_permits():
     full = audit(w.m)
     assert [str(d) for d in full.differences] == [
         f"mfn {w.frame():#x} referenced by: expected dom{w.be}'s own frame, actual owner dom{w.fe}"]
+
+
+def test_map_grant_ref_walks_the_calling_vcpus_tables_4_8():
+    """create_grant_va_mapping walks the current vCPU's page tables (guest_map_l1e): a
+    vCPU with no root table of its own has no L1 for the linear address."""
+    m = Machine(MemoryMap([(0, 64 << 20)], name="small"), "none")
+    front = GuestKernel(m, m.create_domain("front", 512 + 64))
+    back = GuestKernel(m, m.create_domain("back", 512 + 64, vcpus=2))
+    for k in (front, back):
+        assert k.populate(0, 512) == 1 and k.build() == 0
+    assert back.ensure_table(BVA, 1)[1] == 0
+    assert m.gnttab.grant_access(front.domid, 8, back.domid, front.mfn(5))
+    snap = m.snapshot()
+    op = GnttabMapGrantRef(BVA, RW, 8, front.domid)
+    assert m.hypercall(back.domid, HYPERVISOR_grant_table_op, GNTTABOP_map_grant_ref, [op], None,
+                       vcpu=1) == 0
+    assert op.status == GNTST_general_error and m.same_as(snap)
+    assert m.hypercall(back.domid, HYPERVISOR_grant_table_op, GNTTABOP_map_grant_ref, [op], None,
+                       vcpu=0) == 0
+    assert op.status == GNTST_okay and audit(m).ok

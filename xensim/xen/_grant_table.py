@@ -314,7 +314,7 @@ def _put(m, frame: int, typed: bool, why: str) -> None:
 
 
 # -- GNTTABOP_map_grant_ref -----------------------------------------------------------------
-def _map_one(m, ld, op: GnttabMapGrantRef) -> int:
+def _map_one(m, ld, op: GnttabMapGrantRef, vcpu: int = 0) -> int:
     """__gnttab_map_grant_ref for a PV grantee ``ld``: the op's status."""
     flags = op.flags
     if not flags & (GNTMAP_device_map | GNTMAP_host_map):
@@ -326,7 +326,7 @@ def _map_one(m, ld, op: GnttabMapGrantRef) -> int:
     handle = lgt.next_handle(max_maptrack_frames(m.release))
     if handle < 0:
         return GNTST_no_device_space
-    rc = m.request(_map_pinned, m, ld, rd, lgt, rgt, op, handle)
+    rc = m.request(_map_pinned, m, ld, rd, lgt, rgt, op, handle, vcpu)
     if rc != GNTST_okay:
         return rc
     lgt.take_handle(handle)
@@ -335,7 +335,7 @@ def _map_one(m, ld, op: GnttabMapGrantRef) -> int:
 
 
 def _map_pinned(m, ld, rd, lgt: GrantTable, rgt: GrantTable, op: GnttabMapGrantRef,
-                handle: int) -> int:
+                handle: int, vcpu: int = 0) -> int:
     ref, flags = op.ref, op.flags
     ro = bool(flags & GNTMAP_readonly)
     if not 0 <= ref < rgt.nr_entries():
@@ -366,7 +366,7 @@ def _map_pinned(m, ld, rd, lgt: GrantTable, rgt: GrantTable, op: GnttabMapGrantR
     new_pin = pin + ((GNTPIN_devr_inc if ro else GNTPIN_devw_inc) if flags & GNTMAP_device_map else 0) \
         + ((GNTPIN_hstr_inc if ro else GNTPIN_hstw_inc) if flags & GNTMAP_host_map else 0)
     rgt.active[ref] = (new_pin, ld.domid, frame)
-    rc = _map_references(m, ld, rd, op, frame, ro, first_get)
+    rc = _map_references(m, ld, rd, op, frame, ro, first_get, vcpu)
     if rc != GNTST_okay:
         _set_pin(rgt, ref, pin, ld.domid, frame, writable_dropped=not ro)
         return rc
@@ -376,7 +376,7 @@ def _map_pinned(m, ld, rd, lgt: GrantTable, rgt: GrantTable, op: GnttabMapGrantR
 
 
 def _map_references(m, ld, rd, op: GnttabMapGrantRef, frame: int, ro: bool,
-                    first_get: bool) -> int:
+                    first_get: bool, vcpu: int = 0) -> int:
     """The references of one mapping (the frame is ``rd``'s RAM; else general_error, as
     no xensim domain may map I/O memory), and the host PTE; undone on failure."""
     flags = op.flags
@@ -391,7 +391,7 @@ def _map_references(m, ld, rd, op: GnttabMapGrantRef, frame: int, ro: bool,
         m.refs.put_page(page)                          # could_not_pin
         return GNTST_general_error
     if flags & GNTMAP_host_map:
-        rc = create_grant_host_mapping(m, ld, op.host_addr, frame, flags)
+        rc = create_grant_host_mapping(m, ld, op.host_addr, frame, flags, vcpu)
         if rc != GNTST_okay:                           # undo_out
             if not ro:
                 m.refs.put_page_type(page)
@@ -421,7 +421,7 @@ class _Unmap:
     status: int = GNTST_okay
 
 
-def _unmap_common(m, ld, u: _Unmap) -> None:
+def _unmap_common(m, ld, u: _Unmap, vcpu: int = 0) -> None:
     lgt = m.gnttab.tables[ld.domid]
     fixed = not m.faithful
     rec = lgt.maptrack.get(u.handle) if 0 <= u.handle < lgt.limit else None
@@ -444,7 +444,8 @@ def _unmap_common(m, ld, u: _Unmap) -> None:
             return
         u.frame = frame
         if u.host_addr and flags & GNTMAP_host_map:
-            rc = replace_grant_host_mapping(m, ld, u.host_addr, frame, u.new_addr, flags, True)
+            rc = replace_grant_host_mapping(m, ld, u.host_addr, frame, u.new_addr, flags, True,
+                                            vcpu)
             if rc != GNTST_okay:
                 u.status = rc
                 return
@@ -464,7 +465,8 @@ def _unmap_common(m, ld, u: _Unmap) -> None:
                 flags &= ~GNTMAP_device_map
                 pin -= GNTPIN_devr_inc if ro else GNTPIN_devw_inc
         if u.host_addr and flags & GNTMAP_host_map:
-            rc = replace_grant_host_mapping(m, ld, u.host_addr, frame, u.new_addr, flags, False)
+            rc = replace_grant_host_mapping(m, ld, u.host_addr, frame, u.new_addr, flags, False,
+                                            vcpu)
             if rc != GNTST_okay:
                 lgt.maptrack[u.handle] = (flags, dom, ref)
                 rgt.active[ref] = (pin, grantee, frame)
@@ -512,13 +514,13 @@ def _unmap_complete(m, ld, u: _Unmap) -> None:
     _set_pin(rgt, u.ref, pin, grantee, frame, writable_dropped=not u.flags & GNTMAP_readonly)
 
 
-def _unmap_batch(m, ld, ops: list, replace: bool) -> None:
+def _unmap_batch(m, ld, ops: list, replace: bool, vcpu: int = 0) -> None:
     for start in range(0, len(ops), GNTTAB_UNMAP_BATCH_SIZE):
         batch = []
         for op in ops[start:start + GNTTAB_UNMAP_BATCH_SIZE]:
             u = _Unmap(op, op.host_addr, 0 if replace else op.dev_bus_addr,
                        op.new_addr if replace else 0, op.handle)
-            _unmap_common(m, ld, u)
+            _unmap_common(m, ld, u, vcpu)
             op.status = u.status
             batch.append(u)
         # (Xen flushes the grantee's TLB here, gnttab_flush_tlb: xensim's TLB model is the
@@ -560,8 +562,10 @@ def _query_size(m, curr, op: GnttabQuerySize) -> None:
     op.max_nr_frames = DEFAULT_MAX_NR_GRANT_FRAMES
 
 
-def do_grant_table_op(m, caller: int, cmd: int, ops: list, count: int | None = None) -> int:
-    """Hypercall 20: ``cmd`` on ``count`` ops (default: all of ``ops``); each op's ``status``
+def do_grant_table_op(m, caller: int, cmd: int, ops: list, count: int | None = None,
+                      vcpu: int = 0) -> int:
+    """Hypercall 20 from vCPU ``vcpu`` of ``caller`` (a linear host address is walked in
+    its page tables): ``cmd`` on ``count`` ops (default: all of ``ops``); each op's ``status``
     is set; rc 0, -EINVAL (a negative count; setup_table and query_size take exactly one),
     -EFAULT (fewer ops than ``count``: the guest's array ends), -ENOSYS (another cmd)."""
     ld = m.domains[caller]
@@ -571,9 +575,9 @@ def do_grant_table_op(m, caller: int, cmd: int, ops: list, count: int | None = N
     todo = ops[:n]
     if cmd == GNTTABOP_map_grant_ref:
         for op in todo:
-            op.status = _map_one(m, ld, op)
+            op.status = _map_one(m, ld, op, vcpu)
     elif cmd in (GNTTABOP_unmap_grant_ref, GNTTABOP_unmap_and_replace):
-        _unmap_batch(m, ld, todo, cmd == GNTTABOP_unmap_and_replace)
+        _unmap_batch(m, ld, todo, cmd == GNTTABOP_unmap_and_replace, vcpu)
     elif cmd in (GNTTABOP_setup_table, GNTTABOP_query_size):
         if n != 1:
             return -errno.EINVAL
