@@ -160,6 +160,8 @@ class GrantTable:
 
     def __init__(self, nr_frames: int = INITIAL_NR_GRANT_FRAMES):
         self.nr_frames = nr_frames
+        #: gt_version: 0 until the domain sets its table up (setup_table), then 1
+        self.version = 0
         self.shared: dict[int, tuple[int, int, int]] = {}
         self.active: dict[int, tuple[int, int, int]] = {}
         self.maptrack: dict[int, tuple[int, int, int]] = {}
@@ -168,7 +170,8 @@ class GrantTable:
         self.limit = 0
 
     def nr_entries(self) -> int:
-        return self.nr_frames * GRANT_ENTRIES_PER_FRAME
+        """nr_grant_entries: none before the table is set up (version 0)."""
+        return self.nr_frames * GRANT_ENTRIES_PER_FRAME if self.version else 0
 
     def flags(self, ref: int) -> int:
         return self.shared.get(ref, (0, 0, 0))[0]
@@ -202,10 +205,11 @@ class GrantTable:
 
     def capture(self) -> tuple:
         return (self.nr_frames, tuple(self.shared.items()), tuple(self.active.items()),
-                tuple(self.maptrack.items()), tuple(self.free), self.fresh, self.limit)
+                tuple(self.maptrack.items()), tuple(self.free), self.fresh, self.limit,
+                self.version)
 
     def restore(self, state: tuple) -> None:
-        self.nr_frames, shared, active, maptrack, free, self.fresh, self.limit = state
+        self.nr_frames, shared, active, maptrack, free, self.fresh, self.limit, self.version = state
         self.shared, self.active, self.maptrack = dict(shared), dict(active), dict(maptrack)
         self.free = list(free)
 
@@ -229,7 +233,7 @@ class GrantTables:
         """Guest ``domid`` writes entry ``ref``: ``grantee`` may map ``frame`` (its MFN: a
         PV guest's frame numbers are machine frames). The guest writes domid and frame,
         then the flags (gnttab_grant_foreign_access); Xen's marks stay. False: ``ref`` is
-        outside its grant frames."""
+        outside its grant frames (none before setup_table gave it them)."""
         gt = self.tables[domid]
         if not 0 <= ref < gt.nr_entries():
             return False
@@ -338,7 +342,9 @@ def _map_pinned(m, ld, rd, lgt: GrantTable, rgt: GrantTable, op: GnttabMapGrantR
                 handle: int, vcpu: int = 0) -> int:
     ref, flags = op.ref, op.flags
     ro = bool(flags & GNTMAP_readonly)
-    if not 0 <= ref < rgt.nr_entries():
+    if rgt.version == 0 and m.release <= Release.R4_5:
+        return GNTST_general_error              # "remote grant table not yet set up"
+    if not 0 <= ref < rgt.nr_entries():         # 4.7 on: no entries before it is set up
         return GNTST_bad_gntref
     pin, grantee, frame = rgt.active.get(ref, (0, ld.domid, 0))
     if pin and (grantee != ld.domid or pin & 0x80808080):
@@ -550,6 +556,7 @@ def _setup_table(m, curr, op: GnttabSetupTable) -> None:
     if d is None:
         return
     gt = m.gnttab.tables[d.domid]
+    gt.version = gt.version or 1
     gt.nr_frames = max(gt.nr_frames, op.nr_frames)        # gnttab_grow_table
     op.frame_list = list(range(op.nr_frames))             # the grant frames' indexes
 
