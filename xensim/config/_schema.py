@@ -12,7 +12,7 @@ from typing import Any, Callable, Literal
 
 from .._errors import ConfigError
 from ..designs import default_design, design_names
-from ..xen import LATEST_RELEASE, RELEASE_NAMES, parse_preemption
+from ..xen import LATEST_RELEASE, RELEASE_NAMES, Release, parse_preemption
 from ._files import check_e820_type
 from ._hypercall_ops import HypercallOp
 from ._loader import line_of, size
@@ -91,6 +91,20 @@ class HypervisorConfig:
     faithful: bool = False
     #: when hypercall_preempt_check() answers true: never, every N, random P [seed S]
     preempt: str = field(default="never", metadata={"check": check_preempt})
+    #: Xen's pv-linear-pt boot option (4.10 on; on by default, as in 4.22)
+    pv_linear_pt: bool = True
+
+    def _after_load(self, fail: Callable[..., None]) -> None:
+        if not self.pv_linear_pt and Release.parse(self.version) < Release.R4_10:
+            fail(f"Xen {self.version} has no pv-linear-pt option (it came with XSA-240's "
+                 f"fix, 4.10): leave it out", "pv_linear_pt")
+        if not self.allow_superpage and not Release.parse(self.version).pv_superpages:
+            fail(f"Xen {self.version} has no allowsuperpage option (PV superpages were "
+                 f"removed in 4.10): leave it out; 'none' is that Xen, a superpage design "
+                 f"runs there as if merged", "allow_superpage")
+        if self.preempt.split()[0] != "never" and Release.parse(self.version) > Release.R4_8:
+            fail(f"preemption is modelled for Xen 4.1-4.8; {self.version} has XSA-299's rework "
+                 f"of partial validation (4.13), which is not: use never", "preempt")
 
 
 # -- the simulation: domains, workload, compare, cost model (docs/workloads.md) --------

@@ -120,6 +120,9 @@ class Fuzzer(FuzzRunner):
             k.populate(k.pt_base, POOL, superpages=False)
             if k.build() != 0:
                 return g
+            if s.grants:                                  # gnttab_init
+                self.step({"op": "grant_table_op", "domain": name, "cmd": "setup_table",
+                           "grants": [[4]]})
             sps = [k.d.p2m.get(i * _SP) for i in range(s.superpages)]
             sps = [x for x in sps if x >= 0]
             k.map_superpages(DIRECTMAP_BASE, sps[:max(1, len(sps) // 2)])
@@ -145,6 +148,21 @@ class Fuzzer(FuzzRunner):
             if owner == g.domid:
                 out[level].append(int(m.pdx_to_mfn(page)))
         return out
+
+    def _one_level(self, r: random.Random, t: dict[int, list[int]], level: int, parent: int,
+                   child: int) -> tuple[int, int, int]:
+        """Xen 4.10 on (XSA-240, counted linear entries): most of the time a linear entry
+        that the one-level rule refuses, at a level where the guest has counted tables:
+        from a table used linearly (inc_linear_entries) or to a table holding linear
+        entries (inc_linear_uses), to or from another table of that level."""
+        m = self.m
+        counted = [(lv, mfn, c) for lv in (2, 3, 4) for mfn in t[lv]
+                   if (c := m.pt.linear_pt_count.get(m.mfn_to_page(mfn), 0))]
+        if not counted or r.random() < 0.2:
+            return level, parent, child
+        level, mfn, c = r.choice(counted)
+        other = r.choice(t[level])
+        return (level, mfn, other) if c < 0 else (level, other, mfn)
 
     def _own(self, domid: int, r: random.Random) -> int | None:
         d = self.m.domains.get(domid)
@@ -296,6 +314,8 @@ class Fuzzer(FuzzRunner):
                 # a linear entry: to a table of its own level, itself or another (loops
                 # too); read-only, else refused
                 child = parent if r.random() < 0.3 else r.choice(t[level])
+                if self.m.pt.linear_pt_count:
+                    level, parent, child = self._one_level(r, t, level, parent, child)
                 if r.random() < 0.85:
                     f &= ~_PAGE_RW
             else:

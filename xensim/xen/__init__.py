@@ -88,7 +88,7 @@ from ._preempt import (
     Preemption, parse_preemption, PREEMPT_MODES, ERESTART, Continuation,
 )
 from ._release import (
-    Release, RELEASES, RELEASE_NAMES, LATEST_RELEASE,
+    Release, RELEASES, RELEASE_NAMES, LATEST_RELEASE, NEWEST_RELEASE, release_label,
 )
 from ._segdesc import (
     FIRST_RESERVED_GDT_ENTRY, FLAT_KERNEL_CS, check_descriptor, alloc_segdesc_page,
@@ -136,6 +136,6 @@ __all__ = [
     "guest_remove_page", "has_changed", "increase_reservation", "is_xen_slot", "make_pte",
     "max_order", "populate_physmap", "pte_mfn", "put_pte_flags", "remove_extent",
     "VECTOR_MIN_FRAMES", "mmu_update_requests", "mmu_update_one", "STEPWISE", "VECTORISED",
-    "LATEST_RELEASE", "RELEASES", "RELEASE_NAMES", "Release",
+    "LATEST_RELEASE", "NEWEST_RELEASE", "RELEASES", "RELEASE_NAMES", "Release", "release_label",
     "Preemption", "parse_preemption", "PREEMPT_MODES", "ERESTART", "Continuation",
 ]

@@ -96,7 +96,11 @@ def free_table(pt, page: int, level: int, mfn: int, preemptible: bool, partial_t
             progress.set(page, nr, 0)
     entries = m.mem.table(mfn).copy()
     top = nr - (0 if partial else 1)
-    present = np.flatnonzero(entries[:top + 1] & _PRESENT)[::-1].tolist() if top >= 0 else []
+    present = np.flatnonzero(entries[:top + 1] & _PRESENT).tolist() if top >= 0 else []
+    if check is not None or partial_table:
+        present.reverse()                         # Xen's order: from the top down
+    # (never preempted, a whole table's entries go up from 0, as xensim always put them:
+    # the same counts at the end, the frames freed back to the heap in that order)
     for i in present:
         if is_xen_slot(level, i):
             partial = 0
