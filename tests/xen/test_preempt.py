@@ -269,3 +269,19 @@ def test_destruction_finishes_a_pin_the_guest_abandoned_4_8():
     assert t.m.destroy_domain(t.g) == 0
     assert t.m.heap.free_frames == free0 + owned and t.m.pt.partial == {}
     assert audit(t.m).ok
+
+
+def test_preemption_is_refused_on_4_22(tmp_path):
+    """Xen 4.22 (RELEASE-4.22.0 arch/x86/mm.c) has XSA-299's rework (partial_flags, checks in
+    alloc_l3/l4_table), which xensim does not model: a machine or a config refuses it."""
+    import subprocess
+    import sys
+    with pytest.raises(ValueError, match="modelled for Xen 4.1-4.8, not 4.22"):
+        Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", version="4.22",
+                preempt="every 4")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('hypervisor:\n  version: "4.22"\n  preempt: "every 4"\n')
+    r = subprocess.run([sys.executable, "-m", "xensim", "run", str(bad)], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "hypervisor.preempt: preemption is modelled for Xen 4.1-4.8" in r.stderr

@@ -75,7 +75,7 @@ class Machine:
         self.version = str(self.release)
         self.faithful = faithful
         #: when hypercall_preempt_check() answers true (xen/_preempt.py; "never" by default)
-        self.preempt = preempt if isinstance(preempt, Preemption) else parse_preemption(preempt)
+        self.preempt = self._preemption(preempt)
         #: Xen's pv-linear-pt boot option (4.10 on; default on, as in 4.22): linear page
         #: tables allowed. Before 4.10 there is no option: always allowed
         self.pv_linear_pt = pv_linear_pt or self.release < Release.R4_10
@@ -149,8 +149,15 @@ class Machine:
         """Change the preemption source (``hypervisor.preempt``'s forms); the slots are
         bound again (an accelerator of a slot with a preemption point is not used while
         preemption can happen)."""
-        self.preempt = preempt if isinstance(preempt, Preemption) else parse_preemption(preempt)
+        self.preempt = self._preemption(preempt)
         self._bind()
+
+    def _preemption(self, preempt: "str | Preemption") -> Preemption:
+        p = preempt if isinstance(preempt, Preemption) else parse_preemption(preempt)
+        if p.mode != "never" and self.release > Release.R4_8:
+            raise ValueError(f"preemption is modelled for Xen 4.1-4.8, not {self.version} "
+                             f"(XSA-299's rework of partial validation, 4.13)")
+        return p
 
     # -- the execution mode ------------------------------------------------------------
     @property
