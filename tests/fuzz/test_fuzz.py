@@ -231,8 +231,8 @@ def started(design="xen-4.1", seed="inject"):
 def test_check_unchanged_catches_a_trace_left_by_a_refused_call(monkeypatch):
     real = mmu._unpin
 
-    def leaky(m, mfn, d):
-        rc = real(m, mfn, d)
+    def leaky(m, mfn, d, *vcpu):
+        rc = real(m, mfn, d, *vcpu)
         if rc < 0:
             m.mem.write(d.baseptr, 300, 0x1234000)     # a trace outside the request journal
         return rc
