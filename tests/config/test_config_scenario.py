@@ -98,7 +98,7 @@ def test_old_spelling_on_the_command_line_warns_once_and_runs(tmp_path):
 @pytest.mark.parametrize("change, expected", [
     (("op: map-4k,", "op: jump,"),
      "s.yaml:7: cpus[0][0].op: bad choice 'jump'; choose from: map, unmap, remap, map-4k, "
-     "unmap-4k, mark, unmark, destroy"),
+     "unmap-4k, mark, unmark, destroy, map-grant, unmap-grant"),
     (("op: map-4k, domain: a,", "op: map-4k,"),
      "s.yaml:7: cpus[0][0]: missing required key 'domain'"),
     (("{op: map-4k,", "{opp: map-4k,"),
@@ -178,8 +178,9 @@ def test_the_scenario_format_doc_names_every_key_and_operation():
             | {f"`hypervisor.{f.name}`" for f in fields(ScenarioHypervisor)}
             | {f"`{f.name}`" for f in fields(ScenarioOp)}
             | {f"`{op}`" for op in SCENARIO_OPS if op not in ("mark", "unmark", "map-4k",
-                                                             "unmap-4k")}
-            | {"`mark` / `unmark`", "`map-4k` / `unmap-4k`"})
+                                                             "unmap-4k", "map-grant",
+                                                             "unmap-grant")}
+            | {"`mark` / `unmark`", "`map-4k` / `unmap-4k`", "`map-grant` / `unmap-grant`"})
     assert want - rows == set()
     assert all(f"`{f.name}`" in text for f in fields(ScenarioDomain))
 

@@ -25,6 +25,7 @@ from xensim.explore._scenario import (explore, format_schedule, parse_schedule, 
 SCENARIOS = sorted((Path(__file__).resolve().parents[2] / "scenarios").glob("*.yaml"))
 SHIPPED = [p for p in SCENARIOS if p.stem != "foreign-dynamic"]
 MARKING = {"xen-4.1", "superpage-info", "pageinfo-count"}
+MAP_MAP = next(p for p in SCENARIOS if p.stem == "map-map")
 
 
 def scenario(name):
@@ -32,8 +33,9 @@ def scenario(name):
 
 
 def test_shipped_scenarios_are_the_required_ones():
-    assert [p.stem for p in SHIPPED] == ["map-destroy", "map-map", "map-unmap", "mark-map",
-                                         "three-cpus", "unmark-unmap", "vcpus-cold-map"]
+    assert [p.stem for p in SHIPPED] == ["grant-superpage-unmap", "map-destroy", "map-map",
+                                         "map-unmap", "mark-map", "three-cpus", "unmark-unmap",
+                                         "vcpus-cold-map"]
 
 
 class TestSketchLeak:
@@ -69,6 +71,22 @@ class TestSketchLeak:
     def test_sketch_is_clean_sequentially(self):
         res = explore(scenario("map-map"), "sketch", "round-robin")
         assert res.schedules == 1
+
+
+class TestGrantRace:
+    """A backend's grant map and unmap of a frame of a frontend's superpage (get_page,
+    get_page_type(PGT_writable_page); put_page_type, put_page: __gnttab_map_grant_ref and
+    __gnttab_unmap_common_complete, 4.8) racing the superpage's unmapping on another CPU."""
+
+    @pytest.mark.parametrize("design", ["xen-4.1", "superpage-info", "per-mapping", "none"])
+    def test_grant_map_and_unmap_race_a_superpage_unmap_4_8(self, design):
+        res = explore(scenario("grant-superpage-unmap"), design, "dfs", preemption_bound=2)
+        assert res.violations == 0 and res.complete and res.refused == {}
+
+    def test_random_schedules_of_the_race(self):
+        res = explore(scenario("grant-superpage-unmap"), "xen-4.1", "random", max_schedules=30,
+                      seed=2)
+        assert res.violations == 0 and res.schedules == 30
 
 
 class TestVcpusColdMap:
@@ -248,13 +266,13 @@ class TestBadInput:
                        f"superpages 0..1, not 2\n")
 
     def test_every_bad_option_gets_its_own_line(self):
-        rc, out, err = _cli(str(SHIPPED[1]), "--preemption-bound", "-3", "--max-schedules", "0")
+        rc, out, err = _cli(str(MAP_MAP), "--preemption-bound", "-3", "--max-schedules", "0")
         assert rc == 2 and out == ""
         assert err.splitlines() == ["xensim: error: --preemption-bound: must be 0 or more, got -3",
                                     "xensim: error: --max-schedules: must be at least 1, got 0"]
 
     def test_replay_longer_than_the_step_bound_is_refused_unexpanded(self):
-        rc, out, err = _cli(str(SHIPPED[1]), "--replay", "0*99999999999")
+        rc, out, err = _cli(str(MAP_MAP), "--replay", "0*99999999999")
         assert rc == 2 and out == ""
         assert err == ("xensim: error: --replay: the schedule has 99,999,999,999 steps, more "
                        "than the step bound of 200,000\n")
@@ -266,7 +284,7 @@ class TestBadInput:
         ("0*x", "bad schedule element '0*x'; expected CPU ids like 0,1*1030,0"),
     ])
     def test_bad_replay_elements(self, text, why):
-        rc, _, err = _cli(str(SHIPPED[1]), "--replay", text)
+        rc, _, err = _cli(str(MAP_MAP), "--replay", text)
         assert rc == 2 and err == f"xensim: error: --replay: {why}\n"
 
     def test_every_option_has_help(self):
@@ -279,18 +297,18 @@ class TestBadInput:
 
 class TestWhatItSays:
     def test_stopping_at_the_first_violation_says_so(self):
-        rc, out, _ = _cli(str(SHIPPED[1]), "--design", "sketch", "--preemption-bound", "1")
+        rc, out, _ = _cli(str(MAP_MAP), "--design", "sketch", "--preemption-bound", "1")
         assert rc == 1
         assert out.splitlines()[1].endswith(", search stopped at the first violation (--all goes on)")
         assert "--max-schedules reached" not in out
 
     def test_a_complete_search_says_so(self):
-        rc, out, _ = _cli(str(SHIPPED[1]), "--design", "sketch", "--preemption-bound", "0")
+        rc, out, _ = _cli(str(MAP_MAP), "--design", "sketch", "--preemption-bound", "0")
         assert rc == 0
         assert out.splitlines()[1].endswith(", search complete within preemption bound 0")
 
     def test_max_schedules_one_runs_one_and_says_incomplete(self):
-        rc, out, _ = _cli(str(SHIPPED[1]), "--design", "xen-4.1", "--max-schedules", "1")
+        rc, out, _ = _cli(str(MAP_MAP), "--design", "xen-4.1", "--max-schedules", "1")
         assert rc == 0
         assert out.splitlines()[1].startswith("schedules explored: 1,")
         assert out.splitlines()[1].endswith(", search incomplete (--max-schedules reached)")
@@ -299,7 +317,7 @@ class TestWhatItSays:
         """The sketch's race (map-map, bound 1): cpu1's cmpxchg 0 -> 1 wins, cpu0's
         cmpxchg expecting 0 finds 1 and loses, re-reads, and its 1 -> 2 wins: the
         lost cmpxchg is in the trace, its summary, and the violation's report."""
-        rc, out, _ = _cli(str(SHIPPED[1]), "--design", "sketch", "--preemption-bound", "1")
+        rc, out, _ = _cli(str(MAP_MAP), "--design", "sketch", "--preemption-bound", "1")
         lines = [ln.strip() for ln in out.splitlines()]
         assert "lost cmpxchg: cpu0 cmpxchg superpage 0x0 word 0: expected 0x0 found 0x1 -> lost" in lines
         i = lines.index("cpu1 cmpxchg superpage 0x0 word 0: expected 0x0 found 0x0 -> 0x1 won")

@@ -665,5 +665,21 @@ def test_seeded_driver_several_vcpus(design, version):
     c = campaign(Setup(design=design, version=version, vcpus=3, audit="both"), 600, seed=7,
                  episode_calls=300, minimise_findings=False, tolerate=known)
     assert_clean(c)
-    assert c.by_call["mmuext_op/new_user_baseptr"] and c.by_call["mmuext_op/new_baseptr"]
-    assert any(op.endswith("baseptr") and e in ("EINVAL", "EPERM") for op, e in c.refused)
+
+
+def test_several_vcpus_generate_user_base_pointers_from_every_vcpu():
+    """The generator with three vCPUs per guest: guests created with them, user L4s
+    pinned and loaded at set-up, NEW_USER_BASEPTR (an L4, 0, a hostile frame) among the
+    base-pointer requests, calls from vCPUs 1 and 2 and from one the guests lack (-ESRCH)."""
+    f = Fuzzer(Setup(vcpus=3), 5)
+    f.start()
+    for _ in range(1500):
+        f.random_call()
+    log = f.log
+    assert all(op.get("vcpus") == 3 for op in log if op["op"] == "create_domain")
+    users = [o for op in log if op["op"] == "mmuext_op" for o in op["ops"]
+             if o[0] == "new_user_baseptr"]
+    assert len(users) > 10 and any(o[1] == 0 for o in users)
+    assert {op.get("vcpu", 0) for op in log if op["op"] in ("mmuext_op", "update_va_mapping")} \
+        == {0, 1, 2, 3}
+    f.finish()

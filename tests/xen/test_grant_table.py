@@ -42,6 +42,8 @@ class World:
             k = self.k[name] = GuestKernel(m, d)
             assert k.populate(0, 512) == 1 and k.build() == 0
         self.fe, self.be = self.k["front"].domid, self.k["back"].domid
+        for k in self.k.values():
+            assert k.grant_setup() == 0                # gnttab_init: setup_table
         f = self.k["front"]
         assert f.map_pages(FVA, [f.mfn(5), f.mfn(6)], writable=True) == 0
         self.l1, rc = self.k["back"].ensure_table(BVA, 1)
@@ -361,3 +363,45 @@ def test_auditors_catch_a_foreign_pte_no_grant_permits():
     full = audit(w.m)
     assert [str(d) for d in full.differences] == [
         f"mfn {w.frame():#x} referenced by: expected dom{w.be}'s own frame, actual owner dom{w.fe}"]
+
+
+def test_map_grant_ref_walks_the_calling_vcpus_tables_4_8():
+    """create_grant_va_mapping walks the current vCPU's page tables (guest_map_l1e): a
+    vCPU with no root table of its own has no L1 for the linear address."""
+    m = Machine(MemoryMap([(0, 64 << 20)], name="small"), "none")
+    front = GuestKernel(m, m.create_domain("front", 512 + 64))
+    back = GuestKernel(m, m.create_domain("back", 512 + 64, vcpus=2))
+    for k in (front, back):
+        assert k.populate(0, 512) == 1 and k.build() == 0 and k.grant_setup() == 0
+    assert back.ensure_table(BVA, 1)[1] == 0
+    assert m.gnttab.grant_access(front.domid, 8, back.domid, front.mfn(5))
+    snap = m.snapshot()
+    op = GnttabMapGrantRef(BVA, RW, 8, front.domid)
+    assert m.hypercall(back.domid, HYPERVISOR_grant_table_op, GNTTABOP_map_grant_ref, [op], None,
+                       vcpu=1) == 0
+    assert op.status == GNTST_general_error and m.same_as(snap)
+    assert m.hypercall(back.domid, HYPERVISOR_grant_table_op, GNTTABOP_map_grant_ref, [op], None,
+                       vcpu=0) == 0
+    assert op.status == GNTST_okay and audit(m).ok
+
+
+@pytest.mark.parametrize("version, status", [("4.1", GNTST_general_error),
+                                             ("4.5", GNTST_general_error),
+                                             ("4.7", GNTST_bad_gntref), ("4.8", GNTST_bad_gntref)])
+def test_map_grant_ref_before_the_granter_set_its_table_up(version, status):
+    """gt_version is 0 until setup_table (or set_version): 4.1 and 4.5 refuse a map of such
+    a table ("remote grant table not yet set up", GNTST_general_error); 4.7 and 4.8 find no
+    entry in it (nr_grant_entries 0: GNTST_bad_gntref). The guest has no grant frames to
+    write before it either."""
+    m = Machine(MemoryMap([(0, 64 << 20)], name="small"), "none", version=version)
+    front = GuestKernel(m, m.create_domain("front", 512 + 64))
+    back = GuestKernel(m, m.create_domain("back", 512 + 64))
+    for k in (front, back):
+        assert k.populate(0, 512) == 1 and k.build() == 0
+    assert back.ensure_table(BVA, 1)[1] == 0
+    assert not m.gnttab.grant_access(front.domid, 8, back.domid, front.mfn(5))
+    snap = m.snapshot()
+    op = GnttabMapGrantRef(BVA, RW, 8, front.domid)
+    assert m.hypercall(back.domid, HYPERVISOR_grant_table_op, GNTTABOP_map_grant_ref, [op],
+                       None) == 0
+    assert op.status == status and m.same_as(snap)

@@ -22,7 +22,10 @@ per CPU, run concurrently under the explorer::
 Operations (:data:`SCENARIO_OPS`): ``map`` / ``unmap`` / ``remap`` (a PSE entry;
 ``rw``, default true), ``map-4k`` / ``unmap-4k`` (``frame`` within the superpage;
 the old spellings ``map4k`` / ``unmap4k`` are accepted with a warning), ``mark`` /
-``unmark``, ``destroy``. ``domain`` names whose superpage it is; ``by`` names the
+``unmark``, ``destroy``, ``map-grant`` / ``unmap-grant`` (``domain`` grants frame ``frame``
+of its superpage to ``by``, which maps it with a host mapping, ``rw`` or read-only, at a
+4 KiB address of its own; then unmaps it: each CPU's map uses a grant entry of its own,
+as Xen's active-entry lock serialises one grant's pins). ``domain`` names whose superpage it is; ``by`` names the
 domain issuing the hypercall (default: the same: ``by`` differing is how a scenario
 makes a second domain touch another's superpage). Each CPU maps into page tables of
 its own (``table``, default its CPU number + 1: table t covers 1 GiB of virtual
@@ -56,7 +59,8 @@ __all__ = ["SCENARIO_OPS", "ScenarioOp", "ScenarioFile", "Scenario", "load_scena
            "MAX_STEPS", "op_vcpu"]
 
 #: the operations a scenario's setup and CPUs perform
-SCENARIO_OPS = ("map", "unmap", "remap", "map-4k", "unmap-4k", "mark", "unmark", "destroy")
+SCENARIO_OPS = ("map", "unmap", "remap", "map-4k", "unmap-4k", "mark", "unmark", "destroy",
+                "map-grant", "unmap-grant")
 #: old spellings, accepted with a deprecation warning
 _RENAMED_OPS = {"map4k": "map-4k", "unmap4k": "unmap-4k"}
 #: the step bound of one schedule (a longer one is reported as a violation; a longer

@@ -38,6 +38,8 @@ class World:
         self.refused: list[str] = []
         #: where a refusal's line goes too (the execution's trace; set per execution)
         self.trace: list[str] | None = None
+        #: (granter, grantee, va) -> the grant ref a map-grant wrote and mapped there
+        self.grant_refs: dict[tuple[str, str, int], int] = {}
         #: CPU -> (the kernel its current operation uses, the vCPU it runs as)
         self.lanes: dict[int, tuple[GuestKernel, int]] = {}
         #: each CPU's name in the trace (set per execution)
@@ -58,7 +60,7 @@ class World:
                 k = self.kernels[op.by or op.domain]
                 if op.op in ("map", "unmap", "remap"):
                     k.ensure_table(self._va(op, c - 1), 2)
-                elif op.op in ("map-4k", "unmap-4k"):
+                elif op.op in ("map-4k", "unmap-4k", "map-grant", "unmap-grant"):
                     k.ensure_table(self._va4k(op, c - 1), 1)
         if not m.pv_superpages:          # the 2 MiB fallback's L1 tables: one frame per map
             for name, k in self.kernels.items():
@@ -137,7 +139,27 @@ class World:
             return k.mark_superpage(mfn)
         if op.op == "unmark":
             return k.unmark_superpage(mfn)
+        if op.op in ("map-grant", "unmap-grant"):
+            return self._grant(op, cpu, k, mfn + op.frame)
         return -errno.ENOSYS
+
+    def _grant(self, op: ScenarioOp, cpu: int, k: GuestKernel, frame: int) -> int:
+        """map-grant: the granter writes a grant entry of this CPU's for the frame (a guest
+        write, no step), the grantee maps it; unmap-grant: the grantee unmaps what a
+        map-grant mapped at the same address. A status is returned as it is (GNTST_*)."""
+        granter = self.kernels[op.domain]
+        key = (op.domain, op.by or op.domain, self._va4k(op, cpu))
+        if op.op == "map-grant":
+            ref = 8 + 64 * (cpu + 1) + len(self.grant_refs) % 64
+            granter.grant_access(ref, k.domid, frame, not op.rw)
+            rc = k.map_grant(granter.domid, ref, key[2], not op.rw)
+            if rc == 0:
+                self.grant_refs[key] = ref
+            return rc
+        ref = self.grant_refs.pop(key, None)
+        if ref is None:
+            raise GuestError(f"nothing granted is mapped at {key[2]:#x}")
+        return k.unmap_grant(granter.domid, ref, key[2])
 
     def refusal(self, op: ScenarioOp, cpu: int, rc: int) -> None:
         """CPU ``cpu``'s ``op`` answered ``rc`` < 0: recorded, and a line in the trace."""

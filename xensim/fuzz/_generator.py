@@ -120,6 +120,9 @@ class Fuzzer(FuzzRunner):
             k.populate(k.pt_base, POOL, superpages=False)
             if k.build() != 0:
                 return g
+            if s.grants:                                  # gnttab_init
+                self.step({"op": "grant_table_op", "domain": name, "cmd": "setup_table",
+                           "grants": [[4]]})
             sps = [k.d.p2m.get(i * _SP) for i in range(s.superpages)]
             sps = [x for x in sps if x >= 0]
             k.map_superpages(DIRECTMAP_BASE, sps[:max(1, len(sps) // 2)])

@@ -32,7 +32,7 @@ def xtf_poc(name: str, version: str = "4.8", faithful: bool = True) -> tuple[Set
     then the test's calls."""
     if name not in XTF_TESTS:
         raise ValueError(f"unknown XTF test {name!r}; choose from {', '.join(XTF_TESTS)}")
-    setup = Setup(version=version, faithful=faithful, domains=1, superpages=2)
+    setup = Setup(version=version, faithful=faithful, domains=1, superpages=2, grants=False)
     f = Fuzzer(setup, 0, light=True, tolerate=lambda v: True)
     g = f.new_guest()
     k, n = g.kernel, g.name
@@ -42,6 +42,8 @@ def xtf_poc(name: str, version: str = "4.8", faithful: bool = True) -> tuple[Set
     rw = _PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY
     ro = _PAGE_PRESENT | _PAGE_ACCESSED | _PAGE_DIRTY
     mark = len(f.log)
+    # xtf_init_grant_table(1)
+    f.step({"op": "grant_table_op", "domain": n, "cmd": "setup_table", "grants": [[1]]})
     f.step({"op": "update_va_mapping", "domain": n, "va": va, "val": make_pte(frame, rw)})
 
     def gnt(cmd: str, *grants) -> None:

@@ -33,7 +33,8 @@ import numpy as np
 
 from ..xen import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
                    HYPERVISOR_grant_table_op, GNTMAP_host_map, GNTMAP_readonly,
-                   GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref, GnttabMapGrantRef,
+                   GNTTABOP_map_grant_ref, GNTTABOP_setup_table, GNTTABOP_unmap_grant_ref,
+                   INITIAL_NR_GRANT_FRAMES, DOMID_SELF, GnttabMapGrantRef, GnttabSetupTable,
                    GnttabUnmapGrantRef, errno_name)
 from ..xen import (XENMEM_decrease_reservation, XENMEM_populate_physmap,
                          XenMemoryReservation)
@@ -87,6 +88,8 @@ class GuestKernel:
         self.ops_run = 0
         #: (granter, ref) -> the handle of this kernel's mapping of it
         self.grant_handles: dict[tuple[int, int], int] = {}
+        #: its grant table is set up (grant_setup)
+        self.grants_set_up = False
 
     # -- hypercalls ------------------------------------------------------------------------
     def _hc(self, number: int, *args) -> int:
@@ -408,8 +411,21 @@ class GuestKernel:
                 return d.domid
         raise GuestError(f"no domain {name!r}")
 
+    def grant_setup(self) -> int:
+        """Set its grant table up, once (Linux's gnttab_init: GNTTABOP_setup_table of the
+        initial frames, which it then maps): the op's status, or the call's -errno."""
+        if self.grants_set_up:
+            return 0
+        op = GnttabSetupTable(DOMID_SELF, INITIAL_NR_GRANT_FRAMES)
+        rc = self._hc(HYPERVISOR_grant_table_op, GNTTABOP_setup_table, [op], None)
+        self.grants_set_up = rc == 0 and op.status == 0
+        return rc or op.status
+
     def grant_access(self, ref: int, grantee: int, mfn: int, readonly: bool = False) -> bool:
-        """Write grant entry ``ref``: ``grantee`` may map frame ``mfn``."""
+        """Write grant entry ``ref``: ``grantee`` may map frame ``mfn`` (the table set up
+        first if it is not yet)."""
+        if self.grant_setup() != 0:
+            return False
         return self.m.gnttab.grant_access(self.domid, ref, grantee, mfn, readonly)
 
     def end_access(self, ref: int) -> bool:

@@ -101,8 +101,11 @@ def grants_named(m: Machine, caller: int, number: int, args: tuple) -> list:
 
 def grant_op_text(m: Machine, caller: int, cmd: int, op) -> str:
     """One grant op before it runs: the grant it names and how it maps or unmaps it."""
-    if not hasattr(op, "handle"):
-        return f"dom {getattr(op, 'dom', caller):#x}"
+    if not hasattr(op, "handle"):                      # setup_table, query_size
+        dom = getattr(op, "dom", caller)
+        who = "its own" if dom in (_DOMID_SELF, caller) else f"dom{dom}'s"
+        frames = f", {op.nr_frames} frames" if hasattr(op, "frame_list") else ""
+        return f"{who} table{frames}"
     g = _grant_of(m, caller, cmd, op)
     if cmd == GNTTABOP_map_grant_ref:
         gt = m.gnttab.table(op.dom)

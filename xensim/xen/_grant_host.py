@@ -85,7 +85,7 @@ def _own_l1(m, d, l1: int) -> bool:
     return ok
 
 
-def _slot(m, d, addr: int, contains_pte: bool) -> tuple[int, int] | None:
+def _slot(m, d, addr: int, contains_pte: bool, vcpu: int = 0) -> tuple[int, int] | None:
     """The grantee's L1 entry named by ``addr``: a machine address of the entry (8-byte
     aligned) or a linear address; None if it is not in a live L1 table of ``d``'s."""
     if contains_pte:
@@ -93,17 +93,17 @@ def _slot(m, d, addr: int, contains_pte: bool) -> tuple[int, int] | None:
             return None
         slot = (addr >> PAGE_SHIFT, (addr & 0xFFF) >> 3)
     else:
-        slot = guest_map_l1e(m, d, addr)
+        slot = guest_map_l1e(m, d, addr, vcpu)
     if slot is None or not _own_l1(m, d, slot[0]):
         return None
     return slot
 
 
-def create_grant_host_mapping(m, d, addr: int, frame: int, flags: int) -> int:
+def create_grant_host_mapping(m, d, addr: int, frame: int, flags: int, vcpu: int = 0) -> int:
     """Write the grant PTE for ``frame`` at ``addr`` in ``d``'s tables (create_grant_va_mapping
     or, with GNTMAP_contains_pte, create_grant_pte_mapping): the entry there before drops
     its references (put_page_from_l1e). GNTST_okay or GNTST_general_error."""
-    slot = _slot(m, d, addr, bool(flags & GNTMAP_contains_pte))
+    slot = _slot(m, d, addr, bool(flags & GNTMAP_contains_pte), vcpu)
     if slot is None:
         return GNTST_general_error
     l1, i = slot
@@ -115,7 +115,7 @@ def create_grant_host_mapping(m, d, addr: int, frame: int, flags: int) -> int:
 
 
 def replace_grant_host_mapping(m, d, addr: int, frame: int, new_addr: int, flags: int,
-                               checks_flags: bool) -> int:
+                               checks_flags: bool, vcpu: int = 0) -> int:
     """Remove the grant PTE of ``frame`` at ``addr`` (destroy_grant_va_mapping /
     destroy_grant_pte_mapping) or, with ``new_addr``, put there the entry stolen from
     ``new_addr`` (unmap_and_replace: the entry at ``new_addr`` is cleared and moves,
@@ -128,12 +128,12 @@ def replace_grant_host_mapping(m, d, addr: int, frame: int, new_addr: int, flags
         return GNTST_general_error           # "Unsupported grant table operation"
     stolen = 0
     if new_addr:
-        src = _slot(m, d, new_addr, False)
+        src = _slot(m, d, new_addr, False, vcpu)
         if src is None:
             return GNTST_general_error
         stolen = m.mem.read(*src)
         m.mem.write(src[0], src[1], 0)
-    slot = _slot(m, d, addr, contains_pte)
+    slot = _slot(m, d, addr, contains_pte, vcpu)
     rc = GNTST_general_error
     if slot is not None:
         old = m.mem.read(*slot)

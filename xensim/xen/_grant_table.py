@@ -160,6 +160,8 @@ class GrantTable:
 
     def __init__(self, nr_frames: int = INITIAL_NR_GRANT_FRAMES):
         self.nr_frames = nr_frames
+        #: gt_version: 0 until the domain sets its table up (setup_table), then 1
+        self.version = 0
         self.shared: dict[int, tuple[int, int, int]] = {}
         self.active: dict[int, tuple[int, int, int]] = {}
         self.maptrack: dict[int, tuple[int, int, int]] = {}
@@ -168,7 +170,8 @@ class GrantTable:
         self.limit = 0
 
     def nr_entries(self) -> int:
-        return self.nr_frames * GRANT_ENTRIES_PER_FRAME
+        """nr_grant_entries: none before the table is set up (version 0)."""
+        return self.nr_frames * GRANT_ENTRIES_PER_FRAME if self.version else 0
 
     def flags(self, ref: int) -> int:
         return self.shared.get(ref, (0, 0, 0))[0]
@@ -202,10 +205,11 @@ class GrantTable:
 
     def capture(self) -> tuple:
         return (self.nr_frames, tuple(self.shared.items()), tuple(self.active.items()),
-                tuple(self.maptrack.items()), tuple(self.free), self.fresh, self.limit)
+                tuple(self.maptrack.items()), tuple(self.free), self.fresh, self.limit,
+                self.version)
 
     def restore(self, state: tuple) -> None:
-        self.nr_frames, shared, active, maptrack, free, self.fresh, self.limit = state
+        self.nr_frames, shared, active, maptrack, free, self.fresh, self.limit, self.version = state
         self.shared, self.active, self.maptrack = dict(shared), dict(active), dict(maptrack)
         self.free = list(free)
 
@@ -229,7 +233,7 @@ class GrantTables:
         """Guest ``domid`` writes entry ``ref``: ``grantee`` may map ``frame`` (its MFN: a
         PV guest's frame numbers are machine frames). The guest writes domid and frame,
         then the flags (gnttab_grant_foreign_access); Xen's marks stay. False: ``ref`` is
-        outside its grant frames."""
+        outside its grant frames (none before setup_table gave it them)."""
         gt = self.tables[domid]
         if not 0 <= ref < gt.nr_entries():
             return False
@@ -314,7 +318,7 @@ def _put(m, frame: int, typed: bool, why: str) -> None:
 
 
 # -- GNTTABOP_map_grant_ref -----------------------------------------------------------------
-def _map_one(m, ld, op: GnttabMapGrantRef) -> int:
+def _map_one(m, ld, op: GnttabMapGrantRef, vcpu: int = 0) -> int:
     """__gnttab_map_grant_ref for a PV grantee ``ld``: the op's status."""
     flags = op.flags
     if not flags & (GNTMAP_device_map | GNTMAP_host_map):
@@ -326,7 +330,7 @@ def _map_one(m, ld, op: GnttabMapGrantRef) -> int:
     handle = lgt.next_handle(max_maptrack_frames(m.release))
     if handle < 0:
         return GNTST_no_device_space
-    rc = m.request(_map_pinned, m, ld, rd, lgt, rgt, op, handle)
+    rc = m.request(_map_pinned, m, ld, rd, lgt, rgt, op, handle, vcpu)
     if rc != GNTST_okay:
         return rc
     lgt.take_handle(handle)
@@ -335,10 +339,12 @@ def _map_one(m, ld, op: GnttabMapGrantRef) -> int:
 
 
 def _map_pinned(m, ld, rd, lgt: GrantTable, rgt: GrantTable, op: GnttabMapGrantRef,
-                handle: int) -> int:
+                handle: int, vcpu: int = 0) -> int:
     ref, flags = op.ref, op.flags
     ro = bool(flags & GNTMAP_readonly)
-    if not 0 <= ref < rgt.nr_entries():
+    if rgt.version == 0 and m.release <= Release.R4_5:
+        return GNTST_general_error              # "remote grant table not yet set up"
+    if not 0 <= ref < rgt.nr_entries():         # 4.7 on: no entries before it is set up
         return GNTST_bad_gntref
     pin, grantee, frame = rgt.active.get(ref, (0, ld.domid, 0))
     if pin and (grantee != ld.domid or pin & 0x80808080):
@@ -366,7 +372,7 @@ def _map_pinned(m, ld, rd, lgt: GrantTable, rgt: GrantTable, op: GnttabMapGrantR
     new_pin = pin + ((GNTPIN_devr_inc if ro else GNTPIN_devw_inc) if flags & GNTMAP_device_map else 0) \
         + ((GNTPIN_hstr_inc if ro else GNTPIN_hstw_inc) if flags & GNTMAP_host_map else 0)
     rgt.active[ref] = (new_pin, ld.domid, frame)
-    rc = _map_references(m, ld, rd, op, frame, ro, first_get)
+    rc = _map_references(m, ld, rd, op, frame, ro, first_get, vcpu)
     if rc != GNTST_okay:
         _set_pin(rgt, ref, pin, ld.domid, frame, writable_dropped=not ro)
         return rc
@@ -376,7 +382,7 @@ def _map_pinned(m, ld, rd, lgt: GrantTable, rgt: GrantTable, op: GnttabMapGrantR
 
 
 def _map_references(m, ld, rd, op: GnttabMapGrantRef, frame: int, ro: bool,
-                    first_get: bool) -> int:
+                    first_get: bool, vcpu: int = 0) -> int:
     """The references of one mapping (the frame is ``rd``'s RAM; else general_error, as
     no xensim domain may map I/O memory), and the host PTE; undone on failure."""
     flags = op.flags
@@ -391,7 +397,7 @@ def _map_references(m, ld, rd, op: GnttabMapGrantRef, frame: int, ro: bool,
         m.refs.put_page(page)                          # could_not_pin
         return GNTST_general_error
     if flags & GNTMAP_host_map:
-        rc = create_grant_host_mapping(m, ld, op.host_addr, frame, flags)
+        rc = create_grant_host_mapping(m, ld, op.host_addr, frame, flags, vcpu)
         if rc != GNTST_okay:                           # undo_out
             if not ro:
                 m.refs.put_page_type(page)
@@ -421,7 +427,7 @@ class _Unmap:
     status: int = GNTST_okay
 
 
-def _unmap_common(m, ld, u: _Unmap) -> None:
+def _unmap_common(m, ld, u: _Unmap, vcpu: int = 0) -> None:
     lgt = m.gnttab.tables[ld.domid]
     fixed = not m.faithful
     rec = lgt.maptrack.get(u.handle) if 0 <= u.handle < lgt.limit else None
@@ -444,7 +450,8 @@ def _unmap_common(m, ld, u: _Unmap) -> None:
             return
         u.frame = frame
         if u.host_addr and flags & GNTMAP_host_map:
-            rc = replace_grant_host_mapping(m, ld, u.host_addr, frame, u.new_addr, flags, True)
+            rc = replace_grant_host_mapping(m, ld, u.host_addr, frame, u.new_addr, flags, True,
+                                            vcpu)
             if rc != GNTST_okay:
                 u.status = rc
                 return
@@ -464,7 +471,8 @@ def _unmap_common(m, ld, u: _Unmap) -> None:
                 flags &= ~GNTMAP_device_map
                 pin -= GNTPIN_devr_inc if ro else GNTPIN_devw_inc
         if u.host_addr and flags & GNTMAP_host_map:
-            rc = replace_grant_host_mapping(m, ld, u.host_addr, frame, u.new_addr, flags, False)
+            rc = replace_grant_host_mapping(m, ld, u.host_addr, frame, u.new_addr, flags, False,
+                                            vcpu)
             if rc != GNTST_okay:
                 lgt.maptrack[u.handle] = (flags, dom, ref)
                 rgt.active[ref] = (pin, grantee, frame)
@@ -512,13 +520,13 @@ def _unmap_complete(m, ld, u: _Unmap) -> None:
     _set_pin(rgt, u.ref, pin, grantee, frame, writable_dropped=not u.flags & GNTMAP_readonly)
 
 
-def _unmap_batch(m, ld, ops: list, replace: bool) -> None:
+def _unmap_batch(m, ld, ops: list, replace: bool, vcpu: int = 0) -> None:
     for start in range(0, len(ops), GNTTAB_UNMAP_BATCH_SIZE):
         batch = []
         for op in ops[start:start + GNTTAB_UNMAP_BATCH_SIZE]:
             u = _Unmap(op, op.host_addr, 0 if replace else op.dev_bus_addr,
                        op.new_addr if replace else 0, op.handle)
-            _unmap_common(m, ld, u)
+            _unmap_common(m, ld, u, vcpu)
             op.status = u.status
             batch.append(u)
         # (Xen flushes the grantee's TLB here, gnttab_flush_tlb: xensim's TLB model is the
@@ -548,6 +556,7 @@ def _setup_table(m, curr, op: GnttabSetupTable) -> None:
     if d is None:
         return
     gt = m.gnttab.tables[d.domid]
+    gt.version = gt.version or 1
     gt.nr_frames = max(gt.nr_frames, op.nr_frames)        # gnttab_grow_table
     op.frame_list = list(range(op.nr_frames))             # the grant frames' indexes
 
@@ -560,8 +569,10 @@ def _query_size(m, curr, op: GnttabQuerySize) -> None:
     op.max_nr_frames = DEFAULT_MAX_NR_GRANT_FRAMES
 
 
-def do_grant_table_op(m, caller: int, cmd: int, ops: list, count: int | None = None) -> int:
-    """Hypercall 20: ``cmd`` on ``count`` ops (default: all of ``ops``); each op's ``status``
+def do_grant_table_op(m, caller: int, cmd: int, ops: list, count: int | None = None,
+                      vcpu: int = 0) -> int:
+    """Hypercall 20 from vCPU ``vcpu`` of ``caller`` (a linear host address is walked in
+    its page tables): ``cmd`` on ``count`` ops (default: all of ``ops``); each op's ``status``
     is set; rc 0, -EINVAL (a negative count; setup_table and query_size take exactly one),
     -EFAULT (fewer ops than ``count``: the guest's array ends), -ENOSYS (another cmd)."""
     ld = m.domains[caller]
@@ -571,9 +582,9 @@ def do_grant_table_op(m, caller: int, cmd: int, ops: list, count: int | None = N
     todo = ops[:n]
     if cmd == GNTTABOP_map_grant_ref:
         for op in todo:
-            op.status = _map_one(m, ld, op)
+            op.status = _map_one(m, ld, op, vcpu)
     elif cmd in (GNTTABOP_unmap_grant_ref, GNTTABOP_unmap_and_replace):
-        _unmap_batch(m, ld, todo, cmd == GNTTABOP_unmap_and_replace)
+        _unmap_batch(m, ld, todo, cmd == GNTTABOP_unmap_and_replace, vcpu)
     elif cmd in (GNTTABOP_setup_table, GNTTABOP_query_size):
         if n != 1:
             return -errno.EINVAL

@@ -137,7 +137,7 @@ class Machine:
         self.hypercall.register(HYPERVISOR_mmu_update, do_mmu_update, per_vcpu=True)
         self.hypercall.register(HYPERVISOR_mmuext_op, do_mmuext_op, per_vcpu=True)
         self.hypercall.register(HYPERVISOR_update_va_mapping, do_update_va_mapping, per_vcpu=True)
-        self.hypercall.register(HYPERVISOR_grant_table_op, do_grant_table_op)
+        self.hypercall.register(HYPERVISOR_grant_table_op, do_grant_table_op, per_vcpu=True)
         self.events.watch(self._bind)
 
     # -- the execution mode ------------------------------------------------------------

@@ -266,7 +266,8 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
         "state": ("tables",),
     },
     "GrantTable": {
-        "state": ("nr_frames", "shared", "active", "maptrack", "free", "fresh", "limit"),
+        "state": ("nr_frames", "shared", "active", "maptrack", "free", "fresh", "limit",
+                  "version"),
     },
     "HypercallLayer": {
         "config": ("handlers", "per_vcpu"),
