@@ -26,7 +26,7 @@ from xensim.fuzz import (Campaign, Episode, EpisodeTask, FuzzViolation, Setup, T
                          report, run_campaign_task, run_episode, split_campaign)
 from xensim.fuzz import TrialTask
 
-SETUP = Setup(version="4.1", faithful=True, domains=1)
+SETUP = Setup(version="4.1", faithful=True, domains=1, grants=False)   # the seeds pinned below
 #: seed 4 finds three distinct violations in 120 calls (episodes of 40, each ended by a
 #: violation or its budget)
 CAMPAIGN = dict(calls=120, seed=4, episode_calls=40)
@@ -260,7 +260,7 @@ def test_signatures_keep_advisories_apart_and_frames_together():
 # ---------------------------------------------------------------------------------------
 
 ARGS = ["--calls", "120", "--seed", "4", "--version", "4.1", "--faithful", "--domains", "1",
-        "--episode", "40"]
+        "--episode", "40", "--no-grants"]
 
 
 def test_out_dir_or_file(tmp_path):
