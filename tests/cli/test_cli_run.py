@@ -34,7 +34,7 @@ def test_default_run_compares_every_design_first(capsys):
     assert rc == 0 and err == ""
     lines = out.splitlines()
     assert lines[0] == ("Comparison on teaching: random workload, 300 operations on 2 domains, "
-                        "seed 1")
+                        "seed 1; Xen 4.8")
     assert lines[1].split() == ["design", "hypercalls", "errors", "get_page", "put_page",
                                 "get_type", "put_type", "0->1", "1->0", "fast", "TLB", "flush", "metadata",
                                 "%", "of", "RAM", "modelled", "audit"]
@@ -87,7 +87,7 @@ def test_markdown(capsys, tmp_path):
     assert rc == 0
     lines = out.splitlines()
     assert lines[0] == ("### Comparison on teaching: churn workload, 10 operations on "
-                        "1 domain, seed 0")
+                        "1 domain, seed 0; Xen 4.8")
     assert any(line.startswith("| xen-4.1 | 10 | - | 2,570 | 2,570 | 2,560 | 2,560 | 5 | 5 | 0 |")
                for line in lines)
     assert "### Per operation" in lines and "### Machine as booted, before any domain (each design above ran on a fresh copy of it)" in lines

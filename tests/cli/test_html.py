@@ -116,7 +116,8 @@ def test_tables_cell_for_cell(run):
             assert f"<li>{html.escape(note)}</li>" in text
     # a few numbers of this run, as the terminal shows them
     main = want[0]
-    assert main.title == ("Comparison on teaching: script workload, 4 operations on 1 domain, seed 0")
+    assert main.title == ("Comparison on teaching: script workload, 4 operations on 1 domain, "
+                          "seed 0; Xen 4.8")
     xen = dict(zip([c.key for c in main.columns], main.cells()[0]))
     assert xen["design"] == "xen-4.1" and xen["metadata_bytes"] == "12.00 KiB"
     assert xen["get_page_type"] == "1,536" and xen["slow_get"] == "2"
@@ -192,7 +193,8 @@ def test_cli_run_html(tmp_path, capsys):
     capsys.readouterr()
     assert rc == 0
     text = out.read_text(encoding="utf-8")
-    assert "Comparison on teaching: script workload, 4 operations on 1 domain, seed 0" in text
+    assert ("Comparison on teaching: script workload, 4 operations on 1 domain, seed 0; "
+            "Xen 4.8") in text
 
 
 # --------------------------------------------------------------------------

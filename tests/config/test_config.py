@@ -223,7 +223,7 @@ def test_duplicate_key(monkeypatch):
 def test_unquoted_version_4_10_is_refused_as_written(monkeypatch):
     err = corpus_error("bad_version.yaml", monkeypatch)
     assert (err.path, err.line) == ("hypervisor.version", 4)
-    assert err.message.startswith("bad choice 4.10; choose from: 4.1, 4.5, 4.7, 4.8")
+    assert err.message.startswith("bad choice 4.10; choose from: 4.1, 4.5, 4.7, 4.8, 4.22")
 
 
 def test_missing_required_key(monkeypatch):
@@ -713,7 +713,8 @@ def test_config_dataclasses_are_plain():
 # -- one Release type: the modelled Xen versions ------------------------------------------
 def test_release_parse_order_and_text():
     from xensim.xen import LATEST_RELEASE, RELEASE_NAMES, RELEASES, Release
-    assert RELEASE_NAMES == ("4.1", "4.5", "4.7", "4.8")
+    assert RELEASE_NAMES == ("4.1", "4.5", "4.7", "4.8", "4.22")
+    assert Release.R4_8 < Release.R4_22 and str(Release.R4_22) == "4.22"
     assert [Release.parse(v) for v in RELEASE_NAMES] == sorted(RELEASES) == list(RELEASES)
     assert Release.parse("4.5") is Release.R4_5 and Release.parse(Release.R4_7) is Release.R4_7
     assert Release.R4_1 < Release.R4_5 <= Release.R4_5 < Release.R4_7 < Release.R4_8
@@ -724,7 +725,7 @@ def test_release_parse_order_and_text():
     assert LATEST_RELEASE is Release.R4_8
     assert copy.deepcopy(Release.R4_5) is Release.R4_5
     assert pickle.loads(pickle.dumps(Release.R4_5)) is Release.R4_5
-    with pytest.raises(ValueError, match=r"unknown Xen version '4.2'; choose from 4.1, 4.5, 4.7, 4.8"):
+    with pytest.raises(ValueError, match=r"unknown Xen version '4.2'; choose from 4.1, 4.5, 4.7, 4.8, 4.22"):
         Release.parse("4.2")
 
 

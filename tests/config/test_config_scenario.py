@@ -121,7 +121,7 @@ def test_old_spelling_on_the_command_line_warns_once_and_runs(tmp_path):
      "s.yaml:2: design: unknown design 'xen-9'; choose from: per-mapping, pageinfo-count, "
      "superpage-info, xen-4.1, sketch, none"),
     (("memory: 64MiB", "memory: 64MiB\nhypervisor: {version: 4.10}"),
-     "s.yaml:4: hypervisor.version: bad choice 4.10; choose from: 4.1, 4.5, 4.7, 4.8 (quote "
+     "s.yaml:4: hypervisor.version: bad choice 4.10; choose from: 4.1, 4.5, 4.7, 4.8, 4.22 (quote "
      "the version, e.g. \"4.8\": YAML reads 4.10 as the number 4.1)"),
     (("superpages: 2}", "superpages: 2, vcpus: 0}"),
      "s.yaml:5: domains[0].vcpus: a domain has 1 to 64 vCPUs, got 0"),

@@ -401,3 +401,21 @@ def test_the_set_up_reserves_one_l1_frame_per_slot_without_pv_superpages(design)
     assert d.tot_pages == 64 * 512 + 8 + (128 if fallback else 0)
     # per guest: the 2 MiB extents, one call per table, (one for the reserved frames)
     assert s.machine.hypercall.stats["memory_op"].calls == 2 * (1 + 8 + fallback)
+
+
+def test_xen_4_22_is_none_pse_einval_mark_eopnotsupp():
+    """RELEASE-4.22.0: no PV superpages (56fff3e5e9, d3b4e23c06). get_page_from_l2e refuses
+    a PSE entry by L2_DISALLOW_MASK (-EINVAL); do_mmuext_op answers MARK_SUPER /
+    UNMARK_SUPER -EOPNOTSUPP and nothing else; the machine is not hypothetical, its label
+    is the release's, and the guest's 2 MiB is the L1-table fallback."""
+    env = Env(version="4.22")
+    m = env.m
+    assert not m.hypothetical and m.release_label == "Xen 4.22"
+    snap = env.snapshot()
+    assert env.update(env.l2, 0, pse(env.sp[0])) == (-errno.EINVAL, 0)
+    assert env.mmuext(MMUEXT_MARK_SUPER, env.sp[0]) == -errno.EOPNOTSUPP
+    assert env.mmuext(MMUEXT_UNMARK_SUPER, env.sp[0] + 1) == -errno.EOPNOTSUPP
+    assert env.same_as(snap)
+    assert env.k.map_superpages(DIRECTMAP_BASE, [env.sp[1]]) == 0
+    assert env.frame(env.sp[1] + 7) == (PGC_allocated | 2, WR1)
+    assert_clean(m)

@@ -145,4 +145,6 @@ def test_vcpus_and_vcpu_round_trip_and_replay(tmp_path):
     p = tmp_path / "v.yaml"
     p.write_text(text)
     assert script_ops(load_config(p)) == ops
-    assert str(replay(p)) == "replayed 6 calls: no violation"
+    r = replay(p)
+    assert str(r) == "replayed 6 calls: no violation; the last returned 0"
+    assert r.rcs[:6] == [1, 1, 0, -3, -22, 0]

@@ -122,7 +122,7 @@ def test_the_figure_draws_a_line_per_design_and_panel_with_its_band(sweep_dir):
     axes = fig.axes
     assert [ax.get_title() for ax in axes] == ["workload.mark = false", "workload.mark = true"]
     assert fig._suptitle.get_text() == ("slow_per_op against workload.iterations; band: "
-                                        "min-max over seed")
+                                        "min-max over seed\nXen release not recorded")
     drawn = [[(ln.get_label(), list(ln.get_xdata()), list(ln.get_ydata()), to_hex(ln.get_color()))
               for ln in ax.get_lines()] for ax in axes]
     assert drawn == [

@@ -234,7 +234,8 @@ def test_comparison_to_dict_shape():
                        "entry_updates", "type_refs_per_mapping", "metadata", "model", "audit", "teardown",
                        "ops_digest", "failures", "type_refs_per_2m_mapping", "mappings_4k",
                        "type_refs_per_4k_mapping", "supports_mark", "mark_unsupported",
-                       "mark_errno"]
+                       "mark_errno", "xen", "release", "hypothetical"]
+    assert (r["xen"], r["release"], r["hypothetical"]) == ("4.8", "Xen 4.8", False)
     assert r["hypercalls"] == {"calls": 4, "errors": {},
                                "by_call": {"mmu_update": {"calls": 4, "errors": {}}}}
     assert r["audit"] == {"ok": True, "audits": 5, "differences": 0, "first": [],

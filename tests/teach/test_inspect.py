@@ -43,7 +43,7 @@ def test_mfn_of_a_superpage_mapped_twice(small):
     cfg, mm = small
     t = text(inspect(cfg, mm, mfn="0x5"))
     assert t == [
-        f"after 11 of 11 operations of {SMALL} on xen-4.1",
+        f"after 11 of 11 operations of {SMALL} on xen-4.1, Xen 4.8",
         "mfn 0x5",
         "  pdx 0x5, RAM",
         "  owner: dom1 (web), gpfn 0x5",
@@ -132,7 +132,7 @@ def test_steps_past_the_workload_are_said_clamped(small):
     cfg, mm = small
     r = inspect(cfg, mm, mfn="0x200", steps=999)
     assert r["ops_run"] == 11 and r["steps_clamped"] == 999
-    assert text(r)[0] == (f"after 11 of 11 operations of {SMALL} on xen-4.1 (--steps 999 is "
+    assert text(r)[0] == (f"after 11 of 11 operations of {SMALL} on xen-4.1, Xen 4.8 (--steps 999 is "
                           "more than the workload's 11: clamped)")
     assert "steps_clamped" not in inspect(cfg, mm, mfn="0x200", steps=11)
 
@@ -168,7 +168,7 @@ def test_steps_stops_after_a_prefix(small):
     r = inspect(cfg, mm, mfn="0x200", steps=5)              # mapped at slot 1 and marked
     assert r["ops_run"] == 5 and r["ops_total"] == 11
     t = text(r)
-    assert t[0] == f"after 5 of 11 operations of {SMALL} on xen-4.1"
+    assert t[0] == f"after 5 of 11 operations of {SMALL} on xen-4.1, Xen 4.8"
     assert t[7] == "  superpage: mfn 0x200..0x3ff, frame 0 of 512; xen-4.1 word mark/2, marked by dom1"
     r = inspect(cfg, mm, mfn="0x200")                       # after the run: neither
     assert text(r)[4:8] == ["  count_info: allocated, state inuse, count 1",
@@ -295,7 +295,7 @@ def test_cmd_inspect(capsys):
     assert cmd_inspect(_cli(["inspect", SMALL, "--mfn", "0x605", "--format", "json"])) == 0
     assert json.loads(capsys.readouterr().out)["mfn"] == 0x605
     assert cmd_inspect(_cli(["inspect", SMALL, "--domain", "web", "--steps", "1"])) == 0
-    assert capsys.readouterr().out.startswith(f"after 1 of 11 operations of {SMALL} on xen-4.1\n")
+    assert capsys.readouterr().out.startswith(f"after 1 of 11 operations of {SMALL} on xen-4.1, Xen 4.8\n")
     with pytest.raises(SystemExit):
         _cli(["inspect", SMALL])                              # one of --mfn/--superpage/--domain
     with pytest.raises(SystemExit):

@@ -16,7 +16,10 @@ from xensim import (HYPERVISOR_memory_op, INVALID, XENMEM_decrease_reservation,
                     XenMemoryReservation)
 from xensim.mem._page_info import DOMID_INVALID, PGC_allocated, PGC_state_free, PGT_writable_page
 
-from conftest import assert_clean, hc, populate, small_machine
+from xensim.mem._page_info import PGT_l1_page_table, PGT_pinned, PGT_validated
+from xensim.xen import MMUEXT_PIN_L1_TABLE, MMUEXT_UNPIN_TABLE, MmuextOp
+
+from conftest import MiB, assert_clean, ext, hc, populate, small_machine
 
 MOP = HYPERVISOR_memory_op
 
@@ -111,6 +114,31 @@ class TestDecreaseReservation:
         snap_holder.clear()
         m.refs.put_page_and_type(page)                          # the mapping goes
         assert m.frame_table.count_info(7) == PGC_state_free and d.tot_pages == 511
+        assert_clean(m)
+
+    @pytest.mark.parametrize("version", RELEASE_NAMES)
+    def test_pinned_frame_unpinned_up_to_4_8_kept_pinned_on_4_22(self, version):
+        """guest_remove_page (common/memory.c): up to 4.10 it unpins a pinned frame first
+        (its type reference and the pin's general reference go, the frame is freed);
+        XSA-252 (d798a09529, 4.11) removed the implicit unpin: on 4.22 PGC_allocated is
+        dropped but the pin keeps the frame, typed and owned, until the guest unpins it."""
+        m = Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", version=version)
+        g = m.create_domain("guest", 2048)
+        populate(m, g, [0], 9)
+        d = m.domain(g)
+        assert ext(m, g, MmuextOp(MMUEXT_PIN_L1_TABLE, 7)) == (0, 1)
+        assert hc(m, g, MOP, XENMEM_decrease_reservation, res([7])) == 1
+        if version != "4.22":
+            assert m.frame_table.count_info(7) == PGC_state_free and m.heap.is_free(7)
+            assert not d.pinned and d.tot_pages == 511
+        else:
+            assert m.frame_table.count_info(7) == 1 and m.frame_table.owner(7) == g
+            assert m.frame_table.type_info(7) == (PGT_l1_page_table | PGT_validated
+                                                  | PGT_pinned | 1)
+            assert 7 in d.pinned and 7 not in d.allocated and d.tot_pages == 512
+            assert_clean(m)
+            assert ext(m, g, MmuextOp(MMUEXT_UNPIN_TABLE, 7)) == (0, 1)
+            assert m.frame_table.count_info(7) == PGC_state_free and d.tot_pages == 511
         assert_clean(m)
 
     def test_whole_extent_partial_failure_stops_mid_extent(self, m, guest):

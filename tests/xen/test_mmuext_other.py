@@ -26,7 +26,7 @@ from xensim.xen._mmuext_other import (
 
 from conftest import MiB, assert_clean, ext, refused_ext, two_domains, words
 
-VERSIONS = ("4.1", "4.5", "4.7", "4.8")
+VERSIONS = ("4.1", "4.5", "4.7", "4.8", "4.22")
 F = list(range(0x200, 0x210))          # the guest's 4 KiB frames
 O_F = 0x210                            # the other domain's first frame
 ALLOC1 = PGC_allocated | 1
@@ -115,10 +115,12 @@ class TestFlushCache:
     @pytest.mark.parametrize("version", VERSIONS)
     def test_flush_cache_global(self, version):
         """do_mmuext_op FLUSH_CACHE_GLOBAL, Xen 4.1-4.8: without cache_flush_permitted
-        -EINVAL; a foreign domain named: 4.1 -EINVAL (foreigndom != DOMID_SELF), 4.5 on
-        -EPERM; dom0 on itself -> 0. No TLB flush."""
+        -EINVAL (4.22: -EACCES, FLUSH_CACHE's case since bbaea9878b, 4.21); a foreign
+        domain named: 4.1 -EINVAL (foreigndom != DOMID_SELF), 4.5 on -EPERM; dom0 on
+        itself -> 0. No TLB flush."""
         t = lay(version)
-        refused_ext(t.m, t.g, [MmuextOp(MMUEXT_FLUSH_CACHE_GLOBAL, 0)], errno.EINVAL)
+        refused_ext(t.m, t.g, [MmuextOp(MMUEXT_FLUSH_CACHE_GLOBAL, 0)],
+                    errno.EACCES if version == "4.22" else errno.EINVAL)
         refused_ext(t.m, 0, [MmuextOp(MMUEXT_FLUSH_CACHE_GLOBAL, 0)],
                     errno.EINVAL if version == "4.1" else errno.EPERM, foreigndom=t.g)
         before = flushes(t.m)

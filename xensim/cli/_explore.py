@@ -125,7 +125,10 @@ def cmd_explore(args) -> int:
                       args.seed, not args.all, bar)
     except Interrupted as e:
         res, interrupted = e.result, True
-    w(f"scenario {sc.name} ({sc.description}) on {design}"
+    from ..xen import release_label
+    made = ("" if sc.version.pv_superpages else
+            f", {release_label(sc.version, design_class(design).supports_pse, design)}")
+    w(f"scenario {sc.name} ({sc.description}) on {design}{made}"
       f"{' [BUGGY design]' if design_class(design).buggy else ''}, scheduler {args.scheduler}"
       + (f", preemption bound {args.preemption_bound}" if args.scheduler == "dfs" else "") + "\n")
     w(f"schedules explored: {res.schedules}" + (f" (+{res.pruned} cut short as equivalent)" if res.pruned else "")

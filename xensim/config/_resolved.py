@@ -45,6 +45,8 @@ def resolved_config(cfg: Config, memmap: MemoryMap) -> dict:
                        "memory_map": mm["ranges"], **rest}
     if not cfg.design_files:                # absolute paths once loaded: it re-runs anywhere
         data.pop("design_files")
+    if data["hypervisor"]["pv_linear_pt"]:  # the default (on) left out: a config written
+        data["hypervisor"].pop("pv_linear_pt")   # before the option resolves as it did
     if not cfg.simulates:                   # no simulation: its keys would mean nothing
         for key in _SIMULATION_KEYS:
             data.pop(key, None)

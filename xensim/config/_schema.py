@@ -12,7 +12,7 @@ from typing import Any, Callable, Literal
 
 from .._errors import ConfigError
 from ..designs import default_design, design_names
-from ..xen import LATEST_RELEASE, RELEASE_NAMES
+from ..xen import LATEST_RELEASE, RELEASE_NAMES, Release
 from ._files import check_e820_type
 from ._hypercall_ops import HypercallOp
 from ._loader import line_of, size
@@ -84,6 +84,17 @@ class HypervisorConfig:
     superpage: str = field(default_factory=default_design,
                            metadata={"choices": design_names, "what": "design"})
     faithful: bool = False
+    #: Xen's pv-linear-pt boot option (4.10 on; on by default, as in 4.22)
+    pv_linear_pt: bool = True
+
+    def _after_load(self, fail: Callable[..., None]) -> None:
+        if not self.pv_linear_pt and Release.parse(self.version) < Release.R4_10:
+            fail(f"Xen {self.version} has no pv-linear-pt option (it came with XSA-240's "
+                 f"fix, 4.10): leave it out", "pv_linear_pt")
+        if not self.allow_superpage and not Release.parse(self.version).pv_superpages:
+            fail(f"Xen {self.version} has no allowsuperpage option (PV superpages were "
+                 f"removed in 4.10): leave it out; 'none' is that Xen, a superpage design "
+                 f"runs there as if merged", "allow_superpage")
 
 
 # -- the simulation: domains, workload, compare, cost model (docs/workloads.md) --------

@@ -238,7 +238,7 @@ def finding_yaml(c: Campaign, f: Finding) -> str:
     v = f.violation
     what = "minimal reproducer" if f.minimised else "reproducer (not minimised)"
     comment = (f"xensim fuzz: {what} ({len(f.minimal or [])} calls) of a violation\n"
-               f"found by episode {f.seed} (design {c.setup.design}, Xen {c.setup.version}"
+               f"found by episode {f.seed} (design {c.setup.design}, {c.setup.release_label}"
                f"{', faithful' if c.setup.faithful else ''}), seen {f.count} time(s):\n{v}")
     return to_script_yaml(c.setup, f.minimal or [], rcs=f.minimal_rcs, comment=comment)
 
@@ -248,7 +248,7 @@ def report(c: Campaign, files: list | None = None, workers: str | None = None) -
     calls of its reproducer, the file it was written to: ``files[k]``). ``workers``:
     where the episodes ran (an engine's description; None: in this process)."""
     s = c.setup
-    out = [f"xensim fuzz: design {s.design}, Xen {s.version}"
+    out = [f"xensim fuzz: design {s.design}, {s.release_label}"
            f"{' (faithful)' if s.faithful else ''}, {s.domains} domains, seed {c.seed}, "
            f"audit {s.audit}" + (f" (full every {s.full_audit_every:,} checks)"
                                  if s.audit == "incremental" and s.full_audit_every else ""),

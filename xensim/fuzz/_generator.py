@@ -149,6 +149,21 @@ class Fuzzer(FuzzRunner):
                 out[level].append(int(m.pdx_to_mfn(page)))
         return out
 
+    def _one_level(self, r: random.Random, t: dict[int, list[int]], level: int, parent: int,
+                   child: int) -> tuple[int, int, int]:
+        """Xen 4.10 on (XSA-240, counted linear entries): most of the time a linear entry
+        that the one-level rule refuses, at a level where the guest has counted tables:
+        from a table used linearly (inc_linear_entries) or to a table holding linear
+        entries (inc_linear_uses), to or from another table of that level."""
+        m = self.m
+        counted = [(lv, mfn, c) for lv in (2, 3, 4) for mfn in t[lv]
+                   if (c := m.pt.linear_pt_count.get(m.mfn_to_page(mfn), 0))]
+        if not counted or r.random() < 0.2:
+            return level, parent, child
+        level, mfn, c = r.choice(counted)
+        other = r.choice(t[level])
+        return (level, mfn, other) if c < 0 else (level, other, mfn)
+
     def _own(self, domid: int, r: random.Random) -> int | None:
         d = self.m.domains.get(domid)
         if d is None or not d.owned:
@@ -299,6 +314,8 @@ class Fuzzer(FuzzRunner):
                 # a linear entry: to a table of its own level, itself or another (loops
                 # too); read-only, else refused
                 child = parent if r.random() < 0.3 else r.choice(t[level])
+                if self.m.pt.linear_pt_count:
+                    level, parent, child = self._one_level(r, t, level, parent, child)
                 if r.random() < 0.85:
                     f &= ~_PAGE_RW
             else:

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import Config, build_memory_map
-from ..designs import default_design, load_design_files
+from ..designs import default_design, design_class, load_design_files
 from ..mem import KiB, MemoryMap, MiB, SUPERPAGE_PAGES
-from ..xen import Machine
+from ..xen import Machine, Release, release_label
 
 __all__ = ["DEFAULT_RAM", "POOL", "AUDIT_MODES", "Setup"]
 
@@ -33,6 +33,8 @@ class Setup:
     version: str = "4.8"
     faithful: bool = False
     allow_superpage: bool = True
+    #: Xen's pv-linear-pt option (4.10 on)
+    pv_linear_pt: bool = True
     domains: int = 3
     #: vCPUs of each guest (with several, calls come from any of them and NEW_USER_BASEPTR
     #: is generated)
@@ -55,10 +57,19 @@ class Setup:
     #: the guests also grant, map and unmap grants (xensim fuzz --no-grants: not)
     grants: bool = True
 
+    @property
+    def release_label(self) -> str:
+        """Which Xen the campaign fuzzes ("Xen 4.8"; on 4.22 a superpage design is
+        hypothetical, and says so)."""
+        load_design_files(self.design_files)
+        return release_label(Release.parse(self.version), design_class(self.design).supports_pse,
+                             self.design)
+
     def machine(self) -> Machine:
         load_design_files(self.design_files)          # a no-op once loaded (any process)
         return Machine(MemoryMap([tuple(r) for r in self.ram], name="fuzz"), self.pdx,
                        version=self.version, allow_superpage=self.allow_superpage,
+                       pv_linear_pt=self.pv_linear_pt,
                        superpage=self.design, faithful=self.faithful)
 
     # GPFN layout of a guest: [0, S) data superpages, [S, S+2) free superpage slots,
@@ -82,7 +93,8 @@ class Setup:
                 "machine": {"memory_map": [[s, e] for s, e in self.ram], "pdx": self.pdx},
                 "hypervisor": {"version": self.version, "superpage": self.design,
                                "allow_superpage": self.allow_superpage,
-                               "faithful": self.faithful}}
+                               "faithful": self.faithful,
+                               **({} if self.pv_linear_pt else {"pv_linear_pt": False})}}
 
     @classmethod
     def from_config(cls, cfg: Config, memmap: MemoryMap | None = None) -> "Setup":
@@ -92,5 +104,6 @@ class Setup:
         ram = tuple((r.start, r.end) for r in mm.ram_ranges)
         hv = cfg.hypervisor
         return cls(design=hv.superpage, version=hv.version, faithful=hv.faithful,
-                   allow_superpage=hv.allow_superpage, ram=ram, pdx=cfg.machine.pdx,
+                   allow_superpage=hv.allow_superpage, pv_linear_pt=hv.pv_linear_pt,
+                   ram=ram, pdx=cfg.machine.pdx,
                    design_files=tuple(cfg.design_files or ()))

@@ -16,7 +16,7 @@ from ..designs import REGISTRY as registered, design_color, design_names
 from ..guest import DomainSpec, Op, Workload
 from ..mem import MemoryMap
 from ..sim import run_design, start
-from ._common import new_figure
+from ._common import new_figure, release_text
 
 #: the churn workload's iterations (panel a)
 CHURN_ITERATIONS = (1, 2, 4, 8, 16, 32, 64)
@@ -89,6 +89,8 @@ class ChurnData:
     note: str = ""
     #: the designs that have no MARK_SUPER / UNMARK_SUPER (no "with MARK" series)
     mark_unsupported: list[str] = field(default_factory=list)
+    #: which Xen produced it ("Xen 4.8"; release_text)
+    release: str = ""
     #: the designs with no PV superpages (no series: no superpage path to take)
     no_superpages: list[str] = field(default_factory=list)
 
@@ -156,8 +158,10 @@ def churn_data(cfg: Config | None = None, memmap: MemoryMap | None = None,
                 slow = sum(b.get(k, 0) - a.get(k, 0) for k in ("slow_get", "slow_put"))
                 vals.append(slow / (2 * wl.pairs))
             fr_out[(d, mark)] = vals
+    version = _churn_config(cfg, "{kind: churn}", "2MiB").hypervisor.version
     return ChurnData(memmap.name, run, list(iterations), it_out, list(fractions), fr_out, missing,
-                     mark_unsupported=no_mark, no_superpages=no_pse)
+                     mark_unsupported=no_mark, no_superpages=no_pse,
+                     release=release_text(version, run))
 
 
 #: churn_data boots ~160 machines: above this many superpages with RAM it uses the
@@ -232,7 +236,7 @@ def fig_churn(d: ChurnData):
                frameon=False)
     nomark = ", ".join(d.mark_unsupported)
     nopse = ", ".join(d.no_superpages)
-    title = (f"Slow-path rate against churn on {d.machine}: solid without MARK_SUPER, dashed "
+    title = (f"Slow-path rate against churn on {d.machine}, {d.release}: solid without MARK_SUPER, dashed "
              f"with it" + (f" ({nomark}: MARK unsupported, no dashed line)" if nomark else "")
              + (f"; {nopse}: no PV superpages, not drawn (every 2 MiB map is an L1 table's "
                 f"512 references)" if nopse else "")

@@ -132,3 +132,16 @@ def save_figure(fig, out: Path, stem: str, formats=("png", "svg")) -> list[Path]
         tmp.replace(path)
         paths.append(path)
     return paths
+
+
+def release_text(version: str, designs) -> str:
+    """Which Xen produced a figure: "Xen 4.8"; on a release without PV superpages, the
+    superpage designs drawn are hypothetical and the text names them."""
+    from ..designs import design_class
+    from ..xen import Release
+    release = Release.parse(version)
+    if release.pv_superpages:
+        return f"Xen {release}"
+    hypothetical = [d for d in designs if design_class(d).supports_pse]
+    return f"Xen {release}" + (f" ({', '.join(hypothetical)} hypothetical: as if merged into "
+                               f"today's Xen)" if hypothetical else "")

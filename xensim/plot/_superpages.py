@@ -16,7 +16,8 @@ from ..designs import SPAGE_DYNAMIC, SPAGE_MARK, SPAGE_NONE, SPAGE_STATE_NAMES
 from ..mem import PAGE_SHIFT, SUPERPAGE_ORDER, MemoryMap
 from ..sim import config_workload, start
 from ..xen import Machine
-from ._common import addr_formatter, addr_locator, bar, colormap, new_figure, runs_of
+from ._common import (addr_formatter, addr_locator, bar, colormap, new_figure, release_text,
+                      runs_of)
 
 NONE, DYNAMIC, MARK = SPAGE_NONE, SPAGE_DYNAMIC, SPAGE_MARK
 STATE_NAMES = SPAGE_STATE_NAMES
@@ -135,6 +136,8 @@ class RunStates:
     missing: dict[str, str] = field(default_factory=dict)
     #: the guests' frames at that point: (first mfn, end mfn) runs
     guest_frames: list[tuple[int, int]] = field(default_factory=list)
+    #: which Xen produced it ("Xen 4.8"; release_text)
+    release: str = ""
 
 
 def states_for_run(cfg: Config, memmap: MemoryMap, at: str | int = "peak",
@@ -204,7 +207,8 @@ def states_for_run(cfg: Config, memmap: MemoryMap, at: str | int = "peak",
     if at not in ("end", "peak"):
         why = f"after operation {done:,} of {wl.total:,}"
     return RunStates(machine=memmap.name, workload=wl.cfg.kind, ops=wl.total, at_op=done,
-                     why=why, states=states, missing=missing, guest_frames=sorted(frames))
+                     why=why, states=states, missing=missing, guest_frames=sorted(frames),
+                     release=release_text(cfg.hypervisor.version, names))
 
 
 def _zoom_window(r: RunStates) -> tuple[int, int] | None:
@@ -265,8 +269,8 @@ def fig_superpages(r: RunStates):
     ax.set_xlabel("physical address of the superpage (blank: no RAM; yellow: the window below)",
                   fontsize=9)
     ax.grid(axis="x", alpha=0.3)
-    title = (f"Superpage metadata per design on {r.machine}, {r.workload} workload "
-             f"({r.ops:,} operations): {r.why}")
+    title = (f"Superpage metadata per design on {r.machine}, {r.release}, {r.workload} "
+             f"workload ({r.ops:,} operations): {r.why}")
     title = "\n".join(textwrap.wrap(title, 120))
     if r.missing:
         title += "\n" + "; ".join(f"{d}: {why}" for d, why in r.missing.items())

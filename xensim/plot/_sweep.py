@@ -98,6 +98,8 @@ class SweepPlot:
     spread_over: list[str] = field(default_factory=list)
     #: rows whose metric is empty (a design that crashed at that point), left out
     missing: int = 0
+    #: which Xen produced the rows (results.csv's release column: "Xen 4.8", ...)
+    releases: list[str] = field(default_factory=list)
 
     def line(self, design: str, facet=None) -> SweepLine | None:
         return next((ln for ln in self.lines if ln.design == design and ln.facet == facet),
@@ -192,8 +194,9 @@ def sweep_data(sweep_dir: str | Path, x: str, facet: str | None = None,
             if pts:
                 lines.append(SweepLine(d, fv, pts))
     spread = [k for k in rest if any(len(s) > 1 for (g, kk), s in seen.items() if kk == k)]
+    releases = list(dict.fromkeys(r["release"] for r in rows if r.get("release")))
     return SweepPlot(str(path), metric, x, facet, x_values, facets, designs, lines, spread,
-                     missing)
+                     missing, releases)
 
 
 def results_table(sweep_dir: str | Path, metrics=()) -> Table:
@@ -263,5 +266,6 @@ def fig_sweep(data: SweepPlot):
     axes[0].set_ylabel(with_unit(data.metric))
     axes[0].legend(fontsize="small")
     spread = f"; band: min-max over {', '.join(data.spread_over)}" if data.spread_over else ""
-    fig.suptitle(f"{data.metric} against {data.x}{spread}", fontsize="medium")
+    made = "; ".join(data.releases) if data.releases else "Xen release not recorded"
+    fig.suptitle(f"{data.metric} against {data.x}{spread}\n{made}", fontsize="medium")
     return fig

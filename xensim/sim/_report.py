@@ -117,11 +117,19 @@ def _audit_cell(r: DesignRun) -> str:
 def comparison_tables(c: Comparison, machine_name: str) -> list[Table]:
     """The per-design table (the CSV one), then the per-operation figures."""
     wl = c.workload
+    xens = sorted({r.xen for r in c.runs if r.xen})
     title = (f"Comparison on {machine_name}: {wl['kind']} workload, {c.ops:,} operations "
-             f"on {len(c.domains)} domain{'s' * (len(c.domains) != 1)}, seed {c.seed}")
+             f"on {len(c.domains)} domain{'s' * (len(c.domains) != 1)}, seed {c.seed}"
+             + (f"; Xen {', '.join(xens)}" if xens else ""))
     rows, per_op, notes = [], [], []
+    hypothetical = [r.design for r in c.runs if r.hypothetical]
+    if hypothetical:
+        notes.append(f"{', '.join(hypothetical)}: hypothetical on Xen {', '.join(xens)}: as if "
+                     f"merged into today's Xen (PV superpages were removed in 4.10; 'none' "
+                     f"is that Xen itself)")
     for r in c.runs:
-        row = {"design": r.design, "audit": _audit_cell(r)}
+        shown = f"{r.design} (hypothetical)" if r.hypothetical else r.design
+        row = {"design": shown, "audit": _audit_cell(r)}
         if r.ok:
             row.update(
                 hypercalls=r.hypercall_calls, errors=_fmt_errors(r.errors),
@@ -129,7 +137,7 @@ def comparison_tables(c: Comparison, machine_name: str) -> list[Table]:
                 slow_put=r.superpage.get("slow_put", 0), fast=r.fast_updates,
                 tlb_flushes=r.tlb_flushes, metadata_bytes=r.metadata_bytes, metadata_percent=r.metadata_percent,
                 modelled_ns=r.estimate.ns)
-            per_op.append({"design": r.design, "ops": r.ops, "ops_failed": r.ops_failed,
+            per_op.append({"design": shown, "ops": r.ops, "ops_failed": r.ops_failed,
                            "mappings": r.mappings, "slow_per_op": r.slow_per_op,
                            "type_refs_per_mapping": r.type_refs_per_mapping,
                            "type_refs_per_2m_mapping": r.type_refs_per_2m_mapping,

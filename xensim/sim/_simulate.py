@@ -103,6 +103,12 @@ class DesignRun:
     zombie_domains: int = 0
     ops_digest: str = ""
     failures: list[str] = field(default_factory=list)
+    #: the Xen release simulated ("4.22") and which Xen produced the run: "Xen 4.8", or
+    #: "Xen 4.22, hypothetical: xen-4.1 as if merged into today's Xen" (release_label)
+    xen: str = ""
+    release: str = ""
+    #: a superpage design run on a release without PV superpages
+    hypothetical: bool = False
 
     @property
     def ok(self) -> bool:
@@ -176,6 +182,9 @@ class DesignRun:
             "supports_mark": self.supports_mark,
             "mark_unsupported": self.mark_unsupported,
             "mark_errno": self.mark_errno,
+            "xen": self.xen,
+            "release": self.release,
+            "hypothetical": self.hypothetical,
         })
         return d
 
@@ -218,7 +227,8 @@ def run_design(cfg: Config, memmap: MemoryMap, design: str, wl: Workload | None 
     s = Session(cfg, memmap, design, wl)
     m = s.machine
     run = DesignRun(design, description=m.superpage.description,
-                    supports_mark=m.superpage.supports_mark)
+                    supports_mark=m.superpage.supports_mark, xen=m.version,
+                    release=m.release_label, hypothetical=m.hypothetical)
     digest = hashlib.sha256()
     by_op: dict[str, list[int]] = {}
     every = cfg.audit_every

@@ -43,7 +43,7 @@ FIGURES = ("status", "ops", "ops_failed", "guest_errors", "mappings", "hypercall
            "slow_get", "slow_put", "fast_get", "fast_put", "slow_transitions", "slow_per_op",
            "fast_updates", "tlb_flushes", "entry_fast_path", "entry_slow_path",
            "metadata_bytes", "metadata_percent", "modelled_ns", "ns_per_op", "audit",
-           "leaked_frames", "ops_digest")
+           "leaked_frames", "ops_digest", "release")
 
 
 @dataclass
@@ -81,7 +81,7 @@ def design_row(d: dict) -> dict:
                metadata_bytes=d.get("metadata", {}).get("bytes"),
                metadata_percent=d.get("metadata", {}).get("percent_of_ram"),
                modelled_ns=model.get("ns"), ns_per_op=model.get("ns_per_op"),
-               leaked_frames=teardown.get("leaked_frames"))
+               leaked_frames=teardown.get("leaked_frames"), release=d.get("release"))
     if d.get("status") != "ok":
         row["audit"] = d.get("status")
     elif not audit.get("ok", True):

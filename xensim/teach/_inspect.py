@@ -442,7 +442,8 @@ def render_inspection(report: dict, fmt: str = "text") -> str:
         return json.dumps(report, indent=2, sort_keys=False, default=int) + "\n"
     sections = _SECTIONS[report["view"]](report)
     intro = (f"after {report['ops_run']} of {report['ops_total']} operations of "
-             f"{report['config']} on {report['design']}")
+             f"{report['config']} on {report['design']}"
+             + (f", {report['release']}" if report.get("release") else ""))
     if report.get("steps_clamped"):
         intro += (f" (--steps {report['steps_clamped']} is more than the workload's "
                   f"{report['ops_total']}: clamped)")
@@ -529,6 +530,7 @@ def inspect(cfg, memmap, *, mfn: str | None = None, superpage: str | None = None
     else:
         report = inspect_domain(m, resolve_domain(m, kernels, domain))
     report.update({"config": str(cfg.source or "<config>"), "design": session.design,
+                   "release": m.release_label,
                    "ops_run": n, "ops_total": session.workload.total})
     if steps is not None and steps > session.workload.total:
         report["steps_clamped"] = steps

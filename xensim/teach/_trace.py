@@ -89,7 +89,7 @@ def trace(cfg: Config, memmap: MemoryMap, design: str | None = None, level: str 
     tracer = Tracer(m, level, all_frames)
     header = [f"xensim trace of {cfg.source or '<config>'}",
               f"design {name}: {m.superpage.description}",
-              f"Xen {m.version}{' (faithful)' if m.faithful else ''}, machine {memmap.name} "
+              f"{m.release_label}{' (faithful)' if m.faithful else ''}, machine {memmap.name} "
               f"({format_size(memmap.ram_bytes)} of RAM), pdx {m.pdx.mode}",
               f"workload {wl.cfg.kind}: {wl.total} operations"
               + (f", tracing the first {limit}" if limit is not None and limit < wl.total else "")

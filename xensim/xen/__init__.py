@@ -85,7 +85,7 @@ from ._refcount import (
     GET_PAGE_COUNT_MAX, REASONS, RangeResult, RefCounts,
 )
 from ._release import (
-    Release, RELEASES, RELEASE_NAMES, LATEST_RELEASE,
+    Release, RELEASES, RELEASE_NAMES, LATEST_RELEASE, NEWEST_RELEASE, release_label,
 )
 from ._segdesc import (
     FIRST_RESERVED_GDT_ENTRY, FLAT_KERNEL_CS, check_descriptor, alloc_segdesc_page,
@@ -133,5 +133,5 @@ __all__ = [
     "guest_remove_page", "has_changed", "increase_reservation", "is_xen_slot", "make_pte",
     "max_order", "populate_physmap", "pte_mfn", "put_pte_flags", "remove_extent",
     "VECTOR_MIN_FRAMES", "mmu_update_requests", "mmu_update_one", "STEPWISE", "VECTORISED",
-    "LATEST_RELEASE", "RELEASES", "RELEASE_NAMES", "Release",
+    "LATEST_RELEASE", "NEWEST_RELEASE", "RELEASES", "RELEASE_NAMES", "Release", "release_label",
 ]

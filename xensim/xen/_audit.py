@@ -25,6 +25,7 @@ from itertools import repeat
 import numpy as np
 
 from ..mem import PDX_GROUP_MASK, PDX_GROUP_SHIFT, RangeSet
+from ._linear import linear_differences
 from ..mem import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state,
                          PGC_state_free, PGC_state_inuse, PGT_count_mask, PGT_pinned,
                          PGT_type_mask, PGT_TYPE_NAMES, PGT_type_shift)
@@ -196,7 +197,14 @@ def audit(m) -> AuditReport:
     recount(m, owned_runs, exp, rep)
     _check_spage(m, exp, rep)
     check_holders(exp, owner_lookup(owned_runs), rep)
+    check_linear(m, rep)
     return rep
+
+
+def check_linear(m, rep: AuditReport) -> None:
+    """Each frame's linear_pt_count (4.10 on) recounted from the live tables."""
+    for mfn, want, have in linear_differences(m):
+        rep.add(Difference(mfn, "linear_pt_count", want, have))
 
 
 def owned_runs_of(m, rep: AuditReport) -> list:

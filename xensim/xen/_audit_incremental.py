@@ -30,7 +30,8 @@ from bisect import bisect_right
 
 import numpy as np
 
-from ._audit import (AuditReport, Difference, Expected, check_holders, check_partition,
+from ._audit import (AuditReport, Difference, Expected, check_holders, check_linear,
+                     check_partition,
                      check_spage_entries, owner_lookup, recount)
 from ._baseptr import PGT_root_page_table, root_mfns
 from ._bus_watcher import FRAME_EVENTS, BusWatcher
@@ -285,6 +286,8 @@ class IncrementalAuditor(BusWatcher):
         entries.discard(-1)
         check_spage_entries(m, exp, rep, entries)
         check_holders(exp, whose, rep)
+        if m.pt.linear_pt_count or fset:
+            check_linear(m, rep)              # 4.10 on: every live table's linear entries
         self.frames_checked += n_frames
         rep.frames_checked = n_frames
         self.last_frames, self.last_superpages = fset, sps

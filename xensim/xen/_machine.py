@@ -36,7 +36,7 @@ from ..mem import (DOMID_INVALID, PGC_allocated, PGC_count_mask, PGC_state_free,
                          PGC_state_inuse, PGT_count_mask, PGT_pinned)
 from ..mem import Pdx, make_pdx
 from ._refcount import RefCounts, RefcountBug
-from ._release import LATEST_RELEASE, Release
+from ._release import LATEST_RELEASE, Release, release_label
 from ._state import DomainObjects, MachineState, Records, same_state
 from ..mem import SuperpageTable
 from ..mem import SUPERPAGE_ORDER
@@ -53,25 +53,36 @@ class Machine:
     """A booted host running a Xen of ``version`` with superpage design ``superpage`` (default:
     the registry's default design).
 
-    ``allow_superpage`` is Xen's allowsuperpage boot option; ``faithful`` makes
+    ``allow_superpage`` is Xen's allowsuperpage boot option (up to 4.9; a release
+    without PV superpages has none: there a superpage design runs as if merged with the
+    option on, ``hypothetical``, and ``none`` as Xen itself); ``faithful`` makes
     xensim reproduce the real code's known bugs (docs/xen-facts.md, section 8)
-    instead of refusing what they let through. ``spage_words`` overrides the
+    instead of refusing what they let through; ``pv_linear_pt`` is the pv-linear-pt
+    option (4.10 on). ``spage_words`` overrides the
     superpage table's entry width (1 or 2 words; default: the design's).
     """
 
     def __init__(self, memmap: MemoryMap, pdx_mode: str = "mask", *,
                  version: str | Release = LATEST_RELEASE, allow_superpage: bool = True,
                  superpage: str | None = None, faithful: bool = False,
-                 spage_words: int | None = None):
+                 spage_words: int | None = None, pv_linear_pt: bool = True):
         #: the Xen release simulated (ordered: ``m.release >= Release.R4_7``)
         self.release = Release.parse(version)
         #: the release as written ("4.8"), as outputs print it
         self.version = str(self.release)
-        self.allow_superpage = allow_superpage
         self.faithful = faithful
+        #: Xen's pv-linear-pt boot option (4.10 on; default on, as in 4.22): linear page
+        #: tables allowed. Before 4.10 there is no option: always allowed
+        self.pv_linear_pt = pv_linear_pt or self.release < Release.R4_10
         #: the event bus: every observer of this machine subscribes here (see _events)
         self.events = Events()
         design = design_class(superpage or default_design())
+        #: a superpage design on a release without PV superpages: as if merged into it
+        self.hypothetical = not self.release.pv_superpages and design.supports_pse
+        self.allow_superpage = (allow_superpage if self.release.pv_superpages
+                                else design.supports_pse)
+        #: which Xen produced this machine's outputs ("Xen 4.8"; "Xen 4.22, hypothetical: ...")
+        self.release_label = release_label(self.release, design.supports_pse, design.name)
         self.memmap = memmap
         self.pdx: Pdx = make_pdx(memmap.frame_ranges, pdx_mode, memmap.pdx_regions)
         self._to_pdx, self._to_mfn, self._covers = self.pdx.scalar_forms()
@@ -172,7 +183,7 @@ class Machine:
         hv = cfg.hypervisor
         return cls(memmap, cfg.machine.pdx, version=hv.version,
                    allow_superpage=hv.allow_superpage, superpage=hv.superpage,
-                   faithful=hv.faithful)
+                   faithful=hv.faithful, pv_linear_pt=hv.pv_linear_pt)
 
     # -- one hypercall request: all or nothing ---------------------------------------
     def request(self, fn, *args) -> int:
@@ -485,7 +496,7 @@ class Machine:
             self.heap.snapshot(), self.m2p.capture(), tuple([d.capture() for d in ds]),
             DomainObjects(ds), self.pt.capture_live(), self.superpage.snapshot(),
             self.spage_table.snapshot(), self.refs.tlb.capture_clock(), self._next_domid,
-            self.gnttab.capture()))
+            self.gnttab.capture(), self.pt.capture_linear()))
 
     def restore(self, state: MachineState) -> None:
         """Put the machine back as ``state`` (a :meth:`capture`) has it; frame words and
@@ -516,6 +527,8 @@ class Machine:
                     d.restore(st, cur)
         if now.live != rec.live:
             self.pt.restore_live(rec.live)
+        if now.linear != rec.linear:
+            self.pt.restore_linear(rec.linear)
         if now.design != rec.design:
             self.superpage.restore(rec.design)
         if now.spage != rec.spage:

@@ -156,14 +156,16 @@ def populate_physmap(m, d: Domain, a: XenMemoryReservation) -> int:
 
 
 def guest_remove_page(m, d: Domain, mfn: int) -> bool:
-    """Give one frame back: unpin it, drop PGC_allocated, forget its M2P/P2M entries."""
+    """Give one frame back: unpin it (up to 4.10; XSA-252, d798a09529 in 4.11, stopped
+    that: a pinned frame keeps its pin, and stays the domain's until it is unpinned or
+    the domain dies), drop PGC_allocated, forget its M2P/P2M entries."""
     if not m.mfn_valid(mfn):
         return False
     page = m.mfn_to_page(mfn)
     refs = m.refs
     if not refs.get_page(page, d.domid):          # a temporary reference; fails if not ours
         return False
-    if d.pinned and page in d.pinned:
+    if d.pinned and page in d.pinned and m.release < Release.R4_11:
         del d.pinned[page]
         if refs.clear_pinned(page):
             refs.put_page_and_type(page)

@@ -85,7 +85,10 @@ def other_command(m, op, curr, pg_owner, vcpu) -> int | None:
     if cmd == MMUEXT_FLUSH_CACHE_GLOBAL:
         if foreign:
             return -errno.EINVAL if v == Release.R4_1 else -errno.EPERM
-        return 0 if cache_flush_permitted(curr) else -errno.EINVAL
+        if cache_flush_permitted(curr):
+            return 0
+        # 4.21 on (bbaea9878b: FLUSH_CACHE and FLUSH_CACHE_GLOBAL one case): -EACCES
+        return -errno.EACCES if v >= Release.R4_22 else -errno.EINVAL
     if foreign and v > Release.R4_1:
         return -errno.EPERM
     if cmd == MMUEXT_FLUSH_CACHE:

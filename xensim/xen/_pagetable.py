@@ -38,6 +38,7 @@ from ..mem import (PGC_count_mask, PGT_count_mask, PGT_l1_page_table, PGT_l2_pag
                          PGT_seg_desc_page, PGT_type_mask, PGT_type_shift, PGT_validated,
                          PGT_writable_page)
 from ._baseptr import PGT_root_page_table, root_mfns
+from ._linear import get_linear_pagetable_counted, put_linear
 from ._release import Release
 from ._segdesc import alloc_segdesc_page
 from ._host import put_spage_pages
@@ -203,12 +204,15 @@ class PageTables:
 
     ``live`` maps each validated table (page) to (level, owner domid): recorded at
     validation and removed at devalidation, it lets the auditor recount every
-    entry's references without reading a counter.
+    entry's references without reading a counter. ``linear_pt_count`` is Xen's
+    per-frame signed count of linear entries from 4.10 on (xen/_linear.py; page -> count,
+    no zeros).
     """
 
     def __init__(self, machine):
         self.m = machine
         self.live: dict[int, tuple[int, int]] = {}
+        self.linear_pt_count: dict[int, int] = {}
         machine.events.watch(self._bind_entry_events)
 
     def _bind_entry_events(self) -> None:
@@ -227,6 +231,14 @@ class PageTables:
     def restore_live(self, state: tuple) -> None:
         self.live.clear()
         self.live.update(state)
+
+    def capture_linear(self) -> tuple:
+        """``linear_pt_count`` as (page, count) pairs, in order (the machine's inventory)."""
+        return tuple(self.linear_pt_count.items())
+
+    def restore_linear(self, state: tuple) -> None:
+        self.linear_pt_count.clear()
+        self.linear_pt_count.update(state)
 
     # -- what one entry holds -----------------------------------------------------
     def disallow_mask(self, level: int) -> int:
@@ -301,7 +313,8 @@ class PageTables:
         return rc
 
     def get_linear_pagetable(self, level: int, e: int, table: int | None, d: int) -> bool:
-        """Xen's get_l2_linear_pagetable .. get_l4_linear_pagetable (4.1 to 4.8 alike).
+        """Xen's get_l2_linear_pagetable .. get_l4_linear_pagetable (4.1 to 4.8 alike;
+        from 4.10, XSA-240's one level, counted: xen/_linear.py).
 
         An entry at level N may point at a table of level N (a linear, or recursive,
         mapping) if it is read-only. Pointing at its own table it takes nothing; else
@@ -309,12 +322,14 @@ class PageTables:
         validated table of level N, whose type count goes up by one. (The type
         increment is the linear path's own, counted here as one get_page_type.)
         """
+        m = self.m
+        if m.release >= Release.R4_10:
+            return table is not None and get_linear_pagetable_counted(self, level, e, table, d)
         if e & _PAGE_RW:
             return False                  # a writable view of its own page tables: refused
         mfn = pte_mfn(e)
         if mfn == table:
             return True
-        m = self.m
         if not m.mfn_valid(mfn):
             return False
         page = m.mfn_to_page(mfn)
@@ -382,6 +397,10 @@ class PageTables:
             return
         if level == 1 and not e & _PAGE_RW:
             m.refs.put_page(page)
+        elif (level >= 2 and table is not None and m.release >= Release.R4_10
+              and m.frame_table.type_info(page) & PGT_type_mask == LEVEL_TYPES[level]):
+            m.refs.put_page_and_type(page)            # a linear entry (XSA-240): its counts
+            put_linear(self, level, page, table)
         else:
             m.refs.put_page_and_type(page)
 
@@ -410,6 +429,8 @@ class PageTables:
         level = type >> PGT_type_shift
         mfn = int(m.pdx_to_mfn(page))
         d = m.frame_table.owner(page)
+        if self.linear_pt_count:
+            self.linear_pt_count.pop(page, None)    # _get_page_type: a new table counts afresh
         if level != 4 and not m.mem.holds(mfn):   # never written: no entry to validate
             self.live[page] = (level, d)
             return 0

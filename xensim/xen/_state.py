@@ -19,6 +19,7 @@ Each component captures and restores its own part through public methods:
 | ``records.tlb``: the TLB clock, each CPU's last flush | ``TlbFlushFilter`` | ``capture_clock`` / ``restore_clock`` |
 | ``records.next_domid`` | ``Machine`` | |
 | ``records.grants``: every domain's grant table | ``GrantTables`` (``gnttab``) | ``capture`` / ``restore`` |
+| ``records.linear``: each frame's linear_pt_count | ``PageTables`` | ``capture_linear`` / ``restore_linear`` |
 
 ``frames``, ``stamps`` and ``tables`` are large; the fuzzer's journal keeps them frame by
 frame, learning from the event bus which frames a call wrote, and takes the rest
@@ -75,6 +76,8 @@ class Records(NamedTuple):
     next_domid: int
     #: ``GrantTables.capture()``: each domain's grant table
     grants: tuple
+    #: each frame's linear_pt_count (4.10 on; PageTables.capture_linear)
+    linear: tuple = ()
 
 
 class MachineState(NamedTuple):
@@ -92,7 +95,8 @@ def _normal(r: Records) -> tuple:
                         for d in r.domains))
     grants = tuple(sorted((domid, (g[0],) + tuple(tuple(sorted(x)) for x in g[1:4]) + g[4:])
                           for domid, g in r.grants))
-    return (r.heap, r.m2p, doms, tuple(sorted(r.live)), r.design, r.spage, r.next_domid, grants)
+    return (r.heap, r.m2p, doms, tuple(sorted(r.live)), r.design, r.spage, r.next_domid, grants,
+            tuple(sorted(r.linear)))
 
 
 def same_records(a: Records, b: Records) -> bool:
@@ -162,6 +166,8 @@ def records_difference(m, a: Records, b: Records) -> str | None:
         for domid in sorted(ga.keys() | gb.keys()):
             if ga.get(domid) != gb.get(domid):
                 return f"dom{domid}'s grant table"
+    if x[8] != y[8]:
+        return "the linear page-table counts"
     return None
 
 
@@ -186,7 +192,8 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     "Machine": {
         "state": ("frame_table", "spage_table", "heap", "m2p", "mem", "pt", "refs",
                   "domains", "superpage", "_next_domid", "gnttab"),
-        "config": ("release", "version", "allow_superpage", "faithful", "memmap", "pdx",
+        "config": ("release", "version", "allow_superpage", "faithful", "pv_linear_pt",
+                   "hypothetical", "release_label", "memmap", "pdx",
                    "max_page", "relinquish_hooks", "audit_contributors"),
         "derived": ("_to_pdx", "_to_mfn", "_covers", "ram_pdx_ranges"),
         "link": ("events", "hypercall", "design_host"),
@@ -228,7 +235,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
         "link": ("guest_write",),
     },
     "PageTables": {
-        "state": ("live",),
+        "state": ("live", "linear_pt_count"),
         "link": ("m",),
         "mode": ("get_entries", "put_entries", "get_page_from_entry", "put_page_from_entry"),
     },

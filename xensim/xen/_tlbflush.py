@@ -4,8 +4,8 @@ When a frame's type count falls to 0, __put_page_type stamps the frame with the
 TLB clock (``tlbflush_timestamp``). When __get_page_type later changes the
 frame's type, a CPU whose TLB may still hold the frame under its old type (its
 last flush is not after the stamp: NEED_FLUSH) is flushed, and the clock ticks.
-xensim gives each domain one vCPU on a CPU of its own, so "the owner's CPU" is
-the domain's. :class:`~xensim.xen.RefCounts` holds one filter (``refs.tlb``) and
+xensim gives each domain one CPU of its own, which all its vCPUs share (the domain's
+dirty mask is that CPU), so "the owner's CPU" is the domain's. :class:`~xensim.xen.RefCounts` holds one filter (``refs.tlb``) and
 calls it where Xen's primitives stamp and filter; each flush is counted in the
 primitives' ``stats.tlb_flushes`` and emitted as the ``tlb_flush`` event.
 
@@ -35,8 +35,8 @@ class TlbFlushFilter:
         self.events = events
         #: Xen's TLB clock (tlbflush_clock): starts at 1, ticks at every flush counted
         self.clock = 1
-        #: per domain: the clock when its vCPU's TLB was last flushed (Xen's per-CPU
-        #: tlbflush_time; one vCPU per domain, on a CPU of its own; 0: never)
+        #: per domain: the clock when its CPU's TLB was last flushed (Xen's per-CPU
+        #: tlbflush_time; one CPU per domain, shared by its vCPUs; 0: never)
         self.time: dict[int, int] = {}
         #: per PDX group: each frame's tlbflush_timestamp (the clock when its type count
         #: last fell to 0; 0: not since it was allocated), allocated on first stamp
