@@ -222,7 +222,7 @@ def test_the_bar_shows_minimisation_and_ctrl_c_keeps_the_finding(tmp_path):
     so; a Ctrl-C then prints the summary with the reproducer as found (not minimised),
     written whole."""
     rc, stdout, err = _interrupt(["fuzz", "--faithful", "--calls", "300", "--episode", "300",
-                                  "--out", "repro.yaml"], tmp_path,
+                                  "--no-grants", "--out", "repro.yaml"], tmp_path,
                                  b"fuzz, minimising violation 1 (")
     _no_traceback(err)
     assert rc == 130

@@ -72,3 +72,12 @@ def test_xsa_configs_are_the_xtf_proofs(name):
     good = replay_config(cfg)
     assert good.violation is None and good.last == -errno.EINVAL
     assert str(good).endswith("no violation; the last returned -22 (EINVAL)")
+
+
+@pytest.mark.parametrize("name", XTF_TESTS)
+@pytest.mark.parametrize("version", ["4.22"])
+def test_xsa224_xsa234_fixed_even_faithful_4_22(name, version):
+    """The fixes (4a79c29f67, 16b1414de9) are in every release from 4.10: faithful mode
+    reproduces the bugs only on the releases that had them."""
+    rc, m = _run(name, version, True, True)
+    assert rc == -errno.EINVAL and m.violations == []

@@ -310,9 +310,9 @@ class Fuzzer(FuzzRunner):
                 child = self._small(g, r)
             elif x < 0.65 and t[level - 1]:
                 child = r.choice(t[level - 1])                  # share a table (valid)
-            elif x < 0.8 and t[level]:
+            elif (x < 0.8 or (x < 0.95 and self.m.pt.linear_pt_count)) and t[level]:
                 # a linear entry: to a table of its own level, itself or another (loops
-                # too); read-only, else refused
+                # too); read-only, else refused (more of them where 4.10's counts exist)
                 child = parent if r.random() < 0.3 else r.choice(t[level])
                 if self.m.pt.linear_pt_count:
                     level, parent, child = self._one_level(r, t, level, parent, child)

@@ -132,10 +132,11 @@ class Replay:
     def __str__(self) -> str:
         if self.violation is None:
             last = self.last
-            if last is None:
+            if last is None or last >= 0:
                 return f"replayed {self.calls} calls: no violation"
-            name = f" ({errno_name(last)})" if last < 0 else ""
-            return f"replayed {self.calls} calls: no violation; the last returned {last}{name}"
+            # the script's last call refused (an XTF verdict's -EINVAL): said
+            return (f"replayed {self.calls} calls: no violation; the last returned {last} "
+                    f"({errno_name(last)})")
         return f"replayed {self.calls} calls: {self.violation}"
 
 

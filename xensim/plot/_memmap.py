@@ -59,6 +59,11 @@ class MemmapData:
         return [(s, e, t) for s, e, t in self.ranges if e > top]
 
 
+#: which Xen computes each PDX mode as drawn (the figure says which release produced it)
+_PDX_RELEASE = {"none": "any Xen release", "mask": "Xen 4.1 to 4.22 alike",
+                "offset": "as Xen 4.22 computes it", "offset-4.21.0": "as Xen 4.21.0 computes it"}
+
+
 def memmap_data(machine: Machine) -> MemmapData:
     """The sparse memory map of ``machine``, its holes, PDX groups and PDX view."""
     mm, pdx = machine.memmap, machine.pdx
@@ -168,7 +173,7 @@ def fig_memmap(d: MemmapData):
     ax.set_title(f"{d.name}: {format_size(d.ram_bytes)} of RAM in {format_size(d.max_pfn << PAGE_SHIFT)} "
                  f"of addresses, {n_holes} hole{'s' * (n_holes != 1)}, "
                  f"{len(d.groups):,} PDX groups with RAM\n"
-                 + "\n".join(textwrap.wrap(f"PDX {d.pdx_describe}", 110))
+                 + "\n".join(textwrap.wrap(f"PDX {d.pdx_describe} ({_PDX_RELEASE.get(d.pdx_mode, '')})", 110))
                  + _beyond_text(d), fontsize=10)
     handles = [Patch(color=TYPE_COLORS[t], label=t if t != "ram" else "RAM") for t in types_seen]
     handles += [Patch(facecolor="white", edgecolor="#9e9e9e", label="not listed in the e820 map"),

@@ -150,6 +150,7 @@ def fig_overhead(d: OverheadData):
     ax.set_ylabel("refcount metadata (bytes)")
     ax.set_title(f"Refcount metadata against RAM, PDX {d.pdx}: lines = synthetic PC machines "
                  f"(RAM below 2 GiB and above 4 GiB), dots = presets\n"
+                 f"sizes of each design's layout, the same on every Xen release\n"
                  + (f"{', '.join(d.zero)} cost{'s' * (len(d.zero) == 1)} 0 B (not drawn)"
                     if d.zero else ""), fontsize=10)
     ax.legend(loc="upper left", fontsize=8, bbox_to_anchor=(1.0, 1.0), frameon=False)

@@ -411,6 +411,12 @@ def _map_references(m, ld, rd, op: GnttabMapGrantRef, frame: int, ro: bool,
 
 
 # -- GNTTABOP_unmap_grant_ref / unmap_and_replace ------------------------------------------
+def _fixed(m) -> bool:
+    """Has the unmap XSA-224's and XSA-234's fixes? Outside faithful mode always; in it,
+    from 4.10 (the bugs were fixed in 4.9 and 4.10: every release before them had both)."""
+    return not m.faithful or m.release >= Release.R4_10
+
+
 @dataclass
 class _Unmap:
     """Xen's struct gnttab_unmap_common: what the first pass found and did."""
@@ -429,7 +435,7 @@ class _Unmap:
 
 def _unmap_common(m, ld, u: _Unmap, vcpu: int = 0) -> None:
     lgt = m.gnttab.tables[ld.domid]
-    fixed = not m.faithful
+    fixed = _fixed(m)
     rec = lgt.maptrack.get(u.handle) if 0 <= u.handle < lgt.limit else None
     if rec is None:
         u.status = GNTST_bad_handle
@@ -492,7 +498,7 @@ def _unmap_complete(m, ld, u: _Unmap) -> None:
     if u.ref not in rgt.active:
         return
     pin, grantee, frame = rgt.active[u.ref]
-    if m.faithful:
+    if not _fixed(m):
         if u.frame != frame:
             return
         f, ro = u.flags, bool(u.flags & GNTMAP_readonly)
