@@ -189,7 +189,7 @@ def test_cli_sigint_writes_the_partial_page(tmp_path):
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
-    assert re.fullmatch(r"xensim: interrupted after \d+ operations \(the page has the steps "
+    assert re.fullmatch(r"xensim: interrupted after [\d,]+ operations \(the page has the steps "
                         r"until then\)\n", stderr), stderr
     d = page_data(out.read_text())
     assert 0 < len(d["steps"]) < 10_000
