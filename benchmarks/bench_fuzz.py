@@ -13,14 +13,29 @@ of the calls before grants, and the ratio.
 Rates are calls per CPU second of this process (per core: the figure does not
 depend on what else the machine runs), wall-clock beside them.
 
-Run: python benchmarks/bench_fuzz.py [CALLS] [DESIGN ...]   (default 1500, every design)
+With ``--against TREE`` (a checkout of another commit, e.g. a ``git worktree add --detach``;
+repeatable) each design's incremental episode runs in this tree and in each TREE, in
+turn, ``--repeats`` times (a fresh process each, alternated, so that a busy machine
+slows all alike), and the table gives each tree's median rate, this tree's ratio to it
+(the median and the spread, min-max, of the ratios of runs made side by side) and, with
+``--goal TREE`` (one of them), each design's rate over that tree's xen-4.1 rate against
+``--goal-ratio`` (default 0.71: 2,000 calls/s where the baseline 667cec7's xen-4.1 made
+2,822 on a quiet machine).
+
+Run: python benchmarks/bench_fuzz.py [CALLS] [DESIGN ...] [--against TREE ...] [--goal TREE]
+     [--repeats N] [--goal-ratio R]   (default 1500 calls, every design)
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import random
+import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 from xensim import design_names
 from xensim.fuzz import Fuzzer, Setup, replay_ops
@@ -53,9 +68,88 @@ def without_replays(setup: Setup, ops: list[dict]) -> float:
     return time.process_time() - c0
 
 
+#: one incremental episode in a fresh process of a tree (any commit's API: Fuzzer, Setup)
+CHILD = """
+import random, sys, time
+from xensim.fuzz import Fuzzer, Setup
+f = Fuzzer(Setup(design=sys.argv[1], audit="incremental"), random.Random("bench"))
+c0 = time.process_time()
+f.start()
+while f.calls < int(sys.argv[2]):
+    f.random_call()
+print(f.calls / (time.process_time() - c0))
+"""
+
+
+def child_rate(tree: Path, design: str, calls: int) -> float:
+    """Calls per CPU second of the incremental episode of ``design`` in ``tree``."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run([sys.executable, "-c", CHILD, design, str(calls)], cwd=tree, env=env,
+                         check=True, capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
+def compare(trees: list[Path], goal: Path | None, designs: list[str], calls: int,
+            repeats: int, goal_ratio: float) -> None:
+    """Each design's incremental rate in this tree and in ``trees``, alternated."""
+    here = Path(__file__).resolve().parent.parent
+    names = ["this tree"] + [str(t) for t in trees]
+    every = [here] + trees
+    todo = designs if goal is None or "xen-4.1" in designs else designs + ["xen-4.1"]
+    rates = {(d, t): [] for d in todo for t in range(len(every))}
+    for _ in range(repeats):
+        for d in todo:
+            for t, tree in enumerate(every):
+                rates[d, t].append(child_rate(tree, d, calls))
+    print(f"\nthe same episode ({calls:,} calls, incremental) in each tree, {repeats} alternated "
+          f"runs each (median calls per CPU second; ratio: this tree's, the median and "
+          f"the spread of the runs side by side)")
+    for t, name in enumerate(names):
+        print(f"  [{t}] {name}")
+    head = f"{'design':16} " + " ".join(f"{'[' + str(t) + ']':>8}" for t in range(len(every)))
+    head += " " + " ".join(f"{'[0]/[' + str(t) + ']':>20}" for t in range(1, len(every)))
+    if goal is not None:
+        head += f" {'/ goal xen-4.1':>22}"
+    print(head)
+    g = every.index(goal.resolve()) if goal is not None else None
+    for d in designs:
+        row = f"{d:16} " + " ".join(f"{statistics.median(rates[d, t]):>8,.0f}"
+                                    for t in range(len(every)))
+        for t in range(1, len(every)):
+            r = [a / b for a, b in zip(rates[d, 0], rates[d, t])]
+            row += f" {statistics.median(r):>7.2f}x ({min(r):.2f}-{max(r):.2f})"
+        if g is not None:
+            r = [a / b for a, b in zip(rates[d, 0], rates["xen-4.1", g])]
+            ok = "met" if min(r) >= goal_ratio else "not met"
+            row += f" {statistics.median(r):>5.2f}x ({min(r):.2f}-{max(r):.2f}) {ok}"
+        print(row)
+    if g is not None:
+        print(f"\n/ goal xen-4.1: this tree's rate over [{g}]'s xen-4.1 rate in the same repeat; "
+              f"the goal, {goal_ratio:.2f}x, is met when the lowest is at least that")
+
+
 def main(argv: list[str]) -> None:
-    calls = int(argv[0]) if argv else 1500
-    designs = argv[1:] or list(design_names())
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("calls", nargs="?", type=int, default=1500)
+    ap.add_argument("designs", nargs="*")
+    ap.add_argument("--against", action="append", type=Path, default=[])
+    ap.add_argument("--goal", type=Path)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--goal-ratio", type=float, default=2000 / 2822)
+    ap.add_argument("--no-table", action="store_true", help="only the comparison")
+    args = ap.parse_args(argv)
+    calls = args.calls
+    designs = args.designs or list(design_names())
+    if args.goal is not None and args.goal.resolve() not in [t.resolve() for t in args.against]:
+        args.against.append(args.goal)
+    if not args.no_table:
+        table(calls, designs)
+    if args.against:
+        compare([t.resolve() for t in args.against], args.goal, designs, calls, args.repeats,
+                args.goal_ratio)
+
+
+def table(calls: int, designs: list[str]) -> None:
     print(f"fuzzing with every check after every call, {calls:,} calls per design "
           f"(calls per CPU second; wall-clock seconds in brackets)\n")
     print(f"{'design':16} {'incremental':>18} {'full':>18} {'ratio':>7} {'no replays':>11}"
