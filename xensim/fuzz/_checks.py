@@ -188,8 +188,10 @@ def _domain_isolation(m: Machine, frames: set | None = None,
         frames) <= 64 else {p for d in m.domains.values() for p in d.pinned
                             if int(m.pdx_to_mfn(p)) in frames}
     for d in m.domains.values():
+        # (a root's text only for a root among the frames)
         pages = [(m.mfn_to_page(mfn), what.split(" of ")[0]) for mfn, what in vcpu_roots(d)
-                 if frames is None or mfn in frames]
+                 if frames is None or mfn in frames] if frames is None or any(
+            mfn in frames for v in d.vcpus for mfn, _ in v.roots()) else []
         pages += [(p, "pinned table") for p in d.pinned if among is None or p in among]
         for p, what in pages:
             if ft.owner(p) != d.domid:

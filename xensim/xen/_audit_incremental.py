@@ -26,7 +26,7 @@ full audit every N calls and at the end of a campaign catches those.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 
 import numpy as np
 
@@ -91,6 +91,7 @@ class IncrementalAuditor(BusWatcher):
         #: live tables: page -> (level, domid, its 512 entries as last seen)
         self._tables: dict[int, tuple[int, int, np.ndarray]] = {}
         self._table_mfns: dict[int, int] = {}             # their MFNs -> pages
+        self._table_sorted: list[int] | None = None       # those MFNs, sorted (None: to sort)
         self._live: dict[int, tuple[int, int]] = dict(m.pt.live)   # page -> (level, domid)
         #: reverse map: target mfn -> {(table page, index): entry}; PSE entries by superpage
         self._rev: dict[int, dict[tuple[int, int], int]] = {}
@@ -101,6 +102,10 @@ class IncrementalAuditor(BusWatcher):
         self._owned_all: tuple | None = None
         self._pins: tuple | None = None
         self._extra_frames: set[int] = set()              # what other contributors spoke of
+        #: what they said at the last check (None: to be recounted), and whether that
+        #: check found the machine as expected
+        self._extra: Expected | None = None
+        self._clean = False
         dirty = _Dirty()
         for page, (level, domid) in m.pt.live.items():
             self._refresh_table(page, (level, domid), dirty)
@@ -122,11 +127,14 @@ class IncrementalAuditor(BusWatcher):
             self._relink(old[0], page, old[2], changed, dirty, False)
         if now is None:
             self._tables.pop(page, None)
-            self._table_mfns.pop(mfn, None)
+            if self._table_mfns.pop(mfn, None) is not None:
+                self._table_sorted = None
             return
         level, domid = now
         self._relink(level, page, new_entries, changed, dirty, True)
         self._tables[page] = (level, domid, new_entries)
+        if mfn not in self._table_mfns:
+            self._table_sorted = None
         self._table_mfns[mfn] = page
 
     def _relink(self, level, page, ents, changed, dirty: "_Dirty", link: bool) -> None:
@@ -211,11 +219,12 @@ class IncrementalAuditor(BusWatcher):
             self._live = dict(live)
         table_mfns = self._table_mfns                    # e.g. a table frame scrubbed
         touched.update(table_mfns[mfn] for mfn in dirty.frames & table_mfns.keys())
-        for lo, hi in dirty.ranges:
-            if hi - lo > len(table_mfns):
-                touched.update(p for mfn, p in table_mfns.items() if lo <= mfn < hi)
-            else:
-                touched.update(table_mfns[mfn] for mfn in range(lo, hi) if mfn in table_mfns)
+        if dirty.ranges:                                 # the tables among the runs
+            if self._table_sorted is None:
+                self._table_sorted = sorted(table_mfns)
+            ts = self._table_sorted
+            for lo, hi in _merged(dirty.ranges):
+                touched.update(table_mfns[mfn] for mfn in ts[bisect_left(ts, lo):bisect_left(ts, hi)])
         for page in touched:
             if page in live or page in tables:
                 self._refresh_table(page, live.get(page), dirty)
@@ -258,17 +267,21 @@ class IncrementalAuditor(BusWatcher):
         dirty.ranges.extend((s, s + SUPERPAGE_PAGES) for s in dirty.superpages)
         # contributors other than the page tables (e.g. a test's external holder): asked
         # every time; the frames they speak of now or spoke of last time are recounted
+        # (unless they say what they said at the last check, which found the machine as
+        # expected: then their frames are recounted only if dirty for another reason)
         extra = Expected()
         for contribute in m.audit_contributors:
             if contribute != m.pt.expect:
                 contribute(m, extra)
-        now = extra.frames()
-        if now or self._extra_frames:
-            dirty.frames |= now | self._extra_frames
-        self._extra_frames = now
+        if not (self._clean and _same_expected(extra, self._extra)):
+            now = extra.frames()
+            if now or self._extra_frames:
+                dirty.frames |= now | self._extra_frames
+            self._extra_frames = now
+        self._extra = extra
         fset = dirty.frames
         runs, n_frames = _ram_runs(fset, dirty.ranges, m.memmap.frame_ranges)
-        for s, e in dirty.ranges:
+        for s, e in _merged(dirty.ranges):              # (a superpage's run often twice)
             fset.update(range(s, e))
         sps = dirty.superpages | dirty.words
         sps.update(_superpages_of(m, runs))
@@ -291,6 +304,7 @@ class IncrementalAuditor(BusWatcher):
         self.frames_checked += n_frames
         rep.frames_checked = n_frames
         self.last_frames, self.last_superpages = fset, sps
+        self._clean = rep.ok
         return rep
 
     def _pinned(self) -> list[tuple[int, int, int]]:
@@ -300,10 +314,21 @@ class IncrementalAuditor(BusWatcher):
             pins = [(int(m.pdx_to_mfn(page)), domid, type) for domid in m.domains
                     for page, type in self._doms[domid][2].items()]
             sets: dict[int, set[int]] = {domid: set() for domid in m.domains}
-            for mfn, domid, _ in pins:
+            by_mfn: dict[int, list[int]] = {}
+            for k, (mfn, domid, _) in enumerate(pins):
                 sets[domid].add(mfn)
-            self._pins = (pins, sets)
+                by_mfn.setdefault(mfn, []).append(k)
+            self._pins = (pins, sets, by_mfn)
         return self._pins[0]
+
+    def _pinned_in(self, frames: set) -> list[tuple[int, int, int]]:
+        """Those of :meth:`_pinned` whose frame is in ``frames``, in its order."""
+        pins = self._pinned()
+        by_mfn = self._pins[2]
+        if len(frames) >= len(by_mfn):
+            return [p for p in pins if p[0] in frames]
+        at = [k for mfn in frames if mfn in by_mfn for k in by_mfn[mfn]]
+        return [pins[k] for k in sorted(at)]
 
     def _pinned_mfns(self) -> dict[int, set[int]]:
         """Each domain's pinned MFNs (:func:`~._audit.recount`'s ``pins``)."""
@@ -395,9 +420,8 @@ class IncrementalAuditor(BusWatcher):
         order of contributions (pins, live entries, base pointers, the design)."""
         m = self.m
         exp = Expected()
-        for mfn, domid, type in self._pinned():
-            if mfn in frames:
-                exp.typed(mfn, domid, type)
+        for mfn, domid, type in self._pinned_in(frames):
+            exp.typed(mfn, domid, type)
         # the live entries, in the full audit's order only where it matters: a frame two
         # entries give different types (which conflicts first), a superpage mapped by two
         # domains (whose its expectation is)
@@ -446,10 +470,11 @@ class IncrementalAuditor(BusWatcher):
                 c[1 if e & _PAGE_RW else 0] += 1
             for domid in doms:
                 exp.holds(sp, SUPERPAGE_PAGES, domid)
-        for d in m.domains.values():                   # each vCPU's root tables
-            for root in root_mfns(d):
+        doms = self._doms
+        for domid in m.domains:                        # each vCPU's root tables (records')
+            for root in doms[domid][4]:
                 if root in frames:
-                    exp.typed(root, d.domid, PGT_root_page_table)
+                    exp.typed(root, domid, PGT_root_page_table)
         exp.privileged.add(0)
         design = Expected()
         m.superpage.expect_superpages(design, pse, sorted(sps))
@@ -457,7 +482,7 @@ class IncrementalAuditor(BusWatcher):
         spdx = {m.mfn_to_page(sp) >> SUPERPAGE_ORDER for sp in sps}
         if design.refs or design.types or design.runs or design.holder or design.spage \
                 or design.conflicts:
-            exp.merge(design, frames | sps,
+            exp.merge(design, _Either(frames, sps),
                       lambda r: m.mfn_to_page(r[0]) >> SUPERPAGE_ORDER in spdx, spdx)
         if extra.refs or extra.types or extra.runs or extra.holder or extra.conflicts \
                 or extra.granted:
@@ -504,6 +529,36 @@ class _Dirty:
 
     def superpage(self, mfn: int) -> None:
         self.superpages.add(mfn)
+
+
+class _Either:
+    """The union of two sets, for ``in`` only (no union built)."""
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: set, b: set):
+        self.a, self.b = a, b
+
+    def __contains__(self, x) -> bool:
+        return x in self.a or x in self.b
+
+
+def _merged(ranges: list) -> list[tuple[int, int]]:
+    """Half-open ``ranges``, sorted, overlapping and touching ones merged."""
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(ranges):
+        if out and s <= out[-1][1]:
+            if e > out[-1][1]:
+                out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out
+
+
+def _same_expected(a: Expected, b: Expected | None) -> bool:
+    """Do two expectations say the same (every field, in order where it is a list)?"""
+    return b is not None and a.refs == b.refs and a.types == b.types and a.runs == b.runs \
+        and a.conflicts == b.conflicts and a.holder == b.holder and a.spage == b.spage \
+        and a.privileged == b.privileged and a.granted == b.granted
 
 
 def _start(run) -> int:
