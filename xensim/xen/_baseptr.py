@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
+from functools import cache
 
 from ..mem import PGT_l4_page_table
 from ._preempt import ERESTART
@@ -63,8 +64,10 @@ RULES: dict[Release, BaseptrRules] = {
 }
 
 
+@cache
 def rules_for(release: Release) -> BaseptrRules:
-    """The row of :data:`RULES` that ``release`` follows."""
+    """The row of :data:`RULES` that ``release`` follows (looked up once per release:
+    every mmuext_op and mmu_update asks)."""
     return RULES[max(r for r in RULES if r <= release)]
 
 

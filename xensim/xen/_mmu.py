@@ -158,7 +158,8 @@ def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = Non
     the :class:`Continuation` of the rest."""
     d = m.domains.get(caller)
     v = d.vcpus[vcpu]
-    if rules_for(m.release).old_guest_table and (rc := put_old_guest_table(m, v)):
+    if (v.old_guest_table is not None and rules_for(m.release).old_guest_table
+            and (rc := put_old_guest_table(m, v))):
         if rc == -ERESTART:
             return Continuation(HYPERVISOR_mmu_update, (reqs, done, foreigndom, preempted))
         return rc
@@ -283,7 +284,8 @@ def do_mmuext_op(m, caller: int, ops: list[MmuextOp] | None, done: list | None =
     curr = m.domain(caller)
     v = curr.vcpus[vcpu]
     old = m.release == Release.R4_1
-    if rules_for(m.release).old_guest_table and (rc := put_old_guest_table(m, v)):
+    if (v.old_guest_table is not None and rules_for(m.release).old_guest_table
+            and (rc := put_old_guest_table(m, v))):
         if rc == -ERESTART:                       # the same call, entered again later
             return Continuation(HYPERVISOR_mmuext_op, (ops, done, foreigndom, preempted))
         return rc
