@@ -112,7 +112,7 @@ class Machine:
         self.pt = PageTables(self)
         self.pt_stats: Counter = Counter()
         self.refs = RefCounts(self.frame_table, self._free_pages, validator=self.pt,
-                              events=self.events)
+                              events=self.events, preempt=self.preempt)
         self.domains: dict[int, Domain] = {0: Domain(0, "Domain-0", max_pages=0)}
         self._next_domid = 1
         #: every domain's grant table (xen/_grant_table.py)
@@ -149,12 +149,12 @@ class Machine:
         """Change the preemption source (``hypervisor.preempt``'s forms); the slots are
         bound again (an accelerator of a slot with a preemption point is not used while
         preemption can happen)."""
-        self.preempt = self._preemption(preempt)
+        self.preempt = self.refs.preempt = self._preemption(preempt)
         self._bind()
 
     def _preemption(self, preempt: "str | Preemption") -> Preemption:
         p = preempt if isinstance(preempt, Preemption) else parse_preemption(preempt)
-        if p.mode != "never" and self.release > Release.R4_8:
+        if p.pending is not None and self.release > Release.R4_8:
             raise ValueError(f"preemption is modelled for Xen 4.1-4.8, not {self.version} "
                              f"(XSA-299's rework of partial validation, 4.13)")
         return p
