@@ -117,7 +117,7 @@ class Machine:
         self.pt = PageTables(self)
         self.pt_stats: Counter = Counter()
         self.refs = RefCounts(self.frame_table, self._free_pages, validator=self.pt,
-                              events=self.events)
+                              events=self.events, preempt=self.preempt)
         self.domains: dict[int, Domain] = {0: Domain(0, "Domain-0", max_pages=0)}
         self._next_domid = 1
         #: every domain's grant table (xen/_grant_table.py)
@@ -154,7 +154,7 @@ class Machine:
         """Change the preemption source (``hypervisor.preempt``'s forms); the slots are
         bound again (an accelerator of a slot with a preemption point is not used while
         preemption can happen)."""
-        self.preempt = self._preemption(preempt)
+        self.preempt = self.refs.preempt = self._preemption(preempt)
         self._bind()
 
     @staticmethod

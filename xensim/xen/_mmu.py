@@ -246,8 +246,9 @@ def mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = True
         level = m.pt.live_level(page)
         if level:
             # mod_l3_entry / mod_l4_entry validate a new entry's table preemptibly
-            return m.pt.mod_entry(mfn, index, req.val, level, pt_owner.domid,
-                                  cmd == MMU_PT_UPDATE_PRESERVE_AD, pg_owner.domid, level >= 3, v)
+            rc = m.pt.mod_entry(mfn, index, req.val, level, pt_owner.domid,
+                                cmd == MMU_PT_UPDATE_PRESERVE_AD, pg_owner.domid, level >= 3, v)
+            return -ERESTART if rc == -errno.EINTR else rc
         # not a live page table: an ordinary write, allowed while it can be writable
         if not refs.get_page_type(page, PGT_writable_page):
             return -errno.EINVAL
@@ -348,6 +349,8 @@ def _pin(m, mfn: int, type: int, d, curr=None) -> int:
     # get_page_type_preemptible (every release): a preempted validation is -ERESTART, the
     # table left PGT_partial and the general reference given back
     rc = m.refs.get_page_and_type_rc(page, d.domid, type, True)
+    if rc == -errno.EINTR:                    # a spin on another CPU's validation gave up
+        return -ERESTART
     if rc != 0:
         return rc
     if not m.refs.set_pinned(page):                       # already pinned

@@ -248,7 +248,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "RefCounts": {
         "state": ("tlb",),
-        "config": ("validator",),
+        "config": ("validator", "preempt"),
         "link": ("ft", "free_page", "events", "atomic_step", "word_changed",
                  "type_conflict"),
         "stats": ("stats",),

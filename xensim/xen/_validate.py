@@ -27,6 +27,8 @@ loop is ``PageTables.get_entries`` / ``put_entries``, an accelerated slot.
 
 from __future__ import annotations
 
+import errno
+
 import numpy as np
 
 from ..mem import (PDX_GROUP_MASK, PDX_GROUP_SHIFT, PGT_l1_page_table, PGT_l2_page_table, PGT_l3_page_table,
@@ -78,6 +80,11 @@ def alloc_table(pt, page: int, level: int, mfn: int, d: int, preemptible: bool,
             # and with partial_flags a general reference too (PTF_partial_set)
             progress.set(page, i, 1 if flags else (partial or 1))
             return rc
+        if rc == -errno.EINTR and i:
+            # the table below was being validated by another CPU and this one stopped
+            # waiting: entry i holds nothing, the table is continued from it
+            progress.set(page, i, 0)
+            return -ERESTART
         if rc != 0:
             with m.design_host.undo():            # the puts give back this request's gets
                 for j in reversed(taken):
