@@ -234,9 +234,11 @@ def mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = True
     try:
         level = m.pt.live_level(page)
         if level:
-            # mod_l3_entry / mod_l4_entry validate a new entry's table preemptibly
+            # mod_l3_entry / mod_l4_entry validate a new entry's table preemptibly; do_mmu_update
+            # continues any level's -ERESTART, so an L2's PSE entry may be preempted too where
+            # the superpage design declares it (preemptible_take; an L1 is never preempted)
             return m.pt.mod_entry(mfn, index, req.val, level, pt_owner.domid,
-                                  cmd == MMU_PT_UPDATE_PRESERVE_AD, pg_owner.domid, level >= 3)
+                                  cmd == MMU_PT_UPDATE_PRESERVE_AD, pg_owner.domid, level >= 2)
         # not a live page table: an ordinary write, allowed while it can be writable
         if not refs.get_page_type(page, PGT_writable_page):
             return -errno.EINVAL

@@ -306,6 +306,9 @@ class PageTables:
                 if m.faithful and not m.mfn_valid(mfn):
                     return m.xsa167(mfn) or -errno.EINVAL
                 return -errno.EINVAL
+            if preemptible:               # mod_l2_entry in do_mmu_update: -ERESTART is continued
+                return m.design_host.continuable(m.superpage.get_superpage, mfn, d,
+                                                 bool(e & _PAGE_RW))
             return m.superpage.get_superpage(mfn, d, bool(e & _PAGE_RW))
         if level == 1:
             # Xen 4.1's get_page_from_l1e answers 1 or 0 (its callers make 0 -EINVAL);
