@@ -38,9 +38,10 @@ class Guest:
     """64 MiB; a guest of two vCPUs with 8 superpages populated, its tree built; a second
     domain with 2. Each call audited by both auditors."""
 
-    def __init__(self, design: str = DESIGN, version: str = "4.8", preempt: str = "every 100"):
+    def __init__(self, design: str = DESIGN, version: str = "4.8", preempt: str = "every 100",
+                 faithful: bool = False):
         m = Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", version=version,
-                    superpage=design)
+                    superpage=design, faithful=faithful)
         self.m = m
         self.k = GuestKernel(m, m.create_domain("guest", 8192, vcpus=2))
         assert self.k.populate(0, 8 * 512) == 8 and self.k.build([VA]) == 0
@@ -206,6 +207,16 @@ def test_second_domain_cannot_take_over_eperm_nothing_changes():
     while isinstance(c0, Continuation):
         c0 = g.again(c0)
     assert c0 == 0 and g.word() == "dynamic/1"
+
+
+def test_faithful_second_domain_takes_over_and_is_refused_at_its_first_get_page():
+    """In faithful mode (no owner check past NONE, as Xen 4.1) the other domain takes the
+    word over and get_page refuses frame 100 at once: -EINVAL, the machine unchanged."""
+    g = Guest(faithful=True)
+    g.map(0, g.sp[0])
+    snap = g.m.snapshot()
+    assert g.map(0, g.sp[0], kernel=g.o) == -errno.EINVAL
+    assert g.m.same_as(snap) and g.word() == "partial/100"
 
 
 def test_second_vcpu_maps_and_unmaps_then_the_continuation_starts_again():
