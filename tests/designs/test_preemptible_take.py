@@ -22,7 +22,6 @@ from xensim.xen import (Continuation, ERESTART, HYPERVISOR_mmu_update, HYPERVISO
                         MmuextOp, make_pte)
 
 ROOT = Path(__file__).resolve().parents[2]
-load_design_file(ROOT / "examples" / "designs" / "preemptible_take.py")
 DESIGN = "xen-4.1-preemptible"
 VA = 1 << 39
 PSE_RW = 0x1 | 0x2 | 0x4 | 0x80                 # PRESENT | RW | USER | PSE
@@ -32,6 +31,19 @@ FREE_TYPE, HELD = (A | 1, 0), (A | 2, PGT_writable_page | PGT_validated | 1)
 #: the same after the reference went back (the type stays, at count 0)
 GIVEN_BACK = (A | 1, PGT_writable_page | PGT_validated)
 SGT_partial, SGT_dynamic, SGT_mark = 3 << 62, 2 << 62, 1 << 62
+
+
+@pytest.fixture(scope="module", autouse=True)
+def preemptible_take():
+    """examples/designs/preemptible_take.py loaded; the registry as it was afterwards."""
+    from xensim.designs import REGISTRY, _loading
+    saved = dict(REGISTRY), dict(_loading._FILES), dict(_loading._ORIGIN)
+    assert load_design_file(ROOT / "examples" / "designs" / "preemptible_take.py") == (
+        DESIGN, "xen-4.1-preemptible-unclaimed")
+    yield
+    for state, old in zip((REGISTRY, _loading._FILES, _loading._ORIGIN), saved):
+        state.clear()
+        state.update(old)
 
 
 class Guest:
