@@ -120,6 +120,20 @@ def test_get_spage_pages_is_not_preemptible_xen_4_1_design_4_8():
     assert g.m.design_host.preempt_check is None
 
 
+BUILT_IN = ("xen-4.1", "superpage-info", "pageinfo-count", "per-mapping", "sketch", "none")
+
+
+@pytest.mark.parametrize("design", BUILT_IN)
+def test_no_built_in_design_declares_a_preemptible_take_4_8(design):
+    """Every built-in design keeps the port's default (Xen's get_spage_pages, never
+    preempted): with every check answering true, one mmu_update maps the superpage (or,
+    without PV superpages, links its L1 table) and the call is never continued."""
+    assert design_class(design).preemptible_take is False
+    g = Guest(design, preempt="every 1")
+    assert g.k.map_superpages(VA + (4 << 20), [g.sp[2]]) == 0
+    assert g.k.continuations == 0
+
+
 def test_every_check_true_takes_one_frame_per_call():
     """With every check answering true each call takes the one frame it must (no check
     before a call's first frame): 512 calls, 511 preemptions, the word partial/1 .. /511."""
