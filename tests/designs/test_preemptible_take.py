@@ -18,7 +18,8 @@ from xensim.explore import Runner, explore_dfs, format_schedule, load_scenario
 from xensim.mem import PGC_allocated, PGT_l1_page_table, PGT_pinned, PGT_validated, \
     PGT_writable_page
 from xensim.xen import (Continuation, ERESTART, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
-                        IncrementalAuditor, MMUEXT_MARK_SUPER, MMUEXT_PIN_L1_TABLE, MmuUpdate,
+                        IncrementalAuditor, MMUEXT_MARK_SUPER, MMUEXT_PIN_L1_TABLE,
+                        MMUEXT_UNMARK_SUPER, MmuUpdate,
                         MmuextOp, make_pte)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -297,6 +298,24 @@ def test_mark_super_preempted_and_continued_the_mark_recorded_at_the_end_4_8():
         rc = g.again(rc)
     assert rc == 0 and done == [1] and g.word(g.sp[2]) == "mark/1"
     assert g.m.design_host.marks() == {g.sp[2]: g.k.domid}
+
+
+def test_preempted_mark_raced_by_a_map_and_an_unmark_4_8():
+    """vCPU 0's MARK_SUPER preempted at partial/100; vCPU 1's UNMARK_SUPER finds no MARK
+    (-EINVAL, nothing changed); vCPU 1's map takes the word over and finishes (DYNAMIC|1);
+    vCPU 0's continued MARK then marks a mapped superpage as Xen 4.1 does (MARK|2, no new
+    references), the mark recorded."""
+    g = Guest()
+    c0 = g.call(g.k.domid, HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_MARK_SUPER, g.sp[0])], [0])
+    snap = g.m.snapshot()
+    assert g.call(g.k.domid, HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_UNMARK_SUPER, g.sp[0])],
+                  [0], vcpu=1) == -errno.EINVAL
+    assert g.m.same_as(snap) and g.word() == "partial/100"
+    g.m.set_preempt("never")
+    assert g.map(1, g.sp[0], vcpu=1) == 0 and g.word() == "dynamic/1"
+    assert g.again(c0) == 0
+    assert g.word() == "mark/2" and g.frames(0, 511) == [HELD, HELD]
+    assert g.m.design_host.marks() == {g.sp[0]: g.k.domid}
 
 
 def test_auditors_check_a_partial_word_against_the_frames():
