@@ -306,7 +306,8 @@ class PageTables:
                 if m.faithful and not m.mfn_valid(mfn):
                     return m.xsa167(mfn) or -errno.EINVAL
                 return -errno.EINVAL
-            if preemptible:               # mod_l2_entry in do_mmu_update: -ERESTART is continued
+            if preemptible and m.superpage.preemptible_take:
+                # mod_l2_entry in do_mmu_update: the design's -ERESTART is continued
                 return m.design_host.continuable(m.superpage.get_superpage, mfn, d,
                                                  bool(e & _PAGE_RW))
             return m.superpage.get_superpage(mfn, d, bool(e & _PAGE_RW))
