@@ -245,9 +245,12 @@ def mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = True
     try:
         level = m.pt.live_level(page)
         if level:
-            # mod_l3_entry / mod_l4_entry validate a new entry's table preemptibly
+            # mod_l3_entry / mod_l4_entry validate a new entry's table preemptibly; do_mmu_update
+            # continues any level's -ERESTART (-EINTR too), so an L2's PSE entry may be
+            # preempted too where the superpage design declares it (preemptible_take; an L2
+            # entry's L1 table and an L1 entry are never validated preemptibly)
             rc = m.pt.mod_entry(mfn, index, req.val, level, pt_owner.domid,
-                                cmd == MMU_PT_UPDATE_PRESERVE_AD, pg_owner.domid, level >= 3, v)
+                                cmd == MMU_PT_UPDATE_PRESERVE_AD, pg_owner.domid, level >= 2, v)
             return -ERESTART if rc == -errno.EINTR else rc
         # not a live page table: an ordinary write, allowed while it can be writable
         if not refs.get_page_type(page, PGT_writable_page):

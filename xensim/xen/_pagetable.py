@@ -311,6 +311,10 @@ class PageTables:
                 if m.faithful and not m.mfn_valid(mfn):
                     return m.xsa167(mfn) or -errno.EINVAL
                 return -errno.EINVAL
+            if preemptible and m.superpage.preemptible_take:
+                # mod_l2_entry in do_mmu_update: the design's -ERESTART is continued
+                return m.design_host.continuable(m.superpage.get_superpage, mfn, d,
+                                                 bool(e & _PAGE_RW))
             return m.superpage.get_superpage(mfn, d, bool(e & _PAGE_RW))
         if level == 1:
             # Xen 4.1's get_page_from_l1e answers 1 or 0 (its callers make 0 -EINVAL);
@@ -330,8 +334,9 @@ class PageTables:
         # the partial entry already holds a general reference: 4.1-4.8's partial_pte -1,
         # and every partial_flags one (get_page_and_type_from_pagenr / _from_mfn)
         held = partial < 0 or (partial > 0 and m.partial_flags)
-        rc = (m.refs.get_page_and_type_rc(m.mfn_to_page(mfn), d, CHILD_TYPES[level], preemptible,
-                                          held, retain)
+        # get_page_from_l2e never validates its L1 table preemptibly (any release)
+        rc = (m.refs.get_page_and_type_rc(m.mfn_to_page(mfn), d, CHILD_TYPES[level],
+                                          preemptible and level >= 3, held, retain)
               if m.mfn_valid(mfn) else -errno.EINVAL)
         if rc == -errno.EINVAL and self.get_linear_pagetable(level, e, table, d):
             rc = 0
