@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..mem import DOMID_INVALID, format_count_info, format_type_info
-from ..xen import HYPERVISOR_mmu_update, Machine, errno_name
+from ..xen import Continuation, ERESTART, HYPERVISOR_mmu_update, Machine, errno_name
 from ._calls import result_text
 from ._decode import ci_change, frames_text, spage_word_name, spage_word_text, ti_change
 from ._tree import Call, Line, Node, path_nodes
@@ -50,7 +50,8 @@ class Narrator:
             ok_ordinary = sum(1 for r in reqs if r.data.get("rc", 0) >= 0)
             done = (call.args[1][0] if len(call.args) > 1 and isinstance(call.args[1], list)
                     else ok_ordinary)
-            prefix = max(0, done - ok_ordinary) if call.number == HYPERVISOR_mmu_update else 0
+            prefix = (max(0, done - call.done_before - ok_ordinary)
+                      if call.number == HYPERVISOR_mmu_update else 0)
             first = next((i for i, c in enumerate(children) if c.kind == "request"), len(children))
             before_reqs = children[:first]                 # the vectorised batch's events
             after = [c for c in children[first:] if c.kind != "request"]
@@ -76,16 +77,18 @@ class Narrator:
                 for i, text in enumerate(call.requests):
                     out.append(Line(2, f"[{i}] {text}", "request"))
             else:
+                why = ("not done: left to the continuation" if isinstance(rc, Continuation)
+                       else "not done")
                 for i, text in enumerate(call.requests):  # not reached (stopped at a failure)
                     if i >= prefix and i not in seen:
-                        out.append(Line(2, f"[{i}] {text} (not done)", "request"))
+                        out.append(Line(2, f"[{i}] {text} ({why})", "request"))
             out += self._lines(after, 2)
         out.append(Line(1, result_text(self.m, call, rc), "result"))
         return out
 
     def _visible(self, node: Node) -> bool:
         k = node.kind
-        if k in ("entry", "spage", "path", "note", "batch"):
+        if k in ("entry", "spage", "path", "note", "batch", "preempt"):
             return self.level >= 1
         if k == "range":
             return self.level >= 2 or (self.level >= 1 and "failed" in node.data)
@@ -115,9 +118,14 @@ class Narrator:
         if k == "entry":
             out = [Line(depth, d["text"])]
             out += self._lines(n.children, depth + 1)
-            if d.get("rc"):
+            if d.get("rc") == -ERESTART:
+                out.append(Line(depth + 1, "-> ERESTART: preempted, the entry's table is left "
+                                           "PGT_partial"))
+            elif d.get("rc"):
                 out.append(Line(depth + 1, f"refused: {errno_name(d['rc'])}"))
             return out
+        if k == "preempt":
+            return [Line(depth + (i > 0), t, "note") for i, t in enumerate(d["lines"])]
         if k == "spage":
             return [Line(depth, f"superpage mfn {d['mfn']:#x} {spage_word_name(self.design, d['word'])}: "
                                 f"{spage_word_text(self.design, d['word'], d['old'])} -> "
