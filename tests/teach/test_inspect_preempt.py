@@ -106,3 +106,21 @@ def test_a_preempted_unpin_shows_old_guest_table_and_the_partial_entries():
     assert d["vcpus"] == [{"vcpu": 0, "guest_table": None, "guest_table_user": None,
                            "old_guest_table": F[0]}]
     assert _text(d)[3] == "  v0: old_guest_table 0x200"
+
+
+def test_cmd_inspect_calls(capsys):
+    """``xensim inspect CONFIG --calls N`` (JSON: the frame's validation, calls_run, in_op);
+    --calls with --steps is one line, exit 2."""
+    import pytest
+    from pathlib import Path
+    from test_inspect import _cli
+    from xensim._errors import ConfigError
+    from xensim.cli._inspect import cmd_inspect
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "preempt-pin.yaml")
+    assert cmd_inspect(_cli(["inspect", config, "--mfn", "0x803", "--calls", "1",
+                             "--format", "json"])) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert (r["calls_run"], r["in_op"], r["validation"]) == (
+        1, 0, {"partial": True, "nr_validated_ptes": 0, "partial_pte": 1})
+    with pytest.raises(ConfigError, match="--calls: --steps and --calls cannot be given together"):
+        cmd_inspect(_cli(["inspect", config, "--mfn", "0", "--calls", "1", "--steps", "1"]))

@@ -85,8 +85,9 @@ def test_a_preempted_pin_is_narrated_where_what_was_left_and_how_it_goes_on():
     """A pin of the L4 on 4.8, preempted every 200 checks: alloc_l2_table stops before
     entries 200 and 400; the L3 and L4 record partial_pte 1; two continuations."""
     pin, _ = _traced()
-    validate_l1 = [f"        validate new L2 entry: get_page_and_type(mfn {F[3 + k]:#x}, dom1, l1)"
-                   for k in range(4)]
+    # four entries alike, one after the other: one line (the narrator's run of entries)
+    validate_l1 = ["        validate new L2 entries (x4): get_page_and_type(4 frames mfn "
+                   "0x203..0x206, dom1, l1)"]
     def l2_stops(n: int) -> list[str]:
         return [f"        preempted: alloc_l2_table of mfn 0x202: hypercall_preempt_check() "
                 f"before entry {n} said yes; the validation stops (-ERESTART)",
@@ -189,3 +190,92 @@ def test_frame_level_shows_get_page_light_and_the_partial_bit():
         "        validated: mfn 0x202 type_info l2/1 -> l2/1 validated",
         "        put_page: mfn 0x202 count_info -1 (allocated inuse count=3 -> 2)",
     ]
+
+
+# -- configs/preempt-pin.yaml and docs/tour.md, section 12 ---------------------------------
+
+import re
+from pathlib import Path
+
+import pytest
+
+from xensim.teach import inspect, load, render_inspection, trace
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = "configs/preempt-pin.yaml"
+
+
+@pytest.fixture(scope="module")
+def pin_config():
+    return load(str(ROOT / CONFIG))
+
+
+def _tour_blocks() -> list[list[str]]:
+    """The output blocks of the tour's section 12 (the commands' blocks left out)."""
+    tour = (ROOT / "docs" / "tour.md").read_text()
+    sec = tour.split("### 12. Long validations", 1)[1].split("\n## ", 1)[0]
+    return [b.splitlines() for lang, b in re.findall(r"^```(\w*)\n(.*?)^```$", sec, re.S | re.M)
+            if not lang]
+
+
+def _contains(lines: list[str], block: list[str]) -> bool:
+    n = len(block)
+    return any(lines[i:i + n] == block for i in range(len(lines) - n + 1))
+
+
+def test_the_tours_preemption_trace_is_what_trace_prints(pin_config):
+    """Every trace excerpt of the tour's section 12 is a run of lines of the real trace;
+    the pin is preempted once, before L2 entry 256, the unpin once, after entry 1's put."""
+    cfg, mm = pin_config
+    got = trace(cfg, mm).text().splitlines()
+    blocks = [b for b in _tour_blocks() if not b[0].startswith("after hypercall")]
+    assert len(blocks) == 3
+    for b in blocks:
+        assert _contains(got, b), b[0]
+    assert got[-2:] == ["2 operations (0 failed), 4 hypercalls (0 returned an error, 2 preempted "
+                        "and continued), 0 TLB flushes", "audit: clean"]
+    assert ("        preempted: alloc_l2_table of mfn 0x804: hypercall_preempt_check() before "
+            "entry 256 said yes; the validation stops (-ERESTART)") in got
+    assert ("          left: l2/1 partial, nr_validated_ptes 1 (entry 0 still holds its "
+            "references), get_page_light's extra general reference") in got
+
+
+def test_the_tours_inspections_are_what_inspect_prints(pin_config):
+    """inspect --calls 1: the L2 between the pin and its continuation (PGT_partial,
+    nr_validated_ptes 256); --calls 3: the domain between the unpin and the continuation
+    that finishes old_guest_table."""
+    cfg, mm = pin_config
+    r = inspect(cfg, mm, mfn="0x804", calls=1)
+    assert (r["calls_run"], r["in_op"], r["validation"]) == (
+        1, 0, {"partial": True, "nr_validated_ptes": 256, "partial_pte": 0})
+    assert (r["count_info"]["count"], r["type_info"]["count"]) == (2, 1)
+    d = inspect(cfg, mm, domain="web", calls=3)
+    assert d["vcpus"][0]["old_guest_table"] == 0x802 and d["in_op"] == 1
+    assert [(t["mfn"], t["nr_validated_ptes"], t["partial_pte"]) for t in d["partial"]] == [
+        (0x802, 0, -1), (0x803, 0, -1), (0x804, 1, 0)]
+    one, three = [b for b in _tour_blocks() if b[0].startswith("after hypercall")]
+    for block, report in ((one, r), (three, d)):
+        text = render_inspection(report).splitlines()
+        text[0] = text[0].replace(str(ROOT / CONFIG), CONFIG)
+        assert text[:len(block)] == block
+
+
+def test_calls_past_the_workload_runs_it_all(pin_config):
+    cfg, mm = pin_config
+    r = inspect(cfg, mm, mfn="0x804", calls=99)
+    assert (r["calls_run"], r["in_op"], r["ops_run"]) == (4, None, 2)
+    assert render_inspection(r).splitlines()[0].startswith(
+        "after all 2 operations (4 hypercalls, fewer than --calls 99) of ")
+
+
+def test_the_trace_page_flags_the_preempted_steps(pin_config):
+    """The page's steps (one per hypercall) carry the PREEMPTED flag where a call was
+    preempted or went on from a preempted one, never REFUSED for -ERESTART."""
+    from xensim.pages._record import PREEMPTED, REFUSED, STEP_FIELDS, StepRecorder
+    cfg, mm = pin_config
+    rec = StepRecorder()
+    trace(cfg, mm, recorder=rec)
+    g = STEP_FIELDS.index("g")
+    flags = [s[g] for s in rec.steps]
+    assert [bool(f & PREEMPTED) for f in flags] == [True, True, True, True]
+    assert not any(f & REFUSED for f in flags)

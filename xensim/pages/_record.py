@@ -139,7 +139,13 @@ class StepRecorder:
                    "c": rc, "L": text, "F": frames, "S": spage, "P": ptes, "g": flags})
 
     # -- building a step ---------------------------------------------------------------------
-    def _on_guest_write(self, mfn: int, index: int, old: int, new: int) -> None:
+    def _on_guest_write(self, mfn: int, index, old, new) -> None:
+        if np.ndim(index):                 # a write of many entries (a whole table)
+            for i, o, n in zip(np.asarray(index).tolist(), np.asarray(old).tolist(),
+                               np.asarray(new).tolist()):
+                if o != n:
+                    self._ptes.append([int(mfn), int(i), format_pte(o), format_pte(n)])
+            return
         self._ptes.append([int(mfn), int(index), format_pte(old), format_pte(new)])
 
     def _line(self, text: str) -> int:

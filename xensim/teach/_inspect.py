@@ -149,8 +149,9 @@ def validation_of(m: Machine, page: int) -> dict:
 def validation_text(v: dict, level: int | None) -> str:
     """``PGT_partial: nr_validated_ptes 200 (...), partial_pte 0``."""
     nr, partial = v["nr_validated_ptes"], v["partial_pte"]
-    held = (f"entries 0..{nr - 1} hold their references" if nr else "no entry below it holds "
-            "a reference")
+    held = ("entry 0 holds its references" if nr == 1 else
+            f"entries 0..{nr - 1} hold their references" if nr else
+            "no entry below it holds a reference")
     below = f"L{level - 1}" if level else "table"
     return (f"PGT_partial (a preempted validation or devalidation): nr_validated_ptes {nr} "
             f"({held}), {partial_entry_text(level or 0, nr, partial, below)}")

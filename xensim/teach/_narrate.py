@@ -10,6 +10,8 @@ lists every frame instead).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ..mem import DOMID_INVALID, format_count_info, format_type_info
@@ -19,6 +21,9 @@ from ._decode import ci_change, frames_text, spage_word_name, spage_word_text, t
 from ._tree import Call, Line, Node, path_nodes
 
 LEVELS = ("hypercall", "superpage", "frame")
+
+#: the first MFN an entry's line names
+_MFN = re.compile(r"mfn 0x([0-9a-f]+)")
 
 _REASONS = {"free": "a free frame", "overflow": "count overflow", "owner": "another owner",
             "type": "type conflict", "type-overflow": "type count overflow"}
@@ -102,6 +107,12 @@ class Narrator:
         i = 0
         while i < len(nodes):
             n = nodes[i]
+            if n.kind == "entry" and not self.all_frames:
+                j, text = self._entry_run(nodes, i)
+                if text is not None:
+                    out.append(Line(depth, text))
+                    i = j
+                    continue
             if n.kind in ("frame", "free") and not self.all_frames:
                 j = i
                 while j < len(nodes) and nodes[j].kind in ("frame", "free"):
@@ -112,6 +123,34 @@ class Narrator:
             out += self._node_lines(n, depth)
             i += 1
         return out
+
+    def _entry_run(self, nodes: list[Node], i: int) -> tuple[int, str | None]:
+        """Entries i, i+1, ... that say the same of consecutive frames and show nothing
+        under them at this level (a table's entries validated or dropped one after the
+        other: an L1 table's 512) -> (the end of the run, its one line), or (i, None)."""
+        def key(n: Node):
+            if n.kind != "entry" or n.data.get("rc") or self._lines(n.children, 0):
+                return None, None
+            m = _MFN.search(n.data["text"])
+            return (None, None) if m is None else (
+                n.data["text"][:m.start()] + "{}" + n.data["text"][m.end():], int(m.group(1), 16))
+
+        k, mfn = key(nodes[i])
+        if k is None:
+            return i, None
+        mfns = [mfn]
+        j = i + 1
+        while j < len(nodes):
+            k2, mfn2 = key(nodes[j])
+            if k2 != k or mfn2 != mfns[-1] + 1:
+                break
+            mfns.append(mfn2)
+            j += 1
+        if len(mfns) < 3:
+            return i, None
+        head, rest = k.split(": ", 1)
+        return j, f"{head.replace(' entry', ' entries')} (x{len(mfns)}): " + rest.replace(
+            "{}", frames_text(mfns))
 
     def _node_lines(self, n: Node, depth: int) -> list[Line]:
         d, k = n.data, n.kind

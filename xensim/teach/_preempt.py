@@ -55,6 +55,9 @@ def partial_entry_text(level: int, nr: int, partial: int, below: str) -> str:
 def _held(level: int, nr: int, op: str) -> str:
     if nr == 0:
         return "no entry done yet" if op == "alloc" else "no entry left to drop below it"
+    if nr == 1:
+        return ("entry 0 validated, holding its references" if op == "alloc" else
+                "entry 0 still holds its references")
     if op == "alloc":
         return f"entries 0..{nr - 1} validated, holding their references"
     return f"entries 0..{nr - 1} still hold their references"
