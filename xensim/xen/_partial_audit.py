@@ -20,7 +20,8 @@ def partial_expect(m, exp) -> None:
     there), nothing of its own when 1 (that table's partial count is its). A vCPU's
     ``old_guest_table`` holds the general reference of the put it has to finish (and
     a typed one of the root type if the table is not partial). PSE entries of a
-    partial L2 are not recounted (their superpages are the design's to count).
+    partial L2 are the design's to count: both auditors give them to its expectation
+    with the live tables' (``PageTables.partial_pse``).
     """
     pt = m.pt
     for d in m.domains.values():
@@ -52,3 +53,4 @@ def partial_expect(m, exp) -> None:
                 exp.typed(mfn, domid, LEVEL_TYPES[level])
             else:
                 exp.typed(mfn, domid, CHILD_TYPES[level])
+
