@@ -209,3 +209,46 @@ def test_a_failed_continuation_of_an_l3_validation_is_not_a_crash():
     setup, ops = load_script(FAILED_CONTINUATION)
     v, _ = replay_ops(setup, ops)
     assert v is None, str(v)
+
+
+def _foreign_unpin_preempted():
+    """dom0 unpins g1's pinned L2 (its 8 PSE entries) for it and is preempted in
+    free_l2_table: the table in dom0's vCPU's old_guest_table, to finish."""
+    r, sps, small = _pending_pin()
+    assert r.step({"op": "continue", "domain": "g1"}).rc == 0          # pinned
+    res = r.step({"op": "mmuext_op", "domain": "dom0", "ops": [["unpin_table", small[0]]],
+                  "foreign": "g1", "preempt": [2]})
+    assert isinstance(res.rc, Continuation) and res.done == 1
+    assert r.m.domains[0].vcpus[0].old_guest_table == small[0]
+    return r, small[0]
+
+
+def test_a_preempted_foreign_unpin_is_finished_by_dom0s_next_call():
+    """MMUEXT_UNPIN_TABLE on behalf of another domain, preempted (Xen 4.8 do_mmuext_op:
+    curr->arch.old_guest_table = page, rc 0, then the continuation): the other domain's
+    table sits in dom0's vCPU (not an isolation violation: a put to finish), and dom0's
+    next call, refused or not, finishes the put first (put_old_guest_table)."""
+    r, table = _foreign_unpin_preempted()
+    assert r.step({"op": "mmuext_op", "domain": "dom0", "ops": [[99, 0]]}).rc == -errno.ENOSYS
+    assert r.m.domains[0].vcpus[0].old_guest_table is None
+    assert r.m.pt.live_level(r.m.mfn_to_page(table)) == 0
+    r.finish()
+
+
+def test_check_unchanged_catches_a_refused_call_leaving_more_than_the_old_put(monkeypatch):
+    """The refused call's check with an old_guest_table (the put alone is the reference)
+    fails when the call leaves a trace besides the put: a general reference kept."""
+    import xensim.xen._mmu as mmu
+    from xensim.fuzz import FuzzViolation
+    r, table = _foreign_unpin_preempted()
+    real = mmu.put_old_guest_table
+
+    def leaky(m, v, *a):
+        mfn = v.old_guest_table
+        rc = real(m, v, *a)
+        m.refs.get_page(m.mfn_to_page(mfn), 1)             # a reference the put keeps
+        return rc
+    monkeypatch.setattr(mmu, "put_old_guest_table", leaky)
+    with pytest.raises(FuzzViolation) as e:
+        r.step({"op": "mmuext_op", "domain": "dom0", "ops": [[99, 0]]})
+    assert e.value.kind == "unchanged" and "old_guest_table" in e.value.detail
