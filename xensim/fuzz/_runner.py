@@ -148,7 +148,7 @@ class FuzzRunner:
             old_put = self._old_put(op)
             pre.start(op.get("preempt"))
         res = self._execute(op)
-        self.rcs[-1] = res.rc
+        self.rcs[-1] = int(res.rc)                    # (a Continuation: -ERESTART, plain)
         preempted = isinstance(res.rc, Continuation)
         if pre is not None and pre.hits and "preempt" not in op:
             op["preempt"] = list(pre.hits)            # drawn: the call carries its points
