@@ -653,6 +653,15 @@ class PageTables:
         return 0
 
     # -- the auditor's view ---------------------------------------------------------------
+    def partial_pse(self):
+        """(superpage, writable, domid) of the PSE entries PGT_partial L2s hold: below
+        nr_validated_ptes (free_l2_table goes down from the top), as a live table's."""
+        progress, flags = self.m.frame_table.progress, np.uint64(_PAGE_PRESENT | _PAGE_PSE)
+        for page, (level, domid) in self.partial.items():
+            e = self.m.mem.table(int(self.m.pdx_to_mfn(page)))[:progress.get(page)[0]]
+            for x in (e[(e & flags) == flags].tolist() if level == 2 else ()):
+                yield pte_mfn(x), bool(x & _PAGE_RW), domid
+
     def expect(self, m, exp) -> None:
         """What every live table's present entries hold (see _audit.Expected).
 
@@ -693,6 +702,9 @@ class PageTables:
                     exp.typed(mfn, domid, LEVEL_TYPES[level])
                 else:
                     exp.typed(mfn, domid, CHILD_TYPES[level])
+        for mfn, rw, domid in self.partial_pse():            # PGT_partial L2s' PSE entries
+            pse.setdefault(mfn, [0, 0, domid])[1 if rw else 0] += 1
+            exp.holds(mfn, SUPERPAGE_PAGES, domid)
         for d in m.domains.values():                   # each vCPU's root tables
             for root in root_mfns(d):
                 exp.typed(root, d.domid, PGT_root_page_table)

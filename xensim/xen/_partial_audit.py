@@ -23,7 +23,8 @@ def partial_expect(m, exp) -> None:
     holds the general reference of the put it has to finish, and a typed one of the
     frame's type unless that put was preempted (4.1-4.8: the table is PGT_partial;
     with partial_flags: ``old_guest_table_partial``). PSE entries of a partial L2 are
-    not recounted (their superpages are the design's to count).
+    the design's to count: both auditors give them to its expectation with the live
+    tables' (``PageTables.partial_pse``).
     """
     pt = m.pt
     ft = m.frame_table
@@ -59,3 +60,4 @@ def partial_expect(m, exp) -> None:
                 exp.typed(mfn, domid, LEVEL_TYPES[level])
             else:
                 exp.typed(mfn, domid, CHILD_TYPES[level])
+
