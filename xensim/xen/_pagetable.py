@@ -42,7 +42,8 @@ from ._linear import get_linear_pagetable_counted, put_linear
 from ._release import Release
 from ._preempt import ERESTART
 from ._segdesc import alloc_segdesc_page
-from ._validate import alloc_table, free_table, relinquish_tables
+from ._validate import (alloc_table, deferred, free_table, partial_pse, put_table_entry,
+                        relinquish_tables)
 from ._host import put_spage_pages
 from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES
 
@@ -221,8 +222,7 @@ class PageTables:
         machine.events.watch(self._bind_entry_events)
 
     def _bind_entry_events(self) -> None:
-        """get/put_page_from_entry between their entry events while those have subscribers,
-        else the bare call (the bus calls this when its subscriptions change)."""
+        """get/put_page_from_entry between their entry events while observed (the bus calls this)."""
         ev = self.m.events
         self.get_page_from_entry = (self._observed_get if ev.observe_entry_get
                                     else self._get_page_from_entry)
@@ -280,16 +280,18 @@ class PageTables:
         return bool(get_pte_flags(e) & self.disallow_mask(level))
 
     def get_page_from_entry(self, level: int, e: int, d: int, table: int | None = None,
-                            preemptible: bool = False) -> int:
+                            preemptible: bool = False, partial: int = 0,
+                            retain: bool = False) -> int:
         """Take the references a present entry of table ``table`` (an MFN) needs; 0 or a
-        negative errno (Xen's get_page_from_l1e .. get_page_from_l4e; ``preemptible``: an
-        L3 or L4 entry's table below may be preempted while it is validated, -ERESTART).
-        Emits entry_get_begin / entry_get_end (rc None: it raised) while they have
-        subscribers (bound in _bind_entry_events)."""
-        return self._get_page_from_entry(level, e, d, table, preemptible)
+        negative errno (get_page_from_l1e .. l4e; ``preemptible``: an L3/L4 entry's table
+        may be preempted, -ERESTART; ``partial``: a resumed validation's partial entry,
+        ``retain``: a preempted get keeps its general reference, 4.13 on). Emits
+        entry_get_begin / entry_get_end (rc None: it raised) while they have subscribers."""
+        return self._get_page_from_entry(level, e, d, table, preemptible, partial, retain)
 
     def _get_page_from_entry(self, level: int, e: int, d: int, table: int | None,
-                             preemptible: bool = False) -> int:
+                             preemptible: bool = False, partial: int = 0,
+                             retain: bool = False) -> int:
         m = self.m
         if self.disallowed(level, e):
             return -errno.EINVAL
@@ -306,6 +308,10 @@ class PageTables:
                 if m.faithful and not m.mfn_valid(mfn):
                     return m.xsa167(mfn) or -errno.EINVAL
                 return -errno.EINVAL
+            if preemptible and m.superpage.preemptible_take:
+                # mod_l2_entry in do_mmu_update: the design's -ERESTART is continued
+                return m.design_host.continuable(m.superpage.get_superpage, mfn, d,
+                                                 bool(e & _PAGE_RW))
             return m.superpage.get_superpage(mfn, d, bool(e & _PAGE_RW))
         if level == 1:
             # Xen 4.1's get_page_from_l1e answers 1 or 0 (its callers make 0 -EINVAL);
@@ -322,7 +328,12 @@ class PageTables:
                 rc = 0 if m.refs.get_page(page, d) else -errno.EINVAL
             # a frame that is not the owner's (or free), or not typable writable: could_not_pin
             return -errno.EBUSY if rc and errnos else rc
-        rc = (m.refs.get_page_and_type_rc(m.mfn_to_page(mfn), d, CHILD_TYPES[level], preemptible)
+        # the partial entry already holds a general reference: 4.1-4.8's partial_pte -1,
+        # and every partial_flags one (get_page_and_type_from_pagenr / _from_mfn)
+        held = partial < 0 or (partial > 0 and m.partial_flags)
+        # get_page_from_l2e never validates its L1 table preemptibly (any release)
+        rc = (m.refs.get_page_and_type_rc(m.mfn_to_page(mfn), d, CHILD_TYPES[level],
+                                          preemptible and level >= 3, held, retain)
               if m.mfn_valid(mfn) else -errno.EINVAL)
         if rc == -errno.EINVAL and self.get_linear_pagetable(level, e, table, d):
             rc = 0
@@ -366,13 +377,13 @@ class PageTables:
                 return True
 
     def _observed_get(self, level: int, e: int, d: int, table: int | None,
-                      preemptible: bool = False) -> int:
+                      preemptible: bool = False, partial: int = 0, retain: bool = False) -> int:
         """get_page_from_entry between entry_get_begin and entry_get_end."""
         ev, rc = self.m.events, None
         if ev.entry_get_begin is not None:
             ev.entry_get_begin(level, e, d, table)
         try:
-            rc = self._get_page_from_entry(level, e, d, table, preemptible)
+            rc = self._get_page_from_entry(level, e, d, table, preemptible, partial, retain)
         finally:
             if ev.entry_get_end is not None:
                 ev.entry_get_end(level, e, d, table, rc)
@@ -392,9 +403,8 @@ class PageTables:
     def put_page_from_entry(self, level: int, e: int, table: int | None = None, partial: int = 0,
                             preemptible: bool = False) -> int:
         """Drop what a present entry of table ``table`` held (between entry_put_begin and
-        entry_put_end, also when it raises, while they have subscribers); 0, or -ERESTART
-        (``preemptible``: put_page_from_l3e / l4e found the table below preempted; the entry
-        keeps its general reference). ``partial`` > 0: it holds only a partial type count."""
+        entry_put_end while they have subscribers); 0, or -ERESTART (``preemptible``: the
+        L3/L4 entry's table was preempted; the entry keeps its general reference)."""
         return self._put_page_from_entry(level, e, table, partial, preemptible)
 
     def _put_page_from_entry(self, level: int, e: int, table: int | None, partial: int = 0,
@@ -404,13 +414,7 @@ class PageTables:
         if level >= 2 and mfn == table:
             return 0                      # a linear entry to its own table holds nothing
         if level >= 3 and (partial or preemptible):
-            page = m.mfn_to_page(mfn)
-            if partial > 0:
-                return m.refs.put_page_type(page, preemptible)
-            if preemptible:
-                return m.refs.put_page_and_type_preemptible(page)
-            m.refs.put_page_and_type(page)
-            return 0
+            return put_table_entry(self, level, e, m.mfn_to_page(mfn), partial, preemptible)
         if level == 2 and e & _PAGE_PSE:
             if not m.allow_superpage:          # Xen's put_superpage with the option off
                 put_spage_pages(m, mfn)
@@ -418,7 +422,7 @@ class PageTables:
                 m.superpage.put_superpage(mfn, bool(e & _PAGE_RW))
             return 0
         page = m.mfn_to_page(mfn)
-        if m.faithful and not self._holds(level, e, page):
+        if m.faithful and not self.holds(level, e, page):
             # only reachable through a bug faithful mode lets through (XSA-148: PSE or RW
             # flipped on a live entry by the fast path): the real code put references it
             # never took; record it instead of corrupting the simulator's counts
@@ -435,7 +439,7 @@ class PageTables:
             m.refs.put_page_and_type(page)
         return 0
 
-    def _holds(self, level: int, e: int, page: int) -> bool:
+    def holds(self, level: int, e: int, page: int) -> bool:
         """Can the frame pay for what this entry would drop? (faithful mode's guard)"""
         ft = self.m.frame_table
         if ft.count_info(page) & PGC_count_mask == 0:
@@ -544,7 +548,7 @@ class PageTables:
     # -- mod_lN_entry -------------------------------------------------------------------
     def mod_entry(self, table_mfn: int, index: int, new: int, level: int, d: int,
                   preserve_ad: bool = False, pg_owner: int | None = None,
-                  preemptible: bool = False) -> int:
+                  preemptible: bool = False, defer=None) -> int:
         """Change entry ``index`` of a live level-``level`` table; 0 or a negative errno
         (``preemptible``: -ERESTART, the new entry's table was preempted; nothing written).
 
@@ -589,7 +593,12 @@ class PageTables:
             m.pt_stats["slow_path"] += 1
         m.mem.write(table_mfn, index, new)
         if old & _PAGE_PRESENT:
-            self.put_page_from_entry(level, old, table_mfn)
+            if defer is not None and deferred(self, level, old, table_mfn):
+                # mod_l3/l4_entry (4.5 on; mod_l2_entry 4.13 on): the old table and its
+                # references go to the vCPU's old_guest_table
+                defer.old_guest_table, defer.old_guest_table_partial = pte_mfn(old), False
+            else:
+                self.put_page_from_entry(level, old, table_mfn)
         return 0
 
     def is_linear(self, level: int, e: int, table: int) -> bool:
@@ -680,6 +689,9 @@ class PageTables:
                     exp.typed(mfn, domid, LEVEL_TYPES[level])
                 else:
                     exp.typed(mfn, domid, CHILD_TYPES[level])
+        for mfn, rw, domid in partial_pse(m):                # PGT_partial L2s' PSE entries
+            pse.setdefault(mfn, [0, 0, domid])[1 if rw else 0] += 1
+            exp.holds(mfn, SUPERPAGE_PAGES, domid)
         for d in m.domains.values():                   # each vCPU's root tables
             for root in root_mfns(d):
                 exp.typed(root, d.domid, PGT_root_page_table)
