@@ -429,7 +429,10 @@ class IncrementalAuditor(BusWatcher):
         order = _LiveOrder(m.pt.live)
         tables, live = self._tables, m.pt.live
         rev = self._rev
-        for target in sorted(frames & rev.keys()):
+        targets = sorted(frames & rev.keys())
+        if len(targets) > _SMALL:
+            targets = self._single_l1_entries(exp, targets)
+        for target in targets:
             ents = rev[target]
             if len(ents) == 1:                           # the usual: one L1 entry, no order
                 ((page, _), e), = ents.items()
@@ -495,6 +498,34 @@ class IncrementalAuditor(BusWatcher):
             exp.merge(extra, frames)                     # the machine's other contributors
         exp.privileged |= design.privileged | extra.privileged
         return exp
+
+
+    def _single_l1_entries(self, exp: Expected, targets: list[int]) -> list[int]:
+        """Of ``targets`` (sorted), those one L1 entry maps, added to ``exp`` at once (per
+        domain, writable and read-only) unless one of them has a type expected already
+        (then, as the rest, one by one in order: a conflict is listed where the loop
+        lists it); the rest, in order."""
+        rev, tables = self._rev, self._tables
+        rw: dict[int, list[int]] = {}
+        ro: dict[int, list[int]] = {}
+        rest = []
+        for target in targets:
+            ents = rev[target]
+            if len(ents) == 1:
+                ((page, _), e), = ents.items()
+                level, domid, _ = tables[page]
+                if level == 1:
+                    (rw if e & _PAGE_RW else ro).setdefault(domid, []).append(target)
+                    continue
+            rest.append(target)
+        types = exp.types
+        if any(t in types for ts in rw.values() for t in ts):
+            return targets
+        for domid, ts in rw.items():
+            exp.typed_many(np.array(ts, dtype=np.int64), domid, PGT_writable_page)
+        for domid, ts in ro.items():
+            exp.refs_many(np.array(ts, dtype=np.int64), domid)
+        return rest
 
 
 #: the expectation of nothing (no frame, no superpage dirty), read only
