@@ -292,3 +292,103 @@ def test_destruction_finishes_a_pin_the_guest_abandoned_4_8():
     assert audit(t.m).ok
 
 
+
+
+# -- 4.22 (RELEASE-4.22.0 arch/x86/mm.c): partial_flags, promote_l3's and demote_l2/l3's checks --
+
+def test_preempted_pin_l4_4_22_promote_l3_table_asks_too():
+    """Xen 4.22: promote_l2_table and promote_l3_table ask hypercall_preempt_check() before
+    entry i > nr_validated_ptes (-EINTR, made -ERESTART with partial_flags kept: 0 past the
+    first entry); promote_l4_table does not. Preempted in the L3 at entry 89 (checks 1-511 are
+    the L2's entries 1..511, 512 the L3's entry 1): the L3 PGT_partial at 89, its L2 finished;
+    the L4's entry 0 PTF_partial_set, keeping the L3's general reference
+    (PTF_retain_ref_on_restart). The continuation resumes the L3 at 89."""
+    t = Tree("4.22")
+    t.m.set_preempt("at 600")
+    done = [0]
+    rc = t.call(HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_PIN_L4_TABLE, F[0])], done)
+    assert isinstance(rc, Continuation) and done == [0]
+    assert t.state() == [(A | 2, L4P | 1, 0, 1), (A | 3, L3P | 1, 89, 0), (A | 2, L2V | 1, 0, 0),
+                         (A | 2, L1V | 1, 0, 0)]
+    assert t.call(HYPERVISOR_mmuext_op, *rc.args) == 0 and done == [1]
+    assert t.state()[:2] == [(A | 2, L4V | PGT_pinned | 1, 0, 1), (A | 2, L3V | 1, 89, 0)]
+    assert t.m.preempt.checks == 511 + 511      # entries 1..511 each asked once (89 not again)
+
+
+def test_preempted_unpin_4_22_demote_asks_after_every_entry():
+    """Xen 4.22: demote_l2_table and demote_l3_table ask after every entry (present or not)
+    but the last; demote_l4_table does not. Check 1 follows the L3's entry 511 (the L3 left
+    at 511, partial_flags 0: -EINTR, nothing partial below); old_guest_table_partial is set
+    and put_old_guest_table passes PTF_partial_set."""
+    t = _pinned("4.22")
+    t.m.set_preempt("at 1")
+    rc = t.call(HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_UNPIN_TABLE, F[0])], [0])
+    assert isinstance(rc, Continuation)
+    v = t.d.vcpus[0]
+    assert (v.old_guest_table, v.old_guest_table_partial) == (F[0], True)
+    assert t.state()[:3] == [(A | 3, L4P | 1, 0, 1), (A | 3, L3P | 1, 511, 0),
+                             (A | 2, L2V | 1, 0, 0)]
+    assert t.call(HYPERVISOR_mmuext_op, *rc.args) == 0
+    assert (v.old_guest_table, v.old_guest_table_partial) == (None, False)
+    assert [s[:2] for s in t.state()] == [(A | 1, PGT_l4_page_table), (A | 1, PGT_l3_page_table),
+                                          (A | 1, PGT_l2_page_table), (A | 1, PGT_l1_page_table)]
+
+
+# -- mod_l3_entry / mod_l4_entry: the old entry's table put through old_guest_table ---------
+
+@pytest.mark.parametrize("version", ["4.5", "4.7", "4.8", "4.22"])
+def test_changed_l3_entry_defers_the_old_tables_put(version):
+    """Xen 4.5-4.8 mod_l3_entry (put_page_from_l3e(..., defer 1)), 4.22 (PTF_defer): the old
+    entry's L2 goes to the calling vCPU's old_guest_table with its references
+    (old_guest_table_partial false); do_mmu_update stops before the next request and, at the
+    end, continues with no requests (MMU_UPDATE_PREEMPTED, the result in foreigndom): the
+    continuation's put_old_guest_table drops them. (Modelled while preemption can happen:
+    otherwise the put is done at once, the same counts.)"""
+    t = _pinned(version)
+    t.m.mem.write(F[7], 0, make_pte(F[3], 3))
+    t.m.set_preempt("at 100000")
+    done = [0]
+    reqs = [MmuUpdate(F[1] << 12, make_pte(F[7], 3)), MmuUpdate(F[9] << 12, 5)]
+    rc = t.call(HYPERVISOR_mmu_update, reqs, done)
+    assert isinstance(rc, Continuation) and rc.args[0] == reqs[1:] and done == [1]
+    v = t.d.vcpus[0]
+    assert (v.old_guest_table, v.old_guest_table_partial) == (F[2], False)
+    assert t.state([F[2], F[7]]) == [(A | 2, L2V | 1, 0, 0), (A | 2, L2V | 1, 0, 0)]
+    rc = t.call(HYPERVISOR_mmu_update, *rc.args)          # the put first, then request 1
+    assert rc == 0 and done == [2] and v.old_guest_table is None
+    assert [s[:2] for s in t.state([F[2]])] == [(A | 1, PGT_l2_page_table)]
+    assert t.m.mem.read(F[9], 0) == 5
+
+
+def test_a_deferred_put_at_the_end_continues_with_no_requests_4_8():
+    """Xen 4.8 do_mmu_update: old_guest_table set after the last request: the continuation
+    has a null request list and the result in foreigndom; re-entered, put_old_guest_table
+    runs and that result is returned."""
+    t = _pinned("4.8")
+    t.m.set_preempt("at 100000")
+    rc = t.call(HYPERVISOR_mmu_update, [MmuUpdate(F[1] << 12, 0)], [0])
+    assert isinstance(rc, Continuation) and rc.args == (None, None, 0, True)
+    assert t.d.vcpus[0].old_guest_table == F[2]
+    assert t.call(HYPERVISOR_mmu_update, *rc.args) == 0
+    assert t.d.vcpus[0].old_guest_table is None
+    assert [s[:2] for s in t.state([F[2]])] == [(A | 1, PGT_l2_page_table)]
+
+
+def test_changed_l3_entry_is_put_at_once_in_4_1():
+    """Xen 4.1 mod_l3_entry: put_page_from_l3e(ol3e, pfn, 0, 0): the old table is put at
+    once (no old_guest_table before 4.3)."""
+    t = _pinned("4.1")
+    t.m.set_preempt("at 100000")
+    assert t.call(HYPERVISOR_mmu_update, [MmuUpdate(F[1] << 12, 0)], [0]) == 0
+    assert t.d.vcpus[0].old_guest_table is None
+    assert [s[:2] for s in t.state([F[2]])] == [(A | 1, PGT_l2_page_table)]
+
+
+def test_changed_l2_entry_defers_the_l1s_put_from_4_22_only():
+    """Xen 4.22 mod_l2_entry: put_page_from_l2e(ol2e, mfn, PTF_defer) (4.8 puts at once)."""
+    for version, deferred in (("4.8", None), ("4.22", F[3])):
+        t = _pinned(version)
+        t.m.set_preempt("at 100000")
+        rc = t.call(HYPERVISOR_mmu_update, [MmuUpdate(F[2] << 12, 0)], [0])
+        assert t.d.vcpus[0].old_guest_table == deferred
+        assert isinstance(rc, Continuation) is (deferred is not None)
