@@ -392,3 +392,23 @@ def test_changed_l2_entry_defers_the_l1s_put_from_4_22_only():
         rc = t.call(HYPERVISOR_mmu_update, [MmuUpdate(F[2] << 12, 0)], [0])
         assert t.d.vcpus[0].old_guest_table == deferred
         assert isinstance(rc, Continuation) is (deferred is not None)
+
+
+def test_config_preempts_4_22_and_at_is_checked_as_config(tmp_path):
+    """hypervisor.preempt on 4.22 reaches the machine (its preemption is modelled:
+    RELEASE-4.22.0 promote_lN_table / demote_lN_table); ``at`` with a bad check number is
+    one line naming the file, the key and the problem, exit 2."""
+    import subprocess
+    import sys
+    from xensim.config import build_memory_map, parse_config
+    cfg = parse_config('hypervisor:\n  version: "4.22"\n  preempt: "at 9 3"\n', "c.yaml")
+    m = Machine.from_config(cfg, build_memory_map(cfg))
+    assert str(m.preempt) == "at 3 9" and m.partial_flags
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('hypervisor:\n  version: "4.22"\n  preempt: "at 0"\n')
+    r = subprocess.run([sys.executable, "-m", "xensim", "run", str(bad)], capture_output=True,
+                       text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"xensim: error: {bad}:3: hypervisor.preempt: 'at 0': "
+        "at N [N ...] needs check numbers >= 1, got [0]"]
