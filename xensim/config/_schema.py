@@ -21,7 +21,7 @@ from ._presets import DEFAULT_PRESET, list_presets
 __all__ = [
     "RangeConfig", "MachineConfig", "HypervisorConfig", "DomainConfig", "MixConfig",
     "ScriptOpConfig", "WorkloadConfig", "CostModelConfig", "Config", "check_simulation",
-    "workload_ops", "MAP_SOURCES", "WORKLOAD_KINDS", "GUEST_OPS", "SLOT_RUN_OPS",
+    "workload_ops", "MAP_SOURCES", "WORKLOAD_KINDS", "GUEST_OPS", "PROCESS_OPS", "SLOT_RUN_OPS",
     "SUPERPAGE_RUN_OPS", "MAX_SLOTS", "SUPERPAGE_BYTES", "MAX_WORKLOAD_OPS",
     "FRAME_ATOMIC_NS", "CMPXCHG_NS", "HYPERCALL_NS", "version_field", "check_positive", "check_preempt",
     "check_not_negative",
@@ -130,7 +130,10 @@ _WORKLOAD_DEFAULTS = {
 _KIND_DEFAULTS = {"churn": {"superpages": 1}, "shared": {"superpages": 4}}
 #: guest operations (script entries, and what every workload generates)
 GUEST_OPS = ("map", "unmap", "remap", "map-4k", "unmap-4k", "remap-4k", "mark", "unmark",
-             "balloon-out", "balloon-in")
+             "balloon-out", "balloon-in", "exec", "exit")
+#: the operations only a script makes (a process's page tables pinned and unpinned: the
+#: random mix does not pick them)
+PROCESS_OPS = ("exec", "exit")
 #: the arguments each guest operation takes (superpage and slot required where marked *)
 _OP_ARGS = {
     "map": ("superpage*", "slot", "count", "writable"),
@@ -143,10 +146,12 @@ _OP_ARGS = {
     "unmark": ("superpage*", "count"),
     "balloon-out": ("superpage*", "count"),
     "balloon-in": ("superpage*", "count"),
+    "exec": ("superpage*", "count", "writable"),
+    "exit": (),
 }
 #: operations whose ``count`` is a run of superpage slots / of superpages
 SLOT_RUN_OPS = ("map", "unmap", "remap")
-SUPERPAGE_RUN_OPS = ("map", "mark", "unmark", "balloon-out", "balloon-in")
+SUPERPAGE_RUN_OPS = ("map", "mark", "unmark", "balloon-out", "balloon-in", "exec")
 #: 2 MiB virtual-address slots per region (superpage mappings; 4 KiB windows): 256 GiB each
 MAX_SLOTS = 1 << 17
 SUPERPAGE_BYTES = 2 << 20

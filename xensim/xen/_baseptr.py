@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
+from functools import cache
 
 from ..mem import PGT_l4_page_table
 from ._preempt import ERESTART
@@ -63,8 +64,10 @@ RULES: dict[Release, BaseptrRules] = {
 }
 
 
+@cache
 def rules_for(release: Release) -> BaseptrRules:
-    """The row of :data:`RULES` that ``release`` follows."""
+    """The row of :data:`RULES` that ``release`` follows (looked up once per release:
+    every mmuext_op and mmu_update asks)."""
     return RULES[max(r for r in RULES if r <= release)]
 
 
@@ -140,6 +143,8 @@ def _take_root(m, d, mfn: int) -> int:
         # 4.5 on get_page_and_type_from_pagenr(..., preemptible 1): -ERESTART is the op's
         rc = m.refs.get_page_and_type_rc(m.mfn_to_page(mfn), d.domid, PGT_root_page_table,
                                          rules_for(m.release).old_guest_table)
+        if rc == -errno.EINTR:            # new_guest_cr3: -EINTR and -ERESTART are -ERESTART
+            rc = -ERESTART
     if rc and not rules_for(m.release).errno_as_given:
         return -errno.EINVAL
     return rc

@@ -29,6 +29,7 @@ from ._partial_audit import partial_expect
 from ._grant_table import HYPERVISOR_grant_table_op, GrantTables, do_grant_table_op
 from . import accel
 from ._pagetable import GuestMemory, PageTables
+from ._validate import relinquish_tables
 from ..designs import default_design, design_class
 from ._host import MachineHost
 from ..mem import MemoryMap
@@ -117,7 +118,7 @@ class Machine:
         self.pt = PageTables(self)
         self.pt_stats: Counter = Counter()
         self.refs = RefCounts(self.frame_table, self._free_pages, validator=self.pt,
-                              events=self.events)
+                              events=self.events, preempt=self.preempt)
         self.domains: dict[int, Domain] = {0: Domain(0, "Domain-0", max_pages=0)}
         self._next_domid = 1
         #: every domain's grant table (xen/_grant_table.py)
@@ -128,7 +129,7 @@ class Machine:
         #: tables still valid (linear loops), L4, L3, L2
         self.relinquish_hooks: list = [lambda m, d: m.gnttab.release_mappings(m, d), _unpin_all,
                                        lambda m, d: m.design_host.relinquish(d.domid),
-                                       lambda m, d: m.pt.relinquish(d)]
+                                       lambda m, d: relinquish_tables(m.pt, d)]
         #: what subsystems hold, for the auditor: f(machine, expected) (see _audit.Expected)
         self.audit_contributors: list = [self.pt.expect, partial_expect, grant_expect]
         #: what faithful mode let through that real Xen got wrong (docs/xen-facts.md, section 8)
@@ -154,7 +155,7 @@ class Machine:
         """Change the preemption source (``hypervisor.preempt``'s forms); the slots are
         bound again (an accelerator of a slot with a preemption point is not used while
         preemption can happen)."""
-        self.preempt = self._preemption(preempt)
+        self.preempt = self.refs.preempt = self._preemption(preempt)
         self._bind()
 
     @staticmethod

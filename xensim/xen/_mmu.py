@@ -158,7 +158,8 @@ def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = Non
     the :class:`Continuation` of the rest."""
     d = m.domains.get(caller)
     v = d.vcpus[vcpu]
-    if rules_for(m.release).old_guest_table and (rc := put_old_guest_table(m, v)):
+    if (v.old_guest_table is not None and rules_for(m.release).old_guest_table
+            and (rc := put_old_guest_table(m, v))):
         if rc == -ERESTART:
             return Continuation(HYPERVISOR_mmu_update, (reqs, done, foreigndom, preempted))
         return rc
@@ -244,9 +245,13 @@ def mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = True
     try:
         level = m.pt.live_level(page)
         if level:
-            # mod_l3_entry / mod_l4_entry validate a new entry's table preemptibly
-            return m.pt.mod_entry(mfn, index, req.val, level, pt_owner.domid,
-                                  cmd == MMU_PT_UPDATE_PRESERVE_AD, pg_owner.domid, level >= 3, v)
+            # mod_l3_entry / mod_l4_entry validate a new entry's table preemptibly; do_mmu_update
+            # continues any level's -ERESTART (-EINTR too), so an L2's PSE entry may be
+            # preempted too where the superpage design declares it (preemptible_take; an L2
+            # entry's L1 table and an L1 entry are never validated preemptibly)
+            rc = m.pt.mod_entry(mfn, index, req.val, level, pt_owner.domid,
+                                cmd == MMU_PT_UPDATE_PRESERVE_AD, pg_owner.domid, level >= 2, v)
+            return -ERESTART if rc == -errno.EINTR else rc
         # not a live page table: an ordinary write, allowed while it can be writable
         if not refs.get_page_type(page, PGT_writable_page):
             return -errno.EINVAL
@@ -293,7 +298,8 @@ def do_mmuext_op(m, caller: int, ops: list[MmuextOp] | None, done: list | None =
     curr = m.domain(caller)
     v = curr.vcpus[vcpu]
     old = m.release == Release.R4_1
-    if rules_for(m.release).old_guest_table and (rc := put_old_guest_table(m, v)):
+    if (v.old_guest_table is not None and rules_for(m.release).old_guest_table
+            and (rc := put_old_guest_table(m, v))):
         if rc == -ERESTART:                       # the same call, entered again later
             return Continuation(HYPERVISOR_mmuext_op, (ops, done, foreigndom, preempted))
         return rc
@@ -346,6 +352,8 @@ def _pin(m, mfn: int, type: int, d, curr=None) -> int:
     # get_page_type_preemptible (every release): a preempted validation is -ERESTART, the
     # table left PGT_partial and the general reference given back
     rc = m.refs.get_page_and_type_rc(page, d.domid, type, True)
+    if rc == -errno.EINTR:                    # a spin on another CPU's validation gave up
+        return -ERESTART
     if rc != 0:
         return rc
     if not m.refs.set_pinned(page):                       # already pinned

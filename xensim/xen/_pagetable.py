@@ -22,9 +22,8 @@ When the type count reaches 0 the table is devalidated
 :meth:`PageTables.mod_entry` is Xen's mod_l1_entry .. mod_l4_entry: the new
 entry takes its references before the old one drops its own.
 
-The contents of guest frames live in :class:`GuestMemory` (only frames ever
-written); this is guest state, and the guest writes it directly only where it
-could through a writable mapping of its own (never a live page table).
+The contents of guest frames live in :class:`GuestMemory` (only frames ever written):
+guest state, written directly only through the guest's own writable mappings.
 """
 
 from __future__ import annotations
@@ -42,8 +41,7 @@ from ._linear import get_linear_pagetable_counted, put_linear
 from ._release import Release
 from ._preempt import ERESTART
 from ._segdesc import alloc_segdesc_page
-from ._validate import (alloc_table, deferred, free_table, put_table_entry,
-                        relinquish_tables)
+from ._validate import alloc_table, deferred, free_table, put_table_entry
 from ._host import put_spage_pages
 from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES
 
@@ -286,10 +284,9 @@ class PageTables:
         """Take the references a present entry of table ``table`` (an MFN) needs; 0 or a
         negative errno (Xen's get_page_from_l1e .. get_page_from_l4e; ``preemptible``: an
         L3 or L4 entry's table below may be preempted while it is validated, -ERESTART).
-        ``partial``: the entry is a resumed validation's partial one (xen/_validate.py),
-        ``retain``: a preempted get keeps its general reference (4.13 on, in alloc_lN_table).
-        Emits entry_get_begin / entry_get_end (rc None: it raised) while they have
-        subscribers (bound in _bind_entry_events)."""
+        ``partial``: a resumed validation's partial entry; ``retain``: a preempted get keeps
+        its general reference (4.13 on). Emits entry_get_begin / entry_get_end (rc None: it
+        raised) while they have subscribers (bound in _bind_entry_events)."""
         return self._get_page_from_entry(level, e, d, table, preemptible, partial, retain)
 
     def _get_page_from_entry(self, level: int, e: int, d: int, table: int | None,
@@ -311,6 +308,10 @@ class PageTables:
                 if m.faithful and not m.mfn_valid(mfn):
                     return m.xsa167(mfn) or -errno.EINVAL
                 return -errno.EINVAL
+            if preemptible and m.superpage.preemptible_take:
+                # mod_l2_entry in do_mmu_update: the design's -ERESTART is continued
+                return m.design_host.continuable(m.superpage.get_superpage, mfn, d,
+                                                 bool(e & _PAGE_RW))
             return m.superpage.get_superpage(mfn, d, bool(e & _PAGE_RW))
         if level == 1:
             # Xen 4.1's get_page_from_l1e answers 1 or 0 (its callers make 0 -EINVAL);
@@ -330,8 +331,9 @@ class PageTables:
         # the partial entry already holds a general reference: 4.1-4.8's partial_pte -1,
         # and every partial_flags one (get_page_and_type_from_pagenr / _from_mfn)
         held = partial < 0 or (partial > 0 and m.partial_flags)
-        rc = (m.refs.get_page_and_type_rc(m.mfn_to_page(mfn), d, CHILD_TYPES[level], preemptible,
-                                          held, retain)
+        # get_page_from_l2e never validates its L1 table preemptibly (any release)
+        rc = (m.refs.get_page_and_type_rc(m.mfn_to_page(mfn), d, CHILD_TYPES[level],
+                                          preemptible and level >= 3, held, retain)
               if m.mfn_valid(mfn) else -errno.EINVAL)
         if rc == -errno.EINVAL and self.get_linear_pagetable(level, e, table, d):
             rc = 0
@@ -376,7 +378,7 @@ class PageTables:
 
     def _observed_get(self, level: int, e: int, d: int, table: int | None,
                       preemptible: bool = False, partial: int = 0, retain: bool = False) -> int:
-        """get_page_from_entry between entry_get_begin and entry_get_end."""
+        # get_page_from_entry between entry_get_begin and entry_get_end
         ev, rc = self.m.events, None
         if ev.entry_get_begin is not None:
             ev.entry_get_begin(level, e, d, table)
@@ -402,8 +404,8 @@ class PageTables:
                             preemptible: bool = False) -> int:
         """Drop what a present entry of table ``table`` held (between entry_put_begin and
         entry_put_end, also when it raises, while they have subscribers); 0, or -ERESTART
-        (``preemptible``: put_page_from_l3e / l4e found the table below preempted; the entry
-        keeps its general reference). ``partial`` > 0: it holds only a partial type count."""
+        (``preemptible``: the table below's put was preempted; the entry keeps its general
+        reference). ``partial``: a partial entry (xen/_validate.py's put_table_entry)."""
         return self._put_page_from_entry(level, e, table, partial, preemptible)
 
     def _put_page_from_entry(self, level: int, e: int, table: int | None, partial: int = 0,
@@ -421,7 +423,7 @@ class PageTables:
                 m.superpage.put_superpage(mfn, bool(e & _PAGE_RW))
             return 0
         page = m.mfn_to_page(mfn)
-        if m.faithful and not self.holds(level, e, page):
+        if m.faithful and not self.pays_for(level, e, page):
             # only reachable through a bug faithful mode lets through (XSA-148: PSE or RW
             # flipped on a live entry by the fast path): the real code put references it
             # never took; record it instead of corrupting the simulator's counts
@@ -438,16 +440,13 @@ class PageTables:
             m.refs.put_page_and_type(page)
         return 0
 
-    def holds(self, level: int, e: int, page: int) -> bool:
+    def pays_for(self, level: int, e: int, page: int) -> bool:
         """Can the frame pay for what this entry would drop? (faithful mode's guard)"""
         ft = self.m.frame_table
-        if ft.count_info(page) & PGC_count_mask == 0:
-            return False
-        if level == 1 and not e & _PAGE_RW:
-            return True
         ti = ft.type_info(page)
         want = (PGT_writable_page,) if level == 1 else (CHILD_TYPES[level], LEVEL_TYPES[level])
-        return bool(ti & PGT_count_mask) and ti & PGT_type_mask in want
+        return bool(ft.count_info(page) & PGC_count_mask) and bool(
+            level == 1 and not e & _PAGE_RW or ti & PGT_count_mask and ti & PGT_type_mask in want)
 
     # -- the validation hook ------------------------------------------------------------
     def alloc_page_type(self, page: int, type: int, preemptible: bool = False) -> int:
@@ -539,12 +538,6 @@ class PageTables:
                 self.put_page_from_entry(level, int(entries[int(i)]), mfn)
         return True
 
-    def relinquish(self, d) -> None:
-        """Domain destruction's forced devalidation (Xen's relinquish_memory, 4.1 to 4.8):
-        xen/_validate.py's :func:`relinquish_tables`."""
-        relinquish_tables(self, d)
-
-    # -- mod_lN_entry -------------------------------------------------------------------
     def mod_entry(self, table_mfn: int, index: int, new: int, level: int, d: int,
                   preserve_ad: bool = False, pg_owner: int | None = None,
                   preemptible: bool = False, defer=None) -> int:
@@ -593,8 +586,7 @@ class PageTables:
         m.mem.write(table_mfn, index, new)
         if old & _PAGE_PRESENT:
             if defer is not None and deferred(self, level, old, table_mfn):
-                # mod_l3/l4_entry (4.5 on; and mod_l2_entry 4.13 on): the old entry's
-                # table goes to the vCPU's old_guest_table, its references with it
+                # mod_lN_entry: the old table, references and all, to old_guest_table
                 defer.old_guest_table, defer.old_guest_table_partial = pte_mfn(old), False
             else:
                 self.put_page_from_entry(level, old, table_mfn)
@@ -648,6 +640,15 @@ class PageTables:
         return 0
 
     # -- the auditor's view ---------------------------------------------------------------
+    def partial_pse(self):
+        """(superpage, writable, domid) of the PSE entries PGT_partial L2s hold: below
+        nr_validated_ptes (free_l2_table goes down from the top), as a live table's."""
+        progress, flags = self.m.frame_table.progress, np.uint64(_PAGE_PRESENT | _PAGE_PSE)
+        for page, (level, domid) in self.partial.items():
+            e = self.m.mem.table(int(self.m.pdx_to_mfn(page)))[:progress.get(page)[0]]
+            for x in (e[(e & flags) == flags].tolist() if level == 2 else ()):
+                yield pte_mfn(x), bool(x & _PAGE_RW), domid
+
     def expect(self, m, exp) -> None:
         """What every live table's present entries hold (see _audit.Expected).
 
@@ -688,6 +689,9 @@ class PageTables:
                     exp.typed(mfn, domid, LEVEL_TYPES[level])
                 else:
                     exp.typed(mfn, domid, CHILD_TYPES[level])
+        for mfn, rw, domid in self.partial_pse():            # PGT_partial L2s' PSE entries
+            pse.setdefault(mfn, [0, 0, domid])[1 if rw else 0] += 1
+            exp.holds(mfn, SUPERPAGE_PAGES, domid)
         for d in m.domains.values():                   # each vCPU's root tables
             for root in root_mfns(d):
                 exp.typed(root, d.domid, PGT_root_page_table)

@@ -24,7 +24,8 @@ def partial_expect(m, exp) -> None:
     frame's type unless that put was preempted (``old_guest_table_partial``: the type
     count is the PGT_partial table's own, or, taken over since, another holder's; a
     faithful 4.1-4.8 put drops it all the same, and the recount shows it then). PSE
-    entries of a partial L2 are not recounted (their superpages are the design's).
+    entries of a partial L2 are the design's to count: both auditors give them to its
+    expectation with the live tables' (``PageTables.partial_pse``).
     """
     pt = m.pt
     ft = m.frame_table
@@ -60,3 +61,4 @@ def partial_expect(m, exp) -> None:
                 exp.typed(mfn, domid, LEVEL_TYPES[level])
             else:
                 exp.typed(mfn, domid, CHILD_TYPES[level])
+

@@ -12,6 +12,8 @@ rest of the host, which xensim does not model; :class:`Preemption` stands for it
   seeded with S (default 0), so a run is repeatable;
 * ``at N [N ...]``: the checks numbered N (from 1, counted from when the source was set)
   answer true, every other false: a replay preempts exactly where it says.
+* an ``answer`` function (no config form: the race explorer's, which branches on each
+  answer and records it in the schedule) answers every check, whatever the mode.
 
 The check points are Xen's own, per release (docs/xen-facts.md, section 3b):
 ``alloc_l2_table``'s and ``free_l2_table``'s loops over their entries (4.22: those of
@@ -68,6 +70,8 @@ class Preemption:
     probability: float = 0.0
     seed: int = 0
     at: tuple = ()
+    #: when set, what every check answers (``answer()``): the explorer's port
+    answer: object = field(default=None, repr=False, compare=False)
     checks: int = 0
     preemptions: int = 0
     _rng: random.Random | None = field(default=None, repr=False, compare=False)
@@ -91,11 +95,14 @@ class Preemption:
     def pending(self):
         """The check the loops call (``hypercall_preempt_check``), or None when it never
         answers true: ``if (p := m.preempt.pending) is not None and p(): ...``."""
-        return None if self.mode == "never" else self.hypercall_preempt_check
+        return (None if self.mode == "never" and self.answer is None
+                else self.hypercall_preempt_check)
 
     def hypercall_preempt_check(self) -> bool:
         self.checks += 1
-        if self.mode == "every":
+        if self.answer is not None:
+            hit = bool(self.answer())
+        elif self.mode == "every":
             hit = self.checks % self.every == 0
         elif self.mode == "random":
             hit = self._rng.random() < self.probability
@@ -108,6 +115,8 @@ class Preemption:
         return hit
 
     def __str__(self) -> str:
+        if self.answer is not None:
+            return "answered by the explorer"
         if self.mode == "every":
             return f"every {self.every}"
         if self.mode == "random":

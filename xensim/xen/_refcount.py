@@ -31,12 +31,11 @@ import numpy as np
 
 from .._errors import RefcountBug
 from ._events import Events
-from ._preempt import ERESTART
+from ._preempt import ERESTART, Preemption
 from ._tlbflush import TlbFlushFilter
-from ..mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
-from ..mem import (PGC_count_mask, PGT_count_mask, PGT_PAGE_TABLE_TYPES,
-                         PGT_partial, PGT_pinned, PGT_shared_page, PGT_type_mask, PGT_validated,
-                         PGT_writable_page, PGC_allocated, type_name)
+from ..mem import (PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable, PGC_count_mask,
+                   PGT_count_mask, PGT_PAGE_TABLE_TYPES, PGT_partial, PGT_pinned, PGT_shared_page,
+                   PGT_type_mask, PGT_validated, PGT_writable_page, PGC_allocated, type_name)
 
 _U = np.uint64
 
@@ -51,11 +50,11 @@ class PageTypeValidator(Protocol):
     """The hook that gives page-table types their meaning (filled in by the page-table layer).
 
     ``alloc_page_type`` validates a frame that is becoming a page table of
-    ``type``: every present entry takes its references; on failure it gives
-    back what it took and returns a negative errno. ``free_page_type``
-    devalidates: every entry drops its references. ``preemptible`` (and ``partial``, the
-    table was PGT_partial) are passed only when set: a validator that is never preempted
-    may leave them out; -ERESTART (xen/_preempt.py) is a preempted one's answer.
+    ``type``: every present entry takes its references; on failure it gives back what it
+    took and returns a negative errno. ``free_page_type`` devalidates: every entry drops
+    its references. ``preemptible`` (and ``partial``, the table was PGT_partial) are passed
+    only when set (a validator never preempted may leave them out); -ERESTART
+    (xen/_preempt.py) is a preempted one's answer.
     """
     def alloc_page_type(self, page: int, type: int, preemptible: bool = False) -> int: ...
     def free_page_type(self, page: int, type: int, preemptible: bool = False,
@@ -67,8 +66,7 @@ class NoPageTables:
     def alloc_page_type(self, page: int, type: int, preemptible: bool = False) -> int:
         return 0
 
-    def free_page_type(self, page: int, type: int, preemptible: bool = False,
-                       partial: bool = False) -> int:
+    def free_page_type(self, page: int, type: int, preemptible: bool = False, partial=False) -> int:
         return 0
 
 
@@ -157,6 +155,7 @@ class RefCounts:
     #: frame holds typed references of another type (True: some went, look again); the
     #: design's ``type_conflict`` hook (None: the design has none)
     type_conflict: Callable[[int, int, int], bool] | None = None
+    preempt: Preemption = field(default_factory=Preemption)   #: Machine.preempt
     stats: RefStats = field(default_factory=RefStats)
     #: the machine's event bus (atomic_step, word_changed, tlb_flush, range_*; see _events)
     events: Events = field(default_factory=Events)
@@ -267,9 +266,9 @@ class RefCounts:
         it, and Xen waits until the word changes, then looks again; unless the table is
         ``PGT_partial`` (a preempted validation, its type count left at 1): then this get
         takes that count over (PGT_partial cleared, the count stays 1) and validation
-        resumes at ``nr_validated_ptes``. ``preemptible`` (get_page_type_preemptible):
-        the validation may be preempted, leaving the table PGT_partial with one more
-        general reference (get_page_light) and -ERESTART.
+        resumes at ``nr_validated_ptes``. ``preemptible`` (get_page_type_preemptible): the
+        validation may be preempted (the table PGT_partial with one more general reference,
+        get_page_light; -ERESTART), a wait on another CPU's validation too (-EINTR).
         """
         if self.atomic_step is not None:
             self.atomic_step("get_page_type", page, type)
@@ -305,13 +304,14 @@ class RefCounts:
                 else:
                     # another CPU took the first reference and is validating the table:
                     # Xen spins until type_info changes (validated, or the attempt undone),
-                    # then retries. (Xen returns -EINTR instead when the hypercall is
-                    # preemptible and has work pending; a sequential run never waits.)
+                    # then retries (-EINTR: preemptible, hypercall_preempt_check() said true)
                     step = self.atomic_step
                     if step is None:
                         raise RefcountBug(f"get_page_type on page {page:#x} ({type_name(type)}) "
                                           f"waits for a validation no other CPU runs ({x:#x}): "
                                           "Xen would spin forever")
+                    if preemptible and (self.preempt.pending or bool)():
+                        return -errno.EINTR   # the spin's hypercall_preempt_check(): nothing taken
                     step("wait_validated", page, x)     # the explorer runs us again once it changed
                     continue
             self.ft.set_type_info(page, nx, x)            # the cmpxchg finds x

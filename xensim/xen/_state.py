@@ -100,7 +100,26 @@ def _normal(r: Records) -> tuple:
     grants = tuple(sorted((domid, (g[0],) + tuple(tuple(sorted(x)) for x in g[1:4]) + g[4:])
                           for domid, g in r.grants))
     return (r.heap, r.m2p, doms, tuple(sorted(r.live)), r.design, r.spage, r.next_domid, grants,
-            tuple(sorted(r.linear)), (tuple(sorted(r.partial[0])), r.partial[1]))
+            tuple(sorted(r.linear)), _partial_normal(r.partial))
+
+
+def _partial_normal(partial: tuple) -> tuple:
+    """The PGT_partial tables with their progress, sorted. A frame's nr_validated_ptes
+    and partial_pte mean something only while it is PGT_partial: Xen zeroes them when a
+    validation starts afresh and leaves them as they were when one ends (done or failed),
+    so what a frame that is not partial holds there is not compared."""
+    tables, groups = partial
+    if not tables:
+        return ()
+    blocks = {k: (a, b) for k, a, b in groups}
+    out = []
+    for page, what in sorted(tables):
+        a, b = blocks.get(page >> 9, (None, None))
+        i = page & 511
+        nr = int.from_bytes(a[2 * i:2 * i + 2], "little") if a is not None else 0
+        pte = int.from_bytes(b[i:i + 1], "little", signed=True) if b is not None else 0
+        out.append((page, what, nr, pte))
+    return tuple(out)
 
 
 def same_records(a: Records, b: Records) -> bool:
@@ -248,7 +267,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "RefCounts": {
         "state": ("tlb",),
-        "config": ("validator",),
+        "config": ("validator", "preempt"),
         "link": ("ft", "free_page", "events", "atomic_step", "word_changed",
                  "type_conflict"),
         "stats": ("stats",),

@@ -30,6 +30,8 @@ loop is ``PageTables.get_entries`` / ``put_entries``, an accelerated slot.
 
 from __future__ import annotations
 
+import errno
+
 import numpy as np
 
 from ..mem import (PDX_GROUP_MASK, PDX_GROUP_SHIFT, PGT_l1_page_table, PGT_l2_page_table,
@@ -82,6 +84,13 @@ def alloc_table(pt, page: int, level: int, mfn: int, d: int, preemptible: bool,
             # and with partial_flags a general reference too (PTF_partial_set)
             progress.set(page, i, 1 if flags else (partial or 1))
             return rc
+        if rc == -errno.EINTR and i:
+            # the table below was being validated by another CPU and this one stopped
+            # waiting: the table is continued from entry i, which holds nothing new; a
+            # partial entry keeps its flag with partial_flags (XSA-310, 4e70f4476c),
+            # 4.1-4.8 write 0 (a -1 entry's general reference then held by no record)
+            progress.set(page, i, partial if flags else 0)
+            return -ERESTART
         if rc != 0:
             with m.design_host.undo():            # the puts give back this request's gets
                 for j in reversed(taken):
@@ -156,7 +165,7 @@ def put_table_entry(pt, level: int, e: int, page: int, partial: int, preemptible
             refs.put_page(page)
         return rc
     if partial > 0:                               # 4.1-4.8's partial_pte 1: the type alone
-        if m.faithful and not pt.holds(level, e, page):
+        if m.faithful and not pt.pays_for(level, e, page):
             # XSA-299 (18b0ab6978): the partial entry held no general reference, so the
             # table below could be freed meanwhile: its type count underflows
             m.violations.append(f"XSA-299: L{level} partial entry's put_page_type on "
