@@ -35,7 +35,8 @@ def scenario(name):
 def test_shipped_scenarios_are_the_required_ones():
     assert [p.stem for p in SHIPPED] == ["grant-superpage-unmap", "map-destroy", "map-map",
                                          "map-unmap", "mark-map", "three-cpus", "unmark-unmap",
-                                         "vcpus-cold-map", "vcpus-pin-wait", "xsa-58-pin-error"]
+                                         "vcpus-cold-map-preempted", "vcpus-cold-map",
+                                         "vcpus-pin-wait", "xsa-58-pin-error"]
 
 
 class TestSketchLeak:
@@ -131,8 +132,10 @@ def _marks(path) -> bool:
     return any(op.op in ("mark", "unmark") for ops in [sc.setup] + sc.cpus for op in ops)
 
 
-#: each shipped scenario with each correct design that has what it uses (per-mapping: no MARK)
-CORRECT_RUNS = [(path, design) for path in SHIPPED
+#: each shipped scenario with each correct design that has what it uses (per-mapping: no MARK);
+#: vcpus-cold-map-preempted (a minute per design under bound 2) is checked under bound 1 in
+#: test_hypercall_preemption.py
+CORRECT_RUNS = [(path, design) for path in SHIPPED if path.stem != "vcpus-cold-map-preempted"
                 for design in ("xen-4.1", "superpage-info", "pageinfo-count", "per-mapping")
                 if design in MARKING or not _marks(path)]
 

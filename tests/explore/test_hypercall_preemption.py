@@ -120,6 +120,37 @@ class TestVcpusColdMap:
         assert all(sum(isinstance(c, Preempted) for c in ex.schedule) <= 1 for ex in runs)
 
 
+class TestVcpusColdMapPreempted:
+    """vcpus-cold-map-preempted (Xen 4.1: do_mmu_update asks before its first request,
+    do_mmuext_op between the process switch's two ops; get_superpage's 512-frame loop has
+    no check): one hypercall preempted and continued changes no design's outcome."""
+
+    EXPECTED = {"xen-4.1": None, "superpage-info": None, "pageinfo-count": None,
+                "per-mapping": None, "none": None,
+                "sketch": ("0*1039,1*1037,0*4", "after the schedule: 1024 audit difference(s): "
+                                                "mfn 0x0 count_info.count: expected 2, actual 3")}
+
+    @pytest.mark.parametrize("design", sorted(EXPECTED))
+    def test_expected_outcome_per_design(self, design):
+        sc = scenario("vcpus-cold-map-preempted")
+        assert (sc.version, sc.hypercall_preemptions) == (Release.R4_1, 1)
+        res = explore(sc, design, "dfs", preemption_bound=1)
+        assert res.complete
+        want = self.EXPECTED[design]
+        if want is None:
+            assert res.violations == 0, res.first and res.first.message
+        else:
+            assert res.violations == 1 and res.first.message.startswith(want[1])
+            assert format_schedule(res.first.schedule) == want[0]
+
+    def test_a_map_preempted_before_its_entry_is_continued(self):
+        sc = scenario("vcpus-cold-map-preempted")
+        res, runs = every_execution(sc, "xen-4.1", bound=1)
+        hits = [ex for ex in runs if any(t.startswith("d1.v0 hcall dom1: mmu_update re-entered")
+                                         for t in ex.trace)]
+        assert hits and all(ex.world.results == {0: [0], 1: [0]} for ex in hits)
+
+
 class TestGetPageTypeEintr:
     """__get_page_type (4.1.0, 4.5.0, 4.7.0, 4.8.0): a preemptible get finding the type
     counted but not validated spins, asking hypercall_preempt_check(), and returns -EINTR

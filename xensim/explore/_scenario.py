@@ -317,6 +317,9 @@ class Runner:
         rep = audit(m)
         if not rep.ok:
             raise Violation("after the schedule: " + _audit_line(rep), ex.schedule, ex.trace)
+        if m.violations:                 # what faithful mode let through, as it happened
+            raise Violation("after the schedule: the machine recorded: " + "; ".join(m.violations),
+                            ex.schedule, ex.trace)
         if self.sc.end == "destroy":
             for name, k in ex.world.kernels.items():
                 if m.domain(k.domid) is not None:
