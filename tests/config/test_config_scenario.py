@@ -98,7 +98,8 @@ def test_old_spelling_on_the_command_line_warns_once_and_runs(tmp_path):
 @pytest.mark.parametrize("change, expected", [
     (("op: map-4k,", "op: jump,"),
      "s.yaml:7: cpus[0][0].op: bad choice 'jump'; choose from: map, unmap, remap, map-4k, "
-     "unmap-4k, mark, unmark, destroy, map-grant, unmap-grant, pin, unpin, set-entry"),
+     "unmap-4k, mark, unmark, destroy, map-grant, unmap-grant, pin, unpin, set-entry, "
+     "decrease-reservation"),
     (("op: map-4k, domain: a,", "op: map-4k,"),
      "s.yaml:7: cpus[0][0]: missing required key 'domain'"),
     (("{op: map-4k,", "{opp: map-4k,"),

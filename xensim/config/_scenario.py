@@ -61,9 +61,9 @@ __all__ = ["SCENARIO_OPS", "TABLE_OPS", "BAD_ENTRY", "ScenarioOp", "ScenarioEntr
 
 #: the operations a scenario's setup and CPUs perform
 SCENARIO_OPS = ("map", "unmap", "remap", "map-4k", "unmap-4k", "mark", "unmark", "destroy",
-                "map-grant", "unmap-grant", "pin", "unpin", "set-entry")
+                "map-grant", "unmap-grant", "pin", "unpin", "set-entry", "decrease-reservation")
 #: the operations on a scenario's ``page_tables`` (their ``pt``)
-TABLE_OPS = ("pin", "unpin", "set-entry")
+TABLE_OPS = ("pin", "unpin", "set-entry", "decrease-reservation")
 #: a page-table entry's target that fails validation: a frame that is not RAM
 BAD_ENTRY = "bad"
 #: old spellings, accepted with a deprecation warning

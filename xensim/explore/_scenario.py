@@ -102,12 +102,17 @@ class World:
         return make_pte(mfn, _PAGE_PRESENT | _PAGE_USER | (_PAGE_RW if rw else 0))
 
     def _table_op(self, op: ScenarioOp, k: GuestKernel) -> int:
-        """pin / unpin / set-entry of page table ``op.pt`` (mmuext_op, mmu_update)."""
+        """pin / unpin / set-entry of page table ``op.pt`` (mmuext_op, mmu_update), or
+        decrease-reservation of its frame (memory_op: the guest gives it back; -EBUSY
+        when Xen removes nothing)."""
         mfn, level = self.pts[op.pt]
         if op.op == "pin":
             return k.mmuext([MmuextOp(MMUEXT_PIN_L1_TABLE + level - 1, mfn)])
         if op.op == "unpin":
             return k.mmuext([MmuextOp(MMUEXT_UNPIN_TABLE, mfn)])
+        if op.op == "decrease-reservation":
+            done = k.balloon_out([self.m.m2p.get(mfn)])
+            return -errno.EBUSY if done == 0 else min(done, 0)
         return k.mmu_update([(_entry_ptr(mfn, op.index),
                               0 if op.to is None else self._pte(op.to, op.rw))])
 
