@@ -34,8 +34,9 @@ def scenario(name):
 
 def test_shipped_scenarios_are_the_required_ones():
     assert [p.stem for p in SHIPPED] == ["grant-superpage-unmap", "map-destroy", "map-map",
-                                         "map-unmap", "mark-map", "three-cpus", "unmark-unmap",
-                                         "vcpus-cold-map-preempted", "vcpus-cold-map",
+                                         "map-unmap", "mark-map", "preempted-cold-map",
+                                         "three-cpus", "unmark-unmap", "vcpus-cold-map-preempted",
+                                         "vcpus-cold-map",
                                          "vcpus-pin-wait", "xsa-58-pin-error"]
 
 

@@ -19,7 +19,7 @@ from ._presets import (
 from ._schema import (
     RangeConfig, MachineConfig, HypervisorConfig, DomainConfig, MixConfig, ScriptOpConfig,
     WorkloadConfig, CostModelConfig, Config, check_simulation, workload_ops, WORKLOAD_KINDS,
-    GUEST_OPS, SLOT_RUN_OPS, SUPERPAGE_RUN_OPS, MAX_SLOTS, SUPERPAGE_BYTES, MAX_WORKLOAD_OPS,
+    GUEST_OPS, PROCESS_OPS, SLOT_RUN_OPS, SUPERPAGE_RUN_OPS, MAX_SLOTS, SUPERPAGE_BYTES, MAX_WORKLOAD_OPS,
     FRAME_ATOMIC_NS, CMPXCHG_NS, HYPERCALL_NS,
 )
 from ._config import (
@@ -39,7 +39,7 @@ from ._resolved import (
 
 __all__ = [
     "CMPXCHG_NS", "Config", "CostModelConfig", "DEFAULT_PRESET", "DomainConfig",
-    "FRAME_ATOMIC_NS", "GUEST_OPS", "GRANT_OP_CMDS", "HYPERCALL_OPS", "HYPERCALL_OP_KEYS", "HypercallOp",
+    "FRAME_ATOMIC_NS", "GUEST_OPS", "GRANT_OP_CMDS", "HYPERCALL_OPS", "HYPERCALL_OP_KEYS", "HypercallOp", "PROCESS_OPS",
     "MEMORY_OP_CMDS", "MmuRequest", "MmuextRequest", "HYPERCALL_NS", "HypervisorConfig", "KeyPath", "MAX_SLOTS",
     "MAX_STEPS", "MAX_WORKLOAD_OPS", "MachineConfig", "MemmapFileConfig", "MixConfig",
     "RangeConfig", "SCENARIO_OPS", "SLOT_RUN_OPS", "SUPERPAGE_BYTES", "SUPERPAGE_RUN_OPS",

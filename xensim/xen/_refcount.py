@@ -10,22 +10,15 @@ Every read-modify-write of a frame word goes through :meth:`RefCounts.cmpxchg_co
 or :meth:`RefCounts.cmpxchg_type`: one place, so that the concurrency
 explorer can make each of them one atomic step.
 
-**Undo is exact.** When an acquisition fails part-way (frame *i* of 512, or an
-entry of a page table being validated), what was taken is given back by a
-cmpxchg from the word we installed to the word we saw before. Sequentially it
-always succeeds, so a failed call leaves every word bit for bit as it was;
-under concurrency, if another CPU changed the word meanwhile, it falls back
-to a plain ``put_page``/``put_page_type``. Xen itself gives types back with
-``put_page_type``, which leaves a newly taken type in the word with count 0 (harmless:
-a type with count 0 may change at the next get): a deliberate difference
-(docs/ARCHITECTURE.md).
+**Undo is exact** (a deliberate difference, docs/ARCHITECTURE.md): what a failed
+acquisition took is given back by a cmpxchg from the word installed to the word seen
+before (under concurrency, if another CPU changed it, a plain put), so a failed call
+leaves every word as it was; Xen's put_page_type leaves a new type at count 0.
 
-The run forms (``get_pages_and_type``, ``put_pages_and_type``) act on a run of
-frames in one PDX group (a superpage's 512 frames): all or nothing in frame
-order, between the run events. Their loops (``take_run``, ``drop_run``) are slots
-that xensim.xen.accel's run accelerators replace while the machine is vectorised.
-The many-run forms (``runs_ok``, ``get_runs_and_type`` ...) are the designs' batch
-forms, which only mmu_update's PSE batch accelerator calls.
+The run forms (``get_pages_and_type``, ``put_pages_and_type``) act on a run of frames
+in one PDX group, all or nothing in frame order, between the run events; their loops
+(``take_run``, ``drop_run``) are slots xensim.xen.accel's run accelerators replace. The
+many-run forms (``runs_ok``, ``get_runs_and_type`` ...) are the designs' batch forms.
 """
 
 from __future__ import annotations
@@ -377,18 +370,22 @@ class RefCounts:
     def get_page_type(self, page: int, type: int) -> bool:
         return self._get_page_type(page, type) == 0
 
-    def put_page_type(self, page: int, preemptible: bool = False) -> int:
+    def put_page_type(self, page: int, preemptible: bool = False,
+                      partial_set: bool = False) -> int:
         """Drop a typed reference (Xen's __put_page_type): a page table whose count reaches 0
-        is devalidated first (PGT_validated or PGT_partial cleared, the count still 1, its
-        entries dropped by ``validator.free_page_type``, then the count 0). ``preemptible``
-        (put_page_type_preemptible): the devalidation may be preempted: the table keeps its
-        type count 1 as PGT_partial with one more general reference, -ERESTART. 0 or that."""
+        is devalidated first (PGT_validated / PGT_partial cleared, ``validator.free_page_type``,
+        then the count 0). ``preemptible``: that may be preempted: the table keeps its type
+        count 1 as PGT_partial with one more general reference, -ERESTART. ``partial_set``
+        (4.13 on, PTF_partial_set): only a partial (de)validation's clean-up: nothing unless
+        the page is still PGT_partial."""
         if self.atomic_step is not None:
             self.atomic_step("put_page_type", page, 0)
         self.stats.put_page_type += 1
         while True:
             x = self.ft.type_info(page)
             count = x & PGT_count_mask
+            if partial_set and not x & PGT_partial:
+                return 0                          # taken over (or finished) by another
             if count == 0:
                 raise RefcountBug(f"put_page_type on page {page:#x} with type count 0 ({x:#x})")
             if (count == 1 and x & PGT_type_mask in PGT_PAGE_TABLE_TYPES
@@ -430,22 +427,23 @@ class RefCounts:
     def get_page_and_type(self, page: int, d: int, type: int) -> bool:
         return self.get_page_and_type_rc(page, d, type) == 0
 
-    def get_page_and_type_rc(self, page: int, d: int, type: int, preemptible: bool = False) -> int:
-        """get_page_and_type with the errno, as Xen's get_page_and_type_from_pagenr gives
-        it: 0, -EINVAL when get_page fails, or get_page_type's -errno (then the general
-        reference goes back exactly; also at -ERESTART, ``preemptible``, the table left
-        PGT_partial keeping only its type count and get_page_light's reference)."""
+    def get_page_and_type_rc(self, page: int, d: int, type: int, preemptible: bool = False,
+                             held: bool = False, retain: bool = False) -> int:
+        """get_page_and_type with the errno (get_page_and_type_from_pagenr): 0, -EINVAL when
+        get_page fails, or get_page_type's -errno, the general reference given back exactly
+        (at -ERESTART too, unless ``retain``: 4.13 on, PTF_retain_ref_on_restart). ``held``:
+        the entry already holds one (partial_pte -1, PTF_partial_set): none taken or given."""
+        if held:                                  # (its errors leave the held reference)
+            return self._get_page_type(page, type, preemptible)
         before = self.ft.count_info(page)
         if not self.get_page(page, d):
             return -errno.EINVAL
         rc = self._get_page_type(page, type, preemptible)
-        if rc != 0:
-            if rc == -ERESTART:
-                self.put_page(page)
-            else:
-                self._undo_count(page, before + 1, before, "get_page_and_type: type failed")
-            return rc
-        return 0
+        if rc == -ERESTART and not retain:
+            self.put_page(page)
+        elif rc != 0 and rc != -ERESTART:
+            self._undo_count(page, before + 1, before, "get_page_and_type: type failed")
+        return rc
 
     def put_page_and_type(self, page: int) -> None:
         self.put_page_type(page)
