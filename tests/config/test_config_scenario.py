@@ -137,7 +137,7 @@ def test_old_spelling_on_the_command_line_warns_once_and_runs(tmp_path):
     (("memory: 64MiB", "memory: 64MiB\ncpu: []"),
      "s.yaml:4: cpu: unknown key 'cpu' (did you mean 'cpus'?); allowed keys: description, "
      "design, hypervisor, memory, domains, page_tables, setup, cpus, end, design_files, "
-     "hypercall_preemptions"),
+     "hypercall_preemptions, preemption_bound"),
 ])
 def test_each_mistake_is_one_error_with_file_line_and_key_path(tmp_path, change, expected):
     assert _error(tmp_path, BASE.replace(*change)) == expected

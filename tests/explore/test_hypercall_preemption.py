@@ -226,8 +226,8 @@ class TestXsa299:
     @pytest.mark.parametrize("version", ["4.5", "4.7", "4.8"])
     def test_c40b33d726_found_on_faithful(self, version):
         sc = scenario("xsa-299-c40b33d726", version)
-        assert sc.faithful and sc.hypercall_preemptions == 2
-        res = explore(sc, None, "dfs", preemption_bound=1)
+        assert sc.faithful and (sc.hypercall_preemptions, sc.preemption_bound) == (2, 1)
+        res = explore(sc, None, "dfs")
         a = Runner(sc).make().world.pts["A"][0]
         assert res.violations == 1 and res.first.message == self.FIRST.format(a=a)
         assert format_schedule(res.first.schedule) == "0*13,0p,0*2,1*27,0*13,2*16"
@@ -235,12 +235,12 @@ class TestXsa299:
     @pytest.mark.parametrize("version, faithful", [("4.8", False), ("4.22", False)])
     def test_c40b33d726_clean_with_partial_flags(self, version, faithful):
         sc = scenario("xsa-299-c40b33d726", version, faithful=faithful)
-        res = explore(sc, None, "dfs", preemption_bound=1)
+        res = explore(sc, None, "dfs")
         assert res.complete and res.violations == 0, res.first and res.first.message
 
     def test_18b0ab6978_found_on_faithful_and_its_appendix_replayed(self):
         sc = scenario("xsa-299-18b0ab6978", "4.8")
-        res = explore(sc, None, "dfs", preemption_bound=1)
+        res = explore(sc, None, "dfs")
         w = Runner(sc).make().world
         a, b = w.pts["A"][0], w.pts["B"][0]
         assert res.violations == 1 and res.first.message == self.FIRST.format(a=a)
@@ -260,5 +260,5 @@ class TestXsa299:
 
     def test_18b0ab6978_clean_with_partial_flags_4_8(self):
         sc = scenario("xsa-299-18b0ab6978", "4.8", faithful=False)
-        res = explore(sc, None, "dfs", preemption_bound=1)
+        res = explore(sc, None, "dfs")
         assert res.complete and res.violations == 0, res.first and res.first.message

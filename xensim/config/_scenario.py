@@ -167,6 +167,8 @@ class ScenarioFile:
     design_files: list[str] | None = None
     #: the explorer answers at most this many hypercall_preempt_check() pending per schedule
     hypercall_preemptions: int = field(default=0, metadata={"check": check_not_negative})
+    #: the DFS's CPU preemption bound (None: the explorer's default, 2)
+    preemption_bound: int | None = field(default=None, metadata={"check": check_not_negative})
 
 
 @dataclass
@@ -195,6 +197,8 @@ class Scenario:
     #: at most this many hypercall_preempt_check() answered pending per schedule (0: no
     #: check is asked)
     hypercall_preemptions: int = 0
+    #: the DFS's CPU preemption bound (None: the explorer's default, 2)
+    preemption_bound: int | None = None
 
 
 def load_scenario(path: str | os.PathLike) -> Scenario:
@@ -214,7 +218,8 @@ def load_scenario(path: str | os.PathLike) -> Scenario:
                     vcpus={d.name: d.vcpus for d in sf.domains}, page_tables=sf.page_tables,
                     setup=sf.setup,
                     cpus=sf.cpus, end=sf.end, source=filename, design_files=files,
-                    hypercall_preemptions=sf.hypercall_preemptions)
+                    hypercall_preemptions=sf.hypercall_preemptions,
+                    preemption_bound=sf.preemption_bound)
 
 
 def _check(sf: ScenarioFile, doc: YamlDoc, filename: str) -> None:

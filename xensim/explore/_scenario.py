@@ -389,15 +389,18 @@ def _tally(res: ExploreResult, ex: "_ScenarioExecution | None") -> None:
 
 
 def explore(sc: Scenario, design: str | None = None, scheduler: str = "dfs",
-            preemption_bound: int = 2, max_schedules: int = 10_000, seed: int = 0,
+            preemption_bound: int | None = None, max_schedules: int = 10_000, seed: int = 0,
             stop_at_first: bool = True, progress=None,
             hypercall_preemptions: int | None = None) -> ExploreResult:
     """Explore ``sc``'s schedules; on Ctrl-C raises :class:`Interrupted` with what the
     schedules finished so far found. ``progress``: a Progress bar, its total the
-    schedules at most (a search may end sooner). ``hypercall_preemptions``: at most that
+    schedules at most (a search may end sooner). ``preemption_bound``: the DFS's (default:
+    the scenario's ``preemption_bound``, else 2). ``hypercall_preemptions``: at most that
     many hypercall_preempt_check() answered pending per schedule (default: the
     scenario's ``hypercall_preemptions``)."""
     r = Runner(sc, design, hypercall_preemptions=hypercall_preemptions)
+    if preemption_bound is None:
+        preemption_bound = 2 if sc.preemption_bound is None else sc.preemption_bound
     n = len(sc.cpus)
     so_far = ExploreResult(complete=False)             # what a Ctrl-C reports
     last: list = [None]
