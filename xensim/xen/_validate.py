@@ -67,6 +67,9 @@ def alloc_table(pt, page: int, level: int, mfn: int, d: int, preemptible: bool,
         indexes = range(nr, _ENTRIES)
     first_check = nr + 1 if m.release >= Release.R4_5 else 1
     flags = m.partial_flags
+    # a resumed entry whose general reference an earlier call left held (partial_pte -1,
+    # PTF_partial_set): this call takes only its type, and an undo gives back only that
+    held = nr if partial and (partial < 0 or flags) else -1
     taken: list[int] = []
     for i in indexes:
         if checked and i >= first_check and check():
@@ -94,7 +97,10 @@ def alloc_table(pt, page: int, level: int, mfn: int, d: int, preemptible: bool,
         if rc != 0:
             with m.design_host.undo():            # the puts give back this request's gets
                 for j in reversed(taken):
-                    pt.put_page_from_entry(level, entries.item(j), mfn)
+                    if j == held:
+                        m.refs.put_page_type(m.mfn_to_page((entries.item(j) >> 12) & _MFN_MASK))
+                    else:
+                        pt.put_page_from_entry(level, entries.item(j), mfn)
             return rc
         taken.append(i)
         partial = 0
