@@ -14,7 +14,7 @@ import pytest
 from conftest import MiB
 from xensim import GuestKernel, Machine, MemoryMap, audit
 from xensim.designs import design_class, load_design_file
-from xensim.explore import Runner, explore_dfs, format_schedule, load_scenario
+from xensim.explore import Runner, explore, explore_dfs, format_schedule, load_scenario
 from xensim.mem import PGC_allocated, PGT_l1_page_table, PGT_pinned, PGT_validated, \
     PGT_writable_page
 from xensim.xen import (Continuation, ERESTART, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
@@ -344,6 +344,23 @@ def test_a_partial_word_is_no_mapping_to_put():
 
 
 # -- the explorer ---------------------------------------------------------------------------------
+def test_explorer_branching_on_the_checks_finds_the_unclaimed_take():
+    """The explorer answering each hypercall_preempt_check() as a choice of its own (at most
+    one pending per schedule: --hypercall-preemptions 1) finds it from the scenario alone:
+    vCPU 0 preempted before frame 511 (the schedule's ``0p``), vCPU 1 continues the take
+    while vCPU 0's continuation does too."""
+    sc = load_scenario(ROOT / "scenarios" / "preempted-cold-map.yaml")
+    res = explore(sc, "xen-4.1-preemptible-unclaimed", "dfs", preemption_bound=1,
+                  hypercall_preemptions=1)
+    assert (res.violations, res.schedules) == (1, 6)
+    assert res.first.message.startswith("after the schedule: 3 audit difference(s): "
+                                        "mfn 0x1ff count_info.count: expected 2, actual 3")
+    assert format_schedule(res.first.schedule) == "0*1538,0p,0*7,1*12,0*2"
+    ok = explore(sc, DESIGN, "dfs", preemption_bound=1, max_schedules=30,
+                 hypercall_preemptions=1)
+    assert (ok.violations, ok.schedules) == (0, 30)
+
+
 def _explore(design: str, preempt: str | None, bound: int):
     runner = Runner(load_scenario(ROOT / "scenarios" / "preempted-cold-map.yaml"), design)
     if preempt is not None:                  # the explored machine's preemption source
