@@ -135,6 +135,15 @@ def test_no_built_in_design_declares_a_preemptible_take_4_8(design):
     assert g.k.continuations == 0
 
 
+def test_the_progress_costs_no_metadata():
+    """The progress lives in the count bits of Xen 4.1's word: the design's overhead row is
+    8 B per 2 MiB with RAM, xensim's sparse-8B table, as xen-4.1's."""
+    g = Guest()
+    (row,) = g.m.superpage.metadata_rows()
+    sparse = next(r for r in Guest("xen-4.1").m.superpage.metadata_rows() if r.name == "sparse-8B")
+    assert (row.name, row.unit, row.bytes) == (DESIGN, "8 B/2 MiB with RAM", sparse.bytes)
+
+
 def test_every_check_true_takes_one_frame_per_call():
     """With every check answering true each call takes the one frame it must (no check
     before a call's first frame): 512 calls, 511 preemptions, the word partial/1 .. /511."""
