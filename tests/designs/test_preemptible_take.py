@@ -352,6 +352,18 @@ def test_a_partial_word_is_no_mapping_to_put():
     assert g.word(g.sp[1]) == "dynamic/1" and g.word(g.sp[2]) == "none/0"
 
 
+def test_fuzzer_with_preemption_and_two_vcpus_finds_nothing(capsys):
+    """xensim fuzz --preempt 0.01 --vcpus 2: preempted maps and marks continued at once,
+    after other vCPUs' and domains' calls, or never; every call checked by the incremental
+    auditor: no violation."""
+    from conftest import fuzz_cli
+    rc, out, _ = fuzz_cli(["--design", DESIGN, "--calls", "1500", "--vcpus", "2",
+                           "--preempt", "0.01", "--seed", "1"], capsys)
+    assert rc == 0 and "violations: 0 (0 expected)" in out
+    line = next(x for x in out.splitlines() if x.startswith("mmuext_op/mark_super"))
+    assert "preempted" in line
+
+
 # -- the explorer ---------------------------------------------------------------------------------
 def test_explorer_branching_on_the_checks_finds_the_unclaimed_take():
     """The explorer answering each hypercall_preempt_check() as a choice of its own (at most
