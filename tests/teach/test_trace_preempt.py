@@ -279,3 +279,18 @@ def test_the_trace_page_flags_the_preempted_steps(pin_config):
     flags = [s[g] for s in rec.steps]
     assert [bool(f & PREEMPTED) for f in flags] == [True, True, True, True]
     assert not any(f & REFUSED for f in flags)
+
+
+def test_an_l1_tables_entries_are_one_run_at_the_frame_level(pin_config):
+    """alloc_l1_table's 512 entries, each the same two steps on the next frame: one line
+    and the steps once (--all-frames lists every entry)."""
+    cfg, mm = pin_config
+    got = trace(cfg, mm, level="frame", limit=1).text().splitlines()
+    i = got.index("          validate new L1 entries (x512): get_page_and_type(512 frames mfn "
+                  "0x200..0x3ff, dom1, writable), each:")
+    assert got[i + 1:i + 4] == [
+        "            get_page: count_info +1 (allocated inuse count=1 -> 2)",
+        "            get_page_type(writable): type_info none/0 -> writable/1 validated",
+        "          validated: mfn 0x805 type_info l1/1 -> l1/1 validated"]
+    every = trace(cfg, mm, level="frame", limit=1, all_frames=True).text().splitlines()
+    assert sum(ln.startswith("          validate new L1 entry: ") for ln in every) == 1536
