@@ -9,7 +9,9 @@ with no check, no undo journal: the floor the checks sit on). Every check
 of docs/fuzzing.md runs in the first two (unchanged, batch, audit, isolation, xen-bug,
 the journal's verify with every full audit). The guests' grant calls are in the mix
 (the default); a fifth run without them (``--no-grants``) gives the incremental rate
-of the calls before grants, and the ratio.
+of the calls before grants, and the ratio; a sixth with preemption on (``--preempt
+0.02``: 2% of hypercall_preempt_check()s true, the continuations among the calls) gives
+its rate beside the incremental one (preemption off) and the ratio.
 Rates are calls per CPU second of this process (per core: the figure does not
 depend on what else the machine runs), wall-clock beside them.
 
@@ -24,6 +26,10 @@ import time
 
 from xensim import design_names
 from xensim.fuzz import Fuzzer, Setup, replay_ops
+
+
+#: the preemption probability of the run with preemption on
+PREEMPT = 0.02
 
 
 def episode(setup: Setup, calls: int) -> tuple[Fuzzer, float, float]:
@@ -59,7 +65,8 @@ def main(argv: list[str]) -> None:
     print(f"fuzzing with every check after every call, {calls:,} calls per design "
           f"(calls per CPU second; wall-clock seconds in brackets)\n")
     print(f"{'design':16} {'incremental':>18} {'full':>18} {'ratio':>7} {'no replays':>11}"
-          f" {'calls alone':>12} {'checks':>7} {'full audits':>11} {'no grants':>10} {'ratio':>6}")
+          f" {'calls alone':>12} {'checks':>7} {'full audits':>11} {'no grants':>10} {'ratio':>6}"
+          f" {'preempt':>9} {'ratio':>6}")
     for design in designs:
         inc, inc_cpu, inc_wall = episode(Setup(design=design, audit="incremental"), calls)
         full, full_cpu, full_wall = episode(Setup(design=design, audit="full"), calls)
@@ -67,15 +74,18 @@ def main(argv: list[str]) -> None:
         alone = calls_alone(Setup(design=design), inc.log)
         norep = without_replays(Setup(design=design), inc.log)
         ng, ng_cpu, _ = episode(Setup(design=design, audit="incremental", grants=False), calls)
+        pre, pre_cpu, _ = episode(Setup(design=design, audit="incremental", preempt=PREEMPT), calls)
         r_inc, r_full, r_ng = inc.calls / inc_cpu, full.calls / full_cpu, ng.calls / ng_cpu
+        r_pre = pre.calls / pre_cpu
         print(f"{design:16} {r_inc:>9,.0f}/s ({inc_wall:4.1f}s) {r_full:>9,.0f}/s "
               f"({full_wall:4.1f}s) {r_inc / r_full:>6.1f}x {len(inc.log) / norep:>9,.0f}/s"
               f" {len(inc.log) / alone:>10,.0f}/s {inc.checks:>7,} {inc.full_audits:>11,}"
-              f" {r_ng:>8,.0f}/s {r_inc / r_ng:>5.2f}x")
+              f" {r_ng:>8,.0f}/s {r_inc / r_ng:>5.2f}x {r_pre:>7,.0f}/s {r_pre / r_inc:>5.2f}x")
     print("\nratio: incremental / full, the same calls in the same run; no replays: the same "
           "call list with every\ncheck but the batch check's replay of each batch request by "
           "request; calls alone: with no check (the floor);\nno grants: incremental, the guests "
-          "making no grant call (ratio: with grants / without)")
+          "making no grant call (ratio: with grants / without);\npreempt: incremental with "
+          f"--preempt {PREEMPT} (continuations counted as calls; ratio: on / off)")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,11 @@ def add_parser(subparsers) -> None:
                    help="vCPUs of each guest, 1-64 (default 1); with several, calls come from "
                         "any of them and the guests load user base pointers "
                         "(MMUEXT_NEW_USER_BASEPTR), valid and hostile")
+    p.add_argument("--preempt", type=float, default=0.0, metavar="P",
+                   help="the probability that each hypercall_preempt_check() answers true "
+                        "(default 0: never; Xen 4.1-4.8): preempted calls are continued at "
+                        "once, after other vCPUs' and domains' calls, or never; the points "
+                        "are drawn from --seed and written into the reproducers")
     p.add_argument("--version", default="4.8", choices=XEN_VERSIONS,
                    help="Xen release (default 4.8)")
     p.add_argument("--faithful", action="store_true",
@@ -103,6 +108,10 @@ def bad_arguments(args, names: list[str]) -> list[str]:
         bad.append(f"--domains: must be {MIN_DOMAINS}-{MAX_DOMAINS}, got {args.domains}")
     if not 1 <= args.vcpus <= 64:
         bad.append(f"--vcpus: must be 1-64, got {args.vcpus}")
+    if not 0.0 <= args.preempt <= 1.0:
+        bad.append(f"--preempt: must be a probability, 0-1, got {args.preempt:g}")
+    elif args.preempt > 0 and tuple(map(int, args.version.split("."))) > (4, 8):
+        bad.append(f"--preempt: preemption is modelled for Xen 4.1-4.8, not {args.version}")
     if args.calls < 1:
         bad.append(f"--calls: must be at least 1, got {args.calls}")
     if args.episode < 1:
@@ -179,7 +188,7 @@ def cmd_fuzz(args) -> int:
                   domains=args.domains, vcpus=args.vcpus, pdx=args.pdx,
                   design_files=(own,) if own else (),
                   audit=args.audit, full_audit_every=args.full_audit_every,
-                  grants=args.grants)
+                  grants=args.grants, preempt=args.preempt)
     if args.out and out_is_dir(args.out):
         out_dir(args.out, "--out")                 # before the campaign: fail early
     elif args.out:

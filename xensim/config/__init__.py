@@ -27,7 +27,8 @@ from ._config import (
     build_memory_map, read_design_files,
 )
 from ._scenario import (
-    SCENARIO_OPS, ScenarioOp, ScenarioFile, Scenario, load_scenario, MAX_STEPS, op_vcpu,
+    SCENARIO_OPS, TABLE_OPS, BAD_ENTRY, ScenarioOp, ScenarioEntry, ScenarioTable, ScenarioFile,
+    Scenario, load_scenario, MAX_STEPS, op_vcpu,
 )
 from ._hypercall_ops import (
     HYPERCALL_OPS, MEMORY_OP_CMDS, GRANT_OP_CMDS, HYPERCALL_OP_KEYS, MmuRequest, MmuextRequest, HypercallOp,
@@ -42,7 +43,8 @@ __all__ = [
     "MEMORY_OP_CMDS", "MmuRequest", "MmuextRequest", "HYPERCALL_NS", "HypervisorConfig", "KeyPath", "MAX_SLOTS",
     "MAX_STEPS", "MAX_WORKLOAD_OPS", "MachineConfig", "MemmapFileConfig", "MixConfig",
     "RangeConfig", "SCENARIO_OPS", "SLOT_RUN_OPS", "SUPERPAGE_BYTES", "SUPERPAGE_RUN_OPS",
-    "Scenario", "ScenarioFile", "ScenarioOp", "ScriptOpConfig", "Size", "WORKLOAD_KINDS",
+    "BAD_ENTRY", "Scenario", "ScenarioEntry", "ScenarioFile", "ScenarioOp", "ScenarioTable",
+    "ScriptOpConfig", "TABLE_OPS", "Size", "WORKLOAD_KINDS",
     "WorkloadConfig", "YamlDoc", "build_memory_map", "check_simulation", "config_from_data",
     "default_config", "default_config_path", "describe", "drop_none", "dump_resolved",
     "format_path", "line_of", "list_presets", "load_config", "load_dataclass",

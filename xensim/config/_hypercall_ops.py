@@ -13,8 +13,8 @@ Which keys each op takes (``*``: required):
 ================== =========================================================
 create_domain      name*, max_pages*, vcpus
 destroy_domain     domain
-mmu_update         domain, reqs* ([ptr, val] each), foreign
-mmuext_op          domain, ops* ([cmd, arg1] or [cmd, arg1, arg2] each: cmd an MMUEXT name or number), foreign, vcpu
+mmu_update         domain, reqs* ([ptr, val] each), foreign, vcpu, preempt
+mmuext_op          domain, ops* ([cmd, arg1] or [cmd, arg1, arg2] each: cmd an MMUEXT name or number), foreign, vcpu, preempt
 memory_op          domain, cmd*, order, extents, nr, target
 update_va_mapping  domain, va*, val*, flags, vcpu
 grant_access       domain, ref*, grantee, frame*, readonly (the guest writes its grant entry)
@@ -23,12 +23,15 @@ grant_table_op     domain, cmd*, grants*, target (cmd a GNTTABOP name; one list 
                    map_grant_ref [host_addr, flags, ref] of ``target``'s grant,
                    unmap_grant_ref [host_addr, dev_bus_addr, handle], unmap_and_replace
                    [host_addr, new_addr, handle], setup_table [nr_frames], query_size [])
+continue           domain, vcpu, preempt (the vCPU re-enters the call Xen preempted
+                   there, with the arguments Xen wrote back; nothing pending: -EINVAL)
 ================== =========================================================
 
 ``domain`` is the calling domain's name (default ``dom0``); names that no
 domain has are kept, the hypervisor refuses them (-ESRCH). ``vcpu``: the calling
 vCPU (default 0; one the domain does not have: -ESRCH); ``vcpus``: the new domain's
-(default 1).
+(default 1). ``preempt``: which of the call's ``hypercall_preempt_check()`` questions
+(counted from 1) answer true, when the config's ``hypervisor.preempt`` is not never.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ __all__ = ["HYPERCALL_OPS", "MEMORY_OP_CMDS", "GRANT_OP_CMDS", "HYPERCALL_OP_KEY
 
 #: the ops of a reproducer: dom0's domain control and the fuzzed hypercalls
 HYPERCALL_OPS = ("create_domain", "destroy_domain", "mmu_update", "mmuext_op", "memory_op",
-                 "update_va_mapping", "grant_access", "end_access", "grant_table_op")
+                 "update_va_mapping", "grant_access", "end_access", "grant_table_op", "continue")
 #: memory_op's sub-commands (XENMEM_*), by name
 MEMORY_OP_CMDS = ("increase_reservation", "decrease_reservation", "populate_physmap")
 #: grant_table_op's sub-commands (GNTTABOP_*), by name
@@ -53,13 +56,14 @@ GRANT_OP_CMDS = tuple(GNTTABOP_NAMES.values())
 HYPERCALL_OP_KEYS = {
     "create_domain": ("name*", "max_pages*", "vcpus"),
     "destroy_domain": ("domain",),
-    "mmu_update": ("domain", "reqs*", "foreign"),
-    "mmuext_op": ("domain", "ops*", "foreign", "vcpu"),
+    "mmu_update": ("domain", "reqs*", "foreign", "vcpu", "preempt"),
+    "mmuext_op": ("domain", "ops*", "foreign", "vcpu", "preempt"),
     "memory_op": ("domain", "cmd*", "order", "extents", "nr", "target"),
     "update_va_mapping": ("domain", "va*", "val*", "flags", "vcpu"),
     "grant_access": ("domain", "ref*", "grantee", "frame*", "readonly"),
     "end_access": ("domain", "ref*"),
     "grant_table_op": ("domain", "cmd*", "grants*", "target"),
+    "continue": ("domain", "vcpu", "preempt"),
 }
 
 
@@ -121,6 +125,7 @@ class HypercallOp:
     grants: list[list[int]] | None = None
     vcpu: int | None = None
     vcpus: int | None = None
+    preempt: list[int] | None = None
 
     def _after_load(self, fail: Callable[..., None]) -> None:
         spec = HYPERCALL_OP_KEYS[self.op]

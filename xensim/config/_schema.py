@@ -69,7 +69,8 @@ class MachineConfig:
 
 
 def check_preempt(value: str) -> None:
-    """A ``hypervisor.preempt`` value: ``never``, ``every N`` or ``random P [seed S]``."""
+    """A ``hypervisor.preempt`` value: ``never``, ``every N``, ``random P [seed S]`` or
+    ``at N [N ...]``."""
     parse_preemption(value)
 
 
@@ -89,7 +90,8 @@ class HypervisorConfig:
     superpage: str = field(default_factory=default_design,
                            metadata={"choices": design_names, "what": "design"})
     faithful: bool = False
-    #: when hypercall_preempt_check() answers true: never, every N, random P [seed S]
+    #: when hypercall_preempt_check() answers true: never, every N, random P [seed S],
+    #: at N [N ...] (the checks numbered N)
     preempt: str = field(default="never", metadata={"check": check_preempt})
     #: Xen's pv-linear-pt boot option (4.10 on; on by default, as in 4.22)
     pv_linear_pt: bool = True
@@ -102,9 +104,6 @@ class HypervisorConfig:
             fail(f"Xen {self.version} has no allowsuperpage option (PV superpages were "
                  f"removed in 4.10): leave it out; 'none' is that Xen, a superpage design "
                  f"runs there as if merged", "allow_superpage")
-        if self.preempt.split()[0] != "never" and Release.parse(self.version) > Release.R4_8:
-            fail(f"preemption is modelled for Xen 4.1-4.8; {self.version} has XSA-299's rework "
-                 f"of partial validation (4.13), which is not: use never", "preempt")
 
 
 # -- the simulation: domains, workload, compare, cost model (docs/workloads.md) --------

@@ -181,15 +181,19 @@ def _validity_owners(m: Machine, mfns: list[int]):
 
 def _domain_isolation(m: Machine, frames: set | None = None,
                       superpages: set | None = None) -> str | None:
-    """Each vCPU's root tables, pins and marks are the domain's own frames (None, or what is wrong);
+    """Each vCPU's root tables, pins and marks are the domain's own frames (a privileged
+    domain's old_guest_table excepted) (None, or what is wrong);
     only those in ``frames`` (MFNs) and ``superpages`` (first MFNs), if given."""
     ft = m.frame_table
     among = None if frames is None else {m.mfn_to_page(f) for f in frames} if len(
         frames) <= 64 else {p for d in m.domains.values() for p in d.pinned
                             if int(m.pdx_to_mfn(p)) in frames}
     for d in m.domains.values():
+        # a privileged domain's foreign unpin, preempted, leaves the other domain's table
+        # in its vCPU's old_guest_table (a put to finish, not a mapping)
+        foreign_put = {v.old_guest_table for v in d.vcpus} if d.is_privileged else ()
         pages = [(m.mfn_to_page(mfn), what.split(" of ")[0]) for mfn, what in vcpu_roots(d)
-                 if frames is None or mfn in frames]
+                 if (frames is None or mfn in frames) and mfn not in foreign_put]
         pages += [(p, "pinned table") for p in d.pinned if among is None or p in among]
         for p, what in pages:
             if ft.owner(p) != d.domid:

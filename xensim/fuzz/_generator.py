@@ -18,7 +18,7 @@ import numpy as np
 
 from ..guest import DIRECTMAP_BASE, GuestError
 from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES
-from ..xen import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
+from ..xen import (Continuation, HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
                    HYPERVISOR_update_va_mapping, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE,
                    MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_NAMES, PADDR_MASK, _PAGE_ACCESSED,
                    _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PCD, _PAGE_PRESENT, _PAGE_PSE,
@@ -26,6 +26,7 @@ from ..xen import (HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuex
 from ._grants import GRANT_ACTIONS, grant_call
 from ._guest import FuzzGuest, FuzzKernel, KernelView
 from ._ops import MEMOP_NAMES, CallResult
+from ._preemption import interleave
 from ._runner import FuzzRunner
 from ._setup import POOL, Setup
 
@@ -66,6 +67,8 @@ class Fuzzer(FuzzRunner):
         self.rng = rng if isinstance(rng, random.Random) else random.Random(rng)
         self.guests: dict[str, FuzzGuest] = {}
         self._created = 0
+        if self.preemption is not None:             # its answers drawn from the episode's seed
+            self.preemption.draw = random.Random(self.rng.getrandbits(64))
 
     # -- the kernel's hypercalls, recorded as ops ------------------------------------------
     def kernel_call(self, caller: int, number: int, *args, vcpu: int = 0) -> int:
@@ -90,6 +93,9 @@ class Fuzzer(FuzzRunner):
         if vcpu:
             op["vcpu"] = vcpu
         res = self.step(op)
+        while isinstance(res.rc, Continuation):
+            # preempted: the kernel re-enters it at once, as Linux's hypercall page does
+            res = self.step({"op": "continue", "domain": name, **({"vcpu": vcpu} if vcpu else {})})
         if number in (HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op) and len(args) > 1 and args[1] is not None:
             args[1][0] = res.done
         if number == HYPERVISOR_memory_op and args[1].extent_start is not None and res.out:
@@ -427,6 +433,8 @@ class Fuzzer(FuzzRunner):
     # -- actions (one or a few calls) -----------------------------------------------------------
     def random_call(self, r: random.Random | None = None) -> None:
         r = r or self.rng
+        if self.pending and interleave(self, r):
+            return
         self.act(_weighted(r, ACTIONS_WITH_GRANTS if self.setup.grants else ACTIONS), r)
 
     def act(self, action: str, r: random.Random | None = None) -> None:

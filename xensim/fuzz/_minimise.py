@@ -10,6 +10,7 @@ import math
 import time
 from dataclasses import dataclass
 
+from ..xen import ERESTART
 from ._runner import replay_ops
 from ._setup import Setup
 
@@ -68,10 +69,12 @@ def _shrink_steps(ops: list[dict], signature: tuple, light: bool, rcs, batch_che
 
     if (yield [make(ops)]) is None:
         return ops
-    # refused calls must leave no trace: try dropping them all at once first
+    # refused calls must leave no trace: try dropping them all at once first (not a
+    # preempted call, which leaves its partial state, nor a continued one)
     if rcs is not None:
         keep = [op for i, op in enumerate(ops)
-                if i == len(ops) - 1 or i >= len(rcs) or rcs[i] is None or rcs[i] >= 0]
+                if i == len(ops) - 1 or i >= len(rcs) or rcs[i] is None or rcs[i] >= 0
+                or rcs[i] == -ERESTART or op["op"] == "continue"]
         if len(keep) < len(ops) and (yield [make(keep)]) is not None:
             ops = keep
     ops = yield from _ddmin_steps(list(ops), make, budget)

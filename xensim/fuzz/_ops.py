@@ -84,7 +84,7 @@ def execute(m: Machine, doms: dict[str, int], op: dict) -> CallResult:
     if kind == "mmu_update":
         reqs = [MmuUpdate(as_int(p), as_int(v)) for p, v in op["reqs"]]
         done = [0]
-        rc = m.hypercall(dom, HYPERVISOR_mmu_update, reqs, done, fd)
+        rc = m.hypercall(dom, HYPERVISOR_mmu_update, reqs, done, fd, vcpu=int(op.get("vcpu", 0)))
         return CallResult(rc, done[0], len(reqs))
     if kind == "mmuext_op":
         ops = [MmuextOp(MMUEXT_CMDS[c] if isinstance(c, str) else int(c), as_int(a),

@@ -91,7 +91,7 @@ def to_script_yaml(setup: Setup, ops: list[dict], *, rcs: list | None = None,
     for i in range(len(ops)):
         rc = rcs[i] if rcs is not None and i < len(rcs) else None
         if rc is not None:
-            body[first + i] += f"   # rc {rc}" + (f" ({errno_name(rc)})" if rc < 0 else "")
+            body[first + i] += f"   # rc {int(rc)}" + (f" ({errno_name(rc)})" if rc < 0 else "")
     lines = [f"# {c}".rstrip() for c in (comment or "").splitlines()]
     lines.append("# replay: xensim run FILE")
     return "\n".join(lines + body) + "\n"
@@ -135,7 +135,7 @@ class Replay:
             if last is None or last >= 0:
                 return f"replayed {self.calls} calls: no violation"
             # the script's last call refused (an XTF verdict's -EINVAL): said
-            return (f"replayed {self.calls} calls: no violation; the last returned {last} "
+            return (f"replayed {self.calls} calls: no violation; the last returned {int(last)} "
                     f"({errno_name(last)})")
         return f"replayed {self.calls} calls: {self.violation}"
 

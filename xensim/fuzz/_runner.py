@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import errno
 from collections import Counter
+from contextlib import nullcontext
 
-from ..xen import IncrementalAuditor, audit, errno_name
+from ..xen import Continuation, IncrementalAuditor, audit, errno_name, put_old_guest_table
 from ._checks import FuzzViolation, generic_key, heap_is_full, sound_state
 from ._journal import CallJournal
 from ._ops import CallResult, execute, op_label, singles
+from ._preemption import FuzzPreemption, Pending
 from ._setup import Setup
 
 __all__ = ["FuzzRunner", "replay_ops"]
@@ -55,6 +57,11 @@ class FuzzRunner:
         self.auditor = IncrementalAuditor(self.m) if setup.audit != "full" and not light else None
         self.checks = 0                               # check_state calls
         self.full_audits = 0                          # of them, with the full audit
+        #: the machine's preemption source when the setup preempts (else None)
+        self.preemption = self.m.preempt if isinstance(self.m.preempt, FuzzPreemption) else None
+        #: (domid, vCPU) -> the continuation a preempted call left there (a ``continue``
+        #: op re-enters it; a guest may also never do so)
+        self.pending: dict[tuple[int, int], Pending] = {}
 
     def name_of(self, domid: int) -> str:
         for name, d in self.doms.items():
@@ -83,12 +90,43 @@ class FuzzRunner:
 
     def _execute(self, op: dict) -> CallResult:
         try:
-            res = execute(self.m, self.doms, op)
+            res = self._continue(op) if op["op"] == "continue" else execute(self.m, self.doms, op)
         except Exception as e:                       # RefcountBug included: never allowed out
             raise self._fail("crash", f"{type(e).__name__}: {e}", op, type(e).__name__) from e
         if not isinstance(res.rc, int):
             raise self._fail("crash", f"returned {res.rc!r}, not an int", op, "rc-type")
         return res
+
+    def _continue(self, op: dict) -> CallResult:
+        """A ``continue`` op: the vCPU re-enters the call Xen preempted there, with the
+        arguments Xen wrote back (nothing pending: -EINVAL, nothing done)."""
+        key = (self.doms.get(op.get("domain", "dom0"), -1), int(op.get("vcpu", 0)))
+        p = self.pending.pop(key, None)
+        if p is None:
+            return CallResult(-errno.EINVAL, 0, 1)
+        rc = self.m.hypercall(key[0], p.cont.number, *p.cont.args, vcpu=key[1])
+        done = p.done
+        if isinstance(rc, Continuation):
+            if rc.args[1] is not None:
+                done = rc.args[1]
+            self.pending[key] = Pending(rc, done, p.n, p.label)
+        return CallResult(rc, done[0], p.n)
+
+    def _old_put(self, op: dict):
+        """(domid, vCPU) of the calling vCPU when ``op`` finishes its put left by a preempted call first
+        (an mmu_update or mmuext_op of a vCPU with ``old_guest_table``, which the call
+        reaches), else None."""
+        if op["op"] not in ("mmu_update", "mmuext_op"):
+            return None
+        d = self.m.domains.get(self.doms.get(op.get("domain", "dom0"), -1))
+        vcpu = int(op.get("vcpu", 0))
+        if d is None or d.is_dying or not 0 <= vcpu < len(d.vcpus):
+            return None
+        return (d.domid, vcpu) if d.vcpus[vcpu].old_guest_table is not None else None
+
+    def _finish_old_put(self, key) -> None:
+        """Finish the put left on vCPU ``key`` (domid, vCPU) to the end, as the calls do."""
+        put_old_guest_table(self.m, self.m.domains[key[0]].vcpus[key[1]])
 
     def _step(self, op: dict) -> CallResult:
         m, j = self.m, self.journal
@@ -102,15 +140,43 @@ class FuzzRunner:
         self.by_call[label] += 1
         if j is not None:
             j.plain_at_once = False                   # what this call writes at once
+        pre = self.preemption
+        old_put = None
+        resumed = op["op"] == "continue" and (
+            self.doms.get(op.get("domain", "dom0"), -1), int(op.get("vcpu", 0))) in self.pending
+        if pre is not None:
+            old_put = self._old_put(op)
+            pre.start(op.get("preempt"))
         res = self._execute(op)
-        self.rcs[-1] = res.rc
-        if res.rc < 0:
+        self.rcs[-1] = int(res.rc)                    # (a Continuation: -ERESTART, plain)
+        preempted = isinstance(res.rc, Continuation)
+        if pre is not None and pre.hits and "preempt" not in op:
+            op["preempt"] = list(pre.hits)            # drawn: the call carries its points
+        if preempted:
+            if op["op"] != "continue":
+                key = (self.doms.get(op.get("domain", "dom0")), int(op.get("vcpu", 0)))
+                done = res.rc.args[1]
+                self.pending[key] = Pending(res.rc, done if done is not None else [res.done],
+                                            res.n, label)
+            self.refused[(label, "preempted")] += 1
+        elif res.rc < 0:
             self.refused[(label, errno_name(res.rc))] += 1
         elif res.done < res.n:
             self.refused[(label, "short")] += 1
+        if victim is not None and res.rc == 0:
+            for key in [k for k in self.pending if k[0] == victim]:
+                del self.pending[key]                 # destruction finished them
         unchanged = False
-        if j is not None and len(subs) > 1 and self.batch_check:
-            self._batch_check(op, subs, res, dict(self.doms))   # the journal settled
+        if j is not None and (preempted or resumed):
+            # a preempted call leaves partial state by design, and a continued one ends
+            # what earlier calls began: the auditor (which counts partial tables) judges
+            j.commit()
+        elif j is not None and old_put is not None and res.failed and (
+                len(subs) == 1 or not self.batch_check and res.done == 0):
+            self._old_put_check(op, res, old_put)
+        elif j is not None and len(subs) > 1 and self.batch_check:
+            with self._replaying():
+                self._batch_check(op, subs, res, dict(self.doms), old_put)  # the journal settled
         elif j is not None and res.failed and (len(subs) == 1 or res.done == 0 and not (
                 # page by page: an extent not done may have given frames back (it counts as
                 # not done); only the batch check can judge it
@@ -136,10 +202,34 @@ class FuzzRunner:
                                        f"destroy_domain", op)
         return res
 
-    def _batch_check(self, op: dict, subs: list[dict], res: CallResult, doms: dict) -> None:
+    def _replaying(self):
+        """The checks' replays: no preemption (every hypercall_preempt_check() false)."""
+        return self.preemption.off() if self.preemption is not None else nullcontext()
+
+    def _old_put_check(self, op: dict, res: CallResult, v) -> None:
+        """A refused call of a vCPU with a put left by a preempted call (``old_guest_table``)
+        (``v``: (domid, vCPU)) first finished that put, as Xen's do_mmu_update and do_mmuext_op do: the machine
+        must be as the put alone leaves it (the ``unchanged`` check of such a call)."""
+        j = self.journal
+        after = j.capture()
+        j.rollback(after.small)
+        with self._replaying():
+            self._finish_old_put(v)
+        diff = j.differs_from(after)
+        if diff:
+            raise self._fail("unchanged", f"refused with "
+                             f"{errno_name(res.rc) if res.rc < 0 else 'nothing done'} but "
+                             f"changed more than finishing the vCPU's old_guest_table: {diff}",
+                             op)
+        j.settle(after)
+
+    def _batch_check(self, op: dict, subs: list[dict], res: CallResult, doms: dict,
+                     old_put=None) -> None:
         """The op equals its single requests issued in order on the machine as it was
         before the op: the journal captures what the op left, puts the machine back, and
-        the requests run one by one; the machine must end as the op left it."""
+        the requests run one by one; the machine must end as the op left it. A call of a
+        vCPU with a put left by a preempted call (``old_put``: that vCPU) finishes it
+        first, and so do the requests one by one."""
         j, m = self.journal, self.m
         page_wise = op["op"] == "memory_op" and op["cmd"] == "decrease_reservation" and \
             int(op.get("order", 0)) > 0
@@ -149,6 +239,8 @@ class FuzzRunner:
         if at_once:
             self._stepwise_check(op, res, doms, after)
             return
+        if old_put is not None:
+            self._finish_old_put(old_put)
         if page_wise:
             # Xen removes an extent page by page (a partly done extent stays removed): its
             # frames one by one, in order, as one call of order-0 extents (that such a call

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from ..config import Config, build_memory_map
 from ..designs import default_design, design_class, load_design_files
 from ..mem import KiB, MemoryMap, MiB, SUPERPAGE_PAGES
-from ..xen import Machine, Release, release_label
+from ..xen import Machine, Release, parse_preemption, release_label
+from ._preemption import FuzzPreemption
 
 __all__ = ["DEFAULT_RAM", "POOL", "AUDIT_MODES", "Setup"]
 
@@ -56,6 +57,9 @@ class Setup:
     full_audit_every: int = 1000
     #: the guests also grant, map and unmap grants (xensim fuzz --no-grants: not)
     grants: bool = True
+    #: the probability that each ``hypercall_preempt_check()`` answers true (xensim fuzz
+    #: --preempt; 0: the machine is never preempted). Xen 4.1-4.8
+    preempt: float = 0.0
 
     @property
     def release_label(self) -> str:
@@ -67,10 +71,14 @@ class Setup:
 
     def machine(self) -> Machine:
         load_design_files(self.design_files)          # a no-op once loaded (any process)
-        return Machine(MemoryMap([tuple(r) for r in self.ram], name="fuzz"), self.pdx,
-                       version=self.version, allow_superpage=self.allow_superpage,
-                       pv_linear_pt=self.pv_linear_pt,
-                       superpage=self.design, faithful=self.faithful)
+        m = Machine(MemoryMap([tuple(r) for r in self.ram], name="fuzz"), self.pdx,
+                    version=self.version, allow_superpage=self.allow_superpage,
+                    pv_linear_pt=self.pv_linear_pt,
+                    superpage=self.design, faithful=self.faithful)
+        if self.preempt > 0:
+            # every check asked; which answer true is each call's (fuzz/_preemption.py)
+            m.set_preempt(FuzzPreemption(self.preempt))
+        return m
 
     # GPFN layout of a guest: [0, S) data superpages, [S, S+2) free superpage slots,
     # [S+2, S+3) the 4 KiB region, then the page-table pool (superpage units of 512)
@@ -94,7 +102,9 @@ class Setup:
                 "hypervisor": {"version": self.version, "superpage": self.design,
                                "allow_superpage": self.allow_superpage,
                                "faithful": self.faithful,
-                               **({} if self.pv_linear_pt else {"pv_linear_pt": False})}}
+                               **({} if self.pv_linear_pt else {"pv_linear_pt": False}),
+                               **({"preempt": f"random {self.preempt:g}"} if self.preempt > 0
+                                  else {})}}
 
     @classmethod
     def from_config(cls, cfg: Config, memmap: MemoryMap | None = None) -> "Setup":
@@ -103,7 +113,12 @@ class Setup:
         mm = memmap if memmap is not None else build_memory_map(cfg)
         ram = tuple((r.start, r.end) for r in mm.ram_ranges)
         hv = cfg.hypervisor
+        # a reproducer's calls carry their preemption points (each op's ``preempt``): any
+        # hypervisor.preempt but never asks every check and answers from them
+        p = parse_preemption(hv.preempt)
+        preempt = (p.probability or 1.0) if p.mode == "random" else \
+            1 / p.every if p.mode == "every" else 0.0
         return cls(design=hv.superpage, version=hv.version, faithful=hv.faithful,
                    allow_superpage=hv.allow_superpage, pv_linear_pt=hv.pv_linear_pt,
                    ram=ram, pdx=cfg.machine.pdx,
-                   design_files=tuple(cfg.design_files or ()))
+                   design_files=tuple(cfg.design_files or ()), preempt=preempt)

@@ -322,6 +322,11 @@ class GuestKernel:
         self.tables[key] = frame
         return frame, 0
 
+    def table_frame(self) -> int:
+        """A zeroed frame of the page-table pool, for a table the caller fills and
+        links itself (an explorer scenario's ``page_tables``)."""
+        return self._alloc_table()
+
     def give_back_table(self, mfn: int) -> None:
         """Return a page-table frame the kernel no longer uses to its pool (reused by the
         next table it creates)."""

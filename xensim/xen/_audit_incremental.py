@@ -446,6 +446,11 @@ class IncrementalAuditor(BusWatcher):
                 c[1 if e & _PAGE_RW else 0] += 1
             for domid in doms:
                 exp.holds(sp, SUPERPAGE_PAGES, domid)
+        for sp, rw, domid in m.pt.partial_pse():             # PGT_partial L2s' PSE entries
+            if sp in sps:
+                c = pse.setdefault(sp, [0, 0, domid])
+                c[1 if rw else 0] += 1
+                exp.holds(sp, SUPERPAGE_PAGES, domid)
         for d in m.domains.values():                   # each vCPU's root tables
             for root in root_mfns(d):
                 if root in frames:

@@ -100,7 +100,26 @@ def _normal(r: Records) -> tuple:
     grants = tuple(sorted((domid, (g[0],) + tuple(tuple(sorted(x)) for x in g[1:4]) + g[4:])
                           for domid, g in r.grants))
     return (r.heap, r.m2p, doms, tuple(sorted(r.live)), r.design, r.spage, r.next_domid, grants,
-            tuple(sorted(r.linear)), (tuple(sorted(r.partial[0])), r.partial[1]))
+            tuple(sorted(r.linear)), _partial_normal(r.partial))
+
+
+def _partial_normal(partial: tuple) -> tuple:
+    """The PGT_partial tables with their progress, sorted. A frame's nr_validated_ptes
+    and partial_pte mean something only while it is PGT_partial: Xen zeroes them when a
+    validation starts afresh and leaves them as they were when one ends (done or failed),
+    so what a frame that is not partial holds there is not compared."""
+    tables, groups = partial
+    if not tables:
+        return ()
+    blocks = {k: (a, b) for k, a, b in groups}
+    out = []
+    for page, what in sorted(tables):
+        a, b = blocks.get(page >> 9, (None, None))
+        i = page & 511
+        nr = int.from_bytes(a[2 * i:2 * i + 2], "little") if a is not None else 0
+        pte = int.from_bytes(b[i:i + 1], "little", signed=True) if b is not None else 0
+        out.append((page, what, nr, pte))
+    return tuple(out)
 
 
 def same_records(a: Records, b: Records) -> bool:
@@ -122,7 +141,8 @@ def same_state(a: MachineState, b: MachineState, frames_same: bool) -> bool:
 _DOMAIN_FIELDS = ("domid", "tot_pages", "max_pages", "pinned", "marked", "is_dying", "vcpus",
                   "owned", "allocated", "p2m")
 #: what a Vcpu.capture() holds, in order
-_VCPU_FIELDS = ("guest_table", "guest_table_user", "old_guest_table", "ldt_base", "ldt_ents")
+_VCPU_FIELDS = ("guest_table", "guest_table_user", "old_guest_table", "old_guest_table_partial",
+                "ldt_base", "ldt_ents")
 
 
 def records_difference(m, a: Records, b: Records) -> str | None:
@@ -198,7 +218,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     "Machine": {
         "state": ("frame_table", "spage_table", "heap", "m2p", "mem", "pt", "refs",
                   "domains", "superpage", "_next_domid", "gnttab"),
-        "config": ("release", "version", "allow_superpage", "faithful", "pv_linear_pt",
+        "config": ("release", "version", "allow_superpage", "faithful", "partial_flags", "pv_linear_pt",
                    "hypothetical", "release_label", "preempt", "memmap", "pdx",
                    "max_page", "relinquish_hooks", "audit_contributors"),
         "derived": ("_to_pdx", "_to_mfn", "_covers", "ram_pdx_ranges"),
@@ -247,7 +267,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "RefCounts": {
         "state": ("tlb",),
-        "config": ("validator",),
+        "config": ("validator", "preempt"),
         "link": ("ft", "free_page", "events", "atomic_step", "word_changed",
                  "type_conflict"),
         "stats": ("stats",),
@@ -265,7 +285,8 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
         "config": ("domid", "name"),
     },
     "Vcpu": {
-        "state": ("guest_table", "guest_table_user", "old_guest_table", "ldt_base", "ldt_ents"),
+        "state": ("guest_table", "guest_table_user", "old_guest_table", "old_guest_table_partial",
+                  "ldt_base", "ldt_ents"),
         "config": ("vcpu_id",),
     },
     "GrantTables": {
