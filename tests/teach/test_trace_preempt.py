@@ -5,7 +5,7 @@ nr_validated_ptes, partial_pte, get_page_light's reference), the continuation
 
 The tree (as tests/xen/test_preempt.py's, PDX none: page == mfn): F[0] an L4 whose slot 0
 links F[1] (an L3), whose slot 0 links F[2] (an L2), whose entries 0-3 link the L1s
-F[3]..F[6]. Xen 4.8 (RELEASE-4.8.0 mm.c: alloc_l2_table asks before entry i >
+F[3]..F[6]. Xen 4.8 as released (faithful: partial_pte; RELEASE-4.8.0 mm.c: alloc_l2_table asks before entry i >
 nr_validated_ptes, free_l2_table after entry i's put, alloc/free_l3/l4_table record the
 entry whose table was preempted; do_mmuext_op's MMU_UPDATE_PREEMPTED continuation;
 put_old_guest_table). Lines are asserted exactly.
@@ -22,8 +22,11 @@ from xensim.xen import (Continuation, HYPERVISOR_mmuext_op, MMUEXT_PIN_L4_TABLE,
 F = list(range(0x200, 0x210))
 
 
-def _tree(version: str = "4.8"):
-    m = Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", version=version)
+def _tree(version: str = "4.8", faithful: bool = True):
+    """Xen ``version`` as released (``faithful``: 4.1-4.8's partial_pte) or with XSA-299's
+    fix (partial_flags: 4.22, and 4.1-4.8 outside faithful mode)."""
+    m = Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", version=version,
+                faithful=faithful)
     t = two_domains(m, (0x000, 0x400), 0x600)
     m.mem.write(F[0], 0, make_pte(F[1], 3))
     m.mem.write(F[1], 0, make_pte(F[2], 3))
@@ -294,3 +297,27 @@ def test_an_l1_tables_entries_are_one_run_at_the_frame_level(pin_config):
         "          validated: mfn 0x805 type_info l1/1 -> l1/1 validated"]
     every = trace(cfg, mm, level="frame", limit=1, all_frames=True).text().splitlines()
     assert sum(ln.startswith("          validate new L1 entry: ") for ln in every) == 1536
+
+
+def test_4_22_names_promote_and_demote_and_its_partial_flags():
+    """Xen 4.22 (RELEASE-4.22.0 mm.c, XSA-299's rework): promote_l2_table asks before entry
+    i > nr_validated_ptes as alloc_l2_table did; promote_l3/l4_table record the entry whose
+    table was preempted in partial_flags (PTF_partial_set: it keeps a general reference)."""
+    m, g = _tree("4.22", faithful=False)
+    m.set_preempt("every 200")
+    tr = Tracer(m).install()
+    rc = m.hypercall(g, HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_PIN_L4_TABLE, F[0])], [0])
+    assert isinstance(rc, Continuation)
+    got = ["  " * ln.depth + ln.text for ln in tr.lines]
+    assert got[4:9] == [
+        "        preempted: promote_l2_table of mfn 0x202: hypercall_preempt_check() before "
+        "entry 200 said yes; the validation stops (-ERESTART)",
+        "          left: l2/1 partial, nr_validated_ptes 200 (entries 0..199 validated, holding "
+        "their references), get_page_light's extra general reference",
+        "        -> ERESTART: preempted, the entry's table is left PGT_partial",
+        "      preempted: promote_l3_table of mfn 0x201: entry 0's L2 was preempted; the "
+        "validation stops (-ERESTART)",
+        "        left: l3/1 partial, nr_validated_ptes 0 (no entry done yet), partial_flags 1 "
+        "(PTF_partial_set: entry 0 holds a general reference of the L2 below, which this "
+        "table's operation left PGT_partial), get_page_light's extra general reference"]
+    assert tr.untraced == 0 and audit(m).ok
