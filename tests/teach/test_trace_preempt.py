@@ -321,3 +321,35 @@ def test_4_22_names_promote_and_demote_and_its_partial_flags():
         "(PTF_partial_set: entry 0 holds a general reference of the L2 below, which this "
         "table's operation left PGT_partial), get_page_light's extra general reference"]
     assert tr.untraced == 0 and audit(m).ok
+
+
+def test_a_deferred_put_is_told_apart_from_a_preempted_one():
+    """Xen 4.8 (RELEASE-4.8.0 mm.c: mod_l4_entry's put_page_from_l4e with PTF_defer, 4.5 on):
+    with preemption possible, replacing an L4 entry defers the old L3's put to the vCPU's
+    old_guest_table; do_mmu_update stops before the next request and its continuation
+    finishes the put first."""
+    from xensim.xen import HYPERVISOR_mmu_update, MmuUpdate
+    m, g = _tree()
+    assert _run(m, g, [MmuextOp(MMUEXT_PIN_L4_TABLE, F[0])]) == 0
+    m.set_preempt("every 1000")
+    tr = Tracer(m).install()
+    rc = m.hypercall(g, HYPERVISOR_mmu_update, [MmuUpdate(F[0] << 12, make_pte(F[7], 3)),
+                                               MmuUpdate((F[0] << 12) | 8, make_pte(F[8], 3))], [0])
+    assert m.hypercall(g, rc.number, *rc.args) == 0
+    got = ["  " * ln.depth + ln.text for ln in tr.lines]
+    assert got[4:7] == [
+        "    stopped: do_mmu_update stops before request 1: old_guest_table holds a put to "
+        "finish first (-ERESTART, a continuation)",
+        "    old_guest_table: the put of the old entry's L3 mfn 0x201 is deferred to dom1.v0's "
+        "old_guest_table (mod_l4_entry, PTF_defer): its next mmuext_op, mmu_update request or "
+        "NEW_BASEPTR finishes it first",
+        "  -> ERESTART (preempted: a hypercall continuation re-enters mmu_update with the 1 "
+        "request left, MMU_UPDATE_PREEMPTED, 1 done so far)"]
+    assert got[7:9] == [
+        "  mmu_update dom1: L4[0x1] of mfn 0x200 := mfn 0x208 RW|P (a continuation: "
+        "MMU_UPDATE_PREEMPTED, 1 done before)",
+        "    first, put_old_guest_table: dom1.v0's old_guest_table holds the unfinished put of "
+        "mfn 0x201, which goes on"]
+    assert got[-2:] == ["    old_guest_table: put_old_guest_table finished the put of mfn 0x201; "
+                        "dom1.v0's old_guest_table is empty", "  -> 0"]
+    assert tr.untraced == 0 and audit(m).ok

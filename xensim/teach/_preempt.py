@@ -180,14 +180,23 @@ def continuation_text(call_number: int, call_args: tuple, rc: Continuation) -> s
             + (f", {done} done so far" if done is not None else "") + ")")
 
 
-def old_guest_table_lines(d, vcpu: int, before: int | None) -> list[str]:
+def old_guest_table_lines(m: Machine, d, vcpu: int, before: int | None) -> list[str]:
     """What became of vCPU ``vcpu``'s ``old_guest_table`` during a call (``before``: its value
-    when the call began)."""
+    when the call began): a preempted put left there (an unpin, NEW_BASEPTR's old root), a
+    put deferred there (mod_l3/l4_entry's old entry, 4.5 on: PTF_defer), or finished."""
     v = d.vcpus[vcpu] if 0 <= vcpu < len(d.vcpus) else None
     if v is None:
         return []
     after = v.old_guest_table
     who = f"dom{d.domid}.{v.name}"
+    if after is not None:
+        page = m.mfn_to_page(after)
+        preempted = v.old_guest_table_partial if m.partial_flags else page in m.pt.partial
+        level = _LEVELS.get(m.frame_table.type_info(page) & PGT_type_mask)
+    if before is None and after is not None and not preempted:
+        return [f"old_guest_table: the put of the old entry's L{level} mfn {after:#x} is "
+                f"deferred to {who}'s old_guest_table (mod_l{level + 1}_entry, PTF_defer): its "
+                "next mmuext_op, mmu_update request or NEW_BASEPTR finishes it first"]
     if before is None and after is not None:
         return [f"old_guest_table: the put of mfn {after:#x} was preempted; {who} keeps its "
                 "references in old_guest_table (XSA-45), and its next mmuext_op, mmu_update or "
@@ -215,7 +224,7 @@ def loop_preempted_lines(call_number: int, call_args: tuple, rc, left_to_finish:
     fn = "do_mmu_update" if call_number == HYPERVISOR_mmu_update else "do_mmuext_op"
     unit = "request" if call_number == HYPERVISOR_mmu_update else "op"
     if left_to_finish:
-        return [f"preempted: {fn} stops before {unit} {n}: old_guest_table holds a put to "
-                "finish first (-ERESTART)"]
+        return [f"stopped: {fn} stops before {unit} {n}: old_guest_table holds a put to "
+                "finish first (-ERESTART, a continuation)"]
     return [f"preempted: {fn}'s loop asked hypercall_preempt_check() before {unit} {n}: yes "
             "(-ERESTART); nothing is partial, the rest is left to the continuation"]

@@ -379,7 +379,8 @@ class Tracer:
                 if lines:
                     call.node.children.append(Node("preempt", {"lines": lines}))
             call.node.children += [Node("note", {"text": t}) for t in
-                                   old_guest_table_lines(d, call.vcpu, call.old_guest_table)]
+                                   old_guest_table_lines(self.m, d, call.vcpu,
+                                                         call.old_guest_table)]
         self.calls += 1
         if is_continuation(rc):
             self.preempted += 1
