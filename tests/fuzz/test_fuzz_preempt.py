@@ -203,8 +203,9 @@ workload:
                    "continuation of mod_l4_entry's preempted validation of an L3 fails, the "
                    "entries the first call validated are put inside the failing request, "
                    "which Machine.request reports as a failed request that did not undo "
-                   "itself (RefcountBug); Xen 4.8's alloc_l3_table defers them to "
-                   "old_guest_table instead")
+                   "itself (RefcountBug). Xen 4.5-4.8's alloc_l3_table leaves them to "
+                   "old_guest_table (nr_validated_ptes = i, put by the next call); 4.1's "
+                   "puts them at once, which Machine.request must then accept")
 def test_a_failed_continuation_of_an_l3_validation_is_not_a_crash():
     setup, ops = load_script(FAILED_CONTINUATION)
     v, _ = replay_ops(setup, ops)
