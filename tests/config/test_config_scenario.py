@@ -98,12 +98,12 @@ def test_old_spelling_on_the_command_line_warns_once_and_runs(tmp_path):
 @pytest.mark.parametrize("change, expected", [
     (("op: map-4k,", "op: jump,"),
      "s.yaml:7: cpus[0][0].op: bad choice 'jump'; choose from: map, unmap, remap, map-4k, "
-     "unmap-4k, mark, unmark, destroy, map-grant, unmap-grant"),
+     "unmap-4k, mark, unmark, destroy, map-grant, unmap-grant, pin, unpin, set-entry"),
     (("op: map-4k, domain: a,", "op: map-4k,"),
      "s.yaml:7: cpus[0][0]: missing required key 'domain'"),
     (("{op: map-4k,", "{opp: map-4k,"),
      "s.yaml:7: cpus[0][0].opp: unknown key 'opp' (did you mean 'op'?); allowed keys: op, "
-     "domain, superpage, rw, table, frame, by, vcpu"),
+     "domain, superpage, rw, table, frame, by, vcpu, pt, index, to"),
     (("domain: a, superpage: 1, frame: 3, table: 5}]\n  - [",
       "domain: b, superpage: 1, frame: 3, table: 5}]\n  - ["),
      "s.yaml:7: cpus[0][0].domain: no domain named 'b'"),
@@ -135,7 +135,8 @@ def test_old_spelling_on_the_command_line_warns_once_and_runs(tmp_path):
      "s.yaml:4: end: bad choice 'later'; choose from: destroy, none"),
     (("memory: 64MiB", "memory: 64MiB\ncpu: []"),
      "s.yaml:4: cpu: unknown key 'cpu' (did you mean 'cpus'?); allowed keys: description, "
-     "design, hypervisor, memory, domains, setup, cpus, end, design_files"),
+     "design, hypervisor, memory, domains, page_tables, setup, cpus, end, design_files, "
+     "hypercall_preemptions"),
 ])
 def test_each_mistake_is_one_error_with_file_line_and_key_path(tmp_path, change, expected):
     assert _error(tmp_path, BASE.replace(*change)) == expected

@@ -63,8 +63,8 @@ def run(cfg):
 
 
 def test_the_configs_are_there():
-    assert NAMES == ["default.yaml", "gnr-metadata.yaml", "sketch-race.yaml", "split-driver.yaml",
-                     "when-pinning-pays.yaml", "why-per-mapping-was-slow.yaml"]
+    assert NAMES == ["default.yaml", "gnr-metadata.yaml", "preempt-pin.yaml", "sketch-race.yaml",
+                     "split-driver.yaml", "when-pinning-pays.yaml", "why-per-mapping-was-slow.yaml"]
     assert REPLAYS == ["xsa-224.yaml", "xsa-234.yaml"]        # tests/fuzz/test_xtf.py
 
 

@@ -34,8 +34,9 @@ def scenario(name):
 
 def test_shipped_scenarios_are_the_required_ones():
     assert [p.stem for p in SHIPPED] == ["grant-superpage-unmap", "map-destroy", "map-map",
-                                         "map-unmap", "mark-map", "three-cpus", "unmark-unmap",
-                                         "vcpus-cold-map"]
+                                         "map-unmap", "mark-map", "preempted-cold-map",
+                                         "three-cpus", "unmark-unmap", "vcpus-cold-map",
+                                         "vcpus-pin-wait", "xsa-58-pin-error"]
 
 
 class TestSketchLeak:
@@ -281,7 +282,7 @@ class TestBadInput:
     @pytest.mark.parametrize("text, why", [
         ("0,2", "bad schedule element '2': CPU 2 does not exist (the scenario has cpu0..cpu1)"),
         ("0*0", "bad schedule element '0*0': count 0 is below 1"),
-        ("0*x", "bad schedule element '0*x'; expected CPU ids like 0,1*1030,0"),
+        ("0*x", "bad schedule element '0*x'; expected CPU ids like 0,1*1030,0p,0"),
     ])
     def test_bad_replay_elements(self, text, why):
         rc, _, err = _cli(str(MAP_MAP), "--replay", text)

@@ -179,3 +179,40 @@ def test_destroying_a_guest_with_everything_live():
     assert m.domain(g) is None
     assert m.heap.snapshot() == fresh and m.heap.free_frames == m.memmap.ram_frames
     assert m.spage_table.nonzero_entries().size == 0 and m.pt.live == {}
+
+
+def test_a_process_tree_pinned_and_unpinned():
+    """GuestKernel.exec_process builds a process's tree (L4 -> L3 -> L2 -> an L1 per
+    superpage, the kernel's direct-map L3 shared at slot 272) as ordinary memory and pins
+    the L4 (Linux's xen_pgd_pin): every frame mapped gets get_page + a writable type;
+    exit_process unpins it (xen_pgd_unpin): all given back, the frames reused by the next
+    exec. A second exec while one runs, or an exit with none, is the guest's own error."""
+    import pytest
+    from xensim.guest._guest import GuestError
+    from xensim import audit
+    from xensim import MemoryMap
+    m = Machine(MemoryMap([(0, 64 << 20)], name="flat"), "none", superpage="xen-4.1")
+    d = m.create_domain("g", 2048 + 16)
+    k = GuestKernel(m, d, pt_pool_pages=16)
+    assert k.populate(0, 2048) == 4 and k.build() == 0
+    assert k.reserve_tables(5) == 5
+    mfns = k.superpage_mfns(512, 2)
+    kernel_l3 = k.tables[(3, DIRECTMAP_BASE >> 39)]
+    assert words(m, kernel_l3)[1] == L3V | 1
+    assert k.exec_process(mfns) == 0
+    l4, l3, l2, *l1s = k.process
+    assert len(l1s) == 2 and words(m, l4) == (PGC_allocated | 2, L4V | PGT_pinned | 1)
+    assert words(m, l3) == (PGC_allocated | 2, L3V | 1) and words(m, l2)[1] == L2V | 1
+    assert [words(m, x)[1] for x in l1s] == [L1V | 1] * 2
+    assert sp_frames(m, mfns[0]) == ({ALLOC1 + 1}, {WR | 1})
+    assert words(m, kernel_l3)[1] == L3V | 2                 # shared: one more type reference
+    assert audit(m).ok
+    with pytest.raises(GuestError, match="a process runs already"):
+        k.exec_process(mfns)
+    assert k.exit_process() == 0 and k.process is None
+    assert sp_frames(m, mfns[0]) == ({ALLOC1}, {WR})
+    assert words(m, kernel_l3)[1] == L3V | 1 and words(m, l4) == (ALLOC1, PGT_l4_page_table)
+    with pytest.raises(GuestError, match="no process runs"):
+        k.exit_process()
+    assert k.exec_process(mfns[:1]) == 0 and k.process[0] == l4   # the pool's frames again
+    assert audit(m).ok

@@ -498,7 +498,7 @@ def test_the_tours_sample_is_what_trace_prints(small):
     """docs/tour.md follows op 2 line by line: its sample must stay true."""
     tour = (Path(__file__).resolve().parents[2] / "docs" / "tour.md").read_text()
     blocks = [b.split("```", 1)[0] for b in tour.split("```\n")[1:]]
-    sample = next(b for b in blocks if b.startswith("op 2: web:")).splitlines()
+    sample = next(b for b in blocks if b.startswith("op 2: web: map")).splitlines()
     cfg, mm = small
     assert sample == op_block(lines(trace(cfg, mm, level="frame", limit=2)), 2)
 

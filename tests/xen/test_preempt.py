@@ -17,6 +17,12 @@ def test_every_n_answers_true_at_each_nth_check():
     assert (p.checks, p.preemptions, str(p)) == (7, 2, "every 3")
 
 
+def test_at_answers_true_at_the_checks_it_names():
+    p = parse_preemption("at 5 2 0x3")
+    assert [p.pending() for _ in range(6)] == [False, True, True, False, True, False]
+    assert (p.checks, p.preemptions, str(p)) == (6, 3, "at 2 3 5")
+
+
 def test_random_is_repeatable_from_its_seed():
     a, b = parse_preemption("random 0.5 seed 7"), parse_preemption("random 0.5 seed 7")
     assert [a.pending() for _ in range(50)] == [b.pending() for _ in range(50)]
@@ -28,7 +34,10 @@ def test_random_is_repeatable_from_its_seed():
 
 
 @pytest.mark.parametrize("text, problem", [
-    ("sometimes", "write never, every N, or random P [seed S]"),
+    ("sometimes", "write never, every N, random P [seed S], or at N [N ...]"),
+    ("at", "write never"),
+    ("at 0 3", "at N [N ...] needs check numbers >= 1, got [0, 3]"),
+    ("at two", "write never"),
     ("every", "write never"),
     ("every 0", "every N needs N >= 1, got 0"),
     ("random 2", "random P needs 0 <= P <= 1, got 2.0"),
@@ -55,7 +64,7 @@ def test_config_key_reaches_the_machine_and_a_bad_value_is_one_line(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         f"xensim: error: {bad}:2: hypervisor.preempt: 'every zero': "
-        "write never, every N, or random P [seed S]"]
+        "write never, every N, random P [seed S], or at N [N ...]"]
 
 
 # -- preempted validation and devalidation (xen/_validate.py, RefCounts) ---------------------
@@ -82,9 +91,10 @@ L2P, L3P, L4P = (PGT_l2_page_table | PGT_partial, PGT_l3_page_table | PGT_partia
 
 
 class Tree:
-    def __init__(self, version: str, l1s: int = 4):
-        m = Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", version=version)
-        t = two_domains(m, (0x000, 0x400), 0x600)
+    def __init__(self, version: str, l1s: int = 4, faithful: bool = False, vcpus: int = 1):
+        m = Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", version=version,
+                    faithful=faithful)
+        t = two_domains(m, (0x000, 0x400), 0x600, vcpus=vcpus)
         self.m, self.g, self.d = m, t.g, t.d
         m.mem.write(F[0], 0, make_pte(F[1], 3))
         m.mem.write(F[1], 0, make_pte(F[2], 3))
@@ -92,8 +102,8 @@ class Tree:
             m.mem.write(F[2], k, make_pte(F[3 + k], 3))
         self.inc = IncrementalAuditor(m)
 
-    def call(self, number, *args):
-        rc = self.m.hypercall(self.g, number, *args)
+    def call(self, number, *args, vcpu=0):
+        rc = self.m.hypercall(self.g, number, *args, vcpu=vcpu)
         full, inc = audit(self.m), self.inc.check()
         assert full.ok, str(full)
         assert inc.ok, str(inc)
@@ -105,25 +115,29 @@ class Tree:
         return [words(self.m, f) + ft.progress.get(self.m.mfn_to_page(f)) for f in mfns]
 
 
-def test_preempted_pin_l4_continued_to_completion_4_8():
+@pytest.mark.parametrize("faithful", [True, False])
+def test_preempted_pin_l4_continued_to_completion_4_8(faithful):
     """Xen 4.8 (RELEASE-4.8.0 mm.c): alloc_l2_table asks hypercall_preempt_check() before
     entry i > nr_validated_ptes; at -ERESTART alloc_page_type leaves the L2 PGT_partial with
     its type count 1 and get_page_light's reference; alloc_l3_table / alloc_l4_table record
     nr_validated_ptes = i, partial_pte = 1 and are left the same; get_page_and_type_from_pagenr
     and the pin path put_page the general reference they took; do_mmuext_op's continuation
-    re-issues the pin (MMU_UPDATE_PREEMPTED), which resumes at nr_validated_ptes."""
-    t = Tree("4.8")
+    re-issues the pin (MMU_UPDATE_PREEMPTED), which resumes at nr_validated_ptes. Outside
+    faithful mode XSA-299's fix (18b0ab6978): the partial entry keeps its general reference
+    (PTF_retain_ref_on_restart; partial_flags PTF_partial_set, 1)."""
+    t = Tree("4.8", faithful=faithful)
     t.m.set_preempt("every 200")
     done = [0]
     rc = t.call(HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_PIN_L4_TABLE, F[0])], done)
     assert isinstance(rc, Continuation) and rc == -ERESTART and done == [0]
     assert rc.number == HYPERVISOR_mmuext_op and rc.args[2:] == (0x7FF0, True)
-    assert t.state() == [(A | 2, L4P | 1, 0, 1), (A | 2, L3P | 1, 0, 1), (A | 2, L2P | 1, 200, 0),
-                         (A | 2, L1V | 1, 0, 0)]
+    kept = 0 if faithful else 1
+    assert t.state() == [(A | 2, L4P | 1, 0, 1), (A | 2 + kept, L3P | 1, 0, 1),
+                         (A | 2 + kept, L2P | 1, 200, 0), (A | 2, L1V | 1, 0, 0)]
     assert t.m.pt.partial == {F[0]: (4, t.g), F[1]: (3, t.g), F[2]: (2, t.g)}
     rc = t.call(HYPERVISOR_mmuext_op, *rc.args)          # checks 201-400: entries 201..400
     assert isinstance(rc, Continuation) and done == [0]
-    assert t.state()[2] == (A | 2, L2P | 1, 400, 0)
+    assert t.state()[2] == (A | 2 + kept, L2P | 1, 400, 0)
     assert t.call(HYPERVISOR_mmuext_op, *rc.args) == 0
     assert done == [1]
     assert t.state() == [(A | 2, L4V | PGT_pinned | 1, 0, 1), (A | 2, L3V | 1, 0, 1),
@@ -132,43 +146,50 @@ def test_preempted_pin_l4_continued_to_completion_4_8():
     assert (t.m.preempt.checks, t.m.preempt.preemptions) == (511, 2)   # entries 1..511
 
 
-def test_preempted_pin_4_1_checks_before_the_first_op_and_at_every_entry():
+@pytest.mark.parametrize("faithful", [True, False])
+def test_preempted_pin_4_1_checks_before_the_first_op_and_at_every_entry(faithful):
     """Xen 4.1 (RELEASE-4.1.0 mm.c): do_mmuext_op asks before every op (the first too) and
     alloc_l2_table before every entry i > 0 (-EAGAIN, 4.1's name for -ERESTART); the
-    continuation's L2 asks again at its first entry."""
-    t = Tree("4.1")
+    continuation's L2 asks again at its first entry. (Not faithful: the partial entries keep
+    their general reference, XSA-299's fix.)"""
+    t = Tree("4.1", faithful=faithful)
     t.m.set_preempt("every 200")
     done = [0]
     rc = t.call(HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_PIN_L4_TABLE, F[0])], done)
     assert isinstance(rc, Continuation)
-    assert t.state()[:3] == [(A | 2, L4P | 1, 0, 1), (A | 2, L3P | 1, 0, 1),
-                             (A | 2, L2P | 1, 199, 0)]
+    kept = 0 if faithful else 1
+    assert t.state()[:3] == [(A | 2, L4P | 1, 0, 1), (A | 2 + kept, L3P | 1, 0, 1),
+                             (A | 2 + kept, L2P | 1, 199, 0)]
     rc = t.call(HYPERVISOR_mmuext_op, *rc.args)
-    assert t.state()[2] == (A | 2, L2P | 1, 397, 0)
+    assert t.state()[2] == (A | 2 + kept, L2P | 1, 397, 0)
     assert t.call(HYPERVISOR_mmuext_op, *rc.args) == 0 and done == [1]
     assert t.state()[0] == (A | 2, L4V | PGT_pinned | 1, 0, 1)
 
 
-def _pinned(version):
-    t = Tree(version)
+def _pinned(version, faithful=False):
+    t = Tree(version, faithful=faithful)
     assert t.call(HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_PIN_L4_TABLE, F[0])], [0]) == 0
     return t
 
 
-def test_preempted_unpin_leaves_old_guest_table_4_8():
+@pytest.mark.parametrize("faithful", [True, False])
+def test_preempted_unpin_leaves_old_guest_table_4_8(faithful):
     """Xen 4.8: MMUEXT_UNPIN_TABLE puts with put_page_and_type_preemptible; free_l2_table asks
     after each entry i > 0 it put; at -ERESTART __put_final_page_type leaves the L2 PGT_partial
     (type count 1, get_page_light), free_l3/l4_table record partial_pte -1 (the entry keeps its
-    general reference), the vCPU's old_guest_table keeps the pin's references, unpin answers 0
+    general reference; not faithful: partial_flags PTF_partial_set, 1, the same reference),
+    the vCPU's old_guest_table keeps the pin's references, unpin answers 0
     and the call continues with no ops (MMU_UPDATE_PREEMPTED, the result in foreigndom):
     put_old_guest_table finishes the put."""
-    t = _pinned("4.8")
+    t = _pinned("4.8", faithful)
     t.m.set_preempt("every 2")
     done = [0]
     rc = t.call(HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_UNPIN_TABLE, F[0])], done)
     assert isinstance(rc, Continuation) and rc.args == (None, None, 0, True) and done == [1]
     assert t.d.vcpus[0].old_guest_table == F[0] and t.d.pinned == {}
-    assert t.state() == [(A | 3, L4P | 1, 0, -1), (A | 3, L3P | 1, 0, -1), (A | 3, L2P | 1, 2, 0),
+    assert t.d.vcpus[0].old_guest_table_partial is True
+    p = -1 if faithful else 1
+    assert t.state() == [(A | 3, L4P | 1, 0, p), (A | 3, L3P | 1, 0, p), (A | 3, L2P | 1, 2, 0),
                          (A | 2, L1V | 1, 0, 0), ]
     assert t.state([F[5], F[6]]) == [(A | 1, PGT_l1_page_table, 0, 0)] * 2
     assert t.call(HYPERVISOR_mmuext_op, *rc.args) == 0
@@ -271,17 +292,3 @@ def test_destruction_finishes_a_pin_the_guest_abandoned_4_8():
     assert audit(t.m).ok
 
 
-def test_preemption_is_refused_on_4_22(tmp_path):
-    """Xen 4.22 (RELEASE-4.22.0 arch/x86/mm.c) has XSA-299's rework (partial_flags, checks in
-    alloc_l3/l4_table), which xensim does not model: a machine or a config refuses it."""
-    import subprocess
-    import sys
-    with pytest.raises(ValueError, match="modelled for Xen 4.1-4.8, not 4.22"):
-        Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", version="4.22",
-                preempt="every 4")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text('hypervisor:\n  version: "4.22"\n  preempt: "every 4"\n')
-    r = subprocess.run([sys.executable, "-m", "xensim", "run", str(bad)], capture_output=True,
-                       text=True)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
-    assert "hypervisor.preempt: preemption is modelled for Xen 4.1-4.8" in r.stderr

@@ -32,6 +32,11 @@ def add_parser(sub) -> None:
     p.add_argument("--preemption-bound", type=int, default=2, metavar="N",
                    help="dfs: at most N preemptions per schedule (a switch away from a CPU "
                         "that could go on; default 2, at least 0)")
+    p.add_argument("--hypercall-preemptions", type=int, default=None, metavar="N",
+                   help="at most N hypercall_preempt_check() answered pending per schedule: "
+                        "each check a CPU reaches is then a choice (no / pending, 0p in a "
+                        "schedule), the preempted hypercall continued by its guest kernel "
+                        "(default: the scenario's hypercall_preemptions:, 0; Xen 4.1-4.8)")
     p.add_argument("--max-schedules", type=int, default=10_000, metavar="M",
                    help="stop after M schedules (default 10000, at least 1); random and pct "
                         "run M")
@@ -57,6 +62,8 @@ def _bad_options(args) -> list[str]:
     bad = []
     if args.preemption_bound < 0:
         bad.append(f"--preemption-bound: must be 0 or more, got {args.preemption_bound}")
+    if args.hypercall_preemptions is not None and args.hypercall_preemptions < 0:
+        bad.append(f"--hypercall-preemptions: must be 0 or more, got {args.hypercall_preemptions}")
     if args.max_schedules < 1:
         bad.append(f"--max-schedules: must be at least 1, got {args.max_schedules}")
     return bad
@@ -83,8 +90,14 @@ def _html_page(args, sc, design: str, schedule: list[int]) -> None:
         return
     from ..mem import format_size
     from ..pages import record_race, write_race_page
-    size = write_race_page(args.html, record_race(sc, schedule, design))
+    size = write_race_page(args.html, record_race(sc, schedule, design,
+                                                  args.hypercall_preemptions))
     sys.stdout.write(f"wrote {args.html}: {len(schedule):,} steps, {format_size(size)}\n")
+
+
+def _hypercall_bound(args, sc) -> int:
+    """The hypercall preemption bound in force: the option's, else the scenario's."""
+    return sc.hypercall_preemptions if args.hypercall_preemptions is None else args.hypercall_preemptions
 
 
 def cmd_explore(args) -> int:
@@ -106,7 +119,8 @@ def cmd_explore(args) -> int:
                                             f"choose from {', '.join(sorted(design_names()))}")
     w = sys.stdout.write
     if args.replay is not None:
-        ex, v = replay(sc, parse_schedule(args.replay, cpus=len(sc.cpus)), design)
+        ex, v = replay(sc, parse_schedule(args.replay, cpus=len(sc.cpus)), design,
+                       args.hypercall_preemptions)
         w(f"replayed {len(ex.schedule)} steps of {sc.name} on {design}\n")
         w(f"results per CPU: {getattr(ex.world, 'results', {})}\n")
         trace = ex.trace if args.full_trace else summarise_trace(ex.trace)
@@ -122,7 +136,7 @@ def cmd_explore(args) -> int:
               unit="schedules" if args.scheduler in ("random", "pct") else "schedules (at most)")
     try:
         res = explore(sc, design, args.scheduler, args.preemption_bound, args.max_schedules,
-                      args.seed, not args.all, bar)
+                      args.seed, not args.all, bar, args.hypercall_preemptions)
     except Interrupted as e:
         res, interrupted = e.result, True
     from ..xen import release_label
@@ -130,7 +144,8 @@ def cmd_explore(args) -> int:
             f", {release_label(sc.version, design_class(design).supports_pse, design)}")
     w(f"scenario {sc.name} ({sc.description}) on {design}{made}"
       f"{' [BUGGY design]' if design_class(design).buggy else ''}, scheduler {args.scheduler}"
-      + (f", preemption bound {args.preemption_bound}" if args.scheduler == "dfs" else "") + "\n")
+      + (f", preemption bound {args.preemption_bound}" if args.scheduler == "dfs" else "")
+      + (f", hypercall preemptions {hp}" if (hp := _hypercall_bound(args, sc)) else "") + "\n")
     w(f"schedules explored: {res.schedules}" + (f" (+{res.pruned} cut short as equivalent)" if res.pruned else "")
       + f", steps: {res.steps:,}, {res.seconds:.2f} s ({res.steps / max(res.seconds, 1e-9):,.0f} steps/s)"
       + f", {_search_note(res, args, interrupted)}\n")
@@ -148,6 +163,8 @@ def cmd_explore(args) -> int:
         trace = v.trace if args.full_trace else summarise_trace(v.trace)
         w("".join(f"  {t}\n" for t in trace))
         files = "".join(f" --design-file {f}" for f in args.design_files)
+        if args.hypercall_preemptions is not None:
+            files += f" --hypercall-preemptions {args.hypercall_preemptions}"
         w(f"replay: xensim explore {args.scenario}{files} --design {design} --replay "
           f"{format_schedule(v.schedule)}\n")
         _html_page(args, sc, design, v.schedule)

@@ -32,6 +32,10 @@ def add_parser(subparsers) -> None:
     design_file_option(p)
     p.add_argument("--steps", type=whole_number(0), metavar="N",
                    help="stop after the first N operations of the workload (default: all)")
+    p.add_argument("--calls", type=whole_number(1), metavar="N",
+                   help="stop right after the workload's N-th hypercall, even inside an "
+                        "operation (a preempted call and its continuations count one each: "
+                        "the machine as Xen leaves it in between)")
     p.add_argument("--format", choices=INSPECT_FORMATS, default="text", help="output format")
     p.set_defaults(func=cmd_inspect)
 
@@ -43,10 +47,13 @@ def cmd_inspect(args) -> int:
     from ..teach import inspect, load, render_inspection
     if not Path(args.config).exists():
         raise ConfigError(args.config, None, "no such file")
+    if args.steps is not None and args.calls is not None:
+        raise ConfigError(None, "--calls", "--steps and --calls cannot be given together")
     cfg, memmap = load(args.config)
     try:
         report = inspect(cfg, memmap, mfn=args.mfn, superpage=args.superpage,
-                         domain=args.domain, design=args.design, steps=args.steps)
+                         domain=args.domain, design=args.design, steps=args.steps,
+                         calls=args.calls)
     except DesignCrashed as e:
         print(f"xensim: {e}", file=sys.stderr)
         return 1

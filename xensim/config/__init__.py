@@ -19,7 +19,7 @@ from ._presets import (
 from ._schema import (
     RangeConfig, MachineConfig, HypervisorConfig, DomainConfig, MixConfig, ScriptOpConfig,
     WorkloadConfig, CostModelConfig, Config, check_simulation, workload_ops, WORKLOAD_KINDS,
-    GUEST_OPS, SLOT_RUN_OPS, SUPERPAGE_RUN_OPS, MAX_SLOTS, SUPERPAGE_BYTES, MAX_WORKLOAD_OPS,
+    GUEST_OPS, PROCESS_OPS, SLOT_RUN_OPS, SUPERPAGE_RUN_OPS, MAX_SLOTS, SUPERPAGE_BYTES, MAX_WORKLOAD_OPS,
     FRAME_ATOMIC_NS, CMPXCHG_NS, HYPERCALL_NS,
 )
 from ._config import (
@@ -27,7 +27,8 @@ from ._config import (
     build_memory_map, read_design_files,
 )
 from ._scenario import (
-    SCENARIO_OPS, ScenarioOp, ScenarioFile, Scenario, load_scenario, MAX_STEPS, op_vcpu,
+    SCENARIO_OPS, TABLE_OPS, BAD_ENTRY, ScenarioOp, ScenarioEntry, ScenarioTable, ScenarioFile,
+    Scenario, load_scenario, MAX_STEPS, op_vcpu,
 )
 from ._hypercall_ops import (
     HYPERCALL_OPS, MEMORY_OP_CMDS, GRANT_OP_CMDS, HYPERCALL_OP_KEYS, MmuRequest, MmuextRequest, HypercallOp,
@@ -38,11 +39,12 @@ from ._resolved import (
 
 __all__ = [
     "CMPXCHG_NS", "Config", "CostModelConfig", "DEFAULT_PRESET", "DomainConfig",
-    "FRAME_ATOMIC_NS", "GUEST_OPS", "GRANT_OP_CMDS", "HYPERCALL_OPS", "HYPERCALL_OP_KEYS", "HypercallOp",
+    "FRAME_ATOMIC_NS", "GUEST_OPS", "GRANT_OP_CMDS", "HYPERCALL_OPS", "HYPERCALL_OP_KEYS", "HypercallOp", "PROCESS_OPS",
     "MEMORY_OP_CMDS", "MmuRequest", "MmuextRequest", "HYPERCALL_NS", "HypervisorConfig", "KeyPath", "MAX_SLOTS",
     "MAX_STEPS", "MAX_WORKLOAD_OPS", "MachineConfig", "MemmapFileConfig", "MixConfig",
     "RangeConfig", "SCENARIO_OPS", "SLOT_RUN_OPS", "SUPERPAGE_BYTES", "SUPERPAGE_RUN_OPS",
-    "Scenario", "ScenarioFile", "ScenarioOp", "ScriptOpConfig", "Size", "WORKLOAD_KINDS",
+    "BAD_ENTRY", "Scenario", "ScenarioEntry", "ScenarioFile", "ScenarioOp", "ScenarioTable",
+    "ScriptOpConfig", "TABLE_OPS", "Size", "WORKLOAD_KINDS",
     "WorkloadConfig", "YamlDoc", "build_memory_map", "check_simulation", "config_from_data",
     "default_config", "default_config_path", "describe", "drop_none", "dump_resolved",
     "format_path", "line_of", "list_presets", "load_config", "load_dataclass",

@@ -18,6 +18,7 @@ per CPU, run concurrently under the explorer::
       - [{op: map, domain: a, superpage: 0}]
       - [{op: map, domain: a, superpage: 0}]
     end: destroy                 # after each schedule: destroy every guest; all RAM free again
+    hypercall_preemptions: 0     # at most N hypercall_preempt_check() answered pending
 
 Operations (:data:`SCENARIO_OPS`): ``map`` / ``unmap`` / ``remap`` (a PSE entry;
 ``rw``, default true), ``map-4k`` / ``unmap-4k`` (``frame`` within the superpage;
@@ -55,17 +56,31 @@ from ._loader import Loader, size, top_mapping
 from ._schema import check_not_negative, check_positive, check_vcpus, version_field
 from ._yamlsrc import KeyPath, YamlDoc, format_path, load_yaml, read_text
 
-__all__ = ["SCENARIO_OPS", "ScenarioOp", "ScenarioFile", "Scenario", "load_scenario",
-           "MAX_STEPS", "op_vcpu"]
+__all__ = ["SCENARIO_OPS", "TABLE_OPS", "BAD_ENTRY", "ScenarioOp", "ScenarioEntry",
+           "ScenarioTable", "ScenarioFile", "Scenario", "load_scenario", "MAX_STEPS", "op_vcpu"]
 
 #: the operations a scenario's setup and CPUs perform
 SCENARIO_OPS = ("map", "unmap", "remap", "map-4k", "unmap-4k", "mark", "unmark", "destroy",
-                "map-grant", "unmap-grant")
+                "map-grant", "unmap-grant", "pin", "unpin", "set-entry")
+#: the operations on a scenario's ``page_tables`` (their ``pt``)
+TABLE_OPS = ("pin", "unpin", "set-entry")
+#: a page-table entry's target that fails validation: a frame that is not RAM
+BAD_ENTRY = "bad"
 #: old spellings, accepted with a deprecation warning
 _RENAMED_OPS = {"map4k": "map-4k", "unmap4k": "unmap-4k"}
 #: the step bound of one schedule (a longer one is reported as a violation; a longer
 #: ``--replay`` is refused)
 MAX_STEPS = 200_000
+
+
+def _check_index(value: int) -> None:
+    if not 0 <= value < 512:
+        raise ValueError(f"an entry of a page table: 0..511, got {value}")
+
+
+def _check_level(value: int) -> None:
+    if not 1 <= value <= 4:
+        raise ValueError(f"a page-table level: 1..4, got {value}")
 
 
 def _check_frame(value: int) -> None:
@@ -87,6 +102,34 @@ class ScenarioOp:
     by: str | None = None
     #: the issuing domain's vCPU (None: the CPU's number modulo its vCPUs)
     vcpu: int | None = field(default=None, metadata={"check": check_not_negative})
+    #: ``pin``, ``unpin``, ``set-entry``: the page table (a ``page_tables`` name)
+    pt: str | None = None
+    #: ``set-entry``: the entry's index in ``pt``
+    index: int = field(default=0, metadata={"check": _check_index})
+    #: ``set-entry``: what the entry maps, a ``page_tables`` name or ``bad``; none clears it
+    to: str | None = None
+
+
+@dataclass
+class ScenarioEntry:
+    """A present entry of a scenario's page table: ``index`` maps table ``to`` (or
+    ``bad``: a frame that is not RAM, refused by validation), writable unless ``rw``
+    is false."""
+
+    index: int = field(metadata={"check": _check_index})
+    to: str
+    rw: bool = True
+
+
+@dataclass
+class ScenarioTable:
+    """A page table of the scenario: a frame of ``domain``'s own, its ``entries``
+    written before the CPUs start (not validated: a pin or an entry to it does that)."""
+
+    name: str
+    domain: str
+    level: int = field(metadata={"check": _check_level})
+    entries: list[ScenarioEntry] = field(default_factory=list)
 
 
 @dataclass
@@ -116,11 +159,14 @@ class ScenarioFile:
     hypervisor: ScenarioHypervisor = field(default_factory=ScenarioHypervisor)
     memory: size = 64 << 20
     domains: list[ScenarioDomain] = field(default_factory=list)
+    page_tables: list[ScenarioTable] = field(default_factory=list)
     setup: list[ScenarioOp] = field(default_factory=list)
     cpus: list[list[ScenarioOp]] = field(default_factory=list)
     end: Literal["destroy", "none"] = "destroy"
     #: Python files of designs, loaded before ``design`` is checked (relative to the file)
     design_files: list[str] | None = None
+    #: the explorer answers at most this many hypercall_preempt_check() pending per schedule
+    hypercall_preemptions: int = field(default=0, metadata={"check": check_not_negative})
 
 
 @dataclass
@@ -137,6 +183,8 @@ class Scenario:
     domains: list[tuple[str, int]] = field(default_factory=list)
     #: each domain's vCPUs, by name
     vcpus: dict[str, int] = field(default_factory=dict)
+    #: the page tables the table operations name, in order (:class:`ScenarioTable`)
+    page_tables: list = field(default_factory=list)
     setup: list[ScenarioOp] = field(default_factory=list)
     cpus: list[list[ScenarioOp]] = field(default_factory=list)
     end: str = "destroy"
@@ -144,6 +192,9 @@ class Scenario:
     source: str | None = None
     #: the design files it loaded (absolute paths; a worker loads them again)
     design_files: list[str] | None = None
+    #: at most this many hypercall_preempt_check() answered pending per schedule (0: no
+    #: check is asked)
+    hypercall_preemptions: int = 0
 
 
 def load_scenario(path: str | os.PathLike) -> Scenario:
@@ -160,8 +211,10 @@ def load_scenario(path: str | os.PathLike) -> Scenario:
                     version=Release.parse(sf.hypervisor.version),
                     faithful=sf.hypervisor.faithful, memory=sf.memory,
                     domains=[(d.name, d.superpages) for d in sf.domains],
-                    vcpus={d.name: d.vcpus for d in sf.domains}, setup=sf.setup,
-                    cpus=sf.cpus, end=sf.end, source=filename, design_files=files)
+                    vcpus={d.name: d.vcpus for d in sf.domains}, page_tables=sf.page_tables,
+                    setup=sf.setup,
+                    cpus=sf.cpus, end=sf.end, source=filename, design_files=files,
+                    hypercall_preemptions=sf.hypercall_preemptions)
 
 
 def _check(sf: ScenarioFile, doc: YamlDoc, filename: str) -> None:
@@ -175,6 +228,19 @@ def _check(sf: ScenarioFile, doc: YamlDoc, filename: str) -> None:
         if d.name in superpages:
             fail(("domains", i, "name"), f"domain name {d.name!r} is used twice")
         superpages[d.name] = d.superpages
+    tables: dict[str, int] = {}
+    for i, t in enumerate(sf.page_tables):
+        if t.name in tables or t.name == BAD_ENTRY:
+            fail(("page_tables", i, "name"), f"page table name {t.name!r} is "
+                 + ("used twice" if t.name in tables else "reserved (an entry's bad target)"))
+        if t.domain not in superpages:
+            fail(("page_tables", i, "domain"), f"no domain named {t.domain!r}")
+        tables[t.name] = i
+    for i, t in enumerate(sf.page_tables):
+        for j, e in enumerate(t.entries):
+            if e.to != BAD_ENTRY and e.to not in tables:
+                fail(("page_tables", i, "entries", j, "to"), f"no page table named {e.to!r} "
+                     f"(nor {BAD_ENTRY!r})")
     lists = [(("setup",), sf.setup)] + [(("cpus", c), ops) for c, ops in enumerate(sf.cpus)]
     for at, ops in lists:
         for i, op in enumerate(ops):
@@ -182,12 +248,19 @@ def _check(sf: ScenarioFile, doc: YamlDoc, filename: str) -> None:
                 name = getattr(op, who)
                 if name is not None and name not in superpages:
                     fail(at + (i, who), f"no domain named {name!r}")
+            if op.op in TABLE_OPS:
+                if op.pt not in tables:
+                    fail(at + (i, "pt"), f"{op.op} needs pt: a page table of page_tables"
+                         + (f", not {op.pt!r}" if op.pt is not None else ""))
+                if op.to is not None and op.to != BAD_ENTRY and op.to not in tables:
+                    fail(at + (i, "to"), f"no page table named {op.to!r} (nor {BAD_ENTRY!r})")
             have = superpages[op.domain]
             if not 0 <= op.superpage < have:
                 fail(at + (i, "superpage"), f"domain {op.domain!r} has superpages "
                                             f"0..{have - 1}, not {op.superpage!r}")
     if not sf.cpus:
         fail(("cpus",), "a scenario needs at least one CPU")
+
     vcpus = {d.name: d.vcpus for d in sf.domains}
     for at, ops in lists:
         for i, op in enumerate(ops):

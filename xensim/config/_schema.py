@@ -21,7 +21,7 @@ from ._presets import DEFAULT_PRESET, list_presets
 __all__ = [
     "RangeConfig", "MachineConfig", "HypervisorConfig", "DomainConfig", "MixConfig",
     "ScriptOpConfig", "WorkloadConfig", "CostModelConfig", "Config", "check_simulation",
-    "workload_ops", "MAP_SOURCES", "WORKLOAD_KINDS", "GUEST_OPS", "SLOT_RUN_OPS",
+    "workload_ops", "MAP_SOURCES", "WORKLOAD_KINDS", "GUEST_OPS", "PROCESS_OPS", "SLOT_RUN_OPS",
     "SUPERPAGE_RUN_OPS", "MAX_SLOTS", "SUPERPAGE_BYTES", "MAX_WORKLOAD_OPS",
     "FRAME_ATOMIC_NS", "CMPXCHG_NS", "HYPERCALL_NS", "version_field", "check_positive", "check_preempt",
     "check_not_negative",
@@ -69,7 +69,8 @@ class MachineConfig:
 
 
 def check_preempt(value: str) -> None:
-    """A ``hypervisor.preempt`` value: ``never``, ``every N`` or ``random P [seed S]``."""
+    """A ``hypervisor.preempt`` value: ``never``, ``every N``, ``random P [seed S]`` or
+    ``at N [N ...]``."""
     parse_preemption(value)
 
 
@@ -89,7 +90,8 @@ class HypervisorConfig:
     superpage: str = field(default_factory=default_design,
                            metadata={"choices": design_names, "what": "design"})
     faithful: bool = False
-    #: when hypercall_preempt_check() answers true: never, every N, random P [seed S]
+    #: when hypercall_preempt_check() answers true: never, every N, random P [seed S],
+    #: at N [N ...] (the checks numbered N)
     preempt: str = field(default="never", metadata={"check": check_preempt})
     #: Xen's pv-linear-pt boot option (4.10 on; on by default, as in 4.22)
     pv_linear_pt: bool = True
@@ -102,9 +104,6 @@ class HypervisorConfig:
             fail(f"Xen {self.version} has no allowsuperpage option (PV superpages were "
                  f"removed in 4.10): leave it out; 'none' is that Xen, a superpage design "
                  f"runs there as if merged", "allow_superpage")
-        if self.preempt.split()[0] != "never" and Release.parse(self.version) > Release.R4_8:
-            fail(f"preemption is modelled for Xen 4.1-4.8; {self.version} has XSA-299's rework "
-                 f"of partial validation (4.13), which is not: use never", "preempt")
 
 
 # -- the simulation: domains, workload, compare, cost model (docs/workloads.md) --------
@@ -131,7 +130,10 @@ _WORKLOAD_DEFAULTS = {
 _KIND_DEFAULTS = {"churn": {"superpages": 1}, "shared": {"superpages": 4}}
 #: guest operations (script entries, and what every workload generates)
 GUEST_OPS = ("map", "unmap", "remap", "map-4k", "unmap-4k", "remap-4k", "mark", "unmark",
-             "balloon-out", "balloon-in")
+             "balloon-out", "balloon-in", "exec", "exit")
+#: the operations only a script makes (a process's page tables pinned and unpinned: the
+#: random mix does not pick them)
+PROCESS_OPS = ("exec", "exit")
 #: the arguments each guest operation takes (superpage and slot required where marked *)
 _OP_ARGS = {
     "map": ("superpage*", "slot", "count", "writable"),
@@ -144,10 +146,12 @@ _OP_ARGS = {
     "unmark": ("superpage*", "count"),
     "balloon-out": ("superpage*", "count"),
     "balloon-in": ("superpage*", "count"),
+    "exec": ("superpage*", "count", "writable"),
+    "exit": (),
 }
 #: operations whose ``count`` is a run of superpage slots / of superpages
 SLOT_RUN_OPS = ("map", "unmap", "remap")
-SUPERPAGE_RUN_OPS = ("map", "mark", "unmark", "balloon-out", "balloon-in")
+SUPERPAGE_RUN_OPS = ("map", "mark", "unmark", "balloon-out", "balloon-in", "exec")
 #: 2 MiB virtual-address slots per region (superpage mappings; 4 KiB windows): 256 GiB each
 MAX_SLOTS = 1 << 17
 SUPERPAGE_BYTES = 2 << 20

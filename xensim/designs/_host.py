@@ -59,6 +59,12 @@ class SuperpageHost(ABC):
     words_per_entry: int = 1
     undoing: bool = False
     cpu: int = 0
+    #: Xen's ``hypercall_preempt_check()`` for the running call, or None. Set only while a
+    #: design that declares ``preemptible_take`` runs where its -ERESTART is continued (a
+    #: PSE entry written by mmu_update, MMUEXT_MARK_SUPER) and the machine's preemption
+    #: source (``hypervisor.preempt``) can answer true: the one check every preemption
+    #: point of the machine asks. None: the loop is never preempted (take the rest at once)
+    preempt_check: Callable[[], bool] | None = None
 
     # -- frame numbers ---------------------------------------------------------------
     @abstractmethod
@@ -79,15 +85,18 @@ class SuperpageHost(ABC):
 
     # -- the 512 frames' references, by run ------------------------------------------------
     @abstractmethod
-    def take(self, mfn: int, d: int, type: int | None) -> bool:
+    def take(self, mfn: int, d: int, type: int | None, start: int = 0,
+             stop: int = 512) -> bool:
         """get_page (and get_page_type(``type``) unless None) on each of the 512 frames
-        from ``mfn``, for domain ``d``, all or nothing: False, nothing taken, if any
-        frame refuses (free, another owner, another type, a count at its limit)."""
+        from ``mfn`` (frames ``start`` .. ``stop`` - 1 of them: a preemptible loop's
+        part), for domain ``d``, all or nothing: False, nothing taken, if any frame
+        refuses (free, another owner, another type, a count at its limit)."""
 
     @abstractmethod
-    def drop(self, mfn: int, typed: bool) -> None:
+    def drop(self, mfn: int, typed: bool, start: int = 0, stop: int = 512) -> None:
         """put_page (after put_page_type if ``typed``) on each of the 512 frames from
-        ``mfn``: what :meth:`take` took. A frame whose count reaches 0 is freed."""
+        ``mfn`` (frames ``start`` .. ``stop`` - 1 of them): what :meth:`take` took. A frame
+        whose count reaches 0 is freed."""
 
     @abstractmethod
     def can_take_runs(self, pages: np.ndarray, d: int, type: int | None) -> np.ndarray:

@@ -38,7 +38,8 @@ def check_design(cls) -> str | None:
     if isinstance(w, bool) or not isinstance(w, int) or w not in (1, 2):
         return (f"words_per_entry must be 1 or 2 (64-bit words of its superpage-table "
                 f"entry), got {_shown(w)}")
-    for flag in ("supports_pse", "supports_mark", "buggy", "keeps_count", "default"):
+    for flag in ("supports_pse", "supports_mark", "buggy", "keeps_count", "default",
+                 "preemptible_take"):
         if not isinstance(getattr(cls, flag), bool):
             return f"{flag} must be True or False, got {_shown(getattr(cls, flag))}"
     if not isinstance(cls.description, str):

@@ -126,6 +126,15 @@ class SuperpageDesign:
     keeps_count = True
     #: inspect's text for a superpage when the design keeps no word (``words_in`` None)
     no_words_text = "no per-superpage word"
+    #: may the design's 0 -> 1 (the loop taking the 512 frames' references, in
+    #: ``get_superpage`` and ``mark_superpage``) be preempted? False, Xen's: 4.1 to 4.8's
+    #: get_spage_pages takes each frame with get_page_and_type, whose get_page_type is
+    #: never preemptible, and asks no hypercall_preempt_check() (docs/xen-facts.md,
+    #: section 5d). True: where the call can be continued (a PSE entry written by
+    #: mmu_update, MMUEXT_MARK_SUPER) the host offers ``preempt_check``, and the design
+    #: may stop with -ERESTART, its progress kept in its own words, to be continued when
+    #: the guest re-issues the call (docs/designs/writing-a-design.md)
+    preemptible_take = False
 
     def __init__(self, host: SuperpageHost) -> None:
         #: the machine as the design sees it: every read and change goes through it

@@ -5,7 +5,8 @@ are re-exported here for the explorer's users.)
 """
 
 from ._explore import (
-    Step, step_word, Violation, word_value, independent, Execution, round_robin, random_chooser,
+    Step, step_word, Violation, word_value, independent, Execution, Preempted, round_robin,
+    random_chooser,
     replay_chooser, pct_chooser, ExploreResult, explore_dfs, run_sampling,
 )
 from ..config import (
@@ -17,7 +18,7 @@ from ._scenario import (
 )
 
 __all__ = [
-    "Execution", "ExploreResult", "Interrupted", "Runner", "Scenario", "Step", "Violation",
+    "Execution", "ExploreResult", "Interrupted", "Preempted", "Runner", "Scenario", "Step", "Violation",
     "World", "check_step", "describe_cas", "explore", "explore_dfs", "format_schedule",
     "independent", "load_scenario", "lost_cas", "parse_schedule", "pct_chooser",
     "random_chooser", "replay", "replay_chooser", "round_robin", "run_sampling", "step_word",

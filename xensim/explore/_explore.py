@@ -16,7 +16,12 @@ step bound, and sleep sets over a state-conditional independence relation
 (steps on different words commute; so do two increments of one count).
 
 A schedule is the list of CPU ids that ran each step; replaying it re-runs
-the scenario exactly. A CPU is a lane: its trace lines are named ``cpuN`` or, where a
+the scenario exactly. With hypercall preemption on (``hypercall_preemptions`` > 0) a
+``hypercall_preempt_check()`` a CPU reaches is a step too: the explorer answers it
+through the machine's preemption source (``Machine.preempt``'s ``answer`` port), no or
+pending, and a schedule element :class:`Preempted` (written ``0p``) is CPU 0 taking
+that step answered pending: its hypercall stops with -ERESTART (or -EINTR) and the
+guest kernel re-enters it, the continuation, as a step of its own. A CPU is a lane: its trace lines are named ``cpuN`` or, where a
 scenario says which vCPU of which domain runs it, ``dN.vM``.
 """
 
@@ -28,8 +33,20 @@ from typing import Callable
 
 import greenlet
 
+from ..xen import HYPERCALL_NAMES, Preemption
 from ..mem import PGC_count_mask, PGT_count_mask, PGT_type_mask, PGT_PAGE_TABLE_TYPES
 from .._errors import RefcountBug
+
+
+class Preempted(int):
+    """A schedule element: CPU ``int(self)`` takes its step, a ``hypercall_preempt_check()``
+    the explorer answers pending (``0p`` in a schedule's text). It equals its CPU id, so
+    a schedule still reads as the list of CPUs that ran each step."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Preempted({int(self)})"
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,8 @@ def step_word(kind: str, key: int, arg: int) -> tuple:
         return ("pi", key)
     if kind in ("pause", "hcall"):
         return ("dom", key)
+    if kind == "preempt_check":                  # the CPU's own: independent of every other
+        return ("lane", key)
     return (kind, key)
 
 
@@ -137,11 +156,20 @@ class Execution:
     ``names``: each CPU's name in the trace (default ``cpu0``, ``cpu1`` ...);
     ``on_switch(cpu)``: called whenever CPU ``cpu`` is about to run (what is per CPU
     outside the greenlet, e.g. which vCPU a guest kernel issues its hypercalls from).
+    ``hypercall_preemptions``: at most that many ``hypercall_preempt_check()`` answered
+    pending in the schedule (0, the default: the machine's preemption source is left
+    as it is, no check is a step).
+
+    A check is a step only where it can make a difference: while answers pending are
+    left, and when its CPU took an atomic step since its previous check (checks in a
+    row with nothing between, a loop over empty entries, are one point: preempted at
+    any of them, the continuation does the same).
     """
 
     def __init__(self, build: Callable, programs: list[Callable], check_step=None,
                  max_steps: int = 100_000, names: list[str] | None = None,
-                 on_switch: Callable[[int], None] | None = None):
+                 on_switch: Callable[[int], None] | None = None,
+                 hypercall_preemptions: int = 0):
         self.m = build()
         self.programs = programs
         self.check_step = check_step
@@ -157,6 +185,12 @@ class Execution:
         self.locks: dict[tuple, int] = {}
         self.names = names or [f"cpu{i}" for i in range(len(programs))]
         self.on_switch = on_switch
+        self.hypercall_preemptions = hypercall_preemptions
+        #: checks answered pending so far in this schedule
+        self.preemptions = 0
+        self._stepped: dict[int, bool] = {}      # cpu -> an atomic step since its last check
+        self._answer: set[int] = set()           # CPUs whose check the chooser answered pending
+        self._continuing: set[int] = set()       # CPUs preempted, not yet re-entered
 
     def step_text(self, step: Step) -> str:
         """A step as a trace line, its CPU named by :attr:`names`."""
@@ -190,7 +224,50 @@ class Execution:
         else:
             step = Step(self.current, kind, step_word(kind, key, arg), arg)
         self.pending[step.cpu] = step
+        self._stepped[step.cpu] = True
         self._main.switch()
+
+    # called from inside a CPU's greenlet: the machine's hypercall_preempt_check()
+    def _preempt_check(self) -> bool:
+        cpu = self.current
+        if self.preemptions >= self.hypercall_preemptions or not self._stepped.get(cpu, True):
+            return False
+        self._stepped[cpu] = False
+        self.pending[cpu] = Step(cpu, "preempt_check", ("lane", cpu))
+        self._main.switch()
+        if cpu in self._answer:
+            self._answer.discard(cpu)
+            self._continuing.add(cpu)
+            return True
+        return False
+
+    def _take(self, choice: int, step: Step) -> tuple[int, str]:
+        """The schedule element and the trace line of ``step``, chosen as ``choice``
+        (a :class:`Preempted` answers a check pending; on any other step it is its CPU)."""
+        cpu = int(choice)
+        name = self.names[cpu]
+        if step.kind == "preempt_check":
+            if isinstance(choice, Preempted) and self.preemptions < self.hypercall_preemptions:
+                self._answer.add(cpu)
+                self.preemptions += 1
+                return Preempted(cpu), (f"{name} hypercall_preempt_check(): pending: the "
+                                        "hypercall stops (-ERESTART / -EINTR)")
+            return cpu, f"{name} hypercall_preempt_check(): no"
+        text = self.step_text(step)
+        if step.kind == "hcall" and cpu in self._continuing:
+            self._continuing.discard(cpu)
+            text += (f": {HYPERCALL_NAMES.get(step.arg, step.arg)} re-entered, the continuation "
+                     "of the preempted hypercall" + self._partial_text())
+        return cpu, text
+
+    def _partial_text(self) -> str:
+        """The tables a preempted (de)validation left PGT_partial, with their progress."""
+        m = self.m
+        parts = []
+        for page, (level, _d) in sorted(m.pt.partial.items()):
+            nr = m.frame_table.progress.get(page)[0]
+            parts.append(f"page {page:#x} (L{level}) PGT_partial, nr_validated_ptes {nr}")
+        return (" [" + "; ".join(parts) + "]") if parts else ""
 
     def _body(self, cpu: int):
         def run():
@@ -208,6 +285,9 @@ class Execution:
         m = self.m
         sub = m.events.subscribe("atomic_step", self._on_step)
         m.concurrent = True
+        source = m.preempt
+        if self.hypercall_preemptions:
+            m.set_preempt(Preemption(answer=self._preempt_check))
         try:
             self._cpus = [greenlet.greenlet(self._body(i)) for i in range(len(self.programs))]
             # let each CPU run up to its first atomic step
@@ -221,10 +301,12 @@ class Execution:
                     break
                 if len(self.schedule) >= self.max_steps:
                     raise Violation(f"step bound {self.max_steps} reached", self.schedule, self.trace)
-                cpu = chooser(self, enabled)
+                choice = chooser(self, enabled)
+                cpu = int(choice)
                 step = self.pending.pop(cpu)
-                self.schedule.append(cpu)
-                self.trace.append(self.step_text(step))
+                choice, text = self._take(choice, step)
+                self.schedule.append(choice)
+                self.trace.append(text)
                 self._run_cpu(cpu)
                 if self.check_step is not None and not self.errors:
                     problem = self.check_step(m, step)
@@ -232,6 +314,8 @@ class Execution:
                         raise Violation(problem, self.schedule, self.trace)
         finally:
             m.events.unsubscribe(sub)
+            if self.hypercall_preemptions:
+                m.set_preempt(source)
             m.concurrent = False
             m.design_host.cpu = 0
             for g in self._cpus:
@@ -250,9 +334,21 @@ def round_robin(ex: Execution, enabled: list[int]) -> int:
     return later[0] if later else enabled[0]
 
 
+#: random and PCT: the chance that a ``hypercall_preempt_check()`` step chosen is answered
+#: pending (while the schedule has answers pending left)
+RANDOM_PREEMPT = 0.25
+
+
+def _maybe_preempted(ex: Execution, cpu: int, rng: random.Random) -> int:
+    """``cpu``, or :class:`Preempted` when its step is a check and ``rng`` says pending."""
+    if ex.pending[cpu].kind == "preempt_check" and rng.random() < RANDOM_PREEMPT:
+        return Preempted(cpu)
+    return cpu
+
+
 def random_chooser(seed: int):
     rng = random.Random(seed)
-    return lambda ex, enabled: rng.choice(enabled)
+    return lambda ex, enabled: _maybe_preempted(ex, rng.choice(enabled), rng)
 
 
 def replay_chooser(schedule: list[int]):
@@ -280,13 +376,24 @@ def pct_chooser(seed: int, n_cpus: int, depth: int = 3, expected_steps: int = 50
             changes.pop(0)
             prio[best] = depth - 1 - len(changes)           # drop below every initial priority
             best = max(enabled, key=lambda c: prio[c])
-        return best
+        return _maybe_preempted(ex, best, rng)
     return choose
+
+
+def _cpu(key: int) -> int:
+    """The CPU of a search key: ``c`` (its step), ``~c`` (its check answered pending)."""
+    return key if key >= 0 else ~key
+
+
+def _element(key: int) -> int:
+    """The schedule element of a search key."""
+    return key if key >= 0 else Preempted(~key)
 
 
 @dataclass
 class _Node:
-    """A decision point of the depth-first search."""
+    """A decision point of the depth-first search. Its choices are keys: CPU ``c``
+    takes its step, ``~c``: CPU c's ``hypercall_preempt_check()`` answered pending."""
     enabled: list[int]
     pending: dict[int, Step]
     sleep: set[int]
@@ -296,6 +403,7 @@ class _Node:
     choice: int = -1
     done: set[int] = field(default_factory=set)
     backtrack: set[int] = field(default_factory=set)   # CPUs a race says must also go first here
+    checks: set[int] = field(default_factory=set)      # CPUs at a check that may answer pending
 
 
 @dataclass
@@ -343,7 +451,8 @@ def explore_dfs(make_execution: Callable[[], Execution], preemption_bound: int =
             vc = clocks.setdefault(c, {})
             seen_cpu: set[int] = set()
             new = dict(vc)
-            for j, other, before in reversed(by_word.get(step.word, ())):
+            shared = step.kind != "preempt_check"           # a check touches nothing shared
+            for j, other, before in reversed(by_word.get(step.word, ()) if shared else ()):
                 q = other.cpu
                 if q == c or independent(other, step, m, before):
                     continue
@@ -360,7 +469,8 @@ def explore_dfs(make_execution: Callable[[], Execution], preemption_bound: int =
             new[c] = new.get(c, 0) + 1
             clocks[c] = new
             step_clock.append(new)
-            by_word.setdefault(step.word, []).append((d, step, word_value(m, step.word)))
+            if shared:
+                by_word.setdefault(step.word, []).append((d, step, word_value(m, step.word)))
 
         def choose(ex: Execution, enabled: list[int]) -> int:
             nonlocal depth
@@ -368,31 +478,41 @@ def explore_dfs(make_execution: Callable[[], Execution], preemption_bound: int =
             if depth < len(stack):
                 node = stack[depth]
             else:
-                prev = ex.schedule[-1] if ex.schedule else None
+                prev = int(ex.schedule[-1]) if ex.schedule else None
                 if depth == 0:
                     sleep, pre = set(), 0
                 else:
                     parent = stack[depth - 1]
+                    chosen = _cpu(parent.choice)
                     carried = (parent.sleep | (parent.done - {parent.choice}))
                     sleep = {q for q in carried if q != parent.choice
-                             and parent.indep.get((q, parent.choice), False)}
-                    pre = parent.preemptions + (1 if parent.prev is not None and parent.choice != parent.prev
+                             and parent.indep.get((_cpu(q), chosen), False)}
+                    pre = parent.preemptions + (1 if parent.prev is not None and chosen != parent.prev
                                                 and parent.prev in parent.enabled else 0)
                 pend = dict(ex.pending)
                 indep = {(q, c): independent(pend[q], pend[c], m)
                          for q in enabled for c in enabled if q != c}
                 node = _Node(list(enabled), pend, sleep, prev, pre, indep)
                 awake = [c for c in enabled if c not in sleep]
+                # a check answered pending is always an alternative where its CPU runs it
+                # (while the schedule has answers pending left)
+                checks = {c for c in awake if pend[c].kind == "preempt_check"} \
+                    if ex.preemptions < ex.hypercall_preemptions else set()
                 if not awake:
                     raise Pruned()
                 node.choice = prev if prev in awake else awake[0]
                 node.done.add(node.choice)
                 node.backtrack = {node.choice} if reduction else set(enabled)
+                if not reduction:
+                    node.backtrack |= {~c for c in checks}
+                node.checks = checks
                 stack.append(node)
+            if node.choice >= 0 and node.choice in node.checks:
+                node.backtrack.add(~node.choice)            # (also for a CPU chosen on backtracking)
             if reduction:
-                note_races(m, depth, node.pending[node.choice])
+                note_races(m, depth, node.pending[_cpu(node.choice)])
             depth += 1
-            return node.choice
+            return _element(node.choice)
 
         ex = make_execution()
         try:
@@ -417,9 +537,10 @@ def explore_dfs(make_execution: Callable[[], Execution], preemption_bound: int =
         # backtrack to the deepest node with an untried, allowed alternative
         while stack:
             node = stack[-1]
-            alts = [c for c in sorted(node.backtrack) if c not in node.done and c not in node.sleep]
+            alts = [c for c in sorted(node.backtrack, key=lambda k: (_cpu(k), k < 0))
+                    if c not in node.done and _cpu(c) not in node.sleep]
             cost = [c for c in alts if not (node.prev is not None and node.prev in node.enabled
-                                             and c != node.prev) or node.preemptions < preemption_bound]
+                                             and _cpu(c) != node.prev) or node.preemptions < preemption_bound]
             if cost:
                 node.choice = cost[0]
                 node.done.add(node.choice)

@@ -11,12 +11,13 @@ import time
 
 from ..xen import audit
 from .._errors import ConfigError
-from ..config import MAX_STEPS, Scenario, ScenarioOp, op_vcpu
-from ._explore import (Execution, ExploreResult, Violation, Pruned, explore_dfs, pct_chooser,
-                       random_chooser, replay_chooser, round_robin, run_sampling)
+from ..config import BAD_ENTRY, MAX_STEPS, TABLE_OPS, Scenario, ScenarioOp, op_vcpu
+from ._explore import (Execution, ExploreResult, Preempted, Violation, Pruned, explore_dfs,
+                       pct_chooser, random_chooser, replay_chooser, round_robin, run_sampling)
 from ..guest import DIRECTMAP_BASE, GuestError, GuestKernel
 from ..xen import errno_name
-from ..xen import Machine
+from ..xen import (MMU_NORMAL_PT_UPDATE, MMUEXT_PIN_L1_TABLE, MMUEXT_UNPIN_TABLE, Machine, MmuextOp,
+                   Preemption, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, make_pte)
 from ..mem import MemoryMap
 from ..mem import PGC_count_mask, PGC_state, PGC_state_free, PGC_state_inuse, PGT_count_mask
 from ..mem import GiB, SUPERPAGE_PAGES
@@ -54,6 +55,9 @@ class World:
                                   f"memory {sc.memory >> 20} MiB")
             self.kernels[name] = k
             self.mfns[name] = k.superpage_mfns(0, n)
+        #: each page table of ``page_tables``: name -> (MFN, level)
+        self.pts: dict[str, tuple[int, int]] = {}
+        self._tables(sc)
         # every page table an operation will use exists before the CPUs start
         for c, ops in enumerate([sc.setup] + sc.cpus):
             for op in ops:
@@ -77,6 +81,35 @@ class World:
                 raise ConfigError(sc.source or sc.name, f"setup[{i}]",
                                   f"{op.op} of {op.domain}'s superpage {op.superpage} failed on "
                                   f"{m.superpage.name}: {errno_name(rc)} ({rc})")
+
+    def _tables(self, sc: Scenario) -> None:
+        """The scenario's page tables: a frame of each one's domain, its entries written
+        as the guest writes its own frames (mmu_update of a frame that is no live table:
+        a plain write); nothing validated."""
+        for t in sc.page_tables:
+            self.pts[t.name] = (self.kernels[t.domain].table_frame(), t.level)
+        for i, t in enumerate(sc.page_tables):
+            k, mfn = self.kernels[t.domain], self.pts[t.name][0]
+            for j, e in enumerate(t.entries):
+                rc = k.mmu_update([(_entry_ptr(mfn, e.index), self._pte(e.to, e.rw))])
+                if rc < 0:
+                    raise ConfigError(sc.source or sc.name, f"page_tables[{i}].entries[{j}]",
+                                      f"the entry cannot be written: {errno_name(rc)} ({rc})")
+
+    def _pte(self, to: str, rw: bool) -> int:
+        """An entry mapping page table ``to`` (or ``bad``: a frame past the end of RAM)."""
+        mfn = self.m.max_page + 1 if to == BAD_ENTRY else self.pts[to][0]
+        return make_pte(mfn, _PAGE_PRESENT | _PAGE_USER | (_PAGE_RW if rw else 0))
+
+    def _table_op(self, op: ScenarioOp, k: GuestKernel) -> int:
+        """pin / unpin / set-entry of page table ``op.pt`` (mmuext_op, mmu_update)."""
+        mfn, level = self.pts[op.pt]
+        if op.op == "pin":
+            return k.mmuext([MmuextOp(MMUEXT_PIN_L1_TABLE + level - 1, mfn)])
+        if op.op == "unpin":
+            return k.mmuext([MmuextOp(MMUEXT_UNPIN_TABLE, mfn)])
+        return k.mmu_update([(_entry_ptr(mfn, op.index),
+                              0 if op.to is None else self._pte(op.to, op.rw))])
 
     @staticmethod
     def _table(op: ScenarioOp, cpu: int) -> int:
@@ -124,6 +157,8 @@ class World:
                 return rc
         if op.op == "destroy":
             return m.destroy_domain(self.kernels[op.domain].domid)
+        if op.op in TABLE_OPS:
+            return self._table_op(op, k)
         mfn = self.mfns[op.domain][op.superpage]
         if op.op == "map":
             return k.map_superpages(self._va(op, cpu), [mfn], op.rw)
@@ -164,11 +199,18 @@ class World:
     def refusal(self, op: ScenarioOp, cpu: int, rc: int) -> None:
         """CPU ``cpu``'s ``op`` answered ``rc`` < 0: recorded, and a line in the trace."""
         name = self.names[cpu] if 0 <= cpu < len(self.names) else f"cpu{cpu}"
-        text = (f"{name} {op.op} {op.domain}:{op.superpage}"
+        what = (f"{op.pt}" + (f"[{op.index}]" if op.op == "set-entry" else "")
+                if op.op in TABLE_OPS else f"{op.domain}:{op.superpage}")
+        text = (f"{name} {op.op} {what}"
                 + (f" by {op.by}" if op.by else "") + f" -> {errno_name(rc)}")
         self.refused.append(text)
         if self.trace is not None:
             self.trace.append(f"{text} ({rc}): refused")
+
+
+def _entry_ptr(mfn: int, index: int) -> int:
+    """mmu_update's ``ptr`` of entry ``index`` of table ``mfn``."""
+    return (mfn << 12) | (index * 8) | MMU_NORMAL_PT_UPDATE
 
 
 def describe_cas(ex: "_ScenarioExecution", m, step) -> None:
@@ -219,11 +261,22 @@ def check_step(m, step) -> str | None:
 class Runner:
     """Builds executions of a scenario on a design; checks each schedule's end state."""
 
-    def __init__(self, sc: Scenario, design: str | None = None, max_steps: int | None = None):
+    def __init__(self, sc: Scenario, design: str | None = None, max_steps: int | None = None,
+                 hypercall_preemptions: int | None = None):
         self.sc = sc
         self.design = design or sc.design
         self.max_steps = MAX_STEPS if max_steps is None else max_steps
+        #: at most this many hypercall_preempt_check() answered pending per schedule
+        self.hypercall_preemptions = (sc.hypercall_preemptions if hypercall_preemptions is None
+                                      else hypercall_preemptions)
         self._world = World(sc, self.design)             # set up once, copied per schedule
+        if self.hypercall_preemptions:
+            m = self._world.m
+            try:                                          # the machine says where it can
+                m.set_preempt(Preemption(answer=bool))
+            except ValueError as e:
+                raise ConfigError(sc.source or sc.name, "hypercall_preemptions", str(e)) from None
+            m.set_preempt(Preemption())
         self.results: list[list[int]] = []
 
     def make(self) -> Execution:
@@ -238,7 +291,8 @@ class Runner:
             return problem
         world.lanes = {}
         ex = _ScenarioExecution(lambda: world.m, programs, after_step, self.max_steps,
-                                names=world.lane_names(), on_switch=world.on_switch)
+                                names=world.lane_names(), on_switch=world.on_switch,
+                                hypercall_preemptions=self.hypercall_preemptions)
         ex.world = world
         world.trace = ex.trace
         world.names = ex.names
@@ -328,11 +382,14 @@ def _tally(res: ExploreResult, ex: "_ScenarioExecution | None") -> None:
 
 def explore(sc: Scenario, design: str | None = None, scheduler: str = "dfs",
             preemption_bound: int = 2, max_schedules: int = 10_000, seed: int = 0,
-            stop_at_first: bool = True, progress=None) -> ExploreResult:
+            stop_at_first: bool = True, progress=None,
+            hypercall_preemptions: int | None = None) -> ExploreResult:
     """Explore ``sc``'s schedules; on Ctrl-C raises :class:`Interrupted` with what the
     schedules finished so far found. ``progress``: a Progress bar, its total the
-    schedules at most (a search may end sooner)."""
-    r = Runner(sc, design)
+    schedules at most (a search may end sooner). ``hypercall_preemptions``: at most that
+    many hypercall_preempt_check() answered pending per schedule (default: the
+    scenario's ``hypercall_preemptions``)."""
+    r = Runner(sc, design, hypercall_preemptions=hypercall_preemptions)
     n = len(sc.cpus)
     so_far = ExploreResult(complete=False)             # what a Ctrl-C reports
     last: list = [None]
@@ -369,9 +426,14 @@ def explore(sc: Scenario, design: str | None = None, scheduler: str = "dfs",
             progress.close()
 
 
-def replay(sc: Scenario, schedule: list[int], design: str | None = None) -> tuple[Execution, Violation | None]:
-    """Re-run one schedule exactly; returns the execution and its violation (or None)."""
-    ex = Runner(sc, design).make()
+def replay(sc: Scenario, schedule: list[int], design: str | None = None,
+           hypercall_preemptions: int | None = None) -> tuple[Execution, Violation | None]:
+    """Re-run one schedule exactly (with the hypercall preemption bound it was found with:
+    default the scenario's, at least the checks it answers pending); returns the
+    execution and its violation (or None)."""
+    bound = sc.hypercall_preemptions if hypercall_preemptions is None else hypercall_preemptions
+    bound = max(bound, sum(isinstance(c, Preempted) for c in schedule))
+    ex = Runner(sc, design, hypercall_preemptions=bound).make()
     try:
         ex.run(replay_chooser(schedule))
         return ex, None
@@ -381,13 +443,15 @@ def replay(sc: Scenario, schedule: list[int], design: str | None = None) -> tupl
 
 # -- the command line ----------------------------------------------------------------------
 def format_schedule(schedule: list[int]) -> str:
-    """Run-length form: ``0,1*1030,0*1029`` (CPU ids; ``*n`` repeats)."""
+    """Run-length form: ``0,1*1030,0*1029`` (CPU ids; ``*n`` repeats; ``0p``: CPU 0's
+    hypercall_preempt_check() answered pending, a :class:`Preempted`)."""
     out, i = [], 0
+    kind = [isinstance(c, Preempted) for c in schedule]
     while i < len(schedule):
         j = i
-        while j < len(schedule) and schedule[j] == schedule[i]:
+        while j < len(schedule) and schedule[j] == schedule[i] and kind[j] == kind[i]:
             j += 1
-        out.append(f"{schedule[i]}" + (f"*{j - i}" if j - i > 1 else ""))
+        out.append(f"{int(schedule[i])}{'p' if kind[i] else ''}" + (f"*{j - i}" if j - i > 1 else ""))
         i = j
     return ",".join(out)
 
@@ -400,17 +464,18 @@ def parse_schedule(text: str, max_steps: int = MAX_STEPS, cpus: int | None = Non
         if not part:
             continue
         cpu, star, n = part.partition("*")
+        pending = cpu.endswith("p")
         try:
-            cpu_id, count = int(cpu), int(n) if star else 1
+            cpu_id, count = int(cpu[:-1] if pending else cpu), int(n) if star else 1
         except ValueError:
             raise ConfigError(None, "--replay", f"bad schedule element {part!r}; "
-                              "expected CPU ids like 0,1*1030,0") from None
+                              "expected CPU ids like 0,1*1030,0p,0") from None
         if count < 1 or cpu_id < 0 or (cpus is not None and cpu_id >= cpus):
             what = (f"count {count} is below 1" if count < 1 else
                     f"CPU {cpu_id} does not exist (the scenario has cpu0..cpu{cpus - 1})"
                     if cpus is not None else f"CPU {cpu_id} is negative")
             raise ConfigError(None, "--replay", f"bad schedule element {part!r}: {what}")
-        parts.append((cpu_id, count))
+        parts.append((Preempted(cpu_id) if pending else cpu_id, count))
     total = sum(n for _, n in parts)
     if total > max_steps:
         raise ConfigError(None, "--replay", f"the schedule has {total:,} steps, more than "
@@ -430,7 +495,8 @@ def summarise_trace(trace: list[str], limit: int = 60) -> list[str]:
         cpu = trace[i].split(" ", 1)[0]
         j = i
         kinds, pages = [], []
-        while j < len(trace) and trace[j].startswith(cpu + " ") and " page " in trace[j]:
+        while (j < len(trace) and trace[j].startswith(cpu + " ") and " page " in trace[j]
+               and ": " not in trace[j]):          # (a check, a continuation: lines of their own)
             kinds.append(trace[j].split(" ")[1])
             pages.append(trace[j].split(" page ")[1].split()[0])
             j += 1

@@ -97,6 +97,8 @@ class GuestKernel:
         self.continuations = 0
         #: its grant table is set up (grant_setup)
         self.grants_set_up = False
+        #: the page-table frames of the process :meth:`exec_process` pinned (its L4 first)
+        self.process: list[int] | None = None
 
     # -- hypercalls ------------------------------------------------------------------------
     def _hc(self, number: int, *args) -> int:
@@ -199,19 +201,80 @@ class GuestKernel:
         self._pt_next += 1
         return self.mfn(gfn)
 
-    def reserve_l1_tables(self, n: int) -> int:
+    def _reserve(self, n: int) -> list[int]:
         """Populate ``n`` more frames of the page-table pool at once (one populate_physmap)
-        for the 2 MiB fallback's L1 tables, so that a mapping takes its frame from the
-        kernel's own memory, as Linux's pte_alloc does: no hypercall. Frames reserved."""
+        -> their MFNs, in GPFN order."""
         n = max(0, min(n, self.d.max_pages - self._pt_next))
         if n == 0:
-            return 0
+            return []
         done = self.populate(self._pt_next, n, superpages=False)
         if done < 0:
-            return 0
-        self._l1_free.extend(self.mfn(self._pt_next + i) for i in range(done))
+            return []
+        mfns = [self.mfn(self._pt_next + i) for i in range(done)]
         self._pt_next += done
-        return done
+        return mfns
+
+    def reserve_l1_tables(self, n: int) -> int:
+        """Reserve ``n`` frames of the page-table pool for the 2 MiB fallback's L1 tables,
+        so that a mapping takes its frame from the kernel's own memory, as Linux's
+        pte_alloc does: no hypercall. Frames reserved."""
+        mfns = self._reserve(n)
+        self._l1_free.extend(mfns)
+        return len(mfns)
+
+    def reserve_tables(self, n: int) -> int:
+        """Reserve ``n`` frames of the page-table pool for the tables a process's ``exec``
+        builds (:meth:`_alloc_table` takes them): no hypercall then. Frames reserved."""
+        mfns = self._reserve(n)
+        self._pt_free.extend(reversed(mfns))          # popped in GPFN order
+        return len(mfns)
+
+    # -- a process's page tables (Linux's xen_pgd_pin / xen_pgd_unpin) ----------------------
+    def exec_process(self, mfns: list[int], writable: bool = True) -> int:
+        """Build a new process's page tables and pin its L4, as Linux does for a new mm
+        (``xen_pgd_pin``): the kernel writes them as ordinary memory (an L4 whose slot 0
+        links an L3, its slot 0 an L2, whose entry k links an L1 table mapping the 512
+        frames of superpage ``mfns[k]`` with 4 KiB pages; the L4's direct-map slot shares
+        the kernel's L3, as pgd_alloc copies the kernel's half), then MMUEXT_PIN_L4_TABLE
+        makes Xen validate the whole tree at once. 0 or -errno (the frames back to the pool)."""
+        if self.process is not None:
+            raise GuestError("a process runs already: exit it first")
+        l4, l3, l2 = self._alloc_table(), self._alloc_table(), self._alloc_table()
+        l1s = [self._alloc_table() for _ in mfns]
+        table = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER
+        flags = np.uint64(self._flags(writable))
+        for l1, first in zip(l1s, mfns):
+            frames = np.arange(first, first + ENTRIES, dtype=np.uint64)
+            self._write_own_table(l1, (frames << np.uint64(PAGE_SHIFT)) | flags)
+        entries = np.zeros(ENTRIES, dtype=np.uint64)
+        entries[:len(l1s)] = [make_pte(x, table) for x in l1s]
+        self._write_own_table(l2, entries)
+        entries = np.zeros(ENTRIES, dtype=np.uint64)
+        entries[0] = make_pte(l2, table)
+        self._write_own_table(l3, entries)
+        entries[0] = make_pte(l3, table)
+        kernel_l3 = self.tables.get((3, DIRECTMAP_BASE >> _SHIFT[4]))
+        if kernel_l3 is not None:
+            entries[_va_index(DIRECTMAP_BASE, 4)] = make_pte(kernel_l3, table)
+        self._write_own_table(l4, entries)
+        rc = self.mmuext([MmuextOp(MMUEXT_PIN_L4_TABLE, l4)])
+        tables = [l4, l3, l2, *l1s]
+        if rc != 0:
+            self._pt_free.extend(reversed(tables))
+            return rc
+        self.process = tables
+        return 0
+
+    def exit_process(self) -> int:
+        """The process exits: MMUEXT_UNPIN_TABLE of its L4 (Linux's ``xen_pgd_unpin``), Xen
+        devalidating the whole tree; its frames go back to the page-table pool. 0 or -errno."""
+        if self.process is None:
+            raise GuestError("no process runs")
+        tables, self.process = self.process, None
+        rc = self.mmuext([MmuextOp(MMUEXT_UNPIN_TABLE, tables[0])])
+        if rc == 0:
+            self._pt_free.extend(reversed(tables))
+        return rc
 
     # -- the page-table tree ----------------------------------------------------------------
     def build(self, vas: list[int] | None = None) -> int:
@@ -258,6 +321,11 @@ class GuestKernel:
             return 0, rc
         self.tables[key] = frame
         return frame, 0
+
+    def table_frame(self) -> int:
+        """A zeroed frame of the page-table pool, for a table the caller fills and
+        links itself (an explorer scenario's ``page_tables``)."""
+        return self._alloc_table()
 
     def give_back_table(self, mfn: int) -> None:
         """Return a page-table frame the kernel no longer uses to its pool (reused by the

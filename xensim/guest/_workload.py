@@ -80,6 +80,11 @@ class Op:
                     f"superpage {self.superpage} {rw}")
         if self.op == "end-grant":
             return f"{self.domain}: end grant {self.slot} to {self.peer}"
+        if self.op == "exec":
+            return (f"{self.domain}: exec a process mapping superpage {self.superpage}{n} "
+                    f"with 4 KiB pages {rw}")
+        if self.op == "exit":
+            return f"{self.domain}: exit the process"
         if self.op in ("map-grant", "unmap-grant"):
             return (f"{self.domain}: {self.op} {self.peer}'s grant {self.superpage} at window "
                     f"{self.slot} frame {self.frame}" + (f" {rw}" if self.op == "map-grant" else ""))
@@ -110,9 +115,13 @@ class Layout:
     them before the run, so that the run itself creates no table."""
     slots: set[int] = field(default_factory=set)          # superpage slots
     windows: set[int] = field(default_factory=set)        # 4 KiB windows
+    #: page-table frames of the largest process an ``exec`` builds (L4, L3, L2, its L1s)
+    process: int = 0
 
     def add(self, op: Op) -> None:
-        if op.op in SLOT_RUN_OPS:
+        if op.op == "exec":
+            self.process = max(self.process, 3 + op.count)
+        elif op.op in SLOT_RUN_OPS:
             self.slots.update(range(op.slot, op.slot + op.count))
         elif op.op.endswith("-4k") or op.op == "map-grant":
             self.windows.add(op.slot)
@@ -132,7 +141,8 @@ class Layout:
         l2 = len({s >> 9 for s in self.slots}) + len({w >> 9 for w in self.windows})
         l3 = len({s >> 18 for s in self.slots} | {(MAX_SLOTS + w) >> 18 for w in self.windows})
         return (1 + max(l3, 1) + l2 + len(self.windows) + 2
-                + (len(self.slots) if fallback else 0) + (vcpus if vcpus > 1 else 0))
+                + (len(self.slots) if fallback else 0) + (vcpus if vcpus > 1 else 0)
+                + self.process)
 
 
 def slot_va(slot: int) -> int:
@@ -184,6 +194,10 @@ def apply(op: Op, k: GuestKernel) -> bool:
         return k.balloon_out(gfns) == len(gfns)
     if o == "balloon-in":
         return k.populate(gfn, op.count * SUPERPAGE_PAGES, superpages=True) == op.count
+    if o == "exec":
+        return k.exec_process(k.superpage_mfns(gfn, op.count), op.writable) == 0
+    if o == "exit":
+        return k.exit_process() == 0
     if o == "grant":
         return k.grant_access(op.slot, k.domid_of(op.peer), k.mfn(gfn + op.frame), not op.writable)
     if o == "end-grant":

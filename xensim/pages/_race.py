@@ -22,7 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ..config import Scenario
-from ..explore import Runner, Violation, format_schedule, replay_chooser
+from ..explore import Preempted, Runner, Violation, format_schedule, replay_chooser
 from ..mem import SUPERPAGE_ORDER, SUPERPAGE_PAGES, format_count_info, format_type_info
 from ..xen import audit
 from ._shell import esc, page, write_page
@@ -154,9 +154,13 @@ def _audit_rows(m) -> tuple[list[list[str]], int]:
     return out, rep.total_differences
 
 
-def record_race(sc: Scenario, schedule: list[int], design: str | None = None) -> RaceRun:
-    """Replay ``schedule`` of ``sc`` on ``design`` (default: the scenario's) and record it."""
-    runner = Runner(sc, design)
+def record_race(sc: Scenario, schedule: list[int], design: str | None = None,
+                hypercall_preemptions: int | None = None) -> RaceRun:
+    """Replay ``schedule`` of ``sc`` on ``design`` (default: the scenario's) and record it
+    (``hypercall_preemptions``: the bound it was found with, as :func:`replay` takes it)."""
+    bound = sc.hypercall_preemptions if hypercall_preemptions is None else hypercall_preemptions
+    bound = max(bound, sum(isinstance(c, Preempted) for c in schedule))
+    runner = Runner(sc, design, hypercall_preemptions=bound)
     ex = runner.make()
     rec = _Recorder(ex, ex.world)
     check = ex.check_step

@@ -25,7 +25,9 @@ A step (a list in the page's JSON, its fields in the order of :data:`STEP_FIELDS
 ``P``
     page-table entries written: ``[table mfn, index, before, after]``;
 ``g``
-    flags: :data:`SLOW`, :data:`REFUSED`, :data:`TYPE`, :data:`FAST`.
+    flags: :data:`SLOW`, :data:`REFUSED`, :data:`TYPE`, :data:`FAST`, :data:`PREEMPTED` (the
+    call was preempted, or went on from a preempted one: its lines say where and what
+    was left partial).
 
 A page has at most :data:`MAX_STEPS` steps and about :data:`MAX_BYTES` of them; past
 either the recorder is :attr:`~StepRecorder.full` and the run stops (the page says
@@ -41,13 +43,14 @@ import numpy as np
 
 from ..mem import (PGT_type_shift, SUPERPAGE_PAGES, decode_count_info, decode_type_info)
 from ..teach import format_pte, spage_word_name, spage_word_text
+from ..xen import ERESTART
 
 #: a page's steps at most (the rest of the run is cut, and the page says so)
 MAX_STEPS = 10_000
 #: about this many bytes of steps at most (the page stays under 10 MB)
 MAX_BYTES = 9_000_000
 
-SLOW, REFUSED, TYPE, FAST = 1, 2, 4, 8
+SLOW, REFUSED, TYPE, FAST, PREEMPTED = 1, 2, 4, 8, 16
 
 #: the fields of count_info and type_info, in the order the decoders give them
 CI_FIELDS = tuple(decode_count_info(0))
@@ -122,7 +125,7 @@ class StepRecorder:
 
     def call(self, call, rc: int, lines) -> None:
         self.calls += 1
-        flags = REFUSED if rc < 0 else 0
+        flags = PREEMPTED if rc == -ERESTART else REFUSED if rc < 0 else 0
         seen = _Seen()
         spage: list[list] = []
         for node in _walk(call.node.children):
@@ -136,7 +139,13 @@ class StepRecorder:
                    "c": rc, "L": text, "F": frames, "S": spage, "P": ptes, "g": flags})
 
     # -- building a step ---------------------------------------------------------------------
-    def _on_guest_write(self, mfn: int, index: int, old: int, new: int) -> None:
+    def _on_guest_write(self, mfn: int, index, old, new) -> None:
+        if np.ndim(index):                 # a write of many entries (a whole table)
+            for i, o, n in zip(np.asarray(index).tolist(), np.asarray(old).tolist(),
+                               np.asarray(new).tolist()):
+                if o != n:
+                    self._ptes.append([int(mfn), int(i), format_pte(o), format_pte(n)])
+            return
         self._ptes.append([int(mfn), int(index), format_pte(old), format_pte(new)])
 
     def _line(self, text: str) -> int:
@@ -180,7 +189,10 @@ class StepRecorder:
         elif k == "path":
             text = d["text"]
             return SLOW if text.startswith("slow path") else FAST if text.startswith("fast path") else 0
-        elif k in ("entry", "request") and (d.get("rc") or 0) < 0 or k == "range" and "failed" in d:
+        elif k == "preempt":
+            return PREEMPTED
+        elif (k in ("entry", "request") and (d.get("rc") or 0) < 0 and d["rc"] != -ERESTART
+              or k == "range" and "failed" in d):
             return REFUSED
         return 0
 
@@ -240,7 +252,7 @@ class StepRecorder:
         return {"design": self.design, "fields": list(STEP_FIELDS), "steps": self.steps, "lines": self.lines,
                 "ci": self.ci, "ti": self.ti, "ciFields": list(CI_FIELDS),
                 "tiFields": list(TI_FIELDS), "slow": SLOW, "refused": REFUSED, "type": TYPE,
-                "fast": FAST}
+                "fast": FAST, "preempted": PREEMPTED}
 
 
 class _Seen:

@@ -119,9 +119,10 @@ BODY = """
  <button class="jump" data-flag="slow" title="next slow path (s; S: previous)">slow path (s)</button>
  <button class="jump" data-flag="refused" title="next refusal (r; R: previous)">refusal (r)</button>
  <button class="jump" data-flag="type" title="next type change (t; T: previous)">type change (t)</button>
+ <button class="jump" data-flag="preempted" title="next preempted or continued call (e: -ERESTART; E: previous)">preempted (e)</button>
  <label>step <input id="stepno" type="number" min="1" value="1"> of <span id="nsteps"></span></label>
 </nav>
-<canvas id="timeline" height="26" title="the steps: red a slow path, orange a refusal, blue a type change; click to go there"></canvas>
+<canvas id="timeline" height="26" title="the steps: red a slow path, orange a refusal, blue a type change, purple a preemption; click to go there"></canvas>
 <div class="cols">
 <main id="step">
  <h2 id="head"></h2>

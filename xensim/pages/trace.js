@@ -6,7 +6,7 @@
   var F = {};
   D.fields.forEach(function (f, i) { F[f] = i; });
   var steps = D.steps, N = steps.length, cur = 0;
-  var FLAG = {slow: D.slow, refused: D.refused, type: D.type};
+  var FLAG = {slow: D.slow, refused: D.refused, type: D.type, preempted: D.preempted};
   var follow = null;                       // {kind: "frame"|"superpage", mfn: n}
   var $ = function (id) { return document.getElementById(id); };
   var esc = window.xensimPage.esc;
@@ -67,6 +67,7 @@
     if (g & D.fast) out += '<span class="badge b-fast">fast path</span>';
     if (g & D.refused) out += '<span class="badge b-refused">refused</span>';
     if (g & D.type) out += '<span class="badge b-type">type change</span>';
+    if (g & D.preempted) out += '<span class="badge b-preempted">preempted</span>';
     return out;
   }
 
@@ -137,7 +138,8 @@
     var c = tl.getContext("2d"), h = tl.height;
     if (!tl.drawn) {
       c.fillStyle = "#fafafa"; c.fillRect(0, 0, w, h);
-      var colour = [[D.type, "#1e88e5"], [D.refused, "#fb8c00"], [D.slow, "#e53935"]];
+      var colour = [[D.type, "#1e88e5"], [D.refused, "#fb8c00"], [D.slow, "#e53935"],
+                    [D.preempted, "#8e24aa"]];
       for (var i = 0; i < N; i++) {
         var g = steps[i][F.g], x = Math.floor(i * w / N);
         c.fillStyle = "#cfd8dc";
@@ -158,7 +160,8 @@
 
   var key = window.xensimPage.stepper({n: N, go: go, cur: function () { return cur; },
     more: function (k) {
-      var lower = k.toLowerCase(), flag = {s: "slow", r: "refused", t: "type"}[lower];
+      var lower = k.toLowerCase(), flag = {s: "slow", r: "refused", t: "type",
+                                         e: "preempted"}[lower];
       if (!flag) return false;
       jump(flag, k === lower ? 1 : -1);
       return true;

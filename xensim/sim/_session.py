@@ -57,6 +57,8 @@ def set_up_domains(m: Machine, cfg: Config, wl: Workload) -> dict[str, GuestKern
                 _, rc = k.ensure_table(va, level)
         if rc == 0 and not m.pv_superpages:      # the 2 MiB fallback's L1 tables, one per slot
             k.reserve_l1_tables(len(lay.slots))
+        if rc == 0 and lay.process:              # the frames of the process an exec builds
+            k.reserve_tables(lay.process)
         if rc != 0:
             raise RuntimeError(f"domain '{spec.name}': building its page tables failed "
                                f"({errno_name(rc)})")

@@ -20,7 +20,9 @@ from ..xen import (HYPERCALL_NAMES, HYPERVISOR_memory_op, HYPERVISOR_mmu_update,
                    MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_NAMES, XENMEM_decrease_reservation,
                    XENMEM_increase_reservation, XENMEM_populate_physmap, _PAGE_PRESENT, Machine,
                    errno_name)
+from ..xen import Continuation
 from ._decode import format_pte, frames_text
+from ._preempt import continuation_text
 from ._tree import Call
 
 _DOMID_SELF = 0x7FF0
@@ -41,6 +43,9 @@ def decode_call(m: Machine, caller: int, number: int, args: tuple, vcpu: int = 0
         if len(texts) == 1:
             return f"{who}{foreign}: {texts[0]}", texts, None
         return f"{who}{foreign}: {len(texts)} requests", texts, None
+    if number == HYPERVISOR_mmuext_op and args and args[0] is None:
+        return (f"{who}: no op (a continuation, MMU_UPDATE_PREEMPTED: finish old_guest_table, "
+                f"then return the ops' result {args[2] if len(args) > 2 else 0})"), [], None
     if number == HYPERVISOR_mmuext_op and args:
         ops = list(args[0])
         fd = args[2] if len(args) > 2 else _DOMID_SELF
@@ -159,11 +164,16 @@ def mmu_request_text(m: Machine, r) -> str:
 
 def result_text(m: Machine, call: Call, rc: int) -> str:
     """``-> 0``, ``-> EINVAL (1 of 2 done)``, ``-> 1 (1 of 1 extents done, dom1 tot_pages ...)``."""
+    if isinstance(rc, Continuation):
+        return continuation_text(call.number, call.args, rc)
     text = errno_name(rc) if rc < 0 else str(rc)
     extra = []
     if call.number in (HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op) and len(call.requests) > 1:
         done = call.args[1][0] if len(call.args) > 1 and isinstance(call.args[1], list) else None
-        if done is not None:
+        if done is not None and call.done_before:
+            extra.append(f"{done - call.done_before} of {len(call.requests)} done, "
+                         f"{done} in all")
+        elif done is not None:
             extra.append(f"{done} of {len(call.requests)} done")
     if call.number == HYPERVISOR_memory_op and len(call.args) >= 2 and rc >= 0:
         extra.append(f"{rc} of {call.args[1].nr_extents} extents done")

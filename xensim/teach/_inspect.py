@@ -30,12 +30,13 @@ import json
 import numpy as np
 
 from .._errors import ConfigError
-from ..mem import (DOMID_INVALID, INVALID, PGT_l4_page_table, SUPERPAGE_ORDER, SUPERPAGE_PAGES,
+from ..mem import (DOMID_INVALID, INVALID, PGT_l4_page_table, PGT_partial, SUPERPAGE_ORDER, SUPERPAGE_PAGES,
                    decode_count_info, decode_type_info)
 from ..xen import (_PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, CHILD_TYPES, GNTMAP_device_map,
-                   GNTMAP_host_map, GNTMAP_readonly, GTF_readonly, LEVEL_TYPES, Machine, pins,
-                   pte_mfn, vcpu_roots)
+                   GNTMAP_host_map, GNTMAP_readonly, GTF_readonly, LEVEL_TYPES, Machine,
+                   is_xen_slot, pins, pte_mfn, vcpu_roots)
 from ._decode import count_info_text, format_pte, pte_flags, type_info_text, type_text
+from ._preempt import partial_entry_text, progress_fields
 from ..sim import CrashWatch
 from ._replay import pick_design, replay
 
@@ -110,9 +111,59 @@ def entries_mapping(m: Machine, first: int, n: int = 1) -> list[dict]:
     return out
 
 
+def partial_entries_mapping(m: Machine, mfn: int) -> list[dict]:
+    """The entries of PGT_partial tables that hold a reference to ``mfn``, as the auditor
+    counts them: those below ``nr_validated_ptes``, and the partial entry when it still
+    holds its general reference (``partial_pte`` -1; at 1 it holds only the partial type
+    count, which is the lower table's own)."""
+    out = []
+    for page, (level, domid) in sorted(m.pt.partial.items()):
+        table = int(m.pdx_to_mfn(page))
+        p = progress_fields(m, page)
+        nr, partial = p["nr_validated_ptes"], p["partial_pte"]
+        entries = m.mem.table(table)
+        upto = nr + 1 if partial < 0 else nr
+        for i in np.flatnonzero(entries[:upto] & np.uint64(_PAGE_PRESENT)).tolist():
+            val = entries.item(i)
+            if pte_mfn(val) != mfn or is_xen_slot(level, i) or mfn == table:
+                continue
+            if level == 2 and val & _PAGE_PSE:
+                continue                  # a superpage: the design's to count
+            row = {"table_mfn": table, "index": i, "level": level, "domid": domid,
+                   "entry": val, "mfn": mfn, "flags": pte_flags(val), "kind": "table",
+                   "rw": bool(val & _PAGE_RW), "partial_table": True,
+                   "child_type": type_text(CHILD_TYPES[level])}
+            if i == nr:
+                row["general_only"] = True            # partial_pte -1
+            out.append(row)
+    return out
+
+
+def validation_of(m: Machine, page: int) -> dict:
+    """A frame's validation state: PGT_partial, ``nr_validated_ptes`` and the partial entry
+    (``partial_pte``), as its page_info keeps them."""
+    ti = m.frame_table.type_info(page)
+    return {"partial": bool(ti & PGT_partial), **progress_fields(m, page)}
+
+
+def validation_text(v: dict, level: int | None) -> str:
+    """``PGT_partial: nr_validated_ptes 200 (...), partial_pte 0``."""
+    nr, partial = v["nr_validated_ptes"], v["partial_pte"]
+    held = ("entry 0 holds its references" if nr == 1 else
+            f"entries 0..{nr - 1} hold their references" if nr else
+            "no entry below it holds a reference")
+    below = f"L{level - 1}" if level else "table"
+    return (f"PGT_partial (a preempted validation or devalidation): nr_validated_ptes {nr} "
+            f"({held}), {partial_entry_text(level or 0, nr, partial, below)}")
+
+
 def _entry_text(r: dict) -> str:
     what = {"superpage": "2 MiB superpage", "4k": "4 KiB page",
             "table": f"an {r.get('child_type', '?')} table"}[r["kind"]]
+    if r.get("partial_table"):
+        what += ("; the partial entry of a PGT_partial table: partial_pte -1"
+                 if r.get("general_only") else
+                 ", below nr_validated_ptes of a PGT_partial table")
     return (f"L{r['level']} table mfn {r['table_mfn']:#x} [{r['index']:#x}] (dom{r['domid']}): "
             f"{format_pte(r['entry'])} ({what})")
 
@@ -131,16 +182,27 @@ def held_by(m: Machine, mfn: int, mapped: list[dict]) -> dict:
                                  f"{'RW' if r['rw'] else 'RO'}", "general": 1,
                          "type": "writable" if r["rw"] else None})
         elif r["kind"] == "table":
+            partial = " (PGT_partial table)" if r.get("partial_table") else ""
             rows.append({"what": f"L{r['level']} entry of table mfn {r['table_mfn']:#x} "
-                                 f"[{r['index']:#x}]", "general": 1, "type": r["child_type"]})
+                                 f"[{r['index']:#x}]{partial}", "general": 1,
+                         "type": None if r.get("general_only") else r["child_type"]})
+    page = m.mfn_to_page(mfn) if m.mfn_valid(mfn) else None
+    if page in m.pt.partial:
+        level = m.pt.partial[page][0]
+        rows.append({"what": "PGT_partial: its type count kept at 1, and get_page_light's "
+                             "general reference", "general": 1,
+                     "type": type_text(LEVEL_TYPES[level])})
     for dom in m.domains.values():
         for page, t in dom.pinned.items():
             if int(m.pdx_to_mfn(page)) == mfn:
                 rows.append({"what": f"pin by dom{dom.domid}", "general": 1, "type": type_text(t)})
         for root, what in vcpu_roots(dom):
             if root == mfn:
+                # old_guest_table of a PGT_partial table: its general reference only (the
+                # type count is the partial table's own)
+                partial = what.startswith("old root") and page in m.pt.partial
                 rows.append({"what": what, "general": 1,
-                             "type": type_text(PGT_l4_page_table)})
+                             "type": None if partial else type_text(PGT_l4_page_table)})
     for g in grants_of(m, mfn):                    # a device mapping's references are the grant's
         for kind, n in (("devw", g["pins"]["devw"]), ("devr", g["pins"]["devr"])):
             if n:
@@ -231,12 +293,13 @@ def inspect_mfn(m: Machine, mfn: int) -> dict:
         "gpfn": None if gpfn == INVALID else int(gpfn),
         "count_info": dict(decode_count_info(ci), raw=ci, text=count_info_text(ci)),
         "type_info": dict(decode_type_info(ti), raw=ti, text=type_info_text(ti)),
+        "validation": validation_of(m, page),
     })
     sp = superpage_entry(m, mfn)
     sp["frame"] = mfn - sp["mfn"]
     sp["marked_by"] = [d.domid for d in m.domains.values() if sp["mfn"] in d.marked]
     out["superpage"] = sp
-    mapped = entries_mapping(m, mfn)
+    mapped = entries_mapping(m, mfn) + partial_entries_mapping(m, mfn)
     out["mapped_by"] = mapped
     out["grants"] = grants_of(m, mfn)
     out["held_by"] = held_by(m, mfn, mapped)
@@ -285,7 +348,9 @@ def inspect_domain(m: Machine, domid: int, max_tree_lines: int = 64) -> dict:
                       "guest_table_user": v.guest_table_user,
                       "old_guest_table": v.old_guest_table} for v in d.vcpus],
            "pins": [{"mfn": int(m.pdx_to_mfn(p)), "type": type_text(t)} for p, t in sorted(d.pinned.items())],
-           "marks": sorted(d.marked), "dying": d.is_dying}
+           "marks": sorted(d.marked), "dying": d.is_dying,
+           "partial": [{"mfn": int(m.pdx_to_mfn(p)), "level": lv, **progress_fields(m, p)}
+                       for p, (lv, owner) in sorted(m.pt.partial.items()) if owner == domid]}
     levels = {lv: {"tables": 0, "present": 0, "pse": 0, "pse_rw": 0, "small": 0, "small_rw": 0,
                    "to_tables": 0} for lv in (4, 3, 2, 1)}
     for page, (lv, owner) in m.pt.live.items():
@@ -357,6 +422,8 @@ def _mfn_lines(r: dict) -> list[tuple[str, list[str]]]:
             f"owner: {r['owner_name']}" + (f", gpfn {r['gpfn']:#x}" if r["gpfn"] is not None else ""),
             f"count_info: {r['count_info']['text']}",
             f"type_info: {r['type_info']['text']}",
+            *([f"validation: {validation_text(r['validation'], _level(r['type_info']['type']))}"]
+              if r["validation"]["partial"] else []),
             f"raw: count_info {r['count_info']['raw']:#018x}, type_info {r['type_info']['raw']:#018x}"]
     sp = r["superpage"]
     marked = f", marked by {', '.join(f'dom{x}' for x in sp['marked_by'])}" if sp["marked_by"] else ""
@@ -405,7 +472,11 @@ def _domain_lines(r: dict) -> list[tuple[str, list[str]]]:
                                             ("guest_table", "guest_table_user", "old_guest_table")
                                             if v[k] is not None)
               for v in r.get("vcpus", ()) if len(r["vcpus"]) > 1 or v["guest_table_user"]
-              is not None],
+              is not None or v["old_guest_table"] is not None],
+            *([("PGT_partial tables: " + ", ".join(
+                f"L{t['level']} mfn {t['mfn']:#x} (nr_validated_ptes {t['nr_validated_ptes']}, "
+                f"partial_pte {t['partial_pte']})" for t in r["partial"]))] if r.get("partial")
+              else []),
             "pins: " + (", ".join(f"{p['type']} mfn {p['mfn']:#x}" for p in r["pins"]) or "none"),
             "marks: " + (", ".join(f"mfn {x:#x}" for x in r["marks"]) or "none")]
     lv = []
@@ -433,6 +504,11 @@ def _domain_lines(r: dict) -> list[tuple[str, list[str]]]:
             ("tree from the base pointer", tree or ["no base pointer"])]
 
 
+def _level(type_name: str) -> int | None:
+    """``l2`` -> 2; None for a type that is not a page table's."""
+    return int(type_name[1]) if len(type_name) == 2 and type_name[0] == "l" else None
+
+
 _SECTIONS = {"mfn": _mfn_lines, "superpage": _superpage_lines, "domain": _domain_lines}
 
 
@@ -441,8 +517,15 @@ def render_inspection(report: dict, fmt: str = "text") -> str:
     if fmt == "json":
         return json.dumps(report, indent=2, sort_keys=False, default=int) + "\n"
     sections = _SECTIONS[report["view"]](report)
-    intro = (f"after {report['ops_run']} of {report['ops_total']} operations of "
-             f"{report['config']} on {report['design']}"
+    if report.get("in_op") is not None:
+        when = (f"after hypercall {report['calls_run']} of the workload, inside operation "
+                f"{report['in_op'] + 1} of {report['ops_total']}")
+    elif "calls" in report:
+        when = (f"after all {report['ops_total']} operations ({report['calls_run']} hypercalls, "
+                f"fewer than --calls {report['calls']})")
+    else:
+        when = f"after {report['ops_run']} of {report['ops_total']} operations"
+    intro = (f"{when} of {report['config']} on {report['design']}"
              + (f", {report['release']}" if report.get("release") else ""))
     if report.get("steps_clamped"):
         intro += (f" (--steps {report['steps_clamped']} is more than the workload's "
@@ -507,8 +590,9 @@ def resolve_domain(m: Machine, kernels, text: str) -> int:
 
 def inspect(cfg, memmap, *, mfn: str | None = None, superpage: str | None = None,
             domain: str | None = None, design: str | None = None,
-            steps: int | None = None) -> dict:
-    """Run the workload (or its first ``steps`` operations) and inspect one thing.
+            steps: int | None = None, calls: int | None = None) -> dict:
+    """Run the workload (or its first ``steps`` operations, or up to its ``calls``-th
+    hypercall, inside an operation: :func:`run_to_call`) and inspect one thing.
 
     A number that is no frame of the machine (``--mfn -1``, past ``max_pfn``) is a
     :class:`ConfigError`, raised before the run; a run that raises, a
@@ -517,10 +601,14 @@ def inspect(cfg, memmap, *, mfn: str | None = None, superpage: str | None = None
     if superpage is not None and ":" not in superpage:
         _frame(superpage, "--superpage", memmap)
     watch = CrashWatch(pick_design(cfg, design))
+    stopped = None
     with watch:
         session = replay(cfg, memmap, design)
-        for _ in session.steps(steps, watch.before):
-            pass
+        if calls is None:
+            for _ in session.steps(steps, watch.before):
+                pass
+        else:
+            stopped = run_to_call(session, calls, watch.before)
     n = session.ops_done
     m, kernels = session.machine, session.kernels
     if mfn_n is not None:
@@ -534,7 +622,48 @@ def inspect(cfg, memmap, *, mfn: str | None = None, superpage: str | None = None
                    "ops_run": n, "ops_total": session.workload.total})
     if steps is not None and steps > session.workload.total:
         report["steps_clamped"] = steps
+    if calls is not None:
+        report["calls"] = calls
+        report["calls_run"] = stopped[0]
+        report["in_op"] = stopped[1]
     return report
+
+
+def run_to_call(session, calls: int, before=None) -> tuple[int, int | None, object]:
+    """Run the session's workload until its ``calls``-th hypercall has returned (a
+    continuation counts as a call: the machine is then as Xen leaves it between a preempted
+    call and the guest's next entry) -> (hypercalls run, the 0-based operation it stopped
+    inside, or None if the workload ended first, the greenlet in which the rest waits).
+    The operation's rest is never run: keep the greenlet while reading the machine (dropped,
+    it unwinds without touching the machine: the call it stopped after has returned)."""
+    import greenlet
+    m = session.machine
+    seen = 0
+    op = [None]
+    main = greenlet.getcurrent()
+
+    def on_leave(caller, number, args, rc) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == calls:
+            main.switch(op[0])
+
+    def in_op(i, o) -> None:
+        op[0] = i
+        if before is not None:
+            before(i, o)
+
+    def run() -> None:
+        for _ in session.steps(None, in_op):
+            pass
+
+    sub = m.events.subscribe("hypercall_leave", on_leave)
+    try:
+        runner = greenlet.greenlet(run)
+        at = runner.switch()
+    finally:
+        m.events.unsubscribe(sub)
+    return seen, (at if seen == calls else None), runner
 
 
 def _frame(text: str, what: str, memmap) -> int:

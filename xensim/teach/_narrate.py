@@ -10,15 +10,20 @@ lists every frame instead).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ..mem import DOMID_INVALID, format_count_info, format_type_info
-from ..xen import HYPERVISOR_mmu_update, Machine, errno_name
+from ..xen import Continuation, ERESTART, HYPERVISOR_mmu_update, Machine, errno_name
 from ._calls import result_text
 from ._decode import ci_change, frames_text, spage_word_name, spage_word_text, ti_change
 from ._tree import Call, Line, Node, path_nodes
 
 LEVELS = ("hypercall", "superpage", "frame")
+
+#: the first MFN an entry's line names
+_MFN = re.compile(r"mfn 0x([0-9a-f]+)")
 
 _REASONS = {"free": "a free frame", "overflow": "count overflow", "owner": "another owner",
             "type": "type conflict", "type-overflow": "type count overflow"}
@@ -50,7 +55,8 @@ class Narrator:
             ok_ordinary = sum(1 for r in reqs if r.data.get("rc", 0) >= 0)
             done = (call.args[1][0] if len(call.args) > 1 and isinstance(call.args[1], list)
                     else ok_ordinary)
-            prefix = max(0, done - ok_ordinary) if call.number == HYPERVISOR_mmu_update else 0
+            prefix = (max(0, done - call.done_before - ok_ordinary)
+                      if call.number == HYPERVISOR_mmu_update else 0)
             first = next((i for i, c in enumerate(children) if c.kind == "request"), len(children))
             before_reqs = children[:first]                 # the vectorised batch's events
             after = [c for c in children[first:] if c.kind != "request"]
@@ -76,16 +82,18 @@ class Narrator:
                 for i, text in enumerate(call.requests):
                     out.append(Line(2, f"[{i}] {text}", "request"))
             else:
+                why = ("not done: left to the continuation" if isinstance(rc, Continuation)
+                       else "not done")
                 for i, text in enumerate(call.requests):  # not reached (stopped at a failure)
                     if i >= prefix and i not in seen:
-                        out.append(Line(2, f"[{i}] {text} (not done)", "request"))
+                        out.append(Line(2, f"[{i}] {text} ({why})", "request"))
             out += self._lines(after, 2)
         out.append(Line(1, result_text(self.m, call, rc), "result"))
         return out
 
     def _visible(self, node: Node) -> bool:
         k = node.kind
-        if k in ("entry", "spage", "path", "note", "batch"):
+        if k in ("entry", "spage", "path", "note", "batch", "preempt"):
             return self.level >= 1
         if k == "range":
             return self.level >= 2 or (self.level >= 1 and "failed" in node.data)
@@ -99,6 +107,12 @@ class Narrator:
         i = 0
         while i < len(nodes):
             n = nodes[i]
+            if n.kind == "entry" and not self.all_frames:
+                j, text = self._entry_run(nodes, i)
+                if text is not None:
+                    out.append(Line(depth, text))
+                    i = j
+                    continue
             if n.kind in ("frame", "free") and not self.all_frames:
                 j = i
                 while j < len(nodes) and nodes[j].kind in ("frame", "free"):
@@ -110,14 +124,47 @@ class Narrator:
             i += 1
         return out
 
+    def _entry_run(self, nodes: list[Node], i: int) -> tuple[int, str | None]:
+        """Entries i, i+1, ... that say the same of consecutive frames and show nothing
+        under them at this level (a table's entries validated or dropped one after the
+        other: an L1 table's 512) -> (the end of the run, its one line), or (i, None)."""
+        def key(n: Node):
+            if n.kind != "entry" or n.data.get("rc") or self._lines(n.children, 0):
+                return None, None
+            m = _MFN.search(n.data["text"])
+            return (None, None) if m is None else (
+                n.data["text"][:m.start()] + "{}" + n.data["text"][m.end():], int(m.group(1), 16))
+
+        k, mfn = key(nodes[i])
+        if k is None:
+            return i, None
+        mfns = [mfn]
+        j = i + 1
+        while j < len(nodes):
+            k2, mfn2 = key(nodes[j])
+            if k2 != k or mfn2 != mfns[-1] + 1:
+                break
+            mfns.append(mfn2)
+            j += 1
+        if len(mfns) < 3:
+            return i, None
+        head, rest = k.split(": ", 1)
+        return j, f"{head.replace(' entry', ' entries')} (x{len(mfns)}): " + rest.replace(
+            "{}", frames_text(mfns))
+
     def _node_lines(self, n: Node, depth: int) -> list[Line]:
         d, k = n.data, n.kind
         if k == "entry":
             out = [Line(depth, d["text"])]
             out += self._lines(n.children, depth + 1)
-            if d.get("rc"):
+            if d.get("rc") == -ERESTART:
+                out.append(Line(depth + 1, "-> ERESTART: preempted, the entry's table is left "
+                                           "PGT_partial"))
+            elif d.get("rc"):
                 out.append(Line(depth + 1, f"refused: {errno_name(d['rc'])}"))
             return out
+        if k == "preempt":
+            return [Line(depth + (i > 0), t, "note") for i, t in enumerate(d["lines"])]
         if k == "spage":
             return [Line(depth, f"superpage mfn {d['mfn']:#x} {spage_word_name(self.design, d['word'])}: "
                                 f"{spage_word_text(self.design, d['word'], d['old'])} -> "

@@ -89,7 +89,8 @@ def trace(cfg: Config, memmap: MemoryMap, design: str | None = None, level: str 
     tracer = Tracer(m, level, all_frames)
     header = [f"xensim trace of {cfg.source or '<config>'}",
               f"design {name}: {m.superpage.description}",
-              f"{m.release_label}{' (faithful)' if m.faithful else ''}, machine {memmap.name} "
+              f"{m.release_label}{' (faithful)' if m.faithful else ''}"
+              f"{f', preempt {m.preempt}' if m.preempt.mode != 'never' else ''}, machine {memmap.name} "
               f"({format_size(memmap.ram_bytes)} of RAM), pdx {m.pdx.mode}",
               f"workload {wl.cfg.kind}: {wl.total} operations"
               + (f", tracing the first {limit}" if limit is not None and limit < wl.total else "")
@@ -142,8 +143,9 @@ def trace(cfg: Config, memmap: MemoryMap, design: str | None = None, level: str 
         if recorder is not None:
             recorder.stop()
         flush()
+    preempted = f", {tracer.preempted} preempted and continued" if tracer.preempted else ""
     footer = [f"{_n(n, 'operation')} ({failed} failed), {_n(tracer.calls, 'hypercall')} "
-              f"({tracer.errors} returned an error), {tracer.flushes} TLB "
+              f"({tracer.errors} returned an error{preempted}), {tracer.flushes} TLB "
               f"flush{'es' if tracer.flushes != 1 else ''}"]
     if crash:
         footer.append(f"crashed: {crash.reason}")

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..mem import SUPERPAGE_ORDER, SUPERPAGE_PAGES
-from ..xen import (HYPERVISOR_memory_op, HYPERVISOR_mmuext_op, MMUEXT_MARK_SUPER,
+from ..xen import (ERESTART, HYPERVISOR_memory_op, HYPERVISOR_mmuext_op, MMUEXT_MARK_SUPER,
                    MMUEXT_UNMARK_SUPER, XENMEM_increase_reservation, XENMEM_populate_physmap,
                    _PAGE_PSE, Machine, errno_name, pte_mfn)
 from ._calls import decode_call, grants_named
@@ -40,6 +40,9 @@ from ._decode import entry_get_text, entry_put_text, spage_word_text, spage_word
 from ._tree import Call, Line, Node, path_nodes
 from ._narrate import Narrator
 from ._predict import Prediction
+from ._preempt import (PREEMPTED, continued_suffix, done_before, is_continuation,
+                       loop_preempted_lines, old_guest_table_lines,
+                       preempted_lines, resumed_line)
 
 
 class Tracer:
@@ -57,6 +60,8 @@ class Tracer:
         self.untraced = 0
         #: TLB flushes type changes asked for (RefStats.tlb_flushes) while tracing
         self.flushes = 0
+        #: hypercalls preempted (each returned a continuation the guest re-enters)
+        self.preempted = 0
         self.cur: Call | None = None
         self.stack: list[Node] = []
         #: the requests and entries begun and not yet ended: (node, what it needs at
@@ -146,6 +151,11 @@ class Tracer:
             return
         node, fast0 = top
         node.data["rc"] = rc
+        if rc == -ERESTART:
+            node.children.append(Node("note", {"text": (
+                "request preempted (ERESTART): nothing is undone; what it did stays for "
+                "the continuation to go on from")}))
+            return
         if self.m.pt_stats["fast_path"] > fast0:
             node.children.append(Node("path", {"text": (
                 "entry fast path: the same frame, only flags that need no revalidation "
@@ -203,8 +213,12 @@ class Tracer:
         self._emit("frame", mfn=mfn, page=page, word=word, old=int(old), new=int(new), why=why)
         if word == "count_info":
             self.pred.set_frames(page, ci=int(new))
-        else:
-            self.pred.set_frames(page, ti=int(new))
+            return
+        self.pred.set_frames(page, ti=int(new))
+        if why in PREEMPTED:
+            self._emit("preempt", lines=preempted_lines(self.m, page, int(new), why))
+        elif (text := resumed_line(self.m, page, int(old), int(new), why)) is not None:
+            self._emit("preempt", lines=[text])
 
     def _on_tlb_flush(self, page: int, d: int, stamp: int, clock: int) -> None:
         self.flushes += 1                        # no frame word changed: a flush was asked for
@@ -328,11 +342,22 @@ class Tracer:
 
     # -- entering and leaving a hypercall --------------------------------------------------------
     def _enter(self, caller: int, number: int, args: tuple) -> None:
-        head, requests, gpfns = decode_call(self.m, caller, number, args, self.m.hypercall.vcpu)
+        vcpu = self.m.hypercall.vcpu
+        head, requests, gpfns = decode_call(self.m, caller, number, args, vcpu)
+        head += continued_suffix(number, args)
         call = Call(caller, number, args, head, requests, gpfns=gpfns,
                     grants=grants_named(self.m, caller, number, args))
         call.tot_pages = {d.domid: d.tot_pages for d in self.m.domains.values()}
         call.stats0 = dict(self.m.superpage.stats)
+        d = self.m.domains.get(caller)
+        call.vcpu = vcpu
+        call.done_before = done_before(number, args)
+        call.old_guest_table = (d.vcpus[vcpu].old_guest_table
+                                if d is not None and 0 <= vcpu < len(d.vcpus) else None)
+        if call.old_guest_table is not None:
+            call.node.children.append(Node("note", {"text": (
+                f"first, put_old_guest_table: dom{caller}.v{vcpu}'s old_guest_table holds the "
+                f"unfinished put of mfn {call.old_guest_table:#x}, which goes on")}))
         self.cur = call
         self.stack = [call.node]
         self.pred.snapshot()
@@ -343,8 +368,22 @@ class Tracer:
             self._allocations(call, rc)
         call.node.children.extend(self._sync("untraced"))
         self.untraced += sum(1 for c in call.node.children if c.kind == "untraced")
+        d = self.m.domains.get(call.caller)
+        if d is not None:
+            v = d.vcpus[call.vcpu] if call.vcpu < len(d.vcpus) else None
+            inside = any(c.kind == "request" and c.data.get("rc") == -ERESTART
+                         for c in call.node.children)
+            if is_continuation(rc) and not inside:
+                lines = loop_preempted_lines(call.number, call.args, rc, v is not None and
+                                             v.old_guest_table is not None)
+                if lines:
+                    call.node.children.append(Node("preempt", {"lines": lines}))
+            call.node.children += [Node("note", {"text": t}) for t in
+                                   old_guest_table_lines(d, call.vcpu, call.old_guest_table)]
         self.calls += 1
-        if rc < 0:
+        if is_continuation(rc):
+            self.preempted += 1
+        elif rc < 0:
             self.errors += 1
         lines = self.narrator.call_lines(call, rc)
         self.lines.extend(lines)

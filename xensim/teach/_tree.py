@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 @dataclass
 class Node:
     """One event. ``kind``: request, batch, entry, spage, frame, range, free, alloc,
-    path, note, rollback, untraced (see :class:`~._narrate.Narrator`)."""
+    path, note, preempt, rollback, untraced (see :class:`~._narrate.Narrator`)."""
     kind: str
     data: dict = field(default_factory=dict)
     children: list["Node"] = field(default_factory=list)
@@ -34,6 +34,9 @@ class Call:
     stats0: dict = field(default_factory=dict)          # the design's stats at the call's start
     stats_first_request: dict | None = None             # ... when its first ordinary request began
     grants: list = field(default_factory=list)           # grant_table_op: (granter, ref) each op names
+    vcpu: int = 0                                        # the calling vCPU
+    old_guest_table: int | None = None                   # its old_guest_table when the call began
+    done_before: int = 0                                 # a continuation's count when it began
 
 
 @dataclass

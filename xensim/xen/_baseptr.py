@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
+from functools import cache
 
 from ..mem import PGT_l4_page_table
 from ._preempt import ERESTART
@@ -63,8 +64,10 @@ RULES: dict[Release, BaseptrRules] = {
 }
 
 
+@cache
 def rules_for(release: Release) -> BaseptrRules:
-    """The row of :data:`RULES` that ``release`` follows."""
+    """The row of :data:`RULES` that ``release`` follows (looked up once per release:
+    every mmuext_op and mmu_update asks)."""
     return RULES[max(r for r in RULES if r <= release)]
 
 
@@ -76,8 +79,13 @@ class Vcpu:
     guest_table: int | None = None
     #: the user root table of a 64-bit PV guest: MMUEXT_NEW_USER_BASEPTR
     guest_table_user: int | None = None
-    #: a root whose put was preempted, to finish first (XSA-45); never set without preemption
+    #: a table whose put was preempted or deferred, to finish first (XSA-45); never set
+    #: without preemption
     old_guest_table: int | None = None
+    #: (4.13 on, and with partial_flags) the put of ``old_guest_table`` was preempted: it
+    #: holds a general reference and only cleans up a table still PGT_partial; False: a
+    #: deferred put (mod_lN_entry's old entry), a general and a type reference
+    old_guest_table_partial: bool = False
     #: MMUEXT_SET_LDT: linear address and number of entries
     ldt_base: int = 0
     ldt_ents: int = 0
@@ -88,11 +96,11 @@ class Vcpu:
 
     def capture(self) -> tuple:
         return (self.guest_table, self.guest_table_user, self.old_guest_table,
-                self.ldt_base, self.ldt_ents)
+                self.old_guest_table_partial, self.ldt_base, self.ldt_ents)
 
     def restore(self, state: tuple) -> None:
         (self.guest_table, self.guest_table_user, self.old_guest_table,
-         self.ldt_base, self.ldt_ents) = state
+         self.old_guest_table_partial, self.ldt_base, self.ldt_ents) = state
 
     def roots(self):
         """(mfn, what) of each root reference this vCPU holds."""
@@ -135,6 +143,8 @@ def _take_root(m, d, mfn: int) -> int:
         # 4.5 on get_page_and_type_from_pagenr(..., preemptible 1): -ERESTART is the op's
         rc = m.refs.get_page_and_type_rc(m.mfn_to_page(mfn), d.domid, PGT_root_page_table,
                                          rules_for(m.release).old_guest_table)
+        if rc == -errno.EINTR:            # new_guest_cr3: -EINTR and -ERESTART are -ERESTART
+            rc = -ERESTART
     if rc and not rules_for(m.release).errno_as_given:
         return -errno.EINVAL
     return rc
@@ -153,24 +163,32 @@ def _put_old_root(m, v: Vcpu, mfn: int) -> int:
         return 0
     rc = m.refs.put_page_and_type_preemptible(m.mfn_to_page(mfn))
     if rc == -ERESTART:
-        v.old_guest_table = mfn
+        v.old_guest_table, v.old_guest_table_partial = mfn, True
     return rc
 
 
 def put_old_guest_table(m, v: Vcpu, preemptible: bool = True) -> int:
     """Xen's put_old_guest_table (4.3 on): finish the put a preempted call left, itself
     preemptible (put_page_and_type_preemptible): -ERESTART keeps ``old_guest_table``.
-    (``preemptible`` False: at destruction, where xensim runs it to the end.)"""
+    (``preemptible`` False: at destruction, where xensim runs it to the end.) With
+    ``partial_flags`` (4.13 on): the type put says PTF_partial_set when the put it
+    finishes was preempted (``old_guest_table_partial``), the general one always follows."""
     if v.old_guest_table is None:
         return 0
     page = m.mfn_to_page(v.old_guest_table)
-    if preemptible:
+    if m.partial_flags:
+        rc = m.refs.put_page_type(page, preemptible, v.old_guest_table_partial)
+        if rc == -ERESTART:
+            v.old_guest_table_partial = True
+            return rc
+        m.refs.put_page(page)
+    elif preemptible:
         rc = m.refs.put_page_and_type_preemptible(page)
         if rc == -ERESTART:
             return rc
     else:
         m.refs.put_page_and_type(page)
-    v.old_guest_table = None
+    v.old_guest_table, v.old_guest_table_partial = None, False
     return 0
 
 

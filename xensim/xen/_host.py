@@ -31,6 +31,8 @@ class MachineHost(SuperpageHost):
         self.words_per_entry = table.words_per_entry
         self.undoing = False
         self.cpu = 0
+        #: hypercall_preempt_check while a preemptible take may stop (see continuable)
+        self.preempt_check = None
         #: a design hook acted in the running request (its check of the undo paths then
         #: leaves the frames the hook changed to the rollback)
         self.hooked = False
@@ -69,12 +71,14 @@ class MachineHost(SuperpageHost):
         return np.asarray(self._m.mfn_to_pdx(np.asarray(mfns).astype(np.uint64)), dtype=np.int64)
 
     # -- references ------------------------------------------------------------------------
-    def take(self, mfn: int, d: int, type: int | None) -> bool:
-        return self._refs.get_pages_and_type(self._m.mfn_to_pdx(mfn), SUPERPAGE_PAGES, d,
+    def take(self, mfn: int, d: int, type: int | None, start: int = 0,
+             stop: int = SUPERPAGE_PAGES) -> bool:
+        return self._refs.get_pages_and_type(self._m.mfn_to_pdx(mfn) + start, stop - start, d,
                                              type).ok
 
-    def drop(self, mfn: int, typed: bool) -> None:
-        self._refs.put_pages_and_type(self._m.mfn_to_pdx(mfn), SUPERPAGE_PAGES, typed=typed)
+    def drop(self, mfn: int, typed: bool, start: int = 0, stop: int = SUPERPAGE_PAGES) -> None:
+        self._refs.put_pages_and_type(self._m.mfn_to_pdx(mfn) + start, stop - start,
+                                      typed=typed)
 
     def can_take_runs(self, pages: np.ndarray, d: int, type: int | None) -> np.ndarray:
         return self._refs.runs_ok(pages, SUPERPAGE_PAGES, d, type)
@@ -163,9 +167,24 @@ class MachineHost(SuperpageHost):
     def marks_of(self, domid: int) -> list[int]:
         return sorted(self._m.domains[domid].marked)
 
+    def continuable(self, fn, *args) -> int:
+        """Run ``fn(*args)`` (the design's get_superpage or mark_superpage) at a call site
+        whose -ERESTART becomes the hypercall's continuation: a design that declares
+        ``preemptible_take`` is offered the machine's ``hypercall_preempt_check``
+        (``preempt_check``) meanwhile, while that check can answer true."""
+        m = self._m
+        if not m.superpage.preemptible_take or (check := m.preempt.pending) is None:
+            return fn(*args)
+        was, self.preempt_check = self.preempt_check, check
+        try:
+            return fn(*args)
+        finally:
+            self.preempt_check = was
+
     def mark_superpage(self, mfn: int, d: int) -> int:
-        """MMUEXT_MARK_SUPER: the design's mark_superpage; a mark recorded when it succeeds."""
-        rc = self._m.superpage.mark_superpage(mfn, d)
+        """MMUEXT_MARK_SUPER: the design's mark_superpage (continuable: do_mmuext_op's loop
+        passes -ERESTART on as its continuation); a mark recorded when it succeeds."""
+        rc = self.continuable(self._m.superpage.mark_superpage, mfn, d)
         if rc == 0:
             self._m.domains[d].marked.add(mfn)
         return rc

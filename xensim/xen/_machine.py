@@ -74,6 +74,11 @@ class Machine:
         #: the release as written ("4.8"), as outputs print it
         self.version = str(self.release)
         self.faithful = faithful
+        #: the partial entry of a preempted (de)validation is kept as XSA-299's fix keeps it
+        #: (4.13 on: ``partial_flags``, the entry always holding a general reference, and
+        #: puts that only clean up a table still PGT_partial): 4.22, and 4.1-4.8 unless
+        #: faithful (then ``partial_pte`` as released, XSA-299/310's bugs and all)
+        self.partial_flags = self.release > Release.R4_8 or not faithful
         #: when hypercall_preempt_check() answers true (xen/_preempt.py; "never" by default)
         self.preempt = self._preemption(preempt)
         #: Xen's pv-linear-pt boot option (4.10 on; default on, as in 4.22): linear page
@@ -112,7 +117,7 @@ class Machine:
         self.pt = PageTables(self)
         self.pt_stats: Counter = Counter()
         self.refs = RefCounts(self.frame_table, self._free_pages, validator=self.pt,
-                              events=self.events)
+                              events=self.events, preempt=self.preempt)
         self.domains: dict[int, Domain] = {0: Domain(0, "Domain-0", max_pages=0)}
         self._next_domid = 1
         #: every domain's grant table (xen/_grant_table.py)
@@ -149,15 +154,12 @@ class Machine:
         """Change the preemption source (``hypervisor.preempt``'s forms); the slots are
         bound again (an accelerator of a slot with a preemption point is not used while
         preemption can happen)."""
-        self.preempt = self._preemption(preempt)
+        self.preempt = self.refs.preempt = self._preemption(preempt)
         self._bind()
 
-    def _preemption(self, preempt: "str | Preemption") -> Preemption:
-        p = preempt if isinstance(preempt, Preemption) else parse_preemption(preempt)
-        if p.mode != "never" and self.release > Release.R4_8:
-            raise ValueError(f"preemption is modelled for Xen 4.1-4.8, not {self.version} "
-                             f"(XSA-299's rework of partial validation, 4.13)")
-        return p
+    @staticmethod
+    def _preemption(preempt: "str | Preemption") -> Preemption:
+        return preempt if isinstance(preempt, Preemption) else parse_preemption(preempt)
 
     # -- the execution mode ------------------------------------------------------------
     @property

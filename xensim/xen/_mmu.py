@@ -158,10 +158,13 @@ def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = Non
     the :class:`Continuation` of the rest."""
     d = m.domains.get(caller)
     v = d.vcpus[vcpu]
-    if rules_for(m.release).old_guest_table and (rc := put_old_guest_table(m, v)):
+    if (v.old_guest_table is not None and rules_for(m.release).old_guest_table
+            and (rc := put_old_guest_table(m, v))):
         if rc == -ERESTART:
             return Continuation(HYPERVISOR_mmu_update, (reqs, done, foreigndom, preempted))
         return rc
+    if reqs is None and preempted:                # the put finished: the call's result
+        return foreigndom
     base = done[0] if preempted and done is not None else 0
     old = m.release == Release.R4_1
     foreigndom &= 0xFFFFFFFF                              # an unsigned int
@@ -190,20 +193,28 @@ def do_mmu_update(m, caller: int, reqs: list[MmuUpdate], done: list | None = Non
     if m.preempt.pending is None:
         return m.mmu_update_requests(reqs, done, pt_owner, pg_owner, normal_ok, machphys_ok)
     count = [0]
-    rc = m.mmu_update_requests(reqs, count, pt_owner, pg_owner, normal_ok, machphys_ok)
+    v = v if rules_for(m.release).old_guest_table else None
+    rc = m.mmu_update_requests(reqs, count, pt_owner, pg_owner, normal_ok, machphys_ok, v)
+    if rc != -ERESTART and v is not None and v.old_guest_table is not None:
+        # a deferred put left at the end: finished by a continuation with no requests
+        _continued(HYPERVISOR_mmu_update, reqs, count[0], rc, done, base, ())
+        return Continuation(HYPERVISOR_mmu_update, (None, None, rc, True))
     return _continued(HYPERVISOR_mmu_update, reqs, count[0], rc, done, base, (foreigndom,))
 
 
 def mmu_update_requests(m, reqs: list[MmuUpdate], done, pt_owner, pg_owner, normal_ok: bool,
-                        machphys_ok: bool) -> int:
+                        machphys_ok: bool, v=None) -> int:
     """do_mmu_update's loop: each request in order, each all or nothing; 0 or the first
     failing request's errno, the number done in ``done[0]`` (``Machine.mmu_update_requests``,
-    an accelerated slot: xensim.xen.accel)."""
-    return _batch(m, reqs, done, mmu_update_one, pt_owner, pg_owner, normal_ok, machphys_ok)
+    an accelerated slot: xensim.xen.accel). ``v``: the calling vCPU, given while preemption
+    can happen (4.5 on): an L3 or L4 entry's old table is put through its
+    ``old_guest_table``, and the loop stops while that is set."""
+    return _batch(m, reqs, done, mmu_update_one, pt_owner, pg_owner, normal_ok, machphys_ok, v,
+                  v=v)
 
 
 def mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = True,
-                   machphys_ok: bool = True) -> int:
+                   machphys_ok: bool = True, v=None) -> int:
     """One request of do_mmu_update's loop: 0 or a negative errno."""
     ptr = req.ptr & _U64
     cmd = ptr & MMU_CMD_MASK
@@ -234,9 +245,13 @@ def mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = True
     try:
         level = m.pt.live_level(page)
         if level:
-            # mod_l3_entry / mod_l4_entry validate a new entry's table preemptibly
-            return m.pt.mod_entry(mfn, index, req.val, level, pt_owner.domid,
-                                  cmd == MMU_PT_UPDATE_PRESERVE_AD, pg_owner.domid, level >= 3)
+            # mod_l3_entry / mod_l4_entry validate a new entry's table preemptibly; do_mmu_update
+            # continues any level's -ERESTART (-EINTR too), so an L2's PSE entry may be
+            # preempted too where the superpage design declares it (preemptible_take; an L2
+            # entry's L1 table and an L1 entry are never validated preemptibly)
+            rc = m.pt.mod_entry(mfn, index, req.val, level, pt_owner.domid,
+                                cmd == MMU_PT_UPDATE_PRESERVE_AD, pg_owner.domid, level >= 2, v)
+            return -ERESTART if rc == -errno.EINTR else rc
         # not a live page table: an ordinary write, allowed while it can be writable
         if not refs.get_page_type(page, PGT_writable_page):
             return -errno.EINVAL
@@ -283,7 +298,8 @@ def do_mmuext_op(m, caller: int, ops: list[MmuextOp] | None, done: list | None =
     curr = m.domain(caller)
     v = curr.vcpus[vcpu]
     old = m.release == Release.R4_1
-    if rules_for(m.release).old_guest_table and (rc := put_old_guest_table(m, v)):
+    if (v.old_guest_table is not None and rules_for(m.release).old_guest_table
+            and (rc := put_old_guest_table(m, v))):
         if rc == -ERESTART:                       # the same call, entered again later
             return Continuation(HYPERVISOR_mmuext_op, (ops, done, foreigndom, preempted))
         return rc
@@ -336,6 +352,8 @@ def _pin(m, mfn: int, type: int, d, curr=None) -> int:
     # get_page_type_preemptible (every release): a preempted validation is -ERESTART, the
     # table left PGT_partial and the general reference given back
     rc = m.refs.get_page_and_type_rc(page, d.domid, type, True)
+    if rc == -errno.EINTR:                    # a spin on another CPU's validation gave up
+        return -ERESTART
     if rc != 0:
         return rc
     if not m.refs.set_pinned(page):                       # already pinned
@@ -363,7 +381,7 @@ def _unpin(m, mfn: int, d, v) -> int:
         # put_page_and_type_preemptible (4.5 on): a preempted devalidation leaves the
         # pin's references to the vCPU's old_guest_table, finished by the next call
         if m.refs.put_page_and_type_preemptible(page) == -ERESTART:
-            v.old_guest_table = int(m.pdx_to_mfn(page))
+            v.old_guest_table, v.old_guest_table_partial = int(m.pdx_to_mfn(page)), True
     else:
         m.refs.put_page_and_type(page)                    # the pin's references (4.1)
     m.refs.put_page(page)                                 # ours

@@ -42,7 +42,8 @@ from ._linear import get_linear_pagetable_counted, put_linear
 from ._release import Release
 from ._preempt import ERESTART
 from ._segdesc import alloc_segdesc_page
-from ._validate import alloc_table, free_table, relinquish_tables
+from ._validate import (alloc_table, deferred, free_table, put_table_entry,
+                        relinquish_tables)
 from ._host import put_spage_pages
 from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES
 
@@ -280,16 +281,20 @@ class PageTables:
         return bool(get_pte_flags(e) & self.disallow_mask(level))
 
     def get_page_from_entry(self, level: int, e: int, d: int, table: int | None = None,
-                            preemptible: bool = False) -> int:
+                            preemptible: bool = False, partial: int = 0,
+                            retain: bool = False) -> int:
         """Take the references a present entry of table ``table`` (an MFN) needs; 0 or a
         negative errno (Xen's get_page_from_l1e .. get_page_from_l4e; ``preemptible``: an
         L3 or L4 entry's table below may be preempted while it is validated, -ERESTART).
+        ``partial``: the entry is a resumed validation's partial one (xen/_validate.py),
+        ``retain``: a preempted get keeps its general reference (4.13 on, in alloc_lN_table).
         Emits entry_get_begin / entry_get_end (rc None: it raised) while they have
         subscribers (bound in _bind_entry_events)."""
-        return self._get_page_from_entry(level, e, d, table, preemptible)
+        return self._get_page_from_entry(level, e, d, table, preemptible, partial, retain)
 
     def _get_page_from_entry(self, level: int, e: int, d: int, table: int | None,
-                             preemptible: bool = False) -> int:
+                             preemptible: bool = False, partial: int = 0,
+                             retain: bool = False) -> int:
         m = self.m
         if self.disallowed(level, e):
             return -errno.EINVAL
@@ -306,6 +311,10 @@ class PageTables:
                 if m.faithful and not m.mfn_valid(mfn):
                     return m.xsa167(mfn) or -errno.EINVAL
                 return -errno.EINVAL
+            if preemptible and m.superpage.preemptible_take:
+                # mod_l2_entry in do_mmu_update: the design's -ERESTART is continued
+                return m.design_host.continuable(m.superpage.get_superpage, mfn, d,
+                                                 bool(e & _PAGE_RW))
             return m.superpage.get_superpage(mfn, d, bool(e & _PAGE_RW))
         if level == 1:
             # Xen 4.1's get_page_from_l1e answers 1 or 0 (its callers make 0 -EINVAL);
@@ -322,7 +331,12 @@ class PageTables:
                 rc = 0 if m.refs.get_page(page, d) else -errno.EINVAL
             # a frame that is not the owner's (or free), or not typable writable: could_not_pin
             return -errno.EBUSY if rc and errnos else rc
-        rc = (m.refs.get_page_and_type_rc(m.mfn_to_page(mfn), d, CHILD_TYPES[level], preemptible)
+        # the partial entry already holds a general reference: 4.1-4.8's partial_pte -1,
+        # and every partial_flags one (get_page_and_type_from_pagenr / _from_mfn)
+        held = partial < 0 or (partial > 0 and m.partial_flags)
+        # get_page_from_l2e never validates its L1 table preemptibly (any release)
+        rc = (m.refs.get_page_and_type_rc(m.mfn_to_page(mfn), d, CHILD_TYPES[level],
+                                          preemptible and level >= 3, held, retain)
               if m.mfn_valid(mfn) else -errno.EINVAL)
         if rc == -errno.EINVAL and self.get_linear_pagetable(level, e, table, d):
             rc = 0
@@ -366,13 +380,13 @@ class PageTables:
                 return True
 
     def _observed_get(self, level: int, e: int, d: int, table: int | None,
-                      preemptible: bool = False) -> int:
+                      preemptible: bool = False, partial: int = 0, retain: bool = False) -> int:
         """get_page_from_entry between entry_get_begin and entry_get_end."""
         ev, rc = self.m.events, None
         if ev.entry_get_begin is not None:
             ev.entry_get_begin(level, e, d, table)
         try:
-            rc = self._get_page_from_entry(level, e, d, table, preemptible)
+            rc = self._get_page_from_entry(level, e, d, table, preemptible, partial, retain)
         finally:
             if ev.entry_get_end is not None:
                 ev.entry_get_end(level, e, d, table, rc)
@@ -404,13 +418,7 @@ class PageTables:
         if level >= 2 and mfn == table:
             return 0                      # a linear entry to its own table holds nothing
         if level >= 3 and (partial or preemptible):
-            page = m.mfn_to_page(mfn)
-            if partial > 0:
-                return m.refs.put_page_type(page, preemptible)
-            if preemptible:
-                return m.refs.put_page_and_type_preemptible(page)
-            m.refs.put_page_and_type(page)
-            return 0
+            return put_table_entry(self, level, e, m.mfn_to_page(mfn), partial, preemptible)
         if level == 2 and e & _PAGE_PSE:
             if not m.allow_superpage:          # Xen's put_superpage with the option off
                 put_spage_pages(m, mfn)
@@ -418,7 +426,7 @@ class PageTables:
                 m.superpage.put_superpage(mfn, bool(e & _PAGE_RW))
             return 0
         page = m.mfn_to_page(mfn)
-        if m.faithful and not self._holds(level, e, page):
+        if m.faithful and not self.holds(level, e, page):
             # only reachable through a bug faithful mode lets through (XSA-148: PSE or RW
             # flipped on a live entry by the fast path): the real code put references it
             # never took; record it instead of corrupting the simulator's counts
@@ -435,7 +443,7 @@ class PageTables:
             m.refs.put_page_and_type(page)
         return 0
 
-    def _holds(self, level: int, e: int, page: int) -> bool:
+    def holds(self, level: int, e: int, page: int) -> bool:
         """Can the frame pay for what this entry would drop? (faithful mode's guard)"""
         ft = self.m.frame_table
         if ft.count_info(page) & PGC_count_mask == 0:
@@ -544,7 +552,7 @@ class PageTables:
     # -- mod_lN_entry -------------------------------------------------------------------
     def mod_entry(self, table_mfn: int, index: int, new: int, level: int, d: int,
                   preserve_ad: bool = False, pg_owner: int | None = None,
-                  preemptible: bool = False) -> int:
+                  preemptible: bool = False, defer=None) -> int:
         """Change entry ``index`` of a live level-``level`` table; 0 or a negative errno
         (``preemptible``: -ERESTART, the new entry's table was preempted; nothing written).
 
@@ -589,7 +597,12 @@ class PageTables:
             m.pt_stats["slow_path"] += 1
         m.mem.write(table_mfn, index, new)
         if old & _PAGE_PRESENT:
-            self.put_page_from_entry(level, old, table_mfn)
+            if defer is not None and deferred(self, level, old, table_mfn):
+                # mod_l3/l4_entry (4.5 on; and mod_l2_entry 4.13 on): the old entry's
+                # table goes to the vCPU's old_guest_table, its references with it
+                defer.old_guest_table, defer.old_guest_table_partial = pte_mfn(old), False
+            else:
+                self.put_page_from_entry(level, old, table_mfn)
         return 0
 
     def is_linear(self, level: int, e: int, table: int) -> bool:

@@ -9,7 +9,11 @@ rest of the host, which xensim does not model; :class:`Preemption` stands for it
   (``pending`` is None: a run without preemption costs what it did before);
 * ``every N``: every N-th check answers true (the first N-1 false);
 * ``random P [seed S]``: each check answers true with probability P, from a generator
-  seeded with S (default 0), so a run is repeatable.
+  seeded with S (default 0), so a run is repeatable;
+* ``at N [N ...]``: the checks numbered N (from 1, counted from when the source was set)
+  answer true, every other false: a replay preempts exactly where it says.
+* an ``answer`` function (no config form: the race explorer's, which branches on each
+  answer and records it in the schedule) answers every check, whatever the mode.
 
 The check points are Xen's own, per release (docs/xen-facts.md, section 3b):
 ``alloc_l2_table``'s and ``free_l2_table``'s loops over their entries, and the loops
@@ -52,18 +56,21 @@ class Continuation(int):
         return f"Continuation(hypercall {self.number}, {len(self.args)} args)"
 
 #: the modes a ``hypervisor.preempt`` value starts with
-PREEMPT_MODES = ("never", "every", "random")
+PREEMPT_MODES = ("never", "every", "random", "at")
 
 
 @dataclass
 class Preemption:
-    """The answer of ``hypercall_preempt_check()``: never, every ``every``-th check, or
-    with ``probability`` from a generator seeded ``seed``. ``checks`` and ``preemptions``
-    count the questions asked and the true answers."""
+    """The answer of ``hypercall_preempt_check()``: never, every ``every``-th check, with
+    ``probability`` from a generator seeded ``seed``, or at the checks numbered in ``at``.
+    ``checks`` and ``preemptions`` count the questions asked and the true answers."""
     mode: str = "never"
     every: int = 0
     probability: float = 0.0
     seed: int = 0
+    at: tuple = ()
+    #: when set, what every check answers (``answer()``): the explorer's port
+    answer: object = field(default=None, repr=False, compare=False)
     checks: int = 0
     preemptions: int = 0
     _rng: random.Random | None = field(default=None, repr=False, compare=False)
@@ -78,19 +85,28 @@ class Preemption:
             if not 0.0 <= self.probability <= 1.0:
                 raise ValueError(f"random P needs 0 <= P <= 1, got {self.probability}")
             self._rng = random.Random(self.seed)
+        if self.mode == "at":
+            if not self.at or min(self.at) < 1:
+                raise ValueError(f"at N [N ...] needs check numbers >= 1, got {list(self.at)}")
+            self.at = tuple(sorted(set(self.at)))
 
     @property
     def pending(self):
         """The check the loops call (``hypercall_preempt_check``), or None when it never
         answers true: ``if (p := m.preempt.pending) is not None and p(): ...``."""
-        return None if self.mode == "never" else self.hypercall_preempt_check
+        return (None if self.mode == "never" and self.answer is None
+                else self.hypercall_preempt_check)
 
     def hypercall_preempt_check(self) -> bool:
         self.checks += 1
-        if self.mode == "every":
+        if self.answer is not None:
+            hit = bool(self.answer())
+        elif self.mode == "every":
             hit = self.checks % self.every == 0
         elif self.mode == "random":
             hit = self._rng.random() < self.probability
+        elif self.mode == "at":
+            hit = self.checks in self.at
         else:
             hit = False
         if hit:
@@ -98,10 +114,14 @@ class Preemption:
         return hit
 
     def __str__(self) -> str:
+        if self.answer is not None:
+            return "answered by the explorer"
         if self.mode == "every":
             return f"every {self.every}"
         if self.mode == "random":
             return f"random {self.probability:g} seed {self.seed}"
+        if self.mode == "at":
+            return "at " + " ".join(map(str, self.at))
         return "never"
 
     def capture(self) -> tuple:
@@ -116,10 +136,10 @@ class Preemption:
 
 
 def parse_preemption(text: str) -> Preemption:
-    """``"never"``, ``"every 64"``, ``"random 0.01"``, ``"random 0.01 seed 7"`` ->
-    :class:`Preemption`; ValueError with what is wrong."""
+    """``"never"``, ``"every 64"``, ``"random 0.01"``, ``"random 0.01 seed 7"``,
+    ``"at 1 512"`` -> :class:`Preemption`; ValueError with what is wrong."""
     words = str(text).split()
-    usage = "write never, every N, or random P [seed S]"
+    usage = "write never, every N, random P [seed S], or at N [N ...]"
     if not words or words[0] not in PREEMPT_MODES:
         raise ValueError(f"{text!r}: {usage}")
     mode = words[0]
@@ -131,6 +151,8 @@ def parse_preemption(text: str) -> Preemption:
         if mode == "random" and len(words) in (2, 4) and (len(words) == 2 or words[2] == "seed"):
             return Preemption("random", probability=float(words[1]),
                               seed=int(words[3], 0) if len(words) == 4 else 0)
+        if mode == "at" and len(words) >= 2:
+            return Preemption("at", at=tuple(int(w, 0) for w in words[1:]))
     except ValueError as e:
         if "needs" in str(e):
             raise ValueError(f"{text!r}: {e}") from None

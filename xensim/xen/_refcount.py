@@ -10,22 +10,15 @@ Every read-modify-write of a frame word goes through :meth:`RefCounts.cmpxchg_co
 or :meth:`RefCounts.cmpxchg_type`: one place, so that the concurrency
 explorer can make each of them one atomic step.
 
-**Undo is exact.** When an acquisition fails part-way (frame *i* of 512, or an
-entry of a page table being validated), what was taken is given back by a
-cmpxchg from the word we installed to the word we saw before. Sequentially it
-always succeeds, so a failed call leaves every word bit for bit as it was;
-under concurrency, if another CPU changed the word meanwhile, it falls back
-to a plain ``put_page``/``put_page_type``. Xen itself gives types back with
-``put_page_type``, which leaves a newly taken type in the word with count 0
-(harmless: a type with count 0 may change at the next get). This is a
-deliberate difference, documented in docs/ARCHITECTURE.md.
+**Undo is exact** (a deliberate difference, docs/ARCHITECTURE.md): what a failed
+acquisition took is given back by a cmpxchg from the word installed to the word seen
+before (under concurrency, if another CPU changed it, a plain put), so a failed call
+leaves every word as it was; Xen's put_page_type leaves a new type at count 0.
 
-The run forms (``get_pages_and_type``, ``put_pages_and_type``) act on a run of
-frames in one PDX group (a superpage's 512 frames): all or nothing in frame
-order, between the run events. Their loops (``take_run``, ``drop_run``) are
-slots that xensim.xen.accel's run accelerators replace while the machine is
-vectorised. The many-run forms (``runs_ok``, ``get_runs_and_type`` ...) are the
-designs' batch forms, which only mmu_update's PSE batch accelerator calls.
+The run forms (``get_pages_and_type``, ``put_pages_and_type``) act on a run of frames
+in one PDX group, all or nothing in frame order, between the run events; their loops
+(``take_run``, ``drop_run``) are slots xensim.xen.accel's run accelerators replace. The
+many-run forms (``runs_ok``, ``get_runs_and_type`` ...) are the designs' batch forms.
 """
 
 from __future__ import annotations
@@ -38,12 +31,11 @@ import numpy as np
 
 from .._errors import RefcountBug
 from ._events import Events
-from ._preempt import ERESTART
+from ._preempt import ERESTART, Preemption
 from ._tlbflush import TlbFlushFilter
-from ..mem import PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable
-from ..mem import (PGC_count_mask, PGT_count_mask, PGT_PAGE_TABLE_TYPES,
-                         PGT_partial, PGT_pinned, PGT_shared_page, PGT_type_mask, PGT_validated,
-                         PGT_writable_page, PGC_allocated, type_name)
+from ..mem import (PDX_GROUP_FRAMES, PDX_GROUP_MASK, PDX_GROUP_SHIFT, FrameTable, PGC_count_mask,
+                   PGT_count_mask, PGT_PAGE_TABLE_TYPES, PGT_partial, PGT_pinned, PGT_shared_page,
+                   PGT_type_mask, PGT_validated, PGT_writable_page, PGC_allocated, type_name)
 
 _U = np.uint64
 
@@ -58,11 +50,11 @@ class PageTypeValidator(Protocol):
     """The hook that gives page-table types their meaning (filled in by the page-table layer).
 
     ``alloc_page_type`` validates a frame that is becoming a page table of
-    ``type``: every present entry takes its references; on failure it gives
-    back what it took and returns a negative errno. ``free_page_type``
-    devalidates: every entry drops its references. ``preemptible`` (and ``partial``, the
-    table was PGT_partial) are passed only when set: a validator that is never preempted
-    may leave them out; -ERESTART (xen/_preempt.py) is a preempted one's answer.
+    ``type``: every present entry takes its references; on failure it gives back what it
+    took and returns a negative errno. ``free_page_type`` devalidates: every entry drops
+    its references. ``preemptible`` (and ``partial``, the table was PGT_partial) are passed
+    only when set (a validator never preempted may leave them out); -ERESTART
+    (xen/_preempt.py) is a preempted one's answer.
     """
     def alloc_page_type(self, page: int, type: int, preemptible: bool = False) -> int: ...
     def free_page_type(self, page: int, type: int, preemptible: bool = False,
@@ -74,8 +66,7 @@ class NoPageTables:
     def alloc_page_type(self, page: int, type: int, preemptible: bool = False) -> int:
         return 0
 
-    def free_page_type(self, page: int, type: int, preemptible: bool = False,
-                       partial: bool = False) -> int:
+    def free_page_type(self, page: int, type: int, preemptible: bool = False, partial=False) -> int:
         return 0
 
 
@@ -164,6 +155,7 @@ class RefCounts:
     #: frame holds typed references of another type (True: some went, look again); the
     #: design's ``type_conflict`` hook (None: the design has none)
     type_conflict: Callable[[int, int, int], bool] | None = None
+    preempt: Preemption = field(default_factory=Preemption)   #: Machine.preempt
     stats: RefStats = field(default_factory=RefStats)
     #: the machine's event bus (atomic_step, word_changed, tlb_flush, range_*; see _events)
     events: Events = field(default_factory=Events)
@@ -274,9 +266,9 @@ class RefCounts:
         it, and Xen waits until the word changes, then looks again; unless the table is
         ``PGT_partial`` (a preempted validation, its type count left at 1): then this get
         takes that count over (PGT_partial cleared, the count stays 1) and validation
-        resumes at ``nr_validated_ptes``. ``preemptible`` (get_page_type_preemptible):
-        the validation may be preempted, leaving the table PGT_partial with one more
-        general reference (get_page_light) and -ERESTART.
+        resumes at ``nr_validated_ptes``. ``preemptible`` (get_page_type_preemptible): the
+        validation may be preempted (the table PGT_partial with one more general reference,
+        get_page_light; -ERESTART), a wait on another CPU's validation too (-EINTR).
         """
         if self.atomic_step is not None:
             self.atomic_step("get_page_type", page, type)
@@ -312,13 +304,14 @@ class RefCounts:
                 else:
                     # another CPU took the first reference and is validating the table:
                     # Xen spins until type_info changes (validated, or the attempt undone),
-                    # then retries. (Xen returns -EINTR instead when the hypercall is
-                    # preemptible and has work pending; a sequential run never waits.)
+                    # then retries (-EINTR: preemptible, hypercall_preempt_check() said true)
                     step = self.atomic_step
                     if step is None:
                         raise RefcountBug(f"get_page_type on page {page:#x} ({type_name(type)}) "
                                           f"waits for a validation no other CPU runs ({x:#x}): "
                                           "Xen would spin forever")
+                    if preemptible and (self.preempt.pending or bool)():
+                        return -errno.EINTR   # the spin's hypercall_preempt_check(): nothing taken
                     step("wait_validated", page, x)     # the explorer runs us again once it changed
                     continue
             self.ft.set_type_info(page, nx, x)            # the cmpxchg finds x
@@ -377,18 +370,22 @@ class RefCounts:
     def get_page_type(self, page: int, type: int) -> bool:
         return self._get_page_type(page, type) == 0
 
-    def put_page_type(self, page: int, preemptible: bool = False) -> int:
+    def put_page_type(self, page: int, preemptible: bool = False,
+                      partial_set: bool = False) -> int:
         """Drop a typed reference (Xen's __put_page_type): a page table whose count reaches 0
-        is devalidated first (PGT_validated or PGT_partial cleared, the count still 1, its
-        entries dropped by ``validator.free_page_type``, then the count 0). ``preemptible``
-        (put_page_type_preemptible): the devalidation may be preempted: the table keeps its
-        type count 1 as PGT_partial with one more general reference, -ERESTART. 0 or that."""
+        is devalidated first (PGT_validated / PGT_partial cleared, ``validator.free_page_type``,
+        then the count 0). ``preemptible``: that may be preempted: the table keeps its type
+        count 1 as PGT_partial with one more general reference, -ERESTART. ``partial_set``
+        (4.13 on, PTF_partial_set): only a partial (de)validation's clean-up: nothing unless
+        the page is still PGT_partial."""
         if self.atomic_step is not None:
             self.atomic_step("put_page_type", page, 0)
         self.stats.put_page_type += 1
         while True:
             x = self.ft.type_info(page)
             count = x & PGT_count_mask
+            if partial_set and not x & PGT_partial:
+                return 0                          # taken over (or finished) by another
             if count == 0:
                 raise RefcountBug(f"put_page_type on page {page:#x} with type count 0 ({x:#x})")
             if (count == 1 and x & PGT_type_mask in PGT_PAGE_TABLE_TYPES
@@ -430,22 +427,23 @@ class RefCounts:
     def get_page_and_type(self, page: int, d: int, type: int) -> bool:
         return self.get_page_and_type_rc(page, d, type) == 0
 
-    def get_page_and_type_rc(self, page: int, d: int, type: int, preemptible: bool = False) -> int:
-        """get_page_and_type with the errno, as Xen's get_page_and_type_from_pagenr gives
-        it: 0, -EINVAL when get_page fails, or get_page_type's -errno (then the general
-        reference goes back exactly; also at -ERESTART, ``preemptible``, the table left
-        PGT_partial keeping only its type count and get_page_light's reference)."""
+    def get_page_and_type_rc(self, page: int, d: int, type: int, preemptible: bool = False,
+                             held: bool = False, retain: bool = False) -> int:
+        """get_page_and_type with the errno (get_page_and_type_from_pagenr): 0, -EINVAL when
+        get_page fails, or get_page_type's -errno, the general reference given back exactly
+        (at -ERESTART too, unless ``retain``: 4.13 on, PTF_retain_ref_on_restart). ``held``:
+        the entry already holds one (partial_pte -1, PTF_partial_set): none taken or given."""
+        if held:                                  # (its errors leave the held reference)
+            return self._get_page_type(page, type, preemptible)
         before = self.ft.count_info(page)
         if not self.get_page(page, d):
             return -errno.EINVAL
         rc = self._get_page_type(page, type, preemptible)
-        if rc != 0:
-            if rc == -ERESTART:
-                self.put_page(page)
-            else:
-                self._undo_count(page, before + 1, before, "get_page_and_type: type failed")
-            return rc
-        return 0
+        if rc == -ERESTART and not retain:
+            self.put_page(page)
+        elif rc != 0 and rc != -ERESTART:
+            self._undo_count(page, before + 1, before, "get_page_and_type: type failed")
+        return rc
 
     def put_page_and_type(self, page: int) -> None:
         self.put_page_type(page)

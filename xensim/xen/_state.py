@@ -141,7 +141,8 @@ def same_state(a: MachineState, b: MachineState, frames_same: bool) -> bool:
 _DOMAIN_FIELDS = ("domid", "tot_pages", "max_pages", "pinned", "marked", "is_dying", "vcpus",
                   "owned", "allocated", "p2m")
 #: what a Vcpu.capture() holds, in order
-_VCPU_FIELDS = ("guest_table", "guest_table_user", "old_guest_table", "ldt_base", "ldt_ents")
+_VCPU_FIELDS = ("guest_table", "guest_table_user", "old_guest_table", "old_guest_table_partial",
+                "ldt_base", "ldt_ents")
 
 
 def records_difference(m, a: Records, b: Records) -> str | None:
@@ -217,7 +218,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     "Machine": {
         "state": ("frame_table", "spage_table", "heap", "m2p", "mem", "pt", "refs",
                   "domains", "superpage", "_next_domid", "gnttab"),
-        "config": ("release", "version", "allow_superpage", "faithful", "pv_linear_pt",
+        "config": ("release", "version", "allow_superpage", "faithful", "partial_flags", "pv_linear_pt",
                    "hypothetical", "release_label", "preempt", "memmap", "pdx",
                    "max_page", "relinquish_hooks", "audit_contributors"),
         "derived": ("_to_pdx", "_to_mfn", "_covers", "ram_pdx_ranges"),
@@ -266,7 +267,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "RefCounts": {
         "state": ("tlb",),
-        "config": ("validator",),
+        "config": ("validator", "preempt"),
         "link": ("ft", "free_page", "events", "atomic_step", "word_changed",
                  "type_conflict"),
         "stats": ("stats",),
@@ -284,7 +285,8 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
         "config": ("domid", "name"),
     },
     "Vcpu": {
-        "state": ("guest_table", "guest_table_user", "old_guest_table", "ldt_base", "ldt_ents"),
+        "state": ("guest_table", "guest_table_user", "old_guest_table", "old_guest_table_partial",
+                  "ldt_base", "ldt_ents"),
         "config": ("vcpu_id",),
     },
     "GrantTables": {

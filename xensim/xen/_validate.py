@@ -27,14 +27,17 @@ loop is ``PageTables.get_entries`` / ``put_entries``, an accelerated slot.
 
 from __future__ import annotations
 
+import errno
+
 import numpy as np
 
-from ..mem import (PDX_GROUP_MASK, PDX_GROUP_SHIFT, PGT_l2_page_table, PGT_l3_page_table,
+from ..mem import (PDX_GROUP_MASK, PDX_GROUP_SHIFT, PGT_l1_page_table, PGT_l2_page_table, PGT_l3_page_table,
                    PGT_l4_page_table, PGT_partial, PGT_type_mask, PGT_type_shift, PGT_validated)
 from ._preempt import ERESTART
 from ._release import Release
 
 _PRESENT = np.uint64(1)
+_PAGE_PSE = 1 << 7
 _ENTRIES = 512
 #: the MFN bits of an entry shifted down (Xen's PADDR_MASK >> PAGE_SHIFT)
 _MFN_MASK = (1 << 40) - 1
@@ -49,7 +52,9 @@ def alloc_table(pt, page: int, level: int, mfn: int, d: int, preemptible: bool,
     nr, partial = progress.get(page)
     check = m.preempt.pending if preemptible else None
     entries = m.mem.table(mfn)
-    if check is None or level != 2:               # only present entries can do anything
+    # the levels whose loop asks: L2 (every release), L3 (4.13 on: promote_l3_table)
+    checked = check is not None and (level == 2 or (level == 3 and m.release > Release.R4_8))
+    if not checked:                               # only present entries can do anything
         present = np.flatnonzero(entries & _PRESENT)
         indexes = present[present >= nr].tolist() if nr else present.tolist()
         if nr and (not indexes or indexes[0] != nr):
@@ -57,20 +62,29 @@ def alloc_table(pt, page: int, level: int, mfn: int, d: int, preemptible: bool,
     else:
         indexes = range(nr, _ENTRIES)
     first_check = nr + 1 if m.release >= Release.R4_5 else 1
+    flags = m.partial_flags
     taken: list[int] = []
     for i in indexes:
-        if check is not None and level == 2 and i >= first_check and check():
-            progress.set(page, i, 0)
+        if checked and i >= first_check and check():
+            progress.set(page, i, 0)              # (-EINTR: the entry at i untouched)
             return -ERESTART
         e = entries.item(i)
         if not e & 1 or is_xen_slot(level, i):
             partial = 0
             continue
-        rc = pt.get_page_from_entry(level, e, d, mfn, check is not None and level > 2)
+        rc = pt.get_page_from_entry(level, e, d, mfn, check is not None and level > 2,
+                                    partial, flags)
         if rc == -ERESTART:
-            # the table below is PGT_partial; entry i holds its partial type reference
-            progress.set(page, i, partial or 1)
+            # the table below is PGT_partial: entry i holds its partial type reference
+            # (4.1-4.8: partial_pte 1, or still -1 with the general reference it kept),
+            # and with partial_flags a general reference too (PTF_partial_set)
+            progress.set(page, i, 1 if flags else (partial or 1))
             return rc
+        if rc == -errno.EINTR and i:
+            # the table below was being validated by another CPU and this one stopped
+            # waiting: entry i holds nothing, the table is continued from it
+            progress.set(page, i, 0)
+            return -ERESTART
         if rc != 0:
             with m.design_host.undo():            # the puts give back this request's gets
                 for j in reversed(taken):
@@ -96,34 +110,82 @@ def free_table(pt, page: int, level: int, mfn: int, preemptible: bool, partial_t
             progress.set(page, nr, 0)
     entries = m.mem.table(mfn).copy()
     top = nr - (0 if partial else 1)
-    present = np.flatnonzero(entries[:top + 1] & _PRESENT).tolist() if top >= 0 else []
-    if check is not None or partial_table:
-        present.reverse()                         # Xen's order: from the top down
+    # demote_l2_table / demote_l3_table (4.13 on) ask after every entry, present or not
+    every = check is not None and level < 4 and m.release > Release.R4_8
+    if every:
+        present = list(range(top, -1, -1))
+    else:
+        present = np.flatnonzero(entries[:top + 1] & _PRESENT).tolist() if top >= 0 else []
+        if check is not None or partial_table:
+            present.reverse()                     # Xen's order: from the top down
     # (never preempted, a whole table's entries go up from 0, as xensim always put them:
     # the same counts at the end, the frames freed back to the heap in that order)
     for i in present:
-        if is_xen_slot(level, i):
-            partial = 0
-            continue
         e = entries.item(i)
-        if level == 2:
+        if not e & 1 or is_xen_slot(level, i):
+            partial = 0
+        elif level == 2:
             pt.put_page_from_entry(2, e, mfn)
-            if check is not None and i and (e >> 12) & _MFN_MASK != mfn and check():
-                progress.set(page, i, 0)
+            if (check is not None and not every and i and (e >> 12) & _MFN_MASK != mfn
+                    and check()):
+                progress.set(page, i, 0)          # 4.1-4.8: after a put that dropped
                 return -ERESTART
-            continue
-        p = partial if i == top else 0
-        rc = pt.put_page_from_entry(level, e, mfn, p, check is not None)
-        if rc == -ERESTART:
-            # entry i's table is PGT_partial: entry i keeps its general reference (-1), or
-            # still only the partial type reference it had (1)
-            progress.set(page, i, p or -1)
-            return rc
-        partial = 0
+        else:
+            p = partial if i == top else 0
+            rc = pt.put_page_from_entry(level, e, mfn, p, check is not None)
+            if rc == -ERESTART:
+                # entry i's table is PGT_partial: entry i keeps its general reference (-1,
+                # or PTF_partial_set), or still only the partial type reference it had (1)
+                progress.set(page, i, 1 if m.partial_flags else (p or -1))
+                return rc
+            partial = 0
+        if every and i and check():
+            progress.set(page, i, 0)              # -EINTR: entries 0 .. i-1 still held
+            return -ERESTART
     return 0
 
 
-_LEVEL_TYPES = {2: PGT_l2_page_table, 3: PGT_l3_page_table, 4: PGT_l4_page_table}
+def put_table_entry(pt, level: int, e: int, page: int, partial: int, preemptible: bool) -> int:
+    """put_page_from_l3e / put_page_from_l4e of an entry to table ``page``: 0 or -ERESTART
+    (``preemptible``: its devalidation was preempted; the entry keeps its general
+    reference). ``partial``: the entry is a partial one (its table's nr_validated_ptes)."""
+    m = pt.m
+    refs = m.refs
+    if partial and m.partial_flags:
+        # PTF_partial_set (4.13 on): the partial type count, if the table below is still
+        # PGT_partial, and always the entry's general reference (put_pt_page)
+        rc = refs.put_page_type(page, preemptible, True)
+        if rc == 0:
+            refs.put_page(page)
+        return rc
+    if partial > 0:                               # 4.1-4.8's partial_pte 1: the type alone
+        if m.faithful and not pt.holds(level, e, page):
+            # XSA-299 (18b0ab6978): the partial entry held no general reference, so the
+            # table below could be freed meanwhile: its type count underflows
+            m.violations.append(f"XSA-299: L{level} partial entry's put_page_type on "
+                                f"mfn {int(m.pdx_to_mfn(page)):#x}, which nothing holds")
+            return 0
+        return refs.put_page_type(page, preemptible)
+    if preemptible:
+        return refs.put_page_and_type_preemptible(page)
+    refs.put_page_and_type(page)
+    return 0
+
+
+def deferred(pt, level: int, old: int, table_mfn: int) -> bool:
+    """Is the put of a changed entry's old value ``old`` deferred to the vCPU's
+    old_guest_table (put_page_from_lNe's defer, PTF_defer)? L3 and L4 entries from 4.5,
+    L2 from 4.13 (an L1 table's); not PSE entries, nor linear ones from 4.10 (xensim puts
+    those at once: they carry old_guest_ptpg's linear counts)."""
+    m = pt.m
+    if level < (2 if m.release > Release.R4_8 else 3) or level == 2 and old & _PAGE_PSE:
+        return False
+    mfn = (old >> 12) & _MFN_MASK
+    t = m.frame_table.type_info(m.mfn_to_page(mfn)) & PGT_type_mask
+    return mfn != table_mfn and (t == _LEVEL_TYPES[level - 1] or m.release < Release.R4_10)
+
+
+_LEVEL_TYPES = {1: PGT_l1_page_table, 2: PGT_l2_page_table, 3: PGT_l3_page_table, 4: PGT_l4_page_table}
 
 
 def relinquish_tables(pt, d) -> None:
