@@ -35,6 +35,7 @@ from ._audit import (AuditReport, Difference, Expected, check_holders, check_lin
                      check_spage_entries, owner_lookup, recount)
 from ._baseptr import PGT_root_page_table, root_mfns
 from ._bus_watcher import FRAME_EVENTS, BusWatcher
+from ._validate import partial_pse
 from ._pagetable import (CHILD_TYPES, LEVEL_TYPES, PADDR_MASK, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
                          is_xen_slot)
 from ..mem import (DOMID_INVALID, PAGE_SHIFT, PGC_state_free, PGT_l4_page_table, PGT_writable_page,
@@ -446,7 +447,7 @@ class IncrementalAuditor(BusWatcher):
                 c[1 if e & _PAGE_RW else 0] += 1
             for domid in doms:
                 exp.holds(sp, SUPERPAGE_PAGES, domid)
-        for sp, rw, domid in m.pt.partial_pse():             # PGT_partial L2s' PSE entries
+        for sp, rw, domid in partial_pse(m):             # PGT_partial L2s' PSE entries
             if sp in sps:
                 c = pse.setdefault(sp, [0, 0, domid])
                 c[1 if rw else 0] += 1

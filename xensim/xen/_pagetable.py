@@ -42,7 +42,7 @@ from ._linear import get_linear_pagetable_counted, put_linear
 from ._release import Release
 from ._preempt import ERESTART
 from ._segdesc import alloc_segdesc_page
-from ._validate import (alloc_table, deferred, free_table, put_table_entry,
+from ._validate import (alloc_table, deferred, free_table, partial_pse, put_table_entry,
                         relinquish_tables)
 from ._host import put_spage_pages
 from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES
@@ -222,8 +222,7 @@ class PageTables:
         machine.events.watch(self._bind_entry_events)
 
     def _bind_entry_events(self) -> None:
-        """get/put_page_from_entry between their entry events while those have subscribers,
-        else the bare call (the bus calls this when its subscriptions change)."""
+        """get/put_page_from_entry between their entry events while observed (the bus calls this)."""
         ev = self.m.events
         self.get_page_from_entry = (self._observed_get if ev.observe_entry_get
                                     else self._get_page_from_entry)
@@ -284,12 +283,10 @@ class PageTables:
                             preemptible: bool = False, partial: int = 0,
                             retain: bool = False) -> int:
         """Take the references a present entry of table ``table`` (an MFN) needs; 0 or a
-        negative errno (Xen's get_page_from_l1e .. get_page_from_l4e; ``preemptible``: an
-        L3 or L4 entry's table below may be preempted while it is validated, -ERESTART).
-        ``partial``: the entry is a resumed validation's partial one (xen/_validate.py),
-        ``retain``: a preempted get keeps its general reference (4.13 on, in alloc_lN_table).
-        Emits entry_get_begin / entry_get_end (rc None: it raised) while they have
-        subscribers (bound in _bind_entry_events)."""
+        negative errno (get_page_from_l1e .. l4e; ``preemptible``: an L3/L4 entry's table
+        may be preempted, -ERESTART; ``partial``: a resumed validation's partial entry,
+        ``retain``: a preempted get keeps its general reference, 4.13 on). Emits
+        entry_get_begin / entry_get_end (rc None: it raised) while they have subscribers."""
         return self._get_page_from_entry(level, e, d, table, preemptible, partial, retain)
 
     def _get_page_from_entry(self, level: int, e: int, d: int, table: int | None,
@@ -406,9 +403,8 @@ class PageTables:
     def put_page_from_entry(self, level: int, e: int, table: int | None = None, partial: int = 0,
                             preemptible: bool = False) -> int:
         """Drop what a present entry of table ``table`` held (between entry_put_begin and
-        entry_put_end, also when it raises, while they have subscribers); 0, or -ERESTART
-        (``preemptible``: put_page_from_l3e / l4e found the table below preempted; the entry
-        keeps its general reference). ``partial`` > 0: it holds only a partial type count."""
+        entry_put_end while they have subscribers); 0, or -ERESTART (``preemptible``: the
+        L3/L4 entry's table was preempted; the entry keeps its general reference)."""
         return self._put_page_from_entry(level, e, table, partial, preemptible)
 
     def _put_page_from_entry(self, level: int, e: int, table: int | None, partial: int = 0,
@@ -598,8 +594,8 @@ class PageTables:
         m.mem.write(table_mfn, index, new)
         if old & _PAGE_PRESENT:
             if defer is not None and deferred(self, level, old, table_mfn):
-                # mod_l3/l4_entry (4.5 on; and mod_l2_entry 4.13 on): the old entry's
-                # table goes to the vCPU's old_guest_table, its references with it
+                # mod_l3/l4_entry (4.5 on; mod_l2_entry 4.13 on): the old table and its
+                # references go to the vCPU's old_guest_table
                 defer.old_guest_table, defer.old_guest_table_partial = pte_mfn(old), False
             else:
                 self.put_page_from_entry(level, old, table_mfn)
@@ -653,15 +649,6 @@ class PageTables:
         return 0
 
     # -- the auditor's view ---------------------------------------------------------------
-    def partial_pse(self):
-        """(superpage, writable, domid) of the PSE entries PGT_partial L2s hold: below
-        nr_validated_ptes (free_l2_table goes down from the top), as a live table's."""
-        progress, flags = self.m.frame_table.progress, np.uint64(_PAGE_PRESENT | _PAGE_PSE)
-        for page, (level, domid) in self.partial.items():
-            e = self.m.mem.table(int(self.m.pdx_to_mfn(page)))[:progress.get(page)[0]]
-            for x in (e[(e & flags) == flags].tolist() if level == 2 else ()):
-                yield pte_mfn(x), bool(x & _PAGE_RW), domid
-
     def expect(self, m, exp) -> None:
         """What every live table's present entries hold (see _audit.Expected).
 
@@ -702,7 +689,7 @@ class PageTables:
                     exp.typed(mfn, domid, LEVEL_TYPES[level])
                 else:
                     exp.typed(mfn, domid, CHILD_TYPES[level])
-        for mfn, rw, domid in self.partial_pse():            # PGT_partial L2s' PSE entries
+        for mfn, rw, domid in partial_pse(m):                # PGT_partial L2s' PSE entries
             pse.setdefault(mfn, [0, 0, domid])[1 if rw else 0] += 1
             exp.holds(mfn, SUPERPAGE_PAGES, domid)
         for d in m.domains.values():                   # each vCPU's root tables

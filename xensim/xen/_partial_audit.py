@@ -24,7 +24,7 @@ def partial_expect(m, exp) -> None:
     frame's type unless that put was preempted (4.1-4.8: the table is PGT_partial;
     with partial_flags: ``old_guest_table_partial``). PSE entries of a partial L2 are
     the design's to count: both auditors give them to its expectation with the live
-    tables' (``PageTables.partial_pse``).
+    tables' (``_validate.partial_pse``).
     """
     pt = m.pt
     ft = m.frame_table
@@ -60,4 +60,5 @@ def partial_expect(m, exp) -> None:
                 exp.typed(mfn, domid, LEVEL_TYPES[level])
             else:
                 exp.typed(mfn, domid, CHILD_TYPES[level])
+
 

@@ -240,3 +240,13 @@ def relinquish_tables(pt, d) -> None:
                     else:
                         pt.free_page_type(page, type)
                     break
+
+
+def partial_pse(m):
+    """(superpage, writable, domid) of the PSE entries PGT_partial L2s hold: those below
+    nr_validated_ptes (free_l2_table goes down from the top), as a live table's."""
+    progress, flags = m.frame_table.progress, np.uint64(1 | _PAGE_PSE)   # PRESENT, PSE
+    for page, (level, domid) in m.pt.partial.items():
+        e = m.mem.table(int(m.pdx_to_mfn(page)))[:progress.get(page)[0]]
+        for x in (e[(e & flags) == flags].tolist() if level == 2 else ()):
+            yield (x >> 12) & _MFN_MASK, bool(x & 2), domid              # the frame, RW
