@@ -260,3 +260,27 @@ def test_check_unchanged_catches_a_refused_call_leaving_more_than_the_old_put(mo
     with pytest.raises(FuzzViolation) as e:
         r.step({"op": "mmuext_op", "domain": "dom0", "ops": [[99, 0]]})
     assert e.value.kind == "unchanged" and "old_guest_table" in e.value.detail
+
+
+def test_check_continuation_catches_a_continuation_that_skips_a_request(monkeypatch):
+    """do_mmu_update preempted between two requests (4.5 on: before every one but the
+    first) continues with the requests not done; a continuation that skips one is a
+    ``continuation`` violation, and one that ends with a request not done and rc 0 too."""
+    import xensim.xen._mmu as mmu
+    from xensim.fuzz import FuzzViolation
+    r, _, small = _pending_pin()
+    reqs = [[(small[1] << 12) | (i * 8), i] for i in range(3)]
+    res = r.step({"op": "mmu_update", "domain": "g1", "reqs": reqs, "vcpu": 1, "preempt": [1]})
+    assert isinstance(res.rc, Continuation) and (res.done, res.n) == (1, 3)
+    assert r.step({"op": "continue", "domain": "g1", "vcpu": 1}).rc == 0
+    real = mmu._continued
+
+    def skips(number, reqs, n, rc, done, base, args):
+        out = real(number, reqs, n, rc, done, base, args)
+        if isinstance(out, Continuation):
+            out.args = (out.args[0][1:],) + out.args[1:]
+        return out
+    monkeypatch.setattr(mmu, "_continued", skips)
+    with pytest.raises(FuzzViolation) as e:
+        r.step({"op": "mmu_update", "domain": "g1", "reqs": reqs, "vcpu": 1, "preempt": [1]})
+    assert e.value.kind == "continuation" and "its continuation has 1 requests" in e.value.detail
