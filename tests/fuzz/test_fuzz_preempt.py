@@ -265,7 +265,7 @@ def test_check_unchanged_catches_a_refused_call_leaving_more_than_the_old_put(mo
 def test_check_continuation_catches_a_continuation_that_skips_a_request(monkeypatch):
     """do_mmu_update preempted between two requests (4.5 on: before every one but the
     first) continues with the requests not done; a continuation that skips one is a
-    ``continuation`` violation, and one that ends with a request not done and rc 0 too."""
+    ``continuation`` violation."""
     import xensim.xen._mmu as mmu
     from xensim.fuzz import FuzzViolation
     r, _, small = _pending_pin()

@@ -114,14 +114,13 @@ class FuzzRunner:
 
     def _continuation_check(self, op: dict, res: CallResult, preempted: bool) -> None:
         """A preempted batch's continuation is its requests not done (Xen writes the rest
-        and the count back, MMU_UPDATE_PREEMPTED), and a continued call that ends has
-        done all its requests (rc 0) or fewer (an errno): else a ``continuation``
-        violation."""
+        and the count back, MMU_UPDATE_PREEMPTED), and a continued call that ends with rc
+        0 has done all its requests: else a ``continuation`` violation."""
         rest = res.rc.args[0] if preempted else None
         if rest is not None and (res.done > res.n or len(rest) != res.n - res.done):
             raise self._fail("continuation", f"preempted with {res.done} of {res.n} requests "
                              f"done, but its continuation has {len(rest)} requests", op)
-        if not preempted and (res.done != res.n if res.rc == 0 else res.done >= res.n):
+        if not preempted and res.rc == 0 and res.done != res.n:
             raise self._fail("continuation", f"continued to its end: rc {res.rc} with "
                              f"{res.done} of {res.n} requests done", op)
 
