@@ -98,7 +98,8 @@ def test_old_spelling_on_the_command_line_warns_once_and_runs(tmp_path):
 @pytest.mark.parametrize("change, expected", [
     (("op: map-4k,", "op: jump,"),
      "s.yaml:7: cpus[0][0].op: bad choice 'jump'; choose from: map, unmap, remap, map-4k, "
-     "unmap-4k, mark, unmark, destroy, map-grant, unmap-grant, pin, unpin, set-entry"),
+     "unmap-4k, mark, unmark, destroy, map-grant, unmap-grant, pin, unpin, set-entry, "
+     "decrease-reservation"),
     (("op: map-4k, domain: a,", "op: map-4k,"),
      "s.yaml:7: cpus[0][0]: missing required key 'domain'"),
     (("{op: map-4k,", "{opp: map-4k,"),
@@ -136,7 +137,7 @@ def test_old_spelling_on_the_command_line_warns_once_and_runs(tmp_path):
     (("memory: 64MiB", "memory: 64MiB\ncpu: []"),
      "s.yaml:4: cpu: unknown key 'cpu' (did you mean 'cpus'?); allowed keys: description, "
      "design, hypervisor, memory, domains, page_tables, setup, cpus, end, design_files, "
-     "hypercall_preemptions"),
+     "hypercall_preemptions, preemption_bound"),
 ])
 def test_each_mistake_is_one_error_with_file_line_and_key_path(tmp_path, change, expected):
     assert _error(tmp_path, BASE.replace(*change)) == expected

@@ -14,7 +14,7 @@ import pytest
 from conftest import MiB
 from xensim import GuestKernel, Machine, MemoryMap, audit
 from xensim.designs import design_class, load_design_file
-from xensim.explore import Runner, explore_dfs, format_schedule, load_scenario
+from xensim.explore import Runner, explore, explore_dfs, format_schedule, load_scenario
 from xensim.mem import PGC_allocated, PGT_l1_page_table, PGT_pinned, PGT_validated, \
     PGT_writable_page
 from xensim.xen import (Continuation, ERESTART, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
@@ -133,6 +133,15 @@ def test_no_built_in_design_declares_a_preemptible_take_4_8(design):
     g = Guest(design, preempt="every 1")
     assert g.k.map_superpages(VA + (4 << 20), [g.sp[2]]) == 0
     assert g.k.continuations == 0
+
+
+def test_the_progress_costs_no_metadata():
+    """The progress lives in the count bits of Xen 4.1's word: the design's overhead row is
+    8 B per 2 MiB with RAM, xensim's sparse-8B table, as xen-4.1's."""
+    g = Guest()
+    (row,) = g.m.superpage.metadata_rows()
+    sparse = next(r for r in Guest("xen-4.1").m.superpage.metadata_rows() if r.name == "sparse-8B")
+    assert (row.name, row.unit, row.bytes) == (DESIGN, "8 B/2 MiB with RAM", sparse.bytes)
 
 
 def test_every_check_true_takes_one_frame_per_call():
@@ -343,7 +352,36 @@ def test_a_partial_word_is_no_mapping_to_put():
     assert g.word(g.sp[1]) == "dynamic/1" and g.word(g.sp[2]) == "none/0"
 
 
+def test_fuzzer_with_preemption_and_two_vcpus_finds_nothing(capsys):
+    """xensim fuzz --preempt 0.01 --vcpus 2: preempted maps and marks continued at once,
+    after other vCPUs' and domains' calls, or never; every call checked by the incremental
+    auditor: no violation."""
+    from conftest import fuzz_cli
+    rc, out, _ = fuzz_cli(["--design", DESIGN, "--calls", "1500", "--vcpus", "2",
+                           "--preempt", "0.01", "--seed", "1"], capsys)
+    assert rc == 0 and "violations: 0 (0 expected)" in out
+    line = next(x for x in out.splitlines() if x.startswith("mmuext_op/mark_super"))
+    assert "preempted" in line
+
+
 # -- the explorer ---------------------------------------------------------------------------------
+def test_explorer_branching_on_the_checks_finds_the_unclaimed_take():
+    """The explorer answering each hypercall_preempt_check() as a choice of its own (at most
+    one pending per schedule: --hypercall-preemptions 1) finds it from the scenario alone:
+    vCPU 0 preempted before frame 511 (the schedule's ``0p``), vCPU 1 continues the take
+    while vCPU 0's continuation does too."""
+    sc = load_scenario(ROOT / "scenarios" / "preempted-cold-map.yaml")
+    res = explore(sc, "xen-4.1-preemptible-unclaimed", "dfs", preemption_bound=1,
+                  hypercall_preemptions=1)
+    assert (res.violations, res.schedules) == (1, 6)
+    assert res.first.message.startswith("after the schedule: 3 audit difference(s): "
+                                        "mfn 0x1ff count_info.count: expected 2, actual 3")
+    assert format_schedule(res.first.schedule) == "0*1538,0p,0*7,1*12,0*2"
+    ok = explore(sc, DESIGN, "dfs", preemption_bound=1, max_schedules=30,
+                 hypercall_preemptions=1)
+    assert (ok.violations, ok.schedules) == (0, 30)
+
+
 def _explore(design: str, preempt: str | None, bound: int):
     runner = Runner(load_scenario(ROOT / "scenarios" / "preempted-cold-map.yaml"), design)
     if preempt is not None:                  # the explored machine's preemption source

@@ -35,8 +35,10 @@ def scenario(name):
 def test_shipped_scenarios_are_the_required_ones():
     assert [p.stem for p in SHIPPED] == ["grant-superpage-unmap", "map-destroy", "map-map",
                                          "map-unmap", "mark-map", "preempted-cold-map",
-                                         "three-cpus", "unmark-unmap", "vcpus-cold-map",
-                                         "vcpus-pin-wait", "xsa-58-pin-error"]
+                                         "three-cpus", "unmark-unmap", "vcpus-cold-map-preempted",
+                                         "vcpus-cold-map",
+                                         "vcpus-pin-wait", "xsa-299-18b0ab6978",
+                                         "xsa-299-c40b33d726", "xsa-58-pin-error"]
 
 
 class TestSketchLeak:
@@ -132,8 +134,11 @@ def _marks(path) -> bool:
     return any(op.op in ("mark", "unmark") for ops in [sc.setup] + sc.cpus for op in ops)
 
 
-#: each shipped scenario with each correct design that has what it uses (per-mapping: no MARK)
-CORRECT_RUNS = [(path, design) for path in SHIPPED
+#: each shipped scenario with each correct design that has what it uses (per-mapping: no MARK);
+#: vcpus-cold-map-preempted (a minute per design under bound 2) is checked under bound 1 in
+#: test_hypercall_preemption.py, and so are the XSA-299 races (found on faithful releases)
+CORRECT_RUNS = [(path, design) for path in SHIPPED if path.stem != "vcpus-cold-map-preempted"
+                and not path.stem.startswith("xsa-299-")
                 for design in ("xen-4.1", "superpage-info", "pageinfo-count", "per-mapping")
                 if design in MARKING or not _marks(path)]
 

@@ -9,6 +9,7 @@ re-entered by the CPU's guest kernel as a step of its own; -EINTR from a preempt
 from __future__ import annotations
 
 import dataclasses
+import errno
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,37 @@ class TestVcpusColdMap:
         assert all(sum(isinstance(c, Preempted) for c in ex.schedule) <= 1 for ex in runs)
 
 
+class TestVcpusColdMapPreempted:
+    """vcpus-cold-map-preempted (Xen 4.1: do_mmu_update asks before its first request,
+    do_mmuext_op between the process switch's two ops; get_superpage's 512-frame loop has
+    no check): one hypercall preempted and continued changes no design's outcome."""
+
+    EXPECTED = {"xen-4.1": None, "superpage-info": None, "pageinfo-count": None,
+                "per-mapping": None, "none": None,
+                "sketch": ("0*1039,1*1037,0*4", "after the schedule: 1024 audit difference(s): "
+                                                "mfn 0x0 count_info.count: expected 2, actual 3")}
+
+    @pytest.mark.parametrize("design", sorted(EXPECTED))
+    def test_expected_outcome_per_design(self, design):
+        sc = scenario("vcpus-cold-map-preempted")
+        assert (sc.version, sc.hypercall_preemptions) == (Release.R4_1, 1)
+        res = explore(sc, design, "dfs", preemption_bound=1)
+        assert res.complete
+        want = self.EXPECTED[design]
+        if want is None:
+            assert res.violations == 0, res.first and res.first.message
+        else:
+            assert res.violations == 1 and res.first.message.startswith(want[1])
+            assert format_schedule(res.first.schedule) == want[0]
+
+    def test_a_map_preempted_before_its_entry_is_continued(self):
+        sc = scenario("vcpus-cold-map-preempted")
+        res, runs = every_execution(sc, "xen-4.1", bound=1)
+        hits = [ex for ex in runs if any(t.startswith("d1.v0 hcall dom1: mmu_update re-entered")
+                                         for t in ex.trace)]
+        assert hits and all(ex.world.results == {0: [0], 1: [0]} for ex in hits)
+
+
 class TestGetPageTypeEintr:
     """__get_page_type (4.1.0, 4.5.0, 4.7.0, 4.8.0): a preemptible get finding the type
     counted but not validated spins, asking hypercall_preempt_check(), and returns -EINTR
@@ -177,3 +209,56 @@ class TestXsa58:
         hits = [ex for ex in runs if any(f"[page {t:#x} (L2) PGT_partial, nr_validated_ptes"
                                          in line for line in ex.trace)]
         assert hits and all(ex.world.results == {0: [-22], 1: [-22]} for ex in hits)
+
+
+class TestXsa299:
+    """XSA-299's appendices as scenarios (scenarios/xsa-299-*.yaml), found by the explorer
+    from the file alone (hypercall preemption bound 2 in the file, CPU preemption bound 1)
+    on faithful 4.5-4.8 (RELEASE-4.x.0 mm.c: put_old_guest_table, free_l3_table,
+    put_page_from_l3e with partial_pte), and nothing with partial_flags (outside faithful
+    mode; 4.22, RELEASE-4.22.0 arch/x86/mm.c)."""
+
+    #: the bug the search meets first in both: vCPU 0's unpin of A preempted, vCPU 1 takes
+    #: A over and validates it whole, vCPU 0's continuation (put_old_guest_table) then
+    #: drops the type reference E[0] holds (c40b33d726: old_guest_table_partial)
+    FIRST = "after the schedule: 1 audit difference(s): mfn {a:#x} type_info.count: expected 1, actual 0"
+
+    @pytest.mark.parametrize("version", ["4.5", "4.7", "4.8"])
+    def test_c40b33d726_found_on_faithful(self, version):
+        sc = scenario("xsa-299-c40b33d726", version)
+        assert sc.faithful and (sc.hypercall_preemptions, sc.preemption_bound) == (2, 1)
+        res = explore(sc, None, "dfs")
+        a = Runner(sc).make().world.pts["A"][0]
+        assert res.violations == 1 and res.first.message == self.FIRST.format(a=a)
+        assert format_schedule(res.first.schedule) == "0*13,0p,0*2,1*27,0*13,2*16"
+
+    @pytest.mark.parametrize("version, faithful", [("4.8", False), ("4.22", False)])
+    def test_c40b33d726_clean_with_partial_flags(self, version, faithful):
+        sc = scenario("xsa-299-c40b33d726", version, faithful=faithful)
+        res = explore(sc, None, "dfs")
+        assert res.complete and res.violations == 0, res.first and res.first.message
+
+    def test_18b0ab6978_found_on_faithful_and_its_appendix_replayed(self):
+        sc = scenario("xsa-299-18b0ab6978", "4.8")
+        res = explore(sc, None, "dfs")
+        w = Runner(sc).make().world
+        a, b = w.pts["A"][0], w.pts["B"][0]
+        assert res.violations == 1 and res.first.message == self.FIRST.format(a=a)
+        # the appendix's order: V1's unpin preempted; V2 resumes A and is preempted in B
+        # (A at x = 1, partial_pte 1: no general reference of B); V3 maps B from D, unmaps
+        # it and gives B back; V1's continuation puts B's type through A[x]
+        ex, v = replay(sc, parse_schedule("0*13,0p,0*2,1*22,1p,1*8,2*27,1*4,0*9"))
+        assert v is not None and v.message == ("after the schedule: the machine recorded: "
+                                               f"XSA-299: L3 partial entry's put_page_type on "
+                                               f"mfn {b:#x}, which nothing holds")
+        lines = summarise_trace(ex.trace, 200)
+        assert (f"d1.v1 hcall dom1: mmu_update re-entered, the continuation of the preempted "
+                f"hypercall [page {a:#x} (L3) PGT_partial, nr_validated_ptes 1; page {b:#x} (L2) "
+                f"PGT_partial, nr_validated_ptes 1]") in lines
+        # V2's continuation finds B given back: its entry to A is refused
+        assert ex.world.results == {0: [0], 1: [-errno.EINVAL], 2: [0, 0, 0]}
+
+    def test_18b0ab6978_clean_with_partial_flags_4_8(self):
+        sc = scenario("xsa-299-18b0ab6978", "4.8", faithful=False)
+        res = explore(sc, None, "dfs")
+        assert res.complete and res.violations == 0, res.first and res.first.message

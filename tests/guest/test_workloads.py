@@ -215,6 +215,12 @@ def test_script_ops_and_their_defaults():
      "w.yaml:5: workload.script[0].slot: slots stop at 131071 (256 GiB of 2 MiB slots)"),
     ("{domain: db, op: map, superpage: -1}",
      "w.yaml:5: workload.script[0].superpage: must not be negative, got -1"),
+    ("{domain: db, op: exit, superpage: 1}",
+     "w.yaml:5: workload.script[0].superpage: op exit takes no 'superpage' (it takes no "
+     "argument)"),
+    ("{domain: db, op: exec}", "w.yaml:5: workload.script[0]: op exec needs 'superpage'"),
+    ("{domain: db, op: exec, superpage: 1, count: 2}",
+     "w.yaml:5: workload.script[0].superpage: domain 'db' has superpages 0..1, not 2"),
 ])
 def test_script_errors(entry, expected):
     text = ("domains: [{name: web, memory: 8MiB}, {name: db, memory: 4MiB}]\n"
@@ -491,3 +497,20 @@ def test_resolved_simulation_round_trips(text, tmp_path):
     assert resolved_config(again, build_memory_map(again)) == first
     assert again.effective_workload() == cfg.effective_workload()
     assert again.domain_specs() == cfg.domain_specs()
+
+
+def test_exec_and_exit_reserve_the_process_tables():
+    """A script's exec (a process's tree: L4, L3, L2 and one L1 per superpage, pinned) and
+    exit: the layout counts the largest process's frames into the page-table pool, which
+    the set-up reserves (no populate_physmap during the run)."""
+    w = wl("domains: [{name: web, memory: 8MiB}]\nworkload:\n  kind: script\n  script:\n"
+           "    - {domain: web, op: exec, superpage: 1, count: 3}\n"
+           "    - {domain: web, op: exit}\n"
+           "    - {domain: web, op: exec, superpage: 0, writable: false}\n")
+    ops = list(w.ops(0))
+    assert [str(o) for o in ops] == [
+        "web: exec a process mapping superpage 1 x3 with 4 KiB pages rw",
+        "web: exit the process",
+        "web: exec a process mapping superpage 0 with 4 KiB pages ro"]
+    lay = w.layout["web"]
+    assert lay.process == 6 and lay.pool_pages() == 1 + 1 + 0 + 0 + 2 + 6

@@ -163,3 +163,16 @@ def test_race_page_violation(racepage, tmp_path):
 def test_race_page_fits_1280(racepage, tmp_path, fragment):
     path, _ = racepage
     assert int(body(dom(tmp_path, path, fragment))["scroll-width"]) <= 1280
+
+
+def test_trace_page_jumps_to_preempted_steps(tmp_path):
+    """configs/preempt-pin.yaml: its four hypercalls are each a preempted call or its
+    continuation; ``e`` jumps to the next one, ``E`` back; the step shows the badge."""
+    cfg, mm = load(str(ROOT / "configs" / "preempt-pin.yaml"))
+    run = record_trace(cfg, mm)
+    path = tmp_path / "preempt.html"
+    write_trace_page(path, run)
+    d = dom(tmp_path, path, "keys=ee")
+    assert body(d)["step"] == "3"
+    assert "b-preempted" in element(d, "step")
+    assert body(dom(tmp_path, path, "step=4&keys=E"))["step"] == "3"

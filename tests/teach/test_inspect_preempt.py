@@ -124,3 +124,30 @@ def test_cmd_inspect_calls(capsys):
         1, 0, {"partial": True, "nr_validated_ptes": 0, "partial_pte": 1})
     with pytest.raises(ConfigError, match="--calls: --steps and --calls cannot be given together"):
         cmd_inspect(_cli(["inspect", config, "--mfn", "0", "--calls", "1", "--steps", "1"]))
+
+
+def test_with_xsa299s_fix_the_partial_entry_holds_a_general_reference():
+    """Xen 4.8 outside faithful mode (XSA-299's fix, as 4.13 on: partial_flags): the L3's
+    entry 0 (PTF_partial_set) holds a general reference of the partial L2, which inspect
+    counts (RELEASE-4.22.0 asm/mm.h: "the PTE at nr_validated_ptes holds a general
+    reference count for the page")."""
+    m, _ = _tree("4.8", faithful=False)
+    m.set_preempt("every 200")
+    m.hypercall(1, HYPERVISOR_mmuext_op,
+                [MmuextOp(MMUEXT_PIN_L4_TABLE, F[0])], [0])
+    r = inspect_mfn(m, F[2])
+    assert r["validation"] == {"partial": True, "nr_validated_ptes": 200, "partial_flags": 0}
+    assert [(h["what"], h["general"], h["type"]) for h in r["held_by"]["holders"]][1:] == [
+        ("L3 entry of table mfn 0x201 [0x0] (PGT_partial table)", 1, None),
+        ("PGT_partial: its type count kept at 1, and get_page_light's general reference", 1,
+         "l2")]
+    assert (r["held_by"]["count"], r["held_by"]["matches"]) == (3, True)
+    r = inspect_mfn(m, F[1])
+    assert _text(r)[5] == (
+        "  validation: PGT_partial (a preempted validation or devalidation): nr_validated_ptes 0 "
+        "(no entry below it holds a reference), partial_flags 1 (PTF_partial_set: entry 0 holds "
+        "a general reference of the L2 below, which this table's operation left PGT_partial)")
+    assert _text(r)[9] == ("  L4 table mfn 0x200 [0x0] (dom1): mfn 0x201 RW|P (an l3 table; the "
+                           "partial entry of a PGT_partial table: partial_flags 1)")
+    assert inspect_domain(m, 1)["partial"][1] == {"mfn": F[1], "level": 3,
+                                                  "nr_validated_ptes": 0, "partial_flags": 1}

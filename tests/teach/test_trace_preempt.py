@@ -5,7 +5,7 @@ nr_validated_ptes, partial_pte, get_page_light's reference), the continuation
 
 The tree (as tests/xen/test_preempt.py's, PDX none: page == mfn): F[0] an L4 whose slot 0
 links F[1] (an L3), whose slot 0 links F[2] (an L2), whose entries 0-3 link the L1s
-F[3]..F[6]. Xen 4.8 (RELEASE-4.8.0 mm.c: alloc_l2_table asks before entry i >
+F[3]..F[6]. Xen 4.8 as released (faithful: partial_pte; RELEASE-4.8.0 mm.c: alloc_l2_table asks before entry i >
 nr_validated_ptes, free_l2_table after entry i's put, alloc/free_l3/l4_table record the
 entry whose table was preempted; do_mmuext_op's MMU_UPDATE_PREEMPTED continuation;
 put_old_guest_table). Lines are asserted exactly.
@@ -22,8 +22,11 @@ from xensim.xen import (Continuation, HYPERVISOR_mmuext_op, MMUEXT_PIN_L4_TABLE,
 F = list(range(0x200, 0x210))
 
 
-def _tree(version: str = "4.8"):
-    m = Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", version=version)
+def _tree(version: str = "4.8", faithful: bool = True):
+    """Xen ``version`` as released (``faithful``: 4.1-4.8's partial_pte) or with XSA-299's
+    fix (partial_flags: 4.22, and 4.1-4.8 outside faithful mode)."""
+    m = Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", version=version,
+                faithful=faithful)
     t = two_domains(m, (0x000, 0x400), 0x600)
     m.mem.write(F[0], 0, make_pte(F[1], 3))
     m.mem.write(F[1], 0, make_pte(F[2], 3))
@@ -279,3 +282,74 @@ def test_the_trace_page_flags_the_preempted_steps(pin_config):
     flags = [s[g] for s in rec.steps]
     assert [bool(f & PREEMPTED) for f in flags] == [True, True, True, True]
     assert not any(f & REFUSED for f in flags)
+
+
+def test_an_l1_tables_entries_are_one_run_at_the_frame_level(pin_config):
+    """alloc_l1_table's 512 entries, each the same two steps on the next frame: one line
+    and the steps once (--all-frames lists every entry)."""
+    cfg, mm = pin_config
+    got = trace(cfg, mm, level="frame", limit=1).text().splitlines()
+    i = got.index("          validate new L1 entries (x512): get_page_and_type(512 frames mfn "
+                  "0x200..0x3ff, dom1, writable), each:")
+    assert got[i + 1:i + 4] == [
+        "            get_page: count_info +1 (allocated inuse count=1 -> 2)",
+        "            get_page_type(writable): type_info none/0 -> writable/1 validated",
+        "          validated: mfn 0x805 type_info l1/1 -> l1/1 validated"]
+    every = trace(cfg, mm, level="frame", limit=1, all_frames=True).text().splitlines()
+    assert sum(ln.startswith("          validate new L1 entry: ") for ln in every) == 1536
+
+
+def test_4_22_names_promote_and_demote_and_its_partial_flags():
+    """Xen 4.22 (RELEASE-4.22.0 mm.c, XSA-299's rework): promote_l2_table asks before entry
+    i > nr_validated_ptes as alloc_l2_table did; promote_l3/l4_table record the entry whose
+    table was preempted in partial_flags (PTF_partial_set: it keeps a general reference)."""
+    m, g = _tree("4.22", faithful=False)
+    m.set_preempt("every 200")
+    tr = Tracer(m).install()
+    rc = m.hypercall(g, HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_PIN_L4_TABLE, F[0])], [0])
+    assert isinstance(rc, Continuation)
+    got = ["  " * ln.depth + ln.text for ln in tr.lines]
+    assert got[4:9] == [
+        "        preempted: promote_l2_table of mfn 0x202: hypercall_preempt_check() before "
+        "entry 200 said yes; the validation stops (-ERESTART)",
+        "          left: l2/1 partial, nr_validated_ptes 200 (entries 0..199 validated, holding "
+        "their references), get_page_light's extra general reference",
+        "        -> ERESTART: preempted, the entry's table is left PGT_partial",
+        "      preempted: promote_l3_table of mfn 0x201: entry 0's L2 was preempted; the "
+        "validation stops (-ERESTART)",
+        "        left: l3/1 partial, nr_validated_ptes 0 (no entry done yet), partial_flags 1 "
+        "(PTF_partial_set: entry 0 holds a general reference of the L2 below, which this "
+        "table's operation left PGT_partial), get_page_light's extra general reference"]
+    assert tr.untraced == 0 and audit(m).ok
+
+
+def test_a_deferred_put_is_told_apart_from_a_preempted_one():
+    """Xen 4.8 (RELEASE-4.8.0 mm.c: mod_l4_entry's put_page_from_l4e with PTF_defer, 4.5 on):
+    with preemption possible, replacing an L4 entry defers the old L3's put to the vCPU's
+    old_guest_table; do_mmu_update stops before the next request and its continuation
+    finishes the put first."""
+    from xensim.xen import HYPERVISOR_mmu_update, MmuUpdate
+    m, g = _tree()
+    assert _run(m, g, [MmuextOp(MMUEXT_PIN_L4_TABLE, F[0])]) == 0
+    m.set_preempt("every 1000")
+    tr = Tracer(m).install()
+    rc = m.hypercall(g, HYPERVISOR_mmu_update, [MmuUpdate(F[0] << 12, make_pte(F[7], 3)),
+                                               MmuUpdate((F[0] << 12) | 8, make_pte(F[8], 3))], [0])
+    assert m.hypercall(g, rc.number, *rc.args) == 0
+    got = ["  " * ln.depth + ln.text for ln in tr.lines]
+    assert got[4:7] == [
+        "    stopped: do_mmu_update stops before request 1: old_guest_table holds a put to "
+        "finish first (-ERESTART, a continuation)",
+        "    old_guest_table: the put of the old entry's L3 mfn 0x201 is deferred to dom1.v0's "
+        "old_guest_table (mod_l4_entry, PTF_defer): its next mmuext_op, mmu_update request or "
+        "NEW_BASEPTR finishes it first",
+        "  -> ERESTART (preempted: a hypercall continuation re-enters mmu_update with the 1 "
+        "request left, MMU_UPDATE_PREEMPTED, 1 done so far)"]
+    assert got[7:9] == [
+        "  mmu_update dom1: L4[0x1] of mfn 0x200 := mfn 0x208 RW|P (a continuation: "
+        "MMU_UPDATE_PREEMPTED, 1 done before)",
+        "    first, put_old_guest_table: dom1.v0's old_guest_table holds the unfinished put of "
+        "mfn 0x201, which goes on"]
+    assert got[-2:] == ["    old_guest_table: put_old_guest_table finished the put of mfn 0x201; "
+                        "dom1.v0's old_guest_table is empty", "  -> 0"]
+    assert tr.untraced == 0 and audit(m).ok

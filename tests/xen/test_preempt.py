@@ -102,9 +102,13 @@ class Tree:
             m.mem.write(F[2], k, make_pte(F[3 + k], 3))
         self.inc = IncrementalAuditor(m)
 
-    def call(self, number, *args, vcpu=0):
+    def call(self, number, *args, vcpu=0, bug=None):
+        """The call, then both auditors: clean, or (``bug``) reporting that difference."""
         rc = self.m.hypercall(self.g, number, *args, vcpu=vcpu)
         full, inc = audit(self.m), self.inc.check()
+        if bug is not None:
+            assert bug in str(full) and bug in str(inc), (str(full), str(inc))
+            return rc
         assert full.ok, str(full)
         assert inc.ok, str(inc)
         return rc
@@ -292,3 +296,155 @@ def test_destruction_finishes_a_pin_the_guest_abandoned_4_8():
     assert audit(t.m).ok
 
 
+
+
+# -- 4.22 (RELEASE-4.22.0 arch/x86/mm.c): partial_flags, promote_l3's and demote_l2/l3's checks --
+
+def test_preempted_pin_l4_4_22_promote_l3_table_asks_too():
+    """Xen 4.22: promote_l2_table and promote_l3_table ask hypercall_preempt_check() before
+    entry i > nr_validated_ptes (-EINTR, made -ERESTART with partial_flags kept: 0 past the
+    first entry); promote_l4_table does not. Preempted in the L3 at entry 89 (checks 1-511 are
+    the L2's entries 1..511, 512 the L3's entry 1): the L3 PGT_partial at 89, its L2 finished;
+    the L4's entry 0 PTF_partial_set, keeping the L3's general reference
+    (PTF_retain_ref_on_restart). The continuation resumes the L3 at 89."""
+    t = Tree("4.22")
+    t.m.set_preempt("at 600")
+    done = [0]
+    rc = t.call(HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_PIN_L4_TABLE, F[0])], done)
+    assert isinstance(rc, Continuation) and done == [0]
+    assert t.state() == [(A | 2, L4P | 1, 0, 1), (A | 3, L3P | 1, 89, 0), (A | 2, L2V | 1, 0, 0),
+                         (A | 2, L1V | 1, 0, 0)]
+    assert t.call(HYPERVISOR_mmuext_op, *rc.args) == 0 and done == [1]
+    assert t.state()[:2] == [(A | 2, L4V | PGT_pinned | 1, 0, 1), (A | 2, L3V | 1, 89, 0)]
+    assert t.m.preempt.checks == 511 + 511      # entries 1..511 each asked once (89 not again)
+
+
+def test_preempted_unpin_4_22_demote_asks_after_every_entry():
+    """Xen 4.22: demote_l2_table and demote_l3_table ask after every entry (present or not)
+    but the last; demote_l4_table does not. Check 1 follows the L3's entry 511 (the L3 left
+    at 511, partial_flags 0: -EINTR, nothing partial below); old_guest_table_partial is set
+    and put_old_guest_table passes PTF_partial_set."""
+    t = _pinned("4.22")
+    t.m.set_preempt("at 1")
+    rc = t.call(HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_UNPIN_TABLE, F[0])], [0])
+    assert isinstance(rc, Continuation)
+    v = t.d.vcpus[0]
+    assert (v.old_guest_table, v.old_guest_table_partial) == (F[0], True)
+    assert t.state()[:3] == [(A | 3, L4P | 1, 0, 1), (A | 3, L3P | 1, 511, 0),
+                             (A | 2, L2V | 1, 0, 0)]
+    assert t.call(HYPERVISOR_mmuext_op, *rc.args) == 0
+    assert (v.old_guest_table, v.old_guest_table_partial) == (None, False)
+    assert [s[:2] for s in t.state()] == [(A | 1, PGT_l4_page_table), (A | 1, PGT_l3_page_table),
+                                          (A | 1, PGT_l2_page_table), (A | 1, PGT_l1_page_table)]
+
+
+# -- mod_l3_entry / mod_l4_entry: the old entry's table put through old_guest_table ---------
+
+@pytest.mark.parametrize("version", ["4.5", "4.7", "4.8", "4.22"])
+def test_changed_l3_entry_defers_the_old_tables_put(version):
+    """Xen 4.5-4.8 mod_l3_entry (put_page_from_l3e(..., defer 1)), 4.22 (PTF_defer): the old
+    entry's L2 goes to the calling vCPU's old_guest_table with its references
+    (old_guest_table_partial false); do_mmu_update stops before the next request and, at the
+    end, continues with no requests (MMU_UPDATE_PREEMPTED, the result in foreigndom): the
+    continuation's put_old_guest_table drops them. (Modelled while preemption can happen:
+    otherwise the put is done at once, the same counts.)"""
+    t = _pinned(version)
+    t.m.mem.write(F[7], 0, make_pte(F[3], 3))
+    t.m.set_preempt("at 100000")
+    done = [0]
+    reqs = [MmuUpdate(F[1] << 12, make_pte(F[7], 3)), MmuUpdate(F[9] << 12, 5)]
+    rc = t.call(HYPERVISOR_mmu_update, reqs, done)
+    assert isinstance(rc, Continuation) and rc.args[0] == reqs[1:] and done == [1]
+    v = t.d.vcpus[0]
+    assert (v.old_guest_table, v.old_guest_table_partial) == (F[2], False)
+    assert t.state([F[2], F[7]]) == [(A | 2, L2V | 1, 0, 0), (A | 2, L2V | 1, 0, 0)]
+    rc = t.call(HYPERVISOR_mmu_update, *rc.args)          # the put first, then request 1
+    assert rc == 0 and done == [2] and v.old_guest_table is None
+    assert [s[:2] for s in t.state([F[2]])] == [(A | 1, PGT_l2_page_table)]
+    assert t.m.mem.read(F[9], 0) == 5
+
+
+def test_a_deferred_put_at_the_end_continues_with_no_requests_4_8():
+    """Xen 4.8 do_mmu_update: old_guest_table set after the last request: the continuation
+    has a null request list and the result in foreigndom; re-entered, put_old_guest_table
+    runs and that result is returned."""
+    t = _pinned("4.8")
+    t.m.set_preempt("at 100000")
+    rc = t.call(HYPERVISOR_mmu_update, [MmuUpdate(F[1] << 12, 0)], [0])
+    assert isinstance(rc, Continuation) and rc.args == (None, None, 0, True)
+    assert t.d.vcpus[0].old_guest_table == F[2]
+    assert t.call(HYPERVISOR_mmu_update, *rc.args) == 0
+    assert t.d.vcpus[0].old_guest_table is None
+    assert [s[:2] for s in t.state([F[2]])] == [(A | 1, PGT_l2_page_table)]
+
+
+def test_changed_l3_entry_is_put_at_once_in_4_1():
+    """Xen 4.1 mod_l3_entry: put_page_from_l3e(ol3e, pfn, 0, 0): the old table is put at
+    once (no old_guest_table before 4.3)."""
+    t = _pinned("4.1")
+    t.m.set_preempt("at 100000")
+    assert t.call(HYPERVISOR_mmu_update, [MmuUpdate(F[1] << 12, 0)], [0]) == 0
+    assert t.d.vcpus[0].old_guest_table is None
+    assert [s[:2] for s in t.state([F[2]])] == [(A | 1, PGT_l2_page_table)]
+
+
+def test_changed_l2_entry_defers_the_l1s_put_from_4_22_only():
+    """Xen 4.22 mod_l2_entry: put_page_from_l2e(ol2e, mfn, PTF_defer) (4.8 puts at once)."""
+    for version, deferred in (("4.8", None), ("4.22", F[3])):
+        t = _pinned(version)
+        t.m.set_preempt("at 100000")
+        rc = t.call(HYPERVISOR_mmu_update, [MmuUpdate(F[2] << 12, 0)], [0])
+        assert t.d.vcpus[0].old_guest_table == deferred
+        assert isinstance(rc, Continuation) is (deferred is not None)
+
+
+def test_config_preempts_4_22_and_at_is_checked_as_config(tmp_path):
+    """hypervisor.preempt on 4.22 reaches the machine (its preemption is modelled:
+    RELEASE-4.22.0 promote_lN_table / demote_lN_table); ``at`` with a bad check number is
+    one line naming the file, the key and the problem, exit 2."""
+    import subprocess
+    import sys
+    from xensim.config import build_memory_map, parse_config
+    cfg = parse_config('hypervisor:\n  version: "4.22"\n  preempt: "at 9 3"\n', "c.yaml")
+    m = Machine.from_config(cfg, build_memory_map(cfg))
+    assert str(m.preempt) == "at 3 9" and m.partial_flags
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('hypervisor:\n  version: "4.22"\n  preempt: "at 0"\n')
+    r = subprocess.run([sys.executable, "-m", "xensim", "run", str(bad)], capture_output=True,
+                       text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"xensim: error: {bad}:3: hypervisor.preempt: 'at 0': "
+        "at N [N ...] needs check numbers >= 1, got [0]"]
+
+
+@pytest.mark.parametrize("faithful", [True, False])
+def test_a_partly_devalidated_tree_revalidated_by_another_vcpu_4_8(faithful):
+    """Xen 4.8 get_page_and_type_from_pagenr: an entry left partial by a preempted
+    devalidation (partial_pte -1, or PTF_partial_set) still holds its general reference, so
+    the validation that takes the table over (vCPU 1 pins it while vCPU 0's unpin waits in
+    old_guest_table) takes no second one: get_page only when partial >= 0. vCPU 0's
+    continuation then finishes its put (put_old_guest_table): fixed (4.13 on, not faithful),
+    PTF_partial_set on a table no longer partial drops only the general reference; faithful
+    4.8's put_page_and_type_preemptible drops the type reference vCPU 1's pin holds, and
+    devalidates the pinned table (XSA-299, c40b33d726)."""
+    t = Tree("4.8", faithful=faithful, vcpus=2)
+    assert t.call(HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_PIN_L4_TABLE, F[0])], [0]) == 0
+    t.m.set_preempt("at 2")
+    rc = t.call(HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_UNPIN_TABLE, F[0])], [0])
+    assert isinstance(rc, Continuation)
+    p = -1 if faithful else 1
+    assert t.state()[:3] == [(A | 3, L4P | 1, 0, p), (A | 3, L3P | 1, 0, p),
+                             (A | 3, L2P | 1, 2, 0)]
+    assert t.call(HYPERVISOR_mmuext_op, [MmuextOp(MMUEXT_PIN_L4_TABLE, F[0])], [0],
+                  vcpu=1) == 0
+    assert t.state()[:3] == [(A | 3, L4V | PGT_pinned | 1, 0, p), (A | 2, L3V | 1, 0, p),
+                             (A | 2, L2V | 1, 2, 0)]
+    bug = "mfn 0x200 type_info.count: expected 1, actual 0" if faithful else None
+    assert t.call(HYPERVISOR_mmuext_op, *rc.args, bug=bug) == 0   # vCPU 0's old pin's put
+    assert t.d.vcpus[0].old_guest_table is None
+    if faithful:
+        assert [s[:2] for s in t.state()[:2]] == [(A | 2, PGT_l4_page_table | PGT_pinned),
+                                                   (A | 1, PGT_l3_page_table)]
+    else:
+        assert t.state()[:2] == [(A | 2, L4V | PGT_pinned | 1, 0, p), (A | 2, L3V | 1, 0, p)]

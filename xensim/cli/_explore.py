@@ -29,9 +29,10 @@ def add_parser(sub) -> None:
                    help="dfs (default): every schedule within the preemption bound, depth "
                         "first; random, pct: --max-schedules sampled schedules from --seed; "
                         "round-robin: one schedule")
-    p.add_argument("--preemption-bound", type=int, default=2, metavar="N",
+    p.add_argument("--preemption-bound", type=int, default=None, metavar="N",
                    help="dfs: at most N preemptions per schedule (a switch away from a CPU "
-                        "that could go on; default 2, at least 0)")
+                        "that could go on; default the scenario's preemption_bound:, else 2; "
+                        "at least 0)")
     p.add_argument("--hypercall-preemptions", type=int, default=None, metavar="N",
                    help="at most N hypercall_preempt_check() answered pending per schedule: "
                         "each check a CPU reaches is then a choice (no / pending, 0p in a "
@@ -60,7 +61,7 @@ def add_parser(sub) -> None:
 
 def _bad_options(args) -> list[str]:
     bad = []
-    if args.preemption_bound < 0:
+    if args.preemption_bound is not None and args.preemption_bound < 0:
         bad.append(f"--preemption-bound: must be 0 or more, got {args.preemption_bound}")
     if args.hypercall_preemptions is not None and args.hypercall_preemptions < 0:
         bad.append(f"--hypercall-preemptions: must be 0 or more, got {args.hypercall_preemptions}")
@@ -113,6 +114,8 @@ def cmd_explore(args) -> int:
         from ..output import check_file
         check_file(args.html, "--html")
     sc = load_scenario(args.scenario)
+    if args.preemption_bound is None:
+        args.preemption_bound = 2 if sc.preemption_bound is None else sc.preemption_bound
     design = args.design or sc.design
     if design not in design_names():
         raise ConfigError(None, "--design", f"unknown design {design!r}; "

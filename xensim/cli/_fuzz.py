@@ -49,7 +49,7 @@ def add_parser(subparsers) -> None:
                         "(MMUEXT_NEW_USER_BASEPTR), valid and hostile")
     p.add_argument("--preempt", type=float, default=0.0, metavar="P",
                    help="the probability that each hypercall_preempt_check() answers true "
-                        "(default 0: never; Xen 4.1-4.8): preempted calls are continued at "
+                        "(default 0: never): preempted calls are continued at "
                         "once, after other vCPUs' and domains' calls, or never; the points "
                         "are drawn from --seed and written into the reproducers")
     p.add_argument("--version", default="4.8", choices=XEN_VERSIONS,
@@ -110,8 +110,6 @@ def bad_arguments(args, names: list[str]) -> list[str]:
         bad.append(f"--vcpus: must be 1-64, got {args.vcpus}")
     if not 0.0 <= args.preempt <= 1.0:
         bad.append(f"--preempt: must be a probability, 0-1, got {args.preempt:g}")
-    elif args.preempt > 0 and tuple(map(int, args.version.split("."))) > (4, 8):
-        bad.append(f"--preempt: preemption is modelled for Xen 4.1-4.8, not {args.version}")
     if args.calls < 1:
         bad.append(f"--calls: must be at least 1, got {args.calls}")
     if args.episode < 1:

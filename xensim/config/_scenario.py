@@ -61,9 +61,9 @@ __all__ = ["SCENARIO_OPS", "TABLE_OPS", "BAD_ENTRY", "ScenarioOp", "ScenarioEntr
 
 #: the operations a scenario's setup and CPUs perform
 SCENARIO_OPS = ("map", "unmap", "remap", "map-4k", "unmap-4k", "mark", "unmark", "destroy",
-                "map-grant", "unmap-grant", "pin", "unpin", "set-entry")
+                "map-grant", "unmap-grant", "pin", "unpin", "set-entry", "decrease-reservation")
 #: the operations on a scenario's ``page_tables`` (their ``pt``)
-TABLE_OPS = ("pin", "unpin", "set-entry")
+TABLE_OPS = ("pin", "unpin", "set-entry", "decrease-reservation")
 #: a page-table entry's target that fails validation: a frame that is not RAM
 BAD_ENTRY = "bad"
 #: old spellings, accepted with a deprecation warning
@@ -167,6 +167,8 @@ class ScenarioFile:
     design_files: list[str] | None = None
     #: the explorer answers at most this many hypercall_preempt_check() pending per schedule
     hypercall_preemptions: int = field(default=0, metadata={"check": check_not_negative})
+    #: the DFS's CPU preemption bound (None: the explorer's default, 2)
+    preemption_bound: int | None = field(default=None, metadata={"check": check_not_negative})
 
 
 @dataclass
@@ -195,6 +197,8 @@ class Scenario:
     #: at most this many hypercall_preempt_check() answered pending per schedule (0: no
     #: check is asked)
     hypercall_preemptions: int = 0
+    #: the DFS's CPU preemption bound (None: the explorer's default, 2)
+    preemption_bound: int | None = None
 
 
 def load_scenario(path: str | os.PathLike) -> Scenario:
@@ -214,7 +218,8 @@ def load_scenario(path: str | os.PathLike) -> Scenario:
                     vcpus={d.name: d.vcpus for d in sf.domains}, page_tables=sf.page_tables,
                     setup=sf.setup,
                     cpus=sf.cpus, end=sf.end, source=filename, design_files=files,
-                    hypercall_preemptions=sf.hypercall_preemptions)
+                    hypercall_preemptions=sf.hypercall_preemptions,
+                    preemption_bound=sf.preemption_bound)
 
 
 def _check(sf: ScenarioFile, doc: YamlDoc, filename: str) -> None:

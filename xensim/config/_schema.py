@@ -249,7 +249,8 @@ class ScriptOpConfig:
         takes = [a.rstrip("*") for a in spec]
         for name in ("superpage", "slot", "frame", "count", "writable"):
             if getattr(self, name) is not None and name not in takes:
-                fail(f"op {self.op} takes no '{name}' (it takes {', '.join(takes)})", name)
+                fail(f"op {self.op} takes no '{name}' (it takes "
+                     f"{', '.join(takes) or 'no argument'})", name)
         for a in spec:
             if a.endswith("*") and getattr(self, a[:-1]) is None:
                 fail(f"op {self.op} needs '{a[:-1]}'")

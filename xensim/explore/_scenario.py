@@ -102,12 +102,17 @@ class World:
         return make_pte(mfn, _PAGE_PRESENT | _PAGE_USER | (_PAGE_RW if rw else 0))
 
     def _table_op(self, op: ScenarioOp, k: GuestKernel) -> int:
-        """pin / unpin / set-entry of page table ``op.pt`` (mmuext_op, mmu_update)."""
+        """pin / unpin / set-entry of page table ``op.pt`` (mmuext_op, mmu_update), or
+        decrease-reservation of its frame (memory_op: the guest gives it back; -EBUSY
+        when Xen removes nothing)."""
         mfn, level = self.pts[op.pt]
         if op.op == "pin":
             return k.mmuext([MmuextOp(MMUEXT_PIN_L1_TABLE + level - 1, mfn)])
         if op.op == "unpin":
             return k.mmuext([MmuextOp(MMUEXT_UNPIN_TABLE, mfn)])
+        if op.op == "decrease-reservation":
+            done = k.balloon_out([self.m.m2p.get(mfn)])
+            return -errno.EBUSY if done == 0 else min(done, 0)
         return k.mmu_update([(_entry_ptr(mfn, op.index),
                               0 if op.to is None else self._pte(op.to, op.rw))])
 
@@ -317,6 +322,9 @@ class Runner:
         rep = audit(m)
         if not rep.ok:
             raise Violation("after the schedule: " + _audit_line(rep), ex.schedule, ex.trace)
+        if m.violations:                 # what faithful mode let through, as it happened
+            raise Violation("after the schedule: the machine recorded: " + "; ".join(m.violations),
+                            ex.schedule, ex.trace)
         if self.sc.end == "destroy":
             for name, k in ex.world.kernels.items():
                 if m.domain(k.domid) is not None:
@@ -381,15 +389,18 @@ def _tally(res: ExploreResult, ex: "_ScenarioExecution | None") -> None:
 
 
 def explore(sc: Scenario, design: str | None = None, scheduler: str = "dfs",
-            preemption_bound: int = 2, max_schedules: int = 10_000, seed: int = 0,
+            preemption_bound: int | None = None, max_schedules: int = 10_000, seed: int = 0,
             stop_at_first: bool = True, progress=None,
             hypercall_preemptions: int | None = None) -> ExploreResult:
     """Explore ``sc``'s schedules; on Ctrl-C raises :class:`Interrupted` with what the
     schedules finished so far found. ``progress``: a Progress bar, its total the
-    schedules at most (a search may end sooner). ``hypercall_preemptions``: at most that
+    schedules at most (a search may end sooner). ``preemption_bound``: the DFS's (default:
+    the scenario's ``preemption_bound``, else 2). ``hypercall_preemptions``: at most that
     many hypercall_preempt_check() answered pending per schedule (default: the
     scenario's ``hypercall_preemptions``)."""
     r = Runner(sc, design, hypercall_preemptions=hypercall_preemptions)
+    if preemption_bound is None:
+        preemption_bound = 2 if sc.preemption_bound is None else sc.preemption_bound
     n = len(sc.cpus)
     so_far = ExploreResult(complete=False)             # what a Ctrl-C reports
     last: list = [None]

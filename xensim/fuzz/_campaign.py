@@ -263,8 +263,10 @@ def report(c: Campaign, files: list | None = None, workers: str | None = None) -
                      key=lambda x: (-x[1], x[0]))
         text = ", ".join(f"{e} {n:,}" for e, n in ref) or "-"
         out.append(f"{label:<{width}}  {c.by_call[label]:>9,}  {text}")
-    total_ref = sum(n for (_, e), n in c.refused.items() if e != "short")
-    out += ["", f"refused calls: {total_ref:,} of {c.calls:,}",
+    total_ref = sum(n for (_, e), n in c.refused.items() if e not in ("short", "preempted"))
+    pre = sum(n for (_, e), n in c.refused.items() if e == "preempted")
+    out += ["", f"refused calls: {total_ref:,} of {c.calls:,}"
+            + (f"; preempted (-ERESTART, continued later or never): {pre:,}" if pre else ""),
             f"violations: {c.violations}" + (" (0 expected)" if not s.faithful else
                                             " (faithful mode reproduces Xen's bugs)")]
     if c.findings:

@@ -92,6 +92,25 @@ def _shrink_steps(ops: list[dict], signature: tuple, light: bool, rcs, batch_che
 
         items = yield from _ddmin_steps(list(op[key]), lambda it: make(with_items(it)), budget)
         ops = with_items(items)
+    # then each call's preemption points: the call without them, else a 1-minimal subset
+    # (and the calls again, if a point went: continuations it left may be needed no more)
+    before = ops
+    for i in range(len(ops)):
+        if "preempt" not in ops[i] or not budget():
+            continue
+        without = ops[:i] + [{k: v for k, v in ops[i].items() if k != "preempt"}] + ops[i + 1:]
+        if (yield [make(without)]) is not None:
+            ops = without
+            continue
+
+        def with_points(points, i=i):
+            return ops[:i] + [{**ops[i], "preempt": points}] + ops[i + 1:]
+
+        points = yield from _ddmin_steps(list(ops[i]["preempt"]),
+                                         lambda p: make(with_points(p)), budget)
+        ops = with_points(points)
+    if ops != before:
+        ops = yield from _ddmin_steps(list(ops), make, budget)
     return ops
 
 
@@ -106,7 +125,8 @@ def minimise_steps(ops: list[dict], signature: tuple, *, rcs: list | None = None
     the same answer. It returns the shortest list found (``StopIteration.value``).
 
     Delta debugging, 1-minimal unless ``budget()`` turns false: all refused calls at
-    once, chunks of calls, then the requests of every remaining batch. A replay stops at
+    once, chunks of calls, then the requests of every remaining batch, then the preemption
+    points of every call (``preempt``). A replay stops at
     the first violation; it tears the guests down at its end only for a violation that
     a teardown can give (of destroy_domain, or of the teardown). Crashes, recorded Xen
     bugs and zombies are first minimised with light replays (no audit, no batch replays:

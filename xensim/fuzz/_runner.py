@@ -113,6 +113,18 @@ class FuzzRunner:
             self.pending[key] = Pending(rc, done, p.n, p.label)
         return CallResult(rc, done[0], p.n)
 
+    def _continuation_check(self, op: dict, res: CallResult, preempted: bool) -> None:
+        """A preempted batch's continuation is its requests not done (Xen writes the rest
+        and the count back, MMU_UPDATE_PREEMPTED), and a continued call that ends with rc
+        0 has done all its requests: else a ``continuation`` violation."""
+        rest = res.rc.args[0] if preempted else None
+        if rest is not None and (res.done > res.n or len(rest) != res.n - res.done):
+            raise self._fail("continuation", f"preempted with {res.done} of {res.n} requests "
+                             f"done, but its continuation has {len(rest)} requests", op)
+        if not preempted and res.rc == 0 and res.done != res.n:
+            raise self._fail("continuation", f"continued to its end: rc {res.rc} with "
+                             f"{res.done} of {res.n} requests done", op)
+
     def _old_put(self, op: dict):
         """(domid, vCPU) of the calling vCPU when ``op`` finishes its put left by a preempted call first
         (an mmu_update or mmuext_op of a vCPU with ``old_guest_table``, which the call
@@ -164,6 +176,8 @@ class FuzzRunner:
             self.refused[(label, errno_name(res.rc))] += 1
         elif res.done < res.n:
             self.refused[(label, "short")] += 1
+        if (preempted or resumed) and op["op"] != "memory_op":
+            self._continuation_check(op, res, preempted)
         if victim is not None and res.rc == 0:
             for key in [k for k in self.pending if k[0] == victim]:
                 del self.pending[key]                 # destruction finished them

@@ -58,7 +58,7 @@ class Setup:
     #: the guests also grant, map and unmap grants (xensim fuzz --no-grants: not)
     grants: bool = True
     #: the probability that each ``hypercall_preempt_check()`` answers true (xensim fuzz
-    #: --preempt; 0: the machine is never preempted). Xen 4.1-4.8
+    #: --preempt; 0: the machine is never preempted)
     preempt: float = 0.0
 
     @property
@@ -117,7 +117,7 @@ class Setup:
         # hypervisor.preempt but never asks every check and answers from them
         p = parse_preemption(hv.preempt)
         preempt = (p.probability or 1.0) if p.mode == "random" else \
-            1 / p.every if p.mode == "every" else 0.0
+            1 / p.every if p.mode == "every" else 0.0 if p.mode == "never" else 1.0
         return cls(design=hv.superpage, version=hv.version, faithful=hv.faithful,
                    allow_superpage=hv.allow_superpage, pv_linear_pt=hv.pv_linear_pt,
                    ram=ram, pdx=cfg.machine.pdx,

@@ -4,9 +4,10 @@ Xen keeps, in the ``struct page_info`` of a page table whose validation or deval
 was preempted (``PGT_partial`` in its ``type_info``), how far it got: ``nr_validated_ptes``
 (entries 0 .. n-1 done) and ``partial_pte`` (the entry at n: 1, it holds a partial type
 reference of the table below, taken while validating; -1, it still holds its general
-reference, its table below partly devalidated; 0, nothing). XSA-299's rework (4.13)
-replaced ``partial_pte`` by ``partial_flags``; the modelled releases (4.1-4.8) have
-``partial_pte``.
+reference, its table below partly devalidated; 0, nothing). XSA-299's fix (4.13)
+replaced ``partial_pte`` by ``partial_flags``, whose ``PTF_partial_set`` is kept here as 1
+(the entry holds a general reference, whichever way it was preempted): xensim uses it on
+4.22 and, outside faithful mode, on 4.1-4.8 (``Machine.partial_flags``).
 
 :class:`ValidationProgress` keeps both as a structure of arrays per block of 512 PDXs
 (uint16 and int8), materialised on the first write:

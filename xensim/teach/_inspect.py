@@ -30,13 +30,14 @@ import json
 import numpy as np
 
 from .._errors import ConfigError
-from ..mem import (DOMID_INVALID, INVALID, PGT_l4_page_table, PGT_partial, SUPERPAGE_ORDER, SUPERPAGE_PAGES,
-                   decode_count_info, decode_type_info)
+from ..mem import (DOMID_INVALID, INVALID, PGT_l4_page_table, PGT_partial, PGT_type_mask,
+                   SUPERPAGE_ORDER, SUPERPAGE_PAGES, decode_count_info, decode_type_info)
 from ..xen import (_PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, CHILD_TYPES, GNTMAP_device_map,
                    GNTMAP_host_map, GNTMAP_readonly, GTF_readonly, LEVEL_TYPES, Machine,
                    is_xen_slot, pins, pte_mfn, vcpu_roots)
 from ._decode import count_info_text, format_pte, pte_flags, type_info_text, type_text
-from ._preempt import partial_entry_text, progress_fields
+from ._preempt import (holds_general, partial_entry_text, partial_key, progress_fields,
+                       progress_of)
 from ..sim import CrashWatch
 from ._replay import pick_design, replay
 
@@ -114,15 +115,14 @@ def entries_mapping(m: Machine, first: int, n: int = 1) -> list[dict]:
 def partial_entries_mapping(m: Machine, mfn: int) -> list[dict]:
     """The entries of PGT_partial tables that hold a reference to ``mfn``, as the auditor
     counts them: those below ``nr_validated_ptes``, and the partial entry when it still
-    holds its general reference (``partial_pte`` -1; at 1 it holds only the partial type
-    count, which is the lower table's own)."""
+    holds its general reference (``partial_pte`` -1, or PTF_partial_set in ``partial_flags``;
+    at ``partial_pte`` 1 it holds only the partial type count, the lower table's own)."""
     out = []
     for page, (level, domid) in sorted(m.pt.partial.items()):
         table = int(m.pdx_to_mfn(page))
-        p = progress_fields(m, page)
-        nr, partial = p["nr_validated_ptes"], p["partial_pte"]
+        nr, partial = progress_of(m, page)
         entries = m.mem.table(table)
-        upto = nr + 1 if partial < 0 else nr
+        upto = nr + 1 if holds_general(m, partial) else nr
         for i in np.flatnonzero(entries[:upto] & np.uint64(_PAGE_PRESENT)).tolist():
             val = entries.item(i)
             if pte_mfn(val) != mfn or is_xen_slot(level, i) or mfn == table:
@@ -134,7 +134,8 @@ def partial_entries_mapping(m: Machine, mfn: int) -> list[dict]:
                    "rw": bool(val & _PAGE_RW), "partial_table": True,
                    "child_type": type_text(CHILD_TYPES[level])}
             if i == nr:
-                row["general_only"] = True            # partial_pte -1
+                row["general_only"] = True            # partial_pte -1, PTF_partial_set
+                row["partial_field"] = f"{partial_key(m)} {partial}"
             out.append(row)
     return out
 
@@ -147,21 +148,22 @@ def validation_of(m: Machine, page: int) -> dict:
 
 
 def validation_text(v: dict, level: int | None) -> str:
-    """``PGT_partial: nr_validated_ptes 200 (...), partial_pte 0``."""
-    nr, partial = v["nr_validated_ptes"], v["partial_pte"]
+    """``PGT_partial: nr_validated_ptes 200 (...), partial_pte 0`` (or ``partial_flags``)."""
+    flags = "partial_flags" in v
+    nr, partial = v["nr_validated_ptes"], v["partial_flags" if flags else "partial_pte"]
     held = ("entry 0 holds its references" if nr == 1 else
             f"entries 0..{nr - 1} hold their references" if nr else
             "no entry below it holds a reference")
     below = f"L{level - 1}" if level else "table"
     return (f"PGT_partial (a preempted validation or devalidation): nr_validated_ptes {nr} "
-            f"({held}), {partial_entry_text(level or 0, nr, partial, below)}")
+            f"({held}), {partial_entry_text(level or 0, nr, partial, below, flags)}")
 
 
 def _entry_text(r: dict) -> str:
     what = {"superpage": "2 MiB superpage", "4k": "4 KiB page",
             "table": f"an {r.get('child_type', '?')} table"}[r["kind"]]
     if r.get("partial_table"):
-        what += ("; the partial entry of a PGT_partial table: partial_pte -1"
+        what += (f"; the partial entry of a PGT_partial table: {r.get('partial_field')}"
                  if r.get("general_only") else
                  ", below nr_validated_ptes of a PGT_partial table")
     return (f"L{r['level']} table mfn {r['table_mfn']:#x} [{r['index']:#x}] (dom{r['domid']}): "
@@ -196,13 +198,19 @@ def held_by(m: Machine, mfn: int, mapped: list[dict]) -> dict:
         for page, t in dom.pinned.items():
             if int(m.pdx_to_mfn(page)) == mfn:
                 rows.append({"what": f"pin by dom{dom.domid}", "general": 1, "type": type_text(t)})
-        for root, what in vcpu_roots(dom):
-            if root == mfn:
-                # old_guest_table of a PGT_partial table: its general reference only (the
-                # type count is the partial table's own)
-                partial = what.startswith("old root") and page in m.pt.partial
-                rows.append({"what": what, "general": 1,
-                             "type": None if partial else type_text(PGT_l4_page_table)})
+        holders = [(v, key) for v in dom.vcpus for _, key in v.roots()]
+        for (root, what), (v, key) in zip(vcpu_roots(dom), holders):
+            if root != mfn:
+                continue
+            if key != "old_guest_table":
+                rows.append({"what": what, "general": 1, "type": type_text(PGT_l4_page_table)})
+                continue
+            # a put to finish: its general reference, and its typed one unless that put was
+            # preempted (the type count is then the partial table's own)
+            partial = v.old_guest_table_partial if m.partial_flags else page in m.pt.partial
+            ti = m.frame_table.type_info(page)
+            rows.append({"what": what, "general": 1,
+                         "type": None if partial else type_text(ti & PGT_type_mask)})
     for g in grants_of(m, mfn):                    # a device mapping's references are the grant's
         for kind, n in (("devw", g["pins"]["devw"]), ("devr", g["pins"]["devr"])):
             if n:
@@ -475,7 +483,8 @@ def _domain_lines(r: dict) -> list[tuple[str, list[str]]]:
               is not None or v["old_guest_table"] is not None],
             *([("PGT_partial tables: " + ", ".join(
                 f"L{t['level']} mfn {t['mfn']:#x} (nr_validated_ptes {t['nr_validated_ptes']}, "
-                f"partial_pte {t['partial_pte']})" for t in r["partial"]))] if r.get("partial")
+                + next(f"{k} {t[k]}" for k in ("partial_pte", "partial_flags") if k in t) + ")"
+                for t in r["partial"]))] if r.get("partial")
               else []),
             "pins: " + (", ".join(f"{p['type']} mfn {p['mfn']:#x}" for p in r["pins"]) or "none"),
             "marks: " + (", ".join(f"mfn {x:#x}" for x in r["marks"]) or "none")]

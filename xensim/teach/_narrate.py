@@ -108,9 +108,9 @@ class Narrator:
         while i < len(nodes):
             n = nodes[i]
             if n.kind == "entry" and not self.all_frames:
-                j, text = self._entry_run(nodes, i)
-                if text is not None:
-                    out.append(Line(depth, text))
+                j, run = self._entry_run(nodes, i)
+                if run is not None:
+                    out += [Line(depth + ln.depth, ln.text, ln.kind) for ln in run]
                     i = j
                     continue
             if n.kind in ("frame", "free") and not self.all_frames:
@@ -124,33 +124,42 @@ class Narrator:
             i += 1
         return out
 
-    def _entry_run(self, nodes: list[Node], i: int) -> tuple[int, str | None]:
-        """Entries i, i+1, ... that say the same of consecutive frames and show nothing
-        under them at this level (a table's entries validated or dropped one after the
-        other: an L1 table's 512) -> (the end of the run, its one line), or (i, None)."""
+    def _entry_run(self, nodes: list[Node], i: int) -> tuple[int, list[Line] | None]:
+        """Entries i, i+1, ... that say the same of consecutive frames, and whose lines under
+        them at this level say the same of each frame (a table's entries validated or
+        dropped one after the other: an L1 table's 512) -> (the end of the run, its lines:
+        one line, and the steps each frame went through once), or (i, None)."""
         def key(n: Node):
-            if n.kind != "entry" or n.data.get("rc") or self._lines(n.children, 0):
-                return None, None
+            if n.kind != "entry" or n.data.get("rc"):
+                return None, None, None
             m = _MFN.search(n.data["text"])
-            return (None, None) if m is None else (
-                n.data["text"][:m.start()] + "{}" + n.data["text"][m.end():], int(m.group(1), 16))
+            if m is None:
+                return None, None, None
+            own = re.compile(re.escape(m.group(0)) + r"\b ?")
+            under = tuple((ln.depth, own.sub("", ln.text), ln.kind)
+                          for ln in self._lines(n.children, 0))
+            return (n.data["text"][:m.start()] + "{}" + n.data["text"][m.end():], under), \
+                int(m.group(1), 16), under
 
-        k, mfn = key(nodes[i])
+        k, first, under = key(nodes[i])
         if k is None:
             return i, None
-        mfns = [mfn]
+        mfns = [first]
         j = i + 1
         while j < len(nodes):
-            k2, mfn2 = key(nodes[j])
+            k2, mfn2, _ = key(nodes[j])
             if k2 != k or mfn2 != mfns[-1] + 1:
                 break
             mfns.append(mfn2)
             j += 1
         if len(mfns) < 3:
             return i, None
-        head, rest = k.split(": ", 1)
-        return j, f"{head.replace(' entry', ' entries')} (x{len(mfns)}): " + rest.replace(
+        head, rest = k[0].split(": ", 1)
+        text = f"{head.replace(' entry', ' entries')} (x{len(mfns)}): " + rest.replace(
             "{}", frames_text(mfns))
+        if not under:
+            return j, [Line(0, text)]
+        return j, [Line(0, text + ", each:")] + [Line(d + 1, t, kind) for d, t, kind in under]
 
     def _node_lines(self, n: Node, depth: int) -> list[Line]:
         d, k = n.data, n.kind

@@ -5,9 +5,11 @@ Xen validates a page table (``alloc_l2_table`` .. ``alloc_l4_table``) or devalid
 (``free_l2_table`` ..) entry by entry, and asks ``hypercall_preempt_check()`` where the
 release has a check point (docs/xen-facts.md, section 3b). When it answers yes the loop
 stops with -ERESTART and leaves, in the table's page_info, ``PGT_partial`` (the type count
-kept at 1), ``nr_validated_ptes`` (how far it got) and the partial entry (``partial_pte``:
-1, entry ``nr_validated_ptes`` holds only the partial type reference of the table below;
--1, it still holds its general reference), and one more general reference
+kept at 1), ``nr_validated_ptes`` (how far it got) and the partial entry (``partial_pte``,
+4.1-4.8 as released: 1, entry ``nr_validated_ptes`` holds only the partial type reference
+of the table below; -1, it still holds its general reference; ``partial_flags``, XSA-299's
+fix: PTF_partial_set, the entry holds a general reference of the table below, which this
+table's operation left PGT_partial), and one more general reference
 (``get_page_light``) that keeps the frame from being freed meanwhile. The hypercall
 becomes a continuation (``MMU_UPDATE_PREEMPTED`` in its count) that the guest re-enters;
 a preempted put of a whole tree (an unpin, the old root of NEW_BASEPTR) is left to the
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 from ..mem import PGT_partial, PGT_type_mask, decode_type_info
 from ..xen import (Continuation, HYPERCALL_NAMES, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
-                   LEVEL_TYPES, Machine)
+                   LEVEL_TYPES, Machine, Release)
 
 #: a table type -> its level
 _LEVELS = {t: lv for lv, t in LEVEL_TYPES.items()}
@@ -34,15 +36,33 @@ _LEVELS = {t: lv for lv, t in LEVEL_TYPES.items()}
 PREEMPTED = {"validation preempted": "alloc", "devalidation preempted": "free"}
 
 
+def partial_key(m: Machine) -> str:
+    """The name of the partial entry's field on this machine: ``partial_pte`` (4.1-4.8 as
+    released: faithful mode), ``partial_flags`` (XSA-299's fix: 4.13 on, and xensim's 4.1-4.8
+    outside faithful mode, ``Machine.partial_flags``)."""
+    return "partial_flags" if m.partial_flags else "partial_pte"
+
+
+def progress_of(m: Machine, page: int) -> tuple[int, int]:
+    """(nr_validated_ptes, the partial entry's field) of a frame."""
+    return m.frame_table.progress.get(page)
+
+
 def progress_fields(m: Machine, page: int) -> dict:
-    """A frame's validation progress as page_info keeps it (``nr_validated_ptes``, and
-    the partial entry: ``partial_pte``)."""
-    nr, partial = m.frame_table.progress.get(page)
-    return {"nr_validated_ptes": nr, "partial_pte": partial}
+    """A frame's validation progress as page_info keeps it: ``nr_validated_ptes`` and the
+    partial entry (``partial_pte`` or ``partial_flags``, as the machine has it)."""
+    nr, partial = progress_of(m, page)
+    return {"nr_validated_ptes": nr, partial_key(m): partial}
 
 
-def partial_entry_text(level: int, nr: int, partial: int, below: str) -> str:
-    """What ``partial_pte`` says of entry ``nr`` of a level-``level`` table."""
+def partial_entry_text(level: int, nr: int, partial: int, below: str, flags: bool = False) -> str:
+    """What the partial entry's field says of entry ``nr`` of a level-``level`` table:
+    ``partial_pte`` (``flags`` False) or ``partial_flags`` (its PTF_partial_set)."""
+    if flags:
+        if partial:
+            return (f"partial_flags 1 (PTF_partial_set: entry {nr} holds a general reference "
+                    f"of the {below} below, which this table's operation left PGT_partial)")
+        return "partial_flags 0"
     if partial > 0:
         return (f"partial_pte 1 (entry {nr} holds only a partial type reference of the "
                 f"{below} below)")
@@ -50,6 +70,12 @@ def partial_entry_text(level: int, nr: int, partial: int, below: str) -> str:
         return (f"partial_pte -1 (entry {nr} still holds its general reference to the "
                 f"{below} below)")
     return "partial_pte 0"
+
+
+def holds_general(m: Machine, partial: int) -> bool:
+    """Does the partial entry hold a general reference of the table below? (partial_pte -1;
+    partial_flags: PTF_partial_set)"""
+    return partial < 0 or (m.partial_flags and partial > 0)
 
 
 def _held(level: int, nr: int, op: str) -> str:
@@ -69,21 +95,26 @@ def preempted_lines(m: Machine, page: int, ti: int, why: str) -> list[str]:
     op = PREEMPTED[why]
     level = _LEVELS.get(ti & PGT_type_mask)
     mfn = int(m.pdx_to_mfn(page))
-    p = progress_fields(m, page)
-    nr, partial = p["nr_validated_ptes"], p["partial_pte"]
-    fn = f"{op}_l{level}_table"
+    nr, partial = progress_of(m, page)
+    new = m.release > Release.R4_8               # XSA-299's rework: promote / demote
+    fn = f"{('promote' if op == 'alloc' else 'demote') if new else op}_l{level}_table"
     below = f"L{level - 1}" if level else "table"
-    if level == 2:
+    own_check = level == 2 or (level == 3 and new)
+    if own_check and not partial:
         where = (f"hypercall_preempt_check() before entry {nr} said yes" if op == "alloc" else
-                 f"hypercall_preempt_check() after entry {nr}'s put said yes")
-    else:
+                 f"hypercall_preempt_check() after entry {nr}{'' if new else chr(39) + 's put'} "
+                 "said yes")
+    elif partial:
         where = (f"entry {nr}'s {below} was preempted" + (" while devalidated" if op == "free"
                                                           else ""))
+    else:
+        where = (f"entry {nr}'s {below} is being validated by another CPU and this one "
+                 "stopped waiting (-EINTR)")
     what = "validation" if op == "alloc" else "devalidation"
     left = [f"l{level}/{decode_type_info(ti)['count']} partial", f"nr_validated_ptes {nr} "
             f"({_held(level, nr, op)})"]
-    if partial or level != 2:
-        left.append(partial_entry_text(level, nr, partial, below))
+    if partial or not own_check:
+        left.append(partial_entry_text(level, nr, partial, below, m.partial_flags))
     left.append("get_page_light's extra general reference")
     return [f"preempted: {fn} of mfn {mfn:#x}: {where}; the {what} stops (-ERESTART)",
             "left: " + ", ".join(left)]
@@ -96,10 +127,9 @@ def resumed_line(m: Machine, page: int, old: int, new: int, why: str) -> str | N
         return None
     level = _LEVELS.get(old & PGT_type_mask)
     mfn = int(m.pdx_to_mfn(page))
-    p = progress_fields(m, page)
-    nr, partial = p["nr_validated_ptes"], p["partial_pte"]
+    nr, partial = progress_of(m, page)
     below = f"L{level - 1}" if level else "table"
-    entry = f", {partial_entry_text(level, nr, partial, below)}" if partial else ""
+    entry = f", {partial_entry_text(level, nr, partial, below, m.partial_flags)}" if partial else ""
     if why.startswith("get_page_type"):
         return (f"resumed: the validation of L{level} mfn {mfn:#x} (PGT_partial) goes on from "
                 f"entry {nr} (nr_validated_ptes){entry}; this get takes over its type count")
@@ -150,14 +180,23 @@ def continuation_text(call_number: int, call_args: tuple, rc: Continuation) -> s
             + (f", {done} done so far" if done is not None else "") + ")")
 
 
-def old_guest_table_lines(d, vcpu: int, before: int | None) -> list[str]:
+def old_guest_table_lines(m: Machine, d, vcpu: int, before: int | None) -> list[str]:
     """What became of vCPU ``vcpu``'s ``old_guest_table`` during a call (``before``: its value
-    when the call began)."""
+    when the call began): a preempted put left there (an unpin, NEW_BASEPTR's old root), a
+    put deferred there (mod_l3/l4_entry's old entry, 4.5 on: PTF_defer), or finished."""
     v = d.vcpus[vcpu] if 0 <= vcpu < len(d.vcpus) else None
     if v is None:
         return []
     after = v.old_guest_table
     who = f"dom{d.domid}.{v.name}"
+    if after is not None:
+        page = m.mfn_to_page(after)
+        preempted = v.old_guest_table_partial if m.partial_flags else page in m.pt.partial
+        level = _LEVELS.get(m.frame_table.type_info(page) & PGT_type_mask)
+    if before is None and after is not None and not preempted:
+        return [f"old_guest_table: the put of the old entry's L{level} mfn {after:#x} is "
+                f"deferred to {who}'s old_guest_table (mod_l{level + 1}_entry, PTF_defer): its "
+                "next mmuext_op, mmu_update request or NEW_BASEPTR finishes it first"]
     if before is None and after is not None:
         return [f"old_guest_table: the put of mfn {after:#x} was preempted; {who} keeps its "
                 "references in old_guest_table (XSA-45), and its next mmuext_op, mmu_update or "
@@ -185,7 +224,7 @@ def loop_preempted_lines(call_number: int, call_args: tuple, rc, left_to_finish:
     fn = "do_mmu_update" if call_number == HYPERVISOR_mmu_update else "do_mmuext_op"
     unit = "request" if call_number == HYPERVISOR_mmu_update else "op"
     if left_to_finish:
-        return [f"preempted: {fn} stops before {unit} {n}: old_guest_table holds a put to "
-                "finish first (-ERESTART)"]
+        return [f"stopped: {fn} stops before {unit} {n}: old_guest_table holds a put to "
+                "finish first (-ERESTART, a continuation)"]
     return [f"preempted: {fn}'s loop asked hypercall_preempt_check() before {unit} {n}: yes "
             "(-ERESTART); nothing is partial, the rest is left to the continuation"]

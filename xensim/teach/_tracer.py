@@ -15,6 +15,11 @@ nothing behind.
   frames are read before and after), ``pages_freed``, and ``spage_cmpxchg`` /
   ``spage_write`` / ``spage_write_many`` (a superpage word, in the superpage table or
   in pageinfo-count's page_info field) become the tree's leaves;
+* a preempted (de)validation is read from the type words the primitives change
+  (``validation preempted``, ``devalidation preempted``, a word leaving ``PGT_partial``)
+  and the frame's progress at that moment (``nr_validated_ptes``, the partial entry),
+  a continuation from the call's result (:class:`~xensim.xen.Continuation`) and the
+  calling vCPU's ``old_guest_table`` before and after (:mod:`._preempt`);
 * after every hypercall the frame table and the superpage words are compared with
   what the narrated events say they hold (:mod:`._predict`): a change no event
   explains would be printed as ``untraced`` (it never is: ``tests/teach/test_trace.py``
@@ -32,7 +37,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..mem import SUPERPAGE_ORDER, SUPERPAGE_PAGES
-from ..xen import (ERESTART, HYPERVISOR_memory_op, HYPERVISOR_mmuext_op, MMUEXT_MARK_SUPER,
+from ..xen import (ERESTART, HYPERVISOR_memory_op, HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op,
+                   MMUEXT_MARK_SUPER,
                    MMUEXT_UNMARK_SUPER, XENMEM_increase_reservation, XENMEM_populate_physmap,
                    _PAGE_PSE, Machine, errno_name, pte_mfn)
 from ._calls import decode_call, grants_named
@@ -354,7 +360,8 @@ class Tracer:
         call.done_before = done_before(number, args)
         call.old_guest_table = (d.vcpus[vcpu].old_guest_table
                                 if d is not None and 0 <= vcpu < len(d.vcpus) else None)
-        if call.old_guest_table is not None:
+        call.finishes_old = number in (HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op)
+        if call.old_guest_table is not None and call.finishes_old:
             call.node.children.append(Node("note", {"text": (
                 f"first, put_old_guest_table: dom{caller}.v{vcpu}'s old_guest_table holds the "
                 f"unfinished put of mfn {call.old_guest_table:#x}, which goes on")}))
@@ -378,8 +385,10 @@ class Tracer:
                                              v.old_guest_table is not None)
                 if lines:
                     call.node.children.append(Node("preempt", {"lines": lines}))
-            call.node.children += [Node("note", {"text": t}) for t in
-                                   old_guest_table_lines(d, call.vcpu, call.old_guest_table)]
+            if call.finishes_old or (v is not None and v.old_guest_table != call.old_guest_table):
+                call.node.children += [Node("note", {"text": t}) for t in
+                                       old_guest_table_lines(self.m, d, call.vcpu,
+                                                             call.old_guest_table)]
         self.calls += 1
         if is_continuation(rc):
             self.preempted += 1

@@ -37,6 +37,7 @@ class Call:
     vcpu: int = 0                                        # the calling vCPU
     old_guest_table: int | None = None                   # its old_guest_table when the call began
     done_before: int = 0                                 # a continuation's count when it began
+    finishes_old: bool = False                           # mmu_update / mmuext_op: puts old_guest_table first
 
 
 @dataclass

@@ -178,16 +178,16 @@ def put_old_guest_table(m, v: Vcpu, preemptible: bool = True) -> int:
     page = m.mfn_to_page(v.old_guest_table)
     if m.partial_flags:
         rc = m.refs.put_page_type(page, preemptible, v.old_guest_table_partial)
-        if rc == -ERESTART:
-            v.old_guest_table_partial = True
-            return rc
-        m.refs.put_page(page)
+        if rc == 0:
+            m.refs.put_page(page)
     elif preemptible:
         rc = m.refs.put_page_and_type_preemptible(page)
-        if rc == -ERESTART:
-            return rc
     else:
         m.refs.put_page_and_type(page)
+        rc = 0
+    if rc == -ERESTART:
+        v.old_guest_table_partial = True
+        return rc
     v.old_guest_table, v.old_guest_table_partial = None, False
     return 0
 

@@ -29,6 +29,7 @@ from ._partial_audit import partial_expect
 from ._grant_table import HYPERVISOR_grant_table_op, GrantTables, do_grant_table_op
 from . import accel
 from ._pagetable import GuestMemory, PageTables
+from ._validate import relinquish_tables
 from ..designs import default_design, design_class
 from ._host import MachineHost
 from ..mem import MemoryMap
@@ -128,7 +129,7 @@ class Machine:
         #: tables still valid (linear loops), L4, L3, L2
         self.relinquish_hooks: list = [lambda m, d: m.gnttab.release_mappings(m, d), _unpin_all,
                                        lambda m, d: m.design_host.relinquish(d.domid),
-                                       lambda m, d: m.pt.relinquish(d)]
+                                       lambda m, d: relinquish_tables(m.pt, d)]
         #: what subsystems hold, for the auditor: f(machine, expected) (see _audit.Expected)
         self.audit_contributors: list = [self.pt.expect, partial_expect, grant_expect]
         #: what faithful mode let through that real Xen got wrong (docs/xen-facts.md, section 8)

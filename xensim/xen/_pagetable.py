@@ -22,9 +22,8 @@ When the type count reaches 0 the table is devalidated
 :meth:`PageTables.mod_entry` is Xen's mod_l1_entry .. mod_l4_entry: the new
 entry takes its references before the old one drops its own.
 
-The contents of guest frames live in :class:`GuestMemory` (only frames ever
-written); this is guest state, and the guest writes it directly only where it
-could through a writable mapping of its own (never a live page table).
+The contents of guest frames live in :class:`GuestMemory` (only frames ever written):
+guest state, written directly only through the guest's own writable mappings.
 """
 
 from __future__ import annotations
@@ -42,8 +41,7 @@ from ._linear import get_linear_pagetable_counted, put_linear
 from ._release import Release
 from ._preempt import ERESTART
 from ._segdesc import alloc_segdesc_page
-from ._validate import (alloc_table, deferred, free_table, partial_pse, put_table_entry,
-                        relinquish_tables)
+from ._validate import alloc_table, deferred, free_table, partial_pse, put_table_entry
 from ._host import put_spage_pages
 from ..mem import PAGE_SHIFT, SUPERPAGE_PAGES
 
@@ -378,7 +376,7 @@ class PageTables:
 
     def _observed_get(self, level: int, e: int, d: int, table: int | None,
                       preemptible: bool = False, partial: int = 0, retain: bool = False) -> int:
-        """get_page_from_entry between entry_get_begin and entry_get_end."""
+        # get_page_from_entry between entry_get_begin and entry_get_end
         ev, rc = self.m.events, None
         if ev.entry_get_begin is not None:
             ev.entry_get_begin(level, e, d, table)
@@ -422,7 +420,7 @@ class PageTables:
                 m.superpage.put_superpage(mfn, bool(e & _PAGE_RW))
             return 0
         page = m.mfn_to_page(mfn)
-        if m.faithful and not self.holds(level, e, page):
+        if m.faithful and not self.pays_for(level, e, page):
             # only reachable through a bug faithful mode lets through (XSA-148: PSE or RW
             # flipped on a live entry by the fast path): the real code put references it
             # never took; record it instead of corrupting the simulator's counts
@@ -439,16 +437,13 @@ class PageTables:
             m.refs.put_page_and_type(page)
         return 0
 
-    def holds(self, level: int, e: int, page: int) -> bool:
+    def pays_for(self, level: int, e: int, page: int) -> bool:
         """Can the frame pay for what this entry would drop? (faithful mode's guard)"""
         ft = self.m.frame_table
-        if ft.count_info(page) & PGC_count_mask == 0:
-            return False
-        if level == 1 and not e & _PAGE_RW:
-            return True
         ti = ft.type_info(page)
         want = (PGT_writable_page,) if level == 1 else (CHILD_TYPES[level], LEVEL_TYPES[level])
-        return bool(ti & PGT_count_mask) and ti & PGT_type_mask in want
+        return bool(ft.count_info(page) & PGC_count_mask) and bool(
+            level == 1 and not e & _PAGE_RW or ti & PGT_count_mask and ti & PGT_type_mask in want)
 
     # -- the validation hook ------------------------------------------------------------
     def alloc_page_type(self, page: int, type: int, preemptible: bool = False) -> int:
@@ -540,12 +535,6 @@ class PageTables:
                 self.put_page_from_entry(level, int(entries[int(i)]), mfn)
         return True
 
-    def relinquish(self, d) -> None:
-        """Domain destruction's forced devalidation (Xen's relinquish_memory, 4.1 to 4.8):
-        xen/_validate.py's :func:`relinquish_tables`."""
-        relinquish_tables(self, d)
-
-    # -- mod_lN_entry -------------------------------------------------------------------
     def mod_entry(self, table_mfn: int, index: int, new: int, level: int, d: int,
                   preserve_ad: bool = False, pg_owner: int | None = None,
                   preemptible: bool = False, defer=None) -> int:

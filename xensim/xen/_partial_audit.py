@@ -21,10 +21,11 @@ def partial_expect(m, exp) -> None:
     ``partial_flags`` (4.13 on, and 4.1-4.8 outside faithful mode) a partial entry
     (PTF_partial_set) always holds a general reference. A vCPU's ``old_guest_table``
     holds the general reference of the put it has to finish, and a typed one of the
-    frame's type unless that put was preempted (4.1-4.8: the table is PGT_partial;
-    with partial_flags: ``old_guest_table_partial``). PSE entries of a partial L2 are
-    the design's to count: both auditors give them to its expectation with the live
-    tables' (``_validate.partial_pse``).
+    frame's type unless that put was preempted (``old_guest_table_partial``: the type
+    count is the PGT_partial table's own, or, taken over since, another holder's; a
+    faithful 4.1-4.8 put drops it all the same, and the recount shows it then). PSE
+    entries of a partial L2 are the design's to count: both auditors give them to its
+    expectation with the live tables' (``_validate.partial_pse``).
     """
     pt = m.pt
     ft = m.frame_table
@@ -35,7 +36,7 @@ def partial_expect(m, exp) -> None:
             if mfn is None:
                 continue
             page = m.mfn_to_page(mfn)
-            if v.old_guest_table_partial if flags else page in pt.partial:
+            if v.old_guest_table_partial:
                 exp.ref(mfn, d.domid)
             else:
                 exp.typed(mfn, d.domid, ft.type_info(page) & PGT_type_mask)

@@ -16,11 +16,12 @@ rest of the host, which xensim does not model; :class:`Preemption` stands for it
   answer and records it in the schedule) answers every check, whatever the mode.
 
 The check points are Xen's own, per release (docs/xen-facts.md, section 3b):
-``alloc_l2_table``'s and ``free_l2_table``'s loops over their entries, and the loops
-of ``do_mmuext_op`` and ``do_mmu_update`` between two requests. (``alloc_l3_table`` and
-``alloc_l4_table`` have no check of their own: they are preempted when the table one
-level down is, or when a contended ``__get_page_type`` / ``__put_page_type`` retries,
-which a sequential run never does.)
+``alloc_l2_table``'s and ``free_l2_table``'s loops over their entries (4.22: those of
+``promote_l2_table``, ``promote_l3_table``, ``demote_l2_table`` and ``demote_l3_table``),
+and the loops of ``do_mmuext_op`` and ``do_mmu_update`` between two requests. (A table
+without a check of its own is preempted when the table one level down is, or when a
+contended ``__get_page_type`` / ``__put_page_type`` retries, which a sequential run never
+does.)
 """
 
 from __future__ import annotations

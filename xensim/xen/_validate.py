@@ -1,24 +1,27 @@
-"""The loops of alloc_l2_table .. alloc_l4_table and free_l2_table .. free_l4_table, as
-preemptible as each release makes them (read at RELEASE-4.1.0, 4.5.0, 4.7.0, 4.8.0,
-``xen/arch/x86/mm.c``; docs/xen-facts.md, section 3b).
+"""The loops of alloc_l2_table .. alloc_l4_table and free_l2_table .. free_l4_table
+(4.22: promote_lN_table, demote_lN_table), as preemptible as each release makes them
+(read at RELEASE-4.1.0, 4.5.0, 4.7.0, 4.8.0, 4.22.0, ``mm.c``; docs/xen-facts.md, section 3b).
 
 A table's validation runs from entry ``nr_validated_ptes`` (0 for a fresh one) up;
 its devalidation from entry ``nr_validated_ptes - 1`` down (512 for a table that was
 whole). Where the release asks ``hypercall_preempt_check()`` (``Machine.preempt``) and
 it answers true, or where the table one level down was preempted, the loop records
-how far it got in the frame's ``nr_validated_ptes`` / ``partial_pte``
+how far it got in the frame's ``nr_validated_ptes`` / partial entry
 (``FrameTable.progress``) and returns -ERESTART; the caller (``RefCounts``) leaves the
 table ``PGT_partial``. The check points, per release:
 
 ==================  ==============================================================
 alloc_l2_table      before entry i, i > 0 (4.1) / i > nr_validated_ptes (4.5 on)
-free_l2_table       after entry i's put, i > 0 (every release)
-alloc_l3/l4_table   none of their own: the L3 or L2 of entry i was preempted
-                    (``partial_pte`` 1: entry i holds only that table's partial type
-                    reference)
-free_l3/l4_table    none of their own: entry i's table was preempted while it was
-                    devalidated (``partial_pte`` -1: entry i still holds its general
-                    reference)
+free_l2_table       after entry i's put, i > 0 (4.1-4.8: a put that dropped something;
+                    4.22: every entry, present or not)
+promote_l3_table    4.22: before entry i > nr_validated_ptes
+demote_l3_table     4.22: after every entry i > 0
+alloc_l3/l4_table   none of their own (4.22: L4 only): the L3 or L2 of entry i was
+                    preempted (``partial_pte`` 1: entry i holds only that table's
+                    partial type reference; ``partial_flags``: 1, a general one too)
+free_l3/l4_table    none of their own (4.22: L4 only): entry i's table was preempted
+                    while it was devalidated (``partial_pte`` -1 / ``partial_flags`` 1:
+                    entry i still holds its general reference)
 ==================  ==============================================================
 
 L1 tables are never preempted (alloc_l1_table and free_l1_table have no check): their
@@ -31,8 +34,9 @@ import errno
 
 import numpy as np
 
-from ..mem import (PDX_GROUP_MASK, PDX_GROUP_SHIFT, PGT_l1_page_table, PGT_l2_page_table, PGT_l3_page_table,
-                   PGT_l4_page_table, PGT_partial, PGT_type_mask, PGT_type_shift, PGT_validated)
+from ..mem import (PDX_GROUP_MASK, PDX_GROUP_SHIFT, PGT_l1_page_table, PGT_l2_page_table,
+                   PGT_l3_page_table, PGT_l4_page_table, PGT_partial, PGT_type_mask,
+                   PGT_type_shift, PGT_validated)
 from ._preempt import ERESTART
 from ._release import Release
 
@@ -63,6 +67,9 @@ def alloc_table(pt, page: int, level: int, mfn: int, d: int, preemptible: bool,
         indexes = range(nr, _ENTRIES)
     first_check = nr + 1 if m.release >= Release.R4_5 else 1
     flags = m.partial_flags
+    # a resumed entry whose general reference an earlier call left held (partial_pte -1,
+    # PTF_partial_set): this call takes only its type, and an undo gives back only that
+    held = nr if partial and (partial < 0 or flags) else -1
     taken: list[int] = []
     for i in indexes:
         if checked and i >= first_check and check():
@@ -82,13 +89,18 @@ def alloc_table(pt, page: int, level: int, mfn: int, d: int, preemptible: bool,
             return rc
         if rc == -errno.EINTR and i:
             # the table below was being validated by another CPU and this one stopped
-            # waiting: entry i holds nothing, the table is continued from it
-            progress.set(page, i, 0)
+            # waiting: the table is continued from entry i, which holds nothing new; a
+            # partial entry keeps its flag with partial_flags (XSA-310, 4e70f4476c),
+            # 4.1-4.8 write 0 (a -1 entry's general reference then held by no record)
+            progress.set(page, i, partial if flags else 0)
             return -ERESTART
         if rc != 0:
             with m.design_host.undo():            # the puts give back this request's gets
                 for j in reversed(taken):
-                    pt.put_page_from_entry(level, entries.item(j), mfn)
+                    if j == held:
+                        m.refs.put_page_type(m.mfn_to_page((entries.item(j) >> 12) & _MFN_MASK))
+                    else:
+                        pt.put_page_from_entry(level, entries.item(j), mfn)
             return rc
         taken.append(i)
         partial = 0
@@ -159,7 +171,7 @@ def put_table_entry(pt, level: int, e: int, page: int, partial: int, preemptible
             refs.put_page(page)
         return rc
     if partial > 0:                               # 4.1-4.8's partial_pte 1: the type alone
-        if m.faithful and not pt.holds(level, e, page):
+        if m.faithful and not pt.pays_for(level, e, page):
             # XSA-299 (18b0ab6978): the partial entry held no general reference, so the
             # table below could be freed meanwhile: its type count underflows
             m.violations.append(f"XSA-299: L{level} partial entry's put_page_type on "
