@@ -262,3 +262,23 @@ class TestXsa299:
         sc = scenario("xsa-299-18b0ab6978", "4.8", faithful=False)
         res = explore(sc, None, "dfs")
         assert res.complete and res.violations == 0, res.first and res.first.message
+
+
+def test_a_preemptible_take_raced_and_preempted_is_found_from_the_scenario():
+    """examples/designs/preemptible_take.py's unclaimed variant (its 0 -> 1 asks
+    hypercall_preempt_check() after each frame, through the machine's one source): with
+    the explorer answering (``--hypercall-preemptions 1``) the first map is preempted in
+    its take and the other vCPU's map continues the partial word without claiming it."""
+    import subprocess
+    import sys
+    out = subprocess.run(
+        [sys.executable, "-m", "xensim", "explore", str(ROOT / "scenarios" / "preempted-cold-map.yaml"),
+         "--design-file", str(ROOT / "examples" / "designs" / "preemptible_take.py"),
+         "--design", "xen-4.1-preemptible-unclaimed", "--hypercall-preemptions", "1",
+         "--preemption-bound", "1", "--quiet"],
+        capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 1, out.stderr
+    assert "schedule (1560 steps): 0*1538,0p,0*7,1*12,0*2\n" in out.stdout
+    assert ("first violation: after the schedule: 3 audit difference(s): mfn 0x1ff "
+            "count_info.count: expected 2, actual 3;") in out.stdout
+    assert "--hypercall-preemptions 1 --design xen-4.1-preemptible-unclaimed --replay " in out.stdout
