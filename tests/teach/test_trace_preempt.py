@@ -23,7 +23,8 @@ F = list(range(0x200, 0x210))
 
 
 def _tree(version: str = "4.8"):
-    m = Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", version=version)
+    m = Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", version=version,
+                faithful=True)                  # partial_pte as RELEASE-4.x.0 has it
     t = two_domains(m, (0x000, 0x400), 0x600)
     m.mem.write(F[0], 0, make_pte(F[1], 3))
     m.mem.write(F[1], 0, make_pte(F[2], 3))

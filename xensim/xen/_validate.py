@@ -67,6 +67,7 @@ def alloc_table(pt, page: int, level: int, mfn: int, d: int, preemptible: bool,
         indexes = range(nr, _ENTRIES)
     first_check = nr + 1 if m.release >= Release.R4_5 else 1
     flags = m.partial_flags
+    resumed = partial != 0
     taken: list[int] = []
     for i in indexes:
         if checked and i >= first_check and check():
@@ -95,6 +96,11 @@ def alloc_table(pt, page: int, level: int, mfn: int, d: int, preemptible: bool,
             with m.design_host.undo():            # the puts give back this request's gets
                 for j in reversed(taken):
                     pt.put_page_from_entry(level, entries.item(j), mfn)
+            if taken and taken[0] == nr and resumed:
+                # the partial entry's table, taken over and finished, cannot be made
+                # partial again by puts (Xen leaves the whole table to old_guest_table):
+                # the request's rollback restores it, not this undo
+                m.design_host.hooked = True
             return rc
         taken.append(i)
         partial = 0
