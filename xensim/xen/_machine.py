@@ -228,6 +228,9 @@ class Machine:
         ft, sp = self.frame_table, self.spage_table
         ft.begin()
         sp.begin()
+        # the PGT_partial tables' records, while there are any (a failed resumed validation
+        # is rolled back, not undone: xen/_validate.py's alloc_table)
+        partial = self.pt.capture_partial() if self.pt.partial else None
         self._in_request = True
         self.design_host.hooked = False
         try:
@@ -243,6 +246,8 @@ class Machine:
         if rc < 0 and rc != -ERESTART:      # a preempted request keeps what it did
             ft.rollback()
             sp.rollback()
+            if partial is not None:
+                self.pt.restore_partial(partial)
         else:
             ft.commit()
             sp.commit()

@@ -70,6 +70,7 @@ def alloc_table(pt, page: int, level: int, mfn: int, d: int, preemptible: bool,
     # a resumed entry whose general reference an earlier call left held (partial_pte -1,
     # PTF_partial_set): this call takes only its type, and an undo gives back only that
     held = nr if partial and (partial < 0 or flags) else -1
+    resumed = partial != 0
     taken: list[int] = []
     for i in indexes:
         if checked and i >= first_check and check():
@@ -101,6 +102,11 @@ def alloc_table(pt, page: int, level: int, mfn: int, d: int, preemptible: bool,
                         m.refs.put_page_type(m.mfn_to_page((entries.item(j) >> 12) & _MFN_MASK))
                     else:
                         pt.put_page_from_entry(level, entries.item(j), mfn)
+            if taken and taken[0] == nr and resumed:
+                # the partial entry's table, taken over and finished, cannot be made
+                # partial again by puts (Xen leaves the whole table to old_guest_table):
+                # the request's rollback restores it, not this undo
+                m.design_host.hooked = True
             return rc
         taken.append(i)
         partial = 0
