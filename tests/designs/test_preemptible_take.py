@@ -409,3 +409,19 @@ def test_explorer_finds_two_continuations_of_one_unclaimed_take():
                                         "mfn 0x1f3 count_info.count: expected 2, actual 3")
     assert format_schedule(res.first.schedule) == "0*1054,1*36,0*2"
     assert _explore("xen-4.1-preemptible-unclaimed", None, 2).violations == 0
+
+
+# -- what trace says of a preempted take --------------------------------------------------------
+def test_trace_says_the_progress_is_in_the_superpage_word_not_a_partial_table():
+    """A preempted PSE get (a design declaring preemptible_take) leaves no PGT_partial table:
+    trace says the take's progress stays in the design's word (here partial/100 after the
+    first call), the L2 entry not written; the continuation's call finishes it."""
+    from xensim.teach import Tracer
+    g = Guest()
+    tr = Tracer(g.m, "superpage").install()
+    c = g.map(0, g.sp[0])
+    assert isinstance(c, Continuation) and g.word() == "partial/100" and g.entry(0) == 0
+    lines = [ln.text for ln in tr.lines]
+    assert ("-> ERESTART: preempted inside the design's take of the superpage's frames; its "
+            "progress stays in the design's superpage word, the entry is not written") in lines
+    assert not any("PGT_partial" in t for t in lines)

@@ -166,7 +166,12 @@ class Narrator:
         if k == "entry":
             out = [Line(depth, d["text"])]
             out += self._lines(n.children, depth + 1)
-            if d.get("rc") == -ERESTART:
+            if d.get("rc") == -ERESTART and d.get("pse"):
+                # a design whose 0 -> 1 may be preempted (preemptible_take): no table below
+                out.append(Line(depth + 1, "-> ERESTART: preempted inside the design's take of "
+                                           "the superpage's frames; its progress stays in the "
+                                           "design's superpage word, the entry is not written"))
+            elif d.get("rc") == -ERESTART:
                 out.append(Line(depth + 1, "-> ERESTART: preempted, the entry's table is left "
                                            "PGT_partial"))
             elif d.get("rc"):

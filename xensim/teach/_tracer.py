@@ -188,6 +188,7 @@ class Tracer:
             return
         node, stats0 = top
         node.data["rc"] = rc
+        node.data["pse"] = level == 2 and bool(e & _PAGE_PSE)
         self._design_path(node, stats0)
         if rc == 0 and self.m.pt.is_linear(level, e, table):
             node.children.append(Node("note", {"text": (
