@@ -304,3 +304,23 @@ def test_check_continuation_catches_a_continuation_that_skips_a_request(monkeypa
     with pytest.raises(FuzzViolation) as e:
         r.step({"op": "mmu_update", "domain": "g1", "reqs": reqs, "vcpu": 1, "preempt": [1]})
     assert e.value.kind == "continuation" and "its continuation has 1 requests" in e.value.detail
+
+
+def test_a_partial_tables_linear_entries_stay_counted_4_22():
+    """demote_l2_table (4.22.0) puts its entries from the top down, each linear one's
+    dec_linear_uses / dec_linear_entries as it goes: a demotion preempted above a linear
+    entry leaves that entry counted (the holder +1, its target -1), and both auditors
+    recount it from the PGT_partial table's entries below nr_validated_ptes."""
+    from pathlib import Path
+    from xensim import audit
+    text = (Path(__file__).resolve().parents[1] / "data"
+            / "preempted-demote-linear-4-22.yaml").read_text()
+    setup, ops = load_script(text)
+    v, run = replay_ops(setup, ops, finish=False)
+    assert v is None, str(v)
+    m = run.m
+    holder, target = m.mfn_to_page(0x7f75), m.mfn_to_page(0x7f76)
+    assert m.pt.partial[holder][0] == 2                  # the L2, PGT_partial
+    assert m.frame_table.progress.get(holder)[0] > 0xda  # its linear entry not yet put
+    assert (m.pt.linear_pt_count[holder], m.pt.linear_pt_count[target]) == (1, -1)
+    assert audit(m).ok                                   # (the replay audited every call)

@@ -123,32 +123,43 @@ def put_linear(pt, level: int, page: int, table: int) -> None:
 
 
 def expected_linear_counts(m) -> dict[int, int]:
-    """Every frame's linear_pt_count as the live tables' entries say: each present entry
-    of a live L2-L4 table whose target (not the table itself) is typed as a table of the
-    same level is one linear entry (a normal entry's target has the level below)."""
+    """Every frame's linear_pt_count as the tables' entries say: each present entry of a
+    live L2-L4 table whose target (not the table itself) is typed as a table of the same
+    level is one linear entry (a normal entry's target has the level below). A
+    PGT_partial table's entries below nr_validated_ptes count as a live table's: a
+    (de)validation preempted part-way leaves what it did not reach, or has not yet put,
+    counted (dec_linear_uses runs as each entry is put)."""
     out: dict[int, int] = {}
-    ft = m.frame_table
     for page, (level, _) in m.pt.live.items():
-        if level < 2:
-            continue
-        mfn = int(m.pdx_to_mfn(page))
-        if not m.mem.holds(mfn):
-            continue
-        entries = m.mem.table(mfn)
-        present = entries & np.uint64(_PRESENT) != 0
-        if level == 2:
-            present &= entries & np.uint64(_PSE) == 0
-        for i in np.flatnonzero(present):
-            if level == 4 and int(i) in _XEN_SLOTS:
-                continue
-            target = (int(entries[i]) & _ADDR) >> PAGE_SHIFT
-            if target == mfn or not m.mfn_valid(target):
-                continue
-            tp = m.mfn_to_page(target)
-            if ft.type_info(tp) & PGT_type_mask == _TABLE_TYPE[level]:
-                _add(out, page, 1)
-                _add(out, tp, -1)
+        _count_table(m, out, page, level, None)
+    progress = m.frame_table.progress
+    for page, (level, _) in m.pt.partial.items():
+        _count_table(m, out, page, level, progress.get(page)[0])
     return out
+
+
+def _count_table(m, out: dict[int, int], page: int, level: int, upto: int | None) -> None:
+    """Add the linear entries of table ``page`` (entries below ``upto``; None: all)."""
+    if level < 2:
+        return
+    mfn = int(m.pdx_to_mfn(page))
+    if not m.mem.holds(mfn):
+        return
+    entries = m.mem.table(mfn)[:upto]
+    present = entries & np.uint64(_PRESENT) != 0
+    if level == 2:
+        present &= entries & np.uint64(_PSE) == 0
+    ft = m.frame_table
+    for i in np.flatnonzero(present):
+        if level == 4 and int(i) in _XEN_SLOTS:
+            continue
+        target = (int(entries[i]) & _ADDR) >> PAGE_SHIFT
+        if target == mfn or not m.mfn_valid(target):
+            continue
+        tp = m.mfn_to_page(target)
+        if ft.type_info(tp) & PGT_type_mask == _TABLE_TYPE[level]:
+            _add(out, page, 1)
+            _add(out, tp, -1)
 
 
 def linear_differences(m) -> list[tuple[int, int, int]]:
