@@ -48,23 +48,29 @@ def test_bad_values_are_refused_with_the_problem(text, problem):
         parse_preemption(text)
 
 
-def test_config_key_reaches_the_machine_and_a_bad_value_is_one_line(tmp_path):
+def _config_and_bad_run(tmp_path, good: str, bad: str):
+    """The machine ``good`` (a config's text) makes, and the stderr lines and exit status
+    of ``xensim run`` on ``bad`` (written to bad.yaml)."""
     import subprocess
     import sys
-    from xensim.config import parse_config
+    from xensim.config import build_memory_map, parse_config
     from xensim.xen import Machine
-    from xensim.config import build_memory_map
-    cfg = parse_config('hypervisor:\n  preempt: "every 16"\n', "c.yaml")
-    m = Machine.from_config(cfg, build_memory_map(cfg))
-    assert str(m.preempt) == "every 16"
-    bad = tmp_path / "bad.yaml"
-    bad.write_text('hypervisor:\n  preempt: "every zero"\n')
-    r = subprocess.run([sys.executable, "-m", "xensim", "run", str(bad)], capture_output=True,
+    cfg = parse_config(good, "c.yaml")
+    path = tmp_path / "bad.yaml"
+    path.write_text(bad)
+    r = subprocess.run([sys.executable, "-m", "xensim", "run", str(path)], capture_output=True,
                        text=True)
-    assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [
-        f"xensim: error: {bad}:2: hypervisor.preempt: 'every zero': "
-        "write never, every N, random P [seed S], or at N [N ...]"]
+    return Machine.from_config(cfg, build_memory_map(cfg)), path, r.returncode, \
+        r.stderr.strip().splitlines()
+
+
+def test_config_key_reaches_the_machine_and_a_bad_value_is_one_line(tmp_path):
+    m, bad, rc, err = _config_and_bad_run(tmp_path, 'hypervisor:\n  preempt: "every 16"\n',
+                                          'hypervisor:\n  preempt: "every zero"\n')
+    assert str(m.preempt) == "every 16"
+    assert rc == 2
+    assert err == [f"xensim: error: {bad}:2: hypervisor.preempt: 'every zero': "
+                   "write never, every N, random P [seed S], or at N [N ...]"]
 
 
 # -- preempted validation and devalidation (xen/_validate.py, RefCounts) ---------------------
@@ -402,20 +408,13 @@ def test_config_preempts_4_22_and_at_is_checked_as_config(tmp_path):
     """hypervisor.preempt on 4.22 reaches the machine (its preemption is modelled:
     RELEASE-4.22.0 promote_lN_table / demote_lN_table); ``at`` with a bad check number is
     one line naming the file, the key and the problem, exit 2."""
-    import subprocess
-    import sys
-    from xensim.config import build_memory_map, parse_config
-    cfg = parse_config('hypervisor:\n  version: "4.22"\n  preempt: "at 9 3"\n', "c.yaml")
-    m = Machine.from_config(cfg, build_memory_map(cfg))
+    m, bad, rc, err = _config_and_bad_run(
+        tmp_path, 'hypervisor:\n  version: "4.22"\n  preempt: "at 9 3"\n',
+        'hypervisor:\n  version: "4.22"\n  preempt: "at 0"\n')
     assert str(m.preempt) == "at 3 9" and m.partial_flags
-    bad = tmp_path / "bad.yaml"
-    bad.write_text('hypervisor:\n  version: "4.22"\n  preempt: "at 0"\n')
-    r = subprocess.run([sys.executable, "-m", "xensim", "run", str(bad)], capture_output=True,
-                       text=True)
-    assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [
-        f"xensim: error: {bad}:3: hypervisor.preempt: 'at 0': "
-        "at N [N ...] needs check numbers >= 1, got [0]"]
+    assert rc == 2
+    assert err == [f"xensim: error: {bad}:3: hypervisor.preempt: 'at 0': "
+                   "at N [N ...] needs check numbers >= 1, got [0]"]
 
 
 @pytest.mark.parametrize("faithful", [True, False])
