@@ -13,7 +13,7 @@ from ._heap import (
     HeapError, DomainHeap, blocks_of,
 )
 from ._memmap import (
-    E820Type, MemRange, MemoryMapError, MemoryMap, parse_boot_log, parse_iomem,
+    E820Type, MemRange, MemoryMapError, MemoryMap, merge_ranges, parse_boot_log, parse_iomem,
     parse_memmap_text,
 )
 from ._p2m import (
@@ -68,7 +68,7 @@ __all__ = [
     "SUPERPAGE_PAGES", "SUPERPAGE_SHIFT", "SUPERPAGE_SIZE", "SuperpageTable", "TiB",
     "WORD_BYTES", "XEN_PAGE_INFO_BYTES", "blocks_of", "decode_count_info", "decode_spage",
     "decode_type_info", "format_count_info", "format_size", "format_type_info",
-    "listed_regions", "make_pdx", "normalize_frame_ranges", "parse_boot_log", "parse_iomem",
-    "parse_memmap_text", "parse_size", "pgc_allocated", "pgc_count", "pgc_state", "pgt_count",
-    "pgt_pinned", "pgt_type", "pgt_validated", "sgt_count", "sgt_type", "spdx_of", "type_name",
+    "listed_regions", "make_pdx", "merge_ranges", "normalize_frame_ranges", "parse_boot_log",
+    "parse_iomem", "parse_memmap_text", "parse_size", "pgc_allocated", "pgc_count", "pgc_state",
+    "pgt_count", "pgt_pinned", "pgt_type", "pgt_validated", "sgt_count", "sgt_type", "spdx_of", "type_name",
 ]

@@ -186,8 +186,8 @@ def _coerce_range(item: Any, index: int) -> MemRange:
     return MemRange(start, end, typ)
 
 
-def _merge_touching(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Merge sorted, non-overlapping half-open ranges that touch."""
+def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Half-open ``ranges`` in order of their starts, overlapping and touching ones merged."""
     out: list[tuple[int, int]] = []
     for start, end in ranges:
         if out and start <= out[-1][1]:
@@ -233,7 +233,7 @@ class MemoryMap:
                                                     key=operator.attrgetter("start"))
 
         ram = [(r.start, r.end) for r in self._ranges if r.type is E820Type.RAM]
-        merged = _merge_touching(ram)
+        merged = merge_ranges(ram)
         self._ram_bytes = sum(e - s for s, e in merged)
 
         frames = []
@@ -242,7 +242,7 @@ class MemoryMap:
             last = end >> PAGE_SHIFT             # floor
             if last > first:
                 frames.append((first, last))
-        frames = _merge_touching(frames)
+        frames = merge_ranges(frames)
         if not frames:
             if not ram:
                 why = "it has no RAM range"

@@ -39,7 +39,7 @@ from ._validate import partial_pse
 from ._pagetable import (CHILD_TYPES, LEVEL_TYPES, PADDR_MASK, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
                          is_xen_slot)
 from ..mem import (DOMID_INVALID, PAGE_SHIFT, PGC_state_free, PGT_l4_page_table, PGT_writable_page,
-                   SUPERPAGE_ORDER, SUPERPAGE_PAGES)
+                   SUPERPAGE_ORDER, SUPERPAGE_PAGES, merge_ranges)
 
 _U = np.uint64
 #: at most this many frames: converted one by one (more: as arrays)
@@ -224,7 +224,7 @@ class IncrementalAuditor(BusWatcher):
             if self._table_sorted is None:
                 self._table_sorted = sorted(table_mfns)
             ts = self._table_sorted
-            for lo, hi in _merged(dirty.ranges):
+            for lo, hi in merge_ranges(sorted(dirty.ranges)):
                 touched.update(table_mfns[mfn] for mfn in ts[bisect_left(ts, lo):bisect_left(ts, hi)])
         for page in touched:
             if page in live or page in tables:
@@ -282,7 +282,7 @@ class IncrementalAuditor(BusWatcher):
         self._extra = extra
         fset = dirty.frames
         runs, n_frames = _ram_runs(fset, dirty.ranges, m.memmap.frame_ranges)
-        for s, e in _merged(dirty.ranges):              # (a superpage's run often twice)
+        for s, e in merge_ranges(sorted(dirty.ranges)):  # (a superpage's run often twice)
             fset.update(range(s, e))
         sps = dirty.superpages | dirty.words
         sps.update(_superpages_of(m, runs))
@@ -577,18 +577,6 @@ class _Either:
 
     def __contains__(self, x) -> bool:
         return x in self.a or x in self.b
-
-
-def _merged(ranges: list) -> list[tuple[int, int]]:
-    """Half-open ``ranges``, sorted, overlapping and touching ones merged."""
-    out: list[tuple[int, int]] = []
-    for s, e in sorted(ranges):
-        if out and s <= out[-1][1]:
-            if e > out[-1][1]:
-                out[-1] = (out[-1][0], e)
-        else:
-            out.append((s, e))
-    return out
 
 
 def _same_expected(a: Expected, b: Expected | None) -> bool:
