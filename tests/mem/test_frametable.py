@@ -294,6 +294,46 @@ def test_read_slices_are_copies(teaching):
     assert ft.count_info(0x300) == PGC_allocated | 1
 
 
+def test_run_words_of_a_uniform_run_and_of_runs_that_differ(teaching):
+    """run_words: the two words every frame of a run holds, None when one word of one
+    frame differs (the last frame, in each word), None for a group never written;
+    run_owner: the owner every frame has, the same way."""
+    ft = teaching.frame_table
+    assert ft.run_words(0x200, 512) is None             # untouched: nothing compared
+    assert ft.run_owner(0x200, 512) is None
+    ci, ti, owner = ft.slices(0x200, 512)
+    ci[:], ti[:], owner[:] = PGC_allocated | 1, 7 << 60 | 2, 3
+    assert ft.run_words(0x200, 512) == (PGC_allocated | 1, 7 << 60 | 2)
+    assert ft.run_words(0x3ff, 1) == (PGC_allocated | 1, 7 << 60 | 2)
+    assert ft.run_owner(0x200, 512) == 3
+    for word in (ci, ti):
+        word[511] += 1
+        assert ft.run_words(0x200, 512) is None
+        assert ft.run_words(0x200, 511) == (PGC_allocated | 1, 7 << 60 | 2)
+        word[511] -= 1
+    owner[511] = 4
+    assert ft.run_owner(0x200, 512) is None and ft.run_owner(0x200, 511) == 3
+    assert ft.run_words(0x200, 512) == (PGC_allocated | 1, 7 << 60 | 2)
+    assert ft.run_words(0x100, 0x100) == (PGC_state_free, 0)
+    assert ft.run_owner(0x100, 0x100) == DOMID_INVALID
+    assert ft.run_words(0x80, 0x100) is None             # RAM, then a hole of zeros
+    with pytest.raises(ValueError, match="crosses a PDX group boundary"):
+        ft.run_words(0xffff, 2)
+
+
+def test_fill_run_writes_the_run_only(teaching):
+    ft = teaching.frame_table
+    ft.slices(0x200, 512)
+    old = ft.run_words(0x200, 512)
+    ft.fill_run(0x200, 512, old, PGC_allocated | 2, 1 << 60 | 1)
+    assert ft.run_words(0x200, 512) == (PGC_allocated | 2, 1 << 60 | 1)
+    assert ft.run_owner(0x200, 512) == DOMID_INVALID
+    ft.fill_run(0x200, 4, ft.run_words(0x200, 4), PGC_allocated | 3)    # type_info kept
+    assert [ft.count_info(p) for p in (0x1ff, 0x200, 0x203, 0x204)] == [
+        PGC_state_free, PGC_allocated | 3, PGC_allocated | 3, PGC_allocated | 2]
+    assert ft.type_info(0x203) == 1 << 60 | 1
+
+
 def test_read_slices_of_group_without_ram(presets):
     ft = Machine(presets["qemu-pc-4g"], "mask").frame_table
     ci, ti, owner = ft.read_slices(0xc0000, 8)

@@ -422,11 +422,11 @@ def test_a_wrong_accelerator_is_caught(planted, target):
 def test_a_wrong_same_words_check_is_caught(monkeypatch):
     """A planted bug in the run accelerators' same-words form: a run whose frames differ
     taken as if all held the first frame's words fails the harness."""
-    from xensim.xen.accel import _runs
+    from xensim.mem import _frametable
     m, g = guest_machine(["plain"] * 8 + ["writable"] * 8)
     op = lambda c: c.refs.get_pages_and_type(0, 16, g, PGT_writable_page)
     both_modes(m, op, expect_accelerated=True)
-    monkeypatch.setattr(_runs, "_same", lambda a: a.item(0))
+    monkeypatch.setattr(_frametable, "_same", lambda a: a.item(0))
     with pytest.raises(AssertionError):
         both_modes(m, op)
 

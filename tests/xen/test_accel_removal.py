@@ -24,7 +24,7 @@ from xensim import (HYPERVISOR_memory_op, INVALID, MMUEXT_PIN_L1_TABLE,
 from xensim._errors import RefcountBug
 from xensim.mem._page_info import (PGC_allocated, PGC_count_mask, PGC_state_free,
                                    PGC_state_inuse, PGT_l1_page_table, PGT_pinned,
-                                   PGT_writable_page)
+                                   PGT_validated, PGT_writable_page)
 from xensim.xen import VECTOR_MIN_FRAMES, accel
 from xensim.xen.accel._removal import remove_run
 
@@ -300,6 +300,33 @@ class TestCheckUndone:
                                               (6, live, 0, g, 7, 0, 4)]
         ft.rollback()
         assert list(ft.journal_changes()) == []
+
+    def test_fill_run_journals_one_entry_of_scalars(self, m, g):
+        """FrameTable.fill_run (a uniform run's write, TakeRun/DropRun): one frames_written,
+        one journal entry whose old words are scalars (not the owners: it writes none), read back per frame by
+        journal_changes (the short span and the far-apart forms) and undone by rollback."""
+        ft = m.frame_table
+        snap = m.snapshot()
+        live = PGC_state_inuse | PGC_allocated | 1
+        w = ft.run_words(0x10, 8)
+        assert w == (live, 0)
+        written = []
+        ft.begin()
+        with m.events.listening(frames_written=lambda p, n: written.append((p, n))):
+            ft.fill_run(0x10, 8, w, live + 1, PGT_writable_page | PGT_validated | 1)
+            ft.fill_run(0x14, 2, ft.run_words(0x14, 2), live + 2)
+        assert written == [(0x10, 8), (0x14, 2)]
+        assert ft._journal == [(0x10, 8, live, 0), (0x14, 2, live + 1,
+                                                    PGT_writable_page | PGT_validated | 1)]
+        t1 = PGT_writable_page | PGT_validated | 1
+        rows = [(p, live, 0, g, live + (2 if p in (0x14, 0x15) else 1), t1, g)
+                for p in range(0x10, 0x18)]
+        assert list(ft.journal_changes()) == rows
+        ft.set_type_info(0x3005, 1)                     # far away: the general form
+        free = ft.count_info(0x3005)
+        assert list(ft.journal_changes()) == rows + [(0x3005, free, 0, 0x7FF4, free, 1, 0x7FF4)]
+        assert ft.rollback()
+        assert m.same_as(snap)
 
     def test_set_many_stores_journals_and_rolls_back(self, m, g):
         ft = m.frame_table

@@ -88,6 +88,13 @@ _SPAN_MAX = 4096
 _SHORT = 32
 
 
+def _same(a: np.ndarray) -> int | None:
+    """The one value every word of ``a`` holds, or None: compared as bytes (a copy and a
+    memcmp, cheaper than any ufunc call on 512 words)."""
+    b = a.tobytes()
+    return a.item(0) if b == b[:a.itemsize] * a.size else None
+
+
 class FrameTable:
     """page_info for every frame, indexed by PDX; groups materialise on first write."""
 
@@ -259,6 +266,10 @@ class FrameTable:
 
     # -- the request journal (a failed hypercall request leaves no trace) ---------------
     def begin(self) -> None:
+        """Journal every write until :meth:`commit` or :meth:`rollback`. An entry is
+        (pdx, field, old) for one word, (pdx, n, old ci, old ti, old owner) for a run of
+        :meth:`slices` (arrays), or (pdx, n, old ci, old ti) for a :meth:`fill_run`
+        (scalars: a uniform run, whose owners it does not write)."""
         self._journal = []
 
     def commit(self) -> None:
@@ -272,7 +283,7 @@ class FrameTable:
         if not journal:
             return None
         lo = min(e[0] for e in journal)
-        hi = max(e[0] + (e[1] if len(e) == 5 else 1) for e in journal)
+        hi = max(e[0] + (e[1] if len(e) > 3 else 1) for e in journal)
         if hi - lo <= _SPAN_MAX and lo >> PDX_GROUP_SHIFT == (hi - 1) >> PDX_GROUP_SHIFT:
             return self._journal_span(journal, lo, hi)
         # per word: the journal's (pdx, old) in journal order, a slice's frames at once
@@ -290,12 +301,14 @@ class FrameTable:
                 ps, vs = pending[entry[1]]
                 ps.append(entry[0])
                 vs.append(entry[2])
-            else:                                               # a slice: all three words
+            else:                           # a slice (three words) or a fill (two scalars)
                 p, n = entry[0], entry[1]
                 frames = np.arange(p, p + n, dtype=np.int64)
-                for f in range(3):
+                for f in range(len(entry) - 2):
                     flush(f)
-                    parts[f].append((frames, entry[2 + f]))
+                    old = entry[2 + f]
+                    parts[f].append((frames, old if isinstance(old, np.ndarray)
+                                     else np.full(n, old, _DTYPES[f])))
         for f in range(3):
             flush(f)
         pdx = np.unique(np.concatenate([a for f in range(3) for a, _ in parts[f]]))
@@ -321,9 +334,10 @@ class FrameTable:
                 i = entry[0] - lo
                 old[entry[1]][i] = entry[2]
                 touched[i] = True
-            else:                                               # a slice: all three words
+            else:                           # a slice (three words) or a fill (two scalars)
                 i, n = entry[0] - lo, entry[1]
-                old[0][i:i + n], old[1][i:i + n], old[2][i:i + n] = entry[2:]
+                for f in range(len(entry) - 2):
+                    old[f][i:i + n] = entry[2 + f]
                 touched[i:i + n] = True
         idx = np.flatnonzero(touched)
         return (lo + idx, *(a[idx] for a in old), *(a[idx] for a in new))
@@ -373,10 +387,10 @@ class FrameTable:
             if len(entry) == 3:
                 pdx, f, old = entry
                 self.group(pdx >> PDX_GROUP_SHIFT)[f][pdx & PDX_GROUP_MASK] = old
-            else:
-                pdx, n, ci, ti, owner = entry
-                c, t, o = self.slices(pdx, n)
-                c[:], t[:], o[:] = ci, ti, owner
+            else:                           # a slice (three words) or a fill (two scalars)
+                words = self.slices(entry[0], entry[1])
+                for f in range(len(entry) - 2):
+                    words[f][:] = entry[2 + f]
         return bool(journal)
 
     # -- slices (vectorised) ---------------------------------------------------
@@ -399,6 +413,41 @@ class FrameTable:
         if self._journal is not None:                   # as _log, from the views at hand
             self._journal.append((pdx, n, ci.copy(), ti.copy(), owner.copy()))
         return ci, ti, owner
+
+    def run_words(self, pdx: int, n: int) -> tuple[int, int] | None:
+        """The (count_info, type_info) that every frame of [pdx, pdx+n) holds (a run in one
+        PDX group, n > 0), or None: the frames differ, or the group was never written.
+        Nothing is copied into arrays: each word's run is compared as bytes."""
+        g, off = self._check_slice(pdx, n)
+        ci = self._ci[g]
+        if ci is None or not n:
+            return None
+        c = _same(ci[off:off + n])
+        if c is None:
+            return None
+        t = _same(self._ti[g][off:off + n])
+        return None if t is None else (c, t)
+
+    def run_owner(self, pdx: int, n: int) -> int | None:
+        """The owner every frame of [pdx, pdx+n) has (as :meth:`run_words`), or None."""
+        g, off = self._check_slice(pdx, n)
+        owner = self._owner[g]
+        return None if owner is None or not n else _same(owner[off:off + n])
+
+    def fill_run(self, pdx: int, n: int, old: tuple[int, int], count_info: int,
+                 type_info: int | None = None) -> None:
+        """Write ``count_info`` (and ``type_info`` unless None) into every frame of
+        [pdx, pdx+n), whose words are all ``old`` (:meth:`run_words`): one
+        ``frames_written(pdx, n)`` and one journal entry holding ``old`` as scalars."""
+        g, off = self._check_slice(pdx, n)
+        if self.frames_written is not None:
+            self.frames_written(pdx, n)
+        if self._journal is not None:
+            self._journal.append((pdx, n, *old))
+        end = off + n
+        self._ci[g][off:end].fill(count_info)
+        if type_info is not None:
+            self._ti[g][off:end].fill(type_info)
 
     def group_for_runs(self, g: int, firsts, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The writable arrays of group ``g`` for writing the runs [first, first+n) of

@@ -63,6 +63,10 @@ class SuperpageTable:
         if spdx.size:
             slot = self._slot[spdx >> SPAGE_CHUNK_SHIFT].astype(np.int64)
             self._has_ram[(slot << SPAGE_CHUNK_SHIFT) | (spdx & SPAGE_CHUNK_MASK)] = True
+        #: the directory and the RAM flags as Python objects, for the scalar lookup
+        #: (:meth:`entry_index`, several per hypercall): no numpy call
+        self._slot_list: list[int] = self._slot.tolist()
+        self._has_ram_bytes = self._has_ram.tobytes()
 
     # -- sizes ------------------------------------------------------------------
     @property
@@ -88,13 +92,13 @@ class SuperpageTable:
     def entry_index(self, spdx: int) -> int:
         """Position of ``spdx`` in the store, or -1 when no entry exists for it."""
         chunk = spdx >> SPAGE_CHUNK_SHIFT
-        if spdx < 0 or chunk >= self._slot.size:
+        if spdx < 0 or chunk >= len(self._slot_list):
             return -1
-        slot = self._slot.item(chunk)
+        slot = self._slot_list[chunk]
         if slot < 0:
             return -1
         e = (slot << SPAGE_CHUNK_SHIFT) | (spdx & SPAGE_CHUNK_MASK)
-        return e if self._has_ram.item(e) else -1
+        return e if self._has_ram_bytes[e] else -1
 
     def entry_indexes(self, spdx: np.ndarray) -> np.ndarray:
         """Vectorised :meth:`entry_index` (-1 where there is no entry)."""

@@ -223,7 +223,7 @@ class Machine:
         return self._request(fn, *args)
 
     def _request(self, fn, *args) -> int:
-        if self._in_request or self.concurrent:
+        if self._in_request or self._concurrent:
             return fn(*args)
         ft, sp = self.frame_table, self.spage_table
         ft.begin()

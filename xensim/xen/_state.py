@@ -238,6 +238,7 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     "SuperpageTable": {
         "state": ("store",),
         "config": ("words_per_entry", "n_superpages", "n_chunks", "_slot", "_has_ram"),
+        "derived": ("_slot_list", "_has_ram_bytes"),
         "link": ("atomic_step", "spage_cmpxchg", "spage_write", "spage_write_many"),
         "transient": ("_journal",),
     },

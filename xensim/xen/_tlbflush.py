@@ -114,7 +114,7 @@ class TlbFlushFilter:
         off = first & PDX_GROUP_MASK
         a = self.group_for_write(first >> PDX_GROUP_SHIFT)
         if where is None:
-            a[off:off + n] = self.clock
+            a[off:off + n].fill(self.clock)
         else:
             np.copyto(a[off:off + where.size], np.uint32(self.clock), where=where)
 

@@ -54,9 +54,10 @@ class TakeRun(Accelerator):
     hides = ()
 
     def apply(self, refs, first: int, n: int, d: int, type: int | None):
-        ci, ti, owner = refs.ft.slices(first, n)        # writable: journaled, reported
-        if n and _take_uniform(refs, ci, ti, owner, first, n, d, type):
+        if n and (w := refs.ft.run_words(first, n)) is not None and _take_uniform(
+                refs, w, first, n, d, type):
             return RangeResult(True, n)
+        ci, ti, owner = refs.ft.slices(first, n)        # writable: journaled, reported
         cnt = ci & _U(PGC_count_mask)
         ok = (cnt - _U(1)) < _U(GET_PAGE_COUNT_MAX)        # 1 <= count <= max - 2 (wraps at 0)
         ok &= owner == d
@@ -91,38 +92,30 @@ class TakeRun(Accelerator):
         return RangeResult(True, n)
 
 
-def _same(a: np.ndarray) -> int | None:
-    """The one value every word of ``a`` holds, or None: compared as bytes (a copy and a
-    memcmp, cheaper than any ufunc call on 512 words)."""
-    b, k = a.tobytes(), a.itemsize
-    return a.item(0) if b[k:] == b[:-k] else None
-
-
-def _take_uniform(refs, ci, ti, owner, first: int, n: int, d: int, type: int | None) -> bool:
-    """TakeRun on a run whose frames hold the same three words (a superpage's 512 frames as
-    populate_physmap left them, or as its last mapping left them): every check of the
-    frame loop is a check of one frame's words, and each word is written with one fill.
-    False, nothing written, when the run is not such a run or its frames would fail (the
-    general form finds the first, and why)."""
-    c = _same(ci)
-    if c is None or not 1 <= c & PGC_count_mask <= GET_PAGE_COUNT_MAX or _same(owner) != d:
+def _take_uniform(refs, w: tuple[int, int], first: int, n: int, d: int,
+                  type: int | None) -> bool:
+    """TakeRun on a run whose frames hold the same words ``w`` and owner (a superpage's 512
+    frames as populate_physmap left them, or as its last mapping left them): every check
+    of the frame loop is a check of one frame's words, and the run is written with one
+    ``fill_run``. False, nothing written, when its frames would fail (the general form
+    finds the first, and why)."""
+    c, t = w
+    if not 1 <= c & PGC_count_mask <= GET_PAGE_COUNT_MAX or refs.ft.run_owner(first, n) != d:
         return False
+    stats = refs.stats
     if type is None:
-        ci.fill(c + 1)
-        refs.stats.add(get_page=n)
+        refs.ft.fill_run(first, n, w, c + 1)
+        stats.get_page += n
         return True
-    t = _same(ti)
-    if t is None:
-        return False
     if t & PGT_count_mask == 0:                         # each frame's first typed reference
         if t & PGT_type_mask != type and refs.tlb.stamped_group(first):
             refs.tlb.range_flush(first, np.ones(n, dtype=bool), d)     # each changes type
         t = (t & _KEEP) | type | PGT_validated          # (its count, 0, kept)
     elif t & PGT_type_mask != type or t & PGT_count_mask == PGT_count_mask:
         return False
-    ci.fill(c + 1)
-    ti.fill(t + 1)
-    refs.stats.add(get_page=n, get_page_type=n)
+    refs.ft.fill_run(first, n, w, c + 1, t + 1)
+    stats.get_page += n
+    stats.get_page_type += n
     return True
 
 
@@ -135,9 +128,10 @@ class DropRun(Accelerator):
     hides = ()
 
     def apply(self, refs, first: int, n: int, typed: bool = True):
-        ci, ti, _ = refs.ft.slices(first, n)            # writable: journaled, reported
-        if n and _drop_uniform(refs, ci, ti, first, n, typed):
+        if n and (w := refs.ft.run_words(first, n)) is not None and _drop_uniform(
+                refs, w, first, n, typed):
             return n
+        ci, ti, _ = refs.ft.slices(first, n)            # writable: journaled, reported
         if typed and ((ti >> _U(60)) - _U(1) < _U(4)).any():   # a PGT_l1..l4 type: devalidation
             return None                                 # (nothing written: the loop's)
         if typed:
@@ -161,24 +155,24 @@ class DropRun(Accelerator):
         return n
 
 
-def _drop_uniform(refs, ci, ti, first: int, n: int, typed: bool) -> bool:
-    """DropRun on a run whose frames hold the same words (as :func:`_take_uniform`). False,
-    nothing written, when the run is not such a run, holds a page-table type or a count
-    at 0 (the general form: the loop, or the loop's RefcountBug)."""
-    c = _same(ci)
-    if c is None or c & PGC_count_mask == 0:
+def _drop_uniform(refs, w: tuple[int, int], first: int, n: int, typed: bool) -> bool:
+    """DropRun on a run whose frames hold the same words ``w`` (as :func:`_take_uniform`).
+    False, nothing written, when they hold a page-table type or a count at 0 (the
+    general form: the loop, or the loop's RefcountBug)."""
+    c, t = w
+    if c & PGC_count_mask == 0:
         return False
+    stats = refs.stats
     if typed:
-        t = _same(ti)
-        if t is None or t & PGT_count_mask == 0 or 1 <= t >> PGT_type_shift <= 4:
+        if t & PGT_count_mask == 0 or 1 <= t >> PGT_type_shift <= 4:
             return False                                # (PGT_l1..l4: devalidation)
-        ti.fill(t - 1)
+        refs.ft.fill_run(first, n, w, c - 1, t - 1)
         if t & PGT_count_mask == 1:                     # every frame's last typed reference
             refs.tlb.stamp_run(first, None, n)
-        refs.stats.add(put_page_type=n, put_page=n)
+        stats.put_page_type += n
     else:
-        refs.stats.add(put_page=n)
-    ci.fill(c - 1)
+        refs.ft.fill_run(first, n, w, c - 1)
+    stats.put_page += n
     if c & PGC_count_mask == 1:                         # every frame's last reference
         refs.frames_freed(np.arange(first, first + n))
     return True
