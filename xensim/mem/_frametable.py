@@ -29,6 +29,7 @@ not zero, and faking it with an XOR would hide Xen's layout from learners.
 from __future__ import annotations
 
 import mmap
+import sys
 from bisect import bisect_right
 
 import numpy as np
@@ -88,11 +89,13 @@ _SPAN_MAX = 4096
 _SHORT = 32
 
 
-def _same(a: np.ndarray) -> int | None:
-    """The one value every word of ``a`` holds, or None: compared as bytes (a copy and a
-    memcmp, cheaper than any ufunc call on 512 words)."""
-    b = a.tobytes()
-    return a.item(0) if b == b[:a.itemsize] * a.size else None
+def _same(a: np.ndarray, lo: int, hi: int) -> int | None:
+    """The one value every word of ``a[lo:hi]`` holds, or None: compared as bytes (one
+    copy and a memcmp against the first word repeated: cheaper than any ufunc call on a
+    superpage's 512 words)."""
+    b = a[lo:hi].tobytes()
+    first = b[:a.itemsize]
+    return int.from_bytes(first, sys.byteorder) if b == first * (hi - lo) else None
 
 
 class FrameTable:
@@ -416,23 +419,29 @@ class FrameTable:
 
     def run_words(self, pdx: int, n: int) -> tuple[int, int] | None:
         """The (count_info, type_info) that every frame of [pdx, pdx+n) holds (a run in one
-        PDX group, n > 0), or None: the frames differ, or the group was never written.
+        PDX group), or None: the frames differ, the group was never written, or n is 0.
         Nothing is copied into arrays: each word's run is compared as bytes."""
-        g, off = self._check_slice(pdx, n)
-        ci = self._ci[g]
-        if ci is None or not n:
+        off = pdx & PDX_GROUP_MASK
+        if not 0 < n <= PDX_GROUP_FRAMES - off:
+            self._check_slice(pdx, n)                   # (raises unless n is 0)
             return None
-        c = _same(ci[off:off + n])
+        ci = self._ci[pdx >> PDX_GROUP_SHIFT]
+        if ci is None:
+            return None
+        c = _same(ci, off, off + n)
         if c is None:
             return None
-        t = _same(self._ti[g][off:off + n])
+        t = _same(self._ti[pdx >> PDX_GROUP_SHIFT], off, off + n)
         return None if t is None else (c, t)
 
     def run_owner(self, pdx: int, n: int) -> int | None:
         """The owner every frame of [pdx, pdx+n) has (as :meth:`run_words`), or None."""
-        g, off = self._check_slice(pdx, n)
-        owner = self._owner[g]
-        return None if owner is None or not n else _same(owner[off:off + n])
+        off = pdx & PDX_GROUP_MASK
+        if not 0 < n <= PDX_GROUP_FRAMES - off:
+            self._check_slice(pdx, n)
+            return None
+        owner = self._owner[pdx >> PDX_GROUP_SHIFT]
+        return None if owner is None else _same(owner, off, off + n)
 
     def fill_run(self, pdx: int, n: int, old: tuple[int, int], count_info: int,
                  type_info: int | None = None) -> None:

@@ -91,12 +91,18 @@ class Preemption:
                 raise ValueError(f"at N [N ...] needs check numbers >= 1, got {list(self.at)}")
             self.at = tuple(sorted(set(self.at)))
 
-    @property
-    def pending(self):
-        """The check the loops call (``hypercall_preempt_check``), or None when it never
-        answers true: ``if (p := m.preempt.pending) is not None and p(): ...``."""
-        return (None if self.mode == "never" and self.answer is None
-                else self.hypercall_preempt_check)
+    #: the check the loops call (``hypercall_preempt_check``), or None when it never
+    #: answers true: ``if (p := m.preempt.pending) is not None and p(): ...`` (an attribute
+    #: kept by ``__setattr__``, as every hypercall reads it)
+    pending = None
+
+    def __setattr__(self, name: str, value) -> None:
+        object.__setattr__(self, name, value)
+        if name in ("mode", "answer"):
+            d = self.__dict__
+            object.__setattr__(self, "pending",
+                               None if d.get("mode") == "never" and d.get("answer") is None
+                               else self.hypercall_preempt_check)
 
     def hypercall_preempt_check(self) -> bool:
         self.checks += 1
