@@ -10,6 +10,23 @@ def test_never_is_the_default_and_never_asked():
     assert p == Preemption() and p.pending is None and str(p) == "never"
 
 
+def test_pending_follows_the_mode_and_the_answer_set_later():
+    """``pending`` (read by every hypercall) is kept when the explorer sets an ``answer`` or
+    a mode changes: None exactly while every check would answer false; a copy keeps it."""
+    import copy
+    p = Preemption()
+    p.answer = lambda: True
+    assert p.pending is not None and p.pending() is True and p.checks == 1
+    p.answer = None
+    assert p.pending is None
+    p.mode, p.every = "every", 2
+    assert p.pending is not None and [p.pending(), p.pending()] == [False, True]
+    q = copy.deepcopy(p)
+    assert q.pending.__self__ is q
+    p.mode = "never"
+    assert p.pending is None and q.pending is not None
+
+
 def test_every_n_answers_true_at_each_nth_check():
     p = parse_preemption("every 3")
     check = p.pending

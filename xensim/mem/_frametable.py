@@ -448,12 +448,15 @@ class FrameTable:
         """Write ``count_info`` (and ``type_info`` unless None) into every frame of
         [pdx, pdx+n), whose words are all ``old`` (:meth:`run_words`): one
         ``frames_written(pdx, n)`` and one journal entry holding ``old`` as scalars."""
-        g, off = self._check_slice(pdx, n)
+        off = pdx & PDX_GROUP_MASK
+        if not 0 < n <= PDX_GROUP_FRAMES - off:
+            self._check_slice(pdx, n)                   # (raises unless n is 0)
+            return
         if self.frames_written is not None:
             self.frames_written(pdx, n)
         if self._journal is not None:
             self._journal.append((pdx, n, *old))
-        end = off + n
+        g, end = pdx >> PDX_GROUP_SHIFT, off + n
         self._ci[g][off:end].fill(count_info)
         if type_info is not None:
             self._ti[g][off:end].fill(type_info)
