@@ -20,7 +20,7 @@ def test_pending_follows_the_mode_and_the_answer_set_later():
     p.answer = None
     assert p.pending is None
     p.mode, p.every = "every", 2
-    assert p.pending is not None and [p.pending(), p.pending()] == [False, True]
+    assert p.pending is not None and [p.pending(), p.pending()] == [True, False]   # checks 2, 3
     q = copy.deepcopy(p)
     assert q.pending.__self__ is q
     p.mode = "never"
