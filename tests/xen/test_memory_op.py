@@ -290,7 +290,7 @@ class TestReleases:
     @pytest.mark.parametrize("version", VERSIONS)
     @pytest.mark.parametrize("order,done", [(9, 1), (10, 0), (18, 0), (-1, 0)])
     def test_domu_order_limit_is_9(self, version, order, done):
-        """multipage_allocation_permitted (4.1, 4.5) and max_order (4.7, 4.8): a domU
+        """multipage_allocation_permitted (4.1, 4.5) and max_order (4.7 to 4.22): a domU
         without I/O capabilities may ask for orders up to 9 (-1 reads as 2^32 - 1)."""
         m = machine(version)
         g = m.create_domain("guest", 0x4000)
@@ -304,7 +304,7 @@ class TestReleases:
     @pytest.mark.parametrize("order,done", [(13, 1), (19, 0)])
     def test_dom0_order_limit(self, version, order, done):
         """dom0 (control and hardware domain, every I/O capability): 4.1/4.5 permit any
-        order and the allocator has none above MAX_ORDER (18); 4.7/4.8's max_order gives
+        order and the allocator has none above MAX_ORDER (18); 4.7 to 4.22's max_order gives
         the control domain CONFIG_CTLDOM_MAX_ORDER (18), above the hardware domain's 12."""
         m = machine(version)
         g = m.create_domain("guest", 0x4000)
@@ -317,10 +317,12 @@ class TestReleases:
             assert m.same_as(snap)
 
     @pytest.mark.parametrize("version,done,removed", [("4.1", 1, 1024), ("4.5", 1, 1024),
-                                                      ("4.7", 0, 0), ("4.8", 0, 0)])
+                                                      ("4.7", 0, 0), ("4.8", 0, 0),
+                                                      ("4.22", 0, 0)])
     def test_decrease_reservation_order_10(self, version, done, removed):
         """decrease_reservation: 4.1 has no order check, 4.5 checks only MAX_ORDER (18),
-        4.7/4.8 check max_order (a domU: 9)."""
+        4.7 on check max_order (a domU: 9; 4.22's adds a passthrough domain's limit, and
+        no xensim domain has I/O resources)."""
         m = machine(version)
         g = m.create_domain("guest", 2048)
         populate(m, g, [0, 512], 9)
