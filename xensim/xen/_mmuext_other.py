@@ -1,6 +1,6 @@
 """The MMUEXT commands besides pins, base pointers and marks: the TLB and cache
 flushes, SET_LDT, CLEAR_PAGE and COPY_PAGE (``do_mmuext_op`` in ``mm.c``, read at
-RELEASE-4.1.0, 4.5.0, 4.7.0 and 4.8.0; docs/xen-facts.md section 6d).
+RELEASE-4.1.0, 4.5.0, 4.7.0, 4.8.0 and 4.22.0; docs/xen-facts.md section 6d).
 
 The foreign-domain rule: from 4.5 every one of them but CLEAR_PAGE and COPY_PAGE
 is -EPERM when the call names another domain (``d != pg_owner``); 4.1 checks only
@@ -10,7 +10,8 @@ CLEAR_PAGE and COPY_PAGE act on the page owner's frames from 4.5
 
 The TLB model (:mod:`._tlbflush`) gives each domain one CPU of its own, shared by its
 vCPUs: a whole flush of that CPU (TLB_FLUSH_LOCAL, TLB_FLUSH_ALL, TLB_FLUSH_MULTI naming
-one of the domain's vCPUs, SET_LDT changing the calling vCPU's LDT) ticks the TLB clock and is counted as every flush is
+one of the domain's vCPUs, SET_LDT changing the calling vCPU's LDT up to 4.8) ticks the TLB
+clock and is counted as every flush is
 (``RefStats.tlb_flushes``, the ``tlb_flush`` event with no page); INVLPG of one
 address flushes no whole TLB (Xen's ``flush_area_local`` with order 0: no clock
 tick), so it changes nothing modelled. A vCPU mask is the mask itself (``arg2``),
@@ -46,6 +47,9 @@ OTHER_NAMES = {6: "tlb_flush_local", 7: "invlpg_local", 8: "tlb_flush_multi",
 
 #: SET_LDT: at most this many entries (8 bytes each: 16 pages)
 LDT_MAX_ENTS = 8192
+#: 4.14 on (cb8a478e1d): an empty LDT's base, x86's ZERO_BLOCK_PTR (asm/config.h), which
+#: no check looks at
+ZERO_BLOCK_PTR = 0xBAD0BAD0BAD0BAD0
 #: the end of Xen's own part of the 64-bit address space (HYPERVISOR_VIRT_END)
 HYPERVISOR_VIRT_END = 0xFFFF880000000000
 _U64 = (1 << 64) - 1
@@ -104,17 +108,22 @@ def other_command(m, op, curr, pg_owner, vcpu) -> int | None:
 
 
 def _set_ldt(m, d, v, ptr: int, ents: int) -> int:
-    """SET_LDT: vCPU ``v``'s LDT at linear address ``ptr``, ``ents`` entries. A change flushes
-    the CPU's TLB (``invalidate_shadow_ldt`` + ``flush_tlb_local``); the same LDT again
-    does nothing (``nr_ents`` is a 32-bit field). From 4.7 no entries means base 0."""
+    """SET_LDT: vCPU ``v``'s LDT at linear address ``ptr``, ``ents`` entries (``nr_ents`` is
+    a 32-bit field); the same LDT again does nothing. Up to 4.8 a change flushes the CPU's
+    TLB (``invalidate_shadow_ldt`` + ``flush_tlb_local``); from 4.11 (bfa83bbc33) only when
+    ``pv_destroy_ldt`` dropped shadow-LDT mappings, which xensim never makes (no LDT
+    faults): 4.22 does not flush. No entries means base 0 on 4.7 and 4.8; from 4.14
+    (cb8a478e1d) base ZERO_BLOCK_PTR, and the base of an empty LDT is not checked."""
     ents &= _U32
     ptr &= _U64
+    new = m.release >= Release.R4_22
     if m.release >= Release.R4_7 and not ents:
-        ptr = 0
-    if ptr & 0xFFF or not addr_ok(m, ptr) or ents > LDT_MAX_ENTS:
+        ptr = ZERO_BLOCK_PTR if new else 0
+    if ents > LDT_MAX_ENTS or ((ents or not new) and (ptr & 0xFFF or not addr_ok(m, ptr))):
         return -errno.EINVAL
     if (v.ldt_base, v.ldt_ents) != (ptr, ents):
-        flush_own_tlb(m, d)
+        if not new:
+            flush_own_tlb(m, d)
         v.ldt_base, v.ldt_ents = ptr, ents
     return 0
 
