@@ -585,6 +585,23 @@ class TestUpdateVaMapping:
         l1 = k.tables[(1, VA >> 21)]
         assert m.mem.read(l1, 0) == make_pte(k.f[1], P | RW)
 
+    def test_holds_a_general_reference_on_the_l1_table_while_it_writes(self, m, kern):
+        """__do_update_va_mapping (4.1 to 4.22): get_page_from_pagenr on the L1 table the walk
+        reached, mod_l1_entry, put_page: one get_page and one put_page of the table besides
+        the entry's own (get_page + get_page_type of the new frame, put_page_type + put_page
+        of the old); the table's words as before."""
+        k = kern
+        l1 = k.tables[(1, VA >> 21)]
+        before, st = words(m, l1), m.refs.stats
+        counts = (st.get_page, st.put_page, st.get_page_type, st.put_page_type)
+        seen = []
+        with m.events.listening(frames_written=lambda p, n: seen.append(p)):
+            assert uva(m, k.domid, VA, make_pte(k.f[1], P | RW)) == 0
+        assert (st.get_page, st.put_page, st.get_page_type, st.put_page_type) == (
+            counts[0] + 2, counts[1] + 2, counts[2] + 1, counts[3] + 1)
+        assert words(m, l1) == before
+        assert seen.count(m.mfn_to_page(l1)) == 2          # taken, then given back
+
     def test_adds_and_clears_a_mapping_in_a_present_l1(self, m, kern):
         k = kern
         assert uva(m, k.domid, VA + 0x5000, make_pte(k.f[2], P)) == 0

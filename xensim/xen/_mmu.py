@@ -18,7 +18,7 @@ from ._preempt import ERESTART, Continuation
 from ._baseptr import new_guest_cr3, new_user_baseptr, put_old_guest_table, rules_for
 from ._mmuext_other import MMUEXT_NEW_USER_BASEPTR, OTHER_NAMES, other_command
 from ._release import Release
-from ..mem import PGT_writable_page
+from ..mem import PGT_l1_page_table, PGT_type_mask, PGT_writable_page
 from ._grant_host import guest_map_l1e
 from ._pagetable import LEVEL_TYPES, _PAGE_PRESENT, _PAGE_PSE, pte_mfn
 from ..mem import PAGE_SHIFT, SUPERPAGE_ORDER, SUPERPAGE_PAGES
@@ -275,11 +275,25 @@ def do_update_va_mapping(m, caller: int, va: int, val: int, flags: int = 0,
     if slot is None:
         return -errno.EINVAL
     table, index = slot
-    # the walk may end at another level's table through a linear entry: Xen checks the
-    # type of the table it reached (do_update_va_mapping, 4.1 to 4.8)
-    if not m.mfn_valid(table) or m.pt.live_level(m.mfn_to_page(table)) != 1:
+    return m.request(_update_l1_entry, m, d, table, index, val)
+
+
+def _update_l1_entry(m, d, table: int, index: int, val: int) -> int:
+    """__do_update_va_mapping's request (4.1 to 4.22): a general reference on the table the
+    walk reached (get_page_from_pagenr: -EINVAL if it is not the caller's), its type checked
+    (through a linear entry a walk can end at another level's table: -EINVAL), the entry
+    changed by mod_l1_entry, the reference given back."""
+    if not m.mfn_valid(table):
         return -errno.EINVAL
-    return m.request(lambda: m.pt.mod_entry(table, index, val, 1, d.domid))
+    page = m.mfn_to_page(table)
+    if not m.refs.get_page(page, d.domid):
+        return -errno.EINVAL
+    try:
+        if m.frame_table.type_info(page) & PGT_type_mask != PGT_l1_page_table:
+            return -errno.EINVAL
+        return m.pt.mod_entry(table, index, val, 1, d.domid)
+    finally:
+        m.refs.put_page(page)
 
 
 # -- mmuext_op -----------------------------------------------------------------------
