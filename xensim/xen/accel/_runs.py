@@ -3,8 +3,9 @@ put_page_type (+ put_page) on a run of frames in one PDX group, with numpy
 (``RefCounts.take_run`` / ``drop_run``, the loops under get_pages_and_type and
 put_pages_and_type).
 
-They write the frame table through its writable slices (journal and
-``frames_written``), count the primitives with ``RefStats.add`` as the loop would,
+They write the frame table through its writable slices, or a run whose frames hold the
+same words through ``run_words`` and ``fill_run`` (journal and ``frames_written`` either
+way), count the primitives in ``RefStats`` as the loop would,
 stamp and flush through RefCounts' public run forms, and free through
 ``RefCounts.frames_freed``. The run itself is reported by the callers' range events
 (``range_get`` / ``range_got`` / ``range_put``), in both modes, so a ``word_changed``
