@@ -30,6 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
 
 from ._engine import PAUSE, Engine, TaskFailed, run_task
+from ..output import signals_held
 
 __all__ = ["LocalEngine"]
 
@@ -43,17 +44,11 @@ def _signals_held():
     """Run the block with SIGINT and SIGTERM recorded, not handled; when it ends, the
     first recorded is raised again, to the handler that was there before (in the main
     thread only: elsewhere signals are not delivered and this does nothing)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     got: list[int] = []
-    old = {s: signal.signal(s, lambda signum, frame: got.append(signum))
-           for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        with signals_held() as got:
+            yield
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
         if got:
             signal.raise_signal(got[0])
 

@@ -57,19 +57,28 @@ def stop_signals():
 
 
 @contextlib.contextmanager
-def sigint_deferred():
-    """Run the block with SIGINT and SIGTERM held back; either during it raises
-    KeyboardInterrupt when it ends (the block itself runs to the end)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def signals_held():
+    """Run the block with SIGINT and SIGTERM recorded, not handled: it gets the list they
+    are appended to, in the order they came; the handlers before it are back at its end.
+    Outside the main thread (where signals are not delivered) it holds nothing."""
     got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
     old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in STOP_SIGNALS}
     try:
-        yield
+        yield got
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def sigint_deferred():
+    """Run the block with SIGINT and SIGTERM held back; either during it raises
+    KeyboardInterrupt when it ends (the block itself runs to the end)."""
+    with signals_held() as got:
+        yield
     if got:
         _last[0] = got[-1]
         raise KeyboardInterrupt
