@@ -168,6 +168,12 @@ def test_cli_trace_html(tmp_path):
     (["--html", "{tmp}"], "--html: {tmp} is a directory, not a file"),
     (["--frame", "0x200"], "--frame: needs --html FILE"),
     (["--designs-at", "3"], "--designs-at: needs --html FILE"),
+    (["--html", "{tmp}/t.html", "--level", "frame"],
+     "--level: is for the printed trace; the --html page holds every level"),
+    (["--html", "{tmp}/t.html", "--format", "md"],
+     "--format: is for the printed trace; the --html page holds every level"),
+    (["--html", "{tmp}/t.html", "--all-frames"],
+     "--all-frames: is for the printed trace; the --html page holds every level"),
 ])
 def test_cli_bad_output_one_line_exit_2(tmp_path, args, message):
     args = [a.format(tmp=tmp_path) for a in args]

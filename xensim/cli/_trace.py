@@ -27,11 +27,12 @@ def add_parser(subparsers) -> None:
                     "path), frame (+ every count_info / type_info change).")
     p.add_argument("config", help="a YAML config with a workload (a small one: every hypercall "
                                   "is printed)")
-    p.add_argument("--level", choices=LEVELS, default="superpage", help="how much to show "
+    p.add_argument("--level", choices=LEVELS, default=None, help="how much to show "
                    "(default: superpage)")
     p.add_argument("--all-frames", action="store_true",
                    help="list every frame of a range operation instead of one summary line")
-    p.add_argument("--format", choices=TRACE_FORMATS, default="text", help="text or Markdown")
+    p.add_argument("--format", choices=TRACE_FORMATS, default=None,
+                   help="text or Markdown (default: text)")
     p.add_argument("--design", help="the superpage design (default: the config's first)")
     design_file_option(p)
     p.add_argument("--limit", type=whole_number(1), metavar="N",
@@ -79,6 +80,11 @@ def cmd_trace(args) -> int:
             if getattr(args, opt) is not None:
                 raise ConfigError(None, f"--{opt.replace('_', '-')}", "needs --html FILE")
     else:
+        # the page records every step at frame level, its lines kept whole
+        for opt in ("level", "format", "all_frames"):
+            if getattr(args, opt) not in (None, False):
+                raise ConfigError(None, f"--{opt.replace('_', '-')}",
+                                  "is for the printed trace; the --html page holds every level")
         from ..output import check_file
         check_file(args.html, "--html")
     if args.frame is not None and args.superpage is not None:
@@ -87,7 +93,8 @@ def cmd_trace(args) -> int:
     if args.html is not None:
         from ._trace_html import cmd_trace_html
         return cmd_trace_html(args, cfg, memmap)
-    writer = TraceWriter(args.format, _stdout_writer(args))
+    args.level = args.level or "superpage"
+    writer = TraceWriter(args.format or "text", _stdout_writer(args))
     try:
         res = trace(cfg, memmap, args.design, args.level, args.all_frames, args.limit, writer)
     except DesignCrashed as e:                # in the set-up: nothing traced yet
