@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from xensim.mem import decode_count_info, decode_type_info
+from xensim._errors import ConfigError
 from xensim.pages import STEP_FIELDS, record_trace, trace_html
 from xensim.teach import load, trace
 
@@ -135,6 +136,18 @@ def test_frame_and_superpage_filters(loaded, run):
     assert "Only the steps that touch superpage mfn 0x4200..0x43ff" in trace_html(sp)
 
 
+def test_superpage_filter_by_domain_and_index(loaded):
+    """--superpage DOMAIN:INDEX: the superpage the set-up populated at the domain's GPFN
+    INDEX * 512 (resolved once the run is set up), the same steps as its MFN; an index the
+    domain has not populated: one line naming the option."""
+    by_name = record_trace(*loaded, limit=LIMIT, superpage="web:32")
+    by_mfn = record_trace(*loaded, limit=LIMIT, superpage=0x4200)
+    assert by_name.recorder.superpage == 0x4200
+    assert by_name.recorder.steps == by_mfn.recorder.steps
+    with pytest.raises(ConfigError, match="--superpage: superpage 9999 of web is not populated"):
+        record_trace(*loaded, limit=LIMIT, superpage="web:9999")
+
+
 def test_interrupted_keeps_the_steps(loaded, monkeypatch):
     from xensim.pages import StepRecorder
     real = StepRecorder.call
@@ -168,6 +181,10 @@ def test_cli_trace_html(tmp_path):
     (["--html", "{tmp}"], "--html: {tmp} is a directory, not a file"),
     (["--frame", "0x200"], "--frame: needs --html FILE"),
     (["--designs-at", "3"], "--designs-at: needs --html FILE"),
+    (["--html", "{tmp}/t.html", "--superpage", "mail:0"],
+     "--superpage: no domain named 'mail'; the domains are: web, db"),
+    (["--html", "{tmp}/t.html", "--superpage", "web:x"], "--superpage: not a superpage index: 'x'"),
+    (["--html", "{tmp}/t.html", "--superpage", "0x12g"], "--superpage: not a number: '0x12g'"),
     (["--html", "{tmp}/t.html", "--level", "frame"],
      "--level: is for the printed trace; the --html page holds every level"),
     (["--html", "{tmp}/t.html", "--format", "md"],

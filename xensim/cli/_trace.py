@@ -43,8 +43,10 @@ def add_parser(subparsers) -> None:
                         "10,000 steps (hypercalls) and about 9 MB")
     p.add_argument("--frame", type=whole_number(0), metavar="MFN",
                    help="with --html: only the steps that touch this frame")
-    p.add_argument("--superpage", type=whole_number(0), metavar="MFN",
-                   help="with --html: only the steps that touch the superpage this MFN is in")
+    p.add_argument("--superpage", metavar="X",
+                   help="with --html: only the steps that touch one superpage: an MFN in it "
+                        "(0x4200 or 16896), or DOMAIN:INDEX (superpage INDEX of DOMAIN, as "
+                        "populated by the set-up)")
     p.add_argument("--designs-at", type=whole_number(1), metavar="N",
                    help="with --html: the designs side by side after step N's operation "
                         "(its superpage's words and 512 frames' counts on each design)")
@@ -90,6 +92,8 @@ def cmd_trace(args) -> int:
     if args.frame is not None and args.superpage is not None:
         raise ConfigError(None, "--frame", "--frame and --superpage cannot be given together")
     cfg, memmap = load(args.config)
+    if args.superpage is not None:
+        args.superpage = _superpage_option(args.superpage, cfg)
     if args.html is not None:
         from ._trace_html import cmd_trace_html
         return cmd_trace_html(args, cfg, memmap)
@@ -105,6 +109,27 @@ def cmd_trace(args) -> int:
         print(f"xensim: {res.crash}", file=sys.stderr)
         return 1
     return 1 if res.untraced else 0
+
+
+def _superpage_option(text: str, cfg) -> int | str:
+    """``--superpage``: an MFN (a number), or ``DOMAIN:INDEX`` (kept as text: resolved once
+    the set-up has populated the domain) naming one of the config's domains."""
+    name, colon, index = text.rpartition(":")
+    if not colon:
+        try:
+            return whole_number(0)(text)
+        except argparse.ArgumentTypeError as e:
+            raise ConfigError(None, "--superpage", str(e)) from None
+    names = [n for n, _ in cfg.domain_specs()]
+    if name not in names:
+        raise ConfigError(None, "--superpage", f"no domain named {name!r}; the domains are: "
+                                               f"{', '.join(names)}")
+    try:
+        if int(index, 0) < 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(None, "--superpage", f"not a superpage index: {index!r}") from None
+    return text
 
 
 def _stdout_writer(args):

@@ -42,7 +42,7 @@ import json
 import numpy as np
 
 from ..mem import (PGT_type_shift, SUPERPAGE_PAGES, decode_count_info, decode_type_info)
-from ..teach import format_pte, spage_word_name, spage_word_text
+from ..teach import format_pte, resolve_superpage, spage_word_name, spage_word_text
 from ..xen import ERESTART
 
 #: a page's steps at most (the rest of the run is cut, and the page says so)
@@ -68,10 +68,13 @@ def _fields(d: dict) -> list:
 class StepRecorder:
     """Records a traced run's hypercalls as page steps (see the module docstring)."""
 
-    def __init__(self, frame: int | None = None, superpage: int | None = None,
+    def __init__(self, frame: int | None = None, superpage: int | str | None = None,
                  max_steps: int = MAX_STEPS, max_bytes: int = MAX_BYTES):
         self.frame = frame
-        self.superpage = None if superpage is None else superpage - superpage % SUPERPAGE_PAGES
+        #: ``DOMAIN:INDEX`` until :meth:`start` finds that superpage's first MFN
+        self._superpage_name = superpage if isinstance(superpage, str) else None
+        self.superpage = (None if superpage is None or self._superpage_name is not None
+                          else superpage - superpage % SUPERPAGE_PAGES)
         self.max_steps = max_steps
         self.max_bytes = max_bytes
         self.steps: list[dict] = []
@@ -99,9 +102,11 @@ class StepRecorder:
         self._sub = None
 
     # -- the trace's protocol --------------------------------------------------------------
-    def start(self, m) -> None:
-        """The run's machine, set up, before its first operation."""
+    def start(self, m, kernels) -> None:
+        """The run's machine and guest kernels (by name), set up, before its first operation."""
         self.m = m
+        if self._superpage_name is not None:
+            self.superpage = resolve_superpage(m, kernels, self._superpage_name)
         self.design = m.superpage.name
         self._sub = m.events.subscribe("guest_write", self._on_guest_write)
 

@@ -64,7 +64,7 @@ class TraceRun:
 
 def record_trace(cfg: Config, memmap: MemoryMap, design: str | None = None,
                  limit: int | None = None, frame: int | None = None,
-                 superpage: int | None = None, max_steps: int = MAX_STEPS,
+                 superpage: int | str | None = None, max_steps: int = MAX_STEPS,
                  max_bytes: int = MAX_BYTES) -> TraceRun:
     """Run the config's workload on ``design`` (as ``xensim trace`` does) and record its
     steps. A Ctrl-C (KeyboardInterrupt) ends the run: the steps so far are kept."""

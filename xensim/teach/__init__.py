@@ -15,6 +15,7 @@ from ._decode import (
 from ._format import TRACE_FORMATS, TraceResult, TraceWriter
 from ._inspect import (
     INSPECT_FORMATS, inspect, inspect_domain, inspect_mfn, inspect_superpage, render_inspection,
+    resolve_superpage,
 )
 from ._narrate import LEVELS
 from ._replay import load, pick_design, replay
@@ -24,6 +25,6 @@ from ._tracer import Tracer
 __all__ = [
     "INSPECT_FORMATS", "LEVELS", "TRACE_FORMATS", "TraceResult", "TraceWriter", "Tracer", "ci_change",
     "count_info_text", "format_pte", "frames_text", "inspect", "inspect_domain", "inspect_mfn",
-    "inspect_superpage", "load", "pick_design", "pte_flags", "render_inspection", "replay",
+    "inspect_superpage", "load", "pick_design", "pte_flags", "render_inspection", "replay", "resolve_superpage",
     "spage_word_name", "spage_word_text", "spage_words", "ti_change", "trace", "type_info_text",
 ]

@@ -78,7 +78,7 @@ def trace(cfg: Config, memmap: MemoryMap, design: str | None = None, level: str 
     no lines. A crash (:class:`~xensim.sim.DesignCrashed`) is in the summary, as
     ``crashed: ...``, and in the result's :attr:`~TraceResult.crash`.
 
-    A ``recorder`` sees the same run as the text: ``recorder.start(machine)`` once set up,
+    A ``recorder`` sees the same run as the text: ``recorder.start(machine, kernels)`` once set up,
     ``recorder.op(index, text)`` before each
     operation, ``recorder.call(call, rc, lines)`` after each hypercall (its event tree and
     its lines, at ``level``), ``recorder.refused(text)`` for an operation the guest kernel
@@ -121,7 +121,7 @@ def trace(cfg: Config, memmap: MemoryMap, design: str | None = None, level: str 
             recorder.op(i, str(op))
 
     if recorder is not None:
-        recorder.start(m)
+        recorder.start(m, kernels)
         tracer.call_listeners.append(recorder.call)
     tracer.install()
     try:
