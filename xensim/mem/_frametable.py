@@ -421,42 +421,35 @@ class FrameTable:
         """The (count_info, type_info) that every frame of [pdx, pdx+n) holds (a run in one
         PDX group), or None: the frames differ, the group was never written, or n is 0.
         Nothing is copied into arrays: each word's run is compared as bytes."""
-        off = pdx & PDX_GROUP_MASK
-        if not 0 < n <= PDX_GROUP_FRAMES - off:
-            self._check_slice(pdx, n)                   # (raises unless n is 0)
-            return None
-        ci = self._ci[pdx >> PDX_GROUP_SHIFT]
-        if ci is None:
+        g, off = self._check_slice(pdx, n)
+        ci = self._ci[g]
+        if ci is None or not n:
             return None
         c = _same(ci, off, off + n)
         if c is None:
             return None
-        t = _same(self._ti[pdx >> PDX_GROUP_SHIFT], off, off + n)
+        t = _same(self._ti[g], off, off + n)
         return None if t is None else (c, t)
 
     def run_owner(self, pdx: int, n: int) -> int | None:
         """The owner every frame of [pdx, pdx+n) has (as :meth:`run_words`), or None."""
-        off = pdx & PDX_GROUP_MASK
-        if not 0 < n <= PDX_GROUP_FRAMES - off:
-            self._check_slice(pdx, n)
-            return None
-        owner = self._owner[pdx >> PDX_GROUP_SHIFT]
-        return None if owner is None else _same(owner, off, off + n)
+        g, off = self._check_slice(pdx, n)
+        owner = self._owner[g]
+        return None if owner is None or not n else _same(owner, off, off + n)
 
     def fill_run(self, pdx: int, n: int, old: tuple[int, int], count_info: int,
                  type_info: int | None = None) -> None:
         """Write ``count_info`` (and ``type_info`` unless None) into every frame of
         [pdx, pdx+n), whose words are all ``old`` (:meth:`run_words`): one
         ``frames_written(pdx, n)`` and one journal entry holding ``old`` as scalars."""
-        off = pdx & PDX_GROUP_MASK
-        if not 0 < n <= PDX_GROUP_FRAMES - off:
-            self._check_slice(pdx, n)                   # (raises unless n is 0)
+        g, off = self._check_slice(pdx, n)
+        if not n:
             return
         if self.frames_written is not None:
             self.frames_written(pdx, n)
         if self._journal is not None:
             self._journal.append((pdx, n, *old))
-        g, end = pdx >> PDX_GROUP_SHIFT, off + n
+        end = off + n
         self._ci[g][off:end].fill(count_info)
         if type_info is not None:
             self._ti[g][off:end].fill(type_info)
