@@ -33,6 +33,7 @@ from typing import Callable
 
 import greenlet
 
+from ..output import keep_interrupt, stop_mark
 from ..xen import HYPERCALL_NAMES, Preemption
 from ..mem import PGC_count_mask, PGT_count_mask, PGT_type_mask, PGT_PAGE_TABLE_TYPES
 from .._errors import RefcountBug
@@ -191,6 +192,7 @@ class Execution:
         self._stepped: dict[int, bool] = {}      # cpu -> an atomic step since its last check
         self._answer: set[int] = set()           # CPUs whose check the chooser answered pending
         self._continuing: set[int] = set()       # CPUs preempted, not yet re-entered
+        self._stop_mark = stop_mark()            # an error after a Ctrl-C is the Ctrl-C
 
     def step_text(self, step: Step) -> str:
         """A step as a trace line, its CPU named by :attr:`names`."""
@@ -276,6 +278,7 @@ class Execution:
             except KeyboardInterrupt:           # Ctrl-C: to the scheduler, not a violation
                 raise
             except BaseException as e:          # noqa: BLE001 - reported as a violation
+                keep_interrupt(self._stop_mark)
                 self.errors.append((cpu, e))
             self.finished.add(cpu)
             self.pending.pop(cpu, None)

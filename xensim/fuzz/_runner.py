@@ -10,6 +10,7 @@ import errno
 from collections import Counter
 from contextlib import nullcontext
 
+from ..output import keep_interrupt, stop_mark
 from ..xen import Continuation, IncrementalAuditor, audit, errno_name, put_old_guest_table
 from ._checks import FuzzViolation, generic_key, heap_is_full, sound_state
 from ._journal import CallJournal
@@ -63,6 +64,9 @@ class FuzzRunner:
         #: (domid, vCPU) -> the continuation a preempted call left there (a ``continue``
         #: op re-enters it; a guest may also never do so)
         self.pending: dict[tuple[int, int], Pending] = {}
+        #: the stop signals received before the episode: a violation found after another
+        #: came is the interrupt, not a finding (output.keep_interrupt)
+        self._stop_mark = stop_mark()
 
     def name_of(self, domid: int) -> str:
         for name, d in self.doms.items():
@@ -71,6 +75,7 @@ class FuzzRunner:
         return f"dom{domid}"
 
     def _fail(self, kind: str, detail: str, op: dict, key: str | None = None):
+        keep_interrupt(self._stop_mark)
         return FuzzViolation(kind, detail, len(self.log) - 1, op, key)
 
     def step(self, op: dict) -> CallResult:

@@ -3,8 +3,8 @@ the progress bar and Ctrl-C handling.
 """
 
 from ._interrupt import (
-    EXIT_INTERRUPTED, EXIT_TERMINATED, exit_status_interrupted, sigint_deferred, signals_held,
-    stop_signals,
+    EXIT_INTERRUPTED, EXIT_TERMINATED, exit_status_interrupted, keep_interrupt, sigint_deferred,
+    signals_held, stop_mark, stop_signals,
 )
 from ._progress import (
     Progress, duration,
@@ -20,5 +20,5 @@ from ._results import (
 __all__ = [
     "Column", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "FORMATS", "Progress", "Result", "Table", "check_dir", "check_file",
     "csv_value", "duration", "fmt_hex", "fmt_int", "fmt_pct", "out_dir", "plural", "render",
-    "signals_held", "sigint_deferred", "stop_signals", "exit_status_interrupted", "to_json", "write_atomic", "writing",
+    "keep_interrupt", "signals_held", "sigint_deferred", "stop_mark", "stop_signals", "exit_status_interrupted", "to_json", "write_atomic", "writing",
 ]

@@ -8,6 +8,11 @@ is :func:`exit_status_interrupted`. A long command catches KeyboardInterrupt whe
 knows what it has done so far (``xensim run``: the designs completed; ``fuzz`` and
 ``explore``: a partial summary), and :func:`sigint_deferred` holds both signals
 back while results are written, so that a set of files is written whole or not at all.
+
+Code that reports any other exception as a finding (a design's crash, a fuzz or explore
+violation) first calls :func:`keep_interrupt` with a :func:`stop_mark` taken before the
+work: a library may turn the KeyboardInterrupt raised inside it into an exception of its
+own (numpy does, while comparing structured arrays), and a Ctrl-C must not become a crash.
 """
 
 from __future__ import annotations
@@ -26,11 +31,27 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 #: the last stop signal received under stop_signals or sigint_deferred (None: none yet)
 _last: list[int | None] = [None]
+#: how many stop signals came so far, handled or held (for stop_mark and keep_interrupt)
+_received = [0]
 
 
 def _stop(signum, frame) -> None:
     _last[0] = signum
+    _received[0] += 1
     raise KeyboardInterrupt
+
+
+def stop_mark() -> int:
+    """A mark to pass to :func:`keep_interrupt`: the stop signals received until now."""
+    return _received[0]
+
+
+def keep_interrupt(mark: int) -> None:
+    """Raise KeyboardInterrupt if SIGINT or SIGTERM came since ``mark``: called where an
+    exception is about to be reported as a finding, which is then what the interrupt
+    became on its way out (it stays the KeyboardInterrupt's context)."""
+    if _received[0] != mark:
+        raise KeyboardInterrupt
 
 
 def exit_status_interrupted() -> int:
@@ -65,7 +86,11 @@ def signals_held():
     if threading.current_thread() is not threading.main_thread():
         yield got
         return
-    old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in STOP_SIGNALS}
+    def hold(signum, frame) -> None:
+        _received[0] += 1
+        got.append(signum)
+
+    old = {s: signal.signal(s, hold) for s in STOP_SIGNALS}
     try:
         yield got
     finally:

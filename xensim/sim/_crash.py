@@ -10,6 +10,7 @@ reports each crashed design of its comparison with :class:`DesignCrashed`'s text
 from __future__ import annotations
 
 from .._errors import ConfigError
+from ..output import keep_interrupt, stop_mark
 
 
 def crash_reason(e: BaseException, stage: str) -> str:
@@ -32,11 +33,13 @@ class DesignCrashed(Exception):
 class CrashWatch:
     """``with CrashWatch(design) as w:`` around a session's set-up and steps (pass
     ``w.before`` to :meth:`Session.steps`): an exception other than a ConfigError or
-    an interrupt leaves as :class:`DesignCrashed`, naming the stage it happened in."""
+    an interrupt leaves as :class:`DesignCrashed`, naming the stage it happened in (one
+    raised after a Ctrl-C or SIGTERM came leaves as the KeyboardInterrupt it stands for)."""
 
     def __init__(self, design: str):
         self.design = design
         self.stage = "in the set-up"
+        self._mark = stop_mark()
 
     def before(self, i: int, op) -> None:
         self.stage = f"at op {i + 1} ({op})"
@@ -46,5 +49,6 @@ class CrashWatch:
 
     def __exit__(self, kind, e, tb) -> bool:
         if isinstance(e, Exception) and not isinstance(e, (ConfigError, DesignCrashed)):
+            keep_interrupt(self._mark)
             raise DesignCrashed(self.design, crash_reason(e, self.stage)) from e
         return False

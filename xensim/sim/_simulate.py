@@ -23,7 +23,7 @@ from .._errors import ConfigError
 from ..config import Config, drop_none, to_data
 from ..guest import Workload
 from ..mem import MemoryMap
-from ..output import Progress
+from ..output import Progress, keep_interrupt, stop_mark
 from ..xen import audit
 from ._crash import crash_reason
 from ._costmodel import COUNT_UPDATES, FRAME_OPS, CostModel, Estimate
@@ -233,6 +233,7 @@ def run_design(cfg: Config, memmap: MemoryMap, design: str, wl: Workload | None 
     by_op: dict[str, list[int]] = {}
     every = cfg.audit_every
     stage = "in the set-up"
+    mark = stop_mark()
 
     def before(i, op):
         nonlocal stage
@@ -285,6 +286,7 @@ def run_design(cfg: Config, memmap: MemoryMap, design: str, wl: Workload | None 
     except ConfigError:
         raise
     except Exception as e:                          # noqa: BLE001  a bug: reported, not hidden
+        keep_interrupt(mark)
         run.status = "crashed"
         run.reason = crash_reason(e, stage)
         run.ops = s.ops_done

@@ -8,6 +8,8 @@ section 4), runs of frames, and a superpage's words as each design reads them.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..designs import REGISTRY
 from ..mem import (PGC_count_mask, PGT_TYPE_NAMES, PGT_type_shift, decode_count_info,
                    decode_type_info, format_count_info, format_type_info)
@@ -67,6 +69,24 @@ def frames_text(mfns) -> str:
             start = b
     more = f" +{len(runs) - 4} runs" if len(runs) > 4 else ""
     return f"{len(mfns)} frames mfn {', '.join(runs[:4])}{more}"
+
+
+def row_groups(rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The distinct rows of a 2-D array of words, in the order each first appears, each
+    with the indices of the rows holding it. Rows are grouped by an integer sort, not by
+    ``np.unique(axis=0)``: that compares structured rows, and numpy turns a Ctrl-C that
+    arrives during such a comparison into a TypeError."""
+    if not len(rows):
+        return []
+    order = np.lexsort(rows.T[::-1])                 # stable: each group's first index leads
+    ranked = rows[order]
+    new = np.ones(len(rows), dtype=bool)
+    new[1:] = (ranked[1:] != ranked[:-1]).any(axis=1)
+    group = np.empty(len(rows), dtype=np.intp)
+    group[order] = np.cumsum(new) - 1
+    starts = np.flatnonzero(new)
+    return [(ranked[starts[g]], np.flatnonzero(group == g))
+            for g in np.argsort(order[starts], kind="stable").tolist()]
 
 
 # ==========================================================================

@@ -35,7 +35,7 @@ from ..mem import (DOMID_INVALID, INVALID, PGT_l4_page_table, PGT_partial, PGT_t
 from ..xen import (_PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, CHILD_TYPES, GNTMAP_device_map,
                    GNTMAP_host_map, GNTMAP_readonly, GTF_readonly, LEVEL_TYPES, Machine,
                    is_xen_slot, pins, pte_mfn, vcpu_roots)
-from ._decode import count_info_text, format_pte, pte_flags, type_info_text, type_text
+from ._decode import count_info_text, format_pte, pte_flags, row_groups, type_info_text, type_text
 from ._preempt import (holds_general, partial_entry_text, partial_key, progress_fields,
                        progress_of)
 from ..sim import CrashWatch
@@ -331,13 +331,11 @@ def inspect_superpage(m: Machine, mfn: int) -> dict:
     out["marked_by"] = [d.domid for d in m.domains.values() if first in d.marked]
     # the 512 frames' words, grouped
     rows = np.stack([ci, ti], axis=1)
-    uniq, inverse, counts = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.ravel()
     groups = []
-    for k in sorted(range(len(uniq)), key=lambda k: int(np.flatnonzero(inverse == k)[0])):
-        frames = [int(j) for j in np.flatnonzero(inverse == k)]
-        c, t = int(uniq[k][0]), int(uniq[k][1])
-        groups.append({"frames": int(counts[k]), "first_frames": frames[:8],
+    for row, at in row_groups(rows):
+        frames = at.tolist()
+        c, t = int(row[0]), int(row[1])
+        groups.append({"frames": len(frames), "first_frames": frames[:8],
                        "count_info": count_info_text(c), "type_info": type_info_text(t),
                        "count_info_raw": c, "type_info_raw": t})
     out["frames"] = groups

@@ -17,7 +17,7 @@ import numpy as np
 from ..mem import DOMID_INVALID, format_count_info, format_type_info
 from ..xen import Continuation, ERESTART, HYPERVISOR_mmu_update, Machine, errno_name
 from ._calls import result_text
-from ._decode import ci_change, frames_text, spage_word_name, spage_word_text, ti_change
+from ._decode import ci_change, frames_text, row_groups, spage_word_name, spage_word_text, ti_change
 from ._tree import Call, Line, Node, path_nodes
 
 LEVELS = ("hypercall", "superpage", "frame")
@@ -307,15 +307,13 @@ class Narrator:
             out = [Line(depth, f"{why}: {frames_text(mfns)}:")]
             out += [Line(depth + 1, f"mfn {mfn:#x} {change(r)}") for mfn, r in zip(mfns, rows)]
             return out
-        uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
-        inverse = inverse.ravel()
-        if len(uniq) == 1:
-            return [Line(depth, f"{why}: {frames_text(mfns)} {change(uniq[0])}")]
+        groups = row_groups(rows)
+        if len(groups) == 1:
+            return [Line(depth, f"{why}: {frames_text(mfns)} {change(groups[0][0])}")]
         out = [Line(depth, f"{why}: {frames_text(mfns)}:")]
-        order = sorted(range(len(uniq)), key=lambda k: int(np.flatnonzero(inverse == k)[0]))
-        for k in order:
-            sel = [mfns[j] for j in np.flatnonzero(inverse == k)]
-            out.append(Line(depth + 1, f"{frames_text(sel)} {change(uniq[k])}"))
+        for row, at in groups:
+            sel = [mfns[j] for j in at.tolist()]
+            out.append(Line(depth + 1, f"{frames_text(sel)} {change(row)}"))
         return out
 
     def _alloc_lines(self, d: dict, depth: int) -> list[Line]:
