@@ -83,18 +83,20 @@ def mapped_zeros(n: int, dtype) -> np.ndarray:
 
 #: the dtypes of count_info, type_info, owner
 _DTYPES = (np.uint64, np.uint64, np.uint16)
+#: FrameTable's memoryviews of its arrays (derived: remade, not copied or pickled)
+_VIEWS = ("_ci_v", "_ti_v", "_owner_v")
 #: a request's journal spanning at most this many frames of one group is read at once
 _SPAN_MAX = 4096
 #: a journal of at most this many single-word writes is read without arrays
 _SHORT = 32
 
 
-def _same(a: np.ndarray, lo: int, hi: int) -> int | None:
-    """The one value every word of ``a[lo:hi]`` holds, or None: compared as bytes (one
+def _same(v: memoryview, lo: int, hi: int) -> int | None:
+    """The one value every word of ``v[lo:hi]`` holds, or None: compared as bytes (one
     copy and a memcmp against the first word repeated: cheaper than any ufunc call on a
     superpage's 512 words)."""
-    b = a[lo:hi].tobytes()
-    first = b[:a.itemsize]
+    b = v[lo:hi].tobytes()
+    first = b[:v.itemsize]
     return int.from_bytes(first, sys.byteorder) if b == first * (hi - lo) else None
 
 
@@ -118,6 +120,12 @@ class FrameTable:
         self._ci: list[np.ndarray | None] = [None] * self.n_groups
         self._ti: list[np.ndarray | None] = [None] * self.n_groups
         self._owner: list[np.ndarray | None] = [None] * self.n_groups
+        #: memoryviews of the same arrays, for the scalar reads and writes and the run
+        #: comparisons (a memoryview's item is a Python int, without numpy's scalar
+        #: machinery); made with the arrays, remade after a copy or a pickle
+        self._ci_v: list[memoryview | None] = [None] * self.n_groups
+        self._ti_v: list[memoryview | None] = [None] * self.n_groups
+        self._owner_v: list[memoryview | None] = [None] * self.n_groups
         #: while a request runs: (pdx, n, old count_info, old type_info, old owner) per write
         self._journal: list | None = None
         #: nr_validated_ptes and partial_pte of preempted (de)validations (mem/_progress.py)
@@ -177,7 +185,20 @@ class FrameTable:
     def _materialize(self, g: int) -> None:
         if not self._valid[g]:
             raise IndexError(f"PDX group {g} holds no RAM: no frame table there")
-        self._ci[g], self._ti[g], self._owner[g] = self.initial_group(g, mapped=True)
+        ci, ti, owner = self._ci[g], self._ti[g], self._owner[g] = self.initial_group(g, mapped=True)
+        self._ci_v[g], self._ti_v[g], self._owner_v[g] = (memoryview(ci), memoryview(ti),
+                                                          memoryview(owner))
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        for k in _VIEWS:
+            del state[k]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        for k, arrays in zip(_VIEWS, (self._ci, self._ti, self._owner)):
+            setattr(self, k, [None if a is None else memoryview(a) for a in arrays])
 
     def group(self, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The writable arrays of group ``g``, allocating it on first use."""
@@ -194,18 +215,18 @@ class FrameTable:
 
     # -- scalar access ----------------------------------------------------------
     def count_info(self, pdx: int) -> int:
-        a = self._ci[pdx >> PDX_GROUP_SHIFT]
-        if a is None:
+        v = self._ci_v[pdx >> PDX_GROUP_SHIFT]
+        if v is None:
             return PGC_state_free if self.is_ram_pdx(pdx) else 0
-        return a.item(pdx & PDX_GROUP_MASK)
+        return v[pdx & PDX_GROUP_MASK]
 
     def type_info(self, pdx: int) -> int:
-        a = self._ti[pdx >> PDX_GROUP_SHIFT]
-        return 0 if a is None else a.item(pdx & PDX_GROUP_MASK)
+        v = self._ti_v[pdx >> PDX_GROUP_SHIFT]
+        return 0 if v is None else v[pdx & PDX_GROUP_MASK]
 
     def owner(self, pdx: int) -> int:
-        a = self._owner[pdx >> PDX_GROUP_SHIFT]
-        return DOMID_INVALID if a is None else a.item(pdx & PDX_GROUP_MASK)
+        v = self._owner_v[pdx >> PDX_GROUP_SHIFT]
+        return DOMID_INVALID if v is None else v[pdx & PDX_GROUP_MASK]
 
     def _log(self, pdx: int, n: int) -> None:
         """Journal frames [pdx, pdx+n) (all three words) before a slice write."""
@@ -218,20 +239,22 @@ class FrameTable:
             self.frames_written(pdx, 1)
         if self._journal is not None:
             self._journal.append((pdx, 0, self.count_info(pdx) if old is None else old))
-        a = self._ci[pdx >> PDX_GROUP_SHIFT]
-        if a is None:
-            a = self.group(pdx >> PDX_GROUP_SHIFT)[0]
-        a[pdx & PDX_GROUP_MASK] = value
+        v = self._ci_v[pdx >> PDX_GROUP_SHIFT]
+        if v is None:
+            self._materialize(pdx >> PDX_GROUP_SHIFT)
+            v = self._ci_v[pdx >> PDX_GROUP_SHIFT]
+        v[pdx & PDX_GROUP_MASK] = value
 
     def set_type_info(self, pdx: int, value: int, old: int | None = None) -> None:
         if self.frames_written is not None:
             self.frames_written(pdx, 1)
         if self._journal is not None:
             self._journal.append((pdx, 1, self.type_info(pdx) if old is None else old))
-        a = self._ti[pdx >> PDX_GROUP_SHIFT]
-        if a is None:
-            a = self.group(pdx >> PDX_GROUP_SHIFT)[1]
-        a[pdx & PDX_GROUP_MASK] = value
+        v = self._ti_v[pdx >> PDX_GROUP_SHIFT]
+        if v is None:
+            self._materialize(pdx >> PDX_GROUP_SHIFT)
+            v = self._ti_v[pdx >> PDX_GROUP_SHIFT]
+        v[pdx & PDX_GROUP_MASK] = value
 
     def set_owner(self, pdx: int, domid: int) -> None:
         if self.frames_written is not None:
@@ -422,19 +445,19 @@ class FrameTable:
         PDX group), or None: the frames differ, the group was never written, or n is 0.
         Nothing is copied into arrays: each word's run is compared as bytes."""
         g, off = self._check_slice(pdx, n)
-        ci = self._ci[g]
+        ci = self._ci_v[g]
         if ci is None or not n:
             return None
         c = _same(ci, off, off + n)
         if c is None:
             return None
-        t = _same(self._ti[g], off, off + n)
+        t = _same(self._ti_v[g], off, off + n)
         return None if t is None else (c, t)
 
     def run_owner(self, pdx: int, n: int) -> int | None:
         """The owner every frame of [pdx, pdx+n) has (as :meth:`run_words`), or None."""
         g, off = self._check_slice(pdx, n)
-        owner = self._owner[g]
+        owner = self._owner_v[g]
         return None if owner is None or not n else _same(owner, off, off + n)
 
     def fill_run(self, pdx: int, n: int, old: tuple[int, int], count_info: int,

@@ -67,6 +67,20 @@ class SuperpageTable:
         #: (:meth:`entry_index`, several per hypercall): no numpy call
         self._slot_list: list[int] = self._slot.tolist()
         self._has_ram_bytes = self._has_ram.tobytes()
+        #: the last lookup, (spdx, its store position): a hypercall looks one superpage's
+        #: word up several times in a row (the directory never changes)
+        self._last_entry = (-1, -1)
+        #: a memoryview of the store, for the scalar reads and writes (remade after a copy)
+        self._store_v = memoryview(self.store)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_store_v"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._store_v = memoryview(self.store)
 
     # -- sizes ------------------------------------------------------------------
     @property
@@ -91,6 +105,9 @@ class SuperpageTable:
     # -- lookup -----------------------------------------------------------------
     def entry_index(self, spdx: int) -> int:
         """Position of ``spdx`` in the store, or -1 when no entry exists for it."""
+        last = self._last_entry
+        if spdx == last[0]:
+            return last[1]
         chunk = spdx >> SPAGE_CHUNK_SHIFT
         if spdx < 0 or chunk >= len(self._slot_list):
             return -1
@@ -98,7 +115,10 @@ class SuperpageTable:
         if slot < 0:
             return -1
         e = (slot << SPAGE_CHUNK_SHIFT) | (spdx & SPAGE_CHUNK_MASK)
-        return e if self._has_ram_bytes[e] else -1
+        if not self._has_ram_bytes[e]:
+            return -1
+        self._last_entry = (spdx, e)
+        return e
 
     def entry_indexes(self, spdx: np.ndarray) -> np.ndarray:
         """Vectorised :meth:`entry_index` (-1 where there is no entry)."""
@@ -129,7 +149,7 @@ class SuperpageTable:
         e = self.entry_index(spdx)
         if e < 0:
             raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
-        return self.store.item(word, e)
+        return self._store_v[word, e]
 
     def write(self, spdx: int, value: int, word: int = 0) -> None:
         if self.atomic_step is not None:
@@ -138,10 +158,10 @@ class SuperpageTable:
         if e < 0:
             raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
         if self._journal is not None:
-            self._journal.append((word, e, self.store.item(word, e)))
+            self._journal.append((word, e, self._store_v[word, e]))
         if self.spage_write is not None:
-            self.spage_write("spage_table", spdx, word, self.store.item(word, e), int(value))
-        self.store[word, e] = value
+            self.spage_write("spage_table", spdx, word, self._store_v[word, e], int(value))
+        self._store_v[word, e] = value
 
     def cmpxchg(self, spdx: int, old: int, new: int, word: int = 0) -> bool:
         """The one read-modify-write of a superpage word (one atomic step)."""
@@ -150,14 +170,14 @@ class SuperpageTable:
         e = self.entry_index(spdx)
         if e < 0:
             raise IndexError(f"no superpage entry for spdx {spdx:#x} (no RAM there)")
-        found = self.store.item(word, e)
+        found = self._store_v[word, e]
         if self.spage_cmpxchg is not None:
             self.spage_cmpxchg("spage_table", spdx, word, old, found, new, found == old)
         if found != old:
             return False
         if self._journal is not None:
             self._journal.append((word, e, old))
-        self.store[word, e] = new
+        self._store_v[word, e] = new
         return True
 
     def wait_change(self, spdx: int, seen: int, word: int = 0) -> None:

@@ -15,6 +15,7 @@ explorer, the ``atomic_step`` ``hcall`` (entering is a step).
 from __future__ import annotations
 
 import errno
+import inspect
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
@@ -73,6 +74,9 @@ class HypercallLayer:
         machine.events.attach(self, ("hypercall_enter", "hypercall_leave", "atomic_step"))
 
     def register(self, number: int, handler: Callable[..., int], per_vcpu: bool = False) -> None:
+        """``per_vcpu``: ``handler`` takes ``vcpu=`` (default 0: vCPU 0's calls omit it)."""
+        if per_vcpu and inspect.signature(handler).parameters["vcpu"].default != 0:
+            raise ValueError(f"{handler.__name__}: a per-vCPU handler's vcpu must default to 0")
         self.handlers[number] = handler
         if per_vcpu:
             self.per_vcpu.add(number)
@@ -97,9 +101,9 @@ class HypercallLayer:
             active = self.active
             active[caller] = active.get(caller, 0) + 1
             try:
-                if number in self.per_vcpu:
+                if vcpu and number in self.per_vcpu:
                     rc = handler(self.machine, caller, *args, vcpu=vcpu)
-                else:
+                else:                       # (a per-vCPU handler's vcpu defaults to 0)
                     rc = handler(self.machine, caller, *args)
             finally:
                 active[caller] -= 1

@@ -231,14 +231,14 @@ INVENTORY: dict[str, dict[str, tuple[str, ...]]] = {
     "FrameTable": {
         "state": ("_ci", "_ti", "_owner", "progress"),     # progress: records.partial
         "config": ("ram_pdx_ranges", "max_pdx", "n_groups", "_valid"),
-        "derived": ("_starts",),
+        "derived": ("_starts", "_ci_v", "_ti_v", "_owner_v"),
         "link": ("frames_written",),
         "transient": ("_journal",),
     },
     "SuperpageTable": {
         "state": ("store",),
         "config": ("words_per_entry", "n_superpages", "n_chunks", "_slot", "_has_ram"),
-        "derived": ("_slot_list", "_has_ram_bytes"),
+        "derived": ("_slot_list", "_has_ram_bytes", "_last_entry", "_store_v"),
         "link": ("atomic_step", "spage_cmpxchg", "spage_write", "spage_write_many"),
         "transient": ("_journal",),
     },
