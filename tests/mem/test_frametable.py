@@ -475,3 +475,37 @@ def test_mfn_valid_gnr_offset(gnr_offset):
     assert m.mfn_valid(0x133e7ffff) is True
     assert m.mfn_to_pdx(0x133e7ffff) == 0x37ffffff
     assert m.mfn_valid(0x133e80000) is False  # max_page
+
+
+# -- copies: the scalar memoryviews are remade on the copy's own arrays -------------------
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copy_reads_and_writes_its_own_words(presets, how):
+    import copy
+    import pickle
+    ft = Machine(presets["teaching"], "mask").frame_table
+    ft.set_count_info(0x100, PGC_allocated | 3)
+    ft.set_type_info(0x100, 7)
+    dup = copy.deepcopy(ft) if how == "deepcopy" else pickle.loads(pickle.dumps(ft))
+    assert (dup.count_info(0x100), dup.type_info(0x100), dup.owner(0x100)) == \
+        (PGC_allocated | 3, 7, DOMID_INVALID)
+    dup.set_count_info(0x100, PGC_allocated | 4)
+    dup.set_type_info(0x101, 9)
+    assert dup.count_info(0x100) == PGC_allocated | 4 and dup.type_info(0x101) == 9
+    assert ft.count_info(0x100) == PGC_allocated | 3 and ft.type_info(0x101) == 0
+    assert dup.run_words(0x100, 1) == (PGC_allocated | 4, 7)
+    assert ft.run_words(0x100, 1) == (PGC_allocated | 3, 7)
+    assert dup.snapshot_group(0) != ft.snapshot_group(0)
+    ft.set_count_info(0x100, PGC_allocated | 4)
+    ft.set_type_info(0x101, 9)
+    assert dup.snapshot_group(0) == ft.snapshot_group(0)
+
+
+def test_scalar_writes_reach_the_arrays():
+    """set_count_info / set_type_info write the group's arrays (through their views): the
+    array reads (slices, snapshots) see them."""
+    ft = Machine(load_preset("teaching"), "mask").frame_table
+    ft.set_count_info(0x205, PGC_allocated | 1)
+    ft.set_type_info(0x205, (7 << 60) | 1)
+    ci, ti, _ = ft.read_slices(0x204, 3)
+    assert ci.tolist() == [PGC_state_free, PGC_allocated | 1, PGC_state_free]
+    assert ti.tolist() == [0, (7 << 60) | 1, 0]

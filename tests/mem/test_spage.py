@@ -270,3 +270,26 @@ def test_wait_change_with_nobody_listening_is_a_refcount_bug():
     with pytest.raises(IndexError):
         t.wait_change(7, 0)
     assert (t.peek(1), t.peek(7)) == (1 << 63, -1)
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copy_reads_and_writes_its_own_words(small, how):
+    """The store's scalar memoryview is remade on the copy's own store."""
+    import copy
+    import pickle
+    small.write(5, 0x41)
+    dup = copy.deepcopy(small) if how == "deepcopy" else pickle.loads(pickle.dumps(small))
+    assert dup.read(5) == 0x41
+    assert dup.cmpxchg(5, 0x41, 0x42) and dup.read(5) == 0x42
+    assert small.read(5) == 0x41 and int(small.store[0, 5]) == 0x41
+    assert int(dup.store[0, 5]) == 0x42
+
+
+def test_last_lookup_answers_again(small):
+    """entry_index keeps its last answer: the same spdx twice, then another, then back."""
+    assert small.entry_index(1030) == 512 + 6
+    assert small.entry_index(1030) == 512 + 6
+    assert small.entry_index(5) == 5
+    assert small.entry_index(2) == -1          # no RAM: not kept
+    assert small.entry_index(5) == 5
+    assert small.entry_index(1030) == 512 + 6
