@@ -353,3 +353,22 @@ def test_a_deferred_put_is_told_apart_from_a_preempted_one():
     assert got[-2:] == ["    old_guest_table: put_old_guest_table finished the put of mfn 0x201; "
                         "dom1.v0's old_guest_table is empty", "  -> 0"]
     assert tr.untraced == 0 and audit(m).ok
+
+
+def test_4_1_names_the_preempted_code_eagain():
+    """Xen 4.1's mm.c calls a call preempted to be continued -EAGAIN (alloc_l2_table,
+    alloc_l4_table, do_mmuext_op's hypercall_create_continuation); f5118cae0a made it
+    -ERESTART in 4.5. The trace uses the release's word, for the same pin as on 4.8."""
+    m, g = _tree("4.1")
+    m.set_preempt("every 200")
+    tr = Tracer(m, "superpage").install()
+    assert _run(m, g, [MmuextOp(MMUEXT_PIN_L4_TABLE, F[0])]) == 0
+    lines = ["  " * ln.depth + ln.text for ln in tr.lines]
+    assert not any("ERESTART" in ln for ln in lines)
+    assert ("        preempted: alloc_l2_table of mfn 0x202: hypercall_preempt_check() before "
+            "entry 199 said yes; the validation stops (-EAGAIN)") in lines
+    assert "        -> EAGAIN: preempted, the entry's table is left PGT_partial" in lines
+    assert ("    request preempted (EAGAIN): nothing is undone; what it did stays for the "
+            "continuation to go on from") in lines
+    assert lines.count("  -> EAGAIN (preempted: a hypercall continuation re-enters mmuext_op "
+                       "with the 1 op left, MMU_UPDATE_PREEMPTED, 0 done so far)") == 2

@@ -165,7 +165,7 @@ def mmu_request_text(m: Machine, r) -> str:
 def result_text(m: Machine, call: Call, rc: int) -> str:
     """``-> 0``, ``-> EINVAL (1 of 2 done)``, ``-> 1 (1 of 1 extents done, dom1 tot_pages ...)``."""
     if isinstance(rc, Continuation):
-        return continuation_text(call.number, call.args, rc)
+        return continuation_text(m, call.number, call.args, rc)
     text = errno_name(rc) if rc < 0 else str(rc)
     extra = []
     if call.number in (HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op) and len(call.requests) > 1:

@@ -18,6 +18,7 @@ from ..mem import DOMID_INVALID, format_count_info, format_type_info
 from ..xen import Continuation, ERESTART, HYPERVISOR_mmu_update, Machine, errno_name
 from ._calls import result_text
 from ._decode import ci_change, frames_text, row_groups, spage_word_name, spage_word_text, ti_change
+from ._preempt import restart_name
 from ._tree import Call, Line, Node, path_nodes
 
 LEVELS = ("hypercall", "superpage", "frame")
@@ -168,12 +169,13 @@ class Narrator:
             out += self._lines(n.children, depth + 1)
             if d.get("rc") == -ERESTART and d.get("pse"):
                 # a design whose 0 -> 1 may be preempted (preemptible_take): no table below
-                out.append(Line(depth + 1, "-> ERESTART: preempted inside the design's take of "
-                                           "the superpage's frames; its progress stays in the "
-                                           "design's superpage word, the entry is not written"))
+                out.append(Line(depth + 1, f"-> {restart_name(self.m)}: preempted inside the "
+                                           "design's take of the superpage's frames; its "
+                                           "progress stays in the design's superpage word, "
+                                           "the entry is not written"))
             elif d.get("rc") == -ERESTART:
-                out.append(Line(depth + 1, "-> ERESTART: preempted, the entry's table is left "
-                                           "PGT_partial"))
+                out.append(Line(depth + 1, f"-> {restart_name(self.m)}: preempted, the entry's "
+                                           "table is left PGT_partial"))
             elif d.get("rc"):
                 out.append(Line(depth + 1, f"refused: {errno_name(d['rc'])}"))
             return out

@@ -36,6 +36,13 @@ _LEVELS = {t: lv for lv, t in LEVEL_TYPES.items()}
 PREEMPTED = {"validation preempted": "alloc", "devalidation preempted": "free"}
 
 
+def restart_name(m: Machine) -> str:
+    """What the release's mm.c calls the code of a call preempted to be continued (the guest
+    never sees it: it becomes a hypercall continuation): ``EAGAIN`` up to 4.4,
+    ``ERESTART`` from 4.5 (f5118cae0a switched the internal indication)."""
+    return "EAGAIN" if m.release < Release.R4_5 else "ERESTART"
+
+
 def partial_key(m: Machine) -> str:
     """The name of the partial entry's field on this machine: ``partial_pte`` (4.1-4.8 as
     released: faithful mode), ``partial_flags`` (XSA-299's fix: 4.13 on, and xensim's 4.1-4.8
@@ -116,7 +123,7 @@ def preempted_lines(m: Machine, page: int, ti: int, why: str) -> list[str]:
     if partial or not own_check:
         left.append(partial_entry_text(level, nr, partial, below, m.partial_flags))
     left.append("get_page_light's extra general reference")
-    return [f"preempted: {fn} of mfn {mfn:#x}: {where}; the {what} stops (-ERESTART)",
+    return [f"preempted: {fn} of mfn {mfn:#x}: {where}; the {what} stops (-{restart_name(m)})",
             "left: " + ", ".join(left)]
 
 
@@ -162,20 +169,22 @@ def continued_suffix(number: int, args: tuple) -> str:
                                                         else "") + ")")
 
 
-def continuation_text(call_number: int, call_args: tuple, rc: Continuation) -> str:
-    """``-> ERESTART (...)``: how the preempted call goes on."""
+def continuation_text(m: Machine, call_number: int, call_args: tuple,
+                      rc: Continuation) -> str:
+    """``-> ERESTART (...)`` (4.1: ``-> EAGAIN``): how the preempted call goes on."""
     name = HYPERCALL_NAMES.get(rc.number, f"hypercall{rc.number}")
     args = rc.args
+    code = restart_name(m)
     if rc.number == HYPERVISOR_mmuext_op and args and args[0] is None:
-        return (f"-> ERESTART (preempted; the ops are done, result {args[2]}: a hypercall "
+        return (f"-> {code} (preempted; the ops are done, result {args[2]}: a hypercall "
                 f"continuation re-enters {name} with no op, to finish old_guest_table first)")
     if args and call_args and args[0] is call_args[0]:     # the same requests, not a rest
-        return (f"-> ERESTART (preempted finishing old_guest_table: a hypercall continuation "
+        return (f"-> {code} (preempted finishing old_guest_table: a hypercall continuation "
                 f"re-enters {name} as it was)")
     left = len(args[0]) if args and args[0] is not None else 0
     done = args[1][0] if len(args) > 1 and isinstance(args[1], list) else None
     unit = "request" if rc.number == HYPERVISOR_mmu_update else "op"
-    return (f"-> ERESTART (preempted: a hypercall continuation re-enters {name} with the "
+    return (f"-> {code} (preempted: a hypercall continuation re-enters {name} with the "
             f"{left} {unit}{'s' if left != 1 else ''} left, MMU_UPDATE_PREEMPTED"
             + (f", {done} done so far" if done is not None else "") + ")")
 
@@ -210,7 +219,8 @@ def old_guest_table_lines(m: Machine, d, vcpu: int, before: int | None) -> list[
     return []
 
 
-def loop_preempted_lines(call_number: int, call_args: tuple, rc, left_to_finish: bool) -> list[str]:
+def loop_preempted_lines(m: Machine, call_number: int, call_args: tuple, rc,
+                         left_to_finish: bool) -> list[str]:
     """A batch stopped between two requests (do_mmu_update's and do_mmuext_op's loops): the
     check before request ``n`` said yes, or (``left_to_finish``) an op of the batch left a
     put in ``old_guest_table``, which must be finished before the next op. Empty for any
@@ -225,6 +235,6 @@ def loop_preempted_lines(call_number: int, call_args: tuple, rc, left_to_finish:
     unit = "request" if call_number == HYPERVISOR_mmu_update else "op"
     if left_to_finish:
         return [f"stopped: {fn} stops before {unit} {n}: old_guest_table holds a put to "
-                "finish first (-ERESTART, a continuation)"]
+                f"finish first (-{restart_name(m)}, a continuation)"]
     return [f"preempted: {fn}'s loop asked hypercall_preempt_check() before {unit} {n}: yes "
-            "(-ERESTART); nothing is partial, the rest is left to the continuation"]
+            f"(-{restart_name(m)}); nothing is partial, the rest is left to the continuation"]

@@ -48,7 +48,7 @@ from ._narrate import Narrator
 from ._predict import Prediction
 from ._preempt import (PREEMPTED, continued_suffix, done_before, is_continuation,
                        loop_preempted_lines, old_guest_table_lines,
-                       preempted_lines, resumed_line)
+                       preempted_lines, restart_name, resumed_line)
 
 
 class Tracer:
@@ -159,8 +159,8 @@ class Tracer:
         node.data["rc"] = rc
         if rc == -ERESTART:
             node.children.append(Node("note", {"text": (
-                "request preempted (ERESTART): nothing is undone; what it did stays for "
-                "the continuation to go on from")}))
+                f"request preempted ({restart_name(self.m)}): nothing is undone; what it did "
+                "stays for the continuation to go on from")}))
             return
         if self.m.pt_stats["fast_path"] > fast0:
             node.children.append(Node("path", {"text": (
@@ -382,8 +382,8 @@ class Tracer:
             inside = any(c.kind == "request" and c.data.get("rc") == -ERESTART
                          for c in call.node.children)
             if is_continuation(rc) and not inside:
-                lines = loop_preempted_lines(call.number, call.args, rc, v is not None and
-                                             v.old_guest_table is not None)
+                lines = loop_preempted_lines(self.m, call.number, call.args, rc,
+                                             v is not None and v.old_guest_table is not None)
                 if lines:
                     call.node.children.append(Node("preempt", {"lines": lines}))
             if call.finishes_old or (v is not None and v.old_guest_table != call.old_guest_table):
