@@ -148,3 +148,25 @@ def test_vcpus_and_vcpu_round_trip_and_replay(tmp_path):
     r = replay(p)
     assert str(r) == "replayed 6 calls: no violation"       # the last call succeeded: no rc said
     assert r.rcs[:6] == [1, 1, 0, -3, -22, 0]
+
+
+def test_vcpumask_round_trips_and_replays(tmp_path):
+    """update_va_mapping's ``vcpumask`` (the bitmap a UVMF_MULTI pointer points at): written,
+    loaded and replayed. On Xen 4.8 the update fails (no kernel root: -EINVAL), and the
+    bitmap's read then sets the result (__do_update_va_mapping before 6c8d502887): 0 with a
+    readable bitmap, -EFAULT without one."""
+    ops = [{"op": "create_domain", "name": "g1", "max_pages": 1024},
+           {"op": "update_va_mapping", "domain": "g1", "va": DIRECTMAP_BASE, "val": 0,
+            "flags": 0x7001, "vcpumask": 1},
+           {"op": "update_va_mapping", "domain": "g1", "va": DIRECTMAP_BASE, "val": 0,
+            "flags": 0x7001},
+           {"op": "update_va_mapping", "domain": "g1", "va": DIRECTMAP_BASE, "val": 0,
+            "flags": 1, "vcpumask": 1},
+           {"op": "destroy_domain", "domain": "g1"}]
+    text = to_script_yaml(Setup(version="4.8"), ops, rcs=[1, 0, -14, -22, 0])
+    assert "flags: 28673, vcpumask: 1}" in text
+    p = tmp_path / "m.yaml"
+    p.write_text(text)
+    assert script_ops(load_config(p)) == ops
+    r = replay(p)
+    assert r.rcs[:5] == [1, 0, -14, -22, 0]

@@ -588,3 +588,26 @@ def test_a_guest_of_several_vcpus_names_the_calling_vcpu(tmp_path):
     assert calls[0].startswith("mmuext_op dom1 v0: 2 operations")
     assert any(c.startswith("mmuext_op dom1 v1: 2 operations") for c in calls)
     assert any(c.startswith("mmu_update dom1 v1") for c in calls)
+
+
+def test_update_va_mapping_flags_are_named_and_the_flush_narrated():
+    """__do_update_va_mapping's flags in the call's line (public/xen.h's UVMF_* names), and
+    the whole flush that UVMF_TLB_FLUSH|UVMF_LOCAL makes (Xen 4.8)."""
+    from xensim import HYPERVISOR_update_va_mapping
+    from xensim.teach._decode import uvmf_text
+    from xensim.xen import make_pte
+    assert [uvmf_text(f) for f in (0, 1, 2, 5, 6, 0x7001, 3)] == [
+        "UVMF_NONE", "UVMF_TLB_FLUSH|UVMF_LOCAL", "UVMF_INVLPG|UVMF_LOCAL",
+        "UVMF_TLB_FLUSH|UVMF_ALL", "UVMF_INVLPG|UVMF_ALL",
+        "UVMF_TLB_FLUSH|UVMF_MULTI (bitmap at 0x7000)", "flags 0x3 (no flush)"]
+    m = Machine(MemoryMap([(0, 64 << 20)], name="small"), "none", version="4.8")
+    k = GuestKernel(m, m.create_domain("guest", 2048))
+    assert k.populate(0, 16, superpages=False) == 16 and k.build() == 0
+    assert k.map_pages(DIRECTMAP_BASE, [k.mfn(8)]) == 0
+    tr = Tracer(m, "superpage").install()
+    new = make_pte(k.mfn(9), 0x3)
+    assert m.hypercall(k.domid, HYPERVISOR_update_va_mapping, DIRECTMAP_BASE, new, 1) == 0
+    text = [ln.text for ln in tr.lines]
+    assert text[0] == (f"update_va_mapping dom{k.domid}: va {DIRECTMAP_BASE:#x} := "
+                       f"{format_pte(new)}, UVMF_TLB_FLUSH|UVMF_LOCAL")
+    assert any(t.startswith(f"TLB flush of dom{k.domid}'s CPU (clock -> ") for t in text), text

@@ -633,3 +633,108 @@ class TestUpdateVaMapping:
             snap = m.snapshot()
             assert uva(m, k.domid, VA, val) == -err
             assert m.same_as(snap)
+
+
+# -- update_va_mapping's flush flags ------------------------------------------------------------
+from xensim.xen import (UVMF_ALL, UVMF_INVLPG, UVMF_LOCAL, UVMF_NONE,   # noqa: E402
+                        UVMF_TLB_FLUSH)
+
+#: a UVMF_MULTI flush: any pointer value besides UVMF_LOCAL (0) and UVMF_ALL (4)
+MULTI_PTR = 0x7000
+
+
+def _uvmf_kernel(version: str):
+    """A guest on Xen ``version`` with a built tree, frames k.f[0..3] and VA mapped to k.f[0]
+    (read-write) through an L1 table."""
+    m = Machine(MemoryMap([(0, 64 * MiB)], name="small"), "none", version=version)
+    k = GuestKernel(m, m.create_domain("guest", 2048))
+    assert k.populate(0, 16, superpages=False) == 16
+    assert k.build() == 0
+    k.f = [k.mfn(8 + i) for i in range(4)]
+    assert k.map_pages(VA, [k.f[0]]) == 0
+    return m, k
+
+
+def _flushes(m) -> tuple[int, int]:
+    """(RefStats.tlb_flushes, the TLB clock)."""
+    return m.refs.stats.tlb_flushes, m.refs.tlbflush_clock
+
+
+def _uva_flags(m, k, val, flags, vcpumask=None):
+    return m.hypercall(k.domid, HYPERVISOR_update_va_mapping, VA, val, flags, vcpumask)
+
+
+class TestUpdateVaMappingFlush:
+    """__do_update_va_mapping's flush (mm.c, 4.1 and 4.8; 4.22 after 6c8d502887): the flush
+    type in flags' bits 0-1, then UVMF_LOCAL (0), UVMF_ALL (4) or a pointer to a vCPU bitmap
+    (UVMF_MULTI, read by vcpumask_to_pcpumask). xensim's TLB model: one CPU per domain."""
+
+    @pytest.mark.parametrize("version", ["4.1", "4.8", "4.22"])
+    @pytest.mark.parametrize("flags, whole", [
+        (UVMF_NONE, 0), (UVMF_TLB_FLUSH | UVMF_LOCAL, 1), (UVMF_TLB_FLUSH | UVMF_ALL, 1),
+        (UVMF_INVLPG | UVMF_LOCAL, 0), (UVMF_INVLPG | UVMF_ALL, 0), (UVMF_NONE | UVMF_ALL, 0),
+        (3, 0)], ids=["none", "flush-local", "flush-all", "invlpg-local", "invlpg-all",
+                      "none-all", "type-3"])
+    def test_after_an_update_a_tlb_flush_is_one_whole_flush(self, version, flags, whole):
+        m, k = _uvmf_kernel(version)
+        f0, c0 = _flushes(m)
+        assert _uva_flags(m, k, make_pte(k.f[1], P | RW), flags) == 0
+        assert _flushes(m) == (f0 + whole, c0 + whole)
+        assert m.mem.read(k.tables[(1, VA >> 21)], 0) == make_pte(k.f[1], P | RW)
+
+    @pytest.mark.parametrize("version, whole", [("4.1", 1), ("4.8", 1), ("4.22", 0)])
+    def test_a_failed_update_flushes_up_to_4_11(self, version, whole):
+        """A refused entry (a frame of another domain: 4.1 -EINVAL, 4.8/4.22 -EBUSY) keeps
+        its errno; the flush still happens before 4.12 (6c8d502887 skips it after an error)."""
+        m, k = _uvmf_kernel(version)
+        other = m.create_domain("other", 16)
+        (omfn,) = populate(m, other, [0], 0)
+        words_before = words(m, k.f[0])
+        f0, c0 = _flushes(m)
+        rc = _uva_flags(m, k, make_pte(omfn, P), UVMF_TLB_FLUSH | UVMF_LOCAL)
+        assert rc == (-errno.EINVAL if version == "4.1" else -errno.EBUSY)
+        assert _flushes(m) == (f0 + whole, c0 + whole)
+        assert words(m, k.f[0]) == words_before
+
+    @pytest.mark.parametrize("version", ["4.1", "4.8"])
+    def test_up_to_4_11_a_multi_flush_after_a_failed_update_returns_0(self, version):
+        """vcpumask_to_pcpumask's result replaces the update's: a refused entry with a
+        readable vCPU bitmap returns 0, the entry unchanged, vCPU 0's CPU flushed."""
+        m, k = _uvmf_kernel(version)
+        other = m.create_domain("other", 16)
+        (omfn,) = populate(m, other, [0], 0)
+        l1 = k.tables[(1, VA >> 21)]
+        entry = m.mem.read(l1, 0)
+        f0, _ = _flushes(m)
+        assert _uva_flags(m, k, make_pte(omfn, P), UVMF_TLB_FLUSH | MULTI_PTR, 0b1) == 0
+        assert m.mem.read(l1, 0) == entry
+        assert _flushes(m)[0] == f0 + 1
+
+    def test_from_4_12_a_failed_update_keeps_its_errno_and_reads_no_bitmap(self):
+        m, k = _uvmf_kernel("4.22")
+        other = m.create_domain("other", 16)
+        (omfn,) = populate(m, other, [0], 0)
+        f0, _ = _flushes(m)
+        assert _uva_flags(m, k, make_pte(omfn, P), UVMF_TLB_FLUSH | MULTI_PTR, 0b1) == -errno.EBUSY
+        assert _uva_flags(m, k, make_pte(omfn, P), UVMF_TLB_FLUSH | MULTI_PTR, None) == -errno.EBUSY
+        assert _flushes(m)[0] == f0
+
+    @pytest.mark.parametrize("version", ["4.1", "4.8", "4.22"])
+    @pytest.mark.parametrize("kind", [UVMF_TLB_FLUSH, UVMF_INVLPG], ids=["flush", "invlpg"])
+    def test_an_unreadable_bitmap_is_efault_after_the_update(self, version, kind):
+        """The entry was changed; the bitmap's copy_from_guest fails: -EFAULT, the mask
+        cleared, nothing flushed."""
+        m, k = _uvmf_kernel(version)
+        f0, _ = _flushes(m)
+        assert _uva_flags(m, k, make_pte(k.f[2], P), kind | MULTI_PTR, None) == -errno.EFAULT
+        assert m.mem.read(k.tables[(1, VA >> 21)], 0) == make_pte(k.f[2], P)
+        assert words(m, k.f[2])[0] == words(m, k.f[3])[0] + 1       # the new entry's reference
+        assert _flushes(m)[0] == f0
+
+    @pytest.mark.parametrize("mask, whole", [(0b1, 1), (0b10, 0), (0, 0), (0b11, 1)])
+    def test_a_bitmap_flushes_when_it_names_one_of_the_domains_vcpus(self, mask, whole):
+        """The domain has one vCPU: bit 0 names it; bit 1 is past max_vcpus (nothing)."""
+        m, k = _uvmf_kernel("4.8")
+        f0, _ = _flushes(m)
+        assert _uva_flags(m, k, make_pte(k.f[1], P), UVMF_TLB_FLUSH | MULTI_PTR, mask) == 0
+        assert _flushes(m)[0] == f0 + whole

@@ -16,7 +16,8 @@ destroy_domain     domain
 mmu_update         domain, reqs* ([ptr, val] each), foreign, vcpu, preempt
 mmuext_op          domain, ops* ([cmd, arg1] or [cmd, arg1, arg2] each: cmd an MMUEXT name or number), foreign, vcpu, preempt
 memory_op          domain, cmd*, order, extents, nr, target
-update_va_mapping  domain, va*, val*, flags, vcpu
+update_va_mapping  domain, va*, val*, flags, vcpumask, vcpu (vcpumask: the vCPU bitmap a
+                   UVMF_MULTI flush's pointer points at; absent: the pointer cannot be read)
 grant_access       domain, ref*, grantee, frame*, readonly (the guest writes its grant entry)
 end_access         domain, ref* (the guest revokes it: refused, -EBUSY, while it is mapped)
 grant_table_op     domain, cmd*, grants*, target (cmd a GNTTABOP name; one list per op:
@@ -59,7 +60,7 @@ HYPERCALL_OP_KEYS = {
     "mmu_update": ("domain", "reqs*", "foreign", "vcpu", "preempt"),
     "mmuext_op": ("domain", "ops*", "foreign", "vcpu", "preempt"),
     "memory_op": ("domain", "cmd*", "order", "extents", "nr", "target"),
-    "update_va_mapping": ("domain", "va*", "val*", "flags", "vcpu"),
+    "update_va_mapping": ("domain", "va*", "val*", "flags", "vcpumask", "vcpu"),
     "grant_access": ("domain", "ref*", "grantee", "frame*", "readonly"),
     "end_access": ("domain", "ref*"),
     "grant_table_op": ("domain", "cmd*", "grants*", "target"),
@@ -118,6 +119,7 @@ class HypercallOp:
     va: int | None = None
     val: int | None = None
     flags: int | None = None
+    vcpumask: int | None = None
     ref: int | None = None
     grantee: str | None = None
     frame: int | None = None

@@ -102,8 +102,10 @@ def execute(m: Machine, doms: dict[str, int], op: dict) -> CallResult:
         rc = m.hypercall(dom, HYPERVISOR_memory_op, MEMOP_CMDS[op["cmd"]], r)
         return CallResult(rc, max(rc, 0), nr, r.extent_start)
     if kind == "update_va_mapping":
+        mask = op.get("vcpumask")
         rc = m.hypercall(dom, HYPERVISOR_update_va_mapping, as_int(op["va"]), as_int(op["val"]),
-                         int(op.get("flags", 0)), vcpu=int(op.get("vcpu", 0)))
+                         int(op.get("flags", 0)), None if mask is None else as_int(mask),
+                         vcpu=int(op.get("vcpu", 0)))
         return CallResult(rc, int(rc == 0), 1)
     if kind == "grant_access":
         # the guest writes entry ``ref`` of its own grant frames (no hypercall)

@@ -21,7 +21,7 @@ from ..xen import (HYPERCALL_NAMES, HYPERVISOR_memory_op, HYPERVISOR_mmu_update,
                    XENMEM_increase_reservation, XENMEM_populate_physmap, _PAGE_PRESENT, Machine,
                    errno_name)
 from ..xen import Continuation
-from ._decode import format_pte, frames_text
+from ._decode import format_pte, frames_text, uvmf_text
 from ._preempt import continuation_text
 from ._tree import Call
 
@@ -77,7 +77,8 @@ def decode_call(m: Machine, caller: int, number: int, args: tuple, vcpu: int = 0
             return f"{who}: {sub} {what}: {frames_text(mfns)}", [], None
         return f"{who}: {sub} {what}", [], None
     if number == HYPERVISOR_update_va_mapping and len(args) >= 2:
-        return f"{who}: va {args[0]:#x} := {format_pte(args[1])}", [], None
+        flush = f", {uvmf_text(args[2])}" if len(args) >= 3 and args[2] else ""
+        return f"{who}: va {args[0]:#x} := {format_pte(args[1])}{flush}", [], None
     if number == HYPERVISOR_grant_table_op and len(args) >= 2:
         sub = GNTTABOP_NAMES.get(args[0], f"cmd{args[0]}")
         texts = [grant_op_text(m, caller, args[0], op) for op in args[1]]

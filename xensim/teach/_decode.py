@@ -15,7 +15,8 @@ from ..mem import (PGC_count_mask, PGT_TYPE_NAMES, PGT_type_shift, decode_count_
                    decode_type_info, format_count_info, format_type_info)
 from ..xen import (_PAGE_ACCESSED, _PAGE_AVAIL_HIGH, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_NX,
                    _PAGE_PCD, _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER,
-                   CHILD_TYPES, Machine, pte_mfn)
+                   CHILD_TYPES, UVMF_ALL, UVMF_FLUSHTYPE_MASK, UVMF_INVLPG, UVMF_LOCAL,
+                   UVMF_TLB_FLUSH, Machine, pte_mfn)
 
 # ==========================================================================
 # Frame words
@@ -112,6 +113,17 @@ def format_pte(e: int) -> str:
     if e == 0:
         return "0"
     return f"mfn {pte_mfn(e):#x} {pte_flags(e)}"
+
+
+def uvmf_text(flags: int) -> str:
+    """update_va_mapping's flags: ``UVMF_TLB_FLUSH|UVMF_LOCAL``, ``UVMF_INVLPG|UVMF_MULTI
+    (bitmap at 0x7000)``; ``UVMF_NONE`` for a type that flushes nothing."""
+    kind, bmap = flags & UVMF_FLUSHTYPE_MASK, flags & ~UVMF_FLUSHTYPE_MASK
+    if kind not in (UVMF_TLB_FLUSH, UVMF_INVLPG):
+        return "UVMF_NONE" if not flags else f"flags {flags:#x} (no flush)"
+    name = "UVMF_TLB_FLUSH" if kind == UVMF_TLB_FLUSH else "UVMF_INVLPG"
+    where = {UVMF_LOCAL: "UVMF_LOCAL", UVMF_ALL: "UVMF_ALL"}.get(bmap)
+    return f"{name}|{where}" if where else f"{name}|UVMF_MULTI (bitmap at {bmap:#x})"
 
 
 def entry_get_text(level: int, e: int, d: int | None) -> str:

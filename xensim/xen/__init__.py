@@ -67,7 +67,8 @@ from ._mmu import (
     MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE,
     MMUEXT_UNPIN_TABLE, MMUEXT_NEW_BASEPTR, MMUEXT_MARK_SUPER, MMUEXT_UNMARK_SUPER,
     MMUEXT_NAMES, MmuUpdate, MmuextOp, get_pg_owner, do_mmu_update, mmu_update_requests,
-    mmu_update_one, do_update_va_mapping, do_mmuext_op,
+    mmu_update_one, do_update_va_mapping, do_mmuext_op, uvmf_flush, UVMF_NONE, UVMF_TLB_FLUSH,
+    UVMF_INVLPG, UVMF_FLUSHTYPE_MASK, UVMF_LOCAL, UVMF_ALL,
 )
 from .accel import (
     STEPWISE, VECTORISED, PSE_BATCH_MIN, VECTOR_MIN_FRAMES,
@@ -132,7 +133,8 @@ __all__ = [
     "_PAGE_GLOBAL", "_PAGE_GNTTAB", "_PAGE_NX", "_PAGE_PAT", "_PAGE_PCD", "_PAGE_PRESENT",
     "_PAGE_PSE", "_PAGE_PWT", "_PAGE_RW", "_PAGE_USER", "alloc_segdesc_page", "audit",
     "check_descriptor", "decrease_reservation", "do_memory_op", "do_mmu_update", "do_mmuext_op",
-    "do_update_va_mapping", "errno_name", "get_page_allowed", "get_pg_owner", "get_pte_flags",
+    "do_update_va_mapping", "uvmf_flush", "UVMF_NONE", "UVMF_TLB_FLUSH", "UVMF_INVLPG",
+    "UVMF_FLUSHTYPE_MASK", "UVMF_LOCAL", "UVMF_ALL", "errno_name", "get_page_allowed", "get_pg_owner", "get_pte_flags",
     "guest_remove_page", "has_changed", "increase_reservation", "is_xen_slot", "make_pte",
     "max_order", "populate_physmap", "pte_mfn", "put_pte_flags", "remove_extent",
     "VECTOR_MIN_FRAMES", "mmu_update_requests", "mmu_update_one", "STEPWISE", "VECTORISED",

@@ -16,7 +16,7 @@ from ._domain import DOMID_SELF
 from ._hypercall import HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op
 from ._preempt import ERESTART, Continuation
 from ._baseptr import new_guest_cr3, new_user_baseptr, put_old_guest_table, rules_for
-from ._mmuext_other import MMUEXT_NEW_USER_BASEPTR, OTHER_NAMES, other_command
+from ._mmuext_other import MMUEXT_NEW_USER_BASEPTR, OTHER_NAMES, flush_own_tlb, other_command
 from ._release import Release
 from ..mem import PGT_l1_page_table, PGT_type_mask, PGT_writable_page
 from ._grant_host import guest_map_l1e
@@ -29,6 +29,16 @@ MMU_NORMAL_PT_UPDATE = 0
 MMU_MACHPHYS_UPDATE = 1
 MMU_PT_UPDATE_PRESERVE_AD = 2
 MMU_CMD_MASK = 7
+
+# update_va_mapping's flags (public/xen.h): the flush type in bits 0-1, then what to flush:
+# the local TLB (0), every TLB of the domain (4), or any other value: a pointer to a vCPU
+# bitmap (UVMF_MULTI)
+UVMF_NONE = 0
+UVMF_TLB_FLUSH = 1
+UVMF_INVLPG = 2
+UVMF_FLUSHTYPE_MASK = 3
+UVMF_LOCAL = 0
+UVMF_ALL = 4
 
 _U64 = (1 << 64) - 1
 
@@ -264,18 +274,44 @@ def mmu_update_one(m, req: MmuUpdate, pt_owner, pg_owner, normal_ok: bool = True
 
 # -- update_va_mapping ---------------------------------------------------------------
 def do_update_va_mapping(m, caller: int, va: int, val: int, flags: int = 0,
-                         vcpu: int = 0) -> int:
+                         vcpumask: int | None = None, vcpu: int = 0) -> int:
     """Xen's do_update_va_mapping: the entry mapping ``va`` in the calling vCPU's
-    kernel root table (its ``guest_table``)."""
+    kernel root table (its ``guest_table``), then the flush ``flags`` ask for
+    (:func:`uvmf_flush`; ``vcpumask``: the bitmap UVMF_MULTI's pointer points at, None
+    where the pointer cannot be read)."""
     d = m.domain(caller)
     table = d.vcpus[vcpu].guest_table
-    if d.is_dying or table is None:
-        return -errno.EINVAL
-    slot = guest_map_l1e(m, d, va, vcpu)
+    slot = None if d.is_dying or table is None else guest_map_l1e(m, d, va, vcpu)
     if slot is None:
-        return -errno.EINVAL
-    table, index = slot
-    return m.request(_update_l1_entry, m, d, table, index, val)
+        rc = -errno.EINVAL
+    else:
+        rc = m.request(_update_l1_entry, m, d, slot[0], slot[1], val)
+    return uvmf_flush(m, d, flags, vcpumask, rc)
+
+
+def uvmf_flush(m, d, flags: int, vcpumask: int | None, rc: int) -> int:
+    """The end of __do_update_va_mapping: the flush ``flags`` ask for, after the update's
+    result ``rc``; the call's result. Up to 4.11 it flushes whether or not the update was
+    made, from 4.12 (6c8d502887) only after it was. In the TLB model (one CPU per domain)
+    UVMF_TLB_FLUSH of the local TLB, of every TLB of the domain, or of a vCPU bitmap naming
+    one of its vCPUs is a whole flush of that CPU; UVMF_INVLPG of one address flushes no
+    whole TLB. A bitmap is read (vcpumask_to_pcpumask) whatever the type, and its result
+    becomes the call's: -EFAULT where it cannot be read (nothing flushed), else 0, even
+    after a failed update (up to 4.11: the update's errno is lost)."""
+    if rc and m.release > Release.R4_11:
+        return rc
+    kind, bmap = flags & UVMF_FLUSHTYPE_MASK, flags & ~UVMF_FLUSHTYPE_MASK
+    if kind != UVMF_TLB_FLUSH and kind != UVMF_INVLPG:
+        return rc
+    if bmap == UVMF_LOCAL or bmap == UVMF_ALL:
+        whole = kind == UVMF_TLB_FLUSH
+    elif vcpumask is None:
+        rc, whole = -errno.EFAULT, False
+    else:
+        rc, whole = 0, kind == UVMF_TLB_FLUSH and vcpumask & ((1 << len(d.vcpus)) - 1) != 0
+    if whole:
+        flush_own_tlb(m, d)
+    return rc
 
 
 def _update_l1_entry(m, d, table: int, index: int, val: int) -> int:
