@@ -16,7 +16,8 @@ from ._domain import DOMID_SELF
 from ._hypercall import HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op
 from ._preempt import ERESTART, Continuation
 from ._baseptr import new_guest_cr3, new_user_baseptr, put_old_guest_table, rules_for
-from ._mmuext_other import MMUEXT_NEW_USER_BASEPTR, OTHER_NAMES, flush_own_tlb, other_command
+from ._mmuext_other import (MMUEXT_NEW_USER_BASEPTR, OTHER_NAMES, flush_own_tlb, names_a_vcpu,
+                             other_command)
 from ._release import Release
 from ..mem import PGT_l1_page_table, PGT_type_mask, PGT_writable_page
 from ._grant_host import guest_map_l1e
@@ -308,7 +309,7 @@ def uvmf_flush(m, d, flags: int, vcpumask: int | None, rc: int) -> int:
     elif vcpumask is None:
         rc, whole = -errno.EFAULT, False
     else:
-        rc, whole = 0, kind == UVMF_TLB_FLUSH and vcpumask & ((1 << len(d.vcpus)) - 1) != 0
+        rc, whole = 0, kind == UVMF_TLB_FLUSH and names_a_vcpu(d, vcpumask)
     if whole:
         flush_own_tlb(m, d)
     return rc

@@ -76,6 +76,12 @@ def flush_own_tlb(m, d) -> None:
     m.refs.tlb.flush(-1, d.domid, 0)
 
 
+def names_a_vcpu(d, vcpumask: int) -> bool:
+    """Does a vCPU bitmap name one of ``d``'s vCPUs (vcpumask_to_pcpumask: bits from
+    max_vcpus on name nobody)? In the TLB model, then ``d``'s CPU is in the mask."""
+    return vcpumask & ((1 << len(d.vcpus)) - 1) != 0
+
+
 def other_command(m, op, curr, pg_owner, vcpu) -> int | None:
     """``op`` if it is one of this module's commands (its 0 or -errno), else None
     (``vcpu``: the calling vCPU of ``curr``)."""
@@ -102,8 +108,8 @@ def other_command(m, op, curr, pg_owner, vcpu) -> int | None:
     if cmd == MMUEXT_SET_LDT:
         return _set_ldt(m, curr, vcpu, op.arg1, op.arg2)
     if cmd in (MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_TLB_FLUSH_ALL) or (
-            cmd == MMUEXT_TLB_FLUSH_MULTI and op.arg2 & ((1 << len(curr.vcpus)) - 1)):
-        flush_own_tlb(m, curr)                 # (a mask naming one of its vCPUs)
+            cmd == MMUEXT_TLB_FLUSH_MULTI and names_a_vcpu(curr, op.arg2)):
+        flush_own_tlb(m, curr)
     return 0                                   # INVLPG_*: one address, no whole flush
 
 
