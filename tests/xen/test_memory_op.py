@@ -231,6 +231,27 @@ class TestArguments:
         assert hc(m, guest, 99) == -errno.ENOSYS
         assert hc(m, 77, MOP, XENMEM_populate_physmap, res([0])) == -errno.ESRCH
 
+    def test_a_per_vcpu_handler_gets_its_calling_vcpu(self, m, guest):
+        """HypercallLayer.register(per_vcpu=True): vCPU 0's calls leave ``vcpu`` to its
+        default, which must be 0; others pass it. A handler whose default is not 0 is
+        refused at registration."""
+        seen = []
+
+        def handler(m, caller, x, vcpu=0):
+            seen.append((x, vcpu))
+            return 0
+
+        def wrong(m, caller, vcpu=1):
+            return 0
+
+        m.hypercall.register(99, handler, per_vcpu=True)
+        assert hc(m, guest, 99, 7) == 0
+        assert m.hypercall(guest, 99, 8, vcpu=0) == 0
+        assert seen == [(7, 0), (8, 0)]
+        with pytest.raises(ValueError, match="wrong: a per-vCPU handler's vcpu must default to 0"):
+            m.hypercall.register(98, wrong, per_vcpu=True)
+        assert 98 not in m.hypercall.handlers
+
     def test_statistics(self, m, guest):
         hc(m, guest, MOP, XENMEM_populate_physmap, res([0]))
         hc(m, guest, MOP, 99, res([0]))

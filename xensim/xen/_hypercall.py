@@ -54,6 +54,10 @@ class CallStats:
         return {"calls": self.calls, "errors": dict(sorted(self.errors.items()))}
 
 
+#: per-vCPU handlers whose ``vcpu`` was found to default to 0 (HypercallLayer.register)
+_VCPU_DEFAULT_0: set = set()
+
+
 class HypercallLayer:
     """Dispatch by hypercall number; handlers are ``f(machine, caller, *args) -> int``."""
 
@@ -75,8 +79,11 @@ class HypercallLayer:
 
     def register(self, number: int, handler: Callable[..., int], per_vcpu: bool = False) -> None:
         """``per_vcpu``: ``handler`` takes ``vcpu=`` (default 0: vCPU 0's calls omit it)."""
-        if per_vcpu and inspect.signature(handler).parameters["vcpu"].default != 0:
-            raise ValueError(f"{handler.__name__}: a per-vCPU handler's vcpu must default to 0")
+        if per_vcpu and handler not in _VCPU_DEFAULT_0:
+            if inspect.signature(handler).parameters["vcpu"].default != 0:
+                raise ValueError(f"{handler.__name__}: a per-vCPU handler's vcpu must default "
+                                 "to 0")
+            _VCPU_DEFAULT_0.add(handler)        # (checked once: every machine registers them)
         self.handlers[number] = handler
         if per_vcpu:
             self.per_vcpu.add(number)
